@@ -1,0 +1,1 @@
+"""FinFaaS: serverless finance functions (accounts, ledger, transfers, wealth, loans)."""
