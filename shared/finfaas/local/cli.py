@@ -1,0 +1,68 @@
+"""The `finfaas` command line: each command lives in its own module, imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command words -> module with add_arguments(parser) and run(args) -> int exit code
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("up",): ("finfaas.local.up", "run the embedded suite: emulators, infra, gateway, functions"),
+    ("tools", "install"): ("finfaas.local.tools", "install Java, DynamoDB Local and the npm tools"),
+    ("emulators",): ("finfaas.local.emulators", "run only the embedded AWS emulators"),
+    ("infra", "deploy"): ("finfaas.local.infra", "deploy infra/template.yaml to the configured endpoints"),
+    ("gateway",): ("finfaas.local.gateway", "run only the local gateway (emulators must be up)"),
+    ("bench", "coldstart"): ("finfaas.local.bench.coldstart", "cold start and idle RSS per function"),
+    ("bench", "gateway"): ("finfaas.local.bench.gateway", "gateway throughput against direct calls"),
+    ("bench", "ledger"): ("finfaas.local.bench.ledger", "ledger transfers/s against raw transactions"),
+    ("bench", "transfers"): ("finfaas.local.bench.transfers", "transfer saga throughput and latency"),
+    ("ledger", "check"): ("finfaas.local.ledger_check", "reconcile balances, entries and transfers"),
+    ("audit", "verify"): ("finfaas.local.audit_verify", "verify the audit log's hash chain"),
+    ("executions",): ("finfaas.local.executions", "list or describe orchestrator executions"),
+    ("build",): ("finfaas.local.build", "assemble faas-cli build contexts (shrinkwrap)"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="finfaas", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for words, (module_name, help_text) in COMMANDS.items():
+        if len(words) == 1:
+            cmd = sub.add_parser(words[0], help=help_text)
+        else:
+            if words[0] not in groups:
+                group = sub.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = group.add_subparsers(dest="subcommand", required=True)
+            cmd = groups[words[0]].add_parser(words[1], help=help_text)
+        cmd.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser()
+    # Two passes: the first finds the command, the second lets its module add its own options.
+    known, _ = parser.parse_known_args(argv)
+    module = importlib.import_module(known._module)
+    parser = _parser()
+    _attach(parser, known._module, module)
+    args = parser.parse_args(argv)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _attach(parser: argparse.ArgumentParser, module_name: str, module) -> None:
+    for action in parser._subparsers._group_actions:  # noqa: SLF001 - argparse has no public walk
+        for sub in action.choices.values():
+            if sub.get_default("_module") == module_name:
+                module.add_arguments(sub)
+            elif sub._subparsers is not None:  # noqa: SLF001
+                _attach(sub, module_name, module)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
