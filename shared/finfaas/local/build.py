@@ -1,0 +1,99 @@
+"""Deployment artefacts derived from stack.yml: Knative Services and faas-cli build contexts.
+
+stack.yml is the single source of truth for the function list, so the Knative manifests in
+infra/knative/ are generated from it (`finfaas build --knative`) and a test keeps them in sync.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+KNATIVE_DIR = Path("infra/knative")
+KNATIVE_NAMESPACE = "finfaas"
+CONTAINER_PORT = 8080  # of-watchdog listens here inside the python3-http image
+SECRETS_MOUNT = "/var/openfaas/secrets"  # same path as OpenFaaS, so config.read_secret works unchanged
+MAX_SCALE_DEFAULT = "20"
+TARGET_CONCURRENCY_DEFAULT = "50"
+SCALE_DOWN_DELAY_DEFAULT = "0s"
+
+
+def load_stack(path: Path = Path("stack.yml")) -> dict:
+    with path.open() as f:
+        return yaml.safe_load(f)
+
+
+def knative_service(name: str, fn: dict) -> dict:
+    """A Knative Service that scales to zero, with the function's env and OpenFaaS-style secrets."""
+    env = [{"name": k, "value": str(v)} for k, v in sorted((fn.get("environment") or {}).items())]
+    secrets = fn.get("secrets") or []
+    container: dict = {
+        "name": "function",
+        "image": fn["image"],
+        "ports": [{"containerPort": CONTAINER_PORT}],
+        "env": env,
+        "readinessProbe": {"httpGet": {"path": "/_/ready", "port": CONTAINER_PORT}},
+        "livenessProbe": {"httpGet": {"path": "/_/health", "port": CONTAINER_PORT}},
+        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
+    }
+    spec: dict = {"containers": [container]}
+    if secrets:
+        container["volumeMounts"] = [{"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True}]
+        spec["volumes"] = [
+            {"name": "secrets", "projected": {"sources": [{"secret": {"name": s}} for s in secrets]}}
+        ]
+    labels = fn.get("labels") or {}
+    annotations = {
+        "autoscaling.knative.dev/min-scale": "0",
+        "autoscaling.knative.dev/max-scale": MAX_SCALE_DEFAULT,
+        "autoscaling.knative.dev/target": TARGET_CONCURRENCY_DEFAULT,
+        "autoscaling.knative.dev/scale-down-delay": SCALE_DOWN_DELAY_DEFAULT,
+    }
+    if "com.openfaas.scale.zero-duration" in labels:
+        annotations["autoscaling.knative.dev/scale-to-zero-pod-retention-period"] = labels[
+            "com.openfaas.scale.zero-duration"
+        ]
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": KNATIVE_NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "finfaas"},
+        },
+        "spec": {"template": {"metadata": {"annotations": annotations}, "spec": spec}},
+    }
+
+
+def knative_manifests(stack: dict) -> dict[str, str]:
+    """File name -> YAML text for every function in the stack."""
+    header = "# Generated from stack.yml by `finfaas build --knative`; edit stack.yml instead.\n"
+    return {
+        f"{name}.yaml": header + yaml.safe_dump(knative_service(name, fn), sort_keys=False)
+        for name, fn in sorted(stack["functions"].items())
+    }
+
+
+def write_knative(stack: dict, folder: Path = KNATIVE_DIR) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name, text in knative_manifests(stack).items():
+        path = folder / file_name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--knative", action="store_true", help="write infra/knative/<fn>.yaml")
+    parser.add_argument("--stack", type=Path, default=Path("stack.yml"))
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = load_stack(args.stack)
+    if args.knative:
+        for path in write_knative(stack):
+            print(path)
+    return 0

@@ -1,0 +1,106 @@
+"""stack.yml and the Knative manifests validate against the real CRD schemas, offline."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from finfaas.local.build import KNATIVE_DIR, knative_manifests, load_stack
+
+ROOT = Path(__file__).resolve().parents[3]
+SCHEMAS = ROOT.parent / "shared" / "schemas"
+STACK = load_stack(ROOT / "stack.yml")
+
+
+def _crd_schema(file_name: str) -> dict:
+    path = SCHEMAS / file_name
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    crd = yaml.safe_load(path.read_text())
+    return _closed(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def _closed(schema: dict) -> dict:
+    """The CRD schema with unknown fields rejected (the API server prunes them silently, hiding typos)."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if (
+                node.get("type") == "object"
+                and "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def _openfaas_function(name: str, fn: dict) -> dict:
+    """The Function custom resource `faas-cli generate` makes from a stack.yml entry."""
+    spec = {"name": name, "image": fn["image"]}
+    for key in ("labels", "annotations", "environment", "secrets"):
+        if fn.get(key):
+            spec[key] = fn[key]
+    return {"apiVersion": "openfaas.com/v1", "kind": "Function", "metadata": {"name": name}, "spec": spec}
+
+
+def test_every_function_is_python3_http_and_scales_to_zero():
+    for name, fn in STACK["functions"].items():
+        assert fn["lang"] == "python3-http", name
+        assert fn["labels"]["com.openfaas.scale.zero"] == "true", name
+        assert (ROOT / fn["handler"] / "handler.py").is_file(), name
+
+
+def test_shared_package_reaches_every_build_context():
+    assert "./shared" in STACK["configuration"]["copy"]
+
+
+@pytest.mark.parametrize("name", sorted(STACK["functions"]))
+def test_stack_function_validates_against_openfaas_crd(name):
+    schema = _crd_schema("openfaas-function-crd.yaml")
+    jsonschema.validate(_openfaas_function(name, STACK["functions"][name]), schema)
+
+
+def test_openfaas_crd_rejects_a_non_string_label():
+    # GIVEN a label written as a YAML boolean, a common stack.yml mistake
+    schema = _crd_schema("openfaas-function-crd.yaml")
+    fn = copy.deepcopy(next(iter(STACK["functions"].values())))
+    fn["labels"]["com.openfaas.scale.zero"] = True
+    # THEN the schema refuses it
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_openfaas_function("x", fn), schema)
+
+
+def test_knative_manifests_are_generated_from_stack_and_up_to_date():
+    expected = knative_manifests(STACK)
+    on_disk = {p.name: p.read_text() for p in (ROOT / KNATIVE_DIR).glob("*.yaml")}
+    assert on_disk == expected, "run `finfaas build --knative` after editing stack.yml"
+
+
+@pytest.mark.parametrize("file_name", sorted(knative_manifests(STACK)))
+def test_knative_service_validates_against_crd_and_scales_to_zero(file_name):
+    schema = _crd_schema("knative-serving-service-crd.yaml")
+    manifest = yaml.safe_load((ROOT / KNATIVE_DIR / file_name).read_text())
+    jsonschema.validate(manifest, schema)
+    annotations = manifest["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/min-scale"] == "0"
+
+
+def test_knative_schema_rejects_a_misspelt_field():
+    schema = _crd_schema("knative-serving-service-crd.yaml")
+    manifest = yaml.safe_load(next(iter(knative_manifests(STACK).values())))
+    manifest["spec"]["template"]["spec"]["containers"][0]["imagee"] = "typo"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(manifest, schema)
