@@ -1,0 +1,170 @@
+"""Idempotency records in DynamoDB (table idempotency: HASH idempotency_key, TTL expires_at)."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, PynamoDBException
+from pynamodb.expressions.condition import Condition
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from finfaas.platform.config import resource_name
+from finfaas.platform.idempotency import (
+    IdempotencyRecord,
+    IdempotencyStoreError,
+    PutOutcome,
+    RecordStatus,
+    StoredResponse,
+)
+
+TABLE_LOGICAL_NAME = "idempotency"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+# A request waits on these calls: fail fast and let the client retry rather than hang.
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 5
+RETRY_ATTEMPTS_MAX = 2
+
+
+class _IdempotencyItem(Model):
+    """Attribute layout shared by the per-table model classes."""
+
+    class Meta:
+        table_name = "unbound"
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = RETRY_ATTEMPTS_MAX
+
+    idempotency_key = UnicodeAttribute(hash_key=True)
+    status = UnicodeAttribute()
+    fingerprint = UnicodeAttribute()
+    expires_at = NumberAttribute()  # epoch seconds: DynamoDB's TTL attribute
+    lease_token = UnicodeAttribute(null=True)
+    lease_expires_at_ms = NumberAttribute(default=0)
+    response_status = NumberAttribute(null=True)
+    response_headers = UnicodeAttribute(null=True)  # JSON object
+    response_body = UnicodeAttribute(null=True)
+
+
+@lru_cache(maxsize=8)
+def item_model(table_name: str) -> type[_IdempotencyItem]:
+    """The model bound to one physical table (the name depends on the stage, known at run time)."""
+    meta = type("Meta", (_IdempotencyItem.Meta,), {"table_name": table_name})
+    return type("IdempotencyItem", (_IdempotencyItem,), {"Meta": meta, "__module__": __name__})
+
+
+class IdempotencyStore:
+    """IdempotencyRepository on DynamoDB: conditional puts, consistent reads, token-guarded updates."""
+
+    def __init__(self, table_name: str | None = None) -> None:
+        self.model = item_model(table_name or resource_name(TABLE_LOGICAL_NAME))
+
+    def put_if_free(self, record: IdempotencyRecord, now_ms: int) -> PutOutcome:
+        try:
+            self._to_item(record).save(condition=self._free_condition(record, now_ms))
+        except PutError as error:
+            if error.cause_response_code != CONDITION_FAILED:
+                raise IdempotencyStoreError(f"idempotency put failed: {error.cause_response_code}") from error
+            # One consistent read names what is in the way (pynamodb 6.1's save() cannot ask for ALL_OLD).
+            return PutOutcome(False, self.get(record.key))
+        except PynamoDBException as error:
+            raise IdempotencyStoreError("idempotency put failed") from error
+        return PutOutcome(True)
+
+    def get(self, key: str) -> IdempotencyRecord | None:
+        try:
+            item = self.model.get(key, consistent_read=True)
+        except DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise IdempotencyStoreError("idempotency read failed") from error
+        return self._to_record(item)
+
+    def complete(self, record: IdempotencyRecord) -> bool:
+        if record.lease_token is None:
+            raise ValueError("complete() needs the claim's lease token")
+        try:
+            self._to_item(record).save(condition=self._held_condition(record.lease_token))
+        except PutError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise IdempotencyStoreError("idempotency completion failed") from error
+        except PynamoDBException as error:
+            raise IdempotencyStoreError("idempotency completion failed") from error
+        return True
+
+    def release(self, key: str, lease_token: str) -> bool:
+        try:
+            self.model(key).delete(condition=self._held_condition(lease_token))
+        except DeleteError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise IdempotencyStoreError("idempotency release failed") from error
+        except PynamoDBException as error:
+            raise IdempotencyStoreError("idempotency release failed") from error
+        return True
+
+    def add_completion_to(
+        self, transaction: TransactWrite, record: IdempotencyRecord, *, now_ms: int | None = None
+    ) -> None:
+        """Put the COMPLETED record inside the caller's TransactWrite: if it holds a claim's token the
+        claim must still be ours, else the key must be free for this fingerprint at now_ms."""
+        if record.status is not RecordStatus.COMPLETED or record.response is None:
+            raise ValueError("only a COMPLETED record with its response belongs in a transaction")
+        if record.lease_token is not None:
+            condition = self._held_condition(record.lease_token)
+        else:
+            checked_at_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+            condition = self._free_condition(record, checked_at_ms)
+        transaction.save(self._to_item(record), condition=condition)
+
+    def _free_condition(self, record: IdempotencyRecord, now_ms: int) -> Condition:
+        model = self.model
+        lapsed_same_request = (
+            (model.status == RecordStatus.IN_PROGRESS.value)
+            & (model.lease_expires_at_ms <= now_ms)
+            & (model.fingerprint == record.fingerprint)
+        )
+        expired = model.expires_at <= now_ms // 1000
+        return model.idempotency_key.does_not_exist() | expired | lapsed_same_request
+
+    def _held_condition(self, lease_token: str) -> Condition:
+        model = self.model
+        return (model.status == RecordStatus.IN_PROGRESS.value) & (model.lease_token == lease_token)
+
+    def _to_item(self, record: IdempotencyRecord) -> _IdempotencyItem:
+        response = record.response
+        return self.model(
+            record.key,
+            status=record.status.value,
+            fingerprint=record.fingerprint,
+            expires_at=record.expires_at_s,
+            lease_token=record.lease_token,
+            lease_expires_at_ms=record.lease_expires_at_ms,
+            response_status=response.status_code if response else None,
+            response_headers=json.dumps(dict(response.headers)) if response else None,
+            response_body=response.body if response else None,
+        )
+
+    @staticmethod
+    def _to_record(item: Any) -> IdempotencyRecord:
+        response = None
+        if item.response_status is not None:
+            response = StoredResponse(
+                status_code=int(item.response_status),
+                body=item.response_body or "",
+                headers=json.loads(item.response_headers or "{}"),
+            )
+        return IdempotencyRecord(
+            key=item.idempotency_key,
+            fingerprint=item.fingerprint,
+            status=RecordStatus(item.status),
+            expires_at_s=int(item.expires_at),
+            lease_token=item.lease_token,
+            lease_expires_at_ms=int(item.lease_expires_at_ms or 0),
+            response=response,
+        )
