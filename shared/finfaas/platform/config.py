@@ -12,6 +12,12 @@ LOCAL_SECRETS_DIR_DEFAULT = Path(".finfaas/secrets")
 DEFAULT_STAGE = "local"
 DEFAULT_REGION = "us-east-1"
 RESOURCE_PREFIX = "finfaas"
+JWKS_URL_DEFAULT = "http://127.0.0.1:8080/function/auth/.well-known/jwks.json"
+JWT_ISSUER_DEFAULT = "finfaas-auth"
+JWT_AUDIENCE_DEFAULT = "finfaas"
+XRAY_DAEMON_ADDRESS_DEFAULT = "127.0.0.1:2000"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f", ""})
 
 
 class ConfigError(RuntimeError):
@@ -60,3 +66,50 @@ def read_secret(name: str, required: bool = True) -> str | None:
             f"secret {name!r} not found in {OPENFAAS_SECRETS_DIR} or {settings().secrets_dir}"
         )
     return None
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """A boolean environment variable; anything but a clear yes/no is a configuration error."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwks_url: str
+    issuer: str
+    audience: str
+
+
+@lru_cache(maxsize=1)
+def auth_settings() -> AuthSettings:
+    """Where verifiers fetch the JWKS and which issuer and audience tokens must name."""
+    return AuthSettings(
+        jwks_url=os.environ.get("FINFAAS_JWKS_URL") or JWKS_URL_DEFAULT,
+        issuer=os.environ.get("FINFAAS_JWT_ISSUER") or JWT_ISSUER_DEFAULT,
+        audience=os.environ.get("FINFAAS_JWT_AUDIENCE") or JWT_AUDIENCE_DEFAULT,
+    )
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    enabled: bool
+    daemon_address: str
+    sample_all: bool = False
+
+
+def tracing_settings() -> TracingSettings:
+    """X-Ray is opt-in: off unless AWS_XRAY_SDK_ENABLED says true (the SDK alone defaults to on)."""
+    return TracingSettings(
+        enabled=env_flag("AWS_XRAY_SDK_ENABLED", default=False),
+        daemon_address=os.environ.get("AWS_XRAY_DAEMON_ADDRESS") or XRAY_DAEMON_ADDRESS_DEFAULT,
+        # Local development traces every request; deployed functions use X-Ray's default rules.
+        sample_all=env_flag("FINFAAS_XRAY_SAMPLE_ALL", default=False),
+    )

@@ -1,0 +1,241 @@
+"""Bearer-token verification: RS256 JWTs checked locally against a cached JWKS.
+
+Every rejection is one exception type (InvalidToken) so the HTTP layer answers them all alike;
+the reason travels only to the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from finfaas.platform import config, tracing
+from finfaas.platform.logging import get_logger
+
+ALGORITHMS = ("RS256",)
+REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub")
+# RFC 9068 access tokens; an ID token or another JWT must not pass as one.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+PRINCIPAL_KINDS = frozenset({"customer", "client"})
+OPS_SCOPE = "ops"
+jwt_leeway_seconds = 30
+bearer_token_chars_max = 8192
+scope_claim_chars_max = 4096
+jwks_ttl_seconds = 300
+# An unknown kid triggers a JWKS fetch at most this often, so random kids cannot flood the issuer.
+jwks_refetch_interval_seconds_min = 30
+# When the JWKS endpoint is down, keep trusting already-fetched keys for this long.
+jwks_stale_seconds_max = 3600
+jwks_fetch_timeout_seconds = 3.0
+jwks_bytes_max = 64 * 1024
+jwks_keys_max = 16
+
+_log = get_logger("jwt_auth")
+
+
+class InvalidToken(Exception):
+    """The bearer token is missing or not acceptable; the message is for logs only."""
+
+
+class KeysUnavailable(Exception):
+    """No verification keys could be obtained; not the caller's fault (503, not 401)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: token subject, granted scopes, and whether a customer or a client app."""
+
+    sub: str
+    scopes: frozenset[str]
+    kind: str
+    token_id: str | None = None
+
+    def missing_scopes(self, required: Iterable[str]) -> list[str]:
+        return sorted(set(required) - self.scopes)
+
+
+class KeySource(Protocol):
+    def key_for(self, kid: str) -> Any | None:
+        """The public key with this kid, or None when no such key is published."""
+
+
+def parse_jwks(document: Any) -> dict[str, Any]:
+    """kid -> RSA public key, keeping only RSA signing keys; the algorithm is pinned, not read."""
+    from jwt import PyJWK
+    from jwt.exceptions import PyJWKError
+
+    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+        raise ValueError("a JWKS is an object with a 'keys' list")
+    keys: dict[str, Any] = {}
+    for jwk in document["keys"][:jwks_keys_max]:
+        if not _usable_jwk(jwk):
+            continue
+        try:
+            keys[jwk["kid"]] = PyJWK(jwk, algorithm=ALGORITHMS[0]).key
+        except PyJWKError as error:
+            _log.warning("jwks key skipped", kid=jwk.get("kid"), reason=str(error))
+    return keys
+
+
+def _usable_jwk(jwk: Any) -> bool:
+    return (
+        isinstance(jwk, Mapping)
+        and jwk.get("kty") == "RSA"
+        and isinstance(jwk.get("kid"), str)
+        and jwk.get("use", "sig") == "sig"
+        and jwk.get("alg", ALGORITHMS[0]) in ALGORITHMS
+    )
+
+
+class StaticKeySource:
+    """Keys known in-process (the issuer itself, tests)."""
+
+    def __init__(self, jwks: Mapping[str, Any]) -> None:
+        self._keys = parse_jwks(jwks)
+
+    def key_for(self, kid: str) -> Any | None:
+        return self._keys.get(kid)
+
+
+def fetch_json(url: str, timeout_seconds: float = jwks_fetch_timeout_seconds) -> Any:
+    """GET a small JSON document; urllib keeps `requests` off the cold-start path."""
+    import urllib.request
+
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"JWKS URL must be http(s): {url!r}")
+    headers = {"Accept": "application/json", **tracing.outbound_headers()}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked above
+    with urllib.request.urlopen(request, timeout=timeout_seconds) as response:  # noqa: S310
+        payload = response.read(jwks_bytes_max + 1)
+    if len(payload) > jwks_bytes_max:
+        raise ValueError(f"JWKS larger than {jwks_bytes_max} bytes")
+    return json.loads(payload)
+
+
+class JwksCache:
+    """A JWKS fetched on demand, refreshed after a TTL or on an unknown kid (rate-limited)."""
+
+    def __init__(
+        self,
+        url: str,
+        fetch: Callable[[str], Any] = fetch_json,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self._fetch = fetch
+        self._clock = clock
+        self._keys: dict[str, Any] = {}
+        self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._lock = threading.Lock()
+
+    def key_for(self, kid: str) -> Any | None:
+        with self._lock:
+            now = self._clock()
+            if self._should_fetch(kid, now):
+                self._refresh(now)
+            if self._fetched_at is None or now - self._fetched_at > jwks_stale_seconds_max:
+                raise KeysUnavailable(f"no current JWKS from {self.url}")
+            return self._keys.get(kid)
+
+    def _should_fetch(self, kid: str, now: float) -> bool:
+        if self._attempted_at is not None and now - self._attempted_at < jwks_refetch_interval_seconds_min:
+            return False
+        expired = self._fetched_at is None or now - self._fetched_at >= jwks_ttl_seconds
+        return expired or kid not in self._keys
+
+    def _refresh(self, now: float) -> None:
+        # Holding the lock while fetching makes concurrent misses wait for one fetch, not start many.
+        self._attempted_at = now
+        try:
+            keys = parse_jwks(self._fetch(self.url))
+        except Exception as error:
+            _log.warning("jwks fetch failed", url=self.url, error_type=type(error).__name__)
+            return
+        self._keys = keys
+        self._fetched_at = now
+
+
+class JwtVerifier:
+    """Verifies an access token's signature, claims and type; returns the principal."""
+
+    def __init__(self, keys: KeySource, issuer: str, audience: str, leeway_seconds: int = jwt_leeway_seconds):
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_seconds = leeway_seconds
+
+    def verify(self, token: str) -> Principal:
+        import jwt
+
+        if not token or len(token) > bearer_token_chars_max or token.count(".") != 2:
+            raise InvalidToken("not a compact JWS")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise InvalidToken(f"header: {type(error).__name__}") from None
+        key = self._key_for_header(header)
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(ALGORITHMS),
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_seconds,
+                options={"require": list(REQUIRED_CLAIMS), "enforce_minimum_key_length": True},
+            )
+        except jwt.PyJWTError as error:
+            raise InvalidToken(type(error).__name__) from None
+        return _principal(claims)
+
+    def _key_for_header(self, header: Mapping[str, Any]) -> Any:
+        if header.get("alg") not in ALGORITHMS:
+            raise InvalidToken(f"algorithm {header.get('alg')!r} not allowed")
+        if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("not an access token (typ)")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("no kid")
+        key = self.keys.key_for(kid)
+        if key is None:
+            raise InvalidToken("unknown kid")
+        return key
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    sub, kind, scope = claims.get("sub"), claims.get("kind"), claims.get("scope", "")
+    if not isinstance(sub, str) or not sub:
+        raise InvalidToken("sub is not a non-empty string")
+    if kind not in PRINCIPAL_KINDS:
+        raise InvalidToken("kind is not customer or client")
+    if not isinstance(scope, str) or len(scope) > scope_claim_chars_max:
+        raise InvalidToken("scope is not a space-separated string")
+    jti = claims.get("jti")
+    return Principal(sub, frozenset(scope.split()), kind, jti if isinstance(jti, str) else None)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive)."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("no bearer token")
+    return token.strip()
+
+
+_default_verifier: JwtVerifier | None = None
+_default_lock = threading.Lock()
+
+
+def default_verifier() -> JwtVerifier:
+    """The process verifier, configured from FINFAAS_JWKS_URL, FINFAAS_JWT_ISSUER, FINFAAS_JWT_AUDIENCE."""
+    global _default_verifier
+    with _default_lock:
+        if _default_verifier is None:
+            settings = config.auth_settings()
+            _default_verifier = JwtVerifier(JwksCache(settings.jwks_url), settings.issuer, settings.audience)
+        return _default_verifier

@@ -1,0 +1,134 @@
+"""The OpenAPI 3.1 document of a function, generated from its routes and pydantic models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, problem_json_schema
+
+if TYPE_CHECKING:
+    from finfaas.platform.http import Route
+
+OPENAPI_VERSION = "3.1.0"
+REF_TEMPLATE = "#/components/schemas/{model}"
+PROBLEM_REF = {"$ref": "#/components/responses/Problem"}
+BEARER_SCHEME = "bearerAuth"
+
+
+def build_document(title: str, version: str, routes: Sequence[Route]) -> dict[str, Any]:
+    refs, schemas = _model_schemas(routes)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(title, route, refs, schemas)
+    schemas["Problem"] = problem_json_schema()
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": f"FinFaaS {title}", "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                "Problem": {
+                    "description": "RFC 9457 problem details",
+                    "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                }
+            },
+            "securitySchemes": {BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
+
+
+def _model_schemas(
+    routes: Sequence[Route],
+) -> tuple[dict[tuple[type[BaseModel], str], dict[str, Any]], dict[str, Any]]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = []
+    for route in routes:
+        for model, mode in (
+            (route.body_model, "validation"),
+            (route.query_model, "validation"),
+            (route.response_model, "serialization"),
+        ):
+            if model is not None and (model, mode) not in wanted:
+                wanted.append((model, mode))
+    if not wanted:
+        return {}, {}
+    refs, definitions = models_json_schema(wanted, ref_template=REF_TEMPLATE)
+    return dict(refs), dict(definitions.get("$defs", {}))
+
+
+def _operation(
+    title: str,
+    route: Route,
+    refs: dict[tuple[type[BaseModel], str], dict[str, Any]],
+    schemas: dict[str, Any],
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [title],
+        "parameters": _path_parameters(route) + _query_parameters(route, refs, schemas),
+        "responses": _responses(route, refs),
+        "security": [{BEARER_SCHEME: list(route.scopes)}] if route.auth else [],
+    }
+    if route.scopes:
+        operation["x-required-scopes"] = list(route.scopes)
+    if route.body_model is not None:
+        schema = refs[(route.body_model, "validation")]
+        operation["requestBody"] = {
+            "required": True,
+            "content": {media_type: {"schema": schema} for media_type in route.media_types},
+        }
+    operation.update(route.openapi_extra)
+    return operation
+
+
+def _path_parameters(route: Route) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for name in route.param_names
+    ]
+
+
+def _query_parameters(
+    route: Route,
+    refs: dict[tuple[type[BaseModel], str], dict[str, Any]],
+    schemas: dict[str, Any],
+) -> list[dict[str, Any]]:
+    if route.query_model is None:
+        return []
+    ref = refs[(route.query_model, "validation")]["$ref"]
+    definition = schemas[ref.rsplit("/", 1)[-1]]
+    required = set(definition.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": schema}
+        for name, schema in definition.get("properties", {}).items()
+    ]
+
+
+def _responses(route: Route, refs: dict[tuple[type[BaseModel], str], dict[str, Any]]) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": route.summary}
+    if route.response_model is not None:
+        schema = refs[(route.response_model, "serialization")]
+        success["content"] = {"application/json": {"schema": schema}}
+    responses: dict[str, Any] = {str(route.status): success}
+    for status in _problem_statuses(route):
+        responses[status] = PROBLEM_REF
+    responses["default"] = PROBLEM_REF
+    return responses
+
+
+def _problem_statuses(route: Route) -> list[str]:
+    statuses = ["400", "404", "413", "500"]
+    if route.auth:
+        statuses.append("401")
+    if route.scopes:
+        statuses.append("403")
+    if route.body_model is not None or route.method in ("POST", "PUT", "PATCH"):
+        statuses.append("415")
+    if route.body_model is not None or route.query_model is not None:
+        statuses.append("422")
+    return sorted(set(statuses) - {str(route.status)})
