@@ -1,0 +1,213 @@
+"""Per-principal rate limits that hold across function instances (ARCHITECTURE §4: 429 + Retry-After).
+
+Algorithm: a fixed-window counter per (limit, principal, window) in DynamoDB, taken with one
+conditional ADD (`hits <= requests_max - n`), so any number of instances share one exact count and
+the limit is never exceeded. A fixed window lets a client send up to twice the limit across a window
+boundary (end of one, start of the next); for abuse protection that is the accepted price of one
+write per decision and no clock coordination between instances.
+
+Cost and the allowance lease: every decision taken from DynamoDB is one write (~1-3 ms on DynamoDB
+Local here, a few ms in AWS). `RateLimit.tokens_per_call = n` takes n tokens per write and spends
+them in process, so the cost per request falls to 1/n writes. The trade-off: tokens leased by an
+instance that then goes idle are lost to the principal for the rest of the window (at most n - 1
+per instance), so under many instances a principal may be refused slightly before the limit; the
+limit is never exceeded. Near the limit the lease shrinks to one token per write so nothing is
+stranded. Sign-in uses n = 1 (exact, one write per attempt); the money path uses a lease so the
+limiter adds well under one write per transfer.
+
+When the table cannot be reached, a limit either lets requests through (fail open: an outage of
+the limiter must not become an outage of payments) or refuses them (fail closed: sign-in, where
+the limiter is what stops password guessing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from threading import Lock
+from typing import Protocol
+
+from finfaas.platform.errors import TooManyRequests
+from finfaas.platform.logging import get_logger
+
+# In-process leases kept at once (one per recently seen principal and limit); oldest go first.
+LOCAL_LEASES_MAX = 10_000
+# What a fail-closed limit tells clients while the limiter's table is unreachable.
+FAIL_CLOSED_RETRY_AFTER_SECONDS = 5
+# Buckets outlive their window by this much before DynamoDB's TTL may delete them.
+BUCKET_KEPT_AFTER_WINDOW_SECONDS = 60
+# What the in-process lease answers besides "ask the store for n tokens".
+SPENT_FROM_LEASE = 0
+WINDOW_FULL = -1
+
+log = get_logger("ratelimit")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most requests_max requests per principal per window_seconds."""
+
+    name: str
+    requests_max: int
+    window_seconds: int
+    tokens_per_call: int = 1
+    fail_open: bool = True
+
+    def __post_init__(self) -> None:
+        if self.requests_max < 1 or self.window_seconds < 1:
+            raise ValueError(f"rate limit {self.name!r} needs requests_max and window_seconds >= 1")
+        if not 1 <= self.tokens_per_call <= self.requests_max:
+            raise ValueError(f"rate limit {self.name!r}: tokens_per_call must be in 1..requests_max")
+
+
+DEFAULT_LIMIT = RateLimit("default", requests_max=300, window_seconds=60, tokens_per_call=10)
+MONEY_LIMIT = RateLimit("money", requests_max=60, window_seconds=60, tokens_per_call=5)
+SIGN_IN_LIMIT = RateLimit("sign_in", requests_max=10, window_seconds=300, tokens_per_call=1, fail_open=False)
+LIMITS: Mapping[str, RateLimit] = {limit.name: limit for limit in (DEFAULT_LIMIT, MONEY_LIMIT, SIGN_IN_LIMIT)}
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after_s: int = 0
+
+
+class RateLimitStoreError(RuntimeError):
+    """The rate-limit table could not be written (network, throttling, missing table)."""
+
+
+class RateLimitRepository(Protocol):
+    def take(self, bucket: str, tokens: int, capacity: int, expires_at_s: int) -> bool:
+        """Add tokens to the bucket's count if the total stays <= capacity; else change nothing and
+        return False. Raises RateLimitStoreError when the store cannot answer."""
+        ...
+
+
+@dataclass
+class _Lease:
+    window: int
+    tokens: int = 0
+    batch: int = 1
+    # A window's count never goes down, so once full it stays full: refuse without a write.
+    full: bool = False
+
+
+def bucket_name(limit: RateLimit, principal: str, window: int) -> str:
+    """One counter per limit, principal and window; the principal is hashed (it may be a user name)."""
+    digest = hashlib.sha256(principal.encode()).hexdigest()[:32]
+    return f"{limit.name}:{digest}:{window}"
+
+
+class RateLimiter:
+    """Decides allow / refuse for a principal under a named limit, shared by every instance."""
+
+    def __init__(
+        self,
+        store: RateLimitRepository,
+        limits: Mapping[str, RateLimit] = LIMITS,
+        *,
+        clock: Callable[[], float] = time.time,
+        leases_max: int = LOCAL_LEASES_MAX,
+    ) -> None:
+        self._store = store
+        self._limits = dict(limits)
+        self._clock = clock
+        self._leases: OrderedDict[tuple[str, str], _Lease] = OrderedDict()
+        self._leases_max = leases_max
+        self._lock = Lock()
+
+    def check(self, principal: str, limit_name: str = DEFAULT_LIMIT.name) -> RateDecision:
+        """Spend one request of principal's allowance under the named limit."""
+        limit = self._limits[limit_name]
+        now_s = self._clock()
+        window = int(now_s // limit.window_seconds)
+        lease_key = (limit.name, principal)
+        batch = self._spend_leased(lease_key, window)
+        if batch == SPENT_FROM_LEASE:
+            return RateDecision(True)
+        if batch == WINDOW_FULL:
+            return RateDecision(False, self._seconds_to_window_end(limit, window, now_s))
+        try:
+            granted = self._take(limit, principal, window, batch)
+        except RateLimitStoreError:
+            return self._store_down(limit)
+        self._keep(lease_key, window, granted)
+        if granted == 0:
+            return RateDecision(False, self._seconds_to_window_end(limit, window, now_s))
+        return RateDecision(True)
+
+    def enforce(self, principal: str, limit_name: str = DEFAULT_LIMIT.name) -> None:
+        """check(), raising the 429 problem (with Retry-After) when refused."""
+        decision = self.check(principal, limit_name)
+        if not decision.allowed:
+            raise TooManyRequests(
+                f"Rate limit '{limit_name}' reached; retry in {decision.retry_after_s} s.",
+                retry_after_seconds=decision.retry_after_s,
+            )
+
+    def _spend_leased(self, lease_key: tuple[str, str], window: int) -> int:
+        """SPENT_FROM_LEASE, WINDOW_FULL, or how many tokens to ask the store for."""
+        with self._lock:
+            lease = self._leases.get(lease_key)
+            if lease is None or lease.window != window:
+                return self._limits[lease_key[0]].tokens_per_call
+            self._leases.move_to_end(lease_key)
+            if lease.tokens > 0:
+                lease.tokens -= 1
+                return SPENT_FROM_LEASE
+            return WINDOW_FULL if lease.full else lease.batch
+
+    def _take(self, limit: RateLimit, principal: str, window: int, batch: int) -> int:
+        """Tokens granted by the store: batch, 1 when only a few are left, or 0 when the window is full."""
+        bucket = bucket_name(limit, principal, window)
+        expires_at_s = (window + 1) * limit.window_seconds + BUCKET_KEPT_AFTER_WINDOW_SECONDS
+        if self._store.take(bucket, batch, limit.requests_max, expires_at_s):
+            return batch
+        if batch > 1 and self._store.take(bucket, 1, limit.requests_max, expires_at_s):
+            return 1
+        return 0
+
+    def _keep(self, lease_key: tuple[str, str], window: int, granted: int) -> None:
+        """Bank the granted tokens beyond the one spent now; remember a full window."""
+        with self._lock:
+            lease = self._leases.get(lease_key)
+            if lease is None or lease.window != window:
+                lease = self._leases[lease_key] = _Lease(window)
+            if granted == 0:
+                lease.full = True
+            else:
+                lease.tokens += granted - 1
+                lease.batch = granted  # after a short grant keep asking for one: the window is nearly full
+            self._leases.move_to_end(lease_key)
+            while len(self._leases) > self._leases_max:
+                self._leases.popitem(last=False)
+
+    def _store_down(self, limit: RateLimit) -> RateDecision:
+        log.exception("rate limit store unavailable", limit=limit.name, fail_open=limit.fail_open)
+        if limit.fail_open:
+            return RateDecision(True)
+        return RateDecision(False, FAIL_CLOSED_RETRY_AFTER_SECONDS)
+
+    @staticmethod
+    def _seconds_to_window_end(limit: RateLimit, window: int, now_s: float) -> int:
+        return max(1, math.ceil((window + 1) * limit.window_seconds - now_s))
+
+
+class InMemoryRateLimitStore:
+    """RateLimitRepository in a dict, for unit tests and single-process use; same contract."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = Lock()
+
+    def take(self, bucket: str, tokens: int, capacity: int, expires_at_s: int) -> bool:
+        with self._lock:
+            count = self._counts.get(bucket, 0)
+            if count + tokens > capacity:
+                return False
+            self._counts[bucket] = count + tokens
+            return True
