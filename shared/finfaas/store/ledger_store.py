@@ -21,7 +21,7 @@ import base64
 import json
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -34,7 +34,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from pynamodb.connection import Connection
-from pynamodb.exceptions import CancellationReason, GetError, QueryError, TransactWriteError
+from pynamodb.exceptions import CancellationReason, GetError, QueryError, ScanError, TransactWriteError
 from tenacity import (
     RetryError,
     Retrying,
@@ -130,6 +130,10 @@ _RESOLVED_STATE = {TransferKind.POST: PendingState.POSTED, TransferKind.VOID: Pe
 
 
 _T = TypeVar("_T")
+
+
+class StoreUnreachable(Exception):
+    """DynamoDB did not answer, or the ledger's tables are not there."""
 
 
 class _Transient(Exception):
@@ -289,29 +293,35 @@ class DynamoLedgerStore:
             return 0
         entry = self.models.entry
         lower = entry_key_prefix(micros(at) + 1)
+        if lower > last_key:
+            return account.balance_minor
         later = entry.query(account_id, entry.entry_key.between(lower, last_key), consistent_read=True)
         return account.balance_minor - sum(entry_from_record(r).balance_delta_minor for r in later)
 
     # --- scans for reconciliation (finfaas ledger check) ---
 
-    def scan_accounts(self):
-        return (account_from_record(r) for r in self.models.account.scan(consistent_read=True))
+    def scan_account_records(self) -> Iterator[tuple[Account, int, str | None]]:
+        """(account, stored available_minor, last_entry_key) of every account."""
+        for record in self._scan(self.models.account):
+            yield account_from_record(record), record.available_minor, record.last_entry_key
 
-    def scan_transfers(self):
-        return (transfer_from_record(r) for r in self.models.transfer.scan(consistent_read=True))
+    def scan_transfers(self) -> Iterator[Transfer]:
+        return (transfer_from_record(r) for r in self._scan(self.models.transfer))
 
-    def scan_entries(self):
-        return (entry_from_record(r) for r in self.models.entry.scan(consistent_read=True)
+    def scan_entries(self) -> Iterator[Entry]:
+        return (entry_from_record(r) for r in self._scan(self.models.entry)
                 if not r.account_id.startswith(HOLD_INDEX_PREFIX))
 
-    def scan_hold_index(self):
+    def scan_hold_index(self) -> Iterator[tuple[str, int]]:
         """(pending_id, expires_at_us) of every indexed open hold."""
-        return ((r.transfer_id, entry_key_micros(r.entry_key))
-                for r in self.models.entry.scan(consistent_read=True)
+        return ((r.transfer_id, entry_key_micros(r.entry_key)) for r in self._scan(self.models.entry)
                 if r.account_id.startswith(HOLD_INDEX_PREFIX))
 
-    def last_entry_keys(self) -> dict[str, str | None]:
-        return {r.account_id: r.last_entry_key for r in self.models.account.scan(consistent_read=True)}
+    def _scan(self, model) -> Iterator:
+        try:
+            yield from model.scan(consistent_read=True)
+        except ScanError as error:
+            raise StoreUnreachable(str(error.cause or error)) from error
 
     # --- operations (each runs inside _with_retries) ---
 
@@ -677,3 +687,10 @@ def _account_json(new: NewAccount) -> dict:
             "kind": new.kind.value, "debits_must_not_exceed_credits": new.debits_must_not_exceed_credits,
             "overdraft_limit_minor": str(new.overdraft_limit_minor)}
 
+
+
+def ledger_store_from_config() -> DynamoLedgerStore:
+    """The store for this stage's tables; botocore resolves the endpoint from AWS_ENDPOINT_URL*."""
+    from finfaas.platform.config import settings
+
+    return DynamoLedgerStore(LedgerTables.from_config(), settings().region)

@@ -1,0 +1,247 @@
+"""`finfaas ledger check`: reconcile the ledger's tables and name every inconsistency.
+
+Checks that each account's counters equal the sum of its entries, the derived available balance and
+last entry key agree, the trial balance is zero per currency, every transfer was applied exactly once
+(two entries with the deltas its kind implies), every hold is resolved at most once and open holds add
+up to the pending counters, and reversals point at each other. Exit 0 when clean, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from finfaas.domain.ledger import (
+    Account,
+    Entry,
+    PendingState,
+    Transfer,
+    TransferKind,
+    leg_for_new,
+    leg_for_resolution,
+)
+
+problems_shown_max = 50
+EXIT_CLEAN, EXIT_INCONSISTENT, EXIT_UNREACHABLE = 0, 1, 2
+
+_STATE_OF_RESOLUTION = {TransferKind.POST: PendingState.POSTED, TransferKind.VOID: PendingState.VOIDED,
+                        TransferKind.EXPIRY: PendingState.EXPIRED}
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    account: Account
+    available_minor: int
+    last_entry_key: str | None
+
+
+@dataclass
+class Report:
+    accounts: int = 0
+    transfers: int = 0
+    entries: int = 0
+    balances_by_currency: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        totals = ", ".join(f"{c} {v}" for c, v in sorted(self.balances_by_currency.items())) or "none"
+        verdict = "OK" if self.clean else f"{len(self.problems)} problem(s)"
+        counts = f"{self.accounts} accounts, {self.transfers} transfers, {self.entries} entries"
+        return f"ledger check: {counts}; trial balance per currency: {totals}; {verdict}"
+
+
+def reconcile(accounts: Iterable[AccountSnapshot], transfers: Iterable[Transfer], entries: Iterable[Entry],
+              hold_index: Iterable[tuple[str, int]] = ()) -> Report:
+    """Every check over one snapshot of the tables (take it while no transfer is in flight)."""
+    snapshots = {s.account.account_id: s for s in accounts}
+    by_id = {t.transfer_id: t for t in transfers}
+    entry_list = list(entries)
+    report = Report(accounts=len(snapshots), transfers=len(by_id), entries=len(entry_list))
+    _check_accounts(snapshots, entry_list, report)
+    _check_trial_balance(snapshots, report)
+    _check_transfers_applied_once(by_id, entry_list, report)
+    _check_holds(snapshots, by_id, dict(hold_index), report)
+    _check_reversals(by_id, report)
+    return report
+
+
+def _check_accounts(snapshots: dict[str, AccountSnapshot], entries: list[Entry], report: Report) -> None:
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    newest: dict[str, str] = {}
+    for entry in entries:
+        total = sums[entry.account_id]
+        for index, value in enumerate((entry.debits_posted, entry.credits_posted, entry.debits_pending,
+                                       entry.credits_pending)):
+            total[index] += value
+        newest[entry.account_id] = max(newest.get(entry.account_id, ""), entry.entry_key)
+        if entry.account_id not in snapshots:
+            report.problems.append(f"entry {entry.entry_key} belongs to missing account {entry.account_id}")
+    for account_id, snapshot in sorted(snapshots.items()):
+        account = snapshot.account
+        stored = [account.debits_posted, account.credits_posted, account.debits_pending,
+                  account.credits_pending]
+        names = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+        for name, have, summed in zip(names, stored, sums[account_id], strict=True):
+            if have != summed:
+                report.problems.append(f"account {account_id}: {name} {have} != sum of entries {summed}")
+        if snapshot.available_minor != account.available_minor:
+            report.problems.append(f"account {account_id}: available_minor {snapshot.available_minor} != "
+                                   f"derived {account.available_minor}")
+        if account.is_limited and account.available_minor < 0:
+            report.problems.append(f"account {account_id}: below its limit "
+                                   f"(available {account.available_minor})")
+        if snapshot.last_entry_key != newest.get(account_id):
+            report.problems.append(f"account {account_id}: last_entry_key {snapshot.last_entry_key} != "
+                                   f"newest entry {newest.get(account_id)}")
+
+
+def _check_trial_balance(snapshots: dict[str, AccountSnapshot], report: Report) -> None:
+    posted: Counter[str] = Counter()
+    pending: Counter[str] = Counter()
+    for snapshot in snapshots.values():
+        account = snapshot.account
+        posted[account.currency] += account.balance_minor
+        pending[account.currency] += account.credits_pending - account.debits_pending
+    report.balances_by_currency = dict(posted)
+    for currency in sorted(posted):
+        if posted[currency]:
+            report.problems.append(f"trial balance {currency}: posted balances sum to "
+                                   f"{posted[currency]}, not 0")
+        if pending[currency]:
+            report.problems.append(f"trial balance {currency}: pending credits - debits = "
+                                   f"{pending[currency]}")
+
+
+def _expected_entry_deltas(transfer: Transfer, by_id: dict[str, Transfer]) -> dict[str, tuple] | None:
+    if transfer.kind in _STATE_OF_RESOLUTION:
+        pending = by_id.get(transfer.pending_id or "")
+        if pending is None:
+            return None
+        leg = leg_for_resolution(pending, transfer)
+    else:
+        leg = leg_for_new(transfer)
+    return {leg.debit_account_id: (leg.posted_minor, 0, leg.pending_minor, 0),
+            leg.credit_account_id: (0, leg.posted_minor, 0, leg.pending_minor)}
+
+
+def _check_transfers_applied_once(by_id: dict[str, Transfer], entries: list[Entry], report: Report) -> None:
+    entries_by_transfer: dict[str, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        entries_by_transfer[entry.transfer_id].append(entry)
+    for transfer_id in sorted(set(entries_by_transfer) - set(by_id)):
+        report.problems.append(f"entries of transfer {transfer_id}, which has no record")
+    for transfer_id, transfer in sorted(by_id.items()):
+        expected = _expected_entry_deltas(transfer, by_id)
+        if expected is None:
+            report.problems.append(f"transfer {transfer_id}: resolves missing pending {transfer.pending_id}")
+            continue
+        found = entries_by_transfer.get(transfer_id, [])
+        if len(found) != 2:
+            report.problems.append(f"transfer {transfer_id}: {len(found)} entries, expected 2 (applied "
+                                   f"{'twice' if len(found) > 2 else 'partially or not at all'})")
+            continue
+        actual = {e.account_id: (e.debits_posted, e.credits_posted, e.debits_pending, e.credits_pending)
+                  for e in found}
+        if actual != expected:
+            report.problems.append(f"transfer {transfer_id}: entries {actual} do not match {expected}")
+
+
+def _check_holds(snapshots: dict[str, AccountSnapshot], by_id: dict[str, Transfer],
+                 hold_index: dict[str, int], report: Report) -> None:
+    open_debits: Counter[str] = Counter()
+    open_credits: Counter[str] = Counter()
+    for transfer_id, transfer in sorted(by_id.items()):
+        if transfer.kind is TransferKind.PENDING:
+            _check_one_hold(transfer, by_id, hold_index, report)
+            if transfer.state is PendingState.PENDING:
+                open_debits[transfer.debit_account_id] += transfer.amount_minor
+                open_credits[transfer.credit_account_id] += transfer.amount_minor
+        elif transfer.kind in _STATE_OF_RESOLUTION:
+            pending = by_id.get(transfer.pending_id or "")
+            if pending is not None and pending.resolved_by != transfer_id:
+                report.problems.append(f"transfer {transfer_id} resolves {pending.transfer_id}, "
+                                       f"which names {pending.resolved_by} as its resolution")
+    for account_id, snapshot in sorted(snapshots.items()):
+        account = snapshot.account
+        if account.debits_pending != open_debits[account_id]:
+            report.problems.append(f"account {account_id}: debits_pending {account.debits_pending} != open "
+                                   f"holds {open_debits[account_id]}")
+        if account.credits_pending != open_credits[account_id]:
+            report.problems.append(f"account {account_id}: credits_pending {account.credits_pending} != open "
+                                   f"holds {open_credits[account_id]}")
+
+
+def _check_one_hold(hold: Transfer, by_id: dict[str, Transfer], hold_index: dict[str, int],
+                    report: Report) -> None:
+    hold_id = hold.transfer_id
+    if hold.state is PendingState.PENDING:
+        if hold.resolved_by is not None:
+            report.problems.append(f"hold {hold_id}: PENDING yet resolved by {hold.resolved_by}")
+        if hold.expires_at is not None and hold_id not in hold_index:
+            report.problems.append(f"hold {hold_id}: open with a timeout but missing from the expiry index")
+        return
+    if hold_id in hold_index:
+        report.problems.append(f"hold {hold_id}: {hold.state} but still in the expiry index")
+    resolution = by_id.get(hold.resolved_by or "")
+    if resolution is None or resolution.pending_id != hold_id:
+        report.problems.append(f"hold {hold_id}: {hold.state} without a resolution record")
+    elif _STATE_OF_RESOLUTION[resolution.kind] is not hold.state:
+        report.problems.append(f"hold {hold_id}: state {hold.state} but resolved by a {resolution.kind}")
+
+
+def _check_reversals(by_id: dict[str, Transfer], report: Report) -> None:
+    for transfer_id, transfer in sorted(by_id.items()):
+        if transfer.reversal_of is not None:
+            original = by_id.get(transfer.reversal_of)
+            if original is None or original.reversed_by != transfer_id:
+                report.problems.append(f"reversal {transfer_id}: original {transfer.reversal_of} does not "
+                                       f"name it as its reversal")
+        if transfer.reversed_by is not None:
+            reversal = by_id.get(transfer.reversed_by)
+            if reversal is None or reversal.reversal_of != transfer_id:
+                report.problems.append(f"transfer {transfer_id}: reversed_by {transfer.reversed_by} has no "
+                                       f"matching reversal")
+
+
+def check_store(store) -> Report:
+    """Reads the DynamoDB store's tables and reconciles them."""
+    accounts = [AccountSnapshot(*row) for row in store.scan_account_records()]
+    return reconcile(accounts, list(store.scan_transfers()), list(store.scan_entries()),
+                     list(store.scan_hold_index()))
+
+
+# --- command line ---
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", help="stage whose tables to check (default: FINFAAS_STAGE)")
+    parser.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from finfaas.platform.config import settings
+    from finfaas.store.ledger_store import DynamoLedgerStore, StoreUnreachable
+    from finfaas.store.tables import LedgerTables
+
+    tables = LedgerTables.for_stage(args.stage) if args.stage else LedgerTables.from_config()
+    store = DynamoLedgerStore(tables, args.region or settings().region)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+    try:
+        report = check_store(store)
+    except StoreUnreachable as error:
+        print(f"ledger check: cannot reach DynamoDB at {endpoint} ({error})", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    for problem in report.problems[:problems_shown_max]:
+        print(f"PROBLEM {problem}")
+    if len(report.problems) > problems_shown_max:
+        print(f"... and {len(report.problems) - problems_shown_max} more")
+    print(report.summary())
+    return EXIT_CLEAN if report.clean else EXIT_INCONSISTENT
