@@ -142,6 +142,11 @@ class Route:
     def operation_id(self) -> str:
         return self.handler.__name__
 
+    @property
+    def shape(self) -> str:
+        """The path with parameter names erased: /a/{x} and /a/{y} are the same route."""
+        return _PARAM.sub("{}", self.path)
+
 
 def parse_json(raw: bytes) -> Any:
     """One JSON document; duplicate keys, NaN/Infinity and invalid UTF-8 are refused (400)."""
@@ -266,7 +271,7 @@ class FunctionApp:
 
     def _add_route(self, route: Route) -> None:
         for existing in self._routes:
-            if existing.method == route.method and existing.pattern.pattern == route.pattern.pattern:
+            if existing.method == route.method and existing.shape == route.shape:
                 raise ValueError(f"{route.method} {route.path} is already registered")
         self._routes.append(route)
         # Literal segments beat parameters: /accounts/search before /accounts/{account_id}.

@@ -33,8 +33,16 @@ SAFE_KEYS = frozenset(
 )
 # Tokens and credentials that may hide inside free text (messages, exception strings).
 SECRET_TEXT_PATTERNS = (
-    re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), REDACTED),
+    # key=value / "key": "value" pairs naming a credential or PII field.
+    (
+        re.compile(
+            r"(?i)\b((?:client_)?secret|password|passwd|token|authorization|national_id|phone)"
+            r"(\"?\s*[:=]\s*\"?)[^\s\",;&]+"
+        ),
+        r"\1\2" + REDACTED,
+    ),
 )
 redaction_depth_max = 8
 log_value_chars_max = 4096
@@ -60,8 +68,8 @@ def is_sensitive_key(key: str) -> bool:
 
 def scrub_text(text: str) -> str:
     """Hide bearer tokens and JWTs inside free text; cap the length."""
-    for pattern in SECRET_TEXT_PATTERNS:
-        text = pattern.sub(REDACTED, text)
+    for pattern, replacement in SECRET_TEXT_PATTERNS:
+        text = pattern.sub(replacement, text)
     if len(text) > log_value_chars_max:
         text = text[:log_value_chars_max] + "...[truncated]"
     return text
@@ -142,11 +150,21 @@ def configure(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
     root = logging.getLogger(ROOT_LOGGER_NAME)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(stream or _CurrentStdout())
     handler.setFormatter(JsonLineFormatter())
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+
+
+class _CurrentStdout:
+    """Whatever sys.stdout is at write time (test runners and servers swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def get_logger(component: str) -> StructuredLogger:
