@@ -23,7 +23,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from botocore.exceptions import (
@@ -132,6 +132,10 @@ _RESOLVED_STATE = {TransferKind.POST: PendingState.POSTED, TransferKind.VOID: Pe
 _T = TypeVar("_T")
 
 
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 class StoreUnreachable(Exception):
     """DynamoDB did not answer, or the ledger's tables are not there."""
 
@@ -145,6 +149,7 @@ class _Attempt:
     """What one attempt learnt for the next: the least entry time that keeps keys increasing."""
 
     entry_time_us_min: int = 0
+    entry_time_from_clock: bool = False  # set after losing a race: date entries when they are sent
 
 
 @dataclass
@@ -188,11 +193,14 @@ class DynamoLedgerStore:
     """LedgerRepository on DynamoDB (pynamodb). Thread-safe; share one per process."""
 
     def __init__(self, tables: LedgerTables, region: str, *, sleep: Callable[[float], None] = time.sleep,
-                 attempts_max: int = operation_attempts_max) -> None:
+                 attempts_max: int = operation_attempts_max,
+                 entry_clock: Callable[[], datetime] = _wall_clock) -> None:
         self.models: LedgerModels = bind_models(tables, region)
         self._connection = Connection(region=region, max_retry_attempts=2)
         self._sleep = sleep
         self._attempts_max = attempts_max
+        # Only to date the entries of a retry that lost the race for an account's newest entry key.
+        self._entry_clock = entry_clock
 
     # --- observability hooks (tests count calls and inject faults through botocore events) ---
 
@@ -475,7 +483,10 @@ class DynamoLedgerStore:
     def _add_postings(self, tx: _Transaction, legs, actor: Actor, now: datetime,
                       attempt: _Attempt) -> list[AccountChange]:
         """Adds one update per account (ADD deltas, conditions) and every leg's two entries."""
-        prefix = entry_key_prefix(max(micros(now), attempt.entry_time_us_min))
+        entry_time_us = max(micros(now), attempt.entry_time_us_min)
+        if attempt.entry_time_from_clock:
+            entry_time_us = max(entry_time_us, micros(self._entry_clock()))
+        prefix = entry_key_prefix(entry_time_us)
         changes = account_changes(legs, actor)
         entries: list[Entry] = [e for i, leg in enumerate(legs) for e in entries_for(leg, prefix, i, now)]
         newest_key = {e.account_id: e.entry_key for e in sorted(entries, key=lambda e: e.entry_key)}
@@ -524,7 +535,9 @@ class DynamoLedgerStore:
         if chosen is not None:
             raise chosen
         if stale_keys:
-            attempt.entry_time_us_min = max(entry_key_micros(k) for k in stale_keys) + 1
+            newest_us = max(entry_key_micros(k) for k in stale_keys)
+            attempt.entry_time_us_min = newest_us + 1
+            attempt.entry_time_from_clock = True
             raise _Transient("entry key older than the account's last entry")
 
     def _pending_condition(self, kind: TransferKind, now: datetime):
