@@ -1,0 +1,137 @@
+"""Test-wide environment and the embedded AWS fixture.
+
+At import, before any test module: two free loopback ports become the DynamoDB Local and moto
+endpoints, with a fresh stage, test credentials and a private secrets folder, so modules that
+read settings at import see the test values. The emulators themselves start only when a test
+asks for `embedded_aws`; every pytest process (and every xdist worker) gets its own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from finfaas.local.emulators import EmbeddedAWS
+
+LOOPBACK_HOST = "127.0.0.1"
+PORT_PICK_ATTEMPTS_MAX = 3
+TEST_STAGE = f"t{secrets.token_hex(4)}"
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK_HOST, 0))
+        return probe.getsockname()[1]
+
+
+def _endpoint_env(dynamodb_port: int, moto_port: int) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL_DYNAMODB": f"http://{LOOPBACK_HOST}:{dynamodb_port}",
+        "AWS_ENDPOINT_URL": f"http://{LOOPBACK_HOST}:{moto_port}",
+    }
+
+
+def _isolate_environment() -> None:
+    secrets_dir = tempfile.mkdtemp(prefix="finfaas-test-secrets-")
+    atexit.register(shutil.rmtree, secrets_dir, ignore_errors=True)
+    # A developer's own AWS settings must never reach a test: no profile, no config file,
+    # no other per-service endpoint, no instance metadata lookups.
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL_") or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            del os.environ[name]
+    os.environ.update(_endpoint_env(_free_loopback_port(), _free_loopback_port()))
+    os.environ.update({
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_CONFIG_FILE": os.path.join(secrets_dir, "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(secrets_dir, "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "FINFAAS_STAGE": TEST_STAGE,
+        "FINFAAS_SECRETS_DIR": secrets_dir,
+        "AWS_XRAY_SDK_ENABLED": "false",
+    })
+
+
+_isolate_environment()
+
+
+@dataclass
+class EmbeddedAWSSession:
+    """What `embedded_aws` yields: the running emulators and the deployed template's outputs."""
+
+    aws: EmbeddedAWS
+    stage: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    start_s: float = 0.0
+    deploy_s: float = 0.0
+
+    def env(self) -> dict[str, str]:
+        """The variables a child process needs to reach these emulators under this stage."""
+        return {**self.aws.env(), "FINFAAS_STAGE": self.stage}
+
+
+def _endpoint_port(variable: str) -> int:
+    return int(os.environ[variable].rsplit(":", 1)[1])
+
+
+def _start_emulators():
+    """Start on the ports chosen at import; if another process took one meanwhile, pick again."""
+    from finfaas.local.emulators import EmbeddedAWS, EmulatorError
+    from finfaas.local.tools import ensure_dynamodb_local
+
+    ensure_dynamodb_local()  # quick when present; lets a bare `pytest` work on a fresh clone
+    for attempt in range(PORT_PICK_ATTEMPTS_MAX):
+        aws = EmbeddedAWS(
+            dynamodb_port=_endpoint_port("AWS_ENDPOINT_URL_DYNAMODB"),
+            moto_port=_endpoint_port("AWS_ENDPOINT_URL"),
+        )
+        try:
+            aws.start()
+            return aws
+        except EmulatorError as error:
+            if "already in use" not in str(error) or attempt == PORT_PICK_ATTEMPTS_MAX - 1:
+                raise
+            os.environ.update(_endpoint_env(_free_loopback_port(), _free_loopback_port()))
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def embedded_aws():
+    """DynamoDB Local + moto on this session's ports, with infra/template.yaml deployed."""
+    from finfaas.local.infra import deploy
+
+    started = time.monotonic()
+    aws = _start_emulators()
+    try:
+        start_s = time.monotonic() - started
+        started = time.monotonic()
+        outputs = deploy(TEST_STAGE, "embedded")
+        session = EmbeddedAWSSession(aws=aws, stage=TEST_STAGE, outputs=outputs,
+                                     start_s=start_s, deploy_s=time.monotonic() - started)
+        yield session
+    finally:
+        aws.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    emulator = pytest.mark.emulator
+    for item in items:
+        if "embedded_aws" in getattr(item, "fixturenames", ()):
+            item.add_marker(emulator)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"finfaas: stage {TEST_STAGE}, DynamoDB {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}, "
+            f"moto {os.environ['AWS_ENDPOINT_URL']}"]
