@@ -208,6 +208,7 @@ class FunctionApp:
         verifier: Verifier | None = None,
         body_bytes_max: int = request_body_bytes_max,
         traced_libraries: Sequence[str] = tracing.PATCHED_LIBRARIES_DEFAULT,
+        tracer: tracing.Tracer | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -219,7 +220,7 @@ class FunctionApp:
         self._exception_handlers: dict[type[BaseException], Callable[[BaseException, Request], Response]] = {}
         self._openapi: dict[str, Any] | None = None
         self._lock = threading.Lock()
-        self._tracer = tracing.start(name, traced_libraries)
+        self._tracer = tracer or tracing.start(name, traced_libraries)
         self._add_platform_routes()
 
     # -- registration ---------------------------------------------------------------------------

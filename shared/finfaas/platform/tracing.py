@@ -12,7 +12,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -114,10 +114,14 @@ class Tracer:
         service_name: str,
         settings: config.TracingSettings,
         patched: Sequence[str] = PATCHED_LIBRARIES_DEFAULT,
+        loader: Callable[[str, config.TracingSettings, Sequence[str]], _Sdk] | None = None,
+        ready_wait_seconds: float = sdk_ready_wait_seconds_max,
     ) -> None:
         self.service_name = service_name
         self.settings = settings
         self.patched = tuple(patched)
+        self.ready_wait_seconds = ready_wait_seconds
+        self._loader_function = loader or _load_xray
         self.sdk_load_ms: float | None = None
         self._sdk: _Sdk | None = None
         self._loaded = threading.Event()
@@ -134,16 +138,16 @@ class Tracer:
         self._loader = threading.Thread(target=self._load_sdk, name="xray-sdk-loader", daemon=True)
         self._loader.start()
 
-    def wait_ready(self, timeout_seconds: float = sdk_ready_wait_seconds_max) -> bool:
+    def wait_ready(self) -> bool:
         if not self.enabled:
             return False
         self.start()
-        return self._loaded.wait(timeout_seconds) and self._sdk is not None
+        return self._loaded.wait(self.ready_wait_seconds) and self._sdk is not None
 
     def _load_sdk(self) -> None:
         started = time.perf_counter()
         try:
-            self._sdk = _load_xray(self.service_name, self.settings, self.patched)
+            self._sdk = self._loader_function(self.service_name, self.settings, self.patched)
         except Exception:
             # Tracing must never take a function down: run untraced and say why.
             _log.exception("x-ray sdk failed to load; tracing is off", service=self.service_name)
