@@ -657,7 +657,8 @@ def check_reversible_or_replay(original: Transfer | None, request: Reversal) -> 
     """TransferNotFound / NotReversible; an already-reversed original is judged after replay."""
     if original is None or original.reversed_by is None:
         return check_reversible(original, request.reversal_of)
-    return check_reversible(replace(original, reversed_by=None), request.reversal_of)
+    check_reversible(replace(original, reversed_by=None), request.reversal_of)
+    return original
 
 
 def check_status_change(account: Account, status: AccountStatus) -> None:

@@ -1,0 +1,86 @@
+"""The ledger service over the reference ledger: input parsing, access rules, system accounts."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from finfaas.domain import errors
+from finfaas.domain.ledger import Actor
+from finfaas.domain.reference_model import ReferenceLedger
+from finfaas.services.ledger import LedgerService, TransferRequest
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=1)
+        return self.now
+
+
+@pytest.fixture
+def service() -> LedgerService:
+    counter = itertools.count(1)
+    service = LedgerService(ReferenceLedger(), StepClock(), lambda: f"id{next(counter)}")
+    service.ensure_system_accounts("USD")
+    service.open_account(owner_id="u1", currency="USD", account_id="alice")
+    service.open_account(owner_id="u2", currency="USD", account_id="bob")
+    return service
+
+
+def test_deposits_come_from_funding_and_withdrawals_go_to_settlement(service):
+    service.deposit("alice", "12.34", "USD", transfer_id="dep1")
+    service.withdraw("alice", 234, "USD", transfer_id="wd1", actor=Actor(owner_id="u1"))
+    assert service.get_account("alice").balance_minor == 1_000
+    assert service.get_account("sys-funding-USD").balance_minor == -1_234
+    assert service.get_account("sys-settlement-USD").balance_minor == 234
+
+
+def test_system_accounts_are_idempotent_and_cannot_be_opened_as_customer_accounts(service):
+    assert [a.account_id for a in service.ensure_system_accounts("USD")][0] == "sys-funding-USD"
+    with pytest.raises(errors.InvalidInput):
+        service.open_account(owner_id="u1", currency="USD", kind="FUNDING")
+
+
+def test_customers_see_and_move_only_their_own_money(service):
+    service.deposit("alice", 500, "USD", transfer_id="dep1")
+    mallory = Actor(owner_id="u9")
+    with pytest.raises(errors.AccountNotFound):
+        service.get_account("alice", mallory)
+    with pytest.raises(errors.AccountNotFound):
+        service.transfer(TransferRequest("alice", "bob", 1, "USD", "t1"), mallory)
+    with pytest.raises(errors.TransferNotFound):
+        service.get_transfer("dep1", mallory)
+    with pytest.raises(errors.AccountNotFound):
+        service.statement("alice", actor=mallory)
+    service.transfer(TransferRequest("alice", "bob", 1, "USD", "t2"), Actor(owner_id="u1"))
+    assert service.get_transfer("t2", Actor(owner_id="u2")).amount_minor == 1
+
+
+def test_bad_input_is_named_by_field(service):
+    with pytest.raises(errors.InvalidAmount) as refused:
+        service.transfer(TransferRequest("alice", "bob", 1.5, "USD", "t1"))
+    assert refused.value.field == "amount"
+    with pytest.raises(errors.TooManyDecimals) as refused:
+        service.transfer_linked([TransferRequest("alice", "bob", 1, "USD", "a"),
+                                 TransferRequest("alice", "bob", "0.001", "USD", "b")])
+    assert refused.value.field == "transfers[1].amount"
+    with pytest.raises(errors.InvalidInput) as refused:
+        TransferRequest.from_mapping({"debit_account_id": "a", "credit_account_id": "b", "amount": 1,
+                                      "currency": "USD", "amount_minor": 5})
+    assert refused.value.field == "amount_minor"
+    with pytest.raises(errors.InvalidInput) as refused:
+        service.statement("alice", limit=0)
+    assert refused.value.field == "limit"
+
+
+def test_holds_post_partially_with_an_amount_in_the_holds_currency(service):
+    service.deposit("alice", 1_000, "USD", transfer_id="dep1")
+    hold = service.transfer(TransferRequest("alice", "bob", "7.00", "USD", "h1", pending=True))
+    post = service.post_pending(hold.transfer_id, amount="6.50", currency="USD", transfer_id="p1")
+    assert post.amount_minor == 650
+    assert service.get_account("alice").available_minor == 350
+    assert service.balance_at("alice", service._clock()).amount_minor == 350
