@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -38,6 +37,7 @@ from finfaas.local.process_pool import (
 )
 from finfaas.local.stackfile import Stack, StackError, load_stack
 from finfaas.local.upstream import UpstreamBrokenError, UpstreamConnectError
+from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, Problem
 
 LOOPBACK_HOST = "127.0.0.1"
 GATEWAY_PORT_DEFAULT = 8080
@@ -50,7 +50,6 @@ CALLBACK_ATTEMPTS_MAX = 3
 CALLBACK_BACKOFF_SECONDS = 0.5
 CALLBACK_TIMEOUT_SECONDS = 10.0
 SHUTDOWN_DRAIN_SECONDS = 5.0
-PROBLEM_TYPE_BASE = "https://finfaas.dev/problems/"
 
 FUNCTION_PREFIX = "/function/"
 ASYNC_FUNCTION_PREFIX = "/async-function/"
@@ -121,14 +120,8 @@ class GatewayConfig:
 
 def problem_outcome(status: int, code: str, title: str, detail: str) -> UpstreamResponse:
     """An RFC 9457 problem document; the detail says what happened, never a stack trace."""
-    document = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-    headers = [("Content-Type", "application/problem+json")]
+    document = Problem(status=status, code=code, title=title, detail=detail).to_dict()
+    headers = [("Content-Type", PROBLEM_MEDIA_TYPE)]
     return UpstreamResponse(status, headers, json.dumps(document).encode(), 0.0)
 
 
@@ -144,27 +137,17 @@ def split_function_path(raw_path: str, prefix: str) -> tuple[str, str]:
     return name, "/" + tail + (question + query)
 
 
-def upstream_request_headers(incoming: Mapping[str, str], call_id: str, remote: str | None) -> list:
-    """The client's end-to-end headers plus X-Forwarded-For/-Host and X-Call-Id, as OpenFaaS adds."""
-    headers = []
-    forwarded_for = forwarded_host = None
-    for key, value in incoming.items():
-        lowered = key.lower()
-        if lowered in _REQUEST_HEADERS_DROPPED or lowered == "x-call-id":
-            continue
-        if lowered == "x-forwarded-for":
-            forwarded_for = value
-        elif lowered == "x-forwarded-host":
-            forwarded_host = value
-        else:
-            headers.append((key, value))
-    host = incoming.get("Host")
-    if forwarded_host or host:
-        headers.append(("X-Forwarded-Host", forwarded_host or host))
-    if remote:
-        headers.append(("X-Forwarded-For", f"{forwarded_for}, {remote}" if forwarded_for else remote))
-    elif forwarded_for:
-        headers.append(("X-Forwarded-For", forwarded_for))
+def upstream_request_headers(incoming: Mapping[str, str], call_id: str) -> list[tuple[str, str]]:
+    """The client's end-to-end headers and the gateway's X-Call-Id.
+
+    No X-Forwarded-* headers: waitress drops them from untrusted peers (as in the image, where
+    of-watchdog is the peer), so functions never see them either way.
+    """
+    headers = [
+        (key, value)
+        for key, value in incoming.items()
+        if key.lower() not in _REQUEST_HEADERS_DROPPED and key.lower() != "x-call-id"
+    ]
     headers.append(("X-Call-Id", call_id))
     return headers
 
@@ -257,11 +240,11 @@ class Gateway:
         if path.startswith(SYSTEM_FUNCTION_PREFIX) and request.method == "GET":
             runtime = self.pool.get(path[len(SYSTEM_FUNCTION_PREFIX) :].strip("/"))
             if runtime is None:
-                return problem(404, "function-not-found", "Not Found", "no such function")
+                return problem(404, "function_not_found", "Not Found", "no such function")
             return web.json_response(self._describe(runtime))
         if path == "/healthz":
             return web.Response(text="OK")
-        return problem(404, "route-not-found", "Not Found", f"no route for {request.method} {path}")
+        return problem(404, "route_not_found", "Not Found", f"no route for {request.method} {path}")
 
     # -- synchronous invocation --------------------------------------------------------------
 
@@ -269,12 +252,12 @@ class Gateway:
         name, path_and_query = split_function_path(request.raw_path, FUNCTION_PREFIX)
         runtime = self.pool.get(name)
         if runtime is None:
-            return problem(404, "function-not-found", "Not Found", f"function {name!r} is not deployed")
+            return problem(404, "function_not_found", "Not Found", f"function {name!r} is not deployed")
         body = await _read_body(request)
         if body is None:
             return _too_large()
         call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
-        headers = upstream_request_headers(request.headers, call_id, request.remote)
+        headers = upstream_request_headers(request.headers, call_id)
         outcome = await self.invoke(runtime, request.method, path_and_query, headers, body)
         response_headers = downstream_response_headers(outcome.headers)
         response_headers["X-Call-Id"] = call_id
@@ -298,7 +281,7 @@ class Gateway:
                 process = await runtime.acquire()
             except FunctionStartError as error:
                 log_event("function_start_failed", function=name, detail=str(error))
-                return problem_outcome(502, "function-start-failed", "Bad Gateway", str(error))
+                return problem_outcome(502, "function_start_failed", "Bad Gateway", str(error))
             began = time.monotonic()
             try:
                 raw = await process.upstream.request(
@@ -308,7 +291,7 @@ class Gateway:
             except TimeoutError:
                 return problem_outcome(
                     504,
-                    "function-timeout",
+                    "function_timeout",
                     "Gateway Timeout",
                     f"function {name!r} did not answer within {self._timeouts[name]:g} s",
                 )
@@ -317,7 +300,7 @@ class Gateway:
                 if attempt == 2:
                     return problem_outcome(
                         502,
-                        "function-unreachable",
+                        "function_unreachable",
                         "Bad Gateway",
                         f"function {name!r} refused the connection",
                     )
@@ -326,7 +309,7 @@ class Gateway:
                 log_event("function_connection_broken", function=name, pid=process.pid)
                 return problem_outcome(
                     502,
-                    "function-crashed",
+                    "function_crashed",
                     "Bad Gateway",
                     f"function {name!r} closed the connection before answering",
                 )
@@ -339,22 +322,20 @@ class Gateway:
     async def _enqueue(self, request: web.BaseRequest) -> web.StreamResponse:
         name, path_and_query = split_function_path(request.raw_path, ASYNC_FUNCTION_PREFIX)
         if self.pool.get(name) is None:
-            return problem(404, "function-not-found", "Not Found", f"function {name!r} is not deployed")
+            return problem(404, "function_not_found", "Not Found", f"function {name!r} is not deployed")
         if request.method != "POST":
-            return problem(405, "method-not-allowed", "Method Not Allowed", "async invocations are POST only")
+            return problem(405, "method_not_allowed", "Method Not Allowed", "async invocations are POST only")
         callback_url = request.headers.get("X-Callback-Url")
         if callback_url and not _is_http_url(callback_url):
             return problem(
-                400, "invalid-callback-url", "Bad Request", "X-Callback-Url must be an http(s) URL"
+                400, "invalid_callback_url", "Bad Request", "X-Callback-Url must be an http(s) URL"
             )
         body = await _read_body(request)
         if body is None:
             return _too_large()
         call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
         headers = [
-            h
-            for h in upstream_request_headers(request.headers, call_id, request.remote)
-            if h[0].lower() != "x-callback-url"
+            h for h in upstream_request_headers(request.headers, call_id) if h[0].lower() != "x-callback-url"
         ]
         call = AsyncCall(name, request.method, path_and_query, headers, body, call_id, callback_url)
         try:
@@ -362,7 +343,7 @@ class Gateway:
         except asyncio.QueueFull:
             return problem(
                 429,
-                "async-queue-full",
+                "async_queue_full",
                 "Too Many Requests",
                 f"{ASYNC_QUEUE_DEPTH_MAX} async calls are already waiting",
             )
@@ -432,17 +413,24 @@ class Gateway:
 
     async def _start_companions(self) -> None:
         if self.config.connector and any(spec.topics for spec in self.config.stack.functions.values()):
-            from finfaas.local.connector import QueueConnector
+            from finfaas.local.connector import QueueConnector, connector_wait_seconds
 
-            connector = QueueConnector.for_stack(self.config.stack, f"http://{LOOPBACK_HOST}:{self.port}")
+            connector = QueueConnector.for_stack(
+                self.config.stack,
+                f"http://{LOOPBACK_HOST}:{self.port}",
+                wait_seconds=connector_wait_seconds(self.config.env),
+            )
             await connector.start()
             self._companions.append(connector)
         if self.config.xray_collector:
             from finfaas.local.xray_collector import XRayCollector, parse_daemon_address
 
             collector = XRayCollector(parse_daemon_address(self.config.xray_address))
-            with contextlib.suppress(OSError):  # a real daemon may already own the port
+            try:
                 await collector.start()
+            except OSError as error:  # a real X-Ray daemon may own the port: traces still flow
+                log_event("xray_collector_unavailable", address=collector.address, detail=str(error))
+            else:
                 self._companions.append(collector)
 
 
@@ -463,7 +451,7 @@ async def _read_body(request: web.BaseRequest) -> bytes | None:
 
 def _too_large() -> web.Response:
     detail = f"request body exceeds {REQUEST_BODY_BYTES_MAX} bytes"
-    return problem(413, "request-too-large", "Payload Too Large", detail)
+    return problem(413, "request_too_large", "Payload Too Large", detail)
 
 
 def _header_value(headers: list[tuple[str, str]], lowered_name: str) -> str | None:
