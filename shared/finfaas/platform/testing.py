@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from finfaas.platform import config
@@ -23,6 +25,8 @@ from finfaas.platform.keys import KeyRing, generate_signing_key
 from finfaas.platform.tokens import ACCESS_TOKEN_TYPE
 
 test_key_bits = 2048
+# shared/finfaas/platform/testing.py -> the repository root holding functions/<name>/handler.py
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 
 
 class Event:
@@ -170,3 +174,16 @@ def captured_logs() -> Iterator[CapturedLogs]:
         yield captured
     finally:
         finfaas_logging.configure()
+
+
+def load_function_handler(function: str, root: Path = REPOSITORY_ROOT) -> ModuleType:
+    """A fresh instance of functions/<function>/handler.py under a unique module name."""
+    import importlib.util
+
+    path = root / "functions" / function / "handler.py"
+    spec = importlib.util.spec_from_file_location(f"finfaas_function_{function}_{uuid.uuid4().hex}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no handler at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
