@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, Protocol, get_origin
+from typing import Any, Protocol, get_args, get_origin
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -494,8 +494,9 @@ def _build_route(
         if not auth:
             raise ValueError(f"{path}: ops routes always need authentication")
         scope_list = tuple(dict.fromkeys((*scope_list, jwt_auth.OPS_SCOPE)))
-    if body is not None and body.model_config.get("extra") != "forbid":
-        raise TypeError(f"{body.__name__} must set extra='forbid' (derive from StrictModel)")
+    loose = _models_allowing_extra(body) if body is not None else []
+    if loose:
+        raise TypeError(f"{', '.join(loose)} must set extra='forbid' (derive from StrictModel)")
     pattern, params = _compile_path(path)
     _check_signature(handler, params, body is not None, query is not None)
     return Route(
@@ -548,6 +549,25 @@ def _returned_model(handler: Callable[..., Any]) -> type[BaseModel] | None:
     except (NameError, TypeError):
         return None
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _models_allowing_extra(model: type[BaseModel]) -> list[str]:
+    """Names of the model and nested models that would accept unknown fields."""
+    loose: list[str] = []
+    seen: set[type[BaseModel]] = set()
+    pending: list[Any] = [model]
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation in seen:
+                continue
+            seen.add(annotation)
+            if annotation.model_config.get("extra") != "forbid":
+                loose.append(annotation.__name__)
+            pending.extend(info.annotation for info in annotation.model_fields.values())
+        else:
+            pending.extend(get_args(annotation))
+    return loose
 
 
 def _list_fields(model: type[BaseModel] | None) -> frozenset[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
 from finfaas.platform.testing import Event, call
 from pydantic import BaseModel
 
@@ -208,6 +208,22 @@ def test_a_body_model_that_allows_extra_fields_is_refused_at_import():
 
         @app.route("POST", "/payments", auth=False, body=Loose)
         def pay(req, body): ...
+
+
+def test_a_nested_model_that_allows_extra_fields_is_refused_at_import():
+    class Leg(BaseModel):
+        amount_minor: int
+
+    class Split(StrictModel):
+        legs: list[Leg]
+        fee: Leg | None = None
+
+    app = FunctionApp("loose")
+
+    with pytest.raises(TypeError, match="Leg"):
+
+        @app.route("POST", "/splits", auth=False, body=Split)
+        def split(req, body): ...
 
 
 def test_ops_routes_cannot_be_public():
