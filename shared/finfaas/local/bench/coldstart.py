@@ -1,0 +1,194 @@
+"""Cold start and idle memory of every function, next to the template's own hello world.
+
+For each function of stack.yml (and the peer: the python3-http template's hello handler served
+the same way), the harness process is spawned N times; a run is timed from spawn to the first
+200 on /_/health (the request is sent at once and waits in the listen backlog, so no polling
+interval is measured). Idle RSS is read after the first request has been answered. The slowest
+function's imports are broken down with `python -X importtime`.
+Last line of output: one JSON object (see _summary). MB here means 2**20 bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from finfaas.local.harness import harness_command
+from finfaas.local.process_pool import function_environment
+from finfaas.local.stackfile import FunctionSpec, load_stack
+
+PEER_HANDLER_DIR = Path(__file__).resolve().parent / "peer_hello"
+RUNS_DEFAULT = 7
+HEALTH_PATH = "/_/health"
+FIRST_RESPONSE_SECONDS_MAX = 30.0
+IDLE_SETTLE_SECONDS = 0.3  # after the first answer, before RSS is read
+STOP_GRACE_SECONDS = 5.0
+IMPORT_BREAKDOWN_MODULES = 10
+COLD_START_MS_TARGET = 600
+IDLE_RSS_MB_TARGET = 80
+BYTES_PER_MB = 2**20
+
+
+@dataclass(frozen=True)
+class Run:
+    cold_start_ms: float
+    status: int
+    idle_rss_mb: float
+
+
+def peer_spec() -> FunctionSpec:
+    return FunctionSpec(name="peer-hello", lang="python3-http", handler_dir=PEER_HANDLER_DIR, image="peer")
+
+
+def measure_once(spec: FunctionSpec) -> Run:
+    """Spawn the function, GET /_/health at once, time the answer, read RSS, stop it."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        harness_command(spec.handler_dir, listen_fd=listener.fileno(), parent_pid=os.getpid()),
+        env=function_environment(spec, os.environ),
+        pass_fds=(listener.fileno(),),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    listener.close()
+    try:
+        status = _get_status(port, HEALTH_PATH)
+        cold_start_ms = (time.perf_counter() - began) * 1000
+        time.sleep(IDLE_SETTLE_SECONDS)
+        rss_mb = psutil.Process(process.pid).memory_info().rss / BYTES_PER_MB
+    finally:
+        _stop(process)
+    return Run(round(cold_start_ms, 1), status, round(rss_mb, 1))
+
+
+def _get_status(port: int, path: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=FIRST_RESPONSE_SECONDS_MAX)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(STOP_GRACE_SECONDS)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def measure(spec: FunctionSpec, runs: int) -> dict:
+    results = [measure_once(spec) for _ in range(runs)]
+    failed = [r.status for r in results if r.status != 200]
+    return {
+        "cold_start_ms_median": statistics.median(r.cold_start_ms for r in results),
+        "cold_start_ms_runs": [r.cold_start_ms for r in results],
+        "idle_rss_mb": statistics.median(r.idle_rss_mb for r in results),
+        "health_statuses_not_200": failed,
+    }
+
+
+def import_breakdown(spec: FunctionSpec) -> dict[str, float]:
+    """Top modules by cumulative import time (ms) when the harness loads this function."""
+    script = (
+        "import sys; from finfaas.local.harness import install_function_package;"
+        f"install_function_package({str(spec.handler_dir)!r});"
+        "import waitress, finfaas.local.harness.index"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", script],
+        env=function_environment(spec, os.environ),
+        capture_output=True,
+        text=True,
+        timeout=FIRST_RESPONSE_SECONDS_MAX,
+        check=False,
+    )
+    rows = []
+    for line in completed.stderr.splitlines():  # "import time: <self us> | <cumulative us> | <module>"
+        fields = line.removeprefix("import time:").split("|")
+        if not line.startswith("import time:") or len(fields) != 3 or not fields[1].strip().isdigit():
+            continue
+        rows.append((int(fields[1]), fields[2].strip()))
+    top = sorted(rows, reverse=True)[:IMPORT_BREAKDOWN_MODULES]
+    return {module: round(us / 1000, 1) for us, module in top}
+
+
+def _summary(functions: dict[str, dict], peer: dict, breakdown: dict) -> dict:
+    heaviest = max(functions, key=lambda name: functions[name]["cold_start_ms_median"])
+    return {
+        "functions": {
+            name: {"cold_start_ms_median": r["cold_start_ms_median"], "idle_rss_mb": r["idle_rss_mb"]}
+            for name, r in functions.items()
+        },
+        "peer": {"cold_start_ms_median": peer["cold_start_ms_median"], "idle_rss_mb": peer["idle_rss_mb"]},
+        "heaviest": heaviest,
+        "heaviest_over_peer": round(
+            functions[heaviest]["cold_start_ms_median"] / peer["cold_start_ms_median"], 2
+        ),
+        "import_breakdown": {"function": heaviest, "top_cumulative_ms": breakdown},
+        "targets": {"cold_start_ms_median_max": COLD_START_MS_TARGET, "idle_rss_mb_max": IDLE_RSS_MB_TARGET},
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", type=Path, default=Path("stack.yml"))
+    parser.add_argument("--runs", type=int, default=RUNS_DEFAULT, help="spawns per function")
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = load_stack(args.stack)
+    functions = {}
+    for name, spec in stack.functions.items():
+        functions[name] = measure(spec, args.runs)
+        _print_row(name, functions[name])
+    peer = measure(peer_spec(), args.runs)
+    _print_row("(peer) template hello", peer)
+    heaviest = max(functions, key=lambda name: functions[name]["cold_start_ms_median"])
+    breakdown = import_breakdown(stack.functions[heaviest])
+    print(f"imports of {heaviest}, cumulative ms: {breakdown}")
+    summary = _summary(functions, peer, breakdown)
+    misses = [
+        n
+        for n, r in summary["functions"].items()
+        if r["cold_start_ms_median"] > COLD_START_MS_TARGET or r["idle_rss_mb"] > IDLE_RSS_MB_TARGET
+    ]
+    print(
+        f"targets (median <= {COLD_START_MS_TARGET} ms, idle RSS <= {IDLE_RSS_MB_TARGET} MB): "
+        + (f"missed by {', '.join(misses)}" if misses else "met by every function")
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def _print_row(name: str, result: dict) -> None:
+    note = (
+        f"  non-200 health: {result['health_statuses_not_200']}" if result["health_statuses_not_200"] else ""
+    )
+    print(
+        f"{name:24s} cold start median {result['cold_start_ms_median']:7.1f} ms  "
+        f"idle RSS {result['idle_rss_mb']:5.1f} MB  runs {result['cold_start_ms_runs']}{note}"
+    )
