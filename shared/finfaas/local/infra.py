@@ -11,6 +11,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from finfaas.local import awsclients
 from finfaas.local.emulators import EmulatorError, require_endpoint
@@ -27,6 +29,7 @@ TEMPLATE_PATH = PROJECT_ROOT / "infra" / "template.yaml"
 TABLE_TYPE = "AWS::DynamoDB::Table"
 STACK_NAME_FORMAT = "finfaas-{stage}"
 STAGE_DEFAULT = "local"
+STAGE_PATTERN = re.compile(r"[A-Za-z0-9-]{1,32}")  # as FINFAAS_STAGE and the template's AllowedPattern
 STACK_POLL_INTERVAL_S = 5
 STACK_WAIT_S_MAX = 1800
 TABLE_ACTIVE_WAIT_S_MAX = 120
@@ -411,6 +414,8 @@ def _ensure_point_in_time_recovery(dynamodb, name: str, spec: dict[str, Any] | N
 def deploy(stage: str = STAGE_DEFAULT, target: str = "embedded",
            template_path: Path = TEMPLATE_PATH) -> dict[str, str]:
     """Deploy the template under stage to target; returns the stack outputs by output key."""
+    if not STAGE_PATTERN.fullmatch(stage):
+        raise InfraError(f"stage must be 1-32 letters, digits or '-', got {stage!r}")
     template = load_template(template_path)
     try:
         if target == "embedded":
@@ -419,7 +424,7 @@ def deploy(stage: str = STAGE_DEFAULT, target: str = "embedded",
             cfn = awsclients.client("cloudformation", target)
             stack_name = STACK_NAME_FORMAT.format(stage=stage)
             return _outputs(_deploy_stack(cfn, stack_name, template_path.read_text(), stage))
-    except (ClientError, BotoCoreError) as error:
+    except (ClientError, BotoCoreError, ResponseParserError) as error:
         raise InfraError(f"deploy to {target} failed: {_first_line(error)}") from error
     raise InfraError(f"unknown target {target!r}; expected one of {', '.join(awsclients.TARGETS)}")
 

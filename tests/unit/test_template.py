@@ -1,0 +1,195 @@
+"""infra/template.yaml: valid CloudFormation (cfn-lint, offline) that says what the suite relies on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cfnlint.api import lint_all
+from finfaas.local.infra import (
+    TEMPLATE_PATH,
+    InfraError,
+    Resolver,
+    _for_moto,
+    _without_tables,
+    create_table_request,
+    load_template,
+    table_ids,
+)
+
+TEMPLATE = load_template()
+RESOURCES = TEMPLATE["Resources"]
+INFORMATIONAL_RULE_PREFIX = "I"
+DLQ_RETENTION_S = 14 * 24 * 3600
+
+# logical table -> (key schema, GSIs {name: key schema}, TTL attribute)
+EXPECTED_TABLES = {
+    "accounts": ([("account_id", "S", "HASH")],
+                 {"by-owner": [("owner_id", "S", "HASH"), ("opened_at", "S", "RANGE")]}, None),
+    "transfers": ([("transfer_id", "S", "HASH")], {}, None),
+    "entries": ([("account_id", "S", "HASH"), ("entry_key", "S", "RANGE")], {}, None),
+    "outbox": ([("partition", "S", "HASH"), ("event_key", "S", "RANGE")], {}, None),
+    "idempotency": ([("idempotency_key", "S", "HASH")], {}, "expires_at"),
+    "audit": ([("chain", "S", "HASH"), ("seq", "N", "RANGE")], {}, None),
+    "ratelimits": ([("bucket", "S", "HASH")], {}, "expires_at"),
+    "customers": ([("customer_id", "S", "HASH")], {"by-username": [("username", "S", "HASH")]}, None),
+    "auth": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, "expires_at"),
+    "executions": ([("execution_id", "S", "HASH")],
+                   {"by-status": [("status", "S", "HASH"), ("next_run_at", "S", "RANGE")]}, None),
+    "history": ([("execution_id", "S", "HASH"), ("seq", "N", "RANGE")], {}, None),
+}
+QUEUES = ("orchestrator", "events", "webhooks")
+
+
+def _tables_by_logical_name() -> dict[str, dict]:
+    found = {}
+    for logical in table_ids(TEMPLATE):
+        name = RESOURCES[logical]["Properties"]["TableName"]["Fn::Sub"]
+        assert name.startswith("finfaas-${Stage}-"), name
+        found[name.removeprefix("finfaas-${Stage}-")] = RESOURCES[logical]["Properties"]
+    return found
+
+
+def _queues_by_name() -> dict[str, tuple[str, dict]]:
+    return {r["Properties"]["QueueName"]["Fn::Sub"].removeprefix("finfaas-${Stage}-"): (lid, r["Properties"])
+            for lid, r in RESOURCES.items() if r["Type"] == "AWS::SQS::Queue"}
+
+
+def test_cfn_lint_finds_no_error_or_warning():
+    problems = [m for m in lint_all(TEMPLATE_PATH.read_text())
+                if not m.rule.id.startswith(INFORMATIONAL_RULE_PREFIX)]
+    assert problems == []
+
+
+def test_stage_parameter_defaults_to_local():
+    assert TEMPLATE["Parameters"]["Stage"]["Default"] == "local"
+
+
+def test_every_named_resource_is_named_after_its_stage():
+    name_properties = ("TableName", "QueueName", "AliasName")
+    for logical, resource in RESOURCES.items():
+        names = [resource["Properties"][p] for p in name_properties if p in resource["Properties"]]
+        for name in names:
+            assert "Fn::Sub" in name and "finfaas-${Stage}-" in name["Fn::Sub"], logical
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TABLES))
+def test_table_keys_indexes_and_ttl_are_as_the_code_expects(name):
+    key_schema, indexes, ttl_attribute = EXPECTED_TABLES[name]
+    table = _tables_by_logical_name()[name]
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+
+    def typed(schema: list[dict]) -> list[tuple[str, str, str]]:
+        return [(k["AttributeName"], types[k["AttributeName"]], k["KeyType"]) for k in schema]
+
+    assert typed(table["KeySchema"]) == key_schema
+    actual_indexes = {index["IndexName"]: typed(index["KeySchema"])
+                      for index in table.get("GlobalSecondaryIndexes", [])}
+    assert actual_indexes == indexes
+    assert all(i["Projection"] == {"ProjectionType": "ALL"} for i in table.get("GlobalSecondaryIndexes", []))
+    ttl = table.get("TimeToLiveSpecification")
+    assert (ttl == {"AttributeName": ttl_attribute, "Enabled": True}) if ttl_attribute else ttl is None
+
+
+def test_every_table_is_on_demand_recoverable_and_encrypted_with_the_pii_key():
+    assert set(_tables_by_logical_name()) == set(EXPECTED_TABLES)
+    for table in _tables_by_logical_name().values():
+        assert table["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert table["SSESpecification"] == {
+            "SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Fn::GetAtt": ["PiiKey", "Arn"]}}
+
+
+def test_stateful_resources_survive_stack_deletion():
+    for logical, resource in RESOURCES.items():
+        if resource["Type"] in ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::KMS::Key"):
+            assert resource.get("DeletionPolicy") == resource.get("UpdateReplacePolicy") == "Retain", logical
+
+
+@pytest.mark.parametrize("name", QUEUES)
+def test_each_queue_has_a_dlq_after_five_receives(name):
+    queues = _queues_by_name()
+    _, queue = queues[name]
+    dlq_logical, dlq = queues[f"{name}-dlq"]
+    assert queue["VisibilityTimeout"] == 30
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_logical, "Arn"]},
+                                      "maxReceiveCount": 5}
+    assert dlq["MessageRetentionPeriod"] == DLQ_RETENTION_S
+    assert queue["KmsMasterKeyId"] == dlq["KmsMasterKeyId"] == {"Ref": "PiiKey"}
+
+
+def test_only_the_named_queues_exist():
+    assert set(_queues_by_name()) == {*QUEUES, *(f"{q}-dlq" for q in QUEUES)}
+
+
+def test_pii_key_is_symmetric_rotating_and_aliased_per_stage():
+    key = RESOURCES["PiiKey"]["Properties"]
+    assert key["KeySpec"] == "SYMMETRIC_DEFAULT" and key["KeyUsage"] == "ENCRYPT_DECRYPT"
+    assert key["EnableKeyRotation"] is True
+    alias = RESOURCES["PiiKeyAlias"]["Properties"]
+    assert alias == {"AliasName": {"Fn::Sub": "alias/finfaas-${Stage}-pii"}, "TargetKeyId": {"Ref": "PiiKey"}}
+
+
+def test_every_resource_is_named_in_the_outputs():
+    referenced = set()
+    for output in TEMPLATE["Outputs"].values():
+        value = output["Value"]
+        referenced.add(value.get("Ref") or value.get("Fn::GetAtt", [None])[0])
+    assert set(RESOURCES) <= referenced
+    for logical in table_ids(TEMPLATE):
+        assert TEMPLATE["Outputs"][f"{logical}Name"]["Value"] == {"Ref": logical}
+        assert TEMPLATE["Outputs"][f"{logical}Arn"]["Value"] == {"Fn::GetAtt": [logical, "Arn"]}
+
+
+# ---- the pieces of the embedded deploy that need no emulator
+
+
+def _resolver(stage: str = "t1") -> Resolver:
+    resolver = Resolver(TEMPLATE, {"Stage": stage}, {"AWS::Region": "us-east-1", "AWS::AccountId": "1"})
+    resolver.attributes[("PiiKey", "Arn")] = "arn:aws:kms:us-east-1:1:key/k"
+    return resolver
+
+
+def test_table_properties_become_a_create_table_request():
+    properties = _resolver("t1").resolve(RESOURCES["AccountsTable"]["Properties"])
+    request = create_table_request(properties)
+    assert request["TableName"] == "finfaas-t1-accounts"
+    assert request["BillingMode"] == "PAY_PER_REQUEST"
+    assert request["SSESpecification"] == {"Enabled": True, "SSEType": "KMS",
+                                           "KMSMasterKeyId": "arn:aws:kms:us-east-1:1:key/k"}
+    assert request["DeletionProtectionEnabled"] is False
+    assert request["GlobalSecondaryIndexes"][0]["IndexName"] == "by-owner"
+    assert "PointInTimeRecoverySpecification" not in request  # a separate API call
+
+
+def test_production_stage_turns_deletion_protection_on():
+    properties = _resolver("prod").resolve(RESOURCES["TransfersTable"]["Properties"])
+    assert create_table_request(properties)["DeletionProtectionEnabled"] is True
+
+
+def test_resolver_refuses_what_it_cannot_know():
+    with pytest.raises(InfraError):
+        _resolver().resolve({"Fn::GetAtt": ["OrchestratorQueue", "Arn"]})
+    with pytest.raises(InfraError):
+        _resolver().resolve({"Fn::Sub": "${NoSuchParameter}"})
+
+
+def test_resolver_keeps_escaped_sub_literals():
+    assert _resolver("t1").resolve({"Fn::Sub": "${!Literal}-${Stage}"}) == "${Literal}-t1"
+
+
+def test_tables_and_their_outputs_are_split_from_the_moto_stack():
+    rest, table_outputs = _without_tables(TEMPLATE)
+    assert not set(table_ids(TEMPLATE)) & set(rest["Resources"])
+    expected = {f"{logical}{suffix}" for logical in table_ids(TEMPLATE) for suffix in ("Name", "Arn")}
+    assert set(table_outputs) == expected
+    assert set(rest["Outputs"]) | set(table_outputs) == set(TEMPLATE["Outputs"])
+
+
+def test_moto_gets_the_key_policy_as_json_text_with_its_references_intact():
+    key = _for_moto(TEMPLATE)["Resources"]["PiiKey"]["Properties"]
+    text = key["KeyPolicy"]["Fn::Sub"]
+    policy = json.loads(text)
+    assert policy["Statement"][0]["Principal"]["AWS"] == "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
+    assert key["Tags"] == [{"TagKey": "finfaas:stage", "TagValue": {"Ref": "Stage"}}]
+    assert isinstance(RESOURCES["PiiKey"]["Properties"]["KeyPolicy"], dict)  # the original is untouched
