@@ -1,0 +1,85 @@
+"""How the gateway splits OpenFaaS paths and which headers cross the hop."""
+
+from __future__ import annotations
+
+import pytest
+from finfaas.local.gateway import (
+    ASYNC_FUNCTION_PREFIX,
+    FUNCTION_PREFIX,
+    downstream_response_headers,
+    problem_outcome,
+    split_function_path,
+    upstream_request_headers,
+)
+from multidict import CIMultiDict
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "name", "rest"),
+    [
+        ("/function/echo", "echo", "/"),
+        ("/function/echo/", "echo", "/"),
+        ("/function/echo?x=1", "echo", "/?x=1"),
+        ("/function/echo/a/b?x=1&y=%20", "echo", "/a/b?x=1&y=%20"),
+        ("/function/echo/acc%2F1", "echo", "/acc%2F1"),
+    ],
+)
+def test_function_paths_split_into_name_and_the_rest_with_encoding_kept(raw_path, name, rest):
+    assert split_function_path(raw_path, FUNCTION_PREFIX) == (name, rest)
+
+
+def test_async_paths_split_the_same_way():
+    assert split_function_path("/async-function/jobs/run?now=1", ASYNC_FUNCTION_PREFIX) == (
+        "jobs",
+        "/run?now=1",
+    )
+
+
+def test_hop_by_hop_headers_stay_behind_and_the_gateway_sets_the_call_id():
+    incoming = CIMultiDict(
+        [
+            ("Host", "127.0.0.1:8080"),
+            ("Connection", "keep-alive"),
+            ("Content-Length", "2"),
+            ("Transfer-Encoding", "chunked"),
+            ("Expect", "100-continue"),
+            ("X-Call-Id", "forged"),
+            ("Authorization", "Bearer t"),
+            ("Accept", "a"),
+            ("Accept", "b"),
+        ]
+    )
+
+    headers = upstream_request_headers(incoming, "call-1")
+
+    assert headers == [
+        ("Authorization", "Bearer t"),
+        ("Accept", "a"),
+        ("Accept", "b"),
+        ("X-Call-Id", "call-1"),
+    ]
+
+
+def test_response_keeps_repeated_headers_and_drops_framing_ones():
+    headers = downstream_response_headers(
+        [
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+            ("Content-Length", "9"),
+            ("Connection", "close"),
+            ("Content-Type", "application/json"),
+        ]
+    )
+
+    assert headers.getall("Set-Cookie") == ["a=1", "b=2"]
+    assert "Content-Length" not in headers and "Connection" not in headers
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_gateway_errors_are_problem_documents_with_a_stable_code():
+    outcome = problem_outcome(502, "function_crashed", "Bad Gateway", "function 'x' closed the connection")
+
+    assert outcome.status == 502
+    assert ("Content-Type", "application/problem+json") in outcome.headers
+    assert b'"code": "function_crashed"' in outcome.body
+    assert b'"type": "urn:finfaas:problem:function_crashed"' in outcome.body
