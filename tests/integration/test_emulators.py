@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -235,6 +236,31 @@ def test_emulators_exit_when_their_parent_is_killed(tmp_path: Path):
         parent.wait()
     # THEN its emulators notice the closed pipe and exit on their own
     assert _wait_gone(pids) == []
+
+
+def test_cli_runs_in_the_foreground_until_ctrl_c():
+    # GIVEN `finfaas emulators` started on free ports
+    dynamodb_port, moto_port = _free_port(), _free_port()
+    command = [sys.executable, "-m", "finfaas.local.cli", "emulators", "--dynamodb-port", str(dynamodb_port),
+               "--moto-port", str(moto_port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # WHEN it says it is ready
+        ready_line = process.stdout.readline()
+        export_lines = [process.stdout.readline() for _ in range(len(EmbeddedAWS().env()))]
+        exports = dict(line.removeprefix("export ").strip().split("=", 1) for line in export_lines)
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert "ready" in ready_line, process.stderr.read()
+        assert exports["AWS_ENDPOINT_URL_DYNAMODB"] == f"http://127.0.0.1:{dynamodb_port}"
+        require_endpoint(exports["AWS_ENDPOINT_URL_DYNAMODB"])
+        require_endpoint(exports["AWS_ENDPOINT_URL"])
+    finally:
+        # AND Ctrl-C arrives
+        process.send_signal(signal.SIGINT)
+        exit_code = process.wait(timeout=CHILD_EXIT_WAIT_S_MAX)
+    # THEN it exits cleanly and takes both emulators with it
+    assert exit_code == 0
+    assert _wait_gone([child.pid for child in children]) == []
 
 
 def test_port_in_use_is_a_one_line_error_naming_the_port():
