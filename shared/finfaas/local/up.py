@@ -1,0 +1,101 @@
+"""`finfaas up`: the embedded default — emulators, infra, dev secrets, gateway and every function."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from finfaas.local import emulators, gateway, infra, stackfile, tools
+from finfaas.platform import config, keys
+
+STATE_DIR = Path(".finfaas")
+SECRETS_DIR = STATE_DIR / "secrets"
+LOGS_DIR = STATE_DIR / "logs"
+XRAY_DAEMON_ADDRESS = "127.0.0.1:2000"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", type=Path, default=Path("stack.yml"))
+    parser.add_argument("--stage", default=os.environ.get("FINFAAS_STAGE", config.DEFAULT_STAGE))
+    parser.add_argument("--gateway-port", type=int, default=gateway.GATEWAY_PORT_DEFAULT)
+    parser.add_argument("--dynamodb-port", type=int, default=emulators.DYNAMODB_PORT_DEFAULT)
+    parser.add_argument("--moto-port", type=int, default=emulators.MOTO_PORT_DEFAULT)
+    parser.add_argument(
+        "--idle-seconds", type=float, default=None,
+        help="scale functions to zero after this many idle seconds (default: each function's label)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = stackfile.load_stack(args.stack)
+    aws = emulators.EmbeddedAWS(args.dynamodb_port, args.moto_port, log_dir=LOGS_DIR)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        tools.ensure_dynamodb_local()
+        started = time.monotonic()
+        aws.start()
+        _export(aws.env(), args.stage)
+        outputs = infra.deploy(args.stage, "embedded")
+        keys.write_dev_secrets(SECRETS_DIR)
+        _print_summary(aws, args, stack, outputs, time.monotonic() - started)
+        return gateway.run_on_uvloop(gateway.serve_until_stopped(_gateway_config(stack, args)))
+    except (emulators.EmulatorError, infra.InfraError, tools.ToolsError) as error:
+        print(f"finfaas up: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        aws.stop()
+
+
+def _export(aws_env: dict[str, str], stage: str) -> None:
+    """Everything started from here (deploy, gateway, functions) sees the embedded endpoints."""
+    os.environ.update(aws_env)
+    os.environ["FINFAAS_STAGE"] = stage
+    os.environ["FINFAAS_SECRETS_DIR"] = str(SECRETS_DIR.resolve())
+    os.environ.setdefault("AWS_XRAY_DAEMON_ADDRESS", XRAY_DAEMON_ADDRESS)
+    os.environ.pop("AWS_PROFILE", None)
+    config.settings.cache_clear()
+
+
+def _gateway_config(stack, args: argparse.Namespace) -> gateway.GatewayConfig:
+    return gateway.GatewayConfig(
+        stack=stack,
+        port=args.gateway_port,
+        idle_seconds_override=args.idle_seconds,
+        logs_dir=LOGS_DIR,
+        connector=True,
+        xray_collector=True,
+        xray_address=os.environ["AWS_XRAY_DAEMON_ADDRESS"],
+        env=dict(os.environ),
+    )
+
+
+def _print_summary(aws, args, stack, outputs: dict[str, str], elapsed_s: float) -> None:
+    base = f"http://127.0.0.1:{args.gateway_port}"
+    names = ", ".join(sorted(stack.functions))
+    tables = sum(1 for key in outputs if key.endswith("TableName"))
+    lines = [
+        f"FinFaaS is up in {elapsed_s:.1f} s (stage {args.stage}). Ctrl-C stops everything.",
+        f"  gateway         {base}  functions: {names}",
+        f"  DynamoDB Local  {aws.dynamodb_endpoint}  ({tables} tables)",
+        f"  moto            {aws.moto_endpoint}  (SQS, KMS, X-Ray, CloudFormation)",
+        f"  X-Ray daemon    udp://{os.environ['AWS_XRAY_DAEMON_ADDRESS']}",
+        f"  secrets, logs   {SECRETS_DIR}/, {LOGS_DIR}/",
+        "",
+        "Try:",
+        f"  curl -s {base}/system/functions",
+        f"  curl -s {base}/function/auth/.well-known/jwks.json",
+        f"  curl -s -u demo-app:$(python3 -c \"import json;print(json.load(open('{SECRETS_DIR}/"
+        f"{keys.DEMO_CREDENTIALS_FILE}'))['client_secret'])\") -d grant_type=client_credentials "
+        f"{base}/function/auth/oauth/token",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
