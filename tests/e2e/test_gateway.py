@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psutil
 import pytest
+from finfaas.local.gateway import REQUEST_BODY_BYTES_MAX
 from fixtures.gateway_harness import GatewayProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -37,7 +38,7 @@ def test_lists_every_stack_function_with_its_labels_and_no_replicas_before_use(g
     # Runs first in this module: nothing has called a function yet.
     functions = gateway.functions()
 
-    assert set(functions) == {"echo", "crasher", "sink", "reject"}
+    assert set(functions) == {"echo", "crasher", "sink", "reject", "broken"}
     assert functions["sink"]["annotations"] == {"topic": "fixture-events"}
     assert functions["echo"]["labels"]["com.openfaas.scale.zero"] == "true"
     assert functions["echo"]["envProcess"] == "python index.py"
@@ -46,7 +47,7 @@ def test_lists_every_stack_function_with_its_labels_and_no_replicas_before_use(g
 
 def test_gateway_and_every_function_answer_health_checks(gateway):
     assert gateway.call("GET", "/healthz").status == 200
-    for name in gateway.functions():
+    for name in set(gateway.functions()) - {"broken"}:
         assert gateway.call("GET", f"/function/{name}/_/health").status == 200, name
 
 
@@ -97,6 +98,23 @@ def test_a_crash_mid_request_is_a_502_once_and_the_next_request_gets_a_fresh_pro
     assert after.status == 200
     assert after.json()["pid"] != before
     assert gateway.functions()["crasher"]["crashes"] >= 1
+
+
+def test_a_function_that_cannot_start_is_a_502_problem_for_every_waiting_caller(gateway):
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: gateway.call("GET", "/function/broken/"), range(4)))
+
+    assert [r.status for r in replies] == [502] * 4
+    assert {r.json()["code"] for r in replies} == {"function_start_failed"}
+    assert "exited during start" in replies[0].json()["detail"]
+    assert gateway.functions()["broken"]["replicas"] == 0
+
+
+def test_a_body_over_the_limit_is_refused_before_reaching_the_function(gateway):
+    reply = gateway.call("POST", "/function/echo/", b"x" * (REQUEST_BODY_BYTES_MAX + 1))
+
+    assert reply.status == 413
+    assert reply.json()["code"] == "request_too_large"
 
 
 def test_idle_function_scales_to_zero_and_cold_starts_on_the_next_request(gateway):

@@ -201,6 +201,7 @@ class FunctionRuntime:
         self._lock = asyncio.Lock()
         self._in_flight = 0
         self._last_activity = time.monotonic()
+        self._last_start_failure: tuple[float, FunctionStartError] | None = None
 
     @property
     def replicas(self) -> int:
@@ -219,9 +220,10 @@ class FunctionRuntime:
         process = self._process
         if process is not None and not process.exited:
             return process  # the warm path takes no lock
+        waiting_since = time.monotonic()
         try:
             async with self._lock:  # concurrent first requests share one start
-                return await self._running_process()
+                return await self._running_process(waiting_since)
         except BaseException:
             self.release()
             raise
@@ -254,10 +256,17 @@ class FunctionRuntime:
         async with self._lock:
             await self._stop_current("shutdown")
 
-    async def _running_process(self) -> FunctionProcess:
+    async def _running_process(self, waiting_since: float) -> FunctionProcess:
         if self._process is not None and not self._process.exited:
             return self._process
-        process = await start_function_process(self.spec, self._env, self._output)
+        failure = self._last_start_failure
+        if failure is not None and failure[0] >= waiting_since:
+            raise failure[1]  # the start this request waited for failed: don't queue another
+        try:
+            process = await start_function_process(self.spec, self._env, self._output)
+        except FunctionStartError as error:
+            self._last_start_failure = (time.monotonic(), error)
+            raise
         self._process = process
         self.cold_start_count += 1
         asyncio.get_running_loop().create_task(self._watch(process))

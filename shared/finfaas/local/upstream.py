@@ -17,6 +17,7 @@ RESPONSE_HEAD_BYTES_MAX = 64 * 1024
 RESPONSE_BODY_BYTES_MAX = 64 * 1024 * 1024
 IDLE_CONNECTION_SECONDS_MAX = 15.0  # well below waitress's 120 s channel_timeout: we close first
 _NO_BODY_STATUSES = frozenset({204, 304})
+_FRAMING_HEADERS = frozenset({"connection", "transfer-encoding", "content-length"})
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"  # header bytes round-trip exactly, as aiohttp's parser decodes them
 
@@ -99,29 +100,38 @@ class ResponseParser:
             if len(buffer) > RESPONSE_HEAD_BYTES_MAX:
                 raise UpstreamBrokenError(f"response head exceeds {RESPONSE_HEAD_BYTES_MAX} bytes")
             return False
-        lines = bytes(buffer[:end]).decode(_ENCODING, _ERRORS).split("\r\n")
+        head = bytes(buffer[:end]).decode(_ENCODING, _ERRORS)
         del buffer[: end + 4]
-        version, status = _status_line(lines[0])
+        status_line, _, header_block = head.partition("\r\n")
+        version, status = _status_line(status_line)
         if 100 <= status < 200:
             return True  # an interim response (100 Continue): the real one follows
         self.status = status
-        self.headers = [_header(line) for line in lines[1:]]
+        framing = self._parse_headers(header_block)
         self._in_head = False
-        self._frame_body(version)
+        self._frame_body(version, framing)
         return True
 
-    def _frame_body(self, version: str) -> None:
-        connection = ""
-        transfer_encoding = ""
-        content_length = None
-        for name, value in self.headers:
+    def _parse_headers(self, block: str) -> dict[str, str]:
+        """Fill self.headers; return the framing headers (lowercased name -> value)."""
+        framing: dict[str, str] = {}
+        headers = self.headers
+        for line in block.split("\r\n") if block else ():
+            name, colon, value = line.partition(":")
+            if not colon or not name or name[0] in " \t" or name[-1] in " \t":
+                raise UpstreamBrokenError(f"bad header line {line[:80]!r}")
+            value = value.strip()
+            headers.append((name, value))
             lowered = name.lower()
-            if lowered == "connection":
-                connection = value.lower()
-            elif lowered == "transfer-encoding":
-                transfer_encoding = value.lower()
-            elif lowered == "content-length":
-                content_length = _content_length(value, content_length)
+            if lowered in _FRAMING_HEADERS:
+                if lowered == "content-length" and framing.get(lowered, value) != value:
+                    raise UpstreamBrokenError("conflicting Content-Length headers")
+                framing[lowered] = value
+        return framing
+
+    def _frame_body(self, version: str, framing: dict[str, str]) -> None:
+        connection = framing.get("connection", "").lower()
+        transfer_encoding = framing.get("transfer-encoding", "").lower()
         self.keep_alive = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
         if self._head_request or self.status in _NO_BODY_STATUSES:
             self._remaining = 0
@@ -129,8 +139,8 @@ class ResponseParser:
             if transfer_encoding != "chunked":
                 raise UpstreamBrokenError(f"unsupported Transfer-Encoding {transfer_encoding!r}")
             self._chunked = True
-        elif content_length is not None:
-            self._remaining = content_length
+        elif "content-length" in framing:
+            self._remaining = _content_length(framing["content-length"])
         else:
             self.until_eof = True
             self.keep_alive = False
@@ -155,14 +165,8 @@ class ResponseParser:
             line_end = buffer.find(b"\r\n")
             if line_end < 0:
                 return False
-            size_text = bytes(buffer[:line_end]).split(b";", 1)[0].strip()
+            self._remaining = _chunk_size(bytes(buffer[:line_end]))
             del buffer[: line_end + 2]
-            try:
-                self._remaining = int(size_text, 16)
-            except ValueError as error:
-                raise UpstreamBrokenError(f"bad chunk size {size_text!r}") from error
-            if self._remaining < 0:
-                raise UpstreamBrokenError("negative chunk size")
 
 
 def _status_line(line: str) -> tuple[str, int]:
@@ -172,20 +176,17 @@ def _status_line(line: str) -> tuple[str, int]:
     return parts[0], int(parts[1])
 
 
-def _header(line: str) -> tuple[str, str]:
-    name, colon, value = line.partition(":")
-    if not colon or not name or name != name.strip():
-        raise UpstreamBrokenError(f"bad header line {line[:80]!r}")
-    return name, value.strip()
-
-
-def _content_length(value: str, previous: int | None) -> int:
+def _content_length(value: str) -> int:
     if not value.isdigit():
         raise UpstreamBrokenError(f"bad Content-Length {value!r}")
-    length = int(value)
-    if previous is not None and previous != length:
-        raise UpstreamBrokenError("conflicting Content-Length headers")
-    return length
+    return int(value)
+
+
+def _chunk_size(line: bytes) -> int:
+    size_text = line.split(b";", 1)[0].strip()
+    if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
+        raise UpstreamBrokenError(f"bad chunk size {size_text[:20]!r}")
+    return int(size_text, 16)
 
 
 class UpstreamConnection(asyncio.Protocol):
