@@ -72,6 +72,13 @@ def test_env_points_clients_at_the_emulators(embedded_aws):
     assert embedded_aws.outputs["AccountsTableName"] in tables
 
 
+def test_every_credential_and_region_sees_the_same_tables(embedded_aws):
+    # A function started with other credentials must not get a private, empty DynamoDB.
+    stranger = boto3.client("dynamodb", region_name="eu-west-1", aws_access_key_id="SomeoneElse",
+                            aws_secret_access_key="other")
+    assert embedded_aws.outputs["AccountsTableName"] in stranger.list_tables()["TableNames"]
+
+
 def test_concurrent_sqs_loses_and_duplicates_nothing(embedded_aws):
     # GIVEN a fresh queue and 6 senders racing 4 receivers
     sqs = boto3.client("sqs")

@@ -172,7 +172,9 @@ class EmbeddedAWS:
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             storage = ["-dbPath", str(self.data_dir.resolve())]
-        options = [*storage, "-port", str(self.dynamodb_port), "-disableTelemetry"]
+        # -sharedDb: one database whatever the caller's access key or region, so a process started
+        # with other credentials sees the same tables instead of an empty private copy.
+        options = [*storage, "-sharedDb", "-port", str(self.dynamodb_port), "-disableTelemetry"]
         jvm = [java, f"-Xmx{DYNAMODB_HEAP_MB_MAX}m",
                f"-Djava.library.path={self._dynamodb_dir / tools.DYNAMODB_LOCAL_LIB}"]
         launcher = tools.ensure_loopback_launcher(self._dynamodb_dir)
