@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from finfaas.local import emulators, gateway, infra, stackfile, tools
@@ -41,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         _export(aws.env(), args.stage)
         outputs = infra.deploy(args.stage, "embedded")
         keys.write_dev_secrets(SECRETS_DIR)
-        _print_summary(aws, args, stack, outputs, time.monotonic() - started)
-        return gateway.run_on_uvloop(gateway.serve_until_stopped(_gateway_config(stack, args)))
+        summary = partial(_print_summary, aws, args, stack, outputs, started)
+        return gateway.run_on_uvloop(_serve(_gateway_config(stack, args), summary))
     except (emulators.EmulatorError, infra.InfraError, tools.ToolsError) as error:
         print(f"finfaas up: {error}", file=sys.stderr)
         return 1
@@ -50,6 +52,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         aws.stop()
+
+
+async def _serve(gateway_config: gateway.GatewayConfig, on_listening) -> int:
+    """Run the gateway until SIGINT/SIGTERM; announce the suite only once it accepts requests."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    server = gateway.Gateway(gateway_config)
+    try:
+        await server.start()
+        on_listening()
+        await stopping.wait()
+    except OSError as error:
+        print(f"finfaas up: gateway cannot listen on port {gateway_config.port}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await server.stop()
+    return 0
 
 
 def _export(aws_env: dict[str, str], stage: str) -> None:
@@ -75,12 +96,13 @@ def _gateway_config(stack, args: argparse.Namespace) -> gateway.GatewayConfig:
     )
 
 
-def _print_summary(aws, args, stack, outputs: dict[str, str], elapsed_s: float) -> None:
+def _print_summary(aws, args, stack, outputs: dict[str, str], started: float) -> None:
+    elapsed_s = time.monotonic() - started
     base = f"http://127.0.0.1:{args.gateway_port}"
     names = ", ".join(sorted(stack.functions))
     tables = sum(1 for key in outputs if key.endswith("TableName"))
     lines = [
-        f"FinFaaS is up in {elapsed_s:.1f} s (stage {args.stage}). Ctrl-C stops everything.",
+        f"FinFaaS is up in {elapsed_s:.1f} s (stage {args.stage}).",
         f"  gateway         {base}  functions: {names}",
         f"  DynamoDB Local  {aws.dynamodb_endpoint}  ({tables} tables)",
         f"  moto            {aws.moto_endpoint}  (SQS, KMS, X-Ray, CloudFormation)",
@@ -93,6 +115,8 @@ def _print_summary(aws, args, stack, outputs: dict[str, str], elapsed_s: float) 
         f"  curl -s -u demo-app:$(python3 -c \"import json;print(json.load(open('{SECRETS_DIR}/"
         f"{keys.DEMO_CREDENTIALS_FILE}'))['client_secret'])\") -d grant_type=client_credentials "
         f"{base}/function/auth/oauth/token",
+        "",
+        "Ctrl-C stops everything.",
     ]
     print("\n".join(lines), flush=True)
 
