@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         tools.ensure_dynamodb_local()
         started = time.monotonic()
         aws.start()
-        _export(aws.env(), args.stage)
+        _export(aws.env(), args.stage, args.gateway_port)
         outputs = infra.deploy(args.stage, "embedded")
         keys.write_dev_secrets(SECRETS_DIR)
         summary = partial(_print_summary, aws, args, stack, outputs, started)
@@ -73,9 +73,15 @@ async def _serve(gateway_config: gateway.GatewayConfig, on_listening) -> int:
     return 0
 
 
-def _export(aws_env: dict[str, str], stage: str) -> None:
-    """Everything started from here (deploy, gateway, functions) sees the embedded endpoints."""
+def _export(aws_env: dict[str, str], stage: str, gateway_port: int) -> None:
+    """Everything started from here (deploy, gateway, functions) sees the embedded endpoints.
+
+    FINFAAS_* and AWS_* set here win over stack.yml's values, which name the cluster's addresses.
+    """
     os.environ.update(aws_env)
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    os.environ["FINFAAS_GATEWAY_URL"] = gateway_url
+    os.environ["FINFAAS_JWKS_URL"] = f"{gateway_url}/function/auth/.well-known/jwks.json"
     os.environ["FINFAAS_STAGE"] = stage
     os.environ["FINFAAS_SECRETS_DIR"] = str(SECRETS_DIR.resolve())
     os.environ.setdefault("AWS_XRAY_DAEMON_ADDRESS", XRAY_DAEMON_ADDRESS)
