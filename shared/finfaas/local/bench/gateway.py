@@ -122,7 +122,8 @@ def _start_gateway(stack_path: Path, port: int) -> subprocess.Popen:
 
 async def _measure(args: argparse.Namespace, stack_path: Path) -> dict:
     spec = load_stack(stack_path).functions["hello"]
-    direct = await start_function_process(spec, function_environment(spec, os.environ))
+    # Output discarded on both sides alike (the gateway's children inherit its DEVNULL).
+    direct = await start_function_process(spec, function_environment(spec, os.environ), subprocess.DEVNULL)
     port = _free_port()
     gateway = _start_gateway(stack_path, port)
     try:
