@@ -7,6 +7,7 @@ infra/knative/ are generated from it (`finfaas build --knative`) and a test keep
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import yaml
@@ -86,9 +87,47 @@ def write_knative(stack: dict, folder: Path = KNATIVE_DIR) -> list[Path]:
     return written
 
 
+BUILD_DIR = Path("build")
+HANDLER_OVERLAY = "function"  # where faas-cli puts the handler inside the template's context
+SKIPPED_HANDLER_ENTRIES = frozenset({"build", "template", "__pycache__"})
+
+
+def _copy(source: Path, destination: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+
+
+def function_build_context(name: str, stack: dict, root: Path, build_dir: Path) -> Path:
+    """The `function/` part of a faas-cli build context, laid out as faas-cli's CreateBuildContext does:
+    the handler folder's files, then every `configuration.copy` path at the same relative place."""
+    context = build_dir / name
+    if context.exists():
+        shutil.rmtree(context)
+    handler_dst = context / HANDLER_OVERLAY
+    handler_dst.mkdir(parents=True)
+    handler_src = root / stack["functions"][name]["handler"]
+    for entry in sorted(handler_src.iterdir()):
+        if entry.name not in SKIPPED_HANDLER_ENTRIES:
+            _copy(entry, handler_dst / entry.name)
+    for extra in (stack.get("configuration") or {}).get("copy") or []:
+        source = (root / extra).resolve()
+        if not source.is_relative_to(root.resolve()) or source == root.resolve():
+            raise ValueError(f"copy path {extra!r} must be a folder inside the project")
+        _copy(source, handler_dst / Path(extra))
+    return context
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--knative", action="store_true", help="write infra/knative/<fn>.yaml")
+    parser.add_argument(
+        "--shrinkwrap", action="store_true",
+        help="lay out build/<fn>/function as `faas-cli build --shrinkwrap` does (handler + shared)",
+    )
     parser.add_argument("--stack", type=Path, default=Path("stack.yml"))
+    parser.add_argument("--build-dir", type=Path, default=BUILD_DIR)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,4 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if args.knative:
         for path in write_knative(stack):
             print(path)
+    if args.shrinkwrap:
+        for name in sorted(stack["functions"]):
+            print(function_build_context(name, stack, args.stack.resolve().parent, args.build_dir))
     return 0

@@ -8,7 +8,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
 from finfaas.local.build import KNATIVE_DIR, knative_manifests, load_stack
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,0 +1,74 @@
+"""Each function imports the shared package from its own build context, as in the image."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from finfaas.local.build import function_build_context, load_stack
+
+ROOT = Path(__file__).resolve().parents[3]
+STACK = load_stack(ROOT / "stack.yml")
+
+# What the python3-http image does: WORKDIR /home/app, `function/` a package (the Dockerfile touches
+# function/__init__.py before copying the handler over it), then index.py's `from function import handler`.
+IMAGE_IMPORT = """
+import json, pathlib, sys
+pathlib.Path("function/__init__.py").touch(exist_ok=True)
+sys.path.insert(0, ".")
+from function import handler
+import finfaas
+
+class Event:
+    body = b""
+    headers = {}
+    method = "GET"
+    query = {}
+    path = "/_/health"
+
+class Context:
+    hostname = "probe"
+
+reply = handler.handle(Event(), Context())
+print(json.dumps({"finfaas": finfaas.__file__, "status": reply["statusCode"]}))
+"""
+
+
+def _locked_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+@pytest.mark.parametrize("name", sorted(STACK["functions"]))
+def test_function_imports_shared_package_from_its_build_context(name, tmp_path):
+    context = function_build_context(name, STACK, ROOT, tmp_path)
+
+    reply = subprocess.run(
+        [sys.executable, "-c", IMAGE_IMPORT], cwd=context, capture_output=True, text=True, timeout=60,
+    )
+
+    assert reply.returncode == 0, reply.stderr
+    seen = json.loads(reply.stdout.strip().splitlines()[-1])
+    assert seen["status"] == 200
+    assert Path(seen["finfaas"]).resolve().is_relative_to(context.resolve())
+
+
+@pytest.mark.parametrize("name", sorted(STACK["functions"]))
+def test_function_requirements_are_pinned_to_the_lock(name):
+    pins = _locked_pins()
+    requirements = ROOT / STACK["functions"][name]["handler"] / "requirements.txt"
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        package, _, version = line.partition("==")
+        key = package.split("[", 1)[0].lower().replace("_", "-")
+        assert version, f"{name}: {line!r} is not pinned"
+        assert pins.get(key) == version, f"{name}: {line!r} differs from requirements.lock"
