@@ -1,7 +1,8 @@
 """Gateway throughput against calling the function process directly, same handler, same load.
 
 The handler is the template's hello world; the gateway runs in its own process (as in `make up`),
-and the load comes from one aiohttp client process with N concurrent connections. Rounds run in
+and the load comes from one client process (the gateway's own lean keep-alive HTTP client, in
+the spirit of wrk) with N concurrent connections. Rounds run in
 A-B-B-A order so a neighbour's load drifting over time weighs on both sides alike.
 Last line of output: {"direct_rps": .., "gateway_rps": .., "ratio": ..}.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+import psutil
 
 from finfaas.local.process_pool import function_environment, start_function_process
 from finfaas.local.stackfile import load_stack
@@ -132,9 +134,14 @@ async def _measure(args: argparse.Namespace, stack_path: Path) -> dict:
         for url in urls.values():  # warm-up: cold start, pooled connections, bytecode caches
             await load(url, args.concurrency, args.warmup_seconds, args.requests_max)
         results: dict[str, list[LoadResult]] = {"direct": [], "gateway": []}
+        processes = {"direct": _processes(direct.pid, "function"), "gateway": _gateway_processes(gateway.pid)}
+        cpu_seconds: dict[str, dict[str, float]] = {"direct": {}, "gateway": {}}
         order = ["direct", "gateway", "gateway", "direct"] * ((args.rounds + 1) // 2)
         for side in order[: 2 * args.rounds]:
+            before = _cpu(processes[side])
             result = await load(urls[side], args.concurrency, args.seconds, args.requests_max)
+            for role, spent in _cpu(processes[side]).items():
+                cpu_seconds[side][role] = cpu_seconds[side].get(role, 0.0) + spent - before[role]
             results[side].append(result)
             print(
                 f"{side:8s} {result.rps:9.1f} req/s  ({result.requests} ok, {result.errors} errors, "
@@ -144,13 +151,32 @@ async def _measure(args: argparse.Namespace, stack_path: Path) -> dict:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(timeout=15)
         await direct.stop()
-    return _summary(results, args)
+    return _summary(results, cpu_seconds, args)
 
 
-def _summary(results: dict[str, list[LoadResult]], args: argparse.Namespace) -> dict:
+def _processes(pid: int, role: str) -> dict[str, psutil.Process]:
+    return {role: psutil.Process(pid)}
+
+
+def _gateway_processes(pid: int) -> dict[str, psutil.Process]:
+    gateway = psutil.Process(pid)
+    return {"gateway": gateway, "function": gateway.children()[0]}
+
+
+def _cpu(processes: dict[str, psutil.Process]) -> dict[str, float]:
+    return {role: sum(process.cpu_times()[:2]) for role, process in processes.items()}
+
+
+def _summary(
+    results: dict[str, list[LoadResult]], cpu_seconds: dict[str, dict[str, float]], args: argparse.Namespace
+) -> dict:
     def rps(side: str) -> float:
         runs = results[side]
         return sum(r.requests for r in runs) / sum(r.seconds for r in runs)
+
+    def cpu_us_per_request(side: str) -> dict[str, float]:
+        requests = sum(r.requests for r in results[side]) or 1
+        return {role: round(spent / requests * 1e6, 1) for role, spent in cpu_seconds[side].items()}
 
     direct_rps, gateway_rps = rps("direct"), rps("gateway")
     return {
@@ -161,6 +187,8 @@ def _summary(results: dict[str, list[LoadResult]], args: argparse.Namespace) -> 
         "seconds_per_round": args.seconds,
         "rounds": args.rounds,
         "errors": sum(r.errors for runs in results.values() for r in runs),
+        # CPU per request is steadier than req/s on a shared machine: it shows what the hop costs.
+        "cpu_us_per_request": {side: cpu_us_per_request(side) for side in ("direct", "gateway")},
     }
 
 
