@@ -1,0 +1,108 @@
+"""The audit log in DynamoDB (table audit: HASH chain, RANGE seq)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import PutError, PynamoDBException
+from pynamodb.models import Model
+
+from finfaas.platform.audit import AuditRecord, AuditStoreError
+from finfaas.platform.config import resource_name
+
+TABLE_LOGICAL_NAME = "audit"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 5
+RETRY_ATTEMPTS_MAX = 2
+# Records per Query page when walking a chain for verification.
+VERIFY_PAGE_RECORDS = 500
+
+
+class _AuditItem(Model):
+    """Attribute layout shared by the per-table model classes."""
+
+    class Meta:
+        table_name = "unbound"
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = RETRY_ATTEMPTS_MAX
+
+    chain = UnicodeAttribute(hash_key=True)
+    seq = NumberAttribute(range_key=True)
+    at = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target = UnicodeAttribute()
+    outcome = UnicodeAttribute()
+    source_ip = UnicodeAttribute(null=True)
+    trace_id = UnicodeAttribute(null=True)
+    request_id = UnicodeAttribute(null=True)
+    prev_hash = UnicodeAttribute()
+    alg = UnicodeAttribute()
+    key_id = UnicodeAttribute(null=True)
+    hash = UnicodeAttribute()
+    v = NumberAttribute()
+
+
+@lru_cache(maxsize=8)
+def audit_model(table_name: str) -> type[_AuditItem]:
+    """The model bound to one physical table (the name depends on the stage, known at run time)."""
+    meta = type("Meta", (_AuditItem.Meta,), {"table_name": table_name})
+    return type("AuditItem", (_AuditItem,), {"Meta": meta, "__module__": __name__})
+
+
+RECORD_FIELDS = tuple(AuditRecord.__dataclass_fields__)
+
+
+class AuditStore:
+    """AuditRepository on DynamoDB: conditional put per (chain, seq), consistent queries."""
+
+    def __init__(self, table_name: str | None = None) -> None:
+        self.model = audit_model(table_name or resource_name(TABLE_LOGICAL_NAME))
+
+    def head(self, chain: str) -> AuditRecord | None:
+        try:
+            for item in self.model.query(chain, scan_index_forward=False, limit=1, consistent_read=True):
+                return self._to_record(item)
+        except PynamoDBException as error:
+            raise AuditStoreError("audit head read failed") from error
+        return None
+
+    def append(self, record: AuditRecord) -> bool:
+        item = self.model(**{name: getattr(record, name) for name in RECORD_FIELDS})
+        try:
+            item.save(condition=self.model.seq.does_not_exist())
+        except PutError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise AuditStoreError(f"audit append failed: {error.cause_response_code}") from error
+        except PynamoDBException as error:
+            raise AuditStoreError("audit append failed") from error
+        return True
+
+    def chains(self) -> Iterator[str]:
+        """Every chain name; a full scan, meant for verification, not for the request path."""
+        seen: set[str] = set()
+        try:
+            for item in self.model.scan(attributes_to_get=["chain"], consistent_read=True):
+                seen.add(item.chain)
+        except PynamoDBException as error:
+            raise AuditStoreError("audit scan failed") from error
+        return iter(sorted(seen))
+
+    def records(self, chain: str) -> Iterator[AuditRecord]:
+        try:
+            for item in self.model.query(chain, consistent_read=True, scan_index_forward=True,
+                                         page_size=VERIFY_PAGE_RECORDS):
+                yield self._to_record(item)
+        except PynamoDBException as error:
+            raise AuditStoreError("audit query failed") from error
+
+    @staticmethod
+    def _to_record(item: Any) -> AuditRecord:
+        fields = {name: getattr(item, name) for name in RECORD_FIELDS}
+        return AuditRecord(**{**fields, "seq": int(fields["seq"]), "v": int(fields["v"])})
