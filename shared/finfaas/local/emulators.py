@@ -31,7 +31,6 @@ DYNAMODB_PORT_DEFAULT = 8000
 MOTO_PORT_DEFAULT = 4566  # LocalStack's port, so localstack-client finds it
 REGION = "us-east-1"
 TEST_CREDENTIAL = "test"
-DATA_DIR_DEFAULT = Path(".finfaas/data/dynamodb")
 LOG_DIR_DEFAULT = Path(".finfaas/logs")
 
 READY_TIMEOUT_S = 60.0

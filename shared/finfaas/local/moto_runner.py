@@ -7,6 +7,7 @@ input closes (the parent died, even by SIGKILL), and it can serialize requests (
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import threading
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     from werkzeug.serving import run_simple
 
+    # A line per request grows the log without bound under load; errors are still logged.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = DomainDispatcherApplication(create_backend_app)
     if args.serialize:
         lock = threading.Lock()
