@@ -131,10 +131,13 @@ def problem(status: int, code: str, title: str, detail: str) -> web.Response:
 
 
 def split_function_path(raw_path: str, prefix: str) -> tuple[str, str]:
-    """'/function/echo/a/b?x=1' -> ('echo', '/a/b?x=1'); the tail keeps its original encoding."""
+    """'/function/echo/a/b?x=1' -> ('echo', '/a/b?x=1'); the tail keeps its original encoding.
+
+    OpenFaaS also accepts 'echo.<namespace>'; locally there is one namespace, so it is ignored.
+    """
     path, question, query = raw_path.partition("?")
     name, _, tail = path[len(prefix) :].partition("/")
-    return name, "/" + tail + (question + query)
+    return name.partition(".")[0], "/" + tail + (question + query)
 
 
 def upstream_request_headers(incoming: Mapping[str, str], call_id: str) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from multidict import CIMultiDict
         ("/function/echo?x=1", "echo", "/?x=1"),
         ("/function/echo/a/b?x=1&y=%20", "echo", "/a/b?x=1&y=%20"),
         ("/function/echo/acc%2F1", "echo", "/acc%2F1"),
+        ("/function/echo.openfaas-fn/a", "echo", "/a"),
     ],
 )
 def test_function_paths_split_into_name_and_the_rest_with_encoding_kept(raw_path, name, rest):
