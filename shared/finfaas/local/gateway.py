@@ -37,6 +37,7 @@ from finfaas.local.process_pool import (
 )
 from finfaas.local.stackfile import Stack, StackError, load_stack
 from finfaas.local.upstream import UpstreamBrokenError, UpstreamConnectError
+from finfaas.platform.config import LOCAL_SECRETS_DIR_DEFAULT, OPENFAAS_SECRETS_DIR
 from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, Problem
 
 LOOPBACK_HOST = "127.0.0.1"
@@ -197,6 +198,7 @@ class Gateway:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no bound port
         self.pool.start_reaper()
+        self._warn_missing_secrets()
         self._workers = [asyncio.create_task(self._async_worker()) for _ in range(ASYNC_WORKERS_COUNT)]
         await self._start_companions()
         log_event(
@@ -414,6 +416,22 @@ class Gateway:
             "crashes": runtime.crash_count,
         }
 
+    def _warn_missing_secrets(self) -> None:
+        """OpenFaaS refuses to deploy without them; locally the function would fail on first use."""
+        folders = [
+            OPENFAAS_SECRETS_DIR,
+            Path(self.config.env.get("FINFAAS_SECRETS_DIR", LOCAL_SECRETS_DIR_DEFAULT)),
+        ]
+        for spec in self.config.stack.functions.values():
+            missing = [name for name in spec.secrets if not any((f / name).is_file() for f in folders)]
+            if missing:
+                log_event(
+                    "function_secrets_missing",
+                    function=spec.name,
+                    secrets=missing,
+                    looked_in=[str(f) for f in folders],
+                )
+
     async def _start_companions(self) -> None:
         if self.config.connector and any(spec.topics for spec in self.config.stack.functions.values()):
             from finfaas.local.connector import QueueConnector, connector_wait_seconds
@@ -505,6 +523,14 @@ def run(args: argparse.Namespace) -> int:
     except StackError as error:
         log_event("gateway_config_error", detail=str(error))
         return 2
+    if args.xray_collector:
+        from finfaas.local.xray_collector import parse_daemon_address
+
+        try:
+            parse_daemon_address(args.xray_address)
+        except ValueError as error:
+            log_event("gateway_config_error", detail=str(error))
+            return 2
     config = GatewayConfig(
         stack=stack,
         port=args.port,
