@@ -218,7 +218,7 @@ class FunctionRuntime:
         self.invocation_count += 1
         self._last_activity = time.monotonic()
         process = self._process
-        if process is not None and not process.exited:
+        if process is not None and not process.exited and not process.stopping:
             return process  # the warm path takes no lock
         waiting_since = time.monotonic()
         try:
@@ -280,11 +280,12 @@ class FunctionRuntime:
         return process
 
     async def _stop_current(self, reason: str) -> None:
+        """Stop under the lock: new requests wait for it and then start a fresh process."""
         process = self._process
         if process is None:
             return
-        self._process = None
         code = await process.stop()
+        self._process = None
         log_event("function_stopped", function=self.spec.name, reason=reason, pid=process.pid, exit_code=code)
 
     async def _watch(self, process: FunctionProcess) -> None:
