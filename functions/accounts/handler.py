@@ -1,0 +1,312 @@
+"""The accounts function: a customer's accounts, balances, statements and profile; operator controls."""
+
+import sys
+from pathlib import Path
+
+# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
+_SHARED = Path(__file__).resolve().parent / "shared"
+if _SHARED.is_dir() and str(_SHARED) not in sys.path:
+    sys.path.insert(0, str(_SHARED))
+
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+from finfaas.domain import errors as ledger_errors  # noqa: E402
+from finfaas.platform import jwt_auth  # noqa: E402
+from finfaas.platform.errors import ErrorSpec  # noqa: E402
+from finfaas.platform.http import FunctionApp, Request, Response, StrictModel  # noqa: E402
+from finfaas.platform.idempotency import (  # noqa: E402
+    IDEMPOTENCY_KEY_HEADER,
+    IdempotencyGuard,
+    IdempotencyStoreError,
+    StoredResponse,
+)
+from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
+from finfaas.services.accounts import (  # noqa: E402
+    AccountList,
+    AccountsService,
+    AccountView,
+    BalanceAt,
+    BalanceAtQuery,
+    OpenAccountBody,
+    OpsAccountView,
+    PageQuery,
+    Statement,
+)
+from finfaas.services.customers import (  # noqa: E402
+    Caller,
+    CustomerNotFound,
+    CustomerProfileService,
+    CustomerStoreUnavailable,
+    InvalidProfile,
+    ProfileNotFound,
+)
+from pydantic import BaseModel, Field  # noqa: E402
+
+READ, WRITE = "accounts:read", "accounts:write"
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+def _title(code: str) -> str:
+    return code.replace("_", " ").capitalize()
+
+
+# Ledger refusals a client can act on, by HTTP status; each class's own code is the problem code.
+_LEDGER_ERRORS_BY_STATUS = {
+    404: (ledger_errors.AccountNotFound,),
+    409: (ledger_errors.AccountFrozen, ledger_errors.AccountClosed, ledger_errors.AccountNotEmpty,
+          ledger_errors.InvalidStatusChange, ledger_errors.AccountExistsWithDifferentFields),
+    422: (ledger_errors.InvalidInput, *_subclasses(ledger_errors.InvalidInput)),
+    503: (ledger_errors.LedgerBusy,),
+}
+ERRORS = {
+    **{cls: ErrorSpec(status, cls.code, _title(cls.code))
+       for status, classes in _LEDGER_ERRORS_BY_STATUS.items() for cls in classes},
+    CustomerNotFound: ErrorSpec(404, CustomerNotFound.code, "Customer not found"),
+    ProfileNotFound: ErrorSpec(404, ProfileNotFound.code, "Profile not found"),
+    InvalidProfile: ErrorSpec(422, InvalidProfile.code, "Invalid profile"),
+    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
+    CustomerStoreUnavailable: ErrorSpec(503, "customer_store_unavailable", "Customer store unavailable"),
+    IdempotencyStoreError: ErrorSpec(503, "idempotency_store_unavailable", "Idempotency store unavailable"),
+}
+
+
+@dataclass
+class AccountsServices:
+    """What the routes need; built from configuration on first use, or given by tests."""
+
+    accounts: AccountsService
+    profiles: CustomerProfileService
+    idempotency: IdempotencyGuard
+    probe: Callable[[], None]
+
+
+def build_services() -> AccountsServices:
+    """The services on this stage's tables, KMS key and audit chain (imports AWS code: call lazily)."""
+    from finfaas.platform import config
+    from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, AuditLog, signing_key_from_text
+    from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
+    from finfaas.services.customers import AuditTrail
+    from finfaas.services.ledger import LedgerService
+    from finfaas.store.audit_store import AuditStore
+    from finfaas.store.customers_store import CustomersStore
+    from finfaas.store.idempotency_store import IdempotencyStore
+    from finfaas.store.ledger_store import ledger_store_from_config
+
+    audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+    audit = AuditTrail(AuditLog(AuditStore(), "accounts", key=audit_key))
+    ledger_store = ledger_store_from_config()
+    return AccountsServices(
+        accounts=AccountsService(LedgerService(ledger_store), audit),
+        profiles=CustomerProfileService(CustomersStore(), EnvelopeCipher(KmsDataKeys(pii_key_id())), audit),
+        idempotency=IdempotencyGuard(IdempotencyStore(), "accounts"),
+        probe=lambda: ledger_store.get_account("readiness-probe"),
+    )
+
+
+class LazyServices:
+    """Builds the services once, on the first request that needs them (health probes never do)."""
+
+    def __init__(self, build: Callable[[], AccountsServices]) -> None:
+        self._build = build
+        self._services: AccountsServices | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> AccountsServices:
+        with self._lock:
+            if self._services is None:
+                self._services = self._build()
+            return self._services
+
+    def use(self, services: AccountsServices) -> None:
+        """Replace the services (tests, the local runtime)."""
+        with self._lock:
+            self._services = services
+
+
+class ReplaceableVerifier:
+    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
+
+    def __init__(self) -> None:
+        self._verifier: Any = None
+
+    def use(self, verifier: Any) -> None:
+        self._verifier = verifier
+
+    def verify(self, token: str) -> jwt_auth.Principal:
+        return (self._verifier or jwt_auth.default_verifier()).verify(token)
+
+
+services = LazyServices(build_services)
+verifier = ReplaceableVerifier()
+app = FunctionApp("accounts", errors=ERRORS, verifier=verifier)
+
+IDEMPOTENCY_OPENAPI = {
+    "parameters": [{
+        "name": IDEMPOTENCY_KEY_HEADER, "in": "header", "required": True,
+        "description": "Unique per intended operation (1-255 printable ASCII); a retry with the same key "
+                       "and body replays the first answer (Idempotency-Replayed: true).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    }],
+}
+
+
+def idempotent(req: Request, run: Callable[[str], Response]) -> Response:
+    """Run a state-changing route once per Idempotency-Key; a retry replays the stored answer."""
+    guard = services.get().idempotency
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    scope = guard.scope(principal=req.principal.sub, route=req.route, key=key, method=req.method,
+                        path=req.path, body=req.body, query=req.query, required=True)
+
+    def attempt() -> StoredResponse:
+        response = run(key)
+        return StoredResponse(response.status, response.body, response.headers)
+
+    stored = guard.run(scope, attempt)
+    return Response(stored.body, stored.status_code, dict(stored.headers))
+
+
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(model.model_dump_json(), status, headers or {})
+
+
+# --- accounts ---------------------------------------------------------------------------------------
+
+
+@app.route("POST", "/accounts", scopes=[WRITE], body=OpenAccountBody, status=201, response=AccountView,
+           openapi=IDEMPOTENCY_OPENAPI)
+def open_account(req: Request, body: OpenAccountBody) -> Response:
+    """Open an account for the caller (owner, balances and status are never taken from the body)."""
+
+    def run(key: str) -> Response:
+        view = services.get().accounts.open(Caller.of(req), body, key)
+        return _json(view, 201, {"Location": f"/accounts/{view.account_id}"})
+
+    return idempotent(req, run)
+
+
+@app.route("GET", "/accounts", scopes=[READ], query=PageQuery)
+def list_accounts(req: Request, query: PageQuery) -> AccountList:
+    """The caller's accounts, oldest first; cursor pagination."""
+    return services.get().accounts.list_mine(Caller.of(req), query)
+
+
+@app.route("GET", "/accounts/{account_id}", scopes=[READ])
+def get_account(req: Request, account_id: str) -> AccountView:
+    """One of the caller's accounts with its balances (404 for any account not the caller's)."""
+    return services.get().accounts.get_mine(Caller.of(req), account_id)
+
+
+@app.route("GET", "/accounts/{account_id}/statement", scopes=[READ], query=PageQuery)
+def get_statement(req: Request, account_id: str, query: PageQuery) -> Statement:
+    """Entries newest first with the posted balance after each; cursor pagination."""
+    return services.get().accounts.statement(Caller.of(req), account_id, query)
+
+
+@app.route("GET", "/accounts/{account_id}/balance", scopes=[READ], query=BalanceAtQuery)
+def get_balance_at(req: Request, account_id: str, query: BalanceAtQuery) -> BalanceAt:
+    """The posted balance as it was at a moment (`at`, with a UTC offset)."""
+    return services.get().accounts.balance_at(Caller.of(req), account_id, query.at)
+
+
+# --- operators --------------------------------------------------------------------------------------
+
+
+@app.route("GET", "/_/ops/accounts/{account_id}")
+def ops_get_account(req: Request, account_id: str) -> OpsAccountView:
+    """Any account, with its owner (ops scope)."""
+    return services.get().accounts.get_any(account_id)
+
+
+def _ops_change(req: Request, change: Callable[[Caller], OpsAccountView]) -> Response:
+    return idempotent(req, lambda key: _json(change(Caller.of(req))))
+
+
+@app.route("POST", "/_/ops/accounts/{account_id}/freeze", response=OpsAccountView,
+           openapi=IDEMPOTENCY_OPENAPI)
+def freeze_account(req: Request, account_id: str) -> Response:
+    """Freeze: no new debits (ops scope)."""
+    return _ops_change(req, lambda operator: services.get().accounts.freeze(operator, account_id))
+
+
+@app.route("POST", "/_/ops/accounts/{account_id}/unfreeze", response=OpsAccountView,
+           openapi=IDEMPOTENCY_OPENAPI)
+def unfreeze_account(req: Request, account_id: str) -> Response:
+    """Unfreeze a frozen account (ops scope)."""
+    return _ops_change(req, lambda operator: services.get().accounts.unfreeze(operator, account_id))
+
+
+@app.route("POST", "/_/ops/accounts/{account_id}/close", response=OpsAccountView,
+           openapi=IDEMPOTENCY_OPENAPI)
+def close_account(req: Request, account_id: str) -> Response:
+    """Close an empty account for good: 409 while it holds money or has holds (ops scope)."""
+    return _ops_change(req, lambda operator: services.get().accounts.close(operator, account_id))
+
+
+# --- the customer's profile -------------------------------------------------------------------------
+
+
+class ProfileBody(StrictModel):
+    """The whole profile; lengths here only bound the input, the rules are checked after normalising."""
+
+    name: str = Field(min_length=1, max_length=400)
+    national_id: str = Field(min_length=1, max_length=64)
+    phone: str = Field(min_length=1, max_length=40)
+
+
+class ProfileSaved(BaseModel):
+    customer_id: str
+    updated_at: datetime
+
+
+class ProfileView(BaseModel):
+    customer_id: str
+    name: str
+    national_id: str
+    phone: str
+    updated_at: datetime
+
+
+PROFILE_WRITE_OPENAPI = {
+    "description": "A full replace, so repeating it is harmless and no Idempotency-Key is kept: the "
+                   "idempotency table holds request fingerprints in clear, and a profile's fingerprint "
+                   "could be matched against guessed values. The answer carries no personal data.",
+}
+
+
+@app.route("POST", "/customers/me", scopes=[WRITE], body=ProfileBody, openapi=PROFILE_WRITE_OPENAPI)
+def save_profile(req: Request, body: ProfileBody) -> ProfileSaved:
+    """Replace the caller's profile (name, national id, phone); stored encrypted."""
+    receipt = services.get().profiles.save(Caller.of(req), body.name, body.national_id, body.phone)
+    return ProfileSaved(customer_id=receipt.customer_id, updated_at=_utc(receipt.updated_at_s))
+
+
+@app.route("GET", "/customers/me", scopes=[READ])
+def get_profile(req: Request) -> ProfileView:
+    """The caller's profile, decrypted for this response only."""
+    stored = services.get().profiles.read(Caller.of(req))
+    profile = stored.profile
+    return ProfileView(customer_id=stored.customer_id, name=profile.name, national_id=profile.national_id,
+                       phone=profile.phone, updated_at=_utc(stored.updated_at_s))
+
+
+def _utc(epoch_seconds: int) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+@app.readiness_check("ledger-table")
+def ledger_reachable() -> None:
+    services.get().probe()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)

@@ -1,0 +1,182 @@
+"""Customers (table customers: HASH customer_id, GSI by-username) and their sign-in credentials
+(table auth: pk `user#<username>`, sk `credentials`).
+
+Credentials sit in the auth table, keyed by username, for two reasons: sign-in needs a strongly
+consistent lookup by username, which a GSI cannot give; and the conditional put on that key is what
+makes usernames unique (a GSI enforces nothing). Sign-up writes both items in one transaction.
+The accounts function reads profiles and never needs the password hashes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from finfaas.platform.config import resource_name, settings
+from finfaas.services.customers import Credentials, CustomerRecord, CustomerStoreUnavailable
+
+CUSTOMERS_TABLE_LOGICAL_NAME = "customers"
+AUTH_TABLE_LOGICAL_NAME = "auth"
+CREDENTIALS_PK_PREFIX = "user#"
+CREDENTIALS_SK = "credentials"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+CANCELLED = "TransactionCanceledException"
+# A person waits on these calls: fail fast and let the client retry rather than hang.
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 5
+RETRY_ATTEMPTS_MAX = 2
+
+
+class _Meta:
+    table_name = "unbound"
+    connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+    read_timeout_seconds = READ_TIMEOUT_SECONDS
+    max_retry_attempts = RETRY_ATTEMPTS_MAX
+
+
+class _CustomerItem(Model):
+    Meta = _Meta
+
+    customer_id = UnicodeAttribute(hash_key=True)
+    username = UnicodeAttribute()
+    created_at = NumberAttribute()  # epoch seconds
+    status = UnicodeAttribute()
+    sealed_profile = UnicodeAttribute(null=True)  # finfaas.platform.pii envelope (JSON text)
+    profile_updated_at = NumberAttribute(null=True)
+
+
+class _CredentialsItem(Model):
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    customer_id = UnicodeAttribute()
+    password_hash = UnicodeAttribute()
+    status = UnicodeAttribute()
+    created_at = NumberAttribute()
+
+
+@lru_cache(maxsize=8)
+def customer_model(table_name: str, region: str) -> type[_CustomerItem]:
+    """The model bound to one physical table (the name depends on the stage, known at run time)."""
+    return _bound(_CustomerItem, table_name, region)
+
+
+@lru_cache(maxsize=8)
+def credentials_model(table_name: str, region: str) -> type[_CredentialsItem]:
+    return _bound(_CredentialsItem, table_name, region)
+
+
+def _bound(base: type[Model], table_name: str, region: str) -> Any:
+    meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
+    return type(base.__name__.lstrip("_"), (base,), {"Meta": meta, "__module__": __name__})
+
+
+def credentials_key(username: str) -> str:
+    return f"{CREDENTIALS_PK_PREFIX}{username}"
+
+
+class CustomersStore:
+    """CustomerRepository and CredentialRepository on DynamoDB."""
+
+    def __init__(self, customers_table: str | None = None, auth_table: str | None = None,
+                 region: str | None = None) -> None:
+        region = region or settings().region
+        customers_table = customers_table or resource_name(CUSTOMERS_TABLE_LOGICAL_NAME)
+        self.customers = customer_model(customers_table, region)
+        self.credentials = credentials_model(auth_table or resource_name(AUTH_TABLE_LOGICAL_NAME), region)
+        self._connection = Connection(region=region, connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS,
+                                      read_timeout_seconds=READ_TIMEOUT_SECONDS,
+                                      max_retry_attempts=RETRY_ATTEMPTS_MAX)
+
+    # --- CustomerRepository ---
+
+    def get(self, customer_id: str) -> CustomerRecord | None:
+        try:
+            item = self.customers.get(customer_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise CustomerStoreUnavailable("customer read failed") from error
+        updated_at = item.profile_updated_at
+        return CustomerRecord(
+            customer_id=item.customer_id, username=item.username, created_at_s=int(item.created_at),
+            status=item.status, sealed_profile=item.sealed_profile,
+            profile_updated_at_s=int(updated_at) if updated_at is not None else None,
+        )
+
+    def put_profile(self, customer_id: str, sealed_profile: str, updated_at_s: int) -> bool:
+        model = self.customers
+        try:
+            model(customer_id).update(
+                actions=[model.sealed_profile.set(sealed_profile),
+                         model.profile_updated_at.set(updated_at_s)],
+                condition=model.customer_id.exists(),
+            )
+        except UpdateError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise CustomerStoreUnavailable("profile write failed") from error
+        except PynamoDBException as error:
+            raise CustomerStoreUnavailable("profile write failed") from error
+        return True
+
+    # --- CredentialRepository ---
+
+    def create(self, customer: CustomerRecord, credentials: Credentials) -> bool:
+        customer_item = self.customers(
+            customer.customer_id, username=customer.username, created_at=customer.created_at_s,
+            status=customer.status,
+        )
+        credentials_item = self.credentials(
+            credentials_key(credentials.username), CREDENTIALS_SK, customer_id=credentials.customer_id,
+            password_hash=credentials.password_hash, status=credentials.status,
+            created_at=customer.created_at_s,
+        )
+        try:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(credentials_item, condition=self.credentials.pk.does_not_exist())
+                transaction.save(customer_item, condition=self.customers.customer_id.does_not_exist())
+        except TransactWriteError as error:
+            if _cancelled_by_conditions(error):
+                return False
+            raise CustomerStoreUnavailable(f"sign-up write failed: {error.cause_response_code}") from error
+        except PynamoDBException as error:
+            raise CustomerStoreUnavailable("sign-up write failed") from error
+        return True
+
+    def credentials_for(self, username: str) -> Credentials | None:
+        try:
+            item = self.credentials.get(credentials_key(username), CREDENTIALS_SK, consistent_read=True)
+        except DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise CustomerStoreUnavailable("credentials read failed") from error
+        return Credentials(username, item.customer_id, item.password_hash, item.status)
+
+    def replace_password_hash(self, username: str, old_hash: str, new_hash: str) -> bool:
+        model = self.credentials
+        try:
+            model(credentials_key(username), CREDENTIALS_SK).update(
+                actions=[model.password_hash.set(new_hash)], condition=model.password_hash == old_hash)
+        except UpdateError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise CustomerStoreUnavailable("password hash update failed") from error
+        except PynamoDBException as error:
+            raise CustomerStoreUnavailable("password hash update failed") from error
+        return True
+
+
+def _cancelled_by_conditions(error: TransactWriteError) -> bool:
+    """True when the only reasons are failed conditions (a taken key), not conflicts or throttling."""
+    if error.cause_response_code != CANCELLED:
+        return False
+    codes = {reason.code for reason in error.cancellation_reasons if reason is not None}
+    return codes == {"ConditionalCheckFailed"}
