@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from botocore.parsers import ResponseParserError
 
 from finfaas.local import awsclients
@@ -291,7 +291,7 @@ def _wait_stack(cfn, stack_name: str, waiter_name: str) -> None:
             WaiterConfig={"Delay": STACK_POLL_INTERVAL_S,
                           "MaxAttempts": STACK_WAIT_S_MAX // STACK_POLL_INTERVAL_S},
         )
-    except Exception as error:  # botocore's WaiterError carries the last status
+    except WaiterError as error:
         status = _stack_status(cfn, stack_name)
         raise InfraError(f"stack {stack_name} ended in state {status}: {_first_line(error)}") from error
 
