@@ -27,6 +27,7 @@ NPM_TOOLS_MANIFEST_DIR = PROJECT_ROOT / "infra" / "tools"
 LAUNCHER_SOURCE = Path(__file__).resolve().parent / "java" / "LoopbackDynamoDBLocal.java"
 LAUNCHER_CLASS = "LoopbackDynamoDBLocal"
 LAUNCHER_DIR_NAME = "launcher"
+LAUNCHER_DIGEST_CHARS = 12
 
 # DynamoDB Local 1.25.1 ships inside this npm package (folder emulator/); the hash pins the tarball.
 SIMULATOR_PACKAGE = "amplify-dynamodb-simulator"
@@ -51,7 +52,9 @@ def dynamodb_local_jar(dynamodb_dir: Path = DYNAMODB_LOCAL_DIR) -> Path:
 
 
 def launcher_dir(dynamodb_dir: Path = DYNAMODB_LOCAL_DIR) -> Path:
-    return dynamodb_dir / LAUNCHER_DIR_NAME
+    """Where the compiled launcher lives; named by its source's hash so an edit recompiles it."""
+    digest = hashlib.sha256(LAUNCHER_SOURCE.read_bytes()).hexdigest()[:LAUNCHER_DIGEST_CHARS]
+    return dynamodb_dir / f"{LAUNCHER_DIR_NAME}-{digest}"
 
 
 def npm_tool_bin(name: str) -> Path:
@@ -132,7 +135,10 @@ def ensure_loopback_launcher(dynamodb_dir: Path = DYNAMODB_LOCAL_DIR) -> Path | 
     java = shutil.which("java")
     if not java or not dynamodb_local_jar(dynamodb_dir).is_file():
         return None
-    staging = Path(tempfile.mkdtemp(prefix=".launcher-", dir=dynamodb_dir))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".launcher-", dir=dynamodb_dir))
+    except OSError:
+        return None  # a read-only install: run the stock entry point
     try:
         # javac runs from the runtime's own jdk.compiler module, present in Debian's headless JRE.
         result = subprocess.run(
