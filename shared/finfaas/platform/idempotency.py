@@ -7,9 +7,11 @@ Two ways to use it:
   COMPLETED. Cost: 2 extra DynamoDB writes per fresh request; a replay costs a failed conditional
   put plus one consistent read.
 * In the caller's transaction (money-moving routes): the ledger builds the response first and adds
-  `guard.completion_record(scope, response)` to its own TransactWriteItems, so the key is recorded
-  if and only if the money moved. Cost: 0 extra round trips on the happy path; after a
-  cancellation, `guard.replay_after_conflict(scope)` reads the record once.
+  `guard.completion_record(scope, response)` to its own TransactWriteItems (through
+  `IdempotencyStore.add_completion_to` or `completion_put`), so the key is recorded if and only if
+  the money moved. Cost: 0 extra round trips on the happy path; after a cancellation,
+  `guard.replay_after_conflict(scope)` reads the record once, or `guard.answer_for(scope, record)`
+  decodes the one the cancellation reason returned (ALL_OLD) and reads nothing.
 
 Where this goes beyond Powertools' idempotency utility (money needs it):
 
@@ -114,6 +116,8 @@ class IdempotencyRecord:
     lease_token: str | None = None
     lease_expires_at_ms: int = 0
     response: StoredResponse | None = None
+    # When the guard built it (its clock): the "now" of a write condition made far from the guard.
+    written_at_ms: int = 0
 
     def is_expired(self, now_ms: int) -> bool:
         # Neither emulator (nor DynamoDB, for up to days) deletes TTL-expired items: judge by timestamp.
@@ -307,6 +311,7 @@ class IdempotencyGuard:
                 expires_at_s=self._expiry_s(now_ms),
                 lease_token=token,
                 lease_expires_at_ms=now_ms + self._lease_ms,
+                written_at_ms=now_ms,
             )
             outcome = self._store.put_if_free(record, now_ms)
             if outcome.written:
@@ -353,13 +358,18 @@ class IdempotencyGuard:
             expires_at_s=self._expiry_s(now_ms),
             lease_token=claim.lease_token if claim else None,
             response=StoredResponse(response.status_code, response.body, _kept_headers(response.headers)),
+            written_at_ms=now_ms,
         )
 
     def replay_after_conflict(self, scope: RequestScope) -> StoredResponse | None:
         """After the caller's transaction was cancelled: the replay if the key was done by an equal
         request; 409/422 if the key is busy or reused; None if the key is not why it failed."""
+        return self.answer_for(scope, self._store.get(scope.storage_key))
+
+    def answer_for(self, scope: RequestScope, existing: IdempotencyRecord | None) -> StoredResponse | None:
+        """Like replay_after_conflict, given the record in the way (e.g. from a cancellation reason
+        with ALL_OLD), which saves the read."""
         now_ms = self._now_ms()
-        existing = self._store.get(scope.storage_key)
         if existing is None or existing.is_free_for(scope.fingerprint, now_ms):
             return None
         return self._answer_for(scope, existing, now_ms)

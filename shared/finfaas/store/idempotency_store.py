@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +47,7 @@ class _IdempotencyItem(Model):
     response_status = NumberAttribute(null=True)
     response_headers = UnicodeAttribute(null=True)  # JSON object
     response_body = UnicodeAttribute(null=True)
+    written_at_ms = NumberAttribute(default=0)
 
 
 @lru_cache(maxsize=8)
@@ -111,16 +111,28 @@ class IdempotencyStore:
     def add_completion_to(
         self, transaction: TransactWrite, record: IdempotencyRecord, *, now_ms: int | None = None
     ) -> None:
-        """Put the COMPLETED record inside the caller's TransactWrite: if it holds a claim's token the
-        claim must still be ours, else the key must be free for this fingerprint at now_ms."""
+        """Put the COMPLETED record inside the caller's pynamodb TransactWrite (see completion_put)."""
+        item, condition = self.completion_put(record, now_ms=now_ms)
+        transaction.save(item, condition=condition)
+
+    def completion_put(
+        self, record: IdempotencyRecord, *, now_ms: int | None = None
+    ) -> tuple[_IdempotencyItem, Condition]:
+        """The item and condition to put in a caller's own transaction: if the record carries a
+        claim's token the claim must still be held, else the key must be free for this fingerprint."""
         if record.status is not RecordStatus.COMPLETED or record.response is None:
             raise ValueError("only a COMPLETED record with its response belongs in a transaction")
         if record.lease_token is not None:
-            condition = self._held_condition(record.lease_token)
-        else:
-            checked_at_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-            condition = self._free_condition(record, checked_at_ms)
-        transaction.save(self._to_item(record), condition=condition)
+            return self._to_item(record), self._held_condition(record.lease_token)
+        # The guard's clock decides expiry, not this process's: they differ in tests and may in life.
+        checked_at_ms = now_ms if now_ms is not None else record.written_at_ms
+        if checked_at_ms <= 0:
+            raise ValueError("record.written_at_ms is unset: use IdempotencyGuard.completion_record")
+        return self._to_item(record), self._free_condition(record, checked_at_ms)
+
+    def record_from_raw(self, raw_item: dict[str, Any]) -> IdempotencyRecord:
+        """Decode the item a cancellation reason returned (ReturnValuesOnConditionCheckFailure=ALL_OLD)."""
+        return self._to_record(self.model.from_raw_data(raw_item))
 
     def _free_condition(self, record: IdempotencyRecord, now_ms: int) -> Condition:
         model = self.model
@@ -148,6 +160,7 @@ class IdempotencyStore:
             response_status=response.status_code if response else None,
             response_headers=json.dumps(dict(response.headers)) if response else None,
             response_body=response.body if response else None,
+            written_at_ms=record.written_at_ms,
         )
 
     @staticmethod
@@ -167,4 +180,5 @@ class IdempotencyStore:
             lease_token=item.lease_token,
             lease_expires_at_ms=int(item.lease_expires_at_ms or 0),
             response=response,
+            written_at_ms=int(item.written_at_ms or 0),
         )

@@ -217,3 +217,33 @@ def test_a_claim_lost_to_a_takeover_cannot_commit_the_transaction(store, ledger_
 
     # THEN nothing was written by it: the retry still holds the key
     assert store.get(scope.storage_key).status is RecordStatus.IN_PROGRESS
+
+
+def test_a_ledger_style_transaction_replays_from_the_cancellation_reason_without_a_read(store, ledger_row):
+    # GIVEN a store that builds its own TransactWriteItems and asks for ALL_OLD on failure (the ledger)
+    guard = guard_for(store, FakeClock())
+    scope = scope_of(guard, uuid.uuid4().hex, '{"amount":"7.00"}')
+    connection = Connection()
+
+    def commit(row_id: str) -> None:
+        item, condition = store.completion_put(guard.completion_record(scope, StoredResponse(201, '{"n":7}')))
+        row = ledger_row(row_id)
+        connection.transact_write_items(
+            condition_check_items=[], delete_items=[], update_items=[],
+            put_items=[
+                row.get_save_kwargs_from_instance(condition=ledger_row.bucket.does_not_exist()),
+                item.get_save_kwargs_from_instance(condition=condition,
+                                                   return_values_on_condition_failure="ALL_OLD"),
+            ],
+        )
+
+    commit(f"row-{uuid.uuid4().hex}")
+
+    # WHEN a retry's transaction is cancelled by the idempotency condition
+    with pytest.raises(TransactWriteError) as raised:
+        commit(f"row-{uuid.uuid4().hex}")
+    reason = raised.value.cancellation_reasons[1]
+
+    # THEN the returned item alone answers with the replay
+    replay = guard.answer_for(scope, store.record_from_raw(reason.raw_item))
+    assert replay.body == '{"n":7}' and replay.headers[REPLAYED_HEADER] == "true"

@@ -26,6 +26,7 @@ def claim_record(key: str, fingerprint: str = "fp-a", lease: str = "lease-1", no
         expires_at_s=now_ms // 1000 + RETENTION_S,
         lease_token=lease,
         lease_expires_at_ms=now_ms + LEASE_MS,
+        written_at_ms=now_ms,
     )
 
 
@@ -37,6 +38,7 @@ def completed_record(claim: IdempotencyRecord, response: StoredResponse):
         expires_at_s=claim.expires_at_s,
         lease_token=claim.lease_token,
         response=response,
+        written_at_ms=claim.written_at_ms + 1,
     )
 
 
