@@ -1,4 +1,5 @@
-"""The auth function: publishes the token-signing JWKS and issues access tokens to client apps."""
+"""The auth function: publishes the token-signing JWKS, issues access tokens to client apps, and signs
+customers up and in (password grant, rotating refresh tokens, revocation)."""
 
 import sys
 from pathlib import Path
@@ -9,16 +10,46 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
 import threading  # noqa: E402
+from collections.abc import Callable, Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
 from finfaas.platform import config  # noqa: E402
-from finfaas.platform.errors import BadRequest  # noqa: E402
-from finfaas.platform.http import FORM_MEDIA_TYPE, FunctionApp, Request, Response  # noqa: E402
+from finfaas.platform.errors import BadRequest, ErrorSpec  # noqa: E402
+from finfaas.platform.http import FORM_MEDIA_TYPE, FunctionApp, Request, Response, StrictModel  # noqa: E402
 from finfaas.platform.jwt_auth import JwtVerifier  # noqa: E402
 from finfaas.platform.keys import KeyRing, load_keyring  # noqa: E402
-from finfaas.platform.tokens import ClientRegistry, OAuthError, TokenIssuer, client_credentials_grant  # noqa: E402
+from finfaas.platform.tokens import (  # noqa: E402
+    CLIENT_CREDENTIALS,
+    ClientRegistry,
+    OAuthError,
+    TokenIssuer,
+    client_credentials,
+    client_credentials_grant,
+    invalid_client,
+)
+from finfaas.services.auth_customers import (  # noqa: E402
+    ANONYMOUS,
+    PUBLIC_CLIENT_ID,
+    CustomerAuthService,
+    InvalidUsername,
+    RefreshStoreUnavailable,
+    UsernameTaken,
+    WeakPassword,
+)
+from finfaas.services.customers import Caller, CustomerStoreUnavailable, client_ip  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+PASSWORD = "password"  # noqa: S105 - the grant type's name
+REFRESH_TOKEN = "refresh_token"  # noqa: S105 - the grant type's name
+GRANT_TYPES = (CLIENT_CREDENTIALS, PASSWORD, REFRESH_TOKEN)
+ERRORS = {
+    UsernameTaken: ErrorSpec(409, UsernameTaken.code, "Username taken"),
+    InvalidUsername: ErrorSpec(422, InvalidUsername.code, "Invalid username"),
+    WeakPassword: ErrorSpec(422, WeakPassword.code, "Weak password"),
+    CustomerStoreUnavailable: ErrorSpec(503, "customer_store_unavailable", "Customer store unavailable"),
+    RefreshStoreUnavailable: ErrorSpec(503, "token_store_unavailable", "Token store unavailable"),
+}
 # Verifiers refetch on an unknown kid, so a long cache only delays nothing but retirements.
 jwks_cache_max_age_seconds = 300
 
@@ -64,11 +95,51 @@ class AuthSecrets:
         return keyring, ClientRegistry.from_secret(), TokenIssuer(keyring, settings.issuer, settings.audience)
 
 
+def build_customer_auth(hasher: Any = None) -> CustomerAuthService:
+    """Customer sign-in on this stage's tables (imports argon2 and pynamodb: call lazily)."""
+    from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, AuditLog, signing_key_from_text
+    from finfaas.platform.ratelimit import RateLimiter
+    from finfaas.services.auth_customers import CUSTOMER_LIMITS
+    from finfaas.services.customers import AuditTrail
+    from finfaas.store.audit_store import AuditStore
+    from finfaas.store.customers_store import CustomersStore
+    from finfaas.store.ratelimit_store import RateLimitStore
+    from finfaas.store.refresh_tokens_store import RefreshTokenStore
+
+    audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+    audit = AuditTrail(AuditLog(AuditStore(), "auth", key=audit_key))
+    limiter = RateLimiter(RateLimitStore(), CUSTOMER_LIMITS)
+    return CustomerAuthService(CustomersStore(), RefreshTokenStore(), auth_secrets.issuer, limiter, audit,
+                               hasher=hasher)
+
+
+class LazyCustomerAuth:
+    """The customer service, built on the first customer request (JWKS and client apps never need it)."""
+
+    def __init__(self, build: Callable[[], CustomerAuthService]) -> None:
+        self._build = build
+        self._service: CustomerAuthService | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> CustomerAuthService:
+        with self._lock:
+            if self._service is None:
+                self._service = self._build()
+            return self._service
+
+    def use(self, service: CustomerAuthService) -> None:
+        """Replace the service (tests, the local runtime)."""
+        with self._lock:
+            self._service = service
+
+
 auth_secrets = AuthSecrets()
+customer_auth = LazyCustomerAuth(build_customer_auth)
 app = FunctionApp(
     "auth",
-    # Nothing here calls AWS or other services over HTTP: patching botocore would only slow start-up.
-    traced_libraries=(),
+    errors=ERRORS,
+    # Customer sign-in reads DynamoDB; nothing here calls other services over HTTP.
+    traced_libraries=("botocore",),
     verifier=JwtVerifier(auth_secrets, config.auth_settings().issuer, config.auth_settings().audience),
 )
 
@@ -81,16 +152,41 @@ TOKEN_OPENAPI = {
                     "type": "object",
                     "required": ["grant_type"],
                     "properties": {
-                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "grant_type": {"type": "string", "enum": list(GRANT_TYPES)},
                         "scope": {"type": "string"},
                         "client_id": {"type": "string"},
                         "client_secret": {"type": "string"},
+                        "username": {"type": "string", "description": "password grant"},
+                        "password": {"type": "string", "format": "password", "description": "password grant"},
+                        "refresh_token": {"type": "string", "description": "refresh_token grant"},
                     },
                 }
             }
         },
     },
-    "description": "Client credentials go in HTTP Basic (preferred) or in the form body, never both.",
+    "description": "client_credentials: client apps, credentials in HTTP Basic (preferred) or the form body, "
+    "never both. password: a customer signs in and gets a refresh token too (rate limited per username and "
+    "per client IP: 429 with Retry-After). refresh_token: single use; the answer carries its replacement, "
+    "and presenting a replaced token again revokes every token of that sign-in. Client authentication is "
+    "optional for the customer grants; tokens are bound to the client that obtained them.",
+}
+REVOKE_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            FORM_MEDIA_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "required": ["token"],
+                    "properties": {
+                        "token": {"type": "string"},
+                        "token_type_hint": {"type": "string", "enum": [REFRESH_TOKEN, "access_token"]},
+                    },
+                }
+            }
+        },
+    },
+    "description": "RFC 7009: ends the refresh token and every token of its sign-in; 200 for unknown tokens.",
 }
 
 
@@ -103,14 +199,84 @@ def jwks(req: Request) -> Response:
 
 @app.route("POST", "/oauth/token", auth=False, media_types=(FORM_MEDIA_TYPE,), openapi=TOKEN_OPENAPI)
 def token(req: Request) -> Response:
-    """Issue an access token (OAuth 2.0 client credentials grant)."""
+    """Issue an access token (client credentials, customer password, or refresh token grant)."""
+    form = _oauth_form(req)
+    grant_type = form.get("grant_type")
+    if grant_type == PASSWORD:
+        issued = customer_auth.get().sign_in(
+            _required(form, "username"), _required(form, "password"), _client_of(form, req),
+            form.get("scope"), _origin(req))
+    elif grant_type == REFRESH_TOKEN:
+        issued = customer_auth.get().refresh(
+            _required(form, REFRESH_TOKEN), _client_of(form, req), form.get("scope"), _origin(req))
+    elif grant_type and grant_type not in GRANT_TYPES:
+        raise OAuthError("unsupported_grant_type", f"Supported grant types: {', '.join(GRANT_TYPES)}.")
+    else:
+        issued = client_credentials_grant(
+            form, req.header("authorization"), auth_secrets.clients(), auth_secrets.issuer())
+    return Response(issued.to_dict(), headers=NO_STORE)
+
+
+@app.route("POST", "/oauth/revoke", auth=False, media_types=(FORM_MEDIA_TYPE,), openapi=REVOKE_OPENAPI)
+def revoke(req: Request) -> Response:
+    """Revoke a customer's refresh token and its whole sign-in (RFC 7009)."""
+    form = _oauth_form(req)
+    token_text = _required(form, "token")
+    if form.get("token_type_hint") == "access_token" or token_text.count(".") == 2:
+        # Access tokens are self-contained JWTs that expire within minutes; nothing can recall them.
+        raise OAuthError("unsupported_token_type", "Only refresh tokens can be revoked.")
+    customer_auth.get().revoke(token_text, _client_of(form, req), _origin(req))
+    return Response(status=200, headers=NO_STORE)
+
+
+class SignUpBody(StrictModel):
+    """Lengths here only bound the input; the username rules and password policy come after."""
+
+    username: str = Field(min_length=1, max_length=256)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SignedUpView(BaseModel):
+    customer_id: str
+    username: str
+
+
+@app.route("POST", "/customers/signup", auth=False, body=SignUpBody, status=201)
+def sign_up(req: Request, body: SignUpBody) -> SignedUpView:
+    """Create a customer: a username (3-64 of a-z 0-9 . _ -) and a password of 12-128 characters."""
+    signed_up = customer_auth.get().sign_up(body.username, body.password, _origin(req))
+    return SignedUpView(customer_id=signed_up.customer_id, username=signed_up.username)
+
+
+def _oauth_form(req: Request) -> dict[str, str]:
     try:
-        form = req.form()
+        return req.form()
     except BadRequest as error:
         raise OAuthError("invalid_request", error.detail) from None
+
+
+def _required(form: Mapping[str, str], name: str) -> str:
+    value = form.get(name)
+    if not value:
+        raise OAuthError("invalid_request", f"{name} is required.")
+    return value
+
+
+def _client_of(form: Mapping[str, str], req: Request) -> str:
+    """The client the customer's tokens are bound to: the authenticated client, else the public app."""
     authorization = req.header("authorization")
-    issued = client_credentials_grant(form, authorization, auth_secrets.clients(), auth_secrets.issuer())
-    return Response(issued.to_dict(), headers=NO_STORE)
+    if not authorization and "client_secret" not in form:
+        return PUBLIC_CLIENT_ID
+    client_id, secret = client_credentials(form, authorization)
+    client = auth_secrets.clients().authenticate(client_id, secret)
+    if client is None:
+        raise invalid_client()
+    return client.client_id
+
+
+def _origin(req: Request) -> Caller:
+    """An unauthenticated caller as the audit log records it, until the customer is known."""
+    return Caller(ANONYMOUS, ANONYMOUS, req.request_id, req.trace_id, client_ip(req.headers))
 
 
 @app.route("POST", "/_/ops/reload-secrets")
