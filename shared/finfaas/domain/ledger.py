@@ -307,6 +307,7 @@ class AccountChange:
     credits_pending: int = 0
     debited: bool = False  # some leg debits this account
     credited: bool = False
+    currencies: set[str] = field(default_factory=set)  # of every leg touching it: more than one never fits
     statuses_allowed: frozenset[AccountStatus] = field(default_factory=lambda: frozenset(AccountStatus))
     owner_id: str | None = None  # required owner (customer actor on a debited account)
 
@@ -359,6 +360,7 @@ def account_changes(legs: Sequence[Leg], actor: Actor) -> list[AccountChange]:
     for leg in legs:
         debit_statuses, credit_statuses = _STATUSES_BY_KIND[leg.kind]
         debit = changes.setdefault(leg.debit_account_id, AccountChange(leg.debit_account_id, leg.currency))
+        debit.currencies.add(leg.currency)
         debit.debits_posted += leg.posted_minor
         debit.debits_pending += leg.pending_minor
         debit.debited = True
@@ -366,6 +368,7 @@ def account_changes(legs: Sequence[Leg], actor: Actor) -> list[AccountChange]:
         if actor.is_customer and leg.kind in _OWNER_CHECKED_KINDS:
             debit.owner_id = actor.owner_id
         credit = changes.setdefault(leg.credit_account_id, AccountChange(leg.credit_account_id, leg.currency))
+        credit.currencies.add(leg.currency)
         credit.credits_posted += leg.posted_minor
         credit.credits_pending += leg.pending_minor
         credit.credited = True
@@ -384,7 +387,7 @@ def violation(change: AccountChange, account: Account | None) -> LedgerError | N
     subject = change.account_id
     if account is None or (change.owner_id is not None and account.owner_id != change.owner_id):
         return AccountNotFound(f"account {subject} not found", subject=subject)
-    if account.currency != change.currency:
+    if account.currency != change.currency or len(change.currencies) > 1:
         return CurrencyMismatch(f"account {subject} holds {account.currency}", subject=subject)
     if account.status not in change.statuses_allowed:
         closed = account.status is AccountStatus.CLOSED

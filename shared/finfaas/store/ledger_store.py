@@ -506,6 +506,8 @@ class DynamoLedgerStore:
         actions = [attribute.add(delta) for attribute, delta in deltas if delta != 0]
         actions += [model.version.add(1), model.last_entry_key.set(newest_key)]
         condition = model.currency == change.currency
+        for other in sorted(change.currencies - {change.currency}):
+            condition &= model.currency == other  # legs in two currencies on one account: never true
         if change.statuses_allowed != frozenset(AccountStatus):
             condition &= model.status.is_in(*sorted(s.value for s in change.statuses_allowed))
         if change.owner_id is not None:
