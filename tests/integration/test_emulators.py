@@ -228,7 +228,7 @@ def test_emulators_exit_when_their_parent_is_killed(tmp_path: Path):
     script = textwrap.dedent(f"""
         import sys, time
         from finfaas.local.emulators import EmbeddedAWS
-        aws = EmbeddedAWS(dynamodb_port={_free_port()}, moto_port={_free_port()})
+        aws = EmbeddedAWS(dynamodb_port={_free_port()}, moto_port={_free_port()}, log_dir={str(tmp_path)!r})
         aws.start()
         print(" ".join(str(c.process.pid) for c in aws._children), flush=True)
         time.sleep(120)
