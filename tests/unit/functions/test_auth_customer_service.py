@@ -1,0 +1,384 @@
+"""Customer sign-up, sign-in, refresh rotation and revocation over the in-memory fakes."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+from argon2 import PasswordHasher
+from finfaas.platform.audit import AuditLog, InMemoryAuditStore
+from finfaas.platform.errors import TooManyRequests
+from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
+from finfaas.platform.ratelimit import SIGN_IN_LIMIT, InMemoryRateLimitStore, RateLimiter
+from finfaas.platform.testing import TokenMinter
+from finfaas.platform.tokens import OAuthError, TokenIssuer
+from finfaas.services.auth_customers import (
+    CUSTOMER_LIMITS,
+    CUSTOMER_SCOPES,
+    PUBLIC_CLIENT_ID,
+    CustomerAuthService,
+    FamilyStatus,
+    InMemoryRefreshTokenStore,
+    InvalidUsername,
+    TokenStatus,
+    UsernameTaken,
+    WeakPassword,
+    refresh_token_lifetime_seconds,
+    token_hash,
+)
+from finfaas.services.customers import AuditTrail, Caller, InMemoryCustomerStore
+
+START_S = 1_700_000_000.0
+PASSWORD = "correct horse battery"
+ORIGIN = Caller("anonymous", "anonymous", "req-1", None, "198.51.100.7")
+# Cheap argon2id parameters: the behaviour under test does not depend on the cost.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = START_S
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+class CountingHasher:
+    """A real argon2 hasher that counts verifications."""
+
+    def __init__(self, hasher: PasswordHasher = CHEAP_HASHER) -> None:
+        self._hasher = hasher
+        self.verified_hashes: list[str] = []
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, stored: str, password: str) -> bool:
+        self.verified_hashes.append(stored)
+        return self._hasher.verify(stored, password)
+
+    def check_needs_rehash(self, stored: str) -> bool:
+        return self._hasher.check_needs_rehash(stored)
+
+
+class World:
+    """The service and the fakes behind it."""
+
+    def __init__(self, hasher=None) -> None:
+        self.clock = Clock()
+        self.minter = TokenMinter.generate()
+        self.customers = InMemoryCustomerStore()
+        self.tokens = InMemoryRefreshTokenStore()
+        self.audit_store = InMemoryAuditStore()
+        self.hasher = hasher or CountingHasher()
+        issuer = TokenIssuer(self.minter.keyring, self.minter.issuer, self.minter.audience, clock=self.clock)
+        self.service = CustomerAuthService(
+            self.customers, self.tokens, lambda: issuer,
+            RateLimiter(InMemoryRateLimitStore(), CUSTOMER_LIMITS, clock=self.clock),
+            AuditTrail(AuditLog(self.audit_store, "auth", clock=self.clock)),
+            hasher=self.hasher, clock=self.clock,
+        )
+
+    def verify(self, access_token: str):
+        verifier = JwtVerifier(StaticKeySource(self.minter.keyring.jwks()), self.minter.issuer,
+                               self.minter.audience, leeway_seconds=10**10)
+        return verifier.verify(access_token)
+
+    def audit_records(self) -> list:
+        return [r for chain in self.audit_store.chains() for r in self.audit_store.records(chain)]
+
+    def sign_in(self, username: str = "alice", password: str = PASSWORD, origin: Caller = ORIGIN,
+                client_id: str = PUBLIC_CLIENT_ID, scope: str | None = None):
+        return self.service.sign_in(username, password, client_id, scope, origin)
+
+
+@pytest.fixture
+def world() -> World:
+    world = World()
+    world.service.sign_up("alice", PASSWORD, ORIGIN)
+    return world
+
+
+def oauth_error(call) -> OAuthError:
+    with pytest.raises(OAuthError) as caught:
+        call()
+    return caught.value
+
+
+# --- sign-up ---------------------------------------------------------------------------------------
+
+
+def test_sign_up_stores_an_argon2id_hash_never_the_password():
+    world = World()
+
+    signed_up = world.service.sign_up("  Bob.Smith ", PASSWORD, ORIGIN)
+
+    assert signed_up.username == "bob.smith" and len(signed_up.customer_id) == 32
+    credentials = world.customers.credentials_for("bob.smith")
+    assert credentials.customer_id == signed_up.customer_id
+    assert credentials.password_hash.startswith("$argon2id$") and PASSWORD not in credentials.password_hash
+    assert world.customers.get(signed_up.customer_id).username == "bob.smith"
+
+
+def test_a_username_is_taken_whatever_its_case(world):
+    with pytest.raises(UsernameTaken):
+        world.service.sign_up("ALICE", "another long passphrase", ORIGIN)
+
+
+@pytest.mark.parametrize(
+    "password, reason",
+    [
+        ("short pass", "12 to 128 characters"),
+        ("x" * 129, "12 to 128 characters"),
+        ("abababababababab", "at least 5 different characters"),
+        ("Password1234", "too common"),
+        ("my name is carol!", "must not contain the username"),
+    ],
+    ids=["too-short", "too-long", "repetitive", "common", "contains-username"],
+)
+def test_weak_passwords_are_refused_without_echoing_them(password, reason):
+    world = World()
+
+    with pytest.raises(WeakPassword) as caught:
+        world.service.sign_up("carol", password, ORIGIN)
+
+    assert caught.value.errors == (("password", reason),)
+    assert password not in str(caught.value)
+    assert world.customers.credentials_for("carol") is None
+
+
+@pytest.mark.parametrize("username", ["ab", "a" * 65, "has space", "-leading", "naïve", "x@example.com"])
+def test_malformed_usernames_are_refused(username):
+    with pytest.raises(InvalidUsername):
+        World().service.sign_up(username, PASSWORD, ORIGIN)
+
+
+# --- sign-in ---------------------------------------------------------------------------------------
+
+
+def test_sign_in_gives_a_customer_access_token_and_a_refresh_token(world):
+    tokens = world.sign_in("Alice")
+
+    principal = world.verify(tokens.access.access_token)
+    customer_id = world.customers.credentials_for("alice").customer_id
+    assert principal.sub == customer_id and principal.kind == "customer"
+    assert principal.scopes == CUSTOMER_SCOPES and "ops" not in principal.scopes
+    body = tokens.to_dict()
+    assert body["token_type"] == "Bearer" and body["refresh_token"] == tokens.refresh_token
+    assert body["refresh_token_expires_in"] == refresh_token_lifetime_seconds
+
+
+def test_only_the_hash_of_a_refresh_token_is_stored(world):
+    tokens = world.sign_in()
+
+    stored = world.tokens.tokens
+    assert list(stored) == [token_hash(tokens.refresh_token)]
+    assert all(tokens.refresh_token not in repr(record) for record in stored.values())
+
+
+def test_requested_scopes_narrow_the_token_and_ops_is_never_granted(world):
+    narrowed = world.sign_in(scope="accounts:read")
+    refused = oauth_error(lambda: world.sign_in(scope="accounts:read ops"))
+
+    assert world.verify(narrowed.access.access_token).scopes == {"accounts:read"}
+    assert refused.error == "invalid_scope"
+
+
+def test_unknown_user_and_wrong_password_get_the_same_answer_after_the_same_work(world):
+    wrong = oauth_error(lambda: world.sign_in(password="not the password"))
+    unknown = oauth_error(lambda: world.sign_in(username="mallory"))
+    malformed = oauth_error(lambda: world.sign_in(username="x"))
+
+    assert {(e.error, e.description, e.status) for e in (wrong, unknown, malformed)} == {
+        ("invalid_grant", "The credentials or refresh token are not valid.", 400)}
+    # One argon2 verification each, all against hashes of the same parameters.
+    parameters = {stored.rsplit("$", 2)[0] for stored in world.hasher.verified_hashes}
+    assert len(world.hasher.verified_hashes) == 3 and len(parameters) == 1
+
+
+def test_unknown_user_and_wrong_password_take_about_as_long():
+    # GIVEN argon2 parameters costly enough that skipping the verification would show
+    world = World(hasher=PasswordHasher(time_cost=2, memory_cost=16 * 1024, parallelism=1))
+    world.service.sign_up("alice", PASSWORD, ORIGIN)
+    oauth_error(lambda: world.sign_in(username="warmup", origin=Caller("anonymous", "anonymous")))
+
+    def median_seconds(username: str) -> float:
+        durations = []
+        for attempt in range(5):
+            origin = Caller("anonymous", "anonymous", source_ip=f"203.0.113.{attempt}")
+            started = time.perf_counter()
+            oauth_error(lambda origin=origin: world.sign_in(username=username, password="wrong password!",
+                                                            origin=origin))
+            durations.append(time.perf_counter() - started)
+        return statistics.median(durations)
+
+    # WHEN both kinds of failure are timed
+    ratio = median_seconds("alice") / median_seconds("nobody-here")
+
+    # THEN neither is several times faster (a skipped hash would be ~100x faster)
+    assert 0.4 < ratio < 2.5
+
+
+def test_a_disabled_customer_cannot_sign_in(world):
+    from dataclasses import replace
+
+    credentials = world.customers.credentials_for("alice")
+    world.customers.credentials["alice"] = replace(credentials, status="DISABLED")
+
+    assert oauth_error(lambda: world.sign_in()).error == "invalid_grant"
+
+
+def test_sign_in_attempts_are_limited_per_username_even_with_the_right_password(world):
+    for attempt in range(SIGN_IN_LIMIT.requests_max):
+        origin = Caller("anonymous", "anonymous", source_ip=f"192.0.2.{attempt}")
+        oauth_error(lambda origin=origin: world.sign_in(password="guess guess guess", origin=origin))
+
+    with pytest.raises(TooManyRequests) as caught:
+        world.sign_in(origin=Caller("anonymous", "anonymous", source_ip="192.0.2.200"))
+
+    retry_after = int(caught.value.headers["Retry-After"])
+    assert 0 < retry_after <= SIGN_IN_LIMIT.window_seconds
+    # AFTER the window the right password works again
+    world.clock.now_s += SIGN_IN_LIMIT.window_seconds
+    assert world.sign_in().refresh_token
+
+
+def test_sign_in_attempts_are_limited_per_client_ip_across_usernames(world):
+    for attempt in range(SIGN_IN_LIMIT.requests_max):
+        oauth_error(lambda attempt=attempt: world.sign_in(username=f"user{attempt}"))
+
+    with pytest.raises(TooManyRequests):
+        world.sign_in()
+
+    # Another address is not affected.
+    assert world.sign_in(origin=Caller("anonymous", "anonymous", source_ip="198.51.100.99")).refresh_token
+
+
+# --- refresh ---------------------------------------------------------------------------------------
+
+
+def test_refresh_rotates_the_token_and_keeps_the_customer_and_scopes(world):
+    first = world.sign_in(scope="accounts:read accounts:write")
+    world.clock.now_s += 60
+
+    second = world.service.refresh(first.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN)
+
+    assert second.refresh_token != first.refresh_token
+    before, after = world.verify(first.access.access_token), world.verify(second.access.access_token)
+    assert after.sub == before.sub and after.scopes == {"accounts:read", "accounts:write"}
+    assert world.tokens.get_token(token_hash(first.refresh_token)).status is TokenStatus.ROTATED
+
+
+def test_refresh_may_narrow_but_not_widen_the_scopes(world):
+    first = world.sign_in(scope="accounts:read accounts:write")
+
+    narrowed = world.service.refresh(first.refresh_token, PUBLIC_CLIENT_ID, "accounts:read", ORIGIN)
+    widened = oauth_error(lambda: world.service.refresh(narrowed.refresh_token, PUBLIC_CLIENT_ID,
+                                                        "accounts:read payments:write", ORIGIN))
+
+    assert world.verify(narrowed.access.access_token).scopes == {"accounts:read"}
+    assert widened.error == "invalid_scope"
+
+
+def test_reusing_a_rotated_token_revokes_the_whole_family(world):
+    # GIVEN a token that was rotated, and its legitimate successor
+    first = world.sign_in()
+    second = world.service.refresh(first.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN)
+
+    # WHEN the rotated one is presented again (an attacker replays a stolen copy)
+    reused = oauth_error(lambda: world.service.refresh(first.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN))
+
+    # THEN it is refused, and so is the successor: the family is revoked
+    assert reused.error == "invalid_grant"
+    family_id = world.tokens.get_token(token_hash(first.refresh_token)).family_id
+    assert world.tokens.get_family(family_id).status is FamilyStatus.REVOKED
+    after = oauth_error(lambda: world.service.refresh(second.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN))
+    assert after.error == "invalid_grant"
+    assert "customer.token.reuse_detected" in [r.action for r in world.audit_records()]
+
+
+def test_other_sign_ins_survive_a_revoked_family(world):
+    phone = world.sign_in()
+    laptop = world.sign_in()
+    world.service.refresh(phone.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN)
+    oauth_error(lambda: world.service.refresh(phone.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN))
+
+    assert world.service.refresh(laptop.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN).refresh_token
+
+
+def test_an_expired_refresh_token_is_refused_by_its_stored_time(world):
+    first = world.sign_in()
+    world.clock.now_s += refresh_token_lifetime_seconds
+
+    expired = oauth_error(lambda: world.service.refresh(first.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN))
+
+    assert expired.error == "invalid_grant"
+    # An expiry is not a reuse: the family stays active.
+    family_id = world.tokens.get_token(token_hash(first.refresh_token)).family_id
+    assert world.tokens.get_family(family_id).status is FamilyStatus.ACTIVE
+
+
+@pytest.mark.parametrize("presented", ["", "not-a-token", "x" * 500, "has spaces in it", "eyJ.a.b"])
+def test_unknown_or_malformed_refresh_tokens_are_invalid_grants(world, presented):
+    refused = oauth_error(lambda: world.service.refresh(presented, PUBLIC_CLIENT_ID, None, ORIGIN))
+
+    assert refused.error == "invalid_grant"
+
+
+def test_a_refresh_token_works_only_for_the_client_it_was_issued_to(world):
+    tokens = world.sign_in(client_id="demo-app")
+
+    refused = oauth_error(lambda: world.service.refresh(tokens.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN))
+
+    assert refused.error == "invalid_grant"
+    assert world.service.refresh(tokens.refresh_token, "demo-app", None, ORIGIN).refresh_token
+
+
+# --- revocation ------------------------------------------------------------------------------------
+
+
+def test_revoking_a_refresh_token_ends_its_sign_in(world):
+    first = world.sign_in()
+    second = world.service.refresh(first.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN)
+
+    world.service.revoke(second.refresh_token, PUBLIC_CLIENT_ID, ORIGIN)
+
+    refused = oauth_error(lambda: world.service.refresh(second.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN))
+    assert refused.error == "invalid_grant"
+
+
+def test_revoking_an_unknown_token_is_accepted_silently(world):
+    world.service.revoke("never-issued-token", PUBLIC_CLIENT_ID, ORIGIN)
+
+    assert all(f.status is FamilyStatus.ACTIVE for f in world.tokens.families.values())
+
+
+def test_another_client_cannot_revoke_a_token(world):
+    tokens = world.sign_in(client_id="demo-app")
+
+    refused = oauth_error(lambda: world.service.revoke(tokens.refresh_token, PUBLIC_CLIENT_ID, ORIGIN))
+
+    assert refused.error == "invalid_request"
+    assert world.service.refresh(tokens.refresh_token, "demo-app", None, ORIGIN).refresh_token
+
+
+# --- audit -----------------------------------------------------------------------------------------
+
+
+def test_sign_up_and_sign_in_are_audited_by_customer_id_without_credentials(world):
+    world.sign_in()
+    oauth_error(lambda: world.sign_in(password="wrong wrong wrong"))
+    oauth_error(lambda: world.sign_in(username="mallory"))
+
+    records = world.audit_records()
+    customer_id = world.customers.credentials_for("alice").customer_id
+    assert [(r.action, r.actor, r.outcome) for r in records] == [
+        ("customer.sign_up", customer_id, "succeeded"),
+        ("customer.sign_in", customer_id, "succeeded"),
+        ("customer.sign_in", customer_id, "denied"),
+        ("customer.sign_in", "anonymous", "denied"),
+    ]
+    text = repr(records)
+    assert "alice" not in text and "mallory" not in text and PASSWORD not in text
+    assert {r.source_ip for r in records} == {"198.51.100.7"}
