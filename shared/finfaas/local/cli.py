@@ -16,10 +16,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "coldstart"): ("finfaas.local.bench.coldstart", "cold start and idle RSS per function"),
     ("bench", "gateway"): ("finfaas.local.bench.gateway", "gateway throughput against direct calls"),
     ("bench", "ledger"): ("finfaas.local.bench.ledger", "ledger transfers/s against raw transactions"),
-    ("bench", "transfers"): ("finfaas.local.bench.transfers", "transfer saga throughput and latency"),
     ("ledger", "check"): ("finfaas.local.ledger_check", "reconcile balances, entries and transfers"),
     ("audit", "verify"): ("finfaas.local.audit_verify", "verify the audit log's hash chain"),
-    ("executions",): ("finfaas.local.executions", "list or describe orchestrator executions"),
     ("build",): ("finfaas.local.build", "assemble faas-cli build contexts (shrinkwrap)"),
 }
 
@@ -40,14 +38,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_module(argv: list[str]) -> str | None:
+    """The module of the command named by argv's leading words, found without parsing options,
+    so that `finfaas CMD --help` can list the options the command's module adds."""
+    words = []
+    for arg in argv:
+        if arg.startswith("-"):
+            break
+        words.append(arg)
+    for length in (2, 1):
+        entry = COMMANDS.get(tuple(words[:length]))
+        if entry:
+            return entry[0]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
-    # Two passes: the first finds the command, the second lets its module add its own options.
-    known, _ = parser.parse_known_args(argv)
-    module = importlib.import_module(known._module)
-    parser = _parser()
-    _attach(parser, known._module, module)
+    module_name = _command_module(argv)
+    module = None
+    if module_name is not None:
+        module = importlib.import_module(module_name)
+        _attach(parser, module_name, module)
     args = parser.parse_args(argv)
     try:
         return int(module.run(args) or 0)
