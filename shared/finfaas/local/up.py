@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import time
@@ -12,12 +13,13 @@ from functools import partial
 from pathlib import Path
 
 from finfaas.local import emulators, gateway, infra, stackfile, tools
-from finfaas.platform import config, keys
+from finfaas.platform import audit, config, keys
 
 STATE_DIR = Path(".finfaas")
 SECRETS_DIR = STATE_DIR / "secrets"
 LOGS_DIR = STATE_DIR / "logs"
 XRAY_DAEMON_ADDRESS = "127.0.0.1:2000"
+AUDIT_KEY_RANDOM_BYTES = 48  # token_urlsafe text of 64 characters, above audit's 32-byte minimum
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         _export(aws.env(), args.stage, args.gateway_port)
         outputs = infra.deploy(args.stage, "embedded")
         keys.write_dev_secrets(SECRETS_DIR)
+        _ensure_audit_key(SECRETS_DIR)
         summary = partial(_print_summary, aws, args, stack, outputs, started)
         return gateway.run_on_uvloop(_serve(_gateway_config(stack, args), summary))
     except (emulators.EmulatorError, infra.InfraError, tools.ToolsError) as error:
@@ -52,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         aws.stop()
+
+
+def _ensure_audit_key(folder: Path) -> None:
+    """A fresh machine gets an audit HMAC key, so audit records are signed from the first one."""
+    path = folder / audit.AUDIT_KEY_SECRET_NAME
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(AUDIT_KEY_RANDOM_BYTES) + "\n")
+        path.chmod(0o600)
 
 
 async def _serve(gateway_config: gateway.GatewayConfig, on_listening) -> int:
