@@ -150,14 +150,19 @@ services = LazyServices(build_services)
 verifier = ReplaceableVerifier()
 app = FunctionApp("accounts", errors=ERRORS, verifier=verifier)
 
-IDEMPOTENCY_OPENAPI = {
-    "parameters": [{
-        "name": IDEMPOTENCY_KEY_HEADER, "in": "header", "required": True,
-        "description": "Unique per intended operation (1-255 printable ASCII); a retry with the same key "
-                       "and body replays the first answer (Idempotency-Replayed: true).",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-    }],
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": IDEMPOTENCY_KEY_HEADER, "in": "header", "required": True,
+    "description": "Unique per intended operation (1-255 printable ASCII); a retry with the same key and "
+                   "body replays the first answer (Idempotency-Replayed: true).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
+
+
+def idempotency_openapi(*path_params: str) -> dict[str, Any]:
+    """OpenAPI extras for a route taking an Idempotency-Key (they replace the generated parameters)."""
+    in_path = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+               for name in path_params]
+    return {"parameters": [*in_path, IDEMPOTENCY_KEY_PARAMETER]}
 
 
 def idempotent(req: Request, run: Callable[[str], Response]) -> Response:
@@ -183,7 +188,7 @@ def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = 
 
 
 @app.route("POST", "/accounts", scopes=[WRITE], body=OpenAccountBody, status=201, response=AccountView,
-           openapi=IDEMPOTENCY_OPENAPI)
+           openapi=idempotency_openapi())
 def open_account(req: Request, body: OpenAccountBody) -> Response:
     """Open an account for the caller (owner, balances and status are never taken from the body)."""
 
@@ -232,21 +237,21 @@ def _ops_change(req: Request, change: Callable[[Caller], OpsAccountView]) -> Res
 
 
 @app.route("POST", "/_/ops/accounts/{account_id}/freeze", response=OpsAccountView,
-           openapi=IDEMPOTENCY_OPENAPI)
+           openapi=idempotency_openapi("account_id"))
 def freeze_account(req: Request, account_id: str) -> Response:
     """Freeze: no new debits (ops scope)."""
     return _ops_change(req, lambda operator: services.get().accounts.freeze(operator, account_id))
 
 
 @app.route("POST", "/_/ops/accounts/{account_id}/unfreeze", response=OpsAccountView,
-           openapi=IDEMPOTENCY_OPENAPI)
+           openapi=idempotency_openapi("account_id"))
 def unfreeze_account(req: Request, account_id: str) -> Response:
     """Unfreeze a frozen account (ops scope)."""
     return _ops_change(req, lambda operator: services.get().accounts.unfreeze(operator, account_id))
 
 
 @app.route("POST", "/_/ops/accounts/{account_id}/close", response=OpsAccountView,
-           openapi=IDEMPOTENCY_OPENAPI)
+           openapi=idempotency_openapi("account_id"))
 def close_account(req: Request, account_id: str) -> Response:
     """Close an empty account for good: 409 while it holds money or has holds (ops scope)."""
     return _ops_change(req, lambda operator: services.get().accounts.close(operator, account_id))

@@ -29,7 +29,7 @@ from finfaas.services.auth_customers import (
 )
 
 TABLE_LOGICAL_NAME = "auth"
-TOKEN_PK_PREFIX = "refresh#"
+TOKEN_PK_PREFIX = "refresh#"  # noqa: S105 - an item key prefix, not a credential
 TOKEN_SK = "token"  # noqa: S105 - an item sort key, not a credential
 FAMILY_PK_PREFIX = "family#"
 FAMILY_SK = "family"
