@@ -2,8 +2,8 @@
 
 The handler is the template's hello world; the gateway runs in its own process (as in `make up`),
 and the load comes from one client process (the gateway's own lean keep-alive HTTP client, in
-the spirit of wrk) with N concurrent connections. Rounds run in
-A-B-B-A order so a neighbour's load drifting over time weighs on both sides alike.
+the spirit of wrk) with N concurrent connections. The two sides alternate in short slices
+(A-B-B-A...) so a neighbour's load drifting over time weighs on both sides alike.
 Last line of output: {"direct_rps": .., "gateway_rps": .., "ratio": ..}.
 """
 
@@ -32,10 +32,10 @@ from finfaas.local.upstream import UpstreamError, UpstreamPool
 
 PEER_HANDLER_DIR = Path(__file__).resolve().parent / "peer_hello"
 CONCURRENCY_DEFAULT = 8
-ROUND_SECONDS_DEFAULT = 5.0
+SECONDS_PER_SIDE_DEFAULT = 5.0
+SLICE_SECONDS_DEFAULT = 0.5
 WARMUP_SECONDS_DEFAULT = 1.0
-ROUNDS_DEFAULT = 2  # each side runs this many rounds, interleaved
-REQUESTS_PER_ROUND_MAX = 200_000
+REQUESTS_PER_SLICE_MAX = 100_000
 GATEWAY_READY_SECONDS_MAX = 20.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 RATIO_TARGET = 0.8
@@ -59,32 +59,46 @@ def bench_stack_text(handler_dir: Path) -> str:
     )
 
 
-async def load(url: str, concurrency: int, seconds: float, requests_max: int) -> LoadResult:
-    """GET url over `concurrency` keep-alive connections until the time or request budget is spent.
+class LoadClient:
+    """GETs one URL over `concurrency` keep-alive connections, kept open across slices.
 
-    The client is the gateway's own lean HTTP/1.1 client (pre-encoded request, no per-request
-    objects beyond the response), so the load generator costs little of the CPU it measures.
+    It is the gateway's own lean HTTP/1.1 client (pre-encoded request, no per-request objects
+    beyond the response), so the load generator costs little of the CPU it measures.
     """
-    parts = urlsplit(url)
-    pool = UpstreamPool(parts.hostname, parts.port, concurrency)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    counts = {"ok": 0, "errors": 0}
-    deadline = time.monotonic() + seconds
 
-    async def client() -> None:
-        while time.monotonic() < deadline and counts["ok"] + counts["errors"] < requests_max:
-            try:
-                response = await pool.request("GET", target, [], b"", REQUEST_TIMEOUT_SECONDS)
-                counts["ok" if response.status == 200 else "errors"] += 1
-            except (UpstreamError, TimeoutError):
-                counts["errors"] += 1
+    def __init__(self, url: str, concurrency: int) -> None:
+        parts = urlsplit(url)
+        self._pool = UpstreamPool(parts.hostname, parts.port, concurrency)
+        self._target = parts.path + (f"?{parts.query}" if parts.query else "")
+        self._concurrency = concurrency
 
-    began = time.monotonic()
+    async def run(self, seconds: float, requests_max: int) -> LoadResult:
+        counts = {"ok": 0, "errors": 0}
+        deadline = time.monotonic() + seconds
+
+        async def client() -> None:
+            while time.monotonic() < deadline and counts["ok"] + counts["errors"] < requests_max:
+                try:
+                    response = await self._pool.request("GET", self._target, [], b"", REQUEST_TIMEOUT_SECONDS)
+                    counts["ok" if response.status == 200 else "errors"] += 1
+                except (UpstreamError, TimeoutError):
+                    counts["errors"] += 1
+
+        began = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(self._concurrency)))
+        return LoadResult(counts["ok"], counts["errors"], time.monotonic() - began)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+async def load(url: str, concurrency: int, seconds: float, requests_max: int) -> LoadResult:
+    """One bounded load run against url."""
+    client = LoadClient(url, concurrency)
     try:
-        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return await client.run(seconds, requests_max)
     finally:
-        pool.close()
-    return LoadResult(counts["ok"], counts["errors"], time.monotonic() - began)
+        client.close()
 
 
 def _free_port() -> int:
@@ -128,30 +142,43 @@ async def _measure(args: argparse.Namespace, stack_path: Path) -> dict:
     direct = await start_function_process(spec, function_environment(spec, os.environ), subprocess.DEVNULL)
     port = _free_port()
     gateway = _start_gateway(stack_path, port)
+    clients: dict[str, LoadClient] = {}
     try:
         await _wait_http_ok(f"http://127.0.0.1:{port}/healthz", GATEWAY_READY_SECONDS_MAX)
         urls = {"direct": direct.base_url + "/", "gateway": f"http://127.0.0.1:{port}/function/hello/"}
-        for url in urls.values():  # warm-up: cold start, pooled connections, bytecode caches
-            await load(url, args.concurrency, args.warmup_seconds, args.requests_max)
-        results: dict[str, list[LoadResult]] = {"direct": [], "gateway": []}
+        clients = {side: LoadClient(url, args.concurrency) for side, url in urls.items()}
+        for client in clients.values():  # warm-up: cold start, pooled connections, bytecode caches
+            await client.run(args.warmup_seconds, args.requests_max)
         processes = {"direct": _processes(direct.pid, "function"), "gateway": _gateway_processes(gateway.pid)}
+        results: dict[str, list[LoadResult]] = {"direct": [], "gateway": []}
         cpu_seconds: dict[str, dict[str, float]] = {"direct": {}, "gateway": {}}
-        order = ["direct", "gateway", "gateway", "direct"] * ((args.rounds + 1) // 2)
-        for side in order[: 2 * args.rounds]:
+        for side in _interleaved_order(args.seconds, args.slice_seconds):
             before = _cpu(processes[side])
-            result = await load(urls[side], args.concurrency, args.seconds, args.requests_max)
+            results[side].append(await clients[side].run(args.slice_seconds, args.requests_max))
             for role, spent in _cpu(processes[side]).items():
                 cpu_seconds[side][role] = cpu_seconds[side].get(role, 0.0) + spent - before[role]
-            results[side].append(result)
-            print(
-                f"{side:8s} {result.rps:9.1f} req/s  ({result.requests} ok, {result.errors} errors, "
-                f"{result.seconds:.1f} s)"
-            )
+        for side, runs in results.items():
+            requests = sum(r.requests for r in runs)
+            seconds = sum(r.seconds for r in runs)
+            errors = sum(r.errors for r in runs)
+            rps = requests / seconds
+            print(f"{side:8s} {rps:9.1f} req/s  ({requests} ok, {errors} errors, {seconds:.1f} s)")
     finally:
+        for client in clients.values():
+            client.close()
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(timeout=15)
         await direct.stop()
     return _summary(results, cpu_seconds, args)
+
+
+def _interleaved_order(seconds_per_side: float, slice_seconds: float) -> list[str]:
+    """Short slices in A-B-B-A order, so a neighbour's load drifting over time hits both sides alike."""
+    pairs = max(1, round(seconds_per_side / slice_seconds))
+    order: list[str] = []
+    for pair in range(pairs):
+        order += ["direct", "gateway"] if pair % 2 == 0 else ["gateway", "direct"]
+    return order
 
 
 def _processes(pid: int, role: str) -> dict[str, psutil.Process]:
@@ -184,8 +211,8 @@ def _summary(
         "gateway_rps": round(gateway_rps, 1),
         "ratio": round(gateway_rps / direct_rps, 3) if direct_rps else None,
         "concurrency": args.concurrency,
-        "seconds_per_round": args.seconds,
-        "rounds": args.rounds,
+        "seconds_per_side": args.seconds,
+        "slice_seconds": args.slice_seconds,
         "errors": sum(r.errors for runs in results.values() for r in runs),
         # CPU per request is steadier than req/s on a shared machine: it shows what the hop costs.
         "cpu_us_per_request": {side: cpu_us_per_request(side) for side in ("direct", "gateway")},
@@ -194,10 +221,14 @@ def _summary(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY_DEFAULT, help="concurrent clients")
-    parser.add_argument("--seconds", type=float, default=ROUND_SECONDS_DEFAULT, help="length of one round")
+    parser.add_argument(
+        "--seconds", type=float, default=SECONDS_PER_SIDE_DEFAULT, help="measured time per side"
+    )
+    parser.add_argument(
+        "--slice-seconds", type=float, default=SLICE_SECONDS_DEFAULT, help="sides alternate every slice"
+    )
     parser.add_argument("--warmup-seconds", type=float, default=WARMUP_SECONDS_DEFAULT)
-    parser.add_argument("--rounds", type=int, default=ROUNDS_DEFAULT, help="rounds per side, interleaved")
-    parser.add_argument("--requests-max", type=int, default=REQUESTS_PER_ROUND_MAX, help="cap per round")
+    parser.add_argument("--requests-max", type=int, default=REQUESTS_PER_SLICE_MAX, help="cap per slice")
 
 
 def run(args: argparse.Namespace) -> int:
