@@ -9,6 +9,9 @@ family, the new token put; no half-rotated state can exist.
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -38,6 +41,10 @@ CANCELLED = "TransactionCanceledException"
 CONNECT_TIMEOUT_SECONDS = 2
 READ_TIMEOUT_SECONDS = 5
 RETRY_ATTEMPTS_MAX = 2
+# A rotation racing another transaction on the same token or family is retried this often, so the
+# loser ends in a condition failure (reuse) rather than an error.
+ROTATE_ATTEMPTS_MAX = 4
+ROTATE_BACKOFF_SECONDS_MAX = 0.05
 
 
 class _Meta:
@@ -99,8 +106,10 @@ def _bound(base: type[Model], table_name: str, region: str) -> Any:
 class RefreshTokenStore:
     """RefreshTokenRepository on DynamoDB."""
 
-    def __init__(self, table_name: str | None = None, region: str | None = None) -> None:
+    def __init__(self, table_name: str | None = None, region: str | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         region = region or settings().region
+        self._sleep = sleep
         table_name = table_name or resource_name(TABLE_LOGICAL_NAME)
         self.tokens = token_model(table_name, region)
         self.families = family_model(table_name, region)
@@ -144,6 +153,17 @@ class RefreshTokenStore:
         )
 
     def rotate(self, old: RefreshTokenRecord, new: RefreshTokenRecord, now_s: int) -> bool:
+        for _ in range(ROTATE_ATTEMPTS_MAX - 1):
+            try:
+                return self._rotate_once(old, new, now_s)
+            except _Conflict:
+                self._sleep(random.uniform(0, ROTATE_BACKOFF_SECONDS_MAX))
+        try:
+            return self._rotate_once(old, new, now_s)
+        except _Conflict as error:
+            raise RefreshStoreUnavailable("rotation kept conflicting with other transactions") from error
+
+    def _rotate_once(self, old: RefreshTokenRecord, new: RefreshTokenRecord, now_s: int) -> bool:
         tokens, families = self.tokens, self.families
         old_item = tokens(f"{TOKEN_PK_PREFIX}{old.token_hash}", TOKEN_SK)
         still_valid = (tokens.status == TokenStatus.ACTIVE.value) & (tokens.valid_until > now_s)
@@ -160,6 +180,8 @@ class RefreshTokenStore:
         except TransactWriteError as error:
             if _cancelled_by_conditions(error):
                 return False
+            if _conflicted(error):
+                raise _Conflict(error.cause_response_code) from error
             raise RefreshStoreUnavailable(f"rotation failed: {error.cause_response_code}") from error
         except PynamoDBException as error:
             raise RefreshStoreUnavailable("rotation failed") from error
@@ -197,6 +219,17 @@ class RefreshTokenStore:
             family_expires_at=family.expires_at_s,
             expires_at=family.expires_at_s + refresh_record_kept_after_family_seconds,
         )
+
+
+class _Conflict(Exception):
+    """Another transaction held the token or its family; the rotation may be tried again."""
+
+
+def _conflicted(error: TransactWriteError) -> bool:
+    if error.cause_response_code == "TransactionConflictException":
+        return True
+    codes = {reason.code for reason in error.cancellation_reasons if reason is not None}
+    return error.cause_response_code == CANCELLED and "TransactionConflict" in codes
 
 
 def _cancelled_by_conditions(error: TransactWriteError) -> bool:
