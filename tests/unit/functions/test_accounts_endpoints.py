@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +15,7 @@ from finfaas.domain.reference_model import ReferenceLedger
 from finfaas.platform.audit import AuditLog, InMemoryAuditStore
 from finfaas.platform.idempotency import IdempotencyGuard, InMemoryIdempotencyStore
 from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys
-from finfaas.platform.testing import TokenMinter, call, captured_logs, load_function_handler
+from finfaas.platform.testing import REPOSITORY_ROOT, TokenMinter, call, captured_logs, load_function_handler
 from finfaas.services.accounts import AccountsService
 from finfaas.services.customers import (
     AuditTrail,
@@ -371,3 +376,35 @@ def test_the_openapi_document_is_valid_and_documents_idempotency_keys(world):
         document["paths"])
     parameters = document["paths"]["/accounts"]["post"]["parameters"]
     assert any(p["name"] == "Idempotency-Key" and p["required"] for p in parameters)
+
+
+HEAVY_MODULES = ("boto3", "botocore", "pynamodb", "aws_xray_sdk", "jwt", "cryptography", "argon2", "requests")
+COLD_START = textwrap.dedent(
+    """
+    import io, json, sys, time
+    started = time.perf_counter()
+    from finfaas.platform import logging as finfaas_logging
+    finfaas_logging.configure(stream=io.StringIO())
+    from finfaas.platform.testing import Event, load_function_handler
+    handler = load_function_handler("accounts")
+    probe = Event("GET", "/_/health")
+    imported = time.perf_counter()
+    result = handler.handle(probe, None)
+    heavy = sorted(m for m in sys.argv[1].split(",") if m in sys.modules)
+    import_ms = (imported - started) * 1000
+    print(json.dumps({"status": result["statusCode"], "heavy": heavy, "import_ms": import_ms}))
+    """
+)
+
+
+def test_a_health_probe_on_a_cold_accounts_function_loads_no_aws_or_crypto_code():
+    child = subprocess.run(
+        [sys.executable, "-c", COLD_START, ",".join(HEAVY_MODULES)],
+        env={**os.environ, "AWS_XRAY_SDK_ENABLED": "false"}, cwd=REPOSITORY_ROOT,
+        capture_output=True, text=True, timeout=60,
+    )
+
+    assert child.returncode == 0, child.stderr
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    assert report["status"] == 200 and report["heavy"] == []
+    print(f"accounts cold start: import {report['import_ms']:.0f} ms")
