@@ -1,0 +1,238 @@
+"""The outbox relay: publishes events written beside the changes they describe, then forgets them.
+
+Per partition, oldest first and a bounded batch at a time: send to the `events` queue, and delete
+from the outbox only what SQS accepted. A crash between the two re-sends the same events (same
+ids) on the next pass, so delivery is at-least-once and nothing is lost; consumers dedupe by id.
+
+A relay leases a partition (a conditional write) before it reads it, so concurrent relays share the
+work instead of doubling it. The lease is an optimisation, not the safety: two relays on one
+partition (an expired lease, clock skew) only cause duplicates, since deletes follow sends.
+
+An event SQS can never accept (too large, invalid text) is parked beside the outbox with the reason
+rather than left to block its partition.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from finfaas.platform.events import (
+    BatchOutcome,
+    EventEnvelope,
+    EventMac,
+    EventRejected,
+    QueueMessage,
+    event_message,
+)
+from finfaas.platform.logging import get_logger
+
+batch_events_max = 10  # one SendMessageBatch
+batches_per_lease_max = 50  # then the partition is released so others get a turn
+lease_seconds = 30
+idle_sleep_seconds_min = 0.1
+idle_sleep_seconds_max = 2.0
+failure_sleep_seconds_max = 10.0
+
+_log = get_logger("outbox_relay")
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """An outbox item as stored: where it sits, and the event it holds (`data` is JSON text)."""
+
+    partition: str
+    event_key: str
+    event_id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: str
+
+    def envelope(self) -> EventEnvelope:
+        try:
+            data = json.loads(self.data)
+        except ValueError:
+            raise EventRejected(f"outbox event {self.event_id}: data is not JSON") from None
+        if not isinstance(data, dict):
+            raise EventRejected(f"outbox event {self.event_id}: data is not a JSON object")
+        return EventEnvelope(self.event_id, self.source, self.type, self.subject, self.time, data)
+
+
+class OutboxUnavailable(Exception):
+    """The outbox table did not answer; the pass stops and the next one retries."""
+
+
+class OutboxRepository(Protocol):
+    def partitions(self) -> Sequence[str]:
+        """Every partition producers write to."""
+        ...
+
+    def acquire_lease(self, partition: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take or renew the partition's lease; False while another holder's lease runs."""
+        ...
+
+    def release_lease(self, partition: str, holder: str) -> None:
+        """Best effort: a lease not released simply runs out."""
+        ...
+
+    def oldest(self, partition: str, limit: int) -> list[OutboxEvent]:
+        """Up to `limit` events, oldest first (strongly consistent)."""
+        ...
+
+    def delete(self, events: Sequence[OutboxEvent]) -> None: ...
+
+    def park(self, event: OutboxEvent, reason: str) -> None:
+        """Move an event SQS will never accept out of the way, keeping it and the reason."""
+        ...
+
+
+class EventQueue(Protocol):
+    def send_batch(self, messages: Sequence[QueueMessage]) -> BatchOutcome: ...
+
+
+@dataclass
+class RelayPass:
+    """What one pass over every partition did."""
+
+    sent: int = 0
+    parked: int = 0
+    failed: int = 0
+    partitions_busy: int = 0  # leased by another relay
+
+    def add(self, other: RelayPass) -> None:
+        self.sent += other.sent
+        self.parked += other.parked
+        self.failed += other.failed
+        self.partitions_busy += other.partitions_busy
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class OutboxRelay:
+    """One relay instance; `holder` names it in leases (unique per process)."""
+
+    def __init__(self, outbox: OutboxRepository, queue: EventQueue, mac: EventMac, holder: str, *,
+                 clock_ms: Callable[[], int] = _now_ms, batch_size: int = batch_events_max,
+                 batches_per_lease: int = batches_per_lease_max, lease_ms: int = lease_seconds * 1000,
+                 after_send: Callable[[list[OutboxEvent]], None] | None = None) -> None:
+        assert 0 < batch_size <= batch_events_max and batches_per_lease > 0
+        self.outbox = outbox
+        self.queue = queue
+        self.mac = mac
+        self.holder = holder
+        self._clock_ms = clock_ms
+        self._batch_size = batch_size
+        self._batches_per_lease = batches_per_lease
+        self._lease_ms = lease_ms
+        # Runs between the send and the delete: tests stop a relay exactly there.
+        self._after_send = after_send
+
+    def relay_once(self) -> RelayPass:
+        """One pass: every partition this relay can lease, drained up to the per-lease bound."""
+        total = RelayPass()
+        for partition in self.outbox.partitions():
+            total.add(self.relay_partition(partition))
+        return total
+
+    def relay_partition(self, partition: str) -> RelayPass:
+        result = RelayPass()
+        if not self.outbox.acquire_lease(partition, self.holder, self._clock_ms(), self._lease_ms):
+            result.partitions_busy += 1
+            return result
+        try:
+            for _ in range(self._batches_per_lease):
+                events = self.outbox.oldest(partition, self._batch_size)
+                if not events or not self._relay_batch(events, result):
+                    break
+                if not self.outbox.acquire_lease(partition, self.holder, self._clock_ms(), self._lease_ms):
+                    break  # the lease ran out meanwhile and someone else holds it now
+        finally:
+            self.outbox.release_lease(partition, self.holder)
+        return result
+
+    def _relay_batch(self, events: list[OutboxEvent], result: RelayPass) -> bool:
+        """Send, then delete what was sent and park what never can be; False after a failure."""
+        messages, unreadable = self._messages(events)
+        outcome = self.queue.send_batch(messages) if messages else BatchOutcome()
+        outcome.refused.update(unreadable)
+        by_id = {e.event_id: e for e in events}
+        sent = [by_id[key] for key in outcome.sent]
+        if self._after_send is not None:
+            self._after_send(sent)
+        if sent:
+            self.outbox.delete(sent)
+        for key, reason in outcome.refused.items():
+            _log.error("outbox event parked", event_id=key, reason=reason)
+            self.outbox.park(by_id[key], reason)
+        result.sent += len(sent)
+        result.parked += len(outcome.refused)
+        result.failed += len(outcome.failed)
+        if outcome.failed:
+            _log.warning("outbox events not sent; retried on the next pass", count=len(outcome.failed),
+                         reasons=sorted(set(outcome.failed.values()))[:3])
+        return not outcome.failed
+
+    def _messages(self, events: list[OutboxEvent]) -> tuple[list[QueueMessage], dict[str, str]]:
+        messages, unreadable = [], {}
+        for event in events:
+            try:
+                messages.append(event_message(event.event_id, event.envelope(), self.mac))
+            except EventRejected as error:
+                unreadable[event.event_id] = str(error)
+        return messages, unreadable
+
+
+class RelayLoop:
+    """Runs passes until stopped: at once while there is work, with growing sleeps while idle or failing."""
+
+    def __init__(self, relay: OutboxRelay, *, sleep: Callable[[float], None] | None = None,
+                 idle_seconds_min: float = idle_sleep_seconds_min,
+                 idle_seconds_max: float = idle_sleep_seconds_max) -> None:
+        self.relay = relay
+        self.stopping = threading.Event()
+        self._sleep = sleep or self.stopping.wait
+        self._idle_min = idle_seconds_min
+        self._idle_max = idle_seconds_max
+        self.totals = RelayPass()
+        self.passes = 0
+
+    def run(self, deadline_seconds: float | None = None, passes_max: int | None = None) -> RelayPass:
+        """Passes until stop(), the deadline (monotonic seconds from now) or `passes_max`."""
+        ends_at = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+        delay = self._idle_min
+        while not self.stopping.is_set():
+            if ends_at is not None and time.monotonic() >= ends_at:
+                break
+            if passes_max is not None and self.passes >= passes_max:
+                break
+            busy, failed = self._one_pass()
+            if busy and not failed:
+                delay = self._idle_min
+                continue
+            pause = delay if ends_at is None else min(delay, max(ends_at - time.monotonic(), 0))
+            self._sleep(pause)
+            delay = min(delay * 2, failure_sleep_seconds_max if failed else self._idle_max)
+        return self.totals
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _one_pass(self) -> tuple[bool, bool]:
+        """(did work, hit a failure)."""
+        self.passes += 1
+        try:
+            result = self.relay.relay_once()
+        except OutboxUnavailable as error:
+            _log.warning("outbox unavailable", error=str(error))
+            return False, True
+        self.totals.add(result)
+        return result.sent + result.parked > 0, result.failed > 0

@@ -1,0 +1,612 @@
+"""Webhooks for integrators: subscriptions, fan-out of events, and signed deliveries with retries.
+
+    events queue --(WebhookFanout: one message per matching subscription)--> webhooks queue
+    webhooks queue --(WebhookSender: signed POST)--> integrator's URL
+
+Signatures follow the Standard Webhooks scheme: headers `webhook-id` (the event id, so integrators
+dedupe retries and relay duplicates alike), `webhook-timestamp` (Unix seconds of this attempt) and
+`webhook-signature` = `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`, where the secret
+is `whsec_<base64 key>`. The body is the structured CloudEvent, the same bytes on every attempt.
+
+Secrets are random per subscription and returned once; at rest they are sealed with the KMS key
+(envelope encryption, bound to the subscription id), because the sender must be able to sign with
+them. Deriving them from one server secret would save the decrypt but make every integrator's secret
+fall with that one, and rotate only all together.
+
+Retries: a failed attempt (non-2xx, timeout, refused connection) puts a copy of the delivery back
+on the webhooks queue with the next delay of `retry_delays_seconds` (SQS delays at most 15 min, so
+longer waits hop), and the current message is acknowledged. The queue connector does not hand the
+receipt handle to functions (neither does OpenFaaS's), so ChangeMessageVisibility is not available
+here; and the visibility timeout alone would retry every 30 s five times, too fast for a receiver
+that is down. After the last attempt the delivery goes to the webhooks DLQ with the reason. If even
+the re-queueing fails, the function answers 503 and SQS redelivers (the redrive policy then bounds it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from finfaas.platform.events import (
+    EVENT_TYPES,
+    TYPE_ATTRIBUTE,
+    EventEnvelope,
+    EventMac,
+    EventRejected,
+    QueueMessage,
+    QueueUnavailable,
+    canonical_json,
+    envelope_from_document,
+    sqs_delay_seconds_max,
+)
+from finfaas.platform.logging import get_logger
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+SIGNATURE_VERSION_PREFIX = "v1,"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+DELIVERY_TYPE = "dev.finfaas.webhook.delivery"
+DELIVERY_FORMAT_VERSION = 1
+ALL_EVENT_TYPES = "*"
+USER_AGENT = "FinFaaS-Webhooks/0.1"
+webhook_secret_bytes = 32
+signature_tolerance_seconds_default = 300
+# Attempt n+1 waits retry_delays_seconds[n-1] after attempt n fails: 9 attempts over about 10.7 h.
+retry_delays_seconds = (5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600)
+connect_timeout_seconds = 3.0
+read_timeout_seconds = 10.0
+response_bytes_max = 4096  # read and discarded, so a chatty receiver cannot hold the sender
+url_chars_max = 2048
+description_chars_max = 200
+subscriptions_per_owner_max = 20
+subscriptions_total_max = 1000  # what one fan-out reads; the store refuses more
+subscription_cache_seconds = 5.0
+secret_cache_entries_max = 256
+secret_cache_seconds = 300.0
+SECRET_CONTEXT_PURPOSE = "webhook-signing"  # noqa: S105 - a KMS encryption context value
+
+_log = get_logger("webhooks")
+
+
+# --- signatures (stdlib only: integrators may copy these two functions) ------------------------------
+
+
+class InvalidSignature(Exception):
+    """The webhook is not authentic, or too old or too far in the future."""
+
+
+def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value: v1,<base64 HMAC-SHA256(key, id.timestamp.body)>."""
+    key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX))
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return SIGNATURE_VERSION_PREFIX + base64.b64encode(digest).decode()
+
+
+def verify_signature(secret: str, headers: Mapping[str, str], body: bytes,
+                     tolerance_s: int = signature_tolerance_seconds_default,
+                     now: float | None = None) -> None:
+    """Returns when the webhook is authentic and its timestamp within `tolerance_s` of now; else raises
+    InvalidSignature. Pass the raw body bytes, before any JSON parsing."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    webhook_id, stamp, signatures = (lowered.get(h) for h in (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER))
+    if not webhook_id or not stamp or not signatures:
+        raise InvalidSignature("missing webhook-id, webhook-timestamp or webhook-signature")
+    if not stamp.isdigit():
+        raise InvalidSignature("webhook-timestamp is not Unix seconds")
+    current = time.time() if now is None else now
+    if abs(current - int(stamp)) > tolerance_s:
+        raise InvalidSignature("webhook-timestamp is outside the tolerance")
+    expected = sign(secret, webhook_id, int(stamp), body)
+    # Several signatures may be sent (space-separated) while a secret is being rotated.
+    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures.split()):
+        raise InvalidSignature("no signature matches")
+
+
+def new_webhook_secret() -> str:
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(webhook_secret_bytes)).decode()
+
+
+# --- subscriptions ---------------------------------------------------------------------------------
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    subscription_id: str
+    owner: str
+    url: str
+    event_types: tuple[str, ...]
+    description: str
+    created_at: datetime
+    status: SubscriptionStatus
+    fingerprint: str  # of the creating request, to tell a retry from a different request
+    sealed_secret: str
+
+    def matches(self, event_type: str) -> bool:
+        return self.status is SubscriptionStatus.ACTIVE and (
+            ALL_EVENT_TYPES in self.event_types or event_type in self.event_types)
+
+
+class WebhookError(Exception):
+    """Base of the integrator-facing refusals; `code` is the problem code."""
+
+    code = "webhook_error"
+
+
+class SubscriptionNotFound(WebhookError):
+    """No such subscription among the caller's."""
+
+    code = "subscription_not_found"
+
+
+class SubscriptionDeleted(WebhookError):
+    """The Idempotency-Key created a subscription that has since been deleted."""
+
+    code = "subscription_deleted"
+
+
+class IdempotencyKeyReused(WebhookError):
+    """The Idempotency-Key was used before with a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class SubscriptionLimitReached(WebhookError):
+    """The caller already has the most subscriptions allowed."""
+
+    code = "subscription_limit_reached"
+
+
+class InvalidTarget(WebhookError):
+    """The URL is not one deliveries may go to (scheme, host or address)."""
+
+    code = "invalid_webhook_url"
+
+
+class InvalidEventTypes(WebhookError):
+    """An event type that the suite does not emit."""
+
+    code = "invalid_event_types"
+
+
+class WebhookStoreUnavailable(Exception):
+    """The subscriptions table did not answer; retry later."""
+
+
+class SubscriptionRepository(Protocol):
+    def create(self, subscription: Subscription) -> Subscription:
+        """Stores it unless the id exists; returns what is stored under the id either way."""
+        ...
+
+    def get(self, subscription_id: str) -> Subscription | None: ...
+
+    def list_owner(self, owner: str) -> list[Subscription]:
+        """The owner's subscriptions, deleted ones included, by id."""
+        ...
+
+    def list_active(self) -> list[Subscription]:
+        """Every active subscription (at most subscriptions_total_max)."""
+        ...
+
+    def mark_deleted(self, subscription_id: str, owner: str) -> bool:
+        """False when the owner has no such active subscription."""
+        ...
+
+
+class SecretCipher(Protocol):
+    def seal(self, plaintext: bytes, context: Mapping[str, str]) -> str: ...
+
+    def open(self, sealed: str, context: Mapping[str, str]) -> bytes: ...
+
+
+class SecretBox:
+    """Webhook secrets sealed with envelope encryption; opened secrets are kept a while in memory."""
+
+    def __init__(self, cipher: SecretCipher, clock: Callable[[], float] = time.monotonic) -> None:
+        self._cipher = cipher
+        self._clock = clock
+        self._opened: dict[tuple[str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def seal(self, subscription_id: str, secret: str) -> str:
+        return self._cipher.seal(secret.encode(), _secret_context(subscription_id))
+
+    def open(self, subscription: Subscription) -> str:
+        key = (subscription.subscription_id, subscription.sealed_secret)
+        now = self._clock()
+        with self._lock:
+            cached = self._opened.get(key)
+            if cached is not None and now - cached[1] < secret_cache_seconds:
+                return cached[0]
+        secret = self._cipher.open(subscription.sealed_secret, _secret_context(subscription.subscription_id))
+        with self._lock:
+            if len(self._opened) >= secret_cache_entries_max:
+                self._opened.clear()
+            self._opened[key] = (secret.decode(), now)
+        return secret.decode()
+
+
+def _secret_context(subscription_id: str) -> dict[str, str]:
+    return {"subscription_id": subscription_id, "purpose": SECRET_CONTEXT_PURPOSE}
+
+
+@dataclass(frozen=True)
+class CreatedSubscription:
+    subscription: Subscription
+    secret: str
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class SubscriptionPage:
+    subscriptions: list[Subscription]
+    has_more: bool
+
+
+class SubscriptionService:
+    """What integrators do through the API: create, read, list and delete their subscriptions."""
+
+    def __init__(self, store: SubscriptionRepository, secrets_box: SecretBox, policy: OutboundPolicy,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._store = store
+        self._secrets = secrets_box
+        self._policy = policy
+        self._clock = clock
+
+    def create(self, owner: str, idempotency_key: str, url: str, event_types: Sequence[str],
+               description: str = "") -> CreatedSubscription:
+        """One subscription per (owner, Idempotency-Key): a retry returns the same one and its secret."""
+        types = _checked_event_types(event_types)
+        self._policy.check_url(url)
+        subscription_id = subscription_id_for(owner, idempotency_key)
+        fingerprint = _fingerprint(url, types, description)
+        existing = self._store.get(subscription_id)
+        if existing is not None:
+            return self._replay(existing, owner, fingerprint)
+        if sum(s.status is SubscriptionStatus.ACTIVE for s in self._store.list_owner(owner)) \
+                >= subscriptions_per_owner_max:
+            raise SubscriptionLimitReached(f"at most {subscriptions_per_owner_max} subscriptions")
+        secret = new_webhook_secret()
+        sealed = self._secrets.seal(subscription_id, secret)
+        wanted = Subscription(subscription_id, owner, url, types, description, self._clock(),
+                              SubscriptionStatus.ACTIVE, fingerprint, sealed)
+        stored = self._store.create(wanted)
+        if stored.sealed_secret != wanted.sealed_secret:  # a concurrent retry won the conditional put
+            return self._replay(stored, owner, fingerprint)
+        return CreatedSubscription(stored, secret, replayed=False)
+
+    def get(self, owner: str, subscription_id: str) -> Subscription:
+        found = self._store.get(subscription_id)
+        if found is None or found.owner != owner or found.status is not SubscriptionStatus.ACTIVE:
+            raise SubscriptionNotFound(f"no subscription {subscription_id}")
+        return found
+
+    def list(self, owner: str, limit: int, starting_after: str | None = None) -> SubscriptionPage:
+        active = [s for s in self._store.list_owner(owner) if s.status is SubscriptionStatus.ACTIVE]
+        after = [s for s in active if starting_after is None or s.subscription_id > starting_after]
+        return SubscriptionPage(after[:limit], len(after) > limit)
+
+    def delete(self, owner: str, subscription_id: str) -> None:
+        if not self._store.mark_deleted(subscription_id, owner):
+            raise SubscriptionNotFound(f"no subscription {subscription_id}")
+
+    def _replay(self, existing: Subscription, owner: str, fingerprint: str) -> CreatedSubscription:
+        if existing.owner != owner:  # ids include the owner; a clash would be a hash collision
+            raise IdempotencyKeyReused("the Idempotency-Key belongs to another request")
+        if existing.fingerprint != fingerprint:
+            raise IdempotencyKeyReused("the Idempotency-Key was used with a different body")
+        if existing.status is not SubscriptionStatus.ACTIVE:
+            raise SubscriptionDeleted(f"subscription {existing.subscription_id} was deleted")
+        return CreatedSubscription(existing, self._secrets.open(existing), replayed=True)
+
+
+def subscription_id_for(owner: str, idempotency_key: str) -> str:
+    """Derived from who asked and their Idempotency-Key, so a retried create finds its subscription."""
+    digest = hashlib.sha256(f"{owner}\n{idempotency_key}".encode()).digest()
+    return "sub_" + base64.b32encode(digest[:15]).decode().lower()
+
+
+def _fingerprint(url: str, event_types: tuple[str, ...], description: str) -> str:
+    return hashlib.sha256(canonical_json({"url": url, "event_types": list(event_types),
+                                          "description": description})).hexdigest()
+
+
+def _checked_event_types(event_types: Sequence[str]) -> tuple[str, ...]:
+    types = tuple(sorted(set(event_types)))
+    unknown = [t for t in types if t != ALL_EVENT_TYPES and t not in EVENT_TYPES]
+    if not types or unknown:
+        raise InvalidEventTypes(f"unknown event types {unknown}; choose from {list(EVENT_TYPES)} or '*'")
+    return types
+
+
+# --- where deliveries may go -----------------------------------------------------------------------
+
+
+class TargetMode(StrEnum):
+    LOOPBACK = "loopback"  # the local runtime: only this machine (127.0.0.0/8, ::1, localhost)
+    PUBLIC = "public"  # deployed: https to public addresses only (no private, link-local or metadata)
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    mode: TargetMode = TargetMode.LOOPBACK
+    resolve: Callable[[str, int], list[str]] = _resolve
+
+    def check_url(self, url: str) -> None:
+        """Refuses URLs deliveries may never go to, before any name is resolved."""
+        parts = _url_parts(url)
+        allowed_schemes = ("http", "https") if self.mode is TargetMode.LOOPBACK else ("https",)
+        if parts.scheme not in allowed_schemes:
+            raise InvalidTarget(f"the URL must use {' or '.join(allowed_schemes)}")
+        host = parts.hostname or ""
+        literal = _ip_literal(host)
+        if self.mode is TargetMode.LOOPBACK and host != "localhost" and not (literal and literal.is_loopback):
+            raise InvalidTarget("the local runtime delivers to this machine only (127.0.0.1, ::1, localhost)")
+        if self.mode is TargetMode.PUBLIC and (host == "localhost" or (literal and not literal.is_global)):
+            raise InvalidTarget("deliveries go to public addresses only")
+
+    def check_connect(self, url: str) -> None:
+        """Before each attempt: every address the host resolves to must be allowed now."""
+        self.check_url(url)
+        parts = _url_parts(url)
+        try:
+            addresses = self.resolve(parts.hostname or "", parts.port or 443)
+        except OSError as error:
+            raise DeliveryFailed(f"cannot resolve the host: {error}") from None
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            allowed = ip.is_loopback if self.mode is TargetMode.LOOPBACK else ip.is_global
+            if not allowed:
+                raise InvalidTarget(f"the host resolves to {address}, which deliveries may not reach")
+
+
+def _url_parts(url: str):
+    if not isinstance(url, str) or not 0 < len(url) <= url_chars_max:
+        raise InvalidTarget(f"the URL must be 1..{url_chars_max} characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise InvalidTarget("the URL is malformed") from None
+    if not parts.hostname or parts.username or parts.password or parts.fragment:
+        raise InvalidTarget("the URL needs a host and no credentials or fragment")
+    return parts
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+# --- fan-out: events queue -> webhooks queue -------------------------------------------------------
+
+
+class EventQueue(Protocol):
+    def send_batch(self, messages: Sequence[QueueMessage]) -> Any: ...
+
+    def send(self, message: QueueMessage) -> None: ...
+
+
+class SubscriptionCache:
+    """Active subscriptions, re-read at most every `ttl_seconds` (a new one applies within that)."""
+
+    def __init__(self, store: SubscriptionRepository, ttl_seconds: float = subscription_cache_seconds,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._cached: tuple[float, list[Subscription]] | None = None
+        self._lock = threading.Lock()
+
+    def active(self) -> list[Subscription]:
+        now = self._clock()
+        with self._lock:
+            if self._cached is not None and now - self._cached[0] < self._ttl:
+                return self._cached[1]
+        subscriptions = self._store.list_active()
+        with self._lock:
+            self._cached = (now, subscriptions)
+        return subscriptions
+
+    def get(self, subscription_id: str) -> Subscription | None:
+        """Read through: a delivery must not go to a subscription deleted since it was queued."""
+        return self._store.get(subscription_id)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event for one subscription, as it travels on the webhooks queue."""
+
+    subscription_id: str
+    event: Mapping[str, Any]  # the structured CloudEvent document, without our MAC
+    attempt: int = 1
+    not_before: int = 0  # Unix seconds; a delivery received earlier waits again
+
+    def document(self) -> dict[str, Any]:
+        return {"v": DELIVERY_FORMAT_VERSION, "subscription_id": self.subscription_id,
+                "event": dict(self.event), "attempt": self.attempt, "not_before": self.not_before}
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Delivery:
+        try:
+            delivery = cls(str(document["subscription_id"]), dict(document["event"]),
+                           int(document["attempt"]), int(document["not_before"]))
+        except (KeyError, TypeError, ValueError):
+            raise EventRejected("not a webhook delivery") from None
+        if document.get("v") != DELIVERY_FORMAT_VERSION or delivery.attempt < 1:
+            raise EventRejected("not a webhook delivery of this version")
+        return delivery
+
+    @property
+    def event_id(self) -> str:
+        return str(self.event.get("id", ""))
+
+    def message(self, mac: EventMac, delay_seconds: int = 0) -> QueueMessage:
+        key = f"{self.subscription_id}:{self.event_id}:{self.attempt}"
+        return QueueMessage(key, mac.seal(self.document()), {TYPE_ATTRIBUTE: DELIVERY_TYPE}, delay_seconds)
+
+
+class WebhookFanout:
+    """Turns one event into one queued delivery per matching subscription."""
+
+    def __init__(self, subscriptions: SubscriptionCache, queue: EventQueue, mac: EventMac) -> None:
+        self._subscriptions = subscriptions
+        self._queue = queue
+        self._mac = mac
+
+    def fan_out(self, envelope: EventEnvelope) -> int:
+        """The number of deliveries queued; QueueUnavailable when any was not (the event is retried
+        whole, and integrators dedupe the repeats by webhook-id)."""
+        matching = [s for s in self._subscriptions.active() if s.matches(envelope.type)]
+        document = envelope.document()
+        messages = [Delivery(s.subscription_id, document).message(self._mac) for s in matching]
+        if not messages:
+            return 0
+        outcome = self._queue.send_batch(messages)
+        if not outcome.all_sent:
+            raise QueueUnavailable(f"{len(outcome.failed) + len(outcome.refused)} deliveries not queued")
+        return len(messages)
+
+
+# --- sending --------------------------------------------------------------------------------------
+
+
+class DeliveryFailed(Exception):
+    """The receiver could not be reached or did not answer in time."""
+
+
+class HttpPoster(Protocol):
+    def post(self, url: str, headers: Mapping[str, str], body: bytes) -> int:
+        """The response status; DeliveryFailed when there is none."""
+        ...
+
+
+class RequestsPoster:
+    """POSTs with requests: bounded timeouts, no redirects (they would bypass the target check),
+    no proxies from the environment, and at most response_bytes_max of the answer read."""
+
+    def __init__(self, timeout: tuple[float, float] = (connect_timeout_seconds,
+                                                        read_timeout_seconds)) -> None:
+        import requests
+
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.trust_env = False
+        self._error = requests.RequestException
+
+    def post(self, url: str, headers: Mapping[str, str], body: bytes) -> int:
+        try:
+            with self._session.post(url, data=body, headers=dict(headers), timeout=self._timeout,
+                                    allow_redirects=False, stream=True) as response:
+                response.raw.read(response_bytes_max)
+                return response.status_code
+        except self._error as error:
+            raise DeliveryFailed(f"{type(error).__name__}") from None
+
+
+class DeliveryOutcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY_SCHEDULED = "retry_scheduled"
+    WAITING = "waiting"  # received before its time; queued again for the rest of the wait
+    DEAD_LETTERED = "dead_lettered"
+    DROPPED = "dropped"  # the subscription is gone
+
+
+@dataclass
+class WebhookSender:
+    subscriptions: SubscriptionCache
+    secrets_box: SecretBox
+    poster: HttpPoster
+    policy: OutboundPolicy
+    retry_queue: EventQueue
+    dead_letters: EventQueue
+    mac: EventMac
+    clock: Callable[[], float] = time.time
+    delays_seconds: Sequence[int] = field(default=retry_delays_seconds)
+
+    @property
+    def attempts_max(self) -> int:
+        return len(self.delays_seconds) + 1
+
+    def deliver(self, delivery: Delivery) -> DeliveryOutcome:
+        """One attempt. QueueUnavailable when a retry could not be queued: answer non-2xx then, so
+        SQS redelivers this message instead."""
+        now = int(self.clock())
+        if delivery.not_before > now:
+            self._requeue(delivery, delivery.not_before - now)
+            return DeliveryOutcome.WAITING
+        subscription = self.subscriptions.get(delivery.subscription_id)
+        if subscription is None or subscription.status is not SubscriptionStatus.ACTIVE:
+            _log.info("webhook dropped: subscription gone", subscription_id=delivery.subscription_id,
+                      event_id=delivery.event_id)
+            return DeliveryOutcome.DROPPED
+        try:
+            self._attempt(subscription, delivery, now)
+        except InvalidTarget as refusal:
+            return self._dead_letter(delivery, f"target refused: {refusal}")
+        except DeliveryFailed as failure:
+            return self._retry_or_give_up(delivery, str(failure), now)
+        return DeliveryOutcome.DELIVERED
+
+    def _attempt(self, subscription: Subscription, delivery: Delivery, now: int) -> None:
+        self.policy.check_connect(subscription.url)
+        body = self._body(delivery)
+        headers = {
+            ID_HEADER: delivery.event_id,
+            TIMESTAMP_HEADER: str(now),
+            SIGNATURE_HEADER: sign(self.secrets_box.open(subscription), delivery.event_id, now, body),
+            "content-type": "application/cloudevents+json",
+            "user-agent": USER_AGENT,
+        }
+        status = self.poster.post(subscription.url, headers, body)
+        _log.info("webhook attempt", subscription_id=subscription.subscription_id, event_id=delivery.event_id,
+                  attempt=delivery.attempt, status=status)
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"HTTP {status}")
+
+    @staticmethod
+    def _body(delivery: Delivery) -> bytes:
+        """The structured CloudEvent; re-checked so only a well-formed event of ours is ever signed."""
+        return envelope_from_document(delivery.event).canonical_json()
+
+    def _retry_or_give_up(self, delivery: Delivery, reason: str, now: int) -> DeliveryOutcome:
+        if delivery.attempt >= self.attempts_max:
+            return self._dead_letter(delivery, f"{delivery.attempt} attempts failed; last: {reason}")
+        delay = int(self.delays_seconds[delivery.attempt - 1])
+        self._requeue(replace(delivery, attempt=delivery.attempt + 1, not_before=now + delay), delay)
+        return DeliveryOutcome.RETRY_SCHEDULED
+
+    def _requeue(self, delivery: Delivery, delay_seconds: int) -> None:
+        self.retry_queue.send(delivery.message(self.mac, min(delay_seconds, sqs_delay_seconds_max)))
+
+    def _dead_letter(self, delivery: Delivery, reason: str) -> DeliveryOutcome:
+        _log.warning("webhook dead-lettered", subscription_id=delivery.subscription_id,
+                     event_id=delivery.event_id, reason=reason)
+        document = {**delivery.document(), "failure": reason[:1000]}
+        self.dead_letters.send(QueueMessage(delivery.event_id, self.mac.seal(document),
+                                            {TYPE_ATTRIBUTE: DELIVERY_TYPE}))
+        return DeliveryOutcome.DEAD_LETTERED

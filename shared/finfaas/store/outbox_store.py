@@ -1,0 +1,161 @@
+"""The outbox table as the relay sees it: event partitions, their leases, and parked events.
+
+Keys (table outbox: HASH partition, RANGE event_key):
+- `<producer>-<n>` / `<time>#<event id>`: an event waiting for the relay (written by the producers,
+  e.g. the ledger store, in the transaction of the change);
+- `<producer>-<n>` / `~lease`: who relays that partition until when. `~` sorts after every event
+  key (they start with digits), so reading events oldest first never meets the lease;
+- `parked` / `<partition>#<event key>`: an event SQS refused for good, with the reason.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException, UpdateError
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from finfaas.platform.config import resource_name, settings
+from finfaas.services.outbox_relay import OutboxEvent, OutboxUnavailable
+from finfaas.store.ledger_store import outbox_partitions as ledger_outbox_partitions
+from finfaas.store.models import OutboxRecord, format_time, parse_time
+
+OUTBOX_TABLE_LOGICAL_NAME = "outbox"
+LEASE_EVENT_KEY = "~lease"
+EVENT_KEY_UPPER = "~"  # exclusive upper bound of event keys
+PARKED_PARTITION = "parked"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+# Producers and how many partitions each spreads its events over (by crc32 of the subject).
+PRODUCER_PARTITIONS = {"ledger": ledger_outbox_partitions, "transfers": 8}
+connect_timeout_seconds = 2
+read_timeout_seconds = 5
+retry_attempts_max = 2
+
+
+def outbox_partition(producer: str, subject: str) -> str:
+    """The partition a producer writes a subject's events to: one subject, one partition, in order."""
+    return f"{producer}-{zlib.crc32(subject.encode()) % PRODUCER_PARTITIONS[producer]}"
+
+
+def all_partitions() -> list[str]:
+    return [f"{producer}-{n}" for producer, count in PRODUCER_PARTITIONS.items() for n in range(count)]
+
+
+class _Meta:
+    table_name = "unbound"
+    connect_timeout_seconds = connect_timeout_seconds
+    read_timeout_seconds = read_timeout_seconds
+    max_retry_attempts = retry_attempts_max
+
+
+class _LeaseItem(Model):
+    Meta = _Meta
+
+    partition = UnicodeAttribute(hash_key=True)
+    event_key = UnicodeAttribute(range_key=True)
+    holder = UnicodeAttribute()
+    lease_until_ms = NumberAttribute()
+
+
+class _ParkedItem(OutboxRecord):
+    Meta = _Meta
+
+    parked_reason = UnicodeAttribute()
+    parked_at = UnicodeAttribute()
+
+
+class _EventItem(OutboxRecord):
+    Meta = _Meta
+
+
+@lru_cache(maxsize=8)
+def _models(table_name: str, region: str) -> tuple[Any, Any, Any]:
+    def bound(base: type[Model]) -> Any:
+        meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
+        return type(base.__name__.lstrip("_"), (base,), {"Meta": meta, "__module__": __name__})
+
+    return bound(_EventItem), bound(_LeaseItem), bound(_ParkedItem)
+
+
+class OutboxStore:
+    """OutboxRepository on DynamoDB (pynamodb)."""
+
+    def __init__(self, table_name: str | None = None, region: str | None = None,
+                 partitions: Sequence[str] | None = None) -> None:
+        self.table_name = table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME)
+        region = region or settings().region
+        self._event, self._lease, self._parked = _models(self.table_name, region)
+        self._connection = Connection(region=region, max_retry_attempts=retry_attempts_max)
+        self._partitions = list(partitions) if partitions is not None else all_partitions()
+
+    def partitions(self) -> Sequence[str]:
+        return self._partitions
+
+    def acquire_lease(self, partition: str, holder: str, now_ms: int, lease_ms: int) -> bool:
+        lease = self._lease
+        free = (lease.partition.does_not_exist() | (lease.lease_until_ms < now_ms)
+                | (lease.holder == holder))
+        try:
+            actions = [lease.holder.set(holder), lease.lease_until_ms.set(now_ms + lease_ms)]
+            lease(partition, LEASE_EVENT_KEY).update(actions=actions, condition=free)
+            return True
+        except UpdateError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise OutboxUnavailable(f"lease {partition}: {error}") from error
+
+    def release_lease(self, partition: str, holder: str) -> None:
+        lease = self._lease
+        try:
+            lease(partition, LEASE_EVENT_KEY).update(actions=[lease.lease_until_ms.set(0)],
+                                                     condition=lease.holder == holder)
+        except PynamoDBException:
+            pass  # lost to another holder, or unreachable: either way the lease runs out by itself
+
+    def oldest(self, partition: str, limit: int) -> list[OutboxEvent]:
+        event = self._event
+        try:
+            items = event.query(partition, event.event_key < EVENT_KEY_UPPER, consistent_read=True,
+                                limit=limit, page_size=limit)
+            return [_outbox_event(item) for item in items]
+        except PynamoDBException as error:
+            raise OutboxUnavailable(f"query {partition}: {error}") from error
+
+    def delete(self, events: Sequence[OutboxEvent]) -> None:
+        try:
+            with self._event.batch_write() as batch:
+                for event in events:
+                    batch.delete(self._event(event.partition, event.event_key))
+        except PynamoDBException as error:
+            raise OutboxUnavailable(f"delete: {error}") from error
+
+    def park(self, event: OutboxEvent, reason: str) -> None:
+        """One transaction: the parked copy appears as the original goes, so it is never lost or doubled."""
+        parked = self._parked(PARKED_PARTITION, f"{event.partition}#{event.event_key}",
+                              event_id=event.event_id, type=event.type, source=event.source,
+                              subject=event.subject, time=format_time(event.time), data=event.data,
+                              parked_reason=reason[:1000], parked_at=format_time(datetime.now(UTC)))
+        try:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(parked)
+                transaction.delete(self._event(event.partition, event.event_key))
+        except PynamoDBException as error:
+            raise OutboxUnavailable(f"park {event.event_id}: {error}") from error
+
+    def parked(self, limit: int) -> list[tuple[OutboxEvent, str]]:
+        """Parked events and why (for operators)."""
+        items = self._parked.query(PARKED_PARTITION, consistent_read=True, limit=limit, page_size=limit)
+        return [(_outbox_event(item), item.parked_reason) for item in items]
+
+
+def _outbox_event(item: OutboxRecord) -> OutboxEvent:
+    return OutboxEvent(partition=item.partition, event_key=item.event_key, event_id=item.event_id,
+                       type=item.type, source=item.source, subject=item.subject, time=parse_time(item.time),
+                       data=item.data)

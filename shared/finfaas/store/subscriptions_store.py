@@ -1,0 +1,138 @@
+"""Webhook subscriptions on DynamoDB, in the outbox table under their own partition.
+
+Keys (table outbox): `webhook-subscriptions` / `<subscription id>`. They share the events' table
+because they are small and few (subscriptions_total_max) and belong to the same pipeline; no event
+partition is named so (producers use `<producer>-<n>`). A dedicated table would only need another
+`table_name` here. Deleting marks the item DELETED, so a retried create cannot bring it back.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from pynamodb.attributes import UnicodeAttribute
+from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
+from pynamodb.models import Model
+
+from finfaas.platform.config import resource_name, settings
+from finfaas.platform.logging import get_logger
+from finfaas.services.webhooks import (
+    Subscription,
+    SubscriptionStatus,
+    WebhookStoreUnavailable,
+    subscriptions_total_max,
+)
+from finfaas.store.models import format_time, parse_time
+from finfaas.store.outbox_store import OUTBOX_TABLE_LOGICAL_NAME, connect_timeout_seconds, read_timeout_seconds
+
+SUBSCRIPTIONS_PARTITION = "webhook-subscriptions"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+query_page_items = 100
+retry_attempts_max = 2
+
+_log = get_logger("subscriptions_store")
+
+
+class _Meta:
+    table_name = "unbound"
+    connect_timeout_seconds = connect_timeout_seconds
+    read_timeout_seconds = read_timeout_seconds
+    max_retry_attempts = retry_attempts_max
+
+
+class _SubscriptionItem(Model):
+    Meta = _Meta
+
+    partition = UnicodeAttribute(hash_key=True)
+    event_key = UnicodeAttribute(range_key=True)  # the subscription id
+    owner = UnicodeAttribute()
+    url = UnicodeAttribute()
+    event_types = UnicodeAttribute()  # JSON list
+    description = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    status = UnicodeAttribute()
+    fingerprint = UnicodeAttribute()
+    sealed_secret = UnicodeAttribute()
+
+
+@lru_cache(maxsize=8)
+def _model(table_name: str, region: str) -> Any:
+    meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
+    return type("SubscriptionItem", (_SubscriptionItem,), {"Meta": meta, "__module__": __name__})
+
+
+class SubscriptionsStore:
+    """SubscriptionRepository on DynamoDB (pynamodb)."""
+
+    def __init__(self, table_name: str | None = None, region: str | None = None) -> None:
+        self._item = _model(table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME), region or settings().region)
+
+    def create(self, subscription: Subscription) -> Subscription:
+        item = self._to_item(subscription)
+        try:
+            item.save(condition=self._item.event_key.does_not_exist())
+            return subscription
+        except PutError as error:
+            if error.cause_response_code != CONDITION_FAILED:
+                raise WebhookStoreUnavailable(f"create: {error}") from error
+        stored = self.get(subscription.subscription_id)
+        if stored is None:
+            raise WebhookStoreUnavailable("the subscription vanished between two reads")
+        return stored
+
+    def get(self, subscription_id: str) -> Subscription | None:
+        try:
+            return _subscription(self._item.get(SUBSCRIPTIONS_PARTITION, subscription_id, consistent_read=True))
+        except DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise WebhookStoreUnavailable(f"get: {error}") from error
+
+    def list_owner(self, owner: str) -> list[Subscription]:
+        return self._query(self._item.owner == owner)
+
+    def list_active(self) -> list[Subscription]:
+        return self._query(self._item.status == SubscriptionStatus.ACTIVE.value)
+
+    def mark_deleted(self, subscription_id: str, owner: str) -> bool:
+        item = self._item
+        active = (item.owner == owner) & (item.status == SubscriptionStatus.ACTIVE.value)
+        try:
+            item(SUBSCRIPTIONS_PARTITION, subscription_id).update(
+                actions=[item.status.set(SubscriptionStatus.DELETED.value)], condition=active)
+            return True
+        except UpdateError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise WebhookStoreUnavailable(f"delete: {error}") from error
+
+    def _query(self, condition) -> list[Subscription]:
+        try:
+            results = self._item.query(SUBSCRIPTIONS_PARTITION, filter_condition=condition, consistent_read=True,
+                                       page_size=query_page_items)
+            found = []
+            for item in results:
+                if len(found) == subscriptions_total_max:
+                    _log.warning("more subscriptions than one read takes", limit=subscriptions_total_max)
+                    break
+                found.append(_subscription(item))
+            return found
+        except PynamoDBException as error:
+            raise WebhookStoreUnavailable(f"query: {error}") from error
+
+    def _to_item(self, subscription: Subscription) -> Any:
+        return self._item(
+            SUBSCRIPTIONS_PARTITION, subscription.subscription_id, owner=subscription.owner, url=subscription.url,
+            event_types=json.dumps(list(subscription.event_types)), description=subscription.description or None,
+            created_at=format_time(subscription.created_at), status=subscription.status.value,
+            fingerprint=subscription.fingerprint, sealed_secret=subscription.sealed_secret)
+
+
+def _subscription(item: Any) -> Subscription:
+    return Subscription(
+        subscription_id=item.event_key, owner=item.owner, url=item.url,
+        event_types=tuple(json.loads(item.event_types)), description=item.description or "",
+        created_at=parse_time(item.created_at), status=SubscriptionStatus(item.status),
+        fingerprint=item.fingerprint, sealed_secret=item.sealed_secret)
