@@ -331,8 +331,11 @@ class CustomerAuthService:
             username)
         found = self._credentials.credentials_for(username) if valid_name else None
         stored_hash = found.password_hash if found is not None else self._decoy()
+        # No stored password is longer than the policy allows: verify a stand-in that cannot match,
+        # so a megabyte of input costs what any other wrong password costs.
+        candidate = password if len(password) <= password_chars_max else ""
         try:
-            self._hasher.verify(stored_hash, unicodedata.normalize("NFKC", password))
+            self._hasher.verify(stored_hash, unicodedata.normalize("NFKC", candidate))
         except (Argon2Error, InvalidHashError):
             return found, False
         if found is not None:

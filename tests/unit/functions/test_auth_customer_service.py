@@ -50,12 +50,14 @@ class CountingHasher:
     def __init__(self, hasher: PasswordHasher = CHEAP_HASHER) -> None:
         self._hasher = hasher
         self.verified_hashes: list[str] = []
+        self.verified_password_chars: list[int] = []
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
 
     def verify(self, stored: str, password: str) -> bool:
         self.verified_hashes.append(stored)
+        self.verified_password_chars.append(len(password))
         return self._hasher.verify(stored, password)
 
     def check_needs_rehash(self, stored: str) -> bool:
@@ -195,6 +197,13 @@ def test_unknown_user_and_wrong_password_get_the_same_answer_after_the_same_work
     # One argon2 verification each, all against hashes of the same parameters.
     parameters = {stored.rsplit("$", 2)[0] for stored in world.hasher.verified_hashes}
     assert len(world.hasher.verified_hashes) == 3 and len(parameters) == 1
+
+
+def test_an_oversized_password_is_wrong_at_the_cost_of_any_other(world):
+    refused = oauth_error(lambda: world.sign_in(password=PASSWORD + "x" * 100_000))
+
+    assert refused.error == "invalid_grant"
+    assert world.hasher.verified_password_chars == [0]
 
 
 def test_unknown_user_and_wrong_password_take_about_as_long():
