@@ -25,7 +25,11 @@ from finfaas.services.webhooks import (
     subscriptions_total_max,
 )
 from finfaas.store.models import format_time, parse_time
-from finfaas.store.outbox_store import OUTBOX_TABLE_LOGICAL_NAME, connect_timeout_seconds, read_timeout_seconds
+from finfaas.store.outbox_store import (
+    OUTBOX_TABLE_LOGICAL_NAME,
+    connect_timeout_seconds,
+    read_timeout_seconds,
+)
 
 SUBSCRIPTIONS_PARTITION = "webhook-subscriptions"
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -67,7 +71,8 @@ class SubscriptionsStore:
     """SubscriptionRepository on DynamoDB (pynamodb)."""
 
     def __init__(self, table_name: str | None = None, region: str | None = None) -> None:
-        self._item = _model(table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME), region or settings().region)
+        table_name = table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME)
+        self._item = _model(table_name, region or settings().region)
 
     def create(self, subscription: Subscription) -> Subscription:
         item = self._to_item(subscription)
@@ -84,7 +89,8 @@ class SubscriptionsStore:
 
     def get(self, subscription_id: str) -> Subscription | None:
         try:
-            return _subscription(self._item.get(SUBSCRIPTIONS_PARTITION, subscription_id, consistent_read=True))
+            item = self._item.get(SUBSCRIPTIONS_PARTITION, subscription_id, consistent_read=True)
+            return _subscription(item)
         except DoesNotExist:
             return None
         except PynamoDBException as error:
@@ -110,8 +116,8 @@ class SubscriptionsStore:
 
     def _query(self, condition) -> list[Subscription]:
         try:
-            results = self._item.query(SUBSCRIPTIONS_PARTITION, filter_condition=condition, consistent_read=True,
-                                       page_size=query_page_items)
+            results = self._item.query(SUBSCRIPTIONS_PARTITION, filter_condition=condition,
+                                       consistent_read=True, page_size=query_page_items)
             found = []
             for item in results:
                 if len(found) == subscriptions_total_max:
@@ -124,8 +130,9 @@ class SubscriptionsStore:
 
     def _to_item(self, subscription: Subscription) -> Any:
         return self._item(
-            SUBSCRIPTIONS_PARTITION, subscription.subscription_id, owner=subscription.owner, url=subscription.url,
-            event_types=json.dumps(list(subscription.event_types)), description=subscription.description or None,
+            SUBSCRIPTIONS_PARTITION, subscription.subscription_id, owner=subscription.owner,
+            url=subscription.url, event_types=json.dumps(list(subscription.event_types)),
+            description=subscription.description or None,
             created_at=format_time(subscription.created_at), status=subscription.status.value,
             fingerprint=subscription.fingerprint, sealed_secret=subscription.sealed_secret)
 

@@ -1,0 +1,106 @@
+"""The relay function: publishes outbox events to the events queue, for a bounded time per call.
+
+Deployed, OpenFaaS's cron-connector invokes it every minute (stack.yml annotations
+`topic: cron-function`, `schedule: "* * * * *"`), and each call relays for FINFAAS_RELAY_RUN_SECONDS
+(default 50 s, under the 60 s exec_timeout), so the outbox is drained continuously without any
+request from a client: at most a few seconds of latency while a call runs, up to the cron gap if a
+call dies early. Partition leases make overlapping calls (other replicas, a slow call) share the work.
+The local runtime runs the same loop in-process (finfaas.local.relay.start_relay).
+
+POST / needs no token (the cron-connector sends none); it only publishes what is already committed,
+one run per replica at a time, so calling it more often changes nothing but latency.
+"""
+
+import sys
+from pathlib import Path
+
+# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
+_SHARED = Path(__file__).resolve().parent / "shared"
+if _SHARED.is_dir() and str(_SHARED) not in sys.path:
+    sys.path.insert(0, str(_SHARED))
+
+import os  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+from finfaas.platform.errors import ErrorSpec  # noqa: E402
+from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
+from finfaas.services.outbox_relay import OutboxRelay, OutboxUnavailable, RelayLoop  # noqa: E402
+
+RUN_SECONDS_ENV = "FINFAAS_RELAY_RUN_SECONDS"
+run_seconds_default = 50.0
+run_seconds_max = 300.0
+
+ERRORS = {OutboxUnavailable: ErrorSpec(503, "outbox_unavailable", "Outbox unavailable")}
+
+
+def run_seconds() -> float:
+    """FINFAAS_RELAY_RUN_SECONDS, clamped to 0..run_seconds_max; keep it under exec_timeout."""
+    raw = os.environ.get(RUN_SECONDS_ENV, "")
+    try:
+        return min(max(float(raw), 0.0), run_seconds_max) if raw else run_seconds_default
+    except ValueError:
+        return run_seconds_default
+
+
+def relay_holder() -> str:
+    """Names this replica in partition leases."""
+    return f"relay-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def build_relay() -> OutboxRelay:
+    """The relay on this stage's outbox table and events queue (imports AWS code: call lazily)."""
+    from finfaas.platform.events import SqsQueue, event_mac_from_config
+    from finfaas.store.outbox_store import OutboxStore
+
+    return OutboxRelay(OutboxStore(), SqsQueue("events"), event_mac_from_config(), relay_holder())
+
+
+class LazyRelay:
+    """Built once, on the first call that needs it; tests put their own in place."""
+
+    def __init__(self, build: Callable[[], OutboxRelay]) -> None:
+        self._build = build
+        self._relay: OutboxRelay | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> OutboxRelay:
+        with self._lock:
+            if self._relay is None:
+                self._relay = self._build()
+            return self._relay
+
+    def use(self, relay: OutboxRelay) -> None:
+        with self._lock:
+            self._relay = relay
+
+
+relay = LazyRelay(build_relay)
+_running = threading.Lock()
+app = FunctionApp("relay", errors=ERRORS)
+
+
+@app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"))
+def run_relay(req: Request) -> Response:
+    """Relay outbox events for up to FINFAAS_RELAY_RUN_SECONDS; 202 if a run is already going here."""
+    if not _running.acquire(blocking=False):
+        return Response({"status": "already_running"}, 202)
+    try:
+        loop = RelayLoop(relay.get())
+        totals = loop.run(deadline_seconds=run_seconds())
+        return Response({"status": "done", "sent": totals.sent, "parked": totals.parked,
+                         "failed": totals.failed, "passes": loop.passes})
+    finally:
+        _running.release()
+
+
+@app.readiness_check("outbox-table")
+def outbox_reachable() -> None:
+    relay.get().outbox.oldest("readiness-probe", 1)
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)

@@ -1,0 +1,273 @@
+"""The webhooks function: integrators' subscriptions, and the two queue-triggered delivery steps.
+
+    POST/GET /subscriptions, GET/DELETE /subscriptions/{id}   integrators (webhooks:write / webhooks:read)
+    POST /   binary-mode CloudEvents from the queue connector (stack.yml `topic: events,webhooks`):
+             ce-type dev.finfaas.webhook.delivery -> one signed POST to a subscriber;
+             any other type (an event from the outbox relay) -> one delivery per matching subscription.
+
+Queue deliveries carry no bearer token (connectors send none): their bodies carry the events MAC
+instead, so a forged POST / is refused (403) and can never make this function sign anything.
+A 2xx acknowledges the message; 503 asks SQS to deliver it again.
+"""
+
+import sys
+from pathlib import Path
+
+# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
+_SHARED = Path(__file__).resolve().parent / "shared"
+if _SHARED.is_dir() and str(_SHARED) not in sys.path:
+    sys.path.insert(0, str(_SHARED))
+
+import os  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+from finfaas.platform import jwt_auth  # noqa: E402
+from finfaas.platform.errors import ErrorSpec  # noqa: E402
+from finfaas.platform.events import (  # noqa: E402
+    DATA_MEDIA_TYPE,
+    EVENT_TYPES,
+    STRUCTURED_MEDIA_TYPE,
+    EventMac,
+    EventRejected,
+    QueueUnavailable,
+    delivery_type,
+    envelope_from_document,
+)
+from finfaas.platform.http import FunctionApp, Request, Response, StrictModel  # noqa: E402
+from finfaas.platform.idempotency import (  # noqa: E402
+    IDEMPOTENCY_KEY_HEADER,
+    REPLAYED_HEADER,
+    IdempotencyKeyMissing,
+    validate_key,
+)
+from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable  # noqa: E402
+from finfaas.services.webhooks import (  # noqa: E402
+    DELIVERY_TYPE,
+    Delivery,
+    IdempotencyKeyReused,
+    InvalidEventTypes,
+    InvalidTarget,
+    Subscription,
+    SubscriptionDeleted,
+    SubscriptionLimitReached,
+    SubscriptionNotFound,
+    SubscriptionService,
+    TargetMode,
+    WebhookFanout,
+    WebhookSender,
+    WebhookStoreUnavailable,
+    description_chars_max,
+    url_chars_max,
+)
+from pydantic import BaseModel, Field  # noqa: E402
+
+READ, WRITE = "webhooks:read", "webhooks:write"
+TARGETS_ENV = "FINFAAS_WEBHOOK_TARGETS"
+page_size_default = 20
+page_size_max = 100
+cursor_chars_max = 64
+
+ERRORS = {
+    SubscriptionNotFound: ErrorSpec(404, SubscriptionNotFound.code, "Subscription not found"),
+    SubscriptionDeleted: ErrorSpec(409, SubscriptionDeleted.code, "Subscription deleted"),
+    IdempotencyKeyReused: ErrorSpec(422, IdempotencyKeyReused.code, "Idempotency-Key reused"),
+    SubscriptionLimitReached: ErrorSpec(422, SubscriptionLimitReached.code, "Subscription limit reached"),
+    InvalidTarget: ErrorSpec(422, InvalidTarget.code, "Invalid webhook URL"),
+    InvalidEventTypes: ErrorSpec(422, InvalidEventTypes.code, "Invalid event types"),
+    EventRejected: ErrorSpec(403, "event_rejected", "Not an authentic event"),
+    QueueUnavailable: ErrorSpec(503, "queue_unavailable", "Queue unavailable"),
+    WebhookStoreUnavailable: ErrorSpec(503, "subscriptions_unavailable", "Subscriptions unavailable"),
+    PiiKeyUnavailable: ErrorSpec(503, "secret_key_unavailable", "Encryption key unavailable"),
+    PiiDecryptionFailed: ErrorSpec(503, "secret_unreadable", "Webhook secret unreadable"),
+}
+
+
+@dataclass
+class WebhooksServices:
+    """What the routes need; built from configuration on first use, or given by tests."""
+
+    subscriptions: SubscriptionService
+    fanout: WebhookFanout
+    sender: WebhookSender
+    mac: EventMac
+    probe: Callable[[], None]
+
+
+def target_mode() -> TargetMode:
+    """FINFAAS_WEBHOOK_TARGETS: `loopback` (the default, and the local runtime's) or `public`."""
+    return TargetMode(os.environ.get(TARGETS_ENV, TargetMode.LOOPBACK.value).strip().lower())
+
+
+def build_services() -> WebhooksServices:
+    """Services on this stage's tables, queues and KMS key (imports AWS code: call lazily)."""
+    from finfaas.platform.events import SqsQueue, event_mac_from_config
+    from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
+    from finfaas.services.webhooks import OutboundPolicy, RequestsPoster, SecretBox, SubscriptionCache
+    from finfaas.store.subscriptions_store import SubscriptionsStore
+
+    store = SubscriptionsStore()
+    secrets_box = SecretBox(EnvelopeCipher(KmsDataKeys(pii_key_id())))
+    policy = OutboundPolicy(target_mode())
+    cache = SubscriptionCache(store)
+    mac = event_mac_from_config()
+    webhooks_queue = SqsQueue("webhooks")
+    sender = WebhookSender(cache, secrets_box, RequestsPoster(), policy, webhooks_queue,
+                           SqsQueue("webhooks-dlq"), mac)
+    return WebhooksServices(SubscriptionService(store, secrets_box, policy),
+                            WebhookFanout(cache, webhooks_queue, mac), sender, mac,
+                            probe=lambda: store.get("readiness-probe"))
+
+
+class LazyServices:
+    """Builds the services once, on the first request that needs them (health probes never do)."""
+
+    def __init__(self, build: Callable[[], WebhooksServices]) -> None:
+        self._build = build
+        self._services: WebhooksServices | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> WebhooksServices:
+        with self._lock:
+            if self._services is None:
+                self._services = self._build()
+            return self._services
+
+    def use(self, services: WebhooksServices) -> None:
+        """Replace the services (tests, the local runtime)."""
+        with self._lock:
+            self._services = services
+
+
+class ReplaceableVerifier:
+    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
+
+    def __init__(self) -> None:
+        self._verifier: Any = None
+
+    def use(self, verifier: Any) -> None:
+        self._verifier = verifier
+
+    def verify(self, token: str) -> jwt_auth.Principal:
+        return (self._verifier or jwt_auth.default_verifier()).verify(token)
+
+
+services = LazyServices(build_services)
+verifier = ReplaceableVerifier()
+app = FunctionApp("webhooks", errors=ERRORS, verifier=verifier)
+
+
+# --- subscriptions (integrators) ------------------------------------------------------------------
+
+
+class CreateSubscriptionBody(StrictModel):
+    url: str = Field(min_length=1, max_length=url_chars_max,
+                     description="Where deliveries are POSTed (https; loopback only in the local runtime)")
+    event_types: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1,
+                                   description=f"Any of {', '.join(EVENT_TYPES)}, or '*' for all")
+    description: str = Field(default="", max_length=description_chars_max)
+
+
+class SubscriptionView(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> "SubscriptionView":
+        return cls(id=subscription.subscription_id, url=subscription.url,
+                   event_types=list(subscription.event_types), description=subscription.description,
+                   created_at=subscription.created_at)
+
+
+class CreatedSubscriptionView(SubscriptionView):
+    secret: str = Field(description="whsec_<base64>: signs every delivery; shown only to the creating "
+                                    "request (and its retries with the same Idempotency-Key)")
+
+
+class SubscriptionList(BaseModel):
+    data: list[SubscriptionView]
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as starting_after for the next page")
+
+
+class PageQuery(StrictModel):
+    limit: int = Field(default=page_size_default, ge=1, le=page_size_max)
+    starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
+
+
+CREATE_OPENAPI = {
+    "parameters": [{
+        "name": IDEMPOTENCY_KEY_HEADER, "in": "header", "required": True,
+        "description": "Unique per intended subscription; a retry with the same key and body returns the "
+                       "same subscription and secret (Idempotency-Replayed: true), a different body 422.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    }],
+}
+
+
+@app.route("POST", "/subscriptions", scopes=[WRITE], body=CreateSubscriptionBody, status=201,
+           response=CreatedSubscriptionView, openapi=CREATE_OPENAPI)
+def create_subscription(req: Request, body: CreateSubscriptionBody) -> Response:
+    """Subscribe a URL to event types; the signing secret is in this answer only."""
+    raw_key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    if raw_key is None:
+        raise IdempotencyKeyMissing(f"Send an {IDEMPOTENCY_KEY_HEADER} header, unique per subscription.")
+    created = services.get().subscriptions.create(req.principal.sub, validate_key(raw_key), body.url,
+                                                  body.event_types, body.description)
+    view = CreatedSubscriptionView(**SubscriptionView.of(created.subscription).model_dump(),
+                                   secret=created.secret)
+    headers = {"Location": f"/subscriptions/{view.id}"}
+    if created.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(view.model_dump_json(), 201, headers)
+
+
+@app.route("GET", "/subscriptions", scopes=[READ], query=PageQuery)
+def list_subscriptions(req: Request, query: PageQuery) -> SubscriptionList:
+    """The caller's subscriptions by id; cursor pagination."""
+    page = services.get().subscriptions.list(req.principal.sub, query.limit, query.starting_after)
+    views = [SubscriptionView.of(s) for s in page.subscriptions]
+    return SubscriptionList(data=views, has_more=page.has_more,
+                            next_cursor=views[-1].id if page.has_more else None)
+
+
+@app.route("GET", "/subscriptions/{subscription_id}", scopes=[READ])
+def get_subscription(req: Request, subscription_id: str) -> SubscriptionView:
+    """One of the caller's subscriptions (404 for any other)."""
+    return SubscriptionView.of(services.get().subscriptions.get(req.principal.sub, subscription_id))
+
+
+@app.route("DELETE", "/subscriptions/{subscription_id}", scopes=[WRITE])
+def delete_subscription(req: Request, subscription_id: str) -> None:
+    """Stop deliveries to this subscription; deliveries already queued are dropped."""
+    services.get().subscriptions.delete(req.principal.sub, subscription_id)
+
+
+# --- queue deliveries (the connector) -------------------------------------------------------------
+
+
+@app.route("POST", "/", auth=False, media_types=(DATA_MEDIA_TYPE, STRUCTURED_MEDIA_TYPE))
+def on_queue_message(req: Request) -> dict[str, Any]:
+    """A message of the events or webhooks queue, as a binary-mode CloudEvent (MAC-authenticated)."""
+    current = services.get()
+    document = current.mac.open(req.body)
+    if delivery_type(req.headers) == DELIVERY_TYPE:
+        outcome = current.sender.deliver(Delivery.from_document(document))
+        return {"outcome": outcome.value}
+    queued = current.fanout.fan_out(envelope_from_document(document))
+    return {"outcome": "fanned_out", "deliveries": queued}
+
+
+@app.readiness_check("subscriptions-table")
+def subscriptions_reachable() -> None:
+    services.get().probe()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)
