@@ -7,26 +7,58 @@
 
     def handle(event, context):
         return app.handle(event, context)
+
+Optional platform services, each an instance or a zero-argument factory called once on first use
+(so a cold start that answers /_/health imports no AWS code):
+
+    app = FunctionApp("ledger", idempotency=build_guard, limiter=build_limiter, audit=build_audit_log)
+
+    @app.route("POST", "/payments", scopes=["payments:write"], body=NewPayment,
+               idempotency="required", rate_limit="money")
+    def create_payment(req: Request, body: NewPayment) -> Payment: ...
+
+Order of a request: route -> size limits -> token -> scopes -> rate limit (429 + Retry-After) ->
+body/query validation (422, never stored under a key) -> Idempotency-Key -> handler -> audit.
+
+`idempotency=`:
+* "required" / "optional": the platform claims the key, runs the handler and stores its answer
+  (2xx-4xx stored and replayed with `Idempotency-Replayed: true`; 5xx released so the client may
+  retry). Same key + different request -> 422; same key while running -> 409. "required" answers
+  400 when the header is missing.
+* "in_transaction": the key is required; the handler receives `req.idempotency`
+  (TransactionalIdempotency) and writes the completion record inside its own transaction; the
+  platform stores final 4xx answers and answers that did not write the record themselves.
+`rate_limit=`: the name of a limit the app's limiter knows (default "default"); None disables it.
+Unauthenticated routes are never rate limited (there is no principal to count).
+Audit: with an app-level AuditLog, every authenticated POST/PUT/PATCH/DELETE appends who (token
+subject), what (operation id), target (`req.audit_target` or the path), outcome, source IP,
+request id and trace id. 429s are not audited (they change nothing and would let a flood write).
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import ipaddress
 import json
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, Protocol, get_args, get_origin
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, get_origin
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from finfaas.platform import jwt_auth, tracing
+from finfaas.platform.audit import ID_PATTERN as AUDIT_ACTOR_PATTERN
+from finfaas.platform.audit import TARGET_PATTERN as AUDIT_TARGET_PATTERN
+from finfaas.platform.audit import TRACE_ID_PATTERN as AUDIT_TRACE_ID_PATTERN
+from finfaas.platform.audit import AuditEvent, AuditLog, Outcome
 from finfaas.platform.errors import (
     BadRequest,
     ErrorSpec,
@@ -43,8 +75,20 @@ from finfaas.platform.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from finfaas.platform.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    IdempotencyGuard,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    IdempotencyRecord,
+    IdempotencyStoreError,
+    RequestScope,
+    StoredResponse,
+    is_storable,
+)
 from finfaas.platform.logging import get_logger, request_context
 from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, FieldError, Problem
+from finfaas.platform.ratelimit import RateLimiter
 
 JSON_MEDIA_TYPE = "application/json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -66,6 +110,23 @@ request_body_bytes_max = 1024 * 1024
 path_param_chars_max = 256
 form_fields_max = 64
 validation_errors_max = 50
+STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+IdempotencyMode = Literal["required", "optional", "in_transaction"]
+IDEMPOTENCY_MODES = ("required", "optional", "in_transaction")
+IN_TRANSACTION = "in_transaction"
+RATE_LIMIT_DEFAULT = "default"
+# The edge (ingress, gateway) sets X-Real-Ip to the peer it saw; X-Forwarded-For is the fallback,
+# read from the right: its last entry is the one the nearest proxy appended, the rest is hearsay.
+CLIENT_IP_HEADERS = ("x-real-ip", "x-forwarded-for")
+client_ip_chars_max = 45  # the longest textual IPv6 address
+# Audit actors must be opaque ids; a subject that is not one is recorded by its hash instead.
+AUDIT_ACTOR_HASH_HEX_CHARS = 32
+# Statuses that change nothing and that a flood could produce at will: not audited.
+UNAUDITED_STATUSES = frozenset({429})
+# Platform stores a function's own error table need not know about.
+PLATFORM_ERRORS = {
+    IdempotencyStoreError: ErrorSpec(503, "idempotency_store_unavailable", "Idempotency store unavailable"),
+}
 
 _log = get_logger("http")
 
@@ -95,6 +156,10 @@ class Request:
     principal: jwt_auth.Principal | None = None
     path_params: dict[str, str] = field(default_factory=dict)
     context: Any = None
+    # Set for in_transaction routes: the key to complete inside the handler's own transaction.
+    idempotency: TransactionalIdempotency | None = None
+    # What the audit record names as the target (e.g. "transfer:t-1"); default: the request path.
+    audit_target: str | None = None
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -137,6 +202,8 @@ class Route:
     pattern: re.Pattern[str]
     param_names: tuple[str, ...]
     list_query_fields: frozenset[str]
+    idempotency: IdempotencyMode | None = None
+    rate_limit: str | None = RATE_LIMIT_DEFAULT
 
     @property
     def operation_id(self) -> str:
@@ -146,6 +213,95 @@ class Route:
     def shape(self) -> str:
         """The path with parameter names erased: /a/{x} and /a/{y} are the same route."""
         return _PARAM.sub("{}", self.path)
+
+
+class IdempotentReplay(Exception):
+    """Raised inside an in_transaction handler: answer with this stored response instead."""
+
+    def __init__(self, response: StoredResponse) -> None:
+        super().__init__(f"replay of a stored {response.status_code} response")
+        self.response = response
+
+
+@dataclass
+class TransactionalIdempotency:
+    """An in_transaction route's Idempotency-Key: complete it in the same transaction as the change.
+
+    The handler (or the service it calls) puts `completion_record(response)` into its transaction,
+    calls `mark_recorded()` once that transaction commits, and calls `conflict(existing)` when the
+    record's own condition failed (raises the replay, 409 or 422; returns if the key is free, so
+    the transaction may be retried).
+    """
+
+    guard: IdempotencyGuard
+    scope: RequestScope
+    recorded: bool = False
+
+    def completion_record(self, response: StoredResponse) -> IdempotencyRecord:
+        return self.guard.completion_record(self.scope, response)
+
+    def conflict(self, existing: IdempotencyRecord | None) -> None:
+        answer = self.guard.answer_for(self.scope, existing)
+        if answer is not None:
+            raise IdempotentReplay(answer)
+
+    def mark_recorded(self) -> None:
+        self.recorded = True
+
+
+T = TypeVar("T")
+
+
+class _Provided(Generic[T]):
+    """An instance given now, or built by a factory once, on first use (AWS clients stay out of
+    cold start); a factory that raises is tried again on the next request."""
+
+    def __init__(self, source: T | Callable[[], T] | None) -> None:
+        self.configured = source is not None
+        self._factory = source if callable(source) else None
+        self._value = None if callable(source) else source
+        self._lock = threading.Lock()
+
+    def get(self) -> T | None:
+        if self._value is None and self._factory is not None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._factory()
+        return self._value
+
+
+class StepTimings:
+    """Calls and wall time per platform step (rate_limit, idempotency, audit) in this process."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, step: str, seconds: float) -> None:
+        with self._lock:
+            total = self._totals.setdefault(step, [0, 0.0])
+            total[0] += 1
+            total[1] += seconds
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """{step: {"calls": n, "ms_total": t, "ms_mean": t / n}}."""
+        with self._lock:
+            return {
+                step: {"calls": int(calls), "ms_total": round(seconds * 1000, 3),
+                       "ms_mean": round(seconds * 1000 / calls, 3) if calls else 0.0}
+                for step, (calls, seconds) in sorted(self._totals.items())
+            }
+
+
+class _timed:
+    def __init__(self, timings: StepTimings, step: str) -> None:
+        self._timings, self._step = timings, step
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timings.add(self._step, time.perf_counter() - self._started)
 
 
 def parse_json(raw: bytes) -> Any:
@@ -209,6 +365,9 @@ class FunctionApp:
         body_bytes_max: int = request_body_bytes_max,
         traced_libraries: Sequence[str] = tracing.PATCHED_LIBRARIES_DEFAULT,
         tracer: tracing.Tracer | None = None,
+        idempotency: IdempotencyGuard | Callable[[], IdempotencyGuard] | None = None,
+        limiter: RateLimiter | Callable[[], RateLimiter] | None = None,
+        audit: AuditLog | Callable[[], AuditLog | None] | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -221,6 +380,10 @@ class FunctionApp:
         self._openapi: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._tracer = tracer or tracing.start(name, traced_libraries)
+        self._guard: _Provided[IdempotencyGuard] = _Provided(idempotency)
+        self._limiter: _Provided[RateLimiter] = _Provided(limiter)
+        self._audit_log: _Provided[AuditLog | None] = _Provided(audit)
+        self.timings = StepTimings()
         self._add_platform_routes()
 
     # -- registration ---------------------------------------------------------------------------
@@ -238,13 +401,20 @@ class FunctionApp:
         status: int = 200,
         media_types: Sequence[str] = (JSON_MEDIA_TYPE,),
         openapi: Mapping[str, Any] | None = None,
+        idempotency: IdempotencyMode | None = None,
+        rate_limit: str | None = RATE_LIMIT_DEFAULT,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register a handler; auth is required unless auth=False, and every listed scope is needed."""
+        """Register a handler; auth is required unless auth=False, and every listed scope is needed.
+
+        idempotency ("required", "optional", "in_transaction") and rate_limit (a limit name, None
+        for none) take effect when the app was given an idempotency guard / a limiter."""
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             route = _build_route(
                 method, path, handler, scopes, auth, body, query, response, status, media_types, openapi
             )
+            route = replace(route, idempotency=idempotency, rate_limit=rate_limit)
+            self._check_platform_options(route)
             self._add_route(route)
             return handler
 
@@ -269,6 +439,19 @@ class FunctionApp:
             return render
 
         return register
+
+    def _check_platform_options(self, route: Route) -> None:
+        if route.idempotency is None:
+            return
+        where = f"{route.method} {route.path}"
+        if route.idempotency not in IDEMPOTENCY_MODES:
+            raise ValueError(f"{where}: idempotency must be one of {IDEMPOTENCY_MODES}")
+        if route.method not in STATE_CHANGING_METHODS:
+            raise ValueError(f"{where}: only state-changing methods take an {IDEMPOTENCY_KEY_HEADER}")
+        if not route.auth:
+            raise ValueError(f"{where}: keys are scoped by principal, so idempotent routes need auth")
+        if not self._guard.configured:
+            raise ValueError(f"{where}: pass FunctionApp(idempotency=...) to use idempotency keys")
 
     def _add_route(self, route: Route) -> None:
         for existing in self._routes:
@@ -315,7 +498,9 @@ class FunctionApp:
             if self._openapi is None:
                 from finfaas.platform.openapi import build_document
 
-                self._openapi = build_document(self.name, self.version, self._routes)
+                self._openapi = build_document(
+                    self.name, self.version, self._routes, rate_limited=self._limiter.configured
+                )
             return self._openapi
 
     # -- dispatch ----------------------------------------------------------------------------------
@@ -354,9 +539,95 @@ class FunctionApp:
             request.route = route.path
             self._check_limits(request)
             request.principal = self._authenticate(route, request, log_context)
-            return _rendered(self._respond(route, self._call(route, request))), route
+            self._authorize(route, request.principal)
+            self._enforce_rate_limit(route, request.principal)
+            response = self._run(route, request, log_context)
         except Exception as error:
-            return self._error_response(error, request, log_context), route
+            response = self._error_response(error, request, log_context)
+        if route is not None:
+            self._audit(route, request, response)
+        return response, route
+
+    def _run(self, route: Route, request: Request, log_context: dict[str, Any]) -> Response:
+        """Validate, then run the handler once per Idempotency-Key when the route asks for it."""
+        kwargs = self._arguments(route, request)  # a malformed request is refused, never stored
+        guard = self._guard.get() if route.idempotency else None
+        if guard is None:
+            return self._invoke(route, request, kwargs)
+        assert request.principal is not None  # idempotent routes require auth (checked at registration)
+        with _timed(self.timings, "idempotency"):
+            scope = guard.scope(
+                principal=request.principal.sub,
+                route=f"{route.method} {route.path}",
+                key=request.header(IDEMPOTENCY_KEY_HEADER.lower()),
+                method=request.method,
+                path=request.path,
+                body=request.body,
+                query=request.query,
+                required=route.idempotency != "optional",
+            )
+        if scope is None:
+            return self._invoke(route, request, kwargs)
+        if route.idempotency == IN_TRANSACTION:
+            return self._run_in_transaction(route, request, kwargs, guard, scope, log_context)
+        return self._run_claimed(route, request, kwargs, guard, scope, log_context)
+
+    def _run_claimed(self, route: Route, request: Request, kwargs: dict[str, Any], guard: IdempotencyGuard,
+                     scope: RequestScope, log_context: dict[str, Any]) -> Response:
+        produced: list[tuple[Response, StoredResponse]] = []
+        handler_seconds = 0.0
+
+        def produce() -> StoredResponse:
+            nonlocal handler_seconds
+            started = time.perf_counter()
+            try:
+                response = self._invoke(route, request, kwargs)
+            except Exception as error:
+                # Rendered here so the guard sees the status: 4xx are stored, 5xx release the key.
+                response = self._error_response(error, request, log_context)
+            handler_seconds = time.perf_counter() - started
+            produced.append((response, _stored(response)))
+            return produced[-1][1]
+
+        started = time.perf_counter()
+        try:
+            answer = guard.run(scope, produce)
+        finally:
+            # What the claim and the completion cost, the handler's own time left out.
+            self.timings.add("idempotency", time.perf_counter() - started - handler_seconds)
+        if produced and answer is produced[-1][1]:
+            return produced[-1][0]
+        return _from_stored(answer)
+
+    def _run_in_transaction(self, route: Route, request: Request, kwargs: dict[str, Any],
+                            guard: IdempotencyGuard, scope: RequestScope,
+                            log_context: dict[str, Any]) -> Response:
+        request.idempotency = TransactionalIdempotency(guard, scope)
+        try:
+            response = self._invoke(route, request, kwargs)
+        except IdempotentReplay as replay:
+            return _from_stored(replay.response)
+        except (IdempotencyKeyInUse, IdempotencyKeyReused):
+            raise  # about the key, not the operation: never stored under it
+        except Exception as error:
+            response = self._error_response(error, request, log_context)
+        if request.idempotency.recorded:
+            return response
+        return self._record_outcome(guard, scope, response)
+
+    def _record_outcome(self, guard: IdempotencyGuard, scope: RequestScope, response: Response) -> Response:
+        """Store an answer the handler's transaction did not record (a 4xx, a ledger-level replay)."""
+        stored = _stored(response)
+        if not is_storable(stored):
+            return response
+        try:
+            with _timed(self.timings, "idempotency"):
+                answer = guard.record_outcome(scope, stored)
+        except IdempotencyStoreError:
+            # The answer is true whether or not it could be stored: give it rather than a 503.
+            _log.exception("idempotency outcome not stored")
+            return response
+        return response if answer is stored else _from_stored(answer)
 
     def _resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []
@@ -383,6 +654,7 @@ class FunctionApp:
     def _authenticate(
         self, route: Route, request: Request, log_context: dict[str, Any]
     ) -> jwt_auth.Principal | None:
+        """The verified principal (None on auth=False routes); 401 for any unacceptable token."""
         if not route.auth:
             return None
         try:
@@ -397,6 +669,11 @@ class FunctionApp:
             _log.exception("token keys unavailable")
             raise ServiceUnavailable("Token keys are unavailable; retry shortly.") from None
         log_context["sub"] = principal.sub
+        return principal
+
+    def _authorize(self, route: Route, principal: jwt_auth.Principal | None) -> None:
+        if principal is None:
+            return
         missing = principal.missing_scopes(route.scopes)
         if missing:
             raise Forbidden(
@@ -406,14 +683,22 @@ class FunctionApp:
                     f'scope="{" ".join(route.scopes)}"'
                 },
             )
-        return principal
+
+    def _enforce_rate_limit(self, route: Route, principal: jwt_auth.Principal | None) -> None:
+        if principal is None or route.rate_limit is None:
+            return
+        limiter = self._limiter.get()
+        if limiter is None:
+            return
+        with _timed(self.timings, "rate_limit"):
+            limiter.enforce(principal.sub, route.rate_limit)
 
     def _get_verifier(self) -> Verifier:
         if self._verifier is None:
             self._verifier = jwt_auth.default_verifier()
         return self._verifier
 
-    def _call(self, route: Route, request: Request) -> Any:
+    def _arguments(self, route: Route, request: Request) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(request.path_params)
         if route.query_model is not None:
             kwargs["query"] = _validated_query(route, request.query)
@@ -421,7 +706,10 @@ class FunctionApp:
             kwargs["body"] = _validated_body(route, request)
         elif request.body and request.method in BODY_METHODS:
             _check_media_type(route, request)
-        return route.handler(request, **kwargs)
+        return kwargs
+
+    def _invoke(self, route: Route, request: Request, kwargs: dict[str, Any]) -> Response:
+        return _rendered(self._respond(route, route.handler(request, **kwargs)))
 
     def _respond(self, route: Route, result: Any) -> Response:
         if isinstance(result, Response):
@@ -450,11 +738,48 @@ class FunctionApp:
                 _log.warning("server-side problem", code=error.code, detail=error.detail)
             return error.to_problem(instance), error.headers
         problem = self.errors.problem_for(error, instance)
+        problem = problem or _PLATFORM_ERROR_TABLE.problem_for(error, instance)
         if problem is not None:
-            return problem, {}
+            if problem.status >= 500:
+                _log.warning("server-side problem", code=problem.code, error_type=type(error).__name__)
+            return _with_field(problem, error), _retry_after(problem)
         _log.exception("unhandled exception", error_type=type(error).__name__)
         internal = InternalError(InternalError.detail_public)
         return internal.to_problem(instance), {}
+
+    # -- audit -------------------------------------------------------------------------------------
+
+    def _audit(self, route: Route, request: Request, response: Response) -> None:
+        """Append who did what to which target with what outcome; a failure is logged, never raised,
+        because the answer is already decided and must be given truthfully."""
+        if (request.principal is None or route.method not in STATE_CHANGING_METHODS
+                or response.status in UNAUDITED_STATUSES or not self._audit_log.configured):
+            return
+        try:
+            with _timed(self.timings, "audit"):
+                audit_log = self._audit_log.get()
+                if audit_log is not None:
+                    audit_log.append(_audit_event(route, request, response.status))
+        except Exception as error:
+            _log.error("audit append failed", action=route.operation_id, status=response.status,
+                       error_type=type(error).__name__)
+
+
+_PLATFORM_ERROR_TABLE = ErrorTable(PLATFORM_ERRORS)
+# A mapped 503 (a store or key service briefly away) tells clients when to come back.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 1
+
+
+def _with_field(problem: Problem, error: Exception) -> Problem:
+    """A domain error naming its field (`error.field`) lists it in the problem's errors."""
+    field_name = getattr(error, "field", None)
+    if problem.errors or not isinstance(field_name, str) or not 400 <= problem.status < 500:
+        return problem
+    return replace(problem, errors=(FieldError(field_name, problem.detail),))
+
+
+def _retry_after(problem: Problem) -> dict[str, str]:
+    return {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)} if problem.status == 503 else {}
 
 
 class NotReady(ServiceUnavailable):
@@ -696,6 +1021,72 @@ class _untraced:
 
     def __exit__(self, *exc_info: object) -> None:
         return None
+
+
+# -- idempotency and audit helpers -------------------------------------------------------------
+
+
+def _stored(response: Response) -> StoredResponse:
+    """A rendered response as the idempotency store keeps it (its media type travels as a header)."""
+    headers = dict(response.headers)
+    if response.body is not None:
+        headers = _merged_headers(headers, {"Content-Type": response.media_type})
+    return StoredResponse(response.status, response.body or "", headers)
+
+
+def _from_stored(stored: StoredResponse) -> Response:
+    headers = dict(stored.headers)
+    media_type = next((v for k, v in headers.items() if k.lower() == "content-type"), JSON_MEDIA_TYPE)
+    return Response(stored.body or None, stored.status_code, headers, media_type)
+
+
+def client_ip(headers: Mapping[str, str]) -> str | None:
+    """The caller's address as the edge reported it (X-Real-Ip, else X-Forwarded-For's last entry)."""
+    for name in CLIENT_IP_HEADERS:
+        raw = (headers.get(name) or "").rsplit(",", 1)[-1].strip()
+        if raw and len(raw) <= client_ip_chars_max:
+            try:
+                return str(ipaddress.ip_address(raw))
+            except ValueError:
+                continue
+    return None
+
+
+def _audit_event(route: Route, request: Request, status: int) -> AuditEvent:
+    assert request.principal is not None
+    trace_id = request.trace_id
+    if trace_id is not None and not AUDIT_TRACE_ID_PATTERN.match(trace_id):
+        trace_id = None
+    return AuditEvent(
+        actor=_audit_actor(request.principal.sub),
+        action=route.operation_id.lower(),
+        target=_audit_target(request),
+        outcome=_outcome(status),
+        source_ip=client_ip(request.headers),
+        trace_id=trace_id,
+        request_id=request.request_id,
+    )
+
+
+def _audit_actor(sub: str) -> str:
+    if AUDIT_ACTOR_PATTERN.match(sub):
+        return sub
+    return "sub-sha256:" + hashlib.sha256(sub.encode()).hexdigest()[:AUDIT_ACTOR_HASH_HEX_CHARS]
+
+
+def _audit_target(request: Request) -> str:
+    for candidate in (request.audit_target, request.path.strip("/").removeprefix("_/"), request.route):
+        if candidate and AUDIT_TARGET_PATTERN.match(candidate):
+            return candidate
+    return "unknown"
+
+
+def _outcome(status: int) -> Outcome:
+    if status < 400:
+        return Outcome.SUCCEEDED
+    if status in (401, 403):
+        return Outcome.DENIED
+    return Outcome.FAILED
 
 
 # -- response rendering ------------------------------------------------------------------------

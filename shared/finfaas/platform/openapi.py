@@ -16,14 +16,28 @@ if TYPE_CHECKING:
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"
 PROBLEM_REF = {"$ref": "#/components/responses/Problem"}
+RATE_LIMITED_REF = {"$ref": "#/components/responses/RateLimited"}
 BEARER_SCHEME = "bearerAuth"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotency-Replayed"
+IDEMPOTENCY_KEY_CHARS_MAX = 255
+IDEMPOTENCY_KEY_DESCRIPTION = (
+    "Unique per intended operation (1-255 printable ASCII characters), kept at least 24 h. "
+    "A retry with the same key and the same request replays the first answer "
+    f"({REPLAYED_HEADER}: true); the same key with a different request is refused (422); "
+    "a retry while the first attempt is still running is refused (409, Retry-After)."
+)
 
 
-def build_document(title: str, version: str, routes: Sequence[Route]) -> dict[str, Any]:
+def build_document(
+    title: str, version: str, routes: Sequence[Route], *, rate_limited: bool = False
+) -> dict[str, Any]:
+    """The document; rate_limited says the app enforces route.rate_limit (429 is then declared)."""
     refs, schemas = _model_schemas(routes)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(title, route, refs, schemas)
+        operation = _operation(title, route, refs, schemas, rate_limited)
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
     schemas["Problem"] = problem_json_schema()
     return {
         "openapi": OPENAPI_VERSION,
@@ -35,7 +49,12 @@ def build_document(title: str, version: str, routes: Sequence[Route]) -> dict[st
                 "Problem": {
                     "description": "RFC 9457 problem details",
                     "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-                }
+                },
+                "RateLimited": {
+                    "description": "Rate limit reached for this principal; retry after Retry-After seconds",
+                    "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                    "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                },
             },
             "securitySchemes": {BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
@@ -65,13 +84,15 @@ def _operation(
     route: Route,
     refs: dict[tuple[type[BaseModel], str], dict[str, Any]],
     schemas: dict[str, Any],
+    rate_limited: bool,
 ) -> dict[str, Any]:
+    parameters = _path_parameters(route) + _query_parameters(route, refs, schemas)
     operation: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
         "tags": [title],
-        "parameters": _path_parameters(route) + _query_parameters(route, refs, schemas),
-        "responses": _responses(route, refs),
+        "parameters": parameters + _idempotency_parameters(route),
+        "responses": _responses(route, refs, rate_limited),
         "security": [{BEARER_SCHEME: list(route.scopes)}] if route.auth else [],
     }
     if route.scopes:
@@ -109,20 +130,47 @@ def _query_parameters(
     ]
 
 
-def _responses(route: Route, refs: dict[tuple[type[BaseModel], str], dict[str, Any]]) -> dict[str, Any]:
+def _idempotency_parameters(route: Route) -> list[dict[str, Any]]:
+    if route.idempotency is None:
+        return []
+    return [{
+        "name": IDEMPOTENCY_KEY_HEADER,
+        "in": "header",
+        "required": route.idempotency != "optional",
+        "description": IDEMPOTENCY_KEY_DESCRIPTION,
+        "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_CHARS_MAX},
+    }]
+
+
+def _is_rate_limited(route: Route, rate_limited: bool) -> bool:
+    return rate_limited and route.auth and route.rate_limit is not None
+
+
+def _responses(
+    route: Route, refs: dict[tuple[type[BaseModel], str], dict[str, Any]], rate_limited: bool
+) -> dict[str, Any]:
     success: dict[str, Any] = {"description": route.summary}
     if route.response_model is not None:
         schema = refs[(route.response_model, "serialization")]
         success["content"] = {"application/json": {"schema": schema}}
+    if route.idempotency is not None:
+        success["headers"] = {REPLAYED_HEADER: {
+            "description": "Present on a replay of the answer stored under the Idempotency-Key",
+            "schema": {"type": "string", "enum": ["true"]},
+        }}
     responses: dict[str, Any] = {str(route.status): success}
     for status in _problem_statuses(route):
         responses[status] = PROBLEM_REF
+    if _is_rate_limited(route, rate_limited):
+        responses["429"] = RATE_LIMITED_REF
     responses["default"] = PROBLEM_REF
     return responses
 
 
 def _problem_statuses(route: Route) -> list[str]:
     statuses = ["400", "404", "413", "500"]
+    if route.idempotency is not None:
+        statuses += ["409", "422"]
     if route.auth:
         statuses.append("401")
     if route.scopes:
