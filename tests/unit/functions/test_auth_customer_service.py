@@ -382,12 +382,11 @@ def test_sign_up_and_sign_in_are_audited_by_customer_id_without_credentials(worl
 
     records = world.audit_records()
     customer_id = world.customers.credentials_for("alice").customer_id
-    assert [(r.action, r.actor, r.outcome) for r in records] == [
-        ("customer.sign_up", customer_id, "succeeded"),
-        ("customer.sign_in", customer_id, "succeeded"),
-        ("customer.sign_in", customer_id, "denied"),
-        ("customer.sign_in", "anonymous", "denied"),
-    ]
+    # Chains are sharded by actor: one actor's records are in order, different actors' need not be.
+    assert [(r.action, r.outcome) for r in records if r.actor == customer_id] == [
+        ("customer.sign_up", "succeeded"), ("customer.sign_in", "succeeded"), ("customer.sign_in", "denied")]
+    assert [(r.action, r.outcome) for r in records if r.actor == "anonymous"] == [
+        ("customer.sign_in", "denied")]
     text = repr(records)
     assert "alice" not in text and "mallory" not in text and PASSWORD not in text
     assert {r.source_ip for r in records} == {"198.51.100.7"}
