@@ -26,9 +26,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDictProxy
 
+from finfaas.local import http1
+from finfaas.local.http1 import Reply, Request
 from finfaas.local.process_pool import (
     FunctionPool,
     FunctionRuntime,
@@ -86,14 +87,7 @@ _RESPONSE_HEADERS_DROPPED = frozenset(
         "content-length",
     }
 )
-
-
-@dataclass(frozen=True)
-class UpstreamResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    duration_seconds: float
+_HEAD_RESPONSE_HEADERS_DROPPED = _RESPONSE_HEADERS_DROPPED - {"content-length"}
 
 
 @dataclass(frozen=True)
@@ -119,16 +113,27 @@ class GatewayConfig:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
-def problem_outcome(status: int, code: str, title: str, detail: str) -> UpstreamResponse:
+def problem(status: int, code: str, title: str, detail: str) -> Reply:
     """An RFC 9457 problem document; the detail says what happened, never a stack trace."""
     document = Problem(status=status, code=code, title=title, detail=detail).to_dict()
-    headers = [("Content-Type", PROBLEM_MEDIA_TYPE)]
-    return UpstreamResponse(status, headers, json.dumps(document).encode(), 0.0)
+    return Reply(status, [("Content-Type", PROBLEM_MEDIA_TYPE)], json.dumps(document).encode())
 
 
-def problem(status: int, code: str, title: str, detail: str) -> web.Response:
-    outcome = problem_outcome(status, code, title, detail)
-    return web.Response(status=status, headers=CIMultiDict(outcome.headers), body=outcome.body)
+def json_reply(document: object) -> Reply:
+    return Reply(200, [("Content-Type", "application/json")], json.dumps(document).encode())
+
+
+_CONNECTION_PROBLEMS = {
+    400: ("bad_request", "Bad Request", "the request could not be parsed"),
+    408: ("request_timeout", "Request Timeout", "the request body did not arrive in time"),
+    413: ("request_too_large", "Payload Too Large", f"request body exceeds {REQUEST_BODY_BYTES_MAX} bytes"),
+    500: ("gateway_error", "Internal Server Error", "the gateway failed on this request"),
+}
+
+
+def connection_problem(status: int) -> Reply:
+    """What the HTTP layer answers when a request never reaches routing."""
+    return problem(status, *_CONNECTION_PROBLEMS[status])
 
 
 def split_function_path(raw_path: str, prefix: str) -> tuple[str, str]:
@@ -141,7 +146,9 @@ def split_function_path(raw_path: str, prefix: str) -> tuple[str, str]:
     return name.partition(".")[0], "/" + tail + (question + query)
 
 
-def upstream_request_headers(incoming: Mapping[str, str], call_id: str) -> list[tuple[str, str]]:
+def upstream_request_headers(
+    incoming: CIMultiDictProxy | Mapping[str, str], call_id: str
+) -> list[tuple[str, str]]:
     """The client's end-to-end headers and the gateway's X-Call-Id.
 
     No X-Forwarded-* headers: waitress drops them from untrusted peers (as in the image, where
@@ -156,12 +163,10 @@ def upstream_request_headers(incoming: Mapping[str, str], call_id: str) -> list[
     return headers
 
 
-def downstream_response_headers(upstream: list[tuple[str, str]]) -> CIMultiDict:
-    headers = CIMultiDict()
-    for key, value in upstream:
-        if key.lower() not in _RESPONSE_HEADERS_DROPPED:
-            headers.add(key, value)
-    return headers
+def downstream_response_headers(upstream: list[tuple[str, str]], head_request: bool) -> list[tuple[str, str]]:
+    """The function's headers minus framing ones; a HEAD reply keeps its Content-Length."""
+    dropped = _HEAD_RESPONSE_HEADERS_DROPPED if head_request else _RESPONSE_HEADERS_DROPPED
+    return [(key, value) for key, value in upstream if key.lower() not in dropped]
 
 
 class Gateway:
@@ -178,7 +183,8 @@ class Gateway:
             for name, spec in config.stack.functions.items()
         }
         self._session: aiohttp.ClientSession | None = None
-        self._runner: web.ServerRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set = set()
         self._async_queue: asyncio.Queue[AsyncCall] = asyncio.Queue(ASYNC_QUEUE_DEPTH_MAX)
         self._workers: list[asyncio.Task] = []
         self._companions: list = []  # connector, trace collector: started after us, stopped before us
@@ -186,17 +192,10 @@ class Gateway:
     async def start(self) -> int:
         """Listen on 127.0.0.1:<port> (0: any free port) and return the port."""
         self._session = aiohttp.ClientSession()  # for callbacks only; functions are reached via upstream
-        server = web.Server(
-            self._handle,
-            request_factory=self._make_request,
-            access_log=None,
-            auto_decompress=False,
+        self._server, self._connections = await http1.serve(
+            self._handle, connection_problem, LOOPBACK_HOST, self.config.port, REQUEST_BODY_BYTES_MAX
         )
-        self._runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_DRAIN_SECONDS)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, LOOPBACK_HOST, self.config.port, reuse_address=True)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no bound port
+        self.port = self._server.sockets[0].getsockname()[1]
         self.pool.start_reaper()
         self._warn_missing_secrets()
         self._workers = [asyncio.create_task(self._async_worker()) for _ in range(ASYNC_WORKERS_COUNT)]
@@ -214,8 +213,8 @@ class Gateway:
             worker.cancel()
         if not self._async_queue.empty():
             log_event("async_calls_dropped", count=self._async_queue.qsize())
-        if self._runner is not None:
-            await self._runner.cleanup()  # stops listening, lets in-flight requests finish
+        if self._server is not None:  # stop listening, let in-flight requests finish
+            await http1.stop(self._server, self._connections, SHUTDOWN_DRAIN_SECONDS)
         await self.pool.stop_all()
         if self._session is not None:
             await self._session.close()
@@ -223,60 +222,47 @@ class Gateway:
 
     # -- routing ---------------------------------------------------------------------------
 
-    def _make_request(self, message, payload, protocol, writer, task) -> web.BaseRequest:
-        return web.BaseRequest(
-            message,
-            payload,
-            protocol,
-            writer,
-            task,
-            asyncio.get_running_loop(),
-            client_max_size=REQUEST_BODY_BYTES_MAX,
-        )
-
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        path = request.path
-        if path.startswith(FUNCTION_PREFIX):
+    async def _handle(self, request: Request) -> Reply:
+        target = request.target
+        if target.startswith(FUNCTION_PREFIX):
             return await self._proxy(request)
-        if path.startswith(ASYNC_FUNCTION_PREFIX):
+        if target.startswith(ASYNC_FUNCTION_PREFIX):
             return await self._enqueue(request)
+        path = request.path
         if path.rstrip("/") == SYSTEM_FUNCTIONS_PATH and request.method == "GET":
-            return web.json_response([self._describe(r) for r in self.pool.runtimes.values()])
+            return json_reply([self._describe(r) for r in self.pool.runtimes.values()])
         if path.startswith(SYSTEM_FUNCTION_PREFIX) and request.method == "GET":
             runtime = self.pool.get(path[len(SYSTEM_FUNCTION_PREFIX) :].strip("/"))
             if runtime is None:
                 return problem(404, "function_not_found", "Not Found", "no such function")
-            return web.json_response(self._describe(runtime))
+            return json_reply(self._describe(runtime))
         if path == "/healthz":
-            return web.Response(text="OK")
+            return Reply(200, [("Content-Type", "text/plain")], b"OK")
         return problem(404, "route_not_found", "Not Found", f"no route for {request.method} {path}")
 
     # -- synchronous invocation --------------------------------------------------------------
 
-    async def _proxy(self, request: web.BaseRequest) -> web.StreamResponse:
-        name, path_and_query = split_function_path(request.raw_path, FUNCTION_PREFIX)
+    async def _proxy(self, request: Request) -> Reply:
+        name, path_and_query = split_function_path(request.target, FUNCTION_PREFIX)
         runtime = self.pool.get(name)
         if runtime is None:
             return problem(404, "function_not_found", "Not Found", f"function {name!r} is not deployed")
-        body = await _read_body(request)
-        if body is None:
-            return _too_large()
         call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
         headers = upstream_request_headers(request.headers, call_id)
-        outcome = await self.invoke(runtime, request.method, path_and_query, headers, body)
-        response_headers = downstream_response_headers(outcome.headers)
-        response_headers["X-Call-Id"] = call_id
-        response_headers["X-Duration-Seconds"] = f"{outcome.duration_seconds:.6f}"
-        return web.Response(status=outcome.status, headers=response_headers, body=outcome.body)
+        outcome = await self.invoke(runtime, request.method, path_and_query, headers, request.body)
+        reply_headers = downstream_response_headers(outcome.headers, request.method == "HEAD")
+        reply_headers.append(("X-Call-Id", call_id))
+        reply_headers.append(("X-Duration-Seconds", f"{outcome.duration_seconds:.6f}"))
+        return Reply(outcome.status, reply_headers, outcome.body)
 
     async def invoke(
         self,
         runtime: FunctionRuntime,
         method: str,
         path_and_query: str,
-        headers: CIMultiDict,
+        headers: list[tuple[str, str]],
         body: bytes,
-    ) -> UpstreamResponse:
+    ) -> Reply:
         """Send one request to the function's process; a problem document when that fails."""
         name = runtime.spec.name
         # A refused connection means the request never reached the function, so one retry
@@ -286,15 +272,15 @@ class Gateway:
                 process = await runtime.acquire()
             except FunctionStartError as error:
                 log_event("function_start_failed", function=name, detail=str(error))
-                return problem_outcome(502, "function_start_failed", "Bad Gateway", str(error))
+                return problem(502, "function_start_failed", "Bad Gateway", str(error))
             began = time.monotonic()
             try:
                 raw = await process.upstream.request(
                     method, path_and_query, headers, body, self._timeouts[name]
                 )
-                return UpstreamResponse(raw.status, raw.headers, raw.body, time.monotonic() - began)
+                return Reply(raw.status, raw.headers, raw.body, time.monotonic() - began)
             except TimeoutError:
-                return problem_outcome(
+                return problem(
                     504,
                     "function_timeout",
                     "Gateway Timeout",
@@ -303,7 +289,7 @@ class Gateway:
             except UpstreamConnectError:
                 await runtime.forget_broken(process)
                 if attempt == 2:
-                    return problem_outcome(
+                    return problem(
                         502,
                         "function_unreachable",
                         "Bad Gateway",
@@ -312,7 +298,7 @@ class Gateway:
             except UpstreamBrokenError:
                 await runtime.forget_broken(process)
                 log_event("function_connection_broken", function=name, pid=process.pid)
-                return problem_outcome(
+                return problem(
                     502,
                     "function_crashed",
                     "Bad Gateway",
@@ -324,8 +310,8 @@ class Gateway:
 
     # -- asynchronous invocation -------------------------------------------------------------
 
-    async def _enqueue(self, request: web.BaseRequest) -> web.StreamResponse:
-        name, path_and_query = split_function_path(request.raw_path, ASYNC_FUNCTION_PREFIX)
+    async def _enqueue(self, request: Request) -> Reply:
+        name, path_and_query = split_function_path(request.target, ASYNC_FUNCTION_PREFIX)
         if self.pool.get(name) is None:
             return problem(404, "function_not_found", "Not Found", f"function {name!r} is not deployed")
         if request.method != "POST":
@@ -335,14 +321,11 @@ class Gateway:
             return problem(
                 400, "invalid_callback_url", "Bad Request", "X-Callback-Url must be an http(s) URL"
             )
-        body = await _read_body(request)
-        if body is None:
-            return _too_large()
         call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
         headers = [
             h for h in upstream_request_headers(request.headers, call_id) if h[0].lower() != "x-callback-url"
         ]
-        call = AsyncCall(name, request.method, path_and_query, headers, body, call_id, callback_url)
+        call = AsyncCall(name, request.method, path_and_query, headers, request.body, call_id, callback_url)
         try:
             self._async_queue.put_nowait(call)
         except asyncio.QueueFull:
@@ -352,7 +335,7 @@ class Gateway:
                 "Too Many Requests",
                 f"{ASYNC_QUEUE_DEPTH_MAX} async calls are already waiting",
             )
-        return web.Response(status=202, headers={"X-Call-Id": call_id})
+        return Reply(202, [("X-Call-Id", call_id)])
 
     async def _async_worker(self) -> None:
         while True:
@@ -373,7 +356,7 @@ class Gateway:
         if call.callback_url:
             await self._post_callback(call, outcome)
 
-    async def _post_callback(self, call: AsyncCall, outcome: UpstreamResponse) -> None:
+    async def _post_callback(self, call: AsyncCall, outcome: Reply) -> None:
         headers = {
             "X-Call-Id": call.call_id,
             "X-Function-Name": call.function,
@@ -453,26 +436,6 @@ class Gateway:
                 log_event("xray_collector_unavailable", address=collector.address, detail=str(error))
             else:
                 self._companions.append(collector)
-
-
-async def _read_body(request: web.BaseRequest) -> bytes | None:
-    """The whole body, or None when it exceeds the limit; answers Expect: 100-continue first."""
-    declared = request.content_length
-    if declared is not None and declared > REQUEST_BODY_BYTES_MAX:
-        return None
-    if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
-        # The low-level server has no expect handler; without this, curl stalls a second.
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return None
-
-
-def _too_large() -> web.Response:
-    detail = f"request body exceeds {REQUEST_BODY_BYTES_MAX} bytes"
-    return problem(413, "request_too_large", "Payload Too Large", detail)
 
 
 def _header_value(headers: list[tuple[str, str]], lowered_name: str) -> str | None:

@@ -7,7 +7,7 @@ from finfaas.local.gateway import (
     ASYNC_FUNCTION_PREFIX,
     FUNCTION_PREFIX,
     downstream_response_headers,
-    problem_outcome,
+    problem,
     split_function_path,
     upstream_request_headers,
 )
@@ -61,24 +61,27 @@ def test_hop_by_hop_headers_stay_behind_and_the_gateway_sets_the_call_id():
     ]
 
 
-def test_response_keeps_repeated_headers_and_drops_framing_ones():
-    headers = downstream_response_headers(
-        [
-            ("Set-Cookie", "a=1"),
-            ("Set-Cookie", "b=2"),
-            ("Content-Length", "9"),
-            ("Connection", "close"),
-            ("Content-Type", "application/json"),
-        ]
-    )
+UPSTREAM_HEADERS = [
+    ("Set-Cookie", "a=1"),
+    ("Set-Cookie", "b=2"),
+    ("Content-Length", "9"),
+    ("Connection", "close"),
+    ("Content-Type", "application/json"),
+]
 
-    assert headers.getall("Set-Cookie") == ["a=1", "b=2"]
-    assert "Content-Length" not in headers and "Connection" not in headers
-    assert headers["Content-Type"] == "application/json"
+
+def test_response_keeps_repeated_headers_and_drops_framing_ones():
+    headers = downstream_response_headers(UPSTREAM_HEADERS, head_request=False)
+
+    assert headers == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Content-Type", "application/json")]
+
+
+def test_a_head_reply_keeps_the_length_of_the_body_it_describes():
+    assert ("Content-Length", "9") in downstream_response_headers(UPSTREAM_HEADERS, head_request=True)
 
 
 def test_gateway_errors_are_problem_documents_with_a_stable_code():
-    outcome = problem_outcome(502, "function_crashed", "Bad Gateway", "function 'x' closed the connection")
+    outcome = problem(502, "function_crashed", "Bad Gateway", "function 'x' closed the connection")
 
     assert outcome.status == 502
     assert ("Content-Type", "application/problem+json") in outcome.headers
