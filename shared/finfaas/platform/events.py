@@ -4,7 +4,7 @@ Every event leaves the outbox as a structured CloudEvent (JSON) in the body of a
 
     {"specversion": "1.0", "id": "<event id>", "source": "finfaas/ledger", "type": "ledger.transfers.created",
      "subject": "<account or transfer id>", "time": "...Z", "datacontenttype": "application/json",
-     "data": {...}, "finfaasmac": "v1,<base64 HMAC-SHA256>"}
+     "dataschema": "urn:finfaas:schema:<type>", "data": {...}, "finfaasmac": "v1,<base64 HMAC-SHA256>"}
 
 The `finfaasmac` extension authenticates the message between our own functions: a queue-triggered
 function accepts POSTs without a bearer token (connectors send none), so the MAC, made with the
@@ -38,6 +38,7 @@ STRUCTURED_MEDIA_TYPE = "application/cloudevents+json"
 DATA_MEDIA_TYPE = "application/json"
 MAC_EXTENSION = "finfaasmac"
 MAC_VERSION_PREFIX = "v1,"
+SCHEMA_URN_PREFIX = "urn:finfaas:schema:"  # + type: the $id of events/schemas/<type>.json
 EVENTS_MAC_KEY_SECRET_NAME = "events-hmac-key"  # noqa: S105 - the name of the secret file, not a secret
 # SQS message attributes; the queue connector turns `ce-*` ones into CloudEvent headers.
 TYPE_ATTRIBUTE = "ce-type"
@@ -87,7 +88,8 @@ class EventEnvelope:
 
     def to_cloudevent(self) -> CloudEvent:
         attributes = {"specversion": SPECVERSION, "id": self.id, "source": self.source, "type": self.type,
-                      "subject": self.subject, "time": self.time, "datacontenttype": DATA_MEDIA_TYPE}
+                      "subject": self.subject, "time": self.time, "datacontenttype": DATA_MEDIA_TYPE,
+                      "dataschema": f"{SCHEMA_URN_PREFIX}{self.type}"}
         try:
             return CloudEvent(attributes=attributes, data=dict(self.data))
         except BaseCloudEventException as error:
@@ -110,8 +112,10 @@ def canonical_json(document: Mapping[str, Any]) -> bytes:
 def envelope_from_document(document: Mapping[str, Any]) -> EventEnvelope:
     """The envelope of a structured-mode JSON object; EventRejected when it is not one of ours."""
     raw = {k: v for k, v in document.items() if k != MAC_EXTENSION}
+    if "time" not in raw:  # the library would fill in the present moment
+        raise EventRejected("an event needs a time")
     try:
-        event = JSONFormat().read(None, json.dumps(raw))
+        event = JSONFormat().read(CloudEvent, json.dumps(raw))
     except (BaseCloudEventException, ValueError, TypeError, AttributeError) as error:
         raise EventRejected(f"not a structured CloudEvent: {error}") from None
     data = event.get_data()
