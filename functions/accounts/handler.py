@@ -18,13 +18,9 @@ from finfaas.domain import errors as ledger_errors  # noqa: E402
 from finfaas.platform import jwt_auth  # noqa: E402
 from finfaas.platform.errors import ErrorSpec  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, Response, StrictModel  # noqa: E402
-from finfaas.platform.idempotency import (  # noqa: E402
-    IDEMPOTENCY_KEY_HEADER,
-    IdempotencyGuard,
-    IdempotencyStoreError,
-    StoredResponse,
-)
+from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, IdempotencyGuard  # noqa: E402
 from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
+from finfaas.platform.ratelimit import RateLimiter  # noqa: E402
 from finfaas.services.accounts import (  # noqa: E402
     AccountList,
     AccountsService,
@@ -76,7 +72,6 @@ ERRORS = {
     InvalidProfile: ErrorSpec(422, InvalidProfile.code, "Invalid profile"),
     PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
     CustomerStoreUnavailable: ErrorSpec(503, "customer_store_unavailable", "Customer store unavailable"),
-    IdempotencyStoreError: ErrorSpec(503, "idempotency_store_unavailable", "Idempotency store unavailable"),
 }
 
 
@@ -87,6 +82,7 @@ class AccountsServices:
     accounts: AccountsService
     profiles: CustomerProfileService
     idempotency: IdempotencyGuard
+    limiter: RateLimiter
     probe: Callable[[], None]
 
 
@@ -101,6 +97,7 @@ def build_services() -> AccountsServices:
     from finfaas.store.customers_store import CustomersStore
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import ledger_store_from_config
+    from finfaas.store.ratelimit_store import RateLimitStore
 
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     audit = AuditTrail(AuditLog(AuditStore(), "accounts", key=audit_key))
@@ -109,6 +106,7 @@ def build_services() -> AccountsServices:
         accounts=AccountsService(LedgerService(ledger_store), audit),
         profiles=CustomerProfileService(CustomersStore(), EnvelopeCipher(KmsDataKeys(pii_key_id())), audit),
         idempotency=IdempotencyGuard(IdempotencyStore(), "accounts"),
+        limiter=RateLimiter(RateLimitStore()),
         probe=lambda: ledger_store.get_account("readiness-probe"),
     )
 
@@ -128,7 +126,8 @@ class LazyServices:
             return self._services
 
     def use(self, services: AccountsServices) -> None:
-        """Replace the services (tests, the local runtime)."""
+        """Replace the services (tests, the local runtime); before the first request, because the
+        app keeps the idempotency guard and limiter it was first given."""
         with self._lock:
             self._services = services
 
@@ -148,55 +147,26 @@ class ReplaceableVerifier:
 
 services = LazyServices(build_services)
 verifier = ReplaceableVerifier()
-app = FunctionApp("accounts", errors=ERRORS, verifier=verifier)
+# Audit is the services' own (domain actions, profile reads included), so the app is not given one.
+app = FunctionApp("accounts", errors=ERRORS, verifier=verifier,
+                  idempotency=lambda: services.get().idempotency, limiter=lambda: services.get().limiter)
 
-IDEMPOTENCY_KEY_PARAMETER = {
-    "name": IDEMPOTENCY_KEY_HEADER, "in": "header", "required": True,
-    "description": "Unique per intended operation (1-255 printable ASCII); a retry with the same key and "
-                   "body replays the first answer (Idempotency-Replayed: true).",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-}
-
-
-def idempotency_openapi(*path_params: str) -> dict[str, Any]:
-    """OpenAPI extras for a route taking an Idempotency-Key (they replace the generated parameters)."""
-    in_path = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-               for name in path_params]
-    return {"parameters": [*in_path, IDEMPOTENCY_KEY_PARAMETER]}
-
-
-def idempotent(req: Request, run: Callable[[str], Response]) -> Response:
-    """Run a state-changing route once per Idempotency-Key; a retry replays the stored answer."""
-    guard = services.get().idempotency
+def _key(req: Request) -> str:
+    """The Idempotency-Key the platform has already validated for this route."""
     key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
-    scope = guard.scope(principal=req.principal.sub, route=req.route, key=key, method=req.method,
-                        path=req.path, body=req.body, query=req.query, required=True)
-
-    def attempt() -> StoredResponse:
-        response = run(key)
-        return StoredResponse(response.status, response.body, response.headers)
-
-    stored = guard.run(scope, attempt)
-    return Response(stored.body, stored.status_code, dict(stored.headers))
-
-
-def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(model.model_dump_json(), status, headers or {})
+    assert key is not None, "idempotency='required' routes always carry a key"
+    return key
 
 
 # --- accounts ---------------------------------------------------------------------------------------
 
 
 @app.route("POST", "/accounts", scopes=[WRITE], body=OpenAccountBody, status=201, response=AccountView,
-           openapi=idempotency_openapi())
+           idempotency="required")
 def open_account(req: Request, body: OpenAccountBody) -> Response:
     """Open an account for the caller (owner, balances and status are never taken from the body)."""
-
-    def run(key: str) -> Response:
-        view = services.get().accounts.open(Caller.of(req), body, key)
-        return _json(view, 201, {"Location": f"/accounts/{view.account_id}"})
-
-    return idempotent(req, run)
+    view = services.get().accounts.open(Caller.of(req), body, _key(req))
+    return Response(view, 201, {"Location": f"/accounts/{view.account_id}"})
 
 
 @app.route("GET", "/accounts", scopes=[READ], query=PageQuery)
@@ -232,29 +202,22 @@ def ops_get_account(req: Request, account_id: str) -> OpsAccountView:
     return services.get().accounts.get_any(account_id)
 
 
-def _ops_change(req: Request, change: Callable[[Caller], OpsAccountView]) -> Response:
-    return idempotent(req, lambda key: _json(change(Caller.of(req))))
-
-
-@app.route("POST", "/_/ops/accounts/{account_id}/freeze", response=OpsAccountView,
-           openapi=idempotency_openapi("account_id"))
-def freeze_account(req: Request, account_id: str) -> Response:
+@app.route("POST", "/_/ops/accounts/{account_id}/freeze", idempotency="required")
+def freeze_account(req: Request, account_id: str) -> OpsAccountView:
     """Freeze: no new debits (ops scope)."""
-    return _ops_change(req, lambda operator: services.get().accounts.freeze(operator, account_id))
+    return services.get().accounts.freeze(Caller.of(req), account_id)
 
 
-@app.route("POST", "/_/ops/accounts/{account_id}/unfreeze", response=OpsAccountView,
-           openapi=idempotency_openapi("account_id"))
-def unfreeze_account(req: Request, account_id: str) -> Response:
+@app.route("POST", "/_/ops/accounts/{account_id}/unfreeze", idempotency="required")
+def unfreeze_account(req: Request, account_id: str) -> OpsAccountView:
     """Unfreeze a frozen account (ops scope)."""
-    return _ops_change(req, lambda operator: services.get().accounts.unfreeze(operator, account_id))
+    return services.get().accounts.unfreeze(Caller.of(req), account_id)
 
 
-@app.route("POST", "/_/ops/accounts/{account_id}/close", response=OpsAccountView,
-           openapi=idempotency_openapi("account_id"))
-def close_account(req: Request, account_id: str) -> Response:
+@app.route("POST", "/_/ops/accounts/{account_id}/close", idempotency="required")
+def close_account(req: Request, account_id: str) -> OpsAccountView:
     """Close an empty account for good: 409 while it holds money or has holds (ops scope)."""
-    return _ops_change(req, lambda operator: services.get().accounts.close(operator, account_id))
+    return services.get().accounts.close(Caller.of(req), account_id)
 
 
 # --- the customer's profile -------------------------------------------------------------------------

@@ -15,7 +15,14 @@ from typing import Any  # noqa: E402
 
 from finfaas.platform import config  # noqa: E402
 from finfaas.platform.errors import BadRequest, ErrorSpec  # noqa: E402
-from finfaas.platform.http import FORM_MEDIA_TYPE, FunctionApp, Request, Response, StrictModel  # noqa: E402
+from finfaas.platform.http import (  # noqa: E402
+    FORM_MEDIA_TYPE,
+    FunctionApp,
+    Request,
+    Response,
+    StrictModel,
+    client_ip,
+)
 from finfaas.platform.jwt_auth import JwtVerifier  # noqa: E402
 from finfaas.platform.keys import KeyRing, load_keyring  # noqa: E402
 from finfaas.platform.tokens import (  # noqa: E402
@@ -36,7 +43,7 @@ from finfaas.services.auth_customers import (  # noqa: E402
     UsernameTaken,
     WeakPassword,
 )
-from finfaas.services.customers import Caller, CustomerStoreUnavailable, client_ip  # noqa: E402
+from finfaas.services.customers import Caller, CustomerStoreUnavailable  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

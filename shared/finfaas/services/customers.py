@@ -6,25 +6,22 @@ The profile (name, national id, phone) is stored only as a sealed envelope bound
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from threading import Lock
 from typing import Any, Protocol
 
 from finfaas.platform.audit import AuditEvent, AuditLog, Outcome
+from finfaas.platform.http import client_ip
 from finfaas.platform.logging import get_logger
 from finfaas.platform.pii import EnvelopeCipher
 
 CUSTOMER_KIND = "customer"
 ACTIVE = "ACTIVE"
-# The edge (ingress) overwrites this header with the peer address; waitress drops X-Forwarded-For.
-CLIENT_IP_HEADER = "x-real-ip"
-client_ip_chars_max = 45  # the longest textual IPv6 address
 name_chars_max = 200
 national_id_chars_min = 4
 national_id_chars_max = 20
@@ -63,17 +60,6 @@ class Caller:
         principal = request.principal
         return cls(principal.sub, principal.kind, request.request_id, request.trace_id,
                    client_ip(request.headers))
-
-
-def client_ip(headers: Mapping[str, str]) -> str | None:
-    """The client address the edge reported, if it is a well-formed IP address."""
-    raw = (headers.get(CLIENT_IP_HEADER) or "").strip()
-    if not raw or len(raw) > client_ip_chars_max:
-        return None
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        return None
 
 
 class AuditTrail:

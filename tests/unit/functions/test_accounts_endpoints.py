@@ -15,6 +15,7 @@ from finfaas.domain.reference_model import ReferenceLedger
 from finfaas.platform.audit import AuditLog, InMemoryAuditStore
 from finfaas.platform.idempotency import IdempotencyGuard, InMemoryIdempotencyStore
 from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys
+from finfaas.platform.ratelimit import LIMITS, InMemoryRateLimitStore, RateLimit, RateLimiter
 from finfaas.platform.testing import REPOSITORY_ROOT, TokenMinter, call, captured_logs, load_function_handler
 from finfaas.services.accounts import AccountsService
 from finfaas.services.customers import (
@@ -43,7 +44,7 @@ class Clock:
 class World:
     """The handler module with its services on fakes, and tokens for two customers and an operator."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: dict[str, RateLimit] | None = None) -> None:
         self.handler = load_function_handler("accounts")
         self.minter = TokenMinter.generate()
         self.handler.verifier.use(self.minter.verifier())
@@ -59,6 +60,7 @@ class World:
             accounts=AccountsService(self.ledger, audit),
             profiles=CustomerProfileService(self.customers, EnvelopeCipher(InMemoryDataKeys()), audit),
             idempotency=IdempotencyGuard(InMemoryIdempotencyStore(), "accounts"),
+            limiter=RateLimiter(InMemoryRateLimitStore(), limits or LIMITS),
             probe=lambda: None,
         ))
         self.alice = self.minter.mint("cust-alice", CUSTOMER_SCOPES)
@@ -254,6 +256,17 @@ def test_tokens_without_the_scope_or_without_a_token_are_refused(world):
 
     assert world.call("POST", "/accounts", read_only, "k", json_body={"currency": "USD"}).status == 403
     assert world.call("GET", "/accounts", None).status == 401
+
+
+def test_each_caller_is_rate_limited_on_its_own():
+    world = World({"default": RateLimit("default", requests_max=3, window_seconds=60)})
+    for _ in range(3):
+        assert world.call("GET", "/accounts", world.alice).status == 200
+
+    limited = world.call("GET", "/accounts", world.alice)
+
+    assert limited.status == 429 and int(limited.header("Retry-After")) >= 1
+    assert world.call("GET", "/accounts", world.bob).status == 200
 
 
 # --- operators -------------------------------------------------------------------------------------
