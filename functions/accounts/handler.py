@@ -151,6 +151,7 @@ verifier = ReplaceableVerifier()
 app = FunctionApp("accounts", errors=ERRORS, verifier=verifier,
                   idempotency=lambda: services.get().idempotency, limiter=lambda: services.get().limiter)
 
+
 def _key(req: Request) -> str:
     """The Idempotency-Key the platform has already validated for this route."""
     key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
