@@ -271,7 +271,7 @@ class _Provided(Generic[T]):
 
 
 class StepTimings:
-    """Calls and wall time per platform step (rate_limit, idempotency, audit) in this process."""
+    """Calls and wall time per platform step (request, rate_limit, idempotency, audit) in this process."""
 
     def __init__(self) -> None:
         self._totals: dict[str, list[float]] = {}
@@ -516,13 +516,15 @@ class FunctionApp:
                 invocation.set_status(response.status)
                 if request.principal is not None:
                     invocation.set_user(request.principal.sub)
+            elapsed_s = time.perf_counter() - started
+            self.timings.add("request", elapsed_s)
             _log.info(
                 "request",
                 method=request.method,
                 route=route.path if route else None,
                 path=request.path,
                 status=response.status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed_s * 1000, 2),
             )
         return _event_response(response, request.request_id)
 

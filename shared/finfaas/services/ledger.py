@@ -1,9 +1,11 @@
 """Ledger use cases: parse and validate input, apply access rules, stamp time and ids, call the store.
 
 Handlers build one LedgerService per process (`LedgerService(store, clock)`) and map LedgerError
-subclasses to responses by their `code`. Every state-changing call takes a client-supplied id
-(transfer_id / account_id); an id is generated only when the caller omits it, and then a retry of
-the call is not recognised as the same request.
+subclasses to responses by their `code`. Money-moving calls take `extra=`: one more conditional put
+for the repository to carry in the operation's own transaction (the HTTP Idempotency-Key record);
+it is passed on only when given, so repositories without transactions need not know it.
+Every state-changing call takes a client-supplied id (transfer_id / account_id); an id is generated
+only when the caller omits it, and then a retry of the call is not recognised as the same request.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ from finfaas.domain.ledger import (
 from finfaas.domain.money import Money, parse_amount, parse_currency
 
 expiry_sweep_holds_max = 500
+
+
+def _carrying(extra: object) -> dict[str, object]:
+    """The repository's `extra=` argument, left out when there is none."""
+    return {} if extra is None else {"extra": extra}
 
 
 def utc_now() -> datetime:
@@ -125,17 +132,19 @@ class LedgerService:
 
     # --- money movement ---
 
-    def transfer(self, request: TransferRequest, actor: Actor = Actor.system()) -> Transfer:
+    def transfer(self, request: TransferRequest, actor: Actor = Actor.system(), *,
+                 extra: object = None) -> Transfer:
         """One transfer, posted at once or (pending=True) held until posted, voided or expired."""
-        return self._repository.create_transfers([self._new_transfer(request)], actor, self._clock())[0]
+        batch = [self._new_transfer(request)]
+        return self._repository.create_transfers(batch, actor, self._clock(), **_carrying(extra))[0]
 
     def transfer_linked(self, requests: Sequence[TransferRequest],
-                        actor: Actor = Actor.system()) -> list[Transfer]:
+                        actor: Actor = Actor.system(), *, extra: object = None) -> list[Transfer]:
         """Up to linked_legs_max legs that commit all together or not at all."""
         if not isinstance(requests, Sequence) or isinstance(requests, str | bytes):
             raise InvalidInput("transfers: a list of legs", field="transfers")
         batch = [self._new_transfer(request, prefix=f"transfers[{i}].") for i, request in enumerate(requests)]
-        return self._repository.create_transfers(batch, actor, self._clock())
+        return self._repository.create_transfers(batch, actor, self._clock(), **_carrying(extra))
 
     def deposit(self, account_id: str, amount: object, currency: object,
                 transfer_id: str | None = None) -> Transfer:
@@ -152,7 +161,8 @@ class LedgerService:
         return self.transfer(TransferRequest(account_id, settlement, amount, code, transfer_id), actor)
 
     def post_pending(self, pending_id: str, *, amount: object = None, currency: object = None,
-                     transfer_id: str | None = None, actor: Actor = Actor.system()) -> Transfer:
+                     transfer_id: str | None = None, actor: Actor = Actor.system(),
+                     extra: object = None) -> Transfer:
         """Posts a hold, all of it or (amount given) part of it; the rest is released."""
         amount_minor = None
         if amount is not None:
@@ -160,18 +170,18 @@ class LedgerService:
                 raise InvalidInput("currency: required with amount", field="currency")
             amount_minor = parse_amount(amount, parse_currency(currency))
         request = PostPending(transfer_id or self._new_id(), pending_id, amount_minor)
-        return self._repository.post_pending(request, actor, self._clock())
+        return self._repository.post_pending(request, actor, self._clock(), **_carrying(extra))
 
     def void_pending(self, pending_id: str, *, transfer_id: str | None = None,
-                     actor: Actor = Actor.system()) -> Transfer:
+                     actor: Actor = Actor.system(), extra: object = None) -> Transfer:
         request = VoidPending(transfer_id or self._new_id(), pending_id)
-        return self._repository.void_pending(request, actor, self._clock())
+        return self._repository.void_pending(request, actor, self._clock(), **_carrying(extra))
 
     def reverse(self, reversal_of: str, *, transfer_id: str | None = None,
-                actor: Actor = Actor.system()) -> Transfer:
+                actor: Actor = Actor.system(), extra: object = None) -> Transfer:
         """Undoes a posted transfer with a new one in the opposite direction (once per transfer)."""
         request = Reversal(transfer_id or self._new_id(), reversal_of)
-        return self._repository.reverse(request, actor, self._clock())
+        return self._repository.reverse(request, actor, self._clock(), **_carrying(extra))
 
     def expire_due_holds(self, limit: int = expiry_sweep_holds_max) -> list[Transfer]:
         """Voids holds whose timeout has passed (the sweep a timer calls)."""

@@ -8,6 +8,11 @@ DynamoDB cancels, the ALL_OLD items of the failed conditions say why, and the do
 Retries: TransactionConflict, throttling and lost responses re-run the whole operation with bounded
 backoff. That is safe because the guard turns a second application into a replay of the first.
 
+Extra puts: a money-moving operation may carry one more conditional put in its transaction (the HTTP
+Idempotency-Key's completion record, see TransactionExtra), so the key is recorded if and only if
+the money moved, at no extra round trip. When that put's condition fails, the extra is asked first
+what to answer (a replay, 409 or 422), before any ledger rule is judged.
+
 Hot accounts: an item takes about 1,000 writes/s. To shard a hot account later, split it into N
 sub-accounts `<id>~<k>` with the same currency and owner; credits go to a sub-account picked by
 hash(transfer_id) % N (no funds check on credits), debits of a limited account go to one sub-account
@@ -21,10 +26,12 @@ import base64
 import json
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from threading import Lock
+from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import (
     ConnectionClosedError,
@@ -140,6 +147,65 @@ class StoreUnreachable(Exception):
     """DynamoDB did not answer, or the ledger's tables are not there."""
 
 
+class TransactionExtra(Protocol):
+    """One more conditional put riding in an operation's transaction (e.g. an idempotency record)."""
+
+    def put_for(self, result: Sequence[Transfer]) -> tuple[Any, Any]:
+        """(pynamodb item, condition) to put, given the transfers the operation returns if it commits."""
+        ...
+
+    def conflicted(self, raw_item: dict | None) -> None:
+        """The put's condition failed (raw_item: the item in the way); raise to answer the caller
+        instead of the operation, or return to have the operation run again."""
+        ...
+
+    def committed(self) -> None:
+        """The transaction carrying the put committed."""
+        ...
+
+
+_EXTRA_TAG = "extra"
+TRANSACTION_TABLE_LABEL = "(transaction)"  # TransactWriteItems names no single table
+
+
+class DynamoCallMeter:
+    """Counts every DynamoDB call this process makes through pynamodb, by operation and table.
+
+    Listens to pynamodb's pre-send signal, so it sees the ledger, idempotency, rate-limit and audit
+    stores alike; a botocore-level retry of one call is not counted again.
+    """
+
+    def __init__(self) -> None:
+        self._calls: Counter[tuple[str, str]] = Counter()
+        self._lock = Lock()
+
+    def start(self) -> bool:
+        """Begin counting; False when pynamodb's signals are unavailable (blinker not installed)."""
+        from pynamodb.signals import pre_dynamodb_send, signals_available
+
+        if not signals_available:
+            return False
+        pre_dynamodb_send.connect(self._on_call, weak=False)
+        return True
+
+    def stop(self) -> None:
+        from pynamodb.signals import pre_dynamodb_send, signals_available
+
+        if signals_available:
+            pre_dynamodb_send.disconnect(self._on_call)
+
+    def snapshot(self) -> dict[str, int]:
+        """{"<operation> <table>": calls} since start."""
+        with self._lock:
+            calls = sorted(self._calls.items())
+        return {f"{operation} {table}": count for (operation, table), count in calls}
+
+    def _on_call(self, sender: object, operation_name: str = "", table_name: str | None = None,
+                 **_: object) -> None:
+        with self._lock:
+            self._calls[(operation_name, table_name or TRANSACTION_TABLE_LABEL)] += 1
+
+
 class _Transient(Exception):
     """The operation may succeed if run again (conflict, throttling, lost response, stale entry key)."""
 
@@ -242,22 +308,27 @@ class DynamoLedgerStore:
 
     # --- transfers ---
 
-    def create_transfers(self, batch: Sequence[NewTransfer], actor: Actor, now: datetime) -> list[Transfer]:
+    def create_transfers(self, batch: Sequence[NewTransfer], actor: Actor, now: datetime,
+                         extra: TransactionExtra | None = None) -> list[Transfer]:
         check_batch(batch)
         wanted = [transfer_from_new(new, now, batch) for new in batch]
-        return self._with_retries(lambda attempt: self._create(wanted, actor, now, attempt))
+        return self._with_retries(lambda attempt: self._create(wanted, actor, now, attempt, extra))
 
-    def post_pending(self, request: PostPending, actor: Actor, now: datetime) -> Transfer:
+    def post_pending(self, request: PostPending, actor: Actor, now: datetime,
+                     extra: TransactionExtra | None = None) -> Transfer:
         return self._resolve(request.transfer_id, request.pending_id, TransferKind.POST,
-                             request.amount_minor, actor, now)
+                             request.amount_minor, actor, now, extra)
 
-    def void_pending(self, request: VoidPending, actor: Actor, now: datetime) -> Transfer:
-        return self._resolve(request.transfer_id, request.pending_id, TransferKind.VOID, None, actor, now)
+    def void_pending(self, request: VoidPending, actor: Actor, now: datetime,
+                     extra: TransactionExtra | None = None) -> Transfer:
+        return self._resolve(request.transfer_id, request.pending_id, TransferKind.VOID, None, actor, now,
+                             extra)
 
-    def reverse(self, request: Reversal, actor: Actor, now: datetime) -> Transfer:
+    def reverse(self, request: Reversal, actor: Actor, now: datetime,
+                extra: TransactionExtra | None = None) -> Transfer:
         check_identifier(request.transfer_id, field="transfer_id")
         check_identifier(request.reversal_of, field="reversal_of")
-        return self._with_retries(lambda attempt: self._reverse(request, actor, now, attempt))
+        return self._with_retries(lambda attempt: self._reverse(request, actor, now, attempt, extra))
 
     def expire_due_holds(self, now: datetime, limit: int) -> list[Transfer]:
         """Expires up to `limit` holds whose timeout has passed, oldest first within each index shard."""
@@ -373,7 +444,7 @@ class DynamoLedgerStore:
         raise _Transient("status condition failed but the account allows the change now")
 
     def _create(self, wanted: list[Transfer], actor: Actor, now: datetime,
-                attempt: _Attempt) -> list[Transfer]:
+                attempt: _Attempt, extra: TransactionExtra | None = None) -> list[Transfer]:
         legs = [leg_for_new(t) for t in wanted]
         tx = _Transaction()
         for transfer in wanted:
@@ -384,7 +455,7 @@ class DynamoLedgerStore:
         changes = self._add_postings(tx, legs, actor, now, attempt)
         self._outbox(tx, "ledger.transfers.created", wanted[0].transfer_id, now,
                      {"transfers": [_transfer_json(t) for t in wanted]})
-        reasons = self._commit(tx)
+        reasons = self._commit(tx, extra, wanted)
         if reasons is None:
             return wanted
         existing = [self._reason_transfer(reasons, ("transfer", t.transfer_id)) for t in wanted]
@@ -394,24 +465,25 @@ class DynamoLedgerStore:
         raise _Transient("transfer cancelled without a reason")
 
     def _resolve(self, transfer_id: str, pending_id: str, kind: TransferKind, amount_minor: int | None,
-                 actor: Actor, now: datetime) -> Transfer:
+                 actor: Actor, now: datetime, extra: TransactionExtra | None = None) -> Transfer:
         check_identifier(transfer_id, field="transfer_id")
         check_identifier(pending_id, field="pending_id")
         request = (transfer_id, pending_id, kind, amount_minor, actor, now)
-        return self._with_retries(lambda attempt: self._resolve_once(*request, attempt))
+        return self._with_retries(lambda attempt: self._resolve_once(*request, attempt, extra))
 
     def _resolve_once(self, transfer_id: str, pending_id: str, kind: TransferKind, amount_minor: int | None,
-                      actor: Actor, now: datetime, attempt: _Attempt) -> Transfer:
+                      actor: Actor, now: datetime, attempt: _Attempt,
+                      extra: TransactionExtra | None = None) -> Transfer:
         pending = self.get_transfer(pending_id)
         check_pending_kind(pending, pending_id)
         wanted = resolution_transfer(pending, transfer_id, kind, amount_minor, now)
         if pending.resolved_by == transfer_id:
             return check_same_transfer(self._require_transfer(transfer_id), wanted)
         check_resolvable(pending, transfer_id, pending_id, now)
-        return self._commit_resolution(pending, wanted, actor, now, attempt)
+        return self._commit_resolution(pending, wanted, actor, now, attempt, extra)
 
     def _commit_resolution(self, pending: Transfer, resolution: Transfer, actor: Actor, now: datetime,
-                           attempt: _Attempt) -> Transfer:
+                           attempt: _Attempt, extra: TransactionExtra | None = None) -> Transfer:
         model = self.models.transfer
         tx = _Transaction()
         tx.put("resolution", transfer_record(self.models, resolution), model.transfer_id.does_not_exist())
@@ -424,7 +496,7 @@ class DynamoLedgerStore:
         changes = self._add_postings(tx, [leg_for_resolution(pending, resolution)], actor, now, attempt)
         self._outbox(tx, f"ledger.pending.{state.value.lower()}", pending.transfer_id, now,
                      {"pending_id": pending.transfer_id, "transfer": _transfer_json(resolution)})
-        reasons = self._commit(tx)
+        reasons = self._commit(tx, extra, [resolution])
         if reasons is None:
             return resolution
         existing = self._reason_transfer(reasons, "resolution")
@@ -438,7 +510,8 @@ class DynamoLedgerStore:
         self._raise_account_problem(reasons, changes, attempt)
         raise _Transient("resolution cancelled without a reason")
 
-    def _reverse(self, request: Reversal, actor: Actor, now: datetime, attempt: _Attempt) -> Transfer:
+    def _reverse(self, request: Reversal, actor: Actor, now: datetime, attempt: _Attempt,
+                 extra: TransactionExtra | None = None) -> Transfer:
         original = check_reversible_or_replay(self.get_transfer(request.reversal_of), request)
         wanted = reversal_transfer(original, request.transfer_id, now)
         if original.reversed_by == request.transfer_id:
@@ -452,7 +525,7 @@ class DynamoLedgerStore:
         changes = self._add_postings(tx, [leg_for_new(wanted)], actor, now, attempt)
         self._outbox(tx, "ledger.transfer.reversed", original.transfer_id, now,
                      {"reversal_of": original.transfer_id, "transfer": _transfer_json(wanted)})
-        reasons = self._commit(tx)
+        reasons = self._commit(tx, extra, [wanted])
         if reasons is None:
             return wanted
         existing = self._reason_transfer(reasons, "reversal")
@@ -577,13 +650,24 @@ class DynamoLedgerStore:
                                     data=json.dumps(data, separators=(",", ":"), sort_keys=True))
         tx.put("outbox", record)
 
-    def _commit(self, tx: _Transaction) -> dict[object, CancellationReason] | None:
-        """None when committed; the reasons by tag when cancelled by conditions."""
+    def _commit(self, tx: _Transaction, extra: TransactionExtra | None = None,
+                result: Sequence[Transfer] = ()) -> dict[object, CancellationReason] | None:
+        """None when committed; the reasons by tag when cancelled by conditions. An extra put rides
+        along; when its own condition failed, the extra decides the answer before the ledger does."""
+        if extra is not None:
+            item, condition = extra.put_for(result)
+            tx.put(_EXTRA_TAG, item, condition)
         try:
             tx.commit(self._connection)
-            return None
         except TransactWriteError as error:
-            return self._cancellation(tx, error)
+            reasons = self._cancellation(tx, error)
+            if extra is not None and _EXTRA_TAG in reasons:
+                extra.conflicted(reasons[_EXTRA_TAG].raw_item)
+                raise _Transient("the extra put's condition failed, yet its record is free now") from error
+            return reasons
+        if extra is not None:
+            extra.committed()
+        return None
 
     def _cancellation(self, tx: _Transaction, error: TransactWriteError) -> dict[object, CancellationReason]:
         if isinstance(error.cause, _TRANSPORT_ERRORS):

@@ -1,0 +1,235 @@
+"""The ledger function: transfers, holds, linked legs and reversals for internal services; ops controls.
+
+Callers are client apps with client_credentials tokens (scopes ledger:write, ledger:read, ops).
+Every money movement needs an Idempotency-Key, recorded in the ledger's own transaction; status
+codes per refusal are listed in finfaas.services.ledger_api.
+"""
+
+import sys
+from pathlib import Path
+
+# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
+_SHARED = Path(__file__).resolve().parent / "shared"
+if _SHARED.is_dir() and str(_SHARED) not in sys.path:
+    sys.path.insert(0, str(_SHARED))
+
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from finfaas.platform import jwt_auth  # noqa: E402
+from finfaas.platform.audit import AuditLog  # noqa: E402
+from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
+from finfaas.platform.idempotency import IdempotencyGuard  # noqa: E402
+from finfaas.platform.ratelimit import RateLimit, RateLimiter  # noqa: E402
+from finfaas.services.ledger_api import (  # noqa: E402
+    Answer,
+    BalanceList,
+    BalanceView,
+    CurrencyBody,
+    ExpiryQuery,
+    HoldBody,
+    LedgerApi,
+    LedgerCaller,
+    LinkedBody,
+    PostBody,
+    ResolutionBody,
+    TransferBody,
+    TransferList,
+    TransferView,
+    ledger_error_table,
+)
+
+FUNCTION_NAME = "ledger"
+READ, WRITE, OPS = "ledger:read", "ledger:write", jwt_auth.OPS_SCOPE
+# Callers are internal services: limits protect the ledger from a runaway client, not from people.
+# A lease of 100 tokens per write makes the limiter cost about 0.01 DynamoDB writes per request.
+MONEY_LIMIT = RateLimit("ledger_money", requests_max=60_000, window_seconds=60, tokens_per_call=100)
+READ_LIMIT = RateLimit("ledger_read", requests_max=60_000, window_seconds=60, tokens_per_call=100)
+LIMITS = {limit.name: limit for limit in (MONEY_LIMIT, READ_LIMIT)}
+
+
+@dataclass
+class LedgerServices:
+    """What the routes and the platform need; built from configuration on first use, or given by tests."""
+
+    api: LedgerApi
+    guard: IdempotencyGuard
+    limiter: RateLimiter
+    audit: AuditLog | None
+    probe: Callable[[], None]
+    dynamodb_calls: Callable[[], dict[str, int]] = dict
+    ledger_store: Any = None  # the DynamoDB store itself, for botocore hooks in tests and benchmarks
+
+
+def build_services() -> LedgerServices:
+    """The services on this stage's tables and audit chain (imports AWS code: call lazily)."""
+    from finfaas.platform import config
+    from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
+    from finfaas.services.ledger import LedgerService
+    from finfaas.store.audit_store import AuditStore
+    from finfaas.store.idempotency_store import IdempotencyStore
+    from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
+    from finfaas.store.ratelimit_store import RateLimitStore
+
+    meter = DynamoCallMeter()
+    meter.start()
+    audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+    ledger_store = ledger_store_from_config()
+    records = IdempotencyStore()
+    return LedgerServices(
+        api=LedgerApi(LedgerService(ledger_store), records),
+        guard=IdempotencyGuard(records, FUNCTION_NAME),
+        limiter=RateLimiter(RateLimitStore(), LIMITS),
+        audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
+        probe=lambda: ledger_store.get_account("readiness-probe"),
+        dynamodb_calls=meter.snapshot,
+        ledger_store=ledger_store,
+    )
+
+
+class LazyServices:
+    """Builds the services once, on the first request that needs them (health probes never do)."""
+
+    def __init__(self, build: Callable[[], LedgerServices]) -> None:
+        self._build = build
+        self._services: LedgerServices | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> LedgerServices:
+        with self._lock:
+            if self._services is None:
+                self._services = self._build()
+            return self._services
+
+    def use(self, services: LedgerServices) -> None:
+        """Replace the services (tests, the local runtime)."""
+        with self._lock:
+            self._services = services
+
+
+class ReplaceableVerifier:
+    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
+
+    def __init__(self) -> None:
+        self._verifier: Any = None
+
+    def use(self, verifier: Any) -> None:
+        self._verifier = verifier
+
+    def verify(self, token: str) -> jwt_auth.Principal:
+        return (self._verifier or jwt_auth.default_verifier()).verify(token)
+
+
+services = LazyServices(build_services)
+verifier = ReplaceableVerifier()
+app = FunctionApp(
+    FUNCTION_NAME,
+    errors=ledger_error_table(),
+    verifier=verifier,
+    idempotency=lambda: services.get().guard,
+    limiter=lambda: services.get().limiter,
+    audit=lambda: services.get().audit,
+)
+MONEY_ROUTE = {"scopes": [WRITE], "status": 201, "idempotency": "in_transaction",
+               "rate_limit": MONEY_LIMIT.name}
+
+
+def caller(req: Request) -> LedgerCaller:
+    assert req.principal is not None
+    return LedgerCaller(req.principal.sub, req.principal.kind)
+
+
+def sent(answer: Answer) -> Response:
+    return Response(answer.body, answer.status, dict(answer.headers))
+
+
+# --- money movement ---------------------------------------------------------------------------------
+
+
+@app.route("POST", "/transfers", body=TransferBody, response=TransferView, **MONEY_ROUTE)
+def create_transfer(req: Request, body: TransferBody) -> Response:
+    """Move an amount between two accounts of one currency, at once."""
+    req.audit_target = f"transfer:{body.transfer_id}"
+    return sent(services.get().api.transfer(caller(req), body, req.idempotency))
+
+
+@app.route("POST", "/transfers/linked", body=LinkedBody, response=TransferList, **MONEY_ROUTE)
+def create_linked_transfers(req: Request, body: LinkedBody) -> Response:
+    """Up to 19 legs (fees, splits) that commit all together or not at all."""
+    req.audit_target = f"transfer:{body.transfers[0].transfer_id}"
+    return sent(services.get().api.transfer_linked(caller(req), body, req.idempotency))
+
+
+@app.route("POST", "/pending", body=HoldBody, response=TransferView, **MONEY_ROUTE)
+def create_hold(req: Request, body: HoldBody) -> Response:
+    """Reserve an amount (a hold) until it is posted, voided or expires."""
+    req.audit_target = f"transfer:{body.transfer_id}"
+    return sent(services.get().api.hold(caller(req), body, req.idempotency))
+
+
+@app.route("POST", "/pending/{pending_id}/post", body=PostBody, response=TransferView, **MONEY_ROUTE)
+def post_hold(req: Request, pending_id: str, body: PostBody) -> Response:
+    """Post a hold, in full or (amount given) in part; the rest is released."""
+    return sent(services.get().api.post_pending(caller(req), pending_id, body, req.idempotency))
+
+
+@app.route("POST", "/pending/{pending_id}/void", body=ResolutionBody, response=TransferView, **MONEY_ROUTE)
+def void_hold(req: Request, pending_id: str, body: ResolutionBody) -> Response:
+    """Release a hold without moving money."""
+    return sent(services.get().api.void_pending(caller(req), pending_id, body, req.idempotency))
+
+
+@app.route("POST", "/transfers/{transfer_id}/reverse", body=ResolutionBody, response=TransferView,
+           **MONEY_ROUTE)
+def reverse_transfer(req: Request, transfer_id: str, body: ResolutionBody) -> Response:
+    """Undo a posted transfer with a new one in the opposite direction (once per transfer)."""
+    return sent(services.get().api.reverse(caller(req), transfer_id, body, req.idempotency))
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+@app.route("GET", "/transfers/{transfer_id}", scopes=[READ], rate_limit=READ_LIMIT.name)
+def get_transfer(req: Request, transfer_id: str) -> TransferView:
+    """One transfer (a hold shows its state and what resolved it)."""
+    return services.get().api.get_transfer(caller(req), transfer_id)
+
+
+@app.route("GET", "/accounts/{account_id}/balance", scopes=[OPS], rate_limit=READ_LIMIT.name)
+def get_balance(req: Request, account_id: str) -> BalanceView:
+    """An account's posted, pending and available balances (ops scope)."""
+    return services.get().api.balance(account_id)
+
+
+# --- operators --------------------------------------------------------------------------------------
+
+
+@app.route("POST", "/_/ops/expire-holds", query=ExpiryQuery, idempotency="optional",
+           rate_limit=MONEY_LIMIT.name)
+def expire_holds(req: Request, query: ExpiryQuery) -> TransferList:
+    """Void the holds whose timeout has passed (the sweep a timer calls; safe to repeat)."""
+    return services.get().api.expire_holds(query.limit)
+
+
+@app.route("POST", "/_/ops/system-accounts", body=CurrencyBody, idempotency="optional",
+           rate_limit=MONEY_LIMIT.name)
+def ensure_system_accounts(req: Request, body: CurrencyBody) -> BalanceList:
+    """Open the currency's funding, settlement, fees, loans and wealth accounts (safe to repeat)."""
+    return services.get().api.ensure_system_accounts(body.currency)
+
+
+@app.route("GET", "/_/ops/stats", rate_limit=None)
+def stats(req: Request) -> dict[str, Any]:
+    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
+    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+
+
+@app.readiness_check("ledger-table")
+def ledger_reachable() -> None:
+    services.get().probe()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)

@@ -1,0 +1,363 @@
+"""The ledger's HTTP face for internal services and operators: request shapes, views, error table.
+
+Money-moving calls carry the request's Idempotency-Key into the ledger's own transaction
+(IdempotencyInTransaction), so a transfer and its stored answer commit together or not at all:
+no extra DynamoDB round trip on the happy path, and a retry after a lost answer replays it.
+
+Amounts are integers of minor units (1050 = 10.50 USD) or plain decimal strings of major units
+("10.50"), with an ISO 4217 currency; floats, signs, exponents and surplus decimals are refused.
+
+Refusals by HTTP status (stable; the problem's `code` is the domain error's own code):
+
+| status | codes |
+| --- | --- |
+| 404 | account_not_found, transfer_not_found |
+| 409 | insufficient_funds, account_frozen, account_closed, pending_already_posted,
+|     | pending_already_voided, pending_expired, already_reversed, exists_with_different_<field> |
+| 422 | invalid_input and its kinds (invalid_amount, amount_too_large, too_many_decimals,
+|     | unknown_currency, invalid_identifier, same_account, too_many_legs, duplicate_transfer_id,
+|     | invalid_timeout, post_amount_exceeds_pending), currency_mismatch, not_pending, not_reversible |
+| 503 | ledger_busy (Retry-After; the same request may be retried with the same key) |
+
+409 means "not now, given the state of an account or transfer"; 422 means "never, as sent".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+
+from finfaas.domain import errors as ledger_errors
+from finfaas.domain.ledger import (
+    Account,
+    Actor,
+    Transfer,
+    description_chars_max,
+    hold_timeout_seconds_max,
+    identifier_chars_max,
+    linked_legs_max,
+)
+from finfaas.domain.money import currency_exponent
+from finfaas.platform.errors import ErrorSpec
+from finfaas.platform.http import StrictModel, TransactionalIdempotency
+from finfaas.platform.idempotency import IdempotencyRecord, StoredResponse
+from finfaas.services.ledger import LedgerService, TransferRequest, expiry_sweep_holds_max
+
+JSON_MEDIA_TYPE = "application/json"
+CUSTOMER_KIND = "customer"
+CURRENCY_CODE_CHARS = 3
+# A decimal string of major units: long enough for any amount up to transfer_amount_minor_max.
+amount_text_chars_max = 64
+
+Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
+Amount = Annotated[StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=amount_text_chars_max)],
+                   Field(description="minor units as an integer (1050), or major units as a decimal "
+                                     "string ('10.50')")]
+Currency = Annotated[StrictStr, Field(min_length=CURRENCY_CODE_CHARS, max_length=CURRENCY_CODE_CHARS,
+                                      description="ISO 4217 code, e.g. USD")]
+Metadata = Annotated[StrictStr, Field(max_length=description_chars_max)]
+TimeoutSeconds = Annotated[StrictInt, Field(ge=0, le=hold_timeout_seconds_max,
+                                            description="0: the hold never expires")]
+
+
+# --- request shapes ---------------------------------------------------------------------------------
+
+
+class TransferBody(StrictModel):
+    """A posted transfer; transfer_id is the client's, so a retry can never move money twice."""
+
+    transfer_id: Identifier
+    debit_account_id: Identifier
+    credit_account_id: Identifier
+    amount: Amount
+    currency: Currency
+    metadata: Metadata = ""
+
+    def request(self, pending: bool = False, timeout_seconds: int = 0) -> TransferRequest:
+        return TransferRequest(self.debit_account_id, self.credit_account_id, self.amount, self.currency,
+                               self.transfer_id, pending, timeout_seconds, self.metadata)
+
+
+class HoldBody(TransferBody):
+    """A pending transfer (hold): reserves funds until posted, voided or expired."""
+
+    timeout_seconds: TimeoutSeconds = 0
+
+
+class LegBody(TransferBody):
+    """One leg of a linked batch; a leg may be a hold."""
+
+    pending: StrictBool = False
+    timeout_seconds: TimeoutSeconds = 0
+
+
+class LinkedBody(StrictModel):
+    """Legs that commit all together or not at all (fees, splits)."""
+
+    transfers: list[LegBody] = Field(min_length=1, max_length=linked_legs_max)
+
+
+class PostBody(StrictModel):
+    """Posts a hold: all of it, or `amount` of it (the rest is released)."""
+
+    transfer_id: Identifier
+    amount: Amount | None = None
+    currency: Currency | None = None
+
+
+class ResolutionBody(StrictModel):
+    """Voids a hold or reverses a transfer; transfer_id names the new, resolving transfer."""
+
+    transfer_id: Identifier
+
+
+class CurrencyBody(StrictModel):
+    currency: Currency
+
+
+class ExpiryQuery(StrictModel):
+    limit: int = Field(default=expiry_sweep_holds_max, ge=1, le=expiry_sweep_holds_max)
+
+
+# --- views ------------------------------------------------------------------------------------------
+
+
+class TransferView(BaseModel):
+    transfer_id: str
+    kind: str
+    debit_account_id: str
+    credit_account_id: str
+    amount_minor: int
+    currency: str
+    exponent: int
+    created_at: datetime
+    metadata: str
+    pending_id: str | None = None
+    timeout_seconds: int = 0
+    expires_at: datetime | None = None
+    state: str | None = Field(default=None, description="holds: PENDING, POSTED, VOIDED or EXPIRED")
+    resolved_by: str | None = None
+    reversal_of: str | None = None
+    reversed_by: str | None = None
+    batch_id: str | None = None
+    batch_size: int = 1
+
+
+class TransferList(BaseModel):
+    transfers: list[TransferView]
+
+
+class BalanceView(BaseModel):
+    """Integer minor units of `currency` (10^exponent minor units make one major unit)."""
+
+    account_id: str
+    currency: str
+    exponent: int
+    kind: str
+    status: str
+    posted_minor: int = Field(description="credits posted less debits posted")
+    pending_debits_minor: int
+    pending_credits_minor: int
+    available_minor: int = Field(description="what may be debited: posted less held, plus any overdraft")
+
+
+class BalanceList(BaseModel):
+    accounts: list[BalanceView]
+
+
+def transfer_view(transfer: Transfer) -> TransferView:
+    return TransferView(
+        transfer_id=transfer.transfer_id, kind=transfer.kind.value,
+        debit_account_id=transfer.debit_account_id, credit_account_id=transfer.credit_account_id,
+        amount_minor=transfer.amount_minor, currency=transfer.currency,
+        exponent=currency_exponent(transfer.currency), created_at=transfer.created_at,
+        metadata=transfer.metadata, pending_id=transfer.pending_id, timeout_seconds=transfer.timeout_seconds,
+        expires_at=transfer.expires_at, state=transfer.state.value if transfer.state else None,
+        resolved_by=transfer.resolved_by, reversal_of=transfer.reversal_of, reversed_by=transfer.reversed_by,
+        batch_id=transfer.batch_id, batch_size=transfer.batch_size,
+    )
+
+
+def balance_view(account: Account) -> BalanceView:
+    return BalanceView(
+        account_id=account.account_id, currency=account.currency,
+        exponent=currency_exponent(account.currency), kind=account.kind.value, status=account.status.value,
+        posted_minor=account.balance_minor, pending_debits_minor=account.debits_pending,
+        pending_credits_minor=account.credits_pending,
+        available_minor=account.available_minor,
+    )
+
+
+# --- answers ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A rendered HTTP answer: exactly what is sent and what a replay of the key sends again."""
+
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def stored(self) -> StoredResponse:
+        return StoredResponse(self.status, self.body, {"Content-Type": JSON_MEDIA_TYPE, **self.headers})
+
+
+def created(transfers: Sequence[Transfer]) -> Answer:
+    """201 with the transfer (or, for a linked batch, every leg) and where to read it."""
+    location = {"Location": f"/transfers/{transfers[0].transfer_id}"}
+    if len(transfers) == 1:
+        return Answer(201, transfer_view(transfers[0]).model_dump_json(), location)
+    body = TransferList(transfers=[transfer_view(t) for t in transfers]).model_dump_json()
+    return Answer(201, body, location)
+
+
+# --- the idempotency record in the ledger's transaction ---------------------------------------------
+
+
+class CompletionRecords(Protocol):
+    """The idempotency table as the ledger's transaction needs it (IdempotencyStore)."""
+
+    def completion_put(self, record: IdempotencyRecord) -> tuple[Any, Any]: ...
+
+    def record_from_raw(self, raw_item: dict[str, Any]) -> IdempotencyRecord: ...
+
+
+class IdempotencyInTransaction:
+    """The ledger store's TransactionExtra for one request: puts the key's completion record, holding
+    the answer the request will get, into the ledger's transaction."""
+
+    def __init__(self, key: TransactionalIdempotency, records: CompletionRecords,
+                 render: Callable[[Sequence[Transfer]], Answer]) -> None:
+        self._key = key
+        self._records = records
+        self._render = render
+
+    def put_for(self, result: Sequence[Transfer]) -> tuple[Any, Any]:
+        return self._records.completion_put(self._key.completion_record(self._render(result).stored()))
+
+    def conflicted(self, raw_item: dict | None) -> None:
+        self._key.conflict(self._records.record_from_raw(raw_item) if raw_item else None)
+
+    def committed(self) -> None:
+        self._key.mark_recorded()
+
+
+# --- use cases --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerCaller:
+    """Who calls: internal services and operators act for the system; a customer only for itself."""
+
+    sub: str
+    kind: str
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(owner_id=self.sub) if self.kind == CUSTOMER_KIND else Actor.system()
+
+
+class LedgerApi:
+    """The ledger function's use cases; each money movement returns the Answer it commits."""
+
+    def __init__(self, ledger: LedgerService, records: CompletionRecords | None) -> None:
+        self._ledger = ledger
+        self._records = records
+
+    def transfer(self, caller: LedgerCaller, body: TransferBody,
+                 key: TransactionalIdempotency | None = None) -> Answer:
+        return created([self._ledger.transfer(body.request(), caller.actor, extra=self._extra(key))])
+
+    def hold(self, caller: LedgerCaller, body: HoldBody,
+             key: TransactionalIdempotency | None = None) -> Answer:
+        request = body.request(pending=True, timeout_seconds=body.timeout_seconds)
+        return created([self._ledger.transfer(request, caller.actor, extra=self._extra(key))])
+
+    def transfer_linked(self, caller: LedgerCaller, body: LinkedBody,
+                        key: TransactionalIdempotency | None = None) -> Answer:
+        requests = [leg.request(leg.pending, leg.timeout_seconds) for leg in body.transfers]
+        return created(self._ledger.transfer_linked(requests, caller.actor, extra=self._extra(key)))
+
+    def post_pending(self, caller: LedgerCaller, pending_id: str, body: PostBody,
+                     key: TransactionalIdempotency | None = None) -> Answer:
+        posted = self._ledger.post_pending(pending_id, amount=body.amount, currency=body.currency,
+                                           transfer_id=body.transfer_id, actor=caller.actor,
+                                           extra=self._extra(key))
+        return created([posted])
+
+    def void_pending(self, caller: LedgerCaller, pending_id: str, body: ResolutionBody,
+                     key: TransactionalIdempotency | None = None) -> Answer:
+        voided = self._ledger.void_pending(pending_id, transfer_id=body.transfer_id, actor=caller.actor,
+                                           extra=self._extra(key))
+        return created([voided])
+
+    def reverse(self, caller: LedgerCaller, transfer_id: str, body: ResolutionBody,
+                key: TransactionalIdempotency | None = None) -> Answer:
+        reversal = self._ledger.reverse(transfer_id, transfer_id=body.transfer_id, actor=caller.actor,
+                                        extra=self._extra(key))
+        return created([reversal])
+
+    def get_transfer(self, caller: LedgerCaller, transfer_id: str) -> TransferView:
+        return transfer_view(self._ledger.get_transfer(transfer_id, caller.actor))
+
+    def balance(self, account_id: str) -> BalanceView:
+        return balance_view(self._ledger.get_account(account_id))
+
+    def expire_holds(self, limit: int) -> TransferList:
+        return TransferList(transfers=[transfer_view(t) for t in self._ledger.expire_due_holds(limit)])
+
+    def ensure_system_accounts(self, currency: str) -> BalanceList:
+        return BalanceList(accounts=[balance_view(a) for a in self._ledger.ensure_system_accounts(currency)])
+
+    def _extra(self, key: TransactionalIdempotency | None) -> IdempotencyInTransaction | None:
+        if key is None or self._records is None:
+            return None
+        return IdempotencyInTransaction(key, self._records, created)
+
+
+# --- error table ------------------------------------------------------------------------------------
+
+_STATUS_BY_ERROR: dict[type[ledger_errors.LedgerError], int] = {
+    ledger_errors.LedgerError: 422,
+    ledger_errors.InvalidInput: 422,
+    ledger_errors.CurrencyMismatch: 422,
+    ledger_errors.NotPending: 422,
+    ledger_errors.NotReversible: 422,
+    ledger_errors.AccountNotFound: 404,
+    ledger_errors.TransferNotFound: 404,
+    ledger_errors.InsufficientFunds: 409,
+    ledger_errors.AccountFrozen: 409,
+    ledger_errors.AccountClosed: 409,
+    ledger_errors.AccountNotEmpty: 409,
+    ledger_errors.InvalidStatusChange: 409,
+    ledger_errors.AccountExistsWithDifferentFields: 409,
+    ledger_errors.PendingAlreadyPosted: 409,
+    ledger_errors.PendingAlreadyVoided: 409,
+    ledger_errors.PendingExpired: 409,
+    ledger_errors.AlreadyReversed: 409,
+    ledger_errors.ExistsWithDifferentFields: 409,
+    ledger_errors.LedgerBusy: 503,
+}
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    found: list[type] = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_all_subclasses(sub)]
+    return found
+
+
+def _status_of(cls: type[ledger_errors.LedgerError]) -> int:
+    return next(_STATUS_BY_ERROR[k] for k in cls.__mro__ if k in _STATUS_BY_ERROR)
+
+
+def ledger_error_table() -> dict[type[BaseException], ErrorSpec]:
+    """Every ledger error class -> its status and its own stable code."""
+    classes = [ledger_errors.LedgerError, *_all_subclasses(ledger_errors.LedgerError)]
+    return {cls: ErrorSpec(_status_of(cls), cls.code, cls.code.replace("_", " ").capitalize())
+            for cls in classes}
