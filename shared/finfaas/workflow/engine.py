@@ -1,0 +1,561 @@
+"""The durable engine: runs executions from wake-ups, checkpointing every transition before a task starts.
+
+Protocol (docs/workflows.md, "Durability"):
+
+* A drive re-reads the execution and does nothing unless something is due (a wake-up is a hint).
+* Pure states (Pass, Choice, Succeed, Fail, an elapsed Wait) run in memory; before a Task's attempt
+  starts, one conditional write (version + 1, history events in the same transaction) records
+  everything since the last checkpoint and takes a lease on the attempt. The Task runs only if
+  that write won, so two drives of one execution never both start it.
+* A crash anywhere leaves the last checkpoint: READY (run again), TASK (after the lease, the same
+  attempt is invoked again with the same Idempotency-Key, so its effect is applied once), or a
+  parked phase with its timer. Timers are sent before the checkpoint that needs them, so none is
+  missing after a crash; the sweeper re-drives whatever is overdue anyway.
+* The engine goes back to the queue only where the execution must wait: a Wait, a retry backoff,
+  a callback, a busy resource, or when one drive has run long enough.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from finfaas.platform.logging import get_logger
+from finfaas.workflow import errors
+from finfaas.workflow.asl import Definition, DefinitionRegistry, TaskState
+from finfaas.workflow.errors import StatesError
+from finfaas.workflow.interpreter import (
+    MS_PER_SECOND,
+    Step,
+    apply_result,
+    begin_attempt,
+    callback_deadline_ms,
+    callback_timeout,
+    check_size,
+    enter,
+    finish,
+    leave_wait,
+    parse_task_token,
+    task_parameters,
+    task_token,
+)
+from finfaas.workflow.model import (
+    EXECUTION_NAME_PATTERN,
+    NEVER_MS,
+    Execution,
+    HistoryEvent,
+    Phase,
+    Status,
+    TaskResult,
+    execution_id,
+    idempotency_key,
+    input_digest,
+)
+from finfaas.workflow.store import ExecutionRepository
+from finfaas.workflow.tasks import (
+    HTTP_TIMEOUT_SECONDS_DEFAULT,
+    TaskBusy,
+    TaskCall,
+    TaskFailed,
+    TaskOutcome,
+    TaskRunner,
+    TaskSubmitted,
+    TaskSucceeded,
+)
+from finfaas.workflow.wakeups import WAKE, Waker, Wakeup, WakeupError, delay_seconds
+
+_log = get_logger("workflow.engine")
+task_secret_bytes = 16  # 128 bits: a callback token cannot be guessed
+callback_save_attempts_max = 3
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """Every bound of the engine, in one place."""
+
+    ready_grace_seconds: float = 30.0  # a READY execution whose wake-up was lost is swept after this
+    lease_grace_seconds: float = 15.0  # added to a task's timeout to form the attempt's lease
+    drive_seconds_max: float = 20.0  # one drive, then a checkpoint and a wake-up to continue
+    tasks_per_drive_max: int = 100
+    pure_states_per_checkpoint_max: int = 25  # keeps a checkpoint's events within one transaction
+    inline_backoff_seconds_max: float = 1.0  # shorter retry delays are slept, not queued
+    redrives_max: int = 3  # lease takeovers of one attempt before it fails with States.Timeout
+    history_events_max: int = 25_000  # as Step Functions: an execution that loops forever fails
+
+
+class WorkflowError(Exception):
+    """Base of the errors the orchestrator's API maps to problems."""
+
+    code = "workflow_error"
+
+
+class StateMachineNotFound(WorkflowError):
+    code = "state_machine_not_found"
+
+
+class InvalidExecutionName(WorkflowError):
+    code = "invalid_execution_name"
+
+
+class InvalidExecutionInput(WorkflowError):
+    code = "invalid_execution_input"
+
+
+class ExecutionAlreadyExists(WorkflowError):
+    code = "execution_already_exists"
+
+
+class InvalidTaskToken(WorkflowError):
+    code = "invalid_task_token"
+
+
+class TaskNotFound(WorkflowError):
+    code = "task_not_found"
+
+
+class TaskTokenUsed(WorkflowError):
+    code = "task_token_used"
+
+
+class ExecutionBusy(WorkflowError):
+    """Concurrent changes kept a callback from being recorded; the caller retries."""
+
+    code = "execution_busy"
+
+
+@dataclass(frozen=True)
+class StartResult:
+    execution: Execution
+    created: bool
+
+
+CrashHook = Callable[[str], None]
+
+
+def _no_crash(point: str) -> None:
+    return None
+
+
+class Engine:
+    """Starts, drives and resumes executions of the registry's state machines."""
+
+    def __init__(
+        self,
+        definitions: DefinitionRegistry,
+        store: ExecutionRepository,
+        tasks: TaskRunner,
+        waker: Waker,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        limits: EngineLimits = EngineLimits(),
+        owner: str | None = None,
+        new_secret: Callable[[], str] = lambda: secrets.token_hex(task_secret_bytes),
+        unit_random: Callable[[], float] = random.random,
+        crash_hook: CrashHook = _no_crash,
+    ) -> None:
+        self.definitions = definitions
+        self.store = store
+        self._tasks = tasks
+        self._waker = waker
+        self._clock = clock
+        self._sleep = sleep
+        self.limits = limits
+        self._owner = owner or uuid.uuid4().hex
+        self._new_secret = new_secret
+        self._unit_random = unit_random
+        # Tests inject a hook that raises at a chosen point to simulate a crash there.
+        self._crash_hook = crash_hook
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * MS_PER_SECOND)
+
+    # -- start -----------------------------------------------------------------------------------
+
+    def start(self, state_machine: str, name: str, input_value: Any) -> StartResult:
+        """Create the execution (idempotent by name) and wake it; an equal restart returns the first."""
+        definition = self.definitions.get(state_machine)
+        if definition is None:
+            raise StateMachineNotFound(f"no state machine {state_machine!r}")
+        if not isinstance(name, str) or not EXECUTION_NAME_PATTERN.match(name):
+            raise InvalidExecutionName("an execution name is 1-80 of A-Z a-z 0-9 _ - .")
+        try:
+            check_size(input_value, "the input")
+        except StatesError as error:
+            raise InvalidExecutionInput(error.cause) from None
+        execution = self._new_execution(definition, name, input_value)
+        started = HistoryEvent(1, "ExecutionStarted", execution.started_at_ms, None,
+                               {"state_machine": state_machine, "input": input_value})
+        self._crash_hook("start:before_save")
+        created = self.store.create(execution, [started])
+        self._crash_hook("start:after_save")
+        if not created:
+            return self._existing_start(execution, input_value)
+        self._wake(Wakeup(WAKE, execution.execution_id, "start"))
+        return StartResult(execution, True)
+
+    def _new_execution(self, definition: Definition, name: str, input_value: Any) -> Execution:
+        now = self._now_ms()
+        deadline = now + definition.timeout_seconds * MS_PER_SECOND if definition.timeout_seconds else None
+        return Execution(
+            execution_id=execution_id(definition.name, name), state_machine=definition.name, name=name,
+            definition_digest=definition.digest, input=input_value, status=Status.RUNNING, version=1,
+            started_at_ms=now, next_run_at_ms=now + int(self.limits.ready_grace_seconds * MS_PER_SECOND),
+            deadline_ms=deadline, state=definition.start_at, phase=Phase.READY, state_input=input_value,
+            history_seq=1,
+        )
+
+    def _existing_start(self, requested: Execution, input_value: Any) -> StartResult:
+        existing = self.store.get(requested.execution_id)
+        if existing is None:  # created and gone: not something this store does
+            raise ExecutionBusy("the execution changed while starting; retry")
+        if input_digest(existing.input) != input_digest(input_value):
+            raise ExecutionAlreadyExists(
+                f"execution {requested.name!r} of {requested.state_machine!r} exists with a different input")
+        if existing.status is Status.RUNNING and existing.phase in (Phase.READY, Phase.RESULT):
+            # The first start may have crashed before its wake-up: a repeated start sends it again.
+            self._wake(Wakeup(WAKE, existing.execution_id, "start"))
+        return StartResult(existing, False)
+
+    # -- drive -----------------------------------------------------------------------------------
+
+    def drive(self, execution_id_: str, reason: str = "start", due_at_ms: int | None = None) -> str:
+        """Run an execution as far as it can go now; returns what happened (for logs and tests)."""
+        execution = self.store.get(execution_id_)
+        if execution is None or execution.status.terminal:
+            return "nothing_to_do"
+        now = self._now_ms()
+        if not self._is_due(execution, now):
+            self._rearm_early_timer(execution, reason, due_at_ms, now)
+            return "not_due"
+        definition = self.definitions.get(execution.state_machine)
+        step = Step(execution)
+        if definition is None or execution.state not in definition.states:
+            finish(step, Status.FAILED, now, error=errors.RUNTIME,
+                   cause=f"state machine {execution.state_machine!r} no longer has state {execution.state!r}")
+            return "stopped" if self._checkpoint(step) else "conflict"
+        if definition.digest != execution.definition_digest:
+            _log.warning("definition changed since the execution started", execution_id=execution_id_)
+        return _Drive(self, definition, step).run()
+
+    def _is_due(self, execution: Execution, now_ms: int) -> bool:
+        if execution.phase in (Phase.READY, Phase.RESULT):
+            return True
+        if execution.phase is Phase.TASK:
+            return execution.lease_until_ms <= now_ms
+        return execution.next_run_at_ms <= now_ms
+
+    def _rearm_early_timer(self, execution: Execution, reason: str, due_at_ms: int | None, now_ms: int) -> None:
+        """A timer that arrived early (a long wait hops 15 minutes at a time) is sent on once."""
+        wake_at = execution.lease_until_ms if execution.phase is Phase.TASK else execution.next_run_at_ms
+        if reason == "timer" and due_at_ms == wake_at and wake_at < NEVER_MS:
+            self._wake(Wakeup(WAKE, execution.execution_id, "timer", wake_at), delay_seconds(wake_at, now_ms))
+
+    def _checkpoint(self, step: Step) -> bool:
+        """Write the step's execution as the next version with its events; False if another drive won."""
+        execution = step.execution
+        seq = execution.history_seq
+        events = []
+        for kind, state, detail in step.events:
+            seq += 1
+            events.append(HistoryEvent(seq, kind, self._now_ms(), state, detail))
+        saved = replace(execution, version=execution.version + 1, history_seq=seq)
+        self._crash_hook("checkpoint:before_save")
+        written = self.store.save(saved, events)
+        self._crash_hook("checkpoint:after_save")
+        if written:
+            step.execution, step.events = saved, []
+        return written
+
+    def _wake(self, wakeup: Wakeup, delay: int = 0) -> None:
+        self._crash_hook("wake:before_send")
+        try:
+            self._waker.send(wakeup, delay)
+        except WakeupError:
+            _log.exception("wake-up not sent; the sweeper will re-drive", execution_id=wakeup.execution_id)
+        self._crash_hook("wake:after_send")
+
+    def _run_task(self, call: TaskCall) -> TaskOutcome:
+        self._crash_hook("task:before_call")
+        try:
+            outcome = self._tasks.run(call)
+        except Exception as error:  # a runner bug must fail the task, not wedge the execution
+            _log.exception("task runner raised", state=call.state)
+            outcome = TaskFailed(errors.TASK_FAILED, f"{type(error).__name__} in the task runner")
+        self._crash_hook("task:after_call")
+        return outcome
+
+    # -- callbacks -------------------------------------------------------------------------------
+
+    def report(self, token: str, result: TaskResult) -> str:
+        """Record a callback task's result; 'accepted', or 'duplicate' for a repeated equal report."""
+        execution_id_, secret = self._parsed_token(token)
+        reported = f"{secret}:{result.digest()}"
+        for _ in range(callback_save_attempts_max):
+            execution = self.store.get(execution_id_)
+            if execution is None:
+                raise TaskNotFound("no task is waiting for this token")
+            if _reported_with(execution, secret):
+                return self._repeated_report(execution, reported)
+            if not _waits_for(execution, secret):
+                raise TaskNotFound("no task is waiting for this token")
+            now = self._now_ms()
+            updated = execution.bumped(
+                phase=Phase.RESULT, task_result=result, callback_reported=reported, lease_owner=None,
+                lease_until_ms=0, next_run_at_ms=now + int(self.limits.ready_grace_seconds * MS_PER_SECOND),
+                history_seq=execution.history_seq + 1)
+            event = HistoryEvent(updated.history_seq, "CallbackReceived", now, execution.state,
+                                 {"ok": result.ok, "error": result.error} if not result.ok else {"ok": True})
+            if self.store.save(updated, [event]):
+                self._wake(Wakeup(WAKE, execution_id_, "callback"))
+                return "accepted"
+        raise ExecutionBusy("the execution kept changing; retry the report")
+
+    def heartbeat(self, token: str) -> None:
+        """Extend a callback task's HeartbeatSeconds."""
+        execution_id_, secret = self._parsed_token(token)
+        execution = self.store.get(execution_id_)
+        if execution is None or not _waits_for(execution, secret):
+            raise TaskNotFound("no task is waiting for this token")
+        if not self.store.record_heartbeat(execution_id_, secret, self._now_ms()):
+            raise TaskNotFound("no task is waiting for this token")
+
+    def _parsed_token(self, token: str) -> tuple[str, str]:
+        parsed = parse_task_token(token) if isinstance(token, str) else None
+        if parsed is None:
+            raise InvalidTaskToken("the task token is malformed")
+        return parsed
+
+    def _repeated_report(self, execution: Execution, reported: str) -> str:
+        if not hmac.compare_digest(execution.callback_reported or "", reported):
+            raise TaskTokenUsed("this task token was already reported with a different outcome")
+        if execution.phase is Phase.RESULT:
+            self._wake(Wakeup(WAKE, execution.execution_id, "callback"))
+        return "duplicate"
+
+
+def _reported_with(execution: Execution, secret: str) -> bool:
+    reported_secret = (execution.callback_reported or "").split(":")[0]
+    return bool(reported_secret) and hmac.compare_digest(reported_secret, secret)
+
+
+def _waits_for(execution: Execution, secret: str) -> bool:
+    return (
+        execution.status is Status.RUNNING
+        and execution.task_token is not None
+        and hmac.compare_digest(execution.task_token, secret)
+        and execution.phase in (Phase.TASK, Phase.CALLBACK, Phase.BACKOFF)
+    )
+
+
+class _Drive:
+    """One drive of one execution: the loop from its last checkpoint to where it must wait."""
+
+    def __init__(self, engine: Engine, definition: Definition, step: Step) -> None:
+        self.engine = engine
+        self.definition = definition
+        self.step = step
+        self.limits = engine.limits
+        self.started_ms = engine._now_ms()
+        self.tasks_run = 0
+
+    def run(self) -> str:
+        while True:
+            now = self.engine._now_ms()
+            execution = self.step.execution
+            if execution.status.terminal:
+                return self._save_or("stopped")
+            if self._stop_for_limits(execution, now):
+                return self._save_or("stopped")
+            if self._over_budget(now) and execution.phase is Phase.READY:
+                return self._continue_later(now)
+            outcome = self._advance(execution, now)
+            if outcome is not None:
+                return outcome
+
+    def _advance(self, execution: Execution, now: int) -> str | None:
+        """One move from the current phase; a string ends the drive."""
+        phase = execution.phase
+        if phase is Phase.READY:
+            return self._enter(now)
+        if phase is Phase.TASK:
+            return self._redrive(execution, now)
+        if phase is Phase.BACKOFF:
+            return self._next_attempt(now)
+        if phase is Phase.WAIT:
+            leave_wait(self.step, self.definition.state(execution.state), now)
+            return None
+        if phase is Phase.CALLBACK:
+            return self._callback_due(execution, now)
+        if phase is Phase.RESULT:
+            assert execution.task_result is not None
+            return self._applied(execution.task_result, now)
+        raise AssertionError(f"unexpected phase {phase}")
+
+    def _stop_for_limits(self, execution: Execution, now: int) -> bool:
+        if execution.deadline_ms is not None and now >= execution.deadline_ms:
+            finish(self.step, Status.TIMED_OUT, now, error=errors.TIMEOUT, cause="the execution timed out")
+            return True
+        if execution.history_seq + len(self.step.events) >= self.limits.history_events_max:
+            finish(self.step, Status.FAILED, now, error=errors.RUNTIME,
+                   cause=f"more than {self.limits.history_events_max} history events")
+            return True
+        return False
+
+    def _over_budget(self, now: int) -> bool:
+        return (now - self.started_ms >= self.limits.drive_seconds_max * MS_PER_SECOND
+                or self.tasks_run >= self.limits.tasks_per_drive_max)
+
+    def _continue_later(self, now: int) -> str:
+        self.step.change(next_run_at_ms=now + int(self.limits.ready_grace_seconds * MS_PER_SECOND))
+        if not self.engine._checkpoint(self.step):
+            return "conflict"
+        self.engine._wake(Wakeup(WAKE, self.step.execution.execution_id, "continue"))
+        return "continued"
+
+    def _save_or(self, outcome: str) -> str:
+        return outcome if self.engine._checkpoint(self.step) else "conflict"
+
+    # -- states ----------------------------------------------------------------------------------
+
+    def _enter(self, now: int) -> str | None:
+        entered = enter(self.step, self.definition, now, self.engine._new_secret,
+                        self.limits.pure_states_per_checkpoint_max)
+        if entered.kind == "task":
+            return self._next_attempt(now)
+        if entered.kind == "wait":
+            return self._park(self.step.execution.next_run_at_ms, now)
+        if entered.kind == "stopped":
+            return self._save_or("stopped")
+        return None if self.engine._checkpoint(self.step) else "conflict"  # "budget": flush and go on
+
+    def _next_attempt(self, now: int) -> str | None:
+        """Checkpoint everything so far together with a lease on a new attempt, then run it."""
+        execution = self.step.execution
+        if execution.phase is Phase.BACKOFF and execution.next_run_at_ms > now:
+            return self._park(execution.next_run_at_ms, now)
+        state = self._task_state()
+        key = idempotency_key(execution.execution_id, state.name, execution.visit)
+        begin_attempt(self.step, state, now, self.engine._owner, self._lease_until(state, now), key)
+        if not self.engine._checkpoint(self.step):
+            return "conflict"
+        return self._invoke(state, now)
+
+    def _redrive(self, execution: Execution, now: int) -> str | None:
+        """The attempt's lease lapsed (its drive died, or the resource was busy): run it again."""
+        state = self._task_state()
+        lost = execution.lease_owner is not None
+        redrives = execution.redrives + (1 if lost else 0)
+        if redrives > self.limits.redrives_max:
+            cause = f"the attempt was lost {execution.redrives} times without a result"
+            return self._applied(TaskResult(False, error=errors.TIMEOUT, cause=cause), now)
+        lease_until = self._lease_until(state, now)
+        self.step.change(redrives=redrives, lease_owner=self.engine._owner, lease_until_ms=lease_until,
+                         next_run_at_ms=lease_until)
+        if lost:
+            self.step.event("TaskRedriven", {"attempt": execution.attempt, "redrive": redrives})
+        if not self.engine._checkpoint(self.step):
+            return "conflict"
+        return self._invoke(state, now)
+
+    def _invoke(self, state: TaskState, now: int) -> str | None:
+        execution = self.step.execution
+        self.tasks_run += 1
+        try:
+            parameters = task_parameters(state, execution)
+            check_size(parameters, f"the request of {state.name!r}")
+        except StatesError as failure:
+            return self._applied(TaskResult(False, error=failure.error, cause=failure.cause), now)
+        call = TaskCall(
+            resource=state.resource, parameters=parameters,
+            idempotency_key=idempotency_key(execution.execution_id, state.name, execution.visit),
+            execution_id=execution.execution_id, state=state.name, attempt=execution.attempt,
+            timeout_seconds=float(_call_timeout_seconds(state)),
+        )
+        outcome = self.engine._run_task(call)
+        now = self.engine._now_ms()
+        if isinstance(outcome, TaskSucceeded):
+            return self._applied(TaskResult(True, outcome.output), now)
+        if isinstance(outcome, TaskFailed):
+            return self._applied(TaskResult(False, error=outcome.error, cause=outcome.cause), now)
+        if isinstance(outcome, TaskSubmitted):
+            return self._await_callback(state, now)
+        assert isinstance(outcome, TaskBusy)
+        return self._busy(outcome, now)
+
+    def _applied(self, result: TaskResult, now: int) -> str | None:
+        apply_result(self.step, self.definition, result, now, self.engine._unit_random)
+        execution = self.step.execution
+        if execution.phase is Phase.BACKOFF:
+            delay_ms = execution.next_run_at_ms - now
+            if delay_ms <= self.limits.inline_backoff_seconds_max * MS_PER_SECOND:
+                # A short backoff costs less asleep than as a queue round trip (crash: the lease redrives).
+                self.engine._sleep(max(delay_ms, 0) / MS_PER_SECOND)
+                return self._next_attempt(self.engine._now_ms())
+            return self._park(execution.next_run_at_ms, now)
+        return None
+
+    def _await_callback(self, state: TaskState, now: int) -> str:
+        self.step.event("TaskSubmitted", {"attempt": self.step.execution.attempt})
+        self.step.change(phase=Phase.CALLBACK, lease_owner=None, lease_until_ms=0)
+        deadline = callback_deadline_ms(state, self.step.execution)
+        return self._park(deadline if deadline is not None else NEVER_MS, now)
+
+    def _callback_due(self, execution: Execution, now: int) -> str | None:
+        state = self._task_state()
+        timeout = callback_timeout(state, execution, now)
+        if timeout is not None:
+            return self._applied(timeout, now)
+        deadline = callback_deadline_ms(state, execution)  # a heartbeat moved it
+        return self._park(deadline if deadline is not None else NEVER_MS, now)
+
+    def _busy(self, outcome: TaskBusy, now: int) -> str:
+        until = now + int(outcome.retry_after_seconds * MS_PER_SECOND)
+        self.step.event("TaskBusy", {"attempt": self.step.execution.attempt, "retry_after_s": outcome.retry_after_seconds})
+        self.step.change(lease_owner=None, lease_until_ms=until, next_run_at_ms=until)
+        return self._park(until, now, keep_phase=True)
+
+    def _park(self, until_ms: int, now: int, keep_phase: bool = False) -> str:
+        """Wait in the queue until until_ms: the timer is sent first, then the checkpoint."""
+        execution = self.step.execution
+        if execution.deadline_ms is not None:
+            until_ms = min(until_ms, execution.deadline_ms)
+        if execution.phase is Phase.TASK:
+            self.step.change(lease_until_ms=until_ms, next_run_at_ms=until_ms)
+        else:
+            self.step.change(next_run_at_ms=until_ms)
+        if until_ms < NEVER_MS:
+            timer = Wakeup(WAKE, execution.execution_id, "timer", until_ms)
+            self.engine._wake(timer, delay_seconds(until_ms, now))
+        return self._save_or("parked")
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _task_state(self) -> TaskState:
+        state = self.definition.state(self.step.execution.state)
+        assert isinstance(state, TaskState)
+        return state
+
+    def _lease_until(self, state: TaskState, now: int) -> int:
+        seconds = _call_timeout_seconds(state) + self.limits.lease_grace_seconds
+        return now + int(seconds * MS_PER_SECOND)
+
+
+def _call_timeout_seconds(state: TaskState) -> int:
+    """How long one call to the resource may take; a callback's whole wait is bounded separately."""
+    if state.is_callback:
+        return HTTP_TIMEOUT_SECONDS_DEFAULT
+    return state.timeout_seconds or HTTP_TIMEOUT_SECONDS_DEFAULT
+
+
+__all__ = [
+    "Engine", "EngineLimits", "StartResult", "WorkflowError", "StateMachineNotFound", "InvalidExecutionName",
+    "InvalidExecutionInput", "ExecutionAlreadyExists", "InvalidTaskToken", "TaskNotFound", "TaskTokenUsed",
+    "ExecutionBusy", "task_token",
+]

@@ -1,0 +1,369 @@
+"""Task resources mapped to the suite: HTTP tasks through the gateway, SQS tasks to suite queues.
+
+    runner = ResourceRunner(HttpTasks(gateway_url, ServiceTokens.from_secret(gateway_url)), SqsTasks())
+    outcome = runner.run(call)   # TaskSucceeded | TaskFailed | TaskSubmitted | TaskBusy
+
+A runner never raises for a task's own failure: every outcome is a value, named with an ASL error
+(docs/workflows.md). Effects are made exactly-once by the Idempotency-Key the call carries.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from finfaas.platform.logging import get_logger
+from finfaas.workflow import errors
+from finfaas.workflow.asl import (
+    HTTP_INVOKE,
+    SQS_SEND,
+    SQS_SEND_WAIT,
+    function_path,
+)
+from finfaas.workflow.asl import queue_logical_name as _queue_logical_name
+from finfaas.workflow.errors import DefinitionError
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_IN_USE_CODE = "idempotency_key_in_use"  # platform/idempotency.py's 409
+IDEMPOTENCY_ATTRIBUTE = "ce-idempotencykey"  # becomes the CloudEvent extension `idempotencykey`
+TASK_EVENT_TYPE = "dev.finfaas.orchestrator.task"
+HTTP_TIMEOUT_SECONDS_DEFAULT = 60
+CONNECT_TIMEOUT_SECONDS = 3.0
+busy_retry_seconds_default = 1.0
+busy_retry_seconds_max = 30.0
+response_body_bytes_max = 256 * 1024
+cause_body_chars_max = 8 * 1024
+token_refresh_margin_seconds = 60
+TOKEN_PATH = "/function/auth/oauth/token"  # noqa: S105 - a route, not a credential
+SERVICE_CLIENT_SECRET_SUFFIX = "-client"  # noqa: S105 - a secret's name suffix
+
+_log = get_logger("workflow.tasks")
+
+
+@dataclass(frozen=True)
+class TaskCall:
+    """One invocation of a Task's resource, with what makes it exactly-once."""
+
+    resource: str
+    parameters: Any
+    idempotency_key: str
+    execution_id: str
+    state: str
+    attempt: int
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class TaskSucceeded:
+    output: Any
+
+
+@dataclass(frozen=True)
+class TaskFailed:
+    error: str
+    cause: str
+
+
+@dataclass(frozen=True)
+class TaskSubmitted:
+    """A callback task's message is out; the result comes with the task token."""
+
+
+@dataclass(frozen=True)
+class TaskBusy:
+    """The resource is still running the same idempotency key: ask again later, not a failure."""
+
+    retry_after_seconds: float
+
+
+TaskOutcome = TaskSucceeded | TaskFailed | TaskSubmitted | TaskBusy
+
+
+class TaskRunner(Protocol):
+    def run(self, call: TaskCall) -> TaskOutcome: ...
+
+
+class ResourceRunner:
+    """Dispatches a call by its Resource ARN to the HTTP or SQS integration."""
+
+    def __init__(self, http: TaskRunner, sqs: TaskRunner) -> None:
+        self._by_resource = {HTTP_INVOKE: http, SQS_SEND: sqs, SQS_SEND_WAIT: sqs}
+
+    def run(self, call: TaskCall) -> TaskOutcome:
+        runner = self._by_resource.get(call.resource)
+        if runner is None:
+            return TaskFailed(errors.RUNTIME, f"no integration for {call.resource}")
+        return runner.run(call)
+
+
+# --- service credentials ------------------------------------------------------------------------
+
+
+class TokenSource(Protocol):
+    def token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+class ServiceTokens:
+    """An access token from the client_credentials grant, cached until shortly before it expires."""
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        post: Callable[..., Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._post = post
+        self._clock = clock
+        self._cached: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_secret(cls, gateway_url: str, client_name: str = "orchestrator") -> ServiceTokens:
+        """Credentials from the `<client_name>-client` secret ({client_id, client_secret})."""
+        from finfaas.platform.config import read_secret
+
+        credentials = json.loads(read_secret(client_name + SERVICE_CLIENT_SECRET_SUFFIX) or "{}")
+        return cls(gateway_url.rstrip("/") + TOKEN_PATH, credentials["client_id"], credentials["client_secret"])
+
+    def token(self) -> str:
+        with self._lock:
+            if self._cached is None or self._clock() >= self._cached[1]:
+                self._cached = self._fetch()
+            return self._cached[0]
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._cached = None
+
+    def _fetch(self) -> tuple[str, float]:
+        post = self._post or _requests_session().post
+        response = post(
+            self._token_url,
+            data={"grant_type": "client_credentials"},
+            auth=(self._client_id, self._client_secret),
+            timeout=(CONNECT_TIMEOUT_SECONDS, HTTP_TIMEOUT_SECONDS_DEFAULT),
+        )
+        if response.status_code != HTTPStatus.OK:
+            raise TokenUnavailable(f"token endpoint answered {response.status_code}")
+        body = response.json()
+        lifetime = float(body.get("expires_in", 0))
+        return body["access_token"], self._clock() + max(lifetime - token_refresh_margin_seconds, 0)
+
+
+class TokenUnavailable(RuntimeError):
+    """The orchestrator could not obtain its service token."""
+
+
+_session_lock = threading.Lock()
+_session: Any = None
+
+
+def _requests_session() -> Any:
+    """One pooled requests session per process (X-Ray patches `requests` to carry the trace header)."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            import requests
+
+            _session = requests.Session()
+        return _session
+
+
+# --- HTTP tasks -------------------------------------------------------------------------------
+
+
+class HttpTasks:
+    """`arn:aws:states:::http:invoke` to a suite function through the gateway."""
+
+    def __init__(self, gateway_url: str, tokens: TokenSource, *, request: Callable[..., Any] | None = None) -> None:
+        self._gateway_url = gateway_url.rstrip("/")
+        self._tokens = tokens
+        self._request = request
+
+    def run(self, call: TaskCall) -> TaskOutcome:
+        try:
+            url, method, headers, body = self._request_parts(call)
+        except DefinitionError as error:
+            return TaskFailed(errors.PARAMETER_PATH_FAILURE, str(error))
+        try:
+            response = self._send(method, url, headers, body, call.timeout_seconds)
+            if response.status_code == HTTPStatus.UNAUTHORIZED:
+                # A token the auth function no longer accepts (key rotation): one fresh try.
+                self._tokens.invalidate()
+                response = self._send(method, url, headers, body, call.timeout_seconds)
+        except TokenUnavailable as error:
+            return TaskFailed(errors.HTTP_SOCKET, f"service token unavailable: {error}")
+        except Exception as error:  # requests raises many kinds; all mean "no answer"
+            return _transport_failure(error)
+        return _outcome(response)
+
+    def _request_parts(self, call: TaskCall) -> tuple[str, str, dict[str, str], bytes | None]:
+        parameters = call.parameters if isinstance(call.parameters, dict) else {}
+        path = function_path(parameters.get("ApiEndpoint"), call.state)
+        method = parameters.get("Method")
+        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            raise DefinitionError(f"Method {method!r} is not supported", state=call.state)
+        headers = {str(k): str(v) for k, v in (parameters.get("Headers") or {}).items()
+                   if str(k).lower() not in ("authorization", "idempotency-key")}
+        headers[IDEMPOTENCY_KEY_HEADER] = call.idempotency_key
+        headers["Accept"] = "application/json"
+        url = self._gateway_url + path + _query(parameters.get("QueryParameters"), "?" in path)
+        body = None
+        if "RequestBody" in parameters:
+            body = json.dumps(parameters["RequestBody"], separators=(",", ":")).encode()
+            headers.setdefault("Content-Type", "application/json")
+        return url, method, headers, body
+
+    def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float) -> Any:
+        from finfaas.platform import tracing
+
+        request = self._request or _requests_session().request
+        all_headers = {**headers, **tracing.outbound_headers(),
+                       "Authorization": f"Bearer {self._tokens.token()}"}
+        return request(method, url, headers=all_headers, data=body, timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+                       allow_redirects=False)
+
+
+def _query(parameters: Any, has_query: bool) -> str:
+    from urllib.parse import urlencode
+
+    if not isinstance(parameters, dict) or not parameters:
+        return ""
+    return ("&" if has_query else "?") + urlencode({str(k): str(v) for k, v in parameters.items()})
+
+
+def _transport_failure(error: Exception) -> TaskFailed:
+    name = type(error).__name__
+    if "Timeout" in name:
+        return TaskFailed(errors.TIMEOUT, f"no answer within TimeoutSeconds ({name})")
+    return TaskFailed(errors.HTTP_SOCKET, f"{name}: {error}"[:cause_body_chars_max])
+
+
+def _outcome(response: Any) -> TaskOutcome:
+    body = _response_body(response)
+    if 200 <= response.status_code < 300:
+        return TaskSucceeded({
+            "StatusCode": response.status_code,
+            "StatusText": _status_text(response.status_code),
+            "Headers": dict(response.headers),
+            "ResponseBody": body,
+        })
+    if response.status_code == HTTPStatus.CONFLICT and isinstance(body, dict) and \
+            body.get("code") == IDEMPOTENCY_KEY_IN_USE_CODE:
+        return TaskBusy(_retry_after(response.headers.get("Retry-After")))
+    cause = json.dumps({"StatusCode": response.status_code, "ResponseBody": body}, separators=(",", ":"))
+    return TaskFailed(errors.http_status_error(response.status_code), cause[:cause_body_chars_max])
+
+
+def _response_body(response: Any) -> Any:
+    raw = response.content[:response_body_bytes_max] if response.content else b""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def _status_text(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _retry_after(raw: str | None) -> float:
+    try:
+        seconds = float(raw) if raw is not None else busy_retry_seconds_default
+    except ValueError:
+        seconds = busy_retry_seconds_default
+    return min(max(seconds, busy_retry_seconds_default), busy_retry_seconds_max)
+
+
+# --- SQS tasks --------------------------------------------------------------------------------
+
+
+class SqsTasks:
+    """`sqs:sendMessage` and `.waitForTaskToken` to the suite queue finfaas-<stage>-<logical>."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], Any] | None = None,
+        resource_name: Callable[[str], str] | None = None,
+    ) -> None:
+        self._client_factory = client_factory or _default_sqs_client
+        self._resource_name = resource_name or _default_resource_name
+        self._client: Any = None
+        self._urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def run(self, call: TaskCall) -> TaskOutcome:
+        parameters = call.parameters if isinstance(call.parameters, dict) else {}
+        try:
+            logical = _queue_logical_name(parameters.get("QueueUrl"), call.state)
+        except DefinitionError as error:
+            return TaskFailed(errors.PARAMETER_PATH_FAILURE, str(error))
+        try:
+            sent = self._send(logical, parameters, call)
+        except Exception as error:  # botocore errors carry their AWS code
+            code = getattr(error, "response", {}).get("Error", {}).get("Code") or type(error).__name__
+            return TaskFailed(f"SQS.{code}", str(error)[:cause_body_chars_max])
+        if call.resource == SQS_SEND_WAIT:
+            return TaskSubmitted()
+        return TaskSucceeded({"MessageId": sent.get("MessageId"), "MD5OfMessageBody": sent.get("MD5OfMessageBody")})
+
+    def _send(self, logical: str, parameters: Mapping[str, Any], call: TaskCall) -> dict[str, Any]:
+        from finfaas.platform import tracing
+
+        client, url = self._queue(logical)
+        body = parameters["MessageBody"]
+        attributes = dict(parameters.get("MessageAttributes") or {})
+        attributes.setdefault(IDEMPOTENCY_ATTRIBUTE, {"DataType": "String", "StringValue": call.idempotency_key})
+        attributes.setdefault("ce-type", {"DataType": "String", "StringValue": TASK_EVENT_TYPE})
+        attributes.setdefault("ce-subject", {"DataType": "String", "StringValue": call.execution_id})
+        request: dict[str, Any] = {
+            "QueueUrl": url,
+            "MessageBody": body if isinstance(body, str) else json.dumps(body, separators=(",", ":")),
+            "MessageAttributes": attributes,
+            "MessageSystemAttributes": tracing.sqs_message_system_attributes(),
+        }
+        for optional in ("DelaySeconds", "MessageGroupId", "MessageDeduplicationId"):
+            if optional in parameters:
+                request[optional] = parameters[optional]
+        return client.send_message(**request)
+
+    def _queue(self, logical: str) -> tuple[Any, str]:
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            if logical not in self._urls:
+                name = self._resource_name(logical)
+                self._urls[logical] = self._client.get_queue_url(QueueName=name)["QueueUrl"]
+            return self._client, self._urls[logical]
+
+
+def _default_sqs_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("sqs", config=Config(connect_timeout=2, read_timeout=10,
+                                             retries={"mode": "standard", "total_max_attempts": 3}))
+
+
+def _default_resource_name(logical: str) -> str:
+    from finfaas.platform.config import resource_name
+
+    return resource_name(logical)

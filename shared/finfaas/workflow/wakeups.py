@@ -1,0 +1,151 @@
+"""Wake-up messages on the orchestrator queue: start, timer, callback, continue and sweep ticks.
+
+A wake-up is only a hint: the execution's state lives in DynamoDB, the engine re-reads it and does
+nothing unless something is due, so a duplicate, late or forged message does no harm.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+ORCHESTRATOR_QUEUE = "orchestrator"
+WAKE_EVENT_TYPE = "dev.finfaas.orchestrator.wake"
+SWEEP_EVENT_TYPE = "dev.finfaas.orchestrator.sweep"
+WAKE = "wake"
+SWEEP = "sweep"
+KINDS = (WAKE, SWEEP)
+REASONS = ("start", "timer", "callback", "continue", "sweep", "redrive")
+SQS_DELAY_SECONDS_MAX = 900  # SendMessage's DelaySeconds limit; longer timers hop
+message_bytes_max = 4096
+
+
+class WakeupError(RuntimeError):
+    """A wake-up could not be sent; the sweeper will find the execution anyway."""
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    kind: str
+    execution_id: str | None = None
+    reason: str = "start"
+    due_at_ms: int | None = None  # timers: the due time this message was sent for
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = {"kind": self.kind, "reason": self.reason}
+        if self.execution_id is not None:
+            body["execution_id"] = self.execution_id
+        if self.due_at_ms is not None:
+            body["due_at_ms"] = self.due_at_ms
+        return json.dumps(body, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Wakeup:
+        """Parse a message body; ValueError when it is not a wake-up."""
+        if len(raw) > message_bytes_max:
+            raise ValueError("wake-up message too large")
+        body = json.loads(raw)
+        if not isinstance(body, dict) or body.get("kind") not in KINDS:
+            raise ValueError("not a wake-up message")
+        execution_id = body.get("execution_id")
+        if body["kind"] == WAKE and (not isinstance(execution_id, str) or not execution_id):
+            raise ValueError("a wake-up names its execution_id")
+        due = body.get("due_at_ms")
+        reason = body.get("reason") if body.get("reason") in REASONS else "start"
+        return cls(body["kind"], execution_id, reason, due if isinstance(due, int) else None)
+
+
+def delay_seconds(due_at_ms: int, now_ms: int) -> int:
+    """Whole seconds to delay a message so it arrives at or after due_at_ms (capped by SQS)."""
+    return max(0, min(SQS_DELAY_SECONDS_MAX, math.ceil((due_at_ms - now_ms) / 1000)))
+
+
+class Waker(Protocol):
+    def send(self, wakeup: Wakeup, delay_seconds: int = 0) -> None:
+        """Enqueue a wake-up; raises WakeupError when the queue cannot be reached."""
+        ...
+
+
+class SqsWaker:
+    """Wake-ups on finfaas-<stage>-orchestrator, as binary CloudEvents once the connector delivers them."""
+
+    def __init__(self, client_factory: Callable[[], Any] | None = None, queue_name: str | None = None) -> None:
+        self._client_factory = client_factory or _default_client
+        self._queue_name = queue_name
+        self._client: Any = None
+        self._url: str | None = None
+        self._lock = threading.Lock()
+
+    def send(self, wakeup: Wakeup, delay_seconds: int = 0) -> None:
+        from finfaas.platform import tracing
+
+        event_type = SWEEP_EVENT_TYPE if wakeup.kind == SWEEP else WAKE_EVENT_TYPE
+        attributes = {"ce-type": {"DataType": "String", "StringValue": event_type}}
+        if wakeup.execution_id:
+            attributes["ce-subject"] = {"DataType": "String", "StringValue": wakeup.execution_id}
+        try:
+            client, url = self._queue()
+            client.send_message(
+                QueueUrl=url, MessageBody=wakeup.to_json(), DelaySeconds=delay_seconds,
+                MessageAttributes=attributes, MessageSystemAttributes=tracing.sqs_message_system_attributes(),
+            )
+        except Exception as error:  # botocore raises many kinds; the sweeper is the fallback
+            raise WakeupError(f"wake-up not sent: {error}") from error
+
+    def _queue(self) -> tuple[Any, str]:
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            if self._url is None:
+                from finfaas.platform.config import resource_name
+
+                name = self._queue_name or resource_name(ORCHESTRATOR_QUEUE)
+                self._url = self._client.get_queue_url(QueueName=name)["QueueUrl"]
+            return self._client, self._url
+
+
+def _default_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("sqs", config=Config(connect_timeout=2, read_timeout=10,
+                                             retries={"mode": "standard", "total_max_attempts": 3}))
+
+
+@dataclass(order=True)
+class QueuedWakeup:
+    deliver_at_ms: int
+    sequence: int
+    wakeup: Wakeup = field(compare=False)
+
+
+class InMemoryWaker:
+    """A queue in a list for tests: messages become visible at their delay, in send order."""
+
+    def __init__(self, clock_ms: Callable[[], int]) -> None:
+        self._clock_ms = clock_ms
+        self.queued: list[QueuedWakeup] = []
+        self.sent = 0
+        self.fail_sends = False
+
+    def send(self, wakeup: Wakeup, delay_seconds: int = 0) -> None:
+        if self.fail_sends:
+            raise WakeupError("queue unavailable (test)")
+        self.sent += 1
+        self.queued.append(QueuedWakeup(self._clock_ms() + delay_seconds * 1000, self.sent, wakeup))
+
+    def pop_visible(self) -> QueuedWakeup | None:
+        """The oldest message visible now, removed from the queue."""
+        now = self._clock_ms()
+        visible = sorted(q for q in self.queued if q.deliver_at_ms <= now)
+        if not visible:
+            return None
+        self.queued.remove(visible[0])
+        return visible[0]
+
+    def next_visible_at_ms(self) -> int | None:
+        return min((q.deliver_at_ms for q in self.queued), default=None)
