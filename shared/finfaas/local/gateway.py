@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -169,6 +170,20 @@ def downstream_response_headers(upstream: list[tuple[str, str]], head_request: b
     return [(key, value) for key, value in upstream if key.lower() not in dropped]
 
 
+class CallIds:
+    """Unique X-Call-Id values shaped like UUIDs: a random prefix per gateway, then a counter.
+
+    os.urandom per request was a system call on the proxy path for no gain in uniqueness.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = str(uuid.uuid4())[:24]  # 8-4-4-4- of a random UUID
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):012x}"
+
+
 class Gateway:
     """The HTTP front of the local runtime; owns the function pool and the async queue."""
 
@@ -183,8 +198,8 @@ class Gateway:
             for name, spec in config.stack.functions.items()
         }
         self._session: aiohttp.ClientSession | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._connections: set = set()
+        self._call_ids = CallIds()
+        self._http = http1.Http1Server(self._handle, connection_problem, REQUEST_BODY_BYTES_MAX)
         self._async_queue: asyncio.Queue[AsyncCall] = asyncio.Queue(ASYNC_QUEUE_DEPTH_MAX)
         self._workers: list[asyncio.Task] = []
         self._companions: list = []  # connector, trace collector: started after us, stopped before us
@@ -192,10 +207,8 @@ class Gateway:
     async def start(self) -> int:
         """Listen on 127.0.0.1:<port> (0: any free port) and return the port."""
         self._session = aiohttp.ClientSession()  # for callbacks only; functions are reached via upstream
-        self._server, self._connections = await http1.serve(
-            self._handle, connection_problem, LOOPBACK_HOST, self.config.port, REQUEST_BODY_BYTES_MAX
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self._http.start(LOOPBACK_HOST, self.config.port)
+        self.port = self._http.port
         self.pool.start_reaper()
         self._warn_missing_secrets()
         self._workers = [asyncio.create_task(self._async_worker()) for _ in range(ASYNC_WORKERS_COUNT)]
@@ -213,8 +226,7 @@ class Gateway:
             worker.cancel()
         if not self._async_queue.empty():
             log_event("async_calls_dropped", count=self._async_queue.qsize())
-        if self._server is not None:  # stop listening, let in-flight requests finish
-            await http1.stop(self._server, self._connections, SHUTDOWN_DRAIN_SECONDS)
+        await self._http.stop(SHUTDOWN_DRAIN_SECONDS)  # stop listening, let in-flight requests finish
         await self.pool.stop_all()
         if self._session is not None:
             await self._session.close()
@@ -247,7 +259,7 @@ class Gateway:
         runtime = self.pool.get(name)
         if runtime is None:
             return problem(404, "function_not_found", "Not Found", f"function {name!r} is not deployed")
-        call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
+        call_id = request.headers.get("X-Call-Id") or self._call_ids.next()
         headers = upstream_request_headers(request.headers, call_id)
         outcome = await self.invoke(runtime, request.method, path_and_query, headers, request.body)
         reply_headers = downstream_response_headers(outcome.headers, request.method == "HEAD")
@@ -321,7 +333,7 @@ class Gateway:
             return problem(
                 400, "invalid_callback_url", "Bad Request", "X-Callback-Url must be an http(s) URL"
             )
-        call_id = request.headers.get("X-Call-Id") or str(uuid.uuid4())
+        call_id = request.headers.get("X-Call-Id") or self._call_ids.next()
         headers = [
             h for h in upstream_request_headers(request.headers, call_id) if h[0].lower() != "x-callback-url"
         ]

@@ -26,6 +26,8 @@ REQUEST_LINE_BYTES_MAX = 8190
 REQUEST_HEADERS_MAX = 128
 PIPELINED_REQUESTS_MAX = 16  # parsed but not yet answered; reading pauses beyond this
 IDLE_CONNECTION_SECONDS_MAX = 75.0  # no request in progress (slow or silent clients included)
+IDLE_SWEEP_SECONDS = 5.0  # one sweep for all connections: no timer to arm per request
+DRAIN_POLL_SECONDS = 0.05
 REQUEST_BODY_SECONDS_MAX = 60.0  # from the head to the last byte of the body
 # After refusing a request whose body is still arriving, keep reading (and dropping) it for a
 # while, so the client finishes sending and reads the refusal instead of a broken pipe.
@@ -108,7 +110,7 @@ class Http1Connection(asyncio.Protocol):
         self._wakeup: asyncio.Future | None = None
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = self._loop.time()  # set while no request is in progress
         self._payload = None  # the body being read, failed if the client goes away
         self._drain_waiter: asyncio.Future | None = None
         self._writing_paused = False
@@ -140,7 +142,6 @@ class Http1Connection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         self._connections.add(self)
         self._task = self._loop.create_task(self._serve())
-        self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
         if self._discarded_bytes >= 0:
@@ -158,7 +159,6 @@ class Http1Connection(asyncio.Protocol):
             if upgraded:  # protocol switches are not proxied: answer, then close
                 self.pause_reading()
         if self._pending:
-            self._cancel_idle_timer()
             if len(self._pending) >= PIPELINED_REQUESTS_MAX:
                 self.pause_reading()
             self._wake()
@@ -169,7 +169,6 @@ class Http1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._connections.discard(self)
-        self._cancel_idle_timer()
         if self._payload is not None and not self._payload.is_eof():
             self._payload.set_exception(ConnectionResetError("client closed the connection"))
         if self._drain_waiter is not None and not self._drain_waiter.done():
@@ -224,8 +223,7 @@ class Http1Connection(asyncio.Protocol):
             if close:
                 self._close_after_reply()
                 return
-            if not self._pending:
-                self._arm_idle_timer()
+            self.idle_since = self._loop.time()
 
     async def _answer(self, message, payload) -> tuple[Reply, bool]:
         if message is None:  # the parser refused the request; payload holds its error
@@ -279,51 +277,63 @@ class Http1Connection(asyncio.Protocol):
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    def _arm_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        self._idle_timer = self._loop.call_later(IDLE_CONNECTION_SECONDS_MAX, self._close_if_idle)
-
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _close_if_idle(self) -> None:
-        if not self.busy and not self._pending:
+    def close_if_idle_since(self, moment: float) -> None:
+        """Close when nothing has happened since moment: no request in progress or waiting."""
+        if not self.busy and not self._pending and self.idle_since <= moment:
             self.close()
 
 
-async def serve(
-    handler: Handler,
-    body_error_reply: BodyErrorReply,
-    host: str,
-    port: int,
-    body_bytes_max: int,
-) -> tuple[asyncio.AbstractServer, set[Http1Connection]]:
-    """Listen on host:port; returns the server and the live connections (for a graceful stop)."""
-    connections: set[Http1Connection] = set()
-    server = await asyncio.get_running_loop().create_server(
-        lambda: Http1Connection(handler, body_error_reply, body_bytes_max, connections),
-        host,
-        port,
-        reuse_address=True,
-        backlog=1024,
-    )
-    return server, connections
+class Http1Server:
+    """Listens on one loopback address; closes idle connections; stops gracefully."""
 
+    def __init__(self, handler: Handler, body_error_reply: BodyErrorReply, body_bytes_max: int) -> None:
+        self._handler = handler
+        self._body_error_reply = body_error_reply
+        self._body_bytes_max = body_bytes_max
+        self.connections: set[Http1Connection] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task | None = None
 
-async def stop(
-    server: asyncio.AbstractServer, connections: set[Http1Connection], drain_seconds: float
-) -> None:
-    """Stop listening, close idle connections, give busy ones drain_seconds, then close them."""
-    server.close()
-    for connection in list(connections):
-        if not connection.busy:
+    @property
+    def port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Http1Connection(
+                self._handler, self._body_error_reply, self._body_bytes_max, self.connections
+            ),
+            host,
+            port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        self._sweeper = loop.create_task(self._sweep_idle())
+
+    async def stop(self, drain_seconds: float) -> None:
+        """Stop listening, close idle connections, give busy ones drain_seconds, then close them."""
+        if self._server is None:
+            return
+        self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for connection in list(self.connections):
+            if not connection.busy:
+                connection.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        while any(c.busy for c in self.connections) and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        for connection in list(self.connections):
             connection.close()
-    deadline = asyncio.get_running_loop().time() + drain_seconds
-    while any(c.busy for c in connections) and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-    for connection in list(connections):
-        connection.close()
-    with contextlib.suppress(Exception):
-        await server.wait_closed()
+        with contextlib.suppress(Exception):
+            await self._server.wait_closed()
+
+    async def _sweep_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(IDLE_SWEEP_SECONDS)
+            moment = loop.time() - IDLE_CONNECTION_SECONDS_MAX
+            for connection in list(self.connections):
+                connection.close_if_idle_since(moment)

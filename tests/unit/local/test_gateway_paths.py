@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from finfaas.local.gateway import (
     ASYNC_FUNCTION_PREFIX,
     FUNCTION_PREFIX,
+    CallIds,
     downstream_response_headers,
     problem,
     split_function_path,
@@ -87,3 +90,12 @@ def test_gateway_errors_are_problem_documents_with_a_stable_code():
     assert ("Content-Type", "application/problem+json") in outcome.headers
     assert b'"code": "function_crashed"' in outcome.body
     assert b'"type": "urn:finfaas:problem:function_crashed"' in outcome.body
+
+
+def test_call_ids_are_unique_and_shaped_like_uuids():
+    first, second = CallIds(), CallIds()
+
+    ids = [first.next() for _ in range(1000)] + [second.next() for _ in range(1000)]
+
+    assert len(set(ids)) == 2000
+    assert all(str(uuid.UUID(call_id)) == call_id for call_id in ids)
