@@ -134,3 +134,14 @@ def test_keep_alive_connections_serve_many_requests(gateway):
             statuses.append(_read_response(sock, buffer)[0])
 
     assert statuses == [200] * 20
+
+
+def test_a_good_request_pipelined_before_a_bad_one_is_still_answered(gateway):
+    with _connect(gateway) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+        buffer = bytearray()
+        first = _read_response(sock, buffer)
+        second = _read_response(sock, buffer)
+
+        assert (first[0], second[0]) == (200, 400)
+        assert buffer == b"" and _closed(sock)

@@ -116,6 +116,7 @@ class Http1Connection(asyncio.Protocol):
         self._writing_paused = False
         self.busy = False
         self._input_unread = False  # a refused body is still on its way
+        self._input_closed = False  # after a malformed request or an upgrade: read nothing more
         self._discarded_bytes = -1  # >= 0 while lingering
         # Read by aiohttp's payload StreamReader for flow control.
         self._reading_paused = False
@@ -132,7 +133,7 @@ class Http1Connection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def resume_reading(self, resume_parser: bool = True) -> None:
-        if self._reading_paused and self._transport is not None:
+        if self._reading_paused and self._transport is not None and not self._input_closed:
             self._reading_paused = False
             self._transport.resume_reading()
 
@@ -153,15 +154,19 @@ class Http1Connection(asyncio.Protocol):
             messages, upgraded, _ = self._parser.feed_data(data)
         except HttpProcessingError as error:
             self._pending.append((None, error))
-            self.pause_reading()  # nothing after a malformed request can be trusted
+            self._stop_input()  # nothing after a malformed request can be trusted
         else:
             self._pending.extend(messages)
             if upgraded:  # protocol switches are not proxied: answer, then close
-                self.pause_reading()
+                self._stop_input()
         if self._pending:
             if len(self._pending) >= PIPELINED_REQUESTS_MAX:
                 self.pause_reading()
             self._wake()
+
+    def _stop_input(self) -> None:
+        self.pause_reading()
+        self._input_closed = True
 
     def eof_received(self) -> bool:
         return False  # let the transport close; an in-flight request still finishes writing nothing
@@ -196,6 +201,7 @@ class Http1Connection(asyncio.Protocol):
             self.close()
             return
         self._discarded_bytes = 0
+        self._reading_paused = False
         self._transport.resume_reading()
         self._loop.call_later(LINGER_SECONDS_MAX, self.close)
 
