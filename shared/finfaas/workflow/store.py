@@ -104,7 +104,7 @@ class InMemoryExecutionStore:
         with self._lock:
             self._count("save")
             stored = self._executions.get(execution.execution_id)
-            if stored is None or stored.version != execution.version - 1:
+            if stored is None or stored.version != execution.version - 1 or stored.status is not Status.RUNNING:
                 return False
             # Heartbeats are written outside the version: a save never rolls one back.
             self._write(replace(execution, last_heartbeat_ms=stored.last_heartbeat_ms), events)

@@ -1,0 +1,358 @@
+"""Orchestrator executions and history in DynamoDB (tables `executions` and `history`).
+
+executions: HASH execution_id; GSI by-status (HASH status, RANGE next_run_at). Every checkpoint is
+one TransactWriteItems: an Update of the execution conditioned on its version, plus a Put per
+history event conditioned on its seq being new, so the history holds exactly the transitions that
+were saved. JSON values (input, state input, output, task result) are kept as JSON text: ASL data
+may hold non-integer numbers, which pynamodb's NumberAttribute would round through float.
+
+The sweeper's bookkeeping is one item (execution_id `~sweeper`) without a status, so it stays
+out of the by-status index.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from botocore.exceptions import BotoCoreError
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from finfaas.platform.config import resource_name, settings
+from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status, TaskResult
+from finfaas.workflow.store import ExecutionPage, ExecutionStoreError, history_events_per_save_max
+
+EXECUTIONS_LOGICAL_NAME = "executions"
+HISTORY_LOGICAL_NAME = "history"
+BY_STATUS_INDEX = "by-status"
+SWEEPER_ITEM_ID = "~sweeper"
+CONDITION_FAILED = "ConditionalCheckFailed"
+# Worth another try: contention on the same item, or throttling.
+TRANSIENT_CODES = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded",
+                             "ThrottlingException", "ProvisionedThroughputExceededException"})
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # + "Z", trimmed to milliseconds: fixed width, text order is time order
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 5
+RETRY_ATTEMPTS_MAX = 2
+transaction_attempts_max = 3
+transaction_retry_seconds = 0.05
+page_items_max = 100
+
+
+def format_time_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime(TIME_FORMAT)[:-3] + "Z"
+
+
+class _ByStatus(GlobalSecondaryIndex):
+    class Meta:
+        index_name = BY_STATUS_INDEX
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    next_run_at = UnicodeAttribute(range_key=True)
+
+
+class _ExecutionItem(Model):
+    """Attribute layout shared by the per-stage model classes."""
+
+    class Meta:
+        table_name = "unbound"
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = RETRY_ATTEMPTS_MAX
+
+    execution_id = UnicodeAttribute(hash_key=True)
+    status = UnicodeAttribute(null=True)  # absent on the sweeper's item
+    next_run_at = UnicodeAttribute(null=True)  # by-status range key: RUNNING next look, else stop time
+    version = NumberAttribute(null=True)
+    state_machine = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    definition_digest = UnicodeAttribute(null=True)
+    input = UnicodeAttribute(null=True)  # JSON text
+    started_at_ms = NumberAttribute(null=True)
+    next_run_at_ms = NumberAttribute(null=True)
+    deadline_ms = NumberAttribute(null=True)
+    state = UnicodeAttribute(null=True)
+    phase = UnicodeAttribute(null=True)
+    state_input = UnicodeAttribute(null=True)  # JSON text
+    state_entered_at_ms = NumberAttribute(null=True)
+    visits = UnicodeAttribute(null=True)  # JSON object
+    retries = UnicodeAttribute(null=True)  # JSON array
+    attempt = NumberAttribute(null=True)
+    attempt_started_at_ms = NumberAttribute(null=True)
+    redrives = NumberAttribute(null=True)
+    lease_owner = UnicodeAttribute(null=True)
+    lease_until_ms = NumberAttribute(null=True)
+    task_token = UnicodeAttribute(null=True)
+    task_result = UnicodeAttribute(null=True)  # JSON text
+    callback_reported = UnicodeAttribute(null=True)
+    last_heartbeat_ms = NumberAttribute(null=True)  # heartbeats only; saves never write it
+    output = UnicodeAttribute(null=True)  # JSON text
+    error = UnicodeAttribute(null=True)
+    cause = UnicodeAttribute(null=True)
+    history_seq = NumberAttribute(null=True)
+    next_sweep_ms = NumberAttribute(null=True)  # the sweeper's item only
+    by_status = _ByStatus()
+
+
+class _HistoryItem(Model):
+    class Meta:
+        table_name = "unbound"
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = RETRY_ATTEMPTS_MAX
+
+    execution_id = UnicodeAttribute(hash_key=True)
+    seq = NumberAttribute(range_key=True)
+    type = UnicodeAttribute()
+    at_ms = NumberAttribute()
+    state = UnicodeAttribute(null=True)
+    detail = UnicodeAttribute(null=True)  # JSON object
+
+
+@lru_cache(maxsize=8)
+def _models(executions_table: str, history_table: str, region: str) -> tuple[type, type]:
+    def bound(base: type[Model], table: str, name: str) -> type:
+        meta = type("Meta", (base.Meta,), {"table_name": table, "region": region})
+        index_meta = type("Meta", (_ByStatus.Meta,), {})
+        attrs: dict[str, Any] = {"Meta": meta, "__module__": __name__}
+        if base is _ExecutionItem:
+            attrs["by_status"] = type("ByStatus", (_ByStatus,), {"Meta": index_meta})()
+        return type(name, (base,), attrs)
+
+    return (bound(_ExecutionItem, executions_table, "ExecutionItem"),
+            bound(_HistoryItem, history_table, "HistoryItem"))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _attributes(execution: Execution) -> dict[str, Any]:
+    """The execution as item attributes (None: the attribute is absent)."""
+    return {
+        "status": execution.status.value,
+        "next_run_at": format_time_ms(execution.next_run_at_ms),
+        "version": execution.version,
+        "state_machine": execution.state_machine,
+        "name": execution.name,
+        "definition_digest": execution.definition_digest,
+        "input": _json(execution.input),
+        "started_at_ms": execution.started_at_ms,
+        "next_run_at_ms": execution.next_run_at_ms,
+        "deadline_ms": execution.deadline_ms,
+        "state": execution.state,
+        "phase": execution.phase.value,
+        "state_input": _json(execution.state_input),
+        "state_entered_at_ms": execution.state_entered_at_ms,
+        "visits": _json(execution.visits),
+        "retries": _json(list(execution.retries)),
+        "attempt": execution.attempt,
+        "attempt_started_at_ms": execution.attempt_started_at_ms,
+        "redrives": execution.redrives,
+        "lease_owner": execution.lease_owner,
+        "lease_until_ms": execution.lease_until_ms,
+        "task_token": execution.task_token,
+        "task_result": _json(execution.task_result.to_json()) if execution.task_result else None,
+        "callback_reported": execution.callback_reported,
+        "output": _json(execution.output) if execution.output is not None else None,
+        "error": execution.error,
+        "cause": execution.cause,
+        "history_seq": execution.history_seq,
+    }
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return default if value is None else int(value)
+
+
+def _execution(item: Any) -> Execution:
+    return Execution(
+        execution_id=item.execution_id, state_machine=item.state_machine, name=item.name,
+        definition_digest=item.definition_digest, input=json.loads(item.input), status=Status(item.status),
+        version=_int(item.version), started_at_ms=_int(item.started_at_ms),
+        next_run_at_ms=_int(item.next_run_at_ms),
+        deadline_ms=None if item.deadline_ms is None else int(item.deadline_ms),
+        state=item.state, phase=Phase(item.phase), state_input=json.loads(item.state_input or "null"),
+        state_entered_at_ms=_int(item.state_entered_at_ms), visits=json.loads(item.visits or "{}"),
+        retries=tuple(json.loads(item.retries or "[]")), attempt=_int(item.attempt),
+        attempt_started_at_ms=_int(item.attempt_started_at_ms), redrives=_int(item.redrives),
+        lease_owner=item.lease_owner, lease_until_ms=_int(item.lease_until_ms), task_token=item.task_token,
+        task_result=TaskResult.from_json(json.loads(item.task_result)) if item.task_result else None,
+        callback_reported=item.callback_reported, last_heartbeat_ms=_int(item.last_heartbeat_ms),
+        output=json.loads(item.output) if item.output is not None else None, error=item.error,
+        cause=item.cause, history_seq=_int(item.history_seq),
+    )
+
+
+class ExecutionsStore:
+    """ExecutionRepository on DynamoDB. Thread-safe; share one per process."""
+
+    def __init__(
+        self,
+        executions_table: str | None = None,
+        history_table: str | None = None,
+        *,
+        region: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        region = region or settings().region
+        self.executions_table = executions_table or resource_name(EXECUTIONS_LOGICAL_NAME)
+        self.history_table = history_table or resource_name(HISTORY_LOGICAL_NAME)
+        self.execution_model, self.history_model = _models(self.executions_table, self.history_table, region)
+        self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
+        self._sleep = sleep
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def create(self, execution: Execution, events: Sequence[HistoryEvent]) -> bool:
+        item = self.execution_model(execution.execution_id, **_present(_attributes(execution)))
+        return self._transact(execution.execution_id, events, lambda tx: tx.save(
+            item, condition=self.execution_model.execution_id.does_not_exist()))
+
+    def save(self, execution: Execution, events: Sequence[HistoryEvent]) -> bool:
+        if len(events) > history_events_per_save_max:
+            raise ValueError(f"at most {history_events_per_save_max} history events per save")
+        model = self.execution_model
+        actions = [
+            getattr(model, name).set(value) if value is not None else getattr(model, name).remove()
+            for name, value in _attributes(execution).items()
+        ]
+        condition = (model.version == execution.version - 1) & (model.status == Status.RUNNING.value)
+        return self._transact(execution.execution_id, events, lambda tx: tx.update(
+            model(execution.execution_id), actions=actions, condition=condition))
+
+    def record_heartbeat(self, execution_id: str, task_token: str, at_ms: int) -> bool:
+        model = self.execution_model
+        condition = (model.task_token == task_token) & (model.status == Status.RUNNING.value)
+        try:
+            model(execution_id).update(actions=[model.last_heartbeat_ms.set(at_ms)], condition=condition)
+        except UpdateError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise ExecutionStoreError("heartbeat not recorded") from error
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("heartbeat not recorded") from error
+        return True
+
+    def claim_sweep(self, now_ms: int, next_sweep_ms: int) -> bool:
+        model = self.execution_model
+        condition = model.next_sweep_ms.does_not_exist() | (model.next_sweep_ms <= now_ms)
+        try:
+            model(SWEEPER_ITEM_ID).update(actions=[model.next_sweep_ms.set(next_sweep_ms)], condition=condition)
+        except UpdateError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise ExecutionStoreError("sweeper claim failed") from error
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("sweeper claim failed") from error
+        return True
+
+    def _transact(
+        self, execution_id: str, events: Sequence[HistoryEvent], add_execution: Callable[[TransactWrite], None]
+    ) -> bool:
+        """One TransactWriteItems: the execution write and a Put per new history event."""
+        for attempt in range(1, transaction_attempts_max + 1):
+            try:
+                with TransactWrite(connection=self._connection) as tx:
+                    add_execution(tx)
+                    for event in events:
+                        tx.save(self._history_item(execution_id, event),
+                                condition=self.history_model.seq.does_not_exist())
+                return True
+            except TransactWriteError as error:
+                codes = {reason.code for reason in (error.cancellation_reasons or []) if reason is not None}
+                if CONDITION_FAILED in codes:
+                    return False
+                transient = codes & TRANSIENT_CODES or error.cause_response_code in TRANSIENT_CODES
+                if not transient or attempt == transaction_attempts_max:
+                    raise ExecutionStoreError(f"checkpoint not written: {error.cause_response_code}") from error
+                self._sleep(transaction_retry_seconds * attempt)
+            except (PynamoDBException, BotoCoreError) as error:
+                raise ExecutionStoreError("checkpoint not written") from error
+        raise AssertionError("unreachable")
+
+    def _history_item(self, execution_id: str, event: HistoryEvent) -> Any:
+        return self.history_model(execution_id, event.seq, type=event.type, at_ms=event.at_ms, state=event.state,
+                                  detail=_json(event.detail) if event.detail else None)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, execution_id: str) -> Execution | None:
+        try:
+            item = self.execution_model.get(execution_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("execution not read") from error
+        return _execution(item) if item.status is not None else None
+
+    def due(self, now_ms: int, limit: int) -> list[Execution]:
+        model = self.execution_model
+        try:
+            items = model.by_status.query(Status.RUNNING.value, model.next_run_at <= format_time_ms(now_ms),
+                                          limit=limit, page_size=min(limit, page_items_max))
+            return [_execution(item) for item in items]
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("due executions not read") from error
+
+    def any_running(self) -> bool:
+        try:
+            return any(True for _ in self.execution_model.by_status.query(Status.RUNNING.value, limit=1))
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("running executions not read") from error
+
+    def list(
+        self, status: Status, limit: int, starting_after: str | None = None, state_machine: str | None = None
+    ) -> ExecutionPage:
+        model = self.execution_model
+        start_key = self._index_key(starting_after, status) if starting_after else None
+        if starting_after and start_key is None:
+            return ExecutionPage((), False)
+        condition = model.state_machine == state_machine if state_machine else None
+        try:
+            items = list(model.by_status.query(
+                status.value, scan_index_forward=False, filter_condition=condition, limit=limit + 1,
+                page_size=min(limit + 1, page_items_max), last_evaluated_key=start_key))
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("executions not listed") from error
+        return ExecutionPage(tuple(_execution(item) for item in items[:limit]), len(items) > limit)
+
+    def _index_key(self, execution_id: str, status: Status) -> dict[str, Any] | None:
+        execution = self.get(execution_id)
+        if execution is None or execution.status is not status:
+            return None
+        return {"execution_id": {"S": execution_id}, "status": {"S": status.value},
+                "next_run_at": {"S": format_time_ms(execution.next_run_at_ms)}}
+
+    def history(self, execution_id: str, after_seq: int, limit: int) -> list[HistoryEvent]:
+        model = self.history_model
+        try:
+            items = model.query(execution_id, model.seq > after_seq, consistent_read=True, limit=limit,
+                                page_size=min(limit, page_items_max))
+            return [HistoryEvent(int(i.seq), i.type, int(i.at_ms), i.state, json.loads(i.detail or "{}"))
+                    for i in items]
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("history not read") from error
+
+    def next_sweep_ms(self) -> int | None:
+        try:
+            item = self.execution_model.get(SWEEPER_ITEM_ID, consistent_read=True)
+        except DoesNotExist:
+            return None
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("sweeper state not read") from error
+        return None if item.next_sweep_ms is None else int(item.next_sweep_ms)
+
+
+def _present(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in attributes.items() if value is not None}

@@ -1,0 +1,170 @@
+"""The ExecutionRepository contract: the in-memory fake and the DynamoDB store both pass it.
+
+A test module provides a `store` fixture (a fresh, empty repository) and subclasses ExecutionStoreContract.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status, TaskResult
+
+T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def new_execution(state_machine: str = "demo", name: str | None = None, **changes) -> Execution:
+    name = name or uuid.uuid4().hex[:12]
+    base = Execution(
+        execution_id=f"{state_machine}:{name}", state_machine=state_machine, name=name,
+        definition_digest="d" * 64, input={"amount_minor": 1250, "rate": 0.25, "note": "café"},
+        status=Status.RUNNING, version=1, started_at_ms=T0_MS, next_run_at_ms=T0_MS + 30_000,
+        state="Debit", phase=Phase.READY, state_input={"amount_minor": 1250}, history_seq=1,
+    )
+    return replace(base, **changes)
+
+
+def started(execution: Execution) -> list[HistoryEvent]:
+    return [HistoryEvent(1, "ExecutionStarted", execution.started_at_ms, None, {"input": execution.input})]
+
+
+def next_version(execution: Execution, events: int = 0, **changes) -> tuple[Execution, list[HistoryEvent]]:
+    seqs = range(execution.history_seq + 1, execution.history_seq + 1 + events)
+    history = [HistoryEvent(seq, "StateEntered", T0_MS + seq, execution.state, {"visit": 1}) for seq in seqs]
+    return replace(execution, version=execution.version + 1, history_seq=execution.history_seq + events,
+                   **changes), history
+
+
+class ExecutionStoreContract:
+    def test_a_created_execution_reads_back_equal_with_its_first_event(self, store):
+        execution = new_execution()
+
+        assert store.create(execution, started(execution)) is True
+
+        assert store.get(execution.execution_id) == execution
+        [event] = store.history(execution.execution_id, 0, 10)
+        assert (event.seq, event.type, event.detail) == (1, "ExecutionStarted", {"input": execution.input})
+
+    def test_creating_an_existing_id_is_refused_and_keeps_the_first(self, store):
+        first = new_execution()
+        store.create(first, started(first))
+
+        assert store.create(replace(first, input={"other": True}), started(first)) is False
+
+        assert store.get(first.execution_id).input == first.input
+
+    def test_an_unknown_execution_reads_as_none(self, store):
+        assert store.get("demo:nope") is None
+
+    def test_a_save_of_the_next_version_writes_the_execution_and_its_events_together(self, store):
+        execution = new_execution()
+        store.create(execution, started(execution))
+        result = TaskResult(True, {"transfer_id": "t-1", "fee": 1.5})
+        saved, events = next_version(execution, events=3, phase=Phase.RESULT, task_result=result,
+                                     visits={"Debit": 1}, retries=(1, 0), lease_owner=None)
+
+        assert store.save(saved, events) is True
+
+        assert store.get(execution.execution_id) == saved
+        assert [e.seq for e in store.history(execution.execution_id, 0, 10)] == [1, 2, 3, 4]
+
+    def test_a_stale_version_writes_nothing(self, store):
+        # GIVEN two drives that both read version 1, and the first saved version 2
+        execution = new_execution()
+        store.create(execution, started(execution))
+        winner, winner_events = next_version(execution, events=1, state="Credit")
+        store.save(winner, winner_events)
+        loser, loser_events = next_version(execution, events=2, state="Refund")
+
+        # WHEN the second saves its own version 2
+        written = store.save(loser, loser_events)
+
+        # THEN nothing of it is written: neither the state nor its events
+        assert written is False
+        assert store.get(execution.execution_id).state == "Credit"
+        assert [e.seq for e in store.history(execution.execution_id, 0, 10)] == [1, 2]
+
+    def test_a_stopped_execution_takes_no_more_saves(self, store):
+        execution = new_execution()
+        store.create(execution, started(execution))
+        stopped, _ = next_version(execution, status=Status.SUCCEEDED, phase=Phase.DONE, output={"ok": 1})
+        store.save(stopped, [])
+
+        again, _ = next_version(stopped, status=Status.RUNNING)
+
+        assert store.save(again, []) is False
+
+    def test_history_pages_by_seq(self, store):
+        execution = new_execution()
+        store.create(execution, started(execution))
+        saved, events = next_version(execution, events=5)
+        store.save(saved, events)
+
+        assert [e.seq for e in store.history(execution.execution_id, 2, 2)] == [3, 4]
+        assert [e.seq for e in store.history(execution.execution_id, 4, 10)] == [5, 6]
+        assert store.history(execution.execution_id, 6, 10) == []
+
+    def test_due_lists_running_executions_whose_time_has_come_oldest_first(self, store):
+        late = new_execution(next_run_at_ms=T0_MS + 1_000)
+        later = new_execution(next_run_at_ms=T0_MS + 2_000)
+        future = new_execution(next_run_at_ms=T0_MS + 60_000)
+        done = new_execution(status=Status.SUCCEEDED, phase=Phase.DONE, next_run_at_ms=T0_MS)
+        for execution in (later, future, done, late):
+            store.create(execution, started(execution))
+
+        due = store.due(T0_MS + 5_000, 10)
+
+        assert [e.execution_id for e in due] == [late.execution_id, later.execution_id]
+        assert [e.execution_id for e in store.due(T0_MS + 5_000, 1)] == [late.execution_id]
+
+    def test_any_running_sees_only_running_executions(self, store):
+        done = new_execution(status=Status.FAILED, phase=Phase.DONE)
+        store.create(done, started(done))
+        assert store.any_running() is False
+
+        running = new_execution()
+        store.create(running, started(running))
+        assert store.any_running() is True
+
+    def test_listing_by_status_is_newest_first_with_a_cursor(self, store):
+        machine = f"m{uuid.uuid4().hex[:8]}"
+        executions = [new_execution(machine, f"e{i}", status=Status.SUCCEEDED, phase=Phase.DONE,
+                                    next_run_at_ms=T0_MS + i * 1000) for i in range(5)]
+        for execution in executions:
+            store.create(execution, started(execution))
+        other = new_execution(status=Status.SUCCEEDED, phase=Phase.DONE, next_run_at_ms=T0_MS + 2500)
+        store.create(other, started(other))
+
+        first = store.list(Status.SUCCEEDED, 2, state_machine=machine)
+        second = store.list(Status.SUCCEEDED, 2, first.executions[-1].execution_id, state_machine=machine)
+        last = store.list(Status.SUCCEEDED, 2, second.executions[-1].execution_id, state_machine=machine)
+
+        assert [e.name for e in first.executions] == ["e4", "e3"] and first.has_more
+        assert [e.name for e in second.executions] == ["e2", "e1"] and second.has_more
+        assert [e.name for e in last.executions] == ["e0"] and not last.has_more
+        assert store.list(Status.RUNNING, 10, state_machine=machine).executions == ()
+
+    def test_a_heartbeat_counts_only_for_the_waiting_token_and_no_save_undoes_it(self, store):
+        execution = new_execution(phase=Phase.CALLBACK, task_token="secret-1")
+        store.create(execution, started(execution))
+
+        assert store.record_heartbeat(execution.execution_id, "other-secret", T0_MS + 5) is False
+        assert store.record_heartbeat(execution.execution_id, "secret-1", T0_MS + 7) is True
+        saved, _ = next_version(store.get(execution.execution_id), next_run_at_ms=T0_MS + 99)
+        store.save(replace(saved, last_heartbeat_ms=0), [])
+
+        assert store.get(execution.execution_id).last_heartbeat_ms == T0_MS + 7
+
+    def test_the_sweeper_turn_is_taken_once_until_it_is_due_again(self, store):
+        assert store.next_sweep_ms() is None
+        assert store.claim_sweep(T0_MS, T0_MS + 60_000) is True
+        assert store.claim_sweep(T0_MS + 1_000, T0_MS + 61_000) is False
+        assert store.next_sweep_ms() == T0_MS + 60_000
+        assert store.claim_sweep(T0_MS + 60_000, T0_MS + 120_000) is True
+        assert store.claim_sweep(T0_MS + 60_001, 0) is False
+
+    def test_the_sweeper_item_is_no_execution(self, store):
+        store.claim_sweep(T0_MS, T0_MS - 1)
+
+        assert store.due(T0_MS + 10**9, 10) == []
+        assert store.any_running() is False

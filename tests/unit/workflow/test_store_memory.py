@@ -1,0 +1,16 @@
+"""The in-memory executions store passes the repository contract."""
+
+from __future__ import annotations
+
+import pytest
+from finfaas.workflow.store import InMemoryExecutionStore
+from store_contract import ExecutionStoreContract
+
+
+@pytest.fixture
+def store():
+    return InMemoryExecutionStore()
+
+
+class TestInMemoryExecutionStore(ExecutionStoreContract):
+    pass
