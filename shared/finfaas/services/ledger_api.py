@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, PlainValidator, StrictBool, StrictInt, StrictStr, WithJsonSchema
 
 from finfaas.domain import errors as ledger_errors
 from finfaas.domain.ledger import (
@@ -54,9 +54,23 @@ CURRENCY_CODE_CHARS = 3
 amount_text_chars_max = 64
 
 Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
-Amount = Annotated[StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=amount_text_chars_max)],
-                   Field(description="minor units as an integer (1050), or major units as a decimal "
-                                     "string ('10.50')")]
+AMOUNT_DESCRIPTION = "minor units as an integer (1050), or major units as a decimal string ('10.50')"
+
+
+def _amount_type(value: object) -> int | str:
+    """Only the two accepted JSON types pass; the domain judges the value (sign, decimals, bounds)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected an integer of minor units or a decimal string of major units")
+    if isinstance(value, str) and not 0 < len(value) <= amount_text_chars_max:
+        raise ValueError(f"a decimal string of 1-{amount_text_chars_max} characters")
+    return value
+
+
+Amount = Annotated[int | str, PlainValidator(_amount_type), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 1},
+              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
+    "description": AMOUNT_DESCRIPTION,
+})]
 Currency = Annotated[StrictStr, Field(min_length=CURRENCY_CODE_CHARS, max_length=CURRENCY_CODE_CHARS,
                                       description="ISO 4217 code, e.g. USD")]
 Metadata = Annotated[StrictStr, Field(max_length=description_chars_max)]
