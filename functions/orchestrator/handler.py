@@ -1,0 +1,340 @@
+"""The orchestrator function: runs the state machines of infra/statemachines durably (docs/workflows.md).
+
+Queue-triggered (stack.yml annotation `topic: orchestrator`): the connector POSTs each wake-up as a
+binary CloudEvent to `/`. Apps start executions and read their history over HTTP; callback parties
+report task tokens to /tasks/*.
+"""
+
+import sys
+from pathlib import Path
+
+# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
+_SHARED = Path(__file__).resolve().parent / "shared"
+if _SHARED.is_dir() and str(_SHARED) not in sys.path:
+    sys.path.insert(0, str(_SHARED))
+
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+from finfaas.platform import jwt_auth  # noqa: E402
+from finfaas.platform.errors import BadRequest, ErrorSpec  # noqa: E402
+from finfaas.platform.http import FunctionApp, Request, StrictModel  # noqa: E402
+from finfaas.platform.logging import get_logger  # noqa: E402
+from finfaas.workflow.engine import (  # noqa: E402
+    Engine,
+    ExecutionAlreadyExists,
+    ExecutionBusy,
+    InvalidExecutionInput,
+    InvalidExecutionName,
+    InvalidTaskToken,
+    StateMachineNotFound,
+    TaskNotFound,
+    TaskTokenUsed,
+)
+from finfaas.workflow.model import Execution, HistoryEvent, Status, TaskResult  # noqa: E402
+from finfaas.workflow.store import ExecutionStoreError  # noqa: E402
+from finfaas.workflow.sweeper import Sweeper  # noqa: E402
+from finfaas.workflow.wakeups import SWEEP, Wakeup  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+
+READ, START, CALLBACK = "orchestrator:read", "orchestrator:start", "orchestrator:callback"
+CLOUDEVENT_SPECVERSION_HEADER = "ce-specversion"
+task_token_chars_max = 2048
+error_name_chars_max = 256
+cause_chars_max = 32 * 1024
+list_limit_max = 100
+history_limit_max = 1000
+ERRORS = {
+    StateMachineNotFound: ErrorSpec(404, StateMachineNotFound.code, "State machine not found"),
+    InvalidExecutionName: ErrorSpec(422, InvalidExecutionName.code, "Invalid execution name"),
+    InvalidExecutionInput: ErrorSpec(422, InvalidExecutionInput.code, "Invalid execution input"),
+    ExecutionAlreadyExists: ErrorSpec(409, ExecutionAlreadyExists.code, "Execution already exists"),
+    InvalidTaskToken: ErrorSpec(400, InvalidTaskToken.code, "Invalid task token"),
+    TaskNotFound: ErrorSpec(404, TaskNotFound.code, "Task not found"),
+    TaskTokenUsed: ErrorSpec(409, TaskTokenUsed.code, "Task token already used"),
+    ExecutionBusy: ErrorSpec(503, ExecutionBusy.code, "Execution busy"),
+    ExecutionStoreError: ErrorSpec(503, "execution_store_unavailable", "Execution store unavailable"),
+}
+_log = get_logger("orchestrator")
+
+
+@dataclass
+class OrchestratorServices:
+    """What the routes need; built from configuration on first use, or given by tests."""
+
+    engine: Engine
+    sweeper: Sweeper
+
+
+def build_services() -> OrchestratorServices:
+    """The engine on this stage's tables and queue, calling the suite through the gateway (lazy imports)."""
+    import os
+
+    from finfaas.store.executions_store import ExecutionsStore
+    from finfaas.workflow.asl import DefinitionRegistry, definitions_dir
+    from finfaas.workflow.tasks import HttpTasks, LazyServiceTokens, ResourceRunner, SqsTasks
+    from finfaas.workflow.wakeups import SqsWaker
+
+    gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or "http://127.0.0.1:8080"
+    store = ExecutionsStore()
+    waker = SqsWaker()
+    runner = ResourceRunner(HttpTasks(gateway_url, LazyServiceTokens(gateway_url)), SqsTasks())
+    engine = Engine(DefinitionRegistry.from_folder(definitions_dir()), store, runner, waker)
+    return OrchestratorServices(engine, Sweeper(store, waker))
+
+
+class LazyServices:
+    """Builds the services once, on the first request that needs them (health probes never do)."""
+
+    def __init__(self, build: Callable[[], OrchestratorServices]) -> None:
+        self._build = build
+        self._services: OrchestratorServices | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> OrchestratorServices:
+        with self._lock:
+            if self._services is None:
+                self._services = self._build()
+            return self._services
+
+    def use(self, services: OrchestratorServices) -> None:
+        """Replace the services (tests, the local runtime)."""
+        with self._lock:
+            self._services = services
+
+
+class ReplaceableVerifier:
+    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
+
+    def __init__(self) -> None:
+        self._verifier: Any = None
+
+    def use(self, verifier: Any) -> None:
+        self._verifier = verifier
+
+    def verify(self, token: str) -> jwt_auth.Principal:
+        return (self._verifier or jwt_auth.default_verifier()).verify(token)
+
+
+services = LazyServices(build_services)
+verifier = ReplaceableVerifier()
+app = FunctionApp("orchestrator", errors=ERRORS, verifier=verifier)
+
+
+# --- views ------------------------------------------------------------------------------------
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ExecutionView(BaseModel):
+    execution_id: str
+    state_machine: str
+    name: str
+    status: Status
+    current_state: str | None
+    phase: str | None
+    input: Any
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    started_at: str
+    stopped_at: str | None = None
+    next_run_at: str | None = None
+    history_events: int
+    version: int
+
+
+def execution_view(execution: Execution) -> ExecutionView:
+    running = execution.status is Status.RUNNING
+    return ExecutionView(
+        execution_id=execution.execution_id, state_machine=execution.state_machine, name=execution.name,
+        status=execution.status, current_state=execution.state if running else None,
+        phase=execution.phase.value if running else None, input=execution.input, output=execution.output,
+        error=execution.error, cause=execution.cause, started_at=_iso(execution.started_at_ms),
+        stopped_at=None if running else _iso(execution.next_run_at_ms),
+        next_run_at=_iso(execution.next_run_at_ms) if running else None,
+        history_events=execution.history_seq, version=execution.version,
+    )
+
+
+class ExecutionList(BaseModel):
+    data: list[ExecutionView]
+    has_more: bool
+
+
+class EventView(BaseModel):
+    seq: int
+    type: str
+    at: str
+    state: str | None
+    detail: dict[str, Any]
+
+
+def event_view(event: HistoryEvent) -> EventView:
+    return EventView(seq=event.seq, type=event.type, at=_iso(event.at_ms), state=event.state, detail=event.detail)
+
+
+class EventList(BaseModel):
+    data: list[EventView]
+    has_more: bool
+
+
+# --- the queue --------------------------------------------------------------------------------
+
+
+@app.route("POST", "/", auth=False)
+def deliver(req: Request) -> dict[str, Any]:
+    """A wake-up from the orchestrator queue (binary CloudEvent); a hint, never an instruction."""
+    # Unauthenticated on purpose: the connector sends no token, and a wake-up only makes the engine
+    # re-read an execution and do what is already due.
+    if not req.header(CLOUDEVENT_SPECVERSION_HEADER):
+        raise BadRequest("Send a binary-mode CloudEvent (ce-specversion header).")
+    try:
+        wakeup = Wakeup.from_json(req.body)
+    except ValueError as error:
+        raise BadRequest(f"Not an orchestrator wake-up: {error}.") from None
+    current = services.get()
+    _arm_sweeper(current.sweeper)
+    if wakeup.kind == SWEEP:
+        report = current.sweeper.tick()
+        return {"kind": SWEEP, "claimed": report.claimed, "woken": report.woken}
+    outcome = current.engine.drive(wakeup.execution_id, wakeup.reason, wakeup.due_at_ms)
+    return {"kind": wakeup.kind, "execution_id": wakeup.execution_id, "outcome": outcome}
+
+
+def _arm_sweeper(sweeper: Sweeper) -> None:
+    try:
+        sweeper.ensure_armed()
+    except Exception:  # the sweeper is a backstop; its trouble must not fail the request
+        _log.exception("sweeper not armed")
+
+
+# --- executions -------------------------------------------------------------------------------
+
+
+class StartBody(StrictModel):
+    state_machine: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=80)
+    input: Any = Field(default_factory=dict)
+
+
+@app.route("POST", "/executions", scopes=[START], body=StartBody, response=ExecutionView)
+def start_execution(req: Request, body: StartBody) -> Any:
+    """Start an execution; the same name and input again returns it (200), another input is 409."""
+    from finfaas.platform.http import Response
+
+    current = services.get()
+    started = current.engine.start(body.state_machine, body.name, body.input)
+    _arm_sweeper(current.sweeper)
+    status = 201 if started.created else 200
+    location = {"Location": f"/executions/{started.execution.execution_id}"}
+    return Response(execution_view(started.execution).model_dump(mode="json"), status, location)
+
+
+class ListQuery(StrictModel):
+    status: Status = Status.RUNNING
+    state_machine: str | None = Field(default=None, max_length=63)
+    limit: int = Field(default=20, ge=1, le=list_limit_max)
+    starting_after: str | None = Field(default=None, max_length=200)
+
+
+@app.route("GET", "/executions", scopes=[READ], query=ListQuery)
+def list_executions(req: Request, query: ListQuery) -> ExecutionList:
+    """Executions with a status (default RUNNING), newest first; cursor pagination by execution id."""
+    page = services.get().engine.store.list(query.status, query.limit, query.starting_after, query.state_machine)
+    return ExecutionList(data=[execution_view(e) for e in page.executions], has_more=page.has_more)
+
+
+@app.route("GET", "/executions/{execution_id}", scopes=[READ])
+def describe_execution(req: Request, execution_id: str) -> ExecutionView:
+    """One execution: status, current state, input, output or error."""
+    return execution_view(_execution(execution_id))
+
+
+class HistoryQuery(StrictModel):
+    limit: int = Field(default=100, ge=1, le=history_limit_max)
+    starting_after: int = Field(default=0, ge=0)
+
+
+@app.route("GET", "/executions/{execution_id}/history", scopes=[READ], query=HistoryQuery)
+def execution_history(req: Request, execution_id: str, query: HistoryQuery) -> EventList:
+    """The execution's events in order: states entered and exited, task attempts, retries, failures."""
+    _execution(execution_id)
+    events = services.get().engine.store.history(execution_id, query.starting_after, query.limit + 1)
+    return EventList(data=[event_view(e) for e in events[: query.limit]], has_more=len(events) > query.limit)
+
+
+def _execution(execution_id: str) -> Execution:
+    from finfaas.platform.errors import NotFound
+
+    execution = services.get().engine.store.get(execution_id)
+    if execution is None:
+        raise NotFound(f"No execution {execution_id}.")
+    return execution
+
+
+# --- callbacks --------------------------------------------------------------------------------
+
+
+class TaskSuccessBody(StrictModel):
+    task_token: str = Field(min_length=1, max_length=task_token_chars_max)
+    output: Any = None
+
+
+class TaskFailureBody(StrictModel):
+    task_token: str = Field(min_length=1, max_length=task_token_chars_max)
+    error: str = Field(default="States.TaskFailed", min_length=1, max_length=error_name_chars_max)
+    cause: str = Field(default="", max_length=cause_chars_max)
+
+
+class TaskHeartbeatBody(StrictModel):
+    task_token: str = Field(min_length=1, max_length=task_token_chars_max)
+
+
+class CallbackAnswer(BaseModel):
+    status: str
+
+
+@app.route("POST", "/tasks/success", scopes=[CALLBACK], body=TaskSuccessBody)
+def task_success(req: Request, body: TaskSuccessBody) -> CallbackAnswer:
+    """Report a callback task's output; repeating the same report is harmless."""
+    return CallbackAnswer(status=services.get().engine.report(body.task_token, TaskResult(True, body.output)))
+
+
+@app.route("POST", "/tasks/failure", scopes=[CALLBACK], body=TaskFailureBody)
+def task_failure(req: Request, body: TaskFailureBody) -> CallbackAnswer:
+    """Report a callback task's failure; its Retry and Catch decide what follows."""
+    result = TaskResult(False, error=body.error, cause=body.cause)
+    return CallbackAnswer(status=services.get().engine.report(body.task_token, result))
+
+
+@app.route("POST", "/tasks/heartbeat", scopes=[CALLBACK], body=TaskHeartbeatBody)
+def task_heartbeat(req: Request, body: TaskHeartbeatBody) -> CallbackAnswer:
+    """Keep a callback task with HeartbeatSeconds alive."""
+    services.get().engine.heartbeat(body.task_token)
+    return CallbackAnswer(status="recorded")
+
+
+# --- operators --------------------------------------------------------------------------------
+
+
+@app.route("POST", "/_/ops/sweep")
+def sweep(req: Request) -> dict[str, int]:
+    """Wake every overdue execution now (ops scope)."""
+    return {"woken": services.get().sweeper.sweep()}
+
+
+@app.readiness_check("executions-table")
+def executions_reachable() -> None:
+    services.get().engine.store.get("readiness-probe")
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)
