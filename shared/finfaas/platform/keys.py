@@ -32,7 +32,16 @@ DEMO_CLIENT_ID = "demo-app"
 DEMO_CLIENT_SCOPES = (
     "accounts:read", "accounts:write", "ledger:read", "ledger:write", "payments:read", "payments:write",
     "transfers:read", "transfers:write", "wealth:read", "wealth:write", "loans:read", "loans:write", "ops",
+    "orchestrator:read", "orchestrator:start", "orchestrator:callback",
 )
+# Functions that call other functions through the gateway with their own client_credentials token.
+# Each gets the secret `<name>-client` ({client_id, client_secret}) and an entry in auth-clients.
+SERVICE_CLIENT_SECRET_SUFFIX = "-client"  # noqa: S105 - part of a secret's name
+SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
+    # The orchestrator runs workflow Tasks against the money-moving functions.
+    "orchestrator": ("accounts:read", "ledger:read", "ledger:write", "payments:read", "payments:write",
+                     "transfers:read", "transfers:write"),
+}
 rsa_key_bits = 3072
 rsa_key_bits_min = 2048
 rsa_public_exponent = 65537
@@ -191,6 +200,60 @@ def write_dev_secrets(folder: Path, out: Callable[[str], None] = print) -> DevSe
             f"(saved in {folder / DEMO_CREDENTIALS_FILE})"
         )
     return DevSecrets(folder, tuple(created), DEMO_CLIENT_ID, client_secret)
+
+
+def ensure_service_clients(
+    folder: Path,
+    clients: Mapping[str, Sequence[str]] = SERVICE_CLIENTS,
+    out: Callable[[str], None] = print,
+) -> tuple[str, ...]:
+    """Give each service client its `<name>-client` secret and auth-clients entry; keep what is intact.
+
+    Run after write_dev_secrets. A client whose secret file is missing, or no longer matches its
+    entry, gets a new secret; changed scopes are updated in place. Returns the clients written.
+    Restart the auth function (or POST /_/ops/reload-secrets) for it to see new entries.
+    """
+    clients_path = folder / CLIENTS_SECRET
+    entries = json.loads(clients_path.read_text()) if clients_path.exists() else []
+    written: list[str] = []
+    for client_id, scopes in clients.items():
+        if _ensure_service_client(folder, entries, client_id, list(scopes)):
+            written.append(client_id)
+    if written:
+        _write_private(clients_path, json.dumps(entries, indent=2))
+        names = ", ".join(f"{client_id}{SERVICE_CLIENT_SECRET_SUFFIX}" for client_id in written)
+        out(f"service client secrets written: {names}")
+    return tuple(written)
+
+
+def _ensure_service_client(
+    folder: Path, entries: list[dict[str, Any]], client_id: str, scopes: list[str]
+) -> bool:
+    """Bring one client's secret file and entry in line; True when anything was written."""
+    secret_path = folder / f"{client_id}{SERVICE_CLIENT_SECRET_SUFFIX}"
+    entry = next((e for e in entries if e.get("client_id") == client_id), None)
+    if entry is not None and secret_path.exists() and _secret_matches(secret_path, entry):
+        if sorted(entry.get("scopes", [])) == sorted(scopes):
+            return False
+        entry["scopes"] = scopes
+        return True
+    client_secret = secrets.token_urlsafe(client_secret_bytes)
+    fresh = {"client_id": client_id, "secret_hash": hash_client_secret(client_secret), "scopes": scopes}
+    entries[:] = [e for e in entries if e.get("client_id") != client_id] + [fresh]
+    credentials = {"client_id": client_id, "client_secret": client_secret}
+    _write_private(secret_path, json.dumps(credentials, indent=2))
+    return True
+
+
+def _secret_matches(secret_path: Path, entry: Mapping[str, Any]) -> bool:
+    from argon2 import PasswordHasher
+    from argon2.exceptions import Argon2Error, InvalidHashError
+
+    try:
+        credentials = json.loads(secret_path.read_text())
+        return PasswordHasher().verify(entry["secret_hash"], credentials["client_secret"])
+    except (ValueError, KeyError, TypeError, Argon2Error, InvalidHashError):
+        return False
 
 
 def _write_private(path: Path, text: str) -> None:
