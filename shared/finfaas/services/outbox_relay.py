@@ -234,5 +234,8 @@ class RelayLoop:
         except OutboxUnavailable as error:
             _log.warning("outbox unavailable", error=str(error))
             return False, True
+        except Exception:  # the loop outlives any one pass: log it, back off, try again
+            _log.exception("relay pass failed")
+            return False, True
         self.totals.add(result)
         return result.sent + result.parked > 0, result.failed > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from events_fakes import FakeOutbox, FakeQueue, outbox_event
@@ -105,9 +106,17 @@ def test_a_partition_leased_by_another_relay_is_left_alone_until_the_lease_runs_
     assert later.sent == 1
 
 
+class SlowQueue(FakeQueue):
+    """Takes a little while per batch, as SQS does, so two relays really overlap."""
+
+    def send_batch(self, messages):
+        time.sleep(0.002)
+        return super().send_batch(messages)
+
+
 def test_two_relays_at_once_lose_nothing():
     # GIVEN 300 events over four partitions and two relays racing with small batches
-    outbox, queue, mac = FakeOutbox([f"ledger-{p}" for p in range(4)]), FakeQueue(), EventMac.generate()
+    outbox, queue, mac = FakeOutbox([f"ledger-{p}" for p in range(4)]), SlowQueue(), EventMac.generate()
     events = [outbox_event(n, partition=f"ledger-{n % 4}") for n in range(300)]
     outbox.add(*events)
     relays = [OutboxRelay(outbox, queue, mac, f"relay-{i}", batch_size=3, batches_per_lease=2)
@@ -146,3 +155,20 @@ def test_the_loop_keeps_going_without_sleeping_while_there_is_work():
     relay = relay_for(outbox, queue, mac, batches_per_lease=1)
     totals = RelayLoop(relay, sleep=sleeps.append).run(passes_max=4)
     assert totals.sent == 30 and sleeps == [0.1]
+
+
+def test_the_loop_survives_a_pass_that_fails_and_backs_off():
+    class Flaky(FakeOutbox):
+        calls = 0
+
+        def oldest(self, partition, limit):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("connection reset")
+            return super().oldest(partition, limit)
+
+    outbox, queue, mac = Flaky(["ledger-0"]), FakeQueue(), EventMac.generate()
+    outbox.add(outbox_event(1))
+    sleeps: list[float] = []
+    totals = RelayLoop(relay_for(outbox, queue, mac), sleep=sleeps.append).run(passes_max=3)
+    assert totals.sent == 1 and sleeps[0] == 0.1 and outbox.remaining() == []
