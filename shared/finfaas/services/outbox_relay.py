@@ -145,6 +145,8 @@ class OutboxRelay:
 
     def relay_partition(self, partition: str) -> RelayPass:
         result = RelayPass()
+        if not self.outbox.oldest(partition, 1):
+            return result  # an idle partition costs one read, not a lease write and its release
         if not self.outbox.acquire_lease(partition, self.holder, self._clock_ms(), self._lease_ms):
             result.partitions_busy += 1
             return result
