@@ -1,0 +1,148 @@
+"""Crash the orchestrator at every point of a saga, systematically: every run ends in the right terminal
+state with each effect applied exactly once. Also: every message delivered twice, and a slow step
+that outlives its lease.
+
+The saga is infra/statemachines/demo-transfer.asl.json: Debit, (CoolingOff), Credit, and the
+compensation Refund when the credit is refused. Crash points are the engine's own hook points
+(start, checkpoint, task call, wake-up send; before and after each), enumerated by a clean run.
+"""
+
+from __future__ import annotations
+
+import pytest
+from finfaas.workflow.engine import EngineLimits
+from finfaas.workflow.model import Status
+from finfaas.workflow.tasks import TaskBusy, TaskCall
+from workflow_testing import CrashAt, ToyBank, World, registry
+
+EXECUTION = "demo-transfer:tr-1"
+SMALL = {"from": "alice", "to": "bob", "amount_minor": 1250}
+LARGE = {"from": "alice", "to": "bob", "amount_minor": 150_000}  # takes the CoolingOff wait
+REFUSED = {"from": "alice", "to": "closed", "amount_minor": 1250}
+SCENARIOS = {
+    "credited": (SMALL, Status.SUCCEEDED, {"debits": 1, "credits": 1},
+                 ["Debit", "NeedsCoolingOff", "Credit", "Transferred"]),
+    "cooling-off-then-credited": (LARGE, Status.SUCCEEDED, {"debits": 1, "credits": 1},
+                                  ["Debit", "NeedsCoolingOff", "CoolingOff", "Credit", "Transferred"]),
+    "credit-refused-refunded": (REFUSED, Status.FAILED, {"debits": 1, "refunds": 1},
+                                ["Debit", "NeedsCoolingOff", "Credit", "Refund", "CreditRefused"]),
+}
+
+
+def _world(crash: CrashAt | None = None, **options) -> tuple[World, ToyBank]:
+    bank = ToyBank(refuse_credits_to={"closed"})
+    return World(registry(repository=True), bank, crash=crash, **options), bank
+
+
+def _run(input_value: dict, crash: CrashAt | None = None, **options) -> tuple[World, ToyBank]:
+    world, bank = _world(crash, **options)
+    world.start("demo-transfer", "tr-1", input_value)
+    world.run()
+    return world, bank
+
+
+def _crash_points(scenario: str) -> list[str]:
+    world, _ = _run(SCENARIOS[scenario][0])
+    return world.crash.points
+
+
+CASES = [(scenario, index, point) for scenario in SCENARIOS
+         for index, point in enumerate(_crash_points(scenario))]
+
+
+def test_the_clean_runs_pass_every_kind_of_crash_point():
+    points = {point for _, _, point in CASES}
+
+    assert {"start:before_save", "start:after_save", "checkpoint:before_save", "checkpoint:after_save",
+            "task:before_call", "task:after_call", "wake:before_send", "wake:after_send"} <= points
+    # Every task call of every scenario, compensation included, is bracketed by crash points.
+    assert sum(1 for s, _, p in CASES if s == "credit-refused-refunded" and p == "task:after_call") == 3
+
+
+@pytest.mark.parametrize(("scenario", "index", "point"), CASES,
+                         ids=[f"{s}-{i:02d}-{p}" for s, i, p in CASES])
+def test_a_crash_at_any_point_ends_right_with_each_effect_once(scenario: str, index: int, point: str):
+    input_value, status, effects, path = SCENARIOS[scenario]
+    crash = CrashAt(index)
+
+    world, bank = _run(input_value, crash)
+
+    assert crash.crashed_at == point
+    assert world.status(EXECUTION) is status
+    assert bank.effects(EXECUTION) == effects
+    assert world.path(EXECUTION) == path
+    assert sum(bank.balances.values()) == 0
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_message_delivered_twice_changes_nothing(scenario: str):
+    input_value, status, effects, path = SCENARIOS[scenario]
+
+    world, bank = _run(input_value, duplicate_deliveries=True)
+
+    assert world.status(EXECUTION) is status
+    assert bank.effects(EXECUTION) == effects
+    assert world.path(EXECUTION) == path
+
+
+def test_crashed_drives_pick_up_where_the_last_checkpoint_left_and_reuse_the_key():
+    # GIVEN a crash right after the bank applied the debit, before the engine saved it
+    index = next(i for s, i, p in CASES if s == "credited" and p == "task:after_call")
+
+    world, bank = _run(SMALL, CrashAt(index))
+
+    # THEN the debit was asked twice with one key (the second answer was the replay)
+    debit_keys = [call.idempotency_key for call in bank.calls if call.state == "Debit"]
+    assert debit_keys == [f"{EXECUTION}#Debit#1"] * 2
+    assert bank.effects(EXECUTION)["debits"] == 1
+    history_types = [e.type for e in world.store.history(EXECUTION, 0, 1000)]
+    assert "TaskRedriven" in history_types
+
+
+class SlowBank(ToyBank):
+    """The first Debit call is slow: while it runs, another process takes the lapsed lease over."""
+
+    def __init__(self, during_slow_call) -> None:
+        super().__init__()
+        self.during_slow_call = during_slow_call
+        self.running: set[str] = set()
+
+    def run(self, call: TaskCall):
+        if call.idempotency_key in self.running:
+            self.calls.append(call)
+            return TaskBusy(retry_after_seconds=1.0)  # what the function's idempotency guard answers
+        if call.state == "Debit" and not self.calls:
+            self.running.add(call.idempotency_key)
+            try:
+                self.during_slow_call()
+            finally:
+                self.running.discard(call.idempotency_key)
+        return super().run(call)
+
+
+def test_a_slow_step_that_outlives_its_lease_is_applied_once():
+    # GIVEN a debit slower than the attempt's lease (TimeoutSeconds 20 + 15 s grace)
+    limits = EngineLimits()
+    holder: dict = {}
+
+    def second_process_takes_over():
+        world = holder["world"]
+        world.clock.sleep(20 + limits.lease_grace_seconds + 1)
+        world.sweeper.sweep()  # the sweeper sees the lapsed lease and wakes the execution
+        other = world._new_process()
+        queued = world.waker.pop_visible()
+        assert other.drive(queued.wakeup.execution_id, queued.wakeup.reason) == "parked"  # busy: ask later
+
+    bank = SlowBank(second_process_takes_over)
+    world = World(registry(repository=True), bank, limits=limits)
+    holder["world"] = world
+
+    # WHEN the first process gets the debit's answer only after the takeover
+    world.start("demo-transfer", "tr-1", SMALL)
+    world.run()
+
+    # THEN the late result was not saved by the first process, the taker got the replay, and all is once
+    assert world.status(EXECUTION) is Status.SUCCEEDED
+    assert bank.effects(EXECUTION) == {"debits": 1, "credits": 1}
+    types = [e.type for e in world.store.history(EXECUTION, 0, 1000)]
+    assert types.count("TaskRedriven") == 1 and types.count("TaskBusy") == 1
