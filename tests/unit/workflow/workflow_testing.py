@@ -176,6 +176,15 @@ class World:
                 self._deliver(queued)
         raise AssertionError(f"still running after {deliveries_max} deliveries")
 
+    def settle(self, deliveries_max: int = DELIVERIES_MAX) -> None:
+        """Deliver what is visible now, without letting time pass."""
+        for _ in range(deliveries_max):
+            queued = self.waker.pop_visible()
+            if queued is None:
+                return
+            self._deliver(queued)
+        raise AssertionError(f"still delivering after {deliveries_max} deliveries")
+
     def _deliver(self, queued: Any) -> None:
         wakeup = queued.wakeup
         try:
