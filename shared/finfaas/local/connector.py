@@ -65,11 +65,16 @@ class Subscription:
     functions: tuple[str, ...]
 
 
+# Topics served by other connectors, not queues: OpenFaaS's cron-connector reads `cron-function`.
+NON_QUEUE_TOPICS = frozenset({"cron-function"})
+
+
 def subscriptions_for(stack: Stack, resource_name: Callable[[str], str]) -> list[Subscription]:
     by_topic: dict[str, list[str]] = {}
     for name, spec in stack.functions.items():
         for topic in spec.topics:
-            by_topic.setdefault(topic, []).append(name)
+            if topic not in NON_QUEUE_TOPICS:
+                by_topic.setdefault(topic, []).append(name)
     return [Subscription(t, resource_name(t), tuple(fns)) for t, fns in sorted(by_topic.items())]
 
 

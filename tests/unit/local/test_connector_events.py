@@ -102,6 +102,20 @@ def test_every_topic_becomes_one_subscription_with_its_functions():
     ]
 
 
+def test_cron_functions_are_not_queue_subscribers(tmp_path):
+    # GIVEN a function triggered by OpenFaaS's cron-connector, not by a queue
+    stack_file = tmp_path / "stack.yml"
+    stack_file.write_text(
+        "version: 1.0\nprovider: {name: openfaas, gateway: http://127.0.0.1:8080}\nfunctions:\n"
+        "  tick:\n    lang: python3-http\n    handler: ./tick\n    image: tick:1\n"
+        "    annotations: {topic: cron-function, schedule: '* * * * *'}\n"
+    )
+    (tmp_path / "tick").mkdir()
+    (tmp_path / "tick" / "handler.py").write_text("def handle(event, context):\n    return {}\n")
+    # THEN the queue connector does not poll a queue named after it
+    assert subscriptions_for(load_stack(stack_file), lambda topic: topic) == []
+
+
 def test_long_polling_is_opt_in_and_bounded():
     assert connector_wait_seconds({}) == 0
     assert connector_wait_seconds({"FINFAAS_CONNECTOR_WAIT_SECONDS": "20"}) == 20
