@@ -18,6 +18,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "ledger"): ("finfaas.local.bench.ledger", "ledger transfers/s against raw transactions"),
     ("ledger", "check"): ("finfaas.local.ledger_check", "reconcile balances, entries and transfers"),
     ("audit", "verify"): ("finfaas.local.audit_verify", "verify the audit log's hash chain"),
+    ("executions",): ("finfaas.local.executions", "list or describe orchestrator executions"),
     ("build",): ("finfaas.local.build", "assemble faas-cli build contexts (shrinkwrap)"),
 }
 

@@ -1,0 +1,168 @@
+"""`finfaas executions list|describe <id>`: the orchestrator's executions, read from DynamoDB.
+
+`describe` prints the execution and the path it took: each state entered, with its task attempts,
+retries, failures and how it was left.
+
+Exit status: 0 done, 1 no such execution, 2 the store could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from finfaas.workflow.model import Execution, HistoryEvent, Status
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_STORE_UNAVAILABLE = 2
+list_limit_default = 20
+history_page_events = 1000
+detail_chars_max = 160
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    listing = sub.add_parser("list", help="executions by status, newest first")
+    listing.add_argument("--status", choices=[s.value for s in Status], action="append",
+                         help="repeatable; default: every status")
+    listing.add_argument("--state-machine", help="only this state machine")
+    listing.add_argument("--limit", type=int, default=list_limit_default, help="per status")
+    describe = sub.add_parser("describe", help="one execution and the path it took")
+    describe.add_argument("execution_id", help="<state_machine>:<name>")
+    describe.add_argument("--json", action="store_true", help="print the execution and history as JSON")
+    for command in (listing, describe):
+        command.add_argument("--executions-table", help="default finfaas-<stage>-executions")
+        command.add_argument("--history-table", help="default finfaas-<stage>-history")
+
+
+def run(args: argparse.Namespace, store: Any = None, out: Callable[[str], None] = print) -> int:
+    from finfaas.workflow.store import ExecutionStoreError
+
+    if store is None:
+        from finfaas.store.executions_store import ExecutionsStore  # boto3 and pynamodb load only when used
+
+        store = ExecutionsStore(args.executions_table, args.history_table)
+    try:
+        if args.action == "list":
+            return _list(store, args, out)
+        return _describe(store, args, out)
+    except ExecutionStoreError as error:
+        print(f"executions: cannot read the store: {error.__cause__ or error}", file=sys.stderr)
+        return EXIT_STORE_UNAVAILABLE
+
+
+def _list(store: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    statuses = [Status(s) for s in args.status] if args.status else list(Status)
+    rows = [("EXECUTION", "STATUS", "STATE", "STARTED", "STOPPED / NEXT")]
+    for status in statuses:
+        page = store.list(status, args.limit, state_machine=args.state_machine)
+        rows += [_row(execution) for execution in page.executions]
+        if page.has_more:
+            rows.append((f"... more {status.value} executions (--limit)", "", "", "", ""))
+    _table(rows, out)
+    return EXIT_OK
+
+
+def _row(execution: Execution) -> tuple[str, ...]:
+    running = execution.status is Status.RUNNING
+    where = f"{execution.state} ({execution.phase.value})" if running else (execution.error or "")
+    return (execution.execution_id, execution.status.value, where, _time(execution.started_at_ms),
+            _time(execution.next_run_at_ms))
+
+
+def _describe(store: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    execution = store.get(args.execution_id)
+    if execution is None:
+        print(f"executions: no execution {args.execution_id}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    events = list(_all_events(store, execution.execution_id))
+    if args.json:
+        out(json.dumps({"execution": _execution_json(execution), "history": [e.__dict__ for e in events]},
+                       indent=2, default=str))
+        return EXIT_OK
+    for line in describe_lines(execution, events):
+        out(line)
+    return EXIT_OK
+
+
+def _all_events(store: Any, execution_id: str) -> Iterable[HistoryEvent]:
+    after = 0
+    while True:
+        page = store.history(execution_id, after, history_page_events)
+        yield from page
+        if len(page) < history_page_events:
+            return
+        after = page[-1].seq
+
+
+def describe_lines(execution: Execution, events: list[HistoryEvent]) -> list[str]:
+    """The execution's summary, then its path: one line per state entered, indented lines for what
+    happened inside it."""
+    lines = [
+        f"execution   {execution.execution_id}",
+        f"status      {execution.status.value}" + (f" in {execution.state} ({execution.phase.value})"
+                                                   if execution.status is Status.RUNNING else ""),
+        f"started     {_time(execution.started_at_ms)}",
+        ("next look   " if execution.status is Status.RUNNING else "stopped     ") + _time(execution.next_run_at_ms),
+        f"input       {_short(execution.input)}",
+    ]
+    if execution.output is not None:
+        lines.append(f"output      {_short(execution.output)}")
+    if execution.error:
+        lines.append(f"error       {execution.error}: {_short(execution.cause)}")
+    lines += ["", "path:"]
+    step = 0
+    for event in events:
+        if event.type == "StateEntered":
+            step += 1
+            lines.append(f"{step:3d}. {event.state} ({event.detail.get('type')})  {_time(event.at_ms)}")
+        elif event.type not in ("ExecutionStarted", "StateExited") or event.detail.get("caught"):
+            lines.append(f"       {_event_text(event)}")
+    return lines
+
+
+def _event_text(event: HistoryEvent) -> str:
+    detail = event.detail
+    if event.type == "TaskScheduled":
+        return f"attempt {detail.get('attempt')}  key {detail.get('idempotency_key')}"
+    if event.type == "TaskFailed":
+        return f"failed: {detail.get('error')}  {_short(detail.get('cause'))}"
+    if event.type == "TaskRetryScheduled":
+        return f"retry {detail.get('retry')} at {detail.get('until')}"
+    if event.type == "StateExited":
+        return f"caught {detail.get('caught')} -> {detail.get('next')}"
+    if event.type == "WaitStarted":
+        return f"waiting until {detail.get('until')}"
+    if event.type in ("ExecutionFailed", "ExecutionTimedOut"):
+        return f"{event.type}: {detail.get('error')}  {_short(detail.get('cause'))}"
+    return event.type + (f"  {_short(detail)}" if detail else "")
+
+
+def _execution_json(execution: Execution) -> dict[str, Any]:
+    data = dict(execution.__dict__)
+    data["status"], data["phase"] = execution.status.value, execution.phase.value
+    data["task_result"] = execution.task_result.to_json() if execution.task_result else None
+    data.pop("task_token", None)  # a live callback secret is not for terminals
+    return data
+
+
+def _time(ms: int) -> str:
+    if ms >= 253_402_300_799_000:
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= detail_chars_max else text[: detail_chars_max - 3] + "..."
+
+
+def _table(rows: list[tuple[str, ...]], out: Callable[[str], None]) -> None:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
