@@ -12,7 +12,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from finfaas.local import emulators, gateway, infra, stackfile, tools
+from finfaas.local import emulators, gateway, infra, relay, stackfile, tools
 from finfaas.platform import audit, config, keys
 
 STATE_DIR = Path(".finfaas")
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     stack = stackfile.load_stack(args.stack)
     aws = emulators.EmbeddedAWS(args.dynamodb_port, args.moto_port, log_dir=LOGS_DIR)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    outbox_relay = None
     try:
         tools.ensure_dynamodb_local()
         started = time.monotonic()
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         outputs = infra.deploy(args.stage, "embedded")
         keys.write_dev_secrets(SECRETS_DIR)
         _ensure_audit_key(SECRETS_DIR)
+        outbox_relay = relay.start_relay(SECRETS_DIR)
         summary = partial(_print_summary, aws, args, stack, outputs, started)
         return gateway.run_on_uvloop(_serve(_gateway_config(stack, args), summary))
     except (emulators.EmulatorError, infra.InfraError, tools.ToolsError) as error:
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if outbox_relay is not None:
+            outbox_relay.stop()
         aws.stop()
 
 
@@ -96,6 +100,7 @@ def _export(aws_env: dict[str, str], stage: str, gateway_port: int) -> None:
     os.environ["FINFAAS_STAGE"] = stage
     os.environ["FINFAAS_SECRETS_DIR"] = str(SECRETS_DIR.resolve())
     os.environ.setdefault("AWS_XRAY_DAEMON_ADDRESS", XRAY_DAEMON_ADDRESS)
+    os.environ["FINFAAS_WEBHOOK_TARGETS"] = "loopback"  # webhooks reach only this machine
     os.environ.pop("AWS_PROFILE", None)
     config.settings.cache_clear()
 
