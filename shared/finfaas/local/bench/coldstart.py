@@ -1,7 +1,8 @@
 """Cold start and idle memory of every function, next to the template's own hello world.
 
 For each function of stack.yml (and the peer: the python3-http template's hello handler served
-the same way), the harness process is spawned N times; a run is timed from spawn to the first
+the same way), the harness process is spawned N times, round-robin across functions after one
+uncounted warm-up spawn each; a run is timed from spawn to the first
 200 on /_/health (the request is sent at once and waits in the listen backlog, so no polling
 interval is measured). Idle RSS is read after the first request has been answered. The slowest
 function's imports are broken down with `python -X importtime`.
@@ -30,6 +31,7 @@ from finfaas.local.process_pool import function_environment
 from finfaas.local.stackfile import FunctionSpec, load_stack
 
 PEER_HANDLER_DIR = Path(__file__).resolve().parent / "peer_hello"
+PEER_KEY = "(peer)"
 RUNS_DEFAULT = 7
 HEALTH_PATH = "/_/health"
 FIRST_RESPONSE_SECONDS_MAX = 30.0
@@ -101,8 +103,19 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def measure(spec: FunctionSpec, runs: int) -> dict:
-    results = [measure_once(spec) for _ in range(runs)]
+def measure_all(specs: dict[str, FunctionSpec], runs: int) -> dict[str, dict]:
+    """Runs round-robin across functions (one warm-up spawn each, not counted), so a burst of
+    load from elsewhere on the machine lands on every function alike, not on whichever ran then."""
+    for spec in specs.values():
+        measure_once(spec)  # warm-up: bytecode caches and the page cache, as after a first deploy
+    results: dict[str, list[Run]] = {name: [] for name in specs}
+    for _ in range(runs):
+        for name, spec in specs.items():
+            results[name].append(measure_once(spec))
+    return {name: _summarise(runs_of_one) for name, runs_of_one in results.items()}
+
+
+def _summarise(results: list[Run]) -> dict:
     failed = [r.status for r in results if r.status != 200]
     return {
         "cold_start_ms_median": statistics.median(r.cold_start_ms for r in results),
@@ -161,11 +174,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     stack = load_stack(args.stack)
-    functions = {}
-    for name, spec in stack.functions.items():
-        functions[name] = measure(spec, args.runs)
-        _print_row(name, functions[name])
-    peer = measure(peer_spec(), args.runs)
+    measured = measure_all({**stack.functions, PEER_KEY: peer_spec()}, args.runs)
+    peer = measured.pop(PEER_KEY)
+    functions = measured
+    for name, result in functions.items():
+        _print_row(name, result)
     _print_row("(peer) template hello", peer)
     heaviest = max(functions, key=lambda name: functions[name]["cold_start_ms_median"])
     breakdown = import_breakdown(stack.functions[heaviest])
