@@ -154,13 +154,21 @@ class ExecutionView(BaseModel):
 def execution_view(execution: Execution) -> ExecutionView:
     running = execution.status is Status.RUNNING
     return ExecutionView(
-        execution_id=execution.execution_id, state_machine=execution.state_machine, name=execution.name,
-        status=execution.status, current_state=execution.state if running else None,
-        phase=execution.phase.value if running else None, input=execution.input, output=execution.output,
-        error=execution.error, cause=execution.cause, started_at=_iso(execution.started_at_ms),
+        execution_id=execution.execution_id,
+        state_machine=execution.state_machine,
+        name=execution.name,
+        status=execution.status,
+        current_state=execution.state if running else None,
+        phase=execution.phase.value if running else None,
+        input=execution.input,
+        output=execution.output,
+        error=execution.error,
+        cause=execution.cause,
+        started_at=_iso(execution.started_at_ms),
         stopped_at=None if running else _iso(execution.next_run_at_ms),
         next_run_at=_iso(execution.next_run_at_ms) if running else None,
-        history_events=execution.history_seq, version=execution.version,
+        history_events=execution.history_seq,
+        version=execution.version,
     )
 
 
@@ -178,7 +186,9 @@ class EventView(BaseModel):
 
 
 def event_view(event: HistoryEvent) -> EventView:
-    return EventView(seq=event.seq, type=event.type, at=_iso(event.at_ms), state=event.state, detail=event.detail)
+    return EventView(
+        seq=event.seq, type=event.type, at=_iso(event.at_ms), state=event.state, detail=event.detail
+    )
 
 
 class EventList(BaseModel):
@@ -248,7 +258,9 @@ class ListQuery(StrictModel):
 @app.route("GET", "/executions", scopes=[READ], query=ListQuery)
 def list_executions(req: Request, query: ListQuery) -> ExecutionList:
     """Executions with a status (default RUNNING), newest first; cursor pagination by execution id."""
-    page = services.get().engine.store.list(query.status, query.limit, query.starting_after, query.state_machine)
+    page = services.get().engine.store.list(
+        query.status, query.limit, query.starting_after, query.state_machine
+    )
     return ExecutionList(data=[execution_view(e) for e in page.executions], has_more=page.has_more)
 
 

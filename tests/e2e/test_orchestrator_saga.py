@@ -72,14 +72,29 @@ class Suite:
         self.demo = json.loads((secrets_dir / DEMO_CREDENTIALS_FILE).read_text())
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, **aws_env, "FINFAAS_SECRETS_DIR": str(secrets_dir),
-                    "FINFAAS_GATEWAY_URL": self.url,
-                    "FINFAAS_JWKS_URL": f"{self.url}/function/auth/.well-known/jwks.json"}
+        self.env = {
+            **os.environ,
+            **aws_env,
+            "FINFAAS_SECRETS_DIR": str(secrets_dir),
+            "FINFAAS_GATEWAY_URL": self.url,
+            "FINFAAS_JWKS_URL": f"{self.url}/function/auth/.well-known/jwks.json",
+        }
         self.log_path = folder / "gateway.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "finfaas.local.gateway", "--stack", str(_stack(folder)), "--port", str(port)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+            [
+                sys.executable,
+                "-m",
+                "finfaas.local.gateway",
+                "--stack",
+                str(_stack(folder)),
+                "--port",
+                str(port),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
         wait_for(self._ready, GATEWAY_READY_SECONDS_MAX, "the gateway")
         self.token = self._client_token()
 
@@ -92,9 +107,13 @@ class Suite:
 
     def _client_token(self) -> str:
         basic = base64.b64encode(f"{self.demo['client_id']}:{self.demo['client_secret']}".encode()).decode()
-        reply = http("POST", self.url + "/function/auth/oauth/token", b"grant_type=client_credentials",
-                     {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-                     timeout=30)
+        reply = http(
+            "POST",
+            self.url + "/function/auth/oauth/token",
+            b"grant_type=client_credentials",
+            {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+            timeout=30,
+        )
         assert reply.status == 200, reply.body
         return reply.json()["access_token"]
 
@@ -137,7 +156,11 @@ def suite(tmp_path_factory, embedded_aws, approvals_queue):
 
 
 def _start(suite: Suite, state_machine: str, input_value: dict, name: str | None = None):
-    body = {"state_machine": state_machine, "name": name or f"e2e-{uuid.uuid4().hex[:8]}", "input": input_value}
+    body = {
+        "state_machine": state_machine,
+        "name": name or f"e2e-{uuid.uuid4().hex[:8]}",
+        "input": input_value,
+    }
     return suite.call("POST", "/function/orchestrator/executions", body)
 
 
@@ -172,24 +195,34 @@ def test_starting_by_name_is_idempotent(suite):
     assert other.json()["code"] == "execution_already_exists"
     suite.stopped(first.json()["execution_id"])
     assert suite.call("GET", "/function/demo-bank/effects").json()["applied"][f"demo-transfer:{name}"] == {
-        "debits": 1, "credits": 1}
+        "debits": 1,
+        "credits": 1,
+    }
 
 
 def test_a_callback_task_waits_for_its_token(suite, approvals_queue):
     sqs, url = approvals_queue
     started = _start(suite, "demo-approval", {"amount_minor": 90_000}).json()
 
-    message = wait_for(lambda: sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1,
-                                                   MessageAttributeNames=["All"]).get("Messages"),
-                       EXECUTION_SECONDS_MAX, "the approval request")[0]
+    message = wait_for(
+        lambda: sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, MessageAttributeNames=["All"]).get(
+            "Messages"
+        ),
+        EXECUTION_SECONDS_MAX,
+        "the approval request",
+    )[0]
     request = json.loads(message["Body"])
     assert request["execution_id"] == started["execution_id"]
-    assert message["MessageAttributes"]["ce-idempotencykey"]["StringValue"] == \
-        f"{started['execution_id']}#RequestApproval#1"
+    assert (
+        message["MessageAttributes"]["ce-idempotencykey"]["StringValue"]
+        == f"{started['execution_id']}#RequestApproval#1"
+    )
     answer = {"task_token": request["task_token"], "output": {"approved": True, "approver": "ops-7"}}
 
     assert suite.call("POST", "/function/orchestrator/tasks/success", answer).json() == {"status": "accepted"}
-    assert suite.call("POST", "/function/orchestrator/tasks/success", answer).json() == {"status": "duplicate"}
+    assert suite.call("POST", "/function/orchestrator/tasks/success", answer).json() == {
+        "status": "duplicate"
+    }
     stopped = suite.stopped(started["execution_id"])
 
     assert stopped["status"] == "SUCCEEDED" and stopped["output"] == {"approved_by": "ops-7"}
@@ -198,7 +231,9 @@ def test_a_callback_task_waits_for_its_token(suite, approvals_queue):
 
 
 def test_the_api_needs_the_orchestrator_scopes(suite):
-    reply = http("POST", suite.url + "/function/orchestrator/executions", b"{}", {"Content-Type": "application/json"})
+    reply = http(
+        "POST", suite.url + "/function/orchestrator/executions", b"{}", {"Content-Type": "application/json"}
+    )
 
     assert reply.status == 401
 
@@ -207,14 +242,25 @@ def test_the_command_line_prints_the_path_taken(suite):
     started = _start(suite, "demo-transfer", {"from": "alice", "to": "closed", "amount_minor": 3}).json()
     suite.stopped(started["execution_id"])
 
-    described = subprocess.run([sys.executable, "-m", "finfaas.local.cli", "executions", "describe",
-                                started["execution_id"]], capture_output=True, text=True, env=suite.env,
-                               timeout=60, check=False)
+    described = subprocess.run(
+        [sys.executable, "-m", "finfaas.local.cli", "executions", "describe", started["execution_id"]],
+        capture_output=True,
+        text=True,
+        env=suite.env,
+        timeout=60,
+        check=False,
+    )
 
     assert described.returncode == 0, described.stderr
     assert "status      FAILED" in described.stdout
     assert "caught States.Http.StatusCode.422 -> Refund" in described.stdout
     started_at = time.time()
-    listed = subprocess.run([sys.executable, "-m", "finfaas.local.cli", "executions", "list", "--status", "FAILED"],
-                            capture_output=True, text=True, env=suite.env, timeout=60, check=False)
+    listed = subprocess.run(
+        [sys.executable, "-m", "finfaas.local.cli", "executions", "list", "--status", "FAILED"],
+        capture_output=True,
+        text=True,
+        env=suite.env,
+        timeout=60,
+        check=False,
+    )
     assert started["execution_id"] in listed.stdout and time.time() - started_at < 60

@@ -28,8 +28,12 @@ detail_chars_max = 160
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     listing = sub.add_parser("list", help="executions by status, newest first")
-    listing.add_argument("--status", choices=[s.value for s in Status], action="append",
-                         help="repeatable; default: every status")
+    listing.add_argument(
+        "--status",
+        choices=[s.value for s in Status],
+        action="append",
+        help="repeatable; default: every status",
+    )
     listing.add_argument("--state-machine", help="only this state machine")
     listing.add_argument("--limit", type=int, default=list_limit_default, help="per status")
     describe = sub.add_parser("describe", help="one execution and the path it took")
@@ -71,8 +75,13 @@ def _list(store: Any, args: argparse.Namespace, out: Callable[[str], None]) -> i
 def _row(execution: Execution) -> tuple[str, ...]:
     running = execution.status is Status.RUNNING
     where = f"{execution.state} ({execution.phase.value})" if running else (execution.error or "")
-    return (execution.execution_id, execution.status.value, where, _time(execution.started_at_ms),
-            _time(execution.next_run_at_ms))
+    return (
+        execution.execution_id,
+        execution.status.value,
+        where,
+        _time(execution.started_at_ms),
+        _time(execution.next_run_at_ms),
+    )
 
 
 def _describe(store: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -82,8 +91,13 @@ def _describe(store: Any, args: argparse.Namespace, out: Callable[[str], None]) 
         return EXIT_NOT_FOUND
     events = list(_all_events(store, execution.execution_id))
     if args.json:
-        out(json.dumps({"execution": _execution_json(execution), "history": [e.__dict__ for e in events]},
-                       indent=2, default=str))
+        out(
+            json.dumps(
+                {"execution": _execution_json(execution), "history": [e.__dict__ for e in events]},
+                indent=2,
+                default=str,
+            )
+        )
         return EXIT_OK
     for line in describe_lines(execution, events):
         out(line)
@@ -105,10 +119,11 @@ def describe_lines(execution: Execution, events: list[HistoryEvent]) -> list[str
     happened inside it."""
     lines = [
         f"execution   {execution.execution_id}",
-        f"status      {execution.status.value}" + (f" in {execution.state} ({execution.phase.value})"
-                                                   if execution.status is Status.RUNNING else ""),
+        f"status      {execution.status.value}"
+        + (f" in {execution.state} ({execution.phase.value})" if execution.status is Status.RUNNING else ""),
         f"started     {_time(execution.started_at_ms)}",
-        ("next look   " if execution.status is Status.RUNNING else "stopped     ") + _time(execution.next_run_at_ms),
+        ("next look   " if execution.status is Status.RUNNING else "stopped     ")
+        + _time(execution.next_run_at_ms),
         f"input       {_short(execution.input)}",
     ]
     if execution.output is not None:

@@ -37,8 +37,15 @@ BY_STATUS_INDEX = "by-status"
 SWEEPER_ITEM_ID = "~sweeper"
 CONDITION_FAILED = "ConditionalCheckFailed"
 # Worth another try: contention on the same item, or throttling.
-TRANSIENT_CODES = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded",
-                             "ThrottlingException", "ProvisionedThroughputExceededException"})
+TRANSIENT_CODES = frozenset(
+    {
+        "TransactionConflict",
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+    }
+)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # + "Z", trimmed to milliseconds: fixed width, text order is time order
 CONNECT_TIMEOUT_SECONDS = 2
 READ_TIMEOUT_SECONDS = 5
@@ -129,8 +136,10 @@ def _models(executions_table: str, history_table: str, region: str) -> tuple[typ
             attrs["by_status"] = type("ByStatus", (_ByStatus,), {"Meta": index_meta})()
         return type(name, (base,), attrs)
 
-    return (bound(_ExecutionItem, executions_table, "ExecutionItem"),
-            bound(_HistoryItem, history_table, "HistoryItem"))
+    return (
+        bound(_ExecutionItem, executions_table, "ExecutionItem"),
+        bound(_HistoryItem, history_table, "HistoryItem"),
+    )
 
 
 def _json(value: Any) -> str:
@@ -177,20 +186,35 @@ def _int(value: Any, default: int = 0) -> int:
 
 def _execution(item: Any) -> Execution:
     return Execution(
-        execution_id=item.execution_id, state_machine=item.state_machine, name=item.name,
-        definition_digest=item.definition_digest, input=json.loads(item.input), status=Status(item.status),
-        version=_int(item.version), started_at_ms=_int(item.started_at_ms),
+        execution_id=item.execution_id,
+        state_machine=item.state_machine,
+        name=item.name,
+        definition_digest=item.definition_digest,
+        input=json.loads(item.input),
+        status=Status(item.status),
+        version=_int(item.version),
+        started_at_ms=_int(item.started_at_ms),
         next_run_at_ms=_int(item.next_run_at_ms),
         deadline_ms=None if item.deadline_ms is None else int(item.deadline_ms),
-        state=item.state, phase=Phase(item.phase), state_input=json.loads(item.state_input or "null"),
-        state_entered_at_ms=_int(item.state_entered_at_ms), visits=json.loads(item.visits or "{}"),
-        retries=tuple(json.loads(item.retries or "[]")), attempt=_int(item.attempt),
-        attempt_started_at_ms=_int(item.attempt_started_at_ms), redrives=_int(item.redrives),
-        lease_owner=item.lease_owner, lease_until_ms=_int(item.lease_until_ms), task_token=item.task_token,
+        state=item.state,
+        phase=Phase(item.phase),
+        state_input=json.loads(item.state_input or "null"),
+        state_entered_at_ms=_int(item.state_entered_at_ms),
+        visits=json.loads(item.visits or "{}"),
+        retries=tuple(json.loads(item.retries or "[]")),
+        attempt=_int(item.attempt),
+        attempt_started_at_ms=_int(item.attempt_started_at_ms),
+        redrives=_int(item.redrives),
+        lease_owner=item.lease_owner,
+        lease_until_ms=_int(item.lease_until_ms),
+        task_token=item.task_token,
         task_result=TaskResult.from_json(json.loads(item.task_result)) if item.task_result else None,
-        callback_reported=item.callback_reported, last_heartbeat_ms=_int(item.last_heartbeat_ms),
-        output=json.loads(item.output) if item.output is not None else None, error=item.error,
-        cause=item.cause, history_seq=_int(item.history_seq),
+        callback_reported=item.callback_reported,
+        last_heartbeat_ms=_int(item.last_heartbeat_ms),
+        output=json.loads(item.output) if item.output is not None else None,
+        error=item.error,
+        cause=item.cause,
+        history_seq=_int(item.history_seq),
     )
 
 
@@ -216,8 +240,11 @@ class ExecutionsStore:
 
     def create(self, execution: Execution, events: Sequence[HistoryEvent]) -> bool:
         item = self.execution_model(execution.execution_id, **_present(_attributes(execution)))
-        return self._transact(execution.execution_id, events, lambda tx: tx.save(
-            item, condition=self.execution_model.execution_id.does_not_exist()))
+        return self._transact(
+            execution.execution_id,
+            events,
+            lambda tx: tx.save(item, condition=self.execution_model.execution_id.does_not_exist()),
+        )
 
     def save(self, execution: Execution, events: Sequence[HistoryEvent]) -> bool:
         if len(events) > history_events_per_save_max:
@@ -228,8 +255,11 @@ class ExecutionsStore:
             for name, value in _attributes(execution).items()
         ]
         condition = (model.version == execution.version - 1) & (model.status == Status.RUNNING.value)
-        return self._transact(execution.execution_id, events, lambda tx: tx.update(
-            model(execution.execution_id), actions=actions, condition=condition))
+        return self._transact(
+            execution.execution_id,
+            events,
+            lambda tx: tx.update(model(execution.execution_id), actions=actions, condition=condition),
+        )
 
     def record_heartbeat(self, execution_id: str, task_token: str, at_ms: int) -> bool:
         model = self.execution_model
@@ -248,7 +278,9 @@ class ExecutionsStore:
         model = self.execution_model
         condition = model.next_sweep_ms.does_not_exist() | (model.next_sweep_ms <= now_ms)
         try:
-            model(SWEEPER_ITEM_ID).update(actions=[model.next_sweep_ms.set(next_sweep_ms)], condition=condition)
+            model(SWEEPER_ITEM_ID).update(
+                actions=[model.next_sweep_ms.set(next_sweep_ms)], condition=condition
+            )
         except UpdateError as error:
             if error.cause_response_code == "ConditionalCheckFailedException":
                 return False
@@ -258,7 +290,10 @@ class ExecutionsStore:
         return True
 
     def _transact(
-        self, execution_id: str, events: Sequence[HistoryEvent], add_execution: Callable[[TransactWrite], None]
+        self,
+        execution_id: str,
+        events: Sequence[HistoryEvent],
+        add_execution: Callable[[TransactWrite], None],
     ) -> bool:
         """One TransactWriteItems: the execution write and a Put per new history event."""
         for attempt in range(1, transaction_attempts_max + 1):
@@ -266,8 +301,10 @@ class ExecutionsStore:
                 with TransactWrite(connection=self._connection) as tx:
                     add_execution(tx)
                     for event in events:
-                        tx.save(self._history_item(execution_id, event),
-                                condition=self.history_model.seq.does_not_exist())
+                        tx.save(
+                            self._history_item(execution_id, event),
+                            condition=self.history_model.seq.does_not_exist(),
+                        )
                 return True
             except TransactWriteError as error:
                 codes = {reason.code for reason in (error.cancellation_reasons or []) if reason is not None}
@@ -275,15 +312,23 @@ class ExecutionsStore:
                     return False
                 transient = codes & TRANSIENT_CODES or error.cause_response_code in TRANSIENT_CODES
                 if not transient or attempt == transaction_attempts_max:
-                    raise ExecutionStoreError(f"checkpoint not written: {error.cause_response_code}") from error
+                    raise ExecutionStoreError(
+                        f"checkpoint not written: {error.cause_response_code}"
+                    ) from error
                 self._sleep(transaction_retry_seconds * attempt)
             except (PynamoDBException, BotoCoreError) as error:
                 raise ExecutionStoreError("checkpoint not written") from error
         raise AssertionError("unreachable")
 
     def _history_item(self, execution_id: str, event: HistoryEvent) -> Any:
-        return self.history_model(execution_id, event.seq, type=event.type, at_ms=event.at_ms, state=event.state,
-                                  detail=_json(event.detail) if event.detail else None)
+        return self.history_model(
+            execution_id,
+            event.seq,
+            type=event.type,
+            at_ms=event.at_ms,
+            state=event.state,
+            detail=_json(event.detail) if event.detail else None,
+        )
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -299,8 +344,12 @@ class ExecutionsStore:
     def due(self, now_ms: int, limit: int) -> list[Execution]:
         model = self.execution_model
         try:
-            items = model.by_status.query(Status.RUNNING.value, model.next_run_at <= format_time_ms(now_ms),
-                                          limit=limit, page_size=min(limit, page_items_max))
+            items = model.by_status.query(
+                Status.RUNNING.value,
+                model.next_run_at <= format_time_ms(now_ms),
+                limit=limit,
+                page_size=min(limit, page_items_max),
+            )
             return [_execution(item) for item in items]
         except (PynamoDBException, BotoCoreError) as error:
             raise ExecutionStoreError("due executions not read") from error
@@ -320,9 +369,16 @@ class ExecutionsStore:
             return ExecutionPage((), False)
         condition = model.state_machine == state_machine if state_machine else None
         try:
-            items = list(model.by_status.query(
-                status.value, scan_index_forward=False, filter_condition=condition, limit=limit + 1,
-                page_size=min(limit + 1, page_items_max), last_evaluated_key=start_key))
+            items = list(
+                model.by_status.query(
+                    status.value,
+                    scan_index_forward=False,
+                    filter_condition=condition,
+                    limit=limit + 1,
+                    page_size=min(limit + 1, page_items_max),
+                    last_evaluated_key=start_key,
+                )
+            )
         except (PynamoDBException, BotoCoreError) as error:
             raise ExecutionStoreError("executions not listed") from error
         return ExecutionPage(tuple(_execution(item) for item in items[:limit]), len(items) > limit)
@@ -331,16 +387,26 @@ class ExecutionsStore:
         execution = self.get(execution_id)
         if execution is None or execution.status is not status:
             return None
-        return {"execution_id": {"S": execution_id}, "status": {"S": status.value},
-                "next_run_at": {"S": format_time_ms(execution.next_run_at_ms)}}
+        return {
+            "execution_id": {"S": execution_id},
+            "status": {"S": status.value},
+            "next_run_at": {"S": format_time_ms(execution.next_run_at_ms)},
+        }
 
     def history(self, execution_id: str, after_seq: int, limit: int) -> list[HistoryEvent]:
         model = self.history_model
         try:
-            items = model.query(execution_id, model.seq > after_seq, consistent_read=True, limit=limit,
-                                page_size=min(limit, page_items_max))
-            return [HistoryEvent(int(i.seq), i.type, int(i.at_ms), i.state, json.loads(i.detail or "{}"))
-                    for i in items]
+            items = model.query(
+                execution_id,
+                model.seq > after_seq,
+                consistent_read=True,
+                limit=limit,
+                page_size=min(limit, page_items_max),
+            )
+            return [
+                HistoryEvent(int(i.seq), i.type, int(i.at_ms), i.state, json.loads(i.detail or "{}"))
+                for i in items
+            ]
         except (PynamoDBException, BotoCoreError) as error:
             raise ExecutionStoreError("history not read") from error
 

@@ -44,13 +44,22 @@ SQS_SEND = "arn:aws:states:::sqs:sendMessage"
 SQS_SEND_WAIT = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
 RESOURCES = (HTTP_INVOKE, SQS_SEND, SQS_SEND_WAIT)
 CALLBACK_RESOURCES = frozenset({SQS_SEND_WAIT})
-TASK_TOKEN_PATH = "$$.Task.Token"
+TASK_TOKEN_PATH = "$$.Task.Token"  # noqa: S105 - a context path, not a credential
 RETRY_COUNT_PATH = "$$.State.RetryCount"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-HTTP_PARAMETERS = frozenset({"ApiEndpoint", "Method", "Headers", "QueryParameters", "RequestBody",
-                             "Authentication", "Transform"})
-SQS_PARAMETERS = frozenset({"QueueUrl", "MessageBody", "MessageAttributes", "DelaySeconds",
-                            "MessageGroupId", "MessageDeduplicationId"})
+HTTP_PARAMETERS = frozenset(
+    {"ApiEndpoint", "Method", "Headers", "QueryParameters", "RequestBody", "Authentication", "Transform"}
+)
+SQS_PARAMETERS = frozenset(
+    {
+        "QueueUrl",
+        "MessageBody",
+        "MessageAttributes",
+        "DelaySeconds",
+        "MessageGroupId",
+        "MessageDeduplicationId",
+    }
+)
 # The engine sets these on every HTTP task; a definition may not.
 ENGINE_HEADERS = frozenset({"authorization", "idempotency-key"})
 # /function/<name>/<route>: the gateway path of a suite function.
@@ -60,35 +69,72 @@ COMMON_FIELDS = frozenset({"Type", "Comment"})
 IO_FIELDS = frozenset({"InputPath", "OutputPath"})
 FLOW_FIELDS = frozenset({"Next", "End"})
 STATE_FIELDS: dict[str, frozenset[str]] = {
-    "Task": COMMON_FIELDS | IO_FIELDS | FLOW_FIELDS | {
-        "Resource", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch",
-        "TimeoutSeconds", "HeartbeatSeconds"},
+    "Task": COMMON_FIELDS
+    | IO_FIELDS
+    | FLOW_FIELDS
+    | {
+        "Resource",
+        "Parameters",
+        "ResultSelector",
+        "ResultPath",
+        "Retry",
+        "Catch",
+        "TimeoutSeconds",
+        "HeartbeatSeconds",
+    },
     "Pass": COMMON_FIELDS | IO_FIELDS | FLOW_FIELDS | {"Result", "ResultPath", "Parameters"},
     "Choice": COMMON_FIELDS | IO_FIELDS | {"Choices", "Default"},
-    "Wait": COMMON_FIELDS | IO_FIELDS | FLOW_FIELDS | {"Seconds", "Timestamp", "SecondsPath", "TimestampPath"},
+    "Wait": COMMON_FIELDS
+    | IO_FIELDS
+    | FLOW_FIELDS
+    | {"Seconds", "Timestamp", "SecondsPath", "TimestampPath"},
     "Succeed": COMMON_FIELDS | IO_FIELDS,
     "Fail": COMMON_FIELDS | {"Error", "Cause", "ErrorPath", "CausePath"},
 }
 TOP_LEVEL_FIELDS = frozenset({"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"})
-RETRIER_FIELDS = frozenset({"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate",
-                            "MaxDelaySeconds", "JitterStrategy", "Comment"})
+RETRIER_FIELDS = frozenset(
+    {
+        "ErrorEquals",
+        "IntervalSeconds",
+        "MaxAttempts",
+        "BackoffRate",
+        "MaxDelaySeconds",
+        "JitterStrategy",
+        "Comment",
+    }
+)
 CATCHER_FIELDS = frozenset({"ErrorEquals", "Next", "ResultPath", "Comment"})
 JITTER_STRATEGIES = ("FULL", "NONE")
 _MISSING = object()
 
 COMPARATORS = {
-    "StringEquals": "string", "StringLessThan": "string", "StringGreaterThan": "string",
-    "StringLessThanEquals": "string", "StringGreaterThanEquals": "string", "StringMatches": "pattern",
-    "NumericEquals": "number", "NumericLessThan": "number", "NumericGreaterThan": "number",
-    "NumericLessThanEquals": "number", "NumericGreaterThanEquals": "number",
+    "StringEquals": "string",
+    "StringLessThan": "string",
+    "StringGreaterThan": "string",
+    "StringLessThanEquals": "string",
+    "StringGreaterThanEquals": "string",
+    "StringMatches": "pattern",
+    "NumericEquals": "number",
+    "NumericLessThan": "number",
+    "NumericGreaterThan": "number",
+    "NumericLessThanEquals": "number",
+    "NumericGreaterThanEquals": "number",
     "BooleanEquals": "boolean",
-    "TimestampEquals": "timestamp", "TimestampLessThan": "timestamp", "TimestampGreaterThan": "timestamp",
-    "TimestampLessThanEquals": "timestamp", "TimestampGreaterThanEquals": "timestamp",
-    "IsNull": "test", "IsPresent": "test", "IsNumeric": "test", "IsString": "test", "IsBoolean": "test",
+    "TimestampEquals": "timestamp",
+    "TimestampLessThan": "timestamp",
+    "TimestampGreaterThan": "timestamp",
+    "TimestampLessThanEquals": "timestamp",
+    "TimestampGreaterThanEquals": "timestamp",
+    "IsNull": "test",
+    "IsPresent": "test",
+    "IsNumeric": "test",
+    "IsString": "test",
+    "IsBoolean": "test",
     "IsTimestamp": "test",
 }
-PATH_COMPARATORS = {f"{name}Path": kind for name, kind in COMPARATORS.items()
-                    if kind not in ("test", "pattern")}
+PATH_COMPARATORS = {
+    f"{name}Path": kind for name, kind in COMPARATORS.items() if kind not in ("test", "pattern")
+}
 
 
 # --- the compiled definition ------------------------------------------------------------------
@@ -105,7 +151,7 @@ class Retrier:
 
     def delay_seconds(self, retries_done: int, unit_random: float) -> float:
         """Delay before retry number retries_done + 1; unit_random in [0, 1) draws FULL jitter."""
-        delay = self.interval_seconds * self.backoff_rate ** retries_done
+        delay = self.interval_seconds * self.backoff_rate**retries_done
         if self.max_delay_seconds is not None:
             delay = min(delay, self.max_delay_seconds)
         return delay * unit_random if self.jitter == "FULL" else delay
@@ -291,11 +337,18 @@ def _state(name: Any, raw: Any) -> State:
     kind = raw.get("Type")
     if kind not in STATE_FIELDS:
         raise DefinitionError(
-            f"Type {kind!r} is not supported; supported: {', '.join(STATE_FIELDS)}", state=name, field="Type")
+            f"Type {kind!r} is not supported; supported: {', '.join(STATE_FIELDS)}", state=name, field="Type"
+        )
     _reject_unknown(raw, STATE_FIELDS[kind], name)
     common = _common(name, kind, raw)
-    builders = {"Task": _task, "Pass": _pass, "Choice": _choice, "Wait": _wait,
-                "Succeed": _succeed, "Fail": _fail}
+    builders = {
+        "Task": _task,
+        "Pass": _pass,
+        "Choice": _choice,
+        "Wait": _wait,
+        "Succeed": _succeed,
+        "Fail": _fail,
+    }
     return builders[kind](name, raw, common)
 
 
@@ -331,21 +384,31 @@ def _task(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> TaskStat
     timeout = _optional_seconds(raw, "TimeoutSeconds", name, timeout_seconds_max)
     heartbeat = _optional_seconds(raw, "HeartbeatSeconds", name, timeout_seconds_max)
     if resource == HTTP_INVOKE and timeout is not None and timeout > http_timeout_seconds_max:
-        raise DefinitionError(f"an HTTP task times out after at most {http_timeout_seconds_max} s",
-                              state=name, field="TimeoutSeconds")
+        raise DefinitionError(
+            f"an HTTP task times out after at most {http_timeout_seconds_max} s",
+            state=name,
+            field="TimeoutSeconds",
+        )
     if heartbeat is not None and (resource not in CALLBACK_RESOURCES):
-        raise DefinitionError("HeartbeatSeconds applies to callback (.waitForTaskToken) tasks only",
-                              state=name, field="HeartbeatSeconds")
+        raise DefinitionError(
+            "HeartbeatSeconds applies to callback (.waitForTaskToken) tasks only",
+            state=name,
+            field="HeartbeatSeconds",
+        )
     if heartbeat is not None and timeout is not None and heartbeat >= timeout:
-        raise DefinitionError("HeartbeatSeconds must be less than TimeoutSeconds", state=name,
-                              field="HeartbeatSeconds")
+        raise DefinitionError(
+            "HeartbeatSeconds must be less than TimeoutSeconds", state=name, field="HeartbeatSeconds"
+        )
     return TaskState(
-        **common, resource=resource, parameters=parameters,
+        **common,
+        resource=resource,
+        parameters=parameters,
         result_selector=_template(raw, "ResultSelector", name),
         result_path=_result_path(raw, name),
         retry=_retriers(name, raw.get("Retry", [])),
         catch=_catchers(name, raw.get("Catch", [])),
-        timeout_seconds=timeout, heartbeat_seconds=heartbeat,
+        timeout_seconds=timeout,
+        heartbeat_seconds=heartbeat,
     )
 
 
@@ -355,7 +418,9 @@ def _check_resource_parameters(name: str, resource: str, raw: Any, template: Tem
     if template is not None and template.uses_context(RETRY_COUNT_PATH):
         raise DefinitionError(
             f"{RETRY_COUNT_PATH} would change the request between retries of one idempotency key",
-            state=name, field="Parameters")
+            state=name,
+            field="Parameters",
+        )
     keys = {key[:-2] if key.endswith(".$") else key for key in raw}
     if resource == HTTP_INVOKE:
         _check_http_parameters(name, raw, keys)
@@ -371,17 +436,23 @@ def _check_http_parameters(name: str, raw: Mapping[str, Any], keys: set[str]) ->
     if "ApiEndpoint" in raw:
         function_path(raw["ApiEndpoint"], name)
     if "Method" in raw and raw["Method"] not in HTTP_METHODS:
-        raise DefinitionError(f"Method must be one of {', '.join(HTTP_METHODS)}", state=name,
-                              field="Parameters.Method")
+        raise DefinitionError(
+            f"Method must be one of {', '.join(HTTP_METHODS)}", state=name, field="Parameters.Method"
+        )
     headers = raw.get("Headers", {})
     if isinstance(headers, dict):
         for header in headers:
             if header.removesuffix(".$").lower() in ENGINE_HEADERS:
-                raise DefinitionError(f"the engine sets {header} itself", state=name, field="Parameters.Headers")
+                raise DefinitionError(
+                    f"the engine sets {header} itself", state=name, field="Parameters.Headers"
+                )
     transform = raw.get("Transform")
     if transform is not None and transform != {"RequestBodyEncoding": "NONE"}:
-        raise DefinitionError("only RequestBodyEncoding NONE (JSON bodies) is supported", state=name,
-                              field="Parameters.Transform")
+        raise DefinitionError(
+            "only RequestBodyEncoding NONE (JSON bodies) is supported",
+            state=name,
+            field="Parameters.Transform",
+        )
 
 
 def _check_sqs_parameters(
@@ -395,14 +466,20 @@ def _check_sqs_parameters(
         queue_logical_name(raw["QueueUrl"], name)
     wants_token = template is not None and template.uses_context(TASK_TOKEN_PATH)
     if resource == SQS_SEND_WAIT and not wants_token:
-        raise DefinitionError(f"a .waitForTaskToken task must pass {TASK_TOKEN_PATH} in its Parameters",
-                              state=name, field="Parameters")
+        raise DefinitionError(
+            f"a .waitForTaskToken task must pass {TASK_TOKEN_PATH} in its Parameters",
+            state=name,
+            field="Parameters",
+        )
 
 
 def _only(keys: set[str], allowed: frozenset[str], name: str) -> None:
     for key in sorted(keys - allowed):
-        raise DefinitionError(f"not a supported parameter; supported: {', '.join(sorted(allowed))}",
-                              state=name, field=f"Parameters.{key}")
+        raise DefinitionError(
+            f"not a supported parameter; supported: {', '.join(sorted(allowed))}",
+            state=name,
+            field=f"Parameters.{key}",
+        )
 
 
 def function_path(endpoint: Any, state: str | None = None) -> str:
@@ -412,10 +489,16 @@ def function_path(endpoint: Any, state: str | None = None) -> str:
     if not isinstance(endpoint, str):
         raise DefinitionError("ApiEndpoint must be a string", state=state, field="Parameters.ApiEndpoint")
     parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.netloc or not FUNCTION_PATH_PATTERN.match(parts.path):
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not FUNCTION_PATH_PATTERN.match(parts.path)
+    ):
         raise DefinitionError(
             "ApiEndpoint must look like https://gateway.finfaas/function/<function>/<route>",
-            state=state, field="Parameters.ApiEndpoint")
+            state=state,
+            field="Parameters.ApiEndpoint",
+        )
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
@@ -427,14 +510,19 @@ def queue_logical_name(queue_url: Any, state: str | None = None) -> str:
         raise DefinitionError("QueueUrl must be a string", state=state, field="Parameters.QueueUrl")
     segment = urlsplit(queue_url).path.rstrip("/").rsplit("/", 1)[-1]
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", segment):
-        raise DefinitionError("QueueUrl must end with the queue's logical name", state=state,
-                              field="Parameters.QueueUrl")
+        raise DefinitionError(
+            "QueueUrl must end with the queue's logical name", state=state, field="Parameters.QueueUrl"
+        )
     return segment
 
 
 def _pass(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> PassState:
-    return PassState(**common, result=raw.get("Result", _MISSING), parameters=_template(raw, "Parameters", name),
-                     result_path=_result_path(raw, name))
+    return PassState(
+        **common,
+        result=raw.get("Result", _MISSING),
+        parameters=_template(raw, "Parameters", name),
+        result_path=_result_path(raw, name),
+    )
 
 
 def _choice(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> ChoiceState:
@@ -450,19 +538,27 @@ def _choice(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> Choice
 def _rule(name: str, raw: Any, depth: int, top: bool) -> ChoiceRule:
     where = "Choices"
     if not isinstance(raw, dict) or depth > choice_rule_depth_max:
-        raise DefinitionError(f"a choice rule is an object nested at most {choice_rule_depth_max} deep",
-                              state=name, field=where)
+        raise DefinitionError(
+            f"a choice rule is an object nested at most {choice_rule_depth_max} deep", state=name, field=where
+        )
     next_state = raw.get("Next")
     if top != (next_state is not None):
-        raise DefinitionError("top-level rules need Next, nested rules may not have it", state=name, field=where)
+        raise DefinitionError(
+            "top-level rules need Next, nested rules may not have it", state=name, field=where
+        )
     body = {key: value for key, value in raw.items() if key not in ("Next", "Comment")}
     for combinator in ("And", "Or"):
         if combinator in body:
             children = body.pop(combinator)
             if body or not isinstance(children, list) or not children:
-                raise DefinitionError(f"{combinator} takes a non-empty list and nothing else", state=name,
-                                      field=f"{where}.{combinator}")
-            return ChoiceRule(combinator, None, tuple(_rule(name, c, depth + 1, False) for c in children), next_state)
+                raise DefinitionError(
+                    f"{combinator} takes a non-empty list and nothing else",
+                    state=name,
+                    field=f"{where}.{combinator}",
+                )
+            return ChoiceRule(
+                combinator, None, tuple(_rule(name, c, depth + 1, False) for c in children), next_state
+            )
     if "Not" in body:
         child = body.pop("Not")
         if body:
@@ -474,11 +570,15 @@ def _rule(name: str, raw: Any, depth: int, top: bool) -> ChoiceRule:
 def _comparison(name: str, body: dict[str, Any], next_state: str | None) -> ChoiceRule:
     variable = body.pop("Variable", None)
     if not isinstance(variable, str) or len(body) != 1:
-        raise DefinitionError("a comparison has Variable and exactly one operator", state=name, field="Choices")
+        raise DefinitionError(
+            "a comparison has Variable and exactly one operator", state=name, field="Choices"
+        )
     operator, operand = next(iter(body.items()))
     kind = COMPARATORS.get(operator) or PATH_COMPARATORS.get(operator)
     if kind is None:
-        raise DefinitionError(f"unknown comparison operator {operator}", state=name, field=f"Choices.{operator}")
+        raise DefinitionError(
+            f"unknown comparison operator {operator}", state=name, field=f"Choices.{operator}"
+        )
     if operator in PATH_COMPARATORS:
         operand = _path_or_error(operand, name, f"Choices.{operator}")
     elif not _operand_fits(kind, operand):
@@ -510,8 +610,9 @@ def parse_timestamp(text: Any) -> datetime | None:
 def _wait(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> WaitState:
     given = [key for key in ("Seconds", "Timestamp", "SecondsPath", "TimestampPath") if key in raw]
     if len(given) != 1:
-        raise DefinitionError("exactly one of Seconds, Timestamp, SecondsPath, TimestampPath", state=name,
-                              field="Seconds")
+        raise DefinitionError(
+            "exactly one of Seconds, Timestamp, SecondsPath, TimestampPath", state=name, field="Seconds"
+        )
     key = given[0]
     if key == "Seconds":
         return WaitState(**common, seconds=_optional_seconds(raw, key, name, timeout_seconds_max, minimum=0))
@@ -520,7 +621,11 @@ def _wait(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> WaitStat
             raise DefinitionError("Timestamp must be RFC 3339 with an offset", state=name, field=key)
         return WaitState(**common, timestamp=raw[key])
     path = _path_or_error(raw[key], name, key)
-    return WaitState(**common, seconds_path=path) if key == "SecondsPath" else WaitState(**common, timestamp_path=path)
+    return (
+        WaitState(**common, seconds_path=path)
+        if key == "SecondsPath"
+        else WaitState(**common, timestamp_path=path)
+    )
 
 
 def _succeed(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> SucceedState:
@@ -534,7 +639,9 @@ def _fail(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> FailStat
         if static in raw and not isinstance(raw[static], str):
             raise DefinitionError(f"{static} must be a string", state=name, field=static)
     return FailState(
-        **common, error=raw.get("Error"), cause=raw.get("Cause"),
+        **common,
+        error=raw.get("Error"),
+        cause=raw.get("Cause"),
         error_path=_path_or_error(raw["ErrorPath"], name, "ErrorPath") if "ErrorPath" in raw else None,
         cause_path=_path_or_error(raw["CausePath"], name, "CausePath") if "CausePath" in raw else None,
     )
@@ -545,7 +652,9 @@ def _fail(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> FailStat
 
 def _retriers(name: str, raw: Any) -> tuple[Retrier, ...]:
     if not isinstance(raw, list) or len(raw) > retriers_max:
-        raise DefinitionError(f"Retry is a list of at most {retriers_max} retriers", state=name, field="Retry")
+        raise DefinitionError(
+            f"Retry is a list of at most {retriers_max} retriers", state=name, field="Retry"
+        )
     retriers = tuple(_retrier(name, entry) for entry in raw)
     _check_error_lists(name, "Retry", [r.error_equals for r in retriers])
     return retriers
@@ -563,27 +672,35 @@ def _retrier(name: str, raw: Any) -> Retrier:
         raise DefinitionError("JitterStrategy must be FULL or NONE", state=name, field="Retry.JitterStrategy")
     return Retrier(
         error_equals=_error_equals(name, raw, "Retry"),
-        interval_seconds=_optional_seconds(raw, "IntervalSeconds", name, timeout_seconds_max, field_prefix="Retry.")
+        interval_seconds=_optional_seconds(
+            raw, "IntervalSeconds", name, timeout_seconds_max, field_prefix="Retry."
+        )
         or 1,
         max_attempts=_non_negative(raw, "MaxAttempts", 3, name),
         backoff_rate=float(backoff),
-        max_delay_seconds=_optional_seconds(raw, "MaxDelaySeconds", name, timeout_seconds_max,
-                                            field_prefix="Retry."),
+        max_delay_seconds=_optional_seconds(
+            raw, "MaxDelaySeconds", name, timeout_seconds_max, field_prefix="Retry."
+        ),
         jitter=jitter,
     )
 
 
 def _catchers(name: str, raw: Any) -> tuple[Catcher, ...]:
     if not isinstance(raw, list) or len(raw) > catchers_max:
-        raise DefinitionError(f"Catch is a list of at most {catchers_max} catchers", state=name, field="Catch")
+        raise DefinitionError(
+            f"Catch is a list of at most {catchers_max} catchers", state=name, field="Catch"
+        )
     catchers = []
     for entry in raw:
         if not isinstance(entry, dict):
             raise DefinitionError("a catcher is an object", state=name, field="Catch")
         _reject_unknown_in(entry, CATCHER_FIELDS, name, "Catch")
         result_path = _result_path(entry, name, field_prefix="Catch.")
-        catchers.append(Catcher(_error_equals(name, entry, "Catch"), _string(entry, "Next", name, "Catch.Next"),
-                                result_path))
+        catchers.append(
+            Catcher(
+                _error_equals(name, entry, "Catch"), _string(entry, "Next", name, "Catch.Next"), result_path
+            )
+        )
     _check_error_lists(name, "Catch", [c.error_equals for c in catchers])
     return tuple(catchers)
 
@@ -594,16 +711,20 @@ def _error_equals(name: str, raw: Mapping[str, Any], where: str) -> tuple[str, .
         raise DefinitionError("ErrorEquals must list error names", state=name, field=f"{where}.ErrorEquals")
     for error_name in names:
         if not errors.is_known_name(error_name):
-            raise DefinitionError(f"{error_name} is not a predefined error name", state=name,
-                                  field=f"{where}.ErrorEquals")
+            raise DefinitionError(
+                f"{error_name} is not a predefined error name", state=name, field=f"{where}.ErrorEquals"
+            )
     return tuple(names)
 
 
 def _check_error_lists(name: str, where: str, lists: list[tuple[str, ...]]) -> None:
     for position, names in enumerate(lists):
         if errors.ALL in names and (len(names) > 1 or position != len(lists) - 1):
-            raise DefinitionError(f"{errors.ALL} must be alone in the last {where} entry", state=name,
-                                  field=f"{where}.ErrorEquals")
+            raise DefinitionError(
+                f"{errors.ALL} must be alone in the last {where} entry",
+                state=name,
+                field=f"{where}.ErrorEquals",
+            )
 
 
 def _reject_unknown_in(raw: Mapping[str, Any], allowed: frozenset[str], state: str, where: str) -> None:
@@ -623,23 +744,30 @@ def _string(raw: Mapping[str, Any], key: str, state: str, field_name: str | None
 
 
 def _optional_seconds(
-    raw: Mapping[str, Any], key: str, state: str | None, maximum: int, *, minimum: int = 1,
+    raw: Mapping[str, Any],
+    key: str,
+    state: str | None,
+    maximum: int,
+    *,
+    minimum: int = 1,
     field_prefix: str = "",
 ) -> int | None:
     if key not in raw:
         return None
     value = raw[key]
     if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
-        raise DefinitionError(f"must be an integer from {minimum} to {maximum}", state=state,
-                              field=field_prefix + key)
+        raise DefinitionError(
+            f"must be an integer from {minimum} to {maximum}", state=state, field=field_prefix + key
+        )
     return value
 
 
 def _non_negative(raw: Mapping[str, Any], key: str, default: int, state: str) -> int:
     value = raw.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= retry_attempts_max:
-        raise DefinitionError(f"must be an integer from 0 to {retry_attempts_max}", state=state,
-                              field=f"Retry.{key}")
+        raise DefinitionError(
+            f"must be an integer from 0 to {retry_attempts_max}", state=state, field=f"Retry.{key}"
+        )
     return value
 
 

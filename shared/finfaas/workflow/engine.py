@@ -190,8 +190,13 @@ class Engine:
         except StatesError as error:
             raise InvalidExecutionInput(error.cause) from None
         execution = self._new_execution(definition, name, input_value)
-        started = HistoryEvent(1, "ExecutionStarted", execution.started_at_ms, None,
-                               {"state_machine": state_machine, "input": input_value})
+        started = HistoryEvent(
+            1,
+            "ExecutionStarted",
+            execution.started_at_ms,
+            None,
+            {"state_machine": state_machine, "input": input_value},
+        )
         self._crash_hook("start:before_save")
         created = self.store.create(execution, [started])
         self._crash_hook("start:after_save")
@@ -204,10 +209,19 @@ class Engine:
         now = self._now_ms()
         deadline = now + definition.timeout_seconds * MS_PER_SECOND if definition.timeout_seconds else None
         return Execution(
-            execution_id=execution_id(definition.name, name), state_machine=definition.name, name=name,
-            definition_digest=definition.digest, input=input_value, status=Status.RUNNING, version=1,
-            started_at_ms=now, next_run_at_ms=now + int(self.limits.ready_grace_seconds * MS_PER_SECOND),
-            deadline_ms=deadline, state=definition.start_at, phase=Phase.READY, state_input=input_value,
+            execution_id=execution_id(definition.name, name),
+            state_machine=definition.name,
+            name=name,
+            definition_digest=definition.digest,
+            input=input_value,
+            status=Status.RUNNING,
+            version=1,
+            started_at_ms=now,
+            next_run_at_ms=now + int(self.limits.ready_grace_seconds * MS_PER_SECOND),
+            deadline_ms=deadline,
+            state=definition.start_at,
+            phase=Phase.READY,
+            state_input=input_value,
             history_seq=1,
         )
 
@@ -217,7 +231,8 @@ class Engine:
             raise ExecutionBusy("the execution changed while starting; retry")
         if input_digest(existing.input) != input_digest(input_value):
             raise ExecutionAlreadyExists(
-                f"execution {requested.name!r} of {requested.state_machine!r} exists with a different input")
+                f"execution {requested.name!r} of {requested.state_machine!r} exists with a different input"
+            )
         if existing.status is Status.RUNNING and existing.phase in (Phase.READY, Phase.RESULT):
             # The first start may have crashed before its wake-up: a repeated start sends it again.
             self._wake(Wakeup(WAKE, existing.execution_id, "start"))
@@ -237,8 +252,13 @@ class Engine:
         definition = self.definitions.get(execution.state_machine)
         step = Step(execution)
         if definition is None or execution.state not in definition.states:
-            finish(step, Status.FAILED, now, error=errors.RUNTIME,
-                   cause=f"state machine {execution.state_machine!r} no longer has state {execution.state!r}")
+            finish(
+                step,
+                Status.FAILED,
+                now,
+                error=errors.RUNTIME,
+                cause=f"state machine {execution.state_machine!r} no longer has state {execution.state!r}",
+            )
             return "stopped" if self._checkpoint(step) else "conflict"
         if definition.digest != execution.definition_digest:
             _log.warning("definition changed since the execution started", execution_id=execution_id_)
@@ -251,7 +271,9 @@ class Engine:
             return execution.lease_until_ms <= now_ms
         return execution.next_run_at_ms <= now_ms
 
-    def _rearm_early_timer(self, execution: Execution, reason: str, due_at_ms: int | None, now_ms: int) -> None:
+    def _rearm_early_timer(
+        self, execution: Execution, reason: str, due_at_ms: int | None, now_ms: int
+    ) -> None:
         """A timer that arrived early (a long wait hops 15 minutes at a time) is sent on once."""
         wake_at = execution.lease_until_ms if execution.phase is Phase.TASK else execution.next_run_at_ms
         if reason == "timer" and due_at_ms == wake_at and wake_at < NEVER_MS:
@@ -307,11 +329,21 @@ class Engine:
                 raise TaskNotFound("no task is waiting for this token")
             now = self._now_ms()
             updated = execution.bumped(
-                phase=Phase.RESULT, task_result=result, callback_reported=reported, lease_owner=None,
-                lease_until_ms=0, next_run_at_ms=now + int(self.limits.ready_grace_seconds * MS_PER_SECOND),
-                history_seq=execution.history_seq + 1)
-            event = HistoryEvent(updated.history_seq, "CallbackReceived", now, execution.state,
-                                 {"ok": result.ok, "error": result.error} if not result.ok else {"ok": True})
+                phase=Phase.RESULT,
+                task_result=result,
+                callback_reported=reported,
+                lease_owner=None,
+                lease_until_ms=0,
+                next_run_at_ms=now + int(self.limits.ready_grace_seconds * MS_PER_SECOND),
+                history_seq=execution.history_seq + 1,
+            )
+            event = HistoryEvent(
+                updated.history_seq,
+                "CallbackReceived",
+                now,
+                execution.state,
+                {"ok": result.ok, "error": result.error} if not result.ok else {"ok": True},
+            )
             if self.store.save(updated, [event]):
                 self._wake(Wakeup(WAKE, execution_id_, "callback"))
                 return "accepted"
@@ -403,14 +435,21 @@ class _Drive:
             finish(self.step, Status.TIMED_OUT, now, error=errors.TIMEOUT, cause="the execution timed out")
             return True
         if execution.history_seq + len(self.step.events) >= self.limits.history_events_max:
-            finish(self.step, Status.FAILED, now, error=errors.RUNTIME,
-                   cause=f"more than {self.limits.history_events_max} history events")
+            finish(
+                self.step,
+                Status.FAILED,
+                now,
+                error=errors.RUNTIME,
+                cause=f"more than {self.limits.history_events_max} history events",
+            )
             return True
         return False
 
     def _over_budget(self, now: int) -> bool:
-        return (now - self.started_ms >= self.limits.drive_seconds_max * MS_PER_SECOND
-                or self.tasks_run >= self.limits.tasks_per_drive_max)
+        return (
+            now - self.started_ms >= self.limits.drive_seconds_max * MS_PER_SECOND
+            or self.tasks_run >= self.limits.tasks_per_drive_max
+        )
 
     def _continue_later(self, now: int) -> str:
         self.step.change(next_run_at_ms=now + int(self.limits.ready_grace_seconds * MS_PER_SECOND))
@@ -425,8 +464,13 @@ class _Drive:
     # -- states ----------------------------------------------------------------------------------
 
     def _enter(self, now: int) -> str | None:
-        entered = enter(self.step, self.definition, now, self.engine._new_secret,
-                        self.limits.pure_states_per_checkpoint_max)
+        entered = enter(
+            self.step,
+            self.definition,
+            now,
+            self.engine._new_secret,
+            self.limits.pure_states_per_checkpoint_max,
+        )
         if entered.kind == "task":
             return self._next_attempt(now)
         if entered.kind == "wait":
@@ -456,8 +500,12 @@ class _Drive:
             cause = f"the attempt was lost {execution.redrives} times without a result"
             return self._applied(TaskResult(False, error=errors.TIMEOUT, cause=cause), now)
         lease_until = self._lease_until(state, now)
-        self.step.change(redrives=redrives, lease_owner=self.engine._owner, lease_until_ms=lease_until,
-                         next_run_at_ms=lease_until)
+        self.step.change(
+            redrives=redrives,
+            lease_owner=self.engine._owner,
+            lease_until_ms=lease_until,
+            next_run_at_ms=lease_until,
+        )
         if lost:
             self.step.event("TaskRedriven", {"attempt": execution.attempt, "redrive": redrives})
         if not self.engine._checkpoint(self.step):
@@ -473,9 +521,12 @@ class _Drive:
         except StatesError as failure:
             return self._applied(TaskResult(False, error=failure.error, cause=failure.cause), now)
         call = TaskCall(
-            resource=state.resource, parameters=parameters,
+            resource=state.resource,
+            parameters=parameters,
             idempotency_key=idempotency_key(execution.execution_id, state.name, execution.visit),
-            execution_id=execution.execution_id, state=state.name, attempt=execution.attempt,
+            execution_id=execution.execution_id,
+            state=state.name,
+            attempt=execution.attempt,
             timeout_seconds=float(_call_timeout_seconds(state)),
         )
         outcome = self.engine._run_task(call)
@@ -517,7 +568,9 @@ class _Drive:
 
     def _busy(self, outcome: TaskBusy, now: int) -> str:
         until = now + int(outcome.retry_after_seconds * MS_PER_SECOND)
-        self.step.event("TaskBusy", {"attempt": self.step.execution.attempt, "retry_after_s": outcome.retry_after_seconds})
+        self.step.event(
+            "TaskBusy", {"attempt": self.step.execution.attempt, "retry_after_s": outcome.retry_after_seconds}
+        )
         self.step.change(lease_owner=None, lease_until_ms=until, next_run_at_ms=until)
         return self._park(until, now, keep_phase=True)
 
@@ -555,7 +608,17 @@ def _call_timeout_seconds(state: TaskState) -> int:
 
 
 __all__ = [
-    "Engine", "EngineLimits", "StartResult", "WorkflowError", "StateMachineNotFound", "InvalidExecutionName",
-    "InvalidExecutionInput", "ExecutionAlreadyExists", "InvalidTaskToken", "TaskNotFound", "TaskTokenUsed",
-    "ExecutionBusy", "task_token",
+    "Engine",
+    "EngineLimits",
+    "StartResult",
+    "WorkflowError",
+    "StateMachineNotFound",
+    "InvalidExecutionName",
+    "InvalidExecutionInput",
+    "ExecutionAlreadyExists",
+    "InvalidTaskToken",
+    "TaskNotFound",
+    "TaskTokenUsed",
+    "ExecutionBusy",
+    "task_token",
 ]

@@ -17,12 +17,27 @@ DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
 HTTP_SOCKET = "States.Http.Socket"
 HTTP_STATUS_PREFIX = "States.Http.StatusCode."
 STATES_PREFIX = "States."
-PREDEFINED = frozenset({
-    ALL, TASK_FAILED, TIMEOUT, HEARTBEAT_TIMEOUT, PERMISSIONS, RESULT_PATH_MATCH_FAILURE,
-    PARAMETER_PATH_FAILURE, NO_CHOICE_MATCHED, INTRINSIC_FAILURE, RUNTIME, DATA_LIMIT_EXCEEDED,
-    HTTP_SOCKET, "States.BranchFailed", "States.ExceedToleratedFailureThreshold",
-    "States.ItemReaderFailed", "States.ResultWriterFailed", "States.QueryEvaluationError",
-})
+PREDEFINED = frozenset(
+    {
+        ALL,
+        TASK_FAILED,
+        TIMEOUT,
+        HEARTBEAT_TIMEOUT,
+        PERMISSIONS,
+        RESULT_PATH_MATCH_FAILURE,
+        PARAMETER_PATH_FAILURE,
+        NO_CHOICE_MATCHED,
+        INTRINSIC_FAILURE,
+        RUNTIME,
+        DATA_LIMIT_EXCEEDED,
+        HTTP_SOCKET,
+        "States.BranchFailed",
+        "States.ExceedToleratedFailureThreshold",
+        "States.ItemReaderFailed",
+        "States.ResultWriterFailed",
+        "States.QueryEvaluationError",
+    }
+)
 # Terminal errors: no Retry or Catch sees them, the execution fails (as in Step Functions).
 UNCATCHABLE = frozenset({RUNTIME, DATA_LIMIT_EXCEEDED})
 
@@ -37,7 +52,7 @@ def is_known_name(name: str) -> bool:
         return True
     if name in PREDEFINED:
         return True
-    suffix = name[len(HTTP_STATUS_PREFIX):]
+    suffix = name[len(HTTP_STATUS_PREFIX) :]
     return name.startswith(HTTP_STATUS_PREFIX) and suffix.isdigit() and len(suffix) == 3
 
 
@@ -58,10 +73,14 @@ class DefinitionError(ValueError):
     """A state machine definition is outside the supported subset or malformed."""
 
     def __init__(self, message: str, *, state: str | None = None, field: str | None = None) -> None:
-        where = " ".join(part for part in (
-            f"state {state!r}" if state is not None else "",
-            f"field {field!r}" if field is not None else "",
-        ) if part)
+        where = " ".join(
+            part
+            for part in (
+                f"state {state!r}" if state is not None else "",
+                f"field {field!r}" if field is not None else "",
+            )
+            if part
+        )
         super().__init__(f"{where}: {message}" if where else message)
         self.state = state
         self.field = field

@@ -35,7 +35,7 @@ from finfaas.workflow.paths import Path, write_result
 MS_PER_SECOND = 1000
 payload_bytes_max = 64 * 1024  # per JSON value kept in an execution item (DynamoDB items are <= 400 KB)
 cause_chars_max = 32 * 1024
-TOKEN_SEPARATOR = "."
+TOKEN_SEPARATOR = "."  # noqa: S105 - a separator, not a credential
 
 
 @dataclass
@@ -86,11 +86,18 @@ def context_object(execution: Execution) -> dict[str, Any]:
     """The `$$` object: stable within one visit of a state, so a Task's request never changes."""
     token = task_token(execution.execution_id, execution.task_token) if execution.task_token else None
     return {
-        "Execution": {"Id": execution.execution_id, "Name": execution.name, "Input": execution.input,
-                      "StartTime": iso(execution.started_at_ms)},
+        "Execution": {
+            "Id": execution.execution_id,
+            "Name": execution.name,
+            "Input": execution.input,
+            "StartTime": iso(execution.started_at_ms),
+        },
         "StateMachine": {"Name": execution.state_machine},
-        "State": {"Name": execution.state, "EnteredTime": iso(execution.state_entered_at_ms),
-                  "RetryCount": max(execution.attempt - 1, 0)},
+        "State": {
+            "Name": execution.state,
+            "EnteredTime": iso(execution.state_entered_at_ms),
+            "RetryCount": max(execution.attempt - 1, 0),
+        },
         "Task": {"Token": token},
     }
 
@@ -98,7 +105,9 @@ def context_object(execution: Execution) -> dict[str, Any]:
 def check_size(value: Any, what: str) -> None:
     size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
     if size > payload_bytes_max:
-        raise StatesError(errors.DATA_LIMIT_EXCEEDED, f"{what} is {size} bytes; the limit is {payload_bytes_max}")
+        raise StatesError(
+            errors.DATA_LIMIT_EXCEEDED, f"{what} is {size} bytes; the limit is {payload_bytes_max}"
+        )
 
 
 def _read(path: Path | None, data: Any, error: str = errors.RUNTIME) -> Any:
@@ -130,16 +139,24 @@ class Entered:
     kind: str  # "task" (a Task is ready to start), "wait" (parked), "stopped", "budget"
 
 
-def enter(step: Step, definition: Definition, now_ms: int, new_secret: Callable[[], str],
-          pure_states_max: int) -> Entered:
+def enter(
+    step: Step, definition: Definition, now_ms: int, new_secret: Callable[[], str], pure_states_max: int
+) -> Entered:
     """Run from a READY execution through Pass/Choice/Wait(0)/Succeed/Fail until a Task, a Wait or the end."""
     for _ in range(pure_states_max):
         execution = step.execution
         state = definition.state(execution.state)
         visits = dict(execution.visits)
         visits[state.name] = visits.get(state.name, 0) + 1
-        step.change(visits=visits, state_entered_at_ms=now_ms, retries=(), attempt=0, redrives=0,
-                    task_token=None, task_result=None)
+        step.change(
+            visits=visits,
+            state_entered_at_ms=now_ms,
+            retries=(),
+            attempt=0,
+            redrives=0,
+            task_token=None,
+            task_result=None,
+        )
         step.event("StateEntered", {"type": state.type, "visit": visits[state.name]})
         try:
             if isinstance(state, TaskState):
@@ -189,14 +206,34 @@ def leave_wait(step: Step, state: WaitState, now_ms: int) -> None:
         finish(step, Status.FAILED, now_ms, error=failure.error, cause=failure.cause[:cause_chars_max])
 
 
-def finish(step: Step, status: Status, now_ms: int, *, output: Any = None, error: str | None = None,
-           cause: str | None = None) -> None:
+def finish(
+    step: Step,
+    status: Status,
+    now_ms: int,
+    *,
+    output: Any = None,
+    error: str | None = None,
+    cause: str | None = None,
+) -> None:
     """Stop the execution; the stop time is kept in next_run_at_ms (the by-status index's order)."""
-    kind = {Status.SUCCEEDED: "ExecutionSucceeded", Status.FAILED: "ExecutionFailed",
-            Status.TIMED_OUT: "ExecutionTimedOut"}[status]
+    kind = {
+        Status.SUCCEEDED: "ExecutionSucceeded",
+        Status.FAILED: "ExecutionFailed",
+        Status.TIMED_OUT: "ExecutionTimedOut",
+    }[status]
     step.event(kind, {"error": error, "cause": cause} if error else {})
-    step.change(status=status, phase=Phase.DONE, output=output, error=error, cause=cause,
-                next_run_at_ms=now_ms, lease_owner=None, lease_until_ms=0, task_token=None, task_result=None)
+    step.change(
+        status=status,
+        phase=Phase.DONE,
+        output=output,
+        error=error,
+        cause=cause,
+        next_run_at_ms=now_ms,
+        lease_owner=None,
+        lease_until_ms=0,
+        task_token=None,
+        task_result=None,
+    )
 
 
 def _pass_output(definition: Definition, state: PassState, execution: Execution) -> Any:
@@ -290,38 +327,52 @@ def _compare(operator: str, value: Any, operand: Any) -> bool:
         return _TYPE_TESTS[operator](value) == operand
     if operator == "StringMatches":
         return isinstance(value, str) and _string_matches(value, operand)
-    for prefix, accepts in (("String", lambda v: isinstance(v, str)), ("Numeric", _is_number),
-                            ("Boolean", lambda v: isinstance(v, bool))):
+    for prefix, accepts in (
+        ("String", lambda v: isinstance(v, str)),
+        ("Numeric", _is_number),
+        ("Boolean", lambda v: isinstance(v, bool)),
+    ):
         if operator.startswith(prefix):
             # Values of another type never match, as in Step Functions (no coercion).
-            return accepts(value) and accepts(operand) and _ORDER[operator[len(prefix):]](value, operand)
+            return accepts(value) and accepts(operand) and _ORDER[operator[len(prefix) :]](value, operand)
     left, right = parse_timestamp(value), parse_timestamp(operand)
-    return left is not None and right is not None and _ORDER[operator[len("Timestamp"):]](left, right)
+    return left is not None and right is not None and _ORDER[operator[len("Timestamp") :]](left, right)
 
 
 def _string_matches(value: str, pattern: str) -> bool:
     """`*` matches any run of characters; `\\*` is a literal star (nothing else is special)."""
     literal_pieces = pattern.split("\\*")
     regex = re.escape("*").join(
-        ".*".join(re.escape(chunk) for chunk in piece.split("*")) for piece in literal_pieces)
+        ".*".join(re.escape(chunk) for chunk in piece.split("*")) for piece in literal_pieces
+    )
     return re.fullmatch(regex, value, flags=re.DOTALL) is not None
 
 
 # --- tasks ------------------------------------------------------------------------------------
 
 
-def begin_attempt(step: Step, state: TaskState, now_ms: int, owner: str, lease_until_ms: int,
-                  idempotency_key: str) -> None:
+def begin_attempt(
+    step: Step, state: TaskState, now_ms: int, owner: str, lease_until_ms: int, idempotency_key: str
+) -> None:
     """Start the next attempt of the current Task under a lease."""
     attempt = step.execution.attempt + 1
-    step.change(phase=Phase.TASK, attempt=attempt, attempt_started_at_ms=now_ms, redrives=0,
-                lease_owner=owner, lease_until_ms=lease_until_ms, next_run_at_ms=lease_until_ms)
-    step.event("TaskScheduled", {"attempt": attempt, "resource": state.resource,
-                                 "idempotency_key": idempotency_key})
+    step.change(
+        phase=Phase.TASK,
+        attempt=attempt,
+        attempt_started_at_ms=now_ms,
+        redrives=0,
+        lease_owner=owner,
+        lease_until_ms=lease_until_ms,
+        next_run_at_ms=lease_until_ms,
+    )
+    step.event(
+        "TaskScheduled", {"attempt": attempt, "resource": state.resource, "idempotency_key": idempotency_key}
+    )
 
 
-def apply_result(step: Step, definition: Definition, result: TaskResult, now_ms: int,
-                 unit_random: Callable[[], float]) -> None:
+def apply_result(
+    step: Step, definition: Definition, result: TaskResult, now_ms: int, unit_random: Callable[[], float]
+) -> None:
     """A Task's outcome: to Next with its output, or Retry (BACKOFF), or Catch, or the execution fails."""
     state = definition.state(step.execution.state)
     assert isinstance(state, TaskState)
@@ -335,8 +386,14 @@ def apply_result(step: Step, definition: Definition, result: TaskResult, now_ms:
             step.event("TaskSucceeded", {"attempt": step.execution.attempt})
             leave(step, state, output, now_ms)
             return
-    _handle_error(step, state, result.error or errors.TASK_FAILED, (result.cause or "")[:cause_chars_max],
-                  now_ms, unit_random)
+    _handle_error(
+        step,
+        state,
+        result.error or errors.TASK_FAILED,
+        (result.cause or "")[:cause_chars_max],
+        now_ms,
+        unit_random,
+    )
 
 
 def _task_output(state: TaskState, execution: Execution, result: Any) -> Any:
@@ -349,8 +406,9 @@ def _task_output(state: TaskState, execution: Execution, result: Any) -> Any:
     return output
 
 
-def _handle_error(step: Step, state: TaskState, error: str, cause: str, now_ms: int,
-                  unit_random: Callable[[], float]) -> None:
+def _handle_error(
+    step: Step, state: TaskState, error: str, cause: str, now_ms: int, unit_random: Callable[[], float]
+) -> None:
     execution = step.execution
     step.event("TaskFailed", {"attempt": execution.attempt, "error": error, "cause": cause})
     retries = list(execution.retries) or [0] * len(state.retry)
@@ -361,15 +419,18 @@ def _handle_error(step: Step, state: TaskState, error: str, cause: str, now_ms: 
             delay_ms = int(retrier.delay_seconds(retries[index], unit_random()) * MS_PER_SECOND)
             retries[index] += 1
             step.change(phase=Phase.BACKOFF, retries=tuple(retries), next_run_at_ms=now_ms + delay_ms)
-            step.event("TaskRetryScheduled", {"retry": retries[index], "delay_ms": delay_ms,
-                                              "until": iso(now_ms + delay_ms)})
+            step.event(
+                "TaskRetryScheduled",
+                {"retry": retries[index], "delay_ms": delay_ms, "until": iso(now_ms + delay_ms)},
+            )
             return
         break  # the first matching retrier is exhausted: on to Catch (States Language spec)
     for catcher in state.catch:
         if errors.matches(catcher.error_equals, error):
             try:
-                output = _apply_result_path(catcher.result_path, execution.state_input,
-                                            {"Error": error, "Cause": cause})
+                output = _apply_result_path(
+                    catcher.result_path, execution.state_input, {"Error": error, "Cause": cause}
+                )
             except StatesError as failure:
                 finish(step, Status.FAILED, now_ms, error=failure.error, cause=failure.cause)
                 return
@@ -398,5 +459,7 @@ def callback_timeout(state: TaskState, execution: Execution, now_ms: int) -> Tas
     if state.heartbeat_seconds is not None:
         last_sign = max(execution.attempt_started_at_ms, execution.last_heartbeat_ms)
         if now_ms >= last_sign + state.heartbeat_seconds * MS_PER_SECOND:
-            return TaskResult(False, error=errors.HEARTBEAT_TIMEOUT, cause="no heartbeat within HeartbeatSeconds")
+            return TaskResult(
+                False, error=errors.HEARTBEAT_TIMEOUT, cause="no heartbeat within HeartbeatSeconds"
+            )
     return None

@@ -250,7 +250,7 @@ class _IntrinsicParser:
         call = self._call(0)
         self._skip_spaces()
         if self.position != len(self.text):
-            raise PathSyntaxError(f"unexpected text after the call: {self.text[self.position:]!r}")
+            raise PathSyntaxError(f"unexpected text after the call: {self.text[self.position :]!r}")
         return call
 
     def _call(self, depth: int) -> _Call:
@@ -317,7 +317,7 @@ class _IntrinsicParser:
             elif char in ",)" and depth == 0:
                 break
             end += 1
-        path = parse_path(self.text[self.position:end].strip())
+        path = parse_path(self.text[self.position : end].strip())
         self.position = end
         return path
 

@@ -51,8 +51,7 @@ class ExecutionRepository(Protocol):
         """RUNNING executions whose next_run_at_ms <= now_ms, oldest due first."""
         ...
 
-    def any_running(self) -> bool:
-        ...
+    def any_running(self) -> bool: ...
 
     def list(
         self, status: Status, limit: int, starting_after: str | None = None, state_machine: str | None = None
@@ -68,8 +67,7 @@ class ExecutionRepository(Protocol):
         """Take the sweeper's turn if its next sweep is due (or none is planned); False otherwise."""
         ...
 
-    def next_sweep_ms(self) -> int | None:
-        ...
+    def next_sweep_ms(self) -> int | None: ...
 
 
 class InMemoryExecutionStore:
@@ -104,7 +102,11 @@ class InMemoryExecutionStore:
         with self._lock:
             self._count("save")
             stored = self._executions.get(execution.execution_id)
-            if stored is None or stored.version != execution.version - 1 or stored.status is not Status.RUNNING:
+            if (
+                stored is None
+                or stored.version != execution.version - 1
+                or stored.status is not Status.RUNNING
+            ):
                 return False
             # Heartbeats are written outside the version: a save never rolls one back.
             self._write(replace(execution, last_heartbeat_ms=stored.last_heartbeat_ms), events)
@@ -122,8 +124,11 @@ class InMemoryExecutionStore:
     def due(self, now_ms: int, limit: int) -> list[Execution]:
         with self._lock:
             self._count("due")
-            found = [e for e in self._executions.values()
-                     if e.status is Status.RUNNING and e.next_run_at_ms <= now_ms]
+            found = [
+                e
+                for e in self._executions.values()
+                if e.status is Status.RUNNING and e.next_run_at_ms <= now_ms
+            ]
             return copy.deepcopy(sorted(found, key=lambda e: e.next_run_at_ms)[:limit])
 
     def any_running(self) -> bool:
@@ -137,12 +142,17 @@ class InMemoryExecutionStore:
         with self._lock:
             self._count("list")
             found = sorted(
-                (e for e in self._executions.values()
-                 if e.status is status and (state_machine is None or e.state_machine == state_machine)),
-                key=lambda e: (e.next_run_at_ms, e.execution_id), reverse=True)
+                (
+                    e
+                    for e in self._executions.values()
+                    if e.status is status and (state_machine is None or e.state_machine == state_machine)
+                ),
+                key=lambda e: (e.next_run_at_ms, e.execution_id),
+                reverse=True,
+            )
             if starting_after is not None:
                 ids = [e.execution_id for e in found]
-                found = found[ids.index(starting_after) + 1:] if starting_after in ids else []
+                found = found[ids.index(starting_after) + 1 :] if starting_after in ids else []
             return ExecutionPage(tuple(copy.deepcopy(found[:limit])), len(found) > limit)
 
     def history(self, execution_id: str, after_seq: int, limit: int) -> list[HistoryEvent]:

@@ -136,7 +136,9 @@ class ServiceTokens:
         from finfaas.platform.config import read_secret
 
         credentials = json.loads(read_secret(client_name + SERVICE_CLIENT_SECRET_SUFFIX) or "{}")
-        return cls(gateway_url.rstrip("/") + TOKEN_PATH, credentials["client_id"], credentials["client_secret"])
+        return cls(
+            gateway_url.rstrip("/") + TOKEN_PATH, credentials["client_id"], credentials["client_secret"]
+        )
 
     def token(self) -> str:
         with self._lock:
@@ -189,7 +191,9 @@ class LazyServiceTokens:
                 try:
                     self._tokens = ServiceTokens.from_secret(self._gateway_url, self._client_name)
                 except (ValueError, KeyError, RuntimeError) as error:  # missing or malformed secret
-                    raise TokenUnavailable(f"{self._client_name}{SERVICE_CLIENT_SECRET_SUFFIX}: {error}") from error
+                    raise TokenUnavailable(
+                        f"{self._client_name}{SERVICE_CLIENT_SECRET_SUFFIX}: {error}"
+                    ) from error
             return self._tokens
 
 
@@ -214,7 +218,9 @@ def _requests_session() -> Any:
 class HttpTasks:
     """`arn:aws:states:::http:invoke` to a suite function through the gateway."""
 
-    def __init__(self, gateway_url: str, tokens: TokenSource, *, request: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self, gateway_url: str, tokens: TokenSource, *, request: Callable[..., Any] | None = None
+    ) -> None:
         self._gateway_url = gateway_url.rstrip("/")
         self._tokens = tokens
         self._request = request
@@ -242,8 +248,11 @@ class HttpTasks:
         method = parameters.get("Method")
         if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             raise DefinitionError(f"Method {method!r} is not supported", state=call.state)
-        headers = {str(k): str(v) for k, v in (parameters.get("Headers") or {}).items()
-                   if str(k).lower() not in ("authorization", "idempotency-key")}
+        headers = {
+            str(k): str(v)
+            for k, v in (parameters.get("Headers") or {}).items()
+            if str(k).lower() not in ("authorization", "idempotency-key")
+        }
         headers[IDEMPOTENCY_KEY_HEADER] = call.idempotency_key
         headers["Accept"] = "application/json"
         url = self._gateway_url + path + _query(parameters.get("QueryParameters"), "?" in path)
@@ -253,14 +262,25 @@ class HttpTasks:
             headers.setdefault("Content-Type", "application/json")
         return url, method, headers, body
 
-    def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float) -> Any:
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float
+    ) -> Any:
         from finfaas.platform import tracing
 
         request = self._request or _requests_session().request
-        all_headers = {**headers, **tracing.outbound_headers(),
-                       "Authorization": f"Bearer {self._tokens.token()}"}
-        return request(method, url, headers=all_headers, data=body, timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
-                       allow_redirects=False)
+        all_headers = {
+            **headers,
+            **tracing.outbound_headers(),
+            "Authorization": f"Bearer {self._tokens.token()}",
+        }
+        return request(
+            method,
+            url,
+            headers=all_headers,
+            data=body,
+            timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+            allow_redirects=False,
+        )
 
 
 def _query(parameters: Any, has_query: bool) -> str:
@@ -281,14 +301,19 @@ def _transport_failure(error: Exception) -> TaskFailed:
 def _outcome(response: Any) -> TaskOutcome:
     body = _response_body(response)
     if 200 <= response.status_code < 300:
-        return TaskSucceeded({
-            "StatusCode": response.status_code,
-            "StatusText": _status_text(response.status_code),
-            "Headers": dict(response.headers),
-            "ResponseBody": body,
-        })
-    if response.status_code == HTTPStatus.CONFLICT and isinstance(body, dict) and \
-            body.get("code") == IDEMPOTENCY_KEY_IN_USE_CODE:
+        return TaskSucceeded(
+            {
+                "StatusCode": response.status_code,
+                "StatusText": _status_text(response.status_code),
+                "Headers": dict(response.headers),
+                "ResponseBody": body,
+            }
+        )
+    if (
+        response.status_code == HTTPStatus.CONFLICT
+        and isinstance(body, dict)
+        and body.get("code") == IDEMPOTENCY_KEY_IN_USE_CODE
+    ):
         return TaskBusy(_retry_after(response.headers.get("Retry-After")))
     cause = json.dumps({"StatusCode": response.status_code, "ResponseBody": body}, separators=(",", ":"))
     return TaskFailed(errors.http_status_error(response.status_code), cause[:cause_body_chars_max])
@@ -349,7 +374,9 @@ class SqsTasks:
             return TaskFailed(f"SQS.{code}", str(error)[:cause_body_chars_max])
         if call.resource == SQS_SEND_WAIT:
             return TaskSubmitted()
-        return TaskSucceeded({"MessageId": sent.get("MessageId"), "MD5OfMessageBody": sent.get("MD5OfMessageBody")})
+        return TaskSucceeded(
+            {"MessageId": sent.get("MessageId"), "MD5OfMessageBody": sent.get("MD5OfMessageBody")}
+        )
 
     def _send(self, logical: str, parameters: Mapping[str, Any], call: TaskCall) -> dict[str, Any]:
         from finfaas.platform import tracing
@@ -357,7 +384,9 @@ class SqsTasks:
         client, url = self._queue(logical)
         body = parameters["MessageBody"]
         attributes = dict(parameters.get("MessageAttributes") or {})
-        attributes.setdefault(IDEMPOTENCY_ATTRIBUTE, {"DataType": "String", "StringValue": call.idempotency_key})
+        attributes.setdefault(
+            IDEMPOTENCY_ATTRIBUTE, {"DataType": "String", "StringValue": call.idempotency_key}
+        )
         attributes.setdefault("ce-type", {"DataType": "String", "StringValue": TASK_EVENT_TYPE})
         attributes.setdefault("ce-subject", {"DataType": "String", "StringValue": call.execution_id})
         request: dict[str, Any] = {

@@ -73,7 +73,9 @@ class Waker(Protocol):
 class SqsWaker:
     """Wake-ups on finfaas-<stage>-orchestrator, as binary CloudEvents once the connector delivers them."""
 
-    def __init__(self, client_factory: Callable[[], Any] | None = None, queue_name: str | None = None) -> None:
+    def __init__(
+        self, client_factory: Callable[[], Any] | None = None, queue_name: str | None = None
+    ) -> None:
         self._client_factory = client_factory or _default_client
         self._queue_name = queue_name
         self._client: Any = None
@@ -90,8 +92,11 @@ class SqsWaker:
         try:
             client, url = self._queue()
             client.send_message(
-                QueueUrl=url, MessageBody=wakeup.to_json(), DelaySeconds=delay_seconds,
-                MessageAttributes=attributes, MessageSystemAttributes=tracing.sqs_message_system_attributes(),
+                QueueUrl=url,
+                MessageBody=wakeup.to_json(),
+                DelaySeconds=delay_seconds,
+                MessageAttributes=attributes,
+                MessageSystemAttributes=tracing.sqs_message_system_attributes(),
             )
         except Exception as error:  # botocore raises many kinds; the sweeper is the fallback
             raise WakeupError(f"wake-up not sent: {error}") from error

@@ -1,4 +1,4 @@
-"""Workflow stores and engine against the embedded emulators; the store contract lives in tests/unit/workflow."""
+"""Workflow stores and engine on the embedded emulators; the store contract is in tests/unit/workflow."""
 
 from __future__ import annotations
 
@@ -15,23 +15,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "workflow"
 def _create_workflow_tables(client, executions: str, history: str) -> None:
     """The same key schemas as infra/template.yaml's ExecutionsTable and HistoryTable."""
     client.create_table(
-        TableName=executions, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"}
-                              for name in ("execution_id", "status", "next_run_at")],
+        TableName=executions,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("execution_id", "status", "next_run_at")
+        ],
         KeySchema=[{"AttributeName": "execution_id", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[{
-            "IndexName": "by-status",
-            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"},
-                          {"AttributeName": "next_run_at", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "ALL"},
-        }],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-status",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "next_run_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
     )
     client.create_table(
-        TableName=history, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "execution_id", "AttributeType": "S"},
-                              {"AttributeName": "seq", "AttributeType": "N"}],
-        KeySchema=[{"AttributeName": "execution_id", "KeyType": "HASH"},
-                   {"AttributeName": "seq", "KeyType": "RANGE"}],
+        TableName=history,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "execution_id", "AttributeType": "S"},
+            {"AttributeName": "seq", "AttributeType": "N"},
+        ],
+        KeySchema=[
+            {"AttributeName": "execution_id", "KeyType": "HASH"},
+            {"AttributeName": "seq", "KeyType": "RANGE"},
+        ],
     )
     for table in (executions, history):
         client.get_waiter("table_exists").wait(TableName=table)
@@ -44,7 +56,10 @@ def fresh_tables(embedded_aws):
 
     dynamodb = client("dynamodb")
     suffix = uuid.uuid4().hex[:8]
-    names = (f"finfaas-{embedded_aws.stage}-executions-{suffix}", f"finfaas-{embedded_aws.stage}-history-{suffix}")
+    names = (
+        f"finfaas-{embedded_aws.stage}-executions-{suffix}",
+        f"finfaas-{embedded_aws.stage}-history-{suffix}",
+    )
     _create_workflow_tables(dynamodb, *names)
     yield names
     for table in names:
@@ -58,7 +73,9 @@ def load_demo_bank():
     """A fresh instance of the demo-bank handler (its state starts empty)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"demo_bank_{uuid.uuid4().hex}", DEMO_BANK_DIR / "handler.py")
+    spec = importlib.util.spec_from_file_location(
+        f"demo_bank_{uuid.uuid4().hex}", DEMO_BANK_DIR / "handler.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -82,8 +99,13 @@ class _FunctionServer:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                event = Event(self.command, parts.path.removeprefix(prefix) or "/", body, dict(self.headers),
-                              {k: v for k, v in parse_qs(parts.query).items()})
+                event = Event(
+                    self.command,
+                    parts.path.removeprefix(prefix) or "/",
+                    body,
+                    dict(self.headers),
+                    {k: v for k, v in parse_qs(parts.query).items()},
+                )
                 result = handle(event, Context())
                 payload = result["body"].encode()
                 self.send_response(result["statusCode"])
@@ -130,6 +152,8 @@ def private_queue(embedded_aws):
     from finfaas.local.awsclients import client
 
     sqs = client("sqs")
-    url = sqs.create_queue(QueueName=f"finfaas-{embedded_aws.stage}-orchestrator-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    url = sqs.create_queue(QueueName=f"finfaas-{embedded_aws.stage}-orchestrator-{uuid.uuid4().hex[:8]}")[
+        "QueueUrl"
+    ]
     yield sqs, url
     sqs.delete_queue(QueueUrl=url)

@@ -53,8 +53,12 @@ def _connector(engine: Engine, private_queue, done, seconds_max: float = CONNECT
     deliveries, deadline = 0, time.monotonic() + seconds_max
     while not done():
         assert time.monotonic() < deadline, "executions did not finish in time"
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                       VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS,
+        ).get("Messages", [])
         if not messages:
             time.sleep(0.2)
             continue
@@ -78,14 +82,26 @@ def _all_stopped(engine: Engine, ids) -> bool:
 def test_sagas_end_right_through_dynamodb_sqs_and_http(fresh_tables, private_queue, demo_bank):
     engine = _engine(fresh_tables, private_queue, demo_bank)
     runs = {
-        "credited": ({"from": "alice", "to": "bob", "amount_minor": 1250}, Status.SUCCEEDED,
-                     {"debits": 1, "credits": 1}),
-        "refunded": ({"from": "alice", "to": "closed", "amount_minor": 700}, Status.FAILED,
-                     {"debits": 1, "refunds": 1}),
-        "cooled-off": ({"from": "carol", "to": "bob", "amount_minor": 250_000}, Status.SUCCEEDED,
-                       {"debits": 1, "credits": 1}),
+        "credited": (
+            {"from": "alice", "to": "bob", "amount_minor": 1250},
+            Status.SUCCEEDED,
+            {"debits": 1, "credits": 1},
+        ),
+        "refunded": (
+            {"from": "alice", "to": "closed", "amount_minor": 700},
+            Status.FAILED,
+            {"debits": 1, "refunds": 1},
+        ),
+        "cooled-off": (
+            {"from": "carol", "to": "bob", "amount_minor": 250_000},
+            Status.SUCCEEDED,
+            {"debits": 1, "credits": 1},
+        ),
     }
-    ids = {name: engine.start("demo-transfer", name, spec[0]).execution.execution_id for name, spec in runs.items()}
+    ids = {
+        name: engine.start("demo-transfer", name, spec[0]).execution.execution_id
+        for name, spec in runs.items()
+    }
 
     _connector(engine, private_queue, lambda: _all_stopped(engine, ids.values()))
 
@@ -102,8 +118,9 @@ def test_two_processes_racing_on_one_execution_apply_each_effect_once(fresh_tabl
     # GIVEN one execution and two orchestrator processes that both drive it whenever they can
     first = _engine(fresh_tables, private_queue, demo_bank, owner="p1")
     second = _engine(fresh_tables, private_queue, demo_bank, owner="p2")
-    execution_id = first.start("demo-transfer", "race", {"from": "alice", "to": "bob", "amount_minor": 10}) \
-        .execution.execution_id
+    execution_id = first.start(
+        "demo-transfer", "race", {"from": "alice", "to": "bob", "amount_minor": 10}
+    ).execution.execution_id
     outcomes: list[str] = []
     start = threading.Barrier(2)
 
@@ -132,13 +149,18 @@ def test_a_slow_step_past_its_timeout_is_retried_with_its_key_and_applied_once(
     slow = copy.deepcopy(document)
     slow["States"]["Debit"]["TimeoutSeconds"] = 1
     slow["States"]["Debit"]["Retry"][0].update(IntervalSeconds=1, JitterStrategy="NONE")
-    engine = _engine(fresh_tables, private_queue, demo_bank,
-                     definitions=_registry(parse_definition("slow-transfer", slow)),
-                     limits=EngineLimits(lease_grace_seconds=1))
+    engine = _engine(
+        fresh_tables,
+        private_queue,
+        demo_bank,
+        definitions=_registry(parse_definition("slow-transfer", slow)),
+        limits=EngineLimits(lease_grace_seconds=1),
+    )
 
     # WHEN it runs: the first call times out, the retry finds the first still running (409), then the answer
-    execution_id = engine.start("slow-transfer", "s1", {"from": "slow", "to": "bob", "amount_minor": 5}) \
-        .execution.execution_id
+    execution_id = engine.start(
+        "slow-transfer", "s1", {"from": "slow", "to": "bob", "amount_minor": 5}
+    ).execution.execution_id
     _connector(engine, private_queue, lambda: _all_stopped(engine, [execution_id]))
 
     # THEN the debit happened once and the saga went on
@@ -160,9 +182,14 @@ def test_per_transition_cost(fresh_tables, private_queue, demo_bank, capsys):
         pytest.skip("pynamodb signals need blinker")
     began = time.perf_counter()
     try:
-        ids = [engine.start("demo-transfer", f"cost-{uuid.uuid4().hex[:6]}",
-                            {"from": "alice", "to": "bob", "amount_minor": 1}).execution.execution_id
-               for _ in range(executions_max)]
+        ids = [
+            engine.start(
+                "demo-transfer",
+                f"cost-{uuid.uuid4().hex[:6]}",
+                {"from": "alice", "to": "bob", "amount_minor": 1},
+            ).execution.execution_id
+            for _ in range(executions_max)
+        ]
         drives_began = time.perf_counter()
         for execution_id in ids:  # the connector's receive/delete are not the engine's calls
             engine.drive(execution_id)
@@ -185,6 +212,8 @@ def test_per_transition_cost(fresh_tables, private_queue, demo_bank, capsys):
     assert all(engine.store.get(i).status is Status.SUCCEEDED for i in ids)
     # One GetItem to read the execution, one transaction to create it and one per checkpoint:
     # before Debit, before Credit, and the end. SQS: the start's wake-up only.
-    assert calls == {"TransactWriteItems (transaction)": 4 * executions_max,
-                     f"GetItem {fresh_tables[0]}": executions_max}
+    assert calls == {
+        "TransactWriteItems (transaction)": 4 * executions_max,
+        f"GetItem {fresh_tables[0]}": executions_max,
+    }
     assert sqs_calls.count("SendMessage") == executions_max

@@ -16,10 +16,19 @@ T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 def new_execution(state_machine: str = "demo", name: str | None = None, **changes) -> Execution:
     name = name or uuid.uuid4().hex[:12]
     base = Execution(
-        execution_id=f"{state_machine}:{name}", state_machine=state_machine, name=name,
-        definition_digest="d" * 64, input={"amount_minor": 1250, "rate": 0.25, "note": "café"},
-        status=Status.RUNNING, version=1, started_at_ms=T0_MS, next_run_at_ms=T0_MS + 30_000,
-        state="Debit", phase=Phase.READY, state_input={"amount_minor": 1250}, history_seq=1,
+        execution_id=f"{state_machine}:{name}",
+        state_machine=state_machine,
+        name=name,
+        definition_digest="d" * 64,
+        input={"amount_minor": 1250, "rate": 0.25, "note": "café"},
+        status=Status.RUNNING,
+        version=1,
+        started_at_ms=T0_MS,
+        next_run_at_ms=T0_MS + 30_000,
+        state="Debit",
+        phase=Phase.READY,
+        state_input={"amount_minor": 1250},
+        history_seq=1,
     )
     return replace(base, **changes)
 
@@ -31,8 +40,9 @@ def started(execution: Execution) -> list[HistoryEvent]:
 def next_version(execution: Execution, events: int = 0, **changes) -> tuple[Execution, list[HistoryEvent]]:
     seqs = range(execution.history_seq + 1, execution.history_seq + 1 + events)
     history = [HistoryEvent(seq, "StateEntered", T0_MS + seq, execution.state, {"visit": 1}) for seq in seqs]
-    return replace(execution, version=execution.version + 1, history_seq=execution.history_seq + events,
-                   **changes), history
+    return replace(
+        execution, version=execution.version + 1, history_seq=execution.history_seq + events, **changes
+    ), history
 
 
 class ExecutionStoreContract:
@@ -60,8 +70,15 @@ class ExecutionStoreContract:
         execution = new_execution()
         store.create(execution, started(execution))
         result = TaskResult(True, {"transfer_id": "t-1", "fee": 1.5})
-        saved, events = next_version(execution, events=3, phase=Phase.RESULT, task_result=result,
-                                     visits={"Debit": 1}, retries=(1, 0), lease_owner=None)
+        saved, events = next_version(
+            execution,
+            events=3,
+            phase=Phase.RESULT,
+            task_result=result,
+            visits={"Debit": 1},
+            retries=(1, 0),
+            lease_owner=None,
+        )
 
         assert store.save(saved, events) is True
 
@@ -128,8 +145,12 @@ class ExecutionStoreContract:
 
     def test_listing_by_status_is_newest_first_with_a_cursor(self, store):
         machine = f"m{uuid.uuid4().hex[:8]}"
-        executions = [new_execution(machine, f"e{i}", status=Status.SUCCEEDED, phase=Phase.DONE,
-                                    next_run_at_ms=T0_MS + i * 1000) for i in range(5)]
+        executions = [
+            new_execution(
+                machine, f"e{i}", status=Status.SUCCEEDED, phase=Phase.DONE, next_run_at_ms=T0_MS + i * 1000
+            )
+            for i in range(5)
+        ]
         for execution in executions:
             store.create(execution, started(execution))
         other = new_execution(status=Status.SUCCEEDED, phase=Phase.DONE, next_run_at_ms=T0_MS + 2500)

@@ -16,16 +16,36 @@ def _machine(**states) -> dict:
 
 
 def _task(**fields) -> dict:
-    return {"Type": "Task", "Resource": HTTP_INVOKE, "Parameters": dict(HTTP_PARAMETERS), "End": True, **fields}
+    return {
+        "Type": "Task",
+        "Resource": HTTP_INVOKE,
+        "Parameters": dict(HTTP_PARAMETERS),
+        "End": True,
+        **fields,
+    }
 
 
 VALID = _machine(
-    Debit=_task(Next="Check", End=None, ResultPath="$.debit",
-                Retry=[{"ErrorEquals": ["States.Timeout"], "MaxAttempts": 2, "JitterStrategy": "FULL"}],
-                Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Failed", "ResultPath": "$.error"}]),
-    Check={"Type": "Choice", "Default": "Done",
-           "Choices": [{"And": [{"Variable": "$.a", "IsPresent": True},
-                                {"Variable": "$.a", "NumericGreaterThanPath": "$.b"}], "Next": "Later"}]},
+    Debit=_task(
+        Next="Check",
+        End=None,
+        ResultPath="$.debit",
+        Retry=[{"ErrorEquals": ["States.Timeout"], "MaxAttempts": 2, "JitterStrategy": "FULL"}],
+        Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Failed", "ResultPath": "$.error"}],
+    ),
+    Check={
+        "Type": "Choice",
+        "Default": "Done",
+        "Choices": [
+            {
+                "And": [
+                    {"Variable": "$.a", "IsPresent": True},
+                    {"Variable": "$.a", "NumericGreaterThanPath": "$.b"},
+                ],
+                "Next": "Later",
+            }
+        ],
+    },
     Later={"Type": "Wait", "Seconds": 5, "Next": "Done"},
     Done={"Type": "Pass", "Result": {"ok": True}, "ResultPath": "$.result", "End": True},
     Failed={"Type": "Fail", "Error": "Demo.Failed", "CausePath": "$.error.Cause"},
@@ -49,47 +69,101 @@ def test_a_definition_in_the_subset_compiles():
     assert len(definition.digest) == 64
 
 
-@pytest.mark.parametrize(("document", "state", "field"), [
-    (_machine(A={"Type": "Parallel", "Branches": [], "End": True}), "A", "Type"),
-    (_machine(A={"Type": "Map", "End": True}), "A", "Type"),
-    (_machine(A=_task(ResultWriter={})), "A", "ResultWriter"),
-    (_machine(A=_task(TimeoutSecondsPath="$.t")), "A", "TimeoutSecondsPath"),
-    (_machine(A=_task(Resource="function:transfers")), "A", "Resource"),
-    (_machine(A=_task(Resource="arn:aws:states:::lambda:invoke")), "A", "Resource"),
-    (_machine(A=_task(Parameters={"ApiEndpoint": "https://example.com/api", "Method": "POST"})),
-     "A", "Parameters.ApiEndpoint"),
-    (_machine(A=_task(Parameters={**HTTP_PARAMETERS, "Method": "TRACE"})), "A", "Parameters.Method"),
-    (_machine(A=_task(Parameters={**HTTP_PARAMETERS, "Headers": {"Idempotency-Key": "x"}})),
-     "A", "Parameters.Headers"),
-    (_machine(A=_task(Parameters={**HTTP_PARAMETERS, "Body": {}})), "A", "Parameters.Body"),
-    (_machine(A=_task(Parameters={**HTTP_PARAMETERS, "RequestBody": {"n.$": "$$.State.RetryCount"}})),
-     "A", "Parameters"),
-    (_machine(A=_task(TimeoutSeconds=61)), "A", "TimeoutSeconds"),
-    (_machine(A=_task(HeartbeatSeconds=5)), "A", "HeartbeatSeconds"),
-    (_machine(A=_task(Retry=[{"ErrorEquals": ["States.ALL", "X"]}])), "A", "Retry.ErrorEquals"),
-    (_machine(A=_task(Retry=[{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}])), "A", "Retry.ErrorEquals"),
-    (_machine(A=_task(Retry=[{"ErrorEquals": ["States.Bogus"]}])), "A", "Retry.ErrorEquals"),
-    (_machine(A=_task(Retry=[{"ErrorEquals": ["X"], "BackoffRate": 0.5}])), "A", "Retry.BackoffRate"),
-    (_machine(A=_task(Retry=[{"ErrorEquals": ["X"], "JitterStrategy": "HALF"}])), "A", "Retry.JitterStrategy"),
-    (_machine(A=_task(Retry=[{"ErrorEquals": ["X"], "IntervalSeconds": 0}])), "A", "Retry.IntervalSeconds"),
-    (_machine(A=_task(Catch=[{"ErrorEquals": ["X"], "Next": "Nowhere"}])), "A", "Catch.Next"),
-    (_machine(A=_task(InputPath="$..a")), "A", "InputPath"),
-    (_machine(A=_task(ResultPath="$.a[0]")), "A", "ResultPath"),
-    (_machine(A=_task(Parameters={**HTTP_PARAMETERS, "RequestBody": {"x.$": "$.items[*]"}})), "A", "Parameters"),
-    (_machine(A=_task(Parameters={**HTTP_PARAMETERS, "RequestBody": {"x.$": "States.UUID()"}})), "A", "Parameters"),
-    (_machine(A=_task(Next="B")), "A", "Next"),
-    (_machine(A={"Type": "Pass", "Next": "B"}), "A", "Next"),
-    (_machine(A={"Type": "Pass", "End": True}, B={"Type": "Succeed"}), "B", None),
-    (_machine(A={"Type": "Choice", "Choices": [{"Variable": "$.a", "NumericEquals": "1", "Next": "A"}]}),
-     "A", "Choices.NumericEquals"),
-    (_machine(A={"Type": "Choice", "Choices": [{"Variable": "$.a", "Resembles": 1, "Next": "A"}]}),
-     "A", "Choices.Resembles"),
-    (_machine(A={"Type": "Wait", "Seconds": 1, "Timestamp": "2026-01-01T00:00:00Z", "End": True}), "A", "Seconds"),
-    (_machine(A={"Type": "Wait", "Timestamp": "tomorrow", "End": True}), "A", "Timestamp"),
-    (_machine(A={"Type": "Fail", "Error": "E", "ErrorPath": "$.e"}), "A", "ErrorPath"),
-    (_machine(A={"Type": "Task", "Resource": SQS_SEND_WAIT, "End": True,
-                 "Parameters": {"QueueUrl": "https://sqs/000/rail", "MessageBody": {"a": 1}}}), "A", "Parameters"),
-])
+@pytest.mark.parametrize(
+    ("document", "state", "field"),
+    [
+        (_machine(A={"Type": "Parallel", "Branches": [], "End": True}), "A", "Type"),
+        (_machine(A={"Type": "Map", "End": True}), "A", "Type"),
+        (_machine(A=_task(ResultWriter={})), "A", "ResultWriter"),
+        (_machine(A=_task(TimeoutSecondsPath="$.t")), "A", "TimeoutSecondsPath"),
+        (_machine(A=_task(Resource="function:transfers")), "A", "Resource"),
+        (_machine(A=_task(Resource="arn:aws:states:::lambda:invoke")), "A", "Resource"),
+        (
+            _machine(A=_task(Parameters={"ApiEndpoint": "https://example.com/api", "Method": "POST"})),
+            "A",
+            "Parameters.ApiEndpoint",
+        ),
+        (_machine(A=_task(Parameters={**HTTP_PARAMETERS, "Method": "TRACE"})), "A", "Parameters.Method"),
+        (
+            _machine(A=_task(Parameters={**HTTP_PARAMETERS, "Headers": {"Idempotency-Key": "x"}})),
+            "A",
+            "Parameters.Headers",
+        ),
+        (_machine(A=_task(Parameters={**HTTP_PARAMETERS, "Body": {}})), "A", "Parameters.Body"),
+        (
+            _machine(A=_task(Parameters={**HTTP_PARAMETERS, "RequestBody": {"n.$": "$$.State.RetryCount"}})),
+            "A",
+            "Parameters",
+        ),
+        (_machine(A=_task(TimeoutSeconds=61)), "A", "TimeoutSeconds"),
+        (_machine(A=_task(HeartbeatSeconds=5)), "A", "HeartbeatSeconds"),
+        (_machine(A=_task(Retry=[{"ErrorEquals": ["States.ALL", "X"]}])), "A", "Retry.ErrorEquals"),
+        (
+            _machine(A=_task(Retry=[{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}])),
+            "A",
+            "Retry.ErrorEquals",
+        ),
+        (_machine(A=_task(Retry=[{"ErrorEquals": ["States.Bogus"]}])), "A", "Retry.ErrorEquals"),
+        (_machine(A=_task(Retry=[{"ErrorEquals": ["X"], "BackoffRate": 0.5}])), "A", "Retry.BackoffRate"),
+        (
+            _machine(A=_task(Retry=[{"ErrorEquals": ["X"], "JitterStrategy": "HALF"}])),
+            "A",
+            "Retry.JitterStrategy",
+        ),
+        (
+            _machine(A=_task(Retry=[{"ErrorEquals": ["X"], "IntervalSeconds": 0}])),
+            "A",
+            "Retry.IntervalSeconds",
+        ),
+        (_machine(A=_task(Catch=[{"ErrorEquals": ["X"], "Next": "Nowhere"}])), "A", "Catch.Next"),
+        (_machine(A=_task(InputPath="$..a")), "A", "InputPath"),
+        (_machine(A=_task(ResultPath="$.a[0]")), "A", "ResultPath"),
+        (
+            _machine(A=_task(Parameters={**HTTP_PARAMETERS, "RequestBody": {"x.$": "$.items[*]"}})),
+            "A",
+            "Parameters",
+        ),
+        (
+            _machine(A=_task(Parameters={**HTTP_PARAMETERS, "RequestBody": {"x.$": "States.UUID()"}})),
+            "A",
+            "Parameters",
+        ),
+        (_machine(A=_task(Next="B")), "A", "Next"),
+        (_machine(A={"Type": "Pass", "Next": "B"}), "A", "Next"),
+        (_machine(A={"Type": "Pass", "End": True}, B={"Type": "Succeed"}), "B", None),
+        (
+            _machine(
+                A={"Type": "Choice", "Choices": [{"Variable": "$.a", "NumericEquals": "1", "Next": "A"}]}
+            ),
+            "A",
+            "Choices.NumericEquals",
+        ),
+        (
+            _machine(A={"Type": "Choice", "Choices": [{"Variable": "$.a", "Resembles": 1, "Next": "A"}]}),
+            "A",
+            "Choices.Resembles",
+        ),
+        (
+            _machine(A={"Type": "Wait", "Seconds": 1, "Timestamp": "2026-01-01T00:00:00Z", "End": True}),
+            "A",
+            "Seconds",
+        ),
+        (_machine(A={"Type": "Wait", "Timestamp": "tomorrow", "End": True}), "A", "Timestamp"),
+        (_machine(A={"Type": "Fail", "Error": "E", "ErrorPath": "$.e"}), "A", "ErrorPath"),
+        (
+            _machine(
+                A={
+                    "Type": "Task",
+                    "Resource": SQS_SEND_WAIT,
+                    "End": True,
+                    "Parameters": {"QueueUrl": "https://sqs/000/rail", "MessageBody": {"a": 1}},
+                }
+            ),
+            "A",
+            "Parameters",
+        ),
+    ],
+)
 def test_anything_outside_the_subset_is_refused_naming_the_state_and_field(document, state, field):
     with pytest.raises(DefinitionError) as refused:
         parse_definition("demo", _without_none(document))
@@ -109,10 +183,22 @@ def test_the_top_level_is_checked_too():
 
 
 def test_a_callback_task_must_hand_out_its_token():
-    parameters = {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/000000000000/rail",
-                  "MessageBody": {"token.$": "$$.Task.Token"}}
-    definition = parse_definition("demo", _machine(
-        A={"Type": "Task", "Resource": SQS_SEND_WAIT, "Parameters": parameters, "HeartbeatSeconds": 5,
-           "TimeoutSeconds": 60, "End": True}))
+    parameters = {
+        "QueueUrl": "https://sqs.us-east-1.amazonaws.com/000000000000/rail",
+        "MessageBody": {"token.$": "$$.Task.Token"},
+    }
+    definition = parse_definition(
+        "demo",
+        _machine(
+            A={
+                "Type": "Task",
+                "Resource": SQS_SEND_WAIT,
+                "Parameters": parameters,
+                "HeartbeatSeconds": 5,
+                "TimeoutSeconds": 60,
+                "End": True,
+            }
+        ),
+    )
 
     assert definition.states["A"].is_callback

@@ -18,8 +18,13 @@ def _validate(path: Path) -> subprocess.CompletedProcess:
     validator = npm_tool_bin("asl-validator")
     if not validator.exists():
         pytest.fail(f"{validator} is missing: run `finfaas tools install` (make tools)")
-    return subprocess.run([str(validator), "--json-path", str(path)], capture_output=True, text=True,
-                          timeout=VALIDATOR_SECONDS_MAX, check=False)
+    return subprocess.run(
+        [str(validator), "--json-path", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=VALIDATOR_SECONDS_MAX,
+        check=False,
+    )
 
 
 def test_the_repository_has_definitions():
@@ -43,7 +48,10 @@ def test_the_engine_loads_the_definition(path: Path):
 def test_the_validator_refuses_a_task_that_names_a_bare_function(tmp_path: Path):
     # The check above can fail: a Resource that Step Functions would not accept is refused.
     bad = tmp_path / "bare.asl.json"
-    bad.write_text(json.dumps({"StartAt": "A", "States": {
-        "A": {"Type": "Task", "Resource": "function:transfers", "End": True}}}))
+    bad.write_text(
+        json.dumps(
+            {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "function:transfers", "End": True}}}
+        )
+    )
 
     assert _validate(bad).returncode != 0

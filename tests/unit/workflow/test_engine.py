@@ -26,8 +26,13 @@ ENDPOINT = "https://gateway.finfaas/function/demo-bank/ops"
 
 def task(next_state: str | None = None, **fields) -> dict:
     flow = {"Next": next_state} if next_state else {"End": True}
-    return {"Type": "Task", "Resource": HTTP_INVOKE, **flow,
-            "Parameters": {"ApiEndpoint": ENDPOINT, "Method": "POST", "RequestBody.$": "$"}, **fields}
+    return {
+        "Type": "Task",
+        "Resource": HTTP_INVOKE,
+        **flow,
+        "Parameters": {"ApiEndpoint": ENDPOINT, "Method": "POST", "RequestBody.$": "$"},
+        **fields,
+    }
 
 
 def machine(**states) -> dict:
@@ -73,12 +78,15 @@ def test_the_same_name_with_another_input_is_refused():
         world.engine.start("m", "e1", {"amount_minor": 2})
 
 
-@pytest.mark.parametrize(("machine_name", "name", "input_value", "error"), [
-    ("nope", "e1", {}, StateMachineNotFound),
-    ("m", "has space", {}, InvalidExecutionName),
-    ("m", "x" * 81, {}, InvalidExecutionName),
-    ("m", "e1", {"blob": "x" * 70_000}, InvalidExecutionInput),
-])
+@pytest.mark.parametrize(
+    ("machine_name", "name", "input_value", "error"),
+    [
+        ("nope", "e1", {}, StateMachineNotFound),
+        ("m", "has space", {}, InvalidExecutionName),
+        ("m", "x" * 81, {}, InvalidExecutionName),
+        ("m", "e1", {"blob": "x" * 70_000}, InvalidExecutionInput),
+    ],
+)
 def test_bad_starts_are_refused_before_anything_is_written(machine_name, name, input_value, error):
     world, _ = world_for(machine(A={"Type": "Pass", "End": True}), ok)
 
@@ -106,8 +114,13 @@ def test_a_start_that_died_before_its_wake_up_is_found_by_the_sweeper():
 
 
 def test_a_task_result_goes_through_result_selector_result_path_and_output_path():
-    document = machine(A=task(ResultSelector={"id.$": "$.ResponseBody.id", "status.$": "$.StatusCode"},
-                              ResultPath="$.debit", OutputPath="$.debit"))
+    document = machine(
+        A=task(
+            ResultSelector={"id.$": "$.ResponseBody.id", "status.$": "$.StatusCode"},
+            ResultPath="$.debit",
+            OutputPath="$.debit",
+        )
+    )
 
     world, tasks, execution_id = run(document, lambda call: ok({"id": "d-1"}), {"amount_minor": 5})
 
@@ -117,8 +130,18 @@ def test_a_task_result_goes_through_result_selector_result_path_and_output_path(
 
 def test_retries_back_off_and_keep_the_idempotency_key():
     answers = iter([TaskFailed("States.Http.StatusCode.503", "busy")] * 2 + [ok({"n": 1})])
-    document = machine(A=task(Retry=[{"ErrorEquals": ["States.Http.StatusCode.503"], "IntervalSeconds": 2,
-                                      "BackoffRate": 3, "MaxAttempts": 2}]))
+    document = machine(
+        A=task(
+            Retry=[
+                {
+                    "ErrorEquals": ["States.Http.StatusCode.503"],
+                    "IntervalSeconds": 2,
+                    "BackoffRate": 3,
+                    "MaxAttempts": 2,
+                }
+            ]
+        )
+    )
 
     world, tasks, execution_id = run(document, lambda call: next(answers))
 
@@ -130,21 +153,44 @@ def test_retries_back_off_and_keep_the_idempotency_key():
 
 def test_full_jitter_draws_below_the_backoff_and_max_delay_caps_it():
     answers = iter([TaskFailed("E", "x")] * 3 + [ok({})])
-    document = machine(A=task(Retry=[{"ErrorEquals": ["E"], "IntervalSeconds": 4, "BackoffRate": 10,
-                                      "MaxDelaySeconds": 30, "MaxAttempts": 3, "JitterStrategy": "FULL"}]))
+    document = machine(
+        A=task(
+            Retry=[
+                {
+                    "ErrorEquals": ["E"],
+                    "IntervalSeconds": 4,
+                    "BackoffRate": 10,
+                    "MaxDelaySeconds": 30,
+                    "MaxAttempts": 3,
+                    "JitterStrategy": "FULL",
+                }
+            ]
+        )
+    )
 
     world, _, execution_id = run(document, lambda call: next(answers))
 
     # unit_random is 0.5 in these tests: half of 4, 40->30 and 400->30 seconds
-    assert [e.detail["delay_ms"] for e in events(world, execution_id, "TaskRetryScheduled")] == [2000, 15000, 15000]
+    assert [e.detail["delay_ms"] for e in events(world, execution_id, "TaskRetryScheduled")] == [
+        2000,
+        15000,
+        15000,
+    ]
 
 
 def test_when_the_first_matching_retrier_is_spent_catch_decides_not_a_later_retrier():
     document = machine(
-        A=task("Done", Retry=[{"ErrorEquals": ["E"], "MaxAttempts": 1, "IntervalSeconds": 1},
-                              {"ErrorEquals": ["States.ALL"], "MaxAttempts": 5}],
-               Catch=[{"ErrorEquals": ["E"], "ResultPath": "$.error", "Next": "Compensate"}]),
-        Compensate={"Type": "Pass", "End": True}, Done={"Type": "Succeed"})
+        A=task(
+            "Done",
+            Retry=[
+                {"ErrorEquals": ["E"], "MaxAttempts": 1, "IntervalSeconds": 1},
+                {"ErrorEquals": ["States.ALL"], "MaxAttempts": 5},
+            ],
+            Catch=[{"ErrorEquals": ["E"], "ResultPath": "$.error", "Next": "Compensate"}],
+        ),
+        Compensate={"Type": "Pass", "End": True},
+        Done={"Type": "Succeed"},
+    )
 
     world, tasks, execution_id = run(document, lambda call: TaskFailed("E", "refused"), {"keep": True})
 
@@ -154,8 +200,11 @@ def test_when_the_first_matching_retrier_is_spent_catch_decides_not_a_later_retr
 
 
 def test_task_failed_matches_every_error_but_a_timeout():
-    document = machine(A=task("Done", Catch=[{"ErrorEquals": ["States.TaskFailed"], "Next": "Caught"}]),
-                       Caught={"Type": "Succeed"}, Done={"Type": "Succeed"})
+    document = machine(
+        A=task("Done", Catch=[{"ErrorEquals": ["States.TaskFailed"], "Next": "Caught"}]),
+        Caught={"Type": "Succeed"},
+        Done={"Type": "Succeed"},
+    )
 
     caught, _, caught_id = run(document, lambda call: TaskFailed("States.Http.StatusCode.422", "no"))
     timed_out, _, timed_out_id = run(document, lambda call: TaskFailed("States.Timeout", "slow"))
@@ -166,10 +215,15 @@ def test_task_failed_matches_every_error_but_a_timeout():
 
 
 def test_a_parameter_path_failure_is_a_catchable_task_error_and_nothing_is_called():
-    document = machine(A=task("Done", Parameters={"ApiEndpoint": ENDPOINT, "Method": "POST",
-                                                  "RequestBody": {"x.$": "$.missing"}},
-                              Catch=[{"ErrorEquals": ["States.ParameterPathFailure"], "Next": "Caught"}]),
-                       Caught={"Type": "Succeed"}, Done={"Type": "Succeed"})
+    document = machine(
+        A=task(
+            "Done",
+            Parameters={"ApiEndpoint": ENDPOINT, "Method": "POST", "RequestBody": {"x.$": "$.missing"}},
+            Catch=[{"ErrorEquals": ["States.ParameterPathFailure"], "Next": "Caught"}],
+        ),
+        Caught={"Type": "Succeed"},
+        Done={"Type": "Succeed"},
+    )
 
     world, tasks, execution_id = run(document, ok)
 
@@ -193,8 +247,11 @@ def test_an_attempt_that_keeps_killing_its_process_times_out_after_the_redrive_l
             if point == "task:before_call":
                 raise SimulatedCrash(point)
 
-    document = machine(A=task("Done", Catch=[{"ErrorEquals": ["States.Timeout"], "Next": "GaveUp"}]),
-                       GaveUp={"Type": "Succeed"}, Done={"Type": "Succeed"})
+    document = machine(
+        A=task("Done", Catch=[{"ErrorEquals": ["States.Timeout"], "Next": "GaveUp"}]),
+        GaveUp={"Type": "Succeed"},
+        Done={"Type": "Succeed"},
+    )
     limits = EngineLimits(redrives_max=2)
 
     world, _, execution_id = run(document, ok, crash=AlwaysCrash(), limits=limits)
@@ -206,38 +263,56 @@ def test_an_attempt_that_keeps_killing_its_process_times_out_after_the_redrive_l
 def test_a_loop_gives_each_visit_its_own_key():
     document = machine(
         Charge=task("Again?", ResultPath="$.last"),
-        **{"Again?": {"Type": "Choice", "Choices": [{"Variable": "$.last.ResponseBody.more", "BooleanEquals": True,
-                                                      "Next": "Charge"}], "Default": "Done"}},
-        Done={"Type": "Succeed"})
+        **{
+            "Again?": {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.last.ResponseBody.more", "BooleanEquals": True, "Next": "Charge"}
+                ],
+                "Default": "Done",
+            }
+        },
+        Done={"Type": "Succeed"},
+    )
     answers = iter([ok({"more": True}), ok({"more": True}), ok({"more": False})])
 
     world, tasks, execution_id = run(document, lambda call: next(answers))
 
-    assert [call.idempotency_key for call in tasks.calls] == ["m:e1#Charge#1", "m:e1#Charge#2", "m:e1#Charge#3"]
+    assert [call.idempotency_key for call in tasks.calls] == [
+        "m:e1#Charge#1",
+        "m:e1#Charge#2",
+        "m:e1#Charge#3",
+    ]
 
 
 # --- pure states --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("rule", "expected"), [
-    ({"Variable": "$.s", "StringEquals": "abc"}, True),
-    ({"Variable": "$.s", "StringMatches": "a*c"}, True),
-    ({"Variable": "$.star", "StringMatches": "a\\*c"}, True),
-    ({"Variable": "$.s", "StringMatches": "a\\*c"}, False),
-    ({"Variable": "$.n", "NumericLessThanEquals": 12.5}, True),
-    ({"Variable": "$.n", "NumericGreaterThanPath": "$.m"}, True),
-    ({"Variable": "$.s", "NumericEquals": 3}, False),  # another type never matches
-    ({"Variable": "$.t", "TimestampLessThan": "2026-06-01T00:00:00+02:00"}, True),
-    ({"Variable": "$.b", "BooleanEquals": False}, True),
-    ({"Variable": "$.nothing", "IsPresent": False}, True),
-    ({"Variable": "$.z", "IsNull": True}, True),
-    ({"Not": {"Variable": "$.s", "IsString": True}}, False),
-    ({"Or": [{"Variable": "$.n", "IsNumeric": False}, {"Variable": "$.t", "IsTimestamp": True}]}, True),
-])
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"Variable": "$.s", "StringEquals": "abc"}, True),
+        ({"Variable": "$.s", "StringMatches": "a*c"}, True),
+        ({"Variable": "$.star", "StringMatches": "a\\*c"}, True),
+        ({"Variable": "$.s", "StringMatches": "a\\*c"}, False),
+        ({"Variable": "$.n", "NumericLessThanEquals": 12.5}, True),
+        ({"Variable": "$.n", "NumericGreaterThanPath": "$.m"}, True),
+        ({"Variable": "$.s", "NumericEquals": 3}, False),  # another type never matches
+        ({"Variable": "$.t", "TimestampLessThan": "2026-06-01T00:00:00+02:00"}, True),
+        ({"Variable": "$.b", "BooleanEquals": False}, True),
+        ({"Variable": "$.nothing", "IsPresent": False}, True),
+        ({"Variable": "$.z", "IsNull": True}, True),
+        ({"Not": {"Variable": "$.s", "IsString": True}}, False),
+        ({"Or": [{"Variable": "$.n", "IsNumeric": False}, {"Variable": "$.t", "IsTimestamp": True}]}, True),
+    ],
+)
 def test_choice_rules(rule, expected):
     data = {"s": "abc", "star": "a*c", "n": 12.5, "m": 3, "t": "2026-01-01T00:00:00Z", "b": False, "z": None}
-    document = machine(C={"Type": "Choice", "Choices": [{**rule, "Next": "Yes"}], "Default": "No"},
-                       Yes={"Type": "Succeed"}, No={"Type": "Succeed"})
+    document = machine(
+        C={"Type": "Choice", "Choices": [{**rule, "Next": "Yes"}], "Default": "No"},
+        Yes={"Type": "Succeed"},
+        No={"Type": "Succeed"},
+    )
 
     world, _, execution_id = run(document, ok, data)
 
@@ -245,8 +320,10 @@ def test_choice_rules(rule, expected):
 
 
 def test_no_matching_choice_and_no_default_fails_the_execution():
-    document = machine(C={"Type": "Choice", "Choices": [{"Variable": "$.a", "NumericEquals": 1, "Next": "D"}]},
-                       D={"Type": "Succeed"})
+    document = machine(
+        C={"Type": "Choice", "Choices": [{"Variable": "$.a", "NumericEquals": 1, "Next": "D"}]},
+        D={"Type": "Succeed"},
+    )
 
     world, _, execution_id = run(document, ok, {"a": 2})
 
@@ -255,10 +332,22 @@ def test_no_matching_choice_and_no_default_fails_the_execution():
 
 def test_pass_parameters_result_and_paths():
     document = machine(
-        P1={"Type": "Pass", "InputPath": "$.order", "Parameters": {"id.$": "$.id", "who.$": "$$.Execution.Name"},
-            "ResultPath": "$.copy", "Next": "P2"},
-        P2={"Type": "Pass", "Result": {"fixed": 1}, "ResultPath": "$.fixed", "OutputPath": "$.copy", "Next": "P3"},
-        P3={"Type": "Pass", "ResultPath": None, "End": True})
+        P1={
+            "Type": "Pass",
+            "InputPath": "$.order",
+            "Parameters": {"id.$": "$.id", "who.$": "$$.Execution.Name"},
+            "ResultPath": "$.copy",
+            "Next": "P2",
+        },
+        P2={
+            "Type": "Pass",
+            "Result": {"fixed": 1},
+            "ResultPath": "$.fixed",
+            "OutputPath": "$.copy",
+            "Next": "P3",
+        },
+        P3={"Type": "Pass", "ResultPath": None, "End": True},
+    )
 
     world, _, execution_id = run(document, ok, {"order": {"id": 7}})
 
@@ -275,8 +364,11 @@ def test_fail_takes_error_and_cause_from_the_input():
 
 
 def test_an_output_over_the_size_limit_fails_the_execution_uncaught():
-    document = machine(A=task("Done", Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]),
-                       Caught={"Type": "Succeed"}, Done={"Type": "Succeed"})
+    document = machine(
+        A=task("Done", Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]),
+        Caught={"Type": "Succeed"},
+        Done={"Type": "Succeed"},
+    )
 
     world, _, execution_id = run(document, lambda call: ok({"blob": "x" * 70_000}))
 
@@ -319,8 +411,10 @@ def test_a_wait_until_a_timestamp():
 
 
 def test_the_execution_timeout_stops_a_waiting_execution():
-    document = {**machine(W={"Type": "Wait", "Seconds": 600, "Next": "Done"}, Done={"Type": "Succeed"}),
-                "TimeoutSeconds": 60}
+    document = {
+        **machine(W={"Type": "Wait", "Seconds": 600, "Next": "Done"}, Done={"Type": "Succeed"}),
+        "TimeoutSeconds": 60,
+    }
 
     world, _, execution_id = run(document, ok)
 
@@ -331,14 +425,30 @@ def test_the_execution_timeout_stops_a_waiting_execution():
 # --- callbacks ----------------------------------------------------------------------------------
 
 CALLBACK = machine(
-    Ask={"Type": "Task", "Resource": SQS_SEND_WAIT, "TimeoutSeconds": 300, "HeartbeatSeconds": 60,
-         "Parameters": {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/000000000000/approvals",
-                        "MessageBody": {"token.$": "$$.Task.Token"}},
-         "ResultPath": "$.answer", "Next": "Done",
-         "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout", "States.Timeout"], "ResultPath": "$.error",
-                    "Next": "Expired"},
-                   {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Refused"}]},
-    Done={"Type": "Succeed"}, Expired={"Type": "Succeed"}, Refused={"Type": "Succeed"})
+    Ask={
+        "Type": "Task",
+        "Resource": SQS_SEND_WAIT,
+        "TimeoutSeconds": 300,
+        "HeartbeatSeconds": 60,
+        "Parameters": {
+            "QueueUrl": "https://sqs.us-east-1.amazonaws.com/000000000000/approvals",
+            "MessageBody": {"token.$": "$$.Task.Token"},
+        },
+        "ResultPath": "$.answer",
+        "Next": "Done",
+        "Catch": [
+            {
+                "ErrorEquals": ["States.HeartbeatTimeout", "States.Timeout"],
+                "ResultPath": "$.error",
+                "Next": "Expired",
+            },
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Refused"},
+        ],
+    },
+    Done={"Type": "Succeed"},
+    Expired={"Type": "Succeed"},
+    Refused={"Type": "Succeed"},
+)
 
 
 def waiting_callback() -> tuple[World, ScriptedTasks, str]:
@@ -411,7 +521,9 @@ def test_heartbeats_keep_a_callback_alive_and_their_absence_times_it_out():
 
 
 def test_the_tick_chain_runs_while_executions_run_and_stops_after():
-    world, _ = world_for(machine(W={"Type": "Wait", "Seconds": 300, "Next": "Done"}, Done={"Type": "Succeed"}), ok)
+    world, _ = world_for(
+        machine(W={"Type": "Wait", "Seconds": 300, "Next": "Done"}, Done={"Type": "Succeed"}), ok
+    )
     world.start("m", "e1", {})
     world.sweeper.ensure_armed()
     assert sum(1 for q in world.waker.queued if q.wakeup.kind == "sweep") == 1
@@ -424,7 +536,9 @@ def test_the_tick_chain_runs_while_executions_run_and_stops_after():
 
 
 def test_duplicate_ticks_sweep_once():
-    world, _ = world_for(machine(W={"Type": "Wait", "Seconds": 300, "Next": "Done"}, Done={"Type": "Succeed"}), ok)
+    world, _ = world_for(
+        machine(W={"Type": "Wait", "Seconds": 300, "Next": "Done"}, Done={"Type": "Succeed"}), ok
+    )
     world.start("m", "e1", {})
 
     first, second = world.sweeper.tick(), world.sweeper.tick()
@@ -434,13 +548,26 @@ def test_duplicate_ticks_sweep_once():
 
 def test_history_records_the_path_and_what_happened_in_each_state():
     answers = iter([TaskFailed("E", "x"), ok({})])
-    document = machine(A=task("B", Retry=[{"ErrorEquals": ["E"], "IntervalSeconds": 1}]), B={"Type": "Succeed"})
+    document = machine(
+        A=task("B", Retry=[{"ErrorEquals": ["E"], "IntervalSeconds": 1}]), B={"Type": "Succeed"}
+    )
 
     world, _, execution_id = run(document, lambda call: next(answers))
 
     assert [(e.type, e.state) for e in events(world, execution_id)] == [
-        ("ExecutionStarted", None), ("StateEntered", "A"), ("TaskScheduled", "A"), ("TaskFailed", "A"),
-        ("TaskRetryScheduled", "A"), ("TaskScheduled", "A"), ("TaskSucceeded", "A"), ("StateExited", "A"),
-        ("StateEntered", "B"), ("ExecutionSucceeded", "B"),
+        ("ExecutionStarted", None),
+        ("StateEntered", "A"),
+        ("TaskScheduled", "A"),
+        ("TaskFailed", "A"),
+        ("TaskRetryScheduled", "A"),
+        ("TaskScheduled", "A"),
+        ("TaskSucceeded", "A"),
+        ("StateExited", "A"),
+        ("StateEntered", "B"),
+        ("ExecutionSucceeded", "B"),
     ]
-    assert json.loads(json.dumps(events(world, execution_id)[3].detail)) == {"attempt": 1, "error": "E", "cause": "x"}
+    assert json.loads(json.dumps(events(world, execution_id)[3].detail)) == {
+        "attempt": 1,
+        "error": "E",
+        "cause": "x",
+    }

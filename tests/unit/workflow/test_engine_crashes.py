@@ -20,12 +20,24 @@ SMALL = {"from": "alice", "to": "bob", "amount_minor": 1250}
 LARGE = {"from": "alice", "to": "bob", "amount_minor": 150_000}  # takes the CoolingOff wait
 REFUSED = {"from": "alice", "to": "closed", "amount_minor": 1250}
 SCENARIOS = {
-    "credited": (SMALL, Status.SUCCEEDED, {"debits": 1, "credits": 1},
-                 ["Debit", "NeedsCoolingOff", "Credit", "Transferred"]),
-    "cooling-off-then-credited": (LARGE, Status.SUCCEEDED, {"debits": 1, "credits": 1},
-                                  ["Debit", "NeedsCoolingOff", "CoolingOff", "Credit", "Transferred"]),
-    "credit-refused-refunded": (REFUSED, Status.FAILED, {"debits": 1, "refunds": 1},
-                                ["Debit", "NeedsCoolingOff", "Credit", "Refund", "CreditRefused"]),
+    "credited": (
+        SMALL,
+        Status.SUCCEEDED,
+        {"debits": 1, "credits": 1},
+        ["Debit", "NeedsCoolingOff", "Credit", "Transferred"],
+    ),
+    "cooling-off-then-credited": (
+        LARGE,
+        Status.SUCCEEDED,
+        {"debits": 1, "credits": 1},
+        ["Debit", "NeedsCoolingOff", "CoolingOff", "Credit", "Transferred"],
+    ),
+    "credit-refused-refunded": (
+        REFUSED,
+        Status.FAILED,
+        {"debits": 1, "refunds": 1},
+        ["Debit", "NeedsCoolingOff", "Credit", "Refund", "CreditRefused"],
+    ),
 }
 
 
@@ -46,21 +58,29 @@ def _crash_points(scenario: str) -> list[str]:
     return world.crash.points
 
 
-CASES = [(scenario, index, point) for scenario in SCENARIOS
-         for index, point in enumerate(_crash_points(scenario))]
+CASES = [
+    (scenario, index, point) for scenario in SCENARIOS for index, point in enumerate(_crash_points(scenario))
+]
 
 
 def test_the_clean_runs_pass_every_kind_of_crash_point():
     points = {point for _, _, point in CASES}
 
-    assert {"start:before_save", "start:after_save", "checkpoint:before_save", "checkpoint:after_save",
-            "task:before_call", "task:after_call", "wake:before_send", "wake:after_send"} <= points
+    assert {
+        "start:before_save",
+        "start:after_save",
+        "checkpoint:before_save",
+        "checkpoint:after_save",
+        "task:before_call",
+        "task:after_call",
+        "wake:before_send",
+        "wake:after_send",
+    } <= points
     # Every task call of every scenario, compensation included, is bracketed by crash points.
     assert sum(1 for s, _, p in CASES if s == "credit-refused-refunded" and p == "task:after_call") == 3
 
 
-@pytest.mark.parametrize(("scenario", "index", "point"), CASES,
-                         ids=[f"{s}-{i:02d}-{p}" for s, i, p in CASES])
+@pytest.mark.parametrize(("scenario", "index", "point"), CASES, ids=[f"{s}-{i:02d}-{p}" for s, i, p in CASES])
 def test_a_crash_at_any_point_ends_right_with_each_effect_once(scenario: str, index: int, point: str):
     input_value, status, effects, path = SCENARIOS[scenario]
     crash = CrashAt(index)

@@ -70,7 +70,12 @@ def test_a_lost_secret_file_gets_a_new_secret_and_the_old_one_stops_working(tmp_
     stored_hash = _entries(folder)["orchestrator"]["secret_hash"]
     assert new_secret != old_secret
     assert PasswordHasher().verify(stored_hash, new_secret)
-    assert len([e for e in json.loads((folder / CLIENTS_SECRET).read_text()) if e["client_id"] == "orchestrator"]) == 1
+    assert (
+        len(
+            [e for e in json.loads((folder / CLIENTS_SECRET).read_text()) if e["client_id"] == "orchestrator"]
+        )
+        == 1
+    )
 
 
 def test_the_orchestrator_is_a_registered_service_client():

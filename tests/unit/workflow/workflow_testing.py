@@ -83,7 +83,9 @@ class ToyBank:
         body = call.parameters.get("RequestBody", {})
         if route == "credits" and body["account_id"] in self.refuse_credits_to:
             problem = {"code": "account_closed", "status": 422}
-            return TaskFailed("States.Http.StatusCode.422", json.dumps({"StatusCode": 422, "ResponseBody": problem}))
+            return TaskFailed(
+                "States.Http.StatusCode.422", json.dumps({"StatusCode": 422, "ResponseBody": problem})
+            )
         self.applied[(route, body["reference"])] += 1
         if route == "debits":
             self.balances[body["account_id"]] -= body["amount_minor"]
@@ -107,7 +109,9 @@ def _ok(body: dict[str, Any]) -> TaskSucceeded:
 class ScriptedTasks:
     """A task runner answering from a function of the call; records every call."""
 
-    def __init__(self, answer: Callable[[TaskCall], TaskSucceeded | TaskFailed | TaskSubmitted | TaskBusy]) -> None:
+    def __init__(
+        self, answer: Callable[[TaskCall], TaskSucceeded | TaskFailed | TaskSubmitted | TaskBusy]
+    ) -> None:
         self.answer = answer
         self.calls: list[TaskCall] = []
 
@@ -126,8 +130,15 @@ def registry(*documents: tuple[str, dict], repository: bool = False) -> Definiti
 class World:
     """An orchestrator deployment in memory: store, queue, clock, sweeper, and process restarts."""
 
-    def __init__(self, definitions: DefinitionRegistry, tasks: Any, *, crash: CrashAt | None = None,
-                 limits: EngineLimits = EngineLimits(), duplicate_deliveries: bool = False) -> None:
+    def __init__(
+        self,
+        definitions: DefinitionRegistry,
+        tasks: Any,
+        *,
+        crash: CrashAt | None = None,
+        limits: EngineLimits = EngineLimits(),
+        duplicate_deliveries: bool = False,
+    ) -> None:
         self.clock = FakeClock()
         self.store = InMemoryExecutionStore()
         self.waker = InMemoryWaker(self.clock.ms)
@@ -143,9 +154,19 @@ class World:
     def _new_process(self) -> Engine:
         self.processes += 1
         secrets = iter(f"secret{self.processes}-{n}" for n in range(10**6))
-        return Engine(self.definitions, self.store, self.tasks, self.waker, clock=self.clock, sleep=self.clock.sleep,
-                      limits=self.limits, owner=f"process-{self.processes}", new_secret=lambda: next(secrets),
-                      unit_random=lambda: 0.5, crash_hook=self.crash)
+        return Engine(
+            self.definitions,
+            self.store,
+            self.tasks,
+            self.waker,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            limits=self.limits,
+            owner=f"process-{self.processes}",
+            new_secret=lambda: next(secrets),
+            unit_random=lambda: 0.5,
+            crash_hook=self.crash,
+        )
 
     def start(self, state_machine: str, name: str, input_value: Any) -> Any:
         """A client starting an execution, retrying (same name and input) when the request dies."""
@@ -195,8 +216,9 @@ class World:
         except SimulatedCrash:
             # Not deleted: SQS shows it again after the visibility timeout, to a fresh process.
             self.engine = self._new_process()
-            self.waker.queued.append(type(queued)(self.clock.ms() + VISIBILITY_SECONDS * 1000,
-                                                  queued.sequence, wakeup))
+            self.waker.queued.append(
+                type(queued)(self.clock.ms() + VISIBILITY_SECONDS * 1000, queued.sequence, wakeup)
+            )
 
     def status(self, execution_id: str) -> Status:
         return self.store.get(execution_id).status

@@ -79,8 +79,15 @@ class Refund(StrictModel):
 def once(req: Request, run) -> Response:
     """Run a money movement once per Idempotency-Key; a retry gets the stored answer, refusals included."""
     key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
-    scope = guard.scope(principal=req.principal.sub, route=req.route, key=key, method=req.method,
-                        path=req.path, body=req.body, required=True)
+    scope = guard.scope(
+        principal=req.principal.sub,
+        route=req.route,
+        key=key,
+        method=req.method,
+        path=req.path,
+        body=req.body,
+        required=True,
+    )
 
     def attempt() -> StoredResponse:
         try:
