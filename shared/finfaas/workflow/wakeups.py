@@ -22,6 +22,7 @@ KINDS = (WAKE, SWEEP)
 REASONS = ("start", "timer", "callback", "continue", "sweep", "redrive")
 SQS_DELAY_SECONDS_MAX = 900  # SendMessage's DelaySeconds limit; longer timers hop
 message_bytes_max = 4096
+execution_id_chars_max = 160  # <state machine, at most 63>:<name, at most 80>, with room to spare
 
 
 class WakeupError(RuntimeError):
@@ -52,8 +53,10 @@ class Wakeup:
         if not isinstance(body, dict) or body.get("kind") not in KINDS:
             raise ValueError("not a wake-up message")
         execution_id = body.get("execution_id")
-        if body["kind"] == WAKE and (not isinstance(execution_id, str) or not execution_id):
-            raise ValueError("a wake-up names its execution_id")
+        if body["kind"] == WAKE and (
+            not isinstance(execution_id, str) or not 0 < len(execution_id) <= execution_id_chars_max
+        ):
+            raise ValueError(f"a wake-up names its execution_id (1-{execution_id_chars_max} characters)")
         due = body.get("due_at_ms")
         reason = body.get("reason") if body.get("reason") in REASONS else "start"
         return cls(body["kind"], execution_id, reason, due if isinstance(due, int) else None)
