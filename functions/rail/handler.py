@@ -1,0 +1,182 @@
+"""The rail function: the suite's adapter to an external payment rail, with a SANDBOX bank behind it.
+
+Queue `rail` (POST /, binary CloudEvents): the transfer saga's hand-offs (callback tasks, checked
+with the orchestrator before anything is paid) and the sandbox's own delayed settlements.
+POST /notices: the bank's signed settlement notices (Standard Webhooks HMAC, secret rail-notice-key),
+turned into the orchestrator's task success or failure.
+The saga (scope rail:recall): POST /payments/{id}/recall after its wait timed out; rail:read to look.
+Sandbox knobs (environment): RAIL_SANDBOX_SETTLE_SECONDS, RAIL_SANDBOX_REJECT_RATE, RAIL_SANDBOX_TIMEOUT_RATE.
+"""
+
+import sys
+from pathlib import Path
+
+# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
+_SHARED = Path(__file__).resolve().parent / "shared"
+if _SHARED.is_dir() and str(_SHARED) not in sys.path:
+    sys.path.insert(0, str(_SHARED))
+
+import os  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from finfaas.platform import jwt_auth  # noqa: E402
+from finfaas.platform.errors import ErrorSpec, ValidationFailed  # noqa: E402
+from finfaas.platform.events import delivery_type  # noqa: E402
+from finfaas.platform.http import FunctionApp, Request  # noqa: E402
+from finfaas.services.rail import (  # noqa: E402
+    SETTLE_EVENT_TYPE,
+    HandOff,
+    InvalidNotice,
+    PaymentConflict,
+    PaymentNotFound,
+    PaymentView,
+    RailAdapter,
+    RailStoreUnavailable,
+    SandboxBank,
+    SandboxSettings,
+    SettleMessage,
+    payment_view,
+)
+from finfaas.services.suite_clients import ServiceUnreachable  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+FUNCTION_NAME = "rail"
+READ, RECALL = "rail:read", "rail:recall"
+GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+NOTICES_PATH = "/function/rail/notices"
+ERRORS = {
+    PaymentConflict: ErrorSpec(409, PaymentConflict.code, "Payment exists with different fields"),
+    PaymentNotFound: ErrorSpec(404, PaymentNotFound.code, "Payment not found"),
+    InvalidNotice: ErrorSpec(401, InvalidNotice.code, "Invalid notice"),
+    RailStoreUnavailable: ErrorSpec(503, RailStoreUnavailable.code, "Rail store unavailable"),
+    ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
+}
+
+
+@dataclass
+class RailServices:
+    """What the routes need; built from configuration on first use, or given by tests."""
+
+    adapter: RailAdapter
+    bank: SandboxBank
+    probe: Callable[[], None]
+    dynamodb_calls: Callable[[], dict[str, int]] = dict
+
+
+def sandbox_settings(environ: Any = os.environ) -> SandboxSettings:
+    return SandboxSettings(settle_seconds=int(environ.get("RAIL_SANDBOX_SETTLE_SECONDS", "1")),
+                           reject_rate=float(environ.get("RAIL_SANDBOX_REJECT_RATE", "0")),
+                           timeout_rate=float(environ.get("RAIL_SANDBOX_TIMEOUT_RATE", "0")))
+
+
+def build_services() -> RailServices:
+    """The sandbox on this stage's rail table and queue, the gateway and the rail-client secret (lazily)."""
+    from finfaas.platform import config
+    from finfaas.services.rail import NOTICE_KEY_SECRET_NAME, HttpNoticeSender, SqsSettlementScheduler
+    from finfaas.services.suite_clients import OrchestratorClient, SuiteClient
+    from finfaas.store.ledger_store import DynamoCallMeter
+    from finfaas.store.rail_store import RailStore
+    from finfaas.workflow.tasks import ServiceTokens
+
+    meter = DynamoCallMeter()
+    meter.start()
+    gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
+    notice_key = config.read_secret(NOTICE_KEY_SECRET_NAME) or ""
+    store = RailStore()
+    notices = HttpNoticeSender(gateway_url.rstrip("/") + NOTICES_PATH)
+    bank = SandboxBank(store, SqsSettlementScheduler(), notices, notice_key, settings=sandbox_settings())
+    tokens = ServiceTokens.from_secret(gateway_url, FUNCTION_NAME)
+    orchestrator = OrchestratorClient(SuiteClient(gateway_url, tokens))
+    return RailServices(adapter=RailAdapter(bank, store, orchestrator, notice_key), bank=bank,
+                        probe=lambda: store.get("readiness-probe"), dynamodb_calls=meter.snapshot)
+
+
+class LazyServices:
+    """Builds the services once, on the first request that needs them (health probes never do)."""
+
+    def __init__(self, build: Callable[[], RailServices]) -> None:
+        self._build = build
+        self._services: RailServices | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> RailServices:
+        with self._lock:
+            if self._services is None:
+                self._services = self._build()
+            return self._services
+
+    def use(self, services: RailServices) -> None:
+        """Replace the services (tests)."""
+        with self._lock:
+            self._services = services
+
+
+class ReplaceableVerifier:
+    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
+
+    def __init__(self) -> None:
+        self._verifier: Any = None
+
+    def use(self, verifier: Any) -> None:
+        self._verifier = verifier
+
+    def verify(self, token: str) -> jwt_auth.Principal:
+        return (self._verifier or jwt_auth.default_verifier()).verify(token)
+
+
+services = LazyServices(build_services)
+verifier = ReplaceableVerifier()
+app = FunctionApp(FUNCTION_NAME, errors=ERRORS, verifier=verifier)
+
+
+def _parsed(model: Any, raw: bytes) -> Any:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        raise ValidationFailed(f"not a {model.__name__} message: {error.error_count()} problem(s)") from None
+
+
+@app.route("POST", "/", auth=False)
+def on_queue_message(req: Request) -> dict[str, Any]:
+    """A message of the `rail` queue: a saga's hand-off, or the sandbox's own settlement timer."""
+    current = services.get()
+    if delivery_type(req.headers) == SETTLE_EVENT_TYPE:
+        payment = current.bank.settle_due(_parsed(SettleMessage, req.body).payment_id)
+        return {"outcome": payment.status.value if payment else "unknown_payment"}
+    return {"outcome": current.adapter.hand_off(_parsed(HandOff, req.body))}
+
+
+@app.route("POST", "/notices", auth=False)
+def on_notice(req: Request) -> dict[str, Any]:
+    """The bank's signed notice of a payment's final status."""
+    return {"outcome": services.get().adapter.on_notice(req.headers, req.body)}
+
+
+@app.route("GET", "/payments/{payment_id}", scopes=[READ])
+def get_payment(req: Request, payment_id: str) -> PaymentView:
+    """A payment's status at the rail."""
+    return payment_view(services.get().adapter.status(payment_id))
+
+
+@app.route("POST", "/payments/{payment_id}/recall", scopes=[RECALL])
+def recall_payment(req: Request, payment_id: str) -> PaymentView:
+    """Make sure a payment never settles if it has not: CANCELLED, or its final status (SETTLED, REJECTED)."""
+    return payment_view(services.get().adapter.recall(payment_id))
+
+
+@app.route("GET", "/_/ops/stats", rate_limit=None)
+def stats(req: Request) -> dict[str, Any]:
+    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
+    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+
+
+@app.readiness_check("rail-table")
+def rail_table_reachable() -> None:
+    services.get().probe()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)

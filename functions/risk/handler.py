@@ -1,0 +1,153 @@
+"""The risk function: explainable assessments of transfers (velocity, amount, new payee, block lists).
+
+Callers are internal services with client_credentials tokens (scope risk:assess; risk:read to read a
+recorded assessment back); operators manage the block lists under /_/ops (scope ops).
+An assessment is recorded once per assessment_id: a retry gets the same answer and counts once.
+"""
+
+import sys
+from pathlib import Path
+
+# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
+_SHARED = Path(__file__).resolve().parent / "shared"
+if _SHARED.is_dir() and str(_SHARED) not in sys.path:
+    sys.path.insert(0, str(_SHARED))
+
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from finfaas.domain.errors import InvalidInput  # noqa: E402
+from finfaas.platform import jwt_auth  # noqa: E402
+from finfaas.platform.errors import ErrorSpec, NotFound  # noqa: E402
+from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
+from finfaas.services.risk import (  # noqa: E402
+    AssessmentBody,
+    AssessmentView,
+    BlockBody,
+    BlockList,
+    BlockView,
+    InvalidBlockEntry,
+    RiskService,
+    RiskStoreUnavailable,
+    assessment_view,
+    block_view,
+)
+
+FUNCTION_NAME = "risk"
+ASSESS, READ = "risk:assess", "risk:read"
+ERRORS = {
+    InvalidBlockEntry: ErrorSpec(422, InvalidBlockEntry.code, "Invalid block entry"),
+    InvalidInput: ErrorSpec(422, "invalid_input", "Invalid input"),
+    RiskStoreUnavailable: ErrorSpec(503, RiskStoreUnavailable.code, "Risk store unavailable"),
+}
+
+
+@dataclass
+class RiskServices:
+    """What the routes need; built from configuration on first use, or given by tests."""
+
+    risk: RiskService
+    probe: Callable[[], None]
+    dynamodb_calls: Callable[[], dict[str, int]] = dict
+
+
+def build_services() -> RiskServices:
+    """The service on this stage's risk table (imports AWS code: call lazily)."""
+    from finfaas.store.ledger_store import DynamoCallMeter
+    from finfaas.store.risk_store import RiskStore
+
+    meter = DynamoCallMeter()
+    meter.start()
+    store = RiskStore()
+    return RiskServices(risk=RiskService(store), probe=lambda: store.stored_assessment("readiness-probe"),
+                        dynamodb_calls=meter.snapshot)
+
+
+class LazyServices:
+    """Builds the services once, on the first request that needs them (health probes never do)."""
+
+    def __init__(self, build: Callable[[], RiskServices]) -> None:
+        self._build = build
+        self._services: RiskServices | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> RiskServices:
+        with self._lock:
+            if self._services is None:
+                self._services = self._build()
+            return self._services
+
+    def use(self, services: RiskServices) -> None:
+        """Replace the services (tests)."""
+        with self._lock:
+            self._services = services
+
+
+class ReplaceableVerifier:
+    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
+
+    def __init__(self) -> None:
+        self._verifier: Any = None
+
+    def use(self, verifier: Any) -> None:
+        self._verifier = verifier
+
+    def verify(self, token: str) -> jwt_auth.Principal:
+        return (self._verifier or jwt_auth.default_verifier()).verify(token)
+
+
+services = LazyServices(build_services)
+verifier = ReplaceableVerifier()
+app = FunctionApp(FUNCTION_NAME, errors=ERRORS, verifier=verifier)
+
+
+@app.route("POST", "/assessments", scopes=[ASSESS], body=AssessmentBody)
+def create_assessment(req: Request, body: AssessmentBody) -> AssessmentView:
+    """Assess a transfer: the decision, its score and every rule's finding (recorded once per id)."""
+    return assessment_view(services.get().risk.assess(body.request()))
+
+
+@app.route("GET", "/assessments/{assessment_id}", scopes=[READ])
+def get_assessment(req: Request, assessment_id: str) -> AssessmentView:
+    """A recorded assessment, with the findings that explain it."""
+    found = services.get().risk.get(assessment_id)
+    if found is None:
+        raise NotFound(f"No assessment {assessment_id}.")
+    return assessment_view(found)
+
+
+@app.route("GET", "/_/ops/blocklist")
+def list_blocked(req: Request) -> BlockList:
+    """The block-list entries (ops scope)."""
+    return BlockList(entries=[block_view(e) for e in services.get().risk.blocked()])
+
+
+@app.route("PUT", "/_/ops/blocklist/{kind}/{value}", body=BlockBody)
+def block(req: Request, kind: str, value: str, body: BlockBody) -> BlockView:
+    """Block a customer, account or destination (bank:account) from sending or receiving (ops scope)."""
+    return block_view(services.get().risk.block(kind, value, body.reason))
+
+
+@app.route("DELETE", "/_/ops/blocklist/{kind}/{value}")
+def unblock(req: Request, kind: str, value: str) -> Response:
+    """Lift a block (ops scope); 404 when there was none."""
+    if not services.get().risk.unblock(kind, value):
+        raise NotFound(f"{kind}:{value} is not blocked.")
+    return Response(status=204)
+
+
+@app.route("GET", "/_/ops/stats", rate_limit=None)
+def stats(req: Request) -> dict[str, Any]:
+    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
+    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+
+
+@app.readiness_check("risk-table")
+def risk_table_reachable() -> None:
+    services.get().probe()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)

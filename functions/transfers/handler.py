@@ -1,0 +1,291 @@
+"""The transfers function: money transfers as durable sagas (infra/statemachines/transfer.asl.json).
+
+Apps (customer tokens, scopes transfers:write / transfers:read):
+  POST /transfers              202 + the transfer id and its status URL (Idempotency-Key required)
+  GET  /transfers/{id}?wait=s  status and steps; waits up to `wait` seconds for a final status
+The saga (the orchestrator's token, scope transfers:saga): POST /saga/validate|screen|complete|fail|attention.
+Queue `reviews` (POST /): the callback tasks that wait for an operator; their tokens are checked
+with the orchestrator before they are kept. Operators (ops): decisions, customer tiers.
+"""
+
+import sys
+from pathlib import Path
+
+# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
+_SHARED = Path(__file__).resolve().parent / "shared"
+if _SHARED.is_dir() and str(_SHARED) not in sys.path:
+    sys.path.insert(0, str(_SHARED))
+
+import os  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from finfaas.domain import errors as ledger_errors  # noqa: E402
+from finfaas.platform import jwt_auth  # noqa: E402
+from finfaas.platform.errors import ErrorSpec, HttpError  # noqa: E402
+from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
+from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, IdempotencyGuard  # noqa: E402
+from finfaas.platform.ratelimit import RateLimit, RateLimiter  # noqa: E402
+from finfaas.services.suite_clients import ServiceUnreachable  # noqa: E402
+from finfaas.services.transfers import (  # noqa: E402
+    Accepted,
+    AttentionBody,
+    ConcurrentUpdate,
+    DecisionBody,
+    FailBody,
+    InvalidDecision,
+    InvalidTransfer,
+    NewTransferBody,
+    NoDecisionPending,
+    OrchestratorUnavailable,
+    StepBody,
+    TaskMessage,
+    TierBody,
+    TransferExists,
+    TransferNotFound,
+    TransfersService,
+    TransfersSettings,
+    TransferStoreUnavailable,
+    TransferView,
+    ValidationRefused,
+    WaitQuery,
+    transfer_view,
+)
+
+FUNCTION_NAME = "transfers"
+READ, WRITE, SAGA = "transfers:read", "transfers:write", "transfers:saga"
+CUSTOMER_KIND = "customer"
+STATUS_PATH = "/function/transfers/transfers/{}"
+CREATE_LIMIT = RateLimit("transfers_create", requests_max=120, window_seconds=60, tokens_per_call=5)
+# Environment knobs (stack.yml), each with the product's default.
+DEGRADED_APPROVE_ENV = "TRANSFERS_DEGRADED_AUTO_APPROVE_MAJOR"
+BREAKER_FAILURES_ENV = "TRANSFERS_RISK_BREAKER_FAILURES"
+BREAKER_OPEN_SECONDS_ENV = "TRANSFERS_RISK_BREAKER_OPEN_SECONDS"
+GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+
+
+class StepRefused(HttpError):
+    """A saga step refuses the transfer for good; the problem code says why."""
+
+    status, code, title = 422, "step_refused", "Step refused"
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def _ledger_input_errors() -> dict[type[BaseException], ErrorSpec]:
+    """Amount and currency parsing refusals, each with its own code."""
+    found: list[type] = [ledger_errors.InvalidInput]
+    for cls in found:
+        found.extend(sub for sub in cls.__subclasses__() if sub not in found)
+    return {cls: ErrorSpec(422, cls.code, cls.code.replace("_", " ").capitalize()) for cls in found}
+
+
+ERRORS = {
+    **_ledger_input_errors(),
+    TransferNotFound: ErrorSpec(404, TransferNotFound.code, "Transfer not found"),
+    TransferExists: ErrorSpec(409, TransferExists.code, "Transfer exists with different fields"),
+    InvalidTransfer: ErrorSpec(422, InvalidTransfer.code, "Invalid transfer"),
+    NoDecisionPending: ErrorSpec(409, NoDecisionPending.code, "No decision pending"),
+    InvalidDecision: ErrorSpec(422, InvalidDecision.code, "Invalid decision"),
+    OrchestratorUnavailable: ErrorSpec(503, OrchestratorUnavailable.code, "Orchestrator unavailable"),
+    TransferStoreUnavailable: ErrorSpec(503, TransferStoreUnavailable.code, "Transfer store unavailable"),
+    ConcurrentUpdate: ErrorSpec(503, ConcurrentUpdate.code, "Transfer busy"),
+    ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
+}
+
+
+@dataclass
+class TransfersServices:
+    """What the routes need; built from configuration on first use, or given by tests."""
+
+    transfers: TransfersService
+    guard: IdempotencyGuard
+    limiter: RateLimiter | None
+    probe: Callable[[], None]
+    dynamodb_calls: Callable[[], dict[str, int]] = dict
+
+
+def settings_from_env(environ: Any = os.environ) -> TransfersSettings:
+    return TransfersSettings(degraded_auto_approve_major=int(environ.get(DEGRADED_APPROVE_ENV, "100")))
+
+
+def build_services() -> TransfersServices:
+    """The services on this stage's tables, the gateway and the transfers-client secret (lazily)."""
+    from finfaas.platform.resilience import CircuitBreaker
+    from finfaas.services.suite_clients import OrchestratorClient, RiskClient, SuiteClient
+    from finfaas.services.transfers import LedgerAccounts
+    from finfaas.store.idempotency_store import IdempotencyStore
+    from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
+    from finfaas.store.ratelimit_store import RateLimitStore
+    from finfaas.store.transfers_store import TransfersStore
+    from finfaas.workflow.tasks import ServiceTokens
+
+    meter = DynamoCallMeter()
+    meter.start()
+    gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
+    suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
+    breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
+                             open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
+    orders = TransfersStore()
+    service = TransfersService(orders, LedgerAccounts(ledger_store_from_config()), RiskClient(suite),
+                               OrchestratorClient(suite), breaker=breaker, settings=settings_from_env())
+    return TransfersServices(
+        transfers=service,
+        guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
+        limiter=RateLimiter(RateLimitStore(), {CREATE_LIMIT.name: CREATE_LIMIT}),
+        probe=lambda: orders.get("readiness-probe"),
+        dynamodb_calls=meter.snapshot,
+    )
+
+
+class LazyServices:
+    """Builds the services once, on the first request that needs them (health probes never do)."""
+
+    def __init__(self, build: Callable[[], TransfersServices]) -> None:
+        self._build = build
+        self._services: TransfersServices | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> TransfersServices:
+        with self._lock:
+            if self._services is None:
+                self._services = self._build()
+            return self._services
+
+    def use(self, services: TransfersServices) -> None:
+        """Replace the services (tests), before the first request."""
+        with self._lock:
+            self._services = services
+
+
+class ReplaceableVerifier:
+    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
+
+    def __init__(self) -> None:
+        self._verifier: Any = None
+
+    def use(self, verifier: Any) -> None:
+        self._verifier = verifier
+
+    def verify(self, token: str) -> jwt_auth.Principal:
+        return (self._verifier or jwt_auth.default_verifier()).verify(token)
+
+
+services = LazyServices(build_services)
+verifier = ReplaceableVerifier()
+app = FunctionApp(FUNCTION_NAME, errors=ERRORS, verifier=verifier, idempotency=lambda: services.get().guard,
+                  limiter=lambda: services.get().limiter)
+SAGA_ROUTE = {"scopes": [SAGA], "rate_limit": None}
+
+
+def _owner_filter(req: Request) -> str | None:
+    """Customers see only their own transfers; client apps and operators see any."""
+    assert req.principal is not None
+    return req.principal.sub if req.principal.kind == CUSTOMER_KIND else None
+
+
+# --- apps ---------------------------------------------------------------------------------------------
+
+
+@app.route("POST", "/transfers", scopes=[WRITE], body=NewTransferBody, status=202, response=Accepted,
+           idempotency="required", rate_limit=CREATE_LIMIT.name)
+def create_transfer(req: Request, body: NewTransferBody) -> Response:
+    """Start a transfer from one of the caller's accounts; 202 with where to follow it."""
+    assert req.principal is not None
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    assert key is not None, "idempotency='required' routes always carry a key"
+    order = services.get().transfers.accept(req.principal.sub, key, body)
+    req.audit_target = f"transfer:{order.transfer_id}"
+    location = STATUS_PATH.format(order.transfer_id)
+    accepted = Accepted(transfer_id=order.transfer_id, status=order.status, status_url=location)
+    return Response(accepted, status=202, headers={"Location": location})
+
+
+@app.route("GET", "/transfers/{transfer_id}", scopes=[READ], query=WaitQuery, rate_limit=None)
+def get_transfer(req: Request, transfer_id: str, query: WaitQuery) -> TransferView:
+    """A transfer's status and steps; `wait` (seconds, at most 5) waits for a final status."""
+    return transfer_view(services.get().transfers.get(transfer_id, _owner_filter(req), query.wait))
+
+
+# --- the saga's own steps -----------------------------------------------------------------------------
+
+
+def _refusing(step: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return step()
+    except ValidationRefused as refusal:
+        raise StepRefused(refusal.code, refusal.detail) from None
+
+
+@app.route("POST", "/saga/validate", body=StepBody, **SAGA_ROUTE)
+def saga_validate(req: Request, body: StepBody) -> dict[str, Any]:
+    """Accounts, ownership, currency and tier limits; counts the amount in the day's total."""
+    return _refusing(lambda: services.get().transfers.validate(body.transfer_id))
+
+
+@app.route("POST", "/saga/screen", body=StepBody, **SAGA_ROUTE)
+def saga_screen(req: Request, body: StepBody) -> dict[str, Any]:
+    """The risk decision (degraded when the risk function is failing)."""
+    return services.get().transfers.screen(body.transfer_id)
+
+
+@app.route("POST", "/saga/complete", body=StepBody, **SAGA_ROUTE)
+def saga_complete(req: Request, body: StepBody) -> dict[str, Any]:
+    """COMPLETED, with the transfer.completed event."""
+    return services.get().transfers.complete(body.transfer_id)
+
+
+@app.route("POST", "/saga/fail", body=FailBody, **SAGA_ROUTE)
+def saga_fail(req: Request, body: FailBody) -> dict[str, Any]:
+    """FAILED or COMPENSATED with its event; the day's total is given back."""
+    return services.get().transfers.fail(body.transfer_id, body.outcome, body.error)
+
+
+@app.route("POST", "/saga/attention", body=AttentionBody, **SAGA_ROUTE)
+def saga_attention(req: Request, body: AttentionBody) -> dict[str, Any]:
+    """NEEDS_ATTENTION: an operator must decide to post or void the hold."""
+    return services.get().transfers.flag_attention(body.transfer_id, body.error)
+
+
+@app.route("POST", "/", auth=False, body=TaskMessage)
+def on_task_message(req: Request, body: TaskMessage) -> dict[str, Any]:
+    """A callback task of the `reviews` queue; kept only if the orchestrator waits for its token."""
+    return {"outcome": services.get().transfers.take_task(body)}
+
+
+# --- operators ----------------------------------------------------------------------------------------
+
+
+@app.route("POST", "/_/ops/transfers/{transfer_id}/decision", body=DecisionBody, idempotency="required",
+           rate_limit=None)
+def decide(req: Request, transfer_id: str, body: DecisionBody) -> TransferView:
+    """An operator's decision: approve|reject a review; post|void a transfer that needs attention."""
+    assert req.principal is not None
+    req.audit_target = f"transfer:{transfer_id}"
+    return transfer_view(services.get().transfers.decide(transfer_id, body, req.principal.sub))
+
+
+@app.route("PUT", "/_/ops/customers/{customer_id}/tier", body=TierBody, rate_limit=None)
+def set_tier(req: Request, customer_id: str, body: TierBody) -> Response:
+    """Set a customer's limits tier (BASIC, STANDARD, PREMIUM, BUSINESS)."""
+    services.get().transfers.set_tier(customer_id, body.tier)
+    return Response(status=204)
+
+
+@app.route("GET", "/_/ops/stats", rate_limit=None)
+def stats(req: Request) -> dict[str, Any]:
+    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
+    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+
+
+@app.readiness_check("transfer-orders-table")
+def orders_reachable() -> None:
+    services.get().probe()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)

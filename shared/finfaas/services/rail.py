@@ -1,0 +1,560 @@
+"""The external payment rail: the interface the suite relies on, and a SANDBOX bank behind it.
+
+The transfer saga hands a payment to the rail with a callback task (queue `rail`, the task token
+in the message) and waits. Two parts live in the rail function:
+
+* RailAdapter (the suite's side, kept for a real rail): takes the hand-off only if the orchestrator
+  really waits for its token, submits the payment to a PaymentRail, turns the bank's signed
+  settlement notices into the orchestrator's task success/failure, and recalls a payment for a
+  saga that timed out ("has it settled? if not, make sure it never will").
+* SandboxBank (a stand-in for a bank, for local use and tests): settles a payment after a delay,
+  rejects or "times out" at configured rates, and signs its notices (Standard Webhooks HMAC, as
+  the suite's own webhooks). Creditor account numbers ending in 0001 are always rejected, 0002
+  settle without a notice (the notice is lost), 0003 never settle (stuck): deterministic cases
+  for tests, as payment sandboxes offer test account numbers.
+
+A real rail implements PaymentRail (submit, status, recall) against its bank and posts signed
+notices to the same adapter route; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, Field, StrictInt
+
+from finfaas.domain.money import parse_currency, transfer_amount_minor_max
+from finfaas.platform.http import StrictModel
+from finfaas.services.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
+
+NOTICE_KEY_SECRET_NAME = "rail-notice-key"  # noqa: S105 - the secret's name, not a secret
+SETTLE_EVENT_TYPE = "dev.finfaas.rail.settle"
+TASK_EVENT_TYPE = "dev.finfaas.orchestrator.task"
+REJECTED_ERROR = "Rail.Rejected"
+REJECT_SUFFIX, LOSE_NOTICE_SUFFIX, STUCK_SUFFIX = "0001", "0002", "0003"
+settle_seconds_default = 1
+settle_seconds_max = 900  # one SQS delay
+notice_tolerance_seconds = 300
+save_attempts_max = 4
+
+
+class PaymentStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"  # the bank has it and has not settled it yet
+    SETTLED = "SETTLED"  # money left: final
+    REJECTED = "REJECTED"  # final, nothing moved
+    CANCELLED = "CANCELLED"  # recalled before settling (or never received): final, it never settles
+
+    @property
+    def final(self) -> bool:
+        return self is not PaymentStatus.ACCEPTED
+
+
+class Plan(StrEnum):
+    """What the sandbox will do with a payment, decided when it arrives."""
+
+    SETTLE = "settle"
+    REJECT = "reject"
+    LOSE_NOTICE = "lose_notice"  # settles, but the notice never arrives
+    STUCK = "stuck"  # never settles on its own
+    NONE = "none"  # a recall tombstone
+
+
+class RailError(Exception):
+    code = "rail_error"
+
+
+class PaymentConflict(RailError):
+    """The payment id was used for a different payment."""
+
+    code = "payment_exists_with_different_fields"
+
+
+class PaymentNotFound(RailError):
+    code = "payment_not_found"
+
+
+class PaymentRefused(RailError):
+    """The payment id was recalled before it arrived: it will never be accepted."""
+
+    code = "payment_recalled"
+
+
+class RailStoreUnavailable(RailError):
+    code = "rail_store_unavailable"
+
+
+class InvalidNotice(RailError):
+    code = "invalid_notice"
+
+
+@dataclass(frozen=True, slots=True)
+class Creditor:
+    bank_code: str
+    account_number: str
+    name: str
+
+
+@dataclass(frozen=True)
+class RailPayment:
+    payment_id: str
+    amount_minor: int
+    currency: str
+    creditor: Creditor | None
+    status: PaymentStatus
+    plan: Plan
+    received_at: datetime
+    settle_at: datetime | None = None
+    settled_at: datetime | None = None
+    reason: str = ""
+    task_token: str | None = None  # the adapter's: whom to tell when the bank says it settled
+    version: int = 1
+
+    def identity(self) -> tuple[Any, ...]:
+        return (self.amount_minor, self.currency, self.creditor)
+
+    def next(self, **changes: Any) -> RailPayment:
+        return replace(self, version=self.version + 1, **changes)
+
+
+class RailRepository(Protocol):
+    """Payments by id, versioned (DynamoDB: store/rail_store.py)."""
+
+    def create(self, payment: RailPayment) -> RailPayment:
+        """Write a new payment; the existing one if the id is taken."""
+        ...
+
+    def get(self, payment_id: str) -> RailPayment | None: ...
+
+    def save(self, payment: RailPayment) -> bool:
+        """Write if the stored version is payment.version - 1."""
+        ...
+
+
+class InMemoryRailStore:
+    """RailRepository in a dict, for unit tests; same contract."""
+
+    def __init__(self) -> None:
+        self._payments: dict[str, RailPayment] = {}
+        self._lock = threading.Lock()
+
+    def create(self, payment: RailPayment) -> RailPayment:
+        with self._lock:
+            return self._payments.setdefault(payment.payment_id, payment)
+
+    def get(self, payment_id: str) -> RailPayment | None:
+        with self._lock:
+            return self._payments.get(payment_id)
+
+    def save(self, payment: RailPayment) -> bool:
+        with self._lock:
+            stored = self._payments.get(payment.payment_id)
+            if stored is None or stored.version != payment.version - 1:
+                return False
+            self._payments[payment.payment_id] = payment
+            return True
+
+
+# --- messages and shapes -----------------------------------------------------------------------------
+
+
+class CreditorBody(StrictModel):
+    bank_code: Annotated[str, Field(pattern=r"^[A-Z0-9]{4,11}$")]
+    account_number: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{4,34}$")]
+    name: Annotated[str, Field(min_length=1, max_length=140)]
+
+
+class HandOff(StrictModel):
+    """The saga's callback task message: pay this, then report with the token."""
+
+    task_token: Annotated[str, Field(min_length=1, max_length=1024)]
+    payment_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    amount_minor: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
+    currency: Annotated[str, Field(min_length=3, max_length=3)]
+    creditor: CreditorBody
+
+
+class SettleMessage(StrictModel):
+    payment_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class Notice(BaseModel):
+    """The bank's signed notice of a final status."""
+
+    payment_id: str
+    status: PaymentStatus
+    reason: str = ""
+    settled_at: datetime | None = None
+
+
+class PaymentView(BaseModel):
+    payment_id: str
+    status: PaymentStatus
+    amount_minor: int
+    currency: str
+    received_at: datetime
+    settled_at: datetime | None = None
+    reason: str = ""
+
+
+def payment_view(payment: RailPayment) -> PaymentView:
+    return PaymentView(
+        payment_id=payment.payment_id,
+        status=payment.status,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        received_at=payment.received_at,
+        settled_at=payment.settled_at,
+        reason=payment.reason,
+    )
+
+
+# --- the sandbox bank --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How the sandbox behaves; rates are probabilities in [0, 1]."""
+
+    settle_seconds: int = settle_seconds_default
+    reject_rate: float = 0.0
+    timeout_rate: float = 0.0  # half of these lose their notice, half get stuck
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.settle_seconds <= settle_seconds_max:
+            raise ValueError(f"settle_seconds: 0..{settle_seconds_max}")
+        if not (
+            0 <= self.reject_rate <= 1
+            and 0 <= self.timeout_rate <= 1
+            and self.reject_rate + self.timeout_rate <= 1
+        ):
+            raise ValueError("reject_rate and timeout_rate are probabilities adding up to at most 1")
+
+
+class Scheduler(Protocol):
+    def settle_later(self, payment_id: str, delay_seconds: int) -> None: ...
+
+
+class NoticeSender(Protocol):
+    def send(self, body: bytes, headers: Mapping[str, str]) -> None: ...
+
+
+def plan_for(creditor: Creditor, settings: SandboxSettings, draw: float) -> Plan:
+    """Test account numbers decide; otherwise the configured rates, by one uniform draw in [0, 1)."""
+    for suffix, plan in (
+        (REJECT_SUFFIX, Plan.REJECT),
+        (LOSE_NOTICE_SUFFIX, Plan.LOSE_NOTICE),
+        (STUCK_SUFFIX, Plan.STUCK),
+    ):
+        if creditor.account_number.endswith(suffix):
+            return plan
+    if draw < settings.reject_rate:
+        return Plan.REJECT
+    if draw < settings.reject_rate + settings.timeout_rate / 2:
+        return Plan.LOSE_NOTICE
+    if draw < settings.reject_rate + settings.timeout_rate:
+        return Plan.STUCK
+    return Plan.SETTLE
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SandboxBank:
+    """SANDBOX: behaves like a bank's payment rail; never moves real money. Implements PaymentRail."""
+
+    def __init__(
+        self,
+        store: RailRepository,
+        scheduler: Scheduler,
+        notices: NoticeSender,
+        notice_key: str,
+        *,
+        settings: SandboxSettings = SandboxSettings(),
+        clock: Callable[[], datetime] = _utc_now,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._scheduler = scheduler
+        self._notices = notices
+        self._notice_key = notice_key
+        self._settings = settings
+        self._clock = clock
+        self._draw = draw
+
+    def submit(self, payment: RailPayment) -> RailPayment:
+        """Accept a payment (idempotent by id) and schedule its settlement."""
+        now = self._clock()
+        plan = plan_for(payment.creditor, self._settings, self._draw()) if payment.creditor else Plan.SETTLE
+        wanted = replace(
+            payment,
+            status=PaymentStatus.ACCEPTED,
+            plan=plan,
+            received_at=now,
+            settle_at=now + timedelta(seconds=self._settings.settle_seconds),
+        )
+        stored = self._store.create(wanted)
+        if stored.plan is Plan.NONE:
+            raise PaymentRefused(f"payment {payment.payment_id} was recalled before it arrived")
+        if stored.identity() != wanted.identity():
+            raise PaymentConflict(f"payment {payment.payment_id} exists with different fields")
+        if stored.status is PaymentStatus.ACCEPTED and stored.plan is not Plan.STUCK:
+            self._scheduler.settle_later(stored.payment_id, self._settings.settle_seconds)
+        return stored
+
+    def status(self, payment_id: str) -> RailPayment | None:
+        return self._store.get(payment_id)
+
+    def settle_due(self, payment_id: str) -> RailPayment | None:
+        """The scheduled settlement: settle or reject (once), then send the signed notice (again on retry)."""
+        for _ in range(save_attempts_max):
+            payment = self._store.get(payment_id)
+            if payment is None or payment.plan in (Plan.STUCK, Plan.NONE):
+                return payment
+            if payment.status is PaymentStatus.ACCEPTED:
+                now = self._clock()
+                if payment.settle_at is not None and now < payment.settle_at:
+                    remaining = (payment.settle_at - now).total_seconds()
+                    self._scheduler.settle_later(payment_id, max(1, int(remaining + 0.999)))
+                    return payment
+                payment = self._decided(payment, now)
+                if not self._store.save(payment):
+                    continue
+            self._notify(payment)
+            return payment
+        raise RailStoreUnavailable(f"payment {payment_id} kept changing")
+
+    def recall(self, payment_id: str) -> RailPayment:
+        """Make sure an unsettled payment never settles: CANCELLED, or its final status if it has one.
+        An id the bank never received is recorded as CANCELLED, so a late arrival is refused."""
+        for _ in range(save_attempts_max):
+            payment = self._store.get(payment_id)
+            if payment is None:
+                tombstone = RailPayment(
+                    payment_id,
+                    0,
+                    "XXX",
+                    None,
+                    PaymentStatus.CANCELLED,
+                    Plan.NONE,
+                    self._clock(),
+                    reason="recalled before it arrived",
+                )
+                created = self._store.create(tombstone)
+                if created is tombstone or created.status.final:
+                    return created
+                continue
+            if payment.status.final:
+                return payment
+            cancelled = payment.next(status=PaymentStatus.CANCELLED, reason="recalled")
+            if self._store.save(cancelled):
+                return cancelled
+        raise RailStoreUnavailable(f"payment {payment_id} kept changing")
+
+    def _decided(self, payment: RailPayment, now: datetime) -> RailPayment:
+        if payment.plan is Plan.REJECT:
+            return payment.next(status=PaymentStatus.REJECTED, reason="creditor account closed (sandbox)")
+        return payment.next(status=PaymentStatus.SETTLED, settled_at=now)
+
+    def _notify(self, payment: RailPayment) -> None:
+        if payment.plan is Plan.LOSE_NOTICE or not payment.status.final:
+            return
+        notice = Notice(
+            payment_id=payment.payment_id,
+            status=payment.status,
+            reason=payment.reason,
+            settled_at=payment.settled_at,
+        )
+        body = notice.model_dump_json().encode()
+        notice_id = f"notice_{payment.payment_id}_{payment.status.value.lower()}"
+        timestamp = int(time.time())
+        headers = {
+            ID_HEADER: notice_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(self._notice_key, notice_id, timestamp, body),
+            "Content-Type": "application/json",
+        }
+        self._notices.send(body, headers)
+
+
+# --- the suite's adapter -----------------------------------------------------------------------------
+
+
+class Orchestrator(Protocol):
+    def heartbeat(self, task_token: str) -> bool: ...
+
+    def succeed(self, task_token: str, output: Any) -> None: ...
+
+    def fail(self, task_token: str, error: str, cause: str) -> None: ...
+
+
+class RailAdapter:
+    """Between the saga and a PaymentRail: hand-offs in, notices out to the orchestrator, recalls."""
+
+    def __init__(
+        self,
+        bank: SandboxBank,
+        store: RailRepository,
+        orchestrator: Orchestrator,
+        notice_key: str,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._bank = bank
+        self._store = store
+        self._orchestrator = orchestrator
+        self._notice_key = notice_key
+        self._clock = clock
+
+    def hand_off(self, message: HandOff) -> str:
+        """Submit the payment if the orchestrator waits for this token; a forged or stale one is ignored."""
+        if not self._orchestrator.heartbeat(message.task_token):
+            return "ignored"
+        creditor = Creditor(
+            message.creditor.bank_code, message.creditor.account_number, message.creditor.name
+        )
+        payment = RailPayment(
+            message.payment_id,
+            message.amount_minor,
+            parse_currency(message.currency),
+            creditor,
+            PaymentStatus.ACCEPTED,
+            Plan.SETTLE,
+            self._clock(),
+            task_token=message.task_token,
+        )
+        try:
+            stored = self._bank.submit(payment)
+        except PaymentRefused as refused:
+            self._report_failure(message.task_token, str(refused))
+            return "refused"
+        self._keep_token(stored, message.task_token)
+        if stored.status.final:  # a repeated hand-off after the notice went out
+            self._report(stored, message.task_token)
+        return "submitted"
+
+    def on_notice(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> str:
+        """A signed notice from the bank: report the payment's final status to the waiting saga."""
+        from finfaas.services.webhooks import InvalidSignature
+
+        try:
+            verify_signature(self._notice_key, headers, body, notice_tolerance_seconds, now)
+            notice = Notice.model_validate_json(body)
+        except (InvalidSignature, ValueError) as error:
+            raise InvalidNotice(f"notice refused: {error}") from None
+        payment = self._store.get(notice.payment_id)
+        if payment is None or payment.task_token is None:
+            return "unknown_payment"
+        return self._report(payment, payment.task_token)
+
+    def recall(self, payment_id: str) -> RailPayment:
+        return self._bank.recall(payment_id)
+
+    def status(self, payment_id: str) -> RailPayment:
+        payment = self._bank.status(payment_id)
+        if payment is None:
+            raise PaymentNotFound(f"payment {payment_id} not found")
+        return payment
+
+    def _keep_token(self, payment: RailPayment, token: str) -> None:
+        for _ in range(save_attempts_max):
+            if payment.task_token == token:
+                return
+            if self._store.save(payment.next(task_token=token)):
+                return
+            refreshed = self._store.get(payment.payment_id)
+            if refreshed is None:
+                return
+            payment = refreshed
+        raise RailStoreUnavailable(f"payment {payment.payment_id} kept changing")
+
+    def _report(self, payment: RailPayment, token: str) -> str:
+        from finfaas.services.suite_clients import TaskNotWaiting
+
+        try:
+            if payment.status is PaymentStatus.SETTLED:
+                settled_at = payment.settled_at.isoformat() if payment.settled_at else None
+                self._orchestrator.succeed(
+                    token, {"payment_id": payment.payment_id, "status": "SETTLED", "settled_at": settled_at}
+                )
+                return "reported"
+            if payment.status.final:
+                self._orchestrator.fail(
+                    token,
+                    REJECTED_ERROR,
+                    json.dumps(
+                        {
+                            "payment_id": payment.payment_id,
+                            "status": payment.status.value,
+                            "reason": payment.reason,
+                        }
+                    ),
+                )
+                return "reported"
+        except TaskNotWaiting:
+            return "not_waiting"  # the saga moved on (it timed out and recalled): nothing to tell
+        return "pending"
+
+    def _report_failure(self, token: str, reason: str) -> None:
+        from finfaas.services.suite_clients import TaskNotWaiting
+
+        try:
+            self._orchestrator.fail(token, REJECTED_ERROR, reason)
+        except TaskNotWaiting:
+            pass
+
+
+def new_notice_key() -> str:
+    """A fresh `rail-notice-key` secret (Standard Webhooks format)."""
+    from finfaas.services.webhooks import new_webhook_secret
+
+    return new_webhook_secret()
+
+
+# --- adapters of the sandbox to the suite's queue and gateway ----------------------------------------
+
+
+class SqsSettlementScheduler:
+    """Settlement later = a delayed message on the rail's own queue (`rail`), delivered back to it."""
+
+    def __init__(self, queue: Any = None) -> None:
+        self._queue = queue
+
+    def settle_later(self, payment_id: str, delay_seconds: int) -> None:
+        from finfaas.platform.events import CONTENT_TYPE_ATTRIBUTE, TYPE_ATTRIBUTE, QueueMessage, SqsQueue
+
+        if self._queue is None:
+            self._queue = SqsQueue("rail")
+        body = SettleMessage(payment_id=payment_id).model_dump_json().encode()
+        attributes = {TYPE_ATTRIBUTE: SETTLE_EVENT_TYPE, CONTENT_TYPE_ATTRIBUTE: "application/json"}
+        self._queue.send(QueueMessage(payment_id, body, attributes, min(delay_seconds, settle_seconds_max)))
+
+
+class HttpNoticeSender:
+    """POSTs the bank's signed notices to the adapter's route through the gateway."""
+
+    def __init__(self, url: str, timeout_seconds: float = 10.0) -> None:
+        self._url = url
+        self._timeout_seconds = timeout_seconds
+
+    def send(self, body: bytes, headers: Mapping[str, str]) -> None:
+        import requests
+
+        from finfaas.services.suite_clients import ServiceUnreachable
+
+        try:
+            response = requests.post(
+                self._url, data=body, headers=dict(headers), timeout=self._timeout_seconds
+            )
+        except requests.RequestException as error:
+            raise ServiceUnreachable(f"notice not delivered: {type(error).__name__}") from error
+        if response.status_code >= 300:
+            raise ServiceUnreachable(f"notice not accepted: {response.status_code}")

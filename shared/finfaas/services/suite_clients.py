@@ -1,0 +1,180 @@
+"""HTTP clients of suite functions, through the gateway with a client_credentials service token.
+
+    tokens = ServiceTokens.from_secret(gateway_url, client_name="transfers")  # secret transfers-client
+    orchestrator = OrchestratorClient(SuiteClient(gateway_url, tokens))
+    orchestrator.start("transfer", "tr_1", {...})
+
+A client never retries by itself: callers are saga steps and queue consumers, whose own retries
+(the orchestrator's Retry, the queue's redelivery) already carry the same idempotency.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+connect_timeout_seconds = 2.0
+read_timeout_seconds_default = 10.0
+response_bytes_max = 256 * 1024
+ORCHESTRATOR_PATH = "/function/orchestrator"
+RISK_PATH = "/function/risk"
+
+
+class ServiceUnreachable(RuntimeError):
+    """The function did not answer, or answered with a server error: try again later."""
+
+
+class TokenSource(Protocol):
+    def token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any
+
+    @property
+    def code(self) -> str | None:
+        """The problem code of an error answer."""
+        return self.body.get("code") if isinstance(self.body, dict) else None
+
+
+class SuiteClient:
+    """JSON over HTTP to /function/<name>/... on the gateway, with the service's bearer token."""
+
+    def __init__(
+        self, gateway_url: str, tokens: TokenSource, *, request: Callable[..., Any] | None = None
+    ) -> None:
+        self._gateway_url = gateway_url.rstrip("/")
+        self._tokens = tokens
+        self._request = request
+        self._lock = threading.Lock()
+        self._session: Any = None
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout_seconds: float = read_timeout_seconds_default,
+    ) -> Reply:
+        """The answer (any status below 500); ServiceUnreachable for no answer or a 5xx."""
+        reply = self._send(method, path, body, headers, timeout_seconds)
+        if reply.status == 401:  # a token the auth function no longer accepts (key rotation)
+            self._tokens.invalidate()
+            reply = self._send(method, path, body, headers, timeout_seconds)
+        if reply.status >= 500:
+            raise ServiceUnreachable(f"{method} {path}: {reply.status} {reply.code or ''}".strip())
+        return reply
+
+    def _send(
+        self, method: str, path: str, body: Any, headers: Mapping[str, str] | None, timeout_seconds: float
+    ) -> Reply:
+        from finfaas.platform import tracing
+
+        all_headers = {"Accept": "application/json", **tracing.outbound_headers(), **(headers or {})}
+        data = None
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
+            all_headers["Content-Type"] = "application/json"
+        try:
+            all_headers["Authorization"] = f"Bearer {self._tokens.token()}"
+            response = self._requester()(
+                method,
+                self._gateway_url + path,
+                headers=all_headers,
+                data=data,
+                timeout=(connect_timeout_seconds, timeout_seconds),
+                allow_redirects=False,
+            )
+        except Exception as error:  # requests raises many kinds; all mean "no answer"
+            raise ServiceUnreachable(f"{method} {path}: {type(error).__name__}") from error
+        return Reply(response.status_code, _parsed(response.content))
+
+    def _requester(self) -> Callable[..., Any]:
+        if self._request is not None:
+            return self._request
+        with self._lock:
+            if self._session is None:
+                import requests
+
+                self._session = requests.Session()
+            return self._session.request
+
+
+def _parsed(content: bytes | None) -> Any:
+    raw = (content or b"")[:response_bytes_max]
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+class TaskNotWaiting(Exception):
+    """The orchestrator no longer waits for this task token (state left, or token unknown)."""
+
+
+class OrchestratorClient:
+    """The orchestrator's API as a saga participant uses it (docs/workflows.md)."""
+
+    def __init__(self, client: SuiteClient) -> None:
+        self._client = client
+
+    def start(self, state_machine: str, name: str, input_value: Any) -> dict[str, Any]:
+        """Start (or find, same name and input) an execution; ValueError for a refused start."""
+        reply = self._client.call(
+            "POST",
+            f"{ORCHESTRATOR_PATH}/executions",
+            {"state_machine": state_machine, "name": name, "input": input_value},
+        )
+        if reply.status not in (200, 201):
+            raise ValueError(f"execution {name} not started: {reply.status} {reply.code}")
+        return reply.body
+
+    def describe(self, execution_id: str) -> dict[str, Any] | None:
+        reply = self._client.call("GET", f"{ORCHESTRATOR_PATH}/executions/{execution_id}")
+        return reply.body if reply.status == 200 else None
+
+    def heartbeat(self, task_token: str) -> bool:
+        """True when the orchestrator waits for this token: proof that a queued task message is real."""
+        reply = self._client.call("POST", f"{ORCHESTRATOR_PATH}/tasks/heartbeat", {"task_token": task_token})
+        return reply.status == 200
+
+    def succeed(self, task_token: str, output: Any) -> None:
+        self._report("success", {"task_token": task_token, "output": output})
+
+    def fail(self, task_token: str, error: str, cause: str) -> None:
+        self._report("failure", {"task_token": task_token, "error": error, "cause": cause})
+
+    def _report(self, outcome: str, body: dict[str, Any]) -> None:
+        reply = self._client.call("POST", f"{ORCHESTRATOR_PATH}/tasks/{outcome}", body)
+        if reply.status == 200:
+            return
+        if reply.status in (404, 409):  # left the state, or already reported with another outcome
+            raise TaskNotWaiting(f"task report refused: {reply.status} {reply.code}")
+        raise ValueError(f"task report refused: {reply.status} {reply.code}")
+
+
+class RiskClient:
+    """The risk function's POST /assessments."""
+
+    def __init__(self, client: SuiteClient, timeout_seconds: float = 3.0) -> None:
+        self._client = client
+        self._timeout_seconds = timeout_seconds
+
+    def assess(self, body: dict[str, Any]) -> dict[str, Any]:
+        reply = self._client.call(
+            "POST", f"{RISK_PATH}/assessments", body, timeout_seconds=self._timeout_seconds
+        )
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            raise ServiceUnreachable(f"risk answered {reply.status} {reply.code}")
+        return reply.body

@@ -1,0 +1,1002 @@
+"""The transfers function's use cases: accept a transfer, run its saga steps, show its status.
+
+A transfer is an order (TransferOrder) kept by the transfers function and a saga execution of
+infra/statemachines/transfer.asl.json kept by the orchestrator, named by the transfer id. The
+saga calls back into this service for the steps that are the transfers function's own:
+
+    validate  accounts exist and are open, same currency, the owner may debit the source,
+              per-transfer and daily limits of the customer's tier (the day's total is reserved)
+    screen    the risk function, behind a circuit breaker; when risk is failing, small transfers
+              proceed flagged for later review and larger ones wait for an operator's decision
+    complete  COMPLETED, with the transfer.completed event in the same write
+    fail      FAILED (nothing moved) or COMPENSATED (the hold was voided), the day's total released
+    attention NEEDS_ATTENTION: an operator must decide (e.g. the rail never confirmed either way)
+
+Every step is idempotent on the transfer id (a step already recorded answers as it did), so the
+orchestrator's retries, crashes and duplicate deliveries change nothing twice. Order changes are
+conditional on the order's version; events go to the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, Field, StrictInt, StrictStr, model_validator
+
+from finfaas.domain.ledger import AccountKind, system_account_id
+from finfaas.domain.limits import (
+    TIER_DEFAULT,
+    LimitExceeded,
+    Tier,
+    check_per_transfer,
+    daily_headroom_minor,
+    daily_limit_error,
+    usage_day,
+)
+from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
+from finfaas.platform.http import StrictModel
+from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
+
+STATE_MACHINE = "transfer"
+TRANSFER_ID_PREFIX = "tr_"
+transfer_id_hex_chars = 32
+identifier_chars_max = 64
+reference_chars_max = 140
+failure_detail_chars_max = 1000
+failure_code_chars_max = 64
+steps_max = 40  # a saga records at most a dozen; a loop of operator decisions is bounded too
+wait_seconds_max = 5.0  # GET ?wait=: a request holds a function thread at most this long
+wait_poll_seconds = 0.1
+restart_after_seconds = 5.0  # an ACCEPTED order older than this has its execution started again on read
+save_attempts_max = 4
+degraded_auto_approve_major_default = 100
+BANK_CODE_PATTERN = r"^[A-Z0-9]{4,11}$"
+BANK_ACCOUNT_PATTERN = r"^[A-Za-z0-9]{4,34}$"
+_FAILURE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+class TransferStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"  # recorded; the saga has not validated it yet
+    PROCESSING = "PROCESSING"  # validated and screened; money is being reserved and moved
+    AWAITING_REVIEW = "AWAITING_REVIEW"  # an operator must approve or reject it
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"  # an operator must say whether to post or void the hold
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"  # nothing moved
+    COMPENSATED = "COMPENSATED"  # funds were reserved and released again
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TransferStatus.COMPLETED, TransferStatus.FAILED, TransferStatus.COMPENSATED)
+
+
+class TaskKind(StrEnum):
+    REVIEW = "review"  # approve | reject, before any money is reserved
+    ATTENTION = "attention"  # post | void, with funds on hold
+
+
+DECISIONS: dict[TaskKind, tuple[str, ...]] = {
+    TaskKind.REVIEW: ("approve", "reject"),
+    TaskKind.ATTENTION: ("post", "void"),
+}
+
+
+# --- errors (each a stable problem code) ----------------------------------------------------------
+
+
+class TransferError(Exception):
+    code = "transfer_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class TransferNotFound(TransferError):
+    code = "transfer_not_found"
+
+
+class TransferExists(TransferError):
+    """The transfer id (derived from the Idempotency-Key) was used for a different transfer."""
+
+    code = "transfer_exists_with_different_fields"
+
+
+class InvalidTransfer(TransferError):
+    code = "invalid_transfer"
+
+
+class ValidationRefused(TransferError):
+    """The saga's validation step refuses the transfer (a definite answer: the saga fails)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class NoDecisionPending(TransferError):
+    code = "no_decision_pending"
+
+
+class InvalidDecision(TransferError):
+    code = "invalid_decision"
+
+
+class OrchestratorUnavailable(TransferError):
+    code = "orchestrator_unavailable"
+
+
+class TransferStoreUnavailable(TransferError):
+    code = "transfer_store_unavailable"
+
+
+class ConcurrentUpdate(TransferError):
+    """The order kept changing under this step; the saga retries it."""
+
+    code = "transfer_busy"
+
+
+# --- the order -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Creditor:
+    """A payee at another bank."""
+
+    bank_code: str
+    account_number: str
+    name: str
+
+    def key(self) -> str:
+        return f"{self.bank_code}:{self.account_number}"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    outcome: str
+    at: datetime
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TransferOrder:
+    """A customer's transfer as the transfers function keeps it; `version` guards every change."""
+
+    transfer_id: str
+    owner_id: str
+    debit_account_id: str
+    credit_account_id: str  # the ledger side: the payee's account, or the settlement account
+    amount_minor: int
+    currency: str
+    created_at: datetime
+    status: TransferStatus = TransferStatus.ACCEPTED
+    updated_at: datetime | None = None
+    reference: str = ""
+    creditor: Creditor | None = None
+    version: int = 1
+    tier: str | None = None
+    usage_day: str | None = None  # set when the day's total was reserved (validated)
+    screening: Mapping[str, Any] | None = None
+    flags: tuple[str, ...] = ()
+    failure: Mapping[str, str] | None = None
+    task_token: str | None = None  # the operator decision the saga waits for
+    task_kind: TaskKind | None = None
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def external(self) -> bool:
+        return self.creditor is not None
+
+    @property
+    def destination(self) -> str:
+        return self.creditor.key() if self.creditor else self.credit_account_id
+
+    def identity(self) -> dict[str, Any]:
+        """What a repeated request must repeat exactly."""
+        return {
+            "owner_id": self.owner_id,
+            "debit_account_id": self.debit_account_id,
+            "credit_account_id": self.credit_account_id,
+            "amount_minor": self.amount_minor,
+            "currency": self.currency,
+            "reference": self.reference,
+            "creditor": self.creditor,
+        }
+
+    def changed(self, now: datetime, step: Step | None = None, **changes: Any) -> TransferOrder:
+        """The next version, with a step appended to the history."""
+        steps = self.steps if step is None else (*self.steps, step)[-steps_max:]
+        return replace(self, version=self.version + 1, updated_at=now, steps=steps, **changes)
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    """An outbox event written with an order change (transfer.*)."""
+
+    type: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    """The amount counted against the owner's UTC day in one currency."""
+
+    owner_id: str
+    day: str
+    currency: str
+    amount_minor: int
+    headroom_minor: int  # the most the day's total may be before this amount is added
+
+
+class UsageOutcome(StrEnum):
+    RESERVED = "RESERVED"
+    EXCEEDED = "EXCEEDED"
+    CONFLICT = "CONFLICT"  # the order's version moved: read again
+
+
+class TransferOrders(Protocol):
+    """Orders, daily usage and tiers (DynamoDB: store/transfers_store.py; in memory below)."""
+
+    def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
+        """Write a new order with its event; the existing order if the id is taken (nothing written)."""
+        ...
+
+    def get(self, transfer_id: str) -> TransferOrder | None: ...
+
+    def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
+        """Write order if the stored version is order.version - 1 (with event); False otherwise."""
+        ...
+
+    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
+        """Save order (versioned) and add usage to the day's total if it stays within headroom."""
+        ...
+
+    def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
+        """Save order (versioned) with event and give usage back (once); False on a version conflict."""
+        ...
+
+    def tier_of(self, owner_id: str) -> Tier: ...
+
+    def set_tier(self, owner_id: str, tier: Tier) -> None: ...
+
+
+class InMemoryTransferOrders:
+    """TransferOrders in dicts for unit tests; same contract as the DynamoDB store."""
+
+    def __init__(self) -> None:
+        self._orders: dict[str, TransferOrder] = {}
+        self._totals: dict[tuple[str, str, str], int] = {}
+        self._markers: set[tuple[str, str, str, str]] = set()
+        self._tiers: dict[str, Tier] = {}
+        self.events: list[OrderEvent] = []
+        self._lock = threading.Lock()
+
+    def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
+        with self._lock:
+            existing = self._orders.get(order.transfer_id)
+            if existing is not None:
+                return existing
+            self._orders[order.transfer_id] = order
+            self.events.append(event)
+            return order
+
+    def get(self, transfer_id: str) -> TransferOrder | None:
+        with self._lock:
+            return self._orders.get(transfer_id)
+
+    def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
+        with self._lock:
+            return self._save(order, event)
+
+    def _save(self, order: TransferOrder, event: OrderEvent | None) -> bool:
+        stored = self._orders.get(order.transfer_id)
+        if stored is None or stored.version != order.version - 1:
+            return False
+        self._orders[order.transfer_id] = order
+        if event is not None:
+            self.events.append(event)
+        return True
+
+    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
+        with self._lock:
+            stored = self._orders.get(order.transfer_id)
+            if stored is None or stored.version != order.version - 1:
+                return UsageOutcome.CONFLICT
+            day = (usage.owner_id, usage.day, usage.currency)
+            if self._totals.get(day, 0) > usage.headroom_minor:
+                return UsageOutcome.EXCEEDED
+            self._totals[day] = self._totals.get(day, 0) + usage.amount_minor
+            self._markers.add((*day, order.transfer_id))
+            self._orders[order.transfer_id] = order
+            return UsageOutcome.RESERVED
+
+    def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
+        with self._lock:
+            marker = (usage.owner_id, usage.day, usage.currency, order.transfer_id)
+            if not self._save(order, event):
+                return False
+            if marker in self._markers:
+                self._markers.discard(marker)
+                day = marker[:3]
+                self._totals[day] = self._totals.get(day, 0) - usage.amount_minor
+            return True
+
+    def tier_of(self, owner_id: str) -> Tier:
+        with self._lock:
+            return self._tiers.get(owner_id, TIER_DEFAULT)
+
+    def set_tier(self, owner_id: str, tier: Tier) -> None:
+        with self._lock:
+            self._tiers[owner_id] = tier
+
+    def day_total(self, owner_id: str, day: str, currency: str) -> int:
+        with self._lock:
+            return self._totals.get((owner_id, day, currency), 0)
+
+
+# --- collaborators ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    account_id: str
+    owner_id: str
+    currency: str
+    kind: str
+    status: str
+
+
+class AccountDirectory(Protocol):
+    """Ledger accounts as validation reads them."""
+
+    def account(self, account_id: str) -> AccountInfo | None: ...
+
+
+class LedgerAccounts:
+    """AccountDirectory over a LedgerRepository (the DynamoDB ledger store, or the reference ledger)."""
+
+    def __init__(self, repository: Any) -> None:
+        self._repository = repository
+
+    def account(self, account_id: str) -> AccountInfo | None:
+        found = self._repository.get_account(account_id)
+        if found is None:
+            return None
+        return AccountInfo(
+            found.account_id, found.owner_id, found.currency, found.kind.value, found.status.value
+        )
+
+
+class RiskAssessor(Protocol):
+    def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Orchestrator(Protocol):
+    def start(self, state_machine: str, name: str, input_value: Any) -> dict[str, Any]: ...
+
+    def heartbeat(self, task_token: str) -> bool: ...
+
+    def succeed(self, task_token: str, output: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class TransfersSettings:
+    """The product's knobs; the function reads them from its environment."""
+
+    degraded_auto_approve_major: int = degraded_auto_approve_major_default
+    wait_seconds_max: float = wait_seconds_max
+    wait_poll_seconds: float = wait_poll_seconds
+    restart_after_seconds: float = restart_after_seconds
+
+    def degraded_auto_approve_minor(self, currency: str) -> int:
+        return self.degraded_auto_approve_major * 10 ** currency_exponent(currency)
+
+
+# --- HTTP shapes -------------------------------------------------------------------------------------
+
+Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
+Amount = Annotated[
+    StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=64)],
+    Field(description="minor units as an integer (1050), or major units as a decimal string"),
+]
+
+
+class CreditorBody(StrictModel):
+    """A payee at another bank: its bank code (BIC-like), account number and name."""
+
+    bank_code: Annotated[str, Field(pattern=BANK_CODE_PATTERN)]
+    account_number: Annotated[str, Field(pattern=BANK_ACCOUNT_PATTERN)]
+    name: Annotated[str, Field(min_length=1, max_length=140)]
+
+
+class NewTransferBody(StrictModel):
+    """From one of the caller's accounts to another account here (credit_account_id) or at another
+    bank (creditor); exactly one of the two."""
+
+    debit_account_id: Identifier
+    credit_account_id: Identifier | None = None
+    creditor: CreditorBody | None = None
+    amount: Amount
+    currency: Annotated[StrictStr, Field(min_length=3, max_length=3)]
+    reference: Annotated[str, Field(max_length=reference_chars_max)] = ""
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> NewTransferBody:
+        if (self.credit_account_id is None) == (self.creditor is None):
+            raise ValueError("give exactly one of credit_account_id and creditor")
+        if self.credit_account_id == self.debit_account_id:
+            raise ValueError("credit_account_id must differ from debit_account_id")
+        return self
+
+
+class StepBody(StrictModel):
+    transfer_id: Identifier
+
+
+class SagaError(StrictModel):
+    """What a Catch put in the state: ASL's {"Error", "Cause"}."""
+
+    Error: Annotated[str, Field(min_length=1, max_length=256)]
+    Cause: Annotated[str, Field(max_length=64 * 1024)] | None = None
+
+
+class FailBody(StrictModel):
+    transfer_id: Identifier
+    outcome: Literal["failed", "compensated"]
+    error: SagaError
+
+
+class AttentionBody(StrictModel):
+    transfer_id: Identifier
+    error: SagaError
+
+
+class TaskMessage(StrictModel):
+    """A callback task's queue message (the orchestrator's sqs:sendMessage.waitForTaskToken)."""
+
+    task_token: Annotated[str, Field(min_length=1, max_length=1024)]
+    transfer_id: Identifier
+    kind: TaskKind
+
+
+class DecisionBody(StrictModel):
+    decision: Literal["approve", "reject", "post", "void"]
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+class TierBody(StrictModel):
+    tier: Tier
+
+
+class WaitQuery(StrictModel):
+    wait: Annotated[
+        float, Field(ge=0, le=wait_seconds_max, description="seconds to wait for a final status")
+    ] = 0
+
+
+class StepView(BaseModel):
+    name: str
+    outcome: str
+    at: datetime
+    detail: str = ""
+
+
+class TransferView(BaseModel):
+    transfer_id: str
+    status: TransferStatus
+    debit_account_id: str
+    credit_account_id: str | None = None
+    creditor: dict[str, str] | None = None
+    amount_minor: int
+    currency: str
+    exponent: int
+    reference: str
+    created_at: datetime
+    updated_at: datetime | None = None
+    flags: list[str] = Field(default_factory=list)
+    screening: dict[str, Any] | None = None
+    failure: dict[str, str] | None = None
+    decision_pending: TaskKind | None = None
+    steps: list[StepView] = Field(default_factory=list)
+
+
+class Accepted(BaseModel):
+    transfer_id: str
+    status: TransferStatus
+    status_url: str
+
+
+def transfer_view(order: TransferOrder) -> TransferView:
+    creditor = None
+    if order.creditor is not None:
+        creditor = {
+            "bank_code": order.creditor.bank_code,
+            "account_number": order.creditor.account_number,
+            "name": order.creditor.name,
+        }
+    return TransferView(
+        transfer_id=order.transfer_id,
+        status=order.status,
+        debit_account_id=order.debit_account_id,
+        credit_account_id=None if order.external else order.credit_account_id,
+        creditor=creditor,
+        amount_minor=order.amount_minor,
+        currency=order.currency,
+        exponent=currency_exponent(order.currency),
+        reference=order.reference,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        flags=list(order.flags),
+        screening=dict(order.screening) if order.screening else None,
+        failure=dict(order.failure) if order.failure else None,
+        decision_pending=order.task_kind if order.task_token else None,
+        steps=[StepView(name=s.name, outcome=s.outcome, at=s.at, detail=s.detail) for s in order.steps],
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def transfer_id_for(owner_id: str, idempotency_key: str) -> str:
+    """Derived from (owner, Idempotency-Key): a retry after any crash lands on the same transfer."""
+    digest = hashlib.sha256(f"{owner_id}\x00{idempotency_key}".encode()).hexdigest()
+    return TRANSFER_ID_PREFIX + digest[:transfer_id_hex_chars]
+
+
+def saga_input(order: TransferOrder) -> dict[str, Any]:
+    """The execution's input: everything the ledger and rail steps need, nothing they may not see."""
+    creditor = None
+    if order.creditor is not None:
+        creditor = {
+            "bank_code": order.creditor.bank_code,
+            "account_number": order.creditor.account_number,
+            "name": order.creditor.name,
+        }
+    return {
+        "transfer_id": order.transfer_id,
+        "debit_account_id": order.debit_account_id,
+        "credit_account_id": order.credit_account_id,
+        "amount_minor": order.amount_minor,
+        "currency": order.currency,
+        "external": order.external,
+        "creditor": creditor,
+    }
+
+
+def event_data(order: TransferOrder, failure: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """transfer.* event data (events/schemas): amounts as decimal strings so no reader rounds them."""
+    data: dict[str, Any] = {
+        "transfer_id": order.transfer_id,
+        "debit_account_id": order.debit_account_id,
+        "credit_account_id": order.credit_account_id,
+        "amount_minor": str(order.amount_minor),
+        "currency": order.currency,
+    }
+    if order.creditor is not None:
+        data["creditor"] = {
+            "bank_code": order.creditor.bank_code,
+            "account_number": order.creditor.account_number,
+        }
+    if failure is not None:
+        data["failure"] = dict(failure)
+    return data
+
+
+def failure_from(error: SagaError) -> dict[str, str]:
+    """A stable {code, detail} from the error a saga state caught."""
+    name, cause = error.Error, error.Cause or ""
+    if name.startswith("States.Http.StatusCode."):
+        return _http_failure(name, cause)
+    known = {
+        "States.Timeout": "timeout",
+        "States.HeartbeatTimeout": "timeout",
+        "States.Http.Socket": "service_unreachable",
+    }
+    code = known.get(name) or _snake(name.rsplit(".", 1)[-1])
+    return {"code": code, "detail": (cause or name)[:failure_detail_chars_max]}
+
+
+def _http_failure(name: str, cause: str) -> dict[str, str]:
+    body: Any = None
+    try:
+        body = json.loads(cause).get("ResponseBody")
+    except (ValueError, AttributeError):
+        pass
+    code = body.get("code") if isinstance(body, dict) else None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(code, str) or not _FAILURE_CODE.match(code):
+        code = f"http_{name.rsplit('.', 1)[-1]}"
+    return {"code": code, "detail": str(detail or cause or name)[:failure_detail_chars_max]}
+
+
+def _snake(name: str) -> str:
+    text = re.sub(r"[^a-z0-9_]", "_", _CAMEL_BOUNDARY.sub("_", name).lower()).strip("_") or "failed"
+    text = text if text[0].isalpha() else f"e_{text}"
+    return text[:failure_code_chars_max]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- use cases ---------------------------------------------------------------------------------------
+
+
+class TransfersService:
+    """The transfers function's business; every collaborator is injected."""
+
+    def __init__(
+        self,
+        orders: TransferOrders,
+        accounts: AccountDirectory,
+        risk: RiskAssessor,
+        orchestrator: Orchestrator,
+        *,
+        breaker: CircuitBreaker | None = None,
+        settings: TransfersSettings = TransfersSettings(),
+        clock: Callable[[], datetime] = _utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._orders = orders
+        self._accounts = accounts
+        self._risk = risk
+        self._orchestrator = orchestrator
+        self._breaker = breaker or CircuitBreaker("risk")
+        self._settings = settings
+        self._clock = clock
+        self._sleep = sleep
+
+    # -- the app's API ----------------------------------------------------------------------------
+
+    def accept(self, owner_id: str, idempotency_key: str, body: NewTransferBody) -> TransferOrder:
+        """Record the transfer (transfer.accepted) and start its saga; both are idempotent."""
+        now = self._clock()
+        order = self._new_order(owner_id, idempotency_key, body, now)
+        stored = self._orders.create(order, OrderEvent("transfer.accepted", event_data(order)))
+        if stored.identity() != order.identity():
+            raise TransferExists(f"transfer {order.transfer_id} exists with different fields; use a new key")
+        self._start(stored)
+        return stored
+
+    def get(self, transfer_id: str, owner_id: str | None, wait_seconds: float = 0) -> TransferOrder:
+        """The order (a customer sees only their own); with wait_seconds, until it is final or time is up."""
+        order = self._visible(transfer_id, owner_id)
+        self._restart_if_stalled(order)
+        deadline = time.monotonic() + min(wait_seconds, self._settings.wait_seconds_max)
+        while not order.status.terminal and time.monotonic() < deadline:
+            self._sleep(self._settings.wait_poll_seconds)
+            order = self._visible(transfer_id, owner_id)
+        return order
+
+    def set_tier(self, owner_id: str, tier: Tier) -> None:
+        self._orders.set_tier(owner_id, tier)
+
+    # -- saga steps -------------------------------------------------------------------------------
+
+    def validate(self, transfer_id: str) -> dict[str, Any]:
+        """Accounts, ownership, currency and limits; reserves the amount in the day's total."""
+        for _ in range(save_attempts_max):
+            order = self._require(transfer_id)
+            if order.usage_day is not None or order.status is not TransferStatus.ACCEPTED:
+                return {"transfer_id": transfer_id, "tier": order.tier, "validated": True}
+            tier = self._checked(order)
+            now = self._clock()
+            usage = DailyUsage(
+                order.owner_id,
+                usage_day(now),
+                order.currency,
+                order.amount_minor,
+                daily_headroom_minor(tier, order.amount_minor, order.currency),
+            )
+            validated = order.changed(
+                now,
+                Step("validate", "passed", now, f"tier {tier.value}"),
+                tier=tier.value,
+                usage_day=usage.day,
+            )
+            outcome = self._orders.reserve_usage(validated, usage)
+            if outcome is UsageOutcome.EXCEEDED:
+                error = daily_limit_error(tier, order.currency)
+                raise ValidationRefused(error.code, error.detail)
+            if outcome is UsageOutcome.RESERVED:
+                return {"transfer_id": transfer_id, "tier": tier.value, "validated": True}
+        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing during validation")
+
+    def screen(self, transfer_id: str) -> dict[str, Any]:
+        """The risk decision (approve, review, decline), recorded once; degraded when risk is failing."""
+        for _ in range(save_attempts_max):
+            order = self._require(transfer_id)
+            if order.screening is not None:
+                return dict(order.screening)
+            screening, flags = self._screening(order)
+            now = self._clock()
+            detail = ", ".join(screening["reasons"]) or "no rule flagged it"
+            screened = order.changed(
+                now,
+                Step("screen", screening["decision"], now, detail),
+                screening=screening,
+                flags=tuple(dict.fromkeys((*order.flags, *flags))),
+                status=TransferStatus.PROCESSING,
+            )
+            if self._orders.save(screened):
+                return screening
+        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing during screening")
+
+    def complete(self, transfer_id: str) -> dict[str, Any]:
+        """COMPLETED, with transfer.completed; a second call changes nothing."""
+        return self._finish(transfer_id, TransferStatus.COMPLETED, None)
+
+    def fail(self, transfer_id: str, outcome: str, error: SagaError) -> dict[str, Any]:
+        """FAILED or COMPENSATED with its event, the day's total given back; a second call changes nothing."""
+        status = TransferStatus.COMPENSATED if outcome == "compensated" else TransferStatus.FAILED
+        return self._finish(transfer_id, status, failure_from(error))
+
+    def flag_attention(self, transfer_id: str, error: SagaError) -> dict[str, Any]:
+        """NEEDS_ATTENTION: the saga waits for an operator (post or void the hold)."""
+        failure = failure_from(error)
+        for _ in range(save_attempts_max):
+            order = self._require(transfer_id)
+            if order.status.terminal or (
+                order.status is TransferStatus.NEEDS_ATTENTION and order.failure == failure
+            ):
+                return {"transfer_id": transfer_id, "status": order.status.value}
+            now = self._clock()
+            flagged = order.changed(
+                now,
+                Step("attention", "needed", now, failure["detail"]),
+                status=TransferStatus.NEEDS_ATTENTION,
+                failure=failure,
+            )
+            if self._orders.save(flagged):
+                return {"transfer_id": transfer_id, "status": flagged.status.value}
+        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing")
+
+    def take_task(self, message: TaskMessage) -> str:
+        """Keep the token of an operator decision the saga waits for; a forged or stale one is dropped."""
+        execution = f"{STATE_MACHINE}:{message.transfer_id}"
+        if _token_execution(message.task_token) != execution or not self._orchestrator.heartbeat(
+            message.task_token
+        ):
+            return "ignored"
+        status = (
+            TransferStatus.AWAITING_REVIEW
+            if message.kind is TaskKind.REVIEW
+            else TransferStatus.NEEDS_ATTENTION
+        )
+        for _ in range(save_attempts_max):
+            order = self._require(message.transfer_id)
+            if order.task_token == message.task_token or order.status.terminal:
+                return "kept"
+            now = self._clock()
+            waiting = order.changed(
+                now,
+                Step(f"{message.kind.value}_requested", "waiting", now),
+                task_token=message.task_token,
+                task_kind=message.kind,
+                status=status,
+            )
+            if self._orders.save(waiting):
+                return "kept"
+        raise ConcurrentUpdate(f"transfer {message.transfer_id} kept changing")
+
+    def decide(self, transfer_id: str, body: DecisionBody, operator: str) -> TransferOrder:
+        """An operator's decision for the saga (review: approve|reject; attention: post|void)."""
+        from finfaas.services.suite_clients import TaskNotWaiting
+
+        order = self._require(transfer_id)
+        if order.task_token is None or order.task_kind is None:
+            raise NoDecisionPending(f"transfer {transfer_id} waits for no decision")
+        if body.decision not in DECISIONS[order.task_kind]:
+            raise InvalidDecision(
+                f"a {order.task_kind.value} takes one of {', '.join(DECISIONS[order.task_kind])}"
+            )
+        try:
+            self._orchestrator.succeed(
+                order.task_token, {"decision": body.decision, "note": body.note, "operator": operator}
+            )
+        except TaskNotWaiting:
+            raise NoDecisionPending(f"the saga of {transfer_id} no longer waits for this decision") from None
+        return self._record_decision(transfer_id, order.task_token, body, operator)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _new_order(
+        self, owner_id: str, idempotency_key: str, body: NewTransferBody, now: datetime
+    ) -> TransferOrder:
+        currency = parse_currency(body.currency)
+        amount_minor = parse_amount(body.amount, currency)
+        creditor = None
+        credit_account_id = body.credit_account_id
+        if body.creditor is not None:
+            creditor = Creditor(body.creditor.bank_code, body.creditor.account_number, body.creditor.name)
+            credit_account_id = system_account_id(AccountKind.SETTLEMENT, currency)
+        assert credit_account_id is not None
+        return TransferOrder(
+            transfer_id=transfer_id_for(owner_id, idempotency_key),
+            owner_id=owner_id,
+            debit_account_id=body.debit_account_id,
+            credit_account_id=credit_account_id,
+            amount_minor=amount_minor,
+            currency=currency,
+            created_at=now,
+            updated_at=now,
+            reference=body.reference,
+            creditor=creditor,
+            steps=(Step("accept", "accepted", now),),
+        )
+
+    def _start(self, order: TransferOrder) -> None:
+        from finfaas.services.suite_clients import ServiceUnreachable
+
+        try:
+            self._orchestrator.start(STATE_MACHINE, order.transfer_id, saga_input(order))
+        except (ServiceUnreachable, ValueError) as error:
+            raise OrchestratorUnavailable(
+                f"the transfer is recorded but its saga did not start ({error}); "
+                "retry with the same Idempotency-Key"
+            ) from None
+
+    def _restart_if_stalled(self, order: TransferOrder) -> None:
+        """An ACCEPTED order whose start was lost (a crash, the orchestrator away) is started on read."""
+        if order.status is not TransferStatus.ACCEPTED:
+            return
+        age = self._clock() - order.created_at
+        if age > timedelta(seconds=self._settings.restart_after_seconds):
+            try:
+                self._start(order)
+            except OrchestratorUnavailable:
+                pass  # the next read tries again
+
+    def _visible(self, transfer_id: str, owner_id: str | None) -> TransferOrder:
+        order = self._orders.get(transfer_id)
+        if order is None or (owner_id is not None and order.owner_id != owner_id):
+            raise TransferNotFound(f"transfer {transfer_id} not found")
+        return order
+
+    def _require(self, transfer_id: str) -> TransferOrder:
+        return self._visible(transfer_id, None)
+
+    def _checked(self, order: TransferOrder) -> Tier:
+        """The owner's tier once every validation rule passes; ValidationRefused otherwise."""
+        debit = self._accounts.account(order.debit_account_id)
+        if debit is None or debit.owner_id != order.owner_id or debit.kind != AccountKind.CUSTOMER.value:
+            raise ValidationRefused("account_not_found", f"account {order.debit_account_id} not found")
+        if debit.status != "OPEN":
+            raise ValidationRefused(
+                "account_not_active", f"account {order.debit_account_id} is {debit.status}"
+            )
+        if debit.currency != order.currency:
+            raise ValidationRefused(
+                "currency_mismatch", f"account {order.debit_account_id} holds {debit.currency}"
+            )
+        if not order.external:
+            self._check_credit_account(order)
+        tier = self._orders.tier_of(order.owner_id)
+        try:
+            check_per_transfer(tier, order.amount_minor, order.currency)
+        except LimitExceeded as error:
+            raise ValidationRefused(error.code, error.detail) from None
+        return tier
+
+    def _check_credit_account(self, order: TransferOrder) -> None:
+        credit = self._accounts.account(order.credit_account_id)
+        if credit is None or credit.kind != AccountKind.CUSTOMER.value:
+            raise ValidationRefused("account_not_found", f"account {order.credit_account_id} not found")
+        if credit.status != "OPEN":
+            raise ValidationRefused(
+                "account_not_active", f"account {order.credit_account_id} is {credit.status}"
+            )
+        if credit.currency != order.currency:
+            raise ValidationRefused(
+                "currency_mismatch", f"account {order.credit_account_id} holds {credit.currency}"
+            )
+
+    def _screening(self, order: TransferOrder) -> tuple[dict[str, Any], tuple[str, ...]]:
+        request = {
+            "assessment_id": order.transfer_id,
+            "customer_id": order.owner_id,
+            "debit_account_id": order.debit_account_id,
+            "destination": order.destination,
+            "amount_minor": order.amount_minor,
+            "currency": order.currency,
+            "external": order.external,
+        }
+        try:
+            answer = self._breaker.call(lambda: self._risk.assess(request))
+        except CircuitOpen:
+            return self._degraded(order, "risk circuit open")
+        except Exception as error:  # any failure of the dependency degrades; it is counted by the breaker
+            return self._degraded(order, f"risk unavailable: {type(error).__name__}")
+        decision = answer.get("decision")
+        if decision not in ("approve", "review", "decline"):
+            return self._degraded(order, "risk answered without a decision")
+        reasons = [str(r) for r in answer.get("reasons", [])]
+        flags = ("risk_review",) if decision == "review" else ()
+        return {
+            "decision": decision,
+            "score": int(answer.get("score", 0)),
+            "reasons": reasons,
+            "degraded": False,
+        }, flags
+
+    def _degraded(self, order: TransferOrder, why: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """Risk is failing: small transfers go on flagged for later review; larger ones wait for ops."""
+        small = order.amount_minor <= self._settings.degraded_auto_approve_minor(order.currency)
+        decision = "approve" if small else "review"
+        return {
+            "decision": decision,
+            "score": 0,
+            "reasons": ["risk_unavailable"],
+            "degraded": True,
+            "detail": why,
+        }, ("risk_unavailable", "review_later" if small else "ops_review")
+
+    def _finish(
+        self, transfer_id: str, status: TransferStatus, failure: dict[str, str] | None
+    ) -> dict[str, Any]:
+        for _ in range(save_attempts_max):
+            order = self._require(transfer_id)
+            if order.status.terminal:
+                return {"transfer_id": transfer_id, "status": order.status.value}
+            now = self._clock()
+            detail = failure["detail"] if failure else ""
+            finished = order.changed(
+                now,
+                Step(status.value.lower(), status.value, now, detail),
+                status=status,
+                failure=failure,
+                task_token=None,
+                task_kind=None,
+            )
+            event = OrderEvent(f"transfer.{status.value.lower()}", event_data(order, failure))
+            if self._saved_with_usage(order, finished, event, release=status is not TransferStatus.COMPLETED):
+                return {"transfer_id": transfer_id, "status": status.value}
+        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing")
+
+    def _saved_with_usage(
+        self, order: TransferOrder, finished: TransferOrder, event: OrderEvent, release: bool
+    ) -> bool:
+        if not release or order.usage_day is None:
+            return self._orders.save(finished, event)
+        usage = DailyUsage(order.owner_id, order.usage_day, order.currency, order.amount_minor, 0)
+        return self._orders.release_usage(finished, usage, event)
+
+    def _record_decision(
+        self, transfer_id: str, token: str, body: DecisionBody, operator: str
+    ) -> TransferOrder:
+        for _ in range(save_attempts_max):
+            order = self._require(transfer_id)
+            if order.task_token != token:
+                return order
+            now = self._clock()
+            status = (
+                TransferStatus.PROCESSING if body.decision in ("approve", "post", "void") else order.status
+            )
+            decided = order.changed(
+                now,
+                Step("decision", body.decision, now, f"{operator}: {body.note}".strip()),
+                task_token=None,
+                task_kind=None,
+                status=status,
+            )
+            if self._orders.save(decided):
+                return decided
+        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing")
+
+
+def _token_execution(task_token: str) -> str | None:
+    """The execution id a task token names, or None for a malformed token."""
+    from finfaas.workflow.interpreter import parse_task_token
+
+    parsed = parse_task_token(task_token)
+    return parsed[0] if parsed else None

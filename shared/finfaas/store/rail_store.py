@@ -1,0 +1,140 @@
+"""The sandbox rail's payments table (HASH payment_id): one item per payment, versioned."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import PutError, PynamoDBException
+from pynamodb.models import Model
+
+from finfaas.platform.config import resource_name, settings
+from finfaas.services.rail import Creditor, PaymentStatus, Plan, RailPayment, RailStoreUnavailable
+from finfaas.store.models import format_time, parse_time
+
+RAIL_TABLE_LOGICAL_NAME = "rail"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+connect_timeout_seconds = 2
+read_timeout_seconds = 5
+retry_attempts_max = 2
+
+
+class _Meta:
+    table_name = "unbound"
+    connect_timeout_seconds = connect_timeout_seconds
+    read_timeout_seconds = read_timeout_seconds
+    max_retry_attempts = retry_attempts_max
+
+
+class _PaymentItem(Model):
+    Meta = _Meta
+
+    payment_id = UnicodeAttribute(hash_key=True)
+    doc = UnicodeAttribute()
+    version = NumberAttribute()
+    status = UnicodeAttribute()
+
+
+@lru_cache(maxsize=8)
+def _model(table_name: str, region: str) -> Any:
+    meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
+    return type("PaymentItem", (_PaymentItem,), {"Meta": meta, "__module__": __name__})
+
+
+def payment_to_json(payment: RailPayment) -> str:
+    creditor = None
+    if payment.creditor is not None:
+        creditor = {
+            "bank_code": payment.creditor.bank_code,
+            "account_number": payment.creditor.account_number,
+            "name": payment.creditor.name,
+        }
+    return json.dumps(
+        {
+            "payment_id": payment.payment_id,
+            "amount_minor": str(payment.amount_minor),
+            "currency": payment.currency,
+            "creditor": creditor,
+            "status": payment.status.value,
+            "plan": payment.plan.value,
+            "received_at": format_time(payment.received_at),
+            "settle_at": format_time(payment.settle_at) if payment.settle_at else None,
+            "settled_at": format_time(payment.settled_at) if payment.settled_at else None,
+            "reason": payment.reason,
+            "task_token": payment.task_token,
+            "version": payment.version,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def payment_from_json(text: str) -> RailPayment:
+    raw = json.loads(text)
+    creditor = raw.get("creditor")
+    return RailPayment(
+        payment_id=raw["payment_id"],
+        amount_minor=int(raw["amount_minor"]),
+        currency=raw["currency"],
+        creditor=Creditor(creditor["bank_code"], creditor["account_number"], creditor["name"])
+        if creditor
+        else None,
+        status=PaymentStatus(raw["status"]),
+        plan=Plan(raw["plan"]),
+        received_at=parse_time(raw["received_at"]),
+        settle_at=parse_time(raw["settle_at"]) if raw.get("settle_at") else None,
+        settled_at=parse_time(raw["settled_at"]) if raw.get("settled_at") else None,
+        reason=raw.get("reason", ""),
+        task_token=raw.get("task_token"),
+        version=int(raw["version"]),
+    )
+
+
+class RailStore:
+    """RailRepository on DynamoDB (pynamodb)."""
+
+    def __init__(self, table_name: str | None = None, region: str | None = None) -> None:
+        self.table_name = table_name or resource_name(RAIL_TABLE_LOGICAL_NAME)
+        self._item = _model(self.table_name, region or settings().region)
+
+    def create(self, payment: RailPayment) -> RailPayment:
+        try:
+            self._item_for(payment).save(condition=self._item.payment_id.does_not_exist())
+        except PutError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                existing = self.get(payment.payment_id)
+                if existing is not None:
+                    return existing
+            raise RailStoreUnavailable(f"create {payment.payment_id}: {error}") from error
+        except PynamoDBException as error:
+            raise RailStoreUnavailable(f"create {payment.payment_id}: {error}") from error
+        return payment
+
+    def get(self, payment_id: str) -> RailPayment | None:
+        try:
+            return payment_from_json(self._item.get(payment_id, consistent_read=True).doc)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise RailStoreUnavailable(f"read {payment_id}: {error}") from error
+
+    def save(self, payment: RailPayment) -> bool:
+        try:
+            self._item_for(payment).save(condition=self._item.version == payment.version - 1)
+        except PutError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise RailStoreUnavailable(f"save {payment.payment_id}: {error}") from error
+        except PynamoDBException as error:
+            raise RailStoreUnavailable(f"save {payment.payment_id}: {error}") from error
+        return True
+
+    def _item_for(self, payment: RailPayment) -> Any:
+        return self._item(
+            payment.payment_id,
+            doc=payment_to_json(payment),
+            version=payment.version,
+            status=payment.status.value,
+        )

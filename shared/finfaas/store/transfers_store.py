@@ -1,0 +1,369 @@
+"""The transfer orders table (HASH pk, RANGE sk): orders, daily usage and customer tiers.
+
+Items:
+- `order#<transfer id>` / `-`: the order as JSON text (`doc`), its `version` and `status`;
+- `usage#<owner>#<UTC day>#<currency>` / `-`: the day's total (`total_minor`, ADD);
+- `usage#<owner>#<UTC day>#<currency>` / `tr#<transfer id>`: the amount one transfer counted;
+- `tier#<owner>` / `-`: the customer's limits tier.
+
+An order change is a put conditional on the stored version; when it comes with an event or with
+daily usage, one TransactWriteItems carries the order, the outbox event and the usage items, so
+the three move together or not at all. A transfer's usage marker makes counting and giving back
+happen once each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from finfaas.domain.ledger import entry_key_prefix, micros
+from finfaas.domain.limits import TIER_DEFAULT, Tier
+from finfaas.platform.config import resource_name, settings
+from finfaas.services.transfers import (
+    Creditor,
+    DailyUsage,
+    OrderEvent,
+    Step,
+    TaskKind,
+    TransferOrder,
+    TransferStatus,
+    TransferStoreUnavailable,
+    UsageOutcome,
+)
+from finfaas.store.models import OutboxRecord, format_time, parse_time
+from finfaas.store.outbox_store import outbox_partition
+
+TRANSFER_ORDERS_TABLE_LOGICAL_NAME = "transferorders"
+OUTBOX_TABLE_LOGICAL_NAME = "outbox"
+EVENT_SOURCE = "finfaas/transfers"
+OUTBOX_PRODUCER = "transfers"
+NO_RANGE = "-"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+CANCELLED = "TransactionCanceledException"
+connect_timeout_seconds = 2
+read_timeout_seconds = 5
+retry_attempts_max = 2
+
+
+class _Meta:
+    table_name = "unbound"
+    connect_timeout_seconds = connect_timeout_seconds
+    read_timeout_seconds = read_timeout_seconds
+    max_retry_attempts = retry_attempts_max
+
+
+class _OrderItem(Model):
+    """Every item of the table; which attributes are set depends on the item's kind."""
+
+    Meta = _Meta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    doc = UnicodeAttribute(null=True)
+    version = NumberAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    owner_id = UnicodeAttribute(null=True)
+    total_minor = NumberAttribute(null=True)
+    amount_minor = NumberAttribute(null=True)
+    tier = UnicodeAttribute(null=True)
+
+
+class _OutboxItem(OutboxRecord):
+    Meta = _Meta
+
+
+@lru_cache(maxsize=8)
+def _models(table_name: str, outbox_table_name: str, region: str) -> tuple[Any, Any]:
+    def bound(base: type[Model], name: str) -> Any:
+        meta = type("Meta", (_Meta,), {"table_name": name, "region": region})
+        return type(base.__name__.lstrip("_"), (base,), {"Meta": meta, "__module__": __name__})
+
+    return bound(_OrderItem, table_name), bound(_OutboxItem, outbox_table_name)
+
+
+def _order_key(transfer_id: str) -> tuple[str, str]:
+    return f"order#{transfer_id}", NO_RANGE
+
+
+def _usage_partition(usage: DailyUsage) -> str:
+    return f"usage#{usage.owner_id}#{usage.day}#{usage.currency}"
+
+
+def _tier_key(owner_id: str) -> tuple[str, str]:
+    return f"tier#{owner_id}", NO_RANGE
+
+
+# --- orders <-> JSON ---------------------------------------------------------------------------------
+
+
+def order_to_json(order: TransferOrder) -> str:
+    creditor = None
+    if order.creditor is not None:
+        creditor = {
+            "bank_code": order.creditor.bank_code,
+            "account_number": order.creditor.account_number,
+            "name": order.creditor.name,
+        }
+    document = {
+        "transfer_id": order.transfer_id,
+        "owner_id": order.owner_id,
+        "debit_account_id": order.debit_account_id,
+        "credit_account_id": order.credit_account_id,
+        "amount_minor": str(order.amount_minor),
+        "currency": order.currency,
+        "created_at": format_time(order.created_at),
+        "updated_at": format_time(order.updated_at) if order.updated_at else None,
+        "status": order.status.value,
+        "reference": order.reference,
+        "creditor": creditor,
+        "version": order.version,
+        "tier": order.tier,
+        "usage_day": order.usage_day,
+        "screening": dict(order.screening) if order.screening is not None else None,
+        "flags": list(order.flags),
+        "failure": dict(order.failure) if order.failure is not None else None,
+        "task_token": order.task_token,
+        "task_kind": order.task_kind.value if order.task_kind else None,
+        "steps": [
+            {"name": s.name, "outcome": s.outcome, "at": format_time(s.at), "detail": s.detail}
+            for s in order.steps
+        ],
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def order_from_json(text: str) -> TransferOrder:
+    raw: dict[str, Any] = json.loads(text)
+    creditor = raw.get("creditor")
+    return TransferOrder(
+        transfer_id=raw["transfer_id"],
+        owner_id=raw["owner_id"],
+        debit_account_id=raw["debit_account_id"],
+        credit_account_id=raw["credit_account_id"],
+        amount_minor=int(raw["amount_minor"]),
+        currency=raw["currency"],
+        created_at=parse_time(raw["created_at"]),
+        status=TransferStatus(raw["status"]),
+        updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
+        reference=raw.get("reference", ""),
+        creditor=Creditor(creditor["bank_code"], creditor["account_number"], creditor["name"])
+        if creditor
+        else None,
+        version=int(raw["version"]),
+        tier=raw.get("tier"),
+        usage_day=raw.get("usage_day"),
+        screening=raw.get("screening"),
+        flags=tuple(raw.get("flags", ())),
+        failure=raw.get("failure"),
+        task_token=raw.get("task_token"),
+        task_kind=TaskKind(raw["task_kind"]) if raw.get("task_kind") else None,
+        steps=tuple(
+            Step(s["name"], s["outcome"], parse_time(s["at"]), s.get("detail", ""))
+            for s in raw.get("steps", ())
+        ),
+    )
+
+
+class TransfersStore:
+    """TransferOrders on DynamoDB (pynamodb). Thread-safe; share one per process."""
+
+    def __init__(
+        self, table_name: str | None = None, outbox_table_name: str | None = None, region: str | None = None
+    ) -> None:
+        self.table_name = table_name or resource_name(TRANSFER_ORDERS_TABLE_LOGICAL_NAME)
+        self.outbox_table_name = outbox_table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME)
+        region = region or settings().region
+        self._item, self._outbox = _models(self.table_name, self.outbox_table_name, region)
+        self._connection = Connection(region=region, max_retry_attempts=retry_attempts_max)
+
+    # -- orders -----------------------------------------------------------------------------------
+
+    def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
+        item = self._order_item(order)
+        try:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=self._item.pk.does_not_exist())
+                transaction.save(self._event_item(order, event))
+        except TransactWriteError as error:
+            if _cancelled_by_condition(error):
+                existing = self.get(order.transfer_id)
+                if existing is not None:
+                    return existing
+            raise TransferStoreUnavailable(f"create {order.transfer_id}: {error}") from error
+        except PynamoDBException as error:
+            raise TransferStoreUnavailable(f"create {order.transfer_id}: {error}") from error
+        return order
+
+    def get(self, transfer_id: str) -> TransferOrder | None:
+        try:
+            item = self._item.get(*_order_key(transfer_id), consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise TransferStoreUnavailable(f"read {transfer_id}: {error}") from error
+        return order_from_json(item.doc)
+
+    def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
+        item = self._order_item(order)
+        condition = self._item.version == order.version - 1
+        try:
+            if event is None:
+                item.save(condition=condition)
+                return True
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=condition)
+                transaction.save(self._event_item(order, event))
+        except PutError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return False
+            raise TransferStoreUnavailable(f"save {order.transfer_id}: {error}") from error
+        except TransactWriteError as error:
+            if _cancelled_by_condition(error):
+                return False
+            raise TransferStoreUnavailable(f"save {order.transfer_id}: {error}") from error
+        except PynamoDBException as error:
+            raise TransferStoreUnavailable(f"save {order.transfer_id}: {error}") from error
+        return True
+
+    # -- daily usage ------------------------------------------------------------------------------
+
+    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
+        item = self._item
+        partition = _usage_partition(usage)
+        fits = item.total_minor.does_not_exist() | (item.total_minor <= usage.headroom_minor)
+        if usage.headroom_minor < 0:
+            return UsageOutcome.EXCEEDED
+        try:
+            with TransactWrite(connection=self._connection) as transaction:
+                # Puts, then updates: the cancellation reasons come back in this order.
+                transaction.save(self._order_item(order), condition=item.version == order.version - 1)
+                transaction.save(
+                    item(partition, f"tr#{order.transfer_id}", amount_minor=usage.amount_minor),
+                    condition=item.pk.does_not_exist(),
+                )
+                transaction.update(
+                    item(partition, NO_RANGE),
+                    actions=[item.total_minor.add(usage.amount_minor)],
+                    condition=fits,
+                )
+        except TransactWriteError as error:
+            reasons = _reasons(error)
+            if reasons is None:
+                raise TransferStoreUnavailable(f"reserve usage {order.transfer_id}: {error}") from error
+            order_conflict, marker_exists, over_limit = reasons
+            if order_conflict or marker_exists:
+                return UsageOutcome.CONFLICT
+            if over_limit:
+                return UsageOutcome.EXCEEDED
+            raise TransferStoreUnavailable(f"reserve usage {order.transfer_id}: {error}") from error
+        except PynamoDBException as error:
+            raise TransferStoreUnavailable(f"reserve usage {order.transfer_id}: {error}") from error
+        return UsageOutcome.RESERVED
+
+    def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
+        item = self._item
+        partition = _usage_partition(usage)
+        try:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.delete(item(partition, f"tr#{order.transfer_id}"), condition=item.pk.exists())
+                transaction.save(self._order_item(order), condition=item.version == order.version - 1)
+                if event is not None:
+                    transaction.save(self._event_item(order, event))
+                transaction.update(
+                    item(partition, NO_RANGE), actions=[item.total_minor.add(-usage.amount_minor)]
+                )
+        except TransactWriteError as error:
+            reasons = _reasons(error)
+            if reasons is None:
+                raise TransferStoreUnavailable(f"release usage {order.transfer_id}: {error}") from error
+            marker_missing, order_conflict = reasons[0], reasons[1]
+            if order_conflict:
+                return False
+            if marker_missing:
+                return self.save(order, event)  # given back already (or never counted): only the order moves
+            raise TransferStoreUnavailable(f"release usage {order.transfer_id}: {error}") from error
+        except PynamoDBException as error:
+            raise TransferStoreUnavailable(f"release usage {order.transfer_id}: {error}") from error
+        return True
+
+    def day_total(self, owner_id: str, day: str, currency: str) -> int:
+        """The day's counted total (tests and operators)."""
+        partition = _usage_partition(DailyUsage(owner_id, day, currency, 0, 0))
+        try:
+            found = self._item.get(partition, NO_RANGE, consistent_read=True)
+        except self._item.DoesNotExist:
+            return 0
+        return int(found.total_minor or 0)
+
+    # -- tiers ------------------------------------------------------------------------------------
+
+    def tier_of(self, owner_id: str) -> Tier:
+        try:
+            found = self._item.get(*_tier_key(owner_id), consistent_read=True)
+        except self._item.DoesNotExist:
+            return TIER_DEFAULT
+        except PynamoDBException as error:
+            raise TransferStoreUnavailable(f"read tier: {error}") from error
+        return Tier(found.tier)
+
+    def set_tier(self, owner_id: str, tier: Tier) -> None:
+        try:
+            self._item(*_tier_key(owner_id), tier=tier.value).save()
+        except PynamoDBException as error:
+            raise TransferStoreUnavailable(f"set tier: {error}") from error
+
+    # -- items ------------------------------------------------------------------------------------
+
+    def _order_item(self, order: TransferOrder) -> Any:
+        return self._item(
+            *_order_key(order.transfer_id),
+            doc=order_to_json(order),
+            version=order.version,
+            status=order.status.value,
+            owner_id=order.owner_id,
+        )
+
+    def _event_item(self, order: TransferOrder, event: OrderEvent) -> Any:
+        """The outbox record; its id is the same on every attempt, so a transfer has one event of a type."""
+        now = order.updated_at or order.created_at
+        event_id = f"{event.type}:{order.transfer_id}"
+        return self._outbox(
+            outbox_partition(OUTBOX_PRODUCER, order.transfer_id),
+            f"{entry_key_prefix(micros(now))}#{event_id}",
+            event_id=event_id,
+            type=event.type,
+            source=EVENT_SOURCE,
+            subject=order.transfer_id,
+            time=format_time(now),
+            data=json.dumps(_plain(event.data), separators=(",", ":"), sort_keys=True),
+        )
+
+
+def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(data)))
+
+
+def _cancelled_by_condition(error: TransactWriteError) -> bool:
+    reasons = error.cancellation_reasons if error.cause_response_code == CANCELLED else []
+    return any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
+
+
+def _reasons(error: TransactWriteError) -> list[bool] | None:
+    """Per item (in request order: deletes, puts, updates), whether its condition failed; None when the
+    transaction failed for another reason (conflict, throttling, transport)."""
+    if error.cause_response_code != CANCELLED:
+        return None
+    reasons = error.cancellation_reasons
+    codes = {r.code for r in reasons if r is not None}
+    if codes - {"ConditionalCheckFailed", "None"}:
+        return None
+    return [r is not None and r.code == "ConditionalCheckFailed" for r in reasons]
