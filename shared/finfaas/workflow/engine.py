@@ -572,9 +572,9 @@ class _Drive:
             "TaskBusy", {"attempt": self.step.execution.attempt, "retry_after_s": outcome.retry_after_seconds}
         )
         self.step.change(lease_owner=None, lease_until_ms=until, next_run_at_ms=until)
-        return self._park(until, now, keep_phase=True)
+        return self._park(until, now)
 
-    def _park(self, until_ms: int, now: int, keep_phase: bool = False) -> str:
+    def _park(self, until_ms: int, now: int) -> str:
         """Wait in the queue until until_ms: the timer is sent first, then the checkpoint."""
         execution = self.step.execution
         if execution.deadline_ms is not None:
