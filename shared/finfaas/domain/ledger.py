@@ -48,10 +48,12 @@ from finfaas.domain.errors import (
 )
 from finfaas.domain.money import check_amount_minor, parse_currency
 
-# A linked batch writes per leg: its transfer record and two entries, plus up to two account updates,
-# and one outbox event per batch: 5 * 19 + 1 = 96 items, under DynamoDB's 100 per transaction.
+# A linked batch writes per leg at most: its transfer record, two entries, an expiry index item (a hold
+# with a timeout) and two account updates; plus one outbox event: 6 * 16 + 1 = 97 items, under
+# DynamoDB's 100 per transaction.
 transaction_items_max = 100
-linked_legs_max = 19
+transaction_items_per_leg_max = 6
+linked_legs_max = (transaction_items_max - 1) // transaction_items_per_leg_max
 identifier_chars_max = 64
 description_chars_max = 140
 hold_timeout_seconds_max = 90 * 24 * 3600
@@ -455,8 +457,9 @@ def entry_key_prefix(moment_us: int) -> str:
 
 
 def entry_key(prefix: str, transfer_id: str, index: int, side: str) -> str:
-    """Unique and ordered: time, then transfer id, then leg position and side."""
-    return f"{prefix}#{transfer_id}#{index:03d}{side}"
+    """Unique and ordered: time, then leg position in its batch (so a batch reads in order), then
+    transfer id and side."""
+    return f"{prefix}#{index:03d}#{transfer_id}#{side}"
 
 
 def entry_key_micros(key: str) -> int:

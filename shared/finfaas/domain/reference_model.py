@@ -230,7 +230,10 @@ class ReferenceLedger:
             raise problem
         for change in changes:
             self.accounts[change.account_id] = apply_change(self.accounts[change.account_id], change)
-        prefix = entry_key_prefix(micros(now))
+        # Like the store: an account's entry keys only grow, even if two operations share a time.
+        newest_us = [entry_key_micros(self.entries[c.account_id][-1].entry_key)
+                     for c in changes if self.entries.get(c.account_id)]
+        prefix = entry_key_prefix(max([micros(now)] + [us + 1 for us in newest_us]))
         for index, leg in enumerate(legs):
             for entry in entries_for(leg, prefix, index, now):
                 self.entries.setdefault(entry.account_id, []).append(entry)

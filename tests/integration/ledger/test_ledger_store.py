@@ -244,14 +244,29 @@ def test_linked_legs_commit_together_or_not_at_all(ledger_store, clock, ids, fun
         ledger_store.create_transfers(legs[:1], SYSTEM, clock())
 
 
-def test_the_largest_linked_batch_fits_one_transaction(ledger_store, clock, ids, funded, open_customer):
-    funding = funded()
-    accounts = [open_customer(f"a{i}") for i in range(linked_legs_max)]
-    legs = [NewTransfer(ids(f"leg{i}"), funding, accounts[i], i + 1, "USD") for i in range(linked_legs_max)]
+def test_a_linked_batch_cannot_credit_one_account_in_two_currencies(ledger_store, clock, ids, funded,
+                                                                     open_customer):
+    usd, jpy, alice = funded("USD"), funded("JPY"), open_customer("alice", "USD")
+    legs = [NewTransfer(ids("usd"), usd, alice, 100, "USD"), NewTransfer(ids("jpy"), jpy, alice, 100, "JPY")]
+    with pytest.raises(errors.CurrencyMismatch) as refused:
+        ledger_store.create_transfers(legs, SYSTEM, clock())
+    assert refused.value.subject == alice
+    assert ledger_store.get_account(alice).credits_posted == 0
+
+
+def test_the_largest_linked_batch_fits_one_transaction(ledger_store, clock, ids):
+    # GIVEN the worst case: every leg a hold with a timeout between two accounts no other leg touches
+    def unlimited(name: str) -> str:
+        new = NewAccount(ids(name), ids("owner"), "USD", debits_must_not_exceed_credits=False)
+        return ledger_store.open_account(new, clock()).account_id
+
+    legs = [NewTransfer(ids(f"leg{i}"), unlimited(f"d{i}"), unlimited(f"c{i}"), i + 1, "USD", pending=True,
+                        timeout_seconds=60) for i in range(linked_legs_max)]
+    # WHEN they are sent linked THEN they fit one transaction
     assert len(ledger_store.create_transfers(legs, SYSTEM, clock())) == linked_legs_max
+    one_more = NewTransfer(ids("one-more"), legs[0].debit_account_id, legs[0].credit_account_id, 1, "USD")
     with pytest.raises(errors.TooManyLegs):
-        ledger_store.create_transfers(legs + [NewTransfer(ids("one-more"), funding, accounts[0], 1, "USD")],
-                                      SYSTEM, clock())
+        ledger_store.create_transfers(legs + [one_more], SYSTEM, clock())
 
 
 def test_a_transfer_is_reversed_once(ledger_store, clock, ids, funded, open_customer, move):

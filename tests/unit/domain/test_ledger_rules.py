@@ -174,3 +174,12 @@ def test_statement_cursors_round_trip_and_refuse_other_accounts_or_garbage():
         with pytest.raises(errors.InvalidInput) as refused:
             decode_statement_cursor(bad_account, bad_cursor)
         assert refused.value.field == "starting_after"
+
+
+def test_an_account_touched_in_two_currencies_by_one_batch_never_fits():
+    # GIVEN a batch whose legs credit the same account in USD and in JPY
+    legs = [posted("fund", "alice", 5), Leg("t2", TransferKind.POSTED, "yen", "alice", "JPY", 5, 0, 5)]
+    alice = {c.account_id: c for c in account_changes(legs, Actor.system())}["alice"]
+    # THEN whatever alice's currency, the change is a currency mismatch
+    assert isinstance(violation(alice, account("alice")), errors.CurrencyMismatch)
+    assert isinstance(violation(alice, account("alice", currency="JPY")), errors.CurrencyMismatch)
