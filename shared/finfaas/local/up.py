@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         _export(aws.env(), args.stage, args.gateway_port)
         outputs = infra.deploy(args.stage, "embedded")
         keys.write_dev_secrets(SECRETS_DIR)
+        keys.ensure_service_clients(SECRETS_DIR)
         _ensure_audit_key(SECRETS_DIR)
         outbox_relay = relay.start_relay(SECRETS_DIR)
         summary = partial(_print_summary, aws, args, stack, outputs, started)
