@@ -214,10 +214,12 @@ class LedgerService:
     def _new_transfer(self, request: TransferRequest, prefix: str = "") -> NewTransfer:
         if not isinstance(request, TransferRequest):
             raise InvalidInput(f"{prefix or 'transfer'}: expected a transfer", field=prefix or "transfer")
+        if not isinstance(request.pending, bool):
+            raise InvalidInput(f"{prefix}pending: true or false", field=f"{prefix}pending")
         currency = parse_currency(request.currency, field=f"{prefix}currency")
         amount_minor = parse_amount(request.amount, currency, field=f"{prefix}amount")
         return NewTransfer(request.transfer_id or self._new_id(), request.debit_account_id,
-                           request.credit_account_id, amount_minor, currency, bool(request.pending),
+                           request.credit_account_id, amount_minor, currency, request.pending,
                            request.timeout_seconds, request.metadata)
 
     def _touches_owner(self, transfer: Transfer, actor: Actor) -> bool:

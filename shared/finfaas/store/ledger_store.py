@@ -206,6 +206,10 @@ class DynamoCallMeter:
             self._calls[(operation_name, table_name or TRANSACTION_TABLE_LABEL)] += 1
 
 
+class StoreRejected(Exception):
+    """DynamoDB refused a ledger transaction for a reason no rule explains; nothing was written."""
+
+
 class _Transient(Exception):
     """The operation may succeed if run again (conflict, throttling, lost response, stale entry key)."""
 
@@ -675,13 +679,15 @@ class DynamoLedgerStore:
         if error.cause_response_code != "TransactionCanceledException":
             if error.cause_response_code in _TRANSIENT_CODES:
                 raise _Transient(error.cause_response_code) from error
-            raise error
+            raise StoreRejected(f"transaction refused: {error.cause or error}") from error
         reasons = tx.reasons(error)
         codes = {reason.code for reason in reasons.values()}
         if codes & _TRANSIENT_CODES:
             raise _Transient(", ".join(sorted(codes))) from error
         unexpected = codes - {"ConditionalCheckFailed"}
-        assert not unexpected, f"transaction cancelled for {unexpected}: {error}"
+        if unexpected:
+            # e.g. ValidationError for a number beyond DynamoDB's 38 digits: nothing was written.
+            raise StoreRejected(f"transaction cancelled for {sorted(unexpected)}: {error}") from error
         return reasons
 
     def _reason_transfer(self, reasons: dict, tag: object) -> Transfer | None:

@@ -10,6 +10,7 @@ from botocore.exceptions import ConnectionClosedError
 from finfaas.domain import errors
 from finfaas.domain.ledger import Actor, NewAccount, NewTransfer, PendingState, PostPending
 from finfaas.local.ledger_check import check_store
+from finfaas.store.ledger_store import StoreRejected
 
 SYSTEM = Actor.system()
 CONCURRENT_THREADS = 16
@@ -98,6 +99,24 @@ def test_the_sdk_resending_a_committed_request_does_not_apply_it_twice(ledger_st
         ledger_store.unregister_hook("needs-retry.dynamodb", resend_once)
     assert resent
     assert ledger_store.get_account(alice).credits_posted == 70
+
+
+def test_a_balance_beyond_dynamodb_precision_is_refused_whole(ledger_store, clock, ids, funded):
+    # GIVEN an account whose credits already use all 38 digits DynamoDB keeps (set behind the ledger's back)
+    funding = funded()
+    alice = ledger_store.open_account(NewAccount(ids("alice"), ids("u"), "USD"), clock()).account_id
+    client = ledger_store.models.account._get_connection().connection.client
+    client.update_item(TableName=ledger_store.models.account.Meta.table_name,
+                       Key={"account_id": {"S": alice}}, UpdateExpression="SET credits_posted = :x",
+                       ExpressionAttributeValues={":x": {"N": "9" * 38}})
+    # WHEN a transfer would push it past that THEN nothing at all is written
+    with pytest.raises(StoreRejected):
+        ledger_store.create_transfers([NewTransfer(ids("t1"), funding, alice, 10, "USD")], SYSTEM, clock())
+    assert ledger_store.get_transfer(ids("t1")) is None
+    assert ledger_store.get_account(funding).debits_posted == 0
+    client.update_item(TableName=ledger_store.models.account.Meta.table_name,
+                       Key={"account_id": {"S": alice}}, UpdateExpression="SET credits_posted = :x",
+                       ExpressionAttributeValues={":x": {"N": "0"}})  # leave the shared ledger consistent
 
 
 def test_sixteen_threads_conserve_money_and_respect_limits(ledger_store, clock, ids, funded):
