@@ -249,8 +249,8 @@ def test_forged_tokens_get_the_same_401_through_the_gateway(gateway, minter, tok
         "garbage": "not-a-token",
     }
     answers = []
-    for token in forged.values():
-        reply = post(gateway, token, "/transfers", transfer_body("t-forged", FUNDING_ACCOUNT, "x", 1), "k")
+    for forgery in forged.values():
+        reply = post(gateway, forgery, "/transfers", transfer_body("t-forged", FUNDING_ACCOUNT, "x", 1), "k")
         body = reply.json()
         answers.append((reply.status, body["code"], body["detail"], reply.headers.get("WWW-Authenticate")))
 

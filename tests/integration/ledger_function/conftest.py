@@ -10,11 +10,7 @@ import pytest
 from finfaas.domain.ledger import NewAccount
 from finfaas.platform.testing import Reply, TokenMinter, call, load_function_handler
 from finfaas.store.ledger_store import DynamoLedgerStore
-
-CURRENCY = "USD"
-FUNDING_ACCOUNT = f"sys-funding-{CURRENCY}"
-CLIENT = "svc-payments"
-CLIENT_SCOPES = ("ledger:write", "ledger:read", "ops")
+from ledger_function_testing import CLIENT, CLIENT_SCOPES, CURRENCY, FUNDING_ACCOUNT
 
 
 @dataclass

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import jsonschema
-from conftest import CURRENCY
 from finfaas.platform.testing import call
+from ledger_function_testing import CURRENCY
 from openapi_spec_validator import validate as validate_spec
 
 

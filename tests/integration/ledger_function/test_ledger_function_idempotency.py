@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from botocore.exceptions import ConnectionClosedError
-from conftest import CURRENCY, FUNDING_ACCOUNT
+from ledger_function_testing import CURRENCY, FUNDING_ACCOUNT
 
 CONCURRENT_SAME_KEY_THREADS = 8
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import CURRENCY, FUNDING_ACCOUNT
+from ledger_function_testing import CURRENCY, FUNDING_ACCOUNT
 
 HOLD_TIMEOUT_SECONDS = 1
 EXPIRY_WAIT_SECONDS = 1.3

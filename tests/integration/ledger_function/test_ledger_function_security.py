@@ -8,9 +8,9 @@ import json
 import time
 
 import pytest
-from conftest import CURRENCY
 from finfaas.platform.jwt_auth import jwt_leeway_seconds
 from finfaas.platform.testing import TokenMinter, call
+from ledger_function_testing import CURRENCY
 
 # (method, path template, scope it needs)
 ROUTES = [
