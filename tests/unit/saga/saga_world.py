@@ -1,0 +1,570 @@
+"""The transfer saga in one process: the real handlers of orchestrator, transfers, risk, ledger and rail
+behind an in-process gateway, in-memory stores, an in-memory SQS, a fake clock and crash points.
+
+Everything the saga touches goes through the same HTTP handlers, clients and engine as in a
+deployment; only the transport (no sockets), the stores (in memory, same contracts) and time (a
+fake clock) differ. The orchestrator can be crashed at any of the engine's hook points; it then
+restarts as a fresh process, and undelivered messages come back after the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from finfaas.domain.ledger import AccountKind, AccountStatus, NewAccount
+from finfaas.domain.reference_model import ReferenceLedger
+from finfaas.local.ledger_check import AccountSnapshot, Report, reconcile
+from finfaas.platform.idempotency import IdempotencyGuard, InMemoryIdempotencyStore
+from finfaas.platform.ratelimit import InMemoryRateLimitStore, RateLimiter
+from finfaas.platform.resilience import CircuitBreaker
+from finfaas.platform.testing import Context, Event, TokenMinter, load_function_handler
+from finfaas.services.ledger import LedgerService
+from finfaas.services.ledger_api import LedgerApi
+from finfaas.services.rail import InMemoryRailStore, RailAdapter, SandboxBank, SandboxSettings
+from finfaas.services.risk import InMemoryRiskStore, RiskService
+from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
+from finfaas.services.transfers import (
+    InMemoryTransferOrders,
+    LedgerAccounts,
+    TransferOrder,
+    TransfersService,
+    TransfersSettings,
+)
+from finfaas.services.webhooks import new_webhook_secret
+from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
+from finfaas.workflow.engine import Engine, EngineLimits
+from finfaas.workflow.model import Status
+from finfaas.workflow.store import InMemoryExecutionStore
+from finfaas.workflow.sweeper import Sweeper
+from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
+from finfaas.workflow.wakeups import SWEEP, InMemoryWaker
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+GATEWAY = "http://gateway.test"
+VISIBILITY_SECONDS = 30  # infra/template.yaml: every queue
+RECEIVES_MAX = 5  # then the DLQ
+DELIVERIES_MAX = 2_000
+CUSTOMER = "cust-1"
+OTHER_CUSTOMER = "cust-2"
+USD = "USD"
+OPENING_BALANCE_MINOR = 1_000_000  # 10,000.00 USD
+QUEUE_CONSUMERS = {"rail": "rail", "reviews": "transfers"}
+ORCHESTRATOR_SCOPES = ("ledger:write", "ledger:read", "transfers:saga", "rail:recall")
+TRANSFERS_SCOPES = ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess")
+RAIL_SCOPES = ("orchestrator:callback",)
+
+
+class FakeClock:
+    """Seconds since the epoch that move only when told."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def ms(self) -> int:
+        return int(self.now * 1000)
+
+    def utc(self) -> datetime:
+        return datetime.fromtimestamp(self.now, UTC)
+
+
+class SimulatedCrash(BaseException):
+    """The orchestrator process dies here (BaseException: nothing in the handlers catches it)."""
+
+
+class CrashAt:
+    """The engine's crash hook: records every point passed and dies at the index-th one (once)."""
+
+    def __init__(self, index: int | None = None) -> None:
+        self.index = index
+        self.points: list[str] = []
+        self.crashed_at: str | None = None
+
+    def __call__(self, point: str) -> None:
+        self.points.append(point)
+        if self.index is not None and len(self.points) - 1 == self.index and self.crashed_at is None:
+            self.crashed_at = point
+            raise SimulatedCrash(point)
+
+
+@dataclass
+class FakeResponse:
+    """What `requests` would return."""
+
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class StaticTokens:
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def token(self) -> str:
+        return self._token
+
+    def invalidate(self) -> None:
+        return None
+
+
+@dataclass
+class QueuedMessage:
+    queue: str
+    body: str
+    attributes: dict[str, str]
+    visible_at_ms: int
+    message_id: str
+    receives: int = 0
+
+
+@dataclass
+class SuiteQueues:
+    """The rail and reviews queues: SendMessage in botocore's shape; delivery as the connector's."""
+
+    clock: FakeClock
+    messages: list[QueuedMessage] = field(default_factory=list)
+    dead_letters: list[QueuedMessage] = field(default_factory=list)
+    sent: int = 0
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def get_queue_url(self, QueueName: str) -> dict[str, str]:  # noqa: N803 - botocore's parameter name
+        return {"QueueUrl": QueueName}
+
+    def send_message(
+        self,
+        QueueUrl: str,
+        MessageBody: str,
+        MessageAttributes: dict | None = None,  # noqa: N803
+        DelaySeconds: int = 0,
+        **_: Any,
+    ) -> dict[str, str]:
+        attributes = {name: value["StringValue"] for name, value in (MessageAttributes or {}).items()}
+        message_id = f"m{next(self._ids)}"
+        self.messages.append(
+            QueuedMessage(
+                QueueUrl, MessageBody, attributes, self.clock.ms() + DelaySeconds * 1000, message_id
+            )
+        )
+        self.sent += 1
+        return {"MessageId": message_id, "MD5OfMessageBody": ""}
+
+    def next_visible_at_ms(self) -> int | None:
+        return min((m.visible_at_ms for m in self.messages), default=None)
+
+    def pop_visible(self) -> QueuedMessage | None:
+        visible = [m for m in self.messages if m.visible_at_ms <= self.clock.ms()]
+        if not visible:
+            return None
+        message = min(visible, key=lambda m: (m.visible_at_ms, m.message_id))
+        self.messages.remove(message)
+        return message
+
+
+class QueueSender:
+    """The platform's SqsQueue.send for the rail's settlement timer, onto SuiteQueues."""
+
+    def __init__(self, queues: SuiteQueues, queue: str) -> None:
+        self._queues, self._queue = queues, queue
+
+    def send(self, message: Any) -> None:
+        attributes = {k: {"DataType": "String", "StringValue": v} for k, v in message.attributes.items()}
+        self._queues.send_message(self._queue, message.body.decode(), attributes, message.delay_seconds)
+
+
+class GatewayNotices:
+    """The sandbox bank's notices, POSTed through the in-process gateway."""
+
+    def __init__(self, gateway: InProcessGateway) -> None:
+        self._gateway = gateway
+
+    def send(self, body: bytes, headers: dict[str, str]) -> None:
+        reply = self._gateway.request(
+            "POST", f"{GATEWAY}/function/rail/notices", headers=dict(headers), data=body
+        )
+        if reply.status_code >= 300:
+            raise ServiceUnreachable(f"notice not accepted: {reply.status_code}")
+
+
+class InProcessGateway:
+    """/function/<name>/<path> to the handler modules; a crashed orchestrator answers 502 and restarts."""
+
+    def __init__(self, on_orchestrator_crash: Callable[[], None]) -> None:
+        self.handlers: dict[str, Any] = {}
+        self.calls: list[tuple[str, str, str]] = []
+        # (function, path suffix) -> how many more calls answer with this status (faults for tests)
+        self.faults: dict[tuple[str, str], list[Any]] = {}
+        self.before_call: Callable[[str, str, dict[str, str]], None] | None = None
+        self._on_orchestrator_crash = on_orchestrator_crash
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict | None = None,
+        data: bytes | None = None,
+        timeout: Any = None,
+        allow_redirects: bool = False,
+    ) -> FakeResponse:
+        parts = urlsplit(url)
+        _, _, name, *rest = parts.path.split("/")
+        path = "/" + "/".join(rest)
+        self.calls.append((name, method, path))
+        fault = self._fault(name, path)
+        if fault is not None:
+            return fault
+        if self.before_call is not None:
+            self.before_call(name, path, dict(headers or {}))
+        event = Event(method, path, data or b"", dict(headers or {}), dict(parse_qsl(parts.query)))
+        try:
+            result = self.handlers[name].handle(event, Context())
+        except SimulatedCrash:
+            self._on_orchestrator_crash()
+            return FakeResponse(502, {}, b'{"code":"function_crashed"}')
+        return FakeResponse(result["statusCode"], dict(result["headers"]), result["body"].encode())
+
+    def call(
+        self,
+        method: str,
+        name: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> FakeResponse:
+        all_headers = dict(headers or {})
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            all_headers["Content-Type"] = "application/json"
+        return self.request(method, f"{GATEWAY}/function/{name}{path}", all_headers, data)
+
+    def _fault(self, name: str, path: str) -> FakeResponse | None:
+        for (function, suffix), remaining in self.faults.items():
+            if function == name and path.endswith(suffix) and remaining:
+                status, body = remaining.pop(0)
+                return FakeResponse(
+                    status, {"Content-Type": "application/problem+json"}, json.dumps(body).encode()
+                )
+        return None
+
+
+def saga_registry() -> DefinitionRegistry:
+    return DefinitionRegistry([load_definition_file(definitions_dir() / "transfer.asl.json")])
+
+
+class SagaWorld:
+    """The suite in memory; `start_transfer` then `run` until nothing is left to do."""
+
+    def __init__(
+        self,
+        *,
+        crash: CrashAt | None = None,
+        duplicate_deliveries: bool = False,
+        sandbox: SandboxSettings = SandboxSettings(settle_seconds=2),
+        settings: TransfersSettings = TransfersSettings(),
+        limits: EngineLimits = EngineLimits(),
+    ) -> None:
+        self.clock = FakeClock()
+        self.crash = crash or CrashAt()
+        self.duplicate_deliveries = duplicate_deliveries
+        self.limits = limits
+        self.minter = TokenMinter.generate()
+        self.queues = SuiteQueues(self.clock)
+        self.gateway = InProcessGateway(self._restart_orchestrator)
+        self.store = InMemoryExecutionStore()
+        self.waker = InMemoryWaker(self.clock.ms)
+        self.sweeper = Sweeper(self.store, self.waker, clock=self.clock)
+        self.processes = 0
+        self.ledger = ReferenceLedger()
+        self.orders = InMemoryTransferOrders()
+        self.risk_store = InMemoryRiskStore()
+        self.rail_store = InMemoryRailStore()
+        self.breaker = CircuitBreaker("risk", failures_to_open=3, open_seconds=30, clock=self.clock)
+        self._open_accounts()
+        self._load_functions(sandbox, settings)
+        self.engine = self._new_engine()
+        self._use_engine()
+
+    # -- wiring -----------------------------------------------------------------------------------
+
+    def token(self, sub: str, scopes: tuple[str, ...], kind: str = "client") -> str:
+        return self.minter.mint(sub=sub, scopes=scopes, kind=kind)
+
+    def _load_functions(self, sandbox: SandboxSettings, settings: TransfersSettings) -> None:
+        verifier = self.minter.verifier()
+        for name in ("orchestrator", "transfers", "risk", "ledger", "rail"):
+            module = load_function_handler(name)
+            module.verifier.use(verifier)
+            self.gateway.handlers[name] = module
+        transfers_client = SuiteClient(
+            GATEWAY, StaticTokens(self.token("transfers", TRANSFERS_SCOPES)), request=self.gateway.request
+        )
+        rail_client = SuiteClient(
+            GATEWAY, StaticTokens(self.token("rail", RAIL_SCOPES)), request=self.gateway.request
+        )
+        self._use_transfers(transfers_client, settings)
+        self._use_risk()
+        self._use_ledger()
+        self._use_rail(rail_client, sandbox)
+
+    def _use_transfers(self, client: SuiteClient, settings: TransfersSettings) -> None:
+        module = self.gateway.handlers["transfers"]
+        service = TransfersService(
+            self.orders,
+            LedgerAccounts(self.ledger),
+            RiskClient(client),
+            OrchestratorClient(client),
+            breaker=self.breaker,
+            settings=settings,
+            clock=self.clock.utc,
+            sleep=self.clock.sleep,
+        )
+        module.services.use(
+            module.TransfersServices(
+                transfers=service,
+                guard=IdempotencyGuard(InMemoryIdempotencyStore(), "transfers", clock=self.clock),
+                limiter=None,
+                probe=lambda: None,
+            )
+        )
+
+    def _use_risk(self) -> None:
+        module = self.gateway.handlers["risk"]
+        module.services.use(
+            module.RiskServices(risk=RiskService(self.risk_store, clock=self.clock.utc), probe=lambda: None)
+        )
+
+    def _use_ledger(self) -> None:
+        module = self.gateway.handlers["ledger"]
+        service = LedgerService(self.ledger, clock=self.clock.utc)
+        module.services.use(
+            module.LedgerServices(
+                api=LedgerApi(service, None),
+                guard=IdempotencyGuard(InMemoryIdempotencyStore(), "ledger", clock=self.clock),
+                limiter=RateLimiter(InMemoryRateLimitStore(), module.LIMITS, clock=self.clock),
+                audit=None,
+                probe=lambda: None,
+            )
+        )
+
+    def _use_rail(self, client: SuiteClient, sandbox: SandboxSettings) -> None:
+        module = self.gateway.handlers["rail"]
+        key = new_webhook_secret()
+        bank = SandboxBank(
+            self.rail_store,
+            _Scheduler(QueueSender(self.queues, "rail")),
+            GatewayNotices(self.gateway),
+            key,
+            settings=sandbox,
+            clock=self.clock.utc,
+            draw=lambda: 0.99,
+        )
+        adapter = RailAdapter(bank, self.rail_store, OrchestratorClient(client), key, clock=self.clock.utc)
+        module.services.use(module.RailServices(adapter=adapter, bank=bank, probe=lambda: None))
+
+    def _new_engine(self) -> Engine:
+        self.processes += 1
+        secrets = iter(f"secret{self.processes}-{n}" for n in range(10**6))
+        tokens = StaticTokens(self.token("orchestrator", ORCHESTRATOR_SCOPES))
+        runner = ResourceRunner(
+            HttpTasks(GATEWAY, tokens, request=self.gateway.request),
+            SqsTasks(client_factory=lambda: self.queues, resource_name=lambda logical: logical),
+        )
+        return Engine(
+            saga_registry(),
+            self.store,
+            runner,
+            self.waker,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            limits=self.limits,
+            owner=f"process-{self.processes}",
+            new_secret=lambda: next(secrets),
+            unit_random=lambda: 0.5,
+            crash_hook=self.crash,
+        )
+
+    def _use_engine(self) -> None:
+        module = self.gateway.handlers["orchestrator"]
+        module.services.use(module.OrchestratorServices(self.engine, self.sweeper))
+
+    def _restart_orchestrator(self) -> None:
+        self.engine = self._new_engine()
+        self._use_engine()
+
+    def _open_accounts(self) -> None:
+        now = self.clock.utc()
+        service = LedgerService(self.ledger, clock=self.clock.utc)
+        service.ensure_system_accounts(USD)
+        for account_id, owner in (("acc-a", CUSTOMER), ("acc-b", OTHER_CUSTOMER), ("acc-c", CUSTOMER)):
+            self.ledger.open_account(NewAccount(account_id, owner, USD, AccountKind.CUSTOMER), now)
+        service.deposit("acc-a", OPENING_BALANCE_MINOR, USD, transfer_id="opening-a")
+
+    # -- the app's side ---------------------------------------------------------------------------
+
+    def start_transfer(self, body: dict[str, Any], key: str = "k-1", sub: str = CUSTOMER) -> FakeResponse:
+        """POST /transfers as a customer, retried with the same key while the orchestrator crashes."""
+        token = self.token(sub, ("transfers:write", "transfers:read"), kind="customer")
+        for _ in range(3):
+            reply = self.gateway.call(
+                "POST", "transfers", "/transfers", body, token, {"Idempotency-Key": key}
+            )
+            if reply.status_code != 503:
+                return reply
+        return reply
+
+    def transfer(self, transfer_id: str) -> TransferOrder:
+        order = self.orders.get(transfer_id)
+        assert order is not None
+        return order
+
+    def decide(self, transfer_id: str, decision: str, key: str | None = None) -> FakeResponse:
+        token = self.token("ops-1", ("ops",))
+        return self.gateway.call(
+            "POST",
+            "transfers",
+            f"/_/ops/transfers/{transfer_id}/decision",
+            {"decision": decision, "note": "checked"},
+            token,
+            {"Idempotency-Key": key or f"decide-{transfer_id}-{decision}"},
+        )
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def run(self, deliveries_max: int = DELIVERIES_MAX, until: Callable[[], bool] | None = None) -> None:
+        """Deliver wake-ups and queue messages, moving time forward, until nothing is running or queued
+        (or until `until()` holds)."""
+        for _ in range(deliveries_max):
+            if until is not None and until():
+                return
+            if self._deliver_one():
+                continue
+            next_at = min(
+                (
+                    t
+                    for t in (self.waker.next_visible_at_ms(), self.queues.next_visible_at_ms())
+                    if t is not None
+                ),
+                default=None,
+            )
+            if next_at is None:
+                if not self.store.any_running():
+                    return
+                self.clock.sleep(self.sweeper.interval_seconds)
+                self.sweeper.sweep()
+                continue
+            self.clock.now = max(self.clock.now, next_at / 1000)
+        raise AssertionError(f"still running after {deliveries_max} deliveries")
+
+    def _deliver_one(self) -> bool:
+        wakeup = self.waker.pop_visible()
+        if wakeup is not None:
+            self._drive(wakeup)
+            if self.duplicate_deliveries:
+                self._drive(wakeup)
+            return True
+        message = self.queues.pop_visible()
+        if message is not None:
+            self._consume(message)
+            return True
+        return False
+
+    def _drive(self, queued: Any) -> None:
+        wakeup = queued.wakeup
+        try:
+            if wakeup.kind == SWEEP:
+                self.sweeper.tick()
+            else:
+                self.engine.drive(wakeup.execution_id, wakeup.reason, wakeup.due_at_ms)
+        except SimulatedCrash:
+            self._restart_orchestrator()
+            self.waker.queued.append(
+                type(queued)(self.clock.ms() + VISIBILITY_SECONDS * 1000, queued.sequence, wakeup)
+            )
+
+    def _consume(self, message: QueuedMessage) -> None:
+        """The connector: POST the message to its function; anything but 2xx leaves it for redelivery."""
+        message.receives += 1
+        headers = {
+            "Content-Type": "application/json",
+            "ce-id": message.message_id,
+            "ce-type": message.attributes.get("ce-type", "dev.finfaas.sqs.message"),
+        }
+        consumer = QUEUE_CONSUMERS[message.queue]
+        deliveries = 2 if self.duplicate_deliveries else 1
+        statuses = [
+            self.gateway.request(
+                "POST", f"{GATEWAY}/function/{consumer}/", dict(headers), message.body.encode()
+            ).status_code
+            for _ in range(deliveries)
+        ]
+        if all(200 <= status < 300 for status in statuses):
+            return
+        if message.receives >= RECEIVES_MAX:
+            self.dead_letter(message)
+            return
+        message.visible_at_ms = self.clock.ms() + VISIBILITY_SECONDS * 1000
+        self.queues.messages.append(message)
+
+    def dead_letter(self, message: QueuedMessage) -> None:
+        self.queues.dead_letters.append(message)
+
+    # -- what happened ----------------------------------------------------------------------------
+
+    def status(self, transfer_id: str) -> Status:
+        return self.store.get(f"transfer:{transfer_id}").status
+
+    def path(self, transfer_id: str) -> list[str]:
+        return [
+            e.state
+            for e in self.store.history(f"transfer:{transfer_id}", 0, 10_000)
+            if e.type == "StateEntered"
+        ]
+
+    def balance(self, account_id: str) -> int:
+        return self.ledger.accounts[account_id].balance_minor
+
+    def held(self, account_id: str) -> int:
+        return self.ledger.accounts[account_id].debits_pending
+
+    def ledger_check(self) -> Report:
+        """What `finfaas ledger check` checks, over the in-memory ledger."""
+        snapshots = []
+        for account in self.ledger.accounts.values():
+            entries = self.ledger.entries.get(account.account_id, [])
+            snapshots.append(
+                AccountSnapshot(account, account.available_minor, entries[-1].entry_key if entries else None)
+            )
+        all_entries = [e for entries in self.ledger.entries.values() for e in entries]
+        return reconcile(snapshots, list(self.ledger.transfers.values()), all_entries)
+
+    def set_status(self, account_id: str, status: AccountStatus) -> None:
+        self.ledger.set_account_status(account_id, status, self.clock.utc())
+
+
+class _Scheduler:
+    """SqsSettlementScheduler on the in-memory queue."""
+
+    def __init__(self, sender: QueueSender) -> None:
+        from finfaas.services.rail import SqsSettlementScheduler
+
+        self._scheduler = SqsSettlementScheduler(queue=sender)
+
+    def settle_later(self, payment_id: str, delay_seconds: int) -> None:
+        self._scheduler.settle_later(payment_id, delay_seconds)

@@ -1,0 +1,407 @@
+"""The transfer saga end to end in one process: every path a transfer can take, and what it leaves behind.
+
+Each test runs the real handlers (orchestrator, transfers, risk, ledger, rail) on in-memory stores;
+see saga_world.py. "Zero net effect" means every balance is back where it was and no hold is open.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+from finfaas.domain.ledger import AccountStatus
+from finfaas.domain.limits import Tier
+from finfaas.platform.events import TRANSFERS_SOURCE, EventEnvelope
+from finfaas.workflow.model import Status
+from saga_world import CUSTOMER, OPENING_BALANCE_MINOR, OTHER_CUSTOMER, SagaWorld
+
+SCHEMAS = Path(__file__).resolve().parents[3] / "events" / "schemas"
+INTERNAL = {"debit_account_id": "acc-a", "credit_account_id": "acc-b", "amount": 2_500, "currency": "USD"}
+SETTLEMENT = "sys-settlement-USD"
+
+
+def external(account_number: str = "12345678", amount: int = 2_500) -> dict:
+    return {
+        "debit_account_id": "acc-a",
+        "amount": amount,
+        "currency": "USD",
+        "reference": "invoice 7",
+        "creditor": {"bank_code": "BANKGB22", "account_number": account_number, "name": "Carol"},
+    }
+
+
+def started(world: SagaWorld, body: dict, key: str = "k-1") -> str:
+    reply = world.start_transfer(body, key)
+    assert reply.status_code == 202, reply.content
+    return reply.json()["transfer_id"]
+
+
+def events_of(world: SagaWorld, transfer_id: str) -> list[str]:
+    return [e.type for e in world.orders.events if e.data["transfer_id"] == transfer_id]
+
+
+def assert_untouched(world: SagaWorld) -> None:
+    assert world.balance("acc-a") == OPENING_BALANCE_MINOR
+    assert world.balance("acc-b") == 0
+    assert world.balance(SETTLEMENT) == 0
+    assert world.held("acc-a") == 0
+    report = world.ledger_check()
+    assert report.clean, report.problems
+
+
+def assert_moved(world: SagaWorld, amount: int, to: str) -> None:
+    assert world.balance("acc-a") == OPENING_BALANCE_MINOR - amount
+    assert world.balance(to) == amount
+    assert world.held("acc-a") == 0
+    report = world.ledger_check()
+    assert report.clean, report.problems
+
+
+# --- money moves ------------------------------------------------------------------------------------
+
+
+def test_an_internal_transfer_completes_and_moves_the_money_once():
+    world = SagaWorld()
+
+    transfer_id = started(world, INTERNAL)
+    world.run()
+
+    assert world.status(transfer_id) is Status.SUCCEEDED
+    assert world.transfer(transfer_id).status == "COMPLETED"
+    assert world.path(transfer_id) == [
+        "Validate",
+        "Screen",
+        "ScreenDecision",
+        "Reserve",
+        "RouteByDestination",
+        "Post",
+        "Complete",
+        "Completed",
+    ]
+    assert events_of(world, transfer_id) == ["transfer.accepted", "transfer.completed"]
+    assert_moved(world, 2_500, "acc-b")
+
+
+def test_a_transfer_to_another_bank_waits_for_the_rails_signed_notice_then_posts():
+    world = SagaWorld()
+
+    transfer_id = started(world, external())
+    world.run()
+
+    assert world.status(transfer_id) is Status.SUCCEEDED
+    assert "HandOffToRail" in world.path(transfer_id)
+    assert world.rail_store.get(transfer_id).status == "SETTLED"
+    assert_moved(world, 2_500, SETTLEMENT)
+
+
+def test_a_rail_rejection_voids_the_hold():
+    world = SagaWorld()
+
+    transfer_id = started(world, external(account_number="99990001"))
+    world.run()
+
+    order = world.transfer(transfer_id)
+    assert world.status(transfer_id) is Status.FAILED
+    assert order.status == "COMPENSATED"
+    assert order.failure["code"] == "rejected"
+    assert world.path(transfer_id)[-4:] == ["HandOffToRail", "VoidHold", "RecordCompensation", "Compensated"]
+    assert events_of(world, transfer_id) == ["transfer.accepted", "transfer.compensated"]
+    assert_untouched(world)
+
+
+def test_a_rail_that_never_answers_is_recalled_and_the_hold_voided_once_it_confirms_no_settlement():
+    world = SagaWorld()
+
+    transfer_id = started(world, external(account_number="99990003"))  # the sandbox's stuck payment
+    world.run()
+
+    assert world.transfer(transfer_id).status == "COMPENSATED"
+    assert world.transfer(transfer_id).failure["code"] == "not_settled"
+    assert world.path(transfer_id)[-7:] == [
+        "HandOffToRail",
+        "RecallFromRail",
+        "RecallOutcome",
+        "RailNotSettled",
+        "VoidHold",
+        "RecordCompensation",
+        "Compensated",
+    ]
+    assert world.rail_store.get(transfer_id).status == "CANCELLED"
+    assert_untouched(world)
+
+
+def test_a_rail_whose_notice_was_lost_is_asked_and_the_settled_payment_is_posted():
+    world = SagaWorld()
+
+    transfer_id = started(world, external(account_number="99990002"))  # settles, notice lost
+    world.run()
+
+    assert world.transfer(transfer_id).status == "COMPLETED"
+    assert world.path(transfer_id)[-5:] == [
+        "RecallFromRail",
+        "RecallOutcome",
+        "Post",
+        "Complete",
+        "Completed",
+    ]
+    assert_moved(world, 2_500, SETTLEMENT)
+
+
+def test_when_the_rail_cannot_say_the_transfer_needs_attention_until_an_operator_decides():
+    # GIVEN a stuck payment and a rail whose recall keeps failing
+    world = SagaWorld()
+    world.gateway.faults[("rail", "/recall")] = [(503, {"code": "rail_down"})] * 13
+    transfer_id = started(world, external(account_number="99990003"))
+
+    world.run(until=lambda: world.transfer(transfer_id).task_token is not None)
+
+    # THEN the transfer shows NEEDS_ATTENTION with the funds still held, and the saga waits
+    order = world.transfer(transfer_id)
+    assert order.status == "NEEDS_ATTENTION"
+    assert world.status(transfer_id) is Status.RUNNING
+    assert world.held("acc-a") == 2_500
+    # WHEN an operator (after asking the bank) decides to void
+    assert world.decide(transfer_id, "void").status_code == 200
+    world.run()
+    assert world.transfer(transfer_id).status == "COMPENSATED"
+    assert_untouched(world)
+
+
+def test_an_internal_post_that_is_refused_voids_the_hold():
+    world = SagaWorld()
+    world.gateway.faults[("ledger", "/post")] = [(409, {"code": "account_closed", "detail": "closed"})]
+
+    transfer_id = started(world, INTERNAL)
+    world.run()
+
+    assert world.transfer(transfer_id).status == "COMPENSATED"
+    assert world.transfer(transfer_id).failure == {"code": "account_closed", "detail": "closed"}
+    assert_untouched(world)
+
+
+# --- refusals before money moves --------------------------------------------------------------------
+
+
+def test_insufficient_funds_fail_the_transfer_and_the_void_of_a_hold_never_created_is_a_no_op():
+    world = SagaWorld()
+
+    transfer_id = started(world, {**INTERNAL, "debit_account_id": "acc-c"})  # the customer's empty account
+    world.run()
+
+    order = world.transfer(transfer_id)
+    assert order.status == "FAILED"
+    assert order.failure["code"] == "insufficient_funds"
+    assert world.path(transfer_id)[-4:] == ["Reserve", "VoidHold", "RecordFailure", "Failed"]
+    assert events_of(world, transfer_id) == ["transfer.accepted", "transfer.failed"]
+    assert world.orders.day_total(CUSTOMER, order.usage_day, "USD") == 0  # the day's total given back
+    assert_untouched(world)
+
+
+@pytest.mark.parametrize(
+    ("body", "setup", "code"),
+    [
+        ({**INTERNAL, "debit_account_id": "acc-b", "credit_account_id": "acc-a"}, None, "account_not_found"),
+        ({**INTERNAL, "credit_account_id": "acc-nowhere"}, None, "account_not_found"),
+        (INTERNAL, ("acc-b", AccountStatus.FROZEN), "account_not_active"),
+        (INTERNAL, ("acc-a", AccountStatus.FROZEN), "account_not_active"),
+        ({**INTERNAL, "amount": 1_000_001}, None, "per_transfer_limit_exceeded"),
+        ({**INTERNAL, "credit_account_id": SETTLEMENT}, None, "account_not_found"),
+    ],
+    ids=[
+        "not-the-owner",
+        "no-such-payee",
+        "payee-frozen",
+        "source-frozen",
+        "per-transfer-limit",
+        "system-account",
+    ],
+)
+def test_validation_refusals_fail_the_transfer_before_anything_is_held(body, setup, code):
+    world = SagaWorld()
+    if setup:
+        world.set_status(*setup)
+
+    transfer_id = started(world, body)
+    world.run()
+
+    order = world.transfer(transfer_id)
+    assert (order.status, order.failure["code"]) == ("FAILED", code)
+    assert "Reserve" not in world.path(transfer_id)
+    assert world.held("acc-a") == 0 and world.ledger_check().clean
+
+
+def test_the_daily_limit_counts_what_went_through_and_gives_back_what_did_not():
+    # GIVEN a BASIC customer: 1,000 USD per transfer, 2,000 USD per day
+    world = SagaWorld()
+    world.orders.set_tier(CUSTOMER, Tier.BASIC)
+    # WHEN a 900 USD transfer is rejected by the rail (compensated), then three more of 900 USD are sent
+    rejected = started(world, external(account_number="99990001", amount=90_000), key="k-0")
+    world.run()
+    outcomes = []
+    for n in range(1, 4):
+        transfer_id = started(world, {**INTERNAL, "amount": 90_000}, key=f"k-{n}")
+        world.run()
+        outcomes.append(world.transfer(transfer_id))
+
+    # THEN the compensated one counted nothing; the third of the others is over the day's 2,000 USD
+    assert world.transfer(rejected).status == "COMPENSATED"
+    assert [o.status for o in outcomes] == ["COMPLETED", "COMPLETED", "FAILED"]
+    assert outcomes[2].failure["code"] == "daily_limit_exceeded"
+    assert world.orders.day_total(CUSTOMER, outcomes[0].usage_day, "USD") == 180_000
+
+
+def test_a_blocked_payee_is_declined_with_the_reason():
+    world = SagaWorld()
+    ops = world.token("ops-1", ("ops",))
+    world.gateway.call("PUT", "risk", "/_/ops/blocklist/destination/acc-b", {"reason": "fraud report 7"}, ops)
+
+    transfer_id = started(world, INTERNAL)
+    world.run()
+
+    order = world.transfer(transfer_id)
+    assert (order.status, order.failure["code"]) == ("FAILED", "risk_declined")
+    assert order.screening["reasons"] == ["blocked_party"]
+    assert_untouched(world)
+
+
+# --- operator reviews and degradation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("decision", "status"), [("approve", "COMPLETED"), ("reject", "FAILED")])
+def test_a_transfer_the_rules_send_to_review_waits_for_an_operator(decision, status):
+    # GIVEN a PREMIUM customer sending 10,000 USD (the amount threshold)
+    world = SagaWorld()
+    world.orders.set_tier(CUSTOMER, Tier.PREMIUM)
+    transfer_id = started(world, {**INTERNAL, "amount": 1_000_000})
+
+    world.run(until=lambda: world.transfer(transfer_id).task_token is not None)
+    assert world.transfer(transfer_id).status == "AWAITING_REVIEW"
+    assert world.held("acc-a") == 0  # nothing is reserved while the review is pending
+
+    reply = world.decide(transfer_id, decision)
+    world.run()
+
+    assert reply.status_code == 200
+    assert world.transfer(transfer_id).status == status
+    assert world.ledger_check().clean
+
+
+def test_a_decision_nobody_waits_for_is_refused():
+    world = SagaWorld()
+    transfer_id = started(world, INTERNAL)
+    world.run()
+
+    reply = world.decide(transfer_id, "approve")
+
+    assert reply.status_code == 409
+    assert reply.json()["code"] == "no_decision_pending"
+
+
+def test_while_risk_is_failing_small_transfers_proceed_flagged_and_large_ones_wait_for_an_operator():
+    # GIVEN a risk function that answers 503 to every call
+    world = SagaWorld()
+    world.gateway.faults[("risk", "/assessments")] = [(503, {"code": "down"})] * 100
+    small = started(world, {**INTERNAL, "amount": 10_000}, key="small")
+    world.run()
+    large = started(world, {**INTERNAL, "amount": 10_001}, key="large")
+    world.run(until=lambda: world.transfer(large).task_token is not None)
+
+    # THEN the small one (at most 100 USD) completed, flagged for a later review
+    assert world.transfer(small).status == "COMPLETED"
+    assert {"risk_unavailable", "review_later"} <= set(world.transfer(small).flags)
+    # AND the large one waits for an operator instead of failing
+    assert world.transfer(large).status == "AWAITING_REVIEW"
+    assert world.transfer(large).screening["degraded"] is True
+    world.decide(large, "approve")
+    world.run()
+    assert world.transfer(large).status == "COMPLETED"
+
+
+def test_an_open_circuit_stops_calling_the_risk_function():
+    world = SagaWorld()
+    world.gateway.faults[("risk", "/assessments")] = [(503, {"code": "down"})] * 100
+    for n in range(5):  # all screened within the breaker's open time
+        started(world, {**INTERNAL, "amount": 100}, key=f"k-{n}")
+    world.run()
+
+    risk_calls = [c for c in world.gateway.calls if c[0] == "risk"]
+    assert len(risk_calls) == 3  # failures_to_open; the last two never reached it
+    assert world.balance("acc-b") == 500  # every one completed, flagged
+
+
+# --- the app's API ----------------------------------------------------------------------------------
+
+
+def test_a_retried_post_with_the_same_key_is_the_same_transfer_and_a_different_body_is_refused():
+    world = SagaWorld()
+    first = world.start_transfer(INTERNAL, key="same")
+    again = world.start_transfer(INTERNAL, key="same")
+    other = world.start_transfer({**INTERNAL, "amount": 1}, key="same")
+    world.run()
+
+    assert again.json() == first.json()
+    assert again.headers.get("Idempotency-Replayed") == "true"
+    assert other.status_code == 422
+    assert world.balance("acc-b") == 2_500
+
+
+def test_the_status_shows_steps_to_its_owner_only():
+    world = SagaWorld()
+    transfer_id = started(world, INTERNAL)
+    world.run()
+    owner = world.token(CUSTOMER, ("transfers:read",), kind="customer")
+    stranger = world.token(OTHER_CUSTOMER, ("transfers:read",), kind="customer")
+
+    mine = world.gateway.call("GET", "transfers", f"/transfers/{transfer_id}?wait=1", token=owner)
+    theirs = world.gateway.call("GET", "transfers", f"/transfers/{transfer_id}", token=stranger)
+
+    assert mine.status_code == 200
+    assert mine.json()["status"] == "COMPLETED"
+    assert [s["name"] for s in mine.json()["steps"]] == ["accept", "validate", "screen", "completed"]
+    assert theirs.status_code == 404
+
+
+def test_the_posted_body_is_checked_before_anything_is_recorded():
+    world = SagaWorld()
+    both = {**INTERNAL, "creditor": external()["creditor"]}
+    same = {**INTERNAL, "credit_account_id": "acc-a"}
+    floaty = {**INTERNAL, "amount": 12.5}
+
+    replies = [world.start_transfer(body, key=f"k-{n}") for n, body in enumerate((both, same, floaty))]
+
+    assert [r.status_code for r in replies] == [422, 422, 422]
+    assert world.orders.events == []
+
+
+def test_a_forged_review_message_is_ignored():
+    world = SagaWorld()
+    transfer_id = started(world, INTERNAL)
+    forged = {"task_token": "dHJhbnNmZXI6eA.secret", "transfer_id": transfer_id, "kind": "review"}
+
+    reply = world.gateway.call("POST", "transfers", "/", forged)
+
+    assert reply.status_code == 200
+    assert reply.json() == {"outcome": "ignored"}
+    assert world.transfer(transfer_id).task_token is None
+
+
+def test_every_event_matches_its_published_schema():
+    world = SagaWorld()
+    started(world, INTERNAL, key="a")
+    started(world, external(account_number="99990001"), key="b")
+    world.run()
+
+    for event in world.orders.events:
+        document = EventEnvelope(
+            f"{event.type}:{event.data['transfer_id']}",
+            TRANSFERS_SOURCE,
+            event.type,
+            event.data["transfer_id"],
+            datetime(2026, 1, 1, tzinfo=UTC),
+            event.data,
+        ).document()
+        schema = json.loads((SCHEMAS / f"{event.type}.json").read_text())
+        jsonschema.Draft202012Validator(schema).validate(document)
