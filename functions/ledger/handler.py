@@ -157,7 +157,7 @@ def create_transfer(req: Request, body: TransferBody) -> Response:
 
 @app.route("POST", "/transfers/linked", body=LinkedBody, response=TransferList, **MONEY_ROUTE)
 def create_linked_transfers(req: Request, body: LinkedBody) -> Response:
-    """Up to 19 legs (fees, splits) that commit all together or not at all."""
+    """Linked legs (fees, splits) that commit all together or not at all."""
     req.audit_target = f"transfer:{body.transfers[0].transfer_id}"
     return sent(services.get().api.transfer_linked(caller(req), body, req.idempotency))
 

@@ -302,7 +302,8 @@ def capture_template(store, records, guard, client_id: str) -> TransactionTempla
         store.unregister_hook(event, keep)
     params = captured[-1]
     params.pop("ClientRequestToken", None)  # a fresh one per call, as botocore does
-    match = re.search(r"(\d{16,17})#" + CAPTURE_TRANSFER, json.dumps(params))
+    # An entry key starts with the entry time in microseconds and names the transfer further on.
+    match = re.search(r"(\d{16,17})#[^\"]*" + CAPTURE_TRANSFER, json.dumps(params))
     assert match is not None, "the captured transaction has no entry key"
     return TransactionTemplate(params, str(int(match.group(1))), scope.storage_key)
 
