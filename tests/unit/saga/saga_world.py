@@ -207,7 +207,7 @@ class InProcessGateway:
         self.calls: list[tuple[str, str, str]] = []
         # (function, path suffix) -> how many more calls answer with this status (faults for tests)
         self.faults: dict[tuple[str, str], list[Any]] = {}
-        self.before_call: Callable[[str, str, dict[str, str]], None] | None = None
+        self.interceptor: Callable[..., FakeResponse] | None = None
         self._on_orchestrator_crash = on_orchestrator_crash
 
     def request(
@@ -219,6 +219,14 @@ class InProcessGateway:
         timeout: Any = None,
         allow_redirects: bool = False,
     ) -> FakeResponse:
+        """Every call of every client; `interceptor(forward, method, url, headers, data)` sees them first."""
+        if self.interceptor is not None:
+            return self.interceptor(self.dispatch, method, url, headers, data)
+        return self.dispatch(method, url, headers, data)
+
+    def dispatch(
+        self, method: str, url: str, headers: dict | None = None, data: bytes | None = None
+    ) -> FakeResponse:
         parts = urlsplit(url)
         _, _, name, *rest = parts.path.split("/")
         path = "/" + "/".join(rest)
@@ -226,8 +234,6 @@ class InProcessGateway:
         fault = self._fault(name, path)
         if fault is not None:
             return fault
-        if self.before_call is not None:
-            self.before_call(name, path, dict(headers or {}))
         event = Event(method, path, data or b"", dict(headers or {}), dict(parse_qsl(parts.query)))
         try:
             result = self.handlers[name].handle(event, Context())
