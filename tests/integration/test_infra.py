@@ -16,7 +16,7 @@ import pytest
 from finfaas.local.infra import TEMPLATE_PATH, InfraError, deploy, load_template, table_ids
 
 TEMPLATE = load_template()
-QUEUE_LOGICALS = ("Orchestrator", "Events", "Webhooks")
+QUEUE_LOGICALS = ("Orchestrator", "Events", "Webhooks", "Rail", "Reviews")
 DLQ_RETENTION_S = 14 * 24 * 3600
 QUEUE_VISIBILITY_TIMEOUT_S = 30
 MAX_RECEIVE_COUNT = 5

@@ -37,8 +37,11 @@ EXPECTED_TABLES = {
     "executions": ([("execution_id", "S", "HASH")],
                    {"by-status": [("status", "S", "HASH"), ("next_run_at", "S", "RANGE")]}, None),
     "history": ([("execution_id", "S", "HASH"), ("seq", "N", "RANGE")], {}, None),
+    "transferorders": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
+    "risk": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
+    "rail": ([("payment_id", "S", "HASH")], {}, None),
 }
-QUEUES = ("orchestrator", "events", "webhooks")
+QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 
 
 def _tables_by_logical_name() -> dict[str, dict]:
