@@ -270,6 +270,18 @@ class InProcessGateway:
         return None
 
 
+@dataclass
+class Stores:
+    """Where state lives: in memory by default; the integration tests pass the DynamoDB stores."""
+
+    ledger: Any = field(default_factory=ReferenceLedger)
+    orders: Any = field(default_factory=InMemoryTransferOrders)
+    risk: Any = field(default_factory=InMemoryRiskStore)
+    rail: Any = field(default_factory=InMemoryRailStore)
+    executions: Any = field(default_factory=InMemoryExecutionStore)
+    idempotency: Callable[[], Any] = InMemoryIdempotencyStore
+
+
 def saga_registry() -> DefinitionRegistry:
     return DefinitionRegistry([load_definition_file(definitions_dir() / "transfer.asl.json")])
 
@@ -285,22 +297,27 @@ class SagaWorld:
         sandbox: SandboxSettings = SandboxSettings(settle_seconds=2),
         settings: TransfersSettings = TransfersSettings(),
         limits: EngineLimits = EngineLimits(),
+        stores: Stores | None = None,
+        prefix: str = "",
     ) -> None:
         self.clock = FakeClock()
+        self.stores = stores or Stores()
+        self.prefix = prefix  # of account and customer ids, so worlds can share tables
+        self.customer = prefix + CUSTOMER
         self.crash = crash or CrashAt()
         self.duplicate_deliveries = duplicate_deliveries
         self.limits = limits
         self.minter = TokenMinter.generate()
         self.queues = SuiteQueues(self.clock)
         self.gateway = InProcessGateway(self._restart_orchestrator)
-        self.store = InMemoryExecutionStore()
+        self.store = self.stores.executions
         self.waker = InMemoryWaker(self.clock.ms)
         self.sweeper = Sweeper(self.store, self.waker, clock=self.clock)
         self.processes = 0
-        self.ledger = ReferenceLedger()
-        self.orders = InMemoryTransferOrders()
-        self.risk_store = InMemoryRiskStore()
-        self.rail_store = InMemoryRailStore()
+        self.ledger = self.stores.ledger
+        self.orders = self.stores.orders
+        self.risk_store = self.stores.risk
+        self.rail_store = self.stores.rail
         self.breaker = CircuitBreaker("risk", failures_to_open=3, open_seconds=30, clock=self.clock)
         self._open_accounts()
         self._load_functions(sandbox, settings)
@@ -344,7 +361,7 @@ class SagaWorld:
         module.services.use(
             module.TransfersServices(
                 transfers=service,
-                guard=IdempotencyGuard(InMemoryIdempotencyStore(), "transfers", clock=self.clock),
+                guard=IdempotencyGuard(self.stores.idempotency(), "transfers", clock=self.clock),
                 limiter=None,
                 probe=lambda: None,
             )
@@ -362,7 +379,7 @@ class SagaWorld:
         module.services.use(
             module.LedgerServices(
                 api=LedgerApi(service, None),
-                guard=IdempotencyGuard(InMemoryIdempotencyStore(), "ledger", clock=self.clock),
+                guard=IdempotencyGuard(self.stores.idempotency(), "ledger", clock=self.clock),
                 limiter=RateLimiter(InMemoryRateLimitStore(), module.LIMITS, clock=self.clock),
                 audit=None,
                 probe=lambda: None,
@@ -418,15 +435,16 @@ class SagaWorld:
         now = self.clock.utc()
         service = LedgerService(self.ledger, clock=self.clock.utc)
         service.ensure_system_accounts(USD)
+        p = self.prefix
         for account_id, owner in (("acc-a", CUSTOMER), ("acc-b", OTHER_CUSTOMER), ("acc-c", CUSTOMER)):
-            self.ledger.open_account(NewAccount(account_id, owner, USD, AccountKind.CUSTOMER), now)
-        service.deposit("acc-a", OPENING_BALANCE_MINOR, USD, transfer_id="opening-a")
+            self.ledger.open_account(NewAccount(p + account_id, p + owner, USD, AccountKind.CUSTOMER), now)
+        service.deposit(p + "acc-a", OPENING_BALANCE_MINOR, USD, transfer_id=f"{p}opening-a")
 
     # -- the app's side ---------------------------------------------------------------------------
 
-    def start_transfer(self, body: dict[str, Any], key: str = "k-1", sub: str = CUSTOMER) -> FakeResponse:
+    def start_transfer(self, body: dict[str, Any], key: str = "k-1", sub: str | None = None) -> FakeResponse:
         """POST /transfers as a customer, retried with the same key while the orchestrator crashes."""
-        token = self.token(sub, ("transfers:write", "transfers:read"), kind="customer")
+        token = self.token(sub or self.customer, ("transfers:write", "transfers:read"), kind="customer")
         for _ in range(3):
             reply = self.gateway.call(
                 "POST", "transfers", "/transfers", body, token, {"Idempotency-Key": key}
@@ -544,13 +562,17 @@ class SagaWorld:
         ]
 
     def balance(self, account_id: str) -> int:
-        return self.ledger.accounts[account_id].balance_minor
+        return self.ledger.get_account(account_id).balance_minor
 
     def held(self, account_id: str) -> int:
-        return self.ledger.accounts[account_id].debits_pending
+        return self.ledger.get_account(account_id).debits_pending
 
     def ledger_check(self) -> Report:
-        """What `finfaas ledger check` checks, over the in-memory ledger."""
+        """What `finfaas ledger check` checks, over this world's ledger."""
+        if not isinstance(self.ledger, ReferenceLedger):
+            from finfaas.local.ledger_check import check_store
+
+            return check_store(self.ledger)
         snapshots = []
         for account in self.ledger.accounts.values():
             entries = self.ledger.entries.get(account.account_id, [])
