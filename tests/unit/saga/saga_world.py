@@ -376,10 +376,13 @@ class SagaWorld:
     def _use_ledger(self) -> None:
         module = self.gateway.handlers["ledger"]
         service = LedgerService(self.ledger, clock=self.clock.utc)
+        records = self.stores.idempotency()
+        # The DynamoDB store records the key in the ledger's own transaction; the fake cannot.
+        in_transaction = records if hasattr(records, "completion_put") else None
         module.services.use(
             module.LedgerServices(
-                api=LedgerApi(service, None),
-                guard=IdempotencyGuard(self.stores.idempotency(), "ledger", clock=self.clock),
+                api=LedgerApi(service, in_transaction),
+                guard=IdempotencyGuard(records, "ledger", clock=self.clock),
                 limiter=RateLimiter(InMemoryRateLimitStore(), module.LIMITS, clock=self.clock),
                 audit=None,
                 probe=lambda: None,

@@ -9,57 +9,20 @@ lease lapses and another orchestrator process runs it again.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
-from finfaas.workflow.model import Status
-from saga_world import OPENING_BALANCE_MINOR, CrashAt, SagaWorld
-
-INTERNAL = {"debit_account_id": "acc-a", "credit_account_id": "acc-b", "amount": 2_500, "currency": "USD"}
+from saga_scenarios import SCENARIOS, assert_outcome, run_scenario
+from saga_world import CrashAt, SagaWorld
 
 
-def external(account_number: str) -> dict:
-    return {
-        "debit_account_id": "acc-a",
-        "amount": 2_500,
-        "currency": "USD",
-        "creditor": {"bank_code": "BANKGB22", "account_number": account_number, "name": "Carol"},
-    }
-
-
-# body, final order status, execution status, where the money ends (account -> balance change),
-# the ledger transfers the saga makes (suffixes of the transfer id)
-SCENARIOS = {
-    "internal-completed": (INTERNAL, "COMPLETED", Status.SUCCEEDED, {"acc-b": 2_500}, {"hold", "post"}),
-    "rail-settled": (
-        external("12345678"),
-        "COMPLETED",
-        Status.SUCCEEDED,
-        {"sys-settlement-USD": 2_500},
-        {"hold", "post"},
-    ),
-    "rail-rejected-compensated": (external("99990001"), "COMPENSATED", Status.FAILED, {}, {"hold", "void"}),
-    "rail-stuck-recalled-compensated": (
-        external("99990003"),
-        "COMPENSATED",
-        Status.FAILED,
-        {},
-        {"hold", "void"},
-    ),
-    "no-funds-failed": ({**INTERNAL, "debit_account_id": "acc-c"}, "FAILED", Status.FAILED, {}, set()),
-}
-FINAL_EVENT = {
-    "COMPLETED": "transfer.completed",
-    "COMPENSATED": "transfer.compensated",
-    "FAILED": "transfer.failed",
-}
+def _events_in_memory(world: SagaWorld) -> Callable[[str], list[str]]:
+    return lambda transfer_id: [e.type for e in world.orders.events if e.data["transfer_id"] == transfer_id]
 
 
 def _run(scenario: str, crash: CrashAt | None = None, **options) -> tuple[SagaWorld, str]:
     world = SagaWorld(crash=crash, **options)
-    reply = world.start_transfer(SCENARIOS[scenario][0])
-    assert reply.status_code == 202, reply.content
-    world.run()
-    return world, reply.json()["transfer_id"]
+    return world, run_scenario(world, scenario)
 
 
 def _crash_points(scenario: str) -> list[str]:
@@ -72,22 +35,8 @@ CASES = [
 ]
 
 
-def assert_outcome(world: SagaWorld, transfer_id: str, scenario: str) -> None:
-    _, status, execution_status, moved, ledger_transfers = SCENARIOS[scenario]
-    order = world.transfer(transfer_id)
-    assert order.status == status
-    assert world.status(transfer_id) is execution_status
-    # The full effect, or none: every balance as expected, nothing left on hold.
-    expected = Counter({"acc-a": OPENING_BALANCE_MINOR - sum(moved.values())}) + Counter(moved)
-    for account in ("acc-a", "acc-b", "acc-c", "sys-settlement-USD"):
-        assert world.balance(account) == expected.get(account, 0), account
-        assert world.held(account) == 0
-    made = {t.split("-")[-1] for t in world.ledger.transfers if t.startswith(transfer_id)}
-    assert made == ledger_transfers
-    events = Counter(e.type for e in world.orders.events if e.data["transfer_id"] == transfer_id)
-    assert events == Counter({"transfer.accepted": 1, FINAL_EVENT[status]: 1})
-    report = world.ledger_check()
-    assert report.clean, report.problems
+def assert_right(world: SagaWorld, transfer_id: str, scenario: str) -> None:
+    assert_outcome(world, transfer_id, scenario, _events_in_memory(world))
 
 
 def test_the_clean_runs_pass_every_kind_of_crash_point_around_every_step():
@@ -116,14 +65,14 @@ def test_a_crash_at_any_point_ends_with_the_full_effect_or_none(scenario: str, i
 
     assert crash.crashed_at == point
     assert world.processes >= 2  # the orchestrator really died and a fresh process finished the job
-    assert_outcome(world, transfer_id, scenario)
+    assert_right(world, transfer_id, scenario)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_message_delivered_twice_changes_nothing(scenario: str):
     world, transfer_id = _run(scenario, duplicate_deliveries=True)
 
-    assert_outcome(world, transfer_id, scenario)
+    assert_right(world, transfer_id, scenario)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -136,11 +85,11 @@ def test_every_step_request_sent_twice_applies_once(scenario: str):
         return forward(method, url, headers, data)
 
     world.gateway.interceptor = twice
-    reply = world.start_transfer(SCENARIOS[scenario][0])
+    reply = world.start_transfer(SCENARIOS[scenario].body(""))
     world.run()
 
     assert world.gateway.calls.count(("ledger", "POST", "/pending")) == 2  # the hold was asked for twice
-    assert_outcome(world, reply.json()["transfer_id"], scenario)
+    assert_right(world, reply.json()["transfer_id"], scenario)
 
 
 @pytest.mark.parametrize("applied_first", [True, False], ids=["answer-late", "request-late"])
@@ -161,10 +110,10 @@ def test_a_step_slower_than_its_lease_is_run_again_by_another_process_and_applie
         return answer or forward(method, url, headers, data)
 
     world.gateway.interceptor = slow_reserve
-    reply = world.start_transfer(INTERNAL)
+    reply = world.start_transfer(SCENARIOS["internal-completed"].body(""))
     world.run()
 
     transfer_id = reply.json()["transfer_id"]
     history = [e.type for e in world.store.history(f"transfer:{transfer_id}", 0, 1000)]
     assert "TaskRedriven" in history
-    assert_outcome(world, transfer_id, "internal-completed")
+    assert_right(world, transfer_id, "internal-completed")
