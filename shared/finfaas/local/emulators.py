@@ -303,6 +303,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     aws = EmbeddedAWS(args.dynamodb_port, args.moto_port, data_dir=args.data_dir, log_dir=args.log_dir)
+    # Explicitly: a shell that starts us in the background leaves SIGINT ignored, and Ctrl-C or
+    # `kill -INT` must still stop everything.
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         started = time.monotonic()

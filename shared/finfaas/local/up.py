@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     stack = stackfile.load_stack(args.stack)
     aws = emulators.EmbeddedAWS(args.dynamodb_port, args.moto_port, log_dir=LOGS_DIR)
+    # Explicitly: a shell that starts us in the background leaves SIGINT ignored, and Ctrl-C or
+    # `kill -INT` must still stop everything.
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     outbox_relay = None
     try:
