@@ -16,6 +16,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "coldstart"): ("finfaas.local.bench.coldstart", "cold start and idle RSS per function"),
     ("bench", "gateway"): ("finfaas.local.bench.gateway", "gateway throughput against direct calls"),
     ("bench", "ledger"): ("finfaas.local.bench.ledger", "ledger transfers/s against raw transactions"),
+    ("bench", "transfers"): ("finfaas.local.bench.transfers", "transfer saga throughput and latency"),
     ("ledger", "check"): ("finfaas.local.ledger_check", "reconcile balances, entries and transfers"),
     ("audit", "verify"): ("finfaas.local.audit_verify", "verify the audit log's hash chain"),
     ("executions",): ("finfaas.local.executions", "list or describe orchestrator executions"),

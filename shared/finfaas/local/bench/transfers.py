@@ -1,0 +1,618 @@
+"""`finfaas bench transfers`: completed transfer sagas per second, end-to-end latency, AWS calls per
+transfer, and the orchestration overhead, with the whole suite running as it does under `finfaas up`.
+
+Everything runs on loopback in a sandbox of its own: DynamoDB Local and moto on free ports, the infra
+template under a fresh stage, dev secrets with the service clients (orchestrator, transfers, rail),
+and the local gateway with its queue connector and the auth, ledger, orchestrator, transfers, risk
+and rail functions. Every AWS call of every process goes through a counting proxy (a separate
+process), so DynamoDB and SQS calls per completed transfer are counted, not estimated; the proxy
+adds well under a millisecond per call, once.
+
+Customers (one account each, funded from the ledger's funding account) send internal transfers to
+one another with customer tokens signed by the suite's dev signing key. Phases:
+  low load  1 client: end-to-end latency and the orchestration overhead, i.e. end-to-end latency
+            divided by the sum of the saga steps' own latencies (their request times in the
+            functions' logs: transfers /saga/*, ledger /pending*, rail; risk is inside /saga/screen);
+  load      `--clients` clients, each sending its next transfer when the last one is final.
+End-to-end latency runs from the client sending POST /transfers to the moment the transfer's final
+step was recorded (its `steps[-1].at`); clients poll GET /transfers/{id} meanwhile.
+Afterwards `finfaas ledger check` must pass and no execution may be left running.
+Last line: JSON with sagas_per_s, p50_ms, p99_ms, overhead_ratio, dynamodb_calls_per_transfer,
+sqs_calls_per_transfer and the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from finfaas.local.bench.ledger import (
+    GATEWAY_READY_SECONDS_MAX,
+    Sandbox,
+    answers,
+    export_environment,
+    free_port,
+    ledger_check,
+    wait_until,
+    write_secrets,
+)
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[4]
+FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
+CURRENCY = "USD"
+CLIENTS_DEFAULT = 8
+TRANSFERS_DEFAULT = 160  # in the load phase
+LOW_LOAD_TRANSFERS_DEFAULT = 20
+WARMUP_TRANSFERS = 4
+SECONDS_MAX_DEFAULT = 90.0  # per phase
+SECONDS_MAX_LIMIT = 300.0
+TRANSFERS_LIMIT = 2_000
+# Risk flags a customer's 10th transfer in an hour for review: customers send fewer than that.
+TRANSFERS_PER_CUSTOMER_MAX = 8
+ACCOUNT_OPENING_MINOR = 10**12
+TRANSFER_AMOUNT_MINOR = 1
+POLL_SECONDS = 0.05
+TRANSFER_SECONDS_MAX = 60.0  # one saga; longer is a failure
+DRAIN_SECONDS_MAX = 60.0
+REQUEST_TIMEOUT_SECONDS = 15.0
+OVERHEAD_TARGET = 1.5
+PROXY_READY_SECONDS_MAX = 15.0
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "COMPENSATED"})
+# The saga's own steps, by function and route as the functions log them (risk runs inside /saga/screen).
+STEP_ROUTES = {
+    "transfers": ("/saga/validate", "/saga/screen", "/saga/complete", "/saga/fail", "/saga/attention"),
+    "ledger": ("/pending", "/pending/{pending_id}/post", "/pending/{pending_id}/void"),
+    "rail": ("/", "/payments/{payment_id}/recall"),
+}
+SERVICE_CLIENT_SCOPES = {
+    "orchestrator": ("ledger:read", "ledger:write", "transfers:saga", "rail:recall"),
+    "transfers": ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess"),
+    "rail": ("orchestrator:callback",),
+}
+FUNCTIONS = {
+    # name: (queue topic or None, extra environment)
+    "auth": (None, {}),
+    "ledger": (None, {}),
+    "orchestrator": ("orchestrator", {"exec_timeout": "100s"}),
+    "transfers": ("reviews", {}),
+    "risk": (None, {}),
+    "rail": ("rail", {"RAIL_SANDBOX_SETTLE_SECONDS": "0"}),
+}
+
+
+# --- the counting proxy (runs in its own process) -----------------------------------------------------
+
+
+def serve_counting_proxy(listen_port: int, upstream: str) -> None:
+    """Forward every request to upstream, counting them by AWS operation; GET /__counts answers the counts."""
+    from aiohttp import ClientSession, ClientTimeout, web
+
+    counts: Counter[str] = Counter()
+    dropped = {"host", "content-length", "transfer-encoding", "connection"}
+
+    async def counted(request: web.Request) -> web.Response:
+        if request.path == "/__counts":
+            return web.json_response(dict(counts))
+        body = await request.read()
+        counts[_operation(request.headers, body)] += 1
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
+        session: ClientSession = request.app["session"]
+        async with session.request(
+            request.method, upstream + request.path_qs, headers=headers, data=body
+        ) as reply:
+            payload = await reply.read()
+            kept = {
+                k: v
+                for k, v in reply.headers.items()
+                if k.lower() not in dropped and k.lower() != "content-encoding"
+            }
+            return web.Response(status=reply.status, headers=kept, body=payload)
+
+    async def session_context(app: web.Application):
+        app["session"] = ClientSession(timeout=ClientTimeout(total=60), auto_decompress=False)
+        yield
+        await app["session"].close()
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.cleanup_ctx.append(session_context)
+    app.router.add_route("*", "/{tail:.*}", counted)
+    web.run_app(app, host="127.0.0.1", port=listen_port, print=None, handle_signals=True)
+
+
+def _operation(headers: Any, body: bytes) -> str:
+    """`DynamoDB_20120810.GetItem` -> `dynamodb GetItem`; `AmazonSQS.SendMessage` -> `sqs SendMessage`;
+    query-protocol calls by their Action."""
+    target = headers.get("X-Amz-Target", "")
+    if target:
+        service, _, operation = target.partition(".")
+        return (
+            f"{'dynamodb' if service.startswith('DynamoDB') else service.lower().removeprefix('amazon')} "
+            f"{operation}"
+        )
+    from urllib.parse import parse_qs
+
+    action = parse_qs(body.decode("utf-8", "replace")).get("Action", ["other"])[0]
+    return f"query {action}"
+
+
+@dataclass
+class Proxy:
+    process: subprocess.Popen
+    url: str
+
+    def counts(self) -> Counter[str]:
+        with urllib.request.urlopen(self.url + "/__counts", timeout=5) as reply:  # noqa: S310 - loopback
+            return Counter(json.loads(reply.read()))
+
+
+def start_proxy(upstream: str, folder: Path) -> Proxy:
+    port = free_port()
+    code = (
+        f"from finfaas.local.bench.transfers import serve_counting_proxy; "
+        f"serve_counting_proxy({port}, {upstream!r})"
+    )
+    log = (folder / f"proxy-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: answers(url + "/__counts"), PROXY_READY_SECONDS_MAX, "the counting proxy")
+    return Proxy(process, url)
+
+
+# --- the suite -------------------------------------------------------------------------------------------
+
+
+def stack_text() -> str:
+    lines = [
+        "version: 1.0",
+        "provider:",
+        "  name: openfaas",
+        "  gateway: http://127.0.0.1:8080",
+        "functions:",
+    ]
+    for name, (topic, environment) in FUNCTIONS.items():
+        lines += [
+            f"  {name}:",
+            "    lang: python3-http",
+            f"    handler: {FUNCTIONS_DIR / name}",
+            f"    image: bench/{name}",
+        ]
+        if topic:
+            lines += ["    annotations:", f"      topic: {topic}"]
+        lines += ["    environment:"]
+        lines += [f'      {key}: "{value}"' for key, value in {"exec_timeout": "30s", **environment}.items()]
+    return "\n".join(lines) + "\n"
+
+
+def reader_token() -> str:
+    """A client token that may read executions (signed by the dev signing key)."""
+    from finfaas.platform import config
+    from finfaas.platform.keys import load_keyring
+    from finfaas.platform.testing import TokenMinter
+
+    settings = config.auth_settings()
+    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
+    return minter.mint("bench", ("orchestrator:read",), kind="client")
+
+
+def write_suite_secrets(secrets_dir: Path) -> None:
+    from finfaas.platform import keys
+    from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text
+    from finfaas.services.rail import NOTICE_KEY_SECRET_NAME, new_notice_key
+
+    write_secrets(secrets_dir)
+    keys.ensure_service_clients(secrets_dir, SERVICE_CLIENT_SCOPES, out=lambda line: None)
+    for name, text in (
+        (NOTICE_KEY_SECRET_NAME, new_notice_key()),
+        (EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text()),
+    ):
+        path = secrets_dir / name
+        path.write_text(text + "\n")
+        path.chmod(keys.secrets_file_mode)
+
+
+def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
+    stack = sandbox.folder / "stack.yml"
+    stack.write_text(stack_text())
+    log = (sandbox.folder / "gateway.log").open("wb")
+    command = [
+        sys.executable,
+        "-m",
+        "finfaas.local.gateway",
+        "--stack",
+        str(stack),
+        "--port",
+        str(sandbox.gateway_port),
+        "--logs-dir",
+        str(sandbox.folder / "functions"),
+    ]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+@dataclass
+class Customer:
+    customer_id: str
+    account_id: str
+    token: str
+
+
+def open_customers(count: int, run_id: str) -> list[Customer]:
+    """Customers with one funded account each, and their tokens (signed by the dev signing key)."""
+    from finfaas.domain.ledger import NewAccount
+    from finfaas.platform import config
+    from finfaas.platform.keys import load_keyring
+    from finfaas.platform.testing import TokenMinter
+    from finfaas.services.ledger import LedgerService
+    from finfaas.store.ledger_store import ledger_store_from_config
+
+    store = ledger_store_from_config()
+    service = LedgerService(store)
+    service.ensure_system_accounts(CURRENCY)
+    settings = config.auth_settings()
+    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
+    customers = []
+    for n in range(count):
+        customer_id, account_id = f"bc{run_id}-{n}", f"ba{run_id}-{n}"
+        store.open_account(NewAccount(account_id, customer_id, CURRENCY), datetime.now(UTC))
+        service.deposit(account_id, ACCOUNT_OPENING_MINOR, CURRENCY, transfer_id=f"{account_id}-opening")
+        token = minter.sign(
+            {
+                **minter.claims(customer_id, ("transfers:write", "transfers:read"), "customer"),
+                "exp": int(time.time()) + 3600,
+            }
+        )
+        customers.append(Customer(customer_id, account_id, token))
+    return customers
+
+
+# --- load ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    transfer_id: str
+    status: str
+    latency_ms: float
+    sent_at: float  # epoch seconds when the POST was sent
+    polls: int  # GET /transfers/{id} while waiting (each reads the order once)
+
+
+@dataclass
+class PhaseResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def completed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "COMPLETED"]
+
+
+class Customers:
+    """Hands out (sender, payee) pairs so no customer sends more than TRANSFERS_PER_CUSTOMER_MAX."""
+
+    def __init__(self, customers: list[Customer]) -> None:
+        self._customers = customers
+        self._next = 0
+
+    def pair(self) -> tuple[Customer, Customer]:
+        index = self._next // TRANSFERS_PER_CUSTOMER_MAX % len(self._customers)
+        self._next += 1
+        return self._customers[index], self._customers[(index + 1) % len(self._customers)]
+
+
+def _request(
+    method: str, url: str, token: str, body: Any = None, headers: dict | None = None
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    all_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+    if data is not None:
+        all_headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as reply:  # noqa: S310 - loopback
+            return reply.status, json.loads(reply.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")[:300]
+
+
+def one_transfer(base_url: str, sender: Customer, payee: Customer) -> Outcome:
+    """POST a transfer, poll until it is final; latency from sending the POST to its final step."""
+    started = time.time()
+    body = {
+        "debit_account_id": sender.account_id,
+        "credit_account_id": payee.account_id,
+        "amount": TRANSFER_AMOUNT_MINOR,
+        "currency": CURRENCY,
+    }
+    status, answer = _request(
+        "POST",
+        f"{base_url}/function/transfers/transfers",
+        sender.token,
+        body,
+        {"Idempotency-Key": secrets.token_hex(8)},
+    )
+    if status != 202:
+        raise RuntimeError(f"POST /transfers answered {status}: {answer}")
+    transfer_id = answer["transfer_id"]
+    deadline = time.monotonic() + TRANSFER_SECONDS_MAX
+    polls = 0
+    while time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        polls += 1
+        status, view = _request("GET", f"{base_url}/function/transfers/transfers/{transfer_id}", sender.token)
+        if status == 200 and view["status"] in FINAL_STATUSES:
+            finished = datetime.fromisoformat(view["steps"][-1]["at"]).timestamp()
+            return Outcome(transfer_id, view["status"], (finished - started) * 1000, started, polls)
+    raise RuntimeError(f"transfer {transfer_id} not final after {TRANSFER_SECONDS_MAX} s")
+
+
+async def run_phase(
+    base_url: str, customers: Customers, clients: int, transfers: int, seconds_max: float
+) -> PhaseResult:
+    """`clients` closed-loop clients until `transfers` are done or `seconds_max` has passed."""
+    result = PhaseResult()
+    deadline = time.monotonic() + seconds_max
+    started = time.monotonic()
+    issued = 0
+
+    async def client() -> None:
+        nonlocal issued
+        while issued < transfers and time.monotonic() < deadline:
+            issued += 1
+            sender, payee = customers.pair()
+            try:
+                result.outcomes.append(await asyncio.to_thread(one_transfer, base_url, sender, payee))
+            except Exception as error:  # counted and shown; the run goes on
+                result.errors[type(error).__name__ + ": " + str(error)[:120]] += 1
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+# --- measuring ---------------------------------------------------------------------------------------
+
+
+def step_ms_total(logs_dir: Path) -> tuple[float, Counter[str]]:
+    """Milliseconds the saga's steps spent in their functions, from the request log lines."""
+    total, by_route = 0.0, Counter()
+    for function, routes in STEP_ROUTES.items():
+        path = logs_dir / f"{function}.log"
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("{") or '"msg":"request"' not in line:
+                continue
+            record = json.loads(line)
+            if record.get("route") in routes and record.get("method") == "POST":
+                total += float(record.get("duration_ms", 0.0))
+                by_route[f"{function} {record['route']}"] += float(record.get("duration_ms", 0.0))
+    return total, by_route
+
+
+def percentile_ms(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)], 1)
+
+
+def per_transfer(counts: Counter[str], service: str, transfers: int) -> dict[str, float]:
+    return {
+        name.split(" ", 1)[1]: round(n / transfers, 2)
+        for name, n in sorted(counts.items())
+        if name.startswith(service + " ")
+    }
+
+
+def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str, float]:
+    """Where end-to-end time goes, from the executions' histories: until the execution exists, until
+    its first task starts (the wake-up through SQS), inside tasks, and between them (orchestration)."""
+    totals: Counter[str] = Counter()
+    for outcome in outcomes:
+        path = f"/function/orchestrator/executions/transfer:{outcome.transfer_id}/history?limit=200"
+        status, page = _request("GET", base_url + path, token)
+        if status != 200:
+            continue
+        events = page["data"]
+        at = {e["seq"]: datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp() for e in events}
+        started = next(at[e["seq"]] for e in events if e["type"] == "ExecutionStarted")
+        scheduled = [at[e["seq"]] for e in events if e["type"] == "TaskScheduled"]
+        ended = [at[e["seq"]] for e in events if e["type"] in ("TaskSucceeded", "TaskFailed")]
+        in_tasks = sum(end - begin for begin, end in zip(scheduled, ended, strict=False))
+        totals["until_execution_started"] += (started - outcome.sent_at) * 1000
+        totals["until_first_task"] += (scheduled[0] - started) * 1000
+        totals["tasks_and_checkpoints"] += in_tasks * 1000
+        totals["between_checkpoints"] += (max(at.values()) - scheduled[0] - in_tasks) * 1000
+    count = max(len(outcomes), 1)
+    return {name: round(total / count, 1) for name, total in totals.items()}
+
+
+def no_execution_running(timeout_seconds: float) -> bool:
+    from finfaas.store.executions_store import ExecutionsStore
+
+    store = ExecutionsStore()
+    deadline = time.monotonic() + timeout_seconds
+    while store.any_running():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, moto: Proxy) -> dict[str, Any]:
+    base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
+    total = WARMUP_TRANSFERS + args.low_load_transfers + args.transfers
+    customers = Customers(
+        open_customers(max(2, math.ceil(total / TRANSFERS_PER_CUSTOMER_MAX) + 1), secrets.token_hex(3))
+    )
+    logs_dir = sandbox.folder / "functions"
+    print(f"warming up with {WARMUP_TRANSFERS} transfers (function starts, JWKS, pools)", flush=True)
+    await run_phase(base_url, customers, 1, WARMUP_TRANSFERS, args.seconds_max)
+
+    steps_before, routes_before = step_ms_total(logs_dir)
+    low = await run_phase(base_url, customers, 1, args.low_load_transfers, args.seconds_max)
+    steps_low, routes_low = step_ms_total(logs_dir)
+    routes_low = routes_low - routes_before
+    breakdown = breakdown_ms(base_url, reader_token(), low.completed)
+    step_ms_per_transfer = (steps_low - steps_before) / max(len(low.outcomes), 1)
+    low_p50 = percentile_ms([o.latency_ms for o in low.outcomes], 0.5)
+    low_mean = sum(o.latency_ms for o in low.outcomes) / max(len(low.outcomes), 1)
+    print(
+        f"low load, 1 client: {len(low.completed)} completed, p50 {low_p50} ms, "
+        f"steps {step_ms_per_transfer:.1f} ms per transfer",
+        flush=True,
+    )
+
+    dynamodb_before, sqs_before = dynamodb.counts(), moto.counts()
+    steps_before = steps_low
+    load = await run_phase(base_url, customers, args.clients, args.transfers, args.seconds_max)
+    steps_after, _ = step_ms_total(logs_dir)
+    dynamodb_calls, sqs_calls = dynamodb.counts() - dynamodb_before, moto.counts() - sqs_before
+    done = max(len(load.completed), 1)
+    # The clients' status polls read the order once each: the saga's own calls are counted without them.
+    polls = sum(o.polls for o in load.outcomes)
+    dynamodb_calls["dynamodb GetItem"] -= polls
+    latencies = [o.latency_ms for o in load.completed]
+    load_mean = sum(latencies) / done
+    load_steps = (steps_after - steps_before) / max(len(load.outcomes), 1)
+    print(
+        f"load {args.clients} clients: {len(load.completed)} completed in {load.seconds:.1f} s, "
+        f"p50 {percentile_ms(latencies, 0.5)} ms, p99 {percentile_ms(latencies, 0.99)} ms",
+        flush=True,
+    )
+    for error, count in load.errors.most_common(3):
+        print(f"    {count} x {error}", flush=True)
+    return {
+        "sagas_per_s": round(len(load.completed) / load.seconds, 2) if load.seconds else 0.0,
+        "p50_ms": percentile_ms(latencies, 0.5),
+        "p99_ms": percentile_ms(latencies, 0.99),
+        "overhead_ratio": round(low_mean / step_ms_per_transfer, 2) if step_ms_per_transfer else None,
+        "overhead_ratio_under_load": round(load_mean / load_steps, 2) if load_steps else None,
+        "dynamodb_calls_per_transfer": round(sum(dynamodb_calls.values()) / done, 2),
+        "sqs_calls_per_transfer": round(sum(sqs_calls.values()) / done, 2),
+        "dynamodb_calls_by_operation": per_transfer(dynamodb_calls, "dynamodb", done),
+        "sqs_calls_by_operation": per_transfer(sqs_calls, "sqs", done),
+        "status_polls_per_transfer": round(polls / done, 2),
+        "low_load": {
+            "p50_ms": low_p50,
+            "mean_ms": round(low_mean, 1),
+            "breakdown_ms": breakdown,
+            "step_ms_per_transfer": round(step_ms_per_transfer, 1),
+            "step_ms_by_route": {
+                k: round(v / max(len(low.outcomes), 1), 1) for k, v in sorted(routes_low.items())
+            },
+        },
+        "completed": len(load.completed),
+        "not_completed": {
+            s: n for s, n in Counter(o.status for o in load.outcomes).items() if s != "COMPLETED"
+        },
+        "errors": sum(load.errors.values()) + sum(low.errors.values()),
+        "clients": args.clients,
+    }
+
+
+# --- command line ----------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--clients", type=int, default=CLIENTS_DEFAULT, help="concurrent clients (load phase)"
+    )
+    parser.add_argument(
+        "--transfers", type=int, default=TRANSFERS_DEFAULT, help="transfers in the load phase"
+    )
+    parser.add_argument(
+        "--low-load-transfers",
+        type=int,
+        default=LOW_LOAD_TRANSFERS_DEFAULT,
+        help="transfers sent one at a time for the overhead ratio",
+    )
+    parser.add_argument("--seconds-max", type=float, default=SECONDS_MAX_DEFAULT, help="cap per phase")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (
+        0 < args.seconds_max <= SECONDS_MAX_LIMIT
+        and 0 < args.transfers <= TRANSFERS_LIMIT
+        and 0 < args.low_load_transfers <= TRANSFERS_LIMIT
+        and 0 < args.clients <= 64
+    ):
+        print(
+            f"bench transfers: need 0 < --seconds-max <= {SECONDS_MAX_LIMIT}, 0 < --transfers <= "
+            f"{TRANSFERS_LIMIT}, 0 < --clients <= 64",
+            file=sys.stderr,
+        )
+        return 2
+    from finfaas.local import emulators, infra, tools
+    from finfaas.local.gateway import run_on_uvloop
+
+    with tempfile.TemporaryDirectory(prefix="finfaas-bench-transfers-") as folder:
+        sandbox = Sandbox(Path(folder), f"bench{secrets.token_hex(3)}", free_port(), Path(folder) / "secrets")
+        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
+        children: list[subprocess.Popen] = []
+        try:
+            tools.ensure_dynamodb_local()
+            aws.start()
+            export_environment(aws.env(), sandbox)
+            infra.deploy(sandbox.stage, "embedded")
+            write_suite_secrets(sandbox.secrets_dir)
+            dynamodb = start_proxy(aws.env()["AWS_ENDPOINT_URL_DYNAMODB"], sandbox.folder)
+            moto = start_proxy(aws.env()["AWS_ENDPOINT_URL"], sandbox.folder)
+            children += [dynamodb.process, moto.process]
+            os.environ.update({"AWS_ENDPOINT_URL_DYNAMODB": dynamodb.url, "AWS_ENDPOINT_URL": moto.url})
+            gateway = start_gateway(sandbox)
+            children.append(gateway)
+            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
+            wait_until(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
+            summary = run_on_uvloop(measure(args, sandbox, dynamodb, moto))
+            drained = no_execution_running(DRAIN_SECONDS_MAX)
+            check = ledger_check(sandbox.stage)
+        except Exception:
+            _show_logs(sandbox)
+            raise
+        finally:
+            for child in reversed(children):
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            aws.stop()
+    print(check.stdout.strip().splitlines()[-1] if check.stdout.strip() else check.stderr.strip())
+    summary["ledger_check"] = "passed" if check.returncode == 0 else f"failed (exit {check.returncode})"
+    summary["executions_left_running"] = not drained
+    ratio = summary["overhead_ratio"]
+    verdict = "meets" if ratio is not None and ratio <= OVERHEAD_TARGET else "misses"
+    print(
+        f"overhead ratio at low load {ratio} ({verdict} the {OVERHEAD_TARGET} target); "
+        f"{summary['dynamodb_calls_per_transfer']} DynamoDB and {summary['sqs_calls_per_transfer']} "
+        "SQS calls per completed transfer"
+    )
+    print(json.dumps(summary))
+    return 0 if check.returncode == 0 and drained else 1
+
+
+def _show_logs(sandbox: Sandbox) -> None:
+    for log in [sandbox.folder / "gateway.log", *sorted((sandbox.folder / "functions").glob("*.log"))]:
+        if log.is_file():
+            tail = log.read_text(errors="replace").splitlines()[-10:]
+            print(f"{log.name} (last lines):\n" + "\n".join(tail), file=sys.stderr)
