@@ -1,0 +1,205 @@
+"""The transfer saga with every part as a process: gateway, queue connector, orchestrator, transfers, risk,
+ledger, rail and auth, on the embedded emulators. What the in-process tests simulate runs for real here:
+SQS wake-ups, the rail's queue hand-off and settlement timer, the signed notice through the gateway,
+the reviews queue and an operator's decision, and the recall after a rail timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from finfaas.local.bench.transfers import (
+    Customer,
+    _request,
+    open_customers,
+    stack_text,
+    write_suite_secrets,
+)
+from fixtures.gateway_harness import free_port, http, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+RAIL_TIMEOUT_SECONDS = 4  # the test copy of the saga waits this long for the rail (300 in the real one)
+GATEWAY_READY_SECONDS_MAX = 30
+SAGA_SECONDS_MAX = 60
+STOP_SECONDS_MAX = 20
+CHECK_SECONDS_MAX = 120
+FINAL = ("COMPLETED", "FAILED", "COMPENSATED")
+
+
+def _short_rail_timeout(folder: Path) -> Path:
+    definition = json.loads((REPOSITORY_ROOT / "infra/statemachines/transfer.asl.json").read_text())
+    definition["States"]["HandOffToRail"]["TimeoutSeconds"] = RAIL_TIMEOUT_SECONDS
+    (folder / "transfer.asl.json").write_text(json.dumps(definition))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def suite(embedded_aws, tmp_path_factory):
+    """The gateway with every function of the saga, and its base URL."""
+    folder = tmp_path_factory.mktemp("saga-e2e")
+    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
+    write_suite_secrets(secrets_dir)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    (folder / "stack.yml").write_text(stack_text())
+    env = {
+        **os.environ,
+        **embedded_aws.env(),
+        "FINFAAS_GATEWAY_URL": base_url,
+        "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json",
+        "FINFAAS_STATEMACHINES_DIR": str(_short_rail_timeout(folder)),
+        "RAIL_SANDBOX_SETTLE_SECONDS": "1",
+    }
+    log = (folder / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "finfaas.local.gateway",
+            "--stack",
+            str(folder / "stack.yml"),
+            "--port",
+            str(port),
+            "--logs-dir",
+            str(folder / "functions"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        wait_for(lambda: _answers(base_url + "/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(STOP_SECONDS_MAX)
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http("GET", url, timeout=1).status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def customers(suite) -> list[Customer]:
+    return open_customers(4, secrets.token_hex(3))
+
+
+def _ops_token() -> str:
+    from finfaas.platform import config
+    from finfaas.platform.keys import load_keyring
+    from finfaas.platform.testing import TokenMinter
+
+    settings = config.auth_settings()
+    return TokenMinter(load_keyring(), settings.issuer, settings.audience).mint(
+        "ops-1", ("ops",), kind="client"
+    )
+
+
+def _send(base_url: str, sender: Customer, body: dict) -> str:
+    status, answer = _request(
+        "POST",
+        f"{base_url}/function/transfers/transfers",
+        sender.token,
+        {"debit_account_id": sender.account_id, "currency": "USD", **body},
+        {"Idempotency-Key": secrets.token_hex(8)},
+    )
+    assert status == 202, answer
+    return answer["transfer_id"]
+
+
+def _view(base_url: str, customer: Customer, transfer_id: str, wait: int = 5) -> dict:
+    status, view = _request(
+        "GET", f"{base_url}/function/transfers/transfers/{transfer_id}?wait={wait}", customer.token
+    )
+    assert status == 200, view
+    return view
+
+
+def _final(base_url: str, customer: Customer, transfer_id: str) -> dict:
+    return wait_for(
+        lambda: (v := _view(base_url, customer, transfer_id)) and v["status"] in FINAL and v,
+        SAGA_SECONDS_MAX,
+        f"transfer {transfer_id} to end",
+    )
+
+
+def test_an_internal_transfer_completes_through_queues_and_functions(suite, customers):
+    alice, bob = customers[0], customers[1]
+
+    transfer_id = _send(suite, alice, {"credit_account_id": bob.account_id, "amount": 1_250})
+
+    view = _final(suite, alice, transfer_id)
+    assert view["status"] == "COMPLETED"
+    assert [s["name"] for s in view["steps"]] == ["accept", "validate", "screen", "completed"]
+
+
+def test_the_rail_settles_through_its_queue_and_signed_notice(suite, customers):
+    creditor = {"bank_code": "BANKGB22", "account_number": "12345678", "name": "Carol"}
+
+    view = _final(suite, customers[0], _send(suite, customers[0], {"creditor": creditor, "amount": 700}))
+
+    assert view["status"] == "COMPLETED"
+
+
+def test_a_rail_that_never_answers_is_recalled_and_the_hold_voided(suite, customers):
+    stuck = {"bank_code": "BANKGB22", "account_number": "99990003", "name": "Dave"}
+
+    view = _final(suite, customers[2], _send(suite, customers[2], {"creditor": stuck, "amount": 900}))
+
+    assert view["status"] == "COMPENSATED"
+    assert view["failure"]["code"] == "not_settled"
+
+
+def test_a_large_transfer_waits_for_an_operator_on_the_reviews_queue(suite, customers):
+    sender, payee = customers[3], customers[1]
+    ops = _ops_token()
+    _request(
+        "PUT",
+        f"{suite}/function/transfers/_/ops/customers/{sender.customer_id}/tier",
+        ops,
+        {"tier": "PREMIUM"},
+    )
+    transfer_id = _send(suite, sender, {"credit_account_id": payee.account_id, "amount": 1_500_000})
+
+    waiting = wait_for(
+        lambda: _view(suite, sender, transfer_id, wait=1)["decision_pending"] == "review",
+        SAGA_SECONDS_MAX,
+        "the review request",
+    )
+    status, _ = _request(
+        "POST",
+        f"{suite}/function/transfers/_/ops/transfers/{transfer_id}/decision",
+        ops,
+        {"decision": "approve", "note": "called the customer"},
+        {"Idempotency-Key": secrets.token_hex(8)},
+    )
+
+    assert waiting and status == 200
+    assert _final(suite, sender, transfer_id)["status"] == "COMPLETED"
+
+
+def test_the_ledger_checks_clean_and_no_execution_is_left_running(suite, customers, embedded_aws):
+    from finfaas.store.executions_store import ExecutionsStore
+
+    wait_for(lambda: not ExecutionsStore().any_running(), SAGA_SECONDS_MAX, "every execution to end")
+    result = subprocess.run(
+        [sys.executable, "-m", "finfaas.local.cli", "ledger", "check"],
+        env={**os.environ, **embedded_aws.env()},
+        capture_output=True,
+        text=True,
+        timeout=CHECK_SECONDS_MAX,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
