@@ -1,8 +1,10 @@
 """The ledger function: transfers, holds, linked legs and reversals for internal services; ops controls.
 
 Callers are client apps with client_credentials tokens (scopes ledger:write, ledger:read, ops).
-Every money movement needs an Idempotency-Key, recorded in the ledger's own transaction; status
-codes per refusal are listed in finfaas.services.ledger_api.
+Every money movement needs an Idempotency-Key, recorded in the ledger's own transaction, and its
+audit record travels in the same transaction's outbox item (the outbox relay appends it to the audit
+chain `ledger-outbox-<n>`); refusals are audited at once in `ledger-<shard>`. Status codes per
+refusal are listed in finfaas.services.ledger_api.
 """
 
 import sys
@@ -132,8 +134,9 @@ app = FunctionApp(
     limiter=lambda: services.get().limiter,
     audit=lambda: services.get().audit,
 )
+# Audit facts of a money movement ride in its own transaction's outbox item; the relay seals them.
 MONEY_ROUTE = {"scopes": [WRITE], "status": 201, "idempotency": "in_transaction",
-               "rate_limit": MONEY_LIMIT.name}
+               "rate_limit": MONEY_LIMIT.name, "audit": "outbox"}
 
 
 def caller(req: Request) -> LedgerCaller:
@@ -152,40 +155,42 @@ def sent(answer: Answer) -> Response:
 def create_transfer(req: Request, body: TransferBody) -> Response:
     """Move an amount between two accounts of one currency, at once."""
     req.audit_target = f"transfer:{body.transfer_id}"
-    return sent(services.get().api.transfer(caller(req), body, req.idempotency))
+    return sent(services.get().api.transfer(caller(req), body, req.idempotency, req.outbox_audit))
 
 
 @app.route("POST", "/transfers/linked", body=LinkedBody, response=TransferList, **MONEY_ROUTE)
 def create_linked_transfers(req: Request, body: LinkedBody) -> Response:
     """Linked legs (fees, splits) that commit all together or not at all."""
     req.audit_target = f"transfer:{body.transfers[0].transfer_id}"
-    return sent(services.get().api.transfer_linked(caller(req), body, req.idempotency))
+    return sent(services.get().api.transfer_linked(caller(req), body, req.idempotency, req.outbox_audit))
 
 
 @app.route("POST", "/pending", body=HoldBody, response=TransferView, **MONEY_ROUTE)
 def create_hold(req: Request, body: HoldBody) -> Response:
     """Reserve an amount (a hold) until it is posted, voided or expires."""
     req.audit_target = f"transfer:{body.transfer_id}"
-    return sent(services.get().api.hold(caller(req), body, req.idempotency))
+    return sent(services.get().api.hold(caller(req), body, req.idempotency, req.outbox_audit))
 
 
 @app.route("POST", "/pending/{pending_id}/post", body=PostBody, response=TransferView, **MONEY_ROUTE)
 def post_hold(req: Request, pending_id: str, body: PostBody) -> Response:
     """Post a hold, in full or (amount given) in part; the rest is released."""
-    return sent(services.get().api.post_pending(caller(req), pending_id, body, req.idempotency))
+    api = services.get().api
+    return sent(api.post_pending(caller(req), pending_id, body, req.idempotency, req.outbox_audit))
 
 
 @app.route("POST", "/pending/{pending_id}/void", body=ResolutionBody, response=TransferView, **MONEY_ROUTE)
 def void_hold(req: Request, pending_id: str, body: ResolutionBody) -> Response:
     """Release a hold without moving money."""
-    return sent(services.get().api.void_pending(caller(req), pending_id, body, req.idempotency))
+    api = services.get().api
+    return sent(api.void_pending(caller(req), pending_id, body, req.idempotency, req.outbox_audit))
 
 
 @app.route("POST", "/transfers/{transfer_id}/reverse", body=ResolutionBody, response=TransferView,
            **MONEY_ROUTE)
 def reverse_transfer(req: Request, transfer_id: str, body: ResolutionBody) -> Response:
     """Undo a posted transfer with a new one in the opposite direction (once per transfer)."""
-    return sent(services.get().api.reverse(caller(req), transfer_id, body, req.idempotency))
+    return sent(services.get().api.reverse(caller(req), transfer_id, body, req.idempotency, req.outbox_audit))
 
 
 # --- reading ----------------------------------------------------------------------------------------

@@ -195,6 +195,59 @@ def chain_name(function: str, actor: str, shards: int) -> str:
     return f"{function}-{shard}"
 
 
+def seal_record(chain: str, head: AuditRecord | None, event: AuditEvent, at: str,
+                key: AuditKey | None) -> AuditRecord:
+    """The record that follows head (None: the chain's first) in chain, hashed and signed with key."""
+    unsealed = AuditRecord(
+        chain=chain,
+        seq=head.seq + 1 if head else 1,
+        at=at,
+        actor=event.actor,
+        action=event.action,
+        target=event.target,
+        outcome=event.outcome.value,
+        source_ip=event.source_ip,
+        trace_id=event.trace_id,
+        request_id=event.request_id,
+        prev_hash=head.hash if head else GENESIS_HASH,
+        alg=ALG_HMAC_SHA256 if key else ALG_SHA256,
+        key_id=key.key_id if key else None,
+        hash="",
+    )
+    secret = key.secret if key else None
+    return AuditRecord(**{**asdict(unsealed), "hash": record_hash(unsealed.content(), secret)})
+
+
+def format_audit_time(moment: float) -> str:
+    """A record's `at`: UTC, millisecond precision."""
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+
+
+def audit_facts_json(event: AuditEvent, at: str) -> str:
+    """An event and its time as JSON text, to travel inside an outbox item until a relay seals it."""
+    facts = {**asdict(event), "outcome": event.outcome.value, "at": at, "v": RECORD_VERSION}
+    return json.dumps(facts, sort_keys=True, separators=(",", ":"))
+
+
+def audit_facts_from_json(text: str) -> tuple[AuditEvent, str]:
+    """(event, at) from audit_facts_json text; AuditEventInvalid if anything is malformed."""
+    try:
+        facts = json.loads(text)
+        at = facts.pop("at")
+        facts.pop("v", None)
+        datetime.fromisoformat(at)
+        return AuditEvent(**{**facts, "outcome": Outcome(facts["outcome"])}), at
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise AuditEventInvalid("audit facts are not a valid audit event") from None
+
+
+def audit_key_from_secret() -> AuditKey | None:
+    """The signing key from the `audit-hmac-key` secret, or None when it is not configured."""
+    from finfaas.platform.config import read_secret  # keeps this module free of configuration at import
+
+    return signing_key_from_text(read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+
+
 class AuditRepository(Protocol):
     def head(self, chain: str) -> AuditRecord | None:
         """The record with the highest seq (strongly consistent); None for an empty chain."""
@@ -244,7 +297,7 @@ class AuditLog:
     def append(self, event: AuditEvent) -> AuditRecord:
         """Record event at the end of its chain; raises AuditAppendConflict after too many lost races."""
         chain = self.chain_for(event.actor)
-        at = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")
+        at = format_audit_time(self._clock())
         with self._lock_for(chain):
             head = self._heads.get(chain) or self._store.head(chain)
             for attempt in range(APPEND_ATTEMPTS_MAX):
@@ -259,24 +312,7 @@ class AuditLog:
         raise AuditAppendConflict(f"chain {chain}: lost {APPEND_ATTEMPTS_MAX} races for the next seq")
 
     def _sealed(self, chain: str, head: AuditRecord | None, event: AuditEvent, at: str) -> AuditRecord:
-        unsealed = AuditRecord(
-            chain=chain,
-            seq=head.seq + 1 if head else 1,
-            at=at,
-            actor=event.actor,
-            action=event.action,
-            target=event.target,
-            outcome=event.outcome.value,
-            source_ip=event.source_ip,
-            trace_id=event.trace_id,
-            request_id=event.request_id,
-            prev_hash=head.hash if head else GENESIS_HASH,
-            alg=ALG_HMAC_SHA256 if self._key else ALG_SHA256,
-            key_id=self._key.key_id if self._key else None,
-            hash="",
-        )
-        secret = self._key.secret if self._key else None
-        return AuditRecord(**{**asdict(unsealed), "hash": record_hash(unsealed.content(), secret)})
+        return seal_record(chain, head, event, at, self._key)
 
     def _lock_for(self, chain: str) -> Lock:
         with self._locks_guard:

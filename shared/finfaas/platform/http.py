@@ -33,6 +33,11 @@ Unauthenticated routes are never rate limited (there is no principal to count).
 Audit: with an app-level AuditLog, every authenticated POST/PUT/PATCH/DELETE appends who (token
 subject), what (operation id), target (`req.audit_target` or the path), outcome, source IP,
 request id and trace id. 429s are not audited (they change nothing and would let a flood write).
+`audit="outbox"` (a route option): the handler receives `req.outbox_audit` and writes its facts
+(`facts()`, JSON text) into the outbox item of its own transaction, then calls `mark_recorded()`
+once that transaction commits; the outbox relay seals them into the audit chain. The platform then
+appends nothing, so the audit costs no round trip and is exactly as durable as the change. Answers
+whose transaction did not carry the facts (refusals, replays) are appended as usual.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from finfaas.platform import jwt_auth, tracing
 from finfaas.platform.audit import ID_PATTERN as AUDIT_ACTOR_PATTERN
 from finfaas.platform.audit import TARGET_PATTERN as AUDIT_TARGET_PATTERN
 from finfaas.platform.audit import TRACE_ID_PATTERN as AUDIT_TRACE_ID_PATTERN
-from finfaas.platform.audit import AuditEvent, AuditLog, Outcome
+from finfaas.platform.audit import AuditEvent, AuditLog, Outcome, audit_facts_json, format_audit_time
 from finfaas.platform.errors import (
     BadRequest,
     ErrorSpec,
@@ -115,6 +120,10 @@ IdempotencyMode = Literal["required", "optional", "in_transaction"]
 IDEMPOTENCY_MODES = ("required", "optional", "in_transaction")
 IN_TRANSACTION = "in_transaction"
 RATE_LIMIT_DEFAULT = "default"
+AuditMode = Literal["sync", "outbox"]
+AUDIT_MODES = ("sync", "outbox")
+AUDIT_SYNC = "sync"
+AUDIT_OUTBOX = "outbox"
 # The edge (ingress, gateway) sets X-Real-Ip to the peer it saw; X-Forwarded-For is the fallback,
 # read from the right: its last entry is the one the nearest proxy appended, the rest is hearsay.
 CLIENT_IP_HEADERS = ("x-real-ip", "x-forwarded-for")
@@ -160,6 +169,8 @@ class Request:
     idempotency: TransactionalIdempotency | None = None
     # What the audit record names as the target (e.g. "transfer:t-1"); default: the request path.
     audit_target: str | None = None
+    # Set for audit="outbox" routes: the facts to carry in the handler's own outbox item.
+    outbox_audit: OutboxAudit | None = None
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -204,6 +215,7 @@ class Route:
     list_query_fields: frozenset[str]
     idempotency: IdempotencyMode | None = None
     rate_limit: str | None = RATE_LIMIT_DEFAULT
+    audit: AuditMode = AUDIT_SYNC
 
     @property
     def operation_id(self) -> str:
@@ -244,6 +256,25 @@ class TransactionalIdempotency:
         answer = self.guard.answer_for(self.scope, existing)
         if answer is not None:
             raise IdempotentReplay(answer)
+
+    def mark_recorded(self) -> None:
+        self.recorded = True
+
+
+@dataclass
+class OutboxAudit:
+    """An audit="outbox" route's audit record, to be written inside the handler's own transaction.
+
+    `facts()` is the record's content as the request stands when called (outcome succeeded, since
+    only a committed transaction carries it); `mark_recorded()` after that transaction commits
+    tells the platform not to append it again.
+    """
+
+    build_facts: Callable[[], str] = field(repr=False)
+    recorded: bool = False
+
+    def facts(self) -> str:
+        return self.build_facts()
 
     def mark_recorded(self) -> None:
         self.recorded = True
@@ -403,17 +434,19 @@ class FunctionApp:
         openapi: Mapping[str, Any] | None = None,
         idempotency: IdempotencyMode | None = None,
         rate_limit: str | None = RATE_LIMIT_DEFAULT,
+        audit: AuditMode = AUDIT_SYNC,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register a handler; auth is required unless auth=False, and every listed scope is needed.
 
-        idempotency ("required", "optional", "in_transaction") and rate_limit (a limit name, None
-        for none) take effect when the app was given an idempotency guard / a limiter."""
+        idempotency ("required", "optional", "in_transaction"), rate_limit (a limit name, None for
+        none) and audit ("sync", "outbox") take effect when the app was given an idempotency guard /
+        a limiter / an audit log."""
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             route = _build_route(
                 method, path, handler, scopes, auth, body, query, response, status, media_types, openapi
             )
-            route = replace(route, idempotency=idempotency, rate_limit=rate_limit)
+            route = replace(route, idempotency=idempotency, rate_limit=rate_limit, audit=audit)
             self._check_platform_options(route)
             self._add_route(route)
             return handler
@@ -441,6 +474,7 @@ class FunctionApp:
         return register
 
     def _check_platform_options(self, route: Route) -> None:
+        self._check_audit_option(route)
         if route.idempotency is None:
             return
         where = f"{route.method} {route.path}"
@@ -452,6 +486,14 @@ class FunctionApp:
             raise ValueError(f"{where}: keys are scoped by principal, so idempotent routes need auth")
         if not self._guard.configured:
             raise ValueError(f"{where}: pass FunctionApp(idempotency=...) to use idempotency keys")
+
+    @staticmethod
+    def _check_audit_option(route: Route) -> None:
+        where = f"{route.method} {route.path}"
+        if route.audit not in AUDIT_MODES:
+            raise ValueError(f"{where}: audit must be one of {AUDIT_MODES}")
+        if route.audit == AUDIT_OUTBOX and (route.method not in STATE_CHANGING_METHODS or not route.auth):
+            raise ValueError(f"{where}: only authenticated state-changing routes are audited")
 
     def _add_route(self, route: Route) -> None:
         for existing in self._routes:
@@ -543,6 +585,7 @@ class FunctionApp:
             request.principal = self._authenticate(route, request, log_context)
             self._authorize(route, request.principal)
             self._enforce_rate_limit(route, request.principal)
+            request.outbox_audit = self._outbox_audit(route, request)
             response = self._run(route, request, log_context)
         except Exception as error:
             response = self._error_response(error, request, log_context)
@@ -751,12 +794,20 @@ class FunctionApp:
 
     # -- audit -------------------------------------------------------------------------------------
 
+    def _outbox_audit(self, route: Route, request: Request) -> OutboxAudit | None:
+        if route.audit != AUDIT_OUTBOX or request.principal is None or self._audit_log.get() is None:
+            return None  # facts go to the outbox only where an audit log would have taken them
+        return OutboxAudit(lambda: audit_facts_json(_audit_event(route, request, route.status),
+                                                    format_audit_time(time.time())))
+
     def _audit(self, route: Route, request: Request, response: Response) -> None:
         """Append who did what to which target with what outcome; a failure is logged, never raised,
         because the answer is already decided and must be given truthfully."""
         if (request.principal is None or route.method not in STATE_CHANGING_METHODS
                 or response.status in UNAUDITED_STATUSES or not self._audit_log.configured):
             return
+        if request.outbox_audit is not None and request.outbox_audit.recorded:
+            return  # committed inside the handler's transaction; the relay appends it
         try:
             with _timed(self.timings, "audit"):
                 audit_log = self._audit_log.get()

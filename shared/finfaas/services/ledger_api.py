@@ -43,7 +43,7 @@ from finfaas.domain.ledger import (
 )
 from finfaas.domain.money import currency_exponent
 from finfaas.platform.errors import ErrorSpec
-from finfaas.platform.http import StrictModel, TransactionalIdempotency
+from finfaas.platform.http import OutboxAudit, StrictModel, TransactionalIdempotency
 from finfaas.platform.idempotency import IdempotencyRecord, StoredResponse
 from finfaas.services.ledger import LedgerService, TransferRequest, expiry_sweep_holds_max
 
@@ -243,13 +243,19 @@ class CompletionRecords(Protocol):
 
 class IdempotencyInTransaction:
     """The ledger store's TransactionExtra for one request: puts the key's completion record, holding
-    the answer the request will get, into the ledger's transaction."""
+    the answer the request will get, into the ledger's transaction; with `audit`, the request's audit
+    facts ride in the same transaction's outbox item."""
 
     def __init__(self, key: TransactionalIdempotency, records: CompletionRecords,
-                 render: Callable[[Sequence[Transfer]], Answer]) -> None:
+                 render: Callable[[Sequence[Transfer]], Answer], audit: OutboxAudit | None = None) -> None:
         self._key = key
         self._records = records
         self._render = render
+        self._audit = audit
+
+    def outbox_audit(self) -> str | None:
+        """The audit facts (JSON text) for the outbox item, or None when the route audits by itself."""
+        return self._audit.facts() if self._audit is not None else None
 
     def put_for(self, result: Sequence[Transfer]) -> tuple[Any, Any]:
         return self._records.completion_put(self._key.completion_record(self._render(result).stored()))
@@ -259,6 +265,8 @@ class IdempotencyInTransaction:
 
     def committed(self) -> None:
         self._key.mark_recorded()
+        if self._audit is not None:
+            self._audit.mark_recorded()
 
 
 # --- use cases --------------------------------------------------------------------------------------
@@ -284,36 +292,42 @@ class LedgerApi:
         self._records = records
 
     def transfer(self, caller: LedgerCaller, body: TransferBody,
-                 key: TransactionalIdempotency | None = None) -> Answer:
-        return created([self._ledger.transfer(body.request(), caller.actor, extra=self._extra(key))])
+                 key: TransactionalIdempotency | None = None,
+                 audit: OutboxAudit | None = None) -> Answer:
+        return created([self._ledger.transfer(body.request(), caller.actor, extra=self._extra(key, audit))])
 
     def hold(self, caller: LedgerCaller, body: HoldBody,
-             key: TransactionalIdempotency | None = None) -> Answer:
+             key: TransactionalIdempotency | None = None,
+             audit: OutboxAudit | None = None) -> Answer:
         request = body.request(pending=True, timeout_seconds=body.timeout_seconds)
-        return created([self._ledger.transfer(request, caller.actor, extra=self._extra(key))])
+        return created([self._ledger.transfer(request, caller.actor, extra=self._extra(key, audit))])
 
     def transfer_linked(self, caller: LedgerCaller, body: LinkedBody,
-                        key: TransactionalIdempotency | None = None) -> Answer:
+                        key: TransactionalIdempotency | None = None,
+                        audit: OutboxAudit | None = None) -> Answer:
         requests = [leg.request(leg.pending, leg.timeout_seconds) for leg in body.transfers]
-        return created(self._ledger.transfer_linked(requests, caller.actor, extra=self._extra(key)))
+        return created(self._ledger.transfer_linked(requests, caller.actor, extra=self._extra(key, audit)))
 
     def post_pending(self, caller: LedgerCaller, pending_id: str, body: PostBody,
-                     key: TransactionalIdempotency | None = None) -> Answer:
+                     key: TransactionalIdempotency | None = None,
+                     audit: OutboxAudit | None = None) -> Answer:
         posted = self._ledger.post_pending(pending_id, amount=body.amount, currency=body.currency,
                                            transfer_id=body.transfer_id, actor=caller.actor,
-                                           extra=self._extra(key))
+                                           extra=self._extra(key, audit))
         return created([posted])
 
     def void_pending(self, caller: LedgerCaller, pending_id: str, body: ResolutionBody,
-                     key: TransactionalIdempotency | None = None) -> Answer:
+                     key: TransactionalIdempotency | None = None,
+                     audit: OutboxAudit | None = None) -> Answer:
         voided = self._ledger.void_pending(pending_id, transfer_id=body.transfer_id, actor=caller.actor,
-                                           extra=self._extra(key))
+                                           extra=self._extra(key, audit))
         return created([voided])
 
     def reverse(self, caller: LedgerCaller, transfer_id: str, body: ResolutionBody,
-                key: TransactionalIdempotency | None = None) -> Answer:
+                key: TransactionalIdempotency | None = None,
+                audit: OutboxAudit | None = None) -> Answer:
         reversal = self._ledger.reverse(transfer_id, transfer_id=body.transfer_id, actor=caller.actor,
-                                        extra=self._extra(key))
+                                        extra=self._extra(key, audit))
         return created([reversal])
 
     def get_transfer(self, caller: LedgerCaller, transfer_id: str) -> TransferView:
@@ -328,10 +342,11 @@ class LedgerApi:
     def ensure_system_accounts(self, currency: str) -> BalanceList:
         return BalanceList(accounts=[balance_view(a) for a in self._ledger.ensure_system_accounts(currency)])
 
-    def _extra(self, key: TransactionalIdempotency | None) -> IdempotencyInTransaction | None:
+    def _extra(self, key: TransactionalIdempotency | None,
+               audit: OutboxAudit | None = None) -> IdempotencyInTransaction | None:
         if key is None or self._records is None:
-            return None
-        return IdempotencyInTransaction(key, self._records, created)
+            return None  # then nothing carries the audit facts either: the platform appends them
+        return IdempotencyInTransaction(key, self._records, created, audit)
 
 
 # --- error table ------------------------------------------------------------------------------------

@@ -10,6 +10,15 @@ partition (an expired lease, clock skew) only cause duplicates, since deletes fo
 
 An event SQS can never accept (too large, invalid text) is parked beside the outbox with the reason
 rather than left to block its partition.
+
+Audit facts: an event may carry its change's audit facts (`audit`, written in the change's own
+transaction, never published). The relay seals them into the audit chain of the partition
+(`<producer>-outbox-<n>`, same record format as every chain) in the SAME transaction that deletes
+(or parks) the event: audit puts conditional on a free (chain, seq), outbox deletes conditional on
+the event still being there. So a crash after the send re-sends the event but appends its audit
+record exactly once, and two relays on one partition cannot both append it: the second one's delete
+finds the event gone and its transaction is cancelled whole. Under its lease a relay is the chain's
+only writer; it reads the head once per lease and, after a lost race, again.
 """
 
 from __future__ import annotations
@@ -22,6 +31,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from finfaas.platform.audit import (
+    AuditEventInvalid,
+    AuditKey,
+    AuditRecord,
+    audit_facts_from_json,
+    audit_key_from_secret,
+    seal_record,
+)
 from finfaas.platform.events import (
     BatchOutcome,
     EventEnvelope,
@@ -38,6 +55,8 @@ lease_seconds = 30
 idle_sleep_seconds_min = 0.1
 idle_sleep_seconds_max = 2.0
 failure_sleep_seconds_max = 10.0
+# Tries to delete a batch and append its audit records when another writer keeps winning the race.
+settle_attempts_max = 4
 
 _log = get_logger("outbox_relay")
 
@@ -54,6 +73,7 @@ class OutboxEvent:
     subject: str
     time: datetime
     data: str
+    audit: str | None = None  # the change's audit facts (JSON text); never part of the published event
 
     def envelope(self) -> EventEnvelope:
         try:
@@ -67,6 +87,24 @@ class OutboxEvent:
 
 class OutboxUnavailable(Exception):
     """The outbox table did not answer; the pass stops and the next one retries."""
+
+
+class AuditSeqTaken(Exception):
+    """Another writer took a seq of the audit chain: nothing of the transaction was written."""
+
+
+class EventsGone(Exception):
+    """Some events were already deleted (relayed by another relay): nothing of the transaction was written."""
+
+    def __init__(self, event_keys: set[str]) -> None:
+        super().__init__(f"{len(event_keys)} event(s) no longer in the outbox")
+        self.event_keys = event_keys
+
+
+def outbox_audit_chain(partition: str) -> str:
+    """The audit chain a partition's relay appends to: `ledger-3` -> `ledger-outbox-3`."""
+    producer, _, number = partition.rpartition("-")
+    return f"{producer}-outbox-{number}"
 
 
 class OutboxRepository(Protocol):
@@ -86,10 +124,18 @@ class OutboxRepository(Protocol):
         """Up to `limit` events, oldest first (strongly consistent)."""
         ...
 
-    def delete(self, events: Sequence[OutboxEvent]) -> None: ...
+    def delete(self, events: Sequence[OutboxEvent], audit: Sequence[AuditRecord] = ()) -> None:
+        """Delete events; with audit records, in one transaction that appends them (free seqs only)
+        and deletes only events still there, else raises AuditSeqTaken / EventsGone, writing nothing."""
+        ...
 
-    def park(self, event: OutboxEvent, reason: str) -> None:
-        """Move an event SQS will never accept out of the way, keeping it and the reason."""
+    def park(self, event: OutboxEvent, reason: str, audit: AuditRecord | None = None) -> None:
+        """Move an event SQS will never accept out of the way, keeping it and the reason (and
+        appending its audit record in the same transaction, as delete does)."""
+        ...
+
+    def audit_head(self, chain: str) -> AuditRecord | None:
+        """The audit chain's newest record (strongly consistent); None for an empty chain."""
         ...
 
 
@@ -123,7 +169,8 @@ class OutboxRelay:
     def __init__(self, outbox: OutboxRepository, queue: EventQueue, mac: EventMac, holder: str, *,
                  clock_ms: Callable[[], int] = _now_ms, batch_size: int = batch_events_max,
                  batches_per_lease: int = batches_per_lease_max, lease_ms: int = lease_seconds * 1000,
-                 after_send: Callable[[list[OutboxEvent]], None] | None = None) -> None:
+                 after_send: Callable[[list[OutboxEvent]], None] | None = None,
+                 audit_key: AuditKey | None | Callable[[], AuditKey | None] = audit_key_from_secret) -> None:
         assert 0 < batch_size <= batch_events_max and batches_per_lease > 0
         self.outbox = outbox
         self.queue = queue
@@ -135,6 +182,7 @@ class OutboxRelay:
         self._lease_ms = lease_ms
         # Runs between the send and the delete: tests stop a relay exactly there.
         self._after_send = after_send
+        self._audit = _ChainSealer(outbox, audit_key)
 
     def relay_once(self) -> RelayPass:
         """One pass: every partition this relay can lease, drained up to the per-lease bound."""
@@ -150,6 +198,7 @@ class OutboxRelay:
         if not self.outbox.acquire_lease(partition, self.holder, self._clock_ms(), self._lease_ms):
             result.partitions_busy += 1
             return result
+        self._audit.forget_head(outbox_audit_chain(partition))  # another relay may have appended since
         try:
             for _ in range(self._batches_per_lease):
                 events = self.outbox.oldest(partition, self._batch_size)
@@ -170,18 +219,63 @@ class OutboxRelay:
         sent = [by_id[key] for key in outcome.sent]
         if self._after_send is not None:
             self._after_send(sent)
-        if sent:
-            self.outbox.delete(sent)
+        unsealable = self._settle(sent)
+        outcome.refused.update(unsealable)
         for key, reason in outcome.refused.items():
             _log.error("outbox event parked", event_id=key, reason=reason)
-            self.outbox.park(by_id[key], reason)
-        result.sent += len(sent)
+            self._park(by_id[key], reason, seal=key not in unsealable)
+        result.sent += len(sent) - len(unsealable)
         result.parked += len(outcome.refused)
         result.failed += len(outcome.failed)
         if outcome.failed:
             _log.warning("outbox events not sent; retried on the next pass", count=len(outcome.failed),
                          reasons=sorted(set(outcome.failed.values()))[:3])
         return not outcome.failed
+
+    def _settle(self, sent: list[OutboxEvent]) -> dict[str, str]:
+        """Delete the sent events, appending their audit records in the same transaction; returns the
+        events whose audit facts cannot be sealed (left for parking), by id with the reason."""
+        unsealable = {e.event_id: "audit facts invalid" for e in sent if not self._audit.sealable(e)}
+        events = [e for e in sent if e.event_id not in unsealable]
+        for _ in range(settle_attempts_max):
+            if not events:
+                return unsealable
+            records = self._audit.records_for(events)
+            try:
+                self._delete(events, records)
+            except AuditSeqTaken:
+                self._audit.forget_head(outbox_audit_chain(events[0].partition))
+                continue
+            except EventsGone as gone:
+                events = [e for e in events if e.event_key not in gone.event_keys]
+                continue
+            self._audit.advance(records)
+            return unsealable
+        raise OutboxUnavailable(f"lost {settle_attempts_max} races for the audit chain; retried next pass")
+
+    def _delete(self, events: list[OutboxEvent], records: list[AuditRecord]) -> None:
+        if records:
+            self.outbox.delete(events, records)
+        else:
+            self.outbox.delete(events)  # nothing to append: repositories may batch-delete unconditionally
+
+    def _park(self, event: OutboxEvent, reason: str, seal: bool) -> None:
+        """Park an event, sealing its audit record in the same transaction (the change did happen)."""
+        if not seal or event.audit is None:
+            self.outbox.park(event, reason)
+            return
+        for _ in range(settle_attempts_max):
+            [record] = self._audit.records_for([event])
+            try:
+                self.outbox.park(event, reason, record)
+            except AuditSeqTaken:
+                self._audit.forget_head(outbox_audit_chain(event.partition))
+                continue
+            except EventsGone:
+                return  # another relay parked it, and sealed its record
+            self._audit.advance([record])
+            return
+        raise OutboxUnavailable(f"lost {settle_attempts_max} races for the audit chain; retried next pass")
 
     def _messages(self, events: list[OutboxEvent]) -> tuple[list[QueueMessage], dict[str, str]]:
         messages, unreadable = [], {}
@@ -191,6 +285,64 @@ class OutboxRelay:
             except EventRejected as error:
                 unreadable[event.event_id] = str(error)
         return messages, unreadable
+
+
+_UNREAD = object()
+
+
+class _ChainSealer:
+    """Seals events' audit facts into their partition's chain, after a head read once per lease."""
+
+    def __init__(self, outbox: OutboxRepository,
+                 key: AuditKey | None | Callable[[], AuditKey | None]) -> None:
+        self._outbox = outbox
+        self._key_source = key
+        self._key_loaded = not callable(key)
+        self._key: AuditKey | None = None if callable(key) else key
+        self._heads: dict[str, object] = {}
+
+    def sealable(self, event: OutboxEvent) -> bool:
+        if event.audit is None:
+            return True
+        try:
+            audit_facts_from_json(event.audit)
+        except AuditEventInvalid:
+            _log.error("outbox event with invalid audit facts", event_id=event.event_id)
+            return False
+        return True
+
+    def records_for(self, events: Sequence[OutboxEvent]) -> list[AuditRecord]:
+        """The records the audited events append, in event order, following the chain's head."""
+        records: list[AuditRecord] = []
+        for event in events:
+            if event.audit is None:
+                continue
+            chain = outbox_audit_chain(event.partition)
+            head = records[-1] if records and records[-1].chain == chain else self._head(chain)
+            facts, at = audit_facts_from_json(event.audit)
+            records.append(seal_record(chain, head, facts, at, self._signing_key()))
+        return records
+
+    def advance(self, records: Sequence[AuditRecord]) -> None:
+        for record in records:
+            self._heads[record.chain] = record
+
+    def forget_head(self, chain: str) -> None:
+        self._heads.pop(chain, None)
+
+    def _head(self, chain: str) -> AuditRecord | None:
+        head = self._heads.get(chain, _UNREAD)
+        if head is _UNREAD:
+            head = self._heads[chain] = self._outbox.audit_head(chain)
+        assert head is None or isinstance(head, AuditRecord)
+        return head
+
+    def _signing_key(self) -> AuditKey | None:
+        if not self._key_loaded:
+            assert callable(self._key_source)
+            self._key = self._key_source()
+            self._key_loaded = True
+        return self._key
 
 
 class RelayLoop:

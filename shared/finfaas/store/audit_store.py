@@ -72,8 +72,16 @@ class AuditStore:
             raise AuditStoreError("audit head read failed") from error
         return None
 
+    def item_for(self, record: AuditRecord) -> Any:
+        """The pynamodb item of a record, e.g. to put it inside another store's transaction."""
+        return self.model(**{name: getattr(record, name) for name in RECORD_FIELDS})
+
+    def free_seq_condition(self) -> Any:
+        """The put condition that keeps a chain from forking: (chain, seq) not taken yet."""
+        return self.model.seq.does_not_exist()
+
     def append(self, record: AuditRecord) -> bool:
-        item = self.model(**{name: getattr(record, name) for name in RECORD_FIELDS})
+        item = self.item_for(record)
         try:
             item.save(condition=self.model.seq.does_not_exist())
         except PutError as error:

@@ -11,7 +11,9 @@ backoff. That is safe because the guard turns a second application into a replay
 Extra puts: a money-moving operation may carry one more conditional put in its transaction (the HTTP
 Idempotency-Key's completion record, see TransactionExtra), so the key is recorded if and only if
 the money moved, at no extra round trip. When that put's condition fails, the extra is asked first
-what to answer (a replay, 409 or 422), before any ledger rule is judged.
+what to answer (a replay, 409 or 422), before any ledger rule is judged. The extra may also hand the
+request's audit facts to the operation's outbox item (`outbox_audit`), so the audit record commits
+with the money and the outbox relay appends it to the audit chain.
 
 Hot accounts: an item takes about 1,000 writes/s. To shard a hot account later, split it into N
 sub-accounts `<id>~<k>` with the same currency and owner; credits go to a sub-account picked by
@@ -162,6 +164,12 @@ class TransactionExtra(Protocol):
     def committed(self) -> None:
         """The transaction carrying the put committed."""
         ...
+
+
+def _outbox_audit(extra: object) -> str | None:
+    """The audit facts an extra asks the outbox item to carry (extras without any are accepted)."""
+    facts = getattr(extra, "outbox_audit", None)
+    return facts() if callable(facts) else None
 
 
 _EXTRA_TAG = "extra"
@@ -458,7 +466,7 @@ class DynamoLedgerStore:
                 tx.put(("hold", transfer.transfer_id), self._hold_index_record(transfer))
         changes = self._add_postings(tx, legs, actor, now, attempt)
         self._outbox(tx, "ledger.transfers.created", wanted[0].transfer_id, now,
-                     {"transfers": [_transfer_json(t) for t in wanted]})
+                     {"transfers": [_transfer_json(t) for t in wanted]}, _outbox_audit(extra))
         reasons = self._commit(tx, extra, wanted)
         if reasons is None:
             return wanted
@@ -499,7 +507,8 @@ class DynamoLedgerStore:
             tx.delete("hold", self._hold_index_record(pending))
         changes = self._add_postings(tx, [leg_for_resolution(pending, resolution)], actor, now, attempt)
         self._outbox(tx, f"ledger.pending.{state.value.lower()}", pending.transfer_id, now,
-                     {"pending_id": pending.transfer_id, "transfer": _transfer_json(resolution)})
+                     {"pending_id": pending.transfer_id, "transfer": _transfer_json(resolution)},
+                     _outbox_audit(extra))
         reasons = self._commit(tx, extra, [resolution])
         if reasons is None:
             return resolution
@@ -528,7 +537,8 @@ class DynamoLedgerStore:
                   model.reversed_by.does_not_exist() & model.transfer_id.exists())
         changes = self._add_postings(tx, [leg_for_new(wanted)], actor, now, attempt)
         self._outbox(tx, "ledger.transfer.reversed", original.transfer_id, now,
-                     {"reversal_of": original.transfer_id, "transfer": _transfer_json(wanted)})
+                     {"reversal_of": original.transfer_id, "transfer": _transfer_json(wanted)},
+                     _outbox_audit(extra))
         reasons = self._commit(tx, extra, [wanted])
         if reasons is None:
             return wanted
@@ -644,14 +654,16 @@ class DynamoLedgerStore:
             due += [(r.entry_key, r.transfer_id) for r in items]
         return [pending_id for _, pending_id in sorted(due)[:limit]]
 
-    def _outbox(self, tx: _Transaction, event_type: str, subject: str, now: datetime, data: dict) -> None:
+    def _outbox(self, tx: _Transaction, event_type: str, subject: str, now: datetime, data: dict,
+                audit: str | None = None) -> None:
         partition = f"ledger-{zlib.crc32(subject.encode()) % outbox_partitions}"
         time_text = format_time(now)
         event_id = f"{event_type}:{subject}:{micros(now)}"
         event_key = f"{entry_key_prefix(micros(now))}#{event_id}"
         record = self.models.outbox(partition, event_key, event_id=event_id, type=event_type,
                                     source=EVENT_SOURCE, subject=subject, time=time_text,
-                                    data=json.dumps(data, separators=(",", ":"), sort_keys=True))
+                                    data=json.dumps(data, separators=(",", ":"), sort_keys=True),
+                                    audit=audit)
         tx.put("outbox", record)
 
     def _commit(self, tx: _Transaction, extra: TransactionExtra | None = None,

@@ -116,6 +116,8 @@ class OutboxRecord(Model):
     subject = UnicodeAttribute()
     time = UnicodeAttribute()
     data = UnicodeAttribute()  # JSON text
+    # The change's audit facts (JSON text) for the relay to seal into the audit chain; never published.
+    audit = UnicodeAttribute(null=True)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ Keys (table outbox: HASH partition, RANGE event_key):
 - `<producer>-<n>` / `~lease`: who relays that partition until when. `~` sorts after every event
   key (they start with digits), so reading events oldest first never meets the lease;
 - `parked` / `<partition>#<event key>`: an event SQS refused for good, with the reason.
+
+Events carrying audit facts are deleted (or parked) in one TransactWriteItems with the audit records
+the relay sealed from them (table audit): deletes conditional on the event being there, puts
+conditional on a free (chain, seq). A cancelled transaction writes nothing and says which side lost.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PynamoDBException, UpdateError
+from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from finfaas.platform.audit import AuditRecord, AuditStoreError
 from finfaas.platform.config import resource_name, settings
-from finfaas.services.outbox_relay import OutboxEvent, OutboxUnavailable
+from finfaas.services.outbox_relay import AuditSeqTaken, EventsGone, OutboxEvent, OutboxUnavailable
+from finfaas.store.audit_store import AuditStore
 from finfaas.store.ledger_store import outbox_partitions as ledger_outbox_partitions
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 
@@ -32,8 +38,11 @@ LEASE_EVENT_KEY = "~lease"
 EVENT_KEY_UPPER = "~"  # exclusive upper bound of event keys
 PARKED_PARTITION = "parked"
 CONDITION_FAILED = "ConditionalCheckFailedException"
+TRANSACTION_CANCELLED = "TransactionCanceledException"
+CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 # Producers and how many partitions each spreads its events over (by crc32 of the subject).
 PRODUCER_PARTITIONS = {"ledger": ledger_outbox_partitions, "transfers": 8}
+transaction_items_max = 100  # TransactWriteItems' limit
 connect_timeout_seconds = 2
 read_timeout_seconds = 5
 retry_attempts_max = 2
@@ -88,8 +97,10 @@ class OutboxStore:
     """OutboxRepository on DynamoDB (pynamodb)."""
 
     def __init__(self, table_name: str | None = None, region: str | None = None,
-                 partitions: Sequence[str] | None = None) -> None:
+                 partitions: Sequence[str] | None = None, audit_table: str | None = None) -> None:
         self.table_name = table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME)
+        self._audit_table = audit_table
+        self._audit_store: AuditStore | None = None  # built on first use: most outboxes carry no audit
         region = region or settings().region
         self._event, self._lease, self._parked = _models(self.table_name, region)
         self._connection = Connection(region=region, max_retry_attempts=retry_attempts_max)
@@ -128,7 +139,10 @@ class OutboxStore:
         except PynamoDBException as error:
             raise OutboxUnavailable(f"query {partition}: {error}") from error
 
-    def delete(self, events: Sequence[OutboxEvent]) -> None:
+    def delete(self, events: Sequence[OutboxEvent], audit: Sequence[AuditRecord] = ()) -> None:
+        if audit:
+            self._delete_with_audit(events, audit)
+            return
         try:
             with self._event.batch_write() as batch:
                 for event in events:
@@ -136,18 +150,57 @@ class OutboxStore:
         except PynamoDBException as error:
             raise OutboxUnavailable(f"delete: {error}") from error
 
-    def park(self, event: OutboxEvent, reason: str) -> None:
-        """One transaction: the parked copy appears as the original goes, so it is never lost or doubled."""
+    def park(self, event: OutboxEvent, reason: str, audit: AuditRecord | None = None) -> None:
+        """One transaction: the parked copy appears as the original goes, so it is never lost or doubled
+        (and the audit record, when given, is appended with it; the copy then keeps no audit facts)."""
         parked = self._parked(PARKED_PARTITION, f"{event.partition}#{event.event_key}",
                               event_id=event.event_id, type=event.type, source=event.source,
                               subject=event.subject, time=format_time(event.time), data=event.data,
+                              audit=None if audit is not None else event.audit,
                               parked_reason=reason[:1000], parked_at=format_time(datetime.now(UTC)))
+        if audit is not None:
+            self._transact([event], [audit], extra_puts=[parked])
+            return
         try:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.save(parked)
                 transaction.delete(self._event(event.partition, event.event_key))
         except PynamoDBException as error:
             raise OutboxUnavailable(f"park {event.event_id}: {error}") from error
+
+    def audit_head(self, chain: str) -> AuditRecord | None:
+        try:
+            return self._audit().head(chain)
+        except AuditStoreError as error:
+            raise OutboxUnavailable(f"audit head {chain}: {error}") from error
+
+    def _delete_with_audit(self, events: Sequence[OutboxEvent], audit: Sequence[AuditRecord]) -> None:
+        self._transact(events, audit, extra_puts=[])
+
+    def _transact(self, events: Sequence[OutboxEvent], audit: Sequence[AuditRecord],
+                  extra_puts: list) -> None:
+        """Conditional deletes of events + extra puts + audit puts on free seqs, all or nothing."""
+        assert len(events) + len(audit) + len(extra_puts) <= transaction_items_max
+        audit_store, event = self._audit(), self._event
+        try:
+            with TransactWrite(connection=self._connection) as transaction:
+                for outboxed in events:
+                    transaction.delete(event(outboxed.partition, outboxed.event_key),
+                                       condition=event.partition.exists())
+                for item in extra_puts:
+                    transaction.save(item)
+                for record in audit:
+                    transaction.save(audit_store.item_for(record), condition=audit_store.free_seq_condition())
+        except TransactWriteError as error:
+            _raise_lost_race(error, events, len(extra_puts))
+            raise OutboxUnavailable(f"delete with audit: {error.cause_response_code or error}") from error
+        except PynamoDBException as error:
+            raise OutboxUnavailable(f"delete with audit: {error}") from error
+
+    def _audit(self) -> AuditStore:
+        if self._audit_store is None:
+            self._audit_store = AuditStore(self._audit_table)
+        return self._audit_store
 
     def parked(self, limit: int) -> list[tuple[OutboxEvent, str]]:
         """Parked events and why (for operators)."""
@@ -158,4 +211,20 @@ class OutboxStore:
 def _outbox_event(item: OutboxRecord) -> OutboxEvent:
     return OutboxEvent(partition=item.partition, event_key=item.event_key, event_id=item.event_id,
                        type=item.type, source=item.source, subject=item.subject, time=parse_time(item.time),
-                       data=item.data)
+                       data=item.data, audit=item.audit)
+
+
+def _raise_lost_race(error: TransactWriteError, events: Sequence[OutboxEvent], extra_puts: int) -> None:
+    """EventsGone / AuditSeqTaken when the cancellation was a lost race; returns for anything else.
+    Reasons follow the order pynamodb sends: deletes, then puts (extra puts, then audit puts)."""
+    if error.cause_response_code != TRANSACTION_CANCELLED:
+        return
+    codes = [reason.code if reason is not None else None for reason in error.cancellation_reasons or []]
+    failed = [i for i, code in enumerate(codes) if code == CONDITION_FAILED_REASON]
+    if not failed or any(code not in (None, "None", CONDITION_FAILED_REASON) for code in codes):
+        return
+    gone = {events[i].event_key for i in failed if i < len(events)}
+    if gone:
+        raise EventsGone(gone) from error
+    if any(i >= len(events) + extra_puts for i in failed):
+        raise AuditSeqTaken() from error

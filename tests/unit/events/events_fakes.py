@@ -12,26 +12,30 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from finfaas.platform.audit import AuditRecord, InMemoryAuditStore
 from finfaas.platform.events import BatchOutcome, QueueMessage, QueueUnavailable
-from finfaas.services.outbox_relay import OutboxEvent
+from finfaas.services.outbox_relay import AuditSeqTaken, EventsGone, OutboxEvent
 from finfaas.services.webhooks import Subscription, SubscriptionStatus
 
 T0 = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 
 
 def outbox_event(n: int, partition: str = "ledger-0", type_: str = "ledger.account.status_changed",
-                 data: Mapping | str | None = None) -> OutboxEvent:
+                 data: Mapping | str | None = None, audit: str | None = None) -> OutboxEvent:
     moment = T0 + timedelta(microseconds=n)
     text = data if isinstance(data, str) else json.dumps(data or {"status": "FROZEN"})
     event_id = f"{type_}:acc-{n}:{n}"
     return OutboxEvent(partition, f"{n:020d}#{event_id}", event_id, type_, "finfaas/ledger", f"acc-{n}",
-                       moment, text)
+                       moment, text, audit)
 
 
 class FakeOutbox:
-    """OutboxRepository in memory, safe for concurrent relays."""
+    """OutboxRepository in memory, safe for concurrent relays; audit records go to `audit_log`."""
 
-    def __init__(self, partitions: Sequence[str] = ("ledger-0", "ledger-1")) -> None:
+    def __init__(self, partitions: Sequence[str] = ("ledger-0", "ledger-1"),
+                 audit_log: InMemoryAuditStore | None = None) -> None:
+        self.audit_log = audit_log or InMemoryAuditStore()
+        self.audit_transactions = 0
         self._partitions = list(partitions)
         self.events: dict[str, dict[str, OutboxEvent]] = {p: {} for p in partitions}
         self.leases: dict[str, tuple[str, int]] = {}
@@ -69,15 +73,39 @@ class FakeOutbox:
         with self._lock:
             return [self.events[partition][k] for k in sorted(self.events[partition])[:limit]]
 
-    def delete(self, events: Sequence[OutboxEvent]) -> None:
+    def delete(self, events: Sequence[OutboxEvent], audit: Sequence[AuditRecord] = ()) -> None:
         with self._lock:
+            if audit:
+                self._check_transaction(events, audit)
             for event in events:
                 self.events[event.partition].pop(event.event_key, None)
+            self._append(audit)
 
-    def park(self, event: OutboxEvent, reason: str) -> None:
+    def park(self, event: OutboxEvent, reason: str, audit: AuditRecord | None = None) -> None:
         with self._lock:
+            if audit is not None:
+                self._check_transaction([event], [audit])
             if self.events[event.partition].pop(event.event_key, None) is not None:
                 self.parked_events.append((event, reason))
+                self._append([audit] if audit is not None else [])
+
+    def audit_head(self, chain: str) -> AuditRecord | None:
+        return self.audit_log.head(chain)
+
+    def _check_transaction(self, events: Sequence[OutboxEvent], audit: Sequence[AuditRecord]) -> None:
+        """The conditions of the DynamoDB transaction: every event still there, every seq free."""
+        self.audit_transactions += 1
+        gone = {e.event_key for e in events if e.event_key not in self.events[e.partition]}
+        if gone:
+            raise EventsGone(gone)
+        taken = {(r.chain, r.seq) for r in audit} & {(r.chain, r.seq) for c in {r.chain for r in audit}
+                                                      for r in self.audit_log.records(c)}
+        if taken:
+            raise AuditSeqTaken()
+
+    def _append(self, audit: Sequence[AuditRecord]) -> None:
+        for record in audit:
+            assert self.audit_log.append(record)
 
 
 @dataclass
