@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -375,7 +374,7 @@ class SandboxBank:
         )
         body = notice.model_dump_json().encode()
         notice_id = f"notice_{payment.payment_id}_{payment.status.value.lower()}"
-        timestamp = int(time.time())
+        timestamp = int(self._clock().timestamp())
         headers = {
             ID_HEADER: notice_id,
             TIMESTAMP_HEADER: str(timestamp),
@@ -446,7 +445,8 @@ class RailAdapter:
         from finfaas.services.webhooks import InvalidSignature
 
         try:
-            verify_signature(self._notice_key, headers, body, notice_tolerance_seconds, now)
+            moment = self._clock().timestamp() if now is None else now
+            verify_signature(self._notice_key, headers, body, notice_tolerance_seconds, moment)
             notice = Notice.model_validate_json(body)
         except (InvalidSignature, ValueError) as error:
             raise InvalidNotice(f"notice refused: {error}") from None

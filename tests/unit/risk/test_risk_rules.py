@@ -28,7 +28,12 @@ def test_a_small_transfer_to_a_known_payee_is_approved_with_every_rule_explained
     assert assessment.decision is Decision.APPROVE
     assert assessment.reasons == []
     assert {f.rule for f in assessment.findings} == {
-        "blocked_party", "amount_threshold", "velocity_count", "velocity_amount", "new_payee"}
+        "blocked_party",
+        "amount_threshold",
+        "velocity_count",
+        "velocity_amount",
+        "new_payee",
+    }
     assert all(f.detail for f in assessment.findings)
 
 
@@ -42,7 +47,9 @@ def test_any_block_list_hit_declines_whatever_the_score():
 def test_an_amount_at_the_review_threshold_goes_to_review_and_just_below_does_not():
     threshold_minor = POLICY.amount_review_major * 100
     assert assess(request(threshold_minor), RiskContext(destination_seen=True)).decision is Decision.REVIEW
-    assert assess(request(threshold_minor - 1), RiskContext(destination_seen=True)).decision is Decision.APPROVE
+    assert (
+        assess(request(threshold_minor - 1), RiskContext(destination_seen=True)).decision is Decision.APPROVE
+    )
 
 
 def test_thresholds_are_in_major_units_of_the_transfer_currency():
@@ -54,15 +61,21 @@ def test_thresholds_are_in_major_units_of_the_transfer_currency():
 
 
 def test_velocity_flags_then_blocks_as_the_hourly_count_grows():
-    flagged = assess(request(), RiskContext(hourly_transfers=POLICY.hourly_transfers_flag - 1, destination_seen=True))
-    blocked = assess(request(), RiskContext(hourly_transfers=POLICY.hourly_transfers_block - 1, destination_seen=True))
+    flagged = assess(
+        request(), RiskContext(hourly_transfers=POLICY.hourly_transfers_flag - 1, destination_seen=True)
+    )
+    blocked = assess(
+        request(), RiskContext(hourly_transfers=POLICY.hourly_transfers_block - 1, destination_seen=True)
+    )
     assert finding(flagged, "velocity_count").verdict is Verdict.FLAG
     assert flagged.decision is Decision.REVIEW
     assert blocked.decision is Decision.DECLINE
 
 
 def test_the_hourly_amount_counts_this_transfer_too():
-    context = RiskContext(hourly_amount_minor=POLICY.hourly_amount_flag_major * 100 - 5_000, destination_seen=True)
+    context = RiskContext(
+        hourly_amount_minor=POLICY.hourly_amount_flag_major * 100 - 5_000, destination_seen=True
+    )
     assert finding(assess(request(5_000), context), "velocity_amount").verdict is Verdict.FLAG
     assert finding(assess(request(4_999), context), "velocity_amount").verdict is Verdict.PASS
 

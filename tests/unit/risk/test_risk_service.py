@@ -28,7 +28,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def service(clock) -> RiskService:
-    return RiskService(InMemoryRiskStore(), RiskPolicy(hourly_transfers_flag=3, hourly_transfers_block=5), clock)
+    return RiskService(
+        InMemoryRiskStore(), RiskPolicy(hourly_transfers_flag=3, hourly_transfers_block=5), clock
+    )
 
 
 def test_assessing_the_same_transfer_again_returns_the_recorded_answer_and_counts_once(service):
