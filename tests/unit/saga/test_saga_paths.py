@@ -185,7 +185,7 @@ def test_an_internal_post_that_is_refused_voids_the_hold():
 # --- refusals before money moves --------------------------------------------------------------------
 
 
-def test_insufficient_funds_fail_the_transfer_and_the_void_of_a_hold_never_created_is_a_no_op():
+def test_insufficient_funds_fail_the_transfer_with_nothing_held_and_the_days_total_given_back():
     world = SagaWorld()
 
     transfer_id = started(world, {**INTERNAL, "debit_account_id": "acc-c"})  # the customer's empty account
@@ -194,9 +194,50 @@ def test_insufficient_funds_fail_the_transfer_and_the_void_of_a_hold_never_creat
     order = world.transfer(transfer_id)
     assert order.status == "FAILED"
     assert order.failure["code"] == "insufficient_funds"
-    assert world.path(transfer_id)[-4:] == ["Reserve", "VoidHold", "RecordFailure", "Failed"]
+    assert world.path(transfer_id)[-3:] == ["Reserve", "RecordFailure", "Failed"]
     assert events_of(world, transfer_id) == ["transfer.accepted", "transfer.failed"]
-    assert world.orders.day_total(CUSTOMER, order.usage_day, "USD") == 0  # the day's total given back
+    assert world.orders.day_total(CUSTOMER, order.usage_day, "USD") == 0
+    assert_untouched(world)
+
+
+def test_an_unanswered_reserve_is_compensated_and_voiding_a_hold_that_never_was_is_a_no_op():
+    # GIVEN a ledger that answers 503 to every attempt of the reserve and never holds anything
+    world = SagaWorld()
+    world.gateway.faults[("ledger", "/pending")] = [(503, {"code": "ledger_busy"})] * 6
+
+    transfer_id = started(world, INTERNAL)
+    world.run()
+
+    # THEN the void finds no hold, waits out any reserve still in flight, finds none again: FAILED
+    order = world.transfer(transfer_id)
+    assert world.path(transfer_id)[-6:] == [
+        "Reserve",
+        "VoidHold",
+        "ConfirmNoHold",
+        "VoidHoldAgain",
+        "RecordFailure",
+        "Failed",
+    ]
+    assert (order.status, order.failure["code"]) == ("FAILED", "ledger_busy")
+    assert_untouched(world)
+
+
+def test_a_hold_whose_answer_was_lost_is_voided():
+    # GIVEN a ledger that applies the reserve but whose answers never arrive (a gateway timing out)
+    world = SagaWorld()
+
+    def answers_lost(forward, method, url, headers, data):
+        reply = forward(method, url, headers, data)
+        return (
+            type(reply)(504, {}, b'{"code":"upstream_timeout"}') if url.endswith("/ledger/pending") else reply
+        )
+
+    world.gateway.interceptor = answers_lost
+    transfer_id = started(world, INTERNAL)
+    world.run()
+
+    assert world.transfer(transfer_id).status == "COMPENSATED"
+    assert world.path(transfer_id)[-4:] == ["Reserve", "VoidHold", "RecordCompensation", "Compensated"]
     assert_untouched(world)
 
 
