@@ -1,5 +1,7 @@
 """`finfaas audit verify`: walk the audit chains and name every modified, deleted or moved record.
 
+Every chain in the table is walked by default: the functions' own (`<function>-<shard>`) and those
+the outbox relay seals from money movements (`<producer>-outbox-<n>`), which share one format.
 Exit status: 0 every chain verified, 1 a problem was found, 2 the log could not be verified.
 """
 

@@ -5,6 +5,8 @@
     running.stop()
 
 Deployed, the same loop runs in the relay function (functions/relay), invoked by a cron-connector.
+Either way the relay signs the audit records it seals from outbox events (chains `ledger-outbox-<n>`)
+with the `audit-hmac-key` secret, read on first use, so it needs that secret like the functions do.
 """
 
 from __future__ import annotations
