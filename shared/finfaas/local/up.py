@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         keys.write_dev_secrets(SECRETS_DIR)
         keys.ensure_service_clients(SECRETS_DIR)
         _ensure_audit_key(SECRETS_DIR)
+        _ensure_rail_notice_key(SECRETS_DIR)
         outbox_relay = relay.start_relay(SECRETS_DIR)
         summary = partial(_print_summary, aws, args, stack, outputs, started)
         return gateway.run_on_uvloop(_serve(_gateway_config(stack, args), summary))
@@ -67,9 +68,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _ensure_audit_key(folder: Path) -> None:
     """A fresh machine gets an audit HMAC key, so audit records are signed from the first one."""
-    path = folder / audit.AUDIT_KEY_SECRET_NAME
+    _ensure_secret(folder / audit.AUDIT_KEY_SECRET_NAME, secrets.token_urlsafe(AUDIT_KEY_RANDOM_BYTES))
+
+
+def _ensure_rail_notice_key(folder: Path) -> None:
+    """The sandbox rail signs its settlement notices with this key."""
+    from finfaas.services import rail
+
+    _ensure_secret(folder / rail.NOTICE_KEY_SECRET_NAME, rail.new_notice_key())
+
+
+def _ensure_secret(path: Path, value: str) -> None:
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(AUDIT_KEY_RANDOM_BYTES) + "\n")
+        path.write_text(value + "\n")
         path.chmod(0o600)
 
 

@@ -40,7 +40,11 @@ SERVICE_CLIENT_SECRET_SUFFIX = "-client"  # noqa: S105 - part of a secret's name
 SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     # The orchestrator runs workflow Tasks against the money-moving functions.
     "orchestrator": ("accounts:read", "ledger:read", "ledger:write", "payments:read", "payments:write",
-                     "transfers:read", "transfers:write"),
+                     "transfers:read", "transfers:write", "transfers:saga", "rail:recall"),
+    # The transfers function starts and follows sagas and asks the risk function for assessments.
+    "transfers": ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess"),
+    # The sandbox rail reports settlements back to the waiting executions.
+    "rail": ("orchestrator:callback",),
 }
 rsa_key_bits = 3072
 rsa_key_bits_min = 2048
