@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from aiohttp.http import HttpProcessingError, HttpRequestParser
+from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDictProxy
 
 from finfaas.local.process_pool import log_event
@@ -221,9 +222,9 @@ class Http1Connection(asyncio.Protocol):
             self.busy = True
             try:
                 reply, close = await self._answer(message, payload)
-                await self._write(
-                    reply, head_only=message is not None and message.method == "HEAD", close=close
-                )
+                head_only = message is not None and message.method == "HEAD"
+                if self._write(reply, head_only, close):
+                    await self._drained()
             finally:
                 self.busy = False
             if close:
@@ -236,7 +237,8 @@ class Http1Connection(asyncio.Protocol):
             self._input_unread = True
             return self._body_error_reply(400), True
         try:
-            body = await self._read_body(message, payload)
+            # Most requests carry no body: the parser hands them all the same empty reader.
+            body = b"" if payload is EMPTY_PAYLOAD else await self._read_body(message, payload)
         except (BodyTooLarge, TimeoutError, ConnectionError, HttpProcessingError) as error:
             self._input_unread = True
             status = (
@@ -271,13 +273,16 @@ class Http1Connection(asyncio.Protocol):
             self._payload = None
         return bytes(body)
 
-    async def _write(self, reply: Reply, head_only: bool, close: bool) -> None:
+    def _write(self, reply: Reply, head_only: bool, close: bool) -> bool:
+        """Queue the reply's bytes; True when the client reads too slowly and we must wait."""
         if self._transport is None:
-            return  # the client left; the work is done, the answer has nowhere to go
+            return False  # the client left; the work is done, the answer has nowhere to go
         self._transport.write(encode_reply(reply, head_only, close))
-        if self._writing_paused and self._transport is not None:
-            self._drain_waiter = self._loop.create_future()
-            await self._drain_waiter  # a slow reader holds its own connection back, nobody else's
+        return self._writing_paused and self._transport is not None
+
+    async def _drained(self) -> None:
+        self._drain_waiter = self._loop.create_future()
+        await self._drain_waiter  # a slow reader holds its own connection back, nobody else's
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():

@@ -39,6 +39,7 @@ REQUESTS_PER_SLICE_MAX = 100_000
 GATEWAY_READY_SECONDS_MAX = 20.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 RATIO_TARGET = 0.8
+SIDES = ("direct", "gateway")
 
 
 @dataclass(frozen=True)
@@ -151,12 +152,14 @@ async def _measure(args: argparse.Namespace, stack_path: Path) -> dict:
             await client.run(args.warmup_seconds, args.requests_max)
         processes = {"direct": _processes(direct.pid, "function"), "gateway": _gateway_processes(gateway.pid)}
         results: dict[str, list[LoadResult]] = {"direct": [], "gateway": []}
-        cpu_seconds: dict[str, dict[str, float]] = {"direct": {}, "gateway": {}}
+        usage: dict[str, dict[str, Usage]] = {"direct": {}, "gateway": {}}
+        load_before = os.getloadavg()[0]
         for side in _interleaved_order(args.seconds, args.slice_seconds):
-            before = _cpu(processes[side])
+            before = _usage(processes[side])
             results[side].append(await clients[side].run(args.slice_seconds, args.requests_max))
-            for role, spent in _cpu(processes[side]).items():
-                cpu_seconds[side][role] = cpu_seconds[side].get(role, 0.0) + spent - before[role]
+            for role, after in _usage(processes[side]).items():
+                usage[side][role] = usage[side].get(role, Usage()) + (after - before[role])
+        load_averages = (load_before, os.getloadavg()[0])
         for side, runs in results.items():
             requests = sum(r.requests for r in runs)
             seconds = sum(r.seconds for r in runs)
@@ -169,7 +172,7 @@ async def _measure(args: argparse.Namespace, stack_path: Path) -> dict:
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(timeout=15)
         await direct.stop()
-    return _summary(results, cpu_seconds, args)
+    return _summary(results, usage, load_averages, args)
 
 
 def _interleaved_order(seconds_per_side: float, slice_seconds: float) -> list[str]:
@@ -190,20 +193,59 @@ def _gateway_processes(pid: int) -> dict[str, psutil.Process]:
     return {"gateway": gateway, "function": gateway.children()[0]}
 
 
-def _cpu(processes: dict[str, psutil.Process]) -> dict[str, float]:
-    return {role: sum(process.cpu_times()[:2]) for role, process in processes.items()}
+@dataclass(frozen=True)
+class Usage:
+    """What a process spent: CPU seconds in user and kernel mode, and context switches."""
+
+    user_seconds: float = 0.0
+    system_seconds: float = 0.0
+    context_switches: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.user_seconds + other.user_seconds,
+            self.system_seconds + other.system_seconds,
+            self.context_switches + other.context_switches,
+        )
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(
+            self.user_seconds - other.user_seconds,
+            self.system_seconds - other.system_seconds,
+            self.context_switches - other.context_switches,
+        )
+
+
+def _usage(processes: dict[str, psutil.Process]) -> dict[str, Usage]:
+    snapshots = {}
+    for role, process in processes.items():
+        times, switches = process.cpu_times(), process.num_ctx_switches()
+        snapshots[role] = Usage(times.user, times.system, switches.voluntary + switches.involuntary)
+    return snapshots
 
 
 def _summary(
-    results: dict[str, list[LoadResult]], cpu_seconds: dict[str, dict[str, float]], args: argparse.Namespace
+    results: dict[str, list[LoadResult]],
+    usage: dict[str, dict[str, Usage]],
+    load_averages: tuple[float, float],
+    args: argparse.Namespace,
 ) -> dict:
     def rps(side: str) -> float:
         runs = results[side]
         return sum(r.requests for r in runs) / sum(r.seconds for r in runs)
 
-    def cpu_us_per_request(side: str) -> dict[str, float]:
+    def per_request(side: str, measure, digits: int = 1) -> dict[str, float]:
         requests = sum(r.requests for r in results[side]) or 1
-        return {role: round(spent / requests * 1e6, 1) for role, spent in cpu_seconds[side].items()}
+        return {role: round(measure(spent) / requests, digits) for role, spent in usage[side].items()}
+
+    def cpu_us(spent: Usage) -> float:
+        return (spent.user_seconds + spent.system_seconds) * 1e6
+
+    def system_us(spent: Usage) -> float:
+        return spent.system_seconds * 1e6
+
+    def context_switches(spent: Usage) -> float:
+        return spent.context_switches
 
     direct_rps, gateway_rps = rps("direct"), rps("gateway")
     return {
@@ -215,7 +257,12 @@ def _summary(
         "slice_seconds": args.slice_seconds,
         "errors": sum(r.errors for runs in results.values() for r in runs),
         # CPU per request is steadier than req/s on a shared machine: it shows what the hop costs.
-        "cpu_us_per_request": {side: cpu_us_per_request(side) for side in ("direct", "gateway")},
+        "cpu_us_per_request": {side: per_request(side, cpu_us) for side in SIDES},
+        # Diagnostics: kernel share, and context switches (the price of sharing cores with more processes).
+        "system_us_per_request": {side: per_request(side, system_us) for side in SIDES},
+        "context_switches_per_request": {side: per_request(side, context_switches, 2) for side in SIDES},
+        # Other work on the machine moves req/s a lot: the 1-minute load average before and after.
+        "load_average_1m": [round(value, 2) for value in load_averages],
     }
 
 
