@@ -75,6 +75,7 @@ def build_services() -> OrchestratorServices:
 
     from finfaas.store.executions_store import ExecutionsStore
     from finfaas.workflow.asl import DefinitionRegistry, definitions_dir
+    from finfaas.workflow.inline import ThreadDrives
     from finfaas.workflow.tasks import HttpTasks, LazyServiceTokens, ResourceRunner, SqsTasks
     from finfaas.workflow.wakeups import SqsWaker
 
@@ -82,7 +83,10 @@ def build_services() -> OrchestratorServices:
     store = ExecutionsStore()
     waker = SqsWaker()
     runner = ResourceRunner(HttpTasks(gateway_url, LazyServiceTokens(gateway_url)), SqsTasks())
-    engine = Engine(DefinitionRegistry.from_folder(definitions_dir()), store, runner, waker)
+    # Starts and callbacks are driven right here, with a delayed wake-up as the backup (workflow/inline.py).
+    engine = Engine(
+        DefinitionRegistry.from_folder(definitions_dir()), store, runner, waker, inline=ThreadDrives()
+    )
     return OrchestratorServices(engine, Sweeper(store, waker))
 
 

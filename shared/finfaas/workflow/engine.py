@@ -30,6 +30,7 @@ from finfaas.platform.logging import get_logger
 from finfaas.workflow import errors
 from finfaas.workflow.asl import Definition, DefinitionRegistry, TaskState
 from finfaas.workflow.errors import StatesError
+from finfaas.workflow.inline import InlineDrives
 from finfaas.workflow.interpreter import (
     MS_PER_SECOND,
     Step,
@@ -87,6 +88,9 @@ class EngineLimits:
     inline_backoff_seconds_max: float = 1.0  # shorter retry delays are slept, not queued
     redrives_max: int = 3  # lease takeovers of one attempt before it fails with States.Timeout
     history_events_max: int = 25_000  # as Step Functions: an execution that loops forever fails
+    # When a start or callback is driven in process, its queue wake-up is delayed by this much: it
+    # matters only if the process dies mid-drive, and arriving early it finds nothing due.
+    inline_backup_wake_seconds: int = 5
 
 
 class WorkflowError(Exception):
@@ -159,6 +163,7 @@ class Engine:
         new_secret: Callable[[], str] = lambda: secrets.token_hex(task_secret_bytes),
         unit_random: Callable[[], float] = random.random,
         crash_hook: CrashHook = _no_crash,
+        inline: InlineDrives | None = None,
     ) -> None:
         self.definitions = definitions
         self.store = store
@@ -172,6 +177,8 @@ class Engine:
         self._unit_random = unit_random
         # Tests inject a hook that raises at a chosen point to simulate a crash there.
         self._crash_hook = crash_hook
+        # None: every drive comes from the queue (one process per wake-up, as in tests of the protocol).
+        self._inline = inline
 
     def _now_ms(self) -> int:
         return int(self._clock() * MS_PER_SECOND)
@@ -202,7 +209,7 @@ class Engine:
         self._crash_hook("start:after_save")
         if not created:
             return self._existing_start(execution, input_value)
-        self._wake(Wakeup(WAKE, execution.execution_id, "start"))
+        self._kick(execution.execution_id, "start")
         return StartResult(execution, True)
 
     def _new_execution(self, definition: Definition, name: str, input_value: Any) -> Execution:
@@ -303,6 +310,21 @@ class Engine:
             _log.exception("wake-up not sent; the sweeper will re-drive", execution_id=wakeup.execution_id)
         self._crash_hook("wake:after_send")
 
+    def _kick(self, execution_id_: str, reason: str) -> None:
+        """Drive a checkpointed execution in this process when there is room, else from the queue now."""
+        wakeup = Wakeup(WAKE, execution_id_, reason)
+        slot = self._inline.reserve() if self._inline is not None else None
+        if slot is None:
+            self._wake(wakeup)
+            return
+        # The wake-up goes first, delayed, so a crash at any later line is still resumed from the queue.
+        try:
+            self._wake(wakeup, self.limits.inline_backup_wake_seconds)
+        except BaseException:
+            slot.release()
+            raise
+        slot.run(lambda: self.drive(execution_id_, reason))
+
     def _run_task(self, call: TaskCall) -> TaskOutcome:
         self._crash_hook("task:before_call")
         try:
@@ -345,7 +367,7 @@ class Engine:
                 {"ok": result.ok, "error": result.error} if not result.ok else {"ok": True},
             )
             if self.store.save(updated, [event]):
-                self._wake(Wakeup(WAKE, execution_id_, "callback"))
+                self._kick(execution_id_, "callback")
                 return "accepted"
         raise ExecutionBusy("the execution kept changing; retry the report")
 

@@ -13,7 +13,7 @@ import pytest
 from finfaas.workflow.engine import EngineLimits
 from finfaas.workflow.model import Status
 from finfaas.workflow.tasks import TaskBusy, TaskCall
-from workflow_testing import CrashAt, ToyBank, World, registry
+from workflow_testing import T0, CrashAt, ToyBank, World, registry
 
 EXECUTION = "demo-transfer:tr-1"
 SMALL = {"from": "alice", "to": "bob", "amount_minor": 1250}
@@ -63,6 +63,19 @@ CASES = [
 ]
 
 
+def _inline_crash_points(scenario: str) -> list[str]:
+    world, _ = _run(SCENARIOS[scenario][0], inline=True)
+    return world.crash.points
+
+
+# The same matrix with starts driven in the orchestrator's own process (backed by a delayed wake-up).
+INLINE_CASES = [
+    (scenario, index, point)
+    for scenario in SCENARIOS
+    for index, point in enumerate(_inline_crash_points(scenario))
+]
+
+
 def test_the_clean_runs_pass_every_kind_of_crash_point():
     points = {point for _, _, point in CASES}
 
@@ -94,11 +107,45 @@ def test_a_crash_at_any_point_ends_right_with_each_effect_once(scenario: str, in
     assert sum(bank.balances.values()) == 0
 
 
+@pytest.mark.parametrize(
+    ("scenario", "index", "point"), INLINE_CASES, ids=[f"{s}-{i:02d}-{p}" for s, i, p in INLINE_CASES]
+)
+def test_a_crash_at_any_point_of_an_in_process_drive_ends_right_with_each_effect_once(
+    scenario: str, index: int, point: str
+):
+    input_value, status, effects, path = SCENARIOS[scenario]
+    crash = CrashAt(index)
+
+    world, bank = _run(input_value, crash, inline=True)
+
+    assert crash.crashed_at == point
+    assert world.status(EXECUTION) is status
+    assert bank.effects(EXECUTION) == effects
+    assert world.path(EXECUTION) == path
+    assert sum(bank.balances.values()) == 0
+
+
+def test_in_process_runs_finish_within_the_start_and_leave_only_the_delayed_backup():
+    # GIVEN the in-process world of the inline matrix
+    world, bank = _world(inline=True)
+
+    # WHEN a transfer starts, with no queue delivery at all
+    world.start("demo-transfer", "tr-1", SMALL)
+
+    # THEN it is done, and the one wake-up sent is the backup, delayed past the run
+    assert world.status(EXECUTION) is Status.SUCCEEDED
+    assert bank.effects(EXECUTION) == {"debits": 1, "credits": 1}
+    assert [q.deliver_at_ms for q in world.waker.queued] == [
+        int(T0 * 1000) + EngineLimits().inline_backup_wake_seconds * 1000
+    ]
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["queue", "in-process"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_every_message_delivered_twice_changes_nothing(scenario: str):
+def test_every_message_delivered_twice_changes_nothing(scenario: str, inline: bool):
     input_value, status, effects, path = SCENARIOS[scenario]
 
-    world, bank = _run(input_value, duplicate_deliveries=True)
+    world, bank = _run(input_value, duplicate_deliveries=True, inline=inline)
 
     assert world.status(EXECUTION) is status
     assert bank.effects(EXECUTION) == effects

@@ -127,6 +127,32 @@ def registry(*documents: tuple[str, dict], repository: bool = False) -> Definiti
     return DefinitionRegistry(definitions)
 
 
+class SameThreadSlot:
+    """Runs an in-process drive at once, on the caller's thread, so a crash in it kills the caller too."""
+
+    def __init__(self, drives: SameThreadDrives) -> None:
+        self._drives = drives
+
+    def run(self, drive: Callable[[], object]) -> None:
+        self._drives.run += 1
+        drive()
+
+    def release(self) -> None:
+        self._drives.released += 1
+
+
+class SameThreadDrives:
+    """The engine's in-process drives without threads: deterministic under the fake clock."""
+
+    def __init__(self, room: bool = True) -> None:
+        self.room = room
+        self.run = 0
+        self.released = 0
+
+    def reserve(self) -> SameThreadSlot | None:
+        return SameThreadSlot(self) if self.room else None
+
+
 class World:
     """An orchestrator deployment in memory: store, queue, clock, sweeper, and process restarts."""
 
@@ -138,6 +164,7 @@ class World:
         crash: CrashAt | None = None,
         limits: EngineLimits = EngineLimits(),
         duplicate_deliveries: bool = False,
+        inline: bool = False,
     ) -> None:
         self.clock = FakeClock()
         self.store = InMemoryExecutionStore()
@@ -147,6 +174,7 @@ class World:
         self.limits = limits
         self.crash = crash or CrashAt()
         self.duplicate_deliveries = duplicate_deliveries
+        self.inline = SameThreadDrives() if inline else None
         self.sweeper = Sweeper(self.store, self.waker, clock=self.clock)
         self.processes = 0
         self.engine = self._new_process()
@@ -166,6 +194,7 @@ class World:
             new_secret=lambda: next(secrets),
             unit_random=lambda: 0.5,
             crash_hook=self.crash,
+            inline=self.inline,
         )
 
     def start(self, state_machine: str, name: str, input_value: Any) -> Any:

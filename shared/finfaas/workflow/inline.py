@@ -1,0 +1,66 @@
+"""Drives run in the orchestrator's own process right after a start or a callback is checkpointed.
+
+The queue round trip before the first state (SQS delivery, the connector's poll) costs more than the
+saga's steps themselves at low load. The engine still sends a wake-up for every such drive, delayed
+(EngineLimits.inline_backup_wake_seconds), so a process that dies mid-drive is resumed from the queue;
+the execution's version and lease keep the two from both acting.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from finfaas.platform.logging import get_logger
+
+_log = get_logger("workflow.inline")
+INLINE_DRIVES_MAX = 4  # concurrent in-process drives; past that, wake-ups go through the queue at once
+
+
+class InlineSlot(Protocol):
+    def run(self, drive: Callable[[], object]) -> None:
+        """Start drive in this process (once)."""
+        ...
+
+    def release(self) -> None:
+        """Give the slot back unused."""
+        ...
+
+
+class InlineDrives(Protocol):
+    def reserve(self) -> InlineSlot | None:
+        """A slot for one drive, or None when the process has no room (the queue takes the drive)."""
+        ...
+
+
+class ThreadDrives:
+    """At most drives_max drives at once, each on a daemon thread (a dying process loses none: see above)."""
+
+    def __init__(self, drives_max: int = INLINE_DRIVES_MAX) -> None:
+        self._slots = threading.BoundedSemaphore(drives_max)
+
+    def reserve(self) -> _ThreadSlot | None:
+        return _ThreadSlot(self._slots) if self._slots.acquire(blocking=False) else None
+
+
+class _ThreadSlot:
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
+
+    def run(self, drive: Callable[[], object]) -> None:
+        try:
+            threading.Thread(target=self._run, args=(drive,), name="inline-drive", daemon=True).start()
+        except RuntimeError:  # no new thread (interpreter shutting down): the delayed wake-up takes it
+            self.release()
+
+    def release(self) -> None:
+        self._slots.release()
+
+    def _run(self, drive: Callable[[], object]) -> None:
+        try:
+            drive()
+        except Exception:  # the delayed wake-up or the sweeper resumes the execution
+            _log.exception("inline drive failed")
+        finally:
+            self.release()
