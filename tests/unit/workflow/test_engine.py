@@ -571,3 +571,48 @@ def test_history_records_the_path_and_what_happened_in_each_state():
         "error": "E",
         "cause": "x",
     }
+
+
+# --- drives in the orchestrator's own process ----------------------------------------------------
+
+
+def test_a_callback_report_drives_the_execution_on_in_process_and_leaves_only_a_delayed_backup():
+    # GIVEN an execution waiting for a callback, in a process that drives in process
+    world, tasks = world_for(CALLBACK, lambda call: TaskSubmitted(), inline=True)
+    world.start("m", "e1", {"amount_minor": 3})
+    world.waker.queued.clear()  # the start's backup wake-up; its delivery would find the callback parked
+    token = task_token("m:e1", world.store.get("m:e1").task_token)
+
+    # WHEN the party reports
+    assert world.engine.report(token, TaskResult(True, {"approved": True})) == "accepted"
+
+    # THEN the execution finished within the report; the queue holds only the backup, due later
+    stopped = world.store.get("m:e1")
+    assert stopped.status is Status.SUCCEEDED and stopped.output["answer"] == {"approved": True}
+    backup_ms = world.engine.limits.inline_backup_wake_seconds * 1000
+    assert [q.deliver_at_ms for q in world.waker.queued] == [world.clock.ms() + backup_ms]
+    world.run()
+    assert world.store.get("m:e1").version == stopped.version  # the backup found nothing to do
+
+
+def test_a_process_without_room_for_another_drive_wakes_the_execution_through_the_queue_at_once():
+    world, tasks = world_for(machine(Only=task()), lambda call: ok({}), inline=True)
+    world.inline.room = False
+
+    world.start("m", "e1", {})
+
+    assert world.store.get("m:e1").status is Status.RUNNING and not tasks.calls
+    assert [q.deliver_at_ms for q in world.waker.queued] == [world.clock.ms()]
+    world.run()
+    assert world.store.get("m:e1").status is Status.SUCCEEDED and world.inline.run == 0
+
+
+def test_a_backup_wake_up_that_cannot_be_sent_still_lets_the_process_drive():
+    # GIVEN a queue that refuses sends (the sweeper is then the backstop)
+    world, tasks = world_for(machine(Only=task()), lambda call: ok({}), inline=True)
+    world.waker.fail_sends = True
+
+    world.start("m", "e1", {})
+
+    assert world.store.get("m:e1").status is Status.SUCCEEDED and len(tasks.calls) == 1
+    assert world.inline.run == 1 and world.inline.released == 0
