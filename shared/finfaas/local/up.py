@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shlex
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from finfaas.platform import audit, config, keys
 STATE_DIR = Path(".finfaas")
 SECRETS_DIR = STATE_DIR / "secrets"
 LOGS_DIR = STATE_DIR / "logs"
+ENV_FILE = STATE_DIR / "env"
 XRAY_DAEMON_ADDRESS = "127.0.0.1:2000"
 AUDIT_KEY_RANDOM_BYTES = 48  # token_urlsafe text of 64 characters, above audit's 32-byte minimum
 
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         keys.ensure_service_clients(SECRETS_DIR)
         _ensure_audit_key(SECRETS_DIR)
         _ensure_rail_notice_key(SECRETS_DIR)
+        _write_env_file(ENV_FILE)
         outbox_relay = relay.start_relay(SECRETS_DIR)
         summary = partial(_print_summary, aws, args, stack, outputs, started)
         return gateway.run_on_uvloop(_serve(_gateway_config(stack, args), summary))
@@ -64,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
         if outbox_relay is not None:
             outbox_relay.stop()
         aws.stop()
+
+
+def _write_env_file(path: Path) -> None:
+    """`source .finfaas/env` gives another shell what the `finfaas` commands need to reach the suite."""
+    names = sorted(k for k in os.environ if k.startswith(("AWS_", "FINFAAS_")))
+    path.write_text("".join(f"export {name}={shlex.quote(os.environ[name])}\n" for name in names))
 
 
 def _ensure_audit_key(folder: Path) -> None:
@@ -145,6 +154,7 @@ def _print_summary(aws, args, stack, outputs: dict[str, str], started: float) ->
         f"  moto            {aws.moto_endpoint}  (SQS, KMS, X-Ray, CloudFormation)",
         f"  X-Ray daemon    udp://{os.environ['AWS_XRAY_DAEMON_ADDRESS']}",
         f"  secrets, logs   {SECRETS_DIR}/, {LOGS_DIR}/",
+        f"  other shells    source {ENV_FILE}   (then: finfaas ledger check, finfaas executions list)",
         "",
         "Try:",
         f"  curl -s {base}/system/functions",
