@@ -209,7 +209,7 @@ class Engine:
         self._crash_hook("start:after_save")
         if not created:
             return self._existing_start(execution, input_value)
-        self._kick(execution.execution_id, "start")
+        self._kick(execution, "start")
         return StartResult(execution, True)
 
     def _new_execution(self, definition: Definition, name: str, input_value: Any) -> Execution:
@@ -250,7 +250,13 @@ class Engine:
     def drive(self, execution_id_: str, reason: str = "start", due_at_ms: int | None = None) -> str:
         """Run an execution as far as it can go now; returns what happened (for logs and tests)."""
         execution = self.store.get(execution_id_)
-        if execution is None or execution.status.terminal:
+        if execution is None:
+            return "nothing_to_do"
+        return self._drive_execution(execution, reason, due_at_ms)
+
+    def _drive_execution(self, execution: Execution, reason: str, due_at_ms: int | None = None) -> str:
+        execution_id_ = execution.execution_id
+        if execution.status.terminal:
             return "nothing_to_do"
         now = self._now_ms()
         if not self._is_due(execution, now):
@@ -310,20 +316,18 @@ class Engine:
             _log.exception("wake-up not sent; the sweeper will re-drive", execution_id=wakeup.execution_id)
         self._crash_hook("wake:after_send")
 
-    def _kick(self, execution_id_: str, reason: str) -> None:
-        """Drive a checkpointed execution in this process when there is room, else from the queue now."""
-        wakeup = Wakeup(WAKE, execution_id_, reason)
+    def _kick(self, saved: Execution, reason: str) -> None:
+        """Drive a just-checkpointed execution in this process when there is room, else from the queue."""
+        wakeup = Wakeup(WAKE, saved.execution_id, reason)
         slot = self._inline.reserve() if self._inline is not None else None
         if slot is None:
             self._wake(wakeup)
             return
-        # The wake-up goes first, delayed, so a crash at any later line is still resumed from the queue.
-        try:
-            self._wake(wakeup, self.limits.inline_backup_wake_seconds)
-        except BaseException:
-            slot.release()
-            raise
-        slot.run(lambda: self.drive(execution_id_, reason))
+        # The drive starts from the version just written (no re-read: a stale one loses its checkpoint).
+        # The wake-up is sent meanwhile, delayed: a crash before it is sent leaves what a crash before
+        # a queue-only start's wake-up leaves (the sweeper finds it), one after it is resumed from it.
+        slot.run(lambda: self._drive_execution(saved, reason))
+        self._wake(wakeup, self.limits.inline_backup_wake_seconds)
 
     def _run_task(self, call: TaskCall) -> TaskOutcome:
         self._crash_hook("task:before_call")
@@ -367,7 +371,7 @@ class Engine:
                 {"ok": result.ok, "error": result.error} if not result.ok else {"ok": True},
             )
             if self.store.save(updated, [event]):
-                self._kick(execution_id_, "callback")
+                self._kick(updated, "callback")
                 return "accepted"
         raise ExecutionBusy("the execution kept changing; retry the report")
 
