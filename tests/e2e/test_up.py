@@ -139,6 +139,33 @@ def test_the_printed_first_request_works_with_the_demo_client(suite):
     assert any("curl" in line for line in suite["output"])
 
 
+def _readme_walkthrough() -> str:
+    """The shell block of the README's "Try it" section, exactly as a reader would paste it."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Try it"):]
+    start = section.index("```sh\n") + len("```sh\n")
+    return section[start:section.index("\n```", start)]
+
+
+def test_the_readme_walkthrough_works_as_written(suite):
+    # GIVEN the README's walkthrough, pointed at this suite's gateway and this interpreter
+    script = _readme_walkthrough()
+    script = script.replace("localhost:8080", f"localhost:{suite['ports']['gateway']}")
+    script = script.replace(".venv/bin/finfaas", f"{sys.executable} -m finfaas.local.cli")
+    # WHEN it runs in the suite's folder, stopping at the first failing command
+    reply = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script], cwd=suite["workdir"],
+        capture_output=True, text=True, timeout=120,
+    )
+    # THEN the saga completed, the ledger reconciles and the audit chains verify
+    assert reply.returncode == 0, reply.stdout[-3000:] + reply.stderr[-3000:]
+    assert '"status":"COMPLETED"' in reply.stdout
+    assert '"balance_after_minor":7500' in reply.stdout
+    assert "trial balance per currency: USD 0; OK" in reply.stdout
+    assert "SUCCEEDED" in reply.stdout
+    assert " 0 problem(s)" in reply.stdout
+
+
 def test_ctrl_c_stops_everything_and_frees_the_ports(suite):
     # Runs last in this module: it stops the suite the others used.
     process: subprocess.Popen = suite["process"]
