@@ -146,3 +146,32 @@ def test_nothing_pipelined_after_a_malformed_request_is_acted_on(gateway):
 
         assert (first[0], second[0]) == (200, 400)
         assert buffer == b"" and _closed(sock)
+
+
+def test_a_client_reading_slowly_gets_its_whole_reply_and_holds_up_no_one_else(gateway):
+    # GIVEN a client with a small receive buffer that asks for a reply of several megabytes and
+    # pipelines a second request behind it, then reads nothing for a while
+    big_body = b"x" * (4 * 1024 * 1024)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.settimeout(SOCKET_TIMEOUT_SECONDS)
+    slow.connect(("127.0.0.1", gateway.port))
+    with slow:
+        slow.sendall(
+            b"POST /function/echo/big HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            + f"Content-Length: {len(big_body)}\r\n\r\n".encode()
+            + big_body
+            + b"GET /function/echo/after HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        # WHEN another client calls meanwhile
+        with _connect(gateway) as other:
+            other.sendall(b"GET /function/echo/meanwhile HTTP/1.1\r\nHost: x\r\n\r\n")
+            meanwhile = _read_response(other, bytearray())
+        # THEN it is answered at once, and the slow client still gets both replies whole, in order
+        buffer = bytearray()
+        first = _read_response(slow, buffer)
+        second = _read_response(slow, buffer)
+
+    assert meanwhile[0] == 200
+    assert first[0] == 200 and len(json.loads(first[2])["body"]) == len(big_body)
+    assert json.loads(second[2])["path"] == "/after"
