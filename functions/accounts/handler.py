@@ -8,19 +8,18 @@ _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 from finfaas.domain import errors as ledger_errors  # noqa: E402
-from finfaas.platform import jwt_auth  # noqa: E402
 from finfaas.platform.errors import ErrorSpec  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, Response, StrictModel  # noqa: E402
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, IdempotencyGuard  # noqa: E402
 from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
 from finfaas.platform.ratelimit import RateLimiter  # noqa: E402
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.accounts import (  # noqa: E402
     AccountList,
     AccountsService,
@@ -111,41 +110,7 @@ def build_services() -> AccountsServices:
     )
 
 
-class LazyServices:
-    """Builds the services once, on the first request that needs them (health probes never do)."""
-
-    def __init__(self, build: Callable[[], AccountsServices]) -> None:
-        self._build = build
-        self._services: AccountsServices | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> AccountsServices:
-        with self._lock:
-            if self._services is None:
-                self._services = self._build()
-            return self._services
-
-    def use(self, services: AccountsServices) -> None:
-        """Replace the services (tests, the local runtime); before the first request, because the
-        app keeps the idempotency guard and limiter it was first given."""
-        with self._lock:
-            self._services = services
-
-
-class ReplaceableVerifier:
-    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
-
-    def __init__(self) -> None:
-        self._verifier: Any = None
-
-    def use(self, verifier: Any) -> None:
-        self._verifier = verifier
-
-    def verify(self, token: str) -> jwt_auth.Principal:
-        return (self._verifier or jwt_auth.default_verifier()).verify(token)
-
-
-services = LazyServices(build_services)
+services = Lazy(build_services)
 verifier = ReplaceableVerifier()
 # Audit is the services' own (domain actions, profile reads included), so the app is not given one.
 app = FunctionApp("accounts", errors=ERRORS, verifier=verifier,

@@ -10,7 +10,7 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
 import threading  # noqa: E402
-from collections.abc import Callable, Mapping  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
 from finfaas.platform import config  # noqa: E402
@@ -34,6 +34,7 @@ from finfaas.platform.tokens import (  # noqa: E402
     client_credentials_grant,
     invalid_client,
 )
+from finfaas.platform.wiring import Lazy  # noqa: E402
 from finfaas.services.auth_customers import (  # noqa: E402
     ANONYMOUS,
     PUBLIC_CLIENT_ID,
@@ -120,28 +121,8 @@ def build_customer_auth(hasher: Any = None) -> CustomerAuthService:
                                hasher=hasher)
 
 
-class LazyCustomerAuth:
-    """The customer service, built on the first customer request (JWKS and client apps never need it)."""
-
-    def __init__(self, build: Callable[[], CustomerAuthService]) -> None:
-        self._build = build
-        self._service: CustomerAuthService | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> CustomerAuthService:
-        with self._lock:
-            if self._service is None:
-                self._service = self._build()
-            return self._service
-
-    def use(self, service: CustomerAuthService) -> None:
-        """Replace the service (tests, the local runtime)."""
-        with self._lock:
-            self._service = service
-
-
 auth_secrets = AuthSecrets()
-customer_auth = LazyCustomerAuth(build_customer_auth)
+customer_auth = Lazy(build_customer_auth)
 app = FunctionApp(
     "auth",
     errors=ERRORS,

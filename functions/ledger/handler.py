@@ -15,7 +15,6 @@ _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
@@ -25,6 +24,7 @@ from finfaas.platform.audit import AuditLog  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
 from finfaas.platform.idempotency import IdempotencyGuard  # noqa: E402
 from finfaas.platform.ratelimit import RateLimit, RateLimiter  # noqa: E402
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.ledger_api import (  # noqa: E402
     Answer,
     BalanceList,
@@ -91,40 +91,7 @@ def build_services() -> LedgerServices:
     )
 
 
-class LazyServices:
-    """Builds the services once, on the first request that needs them (health probes never do)."""
-
-    def __init__(self, build: Callable[[], LedgerServices]) -> None:
-        self._build = build
-        self._services: LedgerServices | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> LedgerServices:
-        with self._lock:
-            if self._services is None:
-                self._services = self._build()
-            return self._services
-
-    def use(self, services: LedgerServices) -> None:
-        """Replace the services (tests, the local runtime)."""
-        with self._lock:
-            self._services = services
-
-
-class ReplaceableVerifier:
-    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
-
-    def __init__(self) -> None:
-        self._verifier: Any = None
-
-    def use(self, verifier: Any) -> None:
-        self._verifier = verifier
-
-    def verify(self, token: str) -> jwt_auth.Principal:
-        return (self._verifier or jwt_auth.default_verifier()).verify(token)
-
-
-services = LazyServices(build_services)
+services = Lazy(build_services)
 verifier = ReplaceableVerifier()
 app = FunctionApp(
     FUNCTION_NAME,

@@ -23,11 +23,11 @@ import os  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 from finfaas.platform.errors import ErrorSpec  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
+from finfaas.platform.wiring import Lazy  # noqa: E402
 from finfaas.services.outbox_relay import OutboxRelay, OutboxUnavailable, RelayLoop  # noqa: E402
 
 RUN_SECONDS_ENV = "FINFAAS_RELAY_RUN_SECONDS"
@@ -59,26 +59,7 @@ def build_relay() -> OutboxRelay:
     return OutboxRelay(OutboxStore(), SqsQueue("events"), event_mac_from_config(), relay_holder())
 
 
-class LazyRelay:
-    """Built once, on the first call that needs it; tests put their own in place."""
-
-    def __init__(self, build: Callable[[], OutboxRelay]) -> None:
-        self._build = build
-        self._relay: OutboxRelay | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> OutboxRelay:
-        with self._lock:
-            if self._relay is None:
-                self._relay = self._build()
-            return self._relay
-
-    def use(self, relay: OutboxRelay) -> None:
-        with self._lock:
-            self._relay = relay
-
-
-relay = LazyRelay(build_relay)
+relay = Lazy(build_relay)
 _running = threading.Lock()
 app = FunctionApp("relay", errors=ERRORS)
 

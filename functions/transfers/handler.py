@@ -17,17 +17,16 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
 import os  # noqa: E402
-import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 from finfaas.domain import errors as ledger_errors  # noqa: E402
-from finfaas.platform import jwt_auth  # noqa: E402
 from finfaas.platform.errors import ErrorSpec, HttpError  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, IdempotencyGuard  # noqa: E402
 from finfaas.platform.ratelimit import RateLimit, RateLimiter  # noqa: E402
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.suite_clients import ServiceUnreachable  # noqa: E402
 from finfaas.services.transfers import (  # noqa: E402
     Accepted,
@@ -142,40 +141,7 @@ def build_services() -> TransfersServices:
     )
 
 
-class LazyServices:
-    """Builds the services once, on the first request that needs them (health probes never do)."""
-
-    def __init__(self, build: Callable[[], TransfersServices]) -> None:
-        self._build = build
-        self._services: TransfersServices | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> TransfersServices:
-        with self._lock:
-            if self._services is None:
-                self._services = self._build()
-            return self._services
-
-    def use(self, services: TransfersServices) -> None:
-        """Replace the services (tests), before the first request."""
-        with self._lock:
-            self._services = services
-
-
-class ReplaceableVerifier:
-    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
-
-    def __init__(self) -> None:
-        self._verifier: Any = None
-
-    def use(self, verifier: Any) -> None:
-        self._verifier = verifier
-
-    def verify(self, token: str) -> jwt_auth.Principal:
-        return (self._verifier or jwt_auth.default_verifier()).verify(token)
-
-
-services = LazyServices(build_services)
+services = Lazy(build_services)
 verifier = ReplaceableVerifier()
 app = FunctionApp(FUNCTION_NAME, errors=ERRORS, verifier=verifier, idempotency=lambda: services.get().guard,
                   limiter=lambda: services.get().limiter)

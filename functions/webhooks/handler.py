@@ -19,13 +19,11 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
 import os  # noqa: E402
-import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
-from finfaas.platform import jwt_auth  # noqa: E402
 from finfaas.platform.errors import ErrorSpec  # noqa: E402
 from finfaas.platform.events import (  # noqa: E402
     DATA_MEDIA_TYPE,
@@ -45,6 +43,7 @@ from finfaas.platform.idempotency import (  # noqa: E402
     validate_key,
 )
 from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable  # noqa: E402
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.webhooks import (  # noqa: E402
     DELIVERY_TYPE,
     Delivery,
@@ -122,40 +121,7 @@ def build_services() -> WebhooksServices:
                             probe=lambda: store.get("readiness-probe"))
 
 
-class LazyServices:
-    """Builds the services once, on the first request that needs them (health probes never do)."""
-
-    def __init__(self, build: Callable[[], WebhooksServices]) -> None:
-        self._build = build
-        self._services: WebhooksServices | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> WebhooksServices:
-        with self._lock:
-            if self._services is None:
-                self._services = self._build()
-            return self._services
-
-    def use(self, services: WebhooksServices) -> None:
-        """Replace the services (tests, the local runtime)."""
-        with self._lock:
-            self._services = services
-
-
-class ReplaceableVerifier:
-    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
-
-    def __init__(self) -> None:
-        self._verifier: Any = None
-
-    def use(self, verifier: Any) -> None:
-        self._verifier = verifier
-
-    def verify(self, token: str) -> jwt_auth.Principal:
-        return (self._verifier or jwt_auth.default_verifier()).verify(token)
-
-
-services = LazyServices(build_services)
+services = Lazy(build_services)
 verifier = ReplaceableVerifier()
 app = FunctionApp("webhooks", errors=ERRORS, verifier=verifier)
 
