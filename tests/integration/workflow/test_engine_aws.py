@@ -15,6 +15,7 @@ from finfaas.store.executions_store import ExecutionsStore
 from finfaas.store.ledger_store import DynamoCallMeter
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file, parse_definition
 from finfaas.workflow.engine import Engine, EngineLimits
+from finfaas.workflow.inline import ThreadDrives
 from finfaas.workflow.model import Status
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
 from finfaas.workflow.wakeups import SWEEP, SqsWaker, Wakeup
@@ -139,6 +140,40 @@ def test_two_processes_racing_on_one_execution_apply_each_effect_once(fresh_tabl
     assert first.store.get(execution_id).status is Status.SUCCEEDED
     assert _effects(demo_bank)["applied"][execution_id] == {"debits": 1, "credits": 1}
     assert "conflict" in outcomes or "not_due" in outcomes  # they did race
+
+
+def test_in_process_drives_racing_their_own_wake_ups_apply_each_effect_once(
+    fresh_tables, private_queue, demo_bank
+):
+    # GIVEN an orchestrator that drives starts on its own threads, whose backup wake-ups are not
+    # delayed, so another process's connector drives the same executions at the same time
+    starter = _engine(
+        fresh_tables,
+        private_queue,
+        demo_bank,
+        owner="starter",
+        inline=ThreadDrives(),
+        limits=EngineLimits(inline_backup_wake_seconds=0),
+    )
+    other = _engine(fresh_tables, private_queue, demo_bank, owner="other")
+    runs = {
+        f"inline-{n}": ({"from": "alice", "to": "bob" if n % 2 else "closed", "amount_minor": 10 + n})
+        for n in range(6)
+    }
+
+    # WHEN every execution starts, and the other process delivers the wake-ups as they come
+    ids = {
+        name: starter.start("demo-transfer", name, spec).execution.execution_id for name, spec in runs.items()
+    }
+    _connector(other, private_queue, lambda: _all_stopped(starter, ids.values()))
+
+    # THEN each saga ended right with each effect once
+    applied = _effects(demo_bank)["applied"]
+    for name, spec in runs.items():
+        credited = spec["to"] == "bob"
+        expected = {"debits": 1, "credits": 1} if credited else {"debits": 1, "refunds": 1}
+        assert starter.store.get(ids[name]).status is (Status.SUCCEEDED if credited else Status.FAILED)
+        assert applied[ids[name]] == expected, name
 
 
 def test_a_slow_step_past_its_timeout_is_retried_with_its_key_and_applied_once(
