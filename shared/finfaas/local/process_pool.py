@@ -61,6 +61,17 @@ def function_environment(spec: FunctionSpec, parent_env: Mapping[str, str]) -> d
     return env
 
 
+def use_normal_scheduling() -> None:
+    """Give the calling thread the default time-sharing policy (and so the threads it creates).
+
+    The gateway runs as SCHED_BATCH (see finfaas.local.gateway.yield_cpu_to_functions); a
+    function process would inherit that, and must instead run as it runs in its container.
+    """
+    if hasattr(os, "sched_setscheduler"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 def _bound_loopback_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((LOOPBACK_HOST, 0))
@@ -133,6 +144,7 @@ async def start_function_process(
             stderr=output,
             pass_fds=(sock.fileno(), ready_write),
             start_new_session=True,  # own process group: stopping it reaches anything it forked
+            preexec_fn=use_normal_scheduling,
         )
     finally:
         # The child holds its own copies; ours must go so a dead child frees the port at once.
