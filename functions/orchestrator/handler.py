@@ -13,16 +13,14 @@ _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-import threading  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
-from finfaas.platform import jwt_auth  # noqa: E402
 from finfaas.platform.errors import BadRequest, ErrorSpec  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, StrictModel  # noqa: E402
 from finfaas.platform.logging import get_logger  # noqa: E402
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.workflow.engine import (  # noqa: E402
     Engine,
     ExecutionAlreadyExists,
@@ -90,40 +88,7 @@ def build_services() -> OrchestratorServices:
     return OrchestratorServices(engine, Sweeper(store, waker))
 
 
-class LazyServices:
-    """Builds the services once, on the first request that needs them (health probes never do)."""
-
-    def __init__(self, build: Callable[[], OrchestratorServices]) -> None:
-        self._build = build
-        self._services: OrchestratorServices | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> OrchestratorServices:
-        with self._lock:
-            if self._services is None:
-                self._services = self._build()
-            return self._services
-
-    def use(self, services: OrchestratorServices) -> None:
-        """Replace the services (tests, the local runtime)."""
-        with self._lock:
-            self._services = services
-
-
-class ReplaceableVerifier:
-    """The process JWKS verifier unless another is put in place (tests sign with their own key)."""
-
-    def __init__(self) -> None:
-        self._verifier: Any = None
-
-    def use(self, verifier: Any) -> None:
-        self._verifier = verifier
-
-    def verify(self, token: str) -> jwt_auth.Principal:
-        return (self._verifier or jwt_auth.default_verifier()).verify(token)
-
-
-services = LazyServices(build_services)
+services = Lazy(build_services)
 verifier = ReplaceableVerifier()
 app = FunctionApp("orchestrator", errors=ERRORS, verifier=verifier)
 
