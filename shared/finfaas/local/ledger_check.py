@@ -212,10 +212,17 @@ def _check_reversals(by_id: dict[str, Transfer], report: Report) -> None:
 
 
 def check_store(store) -> Report:
-    """Reads the DynamoDB store's tables and reconciles them."""
-    accounts = [AccountSnapshot(*row) for row in store.scan_account_records()]
-    return reconcile(accounts, list(store.scan_transfers()), list(store.scan_entries()),
-                     list(store.scan_hold_index()))
+    """Reads the DynamoDB store's tables and reconciles them; records that cannot be read are named."""
+    malformed: list[str] = []
+
+    def note(kind: str, key: str, error: Exception) -> None:
+        malformed.append(f"{kind} {key}: malformed record ({error})")
+
+    accounts = [AccountSnapshot(*row) for row in store.scan_account_records(note)]
+    report = reconcile(accounts, list(store.scan_transfers(note)), list(store.scan_entries(note)),
+                       list(store.scan_hold_index()))
+    report.problems[:0] = malformed
+    return report
 
 
 # --- command line ---

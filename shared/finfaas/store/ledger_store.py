@@ -391,17 +391,30 @@ class DynamoLedgerStore:
 
     # --- scans for reconciliation (finfaas ledger check) ---
 
-    def scan_account_records(self) -> Iterator[tuple[Account, int, str | None]]:
+    def scan_account_records(self, on_malformed: OnMalformed | None = None
+                             ) -> Iterator[tuple[Account, int, str | None]]:
         """(account, stored available_minor, last_entry_key) of every account."""
         for record in self._scan(self.models.account):
-            yield account_from_record(record), record.available_minor, record.last_entry_key
+            row = _read("account", record.account_id, lambda r=record: (
+                account_from_record(r), r.available_minor, r.last_entry_key), on_malformed)
+            if row is not _SKIPPED:
+                yield row
 
-    def scan_transfers(self) -> Iterator[Transfer]:
-        return (transfer_from_record(r) for r in self._scan(self.models.transfer))
+    def scan_transfers(self, on_malformed: OnMalformed | None = None) -> Iterator[Transfer]:
+        for record in self._scan(self.models.transfer):
+            transfer = _read("transfer", record.transfer_id, lambda r=record: transfer_from_record(r),
+                             on_malformed)
+            if transfer is not _SKIPPED:
+                yield transfer
 
-    def scan_entries(self) -> Iterator[Entry]:
-        return (entry_from_record(r) for r in self._scan(self.models.entry)
-                if not r.account_id.startswith(HOLD_INDEX_PREFIX))
+    def scan_entries(self, on_malformed: OnMalformed | None = None) -> Iterator[Entry]:
+        for record in self._scan(self.models.entry):
+            if record.account_id.startswith(HOLD_INDEX_PREFIX):
+                continue
+            key = f"{record.account_id}/{record.entry_key}"
+            entry = _read("entry", key, lambda r=record: entry_from_record(r), on_malformed)
+            if entry is not _SKIPPED:
+                yield entry
 
     def scan_hold_index(self) -> Iterator[tuple[str, int]]:
         """(pending_id, expires_at_us) of every indexed open hold."""
@@ -811,3 +824,21 @@ def ledger_store_from_config() -> DynamoLedgerStore:
     from finfaas.platform.config import settings
 
     return DynamoLedgerStore(LedgerTables.from_config(), settings().region)
+
+
+
+OnMalformed = Callable[[str, str, Exception], None]
+_SKIPPED = object()
+
+
+def _read(kind: str, key: str, convert: Callable[[], Any], on_malformed: OnMalformed | None) -> Any:
+    """One record's conversion in a scan. A record that cannot be read is reported to on_malformed
+    and skipped (_SKIPPED), so reconciliation names it instead of stopping; without on_malformed the
+    error propagates."""
+    try:
+        return convert()
+    except (ValueError, TypeError, KeyError) as error:
+        if on_malformed is None:
+            raise
+        on_malformed(kind, key, error)
+        return _SKIPPED

@@ -69,3 +69,14 @@ def test_an_unreachable_endpoint_is_one_line_naming_it(monkeypatch, capsys):
     assert main(["ledger", "check", "--stage", f"y{uuid.uuid4().hex[:8]}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and endpoint in err
+
+
+def test_a_record_that_cannot_be_read_is_named_and_the_rest_still_checked(scratch_ledger, capsys):
+    stage, tables, client = scratch_ledger
+    # GIVEN an item in the accounts table that is no ledger account (no kind, no currency)
+    client.put_item(TableName=tables.accounts, Item={"account_id": {"S": "stray"}, "balance": {"N": "1"}})
+    # WHEN the ledger is checked THEN it fails, names the stray item, and still reconciles the others
+    assert main(["ledger", "check", "--stage", stage]) == 1
+    out = capsys.readouterr().out
+    assert "account stray: malformed record" in out
+    assert "2 accounts, 2 transfers, 4 entries" in out
