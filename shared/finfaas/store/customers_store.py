@@ -9,9 +9,6 @@ The accounts function reads profiles and never needs the password hashes.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any
-
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError, UpdateError
@@ -20,6 +17,13 @@ from pynamodb.transactions import TransactWrite
 
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.customers import Credentials, CustomerRecord, CustomerStoreUnavailable
+from finfaas.store.binding import (
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
+    RETRY_ATTEMPTS_MAX,
+    StoreMeta,
+    bound,
+)
 
 CUSTOMERS_TABLE_LOGICAL_NAME = "customers"
 AUTH_TABLE_LOGICAL_NAME = "auth"
@@ -27,21 +31,10 @@ CREDENTIALS_PK_PREFIX = "user#"
 CREDENTIALS_SK = "credentials"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 CANCELLED = "TransactionCanceledException"
-# A person waits on these calls: fail fast and let the client retry rather than hang.
-CONNECT_TIMEOUT_SECONDS = 2
-READ_TIMEOUT_SECONDS = 5
-RETRY_ATTEMPTS_MAX = 2
-
-
-class _Meta:
-    table_name = "unbound"
-    connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
-    read_timeout_seconds = READ_TIMEOUT_SECONDS
-    max_retry_attempts = RETRY_ATTEMPTS_MAX
 
 
 class _CustomerItem(Model):
-    Meta = _Meta
+    Meta = StoreMeta
 
     customer_id = UnicodeAttribute(hash_key=True)
     username = UnicodeAttribute()
@@ -52,7 +45,7 @@ class _CustomerItem(Model):
 
 
 class _CredentialsItem(Model):
-    Meta = _Meta
+    Meta = StoreMeta
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -62,20 +55,13 @@ class _CredentialsItem(Model):
     created_at = NumberAttribute()
 
 
-@lru_cache(maxsize=8)
 def customer_model(table_name: str, region: str) -> type[_CustomerItem]:
     """The model bound to one physical table (the name depends on the stage, known at run time)."""
-    return _bound(_CustomerItem, table_name, region)
+    return bound(_CustomerItem, table_name, region)
 
 
-@lru_cache(maxsize=8)
 def credentials_model(table_name: str, region: str) -> type[_CredentialsItem]:
-    return _bound(_CredentialsItem, table_name, region)
-
-
-def _bound(base: type[Model], table_name: str, region: str) -> Any:
-    meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
-    return type(base.__name__.lstrip("_"), (base,), {"Meta": meta, "__module__": __name__})
+    return bound(_CredentialsItem, table_name, region)
 
 
 def credentials_key(username: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
@@ -30,6 +29,11 @@ from finfaas.platform.audit import AuditRecord, AuditStoreError
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.outbox_relay import AuditSeqTaken, EventsGone, OutboxEvent, OutboxUnavailable
 from finfaas.store.audit_store import AuditStore
+from finfaas.store.binding import (
+    RETRY_ATTEMPTS_MAX,
+    StoreMeta,
+    bound,
+)
 from finfaas.store.ledger_store import outbox_partitions as ledger_outbox_partitions
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 
@@ -43,9 +47,6 @@ CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 # Producers and how many partitions each spreads its events over (by crc32 of the subject).
 PRODUCER_PARTITIONS = {"ledger": ledger_outbox_partitions, "transfers": 8}
 transaction_items_max = 100  # TransactWriteItems' limit
-connect_timeout_seconds = 2
-read_timeout_seconds = 5
-retry_attempts_max = 2
 
 
 def outbox_partition(producer: str, subject: str) -> str:
@@ -57,15 +58,8 @@ def all_partitions() -> list[str]:
     return [f"{producer}-{n}" for producer, count in PRODUCER_PARTITIONS.items() for n in range(count)]
 
 
-class _Meta:
-    table_name = "unbound"
-    connect_timeout_seconds = connect_timeout_seconds
-    read_timeout_seconds = read_timeout_seconds
-    max_retry_attempts = retry_attempts_max
-
-
 class _LeaseItem(Model):
-    Meta = _Meta
+    Meta = StoreMeta
 
     partition = UnicodeAttribute(hash_key=True)
     event_key = UnicodeAttribute(range_key=True)
@@ -74,23 +68,18 @@ class _LeaseItem(Model):
 
 
 class _ParkedItem(OutboxRecord):
-    Meta = _Meta
+    Meta = StoreMeta
 
     parked_reason = UnicodeAttribute()
     parked_at = UnicodeAttribute()
 
 
 class _EventItem(OutboxRecord):
-    Meta = _Meta
+    Meta = StoreMeta
 
 
-@lru_cache(maxsize=8)
 def _models(table_name: str, region: str) -> tuple[Any, Any, Any]:
-    def bound(base: type[Model]) -> Any:
-        meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
-        return type(base.__name__.lstrip("_"), (base,), {"Meta": meta, "__module__": __name__})
-
-    return bound(_EventItem), bound(_LeaseItem), bound(_ParkedItem)
+    return tuple(bound(item, table_name, region) for item in (_EventItem, _LeaseItem, _ParkedItem))
 
 
 class OutboxStore:
@@ -103,7 +92,7 @@ class OutboxStore:
         self._audit_store: AuditStore | None = None  # built on first use: most outboxes carry no audit
         region = region or settings().region
         self._event, self._lease, self._parked = _models(self.table_name, region)
-        self._connection = Connection(region=region, max_retry_attempts=retry_attempts_max)
+        self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
         self._partitions = list(partitions) if partitions is not None else all_partitions()
 
     def partitions(self) -> Sequence[str]:

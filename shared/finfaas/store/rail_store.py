@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
@@ -12,24 +11,18 @@ from pynamodb.models import Model
 
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.rail import Creditor, PaymentStatus, Plan, RailPayment, RailStoreUnavailable
+from finfaas.store.binding import (
+    StoreMeta,
+    bound,
+)
 from finfaas.store.models import format_time, parse_time
 
 RAIL_TABLE_LOGICAL_NAME = "rail"
 CONDITION_FAILED = "ConditionalCheckFailedException"
-connect_timeout_seconds = 2
-read_timeout_seconds = 5
-retry_attempts_max = 2
-
-
-class _Meta:
-    table_name = "unbound"
-    connect_timeout_seconds = connect_timeout_seconds
-    read_timeout_seconds = read_timeout_seconds
-    max_retry_attempts = retry_attempts_max
 
 
 class _PaymentItem(Model):
-    Meta = _Meta
+    Meta = StoreMeta
 
     payment_id = UnicodeAttribute(hash_key=True)
     doc = UnicodeAttribute()
@@ -37,10 +30,8 @@ class _PaymentItem(Model):
     status = UnicodeAttribute()
 
 
-@lru_cache(maxsize=8)
 def _model(table_name: str, region: str) -> Any:
-    meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
-    return type("PaymentItem", (_PaymentItem,), {"Meta": meta, "__module__": __name__})
+    return bound(_PaymentItem, table_name, region)
 
 
 def payment_to_json(payment: RailPayment) -> str:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from functools import lru_cache
-from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
@@ -30,6 +28,13 @@ from finfaas.services.auth_customers import (
     TokenStatus,
     refresh_record_kept_after_family_seconds,
 )
+from finfaas.store.binding import (
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
+    RETRY_ATTEMPTS_MAX,
+    StoreMeta,
+    bound,
+)
 
 TABLE_LOGICAL_NAME = "auth"
 TOKEN_PK_PREFIX = "refresh#"  # noqa: S105 - an item key prefix, not a credential
@@ -38,24 +43,14 @@ FAMILY_PK_PREFIX = "family#"
 FAMILY_SK = "family"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 CANCELLED = "TransactionCanceledException"
-CONNECT_TIMEOUT_SECONDS = 2
-READ_TIMEOUT_SECONDS = 5
-RETRY_ATTEMPTS_MAX = 2
 # A rotation racing another transaction on the same token or family is retried this often, so the
 # loser ends in a condition failure (reuse) rather than an error.
 ROTATE_ATTEMPTS_MAX = 4
 ROTATE_BACKOFF_SECONDS_MAX = 0.05
 
 
-class _Meta:
-    table_name = "unbound"
-    connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
-    read_timeout_seconds = READ_TIMEOUT_SECONDS
-    max_retry_attempts = RETRY_ATTEMPTS_MAX
-
-
 class _TokenItem(Model):
-    Meta = _Meta
+    Meta = StoreMeta
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -73,7 +68,7 @@ class _TokenItem(Model):
 
 
 class _FamilyItem(Model):
-    Meta = _Meta
+    Meta = StoreMeta
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -87,20 +82,13 @@ class _FamilyItem(Model):
     expires_at = NumberAttribute()  # DynamoDB's TTL attribute (epoch seconds)
 
 
-@lru_cache(maxsize=8)
 def token_model(table_name: str, region: str) -> type[_TokenItem]:
     """The model bound to one physical table (the name depends on the stage, known at run time)."""
-    return _bound(_TokenItem, table_name, region)
+    return bound(_TokenItem, table_name, region)
 
 
-@lru_cache(maxsize=8)
 def family_model(table_name: str, region: str) -> type[_FamilyItem]:
-    return _bound(_FamilyItem, table_name, region)
-
-
-def _bound(base: type[Model], table_name: str, region: str) -> Any:
-    meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
-    return type(base.__name__.lstrip("_"), (base,), {"Meta": meta, "__module__": __name__})
+    return bound(_FamilyItem, table_name, region)
 
 
 class RefreshTokenStore:

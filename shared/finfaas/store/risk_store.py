@@ -14,7 +14,6 @@ once per transfer.
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
@@ -32,27 +31,22 @@ from finfaas.services.risk import (
     assessment_to_json,
     block_entries_for,
 )
+from finfaas.store.binding import (
+    RETRY_ATTEMPTS_MAX,
+    StoreMeta,
+    bound,
+)
 from finfaas.store.models import format_time, parse_time
 
 RISK_TABLE_LOGICAL_NAME = "risk"
 NO_RANGE = "-"
 BLOCKLIST_PARTITION = "blocklist"
-connect_timeout_seconds = 2
-read_timeout_seconds = 5
-retry_attempts_max = 2
-
-
-class _Meta:
-    table_name = "unbound"
-    connect_timeout_seconds = connect_timeout_seconds
-    read_timeout_seconds = read_timeout_seconds
-    max_retry_attempts = retry_attempts_max
 
 
 class _RiskItem(Model):
     """Every item of the table: the attributes used depend on the item's kind (see the module doc)."""
 
-    Meta = _Meta
+    Meta = StoreMeta
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -63,10 +57,8 @@ class _RiskItem(Model):
     at = UnicodeAttribute(null=True)
 
 
-@lru_cache(maxsize=8)
 def _model(table_name: str, region: str) -> Any:
-    meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
-    return type("RiskItem", (_RiskItem,), {"Meta": meta, "__module__": __name__})
+    return bound(_RiskItem, table_name, region)
 
 
 def _assessment_key(assessment_id: str) -> tuple[str, str]:
@@ -88,7 +80,7 @@ class RiskStore:
         self.table_name = table_name or resource_name(RISK_TABLE_LOGICAL_NAME)
         region = region or settings().region
         self._item = _model(self.table_name, region)
-        self._connection = Connection(region=region, max_retry_attempts=retry_attempts_max)
+        self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
 
     def stored_assessment(self, assessment_id: str) -> Assessment | None:
         try:

@@ -9,7 +9,6 @@ partition is named so (producers use `<producer>-<n>`). A dedicated table would 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import UnicodeAttribute
@@ -24,30 +23,19 @@ from finfaas.services.webhooks import (
     WebhookStoreUnavailable,
     subscriptions_total_max,
 )
+from finfaas.store.binding import StoreMeta, bound
 from finfaas.store.models import format_time, parse_time
-from finfaas.store.outbox_store import (
-    OUTBOX_TABLE_LOGICAL_NAME,
-    connect_timeout_seconds,
-    read_timeout_seconds,
-)
+from finfaas.store.outbox_store import OUTBOX_TABLE_LOGICAL_NAME
 
 SUBSCRIPTIONS_PARTITION = "webhook-subscriptions"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 query_page_items = 100
-retry_attempts_max = 2
 
 _log = get_logger("subscriptions_store")
 
 
-class _Meta:
-    table_name = "unbound"
-    connect_timeout_seconds = connect_timeout_seconds
-    read_timeout_seconds = read_timeout_seconds
-    max_retry_attempts = retry_attempts_max
-
-
 class _SubscriptionItem(Model):
-    Meta = _Meta
+    Meta = StoreMeta
 
     partition = UnicodeAttribute(hash_key=True)
     event_key = UnicodeAttribute(range_key=True)  # the subscription id
@@ -61,10 +49,8 @@ class _SubscriptionItem(Model):
     sealed_secret = UnicodeAttribute()
 
 
-@lru_cache(maxsize=8)
 def _model(table_name: str, region: str) -> Any:
-    meta = type("Meta", (_Meta,), {"table_name": table_name, "region": region})
-    return type("SubscriptionItem", (_SubscriptionItem,), {"Meta": meta, "__module__": __name__})
+    return bound(_SubscriptionItem, table_name, region)
 
 
 class SubscriptionsStore:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
@@ -39,6 +38,11 @@ from finfaas.services.transfers import (
     TransferStoreUnavailable,
     UsageOutcome,
 )
+from finfaas.store.binding import (
+    RETRY_ATTEMPTS_MAX,
+    StoreMeta,
+    bound,
+)
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 from finfaas.store.outbox_store import outbox_partition
 
@@ -49,22 +53,12 @@ OUTBOX_PRODUCER = "transfers"
 NO_RANGE = "-"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 CANCELLED = "TransactionCanceledException"
-connect_timeout_seconds = 2
-read_timeout_seconds = 5
-retry_attempts_max = 2
-
-
-class _Meta:
-    table_name = "unbound"
-    connect_timeout_seconds = connect_timeout_seconds
-    read_timeout_seconds = read_timeout_seconds
-    max_retry_attempts = retry_attempts_max
 
 
 class _OrderItem(Model):
     """Every item of the table; which attributes are set depends on the item's kind."""
 
-    Meta = _Meta
+    Meta = StoreMeta
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -78,16 +72,11 @@ class _OrderItem(Model):
 
 
 class _OutboxItem(OutboxRecord):
-    Meta = _Meta
+    Meta = StoreMeta
 
 
-@lru_cache(maxsize=8)
 def _models(table_name: str, outbox_table_name: str, region: str) -> tuple[Any, Any]:
-    def bound(base: type[Model], name: str) -> Any:
-        meta = type("Meta", (_Meta,), {"table_name": name, "region": region})
-        return type(base.__name__.lstrip("_"), (base,), {"Meta": meta, "__module__": __name__})
-
-    return bound(_OrderItem, table_name), bound(_OutboxItem, outbox_table_name)
+    return bound(_OrderItem, table_name, region), bound(_OutboxItem, outbox_table_name, region)
 
 
 def _order_key(transfer_id: str) -> tuple[str, str]:
@@ -183,7 +172,7 @@ class TransfersStore:
         self.outbox_table_name = outbox_table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME)
         region = region or settings().region
         self._item, self._outbox = _models(self.table_name, self.outbox_table_name, region)
-        self._connection = Connection(region=region, max_retry_attempts=retry_attempts_max)
+        self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
 
     # -- orders -----------------------------------------------------------------------------------
 
