@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
@@ -12,12 +11,13 @@ from pynamodb.models import Model
 
 from finfaas.platform.audit import AuditRecord, AuditStoreError
 from finfaas.platform.config import resource_name
+from finfaas.store.binding import (
+    StoreMeta,
+    bound,
+)
 
 TABLE_LOGICAL_NAME = "audit"
 CONDITION_FAILED = "ConditionalCheckFailedException"
-CONNECT_TIMEOUT_SECONDS = 2
-READ_TIMEOUT_SECONDS = 5
-RETRY_ATTEMPTS_MAX = 2
 # Records per Query page when walking a chain for verification.
 VERIFY_PAGE_RECORDS = 500
 
@@ -25,11 +25,7 @@ VERIFY_PAGE_RECORDS = 500
 class _AuditItem(Model):
     """Attribute layout shared by the per-table model classes."""
 
-    class Meta:
-        table_name = "unbound"
-        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
-        read_timeout_seconds = READ_TIMEOUT_SECONDS
-        max_retry_attempts = RETRY_ATTEMPTS_MAX
+    Meta = StoreMeta
 
     chain = UnicodeAttribute(hash_key=True)
     seq = NumberAttribute(range_key=True)
@@ -48,11 +44,9 @@ class _AuditItem(Model):
     v = NumberAttribute()
 
 
-@lru_cache(maxsize=8)
 def audit_model(table_name: str) -> type[_AuditItem]:
     """The model bound to one physical table (the name depends on the stage, known at run time)."""
-    meta = type("Meta", (_AuditItem.Meta,), {"table_name": table_name})
-    return type("AuditItem", (_AuditItem,), {"Meta": meta, "__module__": __name__})
+    return bound(_AuditItem, table_name)
 
 
 RECORD_FIELDS = tuple(AuditRecord.__dataclass_fields__)

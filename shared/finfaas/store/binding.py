@@ -26,7 +26,9 @@ class StoreMeta:
 
 
 @lru_cache(maxsize=BOUND_MODELS_MAX)
-def bound(base: type[Model], table_name: str, region: str) -> Any:
-    """A subclass of base reading and writing table_name; one class per (base, table, region)."""
-    meta = type("Meta", (base.Meta,), {"table_name": table_name, "region": region})
+def bound(base: type[Model], table_name: str, region: str | None = None) -> Any:
+    """A subclass of base reading and writing table_name; one class per (base, table, region).
+    Without a region, botocore's own resolution (AWS_REGION, AWS_DEFAULT_REGION) applies."""
+    fields = {"table_name": table_name} if region is None else {"table_name": table_name, "region": region}
+    meta = type("Meta", (base.Meta,), fields)
     return type(base.__name__.lstrip("_"), (base,), {"Meta": meta, "__module__": base.__module__})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
@@ -20,23 +19,19 @@ from finfaas.platform.idempotency import (
     RecordStatus,
     StoredResponse,
 )
+from finfaas.store.binding import (
+    StoreMeta,
+    bound,
+)
 
 TABLE_LOGICAL_NAME = "idempotency"
 CONDITION_FAILED = "ConditionalCheckFailedException"
-# A request waits on these calls: fail fast and let the client retry rather than hang.
-CONNECT_TIMEOUT_SECONDS = 2
-READ_TIMEOUT_SECONDS = 5
-RETRY_ATTEMPTS_MAX = 2
 
 
 class _IdempotencyItem(Model):
     """Attribute layout shared by the per-table model classes."""
 
-    class Meta:
-        table_name = "unbound"
-        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
-        read_timeout_seconds = READ_TIMEOUT_SECONDS
-        max_retry_attempts = RETRY_ATTEMPTS_MAX
+    Meta = StoreMeta
 
     idempotency_key = UnicodeAttribute(hash_key=True)
     status = UnicodeAttribute()
@@ -50,11 +45,9 @@ class _IdempotencyItem(Model):
     written_at_ms = NumberAttribute(default=0)
 
 
-@lru_cache(maxsize=8)
 def item_model(table_name: str) -> type[_IdempotencyItem]:
     """The model bound to one physical table (the name depends on the stage, known at run time)."""
-    meta = type("Meta", (_IdempotencyItem.Meta,), {"table_name": table_name})
-    return type("IdempotencyItem", (_IdempotencyItem,), {"Meta": meta, "__module__": __name__})
+    return bound(_IdempotencyItem, table_name)
 
 
 class IdempotencyStore:
