@@ -2,7 +2,10 @@
 
 Apps (customer tokens, scopes transfers:write / transfers:read):
   POST /transfers              202 + the transfer id and its status URL (Idempotency-Key required)
-  GET  /transfers/{id}?wait=s  status and steps; waits up to `wait` seconds for a final status
+  GET  /transfers/{id}?wait=s  status and steps; waits up to `wait` seconds for a final status. At most
+                               TRANSFERS_WAITERS_MAX requests (default 2) wait at once per process, so
+                               waiters never hold every request thread the saga's steps need; any other
+                               answers at once with the current status, as with wait=0
 The saga (the orchestrator's token, scope transfers:saga): POST /saga/validate|screen|complete|fail|attention.
 Queue `reviews` (POST /): the callback tasks that wait for an operator; their tokens are checked
 with the orchestrator before they are kept. Operators (ops): decisions, customer tiers.
@@ -62,6 +65,7 @@ CREATE_LIMIT = RateLimit("transfers_create", requests_max=120, window_seconds=60
 DEGRADED_APPROVE_ENV = "TRANSFERS_DEGRADED_AUTO_APPROVE_MAJOR"
 BREAKER_FAILURES_ENV = "TRANSFERS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "TRANSFERS_RISK_BREAKER_OPEN_SECONDS"
+WAITERS_MAX_ENV = "TRANSFERS_WAITERS_MAX"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 
 
@@ -109,7 +113,10 @@ class TransfersServices:
 
 
 def settings_from_env(environ: Any = os.environ) -> TransfersSettings:
-    return TransfersSettings(degraded_auto_approve_major=int(environ.get(DEGRADED_APPROVE_ENV, "100")))
+    defaults = TransfersSettings()
+    approve_major = environ.get(DEGRADED_APPROVE_ENV, defaults.degraded_auto_approve_major)
+    waiters = environ.get(WAITERS_MAX_ENV, defaults.waiters_max)
+    return TransfersSettings(degraded_auto_approve_major=int(approve_major), waiters_max=int(waiters))
 
 
 def build_services() -> TransfersServices:
@@ -173,7 +180,8 @@ def create_transfer(req: Request, body: NewTransferBody) -> Response:
 
 @app.route("GET", "/transfers/{transfer_id}", scopes=[READ], query=WaitQuery, rate_limit=None)
 def get_transfer(req: Request, transfer_id: str, query: WaitQuery) -> TransferView:
-    """A transfer's status and steps; `wait` (seconds, at most 5) waits for a final status."""
+    """A transfer's status and steps; `wait` (seconds, at most 5) waits for a final status while one of
+    the process's waiting slots is free, and answers at once otherwise."""
     return transfer_view(services.get().transfers.get(transfer_id, _owner_filter(req), query.wait))
 
 
@@ -244,8 +252,14 @@ def set_tier(req: Request, customer_id: str, body: TierBody) -> Response:
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)
 def stats(req: Request) -> dict[str, Any]:
-    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
-    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+    """This process's DynamoDB calls by operation and table, the order reads of status requests (each
+    one a GetItem), and the platform steps' cost."""
+    current = services.get()
+    return {
+        "dynamodb_calls": current.dynamodb_calls(),
+        "status_reads": current.transfers.status_reads(),
+        "steps": app.timings.snapshot(),
+    }
 
 
 @app.readiness_check("transfer-orders-table")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -56,6 +57,10 @@ failure_code_chars_max = 64
 steps_max = 40  # a saga records at most a dozen; a loop of operator decisions is bounded too
 wait_seconds_max = 5.0  # GET ?wait=: a request holds a function thread at most this long
 wait_poll_seconds = 0.1
+# GET ?wait=: requests of one process that may hold a thread waiting at once. The saga's own steps
+# arrive at the same few request threads (4 under the python3-http template's waitress), so waiters
+# must never take them all; a request finding every slot taken answers at once, as with wait=0.
+waiters_max = 2
 restart_after_seconds = 5.0  # an ACCEPTED order older than this has its execution started again on read
 save_attempts_max = 4
 degraded_auto_approve_major_default = 100
@@ -396,7 +401,12 @@ class TransfersSettings:
     degraded_auto_approve_major: int = degraded_auto_approve_major_default
     wait_seconds_max: float = wait_seconds_max
     wait_poll_seconds: float = wait_poll_seconds
+    waiters_max: int = waiters_max
     restart_after_seconds: float = restart_after_seconds
+
+    def __post_init__(self) -> None:
+        if self.waiters_max < 0 or self.wait_poll_seconds <= 0:
+            raise ValueError("waiters_max must be >= 0 and wait_poll_seconds > 0")
 
     def degraded_auto_approve_minor(self, currency: str) -> int:
         return self.degraded_auto_approve_major * 10 ** currency_exponent(currency)
@@ -480,7 +490,15 @@ class TierBody(StrictModel):
 
 class WaitQuery(StrictModel):
     wait: Annotated[
-        float, Field(ge=0, le=wait_seconds_max, description="seconds to wait for a final status")
+        float,
+        Field(
+            ge=0,
+            le=wait_seconds_max,
+            description=(
+                "seconds to wait for a final status; when the function already holds its most "
+                "waiting requests, the current status comes back at once, as with wait=0"
+            ),
+        ),
     ] = 0
 
 
@@ -655,6 +673,9 @@ class TransfersService:
         self._settings = settings
         self._clock = clock
         self._sleep = sleep
+        self._waiters = threading.BoundedSemaphore(settings.waiters_max)
+        self._status_reads = 0
+        self._status_reads_lock = threading.Lock()
 
     # -- the app's API ----------------------------------------------------------------------------
 
@@ -669,14 +690,38 @@ class TransfersService:
         return stored
 
     def get(self, transfer_id: str, owner_id: str | None, wait_seconds: float = 0) -> TransferOrder:
-        """The order (a customer sees only their own); with wait_seconds, until it is final or time is up."""
-        order = self._visible(transfer_id, owner_id)
+        """The order (a customer sees only their own); with wait_seconds, until it is final or time is up.
+        Only `waiters_max` requests wait at once; any other answers at once, never holding a thread."""
+        order = self._status_read(transfer_id, owner_id)
         self._restart_if_stalled(order)
-        deadline = time.monotonic() + min(wait_seconds, self._settings.wait_seconds_max)
-        while not order.status.terminal and time.monotonic() < deadline:
+        if order.status.terminal or wait_seconds <= 0:
+            return order
+        if not self._waiters.acquire(blocking=False):
+            return order
+        try:
+            return self._until_final(order, owner_id, min(wait_seconds, self._settings.wait_seconds_max))
+        finally:
+            self._waiters.release()
+
+    def status_reads(self) -> int:
+        """Order reads made by get() in this process so far (a waiting request reads once per poll)."""
+        with self._status_reads_lock:
+            return self._status_reads
+
+    def _until_final(self, order: TransferOrder, owner_id: str | None, wait_seconds: float) -> TransferOrder:
+        # Bounded twice: by the monotonic deadline, and by the poll count so an injected sleep ends too.
+        deadline = time.monotonic() + wait_seconds
+        for _ in range(math.ceil(wait_seconds / self._settings.wait_poll_seconds)):
+            if order.status.terminal or time.monotonic() >= deadline:
+                break
             self._sleep(self._settings.wait_poll_seconds)
-            order = self._visible(transfer_id, owner_id)
+            order = self._status_read(order.transfer_id, owner_id)
         return order
+
+    def _status_read(self, transfer_id: str, owner_id: str | None) -> TransferOrder:
+        with self._status_reads_lock:
+            self._status_reads += 1
+        return self._visible(transfer_id, owner_id)
 
     def set_tier(self, owner_id: str, tier: Tier) -> None:
         self._orders.set_tier(owner_id, tier)
