@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import random
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from finfaas.platform.logging import get_logger
 from finfaas.workflow import errors
 from finfaas.workflow.asl import Definition, DefinitionRegistry, TaskState
 from finfaas.workflow.errors import StatesError
-from finfaas.workflow.inline import InlineDrives
+from finfaas.workflow.inline import InlineDrives, InlineSlot
 from finfaas.workflow.interpreter import (
     MS_PER_SECOND,
     Step,
@@ -91,6 +92,8 @@ class EngineLimits:
     # When a start or callback is driven in process, its queue wake-up is delayed by this much: it
     # matters only if the process dies mid-drive, and arriving early it finds nothing due.
     inline_backup_wake_seconds: int = 5
+    # A start driven in process waits this long at most for its first checkpoint to be decided.
+    start_decision_seconds_max: float = 60.0
 
 
 class WorkflowError(Exception):
@@ -197,6 +200,11 @@ class Engine:
         except StatesError as error:
             raise InvalidExecutionInput(error.cause) from None
         execution = self._new_execution(definition, name, input_value)
+        slot = self._inline.reserve() if self._inline is not None else None
+        if slot is not None:
+            in_process = self._start_in_process(definition, execution, slot)
+            if in_process is not None:
+                return in_process
         started = HistoryEvent(
             1,
             "ExecutionStarted",
@@ -211,6 +219,27 @@ class Engine:
             return self._existing_start(execution, input_value)
         self._kick(execution, "start")
         return StartResult(execution, True)
+
+    def _start_in_process(
+        self, definition: Definition, execution: Execution, slot: InlineSlot
+    ) -> StartResult | None:
+        """Drive a new execution in this process; its first checkpoint is the write that creates it.
+
+        The start waits until that write is decided, so it still answers created or existing. What it
+        stores is already the lease on the first task (or a parked or final state), so no wake-up is
+        needed: a crash after it leaves what a crash mid-drive leaves, a lease the sweeper re-drives
+        once it lapses. None: no thread for the drive, the caller starts through the queue.
+        """
+        handoff = _StartHandoff()
+        step = Step(replace(execution, history_seq=0), on_create=handoff.decide)
+        started = {"state_machine": execution.state_machine, "input": execution.input}
+        step.events.append(("ExecutionStarted", None, started))
+        if not slot.run(handoff.reporting_failure(lambda: _Drive(self, definition, step).run())):
+            return None
+        created, stored = handoff.wait(self.limits.start_decision_seconds_max)
+        if not created:
+            return self._existing_start(execution, execution.input)
+        return StartResult(stored, True)
 
     def _new_execution(self, definition: Definition, name: str, input_value: Any) -> Execution:
         now = self._now_ms()
@@ -301,12 +330,26 @@ class Engine:
             seq += 1
             events.append(HistoryEvent(seq, kind, self._now_ms(), state, detail))
         saved = replace(execution, version=execution.version + 1, history_seq=seq)
+        if step.on_create is not None:
+            return self._create(step, saved, events)
         self._crash_hook("checkpoint:before_save")
         written = self.store.save(saved, events)
         self._crash_hook("checkpoint:after_save")
         if written:
             step.execution, step.events = saved, []
         return written
+
+    def _create(self, step: Step, saved: Execution, events: list[HistoryEvent]) -> bool:
+        """The first checkpoint of a start driven in process: create the execution, tell the start."""
+        decide, step.on_create = step.on_create, None
+        assert decide is not None
+        self._crash_hook("start:before_save")
+        created = self.store.create(saved, events)
+        self._crash_hook("start:after_save")
+        if created:
+            step.execution, step.events = saved, []
+        decide(created, saved)
+        return created
 
     def _wake(self, wakeup: Wakeup, delay: int = 0) -> None:
         self._crash_hook("wake:before_send")
@@ -326,7 +369,9 @@ class Engine:
         # The drive starts from the version just written (no re-read: a stale one loses its checkpoint).
         # The wake-up is sent meanwhile, delayed: a crash before it is sent leaves what a crash before
         # a queue-only start's wake-up leaves (the sweeper finds it), one after it is resumed from it.
-        slot.run(lambda: self._drive_execution(saved, reason))
+        if not slot.run(lambda: self._drive_execution(saved, reason)):
+            self._wake(wakeup)
+            return
         self._wake(wakeup, self.limits.inline_backup_wake_seconds)
 
     def _run_task(self, call: TaskCall) -> TaskOutcome:
@@ -410,6 +455,45 @@ def _waits_for(execution: Execution, secret: str) -> bool:
         and hmac.compare_digest(execution.task_token, secret)
         and execution.phase in (Phase.TASK, Phase.CALLBACK, Phase.BACKOFF)
     )
+
+
+class _StartHandoff:
+    """Carries the outcome of an in-process start's first checkpoint from the drive to the start."""
+
+    def __init__(self) -> None:
+        self._decided = threading.Event()
+        self._outcome: tuple[bool, Execution] | None = None
+        self._failure: BaseException | None = None
+
+    def decide(self, created: bool, stored: Execution) -> None:
+        self._outcome = (created, stored)
+        self._decided.set()
+
+    def reporting_failure(self, drive: Callable[[], object]) -> Callable[[], object]:
+        """drive, passing on to the start a failure that comes before the execution is created."""
+
+        def run() -> object:
+            try:
+                return drive()
+            except BaseException as error:
+                if not self._decided.is_set():
+                    self._failure = error
+                    self._decided.set()
+                raise
+            finally:
+                if not self._decided.is_set():  # a drive must create or refuse; anything else is a bug
+                    self._failure = RuntimeError("the start's drive ended without creating the execution")
+                    self._decided.set()
+
+        return run
+
+    def wait(self, seconds_max: float) -> tuple[bool, Execution]:
+        if not self._decided.wait(seconds_max):
+            raise ExecutionBusy("the start was not decided in time; retry with the same name")
+        if self._failure is not None:
+            raise self._failure
+        assert self._outcome is not None
+        return self._outcome
 
 
 class _Drive:

@@ -1,9 +1,11 @@
 """Drives run in the orchestrator's own process right after a start or a callback is checkpointed.
 
 The queue round trip before the first state (SQS delivery, the connector's poll) costs more than the
-saga's steps themselves at low load. The engine still sends a wake-up for every such drive, delayed
-(EngineLimits.inline_backup_wake_seconds), so a process that dies mid-drive is resumed from the queue;
-the execution's version and lease keep the two from both acting.
+saga's steps themselves at low load. A start driven here creates its execution with its first
+checkpoint (already holding the first task's lease), so a process that dies mid-drive leaves a lease
+the sweeper re-drives. A callback's drive is backed by a delayed wake-up
+(EngineLimits.inline_backup_wake_seconds); the execution's version and lease keep the two from both
+acting.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ INLINE_DRIVES_MAX = 4  # concurrent in-process drives; past that, wake-ups go th
 
 
 class InlineSlot(Protocol):
-    def run(self, drive: Callable[[], object]) -> None:
-        """Start drive in this process (once)."""
+    def run(self, drive: Callable[[], object]) -> bool:
+        """Start drive in this process (once); False (and the slot given back) when it cannot start."""
         ...
 
     def release(self) -> None:
@@ -48,11 +50,13 @@ class _ThreadSlot:
     def __init__(self, slots: threading.BoundedSemaphore) -> None:
         self._slots = slots
 
-    def run(self, drive: Callable[[], object]) -> None:
+    def run(self, drive: Callable[[], object]) -> bool:
         try:
             threading.Thread(target=self._run, args=(drive,), name="inline-drive", daemon=True).start()
-        except RuntimeError:  # no new thread (interpreter shutting down): the delayed wake-up takes it
+        except RuntimeError:  # no new thread (interpreter shutting down): the queue takes the drive
             self.release()
+            return False
+        return True
 
     def release(self) -> None:
         self._slots.release()

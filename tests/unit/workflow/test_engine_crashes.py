@@ -125,19 +125,54 @@ def test_a_crash_at_any_point_of_an_in_process_drive_ends_right_with_each_effect
     assert sum(bank.balances.values()) == 0
 
 
-def test_in_process_runs_finish_within_the_start_and_leave_only_the_delayed_backup():
+def test_an_in_process_start_creates_the_execution_with_its_first_lease_and_needs_no_wake_up():
     # GIVEN the in-process world of the inline matrix
     world, bank = _world(inline=True)
 
     # WHEN a transfer starts, with no queue delivery at all
-    world.start("demo-transfer", "tr-1", SMALL)
+    started = world.start("demo-transfer", "tr-1", SMALL)
 
-    # THEN it is done, and the one wake-up sent is the backup, delayed past the run
+    # THEN it is done within the start, with no wake-up sent
+    assert started.created
     assert world.status(EXECUTION) is Status.SUCCEEDED
     assert bank.effects(EXECUTION) == {"debits": 1, "credits": 1}
-    assert [q.deliver_at_ms for q in world.waker.queued] == [
-        int(T0 * 1000) + EngineLimits().inline_backup_wake_seconds * 1000
-    ]
+    assert world.waker.queued == []
+    # AND the write that created it already held the Debit's lease: one write per task, plus the end
+    assert started.execution.state == "Debit" and started.execution.lease_owner is not None
+    assert (world.store.calls["create"], world.store.calls["save"]) == (1, 2)
+    first = [e.type for e in world.store.history(EXECUTION, 0, 3)]
+    assert first == ["ExecutionStarted", "StateEntered", "TaskScheduled"]
+
+
+def test_an_in_process_start_of_an_existing_name_returns_it_and_runs_nothing():
+    # GIVEN a finished transfer
+    world, bank = _world(inline=True)
+    world.start("demo-transfer", "tr-1", SMALL)
+
+    # WHEN it is started again with the same name and input
+    again = world.start("demo-transfer", "tr-1", SMALL)
+
+    # THEN the existing execution comes back and no task ran again
+    assert not again.created
+    assert again.execution.status is Status.SUCCEEDED
+    assert bank.effects(EXECUTION) == {"debits": 1, "credits": 1}
+    assert len(bank.calls) == 2
+
+
+def test_without_a_free_in_process_slot_a_start_goes_through_the_queue():
+    # GIVEN a process with no room for another in-process drive
+    world, bank = _world(inline=True)
+    world.inline.room = False
+
+    # WHEN a transfer starts
+    world.start("demo-transfer", "tr-1", SMALL)
+
+    # THEN it waits for its queued wake-up, which then drives it to the end
+    assert world.status(EXECUTION) is Status.RUNNING
+    assert len(world.waker.queued) == 1
+    world.run()
+    assert world.status(EXECUTION) is Status.SUCCEEDED
+    assert bank.effects(EXECUTION) == {"debits": 1, "credits": 1}
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["queue", "in-process"])

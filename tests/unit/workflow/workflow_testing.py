@@ -133,9 +133,10 @@ class SameThreadSlot:
     def __init__(self, drives: SameThreadDrives) -> None:
         self._drives = drives
 
-    def run(self, drive: Callable[[], object]) -> None:
+    def run(self, drive: Callable[[], object]) -> bool:
         self._drives.run += 1
         drive()
+        return True
 
     def release(self) -> None:
         self._drives.released += 1
