@@ -15,7 +15,11 @@ one another with customer tokens signed by the suite's dev signing key. Phases:
             functions' logs: transfers /saga/*, ledger /pending*, rail; risk is inside /saga/screen);
   load      `--clients` clients, each sending its next transfer when the last one is final.
 End-to-end latency runs from the client sending POST /transfers to the moment the transfer's final
-step was recorded (its `steps[-1].at`); clients poll GET /transfers/{id} meanwhile.
+step was recorded (its `steps[-1].at`). Meanwhile each client follows its transfer as an app should,
+with GET /transfers/{id}?wait=5; when an answer comes back before the transfer is final (the wait ran
+out, or the function's waiting slots were all taken) it asks again after POLL_SECONDS. A waiting GET
+reads the order once per poll: the DynamoDB calls per transfer leave out the status requests' reads
+as the transfers function counts them (its /_/ops/stats `status_reads`).
 Afterwards `finfaas ledger check` must pass and no execution may be left running.
 Last line: JSON with sagas_per_s, p50_ms, p99_ms, overhead_ratio, dynamodb_calls_per_transfer,
 sqs_calls_per_transfer and the rest.
@@ -67,7 +71,8 @@ TRANSFERS_LIMIT = 2_000
 TRANSFERS_PER_CUSTOMER_MAX = 8
 ACCOUNT_OPENING_MINOR = 10**12
 TRANSFER_AMOUNT_MINOR = 1
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.05  # between status requests that came back before the transfer was final
+STATUS_WAIT_SECONDS = 5  # GET /transfers/{id}?wait=: the most the function waits
 TRANSFER_SECONDS_MAX = 60.0  # one saga; longer is a failure
 DRAIN_SECONDS_MAX = 60.0
 REQUEST_TIMEOUT_SECONDS = 15.0
@@ -291,7 +296,7 @@ class Outcome:
     status: str
     latency_ms: float
     sent_at: float  # epoch seconds when the POST was sent
-    polls: int  # GET /transfers/{id} while waiting (each reads the order once)
+    polls: int  # GET /transfers/{id}?wait= until the transfer was final
 
 
 @dataclass
@@ -334,7 +339,8 @@ def _request(
 
 
 def one_transfer(base_url: str, sender: Customer, payee: Customer) -> Outcome:
-    """POST a transfer, poll until it is final; latency from sending the POST to its final step."""
+    """POST a transfer, follow it with waiting GETs until it is final; latency from sending the POST
+    to its final step."""
     started = time.time()
     body = {
         "debit_account_id": sender.account_id,
@@ -354,13 +360,14 @@ def one_transfer(base_url: str, sender: Customer, payee: Customer) -> Outcome:
     transfer_id = answer["transfer_id"]
     deadline = time.monotonic() + TRANSFER_SECONDS_MAX
     polls = 0
+    status_url = f"{base_url}/function/transfers/transfers/{transfer_id}?wait={STATUS_WAIT_SECONDS}"
     while time.monotonic() < deadline:
-        time.sleep(POLL_SECONDS)
         polls += 1
-        status, view = _request("GET", f"{base_url}/function/transfers/transfers/{transfer_id}", sender.token)
+        status, view = _request("GET", status_url, sender.token)
         if status == 200 and view["status"] in FINAL_STATUSES:
             finished = datetime.fromisoformat(view["steps"][-1]["at"]).timestamp()
             return Outcome(transfer_id, view["status"], (finished - started) * 1000, started, polls)
+        time.sleep(POLL_SECONDS)
     raise RuntimeError(f"transfer {transfer_id} not final after {TRANSFER_SECONDS_MAX} s")
 
 
@@ -446,6 +453,25 @@ def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str
     return {name: round(total / count, 1) for name, total in totals.items()}
 
 
+def ops_token() -> str:
+    """A client token for the functions' /_/ops/ routes (signed by the dev signing key)."""
+    from finfaas.platform import config
+    from finfaas.platform.keys import load_keyring
+    from finfaas.platform.testing import TokenMinter
+
+    settings = config.auth_settings()
+    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
+    return minter.mint("bench", ("ops",), kind="client")
+
+
+def status_reads(base_url: str, token: str) -> int:
+    """Order reads the transfers function made answering status requests (GetItem each), so far."""
+    status, answer = _request("GET", f"{base_url}/function/transfers/_/ops/stats", token)
+    if status != 200:
+        raise RuntimeError(f"transfers /_/ops/stats answered {status}: {answer}")
+    return int(answer["status_reads"])
+
+
 def no_execution_running(timeout_seconds: float) -> bool:
     from finfaas.store.executions_store import ExecutionsStore
 
@@ -482,15 +508,21 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
         flush=True,
     )
 
+    ops = ops_token()
+    reads_before = status_reads(base_url, ops)
     dynamodb_before, sqs_before = dynamodb.counts(), moto.counts()
     steps_before = steps_low
     load = await run_phase(base_url, customers, args.clients, args.transfers, args.seconds_max)
     steps_after, _ = step_ms_total(logs_dir)
     dynamodb_calls, sqs_calls = dynamodb.counts() - dynamodb_before, moto.counts() - sqs_before
+    reads = status_reads(base_url, ops) - reads_before
+    if reads < 0:  # the function restarted and its count with it: the reads are unknown
+        raise RuntimeError("the transfers function restarted during the load phase")
     done = max(len(load.completed), 1)
-    # The clients' status polls read the order once each: the saga's own calls are counted without them.
+    # The clients' status requests read the order once per poll, as the function counts: the saga's
+    # own calls are counted without them.
     polls = sum(o.polls for o in load.outcomes)
-    dynamodb_calls["dynamodb GetItem"] -= polls
+    dynamodb_calls["dynamodb GetItem"] -= reads
     latencies = [o.latency_ms for o in load.completed]
     load_mean = sum(latencies) / done
     load_steps = (steps_after - steps_before) / max(len(load.outcomes), 1)
@@ -511,7 +543,8 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
         "sqs_calls_per_transfer": round(sum(sqs_calls.values()) / done, 2),
         "dynamodb_calls_by_operation": per_transfer(dynamodb_calls, "dynamodb", done),
         "sqs_calls_by_operation": per_transfer(sqs_calls, "sqs", done),
-        "status_polls_per_transfer": round(polls / done, 2),
+        "status_requests_per_transfer": round(polls / done, 2),
+        "status_reads_per_transfer": round(reads / done, 2),
         "low_load": {
             "p50_ms": low_p50,
             "mean_ms": round(low_mean, 1),
