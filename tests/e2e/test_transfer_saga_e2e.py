@@ -10,6 +10,9 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,12 @@ SAGA_SECONDS_MAX = 60
 STOP_SECONDS_MAX = 20
 CHECK_SECONDS_MAX = 120
 FINAL = ("COMPLETED", "FAILED", "COMPENSATED")
+# More status requests waiting at once than the transfers process has request threads (waitress's 4).
+STATUS_WAITERS = 8
+STATUS_WAITER_PAUSE_SECONDS = 0.05  # between one waiter's requests, as an app polls
+STATUS_WAITER_STOP_SECONDS_MAX = 25  # a ?wait=5 request in flight, with the client's 15 s timeout
+# A saga takes well under a second here; with waiters holding every request thread it took ~10 s.
+SAGA_AMONG_WAITERS_SECONDS_MAX = 4.0
 
 
 def _short_rail_timeout(folder: Path) -> Path:
@@ -187,6 +196,71 @@ def test_a_large_transfer_waits_for_an_operator_on_the_reviews_queue(suite, cust
 
     assert waiting and status == 200
     assert _final(suite, sender, transfer_id)["status"] == "COMPLETED"
+
+
+def _held_for_review(base_url: str, sender: Customer, payee: Customer, ops: str) -> str:
+    """A transfer that stays AWAITING_REVIEW until an operator decides."""
+    _request(
+        "PUT",
+        f"{base_url}/function/transfers/_/ops/customers/{sender.customer_id}/tier",
+        ops,
+        {"tier": "PREMIUM"},
+    )
+    transfer_id = _send(base_url, sender, {"credit_account_id": payee.account_id, "amount": 1_500_000})
+    wait_for(
+        lambda: _view(base_url, sender, transfer_id, wait=1)["decision_pending"] == "review",
+        SAGA_SECONDS_MAX,
+        "the review request",
+    )
+    return transfer_id
+
+
+def _keep_waiting(base_url: str, customer: Customer, transfer_id: str, stop: threading.Event) -> None:
+    url = f"{base_url}/function/transfers/transfers/{transfer_id}?wait=5"
+    while not stop.is_set():
+        _request("GET", url, customer.token)
+        time.sleep(STATUS_WAITER_PAUSE_SECONDS)
+
+
+def test_status_requests_waiting_at_once_leave_the_saga_its_request_threads(suite):
+    # GIVEN a transfer held for review, and more clients waiting on it with ?wait=5 than the transfers
+    # function has request threads
+    sender, payee = open_customers(2, secrets.token_hex(3))
+    ops = _ops_token()
+    held = _held_for_review(suite, sender, payee, ops)
+    warm = _send(suite, payee, {"credit_account_id": sender.account_id, "amount": 100})
+    assert _final(suite, payee, warm)["status"] == "COMPLETED"  # every function of the saga is started
+    stop = threading.Event()
+    waiters = [
+        threading.Thread(target=_keep_waiting, args=(suite, sender, held, stop), daemon=True)
+        for _ in range(STATUS_WAITERS)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    try:
+        time.sleep(1)  # every waiter has asked at least once
+        # WHEN another transfer starts meanwhile
+        sent_at = time.time()
+        transfer_id = _send(suite, payee, {"credit_account_id": sender.account_id, "amount": 100})
+        view = _final(suite, payee, transfer_id)
+    finally:
+        stop.set()
+        for waiter in waiters:
+            waiter.join(STATUS_WAITER_STOP_SECONDS_MAX)
+        _request(
+            "POST",
+            f"{suite}/function/transfers/_/ops/transfers/{held}/decision",
+            ops,
+            {"decision": "reject", "note": "test over"},
+            {"Idempotency-Key": secrets.token_hex(8)},
+        )
+
+    # THEN its saga runs to the end in seconds, not behind the waiters
+    finished_at = datetime.fromisoformat(view["steps"][-1]["at"]).timestamp()
+    assert view["status"] == "COMPLETED"
+    assert finished_at - sent_at < SAGA_AMONG_WAITERS_SECONDS_MAX
+    assert not any(waiter.is_alive() for waiter in waiters)
+    assert _final(suite, sender, held)["status"] == "FAILED"
 
 
 def test_the_ledger_checks_clean_and_no_execution_is_left_running(suite, customers, embedded_aws):
