@@ -1,10 +1,16 @@
 """Orchestrator executions and history in DynamoDB (tables `executions` and `history`).
 
 executions: HASH execution_id; GSI by-status (HASH status, RANGE next_run_at). Every checkpoint is
-one TransactWriteItems: an Update of the execution conditioned on its version, plus a Put per
-history event conditioned on its seq being new, so the history holds exactly the transitions that
-were saved. JSON values (input, state input, output, task result) are kept as JSON text: ASL data
-may hold non-integer numbers, which pynamodb's NumberAttribute would round through float.
+one TransactWriteItems: an Update of the execution conditioned on its version (setting only the
+attributes that changed since the version it replaces, when the caller says which that was), plus
+one Put of the checkpoint's history events, keyed by the first event's seq and conditioned on that
+key being new, so the history holds exactly the transitions that were saved. One item per
+checkpoint rather than per event: a checkpoint is on the critical path of every task, and each
+item of a transaction costs the table a write. history: HASH execution_id, RANGE seq; an item holds
+`events` (JSON list of [seq, type, at_ms, state, detail]); items written one event each (type,
+at_ms, state, detail) are read as well. JSON values (input, state input, output, task result) are
+kept as JSON text: ASL data may hold non-integer numbers, which pynamodb's NumberAttribute would
+round through float.
 
 The sweeper's bookkeeping is one item (execution_id `~sweeper`) without a status, so it stays
 out of the by-status index.
@@ -53,6 +59,9 @@ RETRY_ATTEMPTS_MAX = 2
 transaction_attempts_max = 3
 transaction_retry_seconds = 0.05
 page_items_max = 100
+# A history item holds a checkpoint's events up to this much JSON (DynamoDB allows 400 KB an item);
+# one event is at most the engine's 64 KiB payload limit plus its fields, so it always fits.
+history_item_bytes_max = 300 * 1024
 
 
 def format_time_ms(ms: int) -> str:
@@ -119,9 +128,11 @@ class _HistoryItem(Model):
         max_retry_attempts = RETRY_ATTEMPTS_MAX
 
     execution_id = UnicodeAttribute(hash_key=True)
-    seq = NumberAttribute(range_key=True)
-    type = UnicodeAttribute()
-    at_ms = NumberAttribute()
+    seq = NumberAttribute(range_key=True)  # the first event's seq
+    events = UnicodeAttribute(null=True)  # JSON list of [seq, type, at_ms, state, detail]
+    # Items written one event each:
+    type = UnicodeAttribute(null=True)
+    at_ms = NumberAttribute(null=True)
     state = UnicodeAttribute(null=True)
     detail = UnicodeAttribute(null=True)  # JSON object
 
@@ -246,13 +257,15 @@ class ExecutionsStore:
             lambda tx: tx.save(item, condition=self.execution_model.execution_id.does_not_exist()),
         )
 
-    def save(self, execution: Execution, events: Sequence[HistoryEvent]) -> bool:
+    def save(
+        self, execution: Execution, events: Sequence[HistoryEvent], previous: Execution | None = None
+    ) -> bool:
         if len(events) > history_events_per_save_max:
             raise ValueError(f"at most {history_events_per_save_max} history events per save")
         model = self.execution_model
         actions = [
             getattr(model, name).set(value) if value is not None else getattr(model, name).remove()
-            for name, value in _attributes(execution).items()
+            for name, value in _changed_attributes(execution, previous).items()
         ]
         condition = (model.version == execution.version - 1) & (model.status == Status.RUNNING.value)
         return self._transact(
@@ -300,9 +313,9 @@ class ExecutionsStore:
             try:
                 with TransactWrite(connection=self._connection) as tx:
                     add_execution(tx)
-                    for event in events:
+                    for chunk in _history_chunks(events):
                         tx.save(
-                            self._history_item(execution_id, event),
+                            self._history_item(execution_id, chunk),
                             condition=self.history_model.seq.does_not_exist(),
                         )
                 return True
@@ -320,15 +333,8 @@ class ExecutionsStore:
                 raise ExecutionStoreError("checkpoint not written") from error
         raise AssertionError("unreachable")
 
-    def _history_item(self, execution_id: str, event: HistoryEvent) -> Any:
-        return self.history_model(
-            execution_id,
-            event.seq,
-            type=event.type,
-            at_ms=event.at_ms,
-            state=event.state,
-            detail=_json(event.detail) if event.detail else None,
-        )
+    def _history_item(self, execution_id: str, rows: list[list[Any]]) -> Any:
+        return self.history_model(execution_id, rows[0][0], events=_json(rows))
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -395,20 +401,20 @@ class ExecutionsStore:
 
     def history(self, execution_id: str, after_seq: int, limit: int) -> list[HistoryEvent]:
         model = self.history_model
+        # An item is keyed by its first event: the one holding after_seq + 1 may start before it.
+        first_key = max(after_seq - history_events_per_save_max, 0)
+        found: list[HistoryEvent] = []
         try:
             items = model.query(
-                execution_id,
-                model.seq > after_seq,
-                consistent_read=True,
-                limit=limit,
-                page_size=min(limit, page_items_max),
+                execution_id, model.seq > first_key, consistent_read=True, page_size=page_items_max
             )
-            return [
-                HistoryEvent(int(i.seq), i.type, int(i.at_ms), i.state, json.loads(i.detail or "{}"))
-                for i in items
-            ]
+            for item in items:
+                found += [e for e in _item_events(item) if e.seq > after_seq]
+                if len(found) >= limit:
+                    break
         except (PynamoDBException, BotoCoreError) as error:
             raise ExecutionStoreError("history not read") from error
+        return found[:limit]
 
     def next_sweep_ms(self) -> int | None:
         try:
@@ -418,6 +424,41 @@ class ExecutionsStore:
         except (PynamoDBException, BotoCoreError) as error:
             raise ExecutionStoreError("sweeper state not read") from error
         return None if item.next_sweep_ms is None else int(item.next_sweep_ms)
+
+
+def _history_chunks(events: Sequence[HistoryEvent]) -> list[list[list[Any]]]:
+    """A checkpoint's events as history items: as few as fit under the item size limit."""
+    chunks: list[list[list[Any]]] = []
+    size = 0
+    for event in events:
+        row = [event.seq, event.type, event.at_ms, event.state, event.detail]
+        row_bytes = len(_json(row).encode())
+        if not chunks or size + row_bytes > history_item_bytes_max:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(row)
+        size += row_bytes
+    return chunks
+
+
+def _item_events(item: Any) -> list[HistoryEvent]:
+    if item.events is not None:
+        return [
+            HistoryEvent(int(seq), kind, int(at_ms), state, detail or {})
+            for seq, kind, at_ms, state, detail in json.loads(item.events)
+        ]
+    detail = json.loads(item.detail or "{}")
+    return [HistoryEvent(int(item.seq), item.type, int(item.at_ms), item.state, detail)]
+
+
+def _changed_attributes(execution: Execution, previous: Execution | None) -> dict[str, Any]:
+    """What a save must write: every attribute, or only those that differ from the version it
+    replaces (the save's version condition guarantees the stored item is exactly that version)."""
+    attributes = _attributes(execution)
+    if previous is None or previous.version != execution.version - 1:
+        return attributes
+    before = _attributes(previous)
+    return {name: value for name, value in attributes.items() if before[name] != value}
 
 
 def _present(attributes: dict[str, Any]) -> dict[str, Any]:

@@ -292,7 +292,7 @@ class Engine:
             self._rearm_early_timer(execution, reason, due_at_ms, now)
             return "not_due"
         definition = self.definitions.get(execution.state_machine)
-        step = Step(execution)
+        step = Step(execution, stored=execution)
         if definition is None or execution.state not in definition.states:
             finish(
                 step,
@@ -333,10 +333,10 @@ class Engine:
         if step.on_create is not None:
             return self._create(step, saved, events)
         self._crash_hook("checkpoint:before_save")
-        written = self.store.save(saved, events)
+        written = self.store.save(saved, events, step.stored)
         self._crash_hook("checkpoint:after_save")
         if written:
-            step.execution, step.events = saved, []
+            step.execution, step.events, step.stored = saved, [], saved
         return written
 
     def _create(self, step: Step, saved: Execution, events: list[HistoryEvent]) -> bool:
@@ -347,7 +347,7 @@ class Engine:
         created = self.store.create(saved, events)
         self._crash_hook("start:after_save")
         if created:
-            step.execution, step.events = saved, []
+            step.execution, step.events, step.stored = saved, [], saved
         decide(created, saved)
         return created
 
@@ -415,7 +415,7 @@ class Engine:
                 execution.state,
                 {"ok": result.ok, "error": result.error} if not result.ok else {"ok": True},
             )
-            if self.store.save(updated, [event]):
+            if self.store.save(updated, [event], execution):
                 self._kick(updated, "callback")
                 return "accepted"
         raise ExecutionBusy("the execution kept changing; retry the report")

@@ -47,6 +47,8 @@ class Step:
     # A start driven in process: the execution is not stored yet. The first checkpoint creates it
     # and reports whether it did (False: that name exists) together with what it wrote.
     on_create: Callable[[bool, Execution], None] | None = None
+    # The execution as last stored, which the next checkpoint replaces (None: not stored yet).
+    stored: Execution | None = None
 
     def event(self, kind: str, detail: dict[str, Any] | None = None, state: str | None = None) -> None:
         self.events.append((kind, state if state is not None else self.execution.state, detail or {}))

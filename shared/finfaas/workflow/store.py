@@ -38,9 +38,12 @@ class ExecutionRepository(Protocol):
         """The execution, strongly consistent; None if absent."""
         ...
 
-    def save(self, execution: Execution, events: Sequence[HistoryEvent]) -> bool:
+    def save(
+        self, execution: Execution, events: Sequence[HistoryEvent], previous: Execution | None = None
+    ) -> bool:
         """Write execution if the stored version is execution.version - 1, with events, atomically;
-        False (nothing written) if another writer got there first."""
+        False (nothing written) if another writer got there first. previous, when given, is that
+        stored version: a store may then write only what changed."""
         ...
 
     def record_heartbeat(self, execution_id: str, task_token: str, at_ms: int) -> bool:
@@ -97,7 +100,9 @@ class InMemoryExecutionStore:
             found = self._executions.get(execution_id)
             return copy.deepcopy(found) if found else None
 
-    def save(self, execution: Execution, events: Sequence[HistoryEvent]) -> bool:
+    def save(
+        self, execution: Execution, events: Sequence[HistoryEvent], previous: Execution | None = None
+    ) -> bool:
         _check_events(events)
         with self._lock:
             self._count("save")

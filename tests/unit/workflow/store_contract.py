@@ -121,6 +121,50 @@ class ExecutionStoreContract:
         assert [e.seq for e in store.history(execution.execution_id, 4, 10)] == [5, 6]
         assert store.history(execution.execution_id, 6, 10) == []
 
+    def test_a_save_told_the_version_it_replaces_stores_the_same_execution(self, store):
+        # GIVEN a stored version with a lease, a task result and a token
+        execution = new_execution(
+            phase=Phase.TASK, lease_owner="p-1", lease_until_ms=T0_MS + 35_000, task_token="s-1", attempt=1
+        )
+        store.create(execution, started(execution))
+        # WHEN the next version clears some fields, changes others and keeps the rest, saved as a change
+        saved, events = next_version(
+            execution,
+            events=2,
+            phase=Phase.READY,
+            lease_owner=None,
+            task_token=None,
+            state="Credit",
+            state_input={"amount_minor": 1250, "debit": {"ok": True}},
+            task_result=TaskResult(True, {"fee": 1.5}),
+        )
+
+        assert store.save(saved, events, execution) is True
+
+        # THEN it reads back exactly as saved, cleared fields gone, untouched ones kept
+        assert store.get(execution.execution_id) == saved
+        # AND the next change on top of it still lands whole
+        after, more = next_version(saved, events=1, task_result=None, output={"done": True})
+        assert store.save(after, more, saved) is True
+        assert store.get(execution.execution_id) == after
+
+    def test_history_pages_by_seq_across_checkpoints(self, store):
+        # GIVEN events written by three checkpoints (1; 2-4; 5-7)
+        execution = new_execution()
+        store.create(execution, started(execution))
+        second, events = next_version(execution, events=3)
+        store.save(second, events, execution)
+        third, events = next_version(second, events=3)
+        store.save(third, events, second)
+
+        # THEN any page starts right after the seq asked for, whatever checkpoint holds it
+        history = store.history(execution.execution_id, 0, 100)
+        assert [e.seq for e in history] == [1, 2, 3, 4, 5, 6, 7]
+        assert all(e.detail == {"visit": 1} for e in history[1:])
+        assert [e.seq for e in store.history(execution.execution_id, 2, 3)] == [3, 4, 5]
+        assert [e.seq for e in store.history(execution.execution_id, 5, 10)] == [6, 7]
+        assert store.history(execution.execution_id, 7, 10) == []
+
     def test_due_lists_running_executions_whose_time_has_come_oldest_first(self, store):
         late = new_execution(next_run_at_ms=T0_MS + 1_000)
         later = new_execution(next_run_at_ms=T0_MS + 2_000)
