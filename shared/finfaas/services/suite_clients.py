@@ -103,9 +103,9 @@ class SuiteClient:
             return self._request
         with self._lock:
             if self._session is None:
-                import requests
+                from finfaas.platform.suite_http import new_suite_session
 
-                self._session = requests.Session()
+                self._session = new_suite_session()
             return self._session.request
 
 

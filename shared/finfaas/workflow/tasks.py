@@ -206,9 +206,9 @@ def _requests_session() -> Any:
     global _session
     with _session_lock:
         if _session is None:
-            import requests
+            from finfaas.platform.suite_http import new_suite_session
 
-            _session = requests.Session()
+            _session = new_suite_session()
         return _session
 
 

@@ -1,0 +1,49 @@
+"""Calls between suite functions go straight to the gateway whatever proxy the environment names."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from finfaas.platform.suite_http import new_suite_session
+
+DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing answers there
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def gateway():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_a_proxy_in_the_environment_does_not_reroute_suite_calls(gateway, monkeypatch):
+    # GIVEN an environment whose proxy settings point at a dead proxy
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, DEAD_PROXY)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    # WHEN a suite session calls the gateway
+    reply = new_suite_session().get(gateway + "/healthz", timeout=5)
+
+    # THEN the call went straight there
+    assert reply.status_code == 200
+    assert reply.json() == {"ok": True}
