@@ -27,7 +27,12 @@ from typing import Any  # noqa: E402
 from finfaas.domain import errors as ledger_errors  # noqa: E402
 from finfaas.platform.errors import ErrorSpec, HttpError  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
-from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, IdempotencyGuard  # noqa: E402
+from finfaas.platform.idempotency import (  # noqa: E402
+    IDEMPOTENCY_KEY_HEADER,
+    REPLAYED_HEADER,
+    IdempotencyGuard,
+    IdempotencyKeyReused,
+)
 from finfaas.platform.ratelimit import RateLimit, RateLimiter  # noqa: E402
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.suite_clients import ServiceUnreachable  # noqa: E402
@@ -90,7 +95,8 @@ def _ledger_input_errors() -> dict[type[BaseException], ErrorSpec]:
 ERRORS = {
     **_ledger_input_errors(),
     TransferNotFound: ErrorSpec(404, TransferNotFound.code, "Transfer not found"),
-    TransferExists: ErrorSpec(409, TransferExists.code, "Transfer exists with different fields"),
+    # The platform's answer to a key reused for a different request, as on every other keyed route.
+    TransferExists: ErrorSpec(422, IdempotencyKeyReused.code, IdempotencyKeyReused.title),
     InvalidTransfer: ErrorSpec(422, InvalidTransfer.code, "Invalid transfer"),
     NoDecisionPending: ErrorSpec(409, NoDecisionPending.code, "No decision pending"),
     InvalidDecision: ErrorSpec(422, InvalidDecision.code, "Invalid decision"),
@@ -165,17 +171,24 @@ def _owner_filter(req: Request) -> str | None:
 
 
 @app.route("POST", "/transfers", scopes=[WRITE], body=NewTransferBody, status=202, response=Accepted,
-           idempotency="required", rate_limit=CREATE_LIMIT.name)
+           idempotency="keyed", rate_limit=CREATE_LIMIT.name)
 def create_transfer(req: Request, body: NewTransferBody) -> Response:
-    """Start a transfer from one of the caller's accounts; 202 with where to follow it."""
+    """Start a transfer from one of the caller's accounts; 202 with where to follow it.
+
+    The order is the Idempotency-Key's record (its id is derived from the caller and the key), so no
+    separate claim is written before it: a repeat answers as the first did, marked replayed."""
     assert req.principal is not None
     key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
-    assert key is not None, "idempotency='required' routes always carry a key"
-    order = services.get().transfers.accept(req.principal.sub, key, body)
+    assert key is not None, "idempotency='keyed' routes always carry a key"
+    acceptance = services.get().transfers.accept(req.principal.sub, key, body)
+    order = acceptance.order
     req.audit_target = f"transfer:{order.transfer_id}"
     location = STATUS_PATH.format(order.transfer_id)
     accepted = Accepted(transfer_id=order.transfer_id, status=order.status, status_url=location)
-    return Response(accepted, status=202, headers={"Location": location})
+    headers = {"Location": location}
+    if acceptance.repeated:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(accepted, status=202, headers=headers)
 
 
 @app.route("GET", "/transfers/{transfer_id}", scopes=[READ], query=WaitQuery, rate_limit=None)

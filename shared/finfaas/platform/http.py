@@ -28,6 +28,11 @@ body/query validation (422, never stored under a key) -> Idempotency-Key -> hand
 * "in_transaction": the key is required; the handler receives `req.idempotency`
   (TransactionalIdempotency) and writes the completion record inside its own transaction; the
   platform stores final 4xx answers and answers that did not write the record themselves.
+* "keyed": the key is required and checked (400 when missing or malformed) and the platform keeps
+  no record: the handler's own conditional write is keyed by it (e.g. the id it creates is derived
+  from the caller and the key), so that write is the record, and a repeat finds what the first
+  wrote. The handler answers a repeat itself (`Idempotency-Replayed: true`, 422 for a different
+  request under the same key). Use it only where a repeat's answer follows from that write alone.
 `rate_limit=`: the name of a limit the app's limiter knows (default "default"); None disables it.
 Unauthenticated routes are never rate limited (there is no principal to count).
 Audit: with an app-level AuditLog, every authenticated POST/PUT/PATCH/DELETE appends who (token
@@ -90,6 +95,7 @@ from finfaas.platform.idempotency import (
     RequestScope,
     StoredResponse,
     is_storable,
+    required_key,
 )
 from finfaas.platform.logging import get_logger, request_context
 from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, FieldError, Problem
@@ -116,9 +122,10 @@ path_param_chars_max = 256
 form_fields_max = 64
 validation_errors_max = 50
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-IdempotencyMode = Literal["required", "optional", "in_transaction"]
-IDEMPOTENCY_MODES = ("required", "optional", "in_transaction")
+IdempotencyMode = Literal["required", "optional", "in_transaction", "keyed"]
+IDEMPOTENCY_MODES = ("required", "optional", "in_transaction", "keyed")
 IN_TRANSACTION = "in_transaction"
+KEYED = "keyed"
 RATE_LIMIT_DEFAULT = "default"
 AuditMode = Literal["sync", "outbox"]
 AUDIT_MODES = ("sync", "outbox")
@@ -484,7 +491,7 @@ class FunctionApp:
             raise ValueError(f"{where}: only state-changing methods take an {IDEMPOTENCY_KEY_HEADER}")
         if not route.auth:
             raise ValueError(f"{where}: keys are scoped by principal, so idempotent routes need auth")
-        if not self._guard.configured:
+        if route.idempotency != KEYED and not self._guard.configured:
             raise ValueError(f"{where}: pass FunctionApp(idempotency=...) to use idempotency keys")
 
     @staticmethod
@@ -596,6 +603,9 @@ class FunctionApp:
     def _run(self, route: Route, request: Request, log_context: dict[str, Any]) -> Response:
         """Validate, then run the handler once per Idempotency-Key when the route asks for it."""
         kwargs = self._arguments(route, request)  # a malformed request is refused, never stored
+        if route.idempotency == KEYED:
+            required_key(request.header(IDEMPOTENCY_KEY_HEADER.lower()))
+            return self._invoke(route, request, kwargs)
         guard = self._guard.get() if route.idempotency else None
         if guard is None:
             return self._invoke(route, request, kwargs)

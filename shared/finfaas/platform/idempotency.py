@@ -176,6 +176,16 @@ class Claim:
     lease_token: str
 
 
+def required_key(raw: str | None) -> str:
+    """The header value of a route that requires one: IdempotencyKeyMissing when absent."""
+    if raw is None:
+        raise IdempotencyKeyMissing(
+            f"This request changes state: send an {IDEMPOTENCY_KEY_HEADER} header "
+            f"(1-{KEY_CHARS_MAX} printable characters, unique per intended operation)."
+        )
+    return validate_key(raw)
+
+
 def validate_key(raw: str | None) -> str:
     """The header value if it is 1-255 printable ASCII characters, else IdempotencyKeyInvalid."""
     if raw is None or not raw:
@@ -276,10 +286,7 @@ class IdempotencyGuard:
         """The request's scope; None when no key was sent and the route does not require one."""
         if key is None:
             if required:
-                raise IdempotencyKeyMissing(
-                    f"This request changes state: send an {IDEMPOTENCY_KEY_HEADER} header "
-                    f"(1-{KEY_CHARS_MAX} printable characters, unique per intended operation)."
-                )
+                required_key(key)
             return None
         valid = validate_key(key)
         return RequestScope(

@@ -110,6 +110,14 @@ class TransferNotFound(TransferError):
     code = "transfer_not_found"
 
 
+@dataclass(frozen=True)
+class Acceptance:
+    """A POST /transfers answered: the order as accepted, and whether an earlier request made it."""
+
+    order: TransferOrder
+    repeated: bool
+
+
 class TransferExists(TransferError):
     """The transfer id (derived from the Idempotency-Key) was used for a different transfer."""
 
@@ -253,7 +261,8 @@ class TransferOrders(Protocol):
     """Orders, daily usage and tiers (DynamoDB: store/transfers_store.py; in memory below)."""
 
     def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
-        """Write a new order with its event; the existing order if the id is taken (nothing written)."""
+        """Write a new order with its event and return it (the same object); the existing order if the
+        id is taken (nothing written)."""
         ...
 
     def get(self, transfer_id: str) -> TransferOrder | None: ...
@@ -679,15 +688,20 @@ class TransfersService:
 
     # -- the app's API ----------------------------------------------------------------------------
 
-    def accept(self, owner_id: str, idempotency_key: str, body: NewTransferBody) -> TransferOrder:
-        """Record the transfer (transfer.accepted) and start its saga; both are idempotent."""
+    def accept(self, owner_id: str, idempotency_key: str, body: NewTransferBody) -> Acceptance:
+        """Record the transfer (transfer.accepted) and start its saga; both are idempotent.
+
+        The order's id is derived from (owner, Idempotency-Key) and its write is conditional on that
+        id being new, so the order itself is the key's record: a repeat finds it (and starts the saga
+        again, which is idempotent by name), a different request under the same key is refused.
+        """
         now = self._clock()
         order = self._new_order(owner_id, idempotency_key, body, now)
         stored = self._orders.create(order, OrderEvent("transfer.accepted", event_data(order)))
         if stored.identity() != order.identity():
             raise TransferExists(f"transfer {order.transfer_id} exists with different fields; use a new key")
         self._start(stored)
-        return stored
+        return Acceptance(order, repeated=stored is not order)
 
     def get(self, transfer_id: str, owner_id: str | None, wait_seconds: float = 0) -> TransferOrder:
         """The order (a customer sees only their own); with wait_seconds, until it is final or time is up.

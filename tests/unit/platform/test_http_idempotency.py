@@ -462,3 +462,66 @@ def test_the_openapi_document_declares_the_key_and_its_answers(built):
     assert "429" not in optional["responses"]  # rate_limit=None
     assert "409" not in read["responses"] and "429" in read["responses"]
     assert "Retry-After" in document["components"]["responses"]["RateLimited"]["headers"]
+
+
+# --- "keyed": the handler's own conditional write is the key's record --------------------------------
+
+
+@pytest.fixture
+def keyed_app(minter):
+    """An app without an idempotency store whose route keys its own write by the Idempotency-Key."""
+    orders: dict[str, str] = {}
+    app = FunctionApp("orders", verifier=minter.verifier())
+
+    @app.route("POST", "/orders", scopes=[WRITE], body=NewPayment, status=202, idempotency="keyed")
+    def create_order(req: Request, body: NewPayment) -> Response:
+        """Create an order keyed by the caller's Idempotency-Key."""
+        key = req.header("idempotency-key")
+        repeated = key in orders
+        orders.setdefault(key, body.payment_id)
+        return Response({"order": orders[key]}, 202, {"Idempotency-Replayed": "true"} if repeated else {})
+
+    return app, orders
+
+
+def test_a_keyed_route_runs_its_handler_with_a_valid_key_and_keeps_no_record_of_its_own(keyed_app, minter):
+    app, orders = keyed_app
+    token = minter.mint("app-1", [WRITE])
+    body = {"payment_id": "o-1", "amount_minor": 5}
+
+    first = call(app.handle, "POST", "/orders", json_body=body, token=token, headers={"Idempotency-Key": "k"})
+    again = call(app.handle, "POST", "/orders", json_body=body, token=token, headers={"Idempotency-Key": "k"})
+
+    assert (first.status, first.json()) == (202, {"order": "o-1"})
+    assert "Idempotency-Replayed" not in first.headers
+    assert (again.status, again.json()) == (202, {"order": "o-1"})
+    assert again.headers["Idempotency-Replayed"] == "true"
+    assert orders == {"k": "o-1"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [({}, "idempotency_key_missing"), ({"Idempotency-Key": "caf\u00e9"}, "idempotency_key_invalid")],
+)
+def test_a_keyed_route_refuses_a_missing_or_malformed_key_before_its_handler(
+    keyed_app, minter, headers, code
+):
+    app, orders = keyed_app
+    token = minter.mint("app-1", [WRITE])
+
+    reply = call(app.handle, "POST", "/orders", json_body={"payment_id": "o-1", "amount_minor": 5},
+                 token=token, headers=headers)
+
+    assert reply.status == 400
+    assert reply.json()["code"] == code
+    assert orders == {}
+
+
+def test_a_keyed_route_documents_the_required_key(keyed_app):
+    app, _ = keyed_app
+
+    operation = call(app.handle, "GET", "/_/openapi.json").json()["paths"]["/orders"]["post"]
+
+    [header] = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+    assert header["required"] is True
+    assert "Idempotency-Replayed" in operation["responses"]["202"]["headers"]
