@@ -1,0 +1,29 @@
+"""`finfaas bench transfers` runs as many clients at once as it is asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from finfaas.local.bench.transfers import Customer, Customers, Outcome, run_phase
+
+BARRIER_SECONDS_MAX = 5.0
+
+
+def test_eight_clients_have_eight_transfers_in_flight_at_once():
+    # GIVEN a send that returns only once eight transfers are in flight together
+    clients = 8
+    together = threading.Barrier(clients, timeout=BARRIER_SECONDS_MAX)
+
+    def send(base_url: str, sender: Customer, payee: Customer) -> Outcome:
+        together.wait()
+        return Outcome("t", "COMPLETED", 1.0, 0.0, 1)
+
+    customers = Customers([Customer(f"c{n}", f"a{n}", "token") for n in range(2)])
+
+    # WHEN the phase runs eight clients for eight transfers
+    result = asyncio.run(run_phase("http://127.0.0.1:9", customers, clients, clients, 30.0, send=send))
+
+    # THEN all eight met at the barrier: none waited for a free thread
+    assert not result.errors
+    assert len(result.completed) == clients
