@@ -1,0 +1,128 @@
+"""HTTP tasks over real loopback sockets: what a task's outcome is for each kind of answer."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from finfaas.workflow import errors
+from finfaas.workflow.tasks import HTTP_INVOKE, HttpTasks, TaskBusy, TaskCall, TaskFailed, TaskSucceeded
+
+SLOW_SECONDS = 2.0
+
+
+class _Bank(BaseHTTPRequestHandler):
+    seen: list[dict[str, str]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"null")
+        _Bank.seen.append({**dict(self.headers), "path": self.path, "body": body})
+        if self.path.endswith("/slow"):
+            time.sleep(SLOW_SECONDS)
+        if self.path.endswith("/busy"):
+            self._answer(409, {"code": "idempotency_key_in_use"}, {"Retry-After": "3"})
+        elif self.path.endswith("/refused"):
+            self._answer(422, {"code": "account_closed"})
+        else:
+            self._answer(201, {"transfer_id": body["transfer_id"]})
+
+    def _answer(self, status: int, document: dict, headers: dict | None = None) -> None:
+        payload = json.dumps(document).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _Token:
+    def token(self) -> str:
+        return "service-token"
+
+    def invalidate(self) -> None:
+        pass
+
+
+@pytest.fixture
+def gateway():
+    _Bank.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Bank)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def _call(route: str, timeout_seconds: float = 5.0) -> TaskCall:
+    return TaskCall(
+        resource=HTTP_INVOKE,
+        parameters={
+            "ApiEndpoint": f"https://gateway.finfaas/function/bank/{route}",
+            "Method": "POST",
+            "RequestBody": {"transfer_id": "t-1"},
+        },
+        idempotency_key="demo:t-1#Debit#1",
+        execution_id="demo:t-1",
+        state="Debit",
+        attempt=1,
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def test_a_2xx_answer_succeeds_with_the_response_and_the_call_carries_its_key_and_token(gateway):
+    outcome = HttpTasks(gateway, _Token()).run(_call("debits"))
+
+    assert isinstance(outcome, TaskSucceeded)
+    assert outcome.output["StatusCode"] == 201
+    assert outcome.output["StatusText"] == "Created"
+    assert outcome.output["ResponseBody"] == {"transfer_id": "t-1"}
+    assert outcome.output["Headers"]["Content-Type"] == "application/json"
+    [seen] = _Bank.seen
+    assert seen["path"] == "/function/bank/debits"
+    assert seen["Idempotency-Key"] == "demo:t-1#Debit#1"
+    assert seen["Authorization"] == "Bearer service-token"
+    assert seen["body"] == {"transfer_id": "t-1"}
+
+
+def test_another_status_fails_the_task_with_its_status_error_and_the_problem_as_cause(gateway):
+    outcome = HttpTasks(gateway, _Token()).run(_call("refused"))
+
+    assert isinstance(outcome, TaskFailed)
+    assert outcome.error == "States.Http.StatusCode.422"
+    assert json.loads(outcome.cause) == {"StatusCode": 422, "ResponseBody": {"code": "account_closed"}}
+
+
+def test_the_same_key_still_running_is_busy_not_failed(gateway):
+    outcome = HttpTasks(gateway, _Token()).run(_call("busy"))
+
+    assert outcome == TaskBusy(retry_after_seconds=3.0)
+
+
+def test_no_answer_within_the_timeout_is_states_timeout(gateway):
+    outcome = HttpTasks(gateway, _Token()).run(_call("slow", timeout_seconds=0.3))
+
+    assert isinstance(outcome, TaskFailed)
+    assert outcome.error == errors.TIMEOUT
+
+
+def test_nobody_listening_is_states_http_socket():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed_port = probe.getsockname()[1]
+    probe.close()
+
+    outcome = HttpTasks(f"http://127.0.0.1:{closed_port}", _Token()).run(_call("debits"))
+
+    assert isinstance(outcome, TaskFailed)
+    assert outcome.error == errors.HTTP_SOCKET
