@@ -81,7 +81,8 @@ def build_services() -> OrchestratorServices:
     store = ExecutionsStore()
     waker = SqsWaker()
     runner = ResourceRunner(HttpTasks(gateway_url, LazyServiceTokens(gateway_url)), SqsTasks())
-    # Starts and callbacks are driven right here, with a delayed wake-up as the backup (workflow/inline.py).
+    # Starts, callbacks and queue wake-ups are driven on threads of this process (workflow/inline.py),
+    # so no request thread is held by a drive.
     engine = Engine(
         DefinitionRegistry.from_folder(definitions_dir()), store, runner, waker, inline=ThreadDrives()
     )
@@ -184,7 +185,7 @@ def deliver(req: Request) -> dict[str, Any]:
     if wakeup.kind == SWEEP:
         report = current.sweeper.tick()
         return {"kind": SWEEP, "claimed": report.claimed, "woken": report.woken}
-    outcome = current.engine.drive(wakeup.execution_id, wakeup.reason, wakeup.due_at_ms)
+    outcome = current.engine.wake(wakeup.execution_id, wakeup.reason, wakeup.due_at_ms)
     return {"kind": wakeup.kind, "execution_id": wakeup.execution_id, "outcome": outcome}
 
 

@@ -94,6 +94,8 @@ class EngineLimits:
     inline_backup_wake_seconds: int = 5
     # A start driven in process waits this long at most for its first checkpoint to be decided.
     start_decision_seconds_max: float = 60.0
+    # A queue wake-up that finds every in-process slot taken goes back to the queue this much later.
+    busy_wake_delay_seconds: int = 1
 
 
 class WorkflowError(Exception):
@@ -275,6 +277,28 @@ class Engine:
         return StartResult(existing, False)
 
     # -- drive -----------------------------------------------------------------------------------
+
+    def wake(self, execution_id_: str, reason: str = "start", due_at_ms: int | None = None) -> str:
+        """A wake-up from the queue: drive the execution on an in-process slot and be done with the
+        message at once; with every slot taken, send the wake-up back to the queue, delayed.
+
+        A delivery is a request to this function, and its request threads must stay free for
+        starts and callbacks: the functions a drive calls may themselves be waiting on one (a
+        transfer's POST waits for its start), so a drive held on a request thread can wait on
+        itself until a timeout. A process that dies mid-drive leaves a lease or a READY
+        execution, which the sweeper re-drives. Without in-process drives (tests of the protocol)
+        the drive runs here.
+        """
+        if self._inline is None:
+            return self.drive(execution_id_, reason, due_at_ms)
+        slot = self._inline.reserve()
+        if slot is None:
+            wakeup = Wakeup(WAKE, execution_id_, reason, due_at_ms)
+            self._wake(wakeup, self.limits.busy_wake_delay_seconds)
+            return "requeued"
+        if not slot.run(lambda: self.drive(execution_id_, reason, due_at_ms)):
+            return self.drive(execution_id_, reason, due_at_ms)
+        return "driving"
 
     def drive(self, execution_id_: str, reason: str = "start", due_at_ms: int | None = None) -> str:
         """Run an execution as far as it can go now; returns what happened (for logs and tests)."""

@@ -17,7 +17,9 @@ from typing import Protocol
 from finfaas.platform.logging import get_logger
 
 _log = get_logger("workflow.inline")
-INLINE_DRIVES_MAX = 4  # concurrent in-process drives; past that, wake-ups go through the queue at once
+# Concurrent in-process drives (threads waiting on I/O, nearly all the time); past that, starts and
+# callbacks go through the queue at once and queue wake-ups are sent back to it, delayed.
+INLINE_DRIVES_MAX = 16
 
 
 class InlineSlot(Protocol):

@@ -213,7 +213,7 @@ def _requests_session() -> Any:
 
 
 _pool: Any = None
-task_connections_per_host_max = 8  # in-process drives (4) and queue drives of one process
+task_connections_per_host_max = 16  # one per in-process drive (workflow/inline.py)
 
 
 def _task_request(
