@@ -73,7 +73,7 @@ TRANSFERS_LIMIT = 2_000
 TRANSFERS_PER_CUSTOMER_MAX = 8
 ACCOUNT_OPENING_MINOR = 10**12
 TRANSFER_AMOUNT_MINOR = 1
-POLL_SECONDS = 0.05  # between status requests that came back before the transfer was final
+POLL_SECONDS = 0.25  # between status requests that came back before the transfer was final
 STATUS_WAIT_SECONDS = 5  # GET /transfers/{id}?wait=: the most the function waits
 TRANSFER_SECONDS_MAX = 60.0  # one saga; longer is a failure
 DRAIN_SECONDS_MAX = 60.0
