@@ -187,3 +187,20 @@ def load_function_handler(function: str, root: Path = REPOSITORY_ROOT) -> Module
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextmanager
+def loopback_http_server(handler_class: type) -> Iterator[str]:
+    """A threaded stdlib HTTP server on a free loopback port for the block; yields its base URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from finfaas.platform.suite_http import new_suite_session
+from finfaas.platform.testing import loopback_http_server
 
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing answers there
 
@@ -25,13 +25,8 @@ class _Hello(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def gateway():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with loopback_http_server(_Hello) as url:
+        yield url
 
 
 def test_a_proxy_in_the_environment_does_not_reroute_suite_calls(gateway, monkeypatch):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from finfaas.platform.testing import loopback_http_server
 from finfaas.workflow import errors
 from finfaas.workflow.tasks import HTTP_INVOKE, HttpTasks, TaskBusy, TaskCall, TaskFailed, TaskSucceeded
 
@@ -55,13 +55,8 @@ class _Token:
 @pytest.fixture
 def gateway():
     _Bank.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Bank)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with loopback_http_server(_Bank) as url:
+        yield url
 
 
 def _call(route: str, timeout_seconds: float = 5.0) -> TaskCall:
