@@ -13,6 +13,8 @@ Protocol (docs/workflows.md, "Durability"):
   missing after a crash; the sweeper re-drives whatever is overdue anyway.
 * The engine goes back to the queue only where the execution must wait: a Wait, a retry backoff,
   a callback, a busy resource, or when one drive has run long enough.
+* Drives run on in-process slots (workflow/inline.py): a start's first checkpoint is the write
+  that creates the execution, and a queue wake-up is handed to a slot (or sent back, delayed).
 """
 
 from __future__ import annotations

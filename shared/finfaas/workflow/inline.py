@@ -1,4 +1,5 @@
-"""Drives run in the orchestrator's own process right after a start or a callback is checkpointed.
+"""Drives run on threads of the orchestrator's own process: after a start or a callback is
+checkpointed, and for every wake-up the queue delivers (so no request thread is held by a drive).
 
 The queue round trip before the first state (SQS delivery, the connector's poll) costs more than the
 saga's steps themselves at low load. A start driven here creates its execution with its first
