@@ -13,7 +13,6 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -43,9 +42,9 @@ from finfaas.workflow.model import Status
 from finfaas.workflow.store import InMemoryExecutionStore
 from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
+from finfaas.workflow.testing import CrashAt, FakeClock, SimulatedCrash
 from finfaas.workflow.wakeups import SWEEP, InMemoryWaker
 
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 GATEWAY = "http://gateway.test"
 VISIBILITY_SECONDS = 30  # infra/template.yaml: every queue
 RECEIVES_MAX = 5  # then the DLQ
@@ -58,44 +57,6 @@ QUEUE_CONSUMERS = {"rail": "rail", "reviews": "transfers"}
 ORCHESTRATOR_SCOPES = ("ledger:write", "ledger:read", "transfers:saga", "rail:recall")
 TRANSFERS_SCOPES = ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess")
 RAIL_SCOPES = ("orchestrator:callback",)
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when told."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-    def ms(self) -> int:
-        return int(self.now * 1000)
-
-    def utc(self) -> datetime:
-        return datetime.fromtimestamp(self.now, UTC)
-
-
-class SimulatedCrash(BaseException):
-    """The orchestrator process dies here (BaseException: nothing in the handlers catches it)."""
-
-
-class CrashAt:
-    """The engine's crash hook: records every point passed and dies at the index-th one (once)."""
-
-    def __init__(self, index: int | None = None) -> None:
-        self.index = index
-        self.points: list[str] = []
-        self.crashed_at: str | None = None
-
-    def __call__(self, point: str) -> None:
-        self.points.append(point)
-        if self.index is not None and len(self.points) - 1 == self.index and self.crashed_at is None:
-            self.crashed_at = point
-            raise SimulatedCrash(point)
 
 
 @dataclass

@@ -16,46 +16,11 @@ from finfaas.workflow.model import Status
 from finfaas.workflow.store import InMemoryExecutionStore
 from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import TaskBusy, TaskCall, TaskFailed, TaskSubmitted, TaskSucceeded
+from finfaas.workflow.testing import CrashAt, FakeClock, SimulatedCrash
 from finfaas.workflow.wakeups import SWEEP, InMemoryWaker
 
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 VISIBILITY_SECONDS = 30  # infra/template.yaml's orchestrator queue
 DELIVERIES_MAX = 500
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when told (sleep moves them too)."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-    def ms(self) -> int:
-        return int(self.now * 1000)
-
-
-class SimulatedCrash(BaseException):
-    """The orchestrator process dies here (BaseException: no `except Exception` in the engine stops it)."""
-
-
-class CrashAt:
-    """The crash hook: records every point passed, and dies at the index-th one (once)."""
-
-    def __init__(self, index: int | None = None) -> None:
-        self.index = index
-        self.points: list[str] = []
-        self.crashed_at: str | None = None
-
-    def __call__(self, point: str) -> None:
-        self.points.append(point)
-        if self.index is not None and len(self.points) - 1 == self.index and self.crashed_at is None:
-            self.crashed_at = point
-            raise SimulatedCrash(point)
 
 
 @dataclass
