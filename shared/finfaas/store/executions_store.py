@@ -34,6 +34,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from finfaas.platform.config import resource_name, settings
+from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
 from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status, TaskResult
 from finfaas.workflow.store import ExecutionPage, ExecutionStoreError, history_events_per_save_max
 
@@ -53,9 +54,6 @@ TRANSIENT_CODES = frozenset(
     }
 )
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # + "Z", trimmed to milliseconds: fixed width, text order is time order
-CONNECT_TIMEOUT_SECONDS = 2
-READ_TIMEOUT_SECONDS = 5
-RETRY_ATTEMPTS_MAX = 2
 transaction_attempts_max = 3
 transaction_retry_seconds = 0.05
 page_items_max = 100
@@ -80,11 +78,7 @@ class _ByStatus(GlobalSecondaryIndex):
 class _ExecutionItem(Model):
     """Attribute layout shared by the per-stage model classes."""
 
-    class Meta:
-        table_name = "unbound"
-        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
-        read_timeout_seconds = READ_TIMEOUT_SECONDS
-        max_retry_attempts = RETRY_ATTEMPTS_MAX
+    Meta = StoreMeta
 
     execution_id = UnicodeAttribute(hash_key=True)
     status = UnicodeAttribute(null=True)  # absent on the sweeper's item
@@ -121,11 +115,7 @@ class _ExecutionItem(Model):
 
 
 class _HistoryItem(Model):
-    class Meta:
-        table_name = "unbound"
-        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
-        read_timeout_seconds = READ_TIMEOUT_SECONDS
-        max_retry_attempts = RETRY_ATTEMPTS_MAX
+    Meta = StoreMeta
 
     execution_id = UnicodeAttribute(hash_key=True)
     seq = NumberAttribute(range_key=True)  # the first event's seq
@@ -139,18 +129,14 @@ class _HistoryItem(Model):
 
 @lru_cache(maxsize=8)
 def _models(executions_table: str, history_table: str, region: str) -> tuple[type, type]:
-    def bound(base: type[Model], table: str, name: str) -> type:
-        meta = type("Meta", (base.Meta,), {"table_name": table, "region": region})
-        index_meta = type("Meta", (_ByStatus.Meta,), {})
-        attrs: dict[str, Any] = {"Meta": meta, "__module__": __name__}
-        if base is _ExecutionItem:
-            attrs["by_status"] = type("ByStatus", (_ByStatus,), {"Meta": index_meta})()
-        return type(name, (base,), attrs)
-
-    return (
-        bound(_ExecutionItem, executions_table, "ExecutionItem"),
-        bound(_HistoryItem, history_table, "HistoryItem"),
+    # pynamodb ties an index to the model class that declares it, so the bound execution model
+    # declares a by-status index of its own; the history model binds like any store's item.
+    index = type("ByStatus", (_ByStatus,), {"Meta": type("Meta", (_ByStatus.Meta,), {})})()
+    meta = type("Meta", (StoreMeta,), {"table_name": executions_table, "region": region})
+    execution_model = type(
+        "ExecutionItem", (_ExecutionItem,), {"Meta": meta, "by_status": index, "__module__": __name__}
     )
+    return execution_model, bound(_HistoryItem, history_table, region)
 
 
 def _json(value: Any) -> str:
