@@ -30,6 +30,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, Field, StrictInt
 
+from finfaas.domain.creditor import Creditor
 from finfaas.domain.money import parse_currency, transfer_amount_minor_max
 from finfaas.platform.http import StrictModel
 from finfaas.services.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
@@ -92,13 +93,6 @@ class RailStoreUnavailable(RailError):
 
 class InvalidNotice(RailError):
     code = "invalid_notice"
-
-
-@dataclass(frozen=True, slots=True)
-class Creditor:
-    bank_code: str
-    account_number: str
-    name: str
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, StrictInt, StrictStr, model_validator
 
+from finfaas.domain.creditor import Creditor
 from finfaas.domain.ledger import AccountKind, system_account_id
 from finfaas.domain.limits import (
     TIER_DEFAULT,
@@ -159,18 +160,6 @@ class ConcurrentUpdate(TransferError):
 
 
 # --- the order -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Creditor:
-    """A payee at another bank."""
-
-    bank_code: str
-    account_number: str
-    name: str
-
-    def key(self) -> str:
-        return f"{self.bank_code}:{self.account_number}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,13 +533,7 @@ class Accepted(BaseModel):
 
 
 def transfer_view(order: TransferOrder) -> TransferView:
-    creditor = None
-    if order.creditor is not None:
-        creditor = {
-            "bank_code": order.creditor.bank_code,
-            "account_number": order.creditor.account_number,
-            "name": order.creditor.name,
-        }
+    creditor = order.creditor.to_json() if order.creditor is not None else None
     return TransferView(
         transfer_id=order.transfer_id,
         status=order.status,

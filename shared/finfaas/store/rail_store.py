@@ -9,8 +9,9 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PutError, PynamoDBException
 from pynamodb.models import Model
 
+from finfaas.domain.creditor import Creditor
 from finfaas.platform.config import resource_name, settings
-from finfaas.services.rail import Creditor, PaymentStatus, Plan, RailPayment, RailStoreUnavailable
+from finfaas.services.rail import PaymentStatus, Plan, RailPayment, RailStoreUnavailable
 from finfaas.store.binding import (
     StoreMeta,
     bound,
@@ -35,13 +36,7 @@ def _model(table_name: str, region: str) -> Any:
 
 
 def payment_to_json(payment: RailPayment) -> str:
-    creditor = None
-    if payment.creditor is not None:
-        creditor = {
-            "bank_code": payment.creditor.bank_code,
-            "account_number": payment.creditor.account_number,
-            "name": payment.creditor.name,
-        }
+    creditor = payment.creditor.to_json() if payment.creditor is not None else None
     return json.dumps(
         {
             "payment_id": payment.payment_id,
@@ -69,7 +64,7 @@ def payment_from_json(text: str) -> RailPayment:
         payment_id=raw["payment_id"],
         amount_minor=int(raw["amount_minor"]),
         currency=raw["currency"],
-        creditor=Creditor(creditor["bank_code"], creditor["account_number"], creditor["name"])
+        creditor=Creditor.from_json(creditor)
         if creditor
         else None,
         status=PaymentStatus(raw["status"]),

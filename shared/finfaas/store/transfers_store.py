@@ -24,11 +24,11 @@ from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from finfaas.domain.creditor import Creditor
 from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.limits import TIER_DEFAULT, Tier
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.transfers import (
-    Creditor,
     DailyUsage,
     OrderEvent,
     Step,
@@ -95,13 +95,7 @@ def _tier_key(owner_id: str) -> tuple[str, str]:
 
 
 def order_to_json(order: TransferOrder) -> str:
-    creditor = None
-    if order.creditor is not None:
-        creditor = {
-            "bank_code": order.creditor.bank_code,
-            "account_number": order.creditor.account_number,
-            "name": order.creditor.name,
-        }
+    creditor = order.creditor.to_json() if order.creditor is not None else None
     document = {
         "transfer_id": order.transfer_id,
         "owner_id": order.owner_id,
@@ -144,7 +138,7 @@ def order_from_json(text: str) -> TransferOrder:
         status=TransferStatus(raw["status"]),
         updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
         reference=raw.get("reference", ""),
-        creditor=Creditor(creditor["bank_code"], creditor["account_number"], creditor["name"])
+        creditor=Creditor.from_json(creditor)
         if creditor
         else None,
         version=int(raw["version"]),
