@@ -538,14 +538,18 @@ class HttpNoticeSender:
     def __init__(self, url: str, timeout_seconds: float = 10.0) -> None:
         self._url = url
         self._timeout_seconds = timeout_seconds
+        self._session: Any = None
 
     def send(self, body: bytes, headers: Mapping[str, str]) -> None:
         import requests
 
+        from finfaas.platform.suite_http import new_suite_session
         from finfaas.services.suite_clients import ServiceUnreachable
 
+        if self._session is None:  # a race makes a second session, never a wrong one
+            self._session = new_suite_session()
         try:
-            response = requests.post(
+            response = self._session.post(
                 self._url, data=body, headers=dict(headers), timeout=self._timeout_seconds
             )
         except requests.RequestException as error:
