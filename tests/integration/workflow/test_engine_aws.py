@@ -245,10 +245,12 @@ def test_per_transition_cost(fresh_tables, private_queue, demo_bank, capsys):
     with capsys.disabled():
         print("\nworkflow cost", json.dumps(figures))
     assert all(engine.store.get(i).status is Status.SUCCEEDED for i in ids)
-    # One GetItem to read the execution, one transaction to create it and one per checkpoint:
-    # before Debit, before Credit, and the end. SQS: the start's wake-up only.
+    # One GetItem to read the execution, one PutItem to create it and one UpdateItem per checkpoint
+    # (before Debit, before Credit, and the end), the events riding in the execution item.
+    # SQS: the start's wake-up only.
     assert calls == {
-        "TransactWriteItems (transaction)": 4 * executions_max,
+        f"PutItem {fresh_tables[0]}": executions_max,
+        f"UpdateItem {fresh_tables[0]}": 3 * executions_max,
         f"GetItem {fresh_tables[0]}": executions_max,
     }
     assert sqs_calls.count("SendMessage") == executions_max

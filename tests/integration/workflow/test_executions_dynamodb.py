@@ -1,11 +1,13 @@
-"""The DynamoDB executions store passes the repository contract on DynamoDB Local, and writes each
-checkpoint as one transaction."""
+"""The DynamoDB executions store passes the repository contract on DynamoDB Local, writes a checkpoint
+with small events as one UpdateItem (events in the execution item's tail) and larger ones as one
+transaction with history items, and reads the two back as one history."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
+from finfaas.store import executions_store
 from finfaas.store.executions_store import ExecutionsStore
 from finfaas.store.ledger_store import DynamoCallMeter
 from store_contract import ExecutionStoreContract, new_execution, next_version, started
@@ -33,48 +35,119 @@ def test_the_deployed_template_tables_work_with_the_store(embedded_aws):
     assert execution.execution_id in [e.execution_id for e in store.due(execution.next_run_at_ms, 100)]
 
 
-def test_a_checkpoint_is_one_transact_write_items_call(store):
-    execution = new_execution()
-    store.create(execution, started(execution))
-    saved, events = next_version(execution, events=4, state="Credit")
+def _calls(store, write) -> dict[str, int]:
     meter = DynamoCallMeter()
     if not meter.start():
         pytest.skip("pynamodb signals need blinker")
     try:
-        store.save(saved, events)
+        write()
     finally:
         meter.stop()
+    return {name.split(" ")[0]: n for name, n in meter.snapshot().items()}
 
-    assert meter.snapshot() == {"TransactWriteItems (transaction)": 1}
+
+def _history_items(store, execution_id: str) -> list[int]:
+    return [int(item.seq) for item in store.history_model.query(execution_id, consistent_read=True)]
 
 
-def test_a_checkpoint_writes_its_events_as_one_history_item(store):
+def _big(events, kib: int = 60):
+    return [replace(e, detail={"output": "x" * kib * 1024, "n": e.seq}) for e in events]
+
+
+def _fill_tail(store, execution, checkpoints: int):
+    """Saves `checkpoints` checkpoints of four small events each; returns the last version."""
+    for _ in range(checkpoints):
+        saved, events = next_version(execution, events=4)
+        assert store.save(saved, events, execution) is True
+        execution = saved
+    return execution
+
+
+def test_a_create_and_a_checkpoint_are_one_single_item_write_each(store):
     execution = new_execution()
-    store.create(execution, started(execution))
     saved, events = next_version(execution, events=4, state="Credit")
 
-    store.save(saved, events, execution)
+    created = _calls(store, lambda: store.create(execution, started(execution)))
+    checkpointed = _calls(store, lambda: store.save(saved, events, execution))
 
-    items = list(store.history_model.query(execution.execution_id, consistent_read=True))
-    assert [int(item.seq) for item in items] == [1, 2]
-    assert [e.seq for e in store.history(execution.execution_id, 0, 10)] == [1, 2, 3, 4, 5]
+    assert created == {"PutItem": 1}
+    assert checkpointed == {"UpdateItem": 1}
 
 
-def test_events_too_large_for_one_item_are_split_and_read_back_whole(store):
-    # GIVEN a checkpoint whose events hold 60 KiB each: more than one history item can take
+def test_small_checkpoints_keep_their_events_in_the_execution_item(store):
+    # GIVEN an execution created and checkpointed three times with small events
     execution = new_execution()
     store.create(execution, started(execution))
-    saved, events = next_version(execution, events=8)
-    big = [replace(e, detail={"output": "x" * 60 * 1024, "n": e.seq}) for e in events]
+    last = _fill_tail(store, execution, 3)
 
-    # WHEN it is saved
-    assert store.save(saved, big, execution) is True
+    # THEN the history table holds nothing for it, and the history reads whole and in order
+    assert _history_items(store, execution.execution_id) == []
+    assert [e.seq for e in store.history(execution.execution_id, 0, 100)] == list(range(1, 14))
+    assert [e.seq for e in store.history(execution.execution_id, 5, 3)] == [6, 7, 8]
+    assert store.get(execution.execution_id) == last
 
-    # THEN it took several items, and the history reads back every event in order, from any seq
-    items = list(store.history_model.query(execution.execution_id, consistent_read=True))
-    assert len(items) > 2
-    assert [e.detail.get("n") for e in store.history(execution.execution_id, 1, 100)] == list(range(2, 10))
-    assert [e.seq for e in store.history(execution.execution_id, 6, 2)] == [7, 8]
+
+def test_events_too_large_for_the_tail_go_to_history_items_and_merge_back_in_order(store):
+    # GIVEN a checkpoint whose events hold 60 KiB each (more than the tail and one history item
+    # take), between two checkpoints of small events
+    execution = new_execution()
+    store.create(execution, started(execution))
+    before = _fill_tail(store, execution, 1)
+    saved, events = next_version(before, events=8)
+    assert _calls(store, lambda: store.save(saved, _big(events), before)) == {
+        "TransactWriteItems": 1
+    }
+    after = _fill_tail(store, saved, 1)
+
+    # THEN only the large events went to the history table, split over several items
+    items = _history_items(store, execution.execution_id)
+    assert len(items) > 1 and items[0] == 6
+    # AND the history reads every event once, in seq order, from any seq and in pages
+    assert [e.seq for e in store.history(execution.execution_id, 0, 100)] == list(range(1, 18))
+    assert [e.detail.get("n") for e in store.history(execution.execution_id, 6, 3)] == [7, 8, 9]
+    assert [e.seq for e in store.history(execution.execution_id, 12, 100)] == [13, 14, 15, 16, 17]
+    assert [e.seq for e in store.history(execution.execution_id, 3, 4)] == [4, 5, 6, 7]
+    assert store.get(execution.execution_id) == after
+
+
+def test_a_full_tail_sends_later_checkpoints_to_history_items(store, monkeypatch):
+    # GIVEN a tail with room for about two checkpoints of small events
+    monkeypatch.setattr(executions_store, "TAIL_BYTES_MAX", 600)
+    execution = new_execution()
+    store.create(execution, started(execution))
+    full = _fill_tail(store, execution, 3)
+
+    # WHEN further checkpoints are saved, by this store and by one that has not seen the tail fill
+    saved, events = next_version(full, events=4)
+    assert _calls(store, lambda: store.save(saved, events, full)) == {"TransactWriteItems": 1}
+    fresh = ExecutionsStore(store.executions_table, store.history_table)
+    last, events = next_version(saved, events=4)
+    assert _calls(fresh, lambda: fresh.save(last, events, saved)) == {
+        "UpdateItem": 1,
+        "TransactWriteItems": 1,
+    }
+
+    # THEN the events went to history items, and the history is whole and in order
+    assert _history_items(store, execution.execution_id) != []
+    assert [e.seq for e in store.history(execution.execution_id, 0, 100)] == list(range(1, 22))
+    assert store.get(execution.execution_id) == last
+
+
+def test_a_stale_checkpoint_is_refused_and_writes_nothing_on_either_path(store, monkeypatch):
+    # GIVEN an execution already at version 2
+    execution = new_execution()
+    store.create(execution, started(execution))
+    current = _fill_tail(store, execution, 1)
+    stale, events = next_version(execution, events=4, state="Stale")
+
+    # THEN a save from version 1 is refused whether its events would go inline or to the history table
+    assert store.save(stale, events, execution) is False
+    assert store.save(stale, _big(events), execution) is False
+    monkeypatch.setattr(executions_store, "TAIL_BYTES_MAX", 0)
+    assert store.save(stale, events, execution) is False
+
+    assert store.get(execution.execution_id) == current
+    assert [e.seq for e in store.history(execution.execution_id, 0, 100)] == [1, 2, 3, 4, 5]
 
 
 def test_history_written_one_event_an_item_still_reads(store):
