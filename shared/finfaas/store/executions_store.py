@@ -37,6 +37,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError
 from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
+from pynamodb.constants import NONE
 from pynamodb.exceptions import (
     DoesNotExist,
     PutError,
@@ -387,7 +388,11 @@ class ExecutionsStore:
     def _update_inline(self, execution_id: str, actions: list[Any], condition: Any) -> bool:
         """A checkpoint as one UpdateItem; False when refused (a lost race, or no room in the tail)."""
         try:
-            self.execution_model(execution_id).update(actions=actions, condition=condition)
+            # Through the table connection: Model.update asks for the whole new item back
+            # (ReturnValues ALL_NEW), which the emulator serializes and botocore parses for nothing.
+            self.execution_model._get_connection().update_item(
+                execution_id, actions=actions, condition=condition, return_values=NONE
+            )
         except UpdateError as error:
             if error.cause_response_code in (CONDITION_FAILED_EXCEPTION, ITEM_TOO_LARGE):
                 return False
