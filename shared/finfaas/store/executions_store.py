@@ -80,9 +80,9 @@ page_items_max = 100
 # one event is at most the engine's 64 KiB payload limit plus its fields, so it always fits.
 history_item_bytes_max = 300 * 1024
 # History events kept in the execution item itself (JSON bytes). A transfer saga's whole history
-# takes about a third of this; the execution's own attributes (each JSON value at most the engine's
-# 64 KiB payload limit) leave room for it under the 400 KB item limit.
-TAIL_BYTES_MAX = 24 * 1024
+# takes 2.5-3.5 KB. Kept small because every write of the item (and of its by-status index entry,
+# which projects all attributes) is billed by the item's size; longer histories go on in items.
+TAIL_BYTES_MAX = 8 * 1024
 # Executions whose tail was found full, so their checkpoints go straight to the history table; a
 # hint only (a miss costs one refused inline write), bounded so a long-lived process stays small.
 full_tails_remembered_max = 4096
