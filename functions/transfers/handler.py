@@ -266,11 +266,12 @@ def set_tier(req: Request, customer_id: str, body: TierBody) -> Response:
 @app.route("GET", "/_/ops/stats", rate_limit=None)
 def stats(req: Request) -> dict[str, Any]:
     """This process's DynamoDB calls by operation and table, the order reads of status requests (each
-    one a GetItem), and the platform steps' cost."""
+    one a GetItem), the transfers waiting requests follow now, and the platform steps' cost."""
     current = services.get()
     return {
         "dynamodb_calls": current.dynamodb_calls(),
         "status_reads": current.transfers.status_reads(),
+        "status_waiting": current.transfers.status_waiting(),
         "steps": app.timings.snapshot(),
     }
 

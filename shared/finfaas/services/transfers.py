@@ -25,7 +25,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -642,6 +643,44 @@ def _utc_now() -> datetime:
 # --- use cases ---------------------------------------------------------------------------------------
 
 
+class FinalNotices:
+    """Wakes this process's waiting status requests the moment this process makes their transfer final.
+
+    The saga's last step runs in the transfers function, so with one replica a waiting request hears
+    of the final status at once instead of at its next poll; with several, a waiter on another
+    replica still sees it at its next poll (the order store stays the only truth)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[str, tuple[threading.Event, int]] = {}
+
+    @contextmanager
+    def watching(self, transfer_id: str) -> Iterator[threading.Event]:
+        with self._lock:
+            event, watchers = self._watched.get(transfer_id, (threading.Event(), 0))
+            self._watched[transfer_id] = (event, watchers + 1)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                event, watchers = self._watched[transfer_id]
+                if watchers == 1:
+                    del self._watched[transfer_id]
+                else:
+                    self._watched[transfer_id] = (event, watchers - 1)
+
+    def finished(self, transfer_id: str) -> None:
+        with self._lock:
+            watched = self._watched.get(transfer_id)
+        if watched is not None:
+            watched[0].set()
+
+    def watched(self) -> int:
+        with self._lock:
+            return len(self._watched)
+
+
+
 class TransfersService:
     """The transfers function's business; every collaborator is injected."""
 
@@ -655,7 +694,7 @@ class TransfersService:
         breaker: CircuitBreaker | None = None,
         settings: TransfersSettings = TransfersSettings(),
         clock: Callable[[], datetime] = _utc_now,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._orders = orders
         self._accounts = accounts
@@ -664,7 +703,8 @@ class TransfersService:
         self._breaker = breaker or CircuitBreaker("risk")
         self._settings = settings
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep  # None: pause on the transfer's final notice, at most one poll interval
+        self._notices = FinalNotices()
         self._waiters = threading.BoundedSemaphore(settings.waiters_max)
         self._status_reads = 0
         self._status_reads_lock = threading.Lock()
@@ -700,6 +740,10 @@ class TransfersService:
         finally:
             self._waiters.release()
 
+    def status_waiting(self) -> int:
+        """Transfers that status requests in this process are waiting on right now."""
+        return self._notices.watched()
+
     def status_reads(self) -> int:
         """Order reads made by get() in this process so far (a waiting request reads once per poll)."""
         with self._status_reads_lock:
@@ -708,12 +752,22 @@ class TransfersService:
     def _until_final(self, order: TransferOrder, owner_id: str | None, wait_seconds: float) -> TransferOrder:
         # Bounded twice: by the monotonic deadline, and by the poll count so an injected sleep ends too.
         deadline = time.monotonic() + wait_seconds
-        for _ in range(math.ceil(wait_seconds / self._settings.wait_poll_seconds)):
-            if order.status.terminal or time.monotonic() >= deadline:
-                break
-            self._sleep(self._settings.wait_poll_seconds)
-            order = self._status_read(order.transfer_id, owner_id)
+        with self._notices.watching(order.transfer_id) as finished:
+            for _ in range(math.ceil(wait_seconds / self._settings.wait_poll_seconds)):
+                if order.status.terminal or time.monotonic() >= deadline:
+                    break
+                self._pause(finished, min(self._settings.wait_poll_seconds, deadline - time.monotonic()))
+                order = self._status_read(order.transfer_id, owner_id)
         return order
+
+    def _pause(self, finished: threading.Event, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        if self._sleep is not None:
+            self._sleep(seconds)
+        elif finished.is_set():  # heard already (and the order read since): back to polling
+            time.sleep(seconds)
+        else:
+            finished.wait(seconds)
 
     def _status_read(self, transfer_id: str, owner_id: str | None) -> TransferOrder:
         with self._status_reads_lock:
@@ -1002,6 +1056,7 @@ class TransfersService:
             )
             event = OrderEvent(f"transfer.{status.value.lower()}", event_data(order, failure))
             if self._saved_with_usage(order, finished, event, release=status is not TransferStatus.COMPLETED):
+                self._notices.finished(transfer_id)
                 return {"transfer_id": transfer_id, "status": status.value}
         raise ConcurrentUpdate(f"transfer {transfer_id} kept changing")
 

@@ -228,3 +228,61 @@ def test_the_function_reads_its_waiting_slots_from_its_environment(environ, wait
 def test_a_negative_number_of_waiting_slots_is_refused():
     with pytest.raises(ValueError):
         TransfersSettings(waiters_max=-1)
+
+
+def until(condition, seconds: float = THREAD_SECONDS_MAX) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)
+
+
+def test_a_waiter_hears_at_once_when_this_process_makes_the_transfer_final():
+    # GIVEN a request waiting on a PROCESSING transfer, polling the order only every 4 seconds
+    orders = InMemoryTransferOrders()
+    processing(orders, "tr_a")
+    service = TransfersService(
+        orders,
+        Unused(),
+        Unused(),
+        Unused(),
+        settings=TransfersSettings(waiters_max=1, wait_poll_seconds=4.0),
+        clock=lambda: NOW,
+    )
+    waiter = Waiter(service, "tr_a")
+    waiter.start()
+    until(lambda: service.status_waiting() == 1)
+
+    # WHEN the saga's last step completes it in this process
+    completing = time.monotonic()
+    service.complete("tr_a")
+
+    # THEN the waiter answers COMPLETED long before its next poll, with one more read, and is gone
+    assert waiter.finished().result.status is TransferStatus.COMPLETED
+    assert time.monotonic() - completing < IMMEDIATE_SECONDS_MAX
+    assert service.status_reads() == 2
+    assert service.status_waiting() == 0
+
+
+def test_a_transfer_final_elsewhere_is_seen_at_the_next_poll():
+    # GIVEN a request waiting on the final notice, polling every 0.2 s
+    orders = InMemoryTransferOrders()
+    processing(orders, "tr_a")
+    service = TransfersService(
+        orders,
+        Unused(),
+        Unused(),
+        Unused(),
+        settings=TransfersSettings(waiters_max=1, wait_poll_seconds=0.2),
+        clock=lambda: NOW,
+    )
+    waiter = Waiter(service, "tr_a")
+    waiter.start()
+    until(lambda: service.status_waiting() == 1)
+
+    # WHEN another replica completes the transfer (the order changes, no notice here)
+    completed(orders, "tr_a")
+
+    # THEN the waiter still answers COMPLETED, from its poll
+    assert waiter.finished().result.status is TransferStatus.COMPLETED
+    assert service.status_waiting() == 0
