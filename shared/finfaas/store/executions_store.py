@@ -62,6 +62,8 @@ CONDITION_FAILED = "ConditionalCheckFailed"
 CONDITION_FAILED_EXCEPTION = "ConditionalCheckFailedException"
 # DynamoDB's answer when a write would take the item past 400 KB: the events go to the history table.
 ITEM_TOO_LARGE = "ValidationException"
+# An inline checkpoint refused for either reason is tried again as a transaction, which tells them apart.
+INLINE_REFUSALS = frozenset({CONDITION_FAILED_EXCEPTION, ITEM_TOO_LARGE})
 # Worth another try: contention on the same item, or throttling.
 TRANSIENT_CODES = frozenset(
     {
@@ -301,7 +303,9 @@ class ExecutionsStore:
             # tail (or an item at DynamoDB's size limit); the transaction below tells them apart.
             appended = [*actions, model.tail.set((model.tail | []).append(rows)), model.tail_bytes.add(added)]
             room = model.tail_bytes.does_not_exist() | (model.tail_bytes <= TAIL_BYTES_MAX - added)
-            if self._update_inline(execution.execution_id, appended, condition & room):
+            if self._update(
+                execution.execution_id, appended, condition & room, "checkpoint not written", INLINE_REFUSALS
+            ):
                 return True
         written = self._transact(
             execution.execution_id,
@@ -315,30 +319,14 @@ class ExecutionsStore:
     def record_heartbeat(self, execution_id: str, task_token: str, at_ms: int) -> bool:
         model = self.execution_model
         condition = (model.task_token == task_token) & (model.status == Status.RUNNING.value)
-        try:
-            model(execution_id).update(actions=[model.last_heartbeat_ms.set(at_ms)], condition=condition)
-        except UpdateError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise ExecutionStoreError("heartbeat not recorded") from error
-        except (PynamoDBException, BotoCoreError) as error:
-            raise ExecutionStoreError("heartbeat not recorded") from error
-        return True
+        actions = [model.last_heartbeat_ms.set(at_ms)]
+        return self._update(execution_id, actions, condition, "heartbeat not recorded")
 
     def claim_sweep(self, now_ms: int, next_sweep_ms: int) -> bool:
         model = self.execution_model
         condition = model.next_sweep_ms.does_not_exist() | (model.next_sweep_ms <= now_ms)
-        try:
-            model(SWEEPER_ITEM_ID).update(
-                actions=[model.next_sweep_ms.set(next_sweep_ms)], condition=condition
-            )
-        except UpdateError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise ExecutionStoreError("sweeper claim failed") from error
-        except (PynamoDBException, BotoCoreError) as error:
-            raise ExecutionStoreError("sweeper claim failed") from error
-        return True
+        actions = [model.next_sweep_ms.set(next_sweep_ms)]
+        return self._update(SWEEPER_ITEM_ID, actions, condition, "sweeper claim failed")
 
     def _transact(
         self,
@@ -385,20 +373,27 @@ class ExecutionsStore:
             raise ExecutionStoreError("execution not created") from error
         return True
 
-    def _update_inline(self, execution_id: str, actions: list[Any], condition: Any) -> bool:
-        """A checkpoint as one UpdateItem; False when refused (a lost race, or no room in the tail)."""
+    def _update(
+        self,
+        key: str,
+        actions: list[Any],
+        condition: Any,
+        failure: str,
+        refusals: frozenset[str] = frozenset({CONDITION_FAILED_EXCEPTION}),
+    ) -> bool:
+        """One conditional UpdateItem; False when DynamoDB refused it with one of `refusals`."""
         try:
             # Through the table connection: Model.update asks for the whole new item back
-            # (ReturnValues ALL_NEW), which the emulator serializes and botocore parses for nothing.
+            # (ReturnValues ALL_NEW), which DynamoDB serializes and botocore parses for nothing.
             self.execution_model._get_connection().update_item(
-                execution_id, actions=actions, condition=condition, return_values=NONE
+                key, actions=actions, condition=condition, return_values=NONE
             )
         except UpdateError as error:
-            if error.cause_response_code in (CONDITION_FAILED_EXCEPTION, ITEM_TOO_LARGE):
+            if error.cause_response_code in refusals:
                 return False
-            raise ExecutionStoreError(f"checkpoint not written: {error.cause_response_code}") from error
+            raise ExecutionStoreError(f"{failure}: {error.cause_response_code}") from error
         except (PynamoDBException, BotoCoreError) as error:
-            raise ExecutionStoreError("checkpoint not written") from error
+            raise ExecutionStoreError(failure) from error
         return True
 
     def _remember_full_tail(self, execution_id: str) -> None:
