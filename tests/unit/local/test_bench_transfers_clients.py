@@ -1,9 +1,10 @@
-"""`finfaas bench transfers` runs as many clients at once as it is asked for."""
+"""`finfaas bench transfers` runs as many clients at once as it is asked for, pausing when told to."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from finfaas.local.bench.transfers import Customer, Customers, Outcome, run_phase
 
@@ -27,3 +28,21 @@ def test_eight_clients_have_eight_transfers_in_flight_at_once():
     # THEN all eight met at the barrier: none waited for a free thread
     assert not result.errors
     assert len(result.completed) == clients
+
+
+def test_a_pausing_client_leaves_the_pause_between_one_final_transfer_and_the_next():
+    # GIVEN a send that notes when each transfer is sent and returns it final at once
+    sent: list[float] = []
+
+    def send(base_url: str, sender: Customer, payee: Customer) -> Outcome:
+        sent.append(time.monotonic())
+        return Outcome("t", "COMPLETED", 1.0, 0.0, 1)
+
+    customers = Customers([Customer(f"c{n}", f"a{n}", "token") for n in range(2)])
+
+    # WHEN one client sends three transfers, pausing 0.2 s after each
+    result = asyncio.run(run_phase("http://127.0.0.1:9", customers, 1, 3, 30.0, send=send, pause_seconds=0.2))
+
+    # THEN each transfer went out at least 0.2 s after the one before had come back final
+    assert len(result.completed) == 3
+    assert all(later - earlier >= 0.2 for earlier, later in zip(sent, sent[1:], strict=False))

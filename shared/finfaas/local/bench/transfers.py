@@ -10,9 +10,10 @@ adds well under a millisecond per call, once.
 
 Customers (one account each, funded from the ledger's funding account) send internal transfers to
 one another with customer tokens signed by the suite's dev signing key. Phases:
-  low load  1 client: end-to-end latency and the orchestration overhead, i.e. end-to-end latency
-            divided by the sum of the saga steps' own latencies (their request times in the
-            functions' logs: transfers /saga/*, ledger /pending*, rail; risk is inside /saga/screen);
+  low load  1 client, pausing 50 ms between transfers: end-to-end latency and the orchestration
+            overhead, i.e. end-to-end latency divided by the sum of the saga steps' own latencies
+            (their request times in the functions' logs: transfers /saga/*, ledger /pending*, rail;
+            risk is inside /saga/screen);
   load      `--clients` clients, each sending its next transfer when the last one is final.
 End-to-end latency runs from the client sending POST /transfers to the moment the transfer's final
 step was recorded (its `steps[-1].at`). Meanwhile each client follows its transfer as an app should,
@@ -75,6 +76,10 @@ TRANSFERS_PER_CUSTOMER_MAX = 8
 ACCOUNT_OPENING_MINOR = 10**12
 TRANSFER_AMOUNT_MINOR = 1
 POLL_SECONDS = 0.25  # between status requests that came back before the transfer was final
+# Low load is one saga at a time on a quiet suite: the client hears of the final step the moment it
+# is recorded, while the saga still writes its last checkpoint, so it waits this long before the
+# next transfer, lest that one's first steps share the machine with the last one's end.
+LOW_LOAD_PAUSE_SECONDS = 0.05
 STATUS_WAIT_SECONDS = 5  # GET /transfers/{id}?wait=: the most the function waits
 TRANSFER_SECONDS_MAX = 60.0  # one saga; longer is a failure
 DRAIN_SECONDS_MAX = 60.0
@@ -385,8 +390,10 @@ async def run_phase(
     transfers: int,
     seconds_max: float,
     send: Callable[[str, Customer, Customer], Outcome] = one_transfer,
+    pause_seconds: float = 0.0,
 ) -> PhaseResult:
-    """`clients` closed-loop clients until `transfers` are done or `seconds_max` has passed."""
+    """`clients` closed-loop clients until `transfers` are done or `seconds_max` has passed, each
+    pausing `pause_seconds` after a transfer is final before it sends the next."""
     result = PhaseResult()
     deadline = time.monotonic() + seconds_max
     started = time.monotonic()
@@ -407,6 +414,7 @@ async def run_phase(
                 result.outcomes.append(outcome)
             except Exception as error:  # counted and shown; the run goes on
                 result.errors[type(error).__name__ + ": " + str(error)[:120]] += 1
+            await asyncio.sleep(pause_seconds)
 
     try:
         await asyncio.gather(*(client() for _ in range(clients)))
@@ -516,7 +524,14 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
     await run_phase(base_url, customers, 1, WARMUP_TRANSFERS, args.seconds_max)
 
     steps_before, routes_before = step_ms_total(logs_dir)
-    low = await run_phase(base_url, customers, 1, args.low_load_transfers, args.seconds_max)
+    low = await run_phase(
+        base_url,
+        customers,
+        1,
+        args.low_load_transfers,
+        args.seconds_max,
+        pause_seconds=LOW_LOAD_PAUSE_SECONDS,
+    )
     steps_low, routes_low = step_ms_total(logs_dir)
     routes_low = routes_low - routes_before
     breakdown = breakdown_ms(base_url, reader_token(), low.completed)
