@@ -237,8 +237,9 @@ def until(condition, seconds: float = THREAD_SECONDS_MAX) -> None:
         time.sleep(0.005)
 
 
-def test_a_waiter_hears_at_once_when_this_process_makes_the_transfer_final():
-    # GIVEN a request waiting on a PROCESSING transfer, polling the order only every 4 seconds
+def waiting_on_notice(poll_seconds: float) -> tuple[InMemoryTransferOrders, TransfersService, Waiter]:
+    """A PROCESSING transfer and a request waiting on it on the final notice (no injected sleep),
+    reading the order every `poll_seconds`."""
     orders = InMemoryTransferOrders()
     processing(orders, "tr_a")
     service = TransfersService(
@@ -246,12 +247,18 @@ def test_a_waiter_hears_at_once_when_this_process_makes_the_transfer_final():
         Unused(),
         Unused(),
         Unused(),
-        settings=TransfersSettings(waiters_max=1, wait_poll_seconds=4.0),
+        settings=TransfersSettings(waiters_max=1, wait_poll_seconds=poll_seconds),
         clock=lambda: NOW,
     )
     waiter = Waiter(service, "tr_a")
     waiter.start()
     until(lambda: service.status_waiting() == 1)
+    return orders, service, waiter
+
+
+def test_a_waiter_hears_at_once_when_this_process_makes_the_transfer_final():
+    # GIVEN a request waiting on a PROCESSING transfer, polling the order only every 4 seconds
+    _, service, waiter = waiting_on_notice(poll_seconds=4.0)
 
     # WHEN the saga's last step completes it in this process
     completing = time.monotonic()
@@ -266,19 +273,7 @@ def test_a_waiter_hears_at_once_when_this_process_makes_the_transfer_final():
 
 def test_a_transfer_final_elsewhere_is_seen_at_the_next_poll():
     # GIVEN a request waiting on the final notice, polling every 0.2 s
-    orders = InMemoryTransferOrders()
-    processing(orders, "tr_a")
-    service = TransfersService(
-        orders,
-        Unused(),
-        Unused(),
-        Unused(),
-        settings=TransfersSettings(waiters_max=1, wait_poll_seconds=0.2),
-        clock=lambda: NOW,
-    )
-    waiter = Waiter(service, "tr_a")
-    waiter.start()
-    until(lambda: service.status_waiting() == 1)
+    orders, service, waiter = waiting_on_notice(poll_seconds=0.2)
 
     # WHEN another replica completes the transfer (the order changes, no notice here)
     completed(orders, "tr_a")
