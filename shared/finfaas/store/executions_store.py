@@ -7,8 +7,9 @@ one of two ways:
   - inline: one UpdateItem that also appends the events to the execution item's `tail` (a list of
     JSON rows [seq, type, at_ms, state, detail]) while the tail stays under TAIL_BYTES_MAX. A
     checkpoint is on the critical path of every task, and one conditional single-item write is the
-    cheapest durable write DynamoDB has: a two-item transaction costs twice the write units per item
-    and about 1.6 times the latency on DynamoDB Local;
+    cheapest durable write DynamoDB has: a two-item transaction is billed twice the write units per
+    item, and on DynamoDB Local it took 2.4-3.5 ms of the emulator's CPU a checkpoint against
+    1.5-2.0 ms for the UpdateItem;
   - in the history table, when the events do not fit the tail (large events, long executions): one
     TransactWriteItems of the execution Update plus one Put per history item, keyed by its first
     event's seq and conditioned on that key being new.
