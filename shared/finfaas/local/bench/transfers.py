@@ -67,7 +67,10 @@ CURRENCY = "USD"
 CLIENTS_DEFAULT = 8
 TRANSFERS_DEFAULT = 160  # in the load phase
 LOW_LOAD_TRANSFERS_DEFAULT = 20
-WARMUP_TRANSFERS = 4
+# Sent by `--clients` clients before anything is measured: besides starting the functions and
+# filling their pools, it lets DynamoDB Local's JIT compile the saga's request paths, which
+# otherwise goes on through the low-load phase and slows whichever calls it happens to meet.
+WARMUP_TRANSFERS = 80
 SECONDS_MAX_DEFAULT = 90.0  # per phase
 SECONDS_MAX_LIMIT = 300.0
 TRANSFERS_LIMIT = 2_000
@@ -520,8 +523,12 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
         open_customers(max(2, math.ceil(total / TRANSFERS_PER_CUSTOMER_MAX) + 1), secrets.token_hex(3))
     )
     logs_dir = sandbox.folder / "functions"
-    print(f"warming up with {WARMUP_TRANSFERS} transfers (function starts, JWKS, pools)", flush=True)
-    await run_phase(base_url, customers, 1, WARMUP_TRANSFERS, args.seconds_max)
+    print(
+        f"warming up with {WARMUP_TRANSFERS} transfers from {args.clients} clients "
+        "(function starts, JWKS, pools, the emulator's JIT)",
+        flush=True,
+    )
+    await run_phase(base_url, customers, args.clients, WARMUP_TRANSFERS, args.seconds_max)
 
     steps_before, routes_before = step_ms_total(logs_dir)
     low = await run_phase(
