@@ -19,6 +19,7 @@ import pytest
 from finfaas.local.bench.transfers import (
     Customer,
     _request,
+    client_token,
     open_customers,
     stack_text,
     write_suite_secrets,
@@ -104,17 +105,6 @@ def customers(suite) -> list[Customer]:
     return open_customers(4, secrets.token_hex(3))
 
 
-def _ops_token() -> str:
-    from finfaas.platform import config
-    from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
-
-    settings = config.auth_settings()
-    return TokenMinter(load_keyring(), settings.issuer, settings.audience).mint(
-        "ops-1", ("ops",), kind="client"
-    )
-
-
 def _send(base_url: str, sender: Customer, body: dict) -> str:
     status, answer = _request(
         "POST",
@@ -172,7 +162,7 @@ def test_a_rail_that_never_answers_is_recalled_and_the_hold_voided(suite, custom
 
 def test_a_large_transfer_waits_for_an_operator_on_the_reviews_queue(suite, customers):
     sender, payee = customers[3], customers[1]
-    ops = _ops_token()
+    ops = client_token("ops")
     _request(
         "PUT",
         f"{suite}/function/transfers/_/ops/customers/{sender.customer_id}/tier",
@@ -226,7 +216,7 @@ def test_status_requests_waiting_at_once_leave_the_saga_its_request_threads(suit
     # GIVEN a transfer held for review, and more clients waiting on it with ?wait=5 than the transfers
     # function has request threads
     sender, payee = open_customers(2, secrets.token_hex(3))
-    ops = _ops_token()
+    ops = client_token("ops")
     held = _held_for_review(suite, sender, payee, ops)
     warm = _send(suite, payee, {"credit_account_id": sender.account_id, "amount": 100})
     assert _final(suite, payee, warm)["status"] == "COMPLETED"  # every function of the saga is started

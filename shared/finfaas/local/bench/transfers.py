@@ -217,15 +217,15 @@ def stack_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def reader_token() -> str:
-    """A client token that may read executions (signed by the dev signing key)."""
+def client_token(*scopes: str) -> str:
+    """A client token with these scopes, signed by the suite's dev signing key."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
     from finfaas.platform.testing import TokenMinter
 
     settings = config.auth_settings()
     minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    return minter.mint("bench", ("orchestrator:read",), kind="client")
+    return minter.mint("bench", scopes, kind="client")
 
 
 def write_suite_secrets(secrets_dir: Path) -> None:
@@ -485,17 +485,6 @@ def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str
     return {name: round(total / count, 1) for name, total in totals.items()}
 
 
-def ops_token() -> str:
-    """A client token for the functions' /_/ops/ routes (signed by the dev signing key)."""
-    from finfaas.platform import config
-    from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
-
-    settings = config.auth_settings()
-    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    return minter.mint("bench", ("ops",), kind="client")
-
-
 def status_reads(base_url: str, token: str) -> int:
     """Order reads the transfers function made answering status requests (GetItem each), so far."""
     status, answer = _request("GET", f"{base_url}/function/transfers/_/ops/stats", token)
@@ -541,7 +530,7 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
     )
     steps_low, routes_low = step_ms_total(logs_dir)
     routes_low = routes_low - routes_before
-    breakdown = breakdown_ms(base_url, reader_token(), low.completed)
+    breakdown = breakdown_ms(base_url, client_token("orchestrator:read"), low.completed)
     step_ms_per_transfer = (steps_low - steps_before) / max(len(low.outcomes), 1)
     low_p50 = percentile_ms([o.latency_ms for o in low.outcomes], 0.5)
     low_mean = sum(o.latency_ms for o in low.outcomes) / max(len(low.outcomes), 1)
@@ -551,7 +540,7 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
         flush=True,
     )
 
-    ops = ops_token()
+    ops = client_token("ops")
     reads_before = status_reads(base_url, ops)
     dynamodb_before, sqs_before = dynamodb.counts(), moto.counts()
     steps_before = steps_low
