@@ -281,7 +281,7 @@ class ExecutionsStore:
         item = model(execution.execution_id, **attributes)
         return self._transact(
             execution.execution_id,
-            events,
+            _history_chunks(events, rows),
             lambda tx: tx.save(item, condition=model.execution_id.does_not_exist()),
         )
 
@@ -310,7 +310,7 @@ class ExecutionsStore:
                 return True
         written = self._transact(
             execution.execution_id,
-            events,
+            _history_chunks(events, rows),
             lambda tx: tx.update(model(execution.execution_id), actions=actions, condition=condition),
         )
         if written and inline:
@@ -332,17 +332,17 @@ class ExecutionsStore:
     def _transact(
         self,
         execution_id: str,
-        events: Sequence[HistoryEvent],
+        chunks: list[tuple[int, list[str]]],
         add_execution: Callable[[TransactWrite], None],
     ) -> bool:
-        """One TransactWriteItems: the execution write and a Put per new history event."""
+        """One TransactWriteItems: the execution write and a Put per history item of the new events."""
         for attempt in range(1, transaction_attempts_max + 1):
             try:
                 with TransactWrite(connection=self._connection) as tx:
                     add_execution(tx)
-                    for chunk in _history_chunks(events):
+                    for first_seq, rows in chunks:
                         tx.save(
-                            self._history_item(execution_id, chunk),
+                            self._history_item(execution_id, first_seq, rows),
                             condition=self.history_model.seq.does_not_exist(),
                         )
                 return True
@@ -403,8 +403,9 @@ class ExecutionsStore:
             while len(self._full_tails) > full_tails_remembered_max:
                 self._full_tails.popitem(last=False)
 
-    def _history_item(self, execution_id: str, rows: list[list[Any]]) -> Any:
-        return self.history_model(execution_id, rows[0][0], events=_json(rows))
+    def _history_item(self, execution_id: str, first_seq: int, rows: list[str]) -> Any:
+        # The rows are JSON already: joined, they are the JSON list an item keeps.
+        return self.history_model(execution_id, first_seq, events="[" + ",".join(rows) + "]")
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -509,17 +510,17 @@ class ExecutionsStore:
         return None if item.next_sweep_ms is None else int(item.next_sweep_ms)
 
 
-def _history_chunks(events: Sequence[HistoryEvent]) -> list[list[list[Any]]]:
-    """A checkpoint's events as history items: as few as fit under the item size limit."""
-    chunks: list[list[list[Any]]] = []
+def _history_chunks(events: Sequence[HistoryEvent], rows: Sequence[str]) -> list[tuple[int, list[str]]]:
+    """A checkpoint's events (and their JSON rows) as history items, each keyed by its first event's
+    seq: as few as fit under the item size limit."""
+    chunks: list[tuple[int, list[str]]] = []
     size = 0
-    for event in events:
-        row = [event.seq, event.type, event.at_ms, event.state, event.detail]
-        row_bytes = len(_json(row).encode())
+    for event, row in zip(events, rows, strict=True):
+        row_bytes = len(row.encode())
         if not chunks or size + row_bytes > history_item_bytes_max:
-            chunks.append([])
+            chunks.append((event.seq, []))
             size = 0
-        chunks[-1].append(row)
+        chunks[-1][1].append(row)
         size += row_bytes
     return chunks
 
