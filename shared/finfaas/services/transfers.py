@@ -680,7 +680,6 @@ class FinalNotices:
             return len(self._watched)
 
 
-
 class TransfersService:
     """The transfers function's business; every collaborator is injected."""
 

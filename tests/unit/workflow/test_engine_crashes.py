@@ -159,17 +159,23 @@ def test_an_in_process_start_of_an_existing_name_returns_it_and_runs_nothing():
     assert len(bank.calls) == 2
 
 
-def test_a_queue_wake_up_is_driven_on_an_in_process_slot():
-    # GIVEN a start that went through the queue (no room then), and room now
-    world, bank = _world(inline=True)
+def _queued_start(world):
+    """Starts tr-1 while no in-process slot is free; its wake-up, taken off the queue."""
     world.inline.room = False
     world.start("demo-transfer", "tr-1", SMALL)
     [queued] = world.waker.queued
     world.waker.queued.clear()
+    return queued.wakeup
+
+
+def test_a_queue_wake_up_is_driven_on_an_in_process_slot():
+    # GIVEN a start that went through the queue (no room then), and room now
+    world, bank = _world(inline=True)
+    wakeup = _queued_start(world)
     world.inline.room = True
 
     # WHEN its wake-up is delivered
-    outcome = world.engine.wake(queued.wakeup.execution_id, queued.wakeup.reason)
+    outcome = world.engine.wake(wakeup.execution_id, wakeup.reason)
 
     # THEN a slot drove it to the end
     assert outcome == "driving"
@@ -181,19 +187,16 @@ def test_a_queue_wake_up_is_driven_on_an_in_process_slot():
 def test_a_queue_wake_up_finding_no_free_slot_goes_back_to_the_queue_delayed():
     # GIVEN a queued start, and a process whose slots are all taken
     world, bank = _world(inline=True)
-    world.inline.room = False
-    world.start("demo-transfer", "tr-1", SMALL)
-    [queued] = world.waker.queued
-    world.waker.queued.clear()
+    wakeup = _queued_start(world)
 
     # WHEN its wake-up is delivered
-    outcome = world.engine.wake(queued.wakeup.execution_id, queued.wakeup.reason)
+    outcome = world.engine.wake(wakeup.execution_id, wakeup.reason)
 
     # THEN nothing ran; the same wake-up is back in the queue a little later
     assert outcome == "requeued"
     assert bank.calls == []
     [again] = world.waker.queued
-    assert again.wakeup == queued.wakeup
+    assert again.wakeup == wakeup
     assert again.deliver_at_ms == world.clock.ms() + EngineLimits().busy_wake_delay_seconds * 1000
 
 
