@@ -145,8 +145,10 @@ def _event_text(event: HistoryEvent) -> str:
     detail = event.detail
     if event.type == "TaskScheduled":
         return f"attempt {detail.get('attempt')}  key {detail.get('idempotency_key')}"
+    if event.type == "TaskSucceeded":
+        return f"succeeded{_took(detail)}"
     if event.type == "TaskFailed":
-        return f"failed: {detail.get('error')}  {_short(detail.get('cause'))}"
+        return f"failed{_took(detail)}: {detail.get('error')}  {_short(detail.get('cause'))}"
     if event.type == "TaskRetryScheduled":
         return f"retry {detail.get('retry')} at {detail.get('until')}"
     if event.type == "StateExited":
@@ -156,6 +158,15 @@ def _event_text(event: HistoryEvent) -> str:
     if event.type in ("ExecutionFailed", "ExecutionTimedOut"):
         return f"{event.type}: {detail.get('error')}  {_short(detail.get('cause'))}"
     return event.type + (f"  {_short(detail)}" if detail else "")
+
+
+def _took(detail: dict[str, Any]) -> str:
+    """' in 23.4 ms (function 21.0 ms)': the call as the orchestrator timed it, then the function's
+    own time behind the gateway when the gateway reported it."""
+    if "call_ms" not in detail:
+        return ""
+    function = f" (function {detail['function_ms']} ms)" if "function_ms" in detail else ""
+    return f" in {detail['call_ms']} ms{function}"
 
 
 def _execution_json(execution: Execution) -> dict[str, Any]:

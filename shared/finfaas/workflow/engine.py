@@ -665,19 +665,22 @@ class _Drive:
             attempt=execution.attempt,
             timeout_seconds=float(_call_timeout_seconds(state)),
         )
+        began = time.perf_counter()
         outcome = self.engine._run_task(call)
+        call_ms = round((time.perf_counter() - began) * MS_PER_SECOND, 2)
         now = self.engine._now_ms()
         if isinstance(outcome, TaskSucceeded):
-            return self._applied(TaskResult(True, outcome.output), now)
+            return self._applied(TaskResult(True, outcome.output), now, _timing(call_ms, outcome.function_ms))
         if isinstance(outcome, TaskFailed):
-            return self._applied(TaskResult(False, error=outcome.error, cause=outcome.cause), now)
+            result = TaskResult(False, error=outcome.error, cause=outcome.cause)
+            return self._applied(result, now, _timing(call_ms, outcome.function_ms))
         if isinstance(outcome, TaskSubmitted):
             return self._await_callback(state, now)
         assert isinstance(outcome, TaskBusy)
         return self._busy(outcome, now)
 
-    def _applied(self, result: TaskResult, now: int) -> str | None:
-        apply_result(self.step, self.definition, result, now, self.engine._unit_random)
+    def _applied(self, result: TaskResult, now: int, timing: dict[str, float] | None = None) -> str | None:
+        apply_result(self.step, self.definition, result, now, self.engine._unit_random, timing)
         execution = self.step.execution
         if execution.phase is Phase.BACKOFF:
             delay_ms = execution.next_run_at_ms - now
@@ -734,6 +737,12 @@ class _Drive:
     def _lease_until(self, state: TaskState, now: int) -> int:
         seconds = _call_timeout_seconds(state) + self.limits.lease_grace_seconds
         return now + int(seconds * MS_PER_SECOND)
+
+
+def _timing(call_ms: float, function_ms: float | None) -> dict[str, float]:
+    """How long a task's call took as the orchestrator timed it, and the function's part of it as
+    the gateway reported it: the difference is the hop (gateway, network, HTTP clients)."""
+    return {"call_ms": call_ms} if function_ms is None else {"call_ms": call_ms, "function_ms": function_ms}
 
 
 def _call_timeout_seconds(state: TaskState) -> int:

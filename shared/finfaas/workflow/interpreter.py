@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -376,9 +376,17 @@ def begin_attempt(
 
 
 def apply_result(
-    step: Step, definition: Definition, result: TaskResult, now_ms: int, unit_random: Callable[[], float]
+    step: Step,
+    definition: Definition,
+    result: TaskResult,
+    now_ms: int,
+    unit_random: Callable[[], float],
+    timing: Mapping[str, float] | None = None,
 ) -> None:
-    """A Task's outcome: to Next with its output, or Retry (BACKOFF), or Catch, or the execution fails."""
+    """A Task's outcome: to Next with its output, or Retry (BACKOFF), or Catch, or the execution fails.
+
+    timing: how long the call took (call_ms, function_ms), kept in the TaskSucceeded or TaskFailed
+    event; None for outcomes no call produced (a callback's report, a timeout)."""
     state = definition.state(step.execution.state)
     assert isinstance(state, TaskState)
     step.change(lease_owner=None, lease_until_ms=0, task_result=None)
@@ -388,7 +396,7 @@ def apply_result(
         except StatesError as failure:
             result = TaskResult(False, error=failure.error, cause=failure.cause)
         else:
-            step.event("TaskSucceeded", {"attempt": step.execution.attempt})
+            step.event("TaskSucceeded", {"attempt": step.execution.attempt, **(timing or {})})
             leave(step, state, output, now_ms)
             return
     _handle_error(
@@ -398,6 +406,7 @@ def apply_result(
         (result.cause or "")[:cause_chars_max],
         now_ms,
         unit_random,
+        timing,
     )
 
 
@@ -412,10 +421,16 @@ def _task_output(state: TaskState, execution: Execution, result: Any) -> Any:
 
 
 def _handle_error(
-    step: Step, state: TaskState, error: str, cause: str, now_ms: int, unit_random: Callable[[], float]
+    step: Step,
+    state: TaskState,
+    error: str,
+    cause: str,
+    now_ms: int,
+    unit_random: Callable[[], float],
+    timing: Mapping[str, float] | None,
 ) -> None:
     execution = step.execution
-    step.event("TaskFailed", {"attempt": execution.attempt, "error": error, "cause": cause})
+    step.event("TaskFailed", {"attempt": execution.attempt, "error": error, "cause": cause, **(timing or {})})
     retries = list(execution.retries) or [0] * len(state.retry)
     for index, retrier in enumerate(state.retry):
         if not errors.matches(retrier.error_equals, error):

@@ -10,6 +10,7 @@ A runner never raises for a task's own failure: every outcome is a value, named 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +33,8 @@ IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_IN_USE_CODE = "idempotency_key_in_use"  # platform/idempotency.py's 409
 IDEMPOTENCY_ATTRIBUTE = "ce-idempotencykey"  # becomes the CloudEvent extension `idempotencykey`
 TASK_EVENT_TYPE = "dev.finfaas.orchestrator.task"
+# Set by the OpenFaaS gateway (and the local one) on a function's answer: its time behind the gateway.
+GATEWAY_DURATION_HEADER = "X-Duration-Seconds"
 HTTP_TIMEOUT_SECONDS_DEFAULT = 60
 CONNECT_TIMEOUT_SECONDS = 3.0
 busy_retry_seconds_default = 1.0
@@ -61,12 +64,14 @@ class TaskCall:
 @dataclass(frozen=True)
 class TaskSucceeded:
     output: Any
+    function_ms: float | None = None  # the function's own time as the gateway reported it, if it did
 
 
 @dataclass(frozen=True)
 class TaskFailed:
     error: str
     cause: str
+    function_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -342,6 +347,7 @@ def _transport_failure(error: Exception) -> TaskFailed:
 
 def _outcome(response: Any) -> TaskOutcome:
     body = _response_body(response)
+    function_ms = _gateway_duration_ms(response.headers.get(GATEWAY_DURATION_HEADER))
     if 200 <= response.status_code < 300:
         return TaskSucceeded(
             {
@@ -349,7 +355,8 @@ def _outcome(response: Any) -> TaskOutcome:
                 "StatusText": _status_text(response.status_code),
                 "Headers": dict(response.headers),
                 "ResponseBody": body,
-            }
+            },
+            function_ms,
         )
     if (
         response.status_code == HTTPStatus.CONFLICT
@@ -358,7 +365,17 @@ def _outcome(response: Any) -> TaskOutcome:
     ):
         return TaskBusy(_retry_after(response.headers.get("Retry-After")))
     cause = json.dumps({"StatusCode": response.status_code, "ResponseBody": body}, separators=(",", ":"))
-    return TaskFailed(errors.http_status_error(response.status_code), cause[:cause_body_chars_max])
+    error = errors.http_status_error(response.status_code)
+    return TaskFailed(error, cause[:cause_body_chars_max], function_ms)
+
+
+def _gateway_duration_ms(raw: str | None) -> float | None:
+    """X-Duration-Seconds, as the OpenFaaS gateway (and the local one) sets it, in milliseconds."""
+    try:
+        seconds = float(raw) if raw is not None else math.nan
+    except ValueError:
+        return None
+    return round(seconds * 1000, 2) if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _response_body(response: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from finfaas.workflow.asl import HTTP_INVOKE, SQS_SEND_WAIT
@@ -566,11 +567,29 @@ def test_history_records_the_path_and_what_happened_in_each_state():
         ("StateEntered", "B"),
         ("ExecutionSucceeded", "B"),
     ]
-    assert json.loads(json.dumps(events(world, execution_id)[3].detail)) == {
+    failed = json.loads(json.dumps(events(world, execution_id)[3].detail))
+    assert {name: failed[name] for name in ("attempt", "error", "cause")} == {
         "attempt": 1,
         "error": "E",
         "cause": "x",
     }
+
+
+def test_a_task_event_keeps_how_long_the_call_took_and_the_functions_part_when_reported():
+    def answer(call):
+        time.sleep(0.02)
+        if call.attempt == 1:
+            return TaskFailed("E", "x")
+        return TaskSucceeded(ok({}).output, function_ms=12.5)
+
+    document = machine(A=task(Retry=[{"ErrorEquals": ["E"], "IntervalSeconds": 1}]))
+
+    world, _, execution_id = run(document, answer)
+
+    [failed] = events(world, execution_id, "TaskFailed")
+    [succeeded] = events(world, execution_id, "TaskSucceeded")
+    assert failed.detail["call_ms"] >= 20 and "function_ms" not in failed.detail
+    assert succeeded.detail["call_ms"] >= 20 and succeeded.detail["function_ms"] == 12.5
 
 
 # --- drives in the orchestrator's own process ----------------------------------------------------

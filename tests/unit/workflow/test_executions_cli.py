@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from finfaas.local import executions as cli
 from finfaas.local.cli import COMMANDS, _command_module
+from finfaas.workflow.model import HistoryEvent
 from workflow_testing import ToyBank, World, registry
 
 
@@ -40,6 +42,17 @@ def test_describe_prints_the_path_taken_with_the_compensation():
     assert entered == ["Debit", "NeedsCoolingOff", "Credit", "Refund", "CreditRefused"]
     assert "caught States.Http.StatusCode.422 -> Refund" in text
     assert "key demo-transfer:tr-1#Debit#1" in text
+    assert re.search(r"succeeded in \d+(\.\d+)? ms", text)
+    assert re.search(r"failed in \d+(\.\d+)? ms: States\.Http\.StatusCode\.422", text)
+
+
+def test_describe_shows_the_functions_own_time_when_the_gateway_reported_it():
+    timing = {"call_ms": 23.4, "function_ms": 21.0}
+    reported = HistoryEvent(4, "TaskSucceeded", 0, "Debit", {"attempt": 1, **timing})
+    unreported = HistoryEvent(9, "TaskSucceeded", 0, "Credit", {"attempt": 1, "call_ms": 5.2})
+
+    assert cli._event_text(reported) == "succeeded in 23.4 ms (function 21.0 ms)"
+    assert cli._event_text(unreported) == "succeeded in 5.2 ms"
 
 
 def test_list_shows_each_status():

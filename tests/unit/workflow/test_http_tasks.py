@@ -28,6 +28,12 @@ class _Bank(BaseHTTPRequestHandler):
             self._answer(409, {"code": "idempotency_key_in_use"}, {"Retry-After": "3"})
         elif self.path.endswith("/refused"):
             self._answer(422, {"code": "account_closed"})
+        elif self.path.endswith("/timed"):
+            self._answer(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "0.012345"})
+        elif self.path.endswith("/timed-refused"):
+            self._answer(422, {"code": "account_closed"}, {"X-Duration-Seconds": "0.004"})
+        elif self.path.endswith("/badly-timed"):
+            self._answer(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "soon"})
         else:
             self._answer(201, {"transfer_id": body["transfer_id"]})
 
@@ -96,6 +102,22 @@ def test_another_status_fails_the_task_with_its_status_error_and_the_problem_as_
     assert isinstance(outcome, TaskFailed)
     assert outcome.error == "States.Http.StatusCode.422"
     assert json.loads(outcome.cause) == {"StatusCode": 422, "ResponseBody": {"code": "account_closed"}}
+
+
+def test_the_functions_own_time_is_taken_from_the_gateways_duration_header_in_ms(gateway):
+    tasks = HttpTasks(gateway, _Token())
+
+    succeeded, failed = tasks.run(_call("timed")), tasks.run(_call("timed-refused"))
+
+    assert isinstance(succeeded, TaskSucceeded) and succeeded.function_ms == 12.35
+    assert isinstance(failed, TaskFailed) and failed.function_ms == 4.0
+
+
+def test_without_a_readable_duration_header_the_functions_time_is_unknown(gateway):
+    tasks = HttpTasks(gateway, _Token())
+
+    assert tasks.run(_call("debits")).function_ms is None
+    assert tasks.run(_call("badly-timed")).function_ms is None
 
 
 def test_the_same_key_still_running_is_busy_not_failed(gateway):
