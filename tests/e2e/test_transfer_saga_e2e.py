@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from finfaas.local.bench.transfers import (
     Customer,
+    Outcome,
     _request,
+    breakdown_ms,
     client_token,
     open_customers,
     stack_text,
@@ -141,6 +143,25 @@ def test_an_internal_transfer_completes_through_queues_and_functions(suite, cust
     view = _final(suite, alice, transfer_id)
     assert view["status"] == "COMPLETED"
     assert [s["name"] for s in view["steps"]] == ["accept", "validate", "screen", "completed"]
+
+
+def test_the_history_times_each_task_call_and_the_function_behind_the_gateway(suite, customers):
+    sender, payee = customers[1], customers[0]
+    sent_at = time.time()
+    transfer_id = _send(suite, sender, {"credit_account_id": payee.account_id, "amount": 300})
+    assert _final(suite, sender, transfer_id)["status"] == "COMPLETED"
+    reader = client_token("orchestrator:read")
+
+    path = f"/function/orchestrator/executions/transfer:{transfer_id}/history?limit=200"
+    status, page = _request("GET", suite + path, reader)
+
+    assert status == 200, page
+    timed = [e["detail"] for e in page["data"] if e["type"] == "TaskSucceeded"]
+    assert len(timed) == 5  # validate, screen, reserve, post, complete
+    assert all(0 < detail["function_ms"] <= detail["call_ms"] for detail in timed)
+    breakdown = breakdown_ms(suite, reader, [Outcome(transfer_id, "COMPLETED", 0.0, sent_at, 1)])
+    assert breakdown["task_calls"] == pytest.approx(sum(d["call_ms"] for d in timed), abs=0.1)
+    assert breakdown["task_calls_at_gateway"] == pytest.approx(sum(d["function_ms"] for d in timed), abs=0.1)
 
 
 def test_the_rail_settles_through_its_queue_and_signed_notice(suite, customers):

@@ -465,7 +465,9 @@ def per_transfer(counts: Counter[str], service: str, transfers: int) -> dict[str
 
 def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str, float]:
     """Where end-to-end time goes, from the executions' histories: until the execution exists, until
-    its first task starts (the wake-up through SQS), inside tasks, and between them (orchestration)."""
+    its first task starts (the wake-up through SQS), inside tasks, and between them (orchestration);
+    and the task calls as the orchestrator timed them (`task_calls`) and as the gateway timed the
+    functions behind them (`task_calls_at_gateway`, its X-Duration-Seconds)."""
     totals: Counter[str] = Counter()
     for outcome in outcomes:
         path = f"/function/orchestrator/executions/transfer:{outcome.transfer_id}/history?limit=200"
@@ -478,6 +480,9 @@ def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str
         scheduled = [at[e["seq"]] for e in events if e["type"] == "TaskScheduled"]
         ended = [at[e["seq"]] for e in events if e["type"] in ("TaskSucceeded", "TaskFailed")]
         in_tasks = sum(end - begin for begin, end in zip(scheduled, ended, strict=False))
+        results = [e["detail"] for e in events if e["type"] in ("TaskSucceeded", "TaskFailed")]
+        totals["task_calls"] += sum(detail.get("call_ms", 0.0) for detail in results)
+        totals["task_calls_at_gateway"] += sum(detail.get("function_ms", 0.0) for detail in results)
         totals["until_execution_started"] += (started - outcome.sent_at) * 1000
         totals["until_first_task"] += (scheduled[0] - started) * 1000
         totals["tasks_and_checkpoints"] += in_tasks * 1000
