@@ -11,11 +11,13 @@ from finfaas.local.infra import (
     InfraError,
     Resolver,
     _for_moto,
+    _verify_table_shape,
     _without_tables,
     create_table_request,
     load_template,
     table_ids,
 )
+from finfaas.store.executions_store import BY_STATUS_INDEX, BY_STATUS_INDEX_ATTRIBUTES
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
@@ -35,13 +37,17 @@ EXPECTED_TABLES = {
     "customers": ([("customer_id", "S", "HASH")], {"by-username": [("username", "S", "HASH")]}, None),
     "auth": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, "expires_at"),
     "executions": ([("execution_id", "S", "HASH")],
-                   {"by-status": [("status", "S", "HASH"), ("next_run_at", "S", "RANGE")]}, None),
+                   {"by-status-keys": [("status", "S", "HASH"), ("next_run_at", "S", "RANGE")]}, None),
     "history": ([("execution_id", "S", "HASH"), ("seq", "N", "RANGE")], {}, None),
     "transferorders": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
     "risk": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
     "rail": ([("payment_id", "S", "HASH")], {}, None),
 }
 QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
+# Indexes that project less than the whole item, as their stores declare them.
+NARROW_PROJECTIONS = {
+    BY_STATUS_INDEX: {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(BY_STATUS_INDEX_ATTRIBUTES)},
+}
 
 
 def _tables_by_logical_name() -> dict[str, dict]:
@@ -89,9 +95,28 @@ def test_table_keys_indexes_and_ttl_are_as_the_code_expects(name):
     actual_indexes = {index["IndexName"]: typed(index["KeySchema"])
                       for index in table.get("GlobalSecondaryIndexes", [])}
     assert actual_indexes == indexes
-    assert all(i["Projection"] == {"ProjectionType": "ALL"} for i in table.get("GlobalSecondaryIndexes", []))
+    for index in table.get("GlobalSecondaryIndexes", []):
+        assert index["Projection"] == NARROW_PROJECTIONS.get(index["IndexName"], {"ProjectionType": "ALL"})
     ttl = table.get("TimeToLiveSpecification")
     assert (ttl == {"AttributeName": ttl_attribute, "Enabled": True}) if ttl_attribute else ttl is None
+
+
+def test_a_deployed_index_projecting_other_attributes_than_the_template_is_refused():
+    request = {
+        "TableName": "finfaas-x-executions",
+        "KeySchema": [{"AttributeName": "execution_id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [{
+            "IndexName": BY_STATUS_INDEX,
+            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["state_machine"]},
+        }],
+    }
+    wider = json.loads(json.dumps(request))
+    wider["GlobalSecondaryIndexes"][0]["Projection"]["NonKeyAttributes"].append("input")
+
+    _verify_table_shape(json.loads(json.dumps(request)), request)  # the same shape passes
+    with pytest.raises(InfraError, match="other keys or indexes"):
+        _verify_table_shape(wider, request)
 
 
 def test_every_table_is_on_demand_recoverable_and_encrypted_with_the_pii_key():

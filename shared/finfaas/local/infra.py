@@ -358,7 +358,11 @@ def _shape(table: dict[str, Any]) -> tuple:
     def keys(schema: list[dict[str, str]]) -> tuple:
         return tuple((k["AttributeName"], k["KeyType"]) for k in schema)
 
-    indexes = sorted((i["IndexName"], keys(i["KeySchema"]), i["Projection"]["ProjectionType"])
+    def projection(index: dict[str, Any]) -> tuple:
+        projected = index["Projection"]
+        return projected["ProjectionType"], tuple(sorted(projected.get("NonKeyAttributes", ())))
+
+    indexes = sorted((i["IndexName"], keys(i["KeySchema"]), projection(i))
                      for i in table.get("GlobalSecondaryIndexes", []))
     return keys(table["KeySchema"]), tuple(indexes)
 

@@ -24,12 +24,12 @@ def _create_workflow_tables(client, executions: str, history: str) -> None:
         KeySchema=[{"AttributeName": "execution_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
             {
-                "IndexName": "by-status",
+                "IndexName": "by-status-keys",
                 "KeySchema": [
                     {"AttributeName": "status", "KeyType": "HASH"},
                     {"AttributeName": "next_run_at", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["state_machine"]},
             }
         ],
     )

@@ -35,6 +35,48 @@ def test_the_deployed_template_tables_work_with_the_store(embedded_aws):
     assert execution.execution_id in [e.execution_id for e in store.due(execution.next_run_at_ms, 100)]
 
 
+def _write_units(store, write) -> tuple[float, float]:
+    """Write units of the table and of its by-status index that write's UpdateItems consumed, as
+    DynamoDB accounts them (ReturnConsumedCapacity=INDEXES, asked for here only)."""
+    events = store.execution_model._get_connection().connection.client.meta.events
+    consumed: list[dict] = []
+
+    def ask(params, **_):
+        params["ReturnConsumedCapacity"] = "INDEXES"
+
+    def keep(parsed, **_):
+        consumed.append(parsed.get("ConsumedCapacity", {}))
+
+    events.register("before-parameter-build.dynamodb.UpdateItem", ask)
+    events.register("after-call.dynamodb.UpdateItem", keep)
+    try:
+        write()
+    finally:
+        events.unregister("before-parameter-build.dynamodb.UpdateItem", ask)
+        events.unregister("after-call.dynamodb.UpdateItem", keep)
+    index = executions_store.BY_STATUS_INDEX
+    table = sum(c.get("Table", {}).get("CapacityUnits", 0.0) for c in consumed)
+    in_index = sum(
+        c.get("GlobalSecondaryIndexes", {}).get(index, {}).get("CapacityUnits", 0.0) for c in consumed
+    )
+    return table, in_index
+
+
+def test_a_checkpoint_moving_a_large_execution_costs_the_index_two_units_not_its_size(embedded_aws):
+    # GIVEN a 3 KB execution on the stage's own tables (infra/template.yaml's index)
+    store = ExecutionsStore()
+    execution = new_execution(input={"note": "x" * 3000})
+    store.create(execution, started(execution))
+    saved, events = next_version(execution, events=2, next_run_at_ms=execution.next_run_at_ms + 5_000)
+
+    # WHEN a checkpoint moves it in the index (next_run_at changes, as every checkpoint's lease does)
+    table, in_index = _write_units(store, lambda: store.save(saved, events, execution))
+
+    # THEN the table pays for the item's size, the index only for removing and adding its keys
+    assert table >= 3
+    assert 0 < in_index <= 2
+
+
 def _calls(store, write) -> dict[str, int]:
     meter = DynamoCallMeter()
     if not meter.start():
