@@ -371,8 +371,10 @@ def _outcome(response: Any) -> TaskOutcome:
 
 def _gateway_duration_ms(raw: str | None) -> float | None:
     """X-Duration-Seconds, as the OpenFaaS gateway (and the local one) sets it, in milliseconds."""
+    if raw is None:
+        return None
     try:
-        seconds = float(raw) if raw is not None else math.nan
+        seconds = float(raw)
     except ValueError:
         return None
     return round(seconds * 1000, 2) if math.isfinite(seconds) and seconds >= 0 else None
