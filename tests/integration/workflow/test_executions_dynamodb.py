@@ -10,6 +10,7 @@ import pytest
 from finfaas.store import executions_store
 from finfaas.store.executions_store import ExecutionsStore
 from finfaas.store.ledger_store import DynamoCallMeter
+from finfaas.workflow.model import Status
 from store_contract import ExecutionStoreContract, new_execution, next_version, started
 
 
@@ -75,6 +76,26 @@ def test_a_checkpoint_moving_a_large_execution_costs_the_index_two_units_not_its
     # THEN the table pays for the item's size, the index only for removing and adding its keys
     assert table >= 3
     assert 0 < in_index <= 2
+
+
+def test_an_execution_that_moved_on_since_the_index_was_read_is_not_listed_under_its_old_status(
+    store, monkeypatch
+):
+    # GIVEN two running executions, and an index read that still shows a finished one as running
+    # (a GSI lags its table on AWS; DynamoDB Local's never does, so the lag is played here)
+    running, finished = new_execution(), new_execution()
+    for execution in (running, finished):
+        store.create(execution, started(execution))
+    done, _ = next_version(finished, status=Status.SUCCEEDED)
+    assert store.save(done, [], finished)
+    stale = [store.execution_model(e.execution_id) for e in (running, finished)]
+    monkeypatch.setattr(store.execution_model.by_status, "query", lambda *_, **__: iter(stale))
+
+    # WHEN the running executions are listed
+    page = store.list(Status.RUNNING, 10)
+
+    # THEN only the one still running is, read whole from the table
+    assert page.executions == (store.get(running.execution_id),)
 
 
 def _calls(store, write) -> dict[str, int]:
