@@ -27,7 +27,7 @@ by the size of what the index projects. On DynamoDB Local's accounting a checkpo
 execution costs 7 table write units, and 14 more in an index projecting the whole item against 2 in
 this one. Every running execution shares the index partition RUNNING, so the saving is also how
 many more checkpoints a second that partition takes before it throttles. Lists and sweeps, which
-are rare, read the executions themselves with one BatchGetItem a page.
+are rare, read the executions themselves with one BatchGetItem a page; a sweep needs only the ids.
 
 The sweeper's bookkeeping is one item (execution_id `~sweeper`) without a status, so it stays
 out of the by-status index.
@@ -429,7 +429,7 @@ class ExecutionsStore:
             raise ExecutionStoreError("execution not read") from error
         return _execution(item) if item.status is not None else None
 
-    def due(self, now_ms: int, limit: int) -> list[Execution]:
+    def due(self, now_ms: int, limit: int) -> list[str]:
         model = self.execution_model
         try:
             found = model.by_status.query(
@@ -438,7 +438,7 @@ class ExecutionsStore:
                 limit=limit,
                 page_size=min(limit, page_items_max),
             )
-            return self._whole([item.execution_id for item in found])
+            return [item.execution_id for item in found]
         except (PynamoDBException, BotoCoreError) as error:
             raise ExecutionStoreError("due executions not read") from error
 

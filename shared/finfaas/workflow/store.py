@@ -50,8 +50,9 @@ class ExecutionRepository(Protocol):
         """Set last_heartbeat_ms if the execution still waits on task_token; does not bump the version."""
         ...
 
-    def due(self, now_ms: int, limit: int) -> list[Execution]:
-        """RUNNING executions whose next_run_at_ms <= now_ms, oldest due first."""
+    def due(self, now_ms: int, limit: int) -> list[str]:
+        """The ids of RUNNING executions whose next_run_at_ms <= now_ms, oldest due first: the sweeper
+        only wakes them, and each drive reads its execution itself."""
         ...
 
     def any_running(self) -> bool: ...
@@ -126,7 +127,7 @@ class InMemoryExecutionStore:
             self._executions[execution_id] = replace(stored, last_heartbeat_ms=at_ms)
             return True
 
-    def due(self, now_ms: int, limit: int) -> list[Execution]:
+    def due(self, now_ms: int, limit: int) -> list[str]:
         with self._lock:
             self._count("due")
             found = [
@@ -134,7 +135,7 @@ class InMemoryExecutionStore:
                 for e in self._executions.values()
                 if e.status is Status.RUNNING and e.next_run_at_ms <= now_ms
             ]
-            return copy.deepcopy(sorted(found, key=lambda e: e.next_run_at_ms)[:limit])
+            return [e.execution_id for e in sorted(found, key=lambda e: e.next_run_at_ms)[:limit]]
 
     def any_running(self) -> bool:
         with self._lock:

@@ -73,11 +73,11 @@ class Sweeper:
     def sweep(self) -> int:
         """Wake every overdue execution (at most batch_max per sweep); returns how many."""
         woken = 0
-        for execution in self._store.due(self._now_ms(), self._batch_max):
+        for execution_id in self._store.due(self._now_ms(), self._batch_max):
             try:
-                self._waker.send(Wakeup(WAKE, execution.execution_id, "sweep"))
+                self._waker.send(Wakeup(WAKE, execution_id, "sweep"))
             except WakeupError:
-                _log.exception("sweep could not wake an execution", execution_id=execution.execution_id)
+                _log.exception("sweep could not wake an execution", execution_id=execution_id)
                 break
             woken += 1
         if woken:

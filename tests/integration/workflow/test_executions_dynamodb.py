@@ -33,7 +33,7 @@ def test_the_deployed_template_tables_work_with_the_store(embedded_aws):
 
     # THEN the template's key schema and index fit the store
     assert store.get(execution.execution_id) == execution
-    assert execution.execution_id in [e.execution_id for e in store.due(execution.next_run_at_ms, 100)]
+    assert execution.execution_id in store.due(execution.next_run_at_ms, 100)
 
 
 def _write_units(store, write) -> tuple[float, float]:

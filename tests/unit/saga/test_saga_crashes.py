@@ -105,8 +105,8 @@ def test_a_step_slower_than_its_lease_is_run_again_by_another_process_and_applie
         answer = forward(method, url, headers, data) if applied_first else None
         world.clock.sleep(20 + world.limits.lease_grace_seconds + 1)
         other = world._new_engine()
-        for execution in world.store.due(world.clock.ms(), 10):
-            other.drive(execution.execution_id, "sweep")
+        for execution_id in world.store.due(world.clock.ms(), 10):
+            other.drive(execution_id, "sweep")
         return answer or forward(method, url, headers, data)
 
     world.gateway.interceptor = slow_reserve

@@ -175,8 +175,8 @@ class ExecutionStoreContract:
 
         due = store.due(T0_MS + 5_000, 10)
 
-        assert [e.execution_id for e in due] == [late.execution_id, later.execution_id]
-        assert [e.execution_id for e in store.due(T0_MS + 5_000, 1)] == [late.execution_id]
+        assert due == [late.execution_id, later.execution_id]
+        assert store.due(T0_MS + 5_000, 1) == [late.execution_id]
 
     def test_any_running_sees_only_running_executions(self, store):
         done = new_execution(status=Status.FAILED, phase=Phase.DONE)
