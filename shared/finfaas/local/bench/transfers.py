@@ -478,11 +478,11 @@ def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str
         at = {e["seq"]: datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp() for e in events}
         started = next(at[e["seq"]] for e in events if e["type"] == "ExecutionStarted")
         scheduled = [at[e["seq"]] for e in events if e["type"] == "TaskScheduled"]
-        ended = [at[e["seq"]] for e in events if e["type"] in ("TaskSucceeded", "TaskFailed")]
+        results = [e for e in events if e["type"] in ("TaskSucceeded", "TaskFailed")]
+        ended = [at[e["seq"]] for e in results]
         in_tasks = sum(end - begin for begin, end in zip(scheduled, ended, strict=False))
-        results = [e["detail"] for e in events if e["type"] in ("TaskSucceeded", "TaskFailed")]
-        totals["task_calls"] += sum(detail.get("call_ms", 0.0) for detail in results)
-        totals["task_calls_at_gateway"] += sum(detail.get("function_ms", 0.0) for detail in results)
+        totals["task_calls"] += sum(e["detail"].get("call_ms", 0.0) for e in results)
+        totals["task_calls_at_gateway"] += sum(e["detail"].get("function_ms", 0.0) for e in results)
         totals["until_execution_started"] += (started - outcome.sent_at) * 1000
         totals["until_first_task"] += (scheduled[0] - started) * 1000
         totals["tasks_and_checkpoints"] += in_tasks * 1000
