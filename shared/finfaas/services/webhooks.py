@@ -371,9 +371,8 @@ def _resolve(host: str, port: int) -> list[str]:
 
 def _judged_addresses(ip: IpAddress) -> tuple[IpAddress, ...]:
     """The address and every IPv4 address it carries (mapped, 6to4, Teredo, NAT64, compatible)."""
-    if ip.version == 4:
+    if not isinstance(ip, ipaddress.IPv6Address):
         return (ip,)
-    assert isinstance(ip, ipaddress.IPv6Address)
     carried: list[IpAddress] = [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
     if ip.teredo is not None:
         carried.extend(ip.teredo)
