@@ -97,15 +97,16 @@ class WebhooksServices:
 
 
 def target_mode() -> TargetMode:
-    """FINFAAS_WEBHOOK_TARGETS: `loopback` (the default, and the local runtime's) or `public`."""
-    return TargetMode(os.environ.get(TARGETS_ENV, TargetMode.LOOPBACK.value).strip().lower())
+    """FINFAAS_WEBHOOK_TARGETS: `public` (the default) or `loopback`, which only the local runtime sets:
+    anywhere else this machine's own ports (sidecars, the watchdog) must be out of an integrator's reach."""
+    return TargetMode(os.environ.get(TARGETS_ENV, TargetMode.PUBLIC.value).strip().lower())
 
 
 def build_services() -> WebhooksServices:
     """Services on this stage's tables, queues and KMS key (imports AWS code: call lazily)."""
     from finfaas.platform.events import SqsQueue, event_mac_from_config
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
-    from finfaas.services.webhooks import OutboundPolicy, RequestsPoster, SecretBox, SubscriptionCache
+    from finfaas.services.webhooks import OutboundPolicy, PinnedPoster, SecretBox, SubscriptionCache
     from finfaas.store.subscriptions_store import SubscriptionsStore
 
     store = SubscriptionsStore()
@@ -114,7 +115,7 @@ def build_services() -> WebhooksServices:
     cache = SubscriptionCache(store)
     mac = event_mac_from_config()
     webhooks_queue = SqsQueue("webhooks")
-    sender = WebhookSender(cache, secrets_box, RequestsPoster(), policy, webhooks_queue,
+    sender = WebhookSender(cache, secrets_box, PinnedPoster(), policy, webhooks_queue,
                            SqsQueue("webhooks-dlq"), mac)
     return WebhooksServices(SubscriptionService(store, secrets_box, policy),
                             WebhookFanout(cache, webhooks_queue, mac), sender, mac,

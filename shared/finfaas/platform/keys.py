@@ -33,6 +33,8 @@ DEMO_CLIENT_SCOPES = (
     "accounts:read", "accounts:write", "ledger:read", "ledger:write", "payments:read", "payments:write",
     "transfers:read", "transfers:write", "wealth:read", "wealth:write", "loans:read", "loans:write", "ops",
     "orchestrator:read", "orchestrator:start", "orchestrator:callback",
+    # Integrators' subscriptions: without these nobody could manage webhooks in a fresh suite.
+    "webhooks:read", "webhooks:write",
 )
 # Functions that call other functions through the gateway with their own client_credentials token.
 # Each gets the secret `<name>-client` ({client_id, client_secret}) and an entry in auth-clients.
@@ -203,7 +205,20 @@ def write_dev_secrets(folder: Path, out: Callable[[str], None] = print) -> DevSe
             f"demo client created: client_id={DEMO_CLIENT_ID} client_secret={client_secret} "
             f"(saved in {folder / DEMO_CREDENTIALS_FILE})"
         )
+    elif _refresh_demo_scopes(folder / CLIENTS_SECRET):
+        out(f"demo client scopes updated: {' '.join(DEMO_CLIENT_SCOPES)}")
     return DevSecrets(folder, tuple(created), DEMO_CLIENT_ID, client_secret)
+
+
+def _refresh_demo_scopes(clients_path: Path) -> bool:
+    """Give a demo client kept from an earlier start the scopes of this version; True when changed."""
+    entries = json.loads(clients_path.read_text())
+    demo = next((e for e in entries if isinstance(e, dict) and e.get("client_id") == DEMO_CLIENT_ID), None)
+    if demo is None or sorted(demo.get("scopes", [])) == sorted(DEMO_CLIENT_SCOPES):
+        return False
+    demo["scopes"] = list(DEMO_CLIENT_SCOPES)
+    _write_private(clients_path, json.dumps(entries, indent=2))
+    return True
 
 
 def ensure_service_clients(

@@ -28,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import socket
 import threading
@@ -338,20 +339,62 @@ def _checked_event_types(event_types: Sequence[str]) -> tuple[str, ...]:
 
 
 # --- where deliveries may go -----------------------------------------------------------------------
+#
+# An integrator chooses the URL, so a delivery is a request our network makes on their behalf (SSRF).
+# At creation the URL is checked as written; before every attempt the host is resolved once, every
+# address it resolves to is checked, and the attempt connects to a checked address (never resolving
+# again, so DNS cannot change between the check and the connection), follows no redirect and reads
+# no proxy from the environment.
 
 
 class TargetMode(StrEnum):
-    LOOPBACK = "loopback"  # the local runtime: only this machine (127.0.0.0/8, ::1, localhost)
-    PUBLIC = "public"  # deployed: https to public addresses only (no private, link-local or metadata)
+    LOOPBACK = "loopback"  # the local runtime, set explicitly: only this machine (127/8, ::1, localhost)
+    PUBLIC = "public"  # the default: https to public addresses only (no private, link-local or metadata)
+
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# IPv6 ranges whose last 32 bits are an IPv4 address a gateway may forward to (NAT64 well-known prefix,
+# the deprecated IPv4-compatible form): that IPv4 address is judged too.
+_IPV4_CARRYING_NETWORKS = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+_IPV4_BITS = 0xFFFFFFFF
+# Ranges Python's ipaddress still calls global that are not: local-use NAT64 (RFC 8215).
+_NOT_GLOBAL_NETWORKS = (ipaddress.IPv6Network("64:ff9b:1::/48"),)
+# Letters, digits and hyphens in dot-separated labels, as DNS names are written (IDNs as punycode):
+# no percent-encoding or Unicode dots that a client library would turn into another host.
+_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?")
+_LOCALHOST = "localhost"
 
 
 def _resolve(host: str, port: int) -> list[str]:
     return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
+def _judged_addresses(ip: IpAddress) -> tuple[IpAddress, ...]:
+    """The address and every IPv4 address it carries (mapped, 6to4, Teredo, NAT64, compatible)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return (ip,)
+    carried: list[IpAddress] = [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
+    if ip.teredo is not None:
+        carried.extend(ip.teredo)
+    if not (ip.is_loopback or ip.is_unspecified) and any(ip in net for net in _IPV4_CARRYING_NETWORKS):
+        carried.append(ipaddress.IPv4Address(int(ip) & _IPV4_BITS))
+    return (ip, *carried)
+
+
+def address_allowed(ip: IpAddress, mode: TargetMode) -> bool:
+    """Whether a delivery may connect to this address in this mode."""
+    if mode is TargetMode.LOOPBACK:
+        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+        return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+    if any(ip in network for network in _NOT_GLOBAL_NETWORKS if network.version == ip.version):
+        return False
+    return all(a.is_global and not (a.is_multicast or a.is_reserved or a.is_link_local)
+               for a in _judged_addresses(ip))
+
+
 @dataclass(frozen=True)
 class OutboundPolicy:
-    mode: TargetMode = TargetMode.LOOPBACK
+    mode: TargetMode = TargetMode.PUBLIC
     resolve: Callable[[str, int], list[str]] = _resolve
 
     def check_url(self, url: str) -> None:
@@ -360,31 +403,45 @@ class OutboundPolicy:
         allowed_schemes = ("http", "https") if self.mode is TargetMode.LOOPBACK else ("https",)
         if parts.scheme not in allowed_schemes:
             raise InvalidTarget(f"the URL must use {' or '.join(allowed_schemes)}")
-        host = parts.hostname or ""
-        literal = _ip_literal(host)
-        if self.mode is TargetMode.LOOPBACK and host != "localhost" and not (literal and literal.is_loopback):
-            raise InvalidTarget("the local runtime delivers to this machine only (127.0.0.1, ::1, localhost)")
-        if self.mode is TargetMode.PUBLIC and (host == "localhost" or (literal and not literal.is_global)):
-            raise InvalidTarget("deliveries go to public addresses only")
+        host = _target_host(parts.hostname or "")
+        loopback = self.mode is TargetMode.LOOPBACK
+        if isinstance(host, IpAddress):
+            allowed = address_allowed(host, self.mode)
+        else:
+            allowed = host == _LOCALHOST if loopback else not _is_local_name(host)
+        if not allowed:
+            raise InvalidTarget("the local runtime delivers to this machine only (127.0.0.1, ::1, localhost)"
+                                if loopback else "deliveries go to public addresses only")
 
-    def check_connect(self, url: str) -> None:
-        """Before each attempt: every address the host resolves to must be allowed now."""
+    def check_connect(self, url: str) -> str:
+        """Before each attempt: the address to connect to, once every address the host resolves to
+        is allowed now. Connect to this address, not to the name (which may resolve elsewhere later)."""
         self.check_url(url)
         parts = _url_parts(url)
+        host = _target_host(parts.hostname or "")
+        if isinstance(host, IpAddress):
+            return str(host)
         try:
-            addresses = self.resolve(parts.hostname or "", parts.port or 443)
+            answers = self.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
         except OSError as error:
             raise DeliveryFailed(f"cannot resolve the host: {error}") from None
-        for address in addresses:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-            allowed = ip.is_loopback if self.mode is TargetMode.LOOPBACK else ip.is_global
-            if not allowed:
-                raise InvalidTarget(f"the host resolves to {address}, which deliveries may not reach")
+        if not answers:
+            raise DeliveryFailed("the host resolves to no address")
+        for answer in answers:
+            try:
+                ip = ipaddress.ip_address(answer)
+            except ValueError:
+                raise DeliveryFailed(f"the resolver answered {answer!r}, not an address") from None
+            if not address_allowed(ip, self.mode):
+                raise InvalidTarget(f"the host resolves to {answer}, which deliveries may not reach")
+        return answers[0]
 
 
 def _url_parts(url: str):
     if not isinstance(url, str) or not 0 < len(url) <= url_chars_max:
         raise InvalidTarget(f"the URL must be 1..{url_chars_max} characters")
+    if not all("!" <= c <= "~" for c in url):
+        raise InvalidTarget("the URL must be printable ASCII without spaces (percent-encode the rest)")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a malformed port
@@ -395,11 +452,30 @@ def _url_parts(url: str):
     return parts
 
 
-def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
+def _target_host(host: str) -> IpAddress | str:
+    """The host as an address when it is one, else as a name; refuses spellings that hide an address
+    (decimal 2130706433, octal 0177.0.0.1, hex 0x7f.1, shortened 127.1) and names not in DNS syntax."""
+    if ":" in host:
+        try:
+            return ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InvalidTarget("the URL's IPv6 address is malformed") from None
+    if not _HOST_NAME.fullmatch(host):
+        raise InvalidTarget("the host must be a DNS name (IDNs as punycode) or an IP address")
+    last_label = host.rstrip(".").rsplit(".", 1)[-1]
+    # As URL parsers (WHATWG) and inet_aton read it, a host whose last label is a number is an address.
+    if last_label.isdigit() or last_label.startswith("0x"):
+        try:
+            return ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InvalidTarget("write an IPv4 address as four decimal numbers (no octal, hex or "
+                                "shortened forms)") from None
+    return host
+
+
+def _is_local_name(name: str) -> bool:
+    bare = name.rstrip(".")
+    return bare == _LOCALHOST or bare.endswith("." + _LOCALHOST)
 
 
 # --- fan-out: events queue -> webhooks queue -------------------------------------------------------
@@ -500,32 +576,53 @@ class DeliveryFailed(Exception):
 
 
 class HttpPoster(Protocol):
-    def post(self, url: str, headers: Mapping[str, str], body: bytes) -> int:
-        """The response status; DeliveryFailed when there is none."""
+    def post(self, url: str, address: str, headers: Mapping[str, str], body: bytes) -> int:
+        """POSTs to `url` over a connection to `address` (already checked); the response status, or
+        DeliveryFailed when there is none. Redirects are answers, never followed."""
         ...
 
 
-class RequestsPoster:
-    """POSTs with requests: bounded timeouts, no redirects (they would bypass the target check),
-    no proxies from the environment, and at most response_bytes_max of the answer read."""
+class PinnedPoster:
+    """POSTs over a connection to the checked address while naming the URL's host (Host header, TLS
+    SNI and certificate check), so no second DNS answer is ever used. Bounded timeouts, no redirects,
+    no retries, no proxies, and at most response_bytes_max of the answer read (not decompressed)."""
 
-    def __init__(self, timeout: tuple[float, float] = (connect_timeout_seconds,
-                                                        read_timeout_seconds)) -> None:
-        import requests
+    def __init__(self, timeout: tuple[float, float] = (connect_timeout_seconds, read_timeout_seconds),
+                 ca_certs: str | None = None) -> None:
+        import urllib3
 
-        self._timeout = timeout
-        self._session = requests.Session()
-        self._session.trust_env = False
-        self._error = requests.RequestException
+        if ca_certs is None:
+            import certifi
 
-    def post(self, url: str, headers: Mapping[str, str], body: bytes) -> int:
+            ca_certs = certifi.where()  # the bundle requests would use, not the image's (maybe empty) store
+        self._urllib3 = urllib3
+        self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        self._ca_certs = ca_certs
+
+    def post(self, url: str, address: str, headers: Mapping[str, str], body: bytes) -> int:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        https = parts.scheme == "https"
+        port = parts.port or (443 if https else 80)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        pool = self._pool(address, port, host if https else None)
         try:
-            with self._session.post(url, data=body, headers=dict(headers), timeout=self._timeout,
-                                    allow_redirects=False, stream=True) as response:
-                response.raw.read(response_bytes_max)
-                return response.status_code
-        except self._error as error:
+            with pool:
+                response = pool.urlopen("POST", target, body=body, headers={**headers, "host": parts.netloc},
+                                        redirect=False, retries=False, assert_same_host=False,
+                                        preload_content=False, release_conn=False)
+                response.read(response_bytes_max, decode_content=False)
+                return response.status
+        except (self._urllib3.exceptions.HTTPError, OSError) as error:
             raise DeliveryFailed(f"{type(error).__name__}") from None
+
+    def _pool(self, address: str, port: int, tls_host: str | None) -> Any:
+        pools = self._urllib3
+        if tls_host is None:
+            return pools.HTTPConnectionPool(address, port, timeout=self._timeout, retries=False, maxsize=1)
+        return pools.HTTPSConnectionPool(address, port, timeout=self._timeout, retries=False, maxsize=1,
+                                         cert_reqs="CERT_REQUIRED", ca_certs=self._ca_certs,
+                                         server_hostname=tls_host, assert_hostname=tls_host)
 
 
 class DeliveryOutcome(StrEnum):
@@ -573,7 +670,7 @@ class WebhookSender:
         return DeliveryOutcome.DELIVERED
 
     def _attempt(self, subscription: Subscription, delivery: Delivery, now: int) -> None:
-        self.policy.check_connect(subscription.url)
+        address = self.policy.check_connect(subscription.url)
         body = self._body(delivery)
         headers = {
             ID_HEADER: delivery.event_id,
@@ -582,7 +679,7 @@ class WebhookSender:
             "content-type": "application/cloudevents+json",
             "user-agent": USER_AGENT,
         }
-        status = self.poster.post(subscription.url, headers, body)
+        status = self.poster.post(subscription.url, address, headers, body)
         _log.info("webhook attempt", subscription_id=subscription.subscription_id, event_id=delivery.event_id,
                   attempt=delivery.attempt, status=status)
         if not 200 <= status < 300:

@@ -23,7 +23,7 @@ from finfaas.platform.testing import TokenMinter, call, load_function_handler
 from finfaas.services.outbox_relay import OutboxRelay
 from finfaas.services.webhooks import (
     OutboundPolicy,
-    RequestsPoster,
+    PinnedPoster,
     SecretBox,
     SubscriptionCache,
     SubscriptionService,
@@ -100,7 +100,7 @@ def test_a_transfer_reaches_the_subscriber_as_a_signed_webhook_after_one_retry(
     module.verifier.use(tokens.verifier())
     module.services.use(module.WebhooksServices(
         SubscriptionService(store, secrets_box, policy), WebhookFanout(cache, retries, mac),
-        WebhookSender(cache, secrets_box, RequestsPoster(), policy, retries,
+        WebhookSender(cache, secrets_box, PinnedPoster(), policy, retries,
                       SqsQueue("webhooks-dlq", queue_name=dead_letters.name), mac,
                       delays_seconds=(RETRY_DELAY_SECONDS,)),
         mac, probe=lambda: None))

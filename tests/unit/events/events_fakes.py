@@ -171,6 +171,7 @@ class FakeSubscriptions:
 @dataclass
 class PostedRequest:
     url: str
+    address: str  # where the connection would have gone
     headers: dict[str, str]
     body: bytes
 
@@ -182,6 +183,6 @@ class FakePoster:
     statuses: list[int] = field(default_factory=lambda: [200])
     received: list[PostedRequest] = field(default_factory=list)
 
-    def post(self, url: str, headers: Mapping[str, str], body: bytes) -> int:
-        self.received.append(PostedRequest(url, dict(headers), body))
+    def post(self, url: str, address: str, headers: Mapping[str, str], body: bytes) -> int:
+        self.received.append(PostedRequest(url, address, dict(headers), body))
         return self.statuses[min(len(self.received), len(self.statuses)) - 1]

@@ -83,3 +83,20 @@ def test_any_one_of_several_signatures_may_match_during_a_rotation():
     headers[SIGNATURE_HEADER] = f"{sign(old, 'evt-1', NOW, BODY)} {headers[SIGNATURE_HEADER]}"
     verify_signature(new, headers, BODY, now=NOW)
     verify_signature(old, headers, BODY, now=NOW)
+
+
+def test_the_readme_receiver_accepts_our_signature_and_refuses_a_changed_body():
+    import importlib.util
+    import time
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "events" / "webhook_receiver.py"
+    spec = importlib.util.spec_from_file_location("webhook_receiver", path)
+    receiver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(receiver)
+    secret, now = new_webhook_secret(), int(time.time())
+    receiver.verify_signature(secret, signed_headers(secret, timestamp=now), BODY)
+    with pytest.raises(ValueError, match="no signature matches"):
+        receiver.verify_signature(secret, signed_headers(secret, timestamp=now), BODY + b" ")
+    with pytest.raises(ValueError, match="tolerance"):
+        receiver.verify_signature(secret, signed_headers(secret, timestamp=now - 3600), BODY)

@@ -138,3 +138,32 @@ def test_dev_secrets_are_kept_on_the_next_start(tmp_path: Path):
 
     assert again.created == () and again.client_secret is None
     assert before == {name: (folder / name).read_text() for name in before}
+
+
+def test_the_demo_client_can_manage_webhook_subscriptions(tmp_path: Path):
+    folder = tmp_path / "secrets"
+    write_dev_secrets(folder, out=lambda _: None)
+
+    [client] = json.loads((folder / CLIENTS_SECRET).read_text())
+
+    assert {"webhooks:read", "webhooks:write"} <= set(client["scopes"])
+
+
+def test_a_demo_client_kept_from_an_earlier_start_gets_the_current_scopes(tmp_path: Path):
+    # GIVEN secrets written by a version whose demo client lacked the webhooks scopes
+    folder = tmp_path / "secrets"
+    dev = write_dev_secrets(folder, out=lambda _: None)
+    [client] = json.loads((folder / CLIENTS_SECRET).read_text())
+    client["scopes"] = [s for s in client["scopes"] if not s.startswith("webhooks:")]
+    (folder / CLIENTS_SECRET).write_text(json.dumps([client]))
+    printed: list[str] = []
+
+    # WHEN the suite starts again
+    again = write_dev_secrets(folder, out=printed.append)
+
+    # THEN the same client (same secret) holds the webhooks scopes
+    [refreshed] = json.loads((folder / CLIENTS_SECRET).read_text())
+    assert {"webhooks:read", "webhooks:write"} <= set(refreshed["scopes"])
+    assert PasswordHasher().verify(refreshed["secret_hash"], dev.client_secret)
+    assert again.created == () and "scopes updated" in printed[0]
+    assert stat.S_IMODE((folder / CLIENTS_SECRET).stat().st_mode) == 0o600
