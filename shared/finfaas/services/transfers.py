@@ -5,7 +5,9 @@ infra/statemachines/transfer.asl.json kept by the orchestrator, named by the tra
 saga calls back into this service for the steps that are the transfers function's own:
 
     validate  accounts exist and are open, same currency, the owner may debit the source,
-              per-transfer and daily limits of the customer's tier (the day's total is reserved)
+              per-transfer and daily limits of the customer's tier (the day's total is reserved);
+              acceptance already refused what these rules decided then, before writing anything,
+              so this step refuses only what changed since
     screen    the risk function, behind a circuit breaker; when risk is failing, small transfers
               proceed flagged for later review and larger ones wait for an operator's decision
     complete  COMPLETED, with the transfer.completed event in the same write
