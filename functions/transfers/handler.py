@@ -42,11 +42,13 @@ from finfaas.services.transfers import (  # noqa: E402
     ConcurrentUpdate,
     DecisionBody,
     FailBody,
+    InactiveAccount,
     InvalidDecision,
     InvalidTransfer,
     NewTransferBody,
     NoDecisionPending,
     OrchestratorUnavailable,
+    OverTransferLimit,
     StepBody,
     TaskMessage,
     TierBody,
@@ -56,8 +58,10 @@ from finfaas.services.transfers import (  # noqa: E402
     TransfersSettings,
     TransferStoreUnavailable,
     TransferView,
+    UnknownAccount,
     ValidationRefused,
     WaitQuery,
+    WrongCurrency,
     transfer_view,
 )
 
@@ -95,6 +99,13 @@ def _ledger_input_errors() -> dict[type[BaseException], ErrorSpec]:
 ERRORS = {
     **_ledger_input_errors(),
     TransferNotFound: ErrorSpec(404, TransferNotFound.code, "Transfer not found"),
+    # Refusals at acceptance (nothing recorded); the saga's own step answers them as StepRefused.
+    # Another customer's account answers exactly as a missing one (no existence oracle).
+    UnknownAccount: ErrorSpec(404, UnknownAccount.code, "Account not found"),
+    InactiveAccount: ErrorSpec(422, InactiveAccount.code, "Account not active"),
+    WrongCurrency: ErrorSpec(422, WrongCurrency.code, "Currency mismatch"),
+    OverTransferLimit: ErrorSpec(422, OverTransferLimit.code, "Per-transfer limit exceeded"),
+    ledger_errors.LedgerBusy: ErrorSpec(503, ledger_errors.LedgerBusy.code, "Ledger busy"),
     # The platform's answer to a key reused for a different request, as on every other keyed route.
     TransferExists: ErrorSpec(422, IdempotencyKeyReused.code, IdempotencyKeyReused.title),
     InvalidTransfer: ErrorSpec(422, InvalidTransfer.code, "Invalid transfer"),
@@ -173,7 +184,9 @@ def _owner_filter(req: Request) -> str | None:
 @app.route("POST", "/transfers", scopes=[WRITE], body=NewTransferBody, status=202, response=Accepted,
            idempotency="keyed", rate_limit=CREATE_LIMIT.name)
 def create_transfer(req: Request, body: NewTransferBody) -> Response:
-    """Start a transfer from one of the caller's accounts; 202 with where to follow it.
+    """Start a transfer from one of the caller's accounts; 202 with where to follow it. What the request
+    and the caller's accounts already decide (ownership, status, currency, the tier's per-transfer limit)
+    is refused here, before anything is recorded.
 
     The order is the Idempotency-Key's record (its id is derived from the caller and the key), so no
     separate claim is written before it: a repeat answers as the first did, marked replayed."""

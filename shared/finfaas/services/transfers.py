@@ -5,7 +5,9 @@ infra/statemachines/transfer.asl.json kept by the orchestrator, named by the tra
 saga calls back into this service for the steps that are the transfers function's own:
 
     validate  accounts exist and are open, same currency, the owner may debit the source,
-              per-transfer and daily limits of the customer's tier (the day's total is reserved)
+              per-transfer and daily limits of the customer's tier (the day's total is reserved);
+              acceptance already refused what these rules decided then, before writing anything,
+              so this step refuses only what changed since
     screen    the risk function, behind a circuit breaker; when risk is failing, small transfers
               proceed flagged for later review and larger ones wait for an operator's decision
     complete  COMPLETED, with the transfer.completed event in the same write
@@ -32,20 +34,20 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema, model_validator
 
 from finfaas.domain.creditor import Creditor
-from finfaas.domain.ledger import AccountKind, system_account_id
+from finfaas.domain.ledger import AccountKind, AccountStatus, system_account_id
 from finfaas.domain.limits import (
     TIER_DEFAULT,
-    LimitExceeded,
+    PerTransferLimitExceeded,
     Tier,
     check_per_transfer,
     daily_headroom_minor,
     daily_limit_error,
     usage_day,
 )
-from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
+from finfaas.domain.money import currency_exponent, parse_amount, parse_currency, transfer_amount_minor_max
 from finfaas.platform.http import StrictModel
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 
@@ -53,6 +55,7 @@ STATE_MACHINE = "transfer"
 TRANSFER_ID_PREFIX = "tr_"
 transfer_id_hex_chars = 32
 identifier_chars_max = 64
+amount_text_chars_max = 64  # a decimal string of major units; enough for any amount the domain allows
 reference_chars_max = 140
 failure_detail_chars_max = 1000
 failure_code_chars_max = 64
@@ -131,11 +134,49 @@ class InvalidTransfer(TransferError):
 
 
 class ValidationRefused(TransferError):
-    """The saga's validation step refuses the transfer (a definite answer: the saga fails)."""
+    """A validation rule refuses the transfer: at acceptance nothing is recorded; in the saga's validate
+    step the saga fails. `field` names the request field the refusal concerns, when there is one."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
         self.code = code
+        self.field = field
+
+
+class UnknownAccount(ValidationRefused):
+    """Missing, not the caller's to debit, or a payee's account the caller may learn nothing about."""
+
+    code = "account_not_found"
+
+    def __init__(self, account_id: str, field: str) -> None:
+        super().__init__(self.code, f"account {account_id} not found", field)
+
+
+class InactiveAccount(ValidationRefused):
+    """One of the caller's own accounts is frozen or closed."""
+
+    code = "account_not_active"
+
+    def __init__(self, detail: str, field: str) -> None:
+        super().__init__(self.code, detail, field)
+
+
+class WrongCurrency(ValidationRefused):
+    """One of the caller's own accounts holds another currency than the transfer's."""
+
+    code = "currency_mismatch"
+
+    def __init__(self, detail: str, field: str) -> None:
+        super().__init__(self.code, detail, field)
+
+
+class OverTransferLimit(ValidationRefused):
+    """The amount is above the per-transfer limit of the caller's tier."""
+
+    code = "per_transfer_limit_exceeded"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(self.code, detail, "amount")
 
 
 class NoDecisionPending(TransferError):
@@ -414,10 +455,25 @@ class TransfersSettings:
 # --- HTTP shapes -------------------------------------------------------------------------------------
 
 Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
-Amount = Annotated[
-    StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=64)],
-    Field(description="minor units as an integer (1050), or major units as a decimal string"),
-]
+
+
+def _amount_in_range(value: object) -> int | str:
+    """Only the two JSON types pass, and an integer only within the domain's bounds (so an amount no
+    ledger could hold is refused at parse time); the domain judges a decimal string with its currency."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected an integer of minor units or a decimal string of major units")
+    if isinstance(value, int) and not 1 <= value <= transfer_amount_minor_max:
+        raise ValueError(f"minor units from 1 to {transfer_amount_minor_max}")
+    if isinstance(value, str) and not 0 < len(value) <= amount_text_chars_max:
+        raise ValueError(f"a decimal string of 1-{amount_text_chars_max} characters")
+    return value
+
+
+Amount = Annotated[int | str, PlainValidator(_amount_in_range), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": transfer_amount_minor_max},
+              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
+    "description": "minor units as an integer (1050), or major units as a decimal string ('10.50')",
+})]
 
 
 class CreditorBody(StrictModel):
@@ -711,19 +767,26 @@ class TransfersService:
     # -- the app's API ----------------------------------------------------------------------------
 
     def accept(self, owner_id: str, idempotency_key: str, body: NewTransferBody) -> Acceptance:
-        """Record the transfer (transfer.accepted) and start its saga; both are idempotent.
+        """Check the transfer, record it (transfer.accepted) and start its saga; both are idempotent.
 
         The order's id is derived from (owner, Idempotency-Key) and its write is conditional on that
         id being new, so the order itself is the key's record: a repeat finds it (and starts the saga
         again, which is idempotent by name), a different request under the same key is refused.
+        Whatever the request and the caller's accounts already decide is refused before anything is
+        written (ValidationRefused); the saga checks again, as the accounts may change meanwhile.
         """
         now = self._clock()
         order = self._new_order(owner_id, idempotency_key, body, now)
+        try:
+            self._checked(order)
+        except ValidationRefused:
+            # A repeat of an accepted request answers as the first did, even if an account changed since.
+            stored = self._orders.get(order.transfer_id)
+            if stored is None:
+                raise
+            return self._repeated(order, stored)
         stored = self._orders.create(order, OrderEvent("transfer.accepted", event_data(order)))
-        if stored.identity() != order.identity():
-            raise TransferExists(f"transfer {order.transfer_id} exists with different fields; use a new key")
-        self._start(stored)
-        return Acceptance(order, repeated=stored is not order)
+        return self._repeated(order, stored)
 
     def get(self, transfer_id: str, owner_id: str | None, wait_seconds: float = 0) -> TransferOrder:
         """The order (a customer sees only their own); with wait_seconds, until it is final or time is up.
@@ -930,6 +993,14 @@ class TransfersService:
             steps=(Step("accept", "accepted", now),),
         )
 
+    def _repeated(self, order: TransferOrder, stored: TransferOrder) -> Acceptance:
+        """The acceptance of the order stored under this key, if it is this very request, its saga started.
+        A repeat answers as the first did (ACCEPTED), whatever the order's status is now."""
+        if stored.identity() != order.identity():
+            raise TransferExists(f"transfer {order.transfer_id} exists with different fields; use a new key")
+        self._start(stored)
+        return Acceptance(order, repeated=stored is not order)
+
     def _start(self, order: TransferOrder) -> None:
         from finfaas.services.suite_clients import ServiceUnreachable
 
@@ -962,39 +1033,20 @@ class TransfersService:
         return self._visible(transfer_id, None)
 
     def _checked(self, order: TransferOrder) -> Tier:
-        """The owner's tier once every validation rule passes; ValidationRefused otherwise."""
+        """The owner's tier once every validation rule passes; ValidationRefused naming the field otherwise.
+
+        At most one read per account and one of the tier, each consistent: acceptance runs this before
+        anything is written, and the saga's validate step runs it again before reserving the amount."""
         debit = self._accounts.account(order.debit_account_id)
-        if debit is None or debit.owner_id != order.owner_id or debit.kind != AccountKind.CUSTOMER.value:
-            raise ValidationRefused("account_not_found", f"account {order.debit_account_id} not found")
-        if debit.status != "OPEN":
-            raise ValidationRefused(
-                "account_not_active", f"account {order.debit_account_id} is {debit.status}"
-            )
-        if debit.currency != order.currency:
-            raise ValidationRefused(
-                "currency_mismatch", f"account {order.debit_account_id} holds {debit.currency}"
-            )
+        _check_debit_account(order, debit)
         if not order.external:
-            self._check_credit_account(order)
+            _check_credit_account(order, self._accounts.account(order.credit_account_id))
         tier = self._orders.tier_of(order.owner_id)
         try:
             check_per_transfer(tier, order.amount_minor, order.currency)
-        except LimitExceeded as error:
-            raise ValidationRefused(error.code, error.detail) from None
+        except PerTransferLimitExceeded as error:
+            raise OverTransferLimit(error.detail) from None
         return tier
-
-    def _check_credit_account(self, order: TransferOrder) -> None:
-        credit = self._accounts.account(order.credit_account_id)
-        if credit is None or credit.kind != AccountKind.CUSTOMER.value:
-            raise ValidationRefused("account_not_found", f"account {order.credit_account_id} not found")
-        if credit.status != "OPEN":
-            raise ValidationRefused(
-                "account_not_active", f"account {order.credit_account_id} is {credit.status}"
-            )
-        if credit.currency != order.currency:
-            raise ValidationRefused(
-                "currency_mismatch", f"account {order.credit_account_id} holds {credit.currency}"
-            )
 
     def _screening(self, order: TransferOrder) -> tuple[dict[str, Any], tuple[str, ...]]:
         request = {
@@ -1088,6 +1140,32 @@ class TransfersService:
             if self._orders.save(decided):
                 return decided
         raise ConcurrentUpdate(f"transfer {transfer_id} kept changing")
+
+
+def _check_debit_account(order: TransferOrder, debit: AccountInfo | None) -> None:
+    """The source must be an open customer account of the order's owner, in the transfer's currency."""
+    field = "debit_account_id"
+    if debit is None or debit.owner_id != order.owner_id or debit.kind != AccountKind.CUSTOMER.value:
+        raise UnknownAccount(order.debit_account_id, field)
+    if debit.status != AccountStatus.OPEN.value:
+        raise InactiveAccount(f"account {order.debit_account_id} is {debit.status}", field)
+    if debit.currency != order.currency:
+        raise WrongCurrency(f"account {order.debit_account_id} holds {debit.currency}", "currency")
+
+
+def _check_credit_account(order: TransferOrder, credit: AccountInfo | None) -> None:
+    """The payee must be an open customer account in the transfer's currency. Of an account that is not
+    the owner's, nothing more is said than of a missing one: its status and currency stay private."""
+    field = "credit_account_id"
+    if credit is None or credit.kind != AccountKind.CUSTOMER.value:
+        raise UnknownAccount(order.credit_account_id, field)
+    usable = credit.status == AccountStatus.OPEN.value and credit.currency == order.currency
+    if credit.owner_id != order.owner_id and not usable:
+        raise UnknownAccount(order.credit_account_id, field)
+    if credit.status != AccountStatus.OPEN.value:
+        raise InactiveAccount(f"account {order.credit_account_id} is {credit.status}", field)
+    if credit.currency != order.currency:
+        raise WrongCurrency(f"account {order.credit_account_id} holds {credit.currency}", field)
 
 
 def _token_execution(task_token: str) -> str | None:

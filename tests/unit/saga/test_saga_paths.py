@@ -12,9 +12,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from finfaas.domain.ledger import AccountStatus
+from finfaas.domain.ledger import AccountKind, AccountStatus, NewAccount
 from finfaas.domain.limits import Tier
 from finfaas.platform.events import TRANSFERS_SOURCE, EventEnvelope
+from finfaas.services.transfers import transfer_id_for
 from finfaas.workflow.model import Status
 from saga_world import CUSTOMER, OPENING_BALANCE_MINOR, OTHER_CUSTOMER, SagaWorld
 
@@ -241,35 +242,132 @@ def test_a_hold_whose_answer_was_lost_is_voided():
     assert_untouched(world)
 
 
+def open_account(world: SagaWorld, account_id: str, owner: str, currency: str) -> None:
+    new = NewAccount(account_id, owner, currency, AccountKind.CUSTOMER)
+    world.ledger.open_account(new, world.clock.utc())
+
+
 @pytest.mark.parametrize(
-    ("body", "setup", "code"),
+    ("body", "setup", "status", "code", "field"),
     [
-        ({**INTERNAL, "debit_account_id": "acc-b", "credit_account_id": "acc-a"}, None, "account_not_found"),
-        ({**INTERNAL, "credit_account_id": "acc-nowhere"}, None, "account_not_found"),
-        (INTERNAL, ("acc-b", AccountStatus.FROZEN), "account_not_active"),
-        (INTERNAL, ("acc-a", AccountStatus.FROZEN), "account_not_active"),
-        ({**INTERNAL, "amount": 1_000_001}, None, "per_transfer_limit_exceeded"),
-        ({**INTERNAL, "credit_account_id": SETTLEMENT}, None, "account_not_found"),
+        ({**INTERNAL, "debit_account_id": "acc-b", "credit_account_id": "acc-a"}, None, 404,
+         "account_not_found", "debit_account_id"),
+        ({**INTERNAL, "credit_account_id": "acc-nowhere"}, None, 404,
+         "account_not_found", "credit_account_id"),
+        (INTERNAL, ("acc-b", AccountStatus.FROZEN), 404, "account_not_found", "credit_account_id"),
+        ({**INTERNAL, "credit_account_id": "acc-eur-b"}, None, 404, "account_not_found", "credit_account_id"),
+        ({**INTERNAL, "credit_account_id": SETTLEMENT}, None, 404, "account_not_found", "credit_account_id"),
+        (INTERNAL, ("acc-a", AccountStatus.FROZEN), 422, "account_not_active", "debit_account_id"),
+        ({**INTERNAL, "credit_account_id": "acc-c"}, ("acc-c", AccountStatus.CLOSED), 422,
+         "account_not_active", "credit_account_id"),
+        ({**INTERNAL, "debit_account_id": "acc-eur-a"}, None, 422, "currency_mismatch", "currency"),
+        ({**INTERNAL, "amount": 1_000_001}, None, 422, "per_transfer_limit_exceeded", "amount"),
+        ({**INTERNAL, "amount": 2**63 + 1}, None, 422, "per_transfer_limit_exceeded", "amount"),
+        ({**INTERNAL, "amount": 10**24}, None, 422, "validation_failed", "amount"),
+        ({**INTERNAL, "amount": 0}, None, 422, "validation_failed", "amount"),
     ],
     ids=[
         "not-the-owner",
         "no-such-payee",
-        "payee-frozen",
-        "source-frozen",
-        "per-transfer-limit",
+        "others-payee-frozen",
+        "others-payee-in-eur",
         "system-account",
+        "source-frozen",
+        "own-payee-closed",
+        "own-source-in-eur",
+        "per-transfer-limit",
+        "amount-2-to-the-63-plus-1",
+        "amount-beyond-any-ledger",
+        "amount-zero",
     ],
 )
-def test_validation_refusals_fail_the_transfer_before_anything_is_held(body, setup, code):
+def test_what_the_request_and_the_callers_accounts_decide_is_refused_at_once_with_nothing_recorded(
+    body, setup, status, code, field
+):
+    # GIVEN the customer's own EUR account and another customer's (every other account is USD)
     world = SagaWorld()
+    open_account(world, "acc-eur-a", CUSTOMER, "EUR")
+    open_account(world, "acc-eur-b", OTHER_CUSTOMER, "EUR")
     if setup:
         world.set_status(*setup)
 
+    reply = world.start_transfer(body, key="k-1")
+
+    assert (reply.status_code, reply.json()["code"]) == (status, code), reply.content
+    assert [e["field"] for e in reply.json()["errors"]] == [field]
+    assert world.orders.get(transfer_id_for(CUSTOMER, "k-1")) is None
+    assert world.orders.events == []
+    assert world.store.get(f"transfer:{transfer_id_for(CUSTOMER, 'k-1')}") is None
+
+
+def test_another_customers_payee_account_answers_exactly_as_a_missing_one():
+    # GIVEN another customer's frozen USD account and EUR account, and an account that does not exist
+    world = SagaWorld()
+    open_account(world, "acc-eur-b", OTHER_CUSTOMER, "EUR")
+    open_account(world, "acc-frozen-b", OTHER_CUSTOMER, "USD")
+    world.set_status("acc-frozen-b", AccountStatus.FROZEN)
+
+    replies = [
+        world.start_transfer({**INTERNAL, "credit_account_id": payee}, key=payee)
+        for payee in ("acc-eur-b", "acc-frozen-b", "acc-nowhere")
+    ]
+
+    # THEN the three answers differ in nothing but the account id they name
+    bodies = [r.content.decode().replace(payee, "X") for r, payee in
+              zip(replies, ("acc-eur-b", "acc-frozen-b", "acc-nowhere"), strict=True)]
+    assert {r.status_code for r in replies} == {404}
+    assert bodies[0] == bodies[1] == bodies[2]
+    assert "EUR" not in bodies[0] and "FROZEN" not in bodies[0]
+
+
+def test_an_operator_client_cannot_start_a_transfer_from_a_customers_account():
+    world = SagaWorld()
+    ops = world.token("ops-1", ("ops", "transfers:write"))
+
+    reply = world.gateway.call("POST", "transfers", "/transfers", INTERNAL, ops, {"Idempotency-Key": "k-1"})
+
+    assert (reply.status_code, reply.json()["code"]) == (404, "account_not_found")
+    assert world.orders.events == []
+
+
+def test_a_repeat_after_an_account_changed_answers_as_the_first_request_did():
+    world = SagaWorld()
+    first = world.start_transfer(INTERNAL, key="same")
+    world.set_status("acc-a", AccountStatus.FROZEN)
+
+    again = world.start_transfer(INTERNAL, key="same")
+    other = world.start_transfer({**INTERNAL, "amount": 1}, key="same")
+
+    assert (again.status_code, again.json()) == (202, first.json())
+    assert again.headers.get("Idempotency-Replayed") == "true"
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+
+
+@pytest.mark.parametrize(
+    ("body", "change", "code", "detail"),
+    [
+        # another customer's account: its status stays private, even to the saga's failure detail
+        (INTERNAL, ("acc-b", AccountStatus.FROZEN), "account_not_found", "account acc-b not found"),
+        (INTERNAL, ("acc-a", AccountStatus.FROZEN), "account_not_active", "account acc-a is FROZEN"),
+        ({**INTERNAL, "credit_account_id": "acc-c"}, ("acc-c", AccountStatus.FROZEN), "account_not_active",
+         "account acc-c is FROZEN"),
+        ({**INTERNAL, "amount": 150_000}, Tier.BASIC, "per_transfer_limit_exceeded",
+         "150000 is above the BASIC per-transfer limit of 100000 USD minor units"),
+    ],
+    ids=["others-payee-frozen", "source-frozen", "own-payee-frozen", "tier-lowered"],
+)
+def test_the_saga_refuses_what_changed_after_acceptance_before_anything_is_held(body, change, code, detail):
+    world = SagaWorld()
     transfer_id = started(world, body)
+    if isinstance(change, Tier):
+        world.orders.set_tier(CUSTOMER, change)
+    else:
+        world.set_status(*change)
+
     world.run()
 
     order = world.transfer(transfer_id)
-    assert (order.status, order.failure["code"]) == ("FAILED", code)
+    assert (order.status, order.failure["code"], order.failure["detail"]) == ("FAILED", code, detail)
     assert "Reserve" not in world.path(transfer_id)
     assert world.held("acc-a") == 0 and world.ledger_check().clean
 
