@@ -76,6 +76,15 @@ def test_proxies_method_path_query_headers_and_body(gateway, method):
     assert float(reply.headers["X-Duration-Seconds"]) >= 0
 
 
+def test_the_function_sees_the_connected_peer_as_x_real_ip_whatever_the_client_claims(gateway):
+    forged = {"X-Real-Ip": "203.0.113.77", "X-Forwarded-For": "198.51.100.1", "Forwarded": "for=1.2.3.4"}
+
+    seen = gateway.call("GET", "/function/echo/", None, forged).json()["headers"]
+
+    assert seen["X-Real-Ip"] == "127.0.0.1"
+    assert "X-Forwarded-For" not in seen and "Forwarded" not in seen
+
+
 def test_unknown_function_is_a_404_problem(gateway):
     reply = gateway.call("POST", "/function/nope/x", b"{}")
 

@@ -19,6 +19,11 @@ SECRETS_MOUNT = "/var/openfaas/secrets"  # same path as OpenFaaS, so config.read
 MAX_SCALE_DEFAULT = "20"
 TARGET_CONCURRENCY_DEFAULT = "50"
 SCALE_DOWN_DELAY_DEFAULT = "0s"
+# What differs on Knative from stack.yml's OpenFaaS values. The caller's address: Kourier (with
+# config-kourier `use-remote-address: "true"`) and Istio's ingress gateway are Envoy at the edge,
+# which sets X-Envoy-External-Address to the peer it saw; X-Forwarded-For would not do, as waitress
+# drops it inside the python3-http image.
+KNATIVE_ENVIRONMENT = {"FINFAAS_CLIENT_IP_HEADER": "X-Envoy-External-Address"}
 
 
 def load_stack(path: Path = Path("stack.yml")) -> dict:
@@ -28,7 +33,8 @@ def load_stack(path: Path = Path("stack.yml")) -> dict:
 
 def knative_service(name: str, fn: dict) -> dict:
     """A Knative Service that scales to zero, with the function's env and OpenFaaS-style secrets."""
-    env = [{"name": k, "value": str(v)} for k, v in sorted((fn.get("environment") or {}).items())]
+    environment = {**(fn.get("environment") or {}), **KNATIVE_ENVIRONMENT}
+    env = [{"name": k, "value": str(v)} for k, v in sorted(environment.items())]
     secrets = fn.get("secrets") or []
     container: dict = {
         "name": "function",

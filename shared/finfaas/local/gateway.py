@@ -40,6 +40,7 @@ from finfaas.local.process_pool import (
 from finfaas.local.stackfile import Stack, StackError, load_stack
 from finfaas.local.upstream import UpstreamBrokenError, UpstreamConnectError
 from finfaas.platform.config import LOCAL_SECRETS_DIR_DEFAULT, OPENFAAS_SECRETS_DIR
+from finfaas.platform.http import CLIENT_IP_HEADER_DEFAULT, CLIENT_IP_HEADER_ENV
 from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, Problem
 
 LOOPBACK_HOST = "127.0.0.1"
@@ -89,6 +90,14 @@ _RESPONSE_HEADERS_DROPPED = frozenset(
     }
 )
 _HEAD_RESPONSE_HEADERS_DROPPED = _RESPONSE_HEADERS_DROPPED - {"content-length"}
+# The header the gateway sets to the connected peer's address, as an ingress in front of OpenFaaS
+# does; its functions run with FINFAAS_CLIENT_IP_HEADER naming it (platform.http.client_ip).
+CLIENT_IP_HEADER = CLIENT_IP_HEADER_DEFAULT
+# Headers only the gateway may set: a client's copies are dropped, never passed on. The address
+# headers are all dropped, whichever one a deployment trusts, so none can be forged through here.
+_SET_BY_GATEWAY = frozenset(
+    {"x-call-id", "x-real-ip", "x-forwarded-for", "forwarded", "x-envoy-external-address"}
+)
 
 
 @dataclass(frozen=True)
@@ -148,19 +157,22 @@ def split_function_path(raw_path: str, prefix: str) -> tuple[str, str]:
 
 
 def upstream_request_headers(
-    incoming: CIMultiDictProxy | Mapping[str, str], call_id: str
+    incoming: CIMultiDictProxy | Mapping[str, str], call_id: str, client_address: str | None
 ) -> list[tuple[str, str]]:
-    """The client's end-to-end headers and the gateway's X-Call-Id.
+    """The client's end-to-end headers, the gateway's X-Call-Id and X-Real-Ip (the connected peer).
 
-    No X-Forwarded-* headers: waitress drops them from untrusted peers (as in the image, where
-    of-watchdog is the peer), so functions never see them either way.
+    Whatever a client says about its own address is dropped: functions trust X-Real-Ip for
+    per-address limits and audit records, so only the gateway may set it. No X-Forwarded-For
+    either: waitress drops it from untrusted peers (as in the image, where of-watchdog is the peer).
     """
     headers = [
         (key, value)
         for key, value in incoming.items()
-        if key.lower() not in _REQUEST_HEADERS_DROPPED and key.lower() != "x-call-id"
+        if key.lower() not in _REQUEST_HEADERS_DROPPED and key.lower() not in _SET_BY_GATEWAY
     ]
     headers.append(("X-Call-Id", call_id))
+    if client_address is not None:
+        headers.append((CLIENT_IP_HEADER, client_address))
     return headers
 
 
@@ -189,8 +201,10 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
+        # Functions here trust the header this gateway sets, whatever the caller's shell says.
+        function_env = {**config.env, CLIENT_IP_HEADER_ENV: CLIENT_IP_HEADER}
         self.pool = FunctionPool(
-            config.stack.functions, config.env, config.idle_seconds_override, config.logs_dir
+            config.stack.functions, function_env, config.idle_seconds_override, config.logs_dir
         )
         self.port: int | None = None
         self._timeouts = {
@@ -261,7 +275,7 @@ class Gateway:
         if runtime is None:
             return problem(404, "function_not_found", "Not Found", f"function {name!r} is not deployed")
         call_id = request.headers.get("X-Call-Id") or self._call_ids.next()
-        headers = upstream_request_headers(request.headers, call_id)
+        headers = upstream_request_headers(request.headers, call_id, request.peer)
         outcome = await self.invoke(runtime, request.method, path_and_query, headers, request.body)
         reply_headers = downstream_response_headers(outcome.headers, request.method == "HEAD")
         reply_headers.append(("X-Call-Id", call_id))
@@ -336,7 +350,9 @@ class Gateway:
             )
         call_id = request.headers.get("X-Call-Id") or self._call_ids.next()
         headers = [
-            h for h in upstream_request_headers(request.headers, call_id) if h[0].lower() != "x-callback-url"
+            h
+            for h in upstream_request_headers(request.headers, call_id, request.peer)
+            if h[0].lower() != "x-callback-url"
         ]
         call = AsyncCall(name, request.method, path_and_query, headers, request.body, call_id, callback_url)
         try:

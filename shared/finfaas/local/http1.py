@@ -44,6 +44,7 @@ class Request:
     headers: CIMultiDictProxy
     body: bytes
     version: tuple[int, int]
+    peer: str | None = None  # the connected client's IP address, as the socket reports it
 
     @property
     def path(self) -> str:
@@ -83,6 +84,13 @@ def encode_reply(reply: Reply, head_only: bool, close: bool) -> bytes:
     return head if head_only or not reply.body else head + reply.body
 
 
+def peer_address(peername: object) -> str | None:
+    """The IP address in a socket's peername ((host, port, ...) for TCP); None for anything else."""
+    if isinstance(peername, tuple) and peername and isinstance(peername[0], str):
+        return peername[0]
+    return None
+
+
 class Http1Connection(asyncio.Protocol):
     """One client connection: parse, hand each request to the handler in order, write replies."""
 
@@ -110,6 +118,7 @@ class Http1Connection(asyncio.Protocol):
         self._pending: deque = deque()
         self._wakeup: asyncio.Future | None = None
         self._transport: asyncio.Transport | None = None
+        self._peer: str | None = None
         self._task: asyncio.Task | None = None
         self.idle_since = self._loop.time()  # set while no request is in progress
         self._payload = None  # the body being read, failed if the client goes away
@@ -142,6 +151,7 @@ class Http1Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._peer = peer_address(transport.get_extra_info("peername"))
         self._connections.add(self)
         self._task = self._loop.create_task(self._serve())
 
@@ -245,7 +255,9 @@ class Http1Connection(asyncio.Protocol):
                 413 if isinstance(error, BodyTooLarge) else 408 if isinstance(error, TimeoutError) else 400
             )
             return self._body_error_reply(status), True
-        request = Request(message.method, message.path, message.headers, body, tuple(message.version))
+        request = Request(
+            message.method, message.path, message.headers, body, tuple(message.version), self._peer
+        )
         try:
             reply = await self._handler(request)
         except Exception as error:  # a bug must cost one request, never the gateway

@@ -51,6 +51,7 @@ import hashlib
 import inspect
 import ipaddress
 import json
+import os
 import re
 import threading
 import time
@@ -131,9 +132,13 @@ AuditMode = Literal["sync", "outbox"]
 AUDIT_MODES = ("sync", "outbox")
 AUDIT_SYNC = "sync"
 AUDIT_OUTBOX = "outbox"
-# The edge (ingress, gateway) sets X-Real-Ip to the peer it saw; X-Forwarded-For is the fallback,
-# read from the right: its last entry is the one the nearest proxy appended, the rest is hearsay.
-CLIENT_IP_HEADERS = ("x-real-ip", "x-forwarded-for")
+# The caller's address is read from ONE header: the one the deployed edge sets, overwriting any
+# client's copy (the local gateway and an ingress in front of OpenFaaS: X-Real-Ip; Knative behind
+# Kourier or Istio: X-Envoy-External-Address). Any other address header is client-controlled.
+CLIENT_IP_HEADER_ENV = "FINFAAS_CLIENT_IP_HEADER"
+CLIENT_IP_HEADER_DEFAULT = "X-Real-Ip"
+# Only if configured: X-Forwarded-For's right-most entry, the one the nearest proxy appended.
+FORWARDED_FOR_HEADER = "x-forwarded-for"
 client_ip_chars_max = 45  # the longest textual IPv6 address
 # Audit actors must be opaque ids; a subject that is not one is recorded by its hash instead.
 AUDIT_ACTOR_HASH_HEX_CHARS = 32
@@ -1103,16 +1108,24 @@ def _from_stored(stored: StoredResponse) -> Response:
     return Response(stored.body or None, stored.status_code, headers, media_type)
 
 
-def client_ip(headers: Mapping[str, str]) -> str | None:
-    """The caller's address as the edge reported it (X-Real-Ip, else X-Forwarded-For's last entry)."""
-    for name in CLIENT_IP_HEADERS:
-        raw = (headers.get(name) or "").rsplit(",", 1)[-1].strip()
-        if raw and len(raw) <= client_ip_chars_max:
-            try:
-                return str(ipaddress.ip_address(raw))
-            except ValueError:
-                continue
-    return None
+def client_ip_header() -> str:
+    """The header the deployed edge sets to the caller's address ($FINFAAS_CLIENT_IP_HEADER)."""
+    return os.environ.get(CLIENT_IP_HEADER_ENV, "").strip() or CLIENT_IP_HEADER_DEFAULT
+
+
+def client_ip(headers: Mapping[str, str], header: str | None = None) -> str | None:
+    """The caller's address from the edge's header; None (unknown) when absent or not an IP address."""
+    name = (header or client_ip_header()).lower()  # a Request's headers are keyed in lower case
+    raw = headers.get(name) or ""
+    if name == FORWARDED_FOR_HEADER:
+        raw = raw.rsplit(",", 1)[-1]
+    raw = raw.strip()
+    if not raw or len(raw) > client_ip_chars_max:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return None
 
 
 def _audit_event(route: Route, request: Request, status: int) -> AuditEvent:

@@ -27,7 +27,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from threading import Lock
 from typing import Protocol
 
@@ -66,7 +66,8 @@ class RateLimit:
 
 DEFAULT_LIMIT = RateLimit("default", requests_max=300, window_seconds=60, tokens_per_call=10)
 MONEY_LIMIT = RateLimit("money", requests_max=60, window_seconds=60, tokens_per_call=5)
-SIGN_IN_LIMIT = RateLimit("sign_in", requests_max=10, window_seconds=300, tokens_per_call=1, fail_open=False)
+# Sign-in attempts from one source address, whatever the usernames (see SignInThrottle).
+SIGN_IN_LIMIT = RateLimit("sign_in", requests_max=30, window_seconds=300, tokens_per_call=1, fail_open=False)
 LIMITS: Mapping[str, RateLimit] = {limit.name: limit for limit in (DEFAULT_LIMIT, MONEY_LIMIT, SIGN_IN_LIMIT)}
 
 
@@ -84,6 +85,11 @@ class RateLimitRepository(Protocol):
     def take(self, bucket: str, tokens: int, capacity: int, expires_at_s: int) -> bool:
         """Add tokens to the bucket's count if the total stays <= capacity; else change nothing and
         return False. Raises RateLimitStoreError when the store cannot answer."""
+        ...
+
+    def count(self, bucket: str) -> int:
+        """The bucket's count (strongly consistent); 0 for a bucket never taken from.
+        Raises RateLimitStoreError when the store cannot answer."""
         ...
 
 
@@ -122,11 +128,14 @@ class RateLimiter:
 
     def check(self, principal: str, limit_name: str = DEFAULT_LIMIT.name) -> RateDecision:
         """Spend one request of principal's allowance under the named limit."""
-        limit = self._limits[limit_name]
+        return self.check_limit(self._limits[limit_name], principal)
+
+    def check_limit(self, limit: RateLimit, principal: str) -> RateDecision:
+        """check() under a limit given by value (e.g. one whose window a policy computes)."""
         now_s = self._clock()
         window = int(now_s // limit.window_seconds)
         lease_key = (limit.name, principal)
-        batch = self._spend_leased(lease_key, window)
+        batch = self._spend_leased(limit, lease_key, window)
         if batch == SPENT_FROM_LEASE:
             return RateDecision(True)
         if batch == WINDOW_FULL:
@@ -142,19 +151,31 @@ class RateLimiter:
 
     def enforce(self, principal: str, limit_name: str = DEFAULT_LIMIT.name) -> None:
         """check(), raising the 429 problem (with Retry-After) when refused."""
-        decision = self.check(principal, limit_name)
-        if not decision.allowed:
-            raise TooManyRequests(
-                f"Rate limit '{limit_name}' reached; retry in {decision.retry_after_s} s.",
-                retry_after_seconds=decision.retry_after_s,
-            )
+        self.enforce_limit(self._limits[limit_name], principal)
 
-    def _spend_leased(self, lease_key: tuple[str, str], window: int) -> int:
+    def enforce_limit(self, limit: RateLimit, principal: str) -> None:
+        """check_limit(), raising the 429 problem (with Retry-After) when refused."""
+        decision = self.check_limit(limit, principal)
+        if not decision.allowed:
+            raise too_many_requests(limit.name, decision.retry_after_s)
+
+    def count(self, limit: RateLimit, principal: str) -> int:
+        """How many times principal was counted under limit in the current window (see add)."""
+        window = int(self._clock() // limit.window_seconds)
+        return self._store.count(bucket_name(limit, principal, window))
+
+    def add(self, limit: RateLimit, principal: str) -> None:
+        """Count one event (e.g. a failure) for principal; the count stops at limit.requests_max."""
+        window = int(self._clock() // limit.window_seconds)
+        expires_at_s = (window + 1) * limit.window_seconds + BUCKET_KEPT_AFTER_WINDOW_SECONDS
+        self._store.take(bucket_name(limit, principal, window), 1, limit.requests_max, expires_at_s)
+
+    def _spend_leased(self, limit: RateLimit, lease_key: tuple[str, str], window: int) -> int:
         """SPENT_FROM_LEASE, WINDOW_FULL, or how many tokens to ask the store for."""
         with self._lock:
             lease = self._leases.get(lease_key)
             if lease is None or lease.window != window:
-                return self._limits[lease_key[0]].tokens_per_call
+                return limit.tokens_per_call
             self._leases.move_to_end(lease_key)
             if lease.tokens > 0:
                 lease.tokens -= 1
@@ -197,6 +218,14 @@ class RateLimiter:
         return max(1, math.ceil((window + 1) * limit.window_seconds - now_s))
 
 
+def too_many_requests(limit_name: str, retry_after_s: int) -> TooManyRequests:
+    """The 429 problem for a refused request, with its Retry-After."""
+    return TooManyRequests(
+        f"Rate limit '{limit_name}' reached; retry in {retry_after_s} s.",
+        retry_after_seconds=retry_after_s,
+    )
+
+
 class InMemoryRateLimitStore:
     """RateLimitRepository in a dict, for unit tests and single-process use; same contract."""
 
@@ -211,3 +240,104 @@ class InMemoryRateLimitStore:
                 return False
             self._counts[bucket] = count + tokens
             return True
+
+    def count(self, bucket: str) -> int:
+        with self._lock:
+            return self._counts.get(bucket, 0)
+
+
+# --- sign-in: failures slow down where they come from; nothing locks the owner out ----------------
+
+# Where a request's source address is unknown (no edge header): one shared source, limited as one.
+UNKNOWN_SOURCE = "unknown"
+sign_in_failures_window_seconds = 3600  # failures are counted per fixed hour
+sign_in_failures_counted_max = 100_000  # a count stops here; every threshold is far below
+sign_in_pair_failures_free = 3  # typos: the first failures of a (username, source) cost nothing
+sign_in_pair_delay_seconds_base = 1
+sign_in_pair_delay_seconds_max = 300
+sign_in_username_failures_slow_after = 100  # from all sources together, in one window
+sign_in_username_slowed_interval_seconds = 2
+SIGN_IN_PAIR_FAILURES = RateLimit(
+    "sign_in_pair_failures", sign_in_failures_counted_max, sign_in_failures_window_seconds, fail_open=False
+)
+SIGN_IN_USERNAME_FAILURES = RateLimit(
+    "sign_in_username_failures", sign_in_failures_counted_max, sign_in_failures_window_seconds,
+    fail_open=False,
+)
+SIGN_IN_USERNAME_SLOWED = RateLimit(
+    "sign_in_username_slowed", 1, sign_in_username_slowed_interval_seconds, fail_open=False
+)
+
+
+def sign_in_pair_delay_seconds(failures: int) -> int:
+    """The spacing a (username, source) must keep after this many failures: 0, then 1, 2, 4 ... 300 s."""
+    if failures < sign_in_pair_failures_free:
+        return 0
+    exponent = min(failures - sign_in_pair_failures_free, sign_in_pair_delay_seconds_max.bit_length())
+    return min(sign_in_pair_delay_seconds_base << exponent, sign_in_pair_delay_seconds_max)
+
+
+def _pair_gate(failures: int) -> RateLimit:
+    """One attempt per delay window at this failure level (a new level starts with its slot spent)."""
+    return RateLimit(
+        f"sign_in_pair_delay_{failures}", 1, sign_in_pair_delay_seconds(failures), fail_open=False
+    )
+
+
+@dataclass(frozen=True)
+class SignInAttempt:
+    """An admitted attempt: what failed() needs to count it."""
+
+    username: str
+    source: str
+    pair_failures: int
+
+    @property
+    def pair(self) -> str:
+        return f"{self.source}|{self.username}"
+
+
+class SignInThrottle:
+    """The sign-in policy: a flood from one place never locks the owner out from another.
+
+    - Per source address, any usernames: SIGN_IN_LIMIT attempts per window, then 429.
+    - Per (username, source): the first sign_in_pair_failures_free failures in an hour are free;
+      after f failures that pair gets at most one attempt per sign_in_pair_delay_seconds(f)
+      (exponential, capped), its slot for the current window spent by the failure itself.
+    - Per username, from all sources: past sign_in_username_failures_slow_after failures in an
+      hour, one attempt per sign_in_username_slowed_interval_seconds: slowed, never locked.
+    Refusals are 429 with Retry-After; every limit fails closed (the store is what stops guessing).
+    """
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    def admit(self, username: str, source: str | None) -> SignInAttempt:
+        """Raise the 429 problem if this attempt must wait; else the attempt to report failed() on."""
+        source = source or UNKNOWN_SOURCE
+        self._limiter.enforce_limit(SIGN_IN_LIMIT, f"ip:{source}")
+        attempt = SignInAttempt(username, source, 0)
+        try:
+            attempt = replace(attempt, pair_failures=self._limiter.count(SIGN_IN_PAIR_FAILURES, attempt.pair))
+            username_failures = self._limiter.count(SIGN_IN_USERNAME_FAILURES, username)
+        except RateLimitStoreError:
+            log.exception("sign-in failure counts unavailable")
+            raise too_many_requests(SIGN_IN_LIMIT.name, FAIL_CLOSED_RETRY_AFTER_SECONDS) from None
+        if attempt.pair_failures >= sign_in_pair_failures_free:
+            self._limiter.enforce_limit(_pair_gate(attempt.pair_failures), attempt.pair)
+        if username_failures >= sign_in_username_failures_slow_after:
+            self._limiter.enforce_limit(SIGN_IN_USERNAME_SLOWED, f"username:{username}")
+        return attempt
+
+    def failed(self, attempt: SignInAttempt) -> None:
+        """Count a failed attempt; the next one from its pair waits out the new delay."""
+        try:
+            self._limiter.add(SIGN_IN_PAIR_FAILURES, attempt.pair)
+            self._limiter.add(SIGN_IN_USERNAME_FAILURES, attempt.username)
+        except RateLimitStoreError:  # the attempt is answered already; admit() fails closed meanwhile
+            log.exception("sign-in failure not counted")
+            return
+        failures = attempt.pair_failures + 1
+        if failures >= sign_in_pair_failures_free:
+            self._limiter.check_limit(_pair_gate(failures), attempt.pair)  # spend this window's slot
+

@@ -6,8 +6,11 @@ was already rotated means two parties hold it (one of them stole it), and since 
 tell which is legitimate it revokes the whole family. Only SHA-256 hashes of tokens are stored;
 validity is judged by stored timestamps, never by the table's TTL (which the emulators ignore).
 
-Sign-in is rate limited per username and per client IP (fail closed), and an unknown username
-costs the same argon2 verification as a wrong password, with the same answer.
+Sign-in follows platform.ratelimit.SignInThrottle (fail closed): attempts are limited per source
+address; failures slow down their (username, source) pair exponentially, and a username's failures
+from everywhere only slow it past a high ceiling, so a flood from one place never locks the owner
+out from another. An unknown username costs the same argon2 verification as a wrong password, with
+the same answer.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any, Protocol
 
 from finfaas.platform.audit import Outcome
 from finfaas.platform.logging import get_logger
-from finfaas.platform.ratelimit import SIGN_IN_LIMIT, RateLimit, RateLimiter
+from finfaas.platform.ratelimit import SIGN_IN_LIMIT, UNKNOWN_SOURCE, RateLimit, RateLimiter, SignInThrottle
 from finfaas.platform.tokens import CUSTOMER_KIND, IssuedToken, OAuthError, TokenIssuer, granted_scopes
 from finfaas.services.customers import (
     ACTIVE,
@@ -275,6 +278,7 @@ class CustomerAuthService:
         self._tokens = refresh_tokens
         self._issuer = issuer
         self._limiter = limiter
+        self._sign_in_throttle = SignInThrottle(limiter)
         self._audit = audit
         self._hasher = hasher
         self._clock = clock
@@ -287,8 +291,7 @@ class CustomerAuthService:
 
     def sign_up(self, username: str, password: str, origin: Caller) -> SignedUp:
         """A new customer with these credentials; UsernameTaken, InvalidUsername or WeakPassword."""
-        if origin.source_ip:
-            self._limiter.enforce(f"ip:{origin.source_ip}", SIGN_UP_LIMIT.name)
+        self._limiter.enforce(f"ip:{origin.source_ip or UNKNOWN_SOURCE}", SIGN_UP_LIMIT.name)
         name = check_username(normalized_username(username))
         checked = check_password(password, name)
         customer_id = self._new_id()
@@ -307,16 +310,16 @@ class CustomerAuthService:
                 origin: Caller) -> CustomerTokens:
         """OAuth 2.0 password grant (RFC 6749 4.3) for a customer."""
         name = normalized_username(username)
-        if origin.source_ip:
-            self._limiter.enforce(f"ip:{origin.source_ip}", SIGN_IN_LIMIT.name)
-        self._limiter.enforce(f"username:{name}", SIGN_IN_LIMIT.name)
+        attempt = self._sign_in_throttle.admit(name, origin.source_ip)
         scopes = granted_scopes(scope, CUSTOMER_SCOPES)
         found, matched = self._verified(name, password)
         if found is None:
+            self._sign_in_throttle.failed(attempt)
             self._audit.record(origin, "customer.sign_in", UNKNOWN_TARGET, Outcome.DENIED)
             raise invalid_grant()
         who = replace(origin, sub=found.customer_id, kind=CUSTOMER_KIND)
         if not matched or found.status != ACTIVE:
+            self._sign_in_throttle.failed(attempt)
             self._audit.record(who, "customer.sign_in", f"customer:{found.customer_id}", Outcome.DENIED)
             raise invalid_grant()
         tokens = self._start_family(found.customer_id, client_id, scopes)

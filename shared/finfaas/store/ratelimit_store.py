@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import PynamoDBException, UpdateError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
 from pynamodb.models import Model
 
 from finfaas.platform.config import resource_name
@@ -62,3 +62,12 @@ class RateLimitStore:
         except PynamoDBException as error:
             raise RateLimitStoreError("rate limit update failed") from error
         return True
+
+    def count(self, bucket: str) -> int:
+        try:
+            item = self.model.get(bucket, consistent_read=True, attributes_to_get=["hits"])
+        except DoesNotExist:
+            return 0
+        except PynamoDBException as error:
+            raise RateLimitStoreError("rate limit read failed") from error
+        return int(item.hits)

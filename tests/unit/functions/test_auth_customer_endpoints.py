@@ -13,7 +13,12 @@ from argon2 import PasswordHasher
 from finfaas.platform import config
 from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
 from finfaas.platform.keys import write_dev_secrets
-from finfaas.platform.ratelimit import SIGN_IN_LIMIT, InMemoryRateLimitStore, RateLimiter
+from finfaas.platform.ratelimit import (
+    SIGN_IN_LIMIT,
+    InMemoryRateLimitStore,
+    RateLimiter,
+    sign_in_pair_delay_seconds_max,
+)
 from finfaas.platform.testing import call, captured_logs, load_function_handler
 from finfaas.services.auth_customers import CUSTOMER_LIMITS, CustomerAuthService, InMemoryRefreshTokenStore
 from finfaas.services.customers import AuditTrail, InMemoryCustomerStore
@@ -178,16 +183,18 @@ def test_a_wrong_client_secret_fails_the_customer_grant_as_invalid_client(auth, 
     assert reply.status == 401 and reply.json()["error"] == "invalid_client"
 
 
-def test_sign_in_is_rate_limited_per_username_with_retry_after(auth):
+def test_guessing_from_one_address_is_answered_429_while_the_owner_signs_in_from_another(auth):
     sign_up(auth)
-    for _ in range(SIGN_IN_LIMIT.requests_max):
-        assert sign_in(auth, password="guessing guessing").status == 400
+    attacker = {"X-Real-IP": "192.0.2.66"}
+    statuses = [sign_in(auth, password="guessing guessing", headers=attacker).status
+                for _ in range(SIGN_IN_LIMIT.requests_max)]
 
-    reply = sign_in(auth)
+    reply = sign_in(auth, password="guessing guessing", headers=attacker)
 
-    assert reply.status == 429
+    assert 429 in statuses and reply.status == 429
     assert reply.json()["code"] == "rate_limited"
-    assert 0 < int(reply.header("Retry-After")) <= SIGN_IN_LIMIT.window_seconds
+    assert 0 < int(reply.header("Retry-After")) <= sign_in_pair_delay_seconds_max
+    assert sign_in(auth, headers={"X-Real-IP": "198.51.100.7"}).status == 200
 
 
 def test_sign_in_is_rate_limited_per_client_ip(auth):

@@ -10,7 +10,16 @@ from argon2 import PasswordHasher
 from finfaas.platform.audit import AuditLog, InMemoryAuditStore
 from finfaas.platform.errors import TooManyRequests
 from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
-from finfaas.platform.ratelimit import SIGN_IN_LIMIT, InMemoryRateLimitStore, RateLimiter
+from finfaas.platform.ratelimit import (
+    SIGN_IN_LIMIT,
+    InMemoryRateLimitStore,
+    RateLimiter,
+    sign_in_failures_window_seconds,
+    sign_in_pair_delay_seconds,
+    sign_in_pair_delay_seconds_max,
+    sign_in_username_failures_slow_after,
+    sign_in_username_slowed_interval_seconds,
+)
 from finfaas.platform.testing import TokenMinter
 from finfaas.platform.tokens import OAuthError, TokenIssuer
 from finfaas.services.auth_customers import (
@@ -238,19 +247,81 @@ def test_a_disabled_customer_cannot_sign_in(world):
     assert oauth_error(lambda: world.sign_in()).error == "invalid_grant"
 
 
-def test_sign_in_attempts_are_limited_per_username_even_with_the_right_password(world):
+ATTACKER = Caller("anonymous", "anonymous", source_ip="192.0.2.66")
+HOUR_START_S = 1_699_999_200.0  # a multiple of the failure window: one whole window ahead
+
+
+def refused(call) -> TooManyRequests | None:
+    """The 429 a sign-in attempt was refused with; None when it was answered (right or wrong)."""
+    try:
+        call()
+    except TooManyRequests as limited:
+        return limited
+    except OAuthError:
+        return None
+    return None
+
+
+def test_a_flood_from_one_address_does_not_lock_the_owner_out_from_another(world):
+    # GIVEN an attacker who guesses as fast as answers come, from one address
+    limited = None
+    for _ in range(SIGN_IN_LIMIT.requests_max):
+        limited = refused(lambda: world.sign_in(password="guess guess guess", origin=ATTACKER))
+        if limited:
+            break
+
+    # THEN the attacker is refused within the free failures, with a Retry-After to honour
+    assert limited is not None
+    assert 0 < int(limited.headers["Retry-After"]) <= sign_in_pair_delay_seconds_max
+    # AND the owner, from their own address, signs in at once with the right password
+    assert world.sign_in(origin=ORIGIN).refresh_token
+
+
+def test_failures_from_one_address_are_spaced_exponentially_up_to_the_cap(world):
+    # GIVEN a patient attacker who waits out every Retry-After for one hour from one address
+    world.clock.now_s = HOUR_START_S
+    admitted, waits = 0, []
+    while world.clock.now_s < HOUR_START_S + sign_in_failures_window_seconds:
+        limited = refused(lambda: world.sign_in(password="guess guess guess", origin=ATTACKER))
+        if limited is None:
+            admitted += 1
+            continue
+        waits.append(int(limited.headers["Retry-After"]))
+        world.clock.now_s += waits[-1]
+
+    # THEN the waits grow to the cap, and the hour holds the free failures, one per delay up to the
+    # cap (1 + 2 + ... + 256 s) and then one per capped delay: about two dozen guesses, not hundreds
+    assert [sign_in_pair_delay_seconds(f) for f in range(2, 14)] == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256,
+                                                                     300, 300]
+    assert max(waits) == sign_in_pair_delay_seconds_max
+    assert admitted <= 25
+
+
+def test_a_username_flooded_from_many_addresses_is_slowed_never_locked(world):
+    # GIVEN wrong passwords for alice from many addresses, each staying under its pair's free failures
+    for attempt in range(sign_in_username_failures_slow_after):
+        origin = Caller("anonymous", "anonymous", source_ip=f"10.0.{attempt // 250}.{attempt % 250 + 1}")
+        answered = refused(lambda origin=origin: world.sign_in(password="guess guess guess", origin=origin))
+        assert answered is None
+
+    # WHEN the flood goes on past the ceiling
+    assert refused(lambda: world.sign_in(password="guess guess guess", origin=ATTACKER)) is None
+    limited = refused(lambda: world.sign_in(origin=ORIGIN))
+
+    # THEN alice's attempts are spaced, by seconds, and the owner gets in after the wait
+    assert limited is not None
+    assert 0 < int(limited.headers["Retry-After"]) <= sign_in_username_slowed_interval_seconds
+    world.clock.now_s += int(limited.headers["Retry-After"])
+    assert world.sign_in(origin=ORIGIN).refresh_token
+
+
+def test_attempts_without_a_known_address_are_limited_as_one_source(world):
+    nowhere = Caller("anonymous", "anonymous")
     for attempt in range(SIGN_IN_LIMIT.requests_max):
-        origin = Caller("anonymous", "anonymous", source_ip=f"192.0.2.{attempt}")
-        oauth_error(lambda origin=origin: world.sign_in(password="guess guess guess", origin=origin))
+        refused(lambda attempt=attempt: world.sign_in(username=f"user{attempt}", origin=nowhere))
 
-    with pytest.raises(TooManyRequests) as caught:
-        world.sign_in(origin=Caller("anonymous", "anonymous", source_ip="192.0.2.200"))
-
-    retry_after = int(caught.value.headers["Retry-After"])
-    assert 0 < retry_after <= SIGN_IN_LIMIT.window_seconds
-    # AFTER the window the right password works again
-    world.clock.now_s += SIGN_IN_LIMIT.window_seconds
-    assert world.sign_in().refresh_token
+    assert refused(lambda: world.sign_in(origin=nowhere)) is not None
+    assert world.sign_in(origin=ORIGIN).refresh_token
 
 
 def test_sign_in_attempts_are_limited_per_client_ip_across_usernames(world):

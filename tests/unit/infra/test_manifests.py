@@ -97,6 +97,17 @@ def test_knative_service_validates_against_crd_and_scales_to_zero(file_name):
     assert annotations["autoscaling.knative.dev/min-scale"] == "0"
 
 
+def test_every_function_trusts_the_one_address_header_its_edge_sets():
+    # OpenFaaS (behind an ingress, or the local gateway): X-Real-Ip; Knative (Kourier/Istio): Envoy's.
+    for name, fn in STACK["functions"].items():
+        assert fn["environment"]["FINFAAS_CLIENT_IP_HEADER"] == "X-Real-Ip", name
+    for file_name in knative_manifests(STACK):
+        manifest = yaml.safe_load((ROOT / KNATIVE_DIR / file_name).read_text())
+        [container] = manifest["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item["value"] for item in container["env"]}
+        assert env["FINFAAS_CLIENT_IP_HEADER"] == "X-Envoy-External-Address", file_name
+
+
 def test_knative_schema_rejects_a_misspelt_field():
     schema = _crd_schema("knative-serving-service-crd.yaml")
     manifest = yaml.safe_load(next(iter(knative_manifests(STACK).values())))

@@ -54,14 +54,38 @@ def test_hop_by_hop_headers_stay_behind_and_the_gateway_sets_the_call_id():
         ]
     )
 
-    headers = upstream_request_headers(incoming, "call-1")
+    headers = upstream_request_headers(incoming, "call-1", "127.0.0.1")
 
     assert headers == [
         ("Authorization", "Bearer t"),
         ("Accept", "a"),
         ("Accept", "b"),
         ("X-Call-Id", "call-1"),
+        ("X-Real-Ip", "127.0.0.1"),
     ]
+
+
+def test_a_clients_own_address_headers_are_dropped_and_x_real_ip_is_the_connected_peer():
+    incoming = CIMultiDict(
+        [
+            ("X-Real-Ip", "203.0.113.77"),
+            ("x-real-ip", "203.0.113.78"),
+            ("X-Forwarded-For", "198.51.100.1"),
+            ("Forwarded", "for=198.51.100.2"),
+            ("X-Envoy-External-Address", "198.51.100.3"),
+            ("Accept", "a"),
+        ]
+    )
+
+    headers = upstream_request_headers(incoming, "call-1", "192.0.2.10")
+
+    assert headers == [("Accept", "a"), ("X-Call-Id", "call-1"), ("X-Real-Ip", "192.0.2.10")]
+
+
+def test_without_a_known_peer_no_address_header_crosses_the_hop():
+    incoming = CIMultiDict([("X-Real-Ip", "203.0.113.77")])
+
+    assert upstream_request_headers(incoming, "call-1", None) == [("X-Call-Id", "call-1")]
 
 
 UPSTREAM_HEADERS = [

@@ -371,13 +371,24 @@ def test_a_state_change_is_audited_with_who_what_target_outcome_and_where(built,
     assert record.trace_id
 
 
-def test_audit_takes_the_last_forwarded_for_entry_and_the_path_as_default_target(built, minter, audit_store):
+def test_audit_ignores_addresses_in_headers_the_edge_does_not_set(built, minter, audit_store):
     app, _ = built
 
+    # X-Forwarded-For is not the configured header (X-Real-Ip): whatever the client wrote there.
     post(app, minter, "/notes", {}, key=None, headers={"X-Forwarded-For": "198.51.100.1, 192.0.2.7"})
 
     [record] = records(audit_store)
-    assert (record.action, record.target, record.source_ip) == ("add_note", "notes", "192.0.2.7")
+    assert (record.action, record.target, record.source_ip) == ("add_note", "notes", None)
+
+
+def test_audit_never_stores_a_client_ip_header_that_is_not_an_address(built, minter, audit_store):
+    app, _ = built
+
+    reply = post(app, minter, "/notes", {}, key=None, headers={"X-Real-Ip": "<script>"})
+
+    assert reply.status == 200
+    [record] = records(audit_store)
+    assert record.source_ip is None
 
 
 def test_reads_are_not_audited(built, minter, audit_store):

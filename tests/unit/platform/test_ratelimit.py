@@ -11,6 +11,8 @@ from finfaas.platform.ratelimit import (
     RateLimit,
     RateLimiter,
     RateLimitStoreError,
+    SignInAttempt,
+    SignInThrottle,
     bucket_name,
 )
 
@@ -39,6 +41,16 @@ class CountingStore(InMemoryRateLimitStore):
 
 class DownStore:
     def take(self, bucket, tokens, capacity, expires_at_s):
+        raise RateLimitStoreError("table unreachable")
+
+    def count(self, bucket):
+        raise RateLimitStoreError("table unreachable")
+
+
+class UnreadableStore(InMemoryRateLimitStore):
+    """Takes work, reads fail: the failure counts cannot be known."""
+
+    def count(self, bucket):
         raise RateLimitStoreError("table unreachable")
 
 
@@ -149,3 +161,18 @@ def test_bucket_names_do_not_carry_the_principal_in_clear():
 def test_nonsense_limits_are_refused(fields):
     with pytest.raises(ValueError):
         RateLimit("bad", **{"requests_max": 5, "window_seconds": 60, **fields})
+
+
+def test_sign_in_refuses_when_its_failure_counts_cannot_be_read(clock):
+    throttle = SignInThrottle(RateLimiter(UnreadableStore(), LIMITS, clock=clock))
+
+    with pytest.raises(TooManyRequests) as raised:
+        throttle.admit("alice", "203.0.113.9")
+
+    assert raised.value.headers["Retry-After"] == str(FAIL_CLOSED_RETRY_AFTER_SECONDS)
+
+
+def test_a_failure_that_cannot_be_counted_does_not_fail_the_answer(clock):
+    throttle = SignInThrottle(RateLimiter(DownStore(), LIMITS, clock=clock))
+
+    throttle.failed(SignInAttempt("alice", "203.0.113.9", pair_failures=5))

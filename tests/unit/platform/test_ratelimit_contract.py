@@ -34,6 +34,13 @@ class RateLimitStoreContract:
         assert not store.take(bucket, 11, 10, EXPIRES_AT_S)
         assert store.take(bucket, 10, 10, EXPIRES_AT_S)
 
+    def test_count_reads_what_was_taken_and_zero_for_a_new_bucket(self, store, bucket):
+        assert store.count(bucket) == 0
+        store.take(bucket, 3, 10, EXPIRES_AT_S)
+        store.take(bucket, 8, 10, EXPIRES_AT_S)  # refused: the count stays 3
+
+        assert store.count(bucket) == 3
+
     def test_buckets_are_independent(self, store, bucket):
         store.take(bucket, 10, 10, EXPIRES_AT_S)
 
