@@ -1031,6 +1031,11 @@ def _validated_query(route: Route, query: Mapping[str, list[str]]) -> BaseModel:
         raise ValidationFailed("The query parameters are not valid.", errors=_field_errors(error)) from None
 
 
+def validation_failed(detail: str, error: ValidationError) -> ValidationFailed:
+    """The 422 of a model validated by the handler itself (e.g. after opening a sealed message)."""
+    return ValidationFailed(detail, errors=_field_errors(error))
+
+
 def _field_errors(error: ValidationError) -> list[FieldError]:
     return [
         FieldError(".".join(str(part) for part in item["loc"]) or "(body)", item["msg"])

@@ -122,9 +122,10 @@ def test_a_forged_queue_message_is_refused_and_nothing_is_sent(webhooks, tokens)
     subscription_id = create(module, tokens).json()["id"]
     forged = Delivery(subscription_id, {**EVENT.document(), "data": {"transfers": ["forged"]}})
     reply = queue_post(module, EventMac.generate().seal(forged.document()), DELIVERY_TYPE)
-    assert reply.status == 403 and reply.json()["code"] == "event_rejected"
+    assert reply.status == 401 and reply.json()["code"] == "event_mac_invalid"
+    assert reply.header("Content-Type") == "application/problem+json"
     unsealed = queue_post(module, json.dumps(EVENT.document()).encode(), EVENT.type)
-    assert unsealed.status == 403
+    assert unsealed.status == 401
     assert fakes["poster"].received == [] and fakes["queue"].sent == []
 
 
