@@ -1,7 +1,8 @@
 """Wake-up messages on the orchestrator queue: start, timer, callback, continue and sweep ticks.
 
 A wake-up is only a hint: the execution's state lives in DynamoDB, the engine re-reads it and does
-nothing unless something is due, so a duplicate, late or forged message does no harm.
+nothing unless something is due, so a duplicate or late message does no harm. Bodies are sealed
+with the events key (platform/queue_proof.py), so the orchestrator's POST / refuses anyone else's.
 """
 
 from __future__ import annotations
