@@ -1,8 +1,8 @@
 """The orchestrator function: runs the state machines of infra/statemachines durably (docs/workflows.md).
 
 Queue-triggered (stack.yml annotation `topic: orchestrator`): the connector POSTs each wake-up as a
-binary CloudEvent to `/`. Apps start executions and read their history over HTTP; callback parties
-report task tokens to /tasks/*.
+binary CloudEvent to `/`; a wake-up is sealed with the events key, so `/` refuses anyone else (401).
+Apps start executions and read their history over HTTP; callback parties report task tokens to /tasks/*.
 """
 
 import sys
@@ -13,13 +13,16 @@ _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
+import json  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 from finfaas.platform.errors import BadRequest, ErrorSpec  # noqa: E402
+from finfaas.platform.events import event_mac_from_config  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, StrictModel  # noqa: E402
 from finfaas.platform.logging import get_logger  # noqa: E402
+from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.workflow.engine import (  # noqa: E402
     Engine,
@@ -90,6 +93,7 @@ def build_services() -> OrchestratorServices:
 
 
 services = Lazy(build_services)
+queue_proof = QueueMessageProof(event_mac_from_config)
 verifier = ReplaceableVerifier()
 app = FunctionApp("orchestrator", errors=ERRORS, verifier=verifier)
 
@@ -169,15 +173,16 @@ class EventList(BaseModel):
 # --- the queue --------------------------------------------------------------------------------
 
 
-@app.route("POST", "/", auth=False)
+@app.route("POST", "/", auth=False, trigger=queue_proof)
 def deliver(req: Request) -> dict[str, Any]:
     """A wake-up from the orchestrator queue (binary CloudEvent); a hint, never an instruction."""
-    # Unauthenticated on purpose: the connector sends no token, and a wake-up only makes the engine
-    # re-read an execution and do what is already due.
+    # No token (connectors send none): the wake-up is sealed by the waker that queued it, so anyone
+    # else's POST is a 401 before a sweep or a drive could start.
+    document = queue_proof.open(req.body)
     if not req.header(CLOUDEVENT_SPECVERSION_HEADER):
         raise BadRequest("Send a binary-mode CloudEvent (ce-specversion header).")
     try:
-        wakeup = Wakeup.from_json(req.body)
+        wakeup = Wakeup.from_json(json.dumps(document))
     except ValueError as error:
         raise BadRequest(f"Not an orchestrator wake-up: {error}.") from None
     current = services.get()

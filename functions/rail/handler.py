@@ -1,7 +1,8 @@
 """The rail function: the suite's adapter to an external payment rail, with a SANDBOX bank behind it.
 
 Queue `rail` (POST /, binary CloudEvents): the transfer saga's hand-offs (callback tasks, checked
-with the orchestrator before anything is paid) and the sandbox's own delayed settlements.
+with the orchestrator before anything is paid) and the sandbox's own delayed settlements, both sealed
+with the events key by their senders (anyone else's POST / is 401).
 POST /notices: the bank's signed settlement notices (Standard Webhooks HMAC, secret rail-notice-key),
 turned into the orchestrator's task success or failure.
 The saga (scope rail:recall): POST /payments/{id}/recall after its wait timed out; rail:read to look.
@@ -22,8 +23,9 @@ from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 from finfaas.platform.errors import ErrorSpec, ValidationFailed  # noqa: E402
-from finfaas.platform.events import delivery_type  # noqa: E402
+from finfaas.platform.events import delivery_type, event_mac_from_config  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request  # noqa: E402
+from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.rail import (  # noqa: E402
     SETTLE_EVENT_TYPE,
@@ -94,25 +96,27 @@ def build_services() -> RailServices:
 
 
 services = Lazy(build_services)
+queue_proof = QueueMessageProof(event_mac_from_config)
 verifier = ReplaceableVerifier()
 app = FunctionApp(FUNCTION_NAME, errors=ERRORS, verifier=verifier)
 
 
-def _parsed(model: Any, raw: bytes) -> Any:
+def _parsed(model: Any, document: dict[str, Any]) -> Any:
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate(document)
     except ValidationError as error:
         raise ValidationFailed(f"not a {model.__name__} message: {error.error_count()} problem(s)") from None
 
 
-@app.route("POST", "/", auth=False)
+@app.route("POST", "/", auth=False, trigger=queue_proof)
 def on_queue_message(req: Request) -> dict[str, Any]:
     """A message of the `rail` queue: a saga's hand-off, or the sandbox's own settlement timer."""
+    document = queue_proof.open(req.body)  # sealed by the orchestrator or the sandbox: else 401
     current = services.get()
     if delivery_type(req.headers) == SETTLE_EVENT_TYPE:
-        payment = current.bank.settle_due(_parsed(SettleMessage, req.body).payment_id)
+        payment = current.bank.settle_due(_parsed(SettleMessage, document).payment_id)
         return {"outcome": payment.status.value if payment else "unknown_payment"}
-    return {"outcome": current.adapter.hand_off(_parsed(HandOff, req.body))}
+    return {"outcome": current.adapter.hand_off(_parsed(HandOff, document))}
 
 
 @app.route("POST", "/notices", auth=False)

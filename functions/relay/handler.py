@@ -1,14 +1,15 @@
 """The relay function: publishes outbox events to the events queue, for a bounded time per call.
 
-Deployed, OpenFaaS's cron-connector invokes it every minute (stack.yml annotations
-`topic: cron-function`, `schedule: "* * * * *"`), and each call relays for FINFAAS_RELAY_RUN_SECONDS
-(default 50 s, under the 60 s exec_timeout), so the outbox is drained continuously without any
-request from a client: at most a few seconds of latency while a call runs, up to the cron gap if a
-call dies early. Partition leases make overlapping calls (other replicas, a slow call) share the work.
+Deployed, a scheduler invokes it every minute and each call relays for FINFAAS_RELAY_RUN_SECONDS
+(default 50 s, under the 65 s exec_timeout), so the outbox is drained continuously without any
+request from a client: at most a few seconds of latency while a call runs, up to the gap if a call
+dies early. Partition leases make overlapping calls (other replicas, a slow call) share the work.
 The local runtime runs the same loop in-process (finfaas.local.relay.start_relay).
 
-POST / needs no token (the cron-connector sends none); it only publishes what is already committed,
-one run per replica at a time, so calling it more often changes nothing but latency.
+POST / takes no bearer token: it takes a signed schedule tick (X-Finfaas-Schedule, platform/schedule.py,
+secret `schedule-hmac-key`) and answers 401 problem+json, starting nothing, to any other caller.
+The scheduler is a CronJob running `python -m finfaas.platform.schedule relay <url>` from this image:
+OpenFaaS's cron-connector and Knative's PingSource send a fixed request and cannot sign (README).
 """
 
 import sys
@@ -27,6 +28,7 @@ from typing import Any  # noqa: E402
 
 from finfaas.platform.errors import ErrorSpec  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
+from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config  # noqa: E402
 from finfaas.platform.wiring import Lazy  # noqa: E402
 from finfaas.services.outbox_relay import OutboxRelay, OutboxUnavailable, RelayLoop  # noqa: E402
 
@@ -62,11 +64,14 @@ def build_relay() -> OutboxRelay:
 relay = Lazy(build_relay)
 _running = threading.Lock()
 app = FunctionApp("relay", errors=ERRORS)
+# The key is read on the first tick, so a cold start that answers /_/health reads no secret.
+schedule_proof = ScheduleProof("relay", schedule_keys_from_config)
 
 
-@app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"))
+@app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=schedule_proof)
 def run_relay(req: Request) -> Response:
-    """Relay outbox events for up to FINFAAS_RELAY_RUN_SECONDS; 202 if a run is already going here."""
+    """Relay outbox events for up to FINFAAS_RELAY_RUN_SECONDS (a signed schedule tick); 202 if a run is
+    already going here."""
     if not _running.acquire(blocking=False):
         return Response({"status": "already_running"}, 202)
     try:

@@ -26,13 +26,15 @@ from typing import Any  # noqa: E402
 
 from finfaas.domain import errors as ledger_errors  # noqa: E402
 from finfaas.platform.errors import ErrorSpec, HttpError  # noqa: E402
-from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
+from finfaas.platform.events import event_mac_from_config  # noqa: E402
+from finfaas.platform.http import FunctionApp, Request, Response, validation_failed  # noqa: E402
 from finfaas.platform.idempotency import (  # noqa: E402
     IDEMPOTENCY_KEY_HEADER,
     REPLAYED_HEADER,
     IdempotencyGuard,
     IdempotencyKeyReused,
 )
+from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
 from finfaas.platform.ratelimit import RateLimit, RateLimiter  # noqa: E402
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.suite_clients import ServiceUnreachable  # noqa: E402
@@ -64,6 +66,7 @@ from finfaas.services.transfers import (  # noqa: E402
     WrongCurrency,
     transfer_view,
 )
+from pydantic import ValidationError  # noqa: E402
 
 FUNCTION_NAME = "transfers"
 READ, WRITE, SAGA = "transfers:read", "transfers:write", "transfers:saga"
@@ -166,6 +169,7 @@ def build_services() -> TransfersServices:
 
 
 services = Lazy(build_services)
+queue_proof = QueueMessageProof(event_mac_from_config)
 verifier = ReplaceableVerifier()
 app = FunctionApp(FUNCTION_NAME, errors=ERRORS, verifier=verifier, idempotency=lambda: services.get().guard,
                   limiter=lambda: services.get().limiter)
@@ -251,10 +255,16 @@ def saga_attention(req: Request, body: AttentionBody) -> dict[str, Any]:
     return services.get().transfers.flag_attention(body.transfer_id, body.error)
 
 
-@app.route("POST", "/", auth=False, body=TaskMessage)
-def on_task_message(req: Request, body: TaskMessage) -> dict[str, Any]:
-    """A callback task of the `reviews` queue; kept only if the orchestrator waits for its token."""
-    return {"outcome": services.get().transfers.take_task(body)}
+@app.route("POST", "/", auth=False, trigger=queue_proof)
+def on_task_message(req: Request) -> dict[str, Any]:
+    """A callback task of the `reviews` queue (sealed by the orchestrator, else 401); kept only if the
+    orchestrator waits for its token."""
+    document = queue_proof.open(req.body)
+    try:
+        message = TaskMessage.model_validate(document)
+    except ValidationError as error:
+        raise validation_failed("The task message is not valid.", error) from None
+    return {"outcome": services.get().transfers.take_task(message)}
 
 
 # --- operators ----------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
              any other type (an event from the outbox relay) -> one delivery per matching subscription.
 
 Queue deliveries carry no bearer token (connectors send none): their bodies carry the events MAC
-instead, so a forged POST / is refused (403) and can never make this function sign anything.
+instead, so a forged POST / is refused (401) and can never make this function sign anything.
 A 2xx acknowledges the message; 503 asks SQS to deliver it again.
 """
 
@@ -43,6 +43,7 @@ from finfaas.platform.idempotency import (  # noqa: E402
     validate_key,
 )
 from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable  # noqa: E402
+from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.webhooks import (  # noqa: E402
     DELIVERY_TYPE,
@@ -219,7 +220,11 @@ def delete_subscription(req: Request, subscription_id: str) -> None:
 # --- queue deliveries (the connector) -------------------------------------------------------------
 
 
-@app.route("POST", "/", auth=False, media_types=(DATA_MEDIA_TYPE, STRUCTURED_MEDIA_TYPE))
+# The MAC is checked where a token would be (401 before anything runs); the route opens it again.
+queue_proof = QueueMessageProof(lambda: services.get().mac)
+
+
+@app.route("POST", "/", auth=False, media_types=(DATA_MEDIA_TYPE, STRUCTURED_MEDIA_TYPE), trigger=queue_proof)
 def on_queue_message(req: Request) -> dict[str, Any]:
     """A message of the events or webhooks queue, as a binary-mode CloudEvent (MAC-authenticated)."""
     current = services.get()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from finfaas.local.awsclients import client
+from finfaas.local.relay import ensure_events_mac_key
 from finfaas.platform.config import resource_name
 from finfaas.platform.keys import DEMO_CREDENTIALS_FILE, ensure_service_clients, write_dev_secrets
 from fixtures.gateway_harness import free_port, http, wait_for
@@ -69,6 +70,7 @@ class Suite:
         secrets_dir = folder / "secrets"
         write_dev_secrets(secrets_dir, out=lambda _: None)
         ensure_service_clients(secrets_dir, out=lambda _: None)
+        ensure_events_mac_key(secrets_dir)  # wake-ups are sealed; the orchestrator's POST / opens them
         self.demo = json.loads((secrets_dir / DEMO_CREDENTIALS_FILE).read_text())
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"

@@ -96,6 +96,19 @@ def write_knative(stack: dict, folder: Path = KNATIVE_DIR) -> list[Path]:
 BUILD_DIR = Path("build")
 HANDLER_OVERLAY = "function"  # where faas-cli puts the handler inside the template's context
 SKIPPED_HANDLER_ENTRIES = frozenset({"build", "template", "__pycache__"})
+# The project's index.py (harness/index.py) replaces the template's: upstream, Flask answers OPTIONS,
+# TRACE and paths its converter rejects with text/html before the handler runs.
+TEMPLATE_INDEX = Path(__file__).resolve().parent / "harness" / "index.py"
+TEMPLATE_DIR = Path("template/python3-http")  # where `faas-cli template store pull python3-http` puts it
+
+
+def overlay_template_index(folder: Path) -> Path:
+    """Write the project's index.py into a template folder or a build context (next to Dockerfile)."""
+    target = Path(folder) / "index.py"
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder} does not exist: pull the python3-http template first")
+    shutil.copy2(TEMPLATE_INDEX, target)
+    return target
 
 
 def _copy(source: Path, destination: Path) -> None:
@@ -123,6 +136,7 @@ def function_build_context(name: str, stack: dict, root: Path, build_dir: Path) 
         if not source.is_relative_to(root.resolve()) or source == root.resolve():
             raise ValueError(f"copy path {extra!r} must be a folder inside the project")
         _copy(source, handler_dst / Path(extra))
+    overlay_template_index(context)
     return context
 
 
@@ -131,6 +145,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shrinkwrap", action="store_true",
         help="lay out build/<fn>/function as `faas-cli build --shrinkwrap` does (handler + shared)",
+    )
+    parser.add_argument(
+        "--template", action="store_true",
+        help=f"put the project's index.py into {TEMPLATE_DIR} (after faas-cli template store pull)",
     )
     parser.add_argument("--stack", type=Path, default=Path("stack.yml"))
     parser.add_argument("--build-dir", type=Path, default=BUILD_DIR)
@@ -141,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     if args.knative:
         for path in write_knative(stack):
             print(path)
+    if args.template:
+        print(overlay_template_index(args.stack.resolve().parent / TEMPLATE_DIR))
     if args.shrinkwrap:
         for name in sorted(stack["functions"]):
             print(function_build_context(name, stack, args.stack.resolve().parent, args.build_dir))

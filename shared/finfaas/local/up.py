@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         keys.ensure_service_clients(SECRETS_DIR)
         _ensure_audit_key(SECRETS_DIR)
         _ensure_rail_notice_key(SECRETS_DIR)
+        _ensure_schedule_key(SECRETS_DIR)
         _write_env_file(ENV_FILE)
         outbox_relay = relay.start_relay(SECRETS_DIR)
         summary = partial(_print_summary, aws, args, stack, outputs, started)
@@ -85,6 +86,13 @@ def _ensure_rail_notice_key(folder: Path) -> None:
     from finfaas.services import rail
 
     _ensure_secret(folder / rail.NOTICE_KEY_SECRET_NAME, rail.new_notice_key())
+
+
+def _ensure_schedule_key(folder: Path) -> None:
+    """Scheduled entry points (the relay's POST /) accept only ticks signed with this key."""
+    from finfaas.platform import schedule
+
+    _ensure_secret(folder / schedule.SCHEDULE_KEY_SECRET_NAME, schedule.new_schedule_key_text())
 
 
 def _ensure_secret(path: Path, value: str) -> None:

@@ -162,6 +162,13 @@ class Verifier(Protocol):
     def verify(self, token: str) -> jwt_auth.Principal: ...
 
 
+class TriggerCheck(Protocol):
+    """What a token-less entry point accepts instead of a token: proof that its trigger sent the call
+    (a schedule's signed tick, a queue message's MAC). `verify` raises an HttpError (401) otherwise."""
+
+    def verify(self, request: Request) -> None: ...
+
+
 @dataclass
 class Request:
     """What a handler sees: the parsed request, its ids and the authenticated principal."""
@@ -228,6 +235,7 @@ class Route:
     idempotency: IdempotencyMode | None = None
     rate_limit: str | None = RATE_LIMIT_DEFAULT
     audit: AuditMode = AUDIT_SYNC
+    trigger: TriggerCheck | None = None
 
     @property
     def operation_id(self) -> str:
@@ -447,9 +455,12 @@ class FunctionApp:
         idempotency: IdempotencyMode | None = None,
         rate_limit: str | None = RATE_LIMIT_DEFAULT,
         audit: AuditMode = AUDIT_SYNC,
+        trigger: TriggerCheck | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register a handler; auth is required unless auth=False, and every listed scope is needed.
 
+        trigger: on an auth=False route called by a queue or a schedule, what proves the call came
+        from that trigger (checked where a token would be, before the body is read).
         idempotency ("required", "optional", "in_transaction"), rate_limit (a limit name, None for
         none) and audit ("sync", "outbox") take effect when the app was given an idempotency guard /
         a limiter / an audit log."""
@@ -458,7 +469,8 @@ class FunctionApp:
             route = _build_route(
                 method, path, handler, scopes, auth, body, query, response, status, media_types, openapi
             )
-            route = replace(route, idempotency=idempotency, rate_limit=rate_limit, audit=audit)
+            route = replace(route, idempotency=idempotency, rate_limit=rate_limit, audit=audit,
+                            trigger=trigger)
             self._check_platform_options(route)
             self._add_route(route)
             return handler
@@ -487,6 +499,8 @@ class FunctionApp:
 
     def _check_platform_options(self, route: Route) -> None:
         self._check_audit_option(route)
+        if route.trigger is not None and route.auth:
+            raise ValueError(f"{route.method} {route.path}: a trigger proof replaces the token (auth=False)")
         if route.idempotency is None:
             return
         where = f"{route.method} {route.path}"
@@ -692,7 +706,8 @@ class FunctionApp:
     def _resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []
         for route in self._routes:
-            match = route.pattern.match(path)
+            # fullmatch: `$` alone would let a trailing newline through.
+            match = route.pattern.fullmatch(path)
             if match is None:
                 continue
             if route.method == method:
@@ -710,12 +725,17 @@ class FunctionApp:
         for name, value in request.path_params.items():
             if len(value) > path_param_chars_max:
                 raise NotFound(f"No resource at {request.route} with a {len(value)}-character {name}.")
+            if _CONTROL_CHARACTERS.search(value):
+                # No id has them: refused before any token check, store read or log line sees them.
+                raise NotFound(f"No resource at {request.route} with control characters in {name}.")
 
     def _authenticate(
         self, route: Route, request: Request, log_context: dict[str, Any]
     ) -> jwt_auth.Principal | None:
         """The verified principal (None on auth=False routes); 401 for any unacceptable token."""
         if not route.auth:
+            if route.trigger is not None:
+                route.trigger.verify(request)
             return None
         try:
             principal = self._get_verifier().verify(jwt_auth.bearer_token(request.header("authorization")))
@@ -912,6 +932,7 @@ def _build_route(
 
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _compile_path(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
@@ -1013,6 +1034,11 @@ def _validated_query(route: Route, query: Mapping[str, list[str]]) -> BaseModel:
         return route.query_model.model_validate(values)
     except ValidationError as error:
         raise ValidationFailed("The query parameters are not valid.", errors=_field_errors(error)) from None
+
+
+def validation_failed(detail: str, error: ValidationError) -> ValidationFailed:
+    """The 422 of a model validated by the handler itself (e.g. after opening a sealed message)."""
+    return ValidationFailed(detail, errors=_field_errors(error))
 
 
 def _field_errors(error: ValidationError) -> list[FieldError]:

@@ -519,15 +519,19 @@ def new_notice_key() -> str:
 class SqsSettlementScheduler:
     """Settlement later = a delayed message on the rail's own queue (`rail`), delivered back to it."""
 
-    def __init__(self, queue: Any = None) -> None:
+    def __init__(self, queue: Any = None, mac: Any = None) -> None:
+        from finfaas.platform.queue_proof import LazyEventMac
+
         self._queue = queue
+        self._mac = LazyEventMac(mac)  # the rail's POST / takes only sealed messages
 
     def settle_later(self, payment_id: str, delay_seconds: int) -> None:
         from finfaas.platform.events import CONTENT_TYPE_ATTRIBUTE, TYPE_ATTRIBUTE, QueueMessage, SqsQueue
+        from finfaas.platform.queue_proof import seal_body
 
         if self._queue is None:
             self._queue = SqsQueue("rail")
-        body = SettleMessage(payment_id=payment_id).model_dump_json().encode()
+        body = seal_body(self._mac.get(), SettleMessage(payment_id=payment_id).model_dump_json()).encode()
         attributes = {TYPE_ATTRIBUTE: SETTLE_EVENT_TYPE, CONTENT_TYPE_ATTRIBUTE: "application/json"}
         self._queue.send(QueueMessage(payment_id, body, attributes, min(delay_seconds, settle_seconds_max)))
 

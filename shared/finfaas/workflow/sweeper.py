@@ -8,7 +8,7 @@ the dead-letter queue, an attempt whose drive died). It runs:
   its turn in DynamoDB (so duplicate ticks sweep once), then schedules the next tick while any
   execution is RUNNING, then sends a wake-up per overdue execution. With nothing running the chain
   stops, and the orchestrator scales to zero; the next start re-arms it.
-* on demand: POST /_/ops/sweep (a cluster may also schedule that, e.g. with the cron-connector).
+* on demand: POST /_/ops/sweep, with an `ops` token (a schedule of it needs a caller that holds one).
 """
 
 from __future__ import annotations

@@ -415,9 +415,14 @@ class SqsTasks:
         self,
         client_factory: Callable[[], Any] | None = None,
         resource_name: Callable[[str], str] | None = None,
+        mac: Any = None,
     ) -> None:
+        from finfaas.platform.queue_proof import LazyEventMac
+
         self._client_factory = client_factory or _default_sqs_client
         self._resource_name = resource_name or _default_resource_name
+        # Bodies are sealed: the suite's queue routes (rail, transfers) refuse unsealed POSTs.
+        self._mac = LazyEventMac(mac)
         self._client: Any = None
         self._urls: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -441,9 +446,10 @@ class SqsTasks:
 
     def _send(self, logical: str, parameters: Mapping[str, Any], call: TaskCall) -> dict[str, Any]:
         from finfaas.platform import tracing
+        from finfaas.platform.queue_proof import seal_body
 
+        body = seal_body(self._mac.get(), parameters["MessageBody"])  # ValueError unless a JSON object
         client, url = self._queue(logical)
-        body = parameters["MessageBody"]
         attributes = dict(parameters.get("MessageAttributes") or {})
         attributes.setdefault(
             IDEMPOTENCY_ATTRIBUTE, {"DataType": "String", "StringValue": call.idempotency_key}
@@ -452,7 +458,7 @@ class SqsTasks:
         attributes.setdefault("ce-subject", {"DataType": "String", "StringValue": call.execution_id})
         request: dict[str, Any] = {
             "QueueUrl": url,
-            "MessageBody": body if isinstance(body, str) else json.dumps(body, separators=(",", ":")),
+            "MessageBody": body,
             "MessageAttributes": attributes,
             "MessageSystemAttributes": tracing.sqs_message_system_attributes(),
         }

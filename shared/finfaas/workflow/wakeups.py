@@ -1,7 +1,8 @@
 """Wake-up messages on the orchestrator queue: start, timer, callback, continue and sweep ticks.
 
 A wake-up is only a hint: the execution's state lives in DynamoDB, the engine re-reads it and does
-nothing unless something is due, so a duplicate, late or forged message does no harm.
+nothing unless something is due, so a duplicate or late message does no harm. Bodies are sealed
+with the events key (platform/queue_proof.py), so the orchestrator's POST / refuses anyone else's.
 """
 
 from __future__ import annotations
@@ -77,10 +78,15 @@ class SqsWaker:
     """Wake-ups on finfaas-<stage>-orchestrator, as binary CloudEvents once the connector delivers them."""
 
     def __init__(
-        self, client_factory: Callable[[], Any] | None = None, queue_name: str | None = None
+        self, client_factory: Callable[[], Any] | None = None, queue_name: str | None = None,
+        mac: Any = None,
     ) -> None:
+        from finfaas.platform.queue_proof import LazyEventMac
+
         self._client_factory = client_factory or _default_client
         self._queue_name = queue_name
+        # Sealed, so the orchestrator's POST / can tell its queue's messages from anyone's POST.
+        self._mac = LazyEventMac(mac)
         self._client: Any = None
         self._url: str | None = None
         self._lock = threading.Lock()
@@ -93,10 +99,13 @@ class SqsWaker:
         if wakeup.execution_id:
             attributes["ce-subject"] = {"DataType": "String", "StringValue": wakeup.execution_id}
         try:
+            from finfaas.platform.queue_proof import seal_body
+
+            body = seal_body(self._mac.get(), wakeup.to_json())
             client, url = self._queue()
             client.send_message(
                 QueueUrl=url,
-                MessageBody=wakeup.to_json(),
+                MessageBody=body,
                 DelaySeconds=delay_seconds,
                 MessageAttributes=attributes,
                 MessageSystemAttributes=tracing.sqs_message_system_attributes(),

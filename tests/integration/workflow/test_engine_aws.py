@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import requests
+from finfaas.platform.events import EventMac
 from finfaas.store.executions_store import ExecutionsStore
 from finfaas.store.ledger_store import DynamoCallMeter
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file, parse_definition
@@ -43,8 +44,9 @@ def _registry(*extra) -> DefinitionRegistry:
 
 def _engine(fresh_tables, private_queue, demo_bank, definitions=None, **options) -> Engine:
     sqs, url = private_queue
-    waker = SqsWaker(client_factory=lambda: sqs, queue_name=url.rsplit("/", 1)[-1])
-    runner = ResourceRunner(HttpTasks(demo_bank.url, StaticToken(demo_bank.token)), SqsTasks())
+    mac = EventMac.generate()
+    waker = SqsWaker(client_factory=lambda: sqs, queue_name=url.rsplit("/", 1)[-1], mac=mac)
+    runner = ResourceRunner(HttpTasks(demo_bank.url, StaticToken(demo_bank.token)), SqsTasks(mac=mac))
     return Engine(definitions or _registry(), ExecutionsStore(*fresh_tables), runner, waker, **options)
 
 

@@ -8,6 +8,7 @@ import pytest
 from events_fakes import T0, FakeOutbox, FakePoster, FakeQueue, FakeSubscriptions, outbox_event
 from finfaas.platform.events import DATA_MEDIA_TYPE, EventEnvelope, EventMac
 from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys
+from finfaas.platform.schedule import SCHEDULE_HEADER, schedule_tick_age_seconds_max, sign_tick
 from finfaas.platform.testing import TokenMinter, call, load_function_handler
 from finfaas.services.outbox_relay import OutboxRelay
 from finfaas.services.webhooks import (
@@ -121,9 +122,10 @@ def test_a_forged_queue_message_is_refused_and_nothing_is_sent(webhooks, tokens)
     subscription_id = create(module, tokens).json()["id"]
     forged = Delivery(subscription_id, {**EVENT.document(), "data": {"transfers": ["forged"]}})
     reply = queue_post(module, EventMac.generate().seal(forged.document()), DELIVERY_TYPE)
-    assert reply.status == 403 and reply.json()["code"] == "event_rejected"
+    assert reply.status == 401 and reply.json()["code"] == "event_mac_invalid"
+    assert reply.header("Content-Type") == "application/problem+json"
     unsealed = queue_post(module, json.dumps(EVENT.document()).encode(), EVENT.type)
-    assert unsealed.status == 403
+    assert unsealed.status == 401
     assert fakes["poster"].received == [] and fakes["queue"].sent == []
 
 
@@ -134,12 +136,55 @@ def test_a_fan_out_that_cannot_queue_answers_503_so_sqs_delivers_the_event_again
     assert queue_post(module, fakes["mac"].seal(EVENT.document()), EVENT.type).status == 503
 
 
-def test_the_relay_function_relays_for_a_bounded_time_and_reports(monkeypatch):
+SCHEDULE_KEY = b"k" * 32
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def relay_function(monkeypatch):
+    """The relay handler on a fake outbox and queue, checking ticks against SCHEDULE_KEY at NOW."""
     module = load_function_handler("relay")
     outbox, queue = FakeOutbox(["ledger-0"]), FakeQueue()
     outbox.add(*[outbox_event(n) for n in range(3)])
     module.relay.use(OutboxRelay(outbox, queue, EventMac.generate(), "relay-test"))
+    module.schedule_proof.use([SCHEDULE_KEY], clock=lambda: NOW)
     monkeypatch.setenv("FINFAAS_RELAY_RUN_SECONDS", "0.3")
-    reply = call(module.handle, "POST", "/")
+    return module, outbox, queue
+
+
+def tick(key: bytes = SCHEDULE_KEY, function: str = "relay", at: float = NOW) -> dict[str, str]:
+    return {SCHEDULE_HEADER: sign_tick(key, function, at)}
+
+
+def test_the_relay_function_relays_for_a_bounded_time_and_reports(relay_function):
+    module, outbox, queue = relay_function
+    reply = call(module.handle, "POST", "/", headers=tick())
     assert reply.status == 200 and reply.json()["sent"] == 3 and reply.json()["status"] == "done"
     assert outbox.remaining() == [] and len(queue.sent) == 3
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    tick(key=b"x" * 32),
+    tick(function="webhooks"),
+    tick(at=NOW - schedule_tick_age_seconds_max - 1),
+    tick(at=NOW + 60),
+    {SCHEDULE_HEADER: "t=1800000000,v1=forged"},
+    {"Authorization": "Bearer anything"},
+], ids=["none", "other-key", "other-function", "stale", "future", "forged", "bearer"])
+def test_a_relay_run_without_a_fresh_signed_tick_is_401_and_relays_nothing(relay_function, headers):
+    module, outbox, queue = relay_function
+    reply = call(module.handle, "POST", "/", headers=headers)
+    assert reply.status == 401 and reply.header("Content-Type") == "application/problem+json"
+    assert reply.json()["code"] == "schedule_proof_invalid"
+    assert reply.header("WWW-Authenticate").startswith("FinfaasSchedule")
+    assert len(outbox.remaining()) == 3 and queue.sent == []
+
+
+def test_a_tick_starts_one_run_only_a_replay_is_401(relay_function):
+    module, outbox, _ = relay_function
+    headers = tick()
+    assert call(module.handle, "POST", "/", headers=headers).status == 200
+    outbox.add(outbox_event(9))
+    assert call(module.handle, "POST", "/", headers=headers).status == 401
+    assert len(outbox.remaining()) == 1

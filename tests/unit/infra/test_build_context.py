@@ -72,3 +72,33 @@ def test_function_requirements_are_pinned_to_the_lock(name):
         key = package.split("[", 1)[0].lower().replace("_", "-")
         assert version, f"{name}: {line!r} is not pinned"
         assert pins.get(key) == version, f"{name}: {line!r} differs from requirements.lock"
+
+
+# The image's index.py, as the build context holds it, answering what upstream's Flask answers itself.
+IMAGE_INDEX_PROBE = """
+import json, pathlib, sys
+pathlib.Path("function/__init__.py").touch(exist_ok=True)
+sys.path.insert(0, ".")
+import index
+
+client = index.app.test_client()
+answers = []
+for method, path in (("OPTIONS", "/_/ops/stats"), ("TRACE", "/_/health"), ("GET", "/payments/a%0Ab")):
+    reply = client.open(path, method=method)
+    answers.append([reply.status_code, reply.headers.get("Content-Type"), reply.headers.get("Allow")])
+print(json.dumps(answers))
+"""
+
+
+def test_build_context_carries_the_index_that_lets_the_handler_answer_every_request(tmp_path):
+    context = function_build_context("rail", STACK, ROOT, tmp_path)
+
+    reply = subprocess.run(
+        [sys.executable, "-c", IMAGE_INDEX_PROBE], cwd=context, capture_output=True, text=True, timeout=60,
+    )
+
+    assert reply.returncode == 0, reply.stderr
+    problem = "application/problem+json"
+    assert json.loads(reply.stdout.strip().splitlines()[-1]) == [
+        [405, problem, "GET"], [405, problem, "GET"], [404, problem, None],
+    ]

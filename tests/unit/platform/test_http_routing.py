@@ -90,6 +90,23 @@ def test_wrong_method_is_a_405_with_allow(app):
     assert reply.json()["code"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "HEAD", "CONNECT", "PROPFIND"])
+def test_methods_no_route_takes_are_a_405_listing_only_the_real_ones(app, method):
+    reply = call(app.handle, method, "/accounts/acc-1")
+
+    assert reply.status == 405
+    assert reply.header("Allow") == "DELETE, GET"
+    assert reply.header("Content-Type") == "application/problem+json"
+
+
+@pytest.mark.parametrize("path", ["/accounts/a-1\n", "/accounts/a\nb", "/accounts/a\x00b", "/accounts/a\x7f"])
+def test_control_characters_in_a_path_are_a_404_problem(app, path):
+    reply = call(app.handle, "GET", path)
+
+    assert reply.status == 404
+    assert reply.json()["code"] == "not_found"
+
+
 def test_returning_none_is_204_with_an_empty_body(app):
     reply = call(app.handle, "DELETE", "/accounts/acc-1")
 
@@ -243,3 +260,18 @@ def test_ops_routes_always_require_the_ops_scope():
 
     route = next(r for r in app.routes if r.path == "/_/ops/replay")
     assert route.scopes == ("payments:write", "ops")
+
+
+def test_options_on_an_ops_route_is_a_405_before_any_token_is_asked_for():
+    ops_app = FunctionApp("ops")
+
+    @ops_app.route("POST", "/_/ops/sweep")
+    def sweep(req: Request) -> dict:
+        """Sweep."""
+        return {}
+
+    reply = call(ops_app.handle, "OPTIONS", "/_/ops/sweep")
+
+    assert reply.status == 405
+    assert reply.header("Allow") == "POST"
+    assert reply.header("Content-Type") == "application/problem+json"

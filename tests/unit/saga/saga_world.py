@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from finfaas.domain.ledger import AccountKind, AccountStatus, NewAccount
 from finfaas.domain.reference_model import ReferenceLedger
 from finfaas.local.ledger_check import AccountSnapshot, Report, reconcile
+from finfaas.platform.events import EventMac
 from finfaas.platform.idempotency import IdempotencyGuard, InMemoryIdempotencyStore
 from finfaas.platform.ratelimit import InMemoryRateLimitStore, RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
@@ -44,6 +45,8 @@ from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
 from finfaas.workflow.testing import CrashAt, FakeClock, SimulatedCrash
 from finfaas.workflow.wakeups import SWEEP, InMemoryWaker
+
+QUEUE_MAC = EventMac.generate()  # the events key the suite's senders seal queue messages with
 
 GATEWAY = "http://gateway.test"
 VISIBILITY_SECONDS = 30  # infra/template.yaml: every queue
@@ -296,6 +299,8 @@ class SagaWorld:
             module = load_function_handler(name)
             module.verifier.use(verifier)
             self.gateway.handlers[name] = module
+            if hasattr(module, "queue_proof"):  # the queue routes open what the senders here seal
+                module.queue_proof.use(QUEUE_MAC)
         transfers_client = SuiteClient(
             GATEWAY, StaticTokens(self.token("transfers", TRANSFERS_SCOPES)), request=self.gateway.request
         )
@@ -371,7 +376,8 @@ class SagaWorld:
         tokens = StaticTokens(self.token("orchestrator", ORCHESTRATOR_SCOPES))
         runner = ResourceRunner(
             HttpTasks(GATEWAY, tokens, request=self.gateway.request),
-            SqsTasks(client_factory=lambda: self.queues, resource_name=lambda logical: logical),
+            SqsTasks(client_factory=lambda: self.queues, resource_name=lambda logical: logical,
+                     mac=QUEUE_MAC),
         )
         return Engine(
             saga_registry(),
@@ -556,7 +562,7 @@ class _Scheduler:
     def __init__(self, sender: QueueSender) -> None:
         from finfaas.services.rail import SqsSettlementScheduler
 
-        self._scheduler = SqsSettlementScheduler(queue=sender)
+        self._scheduler = SqsSettlementScheduler(queue=sender, mac=QUEUE_MAC)
 
     def settle_later(self, payment_id: str, delay_seconds: int) -> None:
         self._scheduler.settle_later(payment_id, delay_seconds)

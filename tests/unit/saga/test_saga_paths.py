@@ -15,9 +15,10 @@ import pytest
 from finfaas.domain.ledger import AccountKind, AccountStatus, NewAccount
 from finfaas.domain.limits import Tier
 from finfaas.platform.events import TRANSFERS_SOURCE, EventEnvelope
+from finfaas.services.rail import SETTLE_EVENT_TYPE
 from finfaas.services.transfers import transfer_id_for
 from finfaas.workflow.model import Status
-from saga_world import CUSTOMER, OPENING_BALANCE_MINOR, OTHER_CUSTOMER, SagaWorld
+from saga_world import CUSTOMER, OPENING_BALANCE_MINOR, OTHER_CUSTOMER, QUEUE_MAC, SagaWorld
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "events" / "schemas"
 INTERNAL = {"debit_account_id": "acc-a", "credit_account_id": "acc-b", "amount": 2_500, "currency": "USD"}
@@ -521,9 +522,11 @@ def test_a_forged_review_message_is_ignored():
     forged = {"task_token": "dHJhbnNmZXI6eA.secret", "transfer_id": transfer_id, "kind": "review"}
 
     reply = world.gateway.call("POST", "transfers", "/", forged)
+    # Even sealed with the events key, a token the orchestrator does not wait for is not kept.
+    sealed = world.gateway.call("POST", "transfers", "/", json.loads(QUEUE_MAC.seal(forged)))
 
-    assert reply.status_code == 200
-    assert reply.json() == {"outcome": "ignored"}
+    assert reply.status_code == 401 and reply.json()["code"] == "event_mac_invalid"
+    assert sealed.status_code == 200 and sealed.json() == {"outcome": "ignored"}
     assert world.transfer(transfer_id).task_token is None
 
 
@@ -544,3 +547,16 @@ def test_every_event_matches_its_published_schema():
         ).document()
         schema = json.loads((SCHEMAS / f"{event.type}.json").read_text())
         jsonschema.Draft202012Validator(schema).validate(document)
+
+
+def test_a_rail_message_not_sealed_by_the_suite_is_401_and_pays_nothing():
+    world = SagaWorld()
+    hand_off = {"task_token": "dHJhbnNmZXI6eA.secret", "payment_id": "tr_forged", "amount_minor": 100,
+                "currency": "USD", "account_number": "99990001"}
+    settle = {"payment_id": "tr_forged"}
+
+    replies = [world.gateway.call("POST", "rail", "/", hand_off),
+               world.gateway.call("POST", "rail", "/", settle, headers={"ce-type": SETTLE_EVENT_TYPE})]
+
+    assert [(r.status_code, r.json()["code"]) for r in replies] == [(401, "event_mac_invalid")] * 2
+    assert world.queues.messages == []

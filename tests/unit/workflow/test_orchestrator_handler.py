@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from finfaas.platform.events import EventMac
 from finfaas.platform.testing import TokenMinter, call, load_function_handler
 from finfaas.workflow.interpreter import task_token
 from finfaas.workflow.sweeper import Sweeper
@@ -23,6 +24,14 @@ CLOUDEVENT = {
 }
 
 
+QUEUE_MAC = EventMac.generate()
+
+
+def sealed(document: dict) -> bytes:
+    """A body as the waker queues it: sealed with the events key."""
+    return QUEUE_MAC.seal(document)
+
+
 @pytest.fixture(scope="module")
 def tokens():
     return TokenMinter.generate()
@@ -36,6 +45,7 @@ def orchestrator(tokens):
         handler.OrchestratorServices(world.engine, Sweeper(world.store, world.waker, clock=world.clock))
     )
     handler.verifier.use(tokens.verifier())
+    handler.queue_proof.use(QUEUE_MAC)
     handler.world = world
     handler.token = tokens.mint(sub="transfers", scopes=ALL_SCOPES, kind="client")
     return handler
@@ -53,7 +63,8 @@ def _deliver_queued(handler) -> list[dict]:
     """What the connector does: each queued wake-up POSTed as a binary CloudEvent to /."""
     answers = []
     while (queued := handler.world.waker.pop_visible()) is not None:
-        reply = call(handler.handle, "POST", "/", body=queued.wakeup.to_json().encode(), headers=CLOUDEVENT)
+        body = sealed(json.loads(queued.wakeup.to_json()))
+        reply = call(handler.handle, "POST", "/", body=body, headers=CLOUDEVENT)
         assert reply.status == 200, reply.body
         answers.append(reply.json())
     return answers
@@ -111,18 +122,39 @@ def test_routes_need_their_scopes(orchestrator, tokens):
 
 
 def test_the_queue_route_takes_only_cloudevent_wake_ups(orchestrator):
-    no_event = call(orchestrator.handle, "POST", "/", json_body={"kind": "wake", "execution_id": "x"})
-    garbage = call(orchestrator.handle, "POST", "/", body=b'{"kind": "launch"}', headers=CLOUDEVENT)
+    no_event = call(orchestrator.handle, "POST", "/", body=sealed({"kind": "wake", "execution_id": "x"}),
+                    headers={"Content-Type": "application/json"})
+    garbage = call(orchestrator.handle, "POST", "/", body=sealed({"kind": "launch"}), headers=CLOUDEVENT)
     unknown = call(
         orchestrator.handle,
         "POST",
         "/",
-        body=b'{"kind": "wake", "execution_id": "m:nope"}',
+        body=sealed({"kind": "wake", "execution_id": "m:nope"}),
         headers=CLOUDEVENT,
     )
 
     assert (no_event.status, garbage.status) == (400, 400)  # left in the queue, to end in its DLQ
     assert unknown.status == 200 and unknown.json()["outcome"] == "nothing_to_do"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"kind": "sweep", "reason": "sweep"}',
+    EventMac.generate().seal({"kind": "sweep", "reason": "sweep"}),
+    b'{"kind": "sweep", "reason": "sweep", "finfaasmac": "v1,forged"}',
+], ids=["unsealed", "other-key", "forged"])
+def test_a_wake_up_not_sealed_by_the_suite_is_401_and_starts_nothing(orchestrator, body):
+    start = {"state_machine": "transfer", "name": "t-401", "input": TRANSFER}
+    started = _post(orchestrator, "/executions", start)
+    assert started.status == 201
+    queued_before = len(orchestrator.world.waker.queued)
+
+    reply = call(orchestrator.handle, "POST", "/", body=body, headers=CLOUDEVENT)
+
+    assert reply.status == 401 and reply.header("Content-Type") == "application/problem+json"
+    assert reply.json()["code"] == "event_mac_invalid"
+    assert len(orchestrator.world.waker.queued) == queued_before  # no sweep ran, nothing was armed
+    assert _get(orchestrator, "/executions/transfer:t-401").json()["history_events"] == (
+        started.json()["history_events"])
 
 
 def test_listing_pages_newest_first_and_history_pages_by_seq(orchestrator):

@@ -1,4 +1,4 @@
-"""The OpenFaaS python3-http template's index.py, kept behaviour-for-behaviour.
+"""The project's variant of the OpenFaaS python3-http template's index.py.
 
 Adapted from template/python3-http/index.py of openfaas/python-flask-template,
 Copyright (c) OpenFaaS Author(s), released under the MIT licence:
@@ -13,8 +13,14 @@ Copyright (c) OpenFaaS Author(s), released under the MIT licence:
 
 What a handler sees here is what it sees in the container: one Flask catch-all route for
 GET/PUT/POST/PATCH/DELETE, an Event with body/headers/method/query/path, a Context with
-hostname, and the same response formatting. Only the listener differs: loopback, and the port
-(or an inherited socket) chosen by the local gateway; see finfaas.local.harness.__main__.
+hostname, and the same response formatting. It differs from upstream in one respect: upstream,
+Flask answers some requests itself with text/html before the handler is called (OPTIONS with
+200 and an Allow header of its own, other methods with 405, paths its `<path:path>` converter
+does not match, such as one holding %0A, with 404). Here every such request reaches the handler,
+so the function's own routing answers it (problem+json, its real Allow). `finfaas build
+--shrinkwrap` puts this file in every build context, so images run the same code.
+The listener is loopback (of-watchdog's upstream is 127.0.0.1:5000 in the image too), on the
+port or inherited socket the local gateway chose; see finfaas.local.harness.__main__.
 The `function` package must be importable before this module is (the launcher arranges it).
 """
 
@@ -23,6 +29,7 @@ import os
 from flask import Flask, jsonify, request
 from function import handler  # type: ignore[import-not-found]  # the function folder, as in the image
 from waitress import serve
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 TEMPLATE_PORT = 5000  # of-watchdog's upstream_url in the python3-http image
 
@@ -72,13 +79,29 @@ def format_response(resp):
     return resp
 
 
-@app.route("/", defaults={"path": ""}, methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
-@app.route("/<path:path>", methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
+TEMPLATE_METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE"]
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+# No automatic OPTIONS: Flask would answer it with 200 and every method it routes.
+@app.route("/", defaults={"path": ""}, methods=TEMPLATE_METHODS, provide_automatic_options=False)
+@app.route("/<path:path>", methods=TEMPLATE_METHODS, provide_automatic_options=False)
 def call_handler(path):
     event = Event()
     context = Context()
     response_data = handler.handle(event, context)
     return format_response(response_data)
+
+
+@app.errorhandler(HTTPException)
+def answer_http_error(error):
+    """Routing misses go to the handler, whose routes decide; any other Flask error is problem+json."""
+    if isinstance(error, (NotFound, MethodNotAllowed)):
+        return call_handler(request.path)
+    code = "_".join(error.name.lower().replace("'", "").split())
+    problem = {"type": f"urn:finfaas:problem:{code}", "title": error.name, "status": error.code,
+               "detail": error.name, "code": code}
+    return jsonify(problem), error.code, {"Content-Type": PROBLEM_MEDIA_TYPE}
 
 
 if __name__ == "__main__":

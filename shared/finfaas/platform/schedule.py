@@ -1,0 +1,177 @@
+"""Schedule ticks: proof that a scheduled call came from the suite's scheduler, not from anyone.
+
+A scheduled entry point (the relay's POST /) takes no bearer token, so the tick carries
+
+    X-Finfaas-Schedule: t=<unix seconds>,v1=<base64 HMAC-SHA256 of "<function>.<t>">
+
+made with the `schedule-hmac-key` secret (base64 keys separated by whitespace, the signing key
+first, older ones still accepted during a rotation). The function name in the MAC keeps a tick
+for one function from starting another; the timestamp must be within
+schedule_tick_age_seconds_max of the function's clock, and each tick is accepted once per process,
+so a captured tick is worth at most one run on each replica, for two minutes.
+
+Who signs: the local runtime and the Kubernetes CronJob of each deploy target run
+`python -m finfaas.platform.schedule <function> <url>` (stdlib only, so it runs from the
+function's own image). OpenFaaS's cron-connector and Knative's PingSource cannot sign (they send a
+fixed request), so they are not used for these entry points; see README "Deploying for real".
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from finfaas.platform.errors import HttpError
+from finfaas.platform.logging import get_logger
+from finfaas.platform.problems import FieldError
+
+SCHEDULE_HEADER = "X-Finfaas-Schedule"
+SCHEDULE_KEY_SECRET_NAME = "schedule-hmac-key"  # noqa: S105 - the name of the secret file, not a secret
+SCHEDULE_PROOF_VERSION = "v1"
+schedule_tick_age_seconds_max = 120  # two cron minutes: a tick delayed by a slow gateway still counts
+schedule_tick_skew_seconds_max = 30  # a scheduler's clock a little ahead of the function's
+schedule_ticks_remembered_max = 1024  # per process; ticks come once a minute per schedule
+schedule_header_chars_max = 128
+schedule_key_bytes_min = 32
+schedule_keys_max = 4
+tick_timeout_seconds = 70.0  # the relay's 65 s exec_timeout, and some
+_HEADER_PATTERN = re.compile(r"^t=(?P<t>[0-9]{1,12}),v1=(?P<mac>[A-Za-z0-9+/=]{1,64})$")
+_log = get_logger("schedule")
+
+
+class ScheduleProofInvalid(HttpError):
+    """A scheduled entry point called without a fresh, authentic tick; the detail never says why."""
+
+    status, code, title = 401, "schedule_proof_invalid", "Schedule proof invalid"
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"This entry point runs on a schedule: send a signed tick in {SCHEDULE_HEADER}.",
+            errors=(FieldError(SCHEDULE_HEADER, "missing, malformed, stale, replayed or forged"),),
+            headers={"WWW-Authenticate": f'FinfaasSchedule realm="finfaas", header="{SCHEDULE_HEADER}"'},
+        )
+
+
+def schedule_keys_from_text(text: str) -> list[bytes]:
+    """Keys of the `schedule-hmac-key` secret; ValueError when empty, malformed or too short."""
+    try:
+        keys = [base64.b64decode(word, validate=True) for word in text.split()]
+    except ValueError:
+        raise ValueError(f"{SCHEDULE_KEY_SECRET_NAME} holds base64 keys separated by spaces") from None
+    if not 0 < len(keys) <= schedule_keys_max or any(len(k) < schedule_key_bytes_min for k in keys):
+        raise ValueError(f"{SCHEDULE_KEY_SECRET_NAME}: 1..{schedule_keys_max} keys of "
+                         f"{schedule_key_bytes_min}+ bytes")
+    return keys
+
+
+def schedule_keys_from_config() -> list[bytes]:
+    """The keys of the `schedule-hmac-key` secret (ConfigError when it is missing)."""
+    from finfaas.platform.config import read_secret
+
+    return schedule_keys_from_text(read_secret(SCHEDULE_KEY_SECRET_NAME) or "")
+
+
+def new_schedule_key_text() -> str:
+    import secrets
+
+    return base64.b64encode(secrets.token_bytes(schedule_key_bytes_min)).decode("ascii")
+
+
+def _mac(key: bytes, function: str, timestamp: int) -> str:
+    digest = hmac.new(key, f"{function}.{timestamp}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def sign_tick(key: bytes, function: str, now: float) -> str:
+    """The X-Finfaas-Schedule value of a tick sent now to `function`."""
+    timestamp = int(now)
+    return f"t={timestamp},{SCHEDULE_PROOF_VERSION}={_mac(key, function, timestamp)}"
+
+
+class ScheduleProof:
+    """The trigger check of a scheduled route: a fresh tick signed for this function, used once here."""
+
+    def __init__(self, function: str, keys: Sequence[bytes] | Callable[[], Sequence[bytes]],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.function = function
+        self._keys_source = keys
+        self._keys: tuple[bytes, ...] | None = None if callable(keys) else tuple(keys)
+        self._clock = clock
+        self._seen: dict[str, float] = {}  # MAC -> when it stops being acceptable anyway
+        self._lock = threading.Lock()
+
+    def use(self, keys: Sequence[bytes], clock: Callable[[], float] | None = None) -> None:
+        """Verify with these keys (and clock) from now on: tests, or a key read another way."""
+        self._keys = tuple(keys)
+        self._clock = clock or self._clock
+
+    def verify(self, request: Any) -> None:
+        """Accept the tick or raise ScheduleProofInvalid (401); a tick counts once per process."""
+        raw = (request.header(SCHEDULE_HEADER.lower()) or "")[:schedule_header_chars_max]
+        match = _HEADER_PATTERN.match(raw)
+        if match is None:
+            raise ScheduleProofInvalid()
+        timestamp, claimed, now = int(match["t"]), match["mac"], self._clock()
+        if not -schedule_tick_skew_seconds_max <= now - timestamp <= schedule_tick_age_seconds_max:
+            raise ScheduleProofInvalid()
+        keys = self._keys_or_none()
+        if not any(hmac.compare_digest(claimed, _mac(k, self.function, timestamp)) for k in keys):
+            raise ScheduleProofInvalid()
+        self._remember(claimed, timestamp + schedule_tick_age_seconds_max, now)
+
+    def _keys_or_none(self) -> tuple[bytes, ...]:
+        if self._keys is None:
+            try:
+                self._keys = tuple(self._keys_source())  # type: ignore[operator]
+            except Exception as error:  # a missing key must refuse every tick, never accept one
+                _log.error("schedule key unavailable", error_type=type(error).__name__)
+                return ()
+        return self._keys
+
+    def _remember(self, mac: str, expires_at: float, now: float) -> None:
+        with self._lock:
+            if mac in self._seen:
+                raise ScheduleProofInvalid()
+            if len(self._seen) >= schedule_ticks_remembered_max:
+                self._seen = {m: t for m, t in self._seen.items() if t >= now}
+            if len(self._seen) >= schedule_ticks_remembered_max:
+                raise ScheduleProofInvalid()  # a flood of valid ticks is not a schedule: refuse, never forget
+            self._seen[mac] = expires_at
+
+
+def send_tick(function: str, url: str, key: bytes, now: float,
+              timeout_seconds: float = tick_timeout_seconds) -> tuple[int, bytes]:
+    """POST one signed tick to the function's URL; (status, body)."""
+    request = urllib.request.Request(  # noqa: S310 - the scheduler's own configured URL
+        url, data=b"", method="POST",
+        headers={SCHEDULE_HEADER: sign_tick(key, function, now), "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_seconds) as reply:  # noqa: S310
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m finfaas.platform.schedule <function> <url>`: one tick; exit 0 on a 2xx answer."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m finfaas.platform.schedule <function> <url>", file=sys.stderr)
+        return 2
+    status, body = send_tick(args[0], args[1], schedule_keys_from_config()[0], time.time())
+    print(status, body.decode("utf-8", "replace")[:500])
+    return 0 if 200 <= status < 300 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
