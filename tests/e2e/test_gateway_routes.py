@@ -38,8 +38,8 @@ def _problem(reply) -> dict:
 @pytest.mark.parametrize(("method", "path", "allow"), [
     ("OPTIONS", "/function/ledger/_/ops/expire-holds", "POST"),
     ("OPTIONS", "/function/relay/", "POST"),
-    ("TRACE", "/function/accounts/accounts", "GET, POST"),
-    ("PROPFIND", "/function/orchestrator/executions", "GET, POST"),
+    ("TRACE", "/function/accounts/accounts", "GET, HEAD, POST"),
+    ("PROPFIND", "/function/orchestrator/executions", "GET, HEAD, POST"),
 ])
 def test_methods_a_route_lacks_are_405_problems_with_its_real_allow(gateway, method, path, allow):
     # No token is sent: the answer comes from routing, before authentication.

@@ -594,7 +594,10 @@ class FunctionApp:
                 status=response.status,
                 duration_ms=round(elapsed_s * 1000, 2),
             )
-        return _event_response(response, request.request_id)
+        answer = _event_response(response, request.request_id)
+        if request.method == "HEAD":
+            answer["body"] = ""
+        return answer
 
     def _trace(self, request: Request) -> Any:
         trace_header = request.header(tracing.TRACE_HEADER)
@@ -705,14 +708,15 @@ class FunctionApp:
 
     def _resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []
+        served = "GET" if method == "HEAD" else method  # RFC 9110: HEAD is GET without the body
         for route in self._routes:
             # fullmatch: `$` alone would let a trailing newline through.
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
-            if route.method == method:
+            if route.method == served:
                 return route, match.groupdict()
-            allowed.append(route.method)
+            allowed.extend(("GET", "HEAD") if route.method == "GET" else (route.method,))
         if allowed:
             raise MethodNotAllowed(method, allowed)
         raise NotFound(f"No resource at {path}.")

@@ -100,5 +100,5 @@ def test_build_context_carries_the_index_that_lets_the_handler_answer_every_requ
     assert reply.returncode == 0, reply.stderr
     problem = "application/problem+json"
     assert json.loads(reply.stdout.strip().splitlines()[-1]) == [
-        [405, problem, "GET"], [405, problem, "GET"], [404, problem, None],
+        [405, problem, "GET, HEAD"], [405, problem, "GET, HEAD"], [404, problem, None],
     ]

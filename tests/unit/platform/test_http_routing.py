@@ -86,17 +86,32 @@ def test_wrong_method_is_a_405_with_allow(app):
     reply = call(app.handle, "PATCH", "/accounts/acc-1")
 
     assert reply.status == 405
-    assert reply.header("Allow") == "DELETE, GET"
+    assert reply.header("Allow") == "DELETE, GET, HEAD"
     assert reply.json()["code"] == "method_not_allowed"
 
 
-@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "HEAD", "CONNECT", "PROPFIND"])
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "CONNECT", "PROPFIND"])
 def test_methods_no_route_takes_are_a_405_listing_only_the_real_ones(app, method):
     reply = call(app.handle, method, "/accounts/acc-1")
 
     assert reply.status == 405
-    assert reply.header("Allow") == "DELETE, GET"
+    assert reply.header("Allow") == "DELETE, GET, HEAD"
     assert reply.header("Content-Type") == "application/problem+json"
+
+
+def test_head_answers_as_get_without_the_body(app):
+    reply = call(app.handle, "HEAD", "/accounts/acc-42")
+
+    assert reply.status == 200
+    assert reply.body == ""
+    assert reply.header("Content-Type") == "application/json"
+
+
+def test_head_where_no_get_is_a_405(app):
+    reply = call(app.handle, "HEAD", "/accounts/acc-1/freeze")
+
+    assert reply.status == 405
+    assert reply.header("Allow") == "POST"
 
 
 @pytest.mark.parametrize("path", ["/accounts/a-1\n", "/accounts/a\nb", "/accounts/a\x00b", "/accounts/a\x7f"])
