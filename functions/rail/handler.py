@@ -95,7 +95,9 @@ def build_services() -> RailServices:
     tokens = ServiceTokens.from_secret(gateway_url, FUNCTION_NAME)
     orchestrator = OrchestratorClient(SuiteClient(gateway_url, tokens))
     # The rail only opens payees (no digest key): it pays them, it does not recognise them.
-    vault = CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())))
+    keys = KmsDataKeys(pii_key_id())
+    keys.warm()  # a cold rail is started by a hand-off, which the saga waits for with a timeout
+    vault = CreditorVault(EnvelopeCipher(keys))
     adapter = RailAdapter(bank, store, orchestrator, notice_key, vault=vault)
     return RailServices(adapter=adapter, bank=bank,
                         probe=lambda: store.get("readiness-probe"), dynamodb_calls=meter.snapshot)
