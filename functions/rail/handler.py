@@ -25,6 +25,7 @@ from typing import Any  # noqa: E402
 from finfaas.platform.errors import ErrorSpec, ValidationFailed  # noqa: E402
 from finfaas.platform.events import delivery_type, event_mac_from_config  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request  # noqa: E402
+from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
 from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.rail import (  # noqa: E402
@@ -54,6 +55,8 @@ ERRORS = {
     InvalidNotice: ErrorSpec(401, InvalidNotice.code, "Invalid notice"),
     RailStoreUnavailable: ErrorSpec(503, RailStoreUnavailable.code, "Rail store unavailable"),
     ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
+    # The queue redelivers the hand-off; the payee stays sealed until KMS answers again.
+    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
 }
 
 
@@ -75,7 +78,9 @@ def sandbox_settings(environ: Any = os.environ) -> SandboxSettings:
 
 def build_services() -> RailServices:
     """The sandbox on this stage's rail table and queue, the gateway and the rail-client secret (lazily)."""
+    from finfaas.domain.creditor import CreditorVault
     from finfaas.platform import config
+    from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
     from finfaas.services.rail import NOTICE_KEY_SECRET_NAME, HttpNoticeSender, SqsSettlementScheduler
     from finfaas.services.suite_clients import OrchestratorClient, SuiteClient
     from finfaas.store.ledger_store import DynamoCallMeter
@@ -91,7 +96,12 @@ def build_services() -> RailServices:
     bank = SandboxBank(store, SqsSettlementScheduler(), notices, notice_key, settings=sandbox_settings())
     tokens = ServiceTokens.from_secret(gateway_url, FUNCTION_NAME)
     orchestrator = OrchestratorClient(SuiteClient(gateway_url, tokens))
-    return RailServices(adapter=RailAdapter(bank, store, orchestrator, notice_key), bank=bank,
+    # The rail only opens payees (no digest key): it pays them, it does not recognise them.
+    keys = KmsDataKeys(pii_key_id())
+    keys.warm()  # a cold rail is started by a hand-off, which the saga waits for with a timeout
+    vault = CreditorVault(EnvelopeCipher(keys))
+    adapter = RailAdapter(bank, store, orchestrator, notice_key, vault=vault)
+    return RailServices(adapter=adapter, bank=bank,
                         probe=lambda: store.get("readiness-probe"), dynamodb_calls=meter.snapshot)
 
 

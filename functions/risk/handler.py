@@ -20,6 +20,7 @@ from typing import Any  # noqa: E402
 from finfaas.domain.errors import InvalidInput  # noqa: E402
 from finfaas.platform.errors import ErrorSpec, NotFound  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
+from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
 from finfaas.services.risk import (  # noqa: E402
     AssessmentBody,
@@ -38,6 +39,7 @@ FUNCTION_NAME = "risk"
 ASSESS, READ = "risk:assess", "risk:read"
 ERRORS = {
     InvalidBlockEntry: ErrorSpec(422, InvalidBlockEntry.code, "Invalid block entry"),
+    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Fingerprint key unavailable"),
     InvalidInput: ErrorSpec(422, "invalid_input", "Invalid input"),
     RiskStoreUnavailable: ErrorSpec(503, RiskStoreUnavailable.code, "Risk store unavailable"),
 }
@@ -59,8 +61,14 @@ def build_services() -> RiskServices:
 
     meter = DynamoCallMeter()
     meter.start()
+    from functools import partial
+
+    from finfaas.domain.creditor import payee_fingerprint
+    from finfaas.platform.pii import SecretKeyedDigests
+
     store = RiskStore()
-    return RiskServices(risk=RiskService(store), probe=lambda: store.stored_assessment("readiness-probe"),
+    service = RiskService(store, payee_fingerprint=partial(payee_fingerprint, SecretKeyedDigests()))
+    return RiskServices(risk=service, probe=lambda: store.stored_assessment("readiness-probe"),
                         dynamodb_calls=meter.snapshot)
 
 

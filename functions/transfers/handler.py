@@ -34,6 +34,7 @@ from finfaas.platform.idempotency import (  # noqa: E402
     IdempotencyGuard,
     IdempotencyKeyReused,
 )
+from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
 from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
 from finfaas.platform.ratelimit import RateLimit, RateLimiter  # noqa: E402
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
@@ -118,6 +119,7 @@ ERRORS = {
     TransferStoreUnavailable: ErrorSpec(503, TransferStoreUnavailable.code, "Transfer store unavailable"),
     ConcurrentUpdate: ErrorSpec(503, ConcurrentUpdate.code, "Transfer busy"),
     ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
+    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
 }
 
 
@@ -141,6 +143,8 @@ def settings_from_env(environ: Any = os.environ) -> TransfersSettings:
 
 def build_services() -> TransfersServices:
     """The services on this stage's tables, the gateway and the transfers-client secret (lazily)."""
+    from finfaas.domain.creditor import CreditorVault
+    from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.platform.resilience import CircuitBreaker
     from finfaas.services.suite_clients import OrchestratorClient, RiskClient, SuiteClient
     from finfaas.services.transfers import LedgerAccounts
@@ -157,8 +161,11 @@ def build_services() -> TransfersServices:
     breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
                              open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
     orders = TransfersStore()
+    # Payees are sealed with the stage's PII key and fingerprinted with its digest key (read on first use).
+    vault = CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())), SecretKeyedDigests())
     service = TransfersService(orders, LedgerAccounts(ledger_store_from_config()), RiskClient(suite),
-                               OrchestratorClient(suite), breaker=breaker, settings=settings_from_env())
+                               OrchestratorClient(suite), breaker=breaker, settings=settings_from_env(),
+                               vault=vault)
     return TransfersServices(
         transfers=service,
         guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from finfaas.local.bench.transfers import (
+    FUNCTIONS_DIR,
     Customer,
     Outcome,
     _request,
@@ -43,6 +44,17 @@ STATUS_WAITER_PAUSE_SECONDS = 0.05  # between one waiter's requests, as an app p
 STATUS_WAITER_STOP_SECONDS_MAX = 25  # a ?wait=5 request in flight, with the client's 15 s timeout
 # A saga takes well under a second here; with waiters holding every request thread it took ~10 s.
 SAGA_AMONG_WAITERS_SECONDS_MAX = 4.0
+# Scanning every table of the emulator for personal data: bounded, though a run holds a few thousand items.
+SCAN_PAGES_MAX = 200
+TABLES_MAX = 100
+# The accounts function joins the saga's suite for the personal-data test (a customer's profile).
+ACCOUNTS_STACK_ENTRY = f"""  accounts:
+    lang: python3-http
+    handler: {FUNCTIONS_DIR / "accounts"}
+    image: bench/accounts
+    environment:
+      exec_timeout: "30s"
+"""
 
 
 def _short_rail_timeout(folder: Path) -> Path:
@@ -53,14 +65,20 @@ def _short_rail_timeout(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def suite(embedded_aws, tmp_path_factory):
+def suite_dir(tmp_path_factory) -> Path:
+    """The suite's folder: its stack, and the gateway's and every function's log."""
+    return tmp_path_factory.mktemp("saga-e2e")
+
+
+@pytest.fixture(scope="module")
+def suite(embedded_aws, suite_dir):
     """The gateway with every function of the saga, and its base URL."""
-    folder = tmp_path_factory.mktemp("saga-e2e")
+    folder = suite_dir
     secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
     write_suite_secrets(secrets_dir)
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    (folder / "stack.yml").write_text(stack_text())
+    (folder / "stack.yml").write_text(stack_text() + ACCOUNTS_STACK_ENTRY)
     env = {
         **os.environ,
         **embedded_aws.env(),
@@ -170,6 +188,80 @@ def test_the_rail_settles_through_its_queue_and_signed_notice(suite, customers):
     view = _final(suite, customers[0], _send(suite, customers[0], {"creditor": creditor, "amount": 700}))
 
     assert view["status"] == "COMPLETED"
+
+
+def _every_item_of_every_table() -> str:
+    """Every item of every table the emulator holds, as DynamoDB returns them (around the app's code)."""
+    from finfaas.local.awsclients import client as aws_client
+
+    dynamodb = aws_client("dynamodb")
+    names = dynamodb.list_tables(Limit=TABLES_MAX)["TableNames"]
+    assert 0 < len(names) < TABLES_MAX
+    texts = []
+    for name in names:
+        start: dict = {}
+        for _ in range(SCAN_PAGES_MAX):
+            page = dynamodb.scan(TableName=name, ConsistentRead=True, **start)
+            texts.append(json.dumps(page["Items"]))
+            if "LastEvaluatedKey" not in page:
+                break
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+        else:
+            pytest.fail(f"table {name} has more than {SCAN_PAGES_MAX} pages")
+    return "\n".join(texts)
+
+
+def _every_log(folder: Path) -> str:
+    logs = sorted(folder.rglob("*.log"))
+    assert any(log.name == "rail.log" for log in logs) and any(log.name == "accounts.log" for log in logs)
+    return "\n".join(log.read_text(errors="replace") for log in logs)
+
+
+def _profile_token(customer: Customer) -> str:
+    """The customer's record in the customers table, and a token that may write their profile."""
+    from finfaas.platform import config
+    from finfaas.platform.keys import load_keyring
+    from finfaas.platform.testing import TokenMinter
+    from finfaas.services.customers import Credentials, CustomerRecord
+    from finfaas.store.customers_store import CustomersStore
+
+    username = f"user-{customer.customer_id}"
+    created = CustomersStore().create(CustomerRecord(customer.customer_id, username, int(time.time())),
+                                      Credentials(username, customer.customer_id, "$argon2id$unused"))
+    assert created
+    settings = config.auth_settings()
+    return TokenMinter(load_keyring(), settings.issuer, settings.audience).mint(
+        customer.customer_id, ("accounts:read", "accounts:write"), kind="customer")
+
+
+def test_no_table_and_no_log_holds_a_payee_or_a_profile_in_the_clear(suite, suite_dir, embedded_aws):
+    # GIVEN a customer with a profile, paying a payee at another bank (values found nowhere else)
+    (sender,) = open_customers(1, secrets.token_hex(3))
+    tag = secrets.token_hex(4)
+    account_number = f"4{secrets.randbelow(10**10):010d}7"
+    payee_name = f"Zephyrine Quillfeather{tag}"
+    profile = {"name": f"Ottoline Brackenbury{tag}", "national_id": f"OB-{tag}", "phone": "+1 (202) 555-0199"}
+    status, _ = _request("POST", f"{suite}/function/accounts/customers/me", _profile_token(sender), profile)
+    assert status == 200
+
+    # WHEN the transfer runs through the rail to the end
+    creditor = {"bank_code": "BANKFR33", "account_number": account_number, "name": payee_name}
+    transfer_id = _send(suite, sender, {"creditor": creditor, "amount": 650})
+    view = _final(suite, sender, transfer_id)
+    from finfaas.store.executions_store import ExecutionsStore
+
+    wait_for(lambda: not ExecutionsStore().any_running(), SAGA_SECONDS_MAX, "every execution to end")
+
+    # THEN it paid, the customer sees the payee masked, and no table or log holds the clear values
+    assert view["status"] == "COMPLETED"
+    masked = {"bank_code": "BANKFR33", "account_number_masked": "****" + account_number[-4:]}
+    assert view["creditor"] == masked
+    clear = (account_number, f"Quillfeather{tag}", f"Brackenbury{tag}", f"OB-{tag}", f"OB{tag}".upper(),
+             "555-0199", "12025550199")
+    tables, logs = _every_item_of_every_table(), _every_log(suite_dir)
+    assert transfer_id in tables and "BANKFR33" in tables  # the scan did see this transfer
+    assert [value for value in clear if value.lower() in tables.lower()] == []
+    assert [value for value in clear if value.lower() in logs.lower()] == []
 
 
 def test_a_rail_that_never_answers_is_recalled_and_the_hold_voided(suite, customers):

@@ -52,7 +52,7 @@ class RiskPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RiskRequest:
-    """The transfer to assess; `destination` names the payee (an account id, or bank:account)."""
+    """The transfer to assess; `destination` names the payee (an account id, or a payee fingerprint)."""
 
     assessment_id: str
     customer_id: str

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         _ensure_audit_key(SECRETS_DIR)
         _ensure_rail_notice_key(SECRETS_DIR)
         _ensure_schedule_key(SECRETS_DIR)
+        _ensure_pii_digest_key(SECRETS_DIR)
         _write_env_file(ENV_FILE)
         outbox_relay = relay.start_relay(SECRETS_DIR)
         summary = partial(_print_summary, aws, args, stack, outputs, started)
@@ -93,6 +94,11 @@ def _ensure_schedule_key(folder: Path) -> None:
     from finfaas.platform import schedule
 
     _ensure_secret(folder / schedule.SCHEDULE_KEY_SECRET_NAME, schedule.new_schedule_key_text())
+def _ensure_pii_digest_key(folder: Path) -> None:
+    """Transfers and risk fingerprint payees with this key (an HMAC: account numbers are guessable)."""
+    from finfaas.platform import pii
+
+    _ensure_secret(folder / pii.DIGEST_KEY_SECRET_NAME, pii.new_digest_key_text())
 
 
 def _ensure_secret(path: Path, value: str) -> None:

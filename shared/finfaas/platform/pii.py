@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +40,11 @@ encryption_context_pairs_max = 8
 kms_connect_timeout_seconds = 2
 kms_read_timeout_seconds = 5
 kms_attempts_max = 3
+# Keyed digests (payee fingerprints): a per-stage secret, because account numbers are few enough to
+# enumerate: a plain hash of one is as good as the number to anyone holding the table.
+DIGEST_KEY_SECRET_NAME = "pii-digest-key"  # noqa: S105 - the secret's name, not a secret
+digest_key_bytes_min = 32
+digest_hex_chars = 32  # 128 bits: collisions are out of reach for any payee list
 # KMS answers these when the ciphertext, its context or its key do not match: not a transient fault.
 KMS_REFUSALS = frozenset({"InvalidCiphertextException", "IncorrectKeyException", "InvalidKeyUsageException"})
 
@@ -163,6 +171,11 @@ class KmsDataKeys:
             raise PiiDecryptionFailed("the unwrapped data key has the wrong length")
         return plaintext
 
+    def warm(self) -> None:
+        """Build the client in the background (about 0.3 s of botocore): a function started by the work
+        that needs a key does its other first steps meanwhile instead of after."""
+        threading.Thread(target=self._kms, name="kms-client", daemon=True).start()
+
     def _call(self, operation: str, **params: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -230,3 +243,47 @@ class InMemoryDataKeys:
             raise PiiDecryptionFailed("the data key does not unwrap under this context") from None
         self.unwrapped += 1
         return plaintext
+
+
+class KeyedDigests:
+    """HMAC-SHA256 under the stage's digest key, separated by purpose; hex, truncated to 128 bits."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < digest_key_bytes_min:
+            raise ValueError(f"a digest key has at least {digest_key_bytes_min} bytes")
+        self._key = key
+
+    def digest(self, purpose: str, text: str) -> str:
+        message = purpose.encode() + b"\x00" + text.encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:digest_hex_chars]
+
+
+def keyed_digests_from_secret(read_secret: Any = None) -> KeyedDigests:
+    """KeyedDigests on the `pii-digest-key` secret (base64); PiiKeyUnavailable when it is missing."""
+    reader = read_secret or (lambda name: config.read_secret(name, required=False))
+    text = reader(DIGEST_KEY_SECRET_NAME)
+    try:
+        return KeyedDigests(base64.b64decode(text or "", validate=True))
+    except (ValueError, binascii.Error):
+        raise PiiKeyUnavailable(f"secret {DIGEST_KEY_SECRET_NAME} is missing or not a base64 key") from None
+
+
+class SecretKeyedDigests:
+    """KeyedDigests whose key is read from the secret on first use, so a function starts without it."""
+
+    def __init__(self, read_secret: Any = None) -> None:
+        self._read_secret = read_secret
+        self._digests: KeyedDigests | None = None
+        self._lock = threading.Lock()
+
+    def digest(self, purpose: str, text: str) -> str:
+        with self._lock:
+            if self._digests is None:
+                self._digests = keyed_digests_from_secret(self._read_secret)
+            digests = self._digests
+        return digests.digest(purpose, text)
+
+
+def new_digest_key_text() -> str:
+    """A fresh `pii-digest-key` secret."""
+    return base64.b64encode(secrets.token_bytes(digest_key_bytes_min)).decode("ascii")

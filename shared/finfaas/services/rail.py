@@ -30,9 +30,10 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, Field, StrictInt
 
-from finfaas.domain.creditor import Creditor
+from finfaas.domain.creditor import Creditor, CreditorVault, SealedCreditor
 from finfaas.domain.money import parse_currency, transfer_amount_minor_max
 from finfaas.platform.http import StrictModel
+from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable, sealed_chars_max
 from finfaas.services.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
 
 NOTICE_KEY_SECRET_NAME = "rail-notice-key"  # noqa: S105 - the secret's name, not a secret
@@ -100,7 +101,7 @@ class RailPayment:
     payment_id: str
     amount_minor: int
     currency: str
-    creditor: Creditor | None
+    creditor: SealedCreditor | None  # opened only while the payment is submitted
     status: PaymentStatus
     plan: Plan
     received_at: datetime
@@ -158,10 +159,15 @@ class InMemoryRailStore:
 # --- messages and shapes -----------------------------------------------------------------------------
 
 
-class CreditorBody(StrictModel):
+class SealedCreditorBody(StrictModel):
+    """The payee as the saga carries it: sealed under the payment (transfer) id, and its display form."""
+
+    sealed: Annotated[str, Field(min_length=1, max_length=sealed_chars_max)]
     bank_code: Annotated[str, Field(pattern=r"^[A-Z0-9]{4,11}$")]
-    account_number: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{4,34}$")]
-    name: Annotated[str, Field(min_length=1, max_length=140)]
+    account_number_masked: Annotated[str, Field(pattern=r"^\*{4}[A-Za-z0-9]{0,4}$")]
+
+    def creditor(self) -> SealedCreditor:
+        return SealedCreditor(self.sealed, self.bank_code, self.account_number_masked)
 
 
 class HandOff(StrictModel):
@@ -171,7 +177,7 @@ class HandOff(StrictModel):
     payment_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
     amount_minor: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
     currency: Annotated[str, Field(min_length=3, max_length=3)]
-    creditor: CreditorBody
+    creditor: SealedCreditorBody
 
 
 class SettleMessage(StrictModel):
@@ -283,10 +289,11 @@ class SandboxBank:
         self._clock = clock
         self._draw = draw
 
-    def submit(self, payment: RailPayment) -> RailPayment:
-        """Accept a payment (idempotent by id) and schedule its settlement."""
+    def submit(self, payment: RailPayment, creditor: Creditor | None = None) -> RailPayment:
+        """Accept a payment (idempotent by id) and schedule its settlement; `creditor` is the payee in the
+        clear, used to pay and never stored (the payment keeps it sealed)."""
         now = self._clock()
-        plan = plan_for(payment.creditor, self._settings, self._draw()) if payment.creditor else Plan.SETTLE
+        plan = plan_for(creditor, self._settings, self._draw()) if creditor else Plan.SETTLE
         wanted = replace(
             payment,
             status=PaymentStatus.ACCEPTED,
@@ -399,33 +406,41 @@ class RailAdapter:
         orchestrator: Orchestrator,
         notice_key: str,
         *,
+        vault: CreditorVault | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._bank = bank
         self._store = store
         self._orchestrator = orchestrator
         self._notice_key = notice_key
+        self._vault = vault  # opens the payee at the moment of paying; None pays no one
         self._clock = clock
 
     def hand_off(self, message: HandOff) -> str:
         """Submit the payment if the orchestrator waits for this token; a forged or stale one is ignored."""
         if not self._orchestrator.heartbeat(message.task_token):
             return "ignored"
-        creditor = Creditor(
-            message.creditor.bank_code, message.creditor.account_number, message.creditor.name
-        )
+        sealed = message.creditor.creditor()
+        if self._vault is None:
+            raise PiiKeyUnavailable("no key to open payees with: the rail cannot pay")
+        try:
+            creditor = self._vault.open(message.payment_id, sealed)
+        except (PiiDecryptionFailed, ValueError, KeyError, TypeError):
+            # Sealed for another transfer, or damaged: a definite refusal, nothing was paid.
+            self._report_failure(message.task_token, "the payee does not open for this payment")
+            return "refused"
         payment = RailPayment(
             message.payment_id,
             message.amount_minor,
             parse_currency(message.currency),
-            creditor,
+            sealed,
             PaymentStatus.ACCEPTED,
             Plan.SETTLE,
             self._clock(),
             task_token=message.task_token,
         )
         try:
-            stored = self._bank.submit(payment)
+            stored = self._bank.submit(payment, creditor)
         except PaymentRefused as refused:
             self._report_failure(message.task_token, str(refused))
             return "refused"

@@ -36,7 +36,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema, model_validator
 
-from finfaas.domain.creditor import Creditor
+from finfaas.domain.creditor import Creditor, CreditorVault, SealedCreditor
 from finfaas.domain.ledger import AccountKind, AccountStatus, system_account_id
 from finfaas.domain.limits import (
     TIER_DEFAULT,
@@ -226,7 +226,7 @@ class TransferOrder:
     status: TransferStatus = TransferStatus.ACCEPTED
     updated_at: datetime | None = None
     reference: str = ""
-    creditor: Creditor | None = None
+    creditor: SealedCreditor | None = None  # never in the clear: see domain/creditor.py
     version: int = 1
     tier: str | None = None
     usage_day: str | None = None  # set when the day's total was reserved (validated)
@@ -243,7 +243,8 @@ class TransferOrder:
 
     @property
     def destination(self) -> str:
-        return self.creditor.key() if self.creditor else self.credit_account_id
+        """What risk knows the payee by: the payee's keyed fingerprint, or the account id here."""
+        return self.creditor.fingerprint if self.creditor else self.credit_account_id
 
     def identity(self) -> dict[str, Any]:
         """What a repeated request must repeat exactly."""
@@ -254,7 +255,7 @@ class TransferOrder:
             "amount_minor": self.amount_minor,
             "currency": self.currency,
             "reference": self.reference,
-            "creditor": self.creditor,
+            "creditor": self.creditor.identity() if self.creditor else None,
         }
 
     def changed(self, now: datetime, step: Step | None = None, **changes: Any) -> TransferOrder:
@@ -590,7 +591,7 @@ class Accepted(BaseModel):
 
 
 def transfer_view(order: TransferOrder) -> TransferView:
-    creditor = order.creditor.to_json() if order.creditor is not None else None
+    creditor = order.creditor.masked() if order.creditor is not None else None
     return TransferView(
         transfer_id=order.transfer_id,
         status=order.status,
@@ -621,14 +622,9 @@ def transfer_id_for(owner_id: str, idempotency_key: str) -> str:
 
 
 def saga_input(order: TransferOrder) -> dict[str, Any]:
-    """The execution's input: everything the ledger and rail steps need, nothing they may not see."""
-    creditor = None
-    if order.creditor is not None:
-        creditor = {
-            "bank_code": order.creditor.bank_code,
-            "account_number": order.creditor.account_number,
-            "name": order.creditor.name,
-        }
+    """The execution's input: everything the ledger and rail steps need, nothing they may not see.
+    The payee travels sealed (only the rail opens it) with its masked display form."""
+    creditor = order.creditor.in_flight() if order.creditor is not None else None
     return {
         "transfer_id": order.transfer_id,
         "debit_account_id": order.debit_account_id,
@@ -650,10 +646,7 @@ def event_data(order: TransferOrder, failure: Mapping[str, str] | None = None) -
         "currency": order.currency,
     }
     if order.creditor is not None:
-        data["creditor"] = {
-            "bank_code": order.creditor.bank_code,
-            "account_number": order.creditor.account_number,
-        }
+        data["creditor"] = order.creditor.masked()
     if failure is not None:
         data["failure"] = dict(failure)
     return data
@@ -750,8 +743,10 @@ class TransfersService:
         settings: TransfersSettings = TransfersSettings(),
         clock: Callable[[], datetime] = _utc_now,
         sleep: Callable[[float], None] | None = None,
+        vault: CreditorVault | None = None,
     ) -> None:
         self._orders = orders
+        self._vault = vault  # seals payees of external transfers; None refuses them
         self._accounts = accounts
         self._risk = risk
         self._orchestrator = orchestrator
@@ -973,14 +968,15 @@ class TransfersService:
     ) -> TransferOrder:
         currency = parse_currency(body.currency)
         amount_minor = parse_amount(body.amount, currency)
+        transfer_id = transfer_id_for(owner_id, idempotency_key)
         creditor = None
         credit_account_id = body.credit_account_id
         if body.creditor is not None:
-            creditor = Creditor(body.creditor.bank_code, body.creditor.account_number, body.creditor.name)
+            creditor = self._sealed(transfer_id, body.creditor)
             credit_account_id = system_account_id(AccountKind.SETTLEMENT, currency)
         assert credit_account_id is not None
         return TransferOrder(
-            transfer_id=transfer_id_for(owner_id, idempotency_key),
+            transfer_id=transfer_id,
             owner_id=owner_id,
             debit_account_id=body.debit_account_id,
             credit_account_id=credit_account_id,
@@ -1000,6 +996,14 @@ class TransfersService:
             raise TransferExists(f"transfer {order.transfer_id} exists with different fields; use a new key")
         self._start(stored)
         return Acceptance(order, repeated=stored is not order)
+
+    def _sealed(self, transfer_id: str, body: CreditorBody) -> SealedCreditor:
+        """The payee sealed under the transfer's id (one KMS data key); the plaintext goes no further."""
+        from finfaas.platform.pii import PiiKeyUnavailable
+
+        if self._vault is None:
+            raise PiiKeyUnavailable("no key to seal a payee with: external transfers are unavailable")
+        return self._vault.seal(transfer_id, Creditor(body.bank_code, body.account_number, body.name))
 
     def _start(self, order: TransferOrder) -> None:
         from finfaas.services.suite_clients import ServiceUnreachable

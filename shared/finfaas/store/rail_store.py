@@ -9,7 +9,7 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PutError, PynamoDBException
 from pynamodb.models import Model
 
-from finfaas.domain.creditor import Creditor
+from finfaas.domain.creditor import SealedCreditor
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.rail import PaymentStatus, Plan, RailPayment, RailStoreUnavailable
 from finfaas.store.binding import (
@@ -64,9 +64,7 @@ def payment_from_json(text: str) -> RailPayment:
         payment_id=raw["payment_id"],
         amount_minor=int(raw["amount_minor"]),
         currency=raw["currency"],
-        creditor=Creditor.from_json(creditor)
-        if creditor
-        else None,
+        creditor=SealedCreditor.from_json(creditor) if creditor else None,
         status=PaymentStatus(raw["status"]),
         plan=Plan(raw["plan"]),
         received_at=parse_time(raw["received_at"]),

@@ -24,7 +24,7 @@ from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from finfaas.domain.creditor import Creditor
+from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.limits import TIER_DEFAULT, Tier
 from finfaas.platform.config import resource_name, settings
@@ -138,9 +138,7 @@ def order_from_json(text: str) -> TransferOrder:
         status=TransferStatus(raw["status"]),
         updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
         reference=raw.get("reference", ""),
-        creditor=Creditor.from_json(creditor)
-        if creditor
-        else None,
+        creditor=SealedCreditor.from_json(creditor) if creditor else None,
         version=int(raw["version"]),
         tier=raw.get("tier"),
         usage_day=raw.get("usage_day"),

@@ -6,9 +6,10 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.limits import Tier
 from finfaas.domain.risk_rules import Assessment, Decision, RiskRequest
-from finfaas.services.rail import Creditor, InMemoryRailStore, PaymentStatus, Plan, RailPayment
+from finfaas.services.rail import InMemoryRailStore, PaymentStatus, Plan, RailPayment
 from finfaas.services.risk import BlockEntry, InMemoryRiskStore
 from finfaas.services.transfers import (
     DailyUsage,
@@ -77,7 +78,8 @@ def accepted(order: TransferOrder) -> OrderEvent:
 
 
 def test_an_order_reads_back_as_written_and_a_second_create_returns_the_first(orders):
-    order = new_order(screening={"decision": "approve", "reasons": []}, flags=("risk_unavailable",))
+    order = new_order(screening={"decision": "approve", "reasons": []}, flags=("risk_unavailable",),
+                      creditor=SealedCreditor('{"v":1}', "BANKGB22", "****5678", "pf_ab", "cd"))
 
     assert orders.create(order, accepted(order)) == order
     assert orders.get(order.transfer_id) == order
@@ -176,7 +178,7 @@ def test_payments_are_created_once_and_saved_by_version(rail_store):
         f"tr_{uuid.uuid4().hex}",
         2500,
         "USD",
-        Creditor("BANKGB22", "12345678", "Carol"),
+        SealedCreditor('{"v":1}', "BANKGB22", "****5678"),
         PaymentStatus.ACCEPTED,
         Plan.SETTLE,
         NOW,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from finfaas.domain.creditor import payee_fingerprint
 from finfaas.domain.risk_rules import Decision, RiskPolicy, RiskRequest
+from finfaas.platform.pii import KeyedDigests
 from finfaas.services.risk import InMemoryRiskStore, InvalidBlockEntry, RiskService
 
 
@@ -26,10 +28,18 @@ def clock() -> Clock:
     return Clock()
 
 
+DIGESTS = KeyedDigests(b"k" * 32)
+
+
+def fingerprint(bank_code: str, account_number: str) -> str:
+    return payee_fingerprint(DIGESTS, bank_code, account_number)
+
+
 @pytest.fixture
 def service(clock) -> RiskService:
     return RiskService(
-        InMemoryRiskStore(), RiskPolicy(hourly_transfers_flag=3, hourly_transfers_block=5), clock
+        InMemoryRiskStore(), RiskPolicy(hourly_transfers_flag=3, hourly_transfers_block=5), clock,
+        payee_fingerprint=fingerprint,
     )
 
 
@@ -58,13 +68,23 @@ def test_velocity_counts_per_hour_window(service, clock):
     assert service.assess(request("tr_4")).decision is Decision.APPROVE
 
 
-def test_a_blocked_destination_declines_until_unblocked(service):
-    service.block("destination", "bank1:0001", "fraud report 42")
-    assert service.assess(request("tr_1", destination="bank1:0001")).decision is Decision.DECLINE
-    assert [e.entry for e in service.blocked()] == ["destination:bank1:0001"]
-    assert service.unblock("destination", "bank1:0001") is True
-    assert service.assess(request("tr_2", destination="bank1:0001")).decision is not Decision.DECLINE
-    assert service.unblock("destination", "bank1:0001") is False
+def test_a_blocked_payee_declines_until_unblocked_and_is_kept_only_as_its_fingerprint(service):
+    # GIVEN an operator blocks a payee by bank and account number; transfers send its fingerprint
+    payee = fingerprint("BANK1", "12340001")
+    service.block("destination", "BANK1:12340001", "fraud report 42")
+
+    assert service.assess(request("tr_1", destination=payee)).decision is Decision.DECLINE
+    assert [e.entry for e in service.blocked()] == [f"destination:{payee}"]
+    assert "12340001" not in repr(service.blocked())
+    assert service.unblock("destination", "BANK1:12340001") is True
+    assert service.assess(request("tr_2", destination=payee)).decision is not Decision.DECLINE
+    assert service.unblock("destination", "BANK1:12340001") is False
+
+
+def test_an_internal_destination_is_blocked_by_its_account_id(service):
+    service.block("destination", "acc-b", "mule account")
+    assert service.assess(request("tr_1", destination="acc-b")).decision is Decision.DECLINE
+    assert [e.entry for e in service.blocked()] == ["destination:acc-b"]
 
 
 def test_block_entries_are_checked(service):

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from finfaas.domain.creditor import CreditorVault, payee_fingerprint
 from finfaas.domain.ledger import AccountKind, AccountStatus, NewAccount
 from finfaas.domain.reference_model import ReferenceLedger
 from finfaas.local.ledger_check import AccountSnapshot, Report, reconcile
 from finfaas.platform.events import EventMac
 from finfaas.platform.idempotency import IdempotencyGuard, InMemoryIdempotencyStore
+from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys, KeyedDigests
 from finfaas.platform.ratelimit import InMemoryRateLimitStore, RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
 from finfaas.platform.testing import Context, Event, TokenMinter, load_function_handler
@@ -282,6 +284,10 @@ class SagaWorld:
         self.orders = self.stores.orders
         self.risk_store = self.stores.risk
         self.rail_store = self.stores.rail
+        # One stage's keys: transfers seals and fingerprints, the rail opens, risk fingerprints.
+        self.data_keys = InMemoryDataKeys()
+        self.digests = KeyedDigests(b"k" * 32)
+        self.vault = CreditorVault(EnvelopeCipher(self.data_keys), self.digests)
         self.breaker = CircuitBreaker("risk", failures_to_open=3, open_seconds=30, clock=self.clock)
         self._open_accounts()
         self._load_functions(sandbox, settings)
@@ -323,6 +329,7 @@ class SagaWorld:
             settings=settings,
             clock=self.clock.utc,
             sleep=self.clock.sleep,
+            vault=self.vault,
         )
         module.services.use(
             module.TransfersServices(
@@ -336,7 +343,14 @@ class SagaWorld:
     def _use_risk(self) -> None:
         module = self.gateway.handlers["risk"]
         module.services.use(
-            module.RiskServices(risk=RiskService(self.risk_store, clock=self.clock.utc), probe=lambda: None)
+            module.RiskServices(
+                risk=RiskService(
+                    self.risk_store,
+                    clock=self.clock.utc,
+                    payee_fingerprint=lambda bank, account: payee_fingerprint(self.digests, bank, account),
+                ),
+                probe=lambda: None,
+            )
         )
 
     def _use_ledger(self) -> None:
@@ -367,7 +381,14 @@ class SagaWorld:
             clock=self.clock.utc,
             draw=lambda: 0.99,
         )
-        adapter = RailAdapter(bank, self.rail_store, OrchestratorClient(client), key, clock=self.clock.utc)
+        adapter = RailAdapter(
+            bank,
+            self.rail_store,
+            OrchestratorClient(client),
+            key,
+            vault=CreditorVault(EnvelopeCipher(self.data_keys)),
+            clock=self.clock.utc,
+        )
         module.services.use(module.RailServices(adapter=adapter, bank=bank, probe=lambda: None))
 
     def _new_engine(self) -> Engine:

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from finfaas.domain.creditor import CreditorVault
+from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys, KeyedDigests
 from finfaas.services.rail import (
     REJECTED_ERROR,
     Creditor,
@@ -24,6 +26,9 @@ from finfaas.services.webhooks import new_webhook_secret
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 TOKEN = "dHJhbnNmZXI6dHJfMQ.secret"
+# The stage's keys: transfers seals a payee with them, the rail opens it.
+DATA_KEYS = InMemoryDataKeys()
+SEALING_VAULT = CreditorVault(EnvelopeCipher(DATA_KEYS), KeyedDigests(b"k" * 32))
 
 
 class Clock:
@@ -92,17 +97,20 @@ def parts():
         clock=clock,
         draw=lambda: 0.99,
     )
-    adapter = RailAdapter(bank, store, orchestrator, key, clock=clock)
+    adapter = RailAdapter(bank, store, orchestrator, key, vault=CreditorVault(EnvelopeCipher(DATA_KEYS)),
+                          clock=clock)
     return clock, store, timers, notices, orchestrator, bank, adapter
 
 
-def hand_off(account_number: str = "12345678", token: str = TOKEN) -> HandOff:
+def hand_off(account_number: str = "12345678", token: str = TOKEN, sealed_for: str = "tr_1") -> HandOff:
+    """The saga's message for payment tr_1, its payee sealed (by transfers) for transfer `sealed_for`."""
+    sealed = SEALING_VAULT.seal(sealed_for, Creditor("BANKGB22", account_number, "Carol Payee"))
     return HandOff(
         task_token=token,
         payment_id="tr_1",
         amount_minor=2500,
         currency="USD",
-        creditor={"bank_code": "BANKGB22", "account_number": account_number, "name": "Carol"},
+        creditor=sealed.in_flight(),
     )
 
 
@@ -196,6 +204,28 @@ def test_a_payment_recalled_before_it_arrived_is_refused_when_it_does(parts):
     assert adapter.hand_off(hand_off()) == "refused"
     assert orchestrator.reports[0][:2] == ("failure", REJECTED_ERROR)
     assert store.get("tr_1").plan is Plan.NONE
+
+
+def test_the_rail_pays_the_opened_payee_and_keeps_it_sealed(parts):
+    clock, store, timers, notices, orchestrator, bank, adapter = parts
+
+    # GIVEN a test account number whose plan only the opened payee reveals (0001: rejected)
+    assert adapter.hand_off(hand_off("99990001")) == "submitted"
+
+    stored = store.get("tr_1")
+    assert stored.plan is Plan.REJECT
+    assert stored.creditor.account_number_masked == "****0001"
+    assert "99990001" not in repr(stored) and "Carol" not in repr(stored)
+
+
+def test_a_payee_sealed_for_another_transfer_is_refused_and_nothing_is_paid(parts):
+    clock, store, timers, notices, orchestrator, bank, adapter = parts
+
+    # GIVEN the sealed payee of transfer tr_2 copied into the hand-off of tr_1
+    assert adapter.hand_off(hand_off(sealed_for="tr_2")) == "refused"
+
+    assert store.get("tr_1") is None and timers.scheduled == []
+    assert orchestrator.reports[0][:2] == ("failure", REJECTED_ERROR)
 
 
 def test_a_settle_message_for_another_payment_id_is_harmless(parts):

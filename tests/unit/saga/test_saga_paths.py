@@ -99,6 +99,44 @@ def test_a_transfer_to_another_bank_waits_for_the_rails_signed_notice_then_posts
     assert_moved(world, 2_500, SETTLEMENT)
 
 
+def test_the_payee_is_opened_only_by_the_rail_and_shown_masked_everywhere_else():
+    world = SagaWorld()
+    body = external(account_number="GB29NWBK60161331926819")
+    body["creditor"]["name"] = "Carol Danvers"
+
+    transfer_id = started(world, body)
+    world.run()
+
+    # THEN it paid (the rail opened the payee), and no store, event or execution holds the payee
+    assert world.rail_store.get(transfer_id).status == "SETTLED"
+    execution = world.store.get(f"transfer:{transfer_id}")
+    kept = repr((world.transfer(transfer_id), world.orders.events, world.rail_store.get(transfer_id),
+                 execution, world.store.history(f"transfer:{transfer_id}", 0, 1000), vars(world.risk_store)))
+    assert "60161331926819" not in kept and "Carol" not in kept and "Danvers" not in kept
+    masked = {"bank_code": "BANKGB22", "account_number_masked": "****6819"}
+    assert [e.data["creditor"] for e in world.orders.events if e.data["transfer_id"] == transfer_id] == [
+        masked, masked]
+    view = world.gateway.call("GET", "transfers", f"/transfers/{transfer_id}", token=world.token(
+        CUSTOMER, ("transfers:read",), kind="customer"))
+    assert view.json()["creditor"] == masked
+    # the data keys: one to seal at acceptance, one unwrap when the rail pays
+    assert (world.data_keys.generated, world.data_keys.unwrapped) == (1, 1)
+
+
+def test_a_repeated_external_request_is_recognised_and_another_payee_under_its_key_is_refused():
+    world = SagaWorld()
+    first = world.start_transfer(external(), key="k-1")
+    again = world.start_transfer(external(), key="k-1")
+    renamed = external()
+    renamed["creditor"]["name"] = "Mallory"
+
+    other = world.start_transfer(renamed, key="k-1")
+
+    assert again.status_code == 202 and again.json()["transfer_id"] == first.json()["transfer_id"]
+    assert again.headers.get("Idempotency-Replayed") == "true"
+    assert other.status_code == 422
+
+
 def test_a_rail_rejection_voids_the_hold():
     world = SagaWorld()
 

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from finfaas.domain.creditor import CreditorVault
 from finfaas.domain.limits import Tier
 from finfaas.domain.money import transfer_amount_minor_max
+from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys, KeyedDigests
 from finfaas.services.transfers import (
     AccountInfo,
     InactiveAccount,
@@ -73,7 +75,8 @@ class World:
         self.orders = InMemoryTransferOrders()
         self.orchestrator = RecordingOrchestrator()
         self.service = TransfersService(
-            self.orders, self.accounts, Unused(), self.orchestrator, clock=lambda: NOW
+            self.orders, self.accounts, Unused(), self.orchestrator, clock=lambda: NOW,
+            vault=CreditorVault(EnvelopeCipher(InMemoryDataKeys()), KeyedDigests(b"k" * 32)),
         )
 
     def accept(self, key: str = KEY, owner: str = OWNER, **fields: Any):

@@ -232,6 +232,7 @@ def client_token(*scopes: str) -> str:
 def write_suite_secrets(secrets_dir: Path) -> None:
     from finfaas.platform import keys
     from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text
+    from finfaas.platform.pii import DIGEST_KEY_SECRET_NAME, new_digest_key_text
     from finfaas.services.rail import NOTICE_KEY_SECRET_NAME, new_notice_key
 
     write_secrets(secrets_dir)
@@ -239,6 +240,7 @@ def write_suite_secrets(secrets_dir: Path) -> None:
     for name, text in (
         (NOTICE_KEY_SECRET_NAME, new_notice_key()),
         (EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text()),
+        (DIGEST_KEY_SECRET_NAME, new_digest_key_text()),
     ):
         path = secrets_dir / name
         path.write_text(text + "\n")
