@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finfaas.platform import config
+from finfaas.platform import config, jsonio
 
 # Names of OpenFaaS secrets, not secret values.
 SIGNING_KEYS_SECRET = "auth-signing-keys"  # noqa: S105
@@ -123,8 +123,8 @@ def load_keyring(read_secret: Callable[[str], str | None] = config.read_secret) 
     """The key ring from the `auth-signing-keys` OpenFaaS secret."""
     text = read_secret(SIGNING_KEYS_SECRET)
     try:
-        entries = json.loads(text or "")
-    except json.JSONDecodeError as error:
+        entries = jsonio.loads(text or "")
+    except ValueError as error:
         raise KeyRingError(f"{SIGNING_KEYS_SECRET} is not JSON") from error
     return KeyRing.from_entries(entries)
 
@@ -218,7 +218,7 @@ def ensure_service_clients(
     Restart the auth function (or POST /_/ops/reload-secrets) for it to see new entries.
     """
     clients_path = folder / CLIENTS_SECRET
-    entries = json.loads(clients_path.read_text()) if clients_path.exists() else []
+    entries = jsonio.loads(clients_path.read_text()) if clients_path.exists() else []
     written: list[str] = []
     for client_id, scopes in clients.items():
         if _ensure_service_client(folder, entries, client_id, list(scopes)):
@@ -254,7 +254,7 @@ def _secret_matches(secret_path: Path, entry: Mapping[str, Any]) -> bool:
     from argon2.exceptions import Argon2Error, InvalidHashError
 
     try:
-        credentials = json.loads(secret_path.read_text())
+        credentials = jsonio.loads(secret_path.read_text())
         return PasswordHasher().verify(entry["secret_hash"], credentials["client_secret"])
     except (ValueError, KeyError, TypeError, Argon2Error, InvalidHashError):
         return False

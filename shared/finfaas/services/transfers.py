@@ -20,7 +20,6 @@ conditional on the order's version; events go to the outbox in the same transact
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import threading
@@ -46,6 +45,7 @@ from finfaas.domain.limits import (
     usage_day,
 )
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
+from finfaas.platform import jsonio
 from finfaas.platform.http import StrictModel
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 
@@ -620,7 +620,7 @@ def failure_from(error: SagaError) -> dict[str, str]:
 def _http_failure(name: str, cause: str) -> dict[str, str]:
     body: Any = None
     try:
-        body = json.loads(cause).get("ResponseBody")
+        body = jsonio.loads(cause).get("ResponseBody")
     except (ValueError, AttributeError):
         pass
     code = body.get("code") if isinstance(body, dict) else None
