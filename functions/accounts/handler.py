@@ -89,6 +89,7 @@ def build_services() -> AccountsServices:
     """The services on this stage's tables, KMS key and audit chain (imports AWS code: call lazily)."""
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, AuditLog, signing_key_from_text
+    from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
     from finfaas.services.customers import AuditTrail
     from finfaas.services.ledger import LedgerService
@@ -102,7 +103,7 @@ def build_services() -> AccountsServices:
     audit = AuditTrail(AuditLog(AuditStore(), "accounts", key=audit_key))
     ledger_store = ledger_store_from_config()
     return AccountsServices(
-        accounts=AccountsService(LedgerService(ledger_store), audit),
+        accounts=AccountsService(LedgerService(ledger_store), audit, CursorCodec.from_config()),
         profiles=CustomerProfileService(CustomersStore(), EnvelopeCipher(KmsDataKeys(pii_key_id())), audit),
         idempotency=IdempotencyGuard(IdempotencyStore(), "accounts"),
         limiter=RateLimiter(RateLimitStore()),

@@ -14,10 +14,11 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
 import json  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding, cursor_chars_max  # noqa: E402
 from finfaas.platform.errors import BadRequest, ErrorSpec  # noqa: E402
 from finfaas.platform.events import event_mac_from_config  # noqa: E402
 from finfaas.platform.http import FunctionApp, Request, StrictModel  # noqa: E402
@@ -38,7 +39,7 @@ from finfaas.workflow.engine import (  # noqa: E402
 from finfaas.workflow.model import Execution, HistoryEvent, Status, TaskResult  # noqa: E402
 from finfaas.workflow.store import ExecutionStoreError  # noqa: E402
 from finfaas.workflow.sweeper import Sweeper  # noqa: E402
-from finfaas.workflow.wakeups import SWEEP, Wakeup  # noqa: E402
+from finfaas.workflow.wakeups import SWEEP, Wakeup, execution_id_chars_max  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 
 READ, START, CALLBACK = "orchestrator:read", "orchestrator:start", "orchestrator:callback"
@@ -48,6 +49,9 @@ error_name_chars_max = 256
 cause_chars_max = 32 * 1024
 list_limit_max = 100
 history_limit_max = 1000
+# History is paged by event seq, a public position (not a cursor): any value up to this is harmless.
+history_seq_max = 10**9
+LIST_ROUTE = "GET /executions"
 ERRORS = {
     StateMachineNotFound: ErrorSpec(404, StateMachineNotFound.code, "State machine not found"),
     InvalidExecutionName: ErrorSpec(422, InvalidExecutionName.code, "Invalid execution name"),
@@ -68,6 +72,8 @@ class OrchestratorServices:
 
     engine: Engine
     sweeper: Sweeper
+    # Production passes the stage's keyed codec; a fresh key suits one process (tests).
+    cursors: CursorCodec = field(default_factory=CursorCodec.generate)
 
 
 def build_services() -> OrchestratorServices:
@@ -89,7 +95,7 @@ def build_services() -> OrchestratorServices:
     engine = Engine(
         DefinitionRegistry.from_folder(definitions_dir()), store, runner, waker, inline=ThreadDrives()
     )
-    return OrchestratorServices(engine, Sweeper(store, waker))
+    return OrchestratorServices(engine, Sweeper(store, waker), CursorCodec.from_config())
 
 
 services = Lazy(build_services)
@@ -149,6 +155,7 @@ def execution_view(execution: Execution) -> ExecutionView:
 class ExecutionList(BaseModel):
     data: list[ExecutionView]
     has_more: bool
+    next_cursor: str | None = Field(default=None, description="pass as starting_after for the next page")
 
 
 class EventView(BaseModel):
@@ -227,16 +234,24 @@ class ListQuery(StrictModel):
     status: Status = Status.RUNNING
     state_machine: str | None = Field(default=None, max_length=63)
     limit: int = Field(default=20, ge=1, le=list_limit_max)
-    starting_after: str | None = Field(default=None, max_length=200)
+    starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
 
 
 @app.route("GET", "/executions", scopes=[READ], query=ListQuery)
 def list_executions(req: Request, query: ListQuery) -> ExecutionList:
-    """Executions with a status (default RUNNING), newest first; cursor pagination by execution id."""
-    page = services.get().engine.store.list(
-        query.status, query.limit, query.starting_after, query.state_machine
-    )
-    return ExecutionList(data=[execution_view(e) for e in page.executions], has_more=page.has_more)
+    """Executions with a status (default RUNNING), newest first; cursor pagination (next_cursor)."""
+    current = services.get()
+    bound = binding(LIST_ROUTE, req.principal.sub, status=query.status.value,
+                    state_machine=query.state_machine)
+    after_id = None
+    if query.starting_after is not None:
+        after_id = current.cursors.open(query.starting_after, bound)
+        if not isinstance(after_id, str) or not 0 < len(after_id) <= execution_id_chars_max:
+            raise InvalidCursor("not a cursor of this list")
+    page = current.engine.store.list(query.status, query.limit, after_id, query.state_machine)
+    last = page.executions[-1].execution_id if page.has_more and page.executions else None
+    return ExecutionList(data=[execution_view(e) for e in page.executions], has_more=page.has_more,
+                         next_cursor=current.cursors.seal(last, bound) if last else None)
 
 
 @app.route("GET", "/executions/{execution_id}", scopes=[READ])
@@ -247,7 +262,7 @@ def describe_execution(req: Request, execution_id: str) -> ExecutionView:
 
 class HistoryQuery(StrictModel):
     limit: int = Field(default=100, ge=1, le=history_limit_max)
-    starting_after: int = Field(default=0, ge=0)
+    starting_after: int = Field(default=0, ge=0, le=history_seq_max)
 
 
 @app.route("GET", "/executions/{execution_id}/history", scopes=[READ], query=HistoryQuery)

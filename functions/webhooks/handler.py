@@ -24,6 +24,7 @@ from dataclasses import dataclass  # noqa: E402
 from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
+from finfaas.platform.cursors import cursor_chars_max  # noqa: E402
 from finfaas.platform.errors import ErrorSpec  # noqa: E402
 from finfaas.platform.events import (  # noqa: E402
     DATA_MEDIA_TYPE,
@@ -69,7 +70,6 @@ READ, WRITE = "webhooks:read", "webhooks:write"
 TARGETS_ENV = "FINFAAS_WEBHOOK_TARGETS"
 page_size_default = 20
 page_size_max = 100
-cursor_chars_max = 64
 
 ERRORS = {
     SubscriptionNotFound: ErrorSpec(404, SubscriptionNotFound.code, "Subscription not found"),
@@ -105,6 +105,7 @@ def target_mode() -> TargetMode:
 
 def build_services() -> WebhooksServices:
     """Services on this stage's tables, queues and KMS key (imports AWS code: call lazily)."""
+    from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.events import SqsQueue, event_mac_from_config
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
     from finfaas.services.webhooks import OutboundPolicy, PinnedPoster, SecretBox, SubscriptionCache
@@ -118,8 +119,8 @@ def build_services() -> WebhooksServices:
     webhooks_queue = SqsQueue("webhooks")
     sender = WebhookSender(cache, secrets_box, PinnedPoster(), policy, webhooks_queue,
                            SqsQueue("webhooks-dlq"), mac)
-    return WebhooksServices(SubscriptionService(store, secrets_box, policy),
-                            WebhookFanout(cache, webhooks_queue, mac), sender, mac,
+    subscriptions = SubscriptionService(store, secrets_box, policy, cursors=CursorCodec.from_config())
+    return WebhooksServices(subscriptions, WebhookFanout(cache, webhooks_queue, mac), sender, mac,
                             probe=lambda: store.get("readiness-probe"))
 
 
@@ -201,8 +202,7 @@ def list_subscriptions(req: Request, query: PageQuery) -> SubscriptionList:
     """The caller's subscriptions by id; cursor pagination."""
     page = services.get().subscriptions.list(req.principal.sub, query.limit, query.starting_after)
     views = [SubscriptionView.of(s) for s in page.subscriptions]
-    return SubscriptionList(data=views, has_more=page.has_more,
-                            next_cursor=views[-1].id if page.has_more else None)
+    return SubscriptionList(data=views, has_more=page.has_more, next_cursor=page.next_cursor)
 
 
 @app.route("GET", "/subscriptions/{subscription_id}", scopes=[READ])

@@ -12,7 +12,7 @@ requirements the store must check atomically: existence, ownership, currency, st
 from __future__ import annotations
 
 import base64
-import json
+import binascii
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,7 +46,7 @@ from finfaas.domain.errors import (
     TooManyLegs,
     TransferNotFound,
 )
-from finfaas.domain.money import check_amount_minor, parse_currency
+from finfaas.domain.money import check_amount_minor, dynamodb_number_digits_max, parse_currency
 
 # A linked batch writes per leg at most: its transfer record, two entries, an expiry index item (a hold
 # with a timeout) and two account updates; plus one outbox event: 6 * 16 + 1 = 97 items, under
@@ -59,9 +59,14 @@ description_chars_max = 140
 hold_timeout_seconds_max = 90 * 24 * 3600
 overdraft_limit_minor_max = 10**24 - 1
 page_size_max = 100
+statement_cursor_chars_max = 512
+entry_key_chars_max = 128  # time, leg position, a transfer id (identifier_chars_max) and a side
 page_size_default = 25
 
 _IDENTIFIER = re.compile(r"\A[A-Za-z0-9_-]+\Z")
+_CURSOR_ENTRY_KEY = re.compile(rf"[!-~]{{1,{entry_key_chars_max}}}")  # printable ASCII, no spaces
+# A balance DynamoDB can hold (38 digits), so a cursor's balance is always a bounded integer.
+_CURSOR_BALANCE = re.compile(rf"-?[0-9]{{1,{dynamodb_number_digits_max}}}")
 SYSTEM_ACCOUNT_PREFIX = "sys"
 
 
@@ -476,22 +481,28 @@ def statement_lines(entries_newest_first: Sequence[Entry], balance_after_first: 
 
 
 def encode_statement_cursor(account_id: str, entry_key_: str, balance_after_minor: int) -> str:
-    """Opaque: the last key shown and the balance after the next (older) entry."""
-    raw = json.dumps([account_id, entry_key_, str(balance_after_minor)], separators=(",", ":"))
+    """The last key shown and the balance after the next (older) entry; the accounts service seals it."""
+    raw = f"{account_id}\n{entry_key_}\n{balance_after_minor}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def decode_statement_cursor(account_id: str, cursor: str) -> tuple[str, int]:
+    """(last key shown, balance) of a cursor of this account's statement; InvalidInput otherwise."""
+    # Plain lines, no JSON: nothing here can nest, overflow or turn into a float.
     problem = InvalidInput("starting_after: not a cursor of this statement", field="starting_after")
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        owner, key, balance = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        balance_minor = int(balance)
-    except (ValueError, TypeError, UnicodeDecodeError) as error:
-        raise problem from error
-    if owner != account_id or not isinstance(key, str):
+    if not isinstance(cursor, str) or not 0 < len(cursor) <= statement_cursor_chars_max:
         raise problem
-    return key, balance_minor
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+    except (ValueError, binascii.Error):
+        raise problem from None
+    parts = raw.split("\n")
+    if len(parts) != 3:
+        raise problem
+    owner, key, balance = parts
+    if owner != account_id or not _CURSOR_ENTRY_KEY.fullmatch(key) or not _CURSOR_BALANCE.fullmatch(balance):
+        raise problem
+    return key, int(balance)
 
 
 def check_page_size(limit: object) -> int:

@@ -40,6 +40,8 @@ from enum import StrEnum
 from threading import Lock
 from typing import Protocol
 
+from finfaas.platform import jsonio
+
 AUDIT_KEY_SECRET_NAME = "audit-hmac-key"  # noqa: S105 - the name of the secret file, not a secret
 GENESIS_HASH = "0" * 64
 RECORD_VERSION = 1
@@ -232,7 +234,7 @@ def audit_facts_json(event: AuditEvent, at: str) -> str:
 def audit_facts_from_json(text: str) -> tuple[AuditEvent, str]:
     """(event, at) from audit_facts_json text; AuditEventInvalid if anything is malformed."""
     try:
-        facts = json.loads(text)
+        facts = jsonio.loads(text)
         at = facts.pop("at")
         facts.pop("v", None)
         datetime.fromisoformat(at)
@@ -543,7 +545,7 @@ def anchors_to_json(reports: Iterable[ChainReport]) -> str:
 
 
 def anchors_from_json(text: str) -> list[Anchor]:
-    chains = json.loads(text)["chains"]
+    chains = jsonio.loads(text)["chains"]
     return [Anchor(chain, int(head["seq"]), str(head["hash"])) for chain, head in chains.items()]
 
 

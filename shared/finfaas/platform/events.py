@@ -33,6 +33,8 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from finfaas.platform import jsonio
+
 SPECVERSION = "1.0"
 STRUCTURED_MEDIA_TYPE = "application/cloudevents+json"
 DATA_MEDIA_TYPE = "application/json"
@@ -151,7 +153,7 @@ class EventMac:
         if len(body) > event_body_bytes_max:
             raise EventRejected("the message is larger than any event")
         try:
-            document = json.loads(body)
+            document = jsonio.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise EventRejected("the message is not JSON") from None
         if not isinstance(document, dict) or not isinstance(document.get(MAC_EXTENSION), str):

@@ -65,7 +65,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from finfaas.platform import jwt_auth, tracing
+from finfaas.platform import jsonio, jwt_auth, tracing
 from finfaas.platform.audit import ID_PATTERN as AUDIT_ACTOR_PATTERN
 from finfaas.platform.audit import TARGET_PATTERN as AUDIT_TARGET_PATTERN
 from finfaas.platform.audit import TRACE_ID_PATTERN as AUDIT_TRACE_ID_PATTERN
@@ -355,16 +355,19 @@ class _timed:
         self._timings.add(self._step, time.perf_counter() - self._started)
 
 
+BODY_FIELD = "(body)"  # the field name of a problem about the body as a whole
+
+
 def parse_json(raw: bytes) -> Any:
-    """One JSON document; duplicate keys, NaN/Infinity and invalid UTF-8 are refused (400)."""
+    """One JSON document; duplicate keys, NaN/Infinity, excess depth and invalid UTF-8 are refused (400)."""
     if not raw.strip():
         raise MalformedJson("The request body is empty; a JSON document is required.")
     try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+        return jsonio.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError:
         raise MalformedJson("The request body is not valid UTF-8.") from None
-    except RecursionError:
-        raise MalformedJson("The JSON document is nested too deeply.") from None
+    except jsonio.JsonTooDeep as error:
+        raise MalformedJson(str(error), errors=[FieldError(BODY_FIELD, str(error))]) from None
     except json.JSONDecodeError as error:
         where = f"line {error.lineno} column {error.colno}"
         raise MalformedJson(f"Invalid JSON at {where}: {error.msg}.") from None
@@ -380,10 +383,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"Duplicate key {key!r} in JSON object.")
         result[key] = value
     return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number.")
 
 
 def parse_form(raw: bytes) -> dict[str, str]:
@@ -1047,7 +1046,7 @@ def validation_failed(detail: str, error: ValidationError) -> ValidationFailed:
 
 def _field_errors(error: ValidationError) -> list[FieldError]:
     return [
-        FieldError(".".join(str(part) for part in item["loc"]) or "(body)", item["msg"])
+        FieldError(".".join(str(part) for part in item["loc"]) or BODY_FIELD, item["msg"])
         for item in error.errors(include_url=False, include_input=False)[:validation_errors_max]
     ]
 

@@ -35,6 +35,7 @@ from enum import StrEnum
 from threading import Lock
 from typing import Protocol
 
+from finfaas.platform import jsonio
 from finfaas.platform.errors import BadRequest, Conflict, HttpError
 from finfaas.platform.logging import get_logger
 
@@ -211,7 +212,7 @@ def canonical_body(body: bytes | str | None) -> bytes:
     """JSON bodies re-serialised with sorted keys and no spacing; anything else byte for byte."""
     raw = body.encode() if isinstance(body, str) else (body or b"")
     try:
-        parsed = json.loads(raw)
+        parsed = jsonio.loads(raw)
     except ValueError:
         return raw
     return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -6,14 +6,13 @@ the reason travels only to the logs.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from finfaas.platform import config, tracing
+from finfaas.platform import config, jsonio, tracing
 from finfaas.platform.logging import get_logger
 
 ALGORITHMS = ("RS256",)
@@ -113,7 +112,7 @@ def fetch_json(url: str, timeout_seconds: float = jwks_fetch_timeout_seconds) ->
         payload = response.read(jwks_bytes_max + 1)
     if len(payload) > jwks_bytes_max:
         raise ValueError(f"JWKS larger than {jwks_bytes_max} bytes")
-    return json.loads(payload)
+    return jsonio.loads(payload)
 
 
 class JwksCache:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finfaas.platform import config
+from finfaas.platform import config, jsonio
 
 # Names of OpenFaaS secrets, not secret values.
 SIGNING_KEYS_SECRET = "auth-signing-keys"  # noqa: S105
@@ -125,8 +125,8 @@ def load_keyring(read_secret: Callable[[str], str | None] = config.read_secret) 
     """The key ring from the `auth-signing-keys` OpenFaaS secret."""
     text = read_secret(SIGNING_KEYS_SECRET)
     try:
-        entries = json.loads(text or "")
-    except json.JSONDecodeError as error:
+        entries = jsonio.loads(text or "")
+    except ValueError as error:
         raise KeyRingError(f"{SIGNING_KEYS_SECRET} is not JSON") from error
     return KeyRing.from_entries(entries)
 
@@ -181,10 +181,16 @@ class DevSecrets:
 
 
 def write_dev_secrets(folder: Path, out: Callable[[str], None] = print) -> DevSecrets:
-    """Create the auth secrets a fresh machine lacks (a signing key, a demo client); keep existing ones."""
+    """Create the secrets a fresh machine lacks (a signing key, a demo client, the cursor key); keep
+    existing ones."""
+    from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, new_cursor_key_text
+
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(secrets_dir_mode)
     created: list[str] = []
+    if not (folder / CURSOR_KEY_SECRET_NAME).exists():
+        _write_private(folder / CURSOR_KEY_SECRET_NAME, new_cursor_key_text())
+        created.append(CURSOR_KEY_SECRET_NAME)
     if not (folder / SIGNING_KEYS_SECRET).exists():
         _write_private(folder / SIGNING_KEYS_SECRET, json.dumps([generate_signing_key()], indent=2))
         created.append(SIGNING_KEYS_SECRET)
@@ -233,7 +239,7 @@ def ensure_service_clients(
     Restart the auth function (or POST /_/ops/reload-secrets) for it to see new entries.
     """
     clients_path = folder / CLIENTS_SECRET
-    entries = json.loads(clients_path.read_text()) if clients_path.exists() else []
+    entries = jsonio.loads(clients_path.read_text()) if clients_path.exists() else []
     written: list[str] = []
     for client_id, scopes in clients.items():
         if _ensure_service_client(folder, entries, client_id, list(scopes)):
@@ -269,7 +275,7 @@ def _secret_matches(secret_path: Path, entry: Mapping[str, Any]) -> bool:
     from argon2.exceptions import Argon2Error, InvalidHashError
 
     try:
-        credentials = json.loads(secret_path.read_text())
+        credentials = jsonio.loads(secret_path.read_text())
         return PasswordHasher().verify(entry["secret_hash"], credentials["client_secret"])
     except (ValueError, KeyError, TypeError, Argon2Error, InvalidHashError):
         return False

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from finfaas.platform import config
+from finfaas.platform import config, jsonio
 
 SEALED_FORMAT_VERSION = 1
 CIPHER_NAME = "AES-256-GCM"
@@ -137,7 +137,7 @@ def _parsed(sealed: str) -> dict[str, Any]:
     if not isinstance(sealed, str) or len(sealed) > sealed_chars_max:
         raise damaged
     try:
-        envelope = json.loads(sealed)
+        envelope = jsonio.loads(sealed)
         if envelope.get("v") != SEALED_FORMAT_VERSION or envelope.get("alg") != CIPHER_NAME:
             raise damaged
         decoded = {name: base64.b64decode(envelope[name], validate=True)

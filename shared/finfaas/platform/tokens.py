@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import threading
 import time
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from finfaas.platform import config
+from finfaas.platform import config, jsonio
 from finfaas.platform.keys import CLIENTS_SECRET, SIGNING_ALGORITHM, KeyRing
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the JWT typ header, not a credential
@@ -73,7 +72,7 @@ class ClientRegistry:
 
     @classmethod
     def from_secret(cls, read_secret: Callable[[str], str | None] = config.read_secret) -> ClientRegistry:
-        entries = json.loads(read_secret(CLIENTS_SECRET) or "")
+        entries = jsonio.loads(read_secret(CLIENTS_SECRET) or "")
         if not isinstance(entries, list) or len(entries) > clients_max:
             raise ValueError(f"{CLIENTS_SECRET} must be a JSON list of at most {clients_max} clients")
         return cls(_client(entry) for entry in entries)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
@@ -28,13 +29,16 @@ from finfaas.domain.ledger import (
 )
 from finfaas.domain.money import currency_exponent
 from finfaas.platform.audit import Outcome
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding, cursor_chars_max
 from finfaas.platform.http import StrictModel
 from finfaas.services.customers import AuditTrail, Caller
 from finfaas.services.ledger import LedgerService
 
 ACCOUNT_ID_PREFIX = "acc_"
 account_id_hex_chars = 32
-cursor_chars_max = 1024
+ledger_cursor_chars_max = 512  # the ledger's own cursor (a key and a balance) inside the sealed one
+LIST_ROUTE = "GET /accounts"
+STATEMENT_ROUTE = "GET /accounts/{account_id}/statement"
 # Kinds a customer may open; system kinds are opened by the ledger's own bootstrap.
 CustomerAccountKind = Literal["CUSTOMER"]
 
@@ -178,9 +182,11 @@ def derived_account_id(owner_id: str, idempotency_key: str) -> str:
 class AccountsService:
     """Customer-facing reads and openings, and operator controls, over the ledger; changes are audited."""
 
-    def __init__(self, ledger: LedgerService, audit: AuditTrail) -> None:
+    def __init__(self, ledger: LedgerService, audit: AuditTrail, cursors: CursorCodec | None = None) -> None:
         self._ledger = ledger
         self._audit = audit
+        # Production passes the stage's keyed codec; a fresh key suits one process (tests).
+        self._cursors = cursors or CursorCodec.generate()
 
     def open(self, caller: Caller, body: OpenAccountBody, idempotency_key: str) -> AccountView:
         """Open an account owned by the caller (idempotent on the caller's Idempotency-Key)."""
@@ -190,17 +196,33 @@ class AccountsService:
         return account_view(account)
 
     def list_mine(self, caller: Caller, query: PageQuery) -> AccountList:
-        page = self._ledger.list_accounts(caller.sub, limit=query.limit, starting_after=query.starting_after)
+        bound = binding(LIST_ROUTE, caller.sub)
+        page = self._ledger.list_accounts(caller.sub, limit=query.limit,
+                                          starting_after=self._opened(query.starting_after, bound))
         return AccountList(data=[account_view(a) for a in page.items], has_more=page.has_more,
-                           next_cursor=page.next_cursor)
+                           next_cursor=self._sealed(page.next_cursor, bound))
 
     def get_mine(self, caller: Caller, account_id: str) -> AccountView:
         return account_view(self._ledger.get_account(account_id, _owner(caller)))
 
     def statement(self, caller: Caller, account_id: str, query: PageQuery) -> Statement:
-        page = self._ledger.statement(account_id, limit=query.limit, starting_after=query.starting_after,
+        bound = binding(STATEMENT_ROUTE, caller.sub, account_id=account_id)
+        page = self._ledger.statement(account_id, limit=query.limit,
+                                      starting_after=self._opened(query.starting_after, bound),
                                       actor=_owner(caller))
-        return statement_view(page)
+        return statement_view(replace(page, next_cursor=self._sealed(page.next_cursor, bound)))
+
+    def _opened(self, cursor: str | None, bound: dict[str, str]) -> str | None:
+        """The ledger's cursor inside a client's sealed one; InvalidCursor unless ours, for this query."""
+        if cursor is None:
+            return None
+        inner = self._cursors.open(cursor, bound)
+        if not isinstance(inner, str) or not 0 < len(inner) <= ledger_cursor_chars_max:
+            raise InvalidCursor("not a cursor of this list")
+        return inner
+
+    def _sealed(self, inner: str | None, bound: dict[str, str]) -> str | None:
+        return None if inner is None else self._cursors.seal(inner, bound)
 
     def balance_at(self, caller: Caller, account_id: str, at: datetime) -> BalanceAt:
         money = self._ledger.balance_at(account_id, at, _owner(caller))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from threading import Lock
 from typing import Any, Protocol
 
+from finfaas.platform import jsonio
 from finfaas.platform.audit import AuditEvent, AuditLog, Outcome
 from finfaas.platform.http import client_ip
 from finfaas.platform.logging import get_logger
@@ -145,7 +146,7 @@ class Profile:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Profile:
-        fields = json.loads(raw.decode("utf-8"))
+        fields = jsonio.loads(raw.decode("utf-8"))
         return cls(fields["name"], fields["national_id"], fields["phone"])
 
 

@@ -23,7 +23,6 @@ only writer; it reads the head once per lease and, after a lost race, again.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from finfaas.platform import jsonio
 from finfaas.platform.audit import (
     AuditEventInvalid,
     AuditKey,
@@ -77,7 +77,7 @@ class OutboxEvent:
 
     def envelope(self) -> EventEnvelope:
         try:
-            data = json.loads(self.data)
+            data = jsonio.loads(self.data)
         except ValueError:
             raise EventRejected(f"outbox event {self.event_id}: data is not JSON") from None
         if not isinstance(data, dict):

@@ -11,7 +11,6 @@ transfer again returns the recorded answer and counts nothing twice.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from finfaas.domain.risk_rules import (
     Verdict,
     assess,
 )
+from finfaas.platform import jsonio
 from finfaas.platform.http import StrictModel
 
 identifier_chars_max = 64
@@ -219,7 +219,7 @@ def assessment_to_json(assessment: Assessment) -> str:
 
 
 def assessment_from_json(text: str) -> Assessment:
-    raw: dict[str, Any] = json.loads(text)
+    raw: dict[str, Any] = jsonio.loads(text)
     findings = tuple(Finding(f["rule"], Verdict(f["verdict"]), int(f["score"]), f["detail"])
                      for f in raw["findings"])
     return Assessment(raw["assessment_id"], Decision(raw["decision"]), int(raw["score"]), findings)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from finfaas.platform import jsonio
+
 connect_timeout_seconds = 2.0
 read_timeout_seconds_default = 10.0
 response_bytes_max = 256 * 1024
@@ -114,7 +116,7 @@ def _parsed(content: bytes | None) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        return jsonio.loads(raw)
     except ValueError:
         return raw.decode("utf-8", "replace")
 

@@ -22,7 +22,6 @@ conditional on the order's version; events go to the outbox in the same transact
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import threading
@@ -48,6 +47,7 @@ from finfaas.domain.limits import (
     usage_day,
 )
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency, transfer_amount_minor_max
+from finfaas.platform import jsonio
 from finfaas.platform.http import StrictModel
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 
@@ -669,7 +669,7 @@ def failure_from(error: SagaError) -> dict[str, str]:
 def _http_failure(name: str, cause: str) -> dict[str, str]:
     body: Any = None
     try:
-        body = json.loads(cause).get("ResponseBody")
+        body = jsonio.loads(cause).get("ResponseBody")
     except (ValueError, AttributeError):
         pass
     code = body.get("code") if isinstance(body, dict) else None

@@ -40,6 +40,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
 from finfaas.platform.events import (
     EVENT_TYPES,
     TYPE_ATTRIBUTE,
@@ -73,6 +74,8 @@ response_bytes_max = 4096  # read and discarded, so a chatty receiver cannot hol
 url_chars_max = 2048
 description_chars_max = 200
 subscriptions_per_owner_max = 20
+subscription_id_chars_max = 64  # "sub_" and 24 base32 characters; room for a longer scheme
+LIST_ROUTE = "GET /subscriptions"
 subscriptions_total_max = 1000  # what one fan-out reads; the store refuses more
 subscription_cache_seconds = 5.0
 secret_cache_entries_max = 256
@@ -260,17 +263,21 @@ class CreatedSubscription:
 class SubscriptionPage:
     subscriptions: list[Subscription]
     has_more: bool
+    next_cursor: str | None = None
 
 
 class SubscriptionService:
     """What integrators do through the API: create, read, list and delete their subscriptions."""
 
     def __init__(self, store: SubscriptionRepository, secrets_box: SecretBox, policy: OutboundPolicy,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 cursors: CursorCodec | None = None) -> None:
         self._store = store
         self._secrets = secrets_box
         self._policy = policy
         self._clock = clock
+        # Production passes the stage's keyed codec; a fresh key suits one process (tests).
+        self._cursors = cursors or CursorCodec.generate()
 
     def create(self, owner: str, idempotency_key: str, url: str, event_types: Sequence[str],
                description: str = "") -> CreatedSubscription:
@@ -301,9 +308,18 @@ class SubscriptionService:
         return found
 
     def list(self, owner: str, limit: int, starting_after: str | None = None) -> SubscriptionPage:
+        """The owner's active subscriptions by id; starting_after is a next_cursor this list gave them."""
+        bound = binding(LIST_ROUTE, owner)
+        after_id = None
+        if starting_after is not None:
+            after_id = self._cursors.open(starting_after, bound)
+            if not isinstance(after_id, str) or not 0 < len(after_id) <= subscription_id_chars_max:
+                raise InvalidCursor("not a cursor of this list")
         active = [s for s in self._store.list_owner(owner) if s.status is SubscriptionStatus.ACTIVE]
-        after = [s for s in active if starting_after is None or s.subscription_id > starting_after]
-        return SubscriptionPage(after[:limit], len(after) > limit)
+        after = [s for s in active if after_id is None or s.subscription_id > after_id]
+        page, has_more = after[:limit], len(after) > limit
+        cursor = self._cursors.seal(page[-1].subscription_id, bound) if has_more else None
+        return SubscriptionPage(page, has_more, cursor)
 
     def delete(self, owner: str, subscription_id: str) -> None:
         if not self._store.mark_deleted(subscription_id, owner):

@@ -59,6 +59,7 @@ from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
 from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status, TaskResult
@@ -223,13 +224,18 @@ def _int(value: Any, default: int = 0) -> int:
     return default if value is None else int(value)
 
 
+def _loads(text: str) -> Any:
+    """A stored JSON attribute; execution state may nest deeper than a request body (see jsonio)."""
+    return jsonio.loads(text, depth_max=jsonio.stored_json_depth_max)
+
+
 def _execution(item: Any) -> Execution:
     return Execution(
         execution_id=item.execution_id,
         state_machine=item.state_machine,
         name=item.name,
         definition_digest=item.definition_digest,
-        input=json.loads(item.input),
+        input=_loads(item.input),
         status=Status(item.status),
         version=_int(item.version),
         started_at_ms=_int(item.started_at_ms),
@@ -237,20 +243,20 @@ def _execution(item: Any) -> Execution:
         deadline_ms=None if item.deadline_ms is None else int(item.deadline_ms),
         state=item.state,
         phase=Phase(item.phase),
-        state_input=json.loads(item.state_input or "null"),
+        state_input=_loads(item.state_input or "null"),
         state_entered_at_ms=_int(item.state_entered_at_ms),
-        visits=json.loads(item.visits or "{}"),
-        retries=tuple(json.loads(item.retries or "[]")),
+        visits=_loads(item.visits or "{}"),
+        retries=tuple(_loads(item.retries or "[]")),
         attempt=_int(item.attempt),
         attempt_started_at_ms=_int(item.attempt_started_at_ms),
         redrives=_int(item.redrives),
         lease_owner=item.lease_owner,
         lease_until_ms=_int(item.lease_until_ms),
         task_token=item.task_token,
-        task_result=TaskResult.from_json(json.loads(item.task_result)) if item.task_result else None,
+        task_result=TaskResult.from_json(_loads(item.task_result)) if item.task_result else None,
         callback_reported=item.callback_reported,
         last_heartbeat_ms=_int(item.last_heartbeat_ms),
-        output=json.loads(item.output) if item.output is not None else None,
+        output=_loads(item.output) if item.output is not None else None,
         error=item.error,
         cause=item.cause,
         history_seq=_int(item.history_seq),
@@ -522,7 +528,7 @@ class ExecutionsStore:
             return []
         except (PynamoDBException, BotoCoreError) as error:
             raise ExecutionStoreError("history not read") from error
-        return [_event(json.loads(row)) for row in item.tail or ()]
+        return [_event(_loads(row)) for row in item.tail or ()]
 
     def next_sweep_ms(self) -> int | None:
         try:
@@ -565,8 +571,8 @@ def _event(row: list[Any]) -> HistoryEvent:
 
 def _item_events(item: Any) -> list[HistoryEvent]:
     if item.events is not None:
-        return [_event(row) for row in json.loads(item.events)]
-    detail = json.loads(item.detail or "{}")
+        return [_event(row) for row in _loads(item.events)]
+    detail = _loads(item.detail or "{}")
     return [HistoryEvent(int(item.seq), item.type, int(item.at_ms), item.state, detail)]
 
 

@@ -11,6 +11,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name
 from finfaas.platform.idempotency import (
     IdempotencyRecord,
@@ -163,7 +164,7 @@ class IdempotencyStore:
             response = StoredResponse(
                 status_code=int(item.response_status),
                 body=item.response_body or "",
-                headers=json.loads(item.response_headers or "{}"),
+                headers=jsonio.loads(item.response_headers or "{}"),
             )
         return IdempotencyRecord(
             key=item.idempotency_key,

@@ -107,6 +107,7 @@ from finfaas.domain.ledger import (
     transfer_from_new,
     violation,
 )
+from finfaas.platform import jsonio
 from finfaas.store.models import (
     LedgerModels,
     account_from_raw,
@@ -126,6 +127,10 @@ retry_wait_seconds_base = 0.005
 outbox_partitions = 8
 hold_index_shards = 8
 expiry_scan_items_max = 1000
+# The accounts-by-owner index's LastEvaluatedKey: the table key and the index keys, each a string.
+OWNER_CURSOR_ATTRIBUTES = ("account_id", "owner_id", "opened_at")
+owner_cursor_depth_max = 2  # {"attribute": {"S": "value"}}
+owner_cursor_value_chars_max = 256
 HOLD_INDEX_PREFIX = "~holds#"  # entries-table partitions indexing open holds by expiry time
 EVENT_SOURCE = "finfaas/ledger"
 
@@ -307,7 +312,7 @@ class DynamoLedgerStore:
 
     def accounts_by_owner(self, owner_id: str, limit: int, cursor: str | None) -> Page[Account]:
         check_page_size(limit)
-        start = _decode_owner_cursor(cursor) if cursor else None
+        start = _decode_owner_cursor(cursor, owner_id) if cursor else None
         results = self.models.account.by_owner.query(owner_id, limit=limit, page_size=limit,
                                                      last_evaluated_key=start)
         accounts = [account_from_record(r) for r in results]
@@ -788,13 +793,22 @@ def _encode_owner_cursor(last_evaluated_key: dict) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def _decode_owner_cursor(cursor: str) -> dict:
+def _decode_owner_cursor(cursor: str, owner_id: str) -> dict:
+    """The by-owner index key to resume after, only in the shape DynamoDB gave it and for this owner."""
+    problem = InvalidInput("starting_after: not a cursor of this list", field="starting_after")
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError) as error:
-        raise InvalidInput("starting_after: not a cursor of this list", field="starting_after") from error
-    if not isinstance(key, dict):
-        raise InvalidInput("starting_after: not a cursor of this list", field="starting_after")
+        key = jsonio.loads(base64.urlsafe_b64decode(cursor.encode()), depth_max=owner_cursor_depth_max)
+    except (ValueError, TypeError):
+        raise problem from None
+    # A key naming another owner, or any other attribute, would reach DynamoDB as ExclusiveStartKey.
+    if not isinstance(key, dict) or set(key) != set(OWNER_CURSOR_ATTRIBUTES):
+        raise problem
+    values = {name: value.get("S") if isinstance(value, dict) and len(value) == 1 else None
+              for name, value in key.items()}
+    if any(not isinstance(v, str) or not 0 < len(v) <= owner_cursor_value_chars_max for v in values.values()):
+        raise problem
+    if values["owner_id"] != owner_id:
+        raise problem
     return key
 
 

@@ -10,6 +10,7 @@ from pynamodb.exceptions import PutError, PynamoDBException
 from pynamodb.models import Model
 
 from finfaas.domain.creditor import SealedCreditor
+from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.rail import PaymentStatus, Plan, RailPayment, RailStoreUnavailable
 from finfaas.store.binding import (
@@ -58,7 +59,7 @@ def payment_to_json(payment: RailPayment) -> str:
 
 
 def payment_from_json(text: str) -> RailPayment:
-    raw = json.loads(text)
+    raw = jsonio.loads(text)
     creditor = raw.get("creditor")
     return RailPayment(
         payment_id=raw["payment_id"],

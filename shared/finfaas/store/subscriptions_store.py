@@ -15,6 +15,7 @@ from pynamodb.attributes import UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
 from pynamodb.models import Model
 
+from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.platform.logging import get_logger
 from finfaas.services.webhooks import (
@@ -126,6 +127,6 @@ class SubscriptionsStore:
 def _subscription(item: Any) -> Subscription:
     return Subscription(
         subscription_id=item.event_key, owner=item.owner, url=item.url,
-        event_types=tuple(json.loads(item.event_types)), description=item.description or "",
+        event_types=tuple(jsonio.loads(item.event_types)), description=item.description or "",
         created_at=parse_time(item.created_at), status=SubscriptionStatus(item.status),
         fingerprint=item.fingerprint, sealed_secret=item.sealed_secret)

@@ -27,6 +27,7 @@ from pynamodb.transactions import TransactWrite
 from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.limits import TIER_DEFAULT, Tier
+from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.transfers import (
     DailyUsage,
@@ -125,7 +126,7 @@ def order_to_json(order: TransferOrder) -> str:
 
 
 def order_from_json(text: str) -> TransferOrder:
-    raw: dict[str, Any] = json.loads(text)
+    raw: dict[str, Any] = jsonio.loads(text)
     creditor = raw.get("creditor")
     return TransferOrder(
         transfer_id=raw["transfer_id"],

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Any
 
+from finfaas.platform import jsonio
 from finfaas.workflow import errors
 from finfaas.workflow.errors import DefinitionError, PathSyntaxError
 from finfaas.workflow.paths import Path, Template, compile_template, parse_path, parse_result_path
@@ -293,7 +294,7 @@ def load_definition_file(path: FilePath) -> Definition:
     if len(raw) > definition_bytes_max:
         raise DefinitionError(f"{path.name}: larger than {definition_bytes_max} bytes")
     try:
-        document = json.loads(raw)
+        document = jsonio.loads(raw)
     except ValueError as error:
         raise DefinitionError(f"{path.name}: not JSON: {error}") from None
     try:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from finfaas.platform import jsonio
 from finfaas.workflow.errors import (
     INTRINSIC_FAILURE,
     PARAMETER_PATH_FAILURE,
@@ -326,7 +327,10 @@ class _IntrinsicParser:
         if match is None:
             raise PathSyntaxError(f"unexpected argument at character {self.position}")
         self.position = match.end()
-        return json.loads(match.group(0))
+        try:
+            return jsonio.loads(match.group(0))
+        except ValueError:  # a number beyond a float's range
+            raise PathSyntaxError(f"number out of range at character {match.start()}") from None
 
     def _skip_spaces(self) -> None:
         while self.position < len(self.text) and self.text[self.position] == " ":
@@ -371,7 +375,7 @@ def _string_to_json(args: list[Any]) -> Any:
     if not isinstance(args[0], str):
         raise _fail("States.StringToJson: the argument must be a string")
     try:
-        return json.loads(args[0])
+        return jsonio.loads(args[0])
     except ValueError:
         raise _fail("States.StringToJson: the string is not JSON") from None
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol
 
+from finfaas.platform import jsonio
 from finfaas.platform.logging import get_logger
 from finfaas.workflow import errors
 from finfaas.workflow.asl import (
@@ -140,7 +141,7 @@ class ServiceTokens:
         """Credentials from the `<client_name>-client` secret ({client_id, client_secret})."""
         from finfaas.platform.config import read_secret
 
-        credentials = json.loads(read_secret(client_name + SERVICE_CLIENT_SECRET_SUFFIX) or "{}")
+        credentials = jsonio.loads(read_secret(client_name + SERVICE_CLIENT_SECRET_SUFFIX) or "{}")
         return cls(
             gateway_url.rstrip("/") + TOKEN_PATH, credentials["client_id"], credentials["client_secret"]
         )
@@ -385,7 +386,7 @@ def _response_body(response: Any) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        return jsonio.loads(raw)
     except ValueError:
         return raw.decode("utf-8", "replace")
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from finfaas.platform import jsonio
+
 ORCHESTRATOR_QUEUE = "orchestrator"
 WAKE_EVENT_TYPE = "dev.finfaas.orchestrator.wake"
 SWEEP_EVENT_TYPE = "dev.finfaas.orchestrator.sweep"
@@ -50,7 +52,7 @@ class Wakeup:
         """Parse a message body; ValueError when it is not a wake-up."""
         if len(raw) > message_bytes_max:
             raise ValueError("wake-up message too large")
-        body = json.loads(raw)
+        body = jsonio.loads(raw)
         if not isinstance(body, dict) or body.get("kind") not in KINDS:
             raise ValueError("not a wake-up message")
         execution_id = body.get("execution_id")

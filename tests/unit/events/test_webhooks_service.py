@@ -6,6 +6,7 @@ import json
 
 import pytest
 from events_fakes import T0, FakePoster, FakeQueue, FakeSubscriptions
+from finfaas.platform.cursors import InvalidCursor
 from finfaas.platform.events import EventEnvelope, EventMac, QueueUnavailable
 from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys
 from finfaas.services.webhooks import (
@@ -112,8 +113,25 @@ def test_listing_pages_by_id():
     ids = sorted(world.subscribe(key=f"k-{i}").subscription.subscription_id for i in range(5))
     first = world.service.list("partner-1", 2)
     assert [s.subscription_id for s in first.subscriptions] == ids[:2] and first.has_more
-    rest = world.service.list("partner-1", 10, starting_after=ids[1])
+    rest = world.service.list("partner-1", 10, starting_after=first.next_cursor)
     assert [s.subscription_id for s in rest.subscriptions] == ids[2:] and not rest.has_more
+    assert rest.next_cursor is None
+
+
+@pytest.mark.parametrize("owner, cursor", [("partner-2", "issued"), ("partner-1", "an-id"),
+                                           ("partner-1", "edited")])
+def test_a_cursor_from_another_owner_or_not_from_this_list_is_refused(owner, cursor):
+    world = World()
+    ids = sorted(world.subscribe(key=f"k-{i}").subscription.subscription_id for i in range(3))
+    issued = world.service.list("partner-1", 1).next_cursor
+    middle = len(issued) // 2
+    edited = issued[:middle] + ("A" if issued[middle] != "A" else "B") + issued[middle + 1:]
+    given = {"issued": issued, "an-id": ids[0], "edited": edited}
+
+    with pytest.raises(InvalidCursor) as refused:
+        world.service.list(owner, 10, starting_after=given[cursor])
+
+    assert refused.value.status == 422 and [e.field for e in refused.value.errors] == ["starting_after"]
 
 
 def test_an_owner_has_a_bounded_number_of_subscriptions():

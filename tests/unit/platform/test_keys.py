@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, CursorCodec, cursor_keys_from_text
 from finfaas.platform.keys import (
     CLIENTS_SECRET,
     DEMO_CREDENTIALS_FILE,
@@ -116,9 +117,9 @@ def test_dev_secrets_are_created_private_with_a_usable_demo_client(tmp_path: Pat
 
     dev = write_dev_secrets(folder, out=printed.append)
 
-    assert set(dev.created) == {SIGNING_KEYS_SECRET, CLIENTS_SECRET}
+    assert set(dev.created) == {SIGNING_KEYS_SECRET, CLIENTS_SECRET, CURSOR_KEY_SECRET_NAME}
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    for name in (SIGNING_KEYS_SECRET, CLIENTS_SECRET, DEMO_CREDENTIALS_FILE):
+    for name in (SIGNING_KEYS_SECRET, CLIENTS_SECRET, DEMO_CREDENTIALS_FILE, CURSOR_KEY_SECRET_NAME):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
     load_keyring(lambda name: (folder / name).read_text())
     [client] = json.loads((folder / CLIENTS_SECRET).read_text())
@@ -132,7 +133,8 @@ def test_dev_secrets_are_created_private_with_a_usable_demo_client(tmp_path: Pat
 def test_dev_secrets_are_kept_on_the_next_start(tmp_path: Path):
     folder = tmp_path / "secrets"
     write_dev_secrets(folder, out=lambda _: None)
-    before = {name: (folder / name).read_text() for name in (SIGNING_KEYS_SECRET, CLIENTS_SECRET)}
+    before = {name: (folder / name).read_text()
+              for name in (SIGNING_KEYS_SECRET, CLIENTS_SECRET, CURSOR_KEY_SECRET_NAME)}
 
     again = write_dev_secrets(folder, out=lambda _: None)
 
@@ -167,3 +169,10 @@ def test_a_demo_client_kept_from_an_earlier_start_gets_the_current_scopes(tmp_pa
     assert PasswordHasher().verify(refreshed["secret_hash"], dev.client_secret)
     assert again.created == () and "scopes updated" in printed[0]
     assert stat.S_IMODE((folder / CLIENTS_SECRET).stat().st_mode) == 0o600
+def test_the_dev_cursor_key_seals_cursors_another_process_can_open(tmp_path: Path):
+    folder = tmp_path / "secrets"
+    write_dev_secrets(folder, out=lambda _: None)
+    keys = cursor_keys_from_text((folder / CURSOR_KEY_SECRET_NAME).read_text())
+    bound = {"route": "GET /things", "principal": "p"}
+
+    assert CursorCodec(keys).open(CursorCodec(list(keys)).seal("k", bound), bound) == "k"

@@ -171,7 +171,7 @@ def test_listing_pages_newest_first_and_history_pages_by_seq(orchestrator):
     rest = _get(
         orchestrator,
         "/executions",
-        {"status": "SUCCEEDED", "limit": "2", "starting_after": first["data"][-1]["execution_id"]},
+        {"status": "SUCCEEDED", "limit": "2", "starting_after": first["next_cursor"]},
     ).json()
     history = _get(orchestrator, "/executions/demo-transfer:p0/history", {"limit": "3"}).json()
     more = _get(
@@ -181,7 +181,7 @@ def test_listing_pages_newest_first_and_history_pages_by_seq(orchestrator):
     ).json()
 
     assert [e["name"] for e in first["data"] + rest["data"]] == ["p2", "p1", "p0"]
-    assert first["has_more"] and not rest["has_more"]
+    assert first["has_more"] and not rest["has_more"] and rest["next_cursor"] is None
     assert [e["seq"] for e in history["data"]] == [1, 2, 3] and history["has_more"]
     assert more["data"][0]["seq"] == 4 and more["data"][-1]["type"] == "ExecutionSucceeded"
     assert _get(orchestrator, "/executions/demo-transfer:none").status == 404
