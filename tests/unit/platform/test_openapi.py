@@ -134,3 +134,21 @@ def test_problem_responses_conform_to_the_problem_schema(app, document):
 def test_a_nonconforming_body_is_caught_by_the_check(document):
     with pytest.raises(jsonschema.ValidationError):
         conforms(document, {"$ref": "#/components/schemas/Problem"}, {"title": "no type or status"})
+
+
+def test_a_route_declares_its_own_responses_besides_the_generated_ones():
+    app = FunctionApp("tokens")
+    plain_error = {"description": "RFC 6749 error",
+                   "content": {"application/json": {"schema": {"type": "object"}}}}
+
+    @app.route("POST", "/token", auth=False, openapi={"responses": {"400": plain_error}, "description": "d"})
+    def token(req: Request) -> dict:
+        """Issue a token."""
+        return {}
+
+    document = call(app.handle, "GET", "/_/openapi.json").json()
+
+    operation = document["paths"]["/token"]["post"]
+    assert operation["responses"]["400"] == plain_error
+    assert {"200", "413", "415", "500", "default"} <= set(operation["responses"])
+    assert operation["description"] == "d"
