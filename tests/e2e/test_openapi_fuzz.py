@@ -8,10 +8,12 @@ A bounded, derandomized run: the same requests every time, a few minutes at most
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
@@ -43,10 +45,10 @@ STOP_SECONDS_MAX = 20
 DOCUMENT_SECONDS_MAX = 30  # the first request to a function includes its cold start
 REQUEST_TIMEOUT_SECONDS = 20
 TOKEN_LIFETIME_SECONDS = 3600
-# Bounds of the run: each operation gets at most this many generated requests per mode
-# (valid and invalid data), and a share of the whole run's time.
+# Bounds of the run: each operation gets at most this many generated requests per mode (valid and
+# invalid data), and an equal share of what is left of the whole run's time when its turn comes.
 EXAMPLES_PER_MODE_MAX = 15
-FUZZ_SECONDS_MAX = 120
+FUZZ_SECONDS_MAX = 150
 RELAY_RUN_SECONDS = 1  # POST / on the relay relays for this long (50 s when deployed)
 CHECKS = [
     not_a_server_error,
@@ -55,6 +57,12 @@ CHECKS = [
     response_schema_conformance,
 ]
 FAILURE_CHARS_MAX = 600  # of one failure's message in the report
+ANSWER_CHARS_MAX = 300  # of the answer's body shown with a failure
+REFUSED_BY_AUTH = frozenset({401, 403})
+# Tokens stay out of the report; everything else shows as sent, so a failure can be replayed.
+SCHEMATHESIS_CONFIG = schemathesis.Config.from_dict(
+    {"output": {"sanitization": {"keys-to-sanitize": ["authorization"]}}}
+)
 
 
 @dataclass
@@ -64,7 +72,10 @@ class Suite:
     base_url: str
     customer_token: str
     client_token: str
-    documents: dict[str, dict] = field(default_factory=dict)
+    documents: dict[str, dict]
+    known_ids: dict[str, str]  # path parameter name -> the id of a resource that exists
+    deadline: float  # time.monotonic() by which the run ends
+    operations_left: int
 
 
 @dataclass
@@ -82,8 +93,8 @@ class Finding:
         return f"{self.function} {self.operation}: {self.check}\n    {message}\n    {self.reproduce}"
 
 
-def _tokens() -> tuple[str, str]:
-    """A customer's token with every customer scope, and an app's with every scope the suite checks."""
+def _tokens(documents: dict[str, dict]) -> tuple[str, str]:
+    """A customer's token with every customer scope, and an app's with every scope the documents name."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
     from finfaas.platform.testing import TokenMinter
@@ -96,16 +107,18 @@ def _tokens() -> tuple[str, str]:
         claims = minter.claims(sub, sorted(scopes), kind, lifetime_seconds=TOKEN_LIFETIME_SECONDS)
         return minter.sign(claims)
 
-    return token("fuzz-customer", CUSTOMER_SCOPES, "customer"), token("fuzz-app", _all_scopes(), "client")
+    every_scope = {scope for document in documents.values() for operation in _operations(document)
+                   for scope in _scopes(operation)}
+    return token("fuzz-customer", CUSTOMER_SCOPES, "customer"), token("fuzz-app", every_scope, "client")
 
 
-def _all_scopes() -> set[str]:
-    from finfaas.platform.keys import DEMO_CLIENT_SCOPES, SERVICE_CLIENTS
+def _operations(document: dict) -> list[dict]:
+    return [operation for item in document.get("paths", {}).values() for operation in item.values()]
 
-    scopes = set(DEMO_CLIENT_SCOPES)
-    for client_scopes in SERVICE_CLIENTS.values():
-        scopes.update(client_scopes)
-    return scopes
+
+def _scopes(operation: dict) -> set[str]:
+    return {scope for requirement in operation.get("security") or [] for scopes in requirement.values()
+            for scope in scopes}
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +146,35 @@ def suite(embedded_aws, tmp_path_factory):
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPOSITORY_ROOT)
     try:
         wait_for(lambda: _answers(base_url + "/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
-        customer_token, client_token = _tokens()
-        yield Suite(base_url, customer_token, client_token)
+        # Fetching every document first also takes every function's cold start out of the fuzzing time.
+        documents = {function: _document(base_url, function) for function in FUNCTIONS}
+        customer_token, client_token = _tokens(documents)
+        known_ids = _funded_account(base_url, customer_token, client_token)
+        operations = sum(len(_operations(document)) for document in documents.values())
+        yield Suite(base_url, customer_token, client_token, documents, known_ids,
+                    time.monotonic() + FUZZ_SECONDS_MAX, operations)
     finally:
         process.terminate()
         process.wait(STOP_SECONDS_MAX)
         log.close()
+
+
+def _funded_account(base_url: str, customer_token: str, client_token: str) -> dict[str, str]:
+    """The fuzzing customer's account with a deposit on it, so reads of it go past "not found"."""
+    def post(path: str, token: str, body: dict) -> dict:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                   "Idempotency-Key": f"fuzz-{path.rsplit('/', 1)[-1]}"}
+        reply = http("POST", base_url + path, json.dumps(body).encode(), headers,
+                     timeout=REQUEST_TIMEOUT_SECONDS)
+        assert reply.status in (200, 201), (path, reply.status, reply.body)
+        return reply.json()
+
+    account_id = post("/function/accounts/accounts", customer_token, {"currency": "USD"})["account_id"]
+    post("/function/ledger/_/ops/system-accounts", client_token, {"currency": "USD"})
+    deposit = {"transfer_id": "fuzz-deposit", "debit_account_id": "sys-funding-USD",
+               "credit_account_id": account_id, "amount": 10_000, "currency": "USD"}
+    transfer_id = post("/function/ledger/transfers", client_token, deposit)["transfer_id"]
+    return {"account_id": account_id, "transfer_id": transfer_id}
 
 
 def _answers(url: str) -> bool:
@@ -148,9 +184,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _document(suite: Suite, function: str) -> dict:
+def _document(base_url: str, function: str) -> dict:
     reply = wait_for(
-        lambda: (r := http("GET", f"{suite.base_url}/function/{function}{OPENAPI_PATH}",
+        lambda: (r := http("GET", f"{base_url}/function/{function}{OPENAPI_PATH}",
                            timeout=DOCUMENT_SECONDS_MAX)).status == 200 and r,
         DOCUMENT_SECONDS_MAX,
         f"{function}'s OpenAPI document",
@@ -162,22 +198,30 @@ def _auth_headers(suite: Suite, operation) -> dict[str, str]:
     """A customer's token where a customer may call the operation; otherwise the app's."""
     from finfaas.services.auth_customers import CUSTOMER_SCOPES
 
-    security = operation.definition.raw.get("security") or []
-    if not security:
+    if not operation.definition.raw.get("security"):
         return {}
-    scopes = {scope for requirement in security for scopes in requirement.values() for scope in scopes}
+    scopes = _scopes(operation.definition.raw)
     token = suite.customer_token if scopes <= CUSTOMER_SCOPES else suite.client_token
     return {"Authorization": f"Bearer {token}"}
 
 
-def _fuzz_operation(suite: Suite, function: str, operation, seconds_max: float) -> list[Finding]:
-    """Up to EXAMPLES_PER_MODE_MAX requests per mode within seconds_max; the checks that failed."""
+@dataclass
+class Outcome:
+    """What one operation's requests met: the statuses answered and the checks that failed."""
+
+    authenticated: bool  # the requests carried a token
+    statuses: Counter[int] = field(default_factory=Counter)
+    findings: dict[str, Finding] = field(default_factory=dict)  # by check: the first request that failed it
+
+
+def _fuzz_operation(suite: Suite, function: str, operation) -> Outcome:
+    """Up to EXAMPLES_PER_MODE_MAX requests per mode, within this operation's share of the time left."""
     base_url = f"{suite.base_url}/function/{function}"
     headers = _auth_headers(suite, operation)
     session = requests.Session()
-    findings: dict[tuple[str, str], Finding] = {}
-    deadline = time.monotonic() + seconds_max
-    sent = 0
+    outcome = Outcome(authenticated=bool(headers))
+    deadline = time.monotonic() + max(0.0, suite.deadline - time.monotonic()) / suite.operations_left
+    suite.operations_left -= 1
 
     @hypothesis.settings(
         max_examples=EXAMPLES_PER_MODE_MAX * 2,
@@ -188,27 +232,35 @@ def _fuzz_operation(suite: Suite, function: str, operation, seconds_max: float) 
         phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
         suppress_health_check=list(hypothesis.HealthCheck),
     )
-    @hypothesis.given(case=st.one_of(
-        operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
-        operation.as_strategy(schemathesis.GenerationMode.NEGATIVE),
-    ).filter(_reaches_the_function))
+    @hypothesis.given(case=st.one_of(*_strategies(suite, operation)).filter(_reaches_the_function))
     def fuzz(case) -> None:
-        nonlocal sent
         # The first request always goes out, so every operation is exercised however loaded the machine.
-        if sent and time.monotonic() > deadline:
+        if outcome.statuses and time.monotonic() > deadline:
             return
-        sent += 1
+        response = case.call(base_url=base_url, session=session, headers=headers,
+                             timeout=REQUEST_TIMEOUT_SECONDS)
+        outcome.statuses[response.status_code] += 1
         try:
-            case.call_and_validate(base_url=base_url, session=session, headers=headers, checks=CHECKS,
-                                   timeout=REQUEST_TIMEOUT_SECONDS)
+            case.validate_response(response, checks=CHECKS, headers=headers)
         except FailureGroup as group:
             for failure in group.exceptions:
-                _keep(findings, function, operation.label, failure, case, base_url, headers)
+                _keep(outcome, function, failure, case, response, base_url)
         except AssertionError as failure:
-            _keep(findings, function, operation.label, failure, case, base_url, headers)
+            _keep(outcome, function, failure, case, response, base_url)
 
     fuzz()
-    return list(findings.values())
+    return outcome
+
+
+def _strategies(suite: Suite, operation) -> list:
+    """Valid and invalid requests; where a path names a resource the suite has, also valid ones for it."""
+    strategies = [operation.as_strategy(mode) for mode in schemathesis.GenerationMode]
+    names = {parameter["name"] for parameter in operation.definition.raw.get("parameters", [])
+             if parameter["in"] == "path"}
+    if names and names <= set(suite.known_ids):
+        known = {name: suite.known_ids[name] for name in names}
+        strategies.append(operation.as_strategy(schemathesis.GenerationMode.POSITIVE, path_parameters=known))
+    return strategies
 
 
 def _reaches_the_function(case) -> bool:
@@ -222,28 +274,35 @@ def _reaches_the_function(case) -> bool:
     return not any("\n" in unquote(str(value)) for value in values)
 
 
-def _keep(findings, function, label, failure, case, base_url, headers) -> None:
+def _keep(outcome: Outcome, function: str, failure: AssertionError, case, response, base_url: str) -> None:
     check = getattr(failure, "title", None) or type(failure).__name__
-    if (label, check) not in findings:
-        shown = {**headers, "Authorization": "Bearer <token>"} if headers else None
-        reproduce = case.as_curl_command(headers=shown, base_url=base_url)
-        message = getattr(failure, "message", None) or str(failure)
-        findings[(label, check)] = Finding(function, label, check, message, reproduce)
+    if check in outcome.findings:
+        return
+    message = getattr(failure, "message", None) or str(failure)
+    answer = response.content[:ANSWER_CHARS_MAX].decode("utf-8", "replace")
+    outcome.findings[check] = Finding(
+        function,
+        case.operation.label,
+        check,
+        f"{message}\n    answered {response.status_code}: {answer}",
+        case.as_curl_command(base_url=base_url),
+    )
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_every_operation_answers_as_its_document_declares(suite, function):
     # GIVEN the document the function serves
-    document = _document(suite, function)
-    schema = schemathesis.openapi.from_dict(document)
+    schema = schemathesis.openapi.from_dict(suite.documents[function], config=SCHEMATHESIS_CONFIG)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert operations, f"{function} declares no operation"
-    # WHEN each operation gets its share of the run's time (the whole run is split across functions)
-    seconds_max = FUZZ_SECONDS_MAX / len(FUNCTIONS) / len(operations)
-    findings: list[Finding] = []
-    for operation in operations:
-        findings += _fuzz_operation(suite, function, operation, seconds_max)
+    # WHEN each operation is sent generated requests, valid and invalid, with a token where it needs one
+    outcomes = {operation.label: _fuzz_operation(suite, function, operation) for operation in operations}
     # THEN no answer was a server error or differed from what the document declares
+    findings = [finding for outcome in outcomes.values() for finding in outcome.findings.values()]
     assert not findings, (
         f"{len(findings)} failed check(s) on {function}:\n" + "\n".join(str(f) for f in findings)
     )
+    # AND the tokens were accepted, so the requests reached what lies behind authentication
+    refused = [label for label, outcome in outcomes.items()
+               if outcome.authenticated and set(outcome.statuses) <= REFUSED_BY_AUTH]
+    assert not refused, f"every request refused (401/403) on {function}: {refused}"
