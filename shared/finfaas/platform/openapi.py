@@ -111,9 +111,12 @@ def _operation(
 
 
 def _path_parameters(route: Route) -> list[dict[str, Any]]:
+    from finfaas.platform.http import path_param_chars_max  # http builds documents through this module
+
+    # A longer value is answered 404 before the handler runs, so the document says where ids end.
+    schema = {"type": "string", "minLength": 1, "maxLength": path_param_chars_max}
     return [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-        for name in route.param_names
+        {"name": name, "in": "path", "required": True, "schema": dict(schema)} for name in route.param_names
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
-from finfaas.platform.http import FunctionApp, Request, StrictModel
+from finfaas.platform.http import FunctionApp, Request, StrictModel, path_param_chars_max
 from finfaas.platform.testing import TokenMinter, call
 from openapi_spec_validator import validate as validate_spec
 from pydantic import BaseModel, Field
@@ -95,6 +95,7 @@ def test_path_and_query_parameters_are_listed(document):
     assert [(p["name"], p["in"], p["required"]) for p in get_one["parameters"]] == [
         ("account_id", "path", True)
     ]
+    assert get_one["parameters"][0]["schema"]["maxLength"] == path_param_chars_max
     assert {(p["name"], p["in"], p["required"]) for p in listing["parameters"]} == {
         ("limit", "query", False),
         ("starting_after", "query", False),
