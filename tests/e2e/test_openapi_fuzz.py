@@ -2,7 +2,7 @@
 
 Each function of stack.yml runs as a process behind the local gateway on the embedded emulators.
 For every operation its document declares, schemathesis sends generated requests, valid and
-invalid, and checks each answer: no 5xx, and status code, content type and body as declared.
+invalid, and checks each answer: no 5xx, and status code, content type, headers and body as declared.
 A bounded, derandomized run: the same requests every time, a few minutes at most.
 """
 
@@ -30,6 +30,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.errors import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -54,6 +55,7 @@ CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
 ]
 FAILURE_CHARS_MAX = 600  # of one failure's message in the report
