@@ -157,7 +157,11 @@ def suite(embedded_aws, tmp_path_factory):
                     time.monotonic() + FUZZ_SECONDS_MAX, operations)
     finally:
         process.terminate()
-        process.wait(STOP_SECONDS_MAX)
+        try:
+            process.wait(STOP_SECONDS_MAX)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         log.close()
 
 
