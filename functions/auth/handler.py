@@ -25,6 +25,7 @@ from finfaas.platform.http import (  # noqa: E402
 )
 from finfaas.platform.jwt_auth import JwtVerifier  # noqa: E402
 from finfaas.platform.keys import KeyRing, load_keyring  # noqa: E402
+from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA_REF  # noqa: E402
 from finfaas.platform.tokens import (  # noqa: E402
     CLIENT_CREDENTIALS,
     ClientRegistry,
@@ -131,6 +132,19 @@ app = FunctionApp(
     verifier=JwtVerifier(auth_secrets, config.auth_settings().issuer, config.auth_settings().audience),
 )
 
+# RFC 6749 5.2 (and RFC 7009 2.2.1) errors are plain JSON; the platform's own refusals stay problem+json.
+OAUTH_ERROR_RESPONSE = {
+    "description": "RFC 6749 error (invalid_request, invalid_client, invalid_grant, ...) or a problem",
+    "content": {
+        "application/json": {"schema": {
+            "type": "object",
+            "required": ["error", "error_description"],
+            "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+        }},
+        PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA_REF},
+    },
+}
+OAUTH_ERROR_RESPONSES = {"400": OAUTH_ERROR_RESPONSE, "401": OAUTH_ERROR_RESPONSE}
 TOKEN_OPENAPI = {
     "requestBody": {
         "required": True,
@@ -157,6 +171,7 @@ TOKEN_OPENAPI = {
     "per client IP: 429 with Retry-After). refresh_token: single use; the answer carries its replacement, "
     "and presenting a replaced token again revokes every token of that sign-in. Client authentication is "
     "optional for the customer grants; tokens are bound to the client that obtained them.",
+    "responses": OAUTH_ERROR_RESPONSES,
 }
 REVOKE_OPENAPI = {
     "requestBody": {
@@ -175,6 +190,7 @@ REVOKE_OPENAPI = {
         },
     },
     "description": "RFC 7009: ends the refresh token and every token of its sign-in; 200 for unknown tokens.",
+    "responses": OAUTH_ERROR_RESPONSES,
 }
 
 

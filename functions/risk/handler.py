@@ -104,7 +104,7 @@ def block(req: Request, kind: str, value: str, body: BlockBody) -> BlockView:
     return block_view(services.get().risk.block(kind, value, body.reason))
 
 
-@app.route("DELETE", "/_/ops/blocklist/{kind}/{value}")
+@app.route("DELETE", "/_/ops/blocklist/{kind}/{value}", status=204)
 def unblock(req: Request, kind: str, value: str) -> Response:
     """Lift a block (ops scope); 404 when there was none."""
     if not services.get().risk.unblock(kind, value):

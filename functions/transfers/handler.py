@@ -286,7 +286,7 @@ def decide(req: Request, transfer_id: str, body: DecisionBody) -> TransferView:
     return transfer_view(services.get().transfers.decide(transfer_id, body, req.principal.sub))
 
 
-@app.route("PUT", "/_/ops/customers/{customer_id}/tier", body=TierBody, rate_limit=None)
+@app.route("PUT", "/_/ops/customers/{customer_id}/tier", body=TierBody, status=204, rate_limit=None)
 def set_tier(req: Request, customer_id: str, body: TierBody) -> Response:
     """Set a customer's limits tier (BASIC, STANDARD, PREMIUM, BUSINESS)."""
     services.get().transfers.set_tier(customer_id, body.tier)

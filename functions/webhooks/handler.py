@@ -211,7 +211,7 @@ def get_subscription(req: Request, subscription_id: str) -> SubscriptionView:
     return SubscriptionView.of(services.get().subscriptions.get(req.principal.sub, subscription_id))
 
 
-@app.route("DELETE", "/subscriptions/{subscription_id}", scopes=[WRITE])
+@app.route("DELETE", "/subscriptions/{subscription_id}", scopes=[WRITE], status=204)
 def delete_subscription(req: Request, subscription_id: str) -> None:
     """Stop deliveries to this subscription; deliveries already queued are dropped."""
     services.get().subscriptions.delete(req.principal.sub, subscription_id)

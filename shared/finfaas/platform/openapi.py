@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, problem_json_schema
+from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA_REF, problem_json_schema
 
 if TYPE_CHECKING:
     from finfaas.platform.http import Route
@@ -48,12 +48,12 @@ def build_document(
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem details",
-                    "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                    "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA_REF}},
                 },
                 "RateLimited": {
                     "description": "Rate limit reached for this principal; retry after Retry-After seconds",
                     "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
-                    "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                    "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA_REF}},
                 },
             },
             "securitySchemes": {BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
@@ -103,14 +103,20 @@ def _operation(
             "required": True,
             "content": {media_type: {"schema": schema} for media_type in route.media_types},
         }
-    operation.update(route.openapi_extra)
+    extra = dict(route.openapi_extra)
+    # A route adds or replaces single responses (e.g. OAuth's own error bodies); the rest stay declared.
+    operation["responses"].update(extra.pop("responses", {}))
+    operation.update(extra)
     return operation
 
 
 def _path_parameters(route: Route) -> list[dict[str, Any]]:
+    from finfaas.platform.http import path_param_chars_max  # http builds documents through this module
+
+    # A longer value is answered 404 before the handler runs, so the document says where ids end.
+    schema = {"type": "string", "minLength": 1, "maxLength": path_param_chars_max}
     return [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-        for name in route.param_names
+        {"name": name, "in": "path", "required": True, "schema": dict(schema)} for name in route.param_names
     ]
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Where every served OpenAPI document keeps problem_json_schema().
+PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
 # Opaque, stable and never dereferenced: clients switch on `type` (or `code`), not on `title`.
 PROBLEM_TYPE_PREFIX = "urn:finfaas:problem:"
 PROBLEM_CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,63}$")

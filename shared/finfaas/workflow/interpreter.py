@@ -29,7 +29,7 @@ from finfaas.workflow.asl import (
     parse_timestamp,
 )
 from finfaas.workflow.errors import StatesError
-from finfaas.workflow.model import Execution, Phase, Status, TaskResult
+from finfaas.workflow.model import Execution, Phase, Status, TaskResult, is_execution_id
 from finfaas.workflow.paths import Path, write_result
 
 MS_PER_SECOND = 1000
@@ -76,6 +76,8 @@ def parse_task_token(token: str) -> tuple[str, str] | None:
     try:
         execution_id = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if not is_execution_id(execution_id):
         return None
     return execution_id, secret
 

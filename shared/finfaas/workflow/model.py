@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from finfaas.workflow.wakeups import execution_id_chars_max
+
 EXECUTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 EXECUTION_ID_SEPARATOR = ":"
 IDEMPOTENCY_KEY_CHARS_MAX = 255
@@ -122,6 +124,12 @@ class HistoryEvent:
 
 def execution_id(state_machine: str, name: str) -> str:
     return f"{state_machine}{EXECUTION_ID_SEPARATOR}{name}"
+
+
+def is_execution_id(value: str) -> bool:
+    """Whether value can name an execution; anything else is unknown without asking the store, which
+    refuses an empty or oversized key as a failed call rather than a missing item."""
+    return 0 < len(value) <= execution_id_chars_max and EXECUTION_ID_SEPARATOR in value
 
 
 def idempotency_key(execution_id_: str, state: str, visit: int) -> str:

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import jwt
 import pytest
 from finfaas.platform import config
@@ -125,6 +126,23 @@ def test_the_openapi_document_describes_the_token_endpoint(auth_with_secrets):
     token = document["paths"]["/oauth/token"]["post"]
     assert "application/x-www-form-urlencoded" in token["requestBody"]["content"]
     assert token["security"] == []
+
+
+@pytest.mark.parametrize(("path", "form", "status"), [
+    ("/oauth/token", b"grant_type=password", "400"),  # RFC 6749 invalid_request
+    ("/oauth/token", b"grant_type=client_credentials&client_id=nobody&client_secret=x", "401"),
+    ("/oauth/revoke", b"token=", "400"),
+])
+def test_oauth_errors_are_declared_as_the_plain_json_they_are(auth_with_secrets, path, form, status):
+    auth, _, _ = auth_with_secrets
+    document = call(auth.handle, "GET", "/_/openapi.json").json()
+
+    reply = call(auth.handle, "POST", path, body=form, headers=FORM)
+
+    assert str(reply.status) == status
+    media_type = reply.headers["Content-Type"]
+    schema = document["paths"][path]["post"]["responses"][status]["content"][media_type]["schema"]
+    jsonschema.Draft202012Validator({**document, **schema}).validate(reply.json())
 
 
 HEAVY_MODULES = ("boto3", "botocore", "pynamodb", "aws_xray_sdk", "jwt", "argon2", "cryptography", "requests")

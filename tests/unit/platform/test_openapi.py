@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
-from finfaas.platform.http import FunctionApp, Request, StrictModel
+from finfaas.platform.http import FunctionApp, Request, StrictModel, path_param_chars_max
 from finfaas.platform.testing import TokenMinter, call
 from openapi_spec_validator import validate as validate_spec
 from pydantic import BaseModel, Field
@@ -95,6 +95,7 @@ def test_path_and_query_parameters_are_listed(document):
     assert [(p["name"], p["in"], p["required"]) for p in get_one["parameters"]] == [
         ("account_id", "path", True)
     ]
+    assert get_one["parameters"][0]["schema"]["maxLength"] == path_param_chars_max
     assert {(p["name"], p["in"], p["required"]) for p in listing["parameters"]} == {
         ("limit", "query", False),
         ("starting_after", "query", False),
@@ -134,3 +135,21 @@ def test_problem_responses_conform_to_the_problem_schema(app, document):
 def test_a_nonconforming_body_is_caught_by_the_check(document):
     with pytest.raises(jsonschema.ValidationError):
         conforms(document, {"$ref": "#/components/schemas/Problem"}, {"title": "no type or status"})
+
+
+def test_a_route_declares_its_own_responses_besides_the_generated_ones():
+    app = FunctionApp("tokens")
+    plain_error = {"description": "RFC 6749 error",
+                   "content": {"application/json": {"schema": {"type": "object"}}}}
+
+    @app.route("POST", "/token", auth=False, openapi={"responses": {"400": plain_error}, "description": "d"})
+    def token(req: Request) -> dict:
+        """Issue a token."""
+        return {}
+
+    document = call(app.handle, "GET", "/_/openapi.json").json()
+
+    operation = document["paths"]["/token"]["post"]
+    assert operation["responses"]["400"] == plain_error
+    assert {"200", "413", "415", "500", "default"} <= set(operation["responses"])
+    assert operation["description"] == "d"

@@ -217,6 +217,19 @@ def test_callbacks_map_to_their_problems(orchestrator):
     assert world.store.get("demo-approval:a1").error == "Approval.Rejected"
 
 
+@pytest.mark.parametrize("token", [
+    "=.secret",  # an execution id that decodes to nothing
+    task_token("demo-approval:" + "a" * 160, "secret"),
+    task_token("no-separator", "secret"),
+])
+@pytest.mark.parametrize("path", ["/tasks/success", "/tasks/failure", "/tasks/heartbeat"])
+def test_a_token_that_can_name_no_execution_is_malformed(orchestrator, path, token):
+    # DynamoDB refuses an empty or oversized key as a failed call: such a token never reaches the store.
+    reply = _post(orchestrator, path, {"task_token": token})
+
+    assert (reply.status, reply.json()["code"]) == (400, "invalid_task_token")
+
+
 def test_the_ops_sweep_wakes_overdue_executions(orchestrator):
     _post(orchestrator, "/executions", {"state_machine": "demo-transfer", "name": "lost", "input": TRANSFER})
     orchestrator.world.waker.queued.clear()  # the start's wake-up was lost
