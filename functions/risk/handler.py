@@ -29,6 +29,7 @@ from finfaas.services.risk import (  # noqa: E402
     BlockList,
     BlockView,
     InvalidBlockEntry,
+    NewBlockBody,
     RiskService,
     RiskStoreUnavailable,
     assessment_view,
@@ -98,15 +99,24 @@ def list_blocked(req: Request) -> BlockList:
     return BlockList(entries=[block_view(e) for e in services.get().risk.blocked()])
 
 
+@app.route("POST", "/_/ops/blocklist", body=NewBlockBody)
+def block_given(req: Request, body: NewBlockBody) -> BlockView:
+    """Block a customer, account or destination, a payee at another bank as bank:account (ops scope).
+    The entry is recorded as the list shows it: such a payee by its fingerprint, never its number."""
+    return block_view(services.get().risk.block(body.kind, body.value, body.reason))
+
+
 @app.route("PUT", "/_/ops/blocklist/{kind}/{value}", body=BlockBody)
 def block(req: Request, kind: str, value: str, body: BlockBody) -> BlockView:
-    """Block a customer, account or destination (bank:account) from sending or receiving (ops scope)."""
+    """Block a customer, account, internal destination or payee fingerprint (ops scope)."""
+    RiskService.check_path_value(kind, value)
     return block_view(services.get().risk.block(kind, value, body.reason))
 
 
 @app.route("DELETE", "/_/ops/blocklist/{kind}/{value}", status=204)
 def unblock(req: Request, kind: str, value: str) -> Response:
-    """Lift a block (ops scope); 404 when there was none."""
+    """Lift a block (ops scope), a payee at another bank by its fingerprint; 404 when there was none."""
+    RiskService.check_path_value(kind, value)
     if not services.get().risk.unblock(kind, value):
         raise NotFound(f"{kind}:{value} is not blocked.")
     return Response(status=204)

@@ -75,22 +75,100 @@ def knative_service(name: str, fn: dict) -> dict:
 
 
 def knative_manifests(stack: dict) -> dict[str, str]:
-    """File name -> YAML text for every function in the stack."""
+    """File name -> YAML text for every function in the stack, and each scheduled one's CronJob."""
     header = "# Generated from stack.yml by `finfaas build --knative`; edit stack.yml instead.\n"
-    return {
+    manifests = {
         f"{name}.yaml": header + yaml.safe_dump(knative_service(name, fn), sort_keys=False)
         for name, fn in sorted(stack["functions"].items())
     }
+    return {**manifests, **schedule_manifests(stack, KNATIVE, header)}
 
 
 def write_knative(stack: dict, folder: Path = KNATIVE_DIR) -> list[Path]:
+    return _write(folder, knative_manifests(stack))
+
+
+def _write(folder: Path, manifests: dict[str, str]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for file_name, text in knative_manifests(stack).items():
+    for file_name, text in manifests.items():
         path = folder / file_name
         path.write_text(text)
         written.append(path)
     return written
+
+
+# Scheduled entry points take only a signed tick (finfaas.platform.schedule), which neither OpenFaaS's
+# cron-connector nor Knative's PingSource can make: a CronJob runs the function's own image to send it.
+SCHEDULE_ANNOTATION = "com.finfaas.schedule"  # a cron expression; not the cron-connector's `schedule`
+OPENFAAS, KNATIVE = "openfaas", "knative"
+OPENFAAS_DIR = Path("infra/openfaas")
+OPENFAAS_FUNCTION_NAMESPACE = "openfaas-fn"
+SCHEDULE_KEY_SECRET = "schedule-hmac-key"  # noqa: S105 - the secret's name (platform.schedule's)
+SCHEDULED_URLS = {
+    OPENFAAS: "http://gateway.openfaas:8080/function/{name}",
+    KNATIVE: "http://{name}." + KNATIVE_NAMESPACE + ".svc.cluster.local",  # the Service's cluster address
+}
+SCHEDULE_NAMESPACES = {OPENFAAS: OPENFAAS_FUNCTION_NAMESPACE, KNATIVE: KNATIVE_NAMESPACE}
+SHARED_IN_IMAGE = "/home/app/function/shared"  # where configuration.copy puts the shared package
+tick_deadline_seconds = 120  # a tick waits for the run it starts (the relay's 50 s); then the Job gives up
+
+
+def schedule_cronjob(name: str, fn: dict, target: str) -> dict | None:
+    """The CronJob that ticks a scheduled function on this target, or None if it has no schedule."""
+    schedule = (fn.get("annotations") or {}).get(SCHEDULE_ANNOTATION)
+    if not schedule:
+        return None
+    url = SCHEDULED_URLS[target].format(name=name)
+    container = {
+        "name": "tick",
+        "image": fn["image"],
+        "command": ["python", "-m", "finfaas.platform.schedule", name, url],
+        "env": [{"name": "PYTHONPATH", "value": SHARED_IN_IMAGE}],
+        "volumeMounts": [{"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True}],
+        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
+    }
+    pod = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [{"name": "secrets", "secret": {"secretName": SCHEDULE_KEY_SECRET}}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": f"{name}-schedule",
+            "namespace": SCHEDULE_NAMESPACES[target],
+            "labels": {"app.kubernetes.io/part-of": "finfaas"},
+        },
+        "spec": {
+            "schedule": schedule,
+            "concurrencyPolicy": "Forbid",  # one run at a time is what the function wants anyway
+            "startingDeadlineSeconds": 30,  # a missed minute is skipped, not made up in a burst
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {
+                "backoffLimit": 0,  # the next minute's tick is the retry
+                "activeDeadlineSeconds": tick_deadline_seconds,
+                "template": {"spec": pod},
+            }},
+        },
+    }
+
+
+def schedule_manifests(stack: dict, target: str, header: str) -> dict[str, str]:
+    """File name -> YAML text of each scheduled function's CronJob on this target."""
+    manifests = {}
+    for name, fn in sorted(stack["functions"].items()):
+        cronjob = schedule_cronjob(name, fn, target)
+        if cronjob is not None:
+            manifests[f"{name}-schedule.yaml"] = header + yaml.safe_dump(cronjob, sort_keys=False)
+    return manifests
+
+
+def openfaas_schedule_manifests(stack: dict) -> dict[str, str]:
+    header = "# Generated from stack.yml by `finfaas build --schedules`; edit stack.yml instead.\n"
+    return schedule_manifests(stack, OPENFAAS, header)
 
 
 BUILD_DIR = Path("build")
@@ -143,6 +221,10 @@ def function_build_context(name: str, stack: dict, root: Path, build_dir: Path) 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--knative", action="store_true", help="write infra/knative/<fn>.yaml")
     parser.add_argument(
+        "--schedules", action="store_true",
+        help=f"write {OPENFAAS_DIR}/<fn>-schedule.yaml: CronJobs that tick scheduled functions on OpenFaaS",
+    )
+    parser.add_argument(
         "--shrinkwrap", action="store_true",
         help="lay out build/<fn>/function as `faas-cli build --shrinkwrap` does (handler + shared)",
     )
@@ -158,6 +240,9 @@ def run(args: argparse.Namespace) -> int:
     stack = load_stack(args.stack)
     if args.knative:
         for path in write_knative(stack):
+            print(path)
+    if args.schedules:
+        for path in _write(OPENFAAS_DIR, openfaas_schedule_manifests(stack)):
             print(path)
     if args.template:
         print(overlay_template_index(args.stack.resolve().parent / TEMPLATE_DIR))

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
@@ -196,6 +196,14 @@ class BlockBody(StrictModel):
     reason: Annotated[str, Field(min_length=1, max_length=block_reason_chars_max)]
 
 
+class NewBlockBody(BlockBody):
+    """A block given in the body, so a payee's account number never appears in a URL or request log."""
+
+    kind: Literal["customer", "account", "destination"]
+    value: Annotated[str, Field(min_length=1, max_length=destination_chars_max,
+                                pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
 class BlockView(BaseModel):
     entry: str
     reason: str
@@ -263,6 +271,15 @@ class RiskService:
 
     def unblock(self, kind: str, value: str) -> bool:
         return self._store.unblock(check_block_entry(kind, self._stored_value(kind, value)))
+
+    @staticmethod
+    def check_path_value(kind: str, value: str) -> None:
+        """A payee at another bank is named in a path only by its fingerprint (as the list shows it)."""
+        if kind == "destination" and ":" in value:
+            raise InvalidBlockEntry(
+                "a payee at another bank goes in the body of POST /_/ops/blocklist, never in a URL; "
+                "lift its block by the fingerprint the list shows"
+            )
 
     def blocked(self, limit: int = blocklist_page_max) -> list[BlockEntry]:
         return self._store.blocked(min(limit, blocklist_page_max))

@@ -8,7 +8,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from finfaas.local.build import KNATIVE_DIR, knative_manifests, load_stack
+from finfaas.local.build import (
+    KNATIVE_DIR,
+    OPENFAAS_DIR,
+    SCHEDULE_ANNOTATION,
+    knative_manifests,
+    load_stack,
+    openfaas_schedule_manifests,
+)
+from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMAS = ROOT.parent / "shared" / "schemas"
@@ -88,7 +96,10 @@ def test_knative_manifests_are_generated_from_stack_and_up_to_date():
     assert on_disk == expected, "run `finfaas build --knative` after editing stack.yml"
 
 
-@pytest.mark.parametrize("file_name", sorted(knative_manifests(STACK)))
+KNATIVE_SERVICES = sorted(f"{name}.yaml" for name in STACK["functions"])
+
+
+@pytest.mark.parametrize("file_name", KNATIVE_SERVICES)
 def test_knative_service_validates_against_crd_and_scales_to_zero(file_name):
     schema = _crd_schema("knative-serving-service-crd.yaml")
     manifest = yaml.safe_load((ROOT / KNATIVE_DIR / file_name).read_text())
@@ -101,7 +112,7 @@ def test_every_function_trusts_the_one_address_header_its_edge_sets():
     # OpenFaaS (behind an ingress, or the local gateway): X-Real-Ip; Knative (Kourier/Istio): Envoy's.
     for name, fn in STACK["functions"].items():
         assert fn["environment"]["FINFAAS_CLIENT_IP_HEADER"] == "X-Real-Ip", name
-    for file_name in knative_manifests(STACK):
+    for file_name in KNATIVE_SERVICES:
         manifest = yaml.safe_load((ROOT / KNATIVE_DIR / file_name).read_text())
         [container] = manifest["spec"]["template"]["spec"]["containers"]
         env = {item["name"]: item["value"] for item in container["env"]}
@@ -114,3 +125,42 @@ def test_knative_schema_rejects_a_misspelt_field():
     manifest["spec"]["template"]["spec"]["containers"][0]["imagee"] = "typo"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(manifest, schema)
+
+
+def test_openfaas_schedules_are_generated_from_stack_and_up_to_date():
+    on_disk = {p.name: p.read_text() for p in (ROOT / OPENFAAS_DIR).glob("*.yaml")}
+    expected = openfaas_schedule_manifests(STACK)
+    assert on_disk == expected, "run `finfaas build --schedules` after editing stack.yml"
+
+
+SCHEDULES = [(OPENFAAS_DIR, "openfaas-fn", "http://gateway.openfaas:8080/function/relay"),
+             (KNATIVE_DIR, "finfaas", "http://relay.finfaas.svc.cluster.local")]
+
+
+@pytest.mark.parametrize(("folder", "namespace", "url"), SCHEDULES)
+def test_the_relay_is_ticked_by_a_cronjob_that_signs_with_the_schedule_key(folder, namespace, url):
+    # The relay refuses unsigned calls, and no stock scheduler signs: without this CronJob the outbox
+    # would never be published on a cluster.
+    cronjob = yaml.safe_load((ROOT / folder / "relay-schedule.yaml").read_text())
+
+    assert (cronjob["apiVersion"], cronjob["kind"]) == ("batch/v1", "CronJob")
+    assert cronjob["metadata"]["namespace"] == namespace  # beside the function's secrets
+    spec = cronjob["spec"]
+    assert spec["schedule"] == STACK["functions"]["relay"]["annotations"][SCHEDULE_ANNOTATION]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == STACK["functions"]["relay"]["image"]
+    assert container["command"] == ["python", "-m", "finfaas.platform.schedule", "relay", url]
+    [volume] = pod["volumes"]
+    assert volume["secret"]["secretName"] == SCHEDULE_KEY_SECRET_NAME
+    assert container["volumeMounts"] == [{"name": volume["name"], "mountPath": "/var/openfaas/secrets",
+                                          "readOnly": True}]
+    assert pod["restartPolicy"] == "Never"
+
+
+def test_no_function_relies_on_the_unsigned_cron_connector():
+    for name, fn in STACK["functions"].items():
+        annotations = fn.get("annotations") or {}
+        assert annotations.get("topic") != "cron-function", name
+

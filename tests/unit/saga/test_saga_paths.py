@@ -445,6 +445,32 @@ def test_a_blocked_payee_is_declined_with_the_reason():
     assert_untouched(world)
 
 
+def test_a_payee_at_another_bank_is_blocked_from_the_body_and_named_in_urls_only_by_fingerprint():
+    world = SagaWorld()
+    ops = world.token("ops-1", ("ops",))
+
+    # WHEN an operator blocks the payee by its account number, which goes in the body
+    blocked = world.gateway.call("POST", "risk", "/_/ops/blocklist", {
+        "kind": "destination", "value": "BANKGB22:12345678", "reason": "fraud report 9"}, ops)
+
+    # THEN the entry holds the payee's fingerprint, never its number, and an external transfer is declined
+    assert blocked.status_code == 200, blocked.content
+    entry = blocked.json()["entry"]
+    assert entry.startswith("destination:pf_") and "12345678" not in entry
+    transfer_id = started(world, external())
+    world.run()
+    assert (world.transfer(transfer_id).failure or {}).get("code") == "risk_declined"
+
+    # AND a path naming the number is refused; the fingerprint lifts the block
+    for method in ("PUT", "DELETE"):
+        refused = world.gateway.call(method, "risk", "/_/ops/blocklist/destination/BANKGB22:12345678",
+                                     {"reason": "x"} if method == "PUT" else None, ops)
+        assert refused.status_code == 422, (method, refused.content)
+    fingerprint = entry.split(":", 1)[1]
+    assert world.gateway.call("DELETE", "risk", f"/_/ops/blocklist/destination/{fingerprint}",
+                              token=ops).status_code == 204
+
+
 # --- operator reviews and degradation ---------------------------------------------------------------
 
 
