@@ -1,10 +1,15 @@
-"""Every route of the functions that page (accounts, webhooks, orchestrator), fed hostile cursors,
-queries, path ids and bodies through handle(event, context) on the embedded emulators.
+"""Every route of every function, fed hostile cursors, queries, path ids, bodies and forms through
+handle(event, context) on the embedded emulators.
 
 Whatever arrives (deep nesting, huge or non-finite numbers, wrong types, huge strings, another
-caller's cursor, an edited or expired one), the answer is a 4xx problem+json and no business table
-gains or loses an item. Routes are read from each function's own table, so a new route is covered
-the day it is added.
+caller's cursor, an edited or expired one, an unsealed or a sealed but malformed queue message), the
+answer is never a 5xx, every 4xx is in the media type the function's OpenAPI document declares for it
+(problem+json, or an RFC 6749 error on the OAuth endpoints), and no business table gains or loses an
+item. Functions are read from functions/ and routes from each FunctionApp, so a new function or
+route is covered the day it is added, and a route this test cannot send input to fails it.
+
+A second pass sends each body route a body its model accepts but for one hostile member, so the value
+reaches the service behind the model: never a 5xx there either.
 """
 
 from __future__ import annotations
@@ -12,27 +17,53 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shutil
+import urllib.parse
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from finfaas.platform.testing import REPOSITORY_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.emulator
 
-EXAMPLES_PER_FUNCTION = 40  # each example is one request; a principal's rate limit is 300 a minute
+FUNCTION_NAMES = sorted(path.parent.name for path in (REPOSITORY_ROOT / "functions").glob("*/handler.py"))
+# Each example is one request (a principal's rate limit is 300 a minute); the module stays under ~90 s
+# on a loaded 2-core machine, emulators started.
+EXAMPLES_PER_FUNCTION = 25
 # Tables a refused request may touch for its own bookkeeping; every other one must stay as it was.
 BOOKKEEPING_TABLES = ("ratelimits", "idempotency", "audit")
-SCOPES = {
-    "accounts": ("accounts:read", "accounts:write"),
-    "webhooks": ("webhooks:read", "webhooks:write"),
-    "orchestrator": ("orchestrator:read", "orchestrator:start", "orchestrator:callback"),
-}
+OPS_SCOPE = "ops"
+JSON_TYPE, PROBLEM_TYPE = "application/json", "application/problem+json"
+FORM_TYPE = "application/x-www-form-urlencoded"
+# Media types this test can write a hostile body in; a route taking any other fails the test.
+WRITABLE_MEDIA_TYPES = (JSON_TYPE, FORM_TYPE, "text/plain", "application/cloudevents+json")
+# RFC 6749 5.2 and RFC 7009 2.2.1: the token and revoke endpoints answer these as plain JSON (what the
+# platform refuses before them stays problem+json); taken there whatever media type the document lists.
+OAUTH_ROUTES = {("auth", "POST", "/oauth/token"), ("auth", "POST", "/oauth/revoke")}
+OAUTH_ERRORS = {"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+                "unsupported_grant_type", "invalid_scope", "unsupported_token_type"}
 CLOUDEVENT_HEADERS = {"ce-specversion": "1.0", "ce-id": "e-1", "ce-type": "finfaas.probe",
                       "ce-source": "probe", "Content-Type": "application/json"}
+SCHEDULE_HEADER = "X-Finfaas-Schedule"
+NOWHERE_ID = "zz_" + "0" * 32  # well formed, and nothing has it
+
+
+def records_any_payment_id(payment_id: str) -> bool:
+    from finfaas.services.rail import well_formed_payment_id
+
+    return well_formed_payment_id(payment_id)
+
+
+# Routes that by design record a well-formed path id they have never seen (a recall before the payment
+# arrives is kept, so the late hand-off is refused): there, only ill-formed ids are hostile.
+RECORDS_ANY_WELL_FORMED_ID = {("rail", "POST", "/payments/{payment_id}/recall"): records_any_payment_id}
 
 # --- hostile values ---------------------------------------------------------------------------------
 
@@ -89,15 +120,44 @@ def edited(cursor: str) -> st.SearchStrategy[str]:
 class Function:
     name: str
     handler: Any
-    token: str
-    path_ids: list[str]  # ids the caller does not own, or that do not exist
-    cursors: list[str]  # not valid for this caller and query: foreign, stale, unsealed
+    token: str = ""  # every scope the function's routes name, ops aside
+    ops_token: str = ""  # every scope, ops too
+    path_ids: list[str] = field(default_factory=list)  # ids the caller does not own, or that do not exist
+    cursors: list[str] = field(default_factory=list)  # not valid for this caller and query: foreign, stale
     own_ids: tuple[str, ...] = ()  # the caller's own, used only where a hostile cursor comes along
     own_cursors: tuple[str, ...] = ()  # valid: sent only edited
+    seal: Callable[[dict[str, Any]], bytes] | None = None  # seals a queue message as the suite's senders do
 
     def routes(self) -> list[Any]:
-        # Health, readiness and the OpenAPI document take no input at all.
-        return [r for r in self.handler.app.routes if r.auth or r.method != "GET"]
+        return [route for route in self.handler.app.routes if way_in(self.name, route) != "none"]
+
+
+def way_in(function: str, route: Any) -> str:
+    """How hostile input reaches a route: "ops" or "token" (a bearer token), "queue" or "schedule" (a
+    trigger's proof), "form" or "open" (token-less bodies); "none" for a GET that takes no input at all
+    (health, readiness, the OpenAPI document, the JWKS). Fails for a route it cannot send input to."""
+    from finfaas.platform.http import BODY_METHODS, OPS_PATH_PREFIX
+    from finfaas.platform.queue_proof import QueueMessageProof
+    from finfaas.platform.schedule import ScheduleProof
+
+    where = f"{function} {route.method} {route.path}"
+    unwritable = set(route.media_types) - set(WRITABLE_MEDIA_TYPES)
+    assert route.method not in BODY_METHODS or not unwritable, f"{where}: no hostile body in {unwritable}"
+    if route.path.startswith(OPS_PATH_PREFIX) or OPS_SCOPE in route.scopes:
+        return "ops"
+    if route.auth:
+        return "token"
+    if isinstance(route.trigger, QueueMessageProof):
+        return "queue"
+    if isinstance(route.trigger, ScheduleProof):
+        return "schedule"
+    assert route.trigger is None, f"{where}: a trigger proof this test does not know ({route.trigger!r})"
+    if FORM_TYPE in route.media_types:
+        return "form"
+    if route.method == "GET" and not route.param_names and route.query_model is None:
+        return "none"
+    assert route.method in BODY_METHODS, f"{where}: token-less and takes no body, query or path id"
+    return "open"
 
 
 def business_item_counts() -> dict[str, int]:
@@ -121,37 +181,80 @@ def business_item_counts() -> dict[str, int]:
     return counts
 
 
+def route_scopes(handler: Any) -> list[str]:
+    return sorted({scope for route in handler.app.routes for scope in route.scopes} - {OPS_SCOPE})
+
+
+def token_minter(handler: Any, shared: Any) -> Any:
+    """Who signs this function's tokens: the shared test key where its verifier is replaceable, the
+    function's own keyring where it verifies its own tokens (auth)."""
+    from finfaas.platform.config import auth_settings
+    from finfaas.platform.testing import TokenMinter
+
+    if hasattr(getattr(handler, "verifier", None), "use"):
+        handler.verifier.use(shared.verifier())
+        return shared
+    if hasattr(handler, "auth_secrets"):
+        settings = auth_settings()
+        return TokenMinter(handler.auth_secrets.keyring(), settings.issuer, settings.audience)
+    return None
+
+
 @pytest.fixture(scope="module")
-def functions(embedded_aws) -> dict[str, Function]:
-    """The three functions wired as in production (their own secrets, tables and queues), with a
-    caller who owns an account with a statement, and sealed cursors of that caller and of others."""
+def local_secrets(tmp_path_factory) -> Any:
+    """Every secret `finfaas up` writes, in a copy of the session's folder, so other modules keep
+    theirs exactly as they were (some test what happens without a key)."""
+    from finfaas.local.up import ensure_local_secrets
+    from finfaas.platform import config
+
+    folder = tmp_path_factory.mktemp("secrets")
+    shutil.copytree(config.settings().secrets_dir, folder, dirs_exist_ok=True)
+    ensure_local_secrets(folder, out=lambda _: None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FINFAAS_SECRETS_DIR", str(folder))
+        config.settings.cache_clear()
+        yield folder
+    config.settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def functions(embedded_aws, local_secrets) -> dict[str, Function]:
+    """Every function wired as in production (the local secrets, its own tables and queues), with a
+    caller who owns accounts with statements, and sealed cursors of that caller and of others."""
     from finfaas.platform.config import read_secret
-    from finfaas.platform.config import settings as config_settings
     from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, CursorCodec, binding, cursor_keys_from_text
-    from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text
+    from finfaas.platform.events import event_mac_from_config
     from finfaas.platform.testing import TokenMinter, call, load_function_handler
     from finfaas.services.ledger import LedgerService
     from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas.store.models import format_time
 
-    events_key = config_settings().secrets_dir / EVENTS_MAC_KEY_SECRET_NAME
-    if not events_key.exists():
-        events_key.write_text(new_mac_key_text() + "\n")
     minter = TokenMinter.generate()
     ledger = LedgerService(ledger_store_from_config())
     ledger.ensure_system_accounts("USD")
     owner, other = f"probe-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
     keys = cursor_keys_from_text(read_secret(CURSOR_KEY_SECRET_NAME) or "")
     codec, stale = CursorCodec(keys), CursorCodec(keys, clock=lambda: 1_000_000_000.0)  # stale: long expired
+    mac = event_mac_from_config()
 
     built: dict[str, Function] = {}
-    for name, scopes in SCOPES.items():
+    for name in FUNCTION_NAMES:
         handler = load_function_handler(name)
-        handler.verifier.use(minter.verifier())
-        built[name] = Function(name, handler, minter.mint(owner, scopes, kind="client"), [], [])
+        function = Function(name, handler, seal=mac.seal)
+        signer = token_minter(handler, minter)
+        if signer is not None:
+            scopes = route_scopes(handler)
+            function.token = signer.mint(owner, scopes, kind="client")
+            function.ops_token = signer.mint(f"ops-{owner}", [*scopes, OPS_SCOPE], kind="client")
+        assert signer is not None or all(not route.auth for route in handler.app.routes), (
+            f"{name}: no way to sign a token its routes accept")
+        function.path_ids = [f"{name[:3]}_" + "0" * 32, "sys-funding-USD", "\u202e0000.json"]
+        function.cursors = [codec.seal("x", binding("GET /elsewhere", other)),
+                            stale.seal("x", binding("GET /elsewhere", owner)), b64('{"x": 1}')]
+        built[name] = function
 
     accounts = built["accounts"]
-    other_token = minter.mint(other, SCOPES["accounts"], kind="client")
+    other_token = minter.mint(other, route_scopes(accounts.handler), kind="client")
     opened = []
     for token in (accounts.token, accounts.token, other_token, other_token):
         reply = call(accounts.handler.handle, "POST", "/accounts", token=token,
@@ -180,10 +283,17 @@ def functions(embedded_aws) -> dict[str, Function]:
     accounts.cursors += [b64(json.dumps(foreign_key)), b64('{"x": 1}')] + [
         b64(json.dumps([opened[0], "9999999999999999#000#t#C", balance]))
         for balance in ("999999999999", float("inf"), "1e999")]
+    # The ledger's own accounts: another owner's and the funding account exist, so only the input refuses.
+    built["ledger"].path_ids = [opened[2], "sys-funding-USD", "trf_" + "0" * 32]
     built["webhooks"].path_ids = ["sub_" + "a" * 24]
     built["webhooks"].cursors = [codec.seal("sub_" + "a" * 24, binding("GET /subscriptions", other)),
                                  stale.seal("sub_" + "a" * 24, binding("GET /subscriptions", owner))]
     built["orchestrator"].path_ids = ["demo-transfer:none"]
+    # The first authentic wake-up of a stage arms the sweeper (its schedule record in the executions
+    # table); one is sent here, as the queue would, so the probes find the stage already armed.
+    wakeup = call(built["orchestrator"].handler.handle, "POST", "/", body=mac.seal({"kind": "sweep"}),
+                  headers=CLOUDEVENT_HEADERS)
+    assert wakeup.status == 200, wakeup.body
     listing = "GET /executions"
     built["orchestrator"].cursors = [
         codec.seal("demo-transfer:x", binding(listing, other, status="RUNNING", state_machine=None)),
@@ -195,37 +305,124 @@ def functions(embedded_aws) -> dict[str, Function]:
 # --- requests ---------------------------------------------------------------------------------------
 
 
-@st.composite
-def requests(draw: Callable[..., Any], function: Function) -> tuple[str, str, dict, bytes, dict]:
-    """(method, path, query, body, headers) for one of the function's routes, every input hostile."""
-    route = draw(st.sampled_from(function.routes()))
+@dataclass
+class Probe:
+    """One request to one route; `status` when the answer is known whatever the input (a forged proof)."""
+
+    route: Any
+    method: str
+    path: str
+    query: dict[str, str]
+    body: bytes
+    headers: dict[str, str]
+    status: int | None = None
+
+
+# Member names and values of the suite's queue messages (wake-ups, callback tasks, hand-offs, webhook
+# deliveries, structured events), so a sealed hostile message gets past their first check.
+MESSAGE_KEYS = ("kind", "reason", "execution_id", "due_at_ms", "task_token", "transfer_id", "payment_id",
+                "amount_minor", "currency", "creditor", "subscription_id", "event", "attempt", "not_before",
+                "v", "id", "type", "source", "specversion", "time", "subject", "data")
+MESSAGE_WORDS = ["wake", "sweep", "start", "timer", "callback", "review", "attention", "USD", 1, 0, -1,
+                 "1.0", "2026-01-01T00:00:00Z", NOWHERE_ID, "demo-transfer:none"]
+MESSAGE_VALUES = st.one_of(st.sampled_from(MESSAGE_WORDS), HOSTILE_VALUES)
+
+
+def cloudevent_types() -> list[str]:
+    """The ce-type of every message the queue routes tell apart, and one they do not know."""
+    from finfaas.services.rail import SETTLE_EVENT_TYPE
+    from finfaas.services.webhooks import DELIVERY_TYPE
+    from finfaas.workflow.tasks import TASK_EVENT_TYPE
+    from finfaas.workflow.wakeups import SWEEP_EVENT_TYPE, WAKE_EVENT_TYPE
+
+    return ["finfaas.probe", SETTLE_EVENT_TYPE, DELIVERY_TYPE, TASK_EVENT_TYPE, WAKE_EVENT_TYPE,
+            SWEEP_EVENT_TYPE]
+
+
+def form_fields(function: Function, route: Any) -> dict[str, list[str]]:
+    """The form parameters the function's OpenAPI document declares for the route, with their enums."""
+    operation = function.handler.app.openapi()["paths"][route.path][route.method.lower()]
+    schema = operation.get("requestBody", {}).get("content", {}).get(FORM_TYPE, {}).get("schema", {})
+    fields = {name: list(spec.get("enum", [])) for name, spec in schema.get("properties", {}).items()}
+    assert fields, f"{function.name} {route.method} {route.path}: its document declares no form parameters"
+    return fields
+
+
+def form_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def headers_for(function: Function, route: Any, kind: str) -> dict[str, str]:
+    if kind in ("ops", "token"):
+        token = function.ops_token if kind == "ops" else function.token
+        return {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex,
+                "Content-Type": route.media_types[0]}
+    if kind == "queue":
+        return {**CLOUDEVENT_HEADERS, "Content-Type": route.media_types[0]}
+    return {"Content-Type": FORM_TYPE if kind == "form" else route.media_types[0]}
+
+
+def path_ids(function: Function, route: Any, kind: str) -> list[str]:
+    """Ids for the route's path: others' and missing ones, the caller's own where a hostile cursor comes
+    along; for operators (who may act on any object) only missing ones."""
     pages = route.query_model is not None and "starting_after" in route.query_model.model_fields
-    ids = [*function.path_ids, *(function.own_ids if pages else ())]
+    ids = [NOWHERE_ID] if kind == "ops" else [*function.path_ids, *(function.own_ids if pages else ())]
+    return [value for value in ids if not is_recorded(function, route, value)]
+
+
+def is_recorded(function: Function, route: Any, value: str) -> bool:
+    records = RECORDS_ANY_WELL_FORMED_ID.get((function.name, route.method, route.path))
+    return records is not None and records(value)
+
+
+@st.composite
+def requests(draw: Callable[..., Any], function: Function) -> Probe:
+    """One request to one of the function's routes, every input hostile."""
+    route = draw(st.sampled_from(function.routes()))
+    kind = way_in(function.name, route)
+    pages = route.query_model is not None and "starting_after" in route.query_model.model_fields
+    ids = path_ids(function, route, kind)
     path = route.path
     for param in route.param_names:
-        value = draw(st.one_of(st.sampled_from(ids), query_texts(function)))
-        path = path.replace("{" + param + "}", value.replace("/", "%2F") or "x")
+        values = query_texts(function).map(lambda text: text.replace("/", "%2F") or "%20")
+        value = draw(st.one_of(st.sampled_from(ids), values).filter(
+            lambda text: not is_recorded(function, route, text)))
+        path = path.replace("{" + param + "}", value)
     query: dict[str, str] = {}
     if route.query_model is not None:
-        for field in route.query_model.model_fields:
+        for name in route.query_model.model_fields:
             if draw(st.booleans()):
-                query[field] = draw(query_texts(function))
+                query[name] = draw(query_texts(function))
         if pages:
             query["starting_after"] = draw(query_texts(function))
-    headers = {"Idempotency-Key": uuid.uuid4().hex}
-    if route.auth is False:
-        headers.update(CLOUDEVENT_HEADERS)
-    else:
-        headers["Authorization"] = f"Bearer {function.token}"
+    headers = headers_for(function, route, kind)
+    status = None
     body = b""
-    if route.method in ("POST", "PUT", "PATCH"):
-        headers.setdefault("Content-Type", "application/json")
+    if kind == "form":
+        fields = form_fields(function, route)
+        chosen = {name: draw(st.one_of(st.sampled_from(enum), HOSTILE_SCALARS) if enum else HOSTILE_SCALARS)
+                  for name, enum in fields.items() if draw(st.booleans())}
+        body = draw(st.one_of(st.just(urllib.parse.urlencode({k: form_text(v) for k, v in chosen.items()})
+                                      .encode()), RAW_BYTES))
+        basic = draw(st.one_of(st.none(), HOSTILE_SCALARS.map(lambda v: "Basic " + b64(form_text(v) + ":x")),
+                               st.sampled_from(["Basic !!!", "Basic " + b64("\xff:"), "Bearer x.y.z"])))
+        if basic is not None:
+            headers["Authorization"] = basic
+    elif kind == "queue" and draw(st.booleans()):
+        assert function.seal is not None
+        body = function.seal(draw(st.dictionaries(st.sampled_from(MESSAGE_KEYS), MESSAGE_VALUES, max_size=6)))
+        headers["ce-type"] = draw(st.sampled_from(cloudevent_types()))
+    elif route.method in ("POST", "PUT", "PATCH", "DELETE"):
         if route.body_model is not None and draw(st.booleans()):
-            fields = {name: draw(HOSTILE_VALUES) for name in route.body_model.model_fields}
-            body = json.dumps(fields).encode()
+            body = json.dumps({name: draw(HOSTILE_VALUES) for name in route.body_model.model_fields}).encode()
         else:
             body = draw(RAW_BYTES)
-    return route.method, path, query, body, headers
+        if kind == "queue":
+            status = 401  # unsealed
+    if kind == "schedule":
+        headers[SCHEDULE_HEADER] = draw(st.one_of(query_texts(function), st.just("t=1,v1=" + "A" * 43)))
+        status = 401
+    return Probe(route, route.method, path, query, body, headers, status)
 
 
 # Known attacks, each sent to every route's cursor, query and body before the random search.
@@ -234,63 +431,225 @@ CURSOR_ATTACKS = [nested(2_000), b64(nested(2_000)), b64('{"a": 1, "a": 2}'), "1
 BODY_ATTACKS = [nested(2_000).encode(), nested(100_000).encode(), b'{"a": NaN}', b"[1e999]",
                 b'{"a": 1, "a": 2}', b"\xff\xfe", b'"' + b"x" * 300_000 + b'"']
 FIELD_ATTACKS = [nested(70), 10**40, 1e308, None, "x" * 5_000, ["wrong", "type"], {"deep": {"er": [{}]}}]
+FORM_ATTACKS = [b"grant_type=password&grant_type=password", b"%ff%fe=1&grant_type=%ff", b"a=1&" * 3_000,
+                b"grant_type=" + b"x" * 5_000, b"grant_type=password&password=y&username=" + b"x" * 5_000,
+                b"grant_type=refresh_token&refresh_token=" + nested(70).encode(), b"token=a.b.c",
+                b"token=" + b"x" * 5_000, b"\xff\xfe", b"grant_type=client_credentials&client_id=%00"]
+BASIC_ATTACKS = ["Basic !!!", "Basic " + b64("\x00:\x00"), "Basic " + b64("x" * 5_000 + ":y"),
+                 "Basic " + b64("no-colon")]
+TICK_ATTACKS = ["", "t=1,v1=" + "A" * 43, "x" * 5_000, nested(70)]
 
 
-def known_attacks(function: Function) -> list[tuple[str, str, dict, bytes, dict]]:
+def known_attacks(function: Function) -> list[Probe]:
     """Every route with each known attack in each of its inputs, the other inputs left plain."""
     made = []
     for route in function.routes():
-        pages = route.query_model is not None and "starting_after" in route.query_model.model_fields
-        ids = [*function.path_ids, *(function.own_ids if pages else ())]
-        paths = [route.path.replace("{" + p + "}", ids[0]) for p in route.param_names[:1]] or [route.path]
-        headers = ({**CLOUDEVENT_HEADERS} if not route.auth else
-                   {"Authorization": f"Bearer {function.token}", "Content-Type": "application/json"})
-        for path in {route.path.replace("{" + p + "}", i) for p in route.param_names for i in ids} or paths:
-            if pages:
-                own_edited = [c[:len(c) // 2] + ("A" if c[len(c) // 2] != "A" else "B") + c[len(c) // 2 + 1:]
-                              for c in function.own_cursors]
-                for cursor in [*function.cursors, *own_edited, *CURSOR_ATTACKS]:
-                    made.append((route.method, path, {"starting_after": cursor}, b"", headers))
-            if route.method == "POST":
-                bodies = list(BODY_ATTACKS)
-                if route.body_model is not None:
-                    bodies += [json.dumps({name: value for name in route.body_model.model_fields}).encode()
-                               for value in FIELD_ATTACKS]
-                made += [(route.method, path, {}, body, {**headers, "Idempotency-Key": uuid.uuid4().hex})
-                         for body in bodies]
+        kind = way_in(function.name, route)
+        ids = path_ids(function, route, kind)
+        assert ids or not route.param_names, f"{function.name} {route.method} {route.path}: no hostile id"
+        paths = sorted({route.path.replace("{" + p + "}", i) for p in route.param_names for i in ids})
+        for path in paths or [route.path]:
+            made += route_attacks(function, route, kind, path)
     return made
 
 
-def answer(function: Function, request: tuple[str, str, dict, bytes, dict]) -> int:
-    """The status of one request, after checking it is a 4xx problem."""
+def route_attacks(function: Function, route: Any, kind: str, path: str) -> list[Probe]:
+    """The known attacks on one route at one path: cursors, bodies, forms, fields, proofs."""
+    def probe(query: dict[str, str], body: bytes, status: int | None = None, **extra: str) -> Probe:
+        return Probe(route, route.method, path, query, body, {**headers_for(function, route, kind), **extra},
+                     status)
+
+    made = []
+    if route.query_model is not None and "starting_after" in route.query_model.model_fields:
+        own_edited = [c[:len(c) // 2] + ("A" if c[len(c) // 2] != "A" else "B") + c[len(c) // 2 + 1:]
+                      for c in function.own_cursors]
+        made += [probe({"starting_after": cursor}, b"")
+                 for cursor in [*function.cursors, *own_edited, *CURSOR_ATTACKS]]
+    if route.method == "GET":
+        return [*made, probe({}, b"")]
+    if kind == "form":
+        names = form_fields(function, route)
+        made += [probe({}, body) for body in FORM_ATTACKS]
+        made += [probe({}, b"grant_type=client_credentials", Authorization=basic) for basic in BASIC_ATTACKS]
+        made += [probe({}, urllib.parse.urlencode({name: form_text(value) for name in names}).encode())
+                 for value in FIELD_ATTACKS]
+        return made
+    if kind == "schedule":
+        return [probe({}, body, 401, **{SCHEDULE_HEADER: tick})
+                for body in BODY_ATTACKS[:3] for tick in TICK_ATTACKS]
+    made += [probe({}, body, 401 if kind == "queue" else None) for body in BODY_ATTACKS]
+    if route.body_model is not None:
+        made += [probe({}, json.dumps(dict.fromkeys(route.body_model.model_fields, value)).encode())
+                 for value in FIELD_ATTACKS]
+    if kind == "queue":
+        assert function.seal is not None
+        sealed = [function.seal({})]
+        sealed += [function.seal(dict.fromkeys(MESSAGE_KEYS, value)) for value in FIELD_ATTACKS]
+        # A wake-up, its other members hostile in turn.
+        sealed += [function.seal({"kind": "wake", "execution_id": NOWHERE_ID, key: value})
+                   for key in ("due_at_ms", "reason") for value in FIELD_ATTACKS]
+        made += [probe({}, body, **{"ce-type": ce_type}) for body in sealed for ce_type in cloudevent_types()]
+    return made
+
+
+# --- one hostile member in an otherwise valid body ---------------------------------------------------
+
+# Candidates for a string member of a minimal valid body, tried in order against its pattern and length.
+VALID_STRINGS = ["USD", NOWHERE_ID, "abc", "2026-01-01T00:00:00Z", "00000000", "x" * 12]
+MEMBER_ATTACKS = [*FIELD_ATTACKS, 0, -1, 2**63, "", True, "\x00"]
+
+
+def minimal_instance(schema: dict[str, Any], definitions: dict[str, Any]) -> Any:
+    """A small document for a JSON schema: first enum value, lowest bound, a fitting string."""
+    if "$ref" in schema:
+        return minimal_instance(definitions[schema["$ref"].rsplit("/", 1)[1]], definitions)
+    options = [option for option in schema.get("anyOf", []) if option.get("type") != "null"]
+    if options:
+        return minimal_instance(options[0], definitions)
+    if "enum" in schema or "const" in schema:
+        return schema["enum"][0] if "enum" in schema else schema["const"]
+    kind = schema.get("type")
+    if kind == "object":
+        members = schema.get("properties", {})
+        return {name: minimal_instance(member, definitions) for name, member in members.items()}
+    if kind == "array":
+        return [minimal_instance(schema.get("items", {}), definitions)] * max(1, schema.get("minItems", 1))
+    if kind in ("integer", "number"):
+        return max(1, schema.get("minimum", 1))
+    if kind == "boolean":
+        return False
+    fitting = [text for text in VALID_STRINGS
+               if schema.get("minLength", 0) <= len(text) <= schema.get("maxLength", len(text))
+               and re.search(schema.get("pattern", ""), text)]
+    return fitting[0] if fitting else "a" * max(1, schema.get("minLength", 1))
+
+
+def valid_body(model: Any) -> dict[str, Any] | None:
+    """A body the route's model accepts, built from its schema; None when the guess is refused."""
+    from pydantic import ValidationError
+
+    schema = model.model_json_schema()
+    body = minimal_instance(schema, schema.get("$defs", {}))
+    try:
+        model.model_validate(body)
+    except ValidationError:
+        return None
+    return body
+
+
+def with_one_hostile_member(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The body with each member (and each member of a nested object or first list item) made hostile."""
+    made = []
+    for name, member in body.items():
+        made += [{**body, name: value} for value in MEMBER_ATTACKS]
+        if isinstance(member, dict):
+            made += [{**body, name: inner} for inner in with_one_hostile_member(member)]
+        if isinstance(member, list) and member and isinstance(member[0], dict):
+            made += [{**body, name: [inner, *member[1:]]} for inner in with_one_hostile_member(member[0])]
+    return made
+
+
+def member_attacks(function: Function) -> list[Probe]:
+    """Every route with a body model, sent a valid body but for one member, at a missing id (routes
+    whose model refuses the schema's minimal instance keep only the other probes)."""
+    made = []
+    for route in function.routes():
+        body = valid_body(route.body_model) if route.body_model is not None else None
+        if body is None:
+            continue
+        kind = way_in(function.name, route)
+        path = route.path
+        for param in route.param_names:
+            path = path.replace("{" + param + "}", NOWHERE_ID)
+        made += [Probe(route, route.method, path, {}, json.dumps(hostile).encode(),
+                       headers_for(function, route, kind)) for hostile in with_one_hostile_member(body)]
+    return made
+
+
+def declared_media_types(function: Function, route: Any, status: int) -> set[str]:
+    """The media types the function's OpenAPI document declares for the route's answer with status."""
+    document = function.handler.app.openapi()
+    responses = document["paths"][route.path][route.method.lower()]["responses"]
+    declared = (responses.get(str(status)) or responses.get(f"{status // 100}XX")
+                or responses.get("default", {}))
+    while "$ref" in declared:
+        declared = document["components"]["responses"][declared["$ref"].rsplit("/", 1)[1]]
+    return set(declared.get("content", {}))
+
+
+def answer(function: Function, probe: Probe) -> int:
+    """The status of one request, after checking it is no 5xx and every 4xx is a declared error."""
     from finfaas.platform.testing import Context, Event
 
-    method, path, query, body, headers = request
-    result = function.handler.handle(Event(method, path, body, headers, query), Context())
+    result = function.handler.handle(Event(probe.method, probe.path, probe.body, probe.headers, probe.query),
+                                     Context())
     status, text = result["statusCode"], result["body"]
-    assert 400 <= status < 500, f"{method} {path} {str(query)[:200]} -> {status}: {text[:300]}"
-    assert dict(result["headers"]).get("Content-Type") == "application/problem+json"
-    problem = json.loads(text)
-    assert problem["status"] == status and problem["code"]
+    where = (f"{function.name} {probe.method} {probe.path[:100]} {str(probe.query)[:200]} "
+             f"-> {status}: {text[:300]}")
+    assert status < 500, where
+    assert probe.status in (None, status), where
+    if status < 400:
+        return status
+    media_type = dict(result["headers"]).get("Content-Type")
+    body = json.loads(text)
+    if media_type == JSON_TYPE and (function.name, probe.method, probe.route.path) in OAUTH_ROUTES:
+        assert body["error"] in OAUTH_ERRORS and body["error_description"], where
+        return status
+    assert media_type == PROBLEM_TYPE, where
+    assert media_type in declared_media_types(function, probe.route, status), where
+    assert body["status"] == status and body["code"], where
     return status
 
 
 def assert_refused_without_writes(function: Function) -> None:
     before = business_item_counts()
-    seen = {answer(function, request) for request in known_attacks(function)}
+    seen: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for probe in known_attacks(function):
+        seen[probe.method, probe.route.path].add(answer(function, probe))
 
     @settings(max_examples=EXAMPLES_PER_FUNCTION, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                      HealthCheck.function_scoped_fixture])
     @given(requests(function))
-    def probe(request: tuple[str, str, dict, bytes, dict]) -> None:
-        seen.add(answer(function, request))
+    def search(probe: Probe) -> None:
+        seen[probe.method, probe.route.path].add(answer(function, probe))
 
-    probe()
+    search()
     assert business_item_counts() == before
-    assert {400, 422} <= seen, f"the probes never reached validation: {sorted(seen)}"
+    unreached = [f"{route.method} {route.path}" for route in function.routes()
+                 if (route.method, route.path) not in seen]
+    assert not unreached, f"{function.name}: routes never probed: {unreached}"
+    statuses = set().union(*seen.values())
+    if any(way_in(function.name, route) not in ("queue", "schedule") for route in function.routes()):
+        assert statuses & {400, 413, 415, 422}, f"{function.name}: no probe reached validation: {statuses}"
 
 
-@pytest.mark.parametrize("name", sorted(SCOPES))
+def assert_one_hostile_member_is_answered(function: Function) -> None:
+    # A member the model happens to accept (None for an optional one) makes a valid request, which may
+    # write as it should: here only the answer is checked, never the tables.
+    for probe in member_attacks(function):
+        answer(function, probe)
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
 def test_hostile_inputs_get_a_4xx_problem_and_write_nothing(functions, name):
     assert_refused_without_writes(functions[name])
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_a_body_valid_but_for_one_member_never_gets_a_5xx(functions, name):
+    assert_one_hostile_member_is_answered(functions[name])
+
+
+def test_a_route_this_test_cannot_send_input_to_fails_it():
+    from finfaas.platform.http import FunctionApp
+
+    app = FunctionApp("probe")
+
+    @app.route("POST", "/uploads", auth=False, media_types=("application/xml",))
+    def upload(req: Any) -> None:
+        """Takes a body this test cannot write."""
+
+    route = next(route for route in app.routes if route.path == "/uploads")
+    with pytest.raises(AssertionError, match="no hostile body"):
+        way_in("probe", route)

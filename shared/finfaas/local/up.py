@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -50,12 +51,7 @@ def run(args: argparse.Namespace) -> int:
         aws.start()
         _export(aws.env(), args.stage, args.gateway_port)
         outputs = infra.deploy(args.stage, "embedded")
-        keys.write_dev_secrets(SECRETS_DIR)
-        keys.ensure_service_clients(SECRETS_DIR)
-        _ensure_audit_key(SECRETS_DIR)
-        _ensure_rail_notice_key(SECRETS_DIR)
-        _ensure_schedule_key(SECRETS_DIR)
-        _ensure_pii_digest_key(SECRETS_DIR)
+        ensure_local_secrets(SECRETS_DIR)
         _write_env_file(ENV_FILE)
         outbox_relay = relay.start_relay(SECRETS_DIR)
         summary = partial(_print_summary, aws, args, stack, outputs, started)
@@ -69,6 +65,17 @@ def run(args: argparse.Namespace) -> int:
         if outbox_relay is not None:
             outbox_relay.stop()
         aws.stop()
+
+
+def ensure_local_secrets(folder: Path, out: Callable[[str], None] = print) -> None:
+    """Every secret the functions read, created where missing (existing ones are kept)."""
+    keys.write_dev_secrets(folder, out=out)
+    keys.ensure_service_clients(folder, out=out)
+    relay.ensure_events_mac_key(folder)
+    _ensure_audit_key(folder)
+    _ensure_rail_notice_key(folder)
+    _ensure_schedule_key(folder)
+    _ensure_pii_digest_key(folder)
 
 
 def _write_env_file(path: Path) -> None:

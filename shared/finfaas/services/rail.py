@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -45,6 +46,11 @@ settle_seconds_default = 1
 settle_seconds_max = 900  # one SQS delay
 notice_tolerance_seconds = 300
 save_attempts_max = 4
+# What a hand-off's payment id may be (the saga passes its transfer id); nothing else can ever arrive.
+payment_id_chars_max = 64
+PAYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+PaymentId = Annotated[str, Field(min_length=1, max_length=payment_id_chars_max, pattern=PAYMENT_ID_PATTERN)]
+_PAYMENT_ID = re.compile(PAYMENT_ID_PATTERN)
 
 
 class PaymentStatus(StrEnum):
@@ -174,14 +180,19 @@ class HandOff(StrictModel):
     """The saga's callback task message: pay this, then report with the token."""
 
     task_token: Annotated[str, Field(min_length=1, max_length=1024)]
-    payment_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    payment_id: PaymentId
     amount_minor: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
     currency: Annotated[str, Field(min_length=3, max_length=3)]
     creditor: SealedCreditorBody
 
 
 class SettleMessage(StrictModel):
-    payment_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    payment_id: PaymentId
+
+
+def well_formed_payment_id(payment_id: str) -> bool:
+    """Whether a hand-off could carry this payment id (the HandOff field's own rule)."""
+    return len(payment_id) <= payment_id_chars_max and _PAYMENT_ID.fullmatch(payment_id) is not None
 
 
 class Notice(BaseModel):
@@ -465,6 +476,9 @@ class RailAdapter:
         return self._report(payment, payment.task_token)
 
     def recall(self, payment_id: str) -> RailPayment:
+        """The bank's recall; an id no hand-off can carry is not found, so it leaves no tombstone."""
+        if not well_formed_payment_id(payment_id):
+            raise PaymentNotFound(f"payment {payment_id[:payment_id_chars_max]} not found")
         return self._bank.recall(payment_id)
 
     def status(self, payment_id: str) -> RailPayment:

@@ -14,6 +14,7 @@ from finfaas.services.rail import (
     HandOff,
     InMemoryRailStore,
     InvalidNotice,
+    PaymentNotFound,
     PaymentStatus,
     Plan,
     RailAdapter,
@@ -204,6 +205,15 @@ def test_a_payment_recalled_before_it_arrived_is_refused_when_it_does(parts):
     assert adapter.hand_off(hand_off()) == "refused"
     assert orchestrator.reports[0][:2] == ("failure", REJECTED_ERROR)
     assert store.get("tr_1").plan is Plan.NONE
+
+
+@pytest.mark.parametrize("payment_id", ["", "tr 1", "tr_1\n", "{[", "\u202etr_1", "t" * 65, "tr.1"])
+def test_a_recall_of_an_id_no_hand_off_can_carry_is_not_found_and_records_nothing(parts, payment_id):
+    clock, store, timers, notices, orchestrator, bank, adapter = parts
+
+    with pytest.raises(PaymentNotFound):
+        adapter.recall(payment_id)
+    assert store.get(payment_id) is None
 
 
 def test_the_rail_pays_the_opened_payee_and_keeps_it_sealed(parts):
