@@ -592,11 +592,11 @@ def answer(function: Function, probe: Probe) -> int:
         return status
     media_type = dict(result["headers"]).get("Content-Type")
     body = json.loads(text)
+    assert media_type in declared_media_types(function, probe.route, status), where
     if media_type == JSON_TYPE and (function.name, probe.method, probe.route.path) in OAUTH_ROUTES:
         assert body["error"] in OAUTH_ERRORS and body["error_description"], where
         return status
     assert media_type == PROBLEM_TYPE, where
-    assert media_type in declared_media_types(function, probe.route, status), where
     assert body["status"] == status and body["code"], where
     return status
 
