@@ -16,6 +16,7 @@ import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -128,6 +129,17 @@ def embedded_aws():
         yield session
     finally:
         aws.stop()
+
+
+# The team's public schemas (Knative, OpenFaaS, KEDA, CloudEvents) beside the checkout: tests that
+# validate manifests and events against them skip where a developer's checkout lacks the folder, but
+# CI (CI=true) always has it, so there its absence is an error rather than a silent skip.
+SHARED_SCHEMAS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "schemas"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI", "").lower() == "true" and not SHARED_SCHEMAS_DIR.is_dir():
+        raise pytest.UsageError(f"{SHARED_SCHEMAS_DIR} is missing: CI validates against those schemas")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

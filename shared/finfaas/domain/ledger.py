@@ -453,10 +453,6 @@ def micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def from_micros(value: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
-
-
 def entry_key_prefix(moment_us: int) -> str:
     return f"{moment_us:0{_ENTRY_TIME_DIGITS}d}"
 

@@ -328,7 +328,3 @@ def delivery_type(headers: Mapping[str, str]) -> str | None:
         if name.lower() == "ce-type":
             return value
     return None
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

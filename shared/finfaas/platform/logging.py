@@ -183,7 +183,3 @@ def request_context(**fields: Any) -> Iterator[dict[str, Any]]:
         yield context
     finally:
         _request_context.reset(token)
-
-
-def current_request_context() -> dict[str, Any]:
-    return dict(_request_context.get() or {})

@@ -90,10 +90,6 @@ class Invocation:
         if self._segment is not None:
             self._segment.set_user(sub)
 
-    def annotate(self, key: str, value: str | int | bool) -> None:
-        if self._segment is not None:
-            self._segment.put_annotation(key, value)
-
 
 _current: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar("finfaas_trace", default=None)
 
