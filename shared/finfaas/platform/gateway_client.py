@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol
 
+from finfaas.platform import jsonio
+
 connect_timeout_seconds_default = 3.0
+reply_body_bytes_max = 256 * 1024
 connections_per_host_max = 16  # one per in-process drive (workflow/inline.py)
 
 
@@ -108,6 +111,17 @@ class GatewayClient:
             name = type(error).__name__
             unreachable = GatewayTimeout if "Timeout" in name else GatewayUnreachable
             raise unreachable(name, str(error)) from error
+
+
+def reply_body(content: bytes | None) -> Any:
+    """An answer's body: parsed JSON, else its text; None when empty. At most reply_body_bytes_max read."""
+    raw = (content or b"")[:reply_body_bytes_max]
+    if not raw:
+        return None
+    try:
+        return jsonio.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 _pool_lock = threading.Lock()

@@ -16,12 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from finfaas.platform import jsonio
-from finfaas.platform.gateway_client import GatewayClient, GatewayUnreachable, TokenSource
+from finfaas.platform.gateway_client import GatewayClient, GatewayUnreachable, TokenSource, reply_body
 
 connect_timeout_seconds = 2.0
 read_timeout_seconds_default = 10.0
-response_bytes_max = 256 * 1024
 ORCHESTRATOR_PATH = "/function/orchestrator"
 RISK_PATH = "/function/risk"
 
@@ -74,20 +72,10 @@ class SuiteClient:
             raise ServiceUnreachable(f"{method} {path}: {error.error_name}") from error
         except Exception as error:  # the token source's errors: no call could be made
             raise ServiceUnreachable(f"{method} {path}: {type(error).__name__}") from error
-        reply = Reply(response.status_code, _parsed(response.content))
+        reply = Reply(response.status_code, reply_body(response.content))
         if reply.status >= 500:
             raise ServiceUnreachable(f"{method} {path}: {reply.status} {reply.code or ''}".strip())
         return reply
-
-
-def _parsed(content: bytes | None) -> Any:
-    raw = (content or b"")[:response_bytes_max]
-    if not raw:
-        return None
-    try:
-        return jsonio.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace")
 
 
 class TaskNotWaiting(Exception):

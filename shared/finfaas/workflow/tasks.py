@@ -1,6 +1,7 @@
 """Task resources mapped to the suite: HTTP tasks through the gateway, SQS tasks to suite queues.
 
-    runner = ResourceRunner(HttpTasks(gateway_url, LazyServiceTokens(gateway_url)), SqsTasks())
+    tokens = LazyServiceTokens(gateway_url)   # platform/credentials.py
+    runner = ResourceRunner(HttpTasks(gateway_url, tokens), SqsTasks())
     outcome = runner.run(call)   # TaskSucceeded | TaskFailed | TaskSubmitted | TaskBusy
 
 A runner never raises for a task's own failure: every outcome is a value, named with an ASL error
@@ -17,9 +18,14 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol
 
-from finfaas.platform import jsonio
 from finfaas.platform.credentials import TokenUnavailable
-from finfaas.platform.gateway_client import GatewayClient, GatewayTimeout, GatewayUnreachable, TokenSource
+from finfaas.platform.gateway_client import (
+    GatewayClient,
+    GatewayTimeout,
+    GatewayUnreachable,
+    TokenSource,
+    reply_body,
+)
 from finfaas.platform.logging import get_logger
 from finfaas.workflow import errors
 from finfaas.workflow.asl import (
@@ -40,7 +46,6 @@ GATEWAY_DURATION_HEADER = "X-Duration-Seconds"
 HTTP_TIMEOUT_SECONDS_DEFAULT = 60
 busy_retry_seconds_default = 1.0
 busy_retry_seconds_max = 30.0
-response_body_bytes_max = 256 * 1024
 cause_body_chars_max = 8 * 1024
 
 _log = get_logger("workflow.tasks")
@@ -171,7 +176,7 @@ def _transport_failure(error: Exception) -> TaskFailed:
 
 
 def _outcome(response: Any) -> TaskOutcome:
-    body = _response_body(response)
+    body = reply_body(response.content)
     function_ms = _gateway_duration_ms(response.headers.get(GATEWAY_DURATION_HEADER))
     if 200 <= response.status_code < 300:
         return TaskSucceeded(
@@ -203,16 +208,6 @@ def _gateway_duration_ms(raw: str | None) -> float | None:
     except ValueError:
         return None
     return round(seconds * 1000, 2) if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _response_body(response: Any) -> Any:
-    raw = response.content[:response_body_bytes_max] if response.content else b""
-    if not raw:
-        return None
-    try:
-        return jsonio.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace")
 
 
 def _status_text(status: int) -> str:
