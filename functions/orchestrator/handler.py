@@ -80,10 +80,11 @@ def build_services() -> OrchestratorServices:
     """The engine on this stage's tables and queue, calling the suite through the gateway (lazy imports)."""
     import os
 
+    from finfaas.platform.credentials import LazyServiceTokens
     from finfaas.store.executions_store import ExecutionsStore
     from finfaas.workflow.asl import DefinitionRegistry, definitions_dir
     from finfaas.workflow.inline import ThreadDrives
-    from finfaas.workflow.tasks import HttpTasks, LazyServiceTokens, ResourceRunner, SqsTasks
+    from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
     from finfaas.workflow.wakeups import SqsWaker
 
     gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or "http://127.0.0.1:8080"

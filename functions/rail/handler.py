@@ -80,12 +80,12 @@ def build_services() -> RailServices:
     """The sandbox on this stage's rail table and queue, the gateway and the rail-client secret (lazily)."""
     from finfaas.domain.creditor import CreditorVault
     from finfaas.platform import config
+    from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
     from finfaas.services.rail import NOTICE_KEY_SECRET_NAME, HttpNoticeSender, SqsSettlementScheduler
     from finfaas.services.suite_clients import OrchestratorClient, SuiteClient
     from finfaas.store.ledger_store import DynamoCallMeter
     from finfaas.store.rail_store import RailStore
-    from finfaas.workflow.tasks import ServiceTokens
 
     meter = DynamoCallMeter()
     meter.start()

@@ -144,6 +144,7 @@ def settings_from_env(environ: Any = os.environ) -> TransfersSettings:
 def build_services() -> TransfersServices:
     """The services on this stage's tables, the gateway and the transfers-client secret (lazily)."""
     from finfaas.domain.creditor import CreditorVault
+    from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.platform.resilience import CircuitBreaker
     from finfaas.services.suite_clients import OrchestratorClient, RiskClient, SuiteClient
@@ -152,7 +153,6 @@ def build_services() -> TransfersServices:
     from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
     from finfaas.store.ratelimit_store import RateLimitStore
     from finfaas.store.transfers_store import TransfersStore
-    from finfaas.workflow.tasks import ServiceTokens
 
     meter = DynamoCallMeter()
     meter.start()

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
@@ -219,6 +219,16 @@ class BatchOutcome:
 
 class QueueUnavailable(Exception):
     """SQS did not answer or the queue does not exist: retry later."""
+
+
+class EventQueue(Protocol):
+    """Where events are sent (SqsQueue; fakes in tests): the outbox relay's and webhooks' port."""
+
+    def send_batch(self, messages: Sequence[QueueMessage]) -> BatchOutcome: ...
+
+    def send(self, message: QueueMessage) -> None:
+        """One message; QueueUnavailable unless the queue accepted it."""
+        ...
 
 
 def event_message(key: str, envelope: EventEnvelope, mac: EventMac) -> QueueMessage:

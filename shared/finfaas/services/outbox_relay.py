@@ -43,6 +43,7 @@ from finfaas.platform.events import (
     BatchOutcome,
     EventEnvelope,
     EventMac,
+    EventQueue,
     EventRejected,
     QueueMessage,
     event_message,
@@ -137,10 +138,6 @@ class OutboxRepository(Protocol):
     def audit_head(self, chain: str) -> AuditRecord | None:
         """The audit chain's newest record (strongly consistent); None for an empty chain."""
         ...
-
-
-class EventQueue(Protocol):
-    def send_batch(self, messages: Sequence[QueueMessage]) -> BatchOutcome: ...
 
 
 @dataclass

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, StrictInt
 from finfaas.domain.creditor import Creditor, CreditorVault, SealedCreditor
 from finfaas.domain.money import parse_currency, transfer_amount_minor_max
 from finfaas.platform.http import StrictModel
+from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable, sealed_chars_max
 from finfaas.services.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
 
@@ -397,14 +398,6 @@ class SandboxBank:
 
 
 # --- the suite's adapter -----------------------------------------------------------------------------
-
-
-class Orchestrator(Protocol):
-    def heartbeat(self, task_token: str) -> bool: ...
-
-    def succeed(self, task_token: str, output: Any) -> None: ...
-
-    def fail(self, task_token: str, error: str, cause: str) -> None: ...
 
 
 class RailAdapter:

@@ -1,38 +1,31 @@
-"""HTTP clients of suite functions, through the gateway with a client_credentials service token.
+"""The services' clients of other suite functions: JSON over the one gateway client (platform/).
 
     tokens = ServiceTokens.from_secret(gateway_url, client_name="transfers")  # secret transfers-client
     orchestrator = OrchestratorClient(SuiteClient(gateway_url, tokens))
     orchestrator.start("transfer", "tr_1", {...})
 
-A client never retries by itself: callers are saga steps and queue consumers, whose own retries
-(the orchestrator's Retry, the queue's redelivery) already carry the same idempotency.
+A client never retries by itself (beyond the gateway client's one fresh token after a 401): callers
+are saga steps and queue consumers, whose own retries (the orchestrator's Retry, the queue's
+redelivery) already carry the same idempotency.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from finfaas.platform import jsonio
+from finfaas.platform.gateway_client import GatewayClient, GatewayUnreachable, TokenSource, reply_body
 
 connect_timeout_seconds = 2.0
 read_timeout_seconds_default = 10.0
-response_bytes_max = 256 * 1024
 ORCHESTRATOR_PATH = "/function/orchestrator"
 RISK_PATH = "/function/risk"
 
 
 class ServiceUnreachable(RuntimeError):
     """The function did not answer, or answered with a server error: try again later."""
-
-
-class TokenSource(Protocol):
-    def token(self) -> str: ...
-
-    def invalidate(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -47,16 +40,14 @@ class Reply:
 
 
 class SuiteClient:
-    """JSON over HTTP to /function/<name>/... on the gateway, with the service's bearer token."""
+    """JSON over the gateway client: an answer below 500, or ServiceUnreachable."""
 
     def __init__(
         self, gateway_url: str, tokens: TokenSource, *, request: Callable[..., Any] | None = None
     ) -> None:
-        self._gateway_url = gateway_url.rstrip("/")
-        self._tokens = tokens
-        self._request = request
-        self._lock = threading.Lock()
-        self._session: Any = None
+        self._gateway = GatewayClient(
+            gateway_url, tokens, connect_timeout_seconds=connect_timeout_seconds, request=request
+        )
 
     def call(
         self,
@@ -68,57 +59,23 @@ class SuiteClient:
         timeout_seconds: float = read_timeout_seconds_default,
     ) -> Reply:
         """The answer (any status below 500); ServiceUnreachable for no answer or a 5xx."""
-        reply = self._send(method, path, body, headers, timeout_seconds)
-        if reply.status == 401:  # a token the auth function no longer accepts (key rotation)
-            self._tokens.invalidate()
-            reply = self._send(method, path, body, headers, timeout_seconds)
-        if reply.status >= 500:
-            raise ServiceUnreachable(f"{method} {path}: {reply.status} {reply.code or ''}".strip())
-        return reply
-
-    def _send(
-        self, method: str, path: str, body: Any, headers: Mapping[str, str] | None, timeout_seconds: float
-    ) -> Reply:
-        from finfaas.platform import tracing
-
-        all_headers = {"Accept": "application/json", **tracing.outbound_headers(), **(headers or {})}
+        all_headers = {"Accept": "application/json", **(headers or {})}
         data = None
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
             all_headers["Content-Type"] = "application/json"
         try:
-            all_headers["Authorization"] = f"Bearer {self._tokens.token()}"
-            response = self._requester()(
-                method,
-                self._gateway_url + path,
-                headers=all_headers,
-                data=data,
-                timeout=(connect_timeout_seconds, timeout_seconds),
-                allow_redirects=False,
+            response = self._gateway.send(
+                method, path, headers=all_headers, body=data, timeout_seconds=timeout_seconds
             )
-        except Exception as error:  # requests raises many kinds; all mean "no answer"
+        except GatewayUnreachable as error:
+            raise ServiceUnreachable(f"{method} {path}: {error.error_name}") from error
+        except Exception as error:  # the token source's errors: no call could be made
             raise ServiceUnreachable(f"{method} {path}: {type(error).__name__}") from error
-        return Reply(response.status_code, _parsed(response.content))
-
-    def _requester(self) -> Callable[..., Any]:
-        if self._request is not None:
-            return self._request
-        with self._lock:
-            if self._session is None:
-                from finfaas.platform.suite_http import new_suite_session
-
-                self._session = new_suite_session()
-            return self._session.request
-
-
-def _parsed(content: bytes | None) -> Any:
-    raw = (content or b"")[:response_bytes_max]
-    if not raw:
-        return None
-    try:
-        return jsonio.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace")
+        reply = Reply(response.status_code, reply_body(response.content))
+        if reply.status >= 500:
+            raise ServiceUnreachable(f"{method} {path}: {reply.status} {reply.code or ''}".strip())
+        return reply
 
 
 class TaskNotWaiting(Exception):
@@ -126,7 +83,7 @@ class TaskNotWaiting(Exception):
 
 
 class OrchestratorClient:
-    """The orchestrator's API as a saga participant uses it (docs/workflows.md)."""
+    """The orchestrator's API as a saga participant uses it: platform/orchestrator_api.py's port."""
 
     def __init__(self, client: SuiteClient) -> None:
         self._client = client

@@ -49,6 +49,7 @@ from finfaas.domain.limits import (
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency, transfer_amount_minor_max
 from finfaas.platform import jsonio
 from finfaas.platform.http import StrictModel
+from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 
 STATE_MACHINE = "transfer"
@@ -425,14 +426,6 @@ class LedgerAccounts:
 
 class RiskAssessor(Protocol):
     def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
-
-
-class Orchestrator(Protocol):
-    def start(self, state_machine: str, name: str, input_value: Any) -> dict[str, Any]: ...
-
-    def heartbeat(self, task_token: str) -> bool: ...
-
-    def succeed(self, task_token: str, output: Any) -> None: ...
 
 
 @dataclass(frozen=True)

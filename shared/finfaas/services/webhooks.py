@@ -46,6 +46,7 @@ from finfaas.platform.events import (
     TYPE_ATTRIBUTE,
     EventEnvelope,
     EventMac,
+    EventQueue,
     EventRejected,
     QueueMessage,
     QueueUnavailable,
@@ -495,12 +496,6 @@ def _is_local_name(name: str) -> bool:
 
 
 # --- fan-out: events queue -> webhooks queue -------------------------------------------------------
-
-
-class EventQueue(Protocol):
-    def send_batch(self, messages: Sequence[QueueMessage]) -> Any: ...
-
-    def send(self, message: QueueMessage) -> None: ...
 
 
 class SubscriptionCache:

@@ -1,6 +1,7 @@
 """Task resources mapped to the suite: HTTP tasks through the gateway, SQS tasks to suite queues.
 
-    runner = ResourceRunner(HttpTasks(gateway_url, ServiceTokens.from_secret(gateway_url)), SqsTasks())
+    tokens = LazyServiceTokens(gateway_url)   # platform/credentials.py
+    runner = ResourceRunner(HttpTasks(gateway_url, tokens), SqsTasks())
     outcome = runner.run(call)   # TaskSucceeded | TaskFailed | TaskSubmitted | TaskBusy
 
 A runner never raises for a task's own failure: every outcome is a value, named with an ASL error
@@ -12,13 +13,19 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol
 
-from finfaas.platform import jsonio
+from finfaas.platform.credentials import TokenUnavailable
+from finfaas.platform.gateway_client import (
+    GatewayClient,
+    GatewayTimeout,
+    GatewayUnreachable,
+    TokenSource,
+    reply_body,
+)
 from finfaas.platform.logging import get_logger
 from finfaas.workflow import errors
 from finfaas.workflow.asl import (
@@ -37,14 +44,9 @@ TASK_EVENT_TYPE = "dev.finfaas.orchestrator.task"
 # Set by the OpenFaaS gateway (and the local one) on a function's answer: its time behind the gateway.
 GATEWAY_DURATION_HEADER = "X-Duration-Seconds"
 HTTP_TIMEOUT_SECONDS_DEFAULT = 60
-CONNECT_TIMEOUT_SECONDS = 3.0
 busy_retry_seconds_default = 1.0
 busy_retry_seconds_max = 30.0
-response_body_bytes_max = 256 * 1024
 cause_body_chars_max = 8 * 1024
-token_refresh_margin_seconds = 60
-TOKEN_PATH = "/function/auth/oauth/token"  # noqa: S105 - a route, not a credential
-SERVICE_CLIENT_SECRET_SUFFIX = "-client"  # noqa: S105 - a secret's name suffix
 
 _log = get_logger("workflow.tasks")
 
@@ -107,159 +109,6 @@ class ResourceRunner:
         return runner.run(call)
 
 
-# --- service credentials ------------------------------------------------------------------------
-
-
-class TokenSource(Protocol):
-    def token(self) -> str: ...
-
-    def invalidate(self) -> None: ...
-
-
-class ServiceTokens:
-    """An access token from the client_credentials grant, cached until shortly before it expires."""
-
-    def __init__(
-        self,
-        token_url: str,
-        client_id: str,
-        client_secret: str,
-        *,
-        post: Callable[..., Any] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._token_url = token_url
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._post = post
-        self._clock = clock
-        self._cached: tuple[str, float] | None = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_secret(cls, gateway_url: str, client_name: str = "orchestrator") -> ServiceTokens:
-        """Credentials from the `<client_name>-client` secret ({client_id, client_secret})."""
-        from finfaas.platform.config import read_secret
-
-        credentials = jsonio.loads(read_secret(client_name + SERVICE_CLIENT_SECRET_SUFFIX) or "{}")
-        return cls(
-            gateway_url.rstrip("/") + TOKEN_PATH, credentials["client_id"], credentials["client_secret"]
-        )
-
-    def token(self) -> str:
-        with self._lock:
-            if self._cached is None or self._clock() >= self._cached[1]:
-                self._cached = self._fetch()
-            return self._cached[0]
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._cached = None
-
-    def _fetch(self) -> tuple[str, float]:
-        post = self._post or _requests_session().post
-        response = post(
-            self._token_url,
-            data={"grant_type": "client_credentials"},
-            auth=(self._client_id, self._client_secret),
-            timeout=(CONNECT_TIMEOUT_SECONDS, HTTP_TIMEOUT_SECONDS_DEFAULT),
-        )
-        if response.status_code != HTTPStatus.OK:
-            raise TokenUnavailable(f"token endpoint answered {response.status_code}")
-        body = response.json()
-        lifetime = float(body.get("expires_in", 0))
-        return body["access_token"], self._clock() + max(lifetime - token_refresh_margin_seconds, 0)
-
-
-class TokenUnavailable(RuntimeError):
-    """The orchestrator could not obtain its service token."""
-
-
-class LazyServiceTokens:
-    """ServiceTokens from the `<client_name>-client` secret, read when the first HTTP task needs one."""
-
-    def __init__(self, gateway_url: str, client_name: str = "orchestrator") -> None:
-        self._gateway_url = gateway_url
-        self._client_name = client_name
-        self._tokens: ServiceTokens | None = None
-        self._lock = threading.Lock()
-
-    def token(self) -> str:
-        return self._loaded().token()
-
-    def invalidate(self) -> None:
-        if self._tokens is not None:
-            self._tokens.invalidate()
-
-    def _loaded(self) -> ServiceTokens:
-        with self._lock:
-            if self._tokens is None:
-                try:
-                    self._tokens = ServiceTokens.from_secret(self._gateway_url, self._client_name)
-                except (ValueError, KeyError, RuntimeError) as error:  # missing or malformed secret
-                    raise TokenUnavailable(
-                        f"{self._client_name}{SERVICE_CLIENT_SECRET_SUFFIX}: {error}"
-                    ) from error
-            return self._tokens
-
-
-_session_lock = threading.Lock()
-_session: Any = None
-
-
-def _requests_session() -> Any:
-    """One pooled requests session per process, for the token endpoint."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            from finfaas.platform.suite_http import new_suite_session
-
-            _session = new_suite_session()
-        return _session
-
-
-_pool: Any = None
-task_connections_per_host_max = 16  # one per in-process drive (workflow/inline.py)
-
-
-def _task_request(
-    method: str, url: str, *, headers: dict[str, str], data: bytes | None, timeout: tuple[float, float],
-    allow_redirects: bool = False,
-) -> Any:
-    """One task call on a pooled urllib3 connection, answered requests-style (status_code, content,
-    headers).
-
-    Every task of a saga makes one of these on its critical path, and `requests` costs about 0.4 ms
-    a call on top of urllib3 here. Its X-Ray patch adds nothing a task call lacks: the trace header
-    is sent explicitly (tracing.outbound_headers), and in-process drives run outside any segment.
-    """
-    import urllib3
-
-    global _pool
-    with _session_lock:
-        if _pool is None:
-            _pool = urllib3.PoolManager(maxsize=task_connections_per_host_max, retries=False)
-        pool = _pool
-    connect_seconds, read_seconds = timeout
-    reply = pool.request(
-        method,
-        url,
-        headers=headers,
-        body=data,
-        timeout=urllib3.Timeout(connect=connect_seconds, read=read_seconds),
-        retries=False,
-        redirect=allow_redirects,
-    )
-    return _Reply(reply.status, reply.data, reply.headers)
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status_code: int
-    content: bytes
-    headers: Any
-
-
 # --- HTTP tasks -------------------------------------------------------------------------------
 
 
@@ -269,24 +118,24 @@ class HttpTasks:
     def __init__(
         self, gateway_url: str, tokens: TokenSource, *, request: Callable[..., Any] | None = None
     ) -> None:
-        self._gateway_url = gateway_url.rstrip("/")
-        self._tokens = tokens
-        self._request = request
+        self._gateway = GatewayClient(gateway_url, tokens, request=request)
 
     def run(self, call: TaskCall) -> TaskOutcome:
         try:
-            url, method, headers, body = self._request_parts(call)
+            path, method, headers, body = self._request_parts(call)
         except DefinitionError as error:
             return TaskFailed(errors.PARAMETER_PATH_FAILURE, str(error))
         try:
-            response = self._send(method, url, headers, body, call.timeout_seconds)
-            if response.status_code == HTTPStatus.UNAUTHORIZED:
-                # A token the auth function no longer accepts (key rotation): one fresh try.
-                self._tokens.invalidate()
-                response = self._send(method, url, headers, body, call.timeout_seconds)
+            response = self._gateway.send(
+                method, path, headers=headers, body=body, timeout_seconds=call.timeout_seconds
+            )
         except TokenUnavailable as error:
             return TaskFailed(errors.HTTP_SOCKET, f"service token unavailable: {error}")
-        except Exception as error:  # requests raises many kinds; all mean "no answer"
+        except GatewayTimeout as error:
+            return TaskFailed(errors.TIMEOUT, f"no answer within TimeoutSeconds ({error.error_name})")
+        except GatewayUnreachable as error:
+            return TaskFailed(errors.HTTP_SOCKET, str(error)[:cause_body_chars_max])
+        except Exception as error:  # the token endpoint's own transport errors
             return _transport_failure(error)
         return _outcome(response)
 
@@ -303,32 +152,12 @@ class HttpTasks:
         }
         headers[IDEMPOTENCY_KEY_HEADER] = call.idempotency_key
         headers["Accept"] = "application/json"
-        url = self._gateway_url + path + _query(parameters.get("QueryParameters"), "?" in path)
+        path += _query(parameters.get("QueryParameters"), "?" in path)
         body = None
         if "RequestBody" in parameters:
             body = json.dumps(parameters["RequestBody"], separators=(",", ":")).encode()
             headers.setdefault("Content-Type", "application/json")
-        return url, method, headers, body
-
-    def _send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float
-    ) -> Any:
-        from finfaas.platform import tracing
-
-        request = self._request or _task_request
-        all_headers = {
-            **headers,
-            **tracing.outbound_headers(),
-            "Authorization": f"Bearer {self._tokens.token()}",
-        }
-        return request(
-            method,
-            url,
-            headers=all_headers,
-            data=body,
-            timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
-            allow_redirects=False,
-        )
+        return path, method, headers, body
 
 
 def _query(parameters: Any, has_query: bool) -> str:
@@ -347,7 +176,7 @@ def _transport_failure(error: Exception) -> TaskFailed:
 
 
 def _outcome(response: Any) -> TaskOutcome:
-    body = _response_body(response)
+    body = reply_body(response.content)
     function_ms = _gateway_duration_ms(response.headers.get(GATEWAY_DURATION_HEADER))
     if 200 <= response.status_code < 300:
         return TaskSucceeded(
@@ -379,16 +208,6 @@ def _gateway_duration_ms(raw: str | None) -> float | None:
     except ValueError:
         return None
     return round(seconds * 1000, 2) if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _response_body(response: Any) -> Any:
-    raw = response.content[:response_body_bytes_max] if response.content else b""
-    if not raw:
-        return None
-    try:
-        return jsonio.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace")
 
 
 def _status_text(status: int) -> str:
