@@ -22,7 +22,9 @@ tools: $(STAMP)
 up: bootstrap
 	$(BIN)/finfaas up
 
+# Lint first: a finding fails the run before any test starts.
 test: bootstrap
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
