@@ -72,7 +72,7 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 UNTRACED_PATHS = frozenset({HEALTH_PATH, READY_PATH, OPENAPI_PATH})
 request_body_bytes_max = 1024 * 1024
 # Platform stores a function's own error table need not know about.
-PLATFORM_ERRORS = {
+PLATFORM_ERRORS: dict[type[BaseException], ErrorSpec] = {
     IdempotencyStoreError: ErrorSpec(503, "idempotency_store_unavailable", "Idempotency store unavailable"),
 }
 

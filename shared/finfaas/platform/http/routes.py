@@ -6,7 +6,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -23,13 +23,13 @@ path_param_chars_max = 256
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IdempotencyMode = Literal["required", "optional", "in_transaction", "keyed"]
 IDEMPOTENCY_MODES = ("required", "optional", "in_transaction", "keyed")
-IN_TRANSACTION = "in_transaction"
-KEYED = "keyed"
+IN_TRANSACTION: Final = "in_transaction"
+KEYED: Final = "keyed"
 RATE_LIMIT_DEFAULT = "default"
 AuditMode = Literal["sync", "outbox"]
 AUDIT_MODES = ("sync", "outbox")
-AUDIT_SYNC = "sync"
-AUDIT_OUTBOX = "outbox"
+AUDIT_SYNC: Final = "sync"
+AUDIT_OUTBOX: Final = "outbox"
 
 
 @dataclass(frozen=True)
