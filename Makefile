@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-fast lint bench bootstrap tools clean
+.PHONY: up test test-fast lint typecheck bench bootstrap tools clean
 
 bootstrap: $(STAMP) tools
 
@@ -22,7 +22,10 @@ tools: $(STAMP)
 up: bootstrap
 	$(BIN)/finfaas up
 
+# Lint and types first: a finding fails the run before any test starts.
 test: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
@@ -30,6 +33,9 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 bench: bootstrap
 	$(BIN)/finfaas bench coldstart

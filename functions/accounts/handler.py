@@ -1,26 +1,29 @@
 """The accounts function: a customer's accounts, balances, statements and profile; operator controls."""
 
+# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
+# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
+# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
+# after it are exempt from E402 in pyproject.toml.
 import sys
 from pathlib import Path
 
-# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
 _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from finfaas.domain import errors as ledger_errors  # noqa: E402
-from finfaas.platform.errors import ErrorSpec  # noqa: E402
-from finfaas.platform.http import FunctionApp, Request, Response, StrictModel  # noqa: E402
-from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, IdempotencyGuard  # noqa: E402
-from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
-from finfaas.platform.ratelimit import RateLimiter  # noqa: E402
-from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
-from finfaas.services.accounts import (  # noqa: E402
+from finfaas.domain import errors as ledger_errors
+from finfaas.platform.errors import ErrorSpec
+from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
+from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, IdempotencyGuard
+from finfaas.platform.pii import PiiKeyUnavailable
+from finfaas.platform.ratelimit import RateLimiter
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.accounts import (
     AccountList,
     AccountsService,
     AccountView,
@@ -31,7 +34,7 @@ from finfaas.services.accounts import (  # noqa: E402
     PageQuery,
     Statement,
 )
-from finfaas.services.customers import (  # noqa: E402
+from finfaas.services.customers import (
     Caller,
     CustomerNotFound,
     CustomerProfileService,
@@ -39,7 +42,7 @@ from finfaas.services.customers import (  # noqa: E402
     InvalidProfile,
     ProfileNotFound,
 )
-from pydantic import BaseModel, Field  # noqa: E402
+from pydantic import BaseModel, Field
 
 READ, WRITE = "accounts:read", "accounts:write"
 

@@ -1,21 +1,24 @@
 """The auth function: publishes the token-signing JWKS, issues access tokens to client apps, and signs
 customers up and in (password grant, rotating refresh tokens, revocation)."""
 
+# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
+# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
+# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
+# after it are exempt from E402 in pyproject.toml.
 import sys
 from pathlib import Path
 
-# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
 _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-import threading  # noqa: E402
-from collections.abc import Mapping  # noqa: E402
-from typing import Any  # noqa: E402
+import threading
+from collections.abc import Mapping
+from typing import Any
 
-from finfaas.platform import config  # noqa: E402
-from finfaas.platform.errors import BadRequest, ErrorSpec  # noqa: E402
-from finfaas.platform.http import (  # noqa: E402
+from finfaas.platform import config
+from finfaas.platform.errors import BadRequest, ErrorSpec
+from finfaas.platform.http import (
     FORM_MEDIA_TYPE,
     FunctionApp,
     Request,
@@ -23,10 +26,10 @@ from finfaas.platform.http import (  # noqa: E402
     StrictModel,
     client_ip,
 )
-from finfaas.platform.jwt_auth import JwtVerifier  # noqa: E402
-from finfaas.platform.keys import KeyRing, load_keyring  # noqa: E402
-from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA_REF  # noqa: E402
-from finfaas.platform.tokens import (  # noqa: E402
+from finfaas.platform.jwt_auth import JwtVerifier
+from finfaas.platform.keys import KeyRing, load_keyring
+from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA_REF
+from finfaas.platform.tokens import (
     CLIENT_CREDENTIALS,
     ClientRegistry,
     OAuthError,
@@ -35,8 +38,8 @@ from finfaas.platform.tokens import (  # noqa: E402
     client_credentials_grant,
     invalid_client,
 )
-from finfaas.platform.wiring import Lazy  # noqa: E402
-from finfaas.services.auth_customers import (  # noqa: E402
+from finfaas.platform.wiring import Lazy
+from finfaas.services.auth_customers import (
     ANONYMOUS,
     PUBLIC_CLIENT_ID,
     CustomerAuthService,
@@ -45,8 +48,8 @@ from finfaas.services.auth_customers import (  # noqa: E402
     UsernameTaken,
     WeakPassword,
 )
-from finfaas.services.customers import Caller, CustomerStoreUnavailable  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
+from finfaas.services.customers import Caller, CustomerStoreUnavailable
+from pydantic import BaseModel, Field
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 PASSWORD = "password"  # noqa: S105 - the grant type's name

@@ -7,25 +7,28 @@ chain `ledger-outbox-<n>`); refusals are audited at once in `ledger-<shard>`. St
 refusal are listed in finfaas.services.ledger_api.
 """
 
+# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
+# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
+# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
+# after it are exempt from E402 in pyproject.toml.
 import sys
 from pathlib import Path
 
-# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
 _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from finfaas.platform import jwt_auth  # noqa: E402
-from finfaas.platform.audit import AuditLog  # noqa: E402
-from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
-from finfaas.platform.idempotency import IdempotencyGuard  # noqa: E402
-from finfaas.platform.ratelimit import RateLimit, RateLimiter  # noqa: E402
-from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
-from finfaas.services.ledger_api import (  # noqa: E402
+from finfaas.platform import jwt_auth
+from finfaas.platform.audit import AuditLog
+from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.idempotency import IdempotencyGuard
+from finfaas.platform.ratelimit import RateLimit, RateLimiter
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.ledger_api import (
     Answer,
     BalanceList,
     BalanceView,

@@ -5,27 +5,30 @@ binary CloudEvent to `/`; a wake-up is sealed with the events key, so `/` refuse
 Apps start executions and read their history over HTTP; callback parties report task tokens to /tasks/*.
 """
 
+# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
+# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
+# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
+# after it are exempt from E402 in pyproject.toml.
 import sys
 from pathlib import Path
 
-# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
 _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-import json  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
-from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding, cursor_chars_max  # noqa: E402
-from finfaas.platform.errors import BadRequest, ErrorSpec  # noqa: E402
-from finfaas.platform.events import event_mac_from_config  # noqa: E402
-from finfaas.platform.http import FunctionApp, Request, StrictModel  # noqa: E402
-from finfaas.platform.logging import get_logger  # noqa: E402
-from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
-from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
-from finfaas.workflow.engine import (  # noqa: E402
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding, cursor_chars_max
+from finfaas.platform.errors import BadRequest, ErrorSpec
+from finfaas.platform.events import event_mac_from_config
+from finfaas.platform.http import FunctionApp, Request, StrictModel
+from finfaas.platform.logging import get_logger
+from finfaas.platform.queue_proof import QueueMessageProof
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.workflow.engine import (
     Engine,
     ExecutionAlreadyExists,
     ExecutionBusy,
@@ -36,11 +39,11 @@ from finfaas.workflow.engine import (  # noqa: E402
     TaskNotFound,
     TaskTokenUsed,
 )
-from finfaas.workflow.model import Execution, HistoryEvent, Status, TaskResult  # noqa: E402
-from finfaas.workflow.store import ExecutionStoreError  # noqa: E402
-from finfaas.workflow.sweeper import Sweeper  # noqa: E402
-from finfaas.workflow.wakeups import SWEEP, Wakeup, execution_id_chars_max  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
+from finfaas.workflow.model import Execution, HistoryEvent, Status, TaskResult
+from finfaas.workflow.store import ExecutionStoreError
+from finfaas.workflow.sweeper import Sweeper
+from finfaas.workflow.wakeups import SWEEP, Wakeup, execution_id_chars_max
+from pydantic import BaseModel, Field
 
 READ, START, CALLBACK = "orchestrator:read", "orchestrator:start", "orchestrator:callback"
 CLOUDEVENT_SPECVERSION_HEADER = "ce-specversion"

@@ -9,26 +9,29 @@ The saga (scope rail:recall): POST /payments/{id}/recall after its wait timed ou
 Sandbox knobs (environment): RAIL_SANDBOX_SETTLE_SECONDS, RAIL_SANDBOX_REJECT_RATE, RAIL_SANDBOX_TIMEOUT_RATE.
 """
 
+# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
+# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
+# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
+# after it are exempt from E402 in pyproject.toml.
 import sys
 from pathlib import Path
 
-# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
 _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-import os  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from finfaas.platform.errors import ErrorSpec, ValidationFailed  # noqa: E402
-from finfaas.platform.events import delivery_type, event_mac_from_config  # noqa: E402
-from finfaas.platform.http import FunctionApp, Request  # noqa: E402
-from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
-from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
-from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
-from finfaas.services.rail import (  # noqa: E402
+from finfaas.platform.errors import ErrorSpec, ValidationFailed
+from finfaas.platform.events import delivery_type, event_mac_from_config
+from finfaas.platform.http import FunctionApp, Request
+from finfaas.platform.pii import PiiKeyUnavailable
+from finfaas.platform.queue_proof import QueueMessageProof
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.rail import (
     SETTLE_EVENT_TYPE,
     HandOff,
     InvalidNotice,
@@ -42,8 +45,8 @@ from finfaas.services.rail import (  # noqa: E402
     SettleMessage,
     payment_view,
 )
-from finfaas.services.suite_clients import ServiceUnreachable  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+from finfaas.services.suite_clients import ServiceUnreachable
+from pydantic import ValidationError
 
 FUNCTION_NAME = "rail"
 READ, RECALL = "rail:read", "rail:recall"

@@ -12,25 +12,28 @@ The scheduler is a CronJob running `python -m finfaas.platform.schedule relay <u
 OpenFaaS's cron-connector and Knative's PingSource send a fixed request and cannot sign (README).
 """
 
+# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
+# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
+# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
+# after it are exempt from E402 in pyproject.toml.
 import sys
 from pathlib import Path
 
-# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
 _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-import os  # noqa: E402
-import socket  # noqa: E402
-import threading  # noqa: E402
-import uuid  # noqa: E402
-from typing import Any  # noqa: E402
+import os
+import socket
+import threading
+import uuid
+from typing import Any
 
-from finfaas.platform.errors import ErrorSpec  # noqa: E402
-from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
-from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config  # noqa: E402
-from finfaas.platform.wiring import Lazy  # noqa: E402
-from finfaas.services.outbox_relay import OutboxRelay, OutboxUnavailable, RelayLoop  # noqa: E402
+from finfaas.platform.errors import ErrorSpec
+from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
+from finfaas.platform.wiring import Lazy
+from finfaas.services.outbox_relay import OutboxRelay, OutboxUnavailable, RelayLoop
 
 RUN_SECONDS_ENV = "FINFAAS_RELAY_RUN_SECONDS"
 run_seconds_default = 50.0

@@ -5,24 +5,27 @@ recorded assessment back); operators manage the block lists under /_/ops (scope 
 An assessment is recorded once per assessment_id: a retry gets the same answer and counts once.
 """
 
+# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
+# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
+# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
+# after it are exempt from E402 in pyproject.toml.
 import sys
 from pathlib import Path
 
-# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
 _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from finfaas.domain.errors import InvalidInput  # noqa: E402
-from finfaas.platform.errors import ErrorSpec, NotFound  # noqa: E402
-from finfaas.platform.http import FunctionApp, Request, Response  # noqa: E402
-from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
-from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
-from finfaas.services.risk import (  # noqa: E402
+from finfaas.domain.errors import InvalidInput
+from finfaas.platform.errors import ErrorSpec, NotFound
+from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.pii import PiiKeyUnavailable
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.risk import (
     AssessmentBody,
     AssessmentView,
     BlockBody,

@@ -11,35 +11,38 @@ Queue `reviews` (POST /): the callback tasks that wait for an operator; their to
 with the orchestrator before they are kept. Operators (ops): decisions, customer tiers.
 """
 
+# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
+# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
+# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
+# after it are exempt from E402 in pyproject.toml.
 import sys
 from pathlib import Path
 
-# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
 _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-import os  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from finfaas.domain import errors as ledger_errors  # noqa: E402
-from finfaas.platform.errors import ErrorSpec, HttpError  # noqa: E402
-from finfaas.platform.events import event_mac_from_config  # noqa: E402
-from finfaas.platform.http import FunctionApp, Request, Response, validation_failed  # noqa: E402
-from finfaas.platform.idempotency import (  # noqa: E402
+from finfaas.domain import errors as ledger_errors
+from finfaas.platform.errors import ErrorSpec, HttpError
+from finfaas.platform.events import event_mac_from_config
+from finfaas.platform.http import FunctionApp, Request, Response, validation_failed
+from finfaas.platform.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
     REPLAYED_HEADER,
     IdempotencyGuard,
     IdempotencyKeyReused,
 )
-from finfaas.platform.pii import PiiKeyUnavailable  # noqa: E402
-from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
-from finfaas.platform.ratelimit import RateLimit, RateLimiter  # noqa: E402
-from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
-from finfaas.services.suite_clients import ServiceUnreachable  # noqa: E402
-from finfaas.services.transfers import (  # noqa: E402
+from finfaas.platform.pii import PiiKeyUnavailable
+from finfaas.platform.queue_proof import QueueMessageProof
+from finfaas.platform.ratelimit import RateLimit, RateLimiter
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.suite_clients import ServiceUnreachable
+from finfaas.services.transfers import (
     Accepted,
     AttentionBody,
     ConcurrentUpdate,
@@ -67,7 +70,7 @@ from finfaas.services.transfers import (  # noqa: E402
     WrongCurrency,
     transfer_view,
 )
-from pydantic import ValidationError  # noqa: E402
+from pydantic import ValidationError
 
 FUNCTION_NAME = "transfers"
 READ, WRITE, SAGA = "transfers:read", "transfers:write", "transfers:saga"

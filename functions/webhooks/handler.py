@@ -10,23 +10,26 @@ instead, so a forged POST / is refused (401) and can never make this function si
 A 2xx acknowledges the message; 503 asks SQS to deliver it again.
 """
 
+# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
+# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
+# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
+# after it are exempt from E402 in pyproject.toml.
 import sys
 from pathlib import Path
 
-# In the OpenFaaS image the shared package is copied next to this file (stack.yml configuration.copy).
 _SHARED = Path(__file__).resolve().parent / "shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(0, str(_SHARED))
 
-import os  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import datetime  # noqa: E402
-from typing import Any  # noqa: E402
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from finfaas.platform.cursors import cursor_chars_max  # noqa: E402
-from finfaas.platform.errors import ErrorSpec  # noqa: E402
-from finfaas.platform.events import (  # noqa: E402
+from finfaas.platform.cursors import cursor_chars_max
+from finfaas.platform.errors import ErrorSpec
+from finfaas.platform.events import (
     DATA_MEDIA_TYPE,
     EVENT_TYPES,
     STRUCTURED_MEDIA_TYPE,
@@ -36,17 +39,17 @@ from finfaas.platform.events import (  # noqa: E402
     delivery_type,
     envelope_from_document,
 )
-from finfaas.platform.http import FunctionApp, Request, Response, StrictModel  # noqa: E402
-from finfaas.platform.idempotency import (  # noqa: E402
+from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
+from finfaas.platform.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
     REPLAYED_HEADER,
     IdempotencyKeyMissing,
     validate_key,
 )
-from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable  # noqa: E402
-from finfaas.platform.queue_proof import QueueMessageProof  # noqa: E402
-from finfaas.platform.wiring import Lazy, ReplaceableVerifier  # noqa: E402
-from finfaas.services.webhooks import (  # noqa: E402
+from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable
+from finfaas.platform.queue_proof import QueueMessageProof
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.webhooks import (
     DELIVERY_TYPE,
     Delivery,
     IdempotencyKeyReused,
@@ -64,7 +67,7 @@ from finfaas.services.webhooks import (  # noqa: E402
     description_chars_max,
     url_chars_max,
 )
-from pydantic import BaseModel, Field  # noqa: E402
+from pydantic import BaseModel, Field
 
 READ, WRITE = "webhooks:read", "webhooks:write"
 TARGETS_ENV = "FINFAAS_WEBHOOK_TARGETS"

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from finfaas.domain.errors import (
     EXISTS_WITH_DIFFERENT_BY_FIELD,
@@ -429,15 +429,13 @@ def apply_change(account: Account, change: AccountChange) -> Account:
 
 def entries_for(leg: Leg, key_prefix: str, index: int, now: datetime) -> tuple[Entry, Entry]:
     """The debit-side and credit-side statement entries of one leg."""
-    common = {"transfer_id": leg.transfer_id, "kind": leg.kind, "currency": leg.currency,
-              "amount_minor": leg.amount_minor, "created_at": now}
     return (
-        Entry(leg.debit_account_id, entry_key(key_prefix, leg.transfer_id, index, "D"),
-              counterparty_id=leg.credit_account_id, debits_posted=leg.posted_minor,
-              debits_pending=leg.pending_minor, **common),
-        Entry(leg.credit_account_id, entry_key(key_prefix, leg.transfer_id, index, "C"),
-              counterparty_id=leg.debit_account_id, credits_posted=leg.posted_minor,
-              credits_pending=leg.pending_minor, **common),
+        Entry(leg.debit_account_id, entry_key(key_prefix, leg.transfer_id, index, "D"), leg.transfer_id,
+              leg.kind, leg.credit_account_id, leg.currency, leg.amount_minor, now,
+              debits_posted=leg.posted_minor, debits_pending=leg.pending_minor),
+        Entry(leg.credit_account_id, entry_key(key_prefix, leg.transfer_id, index, "C"), leg.transfer_id,
+              leg.kind, leg.debit_account_id, leg.currency, leg.amount_minor, now,
+              credits_posted=leg.posted_minor, credits_pending=leg.pending_minor),
     )
 
 
@@ -511,8 +509,7 @@ def check_page_size(limit: object) -> int:
 
 
 def check_identifier(value: object, *, field: str) -> str:
-    valid_length = isinstance(value, str) and 0 < len(value) <= identifier_chars_max
-    if not valid_length or not _IDENTIFIER.match(value):
+    if not (isinstance(value, str) and 0 < len(value) <= identifier_chars_max and _IDENTIFIER.match(value)):
         raise InvalidIdentifier(
             f"{field}: 1-{identifier_chars_max} characters from A-Z a-z 0-9 _ -", field=field
         )
@@ -658,12 +655,13 @@ def reversal_transfer(original: Transfer, transfer_id: str, now: datetime) -> Tr
                     reversal_of=original.transfer_id)
 
 
-def check_pending_kind(pending: Transfer | None, pending_id: str) -> None:
-    """TransferNotFound / NotPending before anything else is judged."""
+def check_pending_kind(pending: Transfer | None, pending_id: str) -> Transfer:
+    """The pending transfer; TransferNotFound / NotPending before anything else is judged."""
     if pending is None:
         raise TransferNotFound(f"pending transfer {pending_id} not found", subject=pending_id)
     if pending.kind is not TransferKind.PENDING:
         raise NotPending(f"transfer {pending_id} is not pending", subject=pending_id)
+    return pending
 
 
 def check_reversible_or_replay(original: Transfer | None, request: Reversal) -> Transfer:
@@ -698,6 +696,25 @@ def system_account(kind: AccountKind, currency: str) -> NewAccount:
 
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
+
+
+class TransactionExtra(Protocol):
+    """One more conditional put riding in an operation's transaction (e.g. an idempotency record).
+
+    The DynamoDB store carries it; a repository without transactions is never given one."""
+
+    def put_for(self, result: Sequence[Transfer]) -> tuple[Any, Any]:
+        """(store item, condition) to put, given the transfers the operation returns if it commits."""
+        ...
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        """The put's condition failed (raw_item: the item in the way); raise to answer the caller
+        instead of the operation, or return to have the operation run again."""
+        ...
+
+    def committed(self) -> None:
+        """The transaction carrying the put committed."""
+        ...
 
 
 class LedgerRepository(Protocol):

@@ -65,11 +65,12 @@ def parse_currency(currency: object, *, field: str = "currency") -> str:
     return str(currency)
 
 
-def parse_amount(value: object, currency: str, *, field: str = "amount") -> int:
+def parse_amount(value: int | str, currency: str, *, field: str = "amount") -> int:
     """A positive amount in minor units from API input.
 
     A JSON integer is minor units (1050 = 10.50 USD); a string is a plain decimal in major units
-    ("10.50"). Floats, bools, signs, exponents and extra fraction digits are rejected.
+    ("10.50"). Floats, bools, signs, exponents and extra fraction digits are rejected: typed callers
+    pass int | str, and the check stays for values that arrive untyped (parsed JSON).
     """
     exponent = currency_exponent(currency)
     if isinstance(value, bool) or not isinstance(value, int | str):

@@ -17,6 +17,7 @@ from finfaas.domain.ledger import (
     AccountStatus,
     Actor,
     Entry,
+    Leg,
     NewAccount,
     NewTransfer,
     Page,
@@ -198,8 +199,7 @@ class ReferenceLedger:
                  actor: Actor, now: datetime) -> Transfer:
         check_identifier(transfer_id, field="transfer_id")
         check_identifier(pending_id, field="pending_id")
-        pending = self.transfers.get(pending_id)
-        check_pending_kind(pending, pending_id)
+        pending = check_pending_kind(self.transfers.get(pending_id), pending_id)
         wanted = resolution_transfer(pending, transfer_id, kind, amount_minor, now)
         if pending.resolved_by == transfer_id:
             return check_same_transfer(self.transfers[transfer_id], wanted)
@@ -222,7 +222,7 @@ class ReferenceLedger:
             pending, state=_RESOLVED_STATE[resolution.kind], resolved_by=resolution.transfer_id)
         return resolution
 
-    def _apply(self, legs, actor: Actor, now: datetime) -> None:
+    def _apply(self, legs: Sequence[Leg], actor: Actor, now: datetime) -> None:
         changes = account_changes(legs, actor)
         problem = first_violation(
             v for v in (violation(c, self.accounts.get(c.account_id)) for c in changes) if v is not None)

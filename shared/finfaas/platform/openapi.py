@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from finfaas.platform.http import Route
 
 OPENAPI_VERSION = "3.1.0"
+# (model, mode) -> the $ref of its JSON Schema; pydantic types the model loosely (dataclasses too).
+SchemaRefs = dict[tuple[Any, JsonSchemaMode], dict[str, Any]]
 REF_TEMPLATE = "#/components/schemas/{model}"
 PROBLEM_REF = {"$ref": "#/components/responses/Problem"}
 RATE_LIMITED_REF = {"$ref": "#/components/responses/RateLimited"}
@@ -63,14 +65,16 @@ def build_document(
 
 def _model_schemas(
     routes: Sequence[Route],
-) -> tuple[dict[tuple[type[BaseModel], str], dict[str, Any]], dict[str, Any]]:
+) -> tuple[SchemaRefs, dict[str, Any]]:
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = []
+    pairs: tuple[tuple[type[BaseModel] | None, JsonSchemaMode], ...]
     for route in routes:
-        for model, mode in (
+        pairs = (
             (route.body_model, "validation"),
             (route.query_model, "validation"),
             (route.response_model, "serialization"),
-        ):
+        )
+        for model, mode in pairs:
             if model is not None and (model, mode) not in wanted:
                 wanted.append((model, mode))
     if not wanted:
@@ -82,7 +86,7 @@ def _model_schemas(
 def _operation(
     title: str,
     route: Route,
-    refs: dict[tuple[type[BaseModel], str], dict[str, Any]],
+    refs: SchemaRefs,
     schemas: dict[str, Any],
     rate_limited: bool,
 ) -> dict[str, Any]:
@@ -122,7 +126,7 @@ def _path_parameters(route: Route) -> list[dict[str, Any]]:
 
 def _query_parameters(
     route: Route,
-    refs: dict[tuple[type[BaseModel], str], dict[str, Any]],
+    refs: SchemaRefs,
     schemas: dict[str, Any],
 ) -> list[dict[str, Any]]:
     if route.query_model is None:
@@ -153,7 +157,7 @@ def _is_rate_limited(route: Route, rate_limited: bool) -> bool:
 
 
 def _responses(
-    route: Route, refs: dict[tuple[type[BaseModel], str], dict[str, Any]], rate_limited: bool
+    route: Route, refs: SchemaRefs, rate_limited: bool
 ) -> dict[str, Any]:
     success: dict[str, Any] = {"description": route.summary}
     if route.response_model is not None:

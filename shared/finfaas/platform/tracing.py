@@ -170,7 +170,7 @@ class Tracer:
             return None
         sdk = self._sdk
         entity = sdk.recorder.get_trace_entity() if sdk is not None and invocation._segment else None
-        if entity is None:
+        if sdk is None or entity is None:
             return invocation.context.header()
         if not getattr(entity, "sampled", False):
             return TraceContext(invocation.trace_id, invocation.context.parent_id, False).header()

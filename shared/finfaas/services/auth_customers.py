@@ -474,7 +474,7 @@ class InMemoryRefreshTokenStore:
                             and stored.valid_until_s > now_s)
             family_usable = (family is not None and family.status is FamilyStatus.ACTIVE
                              and family.expires_at_s > now_s)
-            if not (token_usable and family_usable) or new.token_hash in self.tokens:
+            if not (token_usable and family_usable) or stored is None or new.token_hash in self.tokens:
                 return False
             self.tokens[old.token_hash] = replace(stored, status=TokenStatus.ROTATED,
                                                   replaced_by=new.token_hash)

@@ -30,6 +30,7 @@ from finfaas.domain.ledger import (
     PostPending,
     Reversal,
     StatementPage,
+    TransactionExtra,
     Transfer,
     VoidPending,
     check_page_size,
@@ -42,7 +43,7 @@ from finfaas.domain.money import Money, parse_amount, parse_currency
 expiry_sweep_holds_max = 500
 
 
-def _carrying(extra: object) -> dict[str, object]:
+def _carrying(extra: TransactionExtra | None) -> dict[str, TransactionExtra]:
     """The repository's `extra=` argument, left out when there is none."""
     return {} if extra is None else {"extra": extra}
 
@@ -62,8 +63,8 @@ class TransferRequest:
 
     debit_account_id: str
     credit_account_id: str
-    amount: object
-    currency: object
+    amount: int | str
+    currency: str
     transfer_id: str | None = None
     pending: bool = False
     timeout_seconds: int = 0
@@ -133,36 +134,36 @@ class LedgerService:
     # --- money movement ---
 
     def transfer(self, request: TransferRequest, actor: Actor = Actor.system(), *,
-                 extra: object = None) -> Transfer:
+                 extra: TransactionExtra | None = None) -> Transfer:
         """One transfer, posted at once or (pending=True) held until posted, voided or expired."""
         batch = [self._new_transfer(request)]
         return self._repository.create_transfers(batch, actor, self._clock(), **_carrying(extra))[0]
 
-    def transfer_linked(self, requests: Sequence[TransferRequest],
-                        actor: Actor = Actor.system(), *, extra: object = None) -> list[Transfer]:
+    def transfer_linked(self, requests: Sequence[TransferRequest], actor: Actor = Actor.system(), *,
+                        extra: TransactionExtra | None = None) -> list[Transfer]:
         """Up to linked_legs_max legs that commit all together or not at all."""
         if not isinstance(requests, Sequence) or isinstance(requests, str | bytes):
             raise InvalidInput("transfers: a list of legs", field="transfers")
         batch = [self._new_transfer(request, prefix=f"transfers[{i}].") for i, request in enumerate(requests)]
         return self._repository.create_transfers(batch, actor, self._clock(), **_carrying(extra))
 
-    def deposit(self, account_id: str, amount: object, currency: object,
+    def deposit(self, account_id: str, amount: int | str, currency: str,
                 transfer_id: str | None = None) -> Transfer:
         """Money entering the ledger: from the currency's funding account to `account_id`."""
         code = parse_currency(currency)
         funding = system_account_id(AccountKind.FUNDING, code)
         return self.transfer(TransferRequest(funding, account_id, amount, code, transfer_id))
 
-    def withdraw(self, account_id: str, amount: object, currency: object, transfer_id: str | None = None,
+    def withdraw(self, account_id: str, amount: int | str, currency: str, transfer_id: str | None = None,
                  actor: Actor = Actor.system()) -> Transfer:
         """Money leaving the ledger: from `account_id` to the currency's settlement account."""
         code = parse_currency(currency)
         settlement = system_account_id(AccountKind.SETTLEMENT, code)
         return self.transfer(TransferRequest(account_id, settlement, amount, code, transfer_id), actor)
 
-    def post_pending(self, pending_id: str, *, amount: object = None, currency: object = None,
+    def post_pending(self, pending_id: str, *, amount: int | str | None = None, currency: str | None = None,
                      transfer_id: str | None = None, actor: Actor = Actor.system(),
-                     extra: object = None) -> Transfer:
+                     extra: TransactionExtra | None = None) -> Transfer:
         """Posts a hold, all of it or (amount given) part of it; the rest is released."""
         amount_minor = None
         if amount is not None:
@@ -173,12 +174,12 @@ class LedgerService:
         return self._repository.post_pending(request, actor, self._clock(), **_carrying(extra))
 
     def void_pending(self, pending_id: str, *, transfer_id: str | None = None,
-                     actor: Actor = Actor.system(), extra: object = None) -> Transfer:
+                     actor: Actor = Actor.system(), extra: TransactionExtra | None = None) -> Transfer:
         request = VoidPending(transfer_id or self._new_id(), pending_id)
         return self._repository.void_pending(request, actor, self._clock(), **_carrying(extra))
 
     def reverse(self, reversal_of: str, *, transfer_id: str | None = None,
-                actor: Actor = Actor.system(), extra: object = None) -> Transfer:
+                actor: Actor = Actor.system(), extra: TransactionExtra | None = None) -> Transfer:
         """Undoes a posted transfer with a new one in the opposite direction (once per transfer)."""
         request = Reversal(transfer_id or self._new_id(), reversal_of)
         return self._repository.reverse(request, actor, self._clock(), **_carrying(extra))

@@ -260,7 +260,7 @@ class IdempotencyInTransaction:
     def put_for(self, result: Sequence[Transfer]) -> tuple[Any, Any]:
         return self._records.completion_put(self._key.completion_record(self._render(result).stored()))
 
-    def conflicted(self, raw_item: dict | None) -> None:
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
         self._key.conflict(self._records.record_from_raw(raw_item) if raw_item else None)
 
     def committed(self) -> None:
@@ -374,8 +374,8 @@ _STATUS_BY_ERROR: dict[type[ledger_errors.LedgerError], int] = {
 }
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    found: list[type] = []
+def _all_subclasses(cls: type[ledger_errors.LedgerError]) -> list[type[ledger_errors.LedgerError]]:
+    found: list[type[ledger_errors.LedgerError]] = []
     for sub in cls.__subclasses__():
         found += [sub, *_all_subclasses(sub)]
     return found
@@ -387,6 +387,7 @@ def _status_of(cls: type[ledger_errors.LedgerError]) -> int:
 
 def ledger_error_table() -> dict[type[BaseException], ErrorSpec]:
     """Every ledger error class -> its status and its own stable code."""
-    classes = [ledger_errors.LedgerError, *_all_subclasses(ledger_errors.LedgerError)]
+    classes: list[type[ledger_errors.LedgerError]] = [
+        ledger_errors.LedgerError, *_all_subclasses(ledger_errors.LedgerError)]
     return {cls: ErrorSpec(_status_of(cls), cls.code, cls.code.replace("_", " ").capitalize())
             for cls in classes}

@@ -383,7 +383,7 @@ _LOCALHOST = "localhost"
 
 
 def _resolve(host: str, port: int) -> list[str]:
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
 def _judged_addresses(ip: IpAddress) -> tuple[IpAddress, ...]:

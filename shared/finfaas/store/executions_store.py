@@ -35,6 +35,7 @@ out of the by-status index.
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 import time
@@ -171,7 +172,7 @@ class _HistoryItem(Model):
 
 
 @lru_cache(maxsize=8)
-def _models(executions_table: str, history_table: str, region: str) -> tuple[type, type]:
+def _models(executions_table: str, history_table: str, region: str) -> tuple[Any, Any]:
     # pynamodb ties an index to the model class that declares it, so the bound execution model
     # declares a by-status index of its own; the history model binds like any store's item.
     index = type("ByStatus", (_ByStatus,), {"Meta": type("Meta", (_ByStatus.Meta,), {})})()
@@ -480,7 +481,7 @@ class ExecutionsStore:
         still = tuple(execution for execution in executions if execution.status is status)
         return ExecutionPage(still, len(found) > limit)
 
-    def _whole(self, execution_ids: list[str]) -> list[Execution]:
+    def _whole(self, execution_ids: builtins.list[str]) -> builtins.list[Execution]:
         """The executions (strongly consistent reads), in the order asked for; gone ones left out."""
         if not execution_ids:
             return []
@@ -500,7 +501,7 @@ class ExecutionsStore:
             "next_run_at": {"S": format_time_ms(execution.next_run_at_ms)},
         }
 
-    def history(self, execution_id: str, after_seq: int, limit: int) -> list[HistoryEvent]:
+    def history(self, execution_id: str, after_seq: int, limit: int) -> builtins.list[HistoryEvent]:
         model = self.history_model
         # An item is keyed by its first event: the one holding after_seq + 1 may start before it.
         first_key = max(after_seq - history_events_per_save_max, 0)
@@ -521,7 +522,7 @@ class ExecutionsStore:
             raise ExecutionStoreError("history not read") from error
         return sorted(found, key=lambda e: e.seq)[:limit]
 
-    def _tail_events(self, execution_id: str) -> list[HistoryEvent]:
+    def _tail_events(self, execution_id: str) -> builtins.list[HistoryEvent]:
         try:
             item = self.execution_model.get(execution_id, consistent_read=True, attributes_to_get=["tail"])
         except DoesNotExist:

@@ -32,8 +32,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from threading import Lock
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from botocore.exceptions import (
     ConnectionClosedError,
@@ -74,6 +75,7 @@ from finfaas.domain.ledger import (
     PostPending,
     Reversal,
     StatementPage,
+    TransactionExtra,
     Transfer,
     TransferKind,
     VoidPending,
@@ -154,24 +156,7 @@ class StoreUnreachable(Exception):
     """DynamoDB did not answer, or the ledger's tables are not there."""
 
 
-class TransactionExtra(Protocol):
-    """One more conditional put riding in an operation's transaction (e.g. an idempotency record)."""
-
-    def put_for(self, result: Sequence[Transfer]) -> tuple[Any, Any]:
-        """(pynamodb item, condition) to put, given the transfers the operation returns if it commits."""
-        ...
-
-    def conflicted(self, raw_item: dict | None) -> None:
-        """The put's condition failed (raw_item: the item in the way); raise to answer the caller
-        instead of the operation, or return to have the operation run again."""
-        ...
-
-    def committed(self) -> None:
-        """The transaction carrying the put committed."""
-        ...
-
-
-def _outbox_audit(extra: object) -> str | None:
+def _outbox_audit(extra: TransactionExtra | None) -> str | None:
     """The audit facts an extra asks the outbox item to carry (extras without any are accepted)."""
     facts = getattr(extra, "outbox_audit", None)
     return facts() if callable(facts) else None
@@ -352,7 +337,7 @@ class DynamoLedgerStore:
         due = self._due_hold_ids(now, limit)
         expired = []
         for pending_id in due:
-            result = self._with_retries(lambda attempt, pid=pending_id: self._expire(pid, now, attempt))
+            result = self._with_retries(partial(self._expire, pending_id, now))
             if result is not None:
                 expired.append(result)
         return expired
@@ -400,14 +385,13 @@ class DynamoLedgerStore:
                              ) -> Iterator[tuple[Account, int, str | None]]:
         """(account, stored available_minor, last_entry_key) of every account."""
         for record in self._scan(self.models.account):
-            row = _read("account", record.account_id, lambda r=record: (
-                account_from_record(r), r.available_minor, r.last_entry_key), on_malformed)
+            row = _read("account", record.account_id, partial(_account_row, record), on_malformed)
             if row is not _SKIPPED:
                 yield row
 
     def scan_transfers(self, on_malformed: OnMalformed | None = None) -> Iterator[Transfer]:
         for record in self._scan(self.models.transfer):
-            transfer = _read("transfer", record.transfer_id, lambda r=record: transfer_from_record(r),
+            transfer = _read("transfer", record.transfer_id, partial(transfer_from_record, record),
                              on_malformed)
             if transfer is not _SKIPPED:
                 yield transfer
@@ -417,7 +401,7 @@ class DynamoLedgerStore:
             if record.account_id.startswith(HOLD_INDEX_PREFIX):
                 continue
             key = f"{record.account_id}/{record.entry_key}"
-            entry = _read("entry", key, lambda r=record: entry_from_record(r), on_malformed)
+            entry = _read("entry", key, partial(entry_from_record, record), on_malformed)
             if entry is not _SKIPPED:
                 yield entry
 
@@ -504,8 +488,7 @@ class DynamoLedgerStore:
     def _resolve_once(self, transfer_id: str, pending_id: str, kind: TransferKind, amount_minor: int | None,
                       actor: Actor, now: datetime, attempt: _Attempt,
                       extra: TransactionExtra | None = None) -> Transfer:
-        pending = self.get_transfer(pending_id)
-        check_pending_kind(pending, pending_id)
+        pending = check_pending_kind(self.get_transfer(pending_id), pending_id)
         wanted = resolution_transfer(pending, transfer_id, kind, amount_minor, now)
         if pending.resolved_by == transfer_id:
             return check_same_transfer(self._require_transfer(transfer_id), wanted)
@@ -656,7 +639,9 @@ class DynamoLedgerStore:
 
     def _hold_index_record(self, pending: Transfer):
         shard = zlib.crc32(pending.transfer_id.encode()) % hold_index_shards
-        key = f"{entry_key_prefix(micros(pending.expires_at))}#{pending.transfer_id}"
+        expires_at = pending.expires_at
+        assert expires_at is not None  # only holds with a timeout are indexed
+        key = f"{entry_key_prefix(micros(expires_at))}#{pending.transfer_id}"
         return self.models.entry(
             f"{HOLD_INDEX_PREFIX}{shard}", key, transfer_id=pending.transfer_id, kind=pending.kind.value,
             currency=pending.currency, amount_minor=pending.amount_minor,
@@ -843,6 +828,10 @@ def ledger_store_from_config() -> DynamoLedgerStore:
 
 OnMalformed = Callable[[str, str, Exception], None]
 _SKIPPED = object()
+
+
+def _account_row(record: Any) -> tuple[Account, int, str | None]:
+    return account_from_record(record), record.available_minor, record.last_entry_key
 
 
 def _read(kind: str, key: str, convert: Callable[[], Any], on_malformed: OnMalformed | None) -> Any:

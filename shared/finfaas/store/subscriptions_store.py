@@ -105,7 +105,7 @@ class SubscriptionsStore:
         try:
             results = self._item.query(SUBSCRIPTIONS_PARTITION, filter_condition=condition,
                                        consistent_read=True, page_size=query_page_items)
-            found = []
+            found: list[Subscription] = []
             for item in results:
                 if len(found) == subscriptions_total_max:
                     _log.warning("more subscriptions than one read takes", limit=subscriptions_total_max)

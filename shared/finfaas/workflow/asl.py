@@ -251,7 +251,10 @@ class Definition:
     digest: str
     source: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
-    def state(self, name: str) -> State:
+    def state(self, name: str | None) -> State:
+        """The named state; KeyError for a name it lacks, or None (an execution that has ended)."""
+        if name is None:
+            raise KeyError("an ended execution is at no state")
         return self.states[name]
 
     def has_result(self, state: PassState) -> bool:
@@ -277,7 +280,7 @@ def parse_definition(name: str, document: Any) -> Definition:
         raise DefinitionError(f"at most {states_max} states", field="States")
     states = {state_name: _state(state_name, raw) for state_name, raw in raw_states.items()}
     start_at = document.get("StartAt")
-    if start_at not in states:
+    if not isinstance(start_at, str) or start_at not in states:
         raise DefinitionError(f"StartAt names no state: {start_at!r}", field="StartAt")
     _check_transitions(states)
     _check_reachable(start_at, states)

@@ -31,7 +31,7 @@ from typing import Any
 
 from finfaas.platform.logging import get_logger
 from finfaas.workflow import errors
-from finfaas.workflow.asl import Definition, DefinitionRegistry, TaskState
+from finfaas.workflow.asl import Definition, DefinitionRegistry, TaskState, WaitState
 from finfaas.workflow.errors import StatesError
 from finfaas.workflow.inline import InlineDrives, InlineSlot
 from finfaas.workflow.interpreter import (
@@ -557,7 +557,9 @@ class _Drive:
         if phase is Phase.BACKOFF:
             return self._next_attempt(now)
         if phase is Phase.WAIT:
-            leave_wait(self.step, self.definition.state(execution.state), now)
+            state = self.definition.state(execution.state)
+            assert isinstance(state, WaitState)  # the WAIT phase is only entered at a Wait state
+            leave_wait(self.step, state, now)
             return None
         if phase is Phase.CALLBACK:
             return self._callback_due(execution, now)

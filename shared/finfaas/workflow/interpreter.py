@@ -269,7 +269,11 @@ def _wait_due_ms(state: WaitState, raw_input: Any, now_ms: int) -> int:
         if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
             raise StatesError(errors.RUNTIME, f"{state.name}: SecondsPath must name a non-negative integer")
         return now_ms + seconds * MS_PER_SECOND
-    text = state.timestamp if state.timestamp is not None else state.timestamp_path.read(effective)
+    if state.timestamp is not None:
+        text = state.timestamp
+    else:
+        assert state.timestamp_path is not None  # asl.py: a Wait names exactly one of its four fields
+        text = state.timestamp_path.read(effective)
     moment = parse_timestamp(text)
     if moment is None:
         raise StatesError(errors.RUNTIME, f"{state.name}: {text!r} is not an RFC 3339 timestamp")

@@ -6,6 +6,7 @@ contract tests in tests/unit/workflow/store_contract.py.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 from collections.abc import Sequence
@@ -63,7 +64,7 @@ class ExecutionRepository(Protocol):
         """Executions with this status, newest next_run_at first; starting_after is an execution id."""
         ...
 
-    def history(self, execution_id: str, after_seq: int, limit: int) -> list[HistoryEvent]:
+    def history(self, execution_id: str, after_seq: int, limit: int) -> builtins.list[HistoryEvent]:
         """Events with seq > after_seq, in order."""
         ...
 
@@ -161,7 +162,7 @@ class InMemoryExecutionStore:
                 found = found[ids.index(starting_after) + 1 :] if starting_after in ids else []
             return ExecutionPage(tuple(copy.deepcopy(found[:limit])), len(found) > limit)
 
-    def history(self, execution_id: str, after_seq: int, limit: int) -> list[HistoryEvent]:
+    def history(self, execution_id: str, after_seq: int, limit: int) -> builtins.list[HistoryEvent]:
         with self._lock:
             self._count("history")
             events = self._history.get(execution_id, {})

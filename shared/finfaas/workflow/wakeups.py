@@ -61,7 +61,7 @@ class Wakeup:
         ):
             raise ValueError(f"a wake-up names its execution_id (1-{execution_id_chars_max} characters)")
         due = body.get("due_at_ms")
-        reason = body.get("reason") if body.get("reason") in REASONS else "start"
+        reason = str(body["reason"]) if body.get("reason") in REASONS else "start"
         return cls(body["kind"], execution_id, reason, due if isinstance(due, int) else None)
 
 
