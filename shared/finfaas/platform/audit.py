@@ -30,7 +30,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -41,6 +40,7 @@ from threading import Lock
 from typing import Protocol
 
 from finfaas.platform import jsonio
+from finfaas.platform.retry import Change, RetryPolicy, read_change_save
 
 AUDIT_KEY_SECRET_NAME = "audit-hmac-key"  # noqa: S105 - the name of the secret file, not a secret
 GENESIS_HASH = "0" * 64
@@ -51,8 +51,9 @@ AUDIT_SHARDS_DEFAULT = 4
 APPEND_ATTEMPTS_MAX = 12
 # Exponential backoff with full jitter before retrying a lost seq, so racing appenders spread out
 # instead of the fastest one winning every round: at most ~1.6 s of waiting in all.
-APPEND_BACKOFF_SECONDS_BASE = 0.005
-APPEND_BACKOFF_SECONDS_MAX = 0.25
+APPEND_BACKOFF_MS_BASE = 5.0
+APPEND_BACKOFF_MS_MAX = 250.0
+APPEND_RETRY = RetryPolicy(APPEND_ATTEMPTS_MAX, APPEND_BACKOFF_MS_BASE, APPEND_BACKOFF_MS_MAX)
 AUDIT_KEY_BYTES_MIN = 32
 KEY_ID_HEX_CHARS = 12
 # How far from its position a moved record is looked for (each side), and how many recent hashes
@@ -300,18 +301,26 @@ class AuditLog:
         """Record event at the end of its chain; raises AuditAppendConflict after too many lost races."""
         chain = self.chain_for(event.actor)
         at = format_audit_time(self._clock())
+        cached = self._heads.get(chain)
+
+        def read_head() -> AuditRecord | None:
+            # The head this instance wrote last, first; after a lost race, the store's new head.
+            nonlocal cached
+            head, cached = cached or self._store.head(chain), None
+            return head
+
+        def sealed_on(head: AuditRecord | None) -> Change[AuditRecord, AuditRecord]:
+            record = self._sealed(chain, head, event, at)
+            return Change(record, record)
+
         with self._lock_for(chain):
-            head = self._heads.get(chain) or self._store.head(chain)
-            for attempt in range(APPEND_ATTEMPTS_MAX):
-                record = self._sealed(chain, head, event, at)
-                if self._store.append(record):
-                    self._heads[chain] = record
-                    return record
-                # Another instance took this seq: a random pause, then build on the new head.
-                pause_max = min(APPEND_BACKOFF_SECONDS_MAX, APPEND_BACKOFF_SECONDS_BASE * 2**attempt)
-                self._sleep(random.uniform(0, pause_max))
-                head = self._store.head(chain)
-        raise AuditAppendConflict(f"chain {chain}: lost {APPEND_ATTEMPTS_MAX} races for the next seq")
+            record = read_change_save(
+                read_head, sealed_on, self._store.append, policy=APPEND_RETRY, sleep=self._sleep,
+                exhausted=lambda: AuditAppendConflict(
+                    f"chain {chain}: lost {APPEND_ATTEMPTS_MAX} races for the next seq"),
+            )
+            self._heads[chain] = record
+            return record
 
     def _sealed(self, chain: str, head: AuditRecord | None, event: AuditEvent, at: str) -> AuditRecord:
         return seal_record(chain, head, event, at, self._key)

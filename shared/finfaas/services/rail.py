@@ -36,6 +36,7 @@ from finfaas.domain.money import parse_currency, transfer_amount_minor_max
 from finfaas.platform.http import StrictModel
 from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable, sealed_chars_max
+from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
 from finfaas.services.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
 
 NOTICE_KEY_SECRET_NAME = "rail-notice-key"  # noqa: S105 - the secret's name, not a secret
@@ -52,6 +53,7 @@ payment_id_chars_max = 64
 PAYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 PaymentId = Annotated[str, Field(min_length=1, max_length=payment_id_chars_max, pattern=PAYMENT_ID_PATTERN)]
 _PAYMENT_ID = re.compile(PAYMENT_ID_PATTERN)
+SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(save_attempts_max)
 
 
 class PaymentStatus(StrEnum):
@@ -327,49 +329,63 @@ class SandboxBank:
 
     def settle_due(self, payment_id: str) -> RailPayment | None:
         """The scheduled settlement: settle or reject (once), then send the signed notice (again on retry)."""
-        for _ in range(save_attempts_max):
-            payment = self._store.get(payment_id)
+
+        def settled(
+            payment: RailPayment | None,
+        ) -> Unchanged[RailPayment | None] | Change[RailPayment, RailPayment | None]:
             if payment is None or payment.plan in (Plan.STUCK, Plan.NONE):
-                return payment
-            if payment.status is PaymentStatus.ACCEPTED:
-                now = self._clock()
-                if payment.settle_at is not None and now < payment.settle_at:
-                    remaining = (payment.settle_at - now).total_seconds()
-                    self._scheduler.settle_later(payment_id, max(1, int(remaining + 0.999)))
-                    return payment
-                payment = self._decided(payment, now)
-                if not self._store.save(payment):
-                    continue
-            self._notify(payment)
+                return Unchanged(payment)
+            if payment.status is not PaymentStatus.ACCEPTED:
+                return Unchanged(payment)
+            now = self._clock()
+            if payment.settle_at is not None and now < payment.settle_at:
+                return Unchanged(payment)  # not due yet
+            decided = self._decided(payment, now)
+            return Change(decided, decided)
+
+        payment = read_change_save(
+            lambda: self._store.get(payment_id), settled, self._store.save, policy=SAVE_POLICY,
+            exhausted=lambda: RailStoreUnavailable(f"payment {payment_id} kept changing"),
+        )
+        if payment is None or payment.plan in (Plan.STUCK, Plan.NONE):
             return payment
-        raise RailStoreUnavailable(f"payment {payment_id} kept changing")
+        if payment.status is PaymentStatus.ACCEPTED and payment.settle_at is not None:
+            remaining = (payment.settle_at - self._clock()).total_seconds()
+            self._scheduler.settle_later(payment_id, max(1, int(remaining + 0.999)))
+            return payment
+        self._notify(payment)
+        return payment
 
     def recall(self, payment_id: str) -> RailPayment:
         """Make sure an unsettled payment never settles: CANCELLED, or its final status if it has one.
         An id the bank never received is recorded as CANCELLED, so a late arrival is refused."""
-        for _ in range(save_attempts_max):
+
+        def payment_or_tombstone() -> RailPayment:
             payment = self._store.get(payment_id)
-            if payment is None:
-                tombstone = RailPayment(
-                    payment_id,
-                    0,
-                    "XXX",
-                    None,
-                    PaymentStatus.CANCELLED,
-                    Plan.NONE,
-                    self._clock(),
-                    reason="recalled before it arrived",
-                )
-                created = self._store.create(tombstone)
-                if created is tombstone or created.status.final:
-                    return created
-                continue
-            if payment.status.final:
+            if payment is not None:
                 return payment
-            cancelled = payment.next(status=PaymentStatus.CANCELLED, reason="recalled")
-            if self._store.save(cancelled):
-                return cancelled
-        raise RailStoreUnavailable(f"payment {payment_id} kept changing")
+            tombstone = RailPayment(
+                payment_id,
+                0,
+                "XXX",
+                None,
+                PaymentStatus.CANCELLED,
+                Plan.NONE,
+                self._clock(),
+                reason="recalled before it arrived",
+            )
+            return self._store.create(tombstone)  # the payment, when it arrived meanwhile
+
+        def cancelled(payment: RailPayment) -> Unchanged[RailPayment] | Change[RailPayment, RailPayment]:
+            if payment.status.final:
+                return Unchanged(payment)
+            recalled = payment.next(status=PaymentStatus.CANCELLED, reason="recalled")
+            return Change(recalled, recalled)
+
+        return read_change_save(
+            payment_or_tombstone, cancelled, self._store.save, policy=SAVE_POLICY,
+            exhausted=lambda: RailStoreUnavailable(f"payment {payment_id} kept changing"),
+        )
 
     def _decided(self, payment: RailPayment, now: datetime) -> RailPayment:
         if payment.plan is Plan.REJECT:
@@ -481,16 +497,23 @@ class RailAdapter:
         return payment
 
     def _keep_token(self, payment: RailPayment, token: str) -> None:
-        for _ in range(save_attempts_max):
-            if payment.task_token == token:
-                return
-            if self._store.save(payment.next(task_token=token)):
-                return
-            refreshed = self._store.get(payment.payment_id)
-            if refreshed is None:
-                return
-            payment = refreshed
-        raise RailStoreUnavailable(f"payment {payment.payment_id} kept changing")
+        known: RailPayment | None = payment
+
+        def read() -> RailPayment | None:
+            # The payment in hand first; after a lost race, the stored one.
+            nonlocal known
+            current, known = known or self._store.get(payment.payment_id), None
+            return current
+
+        def kept(current: RailPayment | None) -> Unchanged[None] | Change[RailPayment, None]:
+            if current is None or current.task_token == token:
+                return Unchanged(None)
+            return Change(current.next(task_token=token), None)
+
+        read_change_save(
+            read, kept, self._store.save, policy=SAVE_POLICY,
+            exhausted=lambda: RailStoreUnavailable(f"payment {payment.payment_id} kept changing"),
+        )
 
     def _report(self, payment: RailPayment, token: str) -> str:
         from finfaas.services.suite_clients import TaskNotWaiting

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema, model_validator
 
@@ -51,6 +51,7 @@ from finfaas.platform import jsonio
 from finfaas.platform.http import StrictModel
 from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
+from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
 
 STATE_MACHINE = "transfer"
 TRANSFER_ID_PREFIX = "tr_"
@@ -69,6 +70,7 @@ wait_poll_seconds = 0.1
 waiters_max = 2
 restart_after_seconds = 5.0  # an ACCEPTED order older than this has its execution started again on read
 save_attempts_max = 4
+SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(save_attempts_max)
 degraded_auto_approve_major_default = 100
 BANK_CODE_PATTERN = r"^[A-Z0-9]{4,11}$"
 BANK_ACCOUNT_PATTERN = r"^[A-Za-z0-9]{4,34}$"
@@ -722,6 +724,30 @@ class FinalNotices:
             return len(self._watched)
 
 
+_R = TypeVar("_R")
+_W = TypeVar("_W")
+_Answer = dict[str, Any]  # a saga step's output
+
+
+@dataclass(frozen=True)
+class _Reservation:
+    """A validated order and the day's usage it reserves, saved together."""
+
+    order: TransferOrder
+    usage: DailyUsage
+    tier: Tier
+
+
+@dataclass(frozen=True)
+class _Finish:
+    """A final status to save, with its event; `release` gives the day's usage back."""
+
+    before: TransferOrder
+    after: TransferOrder
+    event: OrderEvent
+    release: bool
+
+
 class TransfersService:
     """The transfers function's business; every collaborator is injected."""
 
@@ -831,10 +857,10 @@ class TransfersService:
 
     def validate(self, transfer_id: str) -> dict[str, Any]:
         """Accounts, ownership, currency and limits; reserves the amount in the day's total."""
-        for _ in range(save_attempts_max):
-            order = self._require(transfer_id)
+
+        def validated(order: TransferOrder) -> Unchanged[_Answer] | Change[_Reservation, _Answer]:
             if order.usage_day is not None or order.status is not TransferStatus.ACCEPTED:
-                return {"transfer_id": transfer_id, "tier": order.tier, "validated": True}
+                return Unchanged({"transfer_id": transfer_id, "tier": order.tier, "validated": True})
             tier = self._checked(order)
             now = self._clock()
             usage = DailyUsage(
@@ -844,39 +870,47 @@ class TransfersService:
                 order.amount_minor,
                 daily_headroom_minor(tier, order.amount_minor, order.currency),
             )
-            validated = order.changed(
+            changed = order.changed(
                 now,
                 Step("validate", "passed", now, f"tier {tier.value}"),
                 tier=tier.value,
                 usage_day=usage.day,
             )
-            outcome = self._orders.reserve_usage(validated, usage)
+            result = {"transfer_id": transfer_id, "tier": tier.value, "validated": True}
+            return Change(_Reservation(changed, usage, tier), result)
+
+        def reserved(reservation: _Reservation) -> bool:
+            outcome = self._orders.reserve_usage(reservation.order, reservation.usage)
             if outcome is UsageOutcome.EXCEEDED:
-                error = daily_limit_error(tier, order.currency)
+                error = daily_limit_error(reservation.tier, reservation.order.currency)
                 raise ValidationRefused(error.code, error.detail)
-            if outcome is UsageOutcome.RESERVED:
-                return {"transfer_id": transfer_id, "tier": tier.value, "validated": True}
-        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing during validation")
+            return outcome is UsageOutcome.RESERVED
+
+        return self._read_change_save(
+            transfer_id, validated, reserved, f"transfer {transfer_id} kept changing during validation"
+        )
 
     def screen(self, transfer_id: str) -> dict[str, Any]:
         """The risk decision (approve, review, decline), recorded once; degraded when risk is failing."""
-        for _ in range(save_attempts_max):
-            order = self._require(transfer_id)
+
+        def screened(order: TransferOrder) -> Unchanged[_Answer] | Change[TransferOrder, _Answer]:
             if order.screening is not None:
-                return dict(order.screening)
+                return Unchanged(dict(order.screening))
             screening, flags = self._screening(order)
             now = self._clock()
             detail = ", ".join(screening["reasons"]) or "no rule flagged it"
-            screened = order.changed(
+            changed = order.changed(
                 now,
                 Step("screen", screening["decision"], now, detail),
                 screening=screening,
                 flags=tuple(dict.fromkeys((*order.flags, *flags))),
                 status=TransferStatus.PROCESSING,
             )
-            if self._orders.save(screened):
-                return screening
-        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing during screening")
+            return Change(changed, screening)
+
+        return self._read_change_save(
+            transfer_id, screened, self._orders.save, f"transfer {transfer_id} kept changing during screening"
+        )
 
     def complete(self, transfer_id: str) -> dict[str, Any]:
         """COMPLETED, with transfer.completed; a second call changes nothing."""
@@ -890,22 +924,24 @@ class TransfersService:
     def flag_attention(self, transfer_id: str, error: SagaError) -> dict[str, Any]:
         """NEEDS_ATTENTION: the saga waits for an operator (post or void the hold)."""
         failure = failure_from(error)
-        for _ in range(save_attempts_max):
-            order = self._require(transfer_id)
+
+        def flagged(order: TransferOrder) -> Unchanged[_Answer] | Change[TransferOrder, _Answer]:
             if order.status.terminal or (
                 order.status is TransferStatus.NEEDS_ATTENTION and order.failure == failure
             ):
-                return {"transfer_id": transfer_id, "status": order.status.value}
+                return Unchanged({"transfer_id": transfer_id, "status": order.status.value})
             now = self._clock()
-            flagged = order.changed(
+            changed = order.changed(
                 now,
                 Step("attention", "needed", now, failure["detail"]),
                 status=TransferStatus.NEEDS_ATTENTION,
                 failure=failure,
             )
-            if self._orders.save(flagged):
-                return {"transfer_id": transfer_id, "status": flagged.status.value}
-        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing")
+            return Change(changed, {"transfer_id": transfer_id, "status": changed.status.value})
+
+        return self._read_change_save(
+            transfer_id, flagged, self._orders.save, f"transfer {transfer_id} kept changing"
+        )
 
     def take_task(self, message: TaskMessage) -> str:
         """Keep the token of an operator decision the saga waits for; a forged or stale one is dropped."""
@@ -919,21 +955,23 @@ class TransfersService:
             if message.kind is TaskKind.REVIEW
             else TransferStatus.NEEDS_ATTENTION
         )
-        for _ in range(save_attempts_max):
-            order = self._require(message.transfer_id)
+
+        def waiting(order: TransferOrder) -> Unchanged[str] | Change[TransferOrder, str]:
             if order.task_token == message.task_token or order.status.terminal:
-                return "kept"
+                return Unchanged("kept")
             now = self._clock()
-            waiting = order.changed(
+            changed = order.changed(
                 now,
                 Step(f"{message.kind.value}_requested", "waiting", now),
                 task_token=message.task_token,
                 task_kind=message.kind,
                 status=status,
             )
-            if self._orders.save(waiting):
-                return "kept"
-        raise ConcurrentUpdate(f"transfer {message.transfer_id} kept changing")
+            return Change(changed, "kept")
+
+        return self._read_change_save(
+            message.transfer_id, waiting, self._orders.save, f"transfer {message.transfer_id} kept changing"
+        )
 
     def decide(self, transfer_id: str, body: DecisionBody, operator: str) -> TransferOrder:
         """An operator's decision for the saga (review: approve|reject; attention: post|void)."""
@@ -1088,13 +1126,13 @@ class TransfersService:
     def _finish(
         self, transfer_id: str, status: TransferStatus, failure: dict[str, str] | None
     ) -> dict[str, Any]:
-        for _ in range(save_attempts_max):
-            order = self._require(transfer_id)
+
+        def finished(order: TransferOrder) -> Unchanged[_Answer] | Change[_Finish, _Answer]:
             if order.status.terminal:
-                return {"transfer_id": transfer_id, "status": order.status.value}
+                return Unchanged({"transfer_id": transfer_id, "status": order.status.value})
             now = self._clock()
             detail = failure["detail"] if failure else ""
-            finished = order.changed(
+            changed = order.changed(
                 now,
                 Step(status.value.lower(), status.value, now, detail),
                 status=status,
@@ -1103,40 +1141,60 @@ class TransfersService:
                 task_kind=None,
             )
             event = OrderEvent(f"transfer.{status.value.lower()}", event_data(order, failure))
-            if self._saved_with_usage(order, finished, event, release=status is not TransferStatus.COMPLETED):
-                self._notices.finished(transfer_id)
-                return {"transfer_id": transfer_id, "status": status.value}
-        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing")
+            finish = _Finish(order, changed, event, release=status is not TransferStatus.COMPLETED)
+            return Change(finish, {"transfer_id": transfer_id, "status": status.value})
 
-    def _saved_with_usage(
-        self, order: TransferOrder, finished: TransferOrder, event: OrderEvent, release: bool
-    ) -> bool:
-        if not release or order.usage_day is None:
-            return self._orders.save(finished, event)
+        def saved(finish: _Finish) -> bool:
+            if not self._saved_with_usage(finish):
+                return False
+            self._notices.finished(transfer_id)
+            return True
+
+        return self._read_change_save(transfer_id, finished, saved, f"transfer {transfer_id} kept changing")
+
+    def _saved_with_usage(self, finish: _Finish) -> bool:
+        order = finish.before
+        if not finish.release or order.usage_day is None:
+            return self._orders.save(finish.after, finish.event)
         usage = DailyUsage(order.owner_id, order.usage_day, order.currency, order.amount_minor, 0)
-        return self._orders.release_usage(finished, usage, event)
+        return self._orders.release_usage(finish.after, usage, finish.event)
+
+    def _read_change_save(
+        self,
+        transfer_id: str,
+        change: Callable[[TransferOrder], Unchanged[_R] | Change[_W, _R]],
+        save: Callable[[_W], bool],
+        kept_changing: str,
+    ) -> _R:
+        """The order read again after each lost race (platform.retry.read_change_save)."""
+        return read_change_save(
+            lambda: self._require(transfer_id), change, save, policy=SAVE_POLICY,
+            exhausted=lambda: ConcurrentUpdate(kept_changing),
+        )
 
     def _record_decision(
         self, transfer_id: str, token: str, body: DecisionBody, operator: str
     ) -> TransferOrder:
-        for _ in range(save_attempts_max):
-            order = self._require(transfer_id)
+
+        def decided(order: TransferOrder) -> Unchanged[TransferOrder] | Change[TransferOrder, TransferOrder]:
             if order.task_token != token:
-                return order
+                return Unchanged(order)
             now = self._clock()
             status = (
                 TransferStatus.PROCESSING if body.decision in ("approve", "post", "void") else order.status
             )
-            decided = order.changed(
+            changed = order.changed(
                 now,
                 Step("decision", body.decision, now, f"{operator}: {body.note}".strip()),
                 task_token=None,
                 task_kind=None,
                 status=status,
             )
-            if self._orders.save(decided):
-                return decided
-        raise ConcurrentUpdate(f"transfer {transfer_id} kept changing")
+            return Change(changed, changed)
+
+        return self._read_change_save(
+            transfer_id, decided, self._orders.save, f"transfer {transfer_id} kept changing"
+        )
 
 
 def _check_debit_account(order: TransferOrder, debit: AccountInfo | None) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import PutError, PynamoDBException
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 
 from finfaas.platform.audit import AuditRecord, AuditStoreError
@@ -15,9 +15,9 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
+from finfaas.store.dynamo import conditional_write
 
 TABLE_LOGICAL_NAME = "audit"
-CONDITION_FAILED = "ConditionalCheckFailedException"
 # Records per Query page when walking a chain for verification.
 VERIFY_PAGE_RECORDS = 500
 
@@ -76,15 +76,8 @@ class AuditStore:
 
     def append(self, record: AuditRecord) -> bool:
         item = self.item_for(record)
-        try:
-            item.save(condition=self.model.seq.does_not_exist())
-        except PutError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise AuditStoreError(f"audit append failed: {error.cause_response_code}") from error
-        except PynamoDBException as error:
-            raise AuditStoreError("audit append failed") from error
-        return True
+        written = conditional_write(lambda: item.save(condition=self.model.seq.does_not_exist()))
+        return written.or_raise(lambda w: AuditStoreError(f"audit append failed: {w.code}"))
 
     def chains(self) -> Iterator[str]:
         """Every chain name; a full scan, meant for verification, not for the request path."""

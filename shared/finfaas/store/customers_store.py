@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -24,13 +24,12 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
+from finfaas.store.dynamo import conditional_write
 
 CUSTOMERS_TABLE_LOGICAL_NAME = "customers"
 AUTH_TABLE_LOGICAL_NAME = "auth"
 CREDENTIALS_PK_PREFIX = "user#"
 CREDENTIALS_SK = "credentials"
-CONDITION_FAILED = "ConditionalCheckFailedException"
-CANCELLED = "TransactionCanceledException"
 
 
 class _CustomerItem(Model):
@@ -99,19 +98,11 @@ class CustomersStore:
 
     def put_profile(self, customer_id: str, sealed_profile: str, updated_at_s: int) -> bool:
         model = self.customers
-        try:
-            model(customer_id).update(
-                actions=[model.sealed_profile.set(sealed_profile),
-                         model.profile_updated_at.set(updated_at_s)],
-                condition=model.customer_id.exists(),
-            )
-        except UpdateError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise CustomerStoreUnavailable("profile write failed") from error
-        except PynamoDBException as error:
-            raise CustomerStoreUnavailable("profile write failed") from error
-        return True
+        return conditional_write(lambda: model(customer_id).update(
+            actions=[model.sealed_profile.set(sealed_profile),
+                     model.profile_updated_at.set(updated_at_s)],
+            condition=model.customer_id.exists(),
+        )).or_raise(lambda _: CustomerStoreUnavailable("profile write failed"))
 
     # --- CredentialRepository ---
 
@@ -125,17 +116,14 @@ class CustomersStore:
             password_hash=credentials.password_hash, status=credentials.status,
             created_at=customer.created_at_s,
         )
-        try:
+
+        def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.save(credentials_item, condition=self.credentials.pk.does_not_exist())
                 transaction.save(customer_item, condition=self.customers.customer_id.does_not_exist())
-        except TransactWriteError as error:
-            if _cancelled_by_conditions(error):
-                return False
-            raise CustomerStoreUnavailable(f"sign-up write failed: {error.cause_response_code}") from error
-        except PynamoDBException as error:
-            raise CustomerStoreUnavailable("sign-up write failed") from error
-        return True
+
+        return conditional_write(transact).or_raise(
+            lambda w: CustomerStoreUnavailable(f"sign-up write failed: {w.code}"))
 
     def credentials_for(self, username: str) -> Credentials | None:
         try:
@@ -148,21 +136,6 @@ class CustomersStore:
 
     def replace_password_hash(self, username: str, old_hash: str, new_hash: str) -> bool:
         model = self.credentials
-        try:
-            model(credentials_key(username), CREDENTIALS_SK).update(
-                actions=[model.password_hash.set(new_hash)], condition=model.password_hash == old_hash)
-        except UpdateError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise CustomerStoreUnavailable("password hash update failed") from error
-        except PynamoDBException as error:
-            raise CustomerStoreUnavailable("password hash update failed") from error
-        return True
-
-
-def _cancelled_by_conditions(error: TransactWriteError) -> bool:
-    """True when the only reasons are failed conditions (a taken key), not conflicts or throttling."""
-    if error.cause_response_code != CANCELLED:
-        return False
-    codes = {reason.code for reason in error.cancellation_reasons if reason is not None}
-    return codes == {"ConditionalCheckFailed"}
+        return conditional_write(lambda: model(credentials_key(username), CREDENTIALS_SK).update(
+            actions=[model.password_hash.set(new_hash)], condition=model.password_hash == old_hash,
+        )).or_raise(lambda _: CustomerStoreUnavailable("password hash update failed"))

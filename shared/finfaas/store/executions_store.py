@@ -51,18 +51,25 @@ from pynamodb.connection import Connection
 from pynamodb.constants import NONE
 from pynamodb.exceptions import (
     DoesNotExist,
-    PutError,
     PynamoDBException,
-    TransactWriteError,
     UpdateError,
 )
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
+from tenacity import RetryError
 
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
+from finfaas.platform.retry import RetryPolicy
 from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
+from finfaas.store.dynamo import (
+    CONDITIONAL_CHECK_FAILED_EXCEPTION,
+    VALIDATION_EXCEPTION,
+    condition_failures,
+    conditional_write,
+    transient,
+)
 from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status, TaskResult
 from finfaas.workflow.store import ExecutionPage, ExecutionStoreError, history_events_per_save_max
 
@@ -72,25 +79,16 @@ HISTORY_LOGICAL_NAME = "history"
 BY_STATUS_INDEX = "by-status-keys"
 BY_STATUS_INDEX_ATTRIBUTES = ("state_machine",)  # list() filters on it
 SWEEPER_ITEM_ID = "~sweeper"
-CONDITION_FAILED = "ConditionalCheckFailed"
-CONDITION_FAILED_EXCEPTION = "ConditionalCheckFailedException"
 # DynamoDB's answer when a write would take the item past 400 KB: the events go to the history table.
-ITEM_TOO_LARGE = "ValidationException"
+ITEM_TOO_LARGE = VALIDATION_EXCEPTION
 # An inline checkpoint refused for either reason is tried again as a transaction, which tells them apart.
-INLINE_REFUSALS = frozenset({CONDITION_FAILED_EXCEPTION, ITEM_TOO_LARGE})
-# Worth another try: contention on the same item, or throttling.
-TRANSIENT_CODES = frozenset(
-    {
-        "TransactionConflict",
-        "ThrottlingError",
-        "ProvisionedThroughputExceeded",
-        "ThrottlingException",
-        "ProvisionedThroughputExceededException",
-    }
-)
+INLINE_REFUSALS = frozenset({CONDITIONAL_CHECK_FAILED_EXCEPTION, ITEM_TOO_LARGE})
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # + "Z", trimmed to milliseconds: fixed width, text order is time order
+# A checkpoint refused by contention or throttling (nothing written) is sent again, briefly.
 transaction_attempts_max = 3
-transaction_retry_seconds = 0.05
+transaction_wait_ms_base = 50.0
+transaction_wait_ms_max = 100.0
+TRANSACTION_RETRY = RetryPolicy(transaction_attempts_max, transaction_wait_ms_base, transaction_wait_ms_max)
 page_items_max = 100
 # A history item holds a checkpoint's events up to this much JSON (DynamoDB allows 400 KB an item);
 # one event is at most the engine's 64 KiB payload limit plus its fields, so it always fits.
@@ -353,44 +351,42 @@ class ExecutionsStore:
         chunks: list[tuple[int, list[str]]],
         add_execution: Callable[[TransactWrite], None],
     ) -> bool:
-        """One TransactWriteItems: the execution write and a Put per history item of the new events."""
-        for attempt in range(1, transaction_attempts_max + 1):
-            try:
-                with TransactWrite(connection=self._connection) as tx:
-                    add_execution(tx)
-                    for first_seq, rows in chunks:
-                        tx.save(
-                            self._history_item(execution_id, first_seq, rows),
-                            condition=self.history_model.seq.does_not_exist(),
-                        )
+        """One TransactWriteItems: the execution write and a Put per history item of the new events.
+
+        Sent again only after a refusal that wrote nothing (conflict, throttling); False when a
+        condition failed (another writer moved the execution)."""
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as tx:
+                add_execution(tx)
+                for first_seq, rows in chunks:
+                    tx.save(
+                        self._history_item(execution_id, first_seq, rows),
+                        condition=self.history_model.seq.does_not_exist(),
+                    )
+
+        def attempt() -> bool:
+            written = conditional_write(transact)
+            if written.taken:
                 return True
-            except TransactWriteError as error:
-                codes = {reason.code for reason in (error.cancellation_reasons or []) if reason is not None}
-                if CONDITION_FAILED in codes:
-                    return False
-                transient = codes & TRANSIENT_CODES or error.cause_response_code in TRANSIENT_CODES
-                if not transient or attempt == transaction_attempts_max:
-                    raise ExecutionStoreError(
-                        f"checkpoint not written: {error.cause_response_code}"
-                    ) from error
-                self._sleep(transaction_retry_seconds * attempt)
-            except (PynamoDBException, BotoCoreError) as error:
-                raise ExecutionStoreError("checkpoint not written") from error
-        raise AssertionError("unreachable")
+            if condition_failures(written.error):
+                return False
+            if transient(written.error):
+                raise _Refused(written.code) from written.error
+            raise ExecutionStoreError(f"checkpoint not written: {written.code}") from written.error
+
+        try:
+            return TRANSACTION_RETRY.retrying(_Refused, self._sleep)(attempt)
+        except RetryError as error:
+            refused = error.last_attempt.exception()
+            raise ExecutionStoreError(f"checkpoint not written: {refused}") from refused
 
     def _put_inline(self, item: Any, condition: Any) -> bool | None:
         """A create as one PutItem: True, False when the execution exists, None when it is too large."""
-        try:
-            item.save(condition=condition)
-        except PutError as error:
-            if error.cause_response_code == CONDITION_FAILED_EXCEPTION:
-                return False
-            if error.cause_response_code == ITEM_TOO_LARGE:
-                return None
-            raise ExecutionStoreError(f"execution not created: {error.cause_response_code}") from error
-        except (PynamoDBException, BotoCoreError) as error:
-            raise ExecutionStoreError("execution not created") from error
-        return True
+        written = conditional_write(lambda: item.save(condition=condition))
+        if written.code == ITEM_TOO_LARGE:
+            return None
+        return written.or_raise(lambda w: ExecutionStoreError(f"execution not created: {w.code}"))
 
     def _update(
         self,
@@ -398,22 +394,19 @@ class ExecutionsStore:
         actions: list[Any],
         condition: Any,
         failure: str,
-        refusals: frozenset[str] = frozenset({CONDITION_FAILED_EXCEPTION}),
+        refusals: frozenset[str] = frozenset({CONDITIONAL_CHECK_FAILED_EXCEPTION}),
     ) -> bool:
         """One conditional UpdateItem; False when DynamoDB refused it with one of `refusals`."""
-        try:
-            # Through the table connection: Model.update asks for the whole new item back
-            # (ReturnValues ALL_NEW), which DynamoDB serializes and botocore parses for nothing.
-            self.execution_model._get_connection().update_item(
-                key, actions=actions, condition=condition, return_values=NONE
-            )
-        except UpdateError as error:
-            if error.cause_response_code in refusals:
-                return False
-            raise ExecutionStoreError(f"{failure}: {error.cause_response_code}") from error
-        except (PynamoDBException, BotoCoreError) as error:
-            raise ExecutionStoreError(failure) from error
-        return True
+        # Through the table connection: Model.update asks for the whole new item back
+        # (ReturnValues ALL_NEW), which DynamoDB serializes and botocore parses for nothing.
+        written = conditional_write(lambda: self.execution_model._get_connection().update_item(
+            key, actions=actions, condition=condition, return_values=NONE
+        ))
+        if isinstance(written.error, UpdateError) and written.code in refusals:
+            return False
+        if written.taken:
+            return True
+        raise ExecutionStoreError(f"{failure}: {written.code}") from written.error
 
     def _remember_full_tail(self, execution_id: str) -> None:
         with self._full_tails_lock:
@@ -589,3 +582,7 @@ def _changed_attributes(execution: Execution, previous: Execution | None) -> dic
 
 def _present(attributes: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in attributes.items() if value is not None}
+
+
+class _Refused(Exception):
+    """A checkpoint transaction refused by contention or throttling: nothing was written."""

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, PynamoDBException
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -24,9 +24,9 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
+from finfaas.store.dynamo import conditional_write
 
 TABLE_LOGICAL_NAME = "idempotency"
-CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class _IdempotencyItem(Model):
@@ -58,16 +58,12 @@ class IdempotencyStore:
         self.model = item_model(table_name or resource_name(TABLE_LOGICAL_NAME))
 
     def put_if_free(self, record: IdempotencyRecord, now_ms: int) -> PutOutcome:
-        try:
-            self._to_item(record).save(condition=self._free_condition(record, now_ms))
-        except PutError as error:
-            if error.cause_response_code != CONDITION_FAILED:
-                raise IdempotencyStoreError(f"idempotency put failed: {error.cause_response_code}") from error
-            # One consistent read names what is in the way (pynamodb 6.1's save() cannot ask for ALL_OLD).
-            return PutOutcome(False, self.get(record.key))
-        except PynamoDBException as error:
-            raise IdempotencyStoreError("idempotency put failed") from error
-        return PutOutcome(True)
+        written = conditional_write(
+            lambda: self._to_item(record).save(condition=self._free_condition(record, now_ms)))
+        if written.or_raise(lambda w: IdempotencyStoreError(f"idempotency put failed: {w.code}")):
+            return PutOutcome(True)
+        # One consistent read names what is in the way (pynamodb 6.1's save() cannot ask for ALL_OLD).
+        return PutOutcome(False, self.get(record.key))
 
     def get(self, key: str) -> IdempotencyRecord | None:
         try:
@@ -81,26 +77,15 @@ class IdempotencyStore:
     def complete(self, record: IdempotencyRecord) -> bool:
         if record.lease_token is None:
             raise ValueError("complete() needs the claim's lease token")
-        try:
-            self._to_item(record).save(condition=self._held_condition(record.lease_token))
-        except PutError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise IdempotencyStoreError("idempotency completion failed") from error
-        except PynamoDBException as error:
-            raise IdempotencyStoreError("idempotency completion failed") from error
-        return True
+        lease_token = record.lease_token
+        return conditional_write(
+            lambda: self._to_item(record).save(condition=self._held_condition(lease_token)),
+        ).or_raise(lambda _: IdempotencyStoreError("idempotency completion failed"))
 
     def release(self, key: str, lease_token: str) -> bool:
-        try:
-            self.model(key).delete(condition=self._held_condition(lease_token))
-        except DeleteError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise IdempotencyStoreError("idempotency release failed") from error
-        except PynamoDBException as error:
-            raise IdempotencyStoreError("idempotency release failed") from error
-        return True
+        return conditional_write(
+            lambda: self.model(key).delete(condition=self._held_condition(lease_token)),
+        ).or_raise(lambda _: IdempotencyStoreError("idempotency release failed"))
 
     def add_completion_to(
         self, transaction: TransactWrite, record: IdempotencyRecord, *, now_ms: int | None = None

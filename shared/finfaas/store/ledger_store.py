@@ -45,13 +45,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from pynamodb.connection import Connection
 from pynamodb.exceptions import CancellationReason, GetError, QueryError, ScanError, TransactWriteError
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import RetryError
 
 from finfaas.domain.errors import (
     AccountNotFound,
@@ -110,6 +104,13 @@ from finfaas.domain.ledger import (
     violation,
 )
 from finfaas.platform import jsonio
+from finfaas.platform.retry import RetryPolicy
+from finfaas.store.dynamo import (
+    AMBIGUOUS_CODES,
+    REASON_CONDITION_FAILED,
+    TRANSACTION_CANCELED_EXCEPTION,
+    TRANSIENT_CODES,
+)
 from finfaas.store.models import (
     LedgerModels,
     account_from_raw,
@@ -126,6 +127,8 @@ from finfaas.store.tables import LedgerTables
 operation_attempts_max = 8
 retry_wait_seconds_max = 0.25
 retry_wait_seconds_base = 0.005
+OPERATION_RETRY = RetryPolicy(operation_attempts_max, wait_ms_base=retry_wait_seconds_base * 1000,
+                              wait_ms_max=retry_wait_seconds_max * 1000)
 outbox_partitions = 8
 hold_index_shards = 8
 expiry_scan_items_max = 1000
@@ -136,9 +139,8 @@ owner_cursor_value_chars_max = 256
 HOLD_INDEX_PREFIX = "~holds#"  # entries-table partitions indexing open holds by expiry time
 EVENT_SOURCE = "finfaas/ledger"
 
-_TRANSIENT_CODES = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded",
-                              "TransactionInProgressException", "InternalServerError",
-                              "RequestLimitExceeded"})
+# Ambiguous answers too: a second application of a ledger operation is a replay of the first.
+_TRANSIENT_CODES = TRANSIENT_CODES | AMBIGUOUS_CODES
 _TRANSPORT_ERRORS = (BotocoreConnectionError, ConnectionClosedError, EndpointConnectionError,
                      ReadTimeoutError, ConnectTimeoutError, ConnectionError)
 _RESOLVED_STATE = {TransferKind.POST: PendingState.POSTED, TransferKind.VOID: PendingState.VOIDED,
@@ -691,7 +693,7 @@ class DynamoLedgerStore:
     def _cancellation(self, tx: _Transaction, error: TransactWriteError) -> dict[object, CancellationReason]:
         if isinstance(error.cause, _TRANSPORT_ERRORS):
             raise _Transient(f"response lost: {error.cause}") from error
-        if error.cause_response_code != "TransactionCanceledException":
+        if error.cause_response_code != TRANSACTION_CANCELED_EXCEPTION:
             if error.cause_response_code in _TRANSIENT_CODES:
                 raise _Transient(error.cause_response_code) from error
             raise StoreRejected(f"transaction refused: {error.cause or error}") from error
@@ -699,7 +701,7 @@ class DynamoLedgerStore:
         codes = {reason.code for reason in reasons.values()}
         if codes & _TRANSIENT_CODES:
             raise _Transient(", ".join(sorted(codes))) from error
-        unexpected = codes - {"ConditionalCheckFailed"}
+        unexpected = codes - {REASON_CONDITION_FAILED}
         if unexpected:
             # e.g. ValidationError for a number beyond DynamoDB's 38 digits: nothing was written.
             raise StoreRejected(f"transaction cancelled for {sorted(unexpected)}: {error}") from error
@@ -713,10 +715,7 @@ class DynamoLedgerStore:
 
     def _with_retries(self, operation: Callable[[_Attempt], _T]) -> _T:
         attempt = _Attempt()
-        retrying = Retrying(
-            stop=stop_after_attempt(self._attempts_max),
-            wait=wait_random_exponential(multiplier=retry_wait_seconds_base, max=retry_wait_seconds_max),
-            retry=retry_if_exception_type(_Transient), sleep=self._sleep, reraise=False)
+        retrying = OPERATION_RETRY.with_attempts(self._attempts_max).retrying(_Transient, self._sleep)
         try:
             return retrying(operation, attempt)
         except RetryError as error:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -34,6 +34,7 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
+from finfaas.store.dynamo import cancelled_by_conditions, condition_failures, conditional_write
 from finfaas.store.ledger_store import outbox_partitions as ledger_outbox_partitions
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 
@@ -41,9 +42,6 @@ OUTBOX_TABLE_LOGICAL_NAME = "outbox"
 LEASE_EVENT_KEY = "~lease"
 EVENT_KEY_UPPER = "~"  # exclusive upper bound of event keys
 PARKED_PARTITION = "parked"
-CONDITION_FAILED = "ConditionalCheckFailedException"
-TRANSACTION_CANCELLED = "TransactionCanceledException"
-CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 # Producers and how many partitions each spreads its events over (by crc32 of the subject).
 PRODUCER_PARTITIONS = {"ledger": ledger_outbox_partitions, "transfers": 8}
 transaction_items_max = 100  # TransactWriteItems' limit
@@ -102,14 +100,10 @@ class OutboxStore:
         lease = self._lease
         free = (lease.partition.does_not_exist() | (lease.lease_until_ms < now_ms)
                 | (lease.holder == holder))
-        try:
-            actions = [lease.holder.set(holder), lease.lease_until_ms.set(now_ms + lease_ms)]
-            lease(partition, LEASE_EVENT_KEY).update(actions=actions, condition=free)
-            return True
-        except UpdateError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise OutboxUnavailable(f"lease {partition}: {error}") from error
+        actions = [lease.holder.set(holder), lease.lease_until_ms.set(now_ms + lease_ms)]
+        return conditional_write(
+            lambda: lease(partition, LEASE_EVENT_KEY).update(actions=actions, condition=free),
+        ).or_raise(lambda w: OutboxUnavailable(f"lease {partition}: {w.error}"))
 
     def release_lease(self, partition: str, holder: str) -> None:
         lease = self._lease
@@ -171,7 +165,8 @@ class OutboxStore:
         """Conditional deletes of events + extra puts + audit puts on free seqs, all or nothing."""
         assert len(events) + len(audit) + len(extra_puts) <= transaction_items_max
         audit_store, event = self._audit(), self._event
-        try:
+
+        def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
                 for outboxed in events:
                     transaction.delete(event(outboxed.partition, outboxed.event_key),
@@ -180,11 +175,10 @@ class OutboxStore:
                     transaction.save(item)
                 for record in audit:
                     transaction.save(audit_store.item_for(record), condition=audit_store.free_seq_condition())
-        except TransactWriteError as error:
-            _raise_lost_race(error, events, len(extra_puts))
-            raise OutboxUnavailable(f"delete with audit: {error.cause_response_code or error}") from error
-        except PynamoDBException as error:
-            raise OutboxUnavailable(f"delete with audit: {error}") from error
+
+        written = conditional_write(transact)
+        _raise_lost_race(written.error, events, len(extra_puts))
+        written.or_raise(lambda w: OutboxUnavailable(f"delete with audit: {w.code}"))
 
     def _audit(self) -> AuditStore:
         if self._audit_store is None:
@@ -203,15 +197,12 @@ def _outbox_event(item: OutboxRecord) -> OutboxEvent:
                        data=item.data, audit=item.audit)
 
 
-def _raise_lost_race(error: TransactWriteError, events: Sequence[OutboxEvent], extra_puts: int) -> None:
+def _raise_lost_race(error: Exception | None, events: Sequence[OutboxEvent], extra_puts: int) -> None:
     """EventsGone / AuditSeqTaken when the cancellation was a lost race; returns for anything else.
     Reasons follow the order pynamodb sends: deletes, then puts (extra puts, then audit puts)."""
-    if error.cause_response_code != TRANSACTION_CANCELLED:
+    if not cancelled_by_conditions(error):
         return
-    codes = [reason.code if reason is not None else None for reason in error.cancellation_reasons or []]
-    failed = [i for i, code in enumerate(codes) if code == CONDITION_FAILED_REASON]
-    if not failed or any(code not in (None, "None", CONDITION_FAILED_REASON) for code in codes):
-        return
+    failed = condition_failures(error)
     gone = {events[i].event_key for i in failed if i < len(events)}
     if gone:
         raise EventsGone(gone) from error

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import PutError, PynamoDBException
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 
 from finfaas.domain.creditor import SealedCreditor
@@ -17,10 +17,10 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
+from finfaas.store.dynamo import WriteOutcome, conditional_write
 from finfaas.store.models import format_time, parse_time
 
 RAIL_TABLE_LOGICAL_NAME = "rail"
-CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class _PaymentItem(Model):
@@ -85,16 +85,14 @@ class RailStore:
         self._item = _model(self.table_name, region or settings().region)
 
     def create(self, payment: RailPayment) -> RailPayment:
-        try:
-            self._item_for(payment).save(condition=self._item.payment_id.does_not_exist())
-        except PutError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                existing = self.get(payment.payment_id)
-                if existing is not None:
-                    return existing
-            raise RailStoreUnavailable(f"create {payment.payment_id}: {error}") from error
-        except PynamoDBException as error:
-            raise RailStoreUnavailable(f"create {payment.payment_id}: {error}") from error
+        written = conditional_write(
+            lambda: self._item_for(payment).save(condition=self._item.payment_id.does_not_exist()))
+        if written.outcome is WriteOutcome.CONDITION_FAILED:
+            existing = self.get(payment.payment_id)
+            if existing is not None:
+                return existing
+        if not written.taken:
+            raise RailStoreUnavailable(f"create {payment.payment_id}: {written.error}") from written.error
         return payment
 
     def get(self, payment_id: str) -> RailPayment | None:
@@ -106,15 +104,9 @@ class RailStore:
             raise RailStoreUnavailable(f"read {payment_id}: {error}") from error
 
     def save(self, payment: RailPayment) -> bool:
-        try:
-            self._item_for(payment).save(condition=self._item.version == payment.version - 1)
-        except PutError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise RailStoreUnavailable(f"save {payment.payment_id}: {error}") from error
-        except PynamoDBException as error:
-            raise RailStoreUnavailable(f"save {payment.payment_id}: {error}") from error
-        return True
+        written = conditional_write(
+            lambda: self._item_for(payment).save(condition=self._item.version == payment.version - 1))
+        return written.or_raise(lambda w: RailStoreUnavailable(f"save {payment.payment_id}: {w.error}"))
 
     def _item_for(self, payment: RailPayment) -> Any:
         return self._item(

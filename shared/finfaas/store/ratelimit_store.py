@@ -5,14 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.models import Model
 
 from finfaas.platform.config import resource_name
 from finfaas.platform.ratelimit import RateLimitStoreError
+from finfaas.store.dynamo import conditional_write
 
 TABLE_LOGICAL_NAME = "ratelimits"
-CONDITION_FAILED = "ConditionalCheckFailedException"
 # The limiter sits in front of every request: a slow table must not hold requests for long.
 CONNECT_TIMEOUT_SECONDS = 1
 READ_TIMEOUT_SECONDS = 2
@@ -50,18 +50,10 @@ class RateLimitStore:
         if tokens > capacity:
             return False
         model = self.model
-        try:
-            model(bucket).update(
-                actions=[model.hits.add(tokens), model.expires_at.set(expires_at_s)],
-                condition=model.hits.does_not_exist() | (model.hits <= capacity - tokens),
-            )
-        except UpdateError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise RateLimitStoreError(f"rate limit update failed: {error.cause_response_code}") from error
-        except PynamoDBException as error:
-            raise RateLimitStoreError("rate limit update failed") from error
-        return True
+        return conditional_write(lambda: model(bucket).update(
+            actions=[model.hits.add(tokens), model.expires_at.set(expires_at_s)],
+            condition=model.hits.does_not_exist() | (model.hits <= capacity - tokens),
+        )).or_raise(lambda w: RateLimitStoreError(f"rate limit update failed: {w.code}"))
 
     def count(self, bucket: str) -> int:
         try:

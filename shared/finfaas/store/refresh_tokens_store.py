@@ -9,17 +9,18 @@ family, the new token put; no half-rotated state can exist.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
+from tenacity import RetryError
 
 from finfaas.platform.config import resource_name, settings
+from finfaas.platform.retry import RetryPolicy
 from finfaas.services.auth_customers import (
     FamilyStatus,
     RefreshStoreUnavailable,
@@ -35,18 +36,24 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
+from finfaas.store.dynamo import (
+    REASON_TRANSACTION_CONFLICT,
+    TRANSACTION_CONFLICT_EXCEPTION,
+    cancellation_codes,
+    conditional_write,
+)
 
 TABLE_LOGICAL_NAME = "auth"
 TOKEN_PK_PREFIX = "refresh#"  # noqa: S105 - an item key prefix, not a credential
 TOKEN_SK = "token"  # noqa: S105 - an item sort key, not a credential
 FAMILY_PK_PREFIX = "family#"
 FAMILY_SK = "family"
-CONDITION_FAILED = "ConditionalCheckFailedException"
-CANCELLED = "TransactionCanceledException"
 # A rotation racing another transaction on the same token or family is retried this often, so the
 # loser ends in a condition failure (reuse) rather than an error.
 ROTATE_ATTEMPTS_MAX = 4
-ROTATE_BACKOFF_SECONDS_MAX = 0.05
+ROTATE_BACKOFF_MS_MAX = 50.0
+# A pause drawn from 0..ROTATE_BACKOFF_MS_MAX before each new try, whatever the attempt.
+ROTATE_POLICY = RetryPolicy(ROTATE_ATTEMPTS_MAX, ROTATE_BACKOFF_MS_MAX, ROTATE_BACKOFF_MS_MAX)
 
 
 class _TokenItem(Model):
@@ -141,14 +148,10 @@ class RefreshTokenStore:
         )
 
     def rotate(self, old: RefreshTokenRecord, new: RefreshTokenRecord, now_s: int) -> bool:
-        for _ in range(ROTATE_ATTEMPTS_MAX - 1):
-            try:
-                return self._rotate_once(old, new, now_s)
-            except _Conflict:
-                self._sleep(random.uniform(0, ROTATE_BACKOFF_SECONDS_MAX))
+        # A conflict cancels the whole transaction, so sending it again is safe.
         try:
-            return self._rotate_once(old, new, now_s)
-        except _Conflict as error:
+            return ROTATE_POLICY.retrying(_Conflict, self._sleep)(self._rotate_once, old, new, now_s)
+        except RetryError as error:
             raise RefreshStoreUnavailable("rotation kept conflicting with other transactions") from error
 
     def _rotate_once(self, old: RefreshTokenRecord, new: RefreshTokenRecord, now_s: int) -> bool:
@@ -156,7 +159,8 @@ class RefreshTokenStore:
         old_item = tokens(f"{TOKEN_PK_PREFIX}{old.token_hash}", TOKEN_SK)
         still_valid = (tokens.status == TokenStatus.ACTIVE.value) & (tokens.valid_until > now_s)
         family_valid = (families.status == FamilyStatus.ACTIVE.value) & (families.family_expires_at > now_s)
-        try:
+
+        def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.update(old_item, actions=[tokens.status.set(TokenStatus.ROTATED.value),
                                                       tokens.replaced_by.set(new.token_hash),
@@ -165,31 +169,20 @@ class RefreshTokenStore:
                 transaction.condition_check(families, f"{FAMILY_PK_PREFIX}{old.family_id}", FAMILY_SK,
                                             condition=family_valid)
                 transaction.save(self._token_item(new), condition=tokens.pk.does_not_exist())
-        except TransactWriteError as error:
-            if _cancelled_by_conditions(error):
-                return False
-            if _conflicted(error):
-                raise _Conflict(error.cause_response_code) from error
-            raise RefreshStoreUnavailable(f"rotation failed: {error.cause_response_code}") from error
-        except PynamoDBException as error:
-            raise RefreshStoreUnavailable("rotation failed") from error
-        return True
+
+        written = conditional_write(transact)
+        if _conflicted(written.error):
+            raise _Conflict(written.code) from written.error
+        return written.or_raise(lambda w: RefreshStoreUnavailable(f"rotation failed: {w.code}"))
 
     def revoke_family(self, family_id: str, now_s: int, reason: str) -> None:
         families = self.families
-        try:
-            families(f"{FAMILY_PK_PREFIX}{family_id}", FAMILY_SK).update(
-                actions=[families.status.set(FamilyStatus.REVOKED.value), families.revoked_at.set(now_s),
-                         families.revoked_reason.set(reason)],
-                # Only an active family: a second revocation keeps the first reason and time.
-                condition=families.status == FamilyStatus.ACTIVE.value,
-            )
-        except UpdateError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return
-            raise RefreshStoreUnavailable("family revocation failed") from error
-        except PynamoDBException as error:
-            raise RefreshStoreUnavailable("family revocation failed") from error
+        conditional_write(lambda: families(f"{FAMILY_PK_PREFIX}{family_id}", FAMILY_SK).update(
+            actions=[families.status.set(FamilyStatus.REVOKED.value), families.revoked_at.set(now_s),
+                     families.revoked_reason.set(reason)],
+            # Only an active family: a second revocation keeps the first reason and time.
+            condition=families.status == FamilyStatus.ACTIVE.value,
+        )).or_raise(lambda _: RefreshStoreUnavailable("family revocation failed"))
 
     def _token_item(self, record: RefreshTokenRecord) -> _TokenItem:
         return self.tokens(
@@ -213,16 +206,6 @@ class _Conflict(Exception):
     """Another transaction held the token or its family; the rotation may be tried again."""
 
 
-def _conflicted(error: TransactWriteError) -> bool:
-    if error.cause_response_code == "TransactionConflictException":
-        return True
-    codes = {reason.code for reason in error.cancellation_reasons if reason is not None}
-    return error.cause_response_code == CANCELLED and "TransactionConflict" in codes
-
-
-def _cancelled_by_conditions(error: TransactWriteError) -> bool:
-    """True when the only reasons are failed conditions, not conflicts or throttling."""
-    if error.cause_response_code != CANCELLED:
-        return False
-    codes = {reason.code for reason in error.cancellation_reasons if reason is not None}
-    return codes == {"ConditionalCheckFailed"}
+def _conflicted(error: Exception | None) -> bool:
+    return (getattr(error, "cause_response_code", None) == TRANSACTION_CONFLICT_EXCEPTION
+            or REASON_TRANSACTION_CONFLICT in cancellation_codes(error))

@@ -18,7 +18,7 @@ from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -36,6 +36,7 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
+from finfaas.store.dynamo import condition_failures, conditional_write
 from finfaas.store.models import format_time, parse_time
 
 RISK_TABLE_LOGICAL_NAME = "risk"
@@ -114,21 +115,24 @@ class RiskStore:
                         at=format_time(now))
         bucket = item(*_bucket_key(request.customer_id, window))
         payee = item(*_payee_key(request.customer_id, request.destination), at=format_time(now))
-        try:
+
+        def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.save(recorded, condition=item.pk.does_not_exist())
                 transaction.save(payee)
                 counted = [item.count.add(1), item.amount_minor.add(request.amount_minor)]
                 transaction.update(bucket, actions=counted)
-        except TransactWriteError as error:
-            if _condition_failed_first(error):
-                existing = self.stored_assessment(assessment.assessment_id)
-                if existing is not None:
-                    return existing
-            raise RiskStoreUnavailable(f"record assessment: {error}") from error
-        except PynamoDBException as error:
-            raise RiskStoreUnavailable(f"record assessment: {error}") from error
-        return assessment
+
+        written = conditional_write(transact)
+        if written.taken:
+            return assessment
+        # The assessment's own attribute_not_exists is the only condition; puts come before updates in
+        # the request pynamodb sends, so it is the first reason.
+        if condition_failures(written.error)[:1] == [0]:
+            existing = self.stored_assessment(assessment.assessment_id)
+            if existing is not None:
+                return existing
+        raise RiskStoreUnavailable(f"record assessment: {written.error}") from written.error
 
     def block(self, entry: BlockEntry) -> None:
         try:
@@ -139,13 +143,8 @@ class RiskStore:
 
     def unblock(self, entry: str) -> bool:
         item = self._item
-        try:
-            item(BLOCKLIST_PARTITION, entry).delete(condition=item.pk.exists())
-        except PynamoDBException as error:
-            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
-                return False
-            raise RiskStoreUnavailable(f"unblock: {error}") from error
-        return True
+        return conditional_write(lambda: item(BLOCKLIST_PARTITION, entry).delete(condition=item.pk.exists())
+                                 ).or_raise(lambda w: RiskStoreUnavailable(f"unblock: {w.error}"))
 
     def blocked(self, limit: int) -> list[BlockEntry]:
         try:
@@ -153,11 +152,3 @@ class RiskStore:
             return [BlockEntry(i.sk, i.reason or "", parse_time(i.at)) for i in items]
         except PynamoDBException as error:
             raise RiskStoreUnavailable(f"list block entries: {error}") from error
-
-
-def _condition_failed_first(error: TransactWriteError) -> bool:
-    """The assessment's own attribute_not_exists failed (it is the only conditional item; puts come
-    before updates in the request pynamodb sends, so it is the first reason)."""
-    cancelled = error.cause_response_code == "TransactionCanceledException"
-    reasons = error.cancellation_reasons if cancelled else []
-    return bool(reasons) and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed"

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from pynamodb.attributes import UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist, PutError, PynamoDBException, UpdateError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.models import Model
 
 from finfaas.platform import jsonio
@@ -25,11 +25,11 @@ from finfaas.services.webhooks import (
     subscriptions_total_max,
 )
 from finfaas.store.binding import StoreMeta, bound
+from finfaas.store.dynamo import conditional_write
 from finfaas.store.models import format_time, parse_time
 from finfaas.store.outbox_store import OUTBOX_TABLE_LOGICAL_NAME
 
 SUBSCRIPTIONS_PARTITION = "webhook-subscriptions"
-CONDITION_FAILED = "ConditionalCheckFailedException"
 query_page_items = 100
 
 _log = get_logger("subscriptions_store")
@@ -63,12 +63,9 @@ class SubscriptionsStore:
 
     def create(self, subscription: Subscription) -> Subscription:
         item = self._to_item(subscription)
-        try:
-            item.save(condition=self._item.event_key.does_not_exist())
+        written = conditional_write(lambda: item.save(condition=self._item.event_key.does_not_exist()))
+        if written.or_raise(lambda w: WebhookStoreUnavailable(f"create: {w.error}")):
             return subscription
-        except PutError as error:
-            if error.cause_response_code != CONDITION_FAILED:
-                raise WebhookStoreUnavailable(f"create: {error}") from error
         stored = self.get(subscription.subscription_id)
         if stored is None:
             raise WebhookStoreUnavailable("the subscription vanished between two reads")
@@ -92,14 +89,9 @@ class SubscriptionsStore:
     def mark_deleted(self, subscription_id: str, owner: str) -> bool:
         item = self._item
         active = (item.owner == owner) & (item.status == SubscriptionStatus.ACTIVE.value)
-        try:
-            item(SUBSCRIPTIONS_PARTITION, subscription_id).update(
-                actions=[item.status.set(SubscriptionStatus.DELETED.value)], condition=active)
-            return True
-        except UpdateError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise WebhookStoreUnavailable(f"delete: {error}") from error
+        return conditional_write(lambda: item(SUBSCRIPTIONS_PARTITION, subscription_id).update(
+            actions=[item.status.set(SubscriptionStatus.DELETED.value)], condition=active,
+        )).or_raise(lambda w: WebhookStoreUnavailable(f"delete: {w.error}"))
 
     def _query(self, condition) -> list[Subscription]:
         try:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -44,6 +44,7 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
+from finfaas.store.dynamo import any_condition_failed, condition_flags, conditional_write
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 from finfaas.store.outbox_store import outbox_partition
 
@@ -52,8 +53,6 @@ OUTBOX_TABLE_LOGICAL_NAME = "outbox"
 EVENT_SOURCE = "finfaas/transfers"
 OUTBOX_PRODUCER = "transfers"
 NO_RANGE = "-"
-CONDITION_FAILED = "ConditionalCheckFailedException"
-CANCELLED = "TransactionCanceledException"
 
 
 class _OrderItem(Model):
@@ -171,19 +170,20 @@ class TransfersStore:
 
     def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
         item = self._order_item(order)
-        try:
+
+        def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.save(item, condition=self._item.pk.does_not_exist())
                 transaction.save(self._event_item(order, event))
-        except TransactWriteError as error:
-            if _cancelled_by_condition(error):
-                existing = self.get(order.transfer_id)
-                if existing is not None:
-                    return existing
-            raise TransferStoreUnavailable(f"create {order.transfer_id}: {error}") from error
-        except PynamoDBException as error:
-            raise TransferStoreUnavailable(f"create {order.transfer_id}: {error}") from error
-        return order
+
+        written = conditional_write(transact)
+        if written.taken:
+            return order
+        if any_condition_failed(written.error):
+            existing = self.get(order.transfer_id)
+            if existing is not None:
+                return existing
+        raise TransferStoreUnavailable(f"create {order.transfer_id}: {written.error}") from written.error
 
     def get(self, transfer_id: str) -> TransferOrder | None:
         try:
@@ -197,24 +197,21 @@ class TransfersStore:
     def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
         item = self._order_item(order)
         condition = self._item.version == order.version - 1
-        try:
+
+        def write() -> None:
             if event is None:
                 item.save(condition=condition)
-                return True
+                return
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.save(item, condition=condition)
                 transaction.save(self._event_item(order, event))
-        except PutError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return False
-            raise TransferStoreUnavailable(f"save {order.transfer_id}: {error}") from error
-        except TransactWriteError as error:
-            if _cancelled_by_condition(error):
-                return False
-            raise TransferStoreUnavailable(f"save {order.transfer_id}: {error}") from error
-        except PynamoDBException as error:
-            raise TransferStoreUnavailable(f"save {order.transfer_id}: {error}") from error
-        return True
+
+        written = conditional_write(write)
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        raise TransferStoreUnavailable(f"save {order.transfer_id}: {written.error}") from written.error
 
     # -- daily usage ------------------------------------------------------------------------------
 
@@ -224,7 +221,8 @@ class TransfersStore:
         fits = item.total_minor.does_not_exist() | (item.total_minor <= usage.headroom_minor)
         if usage.headroom_minor < 0:
             return UsageOutcome.EXCEEDED
-        try:
+
+        def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
                 # Puts, then updates: the cancellation reasons come back in this order.
                 transaction.save(self._order_item(order), condition=item.version == order.version - 1)
@@ -237,24 +235,25 @@ class TransfersStore:
                     actions=[item.total_minor.add(usage.amount_minor)],
                     condition=fits,
                 )
-        except TransactWriteError as error:
-            reasons = _reasons(error)
-            if reasons is None:
-                raise TransferStoreUnavailable(f"reserve usage {order.transfer_id}: {error}") from error
-            order_conflict, marker_exists, over_limit = reasons
+
+        written = conditional_write(transact)
+        if written.taken:
+            return UsageOutcome.RESERVED
+        flags = condition_flags(written.error)
+        if flags is not None:
+            order_conflict, marker_exists, over_limit = flags
             if order_conflict or marker_exists:
                 return UsageOutcome.CONFLICT
             if over_limit:
                 return UsageOutcome.EXCEEDED
-            raise TransferStoreUnavailable(f"reserve usage {order.transfer_id}: {error}") from error
-        except PynamoDBException as error:
-            raise TransferStoreUnavailable(f"reserve usage {order.transfer_id}: {error}") from error
-        return UsageOutcome.RESERVED
+        cause = written.error
+        raise TransferStoreUnavailable(f"reserve usage {order.transfer_id}: {cause}") from cause
 
     def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
         item = self._item
         partition = _usage_partition(usage)
-        try:
+
+        def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.delete(item(partition, f"tr#{order.transfer_id}"), condition=item.pk.exists())
                 transaction.save(self._order_item(order), condition=item.version == order.version - 1)
@@ -263,19 +262,19 @@ class TransfersStore:
                 transaction.update(
                     item(partition, NO_RANGE), actions=[item.total_minor.add(-usage.amount_minor)]
                 )
-        except TransactWriteError as error:
-            reasons = _reasons(error)
-            if reasons is None:
-                raise TransferStoreUnavailable(f"release usage {order.transfer_id}: {error}") from error
-            marker_missing, order_conflict = reasons[0], reasons[1]
+
+        written = conditional_write(transact)
+        if written.taken:
+            return True
+        flags = condition_flags(written.error)
+        if flags is not None:
+            marker_missing, order_conflict = flags[0], flags[1]
             if order_conflict:
                 return False
             if marker_missing:
                 return self.save(order, event)  # given back already (or never counted): only the order moves
-            raise TransferStoreUnavailable(f"release usage {order.transfer_id}: {error}") from error
-        except PynamoDBException as error:
-            raise TransferStoreUnavailable(f"release usage {order.transfer_id}: {error}") from error
-        return True
+        cause = written.error
+        raise TransferStoreUnavailable(f"release usage {order.transfer_id}: {cause}") from cause
 
     def day_total(self, owner_id: str, day: str, currency: str) -> int:
         """The day's counted total (tests and operators)."""
@@ -332,20 +331,3 @@ class TransfersStore:
 
 def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(data)))
-
-
-def _cancelled_by_condition(error: TransactWriteError) -> bool:
-    reasons = error.cancellation_reasons if error.cause_response_code == CANCELLED else []
-    return any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
-
-
-def _reasons(error: TransactWriteError) -> list[bool] | None:
-    """Per item (in request order: deletes, puts, updates), whether its condition failed; None when the
-    transaction failed for another reason (conflict, throttling, transport)."""
-    if error.cause_response_code != CANCELLED:
-        return None
-    reasons = error.cancellation_reasons
-    codes = {r.code for r in reasons if r is not None}
-    if codes - {"ConditionalCheckFailed", "None"}:
-        return None
-    return [r is not None and r.code == "ConditionalCheckFailed" for r in reasons]

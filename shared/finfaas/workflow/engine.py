@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from finfaas.platform.logging import get_logger
+from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
 from finfaas.workflow import errors
 from finfaas.workflow.asl import Definition, DefinitionRegistry, TaskState, WaitState
 from finfaas.workflow.errors import StatesError
@@ -77,6 +78,7 @@ from finfaas.workflow.wakeups import WAKE, Waker, Wakeup, WakeupError, delay_sec
 _log = get_logger("workflow.engine")
 task_secret_bytes = 16  # 128 bits: a callback token cannot be guessed
 callback_save_attempts_max = 3
+CALLBACK_SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(callback_save_attempts_max)
 
 
 @dataclass(frozen=True)
@@ -416,12 +418,15 @@ class Engine:
         """Record a callback task's result; 'accepted', or 'duplicate' for a repeated equal report."""
         execution_id_, secret = self._parsed_token(token)
         reported = f"{secret}:{result.digest()}"
-        for _ in range(callback_save_attempts_max):
-            execution = self.store.get(execution_id_)
+
+        def recorded(
+            execution: Execution | None,
+        ) -> Unchanged[Execution | None] | Change[_Checkpoint, Execution | None]:
+            """Unchanged: reported already (the caller tells a repeat from a conflicting report)."""
             if execution is None:
                 raise TaskNotFound("no task is waiting for this token")
             if _reported_with(execution, secret):
-                return self._repeated_report(execution, reported)
+                return Unchanged(execution)
             if not _waits_for(execution, secret):
                 raise TaskNotFound("no task is waiting for this token")
             now = self._now_ms()
@@ -441,10 +446,22 @@ class Engine:
                 execution.state,
                 {"ok": result.ok, "error": result.error} if not result.ok else {"ok": True},
             )
-            if self.store.save(updated, [event], execution):
-                self._kick(updated, "callback")
-                return "accepted"
-        raise ExecutionBusy("the execution kept changing; retry the report")
+            return Change(_Checkpoint(updated, event, execution), None)
+
+        def saved(checkpoint: _Checkpoint) -> bool:
+            if not self.store.save(checkpoint.updated, [checkpoint.event], checkpoint.expected):
+                return False
+            self._kick(checkpoint.updated, "callback")
+            return True
+
+        repeated = read_change_save(
+            lambda: self.store.get(execution_id_), recorded, saved, policy=CALLBACK_SAVE_POLICY,
+            sleep=self._sleep,
+            exhausted=lambda: ExecutionBusy("the execution kept changing; retry the report"),
+        )
+        if repeated is not None:
+            return self._repeated_report(repeated, reported)
+        return "accepted"
 
     def heartbeat(self, token: str) -> None:
         """Extend a callback task's HeartbeatSeconds."""
@@ -467,6 +484,15 @@ class Engine:
         if execution.phase is Phase.RESULT:
             self._wake(Wakeup(WAKE, execution.execution_id, "callback"))
         return "duplicate"
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    """A callback's result to save over `expected`, with its history event."""
+
+    updated: Execution
+    event: HistoryEvent
+    expected: Execution
 
 
 def _reported_with(execution: Execution, secret: str) -> bool:
