@@ -158,7 +158,7 @@ def send_until_answered(gateway, token: str, body: dict, key: str):
 
 
 def ledger_check(embedded_aws) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "finfaas.local.cli", "ledger", "check", "--stage",
+    return subprocess.run([sys.executable, "-m", "finfaas_dev.cli", "ledger", "check", "--stage",
                            embedded_aws.stage], env={**os.environ, **embedded_aws.env()},
                           capture_output=True, text=True, timeout=120)
 

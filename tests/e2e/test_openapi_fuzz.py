@@ -21,8 +21,8 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-from finfaas.local import stackfile
-from finfaas.local.bench.transfers import write_suite_secrets
+from finfaas_dev import stackfile
+from finfaas_dev.bench.transfers import write_suite_secrets
 from fixtures.gateway_harness import free_port, http, wait_for
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -142,7 +142,7 @@ def suite(embedded_aws, tmp_path_factory):
         "FINFAAS_RELAY_RUN_SECONDS": str(RELAY_RUN_SECONDS),
     }
     log = (folder / "gateway.log").open("wb")
-    command = [sys.executable, "-m", "finfaas.local.gateway", "--stack", str(STACK_PATH),
+    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(STACK_PATH),
                "--port", str(port), "--logs-dir", str(folder / "functions")]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPOSITORY_ROOT)
     try:

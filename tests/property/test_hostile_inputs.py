@@ -101,7 +101,7 @@ class Function:
 
 
 def business_item_counts() -> dict[str, int]:
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     dynamodb = client("dynamodb")
     prefix = f"finfaas-{os.environ['FINFAAS_STAGE']}-"

@@ -52,7 +52,7 @@ def _create_workflow_tables(client, executions: str, history: str) -> None:
 @pytest.fixture
 def fresh_tables(embedded_aws):
     """A private pair of executions/history tables, so due() and list() see only this test's items."""
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     dynamodb = client("dynamodb")
     suffix = uuid.uuid4().hex[:8]
@@ -149,7 +149,7 @@ def demo_bank(monkeypatch):
 @pytest.fixture
 def private_queue(embedded_aws):
     """An orchestrator queue of this test's own, so no other test's wake-ups reach its engine."""
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     sqs = client("sqs")
     url = sqs.create_queue(QueueName=f"finfaas-{embedded_aws.stage}-orchestrator-{uuid.uuid4().hex[:8]}")[

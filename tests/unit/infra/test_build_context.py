@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from finfaas.local.build import function_build_context, load_stack
+from finfaas_dev.build import function_build_context, load_stack
 
 ROOT = Path(__file__).resolve().parents[3]
 STACK = load_stack(ROOT / "stack.yml")

@@ -8,7 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from finfaas.local.build import (
+from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME
+from finfaas_dev.build import (
     KNATIVE_DIR,
     OPENFAAS_DIR,
     SCHEDULE_ANNOTATION,
@@ -16,7 +17,6 @@ from finfaas.local.build import (
     load_stack,
     openfaas_schedule_manifests,
 )
-from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMAS = ROOT.parent / "shared" / "schemas"

@@ -19,7 +19,6 @@ from urllib.parse import parse_qsl, urlsplit
 from finfaas.domain.creditor import CreditorVault, payee_fingerprint
 from finfaas.domain.ledger import AccountKind, AccountStatus, NewAccount
 from finfaas.domain.reference_model import ReferenceLedger
-from finfaas.local.ledger_check import AccountSnapshot, Report, reconcile
 from finfaas.platform.events import EventMac
 from finfaas.platform.idempotency import IdempotencyGuard, InMemoryIdempotencyStore
 from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys, KeyedDigests
@@ -47,6 +46,7 @@ from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
 from finfaas.workflow.testing import CrashAt, FakeClock, SimulatedCrash
 from finfaas.workflow.wakeups import SWEEP, InMemoryWaker
+from finfaas_dev.ledger_check import AccountSnapshot, Report, reconcile
 
 QUEUE_MAC = EventMac.generate()  # the events key the suite's senders seal queue messages with
 
@@ -561,7 +561,7 @@ class SagaWorld:
     def ledger_check(self) -> Report:
         """What `finfaas ledger check` checks, over this world's ledger."""
         if not isinstance(self.ledger, ReferenceLedger):
-            from finfaas.local.ledger_check import check_store
+            from finfaas_dev.ledger_check import check_store
 
             return check_store(self.ledger)
         snapshots = []

@@ -51,7 +51,7 @@ from typing import Any
 
 import urllib3
 
-from finfaas.local.bench.ledger import (
+from finfaas_dev.bench.ledger import (
     GATEWAY_READY_SECONDS_MAX,
     Sandbox,
     answers,
@@ -62,7 +62,7 @@ from finfaas.local.bench.ledger import (
     write_secrets,
 )
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[4]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
 CURRENCY = "USD"
 CLIENTS_DEFAULT = 8
@@ -181,7 +181,7 @@ class Proxy:
 def start_proxy(upstream: str, folder: Path) -> Proxy:
     port = free_port()
     code = (
-        f"from finfaas.local.bench.transfers import serve_counting_proxy; "
+        f"from finfaas_dev.bench.transfers import serve_counting_proxy; "
         f"serve_counting_proxy({port}, {upstream!r})"
     )
     log = (folder / f"proxy-{port}.log").open("wb")
@@ -254,7 +254,7 @@ def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
-        "finfaas.local.gateway",
+        "finfaas_dev.gateway",
         "--stack",
         str(stack),
         "--port",
@@ -635,8 +635,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from finfaas.local import emulators, infra, tools
-    from finfaas.local.gateway import run_on_uvloop
+    from finfaas_dev import emulators, infra, tools
+    from finfaas_dev.gateway import run_on_uvloop
 
     with tempfile.TemporaryDirectory(prefix="finfaas-bench-transfers-") as folder:
         sandbox = Sandbox(Path(folder), f"bench{secrets.token_hex(3)}", free_port(), Path(folder) / "secrets")
