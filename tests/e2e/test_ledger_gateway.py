@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from finfaas.domain.ledger import NewAccount
-from finfaas.platform.testing import TokenMinter
 from finfaas.store.ledger_store import DynamoLedgerStore
 from finfaas.store.tables import LedgerTables
+from finfaas_dev.testing.platform import TokenMinter
 from fixtures.gateway_harness import GatewayProcess, http, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

@@ -98,8 +98,8 @@ def _tokens(documents: dict[str, dict]) -> tuple[str, str]:
     """A customer's token with every customer scope, and an app's with every scope the documents name."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
     from finfaas.services.auth_customers import CUSTOMER_SCOPES
+    from finfaas_dev.testing.platform import TokenMinter
 
     settings = config.auth_settings()
     minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)

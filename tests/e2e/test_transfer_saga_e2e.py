@@ -221,9 +221,9 @@ def _profile_token(customer: Customer) -> str:
     """The customer's record in the customers table, and a token that may write their profile."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
     from finfaas.services.customers import Credentials, CustomerRecord
     from finfaas.store.customers_store import CustomersStore
+    from finfaas_dev.testing.platform import TokenMinter
 
     username = f"user-{customer.customer_id}"
     created = CustomersStore().create(CustomerRecord(customer.customer_id, username, int(time.time())),

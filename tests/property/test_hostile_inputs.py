@@ -129,10 +129,10 @@ def functions(embedded_aws) -> dict[str, Function]:
     from finfaas.platform.config import settings as config_settings
     from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, CursorCodec, binding, cursor_keys_from_text
     from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text
-    from finfaas.platform.testing import TokenMinter, call, load_function_handler
     from finfaas.services.ledger import LedgerService
     from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas.store.models import format_time
+    from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
 
     events_key = config_settings().secrets_dir / EVENTS_MAC_KEY_SECRET_NAME
     if not events_key.exists():
@@ -263,7 +263,7 @@ def known_attacks(function: Function) -> list[tuple[str, str, dict, bytes, dict]
 
 def answer(function: Function, request: tuple[str, str, dict, bytes, dict]) -> int:
     """The status of one request, after checking it is a 4xx problem."""
-    from finfaas.platform.testing import Context, Event
+    from finfaas_dev.testing.platform import Context, Event
 
     method, path, query, body, headers = request
     result = function.handler.handle(Event(method, path, body, headers, query), Context())

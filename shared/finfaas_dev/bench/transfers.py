@@ -222,7 +222,8 @@ def client_token(*scopes: str) -> str:
     """A client token with these scopes, signed by the suite's dev signing key."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
+
+    from finfaas_dev.testing.platform import TokenMinter
 
     settings = config.auth_settings()
     minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
@@ -277,9 +278,10 @@ def open_customers(count: int, run_id: str) -> list[Customer]:
     from finfaas.domain.ledger import NewAccount
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
     from finfaas.services.ledger import LedgerService
     from finfaas.store.ledger_store import ledger_store_from_config
+
+    from finfaas_dev.testing.platform import TokenMinter
 
     store = ledger_store_from_config()
     service = LedgerService(store)

@@ -18,7 +18,6 @@ import pytest
 from finfaas.domain.ledger import AccountKind, Actor, NewAccount, NewTransfer
 from finfaas.platform.events import EventMac, SqsQueue
 from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
-from finfaas.platform.testing import TokenMinter, call, load_function_handler
 from finfaas.services.outbox_relay import OutboxRelay
 from finfaas.services.webhooks import (
     OutboundPolicy,
@@ -34,6 +33,7 @@ from finfaas.services.webhooks import (
 from finfaas.store.outbox_store import OutboxStore
 from finfaas.store.subscriptions_store import SubscriptionsStore
 from finfaas_dev.connector import cloud_event_request
+from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
 
 ROOT = Path(__file__).resolve().parents[3]
 RETRY_DELAY_SECONDS = 1

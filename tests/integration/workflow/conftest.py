@@ -90,7 +90,7 @@ class _FunctionServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         from urllib.parse import parse_qs, urlsplit
 
-        from finfaas.platform.testing import Context, Event
+        from finfaas_dev.testing.platform import Context, Event
 
         prefix = f"/function/{name}"
 
@@ -133,7 +133,7 @@ class _FunctionServer:
 @pytest.fixture
 def demo_bank(monkeypatch):
     """A fresh demo-bank (tests/integration/workflow/demo_bank) served on a free port, trusting `tokens`."""
-    from finfaas.platform.testing import TokenMinter
+    from finfaas_dev.testing.platform import TokenMinter
 
     monkeypatch.setenv("DEMO_BANK_SLOW", "slow:3")
     module = load_demo_bank()
