@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from finfaas.local.emulators import EmbeddedAWS
+    from finfaas_dev.emulators import EmbeddedAWS
 
 LOOPBACK_HOST = "127.0.0.1"
 PORT_PICK_ATTEMPTS_MAX = 3
@@ -94,8 +94,8 @@ def _endpoint_port(variable: str) -> int:
 
 def _start_emulators():
     """Start on the ports chosen at import; if another process took one meanwhile, pick again."""
-    from finfaas.local.emulators import EmbeddedAWS, EmulatorError
-    from finfaas.local.tools import ensure_dynamodb_local
+    from finfaas_dev.emulators import EmbeddedAWS, EmulatorError
+    from finfaas_dev.tools import ensure_dynamodb_local
 
     ensure_dynamodb_local()  # quick when present; lets a bare `pytest` work on a fresh clone
     for attempt in range(PORT_PICK_ATTEMPTS_MAX):
@@ -116,7 +116,7 @@ def _start_emulators():
 @pytest.fixture(scope="session")
 def embedded_aws():
     """DynamoDB Local + moto on this session's ports, with infra/template.yaml deployed."""
-    from finfaas.local.infra import deploy
+    from finfaas_dev.infra import deploy
 
     started = time.monotonic()
     aws = _start_emulators()

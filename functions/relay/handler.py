@@ -4,7 +4,7 @@ Deployed, a scheduler invokes it every minute and each call relays for FINFAAS_R
 (default 50 s, under the 65 s exec_timeout), so the outbox is drained continuously without any
 request from a client: at most a few seconds of latency while a call runs, up to the gap if a call
 dies early. Partition leases make overlapping calls (other replicas, a slow call) share the work.
-The local runtime runs the same loop in-process (finfaas.local.relay.start_relay).
+The local runtime runs the same loop in-process (finfaas_dev.relay.start_relay).
 
 POST / takes no bearer token: it takes a signed schedule tick (X-Finfaas-Schedule, platform/schedule.py,
 secret `schedule-hmac-key`) and answers 401 problem+json, starting nothing, to any other caller.

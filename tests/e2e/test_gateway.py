@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psutil
 import pytest
-from finfaas.local.gateway import REQUEST_BODY_BYTES_MAX
+from finfaas_dev.gateway import REQUEST_BODY_BYTES_MAX
 from fixtures.gateway_harness import GatewayProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]

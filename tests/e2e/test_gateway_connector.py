@@ -9,8 +9,8 @@ import time
 import uuid
 
 import pytest
-from finfaas.local.awsclients import client
 from finfaas.platform.config import resource_name
+from finfaas_dev.awsclients import client
 from fixtures.gateway_harness import GatewayProcess, free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

@@ -9,9 +9,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from finfaas.local.gateway import yield_cpu_to_functions
-from finfaas.local.process_pool import start_function_process
-from finfaas.local.stackfile import FunctionSpec
+from finfaas_dev.gateway import yield_cpu_to_functions
+from finfaas_dev.process_pool import start_function_process
+from finfaas_dev.stackfile import FunctionSpec
 
 pytestmark = [
     pytest.mark.e2e,

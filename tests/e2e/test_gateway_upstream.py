@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from finfaas.local.upstream import UpstreamBrokenError, UpstreamConnectError, UpstreamPool
+from finfaas_dev.upstream import UpstreamBrokenError, UpstreamConnectError, UpstreamPool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 

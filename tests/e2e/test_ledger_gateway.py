@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from finfaas.domain.ledger import NewAccount
-from finfaas.platform.testing import TokenMinter
 from finfaas.store.ledger_store import DynamoLedgerStore
 from finfaas.store.tables import LedgerTables
+from finfaas_dev.testing.platform import TokenMinter
 from fixtures.gateway_harness import GatewayProcess, http, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -158,7 +158,7 @@ def send_until_answered(gateway, token: str, body: dict, key: str):
 
 
 def ledger_check(embedded_aws) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "finfaas.local.cli", "ledger", "check", "--stage",
+    return subprocess.run([sys.executable, "-m", "finfaas_dev.cli", "ledger", "check", "--stage",
                            embedded_aws.stage], env={**os.environ, **embedded_aws.env()},
                           capture_output=True, text=True, timeout=120)
 

@@ -21,8 +21,8 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-from finfaas.local import stackfile
-from finfaas.local.bench.transfers import write_suite_secrets
+from finfaas_dev import stackfile
+from finfaas_dev.bench.transfers import write_suite_secrets
 from fixtures.gateway_harness import free_port, http, wait_for
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -98,8 +98,8 @@ def _tokens(documents: dict[str, dict]) -> tuple[str, str]:
     """A customer's token with every customer scope, and an app's with every scope the documents name."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
     from finfaas.services.auth_customers import CUSTOMER_SCOPES
+    from finfaas_dev.testing.platform import TokenMinter
 
     settings = config.auth_settings()
     minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
@@ -142,7 +142,7 @@ def suite(embedded_aws, tmp_path_factory):
         "FINFAAS_RELAY_RUN_SECONDS": str(RELAY_RUN_SECONDS),
     }
     log = (folder / "gateway.log").open("wb")
-    command = [sys.executable, "-m", "finfaas.local.gateway", "--stack", str(STACK_PATH),
+    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(STACK_PATH),
                "--port", str(port), "--logs-dir", str(folder / "functions")]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPOSITORY_ROOT)
     try:

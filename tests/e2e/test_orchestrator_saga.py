@@ -15,10 +15,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from finfaas.local.awsclients import client
-from finfaas.local.relay import ensure_events_mac_key
 from finfaas.platform.config import resource_name
 from finfaas.platform.keys import DEMO_CREDENTIALS_FILE, ensure_service_clients, write_dev_secrets
+from finfaas_dev.awsclients import client
+from finfaas_dev.relay import ensure_events_mac_key
 from fixtures.gateway_harness import free_port, http, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -87,7 +87,7 @@ class Suite:
             [
                 sys.executable,
                 "-m",
-                "finfaas.local.gateway",
+                "finfaas_dev.gateway",
                 "--stack",
                 str(_stack(folder)),
                 "--port",
@@ -245,7 +245,7 @@ def test_the_command_line_prints_the_path_taken(suite):
     suite.stopped(started["execution_id"])
 
     described = subprocess.run(
-        [sys.executable, "-m", "finfaas.local.cli", "executions", "describe", started["execution_id"]],
+        [sys.executable, "-m", "finfaas_dev.cli", "executions", "describe", started["execution_id"]],
         capture_output=True,
         text=True,
         env=suite.env,
@@ -258,7 +258,7 @@ def test_the_command_line_prints_the_path_taken(suite):
     assert "caught States.Http.StatusCode.422 -> Refund" in described.stdout
     started_at = time.time()
     listed = subprocess.run(
-        [sys.executable, "-m", "finfaas.local.cli", "executions", "list", "--status", "FAILED"],
+        [sys.executable, "-m", "finfaas_dev.cli", "executions", "list", "--status", "FAILED"],
         capture_output=True,
         text=True,
         env=suite.env,

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from finfaas.local.bench.transfers import (
+from finfaas_dev.bench.transfers import (
     FUNCTIONS_DIR,
     Customer,
     Outcome,
@@ -92,7 +92,7 @@ def suite(embedded_aws, suite_dir):
         [
             sys.executable,
             "-m",
-            "finfaas.local.gateway",
+            "finfaas_dev.gateway",
             "--stack",
             str(folder / "stack.yml"),
             "--port",
@@ -192,7 +192,7 @@ def test_the_rail_settles_through_its_queue_and_signed_notice(suite, customers):
 
 def _every_item_of_every_table() -> str:
     """Every item of every table the emulator holds, as DynamoDB returns them (around the app's code)."""
-    from finfaas.local.awsclients import client as aws_client
+    from finfaas_dev.awsclients import client as aws_client
 
     dynamodb = aws_client("dynamodb")
     names = dynamodb.list_tables(Limit=TABLES_MAX)["TableNames"]
@@ -221,9 +221,9 @@ def _profile_token(customer: Customer) -> str:
     """The customer's record in the customers table, and a token that may write their profile."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
     from finfaas.services.customers import Credentials, CustomerRecord
     from finfaas.store.customers_store import CustomersStore
+    from finfaas_dev.testing.platform import TokenMinter
 
     username = f"user-{customer.customer_id}"
     created = CustomersStore().create(CustomerRecord(customer.customer_id, username, int(time.time())),
@@ -371,7 +371,7 @@ def test_the_ledger_checks_clean_and_no_execution_is_left_running(suite, custome
 
     wait_for(lambda: not ExecutionsStore().any_running(), SAGA_SECONDS_MAX, "every execution to end")
     result = subprocess.run(
-        [sys.executable, "-m", "finfaas.local.cli", "ledger", "check"],
+        [sys.executable, "-m", "finfaas_dev.cli", "ledger", "check"],
         env={**os.environ, **embedded_aws.env()},
         capture_output=True,
         text=True,

@@ -71,7 +71,7 @@ def suite(tmp_path_factory):
     command = [
         sys.executable,
         "-m",
-        "finfaas.local.cli",
+        "finfaas_dev.cli",
         "up",
         "--stack",
         str(ROOT / "stack.yml"),
@@ -151,7 +151,7 @@ def test_the_readme_walkthrough_works_as_written(suite):
     # GIVEN the README's walkthrough, pointed at this suite's gateway and this interpreter
     script = _readme_walkthrough()
     script = script.replace("localhost:8080", f"localhost:{suite['ports']['gateway']}")
-    script = script.replace(".venv/bin/finfaas", f"{sys.executable} -m finfaas.local.cli")
+    script = script.replace(".venv/bin/finfaas", f"{sys.executable} -m finfaas_dev.cli")
     # WHEN it runs in the suite's folder, stopping at the first failing command
     reply = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", script], cwd=suite["workdir"],

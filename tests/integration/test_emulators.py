@@ -18,7 +18,7 @@ import boto3
 import psutil
 import pytest
 from botocore.exceptions import ClientError
-from finfaas.local.emulators import EmbeddedAWS, EmulatorError, require_endpoint
+from finfaas_dev.emulators import EmbeddedAWS, EmulatorError, require_endpoint
 
 LOOPBACK_ADDRESSES = {"127.0.0.1", "::ffff:127.0.0.1"}
 SENDERS_COUNT = 6
@@ -229,7 +229,7 @@ def test_emulators_exit_when_their_parent_is_killed(tmp_path: Path):
     # GIVEN a process that started emulators and printed their pids
     script = textwrap.dedent(f"""
         import sys, time
-        from finfaas.local.emulators import EmbeddedAWS
+        from finfaas_dev.emulators import EmbeddedAWS
         aws = EmbeddedAWS(dynamodb_port={_free_port()}, moto_port={_free_port()}, log_dir={str(tmp_path)!r})
         aws.start()
         print(" ".join(str(c.process.pid) for c in aws._children), flush=True)
@@ -250,7 +250,7 @@ def test_emulators_exit_when_their_parent_is_killed(tmp_path: Path):
 def test_cli_runs_in_the_foreground_until_ctrl_c():
     # GIVEN `finfaas emulators` started on free ports
     dynamodb_port, moto_port = _free_port(), _free_port()
-    command = [sys.executable, "-m", "finfaas.local.cli", "emulators", "--dynamodb-port", str(dynamodb_port),
+    command = [sys.executable, "-m", "finfaas_dev.cli", "emulators", "--dynamodb-port", str(dynamodb_port),
                "--moto-port", str(moto_port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

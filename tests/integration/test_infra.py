@@ -13,7 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from finfaas.local.infra import TEMPLATE_PATH, InfraError, deploy, load_template, table_ids
+from finfaas_dev.infra import TEMPLATE_PATH, InfraError, deploy, load_template, table_ids
 
 TEMPLATE = load_template()
 QUEUE_LOGICALS = ("Orchestrator", "Events", "Webhooks", "Rail", "Reviews")
@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "finfaas.local.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "finfaas_dev.cli", *args], env=env,
                           capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
 
 

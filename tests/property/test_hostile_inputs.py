@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from finfaas.platform.testing import REPOSITORY_ROOT
+from finfaas_dev.testing.platform import REPOSITORY_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -161,7 +161,7 @@ def way_in(function: str, route: Any) -> str:
 
 
 def business_item_counts() -> dict[str, int]:
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     dynamodb = client("dynamodb")
     prefix = f"finfaas-{os.environ['FINFAAS_STAGE']}-"
@@ -189,7 +189,7 @@ def token_minter(handler: Any, shared: Any) -> Any:
     """Who signs this function's tokens: the shared test key where its verifier is replaceable, the
     function's own keyring where it verifies its own tokens (auth)."""
     from finfaas.platform.config import auth_settings
-    from finfaas.platform.testing import TokenMinter
+    from finfaas_dev.testing.platform import TokenMinter
 
     if hasattr(getattr(handler, "verifier", None), "use"):
         handler.verifier.use(shared.verifier())
@@ -204,8 +204,8 @@ def token_minter(handler: Any, shared: Any) -> Any:
 def local_secrets(tmp_path_factory) -> Any:
     """Every secret `finfaas up` writes, in a copy of the session's folder, so other modules keep
     theirs exactly as they were (some test what happens without a key)."""
-    from finfaas.local.up import ensure_local_secrets
     from finfaas.platform import config
+    from finfaas_dev.up import ensure_local_secrets
 
     folder = tmp_path_factory.mktemp("secrets")
     shutil.copytree(config.settings().secrets_dir, folder, dirs_exist_ok=True)
@@ -224,10 +224,10 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
     from finfaas.platform.config import read_secret
     from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, CursorCodec, binding, cursor_keys_from_text
     from finfaas.platform.events import event_mac_from_config
-    from finfaas.platform.testing import TokenMinter, call, load_function_handler
     from finfaas.services.ledger import LedgerService
     from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas.store.models import format_time
+    from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
 
     minter = TokenMinter.generate()
     ledger = LedgerService(ledger_store_from_config())
@@ -579,7 +579,7 @@ def declared_media_types(function: Function, route: Any, status: int) -> set[str
 
 def answer(function: Function, probe: Probe) -> int:
     """The status of one request, after checking it is no 5xx and every 4xx is a declared error."""
-    from finfaas.platform.testing import Context, Event
+    from finfaas_dev.testing.platform import Context, Event
 
     result = function.handler.handle(Event(probe.method, probe.path, probe.body, probe.headers, probe.query),
                                      Context())

@@ -23,9 +23,9 @@ from finfaas.domain.ledger import (
     Reversal,
     VoidPending,
 )
-from finfaas.domain.reference_model import ReferenceLedger
 from finfaas.store.ledger_store import DynamoLedgerStore
 from finfaas.store.tables import LedgerTables
+from finfaas_dev.testing.reference_model import ReferenceLedger
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (

@@ -6,7 +6,8 @@ import json
 
 import pytest
 from cfnlint.api import lint_all
-from finfaas.local.infra import (
+from finfaas.store.executions_store import BY_STATUS_INDEX, BY_STATUS_INDEX_ATTRIBUTES
+from finfaas_dev.infra import (
     TEMPLATE_PATH,
     InfraError,
     Resolver,
@@ -17,7 +18,6 @@ from finfaas.local.infra import (
     load_template,
     table_ids,
 )
-from finfaas.store.executions_store import BY_STATUS_INDEX, BY_STATUS_INDEX_ATTRIBUTES
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]

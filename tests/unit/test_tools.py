@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from finfaas.local import tools
+from finfaas_dev import tools
 
 
 def _tarball(path: Path, members: dict[str, bytes]) -> Path:

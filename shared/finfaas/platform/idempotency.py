@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from threading import Lock
 from typing import Protocol
 
 from finfaas.platform import jsonio
@@ -417,46 +416,3 @@ class IdempotencyGuard:
 
     def _expiry_s(self, now_ms: int) -> int:
         return now_ms // 1000 + self._retention_s
-
-
-class InMemoryIdempotencyStore:
-    """IdempotencyRepository in a dict, for unit tests and the local runtime; same contract."""
-
-    def __init__(self) -> None:
-        self._records: dict[str, IdempotencyRecord] = {}
-        self._lock = Lock()
-
-    def put_if_free(self, record: IdempotencyRecord, now_ms: int) -> PutOutcome:
-        with self._lock:
-            existing = self._records.get(record.key)
-            if existing is not None and not existing.is_free_for(record.fingerprint, now_ms):
-                return PutOutcome(False, existing)
-            self._records[record.key] = record
-            return PutOutcome(True)
-
-    def get(self, key: str) -> IdempotencyRecord | None:
-        with self._lock:
-            return self._records.get(key)
-
-    def complete(self, record: IdempotencyRecord) -> bool:
-        with self._lock:
-            if not self._held_by(record.key, record.lease_token):
-                return False
-            self._records[record.key] = record
-            return True
-
-    def release(self, key: str, lease_token: str) -> bool:
-        with self._lock:
-            if not self._held_by(key, lease_token):
-                return False
-            del self._records[key]
-            return True
-
-    def _held_by(self, key: str, lease_token: str | None) -> bool:
-        existing = self._records.get(key)
-        return (
-            existing is not None
-            and lease_token is not None
-            and existing.status is RecordStatus.IN_PROGRESS
-            and existing.lease_token == lease_token
-        )

@@ -210,41 +210,6 @@ def _kms_client() -> Any:
                                                         config=settings)
 
 
-class InMemoryDataKeys:
-    """DataKeyProvider without KMS, for unit tests: wraps data keys with AES-GCM under a process key,
-    bound to the context exactly as KMS binds them; same contract as KmsDataKeys."""
-
-    key_id = "in-memory"
-
-    def __init__(self, master_key: bytes | None = None) -> None:
-        self._master_key = master_key or os.urandom(data_key_bytes)
-        self.generated = 0
-        self.unwrapped = 0
-
-    def generate(self, context: Mapping[str, str]) -> DataKey:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        plaintext = os.urandom(data_key_bytes)
-        nonce = os.urandom(gcm_nonce_bytes)
-        wrapped = nonce + AESGCM(self._master_key).encrypt(nonce, plaintext, canonical_context(context))
-        self.generated += 1
-        return DataKey(plaintext, wrapped, self.key_id)
-
-    def unwrap(self, wrapped: bytes, key_id: str, context: Mapping[str, str]) -> bytes:
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        if key_id != self.key_id:
-            raise PiiDecryptionFailed("the data key was wrapped by another key")
-        nonce, body = wrapped[:gcm_nonce_bytes], wrapped[gcm_nonce_bytes:]
-        try:
-            plaintext = AESGCM(self._master_key).decrypt(nonce, body, canonical_context(context))
-        except (InvalidTag, ValueError):
-            raise PiiDecryptionFailed("the data key does not unwrap under this context") from None
-        self.unwrapped += 1
-        return plaintext
-
-
 class KeyedDigests:
     """HMAC-SHA256 under the stage's digest key, separated by purpose; hex, truncated to 128 bits."""
 

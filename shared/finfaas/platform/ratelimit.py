@@ -226,26 +226,6 @@ def too_many_requests(limit_name: str, retry_after_s: int) -> TooManyRequests:
     )
 
 
-class InMemoryRateLimitStore:
-    """RateLimitRepository in a dict, for unit tests and single-process use; same contract."""
-
-    def __init__(self) -> None:
-        self._counts: dict[str, int] = {}
-        self._lock = Lock()
-
-    def take(self, bucket: str, tokens: int, capacity: int, expires_at_s: int) -> bool:
-        with self._lock:
-            count = self._counts.get(bucket, 0)
-            if count + tokens > capacity:
-                return False
-            self._counts[bucket] = count + tokens
-            return True
-
-    def count(self, bucket: str) -> int:
-        with self._lock:
-            return self._counts.get(bucket, 0)
-
-
 # --- sign-in: failures slow down where they come from; nothing locks the owner out ----------------
 
 # Where a request's source address is unknown (no edge header): one shared source, limited as one.
@@ -340,4 +320,3 @@ class SignInThrottle:
         failures = attempt.pair_failures + 1
         if failures >= sign_in_pair_failures_free:
             self._limiter.check_limit(_pair_gate(failures), attempt.pair)  # spend this window's slot
-

@@ -11,7 +11,7 @@ import json
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from finfaas.platform import jsonio
@@ -136,38 +136,3 @@ def _default_client() -> Any:
 
     config = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3})
     return botocore.session.get_session().create_client("sqs", region_name=settings().region, config=config)
-
-
-@dataclass(order=True)
-class QueuedWakeup:
-    deliver_at_ms: int
-    sequence: int
-    wakeup: Wakeup = field(compare=False)
-
-
-class InMemoryWaker:
-    """A queue in a list for tests: messages become visible at their delay, in send order."""
-
-    def __init__(self, clock_ms: Callable[[], int]) -> None:
-        self._clock_ms = clock_ms
-        self.queued: list[QueuedWakeup] = []
-        self.sent = 0
-        self.fail_sends = False
-
-    def send(self, wakeup: Wakeup, delay_seconds: int = 0) -> None:
-        if self.fail_sends:
-            raise WakeupError("queue unavailable (test)")
-        self.sent += 1
-        self.queued.append(QueuedWakeup(self._clock_ms() + delay_seconds * 1000, self.sent, wakeup))
-
-    def pop_visible(self) -> QueuedWakeup | None:
-        """The oldest message visible now, removed from the queue."""
-        now = self._clock_ms()
-        visible = sorted(q for q in self.queued if q.deliver_at_ms <= now)
-        if not visible:
-            return None
-        self.queued.remove(visible[0])
-        return visible[0]
-
-    def next_visible_at_ms(self) -> int | None:
-        return min((q.deliver_at_ms for q in self.queued), default=None)

@@ -41,10 +41,10 @@ class AccountsWorld:
 @pytest.fixture(scope="session")
 def accounts_world(embedded_aws) -> AccountsWorld:
     """One accounts function for the session, wired exactly as in production but for the token key."""
-    from finfaas.platform.testing import TokenMinter, load_function_handler
     from finfaas.services.ledger import LedgerService
     from finfaas.store.customers_store import CustomersStore
     from finfaas.store.ledger_store import ledger_store_from_config
+    from finfaas_dev.testing.platform import TokenMinter, load_function_handler
 
     handler = load_function_handler("accounts")
     minter = TokenMinter.generate()

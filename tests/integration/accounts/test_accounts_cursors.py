@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 from finfaas.domain.errors import InvalidInput
-from finfaas.platform.testing import call
 from finfaas.store.ledger_store import ledger_store_from_config
+from finfaas_dev.testing.platform import call
 
 pytestmark = pytest.mark.emulator
 

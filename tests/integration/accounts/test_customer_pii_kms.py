@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from finfaas.local.awsclients import client as aws_client
 from finfaas.platform import config
 from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, PiiDecryptionFailed, pii_key_id
-from finfaas.platform.testing import call, captured_logs
 from finfaas.services.customers import encryption_context
 from finfaas.store.audit_store import AuditStore
+from finfaas_dev.awsclients import client as aws_client
+from finfaas_dev.testing.platform import call, captured_logs
 from test_accounts_pii import DataKeysContract
 
 pytestmark = pytest.mark.emulator

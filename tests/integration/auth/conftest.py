@@ -29,7 +29,7 @@ def auth_function(embedded_aws, demo_client):
     """The auth handler wired as in production; argon2 runs with cheap parameters to keep tests fast."""
     from argon2 import PasswordHasher
     from finfaas.platform import config
-    from finfaas.platform.testing import load_function_handler
+    from finfaas_dev.testing.platform import load_function_handler
 
     config.settings.cache_clear()
     handler = load_function_handler("auth")

@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 import pytest
-from finfaas.local.awsclients import client as aws_client
 from finfaas.platform import config
 from finfaas.platform.jwt_auth import JwksCache, JwtVerifier
 from finfaas.platform.ratelimit import SIGN_IN_LIMIT
-from finfaas.platform.testing import call, load_function_handler
 from finfaas.services.auth_customers import FamilyStatus, token_hash
 from finfaas.store.refresh_tokens_store import RefreshTokenStore
+from finfaas_dev.awsclients import client as aws_client
+from finfaas_dev.testing.platform import call, load_function_handler
 
 pytestmark = pytest.mark.emulator
 

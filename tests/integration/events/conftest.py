@@ -70,7 +70,7 @@ class TestQueue:
 
 @pytest.fixture(scope="module")
 def sqs(embedded_aws):
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     return client("sqs")
 
@@ -78,7 +78,7 @@ def sqs(embedded_aws):
 @pytest.fixture(scope="module")
 def private_outbox(embedded_aws) -> str:
     """A fresh table with the outbox's key schema; its name."""
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     name = f"finfaas-{embedded_aws.stage}-outbox-{uuid.uuid4().hex[:8]}"
     dynamodb = client("dynamodb")

@@ -32,7 +32,7 @@ class Crash(Exception):
 @pytest.fixture(scope="module")
 def private_audit(embedded_aws) -> str:
     """A fresh table with the audit log's key schema; its name."""
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     name = f"finfaas-{embedded_aws.stage}-audit-{uuid.uuid4().hex[:8]}"
     dynamodb = client("dynamodb")

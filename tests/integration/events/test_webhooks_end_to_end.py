@@ -2,7 +2,7 @@
 webhooks queue -> signed POST to a loopback receiver, retried once, verified as an integrator would.
 
 Queue messages reach the webhooks function exactly as the queue connector maps them
-(finfaas.local.connector.cloud_event_request), through the function's python3-http entry point.
+(finfaas_dev.connector.cloud_event_request), through the function's python3-http entry point.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 from finfaas.domain.ledger import AccountKind, Actor, NewAccount, NewTransfer
-from finfaas.local.connector import cloud_event_request
 from finfaas.platform.events import EventMac, SqsQueue
 from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
-from finfaas.platform.testing import TokenMinter, call, load_function_handler
 from finfaas.services.outbox_relay import OutboxRelay
 from finfaas.services.webhooks import (
     OutboundPolicy,
@@ -34,6 +32,8 @@ from finfaas.services.webhooks import (
 )
 from finfaas.store.outbox_store import OutboxStore
 from finfaas.store.subscriptions_store import SubscriptionsStore
+from finfaas_dev.connector import cloud_event_request
+from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
 
 ROOT = Path(__file__).resolve().parents[3]
 RETRY_DELAY_SECONDS = 1

@@ -8,9 +8,9 @@ import uuid
 import boto3
 import pytest
 from finfaas.domain.ledger import AccountKind, Actor, NewAccount, NewTransfer
-from finfaas.local.cli import main
 from finfaas.store.ledger_store import DynamoLedgerStore
 from finfaas.store.tables import LedgerTables, create_tables
+from finfaas_dev.cli import main
 
 
 @pytest.fixture

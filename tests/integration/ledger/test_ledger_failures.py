@@ -9,8 +9,8 @@ import pytest
 from botocore.exceptions import ConnectionClosedError
 from finfaas.domain import errors
 from finfaas.domain.ledger import Actor, NewAccount, NewTransfer, PendingState, PostPending
-from finfaas.local.ledger_check import check_store
 from finfaas.store.ledger_store import StoreRejected
+from finfaas_dev.ledger_check import check_store
 
 SYSTEM = Actor.system()
 CONCURRENT_THREADS = 16

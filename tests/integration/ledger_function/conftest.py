@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 from finfaas.domain.ledger import NewAccount
-from finfaas.platform.testing import Reply, TokenMinter, call, load_function_handler
 from finfaas.store.ledger_store import DynamoLedgerStore
+from finfaas_dev.testing.platform import Reply, TokenMinter, call, load_function_handler
 from ledger_function_testing import CLIENT, CLIENT_SCOPES, CURRENCY, FUNDING_ACCOUNT
 
 

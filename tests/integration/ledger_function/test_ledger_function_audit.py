@@ -22,7 +22,7 @@ def leg(ids, name: str, debit: str, credit: str, amount) -> dict:
 
 @pytest.fixture(scope="module")
 def private_events_queue(embedded_aws) -> str:
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     name = f"finfaas-test-ledger-audit-{uuid.uuid4().hex[:8]}"
     client("sqs").create_queue(QueueName=name)
@@ -57,7 +57,7 @@ def audit_records(stage: str, request_id: str, prefix: str = "ledger-") -> list:
 
 def test_a_transfer_carries_its_audit_in_the_outbox_until_the_relay_seals_it(
         ledger_function, open_account, ids, embedded_aws, private_events_queue, tmp_path, capsys):
-    from finfaas.local import audit_verify
+    from finfaas_dev import audit_verify
 
     alice, bob = open_account("alice", funded_minor=1_000), open_account("bob")
     # WHEN a transfer is made

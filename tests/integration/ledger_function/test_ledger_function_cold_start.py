@@ -15,7 +15,7 @@ CHILD = textwrap.dedent(
     import io, json, sys
     from finfaas.platform import logging as finfaas_logging
     finfaas_logging.configure(stream=io.StringIO())
-    from finfaas.platform.testing import Event, load_function_handler
+    from finfaas_dev.testing.platform import Event, load_function_handler
 
     handler = load_function_handler("ledger")
     result = handler.handle(Event("GET", "/_/health"), None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jsonschema
-from finfaas.platform.testing import call
+from finfaas_dev.testing.platform import call
 from ledger_function_testing import CURRENCY
 from openapi_spec_validator import validate as validate_spec
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from finfaas.platform.jwt_auth import jwt_leeway_seconds
-from finfaas.platform.testing import TokenMinter, call
+from finfaas_dev.testing.platform import TokenMinter, call
 from ledger_function_testing import CURRENCY
 
 # (method, path template, scope it needs)

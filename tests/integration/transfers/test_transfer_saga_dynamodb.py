@@ -93,7 +93,7 @@ def test_finfaas_ledger_check_passes_after_the_sagas(embedded_aws):
     run("internal-completed")
 
     result = subprocess.run(
-        [sys.executable, "-m", "finfaas.local.cli", "ledger", "check"],
+        [sys.executable, "-m", "finfaas_dev.cli", "ledger", "check"],
         env={**os.environ, **embedded_aws.env()},
         capture_output=True,
         text=True,

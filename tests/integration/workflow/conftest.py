@@ -52,7 +52,7 @@ def _create_workflow_tables(client, executions: str, history: str) -> None:
 @pytest.fixture
 def fresh_tables(embedded_aws):
     """A private pair of executions/history tables, so due() and list() see only this test's items."""
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     dynamodb = client("dynamodb")
     suffix = uuid.uuid4().hex[:8]
@@ -90,7 +90,7 @@ class _FunctionServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         from urllib.parse import parse_qs, urlsplit
 
-        from finfaas.platform.testing import Context, Event
+        from finfaas_dev.testing.platform import Context, Event
 
         prefix = f"/function/{name}"
 
@@ -133,7 +133,7 @@ class _FunctionServer:
 @pytest.fixture
 def demo_bank(monkeypatch):
     """A fresh demo-bank (tests/integration/workflow/demo_bank) served on a free port, trusting `tokens`."""
-    from finfaas.platform.testing import TokenMinter
+    from finfaas_dev.testing.platform import TokenMinter
 
     monkeypatch.setenv("DEMO_BANK_SLOW", "slow:3")
     module = load_demo_bank()
@@ -149,7 +149,7 @@ def demo_bank(monkeypatch):
 @pytest.fixture
 def private_queue(embedded_aws):
     """An orchestrator queue of this test's own, so no other test's wake-ups reach its engine."""
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     sqs = client("sqs")
     url = sqs.create_queue(QueueName=f"finfaas-{embedded_aws.stage}-orchestrator-{uuid.uuid4().hex[:8]}")[

@@ -6,13 +6,13 @@ import pytest
 from finfaas.domain.creditor import Creditor, CreditorVault, SealedCreditor, masked_account_number
 from finfaas.platform.pii import (
     EnvelopeCipher,
-    InMemoryDataKeys,
     KeyedDigests,
     PiiDecryptionFailed,
     PiiKeyUnavailable,
     keyed_digests_from_secret,
     new_digest_key_text,
 )
+from finfaas_dev.fakes.platform import InMemoryDataKeys
 
 CAROL = Creditor("BANKGB22", "GB29NWBK60161331926819", "Carol Danvers")
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from finfaas.domain import errors
 from finfaas.domain.ledger import Actor
-from finfaas.domain.reference_model import ReferenceLedger
 from finfaas.services.ledger import LedgerService, TransferRequest
+from finfaas_dev.testing.reference_model import ReferenceLedger
 
 
 class StepClock:

@@ -17,7 +17,7 @@ from finfaas.domain.ledger import (
     Reversal,
     VoidPending,
 )
-from finfaas.domain.reference_model import ReferenceLedger
+from finfaas_dev.testing.reference_model import ReferenceLedger
 
 SYSTEM = Actor.system()
 T0 = datetime(2026, 5, 1, tzinfo=UTC)

@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from finfaas.platform.audit import AuditRecord, InMemoryAuditStore
+from finfaas.platform.audit import AuditRecord
 from finfaas.platform.events import BatchOutcome, QueueMessage, QueueUnavailable
 from finfaas.services.outbox_relay import AuditSeqTaken, EventsGone, OutboxEvent
 from finfaas.services.webhooks import Subscription, SubscriptionStatus
+from finfaas_dev.fakes.platform import InMemoryAuditStore
 
 T0 = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 

@@ -7,9 +7,8 @@ import json
 import pytest
 from events_fakes import T0, FakeOutbox, FakePoster, FakeQueue, FakeSubscriptions, outbox_event
 from finfaas.platform.events import DATA_MEDIA_TYPE, EventEnvelope, EventMac
-from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys
+from finfaas.platform.pii import EnvelopeCipher
 from finfaas.platform.schedule import SCHEDULE_HEADER, schedule_tick_age_seconds_max, sign_tick
-from finfaas.platform.testing import TokenMinter, call, load_function_handler
 from finfaas.services.outbox_relay import OutboxRelay
 from finfaas.services.webhooks import (
     DELIVERY_TYPE,
@@ -23,6 +22,8 @@ from finfaas.services.webhooks import (
     WebhookSender,
     verify_signature,
 )
+from finfaas_dev.fakes.platform import InMemoryDataKeys
+from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
 
 WRITE, READ = ["webhooks:write"], ["webhooks:read"]
 BODY = {"url": "http://127.0.0.1:9000/hooks", "event_types": ["ledger.transfers.created"]}

@@ -9,8 +9,7 @@ import ipaddress
 import pytest
 from events_fakes import T0, FakePoster, FakeQueue, FakeSubscriptions
 from finfaas.platform.events import EventEnvelope, EventMac
-from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys
-from finfaas.platform.testing import load_function_handler
+from finfaas.platform.pii import EnvelopeCipher
 from finfaas.services.webhooks import (
     Delivery,
     DeliveryOutcome,
@@ -22,6 +21,8 @@ from finfaas.services.webhooks import (
     TargetMode,
     WebhookSender,
 )
+from finfaas_dev.fakes.platform import InMemoryDataKeys
+from finfaas_dev.testing.platform import load_function_handler
 
 PUBLIC_IP = "93.184.216.34"
 EVENT = EventEnvelope("ledger.transfers.created:t-1:1", "finfaas/ledger", "ledger.transfers.created", "t-1",

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from events_fakes import FakePoster, FakeQueue, FakeSubscriptions
 from finfaas.platform.events import EventMac
-from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys
-from finfaas.platform.testing import TokenMinter, call, load_function_handler
+from finfaas.platform.pii import EnvelopeCipher
 from finfaas.services.webhooks import (
     OutboundPolicy,
     SecretBox,
@@ -18,6 +17,8 @@ from finfaas.services.webhooks import (
     WebhookFanout,
     WebhookSender,
 )
+from finfaas_dev.fakes.platform import InMemoryDataKeys
+from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
 
 SCOPES = ["webhooks:read", "webhooks:write"]
 BODY = {"url": "http://127.0.0.1:9000/hooks", "event_types": ["ledger.transfers.created"]}

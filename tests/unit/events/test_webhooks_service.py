@@ -8,7 +8,7 @@ import pytest
 from events_fakes import T0, FakePoster, FakeQueue, FakeSubscriptions
 from finfaas.platform.cursors import InvalidCursor
 from finfaas.platform.events import EventEnvelope, EventMac, QueueUnavailable
-from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys
+from finfaas.platform.pii import EnvelopeCipher
 from finfaas.services.webhooks import (
     ID_HEADER,
     Delivery,
@@ -30,6 +30,7 @@ from finfaas.services.webhooks import (
     subscriptions_per_owner_max,
     verify_signature,
 )
+from finfaas_dev.fakes.platform import InMemoryDataKeys
 
 URL = "http://127.0.0.1:9000/hooks"
 NOW = 1_768_469_400

@@ -11,12 +11,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from finfaas.domain.reference_model import ReferenceLedger
-from finfaas.platform.audit import AuditLog, InMemoryAuditStore
-from finfaas.platform.idempotency import IdempotencyGuard, InMemoryIdempotencyStore
-from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys
-from finfaas.platform.ratelimit import LIMITS, InMemoryRateLimitStore, RateLimit, RateLimiter
-from finfaas.platform.testing import REPOSITORY_ROOT, TokenMinter, call, captured_logs, load_function_handler
+from finfaas.platform.audit import AuditLog
+from finfaas.platform.idempotency import IdempotencyGuard
+from finfaas.platform.pii import EnvelopeCipher
+from finfaas.platform.ratelimit import LIMITS, RateLimit, RateLimiter
 from finfaas.services.accounts import AccountsService
 from finfaas.services.customers import (
     AuditTrail,
@@ -25,6 +23,20 @@ from finfaas.services.customers import (
     InMemoryCustomerStore,
 )
 from finfaas.services.ledger import LedgerService, TransferRequest
+from finfaas_dev.fakes.platform import (
+    InMemoryAuditStore,
+    InMemoryDataKeys,
+    InMemoryIdempotencyStore,
+    InMemoryRateLimitStore,
+)
+from finfaas_dev.testing.platform import (
+    REPOSITORY_ROOT,
+    TokenMinter,
+    call,
+    captured_logs,
+    load_function_handler,
+)
+from finfaas_dev.testing.reference_model import ReferenceLedger
 from openapi_spec_validator import validate as validate_spec
 
 CUSTOMER_SCOPES = ("accounts:read", "accounts:write")
@@ -398,7 +410,7 @@ COLD_START = textwrap.dedent(
     started = time.perf_counter()
     from finfaas.platform import logging as finfaas_logging
     finfaas_logging.configure(stream=io.StringIO())
-    from finfaas.platform.testing import Event, load_function_handler
+    from finfaas_dev.testing.platform import Event, load_function_handler
     handler = load_function_handler("accounts")
     probe = Event("GET", "/_/health")
     imported = time.perf_counter()

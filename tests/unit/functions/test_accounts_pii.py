@@ -8,15 +8,10 @@ from collections.abc import Mapping
 
 import pytest
 from finfaas.platform.logging import get_logger, redact
-from finfaas.platform.pii import (
-    DataKey,
-    EnvelopeCipher,
-    InMemoryDataKeys,
-    PiiDecryptionFailed,
-    data_key_bytes,
-)
-from finfaas.platform.testing import captured_logs
+from finfaas.platform.pii import DataKey, EnvelopeCipher, PiiDecryptionFailed, data_key_bytes
 from finfaas.services.customers import Profile, encryption_context
+from finfaas_dev.fakes.platform import InMemoryDataKeys
+from finfaas_dev.testing.platform import captured_logs
 
 SECRET_TEXT = b'{"name":"Ada Lovelace","national_id":"AB123456","phone":"+442079460958"}'
 ALICE = {"customer_id": "cust-alice"}

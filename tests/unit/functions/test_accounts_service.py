@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from finfaas.domain.errors import AccountExistsWithDifferentFields, AccountNotEmpty, AccountNotFound
-from finfaas.domain.reference_model import ReferenceLedger
-from finfaas.platform.audit import AuditLog, InMemoryAuditStore
-from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys, PiiDecryptionFailed
+from finfaas.platform.audit import AuditLog
+from finfaas.platform.pii import EnvelopeCipher, PiiDecryptionFailed
 from finfaas.services.accounts import AccountsService, OpenAccountBody, PageQuery, derived_account_id
 from finfaas.services.customers import (
     AuditTrail,
@@ -22,6 +21,8 @@ from finfaas.services.customers import (
     normalized_profile,
 )
 from finfaas.services.ledger import LedgerService, TransferRequest
+from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryDataKeys
+from finfaas_dev.testing.reference_model import ReferenceLedger
 
 ALICE = Caller("cust-alice", "customer", "req-1", None, "198.51.100.7")
 BOB = Caller("cust-bob", "customer")

@@ -13,15 +13,11 @@ from argon2 import PasswordHasher
 from finfaas.platform import config
 from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
 from finfaas.platform.keys import write_dev_secrets
-from finfaas.platform.ratelimit import (
-    SIGN_IN_LIMIT,
-    InMemoryRateLimitStore,
-    RateLimiter,
-    sign_in_pair_delay_seconds_max,
-)
-from finfaas.platform.testing import call, captured_logs, load_function_handler
+from finfaas.platform.ratelimit import SIGN_IN_LIMIT, RateLimiter, sign_in_pair_delay_seconds_max
 from finfaas.services.auth_customers import CUSTOMER_LIMITS, CustomerAuthService, InMemoryRefreshTokenStore
 from finfaas.services.customers import AuditTrail, InMemoryCustomerStore
+from finfaas_dev.fakes.platform import InMemoryRateLimitStore
+from finfaas_dev.testing.platform import call, captured_logs, load_function_handler
 from openapi_spec_validator import validate as validate_spec
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

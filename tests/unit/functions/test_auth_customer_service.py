@@ -7,12 +7,11 @@ import time
 
 import pytest
 from argon2 import PasswordHasher
-from finfaas.platform.audit import AuditLog, InMemoryAuditStore
+from finfaas.platform.audit import AuditLog
 from finfaas.platform.errors import TooManyRequests
 from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
 from finfaas.platform.ratelimit import (
     SIGN_IN_LIMIT,
-    InMemoryRateLimitStore,
     RateLimiter,
     sign_in_failures_window_seconds,
     sign_in_pair_delay_seconds,
@@ -20,7 +19,6 @@ from finfaas.platform.ratelimit import (
     sign_in_username_failures_slow_after,
     sign_in_username_slowed_interval_seconds,
 )
-from finfaas.platform.testing import TokenMinter
 from finfaas.platform.tokens import OAuthError, TokenIssuer
 from finfaas.services.auth_customers import (
     CUSTOMER_LIMITS,
@@ -37,6 +35,8 @@ from finfaas.services.auth_customers import (
     token_hash,
 )
 from finfaas.services.customers import AuditTrail, Caller, InMemoryCustomerStore
+from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryRateLimitStore
+from finfaas_dev.testing.platform import TokenMinter
 
 START_S = 1_700_000_000.0
 PASSWORD = "correct horse battery"

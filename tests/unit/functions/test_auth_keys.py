@@ -16,7 +16,7 @@ import pytest
 from finfaas.platform import config
 from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
 from finfaas.platform.keys import SIGNING_KEYS_SECRET, generate_signing_key, rotated, write_dev_secrets
-from finfaas.platform.testing import REPOSITORY_ROOT, call, load_function_handler
+from finfaas_dev.testing.platform import REPOSITORY_ROOT, call, load_function_handler
 from openapi_spec_validator import validate as validate_spec
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -153,7 +153,7 @@ COLD_START = textwrap.dedent(
     started = time.perf_counter()
     from finfaas.platform import logging as finfaas_logging
     finfaas_logging.configure(stream=io.StringIO())
-    from finfaas.platform.testing import Event, load_function_handler
+    from finfaas_dev.testing.platform import Event, load_function_handler
     handler = load_function_handler("auth")
     probe = Event("GET", "/_/health")  # built first: under the template, flask has loaded werkzeug
     imported = time.perf_counter()

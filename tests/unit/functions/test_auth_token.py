@@ -15,8 +15,8 @@ from finfaas.platform import config
 from finfaas.platform.http import FunctionApp, Request
 from finfaas.platform.jwt_auth import JwksCache, JwtVerifier
 from finfaas.platform.keys import CLIENTS_SECRET, write_dev_secrets
-from finfaas.platform.testing import call, load_function_handler
 from finfaas.platform.tokens import access_token_lifetime_seconds
+from finfaas_dev.testing.platform import call, load_function_handler
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # A secret with the characters RFC 6749 2.3.1 makes clients form-encode inside HTTP Basic.
@@ -185,7 +185,7 @@ def test_json_is_not_the_token_endpoint_media_type(auth, demo_secret):
 
 
 def test_a_client_secret_never_reaches_the_logs(auth, demo_secret):
-    from finfaas.platform.testing import captured_logs
+    from finfaas_dev.testing.platform import captured_logs
 
     form = f"grant_type=client_credentials&client_id=demo-app&client_secret={quote_plus(demo_secret)}x"
     with captured_logs() as logs:

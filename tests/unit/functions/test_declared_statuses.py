@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from finfaas.platform.testing import call, load_function_handler
+from finfaas_dev.testing.platform import call, load_function_handler
 
 
 @pytest.mark.parametrize(("function", "method", "path"), [

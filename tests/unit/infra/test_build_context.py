@@ -8,15 +8,24 @@ import sys
 from pathlib import Path
 
 import pytest
-from finfaas.local.build import function_build_context, load_stack
+from finfaas_dev.build import function_build_context, load_stack
 
 ROOT = Path(__file__).resolve().parents[3]
 STACK = load_stack(ROOT / "stack.yml")
 
 # What the python3-http image does: WORKDIR /home/app, `function/` a package (the Dockerfile touches
 # function/__init__.py before copying the handler over it), then index.py's `from function import handler`.
+# The image has no tooling package, but this interpreter's virtualenv does: refuse it, as the image would.
 IMAGE_IMPORT = """
 import json, pathlib, sys
+
+class NoTooling:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "finfaas_dev":
+            raise ModuleNotFoundError(f"No module named {name!r} (not in a function image)")
+        return None
+
+sys.meta_path.insert(0, NoTooling())
 pathlib.Path("function/__init__.py").touch(exist_ok=True)
 sys.path.insert(0, ".")
 from function import handler
@@ -50,6 +59,8 @@ def _locked_pins() -> dict[str, str]:
 def test_function_imports_shared_package_from_its_build_context(name, tmp_path):
     context = function_build_context(name, STACK, ROOT, tmp_path)
 
+    assert (context / "function" / "shared" / "finfaas" / "__init__.py").is_file()
+    assert not [path for path in context.rglob("finfaas_dev*")], "the tooling package reached the image"
     reply = subprocess.run(
         [sys.executable, "-c", IMAGE_IMPORT], cwd=context, capture_output=True, text=True, timeout=60,
     )

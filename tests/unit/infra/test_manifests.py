@@ -8,7 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from finfaas.local.build import (
+from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME
+from finfaas_dev.build import (
     KNATIVE_DIR,
     OPENFAAS_DIR,
     SCHEDULE_ANNOTATION,
@@ -16,7 +17,6 @@ from finfaas.local.build import (
     load_stack,
     openfaas_schedule_manifests,
 )
-from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMAS = ROOT.parent / "shared" / "schemas"
@@ -70,8 +70,10 @@ def test_every_function_is_python3_http_and_scales_to_zero():
         assert (ROOT / fn["handler"] / "handler.py").is_file(), name
 
 
-def test_shared_package_reaches_every_build_context():
-    assert "./shared" in STACK["configuration"]["copy"]
+def test_only_the_runtime_package_reaches_every_build_context():
+    copied = STACK["configuration"]["copy"]
+    assert "./shared/finfaas" in copied
+    assert not any(Path(path) in (Path("shared"), Path("shared/finfaas_dev")) for path in copied)
 
 
 @pytest.mark.parametrize("name", sorted(STACK["functions"]))

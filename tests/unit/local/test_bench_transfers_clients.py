@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from finfaas.local.bench.transfers import Customer, Customers, Outcome, run_phase
+from finfaas_dev.bench.transfers import Customer, Customers, Outcome, run_phase
 
 BARRIER_SECONDS_MAX = 5.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from finfaas.local import cli
+from finfaas_dev import cli
 
 
 @pytest.mark.parametrize("words", sorted(cli.COMMANDS), ids=" ".join)

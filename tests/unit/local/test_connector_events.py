@@ -6,13 +6,13 @@ from pathlib import Path
 
 from cloudevents.core.bindings.http import HTTPMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
-from finfaas.local.connector import (
+from finfaas_dev.connector import (
     DEFAULT_EVENT_TYPE,
     cloud_event_request,
     connector_wait_seconds,
     subscriptions_for,
 )
-from finfaas.local.stackfile import load_stack
+from finfaas_dev.stackfile import load_stack
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:finfaas-local-events"
 FIXTURE_STACK = Path(__file__).resolve().parents[2] / "e2e/fixtures/stack.yml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from finfaas.local.gateway import (
+from finfaas_dev.gateway import (
     ASYNC_FUNCTION_PREFIX,
     FUNCTION_PREFIX,
     CallIds,

@@ -6,7 +6,7 @@ import importlib
 import sys
 
 import pytest
-from finfaas.local.harness import install_function_package
+from finfaas_dev.harness import install_function_package
 
 HANDLER = """
 import json
@@ -37,11 +37,11 @@ def client(tmp_path, monkeypatch):
     (function_dir / "handler.py").write_text(HANDLER)
     monkeypatch.setenv("HOSTNAME", "fn-host")
     install_function_package(function_dir)
-    index = importlib.import_module("finfaas.local.harness.index")
+    index = importlib.import_module("finfaas_dev.harness.index")
     try:
         yield index.app.test_client()
     finally:
-        for name in ("finfaas.local.harness.index", "function.handler", "function"):
+        for name in ("finfaas_dev.harness.index", "function.handler", "function"):
             sys.modules.pop(name, None)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finfaas.local.process_pool import FunctionPool, function_environment
-from finfaas.local.stackfile import FunctionSpec
+from finfaas_dev.process_pool import FunctionPool, function_environment
+from finfaas_dev.stackfile import FunctionSpec
 
 
 def _spec(**overrides) -> FunctionSpec:

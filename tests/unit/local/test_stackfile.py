@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from finfaas.local.stackfile import (
+from finfaas_dev.stackfile import (
     IDLE_SECONDS_DEFAULT,
     StackError,
     load_stack,

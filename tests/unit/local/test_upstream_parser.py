@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from finfaas.local.upstream import (
+from finfaas_dev.upstream import (
     RESPONSE_BODY_BYTES_MAX,
     ResponseParser,
     UpstreamBrokenError,

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from finfaas.local.xray_collector import (
+from finfaas_dev.xray_collector import (
     BATCH_SEGMENTS_MAX,
     SegmentError,
     XRayCollector,

@@ -13,7 +13,6 @@ from finfaas.platform.audit import (
     AuditEventInvalid,
     AuditKey,
     AuditLog,
-    InMemoryAuditStore,
     Outcome,
     ProblemKind,
     anchors_from_json,
@@ -25,6 +24,7 @@ from finfaas.platform.audit import (
     verify_chain,
     verify_log,
 )
+from finfaas_dev.fakes.platform import InMemoryAuditStore
 
 SECRET = b"k" * 32
 KEY = AuditKey(key_id_of(SECRET), SECRET)

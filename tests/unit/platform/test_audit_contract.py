@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from finfaas.platform.audit import GENESIS_HASH, AuditRecord, InMemoryAuditStore
+from finfaas.platform.audit import GENESIS_HASH, AuditRecord
+from finfaas_dev.fakes.platform import InMemoryAuditStore
 
 
 def record(chain: str, seq: int, **changes) -> AuditRecord:

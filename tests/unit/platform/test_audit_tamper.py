@@ -8,12 +8,12 @@ from finfaas.platform.audit import (
     AuditEvent,
     AuditKey,
     AuditLog,
-    InMemoryAuditStore,
     Outcome,
     key_id_of,
     record_hash,
     verify_chain,
 )
+from finfaas_dev.fakes.platform import InMemoryAuditStore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -16,7 +16,7 @@ CHILD = textwrap.dedent(
     from finfaas.platform import logging as finfaas_logging
     finfaas_logging.configure(stream=io.StringIO())
     from finfaas.platform.http import FunctionApp
-    from finfaas.platform.testing import Event
+    from finfaas_dev.testing.platform import Event
 
     app = FunctionApp("accounts")
 

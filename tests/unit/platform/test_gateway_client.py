@@ -11,7 +11,7 @@ import pytest
 from finfaas.platform import config, tracing
 from finfaas.platform.credentials import TokenUnavailable
 from finfaas.platform.gateway_client import GatewayClient, GatewayTimeout, GatewayUnreachable
-from finfaas.platform.testing import loopback_http_server
+from finfaas_dev.testing.platform import loopback_http_server
 
 INCOMING = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing answers there

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from finfaas.platform.http import FORM_MEDIA_TYPE, FunctionApp, Request, StrictModel
-from finfaas.platform.testing import call
+from finfaas_dev.testing.platform import call
 from pydantic import BaseModel, Field
 
 JSON = {"Content-Type": "application/json"}

@@ -6,7 +6,7 @@ import pytest
 from finfaas.platform.errors import Conflict, ErrorSpec, ErrorTable, TooManyRequests
 from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.problems import FieldError, Problem
-from finfaas.platform.testing import call, captured_logs
+from finfaas_dev.testing.platform import call, captured_logs
 
 
 class InsufficientFunds(Exception):

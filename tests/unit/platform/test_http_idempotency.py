@@ -6,16 +6,13 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
-from finfaas.platform.audit import AuditLog, InMemoryAuditStore
+from finfaas.platform.audit import AuditLog
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
-from finfaas.platform.idempotency import (
-    IdempotencyGuard,
-    IdempotencyStoreError,
-    InMemoryIdempotencyStore,
-)
-from finfaas.platform.ratelimit import InMemoryRateLimitStore, RateLimit, RateLimiter
-from finfaas.platform.testing import TokenMinter, call
+from finfaas.platform.idempotency import IdempotencyGuard, IdempotencyStoreError
+from finfaas.platform.ratelimit import RateLimit, RateLimiter
+from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryIdempotencyStore, InMemoryRateLimitStore
+from finfaas_dev.testing.platform import TokenMinter, call
 from pydantic import BaseModel, Field
 
 NOW_S = 1_800_000_000.0

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from finfaas.platform.audit import AuditLog, InMemoryAuditStore, Outcome, audit_facts_from_json
+from finfaas.platform.audit import AuditLog, Outcome, audit_facts_from_json
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
-from finfaas.platform.testing import TokenMinter, call
+from finfaas_dev.fakes.platform import InMemoryAuditStore
+from finfaas_dev.testing.platform import TokenMinter, call
 from pydantic import Field
 
 WRITE = "money:write"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
-from finfaas.platform.testing import Event, call
+from finfaas_dev.testing.platform import Event, call
 from pydantic import BaseModel
 
 

@@ -14,13 +14,13 @@ from finfaas.platform.idempotency import (
     IdempotencyKeyMissing,
     IdempotencyKeyReused,
     IdempotencyStoreError,
-    InMemoryIdempotencyStore,
     RecordStatus,
     StoredResponse,
     fingerprint,
     storage_key,
     validate_key,
 )
+from finfaas_dev.fakes.platform import InMemoryIdempotencyStore
 
 START_S = 1_700_000_000.0
 LEASE_SECONDS = 30

@@ -6,12 +6,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from finfaas.platform.idempotency import (
-    IdempotencyRecord,
-    InMemoryIdempotencyStore,
-    RecordStatus,
-    StoredResponse,
-)
+from finfaas.platform.idempotency import IdempotencyRecord, RecordStatus, StoredResponse
+from finfaas_dev.fakes.platform import InMemoryIdempotencyStore
 
 NOW_MS = 1_700_000_000_000
 LEASE_MS = 60_000

@@ -7,7 +7,7 @@ import sys
 import pytest
 from finfaas.platform import jsonio
 from finfaas.platform.http import FunctionApp, Request
-from finfaas.platform.testing import call
+from finfaas_dev.testing.platform import call
 
 
 def nested(levels: int, open_: str = "[", close: str = "]") -> str:

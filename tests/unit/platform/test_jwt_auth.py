@@ -23,7 +23,7 @@ from finfaas.platform.jwt_auth import (
     jwt_leeway_seconds,
     parse_jwks,
 )
-from finfaas.platform.testing import TokenMinter, call, captured_logs
+from finfaas_dev.testing.platform import TokenMinter, call, captured_logs
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 from finfaas.platform.http import FunctionApp, Request, StrictModel, path_param_chars_max
-from finfaas.platform.testing import TokenMinter, call
+from finfaas_dev.testing.platform import TokenMinter, call
 from openapi_spec_validator import validate as validate_spec
 from pydantic import BaseModel, Field
 

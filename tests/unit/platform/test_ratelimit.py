@@ -7,7 +7,6 @@ from finfaas.platform.errors import TooManyRequests
 from finfaas.platform.ratelimit import (
     FAIL_CLOSED_RETRY_AFTER_SECONDS,
     LIMITS,
-    InMemoryRateLimitStore,
     RateLimit,
     RateLimiter,
     RateLimitStoreError,
@@ -15,6 +14,7 @@ from finfaas.platform.ratelimit import (
     SignInThrottle,
     bucket_name,
 )
+from finfaas_dev.fakes.platform import InMemoryRateLimitStore
 
 WINDOW_START_S = 1_700_000_040.0  # a multiple of 60: the start of a one-minute window
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from finfaas.platform.ratelimit import InMemoryRateLimitStore
+from finfaas_dev.fakes.platform import InMemoryRateLimitStore
 
 EXPIRES_AT_S = 1_700_000_120
 

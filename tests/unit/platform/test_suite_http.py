@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 from finfaas.platform.suite_http import new_suite_session
-from finfaas.platform.testing import loopback_http_server
+from finfaas_dev.testing.platform import loopback_http_server
 
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing answers there
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from finfaas.platform import config, tracing
 from finfaas.platform.http import FunctionApp, Request
-from finfaas.platform.testing import call, captured_logs
+from finfaas_dev.testing.platform import call, captured_logs
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 PARENT = "53995c3f42cd8ad8"
@@ -136,7 +136,7 @@ CHILD = textwrap.dedent(
     from finfaas.platform import logging as finfaas_logging
     finfaas_logging.configure(stream=io.StringIO())
     from finfaas.platform.http import FunctionApp
-    from finfaas.platform.testing import Event
+    from finfaas_dev.testing.platform import Event
 
     seen_headers = []
 

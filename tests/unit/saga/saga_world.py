@@ -18,14 +18,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from finfaas.domain.creditor import CreditorVault, payee_fingerprint
 from finfaas.domain.ledger import AccountKind, AccountStatus, NewAccount
-from finfaas.domain.reference_model import ReferenceLedger
-from finfaas.local.ledger_check import AccountSnapshot, Report, reconcile
 from finfaas.platform.events import EventMac
-from finfaas.platform.idempotency import IdempotencyGuard, InMemoryIdempotencyStore
-from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys, KeyedDigests
-from finfaas.platform.ratelimit import InMemoryRateLimitStore, RateLimiter
+from finfaas.platform.idempotency import IdempotencyGuard
+from finfaas.platform.pii import EnvelopeCipher, KeyedDigests
+from finfaas.platform.ratelimit import RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
-from finfaas.platform.testing import Context, Event, TokenMinter, load_function_handler
 from finfaas.services.ledger import LedgerService
 from finfaas.services.ledger_api import LedgerApi
 from finfaas.services.rail import InMemoryRailStore, RailAdapter, SandboxBank, SandboxSettings
@@ -42,11 +39,15 @@ from finfaas.services.webhooks import new_webhook_secret
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
 from finfaas.workflow.engine import Engine, EngineLimits
 from finfaas.workflow.model import Status
-from finfaas.workflow.store import InMemoryExecutionStore
 from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
-from finfaas.workflow.testing import CrashAt, FakeClock, SimulatedCrash
-from finfaas.workflow.wakeups import SWEEP, InMemoryWaker
+from finfaas.workflow.wakeups import SWEEP
+from finfaas_dev.fakes.platform import InMemoryDataKeys, InMemoryIdempotencyStore, InMemoryRateLimitStore
+from finfaas_dev.fakes.workflow import InMemoryExecutionStore, InMemoryWaker
+from finfaas_dev.ledger_check import AccountSnapshot, Report, reconcile
+from finfaas_dev.testing.platform import Context, Event, TokenMinter, load_function_handler
+from finfaas_dev.testing.reference_model import ReferenceLedger
+from finfaas_dev.testing.workflow import CrashAt, FakeClock, SimulatedCrash
 
 QUEUE_MAC = EventMac.generate()  # the events key the suite's senders seal queue messages with
 
@@ -561,7 +562,7 @@ class SagaWorld:
     def ledger_check(self) -> Report:
         """What `finfaas ledger check` checks, over this world's ledger."""
         if not isinstance(self.ledger, ReferenceLedger):
-            from finfaas.local.ledger_check import check_store
+            from finfaas_dev.ledger_check import check_store
 
             return check_store(self.ledger)
         snapshots = []

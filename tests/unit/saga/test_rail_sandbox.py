@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from finfaas.domain.creditor import CreditorVault
-from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys, KeyedDigests
+from finfaas.platform.pii import EnvelopeCipher, KeyedDigests
 from finfaas.services.rail import (
     REJECTED_ERROR,
     Creditor,
@@ -24,6 +24,7 @@ from finfaas.services.rail import (
 )
 from finfaas.services.suite_clients import TaskNotWaiting
 from finfaas.services.webhooks import new_webhook_secret
+from finfaas_dev.fakes.platform import InMemoryDataKeys
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 TOKEN = "dHJhbnNmZXI6dHJfMQ.secret"

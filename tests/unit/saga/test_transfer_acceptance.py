@@ -14,7 +14,7 @@ import pytest
 from finfaas.domain.creditor import CreditorVault
 from finfaas.domain.limits import Tier
 from finfaas.domain.money import transfer_amount_minor_max
-from finfaas.platform.pii import EnvelopeCipher, InMemoryDataKeys, KeyedDigests
+from finfaas.platform.pii import EnvelopeCipher, KeyedDigests
 from finfaas.services.transfers import (
     AccountInfo,
     InactiveAccount,
@@ -28,6 +28,7 @@ from finfaas.services.transfers import (
     WrongCurrency,
     transfer_id_for,
 )
+from finfaas_dev.fakes.platform import InMemoryDataKeys
 from pydantic import ValidationError
 
 OWNER, OTHER = "cust-1", "cust-2"

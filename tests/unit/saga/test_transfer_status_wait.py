@@ -12,7 +12,6 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from finfaas.platform.testing import load_function_handler
 from finfaas.services.transfers import (
     InMemoryTransferOrders,
     OrderEvent,
@@ -22,6 +21,7 @@ from finfaas.services.transfers import (
     TransferStatus,
     TransferStoreUnavailable,
 )
+from finfaas_dev.testing.platform import load_function_handler
 
 OWNER = "cust-1"
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

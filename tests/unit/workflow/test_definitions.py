@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from finfaas.local.tools import npm_tool_bin
 from finfaas.workflow.asl import DEFINITION_SUFFIX, definitions_dir, load_definition_file
+from finfaas_dev.tools import npm_tool_bin
 
 VALIDATOR_SECONDS_MAX = 60
 DEFINITIONS = sorted(definitions_dir().glob(f"*{DEFINITION_SUFFIX}"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import re
 
-from finfaas.local import executions as cli
-from finfaas.local.cli import COMMANDS, _command_module
 from finfaas.workflow.model import HistoryEvent
+from finfaas_dev import executions as cli
+from finfaas_dev.cli import COMMANDS, _command_module
 from workflow_testing import ToyBank, World, registry
 
 
@@ -25,7 +25,7 @@ def _ran_saga(to: str) -> World:
 
 
 def test_the_command_is_registered():
-    assert _command_module(["executions", "describe", "x"]) == "finfaas.local.executions"
+    assert _command_module(["executions", "describe", "x"]) == "finfaas_dev.executions"
     assert ("executions",) in COMMANDS
 
 

@@ -8,9 +8,9 @@ import time
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from finfaas.platform.testing import loopback_http_server
 from finfaas.workflow import errors
 from finfaas.workflow.tasks import HTTP_INVOKE, HttpTasks, TaskBusy, TaskCall, TaskFailed, TaskSucceeded
+from finfaas_dev.testing.platform import loopback_http_server
 
 SLOW_SECONDS = 2.0
 

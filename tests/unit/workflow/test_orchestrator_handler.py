@@ -7,10 +7,10 @@ import json
 
 import pytest
 from finfaas.platform.events import EventMac
-from finfaas.platform.testing import TokenMinter, call, load_function_handler
 from finfaas.workflow.interpreter import task_token
 from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import TaskSubmitted
+from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
 from workflow_testing import ScriptedTasks, ToyBank, World, registry
 
 ALL_SCOPES = ["orchestrator:read", "orchestrator:start", "orchestrator:callback", "ops"]

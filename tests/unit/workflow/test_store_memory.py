@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from finfaas.workflow.store import InMemoryExecutionStore
+from finfaas_dev.fakes.workflow import InMemoryExecutionStore
 from store_contract import ExecutionStoreContract
 
 

@@ -13,11 +13,11 @@ from typing import Any
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file, parse_definition
 from finfaas.workflow.engine import Engine, EngineLimits
 from finfaas.workflow.model import Status
-from finfaas.workflow.store import InMemoryExecutionStore
 from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import TaskBusy, TaskCall, TaskFailed, TaskSubmitted, TaskSucceeded
-from finfaas.workflow.testing import CrashAt, FakeClock, SimulatedCrash
-from finfaas.workflow.wakeups import SWEEP, InMemoryWaker
+from finfaas.workflow.wakeups import SWEEP
+from finfaas_dev.fakes.workflow import InMemoryExecutionStore, InMemoryWaker
+from finfaas_dev.testing.workflow import CrashAt, FakeClock, SimulatedCrash
 
 VISIBILITY_SECONDS = 30  # infra/template.yaml's orchestrator queue
 DELIVERIES_MAX = 500

@@ -18,12 +18,8 @@ from typing import Any
 from finfaas.platform import jwt_auth
 from finfaas.platform.errors import HttpError
 from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
-from finfaas.platform.idempotency import (
-    IDEMPOTENCY_KEY_HEADER,
-    IdempotencyGuard,
-    InMemoryIdempotencyStore,
-    StoredResponse,
-)
+from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, IdempotencyGuard, StoredResponse
+from finfaas_dev.fakes.platform import InMemoryIdempotencyStore
 from pydantic import Field
 
 WRITE = "transfers:write"

@@ -51,7 +51,7 @@ from typing import Any
 
 import urllib3
 
-from finfaas.local.bench.ledger import (
+from finfaas_dev.bench.ledger import (
     GATEWAY_READY_SECONDS_MAX,
     Sandbox,
     answers,
@@ -62,7 +62,7 @@ from finfaas.local.bench.ledger import (
     write_secrets,
 )
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[4]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
 CURRENCY = "USD"
 CLIENTS_DEFAULT = 8
@@ -181,7 +181,7 @@ class Proxy:
 def start_proxy(upstream: str, folder: Path) -> Proxy:
     port = free_port()
     code = (
-        f"from finfaas.local.bench.transfers import serve_counting_proxy; "
+        f"from finfaas_dev.bench.transfers import serve_counting_proxy; "
         f"serve_counting_proxy({port}, {upstream!r})"
     )
     log = (folder / f"proxy-{port}.log").open("wb")
@@ -222,7 +222,8 @@ def client_token(*scopes: str) -> str:
     """A client token with these scopes, signed by the suite's dev signing key."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
+
+    from finfaas_dev.testing.platform import TokenMinter
 
     settings = config.auth_settings()
     minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
@@ -254,7 +255,7 @@ def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
-        "finfaas.local.gateway",
+        "finfaas_dev.gateway",
         "--stack",
         str(stack),
         "--port",
@@ -277,9 +278,10 @@ def open_customers(count: int, run_id: str) -> list[Customer]:
     from finfaas.domain.ledger import NewAccount
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.platform.testing import TokenMinter
     from finfaas.services.ledger import LedgerService
     from finfaas.store.ledger_store import ledger_store_from_config
+
+    from finfaas_dev.testing.platform import TokenMinter
 
     store = ledger_store_from_config()
     service = LedgerService(store)
@@ -635,8 +637,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from finfaas.local import emulators, infra, tools
-    from finfaas.local.gateway import run_on_uvloop
+    from finfaas_dev import emulators, infra, tools
+    from finfaas_dev.gateway import run_on_uvloop
 
     with tempfile.TemporaryDirectory(prefix="finfaas-bench-transfers-") as folder:
         sandbox = Sandbox(Path(folder), f"bench{secrets.token_hex(3)}", free_port(), Path(folder) / "secrets")

@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("FINFAAS_CACHE_DIR", str(PROJECT_ROOT / ".cache")))
 DYNAMODB_LOCAL_DIR = CACHE_DIR / "dynamodb-local"
 DYNAMODB_LOCAL_JAR = "DynamoDBLocal.jar"

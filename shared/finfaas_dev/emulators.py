@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from finfaas.local import tools
+from finfaas_dev import tools
 
 LOOPBACK_HOST = "127.0.0.1"
 DYNAMODB_PORT_DEFAULT = 8000
@@ -185,7 +185,7 @@ class EmbeddedAWS:
                 "-cp", classpath, tools.LAUNCHER_CLASS, *options]
 
     def _moto_command(self) -> list[str]:
-        command = [sys.executable, "-m", "finfaas.local.moto_runner", "--host", LOOPBACK_HOST,
+        command = [sys.executable, "-m", "finfaas_dev.moto_runner", "--host", LOOPBACK_HOST,
                    "--port", str(self.moto_port), "--exit-on-stdin-eof"]
         return [*command, "--serialize"] if MOTO_SERIALIZE_REQUESTS else command
 

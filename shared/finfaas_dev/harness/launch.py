@@ -31,7 +31,7 @@ def harness_command(
     parent_pid: int | None = None,
 ) -> list[str]:
     """The argv that starts a function process with this interpreter."""
-    command = [sys.executable, "-m", "finfaas.local.harness", "--function-dir", str(function_dir)]
+    command = [sys.executable, "-m", "finfaas_dev.harness", "--function-dir", str(function_dir)]
     if port is not None:
         command += ["--port", str(port)]
     if listen_fd is not None:
@@ -93,7 +93,7 @@ def _signal_ready(ready_fd: int | None) -> None:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m finfaas.local.harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m finfaas_dev.harness", description=__doc__)
     parser.add_argument("--function-dir", type=Path, required=True, help="folder holding handler.py")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT (0: any free port)")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = listening_socket(args.port, args.listen_fd)
     from waitress import create_server  # imported with the app, as the template does
 
-    index = importlib.import_module("finfaas.local.harness.index")
+    index = importlib.import_module("finfaas_dev.harness.index")
     logging.basicConfig()  # what waitress.serve() does before serving
     server = create_server(index.app, sockets=[sock])
     server.print_listen("Serving on http://{}:{}")

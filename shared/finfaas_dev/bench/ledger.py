@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[4]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
 CURRENCY = "USD"
 CLIENTS_DEFAULT = 8
@@ -136,7 +136,7 @@ class TransferRequests:
 async def function_load(port: int, requests: TransferRequests, clients: int, seconds: float,
                         requests_max: int) -> LoadResult:
     """POST transfers through the gateway over `clients` keep-alive connections, time- and count-bound."""
-    from finfaas.local.upstream import UpstreamError, UpstreamPool
+    from finfaas_dev.upstream import UpstreamError, UpstreamPool
 
     pool = UpstreamPool("127.0.0.1", port, clients)
     result = LoadResult()
@@ -375,7 +375,7 @@ def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
     stack = sandbox.folder / "stack.yml"
     stack.write_text(stack_text())
     log = (sandbox.folder / "gateway.log").open("wb")
-    command = [sys.executable, "-m", "finfaas.local.gateway", "--stack", str(stack), "--port",
+    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack), "--port",
                str(sandbox.gateway_port), "--no-connector"]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
@@ -589,7 +589,7 @@ def summarize(results: dict[str, list[LoadResult]], deltas: list[dict], template
 
 
 def ledger_check(stage: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "finfaas.local.cli", "ledger", "check", "--stage", stage],
+    return subprocess.run([sys.executable, "-m", "finfaas_dev.cli", "ledger", "check", "--stage", stage],
                           capture_output=True, text=True, timeout=CHECK_TIMEOUT_SECONDS, env=dict(os.environ))
 
 
@@ -611,8 +611,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench ledger: need 0 < --seconds <= {SECONDS_PER_ROUND_MAX}, --accounts >= 2, --clients >= 1",
               file=sys.stderr)
         return 2
-    from finfaas.local import emulators, infra, tools
-    from finfaas.local.gateway import run_on_uvloop
+    from finfaas_dev import emulators, infra, tools
+    from finfaas_dev.gateway import run_on_uvloop
 
     with tempfile.TemporaryDirectory(prefix="finfaas-bench-ledger-") as folder:
         sandbox = Sandbox(Path(folder), f"bench{secrets.token_hex(3)}", free_port(), Path(folder) / "secrets")

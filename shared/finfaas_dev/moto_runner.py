@@ -1,4 +1,4 @@
-"""moto in server mode as a child process of EmbeddedAWS: `python -m finfaas.local.moto_runner`.
+"""moto in server mode as a child process of EmbeddedAWS: `python -m finfaas_dev.moto_runner`.
 
 Same server as `moto_server`, plus two things the launcher needs: it exits when its standard
 input closes (the parent died, even by SIGKILL), and it can serialize requests (see SerializedApp).

@@ -27,21 +27,21 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+from finfaas.platform.config import LOCAL_SECRETS_DIR_DEFAULT, OPENFAAS_SECRETS_DIR
+from finfaas.platform.http import CLIENT_IP_HEADER_DEFAULT, CLIENT_IP_HEADER_ENV
+from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, Problem
 from multidict import CIMultiDictProxy
 
-from finfaas.local import http1
-from finfaas.local.http1 import Reply, Request
-from finfaas.local.process_pool import (
+from finfaas_dev import http1
+from finfaas_dev.http1 import Reply, Request
+from finfaas_dev.process_pool import (
     FunctionPool,
     FunctionRuntime,
     FunctionStartError,
     log_event,
 )
-from finfaas.local.stackfile import Stack, StackError, load_stack
-from finfaas.local.upstream import UpstreamBrokenError, UpstreamConnectError
-from finfaas.platform.config import LOCAL_SECRETS_DIR_DEFAULT, OPENFAAS_SECRETS_DIR
-from finfaas.platform.http import CLIENT_IP_HEADER_DEFAULT, CLIENT_IP_HEADER_ENV
-from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, Problem
+from finfaas_dev.stackfile import Stack, StackError, load_stack
+from finfaas_dev.upstream import UpstreamBrokenError, UpstreamConnectError
 
 LOOPBACK_HOST = "127.0.0.1"
 GATEWAY_PORT_DEFAULT = 8080
@@ -446,7 +446,7 @@ class Gateway:
 
     async def _start_companions(self) -> None:
         if self.config.connector and any(spec.topics for spec in self.config.stack.functions.values()):
-            from finfaas.local.connector import QueueConnector, connector_wait_seconds
+            from finfaas_dev.connector import QueueConnector, connector_wait_seconds
 
             connector = QueueConnector.for_stack(
                 self.config.stack,
@@ -456,7 +456,7 @@ class Gateway:
             await connector.start()
             self._companions.append(connector)
         if self.config.xray_collector:
-            from finfaas.local.xray_collector import XRayCollector, parse_daemon_address
+            from finfaas_dev.xray_collector import XRayCollector, parse_daemon_address
 
             collector = XRayCollector(parse_daemon_address(self.config.xray_address))
             try:
@@ -532,7 +532,7 @@ def run(args: argparse.Namespace) -> int:
         log_event("gateway_config_error", detail=str(error))
         return 2
     if args.xray_collector:
-        from finfaas.local.xray_collector import parse_daemon_address
+        from finfaas_dev.xray_collector import parse_daemon_address
 
         try:
             parse_daemon_address(args.xray_address)
@@ -580,7 +580,7 @@ async def serve_until_stopped(config: GatewayConfig) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m finfaas.local.gateway", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m finfaas_dev.gateway", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args())
 

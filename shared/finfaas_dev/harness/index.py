@@ -20,7 +20,7 @@ does not match, such as one holding %0A, with 404). Here every such request reac
 so the function's own routing answers it (problem+json, its real Allow). `finfaas build
 --shrinkwrap` puts this file in every build context, so images run the same code.
 The listener is loopback (of-watchdog's upstream is 127.0.0.1:5000 in the image too), on the
-port or inherited socket the local gateway chose; see finfaas.local.harness.__main__.
+port or inherited socket the local gateway chose; see finfaas_dev.harness.__main__.
 The `function` package must be importable before this module is (the launcher arranges it).
 """
 

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from finfaas.local import emulators, gateway, infra, relay, stackfile, tools
 from finfaas.platform import audit, config, keys
+
+from finfaas_dev import emulators, gateway, infra, relay, stackfile, tools
 
 STATE_DIR = Path(".finfaas")
 SECRETS_DIR = STATE_DIR / "secrets"

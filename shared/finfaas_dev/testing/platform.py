@@ -25,7 +25,7 @@ from finfaas.platform.keys import KeyRing, generate_signing_key
 from finfaas.platform.tokens import ACCESS_TOKEN_TYPE
 
 test_key_bits = 2048
-# shared/finfaas/platform/testing.py -> the repository root holding functions/<name>/handler.py
+# shared/finfaas_dev/testing/platform.py -> the repository root holding functions/<name>/handler.py
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 
 

@@ -8,19 +8,19 @@ import sys
 
 # command words -> module with add_arguments(parser) and run(args) -> int exit code
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("up",): ("finfaas.local.up", "run the embedded suite: emulators, infra, gateway, functions"),
-    ("tools", "install"): ("finfaas.local.tools", "install Java, DynamoDB Local and the npm tools"),
-    ("emulators",): ("finfaas.local.emulators", "run only the embedded AWS emulators"),
-    ("infra", "deploy"): ("finfaas.local.infra", "deploy infra/template.yaml to the configured endpoints"),
-    ("gateway",): ("finfaas.local.gateway", "run only the local gateway (emulators must be up)"),
-    ("bench", "coldstart"): ("finfaas.local.bench.coldstart", "cold start and idle RSS per function"),
-    ("bench", "gateway"): ("finfaas.local.bench.gateway", "gateway throughput against direct calls"),
-    ("bench", "ledger"): ("finfaas.local.bench.ledger", "ledger transfers/s against raw transactions"),
-    ("bench", "transfers"): ("finfaas.local.bench.transfers", "transfer saga throughput and latency"),
-    ("ledger", "check"): ("finfaas.local.ledger_check", "reconcile balances, entries and transfers"),
-    ("audit", "verify"): ("finfaas.local.audit_verify", "verify the audit log's hash chain"),
-    ("executions",): ("finfaas.local.executions", "list or describe orchestrator executions"),
-    ("build",): ("finfaas.local.build", "assemble faas-cli build contexts (shrinkwrap)"),
+    ("up",): ("finfaas_dev.up", "run the embedded suite: emulators, infra, gateway, functions"),
+    ("tools", "install"): ("finfaas_dev.tools", "install Java, DynamoDB Local and the npm tools"),
+    ("emulators",): ("finfaas_dev.emulators", "run only the embedded AWS emulators"),
+    ("infra", "deploy"): ("finfaas_dev.infra", "deploy infra/template.yaml to the configured endpoints"),
+    ("gateway",): ("finfaas_dev.gateway", "run only the local gateway (emulators must be up)"),
+    ("bench", "coldstart"): ("finfaas_dev.bench.coldstart", "cold start and idle RSS per function"),
+    ("bench", "gateway"): ("finfaas_dev.bench.gateway", "gateway throughput against direct calls"),
+    ("bench", "ledger"): ("finfaas_dev.bench.ledger", "ledger transfers/s against raw transactions"),
+    ("bench", "transfers"): ("finfaas_dev.bench.transfers", "transfer saga throughput and latency"),
+    ("ledger", "check"): ("finfaas_dev.ledger_check", "reconcile balances, entries and transfers"),
+    ("audit", "verify"): ("finfaas_dev.audit_verify", "verify the audit log's hash chain"),
+    ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),
+    ("build",): ("finfaas_dev.build", "assemble faas-cli build contexts (shrinkwrap)"),
 }
 
 

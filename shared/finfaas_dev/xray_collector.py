@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from finfaas.local.process_pool import log_event
+from finfaas_dev.process_pool import log_event
 
 DAEMON_ADDRESS_DEFAULT = "127.0.0.1:2000"
 DAEMON_ADDRESS_ENV = "AWS_XRAY_DAEMON_ADDRESS"
@@ -66,7 +66,7 @@ def segment_document(datagram: bytes) -> str:
 
 
 def _default_xray_client():
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     return client("xray")
 
@@ -193,6 +193,6 @@ async def _serve(address: tuple[str, int]) -> int:
 
 
 if __name__ == "__main__":
-    main_parser = argparse.ArgumentParser(prog="python -m finfaas.local.xray_collector", description=__doc__)
+    main_parser = argparse.ArgumentParser(prog="python -m finfaas_dev.xray_collector", description=__doc__)
     add_arguments(main_parser)
     raise SystemExit(run(main_parser.parse_args()))

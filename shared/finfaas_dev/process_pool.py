@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from finfaas.local.harness import READY_MESSAGE, harness_command
-from finfaas.local.stackfile import FunctionSpec
-from finfaas.local.upstream import UpstreamPool
+from finfaas_dev.harness import READY_MESSAGE, harness_command
+from finfaas_dev.stackfile import FunctionSpec
+from finfaas_dev.upstream import UpstreamPool
 
 LOOPBACK_HOST = "127.0.0.1"
 LISTEN_BACKLOG_CONNECTIONS = 1024
@@ -64,7 +64,7 @@ def function_environment(spec: FunctionSpec, parent_env: Mapping[str, str]) -> d
 def use_normal_scheduling() -> None:
     """Give the calling thread the default time-sharing policy (and so the threads it creates).
 
-    The gateway runs as SCHED_BATCH (see finfaas.local.gateway.yield_cpu_to_functions); a
+    The gateway runs as SCHED_BATCH (see finfaas_dev.gateway.yield_cpu_to_functions); a
     function process would inherit that, and must instead run as it runs in its container.
     """
     if hasattr(os, "sched_setscheduler"):

@@ -20,7 +20,7 @@ from aiohttp.http import HttpProcessingError, HttpRequestParser
 from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDictProxy
 
-from finfaas.local.process_pool import log_event
+from finfaas_dev.process_pool import log_event
 
 READ_BUFFER_BYTES = 64 * 1024
 REQUEST_LINE_BYTES_MAX = 8190

@@ -35,8 +35,8 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from finfaas.local.process_pool import log_event
-from finfaas.local.stackfile import Stack
+from finfaas_dev.process_pool import log_event
+from finfaas_dev.stackfile import Stack
 
 DEFAULT_EVENT_TYPE = "dev.finfaas.sqs.message"
 RECEIVE_COUNT_EXTENSION = "finfaasreceivecount"
@@ -140,7 +140,7 @@ def _sniffed_content_type(body: str) -> str:
 
 
 def _default_sqs_client():
-    from finfaas.local.awsclients import client
+    from finfaas_dev.awsclients import client
 
     return client("sqs")
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import psutil
 
-from finfaas.local.harness import harness_command
-from finfaas.local.process_pool import function_environment
-from finfaas.local.stackfile import FunctionSpec, load_stack
+from finfaas_dev.harness import harness_command
+from finfaas_dev.process_pool import function_environment
+from finfaas_dev.stackfile import FunctionSpec, load_stack
 
 PEER_HANDLER_DIR = Path(__file__).resolve().parent / "peer_hello"
 PEER_KEY = "(peer)"
@@ -128,9 +128,9 @@ def _summarise(results: list[Run]) -> dict:
 def import_breakdown(spec: FunctionSpec) -> dict[str, float]:
     """Top modules by cumulative import time (ms) when the harness loads this function."""
     script = (
-        "import sys; from finfaas.local.harness import install_function_package;"
+        "import sys; from finfaas_dev.harness import install_function_package;"
         f"install_function_package({str(spec.handler_dir)!r});"
-        "import waitress, finfaas.local.harness.index"
+        "import waitress, finfaas_dev.harness.index"
     )
     completed = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", script],

@@ -110,7 +110,7 @@ SCHEDULED_URLS = {
     KNATIVE: "http://{name}." + KNATIVE_NAMESPACE + ".svc.cluster.local",  # the Service's cluster address
 }
 SCHEDULE_NAMESPACES = {OPENFAAS: OPENFAAS_FUNCTION_NAMESPACE, KNATIVE: KNATIVE_NAMESPACE}
-SHARED_IN_IMAGE = "/home/app/function/shared"  # where configuration.copy puts the shared package
+SHARED_IN_IMAGE = "/home/app/function/shared"  # configuration.copy puts ./shared/finfaas in it
 tick_deadline_seconds = 120  # a tick waits for the run it starts (the relay's 50 s); then the Job gives up
 
 
@@ -226,7 +226,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--shrinkwrap", action="store_true",
-        help="lay out build/<fn>/function as `faas-cli build --shrinkwrap` does (handler + shared)",
+        help="lay out build/<fn>/function as `faas-cli build --shrinkwrap` does (handler + runtime package)",
     )
     parser.add_argument(
         "--template", action="store_true",

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import psutil
 
-from finfaas.local.process_pool import function_environment, start_function_process
-from finfaas.local.stackfile import load_stack
-from finfaas.local.upstream import UpstreamError, UpstreamPool
+from finfaas_dev.process_pool import function_environment, start_function_process
+from finfaas_dev.stackfile import load_stack
+from finfaas_dev.upstream import UpstreamError, UpstreamPool
 
 PEER_HANDLER_DIR = Path(__file__).resolve().parent / "peer_hello"
 CONCURRENCY_DEFAULT = 8
@@ -127,7 +127,7 @@ def _start_gateway(stack_path: Path, port: int) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
-        "finfaas.local.gateway",
+        "finfaas_dev.gateway",
         "--stack",
         str(stack_path),
         "--port",
@@ -279,7 +279,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from finfaas.local.gateway import run_on_uvloop
+    from finfaas_dev.gateway import run_on_uvloop
 
     with tempfile.TemporaryDirectory(prefix="finfaas-bench-") as folder:
         stack_path = Path(folder) / "stack.yml"

@@ -21,9 +21,9 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from botocore.parsers import ResponseParserError
 
-from finfaas.local import awsclients
-from finfaas.local.emulators import EmulatorError, require_endpoint
-from finfaas.local.tools import PROJECT_ROOT
+from finfaas_dev import awsclients
+from finfaas_dev.emulators import EmulatorError, require_endpoint
+from finfaas_dev.tools import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "infra" / "template.yaml"
 TABLE_TYPE = "AWS::DynamoDB::Table"
