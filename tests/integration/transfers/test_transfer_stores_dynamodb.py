@@ -11,15 +11,15 @@ from finfaas.domain.limits import Tier
 from finfaas.domain.risk_rules import Assessment, Decision, RiskRequest
 from finfaas.services.rail import InMemoryRailStore, PaymentStatus, Plan, RailPayment
 from finfaas.services.risk import BlockEntry, InMemoryRiskStore
-from finfaas.services.transfers import (
+from finfaas.services.transfers.model import (
     DailyUsage,
-    InMemoryTransferOrders,
     OrderEvent,
     Step,
     TransferOrder,
     TransferStatus,
     UsageOutcome,
 )
+from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 

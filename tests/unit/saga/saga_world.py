@@ -28,13 +28,8 @@ from finfaas.services.ledger_api import LedgerApi
 from finfaas.services.rail import InMemoryRailStore, RailAdapter, SandboxBank, SandboxSettings
 from finfaas.services.risk import InMemoryRiskStore, RiskService
 from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
-from finfaas.services.transfers import (
-    InMemoryTransferOrders,
-    LedgerAccounts,
-    TransferOrder,
-    TransfersService,
-    TransfersSettings,
-)
+from finfaas.services.transfers.model import TransferOrder
+from finfaas.services.transfers.service import LedgerAccounts, TransfersService, TransfersSettings
 from finfaas.services.webhooks import new_webhook_secret
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
 from finfaas.workflow.engine import Engine, EngineLimits
@@ -43,6 +38,7 @@ from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
 from finfaas.workflow.wakeups import SWEEP
 from finfaas_dev.fakes.platform import InMemoryDataKeys, InMemoryIdempotencyStore, InMemoryRateLimitStore
+from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 from finfaas_dev.fakes.workflow import InMemoryExecutionStore, InMemoryWaker
 from finfaas_dev.ledger_check import AccountSnapshot, Report, reconcile
 from finfaas_dev.testing.platform import Context, Event, TokenMinter, load_function_handler
