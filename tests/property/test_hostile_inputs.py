@@ -331,7 +331,7 @@ MESSAGE_VALUES = st.one_of(st.sampled_from(MESSAGE_WORDS), HOSTILE_VALUES)
 def cloudevent_types() -> list[str]:
     """The ce-type of every message the queue routes tell apart, and one they do not know."""
     from finfaas.services.rail import SETTLE_EVENT_TYPE
-    from finfaas.services.webhooks import DELIVERY_TYPE
+    from finfaas.services.webhooks.api import DELIVERY_TYPE
     from finfaas.workflow.tasks import TASK_EVENT_TYPE
     from finfaas.workflow.wakeups import SWEEP_EVENT_TYPE, WAKE_EVENT_TYPE
 

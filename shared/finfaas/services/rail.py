@@ -37,7 +37,13 @@ from finfaas.platform.http import StrictModel
 from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable, sealed_chars_max
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
-from finfaas.services.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
+from finfaas.services.webhooks.model import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    verify_signature,
+)
 
 NOTICE_KEY_SECRET_NAME = "rail-notice-key"  # noqa: S105 - the secret's name, not a secret
 SETTLE_EVENT_TYPE = "dev.finfaas.rail.settle"
@@ -471,7 +477,7 @@ class RailAdapter:
 
     def on_notice(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> str:
         """A signed notice from the bank: report the payment's final status to the waiting saga."""
-        from finfaas.services.webhooks import InvalidSignature
+        from finfaas.services.webhooks.errors import InvalidSignature
 
         try:
             moment = self._clock().timestamp() if now is None else now
@@ -553,7 +559,7 @@ class RailAdapter:
 
 def new_notice_key() -> str:
     """A fresh `rail-notice-key` secret (Standard Webhooks format)."""
-    from finfaas.services.webhooks import new_webhook_secret
+    from finfaas.services.webhooks.model import new_webhook_secret
 
     return new_webhook_secret()
 

@@ -30,7 +30,7 @@ from finfaas.services.risk import InMemoryRiskStore, RiskService
 from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
 from finfaas.services.transfers.model import TransferOrder
 from finfaas.services.transfers.service import LedgerAccounts, TransfersService, TransfersSettings
-from finfaas.services.webhooks import new_webhook_secret
+from finfaas.services.webhooks.model import new_webhook_secret
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
 from finfaas.workflow.engine import Engine, EngineLimits
 from finfaas.workflow.model import Status

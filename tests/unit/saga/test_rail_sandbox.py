@@ -23,7 +23,7 @@ from finfaas.services.rail import (
     plan_for,
 )
 from finfaas.services.suite_clients import TaskNotWaiting
-from finfaas.services.webhooks import new_webhook_secret
+from finfaas.services.webhooks.model import new_webhook_secret
 from finfaas_dev.fakes.platform import InMemoryDataKeys
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
