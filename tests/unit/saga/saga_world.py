@@ -25,7 +25,7 @@ from finfaas.platform.ratelimit import RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
 from finfaas.services.ledger import LedgerService
 from finfaas.services.ledger_api import LedgerApi
-from finfaas.services.rail import InMemoryRailStore, RailAdapter, SandboxBank, SandboxSettings
+from finfaas.services.rail.service import RailAdapter, SandboxBank, SandboxSettings
 from finfaas.services.risk import InMemoryRiskStore, RiskService
 from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
 from finfaas.services.transfers.model import TransferOrder
@@ -38,6 +38,7 @@ from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
 from finfaas.workflow.wakeups import SWEEP
 from finfaas_dev.fakes.platform import InMemoryDataKeys, InMemoryIdempotencyStore, InMemoryRateLimitStore
+from finfaas_dev.fakes.rail import InMemoryRailStore
 from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 from finfaas_dev.fakes.workflow import InMemoryExecutionStore, InMemoryWaker
 from finfaas_dev.ledger_check import AccountSnapshot, Report, reconcile
@@ -578,7 +579,7 @@ class _Scheduler:
     """SqsSettlementScheduler on the in-memory queue."""
 
     def __init__(self, sender: QueueSender) -> None:
-        from finfaas.services.rail import SqsSettlementScheduler
+        from finfaas.services.rail.service import SqsSettlementScheduler
 
         self._scheduler = SqsSettlementScheduler(queue=sender, mac=QUEUE_MAC)
 
