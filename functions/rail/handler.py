@@ -25,42 +25,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from finfaas.platform.errors import ErrorSpec, ValidationFailed
+from finfaas.platform.errors import ValidationFailed
 from finfaas.platform.events import delivery_type, event_mac_from_config
 from finfaas.platform.http import FunctionApp, Request
-from finfaas.platform.pii import PiiKeyUnavailable
 from finfaas.platform.queue_proof import QueueMessageProof
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
-from finfaas.services.rail import (
+from finfaas.services.rail.api import (
+    ERRORS,
     SETTLE_EVENT_TYPE,
     HandOff,
-    InvalidNotice,
-    PaymentConflict,
-    PaymentNotFound,
     PaymentView,
-    RailAdapter,
-    RailStoreUnavailable,
-    SandboxBank,
-    SandboxSettings,
     SettleMessage,
     payment_view,
 )
-from finfaas.services.suite_clients import ServiceUnreachable
+from finfaas.services.rail.service import RailAdapter, SandboxBank, SandboxSettings
 from pydantic import ValidationError
 
 FUNCTION_NAME = "rail"
 READ, RECALL = "rail:read", "rail:recall"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 NOTICES_PATH = "/function/rail/notices"
-ERRORS = {
-    PaymentConflict: ErrorSpec(409, PaymentConflict.code, "Payment exists with different fields"),
-    PaymentNotFound: ErrorSpec(404, PaymentNotFound.code, "Payment not found"),
-    InvalidNotice: ErrorSpec(401, InvalidNotice.code, "Invalid notice"),
-    RailStoreUnavailable: ErrorSpec(503, RailStoreUnavailable.code, "Rail store unavailable"),
-    ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
-    # The queue redelivers the hand-off; the payee stays sealed until KMS answers again.
-    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
-}
 
 
 @dataclass
@@ -85,7 +69,7 @@ def build_services() -> RailServices:
     from finfaas.platform import config
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
-    from finfaas.services.rail import NOTICE_KEY_SECRET_NAME, HttpNoticeSender, SqsSettlementScheduler
+    from finfaas.services.rail.service import NOTICE_KEY_SECRET_NAME, HttpNoticeSender, SqsSettlementScheduler
     from finfaas.services.suite_clients import OrchestratorClient, SuiteClient
     from finfaas.store.ledger_store import DynamoCallMeter
     from finfaas.store.rail_store import RailStore

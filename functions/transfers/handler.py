@@ -27,49 +27,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from finfaas.domain import errors as ledger_errors
-from finfaas.platform.errors import ErrorSpec, HttpError
 from finfaas.platform.events import event_mac_from_config
 from finfaas.platform.http import FunctionApp, Request, Response, validation_failed
 from finfaas.platform.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
     REPLAYED_HEADER,
     IdempotencyGuard,
-    IdempotencyKeyReused,
 )
-from finfaas.platform.pii import PiiKeyUnavailable
 from finfaas.platform.queue_proof import QueueMessageProof
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
-from finfaas.services.suite_clients import ServiceUnreachable
-from finfaas.services.transfers import (
+from finfaas.services.transfers.api import (
+    ERRORS,
     Accepted,
     AttentionBody,
-    ConcurrentUpdate,
     DecisionBody,
     FailBody,
-    InactiveAccount,
-    InvalidDecision,
-    InvalidTransfer,
     NewTransferBody,
-    NoDecisionPending,
-    OrchestratorUnavailable,
-    OverTransferLimit,
     StepBody,
     TaskMessage,
     TierBody,
-    TransferExists,
-    TransferNotFound,
-    TransfersService,
-    TransfersSettings,
-    TransferStoreUnavailable,
     TransferView,
-    UnknownAccount,
-    ValidationRefused,
     WaitQuery,
-    WrongCurrency,
+    refusing_step,
     transfer_view,
 )
+from finfaas.services.transfers.service import TransfersService, TransfersSettings
 from pydantic import ValidationError
 
 FUNCTION_NAME = "transfers"
@@ -83,47 +66,6 @@ BREAKER_FAILURES_ENV = "TRANSFERS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "TRANSFERS_RISK_BREAKER_OPEN_SECONDS"
 WAITERS_MAX_ENV = "TRANSFERS_WAITERS_MAX"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
-
-
-class StepRefused(HttpError):
-    """A saga step refuses the transfer for good; the problem code says why."""
-
-    status, code, title = 422, "step_refused", "Step refused"
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-
-
-def _ledger_input_errors() -> dict[type[BaseException], ErrorSpec]:
-    """Amount and currency parsing refusals, each with its own code."""
-    found: list[type] = [ledger_errors.InvalidInput]
-    for cls in found:
-        found.extend(sub for sub in cls.__subclasses__() if sub not in found)
-    return {cls: ErrorSpec(422, cls.code, cls.code.replace("_", " ").capitalize()) for cls in found}
-
-
-ERRORS = {
-    **_ledger_input_errors(),
-    TransferNotFound: ErrorSpec(404, TransferNotFound.code, "Transfer not found"),
-    # Refusals at acceptance (nothing recorded); the saga's own step answers them as StepRefused.
-    # Another customer's account answers exactly as a missing one (no existence oracle).
-    UnknownAccount: ErrorSpec(404, UnknownAccount.code, "Account not found"),
-    InactiveAccount: ErrorSpec(422, InactiveAccount.code, "Account not active"),
-    WrongCurrency: ErrorSpec(422, WrongCurrency.code, "Currency mismatch"),
-    OverTransferLimit: ErrorSpec(422, OverTransferLimit.code, "Per-transfer limit exceeded"),
-    ledger_errors.LedgerBusy: ErrorSpec(503, ledger_errors.LedgerBusy.code, "Ledger busy"),
-    # The platform's answer to a key reused for a different request, as on every other keyed route.
-    TransferExists: ErrorSpec(422, IdempotencyKeyReused.code, IdempotencyKeyReused.title),
-    InvalidTransfer: ErrorSpec(422, InvalidTransfer.code, "Invalid transfer"),
-    NoDecisionPending: ErrorSpec(409, NoDecisionPending.code, "No decision pending"),
-    InvalidDecision: ErrorSpec(422, InvalidDecision.code, "Invalid decision"),
-    OrchestratorUnavailable: ErrorSpec(503, OrchestratorUnavailable.code, "Orchestrator unavailable"),
-    TransferStoreUnavailable: ErrorSpec(503, TransferStoreUnavailable.code, "Transfer store unavailable"),
-    ConcurrentUpdate: ErrorSpec(503, ConcurrentUpdate.code, "Transfer busy"),
-    ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
-    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
-}
 
 
 @dataclass
@@ -151,7 +93,7 @@ def build_services() -> TransfersServices:
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.platform.resilience import CircuitBreaker
     from finfaas.services.suite_clients import OrchestratorClient, RiskClient, SuiteClient
-    from finfaas.services.transfers import LedgerAccounts
+    from finfaas.services.transfers.service import LedgerAccounts
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
     from finfaas.store.ratelimit_store import RateLimitStore
@@ -228,17 +170,10 @@ def get_transfer(req: Request, transfer_id: str, query: WaitQuery) -> TransferVi
 # --- the saga's own steps -----------------------------------------------------------------------------
 
 
-def _refusing(step: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    try:
-        return step()
-    except ValidationRefused as refusal:
-        raise StepRefused(refusal.code, refusal.detail) from None
-
-
 @app.route("POST", "/saga/validate", body=StepBody, **SAGA_ROUTE)
 def saga_validate(req: Request, body: StepBody) -> dict[str, Any]:
     """Accounts, ownership, currency and tier limits; counts the amount in the day's total."""
-    return _refusing(lambda: services.get().transfers.validate(body.transfer_id))
+    return refusing_step(lambda: services.get().transfers.validate(body.transfer_id))
 
 
 @app.route("POST", "/saga/screen", body=StepBody, **SAGA_ROUTE)

@@ -24,69 +24,38 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from finfaas.platform.cursors import cursor_chars_max
-from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.events import (
     DATA_MEDIA_TYPE,
-    EVENT_TYPES,
     STRUCTURED_MEDIA_TYPE,
     EventMac,
-    EventRejected,
-    QueueUnavailable,
     delivery_type,
     envelope_from_document,
 )
-from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
+from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
     REPLAYED_HEADER,
     IdempotencyKeyMissing,
     validate_key,
 )
-from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable
 from finfaas.platform.queue_proof import QueueMessageProof
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
-from finfaas.services.webhooks import (
+from finfaas.services.webhooks.api import (
     DELIVERY_TYPE,
+    ERRORS,
+    CreatedSubscriptionView,
+    CreateSubscriptionBody,
     Delivery,
-    IdempotencyKeyReused,
-    InvalidEventTypes,
-    InvalidTarget,
-    Subscription,
-    SubscriptionDeleted,
-    SubscriptionLimitReached,
-    SubscriptionNotFound,
-    SubscriptionService,
-    TargetMode,
-    WebhookFanout,
-    WebhookSender,
-    WebhookStoreUnavailable,
-    description_chars_max,
-    url_chars_max,
+    PageQuery,
+    SubscriptionList,
+    SubscriptionView,
 )
-from pydantic import BaseModel, Field
+from finfaas.services.webhooks.service import SubscriptionService, TargetMode, WebhookFanout, WebhookSender
 
 READ, WRITE = "webhooks:read", "webhooks:write"
 TARGETS_ENV = "FINFAAS_WEBHOOK_TARGETS"
-page_size_default = 20
-page_size_max = 100
-
-ERRORS = {
-    SubscriptionNotFound: ErrorSpec(404, SubscriptionNotFound.code, "Subscription not found"),
-    SubscriptionDeleted: ErrorSpec(409, SubscriptionDeleted.code, "Subscription deleted"),
-    IdempotencyKeyReused: ErrorSpec(422, IdempotencyKeyReused.code, "Idempotency-Key reused"),
-    SubscriptionLimitReached: ErrorSpec(422, SubscriptionLimitReached.code, "Subscription limit reached"),
-    InvalidTarget: ErrorSpec(422, InvalidTarget.code, "Invalid webhook URL"),
-    InvalidEventTypes: ErrorSpec(422, InvalidEventTypes.code, "Invalid event types"),
-    EventRejected: ErrorSpec(403, "event_rejected", "Not an authentic event"),
-    QueueUnavailable: ErrorSpec(503, "queue_unavailable", "Queue unavailable"),
-    WebhookStoreUnavailable: ErrorSpec(503, "subscriptions_unavailable", "Subscriptions unavailable"),
-    PiiKeyUnavailable: ErrorSpec(503, "secret_key_unavailable", "Encryption key unavailable"),
-    PiiDecryptionFailed: ErrorSpec(503, "secret_unreadable", "Webhook secret unreadable"),
-}
 
 
 @dataclass
@@ -111,7 +80,7 @@ def build_services() -> WebhooksServices:
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.events import SqsQueue, event_mac_from_config
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
-    from finfaas.services.webhooks import OutboundPolicy, PinnedPoster, SecretBox, SubscriptionCache
+    from finfaas.services.webhooks.service import OutboundPolicy, PinnedPoster, SecretBox, SubscriptionCache
     from finfaas.store.subscriptions_store import SubscriptionsStore
 
     store = SubscriptionsStore()
@@ -133,44 +102,6 @@ app = FunctionApp("webhooks", errors=ERRORS, verifier=verifier)
 
 
 # --- subscriptions (integrators) ------------------------------------------------------------------
-
-
-class CreateSubscriptionBody(StrictModel):
-    url: str = Field(min_length=1, max_length=url_chars_max,
-                     description="Where deliveries are POSTed (https; loopback only in the local runtime)")
-    event_types: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1,
-                                   description=f"Any of {', '.join(EVENT_TYPES)}, or '*' for all")
-    description: str = Field(default="", max_length=description_chars_max)
-
-
-class SubscriptionView(BaseModel):
-    id: str
-    url: str
-    event_types: list[str]
-    description: str
-    created_at: datetime
-
-    @classmethod
-    def of(cls, subscription: Subscription) -> "SubscriptionView":
-        return cls(id=subscription.subscription_id, url=subscription.url,
-                   event_types=list(subscription.event_types), description=subscription.description,
-                   created_at=subscription.created_at)
-
-
-class CreatedSubscriptionView(SubscriptionView):
-    secret: str = Field(description="whsec_<base64>: signs every delivery; shown only to the creating "
-                                    "request (and its retries with the same Idempotency-Key)")
-
-
-class SubscriptionList(BaseModel):
-    data: list[SubscriptionView]
-    has_more: bool
-    next_cursor: str | None = Field(description="pass as starting_after for the next page")
-
-
-class PageQuery(StrictModel):
-    limit: int = Field(default=page_size_default, ge=1, le=page_size_max)
-    starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
 
 
 CREATE_OPENAPI = {

@@ -92,7 +92,7 @@ def _ensure_audit_key(folder: Path) -> None:
 
 def _ensure_rail_notice_key(folder: Path) -> None:
     """The sandbox rail signs its settlement notices with this key."""
-    from finfaas.services import rail
+    from finfaas.services.rail import service as rail
 
     _ensure_secret(folder / rail.NOTICE_KEY_SECRET_NAME, rail.new_notice_key())
 

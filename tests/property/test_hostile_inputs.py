@@ -56,7 +56,7 @@ NOWHERE_ID = "zz_" + "0" * 32  # well formed, and nothing has it
 
 
 def records_any_payment_id(payment_id: str) -> bool:
-    from finfaas.services.rail import well_formed_payment_id
+    from finfaas.services.rail.api import well_formed_payment_id
 
     return well_formed_payment_id(payment_id)
 
@@ -330,8 +330,8 @@ MESSAGE_VALUES = st.one_of(st.sampled_from(MESSAGE_WORDS), HOSTILE_VALUES)
 
 def cloudevent_types() -> list[str]:
     """The ce-type of every message the queue routes tell apart, and one they do not know."""
-    from finfaas.services.rail import SETTLE_EVENT_TYPE
-    from finfaas.services.webhooks import DELIVERY_TYPE
+    from finfaas.services.rail.api import SETTLE_EVENT_TYPE
+    from finfaas.services.webhooks.api import DELIVERY_TYPE
     from finfaas.workflow.tasks import TASK_EVENT_TYPE
     from finfaas.workflow.wakeups import SWEEP_EVENT_TYPE, WAKE_EVENT_TYPE
 

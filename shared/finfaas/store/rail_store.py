@@ -12,7 +12,8 @@ from pynamodb.models import Model
 from finfaas.domain.creditor import SealedCreditor
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
-from finfaas.services.rail import PaymentStatus, Plan, RailPayment, RailStoreUnavailable
+from finfaas.services.rail.errors import RailStoreUnavailable
+from finfaas.services.rail.model import PaymentStatus, Plan, RailPayment
 from finfaas.store.binding import (
     StoreMeta,
     bound,

@@ -18,12 +18,8 @@ from pynamodb.models import Model
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.platform.logging import get_logger
-from finfaas.services.webhooks import (
-    Subscription,
-    SubscriptionStatus,
-    WebhookStoreUnavailable,
-    subscriptions_total_max,
-)
+from finfaas.services.webhooks.errors import WebhookStoreUnavailable
+from finfaas.services.webhooks.model import Subscription, SubscriptionStatus, subscriptions_total_max
 from finfaas.store.binding import StoreMeta, bound
 from finfaas.store.dynamo import conditional_write
 from finfaas.store.models import format_time, parse_time

@@ -29,14 +29,14 @@ from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.limits import TIER_DEFAULT, Tier
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
-from finfaas.services.transfers import (
+from finfaas.services.transfers.errors import TransferStoreUnavailable
+from finfaas.services.transfers.model import (
     DailyUsage,
     OrderEvent,
     Step,
     TaskKind,
     TransferOrder,
     TransferStatus,
-    TransferStoreUnavailable,
     UsageOutcome,
 )
 from finfaas.store.binding import (

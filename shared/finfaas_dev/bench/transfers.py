@@ -234,7 +234,7 @@ def write_suite_secrets(secrets_dir: Path) -> None:
     from finfaas.platform import keys
     from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text
     from finfaas.platform.pii import DIGEST_KEY_SECRET_NAME, new_digest_key_text
-    from finfaas.services.rail import NOTICE_KEY_SECRET_NAME, new_notice_key
+    from finfaas.services.rail.service import NOTICE_KEY_SECRET_NAME, new_notice_key
 
     write_secrets(secrets_dir)
     keys.ensure_service_clients(secrets_dir, SERVICE_CLIENT_SCOPES, out=lambda line: None)

@@ -16,7 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from finfaas.services.webhooks import DeliveryFailed, PinnedPoster
+from finfaas.services.webhooks.errors import DeliveryFailed
+from finfaas.services.webhooks.service import PinnedPoster
 
 NAME = "hooks.example.test"
 LOOPBACK = "127.0.0.1"

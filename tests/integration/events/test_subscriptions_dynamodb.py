@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 from events_fakes import T0
 from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, PiiDecryptionFailed, pii_key_id
-from finfaas.services.webhooks import (
-    SecretBox,
+from finfaas.services.webhooks.model import (
     Subscription,
     SubscriptionStatus,
     new_webhook_secret,
     subscription_id_for,
 )
+from finfaas.services.webhooks.service import SecretBox
 from finfaas.store.outbox_store import OutboxStore
 from finfaas.store.subscriptions_store import SUBSCRIPTIONS_PARTITION, SubscriptionsStore
 

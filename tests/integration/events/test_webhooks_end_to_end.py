@@ -19,7 +19,8 @@ from finfaas.domain.ledger import AccountKind, Actor, NewAccount, NewTransfer
 from finfaas.platform.events import EventMac, SqsQueue
 from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
 from finfaas.services.outbox_relay import OutboxRelay
-from finfaas.services.webhooks import (
+from finfaas.services.webhooks.model import verify_signature
+from finfaas.services.webhooks.service import (
     OutboundPolicy,
     PinnedPoster,
     SecretBox,
@@ -28,7 +29,6 @@ from finfaas.services.webhooks import (
     TargetMode,
     WebhookFanout,
     WebhookSender,
-    verify_signature,
 )
 from finfaas.store.outbox_store import OutboxStore
 from finfaas.store.subscriptions_store import SubscriptionsStore

@@ -9,17 +9,18 @@ import pytest
 from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.limits import Tier
 from finfaas.domain.risk_rules import Assessment, Decision, RiskRequest
-from finfaas.services.rail import InMemoryRailStore, PaymentStatus, Plan, RailPayment
+from finfaas.services.rail.model import PaymentStatus, Plan, RailPayment
 from finfaas.services.risk import BlockEntry, InMemoryRiskStore
-from finfaas.services.transfers import (
+from finfaas.services.transfers.model import (
     DailyUsage,
-    InMemoryTransferOrders,
     OrderEvent,
     Step,
     TransferOrder,
     TransferStatus,
     UsageOutcome,
 )
+from finfaas_dev.fakes.rail import InMemoryRailStore
+from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from finfaas.platform.audit import AuditRecord
 from finfaas.platform.events import BatchOutcome, QueueMessage, QueueUnavailable
 from finfaas.services.outbox_relay import AuditSeqTaken, EventsGone, OutboxEvent
-from finfaas.services.webhooks import Subscription, SubscriptionStatus
+from finfaas.services.webhooks.model import Subscription, SubscriptionStatus
 from finfaas_dev.fakes.platform import InMemoryAuditStore
 
 T0 = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)

@@ -10,9 +10,9 @@ from finfaas.platform.events import DATA_MEDIA_TYPE, EventEnvelope, EventMac
 from finfaas.platform.pii import EnvelopeCipher
 from finfaas.platform.schedule import SCHEDULE_HEADER, schedule_tick_age_seconds_max, sign_tick
 from finfaas.services.outbox_relay import OutboxRelay
-from finfaas.services.webhooks import (
-    DELIVERY_TYPE,
-    Delivery,
+from finfaas.services.webhooks.api import DELIVERY_TYPE, Delivery
+from finfaas.services.webhooks.model import verify_signature
+from finfaas.services.webhooks.service import (
     OutboundPolicy,
     SecretBox,
     SubscriptionCache,
@@ -20,7 +20,6 @@ from finfaas.services.webhooks import (
     TargetMode,
     WebhookFanout,
     WebhookSender,
-    verify_signature,
 )
 from finfaas_dev.fakes.platform import InMemoryDataKeys
 from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler

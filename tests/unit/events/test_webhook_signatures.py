@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from finfaas.services.webhooks import (
+from finfaas.services.webhooks.errors import InvalidSignature
+from finfaas.services.webhooks.model import (
     ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    InvalidSignature,
     new_webhook_secret,
     sign,
     verify_signature,

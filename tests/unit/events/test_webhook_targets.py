@@ -10,10 +10,10 @@ import pytest
 from events_fakes import T0, FakePoster, FakeQueue, FakeSubscriptions
 from finfaas.platform.events import EventEnvelope, EventMac
 from finfaas.platform.pii import EnvelopeCipher
-from finfaas.services.webhooks import (
-    Delivery,
+from finfaas.services.webhooks.api import Delivery
+from finfaas.services.webhooks.errors import InvalidTarget
+from finfaas.services.webhooks.service import (
     DeliveryOutcome,
-    InvalidTarget,
     OutboundPolicy,
     SecretBox,
     SubscriptionCache,

@@ -7,12 +7,12 @@ import pytest
 from events_fakes import FakePoster, FakeQueue, FakeSubscriptions
 from finfaas.platform.events import EventMac
 from finfaas.platform.pii import EnvelopeCipher
-from finfaas.services.webhooks import (
+from finfaas.services.webhooks.model import SubscriptionStatus
+from finfaas.services.webhooks.service import (
     OutboundPolicy,
     SecretBox,
     SubscriptionCache,
     SubscriptionService,
-    SubscriptionStatus,
     TargetMode,
     WebhookFanout,
     WebhookSender,

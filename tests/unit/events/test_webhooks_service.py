@@ -9,26 +9,27 @@ from events_fakes import T0, FakePoster, FakeQueue, FakeSubscriptions
 from finfaas.platform.cursors import InvalidCursor
 from finfaas.platform.events import EventEnvelope, EventMac, QueueUnavailable
 from finfaas.platform.pii import EnvelopeCipher
-from finfaas.services.webhooks import (
-    ID_HEADER,
-    Delivery,
+from finfaas.services.webhooks.api import Delivery
+from finfaas.services.webhooks.errors import (
     DeliveryFailed,
-    DeliveryOutcome,
     IdempotencyKeyReused,
     InvalidEventTypes,
     InvalidTarget,
-    OutboundPolicy,
-    SecretBox,
-    SubscriptionCache,
     SubscriptionDeleted,
     SubscriptionLimitReached,
     SubscriptionNotFound,
+)
+from finfaas.services.webhooks.model import ID_HEADER, verify_signature
+from finfaas.services.webhooks.service import (
+    DeliveryOutcome,
+    OutboundPolicy,
+    SecretBox,
+    SubscriptionCache,
     SubscriptionService,
     TargetMode,
     WebhookFanout,
     WebhookSender,
     subscriptions_per_owner_max,
-    verify_signature,
 )
 from finfaas_dev.fakes.platform import InMemoryDataKeys
 

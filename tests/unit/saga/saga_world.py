@@ -25,17 +25,12 @@ from finfaas.platform.ratelimit import RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
 from finfaas.services.ledger import LedgerService
 from finfaas.services.ledger_api import LedgerApi
-from finfaas.services.rail import InMemoryRailStore, RailAdapter, SandboxBank, SandboxSettings
+from finfaas.services.rail.service import RailAdapter, SandboxBank, SandboxSettings
 from finfaas.services.risk import InMemoryRiskStore, RiskService
 from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
-from finfaas.services.transfers import (
-    InMemoryTransferOrders,
-    LedgerAccounts,
-    TransferOrder,
-    TransfersService,
-    TransfersSettings,
-)
-from finfaas.services.webhooks import new_webhook_secret
+from finfaas.services.transfers.model import TransferOrder
+from finfaas.services.transfers.service import LedgerAccounts, TransfersService, TransfersSettings
+from finfaas.services.webhooks.model import new_webhook_secret
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
 from finfaas.workflow.engine import Engine, EngineLimits
 from finfaas.workflow.model import Status
@@ -43,6 +38,8 @@ from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
 from finfaas.workflow.wakeups import SWEEP
 from finfaas_dev.fakes.platform import InMemoryDataKeys, InMemoryIdempotencyStore, InMemoryRateLimitStore
+from finfaas_dev.fakes.rail import InMemoryRailStore
+from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 from finfaas_dev.fakes.workflow import InMemoryExecutionStore, InMemoryWaker
 from finfaas_dev.ledger_check import AccountSnapshot, Report, reconcile
 from finfaas_dev.testing.platform import Context, Event, TokenMinter, load_function_handler
@@ -582,7 +579,7 @@ class _Scheduler:
     """SqsSettlementScheduler on the in-memory queue."""
 
     def __init__(self, sender: QueueSender) -> None:
-        from finfaas.services.rail import SqsSettlementScheduler
+        from finfaas.services.rail.service import SqsSettlementScheduler
 
         self._scheduler = SqsSettlementScheduler(queue=sender, mac=QUEUE_MAC)
 

@@ -1,4 +1,4 @@
-"""The sandbox rail and the suite's adapter to it (services/rail.py), without the saga around them."""
+"""The sandbox rail and the suite's adapter to it (services/rail/), without the saga around them."""
 
 from __future__ import annotations
 
@@ -6,25 +6,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from finfaas.domain.creditor import CreditorVault
+from finfaas.domain.creditor import Creditor, CreditorVault
 from finfaas.platform.pii import EnvelopeCipher, KeyedDigests
-from finfaas.services.rail import (
-    REJECTED_ERROR,
-    Creditor,
-    HandOff,
-    InMemoryRailStore,
-    InvalidNotice,
-    PaymentNotFound,
-    PaymentStatus,
-    Plan,
-    RailAdapter,
-    SandboxBank,
-    SandboxSettings,
-    plan_for,
-)
+from finfaas.services.rail.api import HandOff
+from finfaas.services.rail.errors import InvalidNotice, PaymentNotFound
+from finfaas.services.rail.model import PaymentStatus, Plan
+from finfaas.services.rail.service import REJECTED_ERROR, RailAdapter, SandboxBank, SandboxSettings, plan_for
 from finfaas.services.suite_clients import TaskNotWaiting
-from finfaas.services.webhooks import new_webhook_secret
+from finfaas.services.webhooks.model import new_webhook_secret
 from finfaas_dev.fakes.platform import InMemoryDataKeys
+from finfaas_dev.fakes.rail import InMemoryRailStore
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 TOKEN = "dHJhbnNmZXI6dHJfMQ.secret"

@@ -15,8 +15,8 @@ import pytest
 from finfaas.domain.ledger import AccountKind, AccountStatus, NewAccount
 from finfaas.domain.limits import Tier
 from finfaas.platform.events import TRANSFERS_SOURCE, EventEnvelope
-from finfaas.services.rail import SETTLE_EVENT_TYPE
-from finfaas.services.transfers import transfer_id_for
+from finfaas.services.rail.api import SETTLE_EVENT_TYPE
+from finfaas.services.transfers.model import transfer_id_for
 from finfaas.workflow.model import Status
 from saga_world import CUSTOMER, OPENING_BALANCE_MINOR, OTHER_CUSTOMER, QUEUE_MAC, SagaWorld
 

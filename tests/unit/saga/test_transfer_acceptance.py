@@ -15,20 +15,19 @@ from finfaas.domain.creditor import CreditorVault
 from finfaas.domain.limits import Tier
 from finfaas.domain.money import transfer_amount_minor_max
 from finfaas.platform.pii import EnvelopeCipher, KeyedDigests
-from finfaas.services.transfers import (
-    AccountInfo,
+from finfaas.services.transfers.api import NewTransferBody
+from finfaas.services.transfers.errors import (
     InactiveAccount,
-    InMemoryTransferOrders,
-    NewTransferBody,
     OverTransferLimit,
     TransferExists,
-    TransfersService,
     UnknownAccount,
     ValidationRefused,
     WrongCurrency,
-    transfer_id_for,
 )
+from finfaas.services.transfers.model import AccountInfo, transfer_id_for
+from finfaas.services.transfers.service import TransfersService
 from finfaas_dev.fakes.platform import InMemoryDataKeys
+from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 from pydantic import ValidationError
 
 OWNER, OTHER = "cust-1", "cust-2"

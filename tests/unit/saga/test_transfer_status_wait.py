@@ -12,15 +12,10 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from finfaas.services.transfers import (
-    InMemoryTransferOrders,
-    OrderEvent,
-    TransferOrder,
-    TransfersService,
-    TransfersSettings,
-    TransferStatus,
-    TransferStoreUnavailable,
-)
+from finfaas.services.transfers.errors import TransferStoreUnavailable
+from finfaas.services.transfers.model import OrderEvent, TransferOrder, TransferStatus
+from finfaas.services.transfers.service import TransfersService, TransfersSettings
+from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 from finfaas_dev.testing.platform import load_function_handler
 
 OWNER = "cust-1"

@@ -21,24 +21,19 @@ conditional on the order's version; events go to the outbox in the same transact
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Annotated, Any, Literal, Protocol, TypeVar
-
-from pydantic import BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema, model_validator
+from typing import Any, TypeVar
 
 from finfaas.domain.creditor import Creditor, CreditorVault, SealedCreditor
 from finfaas.domain.ledger import AccountKind, AccountStatus, system_account_id
 from finfaas.domain.limits import (
-    TIER_DEFAULT,
     PerTransferLimitExceeded,
     Tier,
     check_per_transfer,
@@ -46,23 +41,46 @@ from finfaas.domain.limits import (
     daily_limit_error,
     usage_day,
 )
-from finfaas.domain.money import currency_exponent, parse_amount, parse_currency, transfer_amount_minor_max
+from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
 from finfaas.platform import jsonio
-from finfaas.platform.http import StrictModel
 from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
+from finfaas.services.transfers.api import CreditorBody, DecisionBody, NewTransferBody, SagaError, TaskMessage
+from finfaas.services.transfers.errors import (
+    ConcurrentUpdate,
+    InactiveAccount,
+    InvalidDecision,
+    NoDecisionPending,
+    OrchestratorUnavailable,
+    OverTransferLimit,
+    TransferExists,
+    TransferNotFound,
+    UnknownAccount,
+    ValidationRefused,
+    WrongCurrency,
+)
+from finfaas.services.transfers.model import (
+    DECISIONS,
+    STATE_MACHINE,
+    Acceptance,
+    AccountInfo,
+    DailyUsage,
+    OrderEvent,
+    Step,
+    TaskKind,
+    TransferOrder,
+    TransferStatus,
+    UsageOutcome,
+    event_data,
+    saga_input,
+    transfer_id_for,
+    wait_seconds_max,
+)
+from finfaas.services.transfers.ports import AccountDirectory, RiskAssessor, TransferOrders
 
-STATE_MACHINE = "transfer"
-TRANSFER_ID_PREFIX = "tr_"
-transfer_id_hex_chars = 32
-identifier_chars_max = 64
-amount_text_chars_max = 64  # a decimal string of major units; enough for any amount the domain allows
-reference_chars_max = 140
 failure_detail_chars_max = 1000
 failure_code_chars_max = 64
-steps_max = 40  # a saga records at most a dozen; a loop of operator decisions is bounded too
-wait_seconds_max = 5.0  # GET ?wait=: a request holds a function thread at most this long
 wait_poll_seconds = 0.1
 # GET ?wait=: requests of one process that may hold a thread waiting at once. The saga's own steps
 # arrive at the same few request threads (4 under the python3-http template's waitress), so waiters
@@ -72,343 +90,8 @@ restart_after_seconds = 5.0  # an ACCEPTED order older than this has its executi
 save_attempts_max = 4
 SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(save_attempts_max)
 degraded_auto_approve_major_default = 100
-BANK_CODE_PATTERN = r"^[A-Z0-9]{4,11}$"
-BANK_ACCOUNT_PATTERN = r"^[A-Za-z0-9]{4,34}$"
 _FAILURE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-class TransferStatus(StrEnum):
-    ACCEPTED = "ACCEPTED"  # recorded; the saga has not validated it yet
-    PROCESSING = "PROCESSING"  # validated and screened; money is being reserved and moved
-    AWAITING_REVIEW = "AWAITING_REVIEW"  # an operator must approve or reject it
-    NEEDS_ATTENTION = "NEEDS_ATTENTION"  # an operator must say whether to post or void the hold
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"  # nothing moved
-    COMPENSATED = "COMPENSATED"  # funds were reserved and released again
-
-    @property
-    def terminal(self) -> bool:
-        return self in (TransferStatus.COMPLETED, TransferStatus.FAILED, TransferStatus.COMPENSATED)
-
-
-class TaskKind(StrEnum):
-    REVIEW = "review"  # approve | reject, before any money is reserved
-    ATTENTION = "attention"  # post | void, with funds on hold
-
-
-DECISIONS: dict[TaskKind, tuple[str, ...]] = {
-    TaskKind.REVIEW: ("approve", "reject"),
-    TaskKind.ATTENTION: ("post", "void"),
-}
-
-
-# --- errors (each a stable problem code) ----------------------------------------------------------
-
-
-class TransferError(Exception):
-    code = "transfer_error"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class TransferNotFound(TransferError):
-    code = "transfer_not_found"
-
-
-@dataclass(frozen=True)
-class Acceptance:
-    """A POST /transfers answered: the order as accepted, and whether an earlier request made it."""
-
-    order: TransferOrder
-    repeated: bool
-
-
-class TransferExists(TransferError):
-    """The transfer id (derived from the Idempotency-Key) was used for a different transfer."""
-
-    code = "transfer_exists_with_different_fields"
-
-
-class InvalidTransfer(TransferError):
-    code = "invalid_transfer"
-
-
-class ValidationRefused(TransferError):
-    """A validation rule refuses the transfer: at acceptance nothing is recorded; in the saga's validate
-    step the saga fails. `field` names the request field the refusal concerns, when there is one."""
-
-    def __init__(self, code: str, detail: str, field: str | None = None) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.field = field
-
-
-class UnknownAccount(ValidationRefused):
-    """Missing, not the caller's to debit, or a payee's account the caller may learn nothing about."""
-
-    code = "account_not_found"
-
-    def __init__(self, account_id: str, field: str) -> None:
-        super().__init__(self.code, f"account {account_id} not found", field)
-
-
-class InactiveAccount(ValidationRefused):
-    """One of the caller's own accounts is frozen or closed."""
-
-    code = "account_not_active"
-
-    def __init__(self, detail: str, field: str) -> None:
-        super().__init__(self.code, detail, field)
-
-
-class WrongCurrency(ValidationRefused):
-    """One of the caller's own accounts holds another currency than the transfer's."""
-
-    code = "currency_mismatch"
-
-    def __init__(self, detail: str, field: str) -> None:
-        super().__init__(self.code, detail, field)
-
-
-class OverTransferLimit(ValidationRefused):
-    """The amount is above the per-transfer limit of the caller's tier."""
-
-    code = "per_transfer_limit_exceeded"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(self.code, detail, "amount")
-
-
-class NoDecisionPending(TransferError):
-    code = "no_decision_pending"
-
-
-class InvalidDecision(TransferError):
-    code = "invalid_decision"
-
-
-class OrchestratorUnavailable(TransferError):
-    code = "orchestrator_unavailable"
-
-
-class TransferStoreUnavailable(TransferError):
-    code = "transfer_store_unavailable"
-
-
-class ConcurrentUpdate(TransferError):
-    """The order kept changing under this step; the saga retries it."""
-
-    code = "transfer_busy"
-
-
-# --- the order -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    name: str
-    outcome: str
-    at: datetime
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class TransferOrder:
-    """A customer's transfer as the transfers function keeps it; `version` guards every change."""
-
-    transfer_id: str
-    owner_id: str
-    debit_account_id: str
-    credit_account_id: str  # the ledger side: the payee's account, or the settlement account
-    amount_minor: int
-    currency: str
-    created_at: datetime
-    status: TransferStatus = TransferStatus.ACCEPTED
-    updated_at: datetime | None = None
-    reference: str = ""
-    creditor: SealedCreditor | None = None  # never in the clear: see domain/creditor.py
-    version: int = 1
-    tier: str | None = None
-    usage_day: str | None = None  # set when the day's total was reserved (validated)
-    screening: Mapping[str, Any] | None = None
-    flags: tuple[str, ...] = ()
-    failure: Mapping[str, str] | None = None
-    task_token: str | None = None  # the operator decision the saga waits for
-    task_kind: TaskKind | None = None
-    steps: tuple[Step, ...] = ()
-
-    @property
-    def external(self) -> bool:
-        return self.creditor is not None
-
-    @property
-    def destination(self) -> str:
-        """What risk knows the payee by: the payee's keyed fingerprint, or the account id here."""
-        return self.creditor.fingerprint if self.creditor else self.credit_account_id
-
-    def identity(self) -> dict[str, Any]:
-        """What a repeated request must repeat exactly."""
-        return {
-            "owner_id": self.owner_id,
-            "debit_account_id": self.debit_account_id,
-            "credit_account_id": self.credit_account_id,
-            "amount_minor": self.amount_minor,
-            "currency": self.currency,
-            "reference": self.reference,
-            "creditor": self.creditor.identity() if self.creditor else None,
-        }
-
-    def changed(self, now: datetime, step: Step | None = None, **changes: Any) -> TransferOrder:
-        """The next version, with a step appended to the history."""
-        steps = self.steps if step is None else (*self.steps, step)[-steps_max:]
-        return replace(self, version=self.version + 1, updated_at=now, steps=steps, **changes)
-
-
-@dataclass(frozen=True)
-class OrderEvent:
-    """An outbox event written with an order change (transfer.*)."""
-
-    type: str
-    data: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class DailyUsage:
-    """The amount counted against the owner's UTC day in one currency."""
-
-    owner_id: str
-    day: str
-    currency: str
-    amount_minor: int
-    headroom_minor: int  # the most the day's total may be before this amount is added
-
-
-class UsageOutcome(StrEnum):
-    RESERVED = "RESERVED"
-    EXCEEDED = "EXCEEDED"
-    CONFLICT = "CONFLICT"  # the order's version moved: read again
-
-
-class TransferOrders(Protocol):
-    """Orders, daily usage and tiers (DynamoDB: store/transfers_store.py; in memory below)."""
-
-    def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
-        """Write a new order with its event and return it (the same object); the existing order if the
-        id is taken (nothing written)."""
-        ...
-
-    def get(self, transfer_id: str) -> TransferOrder | None: ...
-
-    def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
-        """Write order if the stored version is order.version - 1 (with event); False otherwise."""
-        ...
-
-    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
-        """Save order (versioned) and add usage to the day's total if it stays within headroom."""
-        ...
-
-    def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
-        """Save order (versioned) with event and give usage back (once); False on a version conflict."""
-        ...
-
-    def tier_of(self, owner_id: str) -> Tier: ...
-
-    def set_tier(self, owner_id: str, tier: Tier) -> None: ...
-
-
-class InMemoryTransferOrders:
-    """TransferOrders in dicts for unit tests; same contract as the DynamoDB store."""
-
-    def __init__(self) -> None:
-        self._orders: dict[str, TransferOrder] = {}
-        self._totals: dict[tuple[str, str, str], int] = {}
-        self._markers: set[tuple[str, str, str, str]] = set()
-        self._tiers: dict[str, Tier] = {}
-        self.events: list[OrderEvent] = []
-        self._lock = threading.Lock()
-
-    def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
-        with self._lock:
-            existing = self._orders.get(order.transfer_id)
-            if existing is not None:
-                return existing
-            self._orders[order.transfer_id] = order
-            self.events.append(event)
-            return order
-
-    def get(self, transfer_id: str) -> TransferOrder | None:
-        with self._lock:
-            return self._orders.get(transfer_id)
-
-    def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
-        with self._lock:
-            return self._save(order, event)
-
-    def _save(self, order: TransferOrder, event: OrderEvent | None) -> bool:
-        stored = self._orders.get(order.transfer_id)
-        if stored is None or stored.version != order.version - 1:
-            return False
-        self._orders[order.transfer_id] = order
-        if event is not None:
-            self.events.append(event)
-        return True
-
-    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
-        with self._lock:
-            stored = self._orders.get(order.transfer_id)
-            if stored is None or stored.version != order.version - 1:
-                return UsageOutcome.CONFLICT
-            day = (usage.owner_id, usage.day, usage.currency)
-            if self._totals.get(day, 0) > usage.headroom_minor:
-                return UsageOutcome.EXCEEDED
-            self._totals[day] = self._totals.get(day, 0) + usage.amount_minor
-            self._markers.add((*day, order.transfer_id))
-            self._orders[order.transfer_id] = order
-            return UsageOutcome.RESERVED
-
-    def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
-        with self._lock:
-            marker = (usage.owner_id, usage.day, usage.currency, order.transfer_id)
-            if not self._save(order, event):
-                return False
-            if marker in self._markers:
-                self._markers.discard(marker)
-                day = marker[:3]
-                self._totals[day] = self._totals.get(day, 0) - usage.amount_minor
-            return True
-
-    def tier_of(self, owner_id: str) -> Tier:
-        with self._lock:
-            return self._tiers.get(owner_id, TIER_DEFAULT)
-
-    def set_tier(self, owner_id: str, tier: Tier) -> None:
-        with self._lock:
-            self._tiers[owner_id] = tier
-
-    def day_total(self, owner_id: str, day: str, currency: str) -> int:
-        with self._lock:
-            return self._totals.get((owner_id, day, currency), 0)
-
-
-# --- collaborators ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AccountInfo:
-    account_id: str
-    owner_id: str
-    currency: str
-    kind: str
-    status: str
-
-
-class AccountDirectory(Protocol):
-    """Ledger accounts as validation reads them."""
-
-    def account(self, account_id: str) -> AccountInfo | None: ...
 
 
 class LedgerAccounts:
@@ -424,10 +107,6 @@ class LedgerAccounts:
         return AccountInfo(
             found.account_id, found.owner_id, found.currency, found.kind.value, found.status.value
         )
-
-
-class RiskAssessor(Protocol):
-    def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -446,205 +125,6 @@ class TransfersSettings:
 
     def degraded_auto_approve_minor(self, currency: str) -> int:
         return self.degraded_auto_approve_major * 10 ** currency_exponent(currency)
-
-
-# --- HTTP shapes -------------------------------------------------------------------------------------
-
-Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-def _amount_in_range(value: object) -> int | str:
-    """Only the two JSON types pass, and an integer only within the domain's bounds (so an amount no
-    ledger could hold is refused at parse time); the domain judges a decimal string with its currency."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("expected an integer of minor units or a decimal string of major units")
-    if isinstance(value, int) and not 1 <= value <= transfer_amount_minor_max:
-        raise ValueError(f"minor units from 1 to {transfer_amount_minor_max}")
-    if isinstance(value, str) and not 0 < len(value) <= amount_text_chars_max:
-        raise ValueError(f"a decimal string of 1-{amount_text_chars_max} characters")
-    return value
-
-
-Amount = Annotated[int | str, PlainValidator(_amount_in_range), WithJsonSchema({
-    "anyOf": [{"type": "integer", "minimum": 1, "maximum": transfer_amount_minor_max},
-              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
-    "description": "minor units as an integer (1050), or major units as a decimal string ('10.50')",
-})]
-
-
-class CreditorBody(StrictModel):
-    """A payee at another bank: its bank code (BIC-like), account number and name."""
-
-    bank_code: Annotated[str, Field(pattern=BANK_CODE_PATTERN)]
-    account_number: Annotated[str, Field(pattern=BANK_ACCOUNT_PATTERN)]
-    name: Annotated[str, Field(min_length=1, max_length=140)]
-
-
-class NewTransferBody(StrictModel):
-    """From one of the caller's accounts to another account here (credit_account_id) or at another
-    bank (creditor); exactly one of the two."""
-
-    debit_account_id: Identifier
-    credit_account_id: Identifier | None = None
-    creditor: CreditorBody | None = None
-    amount: Amount
-    currency: Annotated[StrictStr, Field(min_length=3, max_length=3)]
-    reference: Annotated[str, Field(max_length=reference_chars_max)] = ""
-
-    @model_validator(mode="after")
-    def _one_destination(self) -> NewTransferBody:
-        if (self.credit_account_id is None) == (self.creditor is None):
-            raise ValueError("give exactly one of credit_account_id and creditor")
-        if self.credit_account_id == self.debit_account_id:
-            raise ValueError("credit_account_id must differ from debit_account_id")
-        return self
-
-
-class StepBody(StrictModel):
-    transfer_id: Identifier
-
-
-class SagaError(StrictModel):
-    """What a Catch put in the state: ASL's {"Error", "Cause"}."""
-
-    Error: Annotated[str, Field(min_length=1, max_length=256)]
-    Cause: Annotated[str, Field(max_length=64 * 1024)] | None = None
-
-
-class FailBody(StrictModel):
-    transfer_id: Identifier
-    outcome: Literal["failed", "compensated"]
-    error: SagaError
-
-
-class AttentionBody(StrictModel):
-    transfer_id: Identifier
-    error: SagaError
-
-
-class TaskMessage(StrictModel):
-    """A callback task's queue message (the orchestrator's sqs:sendMessage.waitForTaskToken)."""
-
-    task_token: Annotated[str, Field(min_length=1, max_length=1024)]
-    transfer_id: Identifier
-    kind: TaskKind
-
-
-class DecisionBody(StrictModel):
-    decision: Literal["approve", "reject", "post", "void"]
-    note: Annotated[str, Field(max_length=500)] = ""
-
-
-class TierBody(StrictModel):
-    tier: Tier
-
-
-class WaitQuery(StrictModel):
-    wait: Annotated[
-        float,
-        Field(
-            ge=0,
-            le=wait_seconds_max,
-            description=(
-                "seconds to wait for a final status; when the function already holds its most "
-                "waiting requests, the current status comes back at once, as with wait=0"
-            ),
-        ),
-    ] = 0
-
-
-class StepView(BaseModel):
-    name: str
-    outcome: str
-    at: datetime
-    detail: str = ""
-
-
-class TransferView(BaseModel):
-    transfer_id: str
-    status: TransferStatus
-    debit_account_id: str
-    credit_account_id: str | None = None
-    creditor: dict[str, str] | None = None
-    amount_minor: int
-    currency: str
-    exponent: int
-    reference: str
-    created_at: datetime
-    updated_at: datetime | None = None
-    flags: list[str] = Field(default_factory=list)
-    screening: dict[str, Any] | None = None
-    failure: dict[str, str] | None = None
-    decision_pending: TaskKind | None = None
-    steps: list[StepView] = Field(default_factory=list)
-
-
-class Accepted(BaseModel):
-    transfer_id: str
-    status: TransferStatus
-    status_url: str
-
-
-def transfer_view(order: TransferOrder) -> TransferView:
-    creditor = order.creditor.masked() if order.creditor is not None else None
-    return TransferView(
-        transfer_id=order.transfer_id,
-        status=order.status,
-        debit_account_id=order.debit_account_id,
-        credit_account_id=None if order.external else order.credit_account_id,
-        creditor=creditor,
-        amount_minor=order.amount_minor,
-        currency=order.currency,
-        exponent=currency_exponent(order.currency),
-        reference=order.reference,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        flags=list(order.flags),
-        screening=dict(order.screening) if order.screening else None,
-        failure=dict(order.failure) if order.failure else None,
-        decision_pending=order.task_kind if order.task_token else None,
-        steps=[StepView(name=s.name, outcome=s.outcome, at=s.at, detail=s.detail) for s in order.steps],
-    )
-
-
-# --- helpers -----------------------------------------------------------------------------------------
-
-
-def transfer_id_for(owner_id: str, idempotency_key: str) -> str:
-    """Derived from (owner, Idempotency-Key): a retry after any crash lands on the same transfer."""
-    digest = hashlib.sha256(f"{owner_id}\x00{idempotency_key}".encode()).hexdigest()
-    return TRANSFER_ID_PREFIX + digest[:transfer_id_hex_chars]
-
-
-def saga_input(order: TransferOrder) -> dict[str, Any]:
-    """The execution's input: everything the ledger and rail steps need, nothing they may not see.
-    The payee travels sealed (only the rail opens it) with its masked display form."""
-    creditor = order.creditor.in_flight() if order.creditor is not None else None
-    return {
-        "transfer_id": order.transfer_id,
-        "debit_account_id": order.debit_account_id,
-        "credit_account_id": order.credit_account_id,
-        "amount_minor": order.amount_minor,
-        "currency": order.currency,
-        "external": order.external,
-        "creditor": creditor,
-    }
-
-
-def event_data(order: TransferOrder, failure: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """transfer.* event data (events/schemas): amounts as decimal strings so no reader rounds them."""
-    data: dict[str, Any] = {
-        "transfer_id": order.transfer_id,
-        "debit_account_id": order.debit_account_id,
-        "credit_account_id": order.credit_account_id,
-        "amount_minor": str(order.amount_minor),
-        "currency": order.currency,
-    }
-    if order.creditor is not None:
-        data["creditor"] = order.creditor.masked()
-    if failure is not None:
-        data["failure"] = dict(failure)
-    return data
 
 
 def failure_from(error: SagaError) -> dict[str, str]:

@@ -24,12 +24,9 @@ the re-queueing fails, the function answers 503 and SQS redelivers (the redrive 
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import ipaddress
 import re
-import secrets
 import socket
 import threading
 import time
@@ -37,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
@@ -47,7 +44,6 @@ from finfaas.platform.events import (
     EventEnvelope,
     EventMac,
     EventQueue,
-    EventRejected,
     QueueMessage,
     QueueUnavailable,
     canonical_json,
@@ -55,171 +51,51 @@ from finfaas.platform.events import (
     sqs_delay_seconds_max,
 )
 from finfaas.platform.logging import get_logger
+from finfaas.services.webhooks.api import DELIVERY_TYPE, Delivery, url_chars_max
+from finfaas.services.webhooks.errors import (
+    DeliveryFailed,
+    IdempotencyKeyReused,
+    InvalidEventTypes,
+    InvalidTarget,
+    SubscriptionDeleted,
+    SubscriptionLimitReached,
+    SubscriptionNotFound,
+)
+from finfaas.services.webhooks.model import (
+    ALL_EVENT_TYPES,
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Subscription,
+    SubscriptionStatus,
+    new_webhook_secret,
+    sign,
+    subscription_id_chars_max,
+    subscription_id_for,
+)
+from finfaas.services.webhooks.ports import HttpPoster, SecretCipher, SubscriptionRepository
 
-WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
-SIGNATURE_VERSION_PREFIX = "v1,"
-ID_HEADER = "webhook-id"
-TIMESTAMP_HEADER = "webhook-timestamp"
-SIGNATURE_HEADER = "webhook-signature"
-DELIVERY_TYPE = "dev.finfaas.webhook.delivery"
-DELIVERY_FORMAT_VERSION = 1
-ALL_EVENT_TYPES = "*"
 USER_AGENT = "FinFaaS-Webhooks/0.1"
-webhook_secret_bytes = 32
-signature_tolerance_seconds_default = 300
+
+
 # Attempt n+1 waits retry_delays_seconds[n-1] after attempt n fails: 9 attempts over about 10.7 h.
 retry_delays_seconds = (5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600)
 connect_timeout_seconds = 3.0
 read_timeout_seconds = 10.0
 response_bytes_max = 4096  # read and discarded, so a chatty receiver cannot hold the sender
-url_chars_max = 2048
-description_chars_max = 200
+
+
 subscriptions_per_owner_max = 20
-subscription_id_chars_max = 64  # "sub_" and 24 base32 characters; room for a longer scheme
 LIST_ROUTE = "GET /subscriptions"
-subscriptions_total_max = 1000  # what one fan-out reads; the store refuses more
+
+
 subscription_cache_seconds = 5.0
 secret_cache_entries_max = 256
 secret_cache_seconds = 300.0
 SECRET_CONTEXT_PURPOSE = "webhook-signing"  # noqa: S105 - a KMS encryption context value
 
+
 _log = get_logger("webhooks")
-
-
-# --- signatures (stdlib only: integrators may copy these two functions) ------------------------------
-
-
-class InvalidSignature(Exception):
-    """The webhook is not authentic, or too old or too far in the future."""
-
-
-def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` value: v1,<base64 HMAC-SHA256(key, id.timestamp.body)>."""
-    key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX))
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return SIGNATURE_VERSION_PREFIX + base64.b64encode(digest).decode()
-
-
-def verify_signature(secret: str, headers: Mapping[str, str], body: bytes,
-                     tolerance_s: int = signature_tolerance_seconds_default,
-                     now: float | None = None) -> None:
-    """Returns when the webhook is authentic and its timestamp within `tolerance_s` of now; else raises
-    InvalidSignature. Pass the raw body bytes, before any JSON parsing."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    webhook_id, stamp, signatures = (lowered.get(h) for h in (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER))
-    if not webhook_id or not stamp or not signatures:
-        raise InvalidSignature("missing webhook-id, webhook-timestamp or webhook-signature")
-    if not stamp.isdigit():
-        raise InvalidSignature("webhook-timestamp is not Unix seconds")
-    current = time.time() if now is None else now
-    if abs(current - int(stamp)) > tolerance_s:
-        raise InvalidSignature("webhook-timestamp is outside the tolerance")
-    expected = sign(secret, webhook_id, int(stamp), body)
-    # Several signatures may be sent (space-separated) while a secret is being rotated.
-    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures.split()):
-        raise InvalidSignature("no signature matches")
-
-
-def new_webhook_secret() -> str:
-    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(webhook_secret_bytes)).decode()
-
-
-# --- subscriptions ---------------------------------------------------------------------------------
-
-
-class SubscriptionStatus(StrEnum):
-    ACTIVE = "ACTIVE"
-    DELETED = "DELETED"
-
-
-@dataclass(frozen=True)
-class Subscription:
-    subscription_id: str
-    owner: str
-    url: str
-    event_types: tuple[str, ...]
-    description: str
-    created_at: datetime
-    status: SubscriptionStatus
-    fingerprint: str  # of the creating request, to tell a retry from a different request
-    sealed_secret: str
-
-    def matches(self, event_type: str) -> bool:
-        return self.status is SubscriptionStatus.ACTIVE and (
-            ALL_EVENT_TYPES in self.event_types or event_type in self.event_types)
-
-
-class WebhookError(Exception):
-    """Base of the integrator-facing refusals; `code` is the problem code."""
-
-    code = "webhook_error"
-
-
-class SubscriptionNotFound(WebhookError):
-    """No such subscription among the caller's."""
-
-    code = "subscription_not_found"
-
-
-class SubscriptionDeleted(WebhookError):
-    """The Idempotency-Key created a subscription that has since been deleted."""
-
-    code = "subscription_deleted"
-
-
-class IdempotencyKeyReused(WebhookError):
-    """The Idempotency-Key was used before with a different request body."""
-
-    code = "idempotency_key_reused"
-
-
-class SubscriptionLimitReached(WebhookError):
-    """The caller already has the most subscriptions allowed."""
-
-    code = "subscription_limit_reached"
-
-
-class InvalidTarget(WebhookError):
-    """The URL is not one deliveries may go to (scheme, host or address)."""
-
-    code = "invalid_webhook_url"
-
-
-class InvalidEventTypes(WebhookError):
-    """An event type that the suite does not emit."""
-
-    code = "invalid_event_types"
-
-
-class WebhookStoreUnavailable(Exception):
-    """The subscriptions table did not answer; retry later."""
-
-
-class SubscriptionRepository(Protocol):
-    def create(self, subscription: Subscription) -> Subscription:
-        """Stores it unless the id exists; returns what is stored under the id either way."""
-        ...
-
-    def get(self, subscription_id: str) -> Subscription | None: ...
-
-    def list_owner(self, owner: str) -> list[Subscription]:
-        """The owner's subscriptions, deleted ones included, by id."""
-        ...
-
-    def list_active(self) -> list[Subscription]:
-        """Every active subscription (at most subscriptions_total_max)."""
-        ...
-
-    def mark_deleted(self, subscription_id: str, owner: str) -> bool:
-        """False when the owner has no such active subscription."""
-        ...
-
-
-class SecretCipher(Protocol):
-    def seal(self, plaintext: bytes, context: Mapping[str, str]) -> str: ...
-
-    def open(self, sealed: str, context: Mapping[str, str]) -> bytes: ...
 
 
 class SecretBox:
@@ -334,12 +210,6 @@ class SubscriptionService:
         if existing.status is not SubscriptionStatus.ACTIVE:
             raise SubscriptionDeleted(f"subscription {existing.subscription_id} was deleted")
         return CreatedSubscription(existing, self._secrets.open(existing), replayed=True)
-
-
-def subscription_id_for(owner: str, idempotency_key: str) -> str:
-    """Derived from who asked and their Idempotency-Key, so a retried create finds its subscription."""
-    digest = hashlib.sha256(f"{owner}\n{idempotency_key}".encode()).digest()
-    return "sub_" + base64.b32encode(digest[:15]).decode().lower()
 
 
 def _fingerprint(url: str, event_types: tuple[str, ...], description: str) -> str:
@@ -524,39 +394,6 @@ class SubscriptionCache:
         return self._store.get(subscription_id)
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One event for one subscription, as it travels on the webhooks queue."""
-
-    subscription_id: str
-    event: Mapping[str, Any]  # the structured CloudEvent document, without our MAC
-    attempt: int = 1
-    not_before: int = 0  # Unix seconds; a delivery received earlier waits again
-
-    def document(self) -> dict[str, Any]:
-        return {"v": DELIVERY_FORMAT_VERSION, "subscription_id": self.subscription_id,
-                "event": dict(self.event), "attempt": self.attempt, "not_before": self.not_before}
-
-    @classmethod
-    def from_document(cls, document: Mapping[str, Any]) -> Delivery:
-        try:
-            delivery = cls(str(document["subscription_id"]), dict(document["event"]),
-                           int(document["attempt"]), int(document["not_before"]))
-        except (KeyError, TypeError, ValueError):
-            raise EventRejected("not a webhook delivery") from None
-        if document.get("v") != DELIVERY_FORMAT_VERSION or delivery.attempt < 1:
-            raise EventRejected("not a webhook delivery of this version")
-        return delivery
-
-    @property
-    def event_id(self) -> str:
-        return str(self.event.get("id", ""))
-
-    def message(self, mac: EventMac, delay_seconds: int = 0) -> QueueMessage:
-        key = f"{self.subscription_id}:{self.event_id}:{self.attempt}"
-        return QueueMessage(key, mac.seal(self.document()), {TYPE_ATTRIBUTE: DELIVERY_TYPE}, delay_seconds)
-
-
 class WebhookFanout:
     """Turns one event into one queued delivery per matching subscription."""
 
@@ -577,20 +414,6 @@ class WebhookFanout:
         if not outcome.all_sent:
             raise QueueUnavailable(f"{len(outcome.failed) + len(outcome.refused)} deliveries not queued")
         return len(messages)
-
-
-# --- sending --------------------------------------------------------------------------------------
-
-
-class DeliveryFailed(Exception):
-    """The receiver could not be reached or did not answer in time."""
-
-
-class HttpPoster(Protocol):
-    def post(self, url: str, address: str, headers: Mapping[str, str], body: bytes) -> int:
-        """POSTs to `url` over a connection to `address` (already checked); the response status, or
-        DeliveryFailed when there is none. Redirects are answers, never followed."""
-        ...
 
 
 class PinnedPoster:

@@ -21,212 +21,49 @@ from __future__ import annotations
 
 import json
 import random
-import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Annotated, Any, Protocol
+from typing import Any
 
-from pydantic import BaseModel, Field, StrictInt
-
-from finfaas.domain.creditor import Creditor, CreditorVault, SealedCreditor
-from finfaas.domain.money import parse_currency, transfer_amount_minor_max
-from finfaas.platform.http import StrictModel
+from finfaas.domain.creditor import Creditor, CreditorVault
+from finfaas.domain.money import parse_currency
 from finfaas.platform.orchestrator_api import Orchestrator
-from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable, sealed_chars_max
+from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
-from finfaas.services.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
+from finfaas.services.rail.api import (
+    SETTLE_EVENT_TYPE,
+    HandOff,
+    Notice,
+    SettleMessage,
+    payment_id_chars_max,
+    well_formed_payment_id,
+)
+from finfaas.services.rail.errors import (
+    InvalidNotice,
+    PaymentConflict,
+    PaymentNotFound,
+    PaymentRefused,
+    RailStoreUnavailable,
+)
+from finfaas.services.rail.model import PaymentStatus, Plan, RailPayment
+from finfaas.services.rail.ports import NoticeSender, RailRepository, Scheduler
+from finfaas.services.webhooks.model import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    verify_signature,
+)
 
 NOTICE_KEY_SECRET_NAME = "rail-notice-key"  # noqa: S105 - the secret's name, not a secret
-SETTLE_EVENT_TYPE = "dev.finfaas.rail.settle"
-TASK_EVENT_TYPE = "dev.finfaas.orchestrator.task"
 REJECTED_ERROR = "Rail.Rejected"
 REJECT_SUFFIX, LOSE_NOTICE_SUFFIX, STUCK_SUFFIX = "0001", "0002", "0003"
 settle_seconds_default = 1
 settle_seconds_max = 900  # one SQS delay
 notice_tolerance_seconds = 300
 save_attempts_max = 4
-# What a hand-off's payment id may be (the saga passes its transfer id); nothing else can ever arrive.
-payment_id_chars_max = 64
-PAYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
-PaymentId = Annotated[str, Field(min_length=1, max_length=payment_id_chars_max, pattern=PAYMENT_ID_PATTERN)]
-_PAYMENT_ID = re.compile(PAYMENT_ID_PATTERN)
 SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(save_attempts_max)
-
-
-class PaymentStatus(StrEnum):
-    ACCEPTED = "ACCEPTED"  # the bank has it and has not settled it yet
-    SETTLED = "SETTLED"  # money left: final
-    REJECTED = "REJECTED"  # final, nothing moved
-    CANCELLED = "CANCELLED"  # recalled before settling (or never received): final, it never settles
-
-    @property
-    def final(self) -> bool:
-        return self is not PaymentStatus.ACCEPTED
-
-
-class Plan(StrEnum):
-    """What the sandbox will do with a payment, decided when it arrives."""
-
-    SETTLE = "settle"
-    REJECT = "reject"
-    LOSE_NOTICE = "lose_notice"  # settles, but the notice never arrives
-    STUCK = "stuck"  # never settles on its own
-    NONE = "none"  # a recall tombstone
-
-
-class RailError(Exception):
-    code = "rail_error"
-
-
-class PaymentConflict(RailError):
-    """The payment id was used for a different payment."""
-
-    code = "payment_exists_with_different_fields"
-
-
-class PaymentNotFound(RailError):
-    code = "payment_not_found"
-
-
-class PaymentRefused(RailError):
-    """The payment id was recalled before it arrived: it will never be accepted."""
-
-    code = "payment_recalled"
-
-
-class RailStoreUnavailable(RailError):
-    code = "rail_store_unavailable"
-
-
-class InvalidNotice(RailError):
-    code = "invalid_notice"
-
-
-@dataclass(frozen=True)
-class RailPayment:
-    payment_id: str
-    amount_minor: int
-    currency: str
-    creditor: SealedCreditor | None  # opened only while the payment is submitted
-    status: PaymentStatus
-    plan: Plan
-    received_at: datetime
-    settle_at: datetime | None = None
-    settled_at: datetime | None = None
-    reason: str = ""
-    task_token: str | None = None  # the adapter's: whom to tell when the bank says it settled
-    version: int = 1
-
-    def identity(self) -> tuple[Any, ...]:
-        return (self.amount_minor, self.currency, self.creditor)
-
-    def next(self, **changes: Any) -> RailPayment:
-        return replace(self, version=self.version + 1, **changes)
-
-
-class RailRepository(Protocol):
-    """Payments by id, versioned (DynamoDB: store/rail_store.py)."""
-
-    def create(self, payment: RailPayment) -> RailPayment:
-        """Write a new payment; the existing one if the id is taken."""
-        ...
-
-    def get(self, payment_id: str) -> RailPayment | None: ...
-
-    def save(self, payment: RailPayment) -> bool:
-        """Write if the stored version is payment.version - 1."""
-        ...
-
-
-class InMemoryRailStore:
-    """RailRepository in a dict, for unit tests; same contract."""
-
-    def __init__(self) -> None:
-        self._payments: dict[str, RailPayment] = {}
-        self._lock = threading.Lock()
-
-    def create(self, payment: RailPayment) -> RailPayment:
-        with self._lock:
-            return self._payments.setdefault(payment.payment_id, payment)
-
-    def get(self, payment_id: str) -> RailPayment | None:
-        with self._lock:
-            return self._payments.get(payment_id)
-
-    def save(self, payment: RailPayment) -> bool:
-        with self._lock:
-            stored = self._payments.get(payment.payment_id)
-            if stored is None or stored.version != payment.version - 1:
-                return False
-            self._payments[payment.payment_id] = payment
-            return True
-
-
-# --- messages and shapes -----------------------------------------------------------------------------
-
-
-class SealedCreditorBody(StrictModel):
-    """The payee as the saga carries it: sealed under the payment (transfer) id, and its display form."""
-
-    sealed: Annotated[str, Field(min_length=1, max_length=sealed_chars_max)]
-    bank_code: Annotated[str, Field(pattern=r"^[A-Z0-9]{4,11}$")]
-    account_number_masked: Annotated[str, Field(pattern=r"^\*{4}[A-Za-z0-9]{0,4}$")]
-
-    def creditor(self) -> SealedCreditor:
-        return SealedCreditor(self.sealed, self.bank_code, self.account_number_masked)
-
-
-class HandOff(StrictModel):
-    """The saga's callback task message: pay this, then report with the token."""
-
-    task_token: Annotated[str, Field(min_length=1, max_length=1024)]
-    payment_id: PaymentId
-    amount_minor: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
-    currency: Annotated[str, Field(min_length=3, max_length=3)]
-    creditor: SealedCreditorBody
-
-
-class SettleMessage(StrictModel):
-    payment_id: PaymentId
-
-
-def well_formed_payment_id(payment_id: str) -> bool:
-    """Whether a hand-off could carry this payment id (the HandOff field's own rule)."""
-    return len(payment_id) <= payment_id_chars_max and _PAYMENT_ID.fullmatch(payment_id) is not None
-
-
-class Notice(BaseModel):
-    """The bank's signed notice of a final status."""
-
-    payment_id: str
-    status: PaymentStatus
-    reason: str = ""
-    settled_at: datetime | None = None
-
-
-class PaymentView(BaseModel):
-    payment_id: str
-    status: PaymentStatus
-    amount_minor: int
-    currency: str
-    received_at: datetime
-    settled_at: datetime | None = None
-    reason: str = ""
-
-
-def payment_view(payment: RailPayment) -> PaymentView:
-    return PaymentView(
-        payment_id=payment.payment_id,
-        status=payment.status,
-        amount_minor=payment.amount_minor,
-        currency=payment.currency,
-        received_at=payment.received_at,
-        settled_at=payment.settled_at,
-        reason=payment.reason,
-    )
 
 
 # --- the sandbox bank --------------------------------------------------------------------------------
@@ -249,14 +86,6 @@ class SandboxSettings:
             and self.reject_rate + self.timeout_rate <= 1
         ):
             raise ValueError("reject_rate and timeout_rate are probabilities adding up to at most 1")
-
-
-class Scheduler(Protocol):
-    def settle_later(self, payment_id: str, delay_seconds: int) -> None: ...
-
-
-class NoticeSender(Protocol):
-    def send(self, body: bytes, headers: Mapping[str, str]) -> None: ...
 
 
 def plan_for(creditor: Creditor, settings: SandboxSettings, draw: float) -> Plan:
@@ -471,7 +300,7 @@ class RailAdapter:
 
     def on_notice(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> str:
         """A signed notice from the bank: report the payment's final status to the waiting saga."""
-        from finfaas.services.webhooks import InvalidSignature
+        from finfaas.services.webhooks.errors import InvalidSignature
 
         try:
             moment = self._clock().timestamp() if now is None else now
@@ -553,7 +382,7 @@ class RailAdapter:
 
 def new_notice_key() -> str:
     """A fresh `rail-notice-key` secret (Standard Webhooks format)."""
-    from finfaas.services.webhooks import new_webhook_secret
+    from finfaas.services.webhooks.model import new_webhook_secret
 
     return new_webhook_secret()
 

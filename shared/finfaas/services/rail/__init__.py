@@ -1,0 +1,1 @@
+"""Rail: the external payment rail the transfer saga hands payments to, and its sandbox bank."""

@@ -1,0 +1,1 @@
+"""Transfers: customer money transfers run as durable sagas (model, errors, ports, api, service)."""

@@ -1,0 +1,249 @@
+"""The transfers function's HTTP shapes: request bodies, queries, views, and the error table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema, model_validator
+
+from finfaas.domain import errors as ledger_errors
+from finfaas.domain.limits import Tier
+from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
+from finfaas.platform.errors import ErrorSpec, HttpError
+from finfaas.platform.http import StrictModel
+from finfaas.platform.idempotency import IdempotencyKeyReused
+from finfaas.platform.pii import PiiKeyUnavailable
+from finfaas.services.suite_clients import ServiceUnreachable
+from finfaas.services.transfers.errors import (
+    ConcurrentUpdate,
+    InactiveAccount,
+    InvalidDecision,
+    InvalidTransfer,
+    NoDecisionPending,
+    OrchestratorUnavailable,
+    OverTransferLimit,
+    TransferExists,
+    TransferNotFound,
+    TransferStoreUnavailable,
+    UnknownAccount,
+    ValidationRefused,
+    WrongCurrency,
+)
+from finfaas.services.transfers.model import TaskKind, TransferOrder, TransferStatus, wait_seconds_max
+
+identifier_chars_max = 64
+amount_text_chars_max = 64  # a decimal string of major units; enough for any amount the domain allows
+reference_chars_max = 140
+BANK_CODE_PATTERN = r"^[A-Z0-9]{4,11}$"
+BANK_ACCOUNT_PATTERN = r"^[A-Za-z0-9]{4,34}$"
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _amount_in_range(value: object) -> int | str:
+    """Only the two JSON types pass, and an integer only within the domain's bounds (so an amount no
+    ledger could hold is refused at parse time); the domain judges a decimal string with its currency."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected an integer of minor units or a decimal string of major units")
+    if isinstance(value, int) and not 1 <= value <= transfer_amount_minor_max:
+        raise ValueError(f"minor units from 1 to {transfer_amount_minor_max}")
+    if isinstance(value, str) and not 0 < len(value) <= amount_text_chars_max:
+        raise ValueError(f"a decimal string of 1-{amount_text_chars_max} characters")
+    return value
+
+
+Amount = Annotated[int | str, PlainValidator(_amount_in_range), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": transfer_amount_minor_max},
+              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
+    "description": "minor units as an integer (1050), or major units as a decimal string ('10.50')",
+})]
+
+
+class CreditorBody(StrictModel):
+    """A payee at another bank: its bank code (BIC-like), account number and name."""
+
+    bank_code: Annotated[str, Field(pattern=BANK_CODE_PATTERN)]
+    account_number: Annotated[str, Field(pattern=BANK_ACCOUNT_PATTERN)]
+    name: Annotated[str, Field(min_length=1, max_length=140)]
+
+
+class NewTransferBody(StrictModel):
+    """From one of the caller's accounts to another account here (credit_account_id) or at another
+    bank (creditor); exactly one of the two."""
+
+    debit_account_id: Identifier
+    credit_account_id: Identifier | None = None
+    creditor: CreditorBody | None = None
+    amount: Amount
+    currency: Annotated[StrictStr, Field(min_length=3, max_length=3)]
+    reference: Annotated[str, Field(max_length=reference_chars_max)] = ""
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> NewTransferBody:
+        if (self.credit_account_id is None) == (self.creditor is None):
+            raise ValueError("give exactly one of credit_account_id and creditor")
+        if self.credit_account_id == self.debit_account_id:
+            raise ValueError("credit_account_id must differ from debit_account_id")
+        return self
+
+
+class StepBody(StrictModel):
+    transfer_id: Identifier
+
+
+class SagaError(StrictModel):
+    """What a Catch put in the state: ASL's {"Error", "Cause"}."""
+
+    Error: Annotated[str, Field(min_length=1, max_length=256)]
+    Cause: Annotated[str, Field(max_length=64 * 1024)] | None = None
+
+
+class FailBody(StrictModel):
+    transfer_id: Identifier
+    outcome: Literal["failed", "compensated"]
+    error: SagaError
+
+
+class AttentionBody(StrictModel):
+    transfer_id: Identifier
+    error: SagaError
+
+
+class TaskMessage(StrictModel):
+    """A callback task's queue message (the orchestrator's sqs:sendMessage.waitForTaskToken)."""
+
+    task_token: Annotated[str, Field(min_length=1, max_length=1024)]
+    transfer_id: Identifier
+    kind: TaskKind
+
+
+class DecisionBody(StrictModel):
+    decision: Literal["approve", "reject", "post", "void"]
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+class TierBody(StrictModel):
+    tier: Tier
+
+
+class WaitQuery(StrictModel):
+    wait: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=wait_seconds_max,
+            description=(
+                "seconds to wait for a final status; when the function already holds its most "
+                "waiting requests, the current status comes back at once, as with wait=0"
+            ),
+        ),
+    ] = 0
+
+
+class StepView(BaseModel):
+    name: str
+    outcome: str
+    at: datetime
+    detail: str = ""
+
+
+class TransferView(BaseModel):
+    transfer_id: str
+    status: TransferStatus
+    debit_account_id: str
+    credit_account_id: str | None = None
+    creditor: dict[str, str] | None = None
+    amount_minor: int
+    currency: str
+    exponent: int
+    reference: str
+    created_at: datetime
+    updated_at: datetime | None = None
+    flags: list[str] = Field(default_factory=list)
+    screening: dict[str, Any] | None = None
+    failure: dict[str, str] | None = None
+    decision_pending: TaskKind | None = None
+    steps: list[StepView] = Field(default_factory=list)
+
+
+class Accepted(BaseModel):
+    transfer_id: str
+    status: TransferStatus
+    status_url: str
+
+
+def transfer_view(order: TransferOrder) -> TransferView:
+    creditor = order.creditor.masked() if order.creditor is not None else None
+    return TransferView(
+        transfer_id=order.transfer_id,
+        status=order.status,
+        debit_account_id=order.debit_account_id,
+        credit_account_id=None if order.external else order.credit_account_id,
+        creditor=creditor,
+        amount_minor=order.amount_minor,
+        currency=order.currency,
+        exponent=currency_exponent(order.currency),
+        reference=order.reference,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        flags=list(order.flags),
+        screening=dict(order.screening) if order.screening else None,
+        failure=dict(order.failure) if order.failure else None,
+        decision_pending=order.task_kind if order.task_token else None,
+        steps=[StepView(name=s.name, outcome=s.outcome, at=s.at, detail=s.detail) for s in order.steps],
+    )
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+
+class StepRefused(HttpError):
+    """A saga step refuses the transfer for good; the problem code says why."""
+
+    status, code, title = 422, "step_refused", "Step refused"
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def _ledger_input_errors() -> dict[type[BaseException], ErrorSpec]:
+    """Amount and currency parsing refusals, each with its own code."""
+    found: list[type[ledger_errors.InvalidInput]] = [ledger_errors.InvalidInput]
+    for cls in found:
+        found.extend(sub for sub in cls.__subclasses__() if sub not in found)
+    return {cls: ErrorSpec(422, cls.code, cls.code.replace("_", " ").capitalize()) for cls in found}
+
+
+ERRORS = {
+    **_ledger_input_errors(),
+    TransferNotFound: ErrorSpec(404, TransferNotFound.code, "Transfer not found"),
+    # Refusals at acceptance (nothing recorded); the saga's own step answers them as StepRefused.
+    # Another customer's account answers exactly as a missing one (no existence oracle).
+    UnknownAccount: ErrorSpec(404, UnknownAccount.code, "Account not found"),
+    InactiveAccount: ErrorSpec(422, InactiveAccount.code, "Account not active"),
+    WrongCurrency: ErrorSpec(422, WrongCurrency.code, "Currency mismatch"),
+    OverTransferLimit: ErrorSpec(422, OverTransferLimit.code, "Per-transfer limit exceeded"),
+    ledger_errors.LedgerBusy: ErrorSpec(503, ledger_errors.LedgerBusy.code, "Ledger busy"),
+    # The platform's answer to a key reused for a different request, as on every other keyed route.
+    TransferExists: ErrorSpec(422, IdempotencyKeyReused.code, IdempotencyKeyReused.title),
+    InvalidTransfer: ErrorSpec(422, InvalidTransfer.code, "Invalid transfer"),
+    NoDecisionPending: ErrorSpec(409, NoDecisionPending.code, "No decision pending"),
+    InvalidDecision: ErrorSpec(422, InvalidDecision.code, "Invalid decision"),
+    OrchestratorUnavailable: ErrorSpec(503, OrchestratorUnavailable.code, "Orchestrator unavailable"),
+    TransferStoreUnavailable: ErrorSpec(503, TransferStoreUnavailable.code, "Transfer store unavailable"),
+    ConcurrentUpdate: ErrorSpec(503, ConcurrentUpdate.code, "Transfer busy"),
+    ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
+    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
+}
+
+
+def refusing_step(step: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A saga step's answer; a validation refusal becomes StepRefused with the refusal's own code."""
+    try:
+        return step()
+    except ValidationRefused as refusal:
+        raise StepRefused(refusal.code, refusal.detail) from None

@@ -1,0 +1,183 @@
+"""Transfer orders as the transfers function keeps them: status, steps, events, daily usage; and the
+mapping of an order to its saga's input and to transfer.* event data (the store and service share it)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from finfaas.domain.creditor import SealedCreditor
+
+STATE_MACHINE = "transfer"
+TRANSFER_ID_PREFIX = "tr_"
+transfer_id_hex_chars = 32
+steps_max = 40  # a saga records at most a dozen; a loop of operator decisions is bounded too
+wait_seconds_max = 5.0  # GET ?wait=: a request holds a function thread at most this long
+
+
+class TransferStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"  # recorded; the saga has not validated it yet
+    PROCESSING = "PROCESSING"  # validated and screened; money is being reserved and moved
+    AWAITING_REVIEW = "AWAITING_REVIEW"  # an operator must approve or reject it
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"  # an operator must say whether to post or void the hold
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"  # nothing moved
+    COMPENSATED = "COMPENSATED"  # funds were reserved and released again
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TransferStatus.COMPLETED, TransferStatus.FAILED, TransferStatus.COMPENSATED)
+
+
+class TaskKind(StrEnum):
+    REVIEW = "review"  # approve | reject, before any money is reserved
+    ATTENTION = "attention"  # post | void, with funds on hold
+
+
+DECISIONS: dict[TaskKind, tuple[str, ...]] = {
+    TaskKind.REVIEW: ("approve", "reject"),
+    TaskKind.ATTENTION: ("post", "void"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    outcome: str
+    at: datetime
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TransferOrder:
+    """A customer's transfer as the transfers function keeps it; `version` guards every change."""
+
+    transfer_id: str
+    owner_id: str
+    debit_account_id: str
+    credit_account_id: str  # the ledger side: the payee's account, or the settlement account
+    amount_minor: int
+    currency: str
+    created_at: datetime
+    status: TransferStatus = TransferStatus.ACCEPTED
+    updated_at: datetime | None = None
+    reference: str = ""
+    creditor: SealedCreditor | None = None  # never in the clear: see domain/creditor.py
+    version: int = 1
+    tier: str | None = None
+    usage_day: str | None = None  # set when the day's total was reserved (validated)
+    screening: Mapping[str, Any] | None = None
+    flags: tuple[str, ...] = ()
+    failure: Mapping[str, str] | None = None
+    task_token: str | None = None  # the operator decision the saga waits for
+    task_kind: TaskKind | None = None
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def external(self) -> bool:
+        return self.creditor is not None
+
+    @property
+    def destination(self) -> str:
+        """What risk knows the payee by: the payee's keyed fingerprint, or the account id here."""
+        return self.creditor.fingerprint if self.creditor else self.credit_account_id
+
+    def identity(self) -> dict[str, Any]:
+        """What a repeated request must repeat exactly."""
+        return {
+            "owner_id": self.owner_id,
+            "debit_account_id": self.debit_account_id,
+            "credit_account_id": self.credit_account_id,
+            "amount_minor": self.amount_minor,
+            "currency": self.currency,
+            "reference": self.reference,
+            "creditor": self.creditor.identity() if self.creditor else None,
+        }
+
+    def changed(self, now: datetime, step: Step | None = None, **changes: Any) -> TransferOrder:
+        """The next version, with a step appended to the history."""
+        steps = self.steps if step is None else (*self.steps, step)[-steps_max:]
+        return replace(self, version=self.version + 1, updated_at=now, steps=steps, **changes)
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    """An outbox event written with an order change (transfer.*)."""
+
+    type: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    """The amount counted against the owner's UTC day in one currency."""
+
+    owner_id: str
+    day: str
+    currency: str
+    amount_minor: int
+    headroom_minor: int  # the most the day's total may be before this amount is added
+
+
+class UsageOutcome(StrEnum):
+    RESERVED = "RESERVED"
+    EXCEEDED = "EXCEEDED"
+    CONFLICT = "CONFLICT"  # the order's version moved: read again
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    account_id: str
+    owner_id: str
+    currency: str
+    kind: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """A POST /transfers answered: the order as accepted, and whether an earlier request made it."""
+
+    order: TransferOrder
+    repeated: bool
+
+
+def transfer_id_for(owner_id: str, idempotency_key: str) -> str:
+    """Derived from (owner, Idempotency-Key): a retry after any crash lands on the same transfer."""
+    digest = hashlib.sha256(f"{owner_id}\x00{idempotency_key}".encode()).hexdigest()
+    return TRANSFER_ID_PREFIX + digest[:transfer_id_hex_chars]
+
+
+def saga_input(order: TransferOrder) -> dict[str, Any]:
+    """The execution's input: everything the ledger and rail steps need, nothing they may not see.
+    The payee travels sealed (only the rail opens it) with its masked display form."""
+    creditor = order.creditor.in_flight() if order.creditor is not None else None
+    return {
+        "transfer_id": order.transfer_id,
+        "debit_account_id": order.debit_account_id,
+        "credit_account_id": order.credit_account_id,
+        "amount_minor": order.amount_minor,
+        "currency": order.currency,
+        "external": order.external,
+        "creditor": creditor,
+    }
+
+
+def event_data(order: TransferOrder, failure: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """transfer.* event data (events/schemas): amounts as decimal strings so no reader rounds them."""
+    data: dict[str, Any] = {
+        "transfer_id": order.transfer_id,
+        "debit_account_id": order.debit_account_id,
+        "credit_account_id": order.credit_account_id,
+        "amount_minor": str(order.amount_minor),
+        "currency": order.currency,
+    }
+    if order.creditor is not None:
+        data["creditor"] = order.creditor.masked()
+    if failure is not None:
+        data["failure"] = dict(failure)
+    return data

@@ -1,0 +1,45 @@
+"""What the transfers service needs from outside: its order store, the ledger's accounts, risk."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from finfaas.domain.limits import Tier
+from finfaas.services.transfers.model import AccountInfo, DailyUsage, OrderEvent, TransferOrder, UsageOutcome
+
+
+class TransferOrders(Protocol):
+    """Orders, daily usage and tiers (DynamoDB: store/transfers_store.py; in memory: finfaas_dev/fakes)."""
+
+    def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
+        """Write a new order with its event and return it (the same object); the existing order if the
+        id is taken (nothing written)."""
+        ...
+
+    def get(self, transfer_id: str) -> TransferOrder | None: ...
+
+    def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
+        """Write order if the stored version is order.version - 1 (with event); False otherwise."""
+        ...
+
+    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
+        """Save order (versioned) and add usage to the day's total if it stays within headroom."""
+        ...
+
+    def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
+        """Save order (versioned) with event and give usage back (once); False on a version conflict."""
+        ...
+
+    def tier_of(self, owner_id: str) -> Tier: ...
+
+    def set_tier(self, owner_id: str, tier: Tier) -> None: ...
+
+
+class AccountDirectory(Protocol):
+    """Ledger accounts as validation reads them."""
+
+    def account(self, account_id: str) -> AccountInfo | None: ...
+
+
+class RiskAssessor(Protocol):
+    def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...

@@ -1,0 +1,1 @@
+"""Webhooks: integrators' subscriptions, fan-out of events, signed deliveries."""

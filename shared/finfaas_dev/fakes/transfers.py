@@ -1,0 +1,85 @@
+"""In-memory transfer orders for tests; never shipped in a function image."""
+
+from __future__ import annotations
+
+import threading
+
+from finfaas.domain.limits import (
+    TIER_DEFAULT,
+    Tier,
+)
+from finfaas.services.transfers.model import DailyUsage, OrderEvent, TransferOrder, UsageOutcome
+
+
+class InMemoryTransferOrders:
+    """TransferOrders in dicts for unit tests; same contract as the DynamoDB store."""
+
+    def __init__(self) -> None:
+        self._orders: dict[str, TransferOrder] = {}
+        self._totals: dict[tuple[str, str, str], int] = {}
+        self._markers: set[tuple[str, str, str, str]] = set()
+        self._tiers: dict[str, Tier] = {}
+        self.events: list[OrderEvent] = []
+        self._lock = threading.Lock()
+
+    def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
+        with self._lock:
+            existing = self._orders.get(order.transfer_id)
+            if existing is not None:
+                return existing
+            self._orders[order.transfer_id] = order
+            self.events.append(event)
+            return order
+
+    def get(self, transfer_id: str) -> TransferOrder | None:
+        with self._lock:
+            return self._orders.get(transfer_id)
+
+    def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
+        with self._lock:
+            return self._save(order, event)
+
+    def _save(self, order: TransferOrder, event: OrderEvent | None) -> bool:
+        stored = self._orders.get(order.transfer_id)
+        if stored is None or stored.version != order.version - 1:
+            return False
+        self._orders[order.transfer_id] = order
+        if event is not None:
+            self.events.append(event)
+        return True
+
+    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
+        with self._lock:
+            stored = self._orders.get(order.transfer_id)
+            if stored is None or stored.version != order.version - 1:
+                return UsageOutcome.CONFLICT
+            day = (usage.owner_id, usage.day, usage.currency)
+            if self._totals.get(day, 0) > usage.headroom_minor:
+                return UsageOutcome.EXCEEDED
+            self._totals[day] = self._totals.get(day, 0) + usage.amount_minor
+            self._markers.add((*day, order.transfer_id))
+            self._orders[order.transfer_id] = order
+            return UsageOutcome.RESERVED
+
+    def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
+        with self._lock:
+            marker = (usage.owner_id, usage.day, usage.currency, order.transfer_id)
+            if not self._save(order, event):
+                return False
+            if marker in self._markers:
+                self._markers.discard(marker)
+                day = marker[:3]
+                self._totals[day] = self._totals.get(day, 0) - usage.amount_minor
+            return True
+
+    def tier_of(self, owner_id: str) -> Tier:
+        with self._lock:
+            return self._tiers.get(owner_id, TIER_DEFAULT)
+
+    def set_tier(self, owner_id: str, tier: Tier) -> None:
+        with self._lock:
+            self._tiers[owner_id] = tier
+
+    def day_total(self, owner_id: str, day: str, currency: str) -> int:
+        with self._lock:
+            return self._totals.get((owner_id, day, currency), 0)
