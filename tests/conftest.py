@@ -12,7 +12,6 @@ import atexit
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from finfaas_dev.net import free_port
 
 if TYPE_CHECKING:
     from finfaas_dev.emulators import EmbeddedAWS
@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 LOOPBACK_HOST = "127.0.0.1"
 PORT_PICK_ATTEMPTS_MAX = 3
 TEST_STAGE = f"t{secrets.token_hex(4)}"
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK_HOST, 0))
-        return probe.getsockname()[1]
 
 
 def _endpoint_env(dynamodb_port: int, moto_port: int) -> dict[str, str]:
@@ -50,7 +44,7 @@ def _isolate_environment() -> None:
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL_") or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             del os.environ[name]
-    os.environ.update(_endpoint_env(_free_loopback_port(), _free_loopback_port()))
+    os.environ.update(_endpoint_env(free_port(), free_port()))
     os.environ.update({
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
@@ -109,7 +103,7 @@ def _start_emulators():
         except EmulatorError as error:
             if "already in use" not in str(error) or attempt == PORT_PICK_ATTEMPTS_MAX - 1:
                 raise
-            os.environ.update(_endpoint_env(_free_loopback_port(), _free_loopback_port()))
+            os.environ.update(_endpoint_env(free_port(), free_port()))
     raise AssertionError("unreachable")
 
 

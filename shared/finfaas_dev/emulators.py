@@ -41,7 +41,7 @@ WATCH_INTERVAL_S = 1.0
 DYNAMODB_HEAP_MB_MAX = 1024
 LOG_TAIL_BYTES = 4096
 # moto's threaded server delivered a message to two receivers at once (1 in 600, about one run
-# in four of tests/integration/test_emulators.py's 6-sender x 4-receiver test): one at a time.
+# in four of tests/integration/finfaas_dev/test_emulators.py's 6-sender x 4-receiver test): one at a time.
 MOTO_SERIALIZE_REQUESTS = True
 
 

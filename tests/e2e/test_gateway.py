@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 from finfaas_dev.gateway import REQUEST_BODY_BYTES_MAX
-from fixtures.gateway_harness import GatewayProcess, wait_for
+from finfaas_dev.net import wait_for
+from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 

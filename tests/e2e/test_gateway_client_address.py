@@ -13,7 +13,7 @@ import pytest
 from finfaas.platform.keys import write_dev_secrets
 from finfaas.platform.ratelimit import SIGN_IN_LIMIT
 from finfaas.store.audit_store import AuditStore
-from fixtures.gateway_harness import GatewayProcess
+from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

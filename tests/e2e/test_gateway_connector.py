@@ -11,7 +11,8 @@ import uuid
 import pytest
 from finfaas.platform.config import resource_name
 from finfaas_dev.awsclients import client
-from fixtures.gateway_harness import GatewayProcess, free_port, wait_for
+from finfaas_dev.net import free_port, wait_for
+from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

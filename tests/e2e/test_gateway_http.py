@@ -6,7 +6,7 @@ import json
 import socket
 
 import pytest
-from fixtures.gateway_harness import GatewayProcess
+from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text
 from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME, new_schedule_key_text
-from fixtures.gateway_harness import GatewayProcess
+from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

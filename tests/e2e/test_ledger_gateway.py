@@ -23,8 +23,9 @@ import pytest
 from finfaas.domain.ledger import NewAccount
 from finfaas.store.ledger_store import DynamoLedgerStore
 from finfaas.store.tables import LedgerTables
+from finfaas_dev.net import wait_for
 from finfaas_dev.testing.platform import TokenMinter
-from fixtures.gateway_harness import GatewayProcess, http, wait_for
+from support.gateway_harness import GatewayProcess, http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

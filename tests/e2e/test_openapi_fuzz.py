@@ -23,7 +23,7 @@ import requests
 import schemathesis
 from finfaas_dev import stackfile
 from finfaas_dev.bench.transfers import write_suite_secrets
-from fixtures.gateway_harness import free_port, http, wait_for
+from finfaas_dev.net import free_port, wait_for
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.errors import FailureGroup
@@ -33,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.gateway_harness import http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

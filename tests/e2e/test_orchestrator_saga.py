@@ -18,8 +18,9 @@ import pytest
 from finfaas.platform.config import resource_name
 from finfaas.platform.keys import DEMO_CREDENTIALS_FILE, ensure_service_clients, write_dev_secrets
 from finfaas_dev.awsclients import client
+from finfaas_dev.net import free_port, wait_for
 from finfaas_dev.relay import ensure_events_mac_key
-from fixtures.gateway_harness import free_port, http, wait_for
+from support.gateway_harness import http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -27,7 +27,8 @@ from finfaas_dev.bench.transfers import (
     stack_text,
     write_suite_secrets,
 )
-from fixtures.gateway_harness import free_port, http, wait_for
+from finfaas_dev.net import free_port, wait_for
+from support.gateway_harness import http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from finfaas_dev.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -21,12 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 120
 SHUTDOWN_TIMEOUT_S = 30
 READY_LINE = "Ctrl-C stops everything."  # the summary's last line
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _port_is_free(port: int) -> bool:
@@ -58,11 +53,11 @@ def _wait_for_line(process: subprocess.Popen, text: str, timeout_s: float) -> li
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("up")
-    ports = {"gateway": _free_port(), "dynamodb": _free_port(), "moto": _free_port()}
+    ports = {"gateway": free_port(), "dynamodb": free_port(), "moto": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     env.update(
         {
-            "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
+            "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
             "FINFAAS_STAGE": "e2eup",
             "PYTHONUNBUFFERED": "1",
         }

@@ -1,7 +1,7 @@
 """The executions repository the engine needs.
 
 The DynamoDB implementation is finfaas.store.executions_store.ExecutionsStore; it and the in-memory
-fake (finfaas_dev.fakes.workflow) pass the contract tests in tests/unit/workflow/store_contract.py.
+fake (finfaas_dev.fakes.workflow) pass the contract tests in tests/support/store_contract.py.
 """
 
 from __future__ import annotations

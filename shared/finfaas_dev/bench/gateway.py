@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import psutil
 
+from finfaas_dev.net import free_port
 from finfaas_dev.process_pool import function_environment, start_function_process
 from finfaas_dev.stackfile import load_stack
 from finfaas_dev.upstream import UpstreamError, UpstreamPool
@@ -102,12 +102,6 @@ async def load(url: str, concurrency: int, seconds: float, requests_max: int) ->
         client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def _wait_http_ok(url: str, seconds_max: float) -> None:
     deadline = time.monotonic() + seconds_max
     async with aiohttp.ClientSession() as session:
@@ -141,7 +135,7 @@ async def _measure(args: argparse.Namespace, stack_path: Path) -> dict:
     spec = load_stack(stack_path).functions["hello"]
     # Output discarded on both sides alike (the gateway's children inherit its DEVNULL).
     direct = await start_function_process(spec, function_environment(spec, os.environ), subprocess.DEVNULL)
-    port = _free_port()
+    port = free_port()
     gateway = _start_gateway(stack_path, port)
     clients: dict[str, LoadClient] = {}
     try:

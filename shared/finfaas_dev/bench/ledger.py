@@ -33,7 +33,6 @@ import random
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from finfaas_dev.net import free_port, wait_for
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
@@ -319,12 +320,6 @@ class Sandbox:
     secrets_dir: Path
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def export_environment(aws_env: dict[str, str], sandbox: Sandbox) -> None:
     """This process and its children (deploy, gateway, functions) see only the sandbox."""
     from finfaas.platform import config
@@ -378,14 +373,6 @@ def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
     command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack), "--port",
                str(sandbox.gateway_port), "--no-connector"]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
-def wait_until(condition: Callable[[], bool], seconds_max: float, what: str) -> None:
-    deadline = time.monotonic() + seconds_max
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not ready after {seconds_max} s")
-        time.sleep(0.1)
 
 
 def http_json(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> Any:
@@ -626,7 +613,7 @@ def run(args: argparse.Namespace) -> int:
             client_id, client_secret = write_secrets(sandbox.secrets_dir)
             gateway = start_gateway(sandbox)
             base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-            wait_until(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
+            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
             summary = run_on_uvloop(measure(args, sandbox, client_id, client_secret, gateway.pid))
             check = ledger_check(sandbox.stage)
         except Exception:

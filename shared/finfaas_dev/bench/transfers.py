@@ -56,11 +56,10 @@ from finfaas_dev.bench.ledger import (
     Sandbox,
     answers,
     export_environment,
-    free_port,
     ledger_check,
-    wait_until,
     write_secrets,
 )
+from finfaas_dev.net import free_port, wait_for
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
@@ -189,7 +188,7 @@ def start_proxy(upstream: str, folder: Path) -> Proxy:
         [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: answers(url + "/__counts"), PROXY_READY_SECONDS_MAX, "the counting proxy")
+    wait_for(lambda: answers(url + "/__counts"), PROXY_READY_SECONDS_MAX, "the counting proxy")
     return Proxy(process, url)
 
 
@@ -657,7 +656,7 @@ def run(args: argparse.Namespace) -> int:
             gateway = start_gateway(sandbox)
             children.append(gateway)
             base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-            wait_until(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
+            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
             summary = run_on_uvloop(measure(args, sandbox, dynamodb, moto))
             drained = no_execution_running(DRAIN_SECONDS_MAX)
             check = ledger_check(sandbox.stage)

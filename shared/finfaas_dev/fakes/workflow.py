@@ -1,5 +1,5 @@
 """In-memory implementations of the workflow engine's ports, for tests: the executions store passes the
-same contract tests as the DynamoDB one (tests/unit/workflow/store_contract.py)."""
+same contract tests as the DynamoDB one (tests/support/store_contract.py)."""
 
 from __future__ import annotations
 

@@ -8,16 +8,11 @@ test's; queues are private too.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from threading import Lock
 
 import pytest
-
-# The fakes and helpers are written once (tests/unit/events) and shared with these tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "events"))
 
 RECEIVE_ROUNDS_MAX = 60
 RECEIVE_BATCH_MAX = 10

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from events_fakes import T0
 from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, PiiDecryptionFailed, pii_key_id
 from finfaas.services.webhooks.model import (
     Subscription,
@@ -16,6 +15,7 @@ from finfaas.services.webhooks.model import (
 from finfaas.services.webhooks.service import SecretBox
 from finfaas.store.outbox_store import OutboxStore
 from finfaas.store.subscriptions_store import SUBSCRIPTIONS_PARTITION, SubscriptionsStore
+from support.events_fakes import T0
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +62,9 @@ def test_lists_by_owner_and_active_ones_only(store, box, ids):
 
 
 def test_a_relay_pass_over_the_shared_table_leaves_subscriptions_alone(store, box, ids, private_outbox):
-    from events_fakes import FakeQueue
     from finfaas.platform.events import EventMac
     from finfaas.services.outbox_relay import OutboxRelay
+    from support.events_fakes import FakeQueue
 
     created = store.create(subscription(ids, "p4", "k", box))
     queue = FakeQueue()

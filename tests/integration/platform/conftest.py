@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-# The contracts are written once (tests/unit/platform) and run here against DynamoDB Local.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "platform"))
 
 PLATFORM_TABLES = ("idempotency", "ratelimits", "audit")
 

@@ -9,7 +9,7 @@ import pytest
 from finfaas.platform.audit import AuditEvent, AuditKey, AuditLog, Outcome, key_id_of, verify_chain
 from finfaas.store.audit_store import AuditStore, audit_model
 from finfaas_dev.cli import main as finfaas
-from test_audit_contract import AuditStoreContract
+from unit.platform.test_audit_contract import AuditStoreContract
 
 pytestmark = pytest.mark.emulator
 

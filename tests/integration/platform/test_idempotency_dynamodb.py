@@ -20,7 +20,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
-from test_idempotency_contract import IdempotencyStoreContract
+from unit.platform.test_idempotency_contract import IdempotencyStoreContract
 
 pytestmark = pytest.mark.emulator
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.store.ratelimit_store import RateLimitStore
-from test_ratelimit_contract import RateLimitStoreContract
+from unit.platform.test_ratelimit_contract import RateLimitStoreContract
 
 pytestmark = pytest.mark.emulator
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
-
-# The contract is written once (tests/unit/workflow) and run here against DynamoDB Local.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "workflow"))
 
 
 def _create_workflow_tables(client, executions: str, history: str) -> None:

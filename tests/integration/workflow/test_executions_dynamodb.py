@@ -11,7 +11,7 @@ from finfaas.store import executions_store
 from finfaas.store.executions_store import ExecutionsStore
 from finfaas.store.ledger_store import DynamoCallMeter
 from finfaas.workflow.model import Status
-from store_contract import ExecutionStoreContract, new_execution, next_version, started
+from support.store_contract import ExecutionStoreContract, new_execution, next_version, started
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ def test_the_transfer_definition_is_the_same_in_every_ledger_schema():
 
 
 def test_an_envelope_built_in_code_passes_the_cloudevents_schema():
-    from events_fakes import T0
+    from support.events_fakes import T0
 
     envelope = EventEnvelope("ledger.account.status_changed:a:1", "finfaas/ledger",
                              "ledger.account.status_changed", "a", T0, {"status": "FROZEN"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from http.server import BaseHTTPRequestHandler
 
@@ -11,6 +10,7 @@ import pytest
 from finfaas.platform import config, tracing
 from finfaas.platform.credentials import TokenUnavailable
 from finfaas.platform.gateway_client import GatewayClient, GatewayTimeout, GatewayUnreachable
+from finfaas_dev.net import free_port
 from finfaas_dev.testing.platform import loopback_http_server
 
 INCOMING = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -142,10 +142,7 @@ def test_no_answer_within_the_read_timeout_is_a_gateway_timeout(gateway):
 
 
 def test_nobody_listening_is_unreachable_not_a_timeout():
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    closed_port = probe.getsockname()[1]
-    probe.close()
+    closed_port = free_port()
 
     with pytest.raises(GatewayUnreachable) as raised:
         _post(GatewayClient(f"http://127.0.0.1:{closed_port}", RotatingTokens()))

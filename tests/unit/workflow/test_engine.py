@@ -20,7 +20,7 @@ from finfaas.workflow.engine import (
 )
 from finfaas.workflow.model import Phase, Status, TaskResult
 from finfaas.workflow.tasks import TaskBusy, TaskFailed, TaskSubmitted, TaskSucceeded
-from workflow_testing import CrashAt, ScriptedTasks, SimulatedCrash, World, registry
+from support.workflow_testing import CrashAt, ScriptedTasks, SimulatedCrash, World, registry
 
 ENDPOINT = "https://gateway.finfaas/function/demo-bank/ops"
 

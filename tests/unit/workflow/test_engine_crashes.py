@@ -13,7 +13,7 @@ import pytest
 from finfaas.workflow.engine import EngineLimits
 from finfaas.workflow.model import Status
 from finfaas.workflow.tasks import TaskBusy, TaskCall
-from workflow_testing import CrashAt, ToyBank, World, registry
+from support.workflow_testing import CrashAt, ToyBank, World, registry
 
 EXECUTION = "demo-transfer:tr-1"
 SMALL = {"from": "alice", "to": "bob", "amount_minor": 1250}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from http.server import BaseHTTPRequestHandler
 
 import pytest
 from finfaas.workflow import errors
 from finfaas.workflow.tasks import HTTP_INVOKE, HttpTasks, TaskBusy, TaskCall, TaskFailed, TaskSucceeded
+from finfaas_dev.net import free_port
 from finfaas_dev.testing.platform import loopback_http_server
 
 SLOW_SECONDS = 2.0
@@ -134,10 +134,7 @@ def test_no_answer_within_the_timeout_is_states_timeout(gateway):
 
 
 def test_nobody_listening_is_states_http_socket():
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    closed_port = probe.getsockname()[1]
-    probe.close()
+    closed_port = free_port()
 
     outcome = HttpTasks(f"http://127.0.0.1:{closed_port}", _Token()).run(_call("debits"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from finfaas_dev.fakes.workflow import InMemoryExecutionStore
-from store_contract import ExecutionStoreContract
+from support.store_contract import ExecutionStoreContract
 
 
 @pytest.fixture

@@ -1,0 +1,163 @@
+"""The ledger function's routes through handle() on DynamoDB Local: what internal callers rely on."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from support.ledger_function_testing import CURRENCY, FUNDING_ACCOUNT
+
+HOLD_TIMEOUT_SECONDS = 1
+EXPIRY_WAIT_SECONDS = 1.3
+
+
+def leg(ids, name: str, debit: str, credit: str, amount, **extra) -> dict:
+    return {"transfer_id": ids(name), "debit_account_id": debit, "credit_account_id": credit,
+            "amount": amount, "currency": CURRENCY, **extra}
+
+
+def test_a_transfer_is_created_read_back_and_moves_balances(ledger_function, open_account, ids):
+    alice, bob = open_account("alice", funded_minor=1_000), open_account("bob")
+
+    created = ledger_function.post("/transfers", leg(ids, "t1", alice, bob, "2.50", metadata="invoice 7"),
+                                   key=ids("k1"))
+    read = ledger_function.get(f"/transfers/{ids('t1')}")
+
+    assert created.status == 201
+    assert created.json() == read.json()
+    assert read.json()["amount_minor"] == 250 and read.json()["kind"] == "POSTED"
+    assert read.json()["metadata"] == "invoice 7" and read.json()["exponent"] == 2
+    balance = ledger_function.get(f"/accounts/{alice}/balance").json()
+    assert (balance["posted_minor"], balance["available_minor"]) == (750, 750)
+
+
+def test_a_hold_is_posted_in_part_and_the_rest_released(ledger_function, open_account, ids):
+    alice, shop = open_account("alice", funded_minor=1_000), open_account("shop")
+
+    hold = ledger_function.post("/pending", leg(ids, "h1", alice, shop, 400), key=ids("k1"))
+    held = ledger_function.get(f"/accounts/{alice}/balance").json()
+    partial = {"transfer_id": ids("p1"), "amount": 150, "currency": CURRENCY}
+    post = ledger_function.post(f"/pending/{ids('h1')}/post", partial, key=ids("k2"))
+
+    assert hold.status == 201 and hold.json()["state"] == "PENDING"
+    assert (held["posted_minor"], held["pending_debits_minor"], held["available_minor"]) == (1_000, 400, 600)
+    assert post.status == 201 and post.json()["amount_minor"] == 150 and post.json()["kind"] == "POST"
+    assert ledger_function.get(f"/transfers/{ids('h1')}").json()["state"] == "POSTED"
+    assert (ledger_function.balance(alice), ledger_function.balance(shop)) == (850, 150)
+
+
+def test_a_hold_can_be_voided_once(ledger_function, open_account, ids):
+    alice, shop = open_account("alice", funded_minor=1_000), open_account("shop")
+    ledger_function.post("/pending", leg(ids, "h1", alice, shop, 400), key=ids("k1"))
+
+    void = ledger_function.post(f"/pending/{ids('h1')}/void", {"transfer_id": ids("v1")}, key=ids("k2"))
+    post_after = ledger_function.post(f"/pending/{ids('h1')}/post", {"transfer_id": ids("p1")}, key=ids("k3"))
+
+    assert void.status == 201 and void.json()["kind"] == "VOID"
+    assert post_after.status == 409 and post_after.json()["code"] == "pending_already_voided"
+    assert ledger_function.get(f"/accounts/{alice}/balance").json()["available_minor"] == 1_000
+
+
+def test_a_hold_past_its_timeout_is_expired_by_the_ops_sweep(ledger_function, open_account, ids):
+    alice, shop = open_account("alice", funded_minor=1_000), open_account("shop")
+    ledger_function.post("/pending", leg(ids, "h1", alice, shop, 400, timeout_seconds=HOLD_TIMEOUT_SECONDS),
+                         key=ids("k1"))
+    time.sleep(EXPIRY_WAIT_SECONDS)
+
+    swept = ledger_function.post("/_/ops/expire-holds", {})
+    late_post = ledger_function.post(f"/pending/{ids('h1')}/post", {"transfer_id": ids("p1")}, key=ids("k2"))
+
+    assert swept.status == 200
+    assert ids("h1") in {t["pending_id"] for t in swept.json()["transfers"]}
+    assert ledger_function.get(f"/transfers/{ids('h1')}").json()["state"] == "EXPIRED"
+    assert late_post.status == 409 and late_post.json()["code"] == "pending_expired"
+    assert ledger_function.get(f"/accounts/{alice}/balance").json()["available_minor"] == 1_000
+
+
+def test_a_transfer_is_reversed_once(ledger_function, open_account, ids):
+    alice, bob = open_account("alice", funded_minor=1_000), open_account("bob")
+    ledger_function.post("/transfers", leg(ids, "t1", alice, bob, 300), key=ids("k1"))
+
+    reversal = ledger_function.post(f"/transfers/{ids('t1')}/reverse", {"transfer_id": ids("r1")},
+                                    key=ids("k2"))
+    twice = ledger_function.post(f"/transfers/{ids('t1')}/reverse", {"transfer_id": ids("r2")}, key=ids("k3"))
+
+    assert reversal.status == 201 and reversal.json()["reversal_of"] == ids("t1")
+    assert twice.status == 409 and twice.json()["code"] == "already_reversed"
+    assert (ledger_function.balance(alice), ledger_function.balance(bob)) == (1_000, 0)
+
+
+def test_linked_legs_commit_all_or_nothing(ledger_function, open_account, ids):
+    alice, shop, fees = open_account("alice", funded_minor=1_000), open_account("shop"), open_account("fees")
+
+    too_much = ledger_function.post("/transfers/linked", {"transfers": [
+        leg(ids, "sale", alice, shop, 900), leg(ids, "fee", alice, fees, 200)]}, key=ids("k1"))
+    paid = ledger_function.post("/transfers/linked", {"transfers": [
+        leg(ids, "sale2", alice, shop, 700), leg(ids, "fee2", alice, fees, 30)]}, key=ids("k2"))
+
+    assert too_much.status == 409 and too_much.json()["code"] == "insufficient_funds"
+    assert paid.status == 201 and [t["batch_size"] for t in paid.json()["transfers"]] == [2, 2]
+    assert [ledger_function.balance(a) for a in (alice, shop, fees)] == [270, 700, 30]
+
+
+@pytest.mark.parametrize("amount, currency, field, code", [
+    (12.5, CURRENCY, "amount", "validation_failed"),
+    (100.0, CURRENCY, "amount", "validation_failed"),
+    (True, CURRENCY, "amount", "validation_failed"),
+    (-5, CURRENCY, "amount", "invalid_amount"),
+    (0, CURRENCY, "amount", "invalid_amount"),
+    ("1.234", CURRENCY, "amount", "too_many_decimals"),
+    ("1e3", CURRENCY, "amount", "invalid_amount"),
+    (10**24, CURRENCY, "amount", "amount_too_large"),
+    (100, "XYZ", "currency", "unknown_currency"),
+    (100, "usd", "currency", "unknown_currency"),
+])
+def test_bad_amounts_and_currencies_are_422_naming_the_field(ledger_function, open_account, ids,
+                                                           amount, currency, field, code):
+    alice, bob = open_account("alice", funded_minor=1_000), open_account("bob")
+
+    reply = ledger_function.post("/transfers", {**leg(ids, "t1", alice, bob, amount), "currency": currency},
+                                 key=ids("k1"))
+
+    assert reply.status == 422
+    assert reply.json()["code"] == code
+    assert field in [error["field"] for error in reply.json()["errors"]]
+    assert ledger_function.get(f"/transfers/{ids('t1')}").status == 404
+    assert ledger_function.balance(bob) == 0
+
+
+def test_a_transfer_id_reused_with_other_fields_is_409(ledger_function, open_account, ids):
+    alice, bob = open_account("alice", funded_minor=1_000), open_account("bob")
+    ledger_function.post("/transfers", leg(ids, "t1", alice, bob, 100), key=ids("k1"))
+
+    reused = ledger_function.post("/transfers", leg(ids, "t1", alice, bob, 101), key=ids("k2"))
+    repeated = ledger_function.post("/transfers", leg(ids, "t1", alice, bob, 100), key=ids("k3"))
+
+    assert reused.status == 409 and reused.json()["code"] == "exists_with_different_amount"
+    assert repeated.status == 201 and repeated.json()["transfer_id"] == ids("t1")  # same transfer again
+    assert ledger_function.balance(bob) == 100
+
+
+def test_unknown_accounts_and_transfers_are_404(ledger_function, open_account, ids):
+    alice = open_account("alice", funded_minor=1_000)
+
+    to_nowhere = ledger_function.post("/transfers", leg(ids, "t1", alice, ids("ghost"), 5), key=ids("k1"))
+
+    assert to_nowhere.status == 404 and to_nowhere.json()["code"] == "account_not_found"
+    assert ledger_function.get(f"/transfers/{ids('ghost')}").json()["code"] == "transfer_not_found"
+    assert ledger_function.get(f"/accounts/{ids('ghost')}/balance").status == 404
+
+
+def test_a_different_currency_is_422(ledger_function, open_account, ids):
+    alice, bob = open_account("alice", funded_minor=1_000), open_account("bob")
+
+    reply = ledger_function.post("/transfers", {**leg(ids, "t1", alice, bob, 5), "currency": "EUR"},
+                                 key=ids("k1"))
+
+    assert reply.status == 422 and reply.json()["code"] == "currency_mismatch"
+
+
+def test_funding_accounts_exist_after_the_ops_bootstrap(ledger_function):
+    balance = ledger_function.get(f"/accounts/{FUNDING_ACCOUNT}/balance")
+
+    assert balance.status == 200 and balance.json()["kind"] == "FUNDING"
