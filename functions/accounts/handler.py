@@ -95,7 +95,7 @@ def build_services() -> AccountsServices:
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
     from finfaas.services.customers import AuditTrail
-    from finfaas.services.ledger import LedgerService
+    from finfaas.services.ledger.service import LedgerService
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.customers_store import CustomersStore
     from finfaas.store.idempotency_store import IdempotencyStore

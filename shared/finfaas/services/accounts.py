@@ -32,7 +32,7 @@ from finfaas.platform.audit import Outcome
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding, cursor_chars_max
 from finfaas.platform.http import StrictModel
 from finfaas.services.customers import AuditTrail, Caller
-from finfaas.services.ledger import LedgerService
+from finfaas.services.ledger.service import LedgerService
 
 ACCOUNT_ID_PREFIX = "acc_"
 account_id_hex_chars = 32

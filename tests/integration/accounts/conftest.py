@@ -41,7 +41,7 @@ class AccountsWorld:
 @pytest.fixture(scope="session")
 def accounts_world(embedded_aws) -> AccountsWorld:
     """One accounts function for the session, wired exactly as in production but for the token key."""
-    from finfaas.services.ledger import LedgerService
+    from finfaas.services.ledger.service import LedgerService
     from finfaas.store.customers_store import CustomersStore
     from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas_dev.testing.platform import TokenMinter, load_function_handler

@@ -22,7 +22,8 @@ from finfaas.services.customers import (
     CustomerRecord,
     InMemoryCustomerStore,
 )
-from finfaas.services.ledger import LedgerService, TransferRequest
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
 from finfaas_dev.fakes.platform import (
     InMemoryAuditStore,
     InMemoryDataKeys,

@@ -20,7 +20,8 @@ from finfaas.services.customers import (
     ProfileNotFound,
     normalized_profile,
 )
-from finfaas.services.ledger import LedgerService, TransferRequest
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryDataKeys
 from finfaas_dev.testing.reference_model import ReferenceLedger
 

@@ -23,8 +23,8 @@ from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.pii import EnvelopeCipher, KeyedDigests
 from finfaas.platform.ratelimit import RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
-from finfaas.services.ledger import LedgerService
-from finfaas.services.ledger_api import LedgerApi
+from finfaas.services.ledger.api import LedgerApi
+from finfaas.services.ledger.service import LedgerService
 from finfaas.services.rail import InMemoryRailStore, RailAdapter, SandboxBank, SandboxSettings
 from finfaas.services.risk import InMemoryRiskStore, RiskService
 from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
