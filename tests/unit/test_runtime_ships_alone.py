@@ -12,8 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "shared" / "finfaas"
 TOOLING = "finfaas_dev"
-# Capability fakes still live beside their services until those become packages of their own.
-FAKES_PENDING_MOVE = RUNTIME / "services"
+SERVICES = RUNTIME / "services"
+# Capabilities whose fakes still live beside their services until they become packages of their own.
+FAKES_PENDING_MOVE = {"transfers", "rail", "webhooks", "customers", "auth_customers", "outbox_relay"}
 
 
 def shipped_modules(root: Path = ROOT) -> list[Path]:
@@ -74,12 +75,17 @@ def test_the_scan_finds_tooling_imports_at_top_level_and_inside_functions(source
     assert tooling_imports(tmp_path) == [f"shared/finfaas/platform/sneaky.py: {module}"]
 
 
+def pending_capability(under_services: Path) -> bool:
+    """A module or package of services/ whose fakes have not moved to finfaas_dev yet."""
+    return Path(under_services.parts[0]).stem in FAKES_PENDING_MOVE
+
+
 def test_the_runtime_package_holds_no_fakes_or_test_support():
     leftovers = []
     for path in sorted(RUNTIME.rglob("*.py")):
         if path.stem in ("testing", "reference_model") or path.parent.name == "local":
             leftovers.append(str(path.relative_to(ROOT)))
-        if path.is_relative_to(FAKES_PENDING_MOVE):
+        if path.is_relative_to(SERVICES) and pending_capability(path.relative_to(SERVICES)):
             continue
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.ClassDef) and node.name.startswith(("InMemory", "Fake")):

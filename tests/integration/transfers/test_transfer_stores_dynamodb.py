@@ -10,7 +10,7 @@ from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.limits import Tier
 from finfaas.domain.risk_rules import Assessment, Decision, RiskRequest
 from finfaas.services.rail import InMemoryRailStore, PaymentStatus, Plan, RailPayment
-from finfaas.services.risk import BlockEntry, InMemoryRiskStore
+from finfaas.services.risk.model import BlockEntry
 from finfaas.services.transfers import (
     DailyUsage,
     InMemoryTransferOrders,
@@ -20,6 +20,7 @@ from finfaas.services.transfers import (
     TransferStatus,
     UsageOutcome,
 )
+from finfaas_dev.fakes.risk import InMemoryRiskStore
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 

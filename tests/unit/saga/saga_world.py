@@ -26,7 +26,7 @@ from finfaas.platform.resilience import CircuitBreaker
 from finfaas.services.ledger.api import LedgerApi
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.rail import InMemoryRailStore, RailAdapter, SandboxBank, SandboxSettings
-from finfaas.services.risk import InMemoryRiskStore, RiskService
+from finfaas.services.risk.service import RiskService
 from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
 from finfaas.services.transfers import (
     InMemoryTransferOrders,
@@ -43,6 +43,7 @@ from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
 from finfaas.workflow.wakeups import SWEEP
 from finfaas_dev.fakes.platform import InMemoryDataKeys, InMemoryIdempotencyStore, InMemoryRateLimitStore
+from finfaas_dev.fakes.risk import InMemoryRiskStore
 from finfaas_dev.fakes.workflow import InMemoryExecutionStore, InMemoryWaker
 from finfaas_dev.ledger_check import AccountSnapshot, Report, reconcile
 from finfaas_dev.testing.platform import Context, Event, TokenMinter, load_function_handler
