@@ -34,14 +34,14 @@ from finfaas.services.accounts import (
     PageQuery,
     Statement,
 )
-from finfaas.services.customers import (
-    Caller,
+from finfaas.services.customers.errors import (
     CustomerNotFound,
-    CustomerProfileService,
     CustomerStoreUnavailable,
     InvalidProfile,
     ProfileNotFound,
 )
+from finfaas.services.customers.model import Caller
+from finfaas.services.customers.service import CustomerProfileService
 from pydantic import BaseModel, Field
 
 READ, WRITE = "accounts:read", "accounts:write"
@@ -94,7 +94,7 @@ def build_services() -> AccountsServices:
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, AuditLog, signing_key_from_text
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
-    from finfaas.services.customers import AuditTrail
+    from finfaas.services.customers.service import AuditTrail
     from finfaas.services.ledger.service import LedgerService
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.customers_store import CustomersStore

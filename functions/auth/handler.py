@@ -48,7 +48,8 @@ from finfaas.services.auth_customers import (
     UsernameTaken,
     WeakPassword,
 )
-from finfaas.services.customers import Caller, CustomerStoreUnavailable
+from finfaas.services.customers.errors import CustomerStoreUnavailable
+from finfaas.services.customers.model import Caller
 from pydantic import BaseModel, Field
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -112,7 +113,7 @@ def build_customer_auth(hasher: Any = None) -> CustomerAuthService:
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, AuditLog, signing_key_from_text
     from finfaas.platform.ratelimit import RateLimiter
     from finfaas.services.auth_customers import CUSTOMER_LIMITS
-    from finfaas.services.customers import AuditTrail
+    from finfaas.services.customers.service import AuditTrail
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.customers_store import CustomersStore
     from finfaas.store.ratelimit_store import RateLimitStore

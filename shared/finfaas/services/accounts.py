@@ -31,7 +31,8 @@ from finfaas.domain.money import currency_exponent
 from finfaas.platform.audit import Outcome
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding, cursor_chars_max
 from finfaas.platform.http import StrictModel
-from finfaas.services.customers import AuditTrail, Caller
+from finfaas.services.customers.model import Caller
+from finfaas.services.customers.service import AuditTrail
 from finfaas.services.ledger.service import LedgerService
 
 ACCOUNT_ID_PREFIX = "acc_"

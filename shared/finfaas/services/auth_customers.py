@@ -31,14 +31,9 @@ from finfaas.platform.audit import Outcome
 from finfaas.platform.logging import get_logger
 from finfaas.platform.ratelimit import SIGN_IN_LIMIT, UNKNOWN_SOURCE, RateLimit, RateLimiter, SignInThrottle
 from finfaas.platform.tokens import CUSTOMER_KIND, IssuedToken, OAuthError, TokenIssuer, granted_scopes
-from finfaas.services.customers import (
-    ACTIVE,
-    AuditTrail,
-    Caller,
-    CredentialRepository,
-    Credentials,
-    CustomerRecord,
-)
+from finfaas.services.customers.model import ACTIVE, Caller, Credentials, CustomerRecord
+from finfaas.services.customers.ports import CredentialRepository
+from finfaas.services.customers.service import AuditTrail
 
 # What a customer's token may carry; ops and client-only scopes never.
 CUSTOMER_SCOPES = frozenset({

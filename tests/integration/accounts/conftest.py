@@ -25,7 +25,7 @@ class AccountsWorld:
 
     def customer(self) -> tuple[str, str]:
         """A new customer record and a token for it: (customer_id, token)."""
-        from finfaas.services.customers import Credentials, CustomerRecord
+        from finfaas.services.customers.model import Credentials, CustomerRecord
 
         customer_id = uuid.uuid4().hex
         username = f"user-{customer_id[:12]}"

@@ -9,19 +9,12 @@ from finfaas.domain.errors import AccountExistsWithDifferentFields, AccountNotEm
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.pii import EnvelopeCipher, PiiDecryptionFailed
 from finfaas.services.accounts import AccountsService, OpenAccountBody, PageQuery, derived_account_id
-from finfaas.services.customers import (
-    AuditTrail,
-    Caller,
-    CustomerNotFound,
-    CustomerProfileService,
-    CustomerRecord,
-    InMemoryCustomerStore,
-    InvalidProfile,
-    ProfileNotFound,
-    normalized_profile,
-)
+from finfaas.services.customers.errors import CustomerNotFound, InvalidProfile, ProfileNotFound
+from finfaas.services.customers.model import Caller, CustomerRecord, normalized_profile
+from finfaas.services.customers.service import AuditTrail, CustomerProfileService
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
+from finfaas_dev.fakes.customers import InMemoryCustomerStore
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryDataKeys
 from finfaas_dev.testing.reference_model import ReferenceLedger
 

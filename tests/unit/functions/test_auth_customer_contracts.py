@@ -14,7 +14,8 @@ from finfaas.services.auth_customers import (
     TokenFamily,
     TokenStatus,
 )
-from finfaas.services.customers import Credentials, CustomerRecord, InMemoryCustomerStore
+from finfaas.services.customers.model import Credentials, CustomerRecord
+from finfaas_dev.fakes.customers import InMemoryCustomerStore
 
 NOW_S = 1_700_000_000
 FAMILY_LIFETIME_S = 30 * 24 * 3600

@@ -34,7 +34,9 @@ from finfaas.services.auth_customers import (
     refresh_token_lifetime_seconds,
     token_hash,
 )
-from finfaas.services.customers import AuditTrail, Caller, InMemoryCustomerStore
+from finfaas.services.customers.model import Caller
+from finfaas.services.customers.service import AuditTrail
+from finfaas_dev.fakes.customers import InMemoryCustomerStore
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryRateLimitStore
 from finfaas_dev.testing.platform import TokenMinter
 

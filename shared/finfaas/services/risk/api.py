@@ -22,13 +22,8 @@ from finfaas.services.risk.errors import InvalidBlockEntry, RiskStoreUnavailable
 from finfaas.services.risk.model import BlockEntry
 
 identifier_chars_max = 64
-
-
 destination_chars_max = 128
-
-
 block_reason_chars_max = 200
-
 
 Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
 

@@ -19,8 +19,6 @@ from finfaas.platform import jsonio
 from finfaas.services.risk.errors import InvalidBlockEntry
 
 BLOCK_KINDS = ("customer", "account", "destination")
-
-
 _ENTRY_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
