@@ -15,7 +15,7 @@ from finfaas.platform.audit import AuditLog
 from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.pii import EnvelopeCipher
 from finfaas.platform.ratelimit import LIMITS, RateLimit, RateLimiter
-from finfaas.services.accounts import AccountsService
+from finfaas.services.accounts.service import AccountsService
 from finfaas.services.customers.model import CustomerRecord
 from finfaas.services.customers.service import AuditTrail, CustomerProfileService
 from finfaas.services.ledger.model import TransferRequest

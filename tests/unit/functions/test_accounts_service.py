@@ -8,7 +8,9 @@ import pytest
 from finfaas.domain.errors import AccountExistsWithDifferentFields, AccountNotEmpty, AccountNotFound
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.pii import EnvelopeCipher, PiiDecryptionFailed
-from finfaas.services.accounts import AccountsService, OpenAccountBody, PageQuery, derived_account_id
+from finfaas.services.accounts.api import OpenAccountBody, PageQuery
+from finfaas.services.accounts.model import derived_account_id
+from finfaas.services.accounts.service import AccountsService
 from finfaas.services.customers.errors import CustomerNotFound, InvalidProfile, ProfileNotFound
 from finfaas.services.customers.model import Caller, CustomerRecord, normalized_profile
 from finfaas.services.customers.service import AuditTrail, CustomerProfileService
