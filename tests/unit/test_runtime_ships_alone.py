@@ -14,7 +14,7 @@ RUNTIME = ROOT / "shared" / "finfaas"
 TOOLING = "finfaas_dev"
 SERVICES = RUNTIME / "services"
 # Capabilities whose fakes still live beside their services until they become packages of their own.
-FAKES_PENDING_MOVE = {"transfers", "rail", "webhooks", "outbox_relay"}
+FAKES_PENDING_MOVE = {"transfers", "rail", "webhooks"}
 
 
 def shipped_modules(root: Path = ROOT) -> list[Path]:

@@ -9,7 +9,7 @@ from events_fakes import T0, FakeOutbox, FakePoster, FakeQueue, FakeSubscription
 from finfaas.platform.events import DATA_MEDIA_TYPE, EventEnvelope, EventMac
 from finfaas.platform.pii import EnvelopeCipher
 from finfaas.platform.schedule import SCHEDULE_HEADER, schedule_tick_age_seconds_max, sign_tick
-from finfaas.services.outbox_relay import OutboxRelay
+from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas.services.webhooks import (
     DELIVERY_TYPE,
     Delivery,

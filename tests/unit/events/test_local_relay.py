@@ -7,7 +7,7 @@ import time
 
 from events_fakes import FakeOutbox, FakeQueue, outbox_event
 from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, EventMac, mac_keys_from_text
-from finfaas.services.outbox_relay import OutboxRelay
+from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas_dev.relay import ensure_events_mac_key, start_relay
 
 WAIT_SECONDS_MAX = 5.0

@@ -9,7 +9,7 @@ import time
 import pytest
 from events_fakes import FakeOutbox, FakeQueue, outbox_event
 from finfaas.platform.events import EVENT_ID_ATTRIBUTE, TYPE_ATTRIBUTE, EventMac, envelope_from_document
-from finfaas.services.outbox_relay import OutboxRelay, RelayLoop
+from finfaas.services.outbox_relay.service import OutboxRelay, RelayLoop
 
 
 class Crash(Exception):

@@ -16,7 +16,8 @@ from finfaas.platform.audit import (
     verify_chain,
 )
 from finfaas.platform.events import EventMac
-from finfaas.services.outbox_relay import OutboxRelay, outbox_audit_chain
+from finfaas.services.outbox_relay.model import outbox_audit_chain
+from finfaas.services.outbox_relay.service import OutboxRelay
 
 SECRET = b"k" * 32
 KEY = AuditKey(key_id_of(SECRET), SECRET)
