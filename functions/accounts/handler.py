@@ -13,19 +13,15 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from finfaas.domain import errors as ledger_errors
-from finfaas.platform.errors import ErrorSpec
-from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
+from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, IdempotencyGuard
-from finfaas.platform.pii import PiiKeyUnavailable
 from finfaas.platform.ratelimit import RateLimiter
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
-from finfaas.services.accounts import (
+from finfaas.services.accounts.api import (
+    ERRORS,
     AccountList,
-    AccountsService,
     AccountView,
     BalanceAt,
     BalanceAtQuery,
@@ -34,47 +30,12 @@ from finfaas.services.accounts import (
     PageQuery,
     Statement,
 )
-from finfaas.services.customers import (
-    Caller,
-    CustomerNotFound,
-    CustomerProfileService,
-    CustomerStoreUnavailable,
-    InvalidProfile,
-    ProfileNotFound,
-)
-from pydantic import BaseModel, Field
+from finfaas.services.accounts.service import AccountsService
+from finfaas.services.customers.api import ProfileBody, ProfileSaved, ProfileView, profile_saved, profile_view
+from finfaas.services.customers.model import Caller
+from finfaas.services.customers.service import CustomerProfileService
 
 READ, WRITE = "accounts:read", "accounts:write"
-
-
-def _subclasses(cls: type) -> list[type]:
-    found = []
-    for sub in cls.__subclasses__():
-        found += [sub, *_subclasses(sub)]
-    return found
-
-
-def _title(code: str) -> str:
-    return code.replace("_", " ").capitalize()
-
-
-# Ledger refusals a client can act on, by HTTP status; each class's own code is the problem code.
-_LEDGER_ERRORS_BY_STATUS = {
-    404: (ledger_errors.AccountNotFound,),
-    409: (ledger_errors.AccountFrozen, ledger_errors.AccountClosed, ledger_errors.AccountNotEmpty,
-          ledger_errors.InvalidStatusChange, ledger_errors.AccountExistsWithDifferentFields),
-    422: (ledger_errors.InvalidInput, *_subclasses(ledger_errors.InvalidInput)),
-    503: (ledger_errors.LedgerBusy,),
-}
-ERRORS = {
-    **{cls: ErrorSpec(status, cls.code, _title(cls.code))
-       for status, classes in _LEDGER_ERRORS_BY_STATUS.items() for cls in classes},
-    CustomerNotFound: ErrorSpec(404, CustomerNotFound.code, "Customer not found"),
-    ProfileNotFound: ErrorSpec(404, ProfileNotFound.code, "Profile not found"),
-    InvalidProfile: ErrorSpec(422, InvalidProfile.code, "Invalid profile"),
-    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
-    CustomerStoreUnavailable: ErrorSpec(503, "customer_store_unavailable", "Customer store unavailable"),
-}
 
 
 @dataclass
@@ -94,8 +55,8 @@ def build_services() -> AccountsServices:
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, AuditLog, signing_key_from_text
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
-    from finfaas.services.customers import AuditTrail
-    from finfaas.services.ledger import LedgerService
+    from finfaas.services.customers.service import AuditTrail
+    from finfaas.services.ledger.service import LedgerService
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.customers_store import CustomersStore
     from finfaas.store.idempotency_store import IdempotencyStore
@@ -193,27 +154,6 @@ def close_account(req: Request, account_id: str) -> OpsAccountView:
 # --- the customer's profile -------------------------------------------------------------------------
 
 
-class ProfileBody(StrictModel):
-    """The whole profile; lengths here only bound the input, the rules are checked after normalising."""
-
-    name: str = Field(min_length=1, max_length=400)
-    national_id: str = Field(min_length=1, max_length=64)
-    phone: str = Field(min_length=1, max_length=40)
-
-
-class ProfileSaved(BaseModel):
-    customer_id: str
-    updated_at: datetime
-
-
-class ProfileView(BaseModel):
-    customer_id: str
-    name: str
-    national_id: str
-    phone: str
-    updated_at: datetime
-
-
 PROFILE_WRITE_OPENAPI = {
     "description": "A full replace, so repeating it is harmless and no Idempotency-Key is kept: the "
                    "idempotency table holds request fingerprints in clear, and a profile's fingerprint "
@@ -225,20 +165,13 @@ PROFILE_WRITE_OPENAPI = {
 def save_profile(req: Request, body: ProfileBody) -> ProfileSaved:
     """Replace the caller's profile (name, national id, phone); stored encrypted."""
     receipt = services.get().profiles.save(Caller.of(req), body.name, body.national_id, body.phone)
-    return ProfileSaved(customer_id=receipt.customer_id, updated_at=_utc(receipt.updated_at_s))
+    return profile_saved(receipt)
 
 
 @app.route("GET", "/customers/me", scopes=[READ])
 def get_profile(req: Request) -> ProfileView:
     """The caller's profile, decrypted for this response only."""
-    stored = services.get().profiles.read(Caller.of(req))
-    profile = stored.profile
-    return ProfileView(customer_id=stored.customer_id, name=profile.name, national_id=profile.national_id,
-                       phone=profile.phone, updated_at=_utc(stored.updated_at_s))
-
-
-def _utc(epoch_seconds: int) -> datetime:
-    return datetime.fromtimestamp(epoch_seconds, UTC)
+    return profile_view(services.get().profiles.read(Caller.of(req)))
 
 
 @app.readiness_check("ledger-table")

@@ -17,13 +17,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from finfaas.platform import config
-from finfaas.platform.errors import BadRequest, ErrorSpec
+from finfaas.platform.errors import BadRequest
 from finfaas.platform.http import (
     FORM_MEDIA_TYPE,
     FunctionApp,
     Request,
     Response,
-    StrictModel,
     client_ip,
 )
 from finfaas.platform.jwt_auth import JwtVerifier
@@ -39,29 +38,14 @@ from finfaas.platform.tokens import (
     invalid_client,
 )
 from finfaas.platform.wiring import Lazy
-from finfaas.services.auth_customers import (
-    ANONYMOUS,
-    PUBLIC_CLIENT_ID,
-    CustomerAuthService,
-    InvalidUsername,
-    RefreshStoreUnavailable,
-    UsernameTaken,
-    WeakPassword,
-)
-from finfaas.services.customers import Caller, CustomerStoreUnavailable
-from pydantic import BaseModel, Field
+from finfaas.services.auth.api import ERRORS, SignedUpView, SignUpBody, signed_up_view
+from finfaas.services.auth.service import ANONYMOUS, PUBLIC_CLIENT_ID, CustomerAuthService
+from finfaas.services.customers.model import Caller
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 PASSWORD = "password"  # noqa: S105 - the grant type's name
 REFRESH_TOKEN = "refresh_token"  # noqa: S105 - the grant type's name
 GRANT_TYPES = (CLIENT_CREDENTIALS, PASSWORD, REFRESH_TOKEN)
-ERRORS = {
-    UsernameTaken: ErrorSpec(409, UsernameTaken.code, "Username taken"),
-    InvalidUsername: ErrorSpec(422, InvalidUsername.code, "Invalid username"),
-    WeakPassword: ErrorSpec(422, WeakPassword.code, "Weak password"),
-    CustomerStoreUnavailable: ErrorSpec(503, "customer_store_unavailable", "Customer store unavailable"),
-    RefreshStoreUnavailable: ErrorSpec(503, "token_store_unavailable", "Token store unavailable"),
-}
 # Verifiers refetch on an unknown kid, so a long cache only delays nothing but retirements.
 jwks_cache_max_age_seconds = 300
 
@@ -111,8 +95,8 @@ def build_customer_auth(hasher: Any = None) -> CustomerAuthService:
     """Customer sign-in on this stage's tables (imports argon2 and pynamodb: call lazily)."""
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, AuditLog, signing_key_from_text
     from finfaas.platform.ratelimit import RateLimiter
-    from finfaas.services.auth_customers import CUSTOMER_LIMITS
-    from finfaas.services.customers import AuditTrail
+    from finfaas.services.auth.service import CUSTOMER_LIMITS
+    from finfaas.services.customers.service import AuditTrail
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.customers_store import CustomersStore
     from finfaas.store.ratelimit_store import RateLimitStore
@@ -236,23 +220,11 @@ def revoke(req: Request) -> Response:
     return Response(status=200, headers=NO_STORE)
 
 
-class SignUpBody(StrictModel):
-    """Lengths here only bound the input; the username rules and password policy come after."""
-
-    username: str = Field(min_length=1, max_length=256)
-    password: str = Field(min_length=1, max_length=1024)
-
-
-class SignedUpView(BaseModel):
-    customer_id: str
-    username: str
-
-
 @app.route("POST", "/customers/signup", auth=False, body=SignUpBody, status=201)
 def sign_up(req: Request, body: SignUpBody) -> SignedUpView:
     """Create a customer: a username (3-64 of a-z 0-9 . _ -) and a password of 12-128 characters."""
     signed_up = customer_auth.get().sign_up(body.username, body.password, _origin(req))
-    return SignedUpView(customer_id=signed_up.customer_id, username=signed_up.username)
+    return signed_up_view(signed_up)
 
 
 def _oauth_form(req: Request) -> dict[str, str]:

@@ -4,7 +4,7 @@ Callers are client apps with client_credentials tokens (scopes ledger:write, led
 Every money movement needs an Idempotency-Key, recorded in the ledger's own transaction, and its
 audit record travels in the same transaction's outbox item (the outbox relay appends it to the audit
 chain `ledger-outbox-<n>`); refusals are audited at once in `ledger-<shard>`. Status codes per
-refusal are listed in finfaas.services.ledger_api.
+refusal are listed in finfaas.services.ledger.api.
 """
 
 # The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
@@ -28,7 +28,7 @@ from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
-from finfaas.services.ledger_api import (
+from finfaas.services.ledger.api import (
     Answer,
     BalanceList,
     BalanceView,
@@ -72,7 +72,7 @@ def build_services() -> LedgerServices:
     """The services on this stage's tables and audit chain (imports AWS code: call lazily)."""
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
-    from finfaas.services.ledger import LedgerService
+    from finfaas.services.ledger.service import LedgerService
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config

@@ -18,54 +18,38 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding, cursor_chars_max
-from finfaas.platform.errors import BadRequest, ErrorSpec
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
+from finfaas.platform.errors import BadRequest
 from finfaas.platform.events import event_mac_from_config
-from finfaas.platform.http import FunctionApp, Request, StrictModel
+from finfaas.platform.http import FunctionApp, Request
 from finfaas.platform.logging import get_logger
 from finfaas.platform.queue_proof import QueueMessageProof
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
-from finfaas.workflow.engine import (
-    Engine,
-    ExecutionAlreadyExists,
-    ExecutionBusy,
-    InvalidExecutionInput,
-    InvalidExecutionName,
-    InvalidTaskToken,
-    StateMachineNotFound,
-    TaskNotFound,
-    TaskTokenUsed,
+from finfaas.services.orchestrator.api import (
+    ERRORS,
+    CallbackAnswer,
+    EventList,
+    ExecutionList,
+    ExecutionView,
+    HistoryQuery,
+    ListQuery,
+    StartBody,
+    TaskFailureBody,
+    TaskHeartbeatBody,
+    TaskSuccessBody,
+    event_view,
+    execution_view,
 )
-from finfaas.workflow.model import Execution, HistoryEvent, Status, TaskResult
-from finfaas.workflow.store import ExecutionStoreError
+from finfaas.workflow.engine import Engine
+from finfaas.workflow.model import Execution, TaskResult
 from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.wakeups import SWEEP, Wakeup, execution_id_chars_max
-from pydantic import BaseModel, Field
 
 READ, START, CALLBACK = "orchestrator:read", "orchestrator:start", "orchestrator:callback"
 CLOUDEVENT_SPECVERSION_HEADER = "ce-specversion"
-task_token_chars_max = 2048
-error_name_chars_max = 256
-cause_chars_max = 32 * 1024
-list_limit_max = 100
-history_limit_max = 1000
-# History is paged by event seq, a public position (not a cursor): any value up to this is harmless.
-history_seq_max = 10**9
 LIST_ROUTE = "GET /executions"
-ERRORS = {
-    StateMachineNotFound: ErrorSpec(404, StateMachineNotFound.code, "State machine not found"),
-    InvalidExecutionName: ErrorSpec(422, InvalidExecutionName.code, "Invalid execution name"),
-    InvalidExecutionInput: ErrorSpec(422, InvalidExecutionInput.code, "Invalid execution input"),
-    ExecutionAlreadyExists: ErrorSpec(409, ExecutionAlreadyExists.code, "Execution already exists"),
-    InvalidTaskToken: ErrorSpec(400, InvalidTaskToken.code, "Invalid task token"),
-    TaskNotFound: ErrorSpec(404, TaskNotFound.code, "Task not found"),
-    TaskTokenUsed: ErrorSpec(409, TaskTokenUsed.code, "Task token already used"),
-    ExecutionBusy: ErrorSpec(503, ExecutionBusy.code, "Execution busy"),
-    ExecutionStoreError: ErrorSpec(503, "execution_store_unavailable", "Execution store unavailable"),
-}
 _log = get_logger("orchestrator")
 
 
@@ -108,79 +92,6 @@ verifier = ReplaceableVerifier()
 app = FunctionApp("orchestrator", errors=ERRORS, verifier=verifier)
 
 
-# --- views ------------------------------------------------------------------------------------
-
-
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class ExecutionView(BaseModel):
-    execution_id: str
-    state_machine: str
-    name: str
-    status: Status
-    current_state: str | None
-    phase: str | None
-    input: Any
-    output: Any = None
-    error: str | None = None
-    cause: str | None = None
-    started_at: str
-    stopped_at: str | None = None
-    next_run_at: str | None = None
-    history_events: int
-    version: int
-
-
-def execution_view(execution: Execution) -> ExecutionView:
-    running = execution.status is Status.RUNNING
-    return ExecutionView(
-        execution_id=execution.execution_id,
-        state_machine=execution.state_machine,
-        name=execution.name,
-        status=execution.status,
-        current_state=execution.state if running else None,
-        phase=execution.phase.value if running else None,
-        input=execution.input,
-        output=execution.output,
-        error=execution.error,
-        cause=execution.cause,
-        started_at=_iso(execution.started_at_ms),
-        stopped_at=None if running else _iso(execution.next_run_at_ms),
-        next_run_at=_iso(execution.next_run_at_ms) if running else None,
-        history_events=execution.history_seq,
-        version=execution.version,
-    )
-
-
-class ExecutionList(BaseModel):
-    data: list[ExecutionView]
-    has_more: bool
-    next_cursor: str | None = Field(default=None, description="pass as starting_after for the next page")
-
-
-class EventView(BaseModel):
-    seq: int
-    type: str
-    at: str
-    state: str | None
-    detail: dict[str, Any]
-
-
-def event_view(event: HistoryEvent) -> EventView:
-    return EventView(
-        seq=event.seq, type=event.type, at=_iso(event.at_ms), state=event.state, detail=event.detail
-    )
-
-
-class EventList(BaseModel):
-    data: list[EventView]
-    has_more: bool
-
-
 # --- the queue --------------------------------------------------------------------------------
 
 
@@ -215,12 +126,6 @@ def _arm_sweeper(sweeper: Sweeper) -> None:
 # --- executions -------------------------------------------------------------------------------
 
 
-class StartBody(StrictModel):
-    state_machine: str = Field(min_length=1, max_length=63)
-    name: str = Field(min_length=1, max_length=80)
-    input: Any = Field(default_factory=dict)
-
-
 @app.route("POST", "/executions", scopes=[START], body=StartBody, response=ExecutionView)
 def start_execution(req: Request, body: StartBody) -> Any:
     """Start an execution; the same name and input again returns it (200), another input is 409."""
@@ -232,13 +137,6 @@ def start_execution(req: Request, body: StartBody) -> Any:
     status = 201 if started.created else 200
     location = {"Location": f"/executions/{started.execution.execution_id}"}
     return Response(execution_view(started.execution).model_dump(mode="json"), status, location)
-
-
-class ListQuery(StrictModel):
-    status: Status = Status.RUNNING
-    state_machine: str | None = Field(default=None, max_length=63)
-    limit: int = Field(default=20, ge=1, le=list_limit_max)
-    starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
 
 
 @app.route("GET", "/executions", scopes=[READ], query=ListQuery)
@@ -264,11 +162,6 @@ def describe_execution(req: Request, execution_id: str) -> ExecutionView:
     return execution_view(_execution(execution_id))
 
 
-class HistoryQuery(StrictModel):
-    limit: int = Field(default=100, ge=1, le=history_limit_max)
-    starting_after: int = Field(default=0, ge=0, le=history_seq_max)
-
-
 @app.route("GET", "/executions/{execution_id}/history", scopes=[READ], query=HistoryQuery)
 def execution_history(req: Request, execution_id: str, query: HistoryQuery) -> EventList:
     """The execution's events in order: states entered and exited, task attempts, retries, failures."""
@@ -287,25 +180,6 @@ def _execution(execution_id: str) -> Execution:
 
 
 # --- callbacks --------------------------------------------------------------------------------
-
-
-class TaskSuccessBody(StrictModel):
-    task_token: str = Field(min_length=1, max_length=task_token_chars_max)
-    output: Any = None
-
-
-class TaskFailureBody(StrictModel):
-    task_token: str = Field(min_length=1, max_length=task_token_chars_max)
-    error: str = Field(default="States.TaskFailed", min_length=1, max_length=error_name_chars_max)
-    cause: str = Field(default="", max_length=cause_chars_max)
-
-
-class TaskHeartbeatBody(StrictModel):
-    task_token: str = Field(min_length=1, max_length=task_token_chars_max)
-
-
-class CallbackAnswer(BaseModel):
-    status: str
 
 
 @app.route("POST", "/tasks/success", scopes=[CALLBACK], body=TaskSuccessBody)

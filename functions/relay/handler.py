@@ -29,18 +29,15 @@ import threading
 import uuid
 from typing import Any
 
-from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy
-from finfaas.services.outbox_relay import OutboxRelay, OutboxUnavailable, RelayLoop
+from finfaas.services.outbox_relay.api import ERRORS
+from finfaas.services.outbox_relay.service import OutboxRelay, RelayLoop
 
 RUN_SECONDS_ENV = "FINFAAS_RELAY_RUN_SECONDS"
 run_seconds_default = 50.0
 run_seconds_max = 300.0
-
-ERRORS = {OutboxUnavailable: ErrorSpec(503, "outbox_unavailable", "Outbox unavailable")}
-
 
 def run_seconds() -> float:
     """FINFAAS_RELAY_RUN_SECONDS, clamped to 0..run_seconds_max; keep it under exec_timeout."""

@@ -20,33 +20,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from finfaas.domain.errors import InvalidInput
-from finfaas.platform.errors import ErrorSpec, NotFound
+from finfaas.platform.errors import NotFound
 from finfaas.platform.http import FunctionApp, Request, Response
-from finfaas.platform.pii import PiiKeyUnavailable
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
-from finfaas.services.risk import (
+from finfaas.services.risk.api import (
+    ERRORS,
     AssessmentBody,
     AssessmentView,
     BlockBody,
     BlockList,
     BlockView,
-    InvalidBlockEntry,
     NewBlockBody,
-    RiskService,
-    RiskStoreUnavailable,
     assessment_view,
     block_view,
 )
+from finfaas.services.risk.service import RiskService
 
 FUNCTION_NAME = "risk"
 ASSESS, READ = "risk:assess", "risk:read"
-ERRORS = {
-    InvalidBlockEntry: ErrorSpec(422, InvalidBlockEntry.code, "Invalid block entry"),
-    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Fingerprint key unavailable"),
-    InvalidInput: ErrorSpec(422, "invalid_input", "Invalid input"),
-    RiskStoreUnavailable: ErrorSpec(503, RiskStoreUnavailable.code, "Risk store unavailable"),
-}
 
 
 @dataclass

@@ -99,7 +99,7 @@ def _tokens(documents: dict[str, dict]) -> tuple[str, str]:
     """A customer's token with every customer scope, and an app's with every scope the documents name."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.services.auth_customers import CUSTOMER_SCOPES
+    from finfaas.services.auth.service import CUSTOMER_SCOPES
     from finfaas_dev.testing.platform import TokenMinter
 
     settings = config.auth_settings()
@@ -202,7 +202,7 @@ def _document(base_url: str, function: str) -> dict:
 
 def _auth_headers(suite: Suite, operation) -> dict[str, str]:
     """A customer's token where a customer may call the operation; otherwise the app's."""
-    from finfaas.services.auth_customers import CUSTOMER_SCOPES
+    from finfaas.services.auth.service import CUSTOMER_SCOPES
 
     if not operation.definition.raw.get("security"):
         return {}

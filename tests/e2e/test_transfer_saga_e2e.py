@@ -222,7 +222,7 @@ def _profile_token(customer: Customer) -> str:
     """The customer's record in the customers table, and a token that may write their profile."""
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.services.customers import Credentials, CustomerRecord
+    from finfaas.services.customers.model import Credentials, CustomerRecord
     from finfaas.store.customers_store import CustomersStore
     from finfaas_dev.testing.platform import TokenMinter
 

@@ -224,7 +224,7 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
     from finfaas.platform.config import read_secret
     from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, CursorCodec, binding, cursor_keys_from_text
     from finfaas.platform.events import event_mac_from_config
-    from finfaas.services.ledger import LedgerService
+    from finfaas.services.ledger.service import LedgerService
     from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas.store.models import format_time
     from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler

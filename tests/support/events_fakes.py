@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from finfaas.platform.audit import AuditRecord
 from finfaas.platform.events import BatchOutcome, QueueMessage, QueueUnavailable
-from finfaas.services.outbox_relay import AuditSeqTaken, EventsGone, OutboxEvent
+from finfaas.services.outbox_relay.errors import AuditSeqTaken, EventsGone
+from finfaas.services.outbox_relay.model import OutboxEvent
 from finfaas.services.webhooks.model import Subscription, SubscriptionStatus
 from finfaas_dev.fakes.platform import InMemoryAuditStore
 

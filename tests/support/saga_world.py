@@ -23,10 +23,10 @@ from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.pii import EnvelopeCipher, KeyedDigests
 from finfaas.platform.ratelimit import RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
-from finfaas.services.ledger import LedgerService
-from finfaas.services.ledger_api import LedgerApi
+from finfaas.services.ledger.api import LedgerApi
+from finfaas.services.ledger.service import LedgerService
 from finfaas.services.rail.service import RailAdapter, SandboxBank, SandboxSettings
-from finfaas.services.risk import InMemoryRiskStore, RiskService
+from finfaas.services.risk.service import RiskService
 from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
 from finfaas.services.transfers.model import TransferOrder
 from finfaas.services.transfers.service import LedgerAccounts, TransfersService, TransfersSettings
@@ -39,6 +39,7 @@ from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
 from finfaas.workflow.wakeups import SWEEP
 from finfaas_dev.fakes.platform import InMemoryDataKeys, InMemoryIdempotencyStore, InMemoryRateLimitStore
 from finfaas_dev.fakes.rail import InMemoryRailStore
+from finfaas_dev.fakes.risk import InMemoryRiskStore
 from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 from finfaas_dev.fakes.workflow import InMemoryExecutionStore, InMemoryWaker
 from finfaas_dev.ledger_check import AccountSnapshot, Report, reconcile

@@ -16,7 +16,8 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from finfaas.platform.config import resource_name, settings
-from finfaas.services.customers import Credentials, CustomerRecord, CustomerStoreUnavailable
+from finfaas.services.customers.errors import CustomerStoreUnavailable
+from finfaas.services.customers.model import Credentials, CustomerRecord
 from finfaas.store.binding import (
     CONNECT_TIMEOUT_SECONDS,
     READ_TIMEOUT_SECONDS,

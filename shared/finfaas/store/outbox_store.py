@@ -27,7 +27,8 @@ from pynamodb.transactions import TransactWrite
 
 from finfaas.platform.audit import AuditRecord, AuditStoreError
 from finfaas.platform.config import resource_name, settings
-from finfaas.services.outbox_relay import AuditSeqTaken, EventsGone, OutboxEvent, OutboxUnavailable
+from finfaas.services.outbox_relay.errors import AuditSeqTaken, EventsGone, OutboxUnavailable
+from finfaas.services.outbox_relay.model import OutboxEvent
 from finfaas.store.audit_store import AuditStore
 from finfaas.store.binding import (
     RETRY_ATTEMPTS_MAX,

@@ -21,9 +21,9 @@ from tenacity import RetryError
 
 from finfaas.platform.config import resource_name, settings
 from finfaas.platform.retry import RetryPolicy
-from finfaas.services.auth_customers import (
+from finfaas.services.auth.errors import RefreshStoreUnavailable
+from finfaas.services.auth.model import (
     FamilyStatus,
-    RefreshStoreUnavailable,
     RefreshTokenRecord,
     TokenFamily,
     TokenStatus,

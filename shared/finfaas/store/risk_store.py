@@ -24,9 +24,9 @@ from pynamodb.transactions import TransactWrite
 
 from finfaas.domain.risk_rules import Assessment, RiskContext, RiskRequest
 from finfaas.platform.config import resource_name, settings
-from finfaas.services.risk import (
+from finfaas.services.risk.errors import RiskStoreUnavailable
+from finfaas.services.risk.model import (
     BlockEntry,
-    RiskStoreUnavailable,
     assessment_from_json,
     assessment_to_json,
     block_entries_for,

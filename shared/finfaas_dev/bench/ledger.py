@@ -281,8 +281,8 @@ def _error_code(error: Exception) -> str:
 def capture_template(store, records, guard, client_id: str) -> TransactionTemplate:
     """Run one transfer through the function's own code path and keep its TransactWriteItems request."""
     from finfaas.platform.http import TransactionalIdempotency
-    from finfaas.services.ledger import LedgerService
-    from finfaas.services.ledger_api import LedgerApi, LedgerCaller, TransferBody
+    from finfaas.services.ledger.api import LedgerApi, LedgerCaller, TransferBody
+    from finfaas.services.ledger.service import LedgerService
 
     body = TransferBody(transfer_id=CAPTURE_TRANSFER, debit_account_id=CAPTURE_DEBIT,
                         credit_account_id=CAPTURE_CREDIT, amount=TRANSFER_AMOUNT_MINOR, currency=CURRENCY)
@@ -405,7 +405,7 @@ def open_accounts(store, prefix: str, count: int) -> list[str]:
 
 def open_funded(store, accounts: list[str]) -> list[str]:
     from finfaas.domain.ledger import NewAccount
-    from finfaas.services.ledger import LedgerService
+    from finfaas.services.ledger.service import LedgerService
 
     service = LedgerService(store)
     for account_id in accounts:
@@ -459,7 +459,7 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, client_id: str, cl
                   gateway_pid: int) -> dict:
     from finfaas.platform.config import resource_name
     from finfaas.platform.idempotency import IdempotencyGuard
-    from finfaas.services.ledger import LedgerService
+    from finfaas.services.ledger.service import LedgerService
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import ledger_store_from_config
 

@@ -277,7 +277,7 @@ def open_customers(count: int, run_id: str) -> list[Customer]:
     from finfaas.domain.ledger import NewAccount
     from finfaas.platform import config
     from finfaas.platform.keys import load_keyring
-    from finfaas.services.ledger import LedgerService
+    from finfaas.services.ledger.service import LedgerService
     from finfaas.store.ledger_store import ledger_store_from_config
 
     from finfaas_dev.testing.platform import TokenMinter

@@ -16,7 +16,8 @@ from finfaas.platform.audit import (
     verify_log,
 )
 from finfaas.platform.events import EventMac, SqsQueue
-from finfaas.services.outbox_relay import OutboxRelay, outbox_audit_chain
+from finfaas.services.outbox_relay.model import outbox_audit_chain
+from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas.store.audit_store import AuditStore
 from finfaas.store.outbox_store import OutboxStore
 

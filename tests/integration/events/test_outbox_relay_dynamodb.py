@@ -25,7 +25,8 @@ from finfaas.platform.events import (
     SqsQueue,
     envelope_from_document,
 )
-from finfaas.services.outbox_relay import OutboxEvent, OutboxRelay, RelayLoop
+from finfaas.services.outbox_relay.model import OutboxEvent
+from finfaas.services.outbox_relay.service import OutboxRelay, RelayLoop
 from finfaas.store.outbox_store import OutboxStore, all_partitions, outbox_partition
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -63,7 +63,7 @@ def test_lists_by_owner_and_active_ones_only(store, box, ids):
 
 def test_a_relay_pass_over_the_shared_table_leaves_subscriptions_alone(store, box, ids, private_outbox):
     from finfaas.platform.events import EventMac
-    from finfaas.services.outbox_relay import OutboxRelay
+    from finfaas.services.outbox_relay.service import OutboxRelay
     from support.events_fakes import FakeQueue
 
     created = store.create(subscription(ids, "p4", "k", box))

@@ -18,7 +18,7 @@ import pytest
 from finfaas.domain.ledger import AccountKind, Actor, NewAccount, NewTransfer
 from finfaas.platform.events import EventMac, SqsQueue
 from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
-from finfaas.services.outbox_relay import OutboxRelay
+from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas.services.webhooks.model import verify_signature
 from finfaas.services.webhooks.service import (
     OutboundPolicy,

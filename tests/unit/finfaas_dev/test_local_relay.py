@@ -6,7 +6,7 @@ import stat
 import time
 
 from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, EventMac, mac_keys_from_text
-from finfaas.services.outbox_relay import OutboxRelay
+from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas_dev.relay import ensure_events_mac_key, start_relay
 from support.events_fakes import FakeOutbox, FakeQueue, outbox_event
 

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 from finfaas.platform.audit import AuditKey, audit_facts_from_json, key_id_of
-from finfaas.services.outbox_relay import OutboxRelay, outbox_audit_chain
+from finfaas.services.outbox_relay.model import outbox_audit_chain
+from finfaas.services.outbox_relay.service import OutboxRelay
 from support.ledger_function_testing import CURRENCY
 
 SECRET = b"ledger-function-audit-key-0123456789"

@@ -20,7 +20,7 @@ class AccountsWorld:
 
     def customer(self) -> tuple[str, str]:
         """A new customer record and a token for it: (customer_id, token)."""
-        from finfaas.services.customers import Credentials, CustomerRecord
+        from finfaas.services.customers.model import Credentials, CustomerRecord
 
         customer_id = uuid.uuid4().hex
         username = f"user-{customer_id[:12]}"
@@ -36,7 +36,7 @@ class AccountsWorld:
 @pytest.fixture(scope="session")
 def accounts_world(embedded_aws) -> AccountsWorld:
     """One accounts function for the session, wired exactly as in production but for the token key."""
-    from finfaas.services.ledger import LedgerService
+    from finfaas.services.ledger.service import LedgerService
     from finfaas.store.customers_store import CustomersStore
     from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas_dev.testing.platform import TokenMinter, load_function_handler

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, keyring_from_text, verify_chain
 from finfaas.platform.config import read_secret
-from finfaas.services.ledger import TransferRequest
+from finfaas.services.ledger.model import TransferRequest
 from finfaas.store.audit_store import AuditStore
 from finfaas_dev.testing.platform import call
 

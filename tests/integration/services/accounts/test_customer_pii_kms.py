@@ -7,7 +7,7 @@ import json
 import pytest
 from finfaas.platform import config
 from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, PiiDecryptionFailed, pii_key_id
-from finfaas.services.customers import encryption_context
+from finfaas.services.customers.model import encryption_context
 from finfaas.store.audit_store import AuditStore
 from finfaas_dev.awsclients import client as aws_client
 from finfaas_dev.testing.platform import call, captured_logs

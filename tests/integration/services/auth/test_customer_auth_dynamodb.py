@@ -14,7 +14,7 @@ import pytest
 from finfaas.platform import config
 from finfaas.platform.jwt_auth import JwksCache, JwtVerifier
 from finfaas.platform.ratelimit import SIGN_IN_LIMIT
-from finfaas.services.auth_customers import FamilyStatus, token_hash
+from finfaas.services.auth.model import FamilyStatus, token_hash
 from finfaas.store.refresh_tokens_store import RefreshTokenStore
 from finfaas_dev.awsclients import client as aws_client
 from finfaas_dev.testing.platform import call, load_function_handler

@@ -10,7 +10,7 @@ from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.limits import Tier
 from finfaas.domain.risk_rules import Assessment, Decision, RiskRequest
 from finfaas.services.rail.model import PaymentStatus, Plan, RailPayment
-from finfaas.services.risk import BlockEntry, InMemoryRiskStore
+from finfaas.services.risk.model import BlockEntry
 from finfaas.services.transfers.model import (
     DailyUsage,
     OrderEvent,
@@ -20,6 +20,7 @@ from finfaas.services.transfers.model import (
     UsageOutcome,
 )
 from finfaas_dev.fakes.rail import InMemoryRailStore
+from finfaas_dev.fakes.risk import InMemoryRiskStore
 from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)

@@ -15,14 +15,12 @@ from finfaas.platform.audit import AuditLog
 from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.pii import EnvelopeCipher
 from finfaas.platform.ratelimit import LIMITS, RateLimit, RateLimiter
-from finfaas.services.accounts import AccountsService
-from finfaas.services.customers import (
-    AuditTrail,
-    CustomerProfileService,
-    CustomerRecord,
-    InMemoryCustomerStore,
-)
-from finfaas.services.ledger import LedgerService, TransferRequest
+from finfaas.services.accounts.service import AccountsService
+from finfaas.services.customers.model import CustomerRecord
+from finfaas.services.customers.service import AuditTrail, CustomerProfileService
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
+from finfaas_dev.fakes.customers import InMemoryCustomerStore
 from finfaas_dev.fakes.platform import (
     InMemoryAuditStore,
     InMemoryDataKeys,

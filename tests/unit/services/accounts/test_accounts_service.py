@@ -8,19 +8,15 @@ import pytest
 from finfaas.domain.errors import AccountExistsWithDifferentFields, AccountNotEmpty, AccountNotFound
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.pii import EnvelopeCipher, PiiDecryptionFailed
-from finfaas.services.accounts import AccountsService, OpenAccountBody, PageQuery, derived_account_id
-from finfaas.services.customers import (
-    AuditTrail,
-    Caller,
-    CustomerNotFound,
-    CustomerProfileService,
-    CustomerRecord,
-    InMemoryCustomerStore,
-    InvalidProfile,
-    ProfileNotFound,
-    normalized_profile,
-)
-from finfaas.services.ledger import LedgerService, TransferRequest
+from finfaas.services.accounts.api import OpenAccountBody, PageQuery
+from finfaas.services.accounts.model import derived_account_id
+from finfaas.services.accounts.service import AccountsService
+from finfaas.services.customers.errors import CustomerNotFound, InvalidProfile, ProfileNotFound
+from finfaas.services.customers.model import Caller, CustomerRecord, normalized_profile
+from finfaas.services.customers.service import AuditTrail, CustomerProfileService
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
+from finfaas_dev.fakes.customers import InMemoryCustomerStore
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryDataKeys
 from finfaas_dev.testing.reference_model import ReferenceLedger
 

@@ -7,14 +7,10 @@ import uuid
 from dataclasses import replace
 
 import pytest
-from finfaas.services.auth_customers import (
-    FamilyStatus,
-    InMemoryRefreshTokenStore,
-    RefreshTokenRecord,
-    TokenFamily,
-    TokenStatus,
-)
-from finfaas.services.customers import Credentials, CustomerRecord, InMemoryCustomerStore
+from finfaas.services.auth.model import FamilyStatus, RefreshTokenRecord, TokenFamily, TokenStatus
+from finfaas.services.customers.model import Credentials, CustomerRecord
+from finfaas_dev.fakes.auth import InMemoryRefreshTokenStore
+from finfaas_dev.fakes.customers import InMemoryCustomerStore
 
 NOW_S = 1_700_000_000
 FAMILY_LIFETIME_S = 30 * 24 * 3600

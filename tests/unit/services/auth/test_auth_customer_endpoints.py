@@ -14,8 +14,10 @@ from finfaas.platform import config
 from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
 from finfaas.platform.keys import write_dev_secrets
 from finfaas.platform.ratelimit import SIGN_IN_LIMIT, RateLimiter, sign_in_pair_delay_seconds_max
-from finfaas.services.auth_customers import CUSTOMER_LIMITS, CustomerAuthService, InMemoryRefreshTokenStore
-from finfaas.services.customers import AuditTrail, InMemoryCustomerStore
+from finfaas.services.auth.service import CUSTOMER_LIMITS, CustomerAuthService
+from finfaas.services.customers.service import AuditTrail
+from finfaas_dev.fakes.auth import InMemoryRefreshTokenStore
+from finfaas_dev.fakes.customers import InMemoryCustomerStore
 from finfaas_dev.fakes.platform import InMemoryRateLimitStore
 from finfaas_dev.testing.platform import call, captured_logs, load_function_handler
 from openapi_spec_validator import validate as validate_spec

@@ -20,21 +20,19 @@ from finfaas.platform.ratelimit import (
     sign_in_username_slowed_interval_seconds,
 )
 from finfaas.platform.tokens import OAuthError, TokenIssuer
-from finfaas.services.auth_customers import (
+from finfaas.services.auth.errors import InvalidUsername, UsernameTaken, WeakPassword
+from finfaas.services.auth.model import FamilyStatus, TokenStatus, token_hash
+from finfaas.services.auth.service import (
     CUSTOMER_LIMITS,
     CUSTOMER_SCOPES,
     PUBLIC_CLIENT_ID,
     CustomerAuthService,
-    FamilyStatus,
-    InMemoryRefreshTokenStore,
-    InvalidUsername,
-    TokenStatus,
-    UsernameTaken,
-    WeakPassword,
     refresh_token_lifetime_seconds,
-    token_hash,
 )
-from finfaas.services.customers import AuditTrail, Caller, InMemoryCustomerStore
+from finfaas.services.customers.model import Caller
+from finfaas.services.customers.service import AuditTrail
+from finfaas_dev.fakes.auth import InMemoryRefreshTokenStore
+from finfaas_dev.fakes.customers import InMemoryCustomerStore
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryRateLimitStore
 from finfaas_dev.testing.platform import TokenMinter
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 from finfaas.platform.logging import get_logger, redact
 from finfaas.platform.pii import DataKey, EnvelopeCipher, PiiDecryptionFailed, data_key_bytes
-from finfaas.services.customers import Profile, encryption_context
+from finfaas.services.customers.model import Profile, encryption_context
 from finfaas_dev.fakes.platform import InMemoryDataKeys
 from finfaas_dev.testing.platform import captured_logs
 

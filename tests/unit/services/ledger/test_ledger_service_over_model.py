@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from finfaas.domain import errors
 from finfaas.domain.ledger import Actor
-from finfaas.services.ledger import LedgerService, TransferRequest
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
 from finfaas_dev.testing.reference_model import ReferenceLedger
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from finfaas.platform.events import EVENT_ID_ATTRIBUTE, TYPE_ATTRIBUTE, EventMac, envelope_from_document
-from finfaas.services.outbox_relay import OutboxRelay, RelayLoop
+from finfaas.services.outbox_relay.service import OutboxRelay, RelayLoop
 from support.events_fakes import FakeOutbox, FakeQueue, outbox_event
 
 

@@ -15,7 +15,8 @@ from finfaas.platform.audit import (
     verify_chain,
 )
 from finfaas.platform.events import EventMac
-from finfaas.services.outbox_relay import OutboxRelay, outbox_audit_chain
+from finfaas.services.outbox_relay.model import outbox_audit_chain
+from finfaas.services.outbox_relay.service import OutboxRelay
 from support.events_fakes import FakeOutbox, FakeQueue, outbox_event
 
 SECRET = b"k" * 32

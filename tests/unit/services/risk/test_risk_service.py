@@ -8,7 +8,9 @@ import pytest
 from finfaas.domain.creditor import payee_fingerprint
 from finfaas.domain.risk_rules import Decision, RiskPolicy, RiskRequest
 from finfaas.platform.pii import KeyedDigests
-from finfaas.services.risk import InMemoryRiskStore, InvalidBlockEntry, RiskService
+from finfaas.services.risk.errors import InvalidBlockEntry
+from finfaas.services.risk.service import RiskService
+from finfaas_dev.fakes.risk import InMemoryRiskStore
 
 
 class Clock:

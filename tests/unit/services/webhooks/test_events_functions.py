@@ -8,7 +8,7 @@ import pytest
 from finfaas.platform.events import DATA_MEDIA_TYPE, EventEnvelope, EventMac
 from finfaas.platform.pii import EnvelopeCipher
 from finfaas.platform.schedule import SCHEDULE_HEADER, schedule_tick_age_seconds_max, sign_tick
-from finfaas.services.outbox_relay import OutboxRelay
+from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas.services.webhooks.api import DELIVERY_TYPE, Delivery
 from finfaas.services.webhooks.model import verify_signature
 from finfaas.services.webhooks.service import (

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, PlainValidator, StrictBool, StrictInt, StrictStr, WithJsonSchema
 
@@ -44,8 +44,10 @@ from finfaas.domain.ledger import (
 from finfaas.domain.money import currency_exponent
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import OutboxAudit, StrictModel, TransactionalIdempotency
-from finfaas.platform.idempotency import IdempotencyRecord, StoredResponse
-from finfaas.services.ledger import LedgerService, TransferRequest, expiry_sweep_holds_max
+from finfaas.platform.idempotency import StoredResponse
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.ports import CompletionRecords
+from finfaas.services.ledger.service import LedgerService, expiry_sweep_holds_max
 
 JSON_MEDIA_TYPE = "application/json"
 CUSTOMER_KIND = "customer"
@@ -231,14 +233,6 @@ def created(transfers: Sequence[Transfer]) -> Answer:
 
 
 # --- the idempotency record in the ledger's transaction ---------------------------------------------
-
-
-class CompletionRecords(Protocol):
-    """The idempotency table as the ledger's transaction needs it (IdempotencyStore)."""
-
-    def completion_put(self, record: IdempotencyRecord) -> tuple[Any, Any]: ...
-
-    def record_from_raw(self, raw_item: dict[str, Any]) -> IdempotencyRecord: ...
 
 
 class IdempotencyInTransaction:

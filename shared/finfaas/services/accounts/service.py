@@ -8,172 +8,38 @@ account even after the idempotency record is gone, and a crash between the two w
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Literal
-
-from pydantic import AwareDatetime, BaseModel, Field
 
 from finfaas.domain.errors import LedgerError
 from finfaas.domain.ledger import (
     Account,
     AccountKind,
     Actor,
-    StatementLine,
-    StatementPage,
-    page_size_default,
-    page_size_max,
 )
 from finfaas.domain.money import currency_exponent
 from finfaas.platform.audit import Outcome
-from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding, cursor_chars_max
-from finfaas.platform.http import StrictModel
-from finfaas.services.customers import AuditTrail, Caller
-from finfaas.services.ledger import LedgerService
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
+from finfaas.services.accounts.api import (
+    AccountList,
+    AccountView,
+    BalanceAt,
+    OpenAccountBody,
+    OpsAccountView,
+    PageQuery,
+    Statement,
+    account_view,
+    ops_account_view,
+    statement_view,
+)
+from finfaas.services.accounts.model import derived_account_id
+from finfaas.services.accounts.ports import Audit, Ledger
+from finfaas.services.customers.model import Caller
 
-ACCOUNT_ID_PREFIX = "acc_"
-account_id_hex_chars = 32
 ledger_cursor_chars_max = 512  # the ledger's own cursor (a key and a balance) inside the sealed one
 LIST_ROUTE = "GET /accounts"
 STATEMENT_ROUTE = "GET /accounts/{account_id}/statement"
-# Kinds a customer may open; system kinds are opened by the ledger's own bootstrap.
-CustomerAccountKind = Literal["CUSTOMER"]
-
-
-# --- API shapes -------------------------------------------------------------------------------------
-
-
-class OpenAccountBody(StrictModel):
-    """What a customer may set when opening an account; owner, balances and status are the server's."""
-
-    currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. USD")
-    kind: CustomerAccountKind = "CUSTOMER"
-
-
-class PageQuery(StrictModel):
-    limit: int = Field(default=page_size_default, ge=1, le=page_size_max)
-    starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
-
-
-class BalanceAtQuery(StrictModel):
-    at: AwareDatetime = Field(description="RFC 3339 timestamp with offset, e.g. 2025-01-31T23:59:59Z")
-
-
-class Balances(BaseModel):
-    """Integer minor units of `currency` (10^exponent minor units make one major unit)."""
-
-    currency: str
-    exponent: int
-    posted_minor: int = Field(description="settled balance: credits posted less debits posted")
-    pending_minor: int = Field(description="pending credits less pending debits (holds)")
-    pending_debits_minor: int
-    pending_credits_minor: int
-    available_minor: int = Field(description="what may be spent: posted less held, plus any overdraft")
-
-
-class AccountView(BaseModel):
-    account_id: str
-    currency: str
-    exponent: int
-    kind: str
-    status: str
-    opened_at: datetime
-    balances: Balances
-
-
-class OpsAccountView(AccountView):
-    """What operators see: the customer view plus the owner."""
-
-    owner_id: str
-
-
-class AccountList(BaseModel):
-    data: list[AccountView]
-    has_more: bool
-    next_cursor: str | None = Field(description="pass as starting_after for the next page")
-
-
-class StatementEntry(BaseModel):
-    transfer_id: str
-    kind: str
-    side: Literal["debit", "credit"]
-    counterparty_id: str
-    amount_minor: int
-    posted_delta_minor: int = Field(description="this entry's change of the posted balance")
-    pending_delta_minor: int = Field(description="this entry's change of pending credits less debits")
-    balance_after_minor: int = Field(description="posted balance right after this entry")
-    created_at: datetime
-
-
-class Statement(BaseModel):
-    account_id: str
-    currency: str
-    exponent: int
-    data: list[StatementEntry] = Field(description="newest first")
-    has_more: bool
-    next_cursor: str | None
-
-
-class BalanceAt(BaseModel):
-    account_id: str
-    at: datetime
-    currency: str
-    exponent: int
-    posted_minor: int
-
-
-# --- mapping ----------------------------------------------------------------------------------------
-
-
-def balances_of(account: Account) -> Balances:
-    return Balances(
-        currency=account.currency, exponent=currency_exponent(account.currency),
-        posted_minor=account.balance_minor,
-        pending_minor=account.credits_pending - account.debits_pending,
-        pending_debits_minor=account.debits_pending, pending_credits_minor=account.credits_pending,
-        available_minor=account.available_minor,
-    )
-
-
-def account_view(account: Account) -> AccountView:
-    return AccountView(
-        account_id=account.account_id, currency=account.currency,
-        exponent=currency_exponent(account.currency), kind=account.kind.value, status=account.status.value,
-        opened_at=account.opened_at, balances=balances_of(account),
-    )
-
-
-def ops_account_view(account: Account) -> OpsAccountView:
-    return OpsAccountView(**account_view(account).model_dump(), owner_id=account.owner_id)
-
-
-def statement_entry(line: StatementLine) -> StatementEntry:
-    entry = line.entry
-    debit = bool(entry.debits_posted or entry.debits_pending)
-    return StatementEntry(
-        transfer_id=entry.transfer_id, kind=entry.kind.value, side="debit" if debit else "credit",
-        counterparty_id=entry.counterparty_id, amount_minor=entry.amount_minor,
-        posted_delta_minor=entry.balance_delta_minor,
-        pending_delta_minor=entry.credits_pending - entry.debits_pending,
-        balance_after_minor=line.balance_after_minor, created_at=entry.created_at,
-    )
-
-
-def statement_view(page: StatementPage) -> Statement:
-    return Statement(
-        account_id=page.account_id, currency=page.currency, exponent=currency_exponent(page.currency),
-        data=[statement_entry(line) for line in page.lines], has_more=page.has_more,
-        next_cursor=page.next_cursor,
-    )
-
-
-def derived_account_id(owner_id: str, idempotency_key: str) -> str:
-    """The same (owner, key) always names the same account; different owners never collide."""
-    scoped = json.dumps([owner_id, idempotency_key], separators=(",", ":"), ensure_ascii=True)
-    return ACCOUNT_ID_PREFIX + hashlib.sha256(scoped.encode()).hexdigest()[:account_id_hex_chars]
 
 
 # --- use cases --------------------------------------------------------------------------------------
@@ -182,7 +48,7 @@ def derived_account_id(owner_id: str, idempotency_key: str) -> str:
 class AccountsService:
     """Customer-facing reads and openings, and operator controls, over the ledger; changes are audited."""
 
-    def __init__(self, ledger: LedgerService, audit: AuditTrail, cursors: CursorCodec | None = None) -> None:
+    def __init__(self, ledger: Ledger, audit: Audit, cursors: CursorCodec | None = None) -> None:
         self._ledger = ledger
         self._audit = audit
         # Production passes the stage's keyed codec; a fresh key suits one process (tests).

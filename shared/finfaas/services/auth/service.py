@@ -15,7 +15,6 @@ the same answer.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import threading
@@ -23,22 +22,34 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
-from enum import StrEnum
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from finfaas.platform.audit import Outcome
 from finfaas.platform.logging import get_logger
 from finfaas.platform.ratelimit import SIGN_IN_LIMIT, UNKNOWN_SOURCE, RateLimit, RateLimiter, SignInThrottle
-from finfaas.platform.tokens import CUSTOMER_KIND, IssuedToken, OAuthError, TokenIssuer, granted_scopes
-from finfaas.services.customers import (
-    ACTIVE,
-    AuditTrail,
-    Caller,
-    CredentialRepository,
-    Credentials,
-    CustomerRecord,
+from finfaas.platform.tokens import CUSTOMER_KIND, OAuthError, TokenIssuer, granted_scopes
+from finfaas.services.auth.errors import UsernameTaken, invalid_grant
+from finfaas.services.auth.model import (
+    USERNAME_PATTERN,
+    CustomerTokens,
+    FamilyStatus,
+    RefreshTokenRecord,
+    SignedUp,
+    TokenFamily,
+    TokenStatus,
+    check_password,
+    check_username,
+    normalized_username,
+    password_chars_max,
+    token_hash,
+    username_chars_max,
+    username_chars_min,
 )
+from finfaas.services.auth.ports import RefreshTokenRepository
+from finfaas.services.customers.model import ACTIVE, Caller, Credentials, CustomerRecord
+from finfaas.services.customers.ports import CredentialRepository
+from finfaas.services.customers.service import AuditTrail
 
 # What a customer's token may carry; ops and client-only scopes never.
 CUSTOMER_SCOPES = frozenset({
@@ -51,204 +62,14 @@ ANONYMOUS = "anonymous"
 UNKNOWN_TARGET = "customer:unknown"
 SIGN_UP_LIMIT = RateLimit("sign_up", requests_max=20, window_seconds=3600, tokens_per_call=1, fail_open=False)
 CUSTOMER_LIMITS: Mapping[str, RateLimit] = {limit.name: limit for limit in (SIGN_IN_LIMIT, SIGN_UP_LIMIT)}
-USERNAME_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9._-]*\Z")
-username_chars_min = 3
-username_chars_max = 64
-# NIST SP 800-63B 5.1.1.2: at least 8 (we ask 12), allow at least 64, no composition rules.
-password_chars_min = 12
-password_chars_max = 128
-password_distinct_chars_min = 5
-# A few of the most common passwords long enough to pass the length rule.
-COMMON_PASSWORDS = frozenset({
-    "password1234", "123456789012", "1234567890123", "qwertyuiopas", "qwerty123456", "password123!",
-    "iloveyou1234", "adminadmin12", "letmein12345", "welcome12345", "passwordpassword",
-    "abcdefghijkl", "abc123456789", "111111111111", "000000000000", "changeme1234",
-})
 refresh_token_bytes = 32
 refresh_token_chars_max = 128
 refresh_token_lifetime_seconds = 14 * 24 * 3600
 # A family ends this long after sign-in, however often it is refreshed: then sign in again.
 refresh_family_lifetime_seconds = 30 * 24 * 3600
-# Rotated tokens are kept as long as their family may live, so their reuse is still recognised.
-refresh_record_kept_after_family_seconds = 24 * 3600
 _REFRESH_TOKEN_CHARS = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 
 _log = get_logger("auth_customers")
-
-
-# --- errors ---------------------------------------------------------------------------------------
-
-
-class SignUpError(Exception):
-    """Base of sign-up refusals; `code` is stable and safe to show, `errors` names fields only."""
-
-    code = "sign_up_error"
-
-    def __init__(self, message: str, *, errors: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(message)
-        self.errors = errors
-
-
-class UsernameTaken(SignUpError):
-    """Another customer has this username."""
-
-    code = "username_taken"
-
-
-class InvalidUsername(SignUpError):
-    """The username breaks the username rules."""
-
-    code = "invalid_username"
-
-
-class WeakPassword(SignUpError):
-    """The password breaks the password policy."""
-
-    code = "weak_password"
-
-
-class RefreshStoreUnavailable(RuntimeError):
-    """The refresh-token table could not be read or written."""
-
-
-def invalid_grant() -> OAuthError:
-    # One answer for unknown user, wrong password, and every unusable refresh token: no oracle.
-    return OAuthError("invalid_grant", "The credentials or refresh token are not valid.")
-
-
-# --- refresh token records ------------------------------------------------------------------------
-
-
-class TokenStatus(StrEnum):
-    ACTIVE = "ACTIVE"
-    ROTATED = "ROTATED"
-
-
-class FamilyStatus(StrEnum):
-    ACTIVE = "ACTIVE"
-    REVOKED = "REVOKED"
-
-
-@dataclass(frozen=True)
-class RefreshTokenRecord:
-    """One refresh token, by the SHA-256 of its text; the text itself is never stored."""
-
-    token_hash: str
-    family_id: str
-    customer_id: str
-    client_id: str
-    scope: str
-    status: TokenStatus
-    issued_at_s: int
-    valid_until_s: int
-    family_expires_at_s: int
-    replaced_by: str | None = None
-
-    @property
-    def kept_until_s(self) -> int:
-        """The TTL: rotated records must outlive their family to catch reuse."""
-        return self.family_expires_at_s + refresh_record_kept_after_family_seconds
-
-
-@dataclass(frozen=True)
-class TokenFamily:
-    """Every refresh token descending from one sign-in; revoking it ends them all."""
-
-    family_id: str
-    customer_id: str
-    client_id: str
-    status: FamilyStatus
-    created_at_s: int
-    expires_at_s: int
-    revoked_reason: str | None = None
-
-
-class RefreshTokenRepository(Protocol):
-    def start_family(self, family: TokenFamily, first: RefreshTokenRecord) -> None:
-        """Store a new family and its first token together."""
-        ...
-
-    def get_token(self, token_hash: str) -> RefreshTokenRecord | None:
-        """The token record (strongly consistent), or None."""
-        ...
-
-    def get_family(self, family_id: str) -> TokenFamily | None:
-        ...
-
-    def rotate(self, old: RefreshTokenRecord, new: RefreshTokenRecord, now_s: int) -> bool:
-        """Atomically: old ACTIVE and valid at now_s -> ROTATED (replaced_by new), its family ACTIVE and
-        unexpired, new stored. False, and nothing written, when any of that does not hold."""
-        ...
-
-    def revoke_family(self, family_id: str, now_s: int, reason: str) -> None:
-        """Mark the family REVOKED (idempotent)."""
-        ...
-
-
-def token_hash(token: str) -> str:
-    """What is stored for a refresh token: 256 random bits need no salt or slow hash."""
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-# --- results --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignedUp:
-    customer_id: str
-    username: str
-
-
-@dataclass(frozen=True)
-class CustomerTokens:
-    """An access token and the refresh token that replaces it when it expires."""
-
-    access: IssuedToken
-    refresh_token: str
-    refresh_expires_in: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """The RFC 6749 5.1 success body with its refresh token."""
-        return {**self.access.to_dict(), "refresh_token": self.refresh_token,
-                "refresh_token_expires_in": self.refresh_expires_in}
-
-
-# --- policies -------------------------------------------------------------------------------------
-
-
-def normalized_username(raw: str) -> str:
-    """Usernames compare case-insensitively and without surrounding spaces."""
-    return unicodedata.normalize("NFKC", raw).strip().lower()
-
-
-def check_username(username: str) -> str:
-    if not username_chars_min <= len(username) <= username_chars_max or not USERNAME_PATTERN.match(username):
-        raise InvalidUsername("The username is not valid.", errors=(("username", (
-            f"{username_chars_min} to {username_chars_max} characters: lower-case letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit")),))
-    return username
-
-
-def check_password(password: str, username: str) -> str:
-    """NIST SP 800-63B: length, no trivially guessable values; the password is never echoed."""
-    text = unicodedata.normalize("NFKC", password)
-    problem = _password_problem(text, username)
-    if problem:
-        raise WeakPassword("The password does not meet the policy.", errors=(("password", problem),))
-    return text
-
-
-def _password_problem(text: str, username: str) -> str | None:
-    if not password_chars_min <= len(text) <= password_chars_max:
-        return f"{password_chars_min} to {password_chars_max} characters"
-    if len(set(text)) < password_distinct_chars_min:
-        return f"at least {password_distinct_chars_min} different characters"
-    lowered = text.lower()
-    if lowered in COMMON_PASSWORDS:
-        return "too common"
-    if username and username in lowered:
-        return "must not contain the username"
-    return None
 
 
 # --- the service ----------------------------------------------------------------------------------
@@ -442,47 +263,3 @@ class CustomerAuthService:
             family_expires_at_s=family_expires_at_s,
         )
         return text, record
-
-
-class InMemoryRefreshTokenStore:
-    """RefreshTokenRepository in dicts, for unit tests; same contract as the DynamoDB store."""
-
-    def __init__(self) -> None:
-        self.tokens: dict[str, RefreshTokenRecord] = {}
-        self.families: dict[str, TokenFamily] = {}
-        self._lock = threading.Lock()
-
-    def start_family(self, family: TokenFamily, first: RefreshTokenRecord) -> None:
-        with self._lock:
-            assert family.family_id not in self.families and first.token_hash not in self.tokens
-            self.families[family.family_id] = family
-            self.tokens[first.token_hash] = first
-
-    def get_token(self, token_hash_: str) -> RefreshTokenRecord | None:
-        with self._lock:
-            return self.tokens.get(token_hash_)
-
-    def get_family(self, family_id: str) -> TokenFamily | None:
-        with self._lock:
-            return self.families.get(family_id)
-
-    def rotate(self, old: RefreshTokenRecord, new: RefreshTokenRecord, now_s: int) -> bool:
-        with self._lock:
-            stored = self.tokens.get(old.token_hash)
-            family = self.families.get(old.family_id)
-            token_usable = (stored is not None and stored.status is TokenStatus.ACTIVE
-                            and stored.valid_until_s > now_s)
-            family_usable = (family is not None and family.status is FamilyStatus.ACTIVE
-                             and family.expires_at_s > now_s)
-            if not (token_usable and family_usable) or stored is None or new.token_hash in self.tokens:
-                return False
-            self.tokens[old.token_hash] = replace(stored, status=TokenStatus.ROTATED,
-                                                  replaced_by=new.token_hash)
-            self.tokens[new.token_hash] = new
-            return True
-
-    def revoke_family(self, family_id: str, now_s: int, reason: str) -> None:
-        with self._lock:
-            family = self.families.get(family_id)
-            if family is not None and family.status is not FamilyStatus.REVOKED:
-                self.families[family_id] = replace(family, status=FamilyStatus.REVOKED, revoked_reason=reason)

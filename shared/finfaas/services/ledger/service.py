@@ -11,8 +11,7 @@ only when the caller omits it, and then a retry of the call is not recognised as
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from finfaas.domain.errors import AccountNotFound, InvalidInput, TransferNotFound
@@ -39,6 +38,7 @@ from finfaas.domain.ledger import (
     system_account_id,
 )
 from finfaas.domain.money import Money, parse_amount, parse_currency
+from finfaas.services.ledger.model import TransferRequest
 
 expiry_sweep_holds_max = 500
 
@@ -55,32 +55,6 @@ def utc_now() -> datetime:
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-@dataclass(frozen=True, slots=True)
-class TransferRequest:
-    """One leg as a caller gives it: amount is minor units (int) or a decimal string of major units."""
-
-    debit_account_id: str
-    credit_account_id: str
-    amount: int | str
-    currency: str
-    transfer_id: str | None = None
-    pending: bool = False
-    timeout_seconds: int = 0
-    metadata: str = ""
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, object]) -> TransferRequest:
-        """From a parsed JSON object; unknown keys are refused so typos do not pass silently."""
-        allowed = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise InvalidInput(f"{unknown[0]}: unknown field", field=unknown[0])
-        for required in ("debit_account_id", "credit_account_id", "amount", "currency"):
-            if required not in data:
-                raise InvalidInput(f"{required}: required", field=required)
-        return cls(**data)  # type: ignore[arg-type]
 
 
 class LedgerService:

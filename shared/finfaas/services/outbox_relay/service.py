@@ -27,10 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
 
-from finfaas.platform import jsonio
 from finfaas.platform.audit import (
     AuditEventInvalid,
     AuditKey,
@@ -41,7 +38,6 @@ from finfaas.platform.audit import (
 )
 from finfaas.platform.events import (
     BatchOutcome,
-    EventEnvelope,
     EventMac,
     EventQueue,
     EventRejected,
@@ -49,6 +45,9 @@ from finfaas.platform.events import (
     event_message,
 )
 from finfaas.platform.logging import get_logger
+from finfaas.services.outbox_relay.errors import AuditSeqTaken, EventsGone, OutboxUnavailable
+from finfaas.services.outbox_relay.model import OutboxEvent, outbox_audit_chain
+from finfaas.services.outbox_relay.ports import OutboxRepository
 
 batch_events_max = 10  # one SendMessageBatch
 batches_per_lease_max = 50  # then the partition is released so others get a turn
@@ -60,84 +59,6 @@ failure_sleep_seconds_max = 10.0
 settle_attempts_max = 4
 
 _log = get_logger("outbox_relay")
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    """An outbox item as stored: where it sits, and the event it holds (`data` is JSON text)."""
-
-    partition: str
-    event_key: str
-    event_id: str
-    type: str
-    source: str
-    subject: str
-    time: datetime
-    data: str
-    audit: str | None = None  # the change's audit facts (JSON text); never part of the published event
-
-    def envelope(self) -> EventEnvelope:
-        try:
-            data = jsonio.loads(self.data)
-        except ValueError:
-            raise EventRejected(f"outbox event {self.event_id}: data is not JSON") from None
-        if not isinstance(data, dict):
-            raise EventRejected(f"outbox event {self.event_id}: data is not a JSON object")
-        return EventEnvelope(self.event_id, self.source, self.type, self.subject, self.time, data)
-
-
-class OutboxUnavailable(Exception):
-    """The outbox table did not answer; the pass stops and the next one retries."""
-
-
-class AuditSeqTaken(Exception):
-    """Another writer took a seq of the audit chain: nothing of the transaction was written."""
-
-
-class EventsGone(Exception):
-    """Some events were already deleted (relayed by another relay): nothing of the transaction was written."""
-
-    def __init__(self, event_keys: set[str]) -> None:
-        super().__init__(f"{len(event_keys)} event(s) no longer in the outbox")
-        self.event_keys = event_keys
-
-
-def outbox_audit_chain(partition: str) -> str:
-    """The audit chain a partition's relay appends to: `ledger-3` -> `ledger-outbox-3`."""
-    producer, _, number = partition.rpartition("-")
-    return f"{producer}-outbox-{number}"
-
-
-class OutboxRepository(Protocol):
-    def partitions(self) -> Sequence[str]:
-        """Every partition producers write to."""
-        ...
-
-    def acquire_lease(self, partition: str, holder: str, now_ms: int, lease_ms: int) -> bool:
-        """Take or renew the partition's lease; False while another holder's lease runs."""
-        ...
-
-    def release_lease(self, partition: str, holder: str) -> None:
-        """Best effort: a lease not released simply runs out."""
-        ...
-
-    def oldest(self, partition: str, limit: int) -> list[OutboxEvent]:
-        """Up to `limit` events, oldest first (strongly consistent)."""
-        ...
-
-    def delete(self, events: Sequence[OutboxEvent], audit: Sequence[AuditRecord] = ()) -> None:
-        """Delete events; with audit records, in one transaction that appends them (free seqs only)
-        and deletes only events still there, else raises AuditSeqTaken / EventsGone, writing nothing."""
-        ...
-
-    def park(self, event: OutboxEvent, reason: str, audit: AuditRecord | None = None) -> None:
-        """Move an event SQS will never accept out of the way, keeping it and the reason (and
-        appending its audit record in the same transaction, as delete does)."""
-        ...
-
-    def audit_head(self, chain: str) -> AuditRecord | None:
-        """The audit chain's newest record (strongly consistent); None for an empty chain."""
-        ...
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The auth capability: customers sign up and in, with rotating refresh tokens."""

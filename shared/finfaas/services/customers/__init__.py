@@ -1,0 +1,1 @@
+"""The customers capability: customer records, the sealed personal profile, callers and auditing."""

@@ -1,0 +1,1 @@
+"""The ledger capability: double-entry accounts and transfers, and their HTTP face."""

@@ -1,0 +1,1 @@
+"""The risk capability: explainable assessments of transfers, and the block lists."""

@@ -1,0 +1,63 @@
+"""Block-list entries, velocity windows and the stored form of an assessment."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from finfaas.domain.risk_rules import (
+    Assessment,
+    Decision,
+    Finding,
+    RiskRequest,
+    Verdict,
+)
+from finfaas.platform import jsonio
+from finfaas.services.risk.errors import InvalidBlockEntry
+
+BLOCK_KINDS = ("customer", "account", "destination")
+_ENTRY_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def hour_window(moment: datetime) -> str:
+    """The fixed one-hour velocity window a moment falls in (UTC), e.g. 2026-01-15T09."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
+
+
+def block_entries_for(request: RiskRequest) -> tuple[str, ...]:
+    """The block-list entries that would stop this transfer."""
+    return (f"customer:{request.customer_id}", f"account:{request.debit_account_id}",
+            f"destination:{request.destination}")
+
+
+def check_block_entry(kind: str, value: str) -> str:
+    if kind not in BLOCK_KINDS or not _ENTRY_VALUE.match(value):
+        raise InvalidBlockEntry(f"a block entry is one of {BLOCK_KINDS} and 1-128 of A-Z a-z 0-9 _ . : -")
+    return f"{kind}:{value}"
+
+
+@dataclass(frozen=True)
+class BlockEntry:
+    entry: str
+    reason: str
+    blocked_at: datetime
+
+
+def assessment_to_json(assessment: Assessment) -> str:
+    """The stored form: the same JSON as the API's assessment view, so the two never drift apart."""
+    return json.dumps({
+        "assessment_id": assessment.assessment_id, "decision": assessment.decision.value,
+        "score": assessment.score, "reasons": assessment.reasons,
+        "findings": [{"rule": f.rule, "verdict": f.verdict.value, "score": f.score, "detail": f.detail}
+                     for f in assessment.findings],
+    }, separators=(",", ":"), ensure_ascii=False)
+
+
+def assessment_from_json(text: str) -> Assessment:
+    raw: dict[str, Any] = jsonio.loads(text)
+    findings = tuple(Finding(f["rule"], Verdict(f["verdict"]), int(f["score"]), f["detail"])
+                     for f in raw["findings"])
+    return Assessment(raw["assessment_id"], Decision(raw["decision"]), int(raw["score"]), findings)

@@ -1,0 +1,90 @@
+"""The risk function's use cases: assess a transfer once (explainably), and keep the block lists.
+
+A payee at another bank reaches risk only as its keyed fingerprint (pf_<hex>, see domain/creditor.py),
+never as an account number: the payees seen and the block list hold fingerprints, and an operator's
+`destination:<bank>:<account>` entry is fingerprinted with the same stage key before it is stored.
+
+An assessment is recorded with the counters it adds to (the customer's hourly velocity bucket and
+the payees seen) in one atomic write, keyed by assessment_id (the transfer id): assessing the same
+transfer again returns the recorded answer and counts nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from finfaas.domain.risk_rules import (
+    Assessment,
+    RiskPolicy,
+    RiskRequest,
+    assess,
+)
+from finfaas.services.risk.errors import InvalidBlockEntry
+from finfaas.services.risk.model import BlockEntry, check_block_entry, hour_window
+from finfaas.services.risk.ports import RiskRepository
+
+blocklist_page_max = 100
+
+
+# --- use cases ---------------------------------------------------------------------------------------
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RiskService:
+    """Assess transfers against the rules; manage the block lists."""
+
+    def __init__(self, store: RiskRepository, policy: RiskPolicy = RiskPolicy(),
+                 clock: Callable[[], datetime] = _utc_now,
+                 payee_fingerprint: Callable[[str, str], str] | None = None) -> None:
+        self._store = store
+        self._policy = policy
+        self._clock = clock
+        self._payee_fingerprint = payee_fingerprint  # (bank code, account number) -> pf_<hex>
+
+    def assess(self, request: RiskRequest) -> Assessment:
+        """The recorded assessment of this transfer, made now if there is none."""
+        existing = self._store.stored_assessment(request.assessment_id)
+        if existing is not None:
+            return existing
+        now = self._clock()
+        window = hour_window(now)
+        assessment = assess(request, self._store.context_for(request, window), self._policy)
+        return self._store.record(request, assessment, window, now)
+
+    def get(self, assessment_id: str) -> Assessment | None:
+        return self._store.stored_assessment(assessment_id)
+
+    def block(self, kind: str, value: str, reason: str) -> BlockEntry:
+        entry = BlockEntry(check_block_entry(kind, self._stored_value(kind, value)), reason, self._clock())
+        self._store.block(entry)
+        return entry
+
+    def unblock(self, kind: str, value: str) -> bool:
+        return self._store.unblock(check_block_entry(kind, self._stored_value(kind, value)))
+
+    @staticmethod
+    def check_path_value(kind: str, value: str) -> None:
+        """A payee at another bank is named in a path only by its fingerprint (as the list shows it)."""
+        if kind == "destination" and ":" in value:
+            raise InvalidBlockEntry(
+                "a payee at another bank goes in the body of POST /_/ops/blocklist, never in a URL; "
+                "lift its block by the fingerprint the list shows"
+            )
+
+    def blocked(self, limit: int = blocklist_page_max) -> list[BlockEntry]:
+        return self._store.blocked(min(limit, blocklist_page_max))
+
+    def _stored_value(self, kind: str, value: str) -> str:
+        """A payee at another bank (<bank>:<account>) is kept as its fingerprint, as transfers send it."""
+        if kind != "destination" or ":" not in value:
+            return value
+        if self._payee_fingerprint is None:
+            raise InvalidBlockEntry("payees at other banks cannot be blocked here: no fingerprint key")
+        bank_code, account_number = value.split(":", 1)
+        check_block_entry(kind, value)
+        return self._payee_fingerprint(bank_code, account_number)
+
