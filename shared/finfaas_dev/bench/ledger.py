@@ -348,8 +348,9 @@ def write_secrets(secrets_dir: Path) -> tuple[str, str]:
 
     created = keys.write_dev_secrets(secrets_dir, out=lambda line: None)
     audit_key = secrets_dir / AUDIT_KEY_SECRET_NAME
-    audit_key.write_text(secrets.token_urlsafe(AUDIT_KEY_BYTES) + "\n")
-    audit_key.chmod(keys.secrets_file_mode)
+    if not audit_key.exists():  # a new key would leave the records already signed unverifiable
+        audit_key.write_text(secrets.token_urlsafe(AUDIT_KEY_BYTES) + "\n")
+        audit_key.chmod(keys.secrets_file_mode)
     if created.client_secret is not None:
         return created.client_id, created.client_secret
     # The folder already had its demo client (another suite of the same test session wrote it).
