@@ -15,17 +15,29 @@ STACK = load_stack(ROOT / "stack.yml")
 
 # What the python3-http image does: WORKDIR /home/app, `function/` a package (the Dockerfile touches
 # function/__init__.py before copying the handler over it), then index.py's `from function import handler`.
-# The image has no tooling package, but this interpreter's virtualenv does: refuse it, as the image would.
+# The image has no tooling package and only what function/requirements.txt and the template (Flask,
+# waitress) install, but this interpreter's virtualenv has everything: refuse the rest, as the image would.
 IMAGE_IMPORT = """
-import json, pathlib, sys
+import importlib.metadata, json, pathlib, sys
 
-class NoTooling:
+TEMPLATE_DISTRIBUTIONS = {"flask", "waitress", "werkzeug", "jinja2", "itsdangerous", "click", "markupsafe",
+                          "blinker"}
+wanted = {line.split("==")[0].strip().lower().replace("_", "-")
+          for line in pathlib.Path("function/requirements.txt").read_text().splitlines() if "==" in line}
+installed = {module: {d.lower().replace("_", "-") for d in dists}
+             for module, dists in importlib.metadata.packages_distributions().items()}
+
+class OnlyTheImage:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "finfaas_dev":
+        top = name.split(".")[0]
+        if top == "finfaas_dev":
             raise ModuleNotFoundError(f"No module named {name!r} (not in a function image)")
+        dists = installed.get(top)
+        if top != "finfaas" and dists and not dists & (wanted | TEMPLATE_DISTRIBUTIONS):
+            raise ModuleNotFoundError(f"No module named {name!r} (not in function/requirements.txt)")
         return None
 
-sys.meta_path.insert(0, NoTooling())
+sys.meta_path.insert(0, OnlyTheImage())
 pathlib.Path("function/__init__.py").touch(exist_ok=True)
 sys.path.insert(0, ".")
 from function import handler
