@@ -20,7 +20,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("ledger", "check"): ("finfaas_dev.ledger_check", "reconcile balances, entries and transfers"),
     ("audit", "verify"): ("finfaas_dev.audit_verify", "verify the audit log's hash chain"),
     ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),
-    ("build",): ("finfaas_dev.build", "assemble faas-cli build contexts (shrinkwrap)"),
+    ("build",): ("finfaas_dev.build", "from stack.yml: --knative --schedules --shrinkwrap --template"),
 }
 
 

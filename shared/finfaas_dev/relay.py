@@ -4,7 +4,8 @@
     ...
     running.stop()
 
-Deployed, the same loop runs in the relay function (functions/relay), invoked by a cron-connector.
+Deployed, the same loop runs in the relay function (functions/relay), ticked by a signed CronJob
+(infra/openfaas/ or infra/knative/relay-schedule.yaml).
 Either way the relay signs the audit records it seals from outbox events (chains `ledger-outbox-<n>`)
 with the `audit-hmac-key` secret, read on first use, so it needs that secret like the functions do.
 """

@@ -87,32 +87,38 @@ def _write_env_file(path: Path) -> None:
 
 def _ensure_audit_key(folder: Path) -> None:
     """A fresh machine gets an audit HMAC key, so audit records are signed from the first one."""
-    _ensure_secret(folder / audit.AUDIT_KEY_SECRET_NAME, secrets.token_urlsafe(AUDIT_KEY_RANDOM_BYTES))
+    ensure_secret(folder / audit.AUDIT_KEY_SECRET_NAME, secrets.token_urlsafe(AUDIT_KEY_RANDOM_BYTES))
 
 
 def _ensure_rail_notice_key(folder: Path) -> None:
     """The sandbox rail signs its settlement notices with this key."""
     from finfaas.services.rail import service as rail
 
-    _ensure_secret(folder / rail.NOTICE_KEY_SECRET_NAME, rail.new_notice_key())
+    ensure_secret(folder / rail.NOTICE_KEY_SECRET_NAME, rail.new_notice_key())
 
 
 def _ensure_schedule_key(folder: Path) -> None:
     """Scheduled entry points (the relay's POST /) accept only ticks signed with this key."""
     from finfaas.platform import schedule
 
-    _ensure_secret(folder / schedule.SCHEDULE_KEY_SECRET_NAME, schedule.new_schedule_key_text())
+    ensure_secret(folder / schedule.SCHEDULE_KEY_SECRET_NAME, schedule.new_schedule_key_text())
+
+
 def _ensure_pii_digest_key(folder: Path) -> None:
     """Transfers and risk fingerprint payees with this key (an HMAC: account numbers are guessable)."""
     from finfaas.platform import pii
 
-    _ensure_secret(folder / pii.DIGEST_KEY_SECRET_NAME, pii.new_digest_key_text())
+    ensure_secret(folder / pii.DIGEST_KEY_SECRET_NAME, pii.new_digest_key_text())
 
 
-def _ensure_secret(path: Path, value: str) -> None:
-    if not path.exists():
-        path.write_text(value + "\n")
-        path.chmod(0o600)
+def ensure_secret(path: Path, value: str) -> None:
+    """Creates the secret file owner-only from the first byte (never readable under the umask)."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # kept: a new key would leave what the old one signed unverifiable
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value + "\n")
 
 
 async def _serve(gateway_config: gateway.GatewayConfig, on_listening) -> int:

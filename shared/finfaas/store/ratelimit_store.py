@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from botocore.exceptions import BotoCoreError
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.models import Model
@@ -60,6 +61,6 @@ class RateLimitStore:
             item = self.model.get(bucket, consistent_read=True, attributes_to_get=["hits"])
         except DoesNotExist:
             return 0
-        except PynamoDBException as error:
+        except (PynamoDBException, BotoCoreError) as error:  # both fail closed (429), never a 500
             raise RateLimitStoreError("rate limit read failed") from error
         return int(item.hits)

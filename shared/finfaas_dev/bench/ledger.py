@@ -346,11 +346,11 @@ def write_secrets(secrets_dir: Path) -> tuple[str, str]:
     from finfaas.platform import keys
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME
 
+    from finfaas_dev.up import ensure_secret
+
     created = keys.write_dev_secrets(secrets_dir, out=lambda line: None)
-    audit_key = secrets_dir / AUDIT_KEY_SECRET_NAME
-    if not audit_key.exists():  # a new key would leave the records already signed unverifiable
-        audit_key.write_text(secrets.token_urlsafe(AUDIT_KEY_BYTES) + "\n")
-        audit_key.chmod(keys.secrets_file_mode)
+    # Kept when present: a new key would leave the records already signed unverifiable.
+    ensure_secret(secrets_dir / AUDIT_KEY_SECRET_NAME, secrets.token_urlsafe(AUDIT_KEY_BYTES))
     if created.client_secret is not None:
         return created.client_id, created.client_secret
     # The folder already had its demo client (another suite of the same test session wrote it).

@@ -235,6 +235,8 @@ def write_suite_secrets(secrets_dir: Path) -> None:
     from finfaas.platform.pii import DIGEST_KEY_SECRET_NAME, new_digest_key_text
     from finfaas.services.rail.service import NOTICE_KEY_SECRET_NAME, new_notice_key
 
+    from finfaas_dev.up import ensure_secret
+
     write_secrets(secrets_dir)
     keys.ensure_service_clients(secrets_dir, SERVICE_CLIENT_SCOPES, out=lambda line: None)
     for name, text in (
@@ -242,9 +244,7 @@ def write_suite_secrets(secrets_dir: Path) -> None:
         (EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text()),
         (DIGEST_KEY_SECRET_NAME, new_digest_key_text()),
     ):
-        path = secrets_dir / name
-        path.write_text(text + "\n")
-        path.chmod(keys.secrets_file_mode)
+        ensure_secret(secrets_dir / name, text)  # kept when present: messages in flight were sealed with it
 
 
 def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
