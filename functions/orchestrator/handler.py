@@ -100,7 +100,7 @@ def deliver(req: Request) -> dict[str, Any]:
     """A wake-up from the orchestrator queue (binary CloudEvent); a hint, never an instruction."""
     # No token (connectors send none): the wake-up is sealed by the waker that queued it, so anyone
     # else's POST is a 401 before a sweep or a drive could start.
-    document = queue_proof.open(req.body)
+    document = queue_proof.message(req)
     if not req.header(CLOUDEVENT_SPECVERSION_HEADER):
         raise BadRequest("Send a binary-mode CloudEvent (ce-specversion header).")
     try:

@@ -108,7 +108,7 @@ def _parsed(model: Any, document: dict[str, Any]) -> Any:
 @app.route("POST", "/", auth=False, trigger=queue_proof)
 def on_queue_message(req: Request) -> dict[str, Any]:
     """A message of the `rail` queue: a saga's hand-off, or the sandbox's own settlement timer."""
-    document = queue_proof.open(req.body)  # sealed by the orchestrator or the sandbox: else 401
+    document = queue_proof.message(req)  # sealed by the orchestrator or the sandbox: else 401
     current = services.get()
     if delivery_type(req.headers) == SETTLE_EVENT_TYPE:
         payment = current.bank.settle_due(_parsed(SettleMessage, document).payment_id)

@@ -204,7 +204,7 @@ def saga_attention(req: Request, body: AttentionBody) -> dict[str, Any]:
 def on_task_message(req: Request) -> dict[str, Any]:
     """A callback task of the `reviews` queue (sealed by the orchestrator, else 401); kept only if the
     orchestrator waits for its token."""
-    document = queue_proof.open(req.body)
+    document = queue_proof.message(req)
     try:
         message = TaskMessage.model_validate(document)
     except ValidationError as error:

@@ -154,7 +154,7 @@ def delete_subscription(req: Request, subscription_id: str) -> None:
 # --- queue deliveries (the connector) -------------------------------------------------------------
 
 
-# The MAC is checked where a token would be (401 before anything runs); the route opens it again.
+# The MAC is checked where a token would be (401 before anything runs); the route reads what it opened.
 queue_proof = QueueMessageProof(lambda: services.get().mac)
 
 
@@ -162,7 +162,7 @@ queue_proof = QueueMessageProof(lambda: services.get().mac)
 def on_queue_message(req: Request) -> dict[str, Any]:
     """A message of the events or webhooks queue, as a binary-mode CloudEvent (MAC-authenticated)."""
     current = services.get()
-    document = current.mac.open(req.body)
+    document = queue_proof.message(req)
     if delivery_type(req.headers) == DELIVERY_TYPE:
         outcome = current.sender.deliver(Delivery.from_document(document))
         return {"outcome": outcome.value}

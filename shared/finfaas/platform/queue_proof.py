@@ -9,7 +9,7 @@ the route opens it before anything else runs: a POST from anyone else answers 40
     proof = QueueMessageProof(event_mac_from_config)        # the key is read on the first message
     @app.route("POST", "/", auth=False, trigger=proof)
     def on_message(req):
-        document = proof.open(req.body)                     # the message without its MAC
+        document = proof.message(req)                       # the message without its MAC
 """
 
 from __future__ import annotations
@@ -53,7 +53,12 @@ class QueueMessageProof:
         self._mac = mac
 
     def verify(self, request: Any) -> None:
-        self.open(request.body)
+        request.opened_message = self.open(request.body)
+
+    def message(self, request: Any) -> dict[str, Any]:
+        """The message the trigger check opened (parsed and MAC-checked once per request)."""
+        opened: dict[str, Any] | None = request.opened_message
+        return opened if opened is not None else self.open(request.body)
 
     def open(self, body: bytes | str) -> dict[str, Any]:
         """The message without its MAC; QueueMessageInvalid (401) unless our functions sealed it."""

@@ -55,6 +55,8 @@ class Request:
     audit_target: str | None = None
     # Set for audit="outbox" routes: the facts to carry in the handler's own outbox item.
     outbox_audit: OutboxAudit | None = None
+    # Set by a queue route's trigger proof: the message it opened (its MAC checked and removed).
+    opened_message: dict[str, Any] | None = None
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
