@@ -2,10 +2,13 @@
 
 Apps (customer tokens, scopes transfers:write / transfers:read):
   POST /transfers              202 + the transfer id and its status URL (Idempotency-Key required)
-  GET  /transfers/{id}?wait=s  status and steps; waits up to `wait` seconds for a final status. At most
-                               TRANSFERS_WAITERS_MAX requests (default 2) wait at once per process, so
-                               waiters never hold every request thread the saga's steps need; any other
-                               answers at once with the current status, as with wait=0
+  GET  /transfers/{id}?wait=s  status and steps; waits up to `wait` seconds (at most 30) for a final
+                               status. A waiting request reads the order once, then parks its thread
+                               while the process's one status watcher reads every watched order per tick
+                               (services/transfers/watcher.py). At most TRANSFERS_WAITERS_MAX (default
+                               256) wait at once; the WSGI server has that many threads more than the
+                               template's 4 (SERVER_OPTIONS), so the saga's steps always find one free.
+                               Past the limit: the current status at once, with Retry-After
 The saga (the orchestrator's token, scope transfers:saga): POST /saga/validate|screen|complete|fail|attention.
 Queue `reviews` (POST /): the callback tasks that wait for an operator; their tokens are checked
 with the orchestrator before they are kept. Operators (ops): decisions, customer tiers.
@@ -66,6 +69,11 @@ BREAKER_FAILURES_ENV = "TRANSFERS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "TRANSFERS_RISK_BREAKER_OPEN_SECONDS"
 WAITERS_MAX_ENV = "TRANSFERS_WAITERS_MAX"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+# A status request that found every waiting slot taken is told to come back this much later.
+BUSY_RETRY_AFTER_SECONDS = 1
+# What the python3-http template's waitress runs with; the waiting requests come on top of it.
+TEMPLATE_THREADS = 4
+TEMPLATE_CONNECTIONS_MAX = 100
 
 
 @dataclass
@@ -84,6 +92,18 @@ def settings_from_env(environ: Any = os.environ) -> TransfersSettings:
     approve_major = environ.get(DEGRADED_APPROVE_ENV, defaults.degraded_auto_approve_major)
     waiters = environ.get(WAITERS_MAX_ENV, defaults.waiters_max)
     return TransfersSettings(degraded_auto_approve_major=int(approve_major), waiters_max=int(waiters))
+
+
+def server_options(settings: TransfersSettings) -> dict[str, int]:
+    """waitress's sizing (read by the template's index.py): one parked thread and one open connection
+    per waiting status request, on top of the template's threads and connections for everything else."""
+    return {
+        "threads": TEMPLATE_THREADS + settings.waiters_max,
+        "connection_limit": TEMPLATE_CONNECTIONS_MAX + settings.waiters_max,
+    }
+
+
+SERVER_OPTIONS = server_options(settings_from_env())
 
 
 def build_services() -> TransfersServices:
@@ -160,11 +180,14 @@ def create_transfer(req: Request, body: NewTransferBody) -> Response:
     return Response(accepted, status=202, headers=headers)
 
 
-@app.route("GET", "/transfers/{transfer_id}", scopes=[READ], query=WaitQuery, rate_limit=None)
-def get_transfer(req: Request, transfer_id: str, query: WaitQuery) -> TransferView:
-    """A transfer's status and steps; `wait` (seconds, at most 5) waits for a final status while one of
-    the process's waiting slots is free, and answers at once otherwise."""
-    return transfer_view(services.get().transfers.get(transfer_id, _owner_filter(req), query.wait))
+@app.route("GET", "/transfers/{transfer_id}", scopes=[READ], query=WaitQuery, response=TransferView,
+           rate_limit=None)
+def get_transfer(req: Request, transfer_id: str, query: WaitQuery) -> Response:
+    """A transfer's status and steps; `wait` (seconds, at most 30) waits for a final status while one of
+    the process's waiting slots is free, and answers at once with Retry-After otherwise."""
+    answer = services.get().transfers.follow(transfer_id, _owner_filter(req), query.wait)
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)} if answer.busy else {}
+    return Response(transfer_view(answer.order), headers=headers)
 
 
 # --- the saga's own steps -----------------------------------------------------------------------------
@@ -233,13 +256,19 @@ def set_tier(req: Request, customer_id: str, body: TierBody) -> Response:
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)
 def stats(req: Request) -> dict[str, Any]:
-    """This process's DynamoDB calls by operation and table, the order reads of status requests (each
-    one a GetItem), the transfers waiting requests follow now, and the platform steps' cost."""
+    """This process's DynamoDB calls by operation and table, the order reads of status requests (one
+    GetItem each), what the status watcher does (requests waiting and the transfers they wait on now,
+    its batch reads so far, requests refused a slot), and the platform steps' cost."""
     current = services.get()
+    watch = current.transfers.status_watch()
     return {
         "dynamodb_calls": current.dynamodb_calls(),
         "status_reads": current.transfers.status_reads(),
-        "status_waiting": current.transfers.status_waiting(),
+        "status_waiting": watch.waiting,
+        "status_watched": watch.watched,
+        "status_batch_reads": watch.batch_reads,
+        "status_orders_batch_read": watch.orders_read,
+        "status_waits_refused": watch.refused,
         "steps": app.timings.snapshot(),
     }
 

@@ -32,7 +32,10 @@ LISTEN_BACKLOG_CONNECTIONS = 1024
 FUNCTION_START_SECONDS_MAX = 30.0  # import + app creation; a hung import must not hang callers
 STOP_GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL
 EXIT_SETTLE_SECONDS = 1.0  # after a broken connection, how long to wait for the process to be gone
-FUNCTION_CONNECTIONS_MAX = 64  # pooled keep-alive connections to one function process
+# Requests in flight to one function process (pooled keep-alive connections). of-watchdog sets no such
+# cap: the process's own server decides what it serves at once, and the transfers function's waiting
+# status requests (up to 256, 30 s each) must not queue the saga's steps behind them here.
+FUNCTION_CONNECTIONS_MAX = 512
 REAPER_INTERVAL_SECONDS_MIN = 0.05
 REAPER_INTERVAL_SECONDS_MAX = 5.0
 # Passed through from the gateway's own environment (besides AWS_* and FINFAAS_*).

@@ -5,6 +5,7 @@ the reviews queue and an operator's decision, and the recall after a rail timeou
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from finfaas.services.transfers.watcher import watch_tick_seconds as WATCH_TICK_SECONDS
 from finfaas_dev.bench.transfers import (
     FUNCTIONS_DIR,
     Customer,
@@ -39,10 +41,10 @@ SAGA_SECONDS_MAX = 60
 STOP_SECONDS_MAX = 20
 CHECK_SECONDS_MAX = 120
 FINAL = ("COMPLETED", "FAILED", "COMPENSATED")
-# More status requests waiting at once than the transfers process has request threads (waitress's 4).
-STATUS_WAITERS = 8
-STATUS_WAITER_PAUSE_SECONDS = 0.05  # between one waiter's requests, as an app polls
-STATUS_WAITER_STOP_SECONDS_MAX = 25  # a ?wait=5 request in flight, with the client's 15 s timeout
+# Status requests waiting at once on one transfers process, on HELD_TRANSFERS transfers held for review.
+STATUS_WAITERS = 200
+HELD_TRANSFERS = 4
+STATUS_WAITER_SECONDS_MAX = 45  # a ?wait=30 request, and the gateway's 45 s for the transfers function
 # A saga takes well under a second here; with waiters holding every request thread it took ~10 s.
 SAGA_AMONG_WAITERS_SECONDS_MAX = 4.0
 # Scanning every table of the emulator for personal data: bounded, though a run holds a few thousand items.
@@ -319,52 +321,98 @@ def _held_for_review(base_url: str, sender: Customer, payee: Customer, ops: str)
     return transfer_id
 
 
-def _keep_waiting(base_url: str, customer: Customer, transfer_id: str, stop: threading.Event) -> None:
-    url = f"{base_url}/function/transfers/transfers/{transfer_id}?wait=5"
-    while not stop.is_set():
-        _request("GET", url, customer.token)
-        time.sleep(STATUS_WAITER_PAUSE_SECONDS)
+async def _wait_all(urls: list[tuple[str, str]]) -> list[tuple[int, dict]]:
+    """Every GET at once, each on its own connection: as many apps, each waiting on its transfer."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=STATUS_WAITER_SECONDS_MAX)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+
+        async def one(url: str, token: str) -> tuple[int, dict]:
+            async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as reply:
+                return reply.status, await reply.json(content_type=None)
+
+        return await asyncio.gather(*(one(url, token) for url, token in urls))
 
 
-def test_status_requests_waiting_at_once_leave_the_saga_its_request_threads(suite):
-    # GIVEN a transfer held for review, and more clients waiting on it with ?wait=5 than the transfers
-    # function has request threads
-    sender, payee = open_customers(2, secrets.token_hex(3))
+def _transfers_stats(base_url: str, ops: str) -> dict:
+    status, stats = _request("GET", f"{base_url}/function/transfers/_/ops/stats", ops)
+    assert status == 200, stats
+    return stats
+
+
+def _orders_reads(stats: dict) -> int:
+    """GetItem and BatchGetItem calls the transfers process made on its orders table."""
+    return sum(n for name, n in stats["dynamodb_calls"].items()
+               if name.split(" ")[0] in ("GetItem", "BatchGetItem") and "transferorders" in name)
+
+
+def _transfers_process_memory() -> str:
+    """RSS and threads of this suite's transfers process, for the log (-s)."""
+    marker = str(FUNCTIONS_DIR / "transfers").encode()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes():
+                fields = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines())
+                rss, threads = fields["VmRSS"].strip(), fields["Threads"].strip()
+                return f"transfers process {proc.name}: {rss} resident, {threads} threads"
+        except OSError:
+            continue
+    return "transfers process not found"
+
+
+def test_200_status_requests_wait_on_one_process_while_the_saga_runs_and_reads_stay_per_tick(suite):
+    # GIVEN transfers held for review, the whole saga warm, and 200 clients asking at once to wait 30 s
+    # for a final status, more than the template's request threads many times over
     ops = client_token("ops")
-    held = _held_for_review(suite, sender, payee, ops)
-    warm = _send(suite, payee, {"credit_account_id": sender.account_id, "amount": 100})
-    assert _final(suite, payee, warm)["status"] == "COMPLETED"  # every function of the saga is started
-    stop = threading.Event()
-    waiters = [
-        threading.Thread(target=_keep_waiting, args=(suite, sender, held, stop), daemon=True)
-        for _ in range(STATUS_WAITERS)
+    people = open_customers(HELD_TRANSFERS + 1, secrets.token_hex(3))
+    payee = people[-1]
+    held = [(sender, _held_for_review(suite, sender, payee, ops)) for sender in people[:-1]]
+    warm = _send(suite, payee, {"credit_account_id": people[0].account_id, "amount": 100})
+    assert _final(suite, payee, warm)["status"] == "COMPLETED"
+    urls = [
+        (f"{suite}/function/transfers/transfers/{transfer_id}?wait=30", sender.token)
+        for n in range(STATUS_WAITERS)
+        for sender, transfer_id in [held[n % HELD_TRANSFERS]]
     ]
-    for waiter in waiters:
-        waiter.start()
-    try:
-        time.sleep(1)  # every waiter has asked at least once
-        # WHEN another transfer starts meanwhile
-        sent_at = time.time()
-        transfer_id = _send(suite, payee, {"credit_account_id": sender.account_id, "amount": 100})
-        view = _final(suite, payee, transfer_id)
-    finally:
-        stop.set()
-        for waiter in waiters:
-            waiter.join(STATUS_WAITER_STOP_SECONDS_MAX)
-        _request(
-            "POST",
-            f"{suite}/function/transfers/_/ops/transfers/{held}/decision",
-            ops,
-            {"decision": "reject", "note": "test over"},
-            {"Idempotency-Key": secrets.token_hex(8)},
-        )
+    print("before the waiters:", _transfers_process_memory())
+    results: list = []
+    clients = threading.Thread(target=lambda: results.extend(asyncio.run(_wait_all(urls))), daemon=True)
+    clients.start()
+    wait_for(lambda: _transfers_stats(suite, ops)["status_waiting"] == STATUS_WAITERS, SAGA_SECONDS_MAX,
+             "every client to wait")
+    before, waiting_since = _transfers_stats(suite, ops), time.monotonic()
+    print(f"with {STATUS_WAITERS} waiters:", _transfers_process_memory())
 
-    # THEN its saga runs to the end in seconds, not behind the waiters
+    # WHEN another transfer runs its saga meanwhile (its steps call back into the transfers function)
+    sent_at = time.time()
+    transfer_id = _send(suite, payee, {"credit_account_id": people[0].account_id, "amount": 100})
+    view = _final(suite, payee, transfer_id)
+    # AND an operator approves the held transfers
+    for _, held_id in held:
+        status, answer = _request(
+            "POST", f"{suite}/function/transfers/_/ops/transfers/{held_id}/decision", ops,
+            {"decision": "approve", "note": "waiters test"}, {"Idempotency-Key": secrets.token_hex(8)},
+        )
+        assert status == 200, answer
+    clients.join(STATUS_WAITER_SECONDS_MAX)
+    after, waited_seconds = _transfers_stats(suite, ops), time.monotonic() - waiting_since
+
+    # THEN the other saga ran to the end in seconds, not behind the waiters
     finished_at = datetime.fromisoformat(view["steps"][-1]["at"]).timestamp()
     assert view["status"] == "COMPLETED"
     assert finished_at - sent_at < SAGA_AMONG_WAITERS_SECONDS_MAX
-    assert not any(waiter.is_alive() for waiter in waiters)
-    assert _final(suite, sender, held)["status"] == "FAILED"
+    # AND every waiting client got its transfer's final status from its one request
+    assert not clients.is_alive() and len(results) == STATUS_WAITERS
+    assert {(status, body["status"]) for status, body in results} == {(200, "COMPLETED")}
+    # AND while 200 waited, the process read the orders per tick, never per waiter: each batch asked for
+    # at most the held transfers, and besides the batches only the sagas' own steps read orders
+    batches = after["status_batch_reads"] - before["status_batch_reads"]
+    batch_ids = after["status_orders_batch_read"] - before["status_orders_batch_read"]
+    assert batches <= waited_seconds / WATCH_TICK_SECONDS + 2
+    assert batch_ids <= batches * HELD_TRANSFERS
+    assert _orders_reads(after) - _orders_reads(before) - batches < STATUS_WAITERS / 4
+    assert after["status_waiting"] == after["status_watched"] == 0
 
 
 def test_the_ledger_checks_clean_and_no_execution_is_left_running(suite, customers, embedded_aws):

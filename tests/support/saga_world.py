@@ -327,7 +327,6 @@ class SagaWorld:
             breaker=self.breaker,
             settings=settings,
             clock=self.clock.utc,
-            sleep=self.clock.sleep,
             vault=self.vault,
         )
         module.services.use(

@@ -15,7 +15,7 @@ happen once each.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
@@ -212,6 +212,17 @@ class TransfersStore:
         if any_condition_failed(written.error):
             return False
         raise TransferStoreUnavailable(f"save {order.transfer_id}: {written.error}") from written.error
+
+    def get_many(self, transfer_ids: Sequence[str]) -> dict[str, TransferOrder]:
+        """The orders that exist among these ids, read consistently in BatchGetItem calls of 100 keys
+        (pynamodb pages them and asks again for any key DynamoDB left unprocessed)."""
+        keys = [_order_key(transfer_id) for transfer_id in dict.fromkeys(transfer_ids)]
+        try:
+            items = list(self._item.batch_get(keys, consistent_read=True))
+        except PynamoDBException as error:
+            raise TransferStoreUnavailable(f"read {len(keys)} orders: {error}") from error
+        orders = (order_from_json(item.doc) for item in items)
+        return {order.transfer_id: order for order in orders}
 
     # -- daily usage ------------------------------------------------------------------------------
 

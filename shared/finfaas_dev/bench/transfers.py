@@ -18,10 +18,11 @@ one another with customer tokens signed by the suite's dev signing key. Phases:
   load      `--clients` clients, each sending its next transfer when the last one is final.
 End-to-end latency runs from the client sending POST /transfers to the moment the transfer's final
 step was recorded (its `steps[-1].at`). Meanwhile each client follows its transfer as an app should,
-with GET /transfers/{id}?wait=5; when an answer comes back before the transfer is final (the wait ran
-out, or the function's waiting slots were all taken) it asks again after POLL_SECONDS. A waiting GET
-reads the order once per poll: the DynamoDB calls per transfer leave out the status requests' reads
-as the transfers function counts them (its /_/ops/stats `status_reads`).
+with GET /transfers/{id}?wait=30; when an answer comes back before the transfer is final it asks again,
+at once if the wait ran out, after its Retry-After if the function's waiting slots were all taken.
+`status_requests_per_transfer` counts those GETs. A status request reads the order once, and the
+function's status watcher reads the orders it follows in batches: the DynamoDB calls per transfer leave
+out both as the transfers function counts them (its /_/ops/stats `status_reads`, `status_batch_reads`).
 Afterwards `finfaas ledger check` must pass and no execution may be left running.
 Last line: JSON with sagas_per_s, p50_ms, p99_ms, overhead_ratio, dynamodb_calls_per_transfer,
 sqs_calls_per_transfer and the rest.
@@ -78,12 +79,14 @@ TRANSFERS_LIMIT = 2_000
 TRANSFERS_PER_CUSTOMER_MAX = 8
 ACCOUNT_OPENING_MINOR = 10**12
 TRANSFER_AMOUNT_MINOR = 1
-POLL_SECONDS = 0.25  # between status requests that came back before the transfer was final
+ERROR_PAUSE_SECONDS = 0.25  # after a status request that failed without a Retry-After
+RETRY_AFTER_SECONDS_MAX = 5.0  # the most the client honours of a Retry-After
 # Low load is one saga at a time on a quiet suite: the client hears of the final step the moment it
 # is recorded, while the saga still writes its last checkpoint, so it waits this long before the
 # next transfer, lest that one's first steps share the machine with the last one's end.
 LOW_LOAD_PAUSE_SECONDS = 0.05
-STATUS_WAIT_SECONDS = 5  # GET /transfers/{id}?wait=: the most the function waits
+STATUS_WAIT_SECONDS = 30  # GET /transfers/{id}?wait=: the most the function waits
+STATUS_REQUEST_TIMEOUT_SECONDS = STATUS_WAIT_SECONDS + 15.0
 TRANSFER_SECONDS_MAX = 60.0  # one saga; longer is a failure
 DRAIN_SECONDS_MAX = 60.0
 REQUEST_TIMEOUT_SECONDS = 15.0
@@ -106,7 +109,8 @@ FUNCTIONS = {
     "auth": (None, {}),
     "ledger": (None, {}),
     "orchestrator": ("orchestrator", {"exec_timeout": "100s"}),
-    "transfers": ("reviews", {}),
+    # A waiting status request may take 30 s: the gateway gives it more.
+    "transfers": ("reviews", {"exec_timeout": "45s"}),
     "risk": (None, {}),
     "rail": ("rail", {"RAIL_SANDBOX_SETTLE_SECONDS": "0"}),
 }
@@ -382,12 +386,25 @@ def one_transfer(base_url: str, sender: Customer, payee: Customer) -> Outcome:
     status_url = f"{base_url}/function/transfers/transfers/{transfer_id}?wait={STATUS_WAIT_SECONDS}"
     while time.monotonic() < deadline:
         polls += 1
-        status, view = _request("GET", status_url, sender.token)
+        status, view, retry_after = waiting_status(status_url, sender.token)
         if status == 200 and view["status"] in FINAL_STATUSES:
             finished = datetime.fromisoformat(view["steps"][-1]["at"]).timestamp()
             return Outcome(transfer_id, view["status"], (finished - started) * 1000, started, polls)
-        time.sleep(POLL_SECONDS)
+        # The wait ran out: ask again at once. Refused a waiting slot, or an error: as the answer says.
+        time.sleep(retry_after if retry_after is not None else 0.0 if status == 200 else ERROR_PAUSE_SECONDS)
     raise RuntimeError(f"transfer {transfer_id} not final after {TRANSFER_SECONDS_MAX} s")
+
+
+def waiting_status(url: str, token: str) -> tuple[int, Any, float | None]:
+    """A GET /transfers/{id}?wait=: its status, body and Retry-After (seconds, when it says one)."""
+    reply = _http.request(
+        "GET", url, headers={"Authorization": f"Bearer {token}"}, timeout=STATUS_REQUEST_TIMEOUT_SECONDS
+    )
+    retry_after = reply.headers.get("Retry-After")
+    seconds = min(float(retry_after), RETRY_AFTER_SECONDS_MAX) if retry_after else None
+    if reply.status >= 400:
+        return reply.status, reply.data.decode("utf-8", "replace")[:300], seconds
+    return reply.status, json.loads(reply.data or b"null"), seconds
 
 
 async def run_phase(
@@ -494,12 +511,13 @@ def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str
     return {name: round(total / count, 1) for name, total in totals.items()}
 
 
-def status_reads(base_url: str, token: str) -> int:
-    """Order reads the transfers function made answering status requests (GetItem each), so far."""
+def status_reads(base_url: str, token: str) -> tuple[int, int]:
+    """Order reads the transfers function made for status requests so far: theirs (a GetItem each) and
+    its status watcher's batches (a BatchGetItem each)."""
     status, answer = _request("GET", f"{base_url}/function/transfers/_/ops/stats", token)
     if status != 200:
         raise RuntimeError(f"transfers /_/ops/stats answered {status}: {answer}")
-    return int(answer["status_reads"])
+    return int(answer["status_reads"]), int(answer["status_batch_reads"])
 
 
 def no_execution_running(timeout_seconds: float) -> bool:
@@ -556,14 +574,16 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
     load = await run_phase(base_url, customers, args.clients, args.transfers, args.seconds_max)
     steps_after, _ = step_ms_total(logs_dir)
     dynamodb_calls, sqs_calls = dynamodb.counts() - dynamodb_before, moto.counts() - sqs_before
-    reads = status_reads(base_url, ops) - reads_before
-    if reads < 0:  # the function restarted and its count with it: the reads are unknown
+    reads_after = status_reads(base_url, ops)
+    reads, batch_reads = (after - before for after, before in zip(reads_after, reads_before, strict=True))
+    if reads < 0 or batch_reads < 0:  # the function restarted and its counts with it: the reads are unknown
         raise RuntimeError("the transfers function restarted during the load phase")
     done = max(len(load.completed), 1)
-    # The clients' status requests read the order once per poll, as the function counts: the saga's
-    # own calls are counted without them.
+    # The clients' status requests and the watcher read orders, as the function counts: the saga's own
+    # calls are counted without them.
     polls = sum(o.polls for o in load.outcomes)
     dynamodb_calls["dynamodb GetItem"] -= reads
+    dynamodb_calls["dynamodb BatchGetItem"] -= batch_reads
     latencies = [o.latency_ms for o in load.completed]
     load_mean = sum(latencies) / done
     load_steps = (steps_after - steps_before) / max(len(load.outcomes), 1)
@@ -586,6 +606,7 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
         "sqs_calls_by_operation": per_transfer(sqs_calls, "sqs", done),
         "status_requests_per_transfer": round(polls / done, 2),
         "status_reads_per_transfer": round(reads / done, 2),
+        "status_batch_reads_per_transfer": round(batch_reads / done, 2),
         "low_load": {
             "p50_ms": low_p50,
             "mean_ms": round(low_mean, 1),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from finfaas.domain.limits import (
     TIER_DEFAULT,
@@ -38,6 +39,10 @@ class InMemoryTransferOrders:
     def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
         with self._lock:
             return self._save(order, event)
+
+    def get_many(self, transfer_ids: Sequence[str]) -> dict[str, TransferOrder]:
+        with self._lock:
+            return {i: self._orders[i] for i in transfer_ids if i in self._orders}
 
     def _save(self, order: TransferOrder, event: OrderEvent | None) -> bool:
         stored = self._orders.get(order.transfer_id)

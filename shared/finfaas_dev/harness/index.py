@@ -19,6 +19,8 @@ Flask answers some requests itself with text/html before the handler is called (
 does not match, such as one holding %0A, with 404). Here every such request reaches the handler,
 so the function's own routing answers it (problem+json, its real Allow). `finfaas build
 --shrinkwrap` puts this file in every build context, so images run the same code.
+One more difference: a handler may size waitress with a module-level SERVER_OPTIONS (`threads`,
+`connection_limit`); the transfers function does, as each of its waiting status requests parks a thread.
 The listener is loopback (of-watchdog's upstream is 127.0.0.1:5000 in the image too), on the
 port or inherited socket the local gateway chose; see finfaas_dev.harness.__main__.
 The `function` package must be importable before this module is (the launcher arranges it).
@@ -79,6 +81,16 @@ def format_response(resp):
     return resp
 
 
+# What a handler may set of waitress's sizing; never where it listens.
+SERVER_OPTION_NAMES = ("threads", "connection_limit")
+
+
+def server_options():
+    """The handler's SERVER_OPTIONS for waitress, or none (the template's 4 threads, 100 connections)."""
+    wanted = getattr(handler, "SERVER_OPTIONS", {})
+    return {name: int(wanted[name]) for name in SERVER_OPTION_NAMES if name in wanted}
+
+
 TEMPLATE_METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE"]
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -106,4 +118,4 @@ def answer_http_error(error):
 
 if __name__ == "__main__":
     # The template binds 0.0.0.0:5000 behind of-watchdog; locally nothing but loopback may listen.
-    serve(app, host="127.0.0.1", port=int(os.getenv("PORT", str(TEMPLATE_PORT))))
+    serve(app, host="127.0.0.1", port=int(os.getenv("PORT", str(TEMPLATE_PORT))), **server_options())

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     index = importlib.import_module("finfaas_dev.harness.index")
     logging.basicConfig()  # what waitress.serve() does before serving
-    server = create_server(index.app, sockets=[sock])
+    server = create_server(index.app, sockets=[sock], **index.server_options())
     server.print_listen("Serving on http://{}:{}")
     _signal_ready(args.ready_fd)
     server.run()

@@ -102,3 +102,34 @@ def test_paths_werkzeug_cannot_route_reach_the_handler(client, path):
 
     assert response.status_code == 200
     assert response.get_json()["method"] == "GET"
+
+
+@pytest.fixture
+def index_for(tmp_path):
+    """The template's index.py loaded over a handler of the given text."""
+    loaded = []
+
+    def load(handler_text: str):
+        function_dir = tmp_path / f"fn{len(loaded)}"
+        function_dir.mkdir()
+        (function_dir / "handler.py").write_text(handler_text)
+        for name in ("finfaas_dev.harness.index", "function.handler", "function"):
+            sys.modules.pop(name, None)
+        install_function_package(function_dir)
+        loaded.append(importlib.import_module("finfaas_dev.harness.index"))
+        return loaded[-1]
+
+    try:
+        yield load
+    finally:
+        for name in ("finfaas_dev.harness.index", "function.handler", "function"):
+            sys.modules.pop(name, None)
+
+
+def test_a_handler_sizes_waitress_but_never_moves_its_listener(index_for):
+    options = '{"threads": 260, "connection_limit": "356", "host": "0.0.0.0"}'
+    sized = index_for(f"{HANDLER}\nSERVER_OPTIONS = {options}\n")
+    plain = index_for(HANDLER)
+
+    assert sized.server_options() == {"threads": 260, "connection_limit": 356}
+    assert plain.server_options() == {}  # the template's 4 threads and 100 connections

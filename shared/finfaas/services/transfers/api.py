@@ -137,7 +137,7 @@ class WaitQuery(StrictModel):
             le=wait_seconds_max,
             description=(
                 "seconds to wait for a final status; when the function already holds its most "
-                "waiting requests, the current status comes back at once, as with wait=0"
+                "waiting requests, the current status comes back at once with Retry-After"
             ),
         ),
     ] = 0

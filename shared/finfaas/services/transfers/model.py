@@ -16,7 +16,7 @@ STATE_MACHINE = "transfer"
 TRANSFER_ID_PREFIX = "tr_"
 transfer_id_hex_chars = 32
 steps_max = 40  # a saga records at most a dozen; a loop of operator decisions is bounded too
-wait_seconds_max = 5.0  # GET ?wait=: a request holds a function thread at most this long
+wait_seconds_max = 30.0  # GET ?wait=: a request parks a function thread at most this long
 
 
 class TransferStatus(StrEnum):
@@ -144,6 +144,15 @@ class Acceptance:
 
     order: TransferOrder
     repeated: bool
+
+
+@dataclass(frozen=True)
+class StatusAnswer:
+    """A GET /transfers/{id} answered: the order, and whether it was asked to wait but every waiting
+    slot of the process was taken (so it answered at once and the client should come back later)."""
+
+    order: TransferOrder
+    busy: bool = False
 
 
 def transfer_id_for(owner_id: str, idempotency_key: str) -> str:

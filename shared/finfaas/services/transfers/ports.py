@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from finfaas.domain.limits import Tier
@@ -17,6 +18,11 @@ class TransferOrders(Protocol):
         ...
 
     def get(self, transfer_id: str) -> TransferOrder | None: ...
+
+    def get_many(self, transfer_ids: Sequence[str]) -> dict[str, TransferOrder]:
+        """The orders that exist among these ids, each read consistently, in as few calls as the store
+        allows (DynamoDB: one BatchGetItem per 100 ids); what a process's status watcher reads per tick."""
+        ...
 
     def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
         """Write order if the stored version is order.version - 1 (with event); False otherwise."""

@@ -21,12 +21,9 @@ conditional on the order's version; events go to the outbox in the same transact
 
 from __future__ import annotations
 
-import math
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -67,6 +64,7 @@ from finfaas.services.transfers.model import (
     AccountInfo,
     DailyUsage,
     OrderEvent,
+    StatusAnswer,
     Step,
     TaskKind,
     TransferOrder,
@@ -78,14 +76,14 @@ from finfaas.services.transfers.model import (
     wait_seconds_max,
 )
 from finfaas.services.transfers.ports import AccountDirectory, RiskAssessor, TransferOrders
+from finfaas.services.transfers.watcher import StatusWatcher, WatcherCounts, watch_tick_seconds
 
 failure_detail_chars_max = 1000
 failure_code_chars_max = 64
-wait_poll_seconds = 0.1
-# GET ?wait=: requests of one process that may hold a thread waiting at once. The saga's own steps
-# arrive at the same few request threads (4 under the python3-http template's waitress), so waiters
-# must never take them all; a request finding every slot taken answers at once, as with wait=0.
-waiters_max = 2
+# GET ?wait=: requests of one process that may wait at once, each parking one request thread. The
+# function's WSGI server runs this many threads more than the template's (functions/transfers/handler.py),
+# so the saga's steps always find a free one; a request finding every slot taken answers at once.
+waiters_max = 256
 restart_after_seconds = 5.0  # an ACCEPTED order older than this has its execution started again on read
 save_attempts_max = 4
 SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(save_attempts_max)
@@ -115,13 +113,13 @@ class TransfersSettings:
 
     degraded_auto_approve_major: int = degraded_auto_approve_major_default
     wait_seconds_max: float = wait_seconds_max
-    wait_poll_seconds: float = wait_poll_seconds
+    watch_tick_seconds: float = watch_tick_seconds
     waiters_max: int = waiters_max
     restart_after_seconds: float = restart_after_seconds
 
     def __post_init__(self) -> None:
-        if self.waiters_max < 0 or self.wait_poll_seconds <= 0:
-            raise ValueError("waiters_max must be >= 0 and wait_poll_seconds > 0")
+        if self.waiters_max < 0 or self.watch_tick_seconds <= 0:
+            raise ValueError("waiters_max must be >= 0 and watch_tick_seconds > 0")
 
     def degraded_auto_approve_minor(self, currency: str) -> int:
         return self.degraded_auto_approve_major * 10 ** currency_exponent(currency)
@@ -167,43 +165,6 @@ def _utc_now() -> datetime:
 # --- use cases ---------------------------------------------------------------------------------------
 
 
-class FinalNotices:
-    """Wakes this process's waiting status requests the moment this process makes their transfer final.
-
-    The saga's last step runs in the transfers function, so with one replica a waiting request hears
-    of the final status at once instead of at its next poll; with several, a waiter on another
-    replica still sees it at its next poll (the order store stays the only truth)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._watched: dict[str, tuple[threading.Event, int]] = {}
-
-    @contextmanager
-    def watching(self, transfer_id: str) -> Iterator[threading.Event]:
-        with self._lock:
-            event, watchers = self._watched.get(transfer_id, (threading.Event(), 0))
-            self._watched[transfer_id] = (event, watchers + 1)
-        try:
-            yield event
-        finally:
-            with self._lock:
-                event, watchers = self._watched[transfer_id]
-                if watchers == 1:
-                    del self._watched[transfer_id]
-                else:
-                    self._watched[transfer_id] = (event, watchers - 1)
-
-    def finished(self, transfer_id: str) -> None:
-        with self._lock:
-            watched = self._watched.get(transfer_id)
-        if watched is not None:
-            watched[0].set()
-
-    def watched(self) -> int:
-        with self._lock:
-            return len(self._watched)
-
-
 _R = TypeVar("_R")
 _W = TypeVar("_W")
 _Answer = dict[str, Any]  # a saga step's output
@@ -241,8 +202,8 @@ class TransfersService:
         breaker: CircuitBreaker | None = None,
         settings: TransfersSettings = TransfersSettings(),
         clock: Callable[[], datetime] = _utc_now,
-        sleep: Callable[[float], None] | None = None,
         vault: CreditorVault | None = None,
+        watcher: StatusWatcher | None = None,
     ) -> None:
         self._orders = orders
         self._vault = vault  # seals payees of external transfers; None refuses them
@@ -252,9 +213,9 @@ class TransfersService:
         self._breaker = breaker or CircuitBreaker("risk")
         self._settings = settings
         self._clock = clock
-        self._sleep = sleep  # None: pause on the transfer's final notice, at most one poll interval
-        self._notices = FinalNotices()
-        self._waiters = threading.BoundedSemaphore(settings.waiters_max)
+        self._watcher = watcher or StatusWatcher(
+            orders.get_many, waiters_max=settings.waiters_max, tick_seconds=settings.watch_tick_seconds
+        )
         self._status_reads = 0
         self._status_reads_lock = threading.Lock()
 
@@ -282,48 +243,28 @@ class TransfersService:
         stored = self._orders.create(order, OrderEvent("transfer.accepted", event_data(order)))
         return self._repeated(order, stored)
 
-    def get(self, transfer_id: str, owner_id: str | None, wait_seconds: float = 0) -> TransferOrder:
-        """The order (a customer sees only their own); with wait_seconds, until it is final or time is up.
-        Only `waiters_max` requests wait at once; any other answers at once, never holding a thread."""
+    def get(self, transfer_id: str, owner_id: str | None) -> TransferOrder:
+        """The order (a customer sees only their own)."""
+        return self.follow(transfer_id, owner_id).order
+
+    def follow(self, transfer_id: str, owner_id: str | None, wait_seconds: float = 0) -> StatusAnswer:
+        """The order, read once; with wait_seconds (at most wait_seconds_max), once it is final or time
+        is up, as the process's status watcher sees it. Past `waiters_max` waiting requests, at once."""
         order = self._status_read(transfer_id, owner_id)
         self._restart_if_stalled(order)
         if order.status.terminal or wait_seconds <= 0:
-            return order
-        if not self._waiters.acquire(blocking=False):
-            return order
-        try:
-            return self._until_final(order, owner_id, min(wait_seconds, self._settings.wait_seconds_max))
-        finally:
-            self._waiters.release()
+            return StatusAnswer(order)
+        followed = self._watcher.wait(order, min(wait_seconds, self._settings.wait_seconds_max))
+        return StatusAnswer(order, busy=True) if followed is None else StatusAnswer(followed)
 
-    def status_waiting(self) -> int:
-        """Transfers that status requests in this process are waiting on right now."""
-        return self._notices.watched()
+    def status_watch(self) -> WatcherCounts:
+        """Requests waiting now, the transfers they wait on, and the watcher's batch reads so far."""
+        return self._watcher.counts()
 
     def status_reads(self) -> int:
-        """Order reads made by get() in this process so far (a waiting request reads once per poll)."""
+        """Order reads made by follow() in this process so far: one per status request."""
         with self._status_reads_lock:
             return self._status_reads
-
-    def _until_final(self, order: TransferOrder, owner_id: str | None, wait_seconds: float) -> TransferOrder:
-        # Bounded twice: by the monotonic deadline, and by the poll count so an injected sleep ends too.
-        deadline = time.monotonic() + wait_seconds
-        with self._notices.watching(order.transfer_id) as finished:
-            for _ in range(math.ceil(wait_seconds / self._settings.wait_poll_seconds)):
-                if order.status.terminal or time.monotonic() >= deadline:
-                    break
-                self._pause(finished, min(self._settings.wait_poll_seconds, deadline - time.monotonic()))
-                order = self._status_read(order.transfer_id, owner_id)
-        return order
-
-    def _pause(self, finished: threading.Event, seconds: float) -> None:
-        seconds = max(seconds, 0.0)
-        if self._sleep is not None:
-            self._sleep(seconds)
-        elif finished.is_set():  # heard already (and the order read since): back to polling
-            time.sleep(seconds)
-        else:
-            finished.wait(seconds)
 
     def _status_read(self, transfer_id: str, owner_id: str | None) -> TransferOrder:
         with self._status_reads_lock:
@@ -627,7 +568,7 @@ class TransfersService:
         def saved(finish: _Finish) -> bool:
             if not self._saved_with_usage(finish):
                 return False
-            self._notices.finished(transfer_id)
+            self._watcher.finished(finish.after)
             return True
 
         return self._read_change_save(transfer_id, finished, saved, f"transfer {transfer_id} kept changing")

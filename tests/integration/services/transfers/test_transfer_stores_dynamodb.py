@@ -100,6 +100,22 @@ def test_saves_are_conditional_on_the_version(orders):
     assert orders.get(order.transfer_id).status is TransferStatus.PROCESSING
 
 
+def test_many_orders_read_back_in_one_call_past_a_batch_of_100_and_missing_ids_are_left_out(orders):
+    # More ids than one BatchGetItem takes, repeated and missing ones among them: what a status watcher
+    # reads per tick.
+    written = [new_order() for _ in range(105)]
+    for order in written:
+        orders.create(order, accepted(order))
+    latest = written[0].changed(NOW, Step("validate", "passed", NOW), status=TransferStatus.PROCESSING)
+    assert orders.save(latest)
+    ids = [o.transfer_id for o in written]
+
+    found = orders.get_many([*ids, ids[0], "tr_missing"])
+
+    assert found == {latest.transfer_id: latest, **{o.transfer_id: o for o in written[1:]}}
+    assert orders.get_many([]) == {}
+
+
 def test_daily_usage_is_counted_within_the_headroom_once_and_given_back_once(orders):
     first, second = new_order(), None
     owner = first.owner_id
