@@ -230,6 +230,35 @@ def test_a_list_resumes_after_the_position_it_gave_even_once_that_order_has_chan
     assert rest.resume_after is None
 
 
+def test_a_filter_matching_little_gives_short_pages_that_resume_where_the_store_stopped(
+        embedded_aws, monkeypatch):
+    # GIVEN six orders of which only the oldest has the status asked for, and a store that examines at
+    # most three index entries a page
+    from finfaas.store import transfers_store
+
+    monkeypatch.setattr(transfers_store, "list_entries_examined_max", 3)
+    orders = transfers_store.TransfersStore()
+    start = _window()
+    owner = f"cust-{uuid.uuid4().hex[:8]}"
+    made = [new_order(owner_id=owner, created_at=start + timedelta(minutes=i)) for i in range(6)]
+    for order in made:
+        orders.create(order, accepted(order))
+    orders.save(made[0].changed(NOW, status=TransferStatus.FAILED))
+    failed = OrderFilter(statuses=frozenset({TransferStatus.FAILED}))
+
+    # WHEN the customer lists the failed ones
+    first = orders.list_by_owner(owner, failed, 10, None)
+    second = orders.list_by_owner(owner, failed, 10, first.resume_after)
+
+    # THEN the first page is empty but says where to go on, the next finds the order, and the list
+    # ends at the first page that reached the index's end before its bound
+    assert (first.orders, first.resume_after) == ((), ListPosition(made[3].created_at, made[3].transfer_id))
+    assert [o.transfer_id for o in second.orders] == [made[0].transfer_id]
+    third = orders.list_by_owner(owner, failed, 10, second.resume_after) if second.resume_after else second
+    assert third.resume_after is None and [o.transfer_id for o in (*second.orders, *third.orders)] == [
+        made[0].transfer_id]
+
+
 def test_open_orders_list_by_status_oldest_first_and_leave_the_list_once_final(orders):
     # GIVEN orders in each open status and one completed, inside a window of their own
     start = _window()
