@@ -13,12 +13,11 @@ for the document:
   transfers newest first, a Query of one partition;
 - `by-open-status` (open_status, created_at; keys only): orders not yet final, per status, for the
   operators' lists and counts. `open_status` is removed when an order becomes final, so the index
-  holds only the open orders, whatever the table's size. Each status is one partition: every transfer
-  is written to ACCEPTED and PROCESSING about twice each (in, then out), so those partitions take
-  about 2 writes a second per saga a second. DynamoDB throttles a partition at 1,000 writes a second;
-  the transfer saga runs at about 10 a second here (docs/workflows.md), so unsharded is fine by
-  two orders of magnitude. Past a few hundred sagas a second, shard the key (`PROCESSING#<n>`, n from
-  the transfer id) and query the shards.
+  holds only the open orders, whatever the table's size. Each status is one partition, and every
+  transfer writes to ACCEPTED and to PROCESSING twice (in, then out): 2 writes per saga on each.
+  DynamoDB throttles a partition at 1,000 writes a second and the transfer saga runs at about 10 a
+  second here (docs/workflows.md), a margin of 50 times. Past a few hundred sagas a second, shard the
+  key (`PROCESSING#<n>`, n from the transfer id) and query the shards.
 Lists read the index for keys and the orders themselves with one consistent BatchGetItem a page.
 
 An order change is a put conditional on the stored version; when it comes with an event or with
