@@ -1,7 +1,9 @@
 """The risk function: explainable assessments of transfers (velocity, amount, new payee, block lists).
 
 Callers are internal services with client_credentials tokens (scope risk:assess; risk:read to read a
-recorded assessment back); operators manage the block lists under /_/ops (scope ops).
+recorded assessment back); operators manage the block lists under /_/ops (scope ops) and read the rules
+with their thresholds (GET /_/ops/risk/rules). Every threshold is a setting, RISK_<NAME> (README), read
+when the process starts: a bad value stops it there, naming the variable.
 An assessment is recorded once per assessment_id: a retry gets the same answer and counts once.
 """
 
@@ -31,13 +33,18 @@ from finfaas.services.risk.api import (
     BlockList,
     BlockView,
     NewBlockBody,
+    RiskRules,
     assessment_view,
     block_view,
+    risk_rules_view,
 )
+from finfaas.services.risk.model import policy_from_env
 from finfaas.services.risk.service import RiskService
 
 FUNCTION_NAME = "risk"
 ASSESS, READ = "risk:assess", "risk:read"
+# Read at import, so a stage with a bad threshold fails to start rather than assess with a guess.
+POLICY = policy_from_env()
 
 
 @dataclass
@@ -62,7 +69,7 @@ def build_services() -> RiskServices:
     from finfaas.platform.pii import SecretKeyedDigests
 
     store = RiskStore()
-    service = RiskService(store, payee_fingerprint=partial(payee_fingerprint, SecretKeyedDigests()))
+    service = RiskService(store, POLICY, payee_fingerprint=partial(payee_fingerprint, SecretKeyedDigests()))
     return RiskServices(risk=service, probe=lambda: store.stored_assessment("readiness-probe"),
                         dynamodb_calls=meter.snapshot)
 
@@ -114,6 +121,12 @@ def unblock(req: Request, kind: str, value: str) -> Response:
     if not services.get().risk.unblock(kind, value):
         raise NotFound(f"{kind}:{value} is not blocked.")
     return Response(status=204)
+
+
+@app.route("GET", "/_/ops/risk/rules", rate_limit=None)
+def risk_rules(req: Request) -> RiskRules:
+    """Every rule with the thresholds in effect on this stage, their defaults and their settings (ops)."""
+    return risk_rules_view(services.get().risk.policy)
 
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)

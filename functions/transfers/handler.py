@@ -2,6 +2,8 @@
 
 Apps (customer tokens, scopes transfers:write / transfers:read):
   POST /transfers              202 + the transfer id and its status URL (Idempotency-Key required)
+  GET  /transfers              the caller's own, newest first; filters status, account, created_after/
+                               created_before; cursor pagination (limit, starting_after)
   GET  /transfers/{id}?wait=s  status and steps; waits up to `wait` seconds (at most 30) for a final
                                status. A waiting request reads the order once, then parks its thread
                                while the process's one status watcher reads every watched order per tick
@@ -11,7 +13,8 @@ Apps (customer tokens, scopes transfers:write / transfers:read):
                                Past the limit: the current status at once, with Retry-After
 The saga (the orchestrator's token, scope transfers:saga): POST /saga/validate|screen|complete|fail|attention.
 Queue `reviews` (POST /): the callback tasks that wait for an operator; their tokens are checked
-with the orchestrator before they are kept. Operators (ops): decisions, customer tiers.
+with the orchestrator before they are kept. Operators (ops): decisions, customer tiers, the transfers not
+yet final by status (oldest first) and their counts.
 """
 
 # The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
@@ -47,9 +50,15 @@ from finfaas.services.transfers.api import (
     DecisionBody,
     FailBody,
     NewTransferBody,
+    OpsTransferList,
+    OpsTransferListQuery,
     StepBody,
+    SummaryQuery,
     TaskMessage,
     TierBody,
+    TransferList,
+    TransferListQuery,
+    TransferSummary,
     TransferView,
     WaitQuery,
     refusing_step,
@@ -63,6 +72,9 @@ READ, WRITE, SAGA = "transfers:read", "transfers:write", "transfers:saga"
 CUSTOMER_KIND = "customer"
 STATUS_PATH = "/function/transfers/transfers/{}"
 CREATE_LIMIT = RateLimit("transfers_create", requests_max=120, window_seconds=60, tokens_per_call=5)
+# A page is a Query and a BatchGetItem of up to 100 orders: a client paging through its history at once
+# fits, a loop re-listing does not.
+LIST_LIMIT = RateLimit("transfers_list", requests_max=120, window_seconds=60, tokens_per_call=10)
 # Environment knobs (stack.yml), each with the product's default.
 DEGRADED_APPROVE_ENV = "TRANSFERS_DEGRADED_AUTO_APPROVE_MAJOR"
 BREAKER_FAILURES_ENV = "TRANSFERS_RISK_BREAKER_FAILURES"
@@ -110,6 +122,7 @@ def build_services() -> TransfersServices:
     """The services on this stage's tables, the gateway and the transfers-client secret (lazily)."""
     from finfaas.domain.creditor import CreditorVault
     from finfaas.platform.credentials import ServiceTokens
+    from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.platform.resilience import CircuitBreaker
     from finfaas.services.suite_clients import OrchestratorClient, RiskClient, SuiteClient
@@ -130,11 +143,11 @@ def build_services() -> TransfersServices:
     vault = CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())), SecretKeyedDigests())
     service = TransfersService(orders, LedgerAccounts(ledger_store_from_config()), RiskClient(suite),
                                OrchestratorClient(suite), breaker=breaker, settings=settings_from_env(),
-                               vault=vault)
+                               vault=vault, cursors=CursorCodec.from_config())
     return TransfersServices(
         transfers=service,
         guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
-        limiter=RateLimiter(RateLimitStore(), {CREATE_LIMIT.name: CREATE_LIMIT}),
+        limiter=RateLimiter(RateLimitStore(), {limit.name: limit for limit in (CREATE_LIMIT, LIST_LIMIT)}),
         probe=lambda: orders.get("readiness-probe"),
         dynamodb_calls=meter.snapshot,
     )
@@ -178,6 +191,14 @@ def create_transfer(req: Request, body: NewTransferBody) -> Response:
     if acceptance.repeated:
         headers[REPLAYED_HEADER] = "true"
     return Response(accepted, status=202, headers=headers)
+
+
+@app.route("GET", "/transfers", scopes=[READ], query=TransferListQuery, rate_limit=LIST_LIMIT.name)
+def list_transfers(req: Request, query: TransferListQuery) -> TransferList:
+    """The caller's own transfers, newest first: filters status (repeatable), account, created_after and
+    created_before (strict, RFC 3339); cursor pagination."""
+    assert req.principal is not None
+    return services.get().transfers.list_mine(req.principal.sub, query)
 
 
 @app.route("GET", "/transfers/{transfer_id}", scopes=[READ], query=WaitQuery, response=TransferView,
@@ -245,6 +266,21 @@ def decide(req: Request, transfer_id: str, body: DecisionBody) -> TransferView:
     assert req.principal is not None
     req.audit_target = f"transfer:{transfer_id}"
     return transfer_view(services.get().transfers.decide(transfer_id, body, req.principal.sub))
+
+
+@app.route("GET", "/_/ops/transfers", query=OpsTransferListQuery, rate_limit=None)
+def list_open_transfers(req: Request, query: OpsTransferListQuery) -> OpsTransferList:
+    """Transfers not yet final in one status (AWAITING_REVIEW, NEEDS_ATTENTION, ACCEPTED, PROCESSING),
+    oldest first, with their owners; cursor pagination."""
+    assert req.principal is not None
+    return services.get().transfers.list_open(req.principal.sub, query)
+
+
+@app.route("GET", "/_/ops/transfers/summary", query=SummaryQuery, rate_limit=None)
+def transfers_summary(req: Request, query: SummaryQuery) -> TransferSummary:
+    """How many transfers wait for a review, need attention, or are in flight, and how many of those in
+    flight were created longer than in_flight_older_than_s seconds ago."""
+    return services.get().transfers.summary(query)
 
 
 @app.route("PUT", "/_/ops/customers/{customer_id}/tier", body=TierBody, status=204, rate_limit=None)

@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("ledger", "check"): ("finfaas_dev.ledger_check", "reconcile balances, entries and transfers"),
     ("audit", "verify"): ("finfaas_dev.audit_verify", "verify the audit log's hash chain"),
     ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),
+    ("transfers",): ("finfaas_dev.transfers", "list a customer's transfers, or the operators' view"),
     ("build",): ("finfaas_dev.build", "from stack.yml: --knative --schedules --shrinkwrap --template"),
 }
 

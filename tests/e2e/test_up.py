@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -158,6 +159,8 @@ def test_the_readme_walkthrough_works_as_written(suite):
     assert '"balance_after_minor":7500' in reply.stdout
     assert "trial balance per currency: USD 0; OK" in reply.stdout
     assert "SUCCEEDED" in reply.stdout
+    assert re.search(r"tr_[0-9a-f]{32}\s+COMPLETED\s+25\.00 USD", reply.stdout)  # ada's list
+    assert "AWAITING_REVIEW 0" in reply.stdout  # the operators' counts
     assert " 0 problem(s)" in reply.stdout
 
 

@@ -9,13 +9,14 @@ Rules:
 * new_payee: the first transfer to a destination; FLAG when it is also large.
 
 Decision: any BLOCK -> DECLINE; else a total score of review_score_min or more -> REVIEW; else APPROVE.
-Thresholds are in major units of the transfer's currency (see domain/limits.py for why).
+Thresholds are in major units of the transfer's currency (see domain/limits.py for why). Every one is a
+setting of the deployment (services/risk/model.py reads them); RULE_THRESHOLDS says which rule uses which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 from finfaas.domain.money import currency_exponent
@@ -48,6 +49,61 @@ class RiskPolicy:
     new_payee_large_major: int = 1_000
     new_payee_large_score: int = 40
     new_payee_score: int = 10
+
+    def __post_init__(self) -> None:
+        for threshold in fields(self):
+            value = getattr(self, threshold.name)
+            low, high = threshold_bounds(threshold.name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InvalidThreshold(threshold.name, f"an integer from {low} to {high}")
+        if self.hourly_transfers_flag > self.hourly_transfers_block:
+            raise InvalidThreshold("hourly_transfers_flag", "at most hourly_transfers_block")
+
+
+score_max = 1_000  # a rule's score, and the review score; the rules' scores add up to a few hundred
+hourly_transfers_max = 1_000_000
+threshold_major_max = 10**12  # in major units: beyond any amount the ledger holds (money.py's bound)
+
+
+def threshold_bounds(name: str) -> tuple[int, int]:
+    """The inclusive range a threshold may take: scores may be 0 (a rule that only explains), counts
+    and amounts start at 1 (0 would flag every transfer: say so with a score instead)."""
+    if name.endswith("_score") or name.endswith("_score_min"):
+        return (0, score_max) if name.endswith("_score") else (1, score_max)
+    if name.endswith("_major"):
+        return 1, threshold_major_max
+    return 1, hourly_transfers_max
+
+
+class InvalidThreshold(ValueError):
+    """A risk policy threshold out of its range."""
+
+    def __init__(self, name: str, expected: str) -> None:
+        super().__init__(f"{name} must be {expected}")
+        self.name = name
+
+
+# The rules in the order they run, what each checks, and the thresholds it reads; the decision's own
+# threshold comes last.
+RULE_DESCRIPTIONS: Mapping[str, str] = {
+    "blocked_party": "the customer, the source account or the payee is on a block list: decline",
+    "amount_threshold": "the amount is at or above amount_review_major: flag",
+    "velocity_count": "the customer's transfers this hour, this one included, at or above "
+                      "hourly_transfers_flag: flag; at or above hourly_transfers_block: decline",
+    "velocity_amount": "the customer's total this hour, this transfer included, at or above "
+                       "hourly_amount_flag_major: flag",
+    "new_payee": "the first transfer to a payee scores new_payee_score; flag it when it is also at or "
+                 "above new_payee_large_major",
+    "decision": "any decline wins; else a total score of review_score_min or more: review; else approve",
+}
+RULE_THRESHOLDS: Mapping[str, tuple[str, ...]] = {
+    "blocked_party": (),
+    "amount_threshold": ("amount_review_major", "amount_review_score"),
+    "velocity_count": ("hourly_transfers_flag", "hourly_transfers_block", "hourly_transfers_score"),
+    "velocity_amount": ("hourly_amount_flag_major", "hourly_amount_score"),
+    "new_payee": ("new_payee_large_major", "new_payee_large_score", "new_payee_score"),
+    "decision": ("review_score_min",),
+}
 
 
 @dataclass(frozen=True, slots=True)

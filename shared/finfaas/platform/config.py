@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -79,6 +81,22 @@ def env_flag(name: str, default: bool = False) -> bool:
     if word in FALSE_WORDS:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def env_int(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
+    """An integer environment variable (decimal digits, an optional sign); anything else is a
+    configuration error naming the variable. Ranges are the reader's to check."""
+    raw = (os.environ if environ is None else environ).get(name)
+    if raw is None or not raw.strip():
+        return default
+    text = raw.strip()
+    if len(text) > int_setting_chars_max or not _INTEGER.fullmatch(text):
+        raise ConfigError(f"{name} must be an integer, got {raw!r}")
+    return int(text)
+
+
+int_setting_chars_max = 20  # an int64 and its sign
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 @dataclass(frozen=True)

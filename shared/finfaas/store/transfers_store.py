@@ -6,6 +6,20 @@ Items:
 - `usage#<owner>#<UTC day>#<currency>` / `tr#<transfer id>`: the amount one transfer counted;
 - `tier#<owner>` / `-`: the customer's limits tier.
 
+Two sparse indexes hold order items only (the others lack their keys), projecting little, so that an
+order's many saves rewrite an index entry only when a projected value changes (its status), never
+for the document:
+- `by-owner-created` (owner_id, created_at; status and the accounts a list filters on): a customer's
+  transfers newest first, a Query of one partition;
+- `by-open-status` (open_status, created_at; keys only): orders not yet final, per status, for the
+  operators' lists and counts. `open_status` is removed when an order becomes final, so the index
+  holds only the open orders, whatever the table's size. Each status is one partition, and every
+  transfer writes to ACCEPTED and to PROCESSING twice (in, then out): 2 writes per saga on each.
+  DynamoDB throttles a partition at 1,000 writes a second and the transfer saga runs at about 10 a
+  second here (docs/workflows.md), a margin of 50 times. Past a few hundred sagas a second, shard the
+  key (`PROCESSING#<n>`, n from the transfer id) and query the shards.
+Lists read the index for keys and the orders themselves with one consistent BatchGetItem a page.
+
 An order change is a put conditional on the stored version; when it comes with an event or with
 daily usage, one TransactWriteItems carries the order, the outbox event and the usage items, so
 the three move together or not at all. A transfer's usage marker makes counting and giving back
@@ -16,11 +30,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime, timedelta
+from functools import lru_cache, reduce
+from typing import Any, Literal
 
+from botocore.exceptions import BotoCoreError
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
+from pynamodb.expressions.condition import Condition
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -31,15 +50,22 @@ from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.transfers.errors import TransferStoreUnavailable
 from finfaas.services.transfers.model import (
+    OPEN_STATUSES,
     DailyUsage,
+    ListPosition,
     OrderEvent,
+    OrderFilter,
+    OrderPage,
+    StatusCount,
     Step,
     TaskKind,
     TransferOrder,
     TransferStatus,
     UsageOutcome,
+    list_entries_examined_max,
 )
 from finfaas.store.binding import (
+    BOUND_MODELS_MAX,
     RETRY_ATTEMPTS_MAX,
     StoreMeta,
     bound,
@@ -53,6 +79,33 @@ OUTBOX_TABLE_LOGICAL_NAME = "outbox"
 EVENT_SOURCE = "finfaas/transfers"
 OUTBOX_PRODUCER = "transfers"
 NO_RANGE = "-"
+ORDER_PREFIX = "order#"
+BY_OWNER_INDEX = "by-owner-created"
+BY_OWNER_INDEX_ATTRIBUTES = ("status", "debit_account_id", "payee_account_id")  # what lists filter on
+BY_OPEN_STATUS_INDEX = "by-open-status"
+index_page_entries_max = 100  # one Query of a filtered list reads at most this many index entries
+# Counting a status reads its index partition in pages of up to 1 MB (about 7,000 keys-only entries);
+# past this many pages the count is given as incomplete rather than read on.
+count_pages_max = 10
+_TIME_STEP = timedelta(microseconds=1)  # created_at's precision: strict bounds become inclusive ones
+
+
+class _ByOwner(GlobalSecondaryIndex):
+    class Meta:
+        index_name = BY_OWNER_INDEX
+        projection = IncludeProjection(list(BY_OWNER_INDEX_ATTRIBUTES))
+
+    owner_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class _ByOpenStatus(GlobalSecondaryIndex):
+    class Meta:
+        index_name = BY_OPEN_STATUS_INDEX
+        projection = KeysOnlyProjection()
+
+    open_status = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
 
 
 class _OrderItem(Model):
@@ -69,18 +122,33 @@ class _OrderItem(Model):
     total_minor = NumberAttribute(null=True)
     amount_minor = NumberAttribute(null=True)
     tier = UnicodeAttribute(null=True)
+    # Orders only: the indexes' keys and what lists filter on.
+    created_at = UnicodeAttribute(null=True)
+    open_status = UnicodeAttribute(null=True)  # the status while not final; absent once final
+    debit_account_id = UnicodeAttribute(null=True)
+    payee_account_id = UnicodeAttribute(null=True)  # a payee's account here; absent for another bank
 
 
 class _OutboxItem(OutboxRecord):
     Meta = StoreMeta
 
 
+@lru_cache(maxsize=BOUND_MODELS_MAX)
 def _models(table_name: str, outbox_table_name: str, region: str) -> tuple[Any, Any]:
-    return bound(_OrderItem, table_name, region), bound(_OutboxItem, outbox_table_name, region)
+    # pynamodb ties an index to the model class that declares it, so each bound order model declares
+    # indexes of its own (as executions_store.py does).
+    indexes = {
+        "by_owner": type("ByOwner", (_ByOwner,), {"Meta": type("Meta", (_ByOwner.Meta,), {})})(),
+        "by_open_status": type("ByOpenStatus", (_ByOpenStatus,),
+                               {"Meta": type("Meta", (_ByOpenStatus.Meta,), {})})(),
+    }
+    meta = type("Meta", (StoreMeta,), {"table_name": table_name, "region": region})
+    order_model = type("OrderItem", (_OrderItem,), {"Meta": meta, **indexes, "__module__": __name__})
+    return order_model, bound(_OutboxItem, outbox_table_name, region)
 
 
 def _order_key(transfer_id: str) -> tuple[str, str]:
-    return f"order#{transfer_id}", NO_RANGE
+    return f"{ORDER_PREFIX}{transfer_id}", NO_RANGE
 
 
 def _usage_partition(usage: DailyUsage) -> str:
@@ -296,6 +364,96 @@ class TransfersStore:
             return 0
         return int(found.total_minor or 0)
 
+    # -- lists ------------------------------------------------------------------------------------
+
+    def list_by_owner(
+        self, owner_id: str, where: OrderFilter, limit: int, after: ListPosition | None
+    ) -> OrderPage:
+        item = self._item
+        conditions: list[Condition] = []
+        if where.statuses:
+            conditions.append(item.status.is_in(*sorted(s.value for s in where.statuses)))
+        if where.account_id is not None:
+            conditions.append((item.debit_account_id == where.account_id)
+                              | (item.payee_account_id == where.account_id))
+        start = None if after is None else _index_key(after, "owner_id", owner_id)
+        filtered = reduce(lambda a, b: a & b, conditions) if conditions else None
+        page = self._page(BY_OWNER_INDEX, owner_id, where, filtered, False, limit, start)
+        return OrderPage(tuple(o for o in page.orders if o.owner_id == owner_id), page.resume_after)
+
+    def list_open(
+        self, status: TransferStatus, where: OrderFilter, limit: int, after: ListPosition | None
+    ) -> OrderPage:
+        assert status in OPEN_STATUSES, "the status index holds open orders only"
+        start = None if after is None else _index_key(after, "open_status", status.value)
+        only = OrderFilter(frozenset({status}), where.account_id, where.created_after, where.created_before)
+        return self._page(BY_OPEN_STATUS_INDEX, status.value, only, None, True, limit, start)
+
+    def count_open(self, status: TransferStatus, created_before: datetime | None = None) -> StatusCount:
+        assert status in OPEN_STATUSES, "the status index holds open orders only"
+        condition = None if created_before is None else self._item.created_at < format_time(created_before)
+        total, start = 0, None
+        for _ in range(count_pages_max):
+            page = self._query(BY_OPEN_STATUS_INDEX, status.value, condition, None, True, None, start,
+                               select="COUNT")
+            total += int(page.get("Count", 0))
+            start = page.get("LastEvaluatedKey")
+            if start is None:
+                return StatusCount(total)
+        return StatusCount(total, complete=False)
+
+    def _page(self, index: str, hash_value: str, where: OrderFilter, filtered: Condition | None,
+              forward: bool, limit: int, start: dict[str, Any] | None) -> OrderPage:
+        """Index entries until limit + 1 match (so has_more is exact) or the examined bound is reached,
+        then the orders themselves; any the index showed in a state they have since left are dropped."""
+        created = _created_condition(self._item, where)
+        if isinstance(created, bool):
+            return OrderPage((), None)
+        entries: list[dict[str, Any]] = []
+        examined = 0
+        while len(entries) <= limit and examined < list_entries_examined_max:
+            # Unfiltered, every entry read is kept: read no more than the page needs.
+            wanted = index_page_entries_max if filtered is not None else limit + 1 - len(entries)
+            page = self._query(index, hash_value, created, filtered, forward,
+                               min(wanted, list_entries_examined_max - examined), start)
+            examined += int(page.get("ScannedCount", 0))
+            entries += page.get("Items", [])
+            start = page.get("LastEvaluatedKey")
+            if start is None:
+                break
+        if len(entries) > limit:
+            entries = entries[:limit]
+            resume: ListPosition | None = _position(entries[-1])
+        else:
+            resume = _position(start) if start is not None else None
+        orders = [o for o in self._orders_of(entries) if where.matches(o)]
+        return OrderPage(tuple(orders), resume)
+
+    def _query(self, index: str, hash_value: str, created: Condition | None, filtered: Condition | None,
+               forward: bool, limit: int | None, start: dict[str, Any] | None,
+               select: str | None = None) -> dict[str, Any]:
+        try:
+            # The model's own connection knows the indexes (a bare Connection would need DescribeTable).
+            page: dict[str, Any] = self._item._get_connection().query(
+                hash_value, range_key_condition=created, filter_condition=filtered,
+                index_name=index, limit=limit, exclusive_start_key=start, scan_index_forward=forward,
+                select=select,
+            )
+        except (PynamoDBException, BotoCoreError) as error:
+            raise TransferStoreUnavailable(f"query {index}: {error}") from error
+        return page
+
+    def _orders_of(self, entries: list[dict[str, Any]]) -> list[TransferOrder]:
+        """The orders of index entries, in the entries' order (one consistent BatchGetItem)."""
+        if not entries:
+            return []
+        keys = [(e["pk"]["S"], e["sk"]["S"]) for e in entries]
+        try:
+            found = {i.pk: i for i in self._item.batch_get(keys, consistent_read=True)}
+        except (PynamoDBException, BotoCoreError) as error:
+            raise TransferStoreUnavailable(f"read orders: {error}") from error
+        return [order_from_json(found[pk].doc) for pk, _ in keys if pk in found and found[pk].doc]
+
     # -- tiers ------------------------------------------------------------------------------------
 
     def tier_of(self, owner_id: str) -> Tier:
@@ -322,6 +480,10 @@ class TransfersStore:
             version=order.version,
             status=order.status.value,
             owner_id=order.owner_id,
+            created_at=format_time(order.created_at),
+            open_status=order.status.value if order.status in OPEN_STATUSES else None,
+            debit_account_id=order.debit_account_id,
+            payee_account_id=None if order.external else order.credit_account_id,
         )
 
     def _event_item(self, order: TransferOrder, event: OrderEvent) -> Any:
@@ -338,6 +500,32 @@ class TransfersStore:
             time=format_time(now),
             data=json.dumps(_plain(event.data), separators=(",", ":"), sort_keys=True),
         )
+
+
+def _index_key(after: ListPosition, hash_name: str, hash_value: str) -> dict[str, Any]:
+    """The ExclusiveStartKey of an index entry: the table's keys and the index's."""
+    pk, sk = _order_key(after.transfer_id)
+    return {"pk": {"S": pk}, "sk": {"S": sk}, hash_name: {"S": hash_value},
+            "created_at": {"S": format_time(after.created_at)}}
+
+
+def _position(key: Mapping[str, Any]) -> ListPosition:
+    return ListPosition(parse_time(key["created_at"]["S"]), key["pk"]["S"].removeprefix(ORDER_PREFIX))
+
+
+def _created_condition(item: Any, where: OrderFilter) -> Condition | None | Literal[False]:
+    """The index's sort-key condition for where's strict bounds; False when no moment fits both."""
+    low = where.created_after + _TIME_STEP if where.created_after is not None else None
+    high = where.created_before - _TIME_STEP if where.created_before is not None else None
+    if low is not None and high is not None:
+        if low > high:
+            return False
+        return item.created_at.between(format_time(low), format_time(high))
+    if low is not None:
+        return item.created_at >= format_time(low)
+    if high is not None:
+        return item.created_at <= format_time(high)
+    return None
 
 
 def _plain(data: Mapping[str, Any]) -> dict[str, Any]:

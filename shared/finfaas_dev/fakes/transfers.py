@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 
 from finfaas.domain.limits import (
     TIER_DEFAULT,
     Tier,
 )
-from finfaas.services.transfers.model import DailyUsage, OrderEvent, TransferOrder, UsageOutcome
+from finfaas.services.transfers.model import (
+    OPEN_STATUSES,
+    DailyUsage,
+    ListPosition,
+    OrderEvent,
+    OrderFilter,
+    OrderPage,
+    StatusCount,
+    TransferOrder,
+    TransferStatus,
+    UsageOutcome,
+)
 
 
 class InMemoryTransferOrders:
@@ -77,6 +89,27 @@ class InMemoryTransferOrders:
                 self._totals[day] = self._totals.get(day, 0) - usage.amount_minor
             return True
 
+    def list_by_owner(
+        self, owner_id: str, where: OrderFilter, limit: int, after: ListPosition | None
+    ) -> OrderPage:
+        with self._lock:
+            found = [o for o in self._orders.values() if o.owner_id == owner_id and where.matches(o)]
+        return _page(sorted(found, key=_position_key, reverse=True), limit, after, newest_first=True)
+
+    def list_open(
+        self, status: TransferStatus, where: OrderFilter, limit: int, after: ListPosition | None
+    ) -> OrderPage:
+        assert status in OPEN_STATUSES, "the status index holds open orders only"
+        with self._lock:
+            found = [o for o in self._orders.values() if o.status is status and where.matches(o)]
+        return _page(sorted(found, key=_position_key), limit, after, newest_first=False)
+
+    def count_open(self, status: TransferStatus, created_before: datetime | None = None) -> StatusCount:
+        assert status in OPEN_STATUSES, "the status index holds open orders only"
+        with self._lock:
+            return StatusCount(sum(1 for o in self._orders.values() if o.status is status
+                                   and (created_before is None or o.created_at < created_before)))
+
     def tier_of(self, owner_id: str) -> Tier:
         with self._lock:
             return self._tiers.get(owner_id, TIER_DEFAULT)
@@ -88,3 +121,18 @@ class InMemoryTransferOrders:
     def day_total(self, owner_id: str, day: str, currency: str) -> int:
         with self._lock:
             return self._totals.get((owner_id, day, currency), 0)
+
+
+def _position_key(order: TransferOrder) -> tuple[datetime, str]:
+    return order.created_at, order.transfer_id
+
+
+def _page(ordered: list[TransferOrder], limit: int, after: ListPosition | None,
+          newest_first: bool) -> OrderPage:
+    if after is not None:
+        mark = (after.created_at, after.transfer_id)
+        ordered = [o for o in ordered
+                   if (_position_key(o) < mark if newest_first else _position_key(o) > mark)]
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    return OrderPage(tuple(page), ListPosition(page[-1].created_at, page[-1].transfer_id) if more else None)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 from finfaas.domain.risk_rules import (
+    RULE_THRESHOLDS,
+    RULES,
     Decision,
+    InvalidThreshold,
     RiskContext,
     RiskPolicy,
     RiskRequest,
@@ -93,3 +96,23 @@ def test_flags_add_up_to_a_review():
     assert assessment.score == POLICY.new_payee_large_score + POLICY.hourly_transfers_score
     assert assessment.decision is Decision.REVIEW
     assert set(assessment.reasons) == {"new_payee", "velocity_count"}
+
+
+@pytest.mark.parametrize("changes", [
+    {"hourly_transfers_flag": 0},
+    {"amount_review_major": -1},
+    {"new_payee_score": 1_001},
+    {"review_score_min": 0},
+    {"hourly_transfers_flag": 31},  # above the block count
+    {"amount_review_score": True},
+])
+def test_a_policy_out_of_range_is_refused_naming_the_threshold(changes):
+    with pytest.raises(InvalidThreshold) as refused:
+        RiskPolicy(**changes)
+    assert refused.value.name == next(iter(changes))
+
+
+def test_every_rule_lists_its_thresholds_and_every_threshold_belongs_to_one():
+    listed = [name for names in RULE_THRESHOLDS.values() for name in names]
+    assert [rule.__name__ for rule in RULES] + ["decision"] == list(RULE_THRESHOLDS)
+    assert sorted(listed) == sorted(POLICY.__dataclass_fields__)

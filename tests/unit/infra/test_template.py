@@ -7,6 +7,7 @@ import json
 import pytest
 from cfnlint.api import lint_all
 from finfaas.store.executions_store import BY_STATUS_INDEX, BY_STATUS_INDEX_ATTRIBUTES
+from finfaas.store.transfers_store import BY_OPEN_STATUS_INDEX, BY_OWNER_INDEX, BY_OWNER_INDEX_ATTRIBUTES
 from finfaas_dev.infra import (
     TEMPLATE_PATH,
     InfraError,
@@ -39,7 +40,10 @@ EXPECTED_TABLES = {
     "executions": ([("execution_id", "S", "HASH")],
                    {"by-status-keys": [("status", "S", "HASH"), ("next_run_at", "S", "RANGE")]}, None),
     "history": ([("execution_id", "S", "HASH"), ("seq", "N", "RANGE")], {}, None),
-    "transferorders": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
+    "transferorders": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")],
+                       {BY_OWNER_INDEX: [("owner_id", "S", "HASH"), ("created_at", "S", "RANGE")],
+                        BY_OPEN_STATUS_INDEX: [("open_status", "S", "HASH"), ("created_at", "S", "RANGE")]},
+                       None),
     "risk": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
     "rail": ([("payment_id", "S", "HASH")], {}, None),
 }
@@ -47,6 +51,8 @@ QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 # Indexes that project less than the whole item, as their stores declare them.
 NARROW_PROJECTIONS = {
     BY_STATUS_INDEX: {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(BY_STATUS_INDEX_ATTRIBUTES)},
+    BY_OWNER_INDEX: {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(BY_OWNER_INDEX_ATTRIBUTES)},
+    BY_OPEN_STATUS_INDEX: {"ProjectionType": "KEYS_ONLY"},
 }
 
 

@@ -10,8 +10,11 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 from finfaas.domain.errors import InvalidInput
 from finfaas.domain.money import parse_currency, transfer_amount_minor_max
 from finfaas.domain.risk_rules import (
+    RULE_DESCRIPTIONS,
+    RULE_THRESHOLDS,
     Assessment,
     Decision,
+    RiskPolicy,
     RiskRequest,
     Verdict,
 )
@@ -19,7 +22,7 @@ from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
 from finfaas.platform.pii import PiiKeyUnavailable
 from finfaas.services.risk.errors import InvalidBlockEntry, RiskStoreUnavailable
-from finfaas.services.risk.model import BlockEntry
+from finfaas.services.risk.model import BlockEntry, policy_setting
 
 identifier_chars_max = 64
 destination_chars_max = 128
@@ -85,6 +88,41 @@ class BlockView(BaseModel):
 
 class BlockList(BaseModel):
     entries: list[BlockView]
+
+
+class ThresholdView(BaseModel):
+    name: str
+    value: int = Field(description="in effect on this stage")
+    default: int = Field(description="the product's default")
+    setting: str = Field(description="the environment variable that sets it")
+
+
+class RuleView(BaseModel):
+    rule: str
+    description: str
+    thresholds: list[ThresholdView]
+
+
+class RiskRules(BaseModel):
+    """Every rule in the order it runs, then the decision, each with the thresholds in effect."""
+
+    rules: list[RuleView]
+    amounts: str = Field(description="the unit of every *_major threshold")
+
+
+def risk_rules_view(policy: RiskPolicy) -> RiskRules:
+    defaults = RiskPolicy()
+    return RiskRules(
+        rules=[
+            RuleView(rule=rule, description=RULE_DESCRIPTIONS[rule], thresholds=[
+                ThresholdView(name=name, value=getattr(policy, name), default=getattr(defaults, name),
+                              setting=policy_setting(name))
+                for name in names
+            ])
+            for rule, names in RULE_THRESHOLDS.items()
+        ],
+        amounts="major units of the transfer's currency (100 USD is 10000 minor units)",
+    )
 
 
 def assessment_view(assessment: Assessment) -> AssessmentView:

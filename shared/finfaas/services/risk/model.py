@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,14 +14,37 @@ from finfaas.domain.risk_rules import (
     Assessment,
     Decision,
     Finding,
+    InvalidThreshold,
+    RiskPolicy,
     RiskRequest,
     Verdict,
 )
 from finfaas.platform import jsonio
+from finfaas.platform.config import ConfigError, env_int
 from finfaas.services.risk.errors import InvalidBlockEntry
 
+RISK_SETTING_PREFIX = "RISK_"
 BLOCK_KINDS = ("customer", "account", "destination")
 _ENTRY_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def policy_setting(threshold: str) -> str:
+    """The environment variable of a RiskPolicy threshold: RISK_<NAME>, e.g. RISK_HOURLY_TRANSFERS_FLAG."""
+    return RISK_SETTING_PREFIX + threshold.upper()
+
+
+def policy_from_env(environ: Mapping[str, str] | None = None) -> RiskPolicy:
+    """The stage's thresholds: each RISK_<NAME> that is set, the product's default for the others.
+    A value that is not an integer in its range is a ConfigError naming the variable."""
+    environ = os.environ if environ is None else environ
+    defaults = RiskPolicy()
+    values = {t.name: env_int(policy_setting(t.name), getattr(defaults, t.name), environ)
+              for t in fields(RiskPolicy)}
+    try:
+        return RiskPolicy(**values)
+    except InvalidThreshold as error:
+        variable = policy_setting(error.name)
+        raise ConfigError(f"{variable}={values[error.name]}: {error}") from None
 
 
 def hour_window(moment: datetime) -> str:

@@ -45,6 +45,11 @@ class RiskService:
         self._clock = clock
         self._payee_fingerprint = payee_fingerprint  # (bank code, account number) -> pf_<hex>
 
+    @property
+    def policy(self) -> RiskPolicy:
+        """The thresholds this service assesses with."""
+        return self._policy
+
     def assess(self, request: RiskRequest) -> Assessment:
         """The recorded assessment of this transfer, made now if there is none."""
         existing = self._store.stored_assessment(request.assessment_id)

@@ -6,11 +6,22 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    PlainValidator,
+    StrictStr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from finfaas.domain import errors as ledger_errors
 from finfaas.domain.limits import Tier
 from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
+from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec, HttpError
 from finfaas.platform.http import StrictModel
 from finfaas.platform.idempotency import IdempotencyKeyReused
@@ -31,7 +42,14 @@ from finfaas.services.transfers.errors import (
     ValidationRefused,
     WrongCurrency,
 )
-from finfaas.services.transfers.model import TaskKind, TransferOrder, TransferStatus, wait_seconds_max
+from finfaas.services.transfers.model import (
+    TaskKind,
+    TransferOrder,
+    TransferStatus,
+    list_page_size_default,
+    list_page_size_max,
+    wait_seconds_max,
+)
 
 identifier_chars_max = 64
 amount_text_chars_max = 64  # a decimal string of major units; enough for any amount the domain allows
@@ -143,6 +161,56 @@ class WaitQuery(StrictModel):
     ] = 0
 
 
+in_flight_older_than_s_default = 60
+in_flight_older_than_s_max = 30 * 24 * 3600  # a month: older than that, every open transfer counts
+# The statuses the operators' list takes (the status index holds only transfers not yet final).
+OpenStatus = Literal["ACCEPTED", "PROCESSING", "AWAITING_REVIEW", "NEEDS_ATTENTION"]
+
+
+class CreatedWindow(StrictModel):
+    """Strict bounds on the creation time, each RFC 3339 with an offset; after must come before before."""
+
+    created_after: AwareDatetime | None = Field(default=None,
+                                                description="RFC 3339, e.g. 2026-01-31T00:00:00Z")
+    created_before: AwareDatetime | None = Field(default=None, description="RFC 3339, after created_after")
+    limit: int = Field(default=list_page_size_default, ge=1, le=list_page_size_max)
+    starting_after: str | None = Field(
+        default=None, min_length=1, max_length=cursor_chars_max,
+        description="the next_cursor of the previous page, unchanged (same caller and filters)",
+    )
+
+    @field_validator("created_before")
+    @classmethod
+    def _after_created_after(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        after = info.data.get("created_after")
+        if value is not None and after is not None and value <= after:
+            raise ValueError("created_before must be later than created_after")
+        return value
+
+
+class TransferListQuery(CreatedWindow):
+    """Filters of the caller's own transfers; every filter given must hold."""
+
+    status: list[TransferStatus] = Field(
+        default_factory=list, max_length=len(TransferStatus),
+        description="repeatable (status=A&status=B): any of these; none: every status",
+    )
+    account: Identifier | None = Field(
+        default=None, description="the debit account, or the payee's account here"
+    )
+
+
+class OpsTransferListQuery(CreatedWindow):
+    status: OpenStatus = Field(description="transfers not yet final in this status, oldest first")
+
+
+class SummaryQuery(StrictModel):
+    in_flight_older_than_s: int = Field(
+        default=in_flight_older_than_s_default, ge=0, le=in_flight_older_than_s_max,
+        description="count ACCEPTED and PROCESSING transfers created longer ago than this",
+    )
+
+
 class StepView(BaseModel):
     name: str
     outcome: str
@@ -169,10 +237,42 @@ class TransferView(BaseModel):
     steps: list[StepView] = Field(default_factory=list)
 
 
+class OpsTransferView(TransferView):
+    """What operators see: the customer's view plus the owner."""
+
+    owner_id: str
+
+
+class TransferList(BaseModel):
+    data: list[TransferView] = Field(description="newest first")
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as starting_after for the next page")
+
+
+class OpsTransferList(BaseModel):
+    data: list[OpsTransferView] = Field(description="oldest first: the longest waiting comes first")
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as starting_after for the next page")
+
+
+class TransferSummary(BaseModel):
+    """Transfers not yet final, counted per status, and those in flight for longer than asked."""
+
+    as_of: datetime
+    counts: dict[OpenStatus, int]
+    in_flight_older_than_s: int
+    in_flight_older: int = Field(description="ACCEPTED or PROCESSING, created before as_of less the age")
+    complete: bool = Field(description="false when a count stopped at its bound: the figures are minimums")
+
+
 class Accepted(BaseModel):
     transfer_id: str
     status: TransferStatus
     status_url: str
+
+
+def ops_transfer_view(order: TransferOrder) -> OpsTransferView:
+    return OpsTransferView(owner_id=order.owner_id, **transfer_view(order).model_dump())
 
 
 def transfer_view(order: TransferOrder) -> TransferView:

@@ -17,6 +17,11 @@ TRANSFER_ID_PREFIX = "tr_"
 transfer_id_hex_chars = 32
 steps_max = 40  # a saga records at most a dozen; a loop of operator decisions is bounded too
 wait_seconds_max = 30.0  # GET ?wait=: a request parks a function thread at most this long
+list_page_size_default = 20
+list_page_size_max = 100
+# A filtered list page stops after the store has examined this many index entries, full or not
+# (has_more then says to go on): a filter matching little never turns one request into a long scan.
+list_entries_examined_max = 1000
 
 
 class TransferStatus(StrEnum):
@@ -31,6 +36,17 @@ class TransferStatus(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (TransferStatus.COMPLETED, TransferStatus.FAILED, TransferStatus.COMPENSATED)
+
+
+# Statuses an operator lists and counts (the status index holds only these: a finished transfer
+# leaves it); in flight: the saga is working on it, no person is asked.
+OPEN_STATUSES = (
+    TransferStatus.ACCEPTED,
+    TransferStatus.PROCESSING,
+    TransferStatus.AWAITING_REVIEW,
+    TransferStatus.NEEDS_ATTENTION,
+)
+IN_FLIGHT_STATUSES = (TransferStatus.ACCEPTED, TransferStatus.PROCESSING)
 
 
 class TaskKind(StrEnum):
@@ -102,6 +118,55 @@ class TransferOrder:
         """The next version, with a step appended to the history."""
         steps = self.steps if step is None else (*self.steps, step)[-steps_max:]
         return replace(self, version=self.version + 1, updated_at=now, steps=steps, **changes)
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    """Which orders a list keeps: any of `statuses` (none: every status), touching `account_id` (the
+    debit account or the payee's account here), created strictly between the two moments."""
+
+    statuses: frozenset[TransferStatus] = frozenset()
+    account_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def matches(self, order: TransferOrder) -> bool:
+        if self.statuses and order.status not in self.statuses:
+            return False
+        if self.account_id is not None and self.account_id not in payee_and_debit(order):
+            return False
+        if self.created_after is not None and order.created_at <= self.created_after:
+            return False
+        return self.created_before is None or order.created_at < self.created_before
+
+
+def payee_and_debit(order: TransferOrder) -> tuple[str, ...]:
+    """The accounts here a transfer touches that its owner may filter on (never the settlement account)."""
+    return (order.debit_account_id,) if order.external else (order.debit_account_id, order.credit_account_id)
+
+
+@dataclass(frozen=True)
+class ListPosition:
+    """Where a list resumes: after the order created at `created_at` with id `transfer_id`."""
+
+    created_at: datetime
+    transfer_id: str
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    """A page of orders and where the next one starts (None: the list ends here)."""
+
+    orders: tuple[TransferOrder, ...]
+    resume_after: ListPosition | None
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    """Orders counted under a status; `complete` is False when counting stopped at its bound."""
+
+    count: int
+    complete: bool = True
 
 
 @dataclass(frozen=True)

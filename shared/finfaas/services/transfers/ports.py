@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from finfaas.domain.limits import Tier
-from finfaas.services.transfers.model import AccountInfo, DailyUsage, OrderEvent, TransferOrder, UsageOutcome
+from finfaas.services.transfers.model import (
+    AccountInfo,
+    DailyUsage,
+    ListPosition,
+    OrderEvent,
+    OrderFilter,
+    OrderPage,
+    StatusCount,
+    TransferOrder,
+    TransferStatus,
+    UsageOutcome,
+)
 
 
 class TransferOrders(Protocol):
@@ -34,6 +46,23 @@ class TransferOrders(Protocol):
 
     def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
         """Save order (versioned) with event and give usage back (once); False on a version conflict."""
+        ...
+
+    def list_by_owner(
+        self, owner_id: str, where: OrderFilter, limit: int, after: ListPosition | None
+    ) -> OrderPage:
+        """The owner's orders that match, newest first: at most `limit`, fewer when the store stopped at
+        its bound of entries examined (resume_after then says where to go on)."""
+        ...
+
+    def list_open(
+        self, status: TransferStatus, where: OrderFilter, limit: int, after: ListPosition | None
+    ) -> OrderPage:
+        """Orders in one of OPEN_STATUSES created within where's bounds, oldest first."""
+        ...
+
+    def count_open(self, status: TransferStatus, created_before: datetime | None = None) -> StatusCount:
+        """How many orders are in one of OPEN_STATUSES (created before the moment, if given)."""
         ...
 
     def tier_of(self, owner_id: str) -> Tier: ...

@@ -40,10 +40,25 @@ from finfaas.domain.limits import (
 )
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
 from finfaas.platform import jsonio
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
 from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
-from finfaas.services.transfers.api import CreditorBody, DecisionBody, NewTransferBody, SagaError, TaskMessage
+from finfaas.services.transfers.api import (
+    CreditorBody,
+    DecisionBody,
+    NewTransferBody,
+    OpsTransferList,
+    OpsTransferListQuery,
+    SagaError,
+    SummaryQuery,
+    TaskMessage,
+    TransferList,
+    TransferListQuery,
+    TransferSummary,
+    ops_transfer_view,
+    transfer_view,
+)
 from finfaas.services.transfers.errors import (
     ConcurrentUpdate,
     InactiveAccount,
@@ -59,11 +74,16 @@ from finfaas.services.transfers.errors import (
 )
 from finfaas.services.transfers.model import (
     DECISIONS,
+    IN_FLIGHT_STATUSES,
+    OPEN_STATUSES,
     STATE_MACHINE,
     Acceptance,
     AccountInfo,
     DailyUsage,
+    ListPosition,
     OrderEvent,
+    OrderFilter,
+    OrderPage,
     StatusAnswer,
     Step,
     TaskKind,
@@ -89,6 +109,10 @@ save_attempts_max = 4
 SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(save_attempts_max)
 degraded_auto_approve_major_default = 100
 _FAILURE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_TRANSFER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LIST_ROUTE = "GET /transfers"
+OPS_LIST_ROUTE = "GET /_/ops/transfers"
+position_time_chars_max = 40  # an ISO 8601 moment with microseconds and offset
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -162,6 +186,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _text(moment: datetime | None) -> str | None:
+    """A filter's moment as a cursor binds it: the same instant binds the same, whatever its offset."""
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
 # --- use cases ---------------------------------------------------------------------------------------
 
 
@@ -204,8 +233,11 @@ class TransfersService:
         clock: Callable[[], datetime] = _utc_now,
         vault: CreditorVault | None = None,
         watcher: StatusWatcher | None = None,
+        cursors: CursorCodec | None = None,
     ) -> None:
         self._orders = orders
+        # Production passes the stage's keyed codec; a fresh key suits one process (tests).
+        self._cursors = cursors or CursorCodec.generate()
         self._vault = vault  # seals payees of external transfers; None refuses them
         self._accounts = accounts
         self._risk = risk
@@ -412,6 +444,65 @@ class TransfersService:
         except TaskNotWaiting:
             raise NoDecisionPending(f"the saga of {transfer_id} no longer waits for this decision") from None
         return self._record_decision(transfer_id, order.task_token, body, operator)
+
+    # -- lists ------------------------------------------------------------------------------------
+
+    def list_mine(self, owner_id: str, query: TransferListQuery) -> TransferList:
+        """The owner's transfers newest first; a page may hold fewer than `limit` when the filters
+        matched little of what the store examined (has_more says whether to go on)."""
+        where = OrderFilter(frozenset(query.status), query.account, query.created_after, query.created_before)
+        bound = binding(LIST_ROUTE, owner_id, status=",".join(sorted(set(query.status))),
+                        account=query.account, created_after=_text(query.created_after),
+                        created_before=_text(query.created_before))
+        after = self._opened(query.starting_after, bound)
+        page = self._orders.list_by_owner(owner_id, where, query.limit, after)
+        return TransferList(data=[transfer_view(o) for o in page.orders], **self._next(page, bound))
+
+    def list_open(self, operator: str, query: OpsTransferListQuery) -> OpsTransferList:
+        """Transfers not yet final in one status, oldest first (operators)."""
+        status = TransferStatus(query.status)
+        where = OrderFilter(frozenset({status}), None, query.created_after, query.created_before)
+        bound = binding(OPS_LIST_ROUTE, operator, status=status.value,
+                        created_after=_text(query.created_after), created_before=_text(query.created_before))
+        page = self._orders.list_open(status, where, query.limit, self._opened(query.starting_after, bound))
+        return OpsTransferList(data=[ops_transfer_view(o) for o in page.orders], **self._next(page, bound))
+
+    def summary(self, query: SummaryQuery) -> TransferSummary:
+        """Counts of the transfers not yet final per status, and of those in flight longer than asked."""
+        now = self._clock()
+        counts = {status: self._orders.count_open(status) for status in OPEN_STATUSES}
+        older_than = now - timedelta(seconds=query.in_flight_older_than_s)
+        older = [self._orders.count_open(status, older_than) for status in IN_FLIGHT_STATUSES]
+        return TransferSummary(
+            as_of=now,
+            counts={status.value: counted.count for status, counted in counts.items()},
+            in_flight_older_than_s=query.in_flight_older_than_s,
+            in_flight_older=sum(counted.count for counted in older),
+            complete=all(counted.complete for counted in [*counts.values(), *older]),
+        )
+
+    def _opened(self, cursor: str | None, bound: dict[str, str]) -> ListPosition | None:
+        """The position inside a client's sealed cursor; InvalidCursor unless ours, for this query."""
+        if cursor is None:
+            return None
+        inner = self._cursors.open(cursor, bound)
+        if not (isinstance(inner, list) and len(inner) == 2 and all(isinstance(v, str) for v in inner)
+                and len(inner[0]) <= position_time_chars_max and _TRANSFER_ID.match(inner[1])):
+            raise InvalidCursor("not a cursor of this list")
+        try:
+            created_at = datetime.fromisoformat(inner[0])
+        except ValueError:
+            raise InvalidCursor("not a cursor of this list") from None
+        if created_at.tzinfo is None:
+            raise InvalidCursor("not a cursor of this list")
+        return ListPosition(created_at, inner[1])
+
+    def _next(self, page: OrderPage, bound: dict[str, str]) -> dict[str, Any]:
+        after = page.resume_after
+        if after is None:
+            return {"has_more": False, "next_cursor": None}
+        sealed = self._cursors.seal([after.created_at.isoformat(), after.transfer_id], bound)
+        return {"has_more": True, "next_cursor": sealed}
 
     # -- internals --------------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from finfaas.domain.creditor import SealedCreditor
@@ -13,7 +14,9 @@ from finfaas.services.rail.model import PaymentStatus, Plan, RailPayment
 from finfaas.services.risk.model import BlockEntry
 from finfaas.services.transfers.model import (
     DailyUsage,
+    ListPosition,
     OrderEvent,
+    OrderFilter,
     Step,
     TransferOrder,
     TransferStatus,
@@ -155,6 +158,175 @@ def test_tiers_default_to_standard(orders):
     assert orders.tier_of(owner) is Tier.STANDARD
     orders.set_tier(owner, Tier.BASIC)
     assert orders.tier_of(owner) is Tier.BASIC
+
+
+# --- lists of orders ---------------------------------------------------------------------------------
+
+
+def _window() -> datetime:
+    """A moment no other test's orders are near, so lists bounded around it see this test's only."""
+    return datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=random.randrange(300_000))
+
+
+def _all_pages(read, limit):
+    seen, after, pages = [], None, 0
+    while True:
+        page = read(limit, after)
+        seen += page.orders
+        pages += 1
+        after = page.resume_after
+        if after is None:
+            return seen, pages
+        assert pages < 50
+
+
+def test_a_customers_orders_list_newest_first_page_by_page_and_no_one_elses(orders):
+    # GIVEN five orders of one customer a minute apart, and one of another customer at the same time
+    start = _window()
+    owner = f"cust-{uuid.uuid4().hex[:8]}"
+    mine = [new_order(owner_id=owner, created_at=start + timedelta(minutes=i)) for i in range(5)]
+    for order in [*mine, new_order(created_at=start + timedelta(minutes=2))]:
+        orders.create(order, accepted(order))
+
+    # WHEN the customer lists them two at a time
+    listed, pages = _all_pages(
+        lambda limit, after: orders.list_by_owner(owner, OrderFilter(), limit, after), 2)
+
+    # THEN every order comes once, newest first, and the last page says there is no more
+    assert [o.transfer_id for o in listed] == [o.transfer_id for o in reversed(mine)]
+    assert pages == 3
+    assert listed[0] == mine[-1]
+
+
+def test_a_customers_list_filters_by_status_account_and_creation_time(orders):
+    start = _window()
+    owner = f"cust-{uuid.uuid4().hex[:8]}"
+    at = [start + timedelta(minutes=i) for i in range(4)]
+    first = new_order(owner_id=owner, created_at=at[0], debit_account_id="acc-x", credit_account_id="acc-y")
+    second = new_order(owner_id=owner, created_at=at[1], debit_account_id="acc-y", credit_account_id="acc-z")
+    external = new_order(owner_id=owner, created_at=at[2], debit_account_id="acc-z",
+                          credit_account_id="acc-y",
+                          creditor=SealedCreditor('{"v":1}', "BANKGB22", "****5678", "pf_ab", "cd"))
+    fourth = new_order(owner_id=owner, created_at=at[3], debit_account_id="acc-x", credit_account_id="acc-z")
+    for order in (first, second, external, fourth):
+        orders.create(order, accepted(order))
+    orders.save(second.changed(NOW, status=TransferStatus.COMPLETED))
+
+    def ids(where: OrderFilter) -> list[str]:
+        listed, _ = _all_pages(lambda limit, after: orders.list_by_owner(owner, where, limit, after), 2)
+        return [o.transfer_id for o in listed]
+
+    completed = frozenset({TransferStatus.COMPLETED})
+    assert ids(OrderFilter(statuses=completed)) == [second.transfer_id]
+    assert ids(OrderFilter(statuses=completed | {TransferStatus.ACCEPTED})) == [
+        fourth.transfer_id, external.transfer_id, second.transfer_id, first.transfer_id]
+    # acc-y: the debit of one and the payee of another; an external transfer's ledger side is not a payee
+    assert ids(OrderFilter(account_id="acc-y")) == [second.transfer_id, first.transfer_id]
+    # strict bounds: neither the order created at created_after nor the one at created_before
+    assert ids(OrderFilter(created_after=at[0], created_before=at[3])) == [
+        external.transfer_id, second.transfer_id]
+    assert ids(OrderFilter(created_after=at[3])) == []
+    assert ids(OrderFilter(created_after=at[1], created_before=at[1] + timedelta(microseconds=1))) == []
+    assert ids(OrderFilter(account_id="acc-x", created_before=at[3])) == [first.transfer_id]
+
+
+def test_a_list_resumes_after_the_position_it_gave_even_once_that_order_has_changed(orders):
+    start = _window()
+    owner = f"cust-{uuid.uuid4().hex[:8]}"
+    made = [new_order(owner_id=owner, created_at=start + timedelta(seconds=i)) for i in range(3)]
+    for order in made:
+        orders.create(order, accepted(order))
+
+    page = orders.list_by_owner(owner, OrderFilter(), 1, None)
+    orders.save(made[2].changed(NOW, status=TransferStatus.PROCESSING))
+    rest = orders.list_by_owner(owner, OrderFilter(), 5, page.resume_after)
+
+    assert page.resume_after == ListPosition(made[2].created_at, made[2].transfer_id)
+    assert [o.transfer_id for o in rest.orders] == [made[1].transfer_id, made[0].transfer_id]
+    assert rest.resume_after is None
+
+
+def test_a_filter_matching_little_gives_short_pages_that_resume_where_the_store_stopped(
+        embedded_aws, monkeypatch):
+    # GIVEN six orders of which only the oldest has the status asked for, and a store that examines at
+    # most three index entries a page
+    from finfaas.store import transfers_store
+
+    monkeypatch.setattr(transfers_store, "list_entries_examined_max", 3)
+    orders = transfers_store.TransfersStore()
+    start = _window()
+    owner = f"cust-{uuid.uuid4().hex[:8]}"
+    made = [new_order(owner_id=owner, created_at=start + timedelta(minutes=i)) for i in range(6)]
+    for order in made:
+        orders.create(order, accepted(order))
+    orders.save(made[0].changed(NOW, status=TransferStatus.FAILED))
+    failed = OrderFilter(statuses=frozenset({TransferStatus.FAILED}))
+
+    # WHEN the customer lists the failed ones
+    first = orders.list_by_owner(owner, failed, 10, None)
+    second = orders.list_by_owner(owner, failed, 10, first.resume_after)
+
+    # THEN the first page is empty but says where to go on, the next finds the order, and the list
+    # ends at the first page that reached the index's end before its bound
+    assert (first.orders, first.resume_after) == ((), ListPosition(made[3].created_at, made[3].transfer_id))
+    assert [o.transfer_id for o in second.orders] == [made[0].transfer_id]
+    third = orders.list_by_owner(owner, failed, 10, second.resume_after) if second.resume_after else second
+    assert third.resume_after is None and [o.transfer_id for o in (*second.orders, *third.orders)] == [
+        made[0].transfer_id]
+
+
+def test_open_orders_list_by_status_oldest_first_and_leave_the_list_once_final(orders):
+    # GIVEN orders in each open status and one completed, inside a window of their own
+    start = _window()
+    made = {status: [new_order(created_at=start + timedelta(seconds=10 * i + n)) for n in range(2)]
+            for i, status in enumerate(TransferStatus)}
+    for status, pair in made.items():
+        for order in pair:
+            orders.create(order, accepted(order))
+            if status is not TransferStatus.ACCEPTED:
+                assert orders.save(order.changed(NOW, status=status))
+    window = OrderFilter(created_after=start - timedelta(seconds=1), created_before=start + timedelta(days=1))
+
+    def listed(status):
+        found, _ = _all_pages(lambda limit, after: orders.list_open(status, window, limit, after), 1)
+        return [o.transfer_id for o in found]
+
+    # THEN each open status lists its own, oldest first, as they are now
+    for status in (TransferStatus.ACCEPTED, TransferStatus.PROCESSING, TransferStatus.AWAITING_REVIEW,
+                   TransferStatus.NEEDS_ATTENTION):
+        assert listed(status) == [o.transfer_id for o in made[status]], status
+    waiting = orders.list_open(TransferStatus.AWAITING_REVIEW, window, 5, None).orders
+    assert {o.status for o in waiting} == {TransferStatus.AWAITING_REVIEW}
+
+    # WHEN one that waited for review completes, it leaves the list
+    reviewed = orders.get(made[TransferStatus.AWAITING_REVIEW][0].transfer_id)
+    assert orders.save(reviewed.changed(NOW, status=TransferStatus.COMPLETED))
+    assert listed(TransferStatus.AWAITING_REVIEW) == [made[TransferStatus.AWAITING_REVIEW][1].transfer_id]
+
+
+def test_open_orders_are_counted_per_status_and_by_age(orders):
+    start = _window()
+    processing_s, attention_s = TransferStatus.PROCESSING, TransferStatus.NEEDS_ATTENTION
+    before = {s: orders.count_open(s).count for s in (processing_s, attention_s)}
+    old = new_order(created_at=start)
+    young = new_order(created_at=start + timedelta(minutes=10))
+    flagged = new_order(created_at=start)
+    for order in (old, young, flagged):
+        orders.create(order, accepted(order))
+    for order in (old, young):
+        orders.save(order.changed(NOW, status=TransferStatus.PROCESSING))
+    orders.save(flagged.changed(NOW, status=TransferStatus.NEEDS_ATTENTION))
+
+    processing = orders.count_open(TransferStatus.PROCESSING)
+    assert (processing.count, processing.complete) == (before[TransferStatus.PROCESSING] + 2, True)
+    assert orders.count_open(attention_s).count == before[attention_s] + 1
+    # created before start + 5 min: only the old one of this window (other tests' orders are older still)
+    older = orders.count_open(processing_s, created_before=start + timedelta(minutes=5)).count
+    younger_too = orders.count_open(processing_s, created_before=start + timedelta(minutes=11)).count
+    assert younger_too == older + 1
+
+    orders.save(orders.get(old.transfer_id).changed(NOW, status=TransferStatus.FAILED))
+    assert orders.count_open(TransferStatus.PROCESSING).count == before[TransferStatus.PROCESSING] + 1
 
 
 # --- risk ---------------------------------------------------------------------------------------------

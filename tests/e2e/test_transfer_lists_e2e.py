@@ -1,0 +1,195 @@
+"""Lists of transfers and the risk thresholds of a stage, through the gateway and every function of the
+saga as a process, on the embedded emulators: a customer lists, pages and filters their transfers; an
+operator sees the one a stage's lowered velocity threshold sent for review, in the list and the counts,
+and reads the thresholds in effect; `finfaas transfers list` shows both."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from finfaas_dev import transfers as transfers_cli
+from finfaas_dev.bench.transfers import (
+    Customer,
+    _request,
+    client_token,
+    open_customers,
+    stack_text,
+    write_suite_secrets,
+)
+from finfaas_dev.net import free_port, wait_for
+from support.gateway_harness import http
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+GATEWAY_READY_SECONDS_MAX = 30
+SAGA_SECONDS_MAX = 60
+STOP_SECONDS_MAX = 20
+FINAL = ("COMPLETED", "FAILED", "COMPENSATED")
+# This stage sends a customer's 3rd transfer in an hour to an operator (the product's default: the 10th).
+VELOCITY_FLAG = 3
+RISK_STACK_ENVIRONMENT = f'      RISK_HOURLY_TRANSFERS_FLAG: "{VELOCITY_FLAG}"\n'
+
+
+@pytest.fixture(scope="module")
+def suite(embedded_aws, tmp_path_factory):
+    """The gateway with every function of the saga, the risk function on this stage's thresholds."""
+    folder = tmp_path_factory.mktemp("lists-e2e")
+    write_suite_secrets(Path(os.environ["FINFAAS_SECRETS_DIR"]))
+    risk_entry = "    image: bench/risk\n    environment:\n"
+    stack = stack_text()
+    assert risk_entry in stack
+    (folder / "stack.yml").write_text(stack.replace(risk_entry, risk_entry + RISK_STACK_ENVIRONMENT))
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        **embedded_aws.env(),
+        "FINFAAS_GATEWAY_URL": base_url,
+        "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json",
+    }
+    log = (folder / "gateway.log").open("wb")
+    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(folder / "stack.yml"),
+               "--port", str(port), "--logs-dir", str(folder / "functions")]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: _answers(base_url + "/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(STOP_SECONDS_MAX)
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http("GET", url, timeout=1).status == 200
+    except OSError:
+        return False
+
+
+def _send(base_url: str, sender: Customer, payee: Customer, amount: int) -> str:
+    body = {"debit_account_id": sender.account_id, "credit_account_id": payee.account_id, "amount": amount,
+            "currency": "USD"}
+    status, answer = _request("POST", f"{base_url}/function/transfers/transfers", sender.token, body,
+                              {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 202, answer
+    return answer["transfer_id"]
+
+
+def _settled(base_url: str, customer: Customer, transfer_id: str) -> dict:
+    """The transfer once final, or once it waits for an operator."""
+    def view() -> dict | None:
+        status, found = _request("GET", f"{base_url}/function/transfers/transfers/{transfer_id}?wait=5",
+                                 customer.token)
+        assert status == 200, found
+        return found if found["status"] in FINAL or found["decision_pending"] else None
+
+    return wait_for(view, SAGA_SECONDS_MAX, f"transfer {transfer_id} to settle")
+
+
+def _list(base_url: str, token: str, path: str = "/transfers", **query) -> dict:
+    pairs = [(k, v) for k, values in query.items()
+             for v in (values if isinstance(values, list) else [values])]
+    status, page = _request("GET", f"{base_url}/function/transfers{path}?{urlencode(pairs)}", token)
+    assert status == 200, page
+    return page
+
+
+def _refusal(url: str, token: str) -> dict:
+    """A 422 problem+json, whole."""
+    reply = http("GET", url, headers={"Authorization": f"Bearer {token}"})
+    assert reply.status == 422, reply.body
+    assert reply.headers["Content-Type"].startswith("application/problem+json")
+    return json.loads(reply.body)
+
+
+@pytest.fixture(scope="module")
+def made(suite):
+    """Three transfers of one customer to another: the third goes to an operator on this stage."""
+    sender, payee = open_customers(2, secrets.token_hex(3))
+    ids, views = [], []
+    for amount in (100, 200, 300):  # one after the other: risk counts each before screening the next
+        ids.append(_send(suite, sender, payee, amount))
+        views.append(_settled(suite, sender, ids[-1]))
+    return sender, payee, ids, views
+
+
+def test_the_stages_velocity_threshold_sends_the_third_transfer_to_an_operator(suite, made):
+    _, _, _, views = made
+
+    assert [v["status"] for v in views] == ["COMPLETED", "COMPLETED", "AWAITING_REVIEW"]
+    assert "velocity_count" in views[2]["screening"]["reasons"]
+    status, rules = _request("GET", f"{suite}/function/risk/_/ops/risk/rules", client_token("ops"))
+    assert status == 200, rules
+    velocity = next(r for r in rules["rules"] if r["rule"] == "velocity_count")
+    flag = next(t for t in velocity["thresholds"] if t["name"] == "hourly_transfers_flag")
+    assert flag == {"name": "hourly_transfers_flag", "value": VELOCITY_FLAG, "default": 10,
+                    "setting": "RISK_HOURLY_TRANSFERS_FLAG"}
+
+
+def test_a_customer_lists_pages_and_filters_their_own_transfers(suite, made):
+    sender, payee, ids, views = made
+    newest_first = list(reversed(ids))
+
+    first = _list(suite, sender.token, limit="2")
+    second = _list(suite, sender.token, limit="2", starting_after=first["next_cursor"])
+
+    assert [t["transfer_id"] for t in first["data"]] == newest_first[:2] and first["has_more"]
+    assert [t["transfer_id"] for t in second["data"]] == newest_first[2:] and not second["has_more"]
+    completed = _list(suite, sender.token, status="COMPLETED")
+    assert [t["transfer_id"] for t in completed["data"]] == newest_first[1:]
+    by_account = _list(suite, sender.token, account=sender.account_id)
+    assert [t["transfer_id"] for t in by_account["data"]] == newest_first
+    window = _list(suite, sender.token, created_after=views[0]["created_at"],
+                   created_before=views[2]["created_at"])
+    assert [t["transfer_id"] for t in window["data"]] == [ids[1]]
+    assert _list(suite, payee.token)["data"] == []  # the payee made none of them
+    bad_status = _refusal(f"{suite}/function/transfers/transfers?status=SETTLED", sender.token)
+    assert [e["field"] for e in bad_status["errors"]] == ["status.0"]
+    query = urlencode({"starting_after": first["next_cursor"]})
+    assert _refusal(f"{suite}/function/transfers/transfers?{query}", payee.token)["code"] == "invalid_cursor"
+
+
+def test_an_operator_lists_and_counts_what_waits_for_a_decision_until_it_is_decided(suite, made):
+    sender, _, ids, _ = made
+    ops = client_token("ops")
+    held = ids[2]
+
+    waiting = _list(suite, ops, "/_/ops/transfers", status="AWAITING_REVIEW", limit="100")
+    summary = _list(suite, ops, "/_/ops/transfers/summary", in_flight_older_than_s="0")
+
+    assert {(t["transfer_id"], t["owner_id"]) for t in waiting["data"]} >= {(held, sender.customer_id)}
+    assert summary["counts"]["AWAITING_REVIEW"] >= 1 and summary["complete"] is True
+    lines: list[str] = []
+    args = argparse.Namespace(ops=True, token=ops, gateway=suite, status=["AWAITING_REVIEW"], account=None,
+                              created_after=None, created_before=None, limit=100, all=True,
+                              in_flight_older_than_s=60, json=False)
+    assert transfers_cli.run(args, out=lines.append) == transfers_cli.EXIT_OK
+    assert any(line.startswith(held) and sender.customer_id in line for line in lines)
+
+    status, _ = _request("POST", f"{suite}/function/transfers/_/ops/transfers/{held}/decision", ops,
+                         {"decision": "reject", "note": "test over"},
+                         {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 200
+    assert _settled(suite, sender, held)["status"] == "FAILED"
+    after = _list(suite, ops, "/_/ops/transfers", status="AWAITING_REVIEW", limit="100")
+    assert held not in {t["transfer_id"] for t in after["data"]}
+
+
+def test_the_cli_lists_a_customers_transfers_through_the_gateway(suite, made):
+    sender, _, ids, _ = made
+    lines: list[str] = []
+    args = argparse.Namespace(ops=False, token=sender.token, gateway=suite, status=None, account=None,
+                              created_after=None, created_before=None, limit=2, all=True,
+                              in_flight_older_than_s=60, json=False)
+
+    assert transfers_cli.run(args, out=lines.append) == transfers_cli.EXIT_OK
+    assert [line.split()[0] for line in lines[1:]] == list(reversed(ids))
