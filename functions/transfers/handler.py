@@ -65,7 +65,6 @@ DEGRADED_APPROVE_ENV = "TRANSFERS_DEGRADED_AUTO_APPROVE_MAJOR"
 BREAKER_FAILURES_ENV = "TRANSFERS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "TRANSFERS_RISK_BREAKER_OPEN_SECONDS"
 WAITERS_MAX_ENV = "TRANSFERS_WAITERS_MAX"
-GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 
 
 @dataclass
@@ -89,6 +88,7 @@ def settings_from_env(environ: Any = os.environ) -> TransfersSettings:
 def build_services() -> TransfersServices:
     """The services on this stage's tables, the gateway and the transfers-client secret (lazily)."""
     from finfaas.domain.creditor import CreditorVault
+    from finfaas.platform import config
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.platform.resilience import CircuitBreaker
@@ -101,8 +101,8 @@ def build_services() -> TransfersServices:
 
     meter = DynamoCallMeter()
     meter.start()
-    gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
-    suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
+    addresses = config.function_addresses()  # the gateway, or each function's own address
+    suite = SuiteClient(addresses, ServiceTokens.from_secret(addresses, client_name=FUNCTION_NAME))
     breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
                              open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
     orders = TransfersStore()
