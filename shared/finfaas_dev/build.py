@@ -20,8 +20,10 @@ from finfaas_dev.schedules import OPENFAAS_DIR
 
 
 def load_stack(path: Path = Path("stack.yml")) -> dict:
-    with path.open() as f:
-        return yaml.safe_load(f)
+    """stack.yml with faas-cli's ${NAME:-default} substitutions at their defaults."""
+    from finfaas_dev.stackfile import with_defaults
+
+    return yaml.safe_load(with_defaults(path.read_text(), path))
 
 
 def _write(folder: Path, manifests: dict[str, str]) -> list[Path]:

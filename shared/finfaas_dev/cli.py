@@ -21,6 +21,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("audit", "verify"): ("finfaas_dev.audit_verify", "verify the audit log's hash chain"),
     ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),
     ("build",): ("finfaas_dev.build", "from stack.yml: --knative --schedules --shrinkwrap --template"),
+    ("secrets", "create"): ("finfaas_dev.cluster_secrets",
+                            "every secret stack.yml names, and how to load them"),
 }
 
 

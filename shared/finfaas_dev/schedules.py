@@ -7,6 +7,11 @@ A scheduled entry point (the relay's and the ledger's POST /) takes only a signe
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -81,3 +86,82 @@ def openfaas_schedule_manifests(stack: dict, gateway_url: str, namespace: str) -
         if cronjob is not None:
             manifests[f"{name}-schedule.yaml"] = header + yaml.safe_dump(cronjob, sort_keys=False)
     return manifests
+
+
+# --- the local runtime -------------------------------------------------------------------------------
+
+# `finfaas up` runs the relay's loop in a thread (finfaas_dev.relay), so the local ticker leaves it out.
+IN_PROCESS_LOCALLY = frozenset({"relay"})
+_EVERY_MINUTES = re.compile(r"^(\*|\*/(?P<n>[1-9][0-9]?)) \* \* \* \*$")
+local_tick_timeout_seconds = 70.0  # the relay's 65 s exec_timeout, and some; a tick waits for its run
+local_ticks_remembered_max = 64
+
+
+def cron_interval_seconds(expression: str) -> float:
+    """The period of `* * * * *` or `*/N * * * *`, the forms the local runtime runs; ValueError otherwise."""
+    match = _EVERY_MINUTES.match(expression.strip())
+    if match is None:
+        raise ValueError(f"schedule {expression!r}: the local runtime runs '* * * * *' or '*/N * * * *' only")
+    return 60.0 * int(match["n"] or 1)
+
+
+def local_jobs(annotations: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
+    """Function -> tick period, for every scheduled function the local runtime ticks over HTTP."""
+    jobs = {}
+    for name, notes in sorted(annotations.items()):
+        expression = notes.get(SCHEDULE_ANNOTATION)
+        if expression and name not in IN_PROCESS_LOCALLY:
+            jobs[name] = cron_interval_seconds(expression)
+    return jobs
+
+
+class LocalTicker:
+    """Sends each scheduled function a signed tick through the local gateway, once per its period."""
+
+    def __init__(self, jobs: Mapping[str, float], gateway_url: str, keys: Callable[[], Sequence[bytes]],
+                 *, send: Callable[..., tuple[int, bytes]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        from finfaas.platform.schedule import send_tick
+
+        self._periods = dict(jobs)
+        self._gateway_url = gateway_url.rstrip("/")
+        self._keys = keys
+        self._send = send or send_tick
+        self._clock = clock
+        now = clock()
+        self._due = {name: now + period for name, period in self._periods.items()}  # a cron's first is later
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent: deque[tuple[str, int]] = deque(maxlen=local_ticks_remembered_max)  # (function, status)
+
+    def run_due(self) -> float:
+        """Send the ticks due now; the seconds until the next one is due."""
+        now = self._clock()
+        for name, due in sorted(self._due.items()):
+            if due <= now:
+                self._due[name] = now + self._periods[name]
+                self._tick(name, now)
+        return max(min(self._due.values(), default=now + 60.0) - self._clock(), 0.0)
+
+    def _tick(self, name: str, now: float) -> None:
+        url = OPENFAAS_SCHEDULE_URL.format(gateway=self._gateway_url, name=name)
+        try:
+            status, _ = self._send(name, url, self._keys()[0], now, local_tick_timeout_seconds)
+        except Exception as error:  # a refused connection or a missing key: the next period tries again
+            status = 0
+            print(f"finfaas up: schedule tick for {name} failed: {type(error).__name__}: {error}", flush=True)
+        self.sent.append((name, status))
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stopping.wait(self.run_due()):
+                pass
+
+        if self._periods:
+            self._thread = threading.Thread(target=loop, name="schedule-ticker", daemon=True)
+            self._thread.start()
+
+    def stop(self, wait_seconds: float = local_tick_timeout_seconds) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(wait_seconds)
