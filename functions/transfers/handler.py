@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from finfaas.platform import config
 from finfaas.platform.events import event_mac_from_config
 from finfaas.platform.http import FunctionApp, Request, Response, validation_failed
 from finfaas.platform.idempotency import (
@@ -58,7 +59,7 @@ from pydantic import ValidationError
 FUNCTION_NAME = "transfers"
 READ, WRITE, SAGA = "transfers:read", "transfers:write", "transfers:saga"
 CUSTOMER_KIND = "customer"
-STATUS_PATH = "/function/transfers/transfers/{}"
+STATUS_ROUTE = "/transfers/{}"
 CREATE_LIMIT = RateLimit("transfers_create", requests_max=120, window_seconds=60, tokens_per_call=5)
 # Environment knobs (stack.yml), each with the product's default.
 DEGRADED_APPROVE_ENV = "TRANSFERS_DEGRADED_AUTO_APPROVE_MAJOR"
@@ -88,7 +89,6 @@ def settings_from_env(environ: Any = os.environ) -> TransfersSettings:
 def build_services() -> TransfersServices:
     """The services on this stage's tables, the gateway and the transfers-client secret (lazily)."""
     from finfaas.domain.creditor import CreditorVault
-    from finfaas.platform import config
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.platform.resilience import CircuitBreaker
@@ -152,7 +152,8 @@ def create_transfer(req: Request, body: NewTransferBody) -> Response:
     acceptance = services.get().transfers.accept(req.principal.sub, key, body)
     order = acceptance.order
     req.audit_target = f"transfer:{order.transfer_id}"
-    location = STATUS_PATH.format(order.transfer_id)
+    # Below the gateway's /function/transfers on OpenFaaS; the Service's own path on Knative.
+    location = config.function_addresses().route_path(FUNCTION_NAME, STATUS_ROUTE.format(order.transfer_id))
     accepted = Accepted(transfer_id=order.transfer_id, status=order.status, status_url=location)
     headers = {"Location": location}
     if acceptance.repeated:

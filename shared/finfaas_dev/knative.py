@@ -12,6 +12,7 @@ reaches the others, and the JWKS, at their Services' cluster addresses.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +262,7 @@ def overlay_manifests(stack: dict, settings: KnativeSettings, overlay: KnativeOv
 
 def _json_patch(group: str, version: str, kind: str, name: str, path: str, value: str) -> dict:
     return {"target": {"group": group, "version": version, "kind": kind, "name": name},
-            "patch": yaml.safe_dump([{"op": "replace", "path": path, "value": value}], sort_keys=False)}
+            "patch": json.dumps([{"op": "replace", "path": path, "value": value}])}  # one readable line
 
 
 def _image_name(image: str) -> str:

@@ -109,6 +109,11 @@ class FunctionAddresses:
         own = self.own_urls.get(function)
         return own if own else f"{self.gateway_url.rstrip('/')}/function/{function}"
 
+    def route_path(self, function: str, route: str) -> str:
+        """The path a client uses for one of a function's routes (a Location header): below the
+        gateway's /function/<name>, or the route itself where the function has its own address."""
+        return route if self.own_urls.get(function) else f"/function/{function}{route}"
+
     def resolve(self, path: str) -> str:
         """The URL of a gateway path /function/<name>/<route>; any other path is taken from the gateway."""
         match = _FUNCTION_PATH.match(path)
