@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from finfaas.platform.config import function_url_env
 
 from finfaas_dev.schedules import KNATIVE_SCHEDULE_URL, schedule_cronjob
 from finfaas_dev.targets import KnativeOverlay, KnativeSettings
@@ -53,12 +54,6 @@ def cluster_url(function: str, namespace: str) -> str:
     return f"http://{function}.{namespace}.svc.cluster.local"
 
 
-def function_url_env(function: str) -> str:
-    from finfaas.platform.config import function_url_env as env_name
-
-    return env_name(function)
-
-
 def topics(fn: dict) -> list[str]:
     raw = str((fn.get("annotations") or {}).get(TOPIC_ANNOTATION, ""))
     return [t.strip() for t in raw.split(",") if t.strip()]
@@ -74,13 +69,21 @@ def target_config_data(stack: dict, region: str, stage: str, namespace: str) -> 
 
 
 def target_config(stack: dict, settings: KnativeSettings) -> dict:
-    stage = str((stack["functions"][next(iter(stack["functions"]))].get("environment") or {}).get(
-        "FINFAAS_STAGE", "local"))
+    stage = _base_stage(stack)
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": TARGET_CONFIG, "namespace": settings.base_namespace, "labels": PART_OF},
         "data": target_config_data(stack, settings.aws_region, stage, settings.base_namespace),
     }
+
+
+BASE_ACCOUNT_ID = "000000000000"  # the base is never applied as it is: an overlay names the account
+
+
+def _base_stage(stack: dict) -> str:
+    """The stage stack.yml names (its default): the base's, until an overlay sets its own."""
+    first = stack["functions"][next(iter(stack["functions"]))]
+    return str((first.get("environment") or {}).get("FINFAAS_STAGE", "local"))
 
 
 def knative_service(name: str, fn: dict, settings: KnativeSettings) -> dict:
@@ -189,12 +192,6 @@ def _dump(document: dict) -> str:
     return HEADER + yaml.safe_dump(document, sort_keys=False)
 
 
-def _base_stage(stack: dict) -> str:
-    first = stack["functions"][next(iter(stack["functions"]))]
-    return str((first.get("environment") or {}).get("FINFAAS_STAGE", "local"))
-
-
-BASE_ACCOUNT_ID = "000000000000"  # the base is never applied as it is: an overlay names the account
 
 
 def base_manifests(stack: dict, settings: KnativeSettings) -> dict[str, str]:
