@@ -146,10 +146,12 @@ class LocalTicker:
     def _tick(self, name: str, now: float) -> None:
         url = OPENFAAS_SCHEDULE_URL.format(gateway=self._gateway_url, name=name)
         try:
-            status, _ = self._send(name, url, self._keys()[0], now, local_tick_timeout_seconds)
+            status, body = self._send(name, url, self._keys()[0], now, local_tick_timeout_seconds)
         except Exception as error:  # a refused connection or a missing key: the next period tries again
-            status = 0
-            print(f"finfaas up: schedule tick for {name} failed: {type(error).__name__}: {error}", flush=True)
+            status, body = 0, f"{type(error).__name__}: {error}".encode()
+        if not 200 <= status < 300:
+            detail = body.decode("utf-8", "replace")[:200]
+            print(f"finfaas up: schedule tick for {name} answered {status}: {detail}", flush=True)
         self.sent.append((name, status))
 
     def start(self) -> None:
