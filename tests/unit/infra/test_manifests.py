@@ -259,7 +259,6 @@ def test_queue_functions_subscribe_with_the_connector_convention_one_queue_per_t
             assert topic not in seen, f"{topic} consumed by {seen.get(topic)} and {name}: one queue per topic"
             seen[topic] = name
             assert f"QueueName: !Sub finfaas-${{Stage}}-{topic}\n" in template, topic
-            assert SCHEDULE_KEY_SECRET_NAME not in fn["secrets"] or SCHEDULE_ANNOTATION in fn["annotations"]
             assert "events-hmac-key" in fn["secrets"], f"{name} opens sealed queue messages"
     assert set(seen) == {"reviews", "rail", "events", "webhooks", "orchestrator"}
 
@@ -276,8 +275,10 @@ SCHEDULES = [(ROOT / OPENFAAS_DIR, "openfaas-fn", "http://gateway.openfaas:8080/
              (KNATIVE_DIR / "base", "finfaas", "http://{}.finfaas.svc.cluster.local")]
 
 
-def test_the_relay_and_hold_expiry_are_scheduled():
+def test_the_relay_and_hold_expiry_are_scheduled_and_only_they_hold_the_schedule_key():
     assert SCHEDULED == ["ledger", "relay"]
+    holders = sorted(n for n, fn in STACK["functions"].items() if SCHEDULE_KEY_SECRET_NAME in fn["secrets"])
+    assert holders == SCHEDULED
 
 
 @pytest.mark.parametrize("name", SCHEDULED)
