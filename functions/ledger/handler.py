@@ -27,6 +27,7 @@ from finfaas.platform.audit import AuditLog
 from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
+from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.ledger.api import (
     Answer,
@@ -43,6 +44,7 @@ from finfaas.services.ledger.api import (
     TransferBody,
     TransferList,
     TransferView,
+    expiry_sweep_holds_max,
     ledger_error_table,
 )
 
@@ -186,6 +188,18 @@ def get_balance(req: Request, account_id: str) -> BalanceView:
 def expire_holds(req: Request, query: ExpiryQuery) -> TransferList:
     """Void the holds whose timeout has passed (the sweep a timer calls; safe to repeat)."""
     return services.get().api.expire_holds(query.limit)
+
+
+# The hold-expiry schedule (stack.yml's com.finfaas.schedule): a signed tick, no token. The key is read
+# on the first tick, so a cold start that answers /_/health reads no secret.
+schedule_proof = ScheduleProof(FUNCTION_NAME, schedule_keys_from_config)
+
+
+@app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=schedule_proof)
+def scheduled_expiry(req: Request) -> TransferList:
+    """Void the holds whose timeout has passed, one bounded batch (a signed schedule tick; safe to run
+    twice at once: each expiry is a conditional transaction, and a hold is expired once)."""
+    return services.get().api.expire_holds(expiry_sweep_holds_max)
 
 
 @app.route("POST", "/_/ops/system-accounts", body=CurrencyBody, idempotency="optional",

@@ -65,8 +65,7 @@ class OrchestratorServices:
 
 def build_services() -> OrchestratorServices:
     """The engine on this stage's tables and queue, calling the suite through the gateway (lazy imports)."""
-    import os
-
+    from finfaas.platform.config import function_addresses
     from finfaas.platform.credentials import LazyServiceTokens
     from finfaas.store.executions_store import ExecutionsStore
     from finfaas.workflow.asl import DefinitionRegistry, definitions_dir
@@ -74,10 +73,10 @@ def build_services() -> OrchestratorServices:
     from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
     from finfaas.workflow.wakeups import SqsWaker
 
-    gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or "http://127.0.0.1:8080"
+    addresses = function_addresses()  # the gateway, or each function's own address
     store = ExecutionsStore()
     waker = SqsWaker()
-    runner = ResourceRunner(HttpTasks(gateway_url, LazyServiceTokens(gateway_url)), SqsTasks())
+    runner = ResourceRunner(HttpTasks(addresses, LazyServiceTokens(addresses)), SqsTasks())
     # Starts, callbacks and queue wake-ups are driven on threads of this process (workflow/inline.py),
     # so no request thread is held by a drive.
     engine = Engine(

@@ -43,7 +43,6 @@ from pydantic import ValidationError
 
 FUNCTION_NAME = "rail"
 READ, RECALL = "rail:read", "rail:recall"
-GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 NOTICES_PATH = "/function/rail/notices"
 
 
@@ -76,13 +75,13 @@ def build_services() -> RailServices:
 
     meter = DynamoCallMeter()
     meter.start()
-    gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
+    addresses = config.function_addresses()  # the gateway, or each function's own address
     notice_key = config.read_secret(NOTICE_KEY_SECRET_NAME) or ""
     store = RailStore()
-    notices = HttpNoticeSender(gateway_url.rstrip("/") + NOTICES_PATH)
+    notices = HttpNoticeSender(addresses.resolve(NOTICES_PATH))
     bank = SandboxBank(store, SqsSettlementScheduler(), notices, notice_key, settings=sandbox_settings())
-    tokens = ServiceTokens.from_secret(gateway_url, FUNCTION_NAME)
-    orchestrator = OrchestratorClient(SuiteClient(gateway_url, tokens))
+    tokens = ServiceTokens.from_secret(addresses, FUNCTION_NAME)
+    orchestrator = OrchestratorClient(SuiteClient(addresses, tokens))
     # The rail only opens payees (no digest key): it pays them, it does not recognise them.
     keys = KmsDataKeys(pii_key_id())
     keys.warm()  # a cold rail is started by a hand-off, which the saga waits for with a timeout

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from finfaas.platform import config
 from finfaas.platform.events import event_mac_from_config
 from finfaas.platform.http import FunctionApp, Request, Response, validation_failed
 from finfaas.platform.idempotency import (
@@ -70,7 +71,7 @@ from pydantic import ValidationError
 FUNCTION_NAME = "transfers"
 READ, WRITE, SAGA = "transfers:read", "transfers:write", "transfers:saga"
 CUSTOMER_KIND = "customer"
-STATUS_PATH = "/function/transfers/transfers/{}"
+STATUS_ROUTE = "/transfers/{}"
 CREATE_LIMIT = RateLimit("transfers_create", requests_max=120, window_seconds=60, tokens_per_call=5)
 # A page is a Query and a BatchGetItem of up to 100 orders: a client paging through its history at once
 # fits, a loop re-listing does not.
@@ -80,7 +81,6 @@ DEGRADED_APPROVE_ENV = "TRANSFERS_DEGRADED_AUTO_APPROVE_MAJOR"
 BREAKER_FAILURES_ENV = "TRANSFERS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "TRANSFERS_RISK_BREAKER_OPEN_SECONDS"
 WAITERS_MAX_ENV = "TRANSFERS_WAITERS_MAX"
-GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 # A status request that found every waiting slot taken is told to come back this much later.
 BUSY_RETRY_AFTER_SECONDS = 1
 # What the python3-http template's waitress runs with; the waiting requests come on top of it.
@@ -134,8 +134,8 @@ def build_services() -> TransfersServices:
 
     meter = DynamoCallMeter()
     meter.start()
-    gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
-    suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
+    addresses = config.function_addresses()  # the gateway, or each function's own address
+    suite = SuiteClient(addresses, ServiceTokens.from_secret(addresses, client_name=FUNCTION_NAME))
     breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
                              open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
     orders = TransfersStore()
@@ -185,7 +185,8 @@ def create_transfer(req: Request, body: NewTransferBody) -> Response:
     acceptance = services.get().transfers.accept(req.principal.sub, key, body)
     order = acceptance.order
     req.audit_target = f"transfer:{order.transfer_id}"
-    location = STATUS_PATH.format(order.transfer_id)
+    # Below the gateway's /function/transfers on OpenFaaS; the Service's own path on Knative.
+    location = config.function_addresses().route_path(FUNCTION_NAME, STATUS_ROUTE.format(order.transfer_id))
     accepted = Accepted(transfer_id=order.transfer_id, status=order.status, status_url=location)
     headers = {"Location": location}
     if acceptance.repeated:

@@ -1,91 +1,29 @@
-"""Deployment artefacts derived from stack.yml: Knative Services and faas-cli build contexts.
+"""Deployment artefacts derived from stack.yml: each target's manifests and faas-cli build contexts.
 
-stack.yml is the single source of truth for the function list, so the Knative manifests in
-infra/knative/ are generated from it (`finfaas build --knative`) and a test keeps them in sync.
+stack.yml is the single source of truth for the function list; each target adds its settings file
+(infra/targets/<target>.yaml). `finfaas build --knative` writes infra/knative/ (finfaas_dev.knative),
+`--schedules` the OpenFaaS CronJobs (finfaas_dev.schedules); tests keep the committed files in sync.
+A settings file with a missing or unknown key stops the build before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 import yaml
 
-KNATIVE_DIR = Path("infra/knative")
-KNATIVE_NAMESPACE = "finfaas"
-CONTAINER_PORT = 8080  # of-watchdog listens here inside the python3-http image
-SECRETS_MOUNT = "/var/openfaas/secrets"  # same path as OpenFaaS, so config.read_secret works unchanged
-MAX_SCALE_DEFAULT = "20"
-TARGET_CONCURRENCY_DEFAULT = "50"
-SCALE_DOWN_DELAY_DEFAULT = "0s"
-# What differs on Knative from stack.yml's OpenFaaS values. The caller's address: Kourier (with
-# config-kourier `use-remote-address: "true"`) and Istio's ingress gateway are Envoy at the edge,
-# which sets X-Envoy-External-Address to the peer it saw; X-Forwarded-For would not do, as waitress
-# drops it inside the python3-http image.
-KNATIVE_ENVIRONMENT = {"FINFAAS_CLIENT_IP_HEADER": "X-Envoy-External-Address"}
+from finfaas_dev import knative, schedules, targets
+from finfaas_dev.schedules import OPENFAAS_DIR
 
 
 def load_stack(path: Path = Path("stack.yml")) -> dict:
-    with path.open() as f:
-        return yaml.safe_load(f)
+    """stack.yml with faas-cli's ${NAME:-default} substitutions at their defaults."""
+    from finfaas_dev.stackfile import with_defaults
 
-
-def knative_service(name: str, fn: dict) -> dict:
-    """A Knative Service that scales to zero, with the function's env and OpenFaaS-style secrets."""
-    environment = {**(fn.get("environment") or {}), **KNATIVE_ENVIRONMENT}
-    env = [{"name": k, "value": str(v)} for k, v in sorted(environment.items())]
-    secrets = fn.get("secrets") or []
-    container: dict = {
-        "name": "function",
-        "image": fn["image"],
-        "ports": [{"containerPort": CONTAINER_PORT}],
-        "env": env,
-        "readinessProbe": {"httpGet": {"path": "/_/ready", "port": CONTAINER_PORT}},
-        "livenessProbe": {"httpGet": {"path": "/_/health", "port": CONTAINER_PORT}},
-        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
-    }
-    spec: dict = {"containers": [container]}
-    if secrets:
-        container["volumeMounts"] = [{"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True}]
-        spec["volumes"] = [
-            {"name": "secrets", "projected": {"sources": [{"secret": {"name": s}} for s in secrets]}}
-        ]
-    labels = fn.get("labels") or {}
-    annotations = {
-        "autoscaling.knative.dev/min-scale": "0",
-        "autoscaling.knative.dev/max-scale": MAX_SCALE_DEFAULT,
-        "autoscaling.knative.dev/target": TARGET_CONCURRENCY_DEFAULT,
-        "autoscaling.knative.dev/scale-down-delay": SCALE_DOWN_DELAY_DEFAULT,
-    }
-    if "com.openfaas.scale.zero-duration" in labels:
-        annotations["autoscaling.knative.dev/scale-to-zero-pod-retention-period"] = labels[
-            "com.openfaas.scale.zero-duration"
-        ]
-    return {
-        "apiVersion": "serving.knative.dev/v1",
-        "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": KNATIVE_NAMESPACE,
-            "labels": {"app.kubernetes.io/part-of": "finfaas"},
-        },
-        "spec": {"template": {"metadata": {"annotations": annotations}, "spec": spec}},
-    }
-
-
-def knative_manifests(stack: dict) -> dict[str, str]:
-    """File name -> YAML text for every function in the stack, and each scheduled one's CronJob."""
-    header = "# Generated from stack.yml by `finfaas build --knative`; edit stack.yml instead.\n"
-    manifests = {
-        f"{name}.yaml": header + yaml.safe_dump(knative_service(name, fn), sort_keys=False)
-        for name, fn in sorted(stack["functions"].items())
-    }
-    return {**manifests, **schedule_manifests(stack, KNATIVE, header)}
-
-
-def write_knative(stack: dict, folder: Path = KNATIVE_DIR) -> list[Path]:
-    return _write(folder, knative_manifests(stack))
+    return yaml.safe_load(with_defaults(path.read_text(), path))
 
 
 def _write(folder: Path, manifests: dict[str, str]) -> list[Path]:
@@ -96,79 +34,6 @@ def _write(folder: Path, manifests: dict[str, str]) -> list[Path]:
         path.write_text(text)
         written.append(path)
     return written
-
-
-# Scheduled entry points take only a signed tick (finfaas.platform.schedule), which neither OpenFaaS's
-# cron-connector nor Knative's PingSource can make: a CronJob runs the function's own image to send it.
-SCHEDULE_ANNOTATION = "com.finfaas.schedule"  # a cron expression; not the cron-connector's `schedule`
-OPENFAAS, KNATIVE = "openfaas", "knative"
-OPENFAAS_DIR = Path("infra/openfaas")
-OPENFAAS_FUNCTION_NAMESPACE = "openfaas-fn"
-SCHEDULE_KEY_SECRET = "schedule-hmac-key"  # noqa: S105 - the secret's name (platform.schedule's)
-SCHEDULED_URLS = {
-    OPENFAAS: "http://gateway.openfaas:8080/function/{name}",
-    KNATIVE: "http://{name}." + KNATIVE_NAMESPACE + ".svc.cluster.local",  # the Service's cluster address
-}
-SCHEDULE_NAMESPACES = {OPENFAAS: OPENFAAS_FUNCTION_NAMESPACE, KNATIVE: KNATIVE_NAMESPACE}
-SHARED_IN_IMAGE = "/home/app/function/shared"  # configuration.copy puts ./shared/finfaas in it
-tick_deadline_seconds = 120  # a tick waits for the run it starts (the relay's 50 s); then the Job gives up
-
-
-def schedule_cronjob(name: str, fn: dict, target: str) -> dict | None:
-    """The CronJob that ticks a scheduled function on this target, or None if it has no schedule."""
-    schedule = (fn.get("annotations") or {}).get(SCHEDULE_ANNOTATION)
-    if not schedule:
-        return None
-    url = SCHEDULED_URLS[target].format(name=name)
-    container = {
-        "name": "tick",
-        "image": fn["image"],
-        "command": ["python", "-m", "finfaas.platform.schedule", name, url],
-        "env": [{"name": "PYTHONPATH", "value": SHARED_IN_IMAGE}],
-        "volumeMounts": [{"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True}],
-        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
-    }
-    pod = {
-        "restartPolicy": "Never",
-        "containers": [container],
-        "volumes": [{"name": "secrets", "secret": {"secretName": SCHEDULE_KEY_SECRET}}],
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {
-            "name": f"{name}-schedule",
-            "namespace": SCHEDULE_NAMESPACES[target],
-            "labels": {"app.kubernetes.io/part-of": "finfaas"},
-        },
-        "spec": {
-            "schedule": schedule,
-            "concurrencyPolicy": "Forbid",  # one run at a time is what the function wants anyway
-            "startingDeadlineSeconds": 30,  # a missed minute is skipped, not made up in a burst
-            "successfulJobsHistoryLimit": 1,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {
-                "backoffLimit": 0,  # the next minute's tick is the retry
-                "activeDeadlineSeconds": tick_deadline_seconds,
-                "template": {"spec": pod},
-            }},
-        },
-    }
-
-
-def schedule_manifests(stack: dict, target: str, header: str) -> dict[str, str]:
-    """File name -> YAML text of each scheduled function's CronJob on this target."""
-    manifests = {}
-    for name, fn in sorted(stack["functions"].items()):
-        cronjob = schedule_cronjob(name, fn, target)
-        if cronjob is not None:
-            manifests[f"{name}-schedule.yaml"] = header + yaml.safe_dump(cronjob, sort_keys=False)
-    return manifests
-
-
-def openfaas_schedule_manifests(stack: dict) -> dict[str, str]:
-    header = "# Generated from stack.yml by `finfaas build --schedules`; edit stack.yml instead.\n"
-    return schedule_manifests(stack, OPENFAAS, header)
 
 
 BUILD_DIR = Path("build")
@@ -219,7 +84,10 @@ def function_build_context(name: str, stack: dict, root: Path, build_dir: Path) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--knative", action="store_true", help="write infra/knative/<fn>.yaml")
+    parser.add_argument(
+        "--knative", action="store_true",
+        help="write infra/knative/base and infra/knative/overlays/<name> (infra/targets/knative.yaml)",
+    )
     parser.add_argument(
         "--schedules", action="store_true",
         help=f"write {OPENFAAS_DIR}/<fn>-schedule.yaml: CronJobs that tick scheduled functions on OpenFaaS",
@@ -238,11 +106,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     stack = load_stack(args.stack)
-    if args.knative:
-        for path in write_knative(stack):
+    root = args.stack.resolve().parent
+    try:  # every settings file is read and checked before anything is written
+        knative_settings = targets.load_settings(targets.KNATIVE, root) if args.knative else None
+        openfaas_settings = targets.load_settings(targets.OPENFAAS, root) if args.schedules else None
+    except targets.TargetSettingsError as error:
+        print(f"finfaas build: {error}; nothing written", file=sys.stderr)
+        return 2
+    if knative_settings is not None:
+        for path in knative.write_knative(stack, knative_settings, root / knative.KNATIVE_DIR):
             print(path)
-    if args.schedules:
-        for path in _write(OPENFAAS_DIR, openfaas_schedule_manifests(stack)):
+    if openfaas_settings is not None:
+        manifests = schedules.openfaas_schedule_manifests(
+            stack, openfaas_settings.gateway_url, openfaas_settings.function_namespace)
+        for path in _write(root / OPENFAAS_DIR, manifests):
             print(path)
     if args.template:
         print(overlay_template_index(args.stack.resolve().parent / TEMPLATE_DIR))

@@ -22,6 +22,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),
     ("transfers",): ("finfaas_dev.transfers", "list a customer's transfers, or the operators' view"),
     ("build",): ("finfaas_dev.build", "from stack.yml: --knative --schedules --shrinkwrap --template"),
+    ("secrets", "create"): ("finfaas_dev.cluster_secrets",
+                            "every secret stack.yml names, and how to load them"),
 }
 
 

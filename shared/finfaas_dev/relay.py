@@ -5,7 +5,7 @@
     running.stop()
 
 Deployed, the same loop runs in the relay function (functions/relay), ticked by a signed CronJob
-(infra/openfaas/ or infra/knative/relay-schedule.yaml).
+(infra/openfaas/relay-schedule.yaml, infra/knative/base/relay-schedule.yaml).
 Either way the relay signs the audit records it seals from outbox events (chains `ledger-outbox-<n>`)
 with the `audit-hmac-key` secret, read on first use, so it needs that secret like the functions do.
 """

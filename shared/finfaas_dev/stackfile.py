@@ -23,6 +23,9 @@ LOCAL_LANGS = ("python3-http", "python3-http-debian")
 # of-watchdog's fprocess for the python3-http template (shown as envProcess by /system/functions).
 PYTHON3_HTTP_FPROCESS = "python index.py"
 
+# faas-cli substitutes ${NAME:-default} from its environment before parsing (drone/envsubst); the local
+# runtime and the generated targets take the defaults, so what they make never depends on a shell.
+_SUBSTITUTION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 _NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _TOP_LEVEL_KEYS = {"version", "provider", "functions", "configuration"}
 # Every key faas-cli knows for a function; the local runtime uses a subset and ignores the rest.
@@ -126,7 +129,18 @@ def load_stack(path: Path) -> Stack:
     return parse_stack(text, Path(path))
 
 
+def with_defaults(text: str, path: Path) -> str:
+    """The stack text with each ${NAME:-default} at its default; a ${NAME} without one is an error."""
+    def default(match: re.Match[str]) -> str:
+        if match["default"] is None:
+            raise StackError(f"{path}: ${{{match['name']}}} needs a default (${{{match['name']}:-value}})")
+        return match["default"]
+
+    return _SUBSTITUTION.sub(default, text)
+
+
 def parse_stack(text: str, path: Path) -> Stack:
+    text = with_defaults(text, path)
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from finfaas.platform import audit, config, keys
 
-from finfaas_dev import emulators, gateway, infra, relay, stackfile, tools
+from finfaas_dev import emulators, gateway, infra, relay, schedules, stackfile, tools
 
 STATE_DIR = Path(".finfaas")
 SECRETS_DIR = STATE_DIR / "secrets"
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     # `kill -INT` must still stop everything.
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    outbox_relay = None
+    outbox_relay = ticker = None
     try:
         tools.ensure_dynamodb_local()
         started = time.monotonic()
@@ -55,17 +55,33 @@ def run(args: argparse.Namespace) -> int:
         ensure_local_secrets(SECRETS_DIR)
         _write_env_file(ENV_FILE)
         outbox_relay = relay.start_relay(SECRETS_DIR)
+        ticker = start_schedules(stack, os.environ["FINFAAS_GATEWAY_URL"])
         summary = partial(_print_summary, aws, args, stack, outputs, started)
         return gateway.run_on_uvloop(_serve(_gateway_config(stack, args), summary))
-    except (emulators.EmulatorError, infra.InfraError, tools.ToolsError) as error:
+    except (emulators.EmulatorError, infra.InfraError, tools.ToolsError, stackfile.StackError) as error:
         print(f"finfaas up: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
+        if ticker is not None:
+            ticker.stop()
         if outbox_relay is not None:
             outbox_relay.stop()
         aws.stop()
+
+
+def start_schedules(stack: stackfile.Stack, gateway_url: str) -> schedules.LocalTicker:
+    """Ticks stack.yml's scheduled functions (`com.finfaas.schedule`) as their CronJobs do on a cluster."""
+    from finfaas.platform.schedule import schedule_keys_from_config
+
+    try:
+        jobs = schedules.local_jobs({name: fn.annotations for name, fn in stack.functions.items()})
+    except ValueError as error:
+        raise stackfile.StackError(f"{stack.path}: {error}") from None
+    ticker = schedules.LocalTicker(jobs, gateway_url, schedule_keys_from_config)
+    ticker.start()
+    return ticker
 
 
 def ensure_local_secrets(folder: Path, out: Callable[[str], None] = print) -> None:
@@ -148,6 +164,8 @@ def _export(aws_env: dict[str, str], stage: str, gateway_port: int) -> None:
     os.environ.update(aws_env)
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     os.environ["FINFAAS_GATEWAY_URL"] = gateway_url
+    for name in [n for n in os.environ if n.startswith(config.FUNCTION_URL_ENV_PREFIX)]:
+        del os.environ[name]  # locally every call goes through the gateway
     os.environ["FINFAAS_JWKS_URL"] = f"{gateway_url}/function/auth/.well-known/jwks.json"
     os.environ["FINFAAS_STAGE"] = stage
     os.environ["FINFAAS_SECRETS_DIR"] = str(SECRETS_DIR.resolve())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,7 +14,12 @@ LOCAL_SECRETS_DIR_DEFAULT = Path(".finfaas/secrets")
 DEFAULT_STAGE = "local"
 DEFAULT_REGION = "us-east-1"
 RESOURCE_PREFIX = "finfaas"
-JWKS_URL_DEFAULT = "http://127.0.0.1:8080/function/auth/.well-known/jwks.json"
+GATEWAY_URL_ENV = "FINFAAS_GATEWAY_URL"
+GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"  # the local gateway
+# A function's own address (Knative: its Service's cluster address); unset, calls go through the gateway.
+FUNCTION_URL_ENV_PREFIX = "FINFAAS_FUNCTION_URL_"
+JWKS_URL_ENV = "FINFAAS_JWKS_URL"
+JWKS_PATH = "/.well-known/jwks.json"
 JWT_ISSUER_DEFAULT = "finfaas-auth"
 JWT_AUDIENCE_DEFAULT = "finfaas"
 XRAY_DAEMON_ADDRESS_DEFAULT = "127.0.0.1:2000"
@@ -97,6 +102,54 @@ def env_int(name: str, default: int, environ: Mapping[str, str] | None = None) -
 
 int_setting_chars_max = 20  # an int64 and its sign
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+# /function/<name>/<route>: the gateway path of a suite function, as callers and ASL tasks name it.
+_FUNCTION_PATH = re.compile(r"^/function/(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)(?P<route>[/?#].*)?$")
+
+
+def function_url_env(function: str) -> str:
+    """The variable holding a function's own address: FINFAAS_FUNCTION_URL_<NAME> (- becomes _)."""
+    return FUNCTION_URL_ENV_PREFIX + function.upper().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class FunctionAddresses:
+    """Where each suite function answers: its own address if configured, else the gateway's route."""
+
+    gateway_url: str
+    own_urls: Mapping[str, str] = field(default_factory=dict)  # function -> base URL, no trailing /
+
+    def url(self, function: str) -> str:
+        """The base URL a function's routes hang from (no trailing slash)."""
+        own = self.own_urls.get(function)
+        return own if own else f"{self.gateway_url.rstrip('/')}/function/{function}"
+
+    def route_path(self, function: str, route: str) -> str:
+        """The path a client uses for one of a function's routes (a Location header): below the
+        gateway's /function/<name>, or the route itself where the function has its own address."""
+        return route if self.own_urls.get(function) else f"/function/{function}{route}"
+
+    def resolve(self, path: str) -> str:
+        """The URL of a gateway path /function/<name>/<route>; any other path is taken from the gateway."""
+        match = _FUNCTION_PATH.match(path)
+        if match is None:
+            return self.gateway_url.rstrip("/") + path
+        return self.url(match["name"]) + (match["route"] or "")
+
+
+def addresses_of(where: str | FunctionAddresses) -> FunctionAddresses:
+    """Addresses as given, or a bare gateway URL's (every function through that gateway)."""
+    return where if isinstance(where, FunctionAddresses) else FunctionAddresses(where)
+
+
+def function_addresses(environ: Mapping[str, str] | None = None) -> FunctionAddresses:
+    """Addresses from FINFAAS_GATEWAY_URL and every FINFAAS_FUNCTION_URL_<NAME> set."""
+    environ = os.environ if environ is None else environ
+    own = {
+        name[len(FUNCTION_URL_ENV_PREFIX):].lower().replace("_", "-"): value.strip().rstrip("/")
+        for name, value in environ.items()
+        if name.startswith(FUNCTION_URL_ENV_PREFIX) and value.strip()
+    }
+    return FunctionAddresses(environ.get(GATEWAY_URL_ENV) or GATEWAY_URL_DEFAULT, own)
 
 
 @dataclass(frozen=True)
@@ -110,7 +163,7 @@ class AuthSettings:
 def auth_settings() -> AuthSettings:
     """Where verifiers fetch the JWKS and which issuer and audience tokens must name."""
     return AuthSettings(
-        jwks_url=os.environ.get("FINFAAS_JWKS_URL") or JWKS_URL_DEFAULT,
+        jwks_url=os.environ.get(JWKS_URL_ENV) or function_addresses().url("auth") + JWKS_PATH,
         issuer=os.environ.get("FINFAAS_JWT_ISSUER") or JWT_ISSUER_DEFAULT,
         audience=os.environ.get("FINFAAS_JWT_AUDIENCE") or JWT_AUDIENCE_DEFAULT,
     )

@@ -1,7 +1,8 @@
 """Service credentials: a function's own client_credentials token for calling other suite functions.
 
-    tokens = ServiceTokens.from_secret(gateway_url, client_name="transfers")  # secret transfers-client
-    client = GatewayClient(gateway_url, tokens)
+    addresses = config.function_addresses()
+    tokens = ServiceTokens.from_secret(addresses, client_name="transfers")  # secret transfers-client
+    client = GatewayClient(addresses, tokens)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 from finfaas.platform import jsonio
+from finfaas.platform.config import FunctionAddresses, addresses_of
 from finfaas.platform.keys import SERVICE_CLIENT_SECRET_SUFFIX
 
 TOKEN_PATH = "/function/auth/oauth/token"  # noqa: S105 - a route, not a credential
@@ -46,14 +48,16 @@ class ServiceTokens:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_secret(cls, gateway_url: str, client_name: str = "orchestrator") -> ServiceTokens:
-        """Credentials from the `<client_name>-client` secret ({client_id, client_secret})."""
+    def from_secret(
+        cls, gateway_url: str | FunctionAddresses, client_name: str = "orchestrator"
+    ) -> ServiceTokens:
+        """Credentials from the `<client_name>-client` secret ({client_id, client_secret}); tokens from
+        the auth function's address."""
         from finfaas.platform.config import read_secret
 
+        addresses = addresses_of(gateway_url)
         credentials = jsonio.loads(read_secret(client_name + SERVICE_CLIENT_SECRET_SUFFIX) or "{}")
-        return cls(
-            gateway_url.rstrip("/") + TOKEN_PATH, credentials["client_id"], credentials["client_secret"]
-        )
+        return cls(addresses.resolve(TOKEN_PATH), credentials["client_id"], credentials["client_secret"])
 
     def token(self) -> str:
         with self._lock:
@@ -83,7 +87,7 @@ class ServiceTokens:
 class LazyServiceTokens:
     """ServiceTokens from the `<client_name>-client` secret, read when the first call needs a token."""
 
-    def __init__(self, gateway_url: str, client_name: str = "orchestrator") -> None:
+    def __init__(self, gateway_url: str | FunctionAddresses, client_name: str = "orchestrator") -> None:
         self._gateway_url = gateway_url
         self._client_name = client_name
         self._tokens: ServiceTokens | None = None

@@ -1,7 +1,11 @@
-"""The one client for calling suite functions through the gateway: bearer token, trace header, pooled HTTP.
+"""The one client for calling suite functions: bearer token, trace header, pooled HTTP.
 
-    client = GatewayClient(gateway_url, ServiceTokens.from_secret(gateway_url, "transfers"))
+    addresses = config.function_addresses()   # FINFAAS_GATEWAY_URL, FINFAAS_FUNCTION_URL_<NAME>
+    client = GatewayClient(addresses, ServiceTokens.from_secret(addresses, "transfers"))
     reply = client.send("POST", "/function/risk/assessments", headers=..., body=b"{...}", timeout_seconds=3)
+
+Callers name a function by its gateway path (/function/<name>/<route>); the addresses turn it into
+the function's own URL where one is configured (Knative: no gateway), else the gateway's route.
 
 Used by the services' clients (services/suite_clients.py) and the orchestrator's HTTP tasks
 (workflow/tasks.py). It retries only once, after a 401, with a fresh token: callers are saga steps and
@@ -17,6 +21,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from finfaas.platform import jsonio
+from finfaas.platform.config import FunctionAddresses, addresses_of
 
 connect_timeout_seconds_default = 3.0
 reply_body_bytes_max = 256 * 1024
@@ -53,17 +58,19 @@ class GatewayReply:
 
 
 class GatewayClient:
-    """HTTP to /function/<name>/... on the gateway, with the caller's bearer token and trace header."""
+    """HTTP to /function/<name>/... (the function's own address, else the gateway), with the caller's
+    bearer token and trace header."""
 
     def __init__(
         self,
-        gateway_url: str,
+        gateway_url: str | FunctionAddresses,
         tokens: TokenSource,
         *,
         connect_timeout_seconds: float = connect_timeout_seconds_default,
         request: Callable[..., Any] | None = None,
     ) -> None:
-        self.gateway_url = gateway_url.rstrip("/")
+        self.addresses = addresses_of(gateway_url)
+        self.gateway_url = self.addresses.gateway_url.rstrip("/")
         self._tokens = tokens
         self._connect_timeout_seconds = connect_timeout_seconds
         self._request = request or pooled_request
@@ -101,7 +108,7 @@ class GatewayClient:
         try:
             return self._request(
                 method,
-                self.gateway_url + path,
+                self.addresses.resolve(path),
                 headers=all_headers,
                 data=body,
                 timeout=(self._connect_timeout_seconds, timeout_seconds),

@@ -1,7 +1,8 @@
 """The services' clients of other suite functions: JSON over the one gateway client (platform/).
 
-    tokens = ServiceTokens.from_secret(gateway_url, client_name="transfers")  # secret transfers-client
-    orchestrator = OrchestratorClient(SuiteClient(gateway_url, tokens))
+    addresses = config.function_addresses()   # the gateway, or each function's own address
+    tokens = ServiceTokens.from_secret(addresses, client_name="transfers")  # secret transfers-client
+    orchestrator = OrchestratorClient(SuiteClient(addresses, tokens))
     orchestrator.start("transfer", "tr_1", {...})
 
 A client never retries by itself (beyond the gateway client's one fresh token after a 401): callers
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from finfaas.platform.config import FunctionAddresses
 from finfaas.platform.gateway_client import GatewayClient, GatewayUnreachable, TokenSource, reply_body
 
 connect_timeout_seconds = 2.0
@@ -43,7 +45,8 @@ class SuiteClient:
     """JSON over the gateway client: an answer below 500, or ServiceUnreachable."""
 
     def __init__(
-        self, gateway_url: str, tokens: TokenSource, *, request: Callable[..., Any] | None = None
+        self, gateway_url: str | FunctionAddresses, tokens: TokenSource, *,
+        request: Callable[..., Any] | None = None,
     ) -> None:
         self._gateway = GatewayClient(
             gateway_url, tokens, connect_timeout_seconds=connect_timeout_seconds, request=request

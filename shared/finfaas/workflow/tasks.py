@@ -1,7 +1,8 @@
 """Task resources mapped to the suite: HTTP tasks through the gateway, SQS tasks to suite queues.
 
-    tokens = LazyServiceTokens(gateway_url)   # platform/credentials.py
-    runner = ResourceRunner(HttpTasks(gateway_url, tokens), SqsTasks())
+    addresses = config.function_addresses()   # platform/config.py
+    tokens = LazyServiceTokens(addresses)     # platform/credentials.py
+    runner = ResourceRunner(HttpTasks(addresses, tokens), SqsTasks())
     outcome = runner.run(call)   # TaskSucceeded | TaskFailed | TaskSubmitted | TaskBusy
 
 A runner never raises for a task's own failure: every outcome is a value, named with an ASL error
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol
 
+from finfaas.platform.config import FunctionAddresses
 from finfaas.platform.credentials import TokenUnavailable
 from finfaas.platform.gateway_client import (
     GatewayClient,
@@ -116,7 +118,8 @@ class HttpTasks:
     """`arn:aws:states:::http:invoke` to a suite function through the gateway."""
 
     def __init__(
-        self, gateway_url: str, tokens: TokenSource, *, request: Callable[..., Any] | None = None
+        self, gateway_url: str | FunctionAddresses, tokens: TokenSource, *,
+        request: Callable[..., Any] | None = None,
     ) -> None:
         self._gateway = GatewayClient(gateway_url, tokens, request=request)
 

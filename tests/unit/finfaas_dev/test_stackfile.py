@@ -126,3 +126,14 @@ def test_a_file_that_is_not_an_openfaas_stack_is_refused(tmp_path):
 def test_a_missing_stack_file_says_which(tmp_path):
     with pytest.raises(StackError, match="cannot read stack file"):
         load_stack(tmp_path / "nope.yml")
+
+
+def test_faas_cli_substitutions_take_their_defaults_and_one_without_a_default_is_named(tmp_path):
+    # stack.yml names the stage, registry and tag as ${NAME:-default}, which faas-cli fills from its shell
+    from finfaas_dev.stackfile import StackError, with_defaults
+
+    stack = load_stack(ROOT / "stack.yml")
+    assert stack.functions["ledger"].environment["FINFAAS_STAGE"] == "local"
+    assert stack.functions["ledger"].image == "finfaas/ledger:0.1.0"
+    with pytest.raises(StackError, match=r"\$\{STAGE\} needs a default"):
+        with_defaults("environment:\n  FINFAAS_STAGE: ${STAGE}\n", tmp_path / "stack.yml")

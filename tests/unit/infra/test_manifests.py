@@ -1,26 +1,28 @@
-"""stack.yml and the Knative manifests validate against the real CRD schemas, offline."""
+"""stack.yml and the Knative target's manifests validate against the real CRD schemas, offline."""
 
 from __future__ import annotations
 
 import copy
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from finfaas.platform.config import function_url_env
 from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME
-from finfaas_dev.build import (
-    KNATIVE_DIR,
-    OPENFAAS_DIR,
-    SCHEDULE_ANNOTATION,
-    knative_manifests,
-    load_stack,
-    openfaas_schedule_manifests,
-)
+from finfaas_dev import knative, targets
+from finfaas_dev.build import load_stack
+from finfaas_dev.schedules import OPENFAAS_DIR, SCHEDULE_ANNOTATION, openfaas_schedule_manifests
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMAS = ROOT.parent / "shared" / "schemas"
 STACK = load_stack(ROOT / "stack.yml")
+KNATIVE = targets.load_settings(targets.KNATIVE, ROOT)
+OPENFAAS = targets.load_settings(targets.OPENFAAS, ROOT)
+KNATIVE_DIR = ROOT / knative.KNATIVE_DIR
 
 
 def _crd_schema(file_name: str) -> dict:
@@ -32,17 +34,15 @@ def _crd_schema(file_name: str) -> dict:
 
 
 def _closed(schema: dict) -> dict:
-    """The CRD schema with unknown fields rejected (the API server prunes them silently, hiding typos)."""
+    """The CRD schema with unknown fields rejected (the API server prunes them silently, hiding typos).
+
+    An object that lists its properties is closed even where the CRD preserves unknown fields (Knative
+    Eventing's Trigger spec and delivery): there a typo is kept, and ignored, instead of pruned."""
     schema = copy.deepcopy(schema)
 
     def walk(node):
         if isinstance(node, dict):
-            if (
-                node.get("type") == "object"
-                and "properties" in node
-                and "additionalProperties" not in node
-                and not node.get("x-kubernetes-preserve-unknown-fields")
-            ):
+            if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node:
                 node["additionalProperties"] = False
             for value in node.values():
                 walk(value)
@@ -92,77 +92,275 @@ def test_openfaas_crd_rejects_a_non_string_label():
         jsonschema.validate(_openfaas_function("x", fn), schema)
 
 
-def test_knative_manifests_are_generated_from_stack_and_up_to_date():
-    expected = knative_manifests(STACK)
-    on_disk = {p.name: p.read_text() for p in (ROOT / KNATIVE_DIR).glob("*.yaml")}
-    assert on_disk == expected, "run `finfaas build --knative` after editing stack.yml"
+# CRD file, and whether only `spec` is described (Knative Eventing's schemas list spec and status only).
+CRD_OF_KIND = {
+    "Service": ("knative-serving-service-crd.yaml", False),
+    "Broker": ("knative-eventing-broker-crd.yaml", True),
+    "Trigger": ("knative-eventing-trigger-crd.yaml", True),
+    "IntegrationSource": ("knative-eventing-integrationsource-crd.yaml", True),
+    "PingSource": ("knative-eventing-pingsource-crd.yaml", True),
+}
+BUILTIN_KINDS = {"ConfigMap", "CronJob"}  # checked by the tests below, not by a CRD here
 
 
-KNATIVE_SERVICES = sorted(f"{name}.yaml" for name in STACK["functions"])
+def _validate(document: dict) -> None:
+    """Against its kind's CRD schema with unknown fields rejected; a kind without one is an error."""
+    kind = document["kind"]
+    if kind in BUILTIN_KINDS:
+        return
+    file_name, spec_only = CRD_OF_KIND[kind]
+    schema = _crd_schema(file_name)
+    if spec_only:
+        jsonschema.validate(document["spec"], schema["properties"]["spec"])
+    else:
+        jsonschema.validate(document, schema)
 
 
-@pytest.mark.parametrize("file_name", KNATIVE_SERVICES)
-def test_knative_service_validates_against_crd_and_scales_to_zero(file_name):
-    schema = _crd_schema("knative-serving-service-crd.yaml")
-    manifest = yaml.safe_load((ROOT / KNATIVE_DIR / file_name).read_text())
-    jsonschema.validate(manifest, schema)
-    annotations = manifest["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["autoscaling.knative.dev/min-scale"] == "0"
+def _generated_tree() -> dict[str, str]:
+    return {str(p.relative_to(KNATIVE_DIR)): p.read_text() for p in KNATIVE_DIR.rglob("*.yaml")}
+
+
+BASE_FILES = sorted(yaml.safe_load((KNATIVE_DIR / "base" / "kustomization.yaml").read_text())["resources"])
+
+
+def _base() -> list[dict]:
+    return [yaml.safe_load((KNATIVE_DIR / knative.BASE / name).read_text()) for name in BASE_FILES]
+
+
+def _of_kind(documents: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in documents if d["kind"] == kind}
+
+
+def test_knative_target_is_generated_from_stack_and_settings_and_up_to_date():
+    expected = knative.knative_manifests(STACK, KNATIVE)
+    assert _generated_tree() == expected, "run `finfaas build --knative` after editing stack.yml or settings"
+
+
+@pytest.mark.parametrize("file_name", BASE_FILES)
+def test_every_base_manifest_validates_against_its_crd(file_name):
+    _validate(yaml.safe_load((KNATIVE_DIR / "base" / file_name).read_text()))
+
+
+def test_a_misspelt_field_fails_validation_in_every_kind():
+    # GIVEN one document of each kind the base has, each with a typo in its spec
+    for kind, document in {d["kind"]: d for d in _base()}.items():
+        if kind in BUILTIN_KINDS:
+            continue
+        broken = copy.deepcopy(document)
+        broken["spec"]["colour"] = "typo"
+        # THEN validation refuses it (the API server would prune it silently)
+        with pytest.raises(jsonschema.ValidationError):
+            _validate(broken)
+
+
+def _kustomized(overlay: str) -> list[dict] | None:
+    """`kustomize build` of an overlay, as `kubectl apply -k` renders it; None without kubectl."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return None
+    text = subprocess.run([kubectl, "kustomize", str(KNATIVE_DIR / "overlays" / overlay)],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def _merged(overlay: str) -> list[dict]:
+    """The overlay applied by hand, for machines without kubectl: only the four kustomize features the
+    generator uses (namespace, images, a ConfigMap patch merging `data`, JSON patches that replace)."""
+    folder = KNATIVE_DIR / "overlays" / overlay
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../../base"]
+    documents = copy.deepcopy(_base())
+    images = {image["name"]: f"{image['newName']}:{image['newTag']}" for image in kustomization["images"]}
+    by_key = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+    for patch in kustomization["patches"]:
+        if "path" in patch:
+            change = yaml.safe_load((folder / patch["path"]).read_text())
+            by_key[change["kind"], change["metadata"]["name"]]["data"].update(change["data"])
+            continue
+        target = by_key[patch["target"]["kind"], patch["target"]["name"]]
+        for operation in json.loads(patch["patch"]):
+            assert operation["op"] == "replace"
+            *parents, last = operation["path"].strip("/").split("/")
+            node = target
+            for part in parents:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            node[int(last) if isinstance(node, list) else last] = operation["value"]
+    for document in documents:
+        document["metadata"]["namespace"] = kustomization["namespace"]
+        for container in _containers(document):
+            container["image"] = images.get(container["image"].rsplit(":", 1)[0], container["image"])
+    return documents
+
+
+def _containers(document: dict) -> list[dict]:
+    spec = document.get("spec") or {}
+    if document["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+
+
+def _rendered(overlay: str) -> list[dict]:
+    return _kustomized(overlay) or _merged(overlay)
+
+
+@pytest.mark.parametrize("overlay", sorted(KNATIVE.overlays))
+def test_the_hand_merge_agrees_with_kustomize(overlay):
+    # Where kubectl is missing (it may be, in CI) the overlay tests use _merged: it must render the same.
+    kustomized = _kustomized(overlay)
+    if kustomized is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+
+    def keyed(documents):
+        return {(d["kind"], d["metadata"]["name"]): d for d in documents}
+
+    assert keyed(_merged(overlay)) == keyed(kustomized)
+
+
+@pytest.mark.parametrize("overlay", sorted(KNATIVE.overlays))
+def test_each_overlay_renders_into_its_namespace_registry_stage_and_queues(overlay):
+    settings = KNATIVE.overlays[overlay]
+    documents = _rendered(overlay)
+    for document in documents:
+        _validate(document)
+        assert document["metadata"]["namespace"] == settings.namespace, document["metadata"]["name"]
+    # every function's image from the overlay's registry and tag
+    services = _of_kind(documents, "Service")
+    assert sorted(services) == sorted(STACK["functions"])
+    for name, service in services.items():
+        [container] = service["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == f"{settings.image_registry}/{name}:{settings.image_tag}"
+    # the stage, and every function's (and the JWKS's) address in this namespace
+    [config] = _of_kind(documents, "ConfigMap").values()
+    assert config["data"]["FINFAAS_STAGE"] == settings.stage
+    assert config["data"]["FINFAAS_JWKS_URL"] == (
+        f"http://auth.{settings.namespace}.svc.cluster.local/.well-known/jwks.json")
+    for name in STACK["functions"]:
+        assert config["data"][function_url_env(name)] == f"http://{name}.{settings.namespace}.svc.cluster.local"
+    # each queue of the stage, in the overlay's account
+    for source in _of_kind(documents, "IntegrationSource").values():
+        topic = source["spec"]["ceOverrides"]["extensions"][knative.QUEUE_EXTENSION]
+        assert source["spec"]["aws"]["sqs"]["arn"] == (
+            f"arn:aws:sqs:{KNATIVE.aws_region}:{settings.aws_account_id}:finfaas-{settings.stage}-{topic}")
+    # schedule ticks go to the Service in this namespace
+    for cronjob in _of_kind(documents, "CronJob").values():
+        [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        name = container["command"][3]
+        assert container["command"][4] == f"http://{name}.{settings.namespace}.svc.cluster.local"
+        assert container["image"] == f"{settings.image_registry}/{name}:{settings.image_tag}"
+
+
+def test_no_knative_manifest_assumes_a_gateway():
+    # A Knative-only cluster has no OpenFaaS gateway: calls, tokens and the JWKS go to the Services.
+    for relative, text in _generated_tree().items():
+        assert "gateway" not in text.lower(), relative
+    for service in _of_kind(_base(), "Service").values():
+        [container] = service["spec"]["template"]["spec"]["containers"]
+        names = {item["name"] for item in container["env"]}
+        assert not names & set(knative.TARGET_VARIABLES), "env would hide the overlay's ConfigMap"
+        assert container["envFrom"] == [{"configMapRef": {"name": knative.TARGET_CONFIG}}]
+
+
+def test_every_queue_subscription_is_fed_from_sqs_with_retries_and_a_dead_letter_sink():
+    documents = _base()
+    sources = {s["spec"]["ceOverrides"]["extensions"][knative.QUEUE_EXTENSION]: s
+               for s in _of_kind(documents, "IntegrationSource").values()}
+    triggers = _of_kind(documents, "Trigger")
+    brokers = _of_kind(documents, "Broker")
+    subscriptions = {(name, topic) for name, fn in STACK["functions"].items() for topic in knative.topics(fn)}
+    assert subscriptions, "stack.yml has queue-driven functions"
+    queue = knative.QUEUE_EXTENSION
+    fed = {(t["spec"]["subscriber"]["ref"]["name"], t["spec"]["filter"]["attributes"][queue])
+           for t in triggers.values()}
+    assert fed == subscriptions
+    for name, topic in subscriptions:
+        source = sources[topic]
+        assert source["spec"]["sink"]["ref"]["name"] == knative.QUEUES_BROKER
+        assert source["spec"]["aws"]["sqs"]["arn"].endswith(f":finfaas-local-{topic}")
+        trigger = triggers[f"{name}-{topic}"]
+        assert trigger["spec"]["broker"] == knative.QUEUES_BROKER
+        delivery = trigger["spec"]["delivery"]
+        assert delivery["retry"] >= 1
+        assert delivery["deadLetterSink"]["ref"]["name"] == knative.DEAD_LETTER_BROKER
+    assert set(brokers) == {knative.QUEUES_BROKER, knative.DEAD_LETTER_BROKER}
 
 
 def test_every_function_trusts_the_one_address_header_its_edge_sets():
     # OpenFaaS (behind an ingress, or the local gateway): X-Real-Ip; Knative (Kourier/Istio): Envoy's.
     for name, fn in STACK["functions"].items():
-        assert fn["environment"]["FINFAAS_CLIENT_IP_HEADER"] == "X-Real-Ip", name
-    for file_name in KNATIVE_SERVICES:
-        manifest = yaml.safe_load((ROOT / KNATIVE_DIR / file_name).read_text())
-        [container] = manifest["spec"]["template"]["spec"]["containers"]
+        assert fn["environment"]["FINFAAS_CLIENT_IP_HEADER"] == OPENFAAS.client_ip_header == "X-Real-Ip", name
+    for service in _of_kind(_base(), "Service").values():
+        [container] = service["spec"]["template"]["spec"]["containers"]
         env = {item["name"]: item["value"] for item in container["env"]}
-        assert env["FINFAAS_CLIENT_IP_HEADER"] == "X-Envoy-External-Address", file_name
+        assert env["FINFAAS_CLIENT_IP_HEADER"] == "X-Envoy-External-Address", service["metadata"]["name"]
 
 
-def test_knative_schema_rejects_a_misspelt_field():
-    schema = _crd_schema("knative-serving-service-crd.yaml")
-    manifest = yaml.safe_load(next(iter(knative_manifests(STACK).values())))
-    manifest["spec"]["template"]["spec"]["containers"][0]["imagee"] = "typo"
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(manifest, schema)
+def test_stack_environment_is_what_the_openfaas_settings_say():
+    gateway = OPENFAAS.gateway_url
+    for name, fn in STACK["functions"].items():
+        env = fn["environment"]
+        assert env["FINFAAS_GATEWAY_URL"] == gateway, name
+        assert env["FINFAAS_JWKS_URL"] == f"{gateway}/function/auth/.well-known/jwks.json", name
+        assert env["AWS_XRAY_DAEMON_ADDRESS"] == OPENFAAS.xray_daemon_address, name
+        # OpenFaaS: every call between functions goes through the gateway
+        assert not any(key.startswith("FINFAAS_FUNCTION_URL_") for key in env), name
+
+
+def test_queue_functions_subscribe_with_the_connector_convention_one_queue_per_topic():
+    template = (ROOT / "infra" / "template.yaml").read_text()
+    seen: dict[str, str] = {}
+    for name, fn in STACK["functions"].items():
+        for topic in knative.topics(fn):
+            assert topic not in seen, f"{topic} consumed by {seen.get(topic)} and {name}: one queue per topic"
+            seen[topic] = name
+            assert f"QueueName: !Sub finfaas-${{Stage}}-{topic}\n" in template, topic
+            assert "events-hmac-key" in fn["secrets"], f"{name} opens sealed queue messages"
+    assert set(seen) == {"reviews", "rail", "events", "webhooks", "orchestrator"}
 
 
 def test_openfaas_schedules_are_generated_from_stack_and_up_to_date():
     on_disk = {p.name: p.read_text() for p in (ROOT / OPENFAAS_DIR).glob("*.yaml")}
-    expected = openfaas_schedule_manifests(STACK)
-    assert on_disk == expected, "run `finfaas build --schedules` after editing stack.yml"
+    expected = openfaas_schedule_manifests(STACK, OPENFAAS.gateway_url, OPENFAAS.function_namespace)
+    assert on_disk == expected, "run `finfaas build --schedules` after editing stack.yml or its settings"
 
 
-SCHEDULES = [(OPENFAAS_DIR, "openfaas-fn", "http://gateway.openfaas:8080/function/relay"),
-             (KNATIVE_DIR, "finfaas", "http://relay.finfaas.svc.cluster.local")]
+SCHEDULED = sorted(name for name, fn in STACK["functions"].items()
+                   if SCHEDULE_ANNOTATION in (fn.get("annotations") or {}))
+SCHEDULES = [(ROOT / OPENFAAS_DIR, "openfaas-fn", "http://gateway.openfaas:8080/function/{}"),
+             (KNATIVE_DIR / "base", "finfaas", "http://{}.finfaas.svc.cluster.local")]
 
 
+def test_the_relay_and_hold_expiry_are_scheduled_and_only_they_hold_the_schedule_key():
+    assert SCHEDULED == ["ledger", "relay"]
+    holders = sorted(n for n, fn in STACK["functions"].items() if SCHEDULE_KEY_SECRET_NAME in fn["secrets"])
+    assert holders == SCHEDULED
+
+
+@pytest.mark.parametrize("name", SCHEDULED)
 @pytest.mark.parametrize(("folder", "namespace", "url"), SCHEDULES)
-def test_the_relay_is_ticked_by_a_cronjob_that_signs_with_the_schedule_key(folder, namespace, url):
-    # The relay refuses unsigned calls, and no stock scheduler signs: without this CronJob the outbox
-    # would never be published on a cluster.
-    cronjob = yaml.safe_load((ROOT / folder / "relay-schedule.yaml").read_text())
+def test_a_scheduled_function_is_ticked_by_a_cronjob_that_signs_with_the_schedule_key(folder, namespace, url,
+                                                                                     name):
+    # Scheduled routes refuse unsigned calls, and no stock scheduler signs: without this CronJob the
+    # outbox would never be published, nor holds expired, on a cluster.
+    cronjob = yaml.safe_load((folder / f"{name}-schedule.yaml").read_text())
 
     assert (cronjob["apiVersion"], cronjob["kind"]) == ("batch/v1", "CronJob")
     assert cronjob["metadata"]["namespace"] == namespace  # beside the function's secrets
     spec = cronjob["spec"]
-    assert spec["schedule"] == STACK["functions"]["relay"]["annotations"][SCHEDULE_ANNOTATION]
+    assert spec["schedule"] == STACK["functions"][name]["annotations"][SCHEDULE_ANNOTATION]
     assert spec["concurrencyPolicy"] == "Forbid"
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert container["image"] == STACK["functions"]["relay"]["image"]
-    assert container["command"] == ["python", "-m", "finfaas.platform.schedule", "relay", url]
+    assert container["image"] == STACK["functions"][name]["image"]
+    assert container["command"] == ["python", "-m", "finfaas.platform.schedule", name, url.format(name)]
     [volume] = pod["volumes"]
     assert volume["secret"]["secretName"] == SCHEDULE_KEY_SECRET_NAME
     assert container["volumeMounts"] == [{"name": volume["name"], "mountPath": "/var/openfaas/secrets",
                                           "readOnly": True}]
     assert pod["restartPolicy"] == "Never"
+    assert SCHEDULE_KEY_SECRET_NAME in STACK["functions"][name]["secrets"]
 
 
 def test_no_function_relies_on_the_unsigned_cron_connector():
     for name, fn in STACK["functions"].items():
         annotations = fn.get("annotations") or {}
         assert annotations.get("topic") != "cron-function", name
-

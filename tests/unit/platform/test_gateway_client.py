@@ -174,3 +174,42 @@ def test_a_proxy_in_the_environment_does_not_reroute_calls(gateway, monkeypatch)
         monkeypatch.delenv(name, raising=False)
 
     assert _post(GatewayClient(gateway, RotatingTokens(first=2))).status_code == 200
+
+
+def test_a_function_with_its_own_address_is_called_there_not_through_the_gateway(gateway):
+    # GIVEN addresses where the bank function has its own (a Knative Service) and no gateway answers
+    addresses = config.function_addresses({"FINFAAS_GATEWAY_URL": DEAD_PROXY,
+                                           config.function_url_env("bank"): gateway + "/"})
+
+    # WHEN a caller names the function by its gateway path
+    reply = _post(GatewayClient(addresses, RotatingTokens(first=2)), "debits?x=1")
+
+    # THEN the call reaches the function's own address, with the route below it
+    assert reply.status_code == 200
+    assert [seen["path"] for seen in _Function.seen] == ["/debits?x=1"]
+
+
+def test_addresses_fall_back_to_the_gateway_route_per_function():
+    addresses = config.function_addresses({
+        "FINFAAS_GATEWAY_URL": "http://gateway.openfaas:8080/",
+        "FINFAAS_FUNCTION_URL_RISK_CHECKS": "http://risk-checks.ns.svc.cluster.local",
+    })
+    assert addresses.resolve("/function/ledger/pending/t-1-hold/post") == (
+        "http://gateway.openfaas:8080/function/ledger/pending/t-1-hold/post")
+    assert addresses.resolve("/function/risk-checks/assessments") == (
+        "http://risk-checks.ns.svc.cluster.local/assessments")
+    assert addresses.resolve("/function/risk-checks") == "http://risk-checks.ns.svc.cluster.local"
+    assert addresses.resolve("/function/ledgerx/a") == "http://gateway.openfaas:8080/function/ledgerx/a"
+    assert config.function_addresses({}).url("auth") == "http://127.0.0.1:8080/function/auth"
+
+
+def test_the_jwks_is_fetched_from_the_auth_functions_own_address(monkeypatch):
+    # GIVEN a target that sets the auth function's address but no JWKS URL
+    monkeypatch.delenv("FINFAAS_JWKS_URL", raising=False)
+    monkeypatch.setenv(config.function_url_env("auth"), "http://auth.finfaas.svc.cluster.local")
+    config.auth_settings.cache_clear()
+    try:
+        # THEN verifiers fetch the keys there
+        assert config.auth_settings().jwks_url == "http://auth.finfaas.svc.cluster.local/.well-known/jwks.json"
+    finally:
+        config.auth_settings.cache_clear()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from finfaas.platform.schedule import SCHEDULE_HEADER, sign_tick
+from finfaas_dev.testing.platform import call
 from support.ledger_function_testing import CURRENCY, FUNDING_ACCOUNT
 
 HOLD_TIMEOUT_SECONDS = 1
@@ -161,3 +163,27 @@ def test_funding_accounts_exist_after_the_ops_bootstrap(ledger_function):
     balance = ledger_function.get(f"/accounts/{FUNDING_ACCOUNT}/balance")
 
     assert balance.status == 200 and balance.json()["kind"] == "FUNDING"
+
+
+def test_the_hold_expiry_schedule_expires_due_holds_on_a_signed_tick_only(ledger_function, open_account, ids):
+    # GIVEN a hold past its timeout, and the schedule key the ledger's CronJob signs with
+    key = b"k" * 32
+    ledger_function.module.schedule_proof.use([key])
+    alice, shop = open_account("alice", funded_minor=1_000), open_account("shop")
+    ledger_function.post("/pending", leg(ids, "h1", alice, shop, 400, timeout_seconds=HOLD_TIMEOUT_SECONDS),
+                         key=ids("k1"))
+    time.sleep(EXPIRY_WAIT_SECONDS)
+
+    # WHEN the schedule's POST / arrives without a tick, with a bearer token instead, then signed
+    unsigned = call(ledger_function.module.handle, "POST", "/", headers={}, token=None)
+    bearer = call(ledger_function.module.handle, "POST", "/", token=ledger_function.token())
+    assert ledger_function.get(f"/transfers/{ids('h1')}").json()["state"] == "PENDING"
+    signed = call(ledger_function.module.handle, "POST", "/",
+                  headers={SCHEDULE_HEADER: sign_tick(key, "ledger", time.time())})
+
+    # THEN only the signed tick runs the expiry
+    assert unsigned.status == bearer.status == 401
+    assert unsigned.json()["code"] == "schedule_proof_invalid"
+    assert signed.status == 200
+    assert ids("h1") in {t["pending_id"] for t in signed.json()["transfers"]}
+    assert ledger_function.get(f"/accounts/{alice}/balance").json()["available_minor"] == 1_000

@@ -624,3 +624,17 @@ def test_a_rail_message_not_sealed_by_the_suite_is_401_and_pays_nothing():
 
     assert [(r.status_code, r.json()["code"]) for r in replies] == [(401, "event_mac_invalid")] * 2
     assert world.queues.messages == []
+
+
+def test_the_status_url_is_below_the_gateway_or_the_services_own_path(monkeypatch):
+    # GIVEN the same transfer accepted behind the OpenFaaS gateway, then where transfers has its own
+    # address (Knative: no gateway, the Service answers at its root)
+    world = SagaWorld()
+    behind_gateway = world.start_transfer(INTERNAL, "k-gw")
+    monkeypatch.setenv("FINFAAS_FUNCTION_URL_TRANSFERS", "http://transfers.finfaas.svc.cluster.local")
+    own_address = world.start_transfer({**INTERNAL, "amount": 100}, "k-own")
+
+    # THEN each answer's Location and status_url is the path a client of that target follows
+    for reply, prefix in ((behind_gateway, "/function/transfers/transfers/"), (own_address, "/transfers/")):
+        assert reply.status_code == 202
+        assert reply.headers["Location"] == reply.json()["status_url"] == prefix + reply.json()["transfer_id"]
