@@ -5,49 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
-from finfaas.platform.events import DATA_MEDIA_TYPE, EventEnvelope, EventMac
-from finfaas.platform.pii import EnvelopeCipher
+from finfaas.platform.events import DATA_MEDIA_TYPE, EventMac
 from finfaas.platform.schedule import SCHEDULE_HEADER, schedule_tick_age_seconds_max, sign_tick
 from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas.services.webhooks.api import DELIVERY_TYPE, Delivery
 from finfaas.services.webhooks.model import verify_signature
-from finfaas.services.webhooks.service import (
-    OutboundPolicy,
-    SecretBox,
-    SubscriptionCache,
-    SubscriptionService,
-    TargetMode,
-    WebhookFanout,
-    WebhookSender,
-)
-from finfaas_dev.fakes.platform import InMemoryDataKeys
-from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
-from support.events_fakes import T0, FakeOutbox, FakePoster, FakeQueue, FakeSubscriptions, outbox_event
+from finfaas_dev.testing.platform import call, load_function_handler
+from support.events_fakes import FakeOutbox, FakeQueue, outbox_event
+from support.webhooks_testing import URL, WebhooksWorld, transfer_created
 
 WRITE, READ = ["webhooks:write"], ["webhooks:read"]
-BODY = {"url": "http://127.0.0.1:9000/hooks", "event_types": ["ledger.transfers.created"]}
-EVENT = EventEnvelope("ledger.transfers.created:t-1:1", "finfaas/ledger", "ledger.transfers.created", "t-1",
-                      T0, {"transfers": []})
-
-
-@pytest.fixture(scope="module")
-def tokens() -> TokenMinter:
-    return TokenMinter.generate()
+BODY = {"url": URL, "event_types": ["ledger.transfers.created"]}
+EVENT = transfer_created()
 
 
 @pytest.fixture
 def webhooks(tokens):
-    """The webhooks handler with fake stores, queues and receiver; returns (module, fakes)."""
-    module = load_function_handler("webhooks")
-    module.verifier.use(tokens.verifier())
-    store, box = FakeSubscriptions(), SecretBox(EnvelopeCipher(InMemoryDataKeys()))
-    policy = OutboundPolicy(TargetMode.LOOPBACK, resolve=lambda host, port: ["127.0.0.1"])
-    cache, mac, poster = SubscriptionCache(store, 0), EventMac.generate(), FakePoster()
-    queue, dlq = FakeQueue(), FakeQueue()
-    module.services.use(module.WebhooksServices(
-        SubscriptionService(store, box, policy), WebhookFanout(cache, queue, mac),
-        WebhookSender(cache, box, poster, policy, queue, dlq, mac), mac, probe=lambda: None))
-    return module, {"mac": mac, "queue": queue, "poster": poster}
+    """The webhooks handler with fake stores, queues and receiver; returns (module, world)."""
+    world = WebhooksWorld()
+    return world.function(tokens.verifier()), world
 
 
 def create(module, tokens, key="k-1", body=BODY, sub="partner-1"):
@@ -102,23 +78,23 @@ def test_integrators_list_read_and_delete_only_their_own_subscriptions(webhooks,
 
 
 def test_a_queued_event_is_fanned_out_and_a_queued_delivery_is_sent_signed(webhooks, tokens):
-    module, fakes = webhooks
+    module, world = webhooks
     created = create(module, tokens).json()
     # WHEN the events queue delivers an event
-    reply = queue_post(module, fakes["mac"].seal(EVENT.document()), EVENT.type)
+    reply = queue_post(module, world.mac.seal(EVENT.document()), EVENT.type)
     assert reply.status == 200 and reply.json() == {"outcome": "fanned_out", "deliveries": 1}
     # AND the webhooks queue delivers the resulting message
-    [message] = fakes["queue"].sent
+    [message] = world.queue.sent
     sent = queue_post(module, message.body, message.attributes["ce-type"])
     # THEN the subscriber received the event, signed with its secret
     assert sent.status == 200 and sent.json() == {"outcome": "delivered"}
-    [request] = fakes["poster"].received
+    [request] = world.poster.received
     verify_signature(created["secret"], request.headers, request.body)
     assert json.loads(request.body)["id"] == EVENT.id
 
 
 def test_a_forged_queue_message_is_refused_and_nothing_is_sent(webhooks, tokens):
-    module, fakes = webhooks
+    module, world = webhooks
     subscription_id = create(module, tokens).json()["id"]
     forged = Delivery(subscription_id, {**EVENT.document(), "data": {"transfers": ["forged"]}})
     reply = queue_post(module, EventMac.generate().seal(forged.document()), DELIVERY_TYPE)
@@ -126,14 +102,14 @@ def test_a_forged_queue_message_is_refused_and_nothing_is_sent(webhooks, tokens)
     assert reply.header("Content-Type") == "application/problem+json"
     unsealed = queue_post(module, json.dumps(EVENT.document()).encode(), EVENT.type)
     assert unsealed.status == 401
-    assert fakes["poster"].received == [] and fakes["queue"].sent == []
+    assert world.poster.received == [] and world.queue.sent == []
 
 
 def test_a_fan_out_that_cannot_queue_answers_503_so_sqs_delivers_the_event_again(webhooks, tokens):
-    module, fakes = webhooks
+    module, world = webhooks
     create(module, tokens)
-    fakes["queue"].failing = True
-    assert queue_post(module, fakes["mac"].seal(EVENT.document()), EVENT.type).status == 503
+    world.queue.failing = True
+    assert queue_post(module, world.mac.seal(EVENT.document()), EVENT.type).status == 503
 
 
 SCHEDULE_KEY = b"k" * 32

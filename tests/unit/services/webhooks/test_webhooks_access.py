@@ -4,46 +4,23 @@ read, change nor delete integrator A's subscription, and cannot tell it exists."
 from __future__ import annotations
 
 import pytest
-from finfaas.platform.events import EventMac
-from finfaas.platform.pii import EnvelopeCipher
 from finfaas.services.webhooks.model import SubscriptionStatus
-from finfaas.services.webhooks.service import (
-    OutboundPolicy,
-    SecretBox,
-    SubscriptionCache,
-    SubscriptionService,
-    TargetMode,
-    WebhookFanout,
-    WebhookSender,
-)
-from finfaas_dev.fakes.platform import InMemoryDataKeys
-from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
-from support.events_fakes import FakePoster, FakeQueue, FakeSubscriptions
+from finfaas_dev.testing.platform import call
+from support.webhooks_testing import URL, WebhooksWorld
 
 SCOPES = ["webhooks:read", "webhooks:write"]
-BODY = {"url": "http://127.0.0.1:9000/hooks", "event_types": ["ledger.transfers.created"]}
-
-
-@pytest.fixture(scope="module")
-def tokens() -> TokenMinter:
-    return TokenMinter.generate()
+BODY = {"url": URL, "event_types": ["ledger.transfers.created"]}
 
 
 @pytest.fixture
 def world(tokens):
     """The webhooks function on fakes, with one subscription of integrator A; returns (module, store, id)."""
-    module = load_function_handler("webhooks")
-    module.verifier.use(tokens.verifier())
-    store, box = FakeSubscriptions(), SecretBox(EnvelopeCipher(InMemoryDataKeys()))
-    policy = OutboundPolicy(TargetMode.LOOPBACK, resolve=lambda host, port: ["127.0.0.1"])
-    cache, mac, queue = SubscriptionCache(store, 0), EventMac.generate(), FakeQueue()
-    module.services.use(module.WebhooksServices(
-        SubscriptionService(store, box, policy), WebhookFanout(cache, queue, mac),
-        WebhookSender(cache, box, FakePoster(), policy, queue, FakeQueue(), mac), mac, probe=lambda: None))
+    webhooks = WebhooksWorld()
+    module = webhooks.function(tokens.verifier())
     created = call(module.handle, "POST", "/subscriptions", json_body=BODY, token=tokens.mint("a", SCOPES),
                    headers={"Idempotency-Key": "key-1"})
     assert created.status == 201
-    return module, store, created.json()["id"]
+    return module, webhooks.store, created.json()["id"]
 
 
 def test_another_integrator_gets_the_same_404_as_for_an_id_that_never_existed(world, tokens):
