@@ -90,8 +90,8 @@ def gateway(tmp_path_factory, embedded_aws, minter):
     stack = folder / "stack.yml"
     stack.write_text(stack_text())
     jwks = JwksServer(minter.keyring.jwks())
-    process = GatewayProcess(folder, ["--stack", str(stack), "--no-connector"],
-                             env={**embedded_aws.env(), "FINFAAS_JWKS_URL": jwks.url})
+    env = {**embedded_aws.env(), "FINFAAS_JWKS_URL": jwks.url}
+    process = GatewayProcess(folder, ["--no-connector"], env=env, stack=stack)
     try:
         yield process
     finally:
