@@ -8,9 +8,7 @@ Queue messages reach the webhooks function exactly as the queue connector maps t
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jsonschema
@@ -24,7 +22,8 @@ from finfaas.services.webhooks.service import OutboundPolicy, PinnedPoster, Secr
 from finfaas.store.outbox_store import OutboxStore
 from finfaas.store.subscriptions_store import SubscriptionsStore
 from finfaas_dev.connector import cloud_event_request
-from finfaas_dev.testing.platform import TokenMinter, call
+from finfaas_dev.testing.platform import TokenMinter, call, loopback_http_server
+from support.http_testing import QuietHandler
 from support.webhooks_testing import WebhooksWorld
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,39 +31,29 @@ RETRY_DELAY_SECONDS = 1
 
 
 class Receiver:
-    """An integrator's endpoint on 127.0.0.1 (free port): answers the given statuses in turn."""
+    """An integrator's endpoint: answers the given statuses in turn, keeping each request it got."""
 
     def __init__(self, statuses: list[int]) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.url = ""
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = statuses[min(len(receiver.requests), len(statuses)) - 1]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(statuses[min(len(receiver.requests), len(statuses)) - 1], b"")
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/finfaas"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.handler = Handler
 
 
 @pytest.fixture
 def receiver():
+    """The receiver on 127.0.0.1 (a free port), failing the first delivery."""
     endpoint = Receiver([500, 200])
-    yield endpoint
-    endpoint.close()
+    with loopback_http_server(endpoint.handler) as base_url:
+        endpoint.url = f"{base_url}/hooks/finfaas"
+        yield endpoint
 
 
 def deliver_through_function(module, queue, expected: int) -> list[dict]:

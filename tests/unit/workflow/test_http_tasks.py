@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from finfaas.workflow import errors
 from finfaas.workflow.tasks import HTTP_INVOKE, HttpTasks, TaskBusy, TaskCall, TaskFailed, TaskSucceeded
 from finfaas_dev.net import free_port
 from finfaas_dev.testing.platform import loopback_http_server
+from support.http_testing import QuietHandler
 from support.workflow_testing import StaticTokens
 
 SLOW_SECONDS = 2.0
 SERVICE_TOKEN = "service-token"
 
 
-class _Bank(BaseHTTPRequestHandler):
+class _Bank(QuietHandler):
     seen: list[dict[str, str]] = []
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
@@ -27,29 +27,18 @@ class _Bank(BaseHTTPRequestHandler):
         if self.path.endswith("/slow"):
             time.sleep(SLOW_SECONDS)
         if self.path.endswith("/busy"):
-            self._answer(409, {"code": "idempotency_key_in_use"}, {"Retry-After": "3"})
+            self.answer_json(409, {"code": "idempotency_key_in_use"}, {"Retry-After": "3"})
         elif self.path.endswith("/refused"):
-            self._answer(422, {"code": "account_closed"})
+            self.answer_json(422, {"code": "account_closed"})
         elif self.path.endswith("/timed"):
-            self._answer(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "0.012345"})
+            self.answer_json(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "0.012345"})
         elif self.path.endswith("/timed-refused"):
-            self._answer(422, {"code": "account_closed"}, {"X-Duration-Seconds": "0.004"})
+            self.answer_json(422, {"code": "account_closed"}, {"X-Duration-Seconds": "0.004"})
         elif self.path.endswith("/badly-timed"):
-            self._answer(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "soon"})
+            self.answer_json(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "soon"})
         else:
-            self._answer(201, {"transfer_id": body["transfer_id"]})
+            self.answer_json(201, {"transfer_id": body["transfer_id"]})
 
-    def _answer(self, status: int, document: dict, headers: dict | None = None) -> None:
-        payload = json.dumps(document).encode()
-        self.send_response(status)
-        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture
