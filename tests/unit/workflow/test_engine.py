@@ -36,6 +36,11 @@ def task(next_state: str | None = None, **fields) -> dict:
     }
 
 
+def retrier(error: str, **policy) -> dict:
+    """One entry of a Task's Retry: the error it matches and how it retries (ASL's field names)."""
+    return {"ErrorEquals": [error], **policy}
+
+
 def machine(**states) -> dict:
     return {"StartAt": next(iter(states)), "States": states}
 
@@ -58,6 +63,10 @@ def run(document: dict, answer, input_value=None, **options) -> tuple[World, Scr
 
 def events(world: World, execution_id: str, kind: str | None = None) -> list:
     return [e for e in world.store.history(execution_id, 0, 10_000) if kind is None or e.type == kind]
+
+
+def retry_delays_ms(world: World, execution_id: str) -> list[int]:
+    return [e.detail["delay_ms"] for e in events(world, execution_id, "TaskRetryScheduled")]
 
 
 # --- start -------------------------------------------------------------------------------------
@@ -132,51 +141,27 @@ def test_a_task_result_goes_through_result_selector_result_path_and_output_path(
 def test_retries_back_off_and_keep_the_idempotency_key():
     answers = iter([TaskFailed("States.Http.StatusCode.503", "busy")] * 2 + [ok({"n": 1})])
     document = machine(
-        A=task(
-            Retry=[
-                {
-                    "ErrorEquals": ["States.Http.StatusCode.503"],
-                    "IntervalSeconds": 2,
-                    "BackoffRate": 3,
-                    "MaxAttempts": 2,
-                }
-            ]
-        )
+        A=task(Retry=[retrier("States.Http.StatusCode.503", IntervalSeconds=2, BackoffRate=3, MaxAttempts=2)])
     )
 
     world, tasks, execution_id = run(document, lambda call: next(answers))
 
     assert world.status(execution_id) is Status.SUCCEEDED
-    assert [e.detail["delay_ms"] for e in events(world, execution_id, "TaskRetryScheduled")] == [2000, 6000]
+    assert retry_delays_ms(world, execution_id) == [2000, 6000]
     assert {call.idempotency_key for call in tasks.calls} == {"m:e1#A#1"}
     assert [call.attempt for call in tasks.calls] == [1, 2, 3]
 
 
 def test_full_jitter_draws_below_the_backoff_and_max_delay_caps_it():
     answers = iter([TaskFailed("E", "x")] * 3 + [ok({})])
-    document = machine(
-        A=task(
-            Retry=[
-                {
-                    "ErrorEquals": ["E"],
-                    "IntervalSeconds": 4,
-                    "BackoffRate": 10,
-                    "MaxDelaySeconds": 30,
-                    "MaxAttempts": 3,
-                    "JitterStrategy": "FULL",
-                }
-            ]
-        )
-    )
+    full_jitter = retrier("E", IntervalSeconds=4, BackoffRate=10, MaxDelaySeconds=30, MaxAttempts=3,
+                          JitterStrategy="FULL")
+    document = machine(A=task(Retry=[full_jitter]))
 
     world, _, execution_id = run(document, lambda call: next(answers))
 
     # unit_random is 0.5 in these tests: half of 4, 40->30 and 400->30 seconds
-    assert [e.detail["delay_ms"] for e in events(world, execution_id, "TaskRetryScheduled")] == [
-        2000,
-        15000,
-        15000,
-    ]
+    assert retry_delays_ms(world, execution_id) == [2000, 15000, 15000]
 
 
 def test_when_the_first_matching_retrier_is_spent_catch_decides_not_a_later_retrier():
@@ -184,8 +169,8 @@ def test_when_the_first_matching_retrier_is_spent_catch_decides_not_a_later_retr
         A=task(
             "Done",
             Retry=[
-                {"ErrorEquals": ["E"], "MaxAttempts": 1, "IntervalSeconds": 1},
-                {"ErrorEquals": ["States.ALL"], "MaxAttempts": 5},
+                retrier("E", MaxAttempts=1, IntervalSeconds=1),
+                retrier("States.ALL", MaxAttempts=5),
             ],
             Catch=[{"ErrorEquals": ["E"], "ResultPath": "$.error", "Next": "Compensate"}],
         ),
@@ -233,7 +218,7 @@ def test_a_parameter_path_failure_is_a_catchable_task_error_and_nothing_is_calle
 
 def test_a_busy_resource_is_asked_again_without_using_a_retry():
     answers = iter([TaskBusy(2.0), TaskBusy(2.0), ok({"n": 1})])
-    document = machine(A=task(Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 0}]))
+    document = machine(A=task(Retry=[retrier("States.ALL", MaxAttempts=0)]))
 
     world, tasks, execution_id = run(document, lambda call: next(answers))
 
@@ -550,7 +535,7 @@ def test_duplicate_ticks_sweep_once():
 def test_history_records_the_path_and_what_happened_in_each_state():
     answers = iter([TaskFailed("E", "x"), ok({})])
     document = machine(
-        A=task("B", Retry=[{"ErrorEquals": ["E"], "IntervalSeconds": 1}]), B={"Type": "Succeed"}
+        A=task("B", Retry=[retrier("E", IntervalSeconds=1)]), B={"Type": "Succeed"}
     )
 
     world, _, execution_id = run(document, lambda call: next(answers))
@@ -582,7 +567,7 @@ def test_a_task_event_keeps_how_long_the_call_took_and_the_functions_part_when_r
             return TaskFailed("E", "x")
         return TaskSucceeded(ok({}).output, function_ms=12.5)
 
-    document = machine(A=task(Retry=[{"ErrorEquals": ["E"], "IntervalSeconds": 1}]))
+    document = machine(A=task(Retry=[retrier("E", IntervalSeconds=1)]))
 
     world, _, execution_id = run(document, answer)
 

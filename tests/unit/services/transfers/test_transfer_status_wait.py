@@ -123,6 +123,17 @@ def waiting(service: TransfersService, sleep: GatedSleep, transfer_id: str) -> W
     return waiter
 
 
+def assert_a_new_request_waits_until_final(service: TransfersService, orders: InMemoryTransferOrders,
+                                           sleep: GatedSleep, transfer_id: str) -> None:
+    """A request asking to wait gets a slot: it reaches the (closed) sleep and returns once the transfer
+    is final."""
+    sleep.close()
+    later = waiting(service, sleep, transfer_id)
+    completed(orders, transfer_id)
+    sleep.open()
+    assert later.finished().result.status is TransferStatus.COMPLETED
+
+
 def test_with_every_slot_taken_a_request_answers_at_once_with_the_current_status():
     # GIVEN one waiting slot, taken by a request waiting on a transfer that is still PROCESSING
     orders, sleep = InMemoryTransferOrders(), GatedSleep()
@@ -158,13 +169,8 @@ def test_a_slot_is_free_again_after_its_waiter_returns():
     assert first.finished().result.status is TransferStatus.COMPLETED
 
     # WHEN a later request asks to wait on another transfer
-    sleep.close()
-    later = waiting(service, sleep, "tr_b")
-
     # THEN it waits (it reached the sleep), and returns once the transfer is final
-    completed(orders, "tr_b")
-    sleep.open()
-    assert later.finished().result.status is TransferStatus.COMPLETED
+    assert_a_new_request_waits_until_final(service, orders, sleep, "tr_b")
 
 
 def test_a_slot_is_free_again_after_its_waiter_failed_reading_the_order():
@@ -179,13 +185,8 @@ def test_a_slot_is_free_again_after_its_waiter_failed_reading_the_order():
 
     # WHEN the table answers again and a later request asks to wait
     orders.failing = False
-    sleep.close()
-    later = waiting(service, sleep, "tr_a")
-
     # THEN it waits again
-    completed(orders, "tr_a")
-    sleep.open()
-    assert later.finished().result.status is TransferStatus.COMPLETED
+    assert_a_new_request_waits_until_final(service, orders, sleep, "tr_a")
 
 
 def test_a_waiter_gives_up_after_its_wait_and_every_read_is_counted():
