@@ -53,11 +53,6 @@ def stack_text() -> str:
 
 
 @pytest.fixture(scope="module")
-def minter() -> TokenMinter:
-    return TokenMinter.generate()
-
-
-@pytest.fixture(scope="module")
 def gateway(tmp_path_factory, embedded_aws, minter):
     folder = tmp_path_factory.mktemp("ledger-gateway")
     stack = folder / "stack.yml"

@@ -12,7 +12,7 @@ from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
 from finfaas.platform.idempotency import IdempotencyGuard, IdempotencyStoreError
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryIdempotencyStore, InMemoryRateLimitStore
-from finfaas_dev.testing.platform import TokenMinter, call
+from finfaas_dev.testing.platform import call
 from pydantic import BaseModel, Field
 
 NOW_S = 1_800_000_000.0
@@ -50,11 +50,6 @@ class Ledger:
 class BrokenIdempotencyStore(InMemoryIdempotencyStore):
     def put_if_free(self, record, now_ms):
         raise IdempotencyStoreError("table unreachable")
-
-
-@pytest.fixture
-def minter() -> TokenMinter:
-    return TokenMinter.generate()
 
 
 @pytest.fixture

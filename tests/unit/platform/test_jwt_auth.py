@@ -26,11 +26,6 @@ from support.http_testing import json_document_handler
 
 
 @pytest.fixture(scope="module")
-def minter() -> TokenMinter:
-    return TokenMinter.generate()
-
-
-@pytest.fixture(scope="module")
 def other_minter() -> TokenMinter:
     return TokenMinter.generate()
 

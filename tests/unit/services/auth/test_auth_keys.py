@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,8 +13,9 @@ import pytest
 from finfaas.platform import config
 from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
 from finfaas.platform.keys import SIGNING_KEYS_SECRET, generate_signing_key, rotated, write_dev_secrets
-from finfaas_dev.testing.platform import REPOSITORY_ROOT, call, load_function_handler
+from finfaas_dev.testing.platform import call, load_function_handler
 from openapi_spec_validator import validate as validate_spec
+from support.cold_start import cold_start_report
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 TEST_BITS = 2048
@@ -167,19 +165,8 @@ COLD_START = textwrap.dedent(
 
 
 def test_a_health_probe_on_a_cold_auth_function_loads_no_crypto_or_aws_code():
-    env = {**os.environ, "AWS_XRAY_SDK_ENABLED": "false"}
+    report = cold_start_report(COLD_START, HEAVY_MODULES)
 
-    child = subprocess.run(
-        [sys.executable, "-c", COLD_START, ",".join(HEAVY_MODULES)],
-        env=env,
-        cwd=REPOSITORY_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    assert child.returncode == 0, child.stderr
-    report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report["status"] == 200 and report["heavy"] == []
     print(
         f"auth cold start: import {report['import_ms']:.0f} ms, first /_/health {report['health_ms']:.2f} ms"

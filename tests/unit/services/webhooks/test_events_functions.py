@@ -20,14 +20,14 @@ EVENT = transfer_created()
 
 
 @pytest.fixture
-def webhooks(tokens):
+def webhooks(minter):
     """The webhooks handler with fake stores, queues and receiver; returns (module, world)."""
     world = WebhooksWorld()
-    return world.function(tokens.verifier()), world
+    return world.function(minter.verifier()), world
 
 
-def create(module, tokens, key="k-1", body=BODY, sub="partner-1"):
-    token = tokens.mint(sub, WRITE, "client")
+def create(module, minter, key="k-1", body=BODY, sub="partner-1"):
+    token = minter.mint(sub, WRITE, "client")
     return call(module.handle, "POST", "/subscriptions", json_body=body, token=token,
                 headers={"Idempotency-Key": key})
 
@@ -38,36 +38,36 @@ def queue_post(module, body: bytes, ce_type: str):
     return call(module.handle, "POST", "/", body=body, headers=headers)
 
 
-def test_creating_a_subscription_answers_201_with_the_secret_and_a_retry_replays_it(webhooks, tokens):
+def test_creating_a_subscription_answers_201_with_the_secret_and_a_retry_replays_it(webhooks, minter):
     module, _ = webhooks
-    first = create(module, tokens)
+    first = create(module, minter)
     assert first.status == 201 and first.json()["secret"].startswith("whsec_")
     assert first.header("Location") == f"/subscriptions/{first.json()['id']}"
-    again = create(module, tokens)
+    again = create(module, minter)
     assert again.status == 201 and again.json() == first.json()
     assert again.header("Idempotency-Replayed") == "true"
-    changed = create(module, tokens, body={**BODY, "event_types": ["*"]})
+    changed = create(module, minter, body={**BODY, "event_types": ["*"]})
     assert changed.status == 422 and changed.json()["code"] == "idempotency_key_reused"
 
 
-def test_creating_needs_the_write_scope_an_idempotency_key_and_an_allowed_url(webhooks, tokens):
+def test_creating_needs_the_write_scope_an_idempotency_key_and_an_allowed_url(webhooks, minter):
     module, _ = webhooks
-    no_scope = call(module.handle, "POST", "/subscriptions", json_body=BODY, token=tokens.mint("p", READ),
+    no_scope = call(module.handle, "POST", "/subscriptions", json_body=BODY, token=minter.mint("p", READ),
                     headers={"Idempotency-Key": "k"})
     assert no_scope.status == 403
-    no_key = call(module.handle, "POST", "/subscriptions", json_body=BODY, token=tokens.mint("p", WRITE))
+    no_key = call(module.handle, "POST", "/subscriptions", json_body=BODY, token=minter.mint("p", WRITE))
     assert no_key.status == 400 and no_key.json()["code"] == "idempotency_key_missing"
-    bad_url = create(module, tokens, body={**BODY, "url": "http://10.0.0.1/x"})
+    bad_url = create(module, minter, body={**BODY, "url": "http://10.0.0.1/x"})
     assert bad_url.status == 422 and bad_url.json()["code"] == "invalid_webhook_url"
-    unknown = create(module, tokens, body={**BODY, "event_types": ["ledger.nope"]})
+    unknown = create(module, minter, body={**BODY, "event_types": ["ledger.nope"]})
     assert unknown.status == 422 and unknown.json()["code"] == "invalid_event_types"
     assert call(module.handle, "POST", "/subscriptions", json_body=BODY).status == 401
 
 
-def test_integrators_list_read_and_delete_only_their_own_subscriptions(webhooks, tokens):
+def test_integrators_list_read_and_delete_only_their_own_subscriptions(webhooks, minter):
     module, _ = webhooks
-    subscription_id = create(module, tokens).json()["id"]
-    mine, theirs = tokens.mint("partner-1", READ + WRITE), tokens.mint("partner-2", READ + WRITE)
+    subscription_id = create(module, minter).json()["id"]
+    mine, theirs = minter.mint("partner-1", READ + WRITE), minter.mint("partner-2", READ + WRITE)
     listed = call(module.handle, "GET", "/subscriptions", token=mine).json()
     assert [s["id"] for s in listed["data"]] == [subscription_id] and "secret" not in listed["data"][0]
     assert call(module.handle, "GET", "/subscriptions", token=theirs).json()["data"] == []
@@ -77,9 +77,9 @@ def test_integrators_list_read_and_delete_only_their_own_subscriptions(webhooks,
     assert call(module.handle, "GET", f"/subscriptions/{subscription_id}", token=mine).status == 404
 
 
-def test_a_queued_event_is_fanned_out_and_a_queued_delivery_is_sent_signed(webhooks, tokens):
+def test_a_queued_event_is_fanned_out_and_a_queued_delivery_is_sent_signed(webhooks, minter):
     module, world = webhooks
-    created = create(module, tokens).json()
+    created = create(module, minter).json()
     # WHEN the events queue delivers an event
     reply = queue_post(module, world.mac.seal(EVENT.document()), EVENT.type)
     assert reply.status == 200 and reply.json() == {"outcome": "fanned_out", "deliveries": 1}
@@ -93,9 +93,9 @@ def test_a_queued_event_is_fanned_out_and_a_queued_delivery_is_sent_signed(webho
     assert json.loads(request.body)["id"] == EVENT.id
 
 
-def test_a_forged_queue_message_is_refused_and_nothing_is_sent(webhooks, tokens):
+def test_a_forged_queue_message_is_refused_and_nothing_is_sent(webhooks, minter):
     module, world = webhooks
-    subscription_id = create(module, tokens).json()["id"]
+    subscription_id = create(module, minter).json()["id"]
     forged = Delivery(subscription_id, {**EVENT.document(), "data": {"transfers": ["forged"]}})
     reply = queue_post(module, EventMac.generate().seal(forged.document()), DELIVERY_TYPE)
     assert reply.status == 401 and reply.json()["code"] == "event_mac_invalid"
@@ -105,9 +105,9 @@ def test_a_forged_queue_message_is_refused_and_nothing_is_sent(webhooks, tokens)
     assert world.poster.received == [] and world.queue.sent == []
 
 
-def test_a_fan_out_that_cannot_queue_answers_503_so_sqs_delivers_the_event_again(webhooks, tokens):
+def test_a_fan_out_that_cannot_queue_answers_503_so_sqs_delivers_the_event_again(webhooks, minter):
     module, world = webhooks
-    create(module, tokens)
+    create(module, minter)
     world.queue.failing = True
     assert queue_post(module, world.mac.seal(EVENT.document()), EVENT.type).status == 503
 
