@@ -22,6 +22,7 @@ from finfaas.platform.jwt_auth import (
     parse_jwks,
 )
 from finfaas_dev.testing.platform import TokenMinter, call, captured_logs, loopback_http_server
+from finfaas_dev.testing.workflow import FakeClock
 from support.http_testing import json_document_handler
 
 
@@ -236,12 +237,7 @@ def test_health_and_openapi_need_no_token(app):
 # -- JWKS cache ------------------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+CLOCK_START_S = 1000.0
 
 
 class FakeJwksEndpoint:
@@ -267,14 +263,14 @@ def cached_verifier(minter: TokenMinter, endpoint: FakeJwksEndpoint, clock: Fake
 def warmed_verifier(minter: TokenMinter) -> tuple[JwtVerifier, FakeJwksEndpoint, FakeClock]:
     """A verifier whose cache fetched the issuer's key set once, for its first token; with its endpoint
     and clock."""
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
+    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock(CLOCK_START_S)
     verifier = cached_verifier(minter, endpoint, clock)
     verifier.verify(minter.mint())
     return verifier, endpoint, clock
 
 
 def test_keys_are_fetched_once_and_reused_within_the_ttl(minter):
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
+    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock(CLOCK_START_S)
     verifier = cached_verifier(minter, endpoint, clock)
 
     for _ in range(5):
@@ -340,7 +336,7 @@ def test_keys_stale_beyond_the_limit_are_no_longer_trusted(minter):
 
 
 def test_no_keys_at_all_is_a_503_not_a_401(minter):
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
+    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock(CLOCK_START_S)
     endpoint.down = True
     app_without_keys = build_app(cached_verifier(minter, endpoint, clock))
 
