@@ -58,16 +58,8 @@ class GatewayProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / "gateway.log"
-        command = [
-            sys.executable,
-            "-m",
-            "finfaas_dev.gateway",
-            "--stack",
-            str(stack),
-            "--port",
-            str(self.port),
-            *extra_args,
-        ]
+        command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack),
+                   "--port", str(self.port), *extra_args]
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd

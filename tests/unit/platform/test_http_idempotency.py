@@ -215,13 +215,17 @@ GUARDED_PATHS = pytest.mark.parametrize("path", ["/payments", "/transfers"],
                                         ids=["platform", "in-transaction"])
 
 
+def sent_twice(built, minter, ledger, path: str, failure: type[Exception]):
+    """One request sent twice under one key, the ledger raising `failure` on the first; both replies."""
+    app, _ = built
+    ledger.fail_next.append(failure)
+    body = {"payment_id": "p1", "amount_minor": 500}
+    return post(app, minter, path, body), post(app, minter, path, body)
+
+
 @GUARDED_PATHS
 def test_a_final_4xx_is_stored_and_replayed(built, minter, ledger, path):
-    app, _ = built
-    ledger.fail_next.append(Declined)
-
-    first = post(app, minter, path, {"payment_id": "p1", "amount_minor": 500})
-    again = post(app, minter, path, {"payment_id": "p1", "amount_minor": 500})
+    first, again = sent_twice(built, minter, ledger, path, Declined)
 
     assert first.status == again.status == 409
     assert again.json()["code"] == "declined"
@@ -232,11 +236,7 @@ def test_a_final_4xx_is_stored_and_replayed(built, minter, ledger, path):
 
 @GUARDED_PATHS
 def test_a_5xx_is_not_stored_so_the_retry_runs(built, minter, ledger, path):
-    app, _ = built
-    ledger.fail_next.append(Flaky)
-
-    first = post(app, minter, path, {"payment_id": "p1", "amount_minor": 500})
-    retry = post(app, minter, path, {"payment_id": "p1", "amount_minor": 500})
+    first, retry = sent_twice(built, minter, ledger, path, Flaky)
 
     assert (first.status, retry.status) == (500, 201)
     assert retry.header("Idempotency-Replayed") is None
