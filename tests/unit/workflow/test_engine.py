@@ -6,18 +6,8 @@ import json
 import time
 
 import pytest
+from finfaas.workflow import engine
 from finfaas.workflow.asl import HTTP_INVOKE, SQS_SEND_WAIT
-from finfaas.workflow.engine import (
-    EngineLimits,
-    ExecutionAlreadyExists,
-    InvalidExecutionInput,
-    InvalidExecutionName,
-    InvalidTaskToken,
-    StateMachineNotFound,
-    TaskNotFound,
-    TaskTokenUsed,
-    task_token,
-)
 from finfaas.workflow.model import Phase, Status, TaskResult
 from finfaas.workflow.tasks import TaskBusy, TaskFailed, TaskSubmitted, TaskSucceeded
 from support.workflow_testing import CrashAt, ScriptedTasks, SimulatedCrash, World, registry
@@ -84,17 +74,17 @@ def test_starting_the_same_name_with_the_same_input_returns_the_first_execution_
 def test_the_same_name_with_another_input_is_refused():
     world, _, _ = run(machine(A={"Type": "Pass", "End": True}), ok, {"amount_minor": 1})
 
-    with pytest.raises(ExecutionAlreadyExists):
+    with pytest.raises(engine.ExecutionAlreadyExists):
         world.engine.start("m", "e1", {"amount_minor": 2})
 
 
 @pytest.mark.parametrize(
     ("machine_name", "name", "input_value", "error"),
     [
-        ("nope", "e1", {}, StateMachineNotFound),
-        ("m", "has space", {}, InvalidExecutionName),
-        ("m", "x" * 81, {}, InvalidExecutionName),
-        ("m", "e1", {"blob": "x" * 70_000}, InvalidExecutionInput),
+        ("nope", "e1", {}, engine.StateMachineNotFound),
+        ("m", "has space", {}, engine.InvalidExecutionName),
+        ("m", "x" * 81, {}, engine.InvalidExecutionName),
+        ("m", "e1", {"blob": "x" * 70_000}, engine.InvalidExecutionInput),
     ],
 )
 def test_bad_starts_are_refused_before_anything_is_written(machine_name, name, input_value, error):
@@ -238,7 +228,7 @@ def test_an_attempt_that_keeps_killing_its_process_times_out_after_the_redrive_l
         GaveUp={"Type": "Succeed"},
         Done={"Type": "Succeed"},
     )
-    limits = EngineLimits(redrives_max=2)
+    limits = engine.EngineLimits(redrives_max=2)
 
     world, _, execution_id = run(document, ok, crash=AlwaysCrash(), limits=limits)
 
@@ -364,7 +354,7 @@ def test_an_output_over_the_size_limit_fails_the_execution_uncaught():
 def test_a_loop_without_tasks_stops_at_the_history_limit():
     document = machine(A={"Type": "Pass", "Next": "B"}, B={"Type": "Pass", "Next": "A"})
 
-    world, _, execution_id = run(document, ok, limits=EngineLimits(history_events_max=500))
+    world, _, execution_id = run(document, ok, limits=engine.EngineLimits(history_events_max=500))
 
     stopped = world.store.get(execution_id)
     assert (stopped.status, stopped.error) == (Status.FAILED, "States.Runtime")
@@ -441,7 +431,7 @@ def waiting_callback() -> tuple[World, ScriptedTasks, str]:
     world, tasks = world_for(CALLBACK, lambda call: TaskSubmitted())
     world.start("m", "e1", {"amount_minor": 3})
     world.settle()
-    return world, tasks, task_token("m:e1", world.store.get("m:e1").task_token)
+    return world, tasks, engine.task_token("m:e1", world.store.get("m:e1").task_token)
 
 
 def test_a_callback_task_waits_then_continues_with_the_reported_output():
@@ -461,7 +451,7 @@ def test_a_repeated_report_is_harmless_and_a_different_one_is_refused():
     world.engine.report(token, TaskResult(True, {"approved": True}))
 
     assert world.engine.report(token, TaskResult(True, {"approved": True})) == "duplicate"
-    with pytest.raises(TaskTokenUsed):
+    with pytest.raises(engine.TaskTokenUsed):
         world.engine.report(token, TaskResult(False, error="Rejected", cause="no"))
     world.run()
     assert world.engine.report(token, TaskResult(True, {"approved": True})) == "duplicate"
@@ -481,7 +471,7 @@ def test_a_reported_failure_goes_to_catch():
 def test_unknown_or_forged_tokens_are_refused(token):
     world, _, _ = waiting_callback()
 
-    with pytest.raises((InvalidTaskToken, TaskNotFound)):
+    with pytest.raises((engine.InvalidTaskToken, engine.TaskNotFound)):
         world.engine.report(token, TaskResult(True, {}))
 
     assert world.store.get("m:e1").phase is Phase.CALLBACK
@@ -499,7 +489,7 @@ def test_heartbeats_keep_a_callback_alive_and_their_absence_times_it_out():
 
     assert world.path("m:e1")[-1] == "Expired"
     assert world.store.get("m:e1").output["error"]["Error"] == "States.HeartbeatTimeout"
-    with pytest.raises(TaskNotFound):
+    with pytest.raises(engine.TaskNotFound):
         world.engine.heartbeat(token)
 
 
@@ -585,7 +575,7 @@ def test_a_callback_report_drives_the_execution_on_in_process_and_leaves_only_a_
     world, tasks = world_for(CALLBACK, lambda call: TaskSubmitted(), inline=True)
     world.start("m", "e1", {"amount_minor": 3})
     world.waker.queued.clear()  # the start's backup wake-up; its delivery would find the callback parked
-    token = task_token("m:e1", world.store.get("m:e1").task_token)
+    token = engine.task_token("m:e1", world.store.get("m:e1").task_token)
 
     # WHEN the party reports
     assert world.engine.report(token, TaskResult(True, {"approved": True})) == "accepted"
