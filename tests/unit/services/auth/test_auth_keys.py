@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import textwrap
 from pathlib import Path
 
 import jsonschema
@@ -15,7 +14,7 @@ from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
 from finfaas.platform.keys import SIGNING_KEYS_SECRET, generate_signing_key, rotated, write_dev_secrets
 from finfaas_dev.testing.platform import call, load_function_handler
 from openapi_spec_validator import validate as validate_spec
-from support.cold_start import cold_start_report
+from support.cold_start import cold_health_probe
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 TEST_BITS = 2048
@@ -145,27 +144,8 @@ def test_oauth_errors_are_declared_as_the_plain_json_they_are(auth_with_secrets,
 
 HEAVY_MODULES = ("boto3", "botocore", "pynamodb", "aws_xray_sdk", "jwt", "argon2", "cryptography", "requests")
 
-COLD_START = textwrap.dedent(
-    """
-    import io, json, sys, time
-    started = time.perf_counter()
-    from finfaas.platform import logging as finfaas_logging
-    finfaas_logging.configure(stream=io.StringIO())
-    from finfaas_dev.testing.platform import Event, load_function_handler
-    handler = load_function_handler("auth")
-    probe = Event("GET", "/_/health")  # built first: under the template, flask has loaded werkzeug
-    imported = time.perf_counter()
-    result = handler.handle(probe, None)
-    answered = time.perf_counter()
-    heavy = sorted(m for m in sys.argv[1].split(",") if m in sys.modules)
-    print(json.dumps({"status": result["statusCode"], "heavy": heavy,
-                      "import_ms": (imported - started) * 1000, "health_ms": (answered - imported) * 1000}))
-    """
-)
-
-
 def test_a_health_probe_on_a_cold_auth_function_loads_no_crypto_or_aws_code():
-    report = cold_start_report(COLD_START, HEAVY_MODULES)
+    report = cold_health_probe("auth", HEAVY_MODULES)
 
     assert report["status"] == 200 and report["heavy"] == []
     print(
