@@ -125,6 +125,15 @@ def embedded_aws():
         aws.stop()
 
 
+@pytest.fixture(scope="module")
+def minter():
+    """A token issuer of the test module's own (RS256 key, issuer, audience): functions under test are
+    made to trust it, and tests sign their callers' tokens with it."""
+    from finfaas_dev.testing.platform import TokenMinter
+
+    return TokenMinter.generate()
+
+
 # The team's public schemas (Knative, OpenFaaS, KEDA, CloudEvents) beside the checkout: tests that
 # validate manifests and events against them skip where a developer's checkout lacks the folder, but
 # CI (CI=true) always has it, so there its absence is an error rather than a silent skip.

@@ -41,7 +41,7 @@ def gateway(tmp_path_factory, embedded_aws):
     # A caller's shell naming another header must not matter: the gateway sets what it trusts.
     env = {**embedded_aws.env(), "FINFAAS_SECRETS_DIR": str(secrets_dir),
            "FINFAAS_CLIENT_IP_HEADER": "X-Forwarded-For"}
-    process = GatewayProcess(folder, ["--stack", str(stack), "--no-connector"], env=env)
+    process = GatewayProcess(folder, ["--no-connector"], env=env, stack=stack)
     try:
         yield process
     finally:

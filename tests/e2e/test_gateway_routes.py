@@ -24,8 +24,8 @@ def gateway(tmp_path_factory):
     secrets_dir.mkdir()
     (secrets_dir / EVENTS_MAC_KEY_SECRET_NAME).write_text(new_mac_key_text())
     (secrets_dir / SCHEDULE_KEY_SECRET_NAME).write_text(new_schedule_key_text())
-    process = GatewayProcess(folder, ["--stack", str(ROOT / "stack.yml"), "--no-connector"],
-                             env={"FINFAAS_SECRETS_DIR": str(secrets_dir)})
+    process = GatewayProcess(folder, ["--no-connector"], env={"FINFAAS_SECRETS_DIR": str(secrets_dir)},
+                             stack=ROOT / "stack.yml")
     yield process
     process.stop()
 

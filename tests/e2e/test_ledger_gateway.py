@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,9 @@ from finfaas.domain.ledger import NewAccount
 from finfaas.store.ledger_store import DynamoLedgerStore
 from finfaas.store.tables import LedgerTables
 from finfaas_dev.net import wait_for
-from finfaas_dev.testing.platform import TokenMinter
+from finfaas_dev.testing.platform import TokenMinter, loopback_http_server
 from support.gateway_harness import GatewayProcess, http
+from support.http_testing import json_document_handler
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -43,33 +43,6 @@ COMMIT_WAIT_SECONDS_MAX = 10.0
 REQUEST_TIMEOUT_SECONDS = 15.0
 
 
-class JwksServer:
-    """Serves the test key's JWKS on a free loopback port, as the auth function would."""
-
-    def __init__(self, jwks: dict) -> None:
-        body = json.dumps(jwks).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def stack_text() -> str:
     handler_dir = REPOSITORY_ROOT / "functions" / "ledger"
     return (
@@ -80,23 +53,17 @@ def stack_text() -> str:
 
 
 @pytest.fixture(scope="module")
-def minter() -> TokenMinter:
-    return TokenMinter.generate()
-
-
-@pytest.fixture(scope="module")
 def gateway(tmp_path_factory, embedded_aws, minter):
     folder = tmp_path_factory.mktemp("ledger-gateway")
     stack = folder / "stack.yml"
     stack.write_text(stack_text())
-    jwks = JwksServer(minter.keyring.jwks())
-    process = GatewayProcess(folder, ["--stack", str(stack), "--no-connector"],
-                             env={**embedded_aws.env(), "FINFAAS_JWKS_URL": jwks.url})
-    try:
-        yield process
-    finally:
-        process.stop()
-        jwks.stop()
+    with loopback_http_server(json_document_handler(minter.keyring.jwks())) as jwks_url:
+        env = {**embedded_aws.env(), "FINFAAS_JWKS_URL": f"{jwks_url}/jwks.json"}
+        process = GatewayProcess(folder, ["--no-connector"], env=env, stack=stack)
+        try:
+            yield process
+        finally:
+            process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ import schemathesis
 from finfaas_dev import stackfile
 from finfaas_dev.bench.transfers import write_suite_secrets
 from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.testing.platform import REPOSITORY_ROOT
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.errors import FailureGroup
@@ -33,16 +32,13 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from support.gateway_harness import http
+from support.gateway_harness import GatewayProcess, http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 STACK_PATH = REPOSITORY_ROOT / "stack.yml"
 FUNCTIONS = sorted(stackfile.load_stack(STACK_PATH).functions)
 OPENAPI_PATH = "/_/openapi.json"
-GATEWAY_READY_SECONDS_MAX = 30
-STOP_SECONDS_MAX = 20
 DOCUMENT_SECONDS_MAX = 30  # the first request to a function includes its cold start
 REQUEST_TIMEOUT_SECONDS = 20
 TOKEN_LIFETIME_SECONDS = 3600
@@ -142,12 +138,9 @@ def suite(embedded_aws, tmp_path_factory):
         "FINFAAS_WEBHOOK_TARGETS": "loopback",
         "FINFAAS_RELAY_RUN_SECONDS": str(RELAY_RUN_SECONDS),
     }
-    log = (folder / "gateway.log").open("wb")
-    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(STACK_PATH),
-               "--port", str(port), "--logs-dir", str(folder / "functions")]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPOSITORY_ROOT)
+    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env, stack=STACK_PATH,
+                             port=port, cwd=REPOSITORY_ROOT)
     try:
-        wait_for(lambda: _answers(base_url + "/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
         # Fetching every document first also takes every function's cold start out of the fuzzing time.
         documents = {function: _document(base_url, function) for function in FUNCTIONS}
         customer_token, client_token = _tokens(documents)
@@ -156,13 +149,7 @@ def suite(embedded_aws, tmp_path_factory):
         yield Suite(base_url, customer_token, client_token, documents, known_ids,
                     time.monotonic() + FUZZ_SECONDS_MAX, operations)
     finally:
-        process.terminate()
-        try:
-            process.wait(STOP_SECONDS_MAX)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        gateway.stop()
 
 
 def _funded_account(base_url: str, customer_token: str, client_token: str) -> dict[str, str]:
@@ -181,13 +168,6 @@ def _funded_account(base_url: str, customer_token: str, client_token: str) -> di
                "credit_account_id": account_id, "amount": 10_000, "currency": "USD"}
     transfer_id = post("/function/ledger/transfers", client_token, deposit)["transfer_id"]
     return {"account_id": account_id, "transfer_id": transfer_id}
-
-
-def _answers(url: str) -> bool:
-    try:
-        return http("GET", url, timeout=1).status == 200
-    except OSError:
-        return False
 
 
 def _document(base_url: str, function: str) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,15 +19,13 @@ from finfaas.platform.keys import DEMO_CREDENTIALS_FILE, ensure_service_clients,
 from finfaas_dev.awsclients import client
 from finfaas_dev.net import free_port, wait_for
 from finfaas_dev.relay import ensure_events_mac_key
-from support.gateway_harness import http
+from support.gateway_harness import GatewayProcess, http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEMO_BANK_DIR = REPOSITORY / "tests" / "integration" / "workflow" / "demo_bank"
-GATEWAY_READY_SECONDS_MAX = 30
 EXECUTION_SECONDS_MAX = 60
-STOP_SECONDS_MAX = 15
 APPROVALS_QUEUE = "demo-approvals"
 
 
@@ -82,31 +79,12 @@ class Suite:
             "FINFAAS_GATEWAY_URL": self.url,
             "FINFAAS_JWKS_URL": f"{self.url}/function/auth/.well-known/jwks.json",
         }
-        self.log_path = folder / "gateway.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "finfaas_dev.gateway",
-                "--stack",
-                str(_stack(folder)),
-                "--port",
-                str(port),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-        )
-        wait_for(self._ready, GATEWAY_READY_SECONDS_MAX, "the gateway")
-        self.token = self._client_token()
-
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, self.log_path.read_text()
+        self.gateway = GatewayProcess(folder, env=self.env, stack=_stack(folder), port=port)
         try:
-            return http("GET", self.url + "/healthz", timeout=1).status == 200
-        except OSError:
-            return False
+            self.token = self._client_token()
+        except BaseException:
+            self.gateway.stop()
+            raise
 
     def _client_token(self) -> str:
         basic = base64.b64encode(f"{self.demo['client_id']}:{self.demo['client_secret']}".encode()).decode()
@@ -133,14 +111,7 @@ class Suite:
         return wait_for(finished, EXECUTION_SECONDS_MAX, f"{execution_id} to stop")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_SECONDS_MAX)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        self.gateway.stop()
 
 
 @pytest.fixture(scope="module")

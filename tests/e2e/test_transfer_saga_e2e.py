@@ -9,8 +9,6 @@ import asyncio
 import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime
@@ -30,16 +28,14 @@ from finfaas_dev.bench.transfers import (
     write_suite_secrets,
 )
 from finfaas_dev.net import free_port, wait_for
-from support.gateway_harness import http
+from finfaas_dev.testing.platform import REPOSITORY_ROOT
+from support.gateway_harness import GatewayProcess
+from support.ledger_testing import finfaas_ledger_check
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 RAIL_TIMEOUT_SECONDS = 4  # the test copy of the saga waits this long for the rail (300 in the real one)
-GATEWAY_READY_SECONDS_MAX = 30
 SAGA_SECONDS_MAX = 60
-STOP_SECONDS_MAX = 20
-CHECK_SECONDS_MAX = 120
 FINAL = ("COMPLETED", "FAILED", "COMPENSATED")
 # Status requests waiting at once on one transfers process, on HELD_TRANSFERS transfers held for review.
 STATUS_WAITERS = 200
@@ -90,37 +86,12 @@ def suite(embedded_aws, suite_dir):
         "FINFAAS_STATEMACHINES_DIR": str(_short_rail_timeout(folder)),
         "RAIL_SANDBOX_SETTLE_SECONDS": "1",
     }
-    log = (folder / "gateway.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "finfaas_dev.gateway",
-            "--stack",
-            str(folder / "stack.yml"),
-            "--port",
-            str(port),
-            "--logs-dir",
-            str(folder / "functions"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
+                             stack=folder / "stack.yml", port=port)
     try:
-        wait_for(lambda: _answers(base_url + "/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
         yield base_url
     finally:
-        process.terminate()
-        process.wait(STOP_SECONDS_MAX)
-        log.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return http("GET", url, timeout=1).status == 200
-    except OSError:
-        return False
+        gateway.stop()
 
 
 @pytest.fixture(scope="module")
@@ -419,13 +390,6 @@ def test_the_ledger_checks_clean_and_no_execution_is_left_running(suite, custome
     from finfaas.store.executions_store import ExecutionsStore
 
     wait_for(lambda: not ExecutionsStore().any_running(), SAGA_SECONDS_MAX, "every execution to end")
-    result = subprocess.run(
-        [sys.executable, "-m", "finfaas_dev.cli", "ledger", "check"],
-        env={**os.environ, **embedded_aws.env()},
-        capture_output=True,
-        text=True,
-        timeout=CHECK_SECONDS_MAX,
-        check=False,
-    )
+    result = finfaas_ledger_check(embedded_aws.env())
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,8 +4,8 @@ handle(event, context) on the embedded emulators.
 Whatever arrives (deep nesting, huge or non-finite numbers, wrong types, huge strings, another
 caller's cursor, an edited or expired one, an unsealed or a sealed but malformed queue message), the
 answer is never a 5xx, every 4xx is in the media type the function's OpenAPI document declares for it
-(problem+json, or an RFC 6749 error on the OAuth endpoints), and no business table gains or loses an
-item. Functions are read from functions/ and routes from each FunctionApp, so a new function or
+(problem+json, or an RFC 6749 error on the OAuth endpoints), and no business table gains, loses or
+changes an item. Functions are read from functions/ and routes from each FunctionApp, so a new function or
 route is covered the day it is added, and a route this test cannot send input to fails it.
 
 A second pass sends each body route a body its model accepts but for one hostile member, so the value
@@ -39,6 +39,9 @@ FUNCTION_NAMES = sorted(path.parent.name for path in (REPOSITORY_ROOT / "functio
 EXAMPLES_PER_FUNCTION = 25
 # Tables a refused request may touch for its own bookkeeping; every other one must stay as it was.
 BOOKKEEPING_TABLES = ("ratelimits", "idempotency", "audit")
+# Bounds of the before/after snapshot of the business tables (a stage holds a few thousand items).
+TABLES_MAX = 100
+SCAN_PAGES_MAX = 200
 OPS_SCOPE = "ops"
 JSON_TYPE, PROBLEM_TYPE = "application/json", "application/problem+json"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -160,25 +163,29 @@ def way_in(function: str, route: Any) -> str:
     return "open"
 
 
-def business_item_counts() -> dict[str, int]:
+def business_table_contents() -> dict[str, list[str]]:
+    """Every item of every business table of the stage, each as canonical JSON, sorted: a row added,
+    removed or changed in any attribute makes a different snapshot."""
     from finfaas_dev.awsclients import client
 
     dynamodb = client("dynamodb")
     prefix = f"finfaas-{os.environ['FINFAAS_STAGE']}-"
-    counts: dict[str, int] = {}
-    for name in dynamodb.list_tables(Limit=100)["TableNames"]:
+    contents: dict[str, list[str]] = {}
+    for name in dynamodb.list_tables(Limit=TABLES_MAX)["TableNames"]:
         if not name.startswith(prefix) or name.removeprefix(prefix) in BOOKKEEPING_TABLES:
             continue
-        total, start = 0, None
-        while True:
-            page = dynamodb.scan(TableName=name, Select="COUNT", ConsistentRead=True,
+        items, start = [], None
+        for _ in range(SCAN_PAGES_MAX):
+            page = dynamodb.scan(TableName=name, ConsistentRead=True,
                                  **({"ExclusiveStartKey": start} if start else {}))
-            total += page["Count"]
+            items += [json.dumps(item, sort_keys=True) for item in page["Items"]]
             start = page.get("LastEvaluatedKey")
             if start is None:
                 break
-        counts[name] = total
-    return counts
+        else:
+            raise AssertionError(f"{name}: more than {SCAN_PAGES_MAX} pages to compare")
+        contents[name] = sorted(items)
+    return contents
 
 
 def route_scopes(handler: Any) -> list[str]:
@@ -618,7 +625,7 @@ def assert_refused_without_writes(function: Function) -> None:
     attacks = known_attacks(function)
     for probe in [p for p in attacks if housekeeping(function, p.route)]:
         seen[probe.method, probe.route.path].add(answer(function, probe))
-    before = business_item_counts()
+    before = business_table_contents()
     for probe in [p for p in attacks if not housekeeping(function, p.route)]:
         seen[probe.method, probe.route.path].add(answer(function, probe))
 
@@ -630,7 +637,7 @@ def assert_refused_without_writes(function: Function) -> None:
         seen[probe.method, probe.route.path].add(answer(function, probe))
 
     search()
-    assert business_item_counts() == before
+    assert business_table_contents() == before
     unreached = [f"{route.method} {route.path}" for route in function.routes()
                  if (route.method, route.path) not in seen]
     assert not unreached, f"{function.name}: routes never probed: {unreached}"
@@ -654,6 +661,28 @@ def test_hostile_inputs_get_a_4xx_problem_and_write_nothing(functions, name):
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
 def test_a_body_valid_but_for_one_member_never_gets_a_5xx(functions, name):
     assert_one_hostile_member_is_answered(functions[name])
+
+
+def test_a_row_changed_in_place_changes_the_snapshot_of_the_business_tables(functions):
+    from finfaas_dev.awsclients import client
+
+    # GIVEN a stage whose business tables hold rows (the caller's accounts, at least)
+    before = business_table_contents()
+    table = next(name for name, items in before.items() if items)
+    original = json.loads(before[table][0])
+    dynamodb = client("dynamodb")
+    try:
+        # WHEN one attribute of one row changes, every table keeping its number of rows
+        dynamodb.put_item(TableName=table, Item={**original, "probe": {"S": "changed"}})
+        after = business_table_contents()
+    finally:
+        dynamodb.put_item(TableName=table, Item=original)
+
+    # THEN the snapshots differ, though no table gained or lost a row
+    assert {name: len(items) for name, items in after.items()} == {
+        name: len(items) for name, items in before.items()}
+    assert after != before
+    assert business_table_contents() == before
 
 
 def test_a_route_this_test_cannot_send_input_to_fails_it():

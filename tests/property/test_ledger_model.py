@@ -231,14 +231,17 @@ class LedgerHistories(RuleBasedStateMachine):
 
     # --- agreement ---
 
+    def _transfers_agree(self, transfer_ids) -> None:
+        for transfer_id in transfer_ids:
+            assert self.store.get_transfer(transfer_id) == self.model.get_transfer(transfer_id), transfer_id
+
     @invariant()
     def accounts_and_touched_transfers_agree(self):
         if self.store is None:
             return
         for account_id in self.accounts:
             assert self.store.get_account(account_id) == self.model.get_account(account_id), account_id
-        for transfer_id in self.touched:
-            assert self.store.get_transfer(transfer_id) == self.model.get_transfer(transfer_id), transfer_id
+        self._transfers_agree(self.touched)
         self.touched.clear()
 
     @invariant()
@@ -253,8 +256,7 @@ class LedgerHistories(RuleBasedStateMachine):
     def teardown(self):
         if self.store is None:
             return
-        for transfer_id in self.transfer_ids:
-            assert self.store.get_transfer(transfer_id) == self.model.get_transfer(transfer_id), transfer_id
+        self._transfers_agree(self.transfer_ids)
         for account_id in self.accounts:
             assert _statement(self.store, account_id) == _statement(self.model, account_id), account_id
             for moment in (self.clock.now - timedelta(seconds=2), self.clock.now):

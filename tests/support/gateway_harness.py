@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from finfaas_dev.net import free_port, wait_for
 
 FIXTURES_DIR = Path(__file__).resolve().parents[1] / "e2e" / "fixtures"
 FIXTURE_STACK = FIXTURES_DIR / "stack.yml"
-GATEWAY_READY_SECONDS_MAX = 20.0
-STOP_SECONDS_MAX = 15.0
+GATEWAY_READY_SECONDS_MAX = 30.0  # a loaded machine, emulators running
+STOP_SECONDS_MAX = 20.0  # the gateway stops its function processes first
 
 
 @dataclass
@@ -42,25 +43,26 @@ def http(
 
 
 class GatewayProcess:
-    """The gateway under test; its JSON log lines are kept in a file for assertions."""
+    """The gateway under test, serving `stack`; its JSON log lines are kept in a file for assertions."""
 
-    def __init__(self, log_dir: Path, extra_args: list[str] = (), env: dict | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        log_dir: Path,
+        extra_args: Sequence[str] = (),
+        env: dict | None = None,
+        *,
+        stack: Path = FIXTURE_STACK,
+        port: int | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / "gateway.log"
-        command = [
-            sys.executable,
-            "-m",
-            "finfaas_dev.gateway",
-            "--stack",
-            str(FIXTURE_STACK),
-            "--port",
-            str(self.port),
-            *extra_args,
-        ]
+        command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack),
+                   "--port", str(self.port), *extra_args]
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd
         )
         try:
             wait_for(self._ready, GATEWAY_READY_SECONDS_MAX, "the gateway to listen")

@@ -1,9 +1,14 @@
-"""Helpers shared by the ledger's integration and property tests."""
+"""Helpers shared by the ledger's integration, property and end-to-end tests."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
+
+LEDGER_CHECK_SECONDS_MAX = 120
 
 
 class SessionClock:
@@ -23,3 +28,15 @@ class SessionClock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._offset += timedelta(seconds=seconds)
+
+
+def finfaas_ledger_check(aws_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`finfaas ledger check` run as an operator runs it, against the emulators of `aws_env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "finfaas_dev.cli", "ledger", "check"],
+        env={**os.environ, **aws_env},
+        capture_output=True,
+        text=True,
+        timeout=LEDGER_CHECK_SECONDS_MAX,
+        check=False,
+    )

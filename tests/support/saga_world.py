@@ -36,7 +36,6 @@ from finfaas.workflow.engine import Engine, EngineLimits
 from finfaas.workflow.model import Status
 from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
-from finfaas.workflow.wakeups import SWEEP
 from finfaas_dev.fakes.platform import InMemoryDataKeys, InMemoryIdempotencyStore, InMemoryRateLimitStore
 from finfaas_dev.fakes.rail import InMemoryRailStore
 from finfaas_dev.fakes.risk import InMemoryRiskStore
@@ -47,10 +46,18 @@ from finfaas_dev.testing.platform import Context, Event, TokenMinter, load_funct
 from finfaas_dev.testing.reference_model import ReferenceLedger
 from finfaas_dev.testing.workflow import CrashAt, FakeClock, SimulatedCrash
 
+from support.workflow_testing import (
+    VISIBILITY_SECONDS,
+    StaticTokens,
+    deliver_wakeup,
+    engine_process,
+    entered_states,
+    wait_for_work,
+)
+
 QUEUE_MAC = EventMac.generate()  # the events key the suite's senders seal queue messages with
 
 GATEWAY = "http://gateway.test"
-VISIBILITY_SECONDS = 30  # infra/template.yaml: every queue
 RECEIVES_MAX = 5  # then the DLQ
 DELIVERIES_MAX = 2_000
 CUSTOMER = "cust-1"
@@ -73,17 +80,6 @@ class FakeResponse:
 
     def json(self) -> Any:
         return json.loads(self.content)
-
-
-class StaticTokens:
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def token(self) -> str:
-        return self._token
-
-    def invalidate(self) -> None:
-        return None
 
 
 @dataclass
@@ -391,26 +387,14 @@ class SagaWorld:
 
     def _new_engine(self) -> Engine:
         self.processes += 1
-        secrets = iter(f"secret{self.processes}-{n}" for n in range(10**6))
         tokens = StaticTokens(self.token("orchestrator", ORCHESTRATOR_SCOPES))
         runner = ResourceRunner(
             HttpTasks(GATEWAY, tokens, request=self.gateway.request),
             SqsTasks(client_factory=lambda: self.queues, resource_name=lambda logical: logical,
                      mac=QUEUE_MAC),
         )
-        return Engine(
-            saga_registry(),
-            self.store,
-            runner,
-            self.waker,
-            clock=self.clock,
-            sleep=self.clock.sleep,
-            limits=self.limits,
-            owner=f"process-{self.processes}",
-            new_secret=lambda: next(secrets),
-            unit_random=lambda: 0.5,
-            crash_hook=self.crash,
-        )
+        return engine_process(self.processes, saga_registry(), self.store, runner, self.waker,
+                              clock=self.clock, limits=self.limits, crash=self.crash)
 
     def _use_engine(self) -> None:
         module = self.gateway.handlers["orchestrator"]
@@ -476,13 +460,8 @@ class SagaWorld:
                 ),
                 default=None,
             )
-            if next_at is None:
-                if not self.store.any_running():
-                    return
-                self.clock.sleep(self.sweeper.interval_seconds)
-                self.sweeper.sweep()
-                continue
-            self.clock.now = max(self.clock.now, next_at / 1000)
+            if not wait_for_work(next_at, self.store, self.sweeper, self.clock):
+                return
         raise AssertionError(f"still running after {deliveries_max} deliveries")
 
     def _deliver_one(self) -> bool:
@@ -499,17 +478,7 @@ class SagaWorld:
         return False
 
     def _drive(self, queued: Any) -> None:
-        wakeup = queued.wakeup
-        try:
-            if wakeup.kind == SWEEP:
-                self.sweeper.tick()
-            else:
-                self.engine.drive(wakeup.execution_id, wakeup.reason, wakeup.due_at_ms)
-        except SimulatedCrash:
-            self._restart_orchestrator()
-            self.waker.queued.append(
-                type(queued)(self.clock.ms() + VISIBILITY_SECONDS * 1000, queued.sequence, wakeup)
-            )
+        deliver_wakeup(queued, self.engine, self.sweeper, self.waker, self.clock, self._restart_orchestrator)
 
     def _consume(self, message: QueuedMessage) -> None:
         """The connector: POST the message to its function; anything but 2xx leaves it for redelivery."""
@@ -544,11 +513,7 @@ class SagaWorld:
         return self.store.get(f"transfer:{transfer_id}").status
 
     def path(self, transfer_id: str) -> list[str]:
-        return [
-            e.state
-            for e in self.store.history(f"transfer:{transfer_id}", 0, 10_000)
-            if e.type == "StateEntered"
-        ]
+        return entered_states(self.store, f"transfer:{transfer_id}")
 
     def balance(self, account_id: str) -> int:
         return self.ledger.get_account(account_id).balance_minor

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +19,33 @@ from finfaas.workflow.wakeups import SWEEP
 from finfaas_dev.fakes.workflow import InMemoryExecutionStore, InMemoryWaker
 from finfaas_dev.testing.workflow import CrashAt, FakeClock, SimulatedCrash
 
-VISIBILITY_SECONDS = 30  # infra/template.yaml's orchestrator queue
+VISIBILITY_SECONDS = 30  # infra/template.yaml: every queue, the orchestrator's included
 DELIVERIES_MAX = 500
+HISTORY_EVENTS_MAX = 10_000
+# The engine's crash hook points: a clean run passes each kind, before and after its effect.
+CRASH_POINT_KINDS = frozenset({
+    "start:before_save",
+    "start:after_save",
+    "checkpoint:before_save",
+    "checkpoint:after_save",
+    "task:before_call",
+    "task:after_call",
+    "wake:before_send",
+    "wake:after_send",
+})
+
+
+class StaticTokens:
+    """A service's token source that always has the same token (it never expires in a test)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def token(self) -> str:
+        return self._token
+
+    def invalidate(self) -> None:
+        return None
 
 
 @dataclass
@@ -119,6 +144,83 @@ class SameThreadDrives:
         return SameThreadSlot(self) if self.room else None
 
 
+CrashCase = tuple[str, int, str]  # (scenario, index of the hook point to die at, that point)
+
+
+def crash_cases(scenarios: Iterable[str], clean_run_points: Callable[[str], list[str]]) -> list[CrashCase]:
+    """Every hook point a clean run of each scenario passes, as one case each."""
+    return [(scenario, index, point) for scenario in scenarios
+            for index, point in enumerate(clean_run_points(scenario))]
+
+
+def crash_case_ids(cases: list[CrashCase]) -> list[str]:
+    return [f"{scenario}-{index:02d}-{point}" for scenario, index, point in cases]
+
+
+def engine_process(
+    number: int,
+    definitions: DefinitionRegistry,
+    store: Any,
+    tasks: Any,
+    waker: Any,
+    *,
+    clock: FakeClock,
+    limits: EngineLimits,
+    crash: CrashAt,
+    inline: SameThreadDrives | None = None,
+) -> Engine:
+    """The engine of orchestrator process `number`: its own owner and task secrets, the deployment's
+    store, queue, clock and crash hook, and no randomness (jitter fixed at half)."""
+    secrets = iter(f"secret{number}-{n}" for n in range(10**6))
+    return Engine(
+        definitions,
+        store,
+        tasks,
+        waker,
+        clock=clock,
+        sleep=clock.sleep,
+        limits=limits,
+        owner=f"process-{number}",
+        new_secret=lambda: next(secrets),
+        unit_random=lambda: 0.5,
+        crash_hook=crash,
+        inline=inline,
+    )
+
+
+def deliver_wakeup(queued: Any, engine: Engine, sweeper: Sweeper, waker: InMemoryWaker, clock: FakeClock,
+                   restart: Callable[[], None]) -> None:
+    """The connector's delivery of one wake-up; when the process dies in it, `restart` starts a fresh one
+    and the message, never deleted, is visible again after the visibility timeout, as SQS does."""
+    wakeup = queued.wakeup
+    try:
+        if wakeup.kind == SWEEP:
+            sweeper.tick()
+        else:
+            engine.drive(wakeup.execution_id, wakeup.reason, wakeup.due_at_ms)
+    except SimulatedCrash:
+        restart()
+        waker.queued.append(type(queued)(clock.ms() + VISIBILITY_SECONDS * 1000, queued.sequence, wakeup))
+
+
+def wait_for_work(next_visible_at_ms: int | None, store: Any, sweeper: Sweeper, clock: FakeClock) -> bool:
+    """Time passes until the next message is visible; False when nothing is queued or running."""
+    if next_visible_at_ms is None:
+        if not store.any_running():
+            return False
+        # Nothing queued yet work remains: what the sweeper's tick chain is for.
+        clock.sleep(sweeper.interval_seconds)
+        sweeper.sweep()
+        return True
+    clock.now = max(clock.now, next_visible_at_ms / 1000)
+    return True
+
+
+def entered_states(store: Any, execution_id: str) -> list[str]:
+    """The states an execution entered, in order."""
+    return [e.state for e in store.history(execution_id, 0, HISTORY_EVENTS_MAX) if e.type == "StateEntered"]
+
+
 class World:
     """An orchestrator deployment in memory: store, queue, clock, sweeper, and process restarts."""
 
@@ -147,21 +249,11 @@ class World:
 
     def _new_process(self) -> Engine:
         self.processes += 1
-        secrets = iter(f"secret{self.processes}-{n}" for n in range(10**6))
-        return Engine(
-            self.definitions,
-            self.store,
-            self.tasks,
-            self.waker,
-            clock=self.clock,
-            sleep=self.clock.sleep,
-            limits=self.limits,
-            owner=f"process-{self.processes}",
-            new_secret=lambda: next(secrets),
-            unit_random=lambda: 0.5,
-            crash_hook=self.crash,
-            inline=self.inline,
-        )
+        return engine_process(self.processes, self.definitions, self.store, self.tasks, self.waker,
+                              clock=self.clock, limits=self.limits, crash=self.crash, inline=self.inline)
+
+    def _restart(self) -> None:
+        self.engine = self._new_process()
 
     def start(self, state_machine: str, name: str, input_value: Any) -> Any:
         """A client starting an execution, retrying (same name and input) when the request dies."""
@@ -169,7 +261,7 @@ class World:
             try:
                 return self.engine.start(state_machine, name, input_value)
             except SimulatedCrash:
-                self.engine = self._new_process()
+                self._restart()
         raise AssertionError("start kept crashing")
 
     def run(self, deliveries_max: int = DELIVERIES_MAX) -> None:
@@ -177,15 +269,8 @@ class World:
         for _ in range(deliveries_max):
             queued = self.waker.pop_visible()
             if queued is None:
-                next_at = self.waker.next_visible_at_ms()
-                if next_at is None:
-                    if not self.store.any_running():
-                        return
-                    # Nothing queued yet work remains: what the sweeper's tick chain is for.
-                    self.clock.sleep(self.sweeper.interval_seconds)
-                    self.sweeper.sweep()
-                    continue
-                self.clock.now = max(self.clock.now, next_at / 1000)
+                if not wait_for_work(self.waker.next_visible_at_ms(), self.store, self.sweeper, self.clock):
+                    return
                 continue
             self._deliver(queued)
             if self.duplicate_deliveries:
@@ -202,22 +287,11 @@ class World:
         raise AssertionError(f"still delivering after {deliveries_max} deliveries")
 
     def _deliver(self, queued: Any) -> None:
-        wakeup = queued.wakeup
-        try:
-            if wakeup.kind == SWEEP:
-                self.sweeper.tick()
-            else:
-                self.engine.drive(wakeup.execution_id, wakeup.reason, wakeup.due_at_ms)
-        except SimulatedCrash:
-            # Not deleted: SQS shows it again after the visibility timeout, to a fresh process.
-            self.engine = self._new_process()
-            self.waker.queued.append(
-                type(queued)(self.clock.ms() + VISIBILITY_SECONDS * 1000, queued.sequence, wakeup)
-            )
+        deliver_wakeup(queued, self.engine, self.sweeper, self.waker, self.clock, self._restart)
 
     def status(self, execution_id: str) -> Status:
         return self.store.get(execution_id).status
 
     def path(self, execution_id: str) -> list[str]:
         """The states entered, in order."""
-        return [e.state for e in self.store.history(execution_id, 0, 10_000) if e.type == "StateEntered"]
+        return entered_states(self.store, execution_id)

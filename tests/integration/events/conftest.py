@@ -1,4 +1,4 @@
-"""Events on the embedded emulators, each test module on its own outbox table and queues.
+"""Events on the embedded emulators, each test module on its own outbox and audit tables and queues.
 
 The ledger writes its events to a private outbox table here (the stage's own accounts, transfers
 and entries tables), so a relay under test publishes exactly this module's events and no other
@@ -70,20 +70,30 @@ def sqs(embedded_aws):
     return client("sqs")
 
 
+def _private_table(stage: str, purpose: str, hash_key: tuple[str, str], range_key: tuple[str, str]) -> str:
+    """A fresh pay-per-request table keyed (hash, range), each key given as (name, attribute type)."""
+    from finfaas_dev.awsclients import client
+
+    name = f"finfaas-{stage}-{purpose}-{uuid.uuid4().hex[:8]}"
+    keys = ((hash_key, "HASH"), (range_key, "RANGE"))
+    dynamodb = client("dynamodb")
+    definitions = [{"AttributeName": n, "AttributeType": t} for (n, t), _ in keys]
+    dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=definitions,
+                          KeySchema=[{"AttributeName": n, "KeyType": kind} for (n, _), kind in keys])
+    dynamodb.get_waiter("table_exists").wait(TableName=name)
+    return name
+
+
 @pytest.fixture(scope="module")
 def private_outbox(embedded_aws) -> str:
     """A fresh table with the outbox's key schema; its name."""
-    from finfaas_dev.awsclients import client
+    return _private_table(embedded_aws.stage, "outbox", ("partition", "S"), ("event_key", "S"))
 
-    name = f"finfaas-{embedded_aws.stage}-outbox-{uuid.uuid4().hex[:8]}"
-    dynamodb = client("dynamodb")
-    dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                          AttributeDefinitions=[{"AttributeName": "partition", "AttributeType": "S"},
-                                                {"AttributeName": "event_key", "AttributeType": "S"}],
-                          KeySchema=[{"AttributeName": "partition", "KeyType": "HASH"},
-                                     {"AttributeName": "event_key", "KeyType": "RANGE"}])
-    dynamodb.get_waiter("table_exists").wait(TableName=name)
-    return name
+
+@pytest.fixture(scope="module")
+def private_audit(embedded_aws) -> str:
+    """A fresh table with the audit log's key schema; its name."""
+    return _private_table(embedded_aws.stage, "audit", ("chain", "S"), ("seq", "N"))
 
 
 @pytest.fixture(scope="module")

@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
-from finfaas.platform.audit import (
-    AuditEvent,
-    AuditKey,
-    Outcome,
-    audit_facts_json,
-    key_id_of,
-    seal_record,
-    verify_log,
-)
+from finfaas.platform.audit import AuditEvent, Outcome, audit_facts_json, verify_log
 from finfaas.platform.events import EventMac, SqsQueue
 from finfaas.services.outbox_relay.model import outbox_audit_chain
 from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas.store.audit_store import AuditStore
 from finfaas.store.outbox_store import OutboxStore
-
-SECRET = b"relay-test-audit-key-0123456789abcdef"
-KEY = AuditKey(key_id_of(SECRET), SECRET)
-KEYRING = {KEY.key_id: SECRET}
+from support.audit_testing import KEY, KEYRING, ChainIntruder
 
 
 class Crash(Exception):
     """Stands for the relay's process dying at that line."""
-
-
-@pytest.fixture(scope="module")
-def private_audit(embedded_aws) -> str:
-    """A fresh table with the audit log's key schema; its name."""
-    from finfaas_dev.awsclients import client
-
-    name = f"finfaas-{embedded_aws.stage}-audit-{uuid.uuid4().hex[:8]}"
-    dynamodb = client("dynamodb")
-    dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                          AttributeDefinitions=[{"AttributeName": "chain", "AttributeType": "S"},
-                                                {"AttributeName": "seq", "AttributeType": "N"}],
-                          KeySchema=[{"AttributeName": "chain", "KeyType": "HASH"},
-                                     {"AttributeName": "seq", "KeyType": "RANGE"}])
-    dynamodb.get_waiter("table_exists").wait(TableName=name)
-    return name
 
 
 @pytest.fixture
@@ -129,19 +101,9 @@ def test_a_relay_that_finds_its_events_relayed_by_another_appends_nothing(privat
     assert_verifies(private_audit, "ledger-3")
 
 
-class IntrudedOutbox(OutboxStore):
-    """Another writer appends to the chain right after the relay has read its head (once)."""
-
-    heads_read = 0
-
-    def audit_head(self, chain):
-        head = super().audit_head(chain)
-        self.heads_read += 1
-        if self.heads_read == 1:
-            event = AuditEvent("ops-1", "manual", "note:x", Outcome.SUCCEEDED)
-            assert AuditStore(self._audit_table).append(
-                seal_record(chain, head, event, "2026-01-15T10:00:00+00:00", KEY))
-        return head
+class IntrudedOutbox(ChainIntruder, OutboxStore):
+    def intruder_log(self):
+        return AuditStore(self._audit_table)
 
 
 def test_a_seq_taken_meanwhile_is_retried_on_the_new_head(private_outbox, private_audit, new_queue, mac):

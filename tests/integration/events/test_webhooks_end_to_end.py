@@ -8,71 +8,52 @@ Queue messages reach the webhooks function exactly as the queue connector maps t
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jsonschema
 import pytest
 from finfaas.domain.ledger import AccountKind, Actor, NewAccount, NewTransfer
-from finfaas.platform.events import EventMac, SqsQueue
+from finfaas.platform.events import SqsQueue
 from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
 from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas.services.webhooks.model import verify_signature
-from finfaas.services.webhooks.service import (
-    OutboundPolicy,
-    PinnedPoster,
-    SecretBox,
-    SubscriptionCache,
-    SubscriptionService,
-    TargetMode,
-    WebhookFanout,
-    WebhookSender,
-)
+from finfaas.services.webhooks.service import OutboundPolicy, PinnedPoster, SecretBox, TargetMode
 from finfaas.store.outbox_store import OutboxStore
 from finfaas.store.subscriptions_store import SubscriptionsStore
 from finfaas_dev.connector import cloud_event_request
-from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
+from finfaas_dev.testing.platform import TokenMinter, call, loopback_http_server
+from support.http_testing import QuietHandler
+from support.webhooks_testing import WebhooksWorld
 
 ROOT = Path(__file__).resolve().parents[3]
 RETRY_DELAY_SECONDS = 1
 
 
 class Receiver:
-    """An integrator's endpoint on 127.0.0.1 (free port): answers the given statuses in turn."""
+    """An integrator's endpoint: answers the given statuses in turn, keeping each request it got."""
 
     def __init__(self, statuses: list[int]) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.url = ""
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = statuses[min(len(receiver.requests), len(statuses)) - 1]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(statuses[min(len(receiver.requests), len(statuses)) - 1], b"")
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/finfaas"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.handler = Handler
 
 
 @pytest.fixture
 def receiver():
+    """The receiver on 127.0.0.1 (a free port), failing the first delivery."""
     endpoint = Receiver([500, 200])
-    yield endpoint
-    endpoint.close()
+    with loopback_http_server(endpoint.handler) as base_url:
+        endpoint.url = f"{base_url}/hooks/finfaas"
+        yield endpoint
 
 
 def deliver_through_function(module, queue, expected: int) -> list[dict]:
@@ -91,19 +72,14 @@ def test_a_transfer_reaches_the_subscriber_as_a_signed_webhook_after_one_retry(
     # GIVEN the webhooks function on the emulators (KMS-sealed secrets, private queues)
     events_queue, webhooks_queue = new_queue("events"), new_queue("webhooks")
     dead_letters = new_queue("webhooks-dlq")
-    mac, tokens = EventMac.generate(), TokenMinter.generate()
-    store = SubscriptionsStore(private_outbox)
-    secrets_box = SecretBox(EnvelopeCipher(KmsDataKeys(pii_key_id())))
-    cache, policy = SubscriptionCache(store, ttl_seconds=0), OutboundPolicy(TargetMode.LOOPBACK)
-    retries = SqsQueue("webhooks", queue_name=webhooks_queue.name)
-    module = load_function_handler("webhooks")
-    module.verifier.use(tokens.verifier())
-    module.services.use(module.WebhooksServices(
-        SubscriptionService(store, secrets_box, policy), WebhookFanout(cache, retries, mac),
-        WebhookSender(cache, secrets_box, PinnedPoster(), policy, retries,
-                      SqsQueue("webhooks-dlq", queue_name=dead_letters.name), mac,
-                      delays_seconds=(RETRY_DELAY_SECONDS,)),
-        mac, probe=lambda: None))
+    tokens = TokenMinter.generate()
+    world = WebhooksWorld(store=SubscriptionsStore(private_outbox),
+                          box=SecretBox(EnvelopeCipher(KmsDataKeys(pii_key_id()))),
+                          policy=OutboundPolicy(TargetMode.LOOPBACK), poster=PinnedPoster(),
+                          queue=SqsQueue("webhooks", queue_name=webhooks_queue.name),
+                          dead_letters=SqsQueue("webhooks-dlq", queue_name=dead_letters.name),
+                          delays_seconds=(RETRY_DELAY_SECONDS,))
+    module = world.function(tokens.verifier())
     # AND an integrator subscribed to transfers
     token = tokens.mint("partner-1", ["webhooks:write"])
     created = call(module.handle, "POST", "/subscriptions", token=token,
@@ -119,7 +95,7 @@ def test_a_transfer_reaches_the_subscriber_as_a_signed_webhook_after_one_retry(
     ledger.create_transfers([NewTransfer(ids("t1"), funding, alice, 12_500, "USD")], Actor.system(), clock())
     # AND the relay, the fan-out and the sender each take their turn
     events = SqsQueue("events", queue_name=events_queue.name)
-    relay = OutboxRelay(OutboxStore(private_outbox), events, mac, "e2e")
+    relay = OutboxRelay(OutboxStore(private_outbox), events, world.mac, "e2e")
     assert relay.relay_once().sent >= 3
     fanned = deliver_through_function(module, events_queue, expected=3)
     assert sum(r.get("deliveries", 0) for r in fanned) == 1  # only the transfer matches

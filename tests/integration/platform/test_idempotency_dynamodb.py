@@ -15,6 +15,7 @@ from finfaas.platform.idempotency import (
     StoredResponse,
 )
 from finfaas.store.idempotency_store import IdempotencyStore
+from finfaas_dev.testing.workflow import FakeClock
 from pynamodb.attributes import UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
@@ -27,14 +28,6 @@ pytestmark = pytest.mark.emulator
 START_S = 1_700_000_000.0
 LEASE_SECONDS = 30
 BARRIER_TIMEOUT_SECONDS = 10
-
-
-class FakeClock:
-    def __init__(self, now_s: float = START_S) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ def scope_of(guard: IdempotencyGuard, key: str, body: str):
 
 def test_two_concurrent_claims_of_one_key_run_the_handler_once(store):
     # GIVEN two instances (two guards) receiving the same request at the same moment
-    clock = FakeClock()
+    clock = FakeClock(START_S)
     guards = [guard_for(store, clock), guard_for(store, clock)]
     key = uuid.uuid4().hex
     both_tried = threading.Barrier(2, timeout=BARRIER_TIMEOUT_SECONDS)
@@ -102,7 +95,7 @@ def test_two_concurrent_claims_of_one_key_run_the_handler_once(store):
 
 
 def test_a_retry_after_completion_replays_without_running(store):
-    guard = guard_for(store, FakeClock())
+    guard = guard_for(store, FakeClock(START_S))
     key = uuid.uuid4().hex
     calls: list[str] = []
 
@@ -121,7 +114,7 @@ def test_a_retry_after_completion_replays_without_running(store):
 
 
 def test_a_different_body_under_a_used_key_is_422(store):
-    guard = guard_for(store, FakeClock())
+    guard = guard_for(store, FakeClock(START_S))
     key = uuid.uuid4().hex
     guard.run(scope_of(guard, key, '{"amount":"1.00"}'), lambda: StoredResponse(201, "{}"))
 
@@ -133,7 +126,7 @@ def test_a_different_body_under_a_used_key_is_422(store):
 
 def test_a_crashed_claim_is_taken_over_once_its_lease_expires(store):
     # GIVEN an instance that claimed the key and died without completing or releasing
-    clock = FakeClock()
+    clock = FakeClock(START_S)
     crashed = guard_for(store, clock)
     key = uuid.uuid4().hex
     assert not isinstance(crashed.begin(scope_of(crashed, key, "{}")), StoredResponse)
@@ -142,7 +135,7 @@ def test_a_crashed_claim_is_taken_over_once_its_lease_expires(store):
     # WHEN the client retries inside the lease, and again after it
     with pytest.raises(IdempotencyKeyInUse):
         retrying.run(scope_of(retrying, key, "{}"), lambda: StoredResponse(201, "{}"))
-    clock.now_s += LEASE_SECONDS
+    clock.now += LEASE_SECONDS
     response = retrying.run(scope_of(retrying, key, "{}"), lambda: StoredResponse(201, '{"ok":true}'))
 
     # THEN the retry runs and its result is what later retries replay
@@ -172,7 +165,7 @@ def transfer_in_one_transaction(store, row_model, row_id, record) -> None:
 
 
 def test_the_key_is_recorded_inside_the_callers_transaction(store, ledger_row):
-    guard = guard_for(store, FakeClock())
+    guard = guard_for(store, FakeClock(START_S))
     key, row_id = uuid.uuid4().hex, f"row-{uuid.uuid4().hex}"
     scope = scope_of(guard, key, '{"amount":"5.00"}')
     response = StoredResponse(201, '{"id":"tr_5"}')
@@ -188,7 +181,7 @@ def test_the_key_is_recorded_inside_the_callers_transaction(store, ledger_row):
 
 
 def test_a_cancellation_for_another_reason_is_not_taken_for_a_replay(store, ledger_row):
-    guard = guard_for(store, FakeClock())
+    guard = guard_for(store, FakeClock(START_S))
     row_id = f"row-{uuid.uuid4().hex}"
     ledger_row(row_id).save()  # the ledger's own condition will fail (think: overdraft)
     scope = scope_of(guard, uuid.uuid4().hex, "{}")
@@ -203,11 +196,11 @@ def test_a_cancellation_for_another_reason_is_not_taken_for_a_replay(store, ledg
 
 def test_a_claim_lost_to_a_takeover_cannot_commit_the_transaction(store, ledger_row):
     # GIVEN a slow attempt whose lease lapsed and a retry that took the key over
-    clock = FakeClock()
+    clock = FakeClock(START_S)
     slow, retry = guard_for(store, clock), guard_for(store, clock)
     scope = scope_of(slow, uuid.uuid4().hex, "{}")
     slow_claim = slow.begin(scope)
-    clock.now_s += LEASE_SECONDS
+    clock.now += LEASE_SECONDS
     retry.begin(scope)
 
     # WHEN the slow attempt finally commits its money movement with its own claim
@@ -221,7 +214,7 @@ def test_a_claim_lost_to_a_takeover_cannot_commit_the_transaction(store, ledger_
 
 def test_a_ledger_style_transaction_replays_from_the_cancellation_reason_without_a_read(store, ledger_row):
     # GIVEN a store that builds its own TransactWriteItems and asks for ALL_OLD on failure (the ledger)
-    guard = guard_for(store, FakeClock())
+    guard = guard_for(store, FakeClock(START_S))
     scope = scope_of(guard, uuid.uuid4().hex, '{"amount":"7.00"}')
     connection = Connection()
 

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.store.ratelimit_store import RateLimitStore
+from finfaas_dev.testing.workflow import FakeClock
 from unit.platform.test_ratelimit_contract import RateLimitStoreContract
 
 pytestmark = pytest.mark.emulator
@@ -19,14 +20,6 @@ pytestmark = pytest.mark.emulator
 WINDOW_START_S = float(int(time.time()) // 60 * 60)
 THREADS_PER_INSTANCE = 3
 CHECKS_PER_THREAD = 15
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = WINDOW_START_S
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 @pytest.fixture
@@ -46,7 +39,7 @@ def two_instances(store, clock, **limit_fields) -> list[RateLimiter]:
 @pytest.mark.parametrize("tokens_per_call", [1, 4])
 def test_a_limit_holds_across_two_instances_under_concurrency(store, tokens_per_call):
     # GIVEN two instances (two limiters) sharing the table, each serving three threads at once
-    clock = FakeClock()
+    clock = FakeClock(WINDOW_START_S)
     instances = two_instances(store, clock, tokens_per_call=tokens_per_call)
     principal = f"cus_{uuid.uuid4().hex}"
     allowed: list[bool] = []
@@ -71,15 +64,15 @@ def test_a_limit_holds_across_two_instances_under_concurrency(store, tokens_per_
 
 
 def test_a_refusal_by_one_instance_names_the_seconds_left_in_the_window(store):
-    clock = FakeClock()
+    clock = FakeClock(WINDOW_START_S)
     first, second = two_instances(store, clock, requests_max=3)
     principal = f"cus_{uuid.uuid4().hex}"
     for _ in range(3):
         assert first.check(principal, "test").allowed
-    clock.now_s += 15
+    clock.now += 15
 
     refused = second.check(principal, "test")
 
     assert not refused.allowed and refused.retry_after_s == 45
-    clock.now_s += 45
+    clock.now += 45
     assert second.check(principal, "test").allowed

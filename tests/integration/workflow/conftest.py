@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from finfaas_dev.testing.platform import loopback_http_server
+from support.http_testing import python3_http_handler
 
 
 def _create_workflow_tables(client, executions: str, history: str) -> None:
@@ -77,53 +81,13 @@ def load_demo_bank():
     return module
 
 
-class _FunctionServer:
-    """A python3-http handler behind a loopback HTTP server at /function/<name>/..., as the gateway
-    routes it (tests reach it through the orchestrator's real HTTP task client)."""
+@dataclass
+class DemoBank:
+    """demo-bank served on loopback: its base URL, its handler module, and a token it accepts."""
 
-    def __init__(self, name: str, handle) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from urllib.parse import parse_qs, urlsplit
-
-        from finfaas_dev.testing.platform import Context, Event
-
-        prefix = f"/function/{name}"
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                parts = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                event = Event(
-                    self.command,
-                    parts.path.removeprefix(prefix) or "/",
-                    body,
-                    dict(self.headers),
-                    {k: v for k, v in parse_qs(parts.query).items()},
-                )
-                result = handle(event, Context())
-                payload = result["body"].encode()
-                self.send_response(result["statusCode"])
-                for header, value in result["headers"].items():
-                    self.send_header(header, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = _serve
-
-            def log_message(self, *args) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    url: str
+    module: Any
+    token: str
 
 
 @pytest.fixture
@@ -135,11 +99,9 @@ def demo_bank(monkeypatch):
     module = load_demo_bank()
     tokens = TokenMinter.generate()
     module.verifier.verifier = tokens.verifier()
-    server = _FunctionServer("demo-bank", module.handle)
-    server.module = module
-    server.token = tokens.mint(sub="orchestrator", scopes=["transfers:write"], kind="client")
-    yield server
-    server.stop()
+    token = tokens.mint(sub="orchestrator", scopes=["transfers:write"], kind="client")
+    with loopback_http_server(python3_http_handler("demo-bank", module.handle)) as url:
+        yield DemoBank(url, module, token)
 
 
 @pytest.fixture

@@ -20,21 +20,11 @@ from finfaas.workflow.inline import ThreadDrives
 from finfaas.workflow.model import Status
 from finfaas.workflow.tasks import HttpTasks, ResourceRunner, SqsTasks
 from finfaas.workflow.wakeups import SWEEP, SqsWaker, Wakeup
+from support.workflow_testing import StaticTokens
 
 pytestmark = pytest.mark.timeout(180)
 CONNECTOR_SECONDS_MAX = 60
 RECEIVE_VISIBILITY_SECONDS = 5
-
-
-class StaticToken:
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def token(self) -> str:
-        return self._token
-
-    def invalidate(self) -> None:
-        return None
 
 
 def _registry(*extra) -> DefinitionRegistry:
@@ -46,7 +36,7 @@ def _engine(fresh_tables, private_queue, demo_bank, definitions=None, **options)
     sqs, url = private_queue
     mac = EventMac.generate()
     waker = SqsWaker(client_factory=lambda: sqs, queue_name=url.rsplit("/", 1)[-1], mac=mac)
-    runner = ResourceRunner(HttpTasks(demo_bank.url, StaticToken(demo_bank.token)), SqsTasks(mac=mac))
+    runner = ResourceRunner(HttpTasks(demo_bank.url, StaticTokens(demo_bank.token)), SqsTasks(mac=mac))
     return Engine(definitions or _registry(), ExecutionsStore(*fresh_tables), runner, waker, **options)
 
 

@@ -12,9 +12,8 @@ from finfaas_dev.stackfile import (
     parse_duration_seconds,
     parse_stack,
 )
-
-ROOT = Path(__file__).resolve().parents[3]
-FIXTURE_STACK = ROOT / "tests/e2e/fixtures/stack.yml"
+from finfaas_dev.testing.platform import REPOSITORY_ROOT
+from support.gateway_harness import FIXTURE_STACK
 
 HEADER = "version: 1.0\nprovider:\n  name: openfaas\n  gateway: http://127.0.0.1:8080\nfunctions:\n"
 
@@ -28,7 +27,7 @@ def _stack(tmp_path: Path, function_yaml: str):
 
 
 def test_the_project_stack_file_loads():
-    stack = load_stack(ROOT / "stack.yml")
+    stack = load_stack(REPOSITORY_ROOT / "stack.yml")
 
     for spec in stack.functions.values():
         assert (spec.handler_dir / "handler.py").is_file()
@@ -132,7 +131,7 @@ def test_faas_cli_substitutions_take_their_defaults_and_one_without_a_default_is
     # stack.yml names the stage, registry and tag as ${NAME:-default}, which faas-cli fills from its shell
     from finfaas_dev.stackfile import StackError, with_defaults
 
-    stack = load_stack(ROOT / "stack.yml")
+    stack = load_stack(REPOSITORY_ROOT / "stack.yml")
     assert stack.functions["ledger"].environment["FINFAAS_STAGE"] == "local"
     assert stack.functions["ledger"].image == "finfaas/ledger:0.1.0"
     with pytest.raises(StackError, match=r"\$\{STAGE\} needs a default"):

@@ -11,13 +11,11 @@ from finfaas.platform.audit import (
     AuditAppendConflict,
     AuditEvent,
     AuditEventInvalid,
-    AuditKey,
     AuditLog,
     Outcome,
     ProblemKind,
     anchors_from_json,
     anchors_to_json,
-    key_id_of,
     keyring_from_text,
     record_hash,
     signing_key_from_text,
@@ -25,10 +23,7 @@ from finfaas.platform.audit import (
     verify_log,
 )
 from finfaas_dev.fakes.platform import InMemoryAuditStore
-
-SECRET = b"k" * 32
-KEY = AuditKey(key_id_of(SECRET), SECRET)
-KEYRING = {KEY.key_id: SECRET}
+from support.audit_testing import KEY, KEYRING, SECRET
 
 
 def event(actor="cus_1", action="transfer.create", outcome=Outcome.SUCCEEDED, **extra) -> AuditEvent:

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 from finfaas.platform.resilience import BreakerState, CircuitBreaker, CircuitOpen
+from finfaas_dev.testing.workflow import FakeClock
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+CLOCK_START_S = 1000.0
 
 
 class Down(Exception):
@@ -23,8 +18,8 @@ def failing() -> None:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(CLOCK_START_S)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from finfaas.platform import config, tracing
@@ -12,6 +11,7 @@ from finfaas.platform.credentials import TokenUnavailable
 from finfaas.platform.gateway_client import GatewayClient, GatewayTimeout, GatewayUnreachable
 from finfaas_dev.net import free_port
 from finfaas_dev.testing.platform import loopback_http_server
+from support.http_testing import QuietHandler
 
 INCOMING = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing answers there
@@ -19,7 +19,7 @@ SLOW_SECONDS = 2.0
 ACCEPTED_TOKEN = "token-2"  # noqa: S105 - a test token, not a credential
 
 
-class _Function(BaseHTTPRequestHandler):
+class _Function(QuietHandler):
     """A function behind the gateway: accepts only ACCEPTED_TOKEN, records what it saw."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, so pooled connections can be observed
@@ -33,20 +33,10 @@ class _Function(BaseHTTPRequestHandler):
         if self.path.endswith("/slow"):
             time.sleep(SLOW_SECONDS)
         if self.headers.get("Authorization") != f"Bearer {ACCEPTED_TOKEN}":
-            self._answer(401, {"code": "unauthorized"})
+            self.answer_json(401, {"code": "unauthorized"})
         else:
-            self._answer(200, {"ok": True})
+            self.answer_json(200, {"ok": True})
 
-    def _answer(self, status: int, document: dict) -> None:
-        payload = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 class RotatingTokens:

@@ -12,7 +12,7 @@ from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
 from finfaas.platform.idempotency import IdempotencyGuard, IdempotencyStoreError
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryIdempotencyStore, InMemoryRateLimitStore
-from finfaas_dev.testing.platform import TokenMinter, call
+from finfaas_dev.testing.platform import call
 from pydantic import BaseModel, Field
 
 NOW_S = 1_800_000_000.0
@@ -50,11 +50,6 @@ class Ledger:
 class BrokenIdempotencyStore(InMemoryIdempotencyStore):
     def put_if_free(self, record, now_ms):
         raise IdempotencyStoreError("table unreachable")
-
-
-@pytest.fixture
-def minter() -> TokenMinter:
-    return TokenMinter.generate()
 
 
 @pytest.fixture
@@ -214,12 +209,23 @@ def test_a_retry_while_the_first_attempt_runs_is_409_with_retry_after(built, min
     assert int(nested[0].header("Retry-After")) >= 1
 
 
-def test_a_final_4xx_is_stored_and_replayed(built, minter, ledger):
-    app, _ = built
-    ledger.fail_next.append(Declined)
+# The platform's own record (/payments), and a key completed in the handler's transaction (/transfers),
+# where an answer that made no transaction (a 4xx) is stored by the platform and a 5xx leaves the key free.
+GUARDED_PATHS = pytest.mark.parametrize("path", ["/payments", "/transfers"],
+                                        ids=["platform", "in-transaction"])
 
-    first = post(app, minter, "/payments", {"payment_id": "p1", "amount_minor": 500})
-    again = post(app, minter, "/payments", {"payment_id": "p1", "amount_minor": 500})
+
+def sent_twice(built, minter, ledger, path: str, failure: type[Exception]):
+    """One request sent twice under one key, the ledger raising `failure` on the first; both replies."""
+    app, _ = built
+    ledger.fail_next.append(failure)
+    body = {"payment_id": "p1", "amount_minor": 500}
+    return post(app, minter, path, body), post(app, minter, path, body)
+
+
+@GUARDED_PATHS
+def test_a_final_4xx_is_stored_and_replayed(built, minter, ledger, path):
+    first, again = sent_twice(built, minter, ledger, path, Declined)
 
     assert first.status == again.status == 409
     assert again.json()["code"] == "declined"
@@ -228,15 +234,12 @@ def test_a_final_4xx_is_stored_and_replayed(built, minter, ledger):
     assert ledger.effects == []
 
 
-def test_a_5xx_is_not_stored_so_the_retry_runs(built, minter, ledger):
-    app, _ = built
-    ledger.fail_next.append(Flaky)
+@GUARDED_PATHS
+def test_a_5xx_is_not_stored_so_the_retry_runs(built, minter, ledger, path):
+    first, retry = sent_twice(built, minter, ledger, path, Flaky)
 
-    first = post(app, minter, "/payments", {"payment_id": "p1", "amount_minor": 500})
-    retry = post(app, minter, "/payments", {"payment_id": "p1", "amount_minor": 500})
-
-    assert first.status == 500
-    assert retry.status == 201 and retry.header("Idempotency-Replayed") is None
+    assert (first.status, retry.status) == (500, 201)
+    assert retry.header("Idempotency-Replayed") is None
     assert ledger.effects == ["p1"]
 
 
@@ -287,29 +290,6 @@ def test_in_transaction_different_body_is_422(built, minter, ledger):
 
     assert reused.status == 422 and reused.json()["code"] == "idempotency_key_reused"
     assert ledger.effects == ["t1"]
-
-
-def test_in_transaction_a_4xx_without_a_transaction_is_stored_by_the_platform(built, minter, ledger):
-    app, _ = built
-    ledger.fail_next.append(Declined)
-
-    first = post(app, minter, "/transfers", {"payment_id": "t1", "amount_minor": 5})
-    again = post(app, minter, "/transfers", {"payment_id": "t1", "amount_minor": 5})
-
-    assert first.status == again.status == 409
-    assert again.header("Idempotency-Replayed") == "true"
-    assert ledger.effects == []
-
-
-def test_in_transaction_a_5xx_leaves_the_key_free(built, minter, ledger):
-    app, _ = built
-    ledger.fail_next.append(Flaky)
-
-    first = post(app, minter, "/transfers", {"payment_id": "t1", "amount_minor": 5})
-    retry = post(app, minter, "/transfers", {"payment_id": "t1", "amount_minor": 5})
-
-    assert (first.status, retry.status) == (500, 201)
-    assert retry.header("Idempotency-Replayed") is None and ledger.effects == ["t1"]
 
 
 def test_in_transaction_routes_require_the_key(built, minter, ledger):

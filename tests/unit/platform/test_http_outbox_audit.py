@@ -9,7 +9,7 @@ from finfaas.platform.audit import AuditLog, Outcome, audit_facts_from_json
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import FunctionApp, Request, Response, StrictModel
 from finfaas_dev.fakes.platform import InMemoryAuditStore
-from finfaas_dev.testing.platform import TokenMinter, call
+from finfaas_dev.testing.platform import call
 from pydantic import Field
 
 WRITE = "money:write"
@@ -29,11 +29,6 @@ class FakeTransactions:
     """What the handler's transactions committed: each one's outbox audit facts (or None)."""
 
     committed: list[str | None] = field(default_factory=list)
-
-
-@pytest.fixture
-def minter() -> TokenMinter:
-    return TokenMinter.generate()
 
 
 @pytest.fixture

@@ -21,17 +21,10 @@ from finfaas.platform.idempotency import (
     validate_key,
 )
 from finfaas_dev.fakes.platform import InMemoryIdempotencyStore
+from finfaas_dev.testing.workflow import FakeClock
 
 START_S = 1_700_000_000.0
 LEASE_SECONDS = 30
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = START_S
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 class CountingHandler:
@@ -46,7 +39,7 @@ class CountingHandler:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START_S)
 
 
 @pytest.fixture
@@ -140,7 +133,7 @@ def test_the_same_key_with_a_different_body_is_422(guard):
 
 def test_the_same_key_while_the_first_runs_is_409_with_retry_after(guard, clock):
     claim = guard.begin(scope(guard))
-    clock.now_s += 10.5
+    clock.now += 10.5
 
     with pytest.raises(IdempotencyKeyInUse) as raised:
         guard.run(scope(guard), CountingHandler(CREATED))
@@ -159,7 +152,7 @@ def test_a_different_body_while_the_first_runs_is_422_not_409(guard):
 
 def test_a_crashed_attempt_is_taken_over_after_its_lease(guard, clock):
     guard.begin(scope(guard))  # never finished: the instance died
-    clock.now_s += LEASE_SECONDS
+    clock.now += LEASE_SECONDS
     handler = CountingHandler(CREATED)
 
     assert guard.run(scope(guard), handler) == CREATED
@@ -205,10 +198,10 @@ def test_a_rate_limited_answer_is_not_pinned_to_the_key(guard):
 
 def test_keys_are_kept_24_hours_then_treated_as_absent(guard, clock):
     guard.run(scope(guard), CountingHandler(CREATED))
-    clock.now_s += RECORD_RETENTION_SECONDS - 1
+    clock.now += RECORD_RETENTION_SECONDS - 1
     assert guard.run(scope(guard), CountingHandler(CREATED)).headers.get(REPLAYED_HEADER) == "true"
 
-    clock.now_s += 1
+    clock.now += 1
     handler = CountingHandler(CREATED)
     guard.run(scope(guard, body="{}"), handler)
 
@@ -223,7 +216,7 @@ def test_retention_below_24_hours_is_refused(store):
 def test_a_slow_attempt_that_lost_its_lease_cannot_overwrite_the_retry(guard, store, clock):
     # GIVEN a slow attempt whose lease lapsed while a retry took over and finished
     slow_claim = guard.begin(scope(guard))
-    clock.now_s += LEASE_SECONDS
+    clock.now += LEASE_SECONDS
     guard.run(scope(guard), CountingHandler(StoredResponse(201, '{"by":"retry"}')))
 
     # WHEN the slow attempt finishes with its own response

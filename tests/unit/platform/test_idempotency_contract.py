@@ -4,6 +4,7 @@ store runs it in tests/integration/platform against DynamoDB Local."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 from finfaas.platform.idempotency import IdempotencyRecord, RecordStatus, StoredResponse
@@ -27,15 +28,9 @@ def claim_record(key: str, fingerprint: str = "fp-a", lease: str = "lease-1", no
 
 
 def completed_record(claim: IdempotencyRecord, response: StoredResponse):
-    return IdempotencyRecord(
-        key=claim.key,
-        fingerprint=claim.fingerprint,
-        status=RecordStatus.COMPLETED,
-        expires_at_s=claim.expires_at_s,
-        lease_token=claim.lease_token,
-        response=response,
-        written_at_ms=claim.written_at_ms + 1,
-    )
+    """The claim's key completed by its lease holder, one millisecond later, with the answer to replay."""
+    return replace(claim, status=RecordStatus.COMPLETED, lease_expires_at_ms=0, response=response,
+                   written_at_ms=claim.written_at_ms + 1)
 
 
 CREATED = StoredResponse(201, '{"id":"tr_1"}', {"Content-Type": "application/json", "Location": "/tr_1"})

@@ -6,9 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from finfaas.platform.http import FunctionApp, Request
@@ -23,12 +21,9 @@ from finfaas.platform.jwt_auth import (
     jwt_leeway_seconds,
     parse_jwks,
 )
-from finfaas_dev.testing.platform import TokenMinter, call, captured_logs
-
-
-@pytest.fixture(scope="module")
-def minter() -> TokenMinter:
-    return TokenMinter.generate()
+from finfaas_dev.testing.platform import TokenMinter, call, captured_logs, loopback_http_server
+from finfaas_dev.testing.workflow import FakeClock
+from support.http_testing import json_document_handler
 
 
 @pytest.fixture(scope="module")
@@ -242,12 +237,7 @@ def test_health_and_openapi_need_no_token(app):
 # -- JWKS cache ------------------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+CLOCK_START_S = 1000.0
 
 
 class FakeJwksEndpoint:
@@ -270,8 +260,17 @@ def cached_verifier(minter: TokenMinter, endpoint: FakeJwksEndpoint, clock: Fake
     return JwtVerifier(cache, minter.issuer, minter.audience)
 
 
+def warmed_verifier(minter: TokenMinter) -> tuple[JwtVerifier, FakeJwksEndpoint, FakeClock]:
+    """A verifier whose cache fetched the issuer's key set once, for its first token; with its endpoint
+    and clock."""
+    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock(CLOCK_START_S)
+    verifier = cached_verifier(minter, endpoint, clock)
+    verifier.verify(minter.mint())
+    return verifier, endpoint, clock
+
+
 def test_keys_are_fetched_once_and_reused_within_the_ttl(minter):
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
+    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock(CLOCK_START_S)
     verifier = cached_verifier(minter, endpoint, clock)
 
     for _ in range(5):
@@ -283,9 +282,7 @@ def test_keys_are_fetched_once_and_reused_within_the_ttl(minter):
 
 
 def test_keys_are_refetched_after_the_ttl(minter):
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
-    verifier = cached_verifier(minter, endpoint, clock)
-    verifier.verify(minter.mint())
+    verifier, endpoint, clock = warmed_verifier(minter)
 
     clock.now += jwks_ttl_seconds
     verifier.verify(minter.mint())
@@ -295,9 +292,7 @@ def test_keys_are_refetched_after_the_ttl(minter):
 
 def test_a_rotated_key_is_picked_up_on_its_first_token(minter, other_minter):
     # GIVEN a verifier that cached the old key set
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
-    verifier = cached_verifier(minter, endpoint, clock)
-    verifier.verify(minter.mint())
+    verifier, endpoint, clock = warmed_verifier(minter)
     clock.now += jwks_refetch_interval_seconds_min
 
     # WHEN the issuer publishes a new key and signs with it
@@ -310,9 +305,7 @@ def test_a_rotated_key_is_picked_up_on_its_first_token(minter, other_minter):
 
 
 def test_unknown_kids_cannot_make_the_verifier_hammer_the_issuer(minter, app):
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
-    verifier = cached_verifier(minter, endpoint, clock)
-    verifier.verify(minter.mint())
+    verifier, endpoint, clock = warmed_verifier(minter)
     clock.now += jwks_refetch_interval_seconds_min
     app_with_cache = build_app(verifier)
 
@@ -324,9 +317,7 @@ def test_unknown_kids_cannot_make_the_verifier_hammer_the_issuer(minter, app):
 
 
 def test_cached_keys_keep_working_while_the_issuer_is_down(minter):
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
-    verifier = cached_verifier(minter, endpoint, clock)
-    verifier.verify(minter.mint())
+    verifier, endpoint, clock = warmed_verifier(minter)
 
     endpoint.down = True
     clock.now += jwks_ttl_seconds + 1
@@ -335,9 +326,7 @@ def test_cached_keys_keep_working_while_the_issuer_is_down(minter):
 
 
 def test_keys_stale_beyond_the_limit_are_no_longer_trusted(minter):
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
-    verifier = cached_verifier(minter, endpoint, clock)
-    verifier.verify(minter.mint())
+    verifier, endpoint, clock = warmed_verifier(minter)
 
     endpoint.down = True
     clock.now += jwks_stale_seconds_max + 1
@@ -347,7 +336,7 @@ def test_keys_stale_beyond_the_limit_are_no_longer_trusted(minter):
 
 
 def test_no_keys_at_all_is_a_503_not_a_401(minter):
-    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock()
+    endpoint, clock = FakeJwksEndpoint(minter.keyring.jwks()), FakeClock(CLOCK_START_S)
     endpoint.down = True
     app_without_keys = build_app(cached_verifier(minter, endpoint, clock))
 
@@ -374,28 +363,8 @@ def test_only_rsa_signing_keys_are_taken_from_a_jwks(minter):
 
 def test_the_default_fetch_reads_a_real_http_endpoint(minter):
     # GIVEN an issuer serving its JWKS on a loopback port
-    body = json.dumps(minter.keyring.jwks()).encode()
-
-    class Jwks(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    with loopback_http_server(json_document_handler(minter.keyring.jwks())) as base_url:
+        url = f"{base_url}/.well-known/jwks.json"
         verifier = JwtVerifier(JwksCache(url, fetch=fetch_json), minter.issuer, minter.audience)
 
         assert verifier.verify(minter.mint(sub="via-http")).sub == "via-http"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

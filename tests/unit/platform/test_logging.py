@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 from finfaas.platform.http import FunctionApp, Request
 from finfaas.platform.logging import REDACTED, get_logger, is_sensitive_key, redact, scrub_text
-from finfaas_dev.testing.platform import TokenMinter, call, captured_logs
+from finfaas_dev.testing.platform import call, captured_logs
 
 TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
-
-
-@pytest.fixture(scope="module")
-def minter() -> TokenMinter:
-    return TokenMinter.generate()
 
 
 @pytest.fixture(scope="module")

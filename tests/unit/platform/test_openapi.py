@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 from finfaas.platform.http import FunctionApp, Request, StrictModel, path_param_chars_max
-from finfaas_dev.testing.platform import TokenMinter, call
+from finfaas_dev.testing.platform import call
 from openapi_spec_validator import validate as validate_spec
 from pydantic import BaseModel, Field
 
@@ -28,11 +28,6 @@ class AccountPage(BaseModel):
 class ListQuery(BaseModel):
     limit: int = Field(20, ge=1, le=100)
     starting_after: str | None = None
-
-
-@pytest.fixture(scope="module")
-def minter() -> TokenMinter:
-    return TokenMinter.generate()
 
 
 @pytest.fixture(scope="module")

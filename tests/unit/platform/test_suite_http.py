@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler
-
 import pytest
 from finfaas.platform.suite_http import new_suite_session
 from finfaas_dev.testing.platform import loopback_http_server
+from support.http_testing import json_document_handler
 
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing answers there
 
 
-class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def gateway():
-    with loopback_http_server(_Hello) as url:
+    with loopback_http_server(json_document_handler({"ok": True})) as url:
         yield url
 
 

@@ -6,18 +6,8 @@ import json
 import time
 
 import pytest
+from finfaas.workflow import engine
 from finfaas.workflow.asl import HTTP_INVOKE, SQS_SEND_WAIT
-from finfaas.workflow.engine import (
-    EngineLimits,
-    ExecutionAlreadyExists,
-    InvalidExecutionInput,
-    InvalidExecutionName,
-    InvalidTaskToken,
-    StateMachineNotFound,
-    TaskNotFound,
-    TaskTokenUsed,
-    task_token,
-)
 from finfaas.workflow.model import Phase, Status, TaskResult
 from finfaas.workflow.tasks import TaskBusy, TaskFailed, TaskSubmitted, TaskSucceeded
 from support.workflow_testing import CrashAt, ScriptedTasks, SimulatedCrash, World, registry
@@ -34,6 +24,11 @@ def task(next_state: str | None = None, **fields) -> dict:
         "Parameters": {"ApiEndpoint": ENDPOINT, "Method": "POST", "RequestBody.$": "$"},
         **fields,
     }
+
+
+def retrier(error: str, **policy) -> dict:
+    """One entry of a Task's Retry: the error it matches and how it retries (ASL's field names)."""
+    return {"ErrorEquals": [error], **policy}
 
 
 def machine(**states) -> dict:
@@ -60,6 +55,10 @@ def events(world: World, execution_id: str, kind: str | None = None) -> list:
     return [e for e in world.store.history(execution_id, 0, 10_000) if kind is None or e.type == kind]
 
 
+def retry_delays_ms(world: World, execution_id: str) -> list[int]:
+    return [e.detail["delay_ms"] for e in events(world, execution_id, "TaskRetryScheduled")]
+
+
 # --- start -------------------------------------------------------------------------------------
 
 
@@ -75,17 +74,17 @@ def test_starting_the_same_name_with_the_same_input_returns_the_first_execution_
 def test_the_same_name_with_another_input_is_refused():
     world, _, _ = run(machine(A={"Type": "Pass", "End": True}), ok, {"amount_minor": 1})
 
-    with pytest.raises(ExecutionAlreadyExists):
+    with pytest.raises(engine.ExecutionAlreadyExists):
         world.engine.start("m", "e1", {"amount_minor": 2})
 
 
 @pytest.mark.parametrize(
     ("machine_name", "name", "input_value", "error"),
     [
-        ("nope", "e1", {}, StateMachineNotFound),
-        ("m", "has space", {}, InvalidExecutionName),
-        ("m", "x" * 81, {}, InvalidExecutionName),
-        ("m", "e1", {"blob": "x" * 70_000}, InvalidExecutionInput),
+        ("nope", "e1", {}, engine.StateMachineNotFound),
+        ("m", "has space", {}, engine.InvalidExecutionName),
+        ("m", "x" * 81, {}, engine.InvalidExecutionName),
+        ("m", "e1", {"blob": "x" * 70_000}, engine.InvalidExecutionInput),
     ],
 )
 def test_bad_starts_are_refused_before_anything_is_written(machine_name, name, input_value, error):
@@ -132,51 +131,27 @@ def test_a_task_result_goes_through_result_selector_result_path_and_output_path(
 def test_retries_back_off_and_keep_the_idempotency_key():
     answers = iter([TaskFailed("States.Http.StatusCode.503", "busy")] * 2 + [ok({"n": 1})])
     document = machine(
-        A=task(
-            Retry=[
-                {
-                    "ErrorEquals": ["States.Http.StatusCode.503"],
-                    "IntervalSeconds": 2,
-                    "BackoffRate": 3,
-                    "MaxAttempts": 2,
-                }
-            ]
-        )
+        A=task(Retry=[retrier("States.Http.StatusCode.503", IntervalSeconds=2, BackoffRate=3, MaxAttempts=2)])
     )
 
     world, tasks, execution_id = run(document, lambda call: next(answers))
 
     assert world.status(execution_id) is Status.SUCCEEDED
-    assert [e.detail["delay_ms"] for e in events(world, execution_id, "TaskRetryScheduled")] == [2000, 6000]
+    assert retry_delays_ms(world, execution_id) == [2000, 6000]
     assert {call.idempotency_key for call in tasks.calls} == {"m:e1#A#1"}
     assert [call.attempt for call in tasks.calls] == [1, 2, 3]
 
 
 def test_full_jitter_draws_below_the_backoff_and_max_delay_caps_it():
     answers = iter([TaskFailed("E", "x")] * 3 + [ok({})])
-    document = machine(
-        A=task(
-            Retry=[
-                {
-                    "ErrorEquals": ["E"],
-                    "IntervalSeconds": 4,
-                    "BackoffRate": 10,
-                    "MaxDelaySeconds": 30,
-                    "MaxAttempts": 3,
-                    "JitterStrategy": "FULL",
-                }
-            ]
-        )
-    )
+    full_jitter = retrier("E", IntervalSeconds=4, BackoffRate=10, MaxDelaySeconds=30, MaxAttempts=3,
+                          JitterStrategy="FULL")
+    document = machine(A=task(Retry=[full_jitter]))
 
     world, _, execution_id = run(document, lambda call: next(answers))
 
     # unit_random is 0.5 in these tests: half of 4, 40->30 and 400->30 seconds
-    assert [e.detail["delay_ms"] for e in events(world, execution_id, "TaskRetryScheduled")] == [
-        2000,
-        15000,
-        15000,
-    ]
+    assert retry_delays_ms(world, execution_id) == [2000, 15000, 15000]
 
 
 def test_when_the_first_matching_retrier_is_spent_catch_decides_not_a_later_retrier():
@@ -184,8 +159,8 @@ def test_when_the_first_matching_retrier_is_spent_catch_decides_not_a_later_retr
         A=task(
             "Done",
             Retry=[
-                {"ErrorEquals": ["E"], "MaxAttempts": 1, "IntervalSeconds": 1},
-                {"ErrorEquals": ["States.ALL"], "MaxAttempts": 5},
+                retrier("E", MaxAttempts=1, IntervalSeconds=1),
+                retrier("States.ALL", MaxAttempts=5),
             ],
             Catch=[{"ErrorEquals": ["E"], "ResultPath": "$.error", "Next": "Compensate"}],
         ),
@@ -233,7 +208,7 @@ def test_a_parameter_path_failure_is_a_catchable_task_error_and_nothing_is_calle
 
 def test_a_busy_resource_is_asked_again_without_using_a_retry():
     answers = iter([TaskBusy(2.0), TaskBusy(2.0), ok({"n": 1})])
-    document = machine(A=task(Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 0}]))
+    document = machine(A=task(Retry=[retrier("States.ALL", MaxAttempts=0)]))
 
     world, tasks, execution_id = run(document, lambda call: next(answers))
 
@@ -253,7 +228,7 @@ def test_an_attempt_that_keeps_killing_its_process_times_out_after_the_redrive_l
         GaveUp={"Type": "Succeed"},
         Done={"Type": "Succeed"},
     )
-    limits = EngineLimits(redrives_max=2)
+    limits = engine.EngineLimits(redrives_max=2)
 
     world, _, execution_id = run(document, ok, crash=AlwaysCrash(), limits=limits)
 
@@ -379,7 +354,7 @@ def test_an_output_over_the_size_limit_fails_the_execution_uncaught():
 def test_a_loop_without_tasks_stops_at_the_history_limit():
     document = machine(A={"Type": "Pass", "Next": "B"}, B={"Type": "Pass", "Next": "A"})
 
-    world, _, execution_id = run(document, ok, limits=EngineLimits(history_events_max=500))
+    world, _, execution_id = run(document, ok, limits=engine.EngineLimits(history_events_max=500))
 
     stopped = world.store.get(execution_id)
     assert (stopped.status, stopped.error) == (Status.FAILED, "States.Runtime")
@@ -456,7 +431,7 @@ def waiting_callback() -> tuple[World, ScriptedTasks, str]:
     world, tasks = world_for(CALLBACK, lambda call: TaskSubmitted())
     world.start("m", "e1", {"amount_minor": 3})
     world.settle()
-    return world, tasks, task_token("m:e1", world.store.get("m:e1").task_token)
+    return world, tasks, engine.task_token("m:e1", world.store.get("m:e1").task_token)
 
 
 def test_a_callback_task_waits_then_continues_with_the_reported_output():
@@ -476,7 +451,7 @@ def test_a_repeated_report_is_harmless_and_a_different_one_is_refused():
     world.engine.report(token, TaskResult(True, {"approved": True}))
 
     assert world.engine.report(token, TaskResult(True, {"approved": True})) == "duplicate"
-    with pytest.raises(TaskTokenUsed):
+    with pytest.raises(engine.TaskTokenUsed):
         world.engine.report(token, TaskResult(False, error="Rejected", cause="no"))
     world.run()
     assert world.engine.report(token, TaskResult(True, {"approved": True})) == "duplicate"
@@ -496,7 +471,7 @@ def test_a_reported_failure_goes_to_catch():
 def test_unknown_or_forged_tokens_are_refused(token):
     world, _, _ = waiting_callback()
 
-    with pytest.raises((InvalidTaskToken, TaskNotFound)):
+    with pytest.raises((engine.InvalidTaskToken, engine.TaskNotFound)):
         world.engine.report(token, TaskResult(True, {}))
 
     assert world.store.get("m:e1").phase is Phase.CALLBACK
@@ -514,7 +489,7 @@ def test_heartbeats_keep_a_callback_alive_and_their_absence_times_it_out():
 
     assert world.path("m:e1")[-1] == "Expired"
     assert world.store.get("m:e1").output["error"]["Error"] == "States.HeartbeatTimeout"
-    with pytest.raises(TaskNotFound):
+    with pytest.raises(engine.TaskNotFound):
         world.engine.heartbeat(token)
 
 
@@ -550,7 +525,7 @@ def test_duplicate_ticks_sweep_once():
 def test_history_records_the_path_and_what_happened_in_each_state():
     answers = iter([TaskFailed("E", "x"), ok({})])
     document = machine(
-        A=task("B", Retry=[{"ErrorEquals": ["E"], "IntervalSeconds": 1}]), B={"Type": "Succeed"}
+        A=task("B", Retry=[retrier("E", IntervalSeconds=1)]), B={"Type": "Succeed"}
     )
 
     world, _, execution_id = run(document, lambda call: next(answers))
@@ -582,7 +557,7 @@ def test_a_task_event_keeps_how_long_the_call_took_and_the_functions_part_when_r
             return TaskFailed("E", "x")
         return TaskSucceeded(ok({}).output, function_ms=12.5)
 
-    document = machine(A=task(Retry=[{"ErrorEquals": ["E"], "IntervalSeconds": 1}]))
+    document = machine(A=task(Retry=[retrier("E", IntervalSeconds=1)]))
 
     world, _, execution_id = run(document, answer)
 
@@ -600,7 +575,7 @@ def test_a_callback_report_drives_the_execution_on_in_process_and_leaves_only_a_
     world, tasks = world_for(CALLBACK, lambda call: TaskSubmitted(), inline=True)
     world.start("m", "e1", {"amount_minor": 3})
     world.waker.queued.clear()  # the start's backup wake-up; its delivery would find the callback parked
-    token = task_token("m:e1", world.store.get("m:e1").task_token)
+    token = engine.task_token("m:e1", world.store.get("m:e1").task_token)
 
     # WHEN the party reports
     assert world.engine.report(token, TaskResult(True, {"approved": True})) == "accepted"

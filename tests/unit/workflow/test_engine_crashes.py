@@ -13,7 +13,15 @@ import pytest
 from finfaas.workflow.engine import EngineLimits
 from finfaas.workflow.model import Status
 from finfaas.workflow.tasks import TaskBusy, TaskCall
-from support.workflow_testing import CrashAt, ToyBank, World, registry
+from support.workflow_testing import (
+    CRASH_POINT_KINDS,
+    CrashAt,
+    ToyBank,
+    World,
+    crash_case_ids,
+    crash_cases,
+    registry,
+)
 
 EXECUTION = "demo-transfer:tr-1"
 SMALL = {"from": "alice", "to": "bob", "amount_minor": 1250}
@@ -58,9 +66,7 @@ def _crash_points(scenario: str) -> list[str]:
     return world.crash.points
 
 
-CASES = [
-    (scenario, index, point) for scenario in SCENARIOS for index, point in enumerate(_crash_points(scenario))
-]
+CASES = crash_cases(SCENARIOS, _crash_points)
 
 
 def _inline_crash_points(scenario: str) -> list[str]:
@@ -69,31 +75,18 @@ def _inline_crash_points(scenario: str) -> list[str]:
 
 
 # The same matrix with starts driven in the orchestrator's own process (backed by a delayed wake-up).
-INLINE_CASES = [
-    (scenario, index, point)
-    for scenario in SCENARIOS
-    for index, point in enumerate(_inline_crash_points(scenario))
-]
+INLINE_CASES = crash_cases(SCENARIOS, _inline_crash_points)
 
 
 def test_the_clean_runs_pass_every_kind_of_crash_point():
     points = {point for _, _, point in CASES}
 
-    assert {
-        "start:before_save",
-        "start:after_save",
-        "checkpoint:before_save",
-        "checkpoint:after_save",
-        "task:before_call",
-        "task:after_call",
-        "wake:before_send",
-        "wake:after_send",
-    } <= points
+    assert CRASH_POINT_KINDS <= points
     # Every task call of every scenario, compensation included, is bracketed by crash points.
     assert sum(1 for s, _, p in CASES if s == "credit-refused-refunded" and p == "task:after_call") == 3
 
 
-@pytest.mark.parametrize(("scenario", "index", "point"), CASES, ids=[f"{s}-{i:02d}-{p}" for s, i, p in CASES])
+@pytest.mark.parametrize(("scenario", "index", "point"), CASES, ids=crash_case_ids(CASES))
 def test_a_crash_at_any_point_ends_right_with_each_effect_once(scenario: str, index: int, point: str):
     input_value, status, effects, path = SCENARIOS[scenario]
     crash = CrashAt(index)
@@ -108,7 +101,7 @@ def test_a_crash_at_any_point_ends_right_with_each_effect_once(scenario: str, in
 
 
 @pytest.mark.parametrize(
-    ("scenario", "index", "point"), INLINE_CASES, ids=[f"{s}-{i:02d}-{p}" for s, i, p in INLINE_CASES]
+    ("scenario", "index", "point"), INLINE_CASES, ids=crash_case_ids(INLINE_CASES)
 )
 def test_a_crash_at_any_point_of_an_in_process_drive_ends_right_with_each_effect_once(
     scenario: str, index: int, point: str

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from finfaas.workflow import errors
 from finfaas.workflow.tasks import HTTP_INVOKE, HttpTasks, TaskBusy, TaskCall, TaskFailed, TaskSucceeded
 from finfaas_dev.net import free_port
 from finfaas_dev.testing.platform import loopback_http_server
+from support.http_testing import QuietHandler
+from support.workflow_testing import StaticTokens
 
 SLOW_SECONDS = 2.0
+SERVICE_TOKEN = "service-token"
 
 
-class _Bank(BaseHTTPRequestHandler):
+class _Bank(QuietHandler):
     seen: list[dict[str, str]] = []
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
@@ -25,37 +27,18 @@ class _Bank(BaseHTTPRequestHandler):
         if self.path.endswith("/slow"):
             time.sleep(SLOW_SECONDS)
         if self.path.endswith("/busy"):
-            self._answer(409, {"code": "idempotency_key_in_use"}, {"Retry-After": "3"})
+            self.answer_json(409, {"code": "idempotency_key_in_use"}, {"Retry-After": "3"})
         elif self.path.endswith("/refused"):
-            self._answer(422, {"code": "account_closed"})
+            self.answer_json(422, {"code": "account_closed"})
         elif self.path.endswith("/timed"):
-            self._answer(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "0.012345"})
+            self.answer_json(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "0.012345"})
         elif self.path.endswith("/timed-refused"):
-            self._answer(422, {"code": "account_closed"}, {"X-Duration-Seconds": "0.004"})
+            self.answer_json(422, {"code": "account_closed"}, {"X-Duration-Seconds": "0.004"})
         elif self.path.endswith("/badly-timed"):
-            self._answer(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "soon"})
+            self.answer_json(201, {"transfer_id": body["transfer_id"]}, {"X-Duration-Seconds": "soon"})
         else:
-            self._answer(201, {"transfer_id": body["transfer_id"]})
+            self.answer_json(201, {"transfer_id": body["transfer_id"]})
 
-    def _answer(self, status: int, document: dict, headers: dict | None = None) -> None:
-        payload = json.dumps(document).encode()
-        self.send_response(status)
-        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class _Token:
-    def token(self) -> str:
-        return "service-token"
-
-    def invalidate(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -82,7 +65,7 @@ def _call(route: str, timeout_seconds: float = 5.0) -> TaskCall:
 
 
 def test_a_2xx_answer_succeeds_with_the_response_and_the_call_carries_its_key_and_token(gateway):
-    outcome = HttpTasks(gateway, _Token()).run(_call("debits"))
+    outcome = HttpTasks(gateway, StaticTokens(SERVICE_TOKEN)).run(_call("debits"))
 
     assert isinstance(outcome, TaskSucceeded)
     assert outcome.output["StatusCode"] == 201
@@ -92,12 +75,12 @@ def test_a_2xx_answer_succeeds_with_the_response_and_the_call_carries_its_key_an
     [seen] = _Bank.seen
     assert seen["path"] == "/function/bank/debits"
     assert seen["Idempotency-Key"] == "demo:t-1#Debit#1"
-    assert seen["Authorization"] == "Bearer service-token"
+    assert seen["Authorization"] == f"Bearer {SERVICE_TOKEN}"
     assert seen["body"] == {"transfer_id": "t-1"}
 
 
 def test_another_status_fails_the_task_with_its_status_error_and_the_problem_as_cause(gateway):
-    outcome = HttpTasks(gateway, _Token()).run(_call("refused"))
+    outcome = HttpTasks(gateway, StaticTokens(SERVICE_TOKEN)).run(_call("refused"))
 
     assert isinstance(outcome, TaskFailed)
     assert outcome.error == "States.Http.StatusCode.422"
@@ -105,7 +88,7 @@ def test_another_status_fails_the_task_with_its_status_error_and_the_problem_as_
 
 
 def test_the_functions_own_time_is_taken_from_the_gateways_duration_header_in_ms(gateway):
-    tasks = HttpTasks(gateway, _Token())
+    tasks = HttpTasks(gateway, StaticTokens(SERVICE_TOKEN))
 
     succeeded, failed = tasks.run(_call("timed")), tasks.run(_call("timed-refused"))
 
@@ -114,20 +97,20 @@ def test_the_functions_own_time_is_taken_from_the_gateways_duration_header_in_ms
 
 
 def test_without_a_readable_duration_header_the_functions_time_is_unknown(gateway):
-    tasks = HttpTasks(gateway, _Token())
+    tasks = HttpTasks(gateway, StaticTokens(SERVICE_TOKEN))
 
     assert tasks.run(_call("debits")).function_ms is None
     assert tasks.run(_call("badly-timed")).function_ms is None
 
 
 def test_the_same_key_still_running_is_busy_not_failed(gateway):
-    outcome = HttpTasks(gateway, _Token()).run(_call("busy"))
+    outcome = HttpTasks(gateway, StaticTokens(SERVICE_TOKEN)).run(_call("busy"))
 
     assert outcome == TaskBusy(retry_after_seconds=3.0)
 
 
 def test_no_answer_within_the_timeout_is_states_timeout(gateway):
-    outcome = HttpTasks(gateway, _Token()).run(_call("slow", timeout_seconds=0.3))
+    outcome = HttpTasks(gateway, StaticTokens(SERVICE_TOKEN)).run(_call("slow", timeout_seconds=0.3))
 
     assert isinstance(outcome, TaskFailed)
     assert outcome.error == errors.TIMEOUT
@@ -136,7 +119,7 @@ def test_no_answer_within_the_timeout_is_states_timeout(gateway):
 def test_nobody_listening_is_states_http_socket():
     closed_port = free_port()
 
-    outcome = HttpTasks(f"http://127.0.0.1:{closed_port}", _Token()).run(_call("debits"))
+    outcome = HttpTasks(f"http://127.0.0.1:{closed_port}", StaticTokens(SERVICE_TOKEN)).run(_call("debits"))
 
     assert isinstance(outcome, TaskFailed)
     assert outcome.error == errors.HTTP_SOCKET

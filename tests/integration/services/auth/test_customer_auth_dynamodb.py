@@ -67,6 +67,13 @@ def all_at_once(action):
         return [future.result() for future in futures]
 
 
+def signed_in_refresh_token(auth) -> str:
+    """The refresh token of a new customer's first sign-in."""
+    username = new_username()
+    sign_up(auth, username)
+    return sign_in(auth, username).json()["refresh_token"]
+
+
 def family_status(refresh_token: str) -> FamilyStatus:
     store = RefreshTokenStore()
     return store.get_family(store.get_token(token_hash(refresh_token)).family_id).status
@@ -98,9 +105,7 @@ def test_a_customer_signs_up_signs_in_and_uses_the_token_at_the_accounts_functio
 
 
 def test_refresh_rotates_and_reuse_revokes_the_family_in_dynamodb(auth_function):
-    username = new_username()
-    sign_up(auth_function, username)
-    first = sign_in(auth_function, username).json()["refresh_token"]
+    first = signed_in_refresh_token(auth_function)
 
     rotated = refresh(auth_function, first)
     second = rotated.json()["refresh_token"]
@@ -113,9 +118,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family_in_dynamodb(auth_function)
 
 
 def test_concurrent_use_of_one_refresh_token_lets_at_most_one_through_and_revokes_the_family(auth_function):
-    username = new_username()
-    sign_up(auth_function, username)
-    token = sign_in(auth_function, username).json()["refresh_token"]
+    token = signed_in_refresh_token(auth_function)
 
     replies = all_at_once(lambda: refresh(auth_function, token))
 
@@ -127,9 +130,7 @@ def test_concurrent_use_of_one_refresh_token_lets_at_most_one_through_and_revoke
 
 
 def test_revocation_ends_the_sign_in(auth_function):
-    username = new_username()
-    sign_up(auth_function, username)
-    token = sign_in(auth_function, username).json()["refresh_token"]
+    token = signed_in_refresh_token(auth_function)
 
     revoked = call(auth_function.handle, "POST", "/oauth/revoke", body=urlencode({"token": token}).encode(),
                    headers=FORM)
@@ -140,9 +141,7 @@ def test_revocation_ends_the_sign_in(auth_function):
 
 
 def test_only_a_hash_of_the_refresh_token_is_stored(auth_function):
-    username = new_username()
-    sign_up(auth_function, username)
-    token = sign_in(auth_function, username).json()["refresh_token"]
+    token = signed_in_refresh_token(auth_function)
 
     dynamodb = aws_client("dynamodb")
     items = dynamodb.scan(TableName=config.resource_name("auth"), ConsistentRead=True)["Items"]

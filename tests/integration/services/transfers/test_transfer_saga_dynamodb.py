@@ -4,16 +4,13 @@ compensating), every message is delivered twice, and `finfaas ledger check` pass
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
+from support.ledger_testing import finfaas_ledger_check
 from support.saga_scenarios import SCENARIOS, SETTLEMENT, assert_outcome, run_scenario
 from support.saga_world import CrashAt, SagaWorld, Stores
 
-CLI_TIMEOUT_S = 120
 CRASHED_SCENARIOS = ("internal-completed", "rail-rejected-compensated")
 
 
@@ -92,14 +89,7 @@ def test_finfaas_ledger_check_passes_after_the_sagas(embedded_aws):
     # GIVEN the sagas above (and one more here, so the check never runs on an empty ledger)
     run("internal-completed")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "finfaas_dev.cli", "ledger", "check"],
-        env={**os.environ, **embedded_aws.env()},
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
+    result = finfaas_ledger_check(embedded_aws.env())
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.rstrip().endswith("OK")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from finfaas.domain.creditor import SealedCreditor
@@ -29,34 +31,28 @@ from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 
 
+def fake_or_dynamodb(request, fake: type, adapter: str) -> Any:
+    """The in-memory fake, or the DynamoDB adapter `module:Class` on the embedded emulators."""
+    if request.param == "memory":
+        return fake()
+    request.getfixturevalue("embedded_aws")
+    module, name = adapter.split(":")
+    return getattr(importlib.import_module(module), name)()
+
+
 @pytest.fixture(params=["memory", "dynamodb"])
 def orders(request):
-    if request.param == "memory":
-        return InMemoryTransferOrders()
-    request.getfixturevalue("embedded_aws")
-    from finfaas.store.transfers_store import TransfersStore
-
-    return TransfersStore()
+    return fake_or_dynamodb(request, InMemoryTransferOrders, "finfaas.store.transfers_store:TransfersStore")
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def risk_store(request):
-    if request.param == "memory":
-        return InMemoryRiskStore()
-    request.getfixturevalue("embedded_aws")
-    from finfaas.store.risk_store import RiskStore
-
-    return RiskStore()
+    return fake_or_dynamodb(request, InMemoryRiskStore, "finfaas.store.risk_store:RiskStore")
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def rail_store(request):
-    if request.param == "memory":
-        return InMemoryRailStore()
-    request.getfixturevalue("embedded_aws")
-    from finfaas.store.rail_store import RailStore
-
-    return RailStore()
+    return fake_or_dynamodb(request, InMemoryRailStore, "finfaas.store.rail_store:RailStore")
 
 
 def new_order(**changes) -> TransferOrder:

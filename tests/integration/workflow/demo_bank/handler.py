@@ -99,36 +99,39 @@ def once(req: Request, run) -> Response:
     return Response(stored.body, stored.status_code, dict(stored.headers), media_type)
 
 
+def debited(body: Movement) -> dict:
+    time.sleep(bank.slow.get(body.account_id, 0))
+    moved = {body.account_id: -body.amount_minor, "in-flight": body.amount_minor}
+    bank.apply("debits", body.reference, moved)
+    return {"debit_id": f"d-{body.reference}"}
+
+
+def credited(body: Movement) -> dict:
+    if body.account_id in bank.refused:
+        raise AccountClosed(f"account {body.account_id} is closed")
+    moved = {"in-flight": -body.amount_minor, body.account_id: body.amount_minor}
+    bank.apply("credits", body.reference, moved)
+    return {"credit_id": f"c-{body.reference}"}
+
+
+def refunded(body: Refund) -> dict:
+    bank.apply("refunds", body.reference, {})
+    return {"refunded": body.debit_id}
+
+
 @app.route("POST", "/debits", scopes=[WRITE], body=Movement, status=201)
 def debit(req: Request, body: Movement) -> Response:
-    def run() -> dict:
-        time.sleep(bank.slow.get(body.account_id, 0))
-        moved = {body.account_id: -body.amount_minor, "in-flight": body.amount_minor}
-        bank.apply("debits", body.reference, moved)
-        return {"debit_id": f"d-{body.reference}"}
-
-    return once(req, run)
+    return once(req, lambda: debited(body))
 
 
 @app.route("POST", "/credits", scopes=[WRITE], body=Movement, status=201)
 def credit(req: Request, body: Movement) -> Response:
-    def run() -> dict:
-        if body.account_id in bank.refused:
-            raise AccountClosed(f"account {body.account_id} is closed")
-        moved = {"in-flight": -body.amount_minor, body.account_id: body.amount_minor}
-        bank.apply("credits", body.reference, moved)
-        return {"credit_id": f"c-{body.reference}"}
-
-    return once(req, run)
+    return once(req, lambda: credited(body))
 
 
 @app.route("POST", "/refunds", scopes=[WRITE], body=Refund, status=201)
 def refund(req: Request, body: Refund) -> Response:
-    def run() -> dict:
-        bank.apply("refunds", body.reference, {})
-        return {"refunded": body.debit_id}
-
-    return once(req, run)
+    return once(req, lambda: refunded(body))
 
 
 @app.route("GET", "/effects", auth=False)

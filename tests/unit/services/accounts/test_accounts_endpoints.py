@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +23,6 @@ from finfaas_dev.fakes.platform import (
     InMemoryRateLimitStore,
 )
 from finfaas_dev.testing.platform import (
-    REPOSITORY_ROOT,
     TokenMinter,
     call,
     captured_logs,
@@ -36,19 +30,12 @@ from finfaas_dev.testing.platform import (
 )
 from finfaas_dev.testing.reference_model import ReferenceLedger
 from openapi_spec_validator import validate as validate_spec
+from support.clocks import SteppingClock
+from support.cold_start import cold_health_probe
 
 CUSTOMER_SCOPES = ("accounts:read", "accounts:write")
 PROFILE = {"name": "Ada Lovelace", "national_id": "AB 123 456", "phone": "+44 20 7946 0958"}
 START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 class World:
@@ -59,7 +46,7 @@ class World:
         self.minter = TokenMinter.generate()
         self.handler.verifier.use(self.minter.verifier())
         self.reference = ReferenceLedger()
-        self.ledger = LedgerService(self.reference, Clock())
+        self.ledger = LedgerService(self.reference, SteppingClock(START, timedelta(seconds=1)))
         self.ledger.ensure_system_accounts("USD")
         self.audit_store = InMemoryAuditStore()
         audit = AuditTrail(AuditLog(self.audit_store, "accounts"))
@@ -402,32 +389,10 @@ def test_the_openapi_document_is_valid_and_documents_idempotency_keys(world):
 
 
 HEAVY_MODULES = ("boto3", "botocore", "pynamodb", "aws_xray_sdk", "jwt", "cryptography", "argon2", "requests")
-COLD_START = textwrap.dedent(
-    """
-    import io, json, sys, time
-    started = time.perf_counter()
-    from finfaas.platform import logging as finfaas_logging
-    finfaas_logging.configure(stream=io.StringIO())
-    from finfaas_dev.testing.platform import Event, load_function_handler
-    handler = load_function_handler("accounts")
-    probe = Event("GET", "/_/health")
-    imported = time.perf_counter()
-    result = handler.handle(probe, None)
-    heavy = sorted(m for m in sys.argv[1].split(",") if m in sys.modules)
-    import_ms = (imported - started) * 1000
-    print(json.dumps({"status": result["statusCode"], "heavy": heavy, "import_ms": import_ms}))
-    """
-)
 
 
 def test_a_health_probe_on_a_cold_accounts_function_loads_no_aws_or_crypto_code():
-    child = subprocess.run(
-        [sys.executable, "-c", COLD_START, ",".join(HEAVY_MODULES)],
-        env={**os.environ, "AWS_XRAY_SDK_ENABLED": "false"}, cwd=REPOSITORY_ROOT,
-        capture_output=True, text=True, timeout=60,
-    )
+    report = cold_health_probe("accounts", HEAVY_MODULES)
 
-    assert child.returncode == 0, child.stderr
-    report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report["status"] == 200 and report["heavy"] == []
     print(f"accounts cold start: import {report['import_ms']:.0f} ms")

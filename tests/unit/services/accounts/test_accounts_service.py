@@ -19,6 +19,7 @@ from finfaas.services.ledger.service import LedgerService
 from finfaas_dev.fakes.customers import InMemoryCustomerStore
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryDataKeys
 from finfaas_dev.testing.reference_model import ReferenceLedger
+from support.clocks import SteppingClock
 
 ALICE = Caller("cust-alice", "customer", "req-1", None, "198.51.100.7")
 BOB = Caller("cust-bob", "customer")
@@ -26,18 +27,9 @@ OPERATOR = Caller("ops-console", "client")
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
-
-
 class World:
     def __init__(self) -> None:
-        self.clock = Clock()
+        self.clock = SteppingClock(START, timedelta(milliseconds=1))
         self.audit_store = InMemoryAuditStore()
         audit = AuditTrail(AuditLog(self.audit_store, "accounts"))
         self.ledger = LedgerService(ReferenceLedger(), self.clock)

@@ -35,20 +35,13 @@ from finfaas_dev.fakes.auth import InMemoryRefreshTokenStore
 from finfaas_dev.fakes.customers import InMemoryCustomerStore
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryRateLimitStore
 from finfaas_dev.testing.platform import TokenMinter
+from finfaas_dev.testing.workflow import FakeClock
 
 START_S = 1_700_000_000.0
 PASSWORD = "correct horse battery"
 ORIGIN = Caller("anonymous", "anonymous", "req-1", None, "198.51.100.7")
 # Cheap argon2id parameters: the behaviour under test does not depend on the cost.
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = START_S
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 class CountingHasher:
@@ -75,7 +68,7 @@ class World:
     """The service and the fakes behind it."""
 
     def __init__(self, hasher=None) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock(START_S)
         self.minter = TokenMinter.generate()
         self.customers = InMemoryCustomerStore()
         self.tokens = InMemoryRefreshTokenStore()
@@ -277,15 +270,15 @@ def test_a_flood_from_one_address_does_not_lock_the_owner_out_from_another(world
 
 def test_failures_from_one_address_are_spaced_exponentially_up_to_the_cap(world):
     # GIVEN a patient attacker who waits out every Retry-After for one hour from one address
-    world.clock.now_s = HOUR_START_S
+    world.clock.now = HOUR_START_S
     admitted, waits = 0, []
-    while world.clock.now_s < HOUR_START_S + sign_in_failures_window_seconds:
+    while world.clock.now < HOUR_START_S + sign_in_failures_window_seconds:
         limited = refused(lambda: world.sign_in(password="guess guess guess", origin=ATTACKER))
         if limited is None:
             admitted += 1
             continue
         waits.append(int(limited.headers["Retry-After"]))
-        world.clock.now_s += waits[-1]
+        world.clock.now += waits[-1]
 
     # THEN the waits grow to the cap, and the hour holds the free failures, one per delay up to the
     # cap (1 + 2 + ... + 256 s) and then one per capped delay: about two dozen guesses, not hundreds
@@ -309,7 +302,7 @@ def test_a_username_flooded_from_many_addresses_is_slowed_never_locked(world):
     # THEN alice's attempts are spaced, by seconds, and the owner gets in after the wait
     assert limited is not None
     assert 0 < int(limited.headers["Retry-After"]) <= sign_in_username_slowed_interval_seconds
-    world.clock.now_s += int(limited.headers["Retry-After"])
+    world.clock.now += int(limited.headers["Retry-After"])
     assert world.sign_in(origin=ORIGIN).refresh_token
 
 
@@ -338,7 +331,7 @@ def test_sign_in_attempts_are_limited_per_client_ip_across_usernames(world):
 
 def test_refresh_rotates_the_token_and_keeps_the_customer_and_scopes(world):
     first = world.sign_in(scope="accounts:read accounts:write")
-    world.clock.now_s += 60
+    world.clock.now += 60
 
     second = world.service.refresh(first.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN)
 
@@ -387,7 +380,7 @@ def test_other_sign_ins_survive_a_revoked_family(world):
 
 def test_an_expired_refresh_token_is_refused_by_its_stored_time(world):
     first = world.sign_in()
-    world.clock.now_s += refresh_token_lifetime_seconds
+    world.clock.now += refresh_token_lifetime_seconds
 
     expired = oauth_error(lambda: world.service.refresh(first.refresh_token, PUBLIC_CLIENT_ID, None, ORIGIN))
 

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import jsonschema
@@ -16,8 +12,9 @@ import pytest
 from finfaas.platform import config
 from finfaas.platform.jwt_auth import JwtVerifier, StaticKeySource
 from finfaas.platform.keys import SIGNING_KEYS_SECRET, generate_signing_key, rotated, write_dev_secrets
-from finfaas_dev.testing.platform import REPOSITORY_ROOT, call, load_function_handler
+from finfaas_dev.testing.platform import call, load_function_handler
 from openapi_spec_validator import validate as validate_spec
+from support.cold_start import cold_health_probe
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 TEST_BITS = 2048
@@ -147,39 +144,9 @@ def test_oauth_errors_are_declared_as_the_plain_json_they_are(auth_with_secrets,
 
 HEAVY_MODULES = ("boto3", "botocore", "pynamodb", "aws_xray_sdk", "jwt", "argon2", "cryptography", "requests")
 
-COLD_START = textwrap.dedent(
-    """
-    import io, json, sys, time
-    started = time.perf_counter()
-    from finfaas.platform import logging as finfaas_logging
-    finfaas_logging.configure(stream=io.StringIO())
-    from finfaas_dev.testing.platform import Event, load_function_handler
-    handler = load_function_handler("auth")
-    probe = Event("GET", "/_/health")  # built first: under the template, flask has loaded werkzeug
-    imported = time.perf_counter()
-    result = handler.handle(probe, None)
-    answered = time.perf_counter()
-    heavy = sorted(m for m in sys.argv[1].split(",") if m in sys.modules)
-    print(json.dumps({"status": result["statusCode"], "heavy": heavy,
-                      "import_ms": (imported - started) * 1000, "health_ms": (answered - imported) * 1000}))
-    """
-)
-
-
 def test_a_health_probe_on_a_cold_auth_function_loads_no_crypto_or_aws_code():
-    env = {**os.environ, "AWS_XRAY_SDK_ENABLED": "false"}
+    report = cold_health_probe("auth", HEAVY_MODULES)
 
-    child = subprocess.run(
-        [sys.executable, "-c", COLD_START, ",".join(HEAVY_MODULES)],
-        env=env,
-        cwd=REPOSITORY_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    assert child.returncode == 0, child.stderr
-    report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report["status"] == 200 and report["heavy"] == []
     print(
         f"auth cold start: import {report['import_ms']:.0f} ms, first /_/health {report['health_ms']:.2f} ms"

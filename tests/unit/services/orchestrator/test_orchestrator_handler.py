@@ -10,7 +10,7 @@ from finfaas.platform.events import EventMac
 from finfaas.workflow.interpreter import task_token
 from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import TaskSubmitted
-from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
+from finfaas_dev.testing.platform import call, load_function_handler
 from support.workflow_testing import ScriptedTasks, ToyBank, World, registry
 
 ALL_SCOPES = ["orchestrator:read", "orchestrator:start", "orchestrator:callback", "ops"]
@@ -32,22 +32,17 @@ def sealed(document: dict) -> bytes:
     return QUEUE_MAC.seal(document)
 
 
-@pytest.fixture(scope="module")
-def tokens():
-    return TokenMinter.generate()
-
-
 @pytest.fixture
-def orchestrator(tokens):
+def orchestrator(minter):
     handler = load_function_handler("orchestrator")
     world = World(registry(repository=True), ToyBank(refuse_credits_to={"closed"}))
     handler.services.use(
         handler.OrchestratorServices(world.engine, Sweeper(world.store, world.waker, clock=world.clock))
     )
-    handler.verifier.use(tokens.verifier())
+    handler.verifier.use(minter.verifier())
     handler.queue_proof.use(QUEUE_MAC)
     handler.world = world
-    handler.token = tokens.mint(sub="transfers", scopes=ALL_SCOPES, kind="client")
+    handler.token = minter.mint(sub="transfers", scopes=ALL_SCOPES, kind="client")
     return handler
 
 
@@ -110,8 +105,8 @@ def test_a_restart_is_200_and_another_input_under_the_name_is_409(orchestrator):
     assert (conflict.status, conflict.json()["code"]) == (409, "execution_already_exists")
 
 
-def test_routes_need_their_scopes(orchestrator, tokens):
-    reader = tokens.mint(sub="ops-ui", scopes=["orchestrator:read"], kind="client")
+def test_routes_need_their_scopes(orchestrator, minter):
+    reader = minter.mint(sub="ops-ui", scopes=["orchestrator:read"], kind="client")
 
     denied = _post(orchestrator, "/executions", {"state_machine": "demo-transfer", "name": "x"}, token=reader)
     callback = _post(orchestrator, "/tasks/success", {"task_token": "t"}, token=reader)

@@ -5,23 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from finfaas.platform.audit import (
-    AuditEvent,
-    AuditKey,
-    Outcome,
-    audit_facts_json,
-    key_id_of,
-    seal_record,
-    verify_chain,
-)
+from finfaas.platform.audit import AuditEvent, Outcome, audit_facts_json, verify_chain
 from finfaas.platform.events import EventMac
 from finfaas.services.outbox_relay.model import outbox_audit_chain
 from finfaas.services.outbox_relay.service import OutboxRelay
+from support.audit_testing import KEY, KEYRING, ChainIntruder
 from support.events_fakes import FakeOutbox, FakeQueue, outbox_event
 
-SECRET = b"k" * 32
-KEY = AuditKey(key_id_of(SECRET), SECRET)
-KEYRING = {KEY.key_id: SECRET}
 CHAIN = "ledger-outbox-0"
 
 
@@ -116,18 +106,9 @@ def test_two_relays_on_one_batch_append_its_audit_once():
     assert outbox.remaining() == [] and result.failed == 0
 
 
-class IntrudedOutbox(FakeOutbox):
-    """Another writer appends to the chain right after the relay has read its head (once)."""
-
-    heads_read = 0
-
-    def audit_head(self, chain):
-        head = super().audit_head(chain)
-        self.heads_read += 1
-        if self.heads_read == 1:
-            event = AuditEvent("ops-1", "manual", "note:x", Outcome.SUCCEEDED)
-            assert self.audit_log.append(seal_record(chain, head, event, "2026-01-15T10:00:00+00:00", KEY))
-        return head
+class IntrudedOutbox(ChainIntruder, FakeOutbox):
+    def intruder_log(self):
+        return self.audit_log
 
 
 def test_a_seq_taken_by_another_writer_is_followed_by_a_fresh_head():

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 from support.saga_scenarios import SCENARIOS, assert_outcome, run_scenario
 from support.saga_world import CrashAt, SagaWorld
+from support.workflow_testing import CRASH_POINT_KINDS, crash_case_ids, crash_cases
 
 
 def _events_in_memory(world: SagaWorld) -> Callable[[str], list[str]]:
@@ -30,9 +31,7 @@ def _crash_points(scenario: str) -> list[str]:
     return world.crash.points
 
 
-CASES = [
-    (scenario, index, point) for scenario in SCENARIOS for index, point in enumerate(_crash_points(scenario))
-]
+CASES = crash_cases(SCENARIOS, _crash_points)
 
 
 def assert_right(world: SagaWorld, transfer_id: str, scenario: str) -> None:
@@ -42,22 +41,13 @@ def assert_right(world: SagaWorld, transfer_id: str, scenario: str) -> None:
 def test_the_clean_runs_pass_every_kind_of_crash_point_around_every_step():
     points = Counter(point for _, _, point in CASES)
 
-    assert {
-        "start:before_save",
-        "start:after_save",
-        "checkpoint:before_save",
-        "checkpoint:after_save",
-        "task:before_call",
-        "task:after_call",
-        "wake:before_send",
-        "wake:after_send",
-    } <= set(points)
+    assert CRASH_POINT_KINDS <= set(points)
     # The stuck rail's run calls: validate, screen, reserve, hand-off, recall, void, record: 7 tasks.
     stuck = [p for s, _, p in CASES if s == "rail-stuck-recalled-compensated"]
     assert stuck.count("task:after_call") == 7
 
 
-@pytest.mark.parametrize(("scenario", "index", "point"), CASES, ids=[f"{s}-{i:02d}-{p}" for s, i, p in CASES])
+@pytest.mark.parametrize(("scenario", "index", "point"), CASES, ids=crash_case_ids(CASES))
 def test_a_crash_at_any_point_ends_with_the_full_effect_or_none(scenario: str, index: int, point: str):
     crash = CrashAt(index)
 

@@ -5,53 +5,29 @@ from __future__ import annotations
 import json
 
 import pytest
-from finfaas.platform.events import DATA_MEDIA_TYPE, EventEnvelope, EventMac
-from finfaas.platform.pii import EnvelopeCipher
+from finfaas.platform.events import DATA_MEDIA_TYPE, EventMac
 from finfaas.platform.schedule import SCHEDULE_HEADER, schedule_tick_age_seconds_max, sign_tick
 from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas.services.webhooks.api import DELIVERY_TYPE, Delivery
 from finfaas.services.webhooks.model import verify_signature
-from finfaas.services.webhooks.service import (
-    OutboundPolicy,
-    SecretBox,
-    SubscriptionCache,
-    SubscriptionService,
-    TargetMode,
-    WebhookFanout,
-    WebhookSender,
-)
-from finfaas_dev.fakes.platform import InMemoryDataKeys
-from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
-from support.events_fakes import T0, FakeOutbox, FakePoster, FakeQueue, FakeSubscriptions, outbox_event
+from finfaas_dev.testing.platform import call, load_function_handler
+from support.events_fakes import FakeOutbox, FakeQueue, outbox_event
+from support.webhooks_testing import URL, WebhooksWorld, transfer_created
 
 WRITE, READ = ["webhooks:write"], ["webhooks:read"]
-BODY = {"url": "http://127.0.0.1:9000/hooks", "event_types": ["ledger.transfers.created"]}
-EVENT = EventEnvelope("ledger.transfers.created:t-1:1", "finfaas/ledger", "ledger.transfers.created", "t-1",
-                      T0, {"transfers": []})
-
-
-@pytest.fixture(scope="module")
-def tokens() -> TokenMinter:
-    return TokenMinter.generate()
+BODY = {"url": URL, "event_types": ["ledger.transfers.created"]}
+EVENT = transfer_created()
 
 
 @pytest.fixture
-def webhooks(tokens):
-    """The webhooks handler with fake stores, queues and receiver; returns (module, fakes)."""
-    module = load_function_handler("webhooks")
-    module.verifier.use(tokens.verifier())
-    store, box = FakeSubscriptions(), SecretBox(EnvelopeCipher(InMemoryDataKeys()))
-    policy = OutboundPolicy(TargetMode.LOOPBACK, resolve=lambda host, port: ["127.0.0.1"])
-    cache, mac, poster = SubscriptionCache(store, 0), EventMac.generate(), FakePoster()
-    queue, dlq = FakeQueue(), FakeQueue()
-    module.services.use(module.WebhooksServices(
-        SubscriptionService(store, box, policy), WebhookFanout(cache, queue, mac),
-        WebhookSender(cache, box, poster, policy, queue, dlq, mac), mac, probe=lambda: None))
-    return module, {"mac": mac, "queue": queue, "poster": poster}
+def webhooks(minter):
+    """The webhooks handler with fake stores, queues and receiver; returns (module, world)."""
+    world = WebhooksWorld()
+    return world.function(minter.verifier()), world
 
 
-def create(module, tokens, key="k-1", body=BODY, sub="partner-1"):
-    token = tokens.mint(sub, WRITE, "client")
+def create(module, minter, key="k-1", body=BODY, sub="partner-1"):
+    token = minter.mint(sub, WRITE, "client")
     return call(module.handle, "POST", "/subscriptions", json_body=body, token=token,
                 headers={"Idempotency-Key": key})
 
@@ -62,36 +38,36 @@ def queue_post(module, body: bytes, ce_type: str):
     return call(module.handle, "POST", "/", body=body, headers=headers)
 
 
-def test_creating_a_subscription_answers_201_with_the_secret_and_a_retry_replays_it(webhooks, tokens):
+def test_creating_a_subscription_answers_201_with_the_secret_and_a_retry_replays_it(webhooks, minter):
     module, _ = webhooks
-    first = create(module, tokens)
+    first = create(module, minter)
     assert first.status == 201 and first.json()["secret"].startswith("whsec_")
     assert first.header("Location") == f"/subscriptions/{first.json()['id']}"
-    again = create(module, tokens)
+    again = create(module, minter)
     assert again.status == 201 and again.json() == first.json()
     assert again.header("Idempotency-Replayed") == "true"
-    changed = create(module, tokens, body={**BODY, "event_types": ["*"]})
+    changed = create(module, minter, body={**BODY, "event_types": ["*"]})
     assert changed.status == 422 and changed.json()["code"] == "idempotency_key_reused"
 
 
-def test_creating_needs_the_write_scope_an_idempotency_key_and_an_allowed_url(webhooks, tokens):
+def test_creating_needs_the_write_scope_an_idempotency_key_and_an_allowed_url(webhooks, minter):
     module, _ = webhooks
-    no_scope = call(module.handle, "POST", "/subscriptions", json_body=BODY, token=tokens.mint("p", READ),
+    no_scope = call(module.handle, "POST", "/subscriptions", json_body=BODY, token=minter.mint("p", READ),
                     headers={"Idempotency-Key": "k"})
     assert no_scope.status == 403
-    no_key = call(module.handle, "POST", "/subscriptions", json_body=BODY, token=tokens.mint("p", WRITE))
+    no_key = call(module.handle, "POST", "/subscriptions", json_body=BODY, token=minter.mint("p", WRITE))
     assert no_key.status == 400 and no_key.json()["code"] == "idempotency_key_missing"
-    bad_url = create(module, tokens, body={**BODY, "url": "http://10.0.0.1/x"})
+    bad_url = create(module, minter, body={**BODY, "url": "http://10.0.0.1/x"})
     assert bad_url.status == 422 and bad_url.json()["code"] == "invalid_webhook_url"
-    unknown = create(module, tokens, body={**BODY, "event_types": ["ledger.nope"]})
+    unknown = create(module, minter, body={**BODY, "event_types": ["ledger.nope"]})
     assert unknown.status == 422 and unknown.json()["code"] == "invalid_event_types"
     assert call(module.handle, "POST", "/subscriptions", json_body=BODY).status == 401
 
 
-def test_integrators_list_read_and_delete_only_their_own_subscriptions(webhooks, tokens):
+def test_integrators_list_read_and_delete_only_their_own_subscriptions(webhooks, minter):
     module, _ = webhooks
-    subscription_id = create(module, tokens).json()["id"]
-    mine, theirs = tokens.mint("partner-1", READ + WRITE), tokens.mint("partner-2", READ + WRITE)
+    subscription_id = create(module, minter).json()["id"]
+    mine, theirs = minter.mint("partner-1", READ + WRITE), minter.mint("partner-2", READ + WRITE)
     listed = call(module.handle, "GET", "/subscriptions", token=mine).json()
     assert [s["id"] for s in listed["data"]] == [subscription_id] and "secret" not in listed["data"][0]
     assert call(module.handle, "GET", "/subscriptions", token=theirs).json()["data"] == []
@@ -101,39 +77,39 @@ def test_integrators_list_read_and_delete_only_their_own_subscriptions(webhooks,
     assert call(module.handle, "GET", f"/subscriptions/{subscription_id}", token=mine).status == 404
 
 
-def test_a_queued_event_is_fanned_out_and_a_queued_delivery_is_sent_signed(webhooks, tokens):
-    module, fakes = webhooks
-    created = create(module, tokens).json()
+def test_a_queued_event_is_fanned_out_and_a_queued_delivery_is_sent_signed(webhooks, minter):
+    module, world = webhooks
+    created = create(module, minter).json()
     # WHEN the events queue delivers an event
-    reply = queue_post(module, fakes["mac"].seal(EVENT.document()), EVENT.type)
+    reply = queue_post(module, world.mac.seal(EVENT.document()), EVENT.type)
     assert reply.status == 200 and reply.json() == {"outcome": "fanned_out", "deliveries": 1}
     # AND the webhooks queue delivers the resulting message
-    [message] = fakes["queue"].sent
+    [message] = world.queue.sent
     sent = queue_post(module, message.body, message.attributes["ce-type"])
     # THEN the subscriber received the event, signed with its secret
     assert sent.status == 200 and sent.json() == {"outcome": "delivered"}
-    [request] = fakes["poster"].received
+    [request] = world.poster.received
     verify_signature(created["secret"], request.headers, request.body)
     assert json.loads(request.body)["id"] == EVENT.id
 
 
-def test_a_forged_queue_message_is_refused_and_nothing_is_sent(webhooks, tokens):
-    module, fakes = webhooks
-    subscription_id = create(module, tokens).json()["id"]
+def test_a_forged_queue_message_is_refused_and_nothing_is_sent(webhooks, minter):
+    module, world = webhooks
+    subscription_id = create(module, minter).json()["id"]
     forged = Delivery(subscription_id, {**EVENT.document(), "data": {"transfers": ["forged"]}})
     reply = queue_post(module, EventMac.generate().seal(forged.document()), DELIVERY_TYPE)
     assert reply.status == 401 and reply.json()["code"] == "event_mac_invalid"
     assert reply.header("Content-Type") == "application/problem+json"
     unsealed = queue_post(module, json.dumps(EVENT.document()).encode(), EVENT.type)
     assert unsealed.status == 401
-    assert fakes["poster"].received == [] and fakes["queue"].sent == []
+    assert world.poster.received == [] and world.queue.sent == []
 
 
-def test_a_fan_out_that_cannot_queue_answers_503_so_sqs_delivers_the_event_again(webhooks, tokens):
-    module, fakes = webhooks
-    create(module, tokens)
-    fakes["queue"].failing = True
-    assert queue_post(module, fakes["mac"].seal(EVENT.document()), EVENT.type).status == 503
+def test_a_fan_out_that_cannot_queue_answers_503_so_sqs_delivers_the_event_again(webhooks, minter):
+    module, world = webhooks
+    create(module, minter)
+    world.queue.failing = True
+    assert queue_post(module, world.mac.seal(EVENT.document()), EVENT.type).status == 503
 
 
 SCHEDULE_KEY = b"k" * 32

@@ -7,26 +7,14 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from finfaas.platform.events import EventEnvelope, EventMac
-from finfaas.platform.pii import EnvelopeCipher
 from finfaas.services.webhooks.api import Delivery
 from finfaas.services.webhooks.errors import InvalidTarget
-from finfaas.services.webhooks.service import (
-    DeliveryOutcome,
-    OutboundPolicy,
-    SecretBox,
-    SubscriptionCache,
-    SubscriptionService,
-    TargetMode,
-    WebhookSender,
-)
-from finfaas_dev.fakes.platform import InMemoryDataKeys
+from finfaas.services.webhooks.service import DeliveryOutcome, OutboundPolicy, TargetMode
 from finfaas_dev.testing.platform import load_function_handler
-from support.events_fakes import T0, FakePoster, FakeQueue, FakeSubscriptions
+from support.webhooks_testing import WebhooksWorld, transfer_created
 
 PUBLIC_IP = "93.184.216.34"
-EVENT = EventEnvelope("ledger.transfers.created:t-1:1", "finfaas/ledger", "ledger.transfers.created", "t-1",
-                      T0, {"transfers": []})
+EVENT = transfer_created()
 
 PRIVATE_AND_LOCAL = [
     "10.0.0.1", "10.255.255.254", "172.16.0.1", "172.31.255.254", "192.168.1.1",  # RFC 1918
@@ -185,19 +173,13 @@ def test_loopback_mode_refuses_localhost_when_it_resolves_off_the_machine():
         policy.check_connect("http://localhost:9000/x")
 
 
-class SenderWorld:
+class SenderWorld(WebhooksWorld):
     """A subscription service and sender in PUBLIC mode on fake DNS, store, queues and receiver."""
 
     def __init__(self, dns: ScriptedDns, statuses=(200,)) -> None:
-        self.dns, self.store, self.mac = dns, FakeSubscriptions(), EventMac.generate()
-        self.queue, self.dlq, self.poster = FakeQueue(), FakeQueue(), FakePoster(list(statuses))
-        self.box = SecretBox(EnvelopeCipher(InMemoryDataKeys()))
-        policy = OutboundPolicy(TargetMode.PUBLIC, resolve=dns)
-        self.service = SubscriptionService(self.store, self.box, policy, clock=lambda: T0)
-        self.now = 1_768_469_400
-        cache = SubscriptionCache(self.store, ttl_seconds=0)
-        self.sender = WebhookSender(cache, self.box, self.poster, policy, self.queue, self.dlq, self.mac,
-                                    clock=lambda: self.now, delays_seconds=(5,))
+        super().__init__(policy=OutboundPolicy(TargetMode.PUBLIC, resolve=dns), statuses=statuses,
+                         delays_seconds=(5,), fixed_clocks=True)
+        self.dns = dns
 
     def subscribe(self, url: str) -> str:
         return self.service.create("partner-1", "k-1", url, ["*"]).subscription.subscription_id

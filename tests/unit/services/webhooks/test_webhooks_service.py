@@ -6,8 +6,7 @@ import json
 
 import pytest
 from finfaas.platform.cursors import InvalidCursor
-from finfaas.platform.events import EventEnvelope, EventMac, QueueUnavailable
-from finfaas.platform.pii import EnvelopeCipher
+from finfaas.platform.events import QueueUnavailable
 from finfaas.services.webhooks.api import Delivery
 from finfaas.services.webhooks.errors import (
     DeliveryFailed,
@@ -22,46 +21,26 @@ from finfaas.services.webhooks.model import ID_HEADER, verify_signature
 from finfaas.services.webhooks.service import (
     DeliveryOutcome,
     OutboundPolicy,
-    SecretBox,
-    SubscriptionCache,
-    SubscriptionService,
     TargetMode,
-    WebhookFanout,
-    WebhookSender,
     subscriptions_per_owner_max,
 )
-from finfaas_dev.fakes.platform import InMemoryDataKeys
-from support.events_fakes import T0, FakePoster, FakeQueue, FakeSubscriptions
+from support.webhooks_testing import SENDER_NOW_S, URL, WebhooksWorld, transfer_created
 
-URL = "http://127.0.0.1:9000/hooks"
-NOW = 1_768_469_400
-EVENT = EventEnvelope("ledger.transfers.created:t-1:1", "finfaas/ledger", "ledger.transfers.created", "t-1",
-                      T0, {"transfers": [{"transfer_id": "t-1", "amount_minor": "12500"}]})
+NOW = SENDER_NOW_S
+EVENT = transfer_created({"transfers": [{"transfer_id": "t-1", "amount_minor": "12500"}]})
 
 
-class World:
-    """A subscription service, a fan-out and a sender sharing one fake store."""
+class World(WebhooksWorld):
+    """A subscription service, a fan-out and a sender sharing one fake store, on fixed clocks."""
 
     def __init__(self, statuses=(200,), delays=(5, 30)) -> None:
-        self.store = FakeSubscriptions()
-        self.keys = InMemoryDataKeys()
-        self.box = SecretBox(EnvelopeCipher(self.keys))
-        self.policy = OutboundPolicy(TargetMode.LOOPBACK, resolve=lambda host, port: ["127.0.0.1"])
-        self.service = SubscriptionService(self.store, self.box, self.policy, clock=lambda: T0)
-        self.mac = EventMac.generate()
-        self.webhooks_queue, self.dlq = FakeQueue(), FakeQueue()
-        self.poster = FakePoster(list(statuses))
-        self.now = NOW
-        cache = SubscriptionCache(self.store, ttl_seconds=0)
-        self.fanout = WebhookFanout(cache, self.webhooks_queue, self.mac)
-        self.sender = WebhookSender(cache, self.box, self.poster, self.policy, self.webhooks_queue, self.dlq,
-                                    self.mac, clock=lambda: self.now, delays_seconds=delays)
+        super().__init__(statuses=statuses, delays_seconds=delays, fixed_clocks=True)
 
     def subscribe(self, owner="partner-1", key="k-1", types=("ledger.transfers.created",), url=URL):
         return self.service.create(owner, key, url, list(types))
 
     def queued_deliveries(self) -> list[Delivery]:
-        return [Delivery.from_document(self.mac.open(m.body)) for m in self.webhooks_queue.sent]
+        return [Delivery.from_document(self.mac.open(m.body)) for m in self.queue.sent]
 
 
 # --- subscriptions ----------------------------------------------------------------------------------
@@ -209,7 +188,7 @@ def test_an_event_is_queued_once_for_each_matching_subscription():
 def test_a_fan_out_that_could_not_queue_everything_fails_whole():
     world = World()
     world.subscribe()
-    world.webhooks_queue.failing = True
+    world.queue.failing = True
     with pytest.raises(QueueUnavailable):
         world.fanout.fan_out(EVENT)
 
@@ -245,7 +224,7 @@ def test_a_failed_attempt_is_queued_again_with_the_next_delay():
     subscription_id = world.subscribe().subscription.subscription_id
     outcome = world.sender.deliver(Delivery(subscription_id, EVENT.document()))
     assert outcome is DeliveryOutcome.RETRY_SCHEDULED
-    [retry] = world.webhooks_queue.sent
+    [retry] = world.queue.sent
     assert retry.delay_seconds == 5
     assert world.queued_deliveries()[0] == Delivery(subscription_id, EVENT.document(), 2, NOW + 5)
 
@@ -254,7 +233,7 @@ def test_after_the_last_attempt_the_delivery_goes_to_the_dlq_with_the_reason():
     world = World(statuses=[500], delays=(5, 30))
     subscription_id = world.subscribe().subscription.subscription_id
     outcome = world.sender.deliver(Delivery(subscription_id, EVENT.document(), attempt=3))
-    assert outcome is DeliveryOutcome.DEAD_LETTERED and world.webhooks_queue.sent == []
+    assert outcome is DeliveryOutcome.DEAD_LETTERED and world.queue.sent == []
     [dead] = [world.mac.open(m.body) for m in world.dlq.sent]
     assert dead["attempt"] == 3 and "HTTP 500" in dead["failure"]
 
@@ -264,7 +243,7 @@ def test_a_delivery_received_before_its_time_waits_again_without_posting():
     subscription_id = world.subscribe().subscription.subscription_id
     early = Delivery(subscription_id, EVENT.document(), attempt=7, not_before=NOW + 3600)
     assert world.sender.deliver(early) is DeliveryOutcome.WAITING
-    assert world.poster.received == [] and world.webhooks_queue.sent[0].delay_seconds == 900
+    assert world.poster.received == [] and world.queue.sent[0].delay_seconds == 900
     assert world.queued_deliveries() == [early]
 
 
@@ -287,7 +266,7 @@ def test_a_target_no_longer_allowed_goes_to_the_dlq_unsent():
 def test_when_the_retry_cannot_be_queued_the_attempt_fails_so_sqs_redelivers():
     world = World(statuses=[500])
     subscription_id = world.subscribe().subscription.subscription_id
-    world.webhooks_queue.failing = True
+    world.queue.failing = True
     with pytest.raises(QueueUnavailable):
         world.sender.deliver(Delivery(subscription_id, EVENT.document()))
 
