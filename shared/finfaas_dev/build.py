@@ -110,7 +110,6 @@ SCHEDULED_URLS = {
     KNATIVE: "http://{name}." + KNATIVE_NAMESPACE + ".svc.cluster.local",  # the Service's cluster address
 }
 SCHEDULE_NAMESPACES = {OPENFAAS: OPENFAAS_FUNCTION_NAMESPACE, KNATIVE: KNATIVE_NAMESPACE}
-SHARED_IN_IMAGE = "/home/app/function/shared"  # configuration.copy puts ./shared/finfaas in it
 tick_deadline_seconds = 120  # a tick waits for the run it starts (the relay's 50 s); then the Job gives up
 
 
@@ -124,7 +123,8 @@ def schedule_cronjob(name: str, fn: dict, target: str) -> dict | None:
         "name": "tick",
         "image": fn["image"],
         "command": ["python", "-m", "finfaas.platform.schedule", name, url],
-        "env": [{"name": "PYTHONPATH", "value": SHARED_IN_IMAGE}],
+        # A Job's container has none of the function's environment but needs its import path.
+        "env": [{"name": "PYTHONPATH", "value": fn["environment"]["PYTHONPATH"]}],
         "volumeMounts": [{"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True}],
         "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
     }
