@@ -23,6 +23,13 @@ class Lazy(Generic[T]):
         self._value: T | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def ready(cls, value: T) -> Lazy[T]:
+        """A Lazy that already holds its value."""
+        lazy = cls(lambda: value)
+        lazy.use(value)
+        return lazy
+
     def get(self) -> T:
         with self._lock:
             if self._value is None:
