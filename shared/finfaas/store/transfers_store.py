@@ -186,13 +186,17 @@ class TransfersStore:
         raise TransferStoreUnavailable(f"create {order.transfer_id}: {written.error}") from written.error
 
     def get(self, transfer_id: str) -> TransferOrder | None:
+        item = self._read(_order_key(transfer_id), transfer_id)
+        return None if item is None else order_from_json(item.doc)
+
+    def _read(self, key: tuple[str, str], what: str) -> Any | None:
+        """The item under key, read consistently, or None; TransferStoreUnavailable when unanswered."""
         try:
-            item = self._item.get(*_order_key(transfer_id), consistent_read=True)
+            return self._item.get(*key, consistent_read=True)
         except self._item.DoesNotExist:
             return None
         except PynamoDBException as error:
-            raise TransferStoreUnavailable(f"read {transfer_id}: {error}") from error
-        return order_from_json(item.doc)
+            raise TransferStoreUnavailable(f"read {what}: {error}") from error
 
     def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
         item = self._order_item(order)
@@ -276,25 +280,11 @@ class TransfersStore:
         cause = written.error
         raise TransferStoreUnavailable(f"release usage {order.transfer_id}: {cause}") from cause
 
-    def day_total(self, owner_id: str, day: str, currency: str) -> int:
-        """The day's counted total (tests and operators)."""
-        partition = _usage_partition(DailyUsage(owner_id, day, currency, 0, 0))
-        try:
-            found = self._item.get(partition, NO_RANGE, consistent_read=True)
-        except self._item.DoesNotExist:
-            return 0
-        return int(found.total_minor or 0)
-
     # -- tiers ------------------------------------------------------------------------------------
 
     def tier_of(self, owner_id: str) -> Tier:
-        try:
-            found = self._item.get(*_tier_key(owner_id), consistent_read=True)
-        except self._item.DoesNotExist:
-            return TIER_DEFAULT
-        except PynamoDBException as error:
-            raise TransferStoreUnavailable(f"read tier: {error}") from error
-        return Tier(found.tier)
+        found = self._read(_tier_key(owner_id), "tier")
+        return TIER_DEFAULT if found is None else Tier(found.tier)
 
     def set_tier(self, owner_id: str, tier: Tier) -> None:
         try:
