@@ -184,10 +184,7 @@ def ensure_system_accounts(req: Request, body: CurrencyBody) -> BalanceList:
     return services.get().api.ensure_system_accounts(body.currency)
 
 
-@app.route("GET", "/_/ops/stats", rate_limit=None)
-def stats(req: Request) -> dict[str, Any]:
-    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
-    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+app.dynamodb_stats_route(lambda: services.get().dynamodb_calls())
 
 
 @app.readiness_check("ledger-table")

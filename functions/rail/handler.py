@@ -123,10 +123,7 @@ def recall_payment(req: Request, payment_id: str) -> PaymentView:
     return payment_view(services.get().adapter.recall(payment_id))
 
 
-@app.route("GET", "/_/ops/stats", rate_limit=None)
-def stats(req: Request) -> dict[str, Any]:
-    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
-    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+app.dynamodb_stats_route(lambda: services.get().dynamodb_calls())
 
 
 @app.readiness_check("rail-table")

@@ -105,10 +105,7 @@ def unblock(req: Request, kind: str, value: str) -> Response:
     return Response(status=204)
 
 
-@app.route("GET", "/_/ops/stats", rate_limit=None)
-def stats(req: Request) -> dict[str, Any]:
-    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
-    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+app.dynamodb_stats_route(lambda: services.get().dynamodb_calls())
 
 
 @app.readiness_check("risk-table")
