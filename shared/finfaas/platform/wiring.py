@@ -36,6 +36,11 @@ class Lazy(Generic[T]):
                 self._value = self._build()
             return self._value
 
+    def peek(self) -> T | None:
+        """The value if it was built or given, without building it."""
+        with self._lock:
+            return self._value
+
     def use(self, value: T) -> None:
         """Replace the value (tests, the local runtime)."""
         with self._lock:
