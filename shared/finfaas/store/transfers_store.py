@@ -44,7 +44,7 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
-from finfaas.store.dynamo import any_condition_failed, condition_flags, conditional_write
+from finfaas.store.dynamo import any_condition_failed, condition_flags, conditional_write, consistent_get
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 from finfaas.store.outbox_store import outbox_partition
 
@@ -186,17 +186,9 @@ class TransfersStore:
         raise TransferStoreUnavailable(f"create {order.transfer_id}: {written.error}") from written.error
 
     def get(self, transfer_id: str) -> TransferOrder | None:
-        item = self._read(_order_key(transfer_id), transfer_id)
+        item = consistent_get(self._item, _order_key(transfer_id),
+                              lambda error: TransferStoreUnavailable(f"read {transfer_id}: {error}"))
         return None if item is None else order_from_json(item.doc)
-
-    def _read(self, key: tuple[str, str], what: str) -> Any | None:
-        """The item under key, read consistently, or None; TransferStoreUnavailable when unanswered."""
-        try:
-            return self._item.get(*key, consistent_read=True)
-        except self._item.DoesNotExist:
-            return None
-        except PynamoDBException as error:
-            raise TransferStoreUnavailable(f"read {what}: {error}") from error
 
     def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
         item = self._order_item(order)
@@ -283,7 +275,8 @@ class TransfersStore:
     # -- tiers ------------------------------------------------------------------------------------
 
     def tier_of(self, owner_id: str) -> Tier:
-        found = self._read(_tier_key(owner_id), "tier")
+        found = consistent_get(self._item, _tier_key(owner_id),
+                               lambda error: TransferStoreUnavailable(f"read tier: {error}"))
         return TIER_DEFAULT if found is None else Tier(found.tier)
 
     def set_tier(self, owner_id: str, tier: Tier) -> None:
