@@ -58,10 +58,11 @@ def _isolate_environment() -> None:
         "AWS_XRAY_SDK_ENABLED": "false",
     })
     # Functions wired as in production read their cursor key from the secrets folder.
-    from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, new_cursor_key_text
+    from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME
+    from finfaas.platform.mac_keys import new_mac_key_text
 
     with open(os.path.join(secrets_dir, CURSOR_KEY_SECRET_NAME), "w") as handle:
-        handle.write(new_cursor_key_text() + "\n")
+        handle.write(new_mac_key_text() + "\n")
 
 
 _isolate_environment()

@@ -1,16 +1,5 @@
 """The accounts function: a customer's accounts, balances, statements and profile; operator controls."""
 
-# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
-# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
-# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
-# after it are exempt from E402 in pyproject.toml.
-import sys
-from pathlib import Path
-
-_SHARED = Path(__file__).resolve().parent / "shared"
-if _SHARED.is_dir() and str(_SHARED) not in sys.path:
-    sys.path.insert(0, str(_SHARED))
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

@@ -1,17 +1,6 @@
 """The auth function: publishes the token-signing JWKS, issues access tokens to client apps, and signs
 customers up and in (password grant, rotating refresh tokens, revocation)."""
 
-# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
-# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
-# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
-# after it are exempt from E402 in pyproject.toml.
-import sys
-from pathlib import Path
-
-_SHARED = Path(__file__).resolve().parent / "shared"
-if _SHARED.is_dir() and str(_SHARED) not in sys.path:
-    sys.path.insert(0, str(_SHARED))
-
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -132,27 +121,27 @@ OAUTH_ERROR_RESPONSE = {
     },
 }
 OAUTH_ERROR_RESPONSES = {"400": OAUTH_ERROR_RESPONSE, "401": OAUTH_ERROR_RESPONSE}
+
+
+def _form_request_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A required form-encoded body holding one object, as the OAuth endpoints take."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": schema}}}
+
+
 TOKEN_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            FORM_MEDIA_TYPE: {
-                "schema": {
-                    "type": "object",
-                    "required": ["grant_type"],
-                    "properties": {
-                        "grant_type": {"type": "string", "enum": list(GRANT_TYPES)},
-                        "scope": {"type": "string"},
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                        "username": {"type": "string", "description": "password grant"},
-                        "password": {"type": "string", "format": "password", "description": "password grant"},
-                        "refresh_token": {"type": "string", "description": "refresh_token grant"},
-                    },
-                }
-            }
+    "requestBody": _form_request_body(
+        ["grant_type"],
+        {
+            "grant_type": {"type": "string", "enum": list(GRANT_TYPES)},
+            "scope": {"type": "string"},
+            "client_id": {"type": "string"},
+            "client_secret": {"type": "string"},
+            "username": {"type": "string", "description": "password grant"},
+            "password": {"type": "string", "format": "password", "description": "password grant"},
+            "refresh_token": {"type": "string", "description": "refresh_token grant"},
         },
-    },
+    ),
     "description": "client_credentials: client apps, credentials in HTTP Basic (preferred) or the form body, "
     "never both. password: a customer signs in and gets a refresh token too (rate limited per username and "
     "per client IP: 429 with Retry-After). refresh_token: single use; the answer carries its replacement, "
@@ -161,21 +150,13 @@ TOKEN_OPENAPI = {
     "responses": OAUTH_ERROR_RESPONSES,
 }
 REVOKE_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            FORM_MEDIA_TYPE: {
-                "schema": {
-                    "type": "object",
-                    "required": ["token"],
-                    "properties": {
-                        "token": {"type": "string"},
-                        "token_type_hint": {"type": "string", "enum": [REFRESH_TOKEN, "access_token"]},
-                    },
-                }
-            }
+    "requestBody": _form_request_body(
+        ["token"],
+        {
+            "token": {"type": "string"},
+            "token_type_hint": {"type": "string", "enum": [REFRESH_TOKEN, "access_token"]},
         },
-    },
+    ),
     "description": "RFC 7009: ends the refresh token and every token of its sign-in; 200 for unknown tokens.",
     "responses": OAUTH_ERROR_RESPONSES,
 }

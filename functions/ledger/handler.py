@@ -7,17 +7,6 @@ chain `ledger-outbox-<n>`); refusals are audited at once in `ledger-<shard>`. St
 refusal are listed in finfaas.services.ledger.api.
 """
 
-# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
-# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
-# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
-# after it are exempt from E402 in pyproject.toml.
-import sys
-from pathlib import Path
-
-_SHARED = Path(__file__).resolve().parent / "shared"
-if _SHARED.is_dir() and str(_SHARED) not in sys.path:
-    sys.path.insert(0, str(_SHARED))
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -209,10 +198,7 @@ def ensure_system_accounts(req: Request, body: CurrencyBody) -> BalanceList:
     return services.get().api.ensure_system_accounts(body.currency)
 
 
-@app.route("GET", "/_/ops/stats", rate_limit=None)
-def stats(req: Request) -> dict[str, Any]:
-    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
-    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+app.dynamodb_stats_route(lambda: services.get().dynamodb_calls())
 
 
 @app.readiness_check("ledger-table")

@@ -5,17 +5,6 @@ binary CloudEvent to `/`; a wake-up is sealed with the events key, so `/` refuse
 Apps start executions and read their history over HTTP; callback parties report task tokens to /tasks/*.
 """
 
-# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
-# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
-# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
-# after it are exempt from E402 in pyproject.toml.
-import sys
-from pathlib import Path
-
-_SHARED = Path(__file__).resolve().parent / "shared"
-if _SHARED.is_dir() and str(_SHARED) not in sys.path:
-    sys.path.insert(0, str(_SHARED))
-
 import json
 from dataclasses import dataclass, field
 from typing import Any

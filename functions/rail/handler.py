@@ -9,17 +9,6 @@ The saga (scope rail:recall): POST /payments/{id}/recall after its wait timed ou
 Sandbox knobs (environment): RAIL_SANDBOX_SETTLE_SECONDS, RAIL_SANDBOX_REJECT_RATE, RAIL_SANDBOX_TIMEOUT_RATE.
 """
 
-# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
-# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
-# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
-# after it are exempt from E402 in pyproject.toml.
-import sys
-from pathlib import Path
-
-_SHARED = Path(__file__).resolve().parent / "shared"
-if _SHARED.is_dir() and str(_SHARED) not in sys.path:
-    sys.path.insert(0, str(_SHARED))
-
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,10 +122,7 @@ def recall_payment(req: Request, payment_id: str) -> PaymentView:
     return payment_view(services.get().adapter.recall(payment_id))
 
 
-@app.route("GET", "/_/ops/stats", rate_limit=None)
-def stats(req: Request) -> dict[str, Any]:
-    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
-    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+app.dynamodb_stats_route(lambda: services.get().dynamodb_calls())
 
 
 @app.readiness_check("rail-table")

@@ -17,17 +17,6 @@ with the orchestrator before they are kept. Operators (ops): decisions, customer
 yet final by status (oldest first) and their counts.
 """
 
-# The shared package on the path: in the function image stack.yml's `configuration.copy` puts it next
-# to this file, outside site-packages; where finfaas is installed (.venv) the folder is absent and this
-# changes nothing. Same text in every handler (tests/unit/functions/test_handler_header.py); the imports
-# after it are exempt from E402 in pyproject.toml.
-import sys
-from pathlib import Path
-
-_SHARED = Path(__file__).resolve().parent / "shared"
-if _SHARED.is_dir() and str(_SHARED) not in sys.path:
-    sys.path.insert(0, str(_SHARED))
-
 import os
 from collections.abc import Callable
 from dataclasses import dataclass

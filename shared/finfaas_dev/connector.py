@@ -34,6 +34,7 @@ from cloudevents.core.bindings.http import to_binary
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from finfaas.platform.tracing import SQS_TRACE_ATTRIBUTE, TRACE_HEADER, sqs_trace_header
 
 from finfaas_dev.process_pool import log_event
 from finfaas_dev.stackfile import Stack
@@ -98,8 +99,9 @@ def cloud_event_request(message: Mapping[str, Any], queue_arn: str) -> tuple[dic
     event = _valid_event(attributes, body.encode())
     message_http = to_binary(event, JSONFormat())
     headers = dict(message_http.headers)
-    if system.get("AWSTraceHeader"):
-        headers["X-Amzn-Trace-Id"] = system["AWSTraceHeader"]
+    trace_header = sqs_trace_header(message)
+    if trace_header:
+        headers[TRACE_HEADER] = trace_header
     return headers, message_http.body
 
 
@@ -261,7 +263,7 @@ class QueueConnector:
                 MaxNumberOfMessages=count,
                 WaitTimeSeconds=self._wait_seconds,
                 MessageAttributeNames=["All"],
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "AWSTraceHeader", "SentTimestamp"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount", SQS_TRACE_ATTRIBUTE, "SentTimestamp"],
             )
         except Exception as error:  # the emulator may restart; keep polling
             log_event("connector_receive_failed", queue_url=queue_url, error=repr(error))

@@ -60,23 +60,7 @@ ASYNC_FUNCTION_PREFIX = "/async-function/"
 SYSTEM_FUNCTIONS_PATH = "/system/functions"
 SYSTEM_FUNCTION_PREFIX = "/system/function/"
 # Hop-by-hop headers (RFC 9110 7.6.1) and the ones the client library recomputes.
-_REQUEST_HEADERS_DROPPED = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "host",
-        "content-length",
-        "expect",
-    }
-)
-_RESPONSE_HEADERS_DROPPED = frozenset(
+_HOP_BY_HOP_HEADERS = frozenset(
     {
         "connection",
         "keep-alive",
@@ -89,6 +73,8 @@ _RESPONSE_HEADERS_DROPPED = frozenset(
         "content-length",
     }
 )
+_REQUEST_HEADERS_DROPPED = _HOP_BY_HOP_HEADERS | {"proxy-authorization", "host", "expect"}
+_RESPONSE_HEADERS_DROPPED = _HOP_BY_HOP_HEADERS
 _HEAD_RESPONSE_HEADERS_DROPPED = _RESPONSE_HEADERS_DROPPED - {"content-length"}
 # The header the gateway sets to the connected peer's address, as an ingress in front of OpenFaaS
 # does; its functions run with FINFAAS_CLIENT_IP_HEADER naming it (platform.http.client_ip).

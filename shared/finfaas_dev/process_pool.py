@@ -41,6 +41,9 @@ REAPER_INTERVAL_SECONDS_MAX = 5.0
 # Passed through from the gateway's own environment (besides AWS_* and FINFAAS_*).
 PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 PASSED_THROUGH_ENV_PREFIXES = ("AWS_", "FINFAAS_")
+# stack.yml's import path names the image's copy of the runtime (/home/app/function/shared); a local
+# process runs the handler from its source folder and imports finfaas as the gateway itself does.
+IMAGE_ONLY_ENV = frozenset({"PYTHONPATH"})
 
 
 def log_event(event: str, **fields: object) -> None:
@@ -55,9 +58,10 @@ class FunctionStartError(RuntimeError):
 
 
 def function_environment(spec: FunctionSpec, parent_env: Mapping[str, str]) -> dict[str, str]:
-    """stack.yml environment, then the runtime's AWS_*/FINFAAS_* (which win: they select endpoints/stage)."""
+    """stack.yml environment but the image's import path, then the runtime's AWS_*/FINFAAS_* (which win:
+    they select endpoints/stage)."""
     env = {key: parent_env[key] for key in PASSED_THROUGH_ENV if key in parent_env}
-    env.update(spec.environment)
+    env.update({k: v for k, v in spec.environment.items() if k not in IMAGE_ONLY_ENV})
     env.update({k: v for k, v in parent_env.items() if k.startswith(PASSED_THROUGH_ENV_PREFIXES)})
     env["HOSTNAME"] = spec.name  # what Context.hostname reports, like a pod name would
     env["PYTHONUNBUFFERED"] = "1"  # function logs reach the console as they are written

@@ -17,7 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text
+from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME
+from finfaas.platform.mac_keys import new_mac_key_text
 from finfaas.services.outbox_relay.service import OutboxRelay, RelayLoop
 
 STOP_WAIT_SECONDS = 10.0  # a pass is bounded (batches_per_lease_max per partition), so it ends soon

@@ -115,16 +115,16 @@ def _ensure_rail_notice_key(folder: Path) -> None:
 
 def _ensure_schedule_key(folder: Path) -> None:
     """Scheduled entry points (the relay's POST /) accept only ticks signed with this key."""
-    from finfaas.platform import schedule
+    from finfaas.platform import mac_keys, schedule
 
-    ensure_secret(folder / schedule.SCHEDULE_KEY_SECRET_NAME, schedule.new_schedule_key_text())
+    ensure_secret(folder / schedule.SCHEDULE_KEY_SECRET_NAME, mac_keys.new_mac_key_text())
 
 
 def _ensure_pii_digest_key(folder: Path) -> None:
     """Transfers and risk fingerprint payees with this key (an HMAC: account numbers are guessable)."""
-    from finfaas.platform import pii
+    from finfaas.platform import mac_keys, pii
 
-    ensure_secret(folder / pii.DIGEST_KEY_SECRET_NAME, pii.new_digest_key_text())
+    ensure_secret(folder / pii.DIGEST_KEY_SECRET_NAME, mac_keys.new_mac_key_text())
 
 
 def ensure_secret(path: Path, value: str) -> None:

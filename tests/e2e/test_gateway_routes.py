@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text
-from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME, new_schedule_key_text
+from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME
+from finfaas.platform.mac_keys import new_mac_key_text
+from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME
 from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -23,7 +24,7 @@ def gateway(tmp_path_factory):
     secrets_dir = folder / "secrets"  # the suite's keys, so a refusal is about the caller, not the setup
     secrets_dir.mkdir()
     (secrets_dir / EVENTS_MAC_KEY_SECRET_NAME).write_text(new_mac_key_text())
-    (secrets_dir / SCHEDULE_KEY_SECRET_NAME).write_text(new_schedule_key_text())
+    (secrets_dir / SCHEDULE_KEY_SECRET_NAME).write_text(new_mac_key_text())
     process = GatewayProcess(folder, ["--no-connector"], env={"FINFAAS_SECRETS_DIR": str(secrets_dir)},
                              stack=ROOT / "stack.yml")
     yield process

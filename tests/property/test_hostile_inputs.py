@@ -228,9 +228,9 @@ def local_secrets(tmp_path_factory) -> Any:
 def functions(embedded_aws, local_secrets) -> dict[str, Function]:
     """Every function wired as in production (the local secrets, its own tables and queues), with a
     caller who owns accounts with statements, and sealed cursors of that caller and of others."""
-    from finfaas.platform.config import read_secret
-    from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, CursorCodec, binding, cursor_keys_from_text
+    from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, CursorCodec, binding
     from finfaas.platform.events import event_mac_from_config
+    from finfaas.platform.mac_keys import mac_keys_from_config
     from finfaas.services.ledger.service import LedgerService
     from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas.store.models import format_time
@@ -240,7 +240,7 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
     ledger = LedgerService(ledger_store_from_config())
     ledger.ensure_system_accounts("USD")
     owner, other = f"probe-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
-    keys = cursor_keys_from_text(read_secret(CURSOR_KEY_SECRET_NAME) or "")
+    keys = mac_keys_from_config(CURSOR_KEY_SECRET_NAME)
     codec, stale = CursorCodec(keys), CursorCodec(keys, clock=lambda: 1_000_000_000.0)  # stale: long expired
     mac = event_mac_from_config()
 

@@ -30,6 +30,7 @@ from finfaas.domain.errors import (
     AlreadyReversed,
     CurrencyMismatch,
     DuplicateTransferId,
+    ExistsWithDifferentLinked,
     InsufficientFunds,
     InvalidIdentifier,
     InvalidInput,
@@ -474,6 +475,21 @@ def statement_lines(entries_newest_first: Sequence[Entry], balance_after_first: 
     return lines
 
 
+def statement_page(
+    account_id: str, currency: str, entries_newest_first: Sequence[Entry], limit: int,
+    balance_after_first: int,
+) -> StatementPage:
+    """The first `limit` entries as lines (one more tells there is a next page) and the next page's cursor."""
+    lines = statement_lines(entries_newest_first[:limit], balance_after_first)
+    has_more = len(entries_newest_first) > limit
+    next_cursor = None
+    if has_more:
+        last = lines[-1]
+        next_cursor = encode_statement_cursor(
+            account_id, last.entry.entry_key, last.balance_after_minor - last.entry.balance_delta_minor)
+    return StatementPage(account_id, currency, lines, has_more, next_cursor)
+
+
 def encode_statement_cursor(account_id: str, entry_key_: str, balance_after_minor: int) -> str:
     """The last key shown and the balance after the next (older) entry; the accounts service seals it."""
     raw = f"{account_id}\n{entry_key_}\n{balance_after_minor}"
@@ -582,6 +598,19 @@ def check_same_transfer(existing: Transfer, wanted: Transfer) -> Transfer:
             raise cls(f"transfer {wanted.transfer_id} exists with a different {name}",
                       field=name, subject=wanted.transfer_id)
     return existing
+
+
+def replayed_batch(existing: Sequence[Transfer | None], wanted: Sequence[Transfer]) -> list[Transfer]:
+    """The stored batch when every leg repeats it exactly; ExistsWithDifferent<Field> when a leg differs,
+    ExistsWithDifferentLinked when only some legs exist (their ids were used in another batch)."""
+    for stored, want in zip(existing, wanted, strict=True):
+        if stored is not None:
+            check_same_transfer(stored, want)
+    if any(e is None for e in existing):
+        first = next(e for e in existing if e is not None)
+        raise ExistsWithDifferentLinked(f"transfer {first.transfer_id} exists in another batch",
+                                        field="batch_id", subject=first.transfer_id)
+    return [e for e in existing if e is not None]
 
 
 def check_same_account(existing: Account, wanted: NewAccount) -> Account:

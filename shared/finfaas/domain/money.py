@@ -47,10 +47,6 @@ class Money:
         assert type(self.amount_minor) is int, "minor units are integers"
         assert self.currency in CURRENCY_EXPONENTS, f"unknown currency {self.currency!r}"
 
-    def to_decimal_string(self) -> str:
-        """Major units as text, e.g. Money(1050, 'USD') -> '10.50', Money(-5, 'JPY') -> '-5'."""
-        return format_minor_units(self.amount_minor, self.currency)
-
 
 def currency_exponent(currency: object, *, field: str = "currency") -> int:
     """The number of minor-unit digits of an ISO 4217 code; UnknownCurrency otherwise."""
@@ -88,14 +84,6 @@ def check_amount_minor(minor: int, *, field: str = "amount") -> int:
     if minor > transfer_amount_minor_max:
         raise AmountTooLarge(f"{field}: must be at most {transfer_amount_minor_max} minor units", field=field)
     return minor
-
-
-def format_minor_units(amount_minor: int, currency: str) -> str:
-    """Major units as a decimal string with exactly the currency's fraction digits."""
-    exponent = currency_exponent(currency)
-    sign = "-" if amount_minor < 0 else ""
-    whole, fraction = divmod(abs(amount_minor), 10**exponent)
-    return f"{sign}{whole}.{fraction:0{exponent}d}" if exponent else f"{sign}{whole}"
 
 
 def _decimal_text_to_minor(text: str, exponent: int, field: str) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from finfaas.platform import jsonio
 from finfaas.platform.config import FunctionAddresses, addresses_of
 from finfaas.platform.keys import SERVICE_CLIENT_SECRET_SUFFIX
+from finfaas.platform.wiring import Lazy
 
 TOKEN_PATH = "/function/auth/oauth/token"  # noqa: S105 - a route, not a credential
 token_connect_timeout_seconds = 3.0
@@ -70,7 +71,7 @@ class ServiceTokens:
             self._cached = None
 
     def _fetch(self) -> tuple[str, float]:
-        post = self._post or _requests_session().post
+        post = self._post or _session.get().post
         response = post(
             self._token_url,
             data={"grant_type": "client_credentials"},
@@ -90,38 +91,28 @@ class LazyServiceTokens:
     def __init__(self, gateway_url: str | FunctionAddresses, client_name: str = "orchestrator") -> None:
         self._gateway_url = gateway_url
         self._client_name = client_name
-        self._tokens: ServiceTokens | None = None
-        self._lock = threading.Lock()
+        self._tokens = Lazy(self._from_secret)
 
     def token(self) -> str:
-        return self._loaded().token()
+        return self._tokens.get().token()
 
     def invalidate(self) -> None:
-        if self._tokens is not None:
-            self._tokens.invalidate()
+        tokens = self._tokens.peek()
+        if tokens is not None:
+            tokens.invalidate()
 
-    def _loaded(self) -> ServiceTokens:
-        with self._lock:
-            if self._tokens is None:
-                try:
-                    self._tokens = ServiceTokens.from_secret(self._gateway_url, self._client_name)
-                except (ValueError, KeyError, RuntimeError) as error:  # missing or malformed secret
-                    raise TokenUnavailable(
-                        f"{self._client_name}{SERVICE_CLIENT_SECRET_SUFFIX}: {error}"
-                    ) from error
-            return self._tokens
+    def _from_secret(self) -> ServiceTokens:
+        try:
+            return ServiceTokens.from_secret(self._gateway_url, self._client_name)
+        except (ValueError, KeyError, RuntimeError) as error:  # missing or malformed secret
+            raise TokenUnavailable(f"{self._client_name}{SERVICE_CLIENT_SECRET_SUFFIX}: {error}") from error
 
 
-_session_lock = threading.Lock()
-_session: Any = None
+def _new_requests_session() -> Any:
+    from finfaas.platform.suite_http import new_suite_session
+
+    return new_suite_session()
 
 
-def _requests_session() -> Any:
-    """One pooled requests session per process, for the token endpoint (a form post, once per token)."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            from finfaas.platform.suite_http import new_suite_session
-
-            _session = new_suite_session()
-        return _session
+# One pooled requests session per process, for the token endpoint (a form post, once per token).
+_session: Lazy[Any] = Lazy(_new_requests_session)

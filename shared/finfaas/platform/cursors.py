@@ -21,14 +21,15 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from finfaas.platform import jsonio
 from finfaas.platform.errors import ValidationFailed
+from finfaas.platform.mac_keys import checked_mac_keys, mac_key_bytes_min, mac_keys_from_config
 from finfaas.platform.problems import FieldError
+from finfaas.platform.wiring import Lazy
 
 CURSOR_KEY_SECRET_NAME = "cursor-hmac-key"  # noqa: S105 - the name of the secret file, not a secret
 CURSOR_FIELD = "starting_after"
@@ -36,8 +37,6 @@ CURSOR_VERSION = "c1"
 cursor_chars_max = 1024
 cursor_ttl_seconds = 24 * 3600  # a client paging through a list takes minutes; a day is generous
 cursor_json_depth_max = 8  # payloads are a key map or a short list
-cursor_key_bytes_min = 32
-cursor_keys_max = 4  # the signing key and up to three older ones still accepted during a rotation
 binding_value_chars_max = 256
 
 
@@ -67,22 +66,22 @@ class CursorCodec:
     def __init__(self, keys: Sequence[bytes] | Callable[[], Sequence[bytes]],
                  clock: Callable[[], float] = time.time) -> None:
         # A callable is read on first use: a function that never lists needs no cursor key.
-        self._source = keys
-        self._keys: tuple[bytes, ...] | None = None if callable(keys) else _checked(keys)
-        self._lock = threading.Lock()
+        self._keys: Lazy[tuple[bytes, ...]] = (
+            Lazy(lambda: checked_mac_keys(CURSOR_KEY_SECRET_NAME, keys()))
+            if callable(keys)
+            else Lazy.ready(checked_mac_keys(CURSOR_KEY_SECRET_NAME, keys))
+        )
         self._clock = clock
 
     @classmethod
     def generate(cls, clock: Callable[[], float] = time.time) -> CursorCodec:
         """A codec with a fresh key: cursors valid in this process only (tests, one-process tools)."""
-        return cls([secrets.token_bytes(cursor_key_bytes_min)], clock)
+        return cls([secrets.token_bytes(mac_key_bytes_min)], clock)
 
     @classmethod
     def from_config(cls) -> CursorCodec:
         """Keys from the `cursor-hmac-key` secret, read on first use; ConfigError when it is missing."""
-        from finfaas.platform.config import read_secret
-
-        return cls(lambda: cursor_keys_from_text(read_secret(CURSOR_KEY_SECRET_NAME) or ""))
+        return cls(lambda: mac_keys_from_config(CURSOR_KEY_SECRET_NAME))
 
     def seal(self, payload: Any, bound: Mapping[str, str]) -> str:
         """An opaque cursor carrying payload, valid for `bound` until the TTL runs out."""
@@ -117,31 +116,7 @@ class CursorCodec:
         return payload
 
     def _signing_keys(self) -> tuple[bytes, ...]:
-        if self._keys is None:
-            with self._lock:
-                if self._keys is None:
-                    assert callable(self._source)
-                    self._keys = _checked(self._source())
-        return self._keys
-
-
-def cursor_keys_from_text(text: str) -> list[bytes]:
-    """Keys of the `cursor-hmac-key` secret: base64 keys separated by whitespace, the signing key first."""
-    try:
-        return [base64.b64decode(word, validate=True) for word in text.split()]
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{CURSOR_KEY_SECRET_NAME} holds base64 keys separated by spaces") from None
-
-
-def new_cursor_key_text() -> str:
-    return base64.b64encode(secrets.token_bytes(cursor_key_bytes_min)).decode("ascii")
-
-
-def _checked(keys: Sequence[bytes]) -> tuple[bytes, ...]:
-    if not 0 < len(keys) <= cursor_keys_max or any(len(k) < cursor_key_bytes_min for k in keys):
-        raise ValueError(f"{CURSOR_KEY_SECRET_NAME}: 1..{cursor_keys_max} keys of at least "
-                         f"{cursor_key_bytes_min} bytes")
-    return tuple(keys)
+        return self._keys.get()
 
 
 def _mac(key: bytes, body: str, bound: Mapping[str, str]) -> bytes:

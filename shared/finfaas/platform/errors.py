@@ -120,6 +120,17 @@ class InternalError(HttpError):
     detail_public = "An unexpected error occurred; it has been logged with the request id."
 
 
+class Refusal(Exception):
+    """Base of a capability's refusals mapped through an ErrorTable: `code` is stable and safe to show,
+    `errors` holds (field, message) pairs that name fields only, never their values."""
+
+    code = "refused"
+
+    def __init__(self, message: str, *, errors: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 @dataclass(frozen=True)
 class ErrorSpec:
     """How one exception class is shown to clients."""

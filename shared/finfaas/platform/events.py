@@ -18,7 +18,6 @@ names, timezone-aware time) and writes and reads the JSON format; the MAC and th
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -34,6 +33,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from finfaas.platform import jsonio
+from finfaas.platform.mac_keys import checked_mac_keys, mac_key_bytes_min, mac_keys_from_config
 
 SPECVERSION = "1.0"
 STRUCTURED_MEDIA_TYPE = "application/cloudevents+json"
@@ -48,8 +48,6 @@ SUBJECT_ATTRIBUTE = "ce-subject"
 TIME_ATTRIBUTE = "ce-time"
 EVENT_ID_ATTRIBUTE = "ce-finfaaseventid"
 CONTENT_TYPE_ATTRIBUTE = "content-type"
-mac_key_bytes_min = 32
-mac_keys_max = 4  # the signing key and up to three older ones still accepted during a rotation
 event_body_bytes_max = 256 * 1024  # SQS's message size limit
 event_id_chars_max = 256
 sqs_batch_messages_max = 10  # SQS's own limit per SendMessageBatch
@@ -135,9 +133,7 @@ class EventMac:
     """Seals JSON documents with an HMAC-SHA256 `finfaasmac` member and opens them again."""
 
     def __init__(self, keys: Sequence[bytes]) -> None:
-        if not 0 < len(keys) <= mac_keys_max or any(len(k) < mac_key_bytes_min for k in keys):
-            raise ValueError(f"1..{mac_keys_max} keys of at least {mac_key_bytes_min} bytes")
-        self._keys = tuple(keys)
+        self._keys = checked_mac_keys(EVENTS_MAC_KEY_SECRET_NAME, keys)
 
     @classmethod
     def generate(cls) -> EventMac:
@@ -169,26 +165,9 @@ class EventMac:
         return MAC_VERSION_PREFIX + base64.b64encode(digest).decode("ascii")
 
 
-def mac_keys_from_text(text: str) -> list[bytes]:
-    """Keys of the `events-hmac-key` secret: base64 keys separated by whitespace, the signing key first."""
-    try:
-        keys = [base64.b64decode(word, validate=True) for word in text.split()]
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{EVENTS_MAC_KEY_SECRET_NAME} holds base64 keys separated by spaces") from None
-    if not keys:
-        raise ValueError(f"{EVENTS_MAC_KEY_SECRET_NAME} is empty")
-    return keys
-
-
-def new_mac_key_text() -> str:
-    return base64.b64encode(secrets.token_bytes(mac_key_bytes_min)).decode("ascii")
-
-
 def event_mac_from_config() -> EventMac:
     """The MAC from the `events-hmac-key` secret; ConfigError when it is missing (never unsigned)."""
-    from finfaas.platform.config import read_secret
-
-    return EventMac(mac_keys_from_text(read_secret(EVENTS_MAC_KEY_SECRET_NAME) or ""))
+    return EventMac(mac_keys_from_config(EVENTS_MAC_KEY_SECRET_NAME))
 
 
 # --- queue messages ----------------------------------------------------------------------------------

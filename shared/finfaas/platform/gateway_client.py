@@ -14,7 +14,6 @@ queue consumers whose own retries (a Task's Retry, the queue's redelivery) carry
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from finfaas.platform import jsonio
 from finfaas.platform.config import FunctionAddresses, addresses_of
+from finfaas.platform.wiring import Lazy
 
 connect_timeout_seconds_default = 3.0
 reply_body_bytes_max = 256 * 1024
@@ -131,8 +131,13 @@ def reply_body(content: bytes | None) -> Any:
         return raw.decode("utf-8", "replace")
 
 
-_pool_lock = threading.Lock()
-_pool: Any = None
+def _new_pool() -> Any:
+    import urllib3
+
+    return urllib3.PoolManager(maxsize=connections_per_host_max, retries=False)
+
+
+_pool: Lazy[Any] = Lazy(_new_pool)
 
 
 def pooled_request(
@@ -153,11 +158,7 @@ def pooled_request(
     """
     import urllib3
 
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = urllib3.PoolManager(maxsize=connections_per_host_max, retries=False)
-        pool = _pool
+    pool = _pool.get()
     connect_seconds, read_seconds = timeout
     reply = pool.request(
         method,

@@ -183,13 +183,14 @@ class DevSecrets:
 def write_dev_secrets(folder: Path, out: Callable[[str], None] = print) -> DevSecrets:
     """Create the secrets a fresh machine lacks (a signing key, a demo client, the cursor key); keep
     existing ones."""
-    from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, new_cursor_key_text
+    from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME
+    from finfaas.platform.mac_keys import new_mac_key_text
 
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(secrets_dir_mode)
     created: list[str] = []
     if not (folder / CURSOR_KEY_SECRET_NAME).exists():
-        _write_private(folder / CURSOR_KEY_SECRET_NAME, new_cursor_key_text())
+        _write_private(folder / CURSOR_KEY_SECRET_NAME, new_mac_key_text())
         created.append(CURSOR_KEY_SECRET_NAME)
     if not (folder / SIGNING_KEYS_SECRET).exists():
         _write_private(folder / SIGNING_KEYS_SECRET, json.dumps([generate_signing_key()], indent=2))

@@ -19,13 +19,14 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from finfaas.platform import config, jsonio
+from finfaas.platform.mac_keys import checked_mac_keys, mac_keys_from_text
+from finfaas.platform.wiring import Lazy
 
 SEALED_FORMAT_VERSION = 1
 CIPHER_NAME = "AES-256-GCM"
@@ -43,7 +44,8 @@ kms_attempts_max = 3
 # Keyed digests (payee fingerprints): a per-stage secret, because account numbers are few enough to
 # enumerate: a plain hash of one is as good as the number to anyone holding the table.
 DIGEST_KEY_SECRET_NAME = "pii-digest-key"  # noqa: S105 - the secret's name, not a secret
-digest_key_bytes_min = 32
+# One key, never a rotation list: fingerprints are stored and compared, so a new key would orphan them.
+digest_keys_max = 1
 digest_hex_chars = 32  # 128 bits: collisions are out of reach for any payee list
 # KMS answers these when the ciphertext, its context or its key do not match: not a transient fault.
 KMS_REFUSALS = frozenset({"InvalidCiphertextException", "IncorrectKeyException", "InvalidKeyUsageException"})
@@ -214,9 +216,7 @@ class KeyedDigests:
     """HMAC-SHA256 under the stage's digest key, separated by purpose; hex, truncated to 128 bits."""
 
     def __init__(self, key: bytes) -> None:
-        if len(key) < digest_key_bytes_min:
-            raise ValueError(f"a digest key has at least {digest_key_bytes_min} bytes")
-        self._key = key
+        (self._key,) = checked_mac_keys(DIGEST_KEY_SECRET_NAME, [key], keys_max=digest_keys_max)
 
     def digest(self, purpose: str, text: str) -> str:
         message = purpose.encode() + b"\x00" + text.encode()
@@ -228,27 +228,17 @@ def keyed_digests_from_secret(read_secret: Any = None) -> KeyedDigests:
     reader = read_secret or (lambda name: config.read_secret(name, required=False))
     text = reader(DIGEST_KEY_SECRET_NAME)
     try:
-        return KeyedDigests(base64.b64decode(text or "", validate=True))
-    except (ValueError, binascii.Error):
+        (key,) = mac_keys_from_text(DIGEST_KEY_SECRET_NAME, text or "", keys_max=digest_keys_max)
+    except ValueError:
         raise PiiKeyUnavailable(f"secret {DIGEST_KEY_SECRET_NAME} is missing or not a base64 key") from None
+    return KeyedDigests(key)
 
 
 class SecretKeyedDigests:
     """KeyedDigests whose key is read from the secret on first use, so a function starts without it."""
 
     def __init__(self, read_secret: Any = None) -> None:
-        self._read_secret = read_secret
-        self._digests: KeyedDigests | None = None
-        self._lock = threading.Lock()
+        self._digests = Lazy(lambda: keyed_digests_from_secret(read_secret))
 
     def digest(self, purpose: str, text: str) -> str:
-        with self._lock:
-            if self._digests is None:
-                self._digests = keyed_digests_from_secret(self._read_secret)
-            digests = self._digests
-        return digests.digest(purpose, text)
-
-
-def new_digest_key_text() -> str:
-    """A fresh `pii-digest-key` secret."""
-    return base64.b64encode(secrets.token_bytes(digest_key_bytes_min)).decode("ascii")
+        return self._digests.get().digest(purpose, text)

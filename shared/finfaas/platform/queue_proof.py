@@ -15,14 +15,14 @@ the route opens it before anything else runs: a POST from anyone else answers 40
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from finfaas.platform.errors import HttpError, ServiceUnavailable
-from finfaas.platform.events import MAC_EXTENSION, EventMac, EventRejected
+from finfaas.platform.events import MAC_EXTENSION, EventMac, EventRejected, event_mac_from_config
 from finfaas.platform.logging import get_logger
 from finfaas.platform.problems import FieldError
+from finfaas.platform.wiring import Lazy
 
 _log = get_logger("queue_proof")
 
@@ -44,13 +44,11 @@ class QueueMessageProof:
     """The trigger check of a queue route: the body opens with the events MAC."""
 
     def __init__(self, mac: EventMac | Callable[[], EventMac]) -> None:
-        self._source = mac
-        self._mac: EventMac | None = mac if isinstance(mac, EventMac) else None
-        self._lock = threading.Lock()
+        self._mac = lazy_event_mac(mac)
 
     def use(self, mac: EventMac) -> None:
         """Open with this MAC from now on (tests, or a key read another way)."""
-        self._mac = mac
+        self._mac.use(mac)
 
     def verify(self, request: Any) -> None:
         request.opened_message = self.open(request.body)
@@ -68,15 +66,12 @@ class QueueMessageProof:
             raise QueueMessageInvalid() from None
 
     def _event_mac(self) -> EventMac:
-        with self._lock:
-            if self._mac is None:
-                try:
-                    self._mac = self._source()  # type: ignore[operator]
-                except Exception as error:
-                    # Not the sender's fault: 503 leaves the message queued until the key is there.
-                    _log.error("events key unavailable", error_type=type(error).__name__)
-                    raise ServiceUnavailable("The events key is unavailable.") from None
-            return self._mac
+        try:
+            return self._mac.get()
+        except Exception as error:
+            # Not the sender's fault: 503 leaves the message queued until the key is there.
+            _log.error("events key unavailable", error_type=type(error).__name__)
+            raise ServiceUnavailable("The events key is unavailable.") from None
 
 
 def seal_body(mac: EventMac, body: str | bytes | Mapping[str, Any]) -> str:
@@ -87,20 +82,9 @@ def seal_body(mac: EventMac, body: str | bytes | Mapping[str, Any]) -> str:
     return mac.seal(document).decode("utf-8")
 
 
-class LazyEventMac:
-    """The events MAC read from its secret on first use, so senders built at cold start read nothing."""
-
-    def __init__(self, source: EventMac | Callable[[], EventMac] | None = None) -> None:
-        self._source = source
-        self._mac: EventMac | None = source if isinstance(source, EventMac) else None
-        self._lock = threading.Lock()
-
-    def get(self) -> EventMac:
-        with self._lock:
-            if self._mac is None:
-                if self._source is None:
-                    from finfaas.platform.events import event_mac_from_config
-
-                    self._source = event_mac_from_config
-                self._mac = self._source()  # type: ignore[operator]
-            return self._mac
+def lazy_event_mac(source: EventMac | Callable[[], EventMac] | None = None) -> Lazy[EventMac]:
+    """The given MAC, or one built on first use (by default from its secret), so senders and proofs
+    built at cold start read nothing."""
+    if isinstance(source, EventMac):
+        return Lazy.ready(source)
+    return Lazy(source or event_mac_from_config)

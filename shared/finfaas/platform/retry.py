@@ -49,10 +49,6 @@ class RetryPolicy:
     def with_attempts(self, attempts_max: int) -> RetryPolicy:
         return replace(self, attempts_max=attempts_max)
 
-    def pause_bound_seconds(self, attempt: int) -> float:
-        """The upper bound of the pause after the given failed attempt (1-based)."""
-        return min(self.wait_ms_max, self.wait_ms_base * 2 ** (attempt - 1)) / 1000
-
     def retrying(
         self, retry_on: type[BaseException] | tuple[type[BaseException], ...],
         sleep: Callable[[float], None] = time.sleep,

@@ -32,7 +32,9 @@ from typing import Any
 
 from finfaas.platform.errors import HttpError
 from finfaas.platform.logging import get_logger
+from finfaas.platform.mac_keys import mac_keys_from_config
 from finfaas.platform.problems import FieldError
+from finfaas.platform.wiring import Lazy
 
 SCHEDULE_HEADER = "X-Finfaas-Schedule"
 SCHEDULE_KEY_SECRET_NAME = "schedule-hmac-key"  # noqa: S105 - the name of the secret file, not a secret
@@ -41,8 +43,6 @@ schedule_tick_age_seconds_max = 120  # two cron minutes: a tick delayed by a slo
 schedule_tick_skew_seconds_max = 30  # a scheduler's clock a little ahead of the function's
 schedule_ticks_remembered_max = 1024  # per process; ticks come once a minute per schedule
 schedule_header_chars_max = 128
-schedule_key_bytes_min = 32
-schedule_keys_max = 4
 tick_timeout_seconds = 70.0  # the relay's 65 s exec_timeout, and some
 _HEADER_PATTERN = re.compile(r"^t=(?P<t>[0-9]{1,12}),v1=(?P<mac>[A-Za-z0-9+/=]{1,64})$")
 _log = get_logger("schedule")
@@ -61,29 +61,9 @@ class ScheduleProofInvalid(HttpError):
         )
 
 
-def schedule_keys_from_text(text: str) -> list[bytes]:
-    """Keys of the `schedule-hmac-key` secret; ValueError when empty, malformed or too short."""
-    try:
-        keys = [base64.b64decode(word, validate=True) for word in text.split()]
-    except ValueError:
-        raise ValueError(f"{SCHEDULE_KEY_SECRET_NAME} holds base64 keys separated by spaces") from None
-    if not 0 < len(keys) <= schedule_keys_max or any(len(k) < schedule_key_bytes_min for k in keys):
-        raise ValueError(f"{SCHEDULE_KEY_SECRET_NAME}: 1..{schedule_keys_max} keys of "
-                         f"{schedule_key_bytes_min}+ bytes")
-    return keys
-
-
-def schedule_keys_from_config() -> list[bytes]:
+def schedule_keys_from_config() -> tuple[bytes, ...]:
     """The keys of the `schedule-hmac-key` secret (ConfigError when it is missing)."""
-    from finfaas.platform.config import read_secret
-
-    return schedule_keys_from_text(read_secret(SCHEDULE_KEY_SECRET_NAME) or "")
-
-
-def new_schedule_key_text() -> str:
-    import secrets
-
-    return base64.b64encode(secrets.token_bytes(schedule_key_bytes_min)).decode("ascii")
+    return mac_keys_from_config(SCHEDULE_KEY_SECRET_NAME)
 
 
 def _mac(key: bytes, function: str, timestamp: int) -> str:
@@ -103,15 +83,16 @@ class ScheduleProof:
     def __init__(self, function: str, keys: Sequence[bytes] | Callable[[], Sequence[bytes]],
                  clock: Callable[[], float] = time.time) -> None:
         self.function = function
-        self._keys_source = keys
-        self._keys: tuple[bytes, ...] | None = None if callable(keys) else tuple(keys)
+        self._keys: Lazy[tuple[bytes, ...]] = (
+            Lazy(lambda: tuple(keys())) if callable(keys) else Lazy.ready(tuple(keys))
+        )
         self._clock = clock
         self._seen: dict[str, float] = {}  # MAC -> when it stops being acceptable anyway
         self._lock = threading.Lock()
 
     def use(self, keys: Sequence[bytes], clock: Callable[[], float] | None = None) -> None:
         """Verify with these keys (and clock) from now on: tests, or a key read another way."""
-        self._keys = tuple(keys)
+        self._keys.use(tuple(keys))
         self._clock = clock or self._clock
 
     def verify(self, request: Any) -> None:
@@ -129,13 +110,11 @@ class ScheduleProof:
         self._remember(claimed, timestamp + schedule_tick_age_seconds_max, now)
 
     def _keys_or_none(self) -> tuple[bytes, ...]:
-        if self._keys is None:
-            try:
-                self._keys = tuple(self._keys_source())  # type: ignore[operator]
-            except Exception as error:  # a missing key must refuse every tick, never accept one
-                _log.error("schedule key unavailable", error_type=type(error).__name__)
-                return ()
-        return self._keys
+        try:
+            return self._keys.get()
+        except Exception as error:  # a missing key must refuse every tick, never accept one
+            _log.error("schedule key unavailable", error_type=type(error).__name__)
+            return ()
 
     def _remember(self, mac: str, expires_at: float, now: float) -> None:
         with self._lock:

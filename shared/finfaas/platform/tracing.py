@@ -246,11 +246,6 @@ def start(service_name: str, patched: Sequence[str] = PATCHED_LIBRARIES_DEFAULT)
         return _tracer
 
 
-def current_trace_id() -> str | None:
-    invocation = _current.get()
-    return invocation.trace_id if invocation else None
-
-
 def current_trace_header() -> str | None:
     tracer = _tracer
     if tracer is None:

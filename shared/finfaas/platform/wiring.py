@@ -23,10 +23,22 @@ class Lazy(Generic[T]):
         self._value: T | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def ready(cls, value: T) -> Lazy[T]:
+        """A Lazy that already holds its value."""
+        lazy = cls(lambda: value)
+        lazy.use(value)
+        return lazy
+
     def get(self) -> T:
         with self._lock:
             if self._value is None:
                 self._value = self._build()
+            return self._value
+
+    def peek(self) -> T | None:
+        """The value if it was built or given, without building it."""
+        with self._lock:
             return self._value
 
     def use(self, value: T) -> None:

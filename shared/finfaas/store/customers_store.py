@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -25,7 +24,7 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
-from finfaas.store.dynamo import conditional_write
+from finfaas.store.dynamo import conditional_write, consistent_get
 
 CUSTOMERS_TABLE_LOGICAL_NAME = "customers"
 AUTH_TABLE_LOGICAL_NAME = "auth"
@@ -84,12 +83,10 @@ class CustomersStore:
     # --- CustomerRepository ---
 
     def get(self, customer_id: str) -> CustomerRecord | None:
-        try:
-            item = self.customers.get(customer_id, consistent_read=True)
-        except DoesNotExist:
+        item = consistent_get(self.customers, (customer_id,),
+                              lambda _: CustomerStoreUnavailable("customer read failed"))
+        if item is None:
             return None
-        except PynamoDBException as error:
-            raise CustomerStoreUnavailable("customer read failed") from error
         updated_at = item.profile_updated_at
         return CustomerRecord(
             customer_id=item.customer_id, username=item.username, created_at_s=int(item.created_at),
@@ -127,12 +124,10 @@ class CustomersStore:
             lambda w: CustomerStoreUnavailable(f"sign-up write failed: {w.code}"))
 
     def credentials_for(self, username: str) -> Credentials | None:
-        try:
-            item = self.credentials.get(credentials_key(username), CREDENTIALS_SK, consistent_read=True)
-        except DoesNotExist:
+        item = consistent_get(self.credentials, (credentials_key(username), CREDENTIALS_SK),
+                              lambda _: CustomerStoreUnavailable("credentials read failed"))
+        if item is None:
             return None
-        except PynamoDBException as error:
-            raise CustomerStoreUnavailable("credentials read failed") from error
         return Credentials(username, item.customer_id, item.password_hash, item.status)
 
     def replace_password_hash(self, username: str, old_hash: str, new_hash: str) -> bool:

@@ -8,12 +8,13 @@ Distinct names below keep the two apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from botocore.exceptions import BotoCoreError
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
 
 # Error codes (an exception's cause_response_code).
 CONDITIONAL_CHECK_FAILED_EXCEPTION = "ConditionalCheckFailedException"
@@ -142,3 +143,21 @@ def conditional_write(write: Callable[[], object]) -> Written:
     except (PynamoDBException, BotoCoreError) as error:
         return Written(outcome_of(error), error)
     return Written(WriteOutcome.TAKEN)
+
+
+def consistent_get(
+    model: Any,
+    key: Sequence[Any],
+    unavailable: Callable[[Exception], Exception],
+    *,
+    attributes_to_get: Sequence[str] | None = None,
+    failures: tuple[type[Exception], ...] = (PynamoDBException,),
+) -> Any | None:
+    """The item under key, read consistently, or None when there is none; a read the table does not
+    answer (one of `failures`) raises the store's own error, unavailable(error), chained to it."""
+    try:
+        return model.get(*key, consistent_read=True, attributes_to_get=attributes_to_get)
+    except DoesNotExist:
+        return None
+    except failures as error:
+        raise unavailable(error) from error

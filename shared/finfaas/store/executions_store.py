@@ -50,7 +50,6 @@ from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.constants import NONE
 from pynamodb.exceptions import (
-    DoesNotExist,
     PynamoDBException,
     UpdateError,
 )
@@ -68,12 +67,15 @@ from finfaas.store.dynamo import (
     VALIDATION_EXCEPTION,
     condition_failures,
     conditional_write,
+    consistent_get,
     transient,
 )
 from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status, TaskResult
 from finfaas.workflow.store import ExecutionPage, ExecutionStoreError, history_events_per_save_max
 
 EXECUTIONS_LOGICAL_NAME = "executions"
+# What a read of an execution treats as an unanswered table (botocore errors escape pynamodb here).
+_READ_FAILURES = (PynamoDBException, BotoCoreError)
 HISTORY_LOGICAL_NAME = "history"
 # A GSI's projection cannot change in place: this is the by-status index projecting keys only.
 BY_STATUS_INDEX = "by-status-keys"
@@ -421,13 +423,9 @@ class ExecutionsStore:
     # -- reads -----------------------------------------------------------------------------------
 
     def get(self, execution_id: str) -> Execution | None:
-        try:
-            item = self.execution_model.get(execution_id, consistent_read=True)
-        except DoesNotExist:
-            return None
-        except (PynamoDBException, BotoCoreError) as error:
-            raise ExecutionStoreError("execution not read") from error
-        return _execution(item) if item.status is not None else None
+        item = consistent_get(self.execution_model, (execution_id,),
+                              lambda _: ExecutionStoreError("execution not read"), failures=_READ_FAILURES)
+        return _execution(item) if item is not None and item.status is not None else None
 
     def due(self, now_ms: int, limit: int) -> list[str]:
         model = self.execution_model
@@ -516,22 +514,16 @@ class ExecutionsStore:
         return sorted(found, key=lambda e: e.seq)[:limit]
 
     def _tail_events(self, execution_id: str) -> builtins.list[HistoryEvent]:
-        try:
-            item = self.execution_model.get(execution_id, consistent_read=True, attributes_to_get=["tail"])
-        except DoesNotExist:
-            return []
-        except (PynamoDBException, BotoCoreError) as error:
-            raise ExecutionStoreError("history not read") from error
-        return [_event(_loads(row)) for row in item.tail or ()]
+        item = consistent_get(self.execution_model, (execution_id,),
+                              lambda _: ExecutionStoreError("history not read"),
+                              attributes_to_get=["tail"], failures=_READ_FAILURES)
+        return [] if item is None else [_event(_loads(row)) for row in item.tail or ()]
 
     def next_sweep_ms(self) -> int | None:
-        try:
-            item = self.execution_model.get(SWEEPER_ITEM_ID, consistent_read=True)
-        except DoesNotExist:
-            return None
-        except (PynamoDBException, BotoCoreError) as error:
-            raise ExecutionStoreError("sweeper state not read") from error
-        return None if item.next_sweep_ms is None else int(item.next_sweep_ms)
+        item = consistent_get(self.execution_model, (SWEEPER_ITEM_ID,),
+                              lambda _: ExecutionStoreError("sweeper state not read"),
+                              failures=_READ_FAILURES)
+        return None if item is None or item.next_sweep_ms is None else int(item.next_sweep_ms)
 
 
 def _history_chunks(events: Sequence[HistoryEvent], rows: Sequence[str]) -> list[tuple[int, list[str]]]:

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -24,7 +23,7 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
-from finfaas.store.dynamo import conditional_write
+from finfaas.store.dynamo import conditional_write, consistent_get
 
 TABLE_LOGICAL_NAME = "idempotency"
 
@@ -66,13 +65,8 @@ class IdempotencyStore:
         return PutOutcome(False, self.get(record.key))
 
     def get(self, key: str) -> IdempotencyRecord | None:
-        try:
-            item = self.model.get(key, consistent_read=True)
-        except DoesNotExist:
-            return None
-        except PynamoDBException as error:
-            raise IdempotencyStoreError("idempotency read failed") from error
-        return self._to_record(item)
+        item = consistent_get(self.model, (key,), lambda _: IdempotencyStoreError("idempotency read failed"))
+        return None if item is None else self._to_record(item)
 
     def complete(self, record: IdempotencyRecord) -> bool:
         if record.lease_token is None:

@@ -49,7 +49,6 @@ from tenacity import RetryError
 
 from finfaas.domain.errors import (
     AccountNotFound,
-    ExistsWithDifferentLinked,
     InvalidInput,
     LedgerBusy,
     PendingAlreadyPosted,
@@ -86,7 +85,6 @@ from finfaas.domain.ledger import (
     check_same_transfer,
     check_status_change,
     decode_statement_cursor,
-    encode_statement_cursor,
     entries_for,
     entry_key_micros,
     entry_key_prefix,
@@ -96,9 +94,10 @@ from finfaas.domain.ledger import (
     leg_for_new,
     leg_for_resolution,
     micros,
+    replayed_batch,
     resolution_transfer,
     reversal_transfer,
-    statement_lines,
+    statement_page,
     transaction_items_max,
     transfer_from_new,
     violation,
@@ -360,14 +359,7 @@ class DynamoLedgerStore:
         else:
             (upper, balance), inclusive = decode_statement_cursor(account_id, cursor), False
         entries = self._entries_before(account_id, upper, inclusive, limit + 1) if upper else []
-        lines = statement_lines(entries[:limit], balance)
-        has_more = len(entries) > limit
-        next_cursor = None
-        if has_more:
-            last = lines[-1]
-            next_cursor = encode_statement_cursor(
-                account_id, last.entry.entry_key, last.balance_after_minor - last.entry.balance_delta_minor)
-        return StatementPage(account_id, account.currency, lines, has_more, next_cursor)
+        return statement_page(account_id, account.currency, entries, limit, balance)
 
     def balance_at(self, account_id: str, at: datetime) -> int:
         """Posted balance at `at`: today's balance less what entries after `at` changed."""
@@ -476,7 +468,7 @@ class DynamoLedgerStore:
             return wanted
         existing = [self._reason_transfer(reasons, ("transfer", t.transfer_id)) for t in wanted]
         if any(e is not None for e in existing):
-            return _replayed_batch(existing, wanted)
+            return replayed_batch(existing, wanted)
         self._raise_account_problem(reasons, changes, attempt)
         raise _Transient("transfer cancelled without a reason")
 
@@ -758,18 +750,6 @@ class DynamoLedgerStore:
             return [entry_from_record(r) for r in records]
         except QueryError as error:
             raise LedgerBusy(f"store unreachable: {error.cause}") from error
-
-
-def _replayed_batch(existing: list[Transfer | None], wanted: list[Transfer]) -> list[Transfer]:
-    """The stored batch when every leg repeats it exactly (same rule as the reference ledger)."""
-    for stored, want in zip(existing, wanted, strict=True):
-        if stored is not None:
-            check_same_transfer(stored, want)
-    if any(e is None for e in existing):
-        first = next(e for e in existing if e is not None)
-        raise ExistsWithDifferentLinked(f"transfer {first.transfer_id} exists in another batch",
-                                        field="batch_id", subject=first.transfer_id)
-    return [e for e in existing if e is not None]
 
 
 def _encode_owner_cursor(last_evaluated_key: dict) -> str:

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 
 from finfaas.domain.creditor import SealedCreditor
@@ -18,7 +17,7 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
-from finfaas.store.dynamo import WriteOutcome, conditional_write
+from finfaas.store.dynamo import WriteOutcome, conditional_write, consistent_get
 from finfaas.store.models import format_time, parse_time
 
 RAIL_TABLE_LOGICAL_NAME = "rail"
@@ -97,12 +96,9 @@ class RailStore:
         return payment
 
     def get(self, payment_id: str) -> RailPayment | None:
-        try:
-            return payment_from_json(self._item.get(payment_id, consistent_read=True).doc)
-        except self._item.DoesNotExist:
-            return None
-        except PynamoDBException as error:
-            raise RailStoreUnavailable(f"read {payment_id}: {error}") from error
+        item = consistent_get(self._item, (payment_id,),
+                              lambda error: RailStoreUnavailable(f"read {payment_id}: {error}"))
+        return None if item is None else payment_from_json(item.doc)
 
     def save(self, payment: RailPayment) -> bool:
         written = conditional_write(

@@ -6,12 +6,12 @@ from functools import lru_cache
 
 from botocore.exceptions import BotoCoreError
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 
 from finfaas.platform.config import resource_name
 from finfaas.platform.ratelimit import RateLimitStoreError
-from finfaas.store.dynamo import conditional_write
+from finfaas.store.dynamo import conditional_write, consistent_get
 
 TABLE_LOGICAL_NAME = "ratelimits"
 # The limiter sits in front of every request: a slow table must not hold requests for long.
@@ -57,10 +57,7 @@ class RateLimitStore:
         )).or_raise(lambda w: RateLimitStoreError(f"rate limit update failed: {w.code}"))
 
     def count(self, bucket: str) -> int:
-        try:
-            item = self.model.get(bucket, consistent_read=True, attributes_to_get=["hits"])
-        except DoesNotExist:
-            return 0
-        except (PynamoDBException, BotoCoreError) as error:  # both fail closed (429), never a 500
-            raise RateLimitStoreError("rate limit read failed") from error
-        return int(item.hits)
+        # Both kinds of failure fail closed (429), never a 500.
+        item = consistent_get(self.model, (bucket,), lambda _: RateLimitStoreError("rate limit read failed"),
+                              attributes_to_get=["hits"], failures=(PynamoDBException, BotoCoreError))
+        return 0 if item is None else int(item.hits)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 from tenacity import RetryError
@@ -41,6 +41,7 @@ from finfaas.store.dynamo import (
     TRANSACTION_CONFLICT_EXCEPTION,
     cancellation_codes,
     conditional_write,
+    consistent_get,
 )
 
 TABLE_LOGICAL_NAME = "auth"
@@ -121,12 +122,10 @@ class RefreshTokenStore:
             raise RefreshStoreUnavailable("refresh token family not stored") from error
 
     def get_token(self, token_hash: str) -> RefreshTokenRecord | None:
-        try:
-            item = self.tokens.get(f"{TOKEN_PK_PREFIX}{token_hash}", TOKEN_SK, consistent_read=True)
-        except DoesNotExist:
+        item = consistent_get(self.tokens, (f"{TOKEN_PK_PREFIX}{token_hash}", TOKEN_SK),
+                              lambda _: RefreshStoreUnavailable("refresh token read failed"))
+        if item is None:
             return None
-        except PynamoDBException as error:
-            raise RefreshStoreUnavailable("refresh token read failed") from error
         return RefreshTokenRecord(
             token_hash=token_hash, family_id=item.family_id, customer_id=item.customer_id,
             client_id=item.client_id, scope=item.scope, status=TokenStatus(item.status),
@@ -135,12 +134,10 @@ class RefreshTokenStore:
         )
 
     def get_family(self, family_id: str) -> TokenFamily | None:
-        try:
-            item = self.families.get(f"{FAMILY_PK_PREFIX}{family_id}", FAMILY_SK, consistent_read=True)
-        except DoesNotExist:
+        item = consistent_get(self.families, (f"{FAMILY_PK_PREFIX}{family_id}", FAMILY_SK),
+                              lambda _: RefreshStoreUnavailable("token family read failed"))
+        if item is None:
             return None
-        except PynamoDBException as error:
-            raise RefreshStoreUnavailable("token family read failed") from error
         return TokenFamily(
             family_id=family_id, customer_id=item.customer_id, client_id=item.client_id,
             status=FamilyStatus(item.status), created_at_s=int(item.created_at),

@@ -36,7 +36,7 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
-from finfaas.store.dynamo import condition_failures, conditional_write
+from finfaas.store.dynamo import condition_failures, conditional_write, consistent_get
 from finfaas.store.models import format_time, parse_time
 
 RISK_TABLE_LOGICAL_NAME = "risk"
@@ -84,13 +84,9 @@ class RiskStore:
         self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
 
     def stored_assessment(self, assessment_id: str) -> Assessment | None:
-        try:
-            item = self._item.get(*_assessment_key(assessment_id), consistent_read=True)
-        except self._item.DoesNotExist:
-            return None
-        except PynamoDBException as error:
-            raise RiskStoreUnavailable(f"read assessment: {error}") from error
-        return assessment_from_json(item.body)
+        item = consistent_get(self._item, _assessment_key(assessment_id),
+                              lambda error: RiskStoreUnavailable(f"read assessment: {error}"))
+        return None if item is None else assessment_from_json(item.body)
 
     def context_for(self, request: RiskRequest, window: str) -> RiskContext:
         bucket = _bucket_key(request.customer_id, window)

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from pynamodb.attributes import UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 
 from finfaas.platform import jsonio
@@ -21,7 +21,7 @@ from finfaas.platform.logging import get_logger
 from finfaas.services.webhooks.errors import WebhookStoreUnavailable
 from finfaas.services.webhooks.model import Subscription, SubscriptionStatus, subscriptions_total_max
 from finfaas.store.binding import StoreMeta, bound
-from finfaas.store.dynamo import conditional_write
+from finfaas.store.dynamo import conditional_write, consistent_get
 from finfaas.store.models import format_time, parse_time
 from finfaas.store.outbox_store import OUTBOX_TABLE_LOGICAL_NAME
 
@@ -68,13 +68,9 @@ class SubscriptionsStore:
         return stored
 
     def get(self, subscription_id: str) -> Subscription | None:
-        try:
-            item = self._item.get(SUBSCRIPTIONS_PARTITION, subscription_id, consistent_read=True)
-            return _subscription(item)
-        except DoesNotExist:
-            return None
-        except PynamoDBException as error:
-            raise WebhookStoreUnavailable(f"get: {error}") from error
+        item = consistent_get(self._item, (SUBSCRIPTIONS_PARTITION, subscription_id),
+                              lambda error: WebhookStoreUnavailable(f"get: {error}"))
+        return None if item is None else _subscription(item)
 
     def list_owner(self, owner: str) -> list[Subscription]:
         return self._query(self._item.owner == owner)

@@ -70,7 +70,7 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
-from finfaas.store.dynamo import any_condition_failed, condition_flags, conditional_write
+from finfaas.store.dynamo import any_condition_failed, condition_flags, conditional_write, consistent_get
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 from finfaas.store.outbox_store import outbox_partition
 
@@ -254,13 +254,9 @@ class TransfersStore:
         raise TransferStoreUnavailable(f"create {order.transfer_id}: {written.error}") from written.error
 
     def get(self, transfer_id: str) -> TransferOrder | None:
-        try:
-            item = self._item.get(*_order_key(transfer_id), consistent_read=True)
-        except self._item.DoesNotExist:
-            return None
-        except PynamoDBException as error:
-            raise TransferStoreUnavailable(f"read {transfer_id}: {error}") from error
-        return order_from_json(item.doc)
+        item = consistent_get(self._item, _order_key(transfer_id),
+                              lambda error: TransferStoreUnavailable(f"read {transfer_id}: {error}"))
+        return None if item is None else order_from_json(item.doc)
 
     def save(self, order: TransferOrder, event: OrderEvent | None = None) -> bool:
         item = self._order_item(order)
@@ -355,15 +351,6 @@ class TransfersStore:
         cause = written.error
         raise TransferStoreUnavailable(f"release usage {order.transfer_id}: {cause}") from cause
 
-    def day_total(self, owner_id: str, day: str, currency: str) -> int:
-        """The day's counted total (tests and operators)."""
-        partition = _usage_partition(DailyUsage(owner_id, day, currency, 0, 0))
-        try:
-            found = self._item.get(partition, NO_RANGE, consistent_read=True)
-        except self._item.DoesNotExist:
-            return 0
-        return int(found.total_minor or 0)
-
     # -- lists ------------------------------------------------------------------------------------
 
     def list_by_owner(
@@ -457,13 +444,9 @@ class TransfersStore:
     # -- tiers ------------------------------------------------------------------------------------
 
     def tier_of(self, owner_id: str) -> Tier:
-        try:
-            found = self._item.get(*_tier_key(owner_id), consistent_read=True)
-        except self._item.DoesNotExist:
-            return TIER_DEFAULT
-        except PynamoDBException as error:
-            raise TransferStoreUnavailable(f"read tier: {error}") from error
-        return Tier(found.tier)
+        found = consistent_get(self._item, _tier_key(owner_id),
+                               lambda error: TransferStoreUnavailable(f"read tier: {error}"))
+        return TIER_DEFAULT if found is None else Tier(found.tier)
 
     def set_tier(self, owner_id: str, tier: Tier) -> None:
         try:

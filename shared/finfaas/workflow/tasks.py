@@ -240,12 +240,12 @@ class SqsTasks:
         resource_name: Callable[[str], str] | None = None,
         mac: Any = None,
     ) -> None:
-        from finfaas.platform.queue_proof import LazyEventMac
+        from finfaas.platform.queue_proof import lazy_event_mac
 
         self._client_factory = client_factory or _default_sqs_client
         self._resource_name = resource_name or _default_resource_name
         # Bodies are sealed: the suite's queue routes (rail, transfers) refuse unsealed POSTs.
-        self._mac = LazyEventMac(mac)
+        self._mac = lazy_event_mac(mac)
         self._client: Any = None
         self._urls: dict[str, str] = {}
         self._lock = threading.Lock()

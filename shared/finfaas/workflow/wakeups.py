@@ -83,12 +83,12 @@ class SqsWaker:
         self, client_factory: Callable[[], Any] | None = None, queue_name: str | None = None,
         mac: Any = None,
     ) -> None:
-        from finfaas.platform.queue_proof import LazyEventMac
+        from finfaas.platform.queue_proof import lazy_event_mac
 
         self._client_factory = client_factory or _default_client
         self._queue_name = queue_name
         # Sealed, so the orchestrator's POST / can tell its queue's messages from anyone's POST.
-        self._mac = LazyEventMac(mac)
+        self._mac = lazy_event_mac(mac)
         self._client: Any = None
         self._url: str | None = None
         self._lock = threading.Lock()

@@ -235,8 +235,9 @@ def client_token(*scopes: str) -> str:
 
 def write_suite_secrets(secrets_dir: Path) -> None:
     from finfaas.platform import keys
-    from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text
-    from finfaas.platform.pii import DIGEST_KEY_SECRET_NAME, new_digest_key_text
+    from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME
+    from finfaas.platform.mac_keys import new_mac_key_text
+    from finfaas.platform.pii import DIGEST_KEY_SECRET_NAME
     from finfaas.services.rail.service import NOTICE_KEY_SECRET_NAME, new_notice_key
 
     from finfaas_dev.up import ensure_secret
@@ -246,7 +247,7 @@ def write_suite_secrets(secrets_dir: Path) -> None:
     for name, text in (
         (NOTICE_KEY_SECRET_NAME, new_notice_key()),
         (EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text()),
-        (DIGEST_KEY_SECRET_NAME, new_digest_key_text()),
+        (DIGEST_KEY_SECRET_NAME, new_mac_key_text()),
     ):
         ensure_secret(secrets_dir / name, text)  # kept when present: messages in flight were sealed with it
 

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from finfaas.domain.errors import AccountNotFound, ExistsWithDifferentLinked
+# The store's and this oracle's imports match on purpose: both apply the domain's own rules; only the
+# storage is written twice, so a difference after any step points at the store's DynamoDB translation.
+from finfaas.domain.errors import AccountNotFound
 from finfaas.domain.ledger import (
     Account,
     AccountStatus,
@@ -42,7 +44,6 @@ from finfaas.domain.ledger import (
     check_same_transfer,
     check_status_change,
     decode_statement_cursor,
-    encode_statement_cursor,
     entries_for,
     entry_key_micros,
     entry_key_prefix,
@@ -52,9 +53,10 @@ from finfaas.domain.ledger import (
     leg_for_new,
     leg_for_resolution,
     micros,
+    replayed_batch,
     resolution_transfer,
     reversal_transfer,
-    statement_lines,
+    statement_page,
     transfer_from_new,
     violation,
 )
@@ -163,14 +165,7 @@ class ReferenceLedger:
         if cursor is not None:
             after_key, balance = decode_statement_cursor(account_id, cursor)
             newest_first = [e for e in newest_first if e.entry_key < after_key]
-        lines = statement_lines(newest_first[:limit], balance)
-        has_more = len(newest_first) > limit
-        next_cursor = None
-        if has_more:
-            last = lines[-1]
-            next_cursor = encode_statement_cursor(
-                account_id, last.entry.entry_key, last.balance_after_minor - last.entry.balance_delta_minor)
-        return StatementPage(account_id, account.currency, lines, has_more, next_cursor)
+        return statement_page(account_id, account.currency, newest_first, limit, balance)
 
     def balance_at(self, account_id: str, at: datetime) -> int:
         if account_id not in self.accounts:
@@ -186,14 +181,7 @@ class ReferenceLedger:
         existing = [self.transfers.get(t.transfer_id) for t in wanted]
         if all(e is None for e in existing):
             return None
-        for stored, want in zip(existing, wanted, strict=True):
-            if stored is not None:
-                check_same_transfer(stored, want)
-        if any(e is None for e in existing):
-            first = next(e for e in existing if e is not None)
-            raise ExistsWithDifferentLinked(f"transfer {first.transfer_id} exists in another batch",
-                                            field="batch_id", subject=first.transfer_id)
-        return [e for e in existing if e is not None]
+        return replayed_batch(existing, wanted)
 
     def _resolve(self, transfer_id: str, pending_id: str, kind: TransferKind, amount_minor: int | None,
                  actor: Actor, now: datetime) -> Transfer:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from finfaas.domain.creditor import Creditor, CreditorVault, SealedCreditor, masked_account_number
+from finfaas.platform.mac_keys import new_mac_key_text
 from finfaas.platform.pii import (
     EnvelopeCipher,
     KeyedDigests,
     PiiDecryptionFailed,
     PiiKeyUnavailable,
     keyed_digests_from_secret,
-    new_digest_key_text,
 )
 from finfaas_dev.fakes.platform import InMemoryDataKeys
 
@@ -72,7 +72,7 @@ def test_the_fingerprint_depends_on_the_stage_key_so_a_table_reader_cannot_enume
 
 
 def test_the_digest_key_comes_from_its_secret_and_its_absence_is_a_key_fault():
-    assert keyed_digests_from_secret(lambda name: new_digest_key_text()).digest("p", "x")
+    assert keyed_digests_from_secret(lambda name: new_mac_key_text()).digest("p", "x")
     with pytest.raises(PiiKeyUnavailable):
         keyed_digests_from_secret(lambda name: None)
     with pytest.raises(PiiKeyUnavailable):

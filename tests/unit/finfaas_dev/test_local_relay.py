@@ -5,7 +5,8 @@ from __future__ import annotations
 import stat
 import time
 
-from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, EventMac, mac_keys_from_text
+from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME, EventMac
+from finfaas.platform.mac_keys import mac_keys_from_text
 from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas_dev.relay import ensure_events_mac_key, start_relay
 from support.events_fakes import FakeOutbox, FakeQueue, outbox_event
@@ -18,7 +19,7 @@ def test_the_events_key_is_created_private_once_and_then_kept(tmp_path):
     path = tmp_path / EVENTS_MAC_KEY_SECRET_NAME
     first = path.read_text()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    EventMac(mac_keys_from_text(first))  # usable as it is
+    EventMac(mac_keys_from_text(EVENTS_MAC_KEY_SECRET_NAME, first))  # usable as it is
     assert not ensure_events_mac_key(tmp_path)
     assert path.read_text() == first
 

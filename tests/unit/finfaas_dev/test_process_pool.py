@@ -33,6 +33,13 @@ def test_stack_environment_is_passed_and_the_runtime_stage_and_endpoints_win():
     assert "GITHUB_TOKEN" not in env  # the developer's shell does not leak into functions
 
 
+def test_a_local_process_imports_finfaas_as_the_gateway_does_not_from_the_image_path():
+    spec = _spec(environment={"PYTHONPATH": "/home/app/function/shared"})
+
+    assert function_environment(spec, {"PYTHONPATH": "/work/shared"})["PYTHONPATH"] == "/work/shared"
+    assert "PYTHONPATH" not in function_environment(spec, {})
+
+
 def test_idle_override_applies_only_to_functions_that_scale_to_zero():
     specs = {
         "lazy": _spec(

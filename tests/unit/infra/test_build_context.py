@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,16 @@ print(json.dumps({"finfaas": finfaas.__file__, "status": reply["statusCode"]}))
 """
 
 
+IMAGE_WORKDIR = "/home/app"  # the python3-http image's WORKDIR, where the build context's files land
+
+
+def _image_environment(name: str, context: Path) -> dict[str, str]:
+    """This interpreter's environment with the function's stack.yml PYTHONPATH, read inside the context."""
+    image_path = STACK["functions"][name]["environment"]["PYTHONPATH"]
+    assert image_path.startswith(IMAGE_WORKDIR + "/")
+    return {**os.environ, "PYTHONPATH": str(context / image_path.removeprefix(IMAGE_WORKDIR + "/"))}
+
+
 def _locked_pins() -> dict[str, str]:
     pins = {}
     for line in (ROOT / "requirements.lock").read_text().splitlines():
@@ -74,7 +85,8 @@ def test_function_imports_shared_package_from_its_build_context(name, tmp_path):
     assert (context / "function" / "shared" / "finfaas" / "__init__.py").is_file()
     assert not [path for path in context.rglob("finfaas_dev*")], "the tooling package reached the image"
     reply = subprocess.run(
-        [sys.executable, "-c", IMAGE_IMPORT], cwd=context, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", IMAGE_IMPORT], cwd=context, env=_image_environment(name, context),
+        capture_output=True, text=True, timeout=60,
     )
 
     assert reply.returncode == 0, reply.stderr
@@ -117,7 +129,8 @@ def test_build_context_carries_the_index_that_lets_the_handler_answer_every_requ
     context = function_build_context("rail", STACK, ROOT, tmp_path)
 
     reply = subprocess.run(
-        [sys.executable, "-c", IMAGE_INDEX_PROBE], cwd=context, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", IMAGE_INDEX_PROBE], cwd=context, env=_image_environment("rail", context),
+        capture_output=True, text=True, timeout=60,
     )
 
     assert reply.returncode == 0, reply.stderr

@@ -7,14 +7,14 @@ import json
 
 import pytest
 from finfaas.platform.cursors import (
+    CURSOR_KEY_SECRET_NAME,
     CursorCodec,
     InvalidCursor,
     binding,
     cursor_chars_max,
-    cursor_keys_from_text,
     cursor_ttl_seconds,
-    new_cursor_key_text,
 )
+from finfaas.platform.mac_keys import mac_keys_from_text, new_mac_key_text
 
 ALICE_LIST = binding("GET /accounts", "alice")
 
@@ -34,7 +34,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def codec(clock) -> CursorCodec:
-    return CursorCodec(cursor_keys_from_text(new_cursor_key_text()), clock)
+    return CursorCodec(mac_keys_from_text(CURSOR_KEY_SECRET_NAME, new_mac_key_text()), clock)
 
 
 def refused(codec: CursorCodec, cursor: object, bound=ALICE_LIST) -> InvalidCursor:
@@ -91,7 +91,7 @@ def test_malformed_or_oversized_cursors_are_refused(codec, garbage):
 
 
 def test_older_keys_still_open_during_a_rotation_and_the_first_key_signs(clock):
-    old, new = (cursor_keys_from_text(new_cursor_key_text())[0] for _ in range(2))
+    old, new = (mac_keys_from_text(CURSOR_KEY_SECRET_NAME, new_mac_key_text())[0] for _ in range(2))
     before = CursorCodec([old], clock).seal("k", ALICE_LIST)
     rotated = CursorCodec([new, old], clock)
 
@@ -104,4 +104,4 @@ def test_short_or_missing_keys_are_a_configuration_error():
     with pytest.raises(ValueError):
         CursorCodec([b"short"])
     with pytest.raises(ValueError):
-        CursorCodec(lambda: cursor_keys_from_text("")).seal("k", ALICE_LIST)
+        CursorCodec(lambda: mac_keys_from_text(CURSOR_KEY_SECRET_NAME, "")).seal("k", ALICE_LIST)

@@ -7,14 +7,14 @@ import json
 
 import pytest
 from finfaas.platform.events import (
+    EVENTS_MAC_KEY_SECRET_NAME,
     MAC_EXTENSION,
     EventEnvelope,
     EventMac,
     EventRejected,
     envelope_from_document,
-    mac_keys_from_text,
-    new_mac_key_text,
 )
+from finfaas.platform.mac_keys import mac_keys_from_text, new_mac_key_text
 from support.events_fakes import T0
 
 ENVELOPE = EventEnvelope("ledger.account.opened:a-1:1", "finfaas/ledger", "ledger.account.opened", "a-1", T0,
@@ -65,8 +65,8 @@ def test_unsealed_or_malformed_messages_are_refused(body):
 
 def test_during_a_rotation_messages_sealed_with_the_old_key_still_open():
     old, new = new_mac_key_text(), new_mac_key_text()
-    body = EventMac(mac_keys_from_text(old)).seal(ENVELOPE.document())
-    rotated = EventMac(mac_keys_from_text(f"{new}\n{old}"))
+    body = EventMac(mac_keys_from_text(EVENTS_MAC_KEY_SECRET_NAME, old)).seal(ENVELOPE.document())
+    rotated = EventMac(mac_keys_from_text(EVENTS_MAC_KEY_SECRET_NAME, f"{new}\n{old}"))
     assert rotated.open(body)["id"] == ENVELOPE.id
     assert json.loads(rotated.seal(ENVELOPE.document()))[MAC_EXTENSION] != json.loads(body)[MAC_EXTENSION]
 
@@ -75,9 +75,9 @@ def test_short_or_malformed_keys_are_refused():
     with pytest.raises(ValueError):
         EventMac([b"short"])
     with pytest.raises(ValueError):
-        mac_keys_from_text("not base64!")
+        mac_keys_from_text(EVENTS_MAC_KEY_SECRET_NAME, "not base64!")
     with pytest.raises(ValueError):
-        EventMac(mac_keys_from_text(base64.b64encode(b"x" * 8).decode()))
+        EventMac(mac_keys_from_text(EVENTS_MAC_KEY_SECRET_NAME, base64.b64encode(b"x" * 8).decode()))
 
 
 @pytest.mark.parametrize("document", [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, CursorCodec, cursor_keys_from_text
+from finfaas.platform.cursors import CURSOR_KEY_SECRET_NAME, CursorCodec
 from finfaas.platform.keys import (
     CLIENTS_SECRET,
     DEMO_CREDENTIALS_FILE,
@@ -20,6 +20,7 @@ from finfaas.platform.keys import (
     rotated,
     write_dev_secrets,
 )
+from finfaas.platform.mac_keys import mac_keys_from_text
 
 TEST_BITS = 2048
 
@@ -172,7 +173,7 @@ def test_a_demo_client_kept_from_an_earlier_start_gets_the_current_scopes(tmp_pa
 def test_the_dev_cursor_key_seals_cursors_another_process_can_open(tmp_path: Path):
     folder = tmp_path / "secrets"
     write_dev_secrets(folder, out=lambda _: None)
-    keys = cursor_keys_from_text((folder / CURSOR_KEY_SECRET_NAME).read_text())
+    keys = mac_keys_from_text(CURSOR_KEY_SECRET_NAME, (folder / CURSOR_KEY_SECRET_NAME).read_text())
     bound = {"route": "GET /things", "principal": "p"}
 
     assert CursorCodec(keys).open(CursorCodec(list(keys)).seal("k", bound), bound) == "k"

@@ -6,11 +6,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from finfaas.platform.mac_keys import mac_keys_from_text
 from finfaas.platform.schedule import (
     SCHEDULE_HEADER,
+    SCHEDULE_KEY_SECRET_NAME,
     ScheduleProof,
     ScheduleProofInvalid,
-    schedule_keys_from_text,
     schedule_ticks_remembered_max,
     send_tick,
     sign_tick,
@@ -80,4 +81,4 @@ def test_once_the_memory_is_full_of_fresh_ticks_more_are_refused_not_forgotten()
 @pytest.mark.parametrize("text", ["", "not base64!", "c2hvcnQ="])
 def test_a_malformed_or_short_key_is_a_configuration_error(text):
     with pytest.raises(ValueError):
-        schedule_keys_from_text(text)
+        mac_keys_from_text(SCHEDULE_KEY_SECRET_NAME, text)

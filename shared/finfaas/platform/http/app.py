@@ -215,6 +215,14 @@ class FunctionApp:
 
         return register
 
+    def dynamodb_stats_route(self, dynamodb_calls: Callable[[], Mapping[str, int]]) -> None:
+        """Register GET /_/ops/stats (ops scope) for a function whose own figures are its DynamoDB calls."""
+
+        @self.route("GET", "/_/ops/stats", rate_limit=None)
+        def stats(req: Request) -> dict[str, Any]:
+            """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
+            return {"dynamodb_calls": dynamodb_calls(), "steps": self.timings.snapshot()}
+
     def exception_handler(
         self, exc_type: type[BaseException]
     ) -> Callable[[Callable[[Any, Request], Response]], Callable[[Any, Request], Response]]:

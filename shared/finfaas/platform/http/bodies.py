@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -45,12 +45,18 @@ def parse_json(raw: bytes) -> Any:
         raise MalformedJson(str(error)) from None
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _duplicate_json_key(key: str) -> Exception:
+    return ValueError(f"Duplicate key {key!r} in JSON object.")
+
+
+def _unique_keys(
+    pairs: list[tuple[str, Any]], refusal: Callable[[str], Exception] = _duplicate_json_key
+) -> dict[str, Any]:
     # Parsers disagree on which duplicate wins; refusing them removes the ambiguity.
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"Duplicate key {key!r} in JSON object.")
+            raise refusal(key)
         result[key] = value
     return result
 
@@ -64,12 +70,7 @@ def parse_form(raw: bytes) -> dict[str, str]:
         )
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("The form body is not valid application/x-www-form-urlencoded.") from None
-    form: dict[str, str] = {}
-    for key, value in pairs:
-        if key in form:
-            raise BadRequest(f"Form parameter {key!r} appears more than once.")
-        form[key] = value
-    return form
+    return _unique_keys(pairs, lambda key: BadRequest(f"Form parameter {key!r} appears more than once."))
 
 
 def check_media_type(route: Route, request: Request) -> None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+from finfaas.platform.errors import Refusal
 from finfaas.platform.tokens import OAuthError
 
 
-class SignUpError(Exception):
-    """Base of sign-up refusals; `code` is stable and safe to show, `errors` names fields only."""
+class SignUpError(Refusal):
+    """Base of sign-up refusals."""
 
     code = "sign_up_error"
-
-    def __init__(self, message: str, *, errors: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(message)
-        self.errors = errors
 
 
 class UsernameTaken(SignUpError):

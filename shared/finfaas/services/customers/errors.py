@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from finfaas.platform.errors import Refusal
 
-class CustomerError(Exception):
-    """Base of customer rule violations; `code` is stable and safe to show to a client."""
+
+class CustomerError(Refusal):
+    """Base of customer rule violations."""
 
     code = "customer_error"
-
-    def __init__(self, message: str, *, errors: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(message)
-        self.errors = errors
 
 
 class CustomerNotFound(CustomerError):

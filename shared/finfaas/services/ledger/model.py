@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-
-from finfaas.domain.errors import InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,15 +17,3 @@ class TransferRequest:
     pending: bool = False
     timeout_seconds: int = 0
     metadata: str = ""
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, object]) -> TransferRequest:
-        """From a parsed JSON object; unknown keys are refused so typos do not pass silently."""
-        allowed = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise InvalidInput(f"{unknown[0]}: unknown field", field=unknown[0])
-        for required in ("debit_account_id", "credit_account_id", "amount", "currency"):
-            if required not in data:
-                raise InvalidInput(f"{required}: required", field=required)
-        return cls(**data)  # type: ignore[arg-type]

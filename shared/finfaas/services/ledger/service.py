@@ -128,13 +128,6 @@ class LedgerService:
         funding = system_account_id(AccountKind.FUNDING, code)
         return self.transfer(TransferRequest(funding, account_id, amount, code, transfer_id))
 
-    def withdraw(self, account_id: str, amount: int | str, currency: str, transfer_id: str | None = None,
-                 actor: Actor = Actor.system()) -> Transfer:
-        """Money leaving the ledger: from `account_id` to the currency's settlement account."""
-        code = parse_currency(currency)
-        settlement = system_account_id(AccountKind.SETTLEMENT, code)
-        return self.transfer(TransferRequest(account_id, settlement, amount, code, transfer_id), actor)
-
     def post_pending(self, pending_id: str, *, amount: int | str | None = None, currency: str | None = None,
                      transfer_id: str | None = None, actor: Actor = Actor.system(),
                      extra: TransactionExtra | None = None) -> Transfer:

@@ -394,10 +394,10 @@ class SqsSettlementScheduler:
     """Settlement later = a delayed message on the rail's own queue (`rail`), delivered back to it."""
 
     def __init__(self, queue: Any = None, mac: Any = None) -> None:
-        from finfaas.platform.queue_proof import LazyEventMac
+        from finfaas.platform.queue_proof import lazy_event_mac
 
         self._queue = queue
-        self._mac = LazyEventMac(mac)  # the rail's POST / takes only sealed messages
+        self._mac = lazy_event_mac(mac)  # the rail's POST / takes only sealed messages
 
     def settle_later(self, payment_id: str, delay_seconds: int) -> None:
         from finfaas.platform.events import CONTENT_TYPE_ATTRIBUTE, TYPE_ATTRIBUTE, QueueMessage, SqsQueue

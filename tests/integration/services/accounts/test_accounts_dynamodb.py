@@ -38,7 +38,7 @@ def test_open_list_get_statement_and_balance_at(accounts_world):
     account_id = open_account(world, token)
     world.ledger.deposit(account_id, 10_000, "USD")
     between = datetime.now(UTC)
-    world.ledger.withdraw(account_id, 2_500, "USD")
+    world.ledger.transfer(TransferRequest(account_id, "sys-settlement-USD", 2_500, "USD"))
     world.ledger.transfer(TransferRequest(account_id, "sys-settlement-USD", 1_000, "USD", pending=True))
 
     # WHEN the customer reads it every way
@@ -121,7 +121,7 @@ def test_an_operator_freezes_and_closes_only_an_empty_account(accounts_world):
     refused_debit = _debit_refused(world, account_id)
     request(world, "POST", f"/_/ops/accounts/{account_id}/unfreeze", operator, uuid.uuid4().hex)
     not_empty = request(world, "POST", f"/_/ops/accounts/{account_id}/close", operator, uuid.uuid4().hex)
-    world.ledger.withdraw(account_id, 300, "USD")
+    world.ledger.transfer(TransferRequest(account_id, "sys-settlement-USD", 300, "USD"))
     closed = request(world, "POST", f"/_/ops/accounts/{account_id}/close", operator, uuid.uuid4().hex)
 
     assert frozen.json()["status"] == "FROZEN" and refused_debit == "account_frozen"
@@ -170,7 +170,7 @@ def _debit_refused(world, account_id: str) -> str:
     from finfaas.domain.errors import LedgerError
 
     try:
-        world.ledger.withdraw(account_id, 1, "USD")
+        world.ledger.transfer(TransferRequest(account_id, "sys-settlement-USD", 1, "USD"))
     except LedgerError as error:
         return error.code
     return "accepted"

@@ -8,8 +8,9 @@ import boto3
 import pytest
 from finfaas.domain.ledger import AccountKind, Actor, NewAccount, NewTransfer
 from finfaas.store.ledger_store import DynamoLedgerStore
-from finfaas.store.tables import LedgerTables, create_tables
+from finfaas.store.tables import LedgerTables
 from finfaas_dev.cli import main
+from finfaas_dev.infra import deploy
 from finfaas_dev.net import free_port
 
 
@@ -18,8 +19,8 @@ def scratch_ledger(embedded_aws, clock):
     """A ledger under its own stage, so breaking it on purpose spoils no other test."""
     stage = f"x{uuid.uuid4().hex[:8]}"
     tables = LedgerTables.for_stage(stage)
+    deploy(stage, "embedded")  # the template's tables under the scratch stage
     client = boto3.client("dynamodb")
-    create_tables(client, tables)
     store = DynamoLedgerStore(tables, client.meta.region_name)
     funding = NewAccount("fund", "system", "EUR", AccountKind.FUNDING, debits_must_not_exceed_credits=False)
     store.open_account(funding, clock())

@@ -80,7 +80,7 @@ def test_the_same_key_with_another_currency_is_refused(world):
 def test_balances_show_posted_pending_and_available(world):
     account_id = world.accounts.open(ALICE, OpenAccountBody(currency="USD"), "k").account_id
     world.ledger.deposit(account_id, 10_000, "USD")
-    world.ledger.withdraw(account_id, 2_500, "USD")
+    world.ledger.transfer(TransferRequest(account_id, "sys-settlement-USD", 2_500, "USD"))
     world.ledger.transfer(TransferRequest(account_id, "sys-settlement-USD", 1_000, "USD", pending=True))
 
     balances = world.accounts.get_mine(ALICE, account_id).balances
@@ -115,7 +115,7 @@ def test_a_statement_runs_newest_first_with_the_balance_after_each_entry(world):
     account_id = world.accounts.open(ALICE, OpenAccountBody(currency="USD"), "k").account_id
     world.ledger.deposit(account_id, 500, "USD")
     world.ledger.deposit(account_id, 300, "USD")
-    world.ledger.withdraw(account_id, 200, "USD")
+    world.ledger.transfer(TransferRequest(account_id, "sys-settlement-USD", 200, "USD"))
 
     statement = world.accounts.statement(ALICE, account_id, PageQuery())
 
