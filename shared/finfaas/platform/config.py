@@ -18,6 +18,8 @@ JWT_AUDIENCE_DEFAULT = "finfaas"
 XRAY_DAEMON_ADDRESS_DEFAULT = "127.0.0.1:2000"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f", ""})
+# A function's own client credentials are the secret `<function>-client`.
+SERVICE_CLIENT_SECRET_SUFFIX = "-client"  # noqa: S105 - part of a secret's name
 
 
 class ConfigError(RuntimeError):

@@ -13,7 +13,9 @@ from http import HTTPStatus
 from typing import Any
 
 from finfaas.platform import jsonio
-from finfaas.platform.keys import SERVICE_CLIENT_SECRET_SUFFIX
+
+# From config, not keys: keys also writes dev secrets with argon2, which callers' images do not carry.
+from finfaas.platform.config import SERVICE_CLIENT_SECRET_SUFFIX
 
 TOKEN_PATH = "/function/auth/oauth/token"  # noqa: S105 - a route, not a credential
 token_connect_timeout_seconds = 3.0

@@ -7,6 +7,7 @@ logged with every line and passed on, so logs of one request correlate across fu
 from __future__ import annotations
 
 import contextvars
+import importlib.util
 import os
 import re
 import secrets
@@ -194,8 +195,10 @@ def _load_xray(service_name: str, settings: config.TracingSettings, patched: Seq
         context_missing="IGNORE_ERROR",
         plugins=(),
     )
-    if patched:
-        patch(list(patched))
+    # A library the image does not install has no calls to trace (webhooks has no `requests`).
+    present = [name for name in patched if importlib.util.find_spec(name) is not None]
+    if present:
+        patch(present)
     return _Sdk(xray_recorder, TraceHeader)
 
 
