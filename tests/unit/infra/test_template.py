@@ -11,7 +11,6 @@ from finfaas_dev.infra import (
     TEMPLATE_PATH,
     InfraError,
     Resolver,
-    _for_moto,
     _verify_table_shape,
     _without_tables,
     create_table_request,
@@ -214,10 +213,12 @@ def test_tables_and_their_outputs_are_split_from_the_moto_stack():
     assert set(rest["Outputs"]) | set(table_outputs) == set(TEMPLATE["Outputs"])
 
 
-def test_moto_gets_the_key_policy_as_json_text_with_its_references_intact():
-    key = _for_moto(TEMPLATE)["Resources"]["PiiKey"]["Properties"]
-    text = key["KeyPolicy"]["Fn::Sub"]
-    policy = json.loads(text)
-    assert policy["Statement"][0]["Principal"]["AWS"] == "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
-    assert key["Tags"] == [{"TagKey": "finfaas:stage", "TagValue": {"Ref": "Stage"}}]
-    assert isinstance(RESOURCES["PiiKey"]["Properties"]["KeyPolicy"], dict)  # the original is untouched
+def test_the_key_policy_lets_the_account_root_manage_the_key_and_the_key_has_no_own_tags():
+    # JSON text (moto misreads an object policy and Key/Value tags); the stack's tag reaches the key.
+    key = RESOURCES["PiiKey"]["Properties"]
+    policy = json.loads(key["KeyPolicy"]["Fn::Sub"])
+    assert policy["Statement"] == [{
+        "Sid": "AccountRootManagesKey", "Effect": "Allow",
+        "Principal": {"AWS": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"},
+        "Action": "kms:*", "Resource": "*"}]
+    assert "Tags" not in key
