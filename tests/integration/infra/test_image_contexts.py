@@ -18,9 +18,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from finfaas_dev.bench.coldstart import context_specs, measure_context_once
 from finfaas_dev.build import function_build_context, load_stack
 from finfaas_dev.image_venv import function_venvs, image_environment, wheelhouse
 from finfaas_dev.net import LOOPBACK_HOST, free_port, wait_for
+from finfaas_dev.stackfile import load_stack as load_stack_specs
 
 ROOT = Path(__file__).resolve().parents[3]
 STACK = load_stack(ROOT / "stack.yml")
@@ -104,3 +106,14 @@ def test_function_answers_health_from_its_build_context_with_only_its_requiremen
     assert traced == 404, text
     assert TRACING_OFF_LOG not in text
     assert segment.get("name") == name, text
+
+
+def test_cold_start_bench_measures_a_function_from_its_build_context(tmp_path, interpreters):
+    stack = load_stack_specs(ROOT / "stack.yml")
+    specs = context_specs(ROOT / "stack.yml", {"risk": stack.functions["risk"]}, tmp_path)
+
+    run = measure_context_once(specs["risk"])
+
+    assert specs["risk"].python == interpreters[_requirements("risk")]
+    assert "PYTHONPATH" not in specs["risk"].environment
+    assert run.status == 200 and run.cold_start_ms > 0
