@@ -29,11 +29,30 @@ HANDLER_FILE = "handler.py"
 REQUIREMENTS_FILE = "requirements.txt"
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """ast.walk, but not into `if TYPE_CHECKING:` bodies, which never run (their else does)."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        if _is_type_checking(node):
+            assert isinstance(node, ast.If)
+            pending.extend(node.orelse)
+        else:
+            pending.extend(ast.iter_child_nodes(node))
+
+
 def imported_modules(source: str, submodules: bool = False) -> Iterator[str]:
     """Every module named by an absolute import anywhere in the file, lazy ones inside functions
-    included, and by importlib.import_module / __import__ with a literal name. With submodules, also
-    `a.b` for `from a import b`, since b may be a module."""
-    for node in ast.walk(ast.parse(source)):
+    included (not those under `if TYPE_CHECKING:`), and by importlib.import_module / __import__ with
+    a literal name. With submodules, also `a.b` for `from a import b`, since b may be a module."""
+    for node in runtime_nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -73,25 +92,32 @@ def _with_parents(module: str) -> Iterator[str]:
         yield ".".join(parts[:end])
 
 
-def external_imports(handler: Path, shared: Path) -> dict[str, set[str]]:
-    """Top-level third-party module -> the files (relative names) that import it, over everything
-    the handler reaches through the runtime package."""
-    seen: set[Path] = set()
+def reached_files(handler: Path, shared: Path) -> list[Path]:
+    """The handler and every runtime module it imports, directly or through others, lazily or not."""
+    seen: dict[Path, None] = {}
     pending = [handler]
-    found: dict[str, set[str]] = {}
-    stdlib = sys.stdlib_module_names
     while pending:
         path = pending.pop()
         if path in seen:
             continue
-        seen.add(path)
+        seen[path] = None
+        for module in _imports_of(path):
+            if module.split(".")[0] == RUNTIME_PACKAGE:
+                files = (_runtime_file(name, shared) for name in _with_parents(module))
+                pending.extend(f for f in files if f is not None)
+    return list(seen)
+
+
+def external_imports(handler: Path, shared: Path) -> dict[str, set[str]]:
+    """Top-level third-party module -> the files (relative names) that import it, over everything
+    the handler reaches through the runtime package."""
+    found: dict[str, set[str]] = {}
+    stdlib = sys.stdlib_module_names
+    for path in reached_files(handler, shared):
         where = path.name if path == handler else str(path.relative_to(shared))
         for module in _imports_of(path):
             top = module.split(".")[0]
-            if top == RUNTIME_PACKAGE:
-                files = (_runtime_file(name, shared) for name in _with_parents(module))
-                pending.extend(f for f in files if f is not None)
-            elif top not in stdlib and top != "__future__":
+            if top != RUNTIME_PACKAGE and top not in stdlib and top != "__future__":
                 found.setdefault(top, set()).add(where)
     return found
 

@@ -222,3 +222,6 @@ def test_localstack_target_deploys_the_whole_template_as_one_stack_to_any_aws_en
         assert attributes["QueueArn"] == printed[f"{logical}QueueArn"]
     key = session.client("kms", endpoint_url=moto).describe_key(KeyId=f"alias/finfaas-{stage}-pii")
     assert key["KeyMetadata"]["Arn"] == printed["PiiKeyArn"]
+    iam = session.client("iam", endpoint_url=moto)
+    policy = iam.get_policy(PolicyArn=printed["RailFunctionPolicyArn"])["Policy"]
+    assert policy["PolicyName"] == f"finfaas-{stage}-rail"
