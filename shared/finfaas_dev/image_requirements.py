@@ -109,7 +109,7 @@ def reached_files(handler: Path, shared: Path) -> list[Path]:
 
 
 def external_imports(handler: Path, shared: Path) -> dict[str, set[str]]:
-    """Top-level third-party module -> the files (relative names) that import it, over everything
+    """Third-party module (as imported) -> the files (relative names) that import it, over everything
     the handler reaches through the runtime package."""
     found: dict[str, set[str]] = {}
     stdlib = sys.stdlib_module_names
@@ -118,8 +118,39 @@ def external_imports(handler: Path, shared: Path) -> dict[str, set[str]]:
         for module in _imports_of(path):
             top = module.split(".")[0]
             if top != RUNTIME_PACKAGE and top not in stdlib and top != "__future__":
-                found.setdefault(top, set()).add(where)
+                found.setdefault(module, set()).add(where)
     return found
+
+
+@cache
+def _namespace_owners(top: str) -> dict[str, str]:
+    """Module -> distribution within a namespace package several distributions share (opentelemetry),
+    from the files each distribution installed."""
+    owners = {}
+    for distribution in _module_distributions().get(top, ()):
+        for file in importlib.metadata.files(distribution) or []:
+            if file.parts[0] == top and file.suffix == ".py":
+                parts = file.with_suffix("").parts
+                owners[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = distribution
+    return owners
+
+
+def _namespace_module(module: str) -> str | None:
+    """The longest prefix of module that a file of the namespace's distributions is (`a.b` of the
+    name `a.b.Class`); None for the bare namespace or names inside it that no file is."""
+    owners = _namespace_owners(module.split(".")[0])
+    parts = module.split(".")
+    for end in range(len(parts), 1, -1):
+        if ".".join(parts[:end]) in owners:
+            return ".".join(parts[:end])
+    return None
+
+
+def _distributions_of(module: str) -> frozenset[str]:
+    """The distributions that provide module (a top-level name, or a module of a shared namespace)."""
+    if "." in module:
+        return frozenset({_namespace_owners(module.split(".")[0])[module]})
+    return _module_distributions().get(module, frozenset())
 
 
 def distribution_key(name: str) -> str:
@@ -195,15 +226,22 @@ def check_function(name: str, function_dir: Path, shared: Path) -> FunctionRequi
     """The function's imports against its requirements.txt; problems name the module and the file."""
     listed = listed_requirements(function_dir / REQUIREMENTS_FILE)
     template = closure(map(distribution_key, TEMPLATE_REQUIREMENTS))
-    modules = _module_distributions()
     imported: dict[str, set[str]] = {}
     problems = []
-    for module, files in sorted(external_imports(function_dir / HANDLER_FILE, shared).items()):
+    by_module: dict[str, set[str]] = {}
+    for imported_name, files in external_imports(function_dir / HANDLER_FILE, shared).items():
+        top = imported_name.split(".")[0]
+        module: str | None = top
+        if len(_module_distributions().get(top, ())) > 1:
+            module = _namespace_module(imported_name)  # a namespace several distributions share
+        if module is not None:
+            by_module.setdefault(module, set()).update(files)
+    for module, files in sorted(by_module.items()):
         where = ", ".join(sorted(files))
         if module == TOOLING_PACKAGE:
             problems.append(f"{name}: {where} imports {module}, the tooling package, which no image has")
             continue
-        distributions = modules.get(module)
+        distributions = _distributions_of(module)
         if not distributions:
             problems.append(f"{name}: module {module!r} (imported by {where}) is provided by no installed "
                             "distribution")

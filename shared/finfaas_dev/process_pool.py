@@ -37,7 +37,7 @@ REAPER_INTERVAL_SECONDS_MIN = 0.05
 REAPER_INTERVAL_SECONDS_MAX = 5.0
 # Passed through from the gateway's own environment (besides AWS_* and FINFAAS_*).
 PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
-PASSED_THROUGH_ENV_PREFIXES = ("AWS_", "FINFAAS_")
+PASSED_THROUGH_ENV_PREFIXES = ("AWS_", "FINFAAS_", "OTEL_")
 
 
 def log_event(event: str, **fields: object) -> None:

@@ -3,7 +3,7 @@
 As `faas-cli build` makes the image: a fresh virtualenv gets the python3-http template's requirements,
 then the function's requirements.txt (nothing of the dev virtualenv, no PYTHONPATH), and the
 template's index.py serves the build context. /_/health must answer, and the X-Ray SDK must load
-and send a segment.
+and send a segment; the OpenTelemetry path must load.
 Cost on a clean clone: one `pip download` of the wheels (about 15 s), one virtualenv per distinct
 requirements.txt (about 10 s each, two at a time), both kept in .cache/ by digest of their pins, and
 one start per function (2-8 s).
@@ -31,6 +31,11 @@ FIRST_ANSWER_SECONDS_MAX = 30
 STOP_SECONDS_MAX = 10
 TRACING_OFF_LOG = "tracing is off"
 SEGMENT_WAIT_SECONDS_MAX = 10
+OTEL_LOAD = (
+    "import sys; sys.path.insert(0, 'function/shared'); from finfaas.platform import config, tracing; "
+    "tracing._load_otel('probe', config.TracingSettings(True, '', True, config.TRACING_OTEL), ()); "
+    "print('loaded')"
+)
 TRACED_PROBE_PATH = "/_/no-such-route"
 
 
@@ -106,6 +111,10 @@ def test_function_answers_health_from_its_build_context_with_only_its_requiremen
     assert traced == 404, text
     assert TRACING_OFF_LOG not in text
     assert segment.get("name") == name, text
+    # AND the OpenTelemetry path (FINFAAS_TRACING=otel) loads from what the image holds too
+    otel = subprocess.run([str(python), "-c", OTEL_LOAD], cwd=context, env=environment, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert otel.returncode == 0 and otel.stdout.strip() == "loaded", otel.stderr
 
 
 def test_cold_start_bench_measures_a_function_from_its_build_context(tmp_path, interpreters):
