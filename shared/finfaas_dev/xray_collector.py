@@ -183,9 +183,14 @@ class XRayCollector:
         )
         self.address = self._transport.get_extra_info("sockname")[:2]
         if self.otlp_address is not None:
-            self._otlp_server = await asyncio.start_server(self._serve_otlp, *self.otlp_address)
-            self.otlp_address = self._otlp_server.sockets[0].getsockname()[:2]
-            log_event("otlp_receiver_listening", host=self.otlp_address[0], port=self.otlp_address[1])
+            try:
+                self._otlp_server = await asyncio.start_server(self._serve_otlp, *self.otlp_address)
+            except OSError as error:  # another collector has the port: UDP segments still flow
+                log_event("otlp_receiver_unavailable", address=self.otlp_address, detail=str(error))
+                self.otlp_address = None
+            else:
+                self.otlp_address = self._otlp_server.sockets[0].getsockname()[:2]
+                log_event("otlp_receiver_listening", host=self.otlp_address[0], port=self.otlp_address[1])
         self._client = await loop.run_in_executor(self._executor, self._client_factory)
         self._flusher = asyncio.create_task(self._flush_forever())
         log_event("xray_collector_listening", host=self.address[0], port=self.address[1])
