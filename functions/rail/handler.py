@@ -59,7 +59,7 @@ def build_services() -> RailServices:
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, pii_key_id
     from finfaas.services.rail.service import NOTICE_KEY_SECRET_NAME, HttpNoticeSender, SqsSettlementScheduler
     from finfaas.services.suite_clients import OrchestratorClient, SuiteClient
-    from finfaas.store.ledger_store import DynamoCallMeter
+    from finfaas.store.call_meter import DynamoCallMeter
     from finfaas.store.rail_store import RailStore
 
     meter = DynamoCallMeter()

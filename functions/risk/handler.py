@@ -47,7 +47,7 @@ class RiskServices:
 
 def build_services() -> RiskServices:
     """The service on this stage's risk table (imports AWS code: call lazily)."""
-    from finfaas.store.ledger_store import DynamoCallMeter
+    from finfaas.store.call_meter import DynamoCallMeter
     from finfaas.store.risk_store import RiskStore
 
     meter = DynamoCallMeter()

@@ -9,13 +9,17 @@ A settings file with a missing or unknown key stops the build before anything is
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
 from finfaas_dev import knative, schedules, targets
+from finfaas_dev.image_requirements import check_stack
 from finfaas_dev.schedules import OPENFAAS_DIR
 
 
@@ -100,8 +104,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--template", action="store_true",
         help=f"put the project's index.py into {TEMPLATE_DIR} (after faas-cli template store pull)",
     )
+    parser.add_argument(
+        "--report", action="store_true",
+        help="print, per function, the installed size of its requirements and the files shipped from shared/ "
+             "(JSON)",
+    )
     parser.add_argument("--stack", type=Path, default=Path("stack.yml"))
     parser.add_argument("--build-dir", type=Path, default=BUILD_DIR)
+
+
+class RequirementsIncomplete(RuntimeError):
+    """A function's requirements.txt misses what it imports (or pins less than it installs)."""
+
+
+def check_requirements(stack: dict, root: Path) -> None:
+    """Refuse a stack whose functions' images would lack a module their code imports."""
+    problems = [problem for result in check_stack(stack, root) for problem in result.problems]
+    if problems:
+        raise RequirementsIncomplete("\n".join(problems))
+
+
+def _distribution_bytes(name: str) -> int:
+    files = importlib.metadata.distribution(name).files or []
+    return sum(f.size or 0 for f in files)
+
+
+def image_report(stack: dict, root: Path) -> dict[str, dict]:
+    """Per function: what its requirements install (sizes as this virtualenv's RECORD files say, which
+    are those of the same pinned wheels) and what the build context ships from shared/."""
+    report = {}
+    checked = {result.name: result for result in check_stack(stack, root)}
+    with tempfile.TemporaryDirectory(prefix="finfaas-report-") as scratch:
+        for name in sorted(stack["functions"]):
+            result = checked[name]
+            own = result.installed - result.template
+            context = function_build_context(name, stack, root, Path(scratch))
+            shipped = [p for p in (context / HANDLER_OVERLAY / "shared").rglob("*") if p.is_file()]
+            report[name] = {
+                "distributions": len(own),
+                "requirements_bytes": sum(map(_distribution_bytes, own)),
+                "template_bytes": sum(map(_distribution_bytes, result.template)),
+                "shared_files": len(shipped),
+                "shared_bytes": sum(p.stat().st_size for p in shipped),
+                "tooling_files": sum(1 for p in shipped if "finfaas_dev" in p.parts),
+            }
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,6 +160,14 @@ def run(args: argparse.Namespace) -> int:
     except targets.TargetSettingsError as error:
         print(f"finfaas build: {error}; nothing written", file=sys.stderr)
         return 2
+    try:
+        check_requirements(stack, root)
+    except RequirementsIncomplete as error:
+        print(f"finfaas build: refused, an image would miss what its function imports:\n{error}",
+              file=sys.stderr)
+        return 1
+    if args.report:
+        print(json.dumps(image_report(stack, root), indent=2, sort_keys=True))
     if knative_settings is not None:
         for path in knative.write_knative(stack, knative_settings, root / knative.KNATIVE_DIR):
             print(path)

@@ -442,9 +442,16 @@ class Gateway:
             await connector.start()
             self._companions.append(connector)
         if self.config.xray_collector:
-            from finfaas_dev.xray_collector import XRayCollector, parse_daemon_address
+            from finfaas_dev.xray_collector import XRayCollector, parse_daemon_address, parse_otlp_address
 
-            collector = XRayCollector(parse_daemon_address(self.config.xray_address))
+            # Both paths: UDP segments (FINFAAS_TRACING=xray) and OTLP/HTTP spans (otel), unless the
+            # spans are meant for a collector elsewhere.
+            try:
+                otlp_address: tuple[str, int] | None = parse_otlp_address(None, self.config.env)
+            except ValueError:
+                otlp_address = None
+            collector = XRayCollector(parse_daemon_address(self.config.xray_address),
+                                      otlp_address=otlp_address)
             try:
                 await collector.start()
             except OSError as error:  # a real X-Ray daemon may own the port: traces still flow

@@ -8,7 +8,6 @@ other targets get the whole template as one stack. Every path is idempotent.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import re
@@ -100,40 +99,6 @@ def _references(value: Any) -> set[str]:
         for item in value:
             found |= _references(item)
     return found
-
-
-def _for_moto(template: dict[str, Any]) -> dict[str, Any]:
-    """The template rewritten around two moto 5.2 bugs in AWS::KMS::Key (both keep real-CFN semantics).
-
-    moto stores an object KeyPolicy as a dict and then fails on json.loads in DescribeKey, and
-    it reads key Tags as TagKey/TagValue; so the policy becomes a JSON string (through Fn::Sub,
-    which keeps its ${...} references) and the tags are renamed.
-    """
-    rewritten = copy.deepcopy(template)
-    for resource in rewritten["Resources"].values():
-        if resource["Type"] != "AWS::KMS::Key":
-            continue
-        properties = resource["Properties"]
-        if isinstance(properties.get("KeyPolicy"), dict):
-            properties["KeyPolicy"] = {"Fn::Sub": json.dumps(_inline_subs(properties["KeyPolicy"]))}
-        tags = properties.get("Tags", [])
-        properties["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in tags]
-    return rewritten
-
-
-def _inline_subs(value: Any) -> Any:
-    """value with each {"Fn::Sub": text} replaced by text, for embedding in an outer Fn::Sub."""
-    if isinstance(value, dict):
-        if list(value) == ["Fn::Sub"] and isinstance(value["Fn::Sub"], str):
-            return value["Fn::Sub"]
-        if any(key == "Ref" or key.startswith("Fn::") for key in value):
-            raise InfraError(f"cannot embed {value} in a moto key policy: use Fn::Sub")
-        return {key: _inline_subs(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_inline_subs(item) for item in value]
-    if isinstance(value, str):
-        return value.replace("${", "${!")
-    return value
 
 
 def _without_tables(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -438,7 +403,7 @@ def _deploy_embedded(template: dict[str, Any], stage: str) -> dict[str, str]:
     require_endpoint(awsclients.embedded_endpoint("cloudformation"), "moto")
     rest, table_outputs = _without_tables(template)
     cfn = awsclients.client("cloudformation", "embedded")
-    stack = _deploy_stack(cfn, STACK_NAME_FORMAT.format(stage=stage), json.dumps(_for_moto(rest)), stage)
+    stack = _deploy_stack(cfn, STACK_NAME_FORMAT.format(stage=stage), json.dumps(rest), stage)
     resolver = _embedded_resolver(template, rest, stack, cfn, stage)
     dynamodb = awsclients.client("dynamodb", "embedded")
     for logical in table_ids(template):

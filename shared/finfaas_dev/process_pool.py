@@ -40,7 +40,7 @@ REAPER_INTERVAL_SECONDS_MIN = 0.05
 REAPER_INTERVAL_SECONDS_MAX = 5.0
 # Passed through from the gateway's own environment (besides AWS_* and FINFAAS_*).
 PASSED_THROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
-PASSED_THROUGH_ENV_PREFIXES = ("AWS_", "FINFAAS_")
+PASSED_THROUGH_ENV_PREFIXES = ("AWS_", "FINFAAS_", "OTEL_")
 # stack.yml's import path names the image's copy of the runtime (/home/app/function/shared); a local
 # process runs the handler from its source folder and imports finfaas as the gateway itself does.
 IMAGE_ONLY_ENV = frozenset({"PYTHONPATH"})

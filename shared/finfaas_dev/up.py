@@ -23,6 +23,7 @@ SECRETS_DIR = STATE_DIR / "secrets"
 LOGS_DIR = STATE_DIR / "logs"
 ENV_FILE = STATE_DIR / "env"
 XRAY_DAEMON_ADDRESS = "127.0.0.1:2000"
+OTLP_ENDPOINT = "http://127.0.0.1:4318"  # OTLP/HTTP, for FINFAAS_TRACING=otel
 AUDIT_KEY_RANDOM_BYTES = 48  # token_urlsafe text of 64 characters, above audit's 32-byte minimum
 
 
@@ -170,6 +171,7 @@ def _export(aws_env: dict[str, str], stage: str, gateway_port: int) -> None:
     os.environ["FINFAAS_STAGE"] = stage
     os.environ["FINFAAS_SECRETS_DIR"] = str(SECRETS_DIR.resolve())
     os.environ.setdefault("AWS_XRAY_DAEMON_ADDRESS", XRAY_DAEMON_ADDRESS)
+    os.environ.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", OTLP_ENDPOINT)  # read when FINFAAS_TRACING=otel
     os.environ["FINFAAS_WEBHOOK_TARGETS"] = "loopback"  # webhooks reach only this machine
     os.environ.pop("AWS_PROFILE", None)
     config.settings.cache_clear()
@@ -199,6 +201,7 @@ def _print_summary(aws, args, stack, outputs: dict[str, str], started: float) ->
         f"  DynamoDB Local  {aws.dynamodb_endpoint}  ({tables} tables)",
         f"  moto            {aws.moto_endpoint}  (SQS, KMS, X-Ray, CloudFormation)",
         f"  X-Ray daemon    udp://{os.environ['AWS_XRAY_DAEMON_ADDRESS']}",
+        f"  OTLP (traces)   {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}",
         f"  secrets, logs   {SECRETS_DIR}/, {LOGS_DIR}/",
         f"  other shells    source {ENV_FILE}   (then: finfaas ledger check, finfaas executions list)",
         "",

@@ -25,6 +25,8 @@ JWT_AUDIENCE_DEFAULT = "finfaas"
 XRAY_DAEMON_ADDRESS_DEFAULT = "127.0.0.1:2000"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f", ""})
+# A function's own client credentials are the secret `<function>-client`.
+SERVICE_CLIENT_SECRET_SUFFIX = "-client"  # noqa: S105 - part of a secret's name
 
 
 class ConfigError(RuntimeError):
@@ -169,17 +171,31 @@ def auth_settings() -> AuthSettings:
     )
 
 
+TRACING_XRAY, TRACING_OTEL, TRACING_OFF = "xray", "otel", "off"
+TRACING_BACKENDS = (TRACING_XRAY, TRACING_OTEL, TRACING_OFF)
+
+
 @dataclass(frozen=True)
 class TracingSettings:
     enabled: bool
     daemon_address: str
     sample_all: bool = False
+    # xray: aws-xray-sdk to the X-Ray daemon (UDP); otel: OpenTelemetry, OTLP/HTTP to a collector
+    # (OTEL_EXPORTER_OTLP_ENDPOINT, e.g. the ADOT collector), X-Ray trace ids and header.
+    backend: str = TRACING_XRAY
 
 
 def tracing_settings() -> TracingSettings:
-    """X-Ray is opt-in: off unless AWS_XRAY_SDK_ENABLED says true (the SDK alone defaults to on)."""
+    """FINFAAS_TRACING=xray|otel|off; unset, X-Ray is opt-in: off unless AWS_XRAY_SDK_ENABLED says
+    true (the SDK alone defaults to on)."""
+    backend = os.environ.get("FINFAAS_TRACING", "").strip().lower()
+    if backend and backend not in TRACING_BACKENDS:
+        raise ConfigError(f"FINFAAS_TRACING must be one of {', '.join(TRACING_BACKENDS)}, got {backend!r}")
+    if not backend:
+        backend = TRACING_XRAY if env_flag("AWS_XRAY_SDK_ENABLED", default=False) else TRACING_OFF
     return TracingSettings(
-        enabled=env_flag("AWS_XRAY_SDK_ENABLED", default=False),
+        enabled=backend != TRACING_OFF,
+        backend=backend if backend != TRACING_OFF else TRACING_XRAY,
         daemon_address=os.environ.get("AWS_XRAY_DAEMON_ADDRESS") or XRAY_DAEMON_ADDRESS_DEFAULT,
         # Local development traces every request; deployed functions use X-Ray's default rules.
         sample_all=env_flag("FINFAAS_XRAY_SAMPLE_ALL", default=False),

@@ -14,8 +14,9 @@ from http import HTTPStatus
 from typing import Any
 
 from finfaas.platform import jsonio
-from finfaas.platform.config import FunctionAddresses, addresses_of
-from finfaas.platform.keys import SERVICE_CLIENT_SECRET_SUFFIX
+
+# From config, not keys: keys also writes dev secrets with argon2, which callers' images do not carry.
+from finfaas.platform.config import SERVICE_CLIENT_SECRET_SUFFIX, FunctionAddresses, addresses_of
 from finfaas.platform.wiring import Lazy
 
 TOKEN_PATH = "/function/auth/oauth/token"  # noqa: S105 - a route, not a credential

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from finfaas.platform import config, jsonio
+from finfaas.platform.config import SERVICE_CLIENT_SECRET_SUFFIX
 
 # Names of OpenFaaS secrets, not secret values.
 SIGNING_KEYS_SECRET = "auth-signing-keys"  # noqa: S105
@@ -38,7 +39,6 @@ DEMO_CLIENT_SCOPES = (
 )
 # Functions that call other functions through the gateway with their own client_credentials token.
 # Each gets the secret `<name>-client` ({client_id, client_secret}) and an entry in auth-clients.
-SERVICE_CLIENT_SECRET_SUFFIX = "-client"  # noqa: S105 - part of a secret's name
 SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     # The orchestrator runs workflow Tasks against the money-moving functions.
     "orchestrator": ("accounts:read", "ledger:read", "ledger:write", "payments:read", "payments:write",

@@ -1,12 +1,17 @@
-"""Request tracing. The one module that knows aws-xray-sdk, so tracing can move to OpenTelemetry.
+"""Request tracing: the one module that knows aws-xray-sdk and OpenTelemetry.
 
-Without X-Ray (the default) it still carries a trace id: taken from X-Amzn-Trace-Id or made up,
-logged with every line and passed on, so logs of one request correlate across functions.
+FINFAAS_TRACING picks the backend per target: `xray` (aws-xray-sdk, segments over UDP to the X-Ray
+daemon; the SDK reaches end of support on 2027-02-25), `otel` (OpenTelemetry: X-Ray-format trace
+ids, the X-Amzn-Trace-Id header, OTLP/HTTP export to a collector such as ADOT, which forwards to
+X-Ray) or `off`. Either way, and without any, a trace id is carried: taken from X-Amzn-Trace-Id or
+made up, logged with every line and passed on over HTTP and SQS, so one request's traces and logs
+join across functions.
 """
 
 from __future__ import annotations
 
 import contextvars
+import importlib.util
 import os
 import re
 import secrets
@@ -26,6 +31,8 @@ PATCHED_LIBRARIES_DEFAULT = ("botocore", "requests")
 trace_header_chars_max = 256
 # The first traced request waits this long for the SDK's background import, then runs untraced.
 sdk_ready_wait_seconds_max = 3.0
+# Requests without a sampled caller that OpenTelemetry keeps (X-Ray's default rule keeps 5 %).
+otel_sample_ratio_default = 0.05
 
 _TRACE_ID = re.compile(r"^1-[0-9a-f]{8}-[0-9a-f]{24}$")
 _PARENT_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -87,10 +94,15 @@ class Invocation:
         self.status = status
 
     def set_user(self, sub: str) -> None:
-        if self._segment is not None:
+        if self._segment is None:
+            return
+        if hasattr(self._segment, "set_user"):
             self._segment.set_user(sub)
+        else:  # an OpenTelemetry span
+            self._segment.set_attribute("enduser.id", sub)
 
 
+_LOADERS: dict[str, Callable[[str, config.TracingSettings, Sequence[str]], _Sdk | _OtelSdk]] = {}
 _current: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar("finfaas_trace", default=None)
 
 
@@ -101,6 +113,64 @@ class _Sdk:
         self.recorder = recorder
         self.header_class = header_class
 
+    def segment(self, name: str, context: TraceContext, method: str, url: str) -> Any:
+        return _xray_segment(self, name, context, method, url)
+
+    def header(self, invocation: Invocation) -> str | None:
+        entity = self.recorder.get_trace_entity() if invocation._segment else None
+        if entity is None:
+            return invocation.context.header()
+        if not getattr(entity, "sampled", False):
+            return TraceContext(invocation.trace_id, invocation.context.parent_id, False).header()
+        header: str = self.header_class(root=entity.trace_id, parent=entity.id, sampled=1).to_header_str()
+        return header
+
+
+class _OtelSdk:
+    """The loaded OpenTelemetry SDK: a tracer whose spans carry X-Ray ids, and the X-Ray propagator."""
+
+    def __init__(self, tracer: Any, propagator: Any, trace_api: Any) -> None:
+        self.tracer = tracer
+        self.propagator = propagator
+        self.trace_api = trace_api
+
+    @contextmanager
+    def segment(self, name: str, context: TraceContext, method: str, url: str) -> Iterator[Invocation]:
+        # The caller's span (Root and Parent) becomes this span's parent; without a Parent it starts
+        # a root span under the id the request already logs.
+        parent = self.propagator.extract({TRACE_HEADER: context.header()}) if context.parent_id else None
+        with self.tracer.start_as_current_span(
+            name, context=parent, kind=self.trace_api.SpanKind.SERVER, record_exception=False,
+            set_status_on_exception=False, attributes={"http.request.method": method, "url.path": url},
+        ) as span:
+            trace_id = _xray_trace_id(span.get_span_context().trace_id)
+            invocation = Invocation(TraceContext(trace_id, context.parent_id, context.sampled), span)
+            try:
+                yield invocation
+            except BaseException as error:
+                span.record_exception(error)
+                invocation.set_status(invocation.status or 500)
+                raise
+            finally:
+                if invocation.status is not None:
+                    span.set_attribute("http.response.status_code", invocation.status)
+                    if invocation.status >= 500:
+                        span.set_status(self.trace_api.StatusCode.ERROR)
+
+    def header(self, invocation: Invocation) -> str | None:
+        span = invocation._segment
+        if span is None:
+            return invocation.context.header()
+        carrier: dict[str, str] = {}
+        self.propagator.inject(carrier, context=self.trace_api.set_span_in_context(span))
+        return carrier.get(TRACE_HEADER) or invocation.context.header()
+
+
+def _xray_trace_id(otel_trace_id: int) -> str:
+    """1-<8 hex epoch>-<24 hex>: AwsXRayIdGenerator puts the epoch seconds in the first 32 bits."""
+    digits = f"{otel_trace_id:032x}"
+    return f"1-{digits[:8]}-{digits[8:]}"
+
 
 class Tracer:
     """Loads the X-Ray SDK off the request path when enabled and opens a segment per invocation."""
@@ -110,16 +180,16 @@ class Tracer:
         service_name: str,
         settings: config.TracingSettings,
         patched: Sequence[str] = PATCHED_LIBRARIES_DEFAULT,
-        loader: Callable[[str, config.TracingSettings, Sequence[str]], _Sdk] | None = None,
+        loader: Callable[[str, config.TracingSettings, Sequence[str]], _Sdk | _OtelSdk] | None = None,
         ready_wait_seconds: float = sdk_ready_wait_seconds_max,
     ) -> None:
         self.service_name = service_name
         self.settings = settings
         self.patched = tuple(patched)
         self.ready_wait_seconds = ready_wait_seconds
-        self._loader_function = loader or _load_xray
+        self._loader_function = loader or _LOADERS[settings.backend]
         self.sdk_load_ms: float | None = None
-        self._sdk: _Sdk | None = None
+        self._sdk: _Sdk | _OtelSdk | None = None
         self._loaded = threading.Event()
         self._loader: threading.Thread | None = None
 
@@ -160,7 +230,7 @@ class Tracer:
             with _activated(Invocation(context)) as invocation:
                 yield invocation
             return
-        with _xray_segment(sdk, name, context, method, url) as invocation, _activated(invocation):
+        with sdk.segment(name, context, method, url) as invocation, _activated(invocation):
             yield invocation
 
     def current_header(self) -> str | None:
@@ -169,12 +239,9 @@ class Tracer:
         if invocation is None:
             return None
         sdk = self._sdk
-        entity = sdk.recorder.get_trace_entity() if sdk is not None and invocation._segment else None
-        if sdk is None or entity is None:
+        if sdk is None:
             return invocation.context.header()
-        if not getattr(entity, "sampled", False):
-            return TraceContext(invocation.trace_id, invocation.context.parent_id, False).header()
-        return sdk.header_class(root=entity.trace_id, parent=entity.id, sampled=1).to_header_str()
+        return sdk.header(invocation)
 
 
 def _load_xray(service_name: str, settings: config.TracingSettings, patched: Sequence[str]) -> _Sdk:
@@ -194,9 +261,31 @@ def _load_xray(service_name: str, settings: config.TracingSettings, patched: Seq
         context_missing="IGNORE_ERROR",
         plugins=(),
     )
-    if patched:
-        patch(list(patched))
+    # A library the image does not install has no calls to trace (webhooks has no `requests`).
+    present = [name for name in patched if importlib.util.find_spec(name) is not None]
+    if present:
+        patch(present)
     return _Sdk(xray_recorder, TraceHeader)
+
+
+def _load_otel(service_name: str, settings: config.TracingSettings, patched: Sequence[str]) -> _OtelSdk:
+    # The exporter reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT and OTEL_BSP_* itself. No library is
+    # patched here (that takes instrumentation packages): outbound calls carry the header through
+    # outbound_headers() and sqs_message_system_attributes(), as they do without any SDK.
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.propagators.aws import AwsXRayPropagator
+    from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBasedTraceIdRatio
+
+    sampler = ALWAYS_ON if settings.sample_all else ParentBasedTraceIdRatio(otel_sample_ratio_default)
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
+                              id_generator=AwsXRayIdGenerator(), sampler=sampler)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return _OtelSdk(provider.get_tracer("finfaas"), AwsXRayPropagator(), trace)
 
 
 @contextmanager
@@ -232,6 +321,7 @@ def _activated(invocation: Invocation) -> Iterator[Invocation]:
         _current.reset(token)
 
 
+_LOADERS.update({config.TRACING_XRAY: _load_xray, config.TRACING_OTEL: _load_otel})
 _tracer: Tracer | None = None
 _tracer_lock = threading.Lock()
 

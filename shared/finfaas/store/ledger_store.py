@@ -28,12 +28,10 @@ import base64
 import json
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from threading import Lock
 from typing import Any, TypeVar
 
 from botocore.exceptions import (
@@ -104,6 +102,8 @@ from finfaas.domain.ledger import (
 )
 from finfaas.platform import jsonio
 from finfaas.platform.retry import RetryPolicy
+from finfaas.store.call_meter import TRANSACTION_TABLE_LABEL as TRANSACTION_TABLE_LABEL
+from finfaas.store.call_meter import DynamoCallMeter as DynamoCallMeter
 from finfaas.store.dynamo import (
     AMBIGUOUS_CODES,
     REASON_CONDITION_FAILED,
@@ -121,6 +121,7 @@ from finfaas.store.models import (
     transfer_from_record,
     transfer_record,
 )
+from finfaas.store.outbox_layout import ledger_outbox_partitions as outbox_partitions
 from finfaas.store.tables import LedgerTables
 
 operation_attempts_max = 8
@@ -128,7 +129,6 @@ retry_wait_seconds_max = 0.25
 retry_wait_seconds_base = 0.005
 OPERATION_RETRY = RetryPolicy(operation_attempts_max, wait_ms_base=retry_wait_seconds_base * 1000,
                               wait_ms_max=retry_wait_seconds_max * 1000)
-outbox_partitions = 8
 hold_index_shards = 8
 expiry_scan_items_max = 1000
 # The accounts-by-owner index's LastEvaluatedKey: the table key and the index keys, each a string.
@@ -164,45 +164,6 @@ def _outbox_audit(extra: TransactionExtra | None) -> str | None:
 
 
 _EXTRA_TAG = "extra"
-TRANSACTION_TABLE_LABEL = "(transaction)"  # TransactWriteItems names no single table
-
-
-class DynamoCallMeter:
-    """Counts every DynamoDB call this process makes through pynamodb, by operation and table.
-
-    Listens to pynamodb's pre-send signal, so it sees the ledger, idempotency, rate-limit and audit
-    stores alike; a botocore-level retry of one call is not counted again.
-    """
-
-    def __init__(self) -> None:
-        self._calls: Counter[tuple[str, str]] = Counter()
-        self._lock = Lock()
-
-    def start(self) -> bool:
-        """Begin counting; False when pynamodb's signals are unavailable (blinker not installed)."""
-        from pynamodb.signals import pre_dynamodb_send, signals_available
-
-        if not signals_available:
-            return False
-        pre_dynamodb_send.connect(self._on_call, weak=False)
-        return True
-
-    def stop(self) -> None:
-        from pynamodb.signals import pre_dynamodb_send, signals_available
-
-        if signals_available:
-            pre_dynamodb_send.disconnect(self._on_call)
-
-    def snapshot(self) -> dict[str, int]:
-        """{"<operation> <table>": calls} since start."""
-        with self._lock:
-            calls = sorted(self._calls.items())
-        return {f"{operation} {table}": count for (operation, table), count in calls}
-
-    def _on_call(self, sender: object, operation_name: str = "", table_name: str | None = None,
-                 **_: object) -> None:
-        with self._lock:
-            self._calls[(operation_name, table_name or TRANSACTION_TABLE_LABEL)] += 1
 
 
 class StoreRejected(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -24,7 +25,9 @@ from finfaas.domain.ledger import (
     TransferKind,
     micros,
 )
-from finfaas.store.tables import LedgerTables
+
+if TYPE_CHECKING:  # an annotation only: reaching the models names no ledger table
+    from finfaas.store.tables import LedgerTables
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order
 

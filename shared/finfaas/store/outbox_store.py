@@ -36,8 +36,8 @@ from finfaas.store.binding import (
     bound,
 )
 from finfaas.store.dynamo import cancelled_by_conditions, condition_failures, conditional_write
-from finfaas.store.ledger_store import outbox_partitions as ledger_outbox_partitions
 from finfaas.store.models import OutboxRecord, format_time, parse_time
+from finfaas.store.outbox_layout import ledger_outbox_partitions
 
 OUTBOX_TABLE_LOGICAL_NAME = "outbox"
 LEASE_EVENT_KEY = "~lease"

@@ -6,6 +6,11 @@ uncounted warm-up spawn each; a run is timed from spawn to the first
 200 on /_/health (the request is sent at once and waits in the listen backlog, so no polling
 interval is measured). Idle RSS is read after the first request has been answered. The slowest
 function's imports are broken down with `python -X importtime`.
+
+With --contexts, each function is also measured as its image runs it: its faas-cli build context
+served by the template's index.py under a virtualenv holding only the template's and the function's
+requirements (finfaas_dev.image_venv); index.py binds its own port, so the first request is retried
+every CONTEXT_CONNECT_POLL_SECONDS until it connects (at most that much is added to a run).
 Last line of output: one JSON object (see _summary). MB here means 2**20 bytes.
 """
 
@@ -20,13 +25,19 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from finfaas_dev import build
 from finfaas_dev.harness import harness_command
+from finfaas_dev.image_venv import function_venvs, image_environment, wheelhouse
+from finfaas_dev.net import free_port
 from finfaas_dev.process_pool import function_environment
 from finfaas_dev.stackfile import FunctionSpec, load_stack
 
@@ -41,6 +52,18 @@ IMPORT_BREAKDOWN_MODULES = 10
 COLD_START_MS_TARGET = 600
 IDLE_RSS_MB_TARGET = 80
 BYTES_PER_MB = 2**20
+CONTEXT_CONNECT_POLL_SECONDS = 0.005
+DEV_ONLY_ENV = ("PYTHONPATH", "VIRTUAL_ENV")  # an image has neither
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """A function as its image runs it: build context, the image's interpreter, its environment."""
+
+    name: str
+    context: Path
+    python: Path
+    environment: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -81,6 +104,54 @@ def measure_once(spec: FunctionSpec) -> Run:
     return Run(round(cold_start_ms, 1), status, round(rss_mb, 1))
 
 
+def measure_context_once(spec: ContextSpec) -> Run:
+    """Start index.py in the build context under the image's interpreter; time the first 200."""
+    port = free_port()
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        [str(spec.python), "index.py"], cwd=spec.context,
+        env=image_environment(dict(spec.environment), port, spec.context), stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        status = _first_status(port, HEALTH_PATH, process)
+        cold_start_ms = (time.perf_counter() - began) * 1000
+        time.sleep(IDLE_SETTLE_SECONDS)
+        rss_mb = psutil.Process(process.pid).memory_info().rss / BYTES_PER_MB
+    finally:
+        _stop(process)
+    return Run(round(cold_start_ms, 1), status, round(rss_mb, 1))
+
+
+def _first_status(port: int, path: str, process: subprocess.Popen) -> int:
+    deadline = time.monotonic() + FIRST_RESPONSE_SECONDS_MAX
+    while True:
+        try:
+            return _get_status(port, path)
+        except ConnectionRefusedError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(CONTEXT_CONNECT_POLL_SECONDS)
+
+
+def context_specs(stack_path: Path, functions: Mapping[str, FunctionSpec],
+                  folder: Path) -> dict[str, ContextSpec]:
+    """Every function's build context in folder and its image's interpreter (built once, then cached)."""
+    stack = build.load_stack(stack_path)
+    root = stack_path.resolve().parent
+    requirements = {name: root / fn["handler"] / "requirements.txt"
+                    for name, fn in stack["functions"].items()}
+    interpreters = function_venvs(requirements.values(), wheelhouse(requirements.values()))
+    specs = {}
+    for name, spec in functions.items():
+        context = build.function_build_context(name, stack, root, folder)
+        (context / build.HANDLER_OVERLAY / "__init__.py").touch()  # the Dockerfile's step
+        environment = {key: value for key, value in function_environment(spec, os.environ).items()
+                       if key not in DEV_ONLY_ENV}
+        specs[name] = ContextSpec(name, context, interpreters[requirements[name]], environment)
+    return specs
+
+
 def _get_status(port: int, path: str) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=FIRST_RESPONSE_SECONDS_MAX)
     try:
@@ -103,15 +174,16 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def measure_all(specs: dict[str, FunctionSpec], runs: int) -> dict[str, dict]:
+def measure_all(specs: Mapping[str, Any], runs: int,
+                measure: Callable[[Any], Run] = measure_once) -> dict[str, dict]:
     """Runs round-robin across functions (one warm-up spawn each, not counted), so a burst of
     load from elsewhere on the machine lands on every function alike, not on whichever ran then."""
     for spec in specs.values():
-        measure_once(spec)  # warm-up: bytecode caches and the page cache, as after a first deploy
+        measure(spec)  # warm-up: bytecode caches and the page cache, as after a first deploy
     results: dict[str, list[Run]] = {name: [] for name in specs}
     for _ in range(runs):
         for name, spec in specs.items():
-            results[name].append(measure_once(spec))
+            results[name].append(measure(spec))
     return {name: _summarise(runs_of_one) for name, runs_of_one in results.items()}
 
 
@@ -170,6 +242,10 @@ def _summary(functions: dict[str, dict], peer: dict, breakdown: dict) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", type=Path, default=Path("stack.yml"))
     parser.add_argument("--runs", type=int, default=RUNS_DEFAULT, help="spawns per function")
+    parser.add_argument(
+        "--contexts", action="store_true",
+        help="also measure each function from its build context with only its own requirements installed",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,6 +260,20 @@ def run(args: argparse.Namespace) -> int:
     breakdown = import_breakdown(stack.functions[heaviest])
     print(f"imports of {heaviest}, cumulative ms: {breakdown}")
     summary = _summary(functions, peer, breakdown)
+    if args.contexts:
+        with tempfile.TemporaryDirectory(prefix="finfaas-coldstart-") as folder:
+            contexts = measure_all(context_specs(args.stack, stack.functions, Path(folder)), args.runs,
+                                   measure_context_once)
+        for name, result in contexts.items():
+            _print_row(f"{name} (build context)", result)
+        summary["build_contexts"] = {
+            name: {"cold_start_ms_median": r["cold_start_ms_median"], "idle_rss_mb": r["idle_rss_mb"]}
+            for name, r in contexts.items()
+        }
+        summary["slowest_median_ms"] = {
+            "dev_venv": max(r["cold_start_ms_median"] for r in functions.values()),
+            "build_contexts": max(r["cold_start_ms_median"] for r in contexts.values()),
+        }
     misses = [
         n
         for n, r in summary["functions"].items()

@@ -191,3 +191,37 @@ def test_cli_deploy_without_emulators_is_a_one_line_error(tmp_path: Path):
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert dead in result.stderr and "Traceback" not in result.stderr
+
+
+def test_localstack_target_deploys_the_whole_template_as_one_stack_to_any_aws_endpoint(embedded_aws):
+    # GIVEN moto's CloudFormation standing in for LocalStack (whose free image needs a token): the
+    # localstack target's own code path, the template as it is, every resource in one stack
+    moto = embedded_aws.env()["AWS_ENDPOINT_URL"]
+    stage = f"ls{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto, "AWS_ENDPOINT_URL_DYNAMODB": "", "FINFAAS_STAGE": stage}
+
+    # WHEN an operator deploys it, twice (the second changes nothing)
+    first = _cli("infra", "deploy", "--target", "localstack", env=env)
+    second = _cli("infra", "deploy", "--target", "localstack", env=env)
+
+    # THEN every output is printed, and names resources that endpoint now serves
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0 and second.stdout == first.stdout, second.stderr
+    printed = dict(line.split(None, 1) for line in first.stdout.splitlines())
+    assert set(printed) == set(TEMPLATE["Outputs"])
+    session = boto3.session.Session(region_name="us-east-1")
+    dynamodb = session.client("dynamodb", endpoint_url=moto)  # the stack's tables are moto's, not Local's
+    for logical in table_ids(TEMPLATE):
+        assert printed[f"{logical}Name"] == f"finfaas-{stage}-{logical.removesuffix('Table').lower()}"
+        table = dynamodb.describe_table(TableName=printed[f"{logical}Name"])["Table"]
+        assert table["TableStatus"] == "ACTIVE"
+    sqs = session.client("sqs", endpoint_url=moto)
+    for logical in QUEUE_LOGICALS:
+        attributes = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(
+            QueueName=printed[f"{logical}QueueName"])["QueueUrl"], AttributeNames=["QueueArn"])["Attributes"]
+        assert attributes["QueueArn"] == printed[f"{logical}QueueArn"]
+    key = session.client("kms", endpoint_url=moto).describe_key(KeyId=f"alias/finfaas-{stage}-pii")
+    assert key["KeyMetadata"]["Arn"] == printed["PiiKeyArn"]
+    iam = session.client("iam", endpoint_url=moto)
+    policy = iam.get_policy(PolicyArn=printed["RailFunctionPolicyArn"])["Policy"]
+    assert policy["PolicyName"] == f"finfaas-{stage}-rail"

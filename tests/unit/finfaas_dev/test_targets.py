@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _project(tmp_path: Path, target: str, change) -> Path:
-    """A copy of stack.yml and the target's settings, the settings changed by `change`."""
+    """A copy of stack.yml, the functions and the runtime (a build checks their requirements first), the
+    target's settings, the settings changed by `change`."""
     shutil.copy(ROOT / "stack.yml", tmp_path / "stack.yml")
+    for folder in ("functions", "shared/finfaas"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     settings = yaml.safe_load(targets.settings_path(target, ROOT).read_text())
     change(settings)
     path = targets.settings_path(target, tmp_path)

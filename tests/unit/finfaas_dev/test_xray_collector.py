@@ -10,7 +10,9 @@ from finfaas_dev.xray_collector import (
     BATCH_SEGMENTS_MAX,
     SegmentError,
     XRayCollector,
+    otlp_segments,
     parse_daemon_address,
+    parse_otlp_address,
     segment_document,
 )
 
@@ -120,3 +122,48 @@ def test_a_full_buffer_drops_the_oldest_segments():
     sent_ids = [json.loads(d)["id"] for batch in fake.batches for d in batch]
     assert sent_ids == [f"{n:016x}" for n in (2, 3, 4)]
     assert collector.dropped_count == 2
+
+
+# -- OTLP/HTTP (FINFAAS_TRACING=otel): spans become X-Ray segments ----------------------------------
+
+
+def _export(status: int, parent: bytes = b"") -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    service = resource_spans.resource.attributes.add()
+    service.key, service.value.string_value = "service.name", "transfers"
+    span = resource_spans.scope_spans.add().spans.add()
+    span.trace_id = bytes.fromhex("5759e988bd862e3fe1be46a994272793")
+    span.span_id, span.parent_span_id = bytes.fromhex("53995c3f42cd8ad8"), parent
+    span.start_time_unix_nano, span.end_time_unix_nano = 1_500_000_000_000_000_000, 1_500_000_000_250_000_000
+    attribute = span.attributes.add()
+    attribute.key, attribute.value.int_value = "http.response.status_code", status
+    return request.SerializeToString()
+
+
+def test_an_otlp_span_becomes_an_xray_segment_of_its_trace_under_its_parent():
+    export = _export(502, parent=bytes.fromhex("0123456789abcdef"))
+
+    documents = otlp_segments(export, "application/x-protobuf")
+
+    segment = json.loads(documents[0])
+    assert segment["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert (segment["name"], segment["id"], segment["parent_id"]) == ("transfers", "53995c3f42cd8ad8",
+                                                                       "0123456789abcdef")
+    assert (segment["start_time"], segment["end_time"]) == (1_500_000_000.0, 1_500_000_000.25)
+    assert segment["http"]["response"]["status"] == 502 and segment["fault"] is True
+
+
+def test_a_root_span_has_no_parent_and_garbage_is_refused():
+    assert "parent_id" not in json.loads(otlp_segments(_export(200), "application/x-protobuf")[0])
+    with pytest.raises(SegmentError):
+        otlp_segments(b"\xff\xff not protobuf", "application/x-protobuf")
+
+
+@pytest.mark.parametrize("raw", ["http://10.0.0.1:4318", "http://127.0.0.1:otlp", "collector:4318"])
+def test_the_otlp_receiver_listens_on_loopback_only(raw):
+    with pytest.raises(ValueError, match="127.0.0.1"):
+        parse_otlp_address(raw)
+    assert parse_otlp_address("http://127.0.0.1:4318/") == ("127.0.0.1", 4318)

@@ -4,10 +4,10 @@ it never imports the tooling package, and holds no fakes or test support."""
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from finfaas_dev.image_requirements import imported_modules
 
 ROOT = Path(__file__).resolve().parents[3]
 RUNTIME = ROOT / "shared" / "finfaas"
@@ -17,27 +17,6 @@ TOOLING = "finfaas_dev"
 def shipped_modules(root: Path = ROOT) -> list[Path]:
     """Every Python file an image receives: the runtime package and each function's folder."""
     return sorted([*(root / "shared" / "finfaas").rglob("*.py"), *(root / "functions").rglob("*.py")])
-
-
-def imported_modules(source: str) -> Iterator[str]:
-    """Every module named by an import anywhere in the file, lazy ones inside functions included,
-    and by importlib.import_module / __import__ with a literal name."""
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.module
-        elif (
-            isinstance(node, ast.Call)
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-            and (
-                (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
-                or (isinstance(node.func, ast.Name) and node.func.id == "__import__")
-            )
-        ):
-            yield node.args[0].value
 
 
 def tooling_imports(root: Path = ROOT) -> list[str]:

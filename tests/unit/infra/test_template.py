@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from cfnlint.api import lint_all
 from finfaas.store.executions_store import BY_STATUS_INDEX, BY_STATUS_INDEX_ATTRIBUTES
 from finfaas.store.transfers_store import BY_OPEN_STATUS_INDEX, BY_OWNER_INDEX, BY_OWNER_INDEX_ATTRIBUTES
+from finfaas_dev.build import load_stack
 from finfaas_dev.infra import (
     TEMPLATE_PATH,
     InfraError,
     Resolver,
-    _for_moto,
     _verify_table_shape,
     _without_tables,
     create_table_request,
     load_template,
     table_ids,
 )
+from finfaas_dev.resource_use import function_resources
 
+ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
 INFORMATIONAL_RULE_PREFIX = "I"
@@ -220,10 +223,75 @@ def test_tables_and_their_outputs_are_split_from_the_moto_stack():
     assert set(rest["Outputs"]) | set(table_outputs) == set(TEMPLATE["Outputs"])
 
 
-def test_moto_gets_the_key_policy_as_json_text_with_its_references_intact():
-    key = _for_moto(TEMPLATE)["Resources"]["PiiKey"]["Properties"]
-    text = key["KeyPolicy"]["Fn::Sub"]
-    policy = json.loads(text)
-    assert policy["Statement"][0]["Principal"]["AWS"] == "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
-    assert key["Tags"] == [{"TagKey": "finfaas:stage", "TagValue": {"Ref": "Stage"}}]
-    assert isinstance(RESOURCES["PiiKey"]["Properties"]["KeyPolicy"], dict)  # the original is untouched
+def test_the_key_policy_lets_the_account_root_manage_the_key_and_the_key_has_no_own_tags():
+    # JSON text (moto misreads an object policy and Key/Value tags); the stack's tag reaches the key.
+    key = RESOURCES["PiiKey"]["Properties"]
+    policy = json.loads(key["KeyPolicy"]["Fn::Sub"])
+    assert policy["Statement"] == [{
+        "Sid": "AccountRootManagesKey", "Effect": "Allow",
+        "Principal": {"AWS": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"},
+        "Action": "kms:*", "Resource": "*"}]
+    assert "Tags" not in key
+
+
+# ---- each function's IAM policy: what its code reaches, nothing more
+
+STACK_FUNCTIONS = sorted(load_stack(ROOT / "stack.yml")["functions"].items())
+TABLE_ARN_PREFIX = "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/finfaas-${Stage}-"
+# Named by the demo state machine only; not deployed, so no function may send to it on AWS.
+UNDEPLOYED_QUEUES = {"demo-approvals"}
+
+
+def _policy_of(name: str) -> dict[str, dict]:
+    """Statement Sid -> statement of the function's managed policy."""
+    policy = RESOURCES[f"{name.capitalize()}FunctionPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    assert policy["Properties"]["ManagedPolicyName"] == {"Fn::Sub": f"finfaas-${{Stage}}-{name}"}
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+@pytest.mark.parametrize(("name", "function"), STACK_FUNCTIONS, ids=[n for n, _ in STACK_FUNCTIONS])
+def test_each_function_policy_allows_only_the_tables_queues_and_key_its_code_reaches(name, function):
+    use = function_resources(ROOT / function["handler"] / "handler.py", ROOT)
+    statements = _policy_of(name)
+
+    table_arns = [arn["Fn::Sub"] for arn in statements.get("Tables", {}).get("Resource", [])]
+    tables = {arn.removeprefix(TABLE_ARN_PREFIX) for arn in table_arns if not arn.endswith("/index/*")}
+    queue_ids = {queue["Fn::GetAtt"][0] for queue in statements.get("Queues", {}).get("Resource", [])}
+    queues = {name for name, (logical, _) in _queues_by_name().items() if logical in queue_ids}
+
+    assert tables == set(use.tables)
+    assert sorted(table_arns) == sorted([f"{TABLE_ARN_PREFIX}{t}" for t in tables]
+                                        + [f"{TABLE_ARN_PREFIX}{t}/index/*" for t in tables])
+    assert queues == set(use.queues) - UNDEPLOYED_QUEUES
+    assert ("PiiEnvelopes" in statements) == use.pii_key
+    via = statements["KeyThroughTablesAndQueues"]
+    assert via["Resource"] == {"Fn::GetAtt": ["PiiKey", "Arn"]} and set(via["Condition"]["StringEquals"]) == {
+        "kms:ViaService"}
+    assert set(statements) <= {"Tables", "Queues", "KeyThroughTablesAndQueues", "PiiEnvelopes"}
+
+
+def test_policies_exist_for_the_stack_functions_only_and_name_resources_of_the_template():
+    policies = {lid for lid, r in RESOURCES.items() if r["Type"] == "AWS::IAM::ManagedPolicy"}
+    assert policies == {f"{name.capitalize()}FunctionPolicy" for name, _ in STACK_FUNCTIONS}
+    for name, function in STACK_FUNCTIONS:
+        use = function_resources(ROOT / function["handler"] / "handler.py", ROOT)
+        assert set(use.tables) <= set(_tables_by_logical_name()), name
+        assert set(use.queues) - UNDEPLOYED_QUEUES <= set(_queues_by_name()), name
+
+
+def test_the_derivation_sees_a_table_reached_through_a_lazy_import(tmp_path):
+    # GIVEN a handler whose function imports a store that names the rail table
+    (tmp_path / "functions" / "f").mkdir(parents=True)
+    (tmp_path / "functions" / "f" / "handler.py").write_text(
+        "def build():\n    from finfaas.store.s import S\n    return S()\n")
+    store = tmp_path / "shared" / "finfaas" / "store"
+    store.mkdir(parents=True)
+    (tmp_path / "shared" / "finfaas" / "__init__.py").write_text("")
+    (store / "__init__.py").write_text("")
+    (store / "s.py").write_text('RAIL_TABLE_LOGICAL_NAME = "rail"\n'
+                                'class S:\n    queue = SqsQueue("events")\n    keys = KmsDataKeys("k")\n')
+
+    use = function_resources(tmp_path / "functions" / "f" / "handler.py", tmp_path)
+
+    assert (use.tables, use.queues, use.pii_key) == ({"rail"}, {"events"}, True)

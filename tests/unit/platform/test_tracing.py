@@ -230,3 +230,32 @@ def test_a_traced_request_sends_its_segment_with_aws_and_http_subsegments_over_u
     print(
         f"x-ray sdk load {report['sdk_load_ms']} ms; first traced request {report['first_request_ms']:.0f} ms"
     )
+
+
+# -- the backend, per target -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("environment", "enabled", "backend"), [
+    ({}, False, "xray"),
+    ({"AWS_XRAY_SDK_ENABLED": "true"}, True, "xray"),
+    ({"FINFAAS_TRACING": "otel"}, True, "otel"),
+    ({"FINFAAS_TRACING": "OTel ", "AWS_XRAY_SDK_ENABLED": "false"}, True, "otel"),
+    ({"FINFAAS_TRACING": "off", "AWS_XRAY_SDK_ENABLED": "true"}, False, "xray"),
+])
+def test_finfaas_tracing_chooses_the_backend_and_x_ray_alone_stays_opt_in(monkeypatch, environment, enabled,
+                                                                           backend):
+    for name in ("FINFAAS_TRACING", "AWS_XRAY_SDK_ENABLED"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    settings = config.tracing_settings()
+
+    assert (settings.enabled, settings.backend) == (enabled, backend)
+
+
+def test_an_unknown_tracing_backend_is_a_configuration_error_naming_it(monkeypatch):
+    monkeypatch.setenv("FINFAAS_TRACING", "zipkin")
+
+    with pytest.raises(config.ConfigError, match="FINFAAS_TRACING.*zipkin"):
+        config.tracing_settings()
