@@ -41,7 +41,8 @@ FRONT = textwrap.dedent('''
     def relay(req):
         call = urllib.request.Request(os.environ["BACK_URL"] + "/echo", headers=tracing.outbound_headers())
         with urllib.request.urlopen(call, timeout=10) as reply:
-            return {"front": tracing.current_trace_id(), "back": json.loads(reply.read()),
+            front = tracing.parse_trace_header(tracing.current_trace_header()).trace_id
+            return {"front": front, "back": json.loads(reply.read()),
                     "sqs": tracing.sqs_message_system_attributes()}
 
     def handle(event, context):
@@ -55,7 +56,8 @@ BACK = textwrap.dedent('''
 
     @app.route("GET", "/echo", auth=False)
     def echo(req):
-        return {"trace": tracing.current_trace_id(), "received": req.header(tracing.TRACE_HEADER)}
+        trace = tracing.parse_trace_header(tracing.current_trace_header()).trace_id
+        return {"trace": trace, "received": req.header(tracing.TRACE_HEADER)}
 
     def handle(event, context):
         return app.handle(event, context)
