@@ -4,7 +4,7 @@ Wake-ups and timers normally move every execution; the sweeper is the backstop f
 crash or a lost message left behind (a start that crashed before its wake-up, a message moved to
 the dead-letter queue, an attempt whose drive died). It runs:
 
-* on a tick chain: each tick is a delayed message on the orchestrator queue. A tick first claims
+* on a tick chain (every 2 s): each tick is a delayed message on the orchestrator queue. A tick first claims
   its turn in DynamoDB (so duplicate ticks sweep once), then schedules the next tick while any
   execution is RUNNING, then sends a wake-up per overdue execution. With nothing running the chain
   stops, and the orchestrator scales to zero; the next start re-arms it.
@@ -23,7 +23,10 @@ from finfaas.workflow.wakeups import SWEEP, WAKE, Waker, Wakeup, WakeupError
 
 _log = get_logger("workflow.sweeper")
 MS_PER_SECOND = 1000
-sweep_interval_seconds_default = 60
+# With the engine's 6 s leases, a drive that died is re-driven within 8 s (EngineLimits.lease_seconds).
+# A tick costs one UpdateItem (the claim) and two Queries of the by-status index (anything running;
+# what is due, up to batch_max), whatever the number of executions.
+sweep_interval_seconds_default = 2
 # A tick later than this past its planned time counts as lost, and the chain is re-armed.
 tick_lost_after_intervals = 2
 sweep_batch_max = 100
