@@ -87,9 +87,9 @@ class EngineLimits:
 
     ready_grace_seconds: float = 30.0  # a READY execution whose wake-up was lost is swept after this
     # An attempt's lease: short, so a drive that died is re-driven within seconds (with the sweep's
-    # interval, under 10 s), and renewed every lease_renew_seconds while its call runs.
-    lease_seconds: float = 6.0
-    lease_renew_seconds: float = 2.0  # three renewals per lease: one slow write does not lose it
+    # 2 s interval, within 6 s), and renewed every lease_renew_seconds while its call runs.
+    lease_seconds: float = 4.0
+    lease_renew_seconds: float = 1.0  # four renewals per lease: one slow write does not lose it
     # Renewals stop this long after the call's own timeout, so a wedged drive lets its lease lapse.
     lease_grace_seconds: float = 15.0
     drive_seconds_max: float = 20.0  # one drive, then a checkpoint and a wake-up to continue

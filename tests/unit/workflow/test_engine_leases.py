@@ -10,7 +10,7 @@ import time
 
 from finfaas.workflow.engine import EngineLimits
 from finfaas.workflow.model import Status
-from finfaas.workflow.sweeper import sweep_interval_seconds_default
+from finfaas.workflow.sweeper import Sweeper, sweep_interval_seconds_default
 from finfaas.workflow.tasks import TaskCall
 from support.workflow_testing import CrashAt, ToyBank, World, registry
 
@@ -145,3 +145,20 @@ def test_a_drive_whose_lease_was_taken_over_saves_nothing_after_its_call():
     assert outcomes == ["lease_lost"]
     stored = world.store.get(EXECUTION)
     assert stored.lease_owner == "another-process" and stored.state == "Debit"
+
+
+def test_a_sweep_hands_overdue_executions_to_this_process_without_a_queue_round_trip():
+    # GIVEN a drive that died mid-task, its lease now lapsed, and a sweeper that drives in process
+    crash = CrashAt(point="task:after_call")
+    world = World(registry(repository=True), ToyBank(), crash=crash, inline=True)
+    world.start("demo-transfer", "tr-1", SMALL)
+    world.clock.sleep(EngineLimits().lease_seconds)
+    driven: list[str] = []
+    sweeper = Sweeper(world.store, world.waker, clock=world.clock, drive=lambda i: driven.append(i))
+
+    # WHEN it sweeps
+    woken = sweeper.sweep()
+
+    # THEN the execution went straight to a drive, and nothing to the queue
+    assert (woken, driven) == (1, [EXECUTION])
+    assert world.waker.queued == []
