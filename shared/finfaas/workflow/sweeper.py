@@ -76,6 +76,9 @@ class Sweeper:
             return SweepReport(False, 0, False)
         if next_tick:
             self._send_tick()
+        else:
+            # The chain stops here: this process's next start must arm it again, not trust its check.
+            self._armed_until_ms = 0
         return SweepReport(True, self.sweep(), next_tick)
 
     def sweep(self) -> int:

@@ -162,3 +162,21 @@ def test_a_sweep_hands_overdue_executions_to_this_process_without_a_queue_round_
     # THEN the execution went straight to a drive, and nothing to the queue
     assert (woken, driven) == (1, [EXECUTION])
     assert world.waker.queued == []
+
+
+def test_a_start_right_after_the_tick_chain_stopped_arms_it_again():
+    # GIVEN a process whose sweeper armed the chain, then ran its tick while nothing was running
+    world = World(registry(repository=True), ToyBank())
+    world.sweeper.ensure_armed()
+    world.clock.sleep(sweep_interval_seconds_default)
+    world.sweeper.ensure_armed()  # a start's check just before the tick: the chain looked fine
+    world.waker.queued.clear()
+    assert not world.sweeper.tick().next_tick
+
+    # WHEN an execution starts within the same interval and the process checks the chain
+    world.engine.start("demo-transfer", "tr-1", SMALL)
+    world.waker.queued.clear()
+    world.sweeper.ensure_armed()
+
+    # THEN a tick is on its way, so a drive that dies now is still found by a sweep
+    assert [q.wakeup.kind for q in world.waker.queued] == ["sweep"]
