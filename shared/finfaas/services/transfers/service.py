@@ -43,6 +43,7 @@ from finfaas.domain.limits import (
 )
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
 from finfaas.platform import jsonio
+from finfaas.platform.crashpoints import crash_point
 from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
@@ -94,6 +95,8 @@ save_attempts_max = 4
 SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(save_attempts_max)
 degraded_auto_approve_major_default = 100
 _FAILURE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Where a test may stop the transfers process: the saga took the operator's decision, nothing else did.
+DECISION_REPORTED_CRASH_POINT = "transfers.decision.reported"
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -480,6 +483,7 @@ class TransfersService:
         except TaskNotWaiting:
             self._forget_decision(transfer_id, decision)
             raise NoDecisionPending(f"the saga of {transfer_id} no longer waits for this decision") from None
+        crash_point(DECISION_REPORTED_CRASH_POINT)  # tests: the saga has it, the order and the reply not
         return self._record_decision(transfer_id, decision)
 
     # -- internals --------------------------------------------------------------------------------
