@@ -131,8 +131,10 @@ class World:
         limits: EngineLimits = EngineLimits(),
         duplicate_deliveries: bool = False,
         inline: bool = False,
+        renewal_crash: CrashAt | None = None,
     ) -> None:
         self.clock = FakeClock()
+        self.renewal_crash = renewal_crash or CrashAt()
         self.store = InMemoryExecutionStore()
         self.waker = InMemoryWaker(self.clock.ms)
         self.definitions = definitions
@@ -161,6 +163,7 @@ class World:
             unit_random=lambda: 0.5,
             crash_hook=self.crash,
             inline=self.inline,
+            renewal_crash_hook=self.renewal_crash,
         )
 
     def start(self, state_machine: str, name: str, input_value: Any) -> Any:

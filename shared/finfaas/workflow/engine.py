@@ -178,6 +178,7 @@ class Engine:
         unit_random: Callable[[], float] = random.random,
         crash_hook: CrashHook = _no_crash,
         inline: InlineDrives | None = None,
+        renewal_crash_hook: CrashHook = _no_crash,
     ) -> None:
         self.definitions = definitions
         self.store = store
@@ -191,6 +192,9 @@ class Engine:
         self._unit_random = unit_random
         # Tests inject a hook that raises at a chosen point to simulate a crash there.
         self._crash_hook = crash_hook
+        # Renewals run on their own thread at real-time intervals, so their crash points are a hook of
+        # their own: the systematic crash matrices enumerate the drive's points and stay deterministic.
+        self._renewal_crash_hook = renewal_crash_hook
         # None: every drive comes from the queue (one process per wake-up, as in tests of the protocol).
         self._inline = inline
 
@@ -828,11 +832,11 @@ class _LeaseRenewal:
                 return
             until_ms = now + lease_ms
             try:
-                engine._crash_hook("lease:before_renew")
+                engine._renewal_crash_hook("lease:before_renew")
                 renewed = engine.store.renew_lease(
                     execution.execution_id, execution.version, engine._owner, until_ms
                 )
-                engine._crash_hook("lease:after_renew")
+                engine._renewal_crash_hook("lease:after_renew")
             except ExecutionStoreError:
                 _log.warning("lease not renewed; trying again", execution_id=execution.execution_id)
                 continue

@@ -100,7 +100,7 @@ def _crash_around_a_renewal(point: str) -> tuple[World, ToyBank, CrashAt]:
     limits = EngineLimits(lease_renew_seconds=RENEW_SECONDS)
     crash = CrashAt(point=point)
     bank = SlowDebitBank()
-    world = World(registry(repository=True), bank, crash=crash, limits=limits)
+    world = World(registry(repository=True), bank, renewal_crash=crash, limits=limits)
     bank.during = lambda: _wait_until(lambda: crash.crashed_at is not None)
     world.start("demo-transfer", "tr-1", SMALL)
     world.run()
