@@ -71,7 +71,8 @@ def build_services() -> OrchestratorServices:
     engine = Engine(
         DefinitionRegistry.from_folder(definitions_dir()), store, runner, waker, inline=ThreadDrives()
     )
-    return OrchestratorServices(engine, Sweeper(store, waker), CursorCodec.from_config())
+    sweeper = Sweeper(store, waker, drive=lambda execution_id: engine.wake(execution_id, "sweep"))
+    return OrchestratorServices(engine, sweeper, CursorCodec.from_config())
 
 
 services = Lazy(build_services)

@@ -15,7 +15,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from finfaas.platform.crashpoints import CRASH_ARM_DIR_ENV, arm
+from finfaas.services.transfers.service import DECISION_REPORTED_CRASH_POINT
 from finfaas.services.transfers.watcher import watch_tick_seconds as WATCH_TICK_SECONDS
+from finfaas_dev.bench.recovery import history_times, kill_orchestrator, recovery_seconds
 from finfaas_dev.bench.transfers import (
     FUNCTIONS_DIR,
     Customer,
@@ -41,6 +44,9 @@ FINAL = ("COMPLETED", "FAILED", "COMPENSATED")
 STATUS_WAITERS = 200
 HELD_TRANSFERS = 4
 STATUS_WAITER_SECONDS_MAX = 45  # a ?wait=30 request, and the gateway's 45 s for the transfers function
+RECOVERY_SECONDS_MAX = 10  # a saga whose orchestrator process died takes its next step within this
+KEY_FREE_SECONDS_MAX = 10  # the Idempotency-Key of a request whose process died is free within this
+RETRIES_MAX = 20
 # A saga takes well under a second here; with waiters holding every request thread it took ~10 s.
 SAGA_AMONG_WAITERS_SECONDS_MAX = 4.0
 # Scanning every table of the emulator for personal data: bounded, though a run holds a few thousand items.
@@ -54,6 +60,13 @@ ACCOUNTS_STACK_ENTRY = f"""  accounts:
     environment:
       exec_timeout: "30s"
 """
+
+
+def _crash_dir(folder: Path) -> Path:
+    """Where a test arms a function's crash point (finfaas.platform.crashpoints)."""
+    crash_dir = folder / "crash"
+    crash_dir.mkdir(exist_ok=True)
+    return crash_dir
 
 
 def _short_rail_timeout(folder: Path) -> Path:
@@ -85,6 +98,7 @@ def suite(embedded_aws, suite_dir):
         "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json",
         "FINFAAS_STATEMACHINES_DIR": str(_short_rail_timeout(folder)),
         "RAIL_SANDBOX_SETTLE_SECONDS": "1",
+        CRASH_ARM_DIR_ENV: str(_crash_dir(folder)),
     }
     gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
                              stack=folder / "stack.yml", port=port)
@@ -384,6 +398,70 @@ def test_200_status_requests_wait_on_one_process_while_the_saga_runs_and_reads_s
     assert batch_ids <= batches * HELD_TRANSFERS
     assert _orders_reads(after) - _orders_reads(before) - batches < STATUS_WAITERS / 4
     assert after["status_waiting"] == after["status_watched"] == 0
+
+
+def test_sagas_whose_orchestrator_process_is_killed_take_their_next_step_within_seconds(suite):
+    # GIVEN sagas driven by the orchestrator process, in flight
+    senders = open_customers(3, secrets.token_hex(3))
+    pairs = [(senders[n % 3], senders[(n + 1) % 3]) for n in range(6)]
+    ids = [_send(suite, s, {"credit_account_id": p.account_id, "amount": 100}) for s, p in pairs]
+
+    # WHEN that process is killed (SIGKILL; the gateway starts another on the next call or tick)
+    killed_at = time.time()
+    assert kill_orchestrator(suite)
+
+    # THEN every saga completes, and each the kill hit took its next step within seconds
+    assert [_final(suite, sender, i)["status"] for (sender, _), i in zip(pairs, ids, strict=True)] == [
+        "COMPLETED"
+    ] * len(ids)
+    reader = client_token("orchestrator:read")
+    delays = [recovery_seconds(history_times(suite, reader, i), killed_at) for i in ids]
+    hit = [d for d in delays if d is not None]
+    assert hit, "the kill came after every saga had finished"
+    assert max(hit) <= RECOVERY_SECONDS_MAX, delays
+
+
+def _decide(base_url: str, transfer_id: str, decision: str, key: str) -> tuple[int, object, float]:
+    sent = time.monotonic()
+    status, answer = _request(
+        "POST",
+        f"{base_url}/function/transfers/_/ops/transfers/{transfer_id}/decision",
+        client_token("ops"),
+        {"decision": decision, "note": "checked"},
+        {"Idempotency-Key": key},
+    )
+    return status, answer, sent
+
+
+def test_a_decision_whose_reply_died_with_its_process_is_answered_by_its_retry_within_seconds(
+    suite, suite_dir
+):
+    # GIVEN a transfer held for review, and the transfers process set to die once the saga has the decision
+    sender, payee = open_customers(2, secrets.token_hex(3))
+    held = _held_for_review(suite, sender, payee, client_token("ops"))
+    arm(_crash_dir(suite_dir), DECISION_REPORTED_CRASH_POINT)
+
+    # WHEN the operator's decision is sent, its process dies before answering, and the operator retries
+    status, _, died_at = _decide(suite, held, "approve", "decision-1")
+    assert status >= 500
+    for _ in range(RETRIES_MAX):
+        status, answer, _ = _decide(suite, held, "approve", "decision-1")
+        if status != 409:
+            break
+        assert "idempotency_key_in_use" in answer  # the dead claim, until its short lease lapses
+        time.sleep(1)
+    answered_after = time.monotonic() - died_at
+
+    # THEN the retry answers 200 with the decision recorded, within seconds of the crash
+    assert status == 200, answer
+    assert answered_after <= KEY_FREE_SECONDS_MAX
+    assert [s["outcome"] for s in answer["steps"] if s["name"] == "decision"] == ["approve"]
+    # AND a new key with the same decision gets the same answer; another decision is refused, naming it
+    status, again, _ = _decide(suite, held, "approve", "decision-2")
+    assert status == 200 and again["steps"][: len(answer["steps"])] == answer["steps"]
+    status, other, _ = _decide(suite, held, "reject", "decision-3")
+    assert status == 409 and "decision_already_recorded" in other
+    assert _final(suite, sender, held)["status"] == "COMPLETED"
 
 
 def test_the_ledger_checks_clean_and_no_execution_is_left_running(suite, customers, embedded_aws):

@@ -220,6 +220,41 @@ class ExecutionStoreContract:
 
         assert store.get(execution.execution_id).last_heartbeat_ms == T0_MS + 7
 
+    def test_a_lease_is_renewed_only_by_its_holder_at_its_version_and_moves_when_it_is_due(self, store):
+        # GIVEN an attempt in flight under process-1's lease, due when the lease ends
+        lease_ms = T0_MS + 5_000
+        execution = new_execution(
+            phase=Phase.TASK, lease_owner="process-1", lease_until_ms=lease_ms, next_run_at_ms=lease_ms
+        )
+        store.create(execution, started(execution))
+        renewed_ms = T0_MS + 11_000
+
+        # WHEN another process, a stale version and then the holder renew it
+        assert store.renew_lease(execution.execution_id, 1, "process-2", T0_MS + 99_000) is False
+        assert store.renew_lease(execution.execution_id, 2, "process-1", T0_MS + 99_000) is False
+        assert store.renew_lease(execution.execution_id, 1, "process-1", renewed_ms) is True
+
+        # THEN only the holder's renewal counts: the sweeper finds it after the new end, not before
+        stored = store.get(execution.execution_id)
+        assert (stored.version, stored.lease_until_ms, stored.next_run_at_ms) == (1, renewed_ms, renewed_ms)
+        assert execution.execution_id not in store.due(T0_MS + 10_000, 10)
+        assert execution.execution_id in store.due(renewed_ms, 10)
+        # AND the holder's next checkpoint still replaces version 1
+        saved, _ = next_version(stored, phase=Phase.READY, lease_owner=None, lease_until_ms=0)
+        assert store.save(saved, [], stored) is True
+
+    def test_a_lease_taken_over_or_left_is_not_renewed(self, store):
+        execution = new_execution(phase=Phase.TASK, lease_owner="process-1", lease_until_ms=T0_MS + 5_000)
+        store.create(execution, started(execution))
+        taken, _ = next_version(execution, lease_owner="process-2", lease_until_ms=T0_MS + 20_000)
+        store.save(taken, [])
+
+        assert store.renew_lease(execution.execution_id, 1, "process-1", T0_MS + 30_000) is False
+        assert store.get(execution.execution_id).lease_until_ms == T0_MS + 20_000
+        left, _ = next_version(store.get(execution.execution_id), phase=Phase.WAIT, lease_owner=None)
+        store.save(left, [])
+        assert store.renew_lease(execution.execution_id, 3, "process-2", T0_MS + 30_000) is False
+
     def test_the_sweeper_turn_is_taken_once_until_it_is_due_again(self, store):
         assert store.next_sweep_ms() is None
         assert store.claim_sweep(T0_MS, T0_MS + 60_000) is True

@@ -168,6 +168,7 @@ def engine_process(
     limits: EngineLimits,
     crash: CrashAt,
     inline: SameThreadDrives | None = None,
+    renewal_crash: CrashAt | None = None,
 ) -> Engine:
     """The engine of orchestrator process `number`: its own owner and task secrets, the deployment's
     store, queue, clock and crash hook, and no randomness (jitter fixed at half)."""
@@ -185,6 +186,7 @@ def engine_process(
         unit_random=lambda: 0.5,
         crash_hook=crash,
         inline=inline,
+        renewal_crash_hook=renewal_crash or CrashAt(),
     )
 
 
@@ -233,8 +235,10 @@ class World:
         limits: EngineLimits = EngineLimits(),
         duplicate_deliveries: bool = False,
         inline: bool = False,
+        renewal_crash: CrashAt | None = None,
     ) -> None:
         self.clock = FakeClock()
+        self.renewal_crash = renewal_crash or CrashAt()
         self.store = InMemoryExecutionStore()
         self.waker = InMemoryWaker(self.clock.ms)
         self.definitions = definitions
@@ -250,7 +254,8 @@ class World:
     def _new_process(self) -> Engine:
         self.processes += 1
         return engine_process(self.processes, self.definitions, self.store, self.tasks, self.waker,
-                              clock=self.clock, limits=self.limits, crash=self.crash, inline=self.inline)
+                              clock=self.clock, limits=self.limits, crash=self.crash, inline=self.inline,
+                              renewal_crash=self.renewal_crash)
 
     def _restart(self) -> None:
         self.engine = self._new_process()

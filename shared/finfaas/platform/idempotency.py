@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -46,8 +47,15 @@ KEY_CHAR_CODE_MIN = 0x20
 KEY_CHAR_CODE_MAX = 0x7E
 # ARCHITECTURE §4 asks for at least 24 h; the record counts from completion (or from the claim).
 RECORD_RETENTION_SECONDS = 24 * 3600
-# How long a claim blocks duplicates before a retry may take it over: above the function timeout.
-CLAIM_LEASE_SECONDS = 60
+# How long a claim blocks duplicates before a retry may take it over. Short, so a retry after the
+# claimant died waits seconds rather than a minute; the guard renews it while the handler runs.
+CLAIM_LEASE_SECONDS = 6
+# How often a running handler's claim is renewed: three renewals fit in one lease, so one slow or
+# failed write does not let the key go.
+CLAIM_RENEW_SECONDS = 2.0
+# A handler still running after this stops renewing and its claim lapses: above every function's
+# own timeout, so only a wedged thread gets there.
+CLAIM_HELD_SECONDS_MAX = 300
 # A claim can lose a race to a record that then disappears (released, expired): try again a little.
 CLAIM_ATTEMPTS_MAX = 3
 # DynamoDB items are at most 400 KB; leave room for the other attributes.
@@ -159,6 +167,10 @@ class IdempotencyRepository(Protocol):
         """Delete the IN_PROGRESS record held by lease_token; False if that claim was lost."""
         ...
 
+    def renew(self, key: str, lease_token: str, lease_expires_at_ms: int) -> bool:
+        """Move the lease end of the IN_PROGRESS record held by lease_token; False if that claim was lost."""
+        ...
+
 
 @dataclass(frozen=True)
 class RequestScope:
@@ -261,6 +273,8 @@ class IdempotencyGuard:
         lease_seconds: int = CLAIM_LEASE_SECONDS,
         retention_seconds: int = RECORD_RETENTION_SECONDS,
         new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
+        renew_seconds: float = CLAIM_RENEW_SECONDS,
+        held_seconds_max: float = CLAIM_HELD_SECONDS_MAX,
     ) -> None:
         if retention_seconds < RECORD_RETENTION_SECONDS:
             raise ValueError(f"idempotency records must be kept at least {RECORD_RETENTION_SECONDS} s")
@@ -270,6 +284,8 @@ class IdempotencyGuard:
         self._lease_ms = lease_seconds * 1000
         self._retention_s = retention_seconds
         self._new_token = new_token
+        self._renew_seconds = renew_seconds
+        self._held_seconds_max = held_seconds_max
 
     def scope(
         self,
@@ -299,12 +315,26 @@ class IdempotencyGuard:
         if isinstance(outcome, StoredResponse):
             return outcome
         try:
-            response = handler()
+            with self.renewing(outcome):
+                response = handler()
         except BaseException:
             self.abandon(outcome)
             raise
         self.finish(outcome, response)
         return response
+
+    def renewing(self, claim: Claim) -> ClaimRenewal:
+        """A context that renews claim's lease while it is open, so only a dead claimant's key lapses."""
+        return ClaimRenewal(self, claim)
+
+    def renew(self, claim: Claim) -> bool:
+        """Extend claim's lease from now; False once the claim is lost (nothing more to renew)."""
+        try:
+            until_ms = self._now_ms() + self._lease_ms
+            return self._store.renew(claim.scope.storage_key, claim.lease_token, until_ms)
+        except IdempotencyStoreError:
+            log.warning("idempotency claim not renewed; trying again", key=claim.scope.storage_key)
+            return True
 
     def begin(self, scope: RequestScope) -> Claim | StoredResponse:
         """A Claim to run the request, or the stored response to replay; raises 409/422 problems."""
@@ -416,3 +446,31 @@ class IdempotencyGuard:
 
     def _expiry_s(self, now_ms: int) -> int:
         return now_ms // 1000 + self._retention_s
+
+
+class ClaimRenewal:
+    """Renews one claim's lease on a thread of its own every renew_seconds until closed, the claim is
+    lost, or held_seconds_max has passed."""
+
+    def __init__(self, guard: IdempotencyGuard, claim: Claim) -> None:
+        self._guard = guard
+        self._claim = claim
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="idempotency-claim-renewal", daemon=True)
+        self.renewals = 0
+
+    def __enter__(self) -> ClaimRenewal:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._guard._held_seconds_max
+        while not self._stop.wait(self._guard._renew_seconds) and time.monotonic() < deadline:
+            if not self._guard.renew(self._claim):
+                log.error("idempotency claim lost while its request ran", key=self._claim.scope.storage_key)
+                return
+            self.renewals += 1

@@ -341,6 +341,22 @@ class ExecutionsStore:
         actions = [model.last_heartbeat_ms.set(at_ms)]
         return self._update(execution_id, actions, condition, "heartbeat not recorded")
 
+    def renew_lease(self, execution_id: str, version: int, owner: str, lease_until_ms: int) -> bool:
+        model = self.execution_model
+        condition = (
+            (model.version == version)
+            & (model.lease_owner == owner)
+            & (model.phase == Phase.TASK.value)
+            & (model.status == Status.RUNNING.value)
+        )
+        # next_run_at moves with the lease: the by-status index is how the sweeper finds lapsed ones.
+        actions = [
+            model.lease_until_ms.set(lease_until_ms),
+            model.next_run_at_ms.set(lease_until_ms),
+            model.next_run_at.set(format_time_ms(lease_until_ms)),
+        ]
+        return self._update(execution_id, actions, condition, "lease not renewed")
+
     def claim_sweep(self, now_ms: int, next_sweep_ms: int) -> bool:
         model = self.execution_model
         condition = model.next_sweep_ms.does_not_exist() | (model.next_sweep_ms <= now_ms)

@@ -81,6 +81,15 @@ class IdempotencyStore:
             lambda: self.model(key).delete(condition=self._held_condition(lease_token)),
         ).or_raise(lambda _: IdempotencyStoreError("idempotency release failed"))
 
+    def renew(self, key: str, lease_token: str, lease_expires_at_ms: int) -> bool:
+        model = self.model
+        return conditional_write(
+            lambda: model(key).update(
+                actions=[model.lease_expires_at_ms.set(lease_expires_at_ms)],
+                condition=self._held_condition(lease_token),
+            ),
+        ).or_raise(lambda _: IdempotencyStoreError("idempotency renewal failed"))
+
     def add_completion_to(
         self, transaction: TransactWrite, record: IdempotencyRecord, *, now_ms: int | None = None
     ) -> None:

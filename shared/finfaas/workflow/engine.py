@@ -62,7 +62,7 @@ from finfaas.workflow.model import (
     idempotency_key,
     input_digest,
 )
-from finfaas.workflow.store import ExecutionRepository
+from finfaas.workflow.store import ExecutionRepository, ExecutionStoreError
 from finfaas.workflow.tasks import (
     HTTP_TIMEOUT_SECONDS_DEFAULT,
     TaskBusy,
@@ -86,7 +86,12 @@ class EngineLimits:
     """Every bound of the engine, in one place."""
 
     ready_grace_seconds: float = 30.0  # a READY execution whose wake-up was lost is swept after this
-    lease_grace_seconds: float = 15.0  # added to a task's timeout to form the attempt's lease
+    # An attempt's lease: short, so a drive that died is re-driven within seconds (with the sweep's
+    # 2 s interval, within 6 s), and renewed every lease_renew_seconds while its call runs.
+    lease_seconds: float = 4.0
+    lease_renew_seconds: float = 1.0  # four renewals per lease: one slow write does not lose it
+    # Renewals stop this long after the call's own timeout, so a wedged drive lets its lease lapse.
+    lease_grace_seconds: float = 15.0
     drive_seconds_max: float = 20.0  # one drive, then a checkpoint and a wake-up to continue
     tasks_per_drive_max: int = 100
     pure_states_per_checkpoint_max: int = 25  # keeps a checkpoint's events within one transaction
@@ -173,6 +178,7 @@ class Engine:
         unit_random: Callable[[], float] = random.random,
         crash_hook: CrashHook = _no_crash,
         inline: InlineDrives | None = None,
+        renewal_crash_hook: CrashHook = _no_crash,
     ) -> None:
         self.definitions = definitions
         self.store = store
@@ -186,6 +192,9 @@ class Engine:
         self._unit_random = unit_random
         # Tests inject a hook that raises at a chosen point to simulate a crash there.
         self._crash_hook = crash_hook
+        # Renewals run on their own thread at real-time intervals, so their crash points are a hook of
+        # their own: the systematic crash matrices enumerate the drive's points and stay deterministic.
+        self._renewal_crash_hook = renewal_crash_hook
         # None: every drive comes from the queue (one process per wake-up, as in tests of the protocol).
         self._inline = inline
 
@@ -694,8 +703,17 @@ class _Drive:
             timeout_seconds=float(_call_timeout_seconds(state)),
         )
         began = time.perf_counter()
-        outcome = self.engine._run_task(call)
+        renewal = _LeaseRenewal(self.engine, execution, self._renewals_end_ms(state, execution))
+        with renewal:
+            outcome = self.engine._run_task(call)
         call_ms = round((time.perf_counter() - began) * MS_PER_SECOND, 2)
+        if renewal.crashed is not None:
+            raise renewal.crashed  # the process died while renewing: it saves nothing after the call
+        if renewal.lost:
+            # Another drive took the attempt over: its checkpoint, not this one's, decides what follows.
+            return "lease_lost"
+        if renewal.renewed_until_ms is not None:
+            self._renewed(renewal.renewed_until_ms)
         now = self.engine._now_ms()
         if isinstance(outcome, TaskSucceeded):
             return self._applied(TaskResult(True, outcome.output), now, _timing(call_ms, outcome.function_ms))
@@ -763,8 +781,72 @@ class _Drive:
         return state
 
     def _lease_until(self, state: TaskState, now: int) -> int:
+        return now + int(self.limits.lease_seconds * MS_PER_SECOND)
+
+    def _renewals_end_ms(self, state: TaskState, execution: Execution) -> int:
         seconds = _call_timeout_seconds(state) + self.limits.lease_grace_seconds
-        return now + int(seconds * MS_PER_SECOND)
+        return execution.attempt_started_at_ms + int(seconds * MS_PER_SECOND)
+
+    def _renewed(self, lease_until_ms: int) -> None:
+        """What the renewals wrote is now the stored version the next checkpoint replaces."""
+        if self.step.stored is not None:
+            self.step.stored = replace(
+                self.step.stored, lease_until_ms=lease_until_ms, next_run_at_ms=lease_until_ms
+            )
+        self.step.change(lease_until_ms=lease_until_ms, next_run_at_ms=lease_until_ms)
+
+
+class _LeaseRenewal:
+    """Renews the lease of the attempt a drive holds, on a thread of its own, while the call runs.
+
+    Each renewal is one conditional write on the attempt's version and owner, so a drive whose lease
+    was taken over learns it (`lost`) and stops without writing. A crash hook raising here stands for
+    the process dying: the drive re-raises it once the call returns (`crashed`).
+    """
+
+    def __init__(self, engine: Engine, execution: Execution, renewals_end_ms: int) -> None:
+        self._engine = engine
+        self._execution = execution
+        self._renewals_end_ms = renewals_end_ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="workflow-lease-renewal", daemon=True)
+        self.renewed_until_ms: int | None = None
+        self.lost = False
+        self.crashed: BaseException | None = None
+
+    def __enter__(self) -> _LeaseRenewal:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        engine = self._engine
+        execution = self._execution
+        lease_ms = int(engine.limits.lease_seconds * MS_PER_SECOND)
+        while not self._stop.wait(engine.limits.lease_renew_seconds):
+            now = engine._now_ms()
+            if now >= self._renewals_end_ms:
+                return
+            until_ms = now + lease_ms
+            try:
+                engine._renewal_crash_hook("lease:before_renew")
+                renewed = engine.store.renew_lease(
+                    execution.execution_id, execution.version, engine._owner, until_ms
+                )
+                engine._renewal_crash_hook("lease:after_renew")
+            except ExecutionStoreError:
+                _log.warning("lease not renewed; trying again", execution_id=execution.execution_id)
+                continue
+            except BaseException as crash:
+                self.crashed = crash
+                return
+            if not renewed:
+                self.lost = True
+                return
+            self.renewed_until_ms = until_ms
 
 
 def _timing(call_ms: float, function_ms: float | None) -> dict[str, float]:

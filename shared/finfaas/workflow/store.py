@@ -49,6 +49,12 @@ class ExecutionRepository(Protocol):
         """Set last_heartbeat_ms if the execution still waits on task_token; does not bump the version."""
         ...
 
+    def renew_lease(self, execution_id: str, version: int, owner: str, lease_until_ms: int) -> bool:
+        """Move the lease (and next_run_at) of the attempt `owner` holds at `version` to lease_until_ms;
+        False if that version or owner is no longer stored (another drive took over). Does not bump
+        the version: the holder's next checkpoint still replaces `version`."""
+        ...
+
     def due(self, now_ms: int, limit: int) -> list[str]:
         """The ids of RUNNING executions whose next_run_at_ms <= now_ms, oldest due first: the sweeper
         only wakes them, and each drive reads its execution itself."""

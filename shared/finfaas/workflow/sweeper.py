@@ -4,9 +4,10 @@ Wake-ups and timers normally move every execution; the sweeper is the backstop f
 crash or a lost message left behind (a start that crashed before its wake-up, a message moved to
 the dead-letter queue, an attempt whose drive died). It runs:
 
-* on a tick chain: each tick is a delayed message on the orchestrator queue. A tick first claims
+* on a tick chain (every 2 s): each tick is a delayed message on the orchestrator queue. A tick first claims
   its turn in DynamoDB (so duplicate ticks sweep once), then schedules the next tick while any
-  execution is RUNNING, then sends a wake-up per overdue execution. With nothing running the chain
+  execution is RUNNING, then wakes each overdue execution (in the orchestrator: a drive of its own
+  process, or a queued wake-up when every slot is taken). With nothing running the chain
   stops, and the orchestrator scales to zero; the next start re-arms it.
 * on demand: POST /_/ops/sweep, with an `ops` token (a schedule of it needs a caller that holds one).
 """
@@ -23,7 +24,10 @@ from finfaas.workflow.wakeups import SWEEP, WAKE, Waker, Wakeup, WakeupError
 
 _log = get_logger("workflow.sweeper")
 MS_PER_SECOND = 1000
-sweep_interval_seconds_default = 60
+# With the engine's 4 s leases, a drive that died is re-driven within 6 s (EngineLimits.lease_seconds).
+# A tick costs one UpdateItem (the claim) and two Queries of the by-status index (anything running;
+# what is due, up to batch_max), whatever the number of executions.
+sweep_interval_seconds_default = 2
 # A tick later than this past its planned time counts as lost, and the chain is re-armed.
 tick_lost_after_intervals = 2
 sweep_batch_max = 100
@@ -48,12 +52,16 @@ class Sweeper:
         clock: Callable[[], float] = time.time,
         interval_seconds: int = sweep_interval_seconds_default,
         batch_max: int = sweep_batch_max,
+        drive: Callable[[str], object] | None = None,
     ) -> None:
         self._store = store
         self._waker = waker
         self._clock = clock
         self.interval_seconds = interval_seconds
         self._batch_max = batch_max
+        # The orchestrator passes Engine.wake: an overdue execution is handed to a drive of this
+        # process (or queued by it when every slot is taken), one queue round trip sooner.
+        self._drive = drive
         self._armed_until_ms = 0
 
     def _now_ms(self) -> int:
@@ -68,12 +76,18 @@ class Sweeper:
             return SweepReport(False, 0, False)
         if next_tick:
             self._send_tick()
+        else:
+            # The chain stops here: this process's next start must arm it again, not trust its check.
+            self._armed_until_ms = 0
         return SweepReport(True, self.sweep(), next_tick)
 
     def sweep(self) -> int:
         """Wake every overdue execution (at most batch_max per sweep); returns how many."""
         woken = 0
         for execution_id in self._store.due(self._now_ms(), self._batch_max):
+            if self._drove(execution_id):
+                woken += 1
+                continue
             try:
                 self._waker.send(Wakeup(WAKE, execution_id, "sweep"))
             except WakeupError:
@@ -83,6 +97,16 @@ class Sweeper:
         if woken:
             _log.info("sweep woke overdue executions", woken=woken)
         return woken
+
+    def _drove(self, execution_id: str) -> bool:
+        if self._drive is None:
+            return False
+        try:
+            self._drive(execution_id)
+        except Exception:  # the queue is the way that always works
+            _log.exception("sweep could not drive an execution here", execution_id=execution_id)
+            return False
+        return True
 
     def ensure_armed(self) -> None:
         """Start the tick chain if it is not running (checked at most once per interval per process)."""

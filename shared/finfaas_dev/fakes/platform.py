@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from threading import Lock
 
 from finfaas.platform.audit import AuditRecord
@@ -106,6 +107,14 @@ class InMemoryIdempotencyStore:
             if not self._held_by(key, lease_token):
                 return False
             del self._records[key]
+            return True
+
+    def renew(self, key: str, lease_token: str, lease_expires_at_ms: int) -> bool:
+        with self._lock:
+            existing = self._records.get(key)
+            if existing is None or not self._held_by(key, lease_token):
+                return False
+            self._records[key] = replace(existing, lease_expires_at_ms=lease_expires_at_ms)
             return True
 
     def _held_by(self, key: str, lease_token: str | None) -> bool:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from finfaas.workflow.model import Execution, HistoryEvent, Status
+from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status
 from finfaas.workflow.store import ExecutionPage, history_events_per_save_max
 from finfaas.workflow.wakeups import Wakeup, WakeupError
 
@@ -100,6 +100,23 @@ class InMemoryExecutionStore:
             if stored is None or stored.status is not Status.RUNNING or stored.task_token != task_token:
                 return False
             self._executions[execution_id] = replace(stored, last_heartbeat_ms=at_ms)
+            return True
+
+    def renew_lease(self, execution_id: str, version: int, owner: str, lease_until_ms: int) -> bool:
+        with self._lock:
+            self._count("renew_lease")
+            stored = self._executions.get(execution_id)
+            if (
+                stored is None
+                or stored.status is not Status.RUNNING
+                or stored.phase is not Phase.TASK
+                or stored.version != version
+                or stored.lease_owner != owner
+            ):
+                return False
+            self._executions[execution_id] = replace(
+                stored, lease_until_ms=lease_until_ms, next_run_at_ms=lease_until_ms
+            )
             return True
 
     def due(self, now_ms: int, limit: int) -> list[str]:

@@ -37,13 +37,15 @@ class SimulatedCrash(BaseException):
 class CrashAt:
     """The engine's crash hook: records every point passed and dies at the index-th one (once)."""
 
-    def __init__(self, index: int | None = None) -> None:
+    def __init__(self, index: int | None = None, point: str | None = None) -> None:
         self.index = index
+        self.point = point  # or: die the first time this point is passed
         self.points: list[str] = []
         self.crashed_at: str | None = None
 
     def __call__(self, point: str) -> None:
         self.points.append(point)
-        if self.index is not None and len(self.points) - 1 == self.index and self.crashed_at is None:
+        chosen = point == self.point if self.point is not None else len(self.points) - 1 == self.index
+        if chosen and self.crashed_at is None:
             self.crashed_at = point
             raise SimulatedCrash(point)

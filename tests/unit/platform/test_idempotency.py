@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from finfaas.platform.idempotency import (
+    CLAIM_LEASE_SECONDS,
     IDEMPOTENCY_KEY_HEADER,
     RECORD_RETENTION_SECONDS,
     REPLAYED_HEADER,
@@ -157,6 +160,49 @@ def test_a_crashed_attempt_is_taken_over_after_its_lease(guard, clock):
 
     assert guard.run(scope(guard), handler) == CREATED
     assert handler.calls == 1
+
+
+def test_a_dead_claimants_key_is_free_to_the_same_request_within_seconds(store, clock):
+    # GIVEN a claim whose process died (nothing renews it), under the default lease
+    guard = IdempotencyGuard(store, "payments", clock=clock)
+    guard.begin(scope(guard))
+
+    # WHEN the client retries at once, then after the lease
+    with pytest.raises(IdempotencyKeyInUse) as raised:
+        guard.run(scope(guard), CountingHandler(CREATED))
+    clock.now += CLAIM_LEASE_SECONDS
+    handler = CountingHandler(CREATED)
+
+    # THEN it was told to come back within the lease, and then the retry runs
+    assert int(raised.value.headers["Retry-After"]) <= CLAIM_LEASE_SECONDS <= 10
+    assert guard.run(scope(guard), handler) == CREATED
+    assert handler.calls == 1
+
+
+def test_a_running_handler_keeps_its_claim_past_the_first_lease(store, clock):
+    # GIVEN a guard renewing claims often (real seconds) under a fake clock
+    guard = IdempotencyGuard(store, "payments", clock=clock, lease_seconds=LEASE_SECONDS, renew_seconds=0.01)
+    retry_answers: list[str] = []
+
+    def slow_handler() -> StoredResponse:
+        # WHEN the handler outlives its first lease and an equal retry arrives meanwhile
+        first_end_ms = store.get(scope(guard).storage_key).lease_expires_at_ms
+        clock.now += LEASE_SECONDS + 1
+        for _ in range(500):  # bounded: up to 5 s for the renewal thread to write
+            if store.get(scope(guard).storage_key).lease_expires_at_ms > first_end_ms:
+                break
+            time.sleep(0.01)
+        try:
+            guard.run(scope(guard), CountingHandler(StoredResponse(201, '{"by":"retry"}')))
+            retry_answers.append("ran")
+        except IdempotencyKeyInUse:
+            retry_answers.append("409")
+        return CREATED
+
+    # THEN the retry is told the first still runs, and only the first's answer is stored
+    assert guard.run(scope(guard), slow_handler) == CREATED
+    assert retry_answers == ["409"]
+    assert guard.run(scope(guard), CountingHandler(CREATED)).body == CREATED.body
 
 
 def test_a_server_error_is_not_stored_so_the_retry_runs(guard):

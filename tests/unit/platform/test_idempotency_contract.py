@@ -144,6 +144,29 @@ class IdempotencyStoreContract:
         assert not store.release(key, "holder")
         assert store.get(key).status is RecordStatus.COMPLETED
 
+    def test_renewal_moves_only_the_holders_lease(self, store, key):
+        # GIVEN a claim whose request is still running
+        store.put_if_free(claim_record(key, lease="holder"), NOW_MS)
+        renewed_until_ms = NOW_MS + 2 * LEASE_MS
+
+        # WHEN someone else, then the holder, renews it
+        assert not store.renew(key, "someone-else", NOW_MS + 10 * LEASE_MS)
+        assert store.renew(key, "holder", renewed_until_ms)
+
+        # THEN the lease ends where the holder put it, and an equal retry cannot take it over before
+        assert store.get(key).lease_expires_at_ms == renewed_until_ms
+        later_ms = NOW_MS + LEASE_MS
+        assert not store.put_if_free(claim_record(key, lease="retry", now_ms=later_ms), later_ms).written
+
+    def test_a_completed_or_taken_over_claim_is_not_renewed(self, store, key):
+        claim = claim_record(key, lease="holder")
+        store.put_if_free(claim, NOW_MS)
+        store.complete(completed_record(claim, CREATED))
+
+        assert not store.renew(key, "holder", NOW_MS + 2 * LEASE_MS)
+        assert store.get(key).status is RecordStatus.COMPLETED
+        assert not store.renew(f"{key}-absent", "holder", NOW_MS + 2 * LEASE_MS)
+
     def test_a_completed_record_can_be_put_directly_on_a_free_key(self, store, key):
         # The no-claim path: a final 4xx stored after the caller's transaction was cancelled.
         record = IdempotencyRecord(

@@ -29,6 +29,7 @@ from finfaas.platform.pii import PiiKeyUnavailable
 from finfaas.services.suite_clients import ServiceUnreachable
 from finfaas.services.transfers.errors import (
     ConcurrentUpdate,
+    DecisionAlreadyRecorded,
     InactiveAccount,
     InvalidDecision,
     InvalidTransfer,
@@ -333,6 +334,7 @@ ERRORS = {
     InvalidTransfer: ErrorSpec(422, InvalidTransfer.code, "Invalid transfer"),
     NoDecisionPending: ErrorSpec(409, NoDecisionPending.code, "No decision pending"),
     InvalidDecision: ErrorSpec(422, InvalidDecision.code, "Invalid decision"),
+    DecisionAlreadyRecorded: ErrorSpec(409, DecisionAlreadyRecorded.code, "Another decision was recorded"),
     OrchestratorUnavailable: ErrorSpec(503, OrchestratorUnavailable.code, "Orchestrator unavailable"),
     TransferStoreUnavailable: ErrorSpec(503, TransferStoreUnavailable.code, "Transfer store unavailable"),
     ConcurrentUpdate: ErrorSpec(503, ConcurrentUpdate.code, "Transfer busy"),

@@ -83,6 +83,12 @@ class NoDecisionPending(TransferError):
     code = "no_decision_pending"
 
 
+class DecisionAlreadyRecorded(TransferError):
+    """Another decision was already recorded for this transfer's pending task; it stands."""
+
+    code = "decision_already_recorded"
+
+
 class InvalidDecision(TransferError):
     """The decision does not answer the pending task (e.g. post on a review)."""
 

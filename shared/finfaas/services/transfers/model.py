@@ -54,6 +54,8 @@ class TaskKind(StrEnum):
     ATTENTION = "attention"  # post | void, with funds on hold
 
 
+DECISION_REPORTING = "reporting"
+DECISION_RECORDED = "recorded"
 DECISIONS: dict[TaskKind, tuple[str, ...]] = {
     TaskKind.REVIEW: ("approve", "reject"),
     TaskKind.ATTENTION: ("post", "void"),
@@ -91,6 +93,9 @@ class TransferOrder:
     failure: Mapping[str, str] | None = None
     task_token: str | None = None  # the operator decision the saga waits for
     task_kind: TaskKind | None = None
+    # The operator's decision for a task: written before it is reported to the saga (DECISION_REPORTING)
+    # so a retry after a lost reply reports exactly the same, then marked DECISION_RECORDED.
+    decision: Mapping[str, str] | None = None
     steps: tuple[Step, ...] = ()
 
     @property

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -40,6 +40,7 @@ from finfaas.domain.limits import (
 )
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
 from finfaas.platform import jsonio
+from finfaas.platform.crashpoints import crash_point
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
 from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
@@ -61,6 +62,7 @@ from finfaas.services.transfers.api import (
 )
 from finfaas.services.transfers.errors import (
     ConcurrentUpdate,
+    DecisionAlreadyRecorded,
     InactiveAccount,
     InvalidDecision,
     NoDecisionPending,
@@ -73,6 +75,8 @@ from finfaas.services.transfers.errors import (
     WrongCurrency,
 )
 from finfaas.services.transfers.model import (
+    DECISION_RECORDED,
+    DECISION_REPORTING,
     DECISIONS,
     IN_FLIGHT_STATUSES,
     OPEN_STATUSES,
@@ -113,6 +117,8 @@ _TRANSFER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LIST_ROUTE = "GET /transfers"
 OPS_LIST_ROUTE = "GET /_/ops/transfers"
 position_time_chars_max = 40  # an ISO 8601 moment with microseconds and offset
+# Where a test may stop the transfers process: the saga took the operator's decision, nothing else did.
+DECISION_REPORTED_CRASH_POINT = "transfers.decision.reported"
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -427,23 +433,31 @@ class TransfersService:
         )
 
     def decide(self, transfer_id: str, body: DecisionBody, operator: str) -> TransferOrder:
-        """An operator's decision for the saga (review: approve|reject; attention: post|void)."""
+        """An operator's decision for the saga (review: approve|reject; attention: post|void).
+
+        The decision is written on the order before it is reported, so a retry after a lost reply (any
+        key) reports the very same thing again and answers as the first did; a different one is refused.
+        """
         from finfaas.services.suite_clients import TaskNotWaiting
 
-        order = self._require(transfer_id)
-        if order.task_token is None or order.task_kind is None:
-            raise NoDecisionPending(f"transfer {transfer_id} waits for no decision")
-        if body.decision not in DECISIONS[order.task_kind]:
-            raise InvalidDecision(
-                f"a {order.task_kind.value} takes one of {', '.join(DECISIONS[order.task_kind])}"
-            )
+        decision = self._read_change_save(
+            transfer_id,
+            lambda order: _decision_to_report(order, body, operator, self._clock()),
+            self._orders.save,
+            f"transfer {transfer_id} kept changing",
+        )
+        if decision["state"] == DECISION_RECORDED:
+            return self._require(transfer_id)
         try:
-            self._orchestrator.succeed(
-                order.task_token, {"decision": body.decision, "note": body.note, "operator": operator}
-            )
+            # The same output on every retry: the orchestrator answers a repeated equal report 200,
+            # even after the saga moved on, and refuses any other once one was accepted.
+            output = {name: decision[name] for name in ("decision", "note", "operator")}
+            self._orchestrator.succeed(decision["token"], output)
         except TaskNotWaiting:
+            self._forget_decision(transfer_id, decision)
             raise NoDecisionPending(f"the saga of {transfer_id} no longer waits for this decision") from None
-        return self._record_decision(transfer_id, order.task_token, body, operator)
+        crash_point(DECISION_REPORTED_CRASH_POINT)  # tests: the saga has it, the order and the reply not
+        return self._record_decision(transfer_id, decision)
 
     # -- lists ------------------------------------------------------------------------------------
 
@@ -684,29 +698,74 @@ class TransfersService:
             exhausted=lambda: ConcurrentUpdate(kept_changing),
         )
 
-    def _record_decision(
-        self, transfer_id: str, token: str, body: DecisionBody, operator: str
-    ) -> TransferOrder:
+    def _record_decision(self, transfer_id: str, decision: Mapping[str, str]) -> TransferOrder:
+        """The reported decision as taken: a step, and the order no longer waits for it."""
 
         def decided(order: TransferOrder) -> Unchanged[TransferOrder] | Change[TransferOrder, TransferOrder]:
-            if order.task_token != token:
+            current = order.decision
+            if current is None or current["token"] != decision["token"]:
+                return Unchanged(order)
+            if current["state"] == DECISION_RECORDED:
                 return Unchanged(order)
             now = self._clock()
-            status = (
-                TransferStatus.PROCESSING if body.decision in ("approve", "post", "void") else order.status
-            )
+            waits = order.task_token == decision["token"]
+            proceeds = decision["decision"] in ("approve", "post", "void")
+            # The saga may have moved on (even finished) before this write: it owns the status then.
+            moves_on = waits and proceeds and not order.status.terminal
+            status = TransferStatus.PROCESSING if moves_on else order.status
+            note = f"{decision['operator']}: {decision['note']}".strip()
             changed = order.changed(
                 now,
-                Step("decision", body.decision, now, f"{operator}: {body.note}".strip()),
-                task_token=None,
-                task_kind=None,
+                Step("decision", decision["decision"], now, note),
+                task_token=None if waits else order.task_token,
+                task_kind=None if waits else order.task_kind,
                 status=status,
+                decision={**current, "state": DECISION_RECORDED},
             )
             return Change(changed, changed)
 
         return self._read_change_save(
             transfer_id, decided, self._orders.save, f"transfer {transfer_id} kept changing"
         )
+
+    def _forget_decision(self, transfer_id: str, decision: Mapping[str, str]) -> None:
+        """A decision the saga refused (it stopped waiting first) is not kept as if it had been taken."""
+
+        def forgotten(order: TransferOrder) -> Unchanged[None] | Change[TransferOrder, None]:
+            if order.decision != decision:
+                return Unchanged(None)
+            return Change(order.changed(self._clock(), None, decision=None), None)
+
+        self._read_change_save(
+            transfer_id, forgotten, self._orders.save, f"transfer {transfer_id} kept changing"
+        )
+
+
+def _decision_to_report(
+    order: TransferOrder, body: DecisionBody, operator: str, now: datetime
+) -> Unchanged[Mapping[str, str]] | Change[TransferOrder, Mapping[str, str]]:
+    """The decision to report for the order's task: the one already written (a retry), or this one."""
+    written = order.decision
+    if written is not None and (order.task_token is None or written["token"] == order.task_token):
+        if written["decision"] != body.decision:
+            raise DecisionAlreadyRecorded(
+                f"transfer {order.transfer_id} was already decided: {written['decision']}"
+            )
+        return Unchanged(written)
+    if order.task_token is None or order.task_kind is None:
+        raise NoDecisionPending(f"transfer {order.transfer_id} waits for no decision")
+    if body.decision not in DECISIONS[order.task_kind]:
+        allowed = ", ".join(DECISIONS[order.task_kind])
+        raise InvalidDecision(f"a {order.task_kind.value} takes one of {allowed}")
+    decision = {
+        "token": order.task_token,
+        "kind": order.task_kind.value,
+        "decision": body.decision,
+        "note": body.note,
+        "operator": operator,
+        "state": DECISION_REPORTING,
+    }
+    return Change(order.changed(now, None, decision=decision), decision)
 
 
 def _check_debit_account(order: TransferOrder, debit: AccountInfo | None) -> None:

@@ -18,7 +18,14 @@ from finfaas.platform.events import TRANSFERS_SOURCE, EventEnvelope
 from finfaas.services.rail.api import SETTLE_EVENT_TYPE
 from finfaas.services.transfers.model import transfer_id_for
 from finfaas.workflow.model import Status
-from support.saga_world import CUSTOMER, OPENING_BALANCE_MINOR, OTHER_CUSTOMER, QUEUE_MAC, SagaWorld
+from support.saga_world import (
+    CUSTOMER,
+    OPENING_BALANCE_MINOR,
+    OTHER_CUSTOMER,
+    QUEUE_MAC,
+    FakeResponse,
+    SagaWorld,
+)
 
 SCHEMAS = Path(__file__).resolve().parents[4] / "events" / "schemas"
 INTERNAL = {"debit_account_id": "acc-a", "credit_account_id": "acc-b", "amount": 2_500, "currency": "USD"}
@@ -491,6 +498,63 @@ def test_a_transfer_the_rules_send_to_review_waits_for_an_operator(decision, sta
     assert reply.status_code == 200
     assert world.transfer(transfer_id).status == status
     assert world.ledger_check().clean
+
+
+def _losing_the_reply_of_the_first_report(world):
+    """The orchestrator records the first decision reported, but its reply never reaches transfers."""
+    lost = []
+
+    def interceptor(forward, method, url, headers, data):
+        reply = forward(method, url, headers, data)
+        if url.endswith("/function/orchestrator/tasks/success") and not lost:
+            lost.append(reply.status_code)
+            return FakeResponse(502, {}, b'{"code":"function_crashed"}')
+        return reply
+
+    world.gateway.interceptor = interceptor
+    return lost
+
+
+def test_a_decision_whose_reply_was_lost_answers_as_it_took_effect_on_every_retry():
+    # GIVEN a transfer waiting for review, whose decision reaches the saga but whose reply is lost
+    world = SagaWorld()
+    world.orders.set_tier(CUSTOMER, Tier.PREMIUM)
+    transfer_id = started(world, {**INTERNAL, "amount": 1_000_000})
+    world.run(until=lambda: world.transfer(transfer_id).task_token is not None)
+    lost = _losing_the_reply_of_the_first_report(world)
+    first = world.decide(transfer_id, "approve", key="decide-1")
+    assert lost == [200] and first.status_code >= 500
+
+    # WHEN the saga finishes on that decision, then the operator retries (same key, a new key, another)
+    world.run()
+    same_key = world.decide(transfer_id, "approve", key="decide-1")
+    new_key = world.decide(transfer_id, "approve", key="decide-2")
+    other = world.decide(transfer_id, "reject", key="decide-3")
+
+    # THEN both retries of the decision answer 200 with it recorded; another decision is 409 naming it
+    assert world.transfer(transfer_id).status == "COMPLETED"
+    for reply in (same_key, new_key):
+        assert reply.status_code == 200, reply.json()
+        assert [s["outcome"] for s in reply.json()["steps"] if s["name"] == "decision"] == ["approve"]
+    assert other.status_code == 409
+    assert other.json()["code"] == "decision_already_recorded"
+    assert "approve" in other.json()["detail"]
+    assert world.ledger_check().clean
+
+
+def test_a_second_different_decision_for_a_pending_review_is_refused_naming_the_first():
+    world = SagaWorld()
+    world.orders.set_tier(CUSTOMER, Tier.PREMIUM)
+    transfer_id = started(world, {**INTERNAL, "amount": 1_000_000})
+    world.run(until=lambda: world.transfer(transfer_id).task_token is not None)
+
+    rejected = world.decide(transfer_id, "reject", key="r-1")
+    approved = world.decide(transfer_id, "approve", key="a-1")
+    world.run()
+
+    assert rejected.status_code == 200
+    assert approved.status_code == 409 and approved.json()["code"] == "decision_already_recorded"
+    assert world.transfer(transfer_id).status == "FAILED"
 
 
 def test_a_decision_nobody_waits_for_is_refused():
