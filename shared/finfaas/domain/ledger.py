@@ -83,6 +83,7 @@ class AccountKind(StrEnum):
     FEES = "FEES"
     LOANS = "LOANS"
     WEALTH = "WEALTH"
+    MERCHANT = "MERCHANT"  # a merchant's receivable shards, reserve and fees payable (payments)
 
 
 SYSTEM_KINDS = (AccountKind.FUNDING, AccountKind.SETTLEMENT, AccountKind.FEES, AccountKind.LOANS,

@@ -161,3 +161,16 @@ def test_funding_accounts_exist_after_the_ops_bootstrap(ledger_function):
     balance = ledger_function.get(f"/accounts/{FUNDING_ACCOUNT}/balance")
 
     assert balance.status == 200 and balance.json()["kind"] == "FUNDING"
+
+
+def test_a_service_opens_a_merchant_account_once_and_finds_it_again(ledger_function, ids):
+    body = {"account_id": ids("m1-recv-0"), "owner_id": ids("m1"), "currency": CURRENCY}
+
+    opened = ledger_function.post("/accounts", body)
+    again = ledger_function.post("/accounts", body)
+    other_owner = ledger_function.post("/accounts", {**body, "owner_id": ids("m2")})
+
+    assert opened.status == 201 and opened.json()["kind"] == "MERCHANT"
+    assert again.status == 201 and again.json() == opened.json()
+    assert other_owner.status == 409 and other_owner.json()["code"] == "account_exists_with_different_fields"
+    assert ledger_function.balance(body["account_id"]) == 0
