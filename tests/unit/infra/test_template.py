@@ -42,6 +42,7 @@ EXPECTED_TABLES = {
     "transferorders": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
     "risk": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
     "rail": ([("payment_id", "S", "HASH")], {}, None),
+    "payments": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
 }
 QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 # Indexes that project less than the whole item, as their stores declare them.
