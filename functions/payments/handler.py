@@ -1,5 +1,13 @@
-"""The payments function: merchants, and (to come) payment intents, captures and refunds on the ledger.
+"""The payments function: merchants and payment intents on the ledger's holds (refunds to come).
 
+Apps and customers (payments:write / payments:read; a customer only for its own accounts and intents):
+  POST /payment_intents                          a new intent (Idempotency-Key required: the intent's
+                                                 id derives from it, so a repeat finds the same intent)
+  GET  /payment_intents/{payment_id}             the intent (another customer's: 404)
+  POST /payment_intents/{payment_id}/confirm     risk check, then the hold (manual capture) or the
+                                                 payment (automatic capture)
+  POST /payment_intents/{payment_id}/capture     all or part of what is capturable
+  POST /payment_intents/{payment_id}/cancel      releases what is still capturable
 Operators (ops scope):
   POST /_/ops/merchants                          onboard a merchant and open its ledger accounts through
                                                  the ledger function (Idempotency-Key required)
@@ -24,16 +32,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from finfaas.platform.audit import AuditLog
-from finfaas.platform.http import FunctionApp, Request
-from finfaas.platform.idempotency import IdempotencyGuard
+from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
-from finfaas.services.payments.api import ERRORS, MerchantView, OnboardBody, merchant_view
-from finfaas.services.payments.service import PaymentsService
+from finfaas.services.payments.api import (
+    ERRORS,
+    CancelBody,
+    CaptureBody,
+    IntentView,
+    MerchantView,
+    NewIntentBody,
+    OnboardBody,
+    intent_view,
+    merchant_view,
+)
+from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
 
 FUNCTION_NAME = "payments"
 # Operators onboard by hand or by script: the limit stops a runaway script, not a person.
 OPS_LIMIT = RateLimit("payments_ops", requests_max=600, window_seconds=60, tokens_per_call=10)
+# Apps charge many customers: a principal's budget, leased in blocks so the limiter costs little.
+MONEY_LIMIT = RateLimit("payments_money", requests_max=6_000, window_seconds=60, tokens_per_call=50)
+READ_LIMIT = RateLimit("payments_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
+LIMITS = {limit.name: limit for limit in (OPS_LIMIT, MONEY_LIMIT, READ_LIMIT)}
+READ, WRITE = "payments:read", "payments:write"
+INTENT_PATH = "/function/payments/payment_intents/{}"
+# Environment knobs (stack.yml), each with the product's default.
+DEGRADED_APPROVE_ENV = "PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR"
+BREAKER_FAILURES_ENV = "PAYMENTS_RISK_BREAKER_FAILURES"
+BREAKER_OPEN_SECONDS_ENV = "PAYMENTS_RISK_BREAKER_OPEN_SECONDS"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 
 
@@ -55,12 +83,14 @@ def build_services(suite: Any = None) -> PaymentsServices:
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
     from finfaas.platform.credentials import ServiceTokens
-    from finfaas.services.payments.service import LedgerFunctionAccounts
-    from finfaas.services.suite_clients import LedgerClient, SuiteClient
+    from finfaas.platform.resilience import CircuitBreaker
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.services.payments.service import LedgerFunctionAccounts, LedgerStoreAccounts
+    from finfaas.services.suite_clients import LedgerClient, RiskClient, SuiteClient
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.idempotency_store import IdempotencyStore
-    from finfaas.store.ledger_store import DynamoCallMeter
-    from finfaas.store.payments_store import PaymentsStore
+    from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
+    from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore
     from finfaas.store.ratelimit_store import RateLimitStore
 
     meter = DynamoCallMeter()
@@ -69,11 +99,19 @@ def build_services(suite: Any = None) -> PaymentsServices:
         gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
         suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
     merchants = PaymentsStore()
+    breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
+                             open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
+    settings = PaymentsSettings(int(os.environ.get(DEGRADED_APPROVE_ENV,
+                                                   PaymentsSettings().degraded_auto_approve_major)))
+    payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
+                               intents=PaymentIntentsStore(merchants),
+                               money=LedgerStoreAccounts(LedgerService(ledger_store_from_config())),
+                               risk=RiskClient(suite), breaker=breaker, settings=settings)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
-        payments=PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite))),
+        payments=payments,
         guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
-        limiter=RateLimiter(RateLimitStore(), {OPS_LIMIT.name: OPS_LIMIT}),
+        limiter=RateLimiter(RateLimitStore(), LIMITS),
         audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
         probe=lambda: merchants.get("readiness-probe"),
         dynamodb_calls=meter.snapshot,
@@ -84,6 +122,60 @@ services = Lazy(build_services)
 verifier = ReplaceableVerifier()
 app = FunctionApp(FUNCTION_NAME, errors=ERRORS, verifier=verifier, idempotency=lambda: services.get().guard,
                   limiter=lambda: services.get().limiter, audit=lambda: services.get().audit)
+
+
+def caller(req: Request) -> Caller:
+    assert req.principal is not None
+    return Caller(req.principal.sub, req.principal.kind)
+
+
+# --- payment intents ----------------------------------------------------------------------------------
+
+
+@app.route("POST", "/payment_intents", scopes=[WRITE], body=NewIntentBody, status=201, response=IntentView,
+           idempotency="keyed", rate_limit=MONEY_LIMIT.name)
+def create_intent(req: Request, body: NewIntentBody) -> Response:
+    """A payment from a customer's account to a merchant, to be confirmed. The intent is the
+    Idempotency-Key's record (its id derives from the caller and the key): a repeat answers as the
+    first did, marked replayed; the same key with another body is a 422."""
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    assert key is not None, "idempotency='keyed' routes always carry a key"
+    intent, repeated = services.get().payments.create_intent(caller(req), key, body)
+    req.audit_target = f"payment_intent:{intent.payment_id}"
+    headers = {"Location": INTENT_PATH.format(intent.payment_id)}
+    if repeated:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(intent_view(intent), status=201, headers=headers)
+
+
+@app.route("GET", "/payment_intents/{payment_id}", scopes=[READ], rate_limit=READ_LIMIT.name)
+def get_intent(req: Request, payment_id: str) -> IntentView:
+    """The intent: status, amounts, capture_before and the ledger transfers behind it."""
+    return intent_view(services.get().payments.intent(caller(req), payment_id))
+
+
+@app.route("POST", "/payment_intents/{payment_id}/confirm", scopes=[WRITE], idempotency="required",
+           rate_limit=MONEY_LIMIT.name)
+def confirm_intent(req: Request, payment_id: str) -> IntentView:
+    """Risk check, then a hold until capture_before (manual capture) or the payment (automatic)."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    return intent_view(services.get().payments.confirm(caller(req), payment_id))
+
+
+@app.route("POST", "/payment_intents/{payment_id}/capture", scopes=[WRITE], body=CaptureBody,
+           idempotency="required", rate_limit=MONEY_LIMIT.name)
+def capture_intent(req: Request, payment_id: str, body: CaptureBody) -> IntentView:
+    """Capture amount_to_capture (default: all capturable); final_capture=false keeps the rest held."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    return intent_view(services.get().payments.capture(caller(req), payment_id, body))
+
+
+@app.route("POST", "/payment_intents/{payment_id}/cancel", scopes=[WRITE], body=CancelBody,
+           idempotency="required", rate_limit=MONEY_LIMIT.name)
+def cancel_intent(req: Request, payment_id: str, body: CancelBody) -> IntentView:
+    """Cancel, releasing what is still capturable; a canceled intent stays canceled."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    return intent_view(services.get().payments.cancel(caller(req), payment_id, body.cancellation_reason))
 
 
 # --- operators ----------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+from botocore.exceptions import ConnectionClosedError
+
 
 class SessionClock:
     """Real time plus a test-controlled offset, strictly increasing (1 µs at least per call)."""
@@ -23,3 +25,16 @@ class SessionClock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._offset += timedelta(seconds=seconds)
+
+
+class LoseResponses:
+    """A botocore 'after-call' handler: the server has committed, then the connection drops."""
+
+    def __init__(self, operation: str, times: int) -> None:
+        self.operation, self.remaining, self.lost = operation, times, 0
+
+    def __call__(self, model, **_):
+        if model.name == self.operation and self.remaining > 0:
+            self.remaining -= 1
+            self.lost += 1
+            raise ConnectionClosedError(endpoint_url="http://dynamodb.local (response lost)")

@@ -1,10 +1,12 @@
-"""The payments table (HASH pk, RANGE sk): merchants, and (to come) payment intents and refunds.
+"""The payments table (HASH pk, RANGE sk): merchants and payment intents (refunds to come).
 
 Items:
-- `merchant#<merchant id>` / `-`: the merchant as JSON text (`doc`), its `version` and `status`.
+- `merchant#<merchant id>` / `-`: the merchant as JSON text (`doc`), its `version` and `status`;
+- `intent#<payment id>` / `-`: the payment intent, the same way.
 
-A merchant is created with `attribute_not_exists` (the caller's merchant_id is the guard) and changed
-by a put conditional on the stored version, so two operators never overwrite each other's change.
+An item is created with `attribute_not_exists` (its id is the guard) and changed by a put conditional
+on the stored version, so two writers never overwrite each other's change. An intent change that moves
+money is not written here: `intent_put` hands the item and its condition to the ledger's transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ from finfaas.domain.payments import FeeSchedule, Rounding
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.payments.errors import PaymentsStoreUnavailable
-from finfaas.services.payments.model import Merchant, MerchantStatus, SettlementAccount
+from finfaas.services.payments.model import (
+    CancellationReason,
+    CaptureMethod,
+    IntentStatus,
+    LedgerStep,
+    Merchant,
+    MerchantStatus,
+    PaymentIntent,
+    SettlementAccount,
+)
 from finfaas.store.binding import StoreMeta, bound
 from finfaas.store.dynamo import any_condition_failed, conditional_write
 from finfaas.store.models import format_time, parse_time
@@ -43,6 +54,10 @@ class _PaymentsItem(Model):
 
 def _merchant_key(merchant_id: str) -> tuple[str, str]:
     return f"merchant#{merchant_id}", NO_RANGE
+
+
+def _intent_key(payment_id: str) -> tuple[str, str]:
+    return f"intent#{payment_id}", NO_RANGE
 
 
 def merchant_to_json(merchant: Merchant) -> str:
@@ -86,8 +101,77 @@ def merchant_from_json(text: str) -> Merchant:
     )
 
 
+def _time_or_none(moment: Any) -> str | None:
+    return format_time(moment) if moment is not None else None
+
+
+def intent_to_json(intent: PaymentIntent) -> str:
+    document = {
+        "payment_id": intent.payment_id,
+        "owner_id": intent.owner_id,
+        "customer_account_id": intent.customer_account_id,
+        "merchant_id": intent.merchant_id,
+        "receivable_account_id": intent.receivable_account_id,
+        # Amounts as text: JSON numbers are floats to many readers.
+        "amount_minor": str(intent.amount_minor),
+        "currency": intent.currency,
+        "capture_method": intent.capture_method.value,
+        "application_fee_minor": str(intent.application_fee_minor),
+        "created_at": format_time(intent.created_at),
+        "status": intent.status.value,
+        "metadata": dict(intent.metadata),
+        "statement_descriptor": intent.statement_descriptor,
+        "amount_capturable_minor": str(intent.amount_capturable_minor),
+        "amount_received_minor": str(intent.amount_received_minor),
+        "amount_refunded_minor": str(intent.amount_refunded_minor),
+        "captures": intent.captures,
+        "hold_id": intent.hold_id,
+        "capture_before": _time_or_none(intent.capture_before),
+        "cancellation_reason": intent.cancellation_reason.value if intent.cancellation_reason else None,
+        "risk": dict(intent.risk) if intent.risk is not None else None,
+        "ledger": [{"kind": s.kind, "transfer_id": s.transfer_id, "amount_minor": str(s.amount_minor)}
+                   for s in intent.ledger],
+        "updated_at": _time_or_none(intent.updated_at),
+        "version": intent.version,
+        "write_id": intent.write_id,
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def intent_from_json(text: str) -> PaymentIntent:
+    raw: dict[str, Any] = jsonio.loads(text)
+    reason = raw.get("cancellation_reason")
+    return PaymentIntent(
+        payment_id=raw["payment_id"],
+        owner_id=raw["owner_id"],
+        customer_account_id=raw["customer_account_id"],
+        merchant_id=raw["merchant_id"],
+        receivable_account_id=raw["receivable_account_id"],
+        amount_minor=int(raw["amount_minor"]),
+        currency=raw["currency"],
+        capture_method=CaptureMethod(raw["capture_method"]),
+        application_fee_minor=int(raw["application_fee_minor"]),
+        created_at=parse_time(raw["created_at"]),
+        status=IntentStatus(raw["status"]),
+        metadata=dict(raw.get("metadata") or {}),
+        statement_descriptor=raw.get("statement_descriptor", ""),
+        amount_capturable_minor=int(raw["amount_capturable_minor"]),
+        amount_received_minor=int(raw["amount_received_minor"]),
+        amount_refunded_minor=int(raw["amount_refunded_minor"]),
+        captures=int(raw["captures"]),
+        hold_id=raw.get("hold_id"),
+        capture_before=parse_time(raw["capture_before"]) if raw.get("capture_before") else None,
+        cancellation_reason=CancellationReason(reason) if reason else None,
+        risk=raw.get("risk"),
+        ledger=tuple(LedgerStep(s["kind"], s["transfer_id"], int(s["amount_minor"])) for s in raw["ledger"]),
+        updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
+        version=int(raw["version"]),
+        write_id=raw.get("write_id", ""),
+    )
+
+
 class PaymentsStore:
-    """Merchants on DynamoDB (pynamodb). Thread-safe; share one per process."""
+    """Merchants and payment intents on DynamoDB (pynamodb). Thread-safe; share one per process."""
 
     def __init__(self, table_name: str | None = None, region: str | None = None) -> None:
         self.table_name = table_name or resource_name(PAYMENTS_TABLE_LOGICAL_NAME)
@@ -126,8 +210,73 @@ class PaymentsStore:
         cause = written.error
         raise PaymentsStoreUnavailable(f"save merchant {merchant.merchant_id}: {written.code}") from cause
 
+    # -- payment intents --------------------------------------------------------------------------
+
+    def create_intent(self, intent: PaymentIntent) -> PaymentIntent:
+        item = self._intent_item(intent)
+        written = conditional_write(lambda: item.save(condition=self._item.pk.does_not_exist()))
+        if written.taken:
+            return intent
+        if any_condition_failed(written.error):
+            existing = self.get_intent(intent.payment_id)
+            if existing is not None:
+                return existing
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"create intent {intent.payment_id}: {written.code}") from cause
+
+    def get_intent(self, payment_id: str) -> PaymentIntent | None:
+        try:
+            item = self._item.get(*_intent_key(payment_id), consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"read intent {payment_id}: {error}") from error
+        return intent_from_json(item.doc)
+
+    def save_intent(self, intent: PaymentIntent) -> bool:
+        item, condition = self.intent_put(intent)
+        written = conditional_write(lambda: item.save(condition=condition))
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"save intent {intent.payment_id}: {written.code}") from cause
+
+    def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
+        return self._intent_item(intent), self._item.version == intent.version - 1
+
+    def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
+        return intent_from_json(self._item.from_raw_data(raw_item).doc)
+
     # -- items ------------------------------------------------------------------------------------
 
     def _merchant_item(self, merchant: Merchant) -> Any:
         return self._item(*_merchant_key(merchant.merchant_id), doc=merchant_to_json(merchant),
                           version=merchant.version, status=merchant.status.value)
+
+    def _intent_item(self, intent: PaymentIntent) -> Any:
+        return self._item(*_intent_key(intent.payment_id), doc=intent_to_json(intent), version=intent.version,
+                          status=intent.status.value)
+
+
+class PaymentIntentsStore:
+    """PaymentIntents over the payments table (the same store, under the port's names)."""
+
+    def __init__(self, store: PaymentsStore) -> None:
+        self._store = store
+
+    def create(self, intent: PaymentIntent) -> PaymentIntent:
+        return self._store.create_intent(intent)
+
+    def get(self, payment_id: str) -> PaymentIntent | None:
+        return self._store.get_intent(payment_id)
+
+    def save(self, intent: PaymentIntent) -> bool:
+        return self._store.save_intent(intent)
+
+    def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
+        return self._store.intent_put(intent)
+
+    def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
+        return self._store.intent_from_raw(raw_item)

@@ -1,12 +1,20 @@
-"""In-memory merchants and merchant ledger accounts for tests; never shipped in a function image."""
+"""In-memory merchants, payment intents and the ledger as payments uses it, for tests; never shipped."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from finfaas.domain.errors import AccountNotFound
+from finfaas.domain.ledger import Account, TransactionExtra, Transfer
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.errors import MerchantAccountsConflict
-from finfaas.services.payments.model import Merchant
+from finfaas.services.payments.model import Merchant, PaymentIntent
 from finfaas.services.suite_clients import ServiceUnreachable
+
+_T = TypeVar("_T")
 
 
 class InMemoryMerchants:
@@ -49,3 +57,87 @@ class InMemoryMerchantLedger:
         if existing != (owner_id, currency):
             raise MerchantAccountsConflict(f"ledger account {account_id} exists with other fields",
                                            field="merchant_id")
+
+
+class InMemoryPaymentIntents:
+    """PaymentIntents in a dict; the same contract as store/payments_store.py. A raw item (what a failed
+    condition returns) is {"intent": the stored intent}."""
+
+    def __init__(self) -> None:
+        self._intents: dict[str, PaymentIntent] = {}
+        self.lock = threading.RLock()
+
+    def create(self, intent: PaymentIntent) -> PaymentIntent:
+        with self.lock:
+            return self._intents.setdefault(intent.payment_id, intent)
+
+    def get(self, payment_id: str) -> PaymentIntent | None:
+        with self.lock:
+            return self._intents.get(payment_id)
+
+    def save(self, intent: PaymentIntent) -> bool:
+        with self.lock:
+            stored = self._intents.get(intent.payment_id)
+            if stored is None or stored.version != intent.version - 1:
+                return False
+            self._intents[intent.payment_id] = intent
+            return True
+
+    def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
+        return intent, intent.version - 1
+
+    def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
+        return raw_item["intent"]
+
+    def apply(self, item: PaymentIntent, condition: int, operation: Callable[[], _T],
+              conflicted: Callable[[dict[str, Any] | None], None]) -> _T:
+        """Runs operation and puts item, all or nothing, if the stored version is `condition`."""
+        with self.lock:
+            stored = self._intents.get(item.payment_id)
+            if stored is None or stored.version != condition:
+                conflicted({"intent": stored} if stored is not None else None)
+                raise AssertionError("an extra's conflicted() must raise")
+            result = operation()
+            self._intents[item.payment_id] = item
+            return result
+
+
+class InMemoryPaymentsLedger:
+    """PaymentsLedger over a LedgerService on the reference ledger: each operation and its extra's intent
+    put apply together, as the DynamoDB store's one transaction does."""
+
+    def __init__(self, ledger: LedgerService, intents: InMemoryPaymentIntents) -> None:
+        self.ledger = ledger
+        self._intents = intents
+
+    def account(self, account_id: str) -> Account | None:
+        try:
+            return self.ledger.get_account(account_id)
+        except AccountNotFound:
+            return None
+
+    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+             currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id,
+                                  pending=True, timeout_seconds=timeout_seconds)
+        return self._with(extra, lambda: self.ledger.transfer(request))
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, extra: TransactionExtra) -> Transfer:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
+        return self._with(extra, lambda: self.ledger.transfer(request))
+
+    def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
+             remainder_id: str | None, extra: TransactionExtra) -> Transfer:
+        return self._with(extra, lambda: self.ledger.post_pending(
+            pending_id, amount=amount_minor, currency=currency, transfer_id=transfer_id,
+            remainder_id=remainder_id))
+
+    def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
+        return self._with(extra, lambda: self.ledger.void_pending(pending_id, transfer_id=transfer_id))
+
+    def _with(self, extra: TransactionExtra, operation: Callable[[], Transfer]) -> Transfer:
+        item, condition = extra.put_for(())
+        result = self._intents.apply(item, condition, operation, extra.conflicted)
+        extra.committed()
+        return result

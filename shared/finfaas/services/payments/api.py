@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, Field, PlainValidator, StrictBool, StrictInt, StrictStr, WithJsonSchema
 
-from finfaas.domain.errors import InvalidInput
-from finfaas.domain.money import currency_exponent
+from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
 from finfaas.domain.payments import (
     Rounding,
     fee_bps_max,
@@ -19,20 +18,40 @@ from finfaas.domain.payments import (
 )
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
+from finfaas.platform.idempotency import IdempotencyKeyReused
 from finfaas.services.ledger.api import ledger_error_table
 from finfaas.services.payments.errors import (
+    AuthorizationExpired,
+    CurrencyMismatch,
+    CustomerAccountNotFound,
+    FeeExceedsAmount,
+    IntentBusy,
+    IntentExists,
+    IntentNotFound,
     MerchantAccountsConflict,
     MerchantBusy,
     MerchantExists,
+    MerchantInactive,
     MerchantNotFound,
+    PaymentDeclined,
     PaymentsStoreUnavailable,
+    RiskUnavailable,
+    UnexpectedState,
 )
 from finfaas.services.payments.model import (
+    CancellationReason,
+    CaptureMethod,
+    IntentStatus,
     Merchant,
     MerchantStatus,
+    PaymentIntent,
     capture_window_seconds_default,
     capture_window_seconds_max,
     merchant_id_chars_max,
+    metadata_entries_max,
+    metadata_key_chars_max,
+    metadata_value_chars_max,
+    statement_descriptor_chars_max,
 )
 from finfaas.services.suite_clients import ServiceUnreachable
 
@@ -43,6 +62,30 @@ BANK_ACCOUNT_PATTERN = r"^[A-Za-z0-9]{4,34}$"
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-]+$"
 MerchantId = Annotated[str, Field(min_length=1, max_length=merchant_id_chars_max, pattern=IDENTIFIER_PATTERN)]
 Currency = Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. USD")]
+identifier_chars_max = 64
+amount_text_chars_max = 64  # a decimal string of major units; enough for any amount the domain allows
+Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=IDENTIFIER_PATTERN)]
+
+
+def _amount_in_range(value: object) -> int | str:
+    """Only the two JSON types pass, an integer only within the domain's bounds; the domain judges a
+    decimal string with its currency."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected an integer of minor units or a decimal string of major units")
+    if isinstance(value, int) and not 1 <= value <= transfer_amount_minor_max:
+        raise ValueError(f"minor units from 1 to {transfer_amount_minor_max}")
+    if isinstance(value, str) and not 0 < len(value) <= amount_text_chars_max:
+        raise ValueError(f"a decimal string of 1-{amount_text_chars_max} characters")
+    return value
+
+
+Amount = Annotated[int | str, PlainValidator(_amount_in_range), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": transfer_amount_minor_max},
+              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
+    "description": "minor units as an integer (1050), or major units as a decimal string ('10.50')",
+})]
+MinorUnits = Annotated[StrictInt, Field(ge=0, le=transfer_amount_minor_max)]
+PositiveMinorUnits = Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
 
 
 class SettlementAccountBody(StrictModel):
@@ -77,6 +120,81 @@ class OnboardBody(StrictModel):
     receivable_shards: Annotated[StrictInt, Field(
         ge=1, le=receivable_shards_max,
         description="receivable sub-accounts captures spread over")] = receivable_shards_default
+
+
+class NewIntentBody(StrictModel):
+    """A payment from a customer's account to a merchant. Without application_fee_amount the merchant's
+    fee schedule prices it."""
+
+    amount: Amount
+    currency: Currency
+    customer_account_id: Identifier
+    merchant_id: MerchantId
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC
+    application_fee_amount: MinorUnits | None = None
+    metadata: Annotated[dict[Annotated[str, Field(min_length=1, max_length=metadata_key_chars_max)],
+                             Annotated[str, Field(max_length=metadata_value_chars_max)]],
+                        Field(max_length=metadata_entries_max)] = Field(default_factory=dict)
+    statement_descriptor: Annotated[str, Field(max_length=statement_descriptor_chars_max,
+                                               pattern=r"^[A-Za-z0-9 .,*_-]*$")] = ""
+
+
+class CaptureBody(StrictModel):
+    """Capture all that is capturable, or amount_to_capture of it; a non-final capture keeps the rest
+    capturable, a final one releases it."""
+
+    amount_to_capture: PositiveMinorUnits | None = None
+    final_capture: StrictBool = True
+
+
+class CancelBody(StrictModel):
+    cancellation_reason: CancellationReason = CancellationReason.REQUESTED_BY_CUSTOMER
+
+
+class LedgerStepView(BaseModel):
+    kind: str = Field(description="hold, capture, release or payment (automatic capture)")
+    transfer_id: str
+    amount_minor: int
+
+
+class IntentView(BaseModel):
+    """Amounts in minor units of `currency`."""
+
+    id: str
+    status: IntentStatus
+    amount: int
+    amount_capturable: int
+    amount_received: int
+    amount_refunded: int
+    currency: str
+    exponent: int
+    customer_account_id: str
+    merchant_id: str
+    capture_method: CaptureMethod
+    application_fee_amount: int
+    capture_before: datetime | None = None
+    cancellation_reason: CancellationReason | None = None
+    metadata: dict[str, str]
+    statement_descriptor: str
+    ledger_transfers: list[LedgerStepView]
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+def intent_view(intent: PaymentIntent) -> IntentView:
+    return IntentView(
+        id=intent.payment_id, status=intent.status, amount=intent.amount_minor,
+        amount_capturable=intent.amount_capturable_minor, amount_received=intent.amount_received_minor,
+        amount_refunded=intent.amount_refunded_minor, currency=intent.currency,
+        exponent=currency_exponent(intent.currency), customer_account_id=intent.customer_account_id,
+        merchant_id=intent.merchant_id, capture_method=intent.capture_method,
+        application_fee_amount=intent.application_fee_minor, capture_before=intent.capture_before,
+        cancellation_reason=intent.cancellation_reason, metadata=dict(intent.metadata),
+        statement_descriptor=intent.statement_descriptor,
+        ledger_transfers=[LedgerStepView(kind=s.kind, transfer_id=s.transfer_id, amount_minor=s.amount_minor)
+                          for s in intent.ledger],
+        created_at=intent.created_at, updated_at=intent.updated_at,
+    )
 
 
 class FeeScheduleView(BaseModel):
@@ -124,13 +242,26 @@ def merchant_view(merchant: Merchant) -> MerchantView:
 # --- errors ------------------------------------------------------------------------------------------
 
 
-def _input_errors() -> dict[type[BaseException], ErrorSpec]:
-    """The domain's input refusals (amounts, currencies, fee schedules), each with its own code."""
-    return {cls: spec for cls, spec in ledger_error_table().items() if issubclass(cls, InvalidInput)}
+def _ledger_errors() -> dict[type[BaseException], ErrorSpec]:
+    """The ledger's refusals as the ledger function answers them (input, funds, account state), each
+    with its own code; the payment rules' refusals (capture and refund bounds) are input refusals."""
+    return dict(ledger_error_table())
 
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
-    **_input_errors(),
+    **_ledger_errors(),
+    IntentNotFound: ErrorSpec(404, IntentNotFound.code, "Payment intent not found"),
+    # The platform's answer to a key reused for a different request, as on every other keyed route.
+    IntentExists: ErrorSpec(422, IdempotencyKeyReused.code, IdempotencyKeyReused.title),
+    CustomerAccountNotFound: ErrorSpec(404, CustomerAccountNotFound.code, "Account not found"),
+    CurrencyMismatch: ErrorSpec(422, CurrencyMismatch.code, "Currency mismatch"),
+    FeeExceedsAmount: ErrorSpec(422, FeeExceedsAmount.code, "Application fee exceeds amount"),
+    MerchantInactive: ErrorSpec(422, MerchantInactive.code, "Merchant inactive"),
+    UnexpectedState: ErrorSpec(409, UnexpectedState.code, "Unexpected payment intent state"),
+    AuthorizationExpired: ErrorSpec(409, AuthorizationExpired.code, "Authorization expired"),
+    PaymentDeclined: ErrorSpec(422, PaymentDeclined.code, "Payment declined"),
+    RiskUnavailable: ErrorSpec(503, RiskUnavailable.code, "Risk check unavailable"),
+    IntentBusy: ErrorSpec(503, IntentBusy.code, "Payment intent busy"),
     MerchantNotFound: ErrorSpec(404, MerchantNotFound.code, "Merchant not found"),
     MerchantExists: ErrorSpec(409, MerchantExists.code, "Merchant exists with different fields"),
     MerchantAccountsConflict: ErrorSpec(409, MerchantAccountsConflict.code, "Merchant accounts conflict"),

@@ -42,3 +42,73 @@ class MerchantBusy(PaymentsError):
     """The merchant kept changing under this request; try again."""
 
     code = "merchant_busy"
+
+
+class MerchantInactive(PaymentsError):
+    """The merchant was deactivated: it takes no new payments."""
+
+    code = "merchant_inactive"
+
+
+class IntentNotFound(PaymentsError):
+    """No such payment intent, or not the caller's to see."""
+
+    code = "payment_intent_not_found"
+
+
+class IntentExists(PaymentsError):
+    """The Idempotency-Key made a payment intent with other fields."""
+
+    code = "payment_intent_exists_with_different_fields"
+
+
+class CustomerAccountNotFound(PaymentsError):
+    """The paying account is missing, or not the caller's: both answer alike (no existence oracle)."""
+
+    code = "account_not_found"
+
+
+class CurrencyMismatch(PaymentsError):
+    """The currency differs from the merchant's, the paying account's or the intent's."""
+
+    code = "currency_mismatch"
+
+
+class FeeExceedsAmount(PaymentsError):
+    """The application fee is above the amount it is taken from."""
+
+    code = "application_fee_exceeds_amount"
+
+
+class UnexpectedState(PaymentsError):
+    """The intent's status does not allow this step (e.g. capture of a canceled intent)."""
+
+    code = "payment_intent_unexpected_state"
+
+
+class AuthorizationExpired(PaymentsError):
+    """The authorization's hold expired: nothing is left to capture."""
+
+    code = "authorization_expired"
+
+
+class PaymentDeclined(PaymentsError):
+    """The risk check declined the payment; nothing was held."""
+
+    code = "payment_declined"
+
+
+class RiskUnavailable(PaymentsError):
+    """The risk function is failing and the amount is above what the degraded rule lets through."""
+
+    code = "risk_unavailable"
+
+
+class IntentBusy(PaymentsError):
+    """The intent kept changing under this request; try again with the same key."""
+
+    code = "payment_intent_busy"
+
+
+class AppliedEarlier(Exception):
+    """The intent already holds what this write would put: an earlier attempt committed it."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -78,3 +80,98 @@ class Merchant:
 
     def deactivated(self, now: datetime) -> Merchant:
         return replace(self, status=MerchantStatus.INACTIVE, updated_at=now, version=self.version + 1)
+
+
+# --- payment intents ---------------------------------------------------------------------------------
+
+PAYMENT_ID_PREFIX = "pi_"
+payment_id_hex_chars = 24
+metadata_entries_max = 20
+metadata_key_chars_max = 40
+metadata_value_chars_max = 500
+statement_descriptor_chars_max = 22
+ledger_id_tag_chars = 8  # of the request's write id, in each ledger transfer id (at most 42 characters)
+
+
+def payment_id_for(owner_id: str, idempotency_key: str) -> str:
+    """The intent's id, derived from the caller and its Idempotency-Key: a repeat finds the same intent."""
+    digest = hashlib.sha256(f"{owner_id}\x00{idempotency_key}".encode()).hexdigest()
+    return PAYMENT_ID_PREFIX + digest[:payment_id_hex_chars]
+
+
+class CaptureMethod(StrEnum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class IntentStatus(StrEnum):
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_CAPTURE = "requires_capture"
+    PARTIALLY_CAPTURED = "partially_captured"
+    SUCCEEDED = "succeeded"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (IntentStatus.SUCCEEDED, IntentStatus.CANCELED)
+
+
+class CancellationReason(StrEnum):
+    REQUESTED_BY_CUSTOMER = "requested_by_customer"
+    DUPLICATE = "duplicate"
+    FRAUDULENT = "fraudulent"
+    ABANDONED = "abandoned"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStep:
+    """One ledger transfer behind an intent: its kind (hold, capture, release) and id."""
+
+    kind: str
+    transfer_id: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentIntent:
+    payment_id: str
+    owner_id: str  # the customer whose account pays
+    customer_account_id: str
+    merchant_id: str
+    receivable_account_id: str  # the merchant's shard this payment credits
+    amount_minor: int
+    currency: str
+    capture_method: CaptureMethod
+    application_fee_minor: int
+    created_at: datetime
+    status: IntentStatus = IntentStatus.REQUIRES_CONFIRMATION
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    statement_descriptor: str = ""
+    amount_capturable_minor: int = 0
+    amount_received_minor: int = 0
+    amount_refunded_minor: int = 0
+    captures: int = 0
+    hold_id: str | None = None  # the hold now carrying what is capturable
+    capture_before: datetime | None = None
+    cancellation_reason: CancellationReason | None = None
+    risk: Mapping[str, object] | None = None
+    ledger: tuple[LedgerStep, ...] = ()
+    updated_at: datetime | None = None
+    version: int = 1
+    write_id: str = ""  # which request wrote this version: its own lost answer is told from a rival's
+
+    def request_fields(self) -> tuple[object, ...]:
+        """What the creating request fixed: a repeat of its key must ask for exactly this."""
+        return (self.owner_id, self.customer_account_id, self.merchant_id, self.amount_minor, self.currency,
+                self.capture_method, self.application_fee_minor, dict(self.metadata),
+                self.statement_descriptor)
+
+    def changed(self, now: datetime, **changes: object) -> PaymentIntent:
+        return replace(self, updated_at=now, version=self.version + 1, **changes)  # type: ignore[arg-type]
+
+    def ledger_id(self, kind: str, n: int, write_id: str) -> str:
+        """A ledger transfer id of this intent's n-th step of a kind (h hold, c capture, v release), made
+        by the request write_id: a retry of that request finds its own transfer, and a rival request,
+        deciding from the same version, never takes the same id."""
+        return f"{self.payment_id}-{kind}{n}-{write_id[:ledger_id_tag_chars]}"

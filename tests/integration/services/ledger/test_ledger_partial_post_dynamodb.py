@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from finfaas.domain.ledger import Actor, PendingState, PostPending
-from test_ledger_failures import LoseResponses
+from support.ledger_testing import LoseResponses
 from unit.services.ledger.test_ledger_partial_post import PartialPostContract
 
 pytestmark = pytest.mark.emulator
