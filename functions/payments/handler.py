@@ -41,10 +41,12 @@ from finfaas.services.payments.api import (
     CancelBody,
     CaptureBody,
     IntentView,
+    MerchantBalanceView,
     MerchantView,
     NewIntentBody,
     OnboardBody,
     intent_view,
+    merchant_balance_view,
     merchant_view,
 )
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
@@ -194,6 +196,12 @@ def onboard_merchant(req: Request, body: OnboardBody) -> MerchantView:
 def get_merchant(req: Request, merchant_id: str) -> MerchantView:
     """A merchant, its terms and its ledger accounts."""
     return merchant_view(services.get().payments.merchant(merchant_id))
+
+
+@app.route("GET", "/_/ops/merchants/{merchant_id}/balance", rate_limit=OPS_LIMIT.name)
+def get_merchant_balance(req: Request, merchant_id: str) -> MerchantBalanceView:
+    """The merchant's receivable (summed over its shards), reserve and fees payable."""
+    return merchant_balance_view(services.get().payments.merchant_balance(merchant_id))
 
 
 @app.route("POST", "/_/ops/merchants/{merchant_id}/deactivate", idempotency="optional",

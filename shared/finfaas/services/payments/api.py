@@ -43,6 +43,7 @@ from finfaas.services.payments.model import (
     CaptureMethod,
     IntentStatus,
     Merchant,
+    MerchantBalance,
     MerchantStatus,
     PaymentIntent,
     capture_window_seconds_default,
@@ -222,6 +223,28 @@ class MerchantView(BaseModel):
     ledger_accounts: MerchantAccountsView
     created_at: datetime
     updated_at: datetime | None = None
+
+
+class MerchantBalanceView(BaseModel):
+    """Minor units of `currency`; the receivable is the sum of the merchant's shards."""
+
+    merchant_id: str
+    currency: str
+    exponent: int
+    receivable_posted_minor: int
+    receivable_pending_minor: int = Field(description="authorized, not yet captured")
+    reserve_minor: int
+    fees_payable_minor: int
+    receivable_shards: dict[str, int] = Field(description="posted balance of each receivable shard")
+
+
+def merchant_balance_view(balance: MerchantBalance) -> MerchantBalanceView:
+    merchant = balance.merchant
+    return MerchantBalanceView(
+        merchant_id=merchant.merchant_id, currency=merchant.currency,
+        exponent=currency_exponent(merchant.currency), receivable_posted_minor=balance.posted_minor,
+        receivable_pending_minor=balance.pending_minor, reserve_minor=balance.reserve_minor,
+        fees_payable_minor=balance.fees_payable_minor, receivable_shards=dict(balance.shards))
 
 
 def merchant_view(merchant: Merchant) -> MerchantView:

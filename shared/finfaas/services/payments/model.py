@@ -82,6 +82,18 @@ class Merchant:
         return replace(self, status=MerchantStatus.INACTIVE, updated_at=now, version=self.version + 1)
 
 
+@dataclass(frozen=True)
+class MerchantBalance:
+    """What the merchant's accounts hold: posted and held receivables summed over the shards."""
+
+    merchant: Merchant
+    posted_minor: int
+    pending_minor: int
+    reserve_minor: int
+    fees_payable_minor: int
+    shards: tuple[tuple[str, int], ...]
+
+
 # --- payment intents ---------------------------------------------------------------------------------
 
 PAYMENT_ID_PREFIX = "pi_"

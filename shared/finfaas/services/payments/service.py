@@ -56,6 +56,7 @@ from finfaas.services.payments.model import (
     IntentStatus,
     LedgerStep,
     Merchant,
+    MerchantBalance,
     MerchantStatus,
     PaymentIntent,
     SettlementAccount,
@@ -237,6 +238,25 @@ class PaymentsService:
 
         return read_change_save(lambda: self.merchant(merchant_id), change, self._merchants.save,
                                 exhausted=lambda: MerchantBusy(f"merchant {merchant_id} kept changing"))
+
+    def merchant_balance(self, merchant_id: str) -> MerchantBalance:
+        """The merchant's receivable summed over its shards (one read each), its reserve and fees payable."""
+        merchant = self.merchant(merchant_id)
+        _, ledger = self._intent_ports()
+        accounts = merchant.accounts
+
+        def read(account_id: str) -> Account:
+            found = ledger.account(account_id)
+            assert found is not None, f"merchant account {account_id} is missing"
+            return found
+
+        shards = [read(account_id) for account_id in accounts.receivables]
+        return MerchantBalance(
+            merchant, posted_minor=sum(a.balance_minor for a in shards),
+            pending_minor=sum(a.credits_pending for a in shards),
+            reserve_minor=read(accounts.reserve).balance_minor,
+            fees_payable_minor=read(accounts.fees_payable).balance_minor,
+            shards=tuple((a.account_id, a.balance_minor) for a in shards))
 
     # --- payment intents ---
 

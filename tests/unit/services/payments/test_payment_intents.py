@@ -359,3 +359,19 @@ def test_a_deposit_later_lets_the_same_intent_confirm(world):
     world.ledger.transfer(TransferRequest("sys-funding-USD", "acc-ada", 1, "USD", "dep-2"))
 
     assert world.post(f"/payment_intents/{payment_id}/confirm", world.ada).status == 200
+
+
+def test_the_merchants_balance_sums_its_receivable_shards(world):
+    # GIVEN payments spread over the merchant's four receivable shards, one still only authorized
+    for amount in (1_000, 2_000, 3_000, 4_000, 5_000):
+        world.capture(world.authorized(amount))
+    world.authorized(700)
+
+    reply = call(world.handler.handle, "GET", "/_/ops/merchants/m-books/balance", token=world.operator)
+
+    balance = reply.json()
+    assert reply.status == 200
+    assert (balance["receivable_posted_minor"], balance["receivable_pending_minor"]) == (15_000, 700)
+    assert sorted(balance["receivable_shards"]) == sorted(world.receivables)
+    assert sum(balance["receivable_shards"].values()) == 15_000
+    assert len([v for v in balance["receivable_shards"].values() if v]) > 1  # spread, not one hot item
