@@ -3,6 +3,8 @@
 Apps and customers (payments:write / payments:read; a customer only for its own accounts and intents):
   POST /payment_intents                          a new intent (Idempotency-Key required: the intent's
                                                  id derives from it, so a repeat finds the same intent)
+  GET  /payment_intents                          a page, newest first, by merchant or customer, status and
+                                                 creation time (sealed cursors)
   GET  /payment_intents/{payment_id}             the intent (another customer's: 404)
   POST /payment_intents/{payment_id}/confirm     risk check, then the hold (manual capture) or the
                                                  payment (automatic capture)
@@ -40,6 +42,8 @@ from finfaas.services.payments.api import (
     ERRORS,
     CancelBody,
     CaptureBody,
+    IntentList,
+    IntentListQuery,
     IntentView,
     MerchantBalanceView,
     MerchantView,
@@ -85,6 +89,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
     from finfaas.platform.credentials import ServiceTokens
+    from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.resilience import CircuitBreaker
     from finfaas.services.ledger.service import LedgerService
     from finfaas.services.payments.service import LedgerFunctionAccounts, LedgerStoreAccounts
@@ -108,7 +113,8 @@ def build_services(suite: Any = None) -> PaymentsServices:
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
                                intents=PaymentIntentsStore(merchants),
                                money=LedgerStoreAccounts(LedgerService(ledger_store_from_config())),
-                               risk=RiskClient(suite), breaker=breaker, settings=settings)
+                               risk=RiskClient(suite), breaker=breaker, settings=settings,
+                               cursors=CursorCodec.from_config())
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
         payments=payments,
@@ -148,6 +154,15 @@ def create_intent(req: Request, body: NewIntentBody) -> Response:
     if repeated:
         headers[REPLAYED_HEADER] = "true"
     return Response(intent_view(intent), status=201, headers=headers)
+
+
+@app.route("GET", "/payment_intents", scopes=[READ], query=IntentListQuery, rate_limit=READ_LIMIT.name)
+def list_intents(req: Request, query: IntentListQuery) -> IntentList:
+    """Intents newest first, by merchant_id or customer (a customer: its own), status and creation
+    time; pass next_cursor back as starting_after."""
+    page, next_cursor = services.get().payments.list_intents(caller(req), query)
+    return IntentList(data=[intent_view(i) for i in page.intents], has_more=next_cursor is not None,
+                      next_cursor=next_cursor)
 
 
 @app.route("GET", "/payment_intents/{payment_id}", scopes=[READ], rate_limit=READ_LIMIT.name)

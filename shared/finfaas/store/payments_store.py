@@ -2,7 +2,8 @@
 
 Items:
 - `merchant#<merchant id>` / `-`: the merchant as JSON text (`doc`), its `version` and `status`;
-- `intent#<payment id>` / `-`: the payment intent, the same way.
+- `intent#<payment id>` / `-`: the payment intent, the same way, with `merchant_id`, `owner_id` and
+  `created_key` (creation time and id) for the two sparse indexes lists read: by-merchant, by-owner.
 
 An item is created with `attribute_not_exists` (its id is the guard) and changed by a put conditional
 on the stored version, so two writers never overwrite each other's change. An intent change that moves
@@ -12,10 +13,12 @@ money is not written here: `intent_put` hands the item and its condition to the 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PynamoDBException
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from finfaas.domain.payments import FeeSchedule, Rounding
@@ -25,6 +28,8 @@ from finfaas.services.payments.errors import PaymentsStoreUnavailable
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    IntentFilter,
+    IntentPage,
     IntentStatus,
     LedgerStep,
     Merchant,
@@ -32,12 +37,15 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     SettlementAccount,
 )
-from finfaas.store.binding import StoreMeta, bound
+from finfaas.store.binding import StoreMeta
 from finfaas.store.dynamo import any_condition_failed, conditional_write
 from finfaas.store.models import format_time, parse_time
 
 PAYMENTS_TABLE_LOGICAL_NAME = "payments"
 NO_RANGE = "-"
+# Bounds of every created_key (`<UTC time>#<id>`, the time starting with its year's digits); DynamoDB
+# refuses an empty string as a key condition's value.
+CREATED_KEY_LOWEST, CREATED_KEY_HIGHEST = "0", "~"
 
 
 class _PaymentsItem(Model):
@@ -50,6 +58,42 @@ class _PaymentsItem(Model):
     doc = UnicodeAttribute()
     version = NumberAttribute()
     status = UnicodeAttribute()
+    # Intents only (sparse indexes):
+    merchant_id = UnicodeAttribute(null=True)
+    owner_id = UnicodeAttribute(null=True)
+    created_key = UnicodeAttribute(null=True)
+
+
+class _ByMerchant(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-merchant"
+        projection = AllProjection()
+
+    merchant_id = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+class _ByOwner(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-owner"
+        projection = AllProjection()
+
+    owner_id = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+@lru_cache(maxsize=8)
+def _model(table_name: str, region: str) -> Any:
+    # pynamodb ties an index to the model class that declares it: the bound model declares its own.
+    indexes = {name: type(base.__name__, (base,), {"Meta": type("Meta", (base.Meta,), {})})()
+               for name, base in (("by_merchant", _ByMerchant), ("by_owner", _ByOwner))}
+    meta = type("Meta", (StoreMeta,), {"table_name": table_name, "region": region})
+    return type("PaymentsItem", (_PaymentsItem,), {"Meta": meta, **indexes, "__module__": __name__})
+
+
+def created_key(intent: PaymentIntent) -> str:
+    """Sorts by creation time, then id: `<UTC time>#<payment id>`."""
+    return f"{format_time(intent.created_at)}#{intent.payment_id}"
 
 
 def _merchant_key(merchant_id: str) -> tuple[str, str]:
@@ -175,7 +219,7 @@ class PaymentsStore:
 
     def __init__(self, table_name: str | None = None, region: str | None = None) -> None:
         self.table_name = table_name or resource_name(PAYMENTS_TABLE_LOGICAL_NAME)
-        self._item = bound(_PaymentsItem, self.table_name, region or settings().region)
+        self._item = _model(self.table_name, region or settings().region)
 
     # -- merchants --------------------------------------------------------------------------------
 
@@ -246,6 +290,37 @@ class PaymentsStore:
     def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
         return self._intent_item(intent), self._item.version == intent.version - 1
 
+    def page_intents(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
+        """Newest first, from the merchant's or the owner's index; the status filter applies after the
+        page's Limit, so a page may hold fewer than `limit` and still have more after it."""
+        model = self._item
+        if wanted.merchant_id is not None:
+            index, key, owner = model.by_merchant, wanted.merchant_id, wanted.owner_id
+        else:
+            assert wanted.owner_id is not None, "a list names a merchant or an owner"
+            index, key, owner = model.by_owner, wanted.owner_id, None
+        # Keys are `<time>#<id>`: `<t>` sorts below every key made at t, so created_lt stays exclusive.
+        lower = format_time(wanted.created_gte) if wanted.created_gte else CREATED_KEY_LOWEST
+        upper = format_time(wanted.created_lt) if wanted.created_lt else CREATED_KEY_HIGHEST
+        condition = model.created_key.between(lower, upper)
+        filters = []
+        if wanted.status is not None:
+            filters.append(model.status == wanted.status.value)
+        if owner is not None:
+            filters.append(model.owner_id == owner)
+        filter_condition = None
+        for part in filters:
+            filter_condition = part if filter_condition is None else filter_condition & part
+        try:
+            results = index.query(key, condition, filter_condition=filter_condition, scan_index_forward=False,
+                                  limit=limit, page_size=limit,
+                                  last_evaluated_key=_typed_key(start) if start else None)
+            intents = [intent_from_json(item.doc) for item in results]
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"list intents: {error}") from error
+        last = results.last_evaluated_key
+        return IntentPage(intents, _plain_key(last) if last else None)
+
     def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
         return intent_from_json(self._item.from_raw_data(raw_item).doc)
 
@@ -257,7 +332,17 @@ class PaymentsStore:
 
     def _intent_item(self, intent: PaymentIntent) -> Any:
         return self._item(*_intent_key(intent.payment_id), doc=intent_to_json(intent), version=intent.version,
-                          status=intent.status.value)
+                          status=intent.status.value, merchant_id=intent.merchant_id,
+                          owner_id=intent.owner_id, created_key=created_key(intent))
+
+
+def _typed_key(plain: dict[str, str]) -> dict[str, Any]:
+    return {name: {"S": value} for name, value in plain.items()}
+
+
+def _plain_key(last_evaluated_key: dict[str, Any]) -> dict[str, str]:
+    """{"pk": {"S": "..."}, ...} -> {"pk": "..."}: every key attribute of this table is a string."""
+    return {name: value["S"] for name, value in last_evaluated_key.items()}
 
 
 class PaymentIntentsStore:
@@ -280,3 +365,6 @@ class PaymentIntentsStore:
 
     def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
         return self._store.intent_from_raw(raw_item)
+
+    def page(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
+        return self._store.page_intents(wanted, limit, start)

@@ -11,7 +11,7 @@ from finfaas.domain.ledger import Account, TransactionExtra, Transfer
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.errors import MerchantAccountsConflict
-from finfaas.services.payments.model import Merchant, PaymentIntent
+from finfaas.services.payments.model import IntentFilter, IntentPage, Merchant, PaymentIntent
 from finfaas.services.suite_clients import ServiceUnreachable
 
 _T = TypeVar("_T")
@@ -89,6 +89,19 @@ class InMemoryPaymentIntents:
     def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
         return raw_item["intent"]
 
+    def page(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
+        with self.lock:
+            chosen = sorted((i for i in self._intents.values() if _matches(i, wanted)),
+                            key=lambda i: (i.created_at, i.payment_id), reverse=True)
+        if start is not None:
+            chosen = [i for i in chosen if (i.created_at.isoformat(), i.payment_id) <
+                      (start["created_at"], start["payment_id"])]
+        page = chosen[:limit]
+        if len(chosen) <= limit:
+            return IntentPage(page, None)
+        last = page[-1]
+        return IntentPage(page, {"created_at": last.created_at.isoformat(), "payment_id": last.payment_id})
+
     def apply(self, item: PaymentIntent, condition: int, operation: Callable[[], _T],
               conflicted: Callable[[dict[str, Any] | None], None]) -> _T:
         """Runs operation and puts item, all or nothing, if the stored version is `condition`."""
@@ -100,6 +113,14 @@ class InMemoryPaymentIntents:
             result = operation()
             self._intents[item.payment_id] = item
             return result
+
+
+def _matches(intent: PaymentIntent, wanted: IntentFilter) -> bool:
+    return ((wanted.merchant_id is None or intent.merchant_id == wanted.merchant_id)
+            and (wanted.owner_id is None or intent.owner_id == wanted.owner_id)
+            and (wanted.status is None or intent.status is wanted.status)
+            and (wanted.created_gte is None or intent.created_at >= wanted.created_gte)
+            and (wanted.created_lt is None or intent.created_at < wanted.created_lt))
 
 
 class InMemoryPaymentsLedger:

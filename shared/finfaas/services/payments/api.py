@@ -5,8 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, PlainValidator, StrictBool, StrictInt, StrictStr, WithJsonSchema
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
 
+from finfaas.domain.ledger import page_size_default, page_size_max
 from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
 from finfaas.domain.payments import (
     Rounding,
@@ -16,6 +26,7 @@ from finfaas.domain.payments import (
     receivable_shards_max,
     reserve_bps_max,
 )
+from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
 from finfaas.platform.idempotency import IdempotencyKeyReused
@@ -27,6 +38,7 @@ from finfaas.services.payments.errors import (
     FeeExceedsAmount,
     IntentBusy,
     IntentExists,
+    IntentListUnbounded,
     IntentNotFound,
     MerchantAccountsConflict,
     MerchantBusy,
@@ -152,6 +164,18 @@ class CancelBody(StrictModel):
     cancellation_reason: CancellationReason = CancellationReason.REQUESTED_BY_CUSTOMER
 
 
+class IntentListQuery(StrictModel):
+    """Newest first. An app names a merchant_id or a customer (a customer sees only its own intents)."""
+
+    merchant_id: MerchantId | None = None
+    customer: Identifier | None = Field(default=None, description="the paying customer's id")
+    status: IntentStatus | None = None
+    created_gte: AwareDatetime | None = None
+    created_lt: AwareDatetime | None = None
+    limit: int = Field(default=page_size_default, ge=1, le=page_size_max)
+    starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
+
+
 class LedgerStepView(BaseModel):
     kind: str = Field(description="hold, capture, release or payment (automatic capture)")
     transfer_id: str
@@ -180,6 +204,12 @@ class IntentView(BaseModel):
     ledger_transfers: list[LedgerStepView]
     created_at: datetime
     updated_at: datetime | None = None
+
+
+class IntentList(BaseModel):
+    data: list[IntentView]
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as starting_after for the next page")
 
 
 def intent_view(intent: PaymentIntent) -> IntentView:
@@ -285,6 +315,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     PaymentDeclined: ErrorSpec(422, PaymentDeclined.code, "Payment declined"),
     RiskUnavailable: ErrorSpec(503, RiskUnavailable.code, "Risk check unavailable"),
     IntentBusy: ErrorSpec(503, IntentBusy.code, "Payment intent busy"),
+    IntentListUnbounded: ErrorSpec(422, IntentListUnbounded.code, "List needs a merchant or a customer"),
     MerchantNotFound: ErrorSpec(404, MerchantNotFound.code, "Merchant not found"),
     MerchantExists: ErrorSpec(409, MerchantExists.code, "Merchant exists with different fields"),
     MerchantAccountsConflict: ErrorSpec(409, MerchantAccountsConflict.code, "Merchant accounts conflict"),

@@ -110,5 +110,11 @@ class IntentBusy(PaymentsError):
     code = "payment_intent_busy"
 
 
+class IntentListUnbounded(PaymentsError):
+    """An app's list names neither a merchant nor a customer."""
+
+    code = "merchant_or_customer_required"
+
+
 class AppliedEarlier(Exception):
     """The intent already holds what this write would put: an earlier attempt committed it."""

@@ -187,3 +187,23 @@ class PaymentIntent:
         by the request write_id: a retry of that request finds its own transfer, and a rival request,
         deciding from the same version, never takes the same id."""
         return f"{self.payment_id}-{kind}{n}-{write_id[:ledger_id_tag_chars]}"
+
+
+@dataclass(frozen=True, slots=True)
+class IntentFilter:
+    """Which intents a list shows: one merchant's or one owner's (or both), optionally by status and by
+    creation time (created_gte inclusive, created_lt exclusive)."""
+
+    merchant_id: str | None = None
+    owner_id: str | None = None
+    status: IntentStatus | None = None
+    created_gte: datetime | None = None
+    created_lt: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntentPage:
+    """A page, newest first, and the store's key to resume after it (None: the last page)."""
+
+    intents: list[PaymentIntent]
+    last_key: dict[str, str] | None

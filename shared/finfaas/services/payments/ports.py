@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from finfaas.domain.ledger import Account, TransactionExtra, Transfer
-from finfaas.services.payments.model import Merchant, PaymentIntent
+from finfaas.services.payments.model import IntentFilter, IntentPage, Merchant, PaymentIntent
 
 
 class Merchants(Protocol):
@@ -49,6 +49,10 @@ class PaymentIntents(Protocol):
         ...
 
     def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent: ...
+
+    def page(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
+        """Up to limit intents newest first, resuming after the key a previous page returned."""
+        ...
 
 
 class PaymentsLedger(Protocol):

@@ -27,11 +27,12 @@ from finfaas.domain.errors import AccountNotFound, PendingAlreadyPosted, Pending
 from finfaas.domain.ledger import Account, AccountKind, TransactionExtra, Transfer
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
 from finfaas.domain.payments import FeeSchedule, check_capture, fee_minor, receivable_shard
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import Change, RetryPolicy, Unchanged, read_change_save
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
-from finfaas.services.payments.api import CaptureBody, NewIntentBody, OnboardBody
+from finfaas.services.payments.api import CaptureBody, IntentListQuery, NewIntentBody, OnboardBody
 from finfaas.services.payments.errors import (
     AppliedEarlier,
     AuthorizationExpired,
@@ -40,6 +41,7 @@ from finfaas.services.payments.errors import (
     FeeExceedsAmount,
     IntentBusy,
     IntentExists,
+    IntentListUnbounded,
     IntentNotFound,
     MerchantAccountsConflict,
     MerchantBusy,
@@ -53,6 +55,8 @@ from finfaas.services.payments.errors import (
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    IntentFilter,
+    IntentPage,
     IntentStatus,
     LedgerStep,
     Merchant,
@@ -80,6 +84,7 @@ intent_step_attempts_max = 8
 INTENT_STEP_POLICY = RetryPolicy(intent_step_attempts_max, wait_ms_base=5.0, wait_ms_max=100.0)
 degraded_auto_approve_major_default = 100  # as for transfers: small payments pass while risk is down
 CUSTOMER_KIND = "customer"
+LIST_ROUTE = "GET /payment_intents"
 
 MERCHANT_ACCOUNT_KIND = "MERCHANT"
 
@@ -198,7 +203,7 @@ class PaymentsService:
                  *, intents: PaymentIntents | None = None, money: PaymentsLedger | None = None,
                  risk: RiskAssessor | None = None, breaker: CircuitBreaker | None = None,
                  settings: PaymentsSettings = PaymentsSettings(),
-                 sleep: Callable[[float], None] | None = None) -> None:
+                 sleep: Callable[[float], None] | None = None, cursors: CursorCodec | None = None) -> None:
         self._merchants = merchants
         self._ledger = ledger
         self._clock = clock
@@ -208,6 +213,7 @@ class PaymentsService:
         self._breaker = breaker or CircuitBreaker("risk")
         self._settings = settings
         self._sleep = sleep
+        self._cursors = cursors or CursorCodec.generate()
 
     # --- merchants ---
 
@@ -305,6 +311,35 @@ class PaymentsService:
         if found is None or (caller.is_customer and found.owner_id != caller.sub):
             raise IntentNotFound(f"payment intent {payment_id} not found")
         return found
+
+    def list_intents(self, caller: Caller, query: IntentListQuery) -> tuple[IntentPage, str | None]:
+        """A page of intents newest first and the sealed cursor to the next (None: the last page)."""
+        intents, _ = self._intent_ports()
+        owner = query.customer
+        if caller.is_customer:
+            if owner not in (None, caller.sub):
+                return IntentPage([], None), None  # their own intents of another customer: none
+            owner = caller.sub
+        if owner is None and query.merchant_id is None:
+            raise IntentListUnbounded("merchant_id: give merchant_id or customer", field="merchant_id")
+        wanted = IntentFilter(query.merchant_id, owner, query.status, query.created_gte, query.created_lt)
+        bound = binding(LIST_ROUTE, caller.sub, merchant_id=query.merchant_id, customer=owner,
+                        status=query.status.value if query.status else None,
+                        created_gte=query.created_gte.isoformat() if query.created_gte else None,
+                        created_lt=query.created_lt.isoformat() if query.created_lt else None)
+        start = self._opened(query.starting_after, bound)
+        page = intents.page(wanted, query.limit, start)
+        return page, self._cursors.seal(page.last_key, bound) if page.last_key else None
+
+    def _opened(self, cursor: str | None, bound: dict[str, str]) -> dict[str, str] | None:
+        """The store's key inside a client's sealed cursor; InvalidCursor unless ours, for this query."""
+        if cursor is None:
+            return None
+        key = self._cursors.open(cursor, bound)
+        if not isinstance(key, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                for k, v in key.items()):
+            raise InvalidCursor("not a cursor of this list")
+        return key
 
     def confirm(self, caller: Caller, payment_id: str) -> PaymentIntent:
         """Risk check, then a hold expiring at capture_before (manual capture) or the payment itself

@@ -1,10 +1,10 @@
-"""The payments store against DynamoDB Local: the contract the in-memory fake passes."""
+"""The payments store against DynamoDB Local: the contracts the in-memory fakes pass."""
 
 from __future__ import annotations
 
 import pytest
-from finfaas.store.payments_store import PaymentsStore
-from unit.services.payments.test_payments_store_contract import MerchantsContract
+from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore
+from unit.services.payments.test_payments_store_contract import IntentPagesContract, MerchantsContract
 
 pytestmark = pytest.mark.emulator
 
@@ -13,3 +13,9 @@ class TestDynamoDBMerchants(MerchantsContract):
     @pytest.fixture
     def store(self, embedded_aws):
         return PaymentsStore()
+
+
+class TestDynamoDBIntentPages(IntentPagesContract):
+    @pytest.fixture
+    def intents(self, embedded_aws):
+        return PaymentIntentsStore(PaymentsStore())

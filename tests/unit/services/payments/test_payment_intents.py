@@ -375,3 +375,50 @@ def test_the_merchants_balance_sums_its_receivable_shards(world):
     assert sorted(balance["receivable_shards"]) == sorted(world.receivables)
     assert sum(balance["receivable_shards"].values()) == 15_000
     assert len([v for v in balance["receivable_shards"].values() if v]) > 1  # spread, not one hot item
+
+
+def listing(world: World, token: str, **query: str):
+    return call(world.handler.handle, "GET", "/payment_intents", token=token, query=query)
+
+
+def test_a_list_pages_newest_first_with_a_cursor_bound_to_its_caller_and_filters(world):
+    made = [world.create(1_000 + n).json()["id"] for n in range(3)]
+
+    first = listing(world, world.app, merchant_id="m-books", limit="2").json()
+    second = listing(world, world.app, merchant_id="m-books", limit="2",
+                     starting_after=first["next_cursor"]).json()
+
+    assert [i["id"] for i in first["data"]] == [made[2], made[1]] and first["has_more"]
+    assert [i["id"] for i in second["data"]] == [made[0]] and not second["has_more"]
+    for other in (listing(world, world.ada, limit="2", starting_after=first["next_cursor"]),
+                  listing(world, world.app, merchant_id="m-books", status="succeeded", limit="2",
+                          starting_after=first["next_cursor"]),
+                  listing(world, world.app, merchant_id="m-books", starting_after="forged")):
+        assert other.status == 422 and "starting_after" in other.json()["detail"]
+
+
+def test_a_customer_lists_only_its_own_intents_and_an_app_names_what_it_lists(world):
+    mine = world.create(1_000).json()["id"]
+    bob_account = world.ledger.get_account("acc-bob")
+    assert bob_account.owner_id == "cust-bob"
+
+    own = listing(world, world.ada).json()["data"]
+    bobs = listing(world, world.bob).json()["data"]
+    asked_for_ada = listing(world, world.bob, customer="cust-ada").json()["data"]
+    unbounded = listing(world, world.app)
+
+    assert [i["id"] for i in own] == [mine] and bobs == [] and asked_for_ada == []
+    assert unbounded.status == 422 and unbounded.json()["code"] == "merchant_or_customer_required"
+    assert [i["id"] for i in listing(world, world.app, customer="cust-ada").json()["data"]] == [mine]
+
+
+def test_a_list_filters_by_status_and_creation_time(world):
+    held = world.authorized(1_000)
+    created = world.create(2_000).json()
+
+    waiting = listing(world, world.ada, status="requires_confirmation").json()["data"]
+    since = listing(world, world.ada, created_gte=created["created_at"]).json()["data"]
+    before = listing(world, world.ada, created_lt=created["created_at"]).json()["data"]
+
+    assert [i["id"] for i in waiting] == [created["id"]]
+    assert [i["id"] for i in since] == [created["id"]] and [i["id"] for i in before] == [held]

@@ -1,5 +1,5 @@
-"""The payments store contract, written once: the in-memory fake runs it here, the DynamoDB store runs
-it in tests/integration/services/payments against DynamoDB Local."""
+"""The payments store contracts (merchants, intents and their pages), written once: the in-memory fakes
+run them here, the DynamoDB store runs them in tests/integration/services/payments against DynamoDB Local."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from finfaas.domain.payments import FeeSchedule, Rounding
-from finfaas.services.payments.model import Merchant, MerchantStatus, SettlementAccount
-from finfaas_dev.fakes.payments import InMemoryMerchants
+from finfaas.services.payments.model import (
+    CaptureMethod,
+    IntentFilter,
+    IntentStatus,
+    LedgerStep,
+    Merchant,
+    MerchantStatus,
+    PaymentIntent,
+    SettlementAccount,
+)
+from finfaas_dev.fakes.payments import InMemoryMerchants, InMemoryPaymentIntents
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
@@ -69,3 +78,60 @@ class TestInMemoryMerchants(MerchantsContract):
     @pytest.fixture
     def store(self):
         return InMemoryMerchants()
+
+
+def new_intent(merchant_id: str, owner_id: str, minutes: int, status: IntentStatus = IntentStatus.SUCCEEDED):
+    return PaymentIntent(
+        payment_id=f"pi_{uuid.uuid4().hex[:24]}", owner_id=owner_id, customer_account_id=f"acc-{owner_id}",
+        merchant_id=merchant_id, receivable_account_id=f"mrc-{merchant_id}-recv-0",
+        amount_minor=100 + minutes,
+        currency="USD", capture_method=CaptureMethod.MANUAL, application_fee_minor=3,
+        created_at=T0 + timedelta(minutes=minutes), status=status,
+        ledger=(LedgerStep("hold", "h-1", 100),), metadata={"order": str(minutes)})
+
+
+class IntentPagesContract:
+    """PaymentIntents' creation, versioned save and pages; subclasses provide the `intents` fixture."""
+
+    def test_an_intent_reads_back_field_for_field(self, intents):
+        intent = new_intent("m-a", "c-1", 0)
+
+        assert intents.create(intent) == intent
+
+        assert intents.get(intent.payment_id) == intent
+        assert intents.save(replace(intent, status=IntentStatus.CANCELED, version=2))
+        assert not intents.save(replace(intent, version=2))
+
+    def test_a_merchants_intents_come_newest_first_page_by_page(self, intents):
+        merchant = f"m-{uuid.uuid4().hex[:8]}"
+        made = [intents.create(new_intent(merchant, f"c-{n % 2}", n)) for n in range(5)]
+        intents.create(new_intent(f"m-{uuid.uuid4().hex[:8]}", "c-0", 9))  # another merchant's
+
+        first = intents.page(IntentFilter(merchant_id=merchant), 3, None)
+        second = intents.page(IntentFilter(merchant_id=merchant), 3, first.last_key)
+
+        assert [i.payment_id for i in first.intents] == [i.payment_id for i in reversed(made[2:])]
+        assert [i.payment_id for i in second.intents] == [made[1].payment_id, made[0].payment_id]
+        assert second.last_key is None or intents.page(
+            IntentFilter(merchant_id=merchant), 3, second.last_key).intents == []
+
+    def test_filters_by_owner_status_and_creation_time(self, intents):
+        merchant, owner = f"m-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
+        made = [intents.create(new_intent(merchant, owner, n, status)) for n, status in enumerate(
+            [IntentStatus.SUCCEEDED, IntentStatus.CANCELED, IntentStatus.SUCCEEDED, IntentStatus.SUCCEEDED])]
+        intents.create(new_intent(merchant, "someone-else", 2))
+
+        def ids(wanted: IntentFilter) -> list[str]:
+            return [i.payment_id for i in intents.page(wanted, 10, None).intents]
+
+        assert ids(IntentFilter(owner_id=owner)) == [i.payment_id for i in reversed(made)]
+        assert ids(IntentFilter(merchant_id=merchant, owner_id=owner, status=IntentStatus.CANCELED)) == [
+            made[1].payment_id]
+        window = IntentFilter(owner_id=owner, created_gte=made[1].created_at, created_lt=made[3].created_at)
+        assert ids(window) == [made[2].payment_id, made[1].payment_id]
+
+
+class TestInMemoryIntentPages(IntentPagesContract):
+    @pytest.fixture
+    def intents(self):
+        return InMemoryPaymentIntents()
