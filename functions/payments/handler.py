@@ -1,4 +1,4 @@
-"""The payments function: merchants and payment intents on the ledger's holds (refunds to come).
+"""The payments function: merchants, payment intents on the ledger's holds, refunds to the wallet.
 
 Apps and customers (payments:write / payments:read; a customer only for its own accounts and intents):
   POST /payment_intents                          a new intent (Idempotency-Key required: the intent's
@@ -10,6 +10,7 @@ Apps and customers (payments:write / payments:read; a customer only for its own 
                                                  payment (automatic capture)
   POST /payment_intents/{payment_id}/capture     all or part of what is capturable
   POST /payment_intents/{payment_id}/cancel      releases what is still capturable
+  POST /payment_intents/{payment_id}/refunds     all or part of what was captured, back to the account
 Operators (ops scope):
   POST /_/ops/merchants                          onboard a merchant and open its ledger accounts through
                                                  the ledger function (Idempotency-Key required)
@@ -49,9 +50,12 @@ from finfaas.services.payments.api import (
     MerchantView,
     NewIntentBody,
     OnboardBody,
+    RefundBody,
+    RefundView,
     intent_view,
     merchant_balance_view,
     merchant_view,
+    refund_view,
 )
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
 
@@ -185,6 +189,16 @@ def capture_intent(req: Request, payment_id: str, body: CaptureBody) -> IntentVi
     """Capture amount_to_capture (default: all capturable); final_capture=false keeps the rest held."""
     req.audit_target = f"payment_intent:{payment_id}"
     return intent_view(services.get().payments.capture(caller(req), payment_id, body))
+
+
+@app.route("POST", "/payment_intents/{payment_id}/refunds", scopes=[WRITE], body=RefundBody, status=201,
+           response=RefundView, idempotency="required", rate_limit=MONEY_LIMIT.name)
+def refund_intent(req: Request, payment_id: str, body: RefundBody) -> RefundView:
+    """Refund all or part of what was captured to the paying account; a refund number already used on
+    this payment answers that refund (once), or 409 when it asked for another amount."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    _, refund = services.get().payments.refund(caller(req), payment_id, body)
+    return refund_view(refund)
 
 
 @app.route("POST", "/payment_intents/{payment_id}/cancel", scopes=[WRITE], body=CancelBody,

@@ -1,7 +1,7 @@
 """The payments function as a process behind the local gateway, with auth, the ledger and risk: onboarding
 a merchant opens its accounts through the ledger function with the payments function's own client
 credentials (the payments-client secret and its auth-clients entry), as in a deployed suite; a customer
-pays the merchant, the app captures in part, and the ledger check passes."""
+pays the merchant, it is captured and refunded in part, and the ledger check passes."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def customer(funded_minor: int) -> tuple[str, str]:
     return account_id, minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
 
 
-def test_a_customer_pays_a_merchant_captured_in_part_and_the_books_balance(suite):
+def test_a_customer_pays_a_merchant_captured_in_part_refunded_in_part_and_the_books_balance(suite):
     # GIVEN a merchant, and ada with 200.00
     merchant = onboard(suite, client_token("ops"))
     account_id, ada = customer(20_000)
@@ -120,17 +120,24 @@ def test_a_customer_pays_a_merchant_captured_in_part_and_the_books_balance(suite
     status, final = _request("POST", f"{intents}/{intent['id']}/capture", ada, {"amount_to_capture": 2_000},
                              {"Idempotency-Key": secrets.token_hex(8)})
 
-    # THEN 50.00 moved to the merchant's receivable, the rest is free again, and the ledger reconciles
     assert status == 200, final
+    # AND refunds 10.00 of it to ada's account (its number sent twice: once)
+    refund = {"refund_number": "r-1", "amount": 1_000}
+    for _ in range(2):
+        status, refunded = _request("POST", f"{intents}/{intent['id']}/refunds", ada, refund,
+                                    {"Idempotency-Key": secrets.token_hex(8)})
+        assert status == 201 and refunded["amount"] == 1_000, refunded
+
+    # THEN 40.00 stays with the merchant, the rest is ada's again, and the ledger reconciles
     assert (final["status"], final["amount_received"], final["amount_capturable"]) == ("succeeded", 5_000, 0)
     assert final["application_fee_amount"] == 300
     status, read = _request("GET", f"{intents}/{intent['id']}", ada)
-    assert status == 200 and read == final
+    assert status == 200 and (read["amount_refunded"], read["application_fee_refunded"]) == (1_000, 60)
     store = ledger_store_from_config()
     ada_account = store.get_account(account_id)
-    assert (ada_account.balance_minor, ada_account.debits_pending) == (15_000, 0)
+    assert (ada_account.balance_minor, ada_account.debits_pending) == (16_000, 0)
     received = sum(store.get_account(a).balance_minor for a in merchant["ledger_accounts"]["receivables"])
-    assert received == 5_000
+    assert received == 4_000
     report = check_store(store)
     assert report.clean, report.problems[:10]
 

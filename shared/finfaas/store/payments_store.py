@@ -35,6 +35,8 @@ from finfaas.services.payments.model import (
     Merchant,
     MerchantStatus,
     PaymentIntent,
+    Refund,
+    RefundReason,
     SettlementAccount,
 )
 from finfaas.store.binding import StoreMeta
@@ -175,6 +177,11 @@ def intent_to_json(intent: PaymentIntent) -> str:
         "risk": dict(intent.risk) if intent.risk is not None else None,
         "ledger": [{"kind": s.kind, "transfer_id": s.transfer_id, "amount_minor": str(s.amount_minor)}
                    for s in intent.ledger],
+        "refunds": [{"refund_number": r.refund_number, "amount_minor": str(r.amount_minor),
+                     "fee_refunded_minor": str(r.fee_refunded_minor), "reason": r.reason.value,
+                     "transfer_id": r.transfer_id, "created_at": format_time(r.created_at)}
+                    for r in intent.refunds],
+        "fee_refunded_minor": str(intent.fee_refunded_minor),
         "updated_at": _time_or_none(intent.updated_at),
         "version": intent.version,
         "write_id": intent.write_id,
@@ -208,6 +215,10 @@ def intent_from_json(text: str) -> PaymentIntent:
         cancellation_reason=CancellationReason(reason) if reason else None,
         risk=raw.get("risk"),
         ledger=tuple(LedgerStep(s["kind"], s["transfer_id"], int(s["amount_minor"])) for s in raw["ledger"]),
+        refunds=tuple(Refund(r["refund_number"], int(r["amount_minor"]), int(r["fee_refunded_minor"]),
+                             RefundReason(r["reason"]), r["transfer_id"], parse_time(r["created_at"]))
+                      for r in raw.get("refunds", ())),
+        fee_refunded_minor=int(raw.get("fee_refunded_minor", "0")),
         updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
         version=int(raw["version"]),
         write_id=raw.get("write_id", ""),

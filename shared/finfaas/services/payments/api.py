@@ -47,6 +47,7 @@ from finfaas.services.payments.errors import (
     MerchantNotFound,
     PaymentDeclined,
     PaymentsStoreUnavailable,
+    RefundExists,
     RiskUnavailable,
     UnexpectedState,
 )
@@ -58,12 +59,15 @@ from finfaas.services.payments.model import (
     MerchantBalance,
     MerchantStatus,
     PaymentIntent,
+    Refund,
+    RefundReason,
     capture_window_seconds_default,
     capture_window_seconds_max,
     merchant_id_chars_max,
     metadata_entries_max,
     metadata_key_chars_max,
     metadata_value_chars_max,
+    refund_number_chars_max,
     statement_descriptor_chars_max,
 )
 from finfaas.services.suite_clients import ServiceUnreachable
@@ -160,6 +164,17 @@ class CaptureBody(StrictModel):
     final_capture: StrictBool = True
 
 
+class RefundBody(StrictModel):
+    """A refund to the paying account: all that is refundable, or `amount`. refund_number is the
+    client's, unique per payment: sending it again refunds once."""
+
+    refund_number: Annotated[str, Field(min_length=1, max_length=refund_number_chars_max,
+                                        pattern=IDENTIFIER_PATTERN)]
+    amount: Amount | None = None
+    currency: Currency | None = Field(default=None, description="when given, the intent's currency")
+    reason: RefundReason = RefundReason.REQUESTED_BY_CUSTOMER
+
+
 class CancelBody(StrictModel):
     cancellation_reason: CancellationReason = CancellationReason.REQUESTED_BY_CUSTOMER
 
@@ -182,6 +197,16 @@ class LedgerStepView(BaseModel):
     amount_minor: int
 
 
+class RefundView(BaseModel):
+    refund_number: str
+    amount: int
+    application_fee_refunded: int = Field(description="the fee's share given back (see the README)")
+    reason: RefundReason
+    status: str = Field(default="succeeded", description="refunds to the wallet succeed at once")
+    transfer_id: str
+    created_at: datetime
+
+
 class IntentView(BaseModel):
     """Amounts in minor units of `currency`."""
 
@@ -201,6 +226,8 @@ class IntentView(BaseModel):
     cancellation_reason: CancellationReason | None = None
     metadata: dict[str, str]
     statement_descriptor: str
+    refunds: list[RefundView]
+    application_fee_refunded: int
     ledger_transfers: list[LedgerStepView]
     created_at: datetime
     updated_at: datetime | None = None
@@ -210,6 +237,12 @@ class IntentList(BaseModel):
     data: list[IntentView]
     has_more: bool
     next_cursor: str | None = Field(description="pass as starting_after for the next page")
+
+
+def refund_view(refund: Refund) -> RefundView:
+    return RefundView(refund_number=refund.refund_number, amount=refund.amount_minor,
+                      application_fee_refunded=refund.fee_refunded_minor, reason=refund.reason,
+                      transfer_id=refund.transfer_id, created_at=refund.created_at)
 
 
 def intent_view(intent: PaymentIntent) -> IntentView:
@@ -222,6 +255,7 @@ def intent_view(intent: PaymentIntent) -> IntentView:
         application_fee_amount=intent.application_fee_minor, capture_before=intent.capture_before,
         cancellation_reason=intent.cancellation_reason, metadata=dict(intent.metadata),
         statement_descriptor=intent.statement_descriptor,
+        refunds=[refund_view(r) for r in intent.refunds], application_fee_refunded=intent.fee_refunded_minor,
         ledger_transfers=[LedgerStepView(kind=s.kind, transfer_id=s.transfer_id, amount_minor=s.amount_minor)
                           for s in intent.ledger],
         created_at=intent.created_at, updated_at=intent.updated_at,
@@ -315,6 +349,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     PaymentDeclined: ErrorSpec(422, PaymentDeclined.code, "Payment declined"),
     RiskUnavailable: ErrorSpec(503, RiskUnavailable.code, "Risk check unavailable"),
     IntentBusy: ErrorSpec(503, IntentBusy.code, "Payment intent busy"),
+    RefundExists: ErrorSpec(409, RefundExists.code, "Refund exists with different fields"),
     IntentListUnbounded: ErrorSpec(422, IntentListUnbounded.code, "List needs a merchant or a customer"),
     MerchantNotFound: ErrorSpec(404, MerchantNotFound.code, "Merchant not found"),
     MerchantExists: ErrorSpec(409, MerchantExists.code, "Merchant exists with different fields"),

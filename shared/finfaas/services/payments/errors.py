@@ -116,5 +116,11 @@ class IntentListUnbounded(PaymentsError):
     code = "merchant_or_customer_required"
 
 
+class RefundExists(PaymentsError):
+    """The refund number was used on this payment for a different refund."""
+
+    code = "refund_exists_with_different_fields"
+
+
 class AppliedEarlier(Exception):
     """The intent already holds what this write would put: an earlier attempt committed it."""

@@ -102,6 +102,8 @@ metadata_entries_max = 20
 metadata_key_chars_max = 40
 metadata_value_chars_max = 500
 statement_descriptor_chars_max = 22
+refunds_per_payment_max = 50  # the intent's item stays far below DynamoDB's 400 KB
+refund_number_chars_max = 40
 ledger_id_tag_chars = 8  # of the request's write id, in each ledger transfer id (at most 42 characters)
 
 
@@ -145,6 +147,24 @@ class LedgerStep:
     amount_minor: int
 
 
+class RefundReason(StrEnum):
+    REQUESTED_BY_CUSTOMER = "requested_by_customer"
+    DUPLICATE = "duplicate"
+    FRAUDULENT = "fraudulent"
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """Money given back to the paying account, under the client's refund number (unique per payment)."""
+
+    refund_number: str
+    amount_minor: int
+    fee_refunded_minor: int  # the application fee's share given back, by domain.payments' rule
+    reason: RefundReason
+    transfer_id: str
+    created_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentIntent:
     payment_id: str
@@ -169,6 +189,8 @@ class PaymentIntent:
     cancellation_reason: CancellationReason | None = None
     risk: Mapping[str, object] | None = None
     ledger: tuple[LedgerStep, ...] = ()
+    refunds: tuple[Refund, ...] = ()
+    fee_refunded_minor: int = 0
     updated_at: datetime | None = None
     version: int = 1
     write_id: str = ""  # which request wrote this version: its own lost answer is told from a rival's
@@ -181,6 +203,9 @@ class PaymentIntent:
 
     def changed(self, now: datetime, **changes: object) -> PaymentIntent:
         return replace(self, updated_at=now, version=self.version + 1, **changes)  # type: ignore[arg-type]
+
+    def refund(self, refund_number: str) -> Refund | None:
+        return next((r for r in self.refunds if r.refund_number == refund_number), None)
 
     def ledger_id(self, kind: str, n: int, write_id: str) -> str:
         """A ledger transfer id of this intent's n-th step of a kind (h hold, c capture, v release), made

@@ -26,13 +26,21 @@ from typing import Any
 from finfaas.domain.errors import AccountNotFound, PendingAlreadyPosted, PendingAlreadyVoided
 from finfaas.domain.ledger import Account, AccountKind, TransactionExtra, Transfer
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
-from finfaas.domain.payments import FeeSchedule, check_capture, fee_minor, receivable_shard
+from finfaas.domain.payments import (
+    FeeSchedule,
+    RefundRefused,
+    check_capture,
+    check_refund,
+    fee_minor,
+    fee_refund_minor,
+    receivable_shard,
+)
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import Change, RetryPolicy, Unchanged, read_change_save
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
-from finfaas.services.payments.api import CaptureBody, IntentListQuery, NewIntentBody, OnboardBody
+from finfaas.services.payments.api import CaptureBody, IntentListQuery, NewIntentBody, OnboardBody, RefundBody
 from finfaas.services.payments.errors import (
     AppliedEarlier,
     AuthorizationExpired,
@@ -49,6 +57,7 @@ from finfaas.services.payments.errors import (
     MerchantInactive,
     MerchantNotFound,
     PaymentDeclined,
+    RefundExists,
     RiskUnavailable,
     UnexpectedState,
 )
@@ -63,8 +72,10 @@ from finfaas.services.payments.model import (
     MerchantBalance,
     MerchantStatus,
     PaymentIntent,
+    Refund,
     SettlementAccount,
     payment_id_for,
+    refunds_per_payment_max,
 )
 from finfaas.services.payments.ports import (
     MerchantLedger,
@@ -437,6 +448,52 @@ class PaymentsService:
                                                                          extra))
 
         return self._step(caller, payment_id, decide)
+
+    def refund(self, caller: Caller, payment_id: str, body: RefundBody) -> tuple[PaymentIntent, Refund]:
+        """Gives `amount` (default: all refundable) back to the paying account from the merchant's
+        receivable shard, with the fee's share by domain.payments' rule; the same refund number again
+        refunds once. The refund and the intent's new total commit in one ledger transaction, written
+        over the version the bound was checked on, so refunds racing each other never exceed what was
+        captured."""
+        write_id = uuid.uuid4().hex
+
+        def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
+            if body.currency is not None and body.currency != intent.currency:
+                raise CurrencyMismatch(f"currency: the payment is in {intent.currency}", field="currency")
+            refundable = intent.amount_received_minor - intent.amount_refunded_minor
+            amount = refundable if body.amount is None else parse_amount(body.amount, intent.currency)
+            earlier = intent.refund(body.refund_number)
+            if earlier is not None:
+                if body.amount is not None and earlier.amount_minor != amount:
+                    raise RefundExists(f"refund_number: {body.refund_number} refunded {earlier.amount_minor}",
+                                       field="refund_number")
+                return Unchanged(intent)
+            if len(intent.refunds) >= refunds_per_payment_max:
+                raise RefundRefused(f"refund_number: at most {refunds_per_payment_max} refunds per payment",
+                                    field="refund_number")
+            check_refund(amount_received_minor=intent.amount_received_minor,
+                         amount_refunded_minor=intent.amount_refunded_minor, refund_minor=amount)
+            fee_back = fee_refund_minor(
+                fee_minor_total=intent.application_fee_minor,
+                amount_received_minor=intent.amount_received_minor,
+                amount_refunded_minor=intent.amount_refunded_minor,
+                fee_refunded_minor=intent.fee_refunded_minor, refund_minor=amount)
+            now = self._clock()
+            transfer_id = intent.ledger_id("r", len(intent.refunds), write_id)
+            refund = Refund(body.refund_number, amount, fee_back, body.reason, transfer_id, now)
+            wanted = intent.changed(now, amount_refunded_minor=intent.amount_refunded_minor + amount,
+                                    fee_refunded_minor=intent.fee_refunded_minor + fee_back,
+                                    refunds=(*intent.refunds, refund),
+                                    ledger=(*intent.ledger, LedgerStep("refund", transfer_id, amount)),
+                                    write_id=write_id)
+            return _Step(wanted, lambda extra: self._ledger_ports().transfer(
+                transfer_id, intent.receivable_account_id, intent.customer_account_id, amount,
+                intent.currency, extra))
+
+        stored = self._step(caller, payment_id, decide)
+        refund = stored.refund(body.refund_number)
+        assert refund is not None
+        return stored, refund
 
     # --- internals ---
 

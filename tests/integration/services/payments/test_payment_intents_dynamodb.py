@@ -1,5 +1,5 @@
 """Payment intents on DynamoDB Local: each money step is one ledger transaction carrying the intent's new
-state, so capture bounds hold under concurrent captures and a lost answer captures once."""
+state, so capture and refund bounds hold under concurrent requests and a lost answer moves money once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 import pytest
 from finfaas.domain.ledger import AccountKind
 from finfaas.services.ledger.service import LedgerService
-from finfaas.services.payments.api import CaptureBody, NewIntentBody, OnboardBody
+from finfaas.services.payments.api import CaptureBody, NewIntentBody, OnboardBody, RefundBody
 from finfaas.services.payments.errors import UnexpectedState
 from finfaas.services.payments.model import CancellationReason
 from finfaas.services.payments.service import Caller, LedgerStoreAccounts, PaymentsService
@@ -194,3 +194,86 @@ def test_terminal_states_absorb(world):
     assert (intent.status.value, intent.amount_received_minor, intent.amount_capturable_minor) == (
         "succeeded", 1_000, 0)
     world.agrees_with_ledger(payment_id, account_id)
+
+
+# --- refunds -------------------------------------------------------------------------------------------
+
+
+def refunded(world: World, payment_id: str, number: str, amount: int):
+    body = RefundBody(refund_number=number, amount=amount)
+    return world.payments.refund(APP, payment_id, body)[1]
+
+
+def captured_in_full(world: World) -> tuple[str, str]:
+    payment_id, account_id = world.authorized()
+    world.capture(payment_id, None, final=True)
+    return payment_id, account_id
+
+
+def test_two_concurrent_60_refunds_of_a_100_capture_one_succeeds(world):
+    payment_id, account_id = captured_in_full(world)
+    results: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def refund(number: str) -> None:
+        barrier.wait()
+        try:
+            results.append(refunded(world, payment_id, number, 6_000).amount_minor)
+        except Exception as refusal:  # noqa: BLE001
+            results.append(getattr(refusal, "code", repr(refusal)))
+
+    threads = [threading.Thread(target=refund, args=(f"r-{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(map(str, results)) == ["6000", "refund_refused"]
+    intent = world.intents.get(payment_id)
+    assert intent.amount_refunded_minor == 6_000 and len(intent.refunds) == 1
+    assert world.ledger.get_account(account_id).balance_minor == 6_000  # 100.00 paid, 60.00 back
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(amounts=st.lists(st.integers(1, 5_000), min_size=1, max_size=CONCURRENT_CAPTURES))
+def test_concurrent_refunds_never_exceed_what_was_captured(world, amounts):
+    payment_id, account_id = captured_in_full(world)
+    outcomes: list[object] = []
+
+    def refund(n: int, amount: int) -> None:
+        try:
+            outcomes.append(refunded(world, payment_id, f"r-{n}", amount))
+        except Exception as refusal:  # noqa: BLE001
+            outcomes.append(refusal)
+
+    threads = [threading.Thread(target=refund, args=(n, a)) for n, a in enumerate(amounts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert {getattr(r, "code", "") for r in refused} <= {"refund_refused", "payment_intent_busy"}, refused
+    intent = world.intents.get(payment_id)
+    assert intent.amount_refunded_minor == sum(r.amount_minor for r in intent.refunds) <= AUTHORIZED_MINOR
+    assert len(intent.refunds) == len(amounts) - len(refused)
+    assert world.ledger.get_account(account_id).balance_minor == intent.amount_refunded_minor
+
+
+def test_a_refund_whose_answer_is_lost_refunds_once_and_its_retry_answers_it(world):
+    payment_id, account_id = captured_in_full(world)
+    # GIVEN the refund's transaction commits but its answer is lost (the store sends it again)
+    lost = LoseResponses("TransactWriteItems", times=1)
+    world.store.register_hook("after-call.dynamodb", lost)
+    try:
+        first = refunded(world, payment_id, "r-1", 2_500)
+    finally:
+        world.store.unregister_hook("after-call.dynamodb", lost)
+
+    # WHEN the client, having lost its own answer too, sends the same refund number again
+    again = refunded(world, payment_id, "r-1", 2_500)
+
+    # THEN one refund, the same answer
+    assert lost.lost == 1 and again == first
+    assert world.intents.get(payment_id).amount_refunded_minor == 2_500
+    assert world.ledger.get_account(account_id).balance_minor == 2_500

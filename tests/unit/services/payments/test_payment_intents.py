@@ -422,3 +422,80 @@ def test_a_list_filters_by_status_and_creation_time(world):
 
     assert [i["id"] for i in waiting] == [created["id"]]
     assert [i["id"] for i in since] == [created["id"]] and [i["id"] for i in before] == [held]
+
+
+# --- refunds -------------------------------------------------------------------------------------------
+
+
+def refund(world: World, payment_id: str, number: str, amount=None, token: str | None = None,
+           key: str | None = None, **fields):
+    body = {"refund_number": number, **({} if amount is None else {"amount": amount}), **fields}
+    return world.post(f"/payment_intents/{payment_id}/refunds", token or world.ada, body, key)
+
+
+def paid(world: World, amount: int = 10_000) -> str:
+    payment_id = world.authorized(amount)
+    assert world.capture(payment_id).status == 200
+    return payment_id
+
+
+def test_a_quarter_refunded_to_the_wallet_gives_a_quarter_of_the_fee_back(world):
+    # GIVEN 100.00 paid with a 3.00 application fee (the merchant's 3 %)
+    payment_id = paid(world)
+
+    reply = refund(world, payment_id, "r-1", "25.00")
+
+    assert reply.status == 201, reply.body
+    assert (reply.json()["amount"], reply.json()["application_fee_refunded"]) == (2_500, 75)
+    intent = world.intents.get(payment_id)
+    assert (intent.amount_refunded_minor, intent.fee_refunded_minor) == (2_500, 75)
+    assert world.ledger.get_account("acc-ada").balance_minor == 100_000 - 10_000 + 2_500
+    assert world.balances()[2] == 7_500
+
+
+def test_several_refunds_up_to_what_was_captured_and_not_a_cent_more(world):
+    payment_id = paid(world)
+    assert refund(world, payment_id, "r-1", 4_000).status == 201
+    assert refund(world, payment_id, "r-2", 4_000).status == 201  # same amount, another number: another
+
+    over = refund(world, payment_id, "r-3", 2_001)
+    rest = refund(world, payment_id, "r-4")
+
+    assert over.status == 422 and over.json()["code"] == "refund_refused"
+    assert over.json()["detail"].startswith("amount:")
+    assert rest.status == 201 and rest.json()["amount"] == 2_000
+    intent = world.intents.get(payment_id)
+    assert (intent.amount_refunded_minor, intent.fee_refunded_minor) == (10_000, 300)  # the whole fee
+    assert refund(world, payment_id, "r-5", 1).status == 422
+
+
+def test_a_refund_number_sent_again_refunds_once(world):
+    payment_id = paid(world)
+
+    first = refund(world, payment_id, "r-1", 1_000, key="k-1")
+    again = refund(world, payment_id, "r-1", 1_000, key="k-2")  # another key: the number decides
+    other = refund(world, payment_id, "r-1", 2_000, key="k-3")
+
+    assert first.status == again.status == 201 and again.json() == first.json()
+    assert other.status == 409 and other.json()["code"] == "refund_exists_with_different_fields"
+    assert world.intents.get(payment_id).amount_refunded_minor == 1_000
+    assert world.ledger.get_account("acc-ada").balance_minor == 100_000 - 10_000 + 1_000
+
+
+def test_a_refund_in_another_currency_or_of_another_customers_payment_is_refused(world):
+    payment_id = paid(world)
+
+    currency = refund(world, payment_id, "r-1", 100, currency="EUR")
+    foreign = refund(world, payment_id, "r-2", 100, token=world.bob)
+
+    assert currency.status == 422 and currency.json()["code"] == "currency_mismatch"
+    assert foreign.status == 404 and foreign.json()["code"] == "payment_intent_not_found"
+    assert world.intents.get(payment_id).amount_refunded_minor == 0
+
+
+def test_nothing_captured_nothing_refundable(world):
+    payment_id = world.authorized(1_000)
+
+    reply = refund(world, payment_id, "r-1", 1)
+
+    assert reply.status == 422 and reply.json()["code"] == "refund_refused"
