@@ -283,6 +283,8 @@ class PaymentsService:
         intents, ledger = self._intent_ports()
         payment_id = payment_id_for(caller.sub, key)
         existing = intents.get(payment_id)
+        if existing is not None:  # answered from what was stored, whatever changed since (a merchant)
+            return self._repeat_of(existing, body), True
         merchant = self._active_merchant(body.merchant_id)
         currency = parse_currency(body.currency)
         if currency != merchant.currency:
@@ -310,8 +312,6 @@ class PaymentsService:
             amount_minor=amount, currency=currency, capture_method=body.capture_method,
             application_fee_minor=fee, created_at=self._clock(), metadata=dict(body.metadata),
             statement_descriptor=body.statement_descriptor, write_id=uuid.uuid4().hex)
-        if existing is not None:
-            return self._same_intent(existing, wanted), True
         stored = intents.create(wanted)
         return self._same_intent(stored, wanted), stored is not wanted
 
@@ -512,6 +512,20 @@ class PaymentsService:
             raise MerchantInactive(f"merchant_id: merchant {merchant_id} takes no new payments",
                                    field="merchant_id")
         return merchant
+
+    @staticmethod
+    def _repeat_of(stored: PaymentIntent, body: NewIntentBody) -> PaymentIntent:
+        """The stored intent when body asks for it again; IntentExists when the key made another."""
+        currency = parse_currency(body.currency)
+        asked = (body.customer_account_id, body.merchant_id, parse_amount(body.amount, currency), currency,
+                 body.capture_method, dict(body.metadata), body.statement_descriptor)
+        made = (stored.customer_account_id, stored.merchant_id, stored.amount_minor, stored.currency,
+                stored.capture_method, dict(stored.metadata), stored.statement_descriptor)
+        fee = body.application_fee_amount
+        if asked != made or (fee is not None and fee != stored.application_fee_minor):
+            raise IntentExists(f"the Idempotency-Key made payment intent {stored.payment_id} "
+                               "with other fields")
+        return stored
 
     @staticmethod
     def _same_intent(stored: PaymentIntent, wanted: PaymentIntent) -> PaymentIntent:

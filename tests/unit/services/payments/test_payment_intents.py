@@ -499,3 +499,13 @@ def test_nothing_captured_nothing_refundable(world):
     reply = refund(world, payment_id, "r-1", 1)
 
     assert reply.status == 422 and reply.json()["code"] == "refund_refused"
+
+
+def test_a_repeated_creation_answers_the_stored_intent_even_after_the_merchant_left(world):
+    first = world.create(key="order-9")
+    world.post("/_/ops/merchants/m-books/deactivate", world.operator)
+
+    again = world.create(key="order-9")
+
+    assert again.status == 201 and again.json() == first.json()
+    assert world.create(key="order-10").json()["code"] == "merchant_inactive"
