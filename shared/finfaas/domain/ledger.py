@@ -754,6 +754,9 @@ class TransactionExtra(Protocol):
         """The transaction carrying the put committed."""
         ...
 
+    # An extra may also have `more_puts_for(result) -> list[(item, condition)]`: a few more puts (an
+    # outbox event of the caller's own) for the DynamoDB store to carry in the same transaction.
+
 
 class LedgerRepository(Protocol):
     """Persistence of the ledger. Every method is atomic; a retry of the same request is harmless."""

@@ -9,9 +9,11 @@ Retries: TransactionConflict, throttling and lost responses re-run the whole ope
 backoff. That is safe because the guard turns a second application into a replay of the first.
 
 Extra puts: a money-moving operation may carry one more conditional put in its transaction (the HTTP
-Idempotency-Key's completion record, see TransactionExtra), so the key is recorded if and only if
-the money moved, at no extra round trip. When that put's condition fails, the extra is asked first
-what to answer (a replay, 409 or 422), before any ledger rule is judged. The extra may also hand the
+Idempotency-Key's completion record, or a payment intent's new state, see TransactionExtra), so the
+key is recorded if and only if the money moved, at no extra round trip; an extra may add a few
+unconditional puts of its own (`more_puts_for`: the payment intent's outbox event). When the
+conditional put's condition fails, the extra is asked first what to answer (a replay, 409 or 422),
+before any ledger rule is judged. The extra may also hand the
 request's audit facts to the operation's outbox item (`outbox_audit`), so the audit record commits
 with the money and the outbox relay appends it to the audit chain.
 
@@ -706,6 +708,10 @@ class DynamoLedgerStore:
         if extra is not None:
             item, condition = extra.put_for(result)
             tx.put(_EXTRA_TAG, item, condition)
+            more: Callable[[Sequence[Transfer]], list[tuple[Any, Any]]] | None = getattr(
+                extra, "more_puts_for", None)
+            for n, (other, other_condition) in enumerate(more(result) if more is not None else []):
+                tx.put((_EXTRA_TAG, n), other, other_condition)
         try:
             tx.commit(self._connection)
         except TransactWriteError as error:

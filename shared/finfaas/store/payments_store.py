@@ -17,10 +17,13 @@ from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
+from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.payments import FeeSchedule, Rounding
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
@@ -28,6 +31,7 @@ from finfaas.services.payments.errors import PaymentsStoreUnavailable
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    IntentEvent,
     IntentFilter,
     IntentPage,
     IntentStatus,
@@ -39,11 +43,15 @@ from finfaas.services.payments.model import (
     RefundReason,
     SettlementAccount,
 )
-from finfaas.store.binding import StoreMeta
+from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
 from finfaas.store.dynamo import any_condition_failed, conditional_write
-from finfaas.store.models import format_time, parse_time
+from finfaas.store.models import OutboxRecord, format_time, parse_time
+from finfaas.store.outbox_store import outbox_partition
 
 PAYMENTS_TABLE_LOGICAL_NAME = "payments"
+OUTBOX_TABLE_LOGICAL_NAME = "outbox"
+EVENT_SOURCE = "finfaas/payments"
+OUTBOX_PRODUCER = "payments"
 NO_RANGE = "-"
 # Bounds of every created_key (`<UTC time>#<id>`, the time starting with its year's digits); DynamoDB
 # refuses an empty string as a key condition's value.
@@ -64,6 +72,10 @@ class _PaymentsItem(Model):
     merchant_id = UnicodeAttribute(null=True)
     owner_id = UnicodeAttribute(null=True)
     created_key = UnicodeAttribute(null=True)
+
+
+class _OutboxItem(OutboxRecord):
+    Meta = StoreMeta
 
 
 class _ByMerchant(GlobalSecondaryIndex):
@@ -228,9 +240,14 @@ def intent_from_json(text: str) -> PaymentIntent:
 class PaymentsStore:
     """Merchants and payment intents on DynamoDB (pynamodb). Thread-safe; share one per process."""
 
-    def __init__(self, table_name: str | None = None, region: str | None = None) -> None:
+    def __init__(self, table_name: str | None = None, outbox_table_name: str | None = None,
+                 region: str | None = None) -> None:
         self.table_name = table_name or resource_name(PAYMENTS_TABLE_LOGICAL_NAME)
-        self._item = _model(self.table_name, region or settings().region)
+        region = region or settings().region
+        self._item = _model(self.table_name, region)
+        outbox_table_name = outbox_table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME)
+        self._outbox = bound(_OutboxItem, outbox_table_name, region)
+        self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
 
     # -- merchants --------------------------------------------------------------------------------
 
@@ -267,9 +284,15 @@ class PaymentsStore:
 
     # -- payment intents --------------------------------------------------------------------------
 
-    def create_intent(self, intent: PaymentIntent) -> PaymentIntent:
+    def create_intent(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
         item = self._intent_item(intent)
-        written = conditional_write(lambda: item.save(condition=self._item.pk.does_not_exist()))
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=self._item.pk.does_not_exist())
+                transaction.save(self._event_item(intent, event))
+
+        written = conditional_write(transact)
         if written.taken:
             return intent
         if any_condition_failed(written.error):
@@ -288,15 +311,24 @@ class PaymentsStore:
             raise PaymentsStoreUnavailable(f"read intent {payment_id}: {error}") from error
         return intent_from_json(item.doc)
 
-    def save_intent(self, intent: PaymentIntent) -> bool:
+    def save_intent(self, intent: PaymentIntent, event: IntentEvent) -> bool:
         item, condition = self.intent_put(intent)
-        written = conditional_write(lambda: item.save(condition=condition))
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=condition)
+                transaction.save(self._event_item(intent, event))
+
+        written = conditional_write(transact)
         if written.taken:
             return True
         if any_condition_failed(written.error):
             return False
         cause = written.error
         raise PaymentsStoreUnavailable(f"save intent {intent.payment_id}: {written.code}") from cause
+
+    def event_put(self, intent: PaymentIntent, event: IntentEvent) -> tuple[Any, Any]:
+        return self._event_item(intent, event), None
 
     def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
         return self._intent_item(intent), self._item.version == intent.version - 1
@@ -341,10 +373,25 @@ class PaymentsStore:
         return self._item(*_merchant_key(merchant.merchant_id), doc=merchant_to_json(merchant),
                           version=merchant.version, status=merchant.status.value)
 
+    def _event_item(self, intent: PaymentIntent, event: IntentEvent) -> Any:
+        """The outbox record; its id names the intent's version, so each change has one event, written
+        again under the same key by any retry."""
+        now = intent.updated_at or intent.created_at
+        event_id = f"{event.type}:{intent.payment_id}:{intent.version}"
+        event_key = f"{entry_key_prefix(micros(now))}#{event_id}"
+        return self._outbox(
+            outbox_partition(OUTBOX_PRODUCER, intent.payment_id), event_key,
+            event_id=event_id, type=event.type, source=EVENT_SOURCE, subject=intent.payment_id,
+            time=format_time(now), data=_event_json(dict(event.data)))
+
     def _intent_item(self, intent: PaymentIntent) -> Any:
         return self._item(*_intent_key(intent.payment_id), doc=intent_to_json(intent), version=intent.version,
                           status=intent.status.value, merchant_id=intent.merchant_id,
                           owner_id=intent.owner_id, created_key=created_key(intent))
+
+
+def _event_json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 def _typed_key(plain: dict[str, str]) -> dict[str, Any]:
@@ -362,14 +409,17 @@ class PaymentIntentsStore:
     def __init__(self, store: PaymentsStore) -> None:
         self._store = store
 
-    def create(self, intent: PaymentIntent) -> PaymentIntent:
-        return self._store.create_intent(intent)
+    def create(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
+        return self._store.create_intent(intent, event)
 
     def get(self, payment_id: str) -> PaymentIntent | None:
         return self._store.get_intent(payment_id)
 
-    def save(self, intent: PaymentIntent) -> bool:
-        return self._store.save_intent(intent)
+    def save(self, intent: PaymentIntent, event: IntentEvent) -> bool:
+        return self._store.save_intent(intent, event)
+
+    def event_put(self, intent: PaymentIntent, event: IntentEvent) -> tuple[Any, Any]:
+        return self._store.event_put(intent, event)
 
     def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
         return self._store.intent_put(intent)

@@ -11,7 +11,7 @@ from finfaas.domain.ledger import Account, TransactionExtra, Transfer
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.errors import MerchantAccountsConflict
-from finfaas.services.payments.model import IntentFilter, IntentPage, Merchant, PaymentIntent
+from finfaas.services.payments.model import IntentEvent, IntentFilter, IntentPage, Merchant, PaymentIntent
 from finfaas.services.suite_clients import ServiceUnreachable
 
 _T = TypeVar("_T")
@@ -65,23 +65,31 @@ class InMemoryPaymentIntents:
 
     def __init__(self) -> None:
         self._intents: dict[str, PaymentIntent] = {}
+        self.events: list[tuple[str, int, IntentEvent]] = []  # (payment id, version, event) as written
         self.lock = threading.RLock()
 
-    def create(self, intent: PaymentIntent) -> PaymentIntent:
+    def create(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
         with self.lock:
-            return self._intents.setdefault(intent.payment_id, intent)
+            stored = self._intents.setdefault(intent.payment_id, intent)
+            if stored is intent:
+                self.events.append((intent.payment_id, intent.version, event))
+            return stored
 
     def get(self, payment_id: str) -> PaymentIntent | None:
         with self.lock:
             return self._intents.get(payment_id)
 
-    def save(self, intent: PaymentIntent) -> bool:
+    def save(self, intent: PaymentIntent, event: IntentEvent) -> bool:
         with self.lock:
             stored = self._intents.get(intent.payment_id)
             if stored is None or stored.version != intent.version - 1:
                 return False
             self._intents[intent.payment_id] = intent
+            self.events.append((intent.payment_id, intent.version, event))
             return True
+
+    def event_put(self, intent: PaymentIntent, event: IntentEvent) -> tuple[Any, Any]:
+        return (intent.payment_id, intent.version, event), None
 
     def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
         return intent, intent.version - 1
@@ -103,8 +111,8 @@ class InMemoryPaymentIntents:
         return IntentPage(page, {"created_at": last.created_at.isoformat(), "payment_id": last.payment_id})
 
     def apply(self, item: PaymentIntent, condition: int, operation: Callable[[], _T],
-              conflicted: Callable[[dict[str, Any] | None], None]) -> _T:
-        """Runs operation and puts item, all or nothing, if the stored version is `condition`."""
+              conflicted: Callable[[dict[str, Any] | None], None], events: list[Any]) -> _T:
+        """Runs operation and puts item and events, all or nothing, if the stored version is `condition`."""
         with self.lock:
             stored = self._intents.get(item.payment_id)
             if stored is None or stored.version != condition:
@@ -112,6 +120,7 @@ class InMemoryPaymentIntents:
                 raise AssertionError("an extra's conflicted() must raise")
             result = operation()
             self._intents[item.payment_id] = item
+            self.events.extend(events)
             return result
 
 
@@ -159,6 +168,8 @@ class InMemoryPaymentsLedger:
 
     def _with(self, extra: TransactionExtra, operation: Callable[[], Transfer]) -> Transfer:
         item, condition = extra.put_for(())
-        result = self._intents.apply(item, condition, operation, extra.conflicted)
+        more = getattr(extra, "more_puts_for", None)
+        events = [event for event, _ in (more(()) if more is not None else [])]
+        result = self._intents.apply(item, condition, operation, extra.conflicted, events)
         extra.committed()
         return result

@@ -232,3 +232,34 @@ class IntentPage:
 
     intents: list[PaymentIntent]
     last_key: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntentEvent:
+    """An event for integrators, written with the change it reports (payment_intent.*, refund.*)."""
+
+    type: str
+    data: Mapping[str, object]
+
+
+def intent_event(intent: PaymentIntent, event_type: str) -> IntentEvent:
+    """payment_intent.<status>: the intent's amounts (strings of minor units) after the change."""
+    return IntentEvent(event_type, {
+        "payment_intent": intent.payment_id, "status": intent.status.value, "merchant_id": intent.merchant_id,
+        "amount_minor": str(intent.amount_minor), "currency": intent.currency,
+        "amount_capturable_minor": str(intent.amount_capturable_minor),
+        "amount_received_minor": str(intent.amount_received_minor),
+        "amount_refunded_minor": str(intent.amount_refunded_minor),
+        "application_fee_minor": str(intent.application_fee_minor),
+        **({"cancellation_reason": intent.cancellation_reason.value} if intent.cancellation_reason else {}),
+    })
+
+
+def refund_event(intent: PaymentIntent, refund: Refund) -> IntentEvent:
+    return IntentEvent("refund.created", {
+        "payment_intent": intent.payment_id, "refund_number": refund.refund_number,
+        "merchant_id": intent.merchant_id, "amount_minor": str(refund.amount_minor),
+        "currency": intent.currency,
+        "application_fee_refunded_minor": str(refund.fee_refunded_minor), "reason": refund.reason.value,
+        "transfer_id": refund.transfer_id, "status": "succeeded",
+    })

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from finfaas.domain.ledger import Account, TransactionExtra, Transfer
-from finfaas.services.payments.model import IntentFilter, IntentPage, Merchant, PaymentIntent
+from finfaas.services.payments.model import IntentEvent, IntentFilter, IntentPage, Merchant, PaymentIntent
 
 
 class Merchants(Protocol):
@@ -34,14 +34,18 @@ class PaymentIntents(Protocol):
     """Payment intents (same table as merchants). A change that moves money is not saved here: its
     put rides in the ledger's transaction (intent_put), so the intent and the money move together."""
 
-    def create(self, intent: PaymentIntent) -> PaymentIntent:
-        """Write a new intent; the stored one when the id is taken (nothing written)."""
+    def create(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
+        """Write a new intent with its event; the stored one when the id is taken (nothing written)."""
         ...
 
     def get(self, payment_id: str) -> PaymentIntent | None: ...
 
-    def save(self, intent: PaymentIntent) -> bool:
-        """Write intent if the stored version is intent.version - 1; False otherwise."""
+    def save(self, intent: PaymentIntent, event: IntentEvent) -> bool:
+        """Write intent and its event if the stored version is intent.version - 1; False otherwise."""
+        ...
+
+    def event_put(self, intent: PaymentIntent, event: IntentEvent) -> tuple[Any, Any]:
+        """(item, None): the event's outbox item, for the ledger transaction carrying the change."""
         ...
 
     def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:

@@ -64,6 +64,7 @@ from finfaas.services.payments.errors import (
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    IntentEvent,
     IntentFilter,
     IntentPage,
     IntentStatus,
@@ -74,7 +75,9 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     SettlementAccount,
+    intent_event,
     payment_id_for,
+    refund_event,
     refunds_per_payment_max,
 )
 from finfaas.services.payments.ports import (
@@ -161,12 +164,17 @@ class IntentWrite:
     it was decided from. A failed condition is either this request's own earlier attempt (its answer
     was lost: AppliedEarlier) or a rival's change (_IntentMoved: decide again)."""
 
-    def __init__(self, intents: PaymentIntents, wanted: PaymentIntent) -> None:
+    def __init__(self, intents: PaymentIntents, wanted: PaymentIntent, event: IntentEvent) -> None:
         self._intents = intents
         self._wanted = wanted
+        self._event = event
 
     def put_for(self, result: Any) -> tuple[Any, Any]:
         return self._intents.intent_put(self._wanted)
+
+    def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
+        """The change's event, in the same transaction as the money and the intent."""
+        return [self._intents.event_put(self._wanted, self._event)]
 
     def conflicted(self, raw_item: dict[str, Any] | None) -> None:
         stored = self._intents.intent_from_raw(raw_item) if raw_item else None
@@ -179,11 +187,12 @@ class IntentWrite:
         return None
 
 
-# A step decided from the stored intent: the intent to store and, when money moves, the ledger call
-# that carries it (None: a plain versioned save).
+# A step decided from the stored intent: the intent to store, its event and, when money moves, the
+# ledger call that carries both (None: a plain versioned save with its event).
 @dataclass(frozen=True)
 class _Step:
     wanted: PaymentIntent
+    event: IntentEvent
     move: Callable[[IntentWrite], object] | None = None
 
 
@@ -312,7 +321,7 @@ class PaymentsService:
             amount_minor=amount, currency=currency, capture_method=body.capture_method,
             application_fee_minor=fee, created_at=self._clock(), metadata=dict(body.metadata),
             statement_descriptor=body.statement_descriptor, write_id=uuid.uuid4().hex)
-        stored = intents.create(wanted)
+        stored = intents.create(wanted, intent_event(wanted, "payment_intent.created"))
         return self._same_intent(stored, wanted), stored is not wanted
 
     def intent(self, caller: Caller, payment_id: str) -> PaymentIntent:
@@ -369,16 +378,18 @@ class PaymentsService:
                 wanted = intent.changed(now, status=IntentStatus.SUCCEEDED, risk=risk, captures=1,
                                         amount_received_minor=intent.amount_minor,
                                         ledger=(*intent.ledger, paid), write_id=write_id)
-                return _Step(wanted, lambda extra: self._ledger_ports().transfer(
-                    paid.transfer_id, intent.customer_account_id, intent.receivable_account_id,
-                    intent.amount_minor, intent.currency, extra))
+                return _Step(wanted, intent_event(wanted, "payment_intent.succeeded"),
+                             lambda extra: self._ledger_ports().transfer(
+                                 paid.transfer_id, intent.customer_account_id, intent.receivable_account_id,
+                                 intent.amount_minor, intent.currency, extra))
             hold = LedgerStep("hold", intent.ledger_id("h", 0, write_id), intent.amount_minor)
             window = merchant.capture_window_seconds
             wanted = intent.changed(now, status=IntentStatus.REQUIRES_CAPTURE, risk=risk,
                                     amount_capturable_minor=intent.amount_minor, hold_id=hold.transfer_id,
                                     capture_before=now + timedelta(seconds=window),
                                     ledger=(*intent.ledger, hold), write_id=write_id)
-            return _Step(wanted, lambda extra: self._ledger_ports().hold(
+            return _Step(wanted, intent_event(wanted, "payment_intent.requires_capture"),
+                         lambda extra: self._ledger_ports().hold(
                 hold.transfer_id, intent.customer_account_id, intent.receivable_account_id,
                 intent.amount_minor, intent.currency, window + hold_grace_seconds, extra))
 
@@ -419,7 +430,8 @@ class PaymentsService:
                                         captures=intent.captures + 1, hold_id=kept.transfer_id,
                                         ledger=(*intent.ledger, captured, kept), write_id=write_id)
                 remainder_id = kept.transfer_id
-            return _Step(wanted, lambda extra: self._ledger_ports().post(
+            event = intent_event(wanted, f"payment_intent.{wanted.status.value}")
+            return _Step(wanted, event, lambda extra: self._ledger_ports().post(
                 pending_id, captured.transfer_id, amount, intent.currency, remainder_id, extra))
 
         return self._step(caller, payment_id, decide)
@@ -436,16 +448,17 @@ class PaymentsService:
                                       field="status")
             now = self._clock()
             if intent.hold_id is None:
-                return _Step(intent.changed(now, status=IntentStatus.CANCELED, cancellation_reason=reason,
-                                            write_id=write_id))
+                canceled = intent.changed(now, status=IntentStatus.CANCELED, cancellation_reason=reason,
+                                          write_id=write_id)
+                return _Step(canceled, intent_event(canceled, "payment_intent.canceled"))
             pending_id = intent.hold_id
             released = LedgerStep("release", intent.ledger_id("v", intent.captures, write_id),
                                   intent.amount_capturable_minor)
             wanted = intent.changed(now, status=IntentStatus.CANCELED, cancellation_reason=reason,
                                     amount_capturable_minor=0, hold_id=None,
                                     ledger=(*intent.ledger, released), write_id=write_id)
-            return _Step(wanted, lambda extra: self._ledger_ports().void(pending_id, released.transfer_id,
-                                                                         extra))
+            return _Step(wanted, intent_event(wanted, "payment_intent.canceled"),
+                         lambda extra: self._ledger_ports().void(pending_id, released.transfer_id, extra))
 
         return self._step(caller, payment_id, decide)
 
@@ -486,7 +499,7 @@ class PaymentsService:
                                     refunds=(*intent.refunds, refund),
                                     ledger=(*intent.ledger, LedgerStep("refund", transfer_id, amount)),
                                     write_id=write_id)
-            return _Step(wanted, lambda extra: self._ledger_ports().transfer(
+            return _Step(wanted, refund_event(wanted, refund), lambda extra: self._ledger_ports().transfer(
                 transfer_id, intent.receivable_account_id, intent.customer_account_id, amount,
                 intent.currency, extra))
 
@@ -546,9 +559,9 @@ class PaymentsService:
 
         def save(step: _Step) -> bool:
             if step.move is None:
-                return intents.save(step.wanted)
+                return intents.save(step.wanted, step.event)
             try:
-                step.move(IntentWrite(intents, step.wanted))
+                step.move(IntentWrite(intents, step.wanted, step.event))
             except AppliedEarlier:
                 return True
             except (_IntentMoved, PendingAlreadyPosted, PendingAlreadyVoided):

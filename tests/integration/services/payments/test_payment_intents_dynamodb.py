@@ -6,14 +6,17 @@ from __future__ import annotations
 import threading
 import uuid
 
+import boto3
 import pytest
 from finfaas.domain.ledger import AccountKind
+from finfaas.platform.config import resource_name
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.api import CaptureBody, NewIntentBody, OnboardBody, RefundBody
 from finfaas.services.payments.errors import UnexpectedState
 from finfaas.services.payments.model import CancellationReason
 from finfaas.services.payments.service import Caller, LedgerStoreAccounts, PaymentsService
 from finfaas.store.ledger_store import ledger_store_from_config
+from finfaas.store.outbox_store import outbox_partition
 from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -277,3 +280,39 @@ def test_a_refund_whose_answer_is_lost_refunds_once_and_its_retry_answers_it(wor
     assert lost.lost == 1 and again == first
     assert world.intents.get(payment_id).amount_refunded_minor == 2_500
     assert world.ledger.get_account(account_id).balance_minor == 2_500
+
+
+# --- events --------------------------------------------------------------------------------------------
+
+
+def outbox_events(payment_id: str) -> list[tuple[str, str]]:
+    """(type, id) of the outbox items about the intent, oldest first."""
+    client = boto3.client("dynamodb")
+    pages = client.get_paginator("query").paginate(
+        TableName=resource_name("outbox"), KeyConditionExpression="#p = :p",
+        ExpressionAttributeNames={"#p": "partition"},
+        ExpressionAttributeValues={":p": {"S": outbox_partition("payments", payment_id)}},
+        ConsistentRead=True)
+    items = [item for page in pages for item in page["Items"] if item["subject"]["S"] == payment_id]
+    return [(item["type"]["S"], item["event_id"]["S"]) for item in items]
+
+
+def test_each_change_commits_one_event_with_it_even_when_its_answer_was_lost(world):
+    payment_id, _ = world.authorized()
+    lost = LoseResponses("TransactWriteItems", times=1)
+    world.store.register_hook("after-call.dynamodb", lost)
+    try:
+        world.capture(payment_id, 3_000, final=False)
+    finally:
+        world.store.unregister_hook("after-call.dynamodb", lost)
+    world.capture(payment_id, None, final=True)
+    refunded(world, payment_id, "r-1", 1_000)
+
+    assert lost.lost == 1
+    assert outbox_events(payment_id) == [
+        ("payment_intent.created", f"payment_intent.created:{payment_id}:1"),
+        ("payment_intent.requires_capture", f"payment_intent.requires_capture:{payment_id}:2"),
+        ("payment_intent.partially_captured", f"payment_intent.partially_captured:{payment_id}:3"),
+        ("payment_intent.succeeded", f"payment_intent.succeeded:{payment_id}:4"),
+        ("refund.created", f"refund.created:{payment_id}:5"),
+    ]

@@ -509,3 +509,22 @@ def test_a_repeated_creation_answers_the_stored_intent_even_after_the_merchant_l
 
     assert again.status == 201 and again.json() == first.json()
     assert world.create(key="order-10").json()["code"] == "merchant_inactive"
+
+
+def test_every_change_writes_exactly_one_event_with_it(world):
+    payment_id = world.authorized(10_000)
+    world.capture(payment_id, 4_000, final=False)
+    world.capture(payment_id, 4_000, final=False, key="cap-2")
+    world.capture(payment_id, 4_000, final=False, key="cap-2")  # a replay: no change, no event
+    world.capture(payment_id, 1_000)
+    refund(world, payment_id, "r-1", 500)
+    refund(world, payment_id, "r-1", 500)  # the same refund again: no change, no event
+    world.capture(payment_id, 1)  # refused: no change, no event
+
+    events = [(version, event.type) for pid, version, event in world.intents.events if pid == payment_id]
+
+    assert events == [(1, "payment_intent.created"), (2, "payment_intent.requires_capture"),
+                      (3, "payment_intent.partially_captured"), (4, "payment_intent.partially_captured"),
+                      (5, "payment_intent.succeeded"), (6, "refund.created")]
+    last = world.intents.events[-1][2].data
+    assert (last["amount_minor"], last["application_fee_refunded_minor"]) == ("500", "17")  # 300 * 500 / 9000

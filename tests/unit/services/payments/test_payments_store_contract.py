@@ -11,6 +11,7 @@ import pytest
 from finfaas.domain.payments import FeeSchedule, Rounding
 from finfaas.services.payments.model import (
     CaptureMethod,
+    IntentEvent,
     IntentFilter,
     IntentStatus,
     LedgerStep,
@@ -90,22 +91,29 @@ def new_intent(merchant_id: str, owner_id: str, minutes: int, status: IntentStat
         ledger=(LedgerStep("hold", "h-1", 100),), metadata={"order": str(minutes)})
 
 
+EVENT = IntentEvent("payment_intent.created", {"payment_intent": "pi_x"})
+
+
+def created(intents, intent: PaymentIntent) -> PaymentIntent:
+    return intents.create(intent, EVENT)
+
+
 class IntentPagesContract:
     """PaymentIntents' creation, versioned save and pages; subclasses provide the `intents` fixture."""
 
     def test_an_intent_reads_back_field_for_field(self, intents):
         intent = new_intent("m-a", "c-1", 0)
 
-        assert intents.create(intent) == intent
+        assert intents.create(intent, EVENT) == intent
 
         assert intents.get(intent.payment_id) == intent
-        assert intents.save(replace(intent, status=IntentStatus.CANCELED, version=2))
-        assert not intents.save(replace(intent, version=2))
+        assert intents.save(replace(intent, status=IntentStatus.CANCELED, version=2), EVENT)
+        assert not intents.save(replace(intent, version=2), EVENT)
 
     def test_a_merchants_intents_come_newest_first_page_by_page(self, intents):
         merchant = f"m-{uuid.uuid4().hex[:8]}"
-        made = [intents.create(new_intent(merchant, f"c-{n % 2}", n)) for n in range(5)]
-        intents.create(new_intent(f"m-{uuid.uuid4().hex[:8]}", "c-0", 9))  # another merchant's
+        made = [created(intents, new_intent(merchant, f"c-{n % 2}", n)) for n in range(5)]
+        created(intents, new_intent(f"m-{uuid.uuid4().hex[:8]}", "c-0", 9))  # another merchant's
 
         first = intents.page(IntentFilter(merchant_id=merchant), 3, None)
         second = intents.page(IntentFilter(merchant_id=merchant), 3, first.last_key)
@@ -117,9 +125,9 @@ class IntentPagesContract:
 
     def test_filters_by_owner_status_and_creation_time(self, intents):
         merchant, owner = f"m-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
-        made = [intents.create(new_intent(merchant, owner, n, status)) for n, status in enumerate(
+        made = [created(intents, new_intent(merchant, owner, n, status)) for n, status in enumerate(
             [IntentStatus.SUCCEEDED, IntentStatus.CANCELED, IntentStatus.SUCCEEDED, IntentStatus.SUCCEEDED])]
-        intents.create(new_intent(merchant, "someone-else", 2))
+        created(intents, new_intent(merchant, "someone-else", 2))
 
         def ids(wanted: IntentFilter) -> list[str]:
             return [i.payment_id for i in intents.page(wanted, 10, None).intents]
