@@ -19,6 +19,7 @@ from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.ledger.api import (
+    AccountBody,
     Answer,
     BalanceList,
     BalanceView,
@@ -152,6 +153,17 @@ def void_hold(req: Request, pending_id: str, body: ResolutionBody) -> Response:
 def reverse_transfer(req: Request, transfer_id: str, body: ResolutionBody) -> Response:
     """Undo a posted transfer with a new one in the opposite direction (once per transfer)."""
     return sent(services.get().api.reverse(caller(req), transfer_id, body, req.idempotency, req.outbox_audit))
+
+
+# --- accounts ---------------------------------------------------------------------------------------
+
+
+@app.route("POST", "/accounts", scopes=[WRITE], body=AccountBody, status=201, response=BalanceView,
+           idempotency="optional", rate_limit=MONEY_LIMIT.name)
+def open_account(req: Request, body: AccountBody) -> BalanceView:
+    """Open a service's own account (a merchant's, for payments); the same id and fields again find it."""
+    req.audit_target = f"account:{body.account_id}"
+    return services.get().api.open_account(body)
 
 
 # --- reading ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "ledger"): ("finfaas_dev.bench.ledger", "ledger transfers/s against raw transactions"),
     ("bench", "transfers"): ("finfaas_dev.bench.transfers", "transfer saga throughput and latency"),
     ("bench", "recovery"): ("finfaas_dev.bench.recovery", "orchestrator killed mid-saga: time to next step"),
+    ("bench", "payments"): ("finfaas_dev.bench.payments", "captures/s against raw ledger work"),
     ("ledger", "check"): ("finfaas_dev.ledger_check", "reconcile balances, entries and transfers"),
     ("audit", "verify"): ("finfaas_dev.audit_verify", "verify the audit log's hash chain"),
     ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),

@@ -30,6 +30,7 @@ import pytest
 from finfaas_dev.testing.platform import REPOSITORY_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.payments_testing import wire_payments
 
 pytestmark = pytest.mark.emulator
 
@@ -306,6 +307,8 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
         codec.seal("demo-transfer:x", binding(listing, other, status="RUNNING", state_machine=None)),
         codec.seal("demo-transfer:x", binding(listing, owner, status="FAILED", state_machine=None)),
         stale.seal("demo-transfer:x", binding(listing, owner, status="RUNNING", state_machine=None))]
+    # Payments opens merchants' accounts through the ledger function: here in process, not by a gateway.
+    wire_payments(built["payments"].handler, built["ledger"].handler, minter)
     return built
 
 

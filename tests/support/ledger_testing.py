@@ -8,6 +8,8 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
+from botocore.exceptions import ConnectionClosedError
+
 LEDGER_CHECK_SECONDS_MAX = 120
 
 
@@ -40,3 +42,16 @@ def finfaas_ledger_check(aws_env: dict[str, str]) -> subprocess.CompletedProcess
         timeout=LEDGER_CHECK_SECONDS_MAX,
         check=False,
     )
+
+
+class LoseResponses:
+    """A botocore 'after-call' handler: the server has committed, then the connection drops."""
+
+    def __init__(self, operation: str, times: int) -> None:
+        self.operation, self.remaining, self.lost = operation, times, 0
+
+    def __call__(self, model, **_):
+        if model.name == self.operation and self.remaining > 0:
+            self.remaining -= 1
+            self.lost += 1
+            raise ConnectionClosedError(endpoint_url="http://dynamodb.local (response lost)")

@@ -84,6 +84,7 @@ class AccountKind(StrEnum):
     FEES = "FEES"
     LOANS = "LOANS"
     WEALTH = "WEALTH"
+    MERCHANT = "MERCHANT"  # a merchant's receivable shards, reserve and fees payable (payments)
 
 
 SYSTEM_KINDS = (AccountKind.FUNDING, AccountKind.SETTLEMENT, AccountKind.FEES, AccountKind.LOANS,
@@ -225,6 +226,8 @@ class PostPending:
     transfer_id: str
     pending_id: str
     amount_minor: int | None = None  # None posts the full reserved amount
+    # Given, the rest stays held: a new hold with this id, expiring when the posted one would have.
+    remainder_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,6 +664,41 @@ def resolution_transfer(pending: Transfer, transfer_id: str, kind: TransferKind,
                     currency=pending.currency, created_at=now, pending_id=pending.transfer_id)
 
 
+def remainder_transfer(pending: Transfer, remainder_id: str, posted_minor: int, now: datetime) -> Transfer:
+    """The hold keeping what a partial post leaves of `pending`: same accounts, the rest of the amount,
+    and a timeout ending no later than the original's (whole seconds, rounded down)."""
+    if posted_minor >= pending.amount_minor:
+        raise PostAmountExceedsPending(
+            f"amount: less than the pending {pending.amount_minor} when the rest stays held", field="amount",
+            subject=pending.transfer_id)
+    timeout_seconds = 0
+    expires_at = pending.expires_at
+    if expires_at is not None:
+        timeout_seconds = int((expires_at - now).total_seconds())
+        if timeout_seconds < 1:  # 0 would mean a hold that never expires
+            raise PendingExpired(f"pending transfer {pending.transfer_id} expired",
+                                 subject=pending.transfer_id)
+    return Transfer(transfer_id=remainder_id, kind=TransferKind.PENDING,
+                    debit_account_id=pending.debit_account_id, credit_account_id=pending.credit_account_id,
+                    amount_minor=pending.amount_minor - posted_minor, currency=pending.currency,
+                    created_at=now, timeout_seconds=timeout_seconds, metadata=pending.metadata,
+                    state=PendingState.PENDING)
+
+
+def check_same_remainder(existing: Transfer | None, pending: Transfer, remainder_id: str,
+                         posted_minor: int) -> Transfer:
+    """The hold a replayed partial post left (its timeout and time are the first attempt's)."""
+    if existing is None:
+        raise InvalidInput(f"remainder_id: the post of {pending.transfer_id} kept its rest under another id",
+                           field="remainder_id", subject=remainder_id)
+    wanted = Transfer(transfer_id=remainder_id, kind=TransferKind.PENDING,
+                      debit_account_id=pending.debit_account_id, credit_account_id=pending.credit_account_id,
+                      amount_minor=pending.amount_minor - posted_minor, currency=pending.currency,
+                      created_at=existing.created_at, timeout_seconds=existing.timeout_seconds,
+                      metadata=pending.metadata, state=PendingState.PENDING)
+    return check_same_transfer(existing, wanted)
+
+
 def expiry_transfer_id(pending_id: str) -> str:
     """Derived from the hold, so sweeping twice cannot expire it twice; '.' is never in client ids."""
     return f"{pending_id}.expiry"
@@ -744,6 +782,9 @@ class TransactionExtra(Protocol):
     def committed(self) -> None:
         """The transaction carrying the put committed."""
         ...
+
+    # An extra may also have `more_puts_for(result) -> list[(item, condition)]`: a few more puts (an
+    # outbox event of the caller's own) for the DynamoDB store to carry in the same transaction.
 
 
 class LedgerRepository(Protocol):

@@ -68,7 +68,15 @@ LEDGER_EVENT_TYPES = (
     "ledger.transfer.reversed",
 )
 TRANSFER_EVENT_TYPES = ("transfer.accepted", "transfer.completed", "transfer.failed", "transfer.compensated")
-EVENT_TYPES = LEDGER_EVENT_TYPES + TRANSFER_EVENT_TYPES
+PAYMENT_EVENT_TYPES = (
+    "payment_intent.created",
+    "payment_intent.requires_capture",
+    "payment_intent.partially_captured",
+    "payment_intent.succeeded",
+    "payment_intent.canceled",
+    "refund.created",
+)
+EVENT_TYPES = LEDGER_EVENT_TYPES + TRANSFER_EVENT_TYPES + PAYMENT_EVENT_TYPES
 
 
 class EventRejected(Exception):

@@ -47,6 +47,8 @@ SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     "transfers": ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess"),
     # The sandbox rail reports settlements back to the waiting executions.
     "rail": ("orchestrator:callback",),
+    # The payments function opens merchants' accounts through the ledger function and asks risk.
+    "payments": ("ledger:read", "ledger:write", "risk:assess"),
 }
 rsa_key_bits = 3072
 rsa_key_bits_min = 2048

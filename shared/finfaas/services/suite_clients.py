@@ -24,6 +24,7 @@ connect_timeout_seconds = 2.0
 read_timeout_seconds_default = 10.0
 ORCHESTRATOR_PATH = "/function/orchestrator"
 RISK_PATH = "/function/risk"
+LEDGER_PATH = "/function/ledger"
 
 
 class ServiceUnreachable(RuntimeError):
@@ -140,3 +141,24 @@ class RiskClient:
         if reply.status != 200 or not isinstance(reply.body, dict):
             raise ServiceUnreachable(f"risk answered {reply.status} {reply.code}")
         return reply.body
+
+
+class LedgerAccountConflict(ValueError):
+    """The ledger refused to open an account: one with the same id exists with other fields."""
+
+
+class LedgerClient:
+    """The ledger function's accounts API, as a service keeping its own accounts there calls it."""
+
+    def __init__(self, client: SuiteClient) -> None:
+        self._client = client
+
+    def open_account(self, account_id: str, owner_id: str, currency: str, kind: str) -> dict[str, Any]:
+        """The account, opened or found with the same fields; LedgerAccountConflict otherwise."""
+        body = {"account_id": account_id, "owner_id": owner_id, "currency": currency, "kind": kind}
+        reply = self._client.call("POST", f"{LEDGER_PATH}/accounts", body)
+        if reply.status == 201 and isinstance(reply.body, dict):
+            return reply.body
+        if reply.status == 409:
+            raise LedgerAccountConflict(f"account {account_id}: {reply.code}")
+        raise ServiceUnreachable(f"ledger refused account {account_id}: {reply.status} {reply.code}")

@@ -9,9 +9,11 @@ Retries: TransactionConflict, throttling and lost responses re-run the whole ope
 backoff. That is safe because the guard turns a second application into a replay of the first.
 
 Extra puts: a money-moving operation may carry one more conditional put in its transaction (the HTTP
-Idempotency-Key's completion record, see TransactionExtra), so the key is recorded if and only if
-the money moved, at no extra round trip. When that put's condition fails, the extra is asked first
-what to answer (a replay, 409 or 422), before any ledger rule is judged. The extra may also hand the
+Idempotency-Key's completion record, or a payment intent's new state, see TransactionExtra), so the
+key is recorded if and only if the money moved, at no extra round trip; an extra may add a few
+unconditional puts of its own (`more_puts_for`: the payment intent's outbox event). When the
+conditional put's condition fails, the extra is asked first what to answer (a replay, 409 or 422),
+before any ledger rule is judged. The extra may also hand the
 request's audit facts to the operation's outbox item (`outbox_audit`), so the audit record commits
 with the money and the outbox relay appends it to the audit chain.
 
@@ -47,6 +49,7 @@ from tenacity import RetryError
 
 from finfaas.domain.errors import (
     AccountNotFound,
+    DuplicateTransferId,
     InvalidInput,
     LedgerBusy,
     PendingAlreadyPosted,
@@ -80,6 +83,7 @@ from finfaas.domain.ledger import (
     check_reversible,
     check_reversible_or_replay,
     check_same_account,
+    check_same_remainder,
     check_same_transfer,
     check_status_change,
     decode_statement_cursor,
@@ -92,6 +96,7 @@ from finfaas.domain.ledger import (
     leg_for_new,
     leg_for_resolution,
     micros,
+    remainder_transfer,
     replayed_batch,
     resolution_transfer,
     reversal_transfer,
@@ -280,8 +285,10 @@ class DynamoLedgerStore:
 
     def post_pending(self, request: PostPending, actor: Actor, now: datetime,
                      extra: TransactionExtra | None = None) -> Transfer:
+        if request.remainder_id is not None:
+            check_identifier(request.remainder_id, field="remainder_id")
         return self._resolve(request.transfer_id, request.pending_id, TransferKind.POST,
-                             request.amount_minor, actor, now, extra)
+                             request.amount_minor, actor, now, extra, request.remainder_id)
 
     def void_pending(self, request: VoidPending, actor: Actor, now: datetime,
                      extra: TransactionExtra | None = None) -> Transfer:
@@ -434,24 +441,37 @@ class DynamoLedgerStore:
         raise _Transient("transfer cancelled without a reason")
 
     def _resolve(self, transfer_id: str, pending_id: str, kind: TransferKind, amount_minor: int | None,
-                 actor: Actor, now: datetime, extra: TransactionExtra | None = None) -> Transfer:
+                 actor: Actor, now: datetime, extra: TransactionExtra | None = None,
+                 remainder_id: str | None = None) -> Transfer:
         check_identifier(transfer_id, field="transfer_id")
         check_identifier(pending_id, field="pending_id")
         request = (transfer_id, pending_id, kind, amount_minor, actor, now)
-        return self._with_retries(lambda attempt: self._resolve_once(*request, attempt, extra))
+        return self._with_retries(lambda attempt: self._resolve_once(*request, attempt, extra, remainder_id))
 
     def _resolve_once(self, transfer_id: str, pending_id: str, kind: TransferKind, amount_minor: int | None,
                       actor: Actor, now: datetime, attempt: _Attempt,
-                      extra: TransactionExtra | None = None) -> Transfer:
+                      extra: TransactionExtra | None = None, remainder_id: str | None = None) -> Transfer:
         pending = check_pending_kind(self.get_transfer(pending_id), pending_id)
         wanted = resolution_transfer(pending, transfer_id, kind, amount_minor, now)
         if pending.resolved_by == transfer_id:
-            return check_same_transfer(self._require_transfer(transfer_id), wanted)
+            resolved = check_same_transfer(self._require_transfer(transfer_id), wanted)
+            if remainder_id is not None:
+                check_same_remainder(self.get_transfer(remainder_id), pending, remainder_id,
+                                     resolved.amount_minor)
+            return resolved
         check_resolvable(pending, transfer_id, pending_id, now)
-        return self._commit_resolution(pending, wanted, actor, now, attempt, extra)
+        remainder = None
+        if remainder_id is not None:
+            if remainder_id == transfer_id:
+                raise DuplicateTransferId(f"remainder_id: {remainder_id} is the post's own id",
+                                          field="remainder_id")
+            remainder = remainder_transfer(pending, remainder_id, wanted.amount_minor, now)
+        return self._commit_resolution(pending, wanted, actor, now, attempt, extra, remainder)
 
     def _commit_resolution(self, pending: Transfer, resolution: Transfer, actor: Actor, now: datetime,
-                           attempt: _Attempt, extra: TransactionExtra | None = None) -> Transfer:
+                           attempt: _Attempt, extra: TransactionExtra | None = None,
+                           remainder: Transfer | None = None) -> Transfer:
+        """Resolves `pending`; a partial post's `remainder` (a new hold for the rest) commits with it."""
         model = self.models.transfer
         tx = _Transaction()
         tx.put("resolution", transfer_record(self.models, resolution), model.transfer_id.does_not_exist())
@@ -461,16 +481,26 @@ class DynamoLedgerStore:
                   self._pending_condition(resolution.kind, now))
         if pending.expires_at is not None:
             tx.delete("hold", self._hold_index_record(pending))
-        changes = self._add_postings(tx, [leg_for_resolution(pending, resolution)], actor, now, attempt)
-        self._outbox(tx, f"ledger.pending.{state.value.lower()}", pending.transfer_id, now,
-                     {"pending_id": pending.transfer_id, "transfer": _transfer_json(resolution)},
+        legs = [leg_for_resolution(pending, resolution)]
+        data = {"pending_id": pending.transfer_id, "transfer": _transfer_json(resolution)}
+        if remainder is not None:
+            tx.put("remainder", transfer_record(self.models, remainder), model.transfer_id.does_not_exist())
+            if remainder.expires_at is not None:
+                tx.put(("hold", remainder.transfer_id), self._hold_index_record(remainder))
+            legs.append(leg_for_new(remainder))
+            data["remainder"] = _transfer_json(remainder)
+        changes = self._add_postings(tx, legs, actor, now, attempt)
+        self._outbox(tx, f"ledger.pending.{state.value.lower()}", pending.transfer_id, now, data,
                      _outbox_audit(extra))
-        reasons = self._commit(tx, extra, [resolution])
+        reasons = self._commit(tx, extra, [resolution] if remainder is None else [resolution, remainder])
         if reasons is None:
             return resolution
         existing = self._reason_transfer(reasons, "resolution")
         if existing is not None:
             return check_same_transfer(existing, resolution)
+        if remainder is not None and self._reason_transfer(reasons, "remainder") is not None:
+            raise DuplicateTransferId(f"remainder_id: transfer {remainder.transfer_id} exists",
+                                      field="remainder_id")
         current = self._reason_transfer(reasons, "pending")
         if current is not None:
             if current.resolved_by == resolution.transfer_id:
@@ -631,6 +661,10 @@ class DynamoLedgerStore:
         if extra is not None:
             item, condition = extra.put_for(result)
             tx.put(_EXTRA_TAG, item, condition)
+            more: Callable[[Sequence[Transfer]], list[tuple[Any, Any]]] | None = getattr(
+                extra, "more_puts_for", None)
+            for n, (other, other_condition) in enumerate(more(result) if more is not None else []):
+                tx.put((_EXTRA_TAG, n), other, other_condition)
         try:
             tx.commit(self._connection)
         except TransactWriteError as error:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 # The store's and this oracle's imports match on purpose: both apply the domain's own rules; only the
 # storage is written twice, so a difference after any step points at the store's DynamoDB translation.
-from finfaas.domain.errors import AccountNotFound
+from finfaas.domain.errors import AccountNotFound, DuplicateTransferId
 from finfaas.domain.ledger import (
     Account,
     AccountStatus,
@@ -41,6 +41,7 @@ from finfaas.domain.ledger import (
     check_reversible,
     check_reversible_or_replay,
     check_same_account,
+    check_same_remainder,
     check_same_transfer,
     check_status_change,
     decode_statement_cursor,
@@ -53,6 +54,7 @@ from finfaas.domain.ledger import (
     leg_for_new,
     leg_for_resolution,
     micros,
+    remainder_transfer,
     replayed_batch,
     resolution_transfer,
     reversal_transfer,
@@ -122,6 +124,8 @@ class ReferenceLedger:
         return wanted
 
     def post_pending(self, request: PostPending, actor: Actor, now: datetime) -> Transfer:
+        if request.remainder_id is not None:
+            return self._post_keeping_rest(request, request.remainder_id, actor, now)
         return self._resolve(request.transfer_id, request.pending_id, TransferKind.POST, request.amount_minor,
                              actor, now)
 
@@ -196,6 +200,32 @@ class ReferenceLedger:
         if existing is not None:
             return check_same_transfer(existing, wanted)
         return self._commit_resolution(pending, wanted, actor, now)
+
+    def _post_keeping_rest(self, request: PostPending, remainder_id: str, actor: Actor,
+                           now: datetime) -> Transfer:
+        check_identifier(request.transfer_id, field="transfer_id")
+        check_identifier(request.pending_id, field="pending_id")
+        check_identifier(remainder_id, field="remainder_id")
+        pending = check_pending_kind(self.transfers.get(request.pending_id), request.pending_id)
+        wanted = resolution_transfer(pending, request.transfer_id, TransferKind.POST, request.amount_minor,
+                                     now)
+        if pending.resolved_by == request.transfer_id:
+            posted = check_same_transfer(self.transfers[request.transfer_id], wanted)
+            check_same_remainder(self.transfers.get(remainder_id), pending, remainder_id, posted.amount_minor)
+            return posted
+        check_resolvable(pending, request.transfer_id, request.pending_id, now)
+        rest = remainder_transfer(pending, remainder_id, wanted.amount_minor, now)
+        existing = self.transfers.get(request.transfer_id)
+        if existing is not None:
+            return check_same_transfer(existing, wanted)
+        if remainder_id in self.transfers or remainder_id == request.transfer_id:
+            raise DuplicateTransferId(f"remainder_id: transfer {remainder_id} exists", field="remainder_id")
+        self._apply([leg_for_resolution(pending, wanted), leg_for_new(rest)], actor, now)
+        self.transfers[wanted.transfer_id] = wanted
+        self.transfers[rest.transfer_id] = rest
+        self.transfers[pending.transfer_id] = replace(
+            pending, state=PendingState.POSTED, resolved_by=wanted.transfer_id)
+        return wanted
 
     def _expire(self, hold: Transfer, now: datetime) -> Transfer:
         expiry_id = expiry_transfer_id(hold.transfer_id)

@@ -49,6 +49,9 @@ EXPECTED_TABLES = {
                        None),
     "risk": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
     "rail": ([("payment_id", "S", "HASH")], {}, None),
+    "payments": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")],
+                 {"by-merchant": [("merchant_id", "S", "HASH"), ("created_key", "S", "RANGE")],
+                  "by-owner": [("owner_id", "S", "HASH"), ("created_key", "S", "RANGE")]}, None),
 }
 QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 # Indexes that project less than the whole item, as their stores declare them.

@@ -27,13 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PlainValidator, StrictBool, StrictInt, StrictStr, WithJsonSchema
 
 from finfaas.domain import errors as ledger_errors
 from finfaas.domain.ledger import (
     Account,
+    AccountKind,
     Actor,
     Transfer,
     description_chars_max,
@@ -133,6 +134,15 @@ class ResolutionBody(StrictModel):
 
 class CurrencyBody(StrictModel):
     currency: Currency
+
+
+class AccountBody(StrictModel):
+    """An account a service keeps on its own books (payments: a merchant's); idempotent on account_id."""
+
+    account_id: Identifier
+    owner_id: Identifier
+    currency: Currency
+    kind: Literal["MERCHANT"] = "MERCHANT"
 
 
 class ExpiryQuery(StrictModel):
@@ -332,6 +342,12 @@ class LedgerApi:
 
     def expire_holds(self, limit: int) -> TransferList:
         return TransferList(transfers=[transfer_view(t) for t in self._ledger.expire_due_holds(limit)])
+
+    def open_account(self, body: AccountBody) -> BalanceView:
+        """Opens the account, or finds it when one with the same fields exists."""
+        account = self._ledger.open_account(owner_id=body.owner_id, currency=body.currency,
+                                            account_id=body.account_id, kind=AccountKind(body.kind))
+        return balance_view(account)
 
     def ensure_system_accounts(self, currency: str) -> BalanceList:
         return BalanceList(accounts=[balance_view(a) for a in self._ledger.ensure_system_accounts(currency)])

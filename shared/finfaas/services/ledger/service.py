@@ -129,15 +129,19 @@ class LedgerService:
         return self.transfer(TransferRequest(funding, account_id, amount, code, transfer_id))
 
     def post_pending(self, pending_id: str, *, amount: int | str | None = None, currency: str | None = None,
-                     transfer_id: str | None = None, actor: Actor = Actor.system(),
-                     extra: TransactionExtra | None = None) -> Transfer:
-        """Posts a hold, all of it or (amount given) part of it; the rest is released."""
+                     transfer_id: str | None = None, remainder_id: str | None = None,
+                     actor: Actor = Actor.system(), extra: TransactionExtra | None = None) -> Transfer:
+        """Posts a hold, all of it or (amount given) part of it. The rest is released, or, with
+        remainder_id, kept held in the same transaction as a new hold of that id, expiring when the
+        posted one would have (a partial capture that leaves the rest capturable)."""
         amount_minor = None
         if amount is not None:
             if currency is None:
                 raise InvalidInput("currency: required with amount", field="currency")
             amount_minor = parse_amount(amount, parse_currency(currency))
-        request = PostPending(transfer_id or self._new_id(), pending_id, amount_minor)
+        if remainder_id is not None and amount_minor is None:
+            raise InvalidInput("amount: required when the rest stays held", field="amount")
+        request = PostPending(transfer_id or self._new_id(), pending_id, amount_minor, remainder_id)
         return self._repository.post_pending(request, actor, self._clock(), **_carrying(extra))
 
     def void_pending(self, pending_id: str, *, transfer_id: str | None = None,

@@ -187,3 +187,14 @@ def test_the_hold_expiry_schedule_expires_due_holds_on_a_signed_tick_only(ledger
     assert signed.status == 200
     assert ids("h1") in {t["pending_id"] for t in signed.json()["transfers"]}
     assert ledger_function.get(f"/accounts/{alice}/balance").json()["available_minor"] == 1_000
+def test_a_service_opens_a_merchant_account_once_and_finds_it_again(ledger_function, ids):
+    body = {"account_id": ids("m1-recv-0"), "owner_id": ids("m1"), "currency": CURRENCY}
+
+    opened = ledger_function.post("/accounts", body)
+    again = ledger_function.post("/accounts", body)
+    other_owner = ledger_function.post("/accounts", {**body, "owner_id": ids("m2")})
+
+    assert opened.status == 201 and opened.json()["kind"] == "MERCHANT"
+    assert again.status == 201 and again.json() == opened.json()
+    assert other_owner.status == 409 and other_owner.json()["code"] == "account_exists_with_different_fields"
+    assert ledger_function.balance(body["account_id"]) == 0

@@ -6,30 +6,17 @@ import random
 import threading
 
 import pytest
-from botocore.exceptions import ConnectionClosedError
 from finfaas.domain import errors
 from finfaas.domain.ledger import Actor, NewAccount, NewTransfer, PendingState, PostPending
 from finfaas.store.ledger_store import StoreRejected
 from finfaas_dev.ledger_check import check_store
+from support.ledger_testing import LoseResponses
 
 SYSTEM = Actor.system()
 CONCURRENT_THREADS = 16
 CONCURRENT_ACCOUNTS = 10
 TRANSFERS_PER_THREAD = 25
 OPENING_BALANCE_MINOR = 1_000
-
-
-class LoseResponses:
-    """A botocore 'after-call' handler: the server has committed, then the connection drops."""
-
-    def __init__(self, operation: str, times: int) -> None:
-        self.operation, self.remaining, self.lost = operation, times, 0
-
-    def __call__(self, model, **_):
-        if model.name == self.operation and self.remaining > 0:
-            self.remaining -= 1
-            self.lost += 1
-            raise ConnectionClosedError(endpoint_url="http://dynamodb.local (response lost)")
 
 
 @pytest.fixture

@@ -1,0 +1,245 @@
+"""The payments function: merchants, payment intents on the ledger's holds, refunds to the wallet.
+
+Apps and customers (payments:write / payments:read; a customer only for its own accounts and intents):
+  POST /payment_intents                          a new intent (Idempotency-Key required: the intent's
+                                                 id derives from it, so a repeat finds the same intent)
+  GET  /payment_intents                          a page, newest first, by merchant or customer, status and
+                                                 creation time (sealed cursors)
+  GET  /payment_intents/{payment_id}             the intent (another customer's: 404)
+  POST /payment_intents/{payment_id}/confirm     risk check, then the hold (manual capture) or the
+                                                 payment (automatic capture)
+  POST /payment_intents/{payment_id}/capture     all or part of what is capturable
+  POST /payment_intents/{payment_id}/cancel      releases what is still capturable
+  POST /payment_intents/{payment_id}/refunds     all or part of what was captured, back to the account
+Operators (ops scope):
+  POST /_/ops/merchants                          onboard a merchant and open its ledger accounts through
+                                                 the ledger function (Idempotency-Key required)
+  GET  /_/ops/merchants/{merchant_id}            the merchant (settlement account masked)
+  POST /_/ops/merchants/{merchant_id}/deactivate INACTIVE from now on; safe to repeat
+"""
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from finfaas.platform.audit import AuditLog
+from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
+from finfaas.platform.ratelimit import RateLimit, RateLimiter
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.payments.api import (
+    ERRORS,
+    CancelBody,
+    CaptureBody,
+    IntentList,
+    IntentListQuery,
+    IntentView,
+    MerchantBalanceView,
+    MerchantView,
+    NewIntentBody,
+    OnboardBody,
+    RefundBody,
+    RefundView,
+    intent_view,
+    merchant_balance_view,
+    merchant_view,
+    refund_view,
+)
+from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
+
+FUNCTION_NAME = "payments"
+# Operators onboard by hand or by script: the limit stops a runaway script, not a person.
+OPS_LIMIT = RateLimit("payments_ops", requests_max=600, window_seconds=60, tokens_per_call=10)
+# Apps charge many customers: a principal's budget, leased in blocks so the limiter costs little.
+MONEY_LIMIT = RateLimit("payments_money", requests_max=6_000, window_seconds=60, tokens_per_call=50)
+READ_LIMIT = RateLimit("payments_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
+LIMITS = {limit.name: limit for limit in (OPS_LIMIT, MONEY_LIMIT, READ_LIMIT)}
+READ, WRITE = "payments:read", "payments:write"
+INTENT_PATH = "/function/payments/payment_intents/{}"
+# Environment knobs (stack.yml), each with the product's default.
+DEGRADED_APPROVE_ENV = "PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR"
+BREAKER_FAILURES_ENV = "PAYMENTS_RISK_BREAKER_FAILURES"
+BREAKER_OPEN_SECONDS_ENV = "PAYMENTS_RISK_BREAKER_OPEN_SECONDS"
+GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+
+
+@dataclass
+class PaymentsServices:
+    """What the routes need; built from configuration on first use, or given by tests."""
+
+    payments: PaymentsService
+    guard: IdempotencyGuard
+    limiter: RateLimiter | None
+    audit: AuditLog | None
+    probe: Callable[[], None]
+    dynamodb_calls: Callable[[], dict[str, int]] = dict
+
+
+def build_services(suite: Any = None) -> PaymentsServices:
+    """The services on this stage's tables, the gateway and the payments-client secret (lazily);
+    `suite` replaces the gateway client (tests route it to handlers in process)."""
+    from finfaas.platform import config
+    from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
+    from finfaas.platform.credentials import ServiceTokens
+    from finfaas.platform.cursors import CursorCodec
+    from finfaas.platform.resilience import CircuitBreaker
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.services.payments.service import LedgerFunctionAccounts, LedgerStoreAccounts
+    from finfaas.services.suite_clients import LedgerClient, RiskClient, SuiteClient
+    from finfaas.store.audit_store import AuditStore
+    from finfaas.store.idempotency_store import IdempotencyStore
+    from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
+    from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore
+    from finfaas.store.ratelimit_store import RateLimitStore
+
+    meter = DynamoCallMeter()
+    meter.start()
+    if suite is None:
+        gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
+        suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
+    merchants = PaymentsStore()
+    breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
+                             open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
+    settings = PaymentsSettings(int(os.environ.get(DEGRADED_APPROVE_ENV,
+                                                   PaymentsSettings().degraded_auto_approve_major)))
+    payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
+                               intents=PaymentIntentsStore(merchants),
+                               money=LedgerStoreAccounts(LedgerService(ledger_store_from_config())),
+                               risk=RiskClient(suite), breaker=breaker, settings=settings,
+                               cursors=CursorCodec.from_config())
+    audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+    return PaymentsServices(
+        payments=payments,
+        guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
+        limiter=RateLimiter(RateLimitStore(), LIMITS),
+        audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
+        probe=lambda: merchants.get("readiness-probe"),
+        dynamodb_calls=meter.snapshot,
+    )
+
+
+services = Lazy(build_services)
+verifier = ReplaceableVerifier()
+app = FunctionApp(FUNCTION_NAME, errors=ERRORS, verifier=verifier, idempotency=lambda: services.get().guard,
+                  limiter=lambda: services.get().limiter, audit=lambda: services.get().audit)
+
+
+def caller(req: Request) -> Caller:
+    assert req.principal is not None
+    return Caller(req.principal.sub, req.principal.kind)
+
+
+# --- payment intents ----------------------------------------------------------------------------------
+
+
+@app.route("POST", "/payment_intents", scopes=[WRITE], body=NewIntentBody, status=201, response=IntentView,
+           idempotency="keyed", rate_limit=MONEY_LIMIT.name)
+def create_intent(req: Request, body: NewIntentBody) -> Response:
+    """A payment from a customer's account to a merchant, to be confirmed. The intent is the
+    Idempotency-Key's record (its id derives from the caller and the key): a repeat answers as the
+    first did, marked replayed; the same key with another body is a 422."""
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    assert key is not None, "idempotency='keyed' routes always carry a key"
+    intent, repeated = services.get().payments.create_intent(caller(req), key, body)
+    req.audit_target = f"payment_intent:{intent.payment_id}"
+    headers = {"Location": INTENT_PATH.format(intent.payment_id)}
+    if repeated:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(intent_view(intent), status=201, headers=headers)
+
+
+@app.route("GET", "/payment_intents", scopes=[READ], query=IntentListQuery, rate_limit=READ_LIMIT.name)
+def list_intents(req: Request, query: IntentListQuery) -> IntentList:
+    """Intents newest first, by merchant_id or customer (a customer: its own), status and creation
+    time; pass next_cursor back as starting_after."""
+    page, next_cursor = services.get().payments.list_intents(caller(req), query)
+    return IntentList(data=[intent_view(i) for i in page.intents], has_more=next_cursor is not None,
+                      next_cursor=next_cursor)
+
+
+@app.route("GET", "/payment_intents/{payment_id}", scopes=[READ], rate_limit=READ_LIMIT.name)
+def get_intent(req: Request, payment_id: str) -> IntentView:
+    """The intent: status, amounts, capture_before and the ledger transfers behind it."""
+    return intent_view(services.get().payments.intent(caller(req), payment_id))
+
+
+@app.route("POST", "/payment_intents/{payment_id}/confirm", scopes=[WRITE], idempotency="required",
+           rate_limit=MONEY_LIMIT.name)
+def confirm_intent(req: Request, payment_id: str) -> IntentView:
+    """Risk check, then a hold until capture_before (manual capture) or the payment (automatic)."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    return intent_view(services.get().payments.confirm(caller(req), payment_id))
+
+
+@app.route("POST", "/payment_intents/{payment_id}/capture", scopes=[WRITE], body=CaptureBody,
+           idempotency="required", rate_limit=MONEY_LIMIT.name)
+def capture_intent(req: Request, payment_id: str, body: CaptureBody) -> IntentView:
+    """Capture amount_to_capture (default: all capturable); final_capture=false keeps the rest held."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    return intent_view(services.get().payments.capture(caller(req), payment_id, body))
+
+
+@app.route("POST", "/payment_intents/{payment_id}/refunds", scopes=[WRITE], body=RefundBody, status=201,
+           response=RefundView, idempotency="required", rate_limit=MONEY_LIMIT.name)
+def refund_intent(req: Request, payment_id: str, body: RefundBody) -> RefundView:
+    """Refund all or part of what was captured to the paying account; a refund number already used on
+    this payment answers that refund (once), or 409 when it asked for another amount."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    _, refund = services.get().payments.refund(caller(req), payment_id, body)
+    return refund_view(refund)
+
+
+@app.route("POST", "/payment_intents/{payment_id}/cancel", scopes=[WRITE], body=CancelBody,
+           idempotency="required", rate_limit=MONEY_LIMIT.name)
+def cancel_intent(req: Request, payment_id: str, body: CancelBody) -> IntentView:
+    """Cancel, releasing what is still capturable; a canceled intent stays canceled."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    return intent_view(services.get().payments.cancel(caller(req), payment_id, body.cancellation_reason))
+
+
+# --- operators ----------------------------------------------------------------------------------------
+
+
+@app.route("POST", "/_/ops/merchants", body=OnboardBody, status=201, response=MerchantView,
+           idempotency="required", rate_limit=OPS_LIMIT.name)
+def onboard_merchant(req: Request, body: OnboardBody) -> MerchantView:
+    """Onboard a merchant: its ledger accounts (receivable shards, reserve, fees payable), then its
+    record; the same merchant_id and terms again answer the stored merchant."""
+    req.audit_target = f"merchant:{body.merchant_id}"
+    return merchant_view(services.get().payments.onboard(body))
+
+
+@app.route("GET", "/_/ops/merchants/{merchant_id}", rate_limit=OPS_LIMIT.name)
+def get_merchant(req: Request, merchant_id: str) -> MerchantView:
+    """A merchant, its terms and its ledger accounts."""
+    return merchant_view(services.get().payments.merchant(merchant_id))
+
+
+@app.route("GET", "/_/ops/merchants/{merchant_id}/balance", rate_limit=OPS_LIMIT.name)
+def get_merchant_balance(req: Request, merchant_id: str) -> MerchantBalanceView:
+    """The merchant's receivable (summed over its shards), reserve and fees payable."""
+    return merchant_balance_view(services.get().payments.merchant_balance(merchant_id))
+
+
+@app.route("POST", "/_/ops/merchants/{merchant_id}/deactivate", idempotency="optional",
+           rate_limit=OPS_LIMIT.name)
+def deactivate_merchant(req: Request, merchant_id: str) -> MerchantView:
+    """No new payments for the merchant from now on; deactivating it again changes nothing."""
+    req.audit_target = f"merchant:{merchant_id}"
+    return merchant_view(services.get().payments.deactivate(merchant_id))
+
+
+@app.route("GET", "/_/ops/stats", rate_limit=None)
+def stats(req: Request) -> dict[str, Any]:
+    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
+    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+
+
+@app.readiness_check("payments-table")
+def payments_reachable() -> None:
+    services.get().probe()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)

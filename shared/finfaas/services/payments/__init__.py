@@ -1,0 +1,1 @@
+"""Payments: merchants and (to come) payment intents, captures and refunds on the ledger."""

@@ -1,0 +1,360 @@
+"""The payments function's HTTP shapes: request bodies, views and the error table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
+
+from finfaas.domain.ledger import page_size_default, page_size_max
+from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
+from finfaas.domain.payments import (
+    Rounding,
+    fee_bps_max,
+    fee_fixed_minor_max,
+    receivable_shards_default,
+    receivable_shards_max,
+    reserve_bps_max,
+)
+from finfaas.platform.cursors import cursor_chars_max
+from finfaas.platform.errors import ErrorSpec
+from finfaas.platform.http import StrictModel
+from finfaas.platform.idempotency import IdempotencyKeyReused
+from finfaas.services.ledger.api import ledger_error_table
+from finfaas.services.payments.errors import (
+    AuthorizationExpired,
+    CurrencyMismatch,
+    CustomerAccountNotFound,
+    FeeExceedsAmount,
+    IntentBusy,
+    IntentExists,
+    IntentListUnbounded,
+    IntentNotFound,
+    MerchantAccountsConflict,
+    MerchantBusy,
+    MerchantExists,
+    MerchantInactive,
+    MerchantNotFound,
+    PaymentDeclined,
+    PaymentsStoreUnavailable,
+    RefundExists,
+    RiskUnavailable,
+    UnexpectedState,
+)
+from finfaas.services.payments.model import (
+    CancellationReason,
+    CaptureMethod,
+    IntentStatus,
+    Merchant,
+    MerchantBalance,
+    MerchantStatus,
+    PaymentIntent,
+    Refund,
+    RefundReason,
+    capture_window_seconds_default,
+    capture_window_seconds_max,
+    merchant_id_chars_max,
+    metadata_entries_max,
+    metadata_key_chars_max,
+    metadata_value_chars_max,
+    refund_number_chars_max,
+    statement_descriptor_chars_max,
+)
+from finfaas.services.suite_clients import ServiceUnreachable
+
+merchant_name_chars_max = 140
+BANK_CODE_PATTERN = r"^[A-Z0-9]{4,11}$"
+BANK_ACCOUNT_PATTERN = r"^[A-Za-z0-9]{4,34}$"
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-]+$"
+MerchantId = Annotated[str, Field(min_length=1, max_length=merchant_id_chars_max, pattern=IDENTIFIER_PATTERN)]
+Currency = Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. USD")]
+identifier_chars_max = 64
+amount_text_chars_max = 64  # a decimal string of major units; enough for any amount the domain allows
+Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=IDENTIFIER_PATTERN)]
+
+
+def _amount_in_range(value: object) -> int | str:
+    """Only the two JSON types pass, an integer only within the domain's bounds; the domain judges a
+    decimal string with its currency."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected an integer of minor units or a decimal string of major units")
+    if isinstance(value, int) and not 1 <= value <= transfer_amount_minor_max:
+        raise ValueError(f"minor units from 1 to {transfer_amount_minor_max}")
+    if isinstance(value, str) and not 0 < len(value) <= amount_text_chars_max:
+        raise ValueError(f"a decimal string of 1-{amount_text_chars_max} characters")
+    return value
+
+
+Amount = Annotated[int | str, PlainValidator(_amount_in_range), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": transfer_amount_minor_max},
+              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
+    "description": "minor units as an integer (1050), or major units as a decimal string ('10.50')",
+})]
+MinorUnits = Annotated[StrictInt, Field(ge=0, le=transfer_amount_minor_max)]
+PositiveMinorUnits = Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
+
+
+class SettlementAccountBody(StrictModel):
+    """The merchant's bank account on the rail, where payouts go."""
+
+    bank_code: Annotated[str, Field(pattern=BANK_CODE_PATTERN)]
+    account_number: Annotated[str, Field(pattern=BANK_ACCOUNT_PATTERN)]
+    name: Annotated[str, Field(min_length=1, max_length=merchant_name_chars_max)]
+
+
+class FeeScheduleBody(StrictModel):
+    """bps of each captured amount, rounded by `rounding` to a minor unit, plus fixed_minor."""
+
+    bps: Annotated[StrictInt, Field(ge=0, le=fee_bps_max)]
+    fixed_minor: Annotated[StrictInt, Field(ge=0, le=fee_fixed_minor_max)] = 0
+    rounding: Rounding = Rounding.HALF_EVEN
+
+
+class OnboardBody(StrictModel):
+    """A merchant to onboard; merchant_id is the caller's, so onboarding again finds it."""
+
+    merchant_id: MerchantId
+    name: Annotated[str, Field(min_length=1, max_length=merchant_name_chars_max)]
+    currency: Currency
+    settlement_account: SettlementAccountBody
+    fee_schedule: FeeScheduleBody
+    reserve_bps: Annotated[StrictInt, Field(ge=0, le=reserve_bps_max,
+                                            description="rolling reserve, basis points of each capture")] = 0
+    capture_window_seconds: Annotated[StrictInt, Field(
+        ge=60, le=capture_window_seconds_max,
+        description="how long an authorization may wait for its capture")] = capture_window_seconds_default
+    receivable_shards: Annotated[StrictInt, Field(
+        ge=1, le=receivable_shards_max,
+        description="receivable sub-accounts captures spread over")] = receivable_shards_default
+
+
+class NewIntentBody(StrictModel):
+    """A payment from a customer's account to a merchant. Without application_fee_amount the merchant's
+    fee schedule prices it."""
+
+    amount: Amount
+    currency: Currency
+    customer_account_id: Identifier
+    merchant_id: MerchantId
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC
+    application_fee_amount: MinorUnits | None = None
+    metadata: Annotated[dict[Annotated[str, Field(min_length=1, max_length=metadata_key_chars_max)],
+                             Annotated[str, Field(max_length=metadata_value_chars_max)]],
+                        Field(max_length=metadata_entries_max)] = Field(default_factory=dict)
+    statement_descriptor: Annotated[str, Field(max_length=statement_descriptor_chars_max,
+                                               pattern=r"^[A-Za-z0-9 .,*_-]*$")] = ""
+
+
+class CaptureBody(StrictModel):
+    """Capture all that is capturable, or amount_to_capture of it; a non-final capture keeps the rest
+    capturable, a final one releases it."""
+
+    amount_to_capture: PositiveMinorUnits | None = None
+    final_capture: StrictBool = True
+
+
+class RefundBody(StrictModel):
+    """A refund to the paying account: all that is refundable, or `amount`. refund_number is the
+    client's, unique per payment: sending it again refunds once."""
+
+    refund_number: Annotated[str, Field(min_length=1, max_length=refund_number_chars_max,
+                                        pattern=IDENTIFIER_PATTERN)]
+    amount: Amount | None = None
+    currency: Currency | None = Field(default=None, description="when given, the intent's currency")
+    reason: RefundReason = RefundReason.REQUESTED_BY_CUSTOMER
+
+
+class CancelBody(StrictModel):
+    cancellation_reason: CancellationReason = CancellationReason.REQUESTED_BY_CUSTOMER
+
+
+class IntentListQuery(StrictModel):
+    """Newest first. An app names a merchant_id or a customer (a customer sees only its own intents)."""
+
+    merchant_id: MerchantId | None = None
+    customer: Identifier | None = Field(default=None, description="the paying customer's id")
+    status: IntentStatus | None = None
+    created_gte: AwareDatetime | None = None
+    created_lt: AwareDatetime | None = None
+    limit: int = Field(default=page_size_default, ge=1, le=page_size_max)
+    starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
+
+
+class LedgerStepView(BaseModel):
+    kind: str = Field(description="hold, capture, release or payment (automatic capture)")
+    transfer_id: str
+    amount_minor: int
+
+
+class RefundView(BaseModel):
+    refund_number: str
+    amount: int
+    application_fee_refunded: int = Field(description="the fee's share given back (see the README)")
+    reason: RefundReason
+    status: str = Field(default="succeeded", description="refunds to the wallet succeed at once")
+    transfer_id: str
+    created_at: datetime
+
+
+class IntentView(BaseModel):
+    """Amounts in minor units of `currency`."""
+
+    id: str
+    status: IntentStatus
+    amount: int
+    amount_capturable: int
+    amount_received: int
+    amount_refunded: int
+    currency: str
+    exponent: int
+    customer_account_id: str
+    merchant_id: str
+    capture_method: CaptureMethod
+    application_fee_amount: int
+    capture_before: datetime | None = None
+    cancellation_reason: CancellationReason | None = None
+    metadata: dict[str, str]
+    statement_descriptor: str
+    refunds: list[RefundView]
+    application_fee_refunded: int
+    ledger_transfers: list[LedgerStepView]
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+class IntentList(BaseModel):
+    data: list[IntentView]
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as starting_after for the next page")
+
+
+def refund_view(refund: Refund) -> RefundView:
+    return RefundView(refund_number=refund.refund_number, amount=refund.amount_minor,
+                      application_fee_refunded=refund.fee_refunded_minor, reason=refund.reason,
+                      transfer_id=refund.transfer_id, created_at=refund.created_at)
+
+
+def intent_view(intent: PaymentIntent) -> IntentView:
+    return IntentView(
+        id=intent.payment_id, status=intent.status, amount=intent.amount_minor,
+        amount_capturable=intent.amount_capturable_minor, amount_received=intent.amount_received_minor,
+        amount_refunded=intent.amount_refunded_minor, currency=intent.currency,
+        exponent=currency_exponent(intent.currency), customer_account_id=intent.customer_account_id,
+        merchant_id=intent.merchant_id, capture_method=intent.capture_method,
+        application_fee_amount=intent.application_fee_minor, capture_before=intent.capture_before,
+        cancellation_reason=intent.cancellation_reason, metadata=dict(intent.metadata),
+        statement_descriptor=intent.statement_descriptor,
+        refunds=[refund_view(r) for r in intent.refunds], application_fee_refunded=intent.fee_refunded_minor,
+        ledger_transfers=[LedgerStepView(kind=s.kind, transfer_id=s.transfer_id, amount_minor=s.amount_minor)
+                          for s in intent.ledger],
+        created_at=intent.created_at, updated_at=intent.updated_at,
+    )
+
+
+class FeeScheduleView(BaseModel):
+    bps: int
+    fixed_minor: int
+    rounding: Rounding
+
+
+class MerchantAccountsView(BaseModel):
+    receivables: list[str]
+    reserve: str
+    fees_payable: str
+
+
+class MerchantView(BaseModel):
+    merchant_id: str
+    name: str
+    currency: str
+    exponent: int
+    status: MerchantStatus
+    settlement_account: dict[str, str] = Field(description="masked: bank code and the last four characters")
+    fee_schedule: FeeScheduleView
+    reserve_bps: int
+    capture_window_seconds: int
+    ledger_accounts: MerchantAccountsView
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+class MerchantBalanceView(BaseModel):
+    """Minor units of `currency`; the receivable is the sum of the merchant's shards."""
+
+    merchant_id: str
+    currency: str
+    exponent: int
+    receivable_posted_minor: int
+    receivable_pending_minor: int = Field(description="authorized, not yet captured")
+    reserve_minor: int
+    fees_payable_minor: int
+    receivable_shards: dict[str, int] = Field(description="posted balance of each receivable shard")
+
+
+def merchant_balance_view(balance: MerchantBalance) -> MerchantBalanceView:
+    merchant = balance.merchant
+    return MerchantBalanceView(
+        merchant_id=merchant.merchant_id, currency=merchant.currency,
+        exponent=currency_exponent(merchant.currency), receivable_posted_minor=balance.posted_minor,
+        receivable_pending_minor=balance.pending_minor, reserve_minor=balance.reserve_minor,
+        fees_payable_minor=balance.fees_payable_minor, receivable_shards=dict(balance.shards))
+
+
+def merchant_view(merchant: Merchant) -> MerchantView:
+    accounts = merchant.accounts
+    return MerchantView(
+        merchant_id=merchant.merchant_id, name=merchant.name, currency=merchant.currency,
+        exponent=currency_exponent(merchant.currency), status=merchant.status,
+        settlement_account=merchant.settlement.masked(),
+        fee_schedule=FeeScheduleView(bps=merchant.fees.bps, fixed_minor=merchant.fees.fixed_minor,
+                                     rounding=merchant.fees.rounding),
+        reserve_bps=merchant.reserve_bps, capture_window_seconds=merchant.capture_window_seconds,
+        ledger_accounts=MerchantAccountsView(receivables=list(accounts.receivables), reserve=accounts.reserve,
+                                             fees_payable=accounts.fees_payable),
+        created_at=merchant.created_at, updated_at=merchant.updated_at,
+    )
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+
+def _ledger_errors() -> dict[type[BaseException], ErrorSpec]:
+    """The ledger's refusals as the ledger function answers them (input, funds, account state), each
+    with its own code; the payment rules' refusals (capture and refund bounds) are input refusals."""
+    return dict(ledger_error_table())
+
+
+ERRORS: dict[type[BaseException], ErrorSpec] = {
+    **_ledger_errors(),
+    IntentNotFound: ErrorSpec(404, IntentNotFound.code, "Payment intent not found"),
+    # The platform's answer to a key reused for a different request, as on every other keyed route.
+    IntentExists: ErrorSpec(422, IdempotencyKeyReused.code, IdempotencyKeyReused.title),
+    CustomerAccountNotFound: ErrorSpec(404, CustomerAccountNotFound.code, "Account not found"),
+    CurrencyMismatch: ErrorSpec(422, CurrencyMismatch.code, "Currency mismatch"),
+    FeeExceedsAmount: ErrorSpec(422, FeeExceedsAmount.code, "Application fee exceeds amount"),
+    MerchantInactive: ErrorSpec(422, MerchantInactive.code, "Merchant inactive"),
+    UnexpectedState: ErrorSpec(409, UnexpectedState.code, "Unexpected payment intent state"),
+    AuthorizationExpired: ErrorSpec(409, AuthorizationExpired.code, "Authorization expired"),
+    PaymentDeclined: ErrorSpec(422, PaymentDeclined.code, "Payment declined"),
+    RiskUnavailable: ErrorSpec(503, RiskUnavailable.code, "Risk check unavailable"),
+    IntentBusy: ErrorSpec(503, IntentBusy.code, "Payment intent busy"),
+    RefundExists: ErrorSpec(409, RefundExists.code, "Refund exists with different fields"),
+    IntentListUnbounded: ErrorSpec(422, IntentListUnbounded.code, "List needs a merchant or a customer"),
+    MerchantNotFound: ErrorSpec(404, MerchantNotFound.code, "Merchant not found"),
+    MerchantExists: ErrorSpec(409, MerchantExists.code, "Merchant exists with different fields"),
+    MerchantAccountsConflict: ErrorSpec(409, MerchantAccountsConflict.code, "Merchant accounts conflict"),
+    MerchantBusy: ErrorSpec(503, MerchantBusy.code, "Merchant busy"),
+    PaymentsStoreUnavailable: ErrorSpec(503, PaymentsStoreUnavailable.code, "Payments store unavailable"),
+    ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
+}

@@ -1,0 +1,82 @@
+"""What the payments service needs from outside: its merchants table and the ledger's accounts."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from finfaas.domain.ledger import Account, TransactionExtra, Transfer
+from finfaas.services.payments.model import IntentEvent, IntentFilter, IntentPage, Merchant, PaymentIntent
+
+
+class Merchants(Protocol):
+    """Merchants (DynamoDB: store/payments_store.py; in memory: finfaas_dev/fakes/payments.py)."""
+
+    def create(self, merchant: Merchant) -> Merchant:
+        """Write a new merchant and return it; the stored one if the id is taken (nothing written)."""
+        ...
+
+    def get(self, merchant_id: str) -> Merchant | None: ...
+
+    def save(self, merchant: Merchant) -> bool:
+        """Write merchant if the stored version is merchant.version - 1; False otherwise."""
+        ...
+
+
+class MerchantLedger(Protocol):
+    """The ledger function's accounts API (services/suite_clients.py LedgerClient)."""
+
+    def open_merchant_account(self, account_id: str, owner_id: str, currency: str) -> None:
+        """Open the account, or find it with the same fields; MerchantAccountsConflict otherwise."""
+        ...
+
+
+class PaymentIntents(Protocol):
+    """Payment intents (same table as merchants). A change that moves money is not saved here: its
+    put rides in the ledger's transaction (intent_put), so the intent and the money move together."""
+
+    def create(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
+        """Write a new intent with its event; the stored one when the id is taken (nothing written)."""
+        ...
+
+    def get(self, payment_id: str) -> PaymentIntent | None: ...
+
+    def save(self, intent: PaymentIntent, event: IntentEvent) -> bool:
+        """Write intent and its event if the stored version is intent.version - 1; False otherwise."""
+        ...
+
+    def event_put(self, intent: PaymentIntent, event: IntentEvent) -> tuple[Any, Any]:
+        """(item, None): the event's outbox item, for the ledger transaction carrying the change."""
+        ...
+
+    def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
+        """(item, condition) putting intent over version intent.version - 1, for a ledger transaction."""
+        ...
+
+    def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent: ...
+
+    def page(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
+        """Up to limit intents newest first, resuming after the key a previous page returned."""
+        ...
+
+
+class PaymentsLedger(Protocol):
+    """The ledger in process (its store), so an intent's put joins the ledger's own transaction."""
+
+    def account(self, account_id: str) -> Account | None: ...
+
+    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+             currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer: ...
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, extra: TransactionExtra) -> Transfer: ...
+
+    def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
+             remainder_id: str | None, extra: TransactionExtra) -> Transfer: ...
+
+    def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer: ...
+
+
+class RiskAssessor(Protocol):
+    """The risk function's POST /assessments (services/suite_clients.py RiskClient)."""
+
+    def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...

@@ -1,0 +1,619 @@
+"""Payments use cases: merchants (onboard, read, deactivate) and payment intents (create, confirm,
+capture, cancel, read).
+
+Onboarding is idempotent on the caller's merchant_id: the ledger opens an account again with the same
+fields as a find, and the record is a conditional create, so a retry after a crash between the two
+finishes the job; the same id with other terms is refused and changes nothing.
+
+An intent step that moves money (the hold at confirmation, a capture, the release at cancellation) is
+ONE ledger transaction that also carries the intent's new state, put over the version it was decided
+from (IntentWrite, the ledger's TransactionExtra). Money and intent move together or not at all; a
+rival change to the intent cancels the transaction and the step is decided again from what is stored.
+Ledger ids derive from the intent and the request (`<id>-h<n>-<tag>` holds, `-c` captures, `-v`
+releases): a retry of a request finds its own transfer (the ledger replays it, and its intent put was in
+that same transaction), while a rival request deciding from the same version takes other ids and loses on
+the intent's version or on the hold it wanted to resolve, then decides again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from finfaas.domain.errors import AccountNotFound, PendingAlreadyPosted, PendingAlreadyVoided
+from finfaas.domain.ledger import Account, AccountKind, TransactionExtra, Transfer
+from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
+from finfaas.domain.payments import (
+    FeeSchedule,
+    RefundRefused,
+    check_capture,
+    check_refund,
+    fee_minor,
+    fee_refund_minor,
+    receivable_shard,
+)
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
+from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
+from finfaas.platform.retry import Change, RetryPolicy, Unchanged, read_change_save
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
+from finfaas.services.payments.api import CaptureBody, IntentListQuery, NewIntentBody, OnboardBody, RefundBody
+from finfaas.services.payments.errors import (
+    AppliedEarlier,
+    AuthorizationExpired,
+    CurrencyMismatch,
+    CustomerAccountNotFound,
+    FeeExceedsAmount,
+    IntentBusy,
+    IntentExists,
+    IntentListUnbounded,
+    IntentNotFound,
+    MerchantAccountsConflict,
+    MerchantBusy,
+    MerchantExists,
+    MerchantInactive,
+    MerchantNotFound,
+    PaymentDeclined,
+    RefundExists,
+    RiskUnavailable,
+    UnexpectedState,
+)
+from finfaas.services.payments.model import (
+    CancellationReason,
+    CaptureMethod,
+    IntentEvent,
+    IntentFilter,
+    IntentPage,
+    IntentStatus,
+    LedgerStep,
+    Merchant,
+    MerchantBalance,
+    MerchantStatus,
+    PaymentIntent,
+    Refund,
+    SettlementAccount,
+    intent_event,
+    payment_id_for,
+    refund_event,
+    refunds_per_payment_max,
+)
+from finfaas.services.payments.ports import (
+    MerchantLedger,
+    Merchants,
+    PaymentIntents,
+    PaymentsLedger,
+    RiskAssessor,
+)
+from finfaas.services.suite_clients import LedgerAccountConflict, LedgerClient
+
+# The hold outlives capture_before, which payments enforces itself: each partial capture rounds the
+# rest's timeout down by under a second, so after the most captures the hold still lasts past it.
+hold_grace_seconds = 60
+# Steps on one intent race only when an app sends several at once (captures in parts): more tries than
+# the platform's default before answering busy, each a read and one ledger transaction.
+intent_step_attempts_max = 8
+INTENT_STEP_POLICY = RetryPolicy(intent_step_attempts_max, wait_ms_base=5.0, wait_ms_max=100.0)
+degraded_auto_approve_major_default = 100  # as for transfers: small payments pass while risk is down
+CUSTOMER_KIND = "customer"
+LIST_ROUTE = "GET /payment_intents"
+
+MERCHANT_ACCOUNT_KIND = "MERCHANT"
+
+
+def utc_now() -> datetime:
+    """The production clock."""
+    return datetime.now(UTC)
+
+
+class LedgerFunctionAccounts:
+    """MerchantLedger over the ledger function's POST /accounts."""
+
+    def __init__(self, ledger: LedgerClient) -> None:
+        self._ledger = ledger
+
+    def open_merchant_account(self, account_id: str, owner_id: str, currency: str) -> None:
+        try:
+            self._ledger.open_account(account_id, owner_id, currency, MERCHANT_ACCOUNT_KIND)
+        except LedgerAccountConflict as conflict:
+            raise MerchantAccountsConflict(f"ledger account {account_id} exists with other fields",
+                                           field="merchant_id") from conflict
+
+
+class LedgerStoreAccounts:
+    """PaymentsLedger over the ledger's own use cases in process (the DynamoDB store, or the reference
+    ledger in tests): its TransactionExtra joins each operation's transaction."""
+
+    def __init__(self, ledger: LedgerService) -> None:
+        self._ledger = ledger
+
+    def account(self, account_id: str) -> Account | None:
+        try:
+            return self._ledger.get_account(account_id)
+        except AccountNotFound:
+            return None
+
+    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+             currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id,
+                                  pending=True, timeout_seconds=timeout_seconds)
+        return self._ledger.transfer(request, extra=extra)
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, extra: TransactionExtra) -> Transfer:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
+        return self._ledger.transfer(request, extra=extra)
+
+    def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
+             remainder_id: str | None, extra: TransactionExtra) -> Transfer:
+        return self._ledger.post_pending(pending_id, amount=amount_minor, currency=currency,
+                                         transfer_id=transfer_id, remainder_id=remainder_id, extra=extra)
+
+    def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
+        return self._ledger.void_pending(pending_id, transfer_id=transfer_id, extra=extra)
+
+
+class _IntentMoved(Exception):
+    """The stored intent is no longer the version a step was decided from."""
+
+
+class IntentWrite:
+    """The ledger's TransactionExtra for one intent step: the intent's new state, put over the version
+    it was decided from. A failed condition is either this request's own earlier attempt (its answer
+    was lost: AppliedEarlier) or a rival's change (_IntentMoved: decide again)."""
+
+    def __init__(self, intents: PaymentIntents, wanted: PaymentIntent, event: IntentEvent) -> None:
+        self._intents = intents
+        self._wanted = wanted
+        self._event = event
+
+    def put_for(self, result: Any) -> tuple[Any, Any]:
+        return self._intents.intent_put(self._wanted)
+
+    def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
+        """The change's event, in the same transaction as the money and the intent."""
+        return [self._intents.event_put(self._wanted, self._event)]
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        stored = self._intents.intent_from_raw(raw_item) if raw_item else None
+        if stored is not None and (stored.version, stored.write_id) == (self._wanted.version,
+                                                                         self._wanted.write_id):
+            raise AppliedEarlier(self._wanted.payment_id)
+        raise _IntentMoved(self._wanted.payment_id)
+
+    def committed(self) -> None:
+        return None
+
+
+# A step decided from the stored intent: the intent to store, its event and, when money moves, the
+# ledger call that carries both (None: a plain versioned save with its event).
+@dataclass(frozen=True)
+class _Step:
+    wanted: PaymentIntent
+    event: IntentEvent
+    move: Callable[[IntentWrite], object] | None = None
+
+
+@dataclass(frozen=True)
+class PaymentsSettings:
+    degraded_auto_approve_major: int = degraded_auto_approve_major_default
+
+    def degraded_auto_approve_minor(self, currency: str) -> int:
+        return self.degraded_auto_approve_major * 10 ** currency_exponent(currency)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: a customer (only its own accounts and intents) or a client app (any)."""
+
+    sub: str
+    kind: str
+
+    @property
+    def is_customer(self) -> bool:
+        return self.kind == CUSTOMER_KIND
+
+
+class PaymentsService:
+    """The payments capability's use cases over its ports."""
+
+    def __init__(self, merchants: Merchants, ledger: MerchantLedger, clock: Callable[[], datetime] = utc_now,
+                 *, intents: PaymentIntents | None = None, money: PaymentsLedger | None = None,
+                 risk: RiskAssessor | None = None, breaker: CircuitBreaker | None = None,
+                 settings: PaymentsSettings = PaymentsSettings(),
+                 sleep: Callable[[float], None] | None = None, cursors: CursorCodec | None = None) -> None:
+        self._merchants = merchants
+        self._ledger = ledger
+        self._clock = clock
+        self._intents = intents
+        self._money = money
+        self._risk = risk
+        self._breaker = breaker or CircuitBreaker("risk")
+        self._settings = settings
+        self._sleep = sleep
+        self._cursors = cursors or CursorCodec.generate()
+
+    # --- merchants ---
+
+    def onboard(self, body: OnboardBody) -> Merchant:
+        """The merchant with its ledger accounts; the stored one when the same terms were onboarded."""
+        wanted = self._merchant_from(body)
+        existing = self._merchants.get(wanted.merchant_id)
+        if existing is not None:
+            return self._same(existing, wanted)
+        for account_id in wanted.accounts.all():
+            self._ledger.open_merchant_account(account_id, wanted.merchant_id, wanted.currency)
+        return self._same(self._merchants.create(wanted), wanted)
+
+    def merchant(self, merchant_id: str) -> Merchant:
+        found = self._merchants.get(merchant_id)
+        if found is None:
+            raise MerchantNotFound(f"merchant {merchant_id} not found")
+        return found
+
+    def deactivate(self, merchant_id: str) -> Merchant:
+        """INACTIVE from now on (new payments are refused); doing it again changes nothing."""
+
+        def change(merchant: Merchant) -> Unchanged[Merchant] | Change[Merchant, Merchant]:
+            if merchant.status is MerchantStatus.INACTIVE:
+                return Unchanged(merchant)
+            updated = merchant.deactivated(self._clock())
+            return Change(updated, updated)
+
+        return read_change_save(lambda: self.merchant(merchant_id), change, self._merchants.save,
+                                exhausted=lambda: MerchantBusy(f"merchant {merchant_id} kept changing"))
+
+    def merchant_balance(self, merchant_id: str) -> MerchantBalance:
+        """The merchant's receivable summed over its shards (one read each), its reserve and fees payable."""
+        merchant = self.merchant(merchant_id)
+        _, ledger = self._intent_ports()
+        accounts = merchant.accounts
+
+        def read(account_id: str) -> Account:
+            found = ledger.account(account_id)
+            assert found is not None, f"merchant account {account_id} is missing"
+            return found
+
+        shards = [read(account_id) for account_id in accounts.receivables]
+        return MerchantBalance(
+            merchant, posted_minor=sum(a.balance_minor for a in shards),
+            pending_minor=sum(a.credits_pending for a in shards),
+            reserve_minor=read(accounts.reserve).balance_minor,
+            fees_payable_minor=read(accounts.fees_payable).balance_minor,
+            shards=tuple((a.account_id, a.balance_minor) for a in shards))
+
+    # --- payment intents ---
+
+    def create_intent(self, caller: Caller, key: str, body: NewIntentBody) -> tuple[PaymentIntent, bool]:
+        """A new intent (requires_confirmation), or the one this caller's key made, with True. Nothing is
+        written when the merchant, the account, the currency or the fee refuses it."""
+        intents, ledger = self._intent_ports()
+        payment_id = payment_id_for(caller.sub, key)
+        existing = intents.get(payment_id)
+        if existing is not None:  # answered from what was stored, whatever changed since (a merchant)
+            return self._repeat_of(existing, body), True
+        merchant = self._active_merchant(body.merchant_id)
+        currency = parse_currency(body.currency)
+        if currency != merchant.currency:
+            raise CurrencyMismatch(f"currency: merchant {merchant.merchant_id} takes {merchant.currency}",
+                                   field="currency")
+        amount = parse_amount(body.amount, currency)
+        account = ledger.account(body.customer_account_id)
+        if account is None or account.kind is not AccountKind.CUSTOMER or (
+                caller.is_customer and account.owner_id != caller.sub):
+            missing = body.customer_account_id
+            raise CustomerAccountNotFound(f"customer_account_id: account {missing} not found",
+                                          field="customer_account_id")
+        if account.currency != currency:
+            raise CurrencyMismatch(f"customer_account_id: the account holds {account.currency}",
+                                   field="customer_account_id")
+        fee = body.application_fee_amount
+        fee = fee_minor(amount, merchant.fees) if fee is None else fee
+        if fee > amount:
+            raise FeeExceedsAmount(f"application_fee_amount: {fee} is above the amount {amount}",
+                                   field="application_fee_amount")
+        shard = receivable_shard(payment_id, merchant.receivable_shards)
+        wanted = PaymentIntent(
+            payment_id=payment_id, owner_id=account.owner_id, customer_account_id=account.account_id,
+            merchant_id=merchant.merchant_id, receivable_account_id=merchant.accounts.receivables[shard],
+            amount_minor=amount, currency=currency, capture_method=body.capture_method,
+            application_fee_minor=fee, created_at=self._clock(), metadata=dict(body.metadata),
+            statement_descriptor=body.statement_descriptor, write_id=uuid.uuid4().hex)
+        stored = intents.create(wanted, intent_event(wanted, "payment_intent.created"))
+        return self._same_intent(stored, wanted), stored is not wanted
+
+    def intent(self, caller: Caller, payment_id: str) -> PaymentIntent:
+        """The intent; another customer's answers as a missing one."""
+        intents, _ = self._intent_ports()
+        found = intents.get(payment_id)
+        if found is None or (caller.is_customer and found.owner_id != caller.sub):
+            raise IntentNotFound(f"payment intent {payment_id} not found")
+        return found
+
+    def list_intents(self, caller: Caller, query: IntentListQuery) -> tuple[IntentPage, str | None]:
+        """A page of intents newest first and the sealed cursor to the next (None: the last page)."""
+        intents, _ = self._intent_ports()
+        owner = query.customer
+        if caller.is_customer:
+            if owner not in (None, caller.sub):
+                return IntentPage([], None), None  # their own intents of another customer: none
+            owner = caller.sub
+        if owner is None and query.merchant_id is None:
+            raise IntentListUnbounded("merchant_id: give merchant_id or customer", field="merchant_id")
+        wanted = IntentFilter(query.merchant_id, owner, query.status, query.created_gte, query.created_lt)
+        bound = binding(LIST_ROUTE, caller.sub, merchant_id=query.merchant_id, customer=owner,
+                        status=query.status.value if query.status else None,
+                        created_gte=query.created_gte.isoformat() if query.created_gte else None,
+                        created_lt=query.created_lt.isoformat() if query.created_lt else None)
+        start = self._opened(query.starting_after, bound)
+        page = intents.page(wanted, query.limit, start)
+        return page, self._cursors.seal(page.last_key, bound) if page.last_key else None
+
+    def _opened(self, cursor: str | None, bound: dict[str, str]) -> dict[str, str] | None:
+        """The store's key inside a client's sealed cursor; InvalidCursor unless ours, for this query."""
+        if cursor is None:
+            return None
+        key = self._cursors.open(cursor, bound)
+        if not isinstance(key, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                for k, v in key.items()):
+            raise InvalidCursor("not a cursor of this list")
+        return key
+
+    def confirm(self, caller: Caller, payment_id: str) -> PaymentIntent:
+        """Risk check, then a hold expiring at capture_before (manual capture) or the payment itself
+        (automatic capture), with the intent's new state in the same ledger transaction."""
+        write_id = uuid.uuid4().hex
+
+        def decide(intent: PaymentIntent) -> _Step:
+            if intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
+                raise UnexpectedState(f"status: {intent.status.value}; only requires_confirmation confirms",
+                                      field="status")
+            merchant = self._active_merchant(intent.merchant_id)
+            risk = intent.risk if intent.risk is not None else self._screen(intent)
+            now = self._clock()
+            if intent.capture_method is CaptureMethod.AUTOMATIC:
+                paid = LedgerStep("payment", intent.ledger_id("c", 0, write_id), intent.amount_minor)
+                wanted = intent.changed(now, status=IntentStatus.SUCCEEDED, risk=risk, captures=1,
+                                        amount_received_minor=intent.amount_minor,
+                                        ledger=(*intent.ledger, paid), write_id=write_id)
+                return _Step(wanted, intent_event(wanted, "payment_intent.succeeded"),
+                             lambda extra: self._ledger_ports().transfer(
+                                 paid.transfer_id, intent.customer_account_id, intent.receivable_account_id,
+                                 intent.amount_minor, intent.currency, extra))
+            hold = LedgerStep("hold", intent.ledger_id("h", 0, write_id), intent.amount_minor)
+            window = merchant.capture_window_seconds
+            wanted = intent.changed(now, status=IntentStatus.REQUIRES_CAPTURE, risk=risk,
+                                    amount_capturable_minor=intent.amount_minor, hold_id=hold.transfer_id,
+                                    capture_before=now + timedelta(seconds=window),
+                                    ledger=(*intent.ledger, hold), write_id=write_id)
+            return _Step(wanted, intent_event(wanted, "payment_intent.requires_capture"),
+                         lambda extra: self._ledger_ports().hold(
+                hold.transfer_id, intent.customer_account_id, intent.receivable_account_id,
+                intent.amount_minor, intent.currency, window + hold_grace_seconds, extra))
+
+        return self._step(caller, payment_id, decide)
+
+    def capture(self, caller: Caller, payment_id: str, body: CaptureBody) -> PaymentIntent:
+        """Posts amount_to_capture (default: all that is capturable) from the hold. A non-final capture
+        keeps the rest held in the same ledger transaction; a final one releases it."""
+        write_id = uuid.uuid4().hex
+
+        def decide(intent: PaymentIntent) -> _Step:
+            if intent.status not in (IntentStatus.REQUIRES_CAPTURE, IntentStatus.PARTIALLY_CAPTURED):
+                raise UnexpectedState(f"status: {intent.status.value}; nothing is capturable", field="status")
+            now = self._clock()
+            assert intent.hold_id is not None and intent.capture_before is not None
+            if now >= intent.capture_before:
+                raise AuthorizationExpired(f"the authorization of {payment_id} expired at "
+                                           f"{intent.capture_before.isoformat()}", field="capture_before")
+            capturable = intent.amount_capturable_minor
+            amount = capturable if body.amount_to_capture is None else body.amount_to_capture
+            check_capture(amount_capturable_minor=capturable, amount_to_capture_minor=amount,
+                          captures_done=intent.captures)
+            captured = LedgerStep("capture", intent.ledger_id("c", intent.captures, write_id), amount)
+            rest = capturable - amount
+            received = intent.amount_received_minor + amount
+            pending_id = intent.hold_id
+            if body.final_capture or rest == 0:
+                released = (LedgerStep("release", pending_id, rest),) if rest else ()
+                wanted = intent.changed(now, status=IntentStatus.SUCCEEDED, amount_capturable_minor=0,
+                                        amount_received_minor=received, captures=intent.captures + 1,
+                                        hold_id=None, ledger=(*intent.ledger, captured, *released),
+                                        write_id=write_id)
+                remainder_id = None
+            else:
+                kept = LedgerStep("hold", intent.ledger_id("h", intent.captures + 1, write_id), rest)
+                wanted = intent.changed(now, status=IntentStatus.PARTIALLY_CAPTURED,
+                                        amount_capturable_minor=rest, amount_received_minor=received,
+                                        captures=intent.captures + 1, hold_id=kept.transfer_id,
+                                        ledger=(*intent.ledger, captured, kept), write_id=write_id)
+                remainder_id = kept.transfer_id
+            event = intent_event(wanted, f"payment_intent.{wanted.status.value}")
+            return _Step(wanted, event, lambda extra: self._ledger_ports().post(
+                pending_id, captured.transfer_id, amount, intent.currency, remainder_id, extra))
+
+        return self._step(caller, payment_id, decide)
+
+    def cancel(self, caller: Caller, payment_id: str, reason: CancellationReason) -> PaymentIntent:
+        """canceled, releasing what is still capturable; a canceled intent stays as it is."""
+        write_id = uuid.uuid4().hex
+
+        def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
+            if intent.status is IntentStatus.CANCELED:
+                return Unchanged(intent)
+            if intent.status is IntentStatus.SUCCEEDED:
+                raise UnexpectedState("status: succeeded; a captured payment is refunded, not canceled",
+                                      field="status")
+            now = self._clock()
+            if intent.hold_id is None:
+                canceled = intent.changed(now, status=IntentStatus.CANCELED, cancellation_reason=reason,
+                                          write_id=write_id)
+                return _Step(canceled, intent_event(canceled, "payment_intent.canceled"))
+            pending_id = intent.hold_id
+            released = LedgerStep("release", intent.ledger_id("v", intent.captures, write_id),
+                                  intent.amount_capturable_minor)
+            wanted = intent.changed(now, status=IntentStatus.CANCELED, cancellation_reason=reason,
+                                    amount_capturable_minor=0, hold_id=None,
+                                    ledger=(*intent.ledger, released), write_id=write_id)
+            return _Step(wanted, intent_event(wanted, "payment_intent.canceled"),
+                         lambda extra: self._ledger_ports().void(pending_id, released.transfer_id, extra))
+
+        return self._step(caller, payment_id, decide)
+
+    def refund(self, caller: Caller, payment_id: str, body: RefundBody) -> tuple[PaymentIntent, Refund]:
+        """Gives `amount` (default: all refundable) back to the paying account from the merchant's
+        receivable shard, with the fee's share by domain.payments' rule; the same refund number again
+        refunds once. The refund and the intent's new total commit in one ledger transaction, written
+        over the version the bound was checked on, so refunds racing each other never exceed what was
+        captured."""
+        write_id = uuid.uuid4().hex
+
+        def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
+            if body.currency is not None and body.currency != intent.currency:
+                raise CurrencyMismatch(f"currency: the payment is in {intent.currency}", field="currency")
+            refundable = intent.amount_received_minor - intent.amount_refunded_minor
+            amount = refundable if body.amount is None else parse_amount(body.amount, intent.currency)
+            earlier = intent.refund(body.refund_number)
+            if earlier is not None:
+                if body.amount is not None and earlier.amount_minor != amount:
+                    raise RefundExists(f"refund_number: {body.refund_number} refunded {earlier.amount_minor}",
+                                       field="refund_number")
+                return Unchanged(intent)
+            if len(intent.refunds) >= refunds_per_payment_max:
+                raise RefundRefused(f"refund_number: at most {refunds_per_payment_max} refunds per payment",
+                                    field="refund_number")
+            check_refund(amount_received_minor=intent.amount_received_minor,
+                         amount_refunded_minor=intent.amount_refunded_minor, refund_minor=amount)
+            fee_back = fee_refund_minor(
+                fee_minor_total=intent.application_fee_minor,
+                amount_received_minor=intent.amount_received_minor,
+                amount_refunded_minor=intent.amount_refunded_minor,
+                fee_refunded_minor=intent.fee_refunded_minor, refund_minor=amount)
+            now = self._clock()
+            transfer_id = intent.ledger_id("r", len(intent.refunds), write_id)
+            refund = Refund(body.refund_number, amount, fee_back, body.reason, transfer_id, now)
+            wanted = intent.changed(now, amount_refunded_minor=intent.amount_refunded_minor + amount,
+                                    fee_refunded_minor=intent.fee_refunded_minor + fee_back,
+                                    refunds=(*intent.refunds, refund),
+                                    ledger=(*intent.ledger, LedgerStep("refund", transfer_id, amount)),
+                                    write_id=write_id)
+            return _Step(wanted, refund_event(wanted, refund), lambda extra: self._ledger_ports().transfer(
+                transfer_id, intent.receivable_account_id, intent.customer_account_id, amount,
+                intent.currency, extra))
+
+        stored = self._step(caller, payment_id, decide)
+        refund = stored.refund(body.refund_number)
+        assert refund is not None
+        return stored, refund
+
+    # --- internals ---
+
+    def _intent_ports(self) -> tuple[PaymentIntents, PaymentsLedger]:
+        assert self._intents is not None and self._money is not None, "payments built without intents"
+        return self._intents, self._money
+
+    def _ledger_ports(self) -> PaymentsLedger:
+        return self._intent_ports()[1]
+
+    def _active_merchant(self, merchant_id: str) -> Merchant:
+        merchant = self._merchants.get(merchant_id)
+        if merchant is None:
+            raise MerchantNotFound(f"merchant_id: merchant {merchant_id} not found", field="merchant_id")
+        if merchant.status is not MerchantStatus.ACTIVE:
+            raise MerchantInactive(f"merchant_id: merchant {merchant_id} takes no new payments",
+                                   field="merchant_id")
+        return merchant
+
+    @staticmethod
+    def _repeat_of(stored: PaymentIntent, body: NewIntentBody) -> PaymentIntent:
+        """The stored intent when body asks for it again; IntentExists when the key made another."""
+        currency = parse_currency(body.currency)
+        asked = (body.customer_account_id, body.merchant_id, parse_amount(body.amount, currency), currency,
+                 body.capture_method, dict(body.metadata), body.statement_descriptor)
+        made = (stored.customer_account_id, stored.merchant_id, stored.amount_minor, stored.currency,
+                stored.capture_method, dict(stored.metadata), stored.statement_descriptor)
+        fee = body.application_fee_amount
+        if asked != made or (fee is not None and fee != stored.application_fee_minor):
+            raise IntentExists(f"the Idempotency-Key made payment intent {stored.payment_id} "
+                               "with other fields")
+        return stored
+
+    @staticmethod
+    def _same_intent(stored: PaymentIntent, wanted: PaymentIntent) -> PaymentIntent:
+        if stored.request_fields() != wanted.request_fields():
+            raise IntentExists(f"the Idempotency-Key made payment intent {stored.payment_id} "
+                               "with other fields")
+        return stored
+
+    def _step(self, caller: Caller, payment_id: str,
+              decide: Callable[[PaymentIntent], _Step | Unchanged[PaymentIntent]]) -> PaymentIntent:
+        """Read, decide, write (money and intent in one ledger transaction); decide again on a rival's
+        change, at most as often as the save-race policy allows."""
+        intents, _ = self._intent_ports()
+
+        def change(intent: PaymentIntent) -> Unchanged[PaymentIntent] | Change[_Step, PaymentIntent]:
+            step = decide(intent)
+            return step if isinstance(step, Unchanged) else Change(step, step.wanted)
+
+        def save(step: _Step) -> bool:
+            if step.move is None:
+                return intents.save(step.wanted, step.event)
+            try:
+                step.move(IntentWrite(intents, step.wanted, step.event))
+            except AppliedEarlier:
+                return True
+            except (_IntentMoved, PendingAlreadyPosted, PendingAlreadyVoided):
+                return False  # a rival step resolved the hold first: decide again from what it stored
+            return True
+
+        options: dict[str, Any] = {} if self._sleep is None else {"sleep": self._sleep}
+        return read_change_save(lambda: self.intent(caller, payment_id), change, save,
+                                exhausted=lambda: IntentBusy(f"payment intent {payment_id} kept changing"),
+                                policy=INTENT_STEP_POLICY, **options)
+
+    def _screen(self, intent: PaymentIntent) -> dict[str, Any]:
+        """The risk decision for the payment; when risk is failing, the degraded rule: small payments
+        pass (flagged), larger ones are refused for now. A decline refuses the payment."""
+        assert self._risk is not None, "payments built without a risk assessor"
+        risk = self._risk
+        request = {"assessment_id": intent.payment_id, "customer_id": intent.owner_id,
+                   "debit_account_id": intent.customer_account_id,
+                   "destination": f"merchant:{intent.merchant_id}", "amount_minor": intent.amount_minor,
+                   "currency": intent.currency}
+        try:
+            answer = self._breaker.call(lambda: risk.assess(request))
+        except CircuitOpen:
+            return self._degraded(intent, "risk circuit open")
+        except Exception as error:  # any failure of the dependency degrades; the breaker counts it
+            return self._degraded(intent, f"risk unavailable: {type(error).__name__}")
+        decision = answer.get("decision")
+        if decision not in ("approve", "review", "decline"):
+            return self._degraded(intent, "risk answered without a decision")
+        if decision != "approve":  # a payment cannot wait for a person: review declines it too
+            raise PaymentDeclined(f"the risk check answered {decision}", field="payment_id")
+        return {"decision": decision, "score": int(answer.get("score", 0)), "degraded": False}
+
+    def _degraded(self, intent: PaymentIntent, why: str) -> dict[str, Any]:
+        if intent.amount_minor > self._settings.degraded_auto_approve_minor(intent.currency):
+            raise RiskUnavailable(f"{why}: above the amount the degraded rule lets through", field="amount")
+        return {"decision": "approve", "score": 0, "degraded": True, "detail": why}
+
+    def _merchant_from(self, body: OnboardBody) -> Merchant:
+        schedule = body.fee_schedule
+        settlement = body.settlement_account
+        return Merchant(
+            merchant_id=body.merchant_id, name=body.name, currency=parse_currency(body.currency),
+            settlement=SettlementAccount(settlement.bank_code, settlement.account_number, settlement.name),
+            fees=FeeSchedule(schedule.bps, schedule.fixed_minor, schedule.rounding),
+            reserve_bps=body.reserve_bps, capture_window_seconds=body.capture_window_seconds,
+            receivable_shards=body.receivable_shards, status=MerchantStatus.ACTIVE, created_at=self._clock(),
+        )
+
+    @staticmethod
+    def _same(stored: Merchant, wanted: Merchant) -> Merchant:
+        if not stored.same_terms(wanted):
+            raise MerchantExists(f"merchant {wanted.merchant_id} was onboarded with other terms",
+                                 field="merchant_id")
+        return stored

@@ -1,0 +1,431 @@
+"""The payments table (HASH pk, RANGE sk): merchants and payment intents (refunds to come).
+
+Items:
+- `merchant#<merchant id>` / `-`: the merchant as JSON text (`doc`), its `version` and `status`;
+- `intent#<payment id>` / `-`: the payment intent, the same way, with `merchant_id`, `owner_id` and
+  `created_key` (creation time and id) for the two sparse indexes lists read: by-merchant, by-owner.
+
+An item is created with `attribute_not_exists` (its id is the guard) and changed by a put conditional
+on the stored version, so two writers never overwrite each other's change. An intent change that moves
+money is not written here: `intent_put` hands the item and its condition to the ledger's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from finfaas.domain.ledger import entry_key_prefix, micros
+from finfaas.domain.payments import FeeSchedule, Rounding
+from finfaas.platform import jsonio
+from finfaas.platform.config import resource_name, settings
+from finfaas.services.payments.errors import PaymentsStoreUnavailable
+from finfaas.services.payments.model import (
+    CancellationReason,
+    CaptureMethod,
+    IntentEvent,
+    IntentFilter,
+    IntentPage,
+    IntentStatus,
+    LedgerStep,
+    Merchant,
+    MerchantStatus,
+    PaymentIntent,
+    Refund,
+    RefundReason,
+    SettlementAccount,
+)
+from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
+from finfaas.store.dynamo import any_condition_failed, conditional_write
+from finfaas.store.models import OutboxRecord, format_time, parse_time
+from finfaas.store.outbox_store import outbox_partition
+
+PAYMENTS_TABLE_LOGICAL_NAME = "payments"
+OUTBOX_TABLE_LOGICAL_NAME = "outbox"
+EVENT_SOURCE = "finfaas/payments"
+OUTBOX_PRODUCER = "payments"
+NO_RANGE = "-"
+# Bounds of every created_key (`<UTC time>#<id>`, the time starting with its year's digits); DynamoDB
+# refuses an empty string as a key condition's value.
+CREATED_KEY_LOWEST, CREATED_KEY_HIGHEST = "0", "~"
+
+
+class _PaymentsItem(Model):
+    """Every item of the table; which attributes are set depends on the item's kind."""
+
+    Meta = StoreMeta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    doc = UnicodeAttribute()
+    version = NumberAttribute()
+    status = UnicodeAttribute()
+    # Intents only (sparse indexes):
+    merchant_id = UnicodeAttribute(null=True)
+    owner_id = UnicodeAttribute(null=True)
+    created_key = UnicodeAttribute(null=True)
+
+
+class _OutboxItem(OutboxRecord):
+    Meta = StoreMeta
+
+
+class _ByMerchant(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-merchant"
+        projection = AllProjection()
+
+    merchant_id = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+class _ByOwner(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by-owner"
+        projection = AllProjection()
+
+    owner_id = UnicodeAttribute(hash_key=True)
+    created_key = UnicodeAttribute(range_key=True)
+
+
+@lru_cache(maxsize=8)
+def _model(table_name: str, region: str) -> Any:
+    # pynamodb ties an index to the model class that declares it: the bound model declares its own.
+    indexes = {name: type(base.__name__, (base,), {"Meta": type("Meta", (base.Meta,), {})})()
+               for name, base in (("by_merchant", _ByMerchant), ("by_owner", _ByOwner))}
+    meta = type("Meta", (StoreMeta,), {"table_name": table_name, "region": region})
+    return type("PaymentsItem", (_PaymentsItem,), {"Meta": meta, **indexes, "__module__": __name__})
+
+
+def created_key(intent: PaymentIntent) -> str:
+    """Sorts by creation time, then id: `<UTC time>#<payment id>`."""
+    return f"{format_time(intent.created_at)}#{intent.payment_id}"
+
+
+def _merchant_key(merchant_id: str) -> tuple[str, str]:
+    return f"merchant#{merchant_id}", NO_RANGE
+
+
+def _intent_key(payment_id: str) -> tuple[str, str]:
+    return f"intent#{payment_id}", NO_RANGE
+
+
+def merchant_to_json(merchant: Merchant) -> str:
+    document = {
+        "merchant_id": merchant.merchant_id,
+        "name": merchant.name,
+        "currency": merchant.currency,
+        "settlement": {"bank_code": merchant.settlement.bank_code,
+                       "account_number": merchant.settlement.account_number,
+                       "name": merchant.settlement.name},
+        "fees": {"bps": merchant.fees.bps, "fixed_minor": str(merchant.fees.fixed_minor),
+                 "rounding": merchant.fees.rounding.value},
+        "reserve_bps": merchant.reserve_bps,
+        "capture_window_seconds": merchant.capture_window_seconds,
+        "receivable_shards": merchant.receivable_shards,
+        "status": merchant.status.value,
+        "created_at": format_time(merchant.created_at),
+        "updated_at": format_time(merchant.updated_at) if merchant.updated_at else None,
+        "version": merchant.version,
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def merchant_from_json(text: str) -> Merchant:
+    raw: dict[str, Any] = jsonio.loads(text)
+    settlement, fees = raw["settlement"], raw["fees"]
+    return Merchant(
+        merchant_id=raw["merchant_id"],
+        name=raw["name"],
+        currency=raw["currency"],
+        settlement=SettlementAccount(settlement["bank_code"], settlement["account_number"],
+                                     settlement["name"]),
+        fees=FeeSchedule(int(fees["bps"]), int(fees["fixed_minor"]), Rounding(fees["rounding"])),
+        reserve_bps=int(raw["reserve_bps"]),
+        capture_window_seconds=int(raw["capture_window_seconds"]),
+        receivable_shards=int(raw["receivable_shards"]),
+        status=MerchantStatus(raw["status"]),
+        created_at=parse_time(raw["created_at"]),
+        updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
+        version=int(raw["version"]),
+    )
+
+
+def _time_or_none(moment: Any) -> str | None:
+    return format_time(moment) if moment is not None else None
+
+
+def intent_to_json(intent: PaymentIntent) -> str:
+    document = {
+        "payment_id": intent.payment_id,
+        "owner_id": intent.owner_id,
+        "customer_account_id": intent.customer_account_id,
+        "merchant_id": intent.merchant_id,
+        "receivable_account_id": intent.receivable_account_id,
+        # Amounts as text: JSON numbers are floats to many readers.
+        "amount_minor": str(intent.amount_minor),
+        "currency": intent.currency,
+        "capture_method": intent.capture_method.value,
+        "application_fee_minor": str(intent.application_fee_minor),
+        "created_at": format_time(intent.created_at),
+        "status": intent.status.value,
+        "metadata": dict(intent.metadata),
+        "statement_descriptor": intent.statement_descriptor,
+        "amount_capturable_minor": str(intent.amount_capturable_minor),
+        "amount_received_minor": str(intent.amount_received_minor),
+        "amount_refunded_minor": str(intent.amount_refunded_minor),
+        "captures": intent.captures,
+        "hold_id": intent.hold_id,
+        "capture_before": _time_or_none(intent.capture_before),
+        "cancellation_reason": intent.cancellation_reason.value if intent.cancellation_reason else None,
+        "risk": dict(intent.risk) if intent.risk is not None else None,
+        "ledger": [{"kind": s.kind, "transfer_id": s.transfer_id, "amount_minor": str(s.amount_minor)}
+                   for s in intent.ledger],
+        "refunds": [{"refund_number": r.refund_number, "amount_minor": str(r.amount_minor),
+                     "fee_refunded_minor": str(r.fee_refunded_minor), "reason": r.reason.value,
+                     "transfer_id": r.transfer_id, "created_at": format_time(r.created_at)}
+                    for r in intent.refunds],
+        "fee_refunded_minor": str(intent.fee_refunded_minor),
+        "updated_at": _time_or_none(intent.updated_at),
+        "version": intent.version,
+        "write_id": intent.write_id,
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def intent_from_json(text: str) -> PaymentIntent:
+    raw: dict[str, Any] = jsonio.loads(text)
+    reason = raw.get("cancellation_reason")
+    return PaymentIntent(
+        payment_id=raw["payment_id"],
+        owner_id=raw["owner_id"],
+        customer_account_id=raw["customer_account_id"],
+        merchant_id=raw["merchant_id"],
+        receivable_account_id=raw["receivable_account_id"],
+        amount_minor=int(raw["amount_minor"]),
+        currency=raw["currency"],
+        capture_method=CaptureMethod(raw["capture_method"]),
+        application_fee_minor=int(raw["application_fee_minor"]),
+        created_at=parse_time(raw["created_at"]),
+        status=IntentStatus(raw["status"]),
+        metadata=dict(raw.get("metadata") or {}),
+        statement_descriptor=raw.get("statement_descriptor", ""),
+        amount_capturable_minor=int(raw["amount_capturable_minor"]),
+        amount_received_minor=int(raw["amount_received_minor"]),
+        amount_refunded_minor=int(raw["amount_refunded_minor"]),
+        captures=int(raw["captures"]),
+        hold_id=raw.get("hold_id"),
+        capture_before=parse_time(raw["capture_before"]) if raw.get("capture_before") else None,
+        cancellation_reason=CancellationReason(reason) if reason else None,
+        risk=raw.get("risk"),
+        ledger=tuple(LedgerStep(s["kind"], s["transfer_id"], int(s["amount_minor"])) for s in raw["ledger"]),
+        refunds=tuple(Refund(r["refund_number"], int(r["amount_minor"]), int(r["fee_refunded_minor"]),
+                             RefundReason(r["reason"]), r["transfer_id"], parse_time(r["created_at"]))
+                      for r in raw.get("refunds", ())),
+        fee_refunded_minor=int(raw.get("fee_refunded_minor", "0")),
+        updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
+        version=int(raw["version"]),
+        write_id=raw.get("write_id", ""),
+    )
+
+
+class PaymentsStore:
+    """Merchants and payment intents on DynamoDB (pynamodb). Thread-safe; share one per process."""
+
+    def __init__(self, table_name: str | None = None, outbox_table_name: str | None = None,
+                 region: str | None = None) -> None:
+        self.table_name = table_name or resource_name(PAYMENTS_TABLE_LOGICAL_NAME)
+        region = region or settings().region
+        self._item = _model(self.table_name, region)
+        outbox_table_name = outbox_table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME)
+        self._outbox = bound(_OutboxItem, outbox_table_name, region)
+        self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
+
+    # -- merchants --------------------------------------------------------------------------------
+
+    def create(self, merchant: Merchant) -> Merchant:
+        item = self._merchant_item(merchant)
+        written = conditional_write(lambda: item.save(condition=self._item.pk.does_not_exist()))
+        if written.taken:
+            return merchant
+        if any_condition_failed(written.error):
+            existing = self.get(merchant.merchant_id)
+            if existing is not None:
+                return existing
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"create merchant {merchant.merchant_id}: {written.code}") from cause
+
+    def get(self, merchant_id: str) -> Merchant | None:
+        try:
+            item = self._item.get(*_merchant_key(merchant_id), consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"read merchant {merchant_id}: {error}") from error
+        return merchant_from_json(item.doc)
+
+    def save(self, merchant: Merchant) -> bool:
+        item = self._merchant_item(merchant)
+        written = conditional_write(lambda: item.save(condition=self._item.version == merchant.version - 1))
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"save merchant {merchant.merchant_id}: {written.code}") from cause
+
+    # -- payment intents --------------------------------------------------------------------------
+
+    def create_intent(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
+        item = self._intent_item(intent)
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=self._item.pk.does_not_exist())
+                transaction.save(self._event_item(intent, event))
+
+        written = conditional_write(transact)
+        if written.taken:
+            return intent
+        if any_condition_failed(written.error):
+            existing = self.get_intent(intent.payment_id)
+            if existing is not None:
+                return existing
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"create intent {intent.payment_id}: {written.code}") from cause
+
+    def get_intent(self, payment_id: str) -> PaymentIntent | None:
+        try:
+            item = self._item.get(*_intent_key(payment_id), consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"read intent {payment_id}: {error}") from error
+        return intent_from_json(item.doc)
+
+    def save_intent(self, intent: PaymentIntent, event: IntentEvent) -> bool:
+        item, condition = self.intent_put(intent)
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=condition)
+                transaction.save(self._event_item(intent, event))
+
+        written = conditional_write(transact)
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"save intent {intent.payment_id}: {written.code}") from cause
+
+    def event_put(self, intent: PaymentIntent, event: IntentEvent) -> tuple[Any, Any]:
+        return self._event_item(intent, event), None
+
+    def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
+        return self._intent_item(intent), self._item.version == intent.version - 1
+
+    def page_intents(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
+        """Newest first, from the merchant's or the owner's index; the status filter applies after the
+        page's Limit, so a page may hold fewer than `limit` and still have more after it."""
+        model = self._item
+        if wanted.merchant_id is not None:
+            index, key, owner = model.by_merchant, wanted.merchant_id, wanted.owner_id
+        else:
+            assert wanted.owner_id is not None, "a list names a merchant or an owner"
+            index, key, owner = model.by_owner, wanted.owner_id, None
+        # Keys are `<time>#<id>`: `<t>` sorts below every key made at t, so created_lt stays exclusive.
+        lower = format_time(wanted.created_gte) if wanted.created_gte else CREATED_KEY_LOWEST
+        upper = format_time(wanted.created_lt) if wanted.created_lt else CREATED_KEY_HIGHEST
+        condition = model.created_key.between(lower, upper)
+        filters = []
+        if wanted.status is not None:
+            filters.append(model.status == wanted.status.value)
+        if owner is not None:
+            filters.append(model.owner_id == owner)
+        filter_condition = None
+        for part in filters:
+            filter_condition = part if filter_condition is None else filter_condition & part
+        try:
+            results = index.query(key, condition, filter_condition=filter_condition, scan_index_forward=False,
+                                  limit=limit, page_size=limit,
+                                  last_evaluated_key=_typed_key(start) if start else None)
+            intents = [intent_from_json(item.doc) for item in results]
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"list intents: {error}") from error
+        last = results.last_evaluated_key
+        return IntentPage(intents, _plain_key(last) if last else None)
+
+    def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
+        return intent_from_json(self._item.from_raw_data(raw_item).doc)
+
+    # -- items ------------------------------------------------------------------------------------
+
+    def _merchant_item(self, merchant: Merchant) -> Any:
+        return self._item(*_merchant_key(merchant.merchant_id), doc=merchant_to_json(merchant),
+                          version=merchant.version, status=merchant.status.value)
+
+    def _event_item(self, intent: PaymentIntent, event: IntentEvent) -> Any:
+        """The outbox record; its id names the intent's version, so each change has one event, written
+        again under the same key by any retry."""
+        now = intent.updated_at or intent.created_at
+        event_id = f"{event.type}:{intent.payment_id}:{intent.version}"
+        event_key = f"{entry_key_prefix(micros(now))}#{event_id}"
+        return self._outbox(
+            outbox_partition(OUTBOX_PRODUCER, intent.payment_id), event_key,
+            event_id=event_id, type=event.type, source=EVENT_SOURCE, subject=intent.payment_id,
+            time=format_time(now), data=_event_json(dict(event.data)))
+
+    def _intent_item(self, intent: PaymentIntent) -> Any:
+        return self._item(*_intent_key(intent.payment_id), doc=intent_to_json(intent), version=intent.version,
+                          status=intent.status.value, merchant_id=intent.merchant_id,
+                          owner_id=intent.owner_id, created_key=created_key(intent))
+
+
+def _event_json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _typed_key(plain: dict[str, str]) -> dict[str, Any]:
+    return {name: {"S": value} for name, value in plain.items()}
+
+
+def _plain_key(last_evaluated_key: dict[str, Any]) -> dict[str, str]:
+    """{"pk": {"S": "..."}, ...} -> {"pk": "..."}: every key attribute of this table is a string."""
+    return {name: value["S"] for name, value in last_evaluated_key.items()}
+
+
+class PaymentIntentsStore:
+    """PaymentIntents over the payments table (the same store, under the port's names)."""
+
+    def __init__(self, store: PaymentsStore) -> None:
+        self._store = store
+
+    def create(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
+        return self._store.create_intent(intent, event)
+
+    def get(self, payment_id: str) -> PaymentIntent | None:
+        return self._store.get_intent(payment_id)
+
+    def save(self, intent: PaymentIntent, event: IntentEvent) -> bool:
+        return self._store.save_intent(intent, event)
+
+    def event_put(self, intent: PaymentIntent, event: IntentEvent) -> tuple[Any, Any]:
+        return self._store.event_put(intent, event)
+
+    def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
+        return self._store.intent_put(intent)
+
+    def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
+        return self._store.intent_from_raw(raw_item)
+
+    def page(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
+        return self._store.page_intents(wanted, limit, start)

@@ -1,0 +1,375 @@
+"""`finfaas bench payments`: authorize + capture through the gateway and the payments function, against the
+same ledger work (a hold, then its post) straight against the ledger store, on one DynamoDB Local.
+
+Everything runs on loopback in this process's own sandbox: DynamoDB Local and moto on free ports, the
+infra template under a fresh stage, the suite's dev secrets, and the local gateway with the auth, ledger,
+risk and payments functions. Phases, each bounded by `--seconds` and `--payments-max`:
+  captures  `--clients` clients, each paying one of `--merchants` merchants: create, confirm, capture;
+  raw       as many threads doing a hold and its post with LedgerService on the store directly;
+  hot       16 clients all paying ONE merchant, then 16 clients paying 16 merchants (hot_merchant_ratio);
+  calls     single captures and refunds, counting the payments function's DynamoDB calls (its
+            /_/ops/stats) per capture and per refund request.
+`finfaas ledger check` runs at the end. Last line: JSON with captures_per_s, raw_per_s, ratio,
+hot_merchant_ratio, dynamodb_calls_per_capture, dynamodb_calls_per_refund and ledger_check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from finfaas_dev.bench.ledger import Sandbox, answers, export_environment, ledger_check
+from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
+from finfaas_dev.net import free_port, wait_for
+
+CURRENCY = "USD"
+CLIENTS_DEFAULT = 8
+MERCHANTS_DEFAULT = 16
+HOT_CLIENTS = 16
+SECONDS_DEFAULT = 5.0
+SECONDS_MAX = 60.0
+PAYMENTS_MAX_DEFAULT = 2_000  # per phase
+CLIENTS_MAX = 64
+CALL_SAMPLES = 10  # single captures and refunds counted for the calls per request
+PAYMENT_MINOR = 100
+ACCOUNT_OPENING_MINOR = 10**15  # more than any run can spend
+# Risk flags a customer's tenth payment in an hour (and payments decline a flagged one): the bench hands
+# each customer out at most this often, so every refusal it counts is a real one.
+PAYMENTS_PER_CUSTOMER_MAX = 8
+CUSTOMERS_MAX = 2_000
+GATEWAY_READY_SECONDS_MAX = 30.0
+TOKEN_SECONDS = 3600
+RATIO_TARGET = 0.7
+HOT_RATIO_TARGET = 0.8
+FUNCTIONS = ("auth", "ledger", "risk", "payments")
+
+
+@dataclass
+class Phase:
+    done: int = 0
+    errors: Counter[str] | None = None
+    seconds: float = 0.0
+
+    @property
+    def per_second(self) -> float:
+        return round(self.done / self.seconds, 1) if self.seconds else 0.0
+
+
+def stack_text() -> str:
+    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
+             "functions:"]
+    for name in FUNCTIONS:
+        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
+                  f"    image: bench/{name}", "    environment:", '      exec_timeout: "30s"',
+                  # Bench payments are tiny: the degraded rule would pass them even if risk failed.
+                  '      PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR: "100"']
+    return "\n".join(lines) + "\n"
+
+
+def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
+    stack = sandbox.folder / "stack.yml"
+    stack.write_text(stack_text())
+    log = (sandbox.folder / "gateway.log").open("wb")
+    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack), "--port",
+               str(sandbox.gateway_port), "--logs-dir", str(sandbox.folder / "functions")]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def customer_token(customer_id: str) -> str:
+    from finfaas.platform import config
+    from finfaas.platform.keys import load_keyring
+
+    from finfaas_dev.testing.platform import TokenMinter
+
+    settings = config.auth_settings()
+    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
+    claims = minter.claims(customer_id, ("payments:read", "payments:write"), "customer")
+    return minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
+
+
+def open_customers(run_id: str, count: int) -> list[tuple[str, str]]:
+    """(account id, token) of customers with one well-funded account each."""
+    from finfaas.domain.ledger import NewAccount
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.store.ledger_store import ledger_store_from_config
+
+    store = ledger_store_from_config()
+    ledger = LedgerService(store)
+    ledger.ensure_system_accounts(CURRENCY)
+    customers = []
+    for n in range(count):
+        customer_id, account_id = f"pc{run_id}-{n}", f"pa{run_id}-{n}"
+        store.open_account(NewAccount(account_id, customer_id, CURRENCY), datetime.now(UTC))
+        ledger.deposit(account_id, ACCOUNT_OPENING_MINOR, CURRENCY, transfer_id=f"{account_id}-opening")
+        customers.append((account_id, customer_token(customer_id)))
+    return customers
+
+
+class Customers:
+    """Hands out (account id, token), each customer at most PAYMENTS_PER_CUSTOMER_MAX times."""
+
+    def __init__(self, customers: list[tuple[str, str]]) -> None:
+        self._customers = customers
+        self._handed = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> tuple[str, str]:
+        with self._lock:
+            index, self._handed = self._handed // PAYMENTS_PER_CUSTOMER_MAX, self._handed + 1
+        if index >= len(self._customers):
+            raise RuntimeError("customers exhausted")
+        return self._customers[index]
+
+
+def onboard(base_url: str, operator: str, merchant_id: str) -> dict[str, Any]:
+    body = {"merchant_id": merchant_id, "name": "Bench shop", "currency": CURRENCY,
+            "settlement_account": {"bank_code": "SANDUS00", "account_number": "000123456789", "name": "Shop"},
+            "fee_schedule": {"bps": 290, "fixed_minor": 0}}
+    status, answer = _request("POST", f"{base_url}/function/payments/_/ops/merchants", operator, body,
+                              {"Idempotency-Key": secrets.token_hex(8)})
+    if status != 201:
+        raise RuntimeError(f"onboarding {merchant_id}: {status} {answer}")
+    return answer
+
+
+def pay(base_url: str, account_id: str, token: str, merchant_id: str, capture: bool = True) -> str:
+    """Create, confirm and (capture) one payment; its id. RuntimeError names the step that failed."""
+    intents = f"{base_url}/function/payments/payment_intents"
+    body = {"amount": PAYMENT_MINOR, "currency": CURRENCY, "customer_account_id": account_id,
+            "merchant_id": merchant_id, "capture_method": "manual"}
+    status, intent = _request("POST", intents, token, body, {"Idempotency-Key": secrets.token_hex(8)})
+    if status != 201:
+        raise RuntimeError(f"create {status}")
+    steps = [("confirm", None)] + ([("capture", {})] if capture else [])
+    for step, step_body in steps:
+        status, _ = _request("POST", f"{intents}/{intent['id']}/{step}", token, step_body,
+                             {"Idempotency-Key": secrets.token_hex(8)})
+        if status != 200:
+            raise RuntimeError(f"{step} {status}")
+    return str(intent["id"])
+
+
+def run_clients(clients: int, seconds: float, payments_max: int, work: Any) -> Phase:
+    """`clients` threads calling work(client) until the time or the count runs out."""
+    phase = Phase(errors=Counter())
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client(n: int) -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if phase.done >= payments_max:
+                    return
+            try:
+                work(n)
+            except Exception as error:  # noqa: BLE001 - counted, the run goes on
+                with lock:
+                    phase.errors[str(error)[:60]] += 1
+                continue
+            with lock:
+                phase.done += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    phase.seconds = time.monotonic() - started
+    return phase
+
+
+def raw_work(run_id: str, accounts: list[str], receivables: list[str]) -> Any:
+    """The same ledger work as a capture, straight on the store: a hold, then its post."""
+    from finfaas.services.ledger.model import TransferRequest
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.store.ledger_store import ledger_store_from_config
+
+    ledger = LedgerService(ledger_store_from_config())
+    counter = iter(range(10**9))
+    lock = threading.Lock()
+
+    def work(client: int) -> None:
+        with lock:
+            n = next(counter)
+        hold_id = f"raw{run_id}-{n}"
+        request = TransferRequest(accounts[client % len(accounts)], receivables[n % len(receivables)],
+                                  PAYMENT_MINOR, CURRENCY, hold_id, pending=True, timeout_seconds=3600)
+        ledger.transfer(request)
+        ledger.post_pending(hold_id, transfer_id=f"{hold_id}-p")
+
+    return work
+
+
+def calls_per_request(base_url: str, operator: str, send: Any) -> dict[str, float]:
+    """The payments function's DynamoDB calls per request, by operation, over CALL_SAMPLES requests."""
+    def snapshot() -> Counter[str]:
+        status, stats = _request("GET", f"{base_url}/function/payments/_/ops/stats", operator)
+        assert status == 200, stats
+        by_operation: Counter[str] = Counter()
+        for name, count in stats["dynamodb_calls"].items():  # "<operation> <table>": calls
+            by_operation[name.split(" ")[0]] += count
+        return by_operation
+
+    total: Counter[str] = Counter()
+    for _ in range(CALL_SAMPLES):
+        prepared = send.prepare()
+        before = snapshot()
+        send(prepared)
+        total += snapshot() - before
+    per = {name: round(count / CALL_SAMPLES, 2) for name, count in sorted(total.items())}
+    per["total"] = round(sum(total.values()) / CALL_SAMPLES, 2)
+    return per
+
+
+class SingleCapture:
+    """prepare(): an authorized payment; call: its capture alone."""
+
+    def __init__(self, base_url: str, customers: Customers, merchant_id: str) -> None:
+        self.base_url, self.customers, self.merchant_id = base_url, customers, merchant_id
+
+    def prepare(self) -> tuple[str, str]:
+        account_id, token = self.customers.next()
+        return pay(self.base_url, account_id, token, self.merchant_id, capture=False), token
+
+    def __call__(self, prepared: tuple[str, str]) -> None:
+        payment_id, token = prepared
+        url = f"{self.base_url}/function/payments/payment_intents/{payment_id}/capture"
+        status, answer = _request("POST", url, token, {}, {"Idempotency-Key": secrets.token_hex(8)})
+        if status != 200:
+            raise RuntimeError(f"capture {status} {answer}")
+
+
+class SingleRefund(SingleCapture):
+    """prepare(): a captured payment; call: one refund of part of it."""
+
+    def prepare(self) -> tuple[str, str]:
+        account_id, token = self.customers.next()
+        return pay(self.base_url, account_id, token, self.merchant_id), token
+
+    def __call__(self, prepared: tuple[str, str]) -> None:
+        payment_id, token = prepared
+        url = f"{self.base_url}/function/payments/payment_intents/{payment_id}/refunds"
+        status, answer = _request("POST", url, token, {"refund_number": "r-1", "amount": 10},
+                                  {"Idempotency-Key": secrets.token_hex(8)})
+        if status != 201:
+            raise RuntimeError(f"refund {status} {answer}")
+
+
+def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, Any]:
+    operator = client_token("ops")
+    merchants = [onboard(base_url, operator, f"bm{run_id}-{n}") for n in range(max(args.merchants, 16))]
+    payments_max = 3 * args.payments_max + 2 * CALL_SAMPLES + 20
+    opened = open_customers(run_id, min(CUSTOMERS_MAX, -(-payments_max // PAYMENTS_PER_CUSTOMER_MAX)))
+    customers = Customers(opened)
+
+    def paying(merchant_of: Any) -> Any:
+        return lambda client: pay(base_url, *customers.next(), merchant_of(client))
+
+    many = [m["merchant_id"] for m in merchants[:args.merchants]]
+    run_clients(2, 2.0, 20, paying(lambda c: many[c % len(many)]))  # warm every function up
+    captures = run_clients(args.clients, args.seconds, args.payments_max,
+                           paying(lambda c: many[c % len(many)]))
+    receivables = [r for m in merchants for r in m["ledger_accounts"]["receivables"]]
+    raw = run_clients(args.clients, args.seconds, args.payments_max,
+                      raw_work(run_id, [account for account, _ in opened], receivables))
+    hot = merchants[0]["merchant_id"]
+    spread = [m["merchant_id"] for m in merchants[:HOT_CLIENTS]]
+    one = run_clients(HOT_CLIENTS, args.seconds, args.payments_max, paying(lambda c: hot))
+    sixteen = run_clients(HOT_CLIENTS, args.seconds, args.payments_max, paying(lambda c: spread[c]))
+    per_capture = calls_per_request(base_url, operator, SingleCapture(base_url, customers, many[0]))
+    per_refund = calls_per_request(base_url, operator, SingleRefund(base_url, customers, many[0]))
+    return {
+        "captures_per_s": captures.per_second,
+        "raw_per_s": raw.per_second,
+        "ratio": round(captures.per_second / raw.per_second, 3) if raw.per_second else None,
+        "hot_merchant_ratio": round(one.per_second / sixteen.per_second, 3) if sixteen.per_second else None,
+        "hot_one_merchant_per_s": one.per_second,
+        "hot_sixteen_merchants_per_s": sixteen.per_second,
+        "dynamodb_calls_per_capture": per_capture["total"],
+        "dynamodb_calls_per_refund": per_refund["total"],
+        "calls_per_capture_by_operation": per_capture,
+        "calls_per_refund_by_operation": per_refund,
+        "errors": {name: dict(phase.errors or {}) for name, phase in
+                   (("captures", captures), ("raw", raw), ("hot_one", one), ("hot_sixteen", sixteen))
+                   if phase.errors},
+        "clients": args.clients,
+        "merchants": args.merchants,
+        "seconds": args.seconds,
+        "settlement_check": "not built (merchant settlement is not built yet)",
+    }
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", type=int, default=CLIENTS_DEFAULT, help="concurrent clients")
+    parser.add_argument("--merchants", type=int, default=MERCHANTS_DEFAULT, help="merchants they pay")
+    parser.add_argument("--seconds", type=float, default=SECONDS_DEFAULT, help="length of one phase")
+    parser.add_argument("--payments-max", type=int, default=PAYMENTS_MAX_DEFAULT, help="cap per phase")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (0 < args.seconds <= SECONDS_MAX and 0 < args.clients <= CLIENTS_MAX and args.merchants >= 1
+            and args.payments_max >= 1):
+        print(f"bench payments: need 0 < --seconds <= {SECONDS_MAX}, 0 < --clients <= {CLIENTS_MAX}, "
+              "--merchants >= 1, --payments-max >= 1", file=sys.stderr)
+        return 2
+    from finfaas_dev import emulators, infra, tools
+
+    with tempfile.TemporaryDirectory(prefix="finfaas-bench-payments-") as folder:
+        run_id = secrets.token_hex(3)
+        sandbox = Sandbox(Path(folder), f"bench{run_id}", free_port(), Path(folder) / "secrets")
+        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
+        gateway = None
+        try:
+            tools.ensure_dynamodb_local()
+            aws.start()
+            export_environment(aws.env(), sandbox)
+            infra.deploy(sandbox.stage, "embedded")
+            write_suite_secrets(sandbox.secrets_dir)
+            from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients
+
+            ensure_service_clients(sandbox.secrets_dir, {"payments": SERVICE_CLIENTS["payments"]},
+                                   out=lambda line: None)
+            gateway = start_gateway(sandbox)
+            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
+            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
+            summary = measure(args, base_url, run_id)
+            check = ledger_check(sandbox.stage)
+        except Exception:
+            _show_logs(sandbox)
+            raise
+        finally:
+            if gateway is not None:
+                gateway.send_signal(signal.SIGTERM)
+                gateway.wait(timeout=30)
+            aws.stop()
+    summary["ledger_check"] = "passed" if check.returncode == 0 else f"failed (exit {check.returncode})"
+    print(f"captures/raw = {summary['ratio']} (target {RATIO_TARGET}); hot merchant ratio "
+          f"{summary['hot_merchant_ratio']} (goal {HOT_RATIO_TARGET}); "
+          f"{summary['dynamodb_calls_per_capture']} DynamoDB calls per capture, "
+          f"{summary['dynamodb_calls_per_refund']} per refund")
+    print(json.dumps(summary))
+    return 0 if check.returncode == 0 else 1
+
+
+def _show_logs(sandbox: Sandbox) -> None:
+    for log in [sandbox.folder / "gateway.log", *sorted((sandbox.folder / "functions").glob("*.log"))]:
+        if log.is_file():
+            tail = log.read_text(errors="replace").splitlines()[-10:]
+            print(f"{log.name} (last lines):\n" + "\n".join(tail), file=sys.stderr)

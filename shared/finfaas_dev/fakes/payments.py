@@ -1,0 +1,175 @@
+"""In-memory merchants, payment intents and the ledger as payments uses it, for tests; never shipped."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from finfaas.domain.errors import AccountNotFound
+from finfaas.domain.ledger import Account, TransactionExtra, Transfer
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
+from finfaas.services.payments.errors import MerchantAccountsConflict
+from finfaas.services.payments.model import IntentEvent, IntentFilter, IntentPage, Merchant, PaymentIntent
+from finfaas.services.suite_clients import ServiceUnreachable
+
+_T = TypeVar("_T")
+
+
+class InMemoryMerchants:
+    """Merchants in a dict; the same contract as store/payments_store.py."""
+
+    def __init__(self) -> None:
+        self._merchants: dict[str, Merchant] = {}
+        self._lock = threading.Lock()
+
+    def create(self, merchant: Merchant) -> Merchant:
+        with self._lock:
+            return self._merchants.setdefault(merchant.merchant_id, merchant)
+
+    def get(self, merchant_id: str) -> Merchant | None:
+        with self._lock:
+            return self._merchants.get(merchant_id)
+
+    def save(self, merchant: Merchant) -> bool:
+        with self._lock:
+            stored = self._merchants.get(merchant.merchant_id)
+            if stored is None or stored.version != merchant.version - 1:
+                return False
+            self._merchants[merchant.merchant_id] = merchant
+            return True
+
+
+class InMemoryMerchantLedger:
+    """MerchantLedger keeping (owner, currency) per account id, as the ledger function would."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, tuple[str, str]] = {}
+        self.calls = 0
+        self.fail_after_calls: int | None = None  # to stop onboarding part-way, as a crash would
+
+    def open_merchant_account(self, account_id: str, owner_id: str, currency: str) -> None:
+        if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
+            raise ServiceUnreachable("POST /function/ledger/accounts: ConnectionError")
+        self.calls += 1
+        existing = self.accounts.setdefault(account_id, (owner_id, currency))
+        if existing != (owner_id, currency):
+            raise MerchantAccountsConflict(f"ledger account {account_id} exists with other fields",
+                                           field="merchant_id")
+
+
+class InMemoryPaymentIntents:
+    """PaymentIntents in a dict; the same contract as store/payments_store.py. A raw item (what a failed
+    condition returns) is {"intent": the stored intent}."""
+
+    def __init__(self) -> None:
+        self._intents: dict[str, PaymentIntent] = {}
+        self.events: list[tuple[str, int, IntentEvent]] = []  # (payment id, version, event) as written
+        self.lock = threading.RLock()
+
+    def create(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
+        with self.lock:
+            stored = self._intents.setdefault(intent.payment_id, intent)
+            if stored is intent:
+                self.events.append((intent.payment_id, intent.version, event))
+            return stored
+
+    def get(self, payment_id: str) -> PaymentIntent | None:
+        with self.lock:
+            return self._intents.get(payment_id)
+
+    def save(self, intent: PaymentIntent, event: IntentEvent) -> bool:
+        with self.lock:
+            stored = self._intents.get(intent.payment_id)
+            if stored is None or stored.version != intent.version - 1:
+                return False
+            self._intents[intent.payment_id] = intent
+            self.events.append((intent.payment_id, intent.version, event))
+            return True
+
+    def event_put(self, intent: PaymentIntent, event: IntentEvent) -> tuple[Any, Any]:
+        return (intent.payment_id, intent.version, event), None
+
+    def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
+        return intent, intent.version - 1
+
+    def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
+        return raw_item["intent"]
+
+    def page(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
+        with self.lock:
+            chosen = sorted((i for i in self._intents.values() if _matches(i, wanted)),
+                            key=lambda i: (i.created_at, i.payment_id), reverse=True)
+        if start is not None:
+            chosen = [i for i in chosen if (i.created_at.isoformat(), i.payment_id) <
+                      (start["created_at"], start["payment_id"])]
+        page = chosen[:limit]
+        if len(chosen) <= limit:
+            return IntentPage(page, None)
+        last = page[-1]
+        return IntentPage(page, {"created_at": last.created_at.isoformat(), "payment_id": last.payment_id})
+
+    def apply(self, item: PaymentIntent, condition: int, operation: Callable[[], _T],
+              conflicted: Callable[[dict[str, Any] | None], None], events: list[Any]) -> _T:
+        """Runs operation and puts item and events, all or nothing, if the stored version is `condition`."""
+        with self.lock:
+            stored = self._intents.get(item.payment_id)
+            if stored is None or stored.version != condition:
+                conflicted({"intent": stored} if stored is not None else None)
+                raise AssertionError("an extra's conflicted() must raise")
+            result = operation()
+            self._intents[item.payment_id] = item
+            self.events.extend(events)
+            return result
+
+
+def _matches(intent: PaymentIntent, wanted: IntentFilter) -> bool:
+    return ((wanted.merchant_id is None or intent.merchant_id == wanted.merchant_id)
+            and (wanted.owner_id is None or intent.owner_id == wanted.owner_id)
+            and (wanted.status is None or intent.status is wanted.status)
+            and (wanted.created_gte is None or intent.created_at >= wanted.created_gte)
+            and (wanted.created_lt is None or intent.created_at < wanted.created_lt))
+
+
+class InMemoryPaymentsLedger:
+    """PaymentsLedger over a LedgerService on the reference ledger: each operation and its extra's intent
+    put apply together, as the DynamoDB store's one transaction does."""
+
+    def __init__(self, ledger: LedgerService, intents: InMemoryPaymentIntents) -> None:
+        self.ledger = ledger
+        self._intents = intents
+
+    def account(self, account_id: str) -> Account | None:
+        try:
+            return self.ledger.get_account(account_id)
+        except AccountNotFound:
+            return None
+
+    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+             currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id,
+                                  pending=True, timeout_seconds=timeout_seconds)
+        return self._with(extra, lambda: self.ledger.transfer(request))
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, extra: TransactionExtra) -> Transfer:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
+        return self._with(extra, lambda: self.ledger.transfer(request))
+
+    def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
+             remainder_id: str | None, extra: TransactionExtra) -> Transfer:
+        return self._with(extra, lambda: self.ledger.post_pending(
+            pending_id, amount=amount_minor, currency=currency, transfer_id=transfer_id,
+            remainder_id=remainder_id))
+
+    def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
+        return self._with(extra, lambda: self.ledger.void_pending(pending_id, transfer_id=transfer_id))
+
+    def _with(self, extra: TransactionExtra, operation: Callable[[], Transfer]) -> Transfer:
+        item, condition = extra.put_for(())
+        more = getattr(extra, "more_puts_for", None)
+        events = [event for event, _ in (more(()) if more is not None else [])]
+        result = self._intents.apply(item, condition, operation, extra.conflicted, events)
+        extra.committed()
+        return result

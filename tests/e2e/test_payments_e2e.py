@@ -1,0 +1,164 @@
+"""The payments function as a process behind the local gateway, with auth, the ledger and risk: onboarding
+a merchant opens its accounts through the ledger function with the payments function's own client
+credentials (the payments-client secret and its auth-clients entry), as in a deployed suite; a customer
+pays the merchant, it is captured and refunded in part, and the ledger check passes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from finfaas.domain.ledger import NewAccount
+from finfaas.platform import config
+from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
+from finfaas.services.ledger.service import LedgerService
+from finfaas.store.ledger_store import ledger_store_from_config
+from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
+from finfaas_dev.ledger_check import check_store
+from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.testing.platform import TokenMinter
+from support.gateway_harness import http
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+GATEWAY_READY_SECONDS_MAX = 30
+STOP_SECONDS_MAX = 20
+FUNCTIONS = ("auth", "ledger", "payments", "risk")
+TOKEN_SECONDS = 600
+
+
+def stack_text() -> str:
+    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
+             "functions:"]
+    for name in FUNCTIONS:
+        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
+                  f"    image: test/{name}", "    environment:", '      exec_timeout: "30s"']
+    return "\n".join(lines) + "\n"
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http("GET", url, timeout=1).status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def suite(embedded_aws, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("payments-e2e")
+    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
+    write_suite_secrets(secrets_dir)
+    ensure_service_clients(secrets_dir, {"payments": SERVICE_CLIENTS["payments"]}, out=lambda line: None)
+    (folder / "stack.yml").write_text(stack_text())
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
+           "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json"}
+    log = (folder / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(folder / "stack.yml"),
+         "--port", str(port), "--logs-dir", str(folder / "functions")],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: _answers(base_url + "/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(STOP_SECONDS_MAX)
+        log.close()
+
+
+def onboard(suite: str, operator: str) -> dict:
+    merchant_id = f"m-{secrets.token_hex(6)}"
+    body = {"merchant_id": merchant_id, "name": "Corner Books", "currency": "USD",
+            "settlement_account": {"bank_code": "SANDUS00", "account_number": "000123456789",
+                                   "name": "CB LLC"},
+            "fee_schedule": {"bps": 300, "fixed_minor": 0, "rounding": "half_up"}}
+    status, merchant = _request("POST", f"{suite}/function/payments/_/ops/merchants", operator, body,
+                                {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 201, merchant
+    return merchant
+
+
+def customer(funded_minor: int) -> tuple[str, str]:
+    """A customer's funded USD account on the ledger and the customer's token (payments scopes)."""
+    ledger = LedgerService(ledger_store_from_config())
+    ledger.ensure_system_accounts("USD")
+    customer_id, account_id = f"cust-{secrets.token_hex(4)}", f"acc-{secrets.token_hex(6)}"
+    ledger_store_from_config().open_account(NewAccount(account_id, customer_id, "USD"), datetime.now(UTC))
+    ledger.deposit(account_id, funded_minor, "USD", transfer_id=f"{account_id}-opening")
+    settings = config.auth_settings()
+    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
+    claims = minter.claims(customer_id, ("payments:read", "payments:write"), "customer")
+    return account_id, minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
+
+
+def test_a_customer_pays_a_merchant_captured_in_part_refunded_in_part_and_the_books_balance(suite):
+    # GIVEN a merchant, and ada with 200.00
+    merchant = onboard(suite, client_token("ops"))
+    account_id, ada = customer(20_000)
+    intents = f"{suite}/function/payments/payment_intents"
+
+    # WHEN ada authorizes 100.00 and the shop captures 30.00, then 20.00 as the final capture
+    status, intent = _request("POST", intents, ada, {
+        "amount": "100.00", "currency": "USD", "customer_account_id": account_id,
+        "merchant_id": merchant["merchant_id"], "capture_method": "manual"}, {"Idempotency-Key": "order-1"})
+    assert status == 201, intent
+    key = {"Idempotency-Key": secrets.token_hex(8)}
+    status, confirmed = _request("POST", f"{intents}/{intent['id']}/confirm", ada, None, key)
+    assert status == 200 and confirmed["status"] == "requires_capture", confirmed
+    status, partial = _request("POST", f"{intents}/{intent['id']}/capture", ada,
+                               {"amount_to_capture": 3_000, "final_capture": False},
+                               {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 200, partial
+    status, final = _request("POST", f"{intents}/{intent['id']}/capture", ada, {"amount_to_capture": 2_000},
+                             {"Idempotency-Key": secrets.token_hex(8)})
+
+    assert status == 200, final
+    # AND refunds 10.00 of it to ada's account (its number sent twice: once)
+    refund = {"refund_number": "r-1", "amount": 1_000}
+    for _ in range(2):
+        status, refunded = _request("POST", f"{intents}/{intent['id']}/refunds", ada, refund,
+                                    {"Idempotency-Key": secrets.token_hex(8)})
+        assert status == 201 and refunded["amount"] == 1_000, refunded
+
+    # THEN 40.00 stays with the merchant, the rest is ada's again, and the ledger reconciles
+    assert (final["status"], final["amount_received"], final["amount_capturable"]) == ("succeeded", 5_000, 0)
+    assert final["application_fee_amount"] == 300
+    status, read = _request("GET", f"{intents}/{intent['id']}", ada)
+    assert status == 200 and (read["amount_refunded"], read["application_fee_refunded"]) == (1_000, 60)
+    store = ledger_store_from_config()
+    ada_account = store.get_account(account_id)
+    assert (ada_account.balance_minor, ada_account.debits_pending) == (16_000, 0)
+    received = sum(store.get_account(a).balance_minor for a in merchant["ledger_accounts"]["receivables"])
+    assert received == 4_000
+    report = check_store(store)
+    assert report.clean, report.problems[:10]
+
+
+def test_an_operator_onboards_a_merchant_whose_accounts_the_ledger_then_holds(suite):
+    operator = client_token("ops")
+    merchant_id = f"m-{secrets.token_hex(6)}"
+    body = {"merchant_id": merchant_id, "name": "Corner Books", "currency": "USD",
+            "settlement_account": {"bank_code": "SANDUS00", "account_number": "000123456789",
+                                   "name": "CB LLC"},
+            "fee_schedule": {"bps": 290, "fixed_minor": 30, "rounding": "half_up"}, "reserve_bps": 1000}
+
+    status, merchant = _request("POST", f"{suite}/function/payments/_/ops/merchants", operator, body,
+                                {"Idempotency-Key": secrets.token_hex(8)})
+
+    assert status == 201, merchant
+    accounts = merchant["ledger_accounts"]
+    assert len(accounts["receivables"]) == 8
+    for account_id in [*accounts["receivables"], accounts["reserve"], accounts["fees_payable"]]:
+        status, balance = _request("GET", f"{suite}/function/ledger/accounts/{account_id}/balance", operator)
+        assert status == 200, balance
+        assert (balance["kind"], balance["currency"], balance["posted_minor"]) == ("MERCHANT", "USD", 0)
+    status, read = _request("GET", f"{suite}/function/payments/_/ops/merchants/{merchant_id}", operator)
+    assert status == 200 and read == merchant

@@ -1,0 +1,318 @@
+"""Payment intents on DynamoDB Local: each money step is one ledger transaction carrying the intent's new
+state, so capture and refund bounds hold under concurrent requests and a lost answer moves money once."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import boto3
+import pytest
+from finfaas.domain.ledger import AccountKind
+from finfaas.platform.config import resource_name
+from finfaas.services.ledger.service import LedgerService
+from finfaas.services.payments.api import CaptureBody, NewIntentBody, OnboardBody, RefundBody
+from finfaas.services.payments.errors import UnexpectedState
+from finfaas.services.payments.model import CancellationReason
+from finfaas.services.payments.service import Caller, LedgerStoreAccounts, PaymentsService
+from finfaas.store.ledger_store import ledger_store_from_config
+from finfaas.store.outbox_store import outbox_partition
+from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.ledger_testing import LoseResponses
+
+pytestmark = pytest.mark.emulator
+APP = Caller("shop-app", "client")
+AUTHORIZED_MINOR = 10_000
+CONCURRENT_CAPTURES = 6
+
+
+class Approve:
+    def assess(self, body: dict) -> dict:
+        return {"decision": "approve", "score": 0}
+
+
+class MerchantAccountsInProcess:
+    """Opens the merchant's accounts on the ledger directly (the function goes through the ledger's API)."""
+
+    def __init__(self, ledger: LedgerService) -> None:
+        self._ledger = ledger
+
+    def open_merchant_account(self, account_id: str, owner_id: str, currency: str) -> None:
+        self._ledger.open_account(owner_id=owner_id, currency=currency, account_id=account_id,
+                                  kind=AccountKind.MERCHANT)
+
+
+class World:
+    def __init__(self) -> None:
+        self.store = ledger_store_from_config()
+        self.ledger = LedgerService(self.store)
+        self.ledger.ensure_system_accounts("USD")
+        merchants = PaymentsStore()
+        self.intents = PaymentIntentsStore(merchants)
+        self.payments = PaymentsService(merchants, MerchantAccountsInProcess(self.ledger),
+                                        intents=self.intents, money=LedgerStoreAccounts(self.ledger),
+                                        risk=Approve())
+        self.merchant_id = f"m-{uuid.uuid4().hex[:10]}"
+        self.payments.onboard(OnboardBody.model_validate({
+            "merchant_id": self.merchant_id, "name": "Shop", "currency": "USD",
+            "settlement_account": {"bank_code": "SANDUS00", "account_number": "1234567890", "name": "Shop"},
+            "fee_schedule": {"bps": 300}}))
+
+    def customer(self, funded_minor: int) -> str:
+        account_id = f"acc-{uuid.uuid4().hex[:12]}"
+        self.ledger.open_account(owner_id=f"c-{account_id}", currency="USD", account_id=account_id)
+        self.ledger.deposit(account_id, funded_minor, "USD", transfer_id=f"dep-{account_id}")
+        return account_id
+
+    def authorized(self, amount_minor: int = AUTHORIZED_MINOR) -> tuple[str, str]:
+        account_id = self.customer(amount_minor)
+        body = NewIntentBody.model_validate({
+            "amount": amount_minor, "currency": "USD", "capture_method": "manual",
+            "customer_account_id": account_id, "merchant_id": self.merchant_id})
+        intent, _ = self.payments.create_intent(APP, uuid.uuid4().hex, body)
+        self.payments.confirm(APP, intent.payment_id)
+        return intent.payment_id, account_id
+
+    def capture(self, payment_id: str, amount: int | None, final: bool):
+        body = CaptureBody(amount_to_capture=amount, final_capture=final)
+        return self.payments.capture(APP, payment_id, body)
+
+    def agrees_with_ledger(self, payment_id: str, account_id: str) -> None:
+        """What the intent says is what the ledger holds, and within the authorization."""
+        intent = self.intents.get(payment_id)
+        account = self.ledger.get_account(account_id)
+        assert intent.amount_received_minor + intent.amount_capturable_minor <= intent.amount_minor
+        assert (account.debits_posted, account.debits_pending) == (
+            intent.amount_received_minor, intent.amount_capturable_minor)
+        captures = [step.amount_minor for step in intent.ledger if step.kind == "capture"]
+        assert intent.amount_received_minor == sum(captures)
+
+
+@pytest.fixture(scope="module")
+def world(embedded_aws) -> World:
+    return World()
+
+
+def count_transactions(world: World):
+    calls: list[str] = []
+
+    def on_call(model, **_):
+        calls.append(model.name)
+
+    world.store.register_hook("before-call.dynamodb", on_call)
+    return calls, lambda: world.store.unregister_hook("before-call.dynamodb", on_call)
+
+
+def test_a_partial_capture_is_one_ledger_transaction_with_the_intent(world):
+    payment_id, account_id = world.authorized()
+    calls, stop = count_transactions(world)
+    try:
+        world.capture(payment_id, 3_000, final=False)
+    finally:
+        stop()
+
+    assert calls.count("TransactWriteItems") == 1
+    world.agrees_with_ledger(payment_id, account_id)
+    assert world.intents.get(payment_id).amount_capturable_minor == 7_000
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(amounts=st.lists(st.integers(1, 4_000), min_size=1, max_size=CONCURRENT_CAPTURES))
+def test_concurrent_captures_never_take_more_than_was_authorized(world, amounts):
+    # GIVEN one authorization of 100.00 and several captures sent at once, together maybe more than that
+    payment_id, account_id = world.authorized()
+    outcomes: list[object] = []
+
+    def capture(amount: int) -> None:
+        try:
+            outcomes.append(world.capture(payment_id, amount, final=False))
+        except Exception as refusal:  # noqa: BLE001 - each refusal is judged below
+            outcomes.append(refusal)
+
+    threads = [threading.Thread(target=capture, args=(amount,)) for amount in amounts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    # THEN every capture took its amount or was refused (for the bound, or busy: try again), moving
+    # nothing, and the books agree
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert {getattr(r, "code", "") for r in refused} <= {"capture_refused", "payment_intent_busy"}, refused
+    intent = world.intents.get(payment_id)
+    taken = sorted(s.amount_minor for s in intent.ledger if s.kind == "capture")
+    assert sum(taken) <= AUTHORIZED_MINOR and len(taken) == len(amounts) - len(refused)
+    world.agrees_with_ledger(payment_id, account_id)
+
+
+def test_two_concurrent_60_captures_of_100_take_one(world):
+    payment_id, account_id = world.authorized()
+    results: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def capture() -> None:
+        barrier.wait()
+        try:
+            results.append(world.capture(payment_id, 6_000, final=False).amount_received_minor)
+        except Exception as refusal:  # noqa: BLE001
+            results.append(refusal.code)
+
+    threads = [threading.Thread(target=capture) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(map(str, results)) == ["6000", "capture_refused"]
+    world.agrees_with_ledger(payment_id, account_id)
+
+
+def test_a_lost_answer_captures_once(world):
+    payment_id, account_id = world.authorized()
+    # GIVEN the capture's transaction commits but its answer never arrives (the store sends it again)
+    lost = LoseResponses("TransactWriteItems", times=1)
+    world.store.register_hook("after-call.dynamodb", lost)
+    try:
+        captured = world.capture(payment_id, 2_500, final=False)
+    finally:
+        world.store.unregister_hook("after-call.dynamodb", lost)
+
+    assert lost.lost == 1
+    assert (captured.amount_received_minor, captured.amount_capturable_minor) == (2_500, 7_500)
+    world.agrees_with_ledger(payment_id, account_id)
+
+
+def test_terminal_states_absorb(world):
+    payment_id, account_id = world.authorized()
+    world.capture(payment_id, 1_000, final=True)
+
+    with pytest.raises(UnexpectedState):
+        world.capture(payment_id, 1, final=True)
+    with pytest.raises(UnexpectedState):
+        world.payments.cancel(APP, payment_id, CancellationReason.DUPLICATE)
+
+    intent = world.intents.get(payment_id)
+    assert (intent.status.value, intent.amount_received_minor, intent.amount_capturable_minor) == (
+        "succeeded", 1_000, 0)
+    world.agrees_with_ledger(payment_id, account_id)
+
+
+# --- refunds -------------------------------------------------------------------------------------------
+
+
+def refunded(world: World, payment_id: str, number: str, amount: int):
+    body = RefundBody(refund_number=number, amount=amount)
+    return world.payments.refund(APP, payment_id, body)[1]
+
+
+def captured_in_full(world: World) -> tuple[str, str]:
+    payment_id, account_id = world.authorized()
+    world.capture(payment_id, None, final=True)
+    return payment_id, account_id
+
+
+def test_two_concurrent_60_refunds_of_a_100_capture_one_succeeds(world):
+    payment_id, account_id = captured_in_full(world)
+    results: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def refund(number: str) -> None:
+        barrier.wait()
+        try:
+            results.append(refunded(world, payment_id, number, 6_000).amount_minor)
+        except Exception as refusal:  # noqa: BLE001
+            results.append(getattr(refusal, "code", repr(refusal)))
+
+    threads = [threading.Thread(target=refund, args=(f"r-{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(map(str, results)) == ["6000", "refund_refused"]
+    intent = world.intents.get(payment_id)
+    assert intent.amount_refunded_minor == 6_000 and len(intent.refunds) == 1
+    assert world.ledger.get_account(account_id).balance_minor == 6_000  # 100.00 paid, 60.00 back
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(amounts=st.lists(st.integers(1, 5_000), min_size=1, max_size=CONCURRENT_CAPTURES))
+def test_concurrent_refunds_never_exceed_what_was_captured(world, amounts):
+    payment_id, account_id = captured_in_full(world)
+    outcomes: list[object] = []
+
+    def refund(n: int, amount: int) -> None:
+        try:
+            outcomes.append(refunded(world, payment_id, f"r-{n}", amount))
+        except Exception as refusal:  # noqa: BLE001
+            outcomes.append(refusal)
+
+    threads = [threading.Thread(target=refund, args=(n, a)) for n, a in enumerate(amounts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert {getattr(r, "code", "") for r in refused} <= {"refund_refused", "payment_intent_busy"}, refused
+    intent = world.intents.get(payment_id)
+    assert intent.amount_refunded_minor == sum(r.amount_minor for r in intent.refunds) <= AUTHORIZED_MINOR
+    assert len(intent.refunds) == len(amounts) - len(refused)
+    assert world.ledger.get_account(account_id).balance_minor == intent.amount_refunded_minor
+
+
+def test_a_refund_whose_answer_is_lost_refunds_once_and_its_retry_answers_it(world):
+    payment_id, account_id = captured_in_full(world)
+    # GIVEN the refund's transaction commits but its answer is lost (the store sends it again)
+    lost = LoseResponses("TransactWriteItems", times=1)
+    world.store.register_hook("after-call.dynamodb", lost)
+    try:
+        first = refunded(world, payment_id, "r-1", 2_500)
+    finally:
+        world.store.unregister_hook("after-call.dynamodb", lost)
+
+    # WHEN the client, having lost its own answer too, sends the same refund number again
+    again = refunded(world, payment_id, "r-1", 2_500)
+
+    # THEN one refund, the same answer
+    assert lost.lost == 1 and again == first
+    assert world.intents.get(payment_id).amount_refunded_minor == 2_500
+    assert world.ledger.get_account(account_id).balance_minor == 2_500
+
+
+# --- events --------------------------------------------------------------------------------------------
+
+
+def outbox_events(payment_id: str) -> list[tuple[str, str]]:
+    """(type, id) of the outbox items about the intent, oldest first."""
+    client = boto3.client("dynamodb")
+    pages = client.get_paginator("query").paginate(
+        TableName=resource_name("outbox"), KeyConditionExpression="#p = :p",
+        ExpressionAttributeNames={"#p": "partition"},
+        ExpressionAttributeValues={":p": {"S": outbox_partition("payments", payment_id)}},
+        ConsistentRead=True)
+    items = [item for page in pages for item in page["Items"] if item["subject"]["S"] == payment_id]
+    return [(item["type"]["S"], item["event_id"]["S"]) for item in items]
+
+
+def test_each_change_commits_one_event_with_it_even_when_its_answer_was_lost(world):
+    payment_id, _ = world.authorized()
+    lost = LoseResponses("TransactWriteItems", times=1)
+    world.store.register_hook("after-call.dynamodb", lost)
+    try:
+        world.capture(payment_id, 3_000, final=False)
+    finally:
+        world.store.unregister_hook("after-call.dynamodb", lost)
+    world.capture(payment_id, None, final=True)
+    refunded(world, payment_id, "r-1", 1_000)
+
+    assert lost.lost == 1
+    assert outbox_events(payment_id) == [
+        ("payment_intent.created", f"payment_intent.created:{payment_id}:1"),
+        ("payment_intent.requires_capture", f"payment_intent.requires_capture:{payment_id}:2"),
+        ("payment_intent.partially_captured", f"payment_intent.partially_captured:{payment_id}:3"),
+        ("payment_intent.succeeded", f"payment_intent.succeeded:{payment_id}:4"),
+        ("refund.created", f"refund.created:{payment_id}:5"),
+    ]

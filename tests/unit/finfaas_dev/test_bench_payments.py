@@ -1,0 +1,30 @@
+"""`finfaas bench payments` keeps each customer under risk's hourly flag and stops at its bounds."""
+
+from __future__ import annotations
+
+import pytest
+from finfaas_dev.bench.payments import PAYMENTS_PER_CUSTOMER_MAX, Customers, run_clients
+
+
+def test_each_customer_is_handed_out_at_most_the_most_payments_risk_lets_pass():
+    customers = Customers([("a", "ta"), ("b", "tb")])
+
+    handed = [customers.next()[0] for _ in range(2 * PAYMENTS_PER_CUSTOMER_MAX)]
+
+    assert handed == ["a"] * PAYMENTS_PER_CUSTOMER_MAX + ["b"] * PAYMENTS_PER_CUSTOMER_MAX
+    with pytest.raises(RuntimeError, match="exhausted"):
+        customers.next()
+
+
+def test_a_phase_stops_at_its_count_and_counts_failures_apart():
+    calls = []
+
+    def work(client: int) -> None:
+        calls.append(client)
+        if len(calls) % 3 == 0:
+            raise RuntimeError("confirm 422")
+
+    phase = run_clients(clients=4, seconds=10.0, payments_max=20, work=work)
+
+    assert 20 <= phase.done < 24 and phase.errors["confirm 422"] >= 1
+    assert phase.seconds < 10.0
