@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from typing import Protocol
 
 from finfaas.platform import jsonio
 from finfaas.platform.errors import BadRequest, Conflict, HttpError
+from finfaas.platform.leases import LeaseRenewal
 from finfaas.platform.logging import get_logger
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -448,29 +448,23 @@ class IdempotencyGuard:
         return now_ms // 1000 + self._retention_s
 
 
-class ClaimRenewal:
+class ClaimRenewal(LeaseRenewal):
     """Renews one claim's lease on a thread of its own every renew_seconds until closed, the claim is
     lost, or held_seconds_max has passed."""
 
     def __init__(self, guard: IdempotencyGuard, claim: Claim) -> None:
+        super().__init__(guard._renew_seconds, thread_name="idempotency-claim-renewal")
         self._guard = guard
         self._claim = claim
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="idempotency-claim-renewal", daemon=True)
+        # Built where it is entered (`with guard.renewing(claim)`), so the clock starts with the work.
+        self._deadline = time.monotonic() + guard._held_seconds_max
         self.renewals = 0
 
-    def __enter__(self) -> ClaimRenewal:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self._guard._held_seconds_max
-        while not self._stop.wait(self._guard._renew_seconds) and time.monotonic() < deadline:
-            if not self._guard.renew(self._claim):
-                log.error("idempotency claim lost while its request ran", key=self._claim.scope.storage_key)
-                return
-            self.renewals += 1
+    def _renew_once(self) -> bool:
+        if time.monotonic() >= self._deadline:
+            return False
+        if not self._guard.renew(self._claim):
+            log.error("idempotency claim lost while its request ran", key=self._claim.scope.storage_key)
+            return False
+        self.renewals += 1
+        return True

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from finfaas.platform.leases import LeaseRenewal
 from finfaas.platform.logging import get_logger
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
 from finfaas.workflow import errors
@@ -796,7 +797,7 @@ class _Drive:
         self.step.change(lease_until_ms=lease_until_ms, next_run_at_ms=lease_until_ms)
 
 
-class _LeaseRenewal:
+class _LeaseRenewal(LeaseRenewal):
     """Renews the lease of the attempt a drive holds, on a thread of its own, while the call runs.
 
     Each renewal is one conditional write on the attempt's version and owner, so a drive whose lease
@@ -805,48 +806,39 @@ class _LeaseRenewal:
     """
 
     def __init__(self, engine: Engine, execution: Execution, renewals_end_ms: int) -> None:
+        super().__init__(engine.limits.lease_renew_seconds, thread_name="workflow-lease-renewal")
         self._engine = engine
         self._execution = execution
         self._renewals_end_ms = renewals_end_ms
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="workflow-lease-renewal", daemon=True)
+        self._lease_ms = int(engine.limits.lease_seconds * MS_PER_SECOND)
         self.renewed_until_ms: int | None = None
         self.lost = False
         self.crashed: BaseException | None = None
 
-    def __enter__(self) -> _LeaseRenewal:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
+    def _renew_once(self) -> bool:
         engine = self._engine
         execution = self._execution
-        lease_ms = int(engine.limits.lease_seconds * MS_PER_SECOND)
-        while not self._stop.wait(engine.limits.lease_renew_seconds):
-            now = engine._now_ms()
-            if now >= self._renewals_end_ms:
-                return
-            until_ms = now + lease_ms
-            try:
-                engine._renewal_crash_hook("lease:before_renew")
-                renewed = engine.store.renew_lease(
-                    execution.execution_id, execution.version, engine._owner, until_ms
-                )
-                engine._renewal_crash_hook("lease:after_renew")
-            except ExecutionStoreError:
-                _log.warning("lease not renewed; trying again", execution_id=execution.execution_id)
-                continue
-            except BaseException as crash:
-                self.crashed = crash
-                return
-            if not renewed:
-                self.lost = True
-                return
-            self.renewed_until_ms = until_ms
+        now = engine._now_ms()
+        if now >= self._renewals_end_ms:
+            return False
+        until_ms = now + self._lease_ms
+        try:
+            engine._renewal_crash_hook("lease:before_renew")
+            renewed = engine.store.renew_lease(
+                execution.execution_id, execution.version, engine._owner, until_ms
+            )
+            engine._renewal_crash_hook("lease:after_renew")
+        except ExecutionStoreError:
+            _log.warning("lease not renewed; trying again", execution_id=execution.execution_id)
+            return True
+        except BaseException as crash:
+            self.crashed = crash
+            return False
+        if not renewed:
+            self.lost = True
+            return False
+        self.renewed_until_ms = until_ms
+        return True
 
 
 def _timing(call_ms: float, function_ms: float | None) -> dict[str, float]:

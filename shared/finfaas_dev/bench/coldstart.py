@@ -94,14 +94,7 @@ def measure_once(spec: FunctionSpec) -> Run:
         start_new_session=True,
     )
     listener.close()
-    try:
-        status = _get_status(port, HEALTH_PATH)
-        cold_start_ms = (time.perf_counter() - began) * 1000
-        time.sleep(IDLE_SETTLE_SECONDS)
-        rss_mb = psutil.Process(process.pid).memory_info().rss / BYTES_PER_MB
-    finally:
-        _stop(process)
-    return Run(round(cold_start_ms, 1), status, round(rss_mb, 1))
+    return _measured(process, began, lambda: _get_status(port, HEALTH_PATH))
 
 
 def measure_context_once(spec: ContextSpec) -> Run:
@@ -113,8 +106,13 @@ def measure_context_once(spec: ContextSpec) -> Run:
         env=image_environment(dict(spec.environment), port, spec.context), stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+    return _measured(process, began, lambda: _first_status(port, HEALTH_PATH, process))
+
+
+def _measured(process: subprocess.Popen, began: float, first_status: Callable[[], int]) -> Run:
+    """Time the first answer from `began`, then read the idle RSS; the process is stopped either way."""
     try:
-        status = _first_status(port, HEALTH_PATH, process)
+        status = first_status()
         cold_start_ms = (time.perf_counter() - began) * 1000
         time.sleep(IDLE_SETTLE_SECONDS)
         rss_mb = psutil.Process(process.pid).memory_info().rss / BYTES_PER_MB

@@ -24,25 +24,16 @@ import os
 import random
 import secrets
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import urllib3
 
-from finfaas_dev.bench.ledger import (
-    GATEWAY_READY_SECONDS_MAX,
-    Sandbox,
-    answers,
-    export_environment,
-    ledger_check,
-)
+from finfaas_dev.bench.ledger import Sandbox, ledger_check
 from finfaas_dev.bench.transfers import (
     CURRENCY,
     DRAIN_SECONDS_MAX,
@@ -53,16 +44,12 @@ from finfaas_dev.bench.transfers import (
     Customers,
     Proxy,
     _request,
-    _show_logs,
     client_token,
     no_execution_running,
     open_customers,
     percentile_ms,
-    start_gateway,
-    start_proxy,
-    write_suite_secrets,
+    running_suite,
 )
-from finfaas_dev.net import free_port, wait_for
 
 SAGAS_DEFAULT = 100
 PER_KILL_DEFAULT = 10
@@ -227,39 +214,10 @@ def run(args: argparse.Namespace) -> int:
     if not (0 < args.sagas <= SAGAS_LIMIT and 0 < args.per_kill <= min(args.sagas, 64)):
         print(f"bench recovery: need 0 < --sagas <= {SAGAS_LIMIT}, 0 < --per-kill <= 64", file=sys.stderr)
         return 2
-    from finfaas_dev import emulators, infra, tools
-
-    with tempfile.TemporaryDirectory(prefix="finfaas-bench-recovery-") as folder:
-        sandbox = Sandbox(Path(folder), f"bench{secrets.token_hex(3)}", free_port(), Path(folder) / "secrets")
-        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
-        children: list[subprocess.Popen] = []
-        try:
-            tools.ensure_dynamodb_local()
-            aws.start()
-            export_environment(aws.env(), sandbox)
-            infra.deploy(sandbox.stage, "embedded")
-            write_suite_secrets(sandbox.secrets_dir)
-            dynamodb = start_proxy(aws.env()["AWS_ENDPOINT_URL_DYNAMODB"], sandbox.folder)
-            children.append(dynamodb.process)
-            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.url
-            gateway = start_gateway(sandbox)
-            children.append(gateway)
-            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
-            summary = measure(args, sandbox, dynamodb)
-            drained = no_execution_running(DRAIN_SECONDS_MAX)
-            check = ledger_check(sandbox.stage)
-        except Exception:
-            _show_logs(sandbox)
-            raise
-        finally:
-            for child in reversed(children):
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-            aws.stop()
+    with running_suite("finfaas-bench-recovery-", ("AWS_ENDPOINT_URL_DYNAMODB",)) as (sandbox, proxies):
+        summary = measure(args, sandbox, proxies[0])
+        drained = no_execution_running(DRAIN_SECONDS_MAX)
+        check = ledger_check(sandbox.stage)
     summary["ledger_check"] = "passed" if check.returncode == 0 else f"failed (exit {check.returncode})"
     summary["executions_left_running"] = not drained
     print(

@@ -43,8 +43,9 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +93,8 @@ DRAIN_SECONDS_MAX = 60.0
 REQUEST_TIMEOUT_SECONDS = 15.0
 OVERHEAD_TARGET = 1.5
 PROXY_READY_SECONDS_MAX = 15.0
+# Endpoint variables the load bench counts calls on, each through a proxy of its own.
+PROXIED_ENDPOINTS = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL")
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "COMPENSATED"})
 # The saga's own steps, by function and route as the functions log them (risk runs inside /saga/screen).
 STEP_ROUTES = {
@@ -658,41 +661,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from finfaas_dev import emulators, infra, tools
     from finfaas_dev.gateway import run_on_uvloop
 
-    with tempfile.TemporaryDirectory(prefix="finfaas-bench-transfers-") as folder:
-        sandbox = Sandbox(Path(folder), f"bench{secrets.token_hex(3)}", free_port(), Path(folder) / "secrets")
-        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
-        children: list[subprocess.Popen] = []
-        try:
-            tools.ensure_dynamodb_local()
-            aws.start()
-            export_environment(aws.env(), sandbox)
-            infra.deploy(sandbox.stage, "embedded")
-            write_suite_secrets(sandbox.secrets_dir)
-            dynamodb = start_proxy(aws.env()["AWS_ENDPOINT_URL_DYNAMODB"], sandbox.folder)
-            moto = start_proxy(aws.env()["AWS_ENDPOINT_URL"], sandbox.folder)
-            children += [dynamodb.process, moto.process]
-            os.environ.update({"AWS_ENDPOINT_URL_DYNAMODB": dynamodb.url, "AWS_ENDPOINT_URL": moto.url})
-            gateway = start_gateway(sandbox)
-            children.append(gateway)
-            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
-            summary = run_on_uvloop(measure(args, sandbox, dynamodb, moto))
-            drained = no_execution_running(DRAIN_SECONDS_MAX)
-            check = ledger_check(sandbox.stage)
-        except Exception:
-            _show_logs(sandbox)
-            raise
-        finally:
-            for child in reversed(children):
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-            aws.stop()
+    with running_suite("finfaas-bench-transfers-", PROXIED_ENDPOINTS) as (sandbox, proxies):
+        dynamodb, moto = proxies
+        summary = run_on_uvloop(measure(args, sandbox, dynamodb, moto))
+        drained = no_execution_running(DRAIN_SECONDS_MAX)
+        check = ledger_check(sandbox.stage)
     print(check.stdout.strip().splitlines()[-1] if check.stdout.strip() else check.stderr.strip())
     summary["ledger_check"] = "passed" if check.returncode == 0 else f"failed (exit {check.returncode})"
     summary["executions_left_running"] = not drained
@@ -705,6 +680,42 @@ def run(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary))
     return 0 if check.returncode == 0 and drained else 1
+
+
+@contextmanager
+def running_suite(prefix: str, proxied: tuple[str, ...]) -> Iterator[tuple[Sandbox, list[Proxy]]]:
+    """The suite on loopback for a bench: emulators, a fresh stage, a counting proxy before each
+    endpoint variable in `proxied` (in that order), the gateway; all stopped on exit, logs shown on error."""
+    from finfaas_dev import emulators, infra, tools
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        sandbox = Sandbox(Path(folder), f"bench{secrets.token_hex(3)}", free_port(), Path(folder) / "secrets")
+        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
+        children: list[subprocess.Popen] = []
+        try:
+            tools.ensure_dynamodb_local()
+            aws.start()
+            export_environment(aws.env(), sandbox)
+            infra.deploy(sandbox.stage, "embedded")
+            write_suite_secrets(sandbox.secrets_dir)
+            proxies = [start_proxy(aws.env()[name], sandbox.folder) for name in proxied]
+            children += [proxy.process for proxy in proxies]
+            os.environ.update({name: proxy.url for name, proxy in zip(proxied, proxies, strict=True)})
+            children.append(start_gateway(sandbox))
+            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
+            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
+            yield sandbox, proxies
+        except Exception:
+            _show_logs(sandbox)
+            raise
+        finally:
+            for child in reversed(children):
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            aws.stop()
 
 
 def _show_logs(sandbox: Sandbox) -> None:

@@ -11,6 +11,7 @@ from finfaas.platform.idempotency import (
     RECORD_RETENTION_SECONDS,
     REPLAYED_HEADER,
     STORED_BODY_BYTES_MAX,
+    Claim,
     IdempotencyGuard,
     IdempotencyKeyInUse,
     IdempotencyKeyInvalid,
@@ -203,6 +204,20 @@ def test_a_running_handler_keeps_its_claim_past_the_first_lease(store, clock):
     assert guard.run(scope(guard), slow_handler) == CREATED
     assert retry_answers == ["409"]
     assert guard.run(scope(guard), CountingHandler(CREATED)).body == CREATED.body
+
+
+def test_a_wedged_handler_stops_renewing_its_claim_after_held_seconds_max(store, clock):
+    # GIVEN a guard renewing every 10 ms that holds a claim at most 100 ms
+    guard = IdempotencyGuard(store, "payments", clock=clock, renew_seconds=0.01, held_seconds_max=0.1)
+    claim = guard.begin(scope(guard))
+    assert isinstance(claim, Claim)
+
+    # WHEN the handler runs many times that long
+    with guard.renewing(claim) as renewal:
+        time.sleep(0.8)
+
+    # THEN the renewals stopped at the bound (10 at most), so the claim lapses with its lease
+    assert 1 <= renewal.renewals <= 10
 
 
 def test_a_server_error_is_not_stored_so_the_retry_runs(guard):
