@@ -49,6 +49,7 @@ EXPECTED_TABLES = {
                        None),
     "risk": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
     "rail": ([("payment_id", "S", "HASH")], {}, None),
+    "business-dates": ([("market", "S", "HASH")], {}, None),
 }
 QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 # Indexes that project less than the whole item, as their stores declare them.
