@@ -18,6 +18,8 @@ from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.business_date import api as business_date_api
+from finfaas.services.business_date.api import AdvanceBody, BusinessDateView, MarketQuery
 from finfaas.services.ledger.api import (
     AccountBody,
     Answer,
@@ -86,11 +88,23 @@ def build_services() -> LedgerServices:
     )
 
 
+def build_business_dates() -> Any:
+    """The business date on this stage's table, in the stage's mode (imports AWS code: call lazily)."""
+    from finfaas.services.business_date.model import mode_from_env
+    from finfaas.services.business_date.service import BusinessDateService
+    from finfaas.store.business_date_store import BusinessDateStore
+
+    return BusinessDateService(BusinessDateStore(), mode_from_env())
+
+
 services = Lazy(build_services)
+# The business date lives here because every business line (wealth, loans) posts through the ledger
+# and already depends on it; it has its own table and service, so it can move when a line needs it to.
+business_dates: Lazy[Any] = Lazy(build_business_dates)
 verifier = ReplaceableVerifier()
 app = FunctionApp(
     FUNCTION_NAME,
-    errors=ledger_error_table(),
+    errors={**ledger_error_table(), **business_date_api.ERRORS},
     verifier=verifier,
     idempotency=lambda: services.get().guard,
     limiter=lambda: services.get().limiter,
@@ -208,6 +222,21 @@ def scheduled_expiry(req: Request) -> TransferList:
 def ensure_system_accounts(req: Request, body: CurrencyBody) -> BalanceList:
     """Open the currency's funding, settlement, fees, loans and wealth accounts (safe to repeat)."""
     return services.get().api.ensure_system_accounts(body.currency)
+
+
+@app.route("GET", "/_/ops/business-date", query=MarketQuery, rate_limit=READ_LIMIT.name)
+def get_business_date(req: Request, query: MarketQuery) -> BusinessDateView:
+    """The market's business date, the one every date rule reads, and its mode (manual or clock)."""
+    return business_date_api.business_date_view(business_dates.get().current(query.market))
+
+
+@app.route("POST", "/_/ops/business-date", body=AdvanceBody, idempotency="required",
+           rate_limit=MONEY_LIMIT.name)
+def advance_business_date(req: Request, body: AdvanceBody) -> BusinessDateView:
+    """Move the business date forward by `days` or to `to` (manual mode only; 409 if another advance won)."""
+    req.audit_target = f"business-date:{body.market}"
+    advanced = business_dates.get().advance(body.market, days=body.days, to=body.to)
+    return business_date_api.business_date_view(advanced)
 
 
 app.dynamodb_stats_route(lambda: services.get().dynamodb_calls())

@@ -25,6 +25,9 @@ RUNTIME_PACKAGE = "finfaas"
 TOOLING_PACKAGE = "finfaas_dev"
 # template/python3-http/requirements.txt upstream: installed before the function's own file.
 TEMPLATE_REQUIREMENTS = ("flask", "waitress")
+# Standard-library modules that read their data from a distribution where the OS has none: the
+# python3-http image is Alpine, which has no time-zone database, so zoneinfo needs tzdata there.
+STDLIB_DATA_MODULES = {"zoneinfo": "tzdata"}
 HANDLER_FILE = "handler.py"
 REQUIREMENTS_FILE = "requirements.txt"
 
@@ -117,6 +120,8 @@ def external_imports(handler: Path, shared: Path) -> dict[str, set[str]]:
         where = path.name if path == handler else str(path.relative_to(shared))
         for module in _imports_of(path):
             top = module.split(".")[0]
+            if top in STDLIB_DATA_MODULES:
+                found.setdefault(STDLIB_DATA_MODULES[top], set()).add(where)
             if top != RUNTIME_PACKAGE and top not in stdlib and top != "__future__":
                 found.setdefault(module, set()).add(where)
     return found

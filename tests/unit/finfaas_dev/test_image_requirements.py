@@ -57,6 +57,17 @@ def test_requirements_naming_every_import_pass(tmp_path):
     assert check_function("f", root / "functions" / "f", root / "shared").problems == []
 
 
+def test_zoneinfo_needs_tzdata_since_the_alpine_image_has_no_time_zone_database(tmp_path):
+    # GIVEN a runtime module that reads a time zone, and requirements without tzdata, then with it
+    root = _project(tmp_path, "six==1.17.0\n", "from zoneinfo import ZoneInfo\n")
+    refused = check_function("f", root / "functions" / "f", root / "shared").problems
+    (root / "functions" / "f" / "requirements.txt").write_text("six==1.17.0\ntzdata==2026.6\n")
+
+    assert refused == ["f: module 'tzdata' (imported by finfaas/platform/extra.py) needs tzdata, "
+                       "missing from functions/f/requirements.txt"]
+    assert check_function("f", root / "functions" / "f", root / "shared").problems == []
+
+
 def test_a_dependency_pip_would_add_unpinned_and_a_requirement_nothing_imports_are_named(tmp_path):
     root = _project(tmp_path, "python-dateutil==2.9.0.post0\n", "")
 
