@@ -203,3 +203,25 @@ def test_an_unsigned_tick_without_its_claim_table_runs_nothing_and_is_503():
     # a signed tick does not need the table
     assert world.post({SCHEDULE_HEADER: sign_tick(KEY, "relay", NOW)}).json() == {"ran": True}
 
+
+
+def test_the_openapi_document_declares_the_skipped_answer_beside_the_job_s_own():
+    # GIVEN a scheduled route whose job answers with a model of its own
+    from pydantic import BaseModel
+
+    class Expired(BaseModel):
+        count: int
+
+    app = FunctionApp("ledger")
+
+    @app.route("POST", "/", auth=False, trigger=proof(), response=Expired)
+    def run(req):
+        """The job."""
+        return Expired(count=0)
+
+    # THEN its 200 is either body, so a client (or a fuzzer) reading the document accepts both
+    document = app.openapi()
+    schema = document["paths"]["/"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"anyOf": [{"$ref": "#/components/schemas/Expired"},
+                                {"$ref": "#/components/schemas/TickSkipped"}]}
+    assert document["components"]["schemas"]["TickSkipped"]["properties"]["ran"]["const"] is False
