@@ -205,15 +205,29 @@ def expire_holds(req: Request, query: ExpiryQuery) -> TransferList:
     return services.get().api.expire_holds(query.limit)
 
 
-# The hold-expiry schedule (stack.yml's com.finfaas.schedule): a signed tick, no token. The key is read
-# on the first tick, so a cold start that answers /_/health reads no secret.
-schedule_proof = ScheduleProof(FUNCTION_NAME, schedule_keys_from_config)
+# stack.yml's `schedule` of this function (the cron-connector's; a PingSource's on Knative): a test keeps
+# them equal, since an unsigned tick runs the expiry at most once per this period.
+HOLD_EXPIRY_PERIOD_SECONDS = 60
+
+
+def schedule_claims() -> Any:
+    """Where unsigned ticks claim their period: the rate-limit table (imports AWS code: call lazily)."""
+    from finfaas.store.ratelimit_store import RateLimitStore
+
+    return RateLimitStore()
+
+
+# The hold-expiry schedule: a signed tick, or a stock scheduler's unsigned one that wins its minute's
+# claim; no token. Key and table are read on the first tick, so a cold start that answers /_/health
+# reads neither.
+schedule_proof = ScheduleProof(FUNCTION_NAME, schedule_keys_from_config, schedule_claims,
+                               HOLD_EXPIRY_PERIOD_SECONDS)
 
 
 @app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=schedule_proof)
 def scheduled_expiry(req: Request) -> TransferList:
-    """Void the holds whose timeout has passed, one bounded batch (a signed schedule tick; safe to run
-    twice at once: each expiry is a conditional transaction, and a hold is expired once)."""
+    """Void the holds whose timeout has passed, one bounded batch (a schedule tick; safe to run twice at
+    once: each expiry is a conditional transaction, and a hold is expired once)."""
     return services.get().api.expire_holds(expiry_sweep_holds_max)
 
 

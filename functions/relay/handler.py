@@ -6,10 +6,10 @@ request from a client: at most a few seconds of latency while a call runs, up to
 dies early. Partition leases make overlapping calls (other replicas, a slow call) share the work.
 The local runtime runs the same loop in-process (finfaas_dev.relay.start_relay).
 
-POST / takes no bearer token: it takes a signed schedule tick (X-Finfaas-Schedule, platform/schedule.py,
-secret `schedule-hmac-key`) and answers 401 problem+json, starting nothing, to any other caller.
-The scheduler is a CronJob running `python -m finfaas.platform.schedule relay <url>` from this image:
-OpenFaaS's cron-connector and Knative's PingSource send a fixed request and cannot sign (README).
+POST / takes no bearer token: it takes a schedule tick (platform/schedule.py). The stock schedulers'
+unsigned ticks (OpenFaaS's cron-connector, Knative's PingSource) run it at most once per
+RELAY_PERIOD_SECONDS whoever sends them; a signed tick (X-Finfaas-Schedule, secret
+`schedule-hmac-key`) always runs it, and a bad signature is 401.
 """
 
 import os
@@ -53,14 +53,26 @@ def build_relay() -> OutboxRelay:
 relay = Lazy(build_relay)
 _running = threading.Lock()
 app = FunctionApp("relay", errors=ERRORS)
-# The key is read on the first tick, so a cold start that answers /_/health reads no secret.
-schedule_proof = ScheduleProof("relay", schedule_keys_from_config)
+# stack.yml's `schedule` of this function: a test keeps them equal, since an unsigned tick starts a run
+# at most once per this period.
+RELAY_PERIOD_SECONDS = 60
+
+
+def schedule_claims() -> Any:
+    """Where unsigned ticks claim their period: the rate-limit table (imports AWS code: call lazily)."""
+    from finfaas.store.ratelimit_store import RateLimitStore
+
+    return RateLimitStore()
+
+
+# Key and table are read on the first tick, so a cold start that answers /_/health reads neither.
+schedule_proof = ScheduleProof("relay", schedule_keys_from_config, schedule_claims, RELAY_PERIOD_SECONDS)
 
 
 @app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=schedule_proof)
 def run_relay(req: Request) -> Response:
-    """Relay outbox events for up to FINFAAS_RELAY_RUN_SECONDS (a signed schedule tick); 202 if a run is
-    already going here."""
+    """Relay outbox events for up to FINFAAS_RELAY_RUN_SECONDS (a schedule tick); 202 if a run is already
+    going here."""
     if not _running.acquire(blocking=False):
         return Response({"status": "already_running"}, 202)
     try:

@@ -1,8 +1,9 @@
 """Deployment artefacts derived from stack.yml: each target's manifests and faas-cli build contexts.
 
 stack.yml is the single source of truth for the function list; each target adds its settings file
-(infra/targets/<target>.yaml). `finfaas build --knative` writes infra/knative/ (finfaas_dev.knative),
-`--schedules` the OpenFaaS CronJobs (finfaas_dev.schedules); tests keep the committed files in sync.
+(infra/targets/<target>.yaml). OpenFaaS deploys stack.yml itself (a test checks it against its settings);
+`finfaas build --knative` writes infra/knative/ (finfaas_dev.knative), and a test keeps the committed
+files in sync.
 A settings file with a missing or unknown key stops the build before anything is written.
 """
 
@@ -18,9 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from finfaas_dev import knative, schedules, targets
+from finfaas_dev import knative, targets
 from finfaas_dev.image_requirements import check_stack
-from finfaas_dev.schedules import OPENFAAS_DIR
 
 
 def load_stack(path: Path = Path("stack.yml")) -> dict:
@@ -28,16 +28,6 @@ def load_stack(path: Path = Path("stack.yml")) -> dict:
     from finfaas_dev.stackfile import with_defaults
 
     return yaml.safe_load(with_defaults(path.read_text(), path))
-
-
-def _write(folder: Path, manifests: dict[str, str]) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for file_name, text in manifests.items():
-        path = folder / file_name
-        path.write_text(text)
-        written.append(path)
-    return written
 
 
 BUILD_DIR = Path("build")
@@ -91,10 +81,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--knative", action="store_true",
         help="write infra/knative/base and infra/knative/overlays/<name> (infra/targets/knative.yaml)",
-    )
-    parser.add_argument(
-        "--schedules", action="store_true",
-        help=f"write {OPENFAAS_DIR}/<fn>-schedule.yaml: CronJobs that tick scheduled functions on OpenFaaS",
     )
     parser.add_argument(
         "--shrinkwrap", action="store_true",
@@ -156,7 +142,6 @@ def run(args: argparse.Namespace) -> int:
     root = args.stack.resolve().parent
     try:  # every settings file is read and checked before anything is written
         knative_settings = targets.load_settings(targets.KNATIVE, root) if args.knative else None
-        openfaas_settings = targets.load_settings(targets.OPENFAAS, root) if args.schedules else None
     except targets.TargetSettingsError as error:
         print(f"finfaas build: {error}; nothing written", file=sys.stderr)
         return 2
@@ -170,11 +155,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(image_report(stack, root), indent=2, sort_keys=True))
     if knative_settings is not None:
         for path in knative.write_knative(stack, knative_settings, root / knative.KNATIVE_DIR):
-            print(path)
-    if openfaas_settings is not None:
-        manifests = schedules.openfaas_schedule_manifests(
-            stack, openfaas_settings.gateway_url, openfaas_settings.function_namespace)
-        for path in _write(root / OPENFAAS_DIR, manifests):
             print(path)
     if args.template:
         print(overlay_template_index(args.stack.resolve().parent / TEMPLATE_DIR))

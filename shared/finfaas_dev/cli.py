@@ -24,7 +24,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),
     ("transfers",): ("finfaas_dev.transfers", "list a customer's transfers, or the operators' view"),
     ("business-date",): ("finfaas_dev.business_date", "show or advance the business date (manual mode)"),
-    ("build",): ("finfaas_dev.build", "from stack.yml: --knative --schedules --shrinkwrap --template"),
+    ("build",): ("finfaas_dev.build", "from stack.yml: --knative --shrinkwrap --template --report"),
     ("secrets", "create"): ("finfaas_dev.cluster_secrets",
                             "every secret stack.yml names, and how to load them"),
 }

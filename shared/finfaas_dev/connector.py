@@ -37,6 +37,7 @@ from cloudevents.core.v1.event import CloudEvent
 from finfaas.platform.tracing import SQS_TRACE_ATTRIBUTE, TRACE_HEADER, sqs_trace_header
 
 from finfaas_dev.process_pool import log_event
+from finfaas_dev.schedules import CRON_TOPIC
 from finfaas_dev.stackfile import Stack
 
 DEFAULT_EVENT_TYPE = "dev.finfaas.sqs.message"
@@ -67,7 +68,7 @@ class Subscription:
 
 
 # Topics served by other connectors, not queues: OpenFaaS's cron-connector reads `cron-function`.
-NON_QUEUE_TOPICS = frozenset({"cron-function"})
+NON_QUEUE_TOPICS = frozenset({CRON_TOPIC})
 
 
 def subscriptions_for(stack: Stack, resource_name: Callable[[str], str]) -> list[Subscription]:

@@ -2,7 +2,8 @@
 
     infra/knative/base/           one Service per function, the target ConfigMap (stage, addresses),
                                   the queue feed (IntegrationSource per SQS queue -> Broker -> Trigger
-                                  per subscription, retries, dead-letter Broker), schedule CronJobs
+                                  per subscription, retries, dead-letter Broker), a PingSource per
+                                  scheduled function
     infra/knative/overlays/<o>/   namespace, image registry and tag, stage, queue ARNs, addresses
 
 `finfaas build --knative` writes them (infra/targets/knative.yaml says what varies); a test keeps the
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 from finfaas.platform.config import function_url_env
 
-from finfaas_dev.schedules import KNATIVE_SCHEDULE_URL, schedule_cronjob
+from finfaas_dev.schedules import CRON_TOPIC, schedule_of
 from finfaas_dev.targets import KnativeOverlay, KnativeSettings
 
 KNATIVE_DIR = Path("infra/knative")
@@ -46,6 +47,7 @@ TOPIC_ANNOTATION = "topic"
 TARGET_VARIABLES = ("FINFAAS_STAGE", "FINFAAS_GATEWAY_URL", "FINFAAS_JWKS_URL")
 JWKS_PATH = "/.well-known/jwks.json"
 BROKER_API = "eventing.knative.dev/v1"
+SOURCES_API = "sources.knative.dev/v1"
 SERVING_API = "serving.knative.dev/v1"
 
 
@@ -55,8 +57,9 @@ def cluster_url(function: str, namespace: str) -> str:
 
 
 def topics(fn: dict) -> list[str]:
+    """The queues a function consumes (the cron-connector's topic is a schedule, not a queue)."""
     raw = str((fn.get("annotations") or {}).get(TOPIC_ANNOTATION, ""))
-    return [t.strip() for t in raw.split(",") if t.strip()]
+    return [t.strip() for t in raw.split(",") if t.strip() and t.strip() != CRON_TOPIC]
 
 
 def target_config_data(stack: dict, region: str, stage: str, namespace: str) -> dict[str, str]:
@@ -188,6 +191,20 @@ def trigger(function: str, topic: str, settings: KnativeSettings) -> dict:
     }
 
 
+def ping_source(name: str, schedule: str, settings: KnativeSettings) -> dict:
+    """Ticks a scheduled function's Service on its cron schedule: an unsigned CloudEvent with no data,
+    which the function's route runs at most once per period (finfaas.platform.schedule)."""
+    return {
+        "apiVersion": SOURCES_API, "kind": "PingSource",
+        "metadata": {"name": f"{name}-schedule", "namespace": settings.base_namespace, "labels": PART_OF},
+        "spec": {
+            "schedule": schedule,
+            "timezone": "Etc/UTC",  # periods are whole minutes of UTC on the function's side too
+            "sink": {"ref": {"apiVersion": SERVING_API, "kind": "Service", "name": name}},
+        },
+    }
+
+
 def _dump(document: dict) -> str:
     return HEADER + yaml.safe_dump(document, sort_keys=False)
 
@@ -202,10 +219,9 @@ def base_manifests(stack: dict, settings: KnativeSettings) -> dict[str, str]:
     files[f"{TARGET_CONFIG}.yaml"] = _dump(target_config(stack, settings))
     for name, fn in sorted(stack["functions"].items()):
         files[f"{name}.yaml"] = _dump(knative_service(name, fn, settings))
-        url = KNATIVE_SCHEDULE_URL.format(name=name, namespace=settings.base_namespace)
-        cronjob = schedule_cronjob(name, fn, url, settings.base_namespace)
-        if cronjob is not None:
-            files[f"{name}-schedule.yaml"] = _dump(cronjob)
+        schedule = schedule_of(fn.get("annotations") or {})
+        if schedule is not None:
+            files[f"{name}-schedule.yaml"] = _dump(ping_source(name, schedule, settings))
     if subscriptions:
         files[f"{QUEUES_BROKER}.yaml"] = _dump(broker(QUEUES_BROKER, settings, dead_letter=False))
         files[f"{DEAD_LETTER_BROKER}.yaml"] = _dump(broker(DEAD_LETTER_BROKER, settings, dead_letter=True))
@@ -221,7 +237,7 @@ def base_manifests(stack: dict, settings: KnativeSettings) -> dict[str, str]:
 
 
 def overlay_manifests(stack: dict, settings: KnativeSettings, overlay: KnativeOverlay) -> dict[str, str]:
-    """File name -> YAML text of one overlay: namespace, images, stage, addresses, queue ARNs, tick URLs."""
+    """File name -> YAML text of one overlay: namespace, images, stage, addresses, queue ARNs."""
     functions = stack["functions"]
     config_patch = {
         "apiVersion": "v1", "kind": "ConfigMap",
@@ -234,11 +250,6 @@ def overlay_manifests(stack: dict, settings: KnativeSettings, overlay: KnativeOv
         arn = queue_arn(settings.aws_region, overlay.aws_account_id, overlay.stage, topic)
         patches.append(_json_patch("sources.knative.dev", "v1alpha1", "IntegrationSource", f"queue-{topic}",
                                    "/spec/aws/sqs/arn", arn))
-    for name, fn in sorted(functions.items()):
-        url = KNATIVE_SCHEDULE_URL.format(name=name, namespace=overlay.namespace)
-        if schedule_cronjob(name, fn, url, overlay.namespace) is not None:
-            patches.append(_json_patch("batch", "v1", "CronJob", f"{name}-schedule",
-                                       "/spec/jobTemplate/spec/template/spec/containers/0/command/4", url))
     images = [
         {"name": _image_name(fn["image"]), "newName": f"{overlay.image_registry}/{name}",
          "newTag": overlay.image_tag}

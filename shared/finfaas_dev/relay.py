@@ -4,8 +4,8 @@
     ...
     running.stop()
 
-Deployed, the same loop runs in the relay function (functions/relay), ticked by a signed CronJob
-(infra/openfaas/relay-schedule.yaml, infra/knative/base/relay-schedule.yaml).
+Deployed, the same loop runs in the relay function (functions/relay), ticked every minute by the
+cron-connector (stack.yml's annotations) or a PingSource (infra/knative/base/relay-schedule.yaml).
 Either way the relay signs the audit records it seals from outbox events (chains `ledger-outbox-<n>`)
 with the `audit-hmac-key` secret, read on first use, so it needs that secret like the functions do.
 """

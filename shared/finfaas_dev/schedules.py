@@ -1,8 +1,10 @@
-"""Scheduled functions on a cluster: a Kubernetes CronJob per `com.finfaas.schedule` annotation.
+"""Scheduled functions: stack.yml's cron-connector annotations, read by every target and the local runtime.
 
-A scheduled entry point (the relay's and the ledger's POST /) takes only a signed tick
-(finfaas.platform.schedule), which neither OpenFaaS's cron-connector nor Knative's PingSource can make
-(both send a fixed request): a CronJob runs the function's own image to sign and send it.
+A scheduled function carries OpenFaaS's cron-connector convention (`topic: cron-function`,
+`schedule: "<cron>"`): on OpenFaaS the cron-connector reads it as it is, `finfaas build --knative` makes a
+PingSource of it, and `finfaas up` ticks it the way the cron-connector does (a plain POST through the
+gateway). None of them signs: the function's route runs an unsigned tick at most once per period
+(finfaas.platform.schedule).
 """
 
 from __future__ import annotations
@@ -10,82 +12,23 @@ from __future__ import annotations
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
-import yaml
-
-SCHEDULE_ANNOTATION = "com.finfaas.schedule"  # a cron expression; not the cron-connector's `schedule`
-OPENFAAS_DIR = Path("infra/openfaas")
-SCHEDULE_KEY_SECRET = "schedule-hmac-key"  # noqa: S105 - the secret's name (platform.schedule's)
-OPENFAAS_SCHEDULE_URL = "{gateway}/function/{name}"
-KNATIVE_SCHEDULE_URL = "http://{name}.{namespace}.svc.cluster.local"  # the Service's cluster address
-SECRETS_MOUNT = "/var/openfaas/secrets"  # where config.read_secret looks first
+CRON_TOPIC = "cron-function"  # the cron-connector's topic (the only one it reads in OpenFaaS CE)
+SCHEDULE_ANNOTATION = "schedule"  # its cron expression
+TOPIC_ANNOTATION = "topic"
 SHARED_IN_IMAGE = "/home/app/function/shared"  # configuration.copy puts ./shared/finfaas in it
-tick_deadline_seconds = 120  # a tick waits for the run it starts (the relay's 50 s); then the Job gives up
-starting_deadline_seconds = 30  # a missed minute is skipped, not made up in a burst
 
 
-def schedule_of(fn: dict) -> str | None:
-    """The function's cron expression, if it is scheduled."""
-    return (fn.get("annotations") or {}).get(SCHEDULE_ANNOTATION) or None
-
-
-def schedule_cronjob(name: str, fn: dict, url: str, namespace: str) -> dict | None:
-    """The CronJob that ticks a scheduled function at `url`, or None if it has no schedule."""
-    schedule = schedule_of(fn)
-    if schedule is None:
+def schedule_of(annotations: Mapping[str, str]) -> str | None:
+    """The function's cron expression when it subscribes to the cron-connector; else None."""
+    topics = [t.strip() for t in str(annotations.get(TOPIC_ANNOTATION, "")).split(",")]
+    if CRON_TOPIC not in topics:
         return None
-    container = {
-        "name": "tick",
-        "image": fn["image"],
-        "command": ["python", "-m", "finfaas.platform.schedule", name, url],
-        "env": [{"name": "PYTHONPATH", "value": SHARED_IN_IMAGE}],
-        "volumeMounts": [{"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True}],
-        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
-    }
-    pod = {
-        "restartPolicy": "Never",
-        "containers": [container],
-        "volumes": [{"name": "secrets", "secret": {"secretName": SCHEDULE_KEY_SECRET}}],
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {
-            "name": f"{name}-schedule",
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "finfaas"},
-        },
-        "spec": {
-            "schedule": schedule,
-            # One tick at a time here; a second run elsewhere (a retry, a hand-sent tick) is safe too,
-            # since every scheduled job is idempotent under concurrency.
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": starting_deadline_seconds,
-            "successfulJobsHistoryLimit": 1,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {
-                "backoffLimit": 0,  # the next tick is the retry
-                "activeDeadlineSeconds": tick_deadline_seconds,
-                "template": {"spec": pod},
-            }},
-        },
-    }
-
-
-def openfaas_schedule_manifests(stack: dict, gateway_url: str, namespace: str) -> dict[str, str]:
-    """File name -> YAML text of each scheduled function's CronJob on OpenFaaS."""
-    header = ("# Generated from stack.yml and infra/targets/openfaas.yaml by `finfaas build --schedules`;"
-              " do not edit.\n")
-    manifests = {}
-    for name, fn in sorted(stack["functions"].items()):
-        url = OPENFAAS_SCHEDULE_URL.format(gateway=gateway_url.rstrip("/"), name=name)
-        cronjob = schedule_cronjob(name, fn, url, namespace)
-        if cronjob is not None:
-            manifests[f"{name}-schedule.yaml"] = header + yaml.safe_dump(cronjob, sort_keys=False)
-    return manifests
+    return str(annotations.get(SCHEDULE_ANNOTATION, "")).strip() or None
 
 
 # --- the local runtime -------------------------------------------------------------------------------
@@ -93,40 +36,49 @@ def openfaas_schedule_manifests(stack: dict, gateway_url: str, namespace: str) -
 # `finfaas up` runs the relay's loop in a thread (finfaas_dev.relay), so the local ticker leaves it out.
 IN_PROCESS_LOCALLY = frozenset({"relay"})
 _EVERY_MINUTES = re.compile(r"^(\*|\*/(?P<n>[1-9][0-9]?)) \* \* \* \*$")
+GATEWAY_FUNCTION_URL = "{gateway}/function/{name}"
 local_tick_timeout_seconds = 70.0  # the relay's 65 s exec_timeout, and some; a tick waits for its run
 local_ticks_remembered_max = 64
+local_tick_answer_bytes_max = 4096
 
 
-def cron_interval_seconds(expression: str) -> float:
-    """The period of `* * * * *` or `*/N * * * *`, the forms the local runtime runs; ValueError otherwise."""
+def cron_interval_seconds(expression: str) -> int:
+    """The period of `* * * * *` or `*/N * * * *`, the forms the suite schedules; ValueError otherwise."""
     match = _EVERY_MINUTES.match(expression.strip())
     if match is None:
-        raise ValueError(f"schedule {expression!r}: the local runtime runs '* * * * *' or '*/N * * * *' only")
-    return 60.0 * int(match["n"] or 1)
+        raise ValueError(f"schedule {expression!r}: the suite runs '* * * * *' or '*/N * * * *' only")
+    return 60 * int(match["n"] or 1)
 
 
 def local_jobs(annotations: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
     """Function -> tick period, for every scheduled function the local runtime ticks over HTTP."""
     jobs = {}
     for name, notes in sorted(annotations.items()):
-        expression = notes.get(SCHEDULE_ANNOTATION)
+        expression = schedule_of(notes)
         if expression and name not in IN_PROCESS_LOCALLY:
-            jobs[name] = cron_interval_seconds(expression)
+            jobs[name] = float(cron_interval_seconds(expression))
     return jobs
 
 
+def post_tick(url: str, timeout_seconds: float) -> tuple[int, bytes]:
+    """What the cron-connector sends: a POST with an empty body, no token, no signature."""
+    request = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310 - the local gateway
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_seconds) as reply:  # noqa: S310
+            return reply.status, reply.read(local_tick_answer_bytes_max)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(local_tick_answer_bytes_max)
+
+
 class LocalTicker:
-    """Sends each scheduled function a signed tick through the local gateway, once per its period."""
+    """Ticks each scheduled function through the local gateway once per its period, as the cron-connector."""
 
-    def __init__(self, jobs: Mapping[str, float], gateway_url: str, keys: Callable[[], Sequence[bytes]],
-                 *, send: Callable[..., tuple[int, bytes]] | None = None,
+    def __init__(self, jobs: Mapping[str, float], gateway_url: str,
+                 *, send: Callable[[str, float], tuple[int, bytes]] = post_tick,
                  clock: Callable[[], float] = time.time) -> None:
-        from finfaas.platform.schedule import send_tick
-
         self._periods = dict(jobs)
         self._gateway_url = gateway_url.rstrip("/")
-        self._keys = keys
-        self._send = send or send_tick
+        self._send = send
         self._clock = clock
         now = clock()
         self._due = {name: now + period for name, period in self._periods.items()}  # a cron's first is later
@@ -140,14 +92,14 @@ class LocalTicker:
         for name, due in sorted(self._due.items()):
             if due <= now:
                 self._due[name] = now + self._periods[name]
-                self._tick(name, now)
+                self._tick(name)
         return max(min(self._due.values(), default=now + 60.0) - self._clock(), 0.0)
 
-    def _tick(self, name: str, now: float) -> None:
-        url = OPENFAAS_SCHEDULE_URL.format(gateway=self._gateway_url, name=name)
+    def _tick(self, name: str) -> None:
+        url = GATEWAY_FUNCTION_URL.format(gateway=self._gateway_url, name=name)
         try:
-            status, body = self._send(name, url, self._keys()[0], now, local_tick_timeout_seconds)
-        except Exception as error:  # a refused connection or a missing key: the next period tries again
+            status, body = self._send(url, local_tick_timeout_seconds)
+        except Exception as error:  # a refused connection: the next period tries again
             status, body = 0, f"{type(error).__name__}: {error}".encode()
         if not 200 <= status < 300:
             detail = body.decode("utf-8", "replace")[:200]

@@ -32,10 +32,9 @@ class _Settings(BaseModel):
 
 
 class OpenFaasSettings(_Settings):
-    """What stack.yml's environment must say on OpenFaaS, and where the schedule CronJobs go."""
+    """What stack.yml's environment must say on OpenFaaS (stack.yml is this target's manifest)."""
 
     gateway_url: Url  # every call between functions goes through the gateway's /function/<name>
-    function_namespace: Name  # where faas-netes runs functions and keeps their secrets
     client_ip_header: Header
     xray_daemon_address: HostPort
 

@@ -73,14 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def start_schedules(stack: stackfile.Stack, gateway_url: str) -> schedules.LocalTicker:
-    """Ticks stack.yml's scheduled functions (`com.finfaas.schedule`) as their CronJobs do on a cluster."""
-    from finfaas.platform.schedule import schedule_keys_from_config
-
+    """Ticks stack.yml's scheduled functions (`topic: cron-function`, `schedule`) as the cron-connector
+    does on OpenFaaS: an unsigned POST through the gateway."""
     try:
         jobs = schedules.local_jobs({name: fn.annotations for name, fn in stack.functions.items()})
     except ValueError as error:
         raise stackfile.StackError(f"{stack.path}: {error}") from None
-    ticker = schedules.LocalTicker(jobs, gateway_url, schedule_keys_from_config)
+    ticker = schedules.LocalTicker(jobs, gateway_url)
     ticker.start()
     return ticker
 
@@ -115,7 +114,7 @@ def _ensure_rail_notice_key(folder: Path) -> None:
 
 
 def _ensure_schedule_key(folder: Path) -> None:
-    """Scheduled entry points (the relay's POST /) accept only ticks signed with this key."""
+    """Hand-run ticks (`python -m finfaas.platform.schedule`) are signed with this key."""
     from finfaas.platform import mac_keys, schedule
 
     ensure_secret(folder / schedule.SCHEDULE_KEY_SECRET_NAME, mac_keys.new_mac_key_text())

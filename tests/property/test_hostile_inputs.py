@@ -8,6 +8,10 @@ answer is never a 5xx, every 4xx is in the media type the function's OpenAPI doc
 changes an item. Functions are read from functions/ and routes from each FunctionApp, so a new function or
 route is covered the day it is added, and a route this test cannot send input to fails it.
 
+Scheduled routes run a stock scheduler's unsigned tick once per period, whoever sends it: each gets one
+such tick before the tables are counted (the period's run, as the scheduler's own), and every unsigned
+tick after it, hostile body or not, must answer without changing a business table.
+
 A second pass sends each body route a body its model accepts but for one hostile member, so the value
 reaches the service behind the model: never a 5xx there either.
 """
@@ -56,6 +60,12 @@ OAUTH_ERRORS = {"invalid_request", "invalid_client", "invalid_grant", "unauthori
 CLOUDEVENT_HEADERS = {"ce-specversion": "1.0", "ce-id": "e-1", "ce-type": "finfaas.probe",
                       "ce-source": "probe", "Content-Type": "application/json"}
 SCHEDULE_HEADER = "X-Finfaas-Schedule"
+PING_HEADERS = {"ce-specversion": "1.0", "ce-id": "ping-1", "ce-source": "probe",
+                "ce-type": "dev.knative.sources.ping"}
+# The minute every scheduled route's clock is pinned to: one period for the whole module, and one no
+# other test claims (claims are per job and minute, in the stage's rate-limit table).
+SCHEDULED_MINUTE = 60.0 * (2_000_000_000 // 60 + uuid.uuid4().int % 1_000_000)
+RELAY_RUN_SECONDS = "0.2"  # the relay's one run in this module (50 s when deployed)
 NOWHERE_ID = "zz_" + "0" * 32  # well formed, and nothing has it
 
 
@@ -263,6 +273,8 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
         function.path_ids = [f"{name[:3]}_" + "0" * 32, "sys-funding-USD", "\u202e0000.json"]
         function.cursors = [codec.seal("x", binding("GET /elsewhere", other)),
                             stale.seal("x", binding("GET /elsewhere", owner)), b64('{"x": 1}')]
+        if hasattr(handler, "schedule_proof"):
+            handler.schedule_proof.use(clock=lambda: SCHEDULED_MINUTE)
         built[name] = function
 
     accounts = built["accounts"]
@@ -313,7 +325,9 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
         stale.seal("demo-transfer:x", binding(listing, owner, status="RUNNING", state_machine=None))]
     # Payments opens merchants' accounts through the ledger function: here in process, not by a gateway.
     wire_payments(built["payments"].handler, built["ledger"].handler, minter)
-    return built
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FINFAAS_RELAY_RUN_SECONDS", RELAY_RUN_SECONDS)
+        yield built
 
 
 # --- requests ---------------------------------------------------------------------------------------
@@ -330,6 +344,7 @@ class Probe:
     body: bytes
     headers: dict[str, str]
     status: int | None = None
+    already_ran: bool = False  # an unsigned schedule tick after the period's run: must say it did nothing
 
 
 # Member names and values of the suite's queue messages (wake-ups, callback tasks, hand-offs, webhook
@@ -433,11 +448,14 @@ def requests(draw: Callable[..., Any], function: Function) -> Probe:
             body = draw(RAW_BYTES)
         if kind == "queue":
             status = 401  # unsealed
-    if kind == "schedule":
+    if kind == "schedule" and draw(st.booleans()):
         # A header value cannot carry a line break on the wire (HTTP/1.1 or the event), so none is drawn.
         tick = st.one_of(query_texts(function), st.just("t=1,v1=" + "A" * 43))
         headers[SCHEDULE_HEADER] = draw(tick.filter(lambda value: not any(c in value for c in "\r\n")))
         status = 401
+    elif kind == "schedule":
+        headers.update(draw(st.sampled_from([{}, PING_HEADERS])))  # unsigned: this period already ran
+        return Probe(route, route.method, path, query, body, headers, 200, already_ran=True)
     return Probe(route, route.method, path, query, body, headers, status)
 
 
@@ -471,9 +489,10 @@ def known_attacks(function: Function) -> list[Probe]:
 
 def route_attacks(function: Function, route: Any, kind: str, path: str) -> list[Probe]:
     """The known attacks on one route at one path: cursors, bodies, forms, fields, proofs."""
-    def probe(query: dict[str, str], body: bytes, status: int | None = None, **extra: str) -> Probe:
+    def probe(query: dict[str, str], body: bytes, status: int | None = None, already_ran: bool = False,
+              **extra: str) -> Probe:
         return Probe(route, route.method, path, query, body, {**headers_for(function, route, kind), **extra},
-                     status)
+                     status, already_ran)
 
     made = []
     if route.query_model is not None and "starting_after" in route.query_model.model_fields:
@@ -491,8 +510,10 @@ def route_attacks(function: Function, route: Any, kind: str, path: str) -> list[
                  for value in FIELD_ATTACKS]
         return made
     if kind == "schedule":
-        return [probe({}, body, 401, **{SCHEDULE_HEADER: tick})
-                for body in BODY_ATTACKS[:3] for tick in TICK_ATTACKS]
+        unsigned = [probe({}, body, 200, True, **headers) for body in [b"", *BODY_ATTACKS[:3]]
+                    for headers in ({}, PING_HEADERS)]
+        return unsigned + [probe({}, body, 401, **{SCHEDULE_HEADER: tick})
+                           for body in BODY_ATTACKS[:3] for tick in TICK_ATTACKS]
     made += [probe({}, body, 401 if kind == "queue" else None) for body in BODY_ATTACKS]
     if route.body_model is not None:
         made += [probe({}, json.dumps(dict.fromkeys(route.body_model.model_fields, value)).encode())
@@ -604,6 +625,8 @@ def answer(function: Function, probe: Probe) -> int:
              f"-> {status}: {text[:300]}")
     assert status < 500, where
     assert probe.status in (None, status), where
+    if probe.already_ran:
+        assert json.loads(text)["ran"] is False, where
     if status < 400:
         return status
     media_type = dict(result["headers"]).get("Content-Type")
@@ -632,6 +655,10 @@ def assert_refused_without_writes(function: Function) -> None:
     attacks = known_attacks(function)
     for probe in [p for p in attacks if housekeeping(function, p.route)]:
         seen[probe.method, probe.route.path].add(answer(function, probe))
+    for route in function.routes():
+        if way_in(function.name, route) == "schedule":  # the period's one run, as the scheduler's own
+            first = Probe(route, route.method, route.path, {}, b"", {}, 200)
+            seen[route.method, route.path].add(answer(function, first))
     before = business_table_contents()
     for probe in [p for p in attacks if not housekeeping(function, p.route)]:
         seen[probe.method, probe.route.path].add(answer(function, probe))

@@ -73,6 +73,7 @@ def _model_schemas(
             (route.body_model, "validation"),
             (route.query_model, "validation"),
             (route.response_model, "serialization"),
+            (_trigger_answer_model(route), "serialization"),
         )
         for model, mode in pairs:
             if model is not None and (model, mode) not in wanted:
@@ -152,6 +153,12 @@ def _idempotency_parameters(route: Route) -> list[dict[str, Any]]:
     }]
 
 
+def _trigger_answer_model(route: Route) -> type[BaseModel] | None:
+    """The body a route's trigger answers with in the handler's place, if it declares one."""
+    model = getattr(route.trigger, "answer_model", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
 def _is_rate_limited(route: Route, rate_limited: bool) -> bool:
     return rate_limited and route.auth and route.rate_limit is not None
 
@@ -162,6 +169,9 @@ def _responses(
     success: dict[str, Any] = {"description": route.summary}
     if route.response_model is not None:
         schema = refs[(route.response_model, "serialization")]
+        answer_model = _trigger_answer_model(route)
+        if answer_model is not None:  # the trigger may answer in the handler's place (a schedule's skip)
+            schema = {"anyOf": [schema, refs[(answer_model, "serialization")]]}
         success["content"] = {"application/json": {"schema": schema}}
     if route.idempotency is not None:
         success["headers"] = {REPLAYED_HEADER: {

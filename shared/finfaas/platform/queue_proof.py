@@ -53,6 +53,10 @@ class QueueMessageProof:
     def verify(self, request: Any) -> None:
         request.opened_message = self.open(request.body)
 
+    def admit(self, request: Any) -> None:
+        """A sealed message always runs its handler (its own idempotency guards a redelivery)."""
+        return None
+
     def message(self, request: Any) -> dict[str, Any]:
         """The message the trigger check opened (parsed and MAC-checked once per request)."""
         opened: dict[str, Any] | None = request.opened_message

@@ -93,7 +93,7 @@ def test_the_tooling_package_is_refused_in_a_function(tmp_path):
 def test_build_refuses_the_stack_naming_function_and_module_and_writes_nothing(tmp_path, capsys):
     root = _project(tmp_path, "six==1.17.0\n", LAZY_YAML)
     args = argparse.Namespace(
-        stack=root / "stack.yml", build_dir=root / "build", knative=False, schedules=False, template=False,
+        stack=root / "stack.yml", build_dir=root / "build", knative=False, template=False,
         shrinkwrap=True, report=False)
 
     assert build.run(args) == 1

@@ -50,8 +50,6 @@ def _drop_in_overlay(key: str):
     ("knative", "knative", _drop("aws_region"), "missing key aws_region"),
     ("knative", "knative", _add("aws_regoin"), "unknown key aws_regoin"),
     ("knative", "knative", _drop_in_overlay("image_tag"), "missing key overlays.dev.image_tag"),
-    ("openfaas", "schedules", _drop("gateway_url"), "missing key gateway_url"),
-    ("openfaas", "schedules", _add("gateway"), "unknown key gateway"),
 ])
 def test_a_bad_settings_file_names_the_key_and_writes_nothing(tmp_path, capsys, target, flag, change, said):
     # GIVEN a target settings file with a key missing or unknown
@@ -62,7 +60,18 @@ def test_a_bad_settings_file_names_the_key_and_writes_nothing(tmp_path, capsys, 
     assert code == 2
     assert said in capsys.readouterr().err
     assert not (tmp_path / "infra" / "knative").exists()
-    assert not (tmp_path / "infra" / "openfaas").exists()
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (_drop("gateway_url"), "missing key gateway_url"),
+    (_add("function_namespace"), "unknown key function_namespace"),
+])
+def test_a_bad_openfaas_settings_file_names_the_key(change, said):
+    # stack.yml is the OpenFaaS target itself: its settings are read to check it (tests/unit/infra)
+    document = yaml.safe_load(targets.settings_path(targets.OPENFAAS, ROOT).read_text())
+    change(document)
+    with pytest.raises(targets.TargetSettingsError, match=said):
+        targets.parse_settings(targets.OPENFAAS, document, Path("openfaas.yaml"))
 
 
 def test_an_invalid_value_names_its_key():
@@ -76,11 +85,11 @@ def test_the_committed_settings_build_every_target(tmp_path):
     # GIVEN the repository's own settings
     stack = _project(tmp_path, "knative", lambda settings: None)
     shutil.copytree(ROOT / "infra" / "targets", tmp_path / "infra" / "targets", dirs_exist_ok=True)
-    # THEN both targets build, and a file no longer generated is removed
+    # THEN the Knative target builds, and a file no longer generated is removed
     stale = tmp_path / "infra" / "knative" / "base" / "gone.yaml"
     stale.parent.mkdir(parents=True)
     stale.write_text("kind: Stale\n")
-    assert _build(stack, knative=True, schedules=True) == 0
+    assert _build(stack, knative=True) == 0
     assert (tmp_path / "infra" / "knative" / "overlays" / "prod" / "kustomization.yaml").is_file()
-    assert (tmp_path / "infra" / "openfaas" / "relay-schedule.yaml").is_file()
+    assert (tmp_path / "infra" / "knative" / "base" / "relay-schedule.yaml").is_file()
     assert not stale.exists()

@@ -15,7 +15,7 @@ from finfaas.platform.config import function_url_env
 from finfaas.platform.schedule import SCHEDULE_KEY_SECRET_NAME
 from finfaas_dev import knative, targets
 from finfaas_dev.build import load_stack
-from finfaas_dev.schedules import OPENFAAS_DIR, SCHEDULE_ANNOTATION, openfaas_schedule_manifests
+from finfaas_dev.schedules import CRON_TOPIC, SCHEDULE_ANNOTATION, schedule_of
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMAS = ROOT.parent / "shared" / "schemas"
@@ -100,7 +100,7 @@ CRD_OF_KIND = {
     "IntegrationSource": ("knative-eventing-integrationsource-crd.yaml", True),
     "PingSource": ("knative-eventing-pingsource-crd.yaml", True),
 }
-BUILTIN_KINDS = {"ConfigMap", "CronJob"}  # checked by the tests below, not by a CRD here
+BUILTIN_KINDS = {"ConfigMap"}  # checked by the tests below, not by a CRD here
 
 
 def _validate(document: dict) -> None:
@@ -194,8 +194,6 @@ def _merged(overlay: str) -> list[dict]:
 
 def _containers(document: dict) -> list[dict]:
     spec = document.get("spec") or {}
-    if document["kind"] == "CronJob":
-        spec = spec["jobTemplate"]["spec"]
     return ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
 
 
@@ -241,12 +239,11 @@ def test_each_overlay_renders_into_its_namespace_registry_stage_and_queues(overl
         topic = source["spec"]["ceOverrides"]["extensions"][knative.QUEUE_EXTENSION]
         assert source["spec"]["aws"]["sqs"]["arn"] == (
             f"arn:aws:sqs:{KNATIVE.aws_region}:{settings.aws_account_id}:finfaas-{settings.stage}-{topic}")
-    # schedule ticks go to the Service in this namespace
-    for cronjob in _of_kind(documents, "CronJob").values():
-        [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-        name = container["command"][3]
-        assert container["command"][4] == f"http://{name}.{settings.namespace}.svc.cluster.local"
-        assert container["image"] == f"{settings.image_registry}/{name}:{settings.image_tag}"
+    # schedule ticks go to the Service of the same name, in this namespace (a sink ref without one)
+    pings = _of_kind(documents, "PingSource")
+    assert sorted(pings) == [f"{name}-schedule" for name in SCHEDULED]
+    for ping in pings.values():
+        assert "namespace" not in ping["spec"]["sink"]["ref"]
 
 
 def test_no_knative_manifest_assumes_a_gateway():
@@ -317,50 +314,39 @@ def test_queue_functions_subscribe_with_the_connector_convention_one_queue_per_t
     assert set(seen) == {"reviews", "rail", "events", "webhooks", "orchestrator"}
 
 
-def test_openfaas_schedules_are_generated_from_stack_and_up_to_date():
-    on_disk = {p.name: p.read_text() for p in (ROOT / OPENFAAS_DIR).glob("*.yaml")}
-    expected = openfaas_schedule_manifests(STACK, OPENFAAS.gateway_url, OPENFAAS.function_namespace)
-    assert on_disk == expected, "run `finfaas build --schedules` after editing stack.yml or its settings"
-
-
 SCHEDULED = sorted(name for name, fn in STACK["functions"].items()
-                   if SCHEDULE_ANNOTATION in (fn.get("annotations") or {}))
-SCHEDULES = [(ROOT / OPENFAAS_DIR, "openfaas-fn", "http://gateway.openfaas:8080/function/{}"),
-             (KNATIVE_DIR / "base", "finfaas", "http://{}.finfaas.svc.cluster.local")]
+                   if schedule_of(fn.get("annotations") or {}))
 
 
-def test_the_relay_and_hold_expiry_are_scheduled_and_only_they_hold_the_schedule_key():
+def test_the_relay_and_hold_expiry_are_scheduled_with_the_cron_connector_convention():
     assert SCHEDULED == ["ledger", "relay"]
+    for name in SCHEDULED:
+        annotations = STACK["functions"][name]["annotations"]
+        # OpenFaaS CE's cron-connector reads a function only if `topic` is exactly cron-function
+        assert annotations["topic"] == CRON_TOPIC, name
+        assert annotations[SCHEDULE_ANNOTATION] == "* * * * *", name
+    # signed ticks (by hand) need the key; nobody else holds it
     holders = sorted(n for n, fn in STACK["functions"].items() if SCHEDULE_KEY_SECRET_NAME in fn["secrets"])
     assert holders == SCHEDULED
 
 
 @pytest.mark.parametrize("name", SCHEDULED)
-@pytest.mark.parametrize(("folder", "namespace", "url"), SCHEDULES)
-def test_a_scheduled_function_is_ticked_by_a_cronjob_that_signs_with_the_schedule_key(folder, namespace, url,
-                                                                                     name):
-    # Scheduled routes refuse unsigned calls, and no stock scheduler signs: without this CronJob the
-    # outbox would never be published, nor holds expired, on a cluster.
-    cronjob = yaml.safe_load((folder / f"{name}-schedule.yaml").read_text())
+def test_a_scheduled_function_is_ticked_by_a_ping_source_to_its_own_service(name):
+    # Without it the outbox would never be published, nor holds expired, on a Knative cluster.
+    ping = yaml.safe_load((KNATIVE_DIR / "base" / f"{name}-schedule.yaml").read_text())
 
-    assert (cronjob["apiVersion"], cronjob["kind"]) == ("batch/v1", "CronJob")
-    assert cronjob["metadata"]["namespace"] == namespace  # beside the function's secrets
-    spec = cronjob["spec"]
-    assert spec["schedule"] == STACK["functions"][name]["annotations"][SCHEDULE_ANNOTATION]
-    assert spec["concurrencyPolicy"] == "Forbid"
-    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    assert container["image"] == STACK["functions"][name]["image"]
-    assert container["command"] == ["python", "-m", "finfaas.platform.schedule", name, url.format(name)]
-    [volume] = pod["volumes"]
-    assert volume["secret"]["secretName"] == SCHEDULE_KEY_SECRET_NAME
-    assert container["volumeMounts"] == [{"name": volume["name"], "mountPath": "/var/openfaas/secrets",
-                                          "readOnly": True}]
-    assert pod["restartPolicy"] == "Never"
-    assert SCHEDULE_KEY_SECRET_NAME in STACK["functions"][name]["secrets"]
+    _validate(ping)
+    assert (ping["apiVersion"], ping["kind"]) == ("sources.knative.dev/v1", "PingSource")
+    assert ping["metadata"]["namespace"] == KNATIVE.base_namespace
+    assert ping["spec"]["schedule"] == STACK["functions"][name]["annotations"][SCHEDULE_ANNOTATION]
+    assert ping["spec"]["sink"] == {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                                            "name": name}}
+    # no data: the route reads none, and a constant in a manifest would prove nothing
+    assert not {"data", "dataBase64", "ceOverrides"} & set(ping["spec"])
 
 
-def test_no_function_relies_on_the_unsigned_cron_connector():
-    for name, fn in STACK["functions"].items():
-        annotations = fn.get("annotations") or {}
-        assert annotations.get("topic") != "cron-function", name
+def test_no_knative_manifest_runs_a_job_or_a_cronjob():
+    # The stock scheduler ticks the functions: nothing runs a function's image outside its Service.
+    kinds = {d["kind"] for d in _base()}
+    assert not kinds & {"CronJob", "Job"}
+    assert not (ROOT / "infra" / "openfaas").exists(), "on OpenFaaS the cron-connector ticks (stack.yml)"

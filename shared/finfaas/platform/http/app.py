@@ -362,6 +362,10 @@ class FunctionApp:
     def _run(self, route: Route, request: Request, log_context: dict[str, Any]) -> Response:
         """Validate, then run the handler once per Idempotency-Key when the route asks for it."""
         kwargs = self._arguments(route, request)  # a malformed request is refused, never stored
+        # Last, so a malformed request never takes a trigger's claim (a schedule's period) from a valid one.
+        answered = route.trigger.admit(request) if route.trigger is not None else None
+        if answered is not None:
+            return rendered(answered)
         if route.idempotency == KEYED:
             required_key(request.header(IDEMPOTENCY_KEY_HEADER.lower()))
             return self._invoke(route, request, kwargs)

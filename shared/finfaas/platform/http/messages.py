@@ -29,9 +29,14 @@ class Verifier(Protocol):
 
 class TriggerCheck(Protocol):
     """What a token-less entry point accepts instead of a token: proof that its trigger sent the call
-    (a schedule's signed tick, a queue message's MAC). `verify` raises an HttpError (401) otherwise."""
+    (a schedule's tick, a queue message's MAC). `verify` raises an HttpError (401) otherwise."""
 
     def verify(self, request: Request) -> None: ...
+
+    def admit(self, request: Request) -> Response | None:
+        """Once the request is valid, just before the handler: a Response answers instead of running
+        it (a schedule period that already ran); None runs the handler."""
+        ...
 
 
 @dataclass

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from finfaas.platform.schedule import SCHEDULE_HEADER, sign_tick
@@ -165,25 +169,61 @@ def test_funding_accounts_exist_after_the_ops_bootstrap(ledger_function):
     assert balance.status == 200 and balance.json()["kind"] == "FUNDING"
 
 
-def test_the_hold_expiry_schedule_expires_due_holds_on_a_signed_tick_only(ledger_function, open_account, ids):
-    # GIVEN a hold past its timeout, and the schedule key the ledger's CronJob signs with
-    key = b"k" * 32
-    ledger_function.module.schedule_proof.use([key])
+def _minute_of_its_own() -> float:
+    """A scheduled instant no other test ticks at (claims are per job and minute, in a shared table)."""
+    return 60.0 * (int(time.time() // 60) + 1_000_000 + uuid.uuid4().int % 1_000_000)
+
+
+def test_two_unsigned_ticks_at_once_expire_a_due_hold_once(ledger_function, open_account, ids):
+    # GIVEN a hold past its timeout, and the ledger's scheduled route claiming its minute in DynamoDB
+    minute = _minute_of_its_own()
+    ledger_function.module.schedule_proof.use(clock=lambda: minute)
     alice, shop = open_account("alice", funded_minor=1_000), open_account("shop")
     ledger_function.post("/pending", leg(ids, "h1", alice, shop, 400, timeout_seconds=HOLD_TIMEOUT_SECONDS),
                          key=ids("k1"))
     time.sleep(EXPIRY_WAIT_SECONDS)
 
-    # WHEN the schedule's POST / arrives without a tick, with a bearer token instead, then signed
-    unsigned = call(ledger_function.module.handle, "POST", "/", headers={}, token=None)
-    bearer = call(ledger_function.module.handle, "POST", "/", token=ledger_function.token())
+    # WHEN two stock schedulers' unsigned ticks (a cron-connector POST, a PingSource event) arrive at once
+    start = threading.Barrier(2)
+
+    def tick(headers: dict[str, str]) -> Any:
+        start.wait(timeout=10)
+        return call(ledger_function.module.handle, "POST", "/", headers=headers)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        replies = list(pool.map(tick, [{}, {"ce-type": "dev.knative.sources.ping", "ce-id": "p-1"}]))
+
+    # THEN one ran the expiry and the other was told the minute already ran; the hold expired once
+    assert [r.status for r in replies] == [200, 200]
+    ran = [r.json() for r in replies if "transfers" in r.json()]
+    skipped = [r.json() for r in replies if "transfers" not in r.json()]
+    assert len(ran) == 1 and ids("h1") in {t["pending_id"] for t in ran[0]["transfers"]}
+    assert skipped == [{"ran": False, "reason": "already_ran_this_period", "period_start": int(minute)}]
+    assert ledger_function.get(f"/transfers/{ids('h1')}").json()["state"] == "EXPIRED"
+    assert ledger_function.get(f"/accounts/{alice}/balance").json()["available_minor"] == 1_000
+    # and the next minute's tick runs again
+    ledger_function.module.schedule_proof.use(clock=lambda: minute + 60)
+    assert "transfers" in call(ledger_function.module.handle, "POST", "/").json()
+
+
+def test_a_signed_tick_runs_the_expiry_and_a_forged_one_is_401(ledger_function, open_account, ids):
+    # GIVEN a hold past its timeout, the schedule key, and this minute's claim already taken
+    key, minute = b"k" * 32, _minute_of_its_own()
+    ledger_function.module.schedule_proof.use([key], clock=lambda: minute)
+    call(ledger_function.module.handle, "POST", "/")
+    alice, shop = open_account("alice", funded_minor=1_000), open_account("shop")
+    ledger_function.post("/pending", leg(ids, "h1", alice, shop, 400, timeout_seconds=HOLD_TIMEOUT_SECONDS),
+                         key=ids("k1"))
+    time.sleep(EXPIRY_WAIT_SECONDS)
+
+    # WHEN a forged tick arrives, then an operator's signed one
+    forged = call(ledger_function.module.handle, "POST", "/", headers={SCHEDULE_HEADER: "t=1,v1=forged"})
     assert ledger_function.get(f"/transfers/{ids('h1')}").json()["state"] == "PENDING"
     signed = call(ledger_function.module.handle, "POST", "/",
-                  headers={SCHEDULE_HEADER: sign_tick(key, "ledger", time.time())})
+                  headers={SCHEDULE_HEADER: sign_tick(key, "ledger", minute)})
 
-    # THEN only the signed tick runs the expiry
-    assert unsigned.status == bearer.status == 401
-    assert unsigned.json()["code"] == "schedule_proof_invalid"
+    # THEN the forged one is refused and the signed one runs, whatever the minute's claim says
+    assert forged.status == 401 and forged.json()["code"] == "schedule_proof_invalid"
     assert signed.status == 200
     assert ids("h1") in {t["pending_id"] for t in signed.json()["transfers"]}
     assert ledger_function.get(f"/accounts/{alice}/balance").json()["available_minor"] == 1_000

@@ -10,6 +10,7 @@ from finfaas.platform.schedule import SCHEDULE_HEADER, schedule_tick_age_seconds
 from finfaas.services.outbox_relay.service import OutboxRelay
 from finfaas.services.webhooks.api import DELIVERY_TYPE, Delivery
 from finfaas.services.webhooks.model import verify_signature
+from finfaas_dev.fakes.platform import InMemoryRateLimitStore
 from finfaas_dev.testing.platform import call, load_function_handler
 from support.events_fakes import FakeOutbox, FakeQueue, outbox_event
 from support.webhooks_testing import URL, WebhooksWorld, transfer_created
@@ -123,7 +124,7 @@ def relay_function(monkeypatch):
     outbox, queue = FakeOutbox(["ledger-0"]), FakeQueue()
     outbox.add(*[outbox_event(n) for n in range(3)])
     module.relay.use(OutboxRelay(outbox, queue, EventMac.generate(), "relay-test"))
-    module.schedule_proof.use([SCHEDULE_KEY], clock=lambda: NOW)
+    module.schedule_proof.use([SCHEDULE_KEY], clock=lambda: NOW, claims=InMemoryRateLimitStore())
     monkeypatch.setenv("FINFAAS_RELAY_RUN_SECONDS", "0.3")
     return module, outbox, queue
 
@@ -140,15 +141,13 @@ def test_the_relay_function_relays_for_a_bounded_time_and_reports(relay_function
 
 
 @pytest.mark.parametrize("headers", [
-    {},
     tick(key=b"x" * 32),
     tick(function="webhooks"),
     tick(at=NOW - schedule_tick_age_seconds_max - 1),
     tick(at=NOW + 60),
     {SCHEDULE_HEADER: "t=1800000000,v1=forged"},
-    {"Authorization": "Bearer anything"},
-], ids=["none", "other-key", "other-function", "stale", "future", "forged", "bearer"])
-def test_a_relay_run_without_a_fresh_signed_tick_is_401_and_relays_nothing(relay_function, headers):
+], ids=["other-key", "other-function", "stale", "future", "forged"])
+def test_a_relay_run_with_a_bad_signature_is_401_and_relays_nothing(relay_function, headers):
     module, outbox, queue = relay_function
     reply = call(module.handle, "POST", "/", headers=headers)
     assert reply.status == 401 and reply.header("Content-Type") == "application/problem+json"
@@ -164,3 +163,15 @@ def test_a_tick_starts_one_run_only_a_replay_is_401(relay_function):
     outbox.add(outbox_event(9))
     assert call(module.handle, "POST", "/", headers=headers).status == 401
     assert len(outbox.remaining()) == 1
+
+
+def test_unsigned_ticks_start_one_relay_run_per_minute_whoever_sends_them(relay_function):
+    # GIVEN the cron-connector's plain POST, then a caller's with a bearer token, in the same minute
+    module, outbox, queue = relay_function
+    first = call(module.handle, "POST", "/")
+    outbox.add(outbox_event(9))
+    second = call(module.handle, "POST", "/", headers={"Authorization": "Bearer anything"})
+    # THEN only the first relayed; the second changed nothing
+    assert first.status == 200 and first.json()["sent"] == 3
+    assert second.status == 200 and second.json()["ran"] is False
+    assert len(outbox.remaining()) == 1 and len(queue.sent) == 3
