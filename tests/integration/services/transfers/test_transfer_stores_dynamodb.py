@@ -418,6 +418,27 @@ def test_a_full_window_counts_nothing_more_but_keeps_the_places_it_gave(risk_sto
     assert risk_store.count(requests[1], WINDOW, 2) == HourCount(2, 20)
 
 
+def test_a_screening_is_three_dynamodb_calls_and_its_repeat_one(embedded_aws):
+    from finfaas.store.call_meter import DynamoCallMeter
+    from finfaas.store.risk_store import RiskStore
+
+    service = RiskService(RiskStore(), RiskPolicy(), lambda: NOW)
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    request = RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "acc-b", 1, "USD")
+    calls: list[dict[str, int]] = []
+    for _ in range(2):
+        meter = DynamoCallMeter()
+        if not meter.start():
+            pytest.skip("pynamodb signals need blinker")
+        try:
+            service.assess(request)
+        finally:
+            meter.stop()
+        calls.append({name.split(" ")[0]: n for name, n in meter.snapshot().items()})
+
+    assert calls == [{"BatchGetItem": 1, "UpdateItem": 1, "TransactWriteItems": 1}, {"BatchGetItem": 1}]
+
+
 def test_an_assessment_is_recorded_once_with_the_payee_seen(risk_store):
     customer = f"cust-{uuid.uuid4().hex[:8]}"
     request = RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "bank1:0009", 700, "USD")
