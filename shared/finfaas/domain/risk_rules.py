@@ -61,7 +61,9 @@ class RiskPolicy:
 
 
 score_max = 1_000  # a rule's score, and the review score; the rules' scores add up to a few hundred
-hourly_transfers_max = 1_000_000
+# The highest velocity count a stage may set. The store keeps every counted transfer's place in its
+# customer's hour bucket (one DynamoDB item, 400 KB at most) until the block count, so the count is bounded.
+hourly_transfers_max = 1_000
 threshold_major_max = 10**12  # in major units: beyond any amount the ledger holds (money.py's bound)
 
 
@@ -120,6 +122,15 @@ class RiskRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class HourCount:
+    """A transfer's place in its customer's hour, as the store counted it with the transfer: the hour's
+    transfers and amount up to and including this one, each transfer counted once."""
+
+    transfers: int
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
 class RiskContext:
     """What the store knew before this assessment: the hour's activity, payees seen, block hits."""
 
@@ -127,6 +138,14 @@ class RiskContext:
     hourly_amount_minor: int = 0
     destination_seen: bool = False
     blocked: tuple[str, ...] = ()  # block-list entries that match, e.g. "destination:bank1:0001"
+
+    @classmethod
+    def counted(cls, request: RiskRequest, hour: HourCount, destination_seen: bool,
+                blocked: tuple[str, ...]) -> RiskContext:
+        """The context of a transfer the store has just counted: the hour before it is its count less it."""
+        assert hour.transfers >= 1, "a counted transfer is at least the first of its hour"
+        assert hour.amount_minor >= request.amount_minor, "a counted transfer's hour includes its amount"
+        return cls(hour.transfers - 1, hour.amount_minor - request.amount_minor, destination_seen, blocked)
 
 
 @dataclass(frozen=True, slots=True)

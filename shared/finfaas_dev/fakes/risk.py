@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from finfaas.domain.risk_rules import Assessment, RiskContext, RiskRequest
+from finfaas.domain.risk_rules import Assessment, HourCount, RiskRequest
 from finfaas.services.risk.errors import RiskStoreUnavailable
-from finfaas.services.risk.model import BlockEntry, block_entries_for
+from finfaas.services.risk.model import BlockEntry, Lookup, block_entries_for
 
 
 class InMemoryRiskStore:
@@ -16,7 +16,8 @@ class InMemoryRiskStore:
 
     def __init__(self) -> None:
         self._assessments: dict[str, Assessment] = {}
-        self._buckets: dict[tuple[str, str], tuple[int, int]] = {}
+        self._buckets: dict[tuple[str, str], HourCount] = {}
+        self._places: dict[tuple[str, str, str], HourCount] = {}  # (customer, window, assessment id)
         self._seen: set[tuple[str, str]] = set()
         self._blocks: dict[str, BlockEntry] = {}
         self._lock = threading.Lock()
@@ -32,22 +33,32 @@ class InMemoryRiskStore:
             self._maybe_fail()
             return self._assessments.get(assessment_id)
 
-    def context_for(self, request: RiskRequest, window: str) -> RiskContext:
+    def look_up(self, request: RiskRequest) -> Lookup:
         with self._lock:
             self._maybe_fail()
-            count, amount = self._buckets.get((request.customer_id, window), (0, 0))
             blocked = tuple(e for e in block_entries_for(request) if e in self._blocks)
             seen = (request.customer_id, request.destination) in self._seen
-            return RiskContext(count, amount, seen, blocked)
+            return Lookup(self._assessments.get(request.assessment_id), seen, blocked)
 
-    def record(self, request: RiskRequest, assessment: Assessment, window: str, now: datetime) -> Assessment:
+    def count(self, request: RiskRequest, window: str, transfers_max: int) -> HourCount:
+        with self._lock:
+            self._maybe_fail()
+            place = (request.customer_id, window, request.assessment_id)
+            if place in self._places:
+                return self._places[place]
+            bucket = self._buckets.get((request.customer_id, window), HourCount(0, 0))
+            counted = HourCount(bucket.transfers + 1, bucket.amount_minor + request.amount_minor)
+            if bucket.transfers >= transfers_max:
+                return counted  # the place it would take, not taken: the window is full
+            self._buckets[(request.customer_id, window)] = self._places[place] = counted
+            return counted
+
+    def record(self, request: RiskRequest, assessment: Assessment, now: datetime) -> Assessment:
         with self._lock:
             self._maybe_fail()
             existing = self._assessments.get(assessment.assessment_id)
             if existing is not None:
                 return existing
-            count, amount = self._buckets.get((request.customer_id, window), (0, 0))
-            self._buckets[(request.customer_id, window)] = (count + 1, amount + request.amount_minor)
             self._seen.add((request.customer_id, request.destination))
             self._assessments[assessment.assessment_id] = assessment
             return assessment

@@ -7,6 +7,7 @@ from finfaas.domain.risk_rules import (
     RULE_THRESHOLDS,
     RULES,
     Decision,
+    HourCount,
     InvalidThreshold,
     RiskContext,
     RiskPolicy,
@@ -75,6 +76,24 @@ def test_velocity_flags_then_blocks_as_the_hourly_count_grows():
     assert blocked.decision is Decision.DECLINE
 
 
+def test_a_transfer_is_judged_on_its_counted_place_in_the_hour():
+    # GIVEN the store counted this transfer as the customer's Nth of the hour, with the hour's total
+    policy = RiskPolicy(hourly_transfers_flag=3)
+    third = RiskContext.counted(request(5_000), HourCount(3, 15_000), True, ())
+    second = RiskContext.counted(request(5_000), HourCount(2, 10_000), True, ())
+
+    assert (third.hourly_transfers, third.hourly_amount_minor) == (2, 10_000)
+    assert finding(assess(request(5_000), third, policy), "velocity_count").detail.startswith("3 transfers")
+    assert assess(request(5_000), third, policy).decision is Decision.REVIEW
+    assert assess(request(5_000), second, policy).decision is Decision.APPROVE
+
+
+@pytest.mark.parametrize("hour", [HourCount(0, 0), HourCount(1, 4_999)])
+def test_a_count_that_leaves_the_transfer_out_is_refused(hour):
+    with pytest.raises(AssertionError):
+        RiskContext.counted(request(5_000), hour, True, ())
+
+
 def test_the_hourly_amount_counts_this_transfer_too():
     context = RiskContext(
         hourly_amount_minor=POLICY.hourly_amount_flag_major * 100 - 5_000, destination_seen=True
@@ -104,6 +123,7 @@ def test_flags_add_up_to_a_review():
     {"new_payee_score": 1_001},
     {"review_score_min": 0},
     {"hourly_transfers_flag": 31},  # above the block count
+    {"hourly_transfers_block": 1_001},  # more than an hour's bucket keeps places for
     {"amount_review_score": True},
 ])
 def test_a_policy_out_of_range_is_refused_naming_the_threshold(changes):

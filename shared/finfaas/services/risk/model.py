@@ -1,4 +1,4 @@
-"""Block-list entries, velocity windows and the stored form of an assessment."""
+"""Block-list entries, velocity windows, what a screening looks up, and the stored form of an assessment."""
 
 from __future__ import annotations
 
@@ -69,6 +69,16 @@ class BlockEntry:
     entry: str
     reason: str
     blocked_at: datetime
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What one read tells of a transfer before it is counted: its recorded assessment if it has one,
+    whether its customer has paid its payee before, and the block-list entries that match it."""
+
+    recorded: Assessment | None
+    destination_seen: bool
+    blocked: tuple[str, ...]
 
 
 def assessment_to_json(assessment: Assessment) -> str:

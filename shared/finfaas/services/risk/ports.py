@@ -5,12 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from finfaas.domain.risk_rules import (
-    Assessment,
-    RiskContext,
-    RiskRequest,
-)
-from finfaas.services.risk.model import BlockEntry
+from finfaas.domain.risk_rules import Assessment, HourCount, RiskRequest
+from finfaas.services.risk.model import BlockEntry, Lookup
 
 
 class RiskRepository(Protocol):
@@ -18,10 +14,19 @@ class RiskRepository(Protocol):
 
     def stored_assessment(self, assessment_id: str) -> Assessment | None: ...
 
-    def context_for(self, request: RiskRequest, window: str) -> RiskContext: ...
+    def look_up(self, request: RiskRequest) -> Lookup:
+        """In one read: the transfer's recorded assessment, whether its payee was seen, its block hits."""
+        ...
 
-    def record(self, request: RiskRequest, assessment: Assessment, window: str, now: datetime) -> Assessment:
-        """Store the assessment and add to the counters at once; the stored one if it already exists."""
+    def count(self, request: RiskRequest, window: str, transfers_max: int) -> HourCount:
+        """Count the transfer in its customer's window once, atomically, and say its place there; a
+        repeat of the same assessment_id in that window answers the first place and counts nothing.
+        Once transfers_max are counted, counts nothing more and answers the place the transfer would
+        take (uncounted, so every later one is answered past transfers_max too)."""
+        ...
+
+    def record(self, request: RiskRequest, assessment: Assessment, now: datetime) -> Assessment:
+        """Store the assessment and the payee seen at once; the stored assessment if it already exists."""
         ...
 
     def block(self, entry: BlockEntry) -> None: ...

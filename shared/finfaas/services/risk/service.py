@@ -4,9 +4,10 @@ A payee at another bank reaches risk only as its keyed fingerprint (pf_<hex>, se
 never as an account number: the payees seen and the block list hold fingerprints, and an operator's
 `destination:<bank>:<account>` entry is fingerprinted with the same stage key before it is stored.
 
-An assessment is recorded with the counters it adds to (the customer's hourly velocity bucket and
-the payees seen) in one atomic write, keyed by assessment_id (the transfer id): assessing the same
-transfer again returns the recorded answer and counts nothing twice.
+A transfer is judged on its place in its customer's hour as the store counted it, atomically, before the
+rules run: concurrent transfers of one customer each see every one counted before them (a count read
+before the write would let them all see the same stale number). The count is kept per assessment_id (the
+transfer id), so a repeat counts nothing twice; the decision is recorded once, and a repeat returns it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 
 from finfaas.domain.risk_rules import (
     Assessment,
+    RiskContext,
     RiskPolicy,
     RiskRequest,
     assess,
@@ -52,13 +54,15 @@ class RiskService:
 
     def assess(self, request: RiskRequest) -> Assessment:
         """The recorded assessment of this transfer, made now if there is none."""
-        existing = self._store.stored_assessment(request.assessment_id)
-        if existing is not None:
-            return existing
+        known = self._store.look_up(request)
+        if known.recorded is not None:
+            return known.recorded
         now = self._clock()
-        window = hour_window(now)
-        assessment = assess(request, self._store.context_for(request, window), self._policy)
-        return self._store.record(request, assessment, window, now)
+        # Past the block count every transfer of the hour is declined: the store stops counting there,
+        # which bounds the hour's bucket (domain/risk_rules.py hourly_transfers_max).
+        hour = self._store.count(request, hour_window(now), self._policy.hourly_transfers_block)
+        context = RiskContext.counted(request, hour, known.destination_seen, known.blocked)
+        return self._store.record(request, assess(request, context, self._policy), now)
 
     def get(self, assessment_id: str) -> Assessment | None:
         return self._store.stored_assessment(assessment_id)

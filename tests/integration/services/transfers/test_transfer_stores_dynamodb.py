@@ -1,19 +1,23 @@
-"""The transfers, risk and rail stores: the DynamoDB store and the in-memory fake pass one contract."""
+"""The transfers, risk and rail stores: the DynamoDB store and the in-memory fake pass one contract
+(risk's includes concurrent screenings of one customer, each counted once at its own place)."""
 
 from __future__ import annotations
 
 import importlib
 import random
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.limits import Tier
-from finfaas.domain.risk_rules import Assessment, Decision, RiskRequest
+from finfaas.domain.risk_rules import Assessment, Decision, HourCount, RiskPolicy, RiskRequest
 from finfaas.services.rail.model import PaymentStatus, Plan, RailPayment
-from finfaas.services.risk.model import BlockEntry
+from finfaas.services.risk.model import BlockEntry, Lookup
+from finfaas.services.risk.service import RiskService
 from finfaas.services.transfers.model import (
     DailyUsage,
     ListPosition,
@@ -328,20 +332,123 @@ def test_open_orders_are_counted_per_status_and_by_age(orders):
 # --- risk ---------------------------------------------------------------------------------------------
 
 
-def test_an_assessment_is_recorded_once_with_its_counters(risk_store):
+CONCURRENT_ASSESSMENTS = 6
+BARRIER_SECONDS_MAX = 30
+WINDOW = "2026-01-15T09"
+
+
+class WritesAfterEveryRead:
+    """A risk store whose callers each wait, before their first write, until every caller has read: the
+    interleaving in which a count read before the write is stale for all but one of them."""
+
+    def __init__(self, store: Any, callers: int) -> None:
+        self._store = store
+        self._barrier = threading.Barrier(callers, timeout=BARRIER_SECONDS_MAX)
+        self._waited = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        if name not in ("count", "record"):
+            return method
+
+        def write(*args: Any) -> Any:
+            if not getattr(self._waited, "done", False):
+                self._waited.done = True
+                self._barrier.wait()
+            return method(*args)
+
+        return write
+
+
+def velocity_count(assessment: Assessment) -> int:
+    detail = next(f for f in assessment.findings if f.rule == "velocity_count").detail
+    return int(detail.split()[0])
+
+
+def test_concurrent_assessments_of_one_customer_count_1_to_n_once_each_and_retries_replay(risk_store):
+    # GIVEN one customer's transfers screened at once, each reading before any of them writes
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    policy = RiskPolicy(hourly_transfers_flag=3)
+    racing = RiskService(WritesAfterEveryRead(risk_store, CONCURRENT_ASSESSMENTS), policy, lambda: NOW)
+    requests = [RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "acc-b", 100, "USD")
+                for _ in range(CONCURRENT_ASSESSMENTS)]
+    with ThreadPoolExecutor(CONCURRENT_ASSESSMENTS) as pool:
+        first = list(pool.map(racing.assess, requests))
+
+    # THEN each was judged on a distinct place in the hour: 1..N, the 3rd and later sent to review
+    by_place = sorted(first, key=velocity_count)
+    assert [velocity_count(a) for a in by_place] == list(range(1, CONCURRENT_ASSESSMENTS + 1))
+    assert [a.decision for a in by_place] == [Decision.APPROVE] * 2 + [Decision.REVIEW] * 4
+    # AND a retry of each returns its first decision and counts nothing: the next transfer is N+1
+    service = RiskService(risk_store, policy, lambda: NOW)
+    assert [service.assess(r) for r in requests] == first
+    after = service.assess(RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "acc-b", 100, "USD"))
+    assert velocity_count(after) == CONCURRENT_ASSESSMENTS + 1
+
+
+def test_concurrent_counts_take_distinct_places_with_the_amounts_before_them(risk_store):
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    requests = [RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "acc-b", 100 * 2**n, "USD")
+                for n in range(CONCURRENT_ASSESSMENTS)]
+    barrier = threading.Barrier(CONCURRENT_ASSESSMENTS, timeout=BARRIER_SECONDS_MAX)
+
+    def count(request: RiskRequest) -> HourCount:
+        barrier.wait()
+        return risk_store.count(request, WINDOW, 100)
+
+    with ThreadPoolExecutor(CONCURRENT_ASSESSMENTS) as pool:
+        places = dict(zip([r.assessment_id for r in requests], pool.map(count, requests), strict=True))
+
+    in_order = sorted(requests, key=lambda r: places[r.assessment_id].transfers)
+    assert [places[r.assessment_id].transfers for r in in_order] == list(range(1, CONCURRENT_ASSESSMENTS + 1))
+    running = [sum(r.amount_minor for r in in_order[: n + 1]) for n in range(CONCURRENT_ASSESSMENTS)]
+    assert [places[r.assessment_id].amount_minor for r in in_order] == running
+    assert [risk_store.count(r, WINDOW, 100) for r in requests] == [places[r.assessment_id] for r in requests]
+    assert risk_store.count(requests[0], "2026-01-15T10", 100) == HourCount(1, requests[0].amount_minor)
+
+
+def test_a_full_window_counts_nothing_more_but_keeps_the_places_it_gave(risk_store):
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    requests = [RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "acc-b", 10, "USD")
+                for _ in range(4)]
+
+    places = [risk_store.count(r, WINDOW, 2) for r in requests]
+
+    assert places == [HourCount(1, 10), HourCount(2, 20), HourCount(3, 30), HourCount(3, 30)]
+    assert risk_store.count(requests[1], WINDOW, 2) == HourCount(2, 20)
+
+
+def test_a_screening_is_three_dynamodb_calls_and_its_repeat_one(embedded_aws):
+    from finfaas.store.call_meter import DynamoCallMeter
+    from finfaas.store.risk_store import RiskStore
+
+    service = RiskService(RiskStore(), RiskPolicy(), lambda: NOW)
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    request = RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "acc-b", 1, "USD")
+    calls: list[dict[str, int]] = []
+    for _ in range(2):
+        meter = DynamoCallMeter()
+        if not meter.start():
+            pytest.skip("pynamodb signals need blinker")
+        try:
+            service.assess(request)
+        finally:
+            meter.stop()
+        calls.append({name.split(" ")[0]: n for name, n in meter.snapshot().items()})
+
+    assert calls == [{"BatchGetItem": 1, "UpdateItem": 1, "TransactWriteItems": 1}, {"BatchGetItem": 1}]
+
+
+def test_an_assessment_is_recorded_once_with_the_payee_seen(risk_store):
     customer = f"cust-{uuid.uuid4().hex[:8]}"
     request = RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "bank1:0009", 700, "USD")
     assessment = Assessment(request.assessment_id, Decision.APPROVE, 10)
+    assert risk_store.look_up(request) == Lookup(None, False, ())
 
-    assert risk_store.record(request, assessment, "2026-01-15T09", NOW) == assessment
-    assert (
-        risk_store.record(
-            request, Assessment(request.assessment_id, Decision.DECLINE, 99), "2026-01-15T09", NOW
-        )
-        == assessment
-    )
-    context = risk_store.context_for(request, "2026-01-15T09")
-    assert (context.hourly_transfers, context.hourly_amount_minor, context.destination_seen) == (1, 700, True)
+    assert risk_store.record(request, assessment, NOW) == assessment
+    declined = Assessment(request.assessment_id, Decision.DECLINE, 99)
+    assert risk_store.record(request, declined, NOW) == assessment
+    assert risk_store.look_up(request) == Lookup(assessment, True, ())
     assert risk_store.stored_assessment(request.assessment_id) == assessment
 
 
@@ -350,10 +457,10 @@ def test_block_entries_match_the_parties_of_a_transfer(risk_store):
     risk_store.block(BlockEntry(f"customer:{customer}", "kyc", NOW))
     request = RiskRequest("tr_x", customer, "acc-a", "acc-b", 1, "USD")
 
-    assert risk_store.context_for(request, "2026-01-15T09").blocked == (f"customer:{customer}",)
+    assert risk_store.look_up(request).blocked == (f"customer:{customer}",)
     assert risk_store.unblock(f"customer:{customer}") is True
     assert risk_store.unblock(f"customer:{customer}") is False
-    assert risk_store.context_for(request, "2026-01-15T09").blocked == ()
+    assert risk_store.look_up(request).blocked == ()
 
 
 # --- rail ---------------------------------------------------------------------------------------------

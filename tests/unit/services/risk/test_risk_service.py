@@ -8,7 +8,7 @@ import pytest
 from finfaas.domain.creditor import payee_fingerprint
 from finfaas.domain.risk_rules import Decision, RiskPolicy, RiskRequest
 from finfaas.platform.pii import KeyedDigests
-from finfaas.services.risk.errors import InvalidBlockEntry
+from finfaas.services.risk.errors import InvalidBlockEntry, RiskStoreUnavailable
 from finfaas.services.risk.service import RiskService
 from finfaas_dev.fakes.risk import InMemoryRiskStore
 
@@ -53,6 +53,54 @@ def test_assessing_the_same_transfer_again_returns_the_recorded_answer_and_count
     second = service.assess(request("tr_2"))
     count = next(f for f in second.findings if f.rule == "velocity_count")
     assert count.detail.startswith("2 transfers")
+
+
+def velocity(assessment) -> str:
+    return next(f for f in assessment.findings if f.rule == "velocity_count").detail
+
+
+class LosesTheFirstRecord(InMemoryRiskStore):
+    """A store whose first record fails after the count was taken: the function died in between."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records_to_lose = 1
+
+    def record(self, *args, **kwargs):
+        if self.records_to_lose:
+            self.records_to_lose -= 1
+            raise RiskStoreUnavailable("lost (test)")
+        return super().record(*args, **kwargs)
+
+
+def test_a_transfer_counted_but_not_recorded_is_judged_on_its_first_place_when_retried(clock):
+    # GIVEN the first screening of tr_1 counted it, then failed before its decision was recorded
+    service = RiskService(LosesTheFirstRecord(), RiskPolicy(hourly_transfers_flag=3), clock)
+    with pytest.raises(RiskStoreUnavailable):
+        service.assess(request("tr_1"))
+    second = service.assess(request("tr_2"))
+
+    retried = service.assess(request("tr_1"))
+
+    # THEN the retry keeps the first place and counts nothing more: the next transfer is the third
+    assert (velocity(retried), velocity(second)) == ("1 transfers this hour", "2 transfers this hour")
+    third = service.assess(request("tr_3"))
+    assert velocity(third).startswith("3 transfers") and third.decision is Decision.REVIEW
+
+
+def test_past_the_block_count_every_transfer_of_the_hour_is_declined_and_none_is_counted(service, clock):
+    # GIVEN the service's block count is 5: the 5th transfer of the hour is the first declined
+    assessments = [service.assess(request(f"tr_{n}")) for n in range(1, 8)]
+
+    assert [a.decision for a in assessments] == [Decision.APPROVE, Decision.APPROVE, Decision.REVIEW,
+                                                 Decision.REVIEW, Decision.DECLINE, Decision.DECLINE,
+                                                 Decision.DECLINE]
+    # THEN the 6th took no place: the 7th is judged on the same place, past the block count
+    assert [velocity(a).split(" (")[0] for a in assessments[4:]] == [
+        "5 transfers this hour", "6 transfers this hour", "6 transfers this hour"]
+    assert service.assess(request("tr_6")) == assessments[5]
+    clock.now += timedelta(hours=1)
+    assert service.assess(request("tr_8")).decision is Decision.APPROVE
 
 
 def test_a_payee_is_new_only_the_first_time(service):
