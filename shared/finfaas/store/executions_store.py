@@ -152,6 +152,8 @@ class _ExecutionItem(Model):
     error = UnicodeAttribute(null=True)
     cause = UnicodeAttribute(null=True)
     history_seq = NumberAttribute(null=True)
+    redrive_count = NumberAttribute(null=True)
+    stop_reason = UnicodeAttribute(null=True)
     tail = ListAttribute(of=UnicodeAttribute, null=True)  # history rows saved inline, as JSON text
     tail_bytes = NumberAttribute(null=True)
     next_sweep_ms = NumberAttribute(null=True)  # the sweeper's item only
@@ -218,6 +220,8 @@ def _attributes(execution: Execution) -> dict[str, Any]:
         "error": execution.error,
         "cause": execution.cause,
         "history_seq": execution.history_seq,
+        "redrive_count": execution.redrive_count or None,
+        "stop_reason": execution.stop_reason,
     }
 
 
@@ -261,6 +265,8 @@ def _execution(item: Any) -> Execution:
         error=item.error,
         cause=item.cause,
         history_seq=_int(item.history_seq),
+        redrive_count=_int(item.redrive_count),
+        stop_reason=item.stop_reason,
     )
 
 
@@ -304,7 +310,12 @@ class ExecutionsStore:
         )
 
     def save(
-        self, execution: Execution, events: Sequence[HistoryEvent], previous: Execution | None = None
+        self,
+        execution: Execution,
+        events: Sequence[HistoryEvent],
+        previous: Execution | None = None,
+        *,
+        reopening: bool = False,
     ) -> bool:
         if len(events) > history_events_per_save_max:
             raise ValueError(f"at most {history_events_per_save_max} history events per save")
@@ -313,7 +324,9 @@ class ExecutionsStore:
             getattr(model, name).set(value) if value is not None else getattr(model, name).remove()
             for name, value in _changed_attributes(execution, previous).items()
         ]
-        condition = (model.version == execution.version - 1) & (model.status == Status.RUNNING.value)
+        condition = model.version == execution.version - 1
+        if not reopening:
+            condition &= model.status == Status.RUNNING.value
         rows = _rows(events)
         added = _bytes(rows)
         inline = added <= TAIL_BYTES_MAX and execution.execution_id not in self._full_tails

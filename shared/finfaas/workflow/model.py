@@ -24,10 +24,16 @@ class Status(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"  # stopped by an operator where no Catch took the stop
 
     @property
     def terminal(self) -> bool:
         return self is not Status.RUNNING
+
+    @property
+    def redrivable(self) -> bool:
+        """Whether a redrive may resume it (Step Functions: failed, timed out or aborted)."""
+        return self in (Status.FAILED, Status.TIMED_OUT, Status.ABORTED)
 
 
 class Phase(StrEnum):
@@ -101,6 +107,8 @@ class Execution:
     error: str | None = None
     cause: str | None = None
     history_seq: int = 0  # seq of the last history event written
+    redrive_count: int = 0  # operator redrives of a stopped execution (not lease takeovers)
+    stop_reason: str | None = None  # an operator's stop that a Catch took: the compensation runs
 
     @property
     def visit(self) -> int:

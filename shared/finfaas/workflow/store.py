@@ -38,11 +38,17 @@ class ExecutionRepository(Protocol):
         ...
 
     def save(
-        self, execution: Execution, events: Sequence[HistoryEvent], previous: Execution | None = None
+        self,
+        execution: Execution,
+        events: Sequence[HistoryEvent],
+        previous: Execution | None = None,
+        *,
+        reopening: bool = False,
     ) -> bool:
-        """Write execution if the stored version is execution.version - 1, with events, atomically;
-        False (nothing written) if another writer got there first. previous, when given, is that
-        stored version: a store may then write only what changed."""
+        """Write execution if the stored version is execution.version - 1 and RUNNING, with events,
+        atomically; False (nothing written) if another writer got there first. previous, when given, is
+        that stored version: a store may then write only what changed. reopening: the stored version
+        may be stopped (a redrive resumes it)."""
         ...
 
     def record_heartbeat(self, execution_id: str, task_token: str, at_ms: int) -> bool:

@@ -77,7 +77,12 @@ class InMemoryExecutionStore:
             return copy.deepcopy(found) if found else None
 
     def save(
-        self, execution: Execution, events: Sequence[HistoryEvent], previous: Execution | None = None
+        self,
+        execution: Execution,
+        events: Sequence[HistoryEvent],
+        previous: Execution | None = None,
+        *,
+        reopening: bool = False,
     ) -> bool:
         _check_events(events)
         with self._lock:
@@ -86,7 +91,7 @@ class InMemoryExecutionStore:
             if (
                 stored is None
                 or stored.version != execution.version - 1
-                or stored.status is not Status.RUNNING
+                or (stored.status is not Status.RUNNING and not reopening)
             ):
                 return False
             # Heartbeats are written outside the version: a save never rolls one back.
