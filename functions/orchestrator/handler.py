@@ -25,6 +25,7 @@ from finfaas.services.orchestrator.api import (
     HistoryQuery,
     ListQuery,
     StartBody,
+    StopBody,
     TaskFailureBody,
     TaskHeartbeatBody,
     TaskSuccessBody,
@@ -192,6 +193,30 @@ def task_heartbeat(req: Request, body: TaskHeartbeatBody) -> CallbackAnswer:
 
 
 # --- operators --------------------------------------------------------------------------------
+
+
+@app.route("POST", "/_/ops/executions/{execution_id}/redrive", response=ExecutionView)
+def redrive_execution(req: Request, execution_id: str) -> ExecutionView:
+    """Resume a FAILED, TIMED_OUT or ABORTED execution from the state where it stopped (ops scope)."""
+    _known(execution_id)
+    return execution_view(services.get().engine.redrive(execution_id))
+
+
+@app.route("POST", "/_/ops/executions/{execution_id}/stop", body=StopBody, response=ExecutionView)
+def stop_execution(req: Request, execution_id: str, body: StopBody) -> ExecutionView:
+    """Stop a RUNNING execution with a reason: its Task's Catch compensates, else it ends ABORTED."""
+    _known(execution_id)
+    return execution_view(services.get().engine.stop(execution_id, body.reason))
+
+
+def _known(execution_id: str) -> None:
+    """An id that cannot name an execution is unknown without asking the store."""
+    from finfaas.workflow.engine import ExecutionNotFound
+    from finfaas.workflow.model import is_execution_id
+
+    if not is_execution_id(execution_id):
+        no_such = (("execution_id", "no such execution"),)
+        raise ExecutionNotFound(f"no execution {execution_id}", errors=no_such)
 
 
 @app.route("POST", "/_/ops/sweep")

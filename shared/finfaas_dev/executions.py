@@ -1,21 +1,29 @@
-"""`finfaas executions list|describe <id>`: the orchestrator's executions, read from DynamoDB.
+"""`finfaas executions list|describe|redrive|stop`: the orchestrator's executions.
 
-`describe` prints the execution and the path it took: each state entered, with its task attempts,
-retries, failures and how it was left.
+`list` and `describe` read DynamoDB directly; `describe` prints the execution and the path it took:
+each state entered, with its task attempts, retries, failures and how it was left. `redrive <id>` and
+`stop <id> --reason` ask the orchestrator through the gateway (POST /_/ops/executions/{id}/redrive|stop)
+with an operator's token (`--token`, $FINFAAS_TOKEN, or the running suite's demo client).
 
-Exit status: 0 done, 1 no such execution, 2 the store could not be read.
+Exit status: 0 done, 1 no such execution (or, for redrive and stop, the orchestrator refused: its
+problem is printed), 2 the store (or the gateway) did not answer.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from finfaas.workflow.model import Execution, HistoryEvent, Status
+
+from finfaas_dev.transfers import GATEWAY_URL_DEFAULT, TOKEN_ENV, Unreachable, demo_ops_token, send
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -42,9 +50,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for command in (listing, describe):
         command.add_argument("--executions-table", help="default finfaas-<stage>-executions")
         command.add_argument("--history-table", help="default finfaas-<stage>-history")
+    redrive = sub.add_parser("redrive", help="resume a FAILED, TIMED_OUT or ABORTED execution")
+    stop = sub.add_parser("stop", help="stop a RUNNING execution (its Catch compensates, else ABORTED)")
+    stop.add_argument("--reason", required=True, help="why; kept in the history and the execution")
+    for command in (redrive, stop):
+        command.add_argument("execution_id", help="<state_machine>:<name>")
+        command.add_argument("--token", help=f"an operator's token; default ${TOKEN_ENV} or the demo client")
+        command.add_argument("--gateway", help="default $FINFAAS_GATEWAY_URL or " + GATEWAY_URL_DEFAULT)
 
 
-def run(args: argparse.Namespace, store: Any = None, out: Callable[[str], None] = print) -> int:
+# (path, JSON body) -> (HTTP status, parsed JSON body)
+Post = Callable[[str, dict[str, Any]], tuple[int, Any]]
+
+
+def run(
+    args: argparse.Namespace, store: Any = None, out: Callable[[str], None] = print, post: Post | None = None
+) -> int:
+    if args.action in ("redrive", "stop"):
+        return _operate(args, post, out)
     from finfaas.workflow.store import ExecutionStoreError
 
     if store is None:
@@ -58,6 +81,39 @@ def run(args: argparse.Namespace, store: Any = None, out: Callable[[str], None] 
     except ExecutionStoreError as error:
         print(f"executions: cannot read the store: {error.__cause__ or error}", file=sys.stderr)
         return EXIT_STORE_UNAVAILABLE
+
+
+def _operate(args: argparse.Namespace, post: Post | None, out: Callable[[str], None]) -> int:
+    """POST the redrive or stop to the orchestrator; print the execution it answers with, or its problem."""
+    body = {"reason": args.reason} if args.action == "stop" else {}
+    quoted = urllib.parse.quote(args.execution_id, safe=":")
+    path = f"/function/orchestrator/_/ops/executions/{quoted}/{args.action}"
+    try:
+        status, answer = (post or _gateway_post(args))(path, body)
+    except Unreachable as error:
+        print(f"executions: no answer from the gateway: {error}", file=sys.stderr)
+        return EXIT_STORE_UNAVAILABLE
+    if status != 200:
+        detail = answer.get("detail") if isinstance(answer, dict) else answer
+        code = answer.get("code") if isinstance(answer, dict) else status
+        print(f"executions: {args.action} refused ({status} {code}): {detail}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    where = answer.get("current_state") or answer.get("error") or ""
+    out(f"{answer['execution_id']}  {answer['status']}  {where}  redrives {answer.get('redrive_count', 0)}")
+    return EXIT_OK
+
+
+def _gateway_post(args: argparse.Namespace) -> Post:
+    base = (args.gateway or os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT).rstrip("/")
+    token = args.token or os.environ.get(TOKEN_ENV) or demo_ops_token(base)
+
+    def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        request = urllib.request.Request(  # noqa: S310 - the suite's own gateway
+            f"{base}{path}", data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        return send(request)
+
+    return post
 
 
 def _list(store: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:

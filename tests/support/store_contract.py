@@ -111,6 +111,36 @@ class ExecutionStoreContract:
 
         assert store.save(again, []) is False
 
+    def test_a_stopped_execution_is_reopened_only_by_a_redrive_at_its_version(self, store):
+        # GIVEN an execution that failed (version 2)
+        execution = new_execution()
+        store.create(execution, started(execution))
+        failed, failed_events = next_version(
+            execution, events=1, status=Status.FAILED, phase=Phase.DONE, error="States.Http.StatusCode.422"
+        )
+        store.save(failed, failed_events)
+        stale, _ = next_version(execution, status=Status.RUNNING, redrive_count=1)
+        reopened, events = next_version(
+            failed, events=1, status=Status.RUNNING, phase=Phase.READY, error=None, redrive_count=1
+        )
+
+        # WHEN a redrive of an old version and one of the stored version are saved, reopening it
+        assert store.save(stale, [], reopening=True) is False
+        assert store.save(reopened, events, failed, reopening=True) is True
+
+        # THEN the stored execution runs again, counts the redrive, keeps its history and takes saves
+        assert store.get(execution.execution_id) == reopened
+        assert [e.seq for e in store.history(execution.execution_id, 0, 10)] == [1, 2, 3]
+        following, _ = next_version(reopened, state="Credit")
+        assert store.save(following, [], reopened) is True
+
+    def test_a_stop_reason_and_redrive_count_read_back(self, store):
+        execution = new_execution(redrive_count=2, stop_reason="customer withdrew the order")
+
+        store.create(execution, started(execution))
+
+        assert store.get(execution.execution_id) == execution
+
     def test_history_pages_by_seq(self, store):
         execution = new_execution()
         store.create(execution, started(execution))

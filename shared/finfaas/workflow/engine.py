@@ -117,9 +117,13 @@ class EngineLimits:
 
 
 class WorkflowError(Exception):
-    """Base of the errors the orchestrator's API maps to problems."""
+    """Base of the errors the orchestrator's API maps to problems; `errors` names the fields at fault."""
 
     code = "workflow_error"
+
+    def __init__(self, message: str, *, errors: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class StateMachineNotFound(WorkflowError):
@@ -514,9 +518,10 @@ class Engine:
 
         def stopped(execution: Execution | None) -> Unchanged[Execution] | Change[_Checkpoint, Execution]:
             if execution is None:
-                raise ExecutionNotFound(f"no execution {execution_id_}")
+                raise _not_found(execution_id_)
             if execution.status.terminal:
-                raise ExecutionNotRunning(f"the execution is {execution.status.value}")
+                status = execution.status.value
+                raise ExecutionNotRunning(f"the execution is {status}", errors=(("status", f"is {status}"),))
             if execution.stop_reason is not None:
                 return Unchanged(execution)
             checkpoint = self._stop_checkpoint(execution, reason[:stop_reason_chars_max])
@@ -561,13 +566,18 @@ class Engine:
 
         def reopened(execution: Execution | None) -> Unchanged[Execution] | Change[_Checkpoint, Execution]:
             if execution is None:
-                raise ExecutionNotFound(f"no execution {execution_id_}")
+                raise _not_found(execution_id_)
             if not execution.status.redrivable:
-                raise ExecutionNotRedrivable(f"the execution is {execution.status.value}")
+                status = execution.status.value
+                raise ExecutionNotRedrivable(
+                    f"the execution is {status}; only FAILED, TIMED_OUT or ABORTED ones are redriven",
+                    errors=(("status", f"is {status}"),),
+                )
             definition = self.definitions.get(execution.state_machine)
             if definition is None or execution.state not in definition.states:
                 raise ExecutionNotRedrivable(
-                    f"state machine {execution.state_machine!r} no longer has state {execution.state!r}"
+                    f"state machine {execution.state_machine!r} no longer has state {execution.state!r}",
+                    errors=(("state", "is no longer in the state machine"),),
                 )
             checkpoint = self._redrive_checkpoint(execution, definition)
             return Change(checkpoint, checkpoint.updated)
@@ -660,6 +670,10 @@ class _Checkpoint:
     @property
     def events(self) -> list[HistoryEvent]:
         return list(self.events_) if self.events_ else [self.event]
+
+
+def _not_found(execution_id_: str) -> ExecutionNotFound:
+    return ExecutionNotFound(f"no execution {execution_id_}", errors=(("execution_id", "no such execution"),))
 
 
 def _answered_under_key(execution: Execution) -> bool:

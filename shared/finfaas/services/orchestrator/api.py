@@ -14,12 +14,16 @@ from finfaas.platform.http import StrictModel
 from finfaas.workflow.engine import (
     ExecutionAlreadyExists,
     ExecutionBusy,
+    ExecutionNotFound,
+    ExecutionNotRedrivable,
+    ExecutionNotRunning,
     InvalidExecutionInput,
     InvalidExecutionName,
     InvalidTaskToken,
     StateMachineNotFound,
     TaskNotFound,
     TaskTokenUsed,
+    stop_reason_chars_max,
 )
 from finfaas.workflow.model import Execution, HistoryEvent, Status
 from finfaas.workflow.store import ExecutionStoreError
@@ -40,6 +44,9 @@ ERRORS = {
     TaskNotFound: ErrorSpec(404, TaskNotFound.code, "Task not found"),
     TaskTokenUsed: ErrorSpec(409, TaskTokenUsed.code, "Task token already used"),
     ExecutionBusy: ErrorSpec(503, ExecutionBusy.code, "Execution busy"),
+    ExecutionNotFound: ErrorSpec(404, ExecutionNotFound.code, "Execution not found"),
+    ExecutionNotRedrivable: ErrorSpec(409, ExecutionNotRedrivable.code, "Execution not redrivable"),
+    ExecutionNotRunning: ErrorSpec(409, ExecutionNotRunning.code, "Execution not running"),
     ExecutionStoreError: ErrorSpec(503, "execution_store_unavailable", "Execution store unavailable"),
 }
 
@@ -69,6 +76,8 @@ class ExecutionView(BaseModel):
     next_run_at: str | None = None
     history_events: int
     version: int
+    redrive_count: int = 0
+    stop_reason: str | None = None
 
 
 def execution_view(execution: Execution) -> ExecutionView:
@@ -89,6 +98,8 @@ def execution_view(execution: Execution) -> ExecutionView:
         next_run_at=_iso(execution.next_run_at_ms) if running else None,
         history_events=execution.history_seq,
         version=execution.version,
+        redrive_count=execution.redrive_count,
+        stop_reason=execution.stop_reason,
     )
 
 
@@ -136,6 +147,10 @@ class ListQuery(StrictModel):
 class HistoryQuery(StrictModel):
     limit: int = Field(default=100, ge=1, le=history_limit_max)
     starting_after: int = Field(default=0, ge=0, le=history_seq_max)
+
+
+class StopBody(StrictModel):
+    reason: str = Field(min_length=1, max_length=stop_reason_chars_max)
 
 
 # --- callbacks --------------------------------------------------------------------------------
