@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="repeatable; default: every status",
     )
     listing.add_argument("--state-machine", help="only this state machine")
+    listing.add_argument("--reference", help="only executions of this business reference (a transfer id)")
+    listing.add_argument("--started-after", type=_moment, help="RFC 3339, inclusive (2026-01-31T00:00:00Z)")
+    listing.add_argument("--started-before", type=_moment, help="RFC 3339, exclusive")
     listing.add_argument("--limit", type=int, default=list_limit_default, help="per status")
     describe = sub.add_parser("describe", help="one execution and the path it took")
     describe.add_argument("execution_id", help="<state_machine>:<name>")
@@ -117,15 +120,33 @@ def _gateway_post(args: argparse.Namespace) -> Post:
 
 
 def _list(store: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    statuses = [Status(s) for s in args.status] if args.status else list(Status)
+    from finfaas.workflow.store import ExecutionFilter
+
+    where = ExecutionFilter(args.reference, args.started_after, args.started_before)
+    # A reference's executions are few and indexed across statuses: one list of them all.
+    statuses: list[Status | None] = (
+        [Status(s) for s in args.status] if args.status else [None] if args.reference else list(Status)
+    )
     rows = [("EXECUTION", "STATUS", "STATE", "STARTED", "STOPPED / NEXT")]
     for status in statuses:
-        page = store.list(status, args.limit, state_machine=args.state_machine)
+        page = store.list(status, args.limit, state_machine=args.state_machine, where=where)
         rows += [_row(execution) for execution in page.executions]
         if page.has_more:
-            rows.append((f"... more {status.value} executions (--limit)", "", "", "", ""))
+            which = f"{status.value} " if status else ""
+            rows.append((f"... more {which}executions (--limit)", "", "", "", ""))
     _table(rows, out)
     return EXIT_OK
+
+
+def _moment(text: str) -> int:
+    """An RFC 3339 time as epoch ms."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone (e.g. Z): {text!r}")
+    return int(moment.timestamp() * 1000)
 
 
 def _row(execution: Execution) -> tuple[str, ...]:

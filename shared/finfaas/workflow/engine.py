@@ -54,6 +54,7 @@ from finfaas.workflow.interpreter import (
 from finfaas.workflow.model import (
     EXECUTION_NAME_PATTERN,
     NEVER_MS,
+    REFERENCE_PATTERN,
     Execution,
     HistoryEvent,
     Phase,
@@ -232,8 +233,11 @@ class Engine:
 
     # -- start -----------------------------------------------------------------------------------
 
-    def start(self, state_machine: str, name: str, input_value: Any) -> StartResult:
-        """Create the execution (idempotent by name) and wake it; an equal restart returns the first."""
+    def start(
+        self, state_machine: str, name: str, input_value: Any, reference: str | None = None
+    ) -> StartResult:
+        """Create the execution (idempotent by name) and wake it; an equal restart returns the first.
+        reference: the business object it works on (a transfer id), for operators' lists."""
         definition = self.definitions.get(state_machine)
         if definition is None:
             raise StateMachineNotFound(f"no state machine {state_machine!r}")
@@ -243,7 +247,11 @@ class Engine:
             check_size(input_value, "the input")
         except StatesError as error:
             raise InvalidExecutionInput(error.cause) from None
-        execution = self._new_execution(definition, name, input_value)
+        if reference is not None and not REFERENCE_PATTERN.match(reference):
+            raise InvalidExecutionInput(
+                "a reference is 1-128 printable ASCII characters", errors=(("reference", "malformed"),)
+            )
+        execution = replace(self._new_execution(definition, name, input_value), reference=reference)
         slot = self._inline.reserve() if self._inline is not None else None
         if slot is not None:
             in_process = self._start_in_process(definition, execution, slot)

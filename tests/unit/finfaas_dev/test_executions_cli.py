@@ -122,3 +122,17 @@ def test_redriving_an_unknown_execution_exits_1_with_the_problem(minter, capsys)
     code = cli.run(_parse("redrive", "demo-transfer:nope"), out=print, post=post)
 
     assert code == cli.EXIT_NOT_FOUND and "404 execution_not_found" in capsys.readouterr().err
+
+
+def test_list_by_reference_shows_its_executions_whatever_their_status():
+    world = World(registry(repository=True), ToyBank())
+    world.engine.start("demo-transfer", "tr-1", {"from": "alice", "to": "bob", "amount_minor": 1}, "order-1")
+    world.engine.start("demo-transfer", "tr-2", {"from": "alice", "to": "bob", "amount_minor": 1}, "order-2")
+    world.run()
+    lines: list[str] = []
+
+    code = cli.run(_parse("list", "--reference", "order-1", "--started-after", "2000-01-01T00:00:00Z"),
+                   world.store, lines.append)
+
+    assert code == cli.EXIT_OK
+    assert [line.split()[:2] for line in lines[1:]] == [["demo-transfer:tr-1", "SUCCEEDED"]]

@@ -4,6 +4,7 @@ the queue route, pagination."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
 from finfaas.platform.events import EventMac
@@ -301,3 +302,25 @@ def test_stop_and_redrive_need_the_ops_scope_and_a_reason(orchestrator, minter):
     assert [reply.status for reply in denied] == [403, 403]
     assert no_reason.status == 422 and no_reason.json()["errors"][0]["field"] == "reason"
     assert _get(orchestrator, f"/executions/{execution_id}").json()["status"] == "RUNNING"
+
+
+def test_executions_are_listed_by_reference_and_start_time(orchestrator):
+    # GIVEN two transfers' executions started a minute apart, one with its business reference
+    _post(orchestrator, "/executions",
+          {"state_machine": "demo-transfer", "name": "early", "input": TRANSFER, "reference": "tr-77"})
+    started_at = _get(orchestrator, "/executions/demo-transfer:early").json()["started_at"]
+    orchestrator.world.clock.sleep(60)
+    _post(orchestrator, "/executions", {"state_machine": "demo-transfer", "name": "late", "input": TRANSFER})
+    _deliver_queued(orchestrator)
+
+    by_reference = _get(orchestrator, "/executions", {"reference": "tr-77"}).json()
+    still_running = _get(orchestrator, "/executions", {"reference": "tr-77", "status": "RUNNING"}).json()
+    half_way = (datetime.fromisoformat(started_at) + timedelta(seconds=30)).isoformat()
+    after = _get(orchestrator, "/executions", {"status": "SUCCEEDED", "started_after": half_way})
+    naive = _get(orchestrator, "/executions", {"started_after": "2026-01-01T00:00:00"})
+    malformed = _get(orchestrator, "/executions", {"reference": "has space"})
+
+    assert [(e["name"], e["reference"]) for e in by_reference["data"]] == [("early", "tr-77")]
+    assert by_reference["data"][0]["status"] == "SUCCEEDED" and still_running["data"] == []
+    assert [e["name"] for e in after.json()["data"]] == ["late"]
+    assert naive.status == 422 and malformed.status == 422
