@@ -207,6 +207,12 @@ def describe_lines(execution: Execution, events: list[HistoryEvent]) -> list[str
         lines.append(f"output      {_short(execution.output)}")
     if execution.error:
         lines.append(f"error       {execution.error}: {_short(execution.cause)}")
+    if execution.reference:
+        lines.append(f"reference   {execution.reference}")
+    if execution.redrive_count:
+        lines.append(f"redriven    {execution.redrive_count} time(s)")
+    if execution.stop_reason:
+        lines.append(f"stopping    {_short(execution.stop_reason)} (its Catch runs the compensation)")
     lines += ["", "path:"]
     step = 0
     for event in events:
@@ -232,7 +238,7 @@ def _event_text(event: HistoryEvent) -> str:
         return f"caught {detail.get('caught')} -> {detail.get('next')}"
     if event.type == "WaitStarted":
         return f"waiting until {detail.get('until')}"
-    if event.type in ("ExecutionFailed", "ExecutionTimedOut"):
+    if event.type in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
         return f"{event.type}: {detail.get('error')}  {_short(detail.get('cause'))}"
     return event.type + (f"  {_short(detail)}" if detail else "")
 

@@ -492,10 +492,10 @@ class Engine:
                 execution.state,
                 {"ok": result.ok, "error": result.error} if not result.ok else {"ok": True},
             )
-            return Change(_Checkpoint(updated, event, execution), None)
+            return Change(_Checkpoint(updated, (event,), execution), None)
 
         def saved(checkpoint: _Checkpoint) -> bool:
-            if not self.store.save(checkpoint.updated, [checkpoint.event], checkpoint.expected):
+            if not self.store.save(checkpoint.updated, checkpoint.events, checkpoint.expected):
                 return False
             self._kick(checkpoint.updated, "callback")
             return True
@@ -650,7 +650,7 @@ class Engine:
             events.append(HistoryEvent(seq, kind, now, state, detail))
         assert step.stored is not None
         updated = replace(step.execution, version=step.stored.version + 1, history_seq=seq)
-        return _Checkpoint(updated, events[0], step.stored, tuple(events))
+        return _Checkpoint(updated, tuple(events), step.stored)
 
     def _parsed_token(self, token: str) -> tuple[str, str]:
         parsed = parse_task_token(token) if isinstance(token, str) else None
@@ -671,13 +671,8 @@ class _Checkpoint:
     """A change made outside a drive (a callback's result, a stop, a redrive) to save over `expected`."""
 
     updated: Execution
-    event: HistoryEvent
+    events: tuple[HistoryEvent, ...]
     expected: Execution
-    events_: tuple[HistoryEvent, ...] = ()
-
-    @property
-    def events(self) -> list[HistoryEvent]:
-        return list(self.events_) if self.events_ else [self.event]
 
 
 def _not_found(execution_id_: str) -> ExecutionNotFound:

@@ -114,6 +114,10 @@ def test_stop_then_redrive_from_the_command_line(minter, capsys):
     assert "409 execution_not_running" in refused
     assert lines[1].startswith("demo-transfer:tr-9  RUNNING  CoolingOff  redrives 1")
     assert world.status("demo-transfer:tr-9").value == "SUCCEEDED"
+    described: list[str] = []
+    cli.run(_parse("describe", "demo-transfer:tr-9"), world.store, described.append)
+    assert "redriven    1 time(s)" in described
+    assert any("ExecutionAborted: Execution.Stopped  fraud check" in line for line in described)
 
 
 def test_redriving_an_unknown_execution_exits_1_with_the_problem(minter, capsys):
