@@ -25,6 +25,7 @@ from finfaas.services.orchestrator.api import (
     HistoryQuery,
     ListQuery,
     StartBody,
+    StopBody,
     TaskFailureBody,
     TaskHeartbeatBody,
     TaskSuccessBody,
@@ -121,7 +122,7 @@ def start_execution(req: Request, body: StartBody) -> Any:
     from finfaas.platform.http import Response
 
     current = services.get()
-    started = current.engine.start(body.state_machine, body.name, body.input)
+    started = current.engine.start(body.state_machine, body.name, body.input, body.reference)
     _arm_sweeper(current.sweeper)
     status = 201 if started.created else 200
     location = {"Location": f"/executions/{started.execution.execution_id}"}
@@ -130,17 +131,21 @@ def start_execution(req: Request, body: StartBody) -> Any:
 
 @app.route("GET", "/executions", scopes=[READ], query=ListQuery)
 def list_executions(req: Request, query: ListQuery) -> ExecutionList:
-    """Executions with a status (default RUNNING), newest first; cursor pagination (next_cursor)."""
+    """Executions by status (default RUNNING), state machine, business reference and start time, newest
+    first; cursor pagination (next_cursor)."""
     current = services.get()
-    bound = binding(LIST_ROUTE, req.principal.sub, status=query.status.value,
-                    state_machine=query.state_machine)
+    status = query.listed_status()
+    bound = binding(LIST_ROUTE, req.principal.sub, status=status.value if status else None,
+                    state_machine=query.state_machine, reference=query.reference,
+                    started_after=query.started_after.isoformat() if query.started_after else None,
+                    started_before=query.started_before.isoformat() if query.started_before else None)
     after_id = None
     if query.starting_after is not None:
         after_id = current.cursors.open(query.starting_after, bound)
         if not isinstance(after_id, str) or not 0 < len(after_id) <= execution_id_chars_max:
             raise InvalidCursor("not a cursor of this list")
-    page = current.engine.store.list(query.status, query.limit, after_id, query.state_machine)
-    last = page.executions[-1].execution_id if page.has_more and page.executions else None
+    page = current.engine.store.list(status, query.limit, after_id, query.state_machine, where=query.where())
+    last = page.last_examined if page.has_more else None
     return ExecutionList(data=[execution_view(e) for e in page.executions], has_more=page.has_more,
                          next_cursor=current.cursors.seal(last, bound) if last else None)
 
@@ -192,6 +197,30 @@ def task_heartbeat(req: Request, body: TaskHeartbeatBody) -> CallbackAnswer:
 
 
 # --- operators --------------------------------------------------------------------------------
+
+
+@app.route("POST", "/_/ops/executions/{execution_id}/redrive", response=ExecutionView)
+def redrive_execution(req: Request, execution_id: str) -> ExecutionView:
+    """Resume a FAILED, TIMED_OUT or ABORTED execution from the state where it stopped (ops scope)."""
+    _known(execution_id)
+    return execution_view(services.get().engine.redrive(execution_id))
+
+
+@app.route("POST", "/_/ops/executions/{execution_id}/stop", body=StopBody, response=ExecutionView)
+def stop_execution(req: Request, execution_id: str, body: StopBody) -> ExecutionView:
+    """Stop a RUNNING execution with a reason: its Task's Catch compensates, else it ends ABORTED."""
+    _known(execution_id)
+    return execution_view(services.get().engine.stop(execution_id, body.reason))
+
+
+def _known(execution_id: str) -> None:
+    """An id that cannot name an execution is unknown without asking the store."""
+    from finfaas.workflow.engine import ExecutionNotFound
+    from finfaas.workflow.model import is_execution_id
+
+    if not is_execution_id(execution_id):
+        no_such = (("execution_id", "no such execution"),)
+        raise ExecutionNotFound(f"no execution {execution_id}", errors=no_such)
 
 
 @app.route("POST", "/_/ops/sweep")

@@ -27,8 +27,8 @@ from finfaas_dev.transfers import (
     GATEWAY_URL_DEFAULT,
     TOKEN_ENV,
     Unreachable,
-    _demo_ops_token,
-    _send,
+    demo_ops_token,
+    send,
 )
 
 PATH = "/function/ledger/_/ops/business-date"
@@ -86,7 +86,7 @@ def _refused(status: int, body: Any) -> int:
 
 def _gateway_call(args: argparse.Namespace) -> Call:
     base = (args.gateway or os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT).rstrip("/")
-    token = args.token or os.environ.get(TOKEN_ENV) or _demo_ops_token(base)
+    token = args.token or os.environ.get(TOKEN_ENV) or demo_ops_token(base)
 
     def call(method: str, query: list[tuple[str, str]], body: dict[str, Any] | None,
              headers: dict[str, str]) -> tuple[int, Any]:
@@ -96,6 +96,6 @@ def _gateway_call(args: argparse.Namespace) -> Call:
         if body is not None:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
-        return _send(urllib.request.Request(url, data=data, method=method, headers=sent))  # noqa: S310
+        return send(urllib.request.Request(url, data=data, method=method, headers=sent))  # noqa: S310
 
     return call

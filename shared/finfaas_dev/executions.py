@@ -1,21 +1,29 @@
-"""`finfaas executions list|describe <id>`: the orchestrator's executions, read from DynamoDB.
+"""`finfaas executions list|describe|redrive|stop`: the orchestrator's executions.
 
-`describe` prints the execution and the path it took: each state entered, with its task attempts,
-retries, failures and how it was left.
+`list` and `describe` read DynamoDB directly; `describe` prints the execution and the path it took:
+each state entered, with its task attempts, retries, failures and how it was left. `redrive <id>` and
+`stop <id> --reason` ask the orchestrator through the gateway (POST /_/ops/executions/{id}/redrive|stop)
+with an operator's token (`--token`, $FINFAAS_TOKEN, or the running suite's demo client).
 
-Exit status: 0 done, 1 no such execution, 2 the store could not be read.
+Exit status: 0 done, 1 no such execution (or, for redrive and stop, the orchestrator refused: its
+problem is printed), 2 the store (or the gateway) did not answer.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from finfaas.workflow.model import Execution, HistoryEvent, Status
+
+from finfaas_dev.transfers import GATEWAY_URL_DEFAULT, TOKEN_ENV, Unreachable, demo_ops_token, send
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -35,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="repeatable; default: every status",
     )
     listing.add_argument("--state-machine", help="only this state machine")
+    listing.add_argument("--reference", help="only executions of this business reference (a transfer id)")
+    listing.add_argument("--started-after", type=_moment, help="RFC 3339, inclusive (2026-01-31T00:00:00Z)")
+    listing.add_argument("--started-before", type=_moment, help="RFC 3339, exclusive")
     listing.add_argument("--limit", type=int, default=list_limit_default, help="per status")
     describe = sub.add_parser("describe", help="one execution and the path it took")
     describe.add_argument("execution_id", help="<state_machine>:<name>")
@@ -42,9 +53,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for command in (listing, describe):
         command.add_argument("--executions-table", help="default finfaas-<stage>-executions")
         command.add_argument("--history-table", help="default finfaas-<stage>-history")
+    redrive = sub.add_parser("redrive", help="resume a FAILED, TIMED_OUT or ABORTED execution")
+    stop = sub.add_parser("stop", help="stop a RUNNING execution (its Catch compensates, else ABORTED)")
+    stop.add_argument("--reason", required=True, help="why; kept in the history and the execution")
+    for command in (redrive, stop):
+        command.add_argument("execution_id", help="<state_machine>:<name>")
+        command.add_argument("--token", help=f"an operator's token; default ${TOKEN_ENV} or the demo client")
+        command.add_argument("--gateway", help="default $FINFAAS_GATEWAY_URL or " + GATEWAY_URL_DEFAULT)
 
 
-def run(args: argparse.Namespace, store: Any = None, out: Callable[[str], None] = print) -> int:
+# (path, JSON body) -> (HTTP status, parsed JSON body)
+Post = Callable[[str, dict[str, Any]], tuple[int, Any]]
+
+
+def run(
+    args: argparse.Namespace, store: Any = None, out: Callable[[str], None] = print, post: Post | None = None
+) -> int:
+    if args.action in ("redrive", "stop"):
+        return _operate(args, post, out)
     from finfaas.workflow.store import ExecutionStoreError
 
     if store is None:
@@ -60,16 +86,67 @@ def run(args: argparse.Namespace, store: Any = None, out: Callable[[str], None] 
         return EXIT_STORE_UNAVAILABLE
 
 
+def _operate(args: argparse.Namespace, post: Post | None, out: Callable[[str], None]) -> int:
+    """POST the redrive or stop to the orchestrator; print the execution it answers with, or its problem."""
+    body = {"reason": args.reason} if args.action == "stop" else {}
+    quoted = urllib.parse.quote(args.execution_id, safe=":")
+    path = f"/function/orchestrator/_/ops/executions/{quoted}/{args.action}"
+    try:
+        status, answer = (post or _gateway_post(args))(path, body)
+    except Unreachable as error:
+        print(f"executions: no answer from the gateway: {error}", file=sys.stderr)
+        return EXIT_STORE_UNAVAILABLE
+    if status != 200:
+        detail = answer.get("detail") if isinstance(answer, dict) else answer
+        code = answer.get("code") if isinstance(answer, dict) else status
+        print(f"executions: {args.action} refused ({status} {code}): {detail}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    where = answer.get("current_state") or answer.get("error") or ""
+    out(f"{answer['execution_id']}  {answer['status']}  {where}  redrives {answer.get('redrive_count', 0)}")
+    return EXIT_OK
+
+
+def _gateway_post(args: argparse.Namespace) -> Post:
+    base = (args.gateway or os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT).rstrip("/")
+    token = args.token or os.environ.get(TOKEN_ENV) or demo_ops_token(base)
+
+    def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        request = urllib.request.Request(  # noqa: S310 - the suite's own gateway
+            f"{base}{path}", data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        return send(request)
+
+    return post
+
+
 def _list(store: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    statuses = [Status(s) for s in args.status] if args.status else list(Status)
+    from finfaas.workflow.store import ExecutionFilter
+
+    where = ExecutionFilter(args.reference, args.started_after, args.started_before)
+    # A reference's executions are few and indexed across statuses: one list of them all.
+    statuses: list[Status | None] = (
+        [Status(s) for s in args.status] if args.status else [None] if args.reference else list(Status)
+    )
     rows = [("EXECUTION", "STATUS", "STATE", "STARTED", "STOPPED / NEXT")]
     for status in statuses:
-        page = store.list(status, args.limit, state_machine=args.state_machine)
+        page = store.list(status, args.limit, state_machine=args.state_machine, where=where)
         rows += [_row(execution) for execution in page.executions]
         if page.has_more:
-            rows.append((f"... more {status.value} executions (--limit)", "", "", "", ""))
+            which = f"{status.value} " if status else ""
+            rows.append((f"... more {which}executions (--limit)", "", "", "", ""))
     _table(rows, out)
     return EXIT_OK
+
+
+def _moment(text: str) -> int:
+    """An RFC 3339 time as epoch ms."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone (e.g. Z): {text!r}")
+    return int(moment.timestamp() * 1000)
 
 
 def _row(execution: Execution) -> tuple[str, ...]:
@@ -130,6 +207,12 @@ def describe_lines(execution: Execution, events: list[HistoryEvent]) -> list[str
         lines.append(f"output      {_short(execution.output)}")
     if execution.error:
         lines.append(f"error       {execution.error}: {_short(execution.cause)}")
+    if execution.reference:
+        lines.append(f"reference   {execution.reference}")
+    if execution.redrive_count:
+        lines.append(f"redriven    {execution.redrive_count} time(s)")
+    if execution.stop_reason:
+        lines.append(f"stopping    {_short(execution.stop_reason)} (its Catch runs the compensation)")
     lines += ["", "path:"]
     step = 0
     for event in events:
@@ -155,7 +238,7 @@ def _event_text(event: HistoryEvent) -> str:
         return f"caught {detail.get('caught')} -> {detail.get('next')}"
     if event.type == "WaitStarted":
         return f"waiting until {detail.get('until')}"
-    if event.type in ("ExecutionFailed", "ExecutionTimedOut"):
+    if event.type in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
         return f"{event.type}: {detail.get('error')}  {_short(detail.get('cause'))}"
     return event.type + (f"  {_short(detail)}" if detail else "")
 

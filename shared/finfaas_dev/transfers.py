@@ -180,19 +180,19 @@ def _table(rows: list[tuple[str, ...]], out: Callable[[str], None]) -> None:
 
 def _gateway_fetch(args: argparse.Namespace) -> Fetch:
     base = (args.gateway or os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT).rstrip("/")
-    token = args.token or os.environ.get(TOKEN_ENV) or (_demo_ops_token(base) if args.ops else None)
+    token = args.token or os.environ.get(TOKEN_ENV) or (demo_ops_token(base) if args.ops else None)
     if token is None:
         raise SystemExit(f"transfers: give the customer's token (--token or ${TOKEN_ENV})")
 
     def fetch(path: str, query: list[tuple[str, str]]) -> tuple[int, Any]:
         url = f"{base}{path}?{urllib.parse.urlencode(query)}"
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
-        return _send(request)
+        return send(request)
 
     return fetch
 
 
-def _demo_ops_token(base: str) -> str:
+def demo_ops_token(base: str) -> str:
     """A client_credentials token of the running suite's demo client, with the ops scope."""
     from finfaas.platform import config, keys
 
@@ -200,18 +200,18 @@ def _demo_ops_token(base: str) -> str:
     try:
         demo = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise SystemExit(f"transfers: no demo client at {path}: give an operator's token (--token)") from None
+        raise SystemExit(f"no demo client at {path}: give an operator's token (--token)") from None
     basic = base64.b64encode(f"{demo['client_id']}:{demo['client_secret']}".encode()).decode()
     request = urllib.request.Request(  # noqa: S310 - the suite's own gateway
         f"{base}/function/auth/oauth/token", data=b"grant_type=client_credentials&scope=ops", method="POST",
         headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"})
-    status, body = _send(request)
+    status, body = send(request)
     if status != 200:
-        raise SystemExit(f"transfers: the demo client was refused a token: {status} {body}")
+        raise SystemExit(f"the demo client was refused a token: {status} {body}")
     return str(body["access_token"])
 
 
-def _send(request: urllib.request.Request) -> tuple[int, Any]:
+def send(request: urllib.request.Request) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(request, timeout=request_timeout_seconds) as reply:  # noqa: S310
             return reply.status, json.loads(reply.read())

@@ -464,6 +464,26 @@ def test_a_decision_whose_reply_died_with_its_process_is_answered_by_its_retry_w
     assert _final(suite, sender, held)["status"] == "COMPLETED"
 
 
+def test_an_operator_stops_a_saga_awaiting_review_and_the_transfer_fails_with_nothing_held(suite, customers):
+    # GIVEN a transfer waiting for an operator's review
+    sender, payee = customers[3], customers[1]
+    ops = client_token("ops")
+    transfer_id = _held_for_review(suite, sender, payee, ops)
+    execution = f"{suite}/function/orchestrator/_/ops/executions/transfer:{transfer_id}"
+
+    # WHEN an operator stops its saga through the gateway
+    stopped, view = _request("POST", f"{execution}/stop", ops, {"reason": "customer withdrew the order"})
+
+    # THEN the review's Catch fails the transfer, and its execution is found by the transfer id
+    assert stopped == 200 and view["stop_reason"] == "customer withdrew the order", view
+    assert _final(suite, sender, transfer_id)["status"] == "FAILED"
+    status, listed = _request("GET", f"{suite}/function/orchestrator/executions?reference={transfer_id}",
+                              client_token("orchestrator:read"))
+    assert status == 200 and [e["status"] for e in listed["data"]] == ["FAILED"], listed
+    again, conflict = _request("POST", f"{execution}/stop", ops, {"reason": "again"})
+    assert again == 409 and "execution_not_running" in conflict
+
+
 def test_the_ledger_checks_clean_and_no_execution_is_left_running(suite, customers, embedded_aws):
     from finfaas.store.executions_store import ExecutionsStore
 

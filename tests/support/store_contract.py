@@ -9,6 +9,7 @@ import uuid
 from dataclasses import replace
 
 from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status, TaskResult
+from finfaas.workflow.store import ExecutionFilter
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -111,6 +112,36 @@ class ExecutionStoreContract:
 
         assert store.save(again, []) is False
 
+    def test_a_stopped_execution_is_reopened_only_by_a_redrive_at_its_version(self, store):
+        # GIVEN an execution that failed (version 2)
+        execution = new_execution()
+        store.create(execution, started(execution))
+        failed, failed_events = next_version(
+            execution, events=1, status=Status.FAILED, phase=Phase.DONE, error="States.Http.StatusCode.422"
+        )
+        store.save(failed, failed_events)
+        stale, _ = next_version(execution, status=Status.RUNNING, redrive_count=1)
+        reopened, events = next_version(
+            failed, events=1, status=Status.RUNNING, phase=Phase.READY, error=None, redrive_count=1
+        )
+
+        # WHEN a redrive of an old version and one of the stored version are saved, reopening it
+        assert store.save(stale, [], reopening=True) is False
+        assert store.save(reopened, events, failed, reopening=True) is True
+
+        # THEN the stored execution runs again, counts the redrive, keeps its history and takes saves
+        assert store.get(execution.execution_id) == reopened
+        assert [e.seq for e in store.history(execution.execution_id, 0, 10)] == [1, 2, 3]
+        following, _ = next_version(reopened, state="Credit")
+        assert store.save(following, [], reopened) is True
+
+    def test_a_stop_reason_and_redrive_count_read_back(self, store):
+        execution = new_execution(redrive_count=2, stop_reason="customer withdrew the order")
+
+        store.create(execution, started(execution))
+
+        assert store.get(execution.execution_id) == execution
+
     def test_history_pages_by_seq(self, store):
         execution = new_execution()
         store.create(execution, started(execution))
@@ -208,6 +239,49 @@ class ExecutionStoreContract:
         assert [e.name for e in second.executions] == ["e2", "e1"] and second.has_more
         assert [e.name for e in last.executions] == ["e0"] and not last.has_more
         assert store.list(Status.RUNNING, 10, state_machine=machine).executions == ()
+
+    def test_listing_by_reference_spans_statuses_newest_start_first_with_a_cursor(self, store):
+        # GIVEN a transfer's executions (a first one failed, two later ones) and another transfer's
+        reference = f"tr-{uuid.uuid4().hex[:8]}"
+        stopped = tuple({"status": s, "phase": Phase.DONE} for s in (Status.FAILED, Status.SUCCEEDED))
+        failed, redone, latest = (
+            new_execution(reference=reference, started_at_ms=T0_MS + i * 1000, **changes)
+            for i, changes in enumerate((*stopped, {}))
+        )
+        other = new_execution(reference=f"tr-{uuid.uuid4().hex[:8]}")
+        for execution in (failed, redone, latest, other):
+            store.create(execution, started(execution))
+        where = ExecutionFilter(reference=reference)
+
+        # WHEN its executions are listed, two a page, then by status, state machine and start time
+        first = store.list(None, 2, where=where)
+        rest = store.list(None, 2, first.last_examined, where=where)
+        failed_only = store.list(Status.FAILED, 10, where=where)
+        other_machine = store.list(None, 10, state_machine="nope", where=where)
+        window = store.list(None, 10, where=ExecutionFilter(reference, T0_MS + 1000, T0_MS + 2000))
+
+        # THEN each answer holds exactly those, newest start first
+        assert [e.execution_id for e in first.executions] == [latest.execution_id, redone.execution_id]
+        assert first.has_more and first.last_examined == redone.execution_id
+        assert [e.execution_id for e in rest.executions] == [failed.execution_id] and not rest.has_more
+        assert [e.execution_id for e in failed_only.executions] == [failed.execution_id]
+        assert other_machine.executions == ()
+        assert [e.execution_id for e in window.executions] == [redone.execution_id]
+        assert store.get(latest.execution_id).reference == reference
+
+    def test_listing_by_status_keeps_only_executions_started_in_the_range(self, store):
+        machine = f"m{uuid.uuid4().hex[:8]}"
+        executions = [
+            new_execution(machine, f"s{i}", started_at_ms=T0_MS + i * 60_000, next_run_at_ms=T0_MS + i)
+            for i in range(4)
+        ]
+        for execution in executions:
+            store.create(execution, started(execution))
+        where = ExecutionFilter(started_from_ms=T0_MS + 60_000, started_before_ms=T0_MS + 180_000)
+
+        listed = store.list(Status.RUNNING, 10, state_machine=machine, where=where)
+
+        assert [e.name for e in listed.executions] == ["s2", "s1"] and not listed.has_more
 
     def test_a_heartbeat_counts_only_for_the_waiting_token_and_no_save_undoes_it(self, store):
         execution = new_execution(phase=Phase.CALLBACK, task_token="secret-1")

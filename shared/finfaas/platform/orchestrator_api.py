@@ -9,8 +9,11 @@ from typing import Any, Protocol
 
 
 class Orchestrator(Protocol):
-    def start(self, state_machine: str, name: str, input_value: Any) -> dict[str, Any]:
-        """Start (or find, same name and input) an execution; ValueError for a refused start."""
+    def start(
+        self, state_machine: str, name: str, input_value: Any, reference: str | None = None
+    ) -> dict[str, Any]:
+        """Start (or find, same name and input) an execution; ValueError for a refused start.
+        reference: the business object it works on, which operators list executions by."""
         ...
 
     def heartbeat(self, task_token: str) -> bool:

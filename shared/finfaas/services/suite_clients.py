@@ -92,13 +92,14 @@ class OrchestratorClient:
     def __init__(self, client: SuiteClient) -> None:
         self._client = client
 
-    def start(self, state_machine: str, name: str, input_value: Any) -> dict[str, Any]:
+    def start(
+        self, state_machine: str, name: str, input_value: Any, reference: str | None = None
+    ) -> dict[str, Any]:
         """Start (or find, same name and input) an execution; ValueError for a refused start."""
-        reply = self._client.call(
-            "POST",
-            f"{ORCHESTRATOR_PATH}/executions",
-            {"state_machine": state_machine, "name": name, "input": input_value},
-        )
+        body = {"state_machine": state_machine, "name": name, "input": input_value}
+        if reference is not None:
+            body["reference"] = reference
+        reply = self._client.call("POST", f"{ORCHESTRATOR_PATH}/executions", body)
         if reply.status not in (200, 201):
             raise ValueError(f"execution {name} not started: {reply.status} {reply.code}")
         return reply.body

@@ -1,7 +1,9 @@
 """Orchestrator executions and history in DynamoDB (tables `executions` and `history`).
 
 executions: HASH execution_id; GSI by-status-keys (HASH status, RANGE next_run_at; projecting the
-keys and state_machine only, read through to the table for whole executions). A checkpoint writes
+keys and state_machine only, read through to the table for whole executions); GSI by-reference (HASH
+reference, RANGE started_at_ms; keys, status and state_machine; only executions started with a
+business reference). A checkpoint writes
 the execution conditioned on its version (setting only the attributes that changed since the version
 it replaces, when the caller says which that was) together with the history events it records, in
 one of two ways:
@@ -71,7 +73,12 @@ from finfaas.store.dynamo import (
     transient,
 )
 from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status, TaskResult
-from finfaas.workflow.store import ExecutionPage, ExecutionStoreError, history_events_per_save_max
+from finfaas.workflow.store import (
+    ExecutionFilter,
+    ExecutionPage,
+    ExecutionStoreError,
+    history_events_per_save_max,
+)
 
 EXECUTIONS_LOGICAL_NAME = "executions"
 # What a read of an execution treats as an unanswered table (botocore errors escape pynamodb here).
@@ -80,6 +87,11 @@ HISTORY_LOGICAL_NAME = "history"
 # A GSI's projection cannot change in place: this is the by-status index projecting keys only.
 BY_STATUS_INDEX = "by-status-keys"
 BY_STATUS_INDEX_ATTRIBUTES = ("state_machine",)  # list() filters on it
+# Executions by business reference, newest start first. Sparse (only executions started with a
+# reference) and written only when an execution is created or changes status, since neither key
+# nor projection moves with a checkpoint.
+BY_REFERENCE_INDEX = "by-reference"
+BY_REFERENCE_INDEX_ATTRIBUTES = ("status", "state_machine")  # list() filters on them
 SWEEPER_ITEM_ID = "~sweeper"
 # DynamoDB's answer when a write would take the item past 400 KB: the events go to the history table.
 ITEM_TOO_LARGE = VALIDATION_EXCEPTION
@@ -117,6 +129,15 @@ class _ByStatus(GlobalSecondaryIndex):
     next_run_at = UnicodeAttribute(range_key=True)
 
 
+class _ByReference(GlobalSecondaryIndex):
+    class Meta:
+        index_name = BY_REFERENCE_INDEX
+        projection = IncludeProjection(list(BY_REFERENCE_INDEX_ATTRIBUTES))
+
+    reference = UnicodeAttribute(hash_key=True)
+    started_at_ms = NumberAttribute(range_key=True)
+
+
 class _ExecutionItem(Model):
     """Attribute layout shared by the per-stage model classes."""
 
@@ -152,10 +173,14 @@ class _ExecutionItem(Model):
     error = UnicodeAttribute(null=True)
     cause = UnicodeAttribute(null=True)
     history_seq = NumberAttribute(null=True)
+    redrive_count = NumberAttribute(null=True)
+    stop_reason = UnicodeAttribute(null=True)
+    reference = UnicodeAttribute(null=True)  # by-reference hash key; absent: not in that index
     tail = ListAttribute(of=UnicodeAttribute, null=True)  # history rows saved inline, as JSON text
     tail_bytes = NumberAttribute(null=True)
     next_sweep_ms = NumberAttribute(null=True)  # the sweeper's item only
     by_status = _ByStatus()
+    by_reference = _ByReference()
 
 
 class _HistoryItem(Model):
@@ -176,9 +201,12 @@ def _models(executions_table: str, history_table: str, region: str) -> tuple[Any
     # pynamodb ties an index to the model class that declares it, so the bound execution model
     # declares a by-status index of its own; the history model binds like any store's item.
     index = type("ByStatus", (_ByStatus,), {"Meta": type("Meta", (_ByStatus.Meta,), {})})()
+    by_reference = type("ByReference", (_ByReference,), {"Meta": type("Meta", (_ByReference.Meta,), {})})()
     meta = type("Meta", (StoreMeta,), {"table_name": executions_table, "region": region})
     execution_model = type(
-        "ExecutionItem", (_ExecutionItem,), {"Meta": meta, "by_status": index, "__module__": __name__}
+        "ExecutionItem",
+        (_ExecutionItem,),
+        {"Meta": meta, "by_status": index, "by_reference": by_reference, "__module__": __name__},
     )
     return execution_model, bound(_HistoryItem, history_table, region)
 
@@ -218,6 +246,9 @@ def _attributes(execution: Execution) -> dict[str, Any]:
         "error": execution.error,
         "cause": execution.cause,
         "history_seq": execution.history_seq,
+        "redrive_count": execution.redrive_count or None,
+        "stop_reason": execution.stop_reason,
+        "reference": execution.reference,
     }
 
 
@@ -261,6 +292,9 @@ def _execution(item: Any) -> Execution:
         error=item.error,
         cause=item.cause,
         history_seq=_int(item.history_seq),
+        redrive_count=_int(item.redrive_count),
+        stop_reason=item.stop_reason,
+        reference=item.reference,
     )
 
 
@@ -304,7 +338,12 @@ class ExecutionsStore:
         )
 
     def save(
-        self, execution: Execution, events: Sequence[HistoryEvent], previous: Execution | None = None
+        self,
+        execution: Execution,
+        events: Sequence[HistoryEvent],
+        previous: Execution | None = None,
+        *,
+        reopening: bool = False,
     ) -> bool:
         if len(events) > history_events_per_save_max:
             raise ValueError(f"at most {history_events_per_save_max} history events per save")
@@ -313,7 +352,9 @@ class ExecutionsStore:
             getattr(model, name).set(value) if value is not None else getattr(model, name).remove()
             for name, value in _changed_attributes(execution, previous).items()
         ]
-        condition = (model.version == execution.version - 1) & (model.status == Status.RUNNING.value)
+        condition = model.version == execution.version - 1
+        if not reopening:
+            condition &= model.status == Status.RUNNING.value
         rows = _rows(events)
         added = _bytes(rows)
         inline = added <= TAIL_BYTES_MAX and execution.execution_id not in self._full_tails
@@ -463,8 +504,19 @@ class ExecutionsStore:
             raise ExecutionStoreError("running executions not read") from error
 
     def list(
-        self, status: Status, limit: int, starting_after: str | None = None, state_machine: str | None = None
+        self,
+        status: Status | None,
+        limit: int,
+        starting_after: str | None = None,
+        state_machine: str | None = None,
+        *,
+        where: ExecutionFilter = ExecutionFilter(),
     ) -> ExecutionPage:
+        if where.reference is not None:
+            reference = where.reference
+            return self._list_by_reference(reference, status, limit, starting_after, state_machine, where)
+        if status is None:
+            raise ValueError("a list without a status needs a reference")
         model = self.execution_model
         start_key = self._index_key(starting_after, status) if starting_after else None
         if starting_after and start_key is None:
@@ -481,12 +533,72 @@ class ExecutionsStore:
                     last_evaluated_key=start_key,
                 )
             )
+            examined = [item.execution_id for item in found[:limit]]
+            executions = self._whole(examined)
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("executions not listed") from error
+        # The index lags the table a little: one that has moved on since is not listed under the old
+        # status. Start times are not in the index (it moves with every checkpoint, so it stays
+        # narrow): a start-time filter applies to the executions read, and a page may come out short.
+        still = tuple(e for e in executions if e.status is status and where.admits(e))
+        # The next page starts after the last one read that still has the status: the index knows
+        # where it is (one that has moved on is somewhere else in it).
+        last = next((e.execution_id for e in reversed(executions) if e.status is status), None)
+        return ExecutionPage(still, len(found) > limit, last)
+
+    def _list_by_reference(
+        self,
+        reference: str,
+        status: Status | None,
+        limit: int,
+        starting_after: str | None,
+        state_machine: str | None,
+        where: ExecutionFilter,
+    ) -> ExecutionPage:
+        """One Query of the by-reference index: the start-time range is its key condition, status and
+        state machine filter on what it projects, so every page is full."""
+        model = self.execution_model
+        start_key = None
+        if starting_after:
+            after = self.get(starting_after)
+            if after is None or after.reference != reference:
+                return ExecutionPage((), False)
+            start_key = {
+                "execution_id": {"S": after.execution_id},
+                "reference": {"S": reference},
+                "started_at_ms": {"N": str(after.started_at_ms)},
+            }
+        range_condition = None
+        if where.started_from_ms is not None and where.started_before_ms is not None:
+            range_condition = model.started_at_ms.between(where.started_from_ms, where.started_before_ms - 1)
+        elif where.started_from_ms is not None:
+            range_condition = model.started_at_ms >= where.started_from_ms
+        elif where.started_before_ms is not None:
+            range_condition = model.started_at_ms < where.started_before_ms
+        conditions = [model.status == status.value] if status is not None else []
+        conditions += [model.state_machine == state_machine] if state_machine else []
+        condition = None
+        for part in conditions:
+            condition = part if condition is None else condition & part
+        try:
+            found = list(
+                model.by_reference.query(
+                    reference,
+                    range_condition,
+                    scan_index_forward=False,
+                    filter_condition=condition,
+                    limit=limit + 1,
+                    page_size=min(limit + 1, page_items_max),
+                    last_evaluated_key=start_key,
+                )
+            )
             executions = self._whole([item.execution_id for item in found[:limit]])
         except (PynamoDBException, BotoCoreError) as error:
             raise ExecutionStoreError("executions not listed") from error
-        # The index lags the table a little: one that has moved on since is not listed under the old status.
-        still = tuple(execution for execution in executions if execution.status is status)
-        return ExecutionPage(still, len(found) > limit)
+        still = tuple(e for e in executions if (status is None or e.status is status) and where.admits(e))
+        has_more = len(found) > limit
+        last = found[limit - 1].execution_id if has_more and limit > 0 else None
+        return ExecutionPage(still, has_more, last)
 
     def _whole(self, execution_ids: builtins.list[str]) -> builtins.list[Execution]:
         """The executions (strongly consistent reads), in the order asked for; gone ones left out."""

@@ -43,6 +43,7 @@ from finfaas.workflow.interpreter import (
     begin_attempt,
     callback_deadline_ms,
     callback_timeout,
+    catch,
     check_size,
     enter,
     finish,
@@ -54,6 +55,7 @@ from finfaas.workflow.interpreter import (
 from finfaas.workflow.model import (
     EXECUTION_NAME_PATTERN,
     NEVER_MS,
+    REFERENCE_PATTERN,
     Execution,
     HistoryEvent,
     Phase,
@@ -80,6 +82,14 @@ _log = get_logger("workflow.engine")
 task_secret_bytes = 16  # 128 bits: a callback token cannot be guessed
 callback_save_attempts_max = 3
 CALLBACK_SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(callback_save_attempts_max)
+# A stop or redrive races the execution's own drive: it tries again on a fresh read.
+operator_save_attempts_max = 5
+OPERATOR_SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(operator_save_attempts_max)
+stop_reason_chars_max = 1024
+# HTTP statuses whose answer the suite's functions do not keep under an Idempotency-Key
+# (platform/idempotency.py): a failure with one of them may be asked again under the same key.
+HTTP_STATUSES_NOT_KEPT = frozenset({408, 425, 429})
+HTTP_SERVER_ERROR_MIN = 500
 
 
 @dataclass(frozen=True)
@@ -109,9 +119,13 @@ class EngineLimits:
 
 
 class WorkflowError(Exception):
-    """Base of the errors the orchestrator's API maps to problems."""
+    """Base of the errors the orchestrator's API maps to problems; `errors` names the fields at fault."""
 
     code = "workflow_error"
+
+    def __init__(self, message: str, *, errors: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class StateMachineNotFound(WorkflowError):
@@ -140,6 +154,22 @@ class TaskNotFound(WorkflowError):
 
 class TaskTokenUsed(WorkflowError):
     code = "task_token_used"
+
+
+class ExecutionNotFound(WorkflowError):
+    code = "execution_not_found"
+
+
+class ExecutionNotRedrivable(WorkflowError):
+    """Only a FAILED, TIMED_OUT or ABORTED execution can be redriven (running or succeeded: 409)."""
+
+    code = "execution_not_redrivable"
+
+
+class ExecutionNotRunning(WorkflowError):
+    """Only a RUNNING execution can be stopped."""
+
+    code = "execution_not_running"
 
 
 class ExecutionBusy(WorkflowError):
@@ -204,8 +234,11 @@ class Engine:
 
     # -- start -----------------------------------------------------------------------------------
 
-    def start(self, state_machine: str, name: str, input_value: Any) -> StartResult:
-        """Create the execution (idempotent by name) and wake it; an equal restart returns the first."""
+    def start(
+        self, state_machine: str, name: str, input_value: Any, reference: str | None = None
+    ) -> StartResult:
+        """Create the execution (idempotent by name) and wake it; an equal restart returns the first.
+        reference: the business object it works on (a transfer id), for operators' lists."""
         definition = self.definitions.get(state_machine)
         if definition is None:
             raise StateMachineNotFound(f"no state machine {state_machine!r}")
@@ -215,7 +248,11 @@ class Engine:
             check_size(input_value, "the input")
         except StatesError as error:
             raise InvalidExecutionInput(error.cause) from None
-        execution = self._new_execution(definition, name, input_value)
+        if reference is not None and not REFERENCE_PATTERN.match(reference):
+            raise InvalidExecutionInput(
+                "a reference is 1-128 printable ASCII characters", errors=(("reference", "malformed"),)
+            )
+        execution = replace(self._new_execution(definition, name, input_value), reference=reference)
         slot = self._inline.reserve() if self._inline is not None else None
         if slot is not None:
             in_process = self._start_in_process(definition, execution, slot)
@@ -456,10 +493,10 @@ class Engine:
                 execution.state,
                 {"ok": result.ok, "error": result.error} if not result.ok else {"ok": True},
             )
-            return Change(_Checkpoint(updated, event, execution), None)
+            return Change(_Checkpoint(updated, (event,), execution), None)
 
         def saved(checkpoint: _Checkpoint) -> bool:
-            if not self.store.save(checkpoint.updated, [checkpoint.event], checkpoint.expected):
+            if not self.store.save(checkpoint.updated, checkpoint.events, checkpoint.expected):
                 return False
             self._kick(checkpoint.updated, "callback")
             return True
@@ -482,6 +519,140 @@ class Engine:
         if not self.store.record_heartbeat(execution_id_, secret, self._now_ms()):
             raise TaskNotFound("no task is waiting for this token")
 
+    # -- operators -------------------------------------------------------------------------------
+
+    def stop(self, execution_id_: str, reason: str) -> Execution:
+        """Stop a RUNNING execution: a Catch of its current Task that matches Execution.Stopped runs
+        its compensation; otherwise it ends ABORTED. A repeated stop while compensating changes nothing."""
+
+        def stopped(execution: Execution | None) -> Unchanged[Execution] | Change[_Checkpoint, Execution]:
+            if execution is None:
+                raise _not_found(execution_id_)
+            if execution.status.terminal:
+                status = execution.status.value
+                raise ExecutionNotRunning(f"the execution is {status}", errors=(("status", f"is {status}"),))
+            if execution.stop_reason is not None:
+                return Unchanged(execution)
+            checkpoint = self._stop_checkpoint(execution, reason[:stop_reason_chars_max])
+            return Change(checkpoint, checkpoint.updated)
+
+        def saved(checkpoint: _Checkpoint) -> bool:
+            self._crash_hook("operator:before_save")
+            written = self.store.save(checkpoint.updated, checkpoint.events, checkpoint.expected)
+            self._crash_hook("operator:after_save")
+            if not written:
+                return False
+            if not checkpoint.updated.status.terminal:
+                self._kick(checkpoint.updated, "stop")  # the compensation runs at once
+            return True
+
+        return read_change_save(
+            lambda: self.store.get(execution_id_), stopped, saved, policy=OPERATOR_SAVE_POLICY,
+            sleep=self._sleep,
+            exhausted=lambda: ExecutionBusy("the execution kept changing; retry the stop"),
+        )
+
+    def _stop_checkpoint(self, execution: Execution, reason: str) -> _Checkpoint:
+        now = self._now_ms()
+        step = Step(execution, stored=execution)
+        step.event("ExecutionStopRequested", {"reason": reason})
+        definition = self.definitions.get(execution.state_machine)
+        state = definition.states.get(execution.state or "") if definition is not None else None
+        # Whatever the Task's attempt was doing, its lease and token end here: a drive still calling
+        # it loses its next checkpoint (the version moved) and a late callback is refused.
+        step.change(lease_owner=None, lease_until_ms=0, task_token=None, task_result=None)
+        caught = isinstance(state, TaskState) and catch(step, state, errors.EXECUTION_STOPPED, reason, now)
+        if caught and not step.execution.status.terminal:
+            grace_ms = int(self.limits.ready_grace_seconds * MS_PER_SECOND)
+            step.change(stop_reason=reason, next_run_at_ms=now + grace_ms)
+        elif not caught:
+            finish(step, Status.ABORTED, now, error=errors.EXECUTION_STOPPED, cause=reason)
+        return self._operator_checkpoint(step, now)
+
+    def redrive(self, execution_id_: str) -> Execution:
+        """Resume a FAILED, TIMED_OUT or ABORTED execution from the state where it stopped, with the
+        same id and input; states that succeeded are not run again (Step Functions' RedriveExecution)."""
+
+        def reopened(execution: Execution | None) -> Unchanged[Execution] | Change[_Checkpoint, Execution]:
+            if execution is None:
+                raise _not_found(execution_id_)
+            if not execution.status.redrivable:
+                status = execution.status.value
+                raise ExecutionNotRedrivable(
+                    f"the execution is {status}; only FAILED, TIMED_OUT or ABORTED ones are redriven",
+                    errors=(("status", f"is {status}"),),
+                )
+            definition = self.definitions.get(execution.state_machine)
+            if definition is None or execution.state not in definition.states:
+                raise ExecutionNotRedrivable(
+                    f"state machine {execution.state_machine!r} no longer has state {execution.state!r}",
+                    errors=(("state", "is no longer in the state machine"),),
+                )
+            checkpoint = self._redrive_checkpoint(execution, definition)
+            return Change(checkpoint, checkpoint.updated)
+
+        def saved(checkpoint: _Checkpoint) -> bool:
+            self._crash_hook("operator:before_save")
+            written = self.store.save(
+                checkpoint.updated, checkpoint.events, checkpoint.expected, reopening=True
+            )
+            self._crash_hook("operator:after_save")
+            if not written:
+                return False
+            self._kick(checkpoint.updated, "redrive")
+            return True
+
+        return read_change_save(
+            lambda: self.store.get(execution_id_), reopened, saved, policy=OPERATOR_SAVE_POLICY,
+            sleep=self._sleep,
+            exhausted=lambda: ExecutionBusy("the execution kept changing; retry the redrive"),
+        )
+
+    def _redrive_checkpoint(self, execution: Execution, definition: Definition) -> _Checkpoint:
+        now = self._now_ms()
+        state = execution.state or definition.start_at
+        visits = dict(execution.visits)
+        # A visit's key is spent only by an answer the function keeps (a refusal): then the redrive is
+        # a new visit, so the refusal is not replayed. Otherwise (no answer, a timeout, a 5xx, a stop
+        # during the call) it keeps the key, so an effect already applied is replayed, not repeated.
+        same_key = not _answered_under_key(execution) and visits.get(state, 0) > 0
+        if same_key:
+            visits[state] -= 1  # entering the state counts the visit again
+        redrive_count = execution.redrive_count + 1
+        deadline = now + definition.timeout_seconds * MS_PER_SECOND if definition.timeout_seconds else None
+        step = Step(execution, stored=execution)
+        step.change(
+            status=Status.RUNNING,
+            phase=Phase.READY,
+            state=state,
+            visits=visits,
+            output=None,
+            error=None,
+            cause=None,
+            stop_reason=None,
+            redrive_count=redrive_count,
+            deadline_ms=deadline,
+            next_run_at_ms=now + int(self.limits.ready_grace_seconds * MS_PER_SECOND),
+            lease_owner=None,
+            lease_until_ms=0,
+            task_token=None,
+            task_result=None,
+        )
+        detail = {"redrive_count": redrive_count, "status": execution.status.value, "error": execution.error,
+                  "same_key": same_key}
+        step.event("ExecutionRedriven", detail)
+        return self._operator_checkpoint(step, now)
+
+    def _operator_checkpoint(self, step: Step, now: int) -> _Checkpoint:
+        seq = step.execution.history_seq
+        events = []
+        for kind, state, detail in step.events:
+            seq += 1
+            events.append(HistoryEvent(seq, kind, now, state, detail))
+        assert step.stored is not None
+        updated = replace(step.execution, version=step.stored.version + 1, history_seq=seq)
+        return _Checkpoint(updated, tuple(events), step.stored)
+
     def _parsed_token(self, token: str) -> tuple[str, str]:
         parsed = parse_task_token(token) if isinstance(token, str) else None
         if parsed is None:
@@ -498,11 +669,31 @@ class Engine:
 
 @dataclass(frozen=True)
 class _Checkpoint:
-    """A callback's result to save over `expected`, with its history event."""
+    """A change made outside a drive (a callback's result, a stop, a redrive) to save over `expected`."""
 
     updated: Execution
-    event: HistoryEvent
+    events: tuple[HistoryEvent, ...]
     expected: Execution
+
+
+def _not_found(execution_id_: str) -> ExecutionNotFound:
+    return ExecutionNotFound(f"no execution {execution_id_}", errors=(("execution_id", "no such execution"),))
+
+
+def _answered_under_key(execution: Execution) -> bool:
+    """Whether the error that stopped the execution is an answer its Task's function keeps under the
+    Idempotency-Key (a 4xx refusal, or a failure of the caller's own naming), so asking again with
+    that key would only replay it."""
+    error = execution.error or ""
+    if execution.status is not Status.FAILED:
+        return False  # timed out or stopped: the attempt in flight may have had its effect
+    if error.startswith(errors.HTTP_STATUS_PREFIX):
+        code = error[len(errors.HTTP_STATUS_PREFIX):]
+        if not code.isdigit():
+            return False
+        status = int(code)
+        return status < HTTP_SERVER_ERROR_MIN and status not in HTTP_STATUSES_NOT_KEPT
+    return not error.startswith(errors.STATES_PREFIX)
 
 
 def _reported_with(execution: Execution, secret: str) -> bool:
@@ -867,5 +1058,8 @@ __all__ = [
     "TaskNotFound",
     "TaskTokenUsed",
     "ExecutionBusy",
+    "ExecutionNotFound",
+    "ExecutionNotRedrivable",
+    "ExecutionNotRunning",
     "task_token",
 ]

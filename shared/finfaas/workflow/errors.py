@@ -17,6 +17,9 @@ DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
 HTTP_SOCKET = "States.Http.Socket"
 HTTP_STATUS_PREFIX = "States.Http.StatusCode."
 STATES_PREFIX = "States."
+# What an operator's stop raises in the current Task: a name of our own, since the States Language
+# reserves States.* and asl-validator refuses unknown ones; States.ALL and States.TaskFailed match it.
+EXECUTION_STOPPED = "Execution.Stopped"
 PREDEFINED = frozenset(
     {
         ALL,

@@ -227,6 +227,7 @@ def finish(
         Status.SUCCEEDED: "ExecutionSucceeded",
         Status.FAILED: "ExecutionFailed",
         Status.TIMED_OUT: "ExecutionTimedOut",
+        Status.ABORTED: "ExecutionAborted",
     }[status]
     step.event(kind, {"error": error, "cause": cause} if error else {})
     step.change(
@@ -451,6 +452,13 @@ def _handle_error(
             )
             return
         break  # the first matching retrier is exhausted: on to Catch (States Language spec)
+    if not catch(step, state, error, cause, now_ms):
+        finish(step, Status.FAILED, now_ms, error=error, cause=cause)
+
+
+def catch(step: Step, state: TaskState, error: str, cause: str, now_ms: int) -> bool:
+    """Hand the error to the first matching catcher of the Task (READY at its Next); False: none matches."""
+    execution = step.execution
     for catcher in state.catch:
         if errors.matches(catcher.error_equals, error):
             try:
@@ -459,11 +467,11 @@ def _handle_error(
                 )
             except StatesError as failure:
                 finish(step, Status.FAILED, now_ms, error=failure.error, cause=failure.cause)
-                return
+                return True
             step.event("StateExited", {"next": catcher.next, "caught": error})
             step.change(state=catcher.next, state_input=output, phase=Phase.READY, task_token=None)
-            return
-    finish(step, Status.FAILED, now_ms, error=error, cause=cause)
+            return True
+    return False
 
 
 def callback_deadline_ms(state: TaskState, execution: Execution) -> int | None:

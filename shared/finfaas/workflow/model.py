@@ -15,6 +15,8 @@ EXECUTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 EXECUTION_ID_SEPARATOR = ":"
 IDEMPOTENCY_KEY_CHARS_MAX = 255
 IDEMPOTENCY_KEY_SEPARATOR = "#"
+# A business reference (a transfer id, later a payment or loan id): what operators look executions up by.
+REFERENCE_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
 # Far enough to sort after every real time, for waits nothing but a callback ends.
 NEVER_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 
@@ -24,10 +26,16 @@ class Status(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"  # stopped by an operator where no Catch took the stop
 
     @property
     def terminal(self) -> bool:
         return self is not Status.RUNNING
+
+    @property
+    def redrivable(self) -> bool:
+        """Whether a redrive may resume it (Step Functions: failed, timed out or aborted)."""
+        return self in (Status.FAILED, Status.TIMED_OUT, Status.ABORTED)
 
 
 class Phase(StrEnum):
@@ -101,6 +109,9 @@ class Execution:
     error: str | None = None
     cause: str | None = None
     history_seq: int = 0  # seq of the last history event written
+    redrive_count: int = 0  # operator redrives of a stopped execution (not lease takeovers)
+    stop_reason: str | None = None  # an operator's stop that a Catch took: the compensation runs
+    reference: str | None = None  # the business object it works on, given at start; never changes
 
     @property
     def visit(self) -> int:

@@ -24,6 +24,26 @@ class ExecutionStoreError(RuntimeError):
 class ExecutionPage:
     executions: tuple[Execution, ...]
     has_more: bool
+    # The last execution the page looked at, where the next page starts: past the last one listed
+    # when a start-time filter left some out.
+    last_examined: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionFilter:
+    """What a list narrows to beyond status and state machine: all given conditions hold (times in ms,
+    from inclusive, before exclusive)."""
+
+    reference: str | None = None
+    started_from_ms: int | None = None
+    started_before_ms: int | None = None
+
+    def admits(self, execution: Execution) -> bool:
+        return (
+            (self.reference is None or execution.reference == self.reference)
+            and (self.started_from_ms is None or execution.started_at_ms >= self.started_from_ms)
+            and (self.started_before_ms is None or execution.started_at_ms < self.started_before_ms)
+        )
 
 
 class ExecutionRepository(Protocol):
@@ -38,11 +58,17 @@ class ExecutionRepository(Protocol):
         ...
 
     def save(
-        self, execution: Execution, events: Sequence[HistoryEvent], previous: Execution | None = None
+        self,
+        execution: Execution,
+        events: Sequence[HistoryEvent],
+        previous: Execution | None = None,
+        *,
+        reopening: bool = False,
     ) -> bool:
-        """Write execution if the stored version is execution.version - 1, with events, atomically;
-        False (nothing written) if another writer got there first. previous, when given, is that
-        stored version: a store may then write only what changed."""
+        """Write execution if the stored version is execution.version - 1 and RUNNING, with events,
+        atomically; False (nothing written) if another writer got there first. previous, when given, is
+        that stored version: a store may then write only what changed. reopening: the stored version
+        may be stopped (a redrive resumes it)."""
         ...
 
     def record_heartbeat(self, execution_id: str, task_token: str, at_ms: int) -> bool:
@@ -63,9 +89,17 @@ class ExecutionRepository(Protocol):
     def any_running(self) -> bool: ...
 
     def list(
-        self, status: Status, limit: int, starting_after: str | None = None, state_machine: str | None = None
+        self,
+        status: Status | None,
+        limit: int,
+        starting_after: str | None = None,
+        state_machine: str | None = None,
+        *,
+        where: ExecutionFilter = ExecutionFilter(),
     ) -> ExecutionPage:
-        """Executions with this status, newest next_run_at first; starting_after is an execution id."""
+        """Executions with this status (None: any, with where.reference only) that `where` admits;
+        starting_after is an execution id. With a reference: newest start first, every page full.
+        Otherwise newest next_run_at first, and a start-time filter may leave a page short."""
         ...
 
     def history(self, execution_id: str, after_seq: int, limit: int) -> builtins.list[HistoryEvent]:

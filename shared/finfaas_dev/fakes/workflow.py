@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from finfaas.workflow.model import Execution, HistoryEvent, Phase, Status
-from finfaas.workflow.store import ExecutionPage, history_events_per_save_max
+from finfaas.workflow.store import ExecutionFilter, ExecutionPage, history_events_per_save_max
 from finfaas.workflow.wakeups import Wakeup, WakeupError
 
 
@@ -77,7 +77,12 @@ class InMemoryExecutionStore:
             return copy.deepcopy(found) if found else None
 
     def save(
-        self, execution: Execution, events: Sequence[HistoryEvent], previous: Execution | None = None
+        self,
+        execution: Execution,
+        events: Sequence[HistoryEvent],
+        previous: Execution | None = None,
+        *,
+        reopening: bool = False,
     ) -> bool:
         _check_events(events)
         with self._lock:
@@ -86,7 +91,7 @@ class InMemoryExecutionStore:
             if (
                 stored is None
                 or stored.version != execution.version - 1
-                or stored.status is not Status.RUNNING
+                or (stored.status is not Status.RUNNING and not reopening)
             ):
                 return False
             # Heartbeats are written outside the version: a save never rolls one back.
@@ -135,23 +140,36 @@ class InMemoryExecutionStore:
             return any(e.status is Status.RUNNING for e in self._executions.values())
 
     def list(
-        self, status: Status, limit: int, starting_after: str | None = None, state_machine: str | None = None
+        self,
+        status: Status | None,
+        limit: int,
+        starting_after: str | None = None,
+        state_machine: str | None = None,
+        *,
+        where: ExecutionFilter = ExecutionFilter(),
     ) -> ExecutionPage:
         with self._lock:
             self._count("list")
+            if status is None and where.reference is None:
+                raise ValueError("a list without a status needs a reference")
+            by_start = where.reference is not None
             found = sorted(
                 (
                     e
                     for e in self._executions.values()
-                    if e.status is status and (state_machine is None or e.state_machine == state_machine)
+                    if (status is None or e.status is status)
+                    and (state_machine is None or e.state_machine == state_machine)
+                    and where.admits(e)
                 ),
-                key=lambda e: (e.next_run_at_ms, e.execution_id),
+                key=lambda e: (e.started_at_ms if by_start else e.next_run_at_ms, e.execution_id),
                 reverse=True,
             )
             if starting_after is not None:
                 ids = [e.execution_id for e in found]
                 found = found[ids.index(starting_after) + 1 :] if starting_after in ids else []
-            return ExecutionPage(tuple(copy.deepcopy(found[:limit])), len(found) > limit)
+            page = tuple(copy.deepcopy(found[:limit]))
+            has_more = len(found) > limit
+            return ExecutionPage(page, has_more, page[-1].execution_id if has_more and page else None)
 
     def history(self, execution_id: str, after_seq: int, limit: int) -> list[HistoryEvent]:
         with self._lock:

@@ -18,8 +18,9 @@ def _create_workflow_tables(client, executions: str, history: str) -> None:
         TableName=executions,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"}
-            for name in ("execution_id", "status", "next_run_at")
+            *({"AttributeName": name, "AttributeType": "S"}
+              for name in ("execution_id", "status", "next_run_at", "reference")),
+            {"AttributeName": "started_at_ms", "AttributeType": "N"},
         ],
         KeySchema=[{"AttributeName": "execution_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -30,7 +31,15 @@ def _create_workflow_tables(client, executions: str, history: str) -> None:
                     {"AttributeName": "next_run_at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["state_machine"]},
-            }
+            },
+            {
+                "IndexName": "by-reference",
+                "KeySchema": [
+                    {"AttributeName": "reference", "KeyType": "HASH"},
+                    {"AttributeName": "started_at_ms", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status", "state_machine"]},
+            },
         ],
     )
     client.create_table(

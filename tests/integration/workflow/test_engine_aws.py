@@ -197,6 +197,39 @@ def test_a_slow_step_past_its_timeout_is_retried_with_its_key_and_applied_once(
     assert types.count("TaskFailed") == 1 and "TaskBusy" in types
 
 
+def test_a_credit_refused_then_allowed_is_redriven_under_a_new_key_and_each_effect_applied_once(
+    fresh_tables, private_queue, demo_bank
+):
+    # GIVEN a transfer without compensation whose credit demo-bank refused (422, kept under its key)
+    document = json.loads((definitions_dir() / "demo-transfer.asl.json").read_text())
+    bare = copy.deepcopy(document)
+    del bare["States"]["Credit"]["Catch"]
+    for compensation in ("Refund", "CreditRefused"):  # unreachable without that Catch
+        del bare["States"][compensation]
+    engine = _engine(fresh_tables, private_queue, demo_bank,
+                     definitions=_registry(parse_definition("bare-transfer", bare)))
+    execution_id = engine.start(
+        "bare-transfer", "r1", {"from": "alice", "to": "closed", "amount_minor": 40}
+    ).execution.execution_id
+    _connector(engine, private_queue, lambda: _all_stopped(engine, [execution_id]))
+    failed = engine.store.get(execution_id)
+    assert (failed.status, failed.state) == (Status.FAILED, "Credit")
+    assert failed.error == "States.Http.StatusCode.422"
+
+    # WHEN the account is reopened and an operator redrives the execution
+    demo_bank.module.bank.refused.discard("closed")
+    engine.redrive(execution_id)
+    _connector(engine, private_queue, lambda: _all_stopped(engine, [execution_id]))
+
+    # THEN the credit is asked under a new key (the refusal is not replayed) and the debit is not re-run
+    done = engine.store.get(execution_id)
+    assert done.status is Status.SUCCEEDED and done.redrive_count == 1
+    assert _effects(demo_bank)["applied"][execution_id] == {"debits": 1, "credits": 1}
+    keys = [e.detail["idempotency_key"] for e in engine.store.history(execution_id, 0, 100)
+            if e.type == "TaskScheduled"]
+    assert keys == [f"{execution_id}#Debit#1", f"{execution_id}#Credit#1", f"{execution_id}#Credit#2"]
+
+
 def test_per_transition_cost(fresh_tables, private_queue, demo_bank, capsys):
     """Measures DynamoDB and SQS calls and time per execution of a 2-task saga (Debit, Credit)."""
     executions_max = 20

@@ -70,3 +70,73 @@ def test_an_unknown_execution_exits_1(capsys):
 
     assert cli.run(_parse("describe", "demo-transfer:nope"), world.store, print) == cli.EXIT_NOT_FOUND
     assert "no execution" in capsys.readouterr().err
+
+
+def _through_orchestrator(minter, world: World):
+    """The CLI's POSTs answered by the orchestrator function itself, on the world's engine."""
+    from finfaas.workflow.sweeper import Sweeper
+    from finfaas_dev.testing.platform import call, load_function_handler
+
+    handler = load_function_handler("orchestrator")
+    handler.services.use(handler.OrchestratorServices(world.engine, Sweeper(world.store, world.waker)))
+    handler.verifier.use(minter.verifier())
+    token = minter.mint(sub="operator", scopes=["ops"], kind="client")
+    posted: list[str] = []
+
+    def post(path: str, body: dict):
+        posted.append(path)
+        reply = call(handler.handle, "POST", path.removeprefix("/function/orchestrator"), json_body=body,
+                     token=token)
+        return reply.status, reply.json()
+
+    return post, posted
+
+
+def test_stop_then_redrive_from_the_command_line(minter, capsys):
+    # GIVEN a transfer waiting out its cooling-off period
+    world = World(registry(repository=True), ToyBank())
+    world.start("demo-transfer", "tr-9", {"from": "alice", "to": "bob", "amount_minor": 150_000})
+    world.settle()
+    post, posted = _through_orchestrator(minter, world)
+    lines: list[str] = []
+
+    stopped = cli.run(_parse("stop", "demo-transfer:tr-9", "--reason", "fraud check"), out=lines.append,
+                      post=post)
+    stopped_again = cli.run(_parse("stop", "demo-transfer:tr-9", "--reason", "again"), out=lines.append,
+                            post=post)
+    refused = capsys.readouterr().err
+    redriven = cli.run(_parse("redrive", "demo-transfer:tr-9"), out=lines.append, post=post)
+    world.run()
+
+    assert (stopped, stopped_again, redriven) == (cli.EXIT_OK, cli.EXIT_NOT_FOUND, cli.EXIT_OK)
+    assert posted[0] == "/function/orchestrator/_/ops/executions/demo-transfer:tr-9/stop"
+    assert lines[0].startswith("demo-transfer:tr-9  ABORTED  Execution.Stopped")
+    assert "409 execution_not_running" in refused
+    assert lines[1].startswith("demo-transfer:tr-9  RUNNING  CoolingOff  redrives 1")
+    assert world.status("demo-transfer:tr-9").value == "SUCCEEDED"
+    described: list[str] = []
+    cli.run(_parse("describe", "demo-transfer:tr-9"), world.store, described.append)
+    assert "redriven    1 time(s)" in described
+    assert any("ExecutionAborted: Execution.Stopped  fraud check" in line for line in described)
+
+
+def test_redriving_an_unknown_execution_exits_1_with_the_problem(minter, capsys):
+    post, _ = _through_orchestrator(minter, World(registry(repository=True), ToyBank()))
+
+    code = cli.run(_parse("redrive", "demo-transfer:nope"), out=print, post=post)
+
+    assert code == cli.EXIT_NOT_FOUND and "404 execution_not_found" in capsys.readouterr().err
+
+
+def test_list_by_reference_shows_its_executions_whatever_their_status():
+    world = World(registry(repository=True), ToyBank())
+    world.engine.start("demo-transfer", "tr-1", {"from": "alice", "to": "bob", "amount_minor": 1}, "order-1")
+    world.engine.start("demo-transfer", "tr-2", {"from": "alice", "to": "bob", "amount_minor": 1}, "order-2")
+    world.run()
+    lines: list[str] = []
+
+    code = cli.run(_parse("list", "--reference", "order-1", "--started-after", "2000-01-01T00:00:00Z"),
+                   world.store, lines.append)
+
+    assert code == cli.EXIT_OK
+    assert [line.split()[:2] for line in lines[1:]] == [["demo-transfer:tr-1", "SUCCEEDED"]]

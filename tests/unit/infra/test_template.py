@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 from cfnlint.api import lint_all
-from finfaas.store.executions_store import BY_STATUS_INDEX, BY_STATUS_INDEX_ATTRIBUTES
+from finfaas.store.executions_store import (
+    BY_REFERENCE_INDEX,
+    BY_REFERENCE_INDEX_ATTRIBUTES,
+    BY_STATUS_INDEX,
+    BY_STATUS_INDEX_ATTRIBUTES,
+)
 from finfaas.store.transfers_store import BY_OPEN_STATUS_INDEX, BY_OWNER_INDEX, BY_OWNER_INDEX_ATTRIBUTES
 from finfaas_dev.build import load_stack
 from finfaas_dev.infra import (
@@ -41,7 +46,8 @@ EXPECTED_TABLES = {
     "customers": ([("customer_id", "S", "HASH")], {"by-username": [("username", "S", "HASH")]}, None),
     "auth": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, "expires_at"),
     "executions": ([("execution_id", "S", "HASH")],
-                   {"by-status-keys": [("status", "S", "HASH"), ("next_run_at", "S", "RANGE")]}, None),
+                   {"by-status-keys": [("status", "S", "HASH"), ("next_run_at", "S", "RANGE")],
+                    BY_REFERENCE_INDEX: [("reference", "S", "HASH"), ("started_at_ms", "N", "RANGE")]}, None),
     "history": ([("execution_id", "S", "HASH"), ("seq", "N", "RANGE")], {}, None),
     "transferorders": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")],
                        {BY_OWNER_INDEX: [("owner_id", "S", "HASH"), ("created_at", "S", "RANGE")],
@@ -58,6 +64,8 @@ QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 # Indexes that project less than the whole item, as their stores declare them.
 NARROW_PROJECTIONS = {
     BY_STATUS_INDEX: {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(BY_STATUS_INDEX_ATTRIBUTES)},
+    BY_REFERENCE_INDEX: {"ProjectionType": "INCLUDE",
+                         "NonKeyAttributes": list(BY_REFERENCE_INDEX_ATTRIBUTES)},
     BY_OWNER_INDEX: {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(BY_OWNER_INDEX_ATTRIBUTES)},
     BY_OPEN_STATUS_INDEX: {"ProjectionType": "KEYS_ONLY"},
 }

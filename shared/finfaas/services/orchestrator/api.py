@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
@@ -14,15 +14,19 @@ from finfaas.platform.http import StrictModel
 from finfaas.workflow.engine import (
     ExecutionAlreadyExists,
     ExecutionBusy,
+    ExecutionNotFound,
+    ExecutionNotRedrivable,
+    ExecutionNotRunning,
     InvalidExecutionInput,
     InvalidExecutionName,
     InvalidTaskToken,
     StateMachineNotFound,
     TaskNotFound,
     TaskTokenUsed,
+    stop_reason_chars_max,
 )
-from finfaas.workflow.model import Execution, HistoryEvent, Status
-from finfaas.workflow.store import ExecutionStoreError
+from finfaas.workflow.model import REFERENCE_PATTERN, Execution, HistoryEvent, Status
+from finfaas.workflow.store import ExecutionFilter, ExecutionStoreError
 
 task_token_chars_max = 2048
 error_name_chars_max = 256
@@ -40,6 +44,9 @@ ERRORS = {
     TaskNotFound: ErrorSpec(404, TaskNotFound.code, "Task not found"),
     TaskTokenUsed: ErrorSpec(409, TaskTokenUsed.code, "Task token already used"),
     ExecutionBusy: ErrorSpec(503, ExecutionBusy.code, "Execution busy"),
+    ExecutionNotFound: ErrorSpec(404, ExecutionNotFound.code, "Execution not found"),
+    ExecutionNotRedrivable: ErrorSpec(409, ExecutionNotRedrivable.code, "Execution not redrivable"),
+    ExecutionNotRunning: ErrorSpec(409, ExecutionNotRunning.code, "Execution not running"),
     ExecutionStoreError: ErrorSpec(503, "execution_store_unavailable", "Execution store unavailable"),
 }
 
@@ -69,6 +76,9 @@ class ExecutionView(BaseModel):
     next_run_at: str | None = None
     history_events: int
     version: int
+    redrive_count: int = 0
+    stop_reason: str | None = None
+    reference: str | None = None
 
 
 def execution_view(execution: Execution) -> ExecutionView:
@@ -89,6 +99,9 @@ def execution_view(execution: Execution) -> ExecutionView:
         next_run_at=_iso(execution.next_run_at_ms) if running else None,
         history_events=execution.history_seq,
         version=execution.version,
+        redrive_count=execution.redrive_count,
+        stop_reason=execution.stop_reason,
+        reference=execution.reference,
     )
 
 
@@ -124,18 +137,47 @@ class StartBody(StrictModel):
     state_machine: str = Field(min_length=1, max_length=63)
     name: str = Field(min_length=1, max_length=80)
     input: Any = Field(default_factory=dict)
+    reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN.pattern,
+                                  description="the business object it works on, e.g. a transfer id")
 
 
 class ListQuery(StrictModel):
-    status: Status = Status.RUNNING
+    status: Status | None = Field(default=None, description="default RUNNING; with a reference: any")
     state_machine: str | None = Field(default=None, max_length=63)
+    reference: str | None = Field(default=None, pattern=REFERENCE_PATTERN.pattern)
+    started_after: datetime | None = Field(default=None, description="RFC 3339, inclusive")
+    started_before: datetime | None = Field(default=None, description="RFC 3339, exclusive")
     limit: int = Field(default=20, ge=1, le=list_limit_max)
     starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
+
+    @model_validator(mode="after")
+    def _timezone_aware(self) -> ListQuery:
+        for moment in (self.started_after, self.started_before):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError("started_after and started_before need a time zone (e.g. Z)")
+        return self
+
+    def listed_status(self) -> Status | None:
+        """The status to list: as asked, else RUNNING, or any for a reference."""
+        if self.status is not None or self.reference is not None:
+            return self.status
+        return Status.RUNNING
+
+    def where(self) -> ExecutionFilter:
+        return ExecutionFilter(self.reference, _ms(self.started_after), _ms(self.started_before))
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
 
 
 class HistoryQuery(StrictModel):
     limit: int = Field(default=100, ge=1, le=history_limit_max)
     starting_after: int = Field(default=0, ge=0, le=history_seq_max)
+
+
+class StopBody(StrictModel):
+    reason: str = Field(min_length=1, max_length=stop_reason_chars_max)
 
 
 # --- callbacks --------------------------------------------------------------------------------

@@ -566,7 +566,9 @@ class TransfersService:
         from finfaas.services.suite_clients import ServiceUnreachable
 
         try:
-            self._orchestrator.start(STATE_MACHINE, order.transfer_id, saga_input(order))
+            self._orchestrator.start(
+                STATE_MACHINE, order.transfer_id, saga_input(order), reference=order.transfer_id
+            )
         except (ServiceUnreachable, ValueError) as error:
             raise OrchestratorUnavailable(
                 f"the transfer is recorded but its saga did not start ({error}); "

@@ -4,6 +4,7 @@ the queue route, pagination."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
 from finfaas.platform.events import EventMac
@@ -235,3 +236,91 @@ def test_the_ops_sweep_wakes_overdue_executions(orchestrator):
 
     assert reply.json() == {"woken": 1}
     assert json.loads(_get(orchestrator, "/executions/demo-transfer:lost").body)["status"] == "SUCCEEDED"
+
+
+# --- operators: stop and redrive ------------------------------------------------------------------
+
+COOLING_OFF = {"from": "alice", "to": "bob", "amount_minor": 150_000}  # waits in CoolingOff (no Catch)
+
+
+def _cooling_off(handler, name="big") -> str:
+    _post(handler, "/executions", {"state_machine": "demo-transfer", "name": name, "input": COOLING_OFF})
+    _deliver_queued(handler)
+    execution_id = f"demo-transfer:{name}"
+    assert _get(handler, f"/executions/{execution_id}").json()["current_state"] == "CoolingOff"
+    return execution_id
+
+
+def test_an_operator_stops_an_execution_then_redrives_it_from_where_it_stopped(orchestrator):
+    execution_id = _cooling_off(orchestrator)
+
+    stopped = _post(orchestrator, f"/_/ops/executions/{execution_id}/stop", {"reason": "held by compliance"})
+    again = _post(orchestrator, f"/_/ops/executions/{execution_id}/stop", {"reason": "again"})
+    redriven = _post(orchestrator, f"/_/ops/executions/{execution_id}/redrive", {})
+    twice = _post(orchestrator, f"/_/ops/executions/{execution_id}/redrive", {})
+
+    assert stopped.status == 200
+    assert stopped.json()["status"] == "ABORTED" and stopped.json()["error"] == "Execution.Stopped"
+    assert stopped.json()["cause"] == "held by compliance"
+    assert (again.status, again.json()["code"]) == (409, "execution_not_running")
+    assert again.json()["errors"] == [{"field": "status", "message": "is ABORTED"}]
+    assert redriven.status == 200 and redriven.json()["status"] == "RUNNING"
+    assert redriven.json()["redrive_count"] == 1 and redriven.json()["input"] == COOLING_OFF
+    assert (twice.status, twice.json()["code"]) == (409, "execution_not_redrivable")
+    assert twice.json()["errors"] == [{"field": "status", "message": "is RUNNING"}]
+    history = _get(orchestrator, f"/executions/{execution_id}/history", {"limit": "100"}).json()["data"]
+    assert [e["detail"]["redrive_count"] for e in history if e["type"] == "ExecutionRedriven"] == [1]
+
+
+def test_a_succeeded_execution_is_not_redriven_and_unknown_ones_are_404(orchestrator):
+    _post(orchestrator, "/executions", {"state_machine": "demo-transfer", "name": "ok", "input": TRANSFER})
+    _deliver_queued(orchestrator)
+
+    succeeded = _post(orchestrator, "/_/ops/executions/demo-transfer:ok/redrive", {})
+    finished = _post(orchestrator, "/_/ops/executions/demo-transfer:ok/stop", {"reason": "late"})
+    unknown = _post(orchestrator, "/_/ops/executions/demo-transfer:nope/redrive", {})
+    not_an_id = _post(orchestrator, "/_/ops/executions/nope/stop", {"reason": "x"})
+
+    assert (succeeded.status, succeeded.json()["code"]) == (409, "execution_not_redrivable")
+    assert "SUCCEEDED" in succeeded.json()["detail"]
+    assert (finished.status, finished.json()["code"]) == (409, "execution_not_running")
+    for reply in (unknown, not_an_id):
+        assert (reply.status, reply.json()["code"]) == (404, "execution_not_found")
+        assert reply.json()["errors"] == [{"field": "execution_id", "message": "no such execution"}]
+
+
+def test_stop_and_redrive_need_the_ops_scope_and_a_reason(orchestrator, minter):
+    execution_id = _cooling_off(orchestrator)
+    starter = minter.mint(sub="transfers", scopes=["orchestrator:start", "orchestrator:read"], kind="client")
+
+    denied = [
+        _post(orchestrator, f"/_/ops/executions/{execution_id}/{action}", {"reason": "x"}, token=starter)
+        for action in ("stop", "redrive")
+    ]
+    no_reason = _post(orchestrator, f"/_/ops/executions/{execution_id}/stop", {})
+
+    assert [reply.status for reply in denied] == [403, 403]
+    assert no_reason.status == 422 and no_reason.json()["errors"][0]["field"] == "reason"
+    assert _get(orchestrator, f"/executions/{execution_id}").json()["status"] == "RUNNING"
+
+
+def test_executions_are_listed_by_reference_and_start_time(orchestrator):
+    # GIVEN two transfers' executions started a minute apart, one with its business reference
+    _post(orchestrator, "/executions",
+          {"state_machine": "demo-transfer", "name": "early", "input": TRANSFER, "reference": "tr-77"})
+    started_at = _get(orchestrator, "/executions/demo-transfer:early").json()["started_at"]
+    orchestrator.world.clock.sleep(60)
+    _post(orchestrator, "/executions", {"state_machine": "demo-transfer", "name": "late", "input": TRANSFER})
+    _deliver_queued(orchestrator)
+
+    by_reference = _get(orchestrator, "/executions", {"reference": "tr-77"}).json()
+    still_running = _get(orchestrator, "/executions", {"reference": "tr-77", "status": "RUNNING"}).json()
+    half_way = (datetime.fromisoformat(started_at) + timedelta(seconds=30)).isoformat()
+    after = _get(orchestrator, "/executions", {"status": "SUCCEEDED", "started_after": half_way})
+    naive = _get(orchestrator, "/executions", {"started_after": "2026-01-01T00:00:00"})
+    malformed = _get(orchestrator, "/executions", {"reference": "has space"})
+
+    assert [(e["name"], e["reference"]) for e in by_reference["data"]] == [("early", "tr-77")]
+    assert by_reference["data"][0]["status"] == "SUCCEEDED" and still_running["data"] == []
+    assert [e["name"] for e in after.json()["data"]] == ["late"]
+    assert naive.status == 422 and malformed.status == 422

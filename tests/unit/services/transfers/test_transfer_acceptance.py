@@ -51,7 +51,9 @@ class RecordingOrchestrator:
     def __init__(self) -> None:
         self.started: list[str] = []
 
-    def start(self, state_machine: str, name: str, input_value: Any) -> dict[str, Any]:
+    def start(
+        self, state_machine: str, name: str, input_value: Any, reference: str | None = None
+    ) -> dict[str, Any]:
         self.started.append(name)
         return {"execution_id": f"{state_machine}:{name}"}
 
