@@ -52,6 +52,11 @@ class WealthError(ValueError):
         super().__init__(message)
         self.field = field
 
+    @property
+    def errors(self) -> tuple[tuple[str, str], ...]:
+        """(field, message) for an error table's problem: the field named, never its value."""
+        return ((self.field, str(self)),) if self.field else ()
+
 
 class InvalidFigure(WealthError):
     """A published figure (income per 10,000 units, NAV) or a rate has the wrong precision or range."""
@@ -381,11 +386,16 @@ def simple_interest(principal_minor: int, rate: Decimal, days: int, day_count: D
                         Rounding.HALF_UP)
 
 
-def check_purchase(terms: FixedTerm, amount_minor: int) -> int:
-    """amount_minor itself when it reaches the product's minimum."""
-    if amount_minor < terms.minimum_minor:
-        raise BelowMinimum(f"amount: at least {terms.minimum_minor} minor units", field="amount")
+def check_minimum(amount_minor: int, minimum_minor: int) -> int:
+    """amount_minor itself when it reaches a product's minimum."""
+    if amount_minor < minimum_minor:
+        raise BelowMinimum(f"amount: at least {minimum_minor} minor units", field="amount")
     return amount_minor
+
+
+def check_purchase(terms: FixedTerm, amount_minor: int) -> int:
+    """amount_minor itself when it reaches the fixed-term product's minimum."""
+    return check_minimum(amount_minor, terms.minimum_minor)
 
 
 def maturity_date(terms: FixedTerm, value_date: date) -> date:
