@@ -16,7 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
-from finfaas.domain.calendar import Cutoff, MarketCalendar
+from finfaas.domain.calendar import Cutoff, MarketCalendar, accrual_days_max
 
 # Wealth products trade in a two-decimal currency: at NAV 1.00 an MMF unit is worth one major unit, so
 # a hundredth of a unit and a minor unit of money are the same amount.
@@ -179,6 +179,8 @@ def mmf_compound(units_minor: int, daily_income_per_10k_units: Sequence[Decimal]
                  rounding: Rounding) -> tuple[int, tuple[int, ...]]:
     """Units after a run of days and each day's income: income is reinvested as units (NAV 1.00), so
     each day earns on the units after the previous day's income."""
+    if len(daily_income_per_10k_units) > accrual_days_max:
+        raise WealthError(f"at most {accrual_days_max} days at once", field="income_per_10k_units")
     incomes: list[int] = []
     for figure in daily_income_per_10k_units:
         income = mmf_income(units_minor, figure, rounding)
@@ -323,6 +325,9 @@ def nav_redemption(lots: Sequence[Lot], units_minor: int, nav: Decimal, tiers: S
     price = Fraction(check_figure(nav, field="nav", maximum=nav_max, positive=True))
     if _check_units(units_minor) == 0:
         raise WealthError("units: must be greater than zero", field="units")
+    for lot in lots:
+        if _check_units(lot.units_minor, field="lots") == 0:
+            raise WealthError("lots: a lot holds units", field="lots")
     ordered = sorted(lots, key=lambda lot: lot.confirmed_on)
     if units_minor > sum(lot.units_minor for lot in ordered):
         raise InsufficientUnits("units: more than the position holds", field="units")

@@ -200,6 +200,10 @@ def test_seven_days_held_leaves_the_short_holding_tier():
 def test_redeeming_more_units_than_held_is_refused():
     with pytest.raises(InsufficientUnits):
         nav_redemption([Lot(100, date(2027, 3, 1))], 101, D("1"), TIERS, date(2027, 3, 8))
+    with pytest.raises(WealthError) as caught:
+        nav_redemption([Lot(-100, date(2027, 3, 1)), Lot(300, date(2027, 3, 2))], 150, D("1"), TIERS,
+                       date(2027, 3, 8))
+    assert caught.value.field == "lots"
 
 
 @pytest.mark.parametrize("tiers", [
