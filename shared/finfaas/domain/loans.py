@@ -167,6 +167,9 @@ class LoanTerms:
         if not isinstance(self.annual_rate, Decimal) or not self.annual_rate.is_finite() \
                 or not 0 <= self.annual_rate <= annual_rate_max:
             raise InvalidLoanTerms(f"annual rate must be a Decimal 0-{annual_rate_max}", field="annual_rate")
+        months = (self.term_months, self.principal_grace_months, self.interest_grace_months)
+        if any(isinstance(m, bool) or not isinstance(m, int) for m in months):
+            raise InvalidLoanTerms("months are whole numbers", field="term_months")
         if not 1 <= self.term_months <= term_months_max:
             raise InvalidLoanTerms(f"term must be 1-{term_months_max} months", field="term_months")
         if not 0 <= self.principal_grace_months <= min(grace_months_max, self.term_months - 1):
@@ -394,6 +397,7 @@ def allocate(amount_minor: int, schedule: Schedule, dues: Sequence[Dues], on: da
     """
     _check_amount(amount_minor, "amount")
     order = check_allocation_order(order)
+    assert len(dues) == len(schedule.installments), "one Dues per installment"
     left = amount_minor
     parts: list[tuple[int, Component, int]] = []
     after = list(dues)
@@ -427,6 +431,7 @@ def accrue_penalty(schedule: Schedule, dues: Sequence[Dues], on: date,
     if not isinstance(daily_rate, Decimal) or not 0 <= daily_rate <= daily_penalty_rate_max:
         raise InvalidLoanTerms(f"daily penalty rate must be a Decimal 0-{daily_penalty_rate_max}",
                                field="daily_penalty_rate")
+    assert len(dues) == len(schedule.installments), "one Dues per installment"
     after = list(dues)
     with localcontext(_CONTEXT):
         for index, installment in enumerate(schedule.installments):

@@ -331,6 +331,16 @@ def test_a_prepayment_for_a_lower_installment_keeps_the_term():
     assert lower.installments[-1].balance_minor == 0
 
 
+def test_an_equal_principal_prepayment_for_a_shorter_term_keeps_the_principal_part():
+    # After #2 the balance is 66.66; 30.00 prepaid leaves 36.66: 16.67, 16.67 and the last 3.32.
+    terms = LoanTerms(10000, Decimal("0.12"), 6, JAN_2024, amortization=Amortization.EQUAL_PRINCIPAL)
+
+    shorter = prepay_partially(terms, build_schedule(terms), 2, 3000, PrepaymentMode.SHORTER_TERM)
+
+    assert [i.principal_minor for i in shorter.installments[2:]] == [1667, 1667, 332]
+    assert [i.interest_minor for i in shorter.installments[2:]] == [37, 20, 3]
+
+
 def test_a_prepayment_that_would_repay_everything_is_a_payoff_not_a_partial_prepayment():
     schedule = build_schedule(FINERACT_100)
     with pytest.raises(InvalidRepayment) as refused:
@@ -366,6 +376,7 @@ def test_no_partial_prepayment_inside_the_interest_grace():
     ({"annual_rate": Decimal("NaN")}, "annual_rate"),
     ({"term_months": 0}, "term_months"),
     ({"term_months": 601}, "term_months"),
+    ({"term_months": 6.0}, "term_months"),
     ({"principal_grace_months": 6}, "principal_grace_months"),
     ({"principal_grace_months": 1, "interest_grace_months": 2}, "interest_grace_months"),
     ({"installment_fee_minor": -1}, "installment_fee"),
