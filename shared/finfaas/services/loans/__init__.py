@@ -1,0 +1,1 @@
+"""Loans: the product catalogue and quotes of repayment schedules (the first slice of the business line)."""

@@ -1,0 +1,49 @@
+"""The loans capability's refusals: each names the request field at fault."""
+
+from __future__ import annotations
+
+from finfaas.platform.errors import Refusal
+
+
+class UnknownProduct(Refusal):
+    """No loan product has this id."""
+
+    code = "unknown_product"
+
+
+class InvalidPrincipal(Refusal):
+    """The principal is not a positive amount in the product's currency (sign, decimals, bounds)."""
+
+    code = "invalid_principal"
+
+
+class PrincipalOutsideProduct(Refusal):
+    """The principal is below the product's minimum or above its maximum."""
+
+    code = "principal_outside_product"
+
+
+class TermOutsideProduct(Refusal):
+    """The term is shorter or longer than the product allows."""
+
+    code = "term_outside_product"
+
+
+class InvalidDisbursementDate(Refusal):
+    """The disbursement date is before the business date or too far after it."""
+
+    code = "invalid_disbursement_date"
+
+
+class InvalidLoanRequest(Refusal):
+    """The loan rules refuse the request (the domain's LoanRuleError, with its field)."""
+
+    code = "invalid_loan_terms"
+
+
+class InvalidProduct(ValueError):
+    """A product in the catalogue is misconfigured; raised when the catalogue is built, never to a client."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field

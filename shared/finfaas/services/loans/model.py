@@ -1,0 +1,126 @@
+"""Loan products (Fineract-style: bounds, rate, amortisation, day count, grace, penalties) and quotes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from types import MappingProxyType
+
+from finfaas.domain.loans import (
+    DEFAULT_ALLOCATION_ORDER,
+    DEFAULT_BUCKETS,
+    Amortization,
+    Bucket,
+    Component,
+    DayCount,
+    InterestMethod,
+    LoanRuleError,
+    LoanTerms,
+    Schedule,
+    check_allocation_order,
+    daily_penalty_rate_max,
+    prepayment_penalty_rate_max,
+    term_months_max,
+)
+from finfaas.domain.money import CURRENCY_EXPONENTS, transfer_amount_minor_max
+from finfaas.services.loans.errors import InvalidProduct
+
+product_id_chars_max = 64
+
+
+class OverpaymentRule(StrEnum):
+    PREPAY = "prepay"  # what exceeds the installments due prepays principal
+    REFUSE = "refuse"  # a repayment larger than what is due is refused whole
+
+
+@dataclass(frozen=True)
+class LoanProduct:
+    """A loan product: what a customer may borrow, for how long, and the rules of its schedule."""
+
+    product_id: str
+    name: str
+    currency: str
+    principal_minor_min: int
+    principal_minor_max: int
+    term_months_min: int
+    term_months_max: int
+    annual_rate: Decimal
+    amortization: Amortization = Amortization.EQUAL_INSTALLMENTS
+    interest_method: InterestMethod = InterestMethod.DECLINING_BALANCE
+    day_count: DayCount = DayCount.THIRTY_360
+    principal_grace_months: int = 0
+    interest_grace_months: int = 0
+    installment_fee_minor: int = 0
+    daily_penalty_rate: Decimal = Decimal(0)
+    prepayment_penalty_rate: Decimal = Decimal(0)
+    allocation_order: tuple[Component, ...] = DEFAULT_ALLOCATION_ORDER
+    overpayment: OverpaymentRule = OverpaymentRule.REFUSE
+    buckets: tuple[Bucket, ...] = field(default=DEFAULT_BUCKETS)
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.product_id) <= product_id_chars_max:
+            raise InvalidProduct(f"product id must be 1-{product_id_chars_max} chars", field="product_id")
+        if self.currency not in CURRENCY_EXPONENTS:
+            raise InvalidProduct(f"unknown currency {self.currency!r}", field="currency")
+        if not 1 <= self.principal_minor_min <= self.principal_minor_max <= transfer_amount_minor_max:
+            raise InvalidProduct("principal bounds must be 1 <= min <= max", field="principal_minor_min")
+        if not 1 <= self.term_months_min <= self.term_months_max <= term_months_max:
+            raise InvalidProduct(f"term bounds must be 1 <= min <= max <= {term_months_max}",
+                                 field="term_months_min")
+        if not 0 <= self.daily_penalty_rate <= daily_penalty_rate_max:
+            raise InvalidProduct(f"daily penalty rate must be 0-{daily_penalty_rate_max}",
+                                 field="daily_penalty_rate")
+        if not 0 <= self.prepayment_penalty_rate <= prepayment_penalty_rate_max:
+            raise InvalidProduct(f"prepayment penalty rate must be 0-{prepayment_penalty_rate_max}",
+                                 field="prepayment_penalty_rate")
+        try:
+            check_allocation_order(self.allocation_order)
+            # The shortest term and smallest principal must make a schedule: the rate, grace periods
+            # and fee are checked by the same rules every quote goes through.
+            self.terms(self.principal_minor_min, self.term_months_min, date(2000, 1, 1))
+        except LoanRuleError as error:
+            raise InvalidProduct(f"product {self.product_id}: {error}", field=error.field) from None
+
+    def terms(self, principal_minor: int, term_months: int, disbursed_on: date) -> LoanTerms:
+        """The schedule terms of this product for one principal, term and disbursement date."""
+        return LoanTerms(principal_minor, self.annual_rate, term_months, disbursed_on, self.amortization,
+                         self.interest_method, self.day_count, self.principal_grace_months,
+                         self.interest_grace_months, self.installment_fee_minor)
+
+
+class ProductCatalogue:
+    """A fixed set of products, checked when built (a LoanProducts port)."""
+
+    def __init__(self, products: Iterable[LoanProduct]) -> None:
+        found: dict[str, LoanProduct] = {}
+        for product in products:
+            if product.product_id in found:
+                raise InvalidProduct(f"product {product.product_id} is listed twice", field="product_id")
+            found[product.product_id] = product
+        self._products: Mapping[str, LoanProduct] = MappingProxyType(found)
+
+    def get(self, product_id: str) -> LoanProduct | None:
+        return self._products.get(product_id)
+
+
+@dataclass(frozen=True)
+class QuoteRequest:
+    """What a quote is asked for: a product, an amount (minor units or a decimal string), a term."""
+
+    product_id: str
+    principal: int | str
+    term_months: int
+    disbursement_date: date | None = None  # the business date when absent
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A repayment schedule as it would be fixed at disbursement; nothing is stored."""
+
+    product: LoanProduct
+    disbursed_on: date
+    term_months: int
+    schedule: Schedule
