@@ -21,7 +21,7 @@ from finfaas.store.binding import StoreMeta, bound
 from finfaas.store.dynamo import conditional_write, consistent_get
 from finfaas.store.models import format_time, parse_time
 
-BUSINESS_DATES_TABLE_LOGICAL_NAME = "business-dates"
+BUSINESS_DATES_TABLE_LOGICAL_NAME = "businessdates"
 
 
 class _BusinessDateItem(Model):

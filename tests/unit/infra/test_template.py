@@ -58,7 +58,7 @@ EXPECTED_TABLES = {
     "payments": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")],
                  {"by-merchant": [("merchant_id", "S", "HASH"), ("created_key", "S", "RANGE")],
                   "by-owner": [("owner_id", "S", "HASH"), ("created_key", "S", "RANGE")]}, None),
-    "business-dates": ([("market", "S", "HASH")], {}, None),
+    "businessdates": ([("market", "S", "HASH")], {}, None),
 }
 QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 # Indexes that project less than the whole item, as their stores declare them.
