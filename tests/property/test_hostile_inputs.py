@@ -174,6 +174,12 @@ def way_in(function: str, route: Any) -> str:
     return "open"
 
 
+# Executions other modules of the session left in the stage: the in-process orchestrator's sweeper may
+# drive them on (their leases are seconds long) whatever the probes do. No probe names one (the
+# orchestrator's probes use ids that do not exist), so their rows and history are left out of snapshots.
+EARLIER_EXECUTIONS: set[str] = set()
+
+
 def business_table_contents() -> dict[str, list[str]]:
     """Every item of every business table of the stage, each as canonical JSON, sorted: a row added,
     removed or changed in any attribute makes a different snapshot."""
@@ -193,7 +199,8 @@ def business_table_contents() -> dict[str, list[str]]:
             page = dynamodb.scan(TableName=name, ConsistentRead=True,
                                  **({"ExclusiveStartKey": start} if start else {}))
             items += [json.dumps(item, sort_keys=True) for item in page["Items"]
-                      if item.get("execution_id") != sweeper_item["execution_id"]]
+                      if item.get("execution_id") != sweeper_item["execution_id"]
+                      and item.get("execution_id", {}).get("S") not in EARLIER_EXECUTIONS]
             start = page.get("LastEvaluatedKey")
             if start is None:
                 break
@@ -201,6 +208,22 @@ def business_table_contents() -> dict[str, list[str]]:
             raise AssertionError(f"{name}: more than {SCAN_PAGES_MAX} pages to compare")
         contents[name] = sorted(items)
     return contents
+
+
+def _execution_ids() -> set[str]:
+    """The ids of every execution in the stage (bounded like the snapshots)."""
+    from finfaas.platform.config import resource_name
+    from finfaas_dev.awsclients import client
+
+    dynamodb, ids, start = client("dynamodb"), set(), None
+    for _ in range(SCAN_PAGES_MAX):
+        page = dynamodb.scan(TableName=resource_name("executions"), ProjectionExpression="execution_id",
+                             **({"ExclusiveStartKey": start} if start else {}))
+        ids |= {item["execution_id"]["S"] for item in page["Items"]}
+        start = page.get("LastEvaluatedKey")
+        if start is None:
+            return ids
+    raise AssertionError(f"executions: more than {SCAN_PAGES_MAX} pages")
 
 
 def route_scopes(handler: Any) -> list[str]:
@@ -315,6 +338,7 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
     built["orchestrator"].path_ids = ["demo-transfer:none"]
     # The first authentic wake-up of a stage arms the sweeper (its schedule record in the executions
     # table); one is sent here, as the queue would, so the probes find the stage already armed.
+    EARLIER_EXECUTIONS.update(_execution_ids())
     wakeup = call(built["orchestrator"].handler.handle, "POST", "/", body=mac.seal({"kind": "sweep"}),
                   headers=CLOUDEVENT_HEADERS)
     assert wakeup.status == 200, wakeup.body

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
@@ -156,6 +156,15 @@ class ListQuery(StrictModel):
             if moment is not None and moment.tzinfo is None:
                 raise ValueError("started_after and started_before need a time zone (e.g. Z)")
         return self
+
+    @field_validator("started_before")
+    @classmethod
+    def _after_the_start(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        # An empty range is a mistake to name, not a query to send (DynamoDB refuses BETWEEN high, low).
+        after = info.data.get("started_after")
+        if value is not None and after is not None and value.tzinfo and after.tzinfo and value <= after:
+            raise ValueError("must be later than started_after")
+        return value
 
     def listed_status(self) -> Status | None:
         """The status to list: as asked, else RUNNING, or any for a reference."""

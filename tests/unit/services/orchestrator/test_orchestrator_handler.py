@@ -319,8 +319,11 @@ def test_executions_are_listed_by_reference_and_start_time(orchestrator):
     after = _get(orchestrator, "/executions", {"status": "SUCCEEDED", "started_after": half_way})
     naive = _get(orchestrator, "/executions", {"started_after": "2026-01-01T00:00:00"})
     malformed = _get(orchestrator, "/executions", {"reference": "has space"})
+    empty_range = _get(orchestrator, "/executions", {"reference": "tr-77", "started_after": half_way,
+                                                     "started_before": "0012-01-15T04:09:01-02:00"})
 
     assert [(e["name"], e["reference"]) for e in by_reference["data"]] == [("early", "tr-77")]
     assert by_reference["data"][0]["status"] == "SUCCEEDED" and still_running["data"] == []
     assert [e["name"] for e in after.json()["data"]] == ["late"]
     assert naive.status == 422 and malformed.status == 422
+    assert empty_range.status == 422 and empty_range.json()["errors"][0]["field"] == "started_before"
