@@ -1,5 +1,5 @@
 """Payments use cases: merchants (onboard, read, deactivate) and payment intents (create, confirm,
-capture, cancel, read).
+capture, cancel, read, and the scheduled expiry of authorizations past capture_before).
 
 Onboarding is idempotent on the caller's merchant_id: the ledger opens an account again with the same
 fields as a find, and the record is a conditional create, so a retry after a crash between the two
