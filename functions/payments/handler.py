@@ -16,6 +16,9 @@ Operators (ops scope):
                                                  the ledger function (Idempotency-Key required)
   GET  /_/ops/merchants/{merchant_id}            the merchant (settlement account masked)
   POST /_/ops/merchants/{merchant_id}/deactivate INACTIVE from now on; safe to repeat
+Schedule (no token: a signed tick, or a stock scheduler's unsigned one, once a minute):
+  POST /                                         the capture-expiry job: cancels intents past
+                                                 capture_before (reason expired) and warns a day before
 """
 
 import os
@@ -27,11 +30,13 @@ from finfaas.platform.audit import AuditLog
 from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
+from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.payments.api import (
     ERRORS,
     CancelBody,
     CaptureBody,
+    ExpiryRunView,
     IntentList,
     IntentListQuery,
     IntentView,
@@ -41,6 +46,7 @@ from finfaas.services.payments.api import (
     OnboardBody,
     RefundBody,
     RefundView,
+    expiry_run_view,
     intent_view,
     merchant_balance_view,
     merchant_view,
@@ -234,6 +240,33 @@ def deactivate_merchant(req: Request, merchant_id: str) -> MerchantView:
 def stats(req: Request) -> dict[str, Any]:
     """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
     return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+
+
+# --- schedule -----------------------------------------------------------------------------------------
+
+# stack.yml's `schedule` of this function (the cron-connector's; a PingSource's on Knative): a test keeps
+# them equal, since an unsigned tick runs the expiry job at most once per this period.
+CAPTURE_EXPIRY_PERIOD_SECONDS = 60
+
+
+def schedule_claims() -> Any:
+    """Where unsigned ticks claim their period: the rate-limit table (imports AWS code: call lazily)."""
+    from finfaas.store.ratelimit_store import RateLimitStore
+
+    return RateLimitStore()
+
+
+# As the ledger's hold expiry: a signed tick, or a stock scheduler's unsigned one that wins its minute's
+# claim; no token. Key and table are read on the first tick, so a cold start reads neither.
+schedule_proof = ScheduleProof(FUNCTION_NAME, schedule_keys_from_config, schedule_claims,
+                               CAPTURE_EXPIRY_PERIOD_SECONDS)
+
+
+@app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=schedule_proof)
+def scheduled_capture_expiry(req: Request) -> ExpiryRunView:
+    """Cancel the intents whose capture_before has passed (reason expired, the hold released with the
+    intent's new state) and warn those a day from it, one bounded batch (safe to run twice at once)."""
+    return expiry_run_view(services.get().payments.expire_due())
 
 
 @app.readiness_check("payments-table")

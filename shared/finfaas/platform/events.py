@@ -74,6 +74,7 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.partially_captured",
     "payment_intent.succeeded",
     "payment_intent.canceled",
+    "payment_intent.capture_expiring",
     "refund.created",
 )
 EVENT_TYPES = LEDGER_EVENT_TYPES + TRANSFER_EVENT_TYPES + PAYMENT_EVENT_TYPES

@@ -3,7 +3,13 @@
 Items:
 - `merchant#<merchant id>` / `-`: the merchant as JSON text (`doc`), its `version` and `status`;
 - `intent#<payment id>` / `-`: the payment intent, the same way, with `merchant_id`, `owner_id` and
-  `created_key` (creation time and id) for the two sparse indexes lists read: by-merchant, by-owner.
+  `created_key` (creation time and id) for the two sparse indexes lists read: by-merchant, by-owner;
+  while it is capturable, also `expiry_shard` and `expiry_due_key` (`<when the expiry job next acts>#<id>`)
+  for the sparse, keys-only by-expiry index the job queries (never a Scan).
+
+by-expiry spreads its entries over `expiry_index_shards` partitions (`crc32(payment id) mod N`): every
+confirmation, warning and end of a capturable intent writes the index, and one partition would cap that
+at about 1,000 writes/s; the job reads the N partitions' oldest due keys and merges them.
 
 An item is created with `attribute_not_exists` (its id is the guard) and changed by a put conditional
 on the stored version, so two writers never overwrite each other's change. An intent change that moves
@@ -13,13 +19,15 @@ money is not written here: `intent_put` hands the item and its condition to the 
 from __future__ import annotations
 
 import json
+import zlib
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -56,6 +64,8 @@ NO_RANGE = "-"
 # Bounds of every created_key (`<UTC time>#<id>`, the time starting with its year's digits); DynamoDB
 # refuses an empty string as a key condition's value.
 CREATED_KEY_LOWEST, CREATED_KEY_HIGHEST = "0", "~"
+EXPIRY_INDEX = "by-expiry"
+expiry_index_shards = 8
 
 
 class _PaymentsItem(Model):
@@ -72,6 +82,9 @@ class _PaymentsItem(Model):
     merchant_id = UnicodeAttribute(null=True)
     owner_id = UnicodeAttribute(null=True)
     created_key = UnicodeAttribute(null=True)
+    # Capturable intents only (the by-expiry index):
+    expiry_shard = UnicodeAttribute(null=True)
+    expiry_due_key = UnicodeAttribute(null=True)
 
 
 class _OutboxItem(OutboxRecord):
@@ -96,11 +109,21 @@ class _ByOwner(GlobalSecondaryIndex):
     created_key = UnicodeAttribute(range_key=True)
 
 
+class _ByExpiry(GlobalSecondaryIndex):
+    class Meta:
+        index_name = EXPIRY_INDEX
+        projection = KeysOnlyProjection()  # the job reads each intent itself, consistently, before acting
+
+    expiry_shard = UnicodeAttribute(hash_key=True)
+    expiry_due_key = UnicodeAttribute(range_key=True)
+
+
 @lru_cache(maxsize=8)
 def _model(table_name: str, region: str) -> Any:
     # pynamodb ties an index to the model class that declares it: the bound model declares its own.
     indexes = {name: type(base.__name__, (base,), {"Meta": type("Meta", (base.Meta,), {})})()
-               for name, base in (("by_merchant", _ByMerchant), ("by_owner", _ByOwner))}
+               for name, base in (("by_merchant", _ByMerchant), ("by_owner", _ByOwner),
+                                  ("by_expiry", _ByExpiry))}
     meta = type("Meta", (StoreMeta,), {"table_name": table_name, "region": region})
     return type("PaymentsItem", (_PaymentsItem,), {"Meta": meta, **indexes, "__module__": __name__})
 
@@ -108,6 +131,17 @@ def _model(table_name: str, region: str) -> Any:
 def created_key(intent: PaymentIntent) -> str:
     """Sorts by creation time, then id: `<UTC time>#<payment id>`."""
     return f"{format_time(intent.created_at)}#{intent.payment_id}"
+
+
+def expiry_shard(payment_id: str) -> str:
+    """The by-expiry partition of an intent."""
+    return str(zlib.crc32(payment_id.encode()) % expiry_index_shards)
+
+
+def expiry_due_key(intent: PaymentIntent) -> str | None:
+    """`<when the expiry job next acts>#<payment id>` while the intent is capturable; else None."""
+    due = intent.expiry_due_at()
+    return None if due is None else f"{format_time(due)}#{intent.payment_id}"
 
 
 def _merchant_key(merchant_id: str) -> tuple[str, str]:
@@ -194,6 +228,7 @@ def intent_to_json(intent: PaymentIntent) -> str:
                      "transfer_id": r.transfer_id, "created_at": format_time(r.created_at)}
                     for r in intent.refunds],
         "fee_refunded_minor": str(intent.fee_refunded_minor),
+        "expiry_warned_at": _time_or_none(intent.expiry_warned_at),
         "updated_at": _time_or_none(intent.updated_at),
         "version": intent.version,
         "write_id": intent.write_id,
@@ -231,6 +266,7 @@ def intent_from_json(text: str) -> PaymentIntent:
                              RefundReason(r["reason"]), r["transfer_id"], parse_time(r["created_at"]))
                       for r in raw.get("refunds", ())),
         fee_refunded_minor=int(raw.get("fee_refunded_minor", "0")),
+        expiry_warned_at=parse_time(raw["expiry_warned_at"]) if raw.get("expiry_warned_at") else None,
         updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
         version=int(raw["version"]),
         write_id=raw.get("write_id", ""),
@@ -248,6 +284,13 @@ class PaymentsStore:
         outbox_table_name = outbox_table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME)
         self._outbox = bound(_OutboxItem, outbox_table_name, region)
         self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
+
+    def register_hook(self, event_name: str, handler: Any) -> None:
+        """Registers a botocore event handler on the DynamoDB client this store reads and writes with."""
+        self._item._get_connection().connection.client.meta.events.register(event_name, handler)
+
+    def unregister_hook(self, event_name: str, handler: Any) -> None:
+        self._item._get_connection().connection.client.meta.events.unregister(event_name, handler)
 
     # -- merchants --------------------------------------------------------------------------------
 
@@ -367,6 +410,22 @@ class PaymentsStore:
     def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent:
         return intent_from_json(self._item.from_raw_data(raw_item).doc)
 
+    def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
+        """Ids of up to `limit` capturable intents whose next expiry action is due at `now`, the longest
+        due first: one Query per by-expiry partition (each at most `limit` keys), merged. The index is
+        eventually consistent: the caller reads each intent before acting on it."""
+        model = self._item
+        upper = f"{format_time(now)}#~"  # above every key due at now (ids never hold '~')
+        keys: list[str] = []
+        try:
+            for shard in range(expiry_index_shards):
+                results = model.by_expiry.query(str(shard), model.expiry_due_key <= upper, limit=limit,
+                                                page_size=limit)
+                keys.extend(item.expiry_due_key for item in results)
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"due intents: {error}") from error
+        return [key.rsplit("#", 1)[1] for key in sorted(keys)[:limit]]
+
     # -- items ------------------------------------------------------------------------------------
 
     def _merchant_item(self, merchant: Merchant) -> Any:
@@ -385,9 +444,12 @@ class PaymentsStore:
             time=format_time(now), data=_event_json(dict(event.data)))
 
     def _intent_item(self, intent: PaymentIntent) -> Any:
+        due_key = expiry_due_key(intent)
         return self._item(*_intent_key(intent.payment_id), doc=intent_to_json(intent), version=intent.version,
                           status=intent.status.value, merchant_id=intent.merchant_id,
-                          owner_id=intent.owner_id, created_key=created_key(intent))
+                          owner_id=intent.owner_id, created_key=created_key(intent),
+                          expiry_shard=expiry_shard(intent.payment_id) if due_key else None,
+                          expiry_due_key=due_key)
 
 
 def _event_json(data: Any) -> str:
@@ -429,3 +491,6 @@ class PaymentIntentsStore:
 
     def page(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
         return self._store.page_intents(wanted, limit, start)
+
+    def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
+        return self._store.due_for_expiry(now, limit)

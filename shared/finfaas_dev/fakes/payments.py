@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from finfaas.domain.errors import AccountNotFound
@@ -109,6 +110,12 @@ class InMemoryPaymentIntents:
             return IntentPage(page, None)
         last = page[-1]
         return IntentPage(page, {"created_at": last.created_at.isoformat(), "payment_id": last.payment_id})
+
+    def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
+        with self.lock:
+            due = sorted((at, i.payment_id) for i in self._intents.values()
+                         if (at := i.expiry_due_at()) is not None and at <= now)
+        return [payment_id for _, payment_id in due[:limit]]
 
     def apply(self, item: PaymentIntent, condition: int, operation: Callable[[], _T],
               conflicted: Callable[[dict[str, Any] | None], None], events: list[Any]) -> _T:

@@ -318,8 +318,8 @@ SCHEDULED = sorted(name for name, fn in STACK["functions"].items()
                    if schedule_of(fn.get("annotations") or {}))
 
 
-def test_the_relay_and_hold_expiry_are_scheduled_with_the_cron_connector_convention():
-    assert SCHEDULED == ["ledger", "relay"]
+def test_the_relay_hold_and_capture_expiry_are_scheduled_with_the_cron_connector_convention():
+    assert SCHEDULED == ["ledger", "payments", "relay"]
     for name in SCHEDULED:
         annotations = STACK["functions"][name]["annotations"]
         # OpenFaaS CE's cron-connector reads a function only if `topic` is exactly cron-function
@@ -332,7 +332,7 @@ def test_the_relay_and_hold_expiry_are_scheduled_with_the_cron_connector_convent
 
 @pytest.mark.parametrize("name", SCHEDULED)
 def test_a_scheduled_function_is_ticked_by_a_ping_source_to_its_own_service(name):
-    # Without it the outbox would never be published, nor holds expired, on a Knative cluster.
+    # Without it the outbox would never be published, nor holds and authorizations expired, on Knative.
     ping = yaml.safe_load((KNATIVE_DIR / "base" / f"{name}-schedule.yaml").read_text())
 
     _validate(ping)

@@ -54,6 +54,7 @@ from finfaas.services.payments.errors import (
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    ExpiryRun,
     IntentStatus,
     Merchant,
     MerchantBalance,
@@ -231,6 +232,20 @@ class IntentView(BaseModel):
     ledger_transfers: list[LedgerStepView]
     created_at: datetime
     updated_at: datetime | None = None
+
+
+class ExpiryRunView(BaseModel):
+    """One run of the capture-expiry job."""
+
+    expired: list[str] = Field(description="intents this run canceled as expired (their holds released)")
+    warned: list[str] = Field(description="intents this run sent payment_intent.capture_expiring for")
+    failed: list[str] = Field(description="intents it could not settle now; the next run tries again")
+    examined: int = Field(description="due intents read from the index")
+
+
+def expiry_run_view(run: ExpiryRun) -> ExpiryRunView:
+    return ExpiryRunView(expired=list(run.expired), warned=list(run.warned), failed=list(run.failed),
+                         examined=run.examined)
 
 
 class IntentList(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from finfaas.domain.payments import FeeSchedule
@@ -105,6 +105,9 @@ statement_descriptor_chars_max = 22
 refunds_per_payment_max = 50  # the intent's item stays far below DynamoDB's 400 KB
 refund_number_chars_max = 40
 ledger_id_tag_chars = 8  # of the request's write id, in each ledger transfer id (at most 42 characters)
+# payment_intent.capture_expiring goes out this long before capture_before (at the first expiry run after
+# confirmation when the capture window is shorter).
+capture_expiry_warning_seconds = 24 * 3600
 
 
 def payment_id_for(owner_id: str, idempotency_key: str) -> str:
@@ -191,9 +194,23 @@ class PaymentIntent:
     ledger: tuple[LedgerStep, ...] = ()
     refunds: tuple[Refund, ...] = ()
     fee_refunded_minor: int = 0
+    expiry_warned_at: datetime | None = None  # when payment_intent.capture_expiring was written (once)
     updated_at: datetime | None = None
     version: int = 1
     write_id: str = ""  # which request wrote this version: its own lost answer is told from a rival's
+
+    @property
+    def capturable(self) -> bool:
+        return self.status in (IntentStatus.REQUIRES_CAPTURE, IntentStatus.PARTIALLY_CAPTURED)
+
+    def expiry_due_at(self) -> datetime | None:
+        """When the expiry job next has something to do with this intent: warn (capture_before less the
+        warning's lead, until warned), then expire (capture_before); None once nothing is capturable."""
+        if not self.capturable or self.capture_before is None:
+            return None
+        if self.expiry_warned_at is None:
+            return self.capture_before - timedelta(seconds=capture_expiry_warning_seconds)
+        return self.capture_before
 
     def request_fields(self) -> tuple[object, ...]:
         """What the creating request fixed: a repeat of its key must ask for exactly this."""
@@ -255,6 +272,13 @@ def intent_event(intent: PaymentIntent, event_type: str) -> IntentEvent:
     })
 
 
+def expiring_event(intent: PaymentIntent) -> IntentEvent:
+    """payment_intent.capture_expiring: the intent's amounts and the capture_before its hold ends at."""
+    assert intent.capture_before is not None
+    warning = intent_event(intent, "payment_intent.capture_expiring")
+    return IntentEvent(warning.type, {**warning.data, "capture_before": intent.capture_before.isoformat()})
+
+
 def refund_event(intent: PaymentIntent, refund: Refund) -> IntentEvent:
     return IntentEvent("refund.created", {
         "payment_intent": intent.payment_id, "refund_number": refund.refund_number,
@@ -263,3 +287,14 @@ def refund_event(intent: PaymentIntent, refund: Refund) -> IntentEvent:
         "application_fee_refunded_minor": str(refund.fee_refunded_minor), "reason": refund.reason.value,
         "transfer_id": refund.transfer_id, "status": "succeeded",
     })
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryRun:
+    """What one run of the expiry job did: the intents it expired and warned (each by this run's own write;
+    one a rival run settled first is in neither), those it could not settle now, and how many it read."""
+
+    expired: tuple[str, ...]
+    warned: tuple[str, ...]
+    failed: tuple[str, ...]
+    examined: int

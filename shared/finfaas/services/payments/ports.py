@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 from finfaas.domain.ledger import Account, TransactionExtra, Transfer
@@ -56,6 +57,11 @@ class PaymentIntents(Protocol):
 
     def page(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:
         """Up to limit intents newest first, resuming after the key a previous page returned."""
+        ...
+
+    def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
+        """Ids of up to limit capturable intents whose expiry_due_at() is at or before now, longest due
+        first (from an index: possibly a moment stale, so each is read again before anything is done)."""
         ...
 
 

@@ -1,5 +1,5 @@
 """Payments use cases: merchants (onboard, read, deactivate) and payment intents (create, confirm,
-capture, cancel, read).
+capture, cancel, read, and the scheduled expiry of authorizations past capture_before).
 
 Onboarding is idempotent on the caller's merchant_id: the ledger opens an account again with the same
 fields as a find, and the record is a conditional create, so a retry after a crash between the two
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from finfaas.domain.errors import AccountNotFound, PendingAlreadyPosted, PendingAlreadyVoided
-from finfaas.domain.ledger import Account, AccountKind, TransactionExtra, Transfer
+from finfaas.domain.errors import AccountNotFound, PendingAlreadyPosted, PendingAlreadyVoided, PendingExpired
+from finfaas.domain.ledger import Account, AccountKind, TransactionExtra, Transfer, expiry_transfer_id
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
 from finfaas.domain.payments import (
     FeeSchedule,
@@ -36,6 +36,7 @@ from finfaas.domain.payments import (
     receivable_shard,
 )
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
+from finfaas.platform.logging import get_logger
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import Change, RetryPolicy, Unchanged, read_change_save
 from finfaas.services.ledger.model import TransferRequest
@@ -64,6 +65,7 @@ from finfaas.services.payments.errors import (
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    ExpiryRun,
     IntentEvent,
     IntentFilter,
     IntentPage,
@@ -75,6 +77,7 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     SettlementAccount,
+    expiring_event,
     intent_event,
     payment_id_for,
     refund_event,
@@ -90,8 +93,13 @@ from finfaas.services.payments.ports import (
 from finfaas.services.suite_clients import LedgerAccountConflict, LedgerClient
 
 # The hold outlives capture_before, which payments enforces itself: each partial capture rounds the
-# rest's timeout down by under a second, so after the most captures the hold still lasts past it.
-hold_grace_seconds = 60
+# rest's timeout down by under a second, so after the most captures the hold still lasts past it; and
+# the expiry job, ticking every minute, gets several runs to release it with the intent's new state.
+hold_grace_seconds = 300
+# One run of the expiry job reads at most this many due intents (each a read and one transaction, well
+# within a tick's minute); a backlog drains over the following runs, the longest due first.
+expiry_run_intents_max = 100
+EXPIRY_CALLER_SUB = "payments-expiry"
 # Steps on one intent race only when an app sends several at once (captures in parts): more tries than
 # the platform's default before answering busy, each a read and one ledger transaction.
 intent_step_attempts_max = 8
@@ -99,6 +107,7 @@ INTENT_STEP_POLICY = RetryPolicy(intent_step_attempts_max, wait_ms_base=5.0, wai
 degraded_auto_approve_major_default = 100  # as for transfers: small payments pass while risk is down
 CUSTOMER_KIND = "customer"
 LIST_ROUTE = "GET /payment_intents"
+_log = get_logger("payments")
 
 MERCHANT_ACCOUNT_KIND = "MERCHANT"
 
@@ -401,13 +410,16 @@ class PaymentsService:
         write_id = uuid.uuid4().hex
 
         def decide(intent: PaymentIntent) -> _Step:
-            if intent.status not in (IntentStatus.REQUIRES_CAPTURE, IntentStatus.PARTIALLY_CAPTURED):
-                raise UnexpectedState(f"status: {intent.status.value}; nothing is capturable", field="status")
             now = self._clock()
-            assert intent.hold_id is not None and intent.capture_before is not None
-            if now >= intent.capture_before:
-                raise AuthorizationExpired(f"the authorization of {payment_id} expired at "
+            if intent.capture_before is not None and (
+                    (intent.capturable and now >= intent.capture_before)
+                    or intent.cancellation_reason is CancellationReason.EXPIRED):
+                # The same answer before and after the expiry job has canceled the intent.
+                raise AuthorizationExpired(f"capture_before: the authorization of {payment_id} expired at "
                                            f"{intent.capture_before.isoformat()}", field="capture_before")
+            if not intent.capturable:
+                raise UnexpectedState(f"status: {intent.status.value}; nothing is capturable", field="status")
+            assert intent.hold_id is not None and intent.capture_before is not None
             capturable = intent.amount_capturable_minor
             amount = capturable if body.amount_to_capture is None else body.amount_to_capture
             check_capture(amount_capturable_minor=capturable, amount_to_capture_minor=amount,
@@ -435,6 +447,77 @@ class PaymentsService:
                 pending_id, captured.transfer_id, amount, intent.currency, remainder_id, extra))
 
         return self._step(caller, payment_id, decide)
+
+    # --- the expiry job ---
+
+    def expire_due(self, limit: int = expiry_run_intents_max) -> ExpiryRun:
+        """One run of the scheduled job: each due intent (from the store's index, the longest due first)
+        is read again and either canceled as expired, releasing its hold in the same ledger transaction
+        as its new state, or warned once (payment_intent.capture_expiring). Safe to run twice at once:
+        every change is a write over the version it was decided from, so each intent changes once."""
+        intents, _ = self._intent_ports()
+        due = intents.due_for_expiry(self._clock(), limit)
+        expired: list[str] = []
+        warned: list[str] = []
+        failed: list[str] = []
+        for payment_id in due:
+            try:
+                done = self._expiry_step(payment_id)
+            except Exception as error:  # one intent that cannot be settled now must not stop the others
+                _log.error("capture expiry failed", payment_intent=payment_id,
+                           error_type=type(error).__name__)
+                failed.append(payment_id)
+                continue
+            if done == "expired":
+                expired.append(payment_id)
+            elif done == "warned":
+                warned.append(payment_id)
+        return ExpiryRun(tuple(expired), tuple(warned), tuple(failed), len(due))
+
+    def _expiry_step(self, payment_id: str) -> str | None:
+        """"expired" or "warned" when this call's own write made the change; None when nothing was due
+        (a stale index entry) or a rival run made it first."""
+        caller = Caller(EXPIRY_CALLER_SUB, "system")
+        write_id = uuid.uuid4().hex
+        ledger_expired = False  # the hold outlived its grace: the ledger's own expiry releases it
+
+        def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
+            now = self._clock()
+            if not intent.capturable or intent.capture_before is None:
+                return Unchanged(intent)
+            if now >= intent.capture_before:
+                return self._expired(intent, now, write_id, ledger_expired)
+            due = intent.expiry_due_at()
+            if intent.expiry_warned_at is not None or due is None or now < due:
+                return Unchanged(intent)
+            wanted = intent.changed(now, expiry_warned_at=now, write_id=write_id)
+            return _Step(wanted, expiring_event(wanted))
+
+        try:
+            stored = self._step(caller, payment_id, decide)
+        except PendingExpired:
+            ledger_expired = True
+            stored = self._step(caller, payment_id, decide)
+        if stored.write_id != write_id:
+            return None
+        return "expired" if stored.status is IntentStatus.CANCELED else "warned"
+
+    def _expired(self, intent: PaymentIntent, now: datetime, write_id: str, ledger_expired: bool) -> _Step:
+        """canceled (reason expired), its hold voided in the same ledger transaction as the intent, as a
+        cancel does; or, once the hold is past its own timeout (the ledger refuses to void it and its
+        expiry sweep releases it), the intent alone, naming the ledger's expiry transfer."""
+        assert intent.hold_id is not None
+        pending_id = intent.hold_id
+        release_id = (expiry_transfer_id(pending_id) if ledger_expired
+                      else intent.ledger_id("v", intent.captures, write_id))
+        released = LedgerStep("release", release_id, intent.amount_capturable_minor)
+        wanted = intent.changed(now, status=IntentStatus.CANCELED,
+                                cancellation_reason=CancellationReason.EXPIRED, amount_capturable_minor=0,
+                                hold_id=None, ledger=(*intent.ledger, released), write_id=write_id)
+        event = intent_event(wanted, "payment_intent.canceled")
+        if ledger_expired:
+            return _Step(wanted, event)
+        return _Step(wanted, event, lambda extra: self._ledger_ports().void(pending_id, release_id, extra))
 
     def cancel(self, caller: Caller, payment_id: str, reason: CancellationReason) -> PaymentIntent:
         """canceled, releasing what is still capturable; a canceled intent stays as it is."""

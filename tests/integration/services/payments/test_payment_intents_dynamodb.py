@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -17,7 +19,7 @@ from finfaas.services.payments.model import CancellationReason
 from finfaas.services.payments.service import Caller, LedgerStoreAccounts, PaymentsService
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas.store.outbox_store import outbox_partition
-from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore
+from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore, expiry_index_shards
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.ledger_testing import LoseResponses
@@ -49,7 +51,7 @@ class World:
         self.store = ledger_store_from_config()
         self.ledger = LedgerService(self.store)
         self.ledger.ensure_system_accounts("USD")
-        merchants = PaymentsStore()
+        merchants = self.payments_store = PaymentsStore()
         self.intents = PaymentIntentsStore(merchants)
         self.payments = PaymentsService(merchants, MerchantAccountsInProcess(self.ledger),
                                         intents=self.intents, money=LedgerStoreAccounts(self.ledger),
@@ -59,6 +61,12 @@ class World:
             "merchant_id": self.merchant_id, "name": "Shop", "currency": "USD",
             "settlement_account": {"bank_code": "SANDUS00", "account_number": "1234567890", "name": "Shop"},
             "fee_schedule": {"bps": 300}}))
+
+    def payments_at(self, ahead: timedelta) -> PaymentsService:
+        """The same payments on a clock `ahead` of the wall clock (the ledger keeps the wall clock)."""
+        return PaymentsService(self.payments_store, MerchantAccountsInProcess(self.ledger),
+                               lambda: datetime.now(UTC) + ahead, intents=self.intents,
+                               money=LedgerStoreAccounts(self.ledger), risk=Approve())
 
     def customer(self, funded_minor: int) -> str:
         account_id = f"acc-{uuid.uuid4().hex[:12]}"
@@ -316,3 +324,72 @@ def test_each_change_commits_one_event_with_it_even_when_its_answer_was_lost(wor
         ("payment_intent.succeeded", f"payment_intent.succeeded:{payment_id}:4"),
         ("refund.created", f"refund.created:{payment_id}:5"),
     ]
+
+
+# --- the capture-expiry job ------------------------------------------------------------------------------
+
+EXPIRING_INTENTS = 6
+RUNS_AT_ONCE = 2
+PAST_THE_WINDOW = timedelta(days=7, minutes=1)  # the default window (7 days), within the hold's grace
+RUN_LIMIT = 1000  # every intent of this module is due at once on that clock
+
+
+def test_two_expiry_runs_at_once_expire_each_intent_once(world):
+    # GIVEN six authorizations of 10.00, two of them partly captured, and a clock past capture_before
+    made: dict[str, str] = {}
+    for n in range(EXPIRING_INTENTS):
+        payment_id, account_id = world.authorized(1_000)
+        if n % 3 == 0:
+            world.capture(payment_id, 400, final=False)
+        made[payment_id] = account_id
+    later = world.payments_at(PAST_THE_WINDOW)
+
+    # WHEN two runs of the job start at the same instant (a retried tick, two replicas)
+    start = threading.Barrier(RUNS_AT_ONCE)
+    runs: list = [None] * RUNS_AT_ONCE
+    failures: list[BaseException] = []
+
+    def run(slot: int) -> None:
+        try:
+            start.wait()
+            runs[slot] = later.expire_due(RUN_LIMIT)
+        except BaseException as error:  # reported below, not lost in the thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(slot,)) for slot in range(RUNS_AT_ONCE)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not failures, failures
+
+    # THEN each intent was expired by exactly one run, its hold released once with its one event
+    expired = [p for result in runs for p in result.expired if p in made]
+    assert Counter(expired) == Counter(dict.fromkeys(made, 1))
+    assert not {p for result in runs for p in result.failed} & set(made)
+    for payment_id, account_id in made.items():
+        intent = world.intents.get(payment_id)
+        assert (intent.status.value, intent.cancellation_reason.value) == ("canceled", "expired")
+        assert [s.kind for s in intent.ledger].count("release") == 1
+        world.agrees_with_ledger(payment_id, account_id)  # nothing held any more, captures kept
+        assert [t for t, _ in outbox_events(payment_id)].count("payment_intent.canceled") == 1
+    # and a third run finds nothing left to do for them
+    assert not set(later.expire_due(RUN_LIMIT).expired) & set(made)
+
+
+def test_the_job_finds_due_intents_with_one_query_per_index_partition_never_a_scan(world):
+    payment_id, _ = world.authorized(1_000)
+    later = world.payments_at(PAST_THE_WINDOW)
+    calls: list[str] = []
+
+    def on_call(model, **_):
+        calls.append(model.name)
+
+    world.payments_store.register_hook("before-call.dynamodb", on_call)
+    try:
+        run = later.expire_due(RUN_LIMIT)
+    finally:
+        world.payments_store.unregister_hook("before-call.dynamodb", on_call)
+
+    assert payment_id in run.expired
+    assert calls.count("Query") == expiry_index_shards and "Scan" not in calls

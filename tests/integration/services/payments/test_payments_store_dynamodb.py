@@ -1,10 +1,15 @@
-"""The payments store against DynamoDB Local: the contracts the in-memory fakes pass."""
+"""The payments store against DynamoDB Local: the contracts the in-memory fakes pass (the expiry job's
+selection included: a Query of the sparse by-expiry index)."""
 
 from __future__ import annotations
 
 import pytest
 from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore
-from unit.services.payments.test_payments_store_contract import IntentPagesContract, MerchantsContract
+from unit.services.payments.test_payments_store_contract import (
+    ExpiryIndexContract,
+    IntentPagesContract,
+    MerchantsContract,
+)
 
 pytestmark = pytest.mark.emulator
 
@@ -16,6 +21,12 @@ class TestDynamoDBMerchants(MerchantsContract):
 
 
 class TestDynamoDBIntentPages(IntentPagesContract):
+    @pytest.fixture
+    def intents(self, embedded_aws):
+        return PaymentIntentsStore(PaymentsStore())
+
+
+class TestDynamoDBExpiryIndex(ExpiryIndexContract):
     @pytest.fixture
     def intents(self, embedded_aws):
         return PaymentIntentsStore(PaymentsStore())

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from finfaas.domain.ledger import AccountKind
+from finfaas.domain.ledger import AccountKind, expiry_transfer_id
 from finfaas.domain.payments import captures_per_payment_max
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.idempotency import IdempotencyGuard
@@ -15,6 +15,7 @@ from finfaas.platform.ratelimit import RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
+from finfaas.services.payments.model import LedgerStep
 from finfaas.services.payments.service import PaymentsService, PaymentsSettings, hold_grace_seconds
 from finfaas_dev.fakes.payments import (
     InMemoryMerchantLedger,
@@ -528,3 +529,150 @@ def test_every_change_writes_exactly_one_event_with_it(world):
                       (5, "payment_intent.succeeded"), (6, "refund.created")]
     last = world.intents.events[-1][2].data
     assert (last["amount_minor"], last["application_fee_refunded_minor"]) == ("500", "17")  # 300 * 500 / 9000
+
+
+# --- the capture-expiry job ------------------------------------------------------------------------------
+
+TICK_AT = 1_800_000_000.0  # the scheduled route's own clock (unix seconds), pinned to one minute
+
+
+def expiry_run(world: World):
+    return world.handler.services.get().payments.expire_due()
+
+
+def scheduled_tick(world: World):
+    world.handler.schedule_proof.use(clock=lambda: TICK_AT, claims=world.claims)
+    return call(world.handler.handle, "POST", "/")
+
+
+def events_of(world: World, payment_id: str) -> list[tuple[str, dict]]:
+    return [(event.type, dict(event.data)) for pid, _, event in world.intents.events if pid == payment_id]
+
+
+@pytest.fixture
+def claims() -> InMemoryRateLimitStore:
+    return InMemoryRateLimitStore()
+
+
+def test_a_tick_after_capture_before_cancels_as_expired_and_releases_the_hold(world, claims):
+    # GIVEN an authorization of 100.00, 25.00 of it captured, and its capture window (1 h) over
+    world.claims = claims
+    payment_id = world.authorized(10_000)
+    world.capture(payment_id, 2_500, final=False)
+    world.clock.now += timedelta(hours=1, seconds=1)
+
+    # WHEN the scheduler ticks the function twice in its minute
+    first = scheduled_tick(world)
+    second = scheduled_tick(world)
+
+    # THEN the first run canceled it (reason expired), releasing the 75.00 still held in the same step
+    assert first.status == 200 and first.json()["expired"] == [payment_id], first.body
+    assert second.status == 200 and second.json()["ran"] is False
+    intent = call(world.handler.handle, "GET", f"/payment_intents/{payment_id}", token=world.ada).json()
+    assert (intent["status"], intent["cancellation_reason"]) == ("canceled", "expired")
+    assert (intent["amount_capturable"], intent["amount_received"]) == (0, 2_500)
+    assert intent["ledger_transfers"][-1]["kind"] == "release"
+    assert world.balances() == (2_500, 0, 2_500)
+    canceled = [data for kind, data in events_of(world, payment_id) if kind == "payment_intent.canceled"]
+    assert [data["cancellation_reason"] for data in canceled] == ["expired"]
+
+
+def test_a_capture_after_capture_before_is_refused_before_and_after_the_job_ran(world):
+    payment_id = world.authorized(1_000)
+    world.clock.now += timedelta(hours=1, minutes=1)  # past the 1 h window, within the hold's grace
+    before = world.capture(payment_id)
+
+    expiry_run(world)
+    after = world.capture(payment_id, 500)
+
+    for reply in (before, after):
+        assert reply.status == 409 and reply.json()["code"] == "authorization_expired", reply.body
+        assert reply.json()["detail"].startswith("capture_before:")
+    assert world.intents.get(payment_id).amount_received_minor == 0
+    assert world.balances() == (0, 0, 0)
+
+
+def test_the_job_selects_only_capturable_intents_whose_time_has_come(world):
+    # GIVEN intents in every state, and one authorized after the clock moved (its window still open)
+    expiring = world.authorized(1_000)
+    captured = world.authorized(1_000)
+    world.capture(captured)
+    canceled = world.authorized(1_000)
+    world.post(f"/payment_intents/{canceled}/cancel", world.ada, {})
+    unconfirmed = world.create(1_000).json()["id"]
+    world.clock.now += timedelta(minutes=30)
+    recent = world.authorized(1_000)
+    expiry_run(world)  # a 1 h window is shorter than a day: both are warned at once
+    world.clock.now += timedelta(minutes=31)
+
+    # WHEN the job runs past the first intent's capture_before only
+    run = expiry_run(world)
+
+    # THEN only that one is expired; the others are as they were
+    assert (run.expired, run.warned, run.failed) == ((expiring,), (), ())
+    statuses = {pid: world.intents.get(pid).status.value for pid in (captured, canceled, unconfirmed, recent)}
+    assert statuses == {captured: "succeeded", canceled: "canceled", unconfirmed: "requires_confirmation",
+                        recent: "requires_capture"}
+    assert world.intents.get(canceled).cancellation_reason.value != "expired"
+
+
+def test_a_run_is_bounded_and_takes_the_longest_due_first(world):
+    made = []
+    for _ in range(3):
+        made.append(world.authorized(100))
+        world.clock.now += timedelta(minutes=1)
+    world.clock.now += timedelta(hours=1)
+
+    first = world.handler.services.get().payments.expire_due(limit=2)
+    second = world.handler.services.get().payments.expire_due(limit=2)
+
+    assert (first.expired, first.examined) == (tuple(made[:2]), 2)
+    assert (second.expired, second.examined) == ((made[2],), 1)
+
+
+def test_a_capture_window_of_days_is_warned_once_a_day_before_and_then_expired(world):
+    # GIVEN a merchant with the default 7-day window and an authorization on it, partly captured
+    world.post("/_/ops/merchants", world.operator, {**MERCHANT, "merchant_id": "m-week",
+                                                   "capture_window_seconds": 7 * 86_400})
+    payment_id = world.create(10_000, merchant_id="m-week").json()["id"]
+    world.post(f"/payment_intents/{payment_id}/confirm", world.ada)
+    capture_before = world.intents.get(payment_id).capture_before
+
+    # WHEN the job runs before, at, and after the day before capture_before, with a capture in between
+    world.clock.now = capture_before - timedelta(hours=24, minutes=1)
+    early = expiry_run(world)
+    world.clock.now = capture_before - timedelta(hours=23, minutes=59)
+    warned = expiry_run(world)
+    world.capture(payment_id, 1_000, final=False)
+    again = expiry_run(world)
+    world.clock.now = capture_before
+    expired = expiry_run(world)
+
+    # THEN one warning (naming capture_before) a day before, one expiry at capture_before
+    assert (early.warned, warned.warned, again.warned, expired.warned) == ((), (payment_id,), (), ())
+    assert expired.expired == (payment_id,)
+    kinds = [kind for kind, _ in events_of(world, payment_id)]
+    assert kinds == ["payment_intent.created", "payment_intent.requires_capture",
+                     "payment_intent.capture_expiring", "payment_intent.partially_captured",
+                     "payment_intent.canceled"]
+    warning = dict(events_of(world, payment_id))["payment_intent.capture_expiring"]
+    assert datetime.fromisoformat(warning["capture_before"]) == capture_before
+    assert warning["amount_capturable_minor"] == "10000"
+
+
+def test_an_authorization_found_past_its_holds_own_timeout_is_recorded_as_the_ledgers_expiry(world):
+    # GIVEN an authorization the job did not reach until its hold's grace was over as well
+    payment_id = world.authorized(1_000)
+    hold_id = world.intents.get(payment_id).hold_id
+    world.clock.now += timedelta(hours=1, seconds=hold_grace_seconds + 1)
+
+    # WHEN the job runs (the ledger refuses to void a hold past its timeout: only its sweep expires it)
+    run = expiry_run(world)
+    world.ledger.expire_due_holds()
+
+    # THEN the intent is canceled as expired, naming the ledger's expiry, and the money came back once
+    assert run.expired == (payment_id,)
+    intent = world.intents.get(payment_id)
+    assert (intent.status.value, intent.cancellation_reason.value) == ("canceled", "expired")
+    assert intent.ledger[-1] == LedgerStep("release", expiry_transfer_id(hold_id), 1_000)
+    assert world.balances() == (0, 0, 0)

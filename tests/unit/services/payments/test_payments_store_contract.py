@@ -143,3 +143,52 @@ class TestInMemoryIntentPages(IntentPagesContract):
     @pytest.fixture
     def intents(self):
         return InMemoryPaymentIntents()
+
+
+def authorized(base: datetime, days_left: int, status: IntentStatus = IntentStatus.REQUIRES_CAPTURE,
+               warned: bool = False) -> PaymentIntent:
+    """An intent held until base + days_left, warned or not."""
+    intent = replace(new_intent(f"m-{uuid.uuid4().hex[:8]}", "c-1", 0, status),
+                     hold_id="h-1", capture_before=base + timedelta(days=days_left))
+    return replace(intent, expiry_warned_at=base) if warned else intent
+
+
+class ExpiryIndexContract:
+    """The expiry job's selection (due_for_expiry); subclasses provide the `intents` fixture. The table
+    may hold other tests' intents: each test judges its own, at times no other test uses."""
+
+    def test_due_intents_come_longest_due_first_and_only_while_capturable(self, intents):
+        # GIVEN, from a base no other test uses, intents due (warning a day before capture_before, expiry
+        # at it once warned) at base+1d, base+4d and base+10d, and one that holds nothing any more
+        base = datetime(1990, 1, 1, tzinfo=UTC) + timedelta(minutes=uuid.uuid4().int % 10**6)
+        soon = created(intents, authorized(base, 2))
+        later = created(intents, authorized(base, 5, IntentStatus.PARTIALLY_CAPTURED))
+        warned = created(intents, authorized(base, 10, warned=True))
+        created(intents, authorized(base, 1, IntentStatus.SUCCEEDED))
+        ours = {soon.payment_id, later.payment_id, warned.payment_id}
+
+        def due(days: int) -> list[str]:
+            return [p for p in intents.due_for_expiry(base + timedelta(days=days), 1000) if p in ours]
+
+        # THEN each is due from its time on, the longest due first
+        assert due(0) == []
+        assert due(4) == [soon.payment_id, later.payment_id]
+        assert due(10) == [soon.payment_id, later.payment_id, warned.payment_id]
+        # WHEN one ends (canceled) and one is warned: the first leaves, the second is due at capture_before
+        assert intents.save(replace(soon, status=IntentStatus.CANCELED, hold_id=None, version=2), EVENT)
+        assert intents.save(replace(later, expiry_warned_at=base + timedelta(days=4), version=2), EVENT)
+        assert due(4) == []
+        assert due(10) == [later.payment_id, warned.payment_id]
+
+    def test_a_selection_reads_at_most_its_limit(self, intents):
+        base = datetime(1980, 1, 1, tzinfo=UTC) + timedelta(minutes=uuid.uuid4().int % 10**6)
+        for days in (1, 2, 3):
+            created(intents, authorized(base, days))
+
+        assert len(intents.due_for_expiry(base + timedelta(days=5), 2)) == 2
+
+
+class TestInMemoryExpiryIndex(ExpiryIndexContract):
+    @pytest.fixture
+    def intents(self):
+        return InMemoryPaymentIntents()
