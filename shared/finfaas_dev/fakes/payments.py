@@ -7,12 +7,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from finfaas.domain.errors import AccountNotFound
-from finfaas.domain.ledger import Account, TransactionExtra, Transfer
-from finfaas.services.ledger.model import TransferRequest
+from finfaas.domain.ledger import TransactionExtra, Transfer
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.errors import MerchantAccountsConflict
 from finfaas.services.payments.model import IntentEvent, IntentFilter, IntentPage, Merchant, PaymentIntent
+from finfaas.services.payments.service import LedgerStoreAccounts
 from finfaas.services.suite_clients import ServiceUnreachable
 
 _T = TypeVar("_T")
@@ -139,44 +138,19 @@ def _matches(intent: PaymentIntent, wanted: IntentFilter) -> bool:
             and (wanted.created_lt is None or intent.created_at < wanted.created_lt))
 
 
-class InMemoryPaymentsLedger:
+class InMemoryPaymentsLedger(LedgerStoreAccounts):
     """PaymentsLedger over a LedgerService on the reference ledger: each operation and its extra's intent
     put apply together, as the DynamoDB store's one transaction does."""
 
     def __init__(self, ledger: LedgerService, intents: InMemoryPaymentIntents) -> None:
-        self.ledger = ledger
+        super().__init__(ledger)
         self._intents = intents
 
-    def account(self, account_id: str) -> Account | None:
-        try:
-            return self.ledger.get_account(account_id)
-        except AccountNotFound:
-            return None
-
-    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
-             currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer:
-        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id,
-                                  pending=True, timeout_seconds=timeout_seconds)
-        return self._with(extra, lambda: self.ledger.transfer(request))
-
-    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
-                 currency: str, extra: TransactionExtra) -> Transfer:
-        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
-        return self._with(extra, lambda: self.ledger.transfer(request))
-
-    def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
-             remainder_id: str | None, extra: TransactionExtra) -> Transfer:
-        return self._with(extra, lambda: self.ledger.post_pending(
-            pending_id, amount=amount_minor, currency=currency, transfer_id=transfer_id,
-            remainder_id=remainder_id))
-
-    def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
-        return self._with(extra, lambda: self.ledger.void_pending(pending_id, transfer_id=transfer_id))
-
-    def _with(self, extra: TransactionExtra, operation: Callable[[], Transfer]) -> Transfer:
+    def _in_transaction(self, extra: TransactionExtra,
+                        operation: Callable[[TransactionExtra | None], Transfer]) -> Transfer:
         item, condition = extra.put_for(())
         more = getattr(extra, "more_puts_for", None)
         events = [event for event, _ in (more(()) if more is not None else [])]
-        result = self._intents.apply(item, condition, operation, extra.conflicted, events)
+        result = self._intents.apply(item, condition, lambda: operation(None), extra.conflicted, events)
         extra.committed()
         return result

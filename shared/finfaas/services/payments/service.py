@@ -136,11 +136,11 @@ class LedgerStoreAccounts:
     ledger in tests): its TransactionExtra joins each operation's transaction."""
 
     def __init__(self, ledger: LedgerService) -> None:
-        self._ledger = ledger
+        self.ledger = ledger
 
     def account(self, account_id: str) -> Account | None:
         try:
-            return self._ledger.get_account(account_id)
+            return self.ledger.get_account(account_id)
         except AccountNotFound:
             return None
 
@@ -148,20 +148,27 @@ class LedgerStoreAccounts:
              currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer:
         request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id,
                                   pending=True, timeout_seconds=timeout_seconds)
-        return self._ledger.transfer(request, extra=extra)
+        return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
 
     def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
                  currency: str, extra: TransactionExtra) -> Transfer:
         request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
-        return self._ledger.transfer(request, extra=extra)
+        return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
 
     def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
              remainder_id: str | None, extra: TransactionExtra) -> Transfer:
-        return self._ledger.post_pending(pending_id, amount=amount_minor, currency=currency,
-                                         transfer_id=transfer_id, remainder_id=remainder_id, extra=extra)
+        return self._in_transaction(extra, lambda joined: self.ledger.post_pending(
+            pending_id, amount=amount_minor, currency=currency, transfer_id=transfer_id,
+            remainder_id=remainder_id, extra=joined))
 
     def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
-        return self._ledger.void_pending(pending_id, transfer_id=transfer_id, extra=extra)
+        return self._in_transaction(
+            extra, lambda joined: self.ledger.void_pending(pending_id, transfer_id=transfer_id, extra=joined))
+
+    def _in_transaction(self, extra: TransactionExtra,
+                        operation: Callable[[TransactionExtra | None], Transfer]) -> Transfer:
+        """Run a ledger operation with the intent's write in its transaction (here: the extra joins it)."""
+        return operation(extra)
 
 
 class _IntentMoved(Exception):
