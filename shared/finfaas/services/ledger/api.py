@@ -42,7 +42,7 @@ from finfaas.domain.ledger import (
     identifier_chars_max,
     linked_legs_max,
 )
-from finfaas.domain.money import currency_exponent
+from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import OutboxAudit, StrictModel, TransactionalIdempotency
 from finfaas.platform.idempotency import StoredResponse
@@ -74,6 +74,23 @@ Amount = Annotated[int | str, PlainValidator(_amount_type), WithJsonSchema({
               {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
     "description": AMOUNT_DESCRIPTION,
 })]
+def _amount_in_range(value: object) -> int | str:
+    """As Amount, and an integer only within the domain's bounds (so an amount no ledger could hold is
+    refused at parse time); the domain judges a decimal string with its currency."""
+    checked = _amount_type(value)
+    if isinstance(checked, int) and not 1 <= checked <= transfer_amount_minor_max:
+        raise ValueError(f"minor units from 1 to {transfer_amount_minor_max}")
+    return checked
+
+
+# The amount of the money routes of other capabilities (transfers, payments): bounded in the schema too.
+BoundedAmount = Annotated[int | str, PlainValidator(_amount_in_range), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": transfer_amount_minor_max},
+              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
+    "description": AMOUNT_DESCRIPTION,
+})]
+
+
 Currency = Annotated[StrictStr, Field(min_length=CURRENCY_CODE_CHARS, max_length=CURRENCY_CODE_CHARS,
                                       description="ISO 4217 code, e.g. USD")]
 Metadata = Annotated[StrictStr, Field(max_length=description_chars_max)]

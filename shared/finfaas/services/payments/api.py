@@ -9,11 +9,9 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     Field,
-    PlainValidator,
     StrictBool,
     StrictInt,
     StrictStr,
-    WithJsonSchema,
 )
 
 from finfaas.domain.ledger import page_size_default, page_size_max
@@ -30,7 +28,7 @@ from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
 from finfaas.platform.idempotency import IdempotencyKeyReused
-from finfaas.services.ledger.api import ledger_error_table
+from finfaas.services.ledger.api import BoundedAmount, ledger_error_table
 from finfaas.services.payments.errors import (
     AuthorizationExpired,
     CurrencyMismatch,
@@ -81,27 +79,8 @@ IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-]+$"
 MerchantId = Annotated[str, Field(min_length=1, max_length=merchant_id_chars_max, pattern=IDENTIFIER_PATTERN)]
 Currency = Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. USD")]
 identifier_chars_max = 64
-amount_text_chars_max = 64  # a decimal string of major units; enough for any amount the domain allows
 Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=IDENTIFIER_PATTERN)]
-
-
-def _amount_in_range(value: object) -> int | str:
-    """Only the two JSON types pass, an integer only within the domain's bounds; the domain judges a
-    decimal string with its currency."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("expected an integer of minor units or a decimal string of major units")
-    if isinstance(value, int) and not 1 <= value <= transfer_amount_minor_max:
-        raise ValueError(f"minor units from 1 to {transfer_amount_minor_max}")
-    if isinstance(value, str) and not 0 < len(value) <= amount_text_chars_max:
-        raise ValueError(f"a decimal string of 1-{amount_text_chars_max} characters")
-    return value
-
-
-Amount = Annotated[int | str, PlainValidator(_amount_in_range), WithJsonSchema({
-    "anyOf": [{"type": "integer", "minimum": 1, "maximum": transfer_amount_minor_max},
-              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
-    "description": "minor units as an integer (1050), or major units as a decimal string ('10.50')",
-})]
+Amount = BoundedAmount
 MinorUnits = Annotated[StrictInt, Field(ge=0, le=transfer_amount_minor_max)]
 PositiveMinorUnits = Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
 

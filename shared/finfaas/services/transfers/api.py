@@ -10,22 +10,21 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     Field,
-    PlainValidator,
     StrictStr,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from finfaas.domain import errors as ledger_errors
 from finfaas.domain.limits import Tier
-from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
+from finfaas.domain.money import currency_exponent
 from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec, HttpError
 from finfaas.platform.http import StrictModel
 from finfaas.platform.idempotency import IdempotencyKeyReused
 from finfaas.platform.pii import PiiKeyUnavailable
+from finfaas.services.ledger.api import BoundedAmount
 from finfaas.services.suite_clients import ServiceUnreachable
 from finfaas.services.transfers.errors import (
     ConcurrentUpdate,
@@ -53,32 +52,11 @@ from finfaas.services.transfers.model import (
 )
 
 identifier_chars_max = 64
-amount_text_chars_max = 64  # a decimal string of major units; enough for any amount the domain allows
 reference_chars_max = 140
 BANK_CODE_PATTERN = r"^[A-Z0-9]{4,11}$"
 BANK_ACCOUNT_PATTERN = r"^[A-Za-z0-9]{4,34}$"
-
-
 Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-def _amount_in_range(value: object) -> int | str:
-    """Only the two JSON types pass, and an integer only within the domain's bounds (so an amount no
-    ledger could hold is refused at parse time); the domain judges a decimal string with its currency."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("expected an integer of minor units or a decimal string of major units")
-    if isinstance(value, int) and not 1 <= value <= transfer_amount_minor_max:
-        raise ValueError(f"minor units from 1 to {transfer_amount_minor_max}")
-    if isinstance(value, str) and not 0 < len(value) <= amount_text_chars_max:
-        raise ValueError(f"a decimal string of 1-{amount_text_chars_max} characters")
-    return value
-
-
-Amount = Annotated[int | str, PlainValidator(_amount_in_range), WithJsonSchema({
-    "anyOf": [{"type": "integer", "minimum": 1, "maximum": transfer_amount_minor_max},
-              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "maxLength": amount_text_chars_max}],
-    "description": "minor units as an integer (1050), or major units as a decimal string ('10.50')",
-})]
+Amount = BoundedAmount
 
 
 class CreditorBody(StrictModel):
