@@ -1,4 +1,4 @@
-"""Keeping a lease alive while slow work runs: one renewal thread, shared by every lease holder."""
+"""Keeping a lease alive while slow work runs: a renewal thread per held lease, one class for every holder."""
 
 from __future__ import annotations
 
