@@ -436,6 +436,8 @@ def _repay(account: LoanAccount, transaction: LoanTransaction,
                                        field="amount")
             return Applied(transaction, allocation.parts, credit_minor=left), after
         mode = account.rules.overpayment_mode
+        if mode is PrepaymentMode.SHORTER_TERM and account.terms.interest_method is InterestMethod.FLAT:
+            mode = PrepaymentMode.LOWER_INSTALLMENT  # a flat loan's interest does not shrink with its term
     if not left:
         return Applied(transaction, allocation.parts), after
     assert mode is not None, "left over money prepays in a mode"
@@ -450,8 +452,6 @@ def _repay(account: LoanAccount, transaction: LoanTransaction,
 
 def _prepaid(account: LoanAccount, on: date, amount_minor: int, mode: PrepaymentMode) -> LoanAccount:
     """The account once amount_minor of principal is prepaid with the last installment ended by `on`."""
-    if mode is PrepaymentMode.SHORTER_TERM and account.terms.interest_method is InterestMethod.FLAT:
-        mode = PrepaymentMode.LOWER_INSTALLMENT  # a flat loan's interest does not shrink with its term
     ended = sum(1 for i in account.schedule.installments if i.period_end <= on)
     schedule = prepay_partially(account.terms, account.schedule, ended, amount_minor, mode)
     # Installments after `ended` had no payment and no penalty (none was due), so their dues start fresh.

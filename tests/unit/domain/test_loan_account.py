@@ -145,6 +145,30 @@ def test_a_partial_prepayment_for_a_shorter_term_recomputes_the_schedule():
     assert len(account.dues) == len(account.paid) == 5
 
 
+def test_a_flat_loan_prepays_an_overpayment_for_a_lower_installment_but_refuses_a_shorter_term_asked():
+    terms = replace(TERMS, interest_method=InterestMethod.FLAT)
+    rules = AccountRules(overpayment=OverpaymentRule.PREPAY, overpayment_mode=PrepaymentMode.SHORTER_TERM)
+    account = pay_on(disburse(terms, build_schedule(terms), "disbursement", rules),
+                     pay("p1", date(2024, 2, 1), 1767))
+
+    prepaid = pay_on(account, pay("p2", date(2024, 3, 1), 1767 + 1000))
+    with pytest.raises(InvalidRepayment) as refused:
+        pay_on(account, pay("p2", date(2024, 3, 1), 1767 + 1000, TransactionKind.PREPAYMENT,
+                            PrepaymentMode.SHORTER_TERM))
+
+    assert len(prepaid.schedule.installments) == 6 and prepaid.prepaid_principal_minor == 1000
+    assert refused.value.field == "mode"
+
+
+def test_closing_a_business_date_is_also_a_transaction_apply_takes():
+    account = opened(daily_penalty_rate=PENALTY)
+
+    closed = apply(account, LoanTransaction("nightly", TransactionKind.PENALTY_ACCRUAL, date(2024, 2, 5)))
+
+    assert closed == closed_to(account, date(2024, 2, 5))
+    assert closed.transactions()[-1].value_date == date(2024, 2, 5)
+
+
 # --- payoff ------------------------------------------------------------------------------------------
 
 
