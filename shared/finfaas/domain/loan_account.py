@@ -354,7 +354,14 @@ def _checked_log(terms: LoanTerms, schedule: Schedule,
             continue
         if by_id.setdefault(transaction.transaction_id, transaction) != transaction:
             raise InvalidRepayment("transaction exists with different fields", field="transaction_id")
-    log = [t for t in log if t.kind is TransactionKind.PENALTY_ACCRUAL or by_id[t.transaction_id] is t]
+    # The same transaction given twice (a redelivery) folds once.
+    unique: list[LoanTransaction] = []
+    seen: set[str] = set()
+    for transaction in log:
+        if transaction.kind is TransactionKind.PENALTY_ACCRUAL or transaction.transaction_id not in seen:
+            unique.append(transaction)
+            seen.add(transaction.transaction_id)
+    log = unique
     disbursements = [t for t in log if t.kind is TransactionKind.DISBURSEMENT]
     if len(disbursements) != 1 or log[0] is not disbursements[0]:
         raise InvalidRepayment("a loan has one disbursement, before anything else", field="kind")

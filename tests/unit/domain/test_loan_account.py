@@ -366,6 +366,13 @@ def test_a_malformed_transaction_is_refused_naming_the_field(fields, field):
     assert refused.value.field == field
 
 
+def test_replay_folds_a_transaction_given_twice_once():
+    payment = pay("p1", date(2024, 2, 5), 500)
+    account = pay_on(opened(), payment)
+
+    assert replay(TERMS, SCHEDULE, [*account.transactions(), payment, replace(payment)]) == account
+
+
 def test_replay_needs_one_disbursement_of_the_terms_first():
     with pytest.raises(InvalidRepayment):
         replay(TERMS, SCHEDULE, [pay("p1", date(2024, 1, 5), 500)])
