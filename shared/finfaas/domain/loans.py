@@ -341,6 +341,9 @@ def _rows(terms: LoanTerms, business_calendar: MarketCalendar | None, *, first_n
 # --- what is owed, and paying it ----------------------------------------------------------------
 
 
+_DUES_FIELDS = {component: f"{component.value}_minor" for component in Component}
+
+
 @dataclass(frozen=True)
 class Dues:
     """What is still owed on one installment, by component."""
@@ -351,10 +354,10 @@ class Dues:
     principal_minor: int = 0
 
     def of(self, component: Component) -> int:
-        return int(getattr(self, f"{component.value}_minor"))
+        return int(getattr(self, _DUES_FIELDS[component]))
 
     def less(self, component: Component, amount_minor: int) -> Dues:
-        return replace(self, **{f"{component.value}_minor": self.of(component) - amount_minor})
+        return replace(self, **{_DUES_FIELDS[component]: self.of(component) - amount_minor})
 
     @property
     def total_minor(self) -> int:
@@ -404,6 +407,8 @@ def allocate(amount_minor: int, schedule: Schedule, dues: Sequence[Dues], on: da
     for index, installment in enumerate(schedule.installments):
         if installment.due_on > on or left == 0:
             break
+        if after[index].total_minor == 0:
+            continue  # paid already: a loan's repayments would otherwise walk every paid row again
         for component in order:
             taken = min(left, after[index].of(component))
             if taken:
@@ -540,7 +545,9 @@ def prepay_partially(terms: LoanTerms, schedule: Schedule, after_number: int, am
         raise InvalidRepayment("no partial prepayment before the interest grace ends", field="installment")
     kept = schedule.installments[:after_number]
     remaining = schedule.installments[after_number:]
-    balance = kept[-1].balance_minor
+    # What the schedule still repays, not kept[-1].balance_minor: an earlier prepayment with the same
+    # installment lowered the balance without changing that row.
+    balance = schedule.principal_minor - sum(i.principal_minor for i in kept)
     if amount_minor >= balance:
         raise InvalidRepayment("a partial prepayment leaves principal to repay; quote a payoff instead",
                                field="amount")

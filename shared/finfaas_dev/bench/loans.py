@@ -1,0 +1,84 @@
+"""`finfaas bench loans`: the pure loan figures, measured in this process (no suite, no network).
+
+quote_us: building a 360-month schedule (domain.loans.build_schedule, as a quote does), median over
+--runs. Unless --quote-only, also the loan account fold over the same schedule (domain.loan_account):
+replay_us, reprocessing a loan with every installment repaid on its due date, and close_of_business_us,
+one nightly step for a loan 30 days past due. The repayments-through-the-gateway and nightly-job
+figures of the issue need the loans function and are not measured here.
+Last line: JSON with quote_us, replay_us, close_of_business_us, runs, term_months.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from decimal import Decimal
+
+from finfaas.domain.loan_account import (
+    AccountRules,
+    LoanTransaction,
+    TransactionKind,
+    close_of_business,
+    disburse,
+    replay,
+)
+from finfaas.domain.loans import LoanTerms, build_schedule
+
+RUNS_DEFAULT = 21
+RUNS_MAX = 1_000
+SECONDS_MAX = 120.0  # the whole bench stops measuring past this, whatever --runs says
+TERM_MONTHS = 360
+DISBURSED_ON = date(2027, 1, 15)
+TERMS = LoanTerms(100_000_000, Decimal("0.049"), TERM_MONTHS, DISBURSED_ON)  # 1,000,000.00 over 30 years
+RULES = AccountRules(daily_penalty_rate=Decimal("0.0005"))
+OVERDUE_DAYS = 30
+
+
+def median_us(work: Callable[[], object], runs: int, deadline: float) -> tuple[float, int]:
+    """The median time of work() in microseconds over at most `runs` runs, and how many ran."""
+    times: list[float] = []
+    while len(times) < runs and (not times or time.monotonic() < deadline):
+        started = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - started) * 1e6)
+    return statistics.median(times), len(times)
+
+
+def repaid_on_time() -> list[LoanTransaction]:
+    """Every installment of TERMS paid in full on its due date, and the disbursement."""
+    schedule = build_schedule(TERMS)
+    log = [LoanTransaction("disbursement", TransactionKind.DISBURSEMENT, DISBURSED_ON, TERMS.principal_minor)]
+    log += [LoanTransaction(f"repay-{i.number}", TransactionKind.REPAYMENT, i.due_on, i.total_minor)
+            for i in schedule.installments]
+    return log
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=int, default=RUNS_DEFAULT, help="runs per figure (median)")
+    parser.add_argument("--quote-only", action="store_true", help="only quote_us")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.runs <= RUNS_MAX:
+        print(f"bench loans: need 0 < --runs <= {RUNS_MAX}", file=sys.stderr)
+        return 2
+    deadline = time.monotonic() + SECONDS_MAX
+    schedule = build_schedule(TERMS)
+    quote_us, runs = median_us(lambda: build_schedule(TERMS), args.runs, deadline)
+    summary: dict[str, object] = {"term_months": TERM_MONTHS, "runs": runs, "quote_us": round(quote_us, 1)}
+    if not args.quote_only:
+        log = repaid_on_time()
+        replay_us, _ = median_us(lambda: replay(TERMS, schedule, log, RULES), args.runs, deadline)
+        overdue = disburse(TERMS, schedule, "disbursement", RULES)
+        first_due = schedule.installments[0].due_on
+        overdue, _ = close_of_business(overdue, first_due + timedelta(days=OVERDUE_DAYS))
+        next_day = first_due + timedelta(days=OVERDUE_DAYS + 1)
+        step_us, _ = median_us(lambda: close_of_business(overdue, next_day), args.runs, deadline)
+        summary |= {"replay_us": round(replay_us, 1), "close_of_business_us": round(step_us, 1)}
+    print(json.dumps(summary))
+    return 0
