@@ -508,3 +508,19 @@ def test_every_message_delivered_twice_changes_nothing():
 
     assert execution.status is Status.SUCCEEDED
     assert _effects(bank) == CRASH_DOCUMENTS["map"][2]
+
+
+def test_a_map_redriven_after_a_kept_refusal_keeps_its_keys_so_no_item_is_applied_twice():
+    # GIVEN a Map that failed on an item the function refused (a 422 it keeps under the key)
+    document = {"StartAt": "Each", "States": {"Each": map_state(one_task(), MaxConcurrency=1)}}
+    world, bank, failed = _run(document, {"items": [1, 2, 3, 4]}, ItemBank(refuse={3}))
+    assert failed.error == "States.Http.StatusCode.422"
+    bank.refuse.clear()
+
+    # WHEN an operator redrives it
+    world.engine.redrive(failed.execution_id)
+    world.run()
+
+    # THEN the items that succeeded are replayed, not applied again, and the refusal is replayed too
+    assert bank.effects() == {1: 1, 2: 1}
+    assert world.status(failed.execution_id) is Status.FAILED
