@@ -5,6 +5,7 @@ item's index, bounded history, and crashes anywhere during the iterations."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -524,3 +525,23 @@ def test_a_map_redriven_after_a_kept_refusal_keeps_its_keys_so_no_item_is_applie
     # THEN the items that succeeded are replayed, not applied again, and the refusal is replayed too
     assert bank.effects() == {1: 1, 2: 1}
     assert world.status(failed.execution_id) is Status.FAILED
+
+
+def test_the_map_and_parallel_shapes_run_here_are_asl_that_the_validator_accepts(tmp_path):
+    from finfaas_dev.tools import npm_tool_bin
+    from unit.workflow.test_definitions import VALIDATOR_SECONDS_MAX
+
+    paths = []
+    for scenario, (document, _, _) in sorted(CRASH_DOCUMENTS.items()):
+        paths.append(tmp_path / f"{scenario}.asl.json")
+        paths[-1].write_text(json.dumps(document))
+    arguments = [argument for path in paths for argument in ("--json-path", str(path))]
+
+    # One validator run for both: node's start is most of its cost.
+    result = subprocess.run(
+        [str(npm_tool_bin("asl-validator")), *arguments],
+        capture_output=True, text=True, timeout=VALIDATOR_SECONDS_MAX, check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("is valid") == len(paths)
