@@ -214,7 +214,10 @@ def advance(drive: _Drive, execution: Execution, now: int) -> str | None:
         drive.step.event(f"{_kind(state)}StateResumed", {"attempt": execution.attempt, "lease_lost": True})
     if not drive.engine._checkpoint(drive.step):
         return "conflict"
-    iterations = iterations_of(state, drive.step.execution, items_max)
+    try:  # the same input as when the state began; it fails only if the definition changed since
+        iterations = iterations_of(state, drive.step.execution, items_max)
+    except StatesError as failure:
+        return _failed(drive, state, failure.error, failure.cause, now)
     return _iterate(drive, iterations, now)
 
 
