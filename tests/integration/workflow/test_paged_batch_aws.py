@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 from finfaas.store.executions_store import ExecutionsStore
-from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
+from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file, parse_definition
 from finfaas.workflow.engine import Engine, EngineLimits
+from finfaas.workflow.iterations import IterationLimits
 from finfaas.workflow.model import Status
 from finfaas.workflow.tasks import TaskCall, TaskFailed, TaskSucceeded
 from finfaas_dev.fakes.workflow import InMemoryWaker
@@ -57,10 +58,11 @@ class PagedJob:
             return self._answers[call.idempotency_key]
 
 
-def _engine(fresh_tables, job: PagedJob, **options: Any) -> Engine:
+def _engine(fresh_tables, job: PagedJob, *extra: Any, **options: Any) -> Engine:
     definition = load_definition_file(definitions_dir() / f"{STATE_MACHINE}.asl.json")
     waker = InMemoryWaker(lambda: int(time.time() * 1000))
-    return Engine(DefinitionRegistry([definition]), ExecutionsStore(*fresh_tables), job, waker, **options)
+    registry = DefinitionRegistry([definition, *extra])
+    return Engine(registry, ExecutionsStore(*fresh_tables), job, waker, **options)
 
 
 def _drive_until_stopped(engine: Engine, execution_id: str, seconds_max: float = RUN_SECONDS_MAX) -> None:
@@ -123,6 +125,53 @@ def test_a_drive_killed_in_the_middle_of_a_page_is_resumed_where_its_chunks_end(
     assert job.calls - calls_before <= 2_000 - 750
     kinds = [e.type for e in dying.store.history(execution_id, 0, 100)]
     assert kinds.count("MapStateResumed") == 1
+
+
+def _item_task(item: str) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::http:invoke",
+        "Parameters": {
+            "ApiEndpoint": "https://gateway.finfaas/function/demo-batch/items",
+            "Method": "POST",
+            "RequestBody": {"item": item},
+        },
+        "End": True,
+    }
+
+
+def test_a_drive_killed_during_a_parallel_is_resumed_and_each_branch_applied_once(fresh_tables):
+    # GIVEN a Parallel of three branches, one at a time, each recorded on its own, and a drive that
+    # dies right after recording the first
+    branches = [{"StartAt": f"B{n}", "States": {f"B{n}": _item_task(f"b{n}")}} for n in range(3)]
+    document = {"StartAt": "All", "States": {"All": {"Type": "Parallel", "Branches": branches, "End": True}}}
+    parallel = parse_definition("demo-parallel", document)
+    job = PagedJob(0, 1)
+    options = {
+        "limits": EngineLimits(lease_seconds=1.0, lease_renew_seconds=0.25),
+        "iteration_limits": IterationLimits(concurrency_max=1, chunk_items_max=1),
+    }
+    dying = _engine(
+        fresh_tables,
+        job,
+        parallel,
+        owner="p1",
+        crash_hook=_CrashAfter("iterations:after_record", 1),
+        **options,
+    )
+    execution_id = dying.start("demo-parallel", "p", {}).execution.execution_id
+    with pytest.raises(SimulatedCrash):
+        dying.drive(execution_id)
+
+    # WHEN another process drives it once the lease has lapsed
+    _drive_until_stopped(_engine(fresh_tables, job, parallel, owner="p2", **options), execution_id)
+
+    # THEN it succeeds with every branch's result in order, each applied once, the first not called again
+    execution = dying.store.get(execution_id)
+    assert execution.status is Status.SUCCEEDED
+    assert execution.output == [{"ResponseBody": {"ok": True}}] * 3
+    assert job.applied == Counter({"b0": 1, "b1": 1, "b2": 1})
+    assert job.calls == 3
 
 
 class _CrashAfter(CrashAt):
