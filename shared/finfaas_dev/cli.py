@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "recovery"): ("finfaas_dev.bench.recovery", "orchestrator killed mid-saga: time to next step"),
     ("bench", "payments"): ("finfaas_dev.bench.payments", "captures/s against raw ledger work"),
     ("bench", "loans"): ("finfaas_dev.bench.loans", "loan schedule quotes and the loan account fold (pure)"),
+    ("bench", "map"): ("finfaas_dev.bench.map", "a paged Map of 20,000 items: items/s, writes, resume"),
     ("ledger", "check"): ("finfaas_dev.ledger_check", "reconcile balances, entries and transfers"),
     ("audit", "verify"): ("finfaas_dev.audit_verify", "verify the audit log's hash chain"),
     ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),

@@ -329,6 +329,32 @@ class ExecutionStoreContract:
         store.save(left, [])
         assert store.renew_lease(execution.execution_id, 3, "process-2", T0_MS + 30_000) is False
 
+    def test_iteration_chunks_are_recorded_only_under_the_lease_at_its_version_once_each(self, store):
+        # GIVEN a Map iterating under process-1's lease at version 1
+        execution = new_execution(
+            phase=Phase.ITERATING, lease_owner="process-1", lease_until_ms=T0_MS + 5_000
+        )
+        store.create(execution, started(execution))
+        run = f"{execution.execution_id}#Map#1#0.1"
+
+        # WHEN the holder records two chunks, and another process, a stale version and a repeat try too
+        assert store.record_iterations(execution.execution_id, 1, "process-1", run, 1, '[[2,1,"b"]]') is True
+        assert store.record_iterations(execution.execution_id, 1, "process-1", run, 0, '[[0,1,"a"]]') is True
+        assert store.record_iterations(execution.execution_id, 1, "process-2", run, 2, '[[3,1,"x"]]') is False
+        assert store.record_iterations(execution.execution_id, 2, "process-1", run, 2, '[[3,1,"x"]]') is False
+        assert store.record_iterations(execution.execution_id, 1, "process-1", run, 0, '[[9,1,"x"]]') is False
+
+        # THEN the run reads back the holder's chunks in chunk order, and the execution is untouched
+        assert store.iteration_chunks(run) == ['[[0,1,"a"]]', '[[2,1,"b"]]']
+        assert store.iteration_chunks(f"{run}x") == []
+        assert store.get(execution.execution_id) == execution
+        # AND once another drive took the lease over (a new version), the old holder records nothing
+        taken, _ = next_version(execution, lease_owner="process-2")
+        assert store.save(taken, [], execution) is True
+        assert store.record_iterations(execution.execution_id, 1, "process-1", run, 2, '[[3,1,"x"]]') is False
+        assert store.record_iterations(execution.execution_id, 2, "process-2", run, 2, '[[3,1,"y"]]') is True
+        assert store.renew_lease(execution.execution_id, 2, "process-2", T0_MS + 9_000) is True
+
     def test_the_sweeper_turn_is_taken_once_until_it_is_due_again(self, store):
         assert store.next_sweep_ms() is None
         assert store.claim_sweep(T0_MS, T0_MS + 60_000) is True

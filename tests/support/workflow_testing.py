@@ -12,6 +12,7 @@ from typing import Any
 
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file, parse_definition
 from finfaas.workflow.engine import Engine, EngineLimits
+from finfaas.workflow.iterations import IterationLimits
 from finfaas.workflow.model import Status
 from finfaas.workflow.sweeper import Sweeper
 from finfaas.workflow.tasks import TaskBusy, TaskCall, TaskFailed, TaskSubmitted, TaskSucceeded
@@ -169,6 +170,7 @@ def engine_process(
     crash: CrashAt,
     inline: SameThreadDrives | None = None,
     renewal_crash: CrashAt | None = None,
+    iteration_limits: IterationLimits = IterationLimits(),
 ) -> Engine:
     """The engine of orchestrator process `number`: its own owner and task secrets, the deployment's
     store, queue, clock and crash hook, and no randomness (jitter fixed at half)."""
@@ -187,6 +189,7 @@ def engine_process(
         crash_hook=crash,
         inline=inline,
         renewal_crash_hook=renewal_crash or CrashAt(),
+        iteration_limits=iteration_limits,
     )
 
 
@@ -236,8 +239,10 @@ class World:
         duplicate_deliveries: bool = False,
         inline: bool = False,
         renewal_crash: CrashAt | None = None,
+        iteration_limits: IterationLimits = IterationLimits(),
     ) -> None:
         self.clock = FakeClock()
+        self.iteration_limits = iteration_limits
         self.renewal_crash = renewal_crash or CrashAt()
         self.store = InMemoryExecutionStore()
         self.waker = InMemoryWaker(self.clock.ms)
@@ -255,7 +260,7 @@ class World:
         self.processes += 1
         return engine_process(self.processes, self.definitions, self.store, self.tasks, self.waker,
                               clock=self.clock, limits=self.limits, crash=self.crash, inline=self.inline,
-                              renewal_crash=self.renewal_crash)
+                              renewal_crash=self.renewal_crash, iteration_limits=self.iteration_limits)
 
     def _restart(self) -> None:
         self.engine = self._new_process()

@@ -194,6 +194,8 @@ class _HistoryItem(Model):
     at_ms = NumberAttribute(null=True)
     state = UnicodeAttribute(null=True)
     detail = UnicodeAttribute(null=True)  # JSON object
+    # A Map's or Parallel's chunk of iteration results (HASH: the run's key, RANGE: the chunk's number):
+    results = UnicodeAttribute(null=True)  # JSON list of rows (workflow/iterations.py)
 
 
 @lru_cache(maxsize=8)
@@ -387,7 +389,7 @@ class ExecutionsStore:
         condition = (
             (model.version == version)
             & (model.lease_owner == owner)
-            & (model.phase == Phase.TASK.value)
+            & model.phase.is_in(Phase.TASK.value, Phase.ITERATING.value)
             & (model.status == Status.RUNNING.value)
         )
         # next_run_at moves with the lease: the by-status index is how the sweeper finds lapsed ones.
@@ -397,6 +399,48 @@ class ExecutionsStore:
             model.next_run_at.set(format_time_ms(lease_until_ms)),
         ]
         return self._update(execution_id, actions, condition, "lease not renewed")
+
+    def record_iterations(
+        self, execution_id: str, version: int, owner: str, run: str, chunk: int, rows: str
+    ) -> bool:
+        """One TransactWriteItems: a ConditionCheck that the execution is still at version under owner's
+        lease, and the chunk's Put (new key only). A drive whose lease moved on records nothing."""
+        model = self.execution_model
+        condition = (
+            (model.version == version)
+            & (model.lease_owner == owner)
+            & (model.status == Status.RUNNING.value)
+        )
+        item = self.history_model(run, chunk, results=rows)
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.condition_check(model, execution_id, condition=condition)
+                tx.save(item, condition=self.history_model.seq.does_not_exist())
+
+        def attempt() -> bool:
+            written = conditional_write(transact)
+            if written.taken:
+                return True
+            if condition_failures(written.error):
+                return False
+            if transient(written.error):
+                raise _Refused(written.code) from written.error
+            raise ExecutionStoreError(f"iterations not recorded: {written.code}") from written.error
+
+        try:
+            return TRANSACTION_RETRY.retrying(_Refused, self._sleep)(attempt)
+        except RetryError as error:
+            refused = error.last_attempt.exception()
+            raise ExecutionStoreError(f"iterations not recorded: {refused}") from refused
+
+    def iteration_chunks(self, run: str) -> builtins.list[str]:
+        model = self.history_model
+        try:
+            items = model.query(run, consistent_read=True, page_size=page_items_max)
+            return [item.results for item in items if item.results is not None]
+        except (PynamoDBException, BotoCoreError) as error:
+            raise ExecutionStoreError("iterations not read") from error
 
     def claim_sweep(self, now_ms: int, next_sweep_ms: int) -> bool:
         model = self.execution_model

@@ -1,6 +1,7 @@
 """Amazon States Language definitions: load, check against the engine's subset, compile.
 
-The subset (docs/workflows.md): Task, Choice, Pass, Wait, Succeed, Fail; InputPath, Parameters,
+The subset (docs/workflows.md): Task, Choice, Pass, Wait, Succeed, Fail, Map (inline) and Parallel
+(their iterations hold Task, Pass, Choice, Succeed and Fail); InputPath, Parameters,
 ResultSelector, ResultPath, OutputPath; Retry and Catch; TimeoutSeconds and HeartbeatSeconds; the
 top-level TimeoutSeconds. Anything else, valid ASL or not, is refused here with the state and field
 named, so a definition never reaches an execution with a feature the engine would ignore.
@@ -91,7 +92,35 @@ STATE_FIELDS: dict[str, frozenset[str]] = {
     | {"Seconds", "Timestamp", "SecondsPath", "TimestampPath"},
     "Succeed": COMMON_FIELDS | IO_FIELDS,
     "Fail": COMMON_FIELDS | {"Error", "Cause", "ErrorPath", "CausePath"},
+    "Map": COMMON_FIELDS
+    | IO_FIELDS
+    | FLOW_FIELDS
+    | {
+        "ItemsPath",
+        "ItemSelector",
+        "ItemProcessor",
+        "MaxConcurrency",
+        "ToleratedFailureCount",
+        "ToleratedFailurePercentage",
+        "ResultSelector",
+        "ResultPath",
+        "Retry",
+        "Catch",
+    },
+    "Parallel": COMMON_FIELDS
+    | IO_FIELDS
+    | FLOW_FIELDS
+    | {"Branches", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"},
 }
+# What an iteration (a Map's ItemProcessor, a Parallel's branch) may hold: states that run to their
+# end in one drive, so an iteration is re-run whole after a crash and its tasks replay by key.
+ITERATION_STATE_TYPES = frozenset({"Task", "Pass", "Choice", "Succeed", "Fail"})
+PROCESSOR_FIELDS = frozenset({"StartAt", "States", "Comment", "ProcessorConfig"})
+BRANCH_FIELDS = frozenset({"StartAt", "States", "Comment"})
+PROCESSOR_MODE_INLINE = "INLINE"
+branches_max = 16
+# An inline Map's concurrency as written (0: no limit of the definition's own; the engine's applies).
+map_concurrency_max = 1000
 TOP_LEVEL_FIELDS = frozenset({"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"})
 RETRIER_FIELDS = frozenset(
     {
@@ -241,6 +270,42 @@ class FailState(State):
 
 
 @dataclass(frozen=True)
+class MapState(State):
+    """An inline Map: the processor runs once per item of ItemsPath; results form an array in item order."""
+
+    items_path: Path = ROOT
+    item_selector: Template | None = None
+    processor: Definition | None = None
+    max_concurrency: int = 0  # 0: as many as the engine allows
+    tolerated_failure_count: int | None = None
+    tolerated_failure_percentage: float | None = None
+    result_selector: Template | None = None
+    result_path: Path | None = ROOT
+    retry: tuple[Retrier, ...] = ()
+    catch: tuple[Catcher, ...] = ()
+
+    @property
+    def tolerates_failures(self) -> bool:
+        return self.tolerated_failure_count is not None or self.tolerated_failure_percentage is not None
+
+
+@dataclass(frozen=True)
+class ParallelState(State):
+    """Branches run on the same input; results form an array in branch order."""
+
+    branches: tuple[Definition, ...] = ()
+    parameters: Template | None = None
+    result_selector: Template | None = None
+    result_path: Path | None = ROOT
+    retry: tuple[Retrier, ...] = ()
+    catch: tuple[Catcher, ...] = ()
+
+
+IterationState = MapState | ParallelState
+CatchingState = TaskState | MapState | ParallelState
+
+
+@dataclass(frozen=True)
 class Definition:
     """A checked state machine: its states, start, optional execution timeout and content digest."""
 
@@ -333,12 +398,18 @@ def definitions_dir(environ: Mapping[str, str] | None = None) -> FilePath:
 # --- states -----------------------------------------------------------------------------------
 
 
-def _state(name: Any, raw: Any) -> State:
+def _state(name: Any, raw: Any, *, in_iteration: bool = False) -> State:
     if not isinstance(name, str) or not 1 <= len(name) <= STATE_NAME_CHARS_MAX:
         raise DefinitionError(f"state names are 1-{STATE_NAME_CHARS_MAX} characters", state=str(name))
     if not isinstance(raw, dict):
         raise DefinitionError("a state is a JSON object", state=name)
     kind = raw.get("Type")
+    if in_iteration and kind in STATE_FIELDS and kind not in ITERATION_STATE_TYPES:
+        raise DefinitionError(
+            f"an ItemProcessor or a branch holds only {', '.join(sorted(ITERATION_STATE_TYPES))}",
+            state=name,
+            field="Type",
+        )
     if kind not in STATE_FIELDS:
         raise DefinitionError(
             f"Type {kind!r} is not supported; supported: {', '.join(STATE_FIELDS)}", state=name, field="Type"
@@ -352,8 +423,15 @@ def _state(name: Any, raw: Any) -> State:
         "Wait": _wait,
         "Succeed": _succeed,
         "Fail": _fail,
+        "Map": _map,
+        "Parallel": _parallel,
     }
-    return builders[kind](name, raw, common)
+    state = builders[kind](name, raw, common)
+    if in_iteration and isinstance(state, TaskState) and state.is_callback:
+        raise DefinitionError(
+            "a callback task cannot run inside a Map or Parallel iteration", state=name, field="Resource"
+        )
+    return state
 
 
 def _reject_unknown(raw: Mapping[str, Any], allowed: frozenset[str], state: str | None) -> None:
@@ -527,6 +605,90 @@ def _pass(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> PassStat
         parameters=_template(raw, "Parameters", name),
         result_path=_result_path(raw, name),
     )
+
+
+def _map(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> MapState:
+    processor_raw = raw.get("ItemProcessor")
+    if not isinstance(processor_raw, dict):
+        raise DefinitionError("a Map needs an ItemProcessor object", state=name, field="ItemProcessor")
+    _reject_unknown_in(processor_raw, PROCESSOR_FIELDS, name, "ItemProcessor")
+    config = processor_raw.get("ProcessorConfig", {})
+    mode = config.get("Mode", PROCESSOR_MODE_INLINE) if isinstance(config, dict) else None
+    if not isinstance(config, dict) or set(config) - {"Mode"} or mode != PROCESSOR_MODE_INLINE:
+        raise DefinitionError(
+            "only the INLINE processor mode is supported", state=name, field="ItemProcessor.ProcessorConfig"
+        )
+    items_path = _path_or_error(raw.get("ItemsPath", "$"), name, "ItemsPath")
+    count = raw.get("ToleratedFailureCount")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+        raise DefinitionError("must be a non-negative integer", state=name, field="ToleratedFailureCount")
+    percentage = raw.get("ToleratedFailurePercentage")
+    if percentage is not None and (
+        not isinstance(percentage, int | float) or isinstance(percentage, bool) or not 0 <= percentage <= 100
+    ):
+        raise DefinitionError(
+            "must be a number from 0 to 100", state=name, field="ToleratedFailurePercentage"
+        )
+    concurrency = raw.get("MaxConcurrency", 0)
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 0 <= concurrency <= (
+        map_concurrency_max
+    ):
+        raise DefinitionError(
+            f"must be an integer from 0 to {map_concurrency_max}", state=name, field="MaxConcurrency"
+        )
+    return MapState(
+        **common,
+        items_path=items_path,
+        item_selector=_template(raw, "ItemSelector", name),
+        processor=_sub_definition(name, processor_raw, "ItemProcessor"),
+        max_concurrency=concurrency,
+        tolerated_failure_count=count,
+        tolerated_failure_percentage=None if percentage is None else float(percentage),
+        result_selector=_template(raw, "ResultSelector", name),
+        result_path=_result_path(raw, name),
+        retry=_retriers(name, raw.get("Retry", [])),
+        catch=_catchers(name, raw.get("Catch", [])),
+    )
+
+
+def _parallel(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> ParallelState:
+    branches = raw.get("Branches")
+    if not isinstance(branches, list) or not 1 <= len(branches) <= branches_max:
+        raise DefinitionError(f"Branches must list 1-{branches_max} branches", state=name, field="Branches")
+    compiled = []
+    for branch in branches:
+        if not isinstance(branch, dict):
+            raise DefinitionError("a branch is an object", state=name, field="Branches")
+        _reject_unknown_in(branch, BRANCH_FIELDS, name, "Branches")
+        compiled.append(_sub_definition(name, branch, "Branches"))
+    return ParallelState(
+        **common,
+        branches=tuple(compiled),
+        parameters=_template(raw, "Parameters", name),
+        result_selector=_template(raw, "ResultSelector", name),
+        result_path=_result_path(raw, name),
+        retry=_retriers(name, raw.get("Retry", [])),
+        catch=_catchers(name, raw.get("Catch", [])),
+    )
+
+
+def _sub_definition(owner: str, raw: Mapping[str, Any], where: str) -> Definition:
+    """An ItemProcessor or a branch: a state machine of its own, checked like the top level."""
+    raw_states = raw.get("States")
+    if not isinstance(raw_states, dict) or not raw_states or len(raw_states) > states_max:
+        raise DefinitionError(
+            f"States must be an object of 1-{states_max} states", state=owner, field=f"{where}.States"
+        )
+    states = {
+        state_name: _state(state_name, state_raw, in_iteration=True)
+        for state_name, state_raw in raw_states.items()
+    }
+    start_at = raw.get("StartAt")
+    if not isinstance(start_at, str) or start_at not in states:
+        raise DefinitionError(f"StartAt names no state: {start_at!r}", state=owner, field=f"{where}.StartAt")
+    _check_transitions(states)
+    _check_reachable(start_at, states)
+    return Definition(owner, start_at, states, None, "", raw)
 
 
 def _choice(name: str, raw: Mapping[str, Any], common: dict[str, Any]) -> ChoiceState:
@@ -820,7 +982,7 @@ def _targets(state: State) -> list[tuple[str, str]]:
         found += [("Choices.Next", rule.next) for rule in state.choices if rule.next]
         if state.default:
             found.append(("Default", state.default))
-    if isinstance(state, TaskState):
+    if isinstance(state, TaskState | MapState | ParallelState):
         found += [("Catch.Next", catcher.next) for catcher in state.catch]
     return found
 

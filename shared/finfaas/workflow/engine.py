@@ -32,8 +32,8 @@ from typing import Any
 from finfaas.platform.leases import LeaseRenewal
 from finfaas.platform.logging import get_logger
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
-from finfaas.workflow import errors
-from finfaas.workflow.asl import Definition, DefinitionRegistry, TaskState, WaitState
+from finfaas.workflow import errors, iterations
+from finfaas.workflow.asl import Definition, DefinitionRegistry, MapState, ParallelState, TaskState, WaitState
 from finfaas.workflow.errors import StatesError
 from finfaas.workflow.inline import InlineDrives, InlineSlot
 from finfaas.workflow.interpreter import (
@@ -52,6 +52,7 @@ from finfaas.workflow.interpreter import (
     task_parameters,
     task_token,
 )
+from finfaas.workflow.iterations import IterationLimits
 from finfaas.workflow.model import (
     EXECUTION_NAME_PATTERN,
     NEVER_MS,
@@ -210,6 +211,7 @@ class Engine:
         crash_hook: CrashHook = _no_crash,
         inline: InlineDrives | None = None,
         renewal_crash_hook: CrashHook = _no_crash,
+        iteration_limits: IterationLimits = IterationLimits(),
     ) -> None:
         self.definitions = definitions
         self.store = store
@@ -218,6 +220,7 @@ class Engine:
         self._clock = clock
         self._sleep = sleep
         self.limits = limits
+        self.iteration_limits = iteration_limits
         self._owner = owner or uuid.uuid4().hex
         self._new_secret = new_secret
         self._unit_random = unit_random
@@ -384,7 +387,7 @@ class Engine:
     def _is_due(self, execution: Execution, now_ms: int) -> bool:
         if execution.phase in (Phase.READY, Phase.RESULT):
             return True
-        if execution.phase is Phase.TASK:
+        if execution.phase in (Phase.TASK, Phase.ITERATING):
             return execution.lease_until_ms <= now_ms
         return execution.next_run_at_ms <= now_ms
 
@@ -392,7 +395,8 @@ class Engine:
         self, execution: Execution, reason: str, due_at_ms: int | None, now_ms: int
     ) -> None:
         """A timer that arrived early (a long wait hops 15 minutes at a time) is sent on once."""
-        wake_at = execution.lease_until_ms if execution.phase is Phase.TASK else execution.next_run_at_ms
+        leased = execution.phase in (Phase.TASK, Phase.ITERATING)
+        wake_at = execution.lease_until_ms if leased else execution.next_run_at_ms
         if reason == "timer" and due_at_ms == wake_at and wake_at < NEVER_MS:
             self._wake(Wakeup(WAKE, execution.execution_id, "timer", wake_at), delay_seconds(wake_at, now_ms))
 
@@ -561,7 +565,9 @@ class Engine:
         # Whatever the Task's attempt was doing, its lease and token end here: a drive still calling
         # it loses its next checkpoint (the version moved) and a late callback is refused.
         step.change(lease_owner=None, lease_until_ms=0, task_token=None, task_result=None)
-        caught = isinstance(state, TaskState) and catch(step, state, errors.EXECUTION_STOPPED, reason, now)
+        caught = isinstance(state, TaskState | MapState | ParallelState) and catch(
+            step, state, errors.EXECUTION_STOPPED, reason, now
+        )
         if caught and not step.execution.status.terminal:
             grace_ms = int(self.limits.ready_grace_seconds * MS_PER_SECOND)
             step.change(stop_reason=reason, next_run_at_ms=now + grace_ms)
@@ -615,7 +621,10 @@ class Engine:
         # A visit's key is spent only by an answer the function keeps (a refusal): then the redrive is
         # a new visit, so the refusal is not replayed. Otherwise (no answer, a timeout, a 5xx, a stop
         # during the call) it keeps the key, so an effect already applied is replayed, not repeated.
-        same_key = not _answered_under_key(execution) and visits.get(state, 0) > 0
+        # A Map or Parallel always keeps its key: its iterations that succeeded replay their effects.
+        iterating = iterations.is_iteration_state(definition.states[state])
+        keeps_key = not _answered_under_key(execution) or iterating
+        same_key = keeps_key and visits.get(state, 0) > 0
         if same_key:
             visits[state] -= 1  # entering the state counts the visit again
         redrive_count = execution.redrive_count + 1
@@ -779,6 +788,10 @@ class _Drive:
         phase = execution.phase
         if phase is Phase.READY:
             return self._enter(now)
+        if phase is Phase.ITERATING or (
+            phase is Phase.BACKOFF and iterations.is_iteration_state(self.definition.state(execution.state))
+        ):
+            return iterations.advance(self, execution, now)
         if phase is Phase.TASK:
             return self._redrive(execution, now)
         if phase is Phase.BACKOFF:
@@ -838,6 +851,8 @@ class _Drive:
         )
         if entered.kind == "task":
             return self._next_attempt(now)
+        if entered.kind == "iterate":
+            return iterations.begin(self, now)
         if entered.kind == "wait":
             return self._park(self.step.execution.next_run_at_ms, now)
         if entered.kind == "stopped":

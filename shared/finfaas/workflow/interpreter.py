@@ -17,10 +17,13 @@ from typing import Any
 
 from finfaas.workflow import errors
 from finfaas.workflow.asl import (
+    CatchingState,
     ChoiceRule,
     ChoiceState,
     Definition,
     FailState,
+    MapState,
+    ParallelState,
     PassState,
     State,
     SucceedState,
@@ -143,7 +146,9 @@ def task_parameters(state: TaskState, execution: Execution) -> Any:
 class Entered:
     """Where running the pure states stopped."""
 
-    kind: str  # "task" (a Task is ready to start), "wait" (parked), "stopped", "budget"
+    # "task" (a Task is ready to start), "iterate" (a Map or Parallel is ready to start its
+    # iterations), "wait" (parked), "stopped", "budget"
+    kind: str
 
 
 def enter(
@@ -170,6 +175,8 @@ def enter(
                 if state.is_callback:
                     step.change(task_token=new_secret())
                 return Entered("task")
+            if isinstance(state, MapState | ParallelState):
+                return Entered("iterate")
             if isinstance(state, WaitState):
                 due_ms = _wait_due_ms(state, execution.state_input, now_ms)
                 if due_ms > now_ms:
@@ -399,14 +406,14 @@ def apply_result(
     step.change(lease_owner=None, lease_until_ms=0, task_result=None)
     if result.ok:
         try:
-            output = _task_output(state, step.execution, result.output)
+            output = state_output(state, step.execution, result.output)
         except StatesError as failure:
             result = TaskResult(False, error=failure.error, cause=failure.cause)
         else:
             step.event("TaskSucceeded", {"attempt": step.execution.attempt, **(timing or {})})
             leave(step, state, output, now_ms)
             return
-    _handle_error(
+    handle_error(
         step,
         state,
         result.error or errors.TASK_FAILED,
@@ -417,7 +424,7 @@ def apply_result(
     )
 
 
-def _task_output(state: TaskState, execution: Execution, result: Any) -> Any:
+def state_output(state: CatchingState, execution: Execution, result: Any) -> Any:
     if state.result_selector is not None:
         result = state.result_selector.evaluate(result, context_object(execution))
     check_size(result, f"the result of {state.name!r}")
@@ -427,17 +434,18 @@ def _task_output(state: TaskState, execution: Execution, result: Any) -> Any:
     return output
 
 
-def _handle_error(
+def handle_error(
     step: Step,
-    state: TaskState,
+    state: CatchingState,
     error: str,
     cause: str,
     now_ms: int,
     unit_random: Callable[[], float],
     timing: Mapping[str, float] | None,
+    failed_event: str = "TaskFailed",
 ) -> None:
     execution = step.execution
-    step.event("TaskFailed", {"attempt": execution.attempt, "error": error, "cause": cause, **(timing or {})})
+    step.event(failed_event, {"attempt": execution.attempt, "error": error, "cause": cause, **(timing or {})})
     retries = list(execution.retries) or [0] * len(state.retry)
     for index, retrier in enumerate(state.retry):
         if not errors.matches(retrier.error_equals, error):
@@ -456,8 +464,8 @@ def _handle_error(
         finish(step, Status.FAILED, now_ms, error=error, cause=cause)
 
 
-def catch(step: Step, state: TaskState, error: str, cause: str, now_ms: int) -> bool:
-    """Hand the error to the first matching catcher of the Task (READY at its Next); False: none matches."""
+def catch(step: Step, state: CatchingState, error: str, cause: str, now_ms: int) -> bool:
+    """Hand the error to the first matching catcher of the state (READY at its Next); False: none matches."""
     execution = step.execution
     for catcher in state.catch:
         if errors.matches(catcher.error_equals, error):

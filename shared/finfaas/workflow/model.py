@@ -47,6 +47,9 @@ class Phase(StrEnum):
     WAIT = "WAIT"  # a Wait state sleeps until next_run_at_ms
     CALLBACK = "CALLBACK"  # a callback Task waits for its token until next_run_at_ms (timeout)
     RESULT = "RESULT"  # a callback reported; `task_result` is applied by the next drive
+    # A Map's or Parallel's iterations run under a lease; their results are recorded apart from the
+    # execution (workflow/iterations.py), so a drive that takes over resumes where they stopped.
+    ITERATING = "ITERATING"
     DONE = "DONE"  # the execution has stopped
 
 

@@ -111,3 +111,17 @@ class ExecutionRepository(Protocol):
         ...
 
     def next_sweep_ms(self) -> int | None: ...
+
+    # -- a Map's or Parallel's iteration results (workflow/iterations.py) --------------------------
+
+    def record_iterations(
+        self, execution_id: str, version: int, owner: str, run: str, chunk: int, rows: str
+    ) -> bool:
+        """Keep one chunk of iteration results (rows: a JSON list) under run, numbered chunk, if the
+        execution is still RUNNING at version with its lease held by owner and the chunk is new;
+        False (nothing written) otherwise."""
+        ...
+
+    def iteration_chunks(self, run: str) -> builtins.list[str]:
+        """Every chunk recorded under run, in chunk order (strongly consistent)."""
+        ...

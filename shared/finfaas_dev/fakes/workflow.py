@@ -3,6 +3,7 @@ same contract tests as the DynamoDB one (tests/support/store_contract.py)."""
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 from collections.abc import Callable, Sequence
@@ -56,6 +57,7 @@ class InMemoryExecutionStore:
         self._executions: dict[str, Execution] = {}
         self._history: dict[str, dict[int, HistoryEvent]] = {}
         self._next_sweep_ms: int | None = None
+        self._iteration_chunks: dict[str, dict[int, str]] = {}
         self._lock = threading.Lock()
         self.calls: dict[str, int] = {}
 
@@ -114,7 +116,7 @@ class InMemoryExecutionStore:
             if (
                 stored is None
                 or stored.status is not Status.RUNNING
-                or stored.phase is not Phase.TASK
+                or stored.phase not in (Phase.TASK, Phase.ITERATING)
                 or stored.version != version
                 or stored.lease_owner != owner
             ):
@@ -123,6 +125,30 @@ class InMemoryExecutionStore:
                 stored, lease_until_ms=lease_until_ms, next_run_at_ms=lease_until_ms
             )
             return True
+
+    def record_iterations(
+        self, execution_id: str, version: int, owner: str, run: str, chunk: int, rows: str
+    ) -> bool:
+        with self._lock:
+            self._count("record_iterations")
+            stored = self._executions.get(execution_id)
+            chunks = self._iteration_chunks.setdefault(run, {})
+            if (
+                stored is None
+                or stored.status is not Status.RUNNING
+                or stored.version != version
+                or stored.lease_owner != owner
+                or chunk in chunks
+            ):
+                return False
+            chunks[chunk] = rows
+            return True
+
+    def iteration_chunks(self, run: str) -> builtins.list[str]:
+        with self._lock:
+            self._count("iteration_chunks")
+            chunks = self._iteration_chunks.get(run, {})
+            return [chunks[number] for number in sorted(chunks)]
 
     def due(self, now_ms: int, limit: int) -> list[str]:
         with self._lock:

@@ -25,6 +25,20 @@ def _task(**fields) -> dict:
     }
 
 
+_PROCESSOR = {"StartAt": "Each", "States": {"Each": {"Type": "Pass", "End": True}}}
+
+
+_CATCH_ALL_TO_A = {"ErrorEquals": ["States.ALL"], "Next": "A"}  # A is outside the processor
+
+
+def _processor(**states) -> dict:
+    return {"StartAt": next(iter(states)), "States": states}
+
+
+def _map(**fields) -> dict:
+    return {"Type": "Map", "ItemProcessor": _PROCESSOR, "End": True, **fields}
+
+
 VALID = _machine(
     Debit=_task(
         Next="Check",
@@ -72,8 +86,36 @@ def test_a_definition_in_the_subset_compiles():
 @pytest.mark.parametrize(
     ("document", "state", "field"),
     [
-        (_machine(A={"Type": "Parallel", "Branches": [], "End": True}), "A", "Type"),
-        (_machine(A={"Type": "Map", "End": True}), "A", "Type"),
+        (_machine(A={"Type": "Parallel", "Branches": [], "End": True}), "A", "Branches"),
+        (_machine(A={"Type": "Map", "End": True}), "A", "ItemProcessor"),
+        (_machine(A=_map(ItemReader={})), "A", "ItemReader"),
+        (_machine(A=_map(ResultWriter={})), "A", "ResultWriter"),
+        (_machine(A=_map(ItemBatcher={})), "A", "ItemBatcher"),
+        (_machine(A=_map(Parameters={})), "A", "Parameters"),
+        (_machine(A=_map(Iterator={})), "A", "Iterator"),
+        (_machine(A=_map(MaxConcurrencyPath="$.n")), "A", "MaxConcurrencyPath"),
+        (_machine(A=_map(ToleratedFailureCount=-1)), "A", "ToleratedFailureCount"),
+        (_machine(A=_map(ToleratedFailurePercentage=101)), "A", "ToleratedFailurePercentage"),
+        (_machine(A=_map(ItemsPath="$..x")), "A", "ItemsPath"),
+        (
+            _machine(A=_map(ItemProcessor={"ProcessorConfig": {"Mode": "DISTRIBUTED"}, **_PROCESSOR})),
+            "A",
+            "ItemProcessor.ProcessorConfig",
+        ),
+        (_machine(A=_map(ItemProcessor=_processor(W={"Type": "Wait", "Seconds": 1, "End": True}))),
+         "W", "Type"),
+        (_machine(A=_map(ItemProcessor=_processor(M=_map()))), "M", "Type"),
+        (_machine(A=_map(ItemProcessor=_processor(T=_task(Resource=SQS_SEND_WAIT, Parameters={
+            "QueueUrl": "https://sqs.us-east-1.amazonaws.com/000000000000/demo-approvals",
+            "MessageBody": {"token.$": "$$.Task.Token"}})))), "T", "Resource"),
+        (_machine(A=_map(ItemProcessor=_processor(T={**_task(Next="Gone"), "End": False}))), "T", "End"),
+        (_machine(A=_map(ItemProcessor=_processor(T=_task(Catch=[_CATCH_ALL_TO_A])))), "T", "Catch.Next"),
+        (_machine(A={"Type": "Parallel", "Branches": [{"StartAt": "B", "States": {}}], "End": True}),
+         "A", "Branches.States"),
+        (_machine(A={"Type": "Parallel", "Branches": [{**_PROCESSOR, "ProcessorConfig": {}}], "End": True}),
+         "A", "Branches.ProcessorConfig"),
+        (_machine(A={"Type": "Parallel", "Branches": [_PROCESSOR], "TimeoutSeconds": 5, "End": True}),
+         "A", "TimeoutSeconds"),
         (_machine(A=_task(ResultWriter={})), "A", "ResultWriter"),
         (_machine(A=_task(TimeoutSecondsPath="$.t")), "A", "TimeoutSecondsPath"),
         (_machine(A=_task(Resource="function:transfers")), "A", "Resource"),
@@ -202,3 +244,29 @@ def test_a_callback_task_must_hand_out_its_token():
     )
 
     assert definition.states["A"].is_callback
+
+
+def test_map_and_parallel_compile_with_their_processors_retry_and_catch():
+    definition = parse_definition(
+        "demo",
+        _without_none(_machine(
+            Each=_map(
+                ItemsPath="$.items",
+                ItemSelector={"item.$": "$$.Map.Item.Value"},
+                MaxConcurrency=4,
+                ToleratedFailurePercentage=10,
+                ItemProcessor={"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "Pay",
+                               "States": {"Pay": _task()}},
+                Retry=[{"ErrorEquals": ["States.ExceedToleratedFailureThreshold"], "MaxAttempts": 1}],
+                Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Both"}],
+                Next="Both",
+                End=None,
+            ),
+            Both={"Type": "Parallel", "Branches": [_PROCESSOR, _PROCESSOR], "ResultPath": "$.x", "End": True},
+        )),
+    )
+
+    each, both = definition.states["Each"], definition.states["Both"]
+    assert (each.max_concurrency, each.tolerated_failure_percentage) == (4, 10.0)
+    assert each.processor.start_at == "Pay" and each.catch[0].next == "Both"
+    assert len(both.branches) == 2
