@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from finfaas_dev.net import free_port
+from hypothesis import settings
 
 if TYPE_CHECKING:
     from finfaas_dev.emulators import EmbeddedAWS
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 LOOPBACK_HOST = "127.0.0.1"
 PORT_PICK_ATTEMPTS_MAX = 3
 TEST_STAGE = f"t{secrets.token_hex(4)}"
+
+# Property tests assert behaviour, not speed: on a loaded 2-core machine one example can take longer
+# than hypothesis' default 200 ms deadline, which would fail a correct test by timing alone.
+settings.register_profile("finfaas", deadline=None)
+settings.load_profile("finfaas")
 
 
 def _endpoint_env(dynamodb_port: int, moto_port: int) -> dict[str, str]:
