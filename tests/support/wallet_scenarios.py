@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +69,10 @@ def move_events(world: SagaWorld, move_id: str) -> Counter[str]:
     return Counter(event.type for written_id, _, event in world.stores.wallet.events if written_id == move_id)
 
 
-def assert_outcome(world: SagaWorld, move_id: str, scenario: str) -> None:
+def assert_outcome(world: SagaWorld, move_id: str, scenario: str,
+                   events: Callable[[str], Counter[str]] | None = None, settlement_before: int = 0) -> None:
     """Full effect or none, each ledger transfer made once, one event per change, no hold left, the
-    ledger check clean."""
+    ledger check clean. `events` reads the move's events (default: the in-memory store's)."""
     expected = SCENARIOS[scenario]
     kind = expected.kind.value
     assert world.move(move_id).status.value == expected.status
@@ -78,15 +80,18 @@ def assert_outcome(world: SagaWorld, move_id: str, scenario: str) -> None:
     p = world.prefix
     moved = AMOUNT_MINOR if expected.moved else 0
     if expected.kind is TOPUP:
-        balances = {p + "acc-a": OPENING_BALANCE_MINOR, p + "acc-c": moved, SETTLEMENT: -moved}
+        balances = {p + "acc-a": OPENING_BALANCE_MINOR, p + "acc-c": moved,
+                    SETTLEMENT: settlement_before - moved}
     else:
-        balances = {p + "acc-a": OPENING_BALANCE_MINOR - moved, p + "acc-c": 0, SETTLEMENT: moved}
+        balances = {p + "acc-a": OPENING_BALANCE_MINOR - moved, p + "acc-c": 0,
+                    SETTLEMENT: settlement_before + moved}
     for account, balance in balances.items():
         assert world.balance(account) == balance, account
         assert world.held(account) == 0, account
     made = {s for s in LEDGER_SUFFIXES if world.ledger.get_transfer(f"{move_id}-{s}") is not None}
     assert made == expected.ledger_steps
     final = "succeeded" if expected.status == "succeeded" else "failed"
-    assert move_events(world, move_id) == Counter({f"{kind}.created": 1, f"{kind}.{final}": 1})
+    written = (events or (lambda m: move_events(world, m)))(move_id)
+    assert written == Counter({f"{kind}.created": 1, f"{kind}.{final}": 1})
     report = world.ledger_check()
     assert report.clean, report.problems
