@@ -90,6 +90,7 @@ def assert_outcome(world: SagaWorld, move_id: str, scenario: str,
         assert world.held(account) == 0, account
     made = {s for s in LEDGER_SUFFIXES if world.ledger.get_transfer(f"{move_id}-{s}") is not None}
     assert made == expected.ledger_steps
+    assert {step.transfer_id for step in world.move(move_id).ledger} == {f"{move_id}-{s}" for s in made}
     final = "succeeded" if expected.status == "succeeded" else "failed"
     written = (events or (lambda m: move_events(world, m)))(move_id)
     assert written == Counter({f"{kind}.created": 1, f"{kind}.{final}": 1})

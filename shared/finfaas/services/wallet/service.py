@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -318,11 +318,14 @@ class WalletService:
             raise PiiKeyUnavailable("no key to seal a bank account with: wallet moves are unavailable")
         bank = body.bank_account
         sealed = self._vault.seal(move_id, Creditor(bank.bank_code, bank.account_number, bank.name))
-        return WalletMove(move_id=move_id, kind=kind, owner_id=account.owner_id,
+        move = WalletMove(move_id=move_id, kind=kind, owner_id=account.owner_id,
                           account_id=account.account_id,
                           clearing_account_id=system_account_id(AccountKind.SETTLEMENT, currency),
                           amount_minor=amount, currency=currency, bank_account=sealed,
                           created_at=self._clock(), write_id=uuid.uuid4().hex)
+        if kind is MoveKind.WITHDRAWAL:  # held in the transaction that records it
+            return replace(move, ledger=move.with_step("hold", move.hold_id))
+        return move
 
     def _hold_and_create(self, wanted: WalletMove, event: MoveEvent) -> WalletMove:
         """The withdrawal's hold and its record in one ledger transaction; the stored move when a rival
