@@ -103,3 +103,29 @@ def test_another_customers_move_is_not_found_and_lists_show_only_ones_own(route)
     assert wrong_kind.status_code == 404
     assert [m["id"] for m in listed["data"]] == [move_id]
     assert listed_by_other["data"] == []
+
+
+@pytest.mark.parametrize("route", ["topups", "withdrawals"])
+def test_a_move_whose_saga_did_not_start_is_started_by_a_later_read(route):
+    # GIVEN an orchestrator that refuses the first starts: the move is recorded (a withdrawal held), the
+    # answer a 503 saying to retry
+    world = SagaWorld(minter=MINTER)
+    world.gateway.faults[("orchestrator", "/executions")] = [(503, {"code": "unavailable"})] * 3
+    first = world.start_move(route, _body(), key="lost-start")
+    assert first.status_code == 503 and first.json()["code"] == "orchestrator_unavailable"
+    world.run()
+    [(move_id, _, _)] = world.stores.wallet.events
+    assert world.move(move_id).status.value == "pending"
+
+    # WHEN the customer reads it a few seconds later
+    world.clock.sleep(6)
+    token = world.token(world.customer, ("payments:read",), kind="customer")
+    seen = world.gateway.call("GET", "wallet", f"/{route}/{move_id}", token=token)
+    world.run()
+
+    # THEN the read started its saga, which ran to the end once
+    assert seen.status_code == 200
+    assert world.move(move_id).status.value == "succeeded"
+    moved = 2_500 if route == "topups" else -2_500
+    assert world.balance("acc-a") == OPENING_BALANCE_MINOR + moved
+    assert world.held("acc-a") == 0
