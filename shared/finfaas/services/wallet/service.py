@@ -305,7 +305,7 @@ class WalletService:
         if account.currency != currency:
             raise WalletCurrencyMismatch(f"currency: account {account.account_id} holds {account.currency}",
                                          field="currency")
-        if account.status is AccountStatus.FROZEN:
+        if kind is MoveKind.WITHDRAWAL and account.status is AccountStatus.FROZEN:  # credits still land
             raise AccountFrozen(f"account_id: account {account.account_id} is frozen", field="account_id")
         if account.status is AccountStatus.CLOSED:
             raise AccountClosed(f"account_id: account {account.account_id} is closed", field="account_id")

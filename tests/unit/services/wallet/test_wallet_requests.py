@@ -129,3 +129,17 @@ def test_a_move_whose_saga_did_not_start_is_started_by_a_later_read(route):
     moved = 2_500 if route == "topups" else -2_500
     assert world.balance("acc-a") == OPENING_BALANCE_MINOR + moved
     assert world.held("acc-a") == 0
+
+
+def test_a_frozen_account_takes_top_ups_but_no_withdrawal():
+    from finfaas.domain.ledger import AccountStatus
+
+    world = SagaWorld(minter=MINTER)
+    world.set_status("acc-a", AccountStatus.FROZEN)
+
+    withdrawal = world.start_move("withdrawals", _body(), key="w-frozen")
+    topup = world.start_move("topups", _body(), key="t-frozen")
+
+    assert withdrawal.status_code == 409 and withdrawal.json()["code"] == "account_frozen", withdrawal.content
+    assert [e["field"] for e in withdrawal.json()["errors"]] == ["account_id"]
+    assert topup.status_code == 201
