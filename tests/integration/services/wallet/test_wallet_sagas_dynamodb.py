@@ -63,14 +63,51 @@ def test_every_message_delivered_twice_applies_once_on_dynamodb(embedded_aws):
     assert_outcome(world, move_id, "withdrawal-rejected", outbox_events, settlement_before)
 
 
-def test_a_step_retried_after_its_answer_was_lost_finds_its_own_write(embedded_aws):
-    # GIVEN a settled top-up; WHEN the credit step runs again as a fresh request (a retry after a lost answer)
+def test_a_step_run_again_after_the_move_is_final_writes_nothing(embedded_aws):
+    # GIVEN a settled top-up; WHEN its credit step runs again as a fresh request (a redrive)
     world, move_id, settlement_before = run("topup-settled")
 
     again = world.wallet.credit(move_id)
 
     assert again.version == world.move(move_id).version  # nothing new written
     assert_outcome(world, move_id, "topup-settled", outbox_events, settlement_before)
+
+
+@pytest.mark.parametrize("step", ["withdrawal", "credit"])
+def test_a_money_step_whose_answer_is_lost_applies_once(embedded_aws, step):
+    # GIVEN the step's transaction commits but its answer never arrives (the ledger's store sends it again,
+    # finds the move already written by this very request, and answers as a replay)
+    from support.ledger_testing import LoseResponses
+
+    world = SagaWorld(stores=dynamodb_stores(), prefix=f"w{uuid.uuid4().hex[:8]}-")
+    caller = Caller(world.customer, "customer")
+    kind = MoveKind.WITHDRAWAL if step == "withdrawal" else MoveKind.TOPUP
+    body = NewMoveBody.model_validate({
+        "account_id": world.prefix + ("acc-a" if step == "withdrawal" else "acc-c"), "amount": 2_500,
+        "currency": "USD",
+        "bank_account": {"bank_code": "BANKUS33", "account_number": SETTLES, "name": "Ada"}})
+    if step == "credit":
+        move_id = world.wallet.start(caller, kind, "lost-1", body)[0].move_id
+    lost = LoseResponses("TransactWriteItems", times=1)
+    world.ledger.register_hook("after-call.dynamodb", lost)
+    try:
+        if step == "withdrawal":
+            move = world.wallet.start(caller, kind, "lost-1", body)[0]
+        else:
+            move = world.wallet.credit(move_id)
+    finally:
+        world.ledger.unregister_hook("after-call.dynamodb", lost)
+
+    # THEN the answer is the move as written once: one hold, or one credit, and one event for it
+    assert lost.lost == 1
+    stored = world.move(move.move_id)
+    assert (stored.version, stored.write_id) == (move.version, move.write_id)
+    if step == "withdrawal":
+        assert world.held(world.prefix + "acc-a") == 2_500
+        assert outbox_events(move.move_id) == Counter({"withdrawal.created": 1})
+    else:
+        assert world.balance(world.prefix + "acc-c") == 2_500
+        assert outbox_events(move.move_id) == Counter({"topup.created": 1, "topup.succeeded": 1})
 
 
 def test_two_withdrawals_racing_for_one_balance_hold_it_once(embedded_aws):
