@@ -10,6 +10,8 @@ Apps and customers (payments:write / payments:read; a customer only for its own 
   GET  /topups/{id}, /withdrawals/{id}   one (another customer's: 404)
 The sagas (the orchestrator's token, scope wallet:saga): POST /saga/credit|fail (top-ups),
 /saga/post|void (withdrawals), /saga/attention (either).
+Operators (ops): POST /_/ops/topups/{id}/decision (credit|fail), /_/ops/withdrawals/{id}/decision
+(post|void), for a move that needs attention only (Idempotency-Key required).
 """
 
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.wallet.api import (
     ERRORS,
+    DecisionBody,
     MoveFailBody,
     MoveList,
     MoveListQuery,
@@ -192,6 +195,26 @@ def saga_void(req: Request, body: MoveFailBody) -> MoveView:
 def saga_attention(req: Request, body: MoveFailBody) -> MoveView:
     """The rail's answer is unknown or a money step failed: needs_attention, for an operator."""
     return move_view(services.get().wallet.flag_attention(body.move_id, body.error.Error))
+
+
+@app.route("POST", "/_/ops/topups/{move_id}/decision", body=DecisionBody, idempotency="required",
+           rate_limit=None)
+def decide_topup(req: Request, move_id: str, body: DecisionBody) -> MoveView:
+    """An operator credits (the rail collected) or fails (it did not) a top-up that needs attention."""
+    assert req.principal is not None
+    req.audit_target = f"topup:{move_id}"
+    return move_view(services.get().wallet.decide(MoveKind.TOPUP, move_id, body.decision, req.principal.sub))
+
+
+@app.route("POST", "/_/ops/withdrawals/{move_id}/decision", body=DecisionBody, idempotency="required",
+           rate_limit=None)
+def decide_withdrawal(req: Request, move_id: str, body: DecisionBody) -> MoveView:
+    """An operator posts (the rail paid out) or voids (it did not) the hold of a withdrawal that needs
+    attention."""
+    assert req.principal is not None
+    req.audit_target = f"withdrawal:{move_id}"
+    return move_view(services.get().wallet.decide(MoveKind.WITHDRAWAL, move_id, body.decision,
+                                                  req.principal.sub))
 
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)

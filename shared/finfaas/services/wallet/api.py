@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -59,6 +59,14 @@ class MoveStepBody(StrictModel):
 class MoveFailBody(StrictModel):
     move_id: MoveId
     error: SagaError
+
+
+class DecisionBody(StrictModel):
+    """An operator's decision on a move that needs attention, after checking the rail's side: a top-up is
+    credited or failed, a withdrawal's hold posted or voided."""
+
+    decision: Literal["credit", "fail", "post", "void"]
+    note: Annotated[str, Field(max_length=500)] = ""
 
 
 class BankAccountView(BaseModel):

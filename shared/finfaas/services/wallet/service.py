@@ -292,6 +292,28 @@ class WalletService:
 
         return self._step(move_id, decide)
 
+    # --- operators ---
+
+    def decide(self, kind: MoveKind, move_id: str, decision: str, operator: str) -> WalletMove:
+        """An operator ends a move that needs attention: credit or fail a top-up, post or void a
+        withdrawal's hold, each the saga's own step; any other move, or a decision for the other kind, is
+        a 409 and changes nothing."""
+        move = self._moves.get(move_id)
+        if move is None or move.kind is not kind:
+            raise MoveNotFound(f"{kind.value} {move_id} not found")
+        allowed = ("credit", "fail") if kind is MoveKind.TOPUP else ("post", "void")
+        if decision not in allowed:
+            raise MoveStateConflict(f"decision: a {kind.value} is ended by {' or '.join(allowed)}",
+                                    field="decision")
+        if move.status is not MoveStatus.NEEDS_ATTENTION:
+            raise MoveStateConflict(f"{kind.value} {move_id} is {move.status.value}, not needs_attention",
+                                    field="move_id")
+        reason = f"decided by {operator}"
+        steps: dict[str, Callable[[], WalletMove]] = {
+            "credit": lambda: self.credit(move_id), "fail": lambda: self.fail_topup(move_id, reason),
+            "post": lambda: self.post(move_id), "void": lambda: self.void(move_id, reason)}
+        return steps[decision]()
+
     # --- internals ---
 
     def _new_move(self, caller: Caller, kind: MoveKind, move_id: str, body: NewMoveBody) -> WalletMove:
