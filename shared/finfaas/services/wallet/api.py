@@ -18,6 +18,7 @@ from finfaas.services.ledger.api import BoundedAmount, Currency, Identifier, led
 from finfaas.services.suite_clients import ServiceUnreachable
 from finfaas.services.transfers.api import CreditorBody, SagaError
 from finfaas.services.wallet.errors import (
+    CurrencyNotOnRail,
     MoveBusy,
     MoveExists,
     MoveNotFound,
@@ -113,6 +114,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     WalletAccountNotFound: ErrorSpec(404, WalletAccountNotFound.code, "Account not found"),
     WalletCurrencyMismatch: ErrorSpec(422, WalletCurrencyMismatch.code, "Currency mismatch"),
     WithdrawalRefused: ErrorSpec(422, WithdrawalRefused.code, "Insufficient funds"),
+    CurrencyNotOnRail: ErrorSpec(422, CurrencyNotOnRail.code, "Currency not supported"),
     MoveStateConflict: ErrorSpec(409, MoveStateConflict.code, "Unexpected state"),
     MoveBusy: ErrorSpec(503, MoveBusy.code, "Busy"),
     SagaNotStarted: ErrorSpec(503, SagaNotStarted.code, "Orchestrator unavailable"),

@@ -38,6 +38,12 @@ class WalletCurrencyMismatch(WalletError):
     code = "currency_mismatch"
 
 
+class CurrencyNotOnRail(WalletError):
+    """The rail has no clearing account in this currency: nothing could be collected or paid out."""
+
+    code = "currency_not_supported"
+
+
 class WithdrawalRefused(WalletError):
     """The wallet's available balance does not cover the withdrawal."""
 

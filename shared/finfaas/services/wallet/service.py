@@ -38,6 +38,7 @@ from finfaas.platform.retry import Change, RetryPolicy, Unchanged, read_change_s
 from finfaas.services.wallet.api import MoveListQuery, NewMoveBody
 from finfaas.services.wallet.errors import (
     AppliedEarlier,
+    CurrencyNotOnRail,
     MoveBusy,
     MoveExists,
     MoveNotFound,
@@ -334,6 +335,9 @@ class WalletService:
         if kind is MoveKind.WITHDRAWAL and account.is_limited and amount > account.available_minor:
             raise WithdrawalRefused(f"amount: above the available balance {account.available_minor}",
                                     field="amount")
+        clearing = system_account_id(AccountKind.SETTLEMENT, currency)
+        if self._ledger.account(clearing) is None:  # else the money would have nowhere to clear
+            raise CurrencyNotOnRail(f"currency: the rail clears no {currency} here", field="currency")
         if self._vault is None:
             from finfaas.platform.pii import PiiKeyUnavailable
 
@@ -342,7 +346,7 @@ class WalletService:
         sealed = self._vault.seal(move_id, Creditor(bank.bank_code, bank.account_number, bank.name))
         move = WalletMove(move_id=move_id, kind=kind, owner_id=account.owner_id,
                           account_id=account.account_id,
-                          clearing_account_id=system_account_id(AccountKind.SETTLEMENT, currency),
+                          clearing_account_id=clearing,
                           amount_minor=amount, currency=currency, bank_account=sealed,
                           created_at=self._clock(), write_id=uuid.uuid4().hex)
         if kind is MoveKind.WITHDRAWAL:  # held in the transaction that records it

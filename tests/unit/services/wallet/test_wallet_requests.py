@@ -143,3 +143,18 @@ def test_a_frozen_account_takes_top_ups_but_no_withdrawal():
     assert withdrawal.status_code == 409 and withdrawal.json()["code"] == "account_frozen", withdrawal.content
     assert [e["field"] for e in withdrawal.json()["errors"]] == ["account_id"]
     assert topup.status_code == 201
+
+
+def test_a_currency_the_rail_cannot_clear_is_refused_before_anything_moves():
+    # GIVEN a customer's JPY account, but no JPY clearing account for the rail
+    from finfaas.domain.ledger import AccountKind, NewAccount
+
+    world = SagaWorld(minter=MINTER)
+    account = NewAccount("acc-y", world.customer, "JPY", AccountKind.CUSTOMER)
+    world.ledger.open_account(account, world.clock.utc())
+
+    reply = world.start_move("topups", _body(account="acc-y", amount=500, currency="JPY"))
+
+    assert reply.status_code == 422 and reply.json()["code"] == "currency_not_supported", reply.content
+    assert [e["field"] for e in reply.json()["errors"]] == ["currency"]
+    assert world.stores.wallet.events == []
