@@ -30,6 +30,8 @@ from finfaas.services.risk.service import RiskService
 from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
 from finfaas.services.transfers.model import TransferOrder
 from finfaas.services.transfers.service import LedgerAccounts, TransfersService, TransfersSettings
+from finfaas.services.wallet.model import WalletMove
+from finfaas.services.wallet.service import WalletService
 from finfaas.services.webhooks.model import new_webhook_secret
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
 from finfaas.workflow.engine import Engine, EngineLimits
@@ -40,6 +42,7 @@ from finfaas_dev.fakes.platform import InMemoryDataKeys, InMemoryIdempotencyStor
 from finfaas_dev.fakes.rail import InMemoryRailStore
 from finfaas_dev.fakes.risk import InMemoryRiskStore
 from finfaas_dev.fakes.transfers import InMemoryTransferOrders
+from finfaas_dev.fakes.wallet import InMemoryWalletMoves
 from finfaas_dev.fakes.workflow import InMemoryExecutionStore, InMemoryWaker
 from finfaas_dev.ledger_check import AccountSnapshot, Report, reconcile
 from finfaas_dev.testing.platform import Context, Event, TokenMinter, load_function_handler
@@ -65,7 +68,9 @@ OTHER_CUSTOMER = "cust-2"
 USD = "USD"
 OPENING_BALANCE_MINOR = 1_000_000  # 10,000.00 USD
 QUEUE_CONSUMERS = {"rail": "rail", "reviews": "transfers"}
-ORCHESTRATOR_SCOPES = ("ledger:write", "ledger:read", "transfers:saga", "rail:recall")
+ORCHESTRATOR_SCOPES = ("ledger:write", "ledger:read", "transfers:saga", "rail:recall", "wallet:saga")
+WALLET_SCOPES = ("orchestrator:start", "orchestrator:read")
+SAGA_DEFINITIONS = ("transfer", "wallet-topup", "wallet-withdrawal")
 TRANSFERS_SCOPES = ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess")
 RAIL_SCOPES = ("orchestrator:callback",)
 
@@ -241,10 +246,12 @@ class Stores:
     rail: Any = field(default_factory=InMemoryRailStore)
     executions: Any = field(default_factory=InMemoryExecutionStore)
     idempotency: Callable[[], Any] = InMemoryIdempotencyStore
+    wallet: Any = field(default_factory=InMemoryWalletMoves)
 
 
 def saga_registry() -> DefinitionRegistry:
-    return DefinitionRegistry([load_definition_file(definitions_dir() / "transfer.asl.json")])
+    return DefinitionRegistry([load_definition_file(definitions_dir() / f"{name}.asl.json")
+                               for name in SAGA_DEFINITIONS])
 
 
 class SagaWorld:
@@ -260,6 +267,7 @@ class SagaWorld:
         limits: EngineLimits = EngineLimits(),
         stores: Stores | None = None,
         prefix: str = "",
+        minter: TokenMinter | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.stores = stores or Stores()
@@ -268,7 +276,7 @@ class SagaWorld:
         self.crash = crash or CrashAt()
         self.duplicate_deliveries = duplicate_deliveries
         self.limits = limits
-        self.minter = TokenMinter.generate()
+        self.minter = minter or TokenMinter.generate()  # one per test module saves a key generation
         self.queues = SuiteQueues(self.clock)
         self.gateway = InProcessGateway(self._restart_orchestrator)
         self.store = self.stores.executions
@@ -296,7 +304,7 @@ class SagaWorld:
 
     def _load_functions(self, sandbox: SandboxSettings, settings: TransfersSettings) -> None:
         verifier = self.minter.verifier()
-        for name in ("orchestrator", "transfers", "risk", "ledger", "rail"):
+        for name in ("orchestrator", "transfers", "risk", "ledger", "rail", "wallet"):
             module = load_function_handler(name)
             module.verifier.use(verifier)
             self.gateway.handlers[name] = module
@@ -312,6 +320,10 @@ class SagaWorld:
         self._use_risk()
         self._use_ledger()
         self._use_rail(rail_client, sandbox)
+        wallet_client = SuiteClient(
+            GATEWAY, StaticTokens(self.token("wallet", WALLET_SCOPES)), request=self.gateway.request
+        )
+        self._use_wallet(wallet_client)
 
     def _use_transfers(self, client: SuiteClient, settings: TransfersSettings) -> None:
         module = self.gateway.handlers["transfers"]
@@ -330,6 +342,29 @@ class SagaWorld:
                 transfers=service,
                 guard=IdempotencyGuard(self.stores.idempotency(), "transfers", clock=self.clock),
                 limiter=None,
+                probe=lambda: None,
+            )
+        )
+
+    def _use_wallet(self, client: SuiteClient) -> None:
+        from finfaas_dev.fakes.payments import InMemoryPaymentsLedger
+
+        module = self.gateway.handlers["wallet"]
+        moves = self.stores.wallet
+        if isinstance(moves, InMemoryWalletMoves):  # the move's put applies with the ledger operation
+            ledger: Any = InMemoryPaymentsLedger(LedgerService(self.ledger, clock=self.clock.utc), moves)
+        else:  # the DynamoDB stores: the move's put rides in the ledger's transaction
+            from finfaas.services.payments.service import LedgerStoreAccounts
+
+            ledger = LedgerStoreAccounts(LedgerService(self.ledger, clock=self.clock.utc))
+        self.wallet = WalletService(moves, ledger, OrchestratorClient(client), vault=self.vault,
+                                    clock=self.clock.utc)
+        module.services.use(
+            module.WalletServices(
+                wallet=self.wallet,
+                guard=IdempotencyGuard(self.stores.idempotency(), "wallet", clock=self.clock),
+                limiter=None,
+                audit=None,
                 probe=lambda: None,
             )
         )
@@ -426,6 +461,22 @@ class SagaWorld:
                 return reply
         return reply
 
+    def start_move(self, kind: str, body: dict[str, Any], key: str = "m-1",
+                   sub: str | None = None) -> FakeResponse:
+        """POST /topups or /withdrawals as a customer, retried with the same key while the orchestrator
+        crashes."""
+        token = self.token(sub or self.customer, ("payments:write", "payments:read"), kind="customer")
+        for _ in range(3):
+            reply = self.gateway.call("POST", "wallet", f"/{kind}", body, token, {"Idempotency-Key": key})
+            if reply.status_code != 503:
+                return reply
+        return reply
+
+    def move(self, move_id: str) -> WalletMove:
+        move = self.stores.wallet.get(move_id)
+        assert move is not None
+        return move
+
     def transfer(self, transfer_id: str) -> TransferOrder:
         order = self.orders.get(transfer_id)
         assert order is not None
@@ -511,6 +562,9 @@ class SagaWorld:
 
     def status(self, transfer_id: str) -> Status:
         return self.store.get(f"transfer:{transfer_id}").status
+
+    def execution_status(self, execution_id: str) -> Status:
+        return self.store.get(execution_id).status
 
     def path(self, transfer_id: str) -> list[str]:
         return entered_states(self.store, f"transfer:{transfer_id}")

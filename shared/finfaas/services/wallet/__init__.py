@@ -1,0 +1,1 @@
+"""Wallet top-ups and withdrawals through the rail, each an orchestrated saga."""

@@ -1,0 +1,141 @@
+"""The wallet sagas with every part as a process: gateway, queue connector, orchestrator, wallet, ledger,
+rail and auth, on the embedded emulators. A customer tops up from a bank account (credited once the rail's
+signed notice confirms the collection), sees the balance, withdraws (held at once, posted when the payout
+settles), and the ledger check passes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from finfaas.domain.ledger import NewAccount
+from finfaas.platform import config
+from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
+from finfaas.services.ledger.service import LedgerService
+from finfaas.store.ledger_store import ledger_store_from_config
+from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, stack_text, write_suite_secrets
+from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.testing.platform import TokenMinter
+from support.gateway_harness import GatewayProcess, http
+from support.ledger_testing import finfaas_ledger_check
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+SAGA_SECONDS_MAX = 60
+WARM_SECONDS_MAX = 60
+# Started before the test, so its first request does not wait on a chain of cold starts (wallet, then
+# auth for the wallet's token, then the orchestrator) on a busy machine.
+WARMED = ("auth", "wallet", "orchestrator", "rail", "ledger")
+TOKEN_SECONDS = 600
+WALLET_STACK_ENTRY = f"""  wallet:
+    lang: python3-http
+    handler: {FUNCTIONS_DIR / "wallet"}
+    image: bench/wallet
+    environment:
+      exec_timeout: "30s"
+"""
+BANK = {"bank_code": "SANDUS00", "account_number": "000123456789", "name": "Ada Lovelace"}
+
+
+@pytest.fixture(scope="module")
+def suite(embedded_aws, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wallet-e2e")
+    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
+    write_suite_secrets(secrets_dir)
+    # The production scopes of the wallet's own client and of the orchestrator that runs its sagas.
+    ensure_service_clients(secrets_dir, {name: SERVICE_CLIENTS[name] for name in ("orchestrator", "wallet")},
+                           out=lambda line: None)
+    (folder / "stack.yml").write_text(stack_text() + WALLET_STACK_ENTRY)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
+           "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json",
+           "RAIL_SANDBOX_SETTLE_SECONDS": "1"}
+    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
+                             stack=folder / "stack.yml", port=port)
+    try:
+        for name in WARMED:
+            wait_for(lambda name=name: _ready(f"{base_url}/function/{name}/_/ready"), WARM_SECONDS_MAX,
+                     f"{name} to be ready")
+        yield base_url
+    finally:
+        gateway.stop()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return http("GET", url, timeout=30).status == 200
+    except OSError:
+        return False
+
+
+def customer() -> tuple[str, str]:
+    """A customer's empty USD account on the ledger and the customer's token (payments scopes)."""
+    LedgerService(ledger_store_from_config()).ensure_system_accounts("USD")
+    customer_id, account_id = f"cust-{secrets.token_hex(4)}", f"acc-{secrets.token_hex(6)}"
+    ledger_store_from_config().open_account(NewAccount(account_id, customer_id, "USD"), datetime.now(UTC))
+    settings = config.auth_settings()
+    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
+    claims = minter.claims(customer_id, ("payments:read", "payments:write"), "customer")
+    return account_id, minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
+
+
+def balance(account_id: str) -> tuple[int, int]:
+    """(balance, held) of the account, as the ledger has them."""
+    account = LedgerService(ledger_store_from_config()).get_account(account_id)
+    return account.balance_minor, account.debits_pending
+
+
+def final(url: str, token: str) -> dict:
+    def settled() -> dict | None:
+        status, view = _request("GET", url, token)
+        assert status == 200, view
+        return view if view["status"] != "pending" else None
+
+    return wait_for(settled, SAGA_SECONDS_MAX, f"{url} to settle")
+
+
+def test_a_customer_tops_up_sees_the_balance_withdraws_and_sees_it_settle(suite, embedded_aws):
+    account_id, ada = customer()
+    _, other = customer()
+    wallet = f"{suite}/function/wallet"
+    move = {"account_id": account_id, "currency": "USD", "bank_account": BANK}
+
+    # WHEN ada tops up 100.00 from her bank account
+    status, topup = _request("POST", f"{wallet}/topups", ada, {**move, "amount": "100.00"},
+                             {"Idempotency-Key": "topup-1"})
+    assert status == 201 and topup["status"] == "pending", topup
+    assert topup["bank_account"] == {"bank_code": "SANDUS00", "account_number_masked": "****6789"}
+
+    # THEN it is credited once the rail confirms, and she sees the balance
+    done = final(f"{wallet}/topups/{topup['id']}", ada)
+    assert done["status"] == "succeeded", done
+    assert balance(account_id) == (10_000, 0)
+    assert _request("GET", f"{wallet}/topups/{topup['id']}", other)[0] == 404  # another customer's
+
+    # WHEN she withdraws 40.00: held at once
+    status, withdrawal = _request("POST", f"{wallet}/withdrawals", ada, {**move, "amount": 4_000},
+                                  {"Idempotency-Key": "withdrawal-1"})
+    assert status == 201 and withdrawal["status"] == "pending", withdrawal
+    assert balance(account_id)[1] in (4_000, 0)  # held, unless the payout already settled
+
+    # THEN the payout settles and the hold is posted
+    done = final(f"{wallet}/withdrawals/{withdrawal['id']}", ada)
+    assert done["status"] == "succeeded", done
+    assert done["ledger_transfer_ids"] == [f"{withdrawal['id']}-hold", f"{withdrawal['id']}-post"]
+    assert balance(account_id) == (6_000, 0)
+
+    # AND more than is left is refused naming amount, with nothing held
+    status, problem = _request("POST", f"{wallet}/withdrawals", ada, {**move, "amount": 6_001},
+                               {"Idempotency-Key": "withdrawal-2"})
+    assert status == 422 and '"amount"' in problem, problem
+    assert balance(account_id) == (6_000, 0)
+    status, listed = _request("GET", f"{wallet}/withdrawals", ada)
+    assert status == 200 and [w["id"] for w in listed["data"]] == [withdrawal["id"]]
+
+    result = finfaas_ledger_check(embedded_aws.env())
+    assert result.returncode == 0, result.stdout + result.stderr
