@@ -11,6 +11,12 @@ Apps and customers (payments:write / payments:read; a customer only for its own 
   POST /payment_intents/{payment_id}/capture     all or part of what is capturable
   POST /payment_intents/{payment_id}/cancel      releases what is still capturable
   POST /payment_intents/{payment_id}/refunds     all or part of what was captured, back to the account
+  GET  /payment_intents/{payment_id}/disputes/{dispute_id}          a dispute (apps only)
+  POST /payment_intents/{payment_id}/disputes/{dispute_id}/evidence the merchant's answer: under_review
+  POST /payment_intents/{payment_id}/disputes/{dispute_id}/accept   the merchant gives up: lost
+The rail (no token: a notice signed with the rail-notice-key secret, Standard Webhooks HMAC):
+  POST /rail/disputes                            a dispute opened (amount and fee leave the merchant in
+                                                 one ledger transaction) or closed (won: amount back)
 Operators (ops scope):
   POST /_/ops/merchants                          onboard a merchant and open its ledger accounts through
                                                  the ledger function (Idempotency-Key required)
@@ -36,6 +42,8 @@ from finfaas.services.payments.api import (
     ERRORS,
     CancelBody,
     CaptureBody,
+    DisputeView,
+    EvidenceBody,
     ExpiryRunView,
     IntentList,
     IntentListQuery,
@@ -46,12 +54,14 @@ from finfaas.services.payments.api import (
     OnboardBody,
     RefundBody,
     RefundView,
+    dispute_view,
     expiry_run_view,
     intent_view,
     merchant_balance_view,
     merchant_view,
     refund_view,
 )
+from finfaas.services.payments.errors import DisputeNotFound
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
 
 FUNCTION_NAME = "payments"
@@ -68,6 +78,7 @@ DEGRADED_APPROVE_ENV = "PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR"
 BREAKER_FAILURES_ENV = "PAYMENTS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "PAYMENTS_RISK_BREAKER_OPEN_SECONDS"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+RAIL_NOTICE_KEY_SECRET_NAME = "rail-notice-key"  # noqa: S105 - the secret's name, not a secret
 
 
 @dataclass
@@ -105,6 +116,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
         gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
         suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
     merchants = PaymentsStore()
+    rail_notice_key = config.read_secret(RAIL_NOTICE_KEY_SECRET_NAME, required=False)
     breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
                              open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
     settings = PaymentsSettings(int(os.environ.get(DEGRADED_APPROVE_ENV,
@@ -113,7 +125,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
                                intents=PaymentIntentsStore(merchants),
                                money=LedgerStoreAccounts(LedgerService(ledger_store_from_config())),
                                risk=RiskClient(suite), breaker=breaker, settings=settings,
-                               cursors=CursorCodec.from_config())
+                               cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
         payments=payments,
@@ -202,6 +214,46 @@ def cancel_intent(req: Request, payment_id: str, body: CancelBody) -> IntentView
     """Cancel, releasing what is still capturable; a canceled intent stays canceled."""
     req.audit_target = f"payment_intent:{payment_id}"
     return intent_view(services.get().payments.cancel(caller(req), payment_id, body.cancellation_reason))
+
+
+# --- disputes ---------------------------------------------------------------------------------------
+
+
+@app.route("GET", "/payment_intents/{payment_id}/disputes/{dispute_id}", scopes=[READ],
+           rate_limit=READ_LIMIT.name)
+def get_dispute(req: Request, payment_id: str, dispute_id: str) -> DisputeView:
+    """A dispute on the payment: status, amount and fee, the ledger transfers behind it."""
+    intent = services.get().payments.intent(caller(req), payment_id)
+    dispute = intent.dispute(dispute_id)
+    if dispute is None:
+        raise DisputeNotFound(f"dispute {dispute_id} not found on {payment_id}")
+    return dispute_view(intent, dispute)
+
+
+@app.route("POST", "/payment_intents/{payment_id}/disputes/{dispute_id}/evidence", scopes=[WRITE],
+           body=EvidenceBody, idempotency="optional", rate_limit=MONEY_LIMIT.name)
+def dispute_evidence(req: Request, payment_id: str, dispute_id: str, body: EvidenceBody) -> DisputeView:
+    """The merchant's evidence: under_review until the rail decides; a closed dispute is a 409."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    intent, dispute = services.get().payments.submit_evidence(caller(req), payment_id, dispute_id,
+                                                              body.evidence)
+    return dispute_view(intent, dispute)
+
+
+@app.route("POST", "/payment_intents/{payment_id}/disputes/{dispute_id}/accept", scopes=[WRITE],
+           idempotency="optional", rate_limit=MONEY_LIMIT.name)
+def dispute_accept(req: Request, payment_id: str, dispute_id: str) -> DisputeView:
+    """The merchant accepts the dispute: lost; accepting again changes nothing."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    intent, dispute = services.get().payments.accept_dispute(caller(req), payment_id, dispute_id)
+    return dispute_view(intent, dispute)
+
+
+@app.route("POST", "/rail/disputes", auth=False)
+def rail_dispute_notice(req: Request) -> DisputeView:
+    """The rail's signed dispute notice (opened or closed); a repeated notice changes nothing."""
+    intent, dispute = services.get().payments.dispute_notice(req.headers, req.body)
+    return dispute_view(intent, dispute)
 
 
 # --- operators ----------------------------------------------------------------------------------------

@@ -76,6 +76,9 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.canceled",
     "payment_intent.capture_expiring",
     "refund.created",
+    "dispute.created",
+    "dispute.updated",
+    "dispute.closed",
 )
 EVENT_TYPES = LEDGER_EVENT_TYPES + TRANSFER_EVENT_TYPES + PAYMENT_EVENT_TYPES
 

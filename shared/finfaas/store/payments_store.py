@@ -1,4 +1,4 @@
-"""The payments table (HASH pk, RANGE sk): merchants and payment intents (refunds to come).
+"""The payments table (HASH pk, RANGE sk): merchants and payment intents (with their refunds and disputes).
 
 Items:
 - `merchant#<merchant id>` / `-`: the merchant as JSON text (`doc`), its `version` and `status`;
@@ -39,6 +39,8 @@ from finfaas.services.payments.errors import PaymentsStoreUnavailable
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    Dispute,
+    DisputeStatus,
     IntentEvent,
     IntentFilter,
     IntentPage,
@@ -228,12 +230,30 @@ def intent_to_json(intent: PaymentIntent) -> str:
                      "transfer_id": r.transfer_id, "created_at": format_time(r.created_at)}
                     for r in intent.refunds],
         "fee_refunded_minor": str(intent.fee_refunded_minor),
+        "disputes": [_dispute_document(d) for d in intent.disputes],
         "expiry_warned_at": _time_or_none(intent.expiry_warned_at),
         "updated_at": _time_or_none(intent.updated_at),
         "version": intent.version,
         "write_id": intent.write_id,
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def _dispute_document(dispute: Dispute) -> dict[str, Any]:
+    return {"dispute_id": dispute.dispute_id, "amount_minor": str(dispute.amount_minor),
+            "fee_minor": str(dispute.fee_minor), "reason": dispute.reason, "status": dispute.status.value,
+            "source_account_id": dispute.source_account_id, "transfer_ids": list(dispute.transfer_ids),
+            "created_at": format_time(dispute.created_at), "evidence": dispute.evidence,
+            "accepted": dispute.accepted, "reinstated_transfer_id": dispute.reinstated_transfer_id,
+            "updated_at": _time_or_none(dispute.updated_at)}
+
+
+def _dispute_from(raw: dict[str, Any]) -> Dispute:
+    return Dispute(raw["dispute_id"], int(raw["amount_minor"]), int(raw["fee_minor"]), raw["reason"],
+                   DisputeStatus(raw["status"]), raw["source_account_id"], tuple(raw["transfer_ids"]),
+                   parse_time(raw["created_at"]), raw.get("evidence", ""), bool(raw.get("accepted")),
+                   raw.get("reinstated_transfer_id"),
+                   parse_time(raw["updated_at"]) if raw.get("updated_at") else None)
 
 
 def intent_from_json(text: str) -> PaymentIntent:
@@ -266,6 +286,7 @@ def intent_from_json(text: str) -> PaymentIntent:
                              RefundReason(r["reason"]), r["transfer_id"], parse_time(r["created_at"]))
                       for r in raw.get("refunds", ())),
         fee_refunded_minor=int(raw.get("fee_refunded_minor", "0")),
+        disputes=tuple(_dispute_from(d) for d in raw.get("disputes", ())),
         expiry_warned_at=parse_time(raw["expiry_warned_at"]) if raw.get("expiry_warned_at") else None,
         updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
         version=int(raw["version"]),

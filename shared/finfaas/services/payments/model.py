@@ -168,6 +168,42 @@ class Refund:
     created_at: datetime
 
 
+class DisputeStatus(StrEnum):
+    NEEDS_RESPONSE = "needs_response"  # opened by the rail: the money and the fee left the merchant
+    UNDER_REVIEW = "under_review"  # the merchant sent evidence; the rail decides
+    WON = "won"  # the amount came back to the merchant (the fee did not)
+    LOST = "lost"  # by the rail's decision or the merchant's acceptance
+
+    @property
+    def closed(self) -> bool:
+        return self in (DisputeStatus.WON, DisputeStatus.LOST)
+
+
+dispute_id_chars_max = 64
+disputes_per_payment_max = 10  # a payment is disputed once or twice in practice; the item stays small
+evidence_chars_max = 4_000
+dispute_reason_chars_max = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Dispute:
+    """A chargeback the rail opened on a payment: the amount and a fee taken from the merchant's account
+    (`source_account_id`) in one ledger transaction with the dispute; won, the amount goes back there."""
+
+    dispute_id: str
+    amount_minor: int
+    fee_minor: int
+    reason: str
+    status: DisputeStatus
+    source_account_id: str
+    transfer_ids: tuple[str, ...]  # the amount's and the fee's legs
+    created_at: datetime
+    evidence: str = ""
+    accepted: bool = False  # lost because the merchant accepted it
+    reinstated_transfer_id: str | None = None
+    updated_at: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentIntent:
     payment_id: str
@@ -194,6 +230,7 @@ class PaymentIntent:
     ledger: tuple[LedgerStep, ...] = ()
     refunds: tuple[Refund, ...] = ()
     fee_refunded_minor: int = 0
+    disputes: tuple[Dispute, ...] = ()
     expiry_warned_at: datetime | None = None  # when payment_intent.capture_expiring was written (once)
     updated_at: datetime | None = None
     version: int = 1
@@ -223,6 +260,24 @@ class PaymentIntent:
 
     def refund(self, refund_number: str) -> Refund | None:
         return next((r for r in self.refunds if r.refund_number == refund_number), None)
+
+    def dispute(self, dispute_id: str) -> Dispute | None:
+        return next((d for d in self.disputes if d.dispute_id == dispute_id), None)
+
+    @property
+    def amount_disputed_minor(self) -> int:
+        """What disputes took from the merchant and did not give back (open or lost): never refundable."""
+        return sum(d.amount_minor for d in self.disputes if d.status is not DisputeStatus.WON)
+
+    @property
+    def amount_lost_minor(self) -> int:
+        return sum(d.amount_minor for d in self.disputes if d.status is DisputeStatus.LOST)
+
+    def with_dispute(self, dispute: Dispute) -> tuple[Dispute, ...]:
+        """The disputes with this one replacing its earlier state (or added)."""
+        if self.dispute(dispute.dispute_id) is None:
+            return (*self.disputes, dispute)
+        return tuple(dispute if d.dispute_id == dispute.dispute_id else d for d in self.disputes)
 
     def ledger_id(self, kind: str, n: int, write_id: str) -> str:
         """A ledger transfer id of this intent's n-th step of a kind (h hold, c capture, v release), made
@@ -286,6 +341,21 @@ def refund_event(intent: PaymentIntent, refund: Refund) -> IntentEvent:
         "currency": intent.currency,
         "application_fee_refunded_minor": str(refund.fee_refunded_minor), "reason": refund.reason.value,
         "transfer_id": refund.transfer_id, "status": "succeeded",
+    })
+
+
+def dispute_event(intent: PaymentIntent, dispute: Dispute, event_type: str) -> IntentEvent:
+    """dispute.created|updated|closed: the dispute after the change and the payment's totals."""
+    return IntentEvent(event_type, {
+        "payment_intent": intent.payment_id, "dispute_id": dispute.dispute_id,
+        "merchant_id": intent.merchant_id, "status": dispute.status.value,
+        "amount_minor": str(dispute.amount_minor), "fee_minor": str(dispute.fee_minor),
+        "currency": intent.currency, "reason": dispute.reason,
+        "amount_received_minor": str(intent.amount_received_minor),
+        "amount_refunded_minor": str(intent.amount_refunded_minor),
+        "amount_disputed_minor": str(intent.amount_disputed_minor),
+        **({"reinstated_transfer_id": dispute.reinstated_transfer_id}
+           if dispute.reinstated_transfer_id else {}),
     })
 
 

@@ -76,6 +76,11 @@ class PaymentsLedger(Protocol):
     def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
                  currency: str, extra: TransactionExtra) -> Transfer: ...
 
+    def transfer_linked(self, legs: list[tuple[str, str, str, int]], currency: str,
+                        extra: TransactionExtra) -> Transfer:
+        """Legs (transfer id, debit account, credit account, amount) all or none; the first leg back."""
+        ...
+
     def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
              remainder_id: str | None, extra: TransactionExtra) -> Transfer: ...
 
