@@ -22,16 +22,21 @@ Operators (ops scope):
                                                  the ledger function (Idempotency-Key required)
   GET  /_/ops/merchants/{merchant_id}            the merchant (settlement account masked)
   POST /_/ops/merchants/{merchant_id}/deactivate INACTIVE from now on; safe to repeat
+  POST /_/ops/merchants/{merchant_id}/settlements/{date}  settle the merchant for a business date (once)
+  GET  /_/ops/merchants/{merchant_id}/settlements/{date}  its report: JSON, or CSV with Accept: text/csv
 Schedule (no token: a signed tick, or a stock scheduler's unsigned one, once a minute):
   POST /                                         the capture-expiry job: cancels intents past
-                                                 capture_before (reason expired) and warns a day before
+                                                 capture_before (reason expired) and warns a day before;
+                                                 then the day's settlement run, a bounded batch of merchants
 """
 
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
+from finfaas.domain.errors import InvalidInput
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
@@ -54,15 +59,18 @@ from finfaas.services.payments.api import (
     OnboardBody,
     RefundBody,
     RefundView,
+    SettlementView,
     dispute_view,
     expiry_run_view,
     intent_view,
     merchant_balance_view,
     merchant_view,
     refund_view,
+    settlement_view,
 )
 from finfaas.services.payments.errors import DisputeNotFound
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
+from finfaas.services.payments.settlement import MerchantSettlement, settlement_csv
 
 FUNCTION_NAME = "payments"
 # Operators onboard by hand or by script: the limit stops a runaway script, not a person.
@@ -78,6 +86,10 @@ DEGRADED_APPROVE_ENV = "PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR"
 BREAKER_FAILURES_ENV = "PAYMENTS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "PAYMENTS_RISK_BREAKER_OPEN_SECONDS"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+# The market whose business date (services/business_date, served by the ledger function) dates settlements.
+SETTLEMENT_MARKET = "CN"
+SETTLEMENTS_PATH = "/_/ops/merchants/{merchant_id}/settlements/{date}"
+CSV_MEDIA_TYPE = "text/csv"
 RAIL_NOTICE_KEY_SECRET_NAME = "rail-notice-key"  # noqa: S105 - the secret's name, not a secret
 
 
@@ -91,6 +103,7 @@ class PaymentsServices:
     audit: AuditLog | None
     probe: Callable[[], None]
     dynamodb_calls: Callable[[], dict[str, int]] = dict
+    settlement: MerchantSettlement | None = None
 
 
 def build_services(suite: Any = None) -> PaymentsServices:
@@ -101,13 +114,16 @@ def build_services(suite: Any = None) -> PaymentsServices:
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.resilience import CircuitBreaker
+    from finfaas.services.business_date.model import mode_from_env
+    from finfaas.services.business_date.service import BusinessDateService
     from finfaas.services.ledger.service import LedgerService
     from finfaas.services.payments.service import LedgerFunctionAccounts, LedgerStoreAccounts
     from finfaas.services.suite_clients import LedgerClient, RiskClient, SuiteClient
     from finfaas.store.audit_store import AuditStore
+    from finfaas.store.business_date_store import BusinessDateStore
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
-    from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore
+    from finfaas.store.payments_store import PaymentIntentsStore, PaymentSettlementsStore, PaymentsStore
     from finfaas.store.ratelimit_store import RateLimitStore
 
     meter = DynamoCallMeter()
@@ -121,9 +137,13 @@ def build_services(suite: Any = None) -> PaymentsServices:
                              open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
     settings = PaymentsSettings(int(os.environ.get(DEGRADED_APPROVE_ENV,
                                                    PaymentsSettings().degraded_auto_approve_major)))
+    intents = PaymentIntentsStore(merchants)
+    money = LedgerStoreAccounts(LedgerService(ledger_store_from_config()))
+    dates = BusinessDateService(BusinessDateStore(), mode_from_env())
+    settlement = MerchantSettlement(merchants, intents, money, PaymentSettlementsStore(merchants),
+                                    lambda: dates.current(SETTLEMENT_MARKET).business_date)
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
-                               intents=PaymentIntentsStore(merchants),
-                               money=LedgerStoreAccounts(LedgerService(ledger_store_from_config())),
+                               intents=intents, money=money,
                                risk=RiskClient(suite), breaker=breaker, settings=settings,
                                cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
@@ -134,6 +154,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
         audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
         probe=lambda: merchants.get("readiness-probe"),
         dynamodb_calls=meter.snapshot,
+        settlement=settlement,
     )
 
 
@@ -286,6 +307,37 @@ def deactivate_merchant(req: Request, merchant_id: str) -> MerchantView:
     """No new payments for the merchant from now on; deactivating it again changes nothing."""
     req.audit_target = f"merchant:{merchant_id}"
     return merchant_view(services.get().payments.deactivate(merchant_id))
+
+
+def _settlement() -> MerchantSettlement:
+    settlement = services.get().settlement
+    assert settlement is not None, "payments built without settlement"
+    return settlement
+
+
+def _business_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"date: {text[:10]!r} is not a date (YYYY-MM-DD)", field="date") from None
+
+
+@app.route("POST", SETTLEMENTS_PATH, idempotency="optional", status=200, response=SettlementView,
+           rate_limit=OPS_LIMIT.name)
+def settle_merchant(req: Request, merchant_id: str, date: str) -> SettlementView:
+    """Settle the merchant for a business date (at most today's): fees, reserve and payout on the ledger,
+    and the report; run again, it answers the stored settlement and pays nothing twice."""
+    req.audit_target = f"merchant:{merchant_id}"
+    return settlement_view(_settlement().settle(merchant_id, _business_date(date)))
+
+
+@app.route("GET", SETTLEMENTS_PATH, rate_limit=OPS_LIMIT.name)
+def get_settlement(req: Request, merchant_id: str, date: str) -> Any:
+    """The settlement report: JSON, or one CSV header line and one line of figures (Accept: text/csv)."""
+    settlement = _settlement().report(merchant_id, _business_date(date))
+    if CSV_MEDIA_TYPE in (req.header("accept") or ""):
+        return Response(settlement_csv(settlement), media_type=CSV_MEDIA_TYPE)
+    return settlement_view(settlement)
 
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)

@@ -145,3 +145,32 @@ def check_dispute(*, amount_received_minor: int, amount_refunded_minor: int, amo
         raise DisputeRefused("amount: must be greater than zero", field="amount")
     if dispute_minor > open_minor:
         raise DisputeRefused(f"amount: at most {open_minor} can be disputed", field="amount")
+
+
+def fee_earned_minor(*, fee_minor_total: int, amount_minor: int, received_minor: int) -> int:
+    """The application fee earned once `received_minor` of `amount_minor` is captured: the fee's share,
+    rounded half-even, on the running total, so the shares of successive captures add up to the whole fee
+    when all of it is captured."""
+    assert 0 < amount_minor and 0 <= received_minor <= amount_minor
+    return round_minor(Decimal(fee_minor_total) * received_minor / amount_minor, Rounding.HALF_EVEN)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementSplit:
+    """What a settlement does with the merchant's net: the fees collected, the reserve withheld, the
+    payout; fees_collected + reserve + payout = net, and fees_carried is what the net could not cover."""
+
+    fees_collected_minor: int
+    reserve_minor: int
+    payout_minor: int
+    fees_carried_minor: int
+
+
+def settlement_split(*, net_minor: int, fees_minor: int, reserve_bps: int) -> SettlementSplit:
+    """Fees first (a negative fee, more given back than earned, goes back to the merchant), then the
+    rolling reserve on what is left, rounded down; the rest is paid out. Never pays out below zero."""
+    assert net_minor >= 0
+    collected = min(fees_minor, net_minor)
+    left = net_minor - collected
+    reserve = reserve_minor(left, reserve_bps)
+    return SettlementSplit(collected, reserve, left - reserve, fees_minor - collected)

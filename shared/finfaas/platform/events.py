@@ -79,6 +79,7 @@ PAYMENT_EVENT_TYPES = (
     "dispute.created",
     "dispute.updated",
     "dispute.closed",
+    "payout.paid",
 )
 EVENT_TYPES = LEDGER_EVENT_TYPES + TRANSFER_EVENT_TYPES + PAYMENT_EVENT_TYPES
 

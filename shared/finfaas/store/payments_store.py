@@ -2,6 +2,8 @@
 
 Items:
 - `merchant#<merchant id>` / `-`: the merchant as JSON text (`doc`), its `version` and `status`;
+- `settlement#<merchant id>` / `<business date>`: a merchant's settlement of that date (JSON `doc`,
+  `version`, `status`), the partition read newest first for the latest;
 - `intent#<payment id>` / `-`: the payment intent, the same way, with `merchant_id`, `owner_id` and
   `created_key` (creation time and id) for the two sparse indexes lists read: by-merchant, by-owner;
   while it is capturable, also `expiry_shard` and `expiry_due_key` (`<when the expiry job next acts>#<id>`)
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -51,7 +53,10 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     RefundReason,
+    Settlement,
     SettlementAccount,
+    SettlementLeg,
+    SettlementStatus,
 )
 from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
 from finfaas.store.dynamo import any_condition_failed, conditional_write
@@ -67,6 +72,7 @@ NO_RANGE = "-"
 # refuses an empty string as a key condition's value.
 CREATED_KEY_LOWEST, CREATED_KEY_HIGHEST = "0", "~"
 EXPIRY_INDEX = "by-expiry"
+SETTLEMENT_PREFIX = "settlement#"
 expiry_index_shards = 8
 
 
@@ -152,6 +158,45 @@ def _merchant_key(merchant_id: str) -> tuple[str, str]:
 
 def _intent_key(payment_id: str) -> tuple[str, str]:
     return f"intent#{payment_id}", NO_RANGE
+
+
+def _settlement_key(merchant_id: str, business_date: date) -> tuple[str, str]:
+    return f"{SETTLEMENT_PREFIX}{merchant_id}", business_date.isoformat()
+
+
+def settlement_to_json(settlement: Settlement) -> str:
+    document = {
+        "merchant_id": settlement.merchant_id, "business_date": settlement.business_date.isoformat(),
+        "currency": settlement.currency, "status": settlement.status.value,
+        "cut_at": format_time(settlement.cut_at), "cuts": [list(cut) for cut in settlement.cuts],
+        "captures_minor": str(settlement.captures_minor), "refunds_minor": str(settlement.refunds_minor),
+        "fees_minor": str(settlement.fees_minor), "fees_carried_minor": str(settlement.fees_carried_minor),
+        "dispute_losses_minor": str(settlement.dispute_losses_minor),
+        "reserve_minor": str(settlement.reserve_minor), "payout_minor": str(settlement.payout_minor),
+        "entries": settlement.entries,
+        "legs": [{"transfer_id": leg.transfer_id, "debit_account_id": leg.debit_account_id,
+                  "credit_account_id": leg.credit_account_id, "amount_minor": str(leg.amount_minor),
+                  "purpose": leg.purpose} for leg in settlement.legs],
+        "created_at": format_time(settlement.created_at), "paid_at": _time_or_none(settlement.paid_at),
+        "version": settlement.version,
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def settlement_from_json(text: str) -> Settlement:
+    raw: dict[str, Any] = jsonio.loads(text)
+    return Settlement(
+        merchant_id=raw["merchant_id"], business_date=date.fromisoformat(raw["business_date"]),
+        currency=raw["currency"], status=SettlementStatus(raw["status"]), cut_at=parse_time(raw["cut_at"]),
+        cuts=tuple((shard, key) for shard, key in raw["cuts"]),
+        captures_minor=int(raw["captures_minor"]), refunds_minor=int(raw["refunds_minor"]),
+        fees_minor=int(raw["fees_minor"]), fees_carried_minor=int(raw["fees_carried_minor"]),
+        dispute_losses_minor=int(raw["dispute_losses_minor"]), reserve_minor=int(raw["reserve_minor"]),
+        payout_minor=int(raw["payout_minor"]), entries=int(raw["entries"]),
+        legs=tuple(SettlementLeg(leg["transfer_id"], leg["debit_account_id"], leg["credit_account_id"],
+                                 int(leg["amount_minor"]), leg["purpose"]) for leg in raw["legs"]),
+        created_at=parse_time(raw["created_at"]),
+        paid_at=parse_time(raw["paid_at"]) if raw.get("paid_at") else None, version=int(raw["version"]))
 
 
 def merchant_to_json(merchant: Merchant) -> str:
@@ -447,7 +492,68 @@ class PaymentsStore:
             raise PaymentsStoreUnavailable(f"due intents: {error}") from error
         return [key.rsplit("#", 1)[1] for key in sorted(keys)[:limit]]
 
+    # -- settlements --------------------------------------------------------------------------------
+
+    def get_settlement(self, merchant_id: str, business_date: date) -> Settlement | None:
+        try:
+            item = self._item.get(*_settlement_key(merchant_id, business_date), consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"read settlement {merchant_id}: {error}") from error
+        return settlement_from_json(item.doc)
+
+    def latest_settlement(self, merchant_id: str) -> Settlement | None:
+        """One Query of the merchant's settlements partition, newest date first, limit 1."""
+        try:
+            results = list(self._item.query(f"{SETTLEMENT_PREFIX}{merchant_id}", scan_index_forward=False,
+                                             limit=1, consistent_read=True))
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"latest settlement {merchant_id}: {error}") from error
+        return settlement_from_json(results[0].doc) if results else None
+
+    def create_settlement(self, settlement: Settlement) -> Settlement:
+        item = self._settlement_item(settlement)
+        written = conditional_write(lambda: item.save(condition=self._item.pk.does_not_exist()))
+        if written.taken:
+            return settlement
+        if any_condition_failed(written.error):
+            existing = self.get_settlement(settlement.merchant_id, settlement.business_date)
+            if existing is not None:
+                return existing
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"create settlement {settlement.merchant_id}: "
+                                       f"{written.code}") from cause
+
+    def save_settlement(self, settlement: Settlement, event: IntentEvent) -> bool:
+        item = self._settlement_item(settlement)
+        subject = f"{settlement.merchant_id}:{settlement.business_date.isoformat()}"
+        now = settlement.paid_at or settlement.created_at
+        event_id = f"{event.type}:{subject}"
+        event_item = self._outbox(
+            outbox_partition(OUTBOX_PRODUCER, settlement.merchant_id),
+            f"{entry_key_prefix(micros(now))}#{event_id}", event_id=event_id, type=event.type,
+            source=EVENT_SOURCE, subject=subject, time=format_time(now), data=_event_json(dict(event.data)))
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=self._item.version == settlement.version - 1)
+                transaction.save(event_item)
+
+        written = conditional_write(transact)
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"save settlement {settlement.merchant_id}: {written.code}") from cause
+
     # -- items ------------------------------------------------------------------------------------
+
+    def _settlement_item(self, settlement: Settlement) -> Any:
+        return self._item(*_settlement_key(settlement.merchant_id, settlement.business_date),
+                          doc=settlement_to_json(settlement), version=settlement.version,
+                          status=settlement.status.value)
 
     def _merchant_item(self, merchant: Merchant) -> Any:
         return self._item(*_merchant_key(merchant.merchant_id), doc=merchant_to_json(merchant),
@@ -515,3 +621,22 @@ class PaymentIntentsStore:
 
     def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
         return self._store.due_for_expiry(now, limit)
+
+
+class PaymentSettlementsStore:
+    """Settlements over the payments table (`settlement#<merchant id>` / `<business date>`)."""
+
+    def __init__(self, store: PaymentsStore) -> None:
+        self._store = store
+
+    def get(self, merchant_id: str, business_date: date) -> Settlement | None:
+        return self._store.get_settlement(merchant_id, business_date)
+
+    def latest(self, merchant_id: str) -> Settlement | None:
+        return self._store.latest_settlement(merchant_id)
+
+    def create(self, settlement: Settlement) -> Settlement:
+        return self._store.create_settlement(settlement)
+
+    def save(self, settlement: Settlement, event: IntentEvent) -> bool:
+        return self._store.save_settlement(settlement, event)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from finfaas.domain.ledger import TransactionExtra, Transfer
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.errors import MerchantAccountsConflict
-from finfaas.services.payments.model import IntentEvent, IntentFilter, IntentPage, Merchant, PaymentIntent
+from finfaas.services.payments.model import (
+    IntentEvent,
+    IntentFilter,
+    IntentPage,
+    Merchant,
+    PaymentIntent,
+    Settlement,
+)
 from finfaas.services.payments.service import LedgerStoreAccounts
 from finfaas.services.suite_clients import ServiceUnreachable
 
@@ -154,3 +161,36 @@ class InMemoryPaymentsLedger(LedgerStoreAccounts):
         result = self._intents.apply(item, condition, lambda: operation(None), extra.conflicted, events)
         extra.committed()
         return result
+
+
+class InMemorySettlements:
+    """Settlements in a dict; the same contract as store/payments_store.py PaymentSettlementsStore."""
+
+    def __init__(self) -> None:
+        self._settlements: dict[tuple[str, date], Settlement] = {}
+        self.events: list[tuple[str, date, IntentEvent]] = []
+        self._lock = threading.Lock()
+
+    def get(self, merchant_id: str, business_date: date) -> Settlement | None:
+        with self._lock:
+            return self._settlements.get((merchant_id, business_date))
+
+    def latest(self, merchant_id: str) -> Settlement | None:
+        with self._lock:
+            mine = [s for (m, _), s in self._settlements.items() if m == merchant_id]
+        return max(mine, key=lambda s: s.business_date) if mine else None
+
+    def create(self, settlement: Settlement) -> Settlement:
+        with self._lock:
+            key = (settlement.merchant_id, settlement.business_date)
+            return self._settlements.setdefault(key, settlement)
+
+    def save(self, settlement: Settlement, event: IntentEvent) -> bool:
+        key = (settlement.merchant_id, settlement.business_date)
+        with self._lock:
+            stored = self._settlements.get(key)
+            if stored is None or stored.version != settlement.version - 1:
+                return False
+            self._settlements[key] = settlement
+            self.events.append((*key, event))
+            return True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -51,6 +51,10 @@ from finfaas.services.payments.errors import (
     PaymentsStoreUnavailable,
     RefundExists,
     RiskUnavailable,
+    SettlementDateInFuture,
+    SettlementNotFound,
+    SettlementOutOfOrder,
+    SettlementWindowTooLarge,
     UnexpectedState,
 )
 from finfaas.services.payments.model import (
@@ -66,6 +70,8 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     RefundReason,
+    Settlement,
+    SettlementStatus,
     capture_window_seconds_default,
     capture_window_seconds_max,
     dispute_id_chars_max,
@@ -320,6 +326,53 @@ def intent_view(intent: PaymentIntent) -> IntentView:
     )
 
 
+class SettlementLegView(BaseModel):
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount_minor: int
+    purpose: str = Field(description="fees, reserve or payout")
+
+
+class SettlementView(BaseModel):
+    """A merchant's settlement of a business date, in minor units of `currency`:
+    captures - refunds - fees - dispute_losses - reserve = payout."""
+
+    merchant_id: str
+    business_date: date
+    currency: str
+    exponent: int
+    status: SettlementStatus
+    cut_at: datetime = Field(description="ledger entries up to this moment are settled here")
+    captures: int
+    refunds: int
+    fees: int = Field(description="application fees collected, net of fees given back with refunds")
+    fees_carried: int = Field(description="fees the day's net could not cover, collected by a later one")
+    dispute_losses: int = Field(description="disputed amounts and dispute fees, less amounts won back")
+    reserve: int
+    payout: int
+    reconciles: bool
+    entries: int = Field(description="ledger entries of the receivable shards settled")
+    legs: list[SettlementLegView]
+    created_at: datetime
+    paid_at: datetime | None = None
+
+
+def settlement_view(settlement: Settlement) -> SettlementView:
+    return SettlementView(
+        merchant_id=settlement.merchant_id, business_date=settlement.business_date,
+        currency=settlement.currency, exponent=currency_exponent(settlement.currency),
+        status=settlement.status, cut_at=settlement.cut_at, captures=settlement.captures_minor,
+        refunds=settlement.refunds_minor, fees=settlement.fees_minor,
+        fees_carried=settlement.fees_carried_minor, dispute_losses=settlement.dispute_losses_minor,
+        reserve=settlement.reserve_minor, payout=settlement.payout_minor, reconciles=settlement.reconciles,
+        entries=settlement.entries,
+        legs=[SettlementLegView(transfer_id=leg.transfer_id, debit_account_id=leg.debit_account_id,
+                                credit_account_id=leg.credit_account_id, amount_minor=leg.amount_minor,
+                                purpose=leg.purpose) for leg in settlement.legs],
+        created_at=settlement.created_at, paid_at=settlement.paid_at)
+
+
 class FeeScheduleView(BaseModel):
     bps: int
     fixed_minor: int
@@ -412,6 +465,10 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     DisputeClosed: ErrorSpec(409, DisputeClosed.code, "Dispute closed"),
     DisputeExists: ErrorSpec(409, DisputeExists.code, "Dispute exists with different fields"),
     InvalidRailNotice: ErrorSpec(401, InvalidRailNotice.code, "Invalid notice"),
+    SettlementNotFound: ErrorSpec(404, SettlementNotFound.code, "Settlement not found"),
+    SettlementDateInFuture: ErrorSpec(422, SettlementDateInFuture.code, "Settlement date in the future"),
+    SettlementOutOfOrder: ErrorSpec(409, SettlementOutOfOrder.code, "Settlement out of order"),
+    SettlementWindowTooLarge: ErrorSpec(409, SettlementWindowTooLarge.code, "Settlement window too large"),
     IntentListUnbounded: ErrorSpec(422, IntentListUnbounded.code, "List needs a merchant or a customer"),
     MerchantNotFound: ErrorSpec(404, MerchantNotFound.code, "Merchant not found"),
     MerchantExists: ErrorSpec(409, MerchantExists.code, "Merchant exists with different fields"),

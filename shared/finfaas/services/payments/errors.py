@@ -146,5 +146,29 @@ class InvalidRailNotice(PaymentsError):
     code = "invalid_notice"
 
 
+class SettlementNotFound(PaymentsError):
+    """No settlement of the merchant for that business date (yet)."""
+
+    code = "settlement_not_found"
+
+
+class SettlementDateInFuture(PaymentsError):
+    """A settlement for a business date that has not come."""
+
+    code = "settlement_date_in_future"
+
+
+class SettlementOutOfOrder(PaymentsError):
+    """The merchant is settled for a later business date: an earlier one has nothing left to pay."""
+
+    code = "settlement_out_of_order"
+
+
+class SettlementWindowTooLarge(PaymentsError):
+    """More ledger entries to settle than one run reads: settle more often."""
+
+    code = "settlement_window_too_large"
+
+
 class AppliedEarlier(Exception):
     """The intent already holds what this write would put: an earlier attempt committed it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from finfaas.domain.payments import FeeSchedule
@@ -368,3 +368,75 @@ class ExpiryRun:
     warned: tuple[str, ...]
     failed: tuple[str, ...]
     examined: int
+
+
+# --- merchant settlement ---------------------------------------------------------------------------------
+
+SETTLEMENT_TRANSFER_PREFIX = "stl"
+
+
+class SettlementStatus(StrEnum):
+    PLANNED = "planned"  # the cut and the legs are stored; the ledger moves may not all have committed
+    PAID = "paid"  # every leg committed; payout.paid written with this status
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementLeg:
+    """One ledger transfer of a settlement: its id derives from the merchant, the date and its place."""
+
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount_minor: int
+    purpose: str  # fees, reserve, payout
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One merchant's settlement of one business date: what the receivable shards took in since the
+    previous cut, by kind, and where it went.
+    captures - refunds - fees - dispute_losses - reserve = payout."""
+
+    merchant_id: str
+    business_date: date
+    currency: str
+    status: SettlementStatus
+    cut_at: datetime  # entries committed up to here are in this settlement, later ones in the next
+    cuts: tuple[tuple[str, str], ...]  # (shard, newest entry key settled) per shard
+    captures_minor: int
+    refunds_minor: int
+    fees_minor: int  # application fees collected (net of fee refunds); negative: given back
+    fees_carried_minor: int  # fees the net could not cover, left to a later settlement
+    dispute_losses_minor: int  # disputed amounts and dispute fees less amounts won back
+    reserve_minor: int
+    payout_minor: int
+    entries: int  # ledger entries settled
+    legs: tuple[SettlementLeg, ...]
+    created_at: datetime
+    paid_at: datetime | None = None
+    version: int = 1
+
+    @property
+    def reconciles(self) -> bool:
+        return (self.captures_minor - self.refunds_minor - self.fees_minor - self.dispute_losses_minor
+                - self.reserve_minor) == self.payout_minor
+
+    def paid(self, now: datetime) -> Settlement:
+        return replace(self, status=SettlementStatus.PAID, paid_at=now, version=self.version + 1)
+
+
+def settlement_transfer_id(merchant_id: str, business_date: date, n: int) -> str:
+    return f"{SETTLEMENT_TRANSFER_PREFIX}-{merchant_id}-{business_date:%Y%m%d}-{n}"
+
+
+def payout_event(settlement: Settlement, event_type: str) -> IntentEvent:
+    """payout.paid|failed: the settlement's figures (strings of minor units)."""
+    return IntentEvent(event_type, {
+        "merchant_id": settlement.merchant_id, "business_date": settlement.business_date.isoformat(),
+        "currency": settlement.currency, "status": settlement.status.value,
+        "captures_minor": str(settlement.captures_minor), "refunds_minor": str(settlement.refunds_minor),
+        "fees_minor": str(settlement.fees_minor),
+        "dispute_losses_minor": str(settlement.dispute_losses_minor),
+        "reserve_minor": str(settlement.reserve_minor), "payout_minor": str(settlement.payout_minor),
+        "cut_at": settlement.cut_at.isoformat(),
+    })

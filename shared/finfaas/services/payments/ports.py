@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
-from finfaas.domain.ledger import Account, TransactionExtra, Transfer
-from finfaas.services.payments.model import IntentEvent, IntentFilter, IntentPage, Merchant, PaymentIntent
+from finfaas.domain.ledger import Account, StatementPage, TransactionExtra, Transfer
+from finfaas.services.payments.model import (
+    IntentEvent,
+    IntentFilter,
+    IntentPage,
+    Merchant,
+    PaymentIntent,
+    Settlement,
+    SettlementLeg,
+)
 
 
 class Merchants(Protocol):
@@ -86,8 +94,34 @@ class PaymentsLedger(Protocol):
 
     def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer: ...
 
+    def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:
+        """An account's entries newest first (the ledger's statement), resuming after a cursor."""
+        ...
+
+    def move(self, legs: list[SettlementLeg], currency: str) -> None:
+        """The legs as one linked ledger batch (all or none); the same legs again are a replay."""
+        ...
+
 
 class RiskAssessor(Protocol):
     """The risk function's POST /assessments (services/suite_clients.py RiskClient)."""
 
     def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Settlements(Protocol):
+    """Merchant settlements, one per merchant and business date (same table as merchants)."""
+
+    def get(self, merchant_id: str, business_date: date) -> Settlement | None: ...
+
+    def latest(self, merchant_id: str) -> Settlement | None:
+        """The merchant's settlement of the latest business date, if any."""
+        ...
+
+    def create(self, settlement: Settlement) -> Settlement:
+        """Write a new settlement; the stored one when the merchant and date are taken (nothing written)."""
+        ...
+
+    def save(self, settlement: Settlement, event: IntentEvent) -> bool:
+        """Write settlement and its event if the stored version is settlement.version - 1."""
+        ...

@@ -27,6 +27,7 @@ from finfaas.domain.errors import AccountNotFound, PendingAlreadyPosted, Pending
 from finfaas.domain.ledger import (
     Account,
     AccountKind,
+    StatementPage,
     TransactionExtra,
     Transfer,
     expiry_transfer_id,
@@ -100,6 +101,7 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     SettlementAccount,
+    SettlementLeg,
     dispute_event,
     disputes_per_payment_max,
     expiring_event,
@@ -201,6 +203,14 @@ class LedgerStoreAccounts:
     def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
         return self._in_transaction(
             extra, lambda joined: self.ledger.void_pending(pending_id, transfer_id=transfer_id, extra=joined))
+
+    def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:
+        return self.ledger.statement(account_id, limit=limit, starting_after=cursor)
+
+    def move(self, legs: list[SettlementLeg], currency: str) -> None:
+        self.ledger.transfer_linked([TransferRequest(leg.debit_account_id, leg.credit_account_id,
+                                                     leg.amount_minor, currency, leg.transfer_id)
+                                     for leg in legs])
 
     def _in_transaction(self, extra: TransactionExtra,
                         operation: Callable[[TransactionExtra | None], Transfer]) -> Transfer:
