@@ -369,8 +369,15 @@ schedule_proof = ScheduleProof(FUNCTION_NAME, schedule_keys_from_config, schedul
 @app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=schedule_proof)
 def scheduled_capture_expiry(req: Request) -> ExpiryRunView:
     """Cancel the intents whose capture_before has passed (reason expired, the hold released with the
-    intent's new state) and warn those a day from it, one bounded batch (safe to run twice at once)."""
-    return expiry_run_view(services.get().payments.expire_due())
+    intent's new state) and warn those a day from it, one bounded batch (safe to run twice at once); then
+    the daily settlement run's next batch of merchants for the business date (each settled once)."""
+    current = services.get()
+    view = expiry_run_view(current.payments.expire_due())
+    if current.settlement is not None:
+        run = current.settlement.settle_due()
+        view.settlement_date, view.settled, view.settlement_failed = (run.business_date, list(run.settled),
+                                                                      list(run.failed))
+    return view
 
 
 @app.readiness_check("payments-table")

@@ -2,6 +2,8 @@
 
 Items:
 - `merchant#<merchant id>` / `-`: the merchant as JSON text (`doc`), its `version` and `status`;
+- merchants also carry `listed` (`merchant`) and `merchant_id` for the sparse, keys-only merchants index
+  the daily settlement run pages through; `settlement-run#<business date>` / `-` is that run's progress;
 - `settlement#<merchant id>` / `<business date>`: a merchant's settlement of that date (JSON `doc`,
   `version`, `status`), the partition read newest first for the latest;
 - `intent#<payment id>` / `-`: the payment intent, the same way, with `merchant_id`, `owner_id` and
@@ -53,6 +55,7 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     RefundReason,
+    RunProgress,
     Settlement,
     SettlementAccount,
     SettlementLeg,
@@ -73,6 +76,9 @@ NO_RANGE = "-"
 CREATED_KEY_LOWEST, CREATED_KEY_HIGHEST = "0", "~"
 EXPIRY_INDEX = "by-expiry"
 SETTLEMENT_PREFIX = "settlement#"
+SETTLEMENT_RUN_PREFIX = "settlement-run#"
+MERCHANTS_INDEX = "merchants"
+MERCHANT_LISTED = "merchant"  # the one partition of the merchants index
 expiry_index_shards = 8
 
 
@@ -93,6 +99,8 @@ class _PaymentsItem(Model):
     # Capturable intents only (the by-expiry index):
     expiry_shard = UnicodeAttribute(null=True)
     expiry_due_key = UnicodeAttribute(null=True)
+    # Merchants only (the merchants index):
+    listed = UnicodeAttribute(null=True)
 
 
 class _OutboxItem(OutboxRecord):
@@ -126,12 +134,21 @@ class _ByExpiry(GlobalSecondaryIndex):
     expiry_due_key = UnicodeAttribute(range_key=True)
 
 
+class _Merchants(GlobalSecondaryIndex):
+    class Meta:
+        index_name = MERCHANTS_INDEX
+        projection = KeysOnlyProjection()
+
+    listed = UnicodeAttribute(hash_key=True)
+    merchant_id = UnicodeAttribute(range_key=True)
+
+
 @lru_cache(maxsize=8)
 def _model(table_name: str, region: str) -> Any:
     # pynamodb ties an index to the model class that declares it: the bound model declares its own.
     indexes = {name: type(base.__name__, (base,), {"Meta": type("Meta", (base.Meta,), {})})()
                for name, base in (("by_merchant", _ByMerchant), ("by_owner", _ByOwner),
-                                  ("by_expiry", _ByExpiry))}
+                                  ("by_expiry", _ByExpiry), ("merchants", _Merchants))}
     meta = type("Meta", (StoreMeta,), {"table_name": table_name, "region": region})
     return type("PaymentsItem", (_PaymentsItem,), {"Meta": meta, **indexes, "__module__": __name__})
 
@@ -158,6 +175,10 @@ def _merchant_key(merchant_id: str) -> tuple[str, str]:
 
 def _intent_key(payment_id: str) -> tuple[str, str]:
     return f"intent#{payment_id}", NO_RANGE
+
+
+def _run_key(business_date: date) -> tuple[str, str]:
+    return f"{SETTLEMENT_RUN_PREFIX}{business_date.isoformat()}", NO_RANGE
 
 
 def _settlement_key(merchant_id: str, business_date: date) -> tuple[str, str]:
@@ -391,6 +412,16 @@ class PaymentsStore:
         cause = written.error
         raise PaymentsStoreUnavailable(f"save merchant {merchant.merchant_id}: {written.code}") from cause
 
+    def merchant_ids(self, after: str | None, limit: int) -> list[str]:
+        """Up to limit merchant ids above `after`, in order: one Query of the sparse merchants index."""
+        model = self._item
+        condition = model.merchant_id > after if after else None
+        try:
+            results = model.merchants.query(MERCHANT_LISTED, condition, limit=limit, page_size=limit)
+            return [item.merchant_id for item in results]
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"list merchants: {error}") from error
+
     # -- payment intents --------------------------------------------------------------------------
 
     def create_intent(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
@@ -548,6 +579,29 @@ class PaymentsStore:
         cause = written.error
         raise PaymentsStoreUnavailable(f"save settlement {settlement.merchant_id}: {written.code}") from cause
 
+    def run_progress(self, business_date: date) -> RunProgress | None:
+        try:
+            item = self._item.get(*_run_key(business_date), consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"read settlement run {business_date}: {error}") from error
+        raw = jsonio.loads(item.doc)
+        return RunProgress(business_date, raw["after"], bool(raw["done"]), int(item.version))
+
+    def save_run_progress(self, progress: RunProgress) -> bool:
+        item = self._item(*_run_key(progress.business_date), version=progress.version,
+                          status="done" if progress.done else "running",
+                          doc=json.dumps({"after": progress.after, "done": progress.done}))
+        condition = (self._item.pk.does_not_exist() if progress.version == 1
+                     else self._item.version == progress.version - 1)
+        written = conditional_write(lambda: item.save(condition=condition))
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        raise PaymentsStoreUnavailable(f"save settlement run: {written.code}") from written.error
+
     # -- items ------------------------------------------------------------------------------------
 
     def _settlement_item(self, settlement: Settlement) -> Any:
@@ -557,7 +611,8 @@ class PaymentsStore:
 
     def _merchant_item(self, merchant: Merchant) -> Any:
         return self._item(*_merchant_key(merchant.merchant_id), doc=merchant_to_json(merchant),
-                          version=merchant.version, status=merchant.status.value)
+                          version=merchant.version, status=merchant.status.value, listed=MERCHANT_LISTED,
+                          merchant_id=merchant.merchant_id)
 
     def _event_item(self, intent: PaymentIntent, event: IntentEvent) -> Any:
         """The outbox record; its id names the intent's version, so each change has one event, written
@@ -640,3 +695,9 @@ class PaymentSettlementsStore:
 
     def save(self, settlement: Settlement, event: IntentEvent) -> bool:
         return self._store.save_settlement(settlement, event)
+
+    def run_progress(self, business_date: date) -> RunProgress | None:
+        return self._store.run_progress(business_date)
+
+    def save_run_progress(self, progress: RunProgress) -> bool:
+        return self._store.save_run_progress(progress)

@@ -16,6 +16,7 @@ from finfaas.services.payments.model import (
     IntentPage,
     Merchant,
     PaymentIntent,
+    RunProgress,
     Settlement,
 )
 from finfaas.services.payments.service import LedgerStoreAccounts
@@ -46,6 +47,10 @@ class InMemoryMerchants:
                 return False
             self._merchants[merchant.merchant_id] = merchant
             return True
+
+    def merchant_ids(self, after: str | None, limit: int) -> list[str]:
+        with self._lock:
+            return sorted(m for m in self._merchants if after is None or m > after)[:limit]
 
 
 class InMemoryMerchantLedger:
@@ -168,6 +173,7 @@ class InMemorySettlements:
 
     def __init__(self) -> None:
         self._settlements: dict[tuple[str, date], Settlement] = {}
+        self._runs: dict[date, RunProgress] = {}
         self.events: list[tuple[str, date, IntentEvent]] = []
         self._lock = threading.Lock()
 
@@ -193,4 +199,16 @@ class InMemorySettlements:
                 return False
             self._settlements[key] = settlement
             self.events.append((*key, event))
+            return True
+
+    def run_progress(self, business_date: date) -> RunProgress | None:
+        with self._lock:
+            return self._runs.get(business_date)
+
+    def save_run_progress(self, progress: RunProgress) -> bool:
+        with self._lock:
+            stored = self._runs.get(progress.business_date)
+            if (stored.version if stored else 0) != progress.version - 1:
+                return False
+            self._runs[progress.business_date] = progress
             return True

@@ -288,6 +288,10 @@ class ExpiryRunView(BaseModel):
     warned: list[str] = Field(description="intents this run sent payment_intent.capture_expiring for")
     failed: list[str] = Field(description="intents it could not settle now; the next run tries again")
     examined: int = Field(description="due intents read from the index")
+    settlement_date: date | None = Field(default=None, description="the business date the daily run settles")
+    settled: list[str] = Field(default_factory=list, description="merchants this tick settled (or found so)")
+    settlement_failed: list[str] = Field(default_factory=list,
+                                         description="merchants passed over; their next settlement pays it")
 
 
 def expiry_run_view(run: ExpiryRun) -> ExpiryRunView:

@@ -440,3 +440,23 @@ def payout_event(settlement: Settlement, event_type: str) -> IntentEvent:
         "reserve_minor": str(settlement.reserve_minor), "payout_minor": str(settlement.payout_minor),
         "cut_at": settlement.cut_at.isoformat(),
     })
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """How far the daily settlement run of a business date got: merchants up to `after` are settled."""
+
+    business_date: date
+    after: str
+    done: bool
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRun:
+    """What one tick of the daily settlement run did."""
+
+    business_date: date
+    settled: tuple[str, ...]
+    failed: tuple[str, ...]
+    done: bool

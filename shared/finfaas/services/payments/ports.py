@@ -12,6 +12,7 @@ from finfaas.services.payments.model import (
     IntentPage,
     Merchant,
     PaymentIntent,
+    RunProgress,
     Settlement,
     SettlementLeg,
 )
@@ -28,6 +29,10 @@ class Merchants(Protocol):
 
     def save(self, merchant: Merchant) -> bool:
         """Write merchant if the stored version is merchant.version - 1; False otherwise."""
+        ...
+
+    def merchant_ids(self, after: str | None, limit: int) -> list[str]:
+        """Up to limit merchant ids above `after` (None: from the first), in order."""
         ...
 
 
@@ -124,4 +129,10 @@ class Settlements(Protocol):
 
     def save(self, settlement: Settlement, event: IntentEvent) -> bool:
         """Write settlement and its event if the stored version is settlement.version - 1."""
+        ...
+
+    def run_progress(self, business_date: date) -> RunProgress | None: ...
+
+    def save_run_progress(self, progress: RunProgress) -> bool:
+        """Write progress if new (version 1) or over version - 1; False otherwise."""
         ...

@@ -36,8 +36,10 @@ from finfaas.services.payments.model import (
     SETTLEMENT_TRANSFER_PREFIX,
     Merchant,
     PaymentIntent,
+    RunProgress,
     Settlement,
     SettlementLeg,
+    SettlementRun,
     SettlementStatus,
     payment_id_hex_chars,
     payout_event,
@@ -52,6 +54,9 @@ settlement_lag_seconds = 60
 settlement_entries_per_shard_max = 20_000
 statement_page_size = 100
 settle_legs_per_batch_max = linked_legs_max
+# One tick of the daily run settles at most this many merchants (each a few reads and transactions,
+# within the tick's minute); the rest follow on the next ticks.
+settlement_run_merchants_max = 50
 _PAYMENT_ID_CHARS = len(PAYMENT_ID_PREFIX) + payment_id_hex_chars
 _log = get_logger("payments.settlement")
 
@@ -124,6 +129,31 @@ class MerchantSettlement:
                 self._finish(latest)  # the previous day's crashed run first: its cut is this one's start
             stored = self._settlements.create(self._plan(merchant, business_date, latest))
         return self._finish(stored)
+
+    def settle_due(self, limit: int = settlement_run_merchants_max) -> SettlementRun:
+        """One tick of the daily run: the next merchants (by id) not yet settled for today's business date,
+        each settled as settle() does; progress is kept per date so later ticks go on. A merchant that
+        fails is passed over (logged): its next settlement starts from its last cut, so what it is owed
+        is paid then. Safe to run twice at once (settle() is)."""
+        today = self._business_date()
+        progress = self._settlements.run_progress(today) or RunProgress(today, "", False, 0)
+        if progress.done:
+            return SettlementRun(today, (), (), True)
+        settled: list[str] = []
+        failed: list[str] = []
+        ids = self._merchants.merchant_ids(progress.after or None, limit)
+        for merchant_id in ids:
+            try:
+                self.settle(merchant_id, today)
+            except Exception as error:  # one merchant that cannot be settled now must not stop the day
+                _log.error("settlement failed", merchant_id=merchant_id, error_type=type(error).__name__)
+                failed.append(merchant_id)
+                continue
+            settled.append(merchant_id)
+        done = len(ids) < limit
+        after = ids[-1] if ids else progress.after
+        self._settlements.save_run_progress(RunProgress(today, after, done, progress.version + 1))
+        return SettlementRun(today, tuple(settled), tuple(failed), done)
 
     def report(self, merchant_id: str, business_date: date) -> Settlement:
         self._merchant(merchant_id)

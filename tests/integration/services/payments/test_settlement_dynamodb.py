@@ -90,3 +90,12 @@ def test_a_day_settles_once_and_reconciles_with_the_ledger(world):
     assert world.ledger.get_account(accounts.reserve).balance_minor == report.reserve_minor
     assert payout_events(world.merchant_id) == [f"payout.paid:{world.merchant_id}:{report.business_date}"]
     assert settlement.settle(world.merchant_id, later().date()) == report  # a rerun: the same, nothing paid
+
+
+def test_the_daily_run_pages_merchants_from_the_sparse_index_in_order(world):
+    ids = world.payments_store.merchant_ids(None, 1_000)
+    after = world.payments_store.merchant_ids(world.merchant_id, 1_000)
+
+    assert world.merchant_id in ids and ids == sorted(ids)
+    assert all(merchant_id > world.merchant_id for merchant_id in after)
+    assert len(ids) == len(set(ids))  # the merchant's intents carry its id too, but are not in the index

@@ -11,9 +11,10 @@ import pytest
 from finfaas.domain.ledger import AccountKind, system_account_id
 from finfaas.services.payments.settlement import MerchantSettlement
 from finfaas_dev.fakes.payments import InMemoryPaymentsLedger, InMemorySettlements
+from finfaas_dev.fakes.platform import InMemoryRateLimitStore
 from finfaas_dev.testing.platform import call
 from unit.services.payments.test_disputes import DISPUTE_FEE, DisputeWorld
-from unit.services.payments.test_payment_intents import MERCHANT, refund
+from unit.services.payments.test_payment_intents import MERCHANT, refund, scheduled_tick
 
 SETTLEMENT = system_account_id(AccountKind.SETTLEMENT, "USD")
 FEES = system_account_id(AccountKind.FEES, "USD")
@@ -210,3 +211,52 @@ def test_a_run_killed_at_any_point_finishes_on_the_next_run_and_pays_once(where,
     assert world.balance(SETTLEMENT) - settled_before == PAYOUT
     assert world.merchant_total() == 0
     assert [e.type for *_, e in world.settlements.events] == ["payout.paid"]
+
+
+def test_the_scheduled_tick_settles_every_merchant_once_for_the_business_date():
+    # GIVEN two merchants, one with a day of business, and the run settling one merchant a tick
+    world = SettlementWorld()
+    world.day_of_business()
+    world.claims = InMemoryRateLimitStore()
+    settlement = MerchantSettlement(world.merchants, world.intents, world.money, world.settlements,
+                                    lambda: world.clock.now.date(), world.clock)
+    world.handler.services.use(dataclasses.replace(world.handler.services.get(), settlement=settlement))
+    settle_due = settlement.settle_due
+
+    first = scheduled_tick(world)
+    second = settle_due(limit=1)
+    third = settle_due(limit=1)
+
+    assert first.status == 200, first.body
+    assert sorted(first.json()["settled"]) == ["m-books", "m-shoes"]
+    assert (second.settled, second.done) == ((), True) and third.settled == ()
+    shoes = world.settlements.get("m-shoes", world.clock.now.date())
+    assert (shoes.payout_minor, shoes.status.value) == (PAYOUT, "paid")
+    assert len(world.settlements.events) == 2  # one payout.paid per merchant, however many ticks
+
+
+def test_the_run_goes_on_in_batches_passes_over_a_merchant_that_fails_and_pays_it_the_next_day():
+    # GIVEN m-books with 10.00 on a receivable shard the ledger refuses to debit (frozen), and m-shoes
+    world = SettlementWorld()
+    books = world.authorized(1_000)
+    assert world.capture(books).status == 200
+    world.day_of_business()
+    frozen = world.intents.get(books).receivable_account_id
+    world.ledger.freeze(frozen)
+
+    first = world.settlement.settle_due(limit=1)
+    second = world.settlement.settle_due(limit=1)
+    third = world.settlement.settle_due(limit=1)
+    world.ledger.unfreeze(frozen)
+    day_one = world.clock.now.date()
+    world.clock.now += timedelta(days=1)
+    next_day = world.settlement.settle_due(limit=5)
+
+    assert (first.settled, first.failed, first.done) == ((), ("m-books",), False)
+    assert (second.settled, second.done) == (("m-shoes",), False)
+    assert third.done and third.settled == ()
+    assert set(next_day.settled) == {"m-books", "m-shoes"} and next_day.done
+    # the first day's plan, stored before the ledger refused it, is finished first: paid once, as planned
+    books_paid = world.settlements.get("m-books", day_one)
+    assert (books_paid.status.value, books_paid.captures_minor, books_paid.fees_minor) == ("paid", 1_000, 30)
+    assert world.settlements.get("m-books", world.clock.now.date()).captures_minor == 0
