@@ -70,7 +70,7 @@ from finfaas.services.payments.api import (
 )
 from finfaas.services.payments.errors import DisputeNotFound
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
-from finfaas.services.payments.settlement import MerchantSettlement, settlement_csv
+from finfaas.services.payments.settlement import MerchantSettlement, settlement_csv, settlement_lag_seconds
 
 FUNCTION_NAME = "payments"
 # Operators onboard by hand or by script: the limit stops a runaway script, not a person.
@@ -85,6 +85,7 @@ INTENT_PATH = "/function/payments/payment_intents/{}"
 DEGRADED_APPROVE_ENV = "PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR"
 BREAKER_FAILURES_ENV = "PAYMENTS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "PAYMENTS_RISK_BREAKER_OPEN_SECONDS"
+SETTLEMENT_LAG_ENV = "PAYMENTS_SETTLEMENT_LAG_SECONDS"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 # The market whose business date (services/business_date, served by the ledger function) dates settlements.
 SETTLEMENT_MARKET = "CN"
@@ -140,8 +141,9 @@ def build_services(suite: Any = None) -> PaymentsServices:
     intents = PaymentIntentsStore(merchants)
     money = LedgerStoreAccounts(LedgerService(ledger_store_from_config()))
     dates = BusinessDateService(BusinessDateStore(), mode_from_env())
+    lag = int(os.environ.get(SETTLEMENT_LAG_ENV, str(settlement_lag_seconds)))
     settlement = MerchantSettlement(merchants, intents, money, PaymentSettlementsStore(merchants),
-                                    lambda: dates.current(SETTLEMENT_MARKET).business_date)
+                                    lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag)
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
                                intents=intents, money=money,
                                risk=RiskClient(suite), breaker=breaker, settings=settings,

@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "recovery"): ("finfaas_dev.bench.recovery", "orchestrator killed mid-saga: time to next step"),
     ("bench", "payments"): ("finfaas_dev.bench.payments", "captures/s against raw ledger work"),
     ("ledger", "check"): ("finfaas_dev.ledger_check", "reconcile balances, entries and transfers"),
+    ("payments", "check"): ("finfaas_dev.payments_check", "reconcile merchant settlements with the ledger"),
     ("audit", "verify"): ("finfaas_dev.audit_verify", "verify the audit log's hash chain"),
     ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),
     ("transfers",): ("finfaas_dev.transfers", "list a customer's transfers, or the operators' view"),

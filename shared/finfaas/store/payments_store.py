@@ -543,6 +543,15 @@ class PaymentsStore:
             raise PaymentsStoreUnavailable(f"latest settlement {merchant_id}: {error}") from error
         return settlement_from_json(results[0].doc) if results else None
 
+    def settlements_of(self, merchant_id: str, limit: int) -> list[Settlement]:
+        """One Query of the merchant's settlements partition, oldest date first."""
+        try:
+            results = self._item.query(f"{SETTLEMENT_PREFIX}{merchant_id}", limit=limit, page_size=limit,
+                                       consistent_read=True)
+            return [settlement_from_json(item.doc) for item in results]
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"settlements of {merchant_id}: {error}") from error
+
     def create_settlement(self, settlement: Settlement) -> Settlement:
         item = self._settlement_item(settlement)
         written = conditional_write(lambda: item.save(condition=self._item.pk.does_not_exist()))
@@ -695,6 +704,9 @@ class PaymentSettlementsStore:
 
     def save(self, settlement: Settlement, event: IntentEvent) -> bool:
         return self._store.save_settlement(settlement, event)
+
+    def of_merchant(self, merchant_id: str, limit: int) -> list[Settlement]:
+        return self._store.settlements_of(merchant_id, limit)
 
     def run_progress(self, business_date: date) -> RunProgress | None:
         return self._store.run_progress(business_date)

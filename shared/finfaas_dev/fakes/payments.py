@@ -201,6 +201,11 @@ class InMemorySettlements:
             self.events.append((*key, event))
             return True
 
+    def of_merchant(self, merchant_id: str, limit: int) -> list[Settlement]:
+        with self._lock:
+            mine = [s for (m, _), s in self._settlements.items() if m == merchant_id]
+        return sorted(mine, key=lambda s: s.business_date)[:limit]
+
     def run_progress(self, business_date: date) -> RunProgress | None:
         with self._lock:
             return self._runs.get(business_date)

@@ -103,6 +103,8 @@ class PaymentsLedger(Protocol):
         """An account's entries newest first (the ledger's statement), resuming after a cursor."""
         ...
 
+    def get_transfer(self, transfer_id: str) -> Transfer | None: ...
+
     def move(self, legs: list[SettlementLeg], currency: str) -> None:
         """The legs as one linked ledger batch (all or none); the same legs again are a replay."""
         ...
@@ -129,6 +131,10 @@ class Settlements(Protocol):
 
     def save(self, settlement: Settlement, event: IntentEvent) -> bool:
         """Write settlement and its event if the stored version is settlement.version - 1."""
+        ...
+
+    def of_merchant(self, merchant_id: str, limit: int) -> list[Settlement]:
+        """Up to limit of the merchant's settlements, oldest business date first."""
         ...
 
     def run_progress(self, business_date: date) -> RunProgress | None: ...

@@ -23,7 +23,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from finfaas.domain.errors import AccountNotFound, PendingAlreadyPosted, PendingAlreadyVoided, PendingExpired
+from finfaas.domain.errors import (
+    AccountNotFound,
+    PendingAlreadyPosted,
+    PendingAlreadyVoided,
+    PendingExpired,
+    TransferNotFound,
+)
 from finfaas.domain.ledger import (
     Account,
     AccountKind,
@@ -206,6 +212,12 @@ class LedgerStoreAccounts:
 
     def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:
         return self.ledger.statement(account_id, limit=limit, starting_after=cursor)
+
+    def get_transfer(self, transfer_id: str) -> Transfer | None:
+        try:
+            return self.ledger.get_transfer(transfer_id)
+        except TransferNotFound:
+            return None
 
     def move(self, legs: list[SettlementLeg], currency: str) -> None:
         self.ledger.transfer_linked([TransferRequest(leg.debit_account_id, leg.credit_account_id,

@@ -102,7 +102,8 @@ class MerchantSettlement:
     def __init__(self, merchants: Merchants, intents: PaymentIntents, ledger: PaymentsLedger,
                  settlements: Settlements, business_date: Callable[[], date],
                  clock: Callable[[], datetime] = _utc_now, *,
-                 legs_per_batch: int = settle_legs_per_batch_max) -> None:
+                 legs_per_batch: int = settle_legs_per_batch_max,
+                 lag_seconds: int = settlement_lag_seconds) -> None:
         self._merchants = merchants
         self._intents = intents
         self._ledger = ledger
@@ -110,6 +111,7 @@ class MerchantSettlement:
         self._business_date = business_date
         self._clock = clock
         self._legs_per_batch = legs_per_batch
+        self._lag_seconds = lag_seconds
 
     def settle(self, merchant_id: str, business_date: date) -> Settlement:
         """The merchant's settlement of business_date, planned, paid and stored; run again, the stored one
@@ -162,6 +164,42 @@ class MerchantSettlement:
             raise SettlementNotFound(f"no settlement of {merchant_id} for {business_date}")
         return found
 
+    def verify(self, settlement: Settlement, previous: Settlement | None) -> list[str]:
+        """What does not agree between a stored settlement and the ledger: its figures against its
+        shards' entries between the previous cut and its own (counted again), its legs against the
+        ledger's transfers, and captures - refunds - fees - dispute_losses - reserve = payout."""
+        name = f"settlement {settlement.merchant_id} {settlement.business_date}"
+        problems = [] if settlement.reconciles else [f"{name}: its figures do not add up to the payout"]
+        if settlement.status is not SettlementStatus.PAID:
+            problems.append(f"{name}: {settlement.status.value}, not paid")
+        self._merchant(settlement.merchant_id)
+        before = dict(previous.cuts) if previous is not None else {}
+        window = _Window(fees=previous.fees_carried_minor if previous is not None else 0)
+        intents: dict[str, PaymentIntent | None] = {}
+        for shard, cut in settlement.cuts:
+            for entry in self._window_entries(shard, before.get(shard), settlement.cut_at):
+                if entry.entry_key <= cut:
+                    self._count(window, shard, entry, intents)
+        counted = (window.captures, window.refunds, window.dispute_losses,
+                   window.fees - settlement.fees_carried_minor)
+        stored = (settlement.captures_minor, settlement.refunds_minor, settlement.dispute_losses_minor,
+                  settlement.fees_minor)
+        if counted != stored:
+            problems.append(f"{name}: the ledger's entries give (captures, refunds, dispute losses, fees) "
+                            f"{counted}, the report {stored}")
+        for leg in settlement.legs:
+            transfer = self._ledger.get_transfer(leg.transfer_id)
+            if transfer is None or (transfer.debit_account_id, transfer.credit_account_id,
+                                    transfer.amount_minor) != (leg.debit_account_id, leg.credit_account_id,
+                                                               leg.amount_minor):
+                problems.append(f"{name}: leg {leg.transfer_id} is not in the ledger as planned")
+        by_purpose = {purpose: sum(leg.amount_minor for leg in settlement.legs if leg.purpose == purpose)
+                      for purpose in ("fees", "reserve", "payout")}
+        if (by_purpose["fees"], by_purpose["reserve"], by_purpose["payout"]) != (
+                max(settlement.fees_minor, 0), settlement.reserve_minor, settlement.payout_minor):
+            problems.append(f"{name}: its legs move {by_purpose}, not its figures")
+        return problems
+
     # --- internals ---
 
     def _merchant(self, merchant_id: str) -> Merchant:
@@ -186,7 +224,7 @@ class MerchantSettlement:
 
     def _plan(self, merchant: Merchant, business_date: date, previous: Settlement | None) -> Settlement:
         now = self._clock()
-        cut_at = now - timedelta(seconds=settlement_lag_seconds)
+        cut_at = now - timedelta(seconds=self._lag_seconds)
         cuts = dict(previous.cuts) if previous is not None else {}
         window = _Window(fees=previous.fees_carried_minor if previous is not None else 0)
         intents: dict[str, PaymentIntent | None] = {}

@@ -15,6 +15,7 @@ from finfaas.services.payments.api import DisputeNotice, OnboardBody
 from finfaas.services.payments.settlement import MerchantSettlement, settlement_lag_seconds
 from finfaas.store.outbox_store import outbox_partition
 from finfaas.store.payments_store import PaymentSettlementsStore
+from finfaas_dev.payments_check import check
 from integration.services.payments.test_disputes_dynamodb import DISPUTE_FEE
 from integration.services.payments.test_payment_intents_dynamodb import (
     World,
@@ -99,3 +100,10 @@ def test_the_daily_run_pages_merchants_from_the_sparse_index_in_order(world):
     assert world.merchant_id in ids and ids == sorted(ids)
     assert all(merchant_id > world.merchant_id for merchant_id in after)
     assert len(ids) == len(set(ids))  # the merchant's intents carry its id too, but are not in the index
+
+
+def test_the_payments_check_reconciles_the_stored_settlements_with_the_ledger(world):
+    checked, problems = check(settlement_of(world), PaymentSettlementsStore(world.payments_store),
+                              [world.merchant_id])
+
+    assert (checked, problems) == (1, [])

@@ -12,6 +12,7 @@ from finfaas.domain.ledger import AccountKind, system_account_id
 from finfaas.services.payments.settlement import MerchantSettlement
 from finfaas_dev.fakes.payments import InMemoryPaymentsLedger, InMemorySettlements
 from finfaas_dev.fakes.platform import InMemoryRateLimitStore
+from finfaas_dev.payments_check import check
 from finfaas_dev.testing.platform import call
 from unit.services.payments.test_disputes import DISPUTE_FEE, DisputeWorld
 from unit.services.payments.test_payment_intents import MERCHANT, refund, scheduled_tick
@@ -260,3 +261,21 @@ def test_the_run_goes_on_in_batches_passes_over_a_merchant_that_fails_and_pays_i
     books_paid = world.settlements.get("m-books", day_one)
     assert (books_paid.status.value, books_paid.captures_minor, books_paid.fees_minor) == ("paid", 1_000, 30)
     assert world.settlements.get("m-books", world.clock.now.date()).captures_minor == 0
+
+
+def test_the_check_finds_every_settlement_agreeing_with_the_ledger_and_names_a_doctored_one():
+    world = SettlementWorld()
+    world.day_of_business()
+    world.settle()
+    world.paid(1_000)
+    world.clock.now += timedelta(days=1)
+    world.settle()
+
+    checked, problems = check(world.settlement, world.settlements, ["m-books", "m-shoes"])
+    first, second = world.settlements.of_merchant("m-shoes", 10)
+    doctored = dataclasses.replace(second, captures_minor=second.captures_minor + 1,
+                                   payout_minor=second.payout_minor + 1)
+
+    assert (checked, problems) == (2, [])
+    found = world.settlement.verify(doctored, first)
+    assert len(found) == 2 and "the ledger's entries give" in found[0] and "its legs move" in found[1]
