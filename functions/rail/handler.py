@@ -56,8 +56,9 @@ def sandbox_settings(environ: Any = os.environ) -> SandboxSettings:
                            timeout_rate=float(environ.get("RAIL_SANDBOX_TIMEOUT_RATE", "0")))
 
 
-def build_services() -> RailServices:
-    """The sandbox on this stage's rail table and queue, the gateway and the rail-client secret (lazily)."""
+def build_services(disputes: Any = None) -> RailServices:
+    """The sandbox on this stage's rail table and queue, the gateway and the rail-client secret (lazily);
+    `disputes` replaces the sender of dispute notices to payments (tests deliver them in process)."""
     from finfaas.domain.creditor import CreditorVault
     from finfaas.platform import config
     from finfaas.platform.credentials import ServiceTokens
@@ -74,7 +75,7 @@ def build_services() -> RailServices:
     store = RailStore()
     notices = HttpNoticeSender(addresses.resolve(NOTICES_PATH))
     bank = SandboxBank(store, SqsSettlementScheduler(), notices, notice_key, settings=sandbox_settings(),
-                       disputes=HttpNoticeSender(addresses.resolve(PAYMENTS_DISPUTES_PATH)))
+                       disputes=disputes or HttpNoticeSender(addresses.resolve(PAYMENTS_DISPUTES_PATH)))
     tokens = ServiceTokens.from_secret(addresses, FUNCTION_NAME)
     orchestrator = OrchestratorClient(SuiteClient(addresses, tokens))
     # The rail only opens payees (no digest key): it pays them, it does not recognise them.
