@@ -12,6 +12,7 @@ import pytest
 from finfaas.domain.ledger import AccountKind, system_account_id
 from finfaas.platform.config import resource_name
 from finfaas.services.payments.api import DisputeNotice, OnboardBody
+from finfaas.services.payments.service import LedgerStoreAccounts
 from finfaas.services.payments.settlement import MerchantSettlement, settlement_lag_seconds
 from finfaas.store.outbox_store import outbox_partition
 from finfaas.store.payments_store import PaymentSettlementsStore
@@ -53,7 +54,7 @@ def payout_events(merchant_id: str) -> list[str]:
 
 
 def settlement_of(world: World) -> MerchantSettlement:
-    return MerchantSettlement(world.payments_store, world.intents, world.payments._money,
+    return MerchantSettlement(world.payments_store, world.intents, LedgerStoreAccounts(world.ledger),
                               PaymentSettlementsStore(world.payments_store), lambda: later().date(), later)
 
 
