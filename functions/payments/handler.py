@@ -11,21 +11,32 @@ Apps and customers (payments:write / payments:read; a customer only for its own 
   POST /payment_intents/{payment_id}/capture     all or part of what is capturable
   POST /payment_intents/{payment_id}/cancel      releases what is still capturable
   POST /payment_intents/{payment_id}/refunds     all or part of what was captured, back to the account
+  GET  /payment_intents/{payment_id}/disputes/{dispute_id}          a dispute (apps only)
+  POST /payment_intents/{payment_id}/disputes/{dispute_id}/evidence the merchant's answer: under_review
+  POST /payment_intents/{payment_id}/disputes/{dispute_id}/accept   the merchant gives up: lost
+The rail (no token: a notice signed with the rail-notice-key secret, Standard Webhooks HMAC):
+  POST /rail/disputes                            a dispute opened (amount and fee leave the merchant in
+                                                 one ledger transaction) or closed (won: amount back)
 Operators (ops scope):
   POST /_/ops/merchants                          onboard a merchant and open its ledger accounts through
                                                  the ledger function (Idempotency-Key required)
   GET  /_/ops/merchants/{merchant_id}            the merchant (settlement account masked)
   POST /_/ops/merchants/{merchant_id}/deactivate INACTIVE from now on; safe to repeat
+  POST /_/ops/merchants/{merchant_id}/settlements/{date}  settle the merchant for a business date (once)
+  GET  /_/ops/merchants/{merchant_id}/settlements/{date}  its report: JSON, or CSV with Accept: text/csv
 Schedule (no token: a signed tick, or a stock scheduler's unsigned one, once a minute):
   POST /                                         the capture-expiry job: cancels intents past
-                                                 capture_before (reason expired) and warns a day before
+                                                 capture_before (reason expired) and warns a day before;
+                                                 then the day's settlement run, a bounded batch of merchants
 """
 
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
+from finfaas.domain.errors import InvalidInput
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
@@ -36,6 +47,8 @@ from finfaas.services.payments.api import (
     ERRORS,
     CancelBody,
     CaptureBody,
+    DisputeView,
+    EvidenceBody,
     ExpiryRunView,
     IntentList,
     IntentListQuery,
@@ -46,13 +59,18 @@ from finfaas.services.payments.api import (
     OnboardBody,
     RefundBody,
     RefundView,
+    SettlementView,
+    dispute_view,
     expiry_run_view,
     intent_view,
     merchant_balance_view,
     merchant_view,
     refund_view,
+    settlement_view,
 )
+from finfaas.services.payments.errors import DisputeNotFound
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
+from finfaas.services.payments.settlement import MerchantSettlement, settlement_csv, settlement_lag_seconds
 
 FUNCTION_NAME = "payments"
 # Operators onboard by hand or by script: the limit stops a runaway script, not a person.
@@ -67,7 +85,13 @@ INTENT_PATH = "/function/payments/payment_intents/{}"
 DEGRADED_APPROVE_ENV = "PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR"
 BREAKER_FAILURES_ENV = "PAYMENTS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "PAYMENTS_RISK_BREAKER_OPEN_SECONDS"
+SETTLEMENT_LAG_ENV = "PAYMENTS_SETTLEMENT_LAG_SECONDS"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+# The market whose business date (services/business_date, served by the ledger function) dates settlements.
+SETTLEMENT_MARKET = "CN"
+SETTLEMENTS_PATH = "/_/ops/merchants/{merchant_id}/settlements/{date}"
+CSV_MEDIA_TYPE = "text/csv"
+RAIL_NOTICE_KEY_SECRET_NAME = "rail-notice-key"  # noqa: S105 - the secret's name, not a secret
 
 
 @dataclass
@@ -80,6 +104,7 @@ class PaymentsServices:
     audit: AuditLog | None
     probe: Callable[[], None]
     dynamodb_calls: Callable[[], dict[str, int]] = dict
+    settlement: MerchantSettlement | None = None
 
 
 def build_services(suite: Any = None) -> PaymentsServices:
@@ -90,13 +115,16 @@ def build_services(suite: Any = None) -> PaymentsServices:
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.resilience import CircuitBreaker
+    from finfaas.services.business_date.model import mode_from_env
+    from finfaas.services.business_date.service import BusinessDateService
     from finfaas.services.ledger.service import LedgerService
     from finfaas.services.payments.service import LedgerFunctionAccounts, LedgerStoreAccounts
     from finfaas.services.suite_clients import LedgerClient, RiskClient, SuiteClient
     from finfaas.store.audit_store import AuditStore
+    from finfaas.store.business_date_store import BusinessDateStore
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
-    from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore
+    from finfaas.store.payments_store import PaymentIntentsStore, PaymentSettlementsStore, PaymentsStore
     from finfaas.store.ratelimit_store import RateLimitStore
 
     meter = DynamoCallMeter()
@@ -105,15 +133,21 @@ def build_services(suite: Any = None) -> PaymentsServices:
         gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
         suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
     merchants = PaymentsStore()
+    rail_notice_key = config.read_secret(RAIL_NOTICE_KEY_SECRET_NAME, required=False)
     breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
                              open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
     settings = PaymentsSettings(int(os.environ.get(DEGRADED_APPROVE_ENV,
                                                    PaymentsSettings().degraded_auto_approve_major)))
+    intents = PaymentIntentsStore(merchants)
+    money = LedgerStoreAccounts(LedgerService(ledger_store_from_config()))
+    dates = BusinessDateService(BusinessDateStore(), mode_from_env())
+    lag = int(os.environ.get(SETTLEMENT_LAG_ENV, str(settlement_lag_seconds)))
+    settlement = MerchantSettlement(merchants, intents, money, PaymentSettlementsStore(merchants),
+                                    lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag)
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
-                               intents=PaymentIntentsStore(merchants),
-                               money=LedgerStoreAccounts(LedgerService(ledger_store_from_config())),
+                               intents=intents, money=money,
                                risk=RiskClient(suite), breaker=breaker, settings=settings,
-                               cursors=CursorCodec.from_config())
+                               cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
         payments=payments,
@@ -122,6 +156,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
         audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
         probe=lambda: merchants.get("readiness-probe"),
         dynamodb_calls=meter.snapshot,
+        settlement=settlement,
     )
 
 
@@ -204,6 +239,46 @@ def cancel_intent(req: Request, payment_id: str, body: CancelBody) -> IntentView
     return intent_view(services.get().payments.cancel(caller(req), payment_id, body.cancellation_reason))
 
 
+# --- disputes ---------------------------------------------------------------------------------------
+
+
+@app.route("GET", "/payment_intents/{payment_id}/disputes/{dispute_id}", scopes=[READ],
+           rate_limit=READ_LIMIT.name)
+def get_dispute(req: Request, payment_id: str, dispute_id: str) -> DisputeView:
+    """A dispute on the payment: status, amount and fee, the ledger transfers behind it."""
+    intent = services.get().payments.intent(caller(req), payment_id)
+    dispute = intent.dispute(dispute_id)
+    if dispute is None:
+        raise DisputeNotFound(f"dispute {dispute_id} not found on {payment_id}")
+    return dispute_view(intent, dispute)
+
+
+@app.route("POST", "/payment_intents/{payment_id}/disputes/{dispute_id}/evidence", scopes=[WRITE],
+           body=EvidenceBody, idempotency="optional", rate_limit=MONEY_LIMIT.name)
+def dispute_evidence(req: Request, payment_id: str, dispute_id: str, body: EvidenceBody) -> DisputeView:
+    """The merchant's evidence: under_review until the rail decides; a closed dispute is a 409."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    intent, dispute = services.get().payments.submit_evidence(caller(req), payment_id, dispute_id,
+                                                              body.evidence)
+    return dispute_view(intent, dispute)
+
+
+@app.route("POST", "/payment_intents/{payment_id}/disputes/{dispute_id}/accept", scopes=[WRITE],
+           idempotency="optional", rate_limit=MONEY_LIMIT.name)
+def dispute_accept(req: Request, payment_id: str, dispute_id: str) -> DisputeView:
+    """The merchant accepts the dispute: lost; accepting again changes nothing."""
+    req.audit_target = f"payment_intent:{payment_id}"
+    intent, dispute = services.get().payments.accept_dispute(caller(req), payment_id, dispute_id)
+    return dispute_view(intent, dispute)
+
+
+@app.route("POST", "/rail/disputes", auth=False)
+def rail_dispute_notice(req: Request) -> DisputeView:
+    """The rail's signed dispute notice (opened or closed); a repeated notice changes nothing."""
+    intent, dispute = services.get().payments.dispute_notice(req.headers, req.body)
+    return dispute_view(intent, dispute)
+
+
 # --- operators ----------------------------------------------------------------------------------------
 
 
@@ -236,6 +311,37 @@ def deactivate_merchant(req: Request, merchant_id: str) -> MerchantView:
     return merchant_view(services.get().payments.deactivate(merchant_id))
 
 
+def _settlement() -> MerchantSettlement:
+    settlement = services.get().settlement
+    assert settlement is not None, "payments built without settlement"
+    return settlement
+
+
+def _business_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"date: {text[:10]!r} is not a date (YYYY-MM-DD)", field="date") from None
+
+
+@app.route("POST", SETTLEMENTS_PATH, idempotency="optional", status=200, response=SettlementView,
+           rate_limit=OPS_LIMIT.name)
+def settle_merchant(req: Request, merchant_id: str, date: str) -> SettlementView:
+    """Settle the merchant for a business date (at most today's): fees, reserve and payout on the ledger,
+    and the report; run again, it answers the stored settlement and pays nothing twice."""
+    req.audit_target = f"merchant:{merchant_id}"
+    return settlement_view(_settlement().settle(merchant_id, _business_date(date)))
+
+
+@app.route("GET", SETTLEMENTS_PATH, rate_limit=OPS_LIMIT.name)
+def get_settlement(req: Request, merchant_id: str, date: str) -> Any:
+    """The settlement report: JSON, or one CSV header line and one line of figures (Accept: text/csv)."""
+    settlement = _settlement().report(merchant_id, _business_date(date))
+    if CSV_MEDIA_TYPE in (req.header("accept") or ""):
+        return Response(settlement_csv(settlement), media_type=CSV_MEDIA_TYPE)
+    return settlement_view(settlement)
+
+
 @app.route("GET", "/_/ops/stats", rate_limit=None)
 def stats(req: Request) -> dict[str, Any]:
     """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
@@ -265,8 +371,15 @@ schedule_proof = ScheduleProof(FUNCTION_NAME, schedule_keys_from_config, schedul
 @app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=schedule_proof)
 def scheduled_capture_expiry(req: Request) -> ExpiryRunView:
     """Cancel the intents whose capture_before has passed (reason expired, the hold released with the
-    intent's new state) and warn those a day from it, one bounded batch (safe to run twice at once)."""
-    return expiry_run_view(services.get().payments.expire_due())
+    intent's new state) and warn those a day from it, one bounded batch (safe to run twice at once); then
+    the daily settlement run's next batch of merchants for the business date (each settled once)."""
+    current = services.get()
+    view = expiry_run_view(current.payments.expire_due())
+    if current.settlement is not None:
+        run = current.settlement.settle_due()
+        view.settlement_date, view.settled, view.settlement_failed = (run.business_date, list(run.settled),
+                                                                      list(run.failed))
+    return view
 
 
 @app.readiness_check("payments-table")

@@ -6,6 +6,8 @@ with the events key by their senders (anyone else's POST / is 401).
 POST /notices: the bank's signed settlement notices (Standard Webhooks HMAC, secret rail-notice-key),
 turned into the orchestrator's task success or failure.
 The saga (scope rail:recall): POST /payments/{id}/recall after its wait timed out; rail:read to look.
+Operators (ops scope), SANDBOX only: POST /_/ops/sandbox/disputes has the bank send payments its signed
+notice of a chargeback opened or closed (won or lost) on a card payment, and answers what payments said.
 Sandbox knobs (environment): RAIL_SANDBOX_SETTLE_SECONDS, RAIL_SANDBOX_REJECT_RATE, RAIL_SANDBOX_TIMEOUT_RATE.
 """
 
@@ -22,6 +24,8 @@ from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.rail.api import (
     ERRORS,
     SETTLE_EVENT_TYPE,
+    DisputeDelivery,
+    DisputeTrigger,
     HandOff,
     PaymentView,
     SettleMessage,
@@ -33,6 +37,7 @@ from pydantic import ValidationError
 FUNCTION_NAME = "rail"
 READ, RECALL = "rail:read", "rail:recall"
 NOTICES_PATH = "/function/rail/notices"
+PAYMENTS_DISPUTES_PATH = "/function/payments/rail/disputes"
 
 
 @dataclass
@@ -51,8 +56,9 @@ def sandbox_settings(environ: Any = os.environ) -> SandboxSettings:
                            timeout_rate=float(environ.get("RAIL_SANDBOX_TIMEOUT_RATE", "0")))
 
 
-def build_services() -> RailServices:
-    """The sandbox on this stage's rail table and queue, the gateway and the rail-client secret (lazily)."""
+def build_services(disputes: Any = None) -> RailServices:
+    """The sandbox on this stage's rail table and queue, the gateway and the rail-client secret (lazily);
+    `disputes` replaces the sender of dispute notices to payments (tests deliver them in process)."""
     from finfaas.domain.creditor import CreditorVault
     from finfaas.platform import config
     from finfaas.platform.credentials import ServiceTokens
@@ -68,7 +74,8 @@ def build_services() -> RailServices:
     notice_key = config.read_secret(NOTICE_KEY_SECRET_NAME) or ""
     store = RailStore()
     notices = HttpNoticeSender(addresses.resolve(NOTICES_PATH))
-    bank = SandboxBank(store, SqsSettlementScheduler(), notices, notice_key, settings=sandbox_settings())
+    bank = SandboxBank(store, SqsSettlementScheduler(), notices, notice_key, settings=sandbox_settings(),
+                       disputes=disputes or HttpNoticeSender(addresses.resolve(PAYMENTS_DISPUTES_PATH)))
     tokens = ServiceTokens.from_secret(addresses, FUNCTION_NAME)
     orchestrator = OrchestratorClient(SuiteClient(addresses, tokens))
     # The rail only opens payees (no digest key): it pays them, it does not recognise them.
@@ -120,6 +127,12 @@ def get_payment(req: Request, payment_id: str) -> PaymentView:
 def recall_payment(req: Request, payment_id: str) -> PaymentView:
     """Make sure a payment never settles if it has not: CANCELLED, or its final status (SETTLED, REJECTED)."""
     return payment_view(services.get().adapter.recall(payment_id))
+
+
+@app.route("POST", "/_/ops/sandbox/disputes", body=DisputeTrigger)
+def sandbox_dispute(req: Request, body: DisputeTrigger) -> DisputeDelivery:
+    """SANDBOX: the bank tells payments a chargeback was opened or closed (signed, as a real one would)."""
+    return services.get().bank.notify_dispute(body)
 
 
 app.dynamodb_stats_route(lambda: services.get().dynamodb_calls())

@@ -1,7 +1,8 @@
 """The payments function as a process behind the local gateway, with auth, the ledger and risk: onboarding
 a merchant opens its accounts through the ledger function with the payments function's own client
 credentials (the payments-client secret and its auth-clients entry), as in a deployed suite; a customer
-pays the merchant, it is captured and refunded in part, and the ledger check passes."""
+pays the merchant, it is captured and refunded in part, disputed (lost), the merchant is settled with a
+report that reconciles, and the ledger check passes."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ GATEWAY_READY_SECONDS_MAX = 30
 STOP_SECONDS_MAX = 20
 FUNCTIONS = ("auth", "ledger", "payments", "risk")
 TOKEN_SECONDS = 600
+SETTLEMENT_LAG_SECONDS = 1
 
 
 def stack_text() -> str:
@@ -38,7 +40,9 @@ def stack_text() -> str:
              "functions:"]
     for name in FUNCTIONS:
         lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: test/{name}", "    environment:", '      exec_timeout: "30s"']
+                  f"    image: test/{name}", "    environment:", '      exec_timeout: "30s"',
+                  # The settlement below runs seconds after the payments it settles.
+                  f'      PAYMENTS_SETTLEMENT_LAG_SECONDS: "{SETTLEMENT_LAG_SECONDS}"']
     return "\n".join(lines) + "\n"
 
 
@@ -162,3 +166,74 @@ def test_an_operator_onboards_a_merchant_whose_accounts_the_ledger_then_holds(su
         assert (balance["kind"], balance["currency"], balance["posted_minor"]) == ("MERCHANT", "USD", 0)
     status, read = _request("GET", f"{suite}/function/payments/_/ops/merchants/{merchant_id}", operator)
     assert status == 200 and read == merchant
+
+
+def rail_notice(suite: str, body: dict) -> tuple[int, dict]:
+    """The rail's signed dispute notice, as the rail function sends it (rail-notice-key)."""
+    import json
+
+    from finfaas.services.rail.service import NOTICE_KEY_SECRET_NAME
+    from finfaas.services.webhooks.model import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+    key = (Path(os.environ["FINFAAS_SECRETS_DIR"]) / NOTICE_KEY_SECRET_NAME).read_text().strip()
+    data = json.dumps(body).encode()
+    notice_id, now = f"notice_{body['dispute_id']}_{body['kind']}", int(time.time())
+    headers = {ID_HEADER: notice_id, TIMESTAMP_HEADER: str(now),
+               SIGNATURE_HEADER: sign(key, notice_id, now, data), "Content-Type": "application/json"}
+    reply = http("POST", f"{suite}/function/payments/rail/disputes", body=data, headers=headers)
+    return reply.status, json.loads(reply.body or b"{}")
+
+
+def test_partial_capture_partial_refund_a_lost_dispute_and_a_settlement_that_reconciles(suite):
+    # GIVEN a merchant (3 % fee), and bob with 200.00 who pays 50.00 of a 100.00 authorization in two captures
+    operator = client_token("ops")
+    merchant = onboard(suite, operator)
+    account_id, bob = customer(20_000)
+    intents = f"{suite}/function/payments/payment_intents"
+
+    def post(path: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+        return _request("POST", path, token, body, {"Idempotency-Key": secrets.token_hex(8)})
+
+    status, intent = post(intents, bob, {"amount": "100.00", "currency": "USD", "capture_method": "manual",
+                                         "customer_account_id": account_id,
+                                         "merchant_id": merchant["merchant_id"]})
+    assert status == 201, intent
+    payment = f"{intents}/{intent['id']}"
+    assert post(f"{payment}/confirm", bob)[0] == 200
+    assert post(f"{payment}/capture", bob, {"amount_to_capture": 3_000, "final_capture": False})[0] == 200
+    assert post(f"{payment}/capture", bob, {"amount_to_capture": 2_000})[0] == 200
+    status, refunded = post(f"{payment}/refunds", bob, {"refund_number": "r-1", "amount": 1_000})
+    assert status == 201, refunded
+
+    # WHEN the rail opens a 15.00 dispute (its notice delivered twice) and the merchant accepts it
+    opened = {"kind": "dispute.opened", "dispute_id": "dp_1", "payment_intent": intent["id"],
+              "amount_minor": 1_500, "currency": "USD", "reason": "fraudulent"}
+    for _ in range(2):
+        status, dispute = rail_notice(suite, opened)
+        assert status == 200 and dispute["status"] == "needs_response", dispute
+    shop = client_token("payments:read", "payments:write")  # the merchant's app
+    status, lost = post(f"{payment}/disputes/dp_1/accept", shop)
+    assert status == 200 and lost["status"] == "lost", lost
+    # AND the merchant is settled for the business date
+    status, today = _request("GET", f"{suite}/function/ledger/_/ops/business-date?market=CN", operator)
+    assert status == 200, today
+    time.sleep(SETTLEMENT_LAG_SECONDS + 1)
+    settlements = f"{suite}/function/payments/_/ops/merchants/{merchant['merchant_id']}/settlements"
+    status, report = post(f"{settlements}/{today['business_date']}", operator)
+    status_again, again = post(f"{settlements}/{today['business_date']}", operator)
+
+    # THEN the report reconciles: 50.00 captured - 10.00 refunded - 0.90 fees (1.50 earned, 0.60 given back)
+    # - 30.00 dispute losses (15.00 and the 15.00 fee) = 9.10 paid out, once
+    assert status == 200, report
+    assert (report["captures"], report["refunds"], report["fees"], report["dispute_losses"]) == (
+        5_000, 1_000, 90, 3_000)
+    assert (report["reserve"], report["payout"], report["reconciles"]) == (0, 910, True)
+    assert status_again == 200 and again == report
+    csv_reply = http("GET", f"{settlements}/{today['business_date']}",
+                     headers={"Authorization": f"Bearer {operator}", "Accept": "text/csv"})
+    assert csv_reply.status == 200 and b",910," in csv_reply.body
+    store = ledger_store_from_config()
+    received = sum(store.get_account(a).balance_minor for a in merchant["ledger_accounts"]["receivables"])
+    assert received == 0
+    ledger_report = check_store(store)
+    assert ledger_report.clean, ledger_report.problems[:10]

@@ -21,3 +21,21 @@ def wire_payments(payments: Any, ledger: Any, minter: Any) -> InProcessGateway:
     suite = SuiteClient(GATEWAY, StaticTokens(token), request=gateway.request)
     payments.services.use(payments.build_services(suite=suite))
     return gateway
+
+
+class InProcessDisputeNotices:
+    """The sandbox rail's dispute notices delivered to the payments handler module in process."""
+
+    def __init__(self, payments: Any) -> None:
+        self._payments = payments
+
+    def deliver(self, body: bytes, headers: Any) -> tuple[int, dict]:
+        from finfaas_dev.testing.platform import call
+
+        reply = call(self._payments.handle, "POST", "/rail/disputes", body=body, headers=dict(headers))
+        return reply.status, reply.json()
+
+
+def wire_rail_disputes(rail: Any, payments: Any) -> None:
+    """Gives `rail` (its handler module) its production services, its dispute notices going to `payments`."""
+    rail.services.use(rail.build_services(disputes=InProcessDisputeNotices(payments)))

@@ -105,9 +105,16 @@ def check_capture(*, amount_capturable_minor: int, amount_to_capture_minor: int,
                              field="amount_to_capture")
 
 
-def check_refund(*, amount_received_minor: int, amount_refunded_minor: int, refund_minor: int) -> None:
-    """Refunds together never exceed what was captured."""
-    refundable = amount_received_minor - amount_refunded_minor
+class DisputeRefused(InvalidInput):
+    """A dispute the payment cannot carry: nothing captured is left undisputed and unrefunded."""
+
+    code = "dispute_refused"
+
+
+def check_refund(*, amount_received_minor: int, amount_refunded_minor: int, refund_minor: int,
+                 amount_disputed_minor: int = 0) -> None:
+    """Refunds together never exceed what was captured less what disputes took (and kept)."""
+    refundable = amount_received_minor - amount_refunded_minor - amount_disputed_minor
     if refund_minor <= 0:
         raise RefundRefused("amount: must be greater than zero", field="amount")
     if refund_minor > refundable:
@@ -125,3 +132,45 @@ def fee_refund_minor(*, fee_minor_total: int, amount_received_minor: int, amount
     owed = Decimal(fee_minor_total) * refunded_after / amount_received_minor
     due = round_minor(owed, Rounding.HALF_EVEN) - fee_refunded_minor
     return max(0, min(due, fee_minor_total - fee_refunded_minor))
+
+
+def check_dispute(*, amount_received_minor: int, amount_refunded_minor: int, amount_disputed_minor: int,
+                  dispute_minor: int) -> None:
+    """A dispute takes at most what was captured and neither refunded nor already disputed, so that
+    refunded + disputed never exceeds captured; a fully refunded payment cannot be disputed."""
+    open_minor = amount_received_minor - amount_refunded_minor - amount_disputed_minor
+    if amount_received_minor > 0 and amount_refunded_minor >= amount_received_minor:
+        raise DisputeRefused("amount_refunded: the payment was refunded in full", field="amount_refunded")
+    if dispute_minor <= 0:
+        raise DisputeRefused("amount: must be greater than zero", field="amount")
+    if dispute_minor > open_minor:
+        raise DisputeRefused(f"amount: at most {open_minor} can be disputed", field="amount")
+
+
+def fee_earned_minor(*, fee_minor_total: int, amount_minor: int, received_minor: int) -> int:
+    """The application fee earned once `received_minor` of `amount_minor` is captured: the fee's share,
+    rounded half-even, on the running total, so the shares of successive captures add up to the whole fee
+    when all of it is captured."""
+    assert 0 < amount_minor and 0 <= received_minor <= amount_minor
+    return round_minor(Decimal(fee_minor_total) * received_minor / amount_minor, Rounding.HALF_EVEN)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementSplit:
+    """What a settlement does with the merchant's net: the fees collected, the reserve withheld, the
+    payout; fees_collected + reserve + payout = net, and fees_carried is what the net could not cover."""
+
+    fees_collected_minor: int
+    reserve_minor: int
+    payout_minor: int
+    fees_carried_minor: int
+
+
+def settlement_split(*, net_minor: int, fees_minor: int, reserve_bps: int) -> SettlementSplit:
+    """Fees first (a negative fee, more given back than earned, goes back to the merchant), then the
+    rolling reserve on what is left, rounded down; the rest is paid out. Never pays out below zero."""
+    assert net_minor >= 0
+    collected = min(fees_minor, net_minor)
+    left = net_minor - collected
+    reserve = reserve_minor(left, reserve_bps)
+    return SettlementSplit(collected, reserve, left - reserve, fees_minor - collected)

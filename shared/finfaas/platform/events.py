@@ -76,6 +76,10 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.canceled",
     "payment_intent.capture_expiring",
     "refund.created",
+    "dispute.created",
+    "dispute.updated",
+    "dispute.closed",
+    "payout.paid",
 )
 WALLET_EVENT_TYPES = tuple(f"{kind}.{what}" for kind in ("topup", "withdrawal")
                            for what in ("created", "succeeded", "failed", "needs_attention"))

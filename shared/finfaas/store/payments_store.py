@@ -1,7 +1,11 @@
-"""The payments table (HASH pk, RANGE sk): merchants and payment intents (refunds to come).
+"""The payments table (HASH pk, RANGE sk): merchants and payment intents (with their refunds and disputes).
 
 Items:
 - `merchant#<merchant id>` / `-`: the merchant as JSON text (`doc`), its `version` and `status`;
+- merchants also carry `listed` (`merchant`) and `merchant_id` for the sparse, keys-only merchants index
+  the daily settlement run pages through; `settlement-run#<business date>` / `-` is that run's progress;
+- `settlement#<merchant id>` / `<business date>`: a merchant's settlement of that date (JSON `doc`,
+  `version`, `status`), the partition read newest first for the latest;
 - `intent#<payment id>` / `-`: the payment intent, the same way, with `merchant_id`, `owner_id` and
   `created_key` (creation time and id) for the two sparse indexes lists read: by-merchant, by-owner;
   while it is capturable, also `expiry_shard` and `expiry_due_key` (`<when the expiry job next acts>#<id>`)
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -39,6 +43,8 @@ from finfaas.services.payments.errors import PaymentsStoreUnavailable
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    Dispute,
+    DisputeStatus,
     IntentEvent,
     IntentFilter,
     IntentPage,
@@ -49,7 +55,11 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     RefundReason,
+    RunProgress,
+    Settlement,
     SettlementAccount,
+    SettlementLeg,
+    SettlementStatus,
 )
 from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
 from finfaas.store.dynamo import any_condition_failed, conditional_write
@@ -65,6 +75,10 @@ NO_RANGE = "-"
 # refuses an empty string as a key condition's value.
 CREATED_KEY_LOWEST, CREATED_KEY_HIGHEST = "0", "~"
 EXPIRY_INDEX = "by-expiry"
+SETTLEMENT_PREFIX = "settlement#"
+SETTLEMENT_RUN_PREFIX = "settlement-run#"
+MERCHANTS_INDEX = "merchants"
+MERCHANT_LISTED = "merchant"  # the one partition of the merchants index
 expiry_index_shards = 8
 
 
@@ -85,6 +99,8 @@ class _PaymentsItem(Model):
     # Capturable intents only (the by-expiry index):
     expiry_shard = UnicodeAttribute(null=True)
     expiry_due_key = UnicodeAttribute(null=True)
+    # Merchants only (the merchants index):
+    listed = UnicodeAttribute(null=True)
 
 
 class _OutboxItem(OutboxRecord):
@@ -118,12 +134,21 @@ class _ByExpiry(GlobalSecondaryIndex):
     expiry_due_key = UnicodeAttribute(range_key=True)
 
 
+class _Merchants(GlobalSecondaryIndex):
+    class Meta:
+        index_name = MERCHANTS_INDEX
+        projection = KeysOnlyProjection()
+
+    listed = UnicodeAttribute(hash_key=True)
+    merchant_id = UnicodeAttribute(range_key=True)
+
+
 @lru_cache(maxsize=8)
 def _model(table_name: str, region: str) -> Any:
     # pynamodb ties an index to the model class that declares it: the bound model declares its own.
     indexes = {name: type(base.__name__, (base,), {"Meta": type("Meta", (base.Meta,), {})})()
                for name, base in (("by_merchant", _ByMerchant), ("by_owner", _ByOwner),
-                                  ("by_expiry", _ByExpiry))}
+                                  ("by_expiry", _ByExpiry), ("merchants", _Merchants))}
     meta = type("Meta", (StoreMeta,), {"table_name": table_name, "region": region})
     return type("PaymentsItem", (_PaymentsItem,), {"Meta": meta, **indexes, "__module__": __name__})
 
@@ -150,6 +175,49 @@ def _merchant_key(merchant_id: str) -> tuple[str, str]:
 
 def _intent_key(payment_id: str) -> tuple[str, str]:
     return f"intent#{payment_id}", NO_RANGE
+
+
+def _run_key(business_date: date) -> tuple[str, str]:
+    return f"{SETTLEMENT_RUN_PREFIX}{business_date.isoformat()}", NO_RANGE
+
+
+def _settlement_key(merchant_id: str, business_date: date) -> tuple[str, str]:
+    return f"{SETTLEMENT_PREFIX}{merchant_id}", business_date.isoformat()
+
+
+def settlement_to_json(settlement: Settlement) -> str:
+    document = {
+        "merchant_id": settlement.merchant_id, "business_date": settlement.business_date.isoformat(),
+        "currency": settlement.currency, "status": settlement.status.value,
+        "cut_at": format_time(settlement.cut_at), "cuts": [list(cut) for cut in settlement.cuts],
+        "captures_minor": str(settlement.captures_minor), "refunds_minor": str(settlement.refunds_minor),
+        "fees_minor": str(settlement.fees_minor), "fees_carried_minor": str(settlement.fees_carried_minor),
+        "dispute_losses_minor": str(settlement.dispute_losses_minor),
+        "reserve_minor": str(settlement.reserve_minor), "payout_minor": str(settlement.payout_minor),
+        "entries": settlement.entries,
+        "legs": [{"transfer_id": leg.transfer_id, "debit_account_id": leg.debit_account_id,
+                  "credit_account_id": leg.credit_account_id, "amount_minor": str(leg.amount_minor),
+                  "purpose": leg.purpose} for leg in settlement.legs],
+        "created_at": format_time(settlement.created_at), "paid_at": _time_or_none(settlement.paid_at),
+        "version": settlement.version,
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def settlement_from_json(text: str) -> Settlement:
+    raw: dict[str, Any] = jsonio.loads(text)
+    return Settlement(
+        merchant_id=raw["merchant_id"], business_date=date.fromisoformat(raw["business_date"]),
+        currency=raw["currency"], status=SettlementStatus(raw["status"]), cut_at=parse_time(raw["cut_at"]),
+        cuts=tuple((shard, key) for shard, key in raw["cuts"]),
+        captures_minor=int(raw["captures_minor"]), refunds_minor=int(raw["refunds_minor"]),
+        fees_minor=int(raw["fees_minor"]), fees_carried_minor=int(raw["fees_carried_minor"]),
+        dispute_losses_minor=int(raw["dispute_losses_minor"]), reserve_minor=int(raw["reserve_minor"]),
+        payout_minor=int(raw["payout_minor"]), entries=int(raw["entries"]),
+        legs=tuple(SettlementLeg(leg["transfer_id"], leg["debit_account_id"], leg["credit_account_id"],
+                                 int(leg["amount_minor"]), leg["purpose"]) for leg in raw["legs"]),
+        created_at=parse_time(raw["created_at"]),
+        paid_at=parse_time(raw["paid_at"]) if raw.get("paid_at") else None, version=int(raw["version"]))
 
 
 def merchant_to_json(merchant: Merchant) -> str:
@@ -228,12 +296,30 @@ def intent_to_json(intent: PaymentIntent) -> str:
                      "transfer_id": r.transfer_id, "created_at": format_time(r.created_at)}
                     for r in intent.refunds],
         "fee_refunded_minor": str(intent.fee_refunded_minor),
+        "disputes": [_dispute_document(d) for d in intent.disputes],
         "expiry_warned_at": _time_or_none(intent.expiry_warned_at),
         "updated_at": _time_or_none(intent.updated_at),
         "version": intent.version,
         "write_id": intent.write_id,
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def _dispute_document(dispute: Dispute) -> dict[str, Any]:
+    return {"dispute_id": dispute.dispute_id, "amount_minor": str(dispute.amount_minor),
+            "fee_minor": str(dispute.fee_minor), "reason": dispute.reason, "status": dispute.status.value,
+            "source_account_id": dispute.source_account_id, "transfer_ids": list(dispute.transfer_ids),
+            "created_at": format_time(dispute.created_at), "evidence": dispute.evidence,
+            "accepted": dispute.accepted, "reinstated_transfer_id": dispute.reinstated_transfer_id,
+            "updated_at": _time_or_none(dispute.updated_at)}
+
+
+def _dispute_from(raw: dict[str, Any]) -> Dispute:
+    return Dispute(raw["dispute_id"], int(raw["amount_minor"]), int(raw["fee_minor"]), raw["reason"],
+                   DisputeStatus(raw["status"]), raw["source_account_id"], tuple(raw["transfer_ids"]),
+                   parse_time(raw["created_at"]), raw.get("evidence", ""), bool(raw.get("accepted")),
+                   raw.get("reinstated_transfer_id"),
+                   parse_time(raw["updated_at"]) if raw.get("updated_at") else None)
 
 
 def intent_from_json(text: str) -> PaymentIntent:
@@ -266,6 +352,7 @@ def intent_from_json(text: str) -> PaymentIntent:
                              RefundReason(r["reason"]), r["transfer_id"], parse_time(r["created_at"]))
                       for r in raw.get("refunds", ())),
         fee_refunded_minor=int(raw.get("fee_refunded_minor", "0")),
+        disputes=tuple(_dispute_from(d) for d in raw.get("disputes", ())),
         expiry_warned_at=parse_time(raw["expiry_warned_at"]) if raw.get("expiry_warned_at") else None,
         updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
         version=int(raw["version"]),
@@ -324,6 +411,16 @@ class PaymentsStore:
             return False
         cause = written.error
         raise PaymentsStoreUnavailable(f"save merchant {merchant.merchant_id}: {written.code}") from cause
+
+    def merchant_ids(self, after: str | None, limit: int) -> list[str]:
+        """Up to limit merchant ids above `after`, in order: one Query of the sparse merchants index."""
+        model = self._item
+        condition = model.merchant_id > after if after else None
+        try:
+            results = model.merchants.query(MERCHANT_LISTED, condition, limit=limit, page_size=limit)
+            return [item.merchant_id for item in results]
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"list merchants: {error}") from error
 
     # -- payment intents --------------------------------------------------------------------------
 
@@ -426,11 +523,105 @@ class PaymentsStore:
             raise PaymentsStoreUnavailable(f"due intents: {error}") from error
         return [key.rsplit("#", 1)[1] for key in sorted(keys)[:limit]]
 
+    # -- settlements --------------------------------------------------------------------------------
+
+    def get_settlement(self, merchant_id: str, business_date: date) -> Settlement | None:
+        try:
+            item = self._item.get(*_settlement_key(merchant_id, business_date), consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"read settlement {merchant_id}: {error}") from error
+        return settlement_from_json(item.doc)
+
+    def latest_settlement(self, merchant_id: str) -> Settlement | None:
+        """One Query of the merchant's settlements partition, newest date first, limit 1."""
+        try:
+            results = list(self._item.query(f"{SETTLEMENT_PREFIX}{merchant_id}", scan_index_forward=False,
+                                             limit=1, consistent_read=True))
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"latest settlement {merchant_id}: {error}") from error
+        return settlement_from_json(results[0].doc) if results else None
+
+    def settlements_of(self, merchant_id: str, limit: int) -> list[Settlement]:
+        """One Query of the merchant's settlements partition, oldest date first."""
+        try:
+            results = self._item.query(f"{SETTLEMENT_PREFIX}{merchant_id}", limit=limit, page_size=limit,
+                                       consistent_read=True)
+            return [settlement_from_json(item.doc) for item in results]
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"settlements of {merchant_id}: {error}") from error
+
+    def create_settlement(self, settlement: Settlement) -> Settlement:
+        item = self._settlement_item(settlement)
+        written = conditional_write(lambda: item.save(condition=self._item.pk.does_not_exist()))
+        if written.taken:
+            return settlement
+        if any_condition_failed(written.error):
+            existing = self.get_settlement(settlement.merchant_id, settlement.business_date)
+            if existing is not None:
+                return existing
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"create settlement {settlement.merchant_id}: "
+                                       f"{written.code}") from cause
+
+    def save_settlement(self, settlement: Settlement, event: IntentEvent) -> bool:
+        item = self._settlement_item(settlement)
+        subject = f"{settlement.merchant_id}:{settlement.business_date.isoformat()}"
+        now = settlement.paid_at or settlement.created_at
+        event_id = f"{event.type}:{subject}"
+        event_item = self._outbox(
+            outbox_partition(OUTBOX_PRODUCER, settlement.merchant_id),
+            f"{entry_key_prefix(micros(now))}#{event_id}", event_id=event_id, type=event.type,
+            source=EVENT_SOURCE, subject=subject, time=format_time(now), data=_event_json(dict(event.data)))
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=self._item.version == settlement.version - 1)
+                transaction.save(event_item)
+
+        written = conditional_write(transact)
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        cause = written.error
+        raise PaymentsStoreUnavailable(f"save settlement {settlement.merchant_id}: {written.code}") from cause
+
+    def run_progress(self, business_date: date) -> RunProgress | None:
+        try:
+            item = self._item.get(*_run_key(business_date), consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise PaymentsStoreUnavailable(f"read settlement run {business_date}: {error}") from error
+        raw = jsonio.loads(item.doc)
+        return RunProgress(business_date, raw["after"], bool(raw["done"]), int(item.version))
+
+    def save_run_progress(self, progress: RunProgress) -> bool:
+        item = self._item(*_run_key(progress.business_date), version=progress.version,
+                          status="done" if progress.done else "running",
+                          doc=json.dumps({"after": progress.after, "done": progress.done}))
+        condition = (self._item.pk.does_not_exist() if progress.version == 1
+                     else self._item.version == progress.version - 1)
+        written = conditional_write(lambda: item.save(condition=condition))
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        raise PaymentsStoreUnavailable(f"save settlement run: {written.code}") from written.error
+
     # -- items ------------------------------------------------------------------------------------
+
+    def _settlement_item(self, settlement: Settlement) -> Any:
+        return self._item(*_settlement_key(settlement.merchant_id, settlement.business_date),
+                          doc=settlement_to_json(settlement), version=settlement.version,
+                          status=settlement.status.value)
 
     def _merchant_item(self, merchant: Merchant) -> Any:
         return self._item(*_merchant_key(merchant.merchant_id), doc=merchant_to_json(merchant),
-                          version=merchant.version, status=merchant.status.value)
+                          version=merchant.version, status=merchant.status.value, listed=MERCHANT_LISTED,
+                          merchant_id=merchant.merchant_id)
 
     def _event_item(self, intent: PaymentIntent, event: IntentEvent) -> Any:
         """The outbox record; its id names the intent's version, so each change has one event, written
@@ -494,3 +685,31 @@ class PaymentIntentsStore:
 
     def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
         return self._store.due_for_expiry(now, limit)
+
+
+class PaymentSettlementsStore:
+    """Settlements over the payments table (`settlement#<merchant id>` / `<business date>`)."""
+
+    def __init__(self, store: PaymentsStore) -> None:
+        self._store = store
+
+    def get(self, merchant_id: str, business_date: date) -> Settlement | None:
+        return self._store.get_settlement(merchant_id, business_date)
+
+    def latest(self, merchant_id: str) -> Settlement | None:
+        return self._store.latest_settlement(merchant_id)
+
+    def create(self, settlement: Settlement) -> Settlement:
+        return self._store.create_settlement(settlement)
+
+    def save(self, settlement: Settlement, event: IntentEvent) -> bool:
+        return self._store.save_settlement(settlement, event)
+
+    def of_merchant(self, merchant_id: str, limit: int) -> list[Settlement]:
+        return self._store.settlements_of(merchant_id, limit)
+
+    def run_progress(self, business_date: date) -> RunProgress | None:
+        return self._store.run_progress(business_date)
+
+    def save_run_progress(self, progress: RunProgress) -> bool:
+        return self._store.save_run_progress(progress)

@@ -9,8 +9,10 @@ risk and payments functions. Phases, each bounded by `--seconds` and `--payments
   hot       16 clients all paying ONE merchant, then 16 clients paying 16 merchants (hot_merchant_ratio);
   calls     single captures and refunds, counting the payments function's DynamoDB calls (its
             /_/ops/stats) per capture and per refund request.
-`finfaas ledger check` runs at the end. Last line: JSON with captures_per_s, raw_per_s, ratio,
-hot_merchant_ratio, dynamodb_calls_per_capture, dynamodb_calls_per_refund and ledger_check.
+Then every merchant is settled for the business date through the gateway; `finfaas ledger check` and
+`finfaas payments check` (every settlement against the ledger) run at the end. Last line: JSON with
+captures_per_s, raw_per_s, ratio, hot_merchant_ratio, dynamodb_calls_per_capture, dynamodb_calls_per_refund,
+ledger_check and settlement_check.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ TOKEN_SECONDS = 3600
 RATIO_TARGET = 0.7
 HOT_RATIO_TARGET = 0.8
 FUNCTIONS = ("auth", "ledger", "risk", "payments")
+SETTLEMENT_LAG_SECONDS = 1  # the bench's PAYMENTS_SETTLEMENT_LAG_SECONDS
+SETTLEMENT_MARKET = "CN"  # the payments function's (functions/payments/handler.py)
+CHECK_TIMEOUT_SECONDS = 300
 
 
 @dataclass
@@ -75,7 +80,9 @@ def stack_text() -> str:
         lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
                   f"    image: bench/{name}", "    environment:", '      exec_timeout: "30s"',
                   # Bench payments are tiny: the degraded rule would pass them even if risk failed.
-                  '      PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR: "100"']
+                  '      PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR: "100"',
+                  # Every phase has ended when the bench settles: no ledger write is in flight.
+                  '      PAYMENTS_SETTLEMENT_LAG_SECONDS: "1"']
     return "\n".join(lines) + "\n"
 
 
@@ -292,6 +299,8 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
     sixteen = run_clients(HOT_CLIENTS, args.seconds, args.payments_max, paying(lambda c: spread[c]))
     per_capture = calls_per_request(base_url, operator, SingleCapture(base_url, customers, many[0]))
     per_refund = calls_per_request(base_url, operator, SingleRefund(base_url, customers, many[0]))
+    time.sleep(SETTLEMENT_LAG_SECONDS + 1)
+    settled = settle_merchants(base_url, operator, [m["merchant_id"] for m in merchants])
     return {
         "captures_per_s": captures.per_second,
         "raw_per_s": raw.per_second,
@@ -309,8 +318,28 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
         "clients": args.clients,
         "merchants": args.merchants,
         "seconds": args.seconds,
-        "settlement_check": "not built (merchant settlement is not built yet)",
+        "settlements": settled,
     }
+
+
+def settle_merchants(base_url: str, operator: str, merchant_ids: list[str]) -> dict[str, Any]:
+    """Each merchant settled for the business date (clock mode: the market's date), through the gateway;
+    the payouts, and whether every report reconciles."""
+    from finfaas.domain.calendar import zone
+    from finfaas.services.business_date.model import MARKET_TIME_ZONES
+
+    today = datetime.now(UTC).astimezone(zone(MARKET_TIME_ZONES[SETTLEMENT_MARKET])).date().isoformat()
+    payouts, errors, reconciles = 0, Counter[str](), True
+    for merchant_id in merchant_ids:
+        status, answer = _request("POST", f"{base_url}/function/payments/_/ops/merchants/{merchant_id}"
+                                  f"/settlements/{today}", operator)
+        if status != 200:
+            errors[str(status)] += 1
+            continue
+        payouts += answer["payout"]
+        reconciles = reconciles and answer["reconciles"]
+    return {"merchants": len(merchant_ids), "payout_minor": payouts, "reconciles": reconciles,
+            "errors": dict(errors)}
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -351,6 +380,7 @@ def run(args: argparse.Namespace) -> int:
             wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
             summary = measure(args, base_url, run_id)
             check = ledger_check(sandbox.stage)
+            settlement = payments_check(sandbox.stage)
         except Exception:
             _show_logs(sandbox)
             raise
@@ -360,12 +390,20 @@ def run(args: argparse.Namespace) -> int:
                 gateway.wait(timeout=30)
             aws.stop()
     summary["ledger_check"] = "passed" if check.returncode == 0 else f"failed (exit {check.returncode})"
+    summary["settlement_check"] = ("passed" if settlement.returncode == 0
+                                   else f"failed (exit {settlement.returncode})")
     print(f"captures/raw = {summary['ratio']} (target {RATIO_TARGET}); hot merchant ratio "
           f"{summary['hot_merchant_ratio']} (goal {HOT_RATIO_TARGET}); "
           f"{summary['dynamodb_calls_per_capture']} DynamoDB calls per capture, "
           f"{summary['dynamodb_calls_per_refund']} per refund")
     print(json.dumps(summary))
-    return 0 if check.returncode == 0 else 1
+    return 0 if check.returncode == 0 and settlement.returncode == 0 else 1
+
+
+def payments_check(stage: str) -> subprocess.CompletedProcess:
+    """`finfaas payments check`: every settlement reconciled with the ledger."""
+    return subprocess.run([sys.executable, "-m", "finfaas_dev.cli", "payments", "check", "--stage", stage],
+                          capture_output=True, text=True, timeout=CHECK_TIMEOUT_SECONDS, env=dict(os.environ))
 
 
 def _show_logs(sandbox: Sandbox) -> None:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from finfaas.domain.ledger import TransactionExtra, Transfer
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.errors import MerchantAccountsConflict
-from finfaas.services.payments.model import IntentEvent, IntentFilter, IntentPage, Merchant, PaymentIntent
+from finfaas.services.payments.model import (
+    IntentEvent,
+    IntentFilter,
+    IntentPage,
+    Merchant,
+    PaymentIntent,
+    RunProgress,
+    Settlement,
+)
 from finfaas.services.payments.service import LedgerStoreAccounts
 from finfaas.services.suite_clients import ServiceUnreachable
 
@@ -39,6 +47,10 @@ class InMemoryMerchants:
                 return False
             self._merchants[merchant.merchant_id] = merchant
             return True
+
+    def merchant_ids(self, after: str | None, limit: int) -> list[str]:
+        with self._lock:
+            return sorted(m for m in self._merchants if after is None or m > after)[:limit]
 
 
 class InMemoryMerchantLedger:
@@ -154,3 +166,54 @@ class InMemoryPaymentsLedger(LedgerStoreAccounts):
         result = self._intents.apply(item, condition, lambda: operation(None), extra.conflicted, events)
         extra.committed()
         return result
+
+
+class InMemorySettlements:
+    """Settlements in a dict; the same contract as store/payments_store.py PaymentSettlementsStore."""
+
+    def __init__(self) -> None:
+        self._settlements: dict[tuple[str, date], Settlement] = {}
+        self._runs: dict[date, RunProgress] = {}
+        self.events: list[tuple[str, date, IntentEvent]] = []
+        self._lock = threading.Lock()
+
+    def get(self, merchant_id: str, business_date: date) -> Settlement | None:
+        with self._lock:
+            return self._settlements.get((merchant_id, business_date))
+
+    def latest(self, merchant_id: str) -> Settlement | None:
+        with self._lock:
+            mine = [s for (m, _), s in self._settlements.items() if m == merchant_id]
+        return max(mine, key=lambda s: s.business_date) if mine else None
+
+    def create(self, settlement: Settlement) -> Settlement:
+        with self._lock:
+            key = (settlement.merchant_id, settlement.business_date)
+            return self._settlements.setdefault(key, settlement)
+
+    def save(self, settlement: Settlement, event: IntentEvent) -> bool:
+        key = (settlement.merchant_id, settlement.business_date)
+        with self._lock:
+            stored = self._settlements.get(key)
+            if stored is None or stored.version != settlement.version - 1:
+                return False
+            self._settlements[key] = settlement
+            self.events.append((*key, event))
+            return True
+
+    def of_merchant(self, merchant_id: str, limit: int) -> list[Settlement]:
+        with self._lock:
+            mine = [s for (m, _), s in self._settlements.items() if m == merchant_id]
+        return sorted(mine, key=lambda s: s.business_date)[:limit]
+
+    def run_progress(self, business_date: date) -> RunProgress | None:
+        with self._lock:
+            return self._runs.get(business_date)
+
+    def save_run_progress(self, progress: RunProgress) -> bool:
+        with self._lock:
+            stored = self._runs.get(progress.business_date)
+            if (stored.version if stored else 0) != progress.version - 1:
+                return False
+            self._runs[progress.business_date] = progress
+            return True

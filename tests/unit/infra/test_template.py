@@ -13,7 +13,7 @@ from finfaas.store.executions_store import (
     BY_STATUS_INDEX,
     BY_STATUS_INDEX_ATTRIBUTES,
 )
-from finfaas.store.payments_store import EXPIRY_INDEX
+from finfaas.store.payments_store import EXPIRY_INDEX, MERCHANTS_INDEX
 from finfaas.store.transfers_store import BY_OPEN_STATUS_INDEX, BY_OWNER_INDEX, BY_OWNER_INDEX_ATTRIBUTES
 from finfaas_dev.build import load_stack
 from finfaas_dev.infra import (
@@ -59,7 +59,8 @@ EXPECTED_TABLES = {
     "payments": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")],
                  {"by-merchant": [("merchant_id", "S", "HASH"), ("created_key", "S", "RANGE")],
                   "by-owner": [("owner_id", "S", "HASH"), ("created_key", "S", "RANGE")],
-                  EXPIRY_INDEX: [("expiry_shard", "S", "HASH"), ("expiry_due_key", "S", "RANGE")]}, None),
+                  EXPIRY_INDEX: [("expiry_shard", "S", "HASH"), ("expiry_due_key", "S", "RANGE")],
+                  MERCHANTS_INDEX: [("listed", "S", "HASH"), ("merchant_id", "S", "RANGE")]}, None),
     "businessdates": ([("market", "S", "HASH")], {}, None),
     "wallet": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")],
                {"by-owner": [("owner_key", "S", "HASH"), ("created_key", "S", "RANGE")]}, None),
@@ -73,6 +74,7 @@ NARROW_PROJECTIONS = {
     BY_OWNER_INDEX: {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(BY_OWNER_INDEX_ATTRIBUTES)},
     BY_OPEN_STATUS_INDEX: {"ProjectionType": "KEYS_ONLY"},
     EXPIRY_INDEX: {"ProjectionType": "KEYS_ONLY"},
+    MERCHANTS_INDEX: {"ProjectionType": "KEYS_ONLY"},
 }
 
 

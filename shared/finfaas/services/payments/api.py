@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import date, datetime
+from typing import Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -33,11 +33,15 @@ from finfaas.services.payments.errors import (
     AuthorizationExpired,
     CurrencyMismatch,
     CustomerAccountNotFound,
+    DisputeClosed,
+    DisputeExists,
+    DisputeNotFound,
     FeeExceedsAmount,
     IntentBusy,
     IntentExists,
     IntentListUnbounded,
     IntentNotFound,
+    InvalidRailNotice,
     MerchantAccountsConflict,
     MerchantBusy,
     MerchantExists,
@@ -47,11 +51,17 @@ from finfaas.services.payments.errors import (
     PaymentsStoreUnavailable,
     RefundExists,
     RiskUnavailable,
+    SettlementDateInFuture,
+    SettlementNotFound,
+    SettlementOutOfOrder,
+    SettlementWindowTooLarge,
     UnexpectedState,
 )
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    Dispute,
+    DisputeStatus,
     ExpiryRun,
     IntentStatus,
     Merchant,
@@ -60,8 +70,13 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     RefundReason,
+    Settlement,
+    SettlementStatus,
     capture_window_seconds_default,
     capture_window_seconds_max,
+    dispute_id_chars_max,
+    dispute_reason_chars_max,
+    evidence_chars_max,
     merchant_id_chars_max,
     metadata_entries_max,
     metadata_key_chars_max,
@@ -155,6 +170,29 @@ class RefundBody(StrictModel):
     reason: RefundReason = RefundReason.REQUESTED_BY_CUSTOMER
 
 
+DISPUTE_OPENED, DISPUTE_CLOSED = "dispute.opened", "dispute.closed"
+
+
+class DisputeNotice(BaseModel):
+    """The rail's signed notice about a chargeback on a payment: opened (with its amount), or closed
+    with the rail's decision (`outcome` won or lost)."""
+
+    kind: Literal["dispute.opened", "dispute.closed"]
+    dispute_id: Annotated[str, Field(min_length=1, max_length=dispute_id_chars_max,
+                                     pattern=IDENTIFIER_PATTERN)]
+    payment_intent: Identifier
+    amount_minor: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
+    currency: Currency
+    reason: Annotated[str, Field(max_length=dispute_reason_chars_max)] = "general"
+    outcome: Literal["won", "lost"] | None = None
+
+
+class EvidenceBody(StrictModel):
+    """The merchant's answer to a dispute (text the rail forwards to the card issuer)."""
+
+    evidence: Annotated[str, Field(min_length=1, max_length=evidence_chars_max)]
+
+
 class CancelBody(StrictModel):
     cancellation_reason: CancellationReason = CancellationReason.REQUESTED_BY_CUSTOMER
 
@@ -187,6 +225,34 @@ class RefundView(BaseModel):
     created_at: datetime
 
 
+class DisputeView(BaseModel):
+    """A chargeback on the payment, in minor units of the payment's currency."""
+
+    dispute_id: str
+    payment_intent: str
+    status: DisputeStatus
+    amount: int
+    fee: int = Field(description="the dispute fee taken from the merchant with the amount; kept when won")
+    reason: str
+    source_account_id: str = Field(description="the merchant account the amount and the fee left")
+    transfer_ids: list[str]
+    evidence: str
+    accepted: bool
+    reinstated_transfer_id: str | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+def dispute_view(intent: PaymentIntent, dispute: Dispute) -> DisputeView:
+    return DisputeView(
+        dispute_id=dispute.dispute_id, payment_intent=intent.payment_id, status=dispute.status,
+        amount=dispute.amount_minor, fee=dispute.fee_minor, reason=dispute.reason,
+        source_account_id=dispute.source_account_id, transfer_ids=list(dispute.transfer_ids),
+        evidence=dispute.evidence, accepted=dispute.accepted,
+        reinstated_transfer_id=dispute.reinstated_transfer_id, created_at=dispute.created_at,
+        updated_at=dispute.updated_at)
+
+
 class IntentView(BaseModel):
     """Amounts in minor units of `currency`."""
 
@@ -208,6 +274,8 @@ class IntentView(BaseModel):
     statement_descriptor: str
     refunds: list[RefundView]
     application_fee_refunded: int
+    amount_disputed: int = Field(default=0, description="taken by disputes open or lost (not refundable)")
+    disputes: list[DisputeView] = Field(default_factory=list)
     ledger_transfers: list[LedgerStepView]
     created_at: datetime
     updated_at: datetime | None = None
@@ -220,6 +288,10 @@ class ExpiryRunView(BaseModel):
     warned: list[str] = Field(description="intents this run sent payment_intent.capture_expiring for")
     failed: list[str] = Field(description="intents it could not settle now; the next run tries again")
     examined: int = Field(description="due intents read from the index")
+    settlement_date: date | None = Field(default=None, description="the business date the daily run settles")
+    settled: list[str] = Field(default_factory=list, description="merchants this tick settled (or found so)")
+    settlement_failed: list[str] = Field(default_factory=list,
+                                         description="merchants passed over; their next settlement pays it")
 
 
 def expiry_run_view(run: ExpiryRun) -> ExpiryRunView:
@@ -250,10 +322,59 @@ def intent_view(intent: PaymentIntent) -> IntentView:
         cancellation_reason=intent.cancellation_reason, metadata=dict(intent.metadata),
         statement_descriptor=intent.statement_descriptor,
         refunds=[refund_view(r) for r in intent.refunds], application_fee_refunded=intent.fee_refunded_minor,
+        amount_disputed=intent.amount_disputed_minor,
+        disputes=[dispute_view(intent, d) for d in intent.disputes],
         ledger_transfers=[LedgerStepView(kind=s.kind, transfer_id=s.transfer_id, amount_minor=s.amount_minor)
                           for s in intent.ledger],
         created_at=intent.created_at, updated_at=intent.updated_at,
     )
+
+
+class SettlementLegView(BaseModel):
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount_minor: int
+    purpose: str = Field(description="fees, reserve or payout")
+
+
+class SettlementView(BaseModel):
+    """A merchant's settlement of a business date, in minor units of `currency`:
+    captures - refunds - fees - dispute_losses - reserve = payout."""
+
+    merchant_id: str
+    business_date: date
+    currency: str
+    exponent: int
+    status: SettlementStatus
+    cut_at: datetime = Field(description="ledger entries up to this moment are settled here")
+    captures: int
+    refunds: int
+    fees: int = Field(description="application fees collected, net of fees given back with refunds")
+    fees_carried: int = Field(description="fees the day's net could not cover, collected by a later one")
+    dispute_losses: int = Field(description="disputed amounts and dispute fees, less amounts won back")
+    reserve: int
+    payout: int
+    reconciles: bool
+    entries: int = Field(description="ledger entries of the receivable shards settled")
+    legs: list[SettlementLegView]
+    created_at: datetime
+    paid_at: datetime | None = None
+
+
+def settlement_view(settlement: Settlement) -> SettlementView:
+    return SettlementView(
+        merchant_id=settlement.merchant_id, business_date=settlement.business_date,
+        currency=settlement.currency, exponent=currency_exponent(settlement.currency),
+        status=settlement.status, cut_at=settlement.cut_at, captures=settlement.captures_minor,
+        refunds=settlement.refunds_minor, fees=settlement.fees_minor,
+        fees_carried=settlement.fees_carried_minor, dispute_losses=settlement.dispute_losses_minor,
+        reserve=settlement.reserve_minor, payout=settlement.payout_minor, reconciles=settlement.reconciles,
+        entries=settlement.entries,
+        legs=[SettlementLegView(transfer_id=leg.transfer_id, debit_account_id=leg.debit_account_id,
+                                credit_account_id=leg.credit_account_id, amount_minor=leg.amount_minor,
+                                purpose=leg.purpose) for leg in settlement.legs],
+        created_at=settlement.created_at, paid_at=settlement.paid_at)
 
 
 class FeeScheduleView(BaseModel):
@@ -344,6 +465,14 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     RiskUnavailable: ErrorSpec(503, RiskUnavailable.code, "Risk check unavailable"),
     IntentBusy: ErrorSpec(503, IntentBusy.code, "Payment intent busy"),
     RefundExists: ErrorSpec(409, RefundExists.code, "Refund exists with different fields"),
+    DisputeNotFound: ErrorSpec(404, DisputeNotFound.code, "Dispute not found"),
+    DisputeClosed: ErrorSpec(409, DisputeClosed.code, "Dispute closed"),
+    DisputeExists: ErrorSpec(409, DisputeExists.code, "Dispute exists with different fields"),
+    InvalidRailNotice: ErrorSpec(401, InvalidRailNotice.code, "Invalid notice"),
+    SettlementNotFound: ErrorSpec(404, SettlementNotFound.code, "Settlement not found"),
+    SettlementDateInFuture: ErrorSpec(422, SettlementDateInFuture.code, "Settlement date in the future"),
+    SettlementOutOfOrder: ErrorSpec(409, SettlementOutOfOrder.code, "Settlement out of order"),
+    SettlementWindowTooLarge: ErrorSpec(409, SettlementWindowTooLarge.code, "Settlement window too large"),
     IntentListUnbounded: ErrorSpec(422, IntentListUnbounded.code, "List needs a merchant or a customer"),
     MerchantNotFound: ErrorSpec(404, MerchantNotFound.code, "Merchant not found"),
     MerchantExists: ErrorSpec(409, MerchantExists.code, "Merchant exists with different fields"),

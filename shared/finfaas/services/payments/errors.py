@@ -122,5 +122,53 @@ class RefundExists(PaymentsError):
     code = "refund_exists_with_different_fields"
 
 
+class DisputeNotFound(PaymentsError):
+    """No such dispute on the payment (or not the caller's to see)."""
+
+    code = "dispute_not_found"
+
+
+class DisputeClosed(PaymentsError):
+    """The dispute is won or lost: evidence and acceptance no longer change it."""
+
+    code = "dispute_closed"
+
+
+class DisputeExists(PaymentsError):
+    """The rail's dispute id was opened on this payment with another amount."""
+
+    code = "dispute_exists_with_different_fields"
+
+
+class InvalidRailNotice(PaymentsError):
+    """A dispute notice not signed by the rail, too old, or unreadable."""
+
+    code = "invalid_notice"
+
+
+class SettlementNotFound(PaymentsError):
+    """No settlement of the merchant for that business date (yet)."""
+
+    code = "settlement_not_found"
+
+
+class SettlementDateInFuture(PaymentsError):
+    """A settlement for a business date that has not come."""
+
+    code = "settlement_date_in_future"
+
+
+class SettlementOutOfOrder(PaymentsError):
+    """The merchant is settled for a later business date: an earlier one has nothing left to pay."""
+
+    code = "settlement_out_of_order"
+
+
+class SettlementWindowTooLarge(PaymentsError):
+    """More ledger entries to settle than one run reads: settle more often."""
+
+    code = "settlement_window_too_large"
+
+
 class AppliedEarlier(Exception):
     """The intent already holds what this write would put: an earlier attempt committed it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from finfaas.domain.payments import FeeSchedule
@@ -168,6 +168,42 @@ class Refund:
     created_at: datetime
 
 
+class DisputeStatus(StrEnum):
+    NEEDS_RESPONSE = "needs_response"  # opened by the rail: the money and the fee left the merchant
+    UNDER_REVIEW = "under_review"  # the merchant sent evidence; the rail decides
+    WON = "won"  # the amount came back to the merchant (the fee did not)
+    LOST = "lost"  # by the rail's decision or the merchant's acceptance
+
+    @property
+    def closed(self) -> bool:
+        return self in (DisputeStatus.WON, DisputeStatus.LOST)
+
+
+dispute_id_chars_max = 64
+disputes_per_payment_max = 10  # a payment is disputed once or twice in practice; the item stays small
+evidence_chars_max = 4_000
+dispute_reason_chars_max = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Dispute:
+    """A chargeback the rail opened on a payment: the amount and a fee taken from the merchant's account
+    (`source_account_id`) in one ledger transaction with the dispute; won, the amount goes back there."""
+
+    dispute_id: str
+    amount_minor: int
+    fee_minor: int
+    reason: str
+    status: DisputeStatus
+    source_account_id: str
+    transfer_ids: tuple[str, ...]  # the amount's and the fee's legs
+    created_at: datetime
+    evidence: str = ""
+    accepted: bool = False  # lost because the merchant accepted it
+    reinstated_transfer_id: str | None = None
+    updated_at: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentIntent:
     payment_id: str
@@ -194,6 +230,7 @@ class PaymentIntent:
     ledger: tuple[LedgerStep, ...] = ()
     refunds: tuple[Refund, ...] = ()
     fee_refunded_minor: int = 0
+    disputes: tuple[Dispute, ...] = ()
     expiry_warned_at: datetime | None = None  # when payment_intent.capture_expiring was written (once)
     updated_at: datetime | None = None
     version: int = 1
@@ -223,6 +260,24 @@ class PaymentIntent:
 
     def refund(self, refund_number: str) -> Refund | None:
         return next((r for r in self.refunds if r.refund_number == refund_number), None)
+
+    def dispute(self, dispute_id: str) -> Dispute | None:
+        return next((d for d in self.disputes if d.dispute_id == dispute_id), None)
+
+    @property
+    def amount_disputed_minor(self) -> int:
+        """What disputes took from the merchant and did not give back (open or lost): never refundable."""
+        return sum(d.amount_minor for d in self.disputes if d.status is not DisputeStatus.WON)
+
+    @property
+    def amount_lost_minor(self) -> int:
+        return sum(d.amount_minor for d in self.disputes if d.status is DisputeStatus.LOST)
+
+    def with_dispute(self, dispute: Dispute) -> tuple[Dispute, ...]:
+        """The disputes with this one replacing its earlier state (or added)."""
+        if self.dispute(dispute.dispute_id) is None:
+            return (*self.disputes, dispute)
+        return tuple(dispute if d.dispute_id == dispute.dispute_id else d for d in self.disputes)
 
     def ledger_id(self, kind: str, n: int, write_id: str) -> str:
         """A ledger transfer id of this intent's n-th step of a kind (h hold, c capture, v release), made
@@ -289,6 +344,21 @@ def refund_event(intent: PaymentIntent, refund: Refund) -> IntentEvent:
     })
 
 
+def dispute_event(intent: PaymentIntent, dispute: Dispute, event_type: str) -> IntentEvent:
+    """dispute.created|updated|closed: the dispute after the change and the payment's totals."""
+    return IntentEvent(event_type, {
+        "payment_intent": intent.payment_id, "dispute_id": dispute.dispute_id,
+        "merchant_id": intent.merchant_id, "status": dispute.status.value,
+        "amount_minor": str(dispute.amount_minor), "fee_minor": str(dispute.fee_minor),
+        "currency": intent.currency, "reason": dispute.reason,
+        "amount_received_minor": str(intent.amount_received_minor),
+        "amount_refunded_minor": str(intent.amount_refunded_minor),
+        "amount_disputed_minor": str(intent.amount_disputed_minor),
+        **({"reinstated_transfer_id": dispute.reinstated_transfer_id}
+           if dispute.reinstated_transfer_id else {}),
+    })
+
+
 @dataclass(frozen=True, slots=True)
 class ExpiryRun:
     """What one run of the expiry job did: the intents it expired and warned (each by this run's own write;
@@ -298,3 +368,95 @@ class ExpiryRun:
     warned: tuple[str, ...]
     failed: tuple[str, ...]
     examined: int
+
+
+# --- merchant settlement ---------------------------------------------------------------------------------
+
+SETTLEMENT_TRANSFER_PREFIX = "stl"
+
+
+class SettlementStatus(StrEnum):
+    PLANNED = "planned"  # the cut and the legs are stored; the ledger moves may not all have committed
+    PAID = "paid"  # every leg committed; payout.paid written with this status
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementLeg:
+    """One ledger transfer of a settlement: its id derives from the merchant, the date and its place."""
+
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount_minor: int
+    purpose: str  # fees, reserve, payout
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One merchant's settlement of one business date: what the receivable shards took in since the
+    previous cut, by kind, and where it went.
+    captures - refunds - fees - dispute_losses - reserve = payout."""
+
+    merchant_id: str
+    business_date: date
+    currency: str
+    status: SettlementStatus
+    cut_at: datetime  # entries committed up to here are in this settlement, later ones in the next
+    cuts: tuple[tuple[str, str], ...]  # (shard, newest entry key settled) per shard
+    captures_minor: int
+    refunds_minor: int
+    fees_minor: int  # application fees collected (net of fee refunds); negative: given back
+    fees_carried_minor: int  # fees the net could not cover, left to a later settlement
+    dispute_losses_minor: int  # disputed amounts and dispute fees less amounts won back
+    reserve_minor: int
+    payout_minor: int
+    entries: int  # ledger entries settled
+    legs: tuple[SettlementLeg, ...]
+    created_at: datetime
+    paid_at: datetime | None = None
+    version: int = 1
+
+    @property
+    def reconciles(self) -> bool:
+        return (self.captures_minor - self.refunds_minor - self.fees_minor - self.dispute_losses_minor
+                - self.reserve_minor) == self.payout_minor
+
+    def paid(self, now: datetime) -> Settlement:
+        return replace(self, status=SettlementStatus.PAID, paid_at=now, version=self.version + 1)
+
+
+def settlement_transfer_id(merchant_id: str, business_date: date, n: int) -> str:
+    return f"{SETTLEMENT_TRANSFER_PREFIX}-{merchant_id}-{business_date:%Y%m%d}-{n}"
+
+
+def payout_event(settlement: Settlement, event_type: str) -> IntentEvent:
+    """payout.paid|failed: the settlement's figures (strings of minor units)."""
+    return IntentEvent(event_type, {
+        "merchant_id": settlement.merchant_id, "business_date": settlement.business_date.isoformat(),
+        "currency": settlement.currency, "status": settlement.status.value,
+        "captures_minor": str(settlement.captures_minor), "refunds_minor": str(settlement.refunds_minor),
+        "fees_minor": str(settlement.fees_minor),
+        "dispute_losses_minor": str(settlement.dispute_losses_minor),
+        "reserve_minor": str(settlement.reserve_minor), "payout_minor": str(settlement.payout_minor),
+        "cut_at": settlement.cut_at.isoformat(),
+    })
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """How far the daily settlement run of a business date got: merchants up to `after` are settled."""
+
+    business_date: date
+    after: str
+    done: bool
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRun:
+    """What one tick of the daily settlement run did."""
+
+    business_date: date
+    settled: tuple[str, ...]
+    failed: tuple[str, ...]
+    done: bool

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
-from finfaas.domain.ledger import Account, TransactionExtra, Transfer
-from finfaas.services.payments.model import IntentEvent, IntentFilter, IntentPage, Merchant, PaymentIntent
+from finfaas.domain.ledger import Account, StatementPage, TransactionExtra, Transfer
+from finfaas.services.payments.model import (
+    IntentEvent,
+    IntentFilter,
+    IntentPage,
+    Merchant,
+    PaymentIntent,
+    RunProgress,
+    Settlement,
+    SettlementLeg,
+)
 
 
 class Merchants(Protocol):
@@ -20,6 +29,10 @@ class Merchants(Protocol):
 
     def save(self, merchant: Merchant) -> bool:
         """Write merchant if the stored version is merchant.version - 1; False otherwise."""
+        ...
+
+    def merchant_ids(self, after: str | None, limit: int) -> list[str]:
+        """Up to limit merchant ids above `after` (None: from the first), in order."""
         ...
 
 
@@ -76,13 +89,56 @@ class PaymentsLedger(Protocol):
     def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
                  currency: str, extra: TransactionExtra) -> Transfer: ...
 
+    def transfer_linked(self, legs: list[tuple[str, str, str, int]], currency: str,
+                        extra: TransactionExtra) -> Transfer:
+        """Legs (transfer id, debit account, credit account, amount) all or none; the first leg back."""
+        ...
+
     def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
              remainder_id: str | None, extra: TransactionExtra) -> Transfer: ...
 
     def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer: ...
+
+    def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:
+        """An account's entries newest first (the ledger's statement), resuming after a cursor."""
+        ...
+
+    def get_transfer(self, transfer_id: str) -> Transfer | None: ...
+
+    def move(self, legs: list[SettlementLeg], currency: str) -> None:
+        """The legs as one linked ledger batch (all or none); the same legs again are a replay."""
+        ...
 
 
 class RiskAssessor(Protocol):
     """The risk function's POST /assessments (services/suite_clients.py RiskClient)."""
 
     def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Settlements(Protocol):
+    """Merchant settlements, one per merchant and business date (same table as merchants)."""
+
+    def get(self, merchant_id: str, business_date: date) -> Settlement | None: ...
+
+    def latest(self, merchant_id: str) -> Settlement | None:
+        """The merchant's settlement of the latest business date, if any."""
+        ...
+
+    def create(self, settlement: Settlement) -> Settlement:
+        """Write a new settlement; the stored one when the merchant and date are taken (nothing written)."""
+        ...
+
+    def save(self, settlement: Settlement, event: IntentEvent) -> bool:
+        """Write settlement and its event if the stored version is settlement.version - 1."""
+        ...
+
+    def of_merchant(self, merchant_id: str, limit: int) -> list[Settlement]:
+        """Up to limit of the merchant's settlements, oldest business date first."""
+        ...
+
+    def run_progress(self, business_date: date) -> RunProgress | None: ...
+
+    def save_run_progress(self, progress: RunProgress) -> bool:
+        """Write progress if new (version 1) or over version - 1; False otherwise."""
+        ...

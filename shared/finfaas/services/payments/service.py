@@ -18,18 +18,34 @@ the intent's version or on the hold it wanted to resolve, then decides again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from finfaas.domain.errors import AccountNotFound, PendingAlreadyPosted, PendingAlreadyVoided, PendingExpired
-from finfaas.domain.ledger import Account, AccountKind, TransactionExtra, Transfer, expiry_transfer_id
+from finfaas.domain.errors import (
+    AccountNotFound,
+    PendingAlreadyPosted,
+    PendingAlreadyVoided,
+    PendingExpired,
+    TransferNotFound,
+)
+from finfaas.domain.ledger import (
+    Account,
+    AccountKind,
+    StatementPage,
+    TransactionExtra,
+    Transfer,
+    expiry_transfer_id,
+    system_account_id,
+)
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
 from finfaas.domain.payments import (
+    DisputeRefused,
     FeeSchedule,
     RefundRefused,
     check_capture,
+    check_dispute,
     check_refund,
     fee_minor,
     fee_refund_minor,
@@ -41,17 +57,29 @@ from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import Change, RetryPolicy, Unchanged, read_change_save
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
-from finfaas.services.payments.api import CaptureBody, IntentListQuery, NewIntentBody, OnboardBody, RefundBody
+from finfaas.services.payments.api import (
+    DISPUTE_OPENED,
+    CaptureBody,
+    DisputeNotice,
+    IntentListQuery,
+    NewIntentBody,
+    OnboardBody,
+    RefundBody,
+)
 from finfaas.services.payments.errors import (
     AppliedEarlier,
     AuthorizationExpired,
     CurrencyMismatch,
     CustomerAccountNotFound,
+    DisputeClosed,
+    DisputeExists,
+    DisputeNotFound,
     FeeExceedsAmount,
     IntentBusy,
     IntentExists,
     IntentListUnbounded,
     IntentNotFound,
+    InvalidRailNotice,
     MerchantAccountsConflict,
     MerchantBusy,
     MerchantExists,
@@ -65,6 +93,8 @@ from finfaas.services.payments.errors import (
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
+    Dispute,
+    DisputeStatus,
     ExpiryRun,
     IntentEvent,
     IntentFilter,
@@ -77,6 +107,9 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     SettlementAccount,
+    SettlementLeg,
+    dispute_event,
+    disputes_per_payment_max,
     expiring_event,
     intent_event,
     payment_id_for,
@@ -105,6 +138,11 @@ EXPIRY_CALLER_SUB = "payments-expiry"
 intent_step_attempts_max = 8
 INTENT_STEP_POLICY = RetryPolicy(intent_step_attempts_max, wait_ms_base=5.0, wait_ms_max=100.0)
 degraded_auto_approve_major_default = 100  # as for transfers: small payments pass while risk is down
+# What a chargeback costs the merchant on top of the disputed amount (the rail's fee, passed on), in major
+# units of the payment's currency; kept when the dispute is won, as card networks do.
+dispute_fee_major_default = 15
+RAIL_CALLER_SUB = "rail"
+rail_notice_tolerance_seconds = 300  # as the rail's own settlement notices
 CUSTOMER_KIND = "customer"
 LIST_ROUTE = "GET /payment_intents"
 _log = get_logger("payments")
@@ -155,6 +193,13 @@ class LedgerStoreAccounts:
         request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
         return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
 
+    def transfer_linked(self, legs: list[tuple[str, str, str, int]], currency: str,
+                        extra: TransactionExtra) -> Transfer:
+        requests = [TransferRequest(debit, credit, amount, currency, transfer_id)
+                    for transfer_id, debit, credit, amount in legs]
+        return self._in_transaction(
+            extra, lambda joined: self.ledger.transfer_linked(requests, extra=joined)[0])
+
     def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
              remainder_id: str | None, extra: TransactionExtra) -> Transfer:
         return self._in_transaction(extra, lambda joined: self.ledger.post_pending(
@@ -164,6 +209,20 @@ class LedgerStoreAccounts:
     def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
         return self._in_transaction(
             extra, lambda joined: self.ledger.void_pending(pending_id, transfer_id=transfer_id, extra=joined))
+
+    def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:
+        return self.ledger.statement(account_id, limit=limit, starting_after=cursor)
+
+    def get_transfer(self, transfer_id: str) -> Transfer | None:
+        try:
+            return self.ledger.get_transfer(transfer_id)
+        except TransferNotFound:
+            return None
+
+    def move(self, legs: list[SettlementLeg], currency: str) -> None:
+        self.ledger.transfer_linked([TransferRequest(leg.debit_account_id, leg.credit_account_id,
+                                                     leg.amount_minor, currency, leg.transfer_id)
+                                     for leg in legs])
 
     def _in_transaction(self, extra: TransactionExtra,
                         operation: Callable[[TransactionExtra | None], Transfer]) -> Transfer:
@@ -215,9 +274,13 @@ class _Step:
 @dataclass(frozen=True)
 class PaymentsSettings:
     degraded_auto_approve_major: int = degraded_auto_approve_major_default
+    dispute_fee_major: int = dispute_fee_major_default
 
     def degraded_auto_approve_minor(self, currency: str) -> int:
         return self.degraded_auto_approve_major * 10 ** currency_exponent(currency)
+
+    def dispute_fee_minor(self, currency: str) -> int:
+        return self.dispute_fee_major * 10 ** currency_exponent(currency)
 
 
 @dataclass(frozen=True)
@@ -239,7 +302,8 @@ class PaymentsService:
                  *, intents: PaymentIntents | None = None, money: PaymentsLedger | None = None,
                  risk: RiskAssessor | None = None, breaker: CircuitBreaker | None = None,
                  settings: PaymentsSettings = PaymentsSettings(),
-                 sleep: Callable[[float], None] | None = None, cursors: CursorCodec | None = None) -> None:
+                 sleep: Callable[[float], None] | None = None, cursors: CursorCodec | None = None,
+                 rail_notice_key: str | None = None) -> None:
         self._merchants = merchants
         self._ledger = ledger
         self._clock = clock
@@ -250,6 +314,7 @@ class PaymentsService:
         self._settings = settings
         self._sleep = sleep
         self._cursors = cursors or CursorCodec.generate()
+        self._rail_notice_key = rail_notice_key  # verifies the rail's dispute notices
 
     # --- merchants ---
 
@@ -563,7 +628,8 @@ class PaymentsService:
         def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
             if body.currency is not None and body.currency != intent.currency:
                 raise CurrencyMismatch(f"currency: the payment is in {intent.currency}", field="currency")
-            refundable = intent.amount_received_minor - intent.amount_refunded_minor
+            refundable = (intent.amount_received_minor - intent.amount_refunded_minor
+                          - intent.amount_disputed_minor)
             amount = refundable if body.amount is None else parse_amount(body.amount, intent.currency)
             earlier = intent.refund(body.refund_number)
             if earlier is not None:
@@ -575,7 +641,8 @@ class PaymentsService:
                 raise RefundRefused(f"refund_number: at most {refunds_per_payment_max} refunds per payment",
                                     field="refund_number")
             check_refund(amount_received_minor=intent.amount_received_minor,
-                         amount_refunded_minor=intent.amount_refunded_minor, refund_minor=amount)
+                         amount_refunded_minor=intent.amount_refunded_minor, refund_minor=amount,
+                         amount_disputed_minor=intent.amount_disputed_minor)
             fee_back = fee_refund_minor(
                 fee_minor_total=intent.application_fee_minor,
                 amount_received_minor=intent.amount_received_minor,
@@ -597,6 +664,168 @@ class PaymentsService:
         refund = stored.refund(body.refund_number)
         assert refund is not None
         return stored, refund
+
+    # --- disputes ---
+
+    def dispute_notice(self, headers: Mapping[str, str], body: bytes,
+                       now: float | None = None) -> tuple[PaymentIntent, Dispute]:
+        """The rail's signed dispute notice: opens a dispute or closes it with the rail's decision."""
+        notice = self._verified_notice(headers, body, now)
+        if notice.kind == DISPUTE_OPENED:
+            return self.open_dispute(notice)
+        return self.close_dispute(notice)
+
+    def open_dispute(self, notice: DisputeNotice) -> tuple[PaymentIntent, Dispute]:
+        """Takes the disputed amount and the dispute fee from the merchant in ONE ledger transaction with
+        the dispute (the payment's receivable shard, or the merchant's reserve when the shard is short);
+        written over the version the bound was checked on, so refunds and disputes racing each other
+        never take more than was captured. The same dispute id again opens it once."""
+        write_id = uuid.uuid4().hex
+        caller = Caller(RAIL_CALLER_SUB, "system")
+
+        def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
+            earlier = intent.dispute(notice.dispute_id)
+            if earlier is not None:
+                if earlier.amount_minor != notice.amount_minor:
+                    raise DisputeExists(f"dispute_id: {notice.dispute_id} disputed {earlier.amount_minor}",
+                                        field="dispute_id")
+                return Unchanged(intent)
+            if notice.currency != intent.currency:
+                raise CurrencyMismatch(f"currency: the payment is in {intent.currency}", field="currency")
+            if len(intent.disputes) >= disputes_per_payment_max:
+                raise DisputeRefused(f"dispute_id: at most {disputes_per_payment_max} disputes per payment",
+                                     field="dispute_id")
+            check_dispute(amount_received_minor=intent.amount_received_minor,
+                          amount_refunded_minor=intent.amount_refunded_minor,
+                          amount_disputed_minor=intent.amount_disputed_minor,
+                          dispute_minor=notice.amount_minor)
+            fee = self._settings.dispute_fee_minor(intent.currency)
+            source = self._dispute_source(intent, notice.amount_minor + fee)
+            n = len(intent.disputes)
+            amount_id, fee_id = intent.ledger_id("d", n, write_id), intent.ledger_id("df", n, write_id)
+            now = self._clock()
+            dispute = Dispute(notice.dispute_id, notice.amount_minor, fee, notice.reason,
+                              DisputeStatus.NEEDS_RESPONSE, source, (amount_id, fee_id), now, updated_at=now)
+            taken = (LedgerStep("dispute", amount_id, notice.amount_minor),
+                     LedgerStep("dispute_fee", fee_id, fee))
+            wanted = intent.changed(now, disputes=intent.with_dispute(dispute), write_id=write_id,
+                                    ledger=(*intent.ledger, *taken))
+            legs = [(amount_id, source, system_account_id(AccountKind.SETTLEMENT, intent.currency),
+                     notice.amount_minor),
+                    (fee_id, source, system_account_id(AccountKind.FEES, intent.currency), fee)]
+            return _Step(wanted, dispute_event(wanted, dispute, "dispute.created"),
+                         lambda extra: self._ledger_ports().transfer_linked(legs, intent.currency, extra))
+
+        return self._dispute_step(caller, notice.payment_intent, notice.dispute_id, decide)
+
+    def close_dispute(self, notice: DisputeNotice) -> tuple[PaymentIntent, Dispute]:
+        """The rail's decision: won gives the amount back to the account it came from (in one ledger
+        transaction with the dispute), lost keeps it gone. A closed dispute stays as it is (a repeated
+        notice, or one after the merchant accepted, changes nothing)."""
+        write_id = uuid.uuid4().hex
+        caller = Caller(RAIL_CALLER_SUB, "system")
+
+        def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
+            dispute = self._open_dispute_of(intent, notice.dispute_id, closed_ok=True)
+            if dispute.status.closed:
+                return Unchanged(intent)
+            now = self._clock()
+            if notice.outcome != DisputeStatus.WON.value:
+                lost = replace(dispute, status=DisputeStatus.LOST, updated_at=now)
+                wanted = intent.changed(now, disputes=intent.with_dispute(lost), write_id=write_id)
+                return _Step(wanted, dispute_event(wanted, lost, "dispute.closed"))
+            back_id = intent.ledger_id("dw", intent.disputes.index(dispute), write_id)
+            won = replace(dispute, status=DisputeStatus.WON, reinstated_transfer_id=back_id, updated_at=now)
+            back = LedgerStep("dispute_won", back_id, won.amount_minor)
+            wanted = intent.changed(now, disputes=intent.with_dispute(won), write_id=write_id,
+                                    ledger=(*intent.ledger, back))
+            settlement = system_account_id(AccountKind.SETTLEMENT, intent.currency)
+            return _Step(wanted, dispute_event(wanted, won, "dispute.closed"),
+                         lambda extra: self._ledger_ports().transfer(
+                             back_id, settlement, dispute.source_account_id, dispute.amount_minor,
+                             intent.currency, extra))
+
+        return self._dispute_step(caller, notice.payment_intent, notice.dispute_id, decide)
+
+    def submit_evidence(self, caller: Caller, payment_id: str, dispute_id: str,
+                        evidence: str) -> tuple[PaymentIntent, Dispute]:
+        """The merchant's answer: under_review until the rail decides; a closed dispute is a 409."""
+        write_id = uuid.uuid4().hex
+
+        def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
+            dispute = self._open_dispute_of(intent, dispute_id)
+            if dispute.status is DisputeStatus.UNDER_REVIEW and dispute.evidence == evidence:
+                return Unchanged(intent)
+            now = self._clock()
+            answered = replace(dispute, status=DisputeStatus.UNDER_REVIEW, evidence=evidence, updated_at=now)
+            wanted = intent.changed(now, disputes=intent.with_dispute(answered), write_id=write_id)
+            return _Step(wanted, dispute_event(wanted, answered, "dispute.updated"))
+
+        return self._dispute_step(self._merchant_side(caller, payment_id), payment_id, dispute_id, decide)
+
+    def accept_dispute(self, caller: Caller, payment_id: str,
+                       dispute_id: str) -> tuple[PaymentIntent, Dispute]:
+        """The merchant gives up: lost (the money already left); accepting again changes nothing."""
+        write_id = uuid.uuid4().hex
+
+        def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
+            found = intent.dispute(dispute_id)
+            if found is not None and found.accepted:
+                return Unchanged(intent)
+            dispute = self._open_dispute_of(intent, dispute_id)
+            now = self._clock()
+            lost = replace(dispute, status=DisputeStatus.LOST, accepted=True, updated_at=now)
+            wanted = intent.changed(now, disputes=intent.with_dispute(lost), write_id=write_id)
+            return _Step(wanted, dispute_event(wanted, lost, "dispute.closed"))
+
+        return self._dispute_step(self._merchant_side(caller, payment_id), payment_id, dispute_id, decide)
+
+    def _dispute_step(self, caller: Caller, payment_id: str, dispute_id: str,
+                      decide: Callable[[PaymentIntent], _Step | Unchanged[PaymentIntent]],
+                      ) -> tuple[PaymentIntent, Dispute]:
+        stored = self._step(caller, payment_id, decide)
+        dispute = stored.dispute(dispute_id)
+        assert dispute is not None
+        return stored, dispute
+
+    def _merchant_side(self, caller: Caller, payment_id: str) -> Caller:
+        """Disputes are answered by the merchant's app: a customer's token finds no such payment."""
+        if caller.is_customer:
+            raise IntentNotFound(f"payment intent {payment_id} not found")
+        return caller
+
+    @staticmethod
+    def _open_dispute_of(intent: PaymentIntent, dispute_id: str, *, closed_ok: bool = False) -> Dispute:
+        dispute = intent.dispute(dispute_id)
+        if dispute is None:
+            raise DisputeNotFound(f"dispute {dispute_id} not found on {intent.payment_id}")
+        if dispute.status.closed and not closed_ok:
+            raise DisputeClosed(f"status: the dispute is {dispute.status.value}", field="status")
+        return dispute
+
+    def _dispute_source(self, intent: PaymentIntent, total_minor: int) -> str:
+        """The payment's receivable shard, or the merchant's reserve when the shard cannot cover the
+        dispute (paid out already): the ledger's funds condition still judges the one chosen."""
+        shard = self._ledger_ports().account(intent.receivable_account_id)
+        if shard is not None and shard.available_minor >= total_minor:
+            return intent.receivable_account_id
+        merchant = self._merchants.get(intent.merchant_id)
+        return intent.receivable_account_id if merchant is None else merchant.accounts.reserve
+
+    def _verified_notice(self, headers: Mapping[str, str], body: bytes, now: float | None) -> DisputeNotice:
+        from pydantic import ValidationError
+
+        from finfaas.services.webhooks.errors import InvalidSignature
+        from finfaas.services.webhooks.model import verify_signature
+
+        if not self._rail_notice_key:
+            raise InvalidRailNotice("no rail notice key is configured: every notice is refused")
+        try:
+            moment = self._clock().timestamp() if now is None else now
+            verify_signature(self._rail_notice_key, headers, body, rail_notice_tolerance_seconds, moment)
+            return DisputeNotice.model_validate_json(body)
+        except (InvalidSignature, ValidationError, ValueError) as error:
+            raise InvalidRailNotice(f"notice refused: {type(error).__name__}") from None
 
     # --- internals ---
 

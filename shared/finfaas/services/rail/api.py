@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictInt
 
@@ -64,6 +64,32 @@ class Notice(BaseModel):
     status: PaymentStatus
     reason: str = ""
     settled_at: datetime | None = None
+
+
+dispute_id_chars_max = 64
+dispute_reason_chars_max = 64
+
+
+class DisputeTrigger(StrictModel):
+    """SANDBOX: what an operator asks the bank to tell payments about a card payment's chargeback:
+    `dispute.opened` (with the amount) or `dispute.closed` (with the issuer's decision, won or lost)."""
+
+    kind: Literal["dispute.opened", "dispute.closed"]
+    dispute_id: Annotated[str, Field(min_length=1, max_length=dispute_id_chars_max,
+                                     pattern=PAYMENT_ID_PATTERN)]
+    payment_intent: PaymentId
+    amount_minor: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    reason: Annotated[str, Field(max_length=dispute_reason_chars_max)] = "general"
+    outcome: Literal["won", "lost"] | None = None
+
+
+class DisputeDelivery(BaseModel):
+    """What payments answered to the signed notice (its HTTP status and body)."""
+
+    notice_id: str
+    status_code: int
+    answer: dict[str, Any]
 
 
 class PaymentView(BaseModel):

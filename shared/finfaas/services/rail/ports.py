@@ -32,3 +32,9 @@ class NoticeSender(Protocol):
     """Carries the bank's signed notices to the adapter's route."""
 
     def send(self, body: bytes, headers: Mapping[str, str]) -> None: ...
+
+
+class DisputeNotifier(Protocol):
+    """Carries the bank's signed dispute notices to the payments function; its status and answer back."""
+
+    def deliver(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, object]]: ...

@@ -33,6 +33,8 @@ from finfaas.platform.pii import PiiDecryptionFailed, PiiKeyUnavailable
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
 from finfaas.services.rail.api import (
     SETTLE_EVENT_TYPE,
+    DisputeDelivery,
+    DisputeTrigger,
     HandOff,
     Notice,
     SettleMessage,
@@ -47,7 +49,7 @@ from finfaas.services.rail.errors import (
     RailStoreUnavailable,
 )
 from finfaas.services.rail.model import PaymentStatus, Plan, RailPayment
-from finfaas.services.rail.ports import NoticeSender, RailRepository, Scheduler
+from finfaas.services.rail.ports import DisputeNotifier, NoticeSender, RailRepository, Scheduler
 from finfaas.services.webhooks.model import (
     ID_HEADER,
     SIGNATURE_HEADER,
@@ -123,7 +125,9 @@ class SandboxBank:
         settings: SandboxSettings = SandboxSettings(),
         clock: Callable[[], datetime] = _utc_now,
         draw: Callable[[], float] = random.random,
+        disputes: DisputeNotifier | None = None,
     ) -> None:
+        self._disputes = disputes
         self._store = store
         self._scheduler = scheduler
         self._notices = notices
@@ -155,6 +159,23 @@ class SandboxBank:
 
     def status(self, payment_id: str) -> RailPayment | None:
         return self._store.get(payment_id)
+
+    def notify_dispute(self, trigger: DisputeTrigger) -> DisputeDelivery:
+        """SANDBOX: send payments the bank's signed dispute notice, as a card network would, and report
+        its answer; the notice id names the dispute and the kind, so a repeat is the same notice."""
+        if self._disputes is None:
+            raise RailStoreUnavailable("no route for dispute notices is configured")
+        body = trigger.model_dump_json(exclude_none=True).encode()
+        notice_id = f"notice_{trigger.dispute_id}_{trigger.kind.replace('.', '_')}"
+        timestamp = int(self._clock().timestamp())
+        headers = {
+            ID_HEADER: notice_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(self._notice_key, notice_id, timestamp, body),
+            "Content-Type": "application/json",
+        }
+        status_code, answer = self._disputes.deliver(body, headers)
+        return DisputeDelivery(notice_id=notice_id, status_code=status_code, answer=answer)
 
     def settle_due(self, payment_id: str) -> RailPayment | None:
         """The scheduled settlement: settle or reject (once), then send the signed notice (again on retry)."""
@@ -434,3 +455,24 @@ class HttpNoticeSender:
             raise ServiceUnreachable(f"notice not delivered: {type(error).__name__}") from error
         if response.status_code >= 300:
             raise ServiceUnreachable(f"notice not accepted: {response.status_code}")
+
+    def deliver(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, object]]:
+        """POST the notice and return the receiver's status and JSON answer (a refusal included)."""
+        import requests
+
+        from finfaas.platform.suite_http import new_suite_session
+        from finfaas.services.suite_clients import ServiceUnreachable
+
+        if self._session is None:
+            self._session = new_suite_session()
+        try:
+            response = self._session.post(
+                self._url, data=body, headers=dict(headers), timeout=self._timeout_seconds
+            )
+        except requests.RequestException as error:
+            raise ServiceUnreachable(f"notice not delivered: {type(error).__name__}") from error
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        return response.status_code, answer if isinstance(answer, dict) else {}
