@@ -162,11 +162,12 @@ def serve_counting_proxy(listen_port: int, upstream: str) -> None:
 
 def _caller(headers: Any) -> str:
     """The function that sent a call, from botocore's `app/<id>` user-agent token (its AWS_SDK_UA_APP_ID,
-    which stack_text sets to the function's name); `bench` for the bench's own set-up calls."""
+    which stack_text sets to the function's name); `gateway` for the rest: while a phase is measured,
+    the bench itself calls nothing, and what remains is the gateway's queue connector."""
     for token in headers.get("User-Agent", "").split():
         if token.startswith("app/"):
             return token[len("app/"):]
-    return "bench"
+    return "gateway"
 
 
 def _operation(headers: Any, body: bytes) -> str:
