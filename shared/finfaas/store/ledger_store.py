@@ -145,6 +145,7 @@ EVENT_SOURCE = "finfaas/ledger"
 
 # Ambiguous answers too: a second application of a ledger operation is a replay of the first.
 _TRANSIENT_CODES = TRANSIENT_CODES | AMBIGUOUS_CODES
+batch_get_keys_max = 100  # DynamoDB's BatchGetItem limit
 _TRANSPORT_ERRORS = (BotocoreConnectionError, ConnectionClosedError, EndpointConnectionError,
                      ReadTimeoutError, ConnectTimeoutError, ConnectionError)
 _RESOLVED_STATE = {TransferKind.POST: PendingState.POSTED, TransferKind.VOID: PendingState.VOIDED,
@@ -261,6 +262,18 @@ class DynamoLedgerStore:
     def get_account(self, account_id: str) -> Account | None:
         record = self._get(self.models.account, account_id)
         return account_from_record(record) if record is not None else None
+
+    def get_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]:
+        # One consistent BatchGetItem: a transfer's validation reads both its accounts at once.
+        keys = list(dict.fromkeys(account_ids))
+        if len(keys) > batch_get_keys_max:
+            raise InvalidInput(f"account_ids: at most {batch_get_keys_max}", field="account_ids")
+        try:
+            records = list(self.models.account.batch_get(keys, consistent_read=True)) if keys else []
+        except (GetError, *_TRANSPORT_ERRORS) as error:
+            raise LedgerBusy(f"store unreachable: {error}") from error
+        accounts = (account_from_record(record) for record in records)
+        return {account.account_id: account for account in accounts}
 
     def accounts_by_owner(self, owner_id: str, limit: int, cursor: str | None) -> Page[Account]:
         check_page_size(limit)

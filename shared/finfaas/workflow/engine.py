@@ -1,4 +1,4 @@
-"""The durable engine: runs executions from wake-ups, checkpointing every transition before a task starts.
+"""The durable engine: runs executions from wake-ups, checkpointing every transition as its next task starts.
 
 Protocol (docs/workflows.md, "Durability"):
 
@@ -7,6 +7,11 @@ Protocol (docs/workflows.md, "Durability"):
   starts, one conditional write (version + 1, history events in the same transaction) records
   everything since the last checkpoint and takes a lease on the attempt. The Task runs only if
   that write won, so two drives of one execution never both start it.
+* Overlap: a drive that continues after its own call (it holds that attempt's lease) sends the next
+  HTTP task's request first and writes the checkpoint while it is in flight. The request carries its
+  `<execution>#<state>#<visit>` key and every function answers a repeated key with its first answer, so
+  whatever replaces this drive (a lost checkpoint, a crash before it) asks again under the same key
+  and gets the same answer; a drive whose checkpoint lost applies nothing of what its call returned.
 * A crash anywhere leaves the last checkpoint: READY (run again), TASK (after the lease, the same
   attempt is invoked again with the same Idempotency-Key, so its effect is applied once), or a
   parked phase with its timer. Timers are sent before the checkpoint that needs them, so none is
@@ -33,7 +38,15 @@ from finfaas.platform.leases import LeaseRenewal
 from finfaas.platform.logging import get_logger
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
 from finfaas.workflow import errors, iterations
-from finfaas.workflow.asl import Definition, DefinitionRegistry, MapState, ParallelState, TaskState, WaitState
+from finfaas.workflow.asl import (
+    HTTP_INVOKE,
+    Definition,
+    DefinitionRegistry,
+    MapState,
+    ParallelState,
+    TaskState,
+    WaitState,
+)
 from finfaas.workflow.errors import StatesError
 from finfaas.workflow.inline import InlineDrives, InlineSlot
 from finfaas.workflow.interpreter import (
@@ -117,6 +130,8 @@ class EngineLimits:
     start_decision_seconds_max: float = 60.0
     # A queue wake-up that finds every in-process slot taken goes back to the queue this much later.
     busy_wake_delay_seconds: int = 1
+    # Send the next HTTP task's request while its checkpoint is written (module docstring, "Overlap").
+    overlap_checkpoints: bool = True
 
 
 class WorkflowError(Exception):
@@ -455,11 +470,24 @@ class Engine:
 
     def _run_task(self, call: TaskCall) -> TaskOutcome:
         self._crash_hook("task:before_call")
+        outcome = self._call_task(call)
+        self._crash_hook("task:after_call")
+        return outcome
+
+    def _call_task(self, call: TaskCall) -> TaskOutcome:
         try:
-            outcome = self._tasks.run(call)
+            return self._tasks.run(call)
         except Exception as error:  # a runner bug must fail the task, not wedge the execution
             _log.exception("task runner raised", state=call.state)
-            outcome = TaskFailed(errors.TASK_FAILED, f"{type(error).__name__} in the task runner")
+            return TaskFailed(errors.TASK_FAILED, f"{type(error).__name__} in the task runner")
+
+    def _send_task(self, call: TaskCall) -> _SentCall:
+        """Send the call on a thread of its own; its answer is taken with `_answer`."""
+        self._crash_hook("task:before_call")
+        return _SentCall(lambda: self._call_task(call))
+
+    def _answer(self, sent: _SentCall) -> TaskOutcome:
+        outcome = sent.answer()
         self._crash_hook("task:after_call")
         return outcome
 
@@ -768,6 +796,9 @@ class _Drive:
         self.limits = engine.limits
         self.started_ms = engine._now_ms()
         self.tasks_run = 0
+        # The version this drive stored with a lease on an attempt it called: while it is still the
+        # stored one, no other drive can be running this execution (module docstring, "Overlap").
+        self._leased_version: int | None = None
 
     def run(self) -> str:
         while True:
@@ -866,10 +897,28 @@ class _Drive:
             return self._park(execution.next_run_at_ms, now)
         state = self._task_state()
         key = idempotency_key(execution.execution_id, state.name, execution.visit)
+        overlap = self._may_overlap(state)
         begin_attempt(self.step, state, now, self.engine._owner, self._lease_until(state, now), key)
+        if overlap:
+            return self._invoke(state, now, overlapped=True)
         if not self.engine._checkpoint(self.step):
             return "conflict"
         return self._invoke(state, now)
+
+    def _may_overlap(self, state: TaskState) -> bool:
+        """Whether the next attempt's request may go out before its checkpoint is written: an HTTP task
+        (its key makes a repeated request harmless; a callback's token must be stored before anyone
+        sees it), in a drive that holds the stored version's lease, so that no other drive runs it."""
+        stored = self.step.stored
+        return (
+            self.limits.overlap_checkpoints
+            and state.resource == HTTP_INVOKE
+            and self.step.on_create is None
+            and stored is not None
+            and stored.version == self._leased_version
+            and stored.phase is Phase.TASK
+            and stored.lease_owner == self.engine._owner
+        )
 
     def _redrive(self, execution: Execution, now: int) -> str | None:
         """The attempt's lease lapsed (its drive died, or the resource was busy): run it again."""
@@ -892,7 +941,9 @@ class _Drive:
             return "conflict"
         return self._invoke(state, now)
 
-    def _invoke(self, state: TaskState, now: int) -> str | None:
+    def _invoke(self, state: TaskState, now: int, overlapped: bool = False) -> str | None:
+        """Call the attempt the step holds (checkpointed already, or with `overlapped` while its request
+        is in flight) and apply its outcome."""
         execution = self.step.execution
         self.tasks_run += 1
         try:
@@ -910,9 +961,21 @@ class _Drive:
             timeout_seconds=float(_call_timeout_seconds(state)),
         )
         began = time.perf_counter()
+        if overlapped:
+            sent = self.engine._send_task(call)
+            try:
+                written = self.engine._checkpoint(self.step)
+            except BaseException:
+                sent.answer()  # a crash while the request is in flight: it still reaches the function
+                raise
+            if not written:
+                sent.answer()  # whoever won asks again under the same key; this answer is not applied
+                return "conflict"
+            execution = self.step.execution
+        self._leased_version = execution.version
         renewal = _LeaseRenewal(self.engine, execution, self._renewals_end_ms(state, execution))
         with renewal:
-            outcome = self.engine._run_task(call)
+            outcome = self.engine._answer(sent) if overlapped else self.engine._run_task(call)
         call_ms = round((time.perf_counter() - began) * MS_PER_SECOND, 2)
         if renewal.crashed is not None:
             raise renewal.crashed  # the process died while renewing: it saves nothing after the call
@@ -1001,6 +1064,26 @@ class _Drive:
                 self.step.stored, lease_until_ms=lease_until_ms, next_run_at_ms=lease_until_ms
             )
         self.step.change(lease_until_ms=lease_until_ms, next_run_at_ms=lease_until_ms)
+
+
+class _SentCall:
+    """A task call running on a thread of its own while the drive writes the checkpoint."""
+
+    def __init__(self, call: Callable[[], TaskOutcome]) -> None:
+        self._outcome: TaskOutcome | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(call,), name="workflow-task-call", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, call: Callable[[], TaskOutcome]) -> None:
+        self._outcome = call()
+
+    def answer(self) -> TaskOutcome:
+        """The call's outcome once it has returned (it is bounded by its own timeout)."""
+        self._thread.join()
+        assert self._outcome is not None  # _call_task turns every exception into TaskFailed
+        return self._outcome
 
 
 class _LeaseRenewal(LeaseRenewal):

@@ -25,8 +25,9 @@ from finfaas.workflow.wakeups import SWEEP, WAKE, Waker, Wakeup, WakeupError
 _log = get_logger("workflow.sweeper")
 MS_PER_SECOND = 1000
 # With the engine's 4 s leases, a drive that died is re-driven within 6 s (EngineLimits.lease_seconds).
-# A tick costs one UpdateItem (the claim) and two Queries of the by-status index (anything running;
-# what is due, up to batch_max), whatever the number of executions.
+# A tick costs one UpdateItem (the claim) and, on the sharded by-status index, one Query per shard of
+# what is due (up to batch_max each, merged) plus one per shard at most to learn whether anything runs
+# (it stops at the first shard holding one): at most 2 x 4 Queries, whatever the number of executions.
 sweep_interval_seconds_default = 2
 # A tick later than this past its planned time counts as lost, and the chain is re-armed.
 tick_lost_after_intervals = 2

@@ -133,7 +133,9 @@ def serve_counting_proxy(listen_port: int, upstream: str) -> None:
         if request.path == "/__counts":
             return web.json_response(dict(counts))
         body = await request.read()
-        counts[_operation(request.headers, body)] += 1
+        operation = _operation(request.headers, body)
+        counts[operation] += 1
+        counts[f"{_caller(request.headers)}: {operation}"] += 1
         headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
         session: ClientSession = request.app["session"]
         async with session.request(
@@ -156,6 +158,16 @@ def serve_counting_proxy(listen_port: int, upstream: str) -> None:
     app.cleanup_ctx.append(session_context)
     app.router.add_route("*", "/{tail:.*}", counted)
     web.run_app(app, host="127.0.0.1", port=listen_port, print=None, handle_signals=True)
+
+
+def _caller(headers: Any) -> str:
+    """The function that sent a call, from botocore's `app/<id>` user-agent token (its AWS_SDK_UA_APP_ID,
+    which stack_text sets to the function's name); `gateway` for the rest: while a phase is measured,
+    the bench itself calls nothing, and what remains is the gateway's queue connector."""
+    for token in headers.get("User-Agent", "").split():
+        if token.startswith("app/"):
+            return token[len("app/"):]
+    return "gateway"
 
 
 def _operation(headers: Any, body: bytes) -> str:
@@ -220,7 +232,9 @@ def stack_text() -> str:
         if topic:
             lines += ["    annotations:", f"      topic: {topic}"]
         lines += ["    environment:"]
-        lines += [f'      {key}: "{value}"' for key, value in {"exec_timeout": "30s", **environment}.items()]
+        # botocore puts the app id in every call's user agent: the counting proxy attributes calls by it.
+        environment = {"exec_timeout": "30s", "AWS_SDK_UA_APP_ID": name, **environment}
+        lines += [f'      {key}: "{value}"' for key, value in environment.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -487,6 +501,21 @@ def per_transfer(counts: Counter[str], service: str, transfers: int) -> dict[str
     }
 
 
+def per_function(counts: Counter[str], transfers: int) -> dict[str, dict[str, float]]:
+    """{function: {"<service> <operation>": calls per transfer}} from the proxy's attributed counts."""
+    table: dict[str, dict[str, float]] = {}
+    for name, n in sorted(counts.items()):
+        caller, colon, operation = name.partition(": ")
+        if colon:
+            table.setdefault(caller, {})[operation] = round(n / transfers, 2)
+    return table
+
+
+def unattributed(counts: Counter[str]) -> Counter[str]:
+    """The counts by operation alone (the proxy also keeps them by calling function)."""
+    return Counter({name: n for name, n in counts.items() if ": " not in name})
+
+
 def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str, float]:
     """Where end-to-end time goes, from the executions' histories: until the execution exists, until
     its first task starts (the wake-up through SQS), inside tasks, and between them (orchestration);
@@ -588,6 +617,10 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
     polls = sum(o.polls for o in load.outcomes)
     dynamodb_calls["dynamodb GetItem"] -= reads
     dynamodb_calls["dynamodb BatchGetItem"] -= batch_reads
+    dynamodb_calls["transfers: dynamodb GetItem"] -= reads
+    dynamodb_calls["transfers: dynamodb BatchGetItem"] -= batch_reads
+    by_function = per_function(dynamodb_calls + sqs_calls, done)
+    dynamodb_calls, sqs_calls = unattributed(dynamodb_calls), unattributed(sqs_calls)
     latencies = [o.latency_ms for o in load.completed]
     load_mean = sum(latencies) / done
     load_steps = (steps_after - steps_before) / max(len(load.outcomes), 1)
@@ -608,6 +641,7 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
         "sqs_calls_per_transfer": round(sum(sqs_calls.values()) / done, 2),
         "dynamodb_calls_by_operation": per_transfer(dynamodb_calls, "dynamodb", done),
         "sqs_calls_by_operation": per_transfer(sqs_calls, "sqs", done),
+        "calls_by_function": by_function,
         "status_requests_per_transfer": round(polls / done, 2),
         "status_reads_per_transfer": round(reads / done, 2),
         "status_batch_reads_per_transfer": round(batch_reads / done, 2),

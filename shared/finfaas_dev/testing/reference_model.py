@@ -90,6 +90,9 @@ class ReferenceLedger:
     def get_account(self, account_id: str) -> Account | None:
         return self.accounts.get(account_id)
 
+    def get_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]:
+        return {i: self.accounts[i] for i in account_ids if i in self.accounts}
+
     def accounts_by_owner(self, owner_id: str, limit: int, cursor: str | None) -> Page[Account]:
         check_page_size(limit)
         owned = sorted((a for a in self.accounts.values() if a.owner_id == owner_id),

@@ -19,15 +19,15 @@ def _create_workflow_tables(client, executions: str, history: str) -> None:
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
             *({"AttributeName": name, "AttributeType": "S"}
-              for name in ("execution_id", "status", "next_run_at", "reference")),
+              for name in ("execution_id", "status_shard", "next_run_at", "reference")),
             {"AttributeName": "started_at_ms", "AttributeType": "N"},
         ],
         KeySchema=[{"AttributeName": "execution_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
             {
-                "IndexName": "by-status-keys",
+                "IndexName": "by-status-shards",
                 "KeySchema": [
-                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "status_shard", "KeyType": "HASH"},
                     {"AttributeName": "next_run_at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["state_machine"]},

@@ -11,6 +11,7 @@ from finfaas.store import executions_store
 from finfaas.store.executions_store import ExecutionsStore
 from finfaas.store.ledger_store import DynamoCallMeter
 from finfaas.workflow.model import Status
+from support.store_contract import T0_MS as T0
 from support.store_contract import ExecutionStoreContract, new_execution, next_version, started
 
 
@@ -225,3 +226,44 @@ def test_history_written_one_event_an_item_still_reads(store):
         (1, "ExecutionStarted", 1_001, {"visit": 1}),
         (2, "StateEntered", 1_002, {"visit": 1}),
     ]
+
+
+def test_running_executions_spread_over_the_index_shards_and_a_list_merges_them_newest_first(store):
+    # GIVEN 24 running executions, one second apart in next_run_at, and 3 finished ones
+    running = [new_execution(next_run_at_ms=T0 + n * 1000) for n in range(24)]
+    for execution in running:
+        store.create(execution, started(execution))
+    for execution in [new_execution(next_run_at_ms=T0 + 500) for _ in range(3)]:
+        store.create(execution, started(execution))
+        done, _ = next_version(execution, status=Status.SUCCEEDED)
+        assert store.save(done, [], execution)
+
+    # THEN their index partitions are several shards of RUNNING, never RUNNING alone
+    shards = {store.execution_model.get(e.execution_id).status_shard for e in running}
+    assert len(shards) > 1 and all(shard.startswith("RUNNING#") for shard in shards)
+
+    # AND listing them in pages of 5 gives every one once, newest next_run_at first
+    listed, cursor = [], None
+    for _ in range(10):
+        page = store.list(Status.RUNNING, 5, cursor)
+        listed += [e.execution_id for e in page.executions]
+        if not page.has_more:
+            break
+        cursor = page.last_examined
+    assert listed == [e.execution_id for e in reversed(running)]
+
+
+def test_a_sweep_reads_every_shard_once_and_wakes_the_longest_overdue_first(store):
+    # GIVEN 12 running executions overdue by 1 to 12 seconds, and one not yet due
+    now = T0 + 60_000
+    overdue = [new_execution(next_run_at_ms=now - n * 1000) for n in range(1, 13)]
+    for execution in [*overdue, new_execution(next_run_at_ms=now + 1000)]:
+        store.create(execution, started(execution))
+
+    # WHEN the sweeper asks for the 5 most overdue
+    due: list[str] = []
+    calls = _calls(store, lambda: due.extend(store.due(now, 5)))
+
+    # THEN it gets them across shards, oldest due first, for one Query per shard
+    assert due == [e.execution_id for e in reversed(overdue)][:5]
+    assert calls == {"Query": executions_store.STATUS_SHARDS}

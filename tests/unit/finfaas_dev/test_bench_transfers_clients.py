@@ -46,3 +46,24 @@ def test_a_pausing_client_leaves_the_pause_between_one_final_transfer_and_the_ne
     # THEN each transfer went out at least 0.2 s after the one before had come back final
     assert len(result.completed) == 3
     assert all(later - earlier >= 0.2 for earlier, later in zip(sent, sent[1:], strict=False))
+
+
+def test_every_counted_call_is_attributed_to_the_function_that_made_it():
+    # GIVEN the user agents botocore sends with AWS_SDK_UA_APP_ID set (a function) and unset (the gateway)
+    from collections import Counter
+
+    from finfaas_dev.bench.transfers import _caller, per_function, stack_text, unattributed
+
+    agent = "Boto3/1.40 md/Botocore#1.44.8 ua/2.1 os/linux"
+    assert _caller({"User-Agent": f"{agent} app/risk cfg/retry-mode#legacy"}) == "risk"
+    assert _caller({"User-Agent": agent}) == "gateway"
+    # AND every function of the bench's stack is given its own name as the app id
+    assert 'AWS_SDK_UA_APP_ID: "orchestrator"' in stack_text()
+
+    # WHEN the proxy's counts (by operation, and by caller and operation) are split per transfer
+    counts = Counter({"dynamodb GetItem": 6, "risk: dynamodb GetItem": 2, "transfers: dynamodb GetItem": 4})
+
+    # THEN each function's calls come per transfer, and the totals leave the attributed rows out
+    expected = {"risk": {"dynamodb GetItem": 1.0}, "transfers": {"dynamodb GetItem": 2.0}}
+    assert per_function(counts, 2) == expected
+    assert unattributed(counts) == Counter({"dynamodb GetItem": 6})

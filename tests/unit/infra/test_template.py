@@ -47,7 +47,7 @@ EXPECTED_TABLES = {
     "customers": ([("customer_id", "S", "HASH")], {"by-username": [("username", "S", "HASH")]}, None),
     "auth": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, "expires_at"),
     "executions": ([("execution_id", "S", "HASH")],
-                   {"by-status-keys": [("status", "S", "HASH"), ("next_run_at", "S", "RANGE")],
+                   {"by-status-shards": [("status_shard", "S", "HASH"), ("next_run_at", "S", "RANGE")],
                     BY_REFERENCE_INDEX: [("reference", "S", "HASH"), ("started_at_ms", "N", "RANGE")]}, None),
     "history": ([("execution_id", "S", "HASH"), ("seq", "N", "RANGE")], {}, None),
     "transferorders": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")],
@@ -135,7 +135,7 @@ def test_a_deployed_index_projecting_other_attributes_than_the_template_is_refus
         "KeySchema": [{"AttributeName": "execution_id", "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [{
             "IndexName": BY_STATUS_INDEX,
-            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+            "KeySchema": [{"AttributeName": "status_shard", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["state_machine"]},
         }],
     }

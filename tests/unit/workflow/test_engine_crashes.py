@@ -9,6 +9,8 @@ compensation Refund when the credit is refused. Crash points are the engine's ow
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from finfaas.workflow.engine import EngineLimits
 from finfaas.workflow.model import Status
@@ -282,3 +284,118 @@ def test_a_slow_step_that_outlives_its_lease_is_applied_once():
     assert bank.effects(EXECUTION) == {"debits": 1, "credits": 1}
     types = [e.type for e in world.store.history(EXECUTION, 0, 1000)]
     assert types.count("TaskRedriven") == 1 and types.count("TaskBusy") == 1
+
+
+# --- the overlap window: the next call sent while its checkpoint is written --------------------------
+
+
+def _overlap_window(points: list[str]) -> list[int]:
+    """Indexes of the crash points between an overlapped call's send and its answer: the checkpoint
+    written while that call is in flight (before and after its write) and the answer itself."""
+    window, sent = [], False
+    for index, point in enumerate(points):
+        if point == "task:before_call":
+            sent = True
+        elif point == "task:after_call":
+            if sent and window and window[-1] == index - 1:
+                window.append(index)
+            sent = False
+        elif sent and point.startswith("checkpoint:"):
+            window.append(index)
+    return window
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["queue", "in-process"])
+def test_the_next_call_is_sent_before_its_checkpoint_and_both_matrices_crash_inside_that_window(inline):
+    # GIVEN the clean run of a saga whose Credit follows the Debit in the same drive
+    points = _inline_crash_points("credited") if inline else _crash_points("credited")
+
+    # THEN Credit's request goes out before the checkpoint that leases it, which the matrix crashes at
+    window = _overlap_window(points)
+    expected = ["checkpoint:before_save", "checkpoint:after_save", "task:after_call"]
+    assert [points[i] for i in window] == expected
+    cases = INLINE_CASES if inline else CASES
+    assert {i for s, i, _ in cases if s == "credited"} >= set(window)
+
+
+@pytest.mark.parametrize("duplicates", [False, True], ids=["once", "delivered-twice"])
+@pytest.mark.parametrize("scenario", ["credited", "credit-refused-refunded"])  # Credit follows Debit at once
+def test_a_crash_after_the_next_call_was_sent_and_before_its_checkpoint_applies_it_once(scenario, duplicates):
+    # GIVEN a crash after the next task's request went out, before the checkpoint that leases it committed
+    input_value, status, effects, path = SCENARIOS[scenario]
+    clean, _ = _run(input_value, duplicate_deliveries=duplicates)
+    first_window = _overlap_window(clean.crash.points)[0]
+    crash = CrashAt(first_window)
+
+    # WHEN the orchestrator dies there (every message delivered twice in one variant) and is resumed
+    world, bank = _run(input_value, crash, duplicate_deliveries=duplicates)
+
+    # THEN the request was asked again under the same key, and every effect happened once
+    assert crash.crashed_at == "checkpoint:before_save"
+    assert world.status(EXECUTION) is status
+    assert bank.effects(EXECUTION) == effects
+    assert world.path(EXECUTION) == path
+    credit_keys = {call.idempotency_key for call in bank.calls if call.state == "Credit"}
+    assert credit_keys == {f"{EXECUTION}#Credit#1"}
+    assert sum(1 for call in bank.calls if call.state == "Credit") >= 2
+
+
+class LockedBank(ToyBank):
+    """The toy bank answering one call at a time, as a function's idempotency guard claims a key."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self._lock = threading.Lock()
+
+    def run(self, call: TaskCall):
+        with self._lock:
+            return super().run(call)
+
+
+class TakeoverInOverlap:
+    """The crash hook's place: while the first overlapped checkpoint is being written, the lease lapses
+    and another process drives the execution to its end, so that checkpoint's condition fails."""
+
+    def __init__(self) -> None:
+        self.points: list[str] = []
+        self.world: World | None = None
+        self.taken_over = False
+        self.crashed_at = None
+
+    def __call__(self, point: str) -> None:
+        self.points.append(point)
+        if self.taken_over or point != "checkpoint:before_save" or self.points[-2:-1] != ["task:before_call"]:
+            return
+        self.taken_over = True
+        world = self.world
+        assert world is not None
+        world.clock.sleep(world.limits.lease_seconds + 1)
+        world.sweeper.sweep()
+        queued = world.waker.pop_visible()
+        world._new_process().drive(queued.wakeup.execution_id, queued.wakeup.reason)
+
+
+@pytest.mark.parametrize("duplicates", [False, True], ids=["once", "delivered-twice"])
+@pytest.mark.parametrize("inline", [False, True], ids=["queue", "in-process"])
+def test_an_overlapped_checkpoint_lost_to_another_drive_applies_nothing_and_each_effect_happens_once(
+    inline, duplicates
+):
+    # GIVEN a drive whose Credit request is in flight when another process takes the execution over
+    hook = TakeoverInOverlap()
+    bank = LockedBank()
+    world = World(registry(repository=True), bank, crash=hook, inline=inline, duplicate_deliveries=duplicates)
+    hook.world = world
+
+    # WHEN the first drive's checkpoint then meets the version the other one wrote
+    world.start("demo-transfer", "tr-1", SMALL)
+    world.run()
+
+    # THEN the other drive finished the saga, the first applied nothing, and each effect happened once
+    assert hook.taken_over
+    assert world.status(EXECUTION) is Status.SUCCEEDED
+    assert bank.effects(EXECUTION) == {"debits": 1, "credits": 1}
+    assert world.path(EXECUTION) == ["Debit", "NeedsCoolingOff", "Credit", "Transferred"]
+    credit_keys = [call.idempotency_key for call in bank.calls if call.state == "Credit"]
+    assert credit_keys == [f"{EXECUTION}#Credit#1"] * 2
+    types = [e.type for e in world.store.history(EXECUTION, 0, 1000)]
+    assert types.count("TaskRedriven") == 1 and types.count("ExecutionSucceeded") == 1

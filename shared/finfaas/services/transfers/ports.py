@@ -73,7 +73,9 @@ class TransferOrders(Protocol):
 class AccountDirectory(Protocol):
     """Ledger accounts as validation reads them."""
 
-    def account(self, account_id: str) -> AccountInfo | None: ...
+    def accounts(self, account_ids: Sequence[str]) -> dict[str, AccountInfo]:
+        """The accounts that exist among these ids, each read consistently, in one call."""
+        ...
 
 
 class RiskAssessor(Protocol):

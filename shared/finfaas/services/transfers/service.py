@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -128,13 +128,12 @@ class LedgerAccounts:
     def __init__(self, repository: Any) -> None:
         self._repository = repository
 
-    def account(self, account_id: str) -> AccountInfo | None:
-        found = self._repository.get_account(account_id)
-        if found is None:
-            return None
-        return AccountInfo(
-            found.account_id, found.owner_id, found.currency, found.kind.value, found.status.value
-        )
+    def accounts(self, account_ids: Sequence[str]) -> dict[str, AccountInfo]:
+        found = self._repository.get_accounts(account_ids)
+        return {
+            a.account_id: AccountInfo(a.account_id, a.owner_id, a.currency, a.kind.value, a.status.value)
+            for a in found.values()
+        }
 
 
 @dataclass(frozen=True)
@@ -598,12 +597,15 @@ class TransfersService:
     def _checked(self, order: TransferOrder) -> Tier:
         """The owner's tier once every validation rule passes; ValidationRefused naming the field otherwise.
 
-        At most one read per account and one of the tier, each consistent: acceptance runs this before
+        One read of both accounts and one of the tier, each consistent: acceptance runs this before
         anything is written, and the saga's validate step runs it again before reserving the amount."""
-        debit = self._accounts.account(order.debit_account_id)
-        _check_debit_account(order, debit)
+        wanted = [order.debit_account_id]
         if not order.external:
-            _check_credit_account(order, self._accounts.account(order.credit_account_id))
+            wanted.append(order.credit_account_id)
+        found = self._accounts.accounts(wanted)
+        _check_debit_account(order, found.get(order.debit_account_id))
+        if not order.external:
+            _check_credit_account(order, found.get(order.credit_account_id))
         tier = self._orders.tier_of(order.owner_id)
         try:
             check_per_transfer(tier, order.amount_minor, order.currency)

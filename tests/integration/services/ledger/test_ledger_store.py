@@ -329,3 +329,16 @@ def test_system_accounts_are_unlimited(ledger_store, clock, ids):
     new = NewAccount(ids("fees"), "system", "USD", AccountKind.FEES, debits_must_not_exceed_credits=False)
     account = ledger_store.open_account(new, clock())
     assert not account.is_limited
+
+
+def test_accounts_are_read_together_in_one_consistent_call(ledger_store, open_customer, ids, count_calls):
+    # GIVEN two open accounts and an id that names none
+    alice, bob = open_customer("alice"), open_customer("bob")
+
+    # WHEN a transfer's validation reads them all at once
+    with count_calls() as calls:
+        found = ledger_store.get_accounts([alice, bob, ids("nobody"), alice])
+
+    # THEN the existing ones come back, as get_account reads them, in one BatchGetItem
+    assert found == {alice: ledger_store.get_account(alice), bob: ledger_store.get_account(bob)}
+    assert calls == {"BatchGetItem": 1}

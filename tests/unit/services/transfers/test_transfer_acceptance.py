@@ -41,10 +41,12 @@ class Accounts:
     def __init__(self, *accounts: AccountInfo) -> None:
         self.by_id = {a.account_id: a for a in accounts}
         self.reads: list[str] = []
+        self.calls = 0
 
-    def account(self, account_id: str) -> AccountInfo | None:
-        self.reads.append(account_id)
-        return self.by_id.get(account_id)
+    def accounts(self, account_ids) -> dict[str, AccountInfo]:
+        self.calls += 1
+        self.reads += account_ids
+        return {i: self.by_id[i] for i in account_ids if i in self.by_id}
 
 
 class RecordingOrchestrator:
@@ -167,12 +169,13 @@ def test_an_amount_no_ledger_could_hold_is_refused_when_the_body_is_parsed(amoun
     assert [error["loc"] for error in refused.value.errors()] == [("amount",)]
 
 
-def test_acceptance_reads_each_account_once():
+def test_acceptance_reads_both_accounts_once_in_one_call():
     world = World()
 
     world.accept()
 
     assert world.accounts.reads == ["acc-a", "acc-b"]
+    assert world.accounts.calls == 1
 
 
 def test_a_transfer_to_another_bank_reads_only_the_source():
