@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from finfaas_dev.bench.payments import PAYMENTS_PER_CUSTOMER_MAX, Customers, _stats_delta, run_clients
 
@@ -41,3 +44,19 @@ def test_the_profile_divides_each_functions_step_time_and_dynamodb_calls_by_the_
     assert delta["steps"] == {"request": {"ms_per_payment": 10.0, "calls_per_payment": 1.0},
                               "audit": {"ms_per_payment": 2.0, "calls_per_payment": 1.0}}
     assert delta["dynamodb_calls"] == {"GetItem": 2.0, "TransactWriteItems": 1.0, "total": 3.0}
+
+
+def test_a_call_stuck_past_the_deadline_does_not_stretch_the_rate_measured_before_it():
+    stuck = threading.Event()
+
+    def work(client: int) -> None:
+        if client == 0 and not stuck.is_set():
+            stuck.set()
+            time.sleep(1.0)  # one call outlives the phase's 0.4 s
+        else:
+            time.sleep(0.01)
+
+    phase = run_clients(clients=2, seconds=0.4, payments_max=1_000, work=work)
+
+    assert phase.seconds >= 1.0 and phase.late >= 1
+    assert phase.per_second > 50  # about 100/s from the other client, not done / 1 s
