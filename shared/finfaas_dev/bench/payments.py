@@ -393,18 +393,19 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
     run_clients(2, 2.0, 20, paying(lambda c: many[c % len(many)]))  # warm every function up
     receivables = [r for m in merchants for r in m["ledger_accounts"]["receivables"]]
     raw_accounts = [account for account, _ in opened]
-    # The raw side runs before and after the gateway's phases (ids apart): on a shared machine the two
-    # differ, and both are reported; the ratio takes the faster.
-    raw_before = run_clients(args.clients, args.seconds, args.payments_max,
-                             raw_work(f"{run_id}a", raw_accounts, receivables))
+    # The raw side runs before and after the gateway's phases: on a shared machine the two differ, and
+    # both are reported; the ratio takes the faster. One untimed operation first, as the functions had
+    # their warm-up: the store's first call (its client, its models) costs seconds on a loaded machine.
+    raw = raw_work(run_id, raw_accounts, receivables)
+    raw(0)
+    raw_before = run_clients(args.clients, args.seconds, args.payments_max, raw)
     profiled = profile(base_url, customers, many[-1])
     captures = run_clients(args.clients, args.seconds, args.payments_max,
                            paying(lambda c: many[c % len(many)]))
     manual = run_clients(args.clients, args.seconds, args.payments_max,
                          paying(lambda c: many[c % len(many)], way="manual"))
-    raw_after = run_clients(args.clients, args.seconds, args.payments_max,
-                            raw_work(f"{run_id}b", raw_accounts, receivables))
-    raw = max(raw_before, raw_after, key=lambda phase: phase.per_second)
+    raw_after = run_clients(args.clients, args.seconds, args.payments_max, raw)
+    fastest_raw = max(raw_before, raw_after, key=lambda phase: phase.per_second)
     hot = merchants[0]["merchant_id"]
     spread = [m["merchant_id"] for m in merchants[:HOT_CLIENTS]]
     one = run_clients(HOT_CLIENTS, args.seconds, args.payments_max, paying(lambda c: hot))
@@ -419,11 +420,11 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
 
     return {
         "captures_per_s": captures.per_second,
-        "raw_per_s": raw.per_second,
+        "raw_per_s": fastest_raw.per_second,
         "raw_runs_per_s": [raw_before.per_second, raw_after.per_second],
-        "ratio": ratio(captures, raw),
+        "ratio": ratio(captures, fastest_raw),
         "manual_captures_per_s": manual.per_second,
-        "manual_ratio": ratio(manual, raw),
+        "manual_ratio": ratio(manual, fastest_raw),
         "hot_merchant_ratio": ratio(one, sixteen),
         "hot_one_merchant_per_s": one.per_second,
         "hot_sixteen_merchants_per_s": sixteen.per_second,
