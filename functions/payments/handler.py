@@ -39,10 +39,12 @@ from typing import Any
 from finfaas.domain.errors import InvalidInput
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.http.rendering import rendered, stored_response
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.ledger.ports import CompletionRecords
 from finfaas.services.payments.api import (
     ERRORS,
     CancelBody,
@@ -53,6 +55,7 @@ from finfaas.services.payments.api import (
     IntentList,
     IntentListQuery,
     IntentView,
+    KeyInTransaction,
     MerchantBalanceView,
     MerchantView,
     NewIntentBody,
@@ -69,6 +72,7 @@ from finfaas.services.payments.api import (
     settlement_view,
 )
 from finfaas.services.payments.errors import DisputeNotFound
+from finfaas.services.payments.model import PaymentIntent, payment_id_for
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
 from finfaas.services.payments.settlement import MerchantSettlement, settlement_csv, settlement_lag_seconds
 
@@ -105,6 +109,8 @@ class PaymentsServices:
     probe: Callable[[], None]
     dynamodb_calls: Callable[[], dict[str, int]] = dict
     settlement: MerchantSettlement | None = None
+    # The idempotency table as a step's ledger transaction writes to it (the guard's own store).
+    records: CompletionRecords | None = None
 
 
 def build_services(suite: Any = None) -> PaymentsServices:
@@ -144,6 +150,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
     lag = int(os.environ.get(SETTLEMENT_LAG_ENV, str(settlement_lag_seconds)))
     settlement = MerchantSettlement(merchants, intents, money, PaymentSettlementsStore(merchants),
                                     lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag)
+    keys = IdempotencyStore()
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
                                intents=intents, money=money,
                                risk=RiskClient(suite), breaker=breaker, settings=settings,
@@ -151,12 +158,13 @@ def build_services(suite: Any = None) -> PaymentsServices:
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
         payments=payments,
-        guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
+        guard=IdempotencyGuard(keys, FUNCTION_NAME),
         limiter=RateLimiter(RateLimitStore(), LIMITS),
         audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
         probe=lambda: merchants.get("readiness-probe"),
         dynamodb_calls=meter.snapshot,
         settlement=settlement,
+        records=keys,
     )
 
 
@@ -171,19 +179,35 @@ def caller(req: Request) -> Caller:
     return Caller(req.principal.sub, req.principal.kind)
 
 
+def step_key(req: Request, render: Callable[[PaymentIntent], Response]) -> KeyInTransaction | None:
+    """The request's Idempotency-Key record for its step's ledger transaction, answering what `render`
+    makes of the stored intent; None leaves the key to the platform (recorded after the handler)."""
+    records = services.get().records
+    if req.idempotency is None or records is None:
+        return None
+    return KeyInTransaction(req.idempotency, records,
+                            lambda intent: stored_response(rendered(render(intent))))
+
+
+def intent_answer(intent: PaymentIntent) -> Response:
+    return Response(intent_view(intent))
+
+
 # --- payment intents ----------------------------------------------------------------------------------
 
 
 @app.route("POST", "/payment_intents", scopes=[WRITE], body=NewIntentBody, status=201, response=IntentView,
-           idempotency="keyed", rate_limit=MONEY_LIMIT.name)
+           idempotency="keyed", rate_limit=MONEY_LIMIT.name, audit="outbox")
 def create_intent(req: Request, body: NewIntentBody) -> Response:
-    """A payment from a customer's account to a merchant, to be confirmed. The intent is the
-    Idempotency-Key's record (its id derives from the caller and the key): a repeat answers as the
-    first did, marked replayed; the same key with another body is a 422."""
+    """A payment from a customer's account to a merchant, to be confirmed, or with confirm=true confirmed
+    at once (automatic capture: paid in this one call). The intent is the Idempotency-Key's record (its id
+    derives from the caller and the key): a repeat answers as the first did, marked replayed; the same
+    key with another body is a 422."""
     key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
     assert key is not None, "idempotency='keyed' routes always carry a key"
-    intent, repeated = services.get().payments.create_intent(caller(req), key, body)
-    req.audit_target = f"payment_intent:{intent.payment_id}"
+    # Known before the write, whose outbox item carries the audit facts naming it.
+    req.audit_target = f"payment_intent:{payment_id_for(caller(req).sub, key)}"
+    intent, repeated = services.get().payments.create_intent(caller(req), key, body, req.outbox_audit)
     headers = {"Location": INTENT_PATH.format(intent.payment_id)}
     if repeated:
         headers[REPLAYED_HEADER] = "true"
@@ -205,38 +229,52 @@ def get_intent(req: Request, payment_id: str) -> IntentView:
     return intent_view(services.get().payments.intent(caller(req), payment_id))
 
 
-@app.route("POST", "/payment_intents/{payment_id}/confirm", scopes=[WRITE], idempotency="required",
-           rate_limit=MONEY_LIMIT.name)
-def confirm_intent(req: Request, payment_id: str) -> IntentView:
+# Money steps record their Idempotency-Key in the ledger transaction that moves the money
+# (in_transaction): no claim before, no completion after, and a step that committed always replays.
+@app.route("POST", "/payment_intents/{payment_id}/confirm", scopes=[WRITE], idempotency="in_transaction",
+           rate_limit=MONEY_LIMIT.name, audit="outbox", response=IntentView)
+def confirm_intent(req: Request, payment_id: str) -> Response:
     """Risk check, then a hold until capture_before (manual capture) or the payment (automatic)."""
     req.audit_target = f"payment_intent:{payment_id}"
-    return intent_view(services.get().payments.confirm(caller(req), payment_id))
+    key = step_key(req, intent_answer)
+    return intent_answer(services.get().payments.confirm(caller(req), payment_id, req.outbox_audit, key))
 
 
 @app.route("POST", "/payment_intents/{payment_id}/capture", scopes=[WRITE], body=CaptureBody,
-           idempotency="required", rate_limit=MONEY_LIMIT.name)
-def capture_intent(req: Request, payment_id: str, body: CaptureBody) -> IntentView:
+           idempotency="in_transaction", rate_limit=MONEY_LIMIT.name, audit="outbox", response=IntentView)
+def capture_intent(req: Request, payment_id: str, body: CaptureBody) -> Response:
     """Capture amount_to_capture (default: all capturable); final_capture=false keeps the rest held."""
     req.audit_target = f"payment_intent:{payment_id}"
-    return intent_view(services.get().payments.capture(caller(req), payment_id, body))
+    key = step_key(req, intent_answer)
+    captured = services.get().payments.capture(caller(req), payment_id, body, req.outbox_audit, key)
+    return intent_answer(captured)
 
 
 @app.route("POST", "/payment_intents/{payment_id}/refunds", scopes=[WRITE], body=RefundBody, status=201,
-           response=RefundView, idempotency="required", rate_limit=MONEY_LIMIT.name)
-def refund_intent(req: Request, payment_id: str, body: RefundBody) -> RefundView:
+           response=RefundView, idempotency="in_transaction", rate_limit=MONEY_LIMIT.name, audit="outbox")
+def refund_intent(req: Request, payment_id: str, body: RefundBody) -> Response:
     """Refund all or part of what was captured to the paying account; a refund number already used on
     this payment answers that refund (once), or 409 when it asked for another amount."""
     req.audit_target = f"payment_intent:{payment_id}"
-    _, refund = services.get().payments.refund(caller(req), payment_id, body)
-    return refund_view(refund)
+
+    def answer(intent: PaymentIntent) -> Response:
+        refund = intent.refund(body.refund_number)
+        assert refund is not None, "a refund step stores its refund"
+        return Response(refund_view(refund), status=201)
+
+    stored, _ = services.get().payments.refund(caller(req), payment_id, body, req.outbox_audit,
+                                               step_key(req, answer))
+    return answer(stored)
 
 
 @app.route("POST", "/payment_intents/{payment_id}/cancel", scopes=[WRITE], body=CancelBody,
-           idempotency="required", rate_limit=MONEY_LIMIT.name)
-def cancel_intent(req: Request, payment_id: str, body: CancelBody) -> IntentView:
+           idempotency="in_transaction", rate_limit=MONEY_LIMIT.name, audit="outbox", response=IntentView)
+def cancel_intent(req: Request, payment_id: str, body: CancelBody) -> Response:
     """Cancel, releasing what is still capturable; a canceled intent stays canceled."""
     req.audit_target = f"payment_intent:{payment_id}"
-    return intent_view(services.get().payments.cancel(caller(req), payment_id, body.cancellation_reason))
+    key = step_key(req, intent_answer)
+    return intent_answer(services.get().payments.cancel(caller(req), payment_id, body.cancellation_reason,
+                                                        req.outbox_audit, key))
 
 
 # --- disputes ---------------------------------------------------------------------------------------

@@ -117,10 +117,11 @@ def test_a_customer_pays_a_merchant_captured_in_part_refunded_in_part_and_the_bo
     key = {"Idempotency-Key": secrets.token_hex(8)}
     status, confirmed = _request("POST", f"{intents}/{intent['id']}/confirm", ada, None, key)
     assert status == 200 and confirmed["status"] == "requires_capture", confirmed
-    status, partial = _request("POST", f"{intents}/{intent['id']}/capture", ada,
-                               {"amount_to_capture": 3_000, "final_capture": False},
-                               {"Idempotency-Key": secrets.token_hex(8)})
-    assert status == 200, partial
+    partial_key = {"Idempotency-Key": secrets.token_hex(8)}
+    for _ in range(2):  # the partial capture sent twice under its key: captured once, answered the same
+        status, partial = _request("POST", f"{intents}/{intent['id']}/capture", ada,
+                                   {"amount_to_capture": 3_000, "final_capture": False}, partial_key)
+        assert status == 200 and partial["amount_received"] == 3_000, partial
     status, final = _request("POST", f"{intents}/{intent['id']}/capture", ada, {"amount_to_capture": 2_000},
                              {"Idempotency-Key": secrets.token_hex(8)})
 
@@ -131,6 +132,12 @@ def test_a_customer_pays_a_merchant_captured_in_part_refunded_in_part_and_the_bo
         status, refunded = _request("POST", f"{intents}/{intent['id']}/refunds", ada, refund,
                                     {"Idempotency-Key": secrets.token_hex(8)})
         assert status == 201 and refunded["amount"] == 1_000, refunded
+    # AND pays 5.00 in one call (confirm=true, automatic capture), sent twice under its key: paid once
+    for _ in range(2):
+        status, paid = _request("POST", intents, ada, {
+            "amount": "5.00", "currency": "USD", "customer_account_id": account_id,
+            "merchant_id": merchant["merchant_id"], "confirm": True}, {"Idempotency-Key": "order-2"})
+        assert status == 201 and (paid["status"], paid["amount_received"]) == ("succeeded", 500), paid
 
     # THEN 40.00 stays with the merchant, the rest is ada's again, and the ledger reconciles
     assert (final["status"], final["amount_received"], final["amount_capturable"]) == ("succeeded", 5_000, 0)
@@ -139,9 +146,9 @@ def test_a_customer_pays_a_merchant_captured_in_part_refunded_in_part_and_the_bo
     assert status == 200 and (read["amount_refunded"], read["application_fee_refunded"]) == (1_000, 60)
     store = ledger_store_from_config()
     ada_account = store.get_account(account_id)
-    assert (ada_account.balance_minor, ada_account.debits_pending) == (16_000, 0)
+    assert (ada_account.balance_minor, ada_account.debits_pending) == (15_500, 0)
     received = sum(store.get_account(a).balance_minor for a in merchant["ledger_accounts"]["receivables"])
-    assert received == 4_000
+    assert received == 4_500
     report = check_store(store)
     assert report.clean, report.problems[:10]
 

@@ -784,7 +784,8 @@ class TransactionExtra(Protocol):
         ...
 
     # An extra may also have `more_puts_for(result) -> list[(item, condition)]`: a few more puts (an
-    # outbox event of the caller's own) for the DynamoDB store to carry in the same transaction.
+    # outbox event of the caller's own) for the DynamoDB store to carry in the same transaction, and
+    # `more_conflicted(n, raw_item)`, asked first when the n-th one's condition failed (as conflicted()).
 
 
 class LedgerRepository(Protocol):

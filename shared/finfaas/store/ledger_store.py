@@ -682,13 +682,29 @@ class DynamoLedgerStore:
             tx.commit(self._connection)
         except TransactWriteError as error:
             reasons = self._cancellation(tx, error)
-            if extra is not None and _EXTRA_TAG in reasons:
-                extra.conflicted(reasons[_EXTRA_TAG].raw_item)
-                raise _Transient("the extra put's condition failed, yet its record is free now") from error
+            if extra is not None:
+                self._extra_conflicts(extra, reasons, error)
             return reasons
         if extra is not None:
             extra.committed()
         return None
+
+    @staticmethod
+    def _extra_conflicts(extra: TransactionExtra, reasons: dict[object, CancellationReason],
+                         error: TransactWriteError) -> None:
+        """Asks the extra about its own failed conditions, those of its more puts first (an
+        Idempotency-Key's record among them decides a replay before the intent's version does)."""
+        more_failed = sorted(tag[1] for tag in reasons
+                             if isinstance(tag, tuple) and len(tag) == 2 and tag[0] == _EXTRA_TAG)
+        more_conflicted: Callable[[int, dict[str, Any] | None], None] | None = getattr(
+            extra, "more_conflicted", None)
+        for n in more_failed:
+            if more_conflicted is not None:
+                more_conflicted(n, reasons[(_EXTRA_TAG, n)].raw_item)
+        if _EXTRA_TAG in reasons:
+            extra.conflicted(reasons[_EXTRA_TAG].raw_item)
+        if more_failed or _EXTRA_TAG in reasons:
+            raise _Transient("the extra put's condition failed, yet its record is free now") from error
 
     def _cancellation(self, tx: _Transaction, error: TransactWriteError) -> dict[object, CancellationReason]:
         if isinstance(error.cause, _TRANSPORT_ERRORS):

@@ -281,6 +281,7 @@ def intent_to_json(intent: PaymentIntent) -> str:
         "status": intent.status.value,
         "metadata": dict(intent.metadata),
         "statement_descriptor": intent.statement_descriptor,
+        "confirm": intent.confirm,
         "amount_capturable_minor": str(intent.amount_capturable_minor),
         "amount_received_minor": str(intent.amount_received_minor),
         "amount_refunded_minor": str(intent.amount_refunded_minor),
@@ -339,6 +340,7 @@ def intent_from_json(text: str) -> PaymentIntent:
         status=IntentStatus(raw["status"]),
         metadata=dict(raw.get("metadata") or {}),
         statement_descriptor=raw.get("statement_descriptor", ""),
+        confirm=bool(raw.get("confirm", False)),
         amount_capturable_minor=int(raw["amount_capturable_minor"]),
         amount_received_minor=int(raw["amount_received_minor"]),
         amount_refunded_minor=int(raw["amount_refunded_minor"]),
@@ -471,6 +473,10 @@ class PaymentsStore:
         return self._event_item(intent, event), None
 
     def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
+        """The put over version intent.version - 1; a first version (created and confirmed by one request)
+        only where no intent is stored yet, as create_intent writes it."""
+        if intent.version == 1:
+            return self._intent_item(intent), self._item.pk.does_not_exist()
         return self._intent_item(intent), self._item.version == intent.version - 1
 
     def page_intents(self, wanted: IntentFilter, limit: int, start: dict[str, str] | None) -> IntentPage:

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 from finfaas.domain.ledger import TransactionExtra, Transfer
+from finfaas.platform.idempotency import IdempotencyRecord
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.errors import MerchantAccountsConflict
 from finfaas.services.payments.model import (
@@ -21,6 +22,8 @@ from finfaas.services.payments.model import (
 )
 from finfaas.services.payments.service import LedgerStoreAccounts
 from finfaas.services.suite_clients import ServiceUnreachable
+
+from finfaas_dev.fakes.platform import InMemoryIdempotencyStore
 
 _T = TypeVar("_T")
 
@@ -133,7 +136,8 @@ class InMemoryPaymentIntents:
         """Runs operation and puts item and events, all or nothing, if the stored version is `condition`."""
         with self.lock:
             stored = self._intents.get(item.payment_id)
-            if stored is None or stored.version != condition:
+            # Version 0: the intent is created by this operation (no intent may be stored yet).
+            if (stored.version if stored is not None else 0) != condition:
                 conflicted({"intent": stored} if stored is not None else None)
                 raise AssertionError("an extra's conflicted() must raise")
             result = operation()
@@ -154,16 +158,36 @@ class InMemoryPaymentsLedger(LedgerStoreAccounts):
     """PaymentsLedger over a LedgerService on the reference ledger: each operation and its extra's intent
     put apply together, as the DynamoDB store's one transaction does."""
 
-    def __init__(self, ledger: LedgerService, intents: InMemoryPaymentIntents) -> None:
+    def __init__(self, ledger: LedgerService, intents: InMemoryPaymentIntents,
+                 keys: InMemoryIdempotencyStore | None = None) -> None:
         super().__init__(ledger)
         self._intents = intents
+        self._keys = keys  # where an Idempotency-Key record riding in a transaction lands
+        self.audits: list[str] = []  # audit facts committed with the money, in order
 
     def _in_transaction(self, extra: TransactionExtra,
                         operation: Callable[[TransactionExtra | None], Transfer]) -> Transfer:
         item, condition = extra.put_for(())
+        facts = getattr(extra, "outbox_audit", None)
+        audit = facts() if callable(facts) else None
         more = getattr(extra, "more_puts_for", None)
-        events = [event for event, _ in (more(()) if more is not None else [])]
-        result = self._intents.apply(item, condition, lambda: operation(None), extra.conflicted, events)
+        puts = more(()) if more is not None else []
+        events = [put for put, _ in puts if not isinstance(put, IdempotencyRecord)]
+        records = [(n, put, free_at) for n, (put, free_at) in enumerate(puts)
+                   if isinstance(put, IdempotencyRecord)]
+        with self._intents.lock:  # the key's records, the intent and the money, all or nothing
+            for n, record, free_at in records:
+                assert self._keys is not None, "a key's record needs the fake's idempotency store"
+                existing = self._keys.get(record.key)
+                if existing is not None and not existing.is_free_for(record.fingerprint, free_at):
+                    extra.more_conflicted(n, {"record": existing})  # type: ignore[attr-defined]
+                    raise AssertionError("a key in the way answers by raising")
+            result = self._intents.apply(item, condition, lambda: operation(None), extra.conflicted, events)
+            for _, record, free_at in records:
+                assert self._keys is not None
+                assert self._keys.put_if_free(record, free_at).written
+        if audit is not None:
+            self.audits.append(audit)  # the facts the DynamoDB store's outbox item would carry
         extra.committed()
         return result
 

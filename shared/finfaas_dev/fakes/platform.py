@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from threading import Lock
+from typing import Any
 
 from finfaas.platform.audit import AuditRecord
 from finfaas.platform.idempotency import IdempotencyRecord, PutOutcome, RecordStatus
@@ -116,6 +117,15 @@ class InMemoryIdempotencyStore:
                 return False
             self._records[key] = replace(existing, lease_expires_at_ms=lease_expires_at_ms)
             return True
+
+    def completion_put(self, record: IdempotencyRecord, *, now_ms: int | None = None) -> tuple[Any, Any]:
+        """(record, the time its key must be free at), for a fake transaction to apply with put_if_free."""
+        return record, now_ms if now_ms is not None else record.written_at_ms
+
+    def record_from_raw(self, raw_item: dict[str, Any]) -> IdempotencyRecord:
+        """A fake transaction hands the record in the way as {"record": record}."""
+        record: IdempotencyRecord = raw_item["record"]
+        return record
 
     def _held_by(self, key: str, lease_token: str | None) -> bool:
         existing = self._records.get(key)

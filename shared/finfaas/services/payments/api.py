@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -27,8 +28,10 @@ from finfaas.domain.payments import (
 from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
-from finfaas.platform.idempotency import IdempotencyKeyReused
+from finfaas.platform.http.transactional import TransactionalIdempotency
+from finfaas.platform.idempotency import IdempotencyKeyReused, StoredResponse
 from finfaas.services.ledger.api import BoundedAmount, ledger_error_table
+from finfaas.services.ledger.ports import CompletionRecords
 from finfaas.services.payments.errors import (
     AuthorizationExpired,
     CurrencyMismatch,
@@ -149,6 +152,9 @@ class NewIntentBody(StrictModel):
                         Field(max_length=metadata_entries_max)] = Field(default_factory=dict)
     statement_descriptor: Annotated[str, Field(max_length=statement_descriptor_chars_max,
                                                pattern=r"^[A-Za-z0-9 .,*_-]*$")] = ""
+    confirm: StrictBool = Field(default=False, description=(
+        "confirm in the same request: risk check, then the hold (manual capture) or the payment "
+        "(automatic capture), in one ledger transaction with the new intent"))
 
 
 class CaptureBody(StrictModel):
@@ -439,6 +445,30 @@ def merchant_view(merchant: Merchant) -> MerchantView:
                                              fees_payable=accounts.fees_payable),
         created_at=merchant.created_at, updated_at=merchant.updated_at,
     )
+
+
+# --- the Idempotency-Key's record in a step's ledger transaction -------------------------------------
+
+
+class KeyInTransaction:
+    """StepKey for an in_transaction route: the key's completion record, holding the answer rendered from
+    the intent the step stores, put in that step's ledger transaction (the ledger's own routes do the
+    same), so a step that committed always replays and one that did not never does."""
+
+    def __init__(self, key: TransactionalIdempotency, records: CompletionRecords,
+                 render: Callable[[PaymentIntent], StoredResponse]) -> None:
+        self._key = key
+        self._records = records
+        self._render = render
+
+    def put_for(self, stored: PaymentIntent) -> tuple[Any, Any]:
+        return self._records.completion_put(self._key.completion_record(self._render(stored)))
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        self._key.conflict(self._records.record_from_raw(raw_item) if raw_item else None)
+
+    def committed(self) -> None:
+        self._key.mark_recorded()
 
 
 # --- errors ------------------------------------------------------------------------------------------

@@ -219,6 +219,7 @@ class PaymentIntent:
     status: IntentStatus = IntentStatus.REQUIRES_CONFIRMATION
     metadata: Mapping[str, str] = field(default_factory=dict)
     statement_descriptor: str = ""
+    confirm: bool = False  # confirmed by the creating request itself (Stripe's confirm=true)
     amount_capturable_minor: int = 0
     amount_received_minor: int = 0
     amount_refunded_minor: int = 0
@@ -253,7 +254,7 @@ class PaymentIntent:
         """What the creating request fixed: a repeat of its key must ask for exactly this."""
         return (self.owner_id, self.customer_account_id, self.merchant_id, self.amount_minor, self.currency,
                 self.capture_method, self.application_fee_minor, dict(self.metadata),
-                self.statement_descriptor)
+                self.statement_descriptor, self.confirm)
 
     def changed(self, now: datetime, **changes: object) -> PaymentIntent:
         return replace(self, updated_at=now, version=self.version + 1, **changes)  # type: ignore[arg-type]

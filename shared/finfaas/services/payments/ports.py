@@ -63,7 +63,8 @@ class PaymentIntents(Protocol):
         ...
 
     def intent_put(self, intent: PaymentIntent) -> tuple[Any, Any]:
-        """(item, condition) putting intent over version intent.version - 1, for a ledger transaction."""
+        """(item, condition) putting intent over version intent.version - 1 (version 1: none stored yet),
+        for a ledger transaction."""
         ...
 
     def intent_from_raw(self, raw_item: dict[str, Any]) -> PaymentIntent: ...
@@ -142,3 +143,16 @@ class Settlements(Protocol):
     def save_run_progress(self, progress: RunProgress) -> bool:
         """Write progress if new (version 1) or over version - 1; False otherwise."""
         ...
+class StepKey(Protocol):
+    """A request's Idempotency-Key record, put in the ledger transaction of the step it answers, so the
+    key is recorded if and only if the step commits (api.py KeyInTransaction)."""
+
+    def put_for(self, stored: PaymentIntent) -> tuple[Any, Any]:
+        """(item, condition): the key's completion record holding the answer rendered from `stored`."""
+        ...
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        """The record's condition failed: raise the replay (or 409/422); return when the key is free."""
+        ...
+
+    def committed(self) -> None: ...

@@ -25,6 +25,7 @@ from typing import Any
 
 from finfaas.domain.errors import (
     AccountNotFound,
+    LedgerError,
     PendingAlreadyPosted,
     PendingAlreadyVoided,
     PendingExpired,
@@ -52,6 +53,7 @@ from finfaas.domain.payments import (
     receivable_shard,
 )
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
+from finfaas.platform.http.transactional import OutboxAudit
 from finfaas.platform.logging import get_logger
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import Change, RetryPolicy, Unchanged, read_change_save
@@ -86,6 +88,7 @@ from finfaas.services.payments.errors import (
     MerchantInactive,
     MerchantNotFound,
     PaymentDeclined,
+    PaymentsError,
     RefundExists,
     RiskUnavailable,
     UnexpectedState,
@@ -122,6 +125,7 @@ from finfaas.services.payments.ports import (
     PaymentIntents,
     PaymentsLedger,
     RiskAssessor,
+    StepKey,
 )
 from finfaas.services.suite_clients import LedgerAccountConflict, LedgerClient
 
@@ -237,19 +241,37 @@ class _IntentMoved(Exception):
 class IntentWrite:
     """The ledger's TransactionExtra for one intent step: the intent's new state, put over the version
     it was decided from. A failed condition is either this request's own earlier attempt (its answer
-    was lost: AppliedEarlier) or a rival's change (_IntentMoved: decide again)."""
+    was lost: AppliedEarlier) or a rival's change (_IntentMoved: decide again). `earlier`: events of
+    changes the same write makes first (an intent created and confirmed at once); `audit`: the
+    request's audit facts, for the ledger's outbox item in the same transaction; `key`: the request's
+    Idempotency-Key record, holding its answer, in the same transaction too."""
 
-    def __init__(self, intents: PaymentIntents, wanted: PaymentIntent, event: IntentEvent) -> None:
+    def __init__(self, intents: PaymentIntents, wanted: PaymentIntent, event: IntentEvent, *,
+                 earlier: tuple[tuple[PaymentIntent, IntentEvent], ...] = (),
+                 audit: OutboxAudit | None = None, key: StepKey | None = None) -> None:
         self._intents = intents
         self._wanted = wanted
         self._event = event
+        self._earlier = earlier
+        self._audit = audit
+        self._key = key
+
+    def outbox_audit(self) -> str | None:
+        return self._audit.facts() if self._audit is not None else None
 
     def put_for(self, result: Any) -> tuple[Any, Any]:
         return self._intents.intent_put(self._wanted)
 
     def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
-        """The change's event, in the same transaction as the money and the intent."""
-        return [self._intents.event_put(self._wanted, self._event)]
+        """The change's events (and the key's record), in the same transaction as the money and the intent."""
+        puts = [self._intents.event_put(intent, event) for intent, event in
+                (*self._earlier, (self._wanted, self._event))]
+        return puts + ([self._key.put_for(self._wanted)] if self._key is not None else [])
+
+    def more_conflicted(self, n: int, raw_item: dict[str, Any] | None) -> None:
+        """Events are unconditional: only the key's record fails, when the key answered already."""
+        if self._key is not None and n == len(self._earlier) + 1:
+            self._key.conflicted(raw_item)
 
     def conflicted(self, raw_item: dict[str, Any] | None) -> None:
         stored = self._intents.intent_from_raw(raw_item) if raw_item else None
@@ -259,7 +281,10 @@ class IntentWrite:
         raise _IntentMoved(self._wanted.payment_id)
 
     def committed(self) -> None:
-        return None
+        if self._audit is not None:
+            self._audit.mark_recorded()
+        if self._key is not None:
+            self._key.committed()
 
 
 # A step decided from the stored intent: the intent to store, its event and, when money moves, the
@@ -367,14 +392,46 @@ class PaymentsService:
 
     # --- payment intents ---
 
-    def create_intent(self, caller: Caller, key: str, body: NewIntentBody) -> tuple[PaymentIntent, bool]:
-        """A new intent (requires_confirmation), or the one this caller's key made, with True. Nothing is
-        written when the merchant, the account, the currency or the fee refuses it."""
-        intents, ledger = self._intent_ports()
+    def create_intent(self, caller: Caller, key: str, body: NewIntentBody,
+                      audit: OutboxAudit | None = None) -> tuple[PaymentIntent, bool]:
+        """A new intent (requires_confirmation; with body.confirm, confirmed in the same request), or the
+        one this caller's key made, with True. Nothing is written when the merchant, the account, the
+        currency, the fee or the risk check refuses it. The intent's own write tells a repeat of the key
+        (its id derives from the key), so nothing is read first; only a refusal looks for a stored intent,
+        which a repeat answers with whatever changed since (a merchant gone inactive)."""
+        intents, _ = self._intent_ports()
         payment_id = payment_id_for(caller.sub, key)
-        existing = intents.get(payment_id)
-        if existing is not None:  # answered from what was stored, whatever changed since (a merchant)
+        try:
+            wanted, merchant = self._new_intent(caller, payment_id, body)
+            risk = self._screen(wanted) if body.confirm else None
+        except (PaymentsError, LedgerError):
+            existing = intents.get(payment_id)
+            if existing is None:
+                raise
             return self._repeat_of(existing, body), True
+        created = intent_event(wanted, "payment_intent.created")
+        if risk is None:
+            stored = intents.create(wanted, created)
+            return self._same_intent(stored, wanted), stored is not wanted
+        # Created and confirmed by one ledger transaction: the first stored version is already confirmed,
+        # with both changes' events (created, then requires_capture or succeeded) beside it.
+        step = self._confirmation(wanted, merchant, risk, self._clock(), wanted.write_id)
+        first = replace(step.wanted, version=wanted.version)
+        assert step.move is not None
+        try:
+            step.move(IntentWrite(intents, first, step.event, earlier=((wanted, created),), audit=audit))
+        except AppliedEarlier:
+            return first, False
+        except _IntentMoved:  # the key made an intent first: a repeat, or the same request sent twice at once
+            found = intents.get(payment_id)
+            assert found is not None, "an intent in the way of a create stays stored"
+            return self._repeat_of(found, body), True
+        return first, False
+
+    def _new_intent(self, caller: Caller, payment_id: str,
+                    body: NewIntentBody) -> tuple[PaymentIntent, Merchant]:
+        """The intent body asks for, checked against the merchant and the paying account (two reads)."""
+        _, ledger = self._intent_ports()
         merchant = self._active_merchant(body.merchant_id)
         currency = parse_currency(body.currency)
         if currency != merchant.currency:
@@ -401,9 +458,8 @@ class PaymentsService:
             merchant_id=merchant.merchant_id, receivable_account_id=merchant.accounts.receivables[shard],
             amount_minor=amount, currency=currency, capture_method=body.capture_method,
             application_fee_minor=fee, created_at=self._clock(), metadata=dict(body.metadata),
-            statement_descriptor=body.statement_descriptor, write_id=uuid.uuid4().hex)
-        stored = intents.create(wanted, intent_event(wanted, "payment_intent.created"))
-        return self._same_intent(stored, wanted), stored is not wanted
+            statement_descriptor=body.statement_descriptor, confirm=body.confirm, write_id=uuid.uuid4().hex)
+        return wanted, merchant
 
     def intent(self, caller: Caller, payment_id: str) -> PaymentIntent:
         """The intent; another customer's answers as a missing one."""
@@ -442,7 +498,8 @@ class PaymentsService:
             raise InvalidCursor("not a cursor of this list")
         return key
 
-    def confirm(self, caller: Caller, payment_id: str) -> PaymentIntent:
+    def confirm(self, caller: Caller, payment_id: str, audit: OutboxAudit | None = None,
+                key: StepKey | None = None) -> PaymentIntent:
         """Risk check, then a hold expiring at capture_before (manual capture) or the payment itself
         (automatic capture), with the intent's new state in the same ledger transaction."""
         write_id = uuid.uuid4().hex
@@ -453,30 +510,36 @@ class PaymentsService:
                                       field="status")
             merchant = self._active_merchant(intent.merchant_id)
             risk = intent.risk if intent.risk is not None else self._screen(intent)
-            now = self._clock()
-            if intent.capture_method is CaptureMethod.AUTOMATIC:
-                paid = LedgerStep("payment", intent.ledger_id("c", 0, write_id), intent.amount_minor)
-                wanted = intent.changed(now, status=IntentStatus.SUCCEEDED, risk=risk, captures=1,
-                                        amount_received_minor=intent.amount_minor,
-                                        ledger=(*intent.ledger, paid), write_id=write_id)
-                return _Step(wanted, intent_event(wanted, "payment_intent.succeeded"),
-                             lambda extra: self._ledger_ports().transfer(
-                                 paid.transfer_id, intent.customer_account_id, intent.receivable_account_id,
-                                 intent.amount_minor, intent.currency, extra))
-            hold = LedgerStep("hold", intent.ledger_id("h", 0, write_id), intent.amount_minor)
-            window = merchant.capture_window_seconds
-            wanted = intent.changed(now, status=IntentStatus.REQUIRES_CAPTURE, risk=risk,
-                                    amount_capturable_minor=intent.amount_minor, hold_id=hold.transfer_id,
-                                    capture_before=now + timedelta(seconds=window),
-                                    ledger=(*intent.ledger, hold), write_id=write_id)
-            return _Step(wanted, intent_event(wanted, "payment_intent.requires_capture"),
-                         lambda extra: self._ledger_ports().hold(
-                hold.transfer_id, intent.customer_account_id, intent.receivable_account_id,
-                intent.amount_minor, intent.currency, window + hold_grace_seconds, extra))
+            return self._confirmation(intent, merchant, risk, self._clock(), write_id)
 
-        return self._step(caller, payment_id, decide)
+        return self._step(caller, payment_id, decide, audit, key)
 
-    def capture(self, caller: Caller, payment_id: str, body: CaptureBody) -> PaymentIntent:
+    def _confirmation(self, intent: PaymentIntent, merchant: Merchant, risk: Mapping[str, object],
+                      now: datetime, write_id: str) -> _Step:
+        """The confirmed intent and its ledger call: the payment itself (automatic capture, one posted
+        transfer) or a hold until capture_before (manual)."""
+        if intent.capture_method is CaptureMethod.AUTOMATIC:
+            paid = LedgerStep("payment", intent.ledger_id("c", 0, write_id), intent.amount_minor)
+            wanted = intent.changed(now, status=IntentStatus.SUCCEEDED, risk=risk, captures=1,
+                                    amount_received_minor=intent.amount_minor,
+                                    ledger=(*intent.ledger, paid), write_id=write_id)
+            return _Step(wanted, intent_event(wanted, "payment_intent.succeeded"),
+                         lambda extra: self._ledger_ports().transfer(
+                             paid.transfer_id, intent.customer_account_id, intent.receivable_account_id,
+                             intent.amount_minor, intent.currency, extra))
+        hold = LedgerStep("hold", intent.ledger_id("h", 0, write_id), intent.amount_minor)
+        window = merchant.capture_window_seconds
+        wanted = intent.changed(now, status=IntentStatus.REQUIRES_CAPTURE, risk=risk,
+                                amount_capturable_minor=intent.amount_minor, hold_id=hold.transfer_id,
+                                capture_before=now + timedelta(seconds=window),
+                                ledger=(*intent.ledger, hold), write_id=write_id)
+        return _Step(wanted, intent_event(wanted, "payment_intent.requires_capture"),
+                     lambda extra: self._ledger_ports().hold(
+            hold.transfer_id, intent.customer_account_id, intent.receivable_account_id,
+            intent.amount_minor, intent.currency, window + hold_grace_seconds, extra))
+
+    def capture(self, caller: Caller, payment_id: str, body: CaptureBody,
+                audit: OutboxAudit | None = None, key: StepKey | None = None) -> PaymentIntent:
         """Posts amount_to_capture (default: all that is capturable) from the hold. A non-final capture
         keeps the rest held in the same ledger transaction; a final one releases it."""
         write_id = uuid.uuid4().hex
@@ -518,7 +581,7 @@ class PaymentsService:
             return _Step(wanted, event, lambda extra: self._ledger_ports().post(
                 pending_id, captured.transfer_id, amount, intent.currency, remainder_id, extra))
 
-        return self._step(caller, payment_id, decide)
+        return self._step(caller, payment_id, decide, audit, key)
 
     # --- the expiry job ---
 
@@ -591,7 +654,8 @@ class PaymentsService:
             return _Step(wanted, event)
         return _Step(wanted, event, lambda extra: self._ledger_ports().void(pending_id, release_id, extra))
 
-    def cancel(self, caller: Caller, payment_id: str, reason: CancellationReason) -> PaymentIntent:
+    def cancel(self, caller: Caller, payment_id: str, reason: CancellationReason,
+               audit: OutboxAudit | None = None, key: StepKey | None = None) -> PaymentIntent:
         """canceled, releasing what is still capturable; a canceled intent stays as it is."""
         write_id = uuid.uuid4().hex
 
@@ -615,9 +679,10 @@ class PaymentsService:
             return _Step(wanted, intent_event(wanted, "payment_intent.canceled"),
                          lambda extra: self._ledger_ports().void(pending_id, released.transfer_id, extra))
 
-        return self._step(caller, payment_id, decide)
+        return self._step(caller, payment_id, decide, audit, key)
 
-    def refund(self, caller: Caller, payment_id: str, body: RefundBody) -> tuple[PaymentIntent, Refund]:
+    def refund(self, caller: Caller, payment_id: str, body: RefundBody,
+               audit: OutboxAudit | None = None, key: StepKey | None = None) -> tuple[PaymentIntent, Refund]:
         """Gives `amount` (default: all refundable) back to the paying account from the merchant's
         receivable shard, with the fee's share by domain.payments' rule; the same refund number again
         refunds once. The refund and the intent's new total commit in one ledger transaction, written
@@ -660,7 +725,7 @@ class PaymentsService:
                 transfer_id, intent.receivable_account_id, intent.customer_account_id, amount,
                 intent.currency, extra))
 
-        stored = self._step(caller, payment_id, decide)
+        stored = self._step(caller, payment_id, decide, audit, key)
         refund = stored.refund(body.refund_number)
         assert refund is not None
         return stored, refund
@@ -850,9 +915,9 @@ class PaymentsService:
         """The stored intent when body asks for it again; IntentExists when the key made another."""
         currency = parse_currency(body.currency)
         asked = (body.customer_account_id, body.merchant_id, parse_amount(body.amount, currency), currency,
-                 body.capture_method, dict(body.metadata), body.statement_descriptor)
+                 body.capture_method, dict(body.metadata), body.statement_descriptor, body.confirm)
         made = (stored.customer_account_id, stored.merchant_id, stored.amount_minor, stored.currency,
-                stored.capture_method, dict(stored.metadata), stored.statement_descriptor)
+                stored.capture_method, dict(stored.metadata), stored.statement_descriptor, stored.confirm)
         fee = body.application_fee_amount
         if asked != made or (fee is not None and fee != stored.application_fee_minor):
             raise IntentExists(f"the Idempotency-Key made payment intent {stored.payment_id} "
@@ -867,9 +932,11 @@ class PaymentsService:
         return stored
 
     def _step(self, caller: Caller, payment_id: str,
-              decide: Callable[[PaymentIntent], _Step | Unchanged[PaymentIntent]]) -> PaymentIntent:
-        """Read, decide, write (money and intent in one ledger transaction); decide again on a rival's
-        change, at most as often as the save-race policy allows."""
+              decide: Callable[[PaymentIntent], _Step | Unchanged[PaymentIntent]],
+              audit: OutboxAudit | None = None, key: StepKey | None = None) -> PaymentIntent:
+        """Read, decide, write (money, intent, event, the request's audit facts and its Idempotency-Key
+        record in one ledger transaction); decide again on a rival's change, at most as often as the
+        save-race policy allows. A step that moves no money leaves the key to the platform."""
         intents, _ = self._intent_ports()
 
         def change(intent: PaymentIntent) -> Unchanged[PaymentIntent] | Change[_Step, PaymentIntent]:
@@ -880,7 +947,7 @@ class PaymentsService:
             if step.move is None:
                 return intents.save(step.wanted, step.event)
             try:
-                step.move(IntentWrite(intents, step.wanted, step.event))
+                step.move(IntentWrite(intents, step.wanted, step.event, audit=audit, key=key))
             except AppliedEarlier:
                 return True
             except (_IntentMoved, PendingAlreadyPosted, PendingAlreadyVoided):

@@ -12,11 +12,21 @@ import boto3
 import pytest
 from finfaas.domain.ledger import AccountKind
 from finfaas.platform.config import resource_name
+from finfaas.platform.http.transactional import IdempotentReplay, TransactionalIdempotency
+from finfaas.platform.idempotency import IdempotencyGuard, StoredResponse
 from finfaas.services.ledger.service import LedgerService
-from finfaas.services.payments.api import CaptureBody, NewIntentBody, OnboardBody, RefundBody
+from finfaas.services.payments.api import (
+    CaptureBody,
+    KeyInTransaction,
+    NewIntentBody,
+    OnboardBody,
+    RefundBody,
+)
 from finfaas.services.payments.errors import UnexpectedState
 from finfaas.services.payments.model import CancellationReason
 from finfaas.services.payments.service import Caller, LedgerStoreAccounts, PaymentsService
+from finfaas.store.call_meter import DynamoCallMeter
+from finfaas.store.idempotency_store import IdempotencyStore
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas.store.outbox_store import outbox_partition
 from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore, expiry_index_shards
@@ -205,6 +215,83 @@ def test_terminal_states_absorb(world):
     assert (intent.status.value, intent.amount_received_minor, intent.amount_capturable_minor) == (
         "succeeded", 1_000, 0)
     world.agrees_with_ledger(payment_id, account_id)
+
+
+# --- one call: created, confirmed and paid ---------------------------------------------------------------
+
+
+def paid_in_one_call(world: World, account_id: str, key: str):
+    body = NewIntentBody.model_validate({
+        "amount": 2_500, "currency": "USD", "capture_method": "automatic", "confirm": True,
+        "customer_account_id": account_id, "merchant_id": world.merchant_id})
+    return world.payments.create_intent(APP, key, body)
+
+
+def test_a_payment_in_one_call_is_two_reads_and_one_transaction_with_both_events(world):
+    account_id = world.customer(10_000)
+    meter = DynamoCallMeter()
+    meter.start()
+    try:
+        intent, repeated = paid_in_one_call(world, account_id, "order-1")
+    finally:
+        meter.stop()
+
+    # the merchant and the paying account read; money, intent and both events in one transaction
+    calls = Counter(name.split(" ")[0] for name, n in meter.snapshot().items() for _ in range(n))
+    assert calls == Counter({"GetItem": 2, "TransactWriteItems": 1})
+    assert (intent.status.value, intent.amount_received_minor, repeated) == ("succeeded", 2_500, False)
+    assert world.ledger.get_account(account_id).balance_minor == 7_500
+    assert outbox_events(intent.payment_id) == [
+        ("payment_intent.created", f"payment_intent.created:{intent.payment_id}:1"),
+        ("payment_intent.succeeded", f"payment_intent.succeeded:{intent.payment_id}:1")]
+
+
+def test_a_payment_in_one_call_whose_answer_is_lost_pays_once_and_its_repeat_answers_it(world):
+    account_id = world.customer(10_000)
+    lost = LoseResponses("TransactWriteItems", times=1)
+    world.store.register_hook("after-call.dynamodb", lost)
+    try:
+        first, _ = paid_in_one_call(world, account_id, "order-2")
+    finally:
+        world.store.unregister_hook("after-call.dynamodb", lost)
+
+    # WHEN the client sends the same key again (a new request: new write, same intent id)
+    again, repeated = paid_in_one_call(world, account_id, "order-2")
+
+    assert lost.lost == 1 and repeated and again == first
+    assert world.ledger.get_account(account_id).balance_minor == 7_500
+    assert len(outbox_events(first.payment_id)) == 2
+
+
+# --- the Idempotency-Key's record in the step's transaction ----------------------------------------------
+
+
+def capture_key(keys: IdempotencyStore, payment_id: str) -> KeyInTransaction:
+    """A fresh request's key handle for one capture request (what the platform opens per request)."""
+    guard = IdempotencyGuard(keys, "payments")
+    scope = guard.scope(principal=APP.sub, route="POST /payment_intents/{payment_id}/capture",
+                        key=f"capture-{payment_id}", method="POST",
+                        path=f"/payment_intents/{payment_id}/capture",
+                        body=b'{"amount_to_capture":2500,"final_capture":false}')
+    assert scope is not None
+    return KeyInTransaction(TransactionalIdempotency(guard, scope), keys,
+                            lambda intent: StoredResponse(200, f"{intent.payment_id}:{intent.version}"))
+
+
+def test_a_capture_sent_again_after_its_committed_answer_was_lost_replays_and_captures_once(world):
+    payment_id, account_id = world.authorized()
+    keys = IdempotencyStore()
+    body = CaptureBody(amount_to_capture=2_500, final_capture=False)
+    world.payments.capture(APP, payment_id, body, key=capture_key(keys, payment_id))
+
+    # WHEN the same request comes again: it decides a second capture from what is stored now
+    with pytest.raises(IdempotentReplay) as replay:
+        world.payments.capture(APP, payment_id, body, key=capture_key(keys, payment_id))
+
+    # THEN its key, committed with the first capture, stops it in the transaction: the first answer
+    assert replay.value.response.body == f"{payment_id}:3"
+    world.agrees_with_ledger(payment_id, account_id)
+    assert world.intents.get(payment_id).amount_received_minor == 2_500
 
 
 # --- refunds -------------------------------------------------------------------------------------------

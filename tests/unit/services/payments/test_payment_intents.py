@@ -72,16 +72,19 @@ class World:
         self.ledger = LedgerService(ReferenceLedger(), self.clock)
         self.ledger.ensure_system_accounts("USD")
         self.merchants, self.intents, self.risk = InMemoryMerchants(), InMemoryPaymentIntents(), Risk()
+        self.keys = InMemoryIdempotencyStore()
+        self.money = InMemoryPaymentsLedger(self.ledger, self.intents, self.keys)
         self.breaker = CircuitBreaker("risk", failures_to_open=2, open_seconds=30)
         self.handler.services.use(self.handler.PaymentsServices(
             payments=PaymentsService(self.merchants, LedgerAccountsOnReference(self.ledger), self.clock,
                                      intents=self.intents,
-                                     money=InMemoryPaymentsLedger(self.ledger, self.intents),
+                                     money=self.money,
                                      risk=self.risk, breaker=self.breaker, settings=PaymentsSettings(100)),
-            guard=IdempotencyGuard(InMemoryIdempotencyStore(), "payments"),
+            guard=IdempotencyGuard(self.keys, "payments"),
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "payments"),
             probe=lambda: None,
+            records=self.keys,
         ))
         self.operator = self.minter.mint("ops-console", ["ops"], kind="client")
         self.ada = self.minter.mint("cust-ada", SCOPES)
@@ -192,6 +195,56 @@ def test_an_automatic_intent_is_paid_at_confirmation(world):
     assert intent["amount_capturable"] == 0
     assert [s["kind"] for s in intent["ledger_transfers"]] == ["payment"]
     assert world.balances() == (2_500, 0, 2_500)
+
+
+def test_confirm_in_the_create_request_pays_an_automatic_intent_in_one_call(world):
+    reply = world.create(2_500, capture_method="automatic", confirm=True, key="order-1")
+
+    assert reply.status == 201, reply.body
+    intent = reply.json()
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", 2_500)
+    assert intent["amount_capturable"] == 0
+    assert [s["kind"] for s in intent["ledger_transfers"]] == ["payment"]
+    assert world.balances() == (2_500, 0, 2_500)
+    # both changes' events, written with the money; the request's audit facts too
+    assert [(v, e.type) for pid, v, e in world.intents.events if pid == intent["id"]] == [
+        (1, "payment_intent.created"), (1, "payment_intent.succeeded")]
+    assert len(world.money.audits) == 1 and intent["id"] in world.money.audits[0]
+
+
+def test_a_create_and_confirm_sent_again_pays_once_and_another_body_is_refused(world):
+    first = world.create(2_500, capture_method="automatic", confirm=True, key="order-2")
+
+    again = world.create(2_500, capture_method="automatic", confirm=True, key="order-2")
+    unconfirmed = world.create(2_500, capture_method="automatic", key="order-2")
+
+    assert again.status == 201 and again.json() == first.json()
+    assert again.header("Idempotency-Replayed") == "true"
+    assert unconfirmed.status == 422 and unconfirmed.json()["code"] == "idempotency_key_reused"
+    assert world.balances() == (2_500, 0, 2_500)
+    assert len([e for pid, _, e in world.intents.events if pid == first.json()["id"]]) == 2
+
+
+def test_confirm_in_the_create_request_holds_a_manual_intent_for_its_capture(world):
+    intent = world.create(10_000, confirm=True).json()
+
+    assert (intent["status"], intent["amount_capturable"]) == ("requires_capture", 10_000)
+    assert world.balances() == (0, 10_000, 0)
+    captured = world.capture(intent["id"]).json()
+    assert (captured["status"], captured["amount_received"]) == ("succeeded", 10_000)
+    assert world.balances() == (10_000, 0, 10_000)
+
+
+def test_a_create_and_confirm_refused_by_risk_or_funds_writes_nothing(world):
+    world.risk.decision = "decline"
+    declined = world.create(1_000, capture_method="automatic", confirm=True)
+    world.risk.decision = "approve"
+    unfunded = world.create(100_001, capture_method="automatic", confirm=True)
+
+    assert declined.status == 422 and declined.json()["code"] == "payment_declined"
+    assert unfunded.status == 409 and unfunded.json()["code"] == "insufficient_funds"
+    assert world.intents._intents == {} and world.intents.events == []
+    assert world.balances() == (0, 0, 0)
 
 
 def test_partial_captures_post_what_they_take_and_keep_the_rest_capturable(world):
