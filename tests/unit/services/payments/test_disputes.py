@@ -12,7 +12,6 @@ from finfaas.domain.ledger import AccountKind, system_account_id
 from finfaas.services.payments.service import PaymentsService, PaymentsSettings
 from finfaas.services.rail.api import DisputeTrigger
 from finfaas.services.rail.service import SandboxBank, new_notice_key
-from finfaas_dev.fakes.payments import InMemoryPaymentsLedger
 from finfaas_dev.testing.platform import call
 from unit.services.payments.test_payment_intents import LedgerAccountsOnReference, World, paid, refund
 
@@ -43,7 +42,7 @@ class DisputeWorld(World):
         current = self.handler.services.get()
         payments = PaymentsService(self.merchants, LedgerAccountsOnReference(self.ledger), self.clock,
                                    intents=self.intents,
-                                   money=InMemoryPaymentsLedger(self.ledger, self.intents),
+                                   money=self.money,
                                    risk=self.risk, breaker=self.breaker, settings=PaymentsSettings(100),
                                    rail_notice_key=key)
         self.handler.services.use(dataclasses.replace(current, payments=payments))
