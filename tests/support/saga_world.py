@@ -13,6 +13,7 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -243,8 +244,17 @@ class Stores:
     idempotency: Callable[[], Any] = InMemoryIdempotencyStore
 
 
+@cache
 def saga_registry() -> DefinitionRegistry:
+    """Parsed once per process: every orchestrator process of every world runs the same definition."""
     return DefinitionRegistry([load_definition_file(definitions_dir() / "transfer.asl.json")])
+
+
+@cache
+def suite_minter() -> TokenMinter:
+    """One signing key for every world of the process: generating an RSA key per world cost more than
+    most runs of the saga. Each world still mints its own tokens, for its own prefixed customers."""
+    return TokenMinter.generate()
 
 
 class SagaWorld:
@@ -268,7 +278,7 @@ class SagaWorld:
         self.crash = crash or CrashAt()
         self.duplicate_deliveries = duplicate_deliveries
         self.limits = limits
-        self.minter = TokenMinter.generate()
+        self.minter = suite_minter()
         self.queues = SuiteQueues(self.clock)
         self.gateway = InProcessGateway(self._restart_orchestrator)
         self.store = self.stores.executions
