@@ -13,6 +13,7 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -249,9 +250,18 @@ class Stores:
     wallet: Any = field(default_factory=InMemoryWalletMoves)
 
 
+@cache
 def saga_registry() -> DefinitionRegistry:
+    """Parsed once per process: every orchestrator process of every world runs the same definitions."""
     return DefinitionRegistry([load_definition_file(definitions_dir() / f"{name}.asl.json")
                                for name in SAGA_DEFINITIONS])
+
+
+@cache
+def suite_minter() -> TokenMinter:
+    """One signing key for every world of the process: generating an RSA key per world cost more than
+    most runs of the saga. Each world still mints its own tokens, for its own prefixed customers."""
+    return TokenMinter.generate()
 
 
 class SagaWorld:
@@ -276,7 +286,7 @@ class SagaWorld:
         self.crash = crash or CrashAt()
         self.duplicate_deliveries = duplicate_deliveries
         self.limits = limits
-        self.minter = minter or TokenMinter.generate()  # one per test module saves a key generation
+        self.minter = minter or suite_minter()
         self.queues = SuiteQueues(self.clock)
         self.gateway = InProcessGateway(self._restart_orchestrator)
         self.store = self.stores.executions

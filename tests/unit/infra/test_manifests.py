@@ -6,6 +6,7 @@ import copy
 import json
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import jsonschema
@@ -25,7 +26,9 @@ OPENFAAS = targets.load_settings(targets.OPENFAAS, ROOT)
 KNATIVE_DIR = ROOT / knative.KNATIVE_DIR
 
 
+@cache
 def _crd_schema(file_name: str) -> dict:
+    """Parsed once per file (the Knative Service CRD is 116 kB of YAML); callers only read it."""
     path = SCHEMAS / file_name
     if not path.exists():
         pytest.skip(f"{path} not present")
@@ -109,11 +112,22 @@ def _validate(document: dict) -> None:
     if kind in BUILTIN_KINDS:
         return
     file_name, spec_only = CRD_OF_KIND[kind]
+    # As jsonschema.validate reports, without checking the same schema again for every document.
+    error = jsonschema.exceptions.best_match(
+        _crd_validator(file_name, spec_only).iter_errors(document["spec"] if spec_only else document))
+    if error is not None:
+        raise error
+
+
+@cache
+def _crd_validator(file_name: str, spec_only: bool):
+    """The kind's schema (its spec's alone where the CRD describes only spec), checked once."""
     schema = _crd_schema(file_name)
     if spec_only:
-        jsonschema.validate(document["spec"], schema["properties"]["spec"])
-    else:
-        jsonschema.validate(document, schema)
+        schema = schema["properties"]["spec"]
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
 
 
 def _generated_tree() -> dict[str, str]:

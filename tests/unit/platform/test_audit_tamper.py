@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import cache
 
 from finfaas.platform.audit import (
     AuditEvent,
     AuditKey,
     AuditLog,
+    AuditRecord,
     Outcome,
     key_id_of,
     record_hash,
@@ -24,13 +26,25 @@ EXAMPLES_MAX = 120
 TAMPERABLE_FIELDS = ("actor", "action", "target", "outcome", "at", "prev_hash", "request_id", "hash")
 
 
-def chain_of(length: int) -> tuple[InMemoryAuditStore, str]:
+@cache
+def sealed_chain(length: int) -> tuple[str, tuple[AuditRecord, ...]]:
+    """The untouched chain of each length, sealed once: sealing was most of an example's cost, and the
+    records are frozen, so every example tampers with a copy of its own."""
     store = InMemoryAuditStore()
     log = AuditLog(store, "prop", key=AuditKey(key_id_of(SECRET), SECRET), shards=1)
     for n in range(length):
         log.append(AuditEvent(actor=f"cus_{n % 3}x", action=f"act.{n}", target=f"t:{n}",
                               outcome=Outcome.SUCCEEDED, request_id=f"r{n}"))
-    return store, log.chain_for("cus_0x")
+    chain = log.chain_for("cus_0x")
+    return chain, tuple(store.records(chain))
+
+
+def chain_of(length: int) -> tuple[InMemoryAuditStore, str]:
+    chain, records = sealed_chain(length)
+    store = InMemoryAuditStore()
+    for record in records:
+        store.append(record)
+    return store, chain
 
 
 def changed(value: str) -> str:

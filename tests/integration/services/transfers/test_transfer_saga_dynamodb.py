@@ -43,51 +43,58 @@ def outbox_events(transfer_id: str) -> list[str]:
     ]
 
 
-def world_on_dynamodb(**options) -> SagaWorld:
-    return SagaWorld(stores=dynamodb_stores(), prefix=f"i{uuid.uuid4().hex[:8]}-", **options)
+@pytest.fixture(scope="module")
+def stores(embedded_aws) -> Stores:
+    """One set of stores for every world of the module, as a function process keeps one: each store's
+    first call sets up a botocore session (its JSON service models), which per world cost seconds."""
+    return dynamodb_stores()
 
 
-def run(scenario: str, **options) -> tuple[SagaWorld, str, int]:
-    world = world_on_dynamodb(**options)
+def world_on_dynamodb(stores: Stores, **options) -> SagaWorld:
+    return SagaWorld(stores=stores, prefix=f"i{uuid.uuid4().hex[:8]}-", **options)
+
+
+def run(stores: Stores, scenario: str, **options) -> tuple[SagaWorld, str, int]:
+    world = world_on_dynamodb(stores, **options)
     settlement_before = world.balance(SETTLEMENT)
     return world, run_scenario(world, scenario), settlement_before
 
 
 @pytest.fixture(scope="module")
-def crash_cases(embedded_aws) -> dict[str, int]:
+def crash_cases(stores) -> dict[str, int]:
     """How many crash points each crashed scenario passes on DynamoDB."""
-    return {scenario: len(run(scenario)[0].crash.points) for scenario in CRASHED_SCENARIOS}
+    return {scenario: len(run(stores, scenario)[0].crash.points) for scenario in CRASHED_SCENARIOS}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_each_path_ends_right_on_dynamodb(embedded_aws, scenario):
-    world, transfer_id, settlement_before = run(scenario)
+def test_each_path_ends_right_on_dynamodb(stores, scenario):
+    world, transfer_id, settlement_before = run(stores, scenario)
 
     assert_outcome(world, transfer_id, scenario, outbox_events, settlement_before)
 
 
 @pytest.mark.parametrize("scenario", CRASHED_SCENARIOS)
-def test_a_crash_at_every_point_ends_with_the_full_effect_or_none(embedded_aws, crash_cases, scenario):
+def test_a_crash_at_every_point_ends_with_the_full_effect_or_none(stores, crash_cases, scenario):
     # A path that passed no crash point would make the loop below assert nothing.
     assert crash_cases[scenario] > 0, f"{scenario} passed no crash point"
     for index in range(crash_cases[scenario]):
         crash = CrashAt(index)
-        world, transfer_id, settlement_before = run(scenario, crash=crash)
+        world, transfer_id, settlement_before = run(stores, scenario, crash=crash)
 
         assert crash.crashed_at is not None, index
         assert_outcome(world, transfer_id, scenario, outbox_events, settlement_before)
 
 
 @pytest.mark.parametrize("scenario", CRASHED_SCENARIOS)
-def test_every_message_delivered_twice_changes_nothing_on_dynamodb(embedded_aws, scenario):
-    world, transfer_id, settlement_before = run(scenario, duplicate_deliveries=True)
+def test_every_message_delivered_twice_changes_nothing_on_dynamodb(stores, scenario):
+    world, transfer_id, settlement_before = run(stores, scenario, duplicate_deliveries=True)
 
     assert_outcome(world, transfer_id, scenario, outbox_events, settlement_before)
 
 
-def test_finfaas_ledger_check_passes_after_the_sagas(embedded_aws):
+def test_finfaas_ledger_check_passes_after_the_sagas(embedded_aws, stores):
     # GIVEN the sagas above (and one more here, so the check never runs on an empty ledger)
-    run("internal-completed")
+    run(stores, "internal-completed")
 
     result = finfaas_ledger_check(embedded_aws.env())
 
