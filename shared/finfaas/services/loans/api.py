@@ -1,13 +1,27 @@
-"""Loan quotes over HTTP: the request body, the schedule view and the error table (`POST /loans/quotes`)."""
+"""Loans over HTTP: quotes (`POST /loans/quotes`), operators' products, their views and the error table."""
 
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
-from finfaas.domain.loans import term_months_max
+from finfaas.domain.ledger import page_size_default, page_size_max
+from finfaas.domain.loans import (
+    DEFAULT_ALLOCATION_ORDER,
+    DEFAULT_BUCKETS,
+    Amortization,
+    Bucket,
+    Component,
+    DayCount,
+    InterestMethod,
+    grace_months_max,
+    term_months_max,
+)
+from finfaas.domain.money import transfer_amount_minor_max
+from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
 from finfaas.services.ledger.api import Amount, Identifier
@@ -15,11 +29,38 @@ from finfaas.services.loans.errors import (
     InvalidDisbursementDate,
     InvalidLoanRequest,
     InvalidPrincipal,
+    LoansStoreUnavailable,
     PrincipalOutsideProduct,
+    ProductBusy,
+    ProductExists,
+    ProductInactive,
+    ProductNotFound,
+    ProductRefused,
     TermOutsideProduct,
     UnknownProduct,
 )
-from finfaas.services.loans.model import Quote, QuoteRequest
+from finfaas.services.loans.model import (
+    LoanProduct,
+    OverpaymentRule,
+    ProductPage,
+    ProductStatus,
+    Quote,
+    QuoteRequest,
+    buckets_max,
+    product_id_chars_max,
+    product_name_chars_max,
+)
+
+# Rates as decimal strings ("0.12"), never JSON numbers: a float cannot hold 0.1 exactly.
+RATE_PATTERN = r"^(0|[1-9][0-9]{0,2})(\.[0-9]{1,12})?$"
+Rate = Annotated[StrictStr, Field(pattern=RATE_PATTERN, max_length=16,
+                                  description="a decimal string: '0.12' is 12 %")]
+ProductId = Annotated[str, Field(min_length=1, max_length=product_id_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
+MinorUnits = Annotated[StrictInt, Field(ge=0, le=transfer_amount_minor_max)]
+PositiveMinorUnits = Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
+Months = Annotated[StrictInt, Field(ge=1, le=term_months_max)]
+GraceMonths = Annotated[StrictInt, Field(ge=0, le=grace_months_max)]
+bucket_days_max = 36_600  # a century past due: beyond is a typing error
 
 
 class QuoteBody(StrictModel):
@@ -78,6 +119,117 @@ def quote_view(quote: Quote) -> QuoteView:
         total_minor=schedule.total_minor)
 
 
+class BucketBody(StrictModel):
+    """Days past due from first_day to last_day (absent: no upper end, the last bucket only)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9+_-]+$")]
+    first_day: Annotated[StrictInt, Field(ge=1, le=bucket_days_max)]
+    last_day: Annotated[StrictInt, Field(ge=1, le=bucket_days_max)] | None = None
+
+
+class ProductBody(StrictModel):
+    """A loan product (Fineract's loan product, in short). Its terms never change once created:
+    creating the same product_id with the same terms again answers the stored product."""
+
+    product_id: ProductId
+    name: Annotated[str, Field(min_length=1, max_length=product_name_chars_max)]
+    currency: Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217 code")]
+    principal_minor_min: PositiveMinorUnits
+    principal_minor_max: PositiveMinorUnits
+    term_months_min: Months
+    term_months_max: Months
+    annual_rate: Rate
+    amortization: Amortization = Amortization.EQUAL_INSTALLMENTS
+    interest_method: InterestMethod = InterestMethod.DECLINING_BALANCE
+    day_count: DayCount = DayCount.THIRTY_360
+    principal_grace_months: GraceMonths = 0
+    interest_grace_months: GraceMonths = 0
+    installment_fee_minor: MinorUnits = 0
+    daily_penalty_rate: Rate = "0"
+    prepayment_penalty_rate: Rate = "0"
+    allocation_order: Annotated[list[Component], Field(min_length=4, max_length=4)] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOCATION_ORDER))
+    overpayment: OverpaymentRule = OverpaymentRule.REFUSE
+    buckets: Annotated[list[BucketBody], Field(min_length=1, max_length=buckets_max)] = Field(
+        default_factory=lambda: [BucketBody(name=b.name, first_day=b.first_day, last_day=b.last_day)
+                                 for b in DEFAULT_BUCKETS])
+
+    def to_product(self) -> LoanProduct:
+        """The product these terms make; InvalidProduct (naming the field) when they break a rule."""
+        return LoanProduct(
+            self.product_id, self.name, self.currency, self.principal_minor_min, self.principal_minor_max,
+            self.term_months_min, self.term_months_max, Decimal(self.annual_rate), self.amortization,
+            self.interest_method, self.day_count, self.principal_grace_months, self.interest_grace_months,
+            self.installment_fee_minor, Decimal(self.daily_penalty_rate),
+            Decimal(self.prepayment_penalty_rate),
+            tuple(self.allocation_order), self.overpayment,
+            tuple(Bucket(b.name, b.first_day, b.last_day) for b in self.buckets))
+
+
+class BucketView(BaseModel):
+    name: str
+    first_day: int
+    last_day: int | None
+
+
+class ProductView(BaseModel):
+    product_id: str
+    name: str
+    currency: str
+    principal_minor_min: int
+    principal_minor_max: int
+    term_months_min: int
+    term_months_max: int
+    annual_rate: str
+    amortization: str
+    interest_method: str
+    day_count: str
+    principal_grace_months: int
+    interest_grace_months: int
+    installment_fee_minor: int
+    daily_penalty_rate: str
+    prepayment_penalty_rate: str
+    allocation_order: list[str]
+    overpayment: str
+    buckets: list[BucketView]
+    status: ProductStatus
+    version: int
+
+
+def product_view(product: LoanProduct) -> ProductView:
+    return ProductView(
+        product_id=product.product_id, name=product.name, currency=product.currency,
+        principal_minor_min=product.principal_minor_min, principal_minor_max=product.principal_minor_max,
+        term_months_min=product.term_months_min, term_months_max=product.term_months_max,
+        annual_rate=str(product.annual_rate), amortization=product.amortization.value,
+        interest_method=product.interest_method.value, day_count=product.day_count.value,
+        principal_grace_months=product.principal_grace_months,
+        interest_grace_months=product.interest_grace_months,
+        installment_fee_minor=product.installment_fee_minor,
+        daily_penalty_rate=str(product.daily_penalty_rate),
+        prepayment_penalty_rate=str(product.prepayment_penalty_rate),
+        allocation_order=[c.value for c in product.allocation_order], overpayment=product.overpayment.value,
+        buckets=[BucketView(name=b.name, first_day=b.first_day, last_day=b.last_day)
+                 for b in product.buckets],
+        status=product.status, version=product.version)
+
+
+class ProductListQuery(StrictModel):
+    limit: int = Field(default=page_size_default, ge=1, le=page_size_max)
+    starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
+
+
+class ProductList(BaseModel):
+    data: list[ProductView]
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as starting_after for the next page")
+
+
+def product_list(page: ProductPage, next_cursor: str | None) -> ProductList:
+    return ProductList(data=[product_view(p) for p in page.products], has_more=next_cursor is not None,
+                       next_cursor=next_cursor)
+
+
 ERRORS = {
     UnknownProduct: ErrorSpec(422, UnknownProduct.code, "Unknown loan product"),
     InvalidPrincipal: ErrorSpec(422, InvalidPrincipal.code, "Invalid principal"),
@@ -85,4 +237,10 @@ ERRORS = {
     TermOutsideProduct: ErrorSpec(422, TermOutsideProduct.code, "Term outside the product"),
     InvalidDisbursementDate: ErrorSpec(422, InvalidDisbursementDate.code, "Invalid disbursement date"),
     InvalidLoanRequest: ErrorSpec(422, InvalidLoanRequest.code, "Invalid loan terms"),
+    ProductInactive: ErrorSpec(422, ProductInactive.code, "Loan product inactive"),
+    ProductNotFound: ErrorSpec(404, ProductNotFound.code, "Loan product not found"),
+    ProductExists: ErrorSpec(409, ProductExists.code, "Loan product exists with different fields"),
+    ProductRefused: ErrorSpec(422, ProductRefused.code, "Invalid loan product"),
+    ProductBusy: ErrorSpec(409, ProductBusy.code, "Loan product busy"),
+    LoansStoreUnavailable: ErrorSpec(503, LoansStoreUnavailable.code, "Loans store unavailable"),
 }

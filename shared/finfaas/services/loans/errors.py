@@ -41,6 +41,42 @@ class InvalidLoanRequest(Refusal):
     code = "invalid_loan_terms"
 
 
+class ProductInactive(Refusal):
+    """The product was deactivated: it takes no new quotes or loans."""
+
+    code = "product_inactive"
+
+
+class ProductNotFound(Refusal):
+    """No loan product has this id (an operator's read or change)."""
+
+    code = "loan_product_not_found"
+
+
+class ProductExists(Refusal):
+    """The product id was created with other terms; a product's terms never change in place."""
+
+    code = "loan_product_exists_with_different_fields"
+
+
+class ProductRefused(Refusal):
+    """An operator's product breaks a rule of the catalogue (the field is named)."""
+
+    code = "invalid_loan_product"
+
+
+class ProductBusy(Refusal):
+    """The product kept changing under this request; try again."""
+
+    code = "loan_product_busy"
+
+
+class LoansStoreUnavailable(Refusal):
+    """The loans table did not answer."""
+
+    code = "loans_store_unavailable"
+
+
 class InvalidProduct(ValueError):
     """A product in the catalogue is misconfigured; raised when the catalogue is built, never to a client."""
 

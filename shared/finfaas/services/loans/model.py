@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -29,6 +29,13 @@ from finfaas.domain.money import CURRENCY_EXPONENTS, transfer_amount_minor_max
 from finfaas.services.loans.errors import InvalidProduct
 
 product_id_chars_max = 64
+product_name_chars_max = 140
+buckets_max = 12
+
+
+class ProductStatus(StrEnum):
+    ACTIVE = "active"  # quoted and lent
+    INACTIVE = "inactive"  # deactivated by ops: no new quotes or loans; existing loans run on
 
 
 class OverpaymentRule(StrEnum):
@@ -59,6 +66,8 @@ class LoanProduct:
     allocation_order: tuple[Component, ...] = DEFAULT_ALLOCATION_ORDER
     overpayment: OverpaymentRule = OverpaymentRule.REFUSE
     buckets: tuple[Bucket, ...] = field(default=DEFAULT_BUCKETS)
+    status: ProductStatus = ProductStatus.ACTIVE
+    version: int = 1  # each stored change is conditional on the version it was made from
 
     def __post_init__(self) -> None:
         if not 0 < len(self.product_id) <= product_id_chars_max:
@@ -76,6 +85,9 @@ class LoanProduct:
         if not 0 <= self.prepayment_penalty_rate <= prepayment_penalty_rate_max:
             raise InvalidProduct(f"prepayment penalty rate must be 0-{prepayment_penalty_rate_max}",
                                  field="prepayment_penalty_rate")
+        _check_buckets(self.buckets)
+        if self.version < 1:
+            raise InvalidProduct("version starts at 1", field="version")
         try:
             check_allocation_order(self.allocation_order)
             # The shortest term and smallest principal must make a schedule: the rate, grace periods
@@ -84,11 +96,31 @@ class LoanProduct:
         except LoanRuleError as error:
             raise InvalidProduct(f"product {self.product_id}: {error}", field=error.field) from None
 
+    def deactivated(self) -> LoanProduct:
+        """The product taking no new quotes or loans, as the next version."""
+        return replace(self, status=ProductStatus.INACTIVE, version=self.version + 1)
+
     def terms(self, principal_minor: int, term_months: int, disbursed_on: date) -> LoanTerms:
         """The schedule terms of this product for one principal, term and disbursement date."""
         return LoanTerms(principal_minor, self.annual_rate, term_months, disbursed_on, self.amortization,
                          self.interest_method, self.day_count, self.principal_grace_months,
                          self.interest_grace_months, self.installment_fee_minor)
+
+
+def _check_buckets(buckets: tuple[Bucket, ...]) -> None:
+    """Buckets from 1 day past due upwards, each after the last, names distinct; only the last open-ended."""
+    if not 1 <= len(buckets) <= buckets_max:
+        raise InvalidProduct(f"1-{buckets_max} delinquency buckets", field="buckets")
+    if len({b.name for b in buckets}) != len(buckets):
+        raise InvalidProduct("bucket names are distinct", field="buckets")
+    previous_last = 0
+    for index, bucket in enumerate(buckets):
+        open_ended = bucket.last_day is None
+        if bucket.first_day <= previous_last or (open_ended and index != len(buckets) - 1) \
+                or (bucket.last_day is not None and bucket.last_day < bucket.first_day):
+            raise InvalidProduct("buckets ascend from day 1 without overlap; only the last is open-ended",
+                                 field="buckets")
+        previous_last = bucket.first_day if bucket.last_day is None else bucket.last_day
 
 
 class ProductCatalogue:
@@ -104,6 +136,14 @@ class ProductCatalogue:
 
     def get(self, product_id: str) -> LoanProduct | None:
         return self._products.get(product_id)
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    """Products in id order; last_key is where the next page starts (None: no more)."""
+
+    products: tuple[LoanProduct, ...]
+    last_key: str | None
 
 
 @dataclass(frozen=True)

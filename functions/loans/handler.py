@@ -1,0 +1,171 @@
+"""The loans function: loan products and quotes of repayment schedules.
+
+Apps and customers (loans:read):
+  POST /loans/quotes                             the full schedule for a product, a principal and a term,
+                                                 disbursed on the business date (or a date up to a year
+                                                 after it); nothing is stored
+  GET  /loans/products                           the products, in id order (limit, starting_after)
+  GET  /loans/products/{product_id}              one product and its terms
+Operators (ops scope):
+  POST /_/ops/loan-products                      create a product (Idempotency-Key required); the same
+                                                 product_id and terms again answer the stored product
+  GET  /_/ops/loan-products                      the products, in id order
+  GET  /_/ops/loan-products/{product_id}         one product
+  POST /_/ops/loan-products/{product_id}/deactivate  no new quotes or loans from now on; safe to repeat
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from finfaas.platform.audit import AuditLog
+from finfaas.platform.http import FunctionApp, Request
+from finfaas.platform.idempotency import IdempotencyGuard
+from finfaas.platform.ratelimit import RateLimit, RateLimiter
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.business_date import api as business_date_api
+from finfaas.services.loans.api import (
+    ERRORS,
+    ProductBody,
+    ProductList,
+    ProductListQuery,
+    ProductView,
+    QuoteBody,
+    QuoteView,
+    product_list,
+    product_view,
+    quote_view,
+)
+from finfaas.services.loans.service import LoanProductsService, LoanQuoteService
+
+FUNCTION_NAME = "loans"
+# Operators edit a few products by hand or by script: the limit stops a runaway script, not a person.
+OPS_LIMIT = RateLimit("loans_ops", requests_max=600, window_seconds=60, tokens_per_call=10)
+# Quotes follow an app's slider: a principal's budget, leased in blocks so the limiter costs little.
+READ_LIMIT = RateLimit("loans_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
+LIMITS = {limit.name: limit for limit in (OPS_LIMIT, READ_LIMIT)}
+READ = "loans:read"
+
+
+@dataclass
+class LoansServices:
+    """What the routes need; built from configuration on first use, or given by tests."""
+
+    products: LoanProductsService
+    quotes: LoanQuoteService
+    guard: IdempotencyGuard
+    limiter: RateLimiter | None
+    audit: AuditLog | None
+    probe: Callable[[], None]
+    dynamodb_calls: Callable[[], dict[str, int]] = dict
+
+
+def build_services() -> LoansServices:
+    """The services on this stage's tables (imports AWS code: call lazily)."""
+    from finfaas.platform import config
+    from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
+    from finfaas.platform.cursors import CursorCodec
+    from finfaas.services.business_date.model import DEFAULT_MARKET, mode_from_env
+    from finfaas.services.business_date.service import BusinessDateService
+    from finfaas.store.audit_store import AuditStore
+    from finfaas.store.business_date_store import BusinessDateStore
+    from finfaas.store.call_meter import DynamoCallMeter
+    from finfaas.store.idempotency_store import IdempotencyStore
+    from finfaas.store.loans_store import LoansStore
+    from finfaas.store.ratelimit_store import RateLimitStore
+
+    meter = DynamoCallMeter()
+    meter.start()
+    store = LoansStore()
+    dates = BusinessDateService(BusinessDateStore(), mode_from_env())
+    audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+    return LoansServices(
+        products=LoanProductsService(store, CursorCodec.from_config()),
+        quotes=LoanQuoteService(store, lambda: dates.current(DEFAULT_MARKET).business_date),
+        guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
+        limiter=RateLimiter(RateLimitStore(), LIMITS),
+        audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
+        probe=lambda: store.get("readiness-probe"),
+        dynamodb_calls=meter.snapshot,
+    )
+
+
+services = Lazy(build_services)
+verifier = ReplaceableVerifier()
+app = FunctionApp(FUNCTION_NAME, errors={**ERRORS, **business_date_api.ERRORS}, verifier=verifier,
+                  idempotency=lambda: services.get().guard, limiter=lambda: services.get().limiter,
+                  audit=lambda: services.get().audit)
+
+
+# --- customers and apps ---------------------------------------------------------------------------
+
+
+@app.route("POST", "/loans/quotes", scopes=[READ], body=QuoteBody, rate_limit=READ_LIMIT.name)
+def create_quote(req: Request, body: QuoteBody) -> QuoteView:
+    """Every installment's due date, principal, interest, fee, total and balance, and the totals;
+    computed from the product's rules, never stored (a POST only because it carries a body)."""
+    return quote_view(services.get().quotes.quote(body.to_request()))
+
+
+@app.route("GET", "/loans/products", scopes=[READ], query=ProductListQuery, rate_limit=READ_LIMIT.name)
+def list_products(req: Request, query: ProductListQuery) -> ProductList:
+    """Products in id order, active or not (status says); pass next_cursor back as starting_after."""
+    return _products_page(req, query)
+
+
+@app.route("GET", "/loans/products/{product_id}", scopes=[READ], rate_limit=READ_LIMIT.name)
+def get_product(req: Request, product_id: str) -> ProductView:
+    """One product and its terms."""
+    return product_view(services.get().products.product(product_id))
+
+
+def _products_page(req: Request, query: ProductListQuery) -> ProductList:
+    assert req.principal is not None
+    page, next_cursor = services.get().products.page(req.principal.sub, query.limit, query.starting_after)
+    return product_list(page, next_cursor)
+
+
+# --- operators ------------------------------------------------------------------------------------
+
+
+@app.route("POST", "/_/ops/loan-products", body=ProductBody, status=201, response=ProductView,
+           idempotency="required", rate_limit=OPS_LIMIT.name)
+def create_product(req: Request, body: ProductBody) -> ProductView:
+    """A new product; its terms never change in place (deactivate it and create another)."""
+    req.audit_target = f"loan_product:{body.product_id}"
+    return product_view(services.get().products.create(body.to_product))
+
+
+@app.route("GET", "/_/ops/loan-products", query=ProductListQuery, rate_limit=OPS_LIMIT.name)
+def list_products_ops(req: Request, query: ProductListQuery) -> ProductList:
+    """Products in id order; pass next_cursor back as starting_after."""
+    return _products_page(req, query)
+
+
+@app.route("GET", "/_/ops/loan-products/{product_id}", rate_limit=OPS_LIMIT.name)
+def get_product_ops(req: Request, product_id: str) -> ProductView:
+    """One product, its terms, status and version."""
+    return product_view(services.get().products.product(product_id))
+
+
+@app.route("POST", "/_/ops/loan-products/{product_id}/deactivate", idempotency="optional",
+           rate_limit=OPS_LIMIT.name)
+def deactivate_product(req: Request, product_id: str) -> ProductView:
+    """No new quotes or loans of the product from now on; deactivating it again changes nothing."""
+    req.audit_target = f"loan_product:{product_id}"
+    return product_view(services.get().products.deactivate(product_id))
+
+
+@app.route("GET", "/_/ops/stats", rate_limit=None)
+def stats(req: Request) -> dict[str, Any]:
+    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
+    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+
+
+@app.readiness_check("loans-table")
+def loans_reachable() -> None:
+    services.get().probe()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)
