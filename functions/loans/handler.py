@@ -1,6 +1,11 @@
-"""The loans function: loan products and quotes of repayment schedules.
+"""The loans function: loan products, quotes of repayment schedules, applications and their decisions.
 
-Apps and customers (loans:read):
+Apps and customers (loans:write to apply, loans:read for the rest; a customer only its own loans):
+  POST /loans                                    apply (Idempotency-Key required: the loan's id derives
+                                                 from it, so a repeat finds the same loan); underwritten at
+                                                 once: approved, declined, or in review for an operator,
+                                                 with every rule's finding
+  GET  /loans/{loan_id}                          the loan and its decision (another customer's: 404)
   POST /loans/quotes                             the full schedule for a product, a principal and a term,
                                                  disbursed on the business date (or a date up to a year
                                                  after it); nothing is stored
@@ -12,6 +17,9 @@ Operators (ops scope):
   GET  /_/ops/loan-products                      the products, in id order
   GET  /_/ops/loan-products/{product_id}         one product
   POST /_/ops/loan-products/{product_id}/deactivate  no new quotes or loans from now on; safe to repeat
+  GET  /_/ops/loans/{loan_id}                    any loan
+  POST /_/ops/loans/{loan_id}/decision           approve or decline a loan in review (Idempotency-Key
+                                                 optional); the same decision again answers the loan
 """
 
 from collections.abc import Callable
@@ -19,32 +27,46 @@ from dataclasses import dataclass
 from typing import Any
 
 from finfaas.platform.audit import AuditLog
-from finfaas.platform.http import FunctionApp, Request
-from finfaas.platform.idempotency import IdempotencyGuard
+from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.business_date import api as business_date_api
 from finfaas.services.loans.api import (
     ERRORS,
+    ApplicationBody,
+    LoanView,
     ProductBody,
     ProductList,
     ProductListQuery,
     ProductView,
     QuoteBody,
     QuoteView,
+    ReviewBody,
+    ReviewDecision,
+    loan_view,
     product_list,
     product_view,
     quote_view,
 )
-from finfaas.services.loans.service import LoanProductsService, LoanQuoteService
+from finfaas.services.loans.service import (
+    Caller,
+    LoanApplicationService,
+    LoanProductsService,
+    LoanQuoteService,
+)
 
 FUNCTION_NAME = "loans"
 # Operators edit a few products by hand or by script: the limit stops a runaway script, not a person.
 OPS_LIMIT = RateLimit("loans_ops", requests_max=600, window_seconds=60, tokens_per_call=10)
 # Quotes follow an app's slider: a principal's budget, leased in blocks so the limiter costs little.
 READ_LIMIT = RateLimit("loans_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
-LIMITS = {limit.name: limit for limit in (OPS_LIMIT, READ_LIMIT)}
-READ = "loans:read"
+# An application calls risk and the bureau: far fewer than quotes.
+APPLY_LIMIT = RateLimit("loans_apply", requests_max=600, window_seconds=60, tokens_per_call=10)
+LIMITS = {limit.name: limit for limit in (OPS_LIMIT, READ_LIMIT, APPLY_LIMIT)}
+READ, WRITE = "loans:read", "loans:write"
+LOAN_PATH = "/function/loans/loans/{}"
+GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 
 
 @dataclass
@@ -53,6 +75,7 @@ class LoansServices:
 
     products: LoanProductsService
     quotes: LoanQuoteService
+    applications: LoanApplicationService
     guard: IdempotencyGuard
     limiter: RateLimiter | None
     audit: AuditLog | None
@@ -60,28 +83,44 @@ class LoansServices:
     dynamodb_calls: Callable[[], dict[str, int]] = dict
 
 
-def build_services() -> LoansServices:
-    """The services on this stage's tables (imports AWS code: call lazily)."""
+def build_services(suite: Any = None) -> LoansServices:
+    """The services on this stage's tables, the gateway and the loans-client secret (lazily); `suite`
+    replaces the gateway client (tests route it to handlers in process)."""
+    import os
+
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
+    from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.cursors import CursorCodec
     from finfaas.services.business_date.model import DEFAULT_MARKET, mode_from_env
     from finfaas.services.business_date.service import BusinessDateService
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.services.loans.service import LedgerAccounts
+    from finfaas.services.suite_clients import BureauClient, RiskClient, SuiteClient
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.business_date_store import BusinessDateStore
     from finfaas.store.call_meter import DynamoCallMeter
     from finfaas.store.idempotency_store import IdempotencyStore
+    from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas.store.loans_store import LoansStore
     from finfaas.store.ratelimit_store import RateLimitStore
 
     meter = DynamoCallMeter()
     meter.start()
+    if suite is None:
+        gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
+        suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
     store = LoansStore()
     dates = BusinessDateService(BusinessDateStore(), mode_from_env())
+    quotes = LoanQuoteService(store, lambda: dates.current(DEFAULT_MARKET).business_date)
+    applications = LoanApplicationService(
+        store, store, LedgerAccounts(LedgerService(ledger_store_from_config())), quotes, RiskClient(suite),
+        BureauClient(suite))
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return LoansServices(
         products=LoanProductsService(store, CursorCodec.from_config()),
-        quotes=LoanQuoteService(store, lambda: dates.current(DEFAULT_MARKET).business_date),
+        quotes=quotes,
+        applications=applications,
         guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
         limiter=RateLimiter(RateLimitStore(), LIMITS),
         audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
@@ -97,7 +136,35 @@ app = FunctionApp(FUNCTION_NAME, errors={**ERRORS, **business_date_api.ERRORS}, 
                   audit=lambda: services.get().audit)
 
 
+def caller(req: Request) -> Caller:
+    assert req.principal is not None
+    return Caller(req.principal.sub, req.principal.kind)
+
+
 # --- customers and apps ---------------------------------------------------------------------------
+
+
+@app.route("POST", "/loans", scopes=[WRITE], body=ApplicationBody, status=201, response=LoanView,
+           idempotency="keyed", rate_limit=APPLY_LIMIT.name)
+def apply(req: Request, body: ApplicationBody) -> Response:
+    """Apply for a loan: the product's bounds as a quote, the account the caller's, then the internal
+    rules, the risk screen and the bureau decide (a missing bureau: the product's waiver decides, flagged,
+    or an operator). The loan is the Idempotency-Key's record: a repeat answers as the first did, marked
+    replayed; the same key with another body is a 422."""
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    assert key is not None, "idempotency='keyed' routes always carry a key"
+    loan, repeated = services.get().applications.apply(caller(req), key, body.to_application())
+    req.audit_target = f"loan:{loan.loan_id}"
+    headers = {"Location": LOAN_PATH.format(loan.loan_id)}
+    if repeated:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(loan_view(loan), status=201, headers=headers)
+
+
+@app.route("GET", "/loans/{loan_id}", scopes=[READ], rate_limit=READ_LIMIT.name)
+def get_loan(req: Request, loan_id: str) -> LoanView:
+    """The loan, its status and its decision with every finding."""
+    return loan_view(services.get().applications.loan(caller(req), loan_id))
 
 
 @app.route("POST", "/loans/quotes", scopes=[READ], body=QuoteBody, rate_limit=READ_LIMIT.name)
@@ -154,6 +221,22 @@ def deactivate_product(req: Request, product_id: str) -> ProductView:
     """No new quotes or loans of the product from now on; deactivating it again changes nothing."""
     req.audit_target = f"loan_product:{product_id}"
     return product_view(services.get().products.deactivate(product_id))
+
+
+@app.route("GET", "/_/ops/loans/{loan_id}", rate_limit=OPS_LIMIT.name)
+def get_loan_ops(req: Request, loan_id: str) -> LoanView:
+    """Any loan, its status and its decision."""
+    return loan_view(services.get().applications.loan(Caller("ops", "client"), loan_id))
+
+
+@app.route("POST", "/_/ops/loans/{loan_id}/decision", body=ReviewBody, idempotency="optional",
+           rate_limit=OPS_LIMIT.name)
+def decide_loan(req: Request, loan_id: str, body: ReviewBody) -> LoanView:
+    """Approve or decline a loan in review; the same decision again changes nothing, another is a 409."""
+    assert req.principal is not None
+    req.audit_target = f"loan:{loan_id}"
+    approve = body.decision is ReviewDecision.APPROVE
+    return loan_view(services.get().applications.review(req.principal.sub, loan_id, approve, body.note))
 
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)

@@ -77,7 +77,8 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.capture_expiring",
     "refund.created",
 )
-EVENT_TYPES = LEDGER_EVENT_TYPES + TRANSFER_EVENT_TYPES + PAYMENT_EVENT_TYPES
+LOAN_EVENT_TYPES = ("loan.approved", "loan.declined", "loan.review_required")
+EVENT_TYPES = LEDGER_EVENT_TYPES + TRANSFER_EVENT_TYPES + PAYMENT_EVENT_TYPES + LOAN_EVENT_TYPES
 
 
 class EventRejected(Exception):

@@ -49,6 +49,8 @@ SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     "rail": ("orchestrator:callback",),
     # The payments function opens merchants' accounts through the ledger function and asks risk.
     "payments": ("ledger:read", "ledger:write", "risk:assess"),
+    # The loans function screens applicants with risk and asks the sandbox bureau for credit reports.
+    "loans": ("risk:assess", "bureau:read"),
 }
 rsa_key_bits = 3072
 rsa_key_bits_min = 2048

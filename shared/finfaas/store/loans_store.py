@@ -1,12 +1,14 @@
-"""The loans table (HASH pk, RANGE sk): loan products today; loans join it under their own keys.
+"""The loans table (HASH pk, RANGE sk): loan products and loans.
 
 Items:
 - `product` / `<product id>`: a loan product as JSON text (`doc`), its `version` and `status`. All
   products share one partition, so a list is one Query in id order (never a Scan): ops create a few
   dozen products, far below one partition's limits.
+- `loan#<loan id>` / `-`: a loan as JSON text (`doc`), its `version`, `status` and `owner_id`.
 
-A product is created with `attribute_not_exists` (its id is the guard) and changed by a put conditional
-on the stored version, so two operators never overwrite each other's change.
+An item is created with `attribute_not_exists` (its id is the guard) and changed by a put conditional
+on the stored version, so two writers never overwrite each other's change. A loan's creation and each
+of its changes write its outbox event in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,19 +18,37 @@ from decimal import Decimal
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
+from finfaas.domain.ledger import entry_key_prefix, micros
+from finfaas.domain.loan_underwriting import Decision, Finding, Outcome, Verdict
 from finfaas.domain.loans import Amortization, Bucket, Component, DayCount, InterestMethod
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.loans.errors import LoansStoreUnavailable
-from finfaas.services.loans.model import LoanProduct, OverpaymentRule, ProductPage, ProductStatus
-from finfaas.store.binding import StoreMeta, bound
+from finfaas.services.loans.model import (
+    Loan,
+    LoanEvent,
+    LoanProduct,
+    LoanStatus,
+    OverpaymentRule,
+    ProductPage,
+    ProductStatus,
+)
+from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
 from finfaas.store.dynamo import any_condition_failed, conditional_write, consistent_get
+from finfaas.store.models import OutboxRecord, format_time, parse_time
+from finfaas.store.outbox_store import outbox_partition
 
 LOANS_TABLE_LOGICAL_NAME = "loans"
+OUTBOX_TABLE_LOGICAL_NAME = "outbox"
+EVENT_SOURCE = "finfaas/loans"
+OUTBOX_PRODUCER = "loans"
 PRODUCTS_PARTITION = "product"
+NO_RANGE = "-"
 
 
 class _LoansItem(Model):
@@ -41,6 +61,11 @@ class _LoansItem(Model):
     doc = UnicodeAttribute()
     version = NumberAttribute()
     status = UnicodeAttribute()
+    owner_id = UnicodeAttribute(null=True)  # loans only
+
+
+class _OutboxItem(OutboxRecord):
+    Meta = StoreMeta
 
 
 def product_to_json(product: LoanProduct) -> str:
@@ -66,6 +91,7 @@ def product_to_json(product: LoanProduct) -> str:
         "overpayment": product.overpayment.value,
         "buckets": [{"name": b.name, "first_day": b.first_day, "last_day": b.last_day}
                     for b in product.buckets],
+        "bureau_waiver_principal_minor_max": str(product.bureau_waiver_principal_minor_max),
         "status": product.status.value,
         "version": product.version,
     }
@@ -95,17 +121,84 @@ def product_from_json(text: str) -> LoanProduct:
         overpayment=OverpaymentRule(raw["overpayment"]),
         buckets=tuple(Bucket(b["name"], int(b["first_day"]),
                              None if b["last_day"] is None else int(b["last_day"])) for b in raw["buckets"]),
+        bureau_waiver_principal_minor_max=int(raw.get("bureau_waiver_principal_minor_max", "0")),
         status=ProductStatus(raw["status"]),
         version=int(raw["version"]),
     )
 
 
-class LoansStore:
-    """Loan products on DynamoDB (pynamodb), a LoanProductRepository. Thread-safe; share one per process."""
+def _decision_document(decision: Decision) -> dict[str, Any]:
+    return {"outcome": decision.outcome.value, "bureau_unavailable": decision.bureau_unavailable,
+            "findings": [{"rule": f.rule, "verdict": f.verdict.value, "detail": f.detail}
+                         for f in decision.findings]}
 
-    def __init__(self, table_name: str | None = None, region: str | None = None) -> None:
+
+def _decision(raw: dict[str, Any]) -> Decision:
+    return Decision(Outcome(raw["outcome"]),
+                    tuple(Finding(f["rule"], Verdict(f["verdict"]), f["detail"]) for f in raw["findings"]),
+                    bool(raw["bureau_unavailable"]))
+
+
+def loan_to_json(loan: Loan) -> str:
+    document = {
+        "loan_id": loan.loan_id,
+        "owner_id": loan.owner_id,
+        "product_id": loan.product_id,
+        "account_id": loan.account_id,
+        "currency": loan.currency,
+        "principal_minor": str(loan.principal_minor),
+        "term_months": loan.term_months,
+        "monthly_income_minor": str(loan.monthly_income_minor),
+        "monthly_debt_minor": str(loan.monthly_debt_minor),
+        "status": loan.status.value,
+        "decision": _decision_document(loan.decision),
+        "created_at": format_time(loan.created_at),
+        "decided_by": loan.decided_by,
+        "review_note": loan.review_note,
+        "updated_at": format_time(loan.updated_at) if loan.updated_at else None,
+        "version": loan.version,
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def loan_from_json(text: str) -> Loan:
+    raw: dict[str, Any] = jsonio.loads(text)
+    return Loan(
+        loan_id=raw["loan_id"],
+        owner_id=raw["owner_id"],
+        product_id=raw["product_id"],
+        account_id=raw["account_id"],
+        currency=raw["currency"],
+        principal_minor=int(raw["principal_minor"]),
+        term_months=int(raw["term_months"]),
+        monthly_income_minor=int(raw["monthly_income_minor"]),
+        monthly_debt_minor=int(raw["monthly_debt_minor"]),
+        status=LoanStatus(raw["status"]),
+        decision=_decision(raw["decision"]),
+        created_at=parse_time(raw["created_at"]),
+        decided_by=raw.get("decided_by"),
+        review_note=raw.get("review_note", ""),
+        updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
+        version=int(raw["version"]),
+    )
+
+
+def _loan_key(loan_id: str) -> tuple[str, str]:
+    return f"loan#{loan_id}", NO_RANGE
+
+
+class LoansStore:
+    """Loan products and loans on DynamoDB (pynamodb): a LoanProductRepository and a LoanRepository.
+    Thread-safe; share one per process."""
+
+    def __init__(self, table_name: str | None = None, outbox_table_name: str | None = None,
+                 region: str | None = None) -> None:
         self.table_name = table_name or resource_name(LOANS_TABLE_LOGICAL_NAME)
-        self._item: Any = bound(_LoansItem, self.table_name, region or settings().region)
+        region = region or settings().region
+        self._item: Any = bound(_LoansItem, self.table_name, region)
+        self._outbox: Any = bound(_OutboxItem, outbox_table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME),
+                                  region)
+        self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
 
     def _product_item(self, product: LoanProduct) -> Any:
         return self._item(PRODUCTS_PARTITION, product.product_id, doc=product_to_json(product),
@@ -146,3 +239,56 @@ class LoansStore:
             raise LoansStoreUnavailable(f"list loan products: {error}") from error
         # DynamoDB may answer a full page with a key and nothing after it: the next page is then empty.
         return ProductPage(products, None if last is None else last["sk"]["S"])
+
+    # -- loans ----------------------------------------------------------------------------------------
+
+    def create_loan(self, loan: Loan, event: LoanEvent) -> Loan:
+        item = self._loan_item(loan)
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=self._item.pk.does_not_exist())
+                transaction.save(self._event_item(loan, event))
+
+        written = conditional_write(transact)
+        if written.taken:
+            return loan
+        if any_condition_failed(written.error):
+            existing = self.get_loan(loan.loan_id)
+            if existing is not None:
+                return existing
+        raise LoansStoreUnavailable(f"create loan {loan.loan_id}: {written.code}") from written.error
+
+    def get_loan(self, loan_id: str) -> Loan | None:
+        item = consistent_get(self._item, _loan_key(loan_id),
+                              lambda error: LoansStoreUnavailable(f"read loan {loan_id}: {error}"))
+        return None if item is None else loan_from_json(item.doc)
+
+    def save_loan(self, loan: Loan, event: LoanEvent) -> bool:
+        item = self._loan_item(loan)
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=self._item.version == loan.version - 1)
+                transaction.save(self._event_item(loan, event))
+
+        written = conditional_write(transact)
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        raise LoansStoreUnavailable(f"save loan {loan.loan_id}: {written.code}") from written.error
+
+    def _loan_item(self, loan: Loan) -> Any:
+        return self._item(*_loan_key(loan.loan_id), doc=loan_to_json(loan), version=loan.version,
+                          status=loan.status.value, owner_id=loan.owner_id)
+
+    def _event_item(self, loan: Loan, event: LoanEvent) -> Any:
+        """The outbox record; its id names the loan's version, so each change has one event, written
+        again under the same key by any retry."""
+        now = loan.updated_at or loan.created_at
+        event_id = f"{event.type}:{loan.loan_id}:{loan.version}"
+        return self._outbox(
+            outbox_partition(OUTBOX_PRODUCER, loan.loan_id), f"{entry_key_prefix(micros(now))}#{event_id}",
+            event_id=event_id, type=event.type, source=EVENT_SOURCE, subject=loan.loan_id,
+            time=format_time(now), data=json.dumps(dict(event.data), separators=(",", ":"), sort_keys=True))

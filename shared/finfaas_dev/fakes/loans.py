@@ -1,10 +1,14 @@
-"""In-memory loan products for tests; never shipped."""
+"""In-memory loan products and loans, and the risk and bureau functions as loans calls them, for tests;
+never shipped."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-from finfaas.services.loans.model import LoanProduct, ProductPage
+from finfaas.services.bureau.model import sandbox_report
+from finfaas.services.loans.model import Loan, LoanEvent, LoanProduct, ProductPage
+from finfaas.services.suite_clients import ServiceUnreachable
 
 
 class InMemoryLoanProducts:
@@ -36,3 +40,66 @@ class InMemoryLoanProducts:
             taken = ids[:limit]
             return ProductPage(tuple(self._products[i] for i in taken),
                                taken[-1] if len(ids) > limit else None)
+
+
+class InMemoryLoans:
+    """Loans in a dict; the same contract as store/loans_store.py. `events` holds (loan id, version,
+    event) as written, in order."""
+
+    def __init__(self) -> None:
+        self._loans: dict[str, Loan] = {}
+        self.events: list[tuple[str, int, LoanEvent]] = []
+        self._lock = threading.Lock()
+
+    def create_loan(self, loan: Loan, event: LoanEvent) -> Loan:
+        with self._lock:
+            stored = self._loans.setdefault(loan.loan_id, loan)
+            if stored is loan:
+                self.events.append((loan.loan_id, loan.version, event))
+            return stored
+
+    def get_loan(self, loan_id: str) -> Loan | None:
+        with self._lock:
+            return self._loans.get(loan_id)
+
+    def save_loan(self, loan: Loan, event: LoanEvent) -> bool:
+        with self._lock:
+            stored = self._loans.get(loan.loan_id)
+            if stored is None or stored.version != loan.version - 1:
+                return False
+            self._loans[loan.loan_id] = loan
+            self.events.append((loan.loan_id, loan.version, event))
+            return True
+
+
+class FakeRisk:
+    """The risk function's assessments: `findings` answered to every request, or `failing` raises."""
+
+    def __init__(self, findings: list[dict[str, str]] | None = None) -> None:
+        self.findings = findings or [{"rule": "blocked_party", "verdict": "PASS", "detail": "no party"},
+                                     {"rule": "velocity_count", "verdict": "PASS", "detail": "0 this hour"}]
+        self.failing = False
+        self.requests: list[dict[str, Any]] = []
+
+    def assess(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(body)
+        if self.failing:
+            raise ServiceUnreachable("POST /function/risk/assessments: ConnectionError")
+        return {"assessment_id": body["assessment_id"], "decision": "approve", "score": 0,
+                "findings": self.findings}
+
+
+class FakeBureau:
+    """The sandbox bureau in process (its own derivation), or `failing` raises as an unreachable one."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.calls = 0
+
+    def report(self, customer_id: str, inquiry_id: str) -> dict[str, Any]:
+        self.calls += 1
+        if self.failing:
+            raise ServiceUnreachable("bureau answered 503 bureau_unavailable")
+        report = sandbox_report(customer_id)
+        return {"customer_id": customer_id, "inquiry_id": inquiry_id, "score": report.score,
+                "delinquencies": report.delinquencies, "open_accounts": report.open_accounts}

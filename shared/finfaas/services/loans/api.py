@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictInt, StrictStr
@@ -26,9 +27,15 @@ from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
 from finfaas.services.ledger.api import Amount, Identifier
 from finfaas.services.loans.errors import (
+    CurrencyMismatch,
+    InvalidApplication,
     InvalidDisbursementDate,
     InvalidLoanRequest,
     InvalidPrincipal,
+    LoanBusy,
+    LoanExists,
+    LoanNotFound,
+    LoanNotInReview,
     LoansStoreUnavailable,
     PrincipalOutsideProduct,
     ProductBusy,
@@ -38,8 +45,11 @@ from finfaas.services.loans.errors import (
     ProductRefused,
     TermOutsideProduct,
     UnknownProduct,
+    WalletAccountNotFound,
 )
 from finfaas.services.loans.model import (
+    Loan,
+    LoanApplication,
     LoanProduct,
     OverpaymentRule,
     ProductPage,
@@ -153,6 +163,9 @@ class ProductBody(StrictModel):
     buckets: Annotated[list[BucketBody], Field(min_length=1, max_length=buckets_max)] = Field(
         default_factory=lambda: [BucketBody(name=b.name, first_day=b.first_day, last_day=b.last_day)
                                  for b in DEFAULT_BUCKETS])
+    bureau_waiver_principal_minor_max: Annotated[MinorUnits, Field(
+        description="up to this principal, an application the bureau cannot answer for is decided by "
+                    "the internal rules alone (flagged); above it an operator decides")] = 0
 
     def to_product(self) -> LoanProduct:
         """The product these terms make; InvalidProduct (naming the field) when they break a rule."""
@@ -163,7 +176,8 @@ class ProductBody(StrictModel):
             self.installment_fee_minor, Decimal(self.daily_penalty_rate),
             Decimal(self.prepayment_penalty_rate),
             tuple(self.allocation_order), self.overpayment,
-            tuple(Bucket(b.name, b.first_day, b.last_day) for b in self.buckets))
+            tuple(Bucket(b.name, b.first_day, b.last_day) for b in self.buckets),
+            self.bureau_waiver_principal_minor_max)
 
 
 class BucketView(BaseModel):
@@ -192,6 +206,7 @@ class ProductView(BaseModel):
     allocation_order: list[str]
     overpayment: str
     buckets: list[BucketView]
+    bureau_waiver_principal_minor_max: int
     status: ProductStatus
     version: int
 
@@ -211,6 +226,7 @@ def product_view(product: LoanProduct) -> ProductView:
         allocation_order=[c.value for c in product.allocation_order], overpayment=product.overpayment.value,
         buckets=[BucketView(name=b.name, first_day=b.first_day, last_day=b.last_day)
                  for b in product.buckets],
+        bureau_waiver_principal_minor_max=product.bureau_waiver_principal_minor_max,
         status=product.status, version=product.version)
 
 
@@ -230,6 +246,82 @@ def product_list(page: ProductPage, next_cursor: str | None) -> ProductList:
                        next_cursor=next_cursor)
 
 
+class ApplicationBody(StrictModel):
+    """A loan application: the product, principal and term (as a quote), the wallet account the loan is
+    paid into and repaid from, and the applicant's monthly income and existing monthly debt repayments
+    (minor units or decimal strings of the product's currency)."""
+
+    product_id: Identifier
+    principal: Amount
+    term_months: Annotated[StrictInt, Field(ge=1, le=term_months_max)]
+    account_id: Identifier
+    monthly_income: Amount
+    monthly_debt: Amount | None = None
+
+    def to_application(self) -> LoanApplication:
+        return LoanApplication(self.product_id, self.principal, self.term_months, self.account_id,
+                               self.monthly_income, 0 if self.monthly_debt is None else self.monthly_debt)
+
+
+class ReviewDecision(StrEnum):
+    APPROVE = "approve"
+    DECLINE = "decline"
+
+
+class ReviewBody(StrictModel):
+    """An operator's decision on a loan in review, with a note for the record."""
+
+    decision: ReviewDecision
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+class FindingView(BaseModel):
+    rule: str
+    verdict: str = Field(description="pass, flag (decided without it, marked), review or decline")
+    detail: str
+
+
+class DecisionView(BaseModel):
+    outcome: str
+    rules_fired: list[str] = Field(description="the rules whose verdict was not pass")
+    bureau_unavailable: bool = Field(description="decided without a credit report (flagged)")
+    findings: list[FindingView]
+    decided_by: str | None = Field(description="`rules`, or the operator who decided the review")
+    note: str
+
+
+class LoanView(BaseModel):
+    loan_id: str
+    owner_id: str
+    product_id: str
+    account_id: str
+    currency: str
+    principal_minor: int
+    term_months: int
+    monthly_income_minor: int
+    monthly_debt_minor: int
+    status: str = Field(description="review, approved or declined")
+    decision: DecisionView
+    created_at: datetime
+    updated_at: datetime | None
+
+
+def loan_view(loan: Loan) -> LoanView:
+    decision = loan.decision
+    return LoanView(
+        loan_id=loan.loan_id, owner_id=loan.owner_id, product_id=loan.product_id, account_id=loan.account_id,
+        currency=loan.currency, principal_minor=loan.principal_minor, term_months=loan.term_months,
+        monthly_income_minor=loan.monthly_income_minor, monthly_debt_minor=loan.monthly_debt_minor,
+        status=loan.status.value,
+        decision=DecisionView(
+            outcome=decision.outcome.value, rules_fired=list(decision.fired),
+            bureau_unavailable=decision.bureau_unavailable,
+            findings=[FindingView(rule=f.rule, verdict=f.verdict.value, detail=f.detail)
+                      for f in decision.findings],
+            decided_by=loan.decided_by, note=loan.review_note),
+        created_at=loan.created_at, updated_at=loan.updated_at)
+
+
 ERRORS = {
     UnknownProduct: ErrorSpec(422, UnknownProduct.code, "Unknown loan product"),
     InvalidPrincipal: ErrorSpec(422, InvalidPrincipal.code, "Invalid principal"),
@@ -243,4 +335,11 @@ ERRORS = {
     ProductRefused: ErrorSpec(422, ProductRefused.code, "Invalid loan product"),
     ProductBusy: ErrorSpec(409, ProductBusy.code, "Loan product busy"),
     LoansStoreUnavailable: ErrorSpec(503, LoansStoreUnavailable.code, "Loans store unavailable"),
+    InvalidApplication: ErrorSpec(422, InvalidApplication.code, "Invalid loan application"),
+    WalletAccountNotFound: ErrorSpec(404, WalletAccountNotFound.code, "Account not found"),
+    CurrencyMismatch: ErrorSpec(422, CurrencyMismatch.code, "Currency mismatch"),
+    LoanNotFound: ErrorSpec(404, LoanNotFound.code, "Loan not found"),
+    LoanExists: ErrorSpec(422, LoanExists.code, "Idempotency-Key reused with another body"),
+    LoanNotInReview: ErrorSpec(409, LoanNotInReview.code, "Loan not in review"),
+    LoanBusy: ErrorSpec(409, LoanBusy.code, "Loan busy"),
 }

@@ -77,6 +77,48 @@ class LoansStoreUnavailable(Refusal):
     code = "loans_store_unavailable"
 
 
+class InvalidApplication(Refusal):
+    """An application's declared figure is not an amount in the product's currency (the field is named)."""
+
+    code = "invalid_application"
+
+
+class WalletAccountNotFound(Refusal):
+    """No open customer account of the caller has this id (another customer's answers the same)."""
+
+    code = "account_not_found"
+
+
+class CurrencyMismatch(Refusal):
+    """The account holds another currency than the product lends."""
+
+    code = "currency_mismatch"
+
+
+class LoanNotFound(Refusal):
+    """No such loan, or not the caller's to see."""
+
+    code = "loan_not_found"
+
+
+class LoanExists(Refusal):
+    """The Idempotency-Key made a loan application with other fields."""
+
+    code = "idempotency_key_reused"
+
+
+class LoanNotInReview(Refusal):
+    """The loan was decided already: an operator's decision is for loans in review."""
+
+    code = "loan_not_in_review"
+
+
+class LoanBusy(Refusal):
+    """The loan kept changing under this request; try again."""
+
+    code = "loan_busy"
+
+
 class InvalidProduct(ValueError):
     """A product in the catalogue is misconfigured; raised when the catalogue is built, never to a client."""
 

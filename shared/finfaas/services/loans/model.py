@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 
+from finfaas.domain.loan_underwriting import Decision
 from finfaas.domain.loans import (
     DEFAULT_ALLOCATION_ORDER,
     DEFAULT_BUCKETS,
@@ -29,6 +31,8 @@ from finfaas.domain.money import CURRENCY_EXPONENTS, transfer_amount_minor_max
 from finfaas.services.loans.errors import InvalidProduct
 
 product_id_chars_max = 64
+LOAN_ID_PREFIX = "loan_"
+loan_id_hex_chars = 24
 product_name_chars_max = 140
 buckets_max = 12
 
@@ -66,6 +70,9 @@ class LoanProduct:
     allocation_order: tuple[Component, ...] = DEFAULT_ALLOCATION_ORDER
     overpayment: OverpaymentRule = OverpaymentRule.REFUSE
     buckets: tuple[Bucket, ...] = field(default=DEFAULT_BUCKETS)
+    # Up to this principal, an application the bureau cannot answer for is decided by the internal
+    # rules alone (flagged); above it, it waits for an operator. 0: every such application waits.
+    bureau_waiver_principal_minor_max: int = 0
     status: ProductStatus = ProductStatus.ACTIVE
     version: int = 1  # each stored change is conditional on the version it was made from
 
@@ -86,6 +93,9 @@ class LoanProduct:
             raise InvalidProduct(f"prepayment penalty rate must be 0-{prepayment_penalty_rate_max}",
                                  field="prepayment_penalty_rate")
         _check_buckets(self.buckets)
+        if not 0 <= self.bureau_waiver_principal_minor_max <= self.principal_minor_max:
+            raise InvalidProduct("the bureau waiver is 0 up to the principal maximum",
+                                 field="bureau_waiver_principal_minor_max")
         if self.version < 1:
             raise InvalidProduct("version starts at 1", field="version")
         try:
@@ -164,3 +174,68 @@ class Quote:
     disbursed_on: date
     term_months: int
     schedule: Schedule
+
+
+class LoanStatus(StrEnum):
+    REVIEW = "review"  # an operator decides (the rules or a missing bureau said so)
+    APPROVED = "approved"  # to be disbursed
+    DECLINED = "declined"  # final
+
+    @property
+    def decided(self) -> bool:
+        return self is not LoanStatus.REVIEW
+
+
+@dataclass(frozen=True)
+class LoanApplication:
+    """What a customer asks for: a product, a principal and a term, paid into (and repaid from) a wallet
+    account of theirs, with their declared monthly income and existing monthly debt."""
+
+    product_id: str
+    principal: int | str
+    term_months: int
+    account_id: str
+    monthly_income: int | str
+    monthly_debt: int | str
+
+
+@dataclass(frozen=True)
+class Loan:
+    """A loan from its application on: the terms asked, the decision and who took it."""
+
+    loan_id: str
+    owner_id: str
+    product_id: str
+    account_id: str
+    currency: str
+    principal_minor: int
+    term_months: int
+    monthly_income_minor: int
+    monthly_debt_minor: int
+    status: LoanStatus
+    decision: Decision  # the rules' decision, every finding listed
+    created_at: datetime
+    decided_by: str | None = None  # "rules", or the operator who decided a review
+    review_note: str = ""
+    updated_at: datetime | None = None
+    version: int = 1
+
+    def same_request(self, other: Loan) -> bool:
+        """True when other asks for the same loan (a repeated application under the same key)."""
+        fields = ("owner_id", "product_id", "account_id", "principal_minor", "term_months",
+                  "monthly_income_minor", "monthly_debt_minor")
+        return all(getattr(self, name) == getattr(other, name) for name in fields)
+
+
+@dataclass(frozen=True)
+class LoanEvent:
+    """An outbox event written with a loan's change: its type and data."""
+
+    type: str
+    data: Mapping[str, object]
+
+
+def loan_id_for(caller_id: str, idempotency_key: str) -> str:
+    """The loan's id, derived from the caller and its Idempotency-Key: a repeat finds the same loan."""
+    digest = hashlib.sha256(f"{caller_id}\x00{idempotency_key}".encode()).hexdigest()
+    return LOAN_ID_PREFIX + digest[:loan_id_hex_chars]

@@ -7,20 +7,44 @@ A quote is pure enough to run on every move of an app's slider: one product read
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from finfaas.domain.calendar import MarketCalendar
-from finfaas.domain.errors import LedgerError
+from finfaas.domain.errors import AccountNotFound, LedgerError
+from finfaas.domain.ledger import Account, AccountKind, AccountStatus
+from finfaas.domain.loan_underwriting import (
+    Application,
+    BureauReport,
+    Finding,
+    Outcome,
+    UnderwritingPolicy,
+    Verdict,
+    bureau_findings,
+    bureau_score_max,
+    bureau_score_min,
+    decide,
+    internal_findings,
+    risk_findings,
+)
 from finfaas.domain.loans import LoanRuleError, Schedule, build_schedule
 from finfaas.domain.money import parse_amount
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
+from finfaas.platform.resilience import CircuitBreaker
 from finfaas.platform.retry import Change, Unchanged, read_change_save
+from finfaas.services.ledger.service import LedgerService
 from finfaas.services.loans.errors import (
+    CurrencyMismatch,
+    InvalidApplication,
     InvalidDisbursementDate,
     InvalidLoanRequest,
     InvalidPrincipal,
     InvalidProduct,
+    LoanBusy,
+    LoanExists,
+    LoanNotFound,
+    LoanNotInReview,
     PrincipalOutsideProduct,
     ProductBusy,
     ProductExists,
@@ -29,16 +53,29 @@ from finfaas.services.loans.errors import (
     ProductRefused,
     TermOutsideProduct,
     UnknownProduct,
+    WalletAccountNotFound,
 )
 from finfaas.services.loans.model import (
+    Loan,
+    LoanApplication,
+    LoanEvent,
     LoanProduct,
+    LoanStatus,
     ProductPage,
     ProductStatus,
     Quote,
     QuoteRequest,
+    loan_id_for,
     product_id_chars_max,
 )
-from finfaas.services.loans.ports import LoanProductRepository, LoanProducts
+from finfaas.services.loans.ports import (
+    CreditBureau,
+    LoanProductRepository,
+    LoanProducts,
+    LoanRepository,
+    RiskAssessor,
+    WalletAccounts,
+)
 
 # A quote is for a loan about to be disbursed; a year ahead is planning, further is a typing error.
 disbursement_days_ahead_max = 366
@@ -161,3 +198,196 @@ class LoanProductsService:
 def _terms(product: LoanProduct) -> dict[str, Any]:
     """What a repeated create must match: every field but the stored lifecycle (status, version)."""
     return {name: value for name, value in vars(product).items() if name not in ("status", "version")}
+
+
+CUSTOMER_KIND = "customer"
+review_note_chars_max = 500
+RULES = "rules"  # decided_by of a loan the rules decided
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LedgerAccounts:
+    """WalletAccounts over the ledger's own use cases in process (its DynamoDB store)."""
+
+    def __init__(self, ledger: LedgerService) -> None:
+        self._ledger = ledger
+
+    def account(self, account_id: str) -> Account | None:
+        try:
+            return self._ledger.get_account(account_id)
+        except AccountNotFound:
+            return None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: a customer (only its own accounts and loans) or a client app (any)."""
+
+    sub: str
+    kind: str
+
+    @property
+    def is_customer(self) -> bool:
+        return self.kind == CUSTOMER_KIND
+
+
+_STATUS_OF = {Outcome.APPROVE: LoanStatus.APPROVED, Outcome.DECLINE: LoanStatus.DECLINED,
+              Outcome.REVIEW: LoanStatus.REVIEW}
+_EVENT_OF = {LoanStatus.APPROVED: "loan.approved", LoanStatus.DECLINED: "loan.declined",
+             LoanStatus.REVIEW: "loan.review_required"}
+
+
+def loan_event(loan: Loan) -> LoanEvent:
+    """The event a loan's new status publishes; amounts as text."""
+    return LoanEvent(_EVENT_OF[loan.status], {
+        "loan": loan.loan_id, "status": loan.status.value, "product_id": loan.product_id,
+        "principal_minor": str(loan.principal_minor), "currency": loan.currency,
+        "term_months": loan.term_months, "rules_fired": list(loan.decision.fired),
+        "bureau_unavailable": loan.decision.bureau_unavailable})
+
+
+class LoanApplicationService:
+    """Apply, underwrite and decide: the internal rules, the risk screen and the bureau (each behind its
+    circuit breaker), recorded once per application with every finding; operators decide reviews."""
+
+    def __init__(self, products: LoanProducts, loans: LoanRepository, accounts: WalletAccounts,
+                 quotes: LoanQuoteService, risk: RiskAssessor, bureau: CreditBureau, *,
+                 risk_breaker: CircuitBreaker | None = None, bureau_breaker: CircuitBreaker | None = None,
+                 policy: UnderwritingPolicy = UnderwritingPolicy(),
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self._products = products
+        self._loans = loans
+        self._accounts = accounts
+        self._quotes = quotes
+        self._risk = risk
+        self._bureau = bureau
+        self._risk_breaker = risk_breaker or CircuitBreaker("risk")
+        self._bureau_breaker = bureau_breaker or CircuitBreaker("bureau")
+        self._policy = policy
+        self._clock = clock
+
+    def apply(self, caller: Caller, key: str, application: LoanApplication) -> tuple[Loan, bool]:
+        """The decided loan, or the one this caller's key made, with True. Nothing is written when the
+        product, the amounts or the account refuse it."""
+        loan_id = loan_id_for(caller.sub, key)
+        existing = self._loans.get_loan(loan_id)
+        if existing is not None:  # answered from what was stored, whatever changed since (the product)
+            return self._repeat_of(existing, application), True
+        quote = self._quotes.quote(QuoteRequest(application.product_id, application.principal,
+                                                application.term_months))
+        product = quote.product
+        income = _declared(application.monthly_income, product.currency, "monthly_income")
+        debt = _declared(application.monthly_debt, product.currency, "monthly_debt")
+        account = self._accounts.account(application.account_id)
+        if account is None or account.kind is not AccountKind.CUSTOMER \
+                or account.status is not AccountStatus.OPEN \
+                or (caller.is_customer and account.owner_id != caller.sub):
+            raise WalletAccountNotFound(f"account {application.account_id} not found",
+                                        errors=(("account_id", "not found"),))
+        if account.currency != product.currency:
+            raise CurrencyMismatch(f"the account holds {account.currency}; {product.product_id} lends "
+                                   f"{product.currency}", errors=(("account_id", "another currency"),))
+        principal = quote.schedule.principal_minor
+        installment = max(i.total_minor for i in quote.schedule.installments)
+        findings = internal_findings(Application(principal, installment, income, debt), self._policy)
+        findings += self._screen(loan_id, account.owner_id, account.account_id, principal, product)
+        findings += bureau_findings(self._report(loan_id, account.owner_id), principal,
+                                    product.bureau_waiver_principal_minor_max, self._policy)
+        decision = decide(findings)
+        status = _STATUS_OF[decision.outcome]
+        wanted = Loan(
+            loan_id=loan_id, owner_id=account.owner_id, product_id=product.product_id,
+            account_id=account.account_id, currency=product.currency, principal_minor=principal,
+            term_months=application.term_months, monthly_income_minor=income, monthly_debt_minor=debt,
+            status=status, decision=decision, created_at=self._clock(),
+            decided_by=RULES if status.decided else None)
+        stored = self._loans.create_loan(wanted, loan_event(wanted))
+        if stored is not wanted and not stored.same_request(wanted):
+            raise LoanExists("the Idempotency-Key was used for another application",
+                             errors=(("Idempotency-Key", "used for another application"),))
+        return stored, stored is not wanted
+
+    def loan(self, caller: Caller, loan_id: str) -> Loan:
+        """The loan; another customer's answers as a missing one."""
+        found = self._loans.get_loan(loan_id)
+        if found is None or (caller.is_customer and found.owner_id != caller.sub):
+            raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+        return found
+
+    def review(self, operator: str, loan_id: str, approve: bool, note: str) -> Loan:
+        """An operator's decision on a loan in review; the same decision again answers the loan."""
+        wanted = LoanStatus.APPROVED if approve else LoanStatus.DECLINED
+
+        def change(loan: Loan) -> Unchanged[Loan] | Change[Loan, Loan]:
+            if loan.status is wanted and loan.decided_by not in (None, RULES):
+                return Unchanged(loan)
+            if loan.status is not LoanStatus.REVIEW:
+                raise LoanNotInReview(f"loan {loan_id} is {loan.status.value}",
+                                      errors=(("decision", f"the loan is {loan.status.value}"),))
+            decided = replace(loan, status=wanted, decided_by=operator,
+                              review_note=note[:review_note_chars_max], updated_at=self._clock(),
+                              version=loan.version + 1)
+            return Change(decided, decided)
+
+        def save(loan: Loan) -> bool:
+            return self._loans.save_loan(loan, loan_event(loan))
+
+        return read_change_save(lambda: self.loan(Caller(operator, "client"), loan_id), change, save,
+                                exhausted=lambda: LoanBusy(f"loan {loan_id} kept changing"))
+
+    def _repeat_of(self, existing: Loan, application: LoanApplication) -> Loan:
+        """The stored loan when the application asks for it again; LoanExists when it asks for another."""
+        try:
+            principal = parse_amount(application.principal, existing.currency, field="principal")
+        except LedgerError:
+            principal = -1
+        asked = (application.product_id, application.account_id, principal, application.term_months,
+                 _declared(application.monthly_income, existing.currency, "monthly_income"),
+                 _declared(application.monthly_debt, existing.currency, "monthly_debt"))
+        stored = (existing.product_id, existing.account_id, existing.principal_minor, existing.term_months,
+                  existing.monthly_income_minor, existing.monthly_debt_minor)
+        if asked != stored:
+            raise LoanExists("the Idempotency-Key was used for another application",
+                             errors=(("Idempotency-Key", "used for another application"),))
+        return existing
+
+    def _screen(self, loan_id: str, owner_id: str, account_id: str, principal: int,
+                product: LoanProduct) -> tuple[Finding, ...]:
+        """The risk function's block-list and velocity findings; an operator decides when it is failing."""
+        request = {"assessment_id": loan_id, "customer_id": owner_id, "debit_account_id": account_id,
+                   "destination": f"loan:{product.product_id}", "amount_minor": principal,
+                   "currency": product.currency}
+        try:
+            answer = self._risk_breaker.call(lambda: self._risk.assess(request))
+            findings = answer.get("findings")
+            if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
+                raise ValueError("risk answered without findings")
+        except Exception as error:  # any failure of the dependency: an operator decides (breaker counts it)
+            return (Finding("risk_unavailable", Verdict.REVIEW,
+                            f"risk screen unavailable: {type(error).__name__}"),)
+        return risk_findings(findings)
+
+    def _report(self, loan_id: str, owner_id: str) -> BureauReport | None:
+        """The bureau's report, or None when it is failing (the breaker counts it, and opens)."""
+        try:
+            answer = self._bureau_breaker.call(lambda: self._bureau.report(owner_id, loan_id))
+            score, late = answer.get("score"), answer.get("delinquencies")
+            if not isinstance(score, int) or not isinstance(late, int) \
+                    or not bureau_score_min <= score <= bureau_score_max or late < 0:
+                raise ValueError("bureau answered without a score")
+        except Exception:  # any failure of the dependency decides without it (the product's waiver)
+            return None
+        return BureauReport(score, late)
+
+
+def _declared(value: int | str, currency: str, field: str) -> int:
+    """A declared monthly figure in minor units of the product's currency (0 allowed)."""
+    if value in (0, "0"):
+        return 0
+    try:
+        return parse_amount(value, currency, field=field)
+    except LedgerError as error:
+        raise InvalidApplication(str(error), errors=((field, str(error)),)) from None

@@ -10,8 +10,8 @@ import pytest
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimiter
-from finfaas.services.loans.service import LoanProductsService, LoanQuoteService
-from finfaas_dev.fakes.loans import InMemoryLoanProducts
+from finfaas.services.loans.service import LoanApplicationService, LoanProductsService, LoanQuoteService
+from finfaas_dev.fakes.loans import FakeBureau, FakeRisk, InMemoryLoanProducts, InMemoryLoans
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryIdempotencyStore, InMemoryRateLimitStore
 from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
 
@@ -32,9 +32,12 @@ class World:
         self.minter = TokenMinter.generate()
         self.handler.verifier.use(self.minter.verifier())
         self.products = InMemoryLoanProducts()
+        quotes = LoanQuoteService(self.products, lambda: BUSINESS_DATE)
         self.handler.services.use(self.handler.LoansServices(
             products=LoanProductsService(self.products),
-            quotes=LoanQuoteService(self.products, lambda: BUSINESS_DATE),
+            quotes=quotes,
+            applications=LoanApplicationService(self.products, InMemoryLoans(), {}, quotes, FakeRisk(),
+                                                FakeBureau()),
             guard=IdempotencyGuard(InMemoryIdempotencyStore(), "loans"),
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "loans"),

@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from finfaas.domain.loan_underwriting import Decision, Finding, Outcome, Verdict
 from finfaas.domain.loans import Amortization, Bucket, Component, DayCount, InterestMethod
-from finfaas.services.loans.model import LoanProduct, OverpaymentRule, ProductStatus
-from finfaas_dev.fakes.loans import InMemoryLoanProducts
+from finfaas.services.loans.model import (
+    Loan,
+    LoanEvent,
+    LoanProduct,
+    LoanStatus,
+    OverpaymentRule,
+    ProductStatus,
+)
+from finfaas_dev.fakes.loans import InMemoryLoanProducts, InMemoryLoans
+
+T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
 
 def new_product(product_id: str | None = None, **changes) -> LoanProduct:
@@ -31,7 +42,8 @@ class LoanProductsContract:
             installment_fee_minor=150, daily_penalty_rate=Decimal("0.0005"),
             prepayment_penalty_rate=Decimal("0.02"),
             allocation_order=(Component.INTEREST, Component.PRINCIPAL, Component.PENALTY, Component.FEE),
-            overpayment=OverpaymentRule.PREPAY, buckets=(Bucket("early", 1, 30), Bucket("late", 31)))
+            overpayment=OverpaymentRule.PREPAY, buckets=(Bucket("early", 1, 30), Bucket("late", 31)),
+            bureau_waiver_principal_minor_max=50_000)
 
         assert store.create(product) == product
 
@@ -86,3 +98,50 @@ class TestInMemoryLoanProducts(LoanProductsContract):
         store.create(new_product("p-a"))
 
         assert store.page(2, None).last_key is None
+
+
+def new_loan(**changes) -> Loan:
+    findings = (Finding("income", Verdict.PASS, "the installment is 17.77 % of income"),
+                Finding("bureau_unavailable", Verdict.REVIEW, "no bureau report"))
+    decision = Decision(Outcome.REVIEW, findings, True)
+    loan = Loan(loan_id=f"loan_{uuid.uuid4().hex[:24]}", owner_id="cust-1", product_id="personal-eur",
+                account_id="acc-1", currency="EUR", principal_minor=10**12, term_months=12,
+                monthly_income_minor=500_000, monthly_debt_minor=0, status=LoanStatus.REVIEW,
+                decision=decision, created_at=T0)
+    return replace(loan, **changes)
+
+
+EVENT = LoanEvent("loan.review_required", {"loan": "x"})
+
+
+class LoansContract:
+    """Loans; subclasses provide the `loans` fixture."""
+
+    def test_a_created_loan_reads_back_field_for_field(self, loans):
+        loan = new_loan()
+
+        assert loans.create_loan(loan, EVENT) == loan
+
+        assert loans.get_loan(loan.loan_id) == loan
+
+    def test_a_taken_id_returns_the_stored_loan(self, loans):
+        first = loans.create_loan(new_loan(), EVENT)
+
+        assert loans.create_loan(replace(first, principal_minor=5), EVENT) == first
+
+    def test_a_change_is_saved_only_over_the_version_it_was_made_from(self, loans):
+        loan = loans.create_loan(new_loan(), EVENT)
+        decided = replace(loan, status=LoanStatus.APPROVED, decided_by="ops-1",
+                          review_note="seen the payslips", updated_at=T0 + timedelta(hours=1), version=2)
+
+        assert loans.save_loan(decided, EVENT)
+        assert not loans.save_loan(replace(decided, status=LoanStatus.DECLINED), EVENT)
+
+        assert loans.get_loan(loan.loan_id) == decided
+        assert loans.get_loan(f"loan_{uuid.uuid4().hex[:24]}") is None
+
+
+class TestInMemoryLoans(LoansContract):
+    @pytest.fixture
+    def loans(self):
+        return InMemoryLoans()
