@@ -5,7 +5,11 @@ Apps and customers (loans:write to apply, loans:read for the rest; a customer on
                                                  from it, so a repeat finds the same loan); underwritten at
                                                  once: approved, declined, or in review for an operator,
                                                  with every rule's finding
-  GET  /loans/{loan_id}                          the loan and its decision (another customer's: 404)
+  GET  /loans/{loan_id}                          the loan and its decision; once disbursed its schedule and
+                                                 transactions (another customer's: 404)
+  POST /loans/{loan_id}/disburse                 accept an approved loan: starts its disbursement saga
+                                                 (infra/statemachines/loan-disbursement.asl.json; 202),
+                                                 an active loan answers 200 with nothing started
   POST /loans/quotes                             the full schedule for a product, a principal and a term,
                                                  disbursed on the business date (or a date up to a year
                                                  after it); nothing is stored
@@ -20,6 +24,10 @@ Operators (ops scope):
   GET  /_/ops/loans/{loan_id}                    any loan
   POST /_/ops/loans/{loan_id}/decision           approve or decline a loan in review (Idempotency-Key
                                                  optional); the same decision again answers the loan
+The disbursement saga (the orchestrator's client, loans:saga):
+  POST /saga/disburse                            the principal from sys-loans-<CUR> to the wallet and the
+                                                 schedule fixed on the business date, one ledger
+                                                 transaction; again: the active loan, nothing moved
 """
 
 from collections.abc import Callable
@@ -35,6 +43,8 @@ from finfaas.services.business_date import api as business_date_api
 from finfaas.services.loans.api import (
     ERRORS,
     ApplicationBody,
+    DisburseStepBody,
+    DisburseStepView,
     LoanView,
     ProductBody,
     ProductList,
@@ -52,6 +62,7 @@ from finfaas.services.loans.api import (
 from finfaas.services.loans.service import (
     Caller,
     LoanApplicationService,
+    LoanDisbursementService,
     LoanProductsService,
     LoanQuoteService,
 )
@@ -64,7 +75,7 @@ READ_LIMIT = RateLimit("loans_read", requests_max=12_000, window_seconds=60, tok
 # An application calls risk and the bureau: far fewer than quotes.
 APPLY_LIMIT = RateLimit("loans_apply", requests_max=600, window_seconds=60, tokens_per_call=10)
 LIMITS = {limit.name: limit for limit in (OPS_LIMIT, READ_LIMIT, APPLY_LIMIT)}
-READ, WRITE = "loans:read", "loans:write"
+READ, WRITE, SAGA = "loans:read", "loans:write", "loans:saga"
 LOAN_PATH = "/function/loans/loans/{}"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 
@@ -76,6 +87,7 @@ class LoansServices:
     products: LoanProductsService
     quotes: LoanQuoteService
     applications: LoanApplicationService
+    disbursements: LoanDisbursementService
     guard: IdempotencyGuard
     limiter: RateLimiter | None
     audit: AuditLog | None
@@ -96,7 +108,7 @@ def build_services(suite: Any = None) -> LoansServices:
     from finfaas.services.business_date.service import BusinessDateService
     from finfaas.services.ledger.service import LedgerService
     from finfaas.services.loans.service import LedgerAccounts
-    from finfaas.services.suite_clients import BureauClient, RiskClient, SuiteClient
+    from finfaas.services.suite_clients import BureauClient, OrchestratorClient, RiskClient, SuiteClient
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.business_date_store import BusinessDateStore
     from finfaas.store.call_meter import DynamoCallMeter
@@ -112,15 +124,20 @@ def build_services(suite: Any = None) -> LoansServices:
         suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
     store = LoansStore()
     dates = BusinessDateService(BusinessDateStore(), mode_from_env())
-    quotes = LoanQuoteService(store, lambda: dates.current(DEFAULT_MARKET).business_date)
-    applications = LoanApplicationService(
-        store, store, LedgerAccounts(LedgerService(ledger_store_from_config())), quotes, RiskClient(suite),
-        BureauClient(suite))
+    def business_date() -> Any:
+        return dates.current(DEFAULT_MARKET).business_date
+
+    quotes = LoanQuoteService(store, business_date)
+    ledger = LedgerAccounts(LedgerService(ledger_store_from_config()))
+    applications = LoanApplicationService(store, store, ledger, quotes, RiskClient(suite),
+                                          BureauClient(suite))
+    disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite))
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return LoansServices(
         products=LoanProductsService(store, CursorCodec.from_config()),
         quotes=quotes,
         applications=applications,
+        disbursements=disbursements,
         guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
         limiter=RateLimiter(RateLimitStore(), LIMITS),
         audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
@@ -159,6 +176,17 @@ def apply(req: Request, body: ApplicationBody) -> Response:
     if repeated:
         headers[REPLAYED_HEADER] = "true"
     return Response(loan_view(loan), status=201, headers=headers)
+
+
+@app.route("POST", "/loans/{loan_id}/disburse", scopes=[WRITE], status=202, response=LoanView,
+           idempotency="optional", rate_limit=APPLY_LIMIT.name)
+def disburse(req: Request, loan_id: str) -> Response:
+    """Accept an approved loan: its disbursement saga starts (202; named by the loan, so a repeat finds
+    it); follow GET /loans/{loan_id} until active. An active loan answers 200, nothing started."""
+    req.audit_target = f"loan:{loan_id}"
+    loan, started = services.get().disbursements.start(caller(req), loan_id)
+    return Response(loan_view(loan), status=202 if started else 200,
+                    headers={"Location": LOAN_PATH.format(loan.loan_id)})
 
 
 @app.route("GET", "/loans/{loan_id}", scopes=[READ], rate_limit=READ_LIMIT.name)
@@ -237,6 +265,19 @@ def decide_loan(req: Request, loan_id: str, body: ReviewBody) -> LoanView:
     req.audit_target = f"loan:{loan_id}"
     approve = body.decision is ReviewDecision.APPROVE
     return loan_view(services.get().applications.review(req.principal.sub, loan_id, approve, body.note))
+
+
+# --- the disbursement saga's step -------------------------------------------------------------------
+
+
+@app.route("POST", "/saga/disburse", scopes=[SAGA], body=DisburseStepBody, rate_limit=None)
+def saga_disburse(req: Request, body: DisburseStepBody) -> DisburseStepView:
+    """Pay the principal out and fix the schedule, in one ledger transaction; a retry (the same step
+    again, after a crash or a lost answer) finds the loan active and moves nothing."""
+    req.audit_target = f"loan:{body.loan_id}"
+    loan = services.get().disbursements.disburse(body.loan_id)
+    return DisburseStepView(loan_id=loan.loan_id, status=loan.status.value,
+                            transfer_id=loan.disbursement_transfer_id)
 
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)

@@ -14,6 +14,7 @@ of its changes write its outbox event in the same transaction.
 from __future__ import annotations
 
 import json
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +26,7 @@ from pynamodb.transactions import TransactWrite
 
 from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.loan_underwriting import Decision, Finding, Outcome, Verdict
-from finfaas.domain.loans import Amortization, Bucket, Component, DayCount, InterestMethod
+from finfaas.domain.loans import Amortization, Bucket, Component, DayCount, Installment, InterestMethod
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.loans.errors import LoansStoreUnavailable
@@ -34,6 +35,7 @@ from finfaas.services.loans.model import (
     LoanEvent,
     LoanProduct,
     LoanStatus,
+    LoanTransaction,
     OverpaymentRule,
     ProductPage,
     ProductStatus,
@@ -157,8 +159,22 @@ def loan_to_json(loan: Loan) -> str:
         "review_note": loan.review_note,
         "updated_at": format_time(loan.updated_at) if loan.updated_at else None,
         "version": loan.version,
+        "disbursed_on": loan.disbursed_on.isoformat() if loan.disbursed_on else None,
+        # One row per installment (number, period start and end, due date, principal, interest, fee,
+        # balance): a 600-month schedule stays far below DynamoDB's 400 KB item limit.
+        "installments": [[i.number, i.period_start.isoformat(), i.period_end.isoformat(),
+                          i.due_on.isoformat(), str(i.principal_minor), str(i.interest_minor),
+                          str(i.fee_minor), str(i.balance_minor)] for i in loan.installments],
+        "transactions": [{"kind": t.kind, "transfer_id": t.transfer_id, "on": t.on.isoformat(),
+                          "amount_minor": str(t.amount_minor)} for t in loan.transactions],
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def _installment(row: list[Any]) -> Installment:
+    number, start, end, due, principal, interest, fee, balance = row
+    return Installment(int(number), date.fromisoformat(start), date.fromisoformat(end),
+                       date.fromisoformat(due), int(principal), int(interest), int(fee), int(balance))
 
 
 def loan_from_json(text: str) -> Loan:
@@ -180,6 +196,10 @@ def loan_from_json(text: str) -> Loan:
         review_note=raw.get("review_note", ""),
         updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
         version=int(raw["version"]),
+        disbursed_on=date.fromisoformat(raw["disbursed_on"]) if raw.get("disbursed_on") else None,
+        installments=tuple(_installment(row) for row in raw.get("installments", ())),
+        transactions=tuple(LoanTransaction(t["kind"], t["transfer_id"], date.fromisoformat(t["on"]),
+                                           int(t["amount_minor"])) for t in raw.get("transactions", ())),
     )
 
 
@@ -278,6 +298,15 @@ class LoansStore:
         if any_condition_failed(written.error):
             return False
         raise LoansStoreUnavailable(f"save loan {loan.loan_id}: {written.code}") from written.error
+
+    def loan_put(self, loan: Loan) -> tuple[Any, Any]:
+        return self._loan_item(loan), self._item.version == loan.version - 1
+
+    def event_put(self, loan: Loan, event: LoanEvent) -> tuple[Any, Any]:
+        return self._event_item(loan, event), None
+
+    def loan_from_raw(self, raw_item: dict[str, Any]) -> Loan:
+        return loan_from_json(self._item.from_raw_data(raw_item).doc)
 
     def _loan_item(self, loan: Loan) -> Any:
         return self._item(*_loan_key(loan.loan_id), doc=loan_to_json(loan), version=loan.version,

@@ -4,11 +4,16 @@ never shipped."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from finfaas.domain.ledger import TransactionExtra, Transfer
 from finfaas.services.bureau.model import sandbox_report
 from finfaas.services.loans.model import Loan, LoanEvent, LoanProduct, ProductPage
+from finfaas.services.loans.service import LedgerAccounts
 from finfaas.services.suite_clients import ServiceUnreachable
+
+_T = TypeVar("_T")
 
 
 class InMemoryLoanProducts:
@@ -70,6 +75,48 @@ class InMemoryLoans:
             self._loans[loan.loan_id] = loan
             self.events.append((loan.loan_id, loan.version, event))
             return True
+
+
+    def loan_put(self, loan: Loan) -> tuple[Any, Any]:
+        return loan, loan.version - 1
+
+    def event_put(self, loan: Loan, event: LoanEvent) -> tuple[Any, Any]:
+        return (loan.loan_id, loan.version, event), None
+
+    def loan_from_raw(self, raw_item: dict[str, Any]) -> Loan:
+        loan: Loan = raw_item["loan"]
+        return loan
+
+    def apply(self, item: Loan, condition: int, operation: Callable[[], _T],
+              conflicted: Callable[[dict[str, Any] | None], None], events: list[Any]) -> _T:
+        """Runs operation and puts item and events, all or nothing, if the stored version is `condition`."""
+        with self._lock:
+            stored = self._loans.get(item.loan_id)
+            if stored is None or stored.version != condition:
+                conflicted({"loan": stored} if stored is not None else None)
+                raise AssertionError("an extra's conflicted() must raise")
+            result = operation()
+            self._loans[item.loan_id] = item
+            self.events.extend(events)
+            return result
+
+
+class InMemoryLoansLedger(LedgerAccounts):
+    """LoanLedger over a LedgerService on the reference ledger: each transfer and its extra's loan put
+    apply together, as the DynamoDB store's one transaction does."""
+
+    def __init__(self, ledger: Any, loans: InMemoryLoans) -> None:
+        super().__init__(ledger)
+        self._loans = loans
+
+    def _in_transaction(self, extra: TransactionExtra,
+                        operation: Callable[[TransactionExtra | None], Transfer]) -> Transfer:
+        item, condition = extra.put_for(())
+        more = getattr(extra, "more_puts_for", None)
+        events = [event for event, _ in (more(()) if more is not None else [])]
+        result = self._loans.apply(item, condition, lambda: operation(None), extra.conflicted, events)
+        extra.committed()
+        return result
 
 
 class FakeRisk:

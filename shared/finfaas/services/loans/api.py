@@ -17,6 +17,7 @@ from finfaas.domain.loans import (
     Bucket,
     Component,
     DayCount,
+    Installment,
     InterestMethod,
     grace_months_max,
     term_months_max,
@@ -34,6 +35,7 @@ from finfaas.services.loans.errors import (
     InvalidPrincipal,
     LoanBusy,
     LoanExists,
+    LoanNotApproved,
     LoanNotFound,
     LoanNotInReview,
     LoansStoreUnavailable,
@@ -114,6 +116,13 @@ class QuoteView(BaseModel):
     total_minor: int
 
 
+def _installment_view(i: Installment) -> InstallmentView:
+    return InstallmentView(
+        number=i.number, period_start=i.period_start, period_end=i.period_end, due_date=i.due_on,
+        principal_minor=i.principal_minor, interest_minor=i.interest_minor, fee_minor=i.fee_minor,
+        total_minor=i.total_minor, balance_minor=i.balance_minor)
+
+
 def quote_view(quote: Quote) -> QuoteView:
     schedule, product = quote.schedule, quote.product
     return QuoteView(
@@ -121,10 +130,7 @@ def quote_view(quote: Quote) -> QuoteView:
         term_months=quote.term_months, annual_rate=str(product.annual_rate),
         amortization=product.amortization.value, interest_method=product.interest_method.value,
         day_count=product.day_count.value, disbursement_date=quote.disbursed_on,
-        installments=[InstallmentView(
-            number=i.number, period_start=i.period_start, period_end=i.period_end, due_date=i.due_on,
-            principal_minor=i.principal_minor, interest_minor=i.interest_minor, fee_minor=i.fee_minor,
-            total_minor=i.total_minor, balance_minor=i.balance_minor) for i in schedule.installments],
+        installments=[_installment_view(i) for i in schedule.installments],
         interest_minor=schedule.interest_minor, fee_minor=schedule.fee_minor,
         total_minor=schedule.total_minor)
 
@@ -290,6 +296,13 @@ class DecisionView(BaseModel):
     note: str
 
 
+class TransactionView(BaseModel):
+    kind: str
+    transfer_id: str
+    on: date = Field(description="the business date it counts from")
+    amount_minor: int
+
+
 class LoanView(BaseModel):
     loan_id: str
     owner_id: str
@@ -300,10 +313,13 @@ class LoanView(BaseModel):
     term_months: int
     monthly_income_minor: int
     monthly_debt_minor: int
-    status: str = Field(description="review, approved or declined")
+    status: str = Field(description="review, approved, declined, or active once disbursed")
     decision: DecisionView
     created_at: datetime
     updated_at: datetime | None
+    disbursed_on: date | None = Field(description="the business date of the disbursement")
+    schedule: list[InstallmentView] = Field(description="fixed at disbursement; empty before")
+    transactions: list[TransactionView]
 
 
 def loan_view(loan: Loan) -> LoanView:
@@ -319,7 +335,22 @@ def loan_view(loan: Loan) -> LoanView:
             findings=[FindingView(rule=f.rule, verdict=f.verdict.value, detail=f.detail)
                       for f in decision.findings],
             decided_by=loan.decided_by, note=loan.review_note),
-        created_at=loan.created_at, updated_at=loan.updated_at)
+        created_at=loan.created_at, updated_at=loan.updated_at, disbursed_on=loan.disbursed_on,
+        schedule=[_installment_view(i) for i in loan.installments],
+        transactions=[TransactionView(kind=t.kind, transfer_id=t.transfer_id, on=t.on,
+                                      amount_minor=t.amount_minor) for t in loan.transactions])
+
+
+class DisburseStepBody(StrictModel):
+    """The disbursement saga's step: the loan to pay out."""
+
+    loan_id: Identifier
+
+
+class DisburseStepView(BaseModel):
+    loan_id: str
+    status: str
+    transfer_id: str
 
 
 ERRORS = {
@@ -342,4 +373,5 @@ ERRORS = {
     LoanExists: ErrorSpec(422, LoanExists.code, "Idempotency-Key reused with another body"),
     LoanNotInReview: ErrorSpec(409, LoanNotInReview.code, "Loan not in review"),
     LoanBusy: ErrorSpec(409, LoanBusy.code, "Loan busy"),
+    LoanNotApproved: ErrorSpec(409, LoanNotApproved.code, "Loan not approved"),
 }

@@ -113,6 +113,12 @@ class LoanNotInReview(Refusal):
     code = "loan_not_in_review"
 
 
+class LoanNotApproved(Refusal):
+    """Only an approved loan is disbursed (one in review, declined or already paid out is not)."""
+
+    code = "loan_not_approved"
+
+
 class LoanBusy(Refusal):
     """The loan kept changing under this request; try again."""
 

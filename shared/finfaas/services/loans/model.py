@@ -18,6 +18,7 @@ from finfaas.domain.loans import (
     Bucket,
     Component,
     DayCount,
+    Installment,
     InterestMethod,
     LoanRuleError,
     LoanTerms,
@@ -180,6 +181,7 @@ class LoanStatus(StrEnum):
     REVIEW = "review"  # an operator decides (the rules or a missing bureau said so)
     APPROVED = "approved"  # to be disbursed
     DECLINED = "declined"  # final
+    ACTIVE = "active"  # disbursed: the schedule is fixed
 
     @property
     def decided(self) -> bool:
@@ -200,8 +202,22 @@ class LoanApplication:
 
 
 @dataclass(frozen=True)
+class LoanTransaction:
+    """One money movement of a loan, dated by the business date (the ledger transfer behind it)."""
+
+    kind: str  # "disbursement" today; repayments and reversals join it
+    transfer_id: str
+    on: date
+    amount_minor: int
+
+
+DISBURSEMENT = "disbursement"
+
+
+@dataclass(frozen=True)
 class Loan:
-    """A loan from its application on: the terms asked, the decision and who took it."""
+    """A loan from its application on: the terms asked, the decision and who took it; once disbursed,
+    the schedule fixed on the disbursement date and the dated transactions (reprocessable later)."""
 
     loan_id: str
     owner_id: str
@@ -219,6 +235,14 @@ class Loan:
     review_note: str = ""
     updated_at: datetime | None = None
     version: int = 1
+    disbursed_on: date | None = None
+    installments: tuple[Installment, ...] = ()
+    transactions: tuple[LoanTransaction, ...] = ()
+
+    @property
+    def disbursement_transfer_id(self) -> str:
+        """The ledger transfer that pays the principal out: one per loan, so a retry moves it once."""
+        return f"{self.loan_id}-disbursement"
 
     def same_request(self, other: Loan) -> bool:
         """True when other asks for the same loan (a repeated application under the same key)."""

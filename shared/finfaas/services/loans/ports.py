@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from finfaas.domain.ledger import Account
+from finfaas.domain.ledger import Account, TransactionExtra, Transfer
 from finfaas.services.loans.model import Loan, LoanEvent, LoanProduct, ProductPage
 
 
@@ -47,6 +47,18 @@ class LoanRepository(Protocol):
         """Store loan only over its previous version; False (nothing written) when that is not stored."""
         ...
 
+    def loan_put(self, loan: Loan) -> tuple[Any, Any]:
+        """(item, condition) putting loan over its previous version, for another operation's transaction."""
+        ...
+
+    def event_put(self, loan: Loan, event: LoanEvent) -> tuple[Any, Any]:
+        """(item, condition) of the change's outbox event, for the same transaction."""
+        ...
+
+    def loan_from_raw(self, raw_item: dict[str, Any]) -> Loan:
+        """The loan in an item a failed condition returned."""
+        ...
+
 
 class WalletAccounts(Protocol):
     """The ledger's accounts, read in process (the ledger's store)."""
@@ -64,3 +76,18 @@ class CreditBureau(Protocol):
     """The bureau function's POST /reports (services/suite_clients.py BureauClient)."""
 
     def report(self, customer_id: str, inquiry_id: str) -> dict[str, Any]: ...
+
+
+class LoanLedger(Protocol):
+    """The ledger's transfers, run in process so a loan's change rides in the same transaction."""
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, extra: TransactionExtra) -> Transfer: ...
+
+
+class Orchestrator(Protocol):
+    """The orchestrator's start (services/suite_clients.py OrchestratorClient): same name and input
+    again finds the execution the first start made."""
+
+    def start(self, state_machine: str, name: str, input_value: Any,
+              reference: str | None = None) -> dict[str, Any]: ...

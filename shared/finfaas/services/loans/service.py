@@ -13,7 +13,14 @@ from typing import Any
 
 from finfaas.domain.calendar import MarketCalendar
 from finfaas.domain.errors import AccountNotFound, LedgerError
-from finfaas.domain.ledger import Account, AccountKind, AccountStatus
+from finfaas.domain.ledger import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    TransactionExtra,
+    Transfer,
+    system_account_id,
+)
 from finfaas.domain.loan_underwriting import (
     Application,
     BureauReport,
@@ -33,6 +40,7 @@ from finfaas.domain.money import parse_amount
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
 from finfaas.platform.resilience import CircuitBreaker
 from finfaas.platform.retry import Change, Unchanged, read_change_save
+from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.loans.errors import (
     CurrencyMismatch,
@@ -43,6 +51,7 @@ from finfaas.services.loans.errors import (
     InvalidProduct,
     LoanBusy,
     LoanExists,
+    LoanNotApproved,
     LoanNotFound,
     LoanNotInReview,
     PrincipalOutsideProduct,
@@ -56,11 +65,13 @@ from finfaas.services.loans.errors import (
     WalletAccountNotFound,
 )
 from finfaas.services.loans.model import (
+    DISBURSEMENT,
     Loan,
     LoanApplication,
     LoanEvent,
     LoanProduct,
     LoanStatus,
+    LoanTransaction,
     ProductPage,
     ProductStatus,
     Quote,
@@ -70,9 +81,11 @@ from finfaas.services.loans.model import (
 )
 from finfaas.services.loans.ports import (
     CreditBureau,
+    LoanLedger,
     LoanProductRepository,
     LoanProducts,
     LoanRepository,
+    Orchestrator,
     RiskAssessor,
     WalletAccounts,
 )
@@ -200,6 +213,102 @@ def _terms(product: LoanProduct) -> dict[str, Any]:
     return {name: value for name, value in vars(product).items() if name not in ("status", "version")}
 
 
+disbursement_attempts_max = 3  # a rival change of the loan between our read and our write
+DISBURSEMENT_STATE_MACHINE = "loan-disbursement"
+
+
+class _LoanMoved(Exception):
+    """The stored loan is no longer the version the change was decided from."""
+
+
+class LoanWrite:
+    """The ledger's TransactionExtra for one loan change: the loan put over the version it was decided
+    from, and its outbox event, in the transfer's own transaction."""
+
+    def __init__(self, loans: LoanRepository, wanted: Loan, event: LoanEvent) -> None:
+        self._loans = loans
+        self._wanted = wanted
+        self._event = event
+
+    def put_for(self, result: Any) -> tuple[Any, Any]:
+        return self._loans.loan_put(self._wanted)
+
+    def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
+        return [self._loans.event_put(self._wanted, self._event)]
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        raise _LoanMoved(self._wanted.loan_id)
+
+    def committed(self) -> None:
+        return None
+
+
+class LoanDisbursementService:
+    """The disbursement saga's step: the principal from the loans funding account to the customer's
+    wallet and the loan's schedule fixed on the business date, in one ledger transaction."""
+
+    def __init__(self, products: LoanProducts, loans: LoanRepository, ledger: LoanLedger,
+                 business_date: Callable[[], date], orchestrator: Orchestrator,
+                 business_calendar: MarketCalendar | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self._products = products
+        self._loans = loans
+        self._ledger = ledger
+        self._business_date = business_date
+        self._orchestrator = orchestrator
+        self._calendar = business_calendar
+        self._clock = clock or utc_now
+
+    def start(self, caller: Caller, loan_id: str) -> tuple[Loan, bool]:
+        """The loan and True once its disbursement saga is started (named by the loan, so a repeat finds
+        the same execution); an active loan answers with False, nothing started."""
+        loan = self._loans.get_loan(loan_id)
+        if loan is None or (caller.is_customer and loan.owner_id != caller.sub):
+            raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+        if loan.status is LoanStatus.ACTIVE:
+            return loan, False
+        if loan.status is not LoanStatus.APPROVED:
+            raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}",
+                                  errors=(("loan_id", f"the loan is {loan.status.value}"),))
+        self._orchestrator.start(DISBURSEMENT_STATE_MACHINE, loan.loan_id, {"loan_id": loan.loan_id},
+                                 reference=loan.loan_id)
+        return loan, True
+
+    def disburse(self, loan_id: str) -> Loan:
+        """The active loan; disbursing it again answers it with nothing moved (a retried saga step)."""
+        for _ in range(disbursement_attempts_max):
+            loan = self._loans.get_loan(loan_id)
+            if loan is None:
+                raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+            if loan.status is LoanStatus.ACTIVE:
+                return loan
+            if loan.status is not LoanStatus.APPROVED:
+                raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}",
+                                      errors=(("loan_id", f"the loan is {loan.status.value}"),))
+            wanted = self._disbursed(loan)
+            try:
+                funding = system_account_id(AccountKind.LOANS, loan.currency)
+                self._ledger.transfer(wanted.disbursement_transfer_id, funding, loan.account_id,
+                                      loan.principal_minor, loan.currency,
+                                      LoanWrite(self._loans, wanted, loan_event(wanted)))
+            except _LoanMoved:
+                continue  # our own earlier attempt (read again: active) or a rival's change
+            return wanted
+        raise LoanBusy(f"loan {loan_id} kept changing")
+
+    def _disbursed(self, loan: Loan) -> Loan:
+        """The loan paid out today: the product's schedule from the business date, fixed from now on."""
+        product = self._products.get(loan.product_id)
+        assert product is not None, f"the product of loan {loan.loan_id} is gone"
+        today = self._business_date()
+        terms = product.terms(loan.principal_minor, loan.term_months, today)
+        schedule = build_schedule(terms, self._calendar)
+        assert schedule.principal_minor == loan.principal_minor, "the schedule repays the principal lent"
+        paid_out = LoanTransaction(DISBURSEMENT, loan.disbursement_transfer_id, today, loan.principal_minor)
+        return replace(loan, status=LoanStatus.ACTIVE, disbursed_on=today, installments=schedule.installments,
+                       transactions=(paid_out,), updated_at=self._clock(), version=loan.version + 1)
+
+
 CUSTOMER_KIND = "customer"
 review_note_chars_max = 500
 RULES = "rules"  # decided_by of a loan the rules decided
@@ -210,16 +319,27 @@ def utc_now() -> datetime:
 
 
 class LedgerAccounts:
-    """WalletAccounts over the ledger's own use cases in process (its DynamoDB store)."""
+    """WalletAccounts and LoanLedger over the ledger's own use cases in process (its DynamoDB store, or
+    the reference ledger in tests): a loan's change joins the transfer's transaction as its extra."""
 
     def __init__(self, ledger: LedgerService) -> None:
-        self._ledger = ledger
+        self.ledger = ledger
 
     def account(self, account_id: str) -> Account | None:
         try:
-            return self._ledger.get_account(account_id)
+            return self.ledger.get_account(account_id)
         except AccountNotFound:
             return None
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, extra: TransactionExtra) -> Transfer:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
+        return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
+
+    def _in_transaction(self, extra: TransactionExtra,
+                        operation: Callable[[TransactionExtra | None], Transfer]) -> Transfer:
+        """Run a ledger operation with the loan's write in its transaction (here: the extra joins it)."""
+        return operation(extra)
 
 
 @dataclass(frozen=True)
@@ -237,16 +357,21 @@ class Caller:
 _STATUS_OF = {Outcome.APPROVE: LoanStatus.APPROVED, Outcome.DECLINE: LoanStatus.DECLINED,
               Outcome.REVIEW: LoanStatus.REVIEW}
 _EVENT_OF = {LoanStatus.APPROVED: "loan.approved", LoanStatus.DECLINED: "loan.declined",
-             LoanStatus.REVIEW: "loan.review_required"}
+             LoanStatus.REVIEW: "loan.review_required", LoanStatus.ACTIVE: "loan.disbursed"}
 
 
 def loan_event(loan: Loan) -> LoanEvent:
     """The event a loan's new status publishes; amounts as text."""
-    return LoanEvent(_EVENT_OF[loan.status], {
+    data: dict[str, object] = {
         "loan": loan.loan_id, "status": loan.status.value, "product_id": loan.product_id,
         "principal_minor": str(loan.principal_minor), "currency": loan.currency,
         "term_months": loan.term_months, "rules_fired": list(loan.decision.fired),
-        "bureau_unavailable": loan.decision.bureau_unavailable})
+        "bureau_unavailable": loan.decision.bureau_unavailable}
+    if loan.disbursed_on is not None:
+        data.update(account_id=loan.account_id, disbursed_on=loan.disbursed_on.isoformat(),
+                    transfer_id=loan.disbursement_transfer_id,
+                    installments=len(loan.installments))
+    return LoanEvent(_EVENT_OF[loan.status], data)
 
 
 class LoanApplicationService:

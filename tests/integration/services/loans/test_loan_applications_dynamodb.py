@@ -1,5 +1,6 @@
-"""Loan applications on DynamoDB Local: the wallet read from the ledger's store, the loan and its outbox
-event written in one transaction, and a key sent by two requests at once making one loan."""
+"""Loan applications and disbursements on DynamoDB Local: the wallet read from the ledger's store, the
+loan and its outbox event written in one transaction, a key sent by two requests at once making one loan,
+and two disbursements of one loan at once moving the principal once, in the ledger's transaction."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from finfaas.services.loans.service import (
     Caller,
     LedgerAccounts,
     LoanApplicationService,
+    LoanDisbursementService,
     LoanProductsService,
     LoanQuoteService,
 )
@@ -37,14 +39,42 @@ def world(embedded_aws):
     customer_id, account_id = "cust-1", f"acc-{secrets.token_hex(6)}"  # cust-1: a clean sandbox file
     ledger_store_from_config().open_account(NewAccount(account_id, customer_id, "USD"), datetime.now(UTC))
     quotes = LoanQuoteService(store, lambda: date(2026, 1, 5))
-    service = LoanApplicationService(store, store, LedgerAccounts(LedgerService(ledger_store_from_config())),
-                                     quotes, FakeRisk(), FakeBureau())
+    ledger = LedgerAccounts(LedgerService(ledger_store_from_config()))
+    ledger.ledger.ensure_system_accounts("USD")
+    service = LoanApplicationService(store, store, ledger, quotes, FakeRisk(), FakeBureau())
     application = LoanApplication(product_id, "1000.00", 6, account_id, "3000.00", "0")
-    return service, store, Caller(customer_id, "customer"), application
+    return service, store, Caller(customer_id, "customer"), application, ledger
+
+
+def test_two_disbursements_of_one_loan_at_once_move_the_principal_once(world):
+    service, store, caller, application, ledger = world
+    loan, _ = service.apply(caller, secrets.token_hex(8), application)
+    disbursements = LoanDisbursementService(store, store, ledger, lambda: date(2026, 1, 5), orchestrator=None)
+    answers = []
+
+    def disburse() -> None:
+        answers.append(disbursements.disburse(loan.loan_id))
+
+    threads = [threading.Thread(target=disburse) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert [a.status.value for a in answers] == ["active", "active"]
+    stored = store.get_loan(loan.loan_id)
+    assert stored.disbursed_on == date(2026, 1, 5) and len(stored.installments) == 6
+    assert ledger.account(application.account_id).balance_minor == 100_000
+    assert ledger.ledger.get_transfer(loan.disbursement_transfer_id).amount_minor == 100_000
+    events = OutboxStore().oldest(outbox_partition(OUTBOX_PRODUCER, loan.loan_id), 1000)
+    assert [e.type for e in events if e.subject == loan.loan_id] == ["loan.approved", "loan.disbursed"]
+    # and again, later: the active loan, nothing moved
+    assert disbursements.disburse(loan.loan_id) == stored
+    assert ledger.account(application.account_id).balance_minor == 100_000
 
 
 def test_an_approved_loan_is_stored_with_its_event(world):
-    service, store, caller, application = world
+    service, store, caller, application, _ = world
 
     loan, repeated = service.apply(caller, secrets.token_hex(8), application)
 
@@ -55,7 +85,7 @@ def test_an_approved_loan_is_stored_with_its_event(world):
 
 
 def test_one_key_sent_twice_at_once_makes_one_loan(world):
-    service, store, caller, application = world
+    service, store, caller, application, _ = world
     key, answers = secrets.token_hex(8), []
 
     def apply() -> None:

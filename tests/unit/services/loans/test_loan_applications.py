@@ -14,10 +14,16 @@ from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
 from finfaas.services.bureau.model import sandbox_report
-from finfaas.services.loans.service import LoanApplicationService, LoanProductsService, LoanQuoteService
+from finfaas.services.loans.service import (
+    LoanApplicationService,
+    LoanDisbursementService,
+    LoanProductsService,
+    LoanQuoteService,
+)
 from finfaas_dev.fakes.loans import FakeBureau, FakeRisk, InMemoryLoanProducts, InMemoryLoans
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryIdempotencyStore, InMemoryRateLimitStore
 from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
+from support.loans_world import FakeOrchestrator
 
 BUSINESS_DATE = date(2024, 1, 1)
 OPENED = datetime(2024, 1, 1, tzinfo=UTC)
@@ -61,6 +67,8 @@ class World:
             products=LoanProductsService(products), quotes=quotes,
             applications=LoanApplicationService(products, self.loans, Accounts(), quotes, self.risk,
                                                 self.bureau, bureau_breaker=self.bureau_breaker),
+            disbursements=LoanDisbursementService(products, self.loans, {}, lambda: BUSINESS_DATE,
+                                                  FakeOrchestrator()),
             guard=IdempotencyGuard(InMemoryIdempotencyStore(), "loans"),
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "loans"), probe=lambda: None))

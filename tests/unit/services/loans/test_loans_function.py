@@ -10,10 +10,16 @@ import pytest
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimiter
-from finfaas.services.loans.service import LoanApplicationService, LoanProductsService, LoanQuoteService
+from finfaas.services.loans.service import (
+    LoanApplicationService,
+    LoanDisbursementService,
+    LoanProductsService,
+    LoanQuoteService,
+)
 from finfaas_dev.fakes.loans import FakeBureau, FakeRisk, InMemoryLoanProducts, InMemoryLoans
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryIdempotencyStore, InMemoryRateLimitStore
 from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
+from support.loans_world import FakeOrchestrator
 
 BUSINESS_DATE = date(2024, 1, 1)
 # Fineract's EMICalculation.feature C3154 product: 12 % a year, 30/360, equal installments.
@@ -38,6 +44,8 @@ class World:
             quotes=quotes,
             applications=LoanApplicationService(self.products, InMemoryLoans(), {}, quotes, FakeRisk(),
                                                 FakeBureau()),
+            disbursements=LoanDisbursementService(self.products, InMemoryLoans(), {}, lambda: BUSINESS_DATE,
+                                                  FakeOrchestrator()),
             guard=IdempotencyGuard(InMemoryIdempotencyStore(), "loans"),
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "loans"),
