@@ -10,6 +10,9 @@ Apps and customers (loans:write to apply, loans:read for the rest; a customer on
   POST /loans/{loan_id}/disburse                 accept an approved loan: starts its disbursement saga
                                                  (infra/statemachines/loan-disbursement.asl.json; 202),
                                                  an active loan answers 200 with nothing started
+  POST /loans/{loan_id}/repayments               repay from the loan's wallet account (Idempotency-Key
+                                                 required: the repayment's transfer id derives from it)
+  GET  /loans/{loan_id}/payoff?on=YYYY-MM-DD     what closes the loan on a date (the business date)
   POST /loans/quotes                             the full schedule for a product, a principal and a term,
                                                  disbursed on the business date (or a date up to a year
                                                  after it); nothing is stored
@@ -40,21 +43,26 @@ from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.business_date import api as business_date_api
+from finfaas.services.ledger.api import ledger_error_table
 from finfaas.services.loans.api import (
     ERRORS,
     ApplicationBody,
     DisburseStepBody,
     DisburseStepView,
     LoanView,
+    PayoffQuery,
+    PayoffView,
     ProductBody,
     ProductList,
     ProductListQuery,
     ProductView,
     QuoteBody,
     QuoteView,
+    RepaymentBody,
     ReviewBody,
     ReviewDecision,
     loan_view,
+    payoff_view,
     product_list,
     product_view,
     quote_view,
@@ -65,6 +73,7 @@ from finfaas.services.loans.service import (
     LoanDisbursementService,
     LoanProductsService,
     LoanQuoteService,
+    LoanRepaymentService,
 )
 
 FUNCTION_NAME = "loans"
@@ -88,6 +97,7 @@ class LoansServices:
     quotes: LoanQuoteService
     applications: LoanApplicationService
     disbursements: LoanDisbursementService
+    repayments: LoanRepaymentService
     guard: IdempotencyGuard
     limiter: RateLimiter | None
     audit: AuditLog | None
@@ -132,12 +142,14 @@ def build_services(suite: Any = None) -> LoansServices:
     applications = LoanApplicationService(store, store, ledger, quotes, RiskClient(suite),
                                           BureauClient(suite))
     disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite))
+    repayments = LoanRepaymentService(store, store, ledger, business_date)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return LoansServices(
         products=LoanProductsService(store, CursorCodec.from_config()),
         quotes=quotes,
         applications=applications,
         disbursements=disbursements,
+        repayments=repayments,
         guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
         limiter=RateLimiter(RateLimitStore(), LIMITS),
         audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
@@ -148,7 +160,9 @@ def build_services(suite: Any = None) -> LoansServices:
 
 services = Lazy(build_services)
 verifier = ReplaceableVerifier()
-app = FunctionApp(FUNCTION_NAME, errors={**ERRORS, **business_date_api.ERRORS}, verifier=verifier,
+# The ledger's refusals (a frozen or closed wallet) when a disbursement or a repayment moves money.
+app = FunctionApp(FUNCTION_NAME, errors={**ledger_error_table(), **ERRORS, **business_date_api.ERRORS},
+                  verifier=verifier,
                   idempotency=lambda: services.get().guard, limiter=lambda: services.get().limiter,
                   audit=lambda: services.get().audit)
 
@@ -191,8 +205,31 @@ def disburse(req: Request, loan_id: str) -> Response:
 
 @app.route("GET", "/loans/{loan_id}", scopes=[READ], rate_limit=READ_LIMIT.name)
 def get_loan(req: Request, loan_id: str) -> LoanView:
-    """The loan, its status and its decision with every finding."""
-    return loan_view(services.get().applications.loan(caller(req), loan_id))
+    """The loan, its status and its decision with every finding; once disbursed, its schedule with what
+    was paid of each installment, its transactions, days past due and bucket (as of the business date)."""
+    loan = services.get().applications.loan(caller(req), loan_id)
+    return loan_view(loan, services.get().repayments.standing(loan))
+
+
+@app.route("POST", "/loans/{loan_id}/repayments", scopes=[WRITE], body=RepaymentBody, response=LoanView,
+           idempotency="required", rate_limit=APPLY_LIMIT.name)
+def repay(req: Request, loan_id: str, body: RepaymentBody) -> Response:
+    """Repay from the loan's wallet: allocated by the product's order, oldest installment first; more than
+    is due prepays (a lower installment) or is refused, per product. The same key again: the loan, once."""
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    assert key is not None, "idempotency='required' routes always carry a key"
+    req.audit_target = f"loan:{loan_id}"
+    service = services.get().repayments
+    loan, repeated = service.repay(caller(req), loan_id, key, body.amount, body.currency)
+    return Response(loan_view(loan, service.standing(loan)), status=200,
+                    headers={REPLAYED_HEADER: "true"} if repeated else {})
+
+
+@app.route("GET", "/loans/{loan_id}/payoff", scopes=[READ], query=PayoffQuery, rate_limit=READ_LIMIT.name)
+def payoff(req: Request, loan_id: str, query: PayoffQuery) -> PayoffView:
+    """Principal, interest accrued to the date, unpaid fees and penalties and the prepayment penalty."""
+    quote, on = services.get().repayments.payoff(caller(req), loan_id, query.on)
+    return payoff_view(loan_id, quote, on)
 
 
 @app.route("POST", "/loans/quotes", scopes=[READ], body=QuoteBody, rate_limit=READ_LIMIT.name)
@@ -253,8 +290,9 @@ def deactivate_product(req: Request, product_id: str) -> ProductView:
 
 @app.route("GET", "/_/ops/loans/{loan_id}", rate_limit=OPS_LIMIT.name)
 def get_loan_ops(req: Request, loan_id: str) -> LoanView:
-    """Any loan, its status and its decision."""
-    return loan_view(services.get().applications.loan(Caller("ops", "client"), loan_id))
+    """Any loan, its status, decision, schedule and transactions."""
+    loan = services.get().applications.loan(Caller("ops", "client"), loan_id)
+    return loan_view(loan, services.get().repayments.standing(loan))
 
 
 @app.route("POST", "/_/ops/loans/{loan_id}/decision", body=ReviewBody, idempotency="optional",

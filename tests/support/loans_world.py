@@ -19,6 +19,7 @@ from finfaas.services.loans.service import (
     LoanDisbursementService,
     LoanProductsService,
     LoanQuoteService,
+    LoanRepaymentService,
 )
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
 from finfaas.workflow.tasks import HttpTasks
@@ -83,6 +84,7 @@ class LoansWorld:
                                                 FakeBureau()),
             disbursements=LoanDisbursementService(products, self.loans, money, lambda: self.business_date,
                                                   self.orchestrator),
+            repayments=LoanRepaymentService(products, self.loans, money, lambda: self.business_date),
             guard=IdempotencyGuard(InMemoryIdempotencyStore(), "loans"),
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "loans"), probe=lambda: None))
@@ -99,9 +101,9 @@ class LoansWorld:
         self.engine = World(definitions, HttpTasks(GATEWAY, StaticTokens(token), request=gateway.request),
                             crash=crash, duplicate_deliveries=duplicate_deliveries)
 
-    def approved_loan(self) -> str:
+    def approved_loan(self, **changes: Any) -> str:
         reply = call(self.handler.handle, "POST", "/loans", token=self.customer,
-                     headers={"Idempotency-Key": uuid.uuid4().hex}, json_body=APPLICATION)
+                     headers={"Idempotency-Key": uuid.uuid4().hex}, json_body={**APPLICATION, **changes})
         assert reply.status == 201 and reply.json()["status"] == "approved", reply.body
         return str(reply.json()["loan_id"])
 
@@ -123,3 +125,25 @@ class LoansWorld:
 
     def event_types(self, loan_id: str) -> list[str]:
         return [event.type for subject, _, event in self.loans.events if subject == loan_id]
+
+    def active_loan(self, **changes: Any) -> str:
+        """An approved loan, accepted and disbursed by the saga."""
+        loan_id = self.approved_loan(**changes)
+        self.accept(loan_id)
+        self.run_saga(loan_id)
+        return loan_id
+
+    def repay(self, loan_id: str, amount: Any, key: str | None = None, currency: str = "EUR",
+              token: str | None = None) -> Any:
+        return call(self.handler.handle, "POST", f"/loans/{loan_id}/repayments", token=token or self.customer,
+                    headers={"Idempotency-Key": key or uuid.uuid4().hex},
+                    json_body={"amount": amount, "currency": currency})
+
+    def loan(self, loan_id: str) -> dict[str, Any]:
+        reply = call(self.handler.handle, "GET", f"/loans/{loan_id}", token=self.customer)
+        assert reply.status == 200, reply.body
+        body: dict[str, Any] = reply.json()
+        return body
+
+    def account_minor(self, account_id: str) -> int:
+        return self.ledger.accounts[account_id].balance_minor

@@ -77,7 +77,7 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.capture_expiring",
     "refund.created",
 )
-LOAN_EVENT_TYPES = ("loan.approved", "loan.declined", "loan.review_required", "loan.disbursed")
+LOAN_EVENT_TYPES = ("loan.approved", "loan.declined", "loan.review_required", "loan.disbursed", "loan.repaid")
 EVENT_TYPES = LEDGER_EVENT_TYPES + TRANSFER_EVENT_TYPES + PAYMENT_EVENT_TYPES + LOAN_EVENT_TYPES
 
 

@@ -26,7 +26,15 @@ from pynamodb.transactions import TransactWrite
 
 from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.loan_underwriting import Decision, Finding, Outcome, Verdict
-from finfaas.domain.loans import Amortization, Bucket, Component, DayCount, Installment, InterestMethod
+from finfaas.domain.loans import (
+    Amortization,
+    Bucket,
+    Component,
+    DayCount,
+    Dues,
+    Installment,
+    InterestMethod,
+)
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.loans.errors import LoansStoreUnavailable
@@ -165,6 +173,9 @@ def loan_to_json(loan: Loan) -> str:
         "installments": [[i.number, i.period_start.isoformat(), i.period_end.isoformat(),
                           i.due_on.isoformat(), str(i.principal_minor), str(i.interest_minor),
                           str(i.fee_minor), str(i.balance_minor)] for i in loan.installments],
+        # Per installment, what was paid of it (penalty, fee, interest, principal); empty: nothing yet.
+        "paid": [[str(d.penalty_minor), str(d.fee_minor), str(d.interest_minor), str(d.principal_minor)]
+                 for d in loan.paid],
         "transactions": [{"kind": t.kind, "transfer_id": t.transfer_id, "on": t.on.isoformat(),
                           "amount_minor": str(t.amount_minor)} for t in loan.transactions],
     }
@@ -198,6 +209,7 @@ def loan_from_json(text: str) -> Loan:
         version=int(raw["version"]),
         disbursed_on=date.fromisoformat(raw["disbursed_on"]) if raw.get("disbursed_on") else None,
         installments=tuple(_installment(row) for row in raw.get("installments", ())),
+        paid=tuple(Dues(*(int(part) for part in row)) for row in raw.get("paid", ())),
         transactions=tuple(LoanTransaction(t["kind"], t["transfer_id"], date.fromisoformat(t["on"]),
                                            int(t["amount_minor"])) for t in raw.get("transactions", ())),
     )

@@ -19,6 +19,7 @@ from finfaas.domain.loans import (
     DayCount,
     Installment,
     InterestMethod,
+    Payoff,
     grace_months_max,
     term_months_max,
 )
@@ -33,11 +34,13 @@ from finfaas.services.loans.errors import (
     InvalidDisbursementDate,
     InvalidLoanRequest,
     InvalidPrincipal,
+    InvalidRepaymentAmount,
     LoanBusy,
     LoanExists,
     LoanNotApproved,
     LoanNotFound,
     LoanNotInReview,
+    LoanNotRepayable,
     LoansStoreUnavailable,
     PrincipalOutsideProduct,
     ProductBusy,
@@ -45,6 +48,7 @@ from finfaas.services.loans.errors import (
     ProductInactive,
     ProductNotFound,
     ProductRefused,
+    RepaymentExceedsDue,
     TermOutsideProduct,
     UnknownProduct,
     WalletAccountNotFound,
@@ -53,6 +57,7 @@ from finfaas.services.loans.model import (
     Loan,
     LoanApplication,
     LoanProduct,
+    LoanStanding,
     OverpaymentRule,
     ProductPage,
     ProductStatus,
@@ -303,6 +308,14 @@ class TransactionView(BaseModel):
     amount_minor: int
 
 
+class LoanInstallmentView(InstallmentView):
+    paid_principal_minor: int
+    paid_interest_minor: int
+    paid_fee_minor: int
+    paid_penalty_minor: int
+    owed_minor: int = Field(description="what is still owed on it")
+
+
 class LoanView(BaseModel):
     loan_id: str
     owner_id: str
@@ -318,11 +331,24 @@ class LoanView(BaseModel):
     created_at: datetime
     updated_at: datetime | None
     disbursed_on: date | None = Field(description="the business date of the disbursement")
-    schedule: list[InstallmentView] = Field(description="fixed at disbursement; empty before")
+    schedule: list[LoanInstallmentView] = Field(description="fixed at disbursement (a prepayment "
+                                                "recomputes the rest), with what was paid of each")
     transactions: list[TransactionView]
+    outstanding_minor: int = Field(description="everything still owed")
+    days_past_due: int | None = Field(description="as of the business date; null before disbursement")
+    bucket: str | None = Field(description="the delinquency bucket, null when not past due")
 
 
-def loan_view(loan: Loan) -> LoanView:
+def _loan_installment_view(loan: Loan, index: int) -> LoanInstallmentView:
+    installment, paid = loan.installments[index], loan.paid_of(index)
+    base = _installment_view(installment).model_dump()
+    return LoanInstallmentView(
+        **base, paid_principal_minor=paid.principal_minor, paid_interest_minor=paid.interest_minor,
+        paid_fee_minor=paid.fee_minor, paid_penalty_minor=paid.penalty_minor,
+        owed_minor=installment.total_minor - paid.total_minor)
+
+
+def loan_view(loan: Loan, standing: LoanStanding | None = None) -> LoanView:
     decision = loan.decision
     return LoanView(
         loan_id=loan.loan_id, owner_id=loan.owner_id, product_id=loan.product_id, account_id=loan.account_id,
@@ -336,9 +362,42 @@ def loan_view(loan: Loan) -> LoanView:
                       for f in decision.findings],
             decided_by=loan.decided_by, note=loan.review_note),
         created_at=loan.created_at, updated_at=loan.updated_at, disbursed_on=loan.disbursed_on,
-        schedule=[_installment_view(i) for i in loan.installments],
+        schedule=[_loan_installment_view(loan, n) for n in range(len(loan.installments))],
         transactions=[TransactionView(kind=t.kind, transfer_id=t.transfer_id, on=t.on,
-                                      amount_minor=t.amount_minor) for t in loan.transactions])
+                                      amount_minor=t.amount_minor) for t in loan.transactions],
+        outstanding_minor=sum(d.total_minor for d in loan.owed()),
+        days_past_due=standing.days_past_due if standing else None,
+        bucket=standing.bucket if standing else None)
+
+
+class RepaymentBody(StrictModel):
+    """A repayment from the loan's wallet account: minor units or a decimal string, in the loan's currency."""
+
+    amount: Amount
+    currency: Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217 code")]
+
+
+class PayoffQuery(StrictModel):
+    on: date | None = Field(default=None, description="the payoff date; the business date when absent")
+
+
+class PayoffView(BaseModel):
+    loan_id: str
+    on: date
+    principal_minor: int
+    interest_minor: int = Field(description="unpaid interest of past periods and the current one to the date")
+    fee_minor: int
+    penalty_minor: int
+    prepayment_penalty_minor: int
+    total_minor: int
+
+
+def payoff_view(loan_id: str, payoff: Payoff, on: date) -> PayoffView:
+    return PayoffView(loan_id=loan_id, on=on, principal_minor=payoff.principal_minor,
+                      interest_minor=payoff.interest_minor, fee_minor=payoff.fee_minor,
+                      penalty_minor=payoff.penalty_minor,
+                      prepayment_penalty_minor=payoff.prepayment_penalty_minor,
+                      total_minor=payoff.total_minor)
 
 
 class DisburseStepBody(StrictModel):
@@ -374,4 +433,7 @@ ERRORS = {
     LoanNotInReview: ErrorSpec(409, LoanNotInReview.code, "Loan not in review"),
     LoanBusy: ErrorSpec(409, LoanBusy.code, "Loan busy"),
     LoanNotApproved: ErrorSpec(409, LoanNotApproved.code, "Loan not approved"),
+    LoanNotRepayable: ErrorSpec(422, LoanNotRepayable.code, "Loan takes no repayment"),
+    InvalidRepaymentAmount: ErrorSpec(422, InvalidRepaymentAmount.code, "Invalid repayment amount"),
+    RepaymentExceedsDue: ErrorSpec(422, RepaymentExceedsDue.code, "Repayment exceeds what is due"),
 }

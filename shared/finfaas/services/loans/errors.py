@@ -119,6 +119,24 @@ class LoanNotApproved(Refusal):
     code = "loan_not_approved"
 
 
+class LoanNotRepayable(Refusal):
+    """The loan takes no repayment: not disbursed yet, closed or written off."""
+
+    code = "loan_not_repayable"
+
+
+class InvalidRepaymentAmount(Refusal):
+    """The amount is not a positive amount in the loan's currency, or more than it can take."""
+
+    code = "invalid_repayment_amount"
+
+
+class RepaymentExceedsDue(Refusal):
+    """More than is due, on a product that refuses overpayments: pay what is due, or quote a payoff."""
+
+    code = "repayment_exceeds_due"
+
+
 class LoanBusy(Refusal):
     """The loan kept changing under this request; try again."""
 

@@ -18,6 +18,7 @@ from finfaas.domain.loans import (
     Bucket,
     Component,
     DayCount,
+    Dues,
     Installment,
     InterestMethod,
     LoanRuleError,
@@ -182,6 +183,8 @@ class LoanStatus(StrEnum):
     APPROVED = "approved"  # to be disbursed
     DECLINED = "declined"  # final
     ACTIVE = "active"  # disbursed: the schedule is fixed
+    CLOSED = "closed"  # everything owed is paid
+    WRITTEN_OFF = "written_off"  # by ops: no more repayments or accruals
 
     @property
     def decided(self) -> bool:
@@ -212,6 +215,7 @@ class LoanTransaction:
 
 
 DISBURSEMENT = "disbursement"
+REPAYMENT = "repayment"
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,25 @@ class Loan:
     version: int = 1
     disbursed_on: date | None = None
     installments: tuple[Installment, ...] = ()
+    paid: tuple[Dues, ...] = ()  # per installment, what was paid of each component (empty: nothing)
     transactions: tuple[LoanTransaction, ...] = ()
+
+    def schedule(self) -> Schedule:
+        """The schedule fixed at disbursement (recomputed by a prepayment)."""
+        return Schedule(sum(i.principal_minor for i in self.installments), self.installments)
+
+    def paid_of(self, index: int) -> Dues:
+        return self.paid[index] if self.paid else Dues()
+
+    def owed(self) -> tuple[Dues, ...]:
+        """What is still owed on each installment: its scheduled parts less what was paid of them."""
+        owed = []
+        for index, installment in enumerate(self.installments):
+            paid = self.paid_of(index)
+            owed.append(Dues(0, installment.fee_minor - paid.fee_minor,
+                             installment.interest_minor - paid.interest_minor,
+                             installment.principal_minor - paid.principal_minor))
+        return tuple(owed)
 
     @property
     def disbursement_transfer_id(self) -> str:
@@ -249,6 +271,15 @@ class Loan:
         fields = ("owner_id", "product_id", "account_id", "principal_minor", "term_months",
                   "monthly_income_minor", "monthly_debt_minor")
         return all(getattr(self, name) == getattr(other, name) for name in fields)
+
+
+@dataclass(frozen=True)
+class LoanStanding:
+    """A loan as of the business date: days past due of its oldest unpaid installment, and its bucket."""
+
+    on: date
+    days_past_due: int
+    bucket: str | None
 
 
 @dataclass(frozen=True)

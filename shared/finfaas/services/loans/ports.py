@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from finfaas.domain.ledger import Account, TransactionExtra, Transfer
@@ -83,6 +84,11 @@ class LoanLedger(Protocol):
 
     def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
                  currency: str, extra: TransactionExtra) -> Transfer: ...
+
+    def transfer_linked(self, legs: Sequence[tuple[str, str, str, int, str]],
+                        extra: TransactionExtra) -> list[Transfer]:
+        """Legs (transfer id, debit, credit, amount, currency) committing all together with the extra."""
+        ...
 
 
 class Orchestrator(Protocol):

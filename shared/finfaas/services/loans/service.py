@@ -6,13 +6,14 @@ A quote is pure enough to run on every move of an app's slider: one product read
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from finfaas.domain.calendar import MarketCalendar
-from finfaas.domain.errors import AccountNotFound, LedgerError
+from finfaas.domain.errors import AccountNotFound, InsufficientFunds, LedgerError
 from finfaas.domain.ledger import (
     Account,
     AccountKind,
@@ -35,7 +36,22 @@ from finfaas.domain.loan_underwriting import (
     internal_findings,
     risk_findings,
 )
-from finfaas.domain.loans import LoanRuleError, Schedule, build_schedule
+from finfaas.domain.loans import (
+    Component,
+    Dues,
+    Installment,
+    LoanRuleError,
+    Payoff,
+    PrepaymentMode,
+    Schedule,
+    allocate,
+    build_schedule,
+    days_past_due,
+    delinquency_bucket,
+    dues_of,
+    payoff_quote,
+    prepay_partially,
+)
 from finfaas.domain.money import parse_amount
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
 from finfaas.platform.resilience import CircuitBreaker
@@ -49,29 +65,35 @@ from finfaas.services.loans.errors import (
     InvalidLoanRequest,
     InvalidPrincipal,
     InvalidProduct,
+    InvalidRepaymentAmount,
     LoanBusy,
     LoanExists,
     LoanNotApproved,
     LoanNotFound,
     LoanNotInReview,
+    LoanNotRepayable,
     PrincipalOutsideProduct,
     ProductBusy,
     ProductExists,
     ProductInactive,
     ProductNotFound,
     ProductRefused,
+    RepaymentExceedsDue,
     TermOutsideProduct,
     UnknownProduct,
     WalletAccountNotFound,
 )
 from finfaas.services.loans.model import (
     DISBURSEMENT,
+    REPAYMENT,
     Loan,
     LoanApplication,
     LoanEvent,
     LoanProduct,
+    LoanStanding,
     LoanStatus,
     LoanTransaction,
+    OverpaymentRule,
     ProductPage,
     ProductStatus,
     Quote,
@@ -89,6 +111,8 @@ from finfaas.services.loans.ports import (
     RiskAssessor,
     WalletAccounts,
 )
+
+_T = TypeVar("_T")
 
 # A quote is for a loan about to be disbursed; a year ahead is planning, further is a typing error.
 disbursement_days_ahead_max = 366
@@ -336,8 +360,14 @@ class LedgerAccounts:
         request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
         return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
 
+    def transfer_linked(self, legs: Sequence[tuple[str, str, str, int, str]],
+                        extra: TransactionExtra) -> list[Transfer]:
+        requests = [TransferRequest(debit, credit, amount, currency, transfer_id)
+                    for transfer_id, debit, credit, amount, currency in legs]
+        return self._in_transaction(extra, lambda joined: self.ledger.transfer_linked(requests, extra=joined))
+
     def _in_transaction(self, extra: TransactionExtra,
-                        operation: Callable[[TransactionExtra | None], Transfer]) -> Transfer:
+                        operation: Callable[[TransactionExtra | None], _T]) -> _T:
         """Run a ledger operation with the loan's write in its transaction (here: the extra joins it)."""
         return operation(extra)
 
@@ -360,8 +390,8 @@ _EVENT_OF = {LoanStatus.APPROVED: "loan.approved", LoanStatus.DECLINED: "loan.de
              LoanStatus.REVIEW: "loan.review_required", LoanStatus.ACTIVE: "loan.disbursed"}
 
 
-def loan_event(loan: Loan) -> LoanEvent:
-    """The event a loan's new status publishes; amounts as text."""
+def loan_event(loan: Loan, event_type: str | None = None) -> LoanEvent:
+    """The event a loan's change publishes (by default, its new status's); amounts as text."""
     data: dict[str, object] = {
         "loan": loan.loan_id, "status": loan.status.value, "product_id": loan.product_id,
         "principal_minor": str(loan.principal_minor), "currency": loan.currency,
@@ -371,7 +401,11 @@ def loan_event(loan: Loan) -> LoanEvent:
         data.update(account_id=loan.account_id, disbursed_on=loan.disbursed_on.isoformat(),
                     transfer_id=loan.disbursement_transfer_id,
                     installments=len(loan.installments))
-    return LoanEvent(_EVENT_OF[loan.status], data)
+    if event_type == "loan.repaid":
+        last = loan.transactions[-1]
+        data.update(amount_minor=str(last.amount_minor), repayment_transfer_id=last.transfer_id,
+                    outstanding_minor=str(sum(d.total_minor for d in loan.owed())))
+    return LoanEvent(event_type or _EVENT_OF[loan.status], data)
 
 
 class LoanApplicationService:
@@ -516,3 +550,147 @@ def _declared(value: int | str, currency: str, field: str) -> int:
         return parse_amount(value, currency, field=field)
     except LedgerError as error:
         raise InvalidApplication(str(error), errors=((field, str(error)),)) from None
+
+
+repayment_attempts_max = 5  # concurrent repayments of one loan each re-read and re-allocate after a loss
+repayment_hex_chars = 16
+
+
+def repayment_hex(caller_id: str, key: str) -> str:
+    """A repayment's part of its transfer id, derived from the caller and its Idempotency-Key."""
+    return hashlib.sha256(f"{caller_id}\x00{key}".encode()).hexdigest()[:repayment_hex_chars]
+REPAYABLE = (LoanStatus.ACTIVE,)
+
+
+class LoanRepaymentService:
+    """Repayments from the wallet, allocated by the product's order oldest installment first; what is
+    left over prepays (a lower installment) or is refused, per product. The ledger legs (principal back
+    to sys-loans-<CUR>, interest and fees to sys-fees-<CUR>) and the loan's new state commit together."""
+
+    def __init__(self, products: LoanProducts, loans: LoanRepository, ledger: LoanLedger,
+                 business_date: Callable[[], date], business_calendar: MarketCalendar | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self._products = products
+        self._loans = loans
+        self._ledger = ledger
+        self._business_date = business_date
+        self._calendar = business_calendar
+        self._clock = clock or utc_now
+
+    def repay(self, caller: Caller, loan_id: str, key: str, amount: int | str,
+              currency: str) -> tuple[Loan, bool]:
+        """The loan after the repayment, and True when this key's repayment was applied before."""
+        transfer_id = f"{loan_id}-repay-{repayment_hex(caller.sub, key)}"
+        for _ in range(repayment_attempts_max):
+            loan = self._own(caller, loan_id)
+            if any(t.transfer_id == transfer_id for t in loan.transactions):
+                return loan, True
+            wanted, legs = self._repaid(loan, transfer_id, amount, currency)
+            try:
+                event = loan_event(wanted, "loan.repaid")
+                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
+            except _LoanMoved:
+                continue  # another repayment won: allocate again over what it left
+            except InsufficientFunds:
+                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
+                                             errors=(("amount", "more than the account holds"),)) from None
+            return wanted, False
+        raise LoanBusy(f"loan {loan_id} kept changing")
+
+    def payoff(self, caller: Caller, loan_id: str, on: date | None) -> tuple[Payoff, date]:
+        """What closes the loan on `on` (the business date by default): principal, interest to the date,
+        unpaid fees and penalties, and the product's prepayment penalty."""
+        loan = self._own(caller, loan_id)
+        if loan.status not in REPAYABLE:
+            raise LoanNotRepayable(f"loan {loan_id} is {loan.status.value}",
+                                   errors=(("loan_id", f"the loan is {loan.status.value}"),))
+        product = self._product(loan)
+        day = on or self._business_date()
+        assert loan.disbursed_on is not None
+        terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
+        try:
+            quote = payoff_quote(terms, loan.schedule(), loan.owed(), day, product.prepayment_penalty_rate)
+        except LoanRuleError as error:
+            raise InvalidLoanRequest(str(error), errors=((error.field, str(error)),)) from None
+        return quote, day
+
+    def standing(self, loan: Loan) -> LoanStanding | None:
+        """Days past due and bucket as of the business date; None before disbursement."""
+        if not loan.installments:
+            return None
+        today = self._business_date()
+        days = days_past_due(loan.schedule(), loan.owed(), today)
+        return LoanStanding(today, days, delinquency_bucket(days, self._product(loan).buckets))
+
+    def _own(self, caller: Caller, loan_id: str) -> Loan:
+        loan = self._loans.get_loan(loan_id)
+        if loan is None or (caller.is_customer and loan.owner_id != caller.sub):
+            raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+        return loan
+
+    def _product(self, loan: Loan) -> LoanProduct:
+        product = self._products.get(loan.product_id)
+        assert product is not None, f"the product of loan {loan.loan_id} is gone"
+        return product
+
+    def _repaid(self, loan: Loan, transfer_id: str, amount: int | str,
+                currency: str) -> tuple[Loan, list[tuple[str, str, str, int, str]]]:
+        """The loan once `amount` is allocated, and the ledger legs that move it."""
+        if loan.status not in REPAYABLE:
+            raise LoanNotRepayable(f"loan {loan.loan_id} is {loan.status.value}",
+                                   errors=(("loan_id", f"the loan is {loan.status.value}"),))
+        if currency != loan.currency:
+            raise CurrencyMismatch(f"the loan is repaid in {loan.currency}",
+                                   errors=(("currency", f"the loan's currency is {loan.currency}"),))
+        try:
+            amount_minor = parse_amount(amount, loan.currency, field="amount")
+        except LedgerError as error:
+            raise InvalidRepaymentAmount(str(error), errors=(("amount", str(error)),)) from None
+        product = self._product(loan)
+        today = self._business_date()
+        schedule = loan.schedule()
+        allocation = allocate(amount_minor, schedule, loan.owed(), today, product.allocation_order)
+        installments, owed = schedule.installments, allocation.dues
+        principal = sum(amount for _, component, amount in allocation.parts
+                        if component is Component.PRINCIPAL)
+        extra = allocation.overpayment_minor
+        if extra:
+            if product.overpayment is OverpaymentRule.REFUSE:
+                raise RepaymentExceedsDue(
+                    f"{allocation.allocated_minor} minor units are due; the product refuses overpayments",
+                    errors=(("amount", f"at most {allocation.allocated_minor} is due"),))
+            installments, owed = self._prepaid(loan, product, schedule, owed, today, extra)
+            principal += extra
+        others = amount_minor - principal
+        paid = tuple(Dues(0, i.fee_minor - o.fee_minor, i.interest_minor - o.interest_minor,
+                          i.principal_minor - o.principal_minor)
+                     for i, o in zip(installments, owed, strict=True))
+        closed = all(o.total_minor == 0 for o in owed)
+        wanted = replace(loan, installments=installments, paid=paid,
+                         transactions=(*loan.transactions, LoanTransaction(REPAYMENT, transfer_id, today,
+                                                                           amount_minor)),
+                         status=LoanStatus.CLOSED if closed else loan.status, updated_at=self._clock(),
+                         version=loan.version + 1)
+        legs = []
+        if principal:
+            legs.append((f"{transfer_id}-principal", loan.account_id,
+                         system_account_id(AccountKind.LOANS, loan.currency), principal, loan.currency))
+        if others:
+            legs.append((f"{transfer_id}-income", loan.account_id,
+                         system_account_id(AccountKind.FEES, loan.currency), others, loan.currency))
+        return wanted, legs
+
+    def _prepaid(self, loan: Loan, product: LoanProduct, schedule: Schedule, owed: tuple[Dues, ...],
+                 today: date, extra_minor: int) -> tuple[tuple[Installment, ...], tuple[Dues, ...]]:
+        """The schedule after `extra_minor` of principal is prepaid with the last installment due (every
+        installment due is paid in full, or nothing would be left over): the rest recomputed, each smaller."""
+        due = sum(1 for i in schedule.installments if i.due_on <= today)
+        assert loan.disbursed_on is not None
+        terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
+        try:
+            prepaid = prepay_partially(terms, schedule, due, extra_minor, PrepaymentMode.LOWER_INSTALLMENT,
+                                       self._calendar)
+        except LoanRuleError as error:
+            raise InvalidRepaymentAmount(f"the overpayment cannot prepay: {error}",
+                                         errors=(("amount", str(error)),)) from None
+        return prepaid.installments, owed[:due] + dues_of(prepaid)[due:]

@@ -1,6 +1,7 @@
 """Loan applications and disbursements on DynamoDB Local: the wallet read from the ledger's store, the
 loan and its outbox event written in one transaction, a key sent by two requests at once making one loan,
-and two disbursements of one loan at once moving the principal once, in the ledger's transaction."""
+two disbursements of one loan at once moving the principal once, and two repayments at once both applied
+once, each in the ledger's transaction with the loan's conditional put."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from finfaas.services.loans.service import (
     LoanDisbursementService,
     LoanProductsService,
     LoanQuoteService,
+    LoanRepaymentService,
 )
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas.store.loans_store import OUTBOX_PRODUCER, LoansStore
@@ -101,3 +103,31 @@ def test_one_key_sent_twice_at_once_makes_one_loan(world):
     loan_id = answers[0][0].loan_id
     events = OutboxStore().oldest(outbox_partition(OUTBOX_PRODUCER, loan_id), 1000)
     assert [e.type for e in events if e.subject == loan_id] == ["loan.approved"]
+
+
+def test_two_repayments_of_one_loan_at_once_are_both_applied_once(world):
+    service, store, caller, application, ledger = world
+    loan, _ = service.apply(caller, secrets.token_hex(8), application)
+    loan = LoanDisbursementService(store, store, ledger, lambda: date(2026, 1, 5), orchestrator=None) \
+        .disburse(loan.loan_id)
+    second_due = loan.installments[1].due_on
+    repayments = LoanRepaymentService(store, store, ledger, lambda: second_due)
+    each = loan.installments[0].total_minor
+    answers = []
+
+    def repay(key: str) -> None:
+        answers.append(repayments.repay(caller, loan.loan_id, key, each, "USD"))
+
+    threads = [threading.Thread(target=repay, args=(secrets.token_hex(8),)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert len(answers) == 2
+    stored = store.get_loan(loan.loan_id)
+    assert [t.kind for t in stored.transactions] == ["disbursement", "repayment", "repayment"]
+    assert [d.total_minor for d in stored.owed()[:2]] == [0, 0]
+    assert ledger.account(application.account_id).balance_minor == 100_000 - 2 * each
+    events = OutboxStore().oldest(outbox_partition(OUTBOX_PRODUCER, loan.loan_id), 1000)
+    assert [e.type for e in events if e.subject == loan.loan_id].count("loan.repaid") == 2

@@ -19,6 +19,7 @@ from finfaas.services.loans.service import (
     LoanDisbursementService,
     LoanProductsService,
     LoanQuoteService,
+    LoanRepaymentService,
 )
 from finfaas_dev.fakes.loans import FakeBureau, FakeRisk, InMemoryLoanProducts, InMemoryLoans
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryIdempotencyStore, InMemoryRateLimitStore
@@ -69,6 +70,7 @@ class World:
                                                 self.bureau, bureau_breaker=self.bureau_breaker),
             disbursements=LoanDisbursementService(products, self.loans, {}, lambda: BUSINESS_DATE,
                                                   FakeOrchestrator()),
+            repayments=LoanRepaymentService(products, self.loans, {}, lambda: BUSINESS_DATE),
             guard=IdempotencyGuard(InMemoryIdempotencyStore(), "loans"),
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "loans"), probe=lambda: None))

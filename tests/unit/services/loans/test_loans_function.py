@@ -15,6 +15,7 @@ from finfaas.services.loans.service import (
     LoanDisbursementService,
     LoanProductsService,
     LoanQuoteService,
+    LoanRepaymentService,
 )
 from finfaas_dev.fakes.loans import FakeBureau, FakeRisk, InMemoryLoanProducts, InMemoryLoans
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryIdempotencyStore, InMemoryRateLimitStore
@@ -46,6 +47,7 @@ class World:
                                                 FakeBureau()),
             disbursements=LoanDisbursementService(self.products, InMemoryLoans(), {}, lambda: BUSINESS_DATE,
                                                   FakeOrchestrator()),
+            repayments=LoanRepaymentService(self.products, InMemoryLoans(), {}, lambda: BUSINESS_DATE),
             guard=IdempotencyGuard(InMemoryIdempotencyStore(), "loans"),
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "loans"),

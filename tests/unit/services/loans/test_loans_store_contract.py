@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from finfaas.domain.loan_underwriting import Decision, Finding, Outcome, Verdict
-from finfaas.domain.loans import Amortization, Bucket, Component, DayCount, InterestMethod
+from finfaas.domain.loans import (
+    Amortization,
+    Bucket,
+    Component,
+    DayCount,
+    Dues,
+    InterestMethod,
+    LoanTerms,
+    build_schedule,
+)
 from finfaas.services.loans.model import (
     Loan,
     LoanEvent,
     LoanProduct,
     LoanStatus,
+    LoanTransaction,
     OverpaymentRule,
     ProductStatus,
 )
@@ -123,6 +133,20 @@ class LoansContract:
         assert loans.create_loan(loan, EVENT) == loan
 
         assert loans.get_loan(loan.loan_id) == loan
+
+    def test_an_active_loan_reads_back_with_its_schedule_payments_and_transactions(self, loans):
+        schedule = build_schedule(LoanTerms(10_000, Decimal("0.12"), 6, date(2024, 1, 1)))
+        loan = new_loan(status=LoanStatus.ACTIVE, disbursed_on=date(2024, 1, 1),
+                        installments=schedule.installments,
+                        paid=(Dues(3, 0, 100, 1625),) + (Dues(),) * 5,
+                        transactions=(LoanTransaction("disbursement", "t-1", date(2024, 1, 1), 10_000),
+                                      LoanTransaction("repayment", "t-2", date(2024, 2, 1), 1_728)))
+
+        assert loans.create_loan(loan, EVENT) == loan
+
+        stored = loans.get_loan(loan.loan_id)
+        assert stored == loan
+        assert [d.total_minor for d in stored.owed()][:2] == [0, 1725]
 
     def test_a_taken_id_returns_the_stored_loan(self, loans):
         first = loans.create_loan(new_loan(), EVENT)
