@@ -216,6 +216,7 @@ class LoanTransaction:
 
 DISBURSEMENT = "disbursement"
 REPAYMENT = "repayment"
+PAYOFF = "payoff"  # a repayment that closes the loan before its term (full prepayment)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ from finfaas.services.loans.errors import (
 )
 from finfaas.services.loans.model import (
     DISBURSEMENT,
+    PAYOFF,
     REPAYMENT,
     Loan,
     LoanApplication,
@@ -597,6 +598,45 @@ class LoanRepaymentService:
             return wanted, False
         raise LoanBusy(f"loan {loan_id} kept changing")
 
+    def pay_off(self, caller: Caller, loan_id: str, key: str, amount: int | str,
+                currency: str) -> tuple[Loan, bool]:
+        """Full prepayment on the business date: exactly the payoff quote's total closes the loan; later
+        periods' interest and fees are not charged, the current period's only to the date."""
+        transfer_id = f"{loan_id}-payoff-{repayment_hex(caller.sub, key)}"
+        for _ in range(repayment_attempts_max):
+            loan = self._own(caller, loan_id)
+            if any(t.transfer_id == transfer_id for t in loan.transactions):
+                return loan, True
+            amount_minor = self._checked_amount(loan, amount, currency)
+            quote, today = self.payoff(caller, loan_id, None)
+            if amount_minor != quote.total_minor:
+                raise InvalidRepaymentAmount(
+                    f"the payoff on {today.isoformat()} is {quote.total_minor} minor units",
+                    errors=(("amount", f"the payoff today is {quote.total_minor}"),))
+            installments = _settled(loan, quote, today)
+            paid = tuple(Dues(0, i.fee_minor, i.interest_minor, i.principal_minor) for i in installments)
+            wanted = replace(loan, installments=installments, paid=paid, status=LoanStatus.CLOSED,
+                             transactions=(*loan.transactions, LoanTransaction(PAYOFF, transfer_id, today,
+                                                                               amount_minor)),
+                             updated_at=self._clock(), version=loan.version + 1)
+            principal = quote.principal_minor
+            legs = [(f"{transfer_id}-principal", loan.account_id,
+                     system_account_id(AccountKind.LOANS, loan.currency), principal, loan.currency)]
+            if amount_minor > principal:
+                legs.append((f"{transfer_id}-income", loan.account_id,
+                             system_account_id(AccountKind.FEES, loan.currency), amount_minor - principal,
+                             loan.currency))
+            try:
+                event = loan_event(wanted, "loan.repaid")
+                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
+            except _LoanMoved:
+                continue
+            except InsufficientFunds:
+                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
+                                             errors=(("amount", "more than the account holds"),)) from None
+            return wanted, False
+        raise LoanBusy(f"loan {loan_id} kept changing")
+
     def payoff(self, caller: Caller, loan_id: str, on: date | None) -> tuple[Payoff, date]:
         """What closes the loan on `on` (the business date by default): principal, interest to the date,
         unpaid fees and penalties, and the product's prepayment penalty."""
@@ -636,16 +676,7 @@ class LoanRepaymentService:
     def _repaid(self, loan: Loan, transfer_id: str, amount: int | str,
                 currency: str) -> tuple[Loan, list[tuple[str, str, str, int, str]]]:
         """The loan once `amount` is allocated, and the ledger legs that move it."""
-        if loan.status not in REPAYABLE:
-            raise LoanNotRepayable(f"loan {loan.loan_id} is {loan.status.value}",
-                                   errors=(("loan_id", f"the loan is {loan.status.value}"),))
-        if currency != loan.currency:
-            raise CurrencyMismatch(f"the loan is repaid in {loan.currency}",
-                                   errors=(("currency", f"the loan's currency is {loan.currency}"),))
-        try:
-            amount_minor = parse_amount(amount, loan.currency, field="amount")
-        except LedgerError as error:
-            raise InvalidRepaymentAmount(str(error), errors=(("amount", str(error)),)) from None
+        amount_minor = self._checked_amount(loan, amount, currency)
         product = self._product(loan)
         today = self._business_date()
         schedule = loan.schedule()
@@ -680,6 +711,19 @@ class LoanRepaymentService:
                          system_account_id(AccountKind.FEES, loan.currency), others, loan.currency))
         return wanted, legs
 
+    def _checked_amount(self, loan: Loan, amount: int | str, currency: str) -> int:
+        """The amount in the loan's minor units, for a loan that takes repayments."""
+        if loan.status not in REPAYABLE:
+            raise LoanNotRepayable(f"loan {loan.loan_id} is {loan.status.value}",
+                                   errors=(("loan_id", f"the loan is {loan.status.value}"),))
+        if currency != loan.currency:
+            raise CurrencyMismatch(f"the loan is repaid in {loan.currency}",
+                                   errors=(("currency", f"the loan's currency is {loan.currency}"),))
+        try:
+            return parse_amount(amount, loan.currency, field="amount")
+        except LedgerError as error:
+            raise InvalidRepaymentAmount(str(error), errors=(("amount", str(error)),)) from None
+
     def _prepaid(self, loan: Loan, product: LoanProduct, schedule: Schedule, owed: tuple[Dues, ...],
                  today: date, extra_minor: int) -> tuple[tuple[Installment, ...], tuple[Dues, ...]]:
         """The schedule after `extra_minor` of principal is prepaid with the last installment due (every
@@ -694,3 +738,23 @@ class LoanRepaymentService:
             raise InvalidRepaymentAmount(f"the overpayment cannot prepay: {error}",
                                          errors=(("amount", str(error)),)) from None
         return prepaid.installments, owed[:due] + dues_of(prepaid)[due:]
+
+
+def _settled(loan: Loan, quote: Payoff, on: date) -> tuple[Installment, ...]:
+    """The schedule as a payoff on `on` settles it: periods ended by then as scheduled, the current one
+    with the interest accrued to the date (the quote's interest less what past periods still owed), later
+    ones without interest; fees only of periods ended. Principal is unchanged, so the schedule still
+    repays exactly the principal lent."""
+    owed = loan.owed()
+    past_interest = sum(o.interest_minor for i, o in zip(loan.installments, owed, strict=True)
+                        if i.period_end <= on)
+    rows = []
+    for installment, paid in zip(loan.installments, (loan.paid_of(n) for n in range(len(owed))), strict=True):
+        if installment.period_end <= on:
+            rows.append(installment)
+        elif installment.period_start < on:
+            rows.append(replace(installment, interest_minor=paid.interest_minor + quote.interest_minor
+                                - past_interest, fee_minor=0))
+        else:
+            rows.append(replace(installment, interest_minor=0, fee_minor=0))
+    return tuple(rows)

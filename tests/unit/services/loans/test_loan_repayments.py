@@ -190,3 +190,44 @@ def test_two_repayments_of_one_loan_at_once_are_both_applied_once(world):
     assert [i["owed_minor"] for i in schedule[:2]] == [0, 0]
     assert world.account_minor("acc-cust-1") == 10_000 - 2 * 1_725
     assert len(world.loan(loan_id)["transactions"]) == 3
+
+
+def pay_off(world: LoansWorld, loan_id: str, amount, key: str = "payoff-1") -> object:
+    return call(world.handler.handle, "POST", f"/loans/{loan_id}/payoff", token=world.customer,
+                headers={"Idempotency-Key": key}, json_body={"amount": amount, "currency": "EUR"})
+
+
+def test_paying_off_mid_period_charges_interest_to_the_date_and_closes_the_loan(world):
+    loan_id = world.active_loan()
+    LedgerService(world.ledger).deposit("acc-cust-1", 1_000, "EUR", transfer_id="top-up")
+    world.business_date = date(2024, 1, 16)
+
+    wrong = pay_off(world, loan_id, "100.00", key="payoff-0")
+    paid = pay_off(world, loan_id, "100.50")  # 100.00 and 15 days of January's 1.00 of interest
+    again = pay_off(world, loan_id, "100.50")
+
+    assert wrong.status == 422 and [e["field"] for e in wrong.json()["errors"]] == ["amount"]
+    assert paid.status == 200, paid.body
+    body = paid.json()
+    assert (body["status"], body["outstanding_minor"]) == ("closed", 0)
+    assert [i["interest_minor"] for i in body["schedule"]] == [50, 0, 0, 0, 0, 0]
+    assert sum(i["principal_minor"] for i in body["schedule"]) == 10_000
+    assert body["transactions"][-1]["kind"] == "payoff"
+    assert again.status == 200 and again.json()["outstanding_minor"] == 0
+    assert ledger_changes(world) == (11_000 - 10_050, 0, 50)
+
+
+def test_a_payoff_adds_the_products_prepayment_penalty_on_principal_not_yet_due(world):
+    body = {**PRODUCT, "product_id": "penalty-eur", "prepayment_penalty_rate": "0.02"}
+    call(world.handler.handle, "POST", "/_/ops/loan-products", token=world.operator,
+         headers={"Idempotency-Key": "p-3"}, json_body=body)
+    loan_id = world.active_loan(product_id="penalty-eur")
+    LedgerService(world.ledger).deposit("acc-cust-1", 1_000, "EUR", transfer_id="top-up")
+    world.business_date = date(2024, 1, 16)
+
+    quote = call(world.handler.handle, "GET", f"/loans/{loan_id}/payoff", token=world.customer).json()
+    paid = pay_off(world, loan_id, quote["total_minor"])
+
+    assert (quote["prepayment_penalty_minor"], quote["total_minor"]) == (200, 10_250)
+    assert paid.json()["status"] == "closed"
+    assert ledger_changes(world) == (11_000 - 10_250, 0, 250)
