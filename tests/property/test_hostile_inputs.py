@@ -34,6 +34,7 @@ import pytest
 from finfaas_dev.testing.platform import REPOSITORY_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.loans_testing import wire_loans
 from support.payments_testing import wire_payments, wire_rail_disputes
 
 pytestmark = pytest.mark.emulator
@@ -350,6 +351,8 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
     # Payments opens merchants' accounts through the ledger function: here in process, not by a gateway.
     wire_payments(built["payments"].handler, built["ledger"].handler, minter)
     wire_rail_disputes(built["rail"].handler, built["payments"].handler)
+    # Loans asks risk and the bureau for each application: here in process too.
+    wire_loans(built["loans"].handler, built["risk"].handler, built["bureau"].handler, minter)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FINFAAS_RELAY_RUN_SECONDS", RELAY_RUN_SECONDS)
         yield built

@@ -43,7 +43,7 @@ SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     # The orchestrator runs workflow Tasks against the money-moving functions.
     "orchestrator": ("accounts:read", "ledger:read", "ledger:write", "payments:read", "payments:write",
                      "transfers:read", "transfers:write", "transfers:saga", "rail:recall",
-                     "wallet:saga"),
+                     "wallet:saga", "loans:saga"),
     # The transfers function starts and follows sagas and asks the risk function for assessments.
     "transfers": ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess"),
     # The sandbox rail reports settlements back to the waiting executions.
@@ -52,6 +52,9 @@ SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     "payments": ("ledger:read", "ledger:write", "risk:assess"),
     # The wallet function starts its top-up and withdrawal sagas.
     "wallet": ("orchestrator:start", "orchestrator:read"),
+    # The loans function screens applicants with risk, asks the sandbox bureau for credit reports and
+    # starts the disbursement saga.
+    "loans": ("risk:assess", "bureau:read", "orchestrator:start"),
 }
 rsa_key_bits = 3072
 rsa_key_bits_min = 2048

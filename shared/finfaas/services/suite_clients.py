@@ -25,6 +25,7 @@ read_timeout_seconds_default = 10.0
 ORCHESTRATOR_PATH = "/function/orchestrator"
 RISK_PATH = "/function/risk"
 LEDGER_PATH = "/function/ledger"
+BUREAU_PATH = "/function/bureau"
 
 
 class ServiceUnreachable(RuntimeError):
@@ -141,6 +142,22 @@ class RiskClient:
         )
         if reply.status != 200 or not isinstance(reply.body, dict):
             raise ServiceUnreachable(f"risk answered {reply.status} {reply.code}")
+        return reply.body
+
+
+class BureauClient:
+    """The (sandbox) credit bureau's POST /reports."""
+
+    def __init__(self, client: SuiteClient, timeout_seconds: float = 3.0) -> None:
+        self._client = client
+        self._timeout_seconds = timeout_seconds
+
+    def report(self, customer_id: str, inquiry_id: str) -> dict[str, Any]:
+        body = {"customer_id": customer_id, "inquiry_id": inquiry_id}
+        reply = self._client.call("POST", f"{BUREAU_PATH}/reports", body,
+                                  timeout_seconds=self._timeout_seconds)
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            raise ServiceUnreachable(f"bureau answered {reply.status} {reply.code}")
         return reply.body
 
 

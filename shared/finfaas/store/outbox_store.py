@@ -44,7 +44,8 @@ LEASE_EVENT_KEY = "~lease"
 EVENT_KEY_UPPER = "~"  # exclusive upper bound of event keys
 PARKED_PARTITION = "parked"
 # Producers and how many partitions each spreads its events over (by crc32 of the subject).
-PRODUCER_PARTITIONS = {"ledger": ledger_outbox_partitions, "transfers": 8, "payments": 8, "wallet": 8}
+PRODUCER_PARTITIONS = {"ledger": ledger_outbox_partitions, "transfers": 8, "payments": 8, "wallet": 8,
+                       "loans": 8}
 transaction_items_max = 100  # TransactWriteItems' limit
 
 

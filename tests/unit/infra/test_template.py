@@ -64,6 +64,7 @@ EXPECTED_TABLES = {
     "businessdates": ([("market", "S", "HASH")], {}, None),
     "wallet": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")],
                {"by-owner": [("owner_key", "S", "HASH"), ("created_key", "S", "RANGE")]}, None),
+    "loans": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
 }
 QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 # Indexes that project less than the whole item, as their stores declare them.

@@ -1,25 +1,83 @@
-"""Loan quotes over HTTP: the request body, the schedule view and the error table (`POST /loans/quotes`)."""
+"""Loans over HTTP: quotes (`POST /loans/quotes`), operators' products, their views and the error table."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
-from finfaas.domain.loans import term_months_max
+from finfaas.domain.ledger import page_size_default, page_size_max
+from finfaas.domain.loans import (
+    DEFAULT_ALLOCATION_ORDER,
+    DEFAULT_BUCKETS,
+    Amortization,
+    Bucket,
+    Component,
+    DayCount,
+    Installment,
+    InterestMethod,
+    Payoff,
+    grace_months_max,
+    term_months_max,
+)
+from finfaas.domain.money import transfer_amount_minor_max
+from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
 from finfaas.services.ledger.api import Amount, Identifier
 from finfaas.services.loans.errors import (
+    CurrencyMismatch,
+    InvalidApplication,
     InvalidDisbursementDate,
     InvalidLoanRequest,
     InvalidPrincipal,
+    InvalidRepaymentAmount,
+    LoanBusy,
+    LoanExists,
+    LoanNotApproved,
+    LoanNotFound,
+    LoanNotInReview,
+    LoanNotRepayable,
+    LoansStoreUnavailable,
     PrincipalOutsideProduct,
+    ProductBusy,
+    ProductExists,
+    ProductInactive,
+    ProductNotFound,
+    ProductRefused,
+    RepaymentExceedsDue,
     TermOutsideProduct,
     UnknownProduct,
+    WalletAccountNotFound,
 )
-from finfaas.services.loans.model import Quote, QuoteRequest
+from finfaas.services.loans.model import (
+    Loan,
+    LoanApplication,
+    LoanProduct,
+    LoanStanding,
+    OverpaymentRule,
+    ProductPage,
+    ProductStatus,
+    Quote,
+    QuoteRequest,
+    buckets_max,
+    product_id_chars_max,
+    product_name_chars_max,
+)
+
+# Rates as decimal strings ("0.12"), never JSON numbers: a float cannot hold 0.1 exactly.
+RATE_PATTERN = r"^(0|[1-9][0-9]{0,2})(\.[0-9]{1,12})?$"
+Rate = Annotated[StrictStr, Field(pattern=RATE_PATTERN, max_length=16,
+                                  description="a decimal string: '0.12' is 12 %")]
+ProductId = Annotated[str, Field(min_length=1, max_length=product_id_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
+MinorUnits = Annotated[StrictInt, Field(ge=0, le=transfer_amount_minor_max)]
+PositiveMinorUnits = Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max)]
+Months = Annotated[StrictInt, Field(ge=1, le=term_months_max)]
+GraceMonths = Annotated[StrictInt, Field(ge=0, le=grace_months_max)]
+bucket_days_max = 36_600  # a century past due: beyond is a typing error
 
 
 class QuoteBody(StrictModel):
@@ -63,6 +121,13 @@ class QuoteView(BaseModel):
     total_minor: int
 
 
+def _installment_view(i: Installment) -> InstallmentView:
+    return InstallmentView(
+        number=i.number, period_start=i.period_start, period_end=i.period_end, due_date=i.due_on,
+        principal_minor=i.principal_minor, interest_minor=i.interest_minor, fee_minor=i.fee_minor,
+        total_minor=i.total_minor, balance_minor=i.balance_minor)
+
+
 def quote_view(quote: Quote) -> QuoteView:
     schedule, product = quote.schedule, quote.product
     return QuoteView(
@@ -70,12 +135,281 @@ def quote_view(quote: Quote) -> QuoteView:
         term_months=quote.term_months, annual_rate=str(product.annual_rate),
         amortization=product.amortization.value, interest_method=product.interest_method.value,
         day_count=product.day_count.value, disbursement_date=quote.disbursed_on,
-        installments=[InstallmentView(
-            number=i.number, period_start=i.period_start, period_end=i.period_end, due_date=i.due_on,
-            principal_minor=i.principal_minor, interest_minor=i.interest_minor, fee_minor=i.fee_minor,
-            total_minor=i.total_minor, balance_minor=i.balance_minor) for i in schedule.installments],
+        installments=[_installment_view(i) for i in schedule.installments],
         interest_minor=schedule.interest_minor, fee_minor=schedule.fee_minor,
         total_minor=schedule.total_minor)
+
+
+class BucketBody(StrictModel):
+    """Days past due from first_day to last_day (absent: no upper end, the last bucket only)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9+_-]+$")]
+    first_day: Annotated[StrictInt, Field(ge=1, le=bucket_days_max)]
+    last_day: Annotated[StrictInt, Field(ge=1, le=bucket_days_max)] | None = None
+
+
+class ProductBody(StrictModel):
+    """A loan product (Fineract's loan product, in short). Its terms never change once created:
+    creating the same product_id with the same terms again answers the stored product."""
+
+    product_id: ProductId
+    name: Annotated[str, Field(min_length=1, max_length=product_name_chars_max)]
+    currency: Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217 code")]
+    principal_minor_min: PositiveMinorUnits
+    principal_minor_max: PositiveMinorUnits
+    term_months_min: Months
+    term_months_max: Months
+    annual_rate: Rate
+    amortization: Amortization = Amortization.EQUAL_INSTALLMENTS
+    interest_method: InterestMethod = InterestMethod.DECLINING_BALANCE
+    day_count: DayCount = DayCount.THIRTY_360
+    principal_grace_months: GraceMonths = 0
+    interest_grace_months: GraceMonths = 0
+    installment_fee_minor: MinorUnits = 0
+    daily_penalty_rate: Rate = "0"
+    prepayment_penalty_rate: Rate = "0"
+    allocation_order: Annotated[list[Component], Field(min_length=4, max_length=4)] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOCATION_ORDER))
+    overpayment: OverpaymentRule = OverpaymentRule.REFUSE
+    buckets: Annotated[list[BucketBody], Field(min_length=1, max_length=buckets_max)] = Field(
+        default_factory=lambda: [BucketBody(name=b.name, first_day=b.first_day, last_day=b.last_day)
+                                 for b in DEFAULT_BUCKETS])
+    bureau_waiver_principal_minor_max: Annotated[MinorUnits, Field(
+        description="up to this principal, an application the bureau cannot answer for is decided by "
+                    "the internal rules alone (flagged); above it an operator decides")] = 0
+
+    def to_product(self) -> LoanProduct:
+        """The product these terms make; InvalidProduct (naming the field) when they break a rule."""
+        return LoanProduct(
+            self.product_id, self.name, self.currency, self.principal_minor_min, self.principal_minor_max,
+            self.term_months_min, self.term_months_max, Decimal(self.annual_rate), self.amortization,
+            self.interest_method, self.day_count, self.principal_grace_months, self.interest_grace_months,
+            self.installment_fee_minor, Decimal(self.daily_penalty_rate),
+            Decimal(self.prepayment_penalty_rate),
+            tuple(self.allocation_order), self.overpayment,
+            tuple(Bucket(b.name, b.first_day, b.last_day) for b in self.buckets),
+            self.bureau_waiver_principal_minor_max)
+
+
+class BucketView(BaseModel):
+    name: str
+    first_day: int
+    last_day: int | None
+
+
+class ProductView(BaseModel):
+    product_id: str
+    name: str
+    currency: str
+    principal_minor_min: int
+    principal_minor_max: int
+    term_months_min: int
+    term_months_max: int
+    annual_rate: str
+    amortization: str
+    interest_method: str
+    day_count: str
+    principal_grace_months: int
+    interest_grace_months: int
+    installment_fee_minor: int
+    daily_penalty_rate: str
+    prepayment_penalty_rate: str
+    allocation_order: list[str]
+    overpayment: str
+    buckets: list[BucketView]
+    bureau_waiver_principal_minor_max: int
+    status: ProductStatus
+    version: int
+
+
+def product_view(product: LoanProduct) -> ProductView:
+    return ProductView(
+        product_id=product.product_id, name=product.name, currency=product.currency,
+        principal_minor_min=product.principal_minor_min, principal_minor_max=product.principal_minor_max,
+        term_months_min=product.term_months_min, term_months_max=product.term_months_max,
+        annual_rate=str(product.annual_rate), amortization=product.amortization.value,
+        interest_method=product.interest_method.value, day_count=product.day_count.value,
+        principal_grace_months=product.principal_grace_months,
+        interest_grace_months=product.interest_grace_months,
+        installment_fee_minor=product.installment_fee_minor,
+        daily_penalty_rate=str(product.daily_penalty_rate),
+        prepayment_penalty_rate=str(product.prepayment_penalty_rate),
+        allocation_order=[c.value for c in product.allocation_order], overpayment=product.overpayment.value,
+        buckets=[BucketView(name=b.name, first_day=b.first_day, last_day=b.last_day)
+                 for b in product.buckets],
+        bureau_waiver_principal_minor_max=product.bureau_waiver_principal_minor_max,
+        status=product.status, version=product.version)
+
+
+class ProductListQuery(StrictModel):
+    limit: int = Field(default=page_size_default, ge=1, le=page_size_max)
+    starting_after: str | None = Field(default=None, min_length=1, max_length=cursor_chars_max)
+
+
+class ProductList(BaseModel):
+    data: list[ProductView]
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as starting_after for the next page")
+
+
+def product_list(page: ProductPage, next_cursor: str | None) -> ProductList:
+    return ProductList(data=[product_view(p) for p in page.products], has_more=next_cursor is not None,
+                       next_cursor=next_cursor)
+
+
+class ApplicationBody(StrictModel):
+    """A loan application: the product, principal and term (as a quote), the wallet account the loan is
+    paid into and repaid from, and the applicant's monthly income and existing monthly debt repayments
+    (minor units or decimal strings of the product's currency)."""
+
+    product_id: Identifier
+    principal: Amount
+    term_months: Annotated[StrictInt, Field(ge=1, le=term_months_max)]
+    account_id: Identifier
+    monthly_income: Amount
+    monthly_debt: Amount | None = None
+
+    def to_application(self) -> LoanApplication:
+        return LoanApplication(self.product_id, self.principal, self.term_months, self.account_id,
+                               self.monthly_income, 0 if self.monthly_debt is None else self.monthly_debt)
+
+
+class ReviewDecision(StrEnum):
+    APPROVE = "approve"
+    DECLINE = "decline"
+
+
+class ReviewBody(StrictModel):
+    """An operator's decision on a loan in review, with a note for the record."""
+
+    decision: ReviewDecision
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+class FindingView(BaseModel):
+    rule: str
+    verdict: str = Field(description="pass, flag (decided without it, marked), review or decline")
+    detail: str
+
+
+class DecisionView(BaseModel):
+    outcome: str
+    rules_fired: list[str] = Field(description="the rules whose verdict was not pass")
+    bureau_unavailable: bool = Field(description="decided without a credit report (flagged)")
+    findings: list[FindingView]
+    decided_by: str | None = Field(description="`rules`, or the operator who decided the review")
+    note: str
+
+
+class TransactionView(BaseModel):
+    kind: str
+    transfer_id: str
+    on: date = Field(description="the business date it counts from")
+    amount_minor: int
+
+
+class LoanInstallmentView(InstallmentView):
+    paid_principal_minor: int
+    paid_interest_minor: int
+    paid_fee_minor: int
+    paid_penalty_minor: int
+    owed_minor: int = Field(description="what is still owed on it")
+
+
+class LoanView(BaseModel):
+    loan_id: str
+    owner_id: str
+    product_id: str
+    account_id: str
+    currency: str
+    principal_minor: int
+    term_months: int
+    monthly_income_minor: int
+    monthly_debt_minor: int
+    status: str = Field(description="review, approved, declined, or active once disbursed")
+    decision: DecisionView
+    created_at: datetime
+    updated_at: datetime | None
+    disbursed_on: date | None = Field(description="the business date of the disbursement")
+    schedule: list[LoanInstallmentView] = Field(description="fixed at disbursement (a prepayment "
+                                                "recomputes the rest), with what was paid of each")
+    transactions: list[TransactionView]
+    outstanding_minor: int = Field(description="everything still owed")
+    days_past_due: int | None = Field(description="as of the business date; null before disbursement")
+    bucket: str | None = Field(description="the delinquency bucket, null when not past due")
+
+
+def _loan_installment_view(loan: Loan, index: int) -> LoanInstallmentView:
+    installment, paid = loan.installments[index], loan.paid_of(index)
+    base = _installment_view(installment).model_dump()
+    return LoanInstallmentView(
+        **base, paid_principal_minor=paid.principal_minor, paid_interest_minor=paid.interest_minor,
+        paid_fee_minor=paid.fee_minor, paid_penalty_minor=paid.penalty_minor,
+        owed_minor=installment.total_minor - paid.total_minor)
+
+
+def loan_view(loan: Loan, standing: LoanStanding | None = None) -> LoanView:
+    decision = loan.decision
+    return LoanView(
+        loan_id=loan.loan_id, owner_id=loan.owner_id, product_id=loan.product_id, account_id=loan.account_id,
+        currency=loan.currency, principal_minor=loan.principal_minor, term_months=loan.term_months,
+        monthly_income_minor=loan.monthly_income_minor, monthly_debt_minor=loan.monthly_debt_minor,
+        status=loan.status.value,
+        decision=DecisionView(
+            outcome=decision.outcome.value, rules_fired=list(decision.fired),
+            bureau_unavailable=decision.bureau_unavailable,
+            findings=[FindingView(rule=f.rule, verdict=f.verdict.value, detail=f.detail)
+                      for f in decision.findings],
+            decided_by=loan.decided_by, note=loan.review_note),
+        created_at=loan.created_at, updated_at=loan.updated_at, disbursed_on=loan.disbursed_on,
+        schedule=[_loan_installment_view(loan, n) for n in range(len(loan.installments))],
+        transactions=[TransactionView(kind=t.kind, transfer_id=t.transfer_id, on=t.on,
+                                      amount_minor=t.amount_minor) for t in loan.transactions],
+        outstanding_minor=sum(d.total_minor for d in loan.owed()),
+        days_past_due=standing.days_past_due if standing else None,
+        bucket=standing.bucket if standing else None)
+
+
+class RepaymentBody(StrictModel):
+    """A repayment from the loan's wallet account: minor units or a decimal string, in the loan's currency."""
+
+    amount: Amount
+    currency: Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217 code")]
+
+
+class PayoffQuery(StrictModel):
+    on: date | None = Field(default=None, description="the payoff date; the business date when absent")
+
+
+class PayoffView(BaseModel):
+    loan_id: str
+    on: date
+    principal_minor: int
+    interest_minor: int = Field(description="unpaid interest of past periods and the current one to the date")
+    fee_minor: int
+    penalty_minor: int
+    prepayment_penalty_minor: int
+    total_minor: int
+
+
+def payoff_view(loan_id: str, payoff: Payoff, on: date) -> PayoffView:
+    return PayoffView(loan_id=loan_id, on=on, principal_minor=payoff.principal_minor,
+                      interest_minor=payoff.interest_minor, fee_minor=payoff.fee_minor,
+                      penalty_minor=payoff.penalty_minor,
+                      prepayment_penalty_minor=payoff.prepayment_penalty_minor,
+                      total_minor=payoff.total_minor)
+
+
+class DisburseStepBody(StrictModel):
+    """The disbursement saga's step: the loan to pay out."""
+
+    loan_id: Identifier
+
+
+class DisburseStepView(BaseModel):
+    loan_id: str
+    status: str
+    transfer_id: str
 
 
 ERRORS = {
@@ -85,4 +419,21 @@ ERRORS = {
     TermOutsideProduct: ErrorSpec(422, TermOutsideProduct.code, "Term outside the product"),
     InvalidDisbursementDate: ErrorSpec(422, InvalidDisbursementDate.code, "Invalid disbursement date"),
     InvalidLoanRequest: ErrorSpec(422, InvalidLoanRequest.code, "Invalid loan terms"),
+    ProductInactive: ErrorSpec(422, ProductInactive.code, "Loan product inactive"),
+    ProductNotFound: ErrorSpec(404, ProductNotFound.code, "Loan product not found"),
+    ProductExists: ErrorSpec(409, ProductExists.code, "Loan product exists with different fields"),
+    ProductRefused: ErrorSpec(422, ProductRefused.code, "Invalid loan product"),
+    ProductBusy: ErrorSpec(409, ProductBusy.code, "Loan product busy"),
+    LoansStoreUnavailable: ErrorSpec(503, LoansStoreUnavailable.code, "Loans store unavailable"),
+    InvalidApplication: ErrorSpec(422, InvalidApplication.code, "Invalid loan application"),
+    WalletAccountNotFound: ErrorSpec(404, WalletAccountNotFound.code, "Account not found"),
+    CurrencyMismatch: ErrorSpec(422, CurrencyMismatch.code, "Currency mismatch"),
+    LoanNotFound: ErrorSpec(404, LoanNotFound.code, "Loan not found"),
+    LoanExists: ErrorSpec(422, LoanExists.code, "Idempotency-Key reused with another body"),
+    LoanNotInReview: ErrorSpec(409, LoanNotInReview.code, "Loan not in review"),
+    LoanBusy: ErrorSpec(409, LoanBusy.code, "Loan busy"),
+    LoanNotApproved: ErrorSpec(409, LoanNotApproved.code, "Loan not approved"),
+    LoanNotRepayable: ErrorSpec(422, LoanNotRepayable.code, "Loan takes no repayment"),
+    InvalidRepaymentAmount: ErrorSpec(422, InvalidRepaymentAmount.code, "Invalid repayment amount"),
+    RepaymentExceedsDue: ErrorSpec(422, RepaymentExceedsDue.code, "Repayment exceeds what is due"),
 }

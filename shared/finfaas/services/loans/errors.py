@@ -41,6 +41,108 @@ class InvalidLoanRequest(Refusal):
     code = "invalid_loan_terms"
 
 
+class ProductInactive(Refusal):
+    """The product was deactivated: it takes no new quotes or loans."""
+
+    code = "product_inactive"
+
+
+class ProductNotFound(Refusal):
+    """No loan product has this id (an operator's read or change)."""
+
+    code = "loan_product_not_found"
+
+
+class ProductExists(Refusal):
+    """The product id was created with other terms; a product's terms never change in place."""
+
+    code = "loan_product_exists_with_different_fields"
+
+
+class ProductRefused(Refusal):
+    """An operator's product breaks a rule of the catalogue (the field is named)."""
+
+    code = "invalid_loan_product"
+
+
+class ProductBusy(Refusal):
+    """The product kept changing under this request; try again."""
+
+    code = "loan_product_busy"
+
+
+class LoansStoreUnavailable(Refusal):
+    """The loans table did not answer."""
+
+    code = "loans_store_unavailable"
+
+
+class InvalidApplication(Refusal):
+    """An application's declared figure is not an amount in the product's currency (the field is named)."""
+
+    code = "invalid_application"
+
+
+class WalletAccountNotFound(Refusal):
+    """No open customer account of the caller has this id (another customer's answers the same)."""
+
+    code = "account_not_found"
+
+
+class CurrencyMismatch(Refusal):
+    """The account holds another currency than the product lends."""
+
+    code = "currency_mismatch"
+
+
+class LoanNotFound(Refusal):
+    """No such loan, or not the caller's to see."""
+
+    code = "loan_not_found"
+
+
+class LoanExists(Refusal):
+    """The Idempotency-Key made a loan application with other fields."""
+
+    code = "idempotency_key_reused"
+
+
+class LoanNotInReview(Refusal):
+    """The loan was decided already: an operator's decision is for loans in review."""
+
+    code = "loan_not_in_review"
+
+
+class LoanNotApproved(Refusal):
+    """Only an approved loan is disbursed (one in review, declined or already paid out is not)."""
+
+    code = "loan_not_approved"
+
+
+class LoanNotRepayable(Refusal):
+    """The loan takes no repayment: not disbursed yet, closed or written off."""
+
+    code = "loan_not_repayable"
+
+
+class InvalidRepaymentAmount(Refusal):
+    """The amount is not a positive amount in the loan's currency, or more than it can take."""
+
+    code = "invalid_repayment_amount"
+
+
+class RepaymentExceedsDue(Refusal):
+    """More than is due, on a product that refuses overpayments: pay what is due, or quote a payoff."""
+
+    code = "repayment_exceeds_due"
+
+
+class LoanBusy(Refusal):
+    """The loan kept changing under this request; try again."""
+
+    code = "loan_busy"
+
+
 class InvalidProduct(ValueError):
     """A product in the catalogue is misconfigured; raised when the catalogue is built, never to a client."""
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 
+from finfaas.domain.loan_underwriting import Decision
 from finfaas.domain.loans import (
     DEFAULT_ALLOCATION_ORDER,
     DEFAULT_BUCKETS,
@@ -16,6 +18,8 @@ from finfaas.domain.loans import (
     Bucket,
     Component,
     DayCount,
+    Dues,
+    Installment,
     InterestMethod,
     LoanRuleError,
     LoanTerms,
@@ -29,6 +33,15 @@ from finfaas.domain.money import CURRENCY_EXPONENTS, transfer_amount_minor_max
 from finfaas.services.loans.errors import InvalidProduct
 
 product_id_chars_max = 64
+LOAN_ID_PREFIX = "loan_"
+loan_id_hex_chars = 24
+product_name_chars_max = 140
+buckets_max = 12
+
+
+class ProductStatus(StrEnum):
+    ACTIVE = "active"  # quoted and lent
+    INACTIVE = "inactive"  # deactivated by ops: no new quotes or loans; existing loans run on
 
 
 class OverpaymentRule(StrEnum):
@@ -59,6 +72,11 @@ class LoanProduct:
     allocation_order: tuple[Component, ...] = DEFAULT_ALLOCATION_ORDER
     overpayment: OverpaymentRule = OverpaymentRule.REFUSE
     buckets: tuple[Bucket, ...] = field(default=DEFAULT_BUCKETS)
+    # Up to this principal, an application the bureau cannot answer for is decided by the internal
+    # rules alone (flagged); above it, it waits for an operator. 0: every such application waits.
+    bureau_waiver_principal_minor_max: int = 0
+    status: ProductStatus = ProductStatus.ACTIVE
+    version: int = 1  # each stored change is conditional on the version it was made from
 
     def __post_init__(self) -> None:
         if not 0 < len(self.product_id) <= product_id_chars_max:
@@ -76,6 +94,12 @@ class LoanProduct:
         if not 0 <= self.prepayment_penalty_rate <= prepayment_penalty_rate_max:
             raise InvalidProduct(f"prepayment penalty rate must be 0-{prepayment_penalty_rate_max}",
                                  field="prepayment_penalty_rate")
+        _check_buckets(self.buckets)
+        if not 0 <= self.bureau_waiver_principal_minor_max <= self.principal_minor_max:
+            raise InvalidProduct("the bureau waiver is 0 up to the principal maximum",
+                                 field="bureau_waiver_principal_minor_max")
+        if self.version < 1:
+            raise InvalidProduct("version starts at 1", field="version")
         try:
             check_allocation_order(self.allocation_order)
             # The shortest term and smallest principal must make a schedule: the rate, grace periods
@@ -84,11 +108,31 @@ class LoanProduct:
         except LoanRuleError as error:
             raise InvalidProduct(f"product {self.product_id}: {error}", field=error.field) from None
 
+    def deactivated(self) -> LoanProduct:
+        """The product taking no new quotes or loans, as the next version."""
+        return replace(self, status=ProductStatus.INACTIVE, version=self.version + 1)
+
     def terms(self, principal_minor: int, term_months: int, disbursed_on: date) -> LoanTerms:
         """The schedule terms of this product for one principal, term and disbursement date."""
         return LoanTerms(principal_minor, self.annual_rate, term_months, disbursed_on, self.amortization,
                          self.interest_method, self.day_count, self.principal_grace_months,
                          self.interest_grace_months, self.installment_fee_minor)
+
+
+def _check_buckets(buckets: tuple[Bucket, ...]) -> None:
+    """Buckets from 1 day past due upwards, each after the last, names distinct; only the last open-ended."""
+    if not 1 <= len(buckets) <= buckets_max:
+        raise InvalidProduct(f"1-{buckets_max} delinquency buckets", field="buckets")
+    if len({b.name for b in buckets}) != len(buckets):
+        raise InvalidProduct("bucket names are distinct", field="buckets")
+    previous_last = 0
+    for index, bucket in enumerate(buckets):
+        open_ended = bucket.last_day is None
+        if bucket.first_day <= previous_last or (open_ended and index != len(buckets) - 1) \
+                or (bucket.last_day is not None and bucket.last_day < bucket.first_day):
+            raise InvalidProduct("buckets ascend from day 1 without overlap; only the last is open-ended",
+                                 field="buckets")
+        previous_last = bucket.first_day if bucket.last_day is None else bucket.last_day
 
 
 class ProductCatalogue:
@@ -104,6 +148,14 @@ class ProductCatalogue:
 
     def get(self, product_id: str) -> LoanProduct | None:
         return self._products.get(product_id)
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    """Products in id order; last_key is where the next page starts (None: no more)."""
+
+    products: tuple[LoanProduct, ...]
+    last_key: str | None
 
 
 @dataclass(frozen=True)
@@ -124,3 +176,122 @@ class Quote:
     disbursed_on: date
     term_months: int
     schedule: Schedule
+
+
+class LoanStatus(StrEnum):
+    REVIEW = "review"  # an operator decides (the rules or a missing bureau said so)
+    APPROVED = "approved"  # to be disbursed
+    DECLINED = "declined"  # final
+    ACTIVE = "active"  # disbursed: the schedule is fixed
+    CLOSED = "closed"  # everything owed is paid
+    WRITTEN_OFF = "written_off"  # by ops: no more repayments or accruals
+
+    @property
+    def decided(self) -> bool:
+        return self is not LoanStatus.REVIEW
+
+
+@dataclass(frozen=True)
+class LoanApplication:
+    """What a customer asks for: a product, a principal and a term, paid into (and repaid from) a wallet
+    account of theirs, with their declared monthly income and existing monthly debt."""
+
+    product_id: str
+    principal: int | str
+    term_months: int
+    account_id: str
+    monthly_income: int | str
+    monthly_debt: int | str
+
+
+@dataclass(frozen=True)
+class LoanTransaction:
+    """One money movement of a loan, dated by the business date (the ledger transfer behind it)."""
+
+    kind: str  # "disbursement" today; repayments and reversals join it
+    transfer_id: str
+    on: date
+    amount_minor: int
+
+
+DISBURSEMENT = "disbursement"
+REPAYMENT = "repayment"
+PAYOFF = "payoff"  # a repayment that closes the loan before its term (full prepayment)
+
+
+@dataclass(frozen=True)
+class Loan:
+    """A loan from its application on: the terms asked, the decision and who took it; once disbursed,
+    the schedule fixed on the disbursement date and the dated transactions (reprocessable later)."""
+
+    loan_id: str
+    owner_id: str
+    product_id: str
+    account_id: str
+    currency: str
+    principal_minor: int
+    term_months: int
+    monthly_income_minor: int
+    monthly_debt_minor: int
+    status: LoanStatus
+    decision: Decision  # the rules' decision, every finding listed
+    created_at: datetime
+    decided_by: str | None = None  # "rules", or the operator who decided a review
+    review_note: str = ""
+    updated_at: datetime | None = None
+    version: int = 1
+    disbursed_on: date | None = None
+    installments: tuple[Installment, ...] = ()
+    paid: tuple[Dues, ...] = ()  # per installment, what was paid of each component (empty: nothing)
+    transactions: tuple[LoanTransaction, ...] = ()
+
+    def schedule(self) -> Schedule:
+        """The schedule fixed at disbursement (recomputed by a prepayment)."""
+        return Schedule(sum(i.principal_minor for i in self.installments), self.installments)
+
+    def paid_of(self, index: int) -> Dues:
+        return self.paid[index] if self.paid else Dues()
+
+    def owed(self) -> tuple[Dues, ...]:
+        """What is still owed on each installment: its scheduled parts less what was paid of them."""
+        owed = []
+        for index, installment in enumerate(self.installments):
+            paid = self.paid_of(index)
+            owed.append(Dues(0, installment.fee_minor - paid.fee_minor,
+                             installment.interest_minor - paid.interest_minor,
+                             installment.principal_minor - paid.principal_minor))
+        return tuple(owed)
+
+    @property
+    def disbursement_transfer_id(self) -> str:
+        """The ledger transfer that pays the principal out: one per loan, so a retry moves it once."""
+        return f"{self.loan_id}-disbursement"
+
+    def same_request(self, other: Loan) -> bool:
+        """True when other asks for the same loan (a repeated application under the same key)."""
+        fields = ("owner_id", "product_id", "account_id", "principal_minor", "term_months",
+                  "monthly_income_minor", "monthly_debt_minor")
+        return all(getattr(self, name) == getattr(other, name) for name in fields)
+
+
+@dataclass(frozen=True)
+class LoanStanding:
+    """A loan as of the business date: days past due of its oldest unpaid installment, and its bucket."""
+
+    on: date
+    days_past_due: int
+    bucket: str | None
+
+
+@dataclass(frozen=True)
+class LoanEvent:
+    """An outbox event written with a loan's change: its type and data."""
+
+    type: str
+    data: Mapping[str, object]
+
+
+def loan_id_for(caller_id: str, idempotency_key: str) -> str:
+    """The loan's id, derived from the caller and its Idempotency-Key: a repeat finds the same loan."""
+    digest = hashlib.sha256(f"{caller_id}\x00{idempotency_key}".encode()).hexdigest()
+    return LOAN_ID_PREFIX + digest[:loan_id_hex_chars]

@@ -1,15 +1,99 @@
-"""What loans need from outside: the product catalogue."""
+"""What loans need from outside: products, loans, the wallet's accounts, the risk screen, the bureau."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from finfaas.services.loans.model import LoanProduct
+from finfaas.domain.ledger import Account, TransactionExtra, Transfer
+from finfaas.services.loans.model import Loan, LoanEvent, LoanProduct, ProductPage
 
 
 class LoanProducts(Protocol):
-    """The loan products on offer (today a configured ProductCatalogue; later a table ops can edit)."""
+    """The loan products on offer (a fixed ProductCatalogue, or the loans table ops edit)."""
 
     def get(self, product_id: str) -> LoanProduct | None:
         """The product with this id; None if there is none."""
         ...
+
+
+class LoanProductRepository(LoanProducts, Protocol):
+    """Products kept in the loans table (DynamoDB: store/loans_store.py)."""
+
+    def create(self, product: LoanProduct) -> LoanProduct:
+        """Store product unless its id exists (a conditional put); either way, the product stored under it."""
+        ...
+
+    def save(self, product: LoanProduct) -> bool:
+        """Store product only over its previous version; False (nothing written) when that is not stored."""
+        ...
+
+    def page(self, limit: int, after: str | None) -> ProductPage:
+        """Up to limit products in id order, from the one after `after`."""
+        ...
+
+
+class LoanRepository(Protocol):
+    """Loans in the loans table (DynamoDB: store/loans_store.py); each write carries its outbox event."""
+
+    def create_loan(self, loan: Loan, event: LoanEvent) -> Loan:
+        """Store loan unless its id exists (a conditional put); either way, the loan stored under it."""
+        ...
+
+    def get_loan(self, loan_id: str) -> Loan | None:
+        """The loan, read consistently; None if absent."""
+        ...
+
+    def save_loan(self, loan: Loan, event: LoanEvent) -> bool:
+        """Store loan only over its previous version; False (nothing written) when that is not stored."""
+        ...
+
+    def loan_put(self, loan: Loan) -> tuple[Any, Any]:
+        """(item, condition) putting loan over its previous version, for another operation's transaction."""
+        ...
+
+    def event_put(self, loan: Loan, event: LoanEvent) -> tuple[Any, Any]:
+        """(item, condition) of the change's outbox event, for the same transaction."""
+        ...
+
+    def loan_from_raw(self, raw_item: dict[str, Any]) -> Loan:
+        """The loan in an item a failed condition returned."""
+        ...
+
+
+class WalletAccounts(Protocol):
+    """The ledger's accounts, read in process (the ledger's store)."""
+
+    def account(self, account_id: str) -> Account | None: ...
+
+
+class RiskAssessor(Protocol):
+    """The risk function's POST /assessments (services/suite_clients.py RiskClient)."""
+
+    def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class CreditBureau(Protocol):
+    """The bureau function's POST /reports (services/suite_clients.py BureauClient)."""
+
+    def report(self, customer_id: str, inquiry_id: str) -> dict[str, Any]: ...
+
+
+class LoanLedger(Protocol):
+    """The ledger's transfers, run in process so a loan's change rides in the same transaction."""
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, extra: TransactionExtra) -> Transfer: ...
+
+    def transfer_linked(self, legs: Sequence[tuple[str, str, str, int, str]],
+                        extra: TransactionExtra) -> list[Transfer]:
+        """Legs (transfer id, debit, credit, amount, currency) committing all together with the extra."""
+        ...
+
+
+class Orchestrator(Protocol):
+    """The orchestrator's start (services/suite_clients.py OrchestratorClient): same name and input
+    again finds the execution the first start made."""
+
+    def start(self, state_machine: str, name: str, input_value: Any,
+              reference: str | None = None) -> dict[str, Any]: ...

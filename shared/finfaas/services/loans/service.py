@@ -1,30 +1,123 @@
-"""Loan quotes: the full schedule for a product, an amount and a term, computed and never stored.
+"""Loan products (kept by ops) and quotes: the full schedule for a product, an amount and a term,
+computed and never stored.
 
-Pure enough to run on every move of an app's slider: one catalogue lookup and the domain's schedule.
+A quote is pure enough to run on every move of an app's slider: one product read and the domain's schedule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import date, timedelta
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
 from finfaas.domain.calendar import MarketCalendar
-from finfaas.domain.errors import LedgerError
-from finfaas.domain.loans import LoanRuleError, Schedule, build_schedule
+from finfaas.domain.errors import AccountNotFound, InsufficientFunds, LedgerError
+from finfaas.domain.ledger import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    TransactionExtra,
+    Transfer,
+    system_account_id,
+)
+from finfaas.domain.loan_underwriting import (
+    Application,
+    BureauReport,
+    Finding,
+    Outcome,
+    UnderwritingPolicy,
+    Verdict,
+    bureau_findings,
+    bureau_score_max,
+    bureau_score_min,
+    decide,
+    internal_findings,
+    risk_findings,
+)
+from finfaas.domain.loans import (
+    Component,
+    Dues,
+    Installment,
+    LoanRuleError,
+    Payoff,
+    PrepaymentMode,
+    Schedule,
+    allocate,
+    build_schedule,
+    days_past_due,
+    delinquency_bucket,
+    dues_of,
+    payoff_quote,
+    prepay_partially,
+)
 from finfaas.domain.money import parse_amount
+from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
+from finfaas.platform.resilience import CircuitBreaker
+from finfaas.platform.retry import Change, Unchanged, read_change_save
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
 from finfaas.services.loans.errors import (
+    CurrencyMismatch,
+    InvalidApplication,
     InvalidDisbursementDate,
     InvalidLoanRequest,
     InvalidPrincipal,
+    InvalidProduct,
+    InvalidRepaymentAmount,
+    LoanBusy,
+    LoanExists,
+    LoanNotApproved,
+    LoanNotFound,
+    LoanNotInReview,
+    LoanNotRepayable,
     PrincipalOutsideProduct,
+    ProductBusy,
+    ProductExists,
+    ProductInactive,
+    ProductNotFound,
+    ProductRefused,
+    RepaymentExceedsDue,
     TermOutsideProduct,
     UnknownProduct,
+    WalletAccountNotFound,
 )
-from finfaas.services.loans.model import LoanProduct, Quote, QuoteRequest, product_id_chars_max
-from finfaas.services.loans.ports import LoanProducts
+from finfaas.services.loans.model import (
+    DISBURSEMENT,
+    PAYOFF,
+    REPAYMENT,
+    Loan,
+    LoanApplication,
+    LoanEvent,
+    LoanProduct,
+    LoanStanding,
+    LoanStatus,
+    LoanTransaction,
+    OverpaymentRule,
+    ProductPage,
+    ProductStatus,
+    Quote,
+    QuoteRequest,
+    loan_id_for,
+    product_id_chars_max,
+)
+from finfaas.services.loans.ports import (
+    CreditBureau,
+    LoanLedger,
+    LoanProductRepository,
+    LoanProducts,
+    LoanRepository,
+    Orchestrator,
+    RiskAssessor,
+    WalletAccounts,
+)
+
+_T = TypeVar("_T")
 
 # A quote is for a loan about to be disbursed; a year ahead is planning, further is a typing error.
 disbursement_days_ahead_max = 366
+PRODUCTS_LIST_ROUTE = "loan-products"
 
 
 class LoanQuoteService:
@@ -56,6 +149,9 @@ class LoanQuoteService:
         if product is None:
             raise UnknownProduct(f"no loan product {product_id[:product_id_chars_max]!r}",
                                  errors=(("product_id", "unknown product"),))
+        if product.status is not ProductStatus.ACTIVE:
+            raise ProductInactive(f"loan product {product_id} takes no new loans",
+                                  errors=(("product_id", "product inactive"),))
         return product
 
     def _disbursement_date(self, requested: date | None) -> date:
@@ -87,3 +183,578 @@ def _principal(product: LoanProduct, value: int | str) -> int:
 def _schedule(product: LoanProduct, principal_minor: int, term_months: int, disbursed_on: date,
               business_calendar: MarketCalendar | None) -> Schedule:
     return build_schedule(product.terms(principal_minor, term_months, disbursed_on), business_calendar)
+
+
+class LoanProductsService:
+    """Operators' products: created once with terms that never change in place, read, listed, deactivated."""
+
+    def __init__(self, products: LoanProductRepository, cursors: CursorCodec | None = None) -> None:
+        self._products = products
+        self._cursors = cursors or CursorCodec.generate()
+
+    def create(self, build: Callable[[], LoanProduct]) -> LoanProduct:
+        """The product `build` makes, stored; the stored one when the same terms were created before."""
+        try:
+            wanted = build()
+        except InvalidProduct as error:
+            raise ProductRefused(str(error), errors=((error.field, str(error)),)) from None
+        stored = self._products.create(wanted)
+        if _terms(stored) != _terms(wanted):
+            raise ProductExists(f"loan product {wanted.product_id} exists with other terms",
+                                errors=(("product_id", "exists with other terms"),))
+        return stored
+
+    def product(self, product_id: str) -> LoanProduct:
+        found = self._products.get(product_id)
+        if found is None:
+            raise ProductNotFound(f"loan product {product_id[:product_id_chars_max]!r} not found",
+                                  errors=(("product_id", "not found"),))
+        return found
+
+    def page(self, principal: str, limit: int, cursor: str | None) -> tuple[ProductPage, str | None]:
+        """Products in id order and the sealed cursor to the next page (None: the last page)."""
+        bound = binding(PRODUCTS_LIST_ROUTE, principal)
+        after = None if cursor is None else self._cursors.open(cursor, bound)
+        if after is not None and not isinstance(after, str):
+            raise InvalidCursor("not a cursor of this list")
+        page = self._products.page(limit, after)
+        return page, None if page.last_key is None else self._cursors.seal(page.last_key, bound)
+
+    def deactivate(self, product_id: str) -> LoanProduct:
+        """INACTIVE from now on (no new quotes or loans; loans already made run on); again changes nothing."""
+
+        def change(product: LoanProduct) -> Unchanged[LoanProduct] | Change[LoanProduct, LoanProduct]:
+            if product.status is ProductStatus.INACTIVE:
+                return Unchanged(product)
+            updated = product.deactivated()
+            return Change(updated, updated)
+
+        return read_change_save(lambda: self.product(product_id), change, self._products.save,
+                                exhausted=lambda: ProductBusy(f"loan product {product_id} kept changing"))
+
+
+def _terms(product: LoanProduct) -> dict[str, Any]:
+    """What a repeated create must match: every field but the stored lifecycle (status, version)."""
+    return {name: value for name, value in vars(product).items() if name not in ("status", "version")}
+
+
+disbursement_attempts_max = 3  # a rival change of the loan between our read and our write
+DISBURSEMENT_STATE_MACHINE = "loan-disbursement"
+
+
+class _LoanMoved(Exception):
+    """The stored loan is no longer the version the change was decided from."""
+
+
+class LoanWrite:
+    """The ledger's TransactionExtra for one loan change: the loan put over the version it was decided
+    from, and its outbox event, in the transfer's own transaction."""
+
+    def __init__(self, loans: LoanRepository, wanted: Loan, event: LoanEvent) -> None:
+        self._loans = loans
+        self._wanted = wanted
+        self._event = event
+
+    def put_for(self, result: Any) -> tuple[Any, Any]:
+        return self._loans.loan_put(self._wanted)
+
+    def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
+        return [self._loans.event_put(self._wanted, self._event)]
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        raise _LoanMoved(self._wanted.loan_id)
+
+    def committed(self) -> None:
+        return None
+
+
+class LoanDisbursementService:
+    """The disbursement saga's step: the principal from the loans funding account to the customer's
+    wallet and the loan's schedule fixed on the business date, in one ledger transaction."""
+
+    def __init__(self, products: LoanProducts, loans: LoanRepository, ledger: LoanLedger,
+                 business_date: Callable[[], date], orchestrator: Orchestrator,
+                 business_calendar: MarketCalendar | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self._products = products
+        self._loans = loans
+        self._ledger = ledger
+        self._business_date = business_date
+        self._orchestrator = orchestrator
+        self._calendar = business_calendar
+        self._clock = clock or utc_now
+
+    def start(self, caller: Caller, loan_id: str) -> tuple[Loan, bool]:
+        """The loan and True once its disbursement saga is started (named by the loan, so a repeat finds
+        the same execution); an active loan answers with False, nothing started."""
+        loan = self._loans.get_loan(loan_id)
+        if loan is None or (caller.is_customer and loan.owner_id != caller.sub):
+            raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+        if loan.status is LoanStatus.ACTIVE:
+            return loan, False
+        if loan.status is not LoanStatus.APPROVED:
+            raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}",
+                                  errors=(("loan_id", f"the loan is {loan.status.value}"),))
+        self._orchestrator.start(DISBURSEMENT_STATE_MACHINE, loan.loan_id, {"loan_id": loan.loan_id},
+                                 reference=loan.loan_id)
+        return loan, True
+
+    def disburse(self, loan_id: str) -> Loan:
+        """The active loan; disbursing it again answers it with nothing moved (a retried saga step)."""
+        for _ in range(disbursement_attempts_max):
+            loan = self._loans.get_loan(loan_id)
+            if loan is None:
+                raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+            if loan.status is LoanStatus.ACTIVE:
+                return loan
+            if loan.status is not LoanStatus.APPROVED:
+                raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}",
+                                      errors=(("loan_id", f"the loan is {loan.status.value}"),))
+            wanted = self._disbursed(loan)
+            try:
+                funding = system_account_id(AccountKind.LOANS, loan.currency)
+                self._ledger.transfer(wanted.disbursement_transfer_id, funding, loan.account_id,
+                                      loan.principal_minor, loan.currency,
+                                      LoanWrite(self._loans, wanted, loan_event(wanted)))
+            except _LoanMoved:
+                continue  # our own earlier attempt (read again: active) or a rival's change
+            return wanted
+        raise LoanBusy(f"loan {loan_id} kept changing")
+
+    def _disbursed(self, loan: Loan) -> Loan:
+        """The loan paid out today: the product's schedule from the business date, fixed from now on."""
+        product = self._products.get(loan.product_id)
+        assert product is not None, f"the product of loan {loan.loan_id} is gone"
+        today = self._business_date()
+        terms = product.terms(loan.principal_minor, loan.term_months, today)
+        schedule = build_schedule(terms, self._calendar)
+        assert schedule.principal_minor == loan.principal_minor, "the schedule repays the principal lent"
+        paid_out = LoanTransaction(DISBURSEMENT, loan.disbursement_transfer_id, today, loan.principal_minor)
+        return replace(loan, status=LoanStatus.ACTIVE, disbursed_on=today, installments=schedule.installments,
+                       transactions=(paid_out,), updated_at=self._clock(), version=loan.version + 1)
+
+
+CUSTOMER_KIND = "customer"
+review_note_chars_max = 500
+RULES = "rules"  # decided_by of a loan the rules decided
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LedgerAccounts:
+    """WalletAccounts and LoanLedger over the ledger's own use cases in process (its DynamoDB store, or
+    the reference ledger in tests): a loan's change joins the transfer's transaction as its extra."""
+
+    def __init__(self, ledger: LedgerService) -> None:
+        self.ledger = ledger
+
+    def account(self, account_id: str) -> Account | None:
+        try:
+            return self.ledger.get_account(account_id)
+        except AccountNotFound:
+            return None
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, extra: TransactionExtra) -> Transfer:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
+        return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
+
+    def transfer_linked(self, legs: Sequence[tuple[str, str, str, int, str]],
+                        extra: TransactionExtra) -> list[Transfer]:
+        requests = [TransferRequest(debit, credit, amount, currency, transfer_id)
+                    for transfer_id, debit, credit, amount, currency in legs]
+        return self._in_transaction(extra, lambda joined: self.ledger.transfer_linked(requests, extra=joined))
+
+    def _in_transaction(self, extra: TransactionExtra,
+                        operation: Callable[[TransactionExtra | None], _T]) -> _T:
+        """Run a ledger operation with the loan's write in its transaction (here: the extra joins it)."""
+        return operation(extra)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: a customer (only its own accounts and loans) or a client app (any)."""
+
+    sub: str
+    kind: str
+
+    @property
+    def is_customer(self) -> bool:
+        return self.kind == CUSTOMER_KIND
+
+
+_STATUS_OF = {Outcome.APPROVE: LoanStatus.APPROVED, Outcome.DECLINE: LoanStatus.DECLINED,
+              Outcome.REVIEW: LoanStatus.REVIEW}
+_EVENT_OF = {LoanStatus.APPROVED: "loan.approved", LoanStatus.DECLINED: "loan.declined",
+             LoanStatus.REVIEW: "loan.review_required", LoanStatus.ACTIVE: "loan.disbursed"}
+
+
+def loan_event(loan: Loan, event_type: str | None = None) -> LoanEvent:
+    """The event a loan's change publishes (by default, its new status's); amounts as text."""
+    data: dict[str, object] = {
+        "loan": loan.loan_id, "status": loan.status.value, "product_id": loan.product_id,
+        "principal_minor": str(loan.principal_minor), "currency": loan.currency,
+        "term_months": loan.term_months, "rules_fired": list(loan.decision.fired),
+        "bureau_unavailable": loan.decision.bureau_unavailable}
+    if loan.disbursed_on is not None:
+        data.update(account_id=loan.account_id, disbursed_on=loan.disbursed_on.isoformat(),
+                    transfer_id=loan.disbursement_transfer_id,
+                    installments=len(loan.installments))
+    if event_type == "loan.repaid":
+        last = loan.transactions[-1]
+        data.update(amount_minor=str(last.amount_minor), repayment_transfer_id=last.transfer_id,
+                    outstanding_minor=str(sum(d.total_minor for d in loan.owed())))
+    return LoanEvent(event_type or _EVENT_OF[loan.status], data)
+
+
+class LoanApplicationService:
+    """Apply, underwrite and decide: the internal rules, the risk screen and the bureau (each behind its
+    circuit breaker), recorded once per application with every finding; operators decide reviews."""
+
+    def __init__(self, products: LoanProducts, loans: LoanRepository, accounts: WalletAccounts,
+                 quotes: LoanQuoteService, risk: RiskAssessor, bureau: CreditBureau, *,
+                 risk_breaker: CircuitBreaker | None = None, bureau_breaker: CircuitBreaker | None = None,
+                 policy: UnderwritingPolicy = UnderwritingPolicy(),
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self._products = products
+        self._loans = loans
+        self._accounts = accounts
+        self._quotes = quotes
+        self._risk = risk
+        self._bureau = bureau
+        self._risk_breaker = risk_breaker or CircuitBreaker("risk")
+        self._bureau_breaker = bureau_breaker or CircuitBreaker("bureau")
+        self._policy = policy
+        self._clock = clock
+
+    def apply(self, caller: Caller, key: str, application: LoanApplication) -> tuple[Loan, bool]:
+        """The decided loan, or the one this caller's key made, with True. Nothing is written when the
+        product, the amounts or the account refuse it."""
+        loan_id = loan_id_for(caller.sub, key)
+        existing = self._loans.get_loan(loan_id)
+        if existing is not None:  # answered from what was stored, whatever changed since (the product)
+            return self._repeat_of(existing, application), True
+        quote = self._quotes.quote(QuoteRequest(application.product_id, application.principal,
+                                                application.term_months))
+        product = quote.product
+        income = _declared(application.monthly_income, product.currency, "monthly_income")
+        debt = _declared(application.monthly_debt, product.currency, "monthly_debt")
+        account = self._accounts.account(application.account_id)
+        if account is None or account.kind is not AccountKind.CUSTOMER \
+                or account.status is not AccountStatus.OPEN \
+                or (caller.is_customer and account.owner_id != caller.sub):
+            raise WalletAccountNotFound(f"account {application.account_id} not found",
+                                        errors=(("account_id", "not found"),))
+        if account.currency != product.currency:
+            raise CurrencyMismatch(f"the account holds {account.currency}; {product.product_id} lends "
+                                   f"{product.currency}", errors=(("account_id", "another currency"),))
+        principal = quote.schedule.principal_minor
+        installment = max(i.total_minor for i in quote.schedule.installments)
+        findings = internal_findings(Application(principal, installment, income, debt), self._policy)
+        findings += self._screen(loan_id, account.owner_id, account.account_id, principal, product)
+        findings += bureau_findings(self._report(loan_id, account.owner_id), principal,
+                                    product.bureau_waiver_principal_minor_max, self._policy)
+        decision = decide(findings)
+        status = _STATUS_OF[decision.outcome]
+        wanted = Loan(
+            loan_id=loan_id, owner_id=account.owner_id, product_id=product.product_id,
+            account_id=account.account_id, currency=product.currency, principal_minor=principal,
+            term_months=application.term_months, monthly_income_minor=income, monthly_debt_minor=debt,
+            status=status, decision=decision, created_at=self._clock(),
+            decided_by=RULES if status.decided else None)
+        stored = self._loans.create_loan(wanted, loan_event(wanted))
+        if stored is not wanted and not stored.same_request(wanted):
+            raise LoanExists("the Idempotency-Key was used for another application",
+                             errors=(("Idempotency-Key", "used for another application"),))
+        return stored, stored is not wanted
+
+    def loan(self, caller: Caller, loan_id: str) -> Loan:
+        """The loan; another customer's answers as a missing one."""
+        found = self._loans.get_loan(loan_id)
+        if found is None or (caller.is_customer and found.owner_id != caller.sub):
+            raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+        return found
+
+    def review(self, operator: str, loan_id: str, approve: bool, note: str) -> Loan:
+        """An operator's decision on a loan in review; the same decision again answers the loan."""
+        wanted = LoanStatus.APPROVED if approve else LoanStatus.DECLINED
+
+        def change(loan: Loan) -> Unchanged[Loan] | Change[Loan, Loan]:
+            if loan.status is wanted and loan.decided_by not in (None, RULES):
+                return Unchanged(loan)
+            if loan.status is not LoanStatus.REVIEW:
+                raise LoanNotInReview(f"loan {loan_id} is {loan.status.value}",
+                                      errors=(("decision", f"the loan is {loan.status.value}"),))
+            decided = replace(loan, status=wanted, decided_by=operator,
+                              review_note=note[:review_note_chars_max], updated_at=self._clock(),
+                              version=loan.version + 1)
+            return Change(decided, decided)
+
+        def save(loan: Loan) -> bool:
+            return self._loans.save_loan(loan, loan_event(loan))
+
+        return read_change_save(lambda: self.loan(Caller(operator, "client"), loan_id), change, save,
+                                exhausted=lambda: LoanBusy(f"loan {loan_id} kept changing"))
+
+    def _repeat_of(self, existing: Loan, application: LoanApplication) -> Loan:
+        """The stored loan when the application asks for it again; LoanExists when it asks for another."""
+        try:
+            principal = parse_amount(application.principal, existing.currency, field="principal")
+        except LedgerError:
+            principal = -1
+        asked = (application.product_id, application.account_id, principal, application.term_months,
+                 _declared(application.monthly_income, existing.currency, "monthly_income"),
+                 _declared(application.monthly_debt, existing.currency, "monthly_debt"))
+        stored = (existing.product_id, existing.account_id, existing.principal_minor, existing.term_months,
+                  existing.monthly_income_minor, existing.monthly_debt_minor)
+        if asked != stored:
+            raise LoanExists("the Idempotency-Key was used for another application",
+                             errors=(("Idempotency-Key", "used for another application"),))
+        return existing
+
+    def _screen(self, loan_id: str, owner_id: str, account_id: str, principal: int,
+                product: LoanProduct) -> tuple[Finding, ...]:
+        """The risk function's block-list and velocity findings; an operator decides when it is failing."""
+        request = {"assessment_id": loan_id, "customer_id": owner_id, "debit_account_id": account_id,
+                   "destination": f"loan:{product.product_id}", "amount_minor": principal,
+                   "currency": product.currency}
+        try:
+            answer = self._risk_breaker.call(lambda: self._risk.assess(request))
+            findings = answer.get("findings")
+            if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
+                raise ValueError("risk answered without findings")
+        except Exception as error:  # any failure of the dependency: an operator decides (breaker counts it)
+            return (Finding("risk_unavailable", Verdict.REVIEW,
+                            f"risk screen unavailable: {type(error).__name__}"),)
+        return risk_findings(findings)
+
+    def _report(self, loan_id: str, owner_id: str) -> BureauReport | None:
+        """The bureau's report, or None when it is failing (the breaker counts it, and opens)."""
+        try:
+            answer = self._bureau_breaker.call(lambda: self._bureau.report(owner_id, loan_id))
+            score, late = answer.get("score"), answer.get("delinquencies")
+            if not isinstance(score, int) or not isinstance(late, int) \
+                    or not bureau_score_min <= score <= bureau_score_max or late < 0:
+                raise ValueError("bureau answered without a score")
+        except Exception:  # any failure of the dependency decides without it (the product's waiver)
+            return None
+        return BureauReport(score, late)
+
+
+def _declared(value: int | str, currency: str, field: str) -> int:
+    """A declared monthly figure in minor units of the product's currency (0 allowed)."""
+    if value in (0, "0"):
+        return 0
+    try:
+        return parse_amount(value, currency, field=field)
+    except LedgerError as error:
+        raise InvalidApplication(str(error), errors=((field, str(error)),)) from None
+
+
+repayment_attempts_max = 5  # concurrent repayments of one loan each re-read and re-allocate after a loss
+repayment_hex_chars = 16
+
+
+def repayment_hex(caller_id: str, key: str) -> str:
+    """A repayment's part of its transfer id, derived from the caller and its Idempotency-Key."""
+    return hashlib.sha256(f"{caller_id}\x00{key}".encode()).hexdigest()[:repayment_hex_chars]
+REPAYABLE = (LoanStatus.ACTIVE,)
+
+
+class LoanRepaymentService:
+    """Repayments from the wallet, allocated by the product's order oldest installment first; what is
+    left over prepays (a lower installment) or is refused, per product. The ledger legs (principal back
+    to sys-loans-<CUR>, interest and fees to sys-fees-<CUR>) and the loan's new state commit together."""
+
+    def __init__(self, products: LoanProducts, loans: LoanRepository, ledger: LoanLedger,
+                 business_date: Callable[[], date], business_calendar: MarketCalendar | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self._products = products
+        self._loans = loans
+        self._ledger = ledger
+        self._business_date = business_date
+        self._calendar = business_calendar
+        self._clock = clock or utc_now
+
+    def repay(self, caller: Caller, loan_id: str, key: str, amount: int | str,
+              currency: str) -> tuple[Loan, bool]:
+        """The loan after the repayment, and True when this key's repayment was applied before."""
+        transfer_id = f"{loan_id}-repay-{repayment_hex(caller.sub, key)}"
+        for _ in range(repayment_attempts_max):
+            loan = self._own(caller, loan_id)
+            if any(t.transfer_id == transfer_id for t in loan.transactions):
+                return loan, True
+            wanted, legs = self._repaid(loan, transfer_id, amount, currency)
+            try:
+                event = loan_event(wanted, "loan.repaid")
+                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
+            except _LoanMoved:
+                continue  # another repayment won: allocate again over what it left
+            except InsufficientFunds:
+                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
+                                             errors=(("amount", "more than the account holds"),)) from None
+            return wanted, False
+        raise LoanBusy(f"loan {loan_id} kept changing")
+
+    def pay_off(self, caller: Caller, loan_id: str, key: str, amount: int | str,
+                currency: str) -> tuple[Loan, bool]:
+        """Full prepayment on the business date: exactly the payoff quote's total closes the loan; later
+        periods' interest and fees are not charged, the current period's only to the date."""
+        transfer_id = f"{loan_id}-payoff-{repayment_hex(caller.sub, key)}"
+        for _ in range(repayment_attempts_max):
+            loan = self._own(caller, loan_id)
+            if any(t.transfer_id == transfer_id for t in loan.transactions):
+                return loan, True
+            amount_minor = self._checked_amount(loan, amount, currency)
+            quote, today = self.payoff(caller, loan_id, None)
+            if amount_minor != quote.total_minor:
+                raise InvalidRepaymentAmount(
+                    f"the payoff on {today.isoformat()} is {quote.total_minor} minor units",
+                    errors=(("amount", f"the payoff today is {quote.total_minor}"),))
+            installments = _settled(loan, quote, today)
+            paid = tuple(Dues(0, i.fee_minor, i.interest_minor, i.principal_minor) for i in installments)
+            wanted = replace(loan, installments=installments, paid=paid, status=LoanStatus.CLOSED,
+                             transactions=(*loan.transactions, LoanTransaction(PAYOFF, transfer_id, today,
+                                                                               amount_minor)),
+                             updated_at=self._clock(), version=loan.version + 1)
+            principal = quote.principal_minor
+            legs = [(f"{transfer_id}-principal", loan.account_id,
+                     system_account_id(AccountKind.LOANS, loan.currency), principal, loan.currency)]
+            if amount_minor > principal:
+                legs.append((f"{transfer_id}-income", loan.account_id,
+                             system_account_id(AccountKind.FEES, loan.currency), amount_minor - principal,
+                             loan.currency))
+            try:
+                event = loan_event(wanted, "loan.repaid")
+                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
+            except _LoanMoved:
+                continue
+            except InsufficientFunds:
+                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
+                                             errors=(("amount", "more than the account holds"),)) from None
+            return wanted, False
+        raise LoanBusy(f"loan {loan_id} kept changing")
+
+    def payoff(self, caller: Caller, loan_id: str, on: date | None) -> tuple[Payoff, date]:
+        """What closes the loan on `on` (the business date by default): principal, interest to the date,
+        unpaid fees and penalties, and the product's prepayment penalty."""
+        loan = self._own(caller, loan_id)
+        if loan.status not in REPAYABLE:
+            raise LoanNotRepayable(f"loan {loan_id} is {loan.status.value}",
+                                   errors=(("loan_id", f"the loan is {loan.status.value}"),))
+        product = self._product(loan)
+        day = on or self._business_date()
+        assert loan.disbursed_on is not None
+        terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
+        try:
+            quote = payoff_quote(terms, loan.schedule(), loan.owed(), day, product.prepayment_penalty_rate)
+        except LoanRuleError as error:
+            raise InvalidLoanRequest(str(error), errors=((error.field, str(error)),)) from None
+        return quote, day
+
+    def standing(self, loan: Loan) -> LoanStanding | None:
+        """Days past due and bucket as of the business date; None before disbursement."""
+        if not loan.installments:
+            return None
+        today = self._business_date()
+        days = days_past_due(loan.schedule(), loan.owed(), today)
+        return LoanStanding(today, days, delinquency_bucket(days, self._product(loan).buckets))
+
+    def _own(self, caller: Caller, loan_id: str) -> Loan:
+        loan = self._loans.get_loan(loan_id)
+        if loan is None or (caller.is_customer and loan.owner_id != caller.sub):
+            raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+        return loan
+
+    def _product(self, loan: Loan) -> LoanProduct:
+        product = self._products.get(loan.product_id)
+        assert product is not None, f"the product of loan {loan.loan_id} is gone"
+        return product
+
+    def _repaid(self, loan: Loan, transfer_id: str, amount: int | str,
+                currency: str) -> tuple[Loan, list[tuple[str, str, str, int, str]]]:
+        """The loan once `amount` is allocated, and the ledger legs that move it."""
+        amount_minor = self._checked_amount(loan, amount, currency)
+        product = self._product(loan)
+        today = self._business_date()
+        schedule = loan.schedule()
+        allocation = allocate(amount_minor, schedule, loan.owed(), today, product.allocation_order)
+        installments, owed = schedule.installments, allocation.dues
+        principal = sum(amount for _, component, amount in allocation.parts
+                        if component is Component.PRINCIPAL)
+        extra = allocation.overpayment_minor
+        if extra:
+            if product.overpayment is OverpaymentRule.REFUSE:
+                raise RepaymentExceedsDue(
+                    f"{allocation.allocated_minor} minor units are due; the product refuses overpayments",
+                    errors=(("amount", f"at most {allocation.allocated_minor} is due"),))
+            installments, owed = self._prepaid(loan, product, schedule, owed, today, extra)
+            principal += extra
+        others = amount_minor - principal
+        paid = tuple(Dues(0, i.fee_minor - o.fee_minor, i.interest_minor - o.interest_minor,
+                          i.principal_minor - o.principal_minor)
+                     for i, o in zip(installments, owed, strict=True))
+        closed = all(o.total_minor == 0 for o in owed)
+        wanted = replace(loan, installments=installments, paid=paid,
+                         transactions=(*loan.transactions, LoanTransaction(REPAYMENT, transfer_id, today,
+                                                                           amount_minor)),
+                         status=LoanStatus.CLOSED if closed else loan.status, updated_at=self._clock(),
+                         version=loan.version + 1)
+        legs = []
+        if principal:
+            legs.append((f"{transfer_id}-principal", loan.account_id,
+                         system_account_id(AccountKind.LOANS, loan.currency), principal, loan.currency))
+        if others:
+            legs.append((f"{transfer_id}-income", loan.account_id,
+                         system_account_id(AccountKind.FEES, loan.currency), others, loan.currency))
+        return wanted, legs
+
+    def _checked_amount(self, loan: Loan, amount: int | str, currency: str) -> int:
+        """The amount in the loan's minor units, for a loan that takes repayments."""
+        if loan.status not in REPAYABLE:
+            raise LoanNotRepayable(f"loan {loan.loan_id} is {loan.status.value}",
+                                   errors=(("loan_id", f"the loan is {loan.status.value}"),))
+        if currency != loan.currency:
+            raise CurrencyMismatch(f"the loan is repaid in {loan.currency}",
+                                   errors=(("currency", f"the loan's currency is {loan.currency}"),))
+        try:
+            return parse_amount(amount, loan.currency, field="amount")
+        except LedgerError as error:
+            raise InvalidRepaymentAmount(str(error), errors=(("amount", str(error)),)) from None
+
+    def _prepaid(self, loan: Loan, product: LoanProduct, schedule: Schedule, owed: tuple[Dues, ...],
+                 today: date, extra_minor: int) -> tuple[tuple[Installment, ...], tuple[Dues, ...]]:
+        """The schedule after `extra_minor` of principal is prepaid with the last installment due (every
+        installment due is paid in full, or nothing would be left over): the rest recomputed, each smaller."""
+        due = sum(1 for i in schedule.installments if i.due_on <= today)
+        assert loan.disbursed_on is not None
+        terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
+        try:
+            prepaid = prepay_partially(terms, schedule, due, extra_minor, PrepaymentMode.LOWER_INSTALLMENT,
+                                       self._calendar)
+        except LoanRuleError as error:
+            raise InvalidRepaymentAmount(f"the overpayment cannot prepay: {error}",
+                                         errors=(("amount", str(error)),)) from None
+        return prepaid.installments, owed[:due] + dues_of(prepaid)[due:]
+
+
+def _settled(loan: Loan, quote: Payoff, on: date) -> tuple[Installment, ...]:
+    """The schedule as a payoff on `on` settles it: periods ended by then as scheduled, the current one
+    with the interest accrued to the date (the quote's interest less what past periods still owed), later
+    ones without interest; fees only of periods ended. Principal is unchanged, so the schedule still
+    repays exactly the principal lent."""
+    owed = loan.owed()
+    past_interest = sum(o.interest_minor for i, o in zip(loan.installments, owed, strict=True)
+                        if i.period_end <= on)
+    rows = []
+    for installment, paid in zip(loan.installments, (loan.paid_of(n) for n in range(len(owed))), strict=True):
+        if installment.period_end <= on:
+            rows.append(installment)
+        elif installment.period_start < on:
+            rows.append(replace(installment, interest_minor=paid.interest_minor + quote.interest_minor
+                                - past_interest, fee_minor=0))
+        else:
+            rows.append(replace(installment, interest_minor=0, fee_minor=0))
+    return tuple(rows)

@@ -1,0 +1,352 @@
+"""The loans function: loan products, quotes of repayment schedules, applications and their decisions.
+
+Apps and customers (loans:write to apply, loans:read for the rest; a customer only its own loans):
+  POST /loans                                    apply (Idempotency-Key required: the loan's id derives
+                                                 from it, so a repeat finds the same loan); underwritten at
+                                                 once: approved, declined, or in review for an operator,
+                                                 with every rule's finding
+  GET  /loans/{loan_id}                          the loan and its decision; once disbursed its schedule and
+                                                 transactions (another customer's: 404)
+  POST /loans/{loan_id}/disburse                 accept an approved loan: starts its disbursement saga
+                                                 (infra/statemachines/loan-disbursement.asl.json; 202),
+                                                 an active loan answers 200 with nothing started
+  POST /loans/{loan_id}/repayments               repay from the loan's wallet account (Idempotency-Key
+                                                 required: the repayment's transfer id derives from it)
+  GET  /loans/{loan_id}/payoff?on=YYYY-MM-DD     what closes the loan on a date (the business date)
+  POST /loans/{loan_id}/payoff                   full prepayment: exactly today's payoff total closes it
+  POST /loans/quotes                             the full schedule for a product, a principal and a term,
+                                                 disbursed on the business date (or a date up to a year
+                                                 after it); nothing is stored
+  GET  /loans/products                           the products, in id order (limit, starting_after)
+  GET  /loans/products/{product_id}              one product and its terms
+Operators (ops scope):
+  POST /_/ops/loan-products                      create a product (Idempotency-Key required); the same
+                                                 product_id and terms again answer the stored product
+  GET  /_/ops/loan-products                      the products, in id order
+  GET  /_/ops/loan-products/{product_id}         one product
+  POST /_/ops/loan-products/{product_id}/deactivate  no new quotes or loans from now on; safe to repeat
+  GET  /_/ops/loans/{loan_id}                    any loan
+  POST /_/ops/loans/{loan_id}/decision           approve or decline a loan in review (Idempotency-Key
+                                                 optional); the same decision again answers the loan
+The disbursement saga (the orchestrator's client, loans:saga):
+  POST /saga/disburse                            the principal from sys-loans-<CUR> to the wallet and the
+                                                 schedule fixed on the business date, one ledger
+                                                 transaction; again: the active loan, nothing moved
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from finfaas.platform.audit import AuditLog
+from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
+from finfaas.platform.ratelimit import RateLimit, RateLimiter
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.business_date import api as business_date_api
+from finfaas.services.ledger.api import ledger_error_table
+from finfaas.services.loans.api import (
+    ERRORS,
+    ApplicationBody,
+    DisburseStepBody,
+    DisburseStepView,
+    LoanView,
+    PayoffQuery,
+    PayoffView,
+    ProductBody,
+    ProductList,
+    ProductListQuery,
+    ProductView,
+    QuoteBody,
+    QuoteView,
+    RepaymentBody,
+    ReviewBody,
+    ReviewDecision,
+    loan_view,
+    payoff_view,
+    product_list,
+    product_view,
+    quote_view,
+)
+from finfaas.services.loans.service import (
+    Caller,
+    LoanApplicationService,
+    LoanDisbursementService,
+    LoanProductsService,
+    LoanQuoteService,
+    LoanRepaymentService,
+)
+
+FUNCTION_NAME = "loans"
+# Operators edit a few products by hand or by script: the limit stops a runaway script, not a person.
+OPS_LIMIT = RateLimit("loans_ops", requests_max=600, window_seconds=60, tokens_per_call=10)
+# Quotes follow an app's slider: a principal's budget, leased in blocks so the limiter costs little.
+READ_LIMIT = RateLimit("loans_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
+# An application calls risk and the bureau: far fewer than quotes.
+APPLY_LIMIT = RateLimit("loans_apply", requests_max=600, window_seconds=60, tokens_per_call=10)
+LIMITS = {limit.name: limit for limit in (OPS_LIMIT, READ_LIMIT, APPLY_LIMIT)}
+READ, WRITE, SAGA = "loans:read", "loans:write", "loans:saga"
+LOAN_PATH = "/function/loans/loans/{}"
+# An application waits out a cold start of risk or the bureau (3-4 s seen on a loaded machine) rather than
+# send the customer to an operator; the two calls stay within the function's 15 s exec_timeout.
+UNDERWRITING_CALL_SECONDS = 6.0
+GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+
+
+@dataclass
+class LoansServices:
+    """What the routes need; built from configuration on first use, or given by tests."""
+
+    products: LoanProductsService
+    quotes: LoanQuoteService
+    applications: LoanApplicationService
+    disbursements: LoanDisbursementService
+    repayments: LoanRepaymentService
+    guard: IdempotencyGuard
+    limiter: RateLimiter | None
+    audit: AuditLog | None
+    probe: Callable[[], None]
+    dynamodb_calls: Callable[[], dict[str, int]] = dict
+
+
+def build_services(suite: Any = None) -> LoansServices:
+    """The services on this stage's tables, the gateway and the loans-client secret (lazily); `suite`
+    replaces the gateway client (tests route it to handlers in process)."""
+    import os
+
+    from finfaas.platform import config
+    from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
+    from finfaas.platform.credentials import ServiceTokens
+    from finfaas.platform.cursors import CursorCodec
+    from finfaas.services.business_date.model import DEFAULT_MARKET, mode_from_env
+    from finfaas.services.business_date.service import BusinessDateService
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.services.loans.service import LedgerAccounts
+    from finfaas.services.suite_clients import BureauClient, OrchestratorClient, RiskClient, SuiteClient
+    from finfaas.store.audit_store import AuditStore
+    from finfaas.store.business_date_store import BusinessDateStore
+    from finfaas.store.call_meter import DynamoCallMeter
+    from finfaas.store.idempotency_store import IdempotencyStore
+    from finfaas.store.ledger_store import ledger_store_from_config
+    from finfaas.store.loans_store import LoansStore
+    from finfaas.store.ratelimit_store import RateLimitStore
+
+    meter = DynamoCallMeter()
+    meter.start()
+    if suite is None:
+        gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
+        suite = SuiteClient(gateway_url, ServiceTokens.from_secret(gateway_url, client_name=FUNCTION_NAME))
+    store = LoansStore()
+    dates = BusinessDateService(BusinessDateStore(), mode_from_env())
+    def business_date() -> Any:
+        return dates.current(DEFAULT_MARKET).business_date
+
+    quotes = LoanQuoteService(store, business_date)
+    ledger = LedgerAccounts(LedgerService(ledger_store_from_config()))
+    applications = LoanApplicationService(store, store, ledger, quotes,
+                                          RiskClient(suite, timeout_seconds=UNDERWRITING_CALL_SECONDS),
+                                          BureauClient(suite, timeout_seconds=UNDERWRITING_CALL_SECONDS))
+    disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite))
+    repayments = LoanRepaymentService(store, store, ledger, business_date)
+    audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+    return LoansServices(
+        products=LoanProductsService(store, CursorCodec.from_config()),
+        quotes=quotes,
+        applications=applications,
+        disbursements=disbursements,
+        repayments=repayments,
+        guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
+        limiter=RateLimiter(RateLimitStore(), LIMITS),
+        audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
+        probe=lambda: store.get("readiness-probe"),
+        dynamodb_calls=meter.snapshot,
+    )
+
+
+services = Lazy(build_services)
+verifier = ReplaceableVerifier()
+# The ledger's refusals (a frozen or closed wallet) when a disbursement or a repayment moves money.
+app = FunctionApp(FUNCTION_NAME, errors={**ledger_error_table(), **ERRORS, **business_date_api.ERRORS},
+                  verifier=verifier,
+                  idempotency=lambda: services.get().guard, limiter=lambda: services.get().limiter,
+                  audit=lambda: services.get().audit)
+
+
+def caller(req: Request) -> Caller:
+    assert req.principal is not None
+    return Caller(req.principal.sub, req.principal.kind)
+
+
+# --- customers and apps ---------------------------------------------------------------------------
+
+
+@app.route("POST", "/loans", scopes=[WRITE], body=ApplicationBody, status=201, response=LoanView,
+           idempotency="keyed", rate_limit=APPLY_LIMIT.name)
+def apply(req: Request, body: ApplicationBody) -> Response:
+    """Apply for a loan: the product's bounds as a quote, the account the caller's, then the internal
+    rules, the risk screen and the bureau decide (a missing bureau: the product's waiver decides, flagged,
+    or an operator). The loan is the Idempotency-Key's record: a repeat answers as the first did, marked
+    replayed; the same key with another body is a 422."""
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    assert key is not None, "idempotency='keyed' routes always carry a key"
+    loan, repeated = services.get().applications.apply(caller(req), key, body.to_application())
+    req.audit_target = f"loan:{loan.loan_id}"
+    headers = {"Location": LOAN_PATH.format(loan.loan_id)}
+    if repeated:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(loan_view(loan), status=201, headers=headers)
+
+
+@app.route("POST", "/loans/{loan_id}/disburse", scopes=[WRITE], status=202, response=LoanView,
+           idempotency="optional", rate_limit=APPLY_LIMIT.name)
+def disburse(req: Request, loan_id: str) -> Response:
+    """Accept an approved loan: its disbursement saga starts (202; named by the loan, so a repeat finds
+    it); follow GET /loans/{loan_id} until active. An active loan answers 200, nothing started."""
+    req.audit_target = f"loan:{loan_id}"
+    loan, started = services.get().disbursements.start(caller(req), loan_id)
+    return Response(loan_view(loan), status=202 if started else 200,
+                    headers={"Location": LOAN_PATH.format(loan.loan_id)})
+
+
+@app.route("GET", "/loans/{loan_id}", scopes=[READ], rate_limit=READ_LIMIT.name)
+def get_loan(req: Request, loan_id: str) -> LoanView:
+    """The loan, its status and its decision with every finding; once disbursed, its schedule with what
+    was paid of each installment, its transactions, days past due and bucket (as of the business date)."""
+    loan = services.get().applications.loan(caller(req), loan_id)
+    return loan_view(loan, services.get().repayments.standing(loan))
+
+
+@app.route("POST", "/loans/{loan_id}/repayments", scopes=[WRITE], body=RepaymentBody, response=LoanView,
+           idempotency="required", rate_limit=APPLY_LIMIT.name)
+def repay(req: Request, loan_id: str, body: RepaymentBody) -> Response:
+    """Repay from the loan's wallet: allocated by the product's order, oldest installment first; more than
+    is due prepays (a lower installment) or is refused, per product. The same key again: the loan, once."""
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    assert key is not None, "idempotency='required' routes always carry a key"
+    req.audit_target = f"loan:{loan_id}"
+    service = services.get().repayments
+    loan, repeated = service.repay(caller(req), loan_id, key, body.amount, body.currency)
+    return Response(loan_view(loan, service.standing(loan)), status=200,
+                    headers={REPLAYED_HEADER: "true"} if repeated else {})
+
+
+@app.route("POST", "/loans/{loan_id}/payoff", scopes=[WRITE], body=RepaymentBody, response=LoanView,
+           idempotency="required", rate_limit=APPLY_LIMIT.name)
+def pay_off(req: Request, loan_id: str, body: RepaymentBody) -> Response:
+    """Pay the loan off today: the amount must be the payoff quote's total (principal, interest to the
+    date, unpaid fees and penalties, the prepayment penalty); the loan closes. The same key: once."""
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    assert key is not None, "idempotency='required' routes always carry a key"
+    req.audit_target = f"loan:{loan_id}"
+    service = services.get().repayments
+    loan, repeated = service.pay_off(caller(req), loan_id, key, body.amount, body.currency)
+    return Response(loan_view(loan, service.standing(loan)), status=200,
+                    headers={REPLAYED_HEADER: "true"} if repeated else {})
+
+
+@app.route("GET", "/loans/{loan_id}/payoff", scopes=[READ], query=PayoffQuery, rate_limit=READ_LIMIT.name)
+def payoff(req: Request, loan_id: str, query: PayoffQuery) -> PayoffView:
+    """Principal, interest accrued to the date, unpaid fees and penalties and the prepayment penalty."""
+    quote, on = services.get().repayments.payoff(caller(req), loan_id, query.on)
+    return payoff_view(loan_id, quote, on)
+
+
+@app.route("POST", "/loans/quotes", scopes=[READ], body=QuoteBody, rate_limit=READ_LIMIT.name)
+def create_quote(req: Request, body: QuoteBody) -> QuoteView:
+    """Every installment's due date, principal, interest, fee, total and balance, and the totals;
+    computed from the product's rules, never stored (a POST only because it carries a body)."""
+    return quote_view(services.get().quotes.quote(body.to_request()))
+
+
+@app.route("GET", "/loans/products", scopes=[READ], query=ProductListQuery, rate_limit=READ_LIMIT.name)
+def list_products(req: Request, query: ProductListQuery) -> ProductList:
+    """Products in id order, active or not (status says); pass next_cursor back as starting_after."""
+    return _products_page(req, query)
+
+
+@app.route("GET", "/loans/products/{product_id}", scopes=[READ], rate_limit=READ_LIMIT.name)
+def get_product(req: Request, product_id: str) -> ProductView:
+    """One product and its terms."""
+    return product_view(services.get().products.product(product_id))
+
+
+def _products_page(req: Request, query: ProductListQuery) -> ProductList:
+    assert req.principal is not None
+    page, next_cursor = services.get().products.page(req.principal.sub, query.limit, query.starting_after)
+    return product_list(page, next_cursor)
+
+
+# --- operators ------------------------------------------------------------------------------------
+
+
+@app.route("POST", "/_/ops/loan-products", body=ProductBody, status=201, response=ProductView,
+           idempotency="required", rate_limit=OPS_LIMIT.name)
+def create_product(req: Request, body: ProductBody) -> ProductView:
+    """A new product; its terms never change in place (deactivate it and create another)."""
+    req.audit_target = f"loan_product:{body.product_id}"
+    return product_view(services.get().products.create(body.to_product))
+
+
+@app.route("GET", "/_/ops/loan-products", query=ProductListQuery, rate_limit=OPS_LIMIT.name)
+def list_products_ops(req: Request, query: ProductListQuery) -> ProductList:
+    """Products in id order; pass next_cursor back as starting_after."""
+    return _products_page(req, query)
+
+
+@app.route("GET", "/_/ops/loan-products/{product_id}", rate_limit=OPS_LIMIT.name)
+def get_product_ops(req: Request, product_id: str) -> ProductView:
+    """One product, its terms, status and version."""
+    return product_view(services.get().products.product(product_id))
+
+
+@app.route("POST", "/_/ops/loan-products/{product_id}/deactivate", idempotency="optional",
+           rate_limit=OPS_LIMIT.name)
+def deactivate_product(req: Request, product_id: str) -> ProductView:
+    """No new quotes or loans of the product from now on; deactivating it again changes nothing."""
+    req.audit_target = f"loan_product:{product_id}"
+    return product_view(services.get().products.deactivate(product_id))
+
+
+@app.route("GET", "/_/ops/loans/{loan_id}", rate_limit=OPS_LIMIT.name)
+def get_loan_ops(req: Request, loan_id: str) -> LoanView:
+    """Any loan, its status, decision, schedule and transactions."""
+    loan = services.get().applications.loan(Caller("ops", "client"), loan_id)
+    return loan_view(loan, services.get().repayments.standing(loan))
+
+
+@app.route("POST", "/_/ops/loans/{loan_id}/decision", body=ReviewBody, idempotency="optional",
+           rate_limit=OPS_LIMIT.name)
+def decide_loan(req: Request, loan_id: str, body: ReviewBody) -> LoanView:
+    """Approve or decline a loan in review; the same decision again changes nothing, another is a 409."""
+    assert req.principal is not None
+    req.audit_target = f"loan:{loan_id}"
+    approve = body.decision is ReviewDecision.APPROVE
+    return loan_view(services.get().applications.review(req.principal.sub, loan_id, approve, body.note))
+
+
+# --- the disbursement saga's step -------------------------------------------------------------------
+
+
+@app.route("POST", "/saga/disburse", scopes=[SAGA], body=DisburseStepBody, rate_limit=None)
+def saga_disburse(req: Request, body: DisburseStepBody) -> DisburseStepView:
+    """Pay the principal out and fix the schedule, in one ledger transaction; a retry (the same step
+    again, after a crash or a lost answer) finds the loan active and moves nothing."""
+    req.audit_target = f"loan:{body.loan_id}"
+    loan = services.get().disbursements.disburse(body.loan_id)
+    return DisburseStepView(loan_id=loan.loan_id, status=loan.status.value,
+                            transfer_id=loan.disbursement_transfer_id)
+
+
+@app.route("GET", "/_/ops/stats", rate_limit=None)
+def stats(req: Request) -> dict[str, Any]:
+    """This process's DynamoDB calls by operation and table, and the platform steps' cost."""
+    return {"dynamodb_calls": services.get().dynamodb_calls(), "steps": app.timings.snapshot()}
+
+
+@app.readiness_check("loans-table")
+def loans_reachable() -> None:
+    services.get().probe()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)

@@ -1,0 +1,1 @@
+"""Bureau: a SANDBOX credit bureau answering credit reports the loans function underwrites with."""

@@ -1,0 +1,22 @@
+"""The sandbox bureau's one use case: a customer's credit report, or a failure when set to fail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from finfaas.services.bureau.errors import BureauUnavailable
+from finfaas.services.bureau.model import CreditReport, sandbox_report
+from finfaas.services.bureau.ports import ReportSource
+
+
+class BureauService:
+    """Answers reports from `source`; `down()` true makes every answer a BureauUnavailable."""
+
+    def __init__(self, down: Callable[[], bool], source: ReportSource = sandbox_report) -> None:
+        self._down = down
+        self._source = source
+
+    def report(self, customer_id: str) -> CreditReport:
+        if self._down():
+            raise BureauUnavailable("the sandbox bureau is set to fail")
+        return self._source(customer_id)
