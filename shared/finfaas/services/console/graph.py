@@ -104,6 +104,8 @@ def outcomes(events: Iterable[Mapping[str, Any]]) -> tuple[dict[str, str], list[
             outcome[state] = CURRENT
         elif kind in FAILED_EVENTS:
             outcome[state] = FAILED
+        elif kind == "ExecutionSucceeded":  # a Succeed or End state is never exited
+            outcome[state] = SUCCEEDED
         elif kind == "StateExited":
             outcome[state] = CAUGHT if isinstance(detail, Mapping) and "caught" in detail else SUCCEEDED
     return outcome, path

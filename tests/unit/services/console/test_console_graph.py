@@ -53,3 +53,9 @@ def test_a_state_name_cannot_inject_markup():
     hostile = {"StartAt": name, "States": {name: {"Type": "Pass", "End": True}}}
 
     assert "<script>" not in graph.svg(hostile)
+
+
+def test_the_state_an_execution_succeeded_in_is_succeeded_not_current():
+    events = [{"type": "StateEntered", "state": "Pay"}, {"type": "ExecutionSucceeded", "state": "Pay"}]
+
+    assert graph.outcomes(events)[0] == {"Pay": graph.SUCCEEDED}
