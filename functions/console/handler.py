@@ -14,7 +14,9 @@ Every form action carries the session's CSRF token; every call to another functi
 operator's own token, so each function checks the operator's scopes again and audits the operator.
 """
 
+import hmac
 import os
+import secrets
 import time
 from datetime import UTC, datetime
 from http.cookies import CookieError, SimpleCookie
@@ -24,9 +26,10 @@ from urllib.parse import urlencode
 
 from finfaas.platform import config
 from finfaas.platform.http import FORM_MEDIA_TYPE, FunctionApp, Request, Response
+from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA_REF
 from finfaas.platform.wiring import Lazy
 from finfaas.services.console import graph
-from finfaas.services.console.errors import ConsoleRefusal, FunctionDown, SignedOut
+from finfaas.services.console.errors import ConsoleRefusal, CsrfRefused, FunctionDown, SignedOut
 from finfaas.services.console.model import Session
 from finfaas.services.console.service import ConsoleService, Problem
 from finfaas.services.console.session import COOKIE_NAME, SESSION_KEY_SECRET_NAME, SessionCodec, check_csrf
@@ -39,6 +42,10 @@ BASE_PATH_DEFAULT = "/function/console"
 # "true" where TLS ends before the gateway without X-Forwarded-Proto: the cookie is then always Secure.
 SECURE_COOKIE_ENV = "FINFAAS_CONSOLE_SECURE_COOKIE"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+# The sign-in form's CSRF token, in a cookie of its own until the operator is signed in.
+SIGN_IN_COOKIE = "finfaas_console_sign_in"
+SIGN_IN_SECONDS_MAX = 600
+SIGN_IN_NONCE_BYTES = 24
 STATUSES = ("", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
 # The pages run no script of their own and load nothing from elsewhere.
@@ -78,9 +85,38 @@ def build_console(suite: Any = None, clock: Any = time.time) -> Console:
     return Console(service, codec, os.environ.get(BASE_PATH_ENV) or BASE_PATH_DEFAULT)
 
 
+def _answer(description: str, html: bool = True, problem: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    if html:
+        content["text/html"] = {"schema": {"type": "string"}}
+    if problem:  # what the platform answers before the page's handler runs
+        content[PROBLEM_MEDIA_TYPE] = {"schema": PROBLEM_SCHEMA_REF}
+    return {"description": description, "content": content}
+
+
+# Pages answer HTML, refusals included; an action answers 303 to the page that shows its result, or the
+# page of the refusal another function answered (its status kept).
+REFUSALS = {
+    "400": _answer("refused by the function the page asks, or a body the console cannot read", problem=True),
+    "401": _answer("signed out, or a forged or expired session: a page that says why"),
+    "403": _answer("a form without its CSRF token, or an action the role does not carry"),
+    "404": _answer("not found (by the function the page asks, or a path too long)", problem=True),
+    "409": _answer("refused by the function that would act (e.g. a decision already recorded)"),
+    "422": _answer("refused: a reason or decision missing, or a filter the function refused", problem=True),
+    "502": _answer("another function answered what the console did not expect"),
+    "503": _answer("a function the page needs is not answering: the page names it"),
+}
+PAGE_OPENAPI = {"responses": {"200": _answer("the page"), "303": {"description": "to the page"}, **REFUSALS}}
+ACTION_OPENAPI = {"responses": {
+    "303": {"description": "done: to the page that shows it"},
+    **REFUSALS,
+}}
+# Another function's refusal keeps its status on the console's page; any other answer is a 502.
+SHOWN_STATUSES = frozenset({400, 401, 403, 404, 409, 422})
 console = Lazy(build_console)
 app = FunctionApp(FUNCTION_NAME, errors={})
-FORM = {"auth": False, "media_types": (FORM_MEDIA_TYPE,)}
+PAGE: dict[str, Any] = {"auth": False, "openapi": PAGE_OPENAPI}
+FORM: dict[str, Any] = {"auth": False, "media_types": (FORM_MEDIA_TYPE,), "openapi": ACTION_OPENAPI}
 
 
 # --- rendering --------------------------------------------------------------------------------------
@@ -98,6 +134,10 @@ def redirect(path: str, headers: dict[str, str] | None = None) -> Response:
     return Response(None, 303, {"Location": console.get().base + path, **(headers or {})}, HTML)
 
 
+def _shown(status: int) -> int:
+    return status if status in SHOWN_STATUSES else 502
+
+
 def _money(amount_minor: int, exponent: int) -> str:
     if exponent <= 0:
         return str(amount_minor)
@@ -105,12 +145,12 @@ def _money(amount_minor: int, exponent: int) -> str:
     return f"{sign}{digits[:-exponent]}.{digits[-exponent:]}"
 
 
-def _cookie(req: Request) -> str | None:
+def _cookie(req: Request, name: str = COOKIE_NAME) -> str | None:
     try:
         jar = SimpleCookie(req.header("cookie") or "")
     except CookieError:
         return None
-    morsel = jar.get(COOKIE_NAME)
+    morsel = jar.get(name)
     return morsel.value if morsel else None
 
 
@@ -167,20 +207,31 @@ def function_down(error: FunctionDown, req: Request) -> Response:
 # --- sign-in ----------------------------------------------------------------------------------------
 
 
-@app.route("GET", "/", auth=False)
+@app.route("GET", "/", **PAGE)
 def home(req: Request) -> Response:
     return redirect("/executions")
 
 
-@app.route("GET", "/sign-in", auth=False)
+@app.route("GET", "/sign-in", **PAGE)
 def sign_in_page(req: Request) -> Response:
-    return page("sign_in.html", session=None, reason=None)
+    """The sign-in form, its CSRF token also in a short-lived cookie that only this site's pages send."""
+    nonce = secrets.token_urlsafe(SIGN_IN_NONCE_BYTES)
+    attributes = f"Path={console.get().base}; HttpOnly; SameSite=Strict; Max-Age={SIGN_IN_SECONDS_MAX}"
+    return page("sign_in.html", headers={"Set-Cookie": f"{SIGN_IN_COOKIE}={nonce}; {attributes}"},
+                session=None, reason=None, csrf=nonce)
 
 
 @app.route("POST", "/sign-in", **FORM)
 def sign_in(req: Request) -> Response:
-    """Exchange the operator's id and secret at the auth function; the session holds the token it gives."""
+    """Exchange the operator's id and secret at the auth function; the session holds the token it gives.
+
+    The form's token must match the sign-in cookie, so another site cannot sign a browser in as someone."""
     form = req.form()
+    expected = _cookie(req, SIGN_IN_COOKIE)
+    sent = form.get("csrf") or ""
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise CsrfRefused("This sign-in form was sent without its CSRF token: nothing was done. "
+                          "Open the sign-in page again.")
     current = console.get()
     session = current.service.sign_in(form.get("operator", ""), form.get("secret", ""))
     lifetime = max(0, session.expires_at - int(time.time()))
@@ -199,7 +250,7 @@ def sign_out(req: Request) -> Response:
 # --- executions -------------------------------------------------------------------------------------
 
 
-@app.route("GET", "/executions", auth=False)
+@app.route("GET", "/executions", **PAGE)
 def executions(req: Request) -> Response:
     session = _session(req)
     filters = _query(req)
@@ -230,13 +281,13 @@ def _utc(local: str) -> str:
         return local
 
 
-@app.route("GET", "/executions/{execution_id}", auth=False)
+@app.route("GET", "/executions/{execution_id}", **PAGE)
 def execution(req: Request, execution_id: str) -> Response:
     session = _session(req)
     found = console.get().service.execution(session, execution_id)
     done = {"stopped": "Stop requested.", "redriven": "Redriven."}.get(_query(req).get("done", ""))
     if isinstance(found, Problem):
-        return page("refused.html", found.status if found.status >= 400 else 502, session=session,
+        return page("refused.html", _shown(found.status), session=session,
                     reason=found.text(), code="execution", signed_out=False)
     drawing = graph.svg(found.definition, found.events) if found.definition else None
     return page("execution.html", session=session, execution=found.execution, events=found.events,
@@ -260,14 +311,14 @@ def redrive(req: Request, execution_id: str) -> Response:
 def _after(session: Session, problem: Problem | None, then: str) -> Response:
     if problem is None:
         return redirect(then)
-    return page("refused.html", problem.status if problem.status >= 400 else 502, session=session,
+    return page("refused.html", _shown(problem.status), session=session,
                 reason=problem.text(), code="refused_by_function", signed_out=False)
 
 
 # --- the review queue -------------------------------------------------------------------------------
 
 
-@app.route("GET", "/reviews", auth=False)
+@app.route("GET", "/reviews", **PAGE)
 def reviews(req: Request) -> Response:
     session = _session(req)
     down: list[str] = []
@@ -291,6 +342,11 @@ def decide(req: Request, transfer_id: str) -> Response:
     decision = form.get("decision", "")
     problem = console.get().service.decide(session, transfer_id, decision, form.get("reason", ""))
     return _after(session, problem, "/reviews?" + urlencode({"done": decision, "transfer": transfer_id}))
+
+
+@app.readiness_check("console-session-key")
+def session_key_readable() -> None:
+    console.get()
 
 
 def handle(event: Any, context: Any) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from finfaas.platform import keys
-from finfaas.services.console.session import SESSION_KEY_SECRET_NAME
 from finfaas_dev.bench.transfers import (
     FUNCTIONS_DIR,
     Customer,
@@ -24,7 +23,6 @@ from finfaas_dev.bench.transfers import (
 )
 from finfaas_dev.net import free_port, wait_for
 from finfaas_dev.tools import CHROMIUM_PATH
-from finfaas_dev.up import ensure_secret
 from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -58,7 +56,6 @@ def suite(embedded_aws, tmp_path_factory):
     secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
     write_suite_secrets(secrets_dir)
     keys.ensure_service_clients(secrets_dir, OPERATORS, out=lambda line: None)
-    ensure_secret(secrets_dir / SESSION_KEY_SECRET_NAME, secrets.token_urlsafe(32))
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     (folder / "stack.yml").write_text(stack_text() + CONSOLE_STACK_ENTRY)

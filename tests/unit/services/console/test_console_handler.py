@@ -55,11 +55,15 @@ def console():
     return handler, suite
 
 
-def sign_in(handler, operator: str, headers: dict | None = None):
-    secret = ACCOUNTS[operator][0]
-    form = urlencode({"operator": operator, "secret": secret}).encode()
+def sign_in(handler, operator: str, headers: dict | None = None, secret: str | None = None):
+    """The sign-in page, then its form sent back with the operator's id and secret."""
+    form_page = call(handler.handle, "GET", "/sign-in")
+    nonce = re.search(r'name="csrf" value="([^"]+)"', form_page.body).group(1)
+    secret = ACCOUNTS[operator][0] if secret is None else secret
+    form = urlencode({"operator": operator, "secret": secret, "csrf": nonce}).encode()
     return call(handler.handle, "POST", "/sign-in", body=form,
-                headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+                headers={"Content-Type": "application/x-www-form-urlencoded",
+                         "Cookie": cookie_of(form_page), **(headers or {})})
 
 
 def cookie_of(reply) -> str:
@@ -91,12 +95,22 @@ def test_sign_in_sets_an_httponly_strict_cookie_secure_behind_tls(console):
 
 def test_an_account_without_the_ops_scope_or_a_wrong_secret_is_not_signed_in(console):
     handler, _ = console
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
 
     for operator, secret in (("app", "s3cret-app"), ("op-ada", "wrong")):
-        reply = call(handler.handle, "POST", "/sign-in", headers=form,
-                     body=urlencode({"operator": operator, "secret": secret}).encode())
+        reply = sign_in(handler, operator, secret=secret)
         assert reply.status == 401 and reply.header("set-cookie").startswith(f"{COOKIE_NAME}=;")
+
+
+def test_a_sign_in_without_the_forms_token_is_refused(console):
+    # GIVEN a sign-in sent from another site: the browser sends no sign-in cookie with it
+    handler, suite = console
+    form = urlencode({"operator": "op-ada", "secret": ACCOUNTS["op-ada"][0], "csrf": "guessed"}).encode()
+
+    reply = call(handler.handle, "POST", "/sign-in", body=form,
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert reply.status == 403 and "CSRF" in reply.body
+    assert (reply.header("set-cookie") or "").find(f"{COOKIE_NAME}=gAAAA") == -1
 
 
 def test_an_actor_approves_with_its_own_token_and_reason(console):
@@ -164,3 +178,40 @@ def test_pages_load_nothing_from_elsewhere_and_cannot_be_framed(console):
     assert reply.status == 200 and reply.header("content-type").startswith("text/html")
     assert "default-src 'none'" in reply.header("content-security-policy")
     assert "frame-ancestors 'none'" in reply.header("content-security-policy")
+
+
+def test_a_read_only_operator_cannot_stop_or_redrive(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+    csrf = csrf_of(handler, cookie)
+    sent = len(suite.calls)
+
+    stopped = post(handler, "/executions/transfer:tr_1/stop", cookie, {"csrf": csrf, "reason": "no"})
+    redriven = post(handler, "/executions/transfer:tr_1/redrive", cookie, {"csrf": csrf})
+
+    assert stopped.status == redriven.status == 403 and "read-only" in redriven.body
+    assert len(suite.calls) == sent
+
+
+def test_an_action_on_a_function_that_is_down_says_which_and_does_nothing_else(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+    csrf = csrf_of(handler, cookie)
+    suite.down.add("transfers")
+
+    reply = post(handler, "/reviews/tr_1", cookie, {"csrf": csrf, "decision": "approve", "reason": "ok"})
+
+    assert reply.status == 503 and "The transfers function is not answering" in reply.body
+    assert 'data-down="transfers"' in reply.body
+
+
+def test_a_decision_another_function_refuses_is_shown_with_its_status(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+    csrf = csrf_of(handler, cookie)
+    suite.call = lambda *args, **kwargs: (409, {"code": "decision_already_recorded",
+                                                "detail": "This transfer was already approved."})
+
+    reply = post(handler, "/reviews/tr_1", cookie, {"csrf": csrf, "decision": "reject", "reason": "late"})
+
+    assert reply.status == 409 and "already approved" in reply.body
