@@ -156,7 +156,7 @@ def _cookie(req: Request, name: str = COOKIE_NAME) -> str | None:
 
 def _set_cookie(req: Request, value: str, max_age_seconds: int) -> dict[str, str]:
     secure = (req.header("x-forwarded-proto") or "").lower() == "https" or config.env_flag(SECURE_COOKIE_ENV)
-    attributes = f"Path={console.get().base}; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}"
+    attributes = f"Path={console.get().base or '/'}; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}"
     return {"Set-Cookie": f"{COOKIE_NAME}={value}; {attributes}" + ("; Secure" if secure else "")}
 
 
@@ -216,7 +216,7 @@ def home(req: Request) -> Response:
 def sign_in_page(req: Request) -> Response:
     """The sign-in form, its CSRF token also in a short-lived cookie that only this site's pages send."""
     nonce = secrets.token_urlsafe(SIGN_IN_NONCE_BYTES)
-    attributes = f"Path={console.get().base}; HttpOnly; SameSite=Strict; Max-Age={SIGN_IN_SECONDS_MAX}"
+    attributes = f"Path={console.get().base or '/'}; HttpOnly; SameSite=Strict; Max-Age={SIGN_IN_SECONDS_MAX}"
     return page("sign_in.html", headers={"Set-Cookie": f"{SIGN_IN_COOKIE}={nonce}; {attributes}"},
                 session=None, reason=None, csrf=nonce)
 

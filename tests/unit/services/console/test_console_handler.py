@@ -215,3 +215,13 @@ def test_a_decision_another_function_refuses_is_shown_with_its_status(console):
     reply = post(handler, "/reviews/tr_1", cookie, {"csrf": csrf, "decision": "reject", "reason": "late"})
 
     assert reply.status == 409 and "already approved" in reply.body
+
+
+def test_served_at_a_hosts_root_the_links_and_cookie_path_start_at_the_root(console):
+    handler, _ = console
+    current = handler.console.get()
+    handler.console = Lazy.ready(handler.Console(current.service, current.codec, "/"))
+
+    reply = sign_in(handler, "op-ada")
+
+    assert reply.header("location") == "/executions" and "Path=/;" in reply.header("set-cookie")
