@@ -46,6 +46,9 @@ TOPIC_ANNOTATION = "topic"
 # Set per overlay through the ConfigMap, never in a Service's own env (env would win over envFrom).
 TARGET_VARIABLES = ("FINFAAS_STAGE", "FINFAAS_GATEWAY_URL", "FINFAAS_JWKS_URL")
 JWKS_PATH = "/.well-known/jwks.json"
+# The console links its pages under the path the gateway serves it at; a Knative Service serves it at the
+# root of its own host.
+CONSOLE_BASE_PATH_VARIABLE = "FINFAAS_CONSOLE_BASE_PATH"
 BROKER_API = "eventing.knative.dev/v1"
 SOURCES_API = "sources.knative.dev/v1"
 SERVING_API = "serving.knative.dev/v1"
@@ -94,6 +97,8 @@ def knative_service(name: str, fn: dict, settings: KnativeSettings) -> dict:
     environment = {k: v for k, v in (fn.get("environment") or {}).items() if k not in TARGET_VARIABLES}
     environment.update({"FINFAAS_CLIENT_IP_HEADER": settings.client_ip_header,
                         "AWS_XRAY_DAEMON_ADDRESS": settings.xray_daemon_address})
+    if CONSOLE_BASE_PATH_VARIABLE in environment:
+        environment[CONSOLE_BASE_PATH_VARIABLE] = "/"
     env = [{"name": k, "value": str(v)} for k, v in sorted(environment.items())]
     secrets = fn.get("secrets") or []
     container: dict = {

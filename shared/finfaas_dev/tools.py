@@ -1,4 +1,4 @@
-"""`finfaas tools install`: Java, DynamoDB Local and the npm tools, each skipped when already there.
+"""`finfaas tools install`: Java, DynamoDB Local, the npm tools and Chromium, each skipped when already there.
 
 Everything lands in .cache/ (git-ignored) so a fresh clone needs only Python, the machine's
 package registries and root for apt-get when Java is missing.
@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("FINFAAS_CACHE_DIR", str(PROJECT_ROOT / ".cache")))
@@ -35,6 +36,9 @@ SIMULATOR_VERSION = "2.9.30"
 SIMULATOR_SHA256 = "3503ffac19f183407909fecdacf4db51ab1fdad1da7b2f177016670b2d80e4b9"
 SIMULATOR_MEMBER_PREFIX = "package/emulator/"
 JAVA_APT_PACKAGE = "openjdk-17-jre-headless"
+# The console's browser tests drive Debian's Chromium through Playwright (never a browser of its own).
+CHROMIUM_APT_PACKAGE = "chromium"
+CHROMIUM_PATH = Path("/usr/bin/chromium")
 
 APT_TIMEOUT_S = 900
 NPM_TIMEOUT_S = 600
@@ -77,6 +81,26 @@ def ensure_java() -> str:
     if not java:
         raise ToolsError(f"apt-get installed {JAVA_APT_PACKAGE} but `java` is still not on PATH")
     return java
+
+
+def ensure_chromium(chromium: Path = CHROMIUM_PATH, run: Any = None, is_root: bool | None = None,
+                    which: Any = shutil.which) -> Path:
+    """Debian's Chromium for the browser tests: apt-get as root, else through sudo, else a clear refusal."""
+    if chromium.exists():
+        return chromium
+    run = run or _run
+    root = os.geteuid() == 0 if is_root is None else is_root
+    prefix = [] if root else (["sudo", "-n"] if which("sudo") else None)
+    if prefix is None or not which("apt-get"):
+        raise ToolsError(f"{chromium} not found: install Debian's chromium as root "
+                         f"(apt-get install --no-install-recommends {CHROMIUM_APT_PACKAGE})")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run([*prefix, "apt-get", "update"], timeout_s=APT_TIMEOUT_S, env=env)
+    run([*prefix, "apt-get", "install", "-y", "--no-install-recommends", CHROMIUM_APT_PACKAGE],
+        timeout_s=APT_TIMEOUT_S, env=env)
+    if not chromium.exists():
+        raise ToolsError(f"apt-get installed {CHROMIUM_APT_PACKAGE} but {chromium} is still missing")
+    return chromium
 
 
 def ensure_dynamodb_local(dynamodb_dir: Path = DYNAMODB_LOCAL_DIR) -> Path:
@@ -181,6 +205,7 @@ def install_all(out=sys.stdout) -> None:
     print(f"DynamoDB Local loopback launcher: {launcher or 'unavailable (listens on all interfaces)'}",
           file=out)
     print(f"npm tools: {ensure_npm_tools()}", file=out)
+    print(f"chromium: {ensure_chromium()}", file=out)
 
 
 def _require_npm() -> str:
@@ -210,7 +235,8 @@ def _run(cmd: list[str], timeout_s: float, cwd: Path | None = None, env: dict | 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Install Java, DynamoDB Local and the npm tools into .cache/ (skips what is there)."
+    parser.description = ("Install Java, DynamoDB Local and the npm tools into .cache/, and Debian's "
+                          "chromium (skips what is there).")
 
 
 def run(args: argparse.Namespace) -> int:

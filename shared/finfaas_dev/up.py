@@ -93,6 +93,7 @@ def ensure_local_secrets(folder: Path, out: Callable[[str], None] = print) -> No
     _ensure_rail_notice_key(folder)
     _ensure_schedule_key(folder)
     _ensure_pii_digest_key(folder)
+    _ensure_console_session_key(folder)
 
 
 def _write_env_file(path: Path) -> None:
@@ -125,6 +126,14 @@ def _ensure_pii_digest_key(folder: Path) -> None:
     from finfaas.platform import mac_keys, pii
 
     ensure_secret(folder / pii.DIGEST_KEY_SECRET_NAME, mac_keys.new_mac_key_text())
+
+
+def _ensure_console_session_key(folder: Path) -> None:
+    """The console seals its operators' session cookies with this key."""
+    from finfaas.platform import mac_keys
+    from finfaas.services.console.session import SESSION_KEY_SECRET_NAME
+
+    ensure_secret(folder / SESSION_KEY_SECRET_NAME, mac_keys.new_mac_key_text())
 
 
 def ensure_secret(path: Path, value: str) -> None:

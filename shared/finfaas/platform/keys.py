@@ -33,6 +33,8 @@ DEMO_CLIENT_ID = "demo-app"
 DEMO_CLIENT_SCOPES = (
     "accounts:read", "accounts:write", "ledger:read", "ledger:write", "payments:read", "payments:write",
     "transfers:read", "transfers:write", "wealth:read", "wealth:write", "loans:read", "loans:write", "ops",
+    # Acting in the operator console (approve, reject, stop, redrive), beside ops.
+    "ops:act",
     "orchestrator:read", "orchestrator:start", "orchestrator:callback",
     # Integrators' subscriptions: without these nobody could manage webhooks in a fresh suite.
     "webhooks:read", "webhooks:write",

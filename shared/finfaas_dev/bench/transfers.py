@@ -255,6 +255,7 @@ def write_suite_secrets(secrets_dir: Path) -> None:
     from finfaas.platform.events import EVENTS_MAC_KEY_SECRET_NAME
     from finfaas.platform.mac_keys import new_mac_key_text
     from finfaas.platform.pii import DIGEST_KEY_SECRET_NAME
+    from finfaas.services.console.session import SESSION_KEY_SECRET_NAME
     from finfaas.services.rail.service import NOTICE_KEY_SECRET_NAME, new_notice_key
 
     from finfaas_dev.up import ensure_secret
@@ -265,6 +266,7 @@ def write_suite_secrets(secrets_dir: Path) -> None:
         (NOTICE_KEY_SECRET_NAME, new_notice_key()),
         (EVENTS_MAC_KEY_SECRET_NAME, new_mac_key_text()),
         (DIGEST_KEY_SECRET_NAME, new_mac_key_text()),
+        (SESSION_KEY_SECRET_NAME, new_mac_key_text()),
     ):
         ensure_secret(secrets_dir / name, text)  # kept when present: messages in flight were sealed with it
 

@@ -71,3 +71,35 @@ def test_npm_tools_are_pinned_exactly():
     assert manifest["dependencies"] == {"asl-validator": "4.0.0"}
     assert lock["packages"]["node_modules/asl-validator"]["version"] == "4.0.0"
     assert all("integrity" in entry for name, entry in lock["packages"].items() if name)
+
+
+def test_chromium_already_there_installs_nothing(tmp_path: Path):
+    chromium = tmp_path / "chromium"
+    chromium.write_text("")
+    ran: list[list[str]] = []
+
+    assert tools.ensure_chromium(chromium, run=lambda cmd, **_: ran.append(cmd)) == chromium
+    assert ran == []
+
+
+@pytest.mark.parametrize(("is_root", "prefix"), [(True, []), (False, ["sudo", "-n"])])
+def test_a_missing_chromium_is_installed_with_apt_as_root_or_through_sudo(tmp_path: Path, is_root, prefix):
+    chromium = tmp_path / "chromium"
+    ran: list[list[str]] = []
+
+    def run(cmd, **_):
+        ran.append(cmd)
+        if "install" in cmd:
+            chromium.write_text("")
+
+    tools.ensure_chromium(chromium, run=run, is_root=is_root, which=lambda name: f"/usr/bin/{name}")
+
+    assert ran == [[*prefix, "apt-get", "update"],
+                   [*prefix, "apt-get", "install", "-y", "--no-install-recommends", "chromium"]]
+
+
+def test_without_root_or_sudo_chromium_is_refused_with_what_to_do(tmp_path: Path):
+    which = {"apt-get": "/usr/bin/apt-get"}.get
+
+    with pytest.raises(tools.ToolsError, match="apt-get install --no-install-recommends chromium"):
+        tools.ensure_chromium(tmp_path / "chromium", run=lambda cmd, **_: None, is_root=False, which=which)

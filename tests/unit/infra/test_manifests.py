@@ -364,3 +364,13 @@ def test_no_knative_manifest_runs_a_job_or_a_cronjob():
     kinds = {d["kind"] for d in _base()}
     assert not kinds & {"CronJob", "Job"}
     assert not (ROOT / "infra" / "openfaas").exists(), "on OpenFaaS the cron-connector ticks (stack.yml)"
+
+
+def test_the_console_links_its_pages_from_the_root_of_its_knative_service():
+    # On OpenFaaS the gateway serves it under /function/console; a Knative Service at its own host's root.
+    service = knative.knative_service("console", STACK["functions"]["console"], KNATIVE)
+
+    env = {e["name"]: e.get("value") for e in service["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert STACK["functions"]["console"]["environment"]["FINFAAS_CONSOLE_BASE_PATH"] == "/function/console"
+    assert env["FINFAAS_CONSOLE_BASE_PATH"] == "/"

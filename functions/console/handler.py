@@ -1,0 +1,353 @@
+"""The console function: the operators' pages, server-rendered, over the other functions' APIs.
+
+Operators (an auth client holding `ops`; `ops:act` as well to act), signed in by a session cookie:
+  GET  /                                  to the executions
+  GET  /sign-in, POST /sign-in            the operator's id and secret, exchanged at the auth function
+  POST /sign-out                          ends the session
+  GET  /executions                        filtered by status, state machine, start time and reference
+  GET  /executions/{execution_id}         the graph, the events and the definition
+  POST /executions/{execution_id}/stop    with a reason (acting role)
+  POST /executions/{execution_id}/redrive (acting role)
+  GET  /reviews                           transfers awaiting review
+  POST /reviews/{transfer_id}             approve or reject, with a reason (acting role)
+Every form action carries the session's CSRF token; every call to another function carries the
+operator's own token, so each function checks the operator's scopes again and audits the operator.
+"""
+
+import hmac
+import os
+import secrets
+import time
+from datetime import UTC, datetime
+from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from finfaas.platform import config
+from finfaas.platform.http import FORM_MEDIA_TYPE, FunctionApp, Request, Response
+from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA_REF
+from finfaas.platform.wiring import Lazy
+from finfaas.services.console import graph
+from finfaas.services.console.errors import ConsoleRefusal, CsrfRefused, FunctionDown, SignedOut
+from finfaas.services.console.model import Session
+from finfaas.services.console.service import ConsoleService, Problem
+from finfaas.services.console.session import COOKIE_NAME, SESSION_KEY_SECRET_NAME, SessionCodec, check_csrf
+
+FUNCTION_NAME = "console"
+HTML = "text/html; charset=utf-8"
+# Where the gateway serves this function: the pages' links and the cookie's Path.
+BASE_PATH_ENV = "FINFAAS_CONSOLE_BASE_PATH"
+BASE_PATH_DEFAULT = "/function/console"
+# "true" where TLS ends before the gateway without X-Forwarded-Proto: the cookie is then always Secure.
+SECURE_COOKIE_ENV = "FINFAAS_CONSOLE_SECURE_COOKIE"
+GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
+# The sign-in form's CSRF token, in a cookie of its own until the operator is signed in.
+SIGN_IN_COOKIE = "finfaas_console_sign_in"
+SIGN_IN_SECONDS_MAX = 600
+SIGN_IN_NONCE_BYTES = 24
+STATUSES = ("", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
+# The pages run no script of their own and load nothing from elsewhere.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+class Console:
+    """The service, the session codec and the page templates; built from configuration on first use."""
+
+    def __init__(self, service: ConsoleService, codec: SessionCodec, base_path: str) -> None:
+        import finfaas.services.console as package
+        from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+        self.service = service
+        self.codec = codec
+        self.base = base_path.rstrip("/")
+        folder = Path(package.__file__).resolve().parent / "templates"
+        self.templates = Environment(loader=FileSystemLoader(folder), autoescape=select_autoescape(["html"]))
+
+
+def build_console(suite: Any = None, clock: Any = time.time) -> Console:
+    """The console on this stage's gateway and session key; `suite` replaces the gateway (tests)."""
+    from finfaas.services.console.gateway import GatewaySuite
+    from finfaas.workflow.asl import definitions_dir
+
+    key_text = config.read_secret(SESSION_KEY_SECRET_NAME)
+    assert key_text is not None
+    codec = SessionCodec(key_text, clock)
+    if suite is None:
+        suite = GatewaySuite(os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT)
+    service = ConsoleService(suite, codec, definitions_dir(), clock)
+    return Console(service, codec, os.environ.get(BASE_PATH_ENV) or BASE_PATH_DEFAULT)
+
+
+def _answer(description: str, html: bool = True, problem: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    if html:
+        content["text/html"] = {"schema": {"type": "string"}}
+    if problem:  # what the platform answers before the page's handler runs
+        content[PROBLEM_MEDIA_TYPE] = {"schema": PROBLEM_SCHEMA_REF}
+    return {"description": description, "content": content}
+
+
+# Pages answer HTML, refusals included; an action answers 303 to the page that shows its result, or the
+# page of the refusal another function answered (its status kept).
+REFUSALS = {
+    "400": _answer("refused by the function the page asks, or a body the console cannot read", problem=True),
+    "401": _answer("signed out, or a forged or expired session: a page that says why"),
+    "403": _answer("a form without its CSRF token, or an action the role does not carry"),
+    "404": _answer("not found (by the function the page asks, or a path too long)", problem=True),
+    "409": _answer("refused by the function that would act (e.g. a decision already recorded)"),
+    "422": _answer("refused: a reason or decision missing, or a filter the function refused", problem=True),
+    "502": _answer("another function answered what the console did not expect"),
+    "503": _answer("a function the page needs is not answering: the page names it"),
+}
+PAGE_OPENAPI = {"responses": {"200": _answer("the page"), "303": {"description": "to the page"}, **REFUSALS}}
+ACTION_OPENAPI = {"responses": {
+    "303": {"description": "done: to the page that shows it"},
+    **REFUSALS,
+}}
+# Another function's refusal keeps its status on the console's page; any other answer is a 502.
+SHOWN_STATUSES = frozenset({400, 401, 403, 404, 409, 422})
+console = Lazy(build_console)
+app = FunctionApp(FUNCTION_NAME, errors={})
+PAGE: dict[str, Any] = {"auth": False, "openapi": PAGE_OPENAPI}
+FORM: dict[str, Any] = {"auth": False, "media_types": (FORM_MEDIA_TYPE,), "openapi": ACTION_OPENAPI}
+
+
+# --- rendering --------------------------------------------------------------------------------------
+
+
+def page(template: str, status: int = 200, headers: dict[str, str] | None = None, **values: Any) -> Response:
+    current = console.get()
+    values.setdefault("down", [])
+    html = current.templates.get_template(template).render(base=current.base, money=_money, **values)
+    return Response(html, status, {**PAGE_HEADERS, **(headers or {})}, HTML)
+
+
+def redirect(path: str, headers: dict[str, str] | None = None) -> Response:
+    """303: the browser follows with a GET, so a reload never repeats an action."""
+    return Response(None, 303, {"Location": console.get().base + path, **(headers or {})}, HTML)
+
+
+def _shown(status: int) -> int:
+    return status if status in SHOWN_STATUSES else 502
+
+
+def _money(amount_minor: int, exponent: int) -> str:
+    if exponent <= 0:
+        return str(amount_minor)
+    sign, digits = ("-" if amount_minor < 0 else ""), str(abs(amount_minor)).rjust(exponent + 1, "0")
+    return f"{sign}{digits[:-exponent]}.{digits[-exponent:]}"
+
+
+def _cookie(req: Request, name: str = COOKIE_NAME) -> str | None:
+    try:
+        jar = SimpleCookie(req.header("cookie") or "")
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel else None
+
+
+def _set_cookie(req: Request, value: str, max_age_seconds: int) -> dict[str, str]:
+    secure = (req.header("x-forwarded-proto") or "").lower() == "https" or config.env_flag(SECURE_COOKIE_ENV)
+    attributes = f"Path={console.get().base or '/'}; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}"
+    return {"Set-Cookie": f"{COOKIE_NAME}={value}; {attributes}" + ("; Secure" if secure else "")}
+
+
+def _session(req: Request) -> Session:
+    return console.get().codec.open(_cookie(req))
+
+
+def _acting_session(req: Request) -> tuple[Session, dict[str, str]]:
+    """The session and the form of a POST action, refused before anything is done without its CSRF token."""
+    session = _session(req)
+    form = req.form()
+    check_csrf(session, form.get("csrf"))
+    return session, form
+
+
+def _query(req: Request) -> dict[str, str]:
+    return {name: values[0] for name, values in req.query.items() if values}
+
+
+@app.exception_handler(ConsoleRefusal)
+def refused(error: ConsoleRefusal, req: Request) -> Response:
+    """A page that says why; a stale or forged cookie is cleared so the next page offers the sign-in."""
+    signed_out = error.status == 401
+    headers = _set_cookie(req, "", 0) if signed_out else {}
+    session = None
+    if not signed_out:
+        try:
+            session = _session(req)
+        except ConsoleRefusal:
+            session = None
+    return page("refused.html", error.status, headers, reason=str(error), code=error.code,
+                signed_out=signed_out, session=session)
+
+
+@app.exception_handler(FunctionDown)
+def function_down(error: FunctionDown, req: Request) -> Response:
+    """The page of a function that does not answer says which; the other pages keep working."""
+    try:
+        session: Session | None = _session(req)
+    except ConsoleRefusal:
+        session = None
+    reason = (f"The {error.function} function is not answering ({error.detail}); nothing was done. "
+              "The rest of the console works.")
+    return page("refused.html", 503, reason=reason, code="function_down",
+                signed_out=session is None, session=session, down=[error.function])
+
+
+# --- sign-in ----------------------------------------------------------------------------------------
+
+
+@app.route("GET", "/", **PAGE)
+def home(req: Request) -> Response:
+    return redirect("/executions")
+
+
+@app.route("GET", "/sign-in", **PAGE)
+def sign_in_page(req: Request) -> Response:
+    """The sign-in form, its CSRF token also in a short-lived cookie that only this site's pages send."""
+    nonce = secrets.token_urlsafe(SIGN_IN_NONCE_BYTES)
+    attributes = f"Path={console.get().base or '/'}; HttpOnly; SameSite=Strict; Max-Age={SIGN_IN_SECONDS_MAX}"
+    return page("sign_in.html", headers={"Set-Cookie": f"{SIGN_IN_COOKIE}={nonce}; {attributes}"},
+                session=None, reason=None, csrf=nonce)
+
+
+@app.route("POST", "/sign-in", **FORM)
+def sign_in(req: Request) -> Response:
+    """Exchange the operator's id and secret at the auth function; the session holds the token it gives.
+
+    The form's token must match the sign-in cookie, so another site cannot sign a browser in as someone."""
+    form = req.form()
+    expected = _cookie(req, SIGN_IN_COOKIE)
+    sent = form.get("csrf") or ""
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise CsrfRefused("This sign-in form was sent without its CSRF token: nothing was done. "
+                          "Open the sign-in page again.")
+    current = console.get()
+    session = current.service.sign_in(form.get("operator", ""), form.get("secret", ""))
+    lifetime = max(0, session.expires_at - int(time.time()))
+    return redirect("/executions", _set_cookie(req, current.codec.seal(session), lifetime))
+
+
+@app.route("POST", "/sign-out", **FORM)
+def sign_out(req: Request) -> Response:
+    try:
+        _acting_session(req)
+    except SignedOut:
+        pass
+    return redirect("/sign-in", _set_cookie(req, "", 0))
+
+
+# --- executions -------------------------------------------------------------------------------------
+
+
+@app.route("GET", "/executions", **PAGE)
+def executions(req: Request) -> Response:
+    session = _session(req)
+    filters = _query(req)
+    sent = dict(filters)
+    for name in ("started_after", "started_before"):  # the browser's local-time field, taken as UTC
+        if sent.get(name):
+            filters[f"{name}_local"] = sent[name]
+            sent[name] = _utc(sent[name])
+    down: list[str] = []
+    listing, problem = None, None
+    try:
+        listing, problem = console.get().service.executions(session, sent)
+    except FunctionDown as error:
+        down.append(error.function)
+    next_query = ""
+    if listing and listing.get("next_cursor"):
+        kept = {name: value for name, value in sent.items() if value}
+        next_query = urlencode({**kept, "starting_after": listing["next_cursor"]})
+    return page("executions.html", session=session, listing=listing, problem=problem, down=down,
+                filters=filters, statuses=STATUSES, next_query=next_query)
+
+
+def _utc(local: str) -> str:
+    """A datetime-local value (no zone) as RFC 3339 UTC; anything else is passed on for the API to judge."""
+    try:
+        return datetime.fromisoformat(local).replace(tzinfo=UTC).isoformat()
+    except ValueError:
+        return local
+
+
+@app.route("GET", "/executions/{execution_id}", **PAGE)
+def execution(req: Request, execution_id: str) -> Response:
+    session = _session(req)
+    found = console.get().service.execution(session, execution_id)
+    done = {"stopped": "Stop requested.", "redriven": "Redriven."}.get(_query(req).get("done", ""))
+    if isinstance(found, Problem):
+        return page("refused.html", _shown(found.status), session=session,
+                    reason=found.text(), code="execution", signed_out=False)
+    drawing = graph.svg(found.definition, found.events) if found.definition else None
+    return page("execution.html", session=session, execution=found.execution, events=found.events,
+                definition=found.definition, graph=drawing, redrivable=REDRIVABLE, done=done)
+
+
+@app.route("POST", "/executions/{execution_id}/stop", **FORM)
+def stop(req: Request, execution_id: str) -> Response:
+    session, form = _acting_session(req)
+    problem = console.get().service.stop(session, execution_id, form.get("reason", ""))
+    return _after(session, problem, f"/executions/{execution_id}?done=stopped")
+
+
+@app.route("POST", "/executions/{execution_id}/redrive", **FORM)
+def redrive(req: Request, execution_id: str) -> Response:
+    session, _ = _acting_session(req)
+    problem = console.get().service.redrive(session, execution_id)
+    return _after(session, problem, f"/executions/{execution_id}?done=redriven")
+
+
+def _after(session: Session, problem: Problem | None, then: str) -> Response:
+    if problem is None:
+        return redirect(then)
+    return page("refused.html", _shown(problem.status), session=session,
+                reason=problem.text(), code="refused_by_function", signed_out=False)
+
+
+# --- the review queue -------------------------------------------------------------------------------
+
+
+@app.route("GET", "/reviews", **PAGE)
+def reviews(req: Request) -> Response:
+    session = _session(req)
+    down: list[str] = []
+    transfers: list[dict[str, Any]] = []
+    problem = None
+    try:
+        transfers, problem = console.get().service.review_queue(session)
+    except FunctionDown as error:
+        down.append(error.function)
+    query = _query(req)
+    done = None
+    if query.get("done") in ("approve", "reject") and query.get("transfer"):
+        verb = "approved" if query["done"] == "approve" else "rejected"
+        done = f"Transfer {query['transfer']} {verb}."
+    return page("reviews.html", session=session, transfers=transfers, problem=problem, down=down, done=done)
+
+
+@app.route("POST", "/reviews/{transfer_id}", **FORM)
+def decide(req: Request, transfer_id: str) -> Response:
+    session, form = _acting_session(req)
+    decision = form.get("decision", "")
+    problem = console.get().service.decide(session, transfer_id, decision, form.get("reason", ""))
+    return _after(session, problem, "/reviews?" + urlencode({"done": decision, "transfer": transfer_id}))
+
+
+@app.readiness_check("console-session-key")
+def session_key_readable() -> None:
+    console.get()
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    return app.handle(event, context)

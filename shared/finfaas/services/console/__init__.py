@@ -1,0 +1,1 @@
+"""The operator console: server-rendered pages over the other functions' APIs, with the operator's token."""

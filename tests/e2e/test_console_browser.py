@@ -1,0 +1,243 @@
+"""The operator console in a real browser: Debian's Chromium driven by Playwright, against the saga's
+functions and the console behind the local gateway. An operator signs in, approves a transfer under
+review and watches its execution complete; a read-only operator and a form without its CSRF token are
+refused with a page that says why, and nothing is done."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+from finfaas.platform import keys
+from finfaas_dev.bench.transfers import (
+    FUNCTIONS_DIR,
+    Customer,
+    _request,
+    client_token,
+    open_customers,
+    stack_text,
+    write_suite_secrets,
+)
+from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.tools import CHROMIUM_PATH
+from support.gateway_harness import GatewayProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+# Chromium as the brief pins it: Debian's binary, nothing of its own downloaded, no network of its own.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# Set to docs/console to refresh the screenshots docs/console.md shows.
+SCREENSHOTS_DIR_ENV = "FINFAAS_CONSOLE_SCREENSHOTS_DIR"
+REVIEW_SECONDS_MAX = 60
+COMPLETE_SECONDS_MAX = 60
+PAGE_TIMEOUT_MS = 20_000
+ACTOR, READER = "operator-ada", "operator-rex"
+# Operators read executions through the orchestrator's API, which needs its read scope as well.
+OPERATORS = {ACTOR: ("ops", "ops:act", "orchestrator:read"), READER: ("ops", "orchestrator:read")}
+CONSOLE_STACK_ENTRY = f"""  console:
+    lang: python3-http
+    handler: {FUNCTIONS_DIR / "console"}
+    image: bench/console
+    environment:
+      exec_timeout: "30s"
+"""
+
+
+@pytest.fixture(scope="module")
+def suite(embedded_aws, tmp_path_factory):
+    """The gateway with the saga's functions and the console; two operator accounts in auth-clients."""
+    folder = tmp_path_factory.mktemp("console-e2e")
+    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
+    write_suite_secrets(secrets_dir)
+    keys.ensure_service_clients(secrets_dir, OPERATORS, out=lambda line: None)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    (folder / "stack.yml").write_text(stack_text() + CONSOLE_STACK_ENTRY)
+    env = {**os.environ, **embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
+           "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json",
+           "RAIL_SANDBOX_SETTLE_SECONDS": "1"}
+    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
+                             stack=folder / "stack.yml", port=port)
+    try:
+        yield base_url
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def operators() -> dict[str, str]:
+    """Each operator's secret, as the account's owner was given it."""
+    folder = Path(os.environ["FINFAAS_SECRETS_DIR"])
+    return {name: json.loads((folder / f"{name}-client").read_text())["client_secret"] for name in OPERATORS}
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium with a fresh profile for the module; each test starts signed out."""
+    if not CHROMIUM_PATH.exists():
+        pytest.fail(f"{CHROMIUM_PATH} is missing: run `finfaas tools install`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM_PATH),
+            args=CHROMIUM_ARGS, headless=True, viewport=DESKTOP)
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser):
+    browser.clear_cookies()
+    tab = browser.new_page()
+    yield tab
+    tab.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    configured = os.environ.get(SCREENSHOTS_DIR_ENV)
+    folder = Path(configured) if configured else tmp_path_factory.mktemp("console-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def customers(suite) -> list[Customer]:
+    return open_customers(2, secrets.token_hex(3))
+
+
+def held_for_review(base_url: str, sender: Customer, payee: Customer) -> str:
+    """A transfer over the sender's tier limit: it waits for an operator's review."""
+    ops = client_token("ops")
+    tier_path = f"/function/transfers/_/ops/customers/{sender.customer_id}/tier"
+    status, _ = _request("PUT", base_url + tier_path, ops, {"tier": "PREMIUM"})
+    assert status == 204
+    status, answer = _request("POST", f"{base_url}/function/transfers/transfers", sender.token,
+                              {"debit_account_id": sender.account_id, "credit_account_id": payee.account_id,
+                               "currency": "USD", "amount": 1_500_000},
+                              {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 202, answer
+    transfer_id = answer["transfer_id"]
+    wait_for(lambda: transfer_status(base_url, sender, transfer_id)["decision_pending"] == "review",
+             REVIEW_SECONDS_MAX, "the review request")
+    return transfer_id
+
+
+def transfer_status(base_url: str, customer: Customer, transfer_id: str) -> dict:
+    path = f"/function/transfers/transfers/{transfer_id}?wait=1"
+    status, view = _request("GET", base_url + path, customer.token)
+    assert status == 200, view
+    return view
+
+
+def sign_in(page, base_url: str, operator: str, secret: str) -> None:
+    page.goto(f"{base_url}/function/console/sign-in")
+    page.fill("input[name=operator]", operator)
+    page.fill("input[name=secret]", secret)
+    page.click("text=Sign in >> nth=-1")
+    page.wait_for_url("**/function/console/executions")
+
+
+def post_form(page, action: str, fields: dict[str, str]) -> None:
+    """Submit a form the page does not offer, as a hand-made or cross-site request would."""
+    page.evaluate("""([action, fields]) => {
+        const form = document.createElement("form");
+        form.method = "post"; form.action = action;
+        for (const [name, value] of Object.entries(fields)) {
+            const input = document.createElement("input");
+            input.type = "hidden"; input.name = name; input.value = value; form.appendChild(input);
+        }
+        document.body.appendChild(form); form.submit();
+    }""", [action, fields])
+    page.wait_for_load_state()
+
+
+def test_an_operator_approves_a_transfer_under_review_and_watches_it_complete(
+        suite, customers, operators, page, screenshots):
+    # GIVEN a transfer waiting for an operator's review
+    sender, payee = customers
+    transfer_id = held_for_review(suite, sender, payee)
+
+    # WHEN the acting operator signs in, finds it in the review queue and approves it with a reason
+    sign_in(page, suite, ACTOR, operators[ACTOR])
+    page.click("text=Review queue")
+    row = page.locator(f"tr[data-transfer='{transfer_id}']")
+    assert "15000.00 USD" in row.inner_text()
+    page.screenshot(path=str(screenshots / "reviews.png"), full_page=True)
+    row.locator("input[name=reason]").fill("called the customer")
+    row.locator("button[value=approve]").click()
+
+    # THEN the console says so, and the execution's page shows the saga reaching its end
+    assert f"Transfer {transfer_id} approved." in page.inner_text("main")
+    execution_url = f"{suite}/function/console/executions/transfer:{transfer_id}"
+
+    def succeeded() -> bool:
+        page.goto(execution_url)
+        return page.get_attribute("[data-status]", "data-status") == "SUCCEEDED"
+
+    wait_for(succeeded, COMPLETE_SECONDS_MAX, "the saga to succeed")
+    assert transfer_status(suite, sender, transfer_id)["status"] == "COMPLETED"
+    assert page.get_attribute("g[data-state='Validate']", "data-outcome") == "succeeded"
+    assert page.locator("line.taken").count() >= 3
+    page.screenshot(path=str(screenshots / "execution.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(screenshots / "execution-phone.png"), full_page=True)
+    page.set_viewport_size(DESKTOP)
+    page.goto(f"{suite}/function/console/executions?status=SUCCEEDED&state_machine=transfer")
+    assert page.locator(f"tr[data-execution='transfer:{transfer_id}']").count() == 1
+    page.screenshot(path=str(screenshots / "executions.png"), full_page=True)
+
+
+def test_a_read_only_operator_is_refused_an_approval_and_nothing_is_decided(
+        suite, customers, operators, page, screenshots):
+    # GIVEN a transfer under review and a read-only operator signed in, who is offered no decision
+    sender, payee = customers
+    transfer_id = held_for_review(suite, sender, payee)
+    sign_in(page, suite, READER, operators[READER])
+    page.click("text=Review queue")
+    assert page.locator(f"tr[data-transfer='{transfer_id}']").inner_text().strip().endswith("read-only")
+    csrf = page.get_attribute("input[name=csrf]", "value")
+
+    # WHEN the operator sends an approval anyway, with the session's own CSRF token
+    post_form(page, f"/function/console/reviews/{transfer_id}",
+              {"csrf": csrf, "decision": "approve", "reason": "not mine to decide"})
+
+    # THEN the page says why, and the transfer still waits for a review
+    assert "read-only" in page.inner_text("main") and "Nothing was done" in page.inner_text("main")
+    page.screenshot(path=str(screenshots / "refused.png"), full_page=True)
+    assert transfer_status(suite, sender, transfer_id)["decision_pending"] == "review"
+
+
+def test_a_stop_without_its_csrf_token_is_refused_and_the_execution_keeps_running(
+        suite, customers, operators, page):
+    # GIVEN a saga waiting for a review and the acting operator on its page
+    sender, payee = customers
+    transfer_id = held_for_review(suite, sender, payee)
+    sign_in(page, suite, ACTOR, operators[ACTOR])
+    page.goto(f"{suite}/function/console/executions/transfer:{transfer_id}")
+    assert page.get_attribute("[data-status]", "data-status") == "RUNNING"
+
+    # WHEN a stop arrives without the CSRF token
+    post_form(page, f"/function/console/executions/transfer:{transfer_id}/stop", {"reason": "forged"})
+
+    # THEN it is refused with a page that says why, and the saga still waits
+    assert "CSRF" in page.inner_text("main")
+    page.goto(f"{suite}/function/console/executions/transfer:{transfer_id}")
+    assert page.get_attribute("[data-status]", "data-status") == "RUNNING"
+
+    # AND WHEN the operator stops it through the page's own form, the saga's Catch fails the transfer
+    page.fill("input[name=reason]", "customer withdrew the order")
+    page.click("button:has-text('Stop')")
+    assert "Stop requested." in page.inner_text("main")
+    wait_for(lambda: transfer_status(suite, sender, transfer_id)["status"] == "FAILED", COMPLETE_SECONDS_MAX,
+             "the stopped transfer to fail")

@@ -1,0 +1,227 @@
+"""The console's pages and actions against a fake suite: who may do what, and what is refused."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+
+import pytest
+from finfaas.platform.wiring import Lazy
+from finfaas.services.console.errors import FunctionDown
+from finfaas.services.console.service import ConsoleService
+from finfaas.services.console.session import COOKIE_NAME, SessionCodec
+from finfaas.workflow.asl import definitions_dir
+from finfaas_dev.testing.platform import call, load_function_handler
+
+NOW = 1_800_000_000.0
+ACCOUNTS = {"op-ada": ("s3cret-ada", "ops ops:act"), "op-rex": ("s3cret-rex", "ops"),
+            "app": ("s3cret-app", "x")}
+HELD = {"transfer_id": "tr_1", "status": "AWAITING_REVIEW", "amount_minor": 1_500_000, "exponent": 2,
+        "currency": "USD", "owner_id": "c1", "created_at": "2027-01-15T10:00:00Z", "debit_account_id": "a1",
+        "reference": "", "steps": []}
+
+
+class FakeSuite:
+    """The functions the console calls: answers by path, a set of functions that are down, every call kept."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, str, object]] = []
+        self.down: set[str] = set()
+
+    def token(self, client_id: str, client_secret: str):
+        secret, scope = ACCOUNTS.get(client_id, ("", ""))
+        if secret != client_secret:
+            return 401, {"error": "invalid_client"}
+        return 200, {"access_token": f"token-of-{client_id}", "expires_in": 600, "scope": scope}
+
+    def call(self, function, method, path, token, body=None, headers=None):
+        if function in self.down:
+            raise FunctionDown(function, "ConnectionRefusedError")
+        self.calls.append((function, method, path, token, body))
+        if path.startswith("/_/ops/transfers?"):
+            return 200, {"data": [HELD], "has_more": False, "next_cursor": None}
+        if path.startswith("/executions?"):
+            return 200, {"data": [], "has_more": False, "next_cursor": None}
+        return 200, {}
+
+
+@pytest.fixture
+def console():
+    handler = load_function_handler("console")
+    suite = FakeSuite()
+    codec = SessionCodec("unit-test-session-key", lambda: NOW)
+    service = ConsoleService(suite, codec, definitions_dir(), lambda: NOW)
+    handler.console = Lazy.ready(handler.Console(service, codec, "/function/console"))
+    return handler, suite
+
+
+def sign_in(handler, operator: str, headers: dict | None = None, secret: str | None = None):
+    """The sign-in page, then its form sent back with the operator's id and secret."""
+    form_page = call(handler.handle, "GET", "/sign-in")
+    nonce = re.search(r'name="csrf" value="([^"]+)"', form_page.body).group(1)
+    secret = ACCOUNTS[operator][0] if secret is None else secret
+    form = urlencode({"operator": operator, "secret": secret, "csrf": nonce}).encode()
+    return call(handler.handle, "POST", "/sign-in", body=form,
+                headers={"Content-Type": "application/x-www-form-urlencoded",
+                         "Cookie": cookie_of(form_page), **(headers or {})})
+
+
+def cookie_of(reply) -> str:
+    return reply.header("set-cookie").split(";")[0]
+
+
+def csrf_of(handler, cookie: str) -> str:
+    page = call(handler.handle, "GET", "/reviews", headers={"Cookie": cookie})
+    return re.search(r'name="csrf" value="([^"]+)"', page.body).group(1)
+
+
+def post(handler, path: str, cookie: str, form: dict):
+    return call(handler.handle, "POST", path, body=urlencode(form).encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+
+
+def test_sign_in_sets_an_httponly_strict_cookie_secure_behind_tls(console):
+    handler, _ = console
+
+    plain = sign_in(handler, "op-ada")
+    behind_tls = sign_in(handler, "op-ada", {"X-Forwarded-Proto": "https"})
+
+    assert plain.status == 303 and plain.header("location") == "/function/console/executions"
+    attributes = plain.header("set-cookie")
+    assert attributes.startswith(f"{COOKIE_NAME}=") and "HttpOnly" in attributes
+    assert "SameSite=Strict" in attributes and "Path=/function/console" in attributes
+    assert "Secure" not in attributes and behind_tls.header("set-cookie").endswith("; Secure")
+
+
+def test_an_account_without_the_ops_scope_or_a_wrong_secret_is_not_signed_in(console):
+    handler, _ = console
+
+    for operator, secret in (("app", "s3cret-app"), ("op-ada", "wrong")):
+        reply = sign_in(handler, operator, secret=secret)
+        assert reply.status == 401 and reply.header("set-cookie").startswith(f"{COOKIE_NAME}=;")
+
+
+def test_a_sign_in_without_the_forms_token_is_refused(console):
+    # GIVEN a sign-in sent from another site: the browser sends no sign-in cookie with it
+    handler, suite = console
+    form = urlencode({"operator": "op-ada", "secret": ACCOUNTS["op-ada"][0], "csrf": "guessed"}).encode()
+
+    reply = call(handler.handle, "POST", "/sign-in", body=form,
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert reply.status == 403 and "CSRF" in reply.body
+    assert (reply.header("set-cookie") or "").find(f"{COOKIE_NAME}=gAAAA") == -1
+
+
+def test_an_actor_approves_with_its_own_token_and_reason(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+
+    reply = post(handler, "/reviews/tr_1", cookie,
+                 {"csrf": csrf_of(handler, cookie), "decision": "approve", "reason": "called the customer"})
+
+    assert reply.status == 303
+    assert suite.calls[-1] == ("transfers", "POST", "/_/ops/transfers/tr_1/decision", "token-of-op-ada",
+                               {"decision": "approve", "note": "called the customer"})
+
+
+def test_a_read_only_operator_is_refused_an_action_and_nothing_is_sent(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+    csrf = csrf_of(handler, cookie)
+    sent = len(suite.calls)
+
+    reply = post(handler, "/reviews/tr_1", cookie, {"csrf": csrf, "decision": "approve", "reason": "ok"})
+
+    assert reply.status == 403 and "read-only" in reply.body and "Nothing was done" in reply.body
+    assert len(suite.calls) == sent
+
+
+@pytest.mark.parametrize("csrf", [None, "not-this-sessions"])
+def test_an_action_without_the_sessions_csrf_token_is_refused_and_nothing_is_sent(console, csrf):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+    form = {"decision": "approve", "reason": "ok", **({"csrf": csrf} if csrf else {})}
+
+    reply = post(handler, "/executions/transfer:tr_1/stop", cookie, form)
+
+    assert reply.status == 403 and "CSRF" in reply.body
+    assert suite.calls == []
+
+
+def test_a_forged_session_is_refused_with_a_page_and_cleared(console):
+    handler, suite = console
+
+    reply = call(handler.handle, "GET", "/reviews", headers={"Cookie": f"{COOKIE_NAME}=gAAAAABforged"})
+
+    assert reply.status == 401 and "sign in again" in reply.body
+    assert reply.header("set-cookie").startswith(f"{COOKIE_NAME}=;") and suite.calls == []
+
+
+def test_a_function_that_is_down_is_named_and_the_other_pages_work(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+    suite.down.add("transfers")
+
+    queue = call(handler.handle, "GET", "/reviews", headers={"Cookie": cookie})
+    executions = call(handler.handle, "GET", "/executions", headers={"Cookie": cookie})
+
+    assert queue.status == 200 and 'data-down="transfers"' in queue.body
+    assert executions.status == 200 and "data-down" not in executions.body
+
+
+def test_pages_load_nothing_from_elsewhere_and_cannot_be_framed(console):
+    handler, _ = console
+
+    reply = call(handler.handle, "GET", "/sign-in")
+
+    assert reply.status == 200 and reply.header("content-type").startswith("text/html")
+    assert "default-src 'none'" in reply.header("content-security-policy")
+    assert "frame-ancestors 'none'" in reply.header("content-security-policy")
+
+
+def test_a_read_only_operator_cannot_stop_or_redrive(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+    csrf = csrf_of(handler, cookie)
+    sent = len(suite.calls)
+
+    stopped = post(handler, "/executions/transfer:tr_1/stop", cookie, {"csrf": csrf, "reason": "no"})
+    redriven = post(handler, "/executions/transfer:tr_1/redrive", cookie, {"csrf": csrf})
+
+    assert stopped.status == redriven.status == 403 and "read-only" in redriven.body
+    assert len(suite.calls) == sent
+
+
+def test_an_action_on_a_function_that_is_down_says_which_and_does_nothing_else(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+    csrf = csrf_of(handler, cookie)
+    suite.down.add("transfers")
+
+    reply = post(handler, "/reviews/tr_1", cookie, {"csrf": csrf, "decision": "approve", "reason": "ok"})
+
+    assert reply.status == 503 and "The transfers function is not answering" in reply.body
+    assert 'data-down="transfers"' in reply.body
+
+
+def test_a_decision_another_function_refuses_is_shown_with_its_status(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+    csrf = csrf_of(handler, cookie)
+    suite.call = lambda *args, **kwargs: (409, {"code": "decision_already_recorded",
+                                                "detail": "This transfer was already approved."})
+
+    reply = post(handler, "/reviews/tr_1", cookie, {"csrf": csrf, "decision": "reject", "reason": "late"})
+
+    assert reply.status == 409 and "already approved" in reply.body
+
+
+def test_served_at_a_hosts_root_the_links_and_cookie_path_start_at_the_root(console):
+    handler, _ = console
+    current = handler.console.get()
+    handler.console = Lazy.ready(handler.Console(current.service, current.codec, "/"))
+
+    reply = sign_in(handler, "op-ada")
+
+    assert reply.header("location") == "/executions" and "Path=/;" in reply.header("set-cookie")
