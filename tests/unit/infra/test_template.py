@@ -61,6 +61,7 @@ EXPECTED_TABLES = {
                   "by-owner": [("owner_id", "S", "HASH"), ("created_key", "S", "RANGE")],
                   EXPIRY_INDEX: [("expiry_shard", "S", "HASH"), ("expiry_due_key", "S", "RANGE")]}, None),
     "businessdates": ([("market", "S", "HASH")], {}, None),
+    "wealth": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
 }
 QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 # Indexes that project less than the whole item, as their stores declare them.
