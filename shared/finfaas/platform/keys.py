@@ -42,13 +42,15 @@ DEMO_CLIENT_SCOPES = (
 SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     # The orchestrator runs workflow Tasks against the money-moving functions.
     "orchestrator": ("accounts:read", "ledger:read", "ledger:write", "payments:read", "payments:write",
-                     "transfers:read", "transfers:write", "transfers:saga", "rail:recall"),
+                     "transfers:read", "transfers:write", "transfers:saga", "rail:recall", "wealth:batch"),
     # The transfers function starts and follows sagas and asks the risk function for assessments.
     "transfers": ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess"),
     # The sandbox rail reports settlements back to the waiting executions.
     "rail": ("orchestrator:callback",),
     # The payments function opens merchants' accounts through the ledger function and asks risk.
     "payments": ("ledger:read", "ledger:write", "risk:assess"),
+    # The wealth function starts each business date's batch on the orchestrator.
+    "wealth": ("orchestrator:start", "orchestrator:read"),
 }
 rsa_key_bits = 3072
 rsa_key_bits_min = 2048
