@@ -181,8 +181,9 @@ def seeded(world: WealthWorld, rounding: str) -> tuple:
     return product, accounts, units
 
 
-@pytest.mark.parametrize("rounding", ["truncate", "half_up"])
-def test_a_batch_killed_mid_page_rerun_and_run_twice_at_once_posts_each_income_once(world, rounding):
+def test_a_batch_killed_mid_page_rerun_and_run_twice_at_once_posts_each_income_once(world):
+    # half-up: the rounding account may pay the cents rounded up (a negative remainder)
+    rounding = "half_up"
     product, accounts, units = seeded(world, rounding)
     world.publish(product, THURSDAY, "0.6512")
     # GIVEN a run killed before its 9th ledger transaction (page 2 of 3, part-way through)
