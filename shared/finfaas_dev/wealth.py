@@ -201,3 +201,27 @@ def check_stage() -> CheckReport:
         return transfer.amount_minor if transfer is not None else None
 
     return check(WealthStore().scan_all(), ledger.balances, amount)
+
+
+# --- `finfaas wealth check` -----------------------------------------------------------------------------
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("--stage", help="stage whose tables to check (default: FINFAAS_STAGE)")
+
+
+def run(args: Any) -> int:
+    """Print the findings and, on the last line, the report as JSON; exit 1 when anything is off."""
+    import json
+    import os
+
+    from finfaas.platform import config
+
+    if args.stage:
+        os.environ["FINFAAS_STAGE"] = args.stage
+        config.settings.cache_clear()
+    report = check_stage()
+    for finding in report.findings[:50]:
+        print(f"PROBLEM {finding}")
+    print(json.dumps(report.as_json()))
+    return 0 if report.passed else 1

@@ -34,7 +34,7 @@ def utc(*parts: int) -> datetime:
 class WealthWorld:
     """The service on the stage's tables; `now` is the clock the orders read their time of day from."""
 
-    def __init__(self, business_date: date, now: datetime) -> None:
+    def __init__(self, business_date: date, now: datetime, page_positions: int = 100) -> None:
         self.market = "W" + "".join(random.choices(string.ascii_uppercase, k=6))
         self.now = now
         self.ledger_store = ledger_store_from_config()
@@ -48,8 +48,9 @@ class WealthWorld:
         own = CALENDAR_TEXT.replace('"market": "CN"', f'"market": "{self.market}"')
         self.calendar = calendar = parse_calendar(own)
         self.wealth_ledger = InProcessLedger(self.ledger, ledger_accounts_reader(self.ledger_store))
+        self.page_positions = page_positions
         self.service = WealthService(self.store, self.wealth_ledger, self.dates, {self.market: calendar},
-                                     clock=lambda: self.now)
+                                     clock=lambda: self.now, page_positions=page_positions)
 
     def product(self, **settings: object) -> Product:
         body = {"product_id": f"mmf-{uuid.uuid4().hex[:10]}", "kind": "mmf", "name": "Cash Plus",

@@ -84,10 +84,12 @@ from finfaas.services.wealth.ports import (
     WealthRepository,
 )
 
-# The batch reads this many positions per Task (one Query, one BatchGetItem of balances) and posts them
-# in ledger transactions of chunk_holders_max holders: each holder is 5 items (transfer, two entries,
-# its account, its position row), plus the fund's account, the outbox event and the chunk's record.
-page_positions_max = 100
+# The batch reads this many positions per Task (one Query, a BatchGetItem of balances per 100) and posts
+# them in ledger transactions of chunk_holders_max holders: each holder is 5 items (transfer, two entries,
+# its account, its position row), plus the fund's account, the outbox event and the chunk's record. A
+# page's fixed reads (the catalogue, the day's figure, the Query) are spread over 200 holders, so the
+# whole batch stays under 0.1 DynamoDB calls per holder.
+page_positions_max = 200
 chunk_holders_max = linked_legs_max
 confirm_orders_per_page_max = 25
 orders_listed_max = 100
@@ -149,7 +151,10 @@ class WealthService:
     """The catalogue, orders, positions and the daily batch on the business date and calendars."""
 
     def __init__(self, repository: WealthRepository, ledger: WealthLedger, business_dates: BusinessDates,
-                 calendars: Mapping[str, MarketCalendar], clock: Callable[[], datetime] = _utc_now) -> None:
+                 calendars: Mapping[str, MarketCalendar], clock: Callable[[], datetime] = _utc_now,
+                 page_positions: int = page_positions_max) -> None:
+        assert 0 < page_positions <= page_positions_max
+        self._page_positions = page_positions
         self._repo = repository
         self._ledger = ledger
         self._business_dates = business_dates
@@ -383,7 +388,7 @@ class WealthService:
         if figure is None:
             raise FigureNotPublished(f"{product.product_id}: no income published for {day.isoformat()}",
                                      errors=(("date", "income not published"),))
-        page = self._repo.positions_page(product.product_id, page_positions_max, inner)
+        page = self._repo.positions_page(product.product_id, self._page_positions, inner)
         balances = self._ledger.balances([p.account_id for p in page.positions])
         posted = 0
         held = [(p, balances.get(p.account_id, (0, 0))[0]) for p in page.positions]

@@ -164,7 +164,7 @@ class CrashingLedger:
         return self._inner.post_linked(legs, currency, write)
 
 
-HOLDERS = 250  # three pages of 100
+HOLDERS = 250  # three pages of 100 (the world's page size)
 
 
 def seeded(world: WealthWorld, rounding: str) -> tuple:
@@ -188,7 +188,8 @@ def test_a_batch_killed_mid_page_rerun_and_run_twice_at_once_posts_each_income_o
     world.publish(product, THURSDAY, "0.6512")
     # GIVEN a run killed before its 9th ledger transaction (page 2 of 3, part-way through)
     crashing = WealthService(world.store, CrashingLedger(world.wealth_ledger, 9), world.dates,
-                             {world.market: world.calendar}, clock=lambda: world.now)
+                             {world.market: world.calendar}, clock=lambda: world.now,
+                             page_positions=world.page_positions)
     with pytest.raises(ConnectionError):
         run_day(crashing, world.market, THURSDAY)
     assert world.business_date() == THURSDAY
