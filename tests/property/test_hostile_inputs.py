@@ -35,6 +35,7 @@ from finfaas_dev.testing.platform import REPOSITORY_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.payments_testing import wire_payments
+from support.wealth_testing import wire_wealth
 
 pytestmark = pytest.mark.emulator
 
@@ -349,6 +350,8 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
         stale.seal("demo-transfer:x", binding(listing, owner, status="RUNNING", state_machine=None))]
     # Payments opens merchants' accounts through the ledger function: here in process, not by a gateway.
     wire_payments(built["payments"].handler, built["ledger"].handler, minter)
+    # Wealth's schedule starts the ended day's batch on the orchestrator: here in process.
+    wire_wealth(built["wealth"].handler, built["orchestrator"].handler, minter)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FINFAAS_RELAY_RUN_SECONDS", RELAY_RUN_SECONDS)
         yield built

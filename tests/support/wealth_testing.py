@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from finfaas.domain.calendar import parse_calendar
 from finfaas.domain.ledger import AccountKind, system_account_id
@@ -83,3 +84,23 @@ class WealthWorld:
 
     def business_date(self) -> date:
         return self.dates.current(self.market).business_date
+
+
+WEALTH_CLIENT_SCOPES = ("orchestrator:start", "orchestrator:read")
+
+
+def wire_wealth(wealth: Any, orchestrator: Any, minter: Any) -> Any:
+    """Gives `wealth` (its handler module) its production services on this stage's tables, with its
+    gateway client routed to the `orchestrator` handler module in process (its schedule starts the
+    ended day's batch there)."""
+    from finfaas.services.suite_clients import SuiteClient
+
+    from support.saga_world import GATEWAY, InProcessGateway, StaticTokens
+
+    gateway = InProcessGateway(on_orchestrator_crash=lambda: None)
+    gateway.handlers["orchestrator"] = orchestrator
+    orchestrator.verifier.use(minter.verifier())
+    token = minter.mint("wealth", WEALTH_CLIENT_SCOPES, kind="client")
+    suite = SuiteClient(GATEWAY, StaticTokens(token), request=gateway.request)
+    wealth.services.use(wealth.build_services(suite=suite))
+    return gateway

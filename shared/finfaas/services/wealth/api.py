@@ -14,6 +14,7 @@ from finfaas.domain.ledger import identifier_chars_max
 from finfaas.domain.money import transfer_amount_minor_max
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
+from finfaas.services.suite_clients import ServiceUnreachable
 from finfaas.services.wealth.errors import (
     BatchDateMismatch,
     FigureAlreadyPublished,
@@ -302,4 +303,6 @@ ERRORS = {
     # The market's calendar does not cover the business date: configuration, not the customer's input.
     CalendarError: ErrorSpec(503, "calendar_not_configured", "Calendar not configured"),
     WealthStoreUnavailable: ErrorSpec(503, WealthStoreUnavailable.code, "Wealth store unavailable"),
+    # The orchestrator did not answer a batch's start: the next tick (or the operator's retry) starts it.
+    ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
 }
