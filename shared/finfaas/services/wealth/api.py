@@ -46,6 +46,10 @@ from finfaas.services.wealth.service import PageResult, PositionSummary, RedeemC
 
 # Order ids stay within the length they always had (the ledger ids are derived from a digest now).
 HOLD_SUFFIX_CHARS = len("-hold")
+# Dates the batch and the figures take: far enough for any calendar, and never at date's own ends, where
+# the day before or after (the yield's window, the next business date) does not exist.
+business_date_min, business_date_max = date(2000, 1, 1), date(2199, 12, 31)
+BusinessDay = Annotated[date, Field(ge=business_date_min, le=business_date_max)]
 DecimalText = Annotated[str, Field(min_length=1, max_length=24, pattern=r"^[0-9]+(\.[0-9]+)?$")]
 Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
 OrderId = Annotated[str, Field(min_length=1, max_length=identifier_chars_max - HOLD_SUFFIX_CHARS,
@@ -168,7 +172,7 @@ class IncomeBody(StrictModel):
     """A day's income per 10,000 units (a decimal string, at most 4 places); correction replaces a day
     published but not yet settled by the batch."""
 
-    date: date
+    date: BusinessDay
     income_per_10k_units: DecimalText
     correction: StrictBool = False
 
@@ -243,7 +247,7 @@ class BatchBody(StrictModel):
     """One step of the daily batch for a market's business date; cursor resumes a paged step."""
 
     market: Annotated[str, Field(min_length=2, max_length=8, pattern=r"^[A-Z]+$")] = "CN"
-    business_date: date
+    business_date: BusinessDay
     cursor: Annotated[str, Field(min_length=1, max_length=512)] | None = None
 
 
