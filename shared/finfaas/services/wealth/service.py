@@ -262,6 +262,9 @@ class WealthService:
         position = self._repo.position(product.product_id, customer_id)
         if position is None:
             raise PositionNotFound("no position in this product", errors=(("product_id", "no position"),))
+        wallet = self._ledger.account(command.account_id)
+        if wallet is None or wallet[0] != customer_id:  # redemptions pay only the customer's own wallet
+            raise WalletAccountNotFound("no such wallet account", errors=(("account_id", "not found"),))
         _, available = self._ledger.balances([position.account_id]).get(position.account_id, (0, 0))
         if command.amount_minor > available:
             raise InsufficientUnits("amount: more than the position's available units", field="amount")
@@ -355,7 +358,8 @@ class WealthService:
     def confirm_page(self, market: str, day: date, cursor: str | None) -> PageResult:
         """Post the holds of the orders confirmed on day (subscriptions into positions, standard
         redemptions to wallets), a page at a time; an order already confirmed is skipped."""
-        products = self._products(market)
+        # NAV and fixed-term orders wait (their pricing and maturities are not built): cash stays held.
+        products = [p for p in self._products(market) if p.kind is ProductKind.MMF]
         index, inner = _decode_cursor(cursor, len(products))
         if index >= len(products):
             return PageResult(0, 0, None)

@@ -3,18 +3,24 @@ remainder, a day without its figure refused naming the date, and the clock's dat
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from finfaas.domain.calendar import parse_calendar
-from finfaas.domain.wealth import Rounding, mmf_distribute
+from finfaas.domain.wealth import FastRedemptionCapExceeded, InsufficientUnits, Rounding, mmf_distribute
 from finfaas.services.business_date.model import BusinessDateMode
 from finfaas.services.business_date.service import BusinessDateService
-from finfaas.services.wealth.errors import BatchDateMismatch, FigureNotPublished
-from finfaas.services.wealth.model import Product, ProductKind, ProductStatus, fund_account_id
-from finfaas.services.wealth.service import WealthService
+from finfaas.services.wealth.errors import BatchDateMismatch, FigureNotPublished, WalletAccountNotFound
+from finfaas.services.wealth.model import (
+    Product,
+    ProductKind,
+    ProductStatus,
+    SubscribeCommand,
+    fund_account_id,
+)
+from finfaas.services.wealth.service import RedeemCommand, WealthService
 from finfaas_dev.fakes.business_date import InMemoryBusinessDateStore
 from finfaas_dev.fakes.wealth import InMemoryWealthLedger, InMemoryWealthStore
 from finfaas_dev.wealth import run_day, seeded_holdings
@@ -24,7 +30,7 @@ from hypothesis import strategies as st
 CALENDARS = Path(__file__).resolve().parents[4] / "infra" / "calendars"
 CN = parse_calendar((CALENDARS / "cn-2027.json").read_text())
 DAY = date(2027, 3, 4)
-NOW = datetime(2027, 3, 4, 8, 0, tzinfo=UTC)
+NOW = datetime(2027, 3, 4, 6, 0, tzinfo=UTC)  # 14:00 in Shanghai, before the cut-off
 
 
 def world(mode: BusinessDateMode = BusinessDateMode.MANUAL, rounding: Rounding = Rounding.TRUNCATE):
@@ -79,3 +85,38 @@ def test_where_the_clock_moves_the_date_a_day_is_batched_only_once_it_has_ended(
     with pytest.raises(BatchDateMismatch):
         service.begin_day("CN", DAY)
     assert service.begin_day("CN", date(2027, 3, 3))
+
+
+def holder_after_confirmation():
+    service, store, ledger, product = world()
+    ledger.fund("w-ada", "ada", 5_000_000)
+    ledger.fund("w-bob", "bob", 5_000_000)
+    service.subscribe("ada", SubscribeCommand("s-1", "mmf-1", "w-ada", 2_000_000))
+    service.publish_income("mmf-1", DAY, Decimal("0"))
+    service.publish_income("mmf-1", DAY + timedelta(days=1), Decimal("0"))
+    run_day(service, "CN", DAY)
+    run_day(service, "CN", DAY + timedelta(days=1))  # Friday: confirmed
+    return service, ledger
+
+
+def test_a_redemption_pays_only_the_customers_own_wallet_and_a_refusal_writes_nothing():
+    service, ledger = holder_after_confirmation()
+    before = dict(ledger.transfers)
+    with pytest.raises(WalletAccountNotFound) as refused:
+        service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-bob", 100_000, fast=True))
+    assert refused.value.errors[0][0] == "account_id"
+    with pytest.raises(FastRedemptionCapExceeded):
+        service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 1_000_001, fast=True))
+    with pytest.raises(InsufficientUnits):
+        service.redeem("ada", RedeemCommand("r-3", "mmf-1", "w-ada", 2_000_001, fast=False))
+    assert ledger.transfers == before and service.orders("ada")[-1].order_id == "s-1"
+
+
+def test_fast_redemptions_of_a_day_share_its_cap():
+    service, ledger = holder_after_confirmation()
+    service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-ada", 600_000, fast=True))
+    assert service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-ada", 600_000, fast=True)).order_id == "r-1"
+    with pytest.raises(FastRedemptionCapExceeded):
+        service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 400_001, fast=True))
+    service.redeem("ada", RedeemCommand("r-3", "mmf-1", "w-ada", 400_000, fast=True))
+    assert ledger.balances(["w-ada"])["w-ada"][0] == 5_000_000 - 2_000_000 + 1_000_000
