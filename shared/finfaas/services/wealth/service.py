@@ -94,7 +94,7 @@ chunk_holders_max = linked_legs_max
 confirm_orders_per_page_max = 25
 orders_listed_max = 100
 income_statement_days_max = 31
-products_per_market_max = 100
+catalogue_products_max = 1_000  # the catalogue is one partition, read whole by the batch
 cursor_chars_max = 512
 # Fast redemptions of one position racing for the day's cap: each loser judges the cap again.
 fast_redemption_attempts_max = 3
@@ -240,9 +240,12 @@ class WealthService:
         if wallet[2] < command.amount_minor:
             raise InsufficientBalance("the wallet's available balance is below the amount",
                                       errors=(("amount", "above the available balance"),))
-        position = self._position_for(product, customer_id, order.trade_date)
+        # The position's ledger account now (the hold's credit side); its row at confirmation, so that
+        # a product's positions change only in the batch's confirm step, never while it posts income.
+        account = position_account_id(product.product_id, customer_id)
+        self._ledger.open_account(account, customer_id, product.currency, limited=True)
         with _recorded_ok():
-            self._ledger.hold(order.hold_id, command.account_id, position.account_id, command.amount_minor,
+            self._ledger.hold(order.hold_id, command.account_id, account, command.amount_minor,
                               product.currency, customer_id, self._repo.order_write(order))
         return self._stored(customer_id, order)
 
@@ -370,6 +373,8 @@ class WealthService:
             order = self._repo.order(customer_id, order_id)
             if order is None or order.status is not OrderStatus.PENDING:
                 continue
+            if order.kind is OrderKind.SUBSCRIBE:
+                self._position_for(product, customer_id, order.confirmation_date)
             confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1)
             try:
                 self._ledger.post(order.hold_id, order_transfer_id(customer_id, order_id, "p"),
@@ -388,11 +393,13 @@ class WealthService:
         if index >= len(products):
             return PageResult(0, 0, None)
         product = products[index]
+        page = self._repo.positions_page(product.product_id, self._page_positions, inner)
         figure = self._repo.daily_income(product.product_id, day)
         if figure is None:
+            if not page.positions:
+                return PageResult(0, 0, _next_cursor(index, None, len(products)))  # no holders: no income
             raise FigureNotPublished(f"{product.product_id}: no income published for {day.isoformat()}",
                                      errors=(("date", "income not published"),))
-        page = self._repo.positions_page(product.product_id, self._page_positions, inner)
         balances = self._ledger.balances([p.account_id for p in page.positions])
         posted = 0
         held = [(p, balances.get(p.account_id, (0, 0))[0]) for p in page.positions]
@@ -428,11 +435,15 @@ class WealthService:
         settled = []
         for product in self._products(market):
             if product.kind is ProductKind.MMF:
-                settled.append(self._settle_product(product, day))
+                settlement = self._settle_product(product, day)
+                if settlement is not None:
+                    settled.append(settlement)
         return settled
 
-    def _settle_product(self, product: Product, day: date) -> Settlement:
+    def _settle_product(self, product: Product, day: date) -> Settlement | None:
         figure = self._repo.daily_income(product.product_id, day)
+        if figure is None and not self._repo.positions_page(product.product_id, 1, None).positions:
+            return None  # a fund without holders has nothing to settle
         if figure is None:
             raise FigureNotPublished(f"{product.product_id}: no income published for {day.isoformat()}",
                                      errors=(("date", "income not published"),))
@@ -487,7 +498,7 @@ class WealthService:
             return current
 
     def _products(self, market: str) -> list[Product]:
-        return [p for p in self._repo.products(products_per_market_max) if p.market == market]
+        return [p for p in self._repo.products(catalogue_products_max) if p.market == market]
 
     # --- shared ----------------------------------------------------------------------------------
 
@@ -502,7 +513,6 @@ class WealthService:
         if existing is not None:
             return existing
         account = position_account_id(product.product_id, customer_id)
-        self._ledger.open_account(account, customer_id, product.currency, limited=True)
         return self._repo.create_position(Position(product.product_id, customer_id, account, opened_on))
 
     @staticmethod

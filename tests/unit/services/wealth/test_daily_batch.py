@@ -19,6 +19,7 @@ from finfaas.services.wealth.model import (
     ProductStatus,
     SubscribeCommand,
     fund_account_id,
+    rounding_account_id,
 )
 from finfaas.services.wealth.service import RedeemCommand, WealthService
 from finfaas_dev.fakes.business_date import InMemoryBusinessDateStore
@@ -120,3 +121,43 @@ def test_fast_redemptions_of_a_day_share_its_cap():
         service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 400_001, fast=True))
     service.redeem("ada", RedeemCommand("r-3", "mmf-1", "w-ada", 400_000, fast=True))
     assert ledger.balances(["w-ada"])["w-ada"][0] == 5_000_000 - 2_000_000 + 1_000_000
+
+
+class DiesOnce(InMemoryWealthLedger):
+    """The in-memory ledger, dying before its second batch transaction (a Task killed mid-page)."""
+
+    def __init__(self, store: InMemoryWealthStore) -> None:
+        super().__init__(store)
+        self.linked = 0
+
+    def post_linked(self, legs, currency, write, owner_id=None) -> None:
+        self.linked += 1
+        if self.linked == 2:
+            raise ConnectionError("the batch died here")
+        super().post_linked(legs, currency, write, owner_id)
+
+
+def test_a_subscription_while_the_batch_runs_moves_no_chunk_of_its_rerun():
+    service, store, _, product = world()
+    ledger = DiesOnce(store)
+    for account in (product.fund_account_id, rounding_account_id("mmf-1")):
+        ledger.open_account(account, "mmf-1", "CNY", limited=False)
+    service = WealthService(store, ledger, service._business_dates, {"CN": CN}, clock=lambda: NOW,
+                            page_positions=7)
+    units = [1_000_000 + n for n in range(40)]
+    positions, _ = seeded_holdings(product, [f"c{n:03d}" for n in range(40)], units, DAY)
+    for position, held in zip(positions, units, strict=True):
+        store.create_position(position)
+        ledger.fund(position.account_id, position.customer_id, held)
+    service.publish_income("mmf-1", DAY, Decimal("0.6512"))
+    with pytest.raises(ConnectionError):
+        run_day(service, "CN", DAY)
+    # GIVEN a customer whose id sorts first subscribes before the rerun (confirmed on the next day)
+    ledger.fund("w-a", "a000", 1_000_000)
+    service.subscribe("a000", SubscribeCommand("s-1", "mmf-1", "w-a", 500_000))
+    # WHEN the day runs again THEN every holder earned once and the day is conserved
+    rerun = run_day(service, "CN", DAY)
+    expected = mmf_distribute(units, Decimal("0.6512"), Rounding.TRUNCATE)
+    assert [ledger.balances([p.account_id])[p.account_id][0] for p in positions] == [
+        u + i for u, i in zip(units, expected.incomes_minor, strict=True)]
+    assert rerun.settlements[0].distributable_minor == expected.distributable_minor

@@ -26,7 +26,8 @@ DAY = date(2027, 3, 4)
 
 def new_product() -> Product:
     product_id = f"mmf-{uuid.uuid4().hex[:10]}"
-    return Product(product_id, ProductKind.MMF, "Cash", "CN", "CNY", ProductStatus.OPEN, 100,
+    # A market of its own: the stage's daily batch of CN never meets the contract's products.
+    return Product(product_id, ProductKind.MMF, "Cash", "KT", "CNY", ProductStatus.OPEN, 100,
                    fund_account_id(product_id))
 
 
