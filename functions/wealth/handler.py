@@ -32,6 +32,7 @@ from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.business_date import api as business_date_api
 from finfaas.services.wealth.api import (
     ERRORS,
     BatchBody,
@@ -146,7 +147,8 @@ def build_services(suite: Any = None) -> WealthServices:
 
 services = Lazy(build_services)
 verifier = ReplaceableVerifier()
-app = FunctionApp(FUNCTION_NAME, errors=ERRORS, verifier=verifier, idempotency=lambda: services.get().guard,
+app = FunctionApp(FUNCTION_NAME, errors={**ERRORS, **business_date_api.ERRORS}, verifier=verifier,
+                  idempotency=lambda: services.get().guard,
                   limiter=lambda: services.get().limiter, audit=lambda: services.get().audit)
 
 

@@ -117,7 +117,9 @@ class NewProductBody(StrictModel):
     market: Annotated[str, Field(min_length=2, max_length=8, pattern=r"^[A-Z]+$")] = "CN"
     currency: Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")] = "CNY"
     minimum: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max, description="minor units")]
-    cutoff: time = Field(default=Cutoff().at, description="local time of the order cut-off")
+    cutoff: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+                                 description="local time of the order cut-off, HH:MM[:SS]")] = (
+        Cutoff().at.isoformat())
     time_zone: Annotated[str, Field(min_length=1, max_length=64)] = Cutoff().time_zone
     rounding: rules.Rounding = rules.Rounding.TRUNCATE
     fast_redemption_cap: Annotated[StrictInt, Field(ge=1, le=rules.FAST_REDEMPTION_DAILY_CAP_MINOR)] = (
@@ -139,7 +141,8 @@ class NewProductBody(StrictModel):
             term = rules.FixedTerm(Decimal(self.rate), Decimal(self.demand_rate), self.term_days,
                                    self.day_count, self.minimum)
         return Product(self.product_id, self.kind, self.name, self.market, self.currency, ProductStatus.OPEN,
-                       self.minimum, fund_account_id(self.product_id), Cutoff(self.cutoff, self.time_zone),
+                       self.minimum, fund_account_id(self.product_id),
+                       Cutoff(time.fromisoformat(self.cutoff), self.time_zone),
                        self.rounding, self.fast_redemption_cap, Decimal(self.subscription_fee_rate),
                        tuple(rules.FeeTier(days, Decimal(rate)) for days, rate in self.fee_tiers), term)
 
@@ -152,7 +155,7 @@ class ProductView(BaseModel):
     currency: str
     status: ProductStatus
     minimum: int = Field(description="minor units")
-    cutoff: time
+    cutoff: str = Field(description="local time of the order cut-off, HH:MM:SS")
     time_zone: str
     rounding: rules.Rounding
     fast_redemption_cap: int
@@ -162,7 +165,7 @@ class ProductView(BaseModel):
 def product_view(product: Product) -> ProductView:
     return ProductView(product_id=product.product_id, kind=product.kind, name=product.name,
                        market=product.market, currency=product.currency, status=product.status,
-                       minimum=product.minimum_minor, cutoff=product.cutoff.at,
+                       minimum=product.minimum_minor, cutoff=product.cutoff.at.isoformat(),
                        time_zone=product.cutoff.time_zone,
                        rounding=product.rounding, fast_redemption_cap=product.fast_redemption_cap_minor,
                        fund_account_id=product.fund_account_id)

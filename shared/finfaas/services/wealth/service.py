@@ -29,6 +29,7 @@ from finfaas.domain.wealth import (
     YIELD_WINDOW_DAYS,
     InsufficientUnits,
     MaturityInstruction,
+    WealthError,
     check_fast_redemption,
     check_figure,
     check_minimum,
@@ -165,6 +166,9 @@ class WealthService:
 
     def create_product(self, product: Product) -> Product:
         """Open the fund's accounts, then record the product; the same product again answers it."""
+        if product.market not in self._calendars:
+            raise WealthError(f"market: no calendar for {product.market!r}; known: {sorted(self._calendars)}",
+                              field="market")
         self._ledger.open_account(product.fund_account_id, product.product_id, product.currency,
                                   limited=False)
         self._ledger.open_account(rounding_account_id(product.product_id), product.product_id,
