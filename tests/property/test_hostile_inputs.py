@@ -350,8 +350,8 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
         stale.seal("demo-transfer:x", binding(listing, owner, status="RUNNING", state_machine=None))]
     # Payments opens merchants' accounts through the ledger function: here in process, not by a gateway.
     wire_payments(built["payments"].handler, built["ledger"].handler, minter)
-    # Wealth's schedule starts the ended day's batch on the orchestrator: here in process.
-    wire_wealth(built["wealth"].handler, built["orchestrator"].handler, minter)
+    # Wealth's schedule starts the ended day's batch on the orchestrator: here one that records it.
+    wire_wealth(built["wealth"].handler, minter)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FINFAAS_RELAY_RUN_SECONDS", RELAY_RUN_SECONDS)
         yield built

@@ -89,18 +89,33 @@ class WealthWorld:
 WEALTH_CLIENT_SCOPES = ("orchestrator:start", "orchestrator:read")
 
 
-def wire_wealth(wealth: Any, orchestrator: Any, minter: Any) -> Any:
+class RecordedStarts:
+    """An orchestrator that records the executions it is asked to start and runs none (a started batch
+    would go on writing its execution while a test watches the tables)."""
+
+    def __init__(self) -> None:
+        self.started: list[dict[str, Any]] = []
+
+    def handle(self, event: Any, context: Any) -> dict[str, Any]:
+        import json
+
+        body = json.loads(event.body or b"{}")
+        self.started.append(body)
+        execution = {"execution_id": f"{body.get('state_machine')}:{body.get('name')}", "status": "RUNNING"}
+        return {"statusCode": 201, "body": json.dumps(execution),
+                "headers": {"Content-Type": "application/json"}}
+
+
+def wire_wealth(wealth: Any, minter: Any) -> RecordedStarts:
     """Gives `wealth` (its handler module) its production services on this stage's tables, with its
-    gateway client routed to the `orchestrator` handler module in process (its schedule starts the
-    ended day's batch there)."""
+    gateway client routed to an orchestrator that records the batches its schedule starts."""
     from finfaas.services.suite_clients import SuiteClient
 
     from support.saga_world import GATEWAY, InProcessGateway, StaticTokens
 
     gateway = InProcessGateway(on_orchestrator_crash=lambda: None)
-    gateway.handlers["orchestrator"] = orchestrator
-    orchestrator.verifier.use(minter.verifier())
+    starts = gateway.handlers["orchestrator"] = RecordedStarts()
     token = minter.mint("wealth", WEALTH_CLIENT_SCOPES, kind="client")
     suite = SuiteClient(GATEWAY, StaticTokens(token), request=gateway.request)
     wealth.services.use(wealth.build_services(suite=suite))
-    return gateway
+    return starts
