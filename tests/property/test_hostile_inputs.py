@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.loans_testing import wire_loans
 from support.payments_testing import wire_payments, wire_rail_disputes
+from support.wealth_testing import wire_wealth
 
 pytestmark = pytest.mark.emulator
 
@@ -353,6 +354,8 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
     wire_rail_disputes(built["rail"].handler, built["payments"].handler)
     # Loans asks risk and the bureau for each application: here in process too.
     wire_loans(built["loans"].handler, built["risk"].handler, built["bureau"].handler, minter)
+    # Wealth's schedule starts the ended day's batch on the orchestrator: here one that records it.
+    wire_wealth(built["wealth"].handler, minter)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FINFAAS_RELAY_RUN_SECONDS", RELAY_RUN_SECONDS)
         yield built

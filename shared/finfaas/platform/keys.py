@@ -45,7 +45,7 @@ SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     # The orchestrator runs workflow Tasks against the money-moving functions.
     "orchestrator": ("accounts:read", "ledger:read", "ledger:write", "payments:read", "payments:write",
                      "transfers:read", "transfers:write", "transfers:saga", "rail:recall",
-                     "wallet:saga", "loans:saga"),
+                     "wallet:saga", "loans:saga", "wealth:batch"),
     # The transfers function starts and follows sagas and asks the risk function for assessments.
     "transfers": ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess"),
     # The sandbox rail reports settlements back to the waiting executions.
@@ -57,6 +57,8 @@ SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     # The loans function screens applicants with risk, asks the sandbox bureau for credit reports and
     # starts the disbursement saga.
     "loans": ("risk:assess", "bureau:read", "orchestrator:start"),
+    # The wealth function starts each business date's batch on the orchestrator.
+    "wealth": ("orchestrator:start", "orchestrator:read"),
 }
 rsa_key_bits = 3072
 rsa_key_bits_min = 2048

@@ -1,85 +1,334 @@
-"""In-memory wealth ports, for tests: the catalogue, the orders and the wallet's holds."""
+"""In-memory wealth ports, for tests: the wealth table and the ledger in process.
+
+`InMemoryWealthStore` passes the same contract tests as store/wealth_store.py. Its `*_write` rows are
+applied by `InMemoryWealthLedger` together with the money, under one lock, after their condition is
+checked: the in-memory counterpart of a ledger transaction carrying the row."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from finfaas.services.wealth.errors import (
     InsufficientBalance,
     OrderExistsWithDifferentFields,
     WalletAccountNotFound,
 )
-from finfaas.services.wealth.model import Product, SubscriptionOrder
+from finfaas.services.wealth.model import (
+    DailyIncome,
+    IncomeChunk,
+    OrderStatus,
+    Position,
+    PositionPage,
+    Product,
+    SubscriptionOrder,
+)
+from finfaas.services.wealth.ports import AlreadyRecorded, RowMoved
+
+_Key = tuple[str, str]
 
 
-class InMemoryCatalogue:
-    """ProductCatalogue over a dict."""
+class MemoryWrite:
+    """A row write riding with money: `check` raises AlreadyRecorded or RowMoved, `apply` writes."""
+
+    def __init__(self, check: Callable[[], None], apply: Callable[[], None]) -> None:
+        self.check = check
+        self.apply = apply
+
+
+class InMemoryWealthStore:
+    """WealthRepository in dicts, with the DynamoDB store's conditions."""
 
     def __init__(self, *products: Product) -> None:
+        self.lock = threading.RLock()
         self._products = {p.product_id: p for p in products}
+        self._orders: dict[_Key, SubscriptionOrder] = {}
+        self._due: dict[tuple[str, date], dict[_Key, None]] = {}
+        self._positions: dict[str, dict[str, Position]] = {}
+        self._figures: dict[tuple[str, date], DailyIncome] = {}
+        self._chunks: dict[tuple[str, date], dict[str, IncomeChunk]] = {}
+        self._fast: dict[tuple[str, str, date], int] = {}
+
+    def products(self, limit: int) -> list[Product]:
+        with self.lock:
+            return [self._products[k] for k in sorted(self._products)][:limit]
 
     def product(self, product_id: str) -> Product | None:
-        return self._products.get(product_id)
+        with self.lock:
+            return self._products.get(product_id)
 
+    def create_product(self, product: Product) -> Product:
+        with self.lock:
+            return self._products.setdefault(product.product_id, product)
 
-class InMemoryOrders:
-    """OrderRepository in a dict, with the store's conditional create."""
+    def save_product(self, product: Product, previous_status: str) -> bool:
+        with self.lock:
+            stored = self._products.get(product.product_id)
+            if stored is None or stored.status.value != previous_status:
+                return False
+            self._products[product.product_id] = product
+            return True
 
-    def __init__(self) -> None:
-        self._orders: dict[str, SubscriptionOrder] = {}
-        self._lock = threading.Lock()
+    def order(self, customer_id: str, order_id: str) -> SubscriptionOrder | None:
+        with self.lock:
+            return self._orders.get((customer_id, order_id))
 
-    def create(self, order: SubscriptionOrder) -> SubscriptionOrder:
-        with self._lock:
-            return self._orders.setdefault(order.order_id, order)
-
-    def order(self, order_id: str) -> SubscriptionOrder | None:
-        with self._lock:
-            return self._orders.get(order_id)
-
-    def all(self) -> list[SubscriptionOrder]:
-        with self._lock:
+    def all_orders(self) -> list[SubscriptionOrder]:
+        with self.lock:
             return list(self._orders.values())
+
+    def orders_of(self, customer_id: str, limit: int) -> list[SubscriptionOrder]:
+        with self.lock:
+            return [o for k, o in sorted(self._orders.items()) if k[0] == customer_id][:limit]
+
+    def order_write(self, order: SubscriptionOrder) -> MemoryWrite:
+        key = (order.customer_id, order.order_id)
+
+        def check() -> None:
+            stored = self._orders.get(key)
+            taken = stored is not None if order.version == 1 else (stored is None or
+                                                                   stored.version != order.version - 1)
+            if taken:
+                raise AlreadyRecorded(f"order {order.order_id} is written already")
+
+        def apply() -> None:
+            self._orders[key] = order
+            if order.version == 1 and order.status is OrderStatus.PENDING:
+                self._due.setdefault((order.product_id, order.confirmation_date), {})[key] = None
+
+        return MemoryWrite(check, apply)
+
+    def due_orders(self, product_id: str, day: date, limit: int,
+                   cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        with self.lock:
+            keys = sorted(self._due.get((product_id, day), {}))
+        return _paged(keys, limit, cursor, lambda k: f"{k[0]} {k[1]}")
+
+    def create_position(self, position: Position) -> Position:
+        with self.lock:
+            held = self._positions.setdefault(position.product_id, {})
+            return held.setdefault(position.customer_id, position)
+
+    def position(self, product_id: str, customer_id: str) -> Position | None:
+        with self.lock:
+            return self._positions.get(product_id, {}).get(customer_id)
+
+    def positions_of(self, customer_id: str) -> list[Position]:
+        with self.lock:
+            return [held[customer_id] for _, held in sorted(self._positions.items()) if customer_id in held]
+
+    def positions_page(self, product_id: str, limit: int, cursor: str | None) -> PositionPage:
+        with self.lock:
+            held = self._positions.get(product_id, {})
+            ordered = [held[c] for c in sorted(held)]
+        page, after = _paged(ordered, limit, cursor, lambda p: p.customer_id)
+        return PositionPage(tuple(page), after)
+
+    def publish_income(self, figure: DailyIncome, replace_version: int | None) -> bool:
+        with self.lock:
+            key = (figure.product_id, figure.day)
+            stored = self._figures.get(key)
+            if (stored is not None) if replace_version is None else (stored is None or
+                                                                      stored.version != replace_version):
+                return False
+            self._figures[key] = figure
+            return True
+
+    def daily_income(self, product_id: str, day: date) -> DailyIncome | None:
+        with self.lock:
+            return self._figures.get((product_id, day))
+
+    def daily_incomes(self, product_id: str, first: date, last: date) -> list[DailyIncome]:
+        with self.lock:
+            return [f for (p, d), f in sorted(self._figures.items())
+                    if p == product_id and first <= d <= last]
+
+    def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> MemoryWrite:
+        def check() -> None:
+            if chunk.first_customer_id in self._chunks.get((chunk.product_id, chunk.day), {}):
+                raise AlreadyRecorded("chunk written already")
+
+        def apply() -> None:
+            self._chunks.setdefault((chunk.product_id, chunk.day), {})[chunk.first_customer_id] = chunk
+            for p in positions:
+                self._positions[p.product_id][p.customer_id] = p
+
+        return MemoryWrite(check, apply)
+
+    def record_chunk(self, chunk: IncomeChunk) -> bool:
+        with self.lock:
+            written = self._chunks.setdefault((chunk.product_id, chunk.day), {})
+            if chunk.first_customer_id in written:
+                return False
+            written[chunk.first_customer_id] = chunk
+            return True
+
+    def chunks(self, product_id: str, day: date) -> list[IncomeChunk]:
+        with self.lock:
+            return [c for _, c in sorted(self._chunks.get((product_id, day), {}).items())]
+
+    def settlement_write(self, figure: DailyIncome) -> MemoryWrite:
+        key = (figure.product_id, figure.day)
+
+        def check() -> None:
+            stored = self._figures.get(key)
+            if stored is None or stored.version != figure.version - 1:
+                raise AlreadyRecorded("settled already")
+
+        def apply() -> None:
+            self._figures[key] = figure
+
+        return MemoryWrite(check, apply)
+
+    def settle_without_money(self, figure: DailyIncome) -> bool:
+        with self.lock:
+            return self.publish_income(figure, figure.version - 1)
+
+    def fast_usage(self, product_id: str, customer_id: str, day: date) -> int:
+        with self.lock:
+            return self._fast.get((product_id, customer_id, day), 0)
+
+    def fast_usage_write(self, product_id: str, customer_id: str, day: date, used_before_minor: int,
+                         used_after_minor: int, order: SubscriptionOrder) -> MemoryWrite:
+        key = (product_id, customer_id, day)
+
+        def check() -> None:
+            if self._fast.get(key, 0) != used_before_minor:
+                if (order.customer_id, order.order_id) in self._orders:
+                    raise AlreadyRecorded("fast redemption recorded already")
+                raise RowMoved("the day's usage changed")
+
+        def apply() -> None:
+            self._fast[key] = used_after_minor
+            self._orders[(order.customer_id, order.order_id)] = order
+
+        return MemoryWrite(check, apply)
+
+
+def _paged(items: list, limit: int, cursor: str | None, key: Callable) -> tuple[list, str | None]:
+    start = 0 if cursor is None else next((i + 1 for i, item in enumerate(items) if key(item) == cursor),
+                                          len(items))
+    page = items[start:start + limit]
+    more = start + limit < len(items)
+    return page, key(page[-1]) if more and page else None
+
+
+@dataclass
+class _Account:
+    owner_id: str
+    currency: str
+    limited: bool
+    posted: int = 0
+    pending_debits: int = 0
 
 
 @dataclass(frozen=True)
 class Hold:
     hold_id: str
     account_id: str
-    fund_account_id: str
+    credit_account_id: str
     amount_minor: int
     currency: str
 
 
-class FakeWalletHolds:
-    """WalletHolds over wallet balances: available = balance − held; idempotent by hold id as the ledger."""
+class InMemoryWealthLedger:
+    """WealthLedger over balances in a dict: holds, posts, transfers and linked legs, idempotent by id,
+    each applying its row write under the same lock (all or nothing)."""
 
-    def __init__(self, wallets: dict[str, tuple[str, int]]) -> None:
-        self._wallets = dict(wallets)  # account id -> (owner customer id, balance in minor units)
+    def __init__(self, store: InMemoryWealthStore) -> None:
+        self.lock = store.lock
+        self.accounts: dict[str, _Account] = {}
         self.holds: dict[str, Hold] = {}
-        self._lock = threading.Lock()
+        self.transfers: dict[str, tuple[str, str, int]] = {}
+        self.posted_holds: set[str] = set()
+
+    def open_account(self, account_id: str, owner_id: str, currency: str, limited: bool) -> None:
+        with self.lock:
+            self.accounts.setdefault(account_id, _Account(owner_id, currency, limited))
+
+    def fund(self, account_id: str, owner_id: str, amount_minor: int) -> None:
+        self.open_account(account_id, owner_id, "CNY", True)
+        with self.lock:
+            self.accounts[account_id].posted += amount_minor
+
+    def account(self, account_id: str) -> tuple[str, int, int] | None:
+        with self.lock:
+            found = self.accounts.get(account_id)
+            if found is None:
+                return None
+            return found.owner_id, found.posted, found.posted - found.pending_debits
 
     def available(self, account_id: str) -> int:
-        with self._lock:
-            return self._wallets[account_id][1] - sum(h.amount_minor for h in self.holds.values()
-                                                      if h.account_id == account_id)
+        found = self.account(account_id)
+        assert found is not None
+        return found[2]
 
-    def hold(self, hold_id: str, customer_id: str, account_id: str, fund_account_id: str,
-             amount_minor: int, currency: str) -> None:
-        wanted = Hold(hold_id, account_id, fund_account_id, amount_minor, currency)
-        owner = self._wallets.get(account_id, ("", 0))[0]
-        if owner != customer_id:
-            raise WalletAccountNotFound("no such wallet account", errors=(("account_id", "not found"),))
-        with self._lock:
-            existing = self.holds.get(hold_id)
+    def balances(self, account_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        with self.lock:
+            return {i: (a.posted, a.posted - a.pending_debits) for i in account_ids
+                    if (a := self.accounts.get(i)) is not None}
+
+    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+             currency: str, owner_id: str, write: MemoryWrite) -> None:
+        wanted = Hold(transfer_id, debit_account_id, credit_account_id, amount_minor, currency)
+        with self.lock:
+            write.check()
+            existing = self.holds.get(transfer_id)
             if existing is not None:
                 if existing != wanted:
                     raise OrderExistsWithDifferentFields("the order id is taken by another order",
                                                          errors=(("order_id", "taken by another order"),))
                 return
-            held = sum(h.amount_minor for h in self.holds.values() if h.account_id == account_id)
-            if self._wallets[account_id][1] - held < amount_minor:
-                raise InsufficientBalance("the wallet's available balance is below the amount",
-                                          errors=(("amount", "above the available balance"),))
-            self.holds[hold_id] = wanted
+            debit = self._debitable(debit_account_id, owner_id, amount_minor)
+            debit.pending_debits += amount_minor
+            self.holds[transfer_id] = wanted
+            write.apply()
+
+    def post(self, pending_id: str, transfer_id: str, write: MemoryWrite) -> None:
+        with self.lock:
+            write.check()
+            hold = self.holds[pending_id]
+            assert pending_id not in self.posted_holds
+            self.posted_holds.add(pending_id)
+            self.accounts[hold.account_id].pending_debits -= hold.amount_minor
+            self.accounts[hold.account_id].posted -= hold.amount_minor
+            self.accounts[hold.credit_account_id].posted += hold.amount_minor
+            write.apply()
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, owner_id: str | None, write: MemoryWrite) -> None:
+        self.post_linked([(transfer_id, debit_account_id, credit_account_id, amount_minor)], currency, write,
+                         owner_id)
+
+    def post_linked(self, legs: Sequence[tuple[str, str, str, int]], currency: str, write: MemoryWrite,
+                    owner_id: str | None = None) -> None:
+        with self.lock:
+            write.check()
+            for transfer_id, debit, _, amount in legs:
+                assert transfer_id not in self.transfers, f"{transfer_id} posted twice"
+                self._debitable(debit, owner_id, amount)
+            for transfer_id, debit, credit, amount in legs:
+                self.accounts[debit].posted -= amount
+                self.accounts[credit].posted += amount
+                self.transfers[transfer_id] = (debit, credit, amount)
+            write.apply()
+
+    def transfer_exists(self, transfer_id: str) -> bool:
+        with self.lock:
+            return transfer_id in self.transfers
+
+    def income_entries(self, account_id: str, limit: int) -> list[tuple[str, int]]:
+        with self.lock:
+            return [(i, amount) for i, (_, credit, amount) in reversed(self.transfers.items())
+                    if credit == account_id][:limit]
+
+    def _debitable(self, account_id: str, owner_id: str | None, amount_minor: int) -> _Account:
+        account = self.accounts.get(account_id)
+        if account is None or (owner_id is not None and account.owner_id != owner_id):
+            raise WalletAccountNotFound("no such account", errors=(("account_id", "not found"),))
+        if account.limited and account.posted - account.pending_debits < amount_minor:
+            raise InsufficientBalance("the available balance is below the amount",
+                                      errors=(("amount", "above the available balance"),))
+        return account

@@ -333,7 +333,7 @@ SCHEDULED = sorted(name for name, fn in STACK["functions"].items()
 
 
 def test_the_relay_hold_and_capture_expiry_are_scheduled_with_the_cron_connector_convention():
-    assert SCHEDULED == ["ledger", "payments", "relay"]
+    assert SCHEDULED == ["ledger", "payments", "relay", "wealth"]
     for name in SCHEDULED:
         annotations = STACK["functions"][name]["annotations"]
         # OpenFaaS CE's cron-connector reads a function only if `topic` is exactly cron-function

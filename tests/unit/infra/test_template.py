@@ -65,6 +65,7 @@ EXPECTED_TABLES = {
     "wallet": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")],
                {"by-owner": [("owner_key", "S", "HASH"), ("created_key", "S", "RANGE")]}, None),
     "loans": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
+    "wealth": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
 }
 QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
 # Indexes that project less than the whole item, as their stores declare them.

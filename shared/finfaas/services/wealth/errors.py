@@ -51,3 +51,39 @@ class WealthStoreUnavailable(RuntimeError):
     """The wealth tables or the ledger did not answer; safe to retry the same request."""
 
     code = "wealth_store_unavailable"
+
+
+class ProductExists(Refusal):
+    """The product id is taken by a product with other settings."""
+
+    code = "product_exists"
+
+
+class PositionNotFound(Refusal):
+    """The customer holds no position in the product (another customer's is not found either)."""
+
+    code = "position_not_found"
+
+
+class FigureAlreadyPublished(Refusal):
+    """A figure for the date is published (a correction must be asked for), or the batch settled it."""
+
+    code = "figure_already_published"
+
+
+class FigureNotPublished(Refusal):
+    """The batch needs the day's figure, and the fund manager has not published it."""
+
+    code = "figure_not_published"
+
+
+class BatchDateMismatch(Refusal):
+    """The batch was asked to run a date that is not yet the market's business date."""
+
+    code = "batch_date_mismatch"
+
+
+class OrderConflict(Refusal):
+    """Orders of the same position raced and this one lost every attempt; retrying is safe."""
+
+    code = "order_conflict"

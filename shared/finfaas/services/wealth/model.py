@@ -1,7 +1,8 @@
-"""The product catalogue and subscription orders."""
+"""The product catalogue, orders, positions and the published figures of the daily batch."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -48,7 +49,7 @@ class Product:
     currency: str
     status: ProductStatus
     minimum_minor: int
-    # The fund's account that receives subscription cash when an order is confirmed.
+    # The fund's own ledger account (model.fund_account_id): pays the holders' daily income.
     fund_account_id: str
     cutoff: Cutoff = field(default_factory=Cutoff)
     rounding: Rounding = Rounding.TRUNCATE  # MMF income
@@ -78,7 +79,14 @@ class Product:
 
 
 class OrderStatus(StrEnum):
-    PENDING = "pending"  # cash held in the wallet, waiting for confirmation on T+1
+    PENDING = "pending"  # cash (or units) held, waiting for confirmation on T+1
+    CONFIRMED = "confirmed"  # the hold posted: units added (subscription) or cash paid (redemption)
+
+
+class OrderKind(StrEnum):
+    SUBSCRIBE = "subscribe"  # cash held on the wallet, posted into the position on T+1
+    REDEEM = "redeem"  # standard redemption: units held on the position, paid to the wallet on T+1
+    FAST_REDEEM = "fast_redeem"  # instant, within the product's daily cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +116,108 @@ class SubscriptionOrder:
     confirmation_date: date
     hold_id: str
     status: OrderStatus = OrderStatus.PENDING
+    kind: OrderKind = OrderKind.SUBSCRIBE
+    version: int = 1
 
-    def request(self) -> tuple[str, str, str, int, MaturityInstruction | None]:
+    def request(self) -> tuple[str, str, str, str, int, MaturityInstruction | None]:
         """What a repeated request must repeat to be the same order."""
-        return (self.customer_id, self.product_id, self.account_id, self.amount_minor,
+        return (self.customer_id, self.kind.value, self.product_id, self.account_id, self.amount_minor,
                 self.maturity_instruction)
 
 
-def hold_id(order_id: str) -> str:
-    """The ledger transfer id of an order's hold: derived, so a retried subscription holds once."""
-    return f"{order_id}-hold"
+Order = SubscriptionOrder  # subscriptions and redemptions share one record, told apart by `kind`
+
+
+def hold_id(customer_id: str, order_id: str) -> str:
+    """The ledger transfer id of an order's hold: derived, so a retried order holds once."""
+    return order_transfer_id(customer_id, order_id, "h")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A customer's holding of a product. Its units are the balance of its ledger account (`account_id`);
+    the row keeps what the daily batch learnt: the last income day, that day's income, the sum of all."""
+
+    product_id: str
+    customer_id: str
+    account_id: str
+    opened_on: date
+    last_income_date: date | None = None
+    last_income_minor: int = 0
+    cumulative_income_minor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DailyIncome:
+    """An MMF day's published income per 10,000 units and, once the batch settled it, the day's result:
+    Σ holders' incomes + remainder = distributable (the formula on every unit outstanding)."""
+
+    product_id: str
+    day: date
+    income_per_10k_units: Decimal
+    published_at: datetime
+    version: int = 1
+    seven_day_yield_percent: Decimal | None = None
+    units_total_minor: int | None = None
+    distributable_minor: int | None = None
+    posted_minor: int | None = None
+    remainder_minor: int | None = None
+    holders: int | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.distributable_minor is not None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomeChunk:
+    """The income of one ledger transaction of the batch: its holders' units and incomes, recorded in the
+    same transaction as the postings, so a rerun finds it and the settlement sums every chunk once."""
+
+    product_id: str
+    day: date
+    first_customer_id: str
+    holders: int
+    units_total_minor: int
+    income_total_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionPage:
+    """Positions of a product in customer order; `next_cursor` resumes after the last (None: the end)."""
+
+    positions: tuple[Position, ...]
+    next_cursor: str | None
+
+
+def position_account_id(product_id: str, customer_id: str) -> str:
+    """The ledger account holding a customer's units of a product (owned by the customer)."""
+    digest = hashlib.sha256(f"{product_id}\x00{customer_id}".encode()).hexdigest()[:24]
+    return f"wp-{digest}"
+
+
+def fund_account_id(product_id: str) -> str:
+    """The fund's own account: pays the holders' daily income (it may go below zero: the fund's assets
+    earn outside the ledger) and receives fees."""
+    return f"wf-{hashlib.sha256(product_id.encode()).hexdigest()[:24]}-fund"
+
+
+def rounding_account_id(product_id: str) -> str:
+    """The fund's rounding account: each day's remainder (distributable − Σ posted)."""
+    return f"wf-{hashlib.sha256(product_id.encode()).hexdigest()[:24]}-rnd"
+
+
+def income_transfer_id(position_account: str, day: date) -> str:
+    """The ledger id of a holder's income for a day: the (position, day) marker that posts it once."""
+    return f"{position_account}-i{day:%Y%m%d}"
+
+
+def remainder_transfer_id(product_id: str, day: date) -> str:
+    return f"wr-{hashlib.sha256(product_id.encode()).hexdigest()[:24]}-{day:%Y%m%d}"
+
+
+def order_transfer_id(customer_id: str, order_id: str, step: str) -> str:
+    """A ledger id derived from the customer and the client's order id (two customers may pick the same
+    order id) and the step (`h` hold, `p` post, `f` fast redemption)."""
+    digest = hashlib.sha256(f"{customer_id}\x00{order_id}".encode()).hexdigest()[:40]
+    return f"wo-{digest}-{step}"

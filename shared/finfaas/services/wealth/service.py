@@ -1,81 +1,523 @@
-"""Wealth's use cases: subscribe to a product, read one's own order.
+"""Wealth's use cases: the catalogue (ops), orders and positions (customers), the daily batch.
 
-A subscription holds the cash first and records the order second, both keyed by the client's order id:
-a refused hold (balance, account) writes nothing, and a retry after a crash between the two finds the
-hold already made (the ledger replays it) and records the order. The order's dates come from the
-business date and the market's calendar, never the wall clock's date: the clock gives only the time
-of day, so that in the sandbox an advanced business date moves orders with it.
+Every money step is one ledger transaction carrying the wealth row it changes (services/payments does
+the same with its intents): a subscription's hold on the wallet with its new order, a confirmation's
+post with the order's new status, a fast redemption with the day's usage of the cap, a batch chunk's
+incomes with the chunk's record and its holders' positions. Money and row commit together or not at
+all, and the row's condition (attribute_not_exists, a version) is the exactly-once guard.
+
+Units of an MMF position are the balance of its ledger account (NAV 1.00: a hundredth of a unit is a
+cent); the order's dates come from the business date and the market's calendar, never the wall
+clock's date: the clock gives only the time of day, so an advanced sandbox date moves orders with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+import base64
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from finfaas.domain.calendar import MarketCalendar, zone
-from finfaas.domain.wealth import check_minimum, order_dates
+from finfaas.domain.errors import AccountNotFound, InsufficientFunds, TransferNotFound
+from finfaas.domain.ledger import Account, Actor, linked_legs_max, page_size_max
+from finfaas.domain.wealth import (
+    UNITS_PER_INCOME_FIGURE,
+    YIELD_WINDOW_DAYS,
+    InsufficientUnits,
+    MaturityInstruction,
+    WealthError,
+    check_fast_redemption,
+    check_figure,
+    check_minimum,
+    income_per_10k_units_max,
+    mmf_distributable,
+    mmf_income,
+    order_dates,
+    seven_day_yield_percent,
+)
+from finfaas.services.business_date.errors import BusinessDateChanged, BusinessDateFollowsClock
+from finfaas.services.business_date.model import BusinessDateMode
+from finfaas.services.ledger.model import TransferRequest
+from finfaas.services.ledger.service import LedgerService
 from finfaas.services.wealth.errors import (
+    BatchDateMismatch,
+    FigureAlreadyPublished,
+    FigureNotPublished,
+    InsufficientBalance,
     InvalidOrder,
+    OrderConflict,
     OrderExistsWithDifferentFields,
     OrderNotFound,
+    PositionNotFound,
     ProductClosed,
+    ProductExists,
     ProductNotFound,
+    WalletAccountNotFound,
 )
 from finfaas.services.wealth.model import (
+    DailyIncome,
+    IncomeChunk,
+    OrderKind,
+    OrderStatus,
+    Position,
     Product,
     ProductKind,
     ProductStatus,
     SubscribeCommand,
     SubscriptionOrder,
     hold_id,
+    income_transfer_id,
+    order_transfer_id,
+    position_account_id,
+    remainder_transfer_id,
+    rounding_account_id,
 )
-from finfaas.services.wealth.ports import BusinessDates, OrderRepository, ProductCatalogue, WalletHolds
+from finfaas.services.wealth.ports import (
+    AlreadyRecorded,
+    BusinessDates,
+    RowMoved,
+    RowWrite,
+    WealthLedger,
+    WealthRepository,
+)
+
+# The batch reads this many positions per Task (one Query, a BatchGetItem of balances per 100) and posts
+# them in ledger transactions of chunk_holders_max holders: each holder is 5 items (transfer, two entries,
+# its account, its position row), plus the fund's account, the outbox event and the chunk's record. A
+# page's fixed reads (the catalogue, the day's figure, the Query) are spread over 200 holders, so the
+# whole batch stays under 0.1 DynamoDB calls per holder.
+page_positions_max = 200
+chunk_holders_max = linked_legs_max
+confirm_orders_per_page_max = 25
+orders_listed_max = 100
+income_statement_days_max = 31
+catalogue_products_max = 1_000  # the catalogue is one partition, read whole by the batch
+cursor_chars_max = 512
+# Fast redemptions of one position racing for the day's cap: each loser judges the cap again.
+fast_redemption_attempts_max = 3
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class WealthService:
-    """Subscriptions to the catalogue's products, on the business date and the market's calendar."""
+@dataclass(frozen=True, slots=True)
+class RedeemCommand:
+    """A redemption of amount_minor units (NAV 1.00: minor units of money) to the wallet account."""
 
-    def __init__(self, catalogue: ProductCatalogue, orders: OrderRepository, holds: WalletHolds,
-                 business_dates: BusinessDates, calendars: Mapping[str, MarketCalendar],
-                 clock: Callable[[], datetime] = _utc_now) -> None:
-        self._catalogue = catalogue
-        self._orders = orders
-        self._holds = holds
+    order_id: str
+    product_id: str
+    account_id: str
+    amount_minor: int
+    fast: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSummary:
+    """What a customer sees of a position."""
+
+    position: Position
+    product: Product
+    units_minor: int
+    available_units_minor: int
+    yesterday_income_minor: int
+    pending_orders: tuple[SubscriptionOrder, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """One Task of the batch: what it did and where the next resumes (None: done)."""
+
+    processed: int
+    posted: int
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    product_id: str
+    day: date
+    distributable_minor: int
+    posted_minor: int
+    remainder_minor: int
+    holders: int
+    seven_day_yield_percent: Decimal | None
+
+
+class WealthService:
+    """The catalogue, orders, positions and the daily batch on the business date and calendars."""
+
+    def __init__(self, repository: WealthRepository, ledger: WealthLedger, business_dates: BusinessDates,
+                 calendars: Mapping[str, MarketCalendar], clock: Callable[[], datetime] = _utc_now,
+                 page_positions: int = page_positions_max) -> None:
+        assert 0 < page_positions <= page_positions_max
+        self._page_positions = page_positions
+        self._repo = repository
+        self._ledger = ledger
         self._business_dates = business_dates
         self._calendars = dict(calendars)
         self._clock = clock
 
+    # --- operators: the catalogue and the published figures ------------------------------------
+
+    def create_product(self, product: Product) -> Product:
+        """Open the fund's accounts, then record the product; the same product again answers it."""
+        if product.market not in self._calendars:
+            raise WealthError(f"market: no calendar for {product.market!r}; known: {sorted(self._calendars)}",
+                              field="market")
+        self._ledger.open_account(product.fund_account_id, product.product_id, product.currency,
+                                  limited=False)
+        self._ledger.open_account(rounding_account_id(product.product_id), product.product_id,
+                                  product.currency, limited=False)
+        stored = self._repo.create_product(product)
+        if stored != product:
+            raise ProductExists("the product id is taken by another product",
+                                errors=(("product_id", "taken by another product"),))
+        return stored
+
+    def probe(self) -> None:
+        """One read of the wealth table (readiness)."""
+        self._repo.product("readiness-probe")
+
+    def product(self, product_id: str) -> Product:
+        found = self._repo.product(product_id)
+        if found is None:
+            raise ProductNotFound("no such product", errors=(("product_id", "not found"),))
+        return found
+
+    def close_product(self, product_id: str) -> Product:
+        """No new subscriptions; holdings run on. Closing a closed product changes nothing."""
+        product = self.product(product_id)
+        if product.status is ProductStatus.CLOSED:
+            return product
+        closed = replace(product, status=ProductStatus.CLOSED)
+        if not self._repo.save_product(closed, product.status.value):
+            return self.product(product_id)
+        return closed
+
+    def publish_income(self, product_id: str, day: date, income_per_10k_units: Decimal,
+                       correction: bool = False) -> DailyIncome:
+        """An MMF day's income per 10,000 units (4 decimals). A day already published is refused unless
+        correction is asked, and a day the batch already settled cannot be corrected."""
+        product = self.product(product_id)
+        if product.kind is not ProductKind.MMF:
+            raise InvalidOrder("income is published for money-market funds only",
+                               errors=(("product_id", "not a money-market fund"),))
+        figure = check_figure(income_per_10k_units, field="income_per_10k_units",
+                              maximum=income_per_10k_units_max)
+        existing = self._repo.daily_income(product_id, day)
+        if existing is not None and (not correction or existing.settled):
+            why = "already settled by the batch" if existing.settled else "already published"
+            raise FigureAlreadyPublished(f"{day.isoformat()}: {why}", errors=(("date", why),))
+        version = existing.version + 1 if existing is not None else 1
+        wanted = DailyIncome(product_id, day, figure, self._clock(), version)
+        if not self._repo.publish_income(wanted, existing.version if existing is not None else None):
+            raise FigureAlreadyPublished(f"{day.isoformat()}: published meanwhile",
+                                         errors=(("date", "already published"),))
+        return wanted
+
+    def daily_incomes(self, product_id: str, first: date, last: date) -> list[DailyIncome]:
+        self.product(product_id)
+        return self._repo.daily_incomes(product_id, first, last)
+
+    # --- customers: orders -----------------------------------------------------------------------
+
     def subscribe(self, customer_id: str, command: SubscribeCommand) -> SubscriptionOrder:
-        """Hold the amount and record a pending order confirmed on T+1; a retry returns the same order."""
+        """Hold the amount on the wallet toward the position and record a pending order confirmed on T+1,
+        in one ledger transaction; a retry returns the same order."""
         product = self._open_product(command.product_id)
         self._check_instruction(product, command)
         check_minimum(command.amount_minor, product.minimum_minor)
-        order = self._priced(customer_id, command, product)
-        existing = self._orders.order(command.order_id)
+        order = self._priced(customer_id, command.order_id, product, command.account_id,
+                             command.amount_minor, OrderKind.SUBSCRIBE, command.maturity_instruction)
+        existing = self._repo.order(customer_id, command.order_id)
         if existing is not None:
             return self._same(existing, order)
-        self._holds.hold(order.hold_id, customer_id, command.account_id, product.fund_account_id,
-                         command.amount_minor, product.currency)
-        return self._same(self._orders.create(order), order)
+        # Refused before anything is written (the hold's own conditions still decide under races).
+        wallet = self._ledger.account(command.account_id)
+        if wallet is None or wallet[0] != customer_id:
+            raise WalletAccountNotFound("no such wallet account", errors=(("account_id", "not found"),))
+        if wallet[2] < command.amount_minor:
+            raise InsufficientBalance("the wallet's available balance is below the amount",
+                                      errors=(("amount", "above the available balance"),))
+        # The position's ledger account now (the hold's credit side); its row at confirmation, so that
+        # a product's positions change only in the batch's confirm step, never while it posts income.
+        account = position_account_id(product.product_id, customer_id)
+        self._ledger.open_account(account, customer_id, product.currency, limited=True)
+        with _recorded_ok():
+            self._ledger.hold(order.hold_id, command.account_id, account, command.amount_minor,
+                              product.currency, customer_id, self._repo.order_write(order))
+        return self._stored(customer_id, order)
+
+    def redeem(self, customer_id: str, command: RedeemCommand) -> SubscriptionOrder:
+        """Standard: hold the units, paid to the wallet on T+1 (the units earn until then). Fast: paid at
+        once, within the product's daily cap per customer and business date."""
+        product = self.product(command.product_id)
+        if product.kind is not ProductKind.MMF:
+            raise InvalidOrder("redemptions are built for money-market funds only",
+                               errors=(("product_id", "not a money-market fund"),))
+        kind = OrderKind.FAST_REDEEM if command.fast else OrderKind.REDEEM
+        order = self._priced(customer_id, command.order_id, product, command.account_id,
+                             command.amount_minor, kind, None)
+        existing = self._repo.order(customer_id, command.order_id)
+        if existing is not None:
+            return self._same(existing, order)
+        position = self._repo.position(product.product_id, customer_id)
+        if position is None:
+            raise PositionNotFound("no position in this product", errors=(("product_id", "no position"),))
+        wallet = self._ledger.account(command.account_id)
+        if wallet is None or wallet[0] != customer_id:  # redemptions pay only the customer's own wallet
+            raise WalletAccountNotFound("no such wallet account", errors=(("account_id", "not found"),))
+        _, available = self._ledger.balances([position.account_id]).get(position.account_id, (0, 0))
+        if command.amount_minor > available:
+            raise InsufficientUnits("amount: more than the position's available units", field="amount")
+        if not command.fast:
+            with _recorded_ok():
+                self._ledger.hold(order.hold_id, position.account_id, command.account_id,
+                                  command.amount_minor, product.currency, customer_id,
+                                  self._repo.order_write(order))
+            return self._stored(customer_id, order)
+        today = self._business_dates.current(product.market).business_date
+        done = replace(order, status=OrderStatus.CONFIRMED, confirmation_date=today,
+                       hold_id=order_transfer_id(customer_id, command.order_id, "f"))
+        for _ in range(fast_redemption_attempts_max):
+            used = self._repo.fast_usage(product.product_id, customer_id, today)
+            check_fast_redemption(command.amount_minor, used, product.fast_redemption_cap_minor)
+            write = self._repo.fast_usage_write(product.product_id, customer_id, today, used,
+                                                used + command.amount_minor, done)
+            try:
+                self._ledger.transfer(done.hold_id, position.account_id, command.account_id,
+                                      command.amount_minor, product.currency, customer_id, write)
+            except AlreadyRecorded:
+                pass
+            except RowMoved:
+                continue  # another fast redemption of the day committed first: judge the cap again
+            return self._stored(customer_id, done)
+        raise OrderConflict("fast redemptions of this position ran at once; retry",
+                            errors=(("order_id", "retry"),))
 
     def order(self, customer_id: str, order_id: str) -> SubscriptionOrder:
         """The customer's own order; another customer's is not found, as a missing one."""
-        found = self._orders.order(order_id)
-        if found is None or found.customer_id != customer_id:
+        found = self._repo.order(customer_id, order_id)
+        if found is None:
             raise OrderNotFound("no such order", errors=(("order_id", "not found"),))
         return found
 
+    def orders(self, customer_id: str) -> list[SubscriptionOrder]:
+        return self._repo.orders_of(customer_id, orders_listed_max)
+
+    # --- customers: positions --------------------------------------------------------------------
+
+    def positions(self, customer_id: str) -> list[PositionSummary]:
+        return [self._summary(p) for p in self._repo.positions_of(customer_id)]
+
+    def position(self, customer_id: str, product_id: str) -> PositionSummary:
+        found = self._repo.position(product_id, customer_id)
+        if found is None:
+            raise PositionNotFound("no such position", errors=(("product_id", "no position"),))
+        return self._summary(found)
+
+    def income_statement(self, customer_id: str, product_id: str) -> list[tuple[date, int]]:
+        """(day, income) of the position's newest income days, newest first."""
+        position = self.position(customer_id, product_id).position
+        days = []
+        entries = self._ledger.income_entries(position.account_id, income_statement_days_max)
+        for transfer_id, amount in entries:
+            prefix, _, stamp = transfer_id.rpartition("-i")
+            if prefix == position.account_id and len(stamp) == len("YYYYMMDD") and stamp.isdigit():
+                days.append((date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:])), amount))
+        return days
+
+    def _summary(self, position: Position) -> PositionSummary:
+        product = self.product(position.product_id)
+        units, available = self._ledger.balances([position.account_id]).get(position.account_id, (0, 0))
+        today = self._business_dates.current(product.market).business_date
+        yesterday = today - timedelta(days=1)
+        income = position.last_income_minor if position.last_income_date == yesterday else 0
+        pending = tuple(o for o in self._repo.orders_of(position.customer_id, orders_listed_max)
+                        if o.product_id == position.product_id and o.status is OrderStatus.PENDING)
+        return PositionSummary(position, product, units, available, income, pending)
+
+    # --- the daily batch -------------------------------------------------------------------------
+
+    def begin_day(self, market: str, day: date) -> bool:
+        """True when day is the market's business date (the batch runs); False when the date already
+        moved past it (a rerun of a finished day: nothing to do); refused when day is still ahead."""
+        business_date = self._business_dates.current(market)
+        current = business_date.business_date
+        if business_date.mode is BusinessDateMode.CLOCK:
+            # The clock moves the date: a day's batch runs once the day has ended, and reruns post nothing.
+            if day >= current:
+                raise BatchDateMismatch(f"{day.isoformat()} has not ended ({current.isoformat()} today)",
+                                        errors=(("business_date", "not ended"),))
+            return True
+        if current > day:
+            return False
+        if current < day:
+            raise BatchDateMismatch(f"the business date is {current.isoformat()}, not {day.isoformat()}",
+                                    errors=(("business_date", "not the market's business date"),))
+        return True
+
+    def confirm_page(self, market: str, day: date, cursor: str | None) -> PageResult:
+        """Post the holds of the orders confirmed on day (subscriptions into positions, standard
+        redemptions to wallets), a page at a time; an order already confirmed is skipped."""
+        # NAV and fixed-term orders wait (their pricing and maturities are not built): cash stays held.
+        products = [p for p in self._products(market) if p.kind is ProductKind.MMF]
+        index, inner = _decode_cursor(cursor, len(products))
+        if index >= len(products):
+            return PageResult(0, 0, None)
+        product = products[index]
+        due, after = self._repo.due_orders(product.product_id, day, confirm_orders_per_page_max, inner)
+        posted = 0
+        for customer_id, order_id in due:
+            order = self._repo.order(customer_id, order_id)
+            if order is None or order.status is not OrderStatus.PENDING:
+                continue
+            if order.kind is OrderKind.SUBSCRIBE:
+                self._position_for(product, customer_id, order.confirmation_date)
+            confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1)
+            try:
+                self._ledger.post(order.hold_id, order_transfer_id(customer_id, order_id, "p"),
+                                  self._repo.order_write(confirmed))
+            except AlreadyRecorded:
+                continue  # a rival run confirmed it first
+            posted += 1
+        return PageResult(len(due), posted, _next_cursor(index, after, len(products)))
+
+    def income_page(self, market: str, day: date, cursor: str | None) -> PageResult:
+        """Post one page of holders' income for day: the units are the positions' ledger balances, the
+        postings go in chunks of holders per ledger transaction, each with its record, so a rerun or a
+        rival run finds the chunk posted and posts nothing twice."""
+        products = [p for p in self._products(market) if p.kind is ProductKind.MMF]
+        index, inner = _decode_cursor(cursor, len(products))
+        if index >= len(products):
+            return PageResult(0, 0, None)
+        product = products[index]
+        page = self._repo.positions_page(product.product_id, self._page_positions, inner)
+        figure = self._repo.daily_income(product.product_id, day)
+        if figure is None:
+            if not page.positions:
+                return PageResult(0, 0, _next_cursor(index, None, len(products)))  # no holders: no income
+            raise FigureNotPublished(f"{product.product_id}: no income published for {day.isoformat()}",
+                                     errors=(("date", "income not published"),))
+        balances = self._ledger.balances([p.account_id for p in page.positions])
+        posted = 0
+        held = [(p, balances.get(p.account_id, (0, 0))[0]) for p in page.positions]
+        for start in range(0, len(held), chunk_holders_max):
+            posted += self._post_chunk(product, figure, day, held[start:start + chunk_holders_max])
+        return PageResult(len(page.positions), posted, _next_cursor(index, page.next_cursor, len(products)))
+
+    def _post_chunk(self, product: Product, figure: DailyIncome, day: date,
+                    held: Sequence[tuple[Position, int]]) -> int:
+        incomes = [(p, units, mmf_income(units, figure.income_per_10k_units, product.rounding))
+                   for p, units in held]
+        chunk = IncomeChunk(product.product_id, day, held[0][0].customer_id, len(held),
+                            sum(units for _, units, _ in incomes), sum(i for _, _, i in incomes))
+        earning = [(p, i) for p, _, i in incomes if i > 0]
+        updated = [replace(p, last_income_date=day, last_income_minor=i,
+                           cumulative_income_minor=p.cumulative_income_minor + i) for p, i in earning]
+        write = self._repo.chunk_write(chunk, updated)
+        legs = [(income_transfer_id(p.account_id, day), product.fund_account_id, p.account_id, i)
+                for p, i in earning]
+        try:
+            if legs:
+                self._ledger.post_linked(legs, product.currency, write)
+            elif not self._repo.record_chunk(chunk):
+                return 0
+        except AlreadyRecorded:
+            return 0
+        return len(legs)
+
+    def settle(self, market: str, day: date) -> list[Settlement]:
+        """For every MMF of the market: the day's distributable income from all units the chunks
+        counted, the remainder (distributable − Σ posted) booked to the rounding account, the 7-day
+        yield; recorded on the day's figure with the remainder's posting, once."""
+        settled = []
+        for product in self._products(market):
+            if product.kind is ProductKind.MMF:
+                settlement = self._settle_product(product, day)
+                if settlement is not None:
+                    settled.append(settlement)
+        return settled
+
+    def _settle_product(self, product: Product, day: date) -> Settlement | None:
+        figure = self._repo.daily_income(product.product_id, day)
+        if figure is None and not self._repo.positions_page(product.product_id, 1, None).positions:
+            return None  # a fund without holders has nothing to settle
+        if figure is None:
+            raise FigureNotPublished(f"{product.product_id}: no income published for {day.isoformat()}",
+                                     errors=(("date", "income not published"),))
+        if not figure.settled:
+            chunks = self._repo.chunks(product.product_id, day)
+            units = sum(c.units_total_minor for c in chunks)
+            posted = sum(c.income_total_minor for c in chunks)
+            distributable = mmf_distributable(units, figure.income_per_10k_units, product.rounding)
+            first = day - timedelta(days=YIELD_WINDOW_DAYS - 1)
+            week = self._repo.daily_incomes(product.product_id, first, day)
+            yield_percent = (seven_day_yield_percent([f.income_per_10k_units for f in week])
+                             if len(week) == YIELD_WINDOW_DAYS else None)
+            result = replace(figure, version=figure.version + 1, seven_day_yield_percent=yield_percent,
+                             units_total_minor=units, distributable_minor=distributable, posted_minor=posted,
+                             remainder_minor=distributable - posted, holders=sum(c.holders for c in chunks))
+            self._book_remainder(product, result)
+            figure = self._repo.daily_income(product.product_id, day) or result
+        assert figure.distributable_minor is not None and figure.posted_minor is not None
+        assert figure.remainder_minor is not None and figure.holders is not None
+        assert figure.posted_minor + figure.remainder_minor == figure.distributable_minor, "not conserved"
+        return Settlement(product.product_id, day, figure.distributable_minor, figure.posted_minor,
+                          figure.remainder_minor, figure.holders, figure.seven_day_yield_percent)
+
+    def _book_remainder(self, product: Product, result: DailyIncome) -> None:
+        remainder = result.remainder_minor or 0
+        if remainder == 0:
+            self._repo.settle_without_money(result)
+            return
+        # A negative remainder (half-up rounding paid more than the fund earned on the whole) is paid by
+        # the rounding account back to the fund.
+        debit, credit = product.fund_account_id, rounding_account_id(product.product_id)
+        if remainder < 0:
+            debit, credit = credit, debit
+        try:
+            self._ledger.transfer(remainder_transfer_id(product.product_id, result.day), debit, credit,
+                                  abs(remainder), product.currency, None, self._repo.settlement_write(result))
+        except AlreadyRecorded:
+            return
+
+    def end_day(self, market: str, day: date) -> date:
+        """Advance the business date to the day after; a rerun finds it moved and changes nothing. On a
+        stage whose business date follows the clock, the clock moves it."""
+        target = day + timedelta(days=1)
+        current = self._business_dates.current(market).business_date
+        if current >= target:
+            return current
+        try:
+            return self._business_dates.advance(market, to=target).business_date
+        except BusinessDateChanged:
+            return self._business_dates.current(market).business_date
+        except BusinessDateFollowsClock:
+            return current
+
+    def _products(self, market: str) -> list[Product]:
+        return [p for p in self._repo.products(catalogue_products_max) if p.market == market]
+
+    # --- shared ----------------------------------------------------------------------------------
+
     def _open_product(self, product_id: str) -> Product:
-        product = self._catalogue.product(product_id)
-        if product is None:
-            raise ProductNotFound("no such product", errors=(("product_id", "not found"),))
+        product = self.product(product_id)
         if product.status is not ProductStatus.OPEN:
             raise ProductClosed("the product takes no new subscriptions", errors=(("product_id", "closed"),))
         return product
+
+    def _position_for(self, product: Product, customer_id: str, opened_on: date) -> Position:
+        existing = self._repo.position(product.product_id, customer_id)
+        if existing is not None:
+            return existing
+        account = position_account_id(product.product_id, customer_id)
+        return self._repo.create_position(Position(product.product_id, customer_id, account, opened_on))
 
     @staticmethod
     def _check_instruction(product: Product, command: SubscribeCommand) -> None:
@@ -84,16 +526,20 @@ class WealthService:
             need = "required for a fixed-term product" if fixed_term else "only for fixed-term products"
             raise InvalidOrder(f"maturity_instruction: {need}", errors=(("maturity_instruction", need),))
 
-    def _priced(self, customer_id: str, command: SubscribeCommand, product: Product) -> SubscriptionOrder:
+    def _priced(self, customer_id: str, order_id: str, product: Product, account_id: str, amount_minor: int,
+                kind: OrderKind, instruction: MaturityInstruction | None) -> SubscriptionOrder:
         business_date = self._business_dates.current(product.market).business_date
         local_zone = zone(product.cutoff.time_zone)
         time_of_day = self._clock().astimezone(local_zone).time()
         placed_at = datetime.combine(business_date, time_of_day, tzinfo=local_zone)
         dates = order_dates(self._calendars[product.market], placed_at, product.cutoff)
-        return SubscriptionOrder(command.order_id, customer_id, command.product_id, command.account_id,
-                                 command.amount_minor, product.currency, command.maturity_instruction,
-                                 placed_at, dates.trade_date, dates.confirmation_date,
-                                 hold_id(command.order_id))
+        return SubscriptionOrder(order_id, customer_id, product.product_id, account_id, amount_minor,
+                                 product.currency, instruction, placed_at, dates.trade_date,
+                                 dates.confirmation_date, hold_id(customer_id, order_id), kind=kind)
+
+    def _stored(self, customer_id: str, order: SubscriptionOrder) -> SubscriptionOrder:
+        stored = self._repo.order(customer_id, order.order_id)
+        return self._same(stored, order) if stored is not None else order
 
     @staticmethod
     def _same(stored: SubscriptionOrder, asked: SubscriptionOrder) -> SubscriptionOrder:
@@ -101,3 +547,119 @@ class WealthService:
             raise OrderExistsWithDifferentFields("the order id is taken by another order",
                                                  errors=(("order_id", "taken by another order"),))
         return stored
+
+
+@contextmanager
+def _recorded_ok() -> Iterator[None]:
+    """A new order's row exists already: this request's own earlier attempt (its answer was lost) or a
+    rival with the same order id; the caller reads the stored order and compares."""
+    try:
+        yield
+    except AlreadyRecorded:
+        pass
+
+
+def _decode_cursor(cursor: str | None, products: int) -> tuple[int, str | None]:
+    """(product index, the store's cursor within it) of a batch cursor; the batch issues them itself."""
+    if cursor is None:
+        return 0, None
+    if len(cursor) > cursor_chars_max:
+        raise InvalidOrder("cursor: too long", errors=(("cursor", "too long"),))
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        index, inner = int(raw["p"]), raw.get("c")
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidOrder("cursor: not one the batch issued", errors=(("cursor", "malformed"),)) from error
+    if not 0 <= index <= products or not (inner is None or isinstance(inner, str)):
+        raise InvalidOrder("cursor: not one the batch issued", errors=(("cursor", "malformed"),))
+    return index, inner
+
+
+def _next_cursor(index: int, inner: str | None, products: int) -> str | None:
+    if inner is None:
+        index += 1
+        if index >= products:
+            return None
+    return base64.urlsafe_b64encode(json.dumps({"p": index, "c": inner}).encode()).decode()
+
+
+__all__ = ["UNITS_PER_INCOME_FIGURE", "PageResult", "PositionSummary", "RedeemCommand", "Settlement",
+           "WealthService"]
+
+
+class InProcessLedger:
+    """WealthLedger over the ledger's own use cases in process (the DynamoDB store): each money call's
+    RowWrite joins the ledger operation's transaction as its TransactionExtra."""
+
+    def __init__(self, ledger: LedgerService,
+                 read_accounts: Callable[[Sequence[str]], list[Account]] | None = None) -> None:
+        self.ledger = ledger
+        self._read_accounts = read_accounts
+
+    def open_account(self, account_id: str, owner_id: str, currency: str, limited: bool) -> None:
+        self.ledger.open_account(owner_id=owner_id, currency=currency, account_id=account_id,
+                                 debits_must_not_exceed_credits=limited)
+
+    def account(self, account_id: str) -> tuple[str, int, int] | None:
+        try:
+            found = self.ledger.get_account(account_id)
+        except AccountNotFound:
+            return None
+        return found.owner_id, found.balance_minor, found.available_minor
+
+    def balances(self, account_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        if not account_ids:
+            return {}
+        if self._read_accounts is not None:
+            found = self._read_accounts(account_ids)
+        else:
+            found = [a for a in (self.account_or_none(i) for i in account_ids) if a is not None]
+        return {a.account_id: (a.balance_minor, a.available_minor) for a in found}
+
+    def account_or_none(self, account_id: str) -> Account | None:
+        try:
+            return self.ledger.get_account(account_id)
+        except AccountNotFound:
+            return None
+
+    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+             currency: str, owner_id: str, write: RowWrite) -> None:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id,
+                                  pending=True)
+        self._refusals(lambda: self.ledger.transfer(request, Actor(owner_id), extra=write))
+
+    def post(self, pending_id: str, transfer_id: str, write: RowWrite) -> None:
+        self.ledger.post_pending(pending_id, transfer_id=transfer_id, extra=write)
+
+    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+                 currency: str, owner_id: str | None, write: RowWrite) -> None:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
+        self._refusals(lambda: self.ledger.transfer(request, Actor(owner_id), extra=write))
+
+    def post_linked(self, legs: Sequence[tuple[str, str, str, int]], currency: str, write: RowWrite) -> None:
+        requests = [TransferRequest(debit, credit, amount, currency, transfer_id)
+                    for transfer_id, debit, credit, amount in legs]
+        self.ledger.transfer_linked(requests, extra=write)
+
+    def transfer_exists(self, transfer_id: str) -> bool:
+        try:
+            self.ledger.get_transfer(transfer_id)
+        except TransferNotFound:
+            return False
+        return True
+
+    def income_entries(self, account_id: str, limit: int) -> list[tuple[str, int]]:
+        page = self.ledger.statement(account_id, limit=min(limit, page_size_max))
+        return [(line.entry.transfer_id, line.entry.amount_minor) for line in page.lines
+                if line.entry.credits_posted > 0]
+
+    @staticmethod
+    def _refusals(operation: Callable[[], object]) -> None:
+        """The ledger's refusals of a customer's order, as wealth's own (naming wealth's fields)."""
+        try:
+            operation()
+        except AccountNotFound as error:
+            raise WalletAccountNotFound("no such account", errors=(("account_id", "not found"),)) from error
+        except InsufficientFunds as error:
+            raise InsufficientBalance("the available balance is below the amount",
+                                      errors=(("amount", "above the available balance"),)) from error

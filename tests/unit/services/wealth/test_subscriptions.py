@@ -38,10 +38,11 @@ from finfaas.services.wealth.model import (
     ProductStatus,
     SubscribeCommand,
     SubscriptionOrder,
+    position_account_id,
 )
 from finfaas.services.wealth.service import WealthService
 from finfaas_dev.fakes.business_date import InMemoryBusinessDateStore
-from finfaas_dev.fakes.wealth import FakeWalletHolds, InMemoryCatalogue, InMemoryOrders
+from finfaas_dev.fakes.wealth import InMemoryWealthLedger, InMemoryWealthStore
 from pydantic import ValidationError
 
 SAMPLE = Path(__file__).resolve().parents[4] / "infra" / "calendars" / "cn-2027.json"
@@ -66,10 +67,11 @@ class World:
         stored = InMemoryBusinessDateStore()
         stored.replace("CN", None, business_date, now)  # as an operator's advance left it
         self.dates = BusinessDateService(stored, BusinessDateMode.MANUAL, clock=lambda: self.now)
-        self.orders = InMemoryOrders()
-        self.holds = FakeWalletHolds({"w-alice": (ALICE, 5_000_000), "w-bob": (BOB, 5_000_000)})
-        self.service = WealthService(InMemoryCatalogue(MMF, CLOSED, FIXED), self.orders, self.holds,
-                                     self.dates, {"CN": CN}, clock=lambda: self.now)
+        self.orders = InMemoryWealthStore(MMF, CLOSED, FIXED)
+        self.holds = InMemoryWealthLedger(self.orders)
+        self.holds.fund("w-alice", ALICE, 5_000_000)
+        self.holds.fund("w-bob", BOB, 5_000_000)
+        self.service = WealthService(self.orders, self.holds, self.dates, {"CN": CN}, clock=lambda: self.now)
 
     def subscribe(self, order_id: str = "o-1", amount: int = 1_000_000, customer: str = ALICE,
                   product: str = "mmf-1", account: str = "w-alice",
@@ -90,8 +92,8 @@ def test_before_the_cut_off_the_order_is_t_and_confirmed_t_plus_1_with_the_cash_
         date(2027, 3, 4), date(2027, 3, 5), OrderStatus.PENDING)
     assert thursday_1459.holds.available("w-alice") == 4_000_000
     hold = thursday_1459.holds.holds[order.hold_id]
-    assert (hold.account_id, hold.fund_account_id, hold.amount_minor, hold.currency) == (
-        "w-alice", "fund-mmf-1", 1_000_000, "CNY")
+    assert (hold.account_id, hold.credit_account_id, hold.amount_minor, hold.currency) == (
+        "w-alice", position_account_id("mmf-1", ALICE), 1_000_000, "CNY")
 
 
 def test_after_fridays_cut_off_the_order_is_confirmed_tuesday():
@@ -123,30 +125,30 @@ def test_the_same_order_id_with_another_amount_is_refused_and_nothing_more_is_he
     assert thursday_1459.holds.available("w-alice") == 4_000_000
 
 
-class CrashingOrders(InMemoryOrders):
-    """Orders whose first write is lost: the process died after the hold, before the order."""
+class CrashingLedger(InMemoryWealthLedger):
+    """A ledger whose first hold dies before it commits (the function died mid-request)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, store: InMemoryWealthStore) -> None:
+        super().__init__(store)
         self.crashes_left = 1
 
-    def create(self, order: SubscriptionOrder) -> SubscriptionOrder:
+    def hold(self, *args, **kwargs) -> None:
         if self.crashes_left:
             self.crashes_left -= 1
             raise ConnectionError("the function died here")
-        return super().create(order)
+        super().hold(*args, **kwargs)
 
 
-def test_a_retry_after_a_crash_between_the_hold_and_the_order_holds_once_and_records_the_order(
-        thursday_1459):
+def test_a_retry_after_a_crash_holds_once_and_records_the_order(thursday_1459):
     world = thursday_1459
-    world.orders = CrashingOrders()
-    world.service = WealthService(InMemoryCatalogue(MMF), world.orders, world.holds, world.dates, {"CN": CN},
-                                  clock=lambda: world.now)
+    world.holds = CrashingLedger(world.orders)
+    world.holds.fund("w-alice", ALICE, 5_000_000)
+    world.service = WealthService(world.orders, world.holds, world.dates, {"CN": CN}, clock=lambda: world.now)
     with pytest.raises(ConnectionError):
         world.subscribe()
+    assert world.orders.all_orders() == [] and world.holds.holds == {}
     order = world.subscribe()
-    assert world.orders.all() == [order]
+    assert world.orders.all_orders() == [order]
     assert list(world.holds.holds) == [order.hold_id]
     assert world.holds.available("w-alice") == 4_000_000
 
@@ -166,7 +168,8 @@ def test_a_refused_subscription_names_the_field_and_writes_nothing(thursday_1459
     problem = ErrorTable(ERRORS).problem_for(caught.value, None)
     assert problem is not None and 400 <= problem.status < 500
     assert [e.field for e in problem.errors] == [field]
-    assert thursday_1459.orders.all() == [] and thursday_1459.holds.holds == {}
+    assert thursday_1459.orders.all_orders() == [] and thursday_1459.holds.holds == {}
+    assert thursday_1459.orders.positions_of(ALICE) == []
 
 
 def test_a_fixed_term_order_keeps_its_maturity_instruction(thursday_1459):

@@ -1,0 +1,478 @@
+"""The wealth table (HASH pk, RANGE sk): products, orders, positions, published figures, batch records.
+
+Items (each a JSON `doc`, with `version` where it changes):
+- `product` / `<product id>`: the catalogue, one partition (a few hundred products at most);
+- `order#<customer id>` / `<order id>`: a customer's orders, so another customer's is simply absent;
+- `due#<product id>#<date>` / `<customer id> <order id>`: the orders confirmed on that date, written with
+  the order; the batch's confirmation step reads them a page at a time;
+- `pos#<product id>` / `<customer id>`: a product's positions, so the daily batch pages over them with
+  one Query per page (sorted by customer); `cpos#<customer id>` / `<product id>` lists a customer's;
+- `fig#<product id>` / `<date>`: the day's published income per 10,000 units, then its settlement;
+- `chunk#<product id>#<date>` / `<first customer id>`: one batch transaction's holders, units and
+  incomes, written in that transaction (attribute_not_exists: the exactly-once guard);
+- `fast#<product id>#<customer id>` / `<date>`: fast redemptions of the day, against the cap.
+
+A write that goes with money is not made here: `*_write` hands the item and its condition to the ledger's
+transaction (the ledger's TransactionExtra), as payments does with its intents.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.models import Model
+
+from finfaas.domain.calendar import Cutoff
+from finfaas.domain.ledger import Account
+from finfaas.domain.wealth import DayCount, FeeTier, FixedTerm, MaturityInstruction, Rounding
+from finfaas.platform import jsonio
+from finfaas.platform.config import resource_name, settings
+from finfaas.services.wealth.errors import InvalidOrder, WealthStoreUnavailable
+from finfaas.services.wealth.model import (
+    DailyIncome,
+    IncomeChunk,
+    OrderKind,
+    OrderStatus,
+    Position,
+    PositionPage,
+    Product,
+    ProductKind,
+    ProductStatus,
+    SubscriptionOrder,
+)
+from finfaas.services.wealth.ports import AlreadyRecorded, RowMoved
+from finfaas.store.binding import StoreMeta, bound
+from finfaas.store.dynamo import any_condition_failed, conditional_write
+from finfaas.store.models import account_from_record, format_time, parse_time
+
+WEALTH_TABLE_LOGICAL_NAME = "wealth"
+PRODUCT_PK = "product"
+# A Query page of chunk records or figures: small items, so one page holds many.
+query_page_items_max = 1_000
+cursor_chars_max = 512
+
+
+class _WealthItem(Model):
+    """Every item of the table; `doc` is the JSON of the record, `version` where it changes."""
+
+    Meta = StoreMeta
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    doc = UnicodeAttribute()
+    version = NumberAttribute(default=1)
+
+
+def _dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+# --- codecs ------------------------------------------------------------------------------------------
+
+
+def product_to_json(product: Product) -> str:
+    term = product.fixed_term
+    return _dumps({
+        "product_id": product.product_id, "kind": product.kind.value, "name": product.name,
+        "market": product.market, "currency": product.currency, "status": product.status.value,
+        "minimum_minor": product.minimum_minor, "fund_account_id": product.fund_account_id,
+        "cutoff": {"at": product.cutoff.at.isoformat(), "time_zone": product.cutoff.time_zone},
+        "rounding": product.rounding.value, "fast_redemption_cap_minor": product.fast_redemption_cap_minor,
+        "subscription_fee_rate": str(product.subscription_fee_rate),
+        "redemption_fee_tiers": [[t.held_days_min, str(t.rate)] for t in product.redemption_fee_tiers],
+        "fixed_term": None if term is None else {
+            "rate": str(term.rate), "demand_rate": str(term.demand_rate), "term_days": term.term_days,
+            "day_count": term.day_count.value, "minimum_minor": term.minimum_minor},
+    })
+
+
+def product_from_json(text: str) -> Product:
+    raw: dict[str, Any] = jsonio.loads(text)
+    term = raw["fixed_term"]
+    return Product(
+        raw["product_id"], ProductKind(raw["kind"]), raw["name"], raw["market"], raw["currency"],
+        ProductStatus(raw["status"]), int(raw["minimum_minor"]), raw["fund_account_id"],
+        Cutoff(time.fromisoformat(raw["cutoff"]["at"]), raw["cutoff"]["time_zone"]),
+        Rounding(raw["rounding"]), int(raw["fast_redemption_cap_minor"]),
+        Decimal(raw["subscription_fee_rate"]),
+        tuple(FeeTier(int(days), Decimal(rate)) for days, rate in raw["redemption_fee_tiers"]),
+        None if term is None else FixedTerm(Decimal(term["rate"]), Decimal(term["demand_rate"]),
+                                            int(term["term_days"]), DayCount(term["day_count"]),
+                                            int(term["minimum_minor"])))
+
+
+def order_to_json(order: SubscriptionOrder) -> str:
+    return _dumps({
+        "order_id": order.order_id, "customer_id": order.customer_id, "product_id": order.product_id,
+        "account_id": order.account_id, "amount_minor": order.amount_minor, "currency": order.currency,
+        "maturity_instruction": order.maturity_instruction.value if order.maturity_instruction else None,
+        "placed_at": order.placed_at.isoformat(), "trade_date": order.trade_date.isoformat(),
+        "confirmation_date": order.confirmation_date.isoformat(), "hold_id": order.hold_id,
+        "status": order.status.value, "kind": order.kind.value, "version": order.version,
+    })
+
+
+def order_from_json(text: str) -> SubscriptionOrder:
+    raw: dict[str, Any] = jsonio.loads(text)
+    instruction = raw["maturity_instruction"]
+    return SubscriptionOrder(
+        raw["order_id"], raw["customer_id"], raw["product_id"], raw["account_id"], int(raw["amount_minor"]),
+        raw["currency"], MaturityInstruction(instruction) if instruction else None,
+        datetime.fromisoformat(raw["placed_at"]), date.fromisoformat(raw["trade_date"]),
+        date.fromisoformat(raw["confirmation_date"]), raw["hold_id"], OrderStatus(raw["status"]),
+        OrderKind(raw["kind"]), int(raw["version"]))
+
+
+def position_to_json(position: Position) -> str:
+    return _dumps({
+        "product_id": position.product_id, "customer_id": position.customer_id,
+        "account_id": position.account_id, "opened_on": position.opened_on.isoformat(),
+        "last_income_date": position.last_income_date.isoformat() if position.last_income_date else None,
+        "last_income_minor": position.last_income_minor,
+        "cumulative_income_minor": position.cumulative_income_minor,
+    })
+
+
+def position_from_json(text: str) -> Position:
+    raw: dict[str, Any] = jsonio.loads(text)
+    last = raw["last_income_date"]
+    return Position(raw["product_id"], raw["customer_id"], raw["account_id"],
+                    date.fromisoformat(raw["opened_on"]), date.fromisoformat(last) if last else None,
+                    int(raw["last_income_minor"]), int(raw["cumulative_income_minor"]))
+
+
+def _optional(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def figure_to_json(figure: DailyIncome) -> str:
+    return _dumps({
+        "product_id": figure.product_id, "day": figure.day.isoformat(),
+        "income_per_10k_units": str(figure.income_per_10k_units),
+        "published_at": format_time(figure.published_at), "version": figure.version,
+        "seven_day_yield_percent": _optional(figure.seven_day_yield_percent),
+        "units_total_minor": figure.units_total_minor, "distributable_minor": figure.distributable_minor,
+        "posted_minor": figure.posted_minor, "remainder_minor": figure.remainder_minor,
+        "holders": figure.holders,
+    })
+
+
+def figure_from_json(text: str) -> DailyIncome:
+    raw: dict[str, Any] = jsonio.loads(text)
+    yield_text = raw["seven_day_yield_percent"]
+    return DailyIncome(raw["product_id"], date.fromisoformat(raw["day"]),
+                       Decimal(raw["income_per_10k_units"]), parse_time(raw["published_at"]),
+                       int(raw["version"]), Decimal(yield_text) if yield_text is not None else None,
+                       raw["units_total_minor"], raw["distributable_minor"], raw["posted_minor"],
+                       raw["remainder_minor"], raw["holders"])
+
+
+def chunk_to_json(chunk: IncomeChunk) -> str:
+    return _dumps({"product_id": chunk.product_id, "day": chunk.day.isoformat(),
+                   "first_customer_id": chunk.first_customer_id, "holders": chunk.holders,
+                   "units_total_minor": chunk.units_total_minor,
+                   "income_total_minor": chunk.income_total_minor})
+
+
+def chunk_from_json(text: str) -> IncomeChunk:
+    raw: dict[str, Any] = jsonio.loads(text)
+    return IncomeChunk(raw["product_id"], date.fromisoformat(raw["day"]), raw["first_customer_id"],
+                       int(raw["holders"]), int(raw["units_total_minor"]), int(raw["income_total_minor"]))
+
+
+# --- the ledger's extras ------------------------------------------------------------------------------
+
+
+class _Write:
+    """A TransactionExtra: one conditional put (and a few unconditional ones) riding in a ledger
+    transaction. A failed condition means the row was written already (a rerun, a rival, a retry whose
+    answer was lost): AlreadyRecorded, unless `moved` says the row changed under a rival's hand."""
+
+    def __init__(self, item: Any, condition: Any, more: Sequence[Any] = (),
+                 moved: type[Exception] | None = None, recorded: Any = None) -> None:
+        self._item = item
+        self._condition = condition
+        self._more = list(more)
+        self._moved = moved
+        self._recorded = recorded
+
+    def put_for(self, result: Any) -> tuple[Any, Any]:
+        return self._item, self._condition
+
+    def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
+        return [(item, None) for item in self._more]
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        if self._moved is not None and (self._recorded is None or not self._recorded()):
+            raise self._moved("the row changed while this request ran; try again")
+        raise AlreadyRecorded(f"{self._item.pk} {self._item.sk} is written already")
+
+    def committed(self) -> None:
+        return None
+
+
+# --- the store ----------------------------------------------------------------------------------------
+
+
+class WealthStore:
+    """WealthRepository on DynamoDB (pynamodb). Thread-safe; share one per process."""
+
+    def __init__(self, table_name: str | None = None, region: str | None = None) -> None:
+        self.table_name = table_name or resource_name(WEALTH_TABLE_LOGICAL_NAME)
+        self._item = bound(_WealthItem, self.table_name, region or settings().region)
+
+    def register_hook(self, event_name: str, handler: Any) -> None:
+        self._item._get_connection().connection.client.meta.events.register(event_name, handler)
+
+    def unregister_hook(self, event_name: str, handler: Any) -> None:
+        self._item._get_connection().connection.client.meta.events.unregister(event_name, handler)
+
+    # -- reads and plain writes ---------------------------------------------------------------
+
+    def _get(self, pk: str, sk: str) -> Any | None:
+        try:
+            return self._item.get(pk, sk, consistent_read=True)
+        except self._item.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read {pk} {sk}: {error}") from error
+
+    def _query(self, pk: str, condition: Any = None, limit: int | None = None,
+               last_key: dict[str, Any] | None = None, consistent: bool = True) -> Any:
+        try:
+            return self._item.query(pk, condition, consistent_read=consistent, limit=limit,
+                                    last_evaluated_key=last_key, page_size=min(limit or query_page_items_max,
+                                                                               query_page_items_max))
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"query {pk}: {error}") from error
+
+    def _create(self, item: Any) -> bool:
+        written = conditional_write(lambda: item.save(condition=self._item.pk.does_not_exist()))
+        if written.taken:
+            return True
+        if any_condition_failed(written.error):
+            return False
+        raise WealthStoreUnavailable(f"write {item.pk} {item.sk}: {written.code}") from written.error
+
+    def products(self, limit: int) -> list[Product]:
+        try:
+            return [product_from_json(i.doc) for i in self._query(PRODUCT_PK, limit=limit)]
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read products: {error}") from error
+
+    def product(self, product_id: str) -> Product | None:
+        item = self._get(PRODUCT_PK, product_id)
+        return product_from_json(item.doc) if item is not None else None
+
+    def create_product(self, product: Product) -> Product:
+        self._create(self._item(PRODUCT_PK, product.product_id, doc=product_to_json(product), version=1))
+        stored = self.product(product.product_id)
+        assert stored is not None
+        return stored
+
+    def save_product(self, product: Product, previous_status: str) -> bool:
+        item = self._get(PRODUCT_PK, product.product_id)
+        if item is None or product_from_json(item.doc).status.value != previous_status:
+            return False
+        version = int(item.version)
+        new = self._item(PRODUCT_PK, product.product_id, doc=product_to_json(product), version=version + 1)
+        written = conditional_write(lambda: new.save(condition=self._item.version == version))
+        return written.or_raise(lambda w: WealthStoreUnavailable(f"save product: {w.code}"))
+
+    def order(self, customer_id: str, order_id: str) -> SubscriptionOrder | None:
+        item = self._get(f"order#{customer_id}", order_id)
+        return order_from_json(item.doc) if item is not None else None
+
+    def orders_of(self, customer_id: str, limit: int) -> list[SubscriptionOrder]:
+        try:
+            return [order_from_json(i.doc) for i in self._query(f"order#{customer_id}", limit=limit)]
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read orders: {error}") from error
+
+    def order_write(self, order: SubscriptionOrder) -> _Write:
+        item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
+                          version=order.version)
+        if order.version == 1:
+            more = []
+            if order.status is OrderStatus.PENDING:
+                more.append(self._item(f"due#{order.product_id}#{order.confirmation_date.isoformat()}",
+                                       f"{order.customer_id} {order.order_id}",
+                                       doc=_dumps({"customer_id": order.customer_id,
+                                                   "order_id": order.order_id})))
+            return _Write(item, self._item.pk.does_not_exist(), more)
+        return _Write(item, self._item.version == order.version - 1)
+
+    def due_orders(self, product_id: str, day: date, limit: int,
+                   cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        pk = f"due#{product_id}#{day.isoformat()}"
+        result = self._query(pk, limit=limit, last_key=_decode_key(cursor, pk))
+        try:
+            due = [(raw["customer_id"], raw["order_id"]) for raw in (jsonio.loads(i.doc) for i in result)]
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read due orders: {error}") from error
+        return due, _encode_key(result.last_evaluated_key)
+
+    def create_position(self, position: Position) -> Position:
+        item = self._item(f"pos#{position.product_id}", position.customer_id, doc=position_to_json(position))
+        self._create(item)
+        index = self._item(f"cpos#{position.customer_id}", position.product_id, doc="{}")
+        written = conditional_write(index.save)
+        written.or_raise(lambda w: WealthStoreUnavailable(f"write position index: {w.code}"))
+        stored = self.position(position.product_id, position.customer_id)
+        assert stored is not None
+        return stored
+
+    def position(self, product_id: str, customer_id: str) -> Position | None:
+        item = self._get(f"pos#{product_id}", customer_id)
+        return position_from_json(item.doc) if item is not None else None
+
+    def positions_of(self, customer_id: str) -> list[Position]:
+        try:
+            products = [i.sk for i in self._query(f"cpos#{customer_id}")]
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read positions: {error}") from error
+        found = [self.position(product_id, customer_id) for product_id in products]
+        return [p for p in found if p is not None]
+
+    def positions_page(self, product_id: str, limit: int, cursor: str | None) -> PositionPage:
+        pk = f"pos#{product_id}"
+        result = self._query(pk, limit=limit, last_key=_decode_key(cursor, pk))
+        try:
+            positions = tuple(position_from_json(i.doc) for i in result)
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read positions: {error}") from error
+        return PositionPage(positions, _encode_key(result.last_evaluated_key))
+
+    def all_positions(self, product_id: str) -> list[Position]:
+        """Every position of the product (tooling: the check and the bench)."""
+        found: list[Position] = []
+        cursor = None
+        while True:
+            page = self.positions_page(product_id, query_page_items_max, cursor)
+            found.extend(page.positions)
+            cursor = page.next_cursor
+            if cursor is None:
+                return found
+
+    def publish_income(self, figure: DailyIncome, replace_version: int | None) -> bool:
+        item = self._figure_item(figure)
+        condition = (self._item.pk.does_not_exist() if replace_version is None
+                     else self._item.version == replace_version)
+        written = conditional_write(lambda: item.save(condition=condition))
+        return written.or_raise(lambda w: WealthStoreUnavailable(f"publish figure: {w.code}"))
+
+    def daily_income(self, product_id: str, day: date) -> DailyIncome | None:
+        item = self._get(f"fig#{product_id}", day.isoformat())
+        return figure_from_json(item.doc) if item is not None else None
+
+    def daily_incomes(self, product_id: str, first: date, last: date) -> list[DailyIncome]:
+        condition = self._item.sk.between(first.isoformat(), last.isoformat())
+        try:
+            return [figure_from_json(i.doc) for i in self._query(f"fig#{product_id}", condition)]
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read figures: {error}") from error
+
+    def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> _Write:
+        more = [self._item(f"pos#{p.product_id}", p.customer_id, doc=position_to_json(p)) for p in positions]
+        return _Write(self._chunk_item(chunk), self._item.pk.does_not_exist(), more)
+
+    def record_chunk(self, chunk: IncomeChunk) -> bool:
+        return self._create(self._chunk_item(chunk))
+
+    def chunks(self, product_id: str, day: date) -> list[IncomeChunk]:
+        try:
+            return [chunk_from_json(i.doc) for i in self._query(f"chunk#{product_id}#{day.isoformat()}")]
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read chunks: {error}") from error
+
+    def settlement_write(self, figure: DailyIncome) -> _Write:
+        return _Write(self._figure_item(figure), self._item.version == figure.version - 1)
+
+    def settle_without_money(self, figure: DailyIncome) -> bool:
+        item = self._figure_item(figure)
+        written = conditional_write(lambda: item.save(condition=self._item.version == figure.version - 1))
+        return written.or_raise(lambda w: WealthStoreUnavailable(f"settle figure: {w.code}"))
+
+    def fast_usage(self, product_id: str, customer_id: str, day: date) -> int:
+        item = self._get(f"fast#{product_id}#{customer_id}", day.isoformat())
+        return int(item.version) if item is not None else 0
+
+    def fast_usage_write(self, product_id: str, customer_id: str, day: date, used_before_minor: int,
+                         used_after_minor: int, order: SubscriptionOrder) -> _Write:
+        # The usage is kept in `version`, so the condition is the figure it was judged on.
+        item = self._item(f"fast#{product_id}#{customer_id}", day.isoformat(), doc="{}",
+                          version=used_after_minor)
+        condition = (self._item.pk.does_not_exist() if used_before_minor == 0
+                     else self._item.version == used_before_minor)
+        order_item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
+                                version=order.version)
+        return _Write(item, condition, [order_item], moved=RowMoved,
+                      recorded=lambda: self.order(order.customer_id, order.order_id) is not None)
+
+    def seed(self, positions: Sequence[Position], orders: Sequence[SubscriptionOrder]) -> None:
+        """Tooling (tests, the bench): write positions, their index items and orders as they are, 25 to a
+        BatchWriteItem; never a path of the function."""
+        try:
+            with self._item.batch_write() as batch:
+                for p in positions:
+                    batch.save(self._item(f"pos#{p.product_id}", p.customer_id, doc=position_to_json(p)))
+                    batch.save(self._item(f"cpos#{p.customer_id}", p.product_id, doc="{}"))
+                for o in orders:
+                    batch.save(self._item(f"order#{o.customer_id}", o.order_id, doc=order_to_json(o),
+                                          version=o.version))
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"seed: {error}") from error
+
+    def scan_all(self) -> Any:
+        """Every item (tooling: `finfaas wealth check`)."""
+        try:
+            yield from self._item.scan(consistent_read=True)
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"scan: {error}") from error
+
+    def _figure_item(self, figure: DailyIncome) -> Any:
+        return self._item(f"fig#{figure.product_id}", figure.day.isoformat(), doc=figure_to_json(figure),
+                          version=figure.version)
+
+    def _chunk_item(self, chunk: IncomeChunk) -> Any:
+        return self._item(f"chunk#{chunk.product_id}#{chunk.day.isoformat()}", chunk.first_customer_id,
+                          doc=chunk_to_json(chunk))
+
+
+def _encode_key(key: dict[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(_dumps(key).encode()).decode()
+
+
+def _decode_key(cursor: str | None, pk: str) -> dict[str, Any] | None:
+    """A Query's resume key from a cursor this store issued for the same partition (else refused)."""
+    if cursor is None:
+        return None
+    try:
+        if len(cursor) > cursor_chars_max:
+            raise ValueError("too long")
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if key["pk"] != {"S": pk} or set(key) != {"pk", "sk"} or set(key["sk"]) != {"S"}:
+            raise ValueError("another list's cursor")
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidOrder("cursor: not one the batch issued", errors=(("cursor", "malformed"),)) from error
+    return dict(key)
+
+
+def ledger_accounts_reader(ledger_store: Any) -> Any:
+    """Reads many ledger accounts in one BatchGetItem per 100 (the batch's balances of a page)."""
+    model = ledger_store.models.account
+
+    def read(account_ids: Sequence[str]) -> list[Account]:
+        return [account_from_record(r) for r in model.batch_get(list(dict.fromkeys(account_ids)),
+                                                                 consistent_read=True)]
+
+    return read

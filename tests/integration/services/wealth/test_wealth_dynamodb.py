@@ -1,0 +1,216 @@
+"""Wealth on DynamoDB Local with the ledger in process: an MMF's orders, the daily batch's income posted
+exactly once per (position, day) and conserved to the cent, and refusals that write nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from finfaas.domain.wealth import (
+    BelowMinimum,
+    FastRedemptionCapExceeded,
+    InvalidFigure,
+    Rounding,
+    mmf_compound,
+    mmf_distribute,
+)
+from finfaas.platform.errors import ErrorTable
+from finfaas.services.wealth.api import ERRORS
+from finfaas.services.wealth.errors import FigureAlreadyPublished, InsufficientBalance, ProductClosed
+from finfaas.services.wealth.model import OrderStatus, SubscribeCommand
+from finfaas.services.wealth.service import RedeemCommand, WealthService
+from finfaas_dev.wealth import check, run_day, seeded_holdings
+from support.wealth_testing import WealthWorld, utc
+
+pytestmark = pytest.mark.emulator
+ALICE = "cus_alice"
+THURSDAY = date(2027, 3, 4)
+# 万份收益 of a week (the issue's worked example: a 7-day yield of 2.376 %)
+WEEK = ["0.6512", "0.6498", "0.6530", "0.6487", "0.6521", "0.6479", "0.6540"]
+
+
+def wealth_check(world: WealthWorld):
+    def amount(transfer_id):
+        transfer = world.ledger_store.get_transfer(transfer_id)
+        return transfer.amount_minor if transfer is not None else None
+
+    items = [i for i in world.store.scan_all() if _of(world, i)]
+    return check(items, world.wealth_ledger.balances, amount)
+
+
+def _of(world: WealthWorld, item) -> bool:
+    """The items of this world's products and customers (the table is shared by every test)."""
+    return any(p in item.pk or p in item.sk or p in item.doc for p in world.product_ids)
+
+
+@pytest.fixture
+def world(embedded_aws) -> WealthWorld:
+    # Thursday 4 March 2027, 14:59 in Shanghai
+    created = WealthWorld(THURSDAY, utc(2027, 3, 4, 6, 59))
+    created.product_ids = []
+    return created
+
+
+def test_subscribe_before_the_cut_off_earn_from_t_plus_1_then_redeem_fast_and_standard(world):
+    product = world.product()
+    world.product_ids.append(product.product_id)
+    wallet = world.wallet(ALICE, 5_000_000)
+    for n, figure in enumerate(WEEK):
+        world.publish(product, THURSDAY + timedelta(days=n), figure)
+    order = world.service.subscribe(ALICE, SubscribeCommand("o-1", product.product_id, wallet, 1_000_000))
+    assert (order.trade_date, order.confirmation_date, order.status) == (
+        THURSDAY, date(2027, 3, 5), OrderStatus.PENDING)
+    assert world.available(wallet) == 4_000_000
+
+    # Thursday's batch: nothing held yet earns; Friday's confirms, and Friday, Saturday, Sunday earn
+    assert run_day(world.service, world.market, THURSDAY).posted == 0
+    friday = run_day(world.service, world.market, date(2027, 3, 5))
+    assert (friday.confirmed, friday.posted, friday.business_date_after) == (1, 1, date(2027, 3, 6))
+    run_day(world.service, world.market, date(2027, 3, 6))
+    run_day(world.service, world.market, date(2027, 3, 7))
+    # 10,000.00 units earn 0.6498 per 10,000 on Friday (65 fen, truncated), then compound
+    position = world.service.position(ALICE, product.product_id)
+    incomes = [i for _, i in world.service.income_statement(ALICE, product.product_id)]
+    _, earned = mmf_compound(1_000_000, [Decimal(f) for f in WEEK[1:4]], Rounding.TRUNCATE)
+    assert incomes == list(reversed(earned)) == [64, 65, 64]
+    assert position.units_minor == 1_000_000 + sum(incomes)
+    assert position.position.cumulative_income_minor == sum(incomes)
+    assert position.yesterday_income_minor == incomes[0]
+
+    # a fast redemption up to the cap is paid at once; past the cap it is refused with nothing written
+    world.service.redeem(ALICE, RedeemCommand("r-1", product.product_id, wallet, 600_000, fast=True))
+    assert world.balance(wallet) == 4_600_000
+    with pytest.raises(FastRedemptionCapExceeded) as refused:
+        world.service.redeem(ALICE, RedeemCommand("r-2", product.product_id, wallet, 400_001, fast=True))
+    assert _fields(refused.value) == ["amount"]
+    assert world.balance(wallet) == 4_600_000
+    assert [o.order_id for o in world.service.orders(ALICE)] == ["o-1", "r-1"]
+
+    # a standard redemption holds the units, earns Monday, and is paid on Tuesday (T+1)
+    standard = world.service.redeem(ALICE, RedeemCommand("r-3", product.product_id, wallet, 100_000,
+                                                         fast=False))
+    assert standard.confirmation_date == date(2027, 3, 9)
+    run_day(world.service, world.market, date(2027, 3, 8))
+    assert world.balance(wallet) == 4_600_000
+    run_day(world.service, world.market, date(2027, 3, 9))
+    assert world.balance(wallet) == 4_700_000
+    assert world.service.order(ALICE, "r-3").status is OrderStatus.CONFIRMED
+
+    run_day(world.service, world.market, date(2027, 3, 10))
+    report = wealth_check(world)
+    assert report.passed, report.findings
+    assert report.days_checked == 7
+    yields = world.service.daily_incomes(product.product_id, THURSDAY, date(2027, 3, 10))
+    assert yields[6].seven_day_yield_percent == Decimal("2.376")
+
+
+def _fields(error: Exception) -> list[str]:
+    problem = ErrorTable(ERRORS).problem_for(error, None)
+    assert problem is not None and 400 <= problem.status < 500
+    return [e.field for e in problem.errors]
+
+
+@pytest.mark.parametrize(("amount", "error", "close"), [
+    (99, BelowMinimum, False),
+    (5_000_001, InsufficientBalance, False),
+    (1_000, ProductClosed, True),
+])
+def test_a_refused_subscription_names_the_field_and_writes_nothing(world, amount, error, close):
+    product = world.product()
+    world.product_ids.append(product.product_id)
+    if close:
+        world.service.close_product(product.product_id)
+    wallet = world.wallet(ALICE, 5_000_000)
+    with pytest.raises(error) as refused:
+        world.service.subscribe(ALICE, SubscribeCommand("o-bad", product.product_id, wallet, amount))
+    assert _fields(refused.value) == ["product_id" if close else "amount"]
+    assert world.store.position(product.product_id, ALICE) is None
+    assert world.store.order(ALICE, "o-bad") is None
+    assert world.available(wallet) == 5_000_000
+
+
+def test_a_figure_with_a_fifth_decimal_or_for_a_published_day_is_refused_unless_corrected(world):
+    product = world.product()
+    with pytest.raises(InvalidFigure) as refused:
+        world.publish(product, THURSDAY, "0.65121")
+    assert _fields(refused.value) == ["income_per_10k_units"]
+    assert world.store.daily_income(product.product_id, THURSDAY) is None
+    world.publish(product, THURSDAY, "0.6512")
+    with pytest.raises(FigureAlreadyPublished) as taken:
+        world.publish(product, THURSDAY, "0.7000")
+    assert _fields(taken.value) == ["date"]
+    assert world.store.daily_income(product.product_id, THURSDAY).income_per_10k_units == Decimal("0.6512")
+    corrected = world.service.publish_income(product.product_id, THURSDAY, Decimal("0.7000"), correction=True)
+    assert corrected.income_per_10k_units == Decimal("0.7000")
+
+
+class CrashingLedger:
+    """The in-process ledger, dying before its n-th batch transaction (a function killed mid-page)."""
+
+    def __init__(self, inner, crash_before_call: int) -> None:
+        self._inner = inner
+        self.calls = 0
+        self.crash_before_call = crash_before_call
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def post_linked(self, legs, currency, write):
+        self.calls += 1
+        if self.calls == self.crash_before_call:
+            raise ConnectionError("the batch died here")
+        return self._inner.post_linked(legs, currency, write)
+
+
+HOLDERS = 250  # three pages of 100 (the world's page size)
+
+
+def seeded(world: WealthWorld, rounding: str) -> tuple:
+    product = world.product(rounding=rounding)
+    world.product_ids.append(product.product_id)
+    customers = [f"h{n:04d}-{product.product_id}" for n in range(HOLDERS)]
+    units = [100_000 + n * 7_919_993 % 30_000_000 for n in range(HOLDERS)]
+    positions, orders = seeded_holdings(product, customers, units, THURSDAY)
+    world.store.seed(positions, orders)
+    accounts = [p.account_id for p in positions]
+    for position in positions:
+        world.wealth_ledger.open_account(position.account_id, position.customer_id, "CNY", limited=True)
+    world.fund_accounts(accounts, units)
+    return product, accounts, units
+
+
+def test_a_batch_killed_mid_page_rerun_and_run_twice_at_once_posts_each_income_once(world):
+    # half-up: the rounding account may pay the cents rounded up (a negative remainder)
+    rounding = "half_up"
+    product, accounts, units = seeded(world, rounding)
+    world.publish(product, THURSDAY, "0.6512")
+    # GIVEN a run killed before its 9th ledger transaction (page 2 of 3, part-way through)
+    crashing = WealthService(world.store, CrashingLedger(world.wealth_ledger, 9), world.dates,
+                             {world.market: world.calendar}, clock=lambda: world.now,
+                             page_positions=world.page_positions)
+    with pytest.raises(ConnectionError):
+        run_day(crashing, world.market, THURSDAY)
+    assert world.business_date() == THURSDAY
+    # WHEN two runs of the same day resume at once, and then one more runs after the date moved
+    results = []
+    runs = [threading.Thread(target=lambda: results.append(run_day(world.service, world.market, THURSDAY)))
+            for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    again = run_day(world.service, world.market, THURSDAY)
+    # THEN every holder got the day's income once, and the rest of the fund's income is in rounding
+    expected = mmf_distribute(units, Decimal("0.6512"), Rounding(rounding))
+    assert [world.balance(a) for a in accounts] == [u + i for u, i in zip(units, expected.incomes_minor,
+                                                                          strict=True)]
+    # the killed run posted page 1 (7 transactions) and one transaction of page 2: 116 holders
+    assert sum(r.posted for r in results) == sum(1 for i in expected.incomes_minor[116:] if i)
+    assert not again.ran and world.business_date() == THURSDAY + timedelta(days=1)
+    figure = world.store.daily_income(product.product_id, THURSDAY)
+    assert (figure.distributable_minor, figure.posted_minor, figure.remainder_minor) == (
+        expected.distributable_minor, sum(expected.incomes_minor), expected.remainder_minor)
+    report = wealth_check(world)
+    assert report.passed, report.findings

@@ -1,0 +1,163 @@
+"""The daily batch on the in-memory fakes: each holder's income once per day, conserved with the
+remainder, a day without its figure refused naming the date, and the clock's date never batched early."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from finfaas.domain.calendar import parse_calendar
+from finfaas.domain.wealth import FastRedemptionCapExceeded, InsufficientUnits, Rounding, mmf_distribute
+from finfaas.services.business_date.model import BusinessDateMode
+from finfaas.services.business_date.service import BusinessDateService
+from finfaas.services.wealth.errors import BatchDateMismatch, FigureNotPublished, WalletAccountNotFound
+from finfaas.services.wealth.model import (
+    Product,
+    ProductKind,
+    ProductStatus,
+    SubscribeCommand,
+    fund_account_id,
+    rounding_account_id,
+)
+from finfaas.services.wealth.service import RedeemCommand, WealthService
+from finfaas_dev.fakes.business_date import InMemoryBusinessDateStore
+from finfaas_dev.fakes.wealth import InMemoryWealthLedger, InMemoryWealthStore
+from finfaas_dev.wealth import run_day, seeded_holdings
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+CALENDARS = Path(__file__).resolve().parents[4] / "infra" / "calendars"
+CN = parse_calendar((CALENDARS / "cn-2027.json").read_text())
+DAY = date(2027, 3, 4)
+NOW = datetime(2027, 3, 4, 6, 0, tzinfo=UTC)  # 14:00 in Shanghai, before the cut-off
+
+
+def world(mode: BusinessDateMode = BusinessDateMode.MANUAL, rounding: Rounding = Rounding.TRUNCATE):
+    product = Product("mmf-1", ProductKind.MMF, "Cash", "CN", "CNY", ProductStatus.OPEN, 100,
+                      fund_account_id("mmf-1"), rounding=rounding)
+    store = InMemoryWealthStore()
+    ledger = InMemoryWealthLedger(store)
+    dates_store = InMemoryBusinessDateStore()
+    dates_store.replace("CN", None, DAY, NOW)
+    dates = BusinessDateService(dates_store, mode, clock=lambda: NOW)
+    service = WealthService(store, ledger, dates, {"CN": CN}, clock=lambda: NOW, page_positions=7)
+    service.create_product(product)
+    ledger.open_account(product.fund_account_id, "mmf-1", "CNY", limited=False)
+    return service, store, ledger, product
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 10**9), min_size=1, max_size=40),
+       st.sampled_from([Rounding.TRUNCATE, Rounding.HALF_UP]))
+def test_every_holder_earns_once_and_posted_plus_remainder_is_the_distributable_income(units, rounding):
+    service, store, ledger, product = world(rounding=rounding)
+    customers = [f"c{n:03d}" for n in range(len(units))]
+    positions, orders = seeded_holdings(product, customers, units, DAY)
+    for position, held in zip(positions, units, strict=True):
+        store.create_position(position)
+        ledger.fund(position.account_id, position.customer_id, held)
+    service.publish_income("mmf-1", DAY, Decimal("0.6512"))
+    first = run_day(service, "CN", DAY)
+    again = service.income_page("CN", DAY, None)  # the same day's first page once more
+    expected = mmf_distribute(units, Decimal("0.6512"), rounding)
+    assert [ledger.balances([p.account_id])[p.account_id][0] for p in positions] == [
+        u + i for u, i in zip(units, expected.incomes_minor, strict=True)]
+    assert again.posted == 0 and not run_day(service, "CN", DAY).ran
+    settled = first.settlements[0]
+    assert (settled.distributable_minor, settled.posted_minor, settled.remainder_minor) == (
+        expected.distributable_minor, sum(expected.incomes_minor), expected.remainder_minor)
+
+
+def test_a_day_without_its_figure_is_refused_naming_the_date_and_posts_nothing():
+    service, store, ledger, product = world()
+    positions, _ = seeded_holdings(product, ["c1"], [1_000_000], DAY)
+    store.create_position(positions[0])
+    ledger.fund(positions[0].account_id, "c1", 1_000_000)
+    with pytest.raises(FigureNotPublished) as refused:
+        run_day(service, "CN", DAY)
+    assert refused.value.errors[0][0] == "date"
+    assert ledger.transfers == {}
+
+
+def test_where_the_clock_moves_the_date_a_day_is_batched_only_once_it_has_ended():
+    service, *_ = world(BusinessDateMode.CLOCK)
+    with pytest.raises(BatchDateMismatch):
+        service.begin_day("CN", DAY)
+    assert service.begin_day("CN", date(2027, 3, 3))
+
+
+def holder_after_confirmation():
+    service, store, ledger, product = world()
+    ledger.fund("w-ada", "ada", 5_000_000)
+    ledger.fund("w-bob", "bob", 5_000_000)
+    service.subscribe("ada", SubscribeCommand("s-1", "mmf-1", "w-ada", 2_000_000))
+    service.publish_income("mmf-1", DAY, Decimal("0"))
+    service.publish_income("mmf-1", DAY + timedelta(days=1), Decimal("0"))
+    run_day(service, "CN", DAY)
+    run_day(service, "CN", DAY + timedelta(days=1))  # Friday: confirmed
+    return service, ledger
+
+
+def test_a_redemption_pays_only_the_customers_own_wallet_and_a_refusal_writes_nothing():
+    service, ledger = holder_after_confirmation()
+    before = dict(ledger.transfers)
+    with pytest.raises(WalletAccountNotFound) as refused:
+        service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-bob", 100_000, fast=True))
+    assert refused.value.errors[0][0] == "account_id"
+    with pytest.raises(FastRedemptionCapExceeded):
+        service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 1_000_001, fast=True))
+    with pytest.raises(InsufficientUnits):
+        service.redeem("ada", RedeemCommand("r-3", "mmf-1", "w-ada", 2_000_001, fast=False))
+    assert ledger.transfers == before and service.orders("ada")[-1].order_id == "s-1"
+
+
+def test_fast_redemptions_of_a_day_share_its_cap():
+    service, ledger = holder_after_confirmation()
+    service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-ada", 600_000, fast=True))
+    assert service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-ada", 600_000, fast=True)).order_id == "r-1"
+    with pytest.raises(FastRedemptionCapExceeded):
+        service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 400_001, fast=True))
+    service.redeem("ada", RedeemCommand("r-3", "mmf-1", "w-ada", 400_000, fast=True))
+    assert ledger.balances(["w-ada"])["w-ada"][0] == 5_000_000 - 2_000_000 + 1_000_000
+
+
+class DiesOnce(InMemoryWealthLedger):
+    """The in-memory ledger, dying before its second batch transaction (a Task killed mid-page)."""
+
+    def __init__(self, store: InMemoryWealthStore) -> None:
+        super().__init__(store)
+        self.linked = 0
+
+    def post_linked(self, legs, currency, write, owner_id=None) -> None:
+        self.linked += 1
+        if self.linked == 2:
+            raise ConnectionError("the batch died here")
+        super().post_linked(legs, currency, write, owner_id)
+
+
+def test_a_subscription_while_the_batch_runs_moves_no_chunk_of_its_rerun():
+    service, store, _, product = world()
+    ledger = DiesOnce(store)
+    for account in (product.fund_account_id, rounding_account_id("mmf-1")):
+        ledger.open_account(account, "mmf-1", "CNY", limited=False)
+    service = WealthService(store, ledger, service._business_dates, {"CN": CN}, clock=lambda: NOW,
+                            page_positions=7)
+    units = [1_000_000 + n for n in range(40)]
+    positions, _ = seeded_holdings(product, [f"c{n:03d}" for n in range(40)], units, DAY)
+    for position, held in zip(positions, units, strict=True):
+        store.create_position(position)
+        ledger.fund(position.account_id, position.customer_id, held)
+    service.publish_income("mmf-1", DAY, Decimal("0.6512"))
+    with pytest.raises(ConnectionError):
+        run_day(service, "CN", DAY)
+    # GIVEN a customer whose id sorts first subscribes before the rerun (confirmed on the next day)
+    ledger.fund("w-a", "a000", 1_000_000)
+    service.subscribe("a000", SubscribeCommand("s-1", "mmf-1", "w-a", 500_000))
+    # WHEN the day runs again THEN every holder earned once and the day is conserved
+    rerun = run_day(service, "CN", DAY)
+    expected = mmf_distribute(units, Decimal("0.6512"), Rounding.TRUNCATE)
+    assert [ledger.balances([p.account_id])[p.account_id][0] for p in positions] == [
+        u + i for u, i in zip(units, expected.incomes_minor, strict=True)]
+    assert rerun.settlements[0].distributable_minor == expected.distributable_minor

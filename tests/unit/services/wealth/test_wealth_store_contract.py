@@ -1,0 +1,89 @@
+"""The wealth store's contract, passed by the in-memory fake here and by store/wealth_store.py on
+DynamoDB Local (tests/integration/services/wealth): the batch's paging over a product's positions,
+figures published once or over their version, chunk records written once, products and their status."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from finfaas.services.wealth.model import (
+    DailyIncome,
+    IncomeChunk,
+    Position,
+    Product,
+    ProductKind,
+    ProductStatus,
+    fund_account_id,
+)
+from finfaas_dev.fakes.wealth import InMemoryWealthStore
+
+DAY = date(2027, 3, 4)
+
+
+def new_product() -> Product:
+    product_id = f"mmf-{uuid.uuid4().hex[:10]}"
+    # A market of its own: the stage's daily batch of CN never meets the contract's products.
+    return Product(product_id, ProductKind.MMF, "Cash", "KT", "CNY", ProductStatus.OPEN, 100,
+                   fund_account_id(product_id))
+
+
+class WealthStoreContract:
+    @pytest.fixture
+    def store(self):
+        raise NotImplementedError
+
+    def test_a_product_is_created_once_and_closed_only_from_the_status_it_was_read_in(self, store):
+        product = new_product()
+        assert store.create_product(product) == product
+        assert store.create_product(replace(product, name="Other")) == product
+        closed = replace(product, status=ProductStatus.CLOSED)
+        assert store.save_product(closed, "open")
+        assert not store.save_product(replace(product, name="Late"), "open")
+        assert store.product(product.product_id) == closed
+        assert store.product("missing") is None
+
+    def test_the_batch_pages_over_every_position_of_a_product_once_in_customer_order(self, store):
+        product = new_product()
+        customers = [f"c{n:03d}" for n in range(23)]
+        for customer in reversed(customers):
+            store.create_position(Position(product.product_id, customer, f"wp-{customer}", DAY))
+        store.create_position(Position(new_product().product_id, "c000", "wp-other", DAY))
+        seen, cursor = [], None
+        while True:
+            page = store.positions_page(product.product_id, 10, cursor)
+            assert len(page.positions) <= 10
+            seen += [p.customer_id for p in page.positions]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == customers
+        assert [p.product_id for p in store.positions_of("c000")].count(product.product_id) == 1
+
+    def test_a_figure_is_published_once_or_over_the_version_it_replaces(self, store):
+        product_id = new_product().product_id
+        first = DailyIncome(product_id, DAY, Decimal("0.6512"), datetime(2027, 3, 4, tzinfo=UTC))
+        assert store.publish_income(first, None)
+        assert not store.publish_income(replace(first, income_per_10k_units=Decimal("0.7")), None)
+        corrected = replace(first, income_per_10k_units=Decimal("0.7000"), version=2)
+        assert not store.publish_income(corrected, 5)
+        assert store.publish_income(corrected, 1)
+        assert store.daily_income(product_id, DAY) == corrected
+        assert store.daily_incomes(product_id, DAY, DAY) == [corrected]
+        assert store.daily_income(product_id, date(2027, 3, 5)) is None
+
+    def test_a_chunk_is_recorded_once(self, store):
+        product_id = new_product().product_id
+        chunk = IncomeChunk(product_id, DAY, "c000", 3, 300, 2)
+        assert store.record_chunk(chunk)
+        assert not store.record_chunk(replace(chunk, income_total_minor=9))
+        assert store.chunks(product_id, DAY) == [chunk]
+
+
+class TestInMemoryWealthStore(WealthStoreContract):
+    @pytest.fixture
+    def store(self):
+        return InMemoryWealthStore()
