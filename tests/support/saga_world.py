@@ -396,8 +396,10 @@ class SagaWorld:
         module = self.gateway.handlers["ledger"]
         service = LedgerService(self.ledger, clock=self.clock.utc)
         records = self.stores.idempotency()
-        # The DynamoDB store records the key in the ledger's own transaction; the fake cannot.
-        in_transaction = records if hasattr(records, "completion_put") else None
+        # On DynamoDB the key is recorded in the ledger's own transaction (the DynamoDB idempotency store
+        # with the ledger store); the reference ledger takes no transaction extras, so with it the
+        # platform records the key after the handler.
+        in_transaction = None if isinstance(self.ledger, ReferenceLedger) else records
         module.services.use(
             module.LedgerServices(
                 api=LedgerApi(service, in_transaction),
