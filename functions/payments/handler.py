@@ -10,13 +10,16 @@ Apps and customers (payments:write / payments:read; a customer only for its own 
                                                  payment (automatic capture)
   POST /payment_intents/{payment_id}/capture     all or part of what is capturable
   POST /payment_intents/{payment_id}/cancel      releases what is still capturable
-  POST /payment_intents/{payment_id}/refunds     all or part of what was captured, back to the account
+  POST /payment_intents/{payment_id}/refunds     all or part of what was captured, back to the account,
+                                                 or with bank_account to a bank through the rail (pending)
   GET  /payment_intents/{payment_id}/disputes/{dispute_id}          a dispute (apps only)
   POST /payment_intents/{payment_id}/disputes/{dispute_id}/evidence the merchant's answer: under_review
   POST /payment_intents/{payment_id}/disputes/{dispute_id}/accept   the merchant gives up: lost
 The rail (no token: a notice signed with the rail-notice-key secret, Standard Webhooks HMAC):
   POST /rail/disputes                            a dispute opened (amount and fee leave the merchant in
                                                  one ledger transaction) or closed (won: amount back)
+The rail refund saga (the orchestrator's token, scope payments:saga):
+  POST /saga/refunds/settle, /saga/refunds/fail  the rail paid the refund out, or refused it (reversed)
 Operators (ops scope):
   POST /_/ops/merchants                          onboard a merchant and open its ledger accounts through
                                                  the ledger function (Idempotency-Key required)
@@ -58,6 +61,8 @@ from finfaas.services.payments.api import (
     NewIntentBody,
     OnboardBody,
     RefundBody,
+    RefundFailBody,
+    RefundStepBody,
     RefundView,
     SettlementView,
     dispute_view,
@@ -68,7 +73,9 @@ from finfaas.services.payments.api import (
     refund_view,
     settlement_view,
 )
-from finfaas.services.payments.errors import DisputeNotFound
+from finfaas.services.payments.errors import DisputeNotFound, RefundSagaNotStarted
+from finfaas.services.payments.model import PaymentIntent, Refund
+from finfaas.services.payments.rail_refunds import RailRefunds
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
 from finfaas.services.payments.settlement import MerchantSettlement, settlement_csv, settlement_lag_seconds
 
@@ -79,7 +86,8 @@ OPS_LIMIT = RateLimit("payments_ops", requests_max=600, window_seconds=60, token
 MONEY_LIMIT = RateLimit("payments_money", requests_max=6_000, window_seconds=60, tokens_per_call=50)
 READ_LIMIT = RateLimit("payments_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
 LIMITS = {limit.name: limit for limit in (OPS_LIMIT, MONEY_LIMIT, READ_LIMIT)}
-READ, WRITE = "payments:read", "payments:write"
+READ, WRITE, SAGA = "payments:read", "payments:write", "payments:saga"
+SAGA_ROUTE: dict[str, Any] = {"scopes": [SAGA], "rate_limit": None}
 INTENT_PATH = "/function/payments/payment_intents/{}"
 # Environment knobs (stack.yml), each with the product's default.
 DEGRADED_APPROVE_ENV = "PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR"
@@ -105,21 +113,24 @@ class PaymentsServices:
     probe: Callable[[], None]
     dynamodb_calls: Callable[[], dict[str, int]] = dict
     settlement: MerchantSettlement | None = None
+    rail_refunds: RailRefunds | None = None
 
 
 def build_services(suite: Any = None) -> PaymentsServices:
     """The services on this stage's tables, the gateway and the payments-client secret (lazily);
     `suite` replaces the gateway client (tests route it to handlers in process)."""
+    from finfaas.domain.creditor import CreditorVault
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.cursors import CursorCodec
+    from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.platform.resilience import CircuitBreaker
     from finfaas.services.business_date.model import mode_from_env
     from finfaas.services.business_date.service import BusinessDateService
     from finfaas.services.ledger.service import LedgerService
     from finfaas.services.payments.service import LedgerFunctionAccounts, LedgerStoreAccounts
-    from finfaas.services.suite_clients import LedgerClient, RiskClient, SuiteClient
+    from finfaas.services.suite_clients import LedgerClient, OrchestratorClient, RiskClient, SuiteClient
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.business_date_store import BusinessDateStore
     from finfaas.store.idempotency_store import IdempotencyStore
@@ -148,6 +159,9 @@ def build_services(suite: Any = None) -> PaymentsServices:
                                intents=intents, money=money,
                                risk=RiskClient(suite), breaker=breaker, settings=settings,
                                cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
+    # A rail refund's bank account is sealed with the stage's PII key for the rail, as wallet moves are.
+    vault = CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())), SecretKeyedDigests())
+    rail_refunds = RailRefunds(payments, OrchestratorClient(suite), vault, money)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
         payments=payments,
@@ -157,6 +171,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
         probe=lambda: merchants.get("readiness-probe"),
         dynamodb_calls=meter.snapshot,
         settlement=settlement,
+        rail_refunds=rail_refunds,
     )
 
 
@@ -227,8 +242,38 @@ def refund_intent(req: Request, payment_id: str, body: RefundBody) -> RefundView
     """Refund all or part of what was captured to the paying account; a refund number already used on
     this payment answers that refund (once), or 409 when it asked for another amount."""
     req.audit_target = f"payment_intent:{payment_id}"
-    _, refund = services.get().payments.refund(caller(req), payment_id, body)
+    if body.bank_account is not None:
+        _, refund = rail_refunds().refund(caller(req), payment_id, body)
+    else:
+        _, refund = services.get().payments.refund(caller(req), payment_id, body)
     return refund_view(refund)
+
+
+def rail_refunds() -> RailRefunds:
+    found = services.get().rail_refunds
+    if found is None:
+        raise RefundSagaNotStarted("rail refunds are not configured here")
+    return found
+
+
+@app.route("POST", "/saga/refunds/settle", body=RefundStepBody, **SAGA_ROUTE)
+def saga_refund_settled(req: Request, body: RefundStepBody) -> RefundView:
+    """The rail paid a refund out: succeeded."""
+    intent = rail_refunds().settled(body.payment_intent, body.refund_number)
+    return refund_view(_refund_of(intent, body.refund_number))
+
+
+@app.route("POST", "/saga/refunds/fail", body=RefundFailBody, **SAGA_ROUTE)
+def saga_refund_failed(req: Request, body: RefundFailBody) -> RefundView:
+    """The rail did not pay a refund out: reversed to the merchant, failed."""
+    intent = rail_refunds().failed(body.payment_intent, body.refund_number, body.error.Error)
+    return refund_view(_refund_of(intent, body.refund_number))
+
+
+def _refund_of(intent: PaymentIntent, refund_number: str) -> Refund:
+    refund = intent.refund(refund_number)
+    assert refund is not None, "a step's refund stays on its intent"
+    return refund
 
 
 @app.route("POST", "/payment_intents/{payment_id}/cancel", scopes=[WRITE], body=CancelBody,

@@ -76,6 +76,8 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.canceled",
     "payment_intent.capture_expiring",
     "refund.created",
+    "refund.updated",
+    "refund.failed",
     "dispute.created",
     "dispute.updated",
     "dispute.closed",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
+from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.payments import FeeSchedule
 
 merchant_id_chars_max = 40  # leaves room in a 64-character ledger account id for prefix and purpose
@@ -156,9 +157,16 @@ class RefundReason(StrEnum):
     FRAUDULENT = "fraudulent"
 
 
+class RefundStatus(StrEnum):
+    PENDING = "pending"  # on its way through the rail: counted as refunded until the rail refuses it
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the rail refused it: reversed in the ledger, refunded no more
+
+
 @dataclass(frozen=True, slots=True)
 class Refund:
-    """Money given back to the paying account, under the client's refund number (unique per payment)."""
+    """Money given back under the client's refund number (unique per payment): to the paying account at
+    once, or to a bank account through the rail (`bank_account` set; pending until the rail settles)."""
 
     refund_number: str
     amount_minor: int
@@ -166,6 +174,15 @@ class Refund:
     reason: RefundReason
     transfer_id: str
     created_at: datetime
+    status: RefundStatus = RefundStatus.SUCCEEDED
+    bank_account: SealedCreditor | None = None  # sealed under transfer_id, the rail's payment id
+    reversal_id: str | None = None  # the ledger transfer that gave a failed refund back to the merchant
+    failure: str = ""
+
+    @property
+    def counted(self) -> bool:
+        """Whether it counts as refunded (a failed one was given back)."""
+        return self.status is not RefundStatus.FAILED
 
 
 class DisputeStatus(StrEnum):
@@ -334,13 +351,17 @@ def expiring_event(intent: PaymentIntent) -> IntentEvent:
     return IntentEvent(warning.type, {**warning.data, "capture_before": intent.capture_before.isoformat()})
 
 
-def refund_event(intent: PaymentIntent, refund: Refund) -> IntentEvent:
-    return IntentEvent("refund.created", {
+def refund_event(intent: PaymentIntent, refund: Refund, event_type: str = "refund.created") -> IntentEvent:
+    """refund.created|updated|failed: the refund after the change (a rail refund says where it goes)."""
+    return IntentEvent(event_type, {
         "payment_intent": intent.payment_id, "refund_number": refund.refund_number,
         "merchant_id": intent.merchant_id, "amount_minor": str(refund.amount_minor),
         "currency": intent.currency,
         "application_fee_refunded_minor": str(refund.fee_refunded_minor), "reason": refund.reason.value,
-        "transfer_id": refund.transfer_id, "status": "succeeded",
+        "transfer_id": refund.transfer_id, "status": refund.status.value,
+        **({"destination": "bank_account"} if refund.bank_account is not None else {}),
+        **({"reversal_transfer_id": refund.reversal_id} if refund.reversal_id else {}),
+        **({"failure_reason": refund.failure} if refund.failure else {}),
     })
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.errors import (
     AccountNotFound,
     PendingAlreadyPosted,
@@ -106,6 +107,7 @@ from finfaas.services.payments.model import (
     MerchantStatus,
     PaymentIntent,
     Refund,
+    RefundStatus,
     SettlementAccount,
     SettlementLeg,
     dispute_event,
@@ -269,6 +271,16 @@ class _Step:
     wanted: PaymentIntent
     event: IntentEvent
     move: Callable[[IntentWrite], object] | None = None
+
+
+IntentStep = _Step
+
+
+@dataclass(frozen=True)
+class RailDestination:
+    """Where a rail refund goes: a bank account, sealed under the refund's transfer id for the rail."""
+
+    seal: Callable[[str], SealedCreditor]
 
 
 @dataclass(frozen=True)
@@ -617,12 +629,14 @@ class PaymentsService:
 
         return self._step(caller, payment_id, decide)
 
-    def refund(self, caller: Caller, payment_id: str, body: RefundBody) -> tuple[PaymentIntent, Refund]:
+    def refund(self, caller: Caller, payment_id: str, body: RefundBody,
+               to_rail: RailDestination | None = None) -> tuple[PaymentIntent, Refund]:
         """Gives `amount` (default: all refundable) back to the paying account from the merchant's
         receivable shard, with the fee's share by domain.payments' rule; the same refund number again
         refunds once. The refund and the intent's new total commit in one ledger transaction, written
         over the version the bound was checked on, so refunds racing each other never exceed what was
-        captured."""
+        captured. With `to_rail` the money goes to the rail's clearing account instead and the refund is
+        pending until the rail settles it (services/payments/rail_refunds.py)."""
         write_id = uuid.uuid4().hex
 
         def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
@@ -635,6 +649,9 @@ class PaymentsService:
             if earlier is not None:
                 if body.amount is not None and earlier.amount_minor != amount:
                     raise RefundExists(f"refund_number: {body.refund_number} refunded {earlier.amount_minor}",
+                                       field="refund_number")
+                if (earlier.bank_account is None) != (to_rail is None):
+                    raise RefundExists(f"refund_number: {body.refund_number} went to another destination",
                                        field="refund_number")
                 return Unchanged(intent)
             if len(intent.refunds) >= refunds_per_payment_max:
@@ -651,14 +668,17 @@ class PaymentsService:
             now = self._clock()
             transfer_id = intent.ledger_id("r", len(intent.refunds), write_id)
             refund = Refund(body.refund_number, amount, fee_back, body.reason, transfer_id, now)
+            credited = intent.customer_account_id
+            if to_rail is not None:  # the rail's payment id is the refund's transfer id
+                refund = replace(refund, status=RefundStatus.PENDING, bank_account=to_rail.seal(transfer_id))
+                credited = system_account_id(AccountKind.SETTLEMENT, intent.currency)
             wanted = intent.changed(now, amount_refunded_minor=intent.amount_refunded_minor + amount,
                                     fee_refunded_minor=intent.fee_refunded_minor + fee_back,
                                     refunds=(*intent.refunds, refund),
                                     ledger=(*intent.ledger, LedgerStep("refund", transfer_id, amount)),
                                     write_id=write_id)
             return _Step(wanted, refund_event(wanted, refund), lambda extra: self._ledger_ports().transfer(
-                transfer_id, intent.receivable_account_id, intent.customer_account_id, amount,
-                intent.currency, extra))
+                transfer_id, intent.receivable_account_id, credited, amount, intent.currency, extra))
 
         stored = self._step(caller, payment_id, decide)
         refund = stored.refund(body.refund_number)
@@ -865,6 +885,15 @@ class PaymentsService:
             raise IntentExists(f"the Idempotency-Key made payment intent {stored.payment_id} "
                                "with other fields")
         return stored
+
+    def now(self) -> datetime:
+        """This service's clock, for steps decided by another module of the capability."""
+        return self._clock()
+
+    def step(self, caller: Caller, payment_id: str,
+             decide: Callable[[PaymentIntent], IntentStep | Unchanged[PaymentIntent]]) -> PaymentIntent:
+        """One intent step decided by another module of the capability (rail refunds, payouts)."""
+        return self._step(caller, payment_id, decide)
 
     def _step(self, caller: Caller, payment_id: str,
               decide: Callable[[PaymentIntent], _Step | Unchanged[PaymentIntent]]) -> PaymentIntent:

@@ -287,6 +287,10 @@ class MerchantSettlement:
             window.refunds -= delta
             refund = next((r for r in intent.refunds if r.transfer_id == entry.transfer_id), None)
             window.fees -= refund.fee_refunded_minor if refund is not None else 0
+        elif kind == "rr":  # a rail refund the rail refused, given back: a refund less, its fee share again
+            window.refunds -= delta
+            refund = next((r for r in intent.refunds if r.reversal_id == entry.transfer_id), None)
+            window.fees += refund.fee_refunded_minor if refund is not None else 0
         else:  # d, df (amount and fee taken), dw (amount won back)
             window.dispute_losses -= delta
 
