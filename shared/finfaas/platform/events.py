@@ -75,6 +75,7 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.succeeded",
     "payment_intent.canceled",
     "payment_intent.capture_expiring",
+    "payment_intent.payment_failed",
     "refund.created",
     "refund.updated",
     "refund.failed",

@@ -303,6 +303,8 @@ class IntentView(BaseModel):
     ledger_transfers: list[LedgerStepView]
     created_at: datetime
     updated_at: datetime | None = None
+    last_payment_error: str | None = Field(default=None, description="the code of the latest refused "
+                                                                     "confirmation (payment_failed)")
 
 
 class ExpiryRunView(BaseModel):
@@ -354,6 +356,7 @@ def intent_view(intent: PaymentIntent) -> IntentView:
         ledger_transfers=[LedgerStepView(kind=s.kind, transfer_id=s.transfer_id, amount_minor=s.amount_minor)
                           for s in intent.ledger],
         created_at=intent.created_at, updated_at=intent.updated_at,
+        last_payment_error=intent.last_payment_error,
     )
 
 

@@ -249,6 +249,7 @@ class PaymentIntent:
     fee_refunded_minor: int = 0
     disputes: tuple[Dispute, ...] = ()
     expiry_warned_at: datetime | None = None  # when payment_intent.capture_expiring was written (once)
+    last_payment_error: str | None = None  # why the latest confirmation was refused (payment_failed)
     updated_at: datetime | None = None
     version: int = 1
     write_id: str = ""  # which request wrote this version: its own lost answer is told from a rival's

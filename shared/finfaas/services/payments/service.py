@@ -26,6 +26,7 @@ from typing import Any
 from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.errors import (
     AccountNotFound,
+    InsufficientFunds,
     PendingAlreadyPosted,
     PendingAlreadyVoided,
     PendingExpired,
@@ -118,6 +119,7 @@ from finfaas.services.payments.model import (
     refund_event,
     refunds_per_payment_max,
 )
+from finfaas.services.payments.payment_failures import record_payment_failure
 from finfaas.services.payments.ports import (
     MerchantLedger,
     Merchants,
@@ -486,7 +488,11 @@ class PaymentsService:
                 hold.transfer_id, intent.customer_account_id, intent.receivable_account_id,
                 intent.amount_minor, intent.currency, window + hold_grace_seconds, extra))
 
-        return self._step(caller, payment_id, decide)
+        try:
+            return self._step(caller, payment_id, decide)
+        except (PaymentDeclined, InsufficientFunds) as refusal:
+            record_payment_failure(self._intent_ports()[0], payment_id, refusal, self._clock)
+            raise
 
     def capture(self, caller: Caller, payment_id: str, body: CaptureBody) -> PaymentIntent:
         """Posts amount_to_capture (default: all that is capturable) from the hold. A non-final capture

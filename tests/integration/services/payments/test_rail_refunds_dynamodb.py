@@ -1,5 +1,6 @@
 """Rail refunds on DynamoDB Local: a pending rail refund and a wallet refund racing share one bound, the
-rail's two answers racing end the refund once, and a reversal whose answer was lost reverses once."""
+rail's two answers racing end the refund once, and a reversal whose answer was lost reverses once; and a
+refused confirmation commits its payment_failed with the intent."""
 
 from __future__ import annotations
 
@@ -113,3 +114,24 @@ def test_a_reversal_whose_answer_is_lost_reverses_once(world, rail):
     assert first.refund("r-1").status is RefundStatus.FAILED
     assert world.ledger.get_account(shard_id).balance_minor == 10_000
     assert world.ledger.get_account(CLEARING).balance_minor == clearing - 2_500
+
+
+def test_a_confirmation_without_the_funds_commits_payment_failed_once_on_the_intent(world):
+    from finfaas.domain.errors import InsufficientFunds
+    from finfaas.services.payments.api import NewIntentBody
+    from integration.services.payments.test_payment_intents_dynamodb import outbox_events
+
+    # GIVEN an intent for more than the customer's account holds
+    account_id = world.customer(1_000)
+    body = NewIntentBody.model_validate({"amount": 1_001, "currency": "USD", "capture_method": "manual",
+                                         "customer_account_id": account_id, "merchant_id": world.merchant_id})
+    intent, _ = world.payments.create_intent(APP, f"k-{account_id}", body)
+
+    with pytest.raises(InsufficientFunds):
+        world.payments.confirm(APP, intent.payment_id)
+
+    stored = world.intents.get(intent.payment_id)
+    assert (stored.status.value, stored.last_payment_error) == ("requires_confirmation", "insufficient_funds")
+    assert [kind for kind, _ in outbox_events(intent.payment_id)] == [
+        "payment_intent.created", "payment_intent.payment_failed"]
+    assert world.ledger.get_account(account_id).debits_pending == 0
