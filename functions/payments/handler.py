@@ -18,8 +18,10 @@ Apps and customers (payments:write / payments:read; a customer only for its own 
 The rail (no token: a notice signed with the rail-notice-key secret, Standard Webhooks HMAC):
   POST /rail/disputes                            a dispute opened (amount and fee leave the merchant in
                                                  one ledger transaction) or closed (won: amount back)
-The rail refund saga (the orchestrator's token, scope payments:saga):
+The rail refund and payout sagas (the orchestrator's token, scope payments:saga):
   POST /saga/refunds/settle, /saga/refunds/fail  the rail paid the refund out, or refused it (reversed)
+  POST /saga/payouts/paid, /saga/payouts/fail    the rail paid a settlement's payout, or refused it (back in
+                                                 the merchant's reserve)
 Operators (ops scope):
   POST /_/ops/merchants                          onboard a merchant and open its ledger accounts through
                                                  the ledger function (Idempotency-Key required)
@@ -60,6 +62,7 @@ from finfaas.services.payments.api import (
     MerchantView,
     NewIntentBody,
     OnboardBody,
+    PayoutStepBody,
     RefundBody,
     RefundFailBody,
     RefundStepBody,
@@ -75,6 +78,7 @@ from finfaas.services.payments.api import (
 )
 from finfaas.services.payments.errors import DisputeNotFound, RefundSagaNotStarted
 from finfaas.services.payments.model import PaymentIntent, Refund
+from finfaas.services.payments.rail_payouts import RailPayouts
 from finfaas.services.payments.rail_refunds import RailRefunds
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
 from finfaas.services.payments.settlement import MerchantSettlement, settlement_csv, settlement_lag_seconds
@@ -114,17 +118,16 @@ class PaymentsServices:
     dynamodb_calls: Callable[[], dict[str, int]] = dict
     settlement: MerchantSettlement | None = None
     rail_refunds: RailRefunds | None = None
+    rail_payouts: RailPayouts | None = None
 
 
 def build_services(suite: Any = None) -> PaymentsServices:
     """The services on this stage's tables, the gateway and the payments-client secret (lazily);
     `suite` replaces the gateway client (tests route it to handlers in process)."""
-    from finfaas.domain.creditor import CreditorVault
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.cursors import CursorCodec
-    from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.platform.resilience import CircuitBreaker
     from finfaas.services.business_date.model import mode_from_env
     from finfaas.services.business_date.service import BusinessDateService
@@ -153,15 +156,18 @@ def build_services(suite: Any = None) -> PaymentsServices:
     money = LedgerStoreAccounts(LedgerService(ledger_store_from_config()))
     dates = BusinessDateService(BusinessDateStore(), mode_from_env())
     lag = int(os.environ.get(SETTLEMENT_LAG_ENV, str(settlement_lag_seconds)))
-    settlement = MerchantSettlement(merchants, intents, money, PaymentSettlementsStore(merchants),
-                                    lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag)
+    settlements = PaymentSettlementsStore(merchants)
+    vault = pii_vault()  # bank accounts sealed for the rail: a payout's, a refund's
+    payouts = RailPayouts(merchants, settlements, money, OrchestratorClient(suite), vault=vault)
+    settlement = MerchantSettlement(merchants, intents, money, settlements,
+                                    lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag,
+                                    on_paid=payouts.hand_to_rail)
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
                                intents=intents, money=money,
                                risk=RiskClient(suite), breaker=breaker, settings=settings,
                                cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
-    # A rail refund's bank account is sealed with the stage's PII key for the rail, as wallet moves are.
-    vault = CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())), SecretKeyedDigests())
-    rail_refunds = RailRefunds(payments, OrchestratorClient(suite), vault, money)
+    orchestrator = OrchestratorClient(suite)
+    rail_refunds = RailRefunds(payments, orchestrator, vault, money)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
         payments=payments,
@@ -172,7 +178,16 @@ def build_services(suite: Any = None) -> PaymentsServices:
         dynamodb_calls=meter.snapshot,
         settlement=settlement,
         rail_refunds=rail_refunds,
+        rail_payouts=payouts,
     )
+
+
+def pii_vault() -> Any:
+    """The stage's PII vault: bank accounts (a refund's, a merchant's payout's) are sealed for the rail."""
+    from finfaas.domain.creditor import CreditorVault
+    from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
+
+    return CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())), SecretKeyedDigests())
 
 
 services = Lazy(build_services)
@@ -268,6 +283,25 @@ def saga_refund_failed(req: Request, body: RefundFailBody) -> RefundView:
     """The rail did not pay a refund out: reversed to the merchant, failed."""
     intent = rail_refunds().failed(body.payment_intent, body.refund_number, body.error.Error)
     return refund_view(_refund_of(intent, body.refund_number))
+
+
+@app.route("POST", "/saga/payouts/paid", body=PayoutStepBody, **SAGA_ROUTE)
+def saga_payout_paid(req: Request, body: PayoutStepBody) -> SettlementView:
+    """The rail paid a settlement's payout out: payout.paid."""
+    return settlement_view(rail_payouts().paid(body.merchant_id, body.business_date))
+
+
+@app.route("POST", "/saga/payouts/fail", body=PayoutStepBody, **SAGA_ROUTE)
+def saga_payout_failed(req: Request, body: PayoutStepBody) -> SettlementView:
+    """The rail did not pay the payout out: back to the merchant's reserve, payout.failed."""
+    return settlement_view(rail_payouts().failed(body.merchant_id, body.business_date))
+
+
+def rail_payouts() -> RailPayouts:
+    found = services.get().rail_payouts
+    if found is None:
+        raise RefundSagaNotStarted("rail payouts are not configured here")
+    return found
 
 
 def _refund_of(intent: PaymentIntent, refund_number: str) -> Refund:

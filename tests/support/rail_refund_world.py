@@ -1,5 +1,6 @@
 """The suite in memory (SagaWorld) with the payments function too: a merchant, a payment captured from
-acc-a, and refunds of it to a bank account through the rail refund saga."""
+acc-a, refunds of it to a bank account through the rail refund saga, and the merchant's settlement whose
+payout goes through the rail payout saga."""
 
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.api import CaptureBody, NewIntentBody, OnboardBody
 from finfaas.services.payments.model import PaymentIntent
+from finfaas.services.payments.rail_payouts import RailPayouts
 from finfaas.services.payments.rail_refunds import RailRefunds
 from finfaas.services.payments.service import Caller, PaymentsService
+from finfaas.services.payments.settlement import MerchantSettlement
 from finfaas.services.suite_clients import OrchestratorClient, SuiteClient
-from finfaas_dev.fakes.payments import InMemoryMerchants, InMemoryPaymentIntents, InMemoryPaymentsLedger
+from finfaas_dev.fakes.payments import (
+    InMemoryMerchants,
+    InMemoryPaymentIntents,
+    InMemoryPaymentsLedger,
+    InMemorySettlements,
+)
 from finfaas_dev.testing.platform import load_function_handler
 
 from support.saga_world import GATEWAY, QUEUE_MAC, USD, SagaWorld, StaticTokens
@@ -54,18 +62,26 @@ class RailRefundWorld(SagaWorld):
         self.intents = InMemoryPaymentIntents()
         ledger = LedgerService(self.ledger, clock=self.clock.utc)
         money = InMemoryPaymentsLedger(ledger, self.intents)
-        self.payments = PaymentsService(InMemoryMerchants(), MerchantAccountsOnLedger(self), self.clock.utc,
+        self.merchants = InMemoryMerchants()
+        self.payments = PaymentsService(self.merchants, MerchantAccountsOnLedger(self), self.clock.utc,
                                         intents=self.intents, money=money, risk=Approve())
         rail = RailRefunds(self.payments, OrchestratorClient(client), self.vault, money)
+        self.settlements = InMemorySettlements()
+        self.payouts = RailPayouts(self.merchants, self.settlements, money, OrchestratorClient(client),
+                                   self.vault)
+        self.settlement = MerchantSettlement(self.merchants, self.intents, money, self.settlements,
+                                             lambda: self.clock.utc().date(), self.clock.utc, lag_seconds=0,
+                                             on_paid=self.payouts.hand_to_rail)
         guard = IdempotencyGuard(self.stores.idempotency(), "payments", clock=self.clock)
         module.services.use(module.PaymentsServices(payments=self.payments, guard=guard, limiter=None,
-                                                    audit=None, probe=lambda: None, rail_refunds=rail))
+                                                    audit=None, probe=lambda: None, rail_refunds=rail,
+                                                    settlement=self.settlement, rail_payouts=self.payouts))
 
-    def paid(self) -> str:
-        """A merchant, and 100.00 captured from acc-a (3.00 application fee)."""
+    def paid(self, merchant_account: str = "000123456789") -> str:
+        """A merchant (paid out to merchant_account), and 100.00 captured from acc-a (3.00 fee)."""
         self.payments.onboard(OnboardBody.model_validate({
             "merchant_id": "m-books", "name": "Corner Books", "currency": USD,
-            "settlement_account": {"bank_code": "SANDUS00", "account_number": "000123456789", "name": "CB"},
+            "settlement_account": {"bank_code": "SANDUS00", "account_number": merchant_account, "name": "CB"},
             "fee_schedule": {"bps": 300}}))
         body = NewIntentBody.model_validate({"amount": PAID_MINOR, "currency": USD, "merchant_id": "m-books",
                                              "customer_account_id": self.prefix + "acc-a",

@@ -71,7 +71,7 @@ QUEUE_CONSUMERS = {"rail": "rail", "reviews": "transfers"}
 ORCHESTRATOR_SCOPES = ("ledger:write", "ledger:read", "transfers:saga", "rail:recall", "wallet:saga",
                        "payments:saga")
 WALLET_SCOPES = ("orchestrator:start", "orchestrator:read")
-SAGA_DEFINITIONS = ("transfer", "wallet-topup", "wallet-withdrawal", "payments-refund")
+SAGA_DEFINITIONS = ("transfer", "wallet-topup", "wallet-withdrawal", "payments-refund", "payments-payout")
 TRANSFERS_SCOPES = ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess")
 RAIL_SCOPES = ("orchestrator:callback",)
 

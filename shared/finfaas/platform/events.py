@@ -83,6 +83,8 @@ PAYMENT_EVENT_TYPES = (
     "dispute.updated",
     "dispute.closed",
     "payout.paid",
+    "payout.created",
+    "payout.failed",
 )
 WALLET_EVENT_TYPES = tuple(f"{kind}.{what}" for kind in ("topup", "withdrawal")
                            for what in ("created", "succeeded", "failed", "needs_attention"))

@@ -203,6 +203,9 @@ def settlement_to_json(settlement: Settlement) -> str:
         "created_at": format_time(settlement.created_at), "paid_at": _time_or_none(settlement.paid_at),
         "version": settlement.version,
     }
+    if settlement.payout_status:  # the rail's answer; earlier settlements keep their shape
+        document.update(payout_status=settlement.payout_status,
+                        payout_reversal_id=settlement.payout_reversal_id)
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
@@ -219,7 +222,8 @@ def settlement_from_json(text: str) -> Settlement:
         legs=tuple(SettlementLeg(leg["transfer_id"], leg["debit_account_id"], leg["credit_account_id"],
                                  int(leg["amount_minor"]), leg["purpose"]) for leg in raw["legs"]),
         created_at=parse_time(raw["created_at"]),
-        paid_at=parse_time(raw["paid_at"]) if raw.get("paid_at") else None, version=int(raw["version"]))
+        paid_at=parse_time(raw["paid_at"]) if raw.get("paid_at") else None, version=int(raw["version"]),
+        payout_status=raw.get("payout_status", ""), payout_reversal_id=raw.get("payout_reversal_id"))
 
 
 def merchant_to_json(merchant: Merchant) -> str:

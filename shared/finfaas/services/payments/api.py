@@ -189,6 +189,15 @@ class RefundFailBody(RefundStepBody):
     error: SagaError
 
 
+class PayoutStepBody(StrictModel):
+    """The payout saga's step: which merchant's settlement of which business date (its error, if any,
+    is the saga's and not needed: the step's answer is the same)."""
+
+    merchant_id: Identifier
+    business_date: date
+    error: SagaError | None = None
+
+
 DISPUTE_OPENED, DISPUTE_CLOSED = "dispute.opened", "dispute.closed"
 
 
@@ -390,6 +399,9 @@ class SettlementView(BaseModel):
     legs: list[SettlementLegView]
     created_at: datetime
     paid_at: datetime | None = None
+    payout_status: str | None = Field(default=None, description="the payout on the rail: in_transit, paid, "
+                                                                "or failed (back in the merchant's reserve)")
+    payout_reversal_transfer_id: str | None = None
 
 
 def settlement_view(settlement: Settlement) -> SettlementView:
@@ -404,7 +416,9 @@ def settlement_view(settlement: Settlement) -> SettlementView:
         legs=[SettlementLegView(transfer_id=leg.transfer_id, debit_account_id=leg.debit_account_id,
                                 credit_account_id=leg.credit_account_id, amount_minor=leg.amount_minor,
                                 purpose=leg.purpose) for leg in settlement.legs],
-        created_at=settlement.created_at, paid_at=settlement.paid_at)
+        created_at=settlement.created_at, paid_at=settlement.paid_at,
+        payout_status=("in_transit" if settlement.payout_in_transit else settlement.payout_status) or None,
+        payout_reversal_transfer_id=settlement.payout_reversal_id)
 
 
 class FeeScheduleView(BaseModel):

@@ -437,6 +437,17 @@ class Settlement:
     created_at: datetime
     paid_at: datetime | None = None
     version: int = 1
+    payout_status: str = ""  # the rail's answer about the payout: "" (none yet, or no payout), paid, failed
+    payout_reversal_id: str | None = None  # a failed payout's way back to the merchant's reserve
+
+    @property
+    def payout_rail_id(self) -> str:
+        """The payout's payment id on the rail (and its saga's execution name)."""
+        return f"{SETTLEMENT_TRANSFER_PREFIX}-{self.merchant_id}-{self.business_date:%Y%m%d}-po"
+
+    @property
+    def payout_in_transit(self) -> bool:
+        return self.status is SettlementStatus.PAID and self.payout_minor > 0 and not self.payout_status
 
     @property
     def reconciles(self) -> bool:

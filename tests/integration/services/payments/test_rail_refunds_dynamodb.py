@@ -135,3 +135,37 @@ def test_a_confirmation_without_the_funds_commits_payment_failed_once_on_the_int
     assert [kind for kind, _ in outbox_events(intent.payment_id)] == [
         "payment_intent.created", "payment_intent.payment_failed"]
     assert world.ledger.get_account(account_id).debits_pending == 0
+
+
+def test_a_refused_payout_whose_answer_is_lost_goes_back_to_the_reserve_once(world):
+    from finfaas.services.payments.rail_payouts import RailPayouts
+    from finfaas.store.payments_store import PaymentSettlementsStore
+    from integration.services.payments.test_settlement_dynamodb import later
+
+    # GIVEN a day settled on DynamoDB: its payout on the rail's clearing account, handed to the rail
+    captured_in_full(world)
+    settlements = PaymentSettlementsStore(world.payments_store)
+    money = LedgerStoreAccounts(world.ledger)
+    vault = CreditorVault(EnvelopeCipher(InMemoryDataKeys()), KeyedDigests(b"k" * 32))
+    payouts = RailPayouts(world.payments_store, settlements, money, Orchestrator(), vault)
+    from finfaas.services.payments.settlement import MerchantSettlement
+
+    settlement = MerchantSettlement(world.payments_store, world.intents, money, settlements,
+                                    lambda: later().date(), later, on_paid=payouts.hand_to_rail)
+    report = settlement.settle(world.merchant_id, later().date())
+    reserve = world.payments.merchant(world.merchant_id).accounts.reserve
+    clearing = world.ledger.get_account(CLEARING).balance_minor
+    # WHEN the rail refuses it and the return's answer is lost (the store sends it again), then the saga's
+    # retry runs the step again
+    lost = LoseResponses("TransactWriteItems", times=1)
+    world.store.register_hook("after-call.dynamodb", lost)
+    try:
+        payouts.failed(world.merchant_id, report.business_date)
+    finally:
+        world.store.unregister_hook("after-call.dynamodb", lost)
+    again = payouts.failed(world.merchant_id, report.business_date)
+
+    # THEN the payout is back in the reserve once
+    assert lost.lost == 1 and report.payout_minor > 0 and again.payout_status == "failed"
+    assert world.ledger.get_account(reserve).balance_minor == report.reserve_minor + report.payout_minor
+    assert world.ledger.get_account(CLEARING).balance_minor == clearing - report.payout_minor
