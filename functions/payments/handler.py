@@ -10,13 +10,18 @@ Apps and customers (payments:write / payments:read; a customer only for its own 
                                                  payment (automatic capture)
   POST /payment_intents/{payment_id}/capture     all or part of what is capturable
   POST /payment_intents/{payment_id}/cancel      releases what is still capturable
-  POST /payment_intents/{payment_id}/refunds     all or part of what was captured, back to the account
+  POST /payment_intents/{payment_id}/refunds     all or part of what was captured, back to the account,
+                                                 or with bank_account to a bank through the rail (pending)
   GET  /payment_intents/{payment_id}/disputes/{dispute_id}          a dispute (apps only)
   POST /payment_intents/{payment_id}/disputes/{dispute_id}/evidence the merchant's answer: under_review
   POST /payment_intents/{payment_id}/disputes/{dispute_id}/accept   the merchant gives up: lost
 The rail (no token: a notice signed with the rail-notice-key secret, Standard Webhooks HMAC):
   POST /rail/disputes                            a dispute opened (amount and fee leave the merchant in
                                                  one ledger transaction) or closed (won: amount back)
+The rail refund and payout sagas (the orchestrator's token, scope payments:saga):
+  POST /saga/refunds/settle, /saga/refunds/fail  the rail paid the refund out, or refused it (reversed)
+  POST /saga/payouts/paid, /saga/payouts/fail    the rail paid a settlement's payout, or refused it (back in
+                                                 the merchant's reserve)
 Operators (ops scope):
   POST /_/ops/merchants                          onboard a merchant and open its ledger accounts through
                                                  the ledger function (Idempotency-Key required)
@@ -60,7 +65,10 @@ from finfaas.services.payments.api import (
     MerchantView,
     NewIntentBody,
     OnboardBody,
+    PayoutStepBody,
     RefundBody,
+    RefundFailBody,
+    RefundStepBody,
     RefundView,
     SettlementView,
     dispute_view,
@@ -71,8 +79,10 @@ from finfaas.services.payments.api import (
     refund_view,
     settlement_view,
 )
-from finfaas.services.payments.errors import DisputeNotFound
-from finfaas.services.payments.model import PaymentIntent, payment_id_for
+from finfaas.services.payments.errors import DisputeNotFound, RefundSagaNotStarted
+from finfaas.services.payments.model import PaymentIntent, Refund, payment_id_for
+from finfaas.services.payments.rail_payouts import RailPayouts
+from finfaas.services.payments.rail_refunds import RailRefunds
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
 from finfaas.services.payments.settlement import MerchantSettlement, settlement_csv, settlement_lag_seconds
 
@@ -83,7 +93,8 @@ OPS_LIMIT = RateLimit("payments_ops", requests_max=600, window_seconds=60, token
 MONEY_LIMIT = RateLimit("payments_money", requests_max=6_000, window_seconds=60, tokens_per_call=50)
 READ_LIMIT = RateLimit("payments_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
 LIMITS = {limit.name: limit for limit in (OPS_LIMIT, MONEY_LIMIT, READ_LIMIT)}
-READ, WRITE = "payments:read", "payments:write"
+READ, WRITE, SAGA = "payments:read", "payments:write", "payments:saga"
+SAGA_ROUTE: dict[str, Any] = {"scopes": [SAGA], "rate_limit": None}
 INTENT_PATH = "/function/payments/payment_intents/{}"
 # Environment knobs (stack.yml), each with the product's default.
 DEGRADED_APPROVE_ENV = "PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR"
@@ -111,6 +122,8 @@ class PaymentsServices:
     settlement: MerchantSettlement | None = None
     # The idempotency table as a step's ledger transaction writes to it (the guard's own store).
     records: CompletionRecords | None = None
+    rail_refunds: RailRefunds | None = None
+    rail_payouts: RailPayouts | None = None
 
 
 def build_services(suite: Any = None) -> PaymentsServices:
@@ -125,7 +138,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
     from finfaas.services.business_date.service import BusinessDateService
     from finfaas.services.ledger.service import LedgerService
     from finfaas.services.payments.service import LedgerFunctionAccounts, LedgerStoreAccounts
-    from finfaas.services.suite_clients import LedgerClient, RiskClient, SuiteClient
+    from finfaas.services.suite_clients import LedgerClient, OrchestratorClient, RiskClient, SuiteClient
     from finfaas.store.audit_store import AuditStore
     from finfaas.store.business_date_store import BusinessDateStore
     from finfaas.store.idempotency_store import IdempotencyStore
@@ -148,13 +161,19 @@ def build_services(suite: Any = None) -> PaymentsServices:
     money = LedgerStoreAccounts(LedgerService(ledger_store_from_config()))
     dates = BusinessDateService(BusinessDateStore(), mode_from_env())
     lag = int(os.environ.get(SETTLEMENT_LAG_ENV, str(settlement_lag_seconds)))
-    settlement = MerchantSettlement(merchants, intents, money, PaymentSettlementsStore(merchants),
-                                    lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag)
+    settlements = PaymentSettlementsStore(merchants)
+    vault = pii_vault()  # bank accounts sealed for the rail: a payout's, a refund's
+    payouts = RailPayouts(merchants, settlements, money, OrchestratorClient(suite), vault=vault)
+    settlement = MerchantSettlement(merchants, intents, money, settlements,
+                                    lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag,
+                                    on_paid=payouts.hand_to_rail)
     keys = IdempotencyStore()
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
                                intents=intents, money=money,
                                risk=RiskClient(suite), breaker=breaker, settings=settings,
                                cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
+    orchestrator = OrchestratorClient(suite)
+    rail_refunds = RailRefunds(payments, orchestrator, vault, money)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
         payments=payments,
@@ -165,7 +184,17 @@ def build_services(suite: Any = None) -> PaymentsServices:
         dynamodb_calls=meter.snapshot,
         settlement=settlement,
         records=keys,
+        rail_refunds=rail_refunds,
+        rail_payouts=payouts,
     )
+
+
+def pii_vault() -> Any:
+    """The stage's PII vault: bank accounts (a refund's, a merchant's payout's) are sealed for the rail."""
+    from finfaas.domain.creditor import CreditorVault
+    from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
+
+    return CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())), SecretKeyedDigests())
 
 
 services = Lazy(build_services)
@@ -262,9 +291,58 @@ def refund_intent(req: Request, payment_id: str, body: RefundBody) -> Response:
         assert refund is not None, "a refund step stores its refund"
         return Response(refund_view(refund), status=201)
 
-    stored, _ = services.get().payments.refund(caller(req), payment_id, body, req.outbox_audit,
-                                               step_key(req, answer))
+    key = step_key(req, answer)
+    if body.bank_account is not None:
+        stored, _ = rail_refunds().refund(caller(req), payment_id, body, req.outbox_audit, key)
+    else:
+        stored, _ = services.get().payments.refund(caller(req), payment_id, body, req.outbox_audit, key)
     return answer(stored)
+
+
+def rail_refunds() -> RailRefunds:
+    found = services.get().rail_refunds
+    if found is None:
+        raise RefundSagaNotStarted("rail refunds are not configured here")
+    return found
+
+
+@app.route("POST", "/saga/refunds/settle", body=RefundStepBody, **SAGA_ROUTE)
+def saga_refund_settled(req: Request, body: RefundStepBody) -> RefundView:
+    """The rail paid a refund out: succeeded."""
+    intent = rail_refunds().settled(body.payment_intent, body.refund_number)
+    return refund_view(_refund_of(intent, body.refund_number))
+
+
+@app.route("POST", "/saga/refunds/fail", body=RefundFailBody, **SAGA_ROUTE)
+def saga_refund_failed(req: Request, body: RefundFailBody) -> RefundView:
+    """The rail did not pay a refund out: reversed to the merchant, failed."""
+    intent = rail_refunds().failed(body.payment_intent, body.refund_number, body.error.Error)
+    return refund_view(_refund_of(intent, body.refund_number))
+
+
+@app.route("POST", "/saga/payouts/paid", body=PayoutStepBody, **SAGA_ROUTE)
+def saga_payout_paid(req: Request, body: PayoutStepBody) -> SettlementView:
+    """The rail paid a settlement's payout out: payout.paid."""
+    return settlement_view(rail_payouts().paid(body.merchant_id, body.business_date))
+
+
+@app.route("POST", "/saga/payouts/fail", body=PayoutStepBody, **SAGA_ROUTE)
+def saga_payout_failed(req: Request, body: PayoutStepBody) -> SettlementView:
+    """The rail did not pay the payout out: back to the merchant's reserve, payout.failed."""
+    return settlement_view(rail_payouts().failed(body.merchant_id, body.business_date))
+
+
+def rail_payouts() -> RailPayouts:
+    found = services.get().rail_payouts
+    if found is None:
+        raise RefundSagaNotStarted("rail payouts are not configured here")
+    return found
+
+
+def _refund_of(intent: PaymentIntent, refund_number: str) -> Refund:
+    refund = intent.refund(refund_number)
+    assert refund is not None, "a step's refund stays on its intent"
+    return refund
 
 
 @app.route("POST", "/payment_intents/{payment_id}/cancel", scopes=[WRITE], body=CancelBody,

@@ -1,7 +1,8 @@
 """The wallet sagas with every part as a process: gateway, queue connector, orchestrator, wallet, ledger,
 rail and auth, on the embedded emulators. A customer tops up from a bank account (credited once the rail's
 signed notice confirms the collection), sees the balance, withdraws (held at once, posted when the payout
-settles), and the ledger check passes."""
+settles), and the ledger check passes. A merchant's refund to a bank account (payments) rides the same
+saga machinery."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from finfaas.platform import config
 from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
 from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
-from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, stack_text, write_suite_secrets
+from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, stack_text, write_suite_secrets
 from finfaas_dev.net import free_port, wait_for
 from finfaas_dev.testing.platform import TokenMinter
 from support.gateway_harness import GatewayProcess, http
@@ -38,6 +39,14 @@ WALLET_STACK_ENTRY = f"""  wallet:
     environment:
       exec_timeout: "30s"
 """
+# Payments too, for its refunds through the rail (the same saga machinery as the wallet's).
+PAYMENTS_STACK_ENTRY = f"""  payments:
+    lang: python3-http
+    handler: {FUNCTIONS_DIR / "payments"}
+    image: bench/payments
+    environment:
+      exec_timeout: "30s"
+"""
 BANK = {"bank_code": "SANDUS00", "account_number": "000123456789", "name": "Ada Lovelace"}
 
 
@@ -47,9 +56,10 @@ def suite(embedded_aws, tmp_path_factory):
     secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
     write_suite_secrets(secrets_dir)
     # The production scopes of the wallet's own client and of the orchestrator that runs its sagas.
-    ensure_service_clients(secrets_dir, {name: SERVICE_CLIENTS[name] for name in ("orchestrator", "wallet")},
+    ensure_service_clients(secrets_dir, {name: SERVICE_CLIENTS[name]
+                                         for name in ("orchestrator", "wallet", "payments")},
                            out=lambda line: None)
-    (folder / "stack.yml").write_text(stack_text() + WALLET_STACK_ENTRY)
+    (folder / "stack.yml").write_text(stack_text() + WALLET_STACK_ENTRY + PAYMENTS_STACK_ENTRY)
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
@@ -137,5 +147,44 @@ def test_a_customer_tops_up_sees_the_balance_withdraws_and_sees_it_settle(suite,
     status, listed = _request("GET", f"{wallet}/withdrawals", ada)
     assert status == 200 and [w["id"] for w in listed["data"]] == [withdrawal["id"]]
 
+    result = finfaas_ledger_check(embedded_aws.env())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_merchant_refunds_a_payment_to_the_customers_bank_through_the_rail(suite, embedded_aws):
+    # GIVEN a merchant, and ada paying it 50.00 from a funded account (automatic capture)
+    account_id, ada = customer()
+    ledger = LedgerService(ledger_store_from_config())
+    ledger.deposit(account_id, 5_000, "USD", transfer_id=f"{account_id}-in")
+    merchant = f"m-{secrets.token_hex(6)}"
+    status, body = _request("POST", f"{suite}/function/payments/_/ops/merchants", client_token("ops"), {
+        "merchant_id": merchant, "name": "Corner Books", "currency": "USD",
+        "settlement_account": {**BANK, "name": "CB LLC"}, "fee_schedule": {"bps": 300}},
+        {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 201, body
+    intents = f"{suite}/function/payments/payment_intents"
+    status, intent = _request("POST", intents, ada, {
+        "amount": "50.00", "currency": "USD", "customer_account_id": account_id, "merchant_id": merchant,
+        "capture_method": "automatic"}, {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 201, intent
+    status, paid = _request("POST", f"{intents}/{intent['id']}/confirm", ada, None,
+                            {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 200 and paid["status"] == "succeeded", paid
+
+    # WHEN 20.00 is refunded to ada's bank account: pending, its saga on the orchestrator
+    status, refund = _request("POST", f"{intents}/{intent['id']}/refunds", ada,
+                              {"refund_number": "r-1", "amount": 2_000, "bank_account": BANK},
+                              {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 201 and refund["status"] == "pending", refund
+
+    # THEN the rail pays it out and the refund succeeds; ada's account is not credited, the books balance
+    def refunded() -> dict | None:
+        status, view = _request("GET", f"{intents}/{intent['id']}", ada)
+        assert status == 200, view
+        return view if view["refunds"][0]["status"] != "pending" else None
+
+    done = wait_for(refunded, SAGA_SECONDS_MAX, "the rail refund to settle")
+    assert (done["refunds"][0]["status"], done["amount_refunded"]) == ("succeeded", 2_000), done
+    assert balance(account_id) == (0, 0)
     result = finfaas_ledger_check(embedded_aws.env())
     assert result.returncode == 0, result.stdout + result.stderr

@@ -69,9 +69,10 @@ OTHER_CUSTOMER = "cust-2"
 USD = "USD"
 OPENING_BALANCE_MINOR = 1_000_000  # 10,000.00 USD
 QUEUE_CONSUMERS = {"rail": "rail", "reviews": "transfers"}
-ORCHESTRATOR_SCOPES = ("ledger:write", "ledger:read", "transfers:saga", "rail:recall", "wallet:saga")
+ORCHESTRATOR_SCOPES = ("ledger:write", "ledger:read", "transfers:saga", "rail:recall", "wallet:saga",
+                       "payments:saga")
 WALLET_SCOPES = ("orchestrator:start", "orchestrator:read")
-SAGA_DEFINITIONS = ("transfer", "wallet-topup", "wallet-withdrawal")
+SAGA_DEFINITIONS = ("transfer", "wallet-topup", "wallet-withdrawal", "payments-refund", "payments-payout")
 TRANSFERS_SCOPES = ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess")
 RAIL_SCOPES = ("orchestrator:callback",)
 

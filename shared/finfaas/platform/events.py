@@ -75,11 +75,16 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.succeeded",
     "payment_intent.canceled",
     "payment_intent.capture_expiring",
+    "payment_intent.payment_failed",
     "refund.created",
+    "refund.updated",
+    "refund.failed",
     "dispute.created",
     "dispute.updated",
     "dispute.closed",
     "payout.paid",
+    "payout.created",
+    "payout.failed",
 )
 WALLET_EVENT_TYPES = tuple(f"{kind}.{what}" for kind in ("topup", "withdrawal")
                            for what in ("created", "succeeded", "failed", "needs_attention"))

@@ -45,13 +45,14 @@ SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     # The orchestrator runs workflow Tasks against the money-moving functions.
     "orchestrator": ("accounts:read", "ledger:read", "ledger:write", "payments:read", "payments:write",
                      "transfers:read", "transfers:write", "transfers:saga", "rail:recall",
-                     "wallet:saga", "loans:saga", "wealth:batch"),
+                     "wallet:saga", "loans:saga", "wealth:batch", "payments:saga"),
     # The transfers function starts and follows sagas and asks the risk function for assessments.
     "transfers": ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess"),
     # The sandbox rail reports settlements back to the waiting executions.
     "rail": ("orchestrator:callback",),
     # The payments function opens merchants' accounts through the ledger function and asks risk.
-    "payments": ("ledger:read", "ledger:write", "risk:assess"),
+    # ... and starts its rail refund sagas.
+    "payments": ("ledger:read", "ledger:write", "risk:assess", "orchestrator:start", "orchestrator:read"),
     # The wallet function starts its top-up and withdrawal sagas.
     "wallet": ("orchestrator:start", "orchestrator:read"),
     # The loans function screens applicants with risk, asks the sandbox bureau for credit reports and

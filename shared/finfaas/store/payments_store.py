@@ -35,6 +35,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.payments import FeeSchedule, Rounding
 from finfaas.platform import jsonio
@@ -55,6 +56,7 @@ from finfaas.services.payments.model import (
     PaymentIntent,
     Refund,
     RefundReason,
+    RefundStatus,
     RunProgress,
     Settlement,
     SettlementAccount,
@@ -201,6 +203,9 @@ def settlement_to_json(settlement: Settlement) -> str:
         "created_at": format_time(settlement.created_at), "paid_at": _time_or_none(settlement.paid_at),
         "version": settlement.version,
     }
+    if settlement.payout_status:  # the rail's answer; earlier settlements keep their shape
+        document.update(payout_status=settlement.payout_status,
+                        payout_reversal_id=settlement.payout_reversal_id)
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
@@ -217,7 +222,8 @@ def settlement_from_json(text: str) -> Settlement:
         legs=tuple(SettlementLeg(leg["transfer_id"], leg["debit_account_id"], leg["credit_account_id"],
                                  int(leg["amount_minor"]), leg["purpose"]) for leg in raw["legs"]),
         created_at=parse_time(raw["created_at"]),
-        paid_at=parse_time(raw["paid_at"]) if raw.get("paid_at") else None, version=int(raw["version"]))
+        paid_at=parse_time(raw["paid_at"]) if raw.get("paid_at") else None, version=int(raw["version"]),
+        payout_status=raw.get("payout_status", ""), payout_reversal_id=raw.get("payout_reversal_id"))
 
 
 def merchant_to_json(merchant: Merchant) -> str:
@@ -292,18 +298,36 @@ def intent_to_json(intent: PaymentIntent) -> str:
         "risk": dict(intent.risk) if intent.risk is not None else None,
         "ledger": [{"kind": s.kind, "transfer_id": s.transfer_id, "amount_minor": str(s.amount_minor)}
                    for s in intent.ledger],
-        "refunds": [{"refund_number": r.refund_number, "amount_minor": str(r.amount_minor),
-                     "fee_refunded_minor": str(r.fee_refunded_minor), "reason": r.reason.value,
-                     "transfer_id": r.transfer_id, "created_at": format_time(r.created_at)}
-                    for r in intent.refunds],
+        "refunds": [_refund_document(r) for r in intent.refunds],
         "fee_refunded_minor": str(intent.fee_refunded_minor),
         "disputes": [_dispute_document(d) for d in intent.disputes],
         "expiry_warned_at": _time_or_none(intent.expiry_warned_at),
+        "last_payment_error": intent.last_payment_error,
         "updated_at": _time_or_none(intent.updated_at),
         "version": intent.version,
         "write_id": intent.write_id,
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def _refund_document(refund: Refund) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "refund_number": refund.refund_number, "amount_minor": str(refund.amount_minor),
+        "fee_refunded_minor": str(refund.fee_refunded_minor), "reason": refund.reason.value,
+        "transfer_id": refund.transfer_id, "created_at": format_time(refund.created_at)}
+    if refund.bank_account is not None:  # a rail refund; a wallet refund keeps the older, shorter shape
+        document.update(status=refund.status.value, bank_account=refund.bank_account.to_json(),
+                        reversal_id=refund.reversal_id, failure=refund.failure)
+    return document
+
+
+def _refund_from(raw: dict[str, Any]) -> Refund:
+    bank = raw.get("bank_account")
+    return Refund(raw["refund_number"], int(raw["amount_minor"]), int(raw["fee_refunded_minor"]),
+                  RefundReason(raw["reason"]), raw["transfer_id"], parse_time(raw["created_at"]),
+                  status=RefundStatus(raw.get("status", RefundStatus.SUCCEEDED.value)),
+                  bank_account=SealedCreditor.from_json(bank) if bank else None,
+                  reversal_id=raw.get("reversal_id"), failure=raw.get("failure", ""))
 
 
 def _dispute_document(dispute: Dispute) -> dict[str, Any]:
@@ -350,12 +374,11 @@ def intent_from_json(text: str) -> PaymentIntent:
         cancellation_reason=CancellationReason(reason) if reason else None,
         risk=raw.get("risk"),
         ledger=tuple(LedgerStep(s["kind"], s["transfer_id"], int(s["amount_minor"])) for s in raw["ledger"]),
-        refunds=tuple(Refund(r["refund_number"], int(r["amount_minor"]), int(r["fee_refunded_minor"]),
-                             RefundReason(r["reason"]), r["transfer_id"], parse_time(r["created_at"]))
-                      for r in raw.get("refunds", ())),
+        refunds=tuple(_refund_from(r) for r in raw.get("refunds", ())),
         fee_refunded_minor=int(raw.get("fee_refunded_minor", "0")),
         disputes=tuple(_dispute_from(d) for d in raw.get("disputes", ())),
         expiry_warned_at=parse_time(raw["expiry_warned_at"]) if raw.get("expiry_warned_at") else None,
+        last_payment_error=raw.get("last_payment_error"),
         updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
         version=int(raw["version"]),
         write_id=raw.get("write_id", ""),

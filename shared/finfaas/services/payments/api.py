@@ -30,6 +30,7 @@ from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
 from finfaas.platform.http.transactional import TransactionalIdempotency
 from finfaas.platform.idempotency import IdempotencyKeyReused, StoredResponse
+from finfaas.platform.pii import PiiKeyUnavailable
 from finfaas.services.ledger.api import BoundedAmount, ledger_error_table
 from finfaas.services.ledger.ports import CompletionRecords
 from finfaas.services.payments.errors import (
@@ -53,6 +54,8 @@ from finfaas.services.payments.errors import (
     PaymentDeclined,
     PaymentsStoreUnavailable,
     RefundExists,
+    RefundNotFound,
+    RefundSagaNotStarted,
     RiskUnavailable,
     SettlementDateInFuture,
     SettlementNotFound,
@@ -88,6 +91,7 @@ from finfaas.services.payments.model import (
     statement_descriptor_chars_max,
 )
 from finfaas.services.suite_clients import ServiceUnreachable
+from finfaas.services.transfers.api import CreditorBody, SagaError
 
 merchant_name_chars_max = 140
 BANK_CODE_PATTERN = r"^[A-Z0-9]{4,11}$"
@@ -174,6 +178,30 @@ class RefundBody(StrictModel):
     amount: Amount | None = None
     currency: Currency | None = Field(default=None, description="when given, the intent's currency")
     reason: RefundReason = RefundReason.REQUESTED_BY_CUSTOMER
+    bank_account: CreditorBody | None = Field(
+        default=None, description="when given, the refund goes to this bank account through the rail "
+                                  "(pending until it settles) instead of the paying account")
+
+
+class RefundStepBody(StrictModel):
+    """The rail refund saga's step: which refund of which payment."""
+
+    payment_intent: Identifier
+    refund_number: Annotated[str, Field(min_length=1, max_length=refund_number_chars_max,
+                                        pattern=IDENTIFIER_PATTERN)]
+
+
+class RefundFailBody(RefundStepBody):
+    error: SagaError
+
+
+class PayoutStepBody(StrictModel):
+    """The payout saga's step: which merchant's settlement of which business date (its error, if any,
+    is the saga's and not needed: the step's answer is the same)."""
+
+    merchant_id: Identifier
+    business_date: date
+    error: SagaError | None = None
 
 
 DISPUTE_OPENED, DISPUTE_CLOSED = "dispute.opened", "dispute.closed"
@@ -226,9 +254,14 @@ class RefundView(BaseModel):
     amount: int
     application_fee_refunded: int = Field(description="the fee's share given back (see the README)")
     reason: RefundReason
-    status: str = Field(default="succeeded", description="refunds to the wallet succeed at once")
+    status: str = Field(default="succeeded", description="a wallet refund succeeds at once; a rail refund "
+                                                         "is pending until the rail settles or fails it")
     transfer_id: str
     created_at: datetime
+    bank_account: dict[str, str] | None = Field(default=None,
+                                                description="a rail refund's bank account, masked")
+    reversal_transfer_id: str | None = Field(default=None, description="a failed rail refund's reversal")
+    failure_reason: str | None = None
 
 
 class DisputeView(BaseModel):
@@ -285,6 +318,8 @@ class IntentView(BaseModel):
     ledger_transfers: list[LedgerStepView]
     created_at: datetime
     updated_at: datetime | None = None
+    last_payment_error: str | None = Field(default=None, description="the code of the latest refused "
+                                                                     "confirmation (payment_failed)")
 
 
 class ExpiryRunView(BaseModel):
@@ -314,7 +349,10 @@ class IntentList(BaseModel):
 def refund_view(refund: Refund) -> RefundView:
     return RefundView(refund_number=refund.refund_number, amount=refund.amount_minor,
                       application_fee_refunded=refund.fee_refunded_minor, reason=refund.reason,
-                      transfer_id=refund.transfer_id, created_at=refund.created_at)
+                      transfer_id=refund.transfer_id, created_at=refund.created_at,
+                      status=refund.status.value,
+                      bank_account=refund.bank_account.masked() if refund.bank_account else None,
+                      reversal_transfer_id=refund.reversal_id, failure_reason=refund.failure or None)
 
 
 def intent_view(intent: PaymentIntent) -> IntentView:
@@ -333,6 +371,7 @@ def intent_view(intent: PaymentIntent) -> IntentView:
         ledger_transfers=[LedgerStepView(kind=s.kind, transfer_id=s.transfer_id, amount_minor=s.amount_minor)
                           for s in intent.ledger],
         created_at=intent.created_at, updated_at=intent.updated_at,
+        last_payment_error=intent.last_payment_error,
     )
 
 
@@ -366,6 +405,9 @@ class SettlementView(BaseModel):
     legs: list[SettlementLegView]
     created_at: datetime
     paid_at: datetime | None = None
+    payout_status: str | None = Field(default=None, description="the payout on the rail: in_transit, paid, "
+                                                                "or failed (back in the merchant's reserve)")
+    payout_reversal_transfer_id: str | None = None
 
 
 def settlement_view(settlement: Settlement) -> SettlementView:
@@ -380,7 +422,9 @@ def settlement_view(settlement: Settlement) -> SettlementView:
         legs=[SettlementLegView(transfer_id=leg.transfer_id, debit_account_id=leg.debit_account_id,
                                 credit_account_id=leg.credit_account_id, amount_minor=leg.amount_minor,
                                 purpose=leg.purpose) for leg in settlement.legs],
-        created_at=settlement.created_at, paid_at=settlement.paid_at)
+        created_at=settlement.created_at, paid_at=settlement.paid_at,
+        payout_status=("in_transit" if settlement.payout_in_transit else settlement.payout_status) or None,
+        payout_reversal_transfer_id=settlement.payout_reversal_id)
 
 
 class FeeScheduleView(BaseModel):
@@ -504,6 +548,9 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     SettlementOutOfOrder: ErrorSpec(409, SettlementOutOfOrder.code, "Settlement out of order"),
     SettlementWindowTooLarge: ErrorSpec(409, SettlementWindowTooLarge.code, "Settlement window too large"),
     IntentListUnbounded: ErrorSpec(422, IntentListUnbounded.code, "List needs a merchant or a customer"),
+    RefundNotFound: ErrorSpec(404, RefundNotFound.code, "Refund not found"),
+    RefundSagaNotStarted: ErrorSpec(503, RefundSagaNotStarted.code, "Orchestrator unavailable"),
+    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
     MerchantNotFound: ErrorSpec(404, MerchantNotFound.code, "Merchant not found"),
     MerchantExists: ErrorSpec(409, MerchantExists.code, "Merchant exists with different fields"),
     MerchantAccountsConflict: ErrorSpec(409, MerchantAccountsConflict.code, "Merchant accounts conflict"),

@@ -172,3 +172,15 @@ class SettlementWindowTooLarge(PaymentsError):
 
 class AppliedEarlier(Exception):
     """The intent already holds what this write would put: an earlier attempt committed it."""
+
+
+class RefundNotFound(PaymentsError):
+    """No refund with this number on the payment."""
+
+    code = "refund_not_found"
+
+
+class RefundSagaNotStarted(PaymentsError):
+    """The rail refund is recorded but its saga did not start; the same request again starts it."""
+
+    code = "orchestrator_unavailable"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
+from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.payments import FeeSchedule
 
 merchant_id_chars_max = 40  # leaves room in a 64-character ledger account id for prefix and purpose
@@ -156,9 +157,16 @@ class RefundReason(StrEnum):
     FRAUDULENT = "fraudulent"
 
 
+class RefundStatus(StrEnum):
+    PENDING = "pending"  # on its way through the rail: counted as refunded until the rail refuses it
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the rail refused it: reversed in the ledger, refunded no more
+
+
 @dataclass(frozen=True, slots=True)
 class Refund:
-    """Money given back to the paying account, under the client's refund number (unique per payment)."""
+    """Money given back under the client's refund number (unique per payment): to the paying account at
+    once, or to a bank account through the rail (`bank_account` set; pending until the rail settles)."""
 
     refund_number: str
     amount_minor: int
@@ -166,6 +174,15 @@ class Refund:
     reason: RefundReason
     transfer_id: str
     created_at: datetime
+    status: RefundStatus = RefundStatus.SUCCEEDED
+    bank_account: SealedCreditor | None = None  # sealed under transfer_id, the rail's payment id
+    reversal_id: str | None = None  # the ledger transfer that gave a failed refund back to the merchant
+    failure: str = ""
+
+    @property
+    def counted(self) -> bool:
+        """Whether it counts as refunded (a failed one was given back)."""
+        return self.status is not RefundStatus.FAILED
 
 
 class DisputeStatus(StrEnum):
@@ -233,6 +250,7 @@ class PaymentIntent:
     fee_refunded_minor: int = 0
     disputes: tuple[Dispute, ...] = ()
     expiry_warned_at: datetime | None = None  # when payment_intent.capture_expiring was written (once)
+    last_payment_error: str | None = None  # why the latest confirmation was refused (payment_failed)
     updated_at: datetime | None = None
     version: int = 1
     write_id: str = ""  # which request wrote this version: its own lost answer is told from a rival's
@@ -335,13 +353,17 @@ def expiring_event(intent: PaymentIntent) -> IntentEvent:
     return IntentEvent(warning.type, {**warning.data, "capture_before": intent.capture_before.isoformat()})
 
 
-def refund_event(intent: PaymentIntent, refund: Refund) -> IntentEvent:
-    return IntentEvent("refund.created", {
+def refund_event(intent: PaymentIntent, refund: Refund, event_type: str = "refund.created") -> IntentEvent:
+    """refund.created|updated|failed: the refund after the change (a rail refund says where it goes)."""
+    return IntentEvent(event_type, {
         "payment_intent": intent.payment_id, "refund_number": refund.refund_number,
         "merchant_id": intent.merchant_id, "amount_minor": str(refund.amount_minor),
         "currency": intent.currency,
         "application_fee_refunded_minor": str(refund.fee_refunded_minor), "reason": refund.reason.value,
-        "transfer_id": refund.transfer_id, "status": "succeeded",
+        "transfer_id": refund.transfer_id, "status": refund.status.value,
+        **({"destination": "bank_account"} if refund.bank_account is not None else {}),
+        **({"reversal_transfer_id": refund.reversal_id} if refund.reversal_id else {}),
+        **({"failure_reason": refund.failure} if refund.failure else {}),
     })
 
 
@@ -416,6 +438,17 @@ class Settlement:
     created_at: datetime
     paid_at: datetime | None = None
     version: int = 1
+    payout_status: str = ""  # the rail's answer about the payout: "" (none yet, or no payout), paid, failed
+    payout_reversal_id: str | None = None  # a failed payout's way back to the merchant's reserve
+
+    @property
+    def payout_rail_id(self) -> str:
+        """The payout's payment id on the rail (and its saga's execution name)."""
+        return f"{SETTLEMENT_TRANSFER_PREFIX}-{self.merchant_id}-{self.business_date:%Y%m%d}-po"
+
+    @property
+    def payout_in_transit(self) -> bool:
+        return self.status is SettlementStatus.PAID and self.payout_minor > 0 and not self.payout_status
 
     @property
     def reconciles(self) -> bool:

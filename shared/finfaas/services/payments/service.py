@@ -23,8 +23,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.errors import (
     AccountNotFound,
+    InsufficientFunds,
     LedgerError,
     PendingAlreadyPosted,
     PendingAlreadyVoided,
@@ -109,6 +111,7 @@ from finfaas.services.payments.model import (
     MerchantStatus,
     PaymentIntent,
     Refund,
+    RefundStatus,
     SettlementAccount,
     SettlementLeg,
     dispute_event,
@@ -119,6 +122,7 @@ from finfaas.services.payments.model import (
     refund_event,
     refunds_per_payment_max,
 )
+from finfaas.services.payments.payment_failures import record_payment_failure
 from finfaas.services.payments.ports import (
     MerchantLedger,
     Merchants,
@@ -294,6 +298,16 @@ class _Step:
     wanted: PaymentIntent
     event: IntentEvent
     move: Callable[[IntentWrite], object] | None = None
+
+
+IntentStep = _Step
+
+
+@dataclass(frozen=True)
+class RailDestination:
+    """Where a rail refund goes: a bank account, sealed under the refund's transfer id for the rail."""
+
+    seal: Callable[[str], SealedCreditor]
 
 
 @dataclass(frozen=True)
@@ -512,7 +526,11 @@ class PaymentsService:
             risk = intent.risk if intent.risk is not None else self._screen(intent)
             return self._confirmation(intent, merchant, risk, self._clock(), write_id)
 
-        return self._step(caller, payment_id, decide, audit, key)
+        try:
+            return self._step(caller, payment_id, decide, audit, key)
+        except (PaymentDeclined, InsufficientFunds) as refusal:
+            record_payment_failure(self._intent_ports()[0], payment_id, refusal, self._clock)
+            raise
 
     def _confirmation(self, intent: PaymentIntent, merchant: Merchant, risk: Mapping[str, object],
                       now: datetime, write_id: str) -> _Step:
@@ -682,12 +700,14 @@ class PaymentsService:
         return self._step(caller, payment_id, decide, audit, key)
 
     def refund(self, caller: Caller, payment_id: str, body: RefundBody,
-               audit: OutboxAudit | None = None, key: StepKey | None = None) -> tuple[PaymentIntent, Refund]:
+               audit: OutboxAudit | None = None, key: StepKey | None = None,
+               to_rail: RailDestination | None = None) -> tuple[PaymentIntent, Refund]:
         """Gives `amount` (default: all refundable) back to the paying account from the merchant's
         receivable shard, with the fee's share by domain.payments' rule; the same refund number again
         refunds once. The refund and the intent's new total commit in one ledger transaction, written
         over the version the bound was checked on, so refunds racing each other never exceed what was
-        captured."""
+        captured. With `to_rail` the money goes to the rail's clearing account instead and the refund is
+        pending until the rail settles it (services/payments/rail_refunds.py)."""
         write_id = uuid.uuid4().hex
 
         def decide(intent: PaymentIntent) -> _Step | Unchanged[PaymentIntent]:
@@ -700,6 +720,9 @@ class PaymentsService:
             if earlier is not None:
                 if body.amount is not None and earlier.amount_minor != amount:
                     raise RefundExists(f"refund_number: {body.refund_number} refunded {earlier.amount_minor}",
+                                       field="refund_number")
+                if (earlier.bank_account is None) != (to_rail is None):
+                    raise RefundExists(f"refund_number: {body.refund_number} went to another destination",
                                        field="refund_number")
                 return Unchanged(intent)
             if len(intent.refunds) >= refunds_per_payment_max:
@@ -716,14 +739,17 @@ class PaymentsService:
             now = self._clock()
             transfer_id = intent.ledger_id("r", len(intent.refunds), write_id)
             refund = Refund(body.refund_number, amount, fee_back, body.reason, transfer_id, now)
+            credited = intent.customer_account_id
+            if to_rail is not None:  # the rail's payment id is the refund's transfer id
+                refund = replace(refund, status=RefundStatus.PENDING, bank_account=to_rail.seal(transfer_id))
+                credited = system_account_id(AccountKind.SETTLEMENT, intent.currency)
             wanted = intent.changed(now, amount_refunded_minor=intent.amount_refunded_minor + amount,
                                     fee_refunded_minor=intent.fee_refunded_minor + fee_back,
                                     refunds=(*intent.refunds, refund),
                                     ledger=(*intent.ledger, LedgerStep("refund", transfer_id, amount)),
                                     write_id=write_id)
             return _Step(wanted, refund_event(wanted, refund), lambda extra: self._ledger_ports().transfer(
-                transfer_id, intent.receivable_account_id, intent.customer_account_id, amount,
-                intent.currency, extra))
+                transfer_id, intent.receivable_account_id, credited, amount, intent.currency, extra))
 
         stored = self._step(caller, payment_id, decide, audit, key)
         refund = stored.refund(body.refund_number)
@@ -930,6 +956,15 @@ class PaymentsService:
             raise IntentExists(f"the Idempotency-Key made payment intent {stored.payment_id} "
                                "with other fields")
         return stored
+
+    def now(self) -> datetime:
+        """This service's clock, for steps decided by another module of the capability."""
+        return self._clock()
+
+    def step(self, caller: Caller, payment_id: str,
+             decide: Callable[[PaymentIntent], IntentStep | Unchanged[PaymentIntent]]) -> PaymentIntent:
+        """One intent step decided by another module of the capability (rail refunds, payouts)."""
+        return self._step(caller, payment_id, decide)
 
     def _step(self, caller: Caller, payment_id: str,
               decide: Callable[[PaymentIntent], _Step | Unchanged[PaymentIntent]],

@@ -103,7 +103,8 @@ class MerchantSettlement:
                  settlements: Settlements, business_date: Callable[[], date],
                  clock: Callable[[], datetime] = _utc_now, *,
                  legs_per_batch: int = settle_legs_per_batch_max,
-                 lag_seconds: int = settlement_lag_seconds) -> None:
+                 lag_seconds: int = settlement_lag_seconds,
+                 on_paid: Callable[[Settlement], object] | None = None) -> None:
         self._merchants = merchants
         self._intents = intents
         self._ledger = ledger
@@ -112,6 +113,7 @@ class MerchantSettlement:
         self._clock = clock
         self._legs_per_batch = legs_per_batch
         self._lag_seconds = lag_seconds
+        self._on_paid = on_paid  # hands the payout to the rail (rail_payouts); again on a rerun, harmlessly
 
     def settle(self, merchant_id: str, business_date: date) -> Settlement:
         """The merchant's settlement of business_date, planned, paid and stored; run again, the stored one
@@ -128,9 +130,15 @@ class MerchantSettlement:
                 raise SettlementOutOfOrder(f"date: {merchant_id} is settled up to {latest.business_date}",
                                            field="date")
             if latest is not None and latest.status is not SettlementStatus.PAID:
-                self._finish(latest)  # the previous day's crashed run first: its cut is this one's start
+                # the previous day's crashed run first: its cut is this one's start
+                latest = self._finish(latest)
+            if latest is not None and self._on_paid is not None:
+                self._on_paid(latest)  # its payout's hand-off again, in case a crash lost it
             stored = self._settlements.create(self._plan(merchant, business_date, latest))
-        return self._finish(stored)
+        settled = self._finish(stored)
+        if self._on_paid is not None:
+            self._on_paid(settled)
+        return settled
 
     def settle_due(self, limit: int = settlement_run_merchants_max) -> SettlementRun:
         """One tick of the daily run: the next merchants (by id) not yet settled for today's business date,
@@ -215,7 +223,8 @@ class MerchantSettlement:
             for start in range(0, len(legs), self._legs_per_batch):
                 self._ledger.move(legs[start:start + self._legs_per_batch], settlement.currency)
             paid = settlement.paid(self._clock())
-            if self._settlements.save(paid, payout_event(paid, "payout.paid")):
+            # payout.paid waits for the rail's settlement of the payout (services/payments/rail_payouts.py)
+            if self._settlements.save(paid, payout_event(paid, "payout.created")):
                 return paid
             again = self._settlements.get(settlement.merchant_id, settlement.business_date)
             assert again is not None, "a settlement is never deleted"
@@ -287,6 +296,10 @@ class MerchantSettlement:
             window.refunds -= delta
             refund = next((r for r in intent.refunds if r.transfer_id == entry.transfer_id), None)
             window.fees -= refund.fee_refunded_minor if refund is not None else 0
+        elif kind == "rr":  # a rail refund the rail refused, given back: a refund less, its fee share again
+            window.refunds -= delta
+            refund = next((r for r in intent.refunds if r.reversal_id == entry.transfer_id), None)
+            window.fees += refund.fee_refunded_minor if refund is not None else 0
         else:  # d, df (amount and fee taken), dw (amount won back)
             window.dispute_losses -= delta
 

@@ -50,7 +50,7 @@ def payout_events(merchant_id: str) -> list[str]:
     items = client.query(TableName=resource_name("outbox"), KeyConditionExpression="#p = :p",
                          ExpressionAttributeNames={"#p": "partition"}, ConsistentRead=True,
                          ExpressionAttributeValues={":p": {"S": outbox_partition("payments", merchant_id)}})
-    return [item["event_id"]["S"] for item in items["Items"] if item["type"]["S"] == "payout.paid"]
+    return [item["event_id"]["S"] for item in items["Items"] if item["type"]["S"] == "payout.created"]
 
 
 def settlement_of(world: World) -> MerchantSettlement:
@@ -90,7 +90,7 @@ def test_a_day_settles_once_and_reconciles_with_the_ledger(world):
     assert sum(world.ledger.get_account(a).balance_minor for a in accounts.receivables) == 0
     assert world.ledger.get_account(SETTLEMENT).balance_minor - settled_before == report.payout_minor
     assert world.ledger.get_account(accounts.reserve).balance_minor == report.reserve_minor
-    assert payout_events(world.merchant_id) == [f"payout.paid:{world.merchant_id}:{report.business_date}"]
+    assert payout_events(world.merchant_id) == [f"payout.created:{world.merchant_id}:{report.business_date}"]
     assert settlement.settle(world.merchant_id, later().date()) == report  # a rerun: the same, nothing paid
 
 

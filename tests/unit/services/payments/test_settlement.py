@@ -130,7 +130,7 @@ def test_the_days_report_reconciles_and_the_ledger_moved_exactly_it():
     assert world.balance(world.merchants.get("m-shoes").accounts.reserve) == RESERVE
     assert world.balance(FEES) - fees_before == FEES_NET
     assert world.balance(SETTLEMENT) - settled_before == PAYOUT
-    assert [e.type for *_, e in world.settlements.events] == ["payout.paid"]
+    assert [e.type for *_, e in world.settlements.events] == ["payout.created"]
 
 
 def test_a_rerun_of_the_same_day_pays_nothing_twice_and_the_next_day_settles_only_what_is_new():
@@ -211,7 +211,7 @@ def test_a_run_killed_at_any_point_finishes_on_the_next_run_and_pays_once(where,
     assert sum(leg["amount_minor"] for leg in report["legs"]) == NET  # planned once, moved once
     assert world.balance(SETTLEMENT) - settled_before == PAYOUT
     assert world.merchant_total() == 0
-    assert [e.type for *_, e in world.settlements.events] == ["payout.paid"]
+    assert [e.type for *_, e in world.settlements.events] == ["payout.created"]
 
 
 def test_the_scheduled_tick_settles_every_merchant_once_for_the_business_date():
@@ -233,7 +233,7 @@ def test_the_scheduled_tick_settles_every_merchant_once_for_the_business_date():
     assert (second.settled, second.done) == ((), True) and third.settled == ()
     shoes = world.settlements.get("m-shoes", world.clock.now.date())
     assert (shoes.payout_minor, shoes.status.value) == (PAYOUT, "paid")
-    assert len(world.settlements.events) == 2  # one payout.paid per merchant, however many ticks
+    assert len(world.settlements.events) == 2  # one payout.created per merchant, however many ticks
 
 
 def test_the_run_goes_on_in_batches_passes_over_a_merchant_that_fails_and_pays_it_the_next_day():
