@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -513,6 +514,10 @@ class KeyInTransaction:
 
     def committed(self) -> None:
         self._key.mark_recorded()
+
+    def refusal_write_id(self) -> str:
+        scope = self._key.scope
+        return "key-" + hashlib.sha256(f"{scope.storage_key}|{scope.fingerprint}".encode()).hexdigest()[:32]
 
 
 # --- errors ------------------------------------------------------------------------------------------

@@ -28,14 +28,17 @@ def failure_code(refusal: Exception) -> str:
 
 
 def record_payment_failure(intents: PaymentIntents, payment_id: str, refusal: Exception,
-                           clock: Callable[[], datetime]) -> bool:
+                           clock: Callable[[], datetime], write_id: str | None = None) -> bool:
     """Save the refusal on the intent with payment_intent.payment_failed; False when the intent moved on
-    meanwhile (a rival's change stands and this refusal is not the latest word on it)."""
+    meanwhile (a rival's change stands and this refusal is not the latest word on it), or when this very
+    request (`write_id`, from its Idempotency-Key) already recorded it: a retry writes no second event."""
     intent = intents.get(payment_id)
     if intent is None or intent.status is not IntentStatus.REQUIRES_CONFIRMATION:
         return False
+    if write_id is not None and intent.write_id == write_id:
+        return False
     code = failure_code(refusal)
-    wanted = intent.changed(clock(), write_id=uuid.uuid4().hex, last_payment_error=code)
+    wanted = intent.changed(clock(), write_id=write_id or uuid.uuid4().hex, last_payment_error=code)
     event = intent_event(wanted, PAYMENT_FAILED)
     failed = replace(event, data={**event.data, "failure_code": code,
                                   "failure_reason": str(refusal)[:failure_reason_chars_max]})

@@ -529,7 +529,8 @@ class PaymentsService:
         try:
             return self._step(caller, payment_id, decide, audit, key)
         except (PaymentDeclined, InsufficientFunds) as refusal:
-            record_payment_failure(self._intent_ports()[0], payment_id, refusal, self._clock)
+            record_payment_failure(self._intent_ports()[0], payment_id, refusal, self._clock,
+                                   key.refusal_write_id() if key is not None else None)
             raise
 
     def _confirmation(self, intent: PaymentIntent, merchant: Merchant, risk: Mapping[str, object],
