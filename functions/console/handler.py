@@ -15,6 +15,7 @@ Operators (an auth client holding `ops`; `ops:act` as well to act), signed in by
   GET  /ledger                            find an account or a ledger transfer by id
   GET  /ledger/accounts/{account_id}      balances, statement, holds and their expiry
   GET  /ledger/transfers/{transfer_id}    a transfer and the transfers it links to
+  GET  /health                            each function's replicas, invocations, cold starts, crashes
 Every form action carries the session's CSRF token; every call to another function carries the
 operator's own token, so each function checks the operator's scopes again and audits the operator.
 """
@@ -403,6 +404,23 @@ def ledger_transfer(req: Request, transfer_id: str) -> Response:
     session = _session(req)
     found = console.get().service.transfer(session, transfer_id)
     return page("ledger_transfer.html", session=session, found=found, down=found.down)
+
+
+# --- health -----------------------------------------------------------------------------------------
+
+
+@app.route("GET", "/health", **PAGE)
+def health(req: Request) -> Response:
+    """What the gateway tells of each function; what no API serves yet is named on the page."""
+    session = _session(req)
+    down: list[str] = []
+    functions: list[dict[str, Any]] = []
+    problem = None
+    try:
+        functions, problem = console.get().service.functions(session)
+    except FunctionDown as error:
+        down.append(error.function)
+    return page("health.html", session=session, functions=functions, problem=problem, down=down)
 
 
 @app.readiness_check("console-session-key")

@@ -234,6 +234,15 @@ class ConsoleService:
             return None
         return body
 
+    # --- health ------------------------------------------------------------------------------------
+
+    def functions(self, session: Session) -> tuple[list[dict[str, Any]], Problem | None]:
+        """Each function the gateway serves, with its replicas, invocations, cold starts and crashes."""
+        status, body = self._suite.gateway_functions(session.token)
+        if status != 200 or not isinstance(body, list):
+            return [], Problem(status, body)
+        return sorted((f for f in body if isinstance(f, dict)), key=lambda f: str(f.get("name"))), None
+
     @staticmethod
     def _acting(session: Session) -> None:
         if session.role is not Role.ACTOR:

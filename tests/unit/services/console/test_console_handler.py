@@ -55,6 +55,15 @@ class FakeSuite:
             return 401, {"error": "invalid_client"}
         return 200, {"access_token": f"token-of-{client_id}", "expires_in": 600, "scope": scope}
 
+    def gateway_functions(self, token):
+        if "gateway" in self.down:
+            raise FunctionDown("gateway", "ConnectionRefusedError")
+        self.calls.append(("gateway", "GET", "/system/functions", token, None))
+        return 200, [{"name": "transfers", "replicas": 1, "availableReplicas": 1, "invocationCount": 42,
+                      "coldStarts": 3, "crashes": 0, "createdAt": "2027-01-15T09:00:00+00:00"},
+                     {"name": "ledger", "replicas": 0, "availableReplicas": 0, "invocationCount": 0,
+                      "coldStarts": 0, "crashes": 0, "createdAt": None}]
+
     def call(self, function, method, path, token, body=None, headers=None):
         if function in self.down:
             raise FunctionDown(function, "ConnectionRefusedError")
@@ -330,3 +339,18 @@ def test_a_review_queue_refuses_an_attention_decision_and_sends_nothing(console)
     reply = post(handler, "/reviews/tr_1", cookie, {"csrf": csrf, "decision": "void", "reason": "no"})
 
     assert reply.status == 422 and "approve or reject" in reply.body and len(suite.calls) == sent
+
+
+def test_the_health_page_shows_each_functions_replicas_and_last_cold_start(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/health", cookie)
+    suite.down.add("gateway")
+    without = get(handler, "/health", cookie)
+
+    row = re.search(r'<tr data-function="transfers">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "1 / 1" in row and "42" in row and "2027-01-15T09:00:00+00:00" in row
+    assert "not running" in re.search(r'<tr data-function="ledger">(.*?)</tr>', reply.body, re.S).group(1)
+    assert suite.calls[-1] == ("gateway", "GET", "/system/functions", "token-of-op-rex", None)
+    assert without.status == 200 and 'data-down="gateway"' in without.body
