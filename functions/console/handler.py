@@ -15,6 +15,7 @@ Operators (an auth client holding `ops`; `ops:act` as well to act), signed in by
   GET  /ledger                            find an account or a ledger transfer by id
   GET  /ledger/accounts/{account_id}      balances, statement, holds and their expiry
   GET  /ledger/transfers/{transfer_id}    a transfer and the transfers it links to
+  GET  /loans/{loan_id}                   a loan: its schedule, payments, days past due and bucket
   GET  /health                            each function's replicas, invocations, cold starts, crashes
 Every form action carries the session's CSRF token; every call to another function carries the
 operator's own token, so each function checks the operator's scopes again and audits the operator.
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from finfaas.domain.money import currency_exponent
 from finfaas.platform import config
 from finfaas.platform.http import FORM_MEDIA_TYPE, FunctionApp, Request, Response
 from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA_REF
@@ -389,6 +391,8 @@ def ledger(req: Request) -> Response:
         return redirect(f"/ledger/accounts/{quote(query['account'].strip(), safe='')}")
     if query.get("transfer"):
         return redirect(f"/ledger/transfers/{quote(query['transfer'].strip(), safe='')}")
+    if query.get("loan"):
+        return redirect(f"/loans/{quote(query['loan'].strip(), safe='')}")
     return page("ledger.html", session=session)
 
 
@@ -404,6 +408,23 @@ def ledger_transfer(req: Request, transfer_id: str) -> Response:
     session = _session(req)
     found = console.get().service.transfer(session, transfer_id)
     return page("ledger_transfer.html", session=session, found=found, down=found.down)
+
+
+# --- business lines ---------------------------------------------------------------------------------
+
+
+@app.route("GET", "/loans/{loan_id}", **PAGE)
+def loan(req: Request, loan_id: str) -> Response:
+    session = _session(req)
+    down: list[str] = []
+    found, problem = None, None
+    try:
+        found, problem = console.get().service.loan(session, loan_id)
+    except FunctionDown as error:
+        down.append(error.function)
+    exponent = currency_exponent(found["currency"]) if found and found.get("currency") else 0
+    return page("loan.html", session=session, loan_id=loan_id, loan=found, exponent=exponent,
+                problem=problem, down=down)
 
 
 # --- health -----------------------------------------------------------------------------------------

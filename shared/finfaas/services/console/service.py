@@ -17,6 +17,7 @@ from finfaas.services.console.ports import Suite
 from finfaas.services.console.session import SessionCodec
 
 ORCHESTRATOR, TRANSFERS, AUTH, LEDGER, ACCOUNTS = "orchestrator", "transfers", "auth", "ledger", "accounts"
+LOANS = "loans"
 AWAITING_REVIEW, NEEDS_ATTENTION = "AWAITING_REVIEW", "NEEDS_ATTENTION"
 # The work queues: the transfers' status each lists and the decisions the transfers function takes there.
 QUEUES = {"reviews": (AWAITING_REVIEW, ("approve", "reject")),
@@ -233,6 +234,18 @@ class ConsoleService:
             page.problems.append(Problem(status, body))
             return None
         return body
+
+    # --- business lines ----------------------------------------------------------------------------
+
+    def loan(self, session: Session, loan_id: str) -> tuple[dict[str, Any] | None, Problem | None]:
+        """Any loan with its schedule, what was paid of each installment, its transactions and bucket."""
+        if not 0 < len(loan_id) <= ledger_id_chars_max:
+            return None, Problem(422, {"detail": "Enter a loan id."})
+        path = f"/_/ops/loans/{quote(loan_id, safe='')}"
+        status, body = self._suite.call(LOANS, "GET", path, session.token)
+        if status != 200 or not isinstance(body, dict):
+            return None, Problem(status, body)
+        return body, None
 
     # --- health ------------------------------------------------------------------------------------
 

@@ -32,6 +32,15 @@ STATEMENT = {"account_id": "acc_1", "currency": "USD", "exponent": 2, "data": [E
 LEG = {"kind": "POSTED", "debit_account_id": "acc_1", "credit_account_id": "acc_2", "amount_minor": 700,
        "currency": "USD", "exponent": 2, "created_at": "2027-01-15T10:00:00Z", "metadata": "",
        "batch_size": 1}
+LOAN = {"loan_id": "ln_1", "owner_id": "c1", "product_id": "p1", "account_id": "acc_1", "currency": "JPY",
+        "principal_minor": 120_000, "term_months": 2, "status": "active", "outstanding_minor": 61_000,
+        "days_past_due": 12, "bucket": "1-29", "decision": {"outcome": "approved", "decided_by": None},
+        "schedule": [{"number": 1, "due_date": "2027-02-01", "total_minor": 61_000, "principal_minor": 60_000,
+                      "interest_minor": 1_000, "owed_minor": 0},
+                     {"number": 2, "due_date": "2027-03-01", "total_minor": 61_000, "principal_minor": 60_000,
+                      "interest_minor": 1_000, "owed_minor": 61_000}],
+        "transactions": [{"kind": "repayment", "transfer_id": "ln_1-r1", "on": "2027-02-01",
+                          "amount_minor": 61_000}]}
 TRANSFERS = {
     "hold_1": {**LEG, "transfer_id": "hold_1", "kind": "PENDING", "state": "POSTED", "amount_minor": 12_000,
                "expires_at": "2027-01-16T10:00:00Z", "resolved_by": "post_1"},
@@ -78,6 +87,8 @@ class FakeSuite:
             return 200, STATEMENT
         if function == "ledger" and path == "/accounts/acc_1/balance":
             return 200, BALANCE
+        if function == "loans" and path == "/_/ops/loans/ln_1":
+            return 200, LOAN
         if function == "ledger" and path.startswith("/transfers/"):
             found = TRANSFERS.get(path.removeprefix("/transfers/"))
             if found is None:
@@ -354,3 +365,20 @@ def test_the_health_page_shows_each_functions_replicas_and_last_cold_start(conso
     assert "not running" in re.search(r'<tr data-function="ledger">(.*?)</tr>', reply.body, re.S).group(1)
     assert suite.calls[-1] == ("gateway", "GET", "/system/functions", "token-of-op-rex", None)
     assert without.status == 200 and 'data-down="gateway"' in without.body
+
+
+def test_a_loans_page_shows_its_schedule_payments_and_bucket_in_its_currencys_units(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/loans/ln_1", cookie)
+    suite.down.add("loans")
+    without = get(handler, "/loans/ln_1", cookie)
+
+    assert reply.status == 200 and "data-bucket>1-29<" in reply.body
+    assert "data-outstanding>61000 JPY<" in reply.body  # yen have no minor unit
+    second = re.search(r'<tr data-installment="2">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "2027-03-01" in second and second.rstrip().endswith("<td>61000</td>")
+    assert "ln_1-r1" in reply.body
+    assert suite.calls[-1] == ("loans", "GET", "/_/ops/loans/ln_1", "token-of-op-rex", None)
+    assert without.status == 200 and 'data-down="loans"' in without.body
