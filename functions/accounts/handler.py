@@ -122,6 +122,12 @@ def ops_get_account(req: Request, account_id: str) -> OpsAccountView:
     return services.get().accounts.get_any(account_id)
 
 
+@app.route("GET", "/_/ops/accounts/{account_id}/statement", query=PageQuery)
+def ops_get_statement(req: Request, account_id: str, query: PageQuery) -> Statement:
+    """Any account's entries newest first, holds included (ops scope); cursor pagination."""
+    return services.get().accounts.statement_of_any(Caller.of(req), account_id, query)
+
+
 @app.route("POST", "/_/ops/accounts/{account_id}/freeze", idempotency="required")
 def freeze_account(req: Request, account_id: str) -> OpsAccountView:
     """Freeze: no new debits (ops scope)."""

@@ -10,6 +10,13 @@ Operators (an auth client holding `ops`; `ops:act` as well to act), signed in by
   POST /executions/{execution_id}/redrive (acting role)
   GET  /reviews                           transfers awaiting review
   POST /reviews/{transfer_id}             approve or reject, with a reason (acting role)
+  GET  /attention                         transfers needing attention (funds on hold)
+  POST /attention/{transfer_id}           post or void the hold, with a reason (acting role)
+  GET  /ledger                            find an account or a ledger transfer by id
+  GET  /ledger/accounts/{account_id}      balances, statement, holds and their expiry
+  GET  /ledger/transfers/{transfer_id}    a transfer and the transfers it links to
+  GET  /loans/{loan_id}                   a loan: its schedule, payments, days past due and bucket
+  GET  /health                            each function's replicas, invocations, cold starts, crashes
 Every form action carries the session's CSRF token; every call to another function carries the
 operator's own token, so each function checks the operator's scopes again and audits the operator.
 """
@@ -22,8 +29,9 @@ from datetime import UTC, datetime
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
+from finfaas.domain.money import currency_exponent
 from finfaas.platform import config
 from finfaas.platform.http import FORM_MEDIA_TYPE, FunctionApp, Request, Response
 from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA_REF
@@ -31,7 +39,7 @@ from finfaas.platform.wiring import Lazy
 from finfaas.services.console import graph
 from finfaas.services.console.errors import ConsoleRefusal, CsrfRefused, FunctionDown, SignedOut
 from finfaas.services.console.model import Session
-from finfaas.services.console.service import ConsoleService, Problem
+from finfaas.services.console.service import QUEUES, ConsoleService, Problem
 from finfaas.services.console.session import COOKIE_NAME, SESSION_KEY_SECRET_NAME, SessionCodec, check_csrf
 
 FUNCTION_NAME = "console"
@@ -315,33 +323,125 @@ def _after(session: Session, problem: Problem | None, then: str) -> Response:
                 reason=problem.text(), code="refused_by_function", signed_out=False)
 
 
-# --- the review queue -------------------------------------------------------------------------------
+# --- the work queues: review and attention ---------------------------------------------------------
+
+QUEUE_PAGES = {
+    "reviews": ("Transfers awaiting review", "No transfer awaits a review."),
+    "attention": ("Transfers needing attention", "No transfer needs attention."),
+}
+DONE_VERBS = {"approve": "approved", "reject": "rejected", "post": "posted", "void": "voided"}
 
 
-@app.route("GET", "/reviews", **PAGE)
-def reviews(req: Request) -> Response:
+def _queue_page(req: Request, queue: str) -> Response:
     session = _session(req)
     down: list[str] = []
     transfers: list[dict[str, Any]] = []
     problem = None
     try:
-        transfers, problem = console.get().service.review_queue(session)
+        transfers, problem = console.get().service.review_queue(session, queue)
     except FunctionDown as error:
         down.append(error.function)
     query = _query(req)
     done = None
-    if query.get("done") in ("approve", "reject") and query.get("transfer"):
-        verb = "approved" if query["done"] == "approve" else "rejected"
-        done = f"Transfer {query['transfer']} {verb}."
-    return page("reviews.html", session=session, transfers=transfers, problem=problem, down=down, done=done)
+    if query.get("done") in DONE_VERBS and query.get("transfer"):
+        done = f"Transfer {query['transfer']} {DONE_VERBS[query['done']]}."
+    title, empty = QUEUE_PAGES[queue]
+    return page("reviews.html", session=session, transfers=transfers, problem=problem, down=down, done=done,
+                queue=queue, title=title, empty=empty, decisions=QUEUES[queue][1])
+
+
+def _decide(req: Request, queue: str, transfer_id: str) -> Response:
+    session, form = _acting_session(req)
+    decision = form.get("decision", "")
+    problem = console.get().service.decide(session, transfer_id, decision, form.get("reason", ""), queue)
+    return _after(session, problem, f"/{queue}?" + urlencode({"done": decision, "transfer": transfer_id}))
+
+
+@app.route("GET", "/reviews", **PAGE)
+def reviews(req: Request) -> Response:
+    return _queue_page(req, "reviews")
 
 
 @app.route("POST", "/reviews/{transfer_id}", **FORM)
 def decide(req: Request, transfer_id: str) -> Response:
-    session, form = _acting_session(req)
-    decision = form.get("decision", "")
-    problem = console.get().service.decide(session, transfer_id, decision, form.get("reason", ""))
-    return _after(session, problem, "/reviews?" + urlencode({"done": decision, "transfer": transfer_id}))
+    return _decide(req, "reviews", transfer_id)
+
+
+@app.route("GET", "/attention", **PAGE)
+def attention(req: Request) -> Response:
+    """Transfers whose saga could not finish on its own: the funds are on hold until an operator posts
+    or voids them."""
+    return _queue_page(req, "attention")
+
+
+@app.route("POST", "/attention/{transfer_id}", **FORM)
+def resolve(req: Request, transfer_id: str) -> Response:
+    return _decide(req, "attention", transfer_id)
+
+
+# --- the ledger explorer ----------------------------------------------------------------------------
+
+
+@app.route("GET", "/ledger", **PAGE)
+def ledger(req: Request) -> Response:
+    """The search form; an id sent goes to its page."""
+    session = _session(req)
+    query = _query(req)
+    if query.get("account"):
+        return redirect(f"/ledger/accounts/{quote(query['account'].strip(), safe='')}")
+    if query.get("transfer"):
+        return redirect(f"/ledger/transfers/{quote(query['transfer'].strip(), safe='')}")
+    if query.get("loan"):
+        return redirect(f"/loans/{quote(query['loan'].strip(), safe='')}")
+    return page("ledger.html", session=session)
+
+
+@app.route("GET", "/ledger/accounts/{account_id}", **PAGE)
+def ledger_account(req: Request, account_id: str) -> Response:
+    session = _session(req)
+    found = console.get().service.account(session, account_id, _query(req).get("starting_after", ""))
+    return page("ledger_account.html", session=session, found=found, down=found.down)
+
+
+@app.route("GET", "/ledger/transfers/{transfer_id}", **PAGE)
+def ledger_transfer(req: Request, transfer_id: str) -> Response:
+    session = _session(req)
+    found = console.get().service.transfer(session, transfer_id)
+    return page("ledger_transfer.html", session=session, found=found, down=found.down)
+
+
+# --- business lines ---------------------------------------------------------------------------------
+
+
+@app.route("GET", "/loans/{loan_id}", **PAGE)
+def loan(req: Request, loan_id: str) -> Response:
+    session = _session(req)
+    down: list[str] = []
+    found, problem = None, None
+    try:
+        found, problem = console.get().service.loan(session, loan_id)
+    except FunctionDown as error:
+        down.append(error.function)
+    exponent = currency_exponent(found["currency"]) if found and found.get("currency") else 0
+    return page("loan.html", session=session, loan_id=loan_id, loan=found, exponent=exponent,
+                problem=problem, down=down)
+
+
+# --- health -----------------------------------------------------------------------------------------
+
+
+@app.route("GET", "/health", **PAGE)
+def health(req: Request) -> Response:
+    """What the gateway tells of each function; what no API serves yet is named on the page."""
+    session = _session(req)
+    down: list[str] = []
+    functions: list[dict[str, Any]] = []
+    problem = None
+    try:
+        functions, problem = console.get().service.functions(session)
+    except FunctionDown as error:
+        down.append(error.function)
+    return page("health.html", session=session, functions=functions, problem=problem, down=down)
 
 
 @app.readiness_check("console-session-key")

@@ -1,7 +1,7 @@
 """The operator console in a real browser: Debian's Chromium driven by Playwright, against the saga's
 functions and the console behind the local gateway. An operator signs in, approves a transfer under
-review and watches its execution complete; a read-only operator and a form without its CSRF token are
-refused with a page that says why, and nothing is done."""
+review, watches its execution complete and finds the transfer's hold in the ledger explorer; a read-only
+operator and a form without its CSRF token are refused with a page that says why, and nothing is done."""
 
 from __future__ import annotations
 
@@ -38,15 +38,18 @@ REVIEW_SECONDS_MAX = 60
 COMPLETE_SECONDS_MAX = 60
 PAGE_TIMEOUT_MS = 20_000
 ACTOR, READER = "operator-ada", "operator-rex"
-# Operators read executions through the orchestrator's API, which needs its read scope as well.
-OPERATORS = {ACTOR: ("ops", "ops:act", "orchestrator:read"), READER: ("ops", "orchestrator:read")}
-CONSOLE_STACK_ENTRY = f"""  console:
+# Operators read executions and ledger transfers through the orchestrator's and the ledger's APIs,
+# which need their read scopes as well.
+OPERATORS = {ACTOR: ("ops", "ops:act", "orchestrator:read", "ledger:read"),
+             READER: ("ops", "orchestrator:read", "ledger:read")}
+# The console, and the accounts function its ledger pages read statements from.
+CONSOLE_STACK_ENTRY = "".join(f"""  {name}:
     lang: python3-http
-    handler: {FUNCTIONS_DIR / "console"}
-    image: bench/console
+    handler: {FUNCTIONS_DIR / name}
+    image: bench/{name}
     environment:
       exec_timeout: "30s"
-"""
+""" for name in ("console", "accounts"))
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +199,17 @@ def test_an_operator_approves_a_transfer_under_review_and_watches_it_complete(
     page.goto(f"{suite}/function/console/executions?status=SUCCEEDED&state_machine=transfer")
     assert page.locator(f"tr[data-execution='transfer:{transfer_id}']").count() == 1
     page.screenshot(path=str(screenshots / "executions.png"), full_page=True)
+
+    # AND the sender's account in the ledger explorer shows the transfer's hold, posted by the saga, and its
+    # expiry: none, since the saga's hold waits for the rail however long it takes
+    page.click("text=Ledger")
+    page.fill("input[name=account]", sender.account_id)
+    page.click("text=Open the account")
+    assert page.locator("[data-available]").count() == 1
+    hold = page.locator(f"tr[data-hold='{transfer_id}-hold']")
+    assert "POSTED" in hold.inner_text() and f"{transfer_id}-post" in hold.inner_text()
+    assert hold.locator("[data-expires]").inner_text() == "never"
+    page.screenshot(path=str(screenshots / "ledger-account.png"), full_page=True)
 
 
 def test_a_read_only_operator_is_refused_an_approval_and_nothing_is_decided(

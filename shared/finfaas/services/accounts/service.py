@@ -40,6 +40,7 @@ from finfaas.services.customers.model import Caller
 ledger_cursor_chars_max = 512  # the ledger's own cursor (a key and a balance) inside the sealed one
 LIST_ROUTE = "GET /accounts"
 STATEMENT_ROUTE = "GET /accounts/{account_id}/statement"
+OPS_STATEMENT_ROUTE = "GET /_/ops/accounts/{account_id}/statement"
 
 
 # --- use cases --------------------------------------------------------------------------------------
@@ -99,6 +100,13 @@ class AccountsService:
 
     def get_any(self, account_id: str) -> OpsAccountView:
         return ops_account_view(self._ledger.get_account(account_id))
+
+    def statement_of_any(self, operator: Caller, account_id: str, query: PageQuery) -> Statement:
+        """Any account's statement, holds included, for operators (the cursor is bound to the operator)."""
+        bound = binding(OPS_STATEMENT_ROUTE, operator.sub, account_id=account_id)
+        page = self._ledger.statement(account_id, limit=query.limit,
+                                      starting_after=self._opened(query.starting_after, bound))
+        return statement_view(replace(page, next_cursor=self._sealed(page.next_cursor, bound)))
 
     def freeze(self, operator: Caller, account_id: str) -> OpsAccountView:
         """No new debits until unfrozen; holds placed before may still be posted."""

@@ -11,6 +11,8 @@ from finfaas.platform.config import FunctionAddresses, addresses_of
 from finfaas.platform.gateway_client import GatewayClient, GatewayUnreachable, pooled_request, reply_body
 from finfaas.services.console.errors import FunctionDown
 
+GATEWAY = "gateway"
+SYSTEM_FUNCTIONS_PATH = "/system/functions"
 connect_timeout_seconds = 2.0
 read_timeout_seconds = 10.0
 
@@ -37,6 +39,13 @@ class GatewaySuite:
 
     def call(self, function: str, method: str, path: str, token: str, body: Any = None,
              headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        return self._send(function, method, f"/function/{function}{path}", token, body, headers)
+
+    def gateway_functions(self, token: str) -> tuple[int, Any]:
+        return self._send(GATEWAY, "GET", SYSTEM_FUNCTIONS_PATH, token)
+
+    def _send(self, function: str, method: str, path: str, token: str, body: Any = None,
+              headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
         client = GatewayClient(self._addresses, _Bearer(token),
                                connect_timeout_seconds=connect_timeout_seconds, request=self._request)
         all_headers = {"Accept": "application/json", **(headers or {})}
@@ -45,7 +54,7 @@ class GatewaySuite:
             data = json.dumps(body, separators=(",", ":")).encode()
             all_headers["Content-Type"] = "application/json"
         try:
-            reply = client.send(method, f"/function/{function}{path}", headers=all_headers, body=data,
+            reply = client.send(method, path, headers=all_headers, body=data,
                                 timeout_seconds=read_timeout_seconds)
         except GatewayUnreachable as error:
             raise FunctionDown(function, error.error_name) from error

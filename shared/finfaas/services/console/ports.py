@@ -12,6 +12,10 @@ class Suite(Protocol):
     def call(self, function: str, method: str, path: str, token: str, body: Any = None,
              headers: Mapping[str, str] | None = None) -> tuple[int, Any]: ...
 
+    def gateway_functions(self, token: str) -> tuple[int, Any]:
+        """The gateway's GET /system/functions: each function's replicas, invocations and cold starts."""
+        ...
+
     def token(self, client_id: str, client_secret: str) -> tuple[int, Any]:
         """The auth function's client_credentials answer for an operator account."""
         ...

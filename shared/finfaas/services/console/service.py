@@ -1,4 +1,5 @@
-"""The console's use cases: sign-in, executions, the review queue; each a call to another function's API."""
+"""The console's use cases: sign-in, executions, the work queues, the ledger explorer; each a call to
+another function's API."""
 
 from __future__ import annotations
 
@@ -10,17 +11,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from finfaas.services.console.errors import RoleRefused, SignInRefused
+from finfaas.services.console.errors import FunctionDown, RoleRefused, SignInRefused
 from finfaas.services.console.model import Role, Session, role_of
 from finfaas.services.console.ports import Suite
 from finfaas.services.console.session import SessionCodec
 
-ORCHESTRATOR, TRANSFERS, AUTH = "orchestrator", "transfers", "auth"
-AWAITING_REVIEW = "AWAITING_REVIEW"
+ORCHESTRATOR, TRANSFERS, AUTH, LEDGER, ACCOUNTS = "orchestrator", "transfers", "auth", "ledger", "accounts"
+LOANS = "loans"
+AWAITING_REVIEW, NEEDS_ATTENTION = "AWAITING_REVIEW", "NEEDS_ATTENTION"
+# The work queues: the transfers' status each lists and the decisions the transfers function takes there.
+QUEUES = {"reviews": (AWAITING_REVIEW, ("approve", "reject")),
+          "attention": (NEEDS_ATTENTION, ("post", "void"))}
 executions_page_size = 25
 history_events_max = 500  # one page of the orchestrator's history; the rest is a link away
 review_page_size = 50
 reason_chars_max = 500
+statement_page_size = 50
+holds_shown_max = 20  # each hold shown costs one more ledger read (its state and expiry)
+# A transfer's page shows these links of the ledger's record, each one more read.
+LINKS = ("batch_id", "pending_id", "resolved_by", "reversal_of", "reversed_by")
+ledger_id_chars_max = 128
 operator_id_chars_max = 128
 secret_chars_max = 512
 LIST_FILTERS = ("status", "state_machine", "reference", "started_after", "started_before", "starting_after")
@@ -44,6 +54,26 @@ class ExecutionPage:
     execution: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     definition: dict[str, Any] | None = None
+
+
+@dataclass
+class AccountPage:
+    account_id: str
+    account: dict[str, Any] | None = None
+    balance: dict[str, Any] | None = None
+    statement: dict[str, Any] | None = None
+    holds: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    down: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TransferPage:
+    transfer_id: str
+    transfer: dict[str, Any] | None = None
+    linked: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    down: list[str] = field(default_factory=list)
 
 
 class ConsoleService:
@@ -118,20 +148,25 @@ class ConsoleService:
             return None
         return loaded if isinstance(loaded, dict) else None
 
-    # --- the review queue ---------------------------------------------------------------------------
+    # --- the work queues ----------------------------------------------------------------------------
 
-    def review_queue(self, session: Session) -> tuple[list[dict[str, Any]], Problem | None]:
-        query = urlencode({"status": AWAITING_REVIEW, "limit": review_page_size})
+    def review_queue(self, session: Session,
+                     queue: str = "reviews") -> tuple[list[dict[str, Any]], Problem | None]:
+        """Transfers in a queue's status (awaiting review, or needing attention), oldest first."""
+        query = urlencode({"status": QUEUES[queue][0], "limit": review_page_size})
         status, body = self._suite.call(TRANSFERS, "GET", f"/_/ops/transfers?{query}", session.token)
         if status != 200 or not isinstance(body, dict):
             return [], Problem(status, body)
         return list(body.get("data") or []), None
 
-    def decide(self, session: Session, transfer_id: str, decision: str, reason: str) -> Problem | None:
-        """Approve or reject a transfer under review, with the operator's reason (audited with them)."""
+    def decide(self, session: Session, transfer_id: str, decision: str, reason: str,
+               queue: str = "reviews") -> Problem | None:
+        """Approve or reject a transfer under review, or post or void the hold of one needing attention,
+        with the operator's reason (the transfers function audits it with the operator)."""
         self._acting(session)
-        if decision not in ("approve", "reject"):
-            return Problem(422, {"detail": "The decision is approve or reject."})
+        allowed = QUEUES[queue][1]
+        if decision not in allowed:
+            return Problem(422, {"detail": f"The decision is {' or '.join(allowed)}."})
         if not 0 < len(reason.strip()) <= reason_chars_max:
             return Problem(422, {"detail": f"A reason of 1 to {reason_chars_max} characters is required."})
         # A fresh key per decision: the transfers function refuses a second, different decision itself.
@@ -140,6 +175,86 @@ class ConsoleService:
         status, body = self._suite.call(TRANSFERS, "POST", path, session.token,
                                         {"decision": decision, "note": reason.strip()}, headers)
         return None if status == 200 else Problem(status, body)
+
+    # --- the ledger explorer -------------------------------------------------------------------------
+
+    def account(self, session: Session, account_id: str, starting_after: str = "") -> AccountPage:
+        """An account, its balances, a page of its statement and the holds on that page with their expiry;
+        each part from its own function, so one that is down leaves the others."""
+        page = AccountPage(account_id)
+        if not 0 < len(account_id) <= ledger_id_chars_max:
+            page.problems.append(Problem(422, {"detail": "Enter an account id."}))
+            return page
+        quoted = quote(account_id, safe="")
+        page.account = self._part(page, ACCOUNTS, f"/_/ops/accounts/{quoted}", session)
+        page.balance = self._part(page, LEDGER, f"/accounts/{quoted}/balance", session)
+        query = {"limit": str(statement_page_size)}
+        if starting_after:
+            query["starting_after"] = starting_after
+        page.statement = self._part(page, ACCOUNTS, f"/_/ops/accounts/{quoted}/statement?{urlencode(query)}",
+                                    session)
+        entries = (page.statement or {}).get("data") or []
+        held = [entry["transfer_id"] for entry in entries if entry.get("kind") == "PENDING"]
+        if LEDGER in page.down:
+            return page
+        for transfer_id in held[:holds_shown_max]:
+            hold = self._part(page, LEDGER, f"/transfers/{quote(str(transfer_id), safe='')}", session)
+            if hold is not None:
+                page.holds.append(hold)
+            if LEDGER in page.down:
+                break
+        return page
+
+    def transfer(self, session: Session, transfer_id: str) -> TransferPage:
+        """A ledger transfer and the transfers its record links to: its batch's first leg, the hold it
+        resolves, what resolved it, what it reverses and what reversed it."""
+        page = TransferPage(transfer_id)
+        if not 0 < len(transfer_id) <= ledger_id_chars_max:
+            page.problems.append(Problem(422, {"detail": "Enter a transfer id."}))
+            return page
+        page.transfer = self._part(page, LEDGER, f"/transfers/{quote(transfer_id, safe='')}", session)
+        for link in LINKS:
+            linked = (page.transfer or {}).get(link)
+            if linked and linked != transfer_id and LEDGER not in page.down:
+                found = self._part(page, LEDGER, f"/transfers/{quote(str(linked), safe='')}", session)
+                if found is not None:
+                    page.linked.append((link, found))
+        return page
+
+    def _part(self, page: AccountPage | TransferPage, function: str, path: str,
+              session: Session) -> dict[str, Any] | None:
+        """One part of a page: its body, or its refusal or the function's absence noted on the page."""
+        try:
+            status, body = self._suite.call(function, "GET", path, session.token)
+        except FunctionDown as error:
+            if error.function not in page.down:
+                page.down.append(error.function)
+            return None
+        if status != 200 or not isinstance(body, dict):
+            page.problems.append(Problem(status, body))
+            return None
+        return body
+
+    # --- business lines ----------------------------------------------------------------------------
+
+    def loan(self, session: Session, loan_id: str) -> tuple[dict[str, Any] | None, Problem | None]:
+        """Any loan with its schedule, what was paid of each installment, its transactions and bucket."""
+        if not 0 < len(loan_id) <= ledger_id_chars_max:
+            return None, Problem(422, {"detail": "Enter a loan id."})
+        path = f"/_/ops/loans/{quote(loan_id, safe='')}"
+        status, body = self._suite.call(LOANS, "GET", path, session.token)
+        if status != 200 or not isinstance(body, dict):
+            return None, Problem(status, body)
+        return body, None
+
+    # --- health ------------------------------------------------------------------------------------
+
+    def functions(self, session: Session) -> tuple[list[dict[str, Any]], Problem | None]:
+        """Each function the gateway serves, with its replicas, invocations, cold starts and crashes."""
+        status, body = self._suite.gateway_functions(session.token)
+        if status != 200 or not isinstance(body, list):
+            return [], Problem(status, body)
+        return sorted((f for f in body if isinstance(f, dict)), key=lambda f: str(f.get("name"))), None
 
     @staticmethod
     def _acting(session: Session) -> None:

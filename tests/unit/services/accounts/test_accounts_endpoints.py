@@ -196,6 +196,25 @@ def test_a_statement_pages_newest_first_with_running_balances(world):
     assert first["has_more"] and not rest["has_more"] and first["exponent"] == 2
 
 
+def test_an_operator_reads_any_accounts_statement_holds_included(world):
+    account_id = world.open(world.bob)
+    world.ledger.deposit(account_id, 500, "USD")
+    world.ledger.transfer(TransferRequest(account_id, "sys-funding-USD", 120, "USD", transfer_id="hold-1",
+                                          pending=True, timeout_seconds=3600))
+
+    first = world.call("GET", f"/_/ops/accounts/{account_id}/statement", world.operator,
+                       query={"limit": "1"}).json()
+    rest = world.call("GET", f"/_/ops/accounts/{account_id}/statement", world.operator,
+                      query={"limit": "1", "starting_after": first["next_cursor"]}).json()
+    stolen = world.call("GET", f"/accounts/{account_id}/statement", world.alice,
+                        query={"starting_after": first["next_cursor"]})
+
+    assert [(e["transfer_id"], e["kind"], e["pending_delta_minor"]) for e in first["data"]] == [
+        ("hold-1", "PENDING", -120)]
+    assert [e["amount_minor"] for e in rest["data"]] == [500] and not rest["has_more"]
+    assert stolen.status == 422 and stolen.json()["code"] == "invalid_cursor"
+
+
 def test_the_balance_at_a_past_moment(world):
     account_id = world.open(world.alice)
     world.ledger.deposit(account_id, 100, "USD")
@@ -242,7 +261,8 @@ def test_another_customers_account_is_a_404_identical_to_a_missing_one(world, su
 def test_customers_cannot_reach_operator_routes(world):
     account_id = world.open(world.alice)
 
-    for method, path in [("GET", ""), ("POST", "/freeze"), ("POST", "/unfreeze"), ("POST", "/close")]:
+    for method, path in [("GET", ""), ("GET", "/statement"), ("POST", "/freeze"), ("POST", "/unfreeze"),
+                         ("POST", "/close")]:
         reply = world.call(method, f"/_/ops/accounts/{account_id}{path}", world.alice, "k")
         assert reply.status == 403 and reply.json()["code"] == "insufficient_scope"
     assert world.ledger.get_account(account_id).status == "OPEN"

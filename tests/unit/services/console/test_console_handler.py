@@ -19,6 +19,36 @@ ACCOUNTS = {"op-ada": ("s3cret-ada", "ops ops:act"), "op-rex": ("s3cret-rex", "o
 HELD = {"transfer_id": "tr_1", "status": "AWAITING_REVIEW", "amount_minor": 1_500_000, "exponent": 2,
         "currency": "USD", "owner_id": "c1", "created_at": "2027-01-15T10:00:00Z", "debit_account_id": "a1",
         "reference": "", "steps": []}
+ACCOUNT = {"account_id": "acc_1", "currency": "USD", "exponent": 2, "kind": "CUSTOMER", "status": "OPEN",
+           "opened_at": "2027-01-01T00:00:00Z", "owner_id": "c1", "balances": {}}
+BALANCE = {"account_id": "acc_1", "currency": "USD", "exponent": 2, "kind": "CUSTOMER", "status": "OPEN",
+           "posted_minor": 50_000, "pending_debits_minor": 12_000, "pending_credits_minor": 0,
+           "available_minor": 38_000}
+ENTRY = {"transfer_id": "hold_1", "kind": "PENDING", "side": "debit", "counterparty_id": "sys-settlement-USD",
+         "amount_minor": 12_000, "posted_delta_minor": 0, "pending_delta_minor": -12_000,
+         "balance_after_minor": 50_000, "created_at": "2027-01-15T10:00:00Z"}
+STATEMENT = {"account_id": "acc_1", "currency": "USD", "exponent": 2, "data": [ENTRY], "has_more": False,
+             "next_cursor": None}
+LEG = {"kind": "POSTED", "debit_account_id": "acc_1", "credit_account_id": "acc_2", "amount_minor": 700,
+       "currency": "USD", "exponent": 2, "created_at": "2027-01-15T10:00:00Z", "metadata": "",
+       "batch_size": 1}
+LOAN = {"loan_id": "ln_1", "owner_id": "c1", "product_id": "p1", "account_id": "acc_1", "currency": "JPY",
+        "principal_minor": 120_000, "term_months": 2, "status": "active", "outstanding_minor": 61_000,
+        "days_past_due": 12, "bucket": "1-29", "decision": {"outcome": "approved", "decided_by": None},
+        "schedule": [{"number": 1, "due_date": "2027-02-01", "total_minor": 61_000, "principal_minor": 60_000,
+                      "interest_minor": 1_000, "owed_minor": 0},
+                     {"number": 2, "due_date": "2027-03-01", "total_minor": 61_000, "principal_minor": 60_000,
+                      "interest_minor": 1_000, "owed_minor": 61_000}],
+        "transactions": [{"kind": "repayment", "transfer_id": "ln_1-r1", "on": "2027-02-01",
+                          "amount_minor": 61_000}]}
+TRANSFERS = {
+    "hold_1": {**LEG, "transfer_id": "hold_1", "kind": "PENDING", "state": "POSTED", "amount_minor": 12_000,
+               "expires_at": "2027-01-16T10:00:00Z", "resolved_by": "post_1"},
+    "post_1": {**LEG, "transfer_id": "post_1", "kind": "POST", "pending_id": "hold_1",
+               "amount_minor": 12_000},
+    "leg_2": {**LEG, "transfer_id": "leg_2", "batch_id": "leg_1", "batch_size": 2},
+    "leg_1": {**LEG, "transfer_id": "leg_1", "batch_id": "leg_1", "batch_size": 2},
+}
 
 
 class FakeSuite:
@@ -34,6 +64,15 @@ class FakeSuite:
             return 401, {"error": "invalid_client"}
         return 200, {"access_token": f"token-of-{client_id}", "expires_in": 600, "scope": scope}
 
+    def gateway_functions(self, token):
+        if "gateway" in self.down:
+            raise FunctionDown("gateway", "ConnectionRefusedError")
+        self.calls.append(("gateway", "GET", "/system/functions", token, None))
+        return 200, [{"name": "transfers", "replicas": 1, "availableReplicas": 1, "invocationCount": 42,
+                      "coldStarts": 3, "crashes": 0, "createdAt": "2027-01-15T09:00:00+00:00"},
+                     {"name": "ledger", "replicas": 0, "availableReplicas": 0, "invocationCount": 0,
+                      "coldStarts": 0, "crashes": 0, "createdAt": None}]
+
     def call(self, function, method, path, token, body=None, headers=None):
         if function in self.down:
             raise FunctionDown(function, "ConnectionRefusedError")
@@ -42,6 +81,19 @@ class FakeSuite:
             return 200, {"data": [HELD], "has_more": False, "next_cursor": None}
         if path.startswith("/executions?"):
             return 200, {"data": [], "has_more": False, "next_cursor": None}
+        if function == "accounts" and path == "/_/ops/accounts/acc_1":
+            return 200, ACCOUNT
+        if function == "accounts" and path.startswith("/_/ops/accounts/acc_1/statement?"):
+            return 200, STATEMENT
+        if function == "ledger" and path == "/accounts/acc_1/balance":
+            return 200, BALANCE
+        if function == "loans" and path == "/_/ops/loans/ln_1":
+            return 200, LOAN
+        if function == "ledger" and path.startswith("/transfers/"):
+            found = TRANSFERS.get(path.removeprefix("/transfers/"))
+            if found is None:
+                return 404, {"code": "transfer_not_found", "detail": "No such transfer."}
+            return 200, found
         return 200, {}
 
 
@@ -225,3 +277,108 @@ def test_served_at_a_hosts_root_the_links_and_cookie_path_start_at_the_root(cons
     reply = sign_in(handler, "op-ada")
 
     assert reply.header("location") == "/executions" and "Path=/;" in reply.header("set-cookie")
+
+
+def get(handler, path: str, cookie: str):
+    return call(handler.handle, "GET", path, headers={"Cookie": cookie})
+
+
+def test_an_accounts_page_shows_its_balances_statement_and_holds_with_their_expiry(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/ledger/accounts/acc_1", cookie)
+
+    assert reply.status == 200
+    assert "data-posted>500.00 USD" in reply.body and "data-available>380.00 USD" in reply.body
+    hold = re.search(r'<tr data-hold="hold_1">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "120.00 USD" in hold and "POSTED" in hold and "2027-01-16T10:00:00Z" in hold
+    assert {(f, p.split("?")[0], t) for f, _, p, t, _ in suite.calls[-4:]} == {
+        ("accounts", "/_/ops/accounts/acc_1", "token-of-op-rex"),
+        ("ledger", "/accounts/acc_1/balance", "token-of-op-rex"),
+        ("accounts", "/_/ops/accounts/acc_1/statement", "token-of-op-rex"),
+        ("ledger", "/transfers/hold_1", "token-of-op-rex")}
+
+
+def test_an_accounts_page_without_the_ledger_names_it_and_keeps_the_statement(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+    suite.down.add("ledger")
+
+    reply = get(handler, "/ledger/accounts/acc_1", cookie)
+
+    assert reply.status == 200 and 'data-down="ledger"' in reply.body
+    assert "sys-settlement-USD" in reply.body and "data-available" not in reply.body
+
+
+def test_a_ledger_transfers_page_shows_the_transfers_it_links_to(console):
+    handler, _ = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    hold = get(handler, "/ledger/transfers/hold_1", cookie)
+    leg = get(handler, "/ledger/transfers/leg_2", cookie)
+    missing = get(handler, "/ledger/transfers/nope", cookie)
+
+    assert 'data-link="resolved_by"' in hold.body and "post_1" in hold.body
+    assert 'data-link="batch_id"' in leg.body and "leg_1" in leg.body and "leg of 2" in leg.body
+    assert missing.status == 200 and "No such transfer." in missing.body
+
+
+def test_an_actor_resolves_a_transfer_needing_attention_by_posting_its_hold(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+
+    queue = get(handler, "/attention", cookie)
+    reply = post(handler, "/attention/tr_1", cookie,
+                 {"csrf": csrf_of(handler, cookie), "decision": "post", "reason": "rail confirmed"})
+
+    assert ("transfers", "GET", "/_/ops/transfers?status=NEEDS_ATTENTION&limit=50", "token-of-op-ada",
+            None) in suite.calls
+    assert 'value="post"' in queue.body and 'value="approve"' not in queue.body
+    assert reply.status == 303
+    assert reply.header("location").startswith("/function/console/attention?done=post")
+    assert suite.calls[-1] == ("transfers", "POST", "/_/ops/transfers/tr_1/decision", "token-of-op-ada",
+                               {"decision": "post", "note": "rail confirmed"})
+
+
+def test_a_review_queue_refuses_an_attention_decision_and_sends_nothing(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+    csrf = csrf_of(handler, cookie)
+    sent = len(suite.calls)
+
+    reply = post(handler, "/reviews/tr_1", cookie, {"csrf": csrf, "decision": "void", "reason": "no"})
+
+    assert reply.status == 422 and "approve or reject" in reply.body and len(suite.calls) == sent
+
+
+def test_the_health_page_shows_each_functions_replicas_and_last_cold_start(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/health", cookie)
+    suite.down.add("gateway")
+    without = get(handler, "/health", cookie)
+
+    row = re.search(r'<tr data-function="transfers">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "1 / 1" in row and "42" in row and "2027-01-15T09:00:00+00:00" in row
+    assert "not running" in re.search(r'<tr data-function="ledger">(.*?)</tr>', reply.body, re.S).group(1)
+    assert suite.calls[-1] == ("gateway", "GET", "/system/functions", "token-of-op-rex", None)
+    assert without.status == 200 and 'data-down="gateway"' in without.body
+
+
+def test_a_loans_page_shows_its_schedule_payments_and_bucket_in_its_currencys_units(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/loans/ln_1", cookie)
+    suite.down.add("loans")
+    without = get(handler, "/loans/ln_1", cookie)
+
+    assert reply.status == 200 and "data-bucket>1-29<" in reply.body
+    assert "data-outstanding>61000 JPY<" in reply.body  # yen have no minor unit
+    second = re.search(r'<tr data-installment="2">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "2027-03-01" in second and second.rstrip().endswith("<td>61000</td>")
+    assert "ln_1-r1" in reply.body
+    assert suite.calls[-1] == ("loans", "GET", "/_/ops/loans/ln_1", "token-of-op-rex", None)
+    assert without.status == 200 and 'data-down="loans"' in without.body
