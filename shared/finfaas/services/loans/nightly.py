@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from finfaas.domain.loan_account import (
@@ -29,6 +29,7 @@ from finfaas.domain.loan_account import LoanStatus as AccountStatus
 from finfaas.domain.loan_account import LoanTransaction as AccountTransaction
 from finfaas.domain.loan_account import OverpaymentRule as AccountOverpayment
 from finfaas.domain.loans import LoanRuleError
+from finfaas.platform.logging import get_logger
 from finfaas.services.loans.errors import InvalidLoanRequest, LoanBusy
 from finfaas.services.loans.model import (
     DISBURSEMENT,
@@ -49,6 +50,7 @@ LOAN_CLOSED = "loan.closed"
 page_loans_max = 100
 # A repayment committed between the job's read and its write: read again, a few times at most.
 close_attempts_max = 3
+_log = get_logger("loans_nightly")
 
 # The stored transactions' kinds as the account fold names them; a payoff is a prepayment without mode.
 _KINDS = {DISBURSEMENT: TransactionKind.DISBURSEMENT, REPAYMENT: TransactionKind.REPAYMENT,
@@ -90,9 +92,7 @@ def account_of(loan: Loan, product: LoanProduct, close: LoanClose | None) -> Loa
     Raises LoanRuleError (or KeyError for a kind the fold does not know) when the history cannot fold."""
     assert loan.disbursed_on is not None, f"loan {loan.loan_id} is active, so disbursed"
     terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
-    log = [AccountTransaction(t.transfer_id, _KINDS[t.kind], t.on,
-                              t.amount_minor)
-           for t in loan.transactions]
+    log = [AccountTransaction(t.transfer_id, _KINDS[t.kind], t.on, t.amount_minor) for t in loan.transactions]
     if close is not None:
         log.append(AccountTransaction(f"close-of-business:{close.closed_through.isoformat()}",
                                       TransactionKind.PENALTY_ACCRUAL, close.closed_through))
@@ -126,7 +126,9 @@ class LoansNightlyService:
 
     def __init__(self, products: LoanProducts, loans: LoanRepository, nightly: LoanNightlyRepository,
                  business_date: Callable[[], date], orchestrator: Orchestrator,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, page_loans: int = page_loans_max) -> None:
+        assert 0 < page_loans <= page_loans_max
+        self._page_loans = page_loans
         self._products = products
         self._loans = loans
         self._nightly = nightly
@@ -135,8 +137,9 @@ class LoansNightlyService:
         self._clock = clock
 
     def start(self, business_date: date | None = None) -> tuple[date, dict[str, Any]]:
-        """Starts (or finds) the execution closing business_date, the current business date by default."""
-        day = self.checked_date(business_date)
+        """Starts (or finds) the execution closing business_date; by default the day before the business
+        date (that day's payments are in; today's may still come)."""
+        day = self.checked_date(business_date or self._business_date() - timedelta(days=1))
         started = self._orchestrator.start(NIGHTLY_STATE_MACHINE, execution_name(day),
                                            {"business_date": day.isoformat(), "cursor": None},
                                            reference=execution_name(day))
@@ -151,7 +154,8 @@ class LoansNightlyService:
                                      errors=(("business_date", "after the current business date"),))
         return day
 
-    def page(self, cursor: str | None, limit: int = page_loans_max) -> NightlyPage:
+    def page(self, cursor: str | None, limit: int | None = None) -> NightlyPage:
+        limit = limit or self._page_loans
         if not 0 < limit <= page_loans_max:
             raise InvalidLoanRequest(f"limit must be 1-{page_loans_max}", errors=(("limit", "out of range"),))
         ids, after = self._nightly.active_loan_ids(limit, cursor)
@@ -165,10 +169,14 @@ class LoansNightlyService:
                                      errors=(("loan_ids", "too many"),))
         closed = unchanged = owed = 0
         unprocessable: list[str] = []
+        products: dict[str, LoanProduct | None] = {}  # a page's loans share a few products: read each once
         for loan_id in loan_ids:
             try:
-                done, due = self._close(loan_id, day)
-            except (LoanRuleError, KeyError, _Unfoldable):
+                done, due = self._close(loan_id, day, products)
+            except (LoanRuleError, KeyError, _Unfoldable) as error:
+                # Left for an operator, not retried: the same history folds the same way tomorrow.
+                _log.warning("loan not closed: its history does not fold", loan_id=loan_id,
+                             business_date=day.isoformat(), error=str(error)[:200])
                 unprocessable.append(loan_id)
                 continue
             closed += done
@@ -176,7 +184,7 @@ class LoansNightlyService:
             owed += due
         return NightlyResult(closed, unchanged, owed, tuple(unprocessable))
 
-    def _close(self, loan_id: str, day: date) -> tuple[bool, int]:
+    def _close(self, loan_id: str, day: date, products: dict[str, LoanProduct | None]) -> tuple[bool, int]:
         """(True, owed on day) once day is recorded for the loan now; (False, 0) if it already was."""
         for _ in range(close_attempts_max):
             loan = self._loans.get_loan(loan_id)
@@ -185,7 +193,9 @@ class LoansNightlyService:
             close = self._nightly.get_close(loan_id)
             if close is not None and close.closed_through >= day:
                 return False, 0
-            product = self._products.get(loan.product_id)
+            if loan.product_id not in products:
+                products[loan.product_id] = self._products.get(loan.product_id)
+            product = products[loan.product_id]
             if product is None:
                 raise _Unfoldable(f"the product of loan {loan_id} is gone")
             account, changes = close_of_business(account_of(loan, product, close), day)
