@@ -32,6 +32,13 @@ The disbursement saga (the orchestrator's client, loans:saga):
   POST /saga/disburse                            the principal from sys-loans-<CUR> to the wallet and the
                                                  schedule fixed on the business date, one ledger
                                                  transaction; again: the active loan, nothing moved
+The nightly job (infra/statemachines/loans-nightly.asl.json, one execution per business date):
+  POST /_/ops/loans/nightly                      (ops) start it for {business_date} (default: the day
+                                                 before the business date); again: the same execution
+  POST /saga/nightly/pages                       (loans:saga) a page of active loans and the next cursor
+  POST /saga/nightly/close                       (loans:saga) close the date on a page of loans, once each
+Schedule (no token: a signed tick, or a stock scheduler's unsigned one, every 15 minutes):
+  POST /                                         start (or find) the night of the day before the business date
 """
 
 from collections.abc import Callable
@@ -42,6 +49,7 @@ from finfaas.platform.audit import AuditLog
 from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
+from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.business_date import api as business_date_api
 from finfaas.services.ledger.api import ledger_error_table
@@ -51,6 +59,12 @@ from finfaas.services.loans.api import (
     DisburseStepBody,
     DisburseStepView,
     LoanView,
+    NightlyCloseBody,
+    NightlyCloseView,
+    NightlyPageBody,
+    NightlyPageView,
+    NightlyStartBody,
+    NightlyStartView,
     PayoffQuery,
     PayoffView,
     ProductBody,
@@ -68,6 +82,7 @@ from finfaas.services.loans.api import (
     product_view,
     quote_view,
 )
+from finfaas.services.loans.nightly import LoansNightlyService, execution_name
 from finfaas.services.loans.service import (
     Caller,
     LoanApplicationService,
@@ -107,6 +122,7 @@ class LoansServices:
     audit: AuditLog | None
     probe: Callable[[], None]
     dynamodb_calls: Callable[[], dict[str, int]] = dict
+    nightly: LoansNightlyService | None = None
 
 
 def build_services(suite: Any = None) -> LoansServices:
@@ -149,6 +165,10 @@ def build_services(suite: Any = None) -> LoansServices:
     disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite))
     repayments = LoanRepaymentService(store, store, ledger, business_date)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+    from finfaas.store.loans_nightly_store import LoansNightlyStore
+
+    nightly = LoansNightlyService(store, store, LoansNightlyStore(store), business_date,
+                                  OrchestratorClient(suite))
     return LoansServices(
         products=LoanProductsService(store, CursorCodec.from_config()),
         quotes=quotes,
@@ -160,6 +180,7 @@ def build_services(suite: Any = None) -> LoansServices:
         audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
         probe=lambda: store.get("readiness-probe"),
         dynamodb_calls=meter.snapshot,
+        nightly=nightly,
     )
 
 
@@ -335,6 +356,65 @@ def saga_disburse(req: Request, body: DisburseStepBody) -> DisburseStepView:
     loan = services.get().disbursements.disburse(body.loan_id)
     return DisburseStepView(loan_id=loan.loan_id, status=loan.status.value,
                             transfer_id=loan.disbursement_transfer_id)
+
+
+# --- the nightly job (infra/statemachines/loans-nightly.asl.json) -------------------------------------
+
+
+def nightly() -> LoansNightlyService:
+    found = services.get().nightly
+    assert found is not None, "the nightly job is wired in build_services"
+    return found
+
+
+@app.route("POST", "/_/ops/loans/nightly", body=NightlyStartBody, status=202, idempotency="optional",
+           rate_limit=OPS_LIMIT.name)
+def start_nightly(req: Request, body: NightlyStartBody) -> NightlyStartView:
+    """Start the nightly job for a business date (the day before the current one by default); the
+    execution is named by the date, so a second start answers the first."""
+    day, _ = nightly().start(body.business_date)
+    req.audit_target = f"loans-nightly:{day.isoformat()}"
+    return NightlyStartView(business_date=day, execution=execution_name(day))
+
+
+@app.route("POST", "/saga/nightly/pages", scopes=[SAGA], body=NightlyPageBody, rate_limit=None)
+def saga_nightly_page(req: Request, body: NightlyPageBody) -> NightlyPageView:
+    """The next page of active loans for the night's execution."""
+    nightly().checked_date(body.business_date)
+    page = nightly().page(body.cursor)
+    return NightlyPageView(loan_ids=list(page.loan_ids), next=page.next)
+
+
+@app.route("POST", "/saga/nightly/close", scopes=[SAGA], body=NightlyCloseBody, rate_limit=None)
+def saga_nightly_close(req: Request, body: NightlyCloseBody) -> NightlyCloseView:
+    """Close the business date on a page of loans; a retried page changes only the loans not yet done."""
+    result = nightly().close_loans(body.business_date, body.loan_ids)
+    return NightlyCloseView(closed=result.closed, unchanged=result.unchanged,
+                            auto_debits_due_minor=result.auto_debits_due_minor,
+                            unprocessable=list(result.unprocessable))
+
+
+# stack.yml's `schedule` of this function: each tick starts the night of the day before the business date;
+# its execution is named by that date, so every tick after the first of a date finds the same one.
+NIGHTLY_PERIOD_SECONDS = 900
+
+
+def schedule_claims() -> Any:
+    """Where unsigned ticks claim their period: the rate-limit table (imports AWS code: call lazily)."""
+    from finfaas.store.ratelimit_store import RateLimitStore
+
+    return RateLimitStore()
+
+
+schedule_proof = ScheduleProof(FUNCTION_NAME, schedule_keys_from_config, schedule_claims,
+                               NIGHTLY_PERIOD_SECONDS)
+
+
+@app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=schedule_proof)
+def scheduled_nightly(req: Request) -> NightlyStartView:
+    """Start (or find) the nightly job of the day before the business date."""
+    day, _ = nightly().start(None)
+    return NightlyStartView(business_date=day, execution=execution_name(day))
 
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)

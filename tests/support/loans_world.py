@@ -74,6 +74,7 @@ class LoansWorld:
         ledger.ensure_system_accounts("EUR")
         self.ledger.open_account(NewAccount("acc-cust-1", CUSTOMER, "EUR", AccountKind.CUSTOMER), OPENED)
         products, self.loans = InMemoryLoanProducts(), InMemoryLoans()
+        self.products = products
         self.business_date = BUSINESS_DATE
         quotes = LoanQuoteService(products, lambda: self.business_date)
         money = InMemoryLoansLedger(ledger, self.loans)

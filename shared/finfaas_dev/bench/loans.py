@@ -3,9 +3,12 @@
 quote_us: building a 360-month schedule (domain.loans.build_schedule, as a quote does), median over
 --runs. Unless --quote-only, also the loan account fold over the same schedule (domain.loan_account):
 replay_us, reprocessing a loan with every installment repaid on its due date, and close_of_business_us,
-one nightly step for a loan 30 days past due. The repayments-through-the-gateway and nightly-job
-figures of the issue need the loans function and are not measured here.
-Last line: JSON with quote_us, replay_us, close_of_business_us, runs, term_months.
+one nightly step for a loan 30 days past due. Then, unless --loans 0, the nightly job
+(services/loans/nightly.py) over --loans active loans seeded straight into the loans table on the
+embedded emulator, pages closed by a few threads as the state machine's Tasks would be:
+nightly_loans_per_s, nightly_seconds, and rerun_changes (the same date again: loans written, 0).
+Bounded: past NIGHTLY_SECONDS_MAX no more pages start (nightly_complete false).
+Last line: JSON with quote_us, replay_us, close_of_business_us, runs, term_months, and the nightly figures.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ DISBURSED_ON = date(2027, 1, 15)
 TERMS = LoanTerms(100_000_000, Decimal("0.049"), TERM_MONTHS, DISBURSED_ON)  # 1,000,000.00 over 30 years
 RULES = AccountRules(daily_penalty_rate=Decimal("0.0005"))
 OVERDUE_DAYS = 30
+NIGHTLY_LOANS_DEFAULT = 50_000
+NIGHTLY_LOANS_MAX = 200_000
 
 
 def median_us(work: Callable[[], object], runs: int, deadline: float) -> tuple[float, int]:
@@ -61,11 +66,16 @@ def repaid_on_time() -> list[LoanTransaction]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=RUNS_DEFAULT, help="runs per figure (median)")
     parser.add_argument("--quote-only", action="store_true", help="only quote_us")
+    parser.add_argument("--loans", type=int, default=NIGHTLY_LOANS_DEFAULT,
+                        help="active loans for the nightly run on the embedded emulator (0: none)")
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.runs <= RUNS_MAX:
         print(f"bench loans: need 0 < --runs <= {RUNS_MAX}", file=sys.stderr)
+        return 2
+    if not 0 <= args.loans <= NIGHTLY_LOANS_MAX:
+        print(f"bench loans: need 0 <= --loans <= {NIGHTLY_LOANS_MAX}", file=sys.stderr)
         return 2
     deadline = time.monotonic() + SECONDS_MAX
     schedule = build_schedule(TERMS)
@@ -80,5 +90,11 @@ def run(args: argparse.Namespace) -> int:
         next_day = first_due + timedelta(days=OVERDUE_DAYS + 1)
         step_us, _ = median_us(lambda: close_of_business(overdue, next_day), args.runs, deadline)
         summary |= {"replay_us": round(replay_us, 1), "close_of_business_us": round(step_us, 1)}
+    if args.loans and not args.quote_only:
+        from finfaas_dev.bench.loans_nightly import nightly_figures
+
+        summary |= nightly_figures(args.loans)
+        print(f"nightly: {summary['nightly_loans']} loans in {summary['nightly_seconds']} s "
+              f"({summary['nightly_loans_per_s']}/s), rerun changed {summary['rerun_changes']}")
     print(json.dumps(summary))
-    return 0
+    return 0 if summary.get("nightly_complete", True) and not summary.get("rerun_changes") else 1

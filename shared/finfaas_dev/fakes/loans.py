@@ -3,13 +3,15 @@ never shipped."""
 
 from __future__ import annotations
 
+import bisect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import date
 from typing import Any, TypeVar
 
 from finfaas.domain.ledger import TransactionExtra, Transfer
 from finfaas.services.bureau.model import sandbox_report
-from finfaas.services.loans.model import Loan, LoanEvent, LoanProduct, ProductPage
+from finfaas.services.loans.model import Loan, LoanClose, LoanEvent, LoanProduct, LoanStatus, ProductPage
 from finfaas.services.loans.service import LedgerAccounts
 from finfaas.services.suite_clients import ServiceUnreachable
 
@@ -150,3 +152,42 @@ class FakeBureau:
         report = sandbox_report(customer_id)
         return {"customer_id": customer_id, "inquiry_id": inquiry_id, "score": report.score,
                 "delinquencies": report.delinquencies, "open_accounts": report.open_accounts}
+
+
+class InMemoryLoanNightly:
+    """The nightly job's store over an InMemoryLoans (the same contract as store/loans_nightly_store.py):
+    loans paged in id order, close records, and `events` (loan id, date, event) as written."""
+
+    def __init__(self, loans: InMemoryLoans) -> None:
+        self._loans = loans
+        self._closes: dict[str, LoanClose] = {}
+        self.events: list[tuple[str, date, LoanEvent]] = []
+        self.writes = 0  # close records written
+
+    def active_loan_ids(self, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        with self._loans._lock:
+            ids = sorted(loan_id for loan_id, loan in self._loans._loans.items()
+                         if loan.status is LoanStatus.ACTIVE)
+        start = 0 if cursor is None else bisect.bisect_right(ids, cursor)
+        page = ids[start:start + limit]
+        return page, page[-1] if page and start + limit < len(ids) else None
+
+    def get_close(self, loan_id: str) -> LoanClose | None:
+        with self._loans._lock:
+            return self._closes.get(loan_id)
+
+    def record_close(self, loan: Loan, close: LoanClose, events: Sequence[LoanEvent],
+                     closed_loan: Loan | None) -> bool:
+        with self._loans._lock:
+            previous = self._closes.get(loan.loan_id)
+            stored = self._loans._loans.get(loan.loan_id)
+            if previous is not None and previous.closed_through >= close.closed_through:
+                return False
+            if stored is None or stored.version != loan.version:
+                return False
+            self._closes[loan.loan_id] = close
+            if closed_loan is not None:
+                self._loans._loans[loan.loan_id] = closed_loan
+            self.events.extend((loan.loan_id, close.closed_through, event) for event in events)
+            self.writes += 1
+            return True

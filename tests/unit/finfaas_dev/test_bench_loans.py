@@ -8,7 +8,7 @@ from finfaas_dev import cli
 
 
 def test_the_pure_loan_figures_are_on_the_last_line(capsys):
-    assert cli.main(["bench", "loans", "--runs", "1"]) == 0
+    assert cli.main(["bench", "loans", "--runs", "1", "--loans", "0"]) == 0
 
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
@@ -17,7 +17,7 @@ def test_the_pure_loan_figures_are_on_the_last_line(capsys):
 
 
 def test_quote_only_measures_only_the_quote(capsys):
-    assert cli.main(["bench", "loans", "--runs", "2", "--quote-only"]) == 0
+    assert cli.main(["bench", "loans", "--runs", "2", "--quote-only", "--loans", "0"]) == 0
 
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 

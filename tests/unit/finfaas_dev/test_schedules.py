@@ -29,7 +29,7 @@ def test_every_schedule_the_local_runtime_runs_is_declared_in_stack_yml():
     declared = {name for name, fn in STACK.functions.items() if schedules.schedule_of(fn.annotations)}
     ticked = set(local_jobs({name: fn.annotations for name, fn in STACK.functions.items()}))
     assert ticked | IN_PROCESS_LOCALLY == declared
-    assert ticked == {"ledger", "payments", "wealth"}  # the relay's loop runs in-process
+    assert ticked == {"ledger", "payments", "wealth", "loans"}  # the relay's loop runs in-process
 
 
 def test_a_schedule_counts_only_with_the_cron_connector_topic():
@@ -40,6 +40,7 @@ def test_a_schedule_counts_only_with_the_cron_connector_topic():
 
 @pytest.mark.parametrize(("name", "period"), [("ledger", "HOLD_EXPIRY_PERIOD_SECONDS"),
                                               ("payments", "CAPTURE_EXPIRY_PERIOD_SECONDS"),
+                                              ("loans", "NIGHTLY_PERIOD_SECONDS"),
                                               ("relay", "RELAY_PERIOD_SECONDS"),
                                               ("wealth", "BATCH_TICK_PERIOD_SECONDS")])
 def test_each_scheduled_route_claims_the_period_its_schedule_ticks_at(name, period):

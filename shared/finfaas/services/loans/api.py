@@ -67,6 +67,7 @@ from finfaas.services.loans.model import (
     product_id_chars_max,
     product_name_chars_max,
 )
+from finfaas.services.loans.nightly import page_loans_max
 
 # Rates as decimal strings ("0.12"), never JSON numbers: a float cannot hold 0.1 exactly.
 RATE_PATTERN = r"^(0|[1-9][0-9]{0,2})(\.[0-9]{1,12})?$"
@@ -437,3 +438,43 @@ ERRORS = {
     InvalidRepaymentAmount: ErrorSpec(422, InvalidRepaymentAmount.code, "Invalid repayment amount"),
     RepaymentExceedsDue: ErrorSpec(422, RepaymentExceedsDue.code, "Repayment exceeds what is due"),
 }
+
+
+# --- the nightly job (services/loans/nightly.py) --------------------------------------------------
+
+
+class NightlyStartBody(StrictModel):
+    """An operator's start of the nightly job for a business date (the current one if absent)."""
+
+    business_date: date | None = None
+
+
+class NightlyStartView(BaseModel):
+    business_date: date
+    execution: str  # one per date: starting it again answers the same
+
+
+class NightlyPageBody(StrictModel):
+    """The state machine's page request: the date it closes and the cursor of the previous page."""
+
+    business_date: date
+    cursor: Annotated[str, Field(max_length=cursor_chars_max)] | None = None
+
+
+class NightlyPageView(BaseModel):
+    loan_ids: list[str]
+    next: str | None
+
+
+class NightlyCloseBody(StrictModel):
+    """A page of loans to close the business date on."""
+
+    business_date: date
+    loan_ids: Annotated[list[Identifier], Field(max_length=page_loans_max)]
+
+
+class NightlyCloseView(BaseModel):
+    closed: int
+    unchanged: int
+    auto_debits_due_minor: int
+    unprocessable: list[str]

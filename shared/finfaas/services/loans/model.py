@@ -295,3 +295,16 @@ def loan_id_for(caller_id: str, idempotency_key: str) -> str:
     """The loan's id, derived from the caller and its Idempotency-Key: a repeat finds the same loan."""
     digest = hashlib.sha256(f"{caller_id}\x00{idempotency_key}".encode()).hexdigest()
     return LOAN_ID_PREFIX + digest[:loan_id_hex_chars]
+
+
+@dataclass(frozen=True)
+class LoanClose:
+    """A loan's last closed business date as the nightly job recorded it, with what that day left:
+    days past due, bucket, penalty charged so far and everything still owed (services/loans/nightly.py)."""
+
+    loan_id: str
+    closed_through: date
+    days_past_due: int
+    bucket: str | None
+    penalty_charged_minor: int
+    outstanding_minor: int

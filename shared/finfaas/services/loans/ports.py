@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from finfaas.domain.ledger import Account, TransactionExtra, Transfer
-from finfaas.services.loans.model import Loan, LoanEvent, LoanProduct, ProductPage
+from finfaas.services.loans.model import Loan, LoanClose, LoanEvent, LoanProduct, ProductPage
 
 
 class LoanProducts(Protocol):
@@ -97,3 +97,21 @@ class Orchestrator(Protocol):
 
     def start(self, state_machine: str, name: str, input_value: Any,
               reference: str | None = None) -> dict[str, Any]: ...
+
+
+class LoanNightlyRepository(Protocol):
+    """What the nightly job reads and writes (DynamoDB: store/loans_nightly_store.py)."""
+
+    def active_loan_ids(self, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """Up to limit active loans' ids and the cursor of the rest (None: no more)."""
+        ...
+
+    def get_close(self, loan_id: str) -> LoanClose | None:
+        """The loan's close record, read consistently; None before its first nightly run."""
+        ...
+
+    def record_close(self, loan: Loan, close: LoanClose, events: Sequence[LoanEvent],
+                     closed_loan: Loan | None) -> bool:
+        """In one transaction: close over an earlier date (or none), its events, and the loan unchanged
+        since read (or replaced by closed_loan). False when a condition failed: nothing written."""
+        ...

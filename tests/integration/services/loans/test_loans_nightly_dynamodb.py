@@ -1,0 +1,155 @@
+"""The loans nightly job against DynamoDB Local: a date is closed once per loan, whatever crashes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from finfaas.domain.loan_account import close_of_business
+from finfaas.domain.loans import build_schedule, dues_of, payoff_quote
+from finfaas.platform.config import resource_name
+from finfaas.services.loans.model import LoanStatus, LoanTransaction
+from finfaas.services.loans.nightly import LoansNightlyService, account_of
+from finfaas.store.binding import bound
+from finfaas.store.loans_nightly_store import LoansNightlyStore
+from finfaas.store.loans_store import LoansStore, _OutboxItem
+from finfaas.store.outbox_store import outbox_partition
+from unit.services.loans.test_loans_store_contract import EVENT, new_loan, new_product
+
+pytestmark = pytest.mark.emulator
+
+DISBURSED_ON = date(2024, 1, 1)
+NIGHT = date(2024, 2, 15)  # the first installment (due 2024-02-01) is 14 days overdue unless repaid
+PAID_OFF_ON = date(2024, 1, 15)
+LOANS = 60
+PAGE = 20
+
+
+class CrashingNightly:
+    """The real store, killed once after `crash_after` committed closes (the process dies after the
+    write, before the page's answer reaches the orchestrator)."""
+
+    def __init__(self, store: LoansNightlyStore, crash_after: int) -> None:
+        self._store = store
+        self._left = crash_after
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def record_close(self, loan, close, events, closed_loan):
+        written = self._store.record_close(loan, close, events, closed_loan)
+        self._left -= 1
+        if self._left == 0:
+            raise RuntimeError("killed")
+        return written
+
+
+class NoOrchestrator:
+    def start(self, *args, **kwargs):
+        raise AssertionError("not started in this test")
+
+
+@pytest.fixture(scope="module")
+def seeded(embedded_aws):
+    """A product with a daily penalty and 60 active loans: every third repaid its first installment,
+    one paid off but still stored active (the night closes it), the rest overdue."""
+    store = LoansStore()
+    product = store.create(new_product(daily_penalty_rate=Decimal("0.001")))
+    schedule = build_schedule(product.terms(10_000, 6, DISBURSED_ON))
+    payoff = payoff_quote(product.terms(10_000, 6, DISBURSED_ON), schedule, dues_of(schedule), PAID_OFF_ON)
+    ids = []
+    for n in range(LOANS):
+        loan_id = f"loan_night_{uuid.uuid4().hex[:16]}"
+        payments = ()
+        if n % 3 == 0:
+            payments = (LoanTransaction("repayment", f"{loan_id}-r1", date(2024, 2, 1),
+                                        schedule.installments[0].total_minor),)
+        if n == 1:
+            payments = (LoanTransaction("payoff", f"{loan_id}-p", PAID_OFF_ON, payoff.total_minor),)
+        loan = replace(new_loan(), loan_id=loan_id, product_id=product.product_id, principal_minor=10_000,
+                       term_months=6, status=LoanStatus.ACTIVE, disbursed_on=DISBURSED_ON,
+                       installments=schedule.installments,
+                       transactions=(LoanTransaction("disbursement", f"{loan_id}-d", DISBURSED_ON, 10_000),
+                                     *payments))
+        store.create_loan(loan, EVENT)
+        ids.append(loan_id)
+    return store, product, ids
+
+
+def run_night(service: LoansNightlyService, mine: set[str]) -> tuple[int, int]:
+    """The state machine's loop in process: page, close the page, until no cursor; (closed, unchanged)
+    counted over this test's loans only (the session's table holds other tests' loans too)."""
+    closed = unchanged = 0
+    cursor = None
+    while True:
+        page = service.page(cursor, PAGE)
+        ours = [loan_id for loan_id in page.loan_ids if loan_id in mine]
+        result = service.close_loans(NIGHT, ours)
+        closed += result.closed
+        unchanged += result.unchanged
+        assert result.unprocessable == ()
+        if page.next is None:
+            return closed, unchanged
+        cursor = page.next
+
+
+def events_of(loan_id: str) -> list[str]:
+    outbox = bound(_OutboxItem, resource_name("outbox"))
+    return [record.type for record in outbox.query(outbox_partition("loans", loan_id), consistent_read=True)
+            if record.subject == loan_id and record.type != EVENT.type]
+
+
+def test_a_night_killed_mid_page_and_run_again_closes_every_loan_once(seeded):
+    # GIVEN 60 active loans over three pages, and a run killed after 25 committed closes (page 2)
+    store, product, ids = seeded
+    mine = set(ids)
+    nightly = LoansNightlyStore(store)
+    expected = {}
+    for loan_id in ids:
+        account, _ = close_of_business(account_of(store.get_loan(loan_id), product, None), NIGHT)
+        expected[loan_id] = (account.days_past_due, account.bucket, account.penalty_charged_minor)
+
+    def service(repository):
+        return LoansNightlyService(store, store, repository, lambda: NIGHT, NoOrchestrator())
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run_night(service(CrashingNightly(nightly, crash_after=25)), mine)
+
+    # WHEN the execution resumes (the page's Task runs again from its start), then the date is rerun
+    closed, unchanged = run_night(service(nightly), mine)
+    rerun_closed, rerun_unchanged = run_night(service(nightly), mine)
+
+    # THEN the resumed run closed exactly the loans the killed one had not; a rerun changes nothing
+    assert closed == LOANS - 25
+    assert (rerun_closed, rerun_unchanged) == (0, LOANS - 1)  # the paid-off loan is no longer active
+    for loan_id in ids:
+        close = nightly.get_close(loan_id)
+        assert close is not None and close.closed_through == NIGHT
+        assert (close.days_past_due, close.bucket, close.penalty_charged_minor) == expected[loan_id]
+    overdue = [loan_id for n, loan_id in enumerate(ids) if n % 3 and n != 1]
+    # Two buckets passed: 1-10 from 2024-02-02, 11-30 from 2024-02-12; one event each, never twice.
+    assert all(events_of(loan_id) == ["loan.bucket_changed"] * 2 for loan_id in overdue)
+    assert all(expected[loan_id][1] == "11-30" for loan_id in overdue)
+    assert store.get_loan(ids[1]).status is LoanStatus.CLOSED
+    assert events_of(ids[1]) == ["loan.closed"]
+    assert all(events_of(loan_id) == [] for n, loan_id in enumerate(ids) if n % 3 == 0)
+
+
+def test_a_page_with_a_cursor_of_another_kind_is_refused_naming_it(seeded):
+    store, _, _ = seeded
+    service = LoansNightlyService(store, store, LoansNightlyStore(store), lambda: NIGHT, NoOrchestrator())
+    with pytest.raises(Exception) as refused:
+        service.page(json.dumps(["x"]), PAGE)
+    assert refused.value.errors == (("cursor", "not a cursor of this job"),)
+
+
+def test_a_date_after_the_business_date_is_refused(seeded):
+    store, _, ids = seeded
+    service = LoansNightlyService(store, store, LoansNightlyStore(store), lambda: NIGHT, NoOrchestrator())
+    with pytest.raises(Exception) as refused:
+        service.close_loans(date(2024, 2, 16), ids[:1])
+    assert refused.value.errors[0][0] == "business_date"
