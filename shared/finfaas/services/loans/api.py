@@ -38,6 +38,7 @@ from finfaas.services.loans.errors import (
     InvalidRepaymentAmount,
     LoanBusy,
     LoanExists,
+    LoanNotActive,
     LoanNotApproved,
     LoanNotFound,
     LoanNotInReview,
@@ -49,7 +50,9 @@ from finfaas.services.loans.errors import (
     ProductInactive,
     ProductNotFound,
     ProductRefused,
+    RepaymentAlreadyReversed,
     RepaymentExceedsDue,
+    RepaymentNotFound,
     TermOutsideProduct,
     UnknownProduct,
     WalletAccountNotFound,
@@ -287,6 +290,18 @@ class ReviewBody(StrictModel):
     note: Annotated[str, Field(max_length=500)] = ""
 
 
+class ReversalBody(StrictModel):
+    """Why an operator reverses a repayment (a bounced payment, a chargeback), for the record."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class WriteOffBody(StrictModel):
+    """Why an operator writes a loan off, for the record."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
 class FindingView(BaseModel):
     rule: str
     verdict: str = Field(description="pass, flag (decided without it, marked), review or decline")
@@ -439,4 +454,7 @@ ERRORS = {
     LoanNotRepayable: ErrorSpec(409, LoanNotRepayable.code, "Loan takes no repayment"),
     InvalidRepaymentAmount: ErrorSpec(422, InvalidRepaymentAmount.code, "Invalid repayment amount"),
     RepaymentExceedsDue: ErrorSpec(422, RepaymentExceedsDue.code, "Repayment exceeds what is due"),
+    RepaymentNotFound: ErrorSpec(404, RepaymentNotFound.code, "Repayment not found"),
+    RepaymentAlreadyReversed: ErrorSpec(409, RepaymentAlreadyReversed.code, "Repayment already reversed"),
+    LoanNotActive: ErrorSpec(409, LoanNotActive.code, "Loan not active"),
 }

@@ -637,7 +637,7 @@ class LoanRepaymentService:
                                    errors=(("status", f"the loan is {loan.status.value}"),))
         product = self._product(loan)
         day = on or self._business_date()
-        account = self._open_account(loan, product)
+        account = self.open_account(loan, product)
         try:
             quote = payoff_quote(account.terms, account.schedule, account.dues, day,
                                  product.prepayment_penalty_rate)
@@ -675,13 +675,13 @@ class LoanRepaymentService:
         except RepaymentExceedsDue:
             if product.overpayment is not OverpaymentRule.REFUSE:
                 raise
-            due = amount_due(self._open_account(loan, product), paid.value_date)
+            due = amount_due(self.open_account(loan, product), paid.value_date)
             raise RepaymentExceedsDue(
                 f"{due} minor units are due; the product refuses overpayments",
                 errors=(("amount", f"at most {due} is due"),)) from None
         return wanted, legs, paid
 
-    def _open_account(self, loan: Loan, product: LoanProduct) -> LoanAccount:
+    def open_account(self, loan: Loan, product: LoanProduct) -> LoanAccount:
         """The loan's account with every business date before today closed: a payment today folds after
         them, as reprocessing would order it (the nightly job finds those dates already closed)."""
         account = loan.account(product)
@@ -693,7 +693,7 @@ class LoanRepaymentService:
     def _folded(self, loan: Loan, transaction: LoanTransaction) -> tuple[Loan, list[Leg]]:
         """The loan once its account folds the payment, and the legs moving where the fold put it:
         principal (scheduled or prepaid) back to the funding account, the rest to income."""
-        account = self._open_account(loan, self._product(loan))
+        account = self.open_account(loan, self._product(loan))
         try:
             after = apply(account, transaction)
         except LoanRuleError as error:
