@@ -22,6 +22,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "loans"): ("finfaas_dev.bench.loans", "loan schedule quotes and the loan account fold (pure)"),
     ("bench", "map"): ("finfaas_dev.bench.map", "a paged Map of 20,000 items: items/s, writes, resume"),
     ("ledger", "check"): ("finfaas_dev.ledger_check", "reconcile balances, entries and transfers"),
+    ("loans", "check"): ("finfaas_dev.loans_check", "replay every loan and reconcile it with the ledger"),
     ("payments", "check"): ("finfaas_dev.payments_check", "reconcile merchant settlements with the ledger"),
     ("audit", "verify"): ("finfaas_dev.audit_verify", "verify the audit log's hash chain"),
     ("executions",): ("finfaas_dev.executions", "list or describe orchestrator executions"),

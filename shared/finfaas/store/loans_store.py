@@ -14,6 +14,7 @@ of its changes write its outbox event in the same transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -254,8 +255,11 @@ def loan_from_json(text: str) -> Loan:
     )
 
 
+LOAN_PK_PREFIX = "loan#"
+
+
 def _loan_key(loan_id: str) -> tuple[str, str]:
-    return f"loan#{loan_id}", NO_RANGE
+    return f"{LOAN_PK_PREFIX}{loan_id}", NO_RANGE
 
 
 class LoansStore:
@@ -334,6 +338,15 @@ class LoansStore:
         item = consistent_get(self._item, _loan_key(loan_id),
                               lambda error: LoansStoreUnavailable(f"read loan {loan_id}: {error}"))
         return None if item is None else loan_from_json(item.doc)
+
+    def scan_loans(self) -> Iterator[Loan]:
+        """Every loan, in no order, read consistently (a reconciliation's full pass, not a request path)."""
+        try:
+            for item in self._item.scan(filter_condition=self._item.pk.startswith(LOAN_PK_PREFIX),
+                                         consistent_read=True):
+                yield loan_from_json(item.doc)
+        except PynamoDBException as error:
+            raise LoansStoreUnavailable(f"scan loans: {error}") from error
 
     def save_loan(self, loan: Loan, event: LoanEvent) -> bool:
         item = self._loan_item(loan)

@@ -157,6 +157,11 @@ class LoansContract:
         assert stored == loan
         assert [d.total_minor for d in stored.owed()][:2] == [0, 1725]
 
+    def test_a_scan_reads_every_loan_and_no_product(self, loans):
+        created = {loans.create_loan(new_loan(), EVENT).loan_id for _ in range(3)}
+
+        assert created <= {loan.loan_id for loan in loans.scan_loans()}
+
     def test_a_taken_id_returns_the_stored_loan(self, loans):
         first = loans.create_loan(new_loan(), EVENT)
 
