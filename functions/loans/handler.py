@@ -28,6 +28,11 @@ Operators (ops scope):
   GET  /_/ops/loans/{loan_id}                    any loan
   POST /_/ops/loans/{loan_id}/decision           approve or decline a loan in review (Idempotency-Key
                                                  optional); the same decision again answers the loan
+  POST /_/ops/loans/{loan_id}/repayments/{repayment_id}/reversal  undo a repayment ({"reason"}): the
+                                                 loan reprocessed without it, its money back to the wallet,
+                                                 one transaction; again: 409
+  POST /_/ops/loans/{loan_id}/write-off          {"reason"}: outstanding principal to sys-loan_losses-<CUR>,
+                                                 status written_off; repayments then a 409 naming status
 The disbursement saga (the orchestrator's client, loans:saga):
   POST /saga/disburse                            the principal from sys-loans-<CUR> to the wallet and the
                                                  schedule fixed on the business date, one ledger
