@@ -103,7 +103,8 @@ class LoanOpsService:
                 raise LoanNotActive(f"loan {loan_id} is {loan.status.value}",
                                     errors=(("status", f"the loan is {loan.status.value}"),))
             before = self._repayments.open_account(loan, product)
-            if any(t.kind in _PAYMENTS and t.value_date > before.closed_through for t in loan.transactions):
+            if any(t.kind in _PAYMENTS and t.value_date > before.closed_through
+                   and t.transaction_id not in before.reversed_ids for t in loan.transactions):
                 # Dated at the last close, the write-off would sort before today's payment and turn it
                 # into credit: written off after tonight's close instead.
                 raise LoanBusy(f"loan {loan_id} was repaid today; write it off after the day's close",

@@ -121,3 +121,16 @@ def test_reversing_a_repayment_of_a_written_off_loan_writes_off_the_principal_it
     assert reply.status == 200, reply.body
     assert reply.json()["status"] == "written_off"
     assert balances(world) == (11_000, 0, 0, -10_000)
+
+
+def test_a_write_off_on_the_day_of_a_repayment_waits_for_the_days_close(world):
+    loan_id = world.active_loan()
+    world.business_date = FIRST_DUE
+    world.repay(loan_id, "17.25", key="r-1")
+
+    today = write_off(world, loan_id)
+    world.business_date = date(2024, 2, 2)
+    tomorrow = write_off(world, loan_id)
+
+    assert today.status == 409 and today.json()["code"] == "loan_busy"
+    assert tomorrow.status == 200 and balances(world)[1:] == (0, 100, -8_375)
