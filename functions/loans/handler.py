@@ -28,6 +28,11 @@ Operators (ops scope):
   GET  /_/ops/loans/{loan_id}                    any loan
   POST /_/ops/loans/{loan_id}/decision           approve or decline a loan in review (Idempotency-Key
                                                  optional); the same decision again answers the loan
+  POST /_/ops/loans/{loan_id}/repayments/{repayment_id}/reversal  undo a repayment ({"reason"}): the
+                                                 loan reprocessed without it, its money back to the wallet,
+                                                 one transaction; again: 409
+  POST /_/ops/loans/{loan_id}/write-off          {"reason"}: outstanding principal to sys-loan_losses-<CUR>,
+                                                 status written_off; repayments then a 409 naming status
 The disbursement saga (the orchestrator's client, loans:saga):
   POST /saga/disburse                            the principal from sys-loans-<CUR> to the wallet and the
                                                  schedule fixed on the business date, one ledger
@@ -74,8 +79,10 @@ from finfaas.services.loans.api import (
     QuoteBody,
     QuoteView,
     RepaymentBody,
+    ReversalBody,
     ReviewBody,
     ReviewDecision,
+    WriteOffBody,
     loan_view,
     payoff_view,
     product_list,
@@ -83,6 +90,7 @@ from finfaas.services.loans.api import (
     quote_view,
 )
 from finfaas.services.loans.nightly import LoansNightlyService, execution_name
+from finfaas.services.loans.ops import LoanOpsService
 from finfaas.services.loans.service import (
     Caller,
     LoanApplicationService,
@@ -123,6 +131,7 @@ class LoansServices:
     probe: Callable[[], None]
     dynamodb_calls: Callable[[], dict[str, int]] = dict
     nightly: LoansNightlyService | None = None
+    ops: LoanOpsService | None = None  # reversals and write-offs (worlds without ops routes leave it out)
 
 
 def build_services(suite: Any = None) -> LoansServices:
@@ -164,6 +173,7 @@ def build_services(suite: Any = None) -> LoansServices:
                                           BureauClient(suite, timeout_seconds=UNDERWRITING_CALL_SECONDS))
     disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite))
     repayments = LoanRepaymentService(store, store, ledger, business_date)
+    ops = LoanOpsService(store, store, ledger, business_date, repayments)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     from finfaas.store.loans_nightly_store import LoansNightlyStore
 
@@ -181,6 +191,7 @@ def build_services(suite: Any = None) -> LoansServices:
         probe=lambda: store.get("readiness-probe"),
         dynamodb_calls=meter.snapshot,
         nightly=nightly,
+        ops=ops,
     )
 
 
@@ -343,6 +354,32 @@ def decide_loan(req: Request, loan_id: str, body: ReviewBody) -> LoanView:
     req.audit_target = f"loan:{loan_id}"
     approve = body.decision is ReviewDecision.APPROVE
     return loan_view(services.get().applications.review(req.principal.sub, loan_id, approve, body.note))
+
+
+@app.route("POST", "/_/ops/loans/{loan_id}/repayments/{repayment_id}/reversal", body=ReversalBody,
+           idempotency="optional", rate_limit=OPS_LIMIT.name)
+def reverse_repayment(req: Request, loan_id: str, repayment_id: str, body: ReversalBody) -> LoanView:
+    """Undo a repayment (a bounced payment): its ledger moves reversed, the loan reprocessed as if it
+    never happened, in one transaction; reversing it again is a 409."""
+    req.audit_target = f"loan:{loan_id}"
+    loan = _ops().reverse(loan_id, repayment_id, body.reason)
+    return loan_view(loan, services.get().repayments.standing(loan))
+
+
+@app.route("POST", "/_/ops/loans/{loan_id}/write-off", body=WriteOffBody, idempotency="optional",
+           rate_limit=OPS_LIMIT.name)
+def write_off_loan(req: Request, loan_id: str, body: WriteOffBody) -> LoanView:
+    """Write an active loan off: its outstanding principal to the loan-losses account, accruals stop,
+    status written_off; later repayments are a 409 naming status."""
+    req.audit_target = f"loan:{loan_id}"
+    loan = _ops().write_off(loan_id, body.reason)
+    return loan_view(loan, services.get().repayments.standing(loan))
+
+
+def _ops() -> LoanOpsService:
+    ops = services.get().ops
+    assert ops is not None, "the loans services are built with their ops use cases"
+    return ops
 
 
 # --- the disbursement saga's step -------------------------------------------------------------------

@@ -23,6 +23,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "map"): ("finfaas_dev.bench.map", "a paged Map of 20,000 items: items/s, writes, resume"),
     ("bench", "wealth"): ("finfaas_dev.bench.wealth", "the daily batch's income for MMF holders"),
     ("ledger", "check"): ("finfaas_dev.ledger_check", "reconcile balances, entries and transfers"),
+    ("loans", "check"): ("finfaas_dev.loans_check", "replay every loan and reconcile it with the ledger"),
     ("payments", "check"): ("finfaas_dev.payments_check", "reconcile merchant settlements with the ledger"),
     ("wealth", "check"): ("finfaas_dev.wealth", "wealth: income conserved per day, positions = ledger"),
     ("audit", "verify"): ("finfaas_dev.audit_verify", "verify the audit log's hash chain"),

@@ -13,6 +13,7 @@ from finfaas.platform.audit import AuditLog
 from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimiter
 from finfaas.services.ledger.service import LedgerService
+from finfaas.services.loans.ops import LoanOpsService
 from finfaas.services.loans.service import (
     DISBURSEMENT_STATE_MACHINE,
     LoanApplicationService,
@@ -79,16 +80,19 @@ class LoansWorld:
         quotes = LoanQuoteService(products, lambda: self.business_date)
         money = InMemoryLoansLedger(ledger, self.loans)
         self.orchestrator = FakeOrchestrator()
+        repayments = LoanRepaymentService(products, self.loans, money, lambda: self.business_date)
+        self.products = products
         self.handler.services.use(self.handler.LoansServices(
             products=LoanProductsService(products), quotes=quotes,
             applications=LoanApplicationService(products, self.loans, money, quotes, FakeRisk(),
                                                 FakeBureau()),
             disbursements=LoanDisbursementService(products, self.loans, money, lambda: self.business_date,
                                                   self.orchestrator),
-            repayments=LoanRepaymentService(products, self.loans, money, lambda: self.business_date),
+            repayments=repayments,
             guard=IdempotencyGuard(InMemoryIdempotencyStore(), "loans"),
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
-            audit=AuditLog(InMemoryAuditStore(), "loans"), probe=lambda: None))
+            audit=AuditLog(InMemoryAuditStore(), "loans"), probe=lambda: None,
+            ops=LoanOpsService(products, self.loans, money, lambda: self.business_date, repayments)))
         self.operator = self.minter.mint("ops-console", ["ops"], kind="client")
         self.customer = self.minter.mint(CUSTOMER, ["loans:read", "loans:write"])
         created = call(self.handler.handle, "POST", "/_/ops/loan-products", token=self.operator,

@@ -85,10 +85,11 @@ class AccountKind(StrEnum):
     LOANS = "LOANS"
     WEALTH = "WEALTH"
     MERCHANT = "MERCHANT"  # a merchant's receivable shards, reserve and fees payable (payments)
+    LOAN_LOSSES = "LOAN_LOSSES"  # principal of written-off loans, taken out of the loans funding account
 
 
 SYSTEM_KINDS = (AccountKind.FUNDING, AccountKind.SETTLEMENT, AccountKind.FEES, AccountKind.LOANS,
-                AccountKind.WEALTH)
+                AccountKind.WEALTH, AccountKind.LOAN_LOSSES)
 
 
 class TransferKind(StrEnum):

@@ -14,6 +14,7 @@ of its changes write its outbox event in the same transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from finfaas.domain.ledger import entry_key_prefix, micros
+from finfaas.domain.loan_account import TransactionKind
 from finfaas.domain.loan_underwriting import Decision, Finding, Outcome, Verdict
 from finfaas.domain.loans import (
     Amortization,
@@ -34,6 +36,7 @@ from finfaas.domain.loans import (
     Dues,
     Installment,
     InterestMethod,
+    PrepaymentMode,
 )
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
@@ -41,6 +44,7 @@ from finfaas.services.loans.errors import LoansStoreUnavailable
 from finfaas.services.loans.model import (
     Loan,
     LoanEvent,
+    LoanFigures,
     LoanProduct,
     LoanStatus,
     LoanTransaction,
@@ -170,16 +174,51 @@ def loan_to_json(loan: Loan) -> str:
         "disbursed_on": loan.disbursed_on.isoformat() if loan.disbursed_on else None,
         # One row per installment (number, period start and end, due date, principal, interest, fee,
         # balance): a 600-month schedule stays far below DynamoDB's 400 KB item limit.
-        "installments": [[i.number, i.period_start.isoformat(), i.period_end.isoformat(),
-                          i.due_on.isoformat(), str(i.principal_minor), str(i.interest_minor),
-                          str(i.fee_minor), str(i.balance_minor)] for i in loan.installments],
+        "installments": [_installment_row(i) for i in loan.installments],
         # Per installment, what was paid of it (penalty, fee, interest, principal); empty: nothing yet.
-        "paid": [[str(d.penalty_minor), str(d.fee_minor), str(d.interest_minor), str(d.principal_minor)]
-                 for d in loan.paid],
-        "transactions": [{"kind": t.kind, "transfer_id": t.transfer_id, "on": t.on.isoformat(),
-                          "amount_minor": str(t.amount_minor)} for t in loan.transactions],
+        "paid": [_dues_row(d) for d in loan.paid],
+        "transactions": [_transaction_document(t) for t in loan.transactions],
+        "disbursed_installments": [_installment_row(i) for i in loan.disbursed_installments],
+        "figures": None if loan.figures is None else _figures_document(loan.figures),
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def _installment_row(i: Installment) -> list[Any]:
+    return [i.number, i.period_start.isoformat(), i.period_end.isoformat(), i.due_on.isoformat(),
+            str(i.principal_minor), str(i.interest_minor), str(i.fee_minor), str(i.balance_minor)]
+
+
+def _dues_row(d: Dues) -> list[str]:
+    return [str(d.penalty_minor), str(d.fee_minor), str(d.interest_minor), str(d.principal_minor)]
+
+
+def _dues(row: list[Any]) -> Dues:
+    return Dues(*(int(part) for part in row))
+
+
+def _transaction_document(t: LoanTransaction) -> dict[str, Any]:
+    return {"id": t.transaction_id, "kind": t.kind.value, "value_date": t.value_date.isoformat(),
+            "amount_minor": str(t.amount_minor), "mode": t.mode.value if t.mode else None,
+            "reverses": t.reverses}
+
+
+def _transaction(raw: dict[str, Any]) -> LoanTransaction:
+    return LoanTransaction(raw["id"], TransactionKind(raw["kind"]), date.fromisoformat(raw["value_date"]),
+                           int(raw["amount_minor"]), PrepaymentMode(raw["mode"]) if raw.get("mode") else None,
+                           raw.get("reverses"))
+
+
+def _figures_document(f: LoanFigures) -> dict[str, Any]:
+    return {"closed_through": f.closed_through.isoformat(), "dues": [_dues_row(d) for d in f.dues],
+            "written_off": _dues_row(f.written_off), "days_past_due": f.days_past_due, "bucket": f.bucket}
+
+
+def _figures(raw: dict[str, Any] | None) -> LoanFigures | None:
+    if raw is None:
+        return None
+    return LoanFigures(date.fromisoformat(raw["closed_through"]), tuple(_dues(row) for row in raw["dues"]),
+                       _dues(raw["written_off"]), int(raw["days_past_due"]), raw.get("bucket"))
 
 
 def _installment(row: list[Any]) -> Installment:
@@ -209,14 +248,18 @@ def loan_from_json(text: str) -> Loan:
         version=int(raw["version"]),
         disbursed_on=date.fromisoformat(raw["disbursed_on"]) if raw.get("disbursed_on") else None,
         installments=tuple(_installment(row) for row in raw.get("installments", ())),
-        paid=tuple(Dues(*(int(part) for part in row)) for row in raw.get("paid", ())),
-        transactions=tuple(LoanTransaction(t["kind"], t["transfer_id"], date.fromisoformat(t["on"]),
-                                           int(t["amount_minor"])) for t in raw.get("transactions", ())),
+        paid=tuple(_dues(row) for row in raw.get("paid", ())),
+        transactions=tuple(_transaction(t) for t in raw.get("transactions", ())),
+        disbursed_installments=tuple(_installment(row) for row in raw.get("disbursed_installments", ())),
+        figures=_figures(raw.get("figures")),
     )
 
 
+LOAN_PK_PREFIX = "loan#"
+
+
 def _loan_key(loan_id: str) -> tuple[str, str]:
-    return f"loan#{loan_id}", NO_RANGE
+    return f"{LOAN_PK_PREFIX}{loan_id}", NO_RANGE
 
 
 class LoansStore:
@@ -295,6 +338,16 @@ class LoansStore:
         item = consistent_get(self._item, _loan_key(loan_id),
                               lambda error: LoansStoreUnavailable(f"read loan {loan_id}: {error}"))
         return None if item is None else loan_from_json(item.doc)
+
+    def scan_loans(self) -> Iterator[Loan]:
+        """Every loan, in no order, read consistently (a reconciliation's full pass, not a request path)."""
+        try:
+            # A loan's partition also holds the nightly job's close record: only the loan item itself.
+            loans_only = self._item.pk.startswith(LOAN_PK_PREFIX) & (self._item.sk == NO_RANGE)
+            for item in self._item.scan(filter_condition=loans_only, consistent_read=True):
+                yield loan_from_json(item.doc)
+        except PynamoDBException as error:
+            raise LoansStoreUnavailable(f"scan loans: {error}") from error
 
     def save_loan(self, loan: Loan, event: LoanEvent) -> bool:
         item = self._loan_item(loan)

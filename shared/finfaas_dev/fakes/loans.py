@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from typing import Any, TypeVar
 
@@ -68,6 +68,16 @@ class InMemoryLoans:
     def get_loan(self, loan_id: str) -> Loan | None:
         with self._lock:
             return self._loans.get(loan_id)
+
+    def scan_loans(self) -> Iterator[Loan]:
+        with self._lock:
+            loans = list(self._loans.values())
+        yield from loans
+
+    def tamper(self, loan: Loan) -> None:
+        """Overwrite a stored loan as is (no version check, no event): for reconciliation tests."""
+        with self._lock:
+            self._loans[loan.loan_id] = loan
 
     def save_loan(self, loan: Loan, event: LoanEvent) -> bool:
         with self._lock:

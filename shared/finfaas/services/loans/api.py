@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from finfaas.domain.ledger import page_size_default, page_size_max
+from finfaas.domain.loan_account import TransactionKind
 from finfaas.domain.loans import (
     DEFAULT_ALLOCATION_ORDER,
     DEFAULT_BUCKETS,
@@ -37,6 +38,7 @@ from finfaas.services.loans.errors import (
     InvalidRepaymentAmount,
     LoanBusy,
     LoanExists,
+    LoanNotActive,
     LoanNotApproved,
     LoanNotFound,
     LoanNotInReview,
@@ -48,7 +50,9 @@ from finfaas.services.loans.errors import (
     ProductInactive,
     ProductNotFound,
     ProductRefused,
+    RepaymentAlreadyReversed,
     RepaymentExceedsDue,
+    RepaymentNotFound,
     TermOutsideProduct,
     UnknownProduct,
     WalletAccountNotFound,
@@ -287,6 +291,18 @@ class ReviewBody(StrictModel):
     note: Annotated[str, Field(max_length=500)] = ""
 
 
+class ReversalBody(StrictModel):
+    """Why an operator reverses a repayment (a bounced payment, a chargeback), for the record."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class WriteOffBody(StrictModel):
+    """Why an operator writes a loan off, for the record."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
 class FindingView(BaseModel):
     rule: str
     verdict: str = Field(description="pass, flag (decided without it, marked), review or decline")
@@ -307,6 +323,7 @@ class TransactionView(BaseModel):
     transfer_id: str
     on: date = Field(description="the business date it counts from")
     amount_minor: int
+    reverses: str | None = Field(default=None, description="on a reversal: the reversed transfer")
 
 
 class LoanInstallmentView(InstallmentView):
@@ -346,7 +363,7 @@ def _loan_installment_view(loan: Loan, index: int) -> LoanInstallmentView:
     return LoanInstallmentView(
         **base, paid_principal_minor=paid.principal_minor, paid_interest_minor=paid.interest_minor,
         paid_fee_minor=paid.fee_minor, paid_penalty_minor=paid.penalty_minor,
-        owed_minor=installment.total_minor - paid.total_minor)
+        owed_minor=loan.owed()[index].total_minor)
 
 
 def loan_view(loan: Loan, standing: LoanStanding | None = None) -> LoanView:
@@ -364,8 +381,9 @@ def loan_view(loan: Loan, standing: LoanStanding | None = None) -> LoanView:
             decided_by=loan.decided_by, note=loan.review_note),
         created_at=loan.created_at, updated_at=loan.updated_at, disbursed_on=loan.disbursed_on,
         schedule=[_loan_installment_view(loan, n) for n in range(len(loan.installments))],
-        transactions=[TransactionView(kind=t.kind, transfer_id=t.transfer_id, on=t.on,
-                                      amount_minor=t.amount_minor) for t in loan.transactions],
+        transactions=[TransactionView(kind=t.kind.value, transfer_id=t.transaction_id, on=t.value_date,
+                                      amount_minor=t.amount_minor, reverses=t.reverses)
+                      for t in loan.transactions if t.kind is not TransactionKind.PENALTY_ACCRUAL],
         outstanding_minor=sum(d.total_minor for d in loan.owed()),
         days_past_due=standing.days_past_due if standing else None,
         bucket=standing.bucket if standing else None)
@@ -434,9 +452,12 @@ ERRORS = {
     LoanNotInReview: ErrorSpec(409, LoanNotInReview.code, "Loan not in review"),
     LoanBusy: ErrorSpec(409, LoanBusy.code, "Loan busy"),
     LoanNotApproved: ErrorSpec(409, LoanNotApproved.code, "Loan not approved"),
-    LoanNotRepayable: ErrorSpec(422, LoanNotRepayable.code, "Loan takes no repayment"),
+    LoanNotRepayable: ErrorSpec(409, LoanNotRepayable.code, "Loan takes no repayment"),
     InvalidRepaymentAmount: ErrorSpec(422, InvalidRepaymentAmount.code, "Invalid repayment amount"),
     RepaymentExceedsDue: ErrorSpec(422, RepaymentExceedsDue.code, "Repayment exceeds what is due"),
+    RepaymentNotFound: ErrorSpec(404, RepaymentNotFound.code, "Repayment not found"),
+    RepaymentAlreadyReversed: ErrorSpec(409, RepaymentAlreadyReversed.code, "Repayment already reversed"),
+    LoanNotActive: ErrorSpec(409, LoanNotActive.code, "Loan not active"),
 }
 
 

@@ -149,3 +149,21 @@ class InvalidProduct(ValueError):
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class RepaymentNotFound(Refusal):
+    """The loan has no repayment or prepayment of this id."""
+
+    code = "repayment_not_found"
+
+
+class RepaymentAlreadyReversed(Refusal):
+    """The repayment was reversed before; a payment is reversed once."""
+
+    code = "repayment_already_reversed"
+
+
+class LoanNotActive(Refusal):
+    """Only an active loan is written off."""
+
+    code = "loan_not_active"

@@ -10,6 +10,14 @@ from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 
+from finfaas.domain.loan_account import (
+    AccountRules,
+    LoanAccount,
+    LoanTransaction,
+    OverpaymentRule,
+    replay,
+)
+from finfaas.domain.loan_account import LoanStatus as AccountStatus
 from finfaas.domain.loan_underwriting import Decision
 from finfaas.domain.loans import (
     DEFAULT_ALLOCATION_ORDER,
@@ -42,11 +50,6 @@ buckets_max = 12
 class ProductStatus(StrEnum):
     ACTIVE = "active"  # quoted and lent
     INACTIVE = "inactive"  # deactivated by ops: no new quotes or loans; existing loans run on
-
-
-class OverpaymentRule(StrEnum):
-    PREPAY = "prepay"  # what exceeds the installments due prepays principal
-    REFUSE = "refuse"  # a repayment larger than what is due is refused whole
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,12 @@ class LoanProduct:
     def deactivated(self) -> LoanProduct:
         """The product taking no new quotes or loans, as the next version."""
         return replace(self, status=ProductStatus.INACTIVE, version=self.version + 1)
+
+    def account_rules(self) -> AccountRules:
+        """The settings a disbursed loan of this product follows (the loan account's fold)."""
+        return AccountRules(self.allocation_order, self.overpayment,
+                            daily_penalty_rate=self.daily_penalty_rate,
+                            prepayment_penalty_rate=self.prepayment_penalty_rate, buckets=self.buckets)
 
     def terms(self, principal_minor: int, term_months: int, disbursed_on: date) -> LoanTerms:
         """The schedule terms of this product for one principal, term and disbursement date."""
@@ -204,19 +213,19 @@ class LoanApplication:
     monthly_debt: int | str
 
 
+_STATUS_OF_ACCOUNT = {AccountStatus.ACTIVE: LoanStatus.ACTIVE, AccountStatus.CLOSED: LoanStatus.CLOSED,
+                      AccountStatus.WRITTEN_OFF: LoanStatus.WRITTEN_OFF}
+
+
 @dataclass(frozen=True)
-class LoanTransaction:
-    """One money movement of a loan, dated by the business date (the ledger transfer behind it)."""
+class LoanFigures:
+    """What the loan account's fold made of a disbursed loan, stored with it (checked against replay)."""
 
-    kind: str  # "disbursement" today; repayments and reversals join it
-    transfer_id: str
-    on: date
-    amount_minor: int
-
-
-DISBURSEMENT = "disbursement"
-REPAYMENT = "repayment"
-PAYOFF = "payoff"  # a repayment that closes the loan before its term (full prepayment)
+    closed_through: date
+    dues: tuple[Dues, ...]  # still owed per installment, penalties included
+    written_off: Dues = Dues()
+    days_past_due: int = 0
+    bucket: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,26 +250,47 @@ class Loan:
     updated_at: datetime | None = None
     version: int = 1
     disbursed_on: date | None = None
-    installments: tuple[Installment, ...] = ()
+    installments: tuple[Installment, ...] = ()  # the schedule now (a partial prepayment recomputes it)
     paid: tuple[Dues, ...] = ()  # per installment, what was paid of each component (empty: nothing)
+    # The loan account's dated transactions (ids are the ledger transfers), the last closed business
+    # date's marker included: the fold of these is the loan; the figures below are what it made.
     transactions: tuple[LoanTransaction, ...] = ()
+    disbursed_installments: tuple[Installment, ...] = ()  # fixed at disbursement: replay starts here
+    figures: LoanFigures | None = None
 
     def schedule(self) -> Schedule:
-        """The schedule fixed at disbursement (recomputed by a prepayment)."""
+        """The schedule now (fixed at disbursement, recomputed by a partial prepayment)."""
         return Schedule(sum(i.principal_minor for i in self.installments), self.installments)
 
     def paid_of(self, index: int) -> Dues:
         return self.paid[index] if self.paid else Dues()
 
     def owed(self) -> tuple[Dues, ...]:
-        """What is still owed on each installment: its scheduled parts less what was paid of them."""
-        owed = []
-        for index, installment in enumerate(self.installments):
-            paid = self.paid_of(index)
-            owed.append(Dues(0, installment.fee_minor - paid.fee_minor,
-                             installment.interest_minor - paid.interest_minor,
-                             installment.principal_minor - paid.principal_minor))
-        return tuple(owed)
+        """What is still owed on each installment, as the fold left it."""
+        return self.figures.dues if self.figures is not None else tuple(
+            Dues(0, i.fee_minor, i.interest_minor, i.principal_minor) for i in self.installments)
+
+    def account(self, product: LoanProduct) -> LoanAccount:
+        """The loan account its transactions make under the product (replayed from the disbursement)."""
+        assert self.disbursed_on is not None, f"loan {self.loan_id} is not disbursed"
+        terms = product.terms(self.principal_minor, self.term_months, self.disbursed_on)
+        disbursed = Schedule(self.principal_minor, self.disbursed_installments)
+        return replay(terms, disbursed, self.transactions, product.account_rules())
+
+    def with_account(self, account: LoanAccount) -> Loan:
+        """The loan storing what the account is: its transactions, schedule, figures and status."""
+        figures = LoanFigures(account.closed_through, account.dues, account.written_off,
+                              account.days_past_due, account.bucket)
+        return replace(self, installments=account.schedule.installments, paid=account.paid,
+                       transactions=account.transactions(),
+                       disbursed_installments=account.disbursed_schedule.installments, figures=figures,
+                       status=_STATUS_OF_ACCOUNT[account.status])
+
+    def stored_like(self, account: LoanAccount) -> bool:
+        """True when the stored schedule, figures and status are what the account makes of them."""
+        again = self.with_account(account)
+        return (again.installments, again.paid, again.figures, again.status, again.transactions) == (
+            self.installments, self.paid, self.figures, self.status, self.transactions)
 
     @property
     def disbursement_transfer_id(self) -> str:

@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from finfaas.domain.loan_account import (
-    AccountRules,
     AutoDebitDue,
     BucketChanged,
     LoanAccount,
@@ -25,16 +24,11 @@ from finfaas.domain.loan_account import (
     close_of_business,
     replay,
 )
-from finfaas.domain.loan_account import LoanStatus as AccountStatus
 from finfaas.domain.loan_account import LoanTransaction as AccountTransaction
-from finfaas.domain.loan_account import OverpaymentRule as AccountOverpayment
-from finfaas.domain.loans import LoanRuleError
+from finfaas.domain.loans import LoanRuleError, Schedule
 from finfaas.platform.logging import get_logger
 from finfaas.services.loans.errors import InvalidLoanRequest, LoanBusy
 from finfaas.services.loans.model import (
-    DISBURSEMENT,
-    PAYOFF,
-    REPAYMENT,
     Loan,
     LoanClose,
     LoanEvent,
@@ -52,9 +46,6 @@ page_loans_max = 100
 close_attempts_max = 3
 _log = get_logger("loans_nightly")
 
-# The stored transactions' kinds as the account fold names them; a payoff is a prepayment without mode.
-_KINDS = {DISBURSEMENT: TransactionKind.DISBURSEMENT, REPAYMENT: TransactionKind.REPAYMENT,
-          PAYOFF: TransactionKind.PREPAYMENT}
 
 
 @dataclass(frozen=True)
@@ -81,24 +72,19 @@ def execution_name(business_date: date) -> str:
     return f"loans-nightly-{business_date.isoformat()}"
 
 
-def account_rules(product: LoanProduct) -> AccountRules:
-    return AccountRules(product.allocation_order, AccountOverpayment(product.overpayment.value),
-                        daily_penalty_rate=product.daily_penalty_rate,
-                        prepayment_penalty_rate=product.prepayment_penalty_rate, buckets=product.buckets)
-
-
 def account_of(loan: Loan, product: LoanProduct, close: LoanClose | None) -> LoanAccount:
-    """The loan's account: its stored transactions folded, and every day to its last closed one closed.
-    Raises LoanRuleError (or KeyError for a kind the fold does not know) when the history cannot fold."""
+    """The loan's account: its stored transactions folded (Loan.account), with every day to the last one
+    the job closed closed too. Raises LoanRuleError when the history cannot fold."""
+    account = loan.account(product)
+    done = account.closed_through
+    if close is None or (done is not None and done >= close.closed_through):
+        return account
     assert loan.disbursed_on is not None, f"loan {loan.loan_id} is active, so disbursed"
+    marker = AccountTransaction(f"close-of-business:{close.closed_through.isoformat()}",
+                                TransactionKind.PENALTY_ACCRUAL, close.closed_through)
     terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
-    log = [AccountTransaction(t.transfer_id, _KINDS[t.kind], t.on, t.amount_minor) for t in loan.transactions]
-    if close is not None:
-        log.append(AccountTransaction(f"close-of-business:{close.closed_through.isoformat()}",
-                                      TransactionKind.PENALTY_ACCRUAL, close.closed_through))
-    # The stored installments are the disbursed schedule until a prepayment recomputes them; a
-    # prepaid loan's history is refused here (its disbursement no longer matches the schedule).
-    return replay(terms, loan.schedule(), log, account_rules(product))
+    disbursed = Schedule(loan.principal_minor, loan.disbursed_installments)
+    return replay(terms, disbursed, [*loan.transactions, marker], product.account_rules())
 
 
 def _events(loan_id: str, changes: Sequence[object]) -> list[LoanEvent]:
@@ -201,10 +187,10 @@ class LoansNightlyService:
             account, changes = close_of_business(account_of(loan, product, close), day)
             record = LoanClose(loan_id, day, account.days_past_due, account.bucket,
                                account.penalty_charged_minor, account.outstanding_minor)
-            closed_loan = None
-            if account.status is AccountStatus.CLOSED:
-                closed_loan = replace(loan, status=LoanStatus.CLOSED, version=loan.version + 1,
-                                      updated_at=self._clock())
+            # The loan stores what the closed day made of it (figures, the day's marker, a closed status),
+            # so repayments, the views and `finfaas loans check` read the same account the job closed.
+            closed_loan = replace(loan.with_account(account), version=loan.version + 1,
+                                  updated_at=self._clock())
             if self._nightly.record_close(loan, record, _events(loan_id, changes), closed_loan):
                 return True, sum(c.amount_minor for c in changes if isinstance(c, AutoDebitDue))
         raise LoanBusy(f"loan {loan_id} kept changing while its day was closed",

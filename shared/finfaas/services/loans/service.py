@@ -22,6 +22,18 @@ from finfaas.domain.ledger import (
     Transfer,
     system_account_id,
 )
+from finfaas.domain.loan_account import (
+    ONE_DAY,
+    LoanAccount,
+    LoanTransaction,
+    OverpaymentRule,
+    TransactionKind,
+    amount_due,
+    apply,
+    close_of_business,
+    disburse,
+)
+from finfaas.domain.loan_account import LoanStatus as FoldStatus
 from finfaas.domain.loan_underwriting import (
     Application,
     BureauReport,
@@ -37,20 +49,13 @@ from finfaas.domain.loan_underwriting import (
     risk_findings,
 )
 from finfaas.domain.loans import (
-    Component,
-    Dues,
-    Installment,
     LoanRuleError,
     Payoff,
-    PrepaymentMode,
     Schedule,
-    allocate,
     build_schedule,
     days_past_due,
     delinquency_bucket,
-    dues_of,
     payoff_quote,
-    prepay_partially,
 )
 from finfaas.domain.money import parse_amount
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
@@ -84,17 +89,12 @@ from finfaas.services.loans.errors import (
     WalletAccountNotFound,
 )
 from finfaas.services.loans.model import (
-    DISBURSEMENT,
-    PAYOFF,
-    REPAYMENT,
     Loan,
     LoanApplication,
     LoanEvent,
     LoanProduct,
     LoanStanding,
     LoanStatus,
-    LoanTransaction,
-    OverpaymentRule,
     ProductPage,
     ProductStatus,
     Quote,
@@ -329,9 +329,9 @@ class LoanDisbursementService:
         terms = product.terms(loan.principal_minor, loan.term_months, today)
         schedule = build_schedule(terms, self._calendar)
         assert schedule.principal_minor == loan.principal_minor, "the schedule repays the principal lent"
-        paid_out = LoanTransaction(DISBURSEMENT, loan.disbursement_transfer_id, today, loan.principal_minor)
-        return replace(loan, status=LoanStatus.ACTIVE, disbursed_on=today, installments=schedule.installments,
-                       transactions=(paid_out,), updated_at=self._clock(), version=loan.version + 1)
+        account = disburse(terms, schedule, loan.disbursement_transfer_id, product.account_rules())
+        return replace(loan.with_account(account), disbursed_on=today, updated_at=self._clock(),
+                       version=loan.version + 1)
 
 
 CUSTOMER_KIND = "customer"
@@ -391,7 +391,8 @@ _EVENT_OF = {LoanStatus.APPROVED: "loan.approved", LoanStatus.DECLINED: "loan.de
              LoanStatus.REVIEW: "loan.review_required", LoanStatus.ACTIVE: "loan.disbursed"}
 
 
-def loan_event(loan: Loan, event_type: str | None = None) -> LoanEvent:
+def loan_event(loan: Loan, event_type: str | None = None,
+               transaction: LoanTransaction | None = None) -> LoanEvent:
     """The event a loan's change publishes (by default, its new status's); amounts as text."""
     data: dict[str, object] = {
         "loan": loan.loan_id, "status": loan.status.value, "product_id": loan.product_id,
@@ -402,10 +403,11 @@ def loan_event(loan: Loan, event_type: str | None = None) -> LoanEvent:
         data.update(account_id=loan.account_id, disbursed_on=loan.disbursed_on.isoformat(),
                     transfer_id=loan.disbursement_transfer_id,
                     installments=len(loan.installments))
-    if event_type == "loan.repaid":
-        last = loan.transactions[-1]
-        data.update(amount_minor=str(last.amount_minor), repayment_transfer_id=last.transfer_id,
-                    outstanding_minor=str(sum(d.total_minor for d in loan.owed())))
+    if transaction is not None:
+        data.update(amount_minor=str(transaction.amount_minor), outstanding_minor=str(
+            sum(d.total_minor for d in loan.owed())))
+        key = "reversed_transfer_id" if transaction.reverses else "repayment_transfer_id"
+        data[key] = transaction.reverses or transaction.transaction_id
     return LoanEvent(event_type or _EVENT_OF[loan.status], data)
 
 
@@ -584,11 +586,11 @@ class LoanRepaymentService:
         transfer_id = f"{loan_id}-repay-{repayment_hex(caller.sub, key)}"
         for _ in range(repayment_attempts_max):
             loan = self._own(caller, loan_id)
-            if any(t.transfer_id == transfer_id for t in loan.transactions):
+            if any(t.transaction_id == transfer_id for t in loan.transactions):
                 return loan, True
-            wanted, legs = self._repaid(loan, transfer_id, amount, currency)
+            wanted, legs, paid = self._repaid(loan, transfer_id, amount, currency)
             try:
-                event = loan_event(wanted, "loan.repaid")
+                event = loan_event(wanted, "loan.repaid", paid)
                 self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
             except _LoanMoved:
                 continue  # another repayment won: allocate again over what it left
@@ -605,7 +607,7 @@ class LoanRepaymentService:
         transfer_id = f"{loan_id}-payoff-{repayment_hex(caller.sub, key)}"
         for _ in range(repayment_attempts_max):
             loan = self._own(caller, loan_id)
-            if any(t.transfer_id == transfer_id for t in loan.transactions):
+            if any(t.transaction_id == transfer_id for t in loan.transactions):
                 return loan, True
             amount_minor = self._checked_amount(loan, amount, currency)
             quote, today = self.payoff(caller, loan_id, None)
@@ -613,21 +615,10 @@ class LoanRepaymentService:
                 raise InvalidRepaymentAmount(
                     f"the payoff on {today.isoformat()} is {quote.total_minor} minor units",
                     errors=(("amount", f"the payoff today is {quote.total_minor}"),))
-            installments = _settled(loan, quote, today)
-            paid = tuple(Dues(0, i.fee_minor, i.interest_minor, i.principal_minor) for i in installments)
-            wanted = replace(loan, installments=installments, paid=paid, status=LoanStatus.CLOSED,
-                             transactions=(*loan.transactions, LoanTransaction(PAYOFF, transfer_id, today,
-                                                                               amount_minor)),
-                             updated_at=self._clock(), version=loan.version + 1)
-            principal = quote.principal_minor
-            legs = [(f"{transfer_id}-principal", loan.account_id,
-                     system_account_id(AccountKind.LOANS, loan.currency), principal, loan.currency)]
-            if amount_minor > principal:
-                legs.append((f"{transfer_id}-income", loan.account_id,
-                             system_account_id(AccountKind.FEES, loan.currency), amount_minor - principal,
-                             loan.currency))
+            paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor)
+            wanted, legs = self._folded(loan, paid)
             try:
-                event = loan_event(wanted, "loan.repaid")
+                event = loan_event(wanted, "loan.repaid", paid)
                 self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
             except _LoanMoved:
                 continue
@@ -643,13 +634,13 @@ class LoanRepaymentService:
         loan = self._own(caller, loan_id)
         if loan.status not in REPAYABLE:
             raise LoanNotRepayable(f"loan {loan_id} is {loan.status.value}",
-                                   errors=(("loan_id", f"the loan is {loan.status.value}"),))
+                                   errors=(("status", f"the loan is {loan.status.value}"),))
         product = self._product(loan)
         day = on or self._business_date()
-        assert loan.disbursed_on is not None
-        terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
+        account = self.open_account(loan, product)
         try:
-            quote = payoff_quote(terms, loan.schedule(), loan.owed(), day, product.prepayment_penalty_rate)
+            quote = payoff_quote(account.terms, account.schedule, account.dues, day,
+                                 product.prepayment_penalty_rate)
         except LoanRuleError as error:
             raise InvalidLoanRequest(str(error), errors=((error.field, str(error)),)) from None
         return quote, day
@@ -674,48 +665,50 @@ class LoanRepaymentService:
         return product
 
     def _repaid(self, loan: Loan, transfer_id: str, amount: int | str,
-                currency: str) -> tuple[Loan, list[tuple[str, str, str, int, str]]]:
-        """The loan once `amount` is allocated, and the ledger legs that move it."""
+                currency: str) -> tuple[Loan, list[Leg], LoanTransaction]:
+        """The loan once `amount` is folded into its account as a repayment, and the ledger legs."""
         amount_minor = self._checked_amount(loan, amount, currency)
+        paid = LoanTransaction(transfer_id, TransactionKind.REPAYMENT, self._business_date(), amount_minor)
         product = self._product(loan)
-        today = self._business_date()
-        schedule = loan.schedule()
-        allocation = allocate(amount_minor, schedule, loan.owed(), today, product.allocation_order)
-        installments, owed = schedule.installments, allocation.dues
-        principal = sum(amount for _, component, amount in allocation.parts
-                        if component is Component.PRINCIPAL)
-        extra = allocation.overpayment_minor
-        if extra:
-            if product.overpayment is OverpaymentRule.REFUSE:
-                raise RepaymentExceedsDue(
-                    f"{allocation.allocated_minor} minor units are due; the product refuses overpayments",
-                    errors=(("amount", f"at most {allocation.allocated_minor} is due"),))
-            installments, owed = self._prepaid(loan, product, schedule, owed, today, extra)
-            principal += extra
-        others = amount_minor - principal
-        paid = tuple(Dues(0, i.fee_minor - o.fee_minor, i.interest_minor - o.interest_minor,
-                          i.principal_minor - o.principal_minor)
-                     for i, o in zip(installments, owed, strict=True))
-        closed = all(o.total_minor == 0 for o in owed)
-        wanted = replace(loan, installments=installments, paid=paid,
-                         transactions=(*loan.transactions, LoanTransaction(REPAYMENT, transfer_id, today,
-                                                                           amount_minor)),
-                         status=LoanStatus.CLOSED if closed else loan.status, updated_at=self._clock(),
-                         version=loan.version + 1)
-        legs = []
-        if principal:
-            legs.append((f"{transfer_id}-principal", loan.account_id,
-                         system_account_id(AccountKind.LOANS, loan.currency), principal, loan.currency))
-        if others:
-            legs.append((f"{transfer_id}-income", loan.account_id,
-                         system_account_id(AccountKind.FEES, loan.currency), others, loan.currency))
-        return wanted, legs
+        try:
+            wanted, legs = self._folded(loan, paid)
+        except RepaymentExceedsDue:
+            if product.overpayment is not OverpaymentRule.REFUSE:
+                raise
+            due = amount_due(self.open_account(loan, product), paid.value_date)
+            raise RepaymentExceedsDue(
+                f"{due} minor units are due; the product refuses overpayments",
+                errors=(("amount", f"at most {due} is due"),)) from None
+        return wanted, legs, paid
+
+    def open_account(self, loan: Loan, product: LoanProduct) -> LoanAccount:
+        """The loan's account with every business date before today closed: a payment today folds after
+        them, as reprocessing would order it (the nightly job finds those dates already closed)."""
+        account = loan.account(product)
+        yesterday = self._business_date() - ONE_DAY
+        if account.status is FoldStatus.ACTIVE and account.closed_through < yesterday:
+            account, _ = close_of_business(account, yesterday)
+        return account
+
+    def _folded(self, loan: Loan, transaction: LoanTransaction) -> tuple[Loan, list[Leg]]:
+        """The loan once its account folds the payment, and the legs moving where the fold put it:
+        principal (scheduled or prepaid) back to the funding account, the rest to income."""
+        account = self.open_account(loan, self._product(loan))
+        try:
+            after = apply(account, transaction)
+        except LoanRuleError as error:
+            if error.field == "amount":
+                raise RepaymentExceedsDue(str(error), errors=(("amount", str(error)),)) from None
+            raise InvalidLoanRequest(str(error), errors=((error.field, str(error)),)) from None
+        assert after.credit_minor == account.credit_minor, "a payment the fold accepts is spent whole"
+        wanted = replace(loan.with_account(after), updated_at=self._clock(), version=loan.version + 1)
+        return wanted, ledger_legs(loan, transaction.transaction_id, account, after)
 
     def _checked_amount(self, loan: Loan, amount: int | str, currency: str) -> int:
         """The amount in the loan's minor units, for a loan that takes repayments."""
         if loan.status not in REPAYABLE:
             raise LoanNotRepayable(f"loan {loan.loan_id} is {loan.status.value}",
-                                   errors=(("loan_id", f"the loan is {loan.status.value}"),))
+                                   errors=(("status", f"the loan is {loan.status.value}"),))
         if currency != loan.currency:
             raise CurrencyMismatch(f"the loan is repaid in {loan.currency}",
                                    errors=(("currency", f"the loan's currency is {loan.currency}"),))
@@ -724,37 +717,33 @@ class LoanRepaymentService:
         except LedgerError as error:
             raise InvalidRepaymentAmount(str(error), errors=(("amount", str(error)),)) from None
 
-    def _prepaid(self, loan: Loan, product: LoanProduct, schedule: Schedule, owed: tuple[Dues, ...],
-                 today: date, extra_minor: int) -> tuple[tuple[Installment, ...], tuple[Dues, ...]]:
-        """The schedule after `extra_minor` of principal is prepaid with the last installment due (every
-        installment due is paid in full, or nothing would be left over): the rest recomputed, each smaller."""
-        due = sum(1 for i in schedule.installments if i.due_on <= today)
-        assert loan.disbursed_on is not None
-        terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
-        try:
-            prepaid = prepay_partially(terms, schedule, due, extra_minor, PrepaymentMode.LOWER_INSTALLMENT,
-                                       self._calendar)
-        except LoanRuleError as error:
-            raise InvalidRepaymentAmount(f"the overpayment cannot prepay: {error}",
-                                         errors=(("amount", str(error)),)) from None
-        return prepaid.installments, owed[:due] + dues_of(prepaid)[due:]
 
 
-def _settled(loan: Loan, quote: Payoff, on: date) -> tuple[Installment, ...]:
-    """The schedule as a payoff on `on` settles it: periods ended by then as scheduled, the current one
-    with the interest accrued to the date (the quote's interest less what past periods still owed), later
-    ones without interest; fees only of periods ended. Principal is unchanged, so the schedule still
-    repays exactly the principal lent."""
-    owed = loan.owed()
-    past_interest = sum(o.interest_minor for i, o in zip(loan.installments, owed, strict=True)
-                        if i.period_end <= on)
-    rows = []
-    for installment, paid in zip(loan.installments, (loan.paid_of(n) for n in range(len(owed))), strict=True):
-        if installment.period_end <= on:
-            rows.append(installment)
-        elif installment.period_start < on:
-            rows.append(replace(installment, interest_minor=paid.interest_minor + quote.interest_minor
-                                - past_interest, fee_minor=0))
-        else:
-            rows.append(replace(installment, interest_minor=0, fee_minor=0))
-    return tuple(rows)
+Leg = tuple[str, str, str, int, str]  # transfer id, debit account, credit account, minor units, currency
+_PAYMENT_KINDS = (TransactionKind.REPAYMENT, TransactionKind.PREPAYMENT)
+
+
+def collected(account: LoanAccount) -> tuple[int, int]:
+    """What the account's payments brought in, as (principal, income): principal paid or prepaid, and
+    the rest of every payment not reversed (interest, fees, penalties) less credit held back."""
+    reversed_ids = account.reversed_ids
+    paid_minor = sum(a.transaction.amount_minor for a in account.history if a.transaction.kind
+                     in _PAYMENT_KINDS and a.transaction.transaction_id not in reversed_ids)
+    principal_minor = sum(p.principal_minor for p in account.paid) + account.prepaid_principal_minor
+    return principal_minor, paid_minor - principal_minor - account.credit_minor
+
+
+def ledger_legs(loan: Loan, transfer_id: str, before: LoanAccount, after: LoanAccount) -> list[Leg]:
+    """The linked legs that take the ledger from what `before` says payments brought in to what `after`
+    says: principal with the loans funding account, the rest with income (sys-fees), the wallet on the
+    other side. A payment folded last moves its own parts; a reprocessing (a reversal, or a same-day
+    payment sorting earlier) also moves what it reallocated between principal and income."""
+    legs: list[Leg] = []
+    for suffix, kind, was, now in zip(("principal", "income"), (AccountKind.LOANS, AccountKind.FEES),
+                                      collected(before), collected(after), strict=True):
+        system, delta = system_account_id(kind, loan.currency), now - was
+        if delta > 0:
+            legs.append((f"{transfer_id}-{suffix}", loan.account_id, system, delta, loan.currency))
+        elif delta < 0:
+            legs.append((f"{transfer_id}-{suffix}", system, loan.account_id, -delta, loan.currency))
+    return legs

@@ -14,6 +14,7 @@ from finfaas.domain.ledger import NewAccount
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.loans.api import ProductBody
 from finfaas.services.loans.model import LoanApplication
+from finfaas.services.loans.ops import LoanOpsService
 from finfaas.services.loans.service import (
     Caller,
     LedgerAccounts,
@@ -27,6 +28,7 @@ from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas.store.loans_store import OUTBOX_PRODUCER, LoansStore
 from finfaas.store.outbox_store import OutboxStore, outbox_partition
 from finfaas_dev.fakes.loans import FakeBureau, FakeRisk
+from finfaas_dev.loans_check import check, transfer_reader
 
 pytestmark = pytest.mark.emulator
 
@@ -126,8 +128,33 @@ def test_two_repayments_of_one_loan_at_once_are_both_applied_once(world):
 
     assert len(answers) == 2
     stored = store.get_loan(loan.loan_id)
-    assert [t.kind for t in stored.transactions] == ["disbursement", "repayment", "repayment"]
+    payments = [t.kind for t in stored.transactions if t.kind != "penalty_accrual"]  # not the close marker
+    assert payments == ["disbursement", "repayment", "repayment"]
     assert [d.total_minor for d in stored.owed()[:2]] == [0, 0]
     assert ledger.account(application.account_id).balance_minor == 100_000 - 2 * each
     events = OutboxStore().oldest(outbox_partition(OUTBOX_PRODUCER, loan.loan_id), 1000)
     assert [e.type for e in events if e.subject == loan.loan_id].count("loan.repaid") == 2
+    # and `finfaas loans check` over the table finds the loan equal to its replay and to the ledger
+    _, problems = check(store.scan_loans(), store.get, transfer_reader(ledger.ledger), ledger.account)
+    assert [p for p in problems if loan.loan_id in p] == []
+
+
+def test_a_reversal_and_a_write_off_commit_with_the_loan_in_one_ledger_transaction(world):
+    service, store, caller, application, ledger = world
+    loan, _ = service.apply(caller, secrets.token_hex(8), application)
+    loan = LoanDisbursementService(store, store, ledger, lambda: date(2026, 1, 5), orchestrator=None) \
+        .disburse(loan.loan_id)
+    first_due = loan.installments[0].due_on
+    repayments = LoanRepaymentService(store, store, ledger, lambda: first_due)
+    paid, _ = repayments.repay(caller, loan.loan_id, secrets.token_hex(8), loan.installments[0].total_minor,
+                               "USD")
+    ops = LoanOpsService(store, store, ledger, lambda: first_due, repayments)
+
+    reversed_loan = ops.reverse(loan.loan_id, paid.transactions[1].transaction_id, "bounced")
+    written = ops.write_off(loan.loan_id, "insolvent")
+
+    assert sum(d.total_minor for d in reversed_loan.owed()) == sum(i.total_minor for i in loan.installments)
+    assert store.get_loan(loan.loan_id) == written and written.status.value == "written_off"
+    assert ledger.account(application.account_id).balance_minor == 100_000
+    _, problems = check(store.scan_loans(), store.get, transfer_reader(ledger.ledger), ledger.account)
+    assert [p for p in problems if loan.loan_id in p] == []

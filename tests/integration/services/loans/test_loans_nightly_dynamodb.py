@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
 import pytest
 from finfaas.domain.loan_account import close_of_business
-from finfaas.domain.loans import build_schedule, dues_of, payoff_quote
 from finfaas.platform.config import resource_name
-from finfaas.services.loans.model import LoanStatus, LoanTransaction
+from finfaas.services.loans.model import LoanStatus
 from finfaas.services.loans.nightly import LoansNightlyService, account_of
 from finfaas.store.binding import bound
 from finfaas.store.loans_nightly_store import LoansNightlyStore
 from finfaas.store.loans_store import LoansStore, _OutboxItem
 from finfaas.store.outbox_store import outbox_partition
-from unit.services.loans.test_loans_store_contract import EVENT, new_loan, new_product
+from unit.services.loans.test_loans_nightly import active_loan
+from unit.services.loans.test_loans_store_contract import EVENT, new_product
 
 pytestmark = pytest.mark.emulator
 
@@ -59,22 +58,10 @@ def seeded(embedded_aws):
     one paid off but still stored active (the night closes it), the rest overdue."""
     store = LoansStore()
     product = store.create(new_product(daily_penalty_rate=Decimal("0.001")))
-    schedule = build_schedule(product.terms(10_000, 6, DISBURSED_ON))
-    payoff = payoff_quote(product.terms(10_000, 6, DISBURSED_ON), schedule, dues_of(schedule), PAID_OFF_ON)
     ids = []
     for n in range(LOANS):
         loan_id = f"loan_night_{uuid.uuid4().hex[:16]}"
-        payments = ()
-        if n % 3 == 0:
-            payments = (LoanTransaction("repayment", f"{loan_id}-r1", date(2024, 2, 1),
-                                        schedule.installments[0].total_minor),)
-        if n == 1:
-            payments = (LoanTransaction("payoff", f"{loan_id}-p", PAID_OFF_ON, payoff.total_minor),)
-        loan = replace(new_loan(), loan_id=loan_id, product_id=product.product_id, principal_minor=10_000,
-                       term_months=6, status=LoanStatus.ACTIVE, disbursed_on=DISBURSED_ON,
-                       installments=schedule.installments,
-                       transactions=(LoanTransaction("disbursement", f"{loan_id}-d", DISBURSED_ON, 10_000),
-                                     *payments))
+        loan = active_loan(product, loan_id, n)
         store.create_loan(loan, EVENT)
         ids.append(loan_id)
     return store, product, ids

@@ -120,8 +120,8 @@ def test_a_loan_paid_in_full_closes_and_takes_no_more_repayments(world):
     more = world.repay(loan_id, 1)
 
     assert paid.status == 200 and paid.json()["status"] == "closed" and paid.json()["outstanding_minor"] == 0
-    assert more.status == 422 and more.json()["code"] == "loan_not_repayable"
-    assert [e["field"] for e in more.json()["errors"]] == ["loan_id"]
+    assert more.status == 409 and more.json()["code"] == "loan_not_repayable"
+    assert [e["field"] for e in more.json()["errors"]] == ["status"]
     assert world.account_minor("sys-loans-EUR") == 0  # every cent of principal came back
 
 
@@ -210,9 +210,11 @@ def test_paying_off_mid_period_charges_interest_to_the_date_and_closes_the_loan(
     assert paid.status == 200, paid.body
     body = paid.json()
     assert (body["status"], body["outstanding_minor"]) == ("closed", 0)
-    assert [i["interest_minor"] for i in body["schedule"]] == [50, 0, 0, 0, 0, 0]
-    assert sum(i["principal_minor"] for i in body["schedule"]) == 10_000
-    assert body["transactions"][-1]["kind"] == "payoff"
+    # the schedule stays as disbursed; later periods' interest is waived, not paid and not owed
+    assert [i["paid_interest_minor"] for i in body["schedule"]] == [50, 0, 0, 0, 0, 0]
+    assert [i["owed_minor"] for i in body["schedule"]] == [0] * 6
+    assert sum(i["paid_principal_minor"] for i in body["schedule"]) == 10_000
+    assert body["transactions"][-1]["kind"] == "prepayment"
     assert again.status == 200 and again.json()["outstanding_minor"] == 0
     assert ledger_changes(world) == (11_000 - 10_050, 0, 50)
 
@@ -231,3 +233,30 @@ def test_a_payoff_adds_the_products_prepayment_penalty_on_principal_not_yet_due(
     assert (quote["prepayment_penalty_minor"], quote["total_minor"]) == (200, 10_250)
     assert paid.json()["status"] == "closed"
     assert ledger_changes(world) == (11_000 - 10_250, 0, 250)
+
+
+def penalty_loan(world: LoansWorld) -> str:
+    """An active loan of a product charging 0.1 % a day on overdue principal."""
+    product = {**PRODUCT, "product_id": "penalty-eur", "daily_penalty_rate": "0.001"}
+    created = call(world.handler.handle, "POST", "/_/ops/loan-products", token=world.operator,
+                   headers={"Idempotency-Key": "p-penalty"}, json_body=product)
+    assert created.status == 201, created.body
+    return world.active_loan(product_id="penalty-eur")
+
+
+def test_a_late_repayment_pays_the_penalty_the_closed_days_accrued_and_is_stored_as_its_fold(world):
+    # GIVEN the first installment (16.25 of principal) 10 days overdue on a penalty product
+    loan_id = penalty_loan(world)
+    world.business_date = date(2024, 2, 11)
+
+    # WHEN the customer pays the installment
+    reply = world.repay(loan_id, "17.25", key="late-1")
+
+    # THEN the penalty of the days before comes first, and the stored loan is its transactions' replay
+    assert reply.status == 200, reply.body
+    first = reply.json()["schedule"][0]
+    assert first["paid_penalty_minor"] > 0 and first["owed_minor"] == first["paid_penalty_minor"]
+    stored = world.loans.get_loan(loan_id)
+    product = world.handler.services.get().products.product("penalty-eur")
+    assert stored.stored_like(stored.account(product))
+    assert stored.figures.closed_through == date(2024, 2, 10)

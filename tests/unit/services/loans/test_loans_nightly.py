@@ -11,9 +11,9 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from finfaas.domain.loan_account import close_of_business
+from finfaas.domain.loan_account import LoanTransaction, TransactionKind, close_of_business, replay
 from finfaas.domain.loans import build_schedule, dues_of, payoff_quote
-from finfaas.services.loans.model import LoanStatus, LoanTransaction
+from finfaas.services.loans.model import Loan, LoanProduct, LoanStatus
 from finfaas.services.loans.nightly import NIGHTLY_STATE_MACHINE, LoansNightlyService, account_of
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
 from finfaas.workflow.model import Status
@@ -32,6 +32,25 @@ PAID_OFF_ON = date(2024, 1, 15)
 LOANS = 60
 PAGE_LOANS = 20  # three pages
 SCENARIO = "nightly"
+
+
+def active_loan(product: LoanProduct, loan_id: str, n: int) -> Loan:
+    """A loan of 100.00 over 6 months disbursed on DISBURSED_ON, stored active: every third repaid its
+    first installment; loan 1 paid off but stored active (the night closes it); the rest overdue."""
+    terms = product.terms(10_000, 6, DISBURSED_ON)
+    schedule = build_schedule(terms)
+    history = [LoanTransaction(f"{loan_id}-d", TransactionKind.DISBURSEMENT, DISBURSED_ON, 10_000)]
+    if n == 1:
+        payoff = payoff_quote(terms, schedule, dues_of(schedule), PAID_OFF_ON)
+        history.append(LoanTransaction(f"{loan_id}-p", TransactionKind.PREPAYMENT, PAID_OFF_ON,
+                                       payoff.total_minor))
+    elif n % 3 == 0:
+        history.append(LoanTransaction(f"{loan_id}-r1", TransactionKind.REPAYMENT, date(2024, 2, 1),
+                                       schedule.installments[0].total_minor))
+    account = replay(terms, schedule, history, product.account_rules())
+    loan = replace(new_loan(), loan_id=loan_id, product_id=product.product_id, principal_minor=10_000,
+                   term_months=6, disbursed_on=DISBURSED_ON)
+    return replace(loan.with_account(account), status=LoanStatus.ACTIVE)
 
 
 class NightlyWorld:
@@ -56,25 +75,8 @@ class NightlyWorld:
                             crash=crash)
 
     def _seed(self, n: int) -> str:
-        """Every third loan repaid its first installment; loan 1 paid off but stored active (the night
-        closes it); the rest overdue."""
-        schedule = build_schedule(self.product.terms(10_000, 6, DISBURSED_ON))
         loan_id = f"loan_{n:02d}_{uuid.uuid4().hex[:8]}"
-        payments: tuple[LoanTransaction, ...] = ()
-        if n % 3 == 0:
-            payments = (LoanTransaction("repayment", f"{loan_id}-r1", date(2024, 2, 1),
-                                        schedule.installments[0].total_minor),)
-        if n == 1:
-            payoff = payoff_quote(self.product.terms(10_000, 6, DISBURSED_ON), schedule, dues_of(schedule),
-                                  PAID_OFF_ON)
-            payments = (LoanTransaction("payoff", f"{loan_id}-p", PAID_OFF_ON, payoff.total_minor),)
-        loan = replace(new_loan(), loan_id=loan_id, product_id=self.product.product_id,
-                       principal_minor=10_000, term_months=6, status=LoanStatus.ACTIVE,
-                       disbursed_on=DISBURSED_ON,
-                       installments=schedule.installments,
-                       transactions=(LoanTransaction("disbursement", f"{loan_id}-d", DISBURSED_ON, 10_000),
-                                     *payments))
-        self.world.loans.create_loan(loan, EVENT)
+        self.world.loans.create_loan(active_loan(self.product, loan_id, n), EVENT)
         return loan_id
 
     def start(self, business_date: str = NIGHT.isoformat()):

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from finfaas.domain.loan_account import LoanTransaction, TransactionKind
 from finfaas.domain.loan_underwriting import Decision, Finding, Outcome, Verdict
 from finfaas.domain.loans import (
     Amortization,
@@ -19,13 +20,14 @@ from finfaas.domain.loans import (
     InterestMethod,
     LoanTerms,
     build_schedule,
+    dues_of,
 )
 from finfaas.services.loans.model import (
     Loan,
     LoanEvent,
+    LoanFigures,
     LoanProduct,
     LoanStatus,
-    LoanTransaction,
     OverpaymentRule,
     ProductStatus,
 )
@@ -139,14 +141,26 @@ class LoansContract:
         loan = new_loan(status=LoanStatus.ACTIVE, disbursed_on=date(2024, 1, 1),
                         installments=schedule.installments,
                         paid=(Dues(3, 0, 100, 1625),) + (Dues(),) * 5,
-                        transactions=(LoanTransaction("disbursement", "t-1", date(2024, 1, 1), 10_000),
-                                      LoanTransaction("repayment", "t-2", date(2024, 2, 1), 1_728)))
+                        transactions=(LoanTransaction("t-1", TransactionKind.DISBURSEMENT, date(2024, 1, 1),
+                                                      10_000),
+                                      LoanTransaction("t-2", TransactionKind.REPAYMENT, date(2024, 2, 1),
+                                                      1_728),
+                                      LoanTransaction("t-3", TransactionKind.REVERSAL, date(2024, 2, 2),
+                                                      reverses="t-2")),
+                        disbursed_installments=schedule.installments,
+                        figures=LoanFigures(date(2024, 2, 1), (Dues(),) + dues_of(schedule)[1:],
+                                            Dues(0, 0, 0, 7), 3, "1-10"))
 
         assert loans.create_loan(loan, EVENT) == loan
 
         stored = loans.get_loan(loan.loan_id)
         assert stored == loan
         assert [d.total_minor for d in stored.owed()][:2] == [0, 1725]
+
+    def test_a_scan_reads_every_loan_and_no_product(self, loans):
+        created = {loans.create_loan(new_loan(), EVENT).loan_id for _ in range(3)}
+
+        assert created <= {loan.loan_id for loan in loans.scan_loans()}
 
     def test_a_taken_id_returns_the_stored_loan(self, loans):
         first = loans.create_loan(new_loan(), EVENT)
