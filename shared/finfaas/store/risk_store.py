@@ -8,12 +8,16 @@ Items:
 - `payees#<customer>` / `<destination>`: a payee the customer has sent to;
 - `blocklist` / `<kind>:<value>`: a block-list entry and why.
 
-A screening is three calls: one BatchGetItem (the recorded assessment, the payee, the block entries);
-one UpdateItem that counts the transfer in its hour and answers its place (UPDATED_NEW), conditional on
-the transfer not being counted there yet, so concurrent transfers get distinct places and a repeat
-counts nothing; one TransactWriteItems recording the assessment (attribute_not_exists) with the payee.
-A transfer counted whose assessment was never recorded (the function died between the two) is counted
-once: its repeat finds its place in the bucket and is judged on it.
+A screening is two calls: one BatchGetItem (the recorded assessment, the payee, the block entries, the
+customer's bucket for the hour: its count and this transfer's place), and one TransactWriteItems that
+records the assessment (attribute_not_exists) with the payee and counts the transfer in the bucket on
+condition that its count is still the one read and the transfer has no place there. When another
+transfer of the customer was counted in between, nothing is written and the screening takes the old
+way: one UpdateItem that counts the transfer and answers its place (UPDATED_NEW), conditional on the
+transfer not being counted there yet, so concurrent transfers get distinct places and a repeat counts
+nothing, then the TransactWriteItems recording the assessment. A transfer counted whose assessment was
+never recorded (the function died between the two) is counted once: its repeat finds its place in the
+bucket and is judged on it.
 """
 
 from __future__ import annotations
@@ -44,12 +48,20 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
-from finfaas.store.dynamo import condition_failed, condition_failures, conditional_write, consistent_get
+from finfaas.store.dynamo import (
+    condition_failed,
+    condition_failures,
+    conditional_write,
+    consistent_get,
+    transient,
+)
 from finfaas.store.models import format_time, parse_time
 
 RISK_TABLE_LOGICAL_NAME = "risk"
 NO_RANGE = "-"
 BLOCKLIST_PARTITION = "blocklist"
+BATCH_GET_ROUNDS_MAX = 4  # a 6-key BatchGetItem is far below its limits: unprocessed keys mean throttling
+ZERO = {"N": "0"}
 
 
 class _RiskItem(Model):
@@ -106,21 +118,41 @@ class RiskStore:
                               lambda error: RiskStoreUnavailable(f"read assessment: {error}"))
         return None if item is None else assessment_from_json(item.body)
 
-    def look_up(self, request: RiskRequest) -> Lookup:
+    def look_up(self, request: RiskRequest, window: str | None = None) -> Lookup:
         recorded = _assessment_key(request.assessment_id)
         payee = _payee_key(request.customer_id, request.destination)
         blocks = [(BLOCKLIST_PARTITION, entry) for entry in block_entries_for(request)]
-        try:
-            items = self._item.batch_get([recorded, payee, *blocks], consistent_read=True)
-            found = {(i.pk, i.sk): i for i in items}
-        except PynamoDBException as error:
-            raise RiskStoreUnavailable(f"read context: {error}") from error
+        bucket = None if window is None else _bucket_key(request.customer_id, window)
+        place, total = _place_names(request.assessment_id)
+        wanted = [recorded, payee, *blocks, *([bucket] if bucket else [])]
+        # One projection for every key: only the bucket has counts and places, only the assessment a body.
+        found = self._batch_get(wanted, ["pk", "sk", "body", "count", "amount_minor", place, total])
         assessment = found.get(recorded)
+        counts = {} if bucket is None else found.get(bucket, {})
         return Lookup(
-            recorded=None if assessment is None else assessment_from_json(assessment.body),
+            recorded=None if assessment is None else assessment_from_json(assessment["body"]["S"]),
             destination_seen=payee in found,
             blocked=tuple(sk for pk, sk in blocks if (pk, sk) in found),
+            window_before=HourCount(_number(counts.get("count", ZERO)),
+                                    _number(counts.get("amount_minor", ZERO))),
+            place=HourCount(_number(counts[place]), _number(counts[total])) if place in counts else None,
         )
+
+    def _batch_get(self, keys: list[tuple[str, str]], attributes: list[str]) -> dict[tuple[str, str], Any]:
+        """The raw items found under keys (consistent), by key; keys DynamoDB leaves unprocessed are asked
+        again, a bounded number of times."""
+        pending = [dict(zip(("pk", "sk"), self._item._serialize_keys(pk, sk), strict=True))
+                   for pk, sk in keys]
+        found: dict[tuple[str, str], Any] = {}
+        try:
+            for _ in range(BATCH_GET_ROUNDS_MAX):
+                items, pending = self._item._batch_get_page(pending, True, attributes)
+                found.update({(i["pk"]["S"], i["sk"]["S"]): i for i in items})
+                if not pending:
+                    return found
+        except PynamoDBException as error:
+            raise RiskStoreUnavailable(f"read context: {error}") from error
+        raise RiskStoreUnavailable(f"read context: {len(pending)} keys left unprocessed")
 
     def count(self, request: RiskRequest, window: str, transfers_max: int) -> HourCount:
         item = self._item
@@ -161,11 +193,53 @@ class RiskStore:
             return HourCount(_number(found[place]), _number(found[total]))
         return HourCount(_number(found["count"]) + 1, _number(found["amount_minor"]) + request.amount_minor)
 
-    def record(self, request: RiskRequest, assessment: Assessment, now: datetime) -> Assessment:
+    def count_and_record(self, request: RiskRequest, window: str, before: HourCount, transfers_max: int,
+                         assessment: Assessment, now: datetime) -> Assessment | None:
+        item = self._item
+        recorded, payee = self._recorded_items(request, assessment, now)
+        pk, sk = _bucket_key(request.customer_id, window)
+        place, total = _place_names(request.assessment_id)
+        transfers, amount = before.transfers + 1, before.amount_minor + request.amount_minor
+        # The count as read is the condition: equal counts mean equal totals (both move together), so the
+        # place promised is the one an UpdateItem would have answered. A full window is never written (it
+        # stays full for the hour), so it needs no condition.
+        as_read = item.count.does_not_exist() if before.transfers == 0 else item.count == before.transfers
+        counts = before.transfers < transfers_max
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(recorded, condition=item.pk.does_not_exist())
+                transaction.save(payee)
+                if counts:
+                    actions = [item.count.set(transfers), item.amount_minor.set(amount),
+                               Path([place]).set(transfers), Path([total]).set(amount)]
+                    transaction.update(item(pk, sk), actions=actions,
+                                       condition=as_read & Path([place]).does_not_exist(),
+                                       add_version_condition=False)
+
+        written = conditional_write(transact)
+        if written.taken:
+            return assessment
+        # Puts come before updates in a transaction: the assessment is reason 0, the bucket reason 2.
+        failed = condition_failures(written.error)
+        if failed[:1] == [0]:
+            existing = self.stored_assessment(assessment.assessment_id)
+            if existing is not None:
+                return existing
+        if failed == [2] or transient(written.error):
+            return None  # another transfer of the customer was counted since the read (or is being)
+        raise RiskStoreUnavailable(f"count and record assessment: {written.error}") from written.error
+
+    def _recorded_items(self, request: RiskRequest, assessment: Assessment, now: datetime) -> tuple[Any, Any]:
+        """The assessment's item and its payee-seen item."""
         item = self._item
         recorded = item(*_assessment_key(assessment.assessment_id), body=assessment_to_json(assessment),
                         at=format_time(now))
-        payee = item(*_payee_key(request.customer_id, request.destination), at=format_time(now))
+        return recorded, item(*_payee_key(request.customer_id, request.destination), at=format_time(now))
+
+    def record(self, request: RiskRequest, assessment: Assessment, now: datetime) -> Assessment:
+        item = self._item
+        recorded, payee = self._recorded_items(request, assessment, now)
 
         def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:

@@ -33,12 +33,35 @@ class InMemoryRiskStore:
             self._maybe_fail()
             return self._assessments.get(assessment_id)
 
-    def look_up(self, request: RiskRequest) -> Lookup:
+    def look_up(self, request: RiskRequest, window: str | None = None) -> Lookup:
         with self._lock:
             self._maybe_fail()
             blocked = tuple(e for e in block_entries_for(request) if e in self._blocks)
             seen = (request.customer_id, request.destination) in self._seen
-            return Lookup(self._assessments.get(request.assessment_id), seen, blocked)
+            recorded = self._assessments.get(request.assessment_id)
+            if window is None:
+                return Lookup(recorded, seen, blocked)
+            before = self._buckets.get((request.customer_id, window), HourCount(0, 0))
+            place = self._places.get((request.customer_id, window, request.assessment_id))
+            return Lookup(recorded, seen, blocked, before, place)
+
+    def count_and_record(self, request: RiskRequest, window: str, before: HourCount, transfers_max: int,
+                         assessment: Assessment, now: datetime) -> Assessment | None:
+        with self._lock:
+            self._maybe_fail()
+            existing = self._assessments.get(assessment.assessment_id)
+            if existing is not None:
+                return existing
+            place = (request.customer_id, window, request.assessment_id)
+            bucket = self._buckets.get((request.customer_id, window), HourCount(0, 0))
+            if bucket != before or place in self._places:
+                return None  # the window moved since it was read: nothing written
+            if bucket.transfers < transfers_max:
+                counted = HourCount(bucket.transfers + 1, bucket.amount_minor + request.amount_minor)
+                self._buckets[(request.customer_id, window)] = self._places[place] = counted
+            self._seen.add((request.customer_id, request.destination))
+            self._assessments[assessment.assessment_id] = assessment
+            return assessment
 
     def count(self, request: RiskRequest, window: str, transfers_max: int) -> HourCount:
         with self._lock:

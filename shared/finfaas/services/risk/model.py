@@ -14,6 +14,7 @@ from finfaas.domain.risk_rules import (
     Assessment,
     Decision,
     Finding,
+    HourCount,
     InvalidThreshold,
     RiskPolicy,
     RiskRequest,
@@ -74,11 +75,22 @@ class BlockEntry:
 @dataclass(frozen=True)
 class Lookup:
     """What one read tells of a transfer before it is counted: its recorded assessment if it has one,
-    whether its customer has paid its payee before, and the block-list entries that match it."""
+    whether its customer has paid its payee before, the block-list entries that match it, and (when a
+    window was read) its customer's window as it stood: its totals, and this transfer's place if an
+    earlier attempt counted it there."""
 
     recorded: Assessment | None
     destination_seen: bool
     blocked: tuple[str, ...]
+    window_before: HourCount = HourCount(0, 0)  # the window's transfers and amount as read
+    place: HourCount | None = None
+
+    def next_place(self, request: RiskRequest) -> HourCount:
+        """The place this transfer takes if nothing else is counted in its window before it is written."""
+        if self.place is not None:
+            return self.place
+        before = self.window_before
+        return HourCount(before.transfers + 1, before.amount_minor + request.amount_minor)
 
 
 def assessment_to_json(assessment: Assessment) -> str:

@@ -14,8 +14,17 @@ class RiskRepository(Protocol):
 
     def stored_assessment(self, assessment_id: str) -> Assessment | None: ...
 
-    def look_up(self, request: RiskRequest) -> Lookup:
-        """In one read: the transfer's recorded assessment, whether its payee was seen, its block hits."""
+    def look_up(self, request: RiskRequest, window: str | None = None) -> Lookup:
+        """In one read: the transfer's recorded assessment, whether its payee was seen, its block hits and,
+        given a window, the customer's count there and this transfer's place if it has one."""
+        ...
+
+    def count_and_record(self, request: RiskRequest, window: str, before: HourCount, transfers_max: int,
+                         assessment: Assessment, now: datetime) -> Assessment | None:
+        """In one write: count the transfer in its window (unless transfers_max are counted there) and
+        record its assessment with the payee seen, on condition that the window still holds `before` and
+        the transfer has no place there; the stored assessment if one was recorded first; None when the
+        window moved since it was read (nothing written: count, then record)."""
         ...
 
     def count(self, request: RiskRequest, window: str, transfers_max: int) -> HourCount:

@@ -8,6 +8,9 @@ A transfer is judged on its place in its customer's hour as the store counted it
 rules run: concurrent transfers of one customer each see every one counted before them (a count read
 before the write would let them all see the same stale number). The count is kept per assessment_id (the
 transfer id), so a repeat counts nothing twice; the decision is recorded once, and a repeat returns it.
+The read that looks for a recorded decision also reads the customer's window, and the count rides in the
+decision's write on condition that the window is as read: two calls, or four when another transfer of the
+same customer was counted in between (then the count is taken alone first, as it answers the place).
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from datetime import UTC, datetime
 
 from finfaas.domain.risk_rules import (
     Assessment,
+    HourCount,
     RiskContext,
     RiskPolicy,
     RiskRequest,
     assess,
 )
 from finfaas.services.risk.errors import InvalidBlockEntry
-from finfaas.services.risk.model import BlockEntry, check_block_entry, hour_window
+from finfaas.services.risk.model import BlockEntry, Lookup, check_block_entry, hour_window
 from finfaas.services.risk.ports import RiskRepository
 
 blocklist_page_max = 100
@@ -54,15 +58,30 @@ class RiskService:
 
     def assess(self, request: RiskRequest) -> Assessment:
         """The recorded assessment of this transfer, made now if there is none."""
-        known = self._store.look_up(request)
+        now = self._clock()
+        window = hour_window(now)
+        known = self._store.look_up(request, window)
         if known.recorded is not None:
             return known.recorded
-        now = self._clock()
         # Past the block count every transfer of the hour is declined: the store stops counting there,
         # which bounds the hour's bucket (domain/risk_rules.py hourly_transfers_max).
-        hour = self._store.count(request, hour_window(now), self._policy.hourly_transfers_block)
+        transfers_max = self._policy.hourly_transfers_block
+        if known.place is None:
+            # Judged on the place the read promises; the write counts it only if the window still holds
+            # what was read, so the place is exact or nothing is written and it is counted the other way.
+            assessment = self._judge(request, known.next_place(request), known)
+            recorded = self._store.count_and_record(request, window, known.window_before, transfers_max,
+                                                    assessment, now)
+            if recorded is not None:
+                return recorded
+            hour = self._store.count(request, window, transfers_max)
+        else:
+            hour = known.place  # counted by an earlier attempt that died before recording its decision
+        return self._store.record(request, self._judge(request, hour, known), now)
+
+    def _judge(self, request: RiskRequest, hour: HourCount, known: Lookup) -> Assessment:
         context = RiskContext.counted(request, hour, known.destination_seen, known.blocked)
-        return self._store.record(request, assess(request, context, self._policy), now)
+        return assess(request, context, self._policy)
 
     def get(self, assessment_id: str) -> Assessment | None:
         return self._store.stored_assessment(assessment_id)

@@ -348,7 +348,7 @@ class WritesAfterEveryRead:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._store, name)
-        if name not in ("count", "record"):
+        if name not in ("count_and_record", "count", "record"):
             return method
 
         def write(*args: Any) -> Any:
@@ -418,7 +418,7 @@ def test_a_full_window_counts_nothing_more_but_keeps_the_places_it_gave(risk_sto
     assert risk_store.count(requests[1], WINDOW, 2) == HourCount(2, 20)
 
 
-def test_a_screening_is_three_dynamodb_calls_and_its_repeat_one(embedded_aws):
+def test_a_screening_is_two_dynamodb_calls_and_its_repeat_one(embedded_aws):
     from finfaas.store.call_meter import DynamoCallMeter
     from finfaas.store.risk_store import RiskStore
 
@@ -436,7 +436,43 @@ def test_a_screening_is_three_dynamodb_calls_and_its_repeat_one(embedded_aws):
             meter.stop()
         calls.append({name.split(" ")[0]: n for name, n in meter.snapshot().items()})
 
-    assert calls == [{"BatchGetItem": 1, "UpdateItem": 1, "TransactWriteItems": 1}, {"BatchGetItem": 1}]
+    assert calls == [{"BatchGetItem": 1, "TransactWriteItems": 1}, {"BatchGetItem": 1}]
+
+
+def test_a_count_with_the_decision_writes_nothing_once_the_window_moved(risk_store):
+    # GIVEN a screening read its customer's window, then another transfer of the customer was counted
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    request, other = (RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "acc-b", 10, "USD")
+                      for _ in range(2))
+    read = risk_store.look_up(request, WINDOW)
+    assert risk_store.count(other, WINDOW, 100) == HourCount(1, 10)
+    assessment = Assessment(request.assessment_id, Decision.APPROVE, 10)
+
+    # THEN its write of the place it read (the first) is refused and leaves no trace; counted, it is 2nd
+    assert risk_store.count_and_record(request, WINDOW, read.window_before, 100, assessment, NOW) is None
+    assert risk_store.look_up(request, WINDOW) == Lookup(None, False, (), HourCount(1, 10), None)
+    assert risk_store.count(request, WINDOW, 100) == HourCount(2, 20)
+    # AND once recorded with its place, a repeat reads both back and a second write counts nothing
+    assert risk_store.record(request, assessment, NOW) == assessment
+    again = risk_store.look_up(request, WINDOW)
+    assert (again.recorded, again.place) == (assessment, HourCount(2, 20))
+    assert again.window_before == HourCount(2, 20)
+    later = risk_store.look_up(other, WINDOW)
+    assert later.place == HourCount(1, 10)
+
+
+def test_a_count_with_the_decision_takes_the_place_it_read_once(risk_store):
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    request = RiskRequest(f"tr_{uuid.uuid4().hex}", customer, "acc-a", "bank1:0007", 70, "USD")
+    assessment = Assessment(request.assessment_id, Decision.APPROVE, 10)
+    before = risk_store.look_up(request, WINDOW).window_before
+
+    assert risk_store.count_and_record(request, WINDOW, before, 100, assessment, NOW) == assessment
+    # THEN a repeat of the write (a lost response) returns the first decision and counts nothing more
+    declined = Assessment(request.assessment_id, Decision.DECLINE, 99)
+    assert risk_store.count_and_record(request, WINDOW, before, 100, declined, NOW) == assessment
+    counted = HourCount(1, 70)
+    assert risk_store.look_up(request, WINDOW) == Lookup(assessment, True, (), counted, counted)
 
 
 def test_an_assessment_is_recorded_once_with_the_payee_seen(risk_store):

@@ -60,11 +60,15 @@ def velocity(assessment) -> str:
 
 
 class LosesTheFirstRecord(InMemoryRiskStore):
-    """A store whose first record fails after the count was taken: the function died in between."""
+    """A store whose first screening finds its window moved (so it is counted alone), then fails before
+    its decision is recorded: the function died in between."""
 
     def __init__(self) -> None:
         super().__init__()
         self.records_to_lose = 1
+
+    def count_and_record(self, *args, **kwargs):
+        return None if self.records_to_lose else super().count_and_record(*args, **kwargs)
 
     def record(self, *args, **kwargs):
         if self.records_to_lose:
@@ -86,6 +90,34 @@ def test_a_transfer_counted_but_not_recorded_is_judged_on_its_first_place_when_r
     assert (velocity(retried), velocity(second)) == ("1 transfers this hour", "2 transfers this hour")
     third = service.assess(request("tr_3"))
     assert velocity(third).startswith("3 transfers") and third.decision is Decision.REVIEW
+
+
+class CountsAnotherBeforeTheWrite(InMemoryRiskStore):
+    """A store in which another transfer of the same customer is counted between a screening's read and
+    its write, once."""
+
+    def __init__(self, intruder: RiskRequest) -> None:
+        super().__init__()
+        self.intruder: RiskRequest | None = intruder
+
+    def count_and_record(self, request, window, before, transfers_max, assessment, now):
+        if self.intruder is not None:
+            self.count(self.intruder, window, transfers_max)
+            self.intruder = None
+        return super().count_and_record(request, window, before, transfers_max, assessment, now)
+
+
+def test_a_transfer_whose_window_moved_before_its_write_is_judged_after_the_one_counted_first(clock):
+    # GIVEN tr_2 of the same customer is counted while tr_1 is being screened (after tr_1 read its window)
+    store = CountsAnotherBeforeTheWrite(request("tr_2", amount_minor=500))
+    service = RiskService(store, RiskPolicy(hourly_transfers_flag=3), clock)
+
+    first = service.assess(request("tr_1"))
+
+    # THEN tr_1 is judged on the place after tr_2 (not the first place it read), and both count once
+    assert velocity(first) == "2 transfers this hour"
+    assert velocity(service.assess(request("tr_3"))).startswith("3 transfers this hour")
+    assert velocity(service.assess(request("tr_1"))) == "2 transfers this hour"
 
 
 def test_past_the_block_count_every_transfer_of_the_hour_is_declined_and_none_is_counted(service, clock):
