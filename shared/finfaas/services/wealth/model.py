@@ -202,6 +202,13 @@ def fund_account_id(product_id: str) -> str:
     return f"wf-{hashlib.sha256(product_id.encode()).hexdigest()[:24]}-fund"
 
 
+def fund_shard_account_id(fund_account: str, shard: int) -> str:
+    """A shard of the fund's account for the income it pays (shard 0 is the fund's account itself):
+    chunks posted at once each debit their own shard, never one hot item. The fund's balance is their sum."""
+    assert shard >= 0
+    return fund_account if shard == 0 else f"{fund_account}-{shard}"
+
+
 def rounding_account_id(product_id: str) -> str:
     """The fund's rounding account: each day's remainder (distributable − Σ posted)."""
     return f"wf-{hashlib.sha256(product_id.encode()).hexdigest()[:24]}-rnd"

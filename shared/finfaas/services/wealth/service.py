@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -69,6 +70,7 @@ from finfaas.services.wealth.model import (
     ProductStatus,
     SubscribeCommand,
     SubscriptionOrder,
+    fund_shard_account_id,
     hold_id,
     income_transfer_id,
     order_transfer_id,
@@ -92,6 +94,11 @@ from finfaas.services.wealth.ports import (
 # whole batch stays under 0.1 DynamoDB calls per holder.
 page_positions_max = 200
 chunk_holders_max = linked_legs_max
+# A page's chunks are posted this many at once, each debiting its own shard of the fund's account (the
+# chunk's index in the page modulo the shards): the emulator and DynamoDB serialize transactions on one
+# item, and a posting waits on the store about half its time. Bounded: each thread holds one connection.
+chunk_posting_threads_max = 4
+fund_shards = chunk_posting_threads_max
 confirm_orders_per_page_max = 25
 orders_listed_max = 100
 income_statement_days_max = 31
@@ -404,15 +411,25 @@ class WealthService:
                 return PageResult(0, 0, _next_cursor(index, None, len(products)))  # no holders: no income
             raise FigureNotPublished(f"{product.product_id}: no income published for {day.isoformat()}",
                                      errors=(("date", "income not published"),))
+        if inner is None:  # the product's first page of the day opens the fund's shards (once, idempotent)
+            for shard in range(1, fund_shards):
+                self._ledger.open_account(fund_shard_account_id(product.fund_account_id, shard),
+                                          product.product_id, product.currency, limited=False)
         balances = self._ledger.balances([p.account_id for p in page.positions])
-        posted = 0
         held = [(p, balances.get(p.account_id, (0, 0))[0]) for p in page.positions]
-        for start in range(0, len(held), chunk_holders_max):
-            posted += self._post_chunk(product, figure, day, held[start:start + chunk_holders_max])
+        chunks = [held[start:start + chunk_holders_max] for start in range(0, len(held), chunk_holders_max)]
+        if len(chunks) <= 1:
+            posted = sum(self._post_chunk(product, figure, day, chunk, 0) for chunk in chunks)
+        else:
+            # Each chunk is guarded by its own record: a failed one fails the Task (after the others
+            # finish), and the retried page posts only the chunks not recorded yet.
+            with ThreadPoolExecutor(min(chunk_posting_threads_max, len(chunks))) as pool:
+                posted = sum(pool.map(lambda n: self._post_chunk(product, figure, day, chunks[n],
+                                                                 n % fund_shards), range(len(chunks))))
         return PageResult(len(page.positions), posted, _next_cursor(index, page.next_cursor, len(products)))
 
     def _post_chunk(self, product: Product, figure: DailyIncome, day: date,
-                    held: Sequence[tuple[Position, int]]) -> int:
+                    held: Sequence[tuple[Position, int]], shard: int) -> int:
         incomes = [(p, units, mmf_income(units, figure.income_per_10k_units, product.rounding))
                    for p, units in held]
         chunk = IncomeChunk(product.product_id, day, held[0][0].customer_id, len(held),
@@ -421,8 +438,8 @@ class WealthService:
         updated = [replace(p, last_income_date=day, last_income_minor=i,
                            cumulative_income_minor=p.cumulative_income_minor + i) for p, i in earning]
         write = self._repo.chunk_write(chunk, updated)
-        legs = [(income_transfer_id(p.account_id, day), product.fund_account_id, p.account_id, i)
-                for p, i in earning]
+        fund = fund_shard_account_id(product.fund_account_id, shard)
+        legs = [(income_transfer_id(p.account_id, day), fund, p.account_id, i) for p, i in earning]
         try:
             if legs:
                 self._ledger.post_linked(legs, product.currency, write)

@@ -3,6 +3,7 @@ remainder, a day without its figure refused naming the date, and the clock's dat
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,9 +20,10 @@ from finfaas.services.wealth.model import (
     ProductStatus,
     SubscribeCommand,
     fund_account_id,
+    fund_shard_account_id,
     rounding_account_id,
 )
-from finfaas.services.wealth.service import RedeemCommand, WealthService
+from finfaas.services.wealth.service import RedeemCommand, WealthService, fund_shards
 from finfaas_dev.fakes.business_date import InMemoryBusinessDateStore
 from finfaas_dev.fakes.wealth import InMemoryWealthLedger, InMemoryWealthStore
 from finfaas_dev.wealth import run_day, seeded_holdings
@@ -161,3 +163,60 @@ def test_a_subscription_while_the_batch_runs_moves_no_chunk_of_its_rerun():
     assert [ledger.balances([p.account_id])[p.account_id][0] for p in positions] == [
         u + i for u, i in zip(units, expected.incomes_minor, strict=True)]
     assert rerun.settlements[0].distributable_minor == expected.distributable_minor
+
+
+class ChunksAtOnce(InMemoryWealthLedger):
+    """The in-memory ledger whose first two batch transactions wait for each other (they run only if
+    the page posts its chunks at once), and which can fail one chunk (a killed thread of the Task)."""
+
+    def __init__(self, store: InMemoryWealthStore, fail_chunk_of: str | None = None) -> None:
+        super().__init__(store)
+        self.together = threading.Barrier(2, timeout=5)
+        self.calls = 0
+        self.fail_chunk_of = fail_chunk_of
+        self.debited: list[str] = []
+
+    def post_linked(self, legs, currency, write, owner_id=None) -> None:
+        with self.lock:
+            self.calls += 1
+            waits = self.calls <= 2
+        if waits:
+            self.together.wait()
+        if self.fail_chunk_of is not None and any(credit == self.fail_chunk_of for _, _, credit, _ in legs):
+            self.fail_chunk_of = None
+            raise ConnectionError("this chunk's thread died")
+        super().post_linked(legs, currency, write, owner_id)
+        with self.lock:
+            self.debited.extend({debit for _, debit, _, _ in legs})
+
+
+@pytest.mark.parametrize("dies", [False, True])
+def test_a_pages_chunks_posted_at_once_pay_each_holder_once_from_the_funds_shards(dies):
+    service, store, _, product = world()
+    units = [1_000_000 + 7 * n for n in range(40)]  # one page of three chunks (16, 16, 8 holders)
+    positions, _ = seeded_holdings(product, [f"c{n:03d}" for n in range(40)], units, DAY)
+    ledger = ChunksAtOnce(store, fail_chunk_of=positions[20].account_id if dies else None)
+    service = WealthService(store, ledger, service._business_dates, {"CN": CN}, clock=lambda: NOW)
+    for account in (product.fund_account_id, rounding_account_id("mmf-1")):
+        ledger.open_account(account, "mmf-1", "CNY", limited=False)
+    for position, held in zip(positions, units, strict=True):
+        store.create_position(position)
+        ledger.fund(position.account_id, position.customer_id, held)
+    service.publish_income("mmf-1", DAY, Decimal("0.6512"))
+    # WHEN the page runs (and, when one chunk's posting dies, the Task is retried)
+    if dies:
+        with pytest.raises(ConnectionError):
+            run_day(service, "CN", DAY)
+    day = run_day(service, "CN", DAY)
+    # THEN every holder earned once, the day is conserved, and the chunks debited distinct fund shards
+    expected = mmf_distribute(units, Decimal("0.6512"), Rounding.TRUNCATE)
+    assert [ledger.balances([p.account_id])[p.account_id][0] for p in positions] == [
+        u + i for u, i in zip(units, expected.incomes_minor, strict=True)]
+    settled = day.settlements[0]
+    assert (settled.posted_minor, settled.remainder_minor) == (sum(expected.incomes_minor),
+                                                               expected.remainder_minor)
+    assert len(set(ledger.debited)) == 3
+    shards = [fund_shard_account_id(product.fund_account_id, n) for n in range(fund_shards)]
+    fund = sum(ledger.balances(shards)[s][0] for s in shards)
+    assert fund == -(settled.posted_minor + settled.remainder_minor)  # the fund paid the distributable
+    assert service.income_page("CN", DAY, None).posted == 0
