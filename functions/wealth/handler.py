@@ -12,6 +12,7 @@ Operators (ops scope; POSTs take an Idempotency-Key):
   GET  /_/ops/products/{product_id}              the product
   POST /_/ops/products/{product_id}/close        no new subscriptions
   POST /_/ops/products/{product_id}/income       a day's income per 10,000 units (correction: true)
+  POST /_/ops/products/{product_id}/nav          a NAV fund's NAV of a trading day (correction: true)
   POST /_/ops/batch                              start the daily batch for the market's business date
 The daily batch (the orchestrator's Tasks, scope wealth:batch; infra/statemachines/wealth-daily):
   POST /batch/begin, /batch/confirm, /batch/income, /batch/settle, /batch/end
@@ -42,6 +43,8 @@ from finfaas.services.wealth.api import (
     IncomeBody,
     IncomeLine,
     IncomeStatement,
+    NavBody,
+    NavView,
     NewProductBody,
     OrderList,
     OrderView,
@@ -53,6 +56,7 @@ from finfaas.services.wealth.api import (
     SubscribeBody,
     batch_page_view,
     daily_income_view,
+    nav_view,
     order_view,
     position_view,
     product_view,
@@ -252,6 +256,19 @@ def publish_income(req: Request, product_id: str, body: IncomeBody) -> DailyInco
     figure = services.get().wealth.publish_income(product_id, body.date, Decimal(body.income_per_10k_units),
                                                   correction=body.correction)
     return daily_income_view(figure)
+
+
+@app.route("POST", "/_/ops/products/{product_id}/nav", body=NavBody, status=201, response=NavView,
+           idempotency="required", rate_limit=OPS_LIMIT.name)
+def publish_nav(req: Request, product_id: str, body: NavBody) -> NavView:
+    """A NAV fund's NAV of a trading day (at most 4 decimals); a published day is a 409 unless
+    correction is true, and only until the business date passes the day."""
+    from decimal import Decimal
+
+    req.audit_target = f"wealth_product:{product_id}"
+    figure = services.get().wealth.publish_nav(product_id, body.date, Decimal(body.nav),
+                                               correction=body.correction)
+    return nav_view(figure)
 
 
 @app.route("POST", "/_/ops/batch", body=BatchBody, idempotency="optional", rate_limit=OPS_LIMIT.name)

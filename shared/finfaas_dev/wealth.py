@@ -26,6 +26,7 @@ from finfaas.services.wealth.model import (
     Product,
     SubscriptionOrder,
     hold_id,
+    order_transfer_id,
     position_account_id,
     remainder_transfer_id,
 )
@@ -130,6 +131,12 @@ def check(items: Any, balances: Callable[[Sequence[str]], dict[str, tuple[int, i
         _check_day(report, products[figure.product_id], figure, chunks[(figure.product_id, figure.day)],
                    transfer_amount)
     _check_units(report, positions, orders, balances)
+    for order in orders:
+        if order.kind is OrderKind.SUBSCRIBE and order.fee_booked and order.fee_minor:
+            booked = transfer_amount(order_transfer_id(order.customer_id, order.order_id, "fee"))
+            if booked != order.fee_minor:
+                report.findings.append(f"order {order.customer_id}/{order.order_id}: fee {order.fee_minor}, "
+                                       f"{booked} booked to the fee account")
     return report
 
 
@@ -154,9 +161,13 @@ def _check_day(report: CheckReport, product: Product, figure: DailyIncome, day_c
 def _check_units(report: CheckReport, positions: list[Position], orders: list[SubscriptionOrder],
                  balances: Callable[[Sequence[str]], dict[str, tuple[int, int]]]) -> None:
     moved: dict[tuple[str, str], int] = defaultdict(int)
+    nav_units: dict[tuple[str, str], int] = defaultdict(int)
     for order in orders:
         if order.status is OrderStatus.CONFIRMED:
             sign = 1 if order.kind is OrderKind.SUBSCRIBE else -1
+            if order.units_minor is not None:  # a NAV fund's units live on the position, the cash in the fund
+                nav_units[(order.product_id, order.customer_id)] += sign * order.units_minor
+                continue
             moved[(order.product_id, order.customer_id)] += sign * order.amount_minor
     for start in range(0, len(positions), 100):
         page = positions[start:start + 100]
@@ -165,6 +176,10 @@ def _check_units(report: CheckReport, positions: list[Position], orders: list[Su
             report.positions_checked += 1
             expected = moved[(position.product_id, position.customer_id)] + position.cumulative_income_minor
             actual = found.get(position.account_id, (0, 0))[0]
+            units = nav_units[(position.product_id, position.customer_id)]
+            if position.units_minor != units:
+                report.findings.append(f"position {position.product_id}/{position.customer_id}: units "
+                                       f"{position.units_minor}, confirmed NAV orders {units}")
             if actual != expected:
                 report.findings.append(f"position {position.product_id}/{position.customer_id}: ledger "
                                        f"{actual}, orders and income {expected}")

@@ -14,6 +14,7 @@ from finfaas.services.business_date.model import BusinessDate
 from finfaas.services.wealth.model import (
     DailyIncome,
     IncomeChunk,
+    NavFigure,
     Position,
     PositionPage,
     Product,
@@ -89,6 +90,24 @@ class WealthRepository(ProductCatalogue, OrderRepository, Protocol):
 
     def daily_incomes(self, product_id: str, first: date, last: date) -> list[DailyIncome]:
         """The product's figures from first to last (inclusive), by day."""
+        ...
+
+    def publish_nav(self, figure: NavFigure, replace_version: int | None) -> bool:
+        """Store a NAV fund's NAV of a day: new (replace_version None) or over that version; False if
+        taken."""
+        ...
+
+    def nav(self, product_id: str, day: date) -> NavFigure | None:
+        ...
+
+    def place_order(self, order: SubscriptionOrder, position: Position) -> bool:
+        """A NAV redemption without money yet: the new order (attribute_not_exists, listed as due) and the
+        position's held units (on its previous version), in one transaction; False if either was taken."""
+        ...
+
+    def confirm_write(self, order: SubscriptionOrder, position: Position) -> RowWrite:
+        """A NAV order's confirmation: the order on its previous version (taken: AlreadyRecorded) and the
+        position's units on its previous version (changed by a rival: RowMoved), in one transaction."""
         ...
 
     def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> RowWrite:
