@@ -15,7 +15,7 @@ Operators (ops scope; POSTs take an Idempotency-Key):
   POST /_/ops/products/{product_id}/nav          a NAV fund's NAV of a trading day (correction: true)
   POST /_/ops/batch                              start the daily batch for the market's business date
 The daily batch (the orchestrator's Tasks, scope wealth:batch; infra/statemachines/wealth-daily):
-  POST /batch/begin, /batch/confirm, /batch/income, /batch/settle, /batch/end
+  POST /batch/begin, /batch/confirm, /batch/income, /batch/settle, /batch/maturity, /batch/end
 Schedule (no token: a signed tick, or a stock scheduler's unsigned one):
   POST /                                         where the business date follows the clock, start
                                                  yesterday's batch (named by the date: once a day)
@@ -304,6 +304,12 @@ def batch_confirm(req: Request, body: BatchBody) -> BatchPageView:
 def batch_income(req: Request, body: BatchBody) -> BatchPageView:
     """Post a page of holders' income for the date; `next` resumes."""
     return batch_page_view(services.get().wealth.income_page(body.market, body.business_date, body.cursor))
+
+
+@app.route("POST", "/batch/maturity", scopes=[BATCH], body=BatchBody, rate_limit=None)
+def batch_maturity(req: Request, body: BatchBody) -> BatchPageView:
+    """Mature a page of the fixed terms ending on the date; `next` resumes."""
+    return batch_page_view(services.get().wealth.maturity_page(body.market, body.business_date, body.cursor))
 
 
 @app.route("POST", "/batch/settle", scopes=[BATCH], body=BatchBody, rate_limit=None)

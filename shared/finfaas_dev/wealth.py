@@ -46,6 +46,7 @@ class DayRun:
     income_pages: int = 0
     settlements: list[Any] = field(default_factory=list)
     business_date_after: date | None = None
+    matured: int = 0
 
 
 def run_pages(step: Callable[[str | None], Any]) -> tuple[int, int]:
@@ -69,8 +70,9 @@ def run_day(service: WealthService, market: str, day: date) -> DayRun:
     _, confirmed = run_pages(lambda c: service.confirm_page(market, day, c))
     pages, posted = run_pages(lambda c: service.income_page(market, day, c))
     settlements = service.settle(market, day)
+    _, matured = run_pages(lambda c: service.maturity_page(market, day, c))
     after = service.end_day(market, day)
-    return DayRun(True, confirmed, posted, pages, settlements, after)
+    return DayRun(True, confirmed, posted, pages, settlements, after, matured)
 
 
 @dataclass

@@ -11,7 +11,9 @@ Items (each a JSON `doc`, with `version` where it changes):
 - `nav#<product id>` / `<date>`: a NAV fund's NAV of a trading day;
 - `chunk#<product id>#<date>` / `<first customer id>`: one batch transaction's holders, units and
   incomes, written in that transaction (attribute_not_exists: the exactly-once guard);
-- `fast#<product id>#<customer id>` / `<date>`: fast redemptions of the day, against the cap.
+- `fast#<product id>#<customer id>` / `<date>`: fast redemptions of the day, against the cap;
+- `mat#<product id>#<date>` / `<customer id> <order id>`: the fixed terms maturing that date, written
+  with the term's confirmation (or the maturity that rolled it over).
 
 A write that goes with money is not made here: `*_write` hands the item and its condition to the ledger's
 transaction (the ledger's TransactionExtra), as payments does with its intents.
@@ -444,6 +446,31 @@ class WealthStore:
 
         return conditional_write(transact).or_raise(
             lambda w: WealthStoreUnavailable(f"place order: {w.code}"))
+
+    def term_write(self, order: SubscriptionOrder,
+                   listed: Sequence[tuple[SubscriptionOrder, date]]) -> _Write:
+        item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
+                          version=order.version)
+        more = []
+        for other, maturity in listed:
+            if other.order_id != order.order_id:
+                more.append(self._item(f"order#{other.customer_id}", other.order_id, doc=order_to_json(other),
+                                       version=other.version))
+            more.append(self._item(f"mat#{other.product_id}#{maturity.isoformat()}",
+                                   f"{other.customer_id} {other.order_id}",
+                                   doc=_dumps({"customer_id": other.customer_id,
+                                               "order_id": other.order_id})))
+        return _Write(item, self._item.version == order.version - 1, more)
+
+    def maturing(self, product_id: str, day: date, limit: int,
+                 cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        pk = f"mat#{product_id}#{day.isoformat()}"
+        result = self._query(pk, limit=limit, last_key=_decode_key(cursor, pk))
+        try:
+            found = [(raw["customer_id"], raw["order_id"]) for raw in (jsonio.loads(i.doc) for i in result)]
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read maturing orders: {error}") from error
+        return found, _encode_key(result.last_evaluated_key)
 
     def confirm_write(self, order: SubscriptionOrder, position: Position) -> _Write:
         assert order.version > 1 and position.version > 1

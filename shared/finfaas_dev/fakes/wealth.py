@@ -52,6 +52,7 @@ class InMemoryWealthStore:
         self._chunks: dict[tuple[str, date], dict[str, IncomeChunk]] = {}
         self._fast: dict[tuple[str, str, date], int] = {}
         self._navs: dict[tuple[str, date], NavFigure] = {}
+        self._maturing: dict[tuple[str, date], dict[_Key, None]] = {}
 
     def products(self, limit: int) -> list[Product]:
         with self.lock:
@@ -169,6 +170,25 @@ class InMemoryWealthStore:
                 return False
             write.apply()
             return True
+
+    def term_write(self, order: SubscriptionOrder,
+                   listed: Sequence[tuple[SubscriptionOrder, date]]) -> MemoryWrite:
+        of_order = self.order_write(order)
+
+        def apply() -> None:
+            of_order.apply()
+            for other, maturity in listed:
+                key = (other.customer_id, other.order_id)
+                self._orders[key] = other if other.order_id != order.order_id else order
+                self._maturing.setdefault((other.product_id, maturity), {})[key] = None
+
+        return MemoryWrite(of_order.check, apply)
+
+    def maturing(self, product_id: str, day: date, limit: int,
+                 cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        with self.lock:
+            keys = sorted(self._maturing.get((product_id, day), {}))
+        return _paged(keys, limit, cursor, lambda k: f"{k[0]} {k[1]}")
 
     def confirm_write(self, order: SubscriptionOrder, position: Position) -> MemoryWrite:
         of_order = self.order_write(order)

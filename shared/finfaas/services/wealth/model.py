@@ -82,6 +82,7 @@ class Product:
 class OrderStatus(StrEnum):
     PENDING = "pending"  # cash (or units) held, waiting for confirmation on T+1
     CONFIRMED = "confirmed"  # the hold posted: units added (subscription) or cash paid (redemption)
+    MATURED = "matured"  # a fixed term ended: interest paid or rolled, principal paid or rolled
 
 
 class OrderKind(StrEnum):
@@ -133,6 +134,11 @@ class SubscriptionOrder:
 
 
 Order = SubscriptionOrder  # subscriptions and redemptions share one record, told apart by `kind`
+
+
+def rolled_order_id(order_id: str, maturity: date) -> str:
+    """The order of the new term a rolled-over maturity starts: derived, so a rerun writes the same."""
+    return f"{order_id}~{maturity:%Y%m%d}"
 
 
 def hold_id(customer_id: str, order_id: str) -> str:
@@ -248,6 +254,7 @@ def remainder_transfer_id(product_id: str, day: date) -> str:
 
 def order_transfer_id(customer_id: str, order_id: str, step: str) -> str:
     """A ledger id derived from the customer and the client's order id (two customers may pick the same
-    order id) and the step (`h` hold, `p` post, `f` fast redemption, `fee` a NAV subscription's fee)."""
+    order id) and the step (`h` hold, `p` post, `f` fast redemption, `fee` a NAV subscription's fee,
+    `mi` a fixed term's interest, `mp` its principal paid out)."""
     digest = hashlib.sha256(f"{customer_id}\x00{order_id}".encode()).hexdigest()[:40]
     return f"wo-{digest}-{step}"

@@ -105,6 +105,17 @@ class WealthRepository(ProductCatalogue, OrderRepository, Protocol):
         position's held units (on its previous version), in one transaction; False if either was taken."""
         ...
 
+    def term_write(self, order: SubscriptionOrder,
+                   listed: Sequence[tuple[SubscriptionOrder, date]]) -> RowWrite:
+        """A fixed-term step: the order on its previous version, plus each listed order put (a rolled-over
+        term's new order) and listed as maturing on its date, to ride in the step's ledger transaction."""
+        ...
+
+    def maturing(self, product_id: str, day: date, limit: int,
+                 cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        """(customer id, order id) of the fixed terms maturing on day, a page at a time."""
+        ...
+
     def confirm_write(self, order: SubscriptionOrder, position: Position) -> RowWrite:
         """A NAV order's confirmation: the order on its previous version (taken: AlreadyRecorded) and the
         position's units on its previous version (changed by a rival: RowMoved), in one transaction."""

@@ -35,6 +35,8 @@ from finfaas.domain.wealth import (
     check_figure,
     check_minimum,
     income_per_10k_units_max,
+    mature,
+    maturity_date,
     mmf_distributable,
     mmf_income,
     nav_max,
@@ -80,6 +82,7 @@ from finfaas.services.wealth.model import (
     order_transfer_id,
     position_account_id,
     remainder_transfer_id,
+    rolled_order_id,
     rounding_account_id,
 )
 from finfaas.services.wealth.ports import (
@@ -434,8 +437,7 @@ class WealthService:
     def confirm_page(self, market: str, day: date, cursor: str | None) -> PageResult:
         """Post the holds of the orders confirmed on day (subscriptions into positions, standard
         redemptions to wallets), a page at a time; an order already confirmed is skipped."""
-        # Fixed-term orders wait (their maturities are not built): cash stays held.
-        products = [p for p in self._products(market) if p.kind in (ProductKind.MMF, ProductKind.NAV_FUND)]
+        products = self._products(market)
         index, inner = _decode_cursor(cursor, len(products))
         if index >= len(products):
             return PageResult(0, 0, None)
@@ -452,9 +454,12 @@ class WealthService:
             if order.kind is OrderKind.SUBSCRIBE:
                 self._position_for(product, customer_id, order.confirmation_date)
             confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1)
+            write = self._repo.order_write(confirmed)
+            if product.fixed_term is not None:  # the term runs from the confirmation (its value date)
+                maturity = maturity_date(product.fixed_term, order.confirmation_date)
+                write = self._repo.term_write(confirmed, [(confirmed, maturity)])
             try:
-                self._ledger.post(order.hold_id, order_transfer_id(customer_id, order_id, "p"),
-                                  self._repo.order_write(confirmed))
+                self._ledger.post(order.hold_id, order_transfer_id(customer_id, order_id, "p"), write)
             except AlreadyRecorded:
                 continue  # a rival run confirmed it first
             posted += 1
@@ -539,6 +544,52 @@ class WealthService:
                                       product.fund_account_id, fee_account_id(product.product_id),
                                       order.fee_minor, product.currency, None, self._repo.order_write(booked))
         return posted
+
+    def maturity_page(self, market: str, day: date, cursor: str | None) -> PageResult:
+        """Mature a page of the fixed terms ending on day: interest for the term from the fund, paid to
+        the wallet or rolled with the principal into a new term, per the order's instruction. Each term
+        is one ledger transaction with the order's next version, so a rerun matures nothing twice."""
+        products = [p for p in self._products(market) if p.fixed_term is not None]
+        index, inner = _decode_cursor(cursor, len(products))
+        if index >= len(products):
+            return PageResult(0, 0, None)
+        product = products[index]
+        terms = product.fixed_term
+        assert terms is not None
+        found, after = self._repo.maturing(product.product_id, day, confirm_orders_per_page_max, inner)
+        posted = 0
+        for customer_id, order_id in found:
+            order = self._repo.order(customer_id, order_id)
+            if order is None or order.status is not OrderStatus.CONFIRMED:
+                continue
+            if order.maturity_instruction is None:
+                continue
+            result = mature(terms, order.amount_minor, order.maturity_instruction)
+            account = position_account_id(product.product_id, customer_id)
+            # Legs independent of each other: the interest goes from the fund straight to where it ends
+            # (the wallet, or the position when it rolls), the principal paid out leaves the position.
+            rolls_interest = order.maturity_instruction is MaturityInstruction.ROLL_OVER_ALL
+            legs = [(order_transfer_id(customer_id, order_id, "mi"), product.fund_account_id,
+                     account if rolls_interest else order.account_id, result.interest_minor)]
+            if order.maturity_instruction is MaturityInstruction.PAY_OUT:
+                legs.append((order_transfer_id(customer_id, order_id, "mp"), account, order.account_id,
+                             order.amount_minor))
+            legs = [leg for leg in legs if leg[3] > 0]
+            listed = []
+            if result.rolled_over_minor:
+                rolled = replace(order, order_id=rolled_order_id(order_id, day),
+                                 amount_minor=result.rolled_over_minor,
+                                 placed_at=datetime.combine(day, order.placed_at.timetz()), trade_date=day,
+                                 confirmation_date=day, hold_id="", status=OrderStatus.CONFIRMED, version=1)
+                listed.append((rolled, maturity_date(terms, day)))
+            matured = replace(order, status=OrderStatus.MATURED, version=order.version + 1)
+            assert legs, "a term pays interest or principal"
+            try:
+                self._ledger.post_linked(legs, product.currency, self._repo.term_write(matured, listed))
+            except AlreadyRecorded:
+                continue  # a rival run matured it first
+            posted += 1
+        return PageResult(len(found), posted, _next_cursor(index, after, len(products)))
 
     def income_page(self, market: str, day: date, cursor: str | None) -> PageResult:
         """Post one page of holders' income for day: the units are the positions' ledger balances, the

@@ -13,6 +13,7 @@ from finfaas.domain.wealth import (
     BelowMinimum,
     FastRedemptionCapExceeded,
     InvalidFigure,
+    MaturityInstruction,
     Rounding,
     mmf_compound,
     mmf_distribute,
@@ -20,7 +21,13 @@ from finfaas.domain.wealth import (
 from finfaas.platform.errors import ErrorTable
 from finfaas.services.wealth.api import ERRORS
 from finfaas.services.wealth.errors import FigureAlreadyPublished, InsufficientBalance, ProductClosed
-from finfaas.services.wealth.model import OrderStatus, SubscribeCommand, fee_account_id
+from finfaas.services.wealth.model import (
+    OrderStatus,
+    SubscribeCommand,
+    fee_account_id,
+    position_account_id,
+    rolled_order_id,
+)
 from finfaas.services.wealth.service import RedeemCommand, WealthService
 from finfaas_dev.wealth import check, run_day, seeded_holdings
 from support.wealth_testing import WealthWorld, utc
@@ -248,4 +255,24 @@ def test_a_nav_subscription_is_confirmed_at_its_trade_dates_nav_once_with_its_fe
     assert (world.balance(wallet), world.balance(product.fund_account_id)) == (1_182_000, 8_699_423)
     position = world.store.position(product.product_id, ALICE)
     assert (position.units_minor, position.units_held_minor) == (7_374_087, 0)
+    assert wealth_check(world).passed
+
+
+def test_a_fixed_term_rolled_over_matures_once_into_a_new_term(world):
+    # GIVEN 10,000.00 for 3 days at 3.6 % ACT/360, principal and interest rolled over, bought on Thursday
+    product = world.product(product_id=f"ft-{uuid.uuid4().hex[:10]}", kind="fixed_term", minimum=100_000,
+                            rate="0.036", demand_rate="0.003", term_days=3, day_count="ACT/360")
+    world.product_ids.append(product.product_id)
+    wallet = world.wallet(ALICE, 1_000_000)
+    world.service.subscribe(ALICE, SubscribeCommand("t-1", product.product_id, wallet, 1_000_000,
+                                                    MaturityInstruction.ROLL_OVER_ALL))
+    # WHEN the batches run from Thursday to Monday, the term's maturity (value date Friday + 3 days)
+    matured = [run_day(world.service, world.market, date(2027, 3, d)).matured for d in (4, 5, 6, 7, 8)]
+    # THEN it matured once, on Monday: 3.00 interest rolled with the principal into the next term
+    assert matured == [0, 0, 0, 0, 1]
+    assert world.service.maturity_page(world.market, date(2027, 3, 8), None).posted == 0
+    assert world.service.order(ALICE, "t-1").status is OrderStatus.MATURED
+    rolled = world.service.order(ALICE, rolled_order_id("t-1", date(2027, 3, 8)))
+    assert (rolled.amount_minor, rolled.status) == (1_000_300, OrderStatus.CONFIRMED)
+    assert world.balance(position_account_id(product.product_id, ALICE)) == 1_000_300
     assert wealth_check(world).passed
