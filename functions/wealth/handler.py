@@ -1,4 +1,4 @@
-"""The wealth function: money-market funds (products, orders, positions, daily income) on the ledger.
+"""The wealth function: money-market funds, NAV funds and fixed terms on the ledger, and their batch.
 
 Customers (wealth:write / wealth:read; a customer sees only its own orders and positions, 404 otherwise):
   POST /subscriptions                            hold the amount on the wallet; confirmed on T+1

@@ -11,7 +11,7 @@ of it (confirmed subscriptions − redemptions + cumulative income) equals its l
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -132,7 +132,7 @@ def check(items: Any, balances: Callable[[Sequence[str]], dict[str, tuple[int, i
         report.days_checked += 1
         _check_day(report, products[figure.product_id], figure, chunks[(figure.product_id, figure.day)],
                    transfer_amount)
-    _check_units(report, positions, orders, balances)
+    _check_units(report, positions, orders, balances, {p for p, x in products.items() if x.fixed_term})
     for order in orders:
         if order.kind is OrderKind.SUBSCRIBE and order.fee_booked and order.fee_minor:
             booked = transfer_amount(order_transfer_id(order.customer_id, order.order_id, "fee"))
@@ -161,7 +161,8 @@ def _check_day(report: CheckReport, product: Product, figure: DailyIncome, day_c
 
 
 def _check_units(report: CheckReport, positions: list[Position], orders: list[SubscriptionOrder],
-                 balances: Callable[[Sequence[str]], dict[str, tuple[int, int]]]) -> None:
+                 balances: Callable[[Sequence[str]], dict[str, tuple[int, int]]],
+                 fixed_terms: Collection[str] = ()) -> None:
     moved: dict[tuple[str, str], int] = defaultdict(int)
     nav_units: dict[tuple[str, str], int] = defaultdict(int)
     for order in orders:
@@ -169,6 +170,11 @@ def _check_units(report: CheckReport, positions: list[Position], orders: list[Su
             sign = 1 if order.kind is OrderKind.SUBSCRIBE else -1
             if order.units_minor is not None:  # a NAV fund's units live on the position, the cash in the fund
                 nav_units[(order.product_id, order.customer_id)] += sign * order.units_minor
+                continue
+            if order.product_id in fixed_terms:  # a term holds what its early redemption left
+                if order.kind is OrderKind.SUBSCRIBE:
+                    held = order.amount_minor - order.early_redeemed_minor
+                    moved[(order.product_id, order.customer_id)] += held
                 continue
             moved[(order.product_id, order.customer_id)] += sign * order.amount_minor
     for start in range(0, len(positions), 100):

@@ -122,7 +122,8 @@ def order_to_json(order: SubscriptionOrder) -> str:
         "confirmation_date": order.confirmation_date.isoformat(), "hold_id": order.hold_id,
         "status": order.status.value, "kind": order.kind.value, "version": order.version,
         "nav": _optional(order.nav), "units_minor": order.units_minor, "fee_minor": order.fee_minor,
-        "fee_booked": order.fee_booked,
+        "fee_booked": order.fee_booked, "early_redeemed_minor": order.early_redeemed_minor,
+        "partial_redemptions": order.partial_redemptions,
     })
 
 
@@ -136,7 +137,8 @@ def order_from_json(text: str) -> SubscriptionOrder:
         date.fromisoformat(raw["confirmation_date"]), raw["hold_id"], OrderStatus(raw["status"]),
         OrderKind(raw["kind"]), int(raw["version"]),
         Decimal(raw["nav"]) if raw.get("nav") is not None else None, raw.get("units_minor"),
-        raw.get("fee_minor"), bool(raw.get("fee_booked", False)))
+        raw.get("fee_minor"), bool(raw.get("fee_booked", False)), int(raw.get("early_redeemed_minor", 0)),
+        int(raw.get("partial_redemptions", 0)))
 
 
 def position_to_json(position: Position) -> str:
@@ -447,11 +449,12 @@ class WealthStore:
         return conditional_write(transact).or_raise(
             lambda w: WealthStoreUnavailable(f"place order: {w.code}"))
 
-    def term_write(self, order: SubscriptionOrder,
-                   listed: Sequence[tuple[SubscriptionOrder, date]]) -> _Write:
+    def term_write(self, order: SubscriptionOrder, listed: Sequence[tuple[SubscriptionOrder, date]],
+                   recorded: Sequence[SubscriptionOrder] = ()) -> _Write:
         item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
                           version=order.version)
-        more = []
+        more = [self._item(f"order#{o.customer_id}", o.order_id, doc=order_to_json(o), version=o.version)
+                for o in recorded]
         for other, maturity in listed:
             if other.order_id != order.order_id:
                 more.append(self._item(f"order#{other.customer_id}", other.order_id, doc=order_to_json(other),

@@ -171,12 +171,14 @@ class InMemoryWealthStore:
             write.apply()
             return True
 
-    def term_write(self, order: SubscriptionOrder,
-                   listed: Sequence[tuple[SubscriptionOrder, date]]) -> MemoryWrite:
+    def term_write(self, order: SubscriptionOrder, listed: Sequence[tuple[SubscriptionOrder, date]],
+                   recorded: Sequence[SubscriptionOrder] = ()) -> MemoryWrite:
         of_order = self.order_write(order)
 
         def apply() -> None:
             of_order.apply()
+            for other in recorded:
+                self._orders[(other.customer_id, other.order_id)] = other
             for other, maturity in listed:
                 key = (other.customer_id, other.order_id)
                 self._orders[key] = other if other.order_id != order.order_id else order

@@ -107,10 +107,12 @@ class RedeemBody(StrictModel):
     account_id: Identifier
     amount: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max, description="minor units")]
     mode: Literal["standard", "fast"] = "standard"
+    term_order_id: OrderId | None = Field(default=None, description="a fixed term's early redemption: "
+                                          "the order id of the term it redeems (paid at once)")
 
     def command(self) -> RedeemCommand:
         return RedeemCommand(self.order_id, self.product_id, self.account_id, self.amount,
-                             self.mode == "fast")
+                             self.mode == "fast", self.term_order_id)
 
 
 class NewProductBody(StrictModel):

@@ -126,6 +126,9 @@ class SubscriptionOrder:
     units_minor: int | None = None
     fee_minor: int | None = None
     fee_booked: bool = False
+    # A fixed term's principal redeemed early (paid at once) and how many partial redemptions it had.
+    early_redeemed_minor: int = 0
+    partial_redemptions: int = 0
 
     def request(self) -> tuple[str, str, str, str, int, MaturityInstruction | None]:
         """What a repeated request must repeat to be the same order."""

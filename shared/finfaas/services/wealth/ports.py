@@ -105,10 +105,11 @@ class WealthRepository(ProductCatalogue, OrderRepository, Protocol):
         position's held units (on its previous version), in one transaction; False if either was taken."""
         ...
 
-    def term_write(self, order: SubscriptionOrder,
-                   listed: Sequence[tuple[SubscriptionOrder, date]]) -> RowWrite:
+    def term_write(self, order: SubscriptionOrder, listed: Sequence[tuple[SubscriptionOrder, date]],
+                   recorded: Sequence[SubscriptionOrder] = ()) -> RowWrite:
         """A fixed-term step: the order on its previous version, plus each listed order put (a rolled-over
-        term's new order) and listed as maturing on its date, to ride in the step's ledger transaction."""
+        term's new order) and listed as maturing on its date, and each recorded order put (an early
+        redemption), to ride in the step's ledger transaction."""
         ...
 
     def maturing(self, product_id: str, day: date, limit: int,

@@ -34,6 +34,7 @@ from finfaas.domain.wealth import (
     check_fast_redemption,
     check_figure,
     check_minimum,
+    early_redemption,
     income_per_10k_units_max,
     mature,
     maturity_date,
@@ -125,6 +126,7 @@ class RedeemCommand:
     account_id: str
     amount_minor: int
     fast: bool
+    term_order_id: str | None = None  # a fixed term's early redemption: the term it redeems
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,9 +301,8 @@ class WealthService:
         """Standard: hold the units, paid to the wallet on T+1 (the units earn until then). Fast: paid at
         once, within the product's daily cap per customer and business date."""
         product = self.product(command.product_id)
-        if product.kind is ProductKind.FIXED_TERM:
-            raise InvalidOrder("redemptions are built for funds only",
-                               errors=(("product_id", "not a fund"),))
+        if product.fixed_term is not None:
+            return self._redeem_early(customer_id, product, command)
         if product.kind is ProductKind.NAV_FUND and command.fast:
             raise InvalidOrder("mode: a NAV fund redeems at the next NAV (standard) only",
                                errors=(("mode", "standard only"),))
@@ -346,6 +347,50 @@ class WealthService:
             return self._stored(customer_id, done)
         raise OrderConflict("fast redemptions of this position ran at once; retry",
                             errors=(("order_id", "retry"),))
+
+    def _redeem_early(self, customer_id: str, product: Product, command: RedeemCommand) -> SubscriptionOrder:
+        """Redeem a fixed term's principal before maturity, paid at once with the demand rate's interest for
+        the days held, in one ledger transaction with the term's next version (at most one partial)."""
+        terms = product.fixed_term
+        assert terms is not None
+        if command.fast or command.term_order_id is None:
+            raise InvalidOrder("term_order_id: an early redemption names the term it redeems",
+                               errors=(("term_order_id", "required for a fixed-term product"),))
+        asked = self._priced(customer_id, command.order_id, product, command.account_id, command.amount_minor,
+                             OrderKind.REDEEM, None)
+        existing = self._repo.order(customer_id, command.order_id)
+        if existing is not None:
+            return self._same(existing, asked)
+        term = self._repo.order(customer_id, command.term_order_id)
+        if term is None or term.product_id != product.product_id or term.kind is not OrderKind.SUBSCRIBE:
+            raise OrderNotFound("no such term", errors=(("term_order_id", "not found"),))
+        if term.status is not OrderStatus.CONFIRMED:
+            raise InvalidOrder("term_order_id: the term is not running",
+                               errors=(("term_order_id", "not running"),))
+        wallet = self._ledger.account(command.account_id)
+        if wallet is None or wallet[0] != customer_id:  # redemptions pay only the customer's own wallet
+            raise WalletAccountNotFound("no such wallet account", errors=(("account_id", "not found"),))
+        today = self._business_dates.current(product.market).business_date
+        result = early_redemption(terms, term.amount_minor - term.early_redeemed_minor, command.amount_minor,
+                                  term.confirmation_date, today, term.partial_redemptions)
+        done = replace(asked, status=OrderStatus.CONFIRMED, confirmation_date=today,
+                       hold_id=order_transfer_id(customer_id, command.order_id, "e"))
+        updated = replace(term, early_redeemed_minor=term.early_redeemed_minor + command.amount_minor,
+                          partial_redemptions=result.partial_redemptions, version=term.version + 1)
+        account = position_account_id(product.product_id, customer_id)
+        legs = [(done.hold_id, account, command.account_id, command.amount_minor)]
+        if result.interest_minor:
+            legs.append((order_transfer_id(customer_id, command.order_id, "ei"), product.fund_account_id,
+                         command.account_id, result.interest_minor))
+        try:
+            self._ledger.post_linked(legs, product.currency, self._repo.term_write(updated, [], [done]))
+        except AlreadyRecorded:  # the term moved: this request's lost answer, or a rival redemption
+            stored = self._repo.order(customer_id, command.order_id)
+            if stored is None:
+                raise OrderConflict("the term changed while this redemption ran; retry",
+                                    errors=(("term_order_id", "retry"),)) from None
+            return self._same(stored, asked)
+        return self._stored(customer_id, done)
 
     def _redeem_nav(self, customer_id: str, order: SubscriptionOrder) -> SubscriptionOrder:
         """Hold the units on the position and record the order (one transaction, no money yet): the
@@ -564,7 +609,10 @@ class WealthService:
                 continue
             if order.maturity_instruction is None:
                 continue
-            result = mature(terms, order.amount_minor, order.maturity_instruction)
+            principal = order.amount_minor - order.early_redeemed_minor
+            if principal == 0:
+                continue  # redeemed whole before maturity: nothing left to mature
+            result = mature(terms, principal, order.maturity_instruction)
             account = position_account_id(product.product_id, customer_id)
             # Legs independent of each other: the interest goes from the fund straight to where it ends
             # (the wallet, or the position when it rolls), the principal paid out leaves the position.
@@ -573,12 +621,13 @@ class WealthService:
                      account if rolls_interest else order.account_id, result.interest_minor)]
             if order.maturity_instruction is MaturityInstruction.PAY_OUT:
                 legs.append((order_transfer_id(customer_id, order_id, "mp"), account, order.account_id,
-                             order.amount_minor))
+                             principal))
             legs = [leg for leg in legs if leg[3] > 0]
             listed = []
             if result.rolled_over_minor:
                 rolled = replace(order, order_id=rolled_order_id(order_id, day),
-                                 amount_minor=result.rolled_over_minor,
+                                 amount_minor=result.rolled_over_minor, early_redeemed_minor=0,
+                                 partial_redemptions=0,
                                  placed_at=datetime.combine(day, order.placed_at.timetz()), trade_date=day,
                                  confirmation_date=day, hold_id="", status=OrderStatus.CONFIRMED, version=1)
                 listed.append((rolled, maturity_date(terms, day)))

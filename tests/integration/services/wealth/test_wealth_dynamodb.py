@@ -258,7 +258,7 @@ def test_a_nav_subscription_is_confirmed_at_its_trade_dates_nav_once_with_its_fe
     assert wealth_check(world).passed
 
 
-def test_a_fixed_term_rolled_over_matures_once_into_a_new_term(world):
+def test_a_fixed_term_partly_redeemed_early_then_rolled_over_matures_once_into_a_new_term(world):
     # GIVEN 10,000.00 for 3 days at 3.6 % ACT/360, principal and interest rolled over, bought on Thursday
     product = world.product(product_id=f"ft-{uuid.uuid4().hex[:10]}", kind="fixed_term", minimum=100_000,
                             rate="0.036", demand_rate="0.003", term_days=3, day_count="ACT/360")
@@ -266,13 +266,18 @@ def test_a_fixed_term_rolled_over_matures_once_into_a_new_term(world):
     wallet = world.wallet(ALICE, 1_000_000)
     world.service.subscribe(ALICE, SubscribeCommand("t-1", product.product_id, wallet, 1_000_000,
                                                     MaturityInstruction.ROLL_OVER_ALL))
-    # WHEN the batches run from Thursday to Monday, the term's maturity (value date Friday + 3 days)
-    matured = [run_day(world.service, world.market, date(2027, 3, d)).matured for d in (4, 5, 6, 7, 8)]
-    # THEN it matured once, on Monday: 3.00 interest rolled with the principal into the next term
+    # WHEN the batches run from Thursday to Monday, the term's maturity (value date Friday + 3 days), and
+    # 4,000.00 is redeemed early on Saturday (1 day at the 0.3 % demand rate: 0.03)
+    matured = [run_day(world.service, world.market, date(2027, 3, d)).matured for d in (4, 5)]
+    world.service.redeem(ALICE, RedeemCommand("e-1", product.product_id, wallet, 400_000, fast=False,
+                                              term_order_id="t-1"))
+    assert world.balance(wallet) == 400_003
+    matured += [run_day(world.service, world.market, date(2027, 3, d)).matured for d in (6, 7, 8)]
+    # THEN it matured once, on Monday: 1.80 interest on the 6,000.00 left, rolled with it into a new term
     assert matured == [0, 0, 0, 0, 1]
     assert world.service.maturity_page(world.market, date(2027, 3, 8), None).posted == 0
     assert world.service.order(ALICE, "t-1").status is OrderStatus.MATURED
     rolled = world.service.order(ALICE, rolled_order_id("t-1", date(2027, 3, 8)))
-    assert (rolled.amount_minor, rolled.status) == (1_000_300, OrderStatus.CONFIRMED)
-    assert world.balance(position_account_id(product.product_id, ALICE)) == 1_000_300
+    assert (rolled.amount_minor, rolled.status) == (600_180, OrderStatus.CONFIRMED)
+    assert world.balance(position_account_id(product.product_id, ALICE)) == 600_180
     assert wealth_check(world).passed

@@ -1,6 +1,7 @@
 """Fixed-term products on the in-memory fakes: the term runs from its confirmation, and the batch's
 maturity step pays the interest per day count and pays out or rolls over per the order's instruction,
-once per term, even when a run dies at maturity and runs again."""
+once per term, even when a run dies at maturity and runs again; one partial early redemption earns the
+demand rate."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from finfaas.domain.calendar import parse_calendar
-from finfaas.domain.wealth import DayCount, FixedTerm, MaturityInstruction
+from finfaas.domain.wealth import DayCount, FixedTerm, MaturityInstruction, PartialRedemptionUsed
 from finfaas.services.business_date.model import BusinessDateMode
 from finfaas.services.business_date.service import BusinessDateService
+from finfaas.services.wealth.errors import InvalidOrder, OrderNotFound
 from finfaas.services.wealth.model import (
     OrderStatus,
     Product,
@@ -23,7 +25,7 @@ from finfaas.services.wealth.model import (
     position_account_id,
     rolled_order_id,
 )
-from finfaas.services.wealth.service import WealthService
+from finfaas.services.wealth.service import RedeemCommand, WealthService
 from finfaas_dev.fakes.business_date import InMemoryBusinessDateStore
 from finfaas_dev.fakes.wealth import InMemoryWealthLedger, InMemoryWealthStore
 from finfaas_dev.wealth import run_day
@@ -112,3 +114,29 @@ def test_a_run_killed_at_maturity_matures_the_term_once_when_run_again():
     assert ledger.available("wallet-ada") == PRINCIPAL + INTEREST
     assert ledger.balances([fund_account_id("ft-1")])[fund_account_id("ft-1")][0] == -INTEREST
 
+
+def test_one_partial_early_redemption_earns_the_demand_rate_and_the_rest_matures_at_the_term_rate():
+    # GIVEN 10,000.00 for 30 days from Friday 5 March, paid out at maturity
+    service, store, ledger = world(MaturityInstruction.PAY_OUT)
+    run_until(service, date(2027, 3, 14))  # the business date is now Monday 15 March: 10 days held
+    # WHEN 4,000.00 is redeemed early: 4,000.00 × 0.3 % × 10 / 365 = 0.3287… → 0.33 interest, at once
+    redeem = RedeemCommand("e-1", "ft-1", "wallet-ada", 400_000, fast=False, term_order_id="t-1")
+    early = service.redeem("ada", redeem)
+    assert service.redeem("ada", redeem) == early  # the same request again: the same order, paid once
+    assert (early.status, early.confirmation_date) == (OrderStatus.CONFIRMED, date(2027, 3, 15))
+    assert ledger.available("wallet-ada") == 400_000 + 33
+    # THEN a second partial is refused naming the amount, and one leaving under the minimum too
+    with pytest.raises(PartialRedemptionUsed) as second:
+        service.redeem("ada", RedeemCommand("e-2", "ft-1", "wallet-ada", 100_000, fast=False,
+                                             term_order_id="t-1"))
+    assert second.value.field == "amount"
+    with pytest.raises(InvalidOrder) as unnamed:
+        service.redeem("ada", RedeemCommand("e-3", "ft-1", "wallet-ada", 100_000, fast=False))
+    assert unnamed.value.errors[0][0] == "term_order_id"
+    with pytest.raises(OrderNotFound):  # another customer's term is not found
+        service.redeem("bob", RedeemCommand("e-4", "ft-1", "wallet-ada", 100_000, fast=False,
+                                            term_order_id="t-1"))
+    # AND the 6,000.00 left matures at 3 %: 6,000.00 × 3 % × 30 / 365 = 14.79
+    assert run_until(service, MATURITY, first=date(2027, 3, 15)) == 1
+    assert ledger.available("wallet-ada") == 400_000 + 33 + 600_000 + 1_479
+    assert ledger.balances([position_account_id("ft-1", "ada")])[position_account_id("ft-1", "ada")][0] == 0
