@@ -1,4 +1,4 @@
-"""The wealth function: money-market funds (products, orders, positions, daily income) on the ledger.
+"""The wealth function: money-market funds, NAV funds and fixed terms on the ledger, and their batch.
 
 Customers (wealth:write / wealth:read; a customer sees only its own orders and positions, 404 otherwise):
   POST /subscriptions                            hold the amount on the wallet; confirmed on T+1
@@ -12,9 +12,10 @@ Operators (ops scope; POSTs take an Idempotency-Key):
   GET  /_/ops/products/{product_id}              the product
   POST /_/ops/products/{product_id}/close        no new subscriptions
   POST /_/ops/products/{product_id}/income       a day's income per 10,000 units (correction: true)
+  POST /_/ops/products/{product_id}/nav          a NAV fund's NAV of a trading day (correction: true)
   POST /_/ops/batch                              start the daily batch for the market's business date
 The daily batch (the orchestrator's Tasks, scope wealth:batch; infra/statemachines/wealth-daily):
-  POST /batch/begin, /batch/confirm, /batch/income, /batch/settle, /batch/end
+  POST /batch/begin, /batch/confirm, /batch/income, /batch/settle, /batch/maturity, /batch/end
 Schedule (no token: a signed tick, or a stock scheduler's unsigned one):
   POST /                                         where the business date follows the clock, start
                                                  yesterday's batch (named by the date: once a day)
@@ -42,6 +43,8 @@ from finfaas.services.wealth.api import (
     IncomeBody,
     IncomeLine,
     IncomeStatement,
+    NavBody,
+    NavView,
     NewProductBody,
     OrderList,
     OrderView,
@@ -53,6 +56,7 @@ from finfaas.services.wealth.api import (
     SubscribeBody,
     batch_page_view,
     daily_income_view,
+    nav_view,
     order_view,
     position_view,
     product_view,
@@ -254,6 +258,19 @@ def publish_income(req: Request, product_id: str, body: IncomeBody) -> DailyInco
     return daily_income_view(figure)
 
 
+@app.route("POST", "/_/ops/products/{product_id}/nav", body=NavBody, status=201, response=NavView,
+           idempotency="required", rate_limit=OPS_LIMIT.name)
+def publish_nav(req: Request, product_id: str, body: NavBody) -> NavView:
+    """A NAV fund's NAV of a trading day (at most 4 decimals); a published day is a 409 unless
+    correction is true, and only until the business date passes the day."""
+    from decimal import Decimal
+
+    req.audit_target = f"wealth_product:{product_id}"
+    figure = services.get().wealth.publish_nav(product_id, body.date, Decimal(body.nav),
+                                               correction=body.correction)
+    return nav_view(figure)
+
+
 @app.route("POST", "/_/ops/batch", body=BatchBody, idempotency="optional", rate_limit=OPS_LIMIT.name)
 def start_batch(req: Request, body: BatchBody) -> dict[str, Any]:
     """Start the daily batch for business_date (the market's current one): one execution per date."""
@@ -287,6 +304,12 @@ def batch_confirm(req: Request, body: BatchBody) -> BatchPageView:
 def batch_income(req: Request, body: BatchBody) -> BatchPageView:
     """Post a page of holders' income for the date; `next` resumes."""
     return batch_page_view(services.get().wealth.income_page(body.market, body.business_date, body.cursor))
+
+
+@app.route("POST", "/batch/maturity", scopes=[BATCH], body=BatchBody, rate_limit=None)
+def batch_maturity(req: Request, body: BatchBody) -> BatchPageView:
+    """Mature a page of the fixed terms ending on the date; `next` resumes."""
+    return batch_page_view(services.get().wealth.maturity_page(body.market, body.business_date, body.cursor))
 
 
 @app.route("POST", "/batch/settle", scopes=[BATCH], body=BatchBody, rate_limit=None)

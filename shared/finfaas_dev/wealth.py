@@ -11,7 +11,7 @@ of it (confirmed subscriptions − redemptions + cumulative income) equals its l
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from finfaas.services.wealth.model import (
     Product,
     SubscriptionOrder,
     hold_id,
+    order_transfer_id,
     position_account_id,
     remainder_transfer_id,
 )
@@ -45,6 +46,7 @@ class DayRun:
     income_pages: int = 0
     settlements: list[Any] = field(default_factory=list)
     business_date_after: date | None = None
+    matured: int = 0
 
 
 def run_pages(step: Callable[[str | None], Any]) -> tuple[int, int]:
@@ -68,8 +70,9 @@ def run_day(service: WealthService, market: str, day: date) -> DayRun:
     _, confirmed = run_pages(lambda c: service.confirm_page(market, day, c))
     pages, posted = run_pages(lambda c: service.income_page(market, day, c))
     settlements = service.settle(market, day)
+    _, matured = run_pages(lambda c: service.maturity_page(market, day, c))
     after = service.end_day(market, day)
-    return DayRun(True, confirmed, posted, pages, settlements, after)
+    return DayRun(True, confirmed, posted, pages, settlements, after, matured)
 
 
 @dataclass
@@ -129,7 +132,13 @@ def check(items: Any, balances: Callable[[Sequence[str]], dict[str, tuple[int, i
         report.days_checked += 1
         _check_day(report, products[figure.product_id], figure, chunks[(figure.product_id, figure.day)],
                    transfer_amount)
-    _check_units(report, positions, orders, balances)
+    _check_units(report, positions, orders, balances, {p for p, x in products.items() if x.fixed_term})
+    for order in orders:
+        if order.kind is OrderKind.SUBSCRIBE and order.fee_booked and order.fee_minor:
+            booked = transfer_amount(order_transfer_id(order.customer_id, order.order_id, "fee"))
+            if booked != order.fee_minor:
+                report.findings.append(f"order {order.customer_id}/{order.order_id}: fee {order.fee_minor}, "
+                                       f"{booked} booked to the fee account")
     return report
 
 
@@ -152,11 +161,21 @@ def _check_day(report: CheckReport, product: Product, figure: DailyIncome, day_c
 
 
 def _check_units(report: CheckReport, positions: list[Position], orders: list[SubscriptionOrder],
-                 balances: Callable[[Sequence[str]], dict[str, tuple[int, int]]]) -> None:
+                 balances: Callable[[Sequence[str]], dict[str, tuple[int, int]]],
+                 fixed_terms: Collection[str] = ()) -> None:
     moved: dict[tuple[str, str], int] = defaultdict(int)
+    nav_units: dict[tuple[str, str], int] = defaultdict(int)
     for order in orders:
         if order.status is OrderStatus.CONFIRMED:
             sign = 1 if order.kind is OrderKind.SUBSCRIBE else -1
+            if order.units_minor is not None:  # a NAV fund's units live on the position, the cash in the fund
+                nav_units[(order.product_id, order.customer_id)] += sign * order.units_minor
+                continue
+            if order.product_id in fixed_terms:  # a term holds what its early redemption left
+                if order.kind is OrderKind.SUBSCRIBE:
+                    held = order.amount_minor - order.early_redeemed_minor
+                    moved[(order.product_id, order.customer_id)] += held
+                continue
             moved[(order.product_id, order.customer_id)] += sign * order.amount_minor
     for start in range(0, len(positions), 100):
         page = positions[start:start + 100]
@@ -165,6 +184,10 @@ def _check_units(report: CheckReport, positions: list[Position], orders: list[Su
             report.positions_checked += 1
             expected = moved[(position.product_id, position.customer_id)] + position.cumulative_income_minor
             actual = found.get(position.account_id, (0, 0))[0]
+            units = nav_units[(position.product_id, position.customer_id)]
+            if position.units_minor != units:
+                report.findings.append(f"position {position.product_id}/{position.customer_id}: units "
+                                       f"{position.units_minor}, confirmed NAV orders {units}")
             if actual != expected:
                 report.findings.append(f"position {position.product_id}/{position.customer_id}: ledger "
                                        f"{actual}, orders and income {expected}")

@@ -8,9 +8,12 @@ Items (each a JSON `doc`, with `version` where it changes):
 - `pos#<product id>` / `<customer id>`: a product's positions, so the daily batch pages over them with
   one Query per page (sorted by customer); `cpos#<customer id>` / `<product id>` lists a customer's;
 - `fig#<product id>` / `<date>`: the day's published income per 10,000 units, then its settlement;
+- `nav#<product id>` / `<date>`: a NAV fund's NAV of a trading day;
 - `chunk#<product id>#<date>` / `<first customer id>`: one batch transaction's holders, units and
   incomes, written in that transaction (attribute_not_exists: the exactly-once guard);
-- `fast#<product id>#<customer id>` / `<date>`: fast redemptions of the day, against the cap.
+- `fast#<product id>#<customer id>` / `<date>`: fast redemptions of the day, against the cap;
+- `mat#<product id>#<date>` / `<customer id> <order id>`: the fixed terms maturing that date, written
+  with the term's confirmation (or the maturity that rolled it over).
 
 A write that goes with money is not made here: `*_write` hands the item and its condition to the ledger's
 transaction (the ledger's TransactionExtra), as payments does with its intents.
@@ -28,16 +31,18 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from finfaas.domain.calendar import Cutoff
 from finfaas.domain.ledger import Account
-from finfaas.domain.wealth import DayCount, FeeTier, FixedTerm, MaturityInstruction, Rounding
+from finfaas.domain.wealth import DayCount, FeeTier, FixedTerm, Lot, MaturityInstruction, Rounding
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.wealth.errors import InvalidOrder, WealthStoreUnavailable
 from finfaas.services.wealth.model import (
     DailyIncome,
     IncomeChunk,
+    NavFigure,
     OrderKind,
     OrderStatus,
     Position,
@@ -116,6 +121,9 @@ def order_to_json(order: SubscriptionOrder) -> str:
         "placed_at": order.placed_at.isoformat(), "trade_date": order.trade_date.isoformat(),
         "confirmation_date": order.confirmation_date.isoformat(), "hold_id": order.hold_id,
         "status": order.status.value, "kind": order.kind.value, "version": order.version,
+        "nav": _optional(order.nav), "units_minor": order.units_minor, "fee_minor": order.fee_minor,
+        "fee_booked": order.fee_booked, "early_redeemed_minor": order.early_redeemed_minor,
+        "partial_redemptions": order.partial_redemptions,
     })
 
 
@@ -127,7 +135,10 @@ def order_from_json(text: str) -> SubscriptionOrder:
         raw["currency"], MaturityInstruction(instruction) if instruction else None,
         datetime.fromisoformat(raw["placed_at"]), date.fromisoformat(raw["trade_date"]),
         date.fromisoformat(raw["confirmation_date"]), raw["hold_id"], OrderStatus(raw["status"]),
-        OrderKind(raw["kind"]), int(raw["version"]))
+        OrderKind(raw["kind"]), int(raw["version"]),
+        Decimal(raw["nav"]) if raw.get("nav") is not None else None, raw.get("units_minor"),
+        raw.get("fee_minor"), bool(raw.get("fee_booked", False)), int(raw.get("early_redeemed_minor", 0)),
+        int(raw.get("partial_redemptions", 0)))
 
 
 def position_to_json(position: Position) -> str:
@@ -137,6 +148,9 @@ def position_to_json(position: Position) -> str:
         "last_income_date": position.last_income_date.isoformat() if position.last_income_date else None,
         "last_income_minor": position.last_income_minor,
         "cumulative_income_minor": position.cumulative_income_minor,
+        "units_minor": position.units_minor, "version": position.version,
+        "units_held_minor": position.units_held_minor,
+        "lots": [[lot.units_minor, lot.confirmed_on.isoformat()] for lot in position.lots],
     })
 
 
@@ -145,7 +159,21 @@ def position_from_json(text: str) -> Position:
     last = raw["last_income_date"]
     return Position(raw["product_id"], raw["customer_id"], raw["account_id"],
                     date.fromisoformat(raw["opened_on"]), date.fromisoformat(last) if last else None,
-                    int(raw["last_income_minor"]), int(raw["cumulative_income_minor"]))
+                    int(raw["last_income_minor"]), int(raw["cumulative_income_minor"]),
+                    int(raw.get("units_minor", 0)),
+                    tuple(Lot(int(u), date.fromisoformat(d)) for u, d in raw.get("lots", [])),
+                    int(raw.get("version", 1)), int(raw.get("units_held_minor", 0)))
+
+
+def nav_to_json(figure: NavFigure) -> str:
+    return _dumps({"product_id": figure.product_id, "day": figure.day.isoformat(), "nav": str(figure.nav),
+                   "published_at": format_time(figure.published_at), "version": figure.version})
+
+
+def nav_from_json(text: str) -> NavFigure:
+    raw: dict[str, Any] = jsonio.loads(text)
+    return NavFigure(raw["product_id"], date.fromisoformat(raw["day"]), Decimal(raw["nav"]),
+                     parse_time(raw["published_at"]), int(raw["version"]))
 
 
 def _optional(value: Any) -> str | None:
@@ -216,6 +244,20 @@ class _Write:
 
     def committed(self) -> None:
         return None
+
+
+class _ConfirmWrite(_Write):
+    """A NAV order's confirmation: the order (on its version) and its position (on its version)."""
+
+    def __init__(self, item: Any, condition: Any, position_item: Any, position_condition: Any) -> None:
+        super().__init__(item, condition)
+        self._position = (position_item, position_condition)
+
+    def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
+        return [self._position]
+
+    def more_conflicted(self, n: int, raw_item: dict[str, Any] | None) -> None:
+        raise RowMoved("the position changed while the order was confirmed; try again")
 
 
 # --- the store ----------------------------------------------------------------------------------------
@@ -378,6 +420,69 @@ class WealthStore:
             return [figure_from_json(i.doc) for i in self._query(f"fig#{product_id}", condition)]
         except PynamoDBException as error:
             raise WealthStoreUnavailable(f"read figures: {error}") from error
+
+    def publish_nav(self, figure: NavFigure, replace_version: int | None) -> bool:
+        item = self._item(f"nav#{figure.product_id}", figure.day.isoformat(), doc=nav_to_json(figure),
+                          version=figure.version)
+        condition = (self._item.pk.does_not_exist() if replace_version is None
+                     else self._item.version == replace_version)
+        written = conditional_write(lambda: item.save(condition=condition))
+        return written.or_raise(lambda w: WealthStoreUnavailable(f"publish nav: {w.code}"))
+
+    def nav(self, product_id: str, day: date) -> NavFigure | None:
+        item = self._get(f"nav#{product_id}", day.isoformat())
+        return nav_from_json(item.doc) if item is not None else None
+
+    def place_order(self, order: SubscriptionOrder, position: Position) -> bool:
+        write = self.order_write(order)
+        order_item, order_condition = write.put_for(None)
+        position_item = self._item(f"pos#{position.product_id}", position.customer_id,
+                                   doc=position_to_json(position), version=position.version)
+
+        def transact() -> None:
+            with TransactWrite(connection=self._item._get_connection().connection) as transaction:
+                transaction.save(order_item, condition=order_condition)
+                for due, _ in write.more_puts_for(None):
+                    transaction.save(due)
+                transaction.save(position_item, condition=self._item.version == position.version - 1)
+
+        return conditional_write(transact).or_raise(
+            lambda w: WealthStoreUnavailable(f"place order: {w.code}"))
+
+    def term_write(self, order: SubscriptionOrder, listed: Sequence[tuple[SubscriptionOrder, date]],
+                   recorded: Sequence[SubscriptionOrder] = ()) -> _Write:
+        item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
+                          version=order.version)
+        more = [self._item(f"order#{o.customer_id}", o.order_id, doc=order_to_json(o), version=o.version)
+                for o in recorded]
+        for other, maturity in listed:
+            if other.order_id != order.order_id:
+                more.append(self._item(f"order#{other.customer_id}", other.order_id, doc=order_to_json(other),
+                                       version=other.version))
+            more.append(self._item(f"mat#{other.product_id}#{maturity.isoformat()}",
+                                   f"{other.customer_id} {other.order_id}",
+                                   doc=_dumps({"customer_id": other.customer_id,
+                                               "order_id": other.order_id})))
+        return _Write(item, self._item.version == order.version - 1, more)
+
+    def maturing(self, product_id: str, day: date, limit: int,
+                 cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        pk = f"mat#{product_id}#{day.isoformat()}"
+        result = self._query(pk, limit=limit, last_key=_decode_key(cursor, pk))
+        try:
+            found = [(raw["customer_id"], raw["order_id"]) for raw in (jsonio.loads(i.doc) for i in result)]
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read maturing orders: {error}") from error
+        return found, _encode_key(result.last_evaluated_key)
+
+    def confirm_write(self, order: SubscriptionOrder, position: Position) -> _Write:
+        assert order.version > 1 and position.version > 1
+        order_item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
+                                version=order.version)
+        position_item = self._item(f"pos#{position.product_id}", position.customer_id,
+                                   doc=position_to_json(position), version=position.version)
+        return _ConfirmWrite(order_item, self._item.version == order.version - 1, position_item,
+                             self._item.version == position.version - 1)
 
     def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> _Write:
         more = [self._item(f"pos#{p.product_id}", p.customer_id, doc=position_to_json(p)) for p in positions]

@@ -19,6 +19,7 @@ from finfaas.services.wealth.errors import (
 from finfaas.services.wealth.model import (
     DailyIncome,
     IncomeChunk,
+    NavFigure,
     OrderStatus,
     Position,
     PositionPage,
@@ -50,6 +51,8 @@ class InMemoryWealthStore:
         self._figures: dict[tuple[str, date], DailyIncome] = {}
         self._chunks: dict[tuple[str, date], dict[str, IncomeChunk]] = {}
         self._fast: dict[tuple[str, str, date], int] = {}
+        self._navs: dict[tuple[str, date], NavFigure] = {}
+        self._maturing: dict[tuple[str, date], dict[_Key, None]] = {}
 
     def products(self, limit: int) -> list[Product]:
         with self.lock:
@@ -144,6 +147,65 @@ class InMemoryWealthStore:
         with self.lock:
             return [f for (p, d), f in sorted(self._figures.items())
                     if p == product_id and first <= d <= last]
+
+    def publish_nav(self, figure: NavFigure, replace_version: int | None) -> bool:
+        key = (figure.product_id, figure.day)
+        with self.lock:
+            stored = self._navs.get(key)
+            if (stored.version if stored is not None else None) != replace_version:
+                return False
+            self._navs[key] = figure
+            return True
+
+    def nav(self, product_id: str, day: date) -> NavFigure | None:
+        with self.lock:
+            return self._navs.get((product_id, day))
+
+    def place_order(self, order: SubscriptionOrder, position: Position) -> bool:
+        write = self.confirm_write(order, position)
+        with self.lock:
+            try:
+                write.check()
+            except (AlreadyRecorded, RowMoved):
+                return False
+            write.apply()
+            return True
+
+    def term_write(self, order: SubscriptionOrder, listed: Sequence[tuple[SubscriptionOrder, date]],
+                   recorded: Sequence[SubscriptionOrder] = ()) -> MemoryWrite:
+        of_order = self.order_write(order)
+
+        def apply() -> None:
+            of_order.apply()
+            for other in recorded:
+                self._orders[(other.customer_id, other.order_id)] = other
+            for other, maturity in listed:
+                key = (other.customer_id, other.order_id)
+                self._orders[key] = other if other.order_id != order.order_id else order
+                self._maturing.setdefault((other.product_id, maturity), {})[key] = None
+
+        return MemoryWrite(of_order.check, apply)
+
+    def maturing(self, product_id: str, day: date, limit: int,
+                 cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        with self.lock:
+            keys = sorted(self._maturing.get((product_id, day), {}))
+        return _paged(keys, limit, cursor, lambda k: f"{k[0]} {k[1]}")
+
+    def confirm_write(self, order: SubscriptionOrder, position: Position) -> MemoryWrite:
+        of_order = self.order_write(order)
+
+        def check() -> None:
+            stored = self._positions.get(position.product_id, {}).get(position.customer_id)
+            if stored is None or stored.version != position.version - 1:
+                raise RowMoved("the position changed while the order was confirmed")
+            of_order.check()
+
+        def apply() -> None:
+            of_order.apply()
+            self._positions[position.product_id][position.customer_id] = position
+
+        return MemoryWrite(check, apply)
 
     def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> MemoryWrite:
         def check() -> None:

@@ -33,6 +33,7 @@ from finfaas.services.wealth.errors import (
 )
 from finfaas.services.wealth.model import (
     DailyIncome,
+    NavFigure,
     OrderKind,
     OrderStatus,
     Product,
@@ -82,6 +83,9 @@ class OrderView(BaseModel):
     trade_date: date = Field(description="T: the trading day the order belongs to")
     confirmation_date: date = Field(description="T+1: confirmation, and the first day of income")
     status: OrderStatus
+    nav: str | None = Field(default=None, description="a NAV fund's confirmed order: the NAV of T")
+    units: int | None = Field(default=None, description="a NAV fund's confirmed order: hundredths of units")
+    fee: int | None = Field(default=None, description="a NAV fund's confirmed order: minor units")
 
 
 def order_view(order: SubscriptionOrder) -> OrderView:
@@ -90,7 +94,8 @@ def order_view(order: SubscriptionOrder) -> OrderView:
                      amount=order.amount_minor, currency=order.currency,
                      maturity_instruction=order.maturity_instruction, placed_at=order.placed_at,
                      trade_date=order.trade_date, confirmation_date=order.confirmation_date,
-                     status=order.status)
+                     status=order.status, nav=None if order.nav is None else str(order.nav),
+                     units=order.units_minor, fee=order.fee_minor)
 
 
 class RedeemBody(StrictModel):
@@ -102,10 +107,12 @@ class RedeemBody(StrictModel):
     account_id: Identifier
     amount: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max, description="minor units")]
     mode: Literal["standard", "fast"] = "standard"
+    term_order_id: OrderId | None = Field(default=None, description="a fixed term's early redemption: "
+                                          "the order id of the term it redeems (paid at once)")
 
     def command(self) -> RedeemCommand:
         return RedeemCommand(self.order_id, self.product_id, self.account_id, self.amount,
-                             self.mode == "fast")
+                             self.mode == "fast", self.term_order_id)
 
 
 class NewProductBody(StrictModel):
@@ -178,6 +185,26 @@ class IncomeBody(StrictModel):
     date: BusinessDay
     income_per_10k_units: DecimalText
     correction: StrictBool = False
+
+
+class NavBody(StrictModel):
+    """A NAV fund's NAV of a trading day (a decimal string, at most 4 places); correction replaces a day
+    whose orders are not confirmed yet (the business date has not passed it)."""
+
+    date: BusinessDay
+    nav: DecimalText
+    correction: StrictBool = False
+
+
+class NavView(BaseModel):
+    product_id: str
+    date: date
+    nav: str
+    version: int
+
+
+def nav_view(figure: NavFigure) -> NavView:
+    return NavView(product_id=figure.product_id, date=figure.day, nav=str(figure.nav), version=figure.version)
 
 
 class DailyIncomeView(BaseModel):

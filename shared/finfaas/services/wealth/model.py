@@ -15,6 +15,7 @@ from finfaas.domain.wealth import (
     WEALTH_CURRENCY_EXPONENT,
     FeeTier,
     FixedTerm,
+    Lot,
     MaturityInstruction,
     Rounding,
     WealthError,
@@ -81,6 +82,7 @@ class Product:
 class OrderStatus(StrEnum):
     PENDING = "pending"  # cash (or units) held, waiting for confirmation on T+1
     CONFIRMED = "confirmed"  # the hold posted: units added (subscription) or cash paid (redemption)
+    MATURED = "matured"  # a fixed term ended: interest paid or rolled, principal paid or rolled
 
 
 class OrderKind(StrEnum):
@@ -118,6 +120,15 @@ class SubscriptionOrder:
     status: OrderStatus = OrderStatus.PENDING
     kind: OrderKind = OrderKind.SUBSCRIBE
     version: int = 1
+    # A NAV fund's order once confirmed: the NAV it was priced at, the units it moved, its fee, and
+    # whether the fee reached the fund's fee account (a step of its own after the confirmation).
+    nav: Decimal | None = None
+    units_minor: int | None = None
+    fee_minor: int | None = None
+    fee_booked: bool = False
+    # A fixed term's principal redeemed early (paid at once) and how many partial redemptions it had.
+    early_redeemed_minor: int = 0
+    partial_redemptions: int = 0
 
     def request(self) -> tuple[str, str, str, str, int, MaturityInstruction | None]:
         """What a repeated request must repeat to be the same order."""
@@ -126,6 +137,11 @@ class SubscriptionOrder:
 
 
 Order = SubscriptionOrder  # subscriptions and redemptions share one record, told apart by `kind`
+
+
+def rolled_order_id(order_id: str, maturity: date) -> str:
+    """The order of the new term a rolled-over maturity starts: derived, so a rerun writes the same."""
+    return f"{order_id}~{maturity:%Y%m%d}"
 
 
 def hold_id(customer_id: str, order_id: str) -> str:
@@ -145,6 +161,13 @@ class Position:
     last_income_date: date | None = None
     last_income_minor: int = 0
     cumulative_income_minor: int = 0
+    # A NAV fund's units are kept here (they are not money: the cash is in the fund's account), with
+    # their lots for the redemption fee's holding period and the units pending redemptions hold;
+    # `version` guards their changes.
+    units_minor: int = 0
+    lots: tuple[Lot, ...] = ()
+    version: int = 1
+    units_held_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +190,17 @@ class DailyIncome:
     @property
     def settled(self) -> bool:
         return self.distributable_minor is not None
+
+
+@dataclass(frozen=True, slots=True)
+class NavFigure:
+    """A NAV fund's net asset value per unit on a trading day (4 decimals), published by ops."""
+
+    product_id: str
+    day: date
+    nav: Decimal
+    published_at: datetime
+    version: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +243,11 @@ def fund_shard_account_id(fund_account: str, shard: int) -> str:
     return fund_account if shard == 0 else f"{fund_account}-{shard}"
 
 
+def fee_account_id(product_id: str) -> str:
+    """The fund's fee account: NAV subscription fees (redemption fees stay in the fund's account)."""
+    return f"wf-{hashlib.sha256(product_id.encode()).hexdigest()[:24]}-fee"
+
+
 def rounding_account_id(product_id: str) -> str:
     """The fund's rounding account: each day's remainder (distributable − Σ posted)."""
     return f"wf-{hashlib.sha256(product_id.encode()).hexdigest()[:24]}-rnd"
@@ -225,6 +264,7 @@ def remainder_transfer_id(product_id: str, day: date) -> str:
 
 def order_transfer_id(customer_id: str, order_id: str, step: str) -> str:
     """A ledger id derived from the customer and the client's order id (two customers may pick the same
-    order id) and the step (`h` hold, `p` post, `f` fast redemption)."""
+    order id) and the step (`h` hold, `p` post, `f` fast redemption, `fee` a NAV subscription's fee,
+    `mi` a fixed term's interest, `mp` its principal paid out)."""
     digest = hashlib.sha256(f"{customer_id}\x00{order_id}".encode()).hexdigest()[:40]
     return f"wo-{digest}-{step}"

@@ -14,6 +14,7 @@ from finfaas.services.business_date.model import BusinessDate
 from finfaas.services.wealth.model import (
     DailyIncome,
     IncomeChunk,
+    NavFigure,
     Position,
     PositionPage,
     Product,
@@ -89,6 +90,36 @@ class WealthRepository(ProductCatalogue, OrderRepository, Protocol):
 
     def daily_incomes(self, product_id: str, first: date, last: date) -> list[DailyIncome]:
         """The product's figures from first to last (inclusive), by day."""
+        ...
+
+    def publish_nav(self, figure: NavFigure, replace_version: int | None) -> bool:
+        """Store a NAV fund's NAV of a day: new (replace_version None) or over that version; False if
+        taken."""
+        ...
+
+    def nav(self, product_id: str, day: date) -> NavFigure | None:
+        ...
+
+    def place_order(self, order: SubscriptionOrder, position: Position) -> bool:
+        """A NAV redemption without money yet: the new order (attribute_not_exists, listed as due) and the
+        position's held units (on its previous version), in one transaction; False if either was taken."""
+        ...
+
+    def term_write(self, order: SubscriptionOrder, listed: Sequence[tuple[SubscriptionOrder, date]],
+                   recorded: Sequence[SubscriptionOrder] = ()) -> RowWrite:
+        """A fixed-term step: the order on its previous version, plus each listed order put (a rolled-over
+        term's new order) and listed as maturing on its date, and each recorded order put (an early
+        redemption), to ride in the step's ledger transaction."""
+        ...
+
+    def maturing(self, product_id: str, day: date, limit: int,
+                 cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        """(customer id, order id) of the fixed terms maturing on day, a page at a time."""
+        ...
+
+    def confirm_write(self, order: SubscriptionOrder, position: Position) -> RowWrite:
+        """A NAV order's confirmation: the order on its previous version (taken: AlreadyRecorded) and the
+        position's units on its previous version (changed by a rival: RowMoved), in one transaction."""
         ...
 
     def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> RowWrite:

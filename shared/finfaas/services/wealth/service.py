@@ -29,14 +29,21 @@ from finfaas.domain.wealth import (
     UNITS_PER_INCOME_FIGURE,
     YIELD_WINDOW_DAYS,
     InsufficientUnits,
+    Lot,
     MaturityInstruction,
     WealthError,
     check_fast_redemption,
     check_figure,
     check_minimum,
+    early_redemption,
     income_per_10k_units_max,
+    mature,
+    maturity_date,
     mmf_distributable,
     mmf_income,
+    nav_max,
+    nav_redemption,
+    nav_subscription,
     order_dates,
     seven_day_yield_percent,
 )
@@ -62,6 +69,7 @@ from finfaas.services.wealth.errors import (
 from finfaas.services.wealth.model import (
     DailyIncome,
     IncomeChunk,
+    NavFigure,
     OrderKind,
     OrderStatus,
     Position,
@@ -70,12 +78,14 @@ from finfaas.services.wealth.model import (
     ProductStatus,
     SubscribeCommand,
     SubscriptionOrder,
+    fee_account_id,
     fund_shard_account_id,
     hold_id,
     income_transfer_id,
     order_transfer_id,
     position_account_id,
     remainder_transfer_id,
+    rolled_order_id,
     rounding_account_id,
 )
 from finfaas.services.wealth.ports import (
@@ -106,6 +116,8 @@ catalogue_products_max = 1_000  # the catalogue is one partition, read whole by 
 cursor_chars_max = 512
 # Fast redemptions of one position racing for the day's cap: each loser judges the cap again.
 fast_redemption_attempts_max = 3
+# Two runs of the batch confirming orders of one NAV position at once: the loser reads it again.
+nav_confirm_attempts_max = 3
 
 
 def _utc_now() -> datetime:
@@ -121,6 +133,7 @@ class RedeemCommand:
     account_id: str
     amount_minor: int
     fast: bool
+    term_order_id: str | None = None  # a fixed term's early redemption: the term it redeems
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +193,9 @@ class WealthService:
                                   limited=False)
         self._ledger.open_account(rounding_account_id(product.product_id), product.product_id,
                                   product.currency, limited=False)
+        if product.kind is ProductKind.NAV_FUND:
+            self._ledger.open_account(fee_account_id(product.product_id), product.product_id,
+                                      product.currency, limited=False)
         stored = self._repo.create_product(product)
         if stored != product:
             raise ProductExists("the product id is taken by another product",
@@ -227,6 +243,32 @@ class WealthService:
                                          errors=(("date", "already published"),))
         return wanted
 
+    def publish_nav(self, product_id: str, day: date, nav: Decimal, correction: bool = False) -> NavFigure:
+        """A NAV fund's NAV of a trading day (4 decimals). A day already published is refused unless
+        correction is asked, and only while the business date has not passed the day (its orders are
+        confirmed at that NAV by the next day's batch)."""
+        product = self.product(product_id)
+        if product.kind is not ProductKind.NAV_FUND:
+            raise InvalidOrder("a NAV is published for NAV funds only",
+                               errors=(("product_id", "not a NAV fund"),))
+        figure = check_figure(nav, field="nav", maximum=nav_max, positive=True)
+        if not self._calendars[product.market].is_trading_day(day):
+            raise WealthError(f"date: {day.isoformat()} is not a trading day of {product.market}",
+                              field="date")
+        existing = self._repo.nav(product_id, day)
+        if existing is not None:
+            business_date = self._business_dates.current(product.market).business_date
+            why = ("already published" if not correction
+                   else "its orders are confirmed: too late to correct" if business_date > day else "")
+            if why:
+                raise FigureAlreadyPublished(f"{day.isoformat()}: {why}", errors=(("date", why),))
+        wanted = NavFigure(product_id, day, figure, self._clock(),
+                           existing.version + 1 if existing is not None else 1)
+        if not self._repo.publish_nav(wanted, existing.version if existing is not None else None):
+            raise FigureAlreadyPublished(f"{day.isoformat()}: published meanwhile",
+                                         errors=(("date", "already published"),))
+        return wanted
+
     def daily_incomes(self, product_id: str, first: date, last: date) -> list[DailyIncome]:
         self.product(product_id)
         return self._repo.daily_incomes(product_id, first, last)
@@ -255,6 +297,8 @@ class WealthService:
         # a product's positions change only in the batch's confirm step, never while it posts income.
         account = position_account_id(product.product_id, customer_id)
         self._ledger.open_account(account, customer_id, product.currency, limited=True)
+        if product.kind is ProductKind.NAV_FUND:
+            account = product.fund_account_id  # the cash buys units from the fund: NAV units are not money
         with _recorded_ok():
             self._ledger.hold(order.hold_id, command.account_id, account, command.amount_minor,
                               product.currency, customer_id, self._repo.order_write(order))
@@ -264,15 +308,19 @@ class WealthService:
         """Standard: hold the units, paid to the wallet on T+1 (the units earn until then). Fast: paid at
         once, within the product's daily cap per customer and business date."""
         product = self.product(command.product_id)
-        if product.kind is not ProductKind.MMF:
-            raise InvalidOrder("redemptions are built for money-market funds only",
-                               errors=(("product_id", "not a money-market fund"),))
+        if product.fixed_term is not None:
+            return self._redeem_early(customer_id, product, command)
+        if product.kind is ProductKind.NAV_FUND and command.fast:
+            raise InvalidOrder("mode: a NAV fund redeems at the next NAV (standard) only",
+                               errors=(("mode", "standard only"),))
         kind = OrderKind.FAST_REDEEM if command.fast else OrderKind.REDEEM
         order = self._priced(customer_id, command.order_id, product, command.account_id,
                              command.amount_minor, kind, None)
         existing = self._repo.order(customer_id, command.order_id)
         if existing is not None:
             return self._same(existing, order)
+        if product.kind is ProductKind.NAV_FUND:
+            return self._redeem_nav(customer_id, order)
         position = self._repo.position(product.product_id, customer_id)
         if position is None:
             raise PositionNotFound("no position in this product", errors=(("product_id", "no position"),))
@@ -306,6 +354,75 @@ class WealthService:
             return self._stored(customer_id, done)
         raise OrderConflict("fast redemptions of this position ran at once; retry",
                             errors=(("order_id", "retry"),))
+
+    def _redeem_early(self, customer_id: str, product: Product, command: RedeemCommand) -> SubscriptionOrder:
+        """Redeem a fixed term's principal before maturity, paid at once with the demand rate's interest for
+        the days held, in one ledger transaction with the term's next version (at most one partial)."""
+        terms = product.fixed_term
+        assert terms is not None
+        if command.fast or command.term_order_id is None:
+            raise InvalidOrder("term_order_id: an early redemption names the term it redeems",
+                               errors=(("term_order_id", "required for a fixed-term product"),))
+        asked = self._priced(customer_id, command.order_id, product, command.account_id, command.amount_minor,
+                             OrderKind.REDEEM, None)
+        existing = self._repo.order(customer_id, command.order_id)
+        if existing is not None:
+            return self._same(existing, asked)
+        term = self._repo.order(customer_id, command.term_order_id)
+        if term is None or term.product_id != product.product_id or term.kind is not OrderKind.SUBSCRIBE:
+            raise OrderNotFound("no such term", errors=(("term_order_id", "not found"),))
+        if term.status is not OrderStatus.CONFIRMED:
+            raise InvalidOrder("term_order_id: the term is not running",
+                               errors=(("term_order_id", "not running"),))
+        wallet = self._ledger.account(command.account_id)
+        if wallet is None or wallet[0] != customer_id:  # redemptions pay only the customer's own wallet
+            raise WalletAccountNotFound("no such wallet account", errors=(("account_id", "not found"),))
+        today = self._business_dates.current(product.market).business_date
+        result = early_redemption(terms, term.amount_minor - term.early_redeemed_minor, command.amount_minor,
+                                  term.confirmation_date, today, term.partial_redemptions)
+        done = replace(asked, status=OrderStatus.CONFIRMED, confirmation_date=today,
+                       hold_id=order_transfer_id(customer_id, command.order_id, "e"))
+        updated = replace(term, early_redeemed_minor=term.early_redeemed_minor + command.amount_minor,
+                          partial_redemptions=result.partial_redemptions, version=term.version + 1)
+        account = position_account_id(product.product_id, customer_id)
+        legs = [(done.hold_id, account, command.account_id, command.amount_minor)]
+        if result.interest_minor:
+            legs.append((order_transfer_id(customer_id, command.order_id, "ei"), product.fund_account_id,
+                         command.account_id, result.interest_minor))
+        try:
+            self._ledger.post_linked(legs, product.currency, self._repo.term_write(updated, [], [done]))
+        except AlreadyRecorded:  # the term moved: this request's lost answer, or a rival redemption
+            stored = self._repo.order(customer_id, command.order_id)
+            if stored is None:
+                raise OrderConflict("the term changed while this redemption ran; retry",
+                                    errors=(("term_order_id", "retry"),)) from None
+            return self._same(stored, asked)
+        return self._stored(customer_id, done)
+
+    def _redeem_nav(self, customer_id: str, order: SubscriptionOrder) -> SubscriptionOrder:
+        """Hold the units on the position and record the order (one transaction, no money yet): the
+        batch of T+1 prices it at T's NAV, takes the holding period's fee and pays the net."""
+        if self._repo.position(order.product_id, customer_id) is None:
+            raise PositionNotFound("no position in this product", errors=(("product_id", "no position"),))
+        wallet = self._ledger.account(order.account_id)
+        if wallet is None or wallet[0] != customer_id:  # redemptions pay only the customer's own wallet
+            raise WalletAccountNotFound("no such wallet account", errors=(("account_id", "not found"),))
+        if order.amount_minor <= 0:
+            raise WealthError("amount: must be greater than zero", field="amount")
+        for _ in range(nav_confirm_attempts_max):
+            position = self._repo.position(order.product_id, customer_id)
+            if position is None:
+                raise PositionNotFound("no position in this product", errors=(("product_id", "no position"),))
+            if order.amount_minor > position.units_minor - position.units_held_minor:
+                raise InsufficientUnits("amount: more than the position's available units", field="amount")
+            held = replace(position, units_held_minor=position.units_held_minor + order.amount_minor,
+                           version=position.version + 1)
+            if self._repo.place_order(order, held):
+                return self._stored(customer_id, order)
+            existing = self._repo.order(customer_id, order.order_id)
+            if existing is not None:
+                return self._same(existing, order)
+        raise OrderConflict("orders of this position ran at once; retry", errors=(("order_id", "retry"),))
 
     def order(self, customer_id: str, order_id: str) -> SubscriptionOrder:
         """The customer's own order; another customer's is not found, as a missing one."""
@@ -372,8 +489,7 @@ class WealthService:
     def confirm_page(self, market: str, day: date, cursor: str | None) -> PageResult:
         """Post the holds of the orders confirmed on day (subscriptions into positions, standard
         redemptions to wallets), a page at a time; an order already confirmed is skipped."""
-        # NAV and fixed-term orders wait (their pricing and maturities are not built): cash stays held.
-        products = [p for p in self._products(market) if p.kind is ProductKind.MMF]
+        products = self._products(market)
         index, inner = _decode_cursor(cursor, len(products))
         if index >= len(products):
             return PageResult(0, 0, None)
@@ -382,18 +498,154 @@ class WealthService:
         posted = 0
         for customer_id, order_id in due:
             order = self._repo.order(customer_id, order_id)
+            if order is not None and product.kind is ProductKind.NAV_FUND:
+                posted += self._confirm_nav(product, order)
+                continue
             if order is None or order.status is not OrderStatus.PENDING:
                 continue
             if order.kind is OrderKind.SUBSCRIBE:
                 self._position_for(product, customer_id, order.confirmation_date)
             confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1)
+            write = self._repo.order_write(confirmed)
+            if product.fixed_term is not None:  # the term runs from the confirmation (its value date)
+                maturity = maturity_date(product.fixed_term, order.confirmation_date)
+                write = self._repo.term_write(confirmed, [(confirmed, maturity)])
             try:
-                self._ledger.post(order.hold_id, order_transfer_id(customer_id, order_id, "p"),
-                                  self._repo.order_write(confirmed))
+                self._ledger.post(order.hold_id, order_transfer_id(customer_id, order_id, "p"), write)
             except AlreadyRecorded:
                 continue  # a rival run confirmed it first
             posted += 1
         return PageResult(len(due), posted, _next_cursor(index, after, len(products)))
+
+    def _confirm_nav(self, product: Product, order: SubscriptionOrder) -> int:
+        if order.kind is OrderKind.REDEEM:
+            return self._confirm_nav_redemption(product, order)
+        return self._confirm_nav_subscription(product, order)
+
+    def _nav_of(self, product: Product, order: SubscriptionOrder) -> NavFigure:
+        figure = self._repo.nav(product.product_id, order.trade_date)
+        if figure is None:  # the batch stops here until ops publish it, then runs again
+            raise FigureNotPublished(f"{product.product_id}: no NAV published for "
+                                     f"{order.trade_date.isoformat()}",
+                                     errors=(("date", "NAV not published"),))
+        return figure
+
+    def _confirm_nav_redemption(self, product: Product, order: SubscriptionOrder) -> int:
+        """Price a NAV redemption at T's NAV (lots first in, first out, the fee by holding period stays in
+        the fund) and pay the net from the fund to the wallet with the position's units taken, in one
+        transaction. 1 when it posted."""
+        posted = 0
+        for _ in range(nav_confirm_attempts_max):
+            if order.status is not OrderStatus.PENDING:
+                return posted
+            figure = self._nav_of(product, order)
+            position = self._repo.position(product.product_id, order.customer_id)
+            assert position is not None, "a redemption holds units of its position"
+            priced = nav_redemption(position.lots, order.amount_minor, figure.nav,
+                                    product.redemption_fee_tiers, order.trade_date)
+            confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1,
+                                nav=figure.nav, units_minor=order.amount_minor, fee_minor=priced.fee_minor,
+                                fee_booked=True)
+            redeemed = replace(position, units_minor=position.units_minor - order.amount_minor,
+                               units_held_minor=position.units_held_minor - order.amount_minor,
+                               lots=priced.remaining, version=position.version + 1)
+            try:
+                self._ledger.transfer(order_transfer_id(order.customer_id, order.order_id, "p"),
+                                      product.fund_account_id, order.account_id, priced.net_minor,
+                                      product.currency, None, self._repo.confirm_write(confirmed, redeemed))
+                posted = 1
+            except (AlreadyRecorded, RowMoved):
+                pass  # a rival run confirmed it, or moved the position: read again
+            order = self._repo.order(order.customer_id, order.order_id) or order
+        if order.status is OrderStatus.PENDING:
+            raise OrderConflict("runs of the batch confirmed this position at once; run the step again",
+                                errors=(("order_id", "retry"),))
+        return posted
+
+    def _confirm_nav_subscription(self, product: Product, order: SubscriptionOrder) -> int:
+        """Price a NAV subscription at its trade date's NAV and post its hold into the fund with the units
+        added to the position (one transaction), then book its fee to the fee account (a second, guarded
+        by the order's next version, so a rerun finishes a step a crash interrupted). 1 when it posted."""
+        posted = 0
+        for _ in range(nav_confirm_attempts_max):
+            if order.status is not OrderStatus.PENDING:
+                break
+            figure = self._nav_of(product, order)
+            priced = nav_subscription(order.amount_minor, product.subscription_fee_rate, figure.nav)
+            position = self._position_for(product, order.customer_id, order.confirmation_date)
+            confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1,
+                                nav=figure.nav, units_minor=priced.units_minor, fee_minor=priced.fee_minor,
+                                fee_booked=priced.fee_minor == 0)
+            holding = replace(position, units_minor=position.units_minor + priced.units_minor,
+                              lots=(*position.lots, Lot(priced.units_minor, order.confirmation_date)),
+                              version=position.version + 1)
+            try:
+                self._ledger.post(order.hold_id, order_transfer_id(order.customer_id, order.order_id, "p"),
+                                  self._repo.confirm_write(confirmed, holding))
+                posted = 1
+            except (AlreadyRecorded, RowMoved):
+                pass  # a rival run confirmed it, or moved the position: read again
+            order = self._repo.order(order.customer_id, order.order_id) or order
+        if order.status is OrderStatus.PENDING:
+            raise OrderConflict("runs of the batch confirmed this position at once; run the step again",
+                                errors=(("order_id", "retry"),))
+        if order.status is OrderStatus.CONFIRMED and not order.fee_booked and order.fee_minor:
+            booked = replace(order, fee_booked=True, version=order.version + 1)
+            with _recorded_ok():
+                self._ledger.transfer(order_transfer_id(order.customer_id, order.order_id, "fee"),
+                                      product.fund_account_id, fee_account_id(product.product_id),
+                                      order.fee_minor, product.currency, None, self._repo.order_write(booked))
+        return posted
+
+    def maturity_page(self, market: str, day: date, cursor: str | None) -> PageResult:
+        """Mature a page of the fixed terms ending on day: interest for the term from the fund, paid to
+        the wallet or rolled with the principal into a new term, per the order's instruction. Each term
+        is one ledger transaction with the order's next version, so a rerun matures nothing twice."""
+        products = [p for p in self._products(market) if p.fixed_term is not None]
+        index, inner = _decode_cursor(cursor, len(products))
+        if index >= len(products):
+            return PageResult(0, 0, None)
+        product = products[index]
+        terms = product.fixed_term
+        assert terms is not None
+        found, after = self._repo.maturing(product.product_id, day, confirm_orders_per_page_max, inner)
+        posted = 0
+        for customer_id, order_id in found:
+            order = self._repo.order(customer_id, order_id)
+            if order is None or order.status is not OrderStatus.CONFIRMED:
+                continue
+            if order.maturity_instruction is None:
+                continue
+            principal = order.amount_minor - order.early_redeemed_minor
+            if principal == 0:
+                continue  # redeemed whole before maturity: nothing left to mature
+            result = mature(terms, principal, order.maturity_instruction)
+            account = position_account_id(product.product_id, customer_id)
+            # Legs independent of each other: the interest goes from the fund straight to where it ends
+            # (the wallet, or the position when it rolls), the principal paid out leaves the position.
+            rolls_interest = order.maturity_instruction is MaturityInstruction.ROLL_OVER_ALL
+            legs = [(order_transfer_id(customer_id, order_id, "mi"), product.fund_account_id,
+                     account if rolls_interest else order.account_id, result.interest_minor)]
+            if order.maturity_instruction is MaturityInstruction.PAY_OUT:
+                legs.append((order_transfer_id(customer_id, order_id, "mp"), account, order.account_id,
+                             principal))
+            legs = [leg for leg in legs if leg[3] > 0]
+            listed = []
+            if result.rolled_over_minor:
+                rolled = replace(order, order_id=rolled_order_id(order_id, day),
+                                 amount_minor=result.rolled_over_minor, early_redeemed_minor=0,
+                                 partial_redemptions=0,
+                                 placed_at=datetime.combine(day, order.placed_at.timetz()), trade_date=day,
+                                 confirmation_date=day, hold_id="", status=OrderStatus.CONFIRMED, version=1)
+                listed.append((rolled, maturity_date(terms, day)))
+            matured = replace(order, status=OrderStatus.MATURED, version=order.version + 1)
+            assert legs, "a term pays interest or principal"
+            try:
+                self._ledger.post_linked(legs, product.currency, self._repo.term_write(matured, listed))
+            except AlreadyRecorded:
+                continue  # a rival run matured it first
+            posted += 1
+        return PageResult(len(found), posted, _next_cursor(index, after, len(products)))
 
     def income_page(self, market: str, day: date, cursor: str | None) -> PageResult:
         """Post one page of holders' income for day: the units are the positions' ledger balances, the

@@ -4,6 +4,7 @@ exactly once per (position, day) and conserved to the cent, and refusals that wr
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -12,6 +13,7 @@ from finfaas.domain.wealth import (
     BelowMinimum,
     FastRedemptionCapExceeded,
     InvalidFigure,
+    MaturityInstruction,
     Rounding,
     mmf_compound,
     mmf_distribute,
@@ -19,7 +21,13 @@ from finfaas.domain.wealth import (
 from finfaas.platform.errors import ErrorTable
 from finfaas.services.wealth.api import ERRORS
 from finfaas.services.wealth.errors import FigureAlreadyPublished, InsufficientBalance, ProductClosed
-from finfaas.services.wealth.model import OrderStatus, SubscribeCommand
+from finfaas.services.wealth.model import (
+    OrderStatus,
+    SubscribeCommand,
+    fee_account_id,
+    position_account_id,
+    rolled_order_id,
+)
 from finfaas.services.wealth.service import RedeemCommand, WealthService
 from finfaas_dev.wealth import check, run_day, seeded_holdings
 from support.wealth_testing import WealthWorld, utc
@@ -220,3 +228,62 @@ def test_a_batch_killed_mid_page_rerun_and_run_twice_at_once_posts_each_income_o
         expected.distributable_minor, sum(expected.incomes_minor), expected.remainder_minor)
     report = wealth_check(world)
     assert report.passed, report.findings
+
+
+def test_a_nav_subscription_is_confirmed_at_its_trade_dates_nav_once_with_its_fee_booked(world):
+    # GIVEN 100,000.00 subscribed to a NAV fund at a 1.2 % fee on Thursday, and Thursday's NAV 1.1800
+    product = world.product(product_id=f"nav-{uuid.uuid4().hex[:10]}", kind="nav_fund",
+                            subscription_fee_rate="0.012",
+                            fee_tiers=[[0, "0.015"], [7, "0.005"]])
+    world.product_ids.append(product.product_id)
+    wallet = world.wallet(ALICE, 10_000_000)
+    world.service.subscribe(ALICE, SubscribeCommand("n-1", product.product_id, wallet, 10_000_000))
+    world.service.publish_nav(product.product_id, THURSDAY, Decimal("1.1800"))
+    # WHEN Thursday's and Friday's batches run, and Friday's confirm step runs again
+    run_day(world.service, world.market, THURSDAY)
+    assert run_day(world.service, world.market, date(2027, 3, 5)).confirmed == 1
+    assert world.service.confirm_page(world.market, date(2027, 3, 5), None).posted == 0
+    # THEN the worked example: units 83,740.87 on the position, net in the fund, fee in the fee account
+    order = world.service.order(ALICE, "n-1")
+    assert (order.status, order.units_minor, order.fee_minor, order.fee_booked) == (
+        OrderStatus.CONFIRMED, 8_374_087, 118_577, True)
+    assert world.store.position(product.product_id, ALICE).units_minor == 8_374_087
+    assert (world.balance(wallet), world.balance(product.fund_account_id),
+            world.balance(fee_account_id(product.product_id))) == (0, 9_881_423, 118_577)
+    # AND 10,000.00 units redeemed on Saturday (T Monday, NAV 1.2000, held 3 days: 1.5 %) pay 11,820.00
+    world.service.redeem(ALICE, RedeemCommand("n-2", product.product_id, wallet, 1_000_000, fast=False))
+    assert world.store.position(product.product_id, ALICE).units_held_minor == 1_000_000
+    world.service.publish_nav(product.product_id, date(2027, 3, 8), Decimal("1.2000"))
+    for day in (6, 7, 8, 9):
+        run_day(world.service, world.market, date(2027, 3, day))
+    assert world.service.confirm_page(world.market, date(2027, 3, 9), None).posted == 0
+    assert world.service.order(ALICE, "n-2").fee_minor == 18_000
+    assert (world.balance(wallet), world.balance(product.fund_account_id)) == (1_182_000, 8_699_423)
+    position = world.store.position(product.product_id, ALICE)
+    assert (position.units_minor, position.units_held_minor) == (7_374_087, 0)
+    assert wealth_check(world).passed
+
+
+def test_a_fixed_term_partly_redeemed_early_then_rolled_over_matures_once_into_a_new_term(world):
+    # GIVEN 10,000.00 for 3 days at 3.6 % ACT/360, principal and interest rolled over, bought on Thursday
+    product = world.product(product_id=f"ft-{uuid.uuid4().hex[:10]}", kind="fixed_term", minimum=100_000,
+                            rate="0.036", demand_rate="0.003", term_days=3, day_count="ACT/360")
+    world.product_ids.append(product.product_id)
+    wallet = world.wallet(ALICE, 1_000_000)
+    world.service.subscribe(ALICE, SubscribeCommand("t-1", product.product_id, wallet, 1_000_000,
+                                                    MaturityInstruction.ROLL_OVER_ALL))
+    # WHEN the batches run from Thursday to Monday, the term's maturity (value date Friday + 3 days), and
+    # 4,000.00 is redeemed early on Saturday (1 day at the 0.3 % demand rate: 0.03)
+    matured = [run_day(world.service, world.market, date(2027, 3, d)).matured for d in (4, 5)]
+    world.service.redeem(ALICE, RedeemCommand("e-1", product.product_id, wallet, 400_000, fast=False,
+                                              term_order_id="t-1"))
+    assert world.balance(wallet) == 400_003
+    matured += [run_day(world.service, world.market, date(2027, 3, d)).matured for d in (6, 7, 8)]
+    # THEN it matured once, on Monday: 1.80 interest on the 6,000.00 left, rolled with it into a new term
+    assert matured == [0, 0, 0, 0, 1]
+    assert world.service.maturity_page(world.market, date(2027, 3, 8), None).posted == 0
+    assert world.service.order(ALICE, "t-1").status is OrderStatus.MATURED
+    rolled = world.service.order(ALICE, rolled_order_id("t-1", date(2027, 3, 8)))
+    assert (rolled.amount_minor, rolled.status) == (600_180, OrderStatus.CONFIRMED)
+    assert world.balance(position_account_id(product.product_id, ALICE)) == 600_180
+    assert wealth_check(world).passed

@@ -10,9 +10,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from finfaas.domain.wealth import Lot
 from finfaas.services.wealth.model import (
     DailyIncome,
     IncomeChunk,
+    NavFigure,
     Position,
     Product,
     ProductKind,
@@ -74,6 +76,23 @@ class WealthStoreContract:
         assert store.daily_income(product_id, DAY) == corrected
         assert store.daily_incomes(product_id, DAY, DAY) == [corrected]
         assert store.daily_income(product_id, date(2027, 3, 5)) is None
+
+    def test_a_nav_is_published_once_or_over_the_version_it_replaces(self, store):
+        product_id = new_product().product_id
+        first = NavFigure(product_id, DAY, Decimal("1.1800"), datetime(2027, 3, 4, tzinfo=UTC))
+        assert store.publish_nav(first, None)
+        assert not store.publish_nav(replace(first, nav=Decimal("1.19")), None)
+        corrected = replace(first, nav=Decimal("1.1900"), version=2)
+        assert not store.publish_nav(corrected, 5)
+        assert store.publish_nav(corrected, 1)
+        assert store.nav(product_id, DAY) == corrected
+        assert store.nav(product_id, date(2027, 3, 5)) is None
+
+    def test_a_nav_position_keeps_its_units_lots_and_version(self, store):
+        product_id = new_product().product_id
+        held = Position(product_id, "c000", "wp-c000", DAY, units_minor=8_374_087,
+                        lots=(Lot(8_374_087, DAY),), version=1)
+        assert store.create_position(held) == held
 
     def test_a_chunk_is_recorded_once(self, store):
         product_id = new_product().product_id
