@@ -9,7 +9,7 @@ import pytest
 from finfaas.domain.ledger import AccountKind, NewAccount
 from finfaas.platform.config import resource_name
 from support.saga_world import CUSTOMER, OTHER_CUSTOMER
-from test_transfer_saga_dynamodb import world_on_dynamodb
+from test_transfer_saga_dynamodb import dynamodb_stores, world_on_dynamodb
 
 # The tables a POST /transfers may write: the order, its event, the saga's execution, a key's record.
 WRITTEN_TABLES = ("transferorders", "outbox", "executions", "history", "idempotency")
@@ -29,7 +29,7 @@ def item_counts() -> dict[str, int]:
 @pytest.fixture(scope="module")
 def world(embedded_aws):
     """Customer 1 with USD accounts (acc-a, acc-c) and an EUR one; customer 2 with a USD account (acc-b)."""
-    world = world_on_dynamodb()
+    world = world_on_dynamodb(dynamodb_stores())
     p = world.prefix
     now = world.clock.utc()
     world.ledger.open_account(NewAccount(p + "acc-eur", p + CUSTOMER, "EUR", AccountKind.CUSTOMER), now)
