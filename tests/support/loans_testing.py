@@ -16,6 +16,10 @@ def wire_loans(loans: Any, risk: Any, bureau: Any, minter: Any) -> InProcessGate
     gateway = InProcessGateway(on_orchestrator_crash=lambda: None)
     gateway.handlers["risk"] = risk
     gateway.handlers["bureau"] = bureau
+    # The nightly schedule starts an execution: here an orchestrator that records it.
+    from support.wealth_testing import RecordedStarts
+
+    gateway.handlers["orchestrator"] = RecordedStarts()
     risk.verifier.use(minter.verifier())
     bureau.verifier.use(minter.verifier())
     token = minter.mint("loans", SERVICE_CLIENTS["loans"], kind="client")

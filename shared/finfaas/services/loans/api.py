@@ -72,6 +72,7 @@ from finfaas.services.loans.model import (
     product_name_chars_max,
 )
 from finfaas.services.loans.nightly import page_loans_max
+from finfaas.services.suite_clients import ServiceUnreachable
 
 # Rates as decimal strings ("0.12"), never JSON numbers: a float cannot hold 0.1 exactly.
 RATE_PATTERN = r"^(0|[1-9][0-9]{0,2})(\.[0-9]{1,12})?$"
@@ -431,7 +432,7 @@ class DisburseStepView(BaseModel):
     transfer_id: str
 
 
-ERRORS = {
+ERRORS: dict[type[BaseException], ErrorSpec] = {
     UnknownProduct: ErrorSpec(422, UnknownProduct.code, "Unknown loan product"),
     InvalidPrincipal: ErrorSpec(422, InvalidPrincipal.code, "Invalid principal"),
     PrincipalOutsideProduct: ErrorSpec(422, PrincipalOutsideProduct.code, "Principal outside the product"),
@@ -458,6 +459,8 @@ ERRORS = {
     RepaymentNotFound: ErrorSpec(404, RepaymentNotFound.code, "Repayment not found"),
     RepaymentAlreadyReversed: ErrorSpec(409, RepaymentAlreadyReversed.code, "Repayment already reversed"),
     LoanNotActive: ErrorSpec(409, LoanNotActive.code, "Loan not active"),
+    # The orchestrator (a start), risk or the bureau beyond their breakers: retry later.
+    ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
 }
 
 
