@@ -153,16 +153,17 @@ def sign_in(page, base_url: str, operator: str, secret: str) -> None:
 
 def post_form(page, action: str, fields: dict[str, str]) -> None:
     """Submit a form the page does not offer, as a hand-made or cross-site request would."""
-    page.evaluate("""([action, fields]) => {
-        const form = document.createElement("form");
-        form.method = "post"; form.action = action;
-        for (const [name, value] of Object.entries(fields)) {
-            const input = document.createElement("input");
-            input.type = "hidden"; input.name = name; input.value = value; form.appendChild(input);
-        }
-        document.body.appendChild(form); form.submit();
-    }""", [action, fields])
-    page.wait_for_load_state()
+    # The submit only starts a navigation: wait for the page it leads to, not the one already loaded.
+    with page.expect_navigation():
+        page.evaluate("""([action, fields]) => {
+            const form = document.createElement("form");
+            form.method = "post"; form.action = action;
+            for (const [name, value] of Object.entries(fields)) {
+                const input = document.createElement("input");
+                input.type = "hidden"; input.name = name; input.value = value; form.appendChild(input);
+            }
+            document.body.appendChild(form); form.submit();
+        }""", [action, fields])
 
 
 def test_an_operator_approves_a_transfer_under_review_and_watches_it_complete(

@@ -76,6 +76,11 @@ def _short_rail_timeout(folder: Path) -> Path:
     return folder
 
 
+# When this module's suite started: the transfer sagas it waits for began after it.
+SUITE_STARTED_MS: list[int] = []
+RUNNING_LISTED_MAX = 500
+
+
 @pytest.fixture(scope="module")
 def suite_dir(tmp_path_factory) -> Path:
     """The suite's folder: its stack, and the gateway's and every function's log."""
@@ -85,6 +90,7 @@ def suite_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def suite(embedded_aws, suite_dir):
     """The gateway with every function of the saga, and its base URL."""
+    SUITE_STARTED_MS.append(int(time.time() * 1000))
     folder = suite_dir
     secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
     write_suite_secrets(secrets_dir)
@@ -223,11 +229,13 @@ def _profile_token(customer: Customer) -> str:
 
 
 def transfer_sagas_running(store) -> bool:
-    """Whether a transfer saga still runs: other suites of the session share the stage and may leave
-    executions of their own state machines running, which are not this module's to wait for."""
+    """Whether a transfer saga this module's suite started still runs: other suites of the session share
+    the stage and may leave executions running (a transfer left waiting for a review), which are not this
+    module's to wait for."""
     from finfaas.workflow.model import Status
 
-    return bool(store.list(Status.RUNNING, 1, state_machine="transfer").executions)
+    running = store.list(Status.RUNNING, RUNNING_LISTED_MAX, state_machine="transfer").executions
+    return any(execution.started_at_ms >= SUITE_STARTED_MS[0] for execution in running)
 
 
 def test_no_table_and_no_log_holds_a_payee_or_a_profile_in_the_clear(suite, suite_dir, embedded_aws):
