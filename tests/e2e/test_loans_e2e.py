@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,14 +18,12 @@ from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_
 from finfaas.services.bureau.model import sandbox_report
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
-from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.net import free_port
 from finfaas_dev.testing.platform import TokenMinter
-from support.gateway_harness import http
+from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-GATEWAY_READY_SECONDS_MAX = 30
-STOP_SECONDS_MAX = 20
 FUNCTIONS = ("auth", "bureau", "ledger", "loans", "risk")
 TOKEN_SECONDS = 600
 CANDIDATES_MAX = 200  # customer ids tried for a clean (or a poor) bureau file: one in ten is poor
@@ -42,13 +38,6 @@ def stack_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _answers(url: str) -> bool:
-    try:
-        return http("GET", url, timeout=1).status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def suite(embedded_aws, tmp_path_factory):
     folder = tmp_path_factory.mktemp("loans-e2e")
@@ -58,20 +47,14 @@ def suite(embedded_aws, tmp_path_factory):
     (folder / "stack.yml").write_text(stack_text())
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
+    env = {**embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
            "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json"}
-    log = (folder / "gateway.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(folder / "stack.yml"),
-         "--port", str(port), "--logs-dir", str(folder / "functions")],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
+                             stack=folder / "stack.yml", port=port)
     try:
-        wait_for(lambda: _answers(base_url + "/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
         yield base_url
     finally:
-        process.terminate()
-        process.wait(STOP_SECONDS_MAX)
-        log.close()
+        gateway.stop()
 
 
 def customer(poor: bool) -> tuple[str, str, str]:
