@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 # Error codes (an exception's cause_response_code).
 CONDITIONAL_CHECK_FAILED_EXCEPTION = "ConditionalCheckFailedException"
@@ -144,6 +145,28 @@ def conditional_write(write: Callable[[], object]) -> Written:
         return Written(outcome_of(error), error)
     return Written(WriteOutcome.TAKEN)
 
+
+Created = TypeVar("Created")
+
+
+def create_with_event(connection: Any, item: Any, new: Any, event_item: Any, created: Created,
+                      stored: Callable[[], Created | None],
+                      unavailable: Callable[[Written], Exception]) -> Created:
+    """Puts `item` if `new` holds, with its outbox event in the same transaction: `created` once written,
+    the stored object when it already existed (a retry of the same create), `unavailable` otherwise."""
+    def transact() -> None:
+        with TransactWrite(connection=connection) as transaction:
+            transaction.save(item, condition=new)
+            transaction.save(event_item)
+
+    written = conditional_write(transact)
+    if written.taken:
+        return created
+    if any_condition_failed(written.error):
+        existing = stored()
+        if existing is not None:
+            return existing
+    raise unavailable(written) from written.error
 
 def consistent_get(
     model: Any,

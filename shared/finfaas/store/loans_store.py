@@ -53,7 +53,7 @@ from finfaas.services.loans.model import (
     ProductStatus,
 )
 from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
-from finfaas.store.dynamo import any_condition_failed, conditional_write, consistent_get
+from finfaas.store.dynamo import any_condition_failed, conditional_write, consistent_get, create_with_event
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 from finfaas.store.outbox_store import outbox_partition
 
@@ -318,21 +318,10 @@ class LoansStore:
     # -- loans ----------------------------------------------------------------------------------------
 
     def create_loan(self, loan: Loan, event: LoanEvent) -> Loan:
-        item = self._loan_item(loan)
-
-        def transact() -> None:
-            with TransactWrite(connection=self._connection) as transaction:
-                transaction.save(item, condition=self._item.pk.does_not_exist())
-                transaction.save(self._event_item(loan, event))
-
-        written = conditional_write(transact)
-        if written.taken:
-            return loan
-        if any_condition_failed(written.error):
-            existing = self.get_loan(loan.loan_id)
-            if existing is not None:
-                return existing
-        raise LoansStoreUnavailable(f"create loan {loan.loan_id}: {written.code}") from written.error
+        return create_with_event(
+            self._connection, self._loan_item(loan), self._item.pk.does_not_exist(),
+            self._event_item(loan, event), loan, lambda: self.get_loan(loan.loan_id),
+            lambda written: LoansStoreUnavailable(f"create loan {loan.loan_id}: {written.code}"))
 
     def get_loan(self, loan_id: str) -> Loan | None:
         item = consistent_get(self._item, _loan_key(loan_id),

@@ -64,7 +64,7 @@ from finfaas.services.payments.model import (
     SettlementStatus,
 )
 from finfaas.store.binding import RETRY_ATTEMPTS_MAX, StoreMeta, bound
-from finfaas.store.dynamo import any_condition_failed, conditional_write
+from finfaas.store.dynamo import any_condition_failed, conditional_write, create_with_event
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 from finfaas.store.outbox_store import outbox_partition
 
@@ -450,22 +450,10 @@ class PaymentsStore:
     # -- payment intents --------------------------------------------------------------------------
 
     def create_intent(self, intent: PaymentIntent, event: IntentEvent) -> PaymentIntent:
-        item = self._intent_item(intent)
-
-        def transact() -> None:
-            with TransactWrite(connection=self._connection) as transaction:
-                transaction.save(item, condition=self._item.pk.does_not_exist())
-                transaction.save(self._event_item(intent, event))
-
-        written = conditional_write(transact)
-        if written.taken:
-            return intent
-        if any_condition_failed(written.error):
-            existing = self.get_intent(intent.payment_id)
-            if existing is not None:
-                return existing
-        cause = written.error
-        raise PaymentsStoreUnavailable(f"create intent {intent.payment_id}: {written.code}") from cause
+        return create_with_event(
+            self._connection, self._intent_item(intent), self._item.pk.does_not_exist(),
+            self._event_item(intent, event), intent, lambda: self.get_intent(intent.payment_id),
+            lambda written: PaymentsStoreUnavailable(f"create intent {intent.payment_id}: {written.code}"))
 
     def get_intent(self, payment_id: str) -> PaymentIntent | None:
         try:

@@ -70,7 +70,13 @@ from finfaas.store.binding import (
     StoreMeta,
     bound,
 )
-from finfaas.store.dynamo import any_condition_failed, condition_flags, conditional_write, consistent_get
+from finfaas.store.dynamo import (
+    any_condition_failed,
+    condition_flags,
+    conditional_write,
+    consistent_get,
+    create_with_event,
+)
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 from finfaas.store.outbox_store import outbox_partition
 
@@ -239,21 +245,10 @@ class TransfersStore:
     # -- orders -----------------------------------------------------------------------------------
 
     def create(self, order: TransferOrder, event: OrderEvent) -> TransferOrder:
-        item = self._order_item(order)
-
-        def transact() -> None:
-            with TransactWrite(connection=self._connection) as transaction:
-                transaction.save(item, condition=self._item.pk.does_not_exist())
-                transaction.save(self._event_item(order, event))
-
-        written = conditional_write(transact)
-        if written.taken:
-            return order
-        if any_condition_failed(written.error):
-            existing = self.get(order.transfer_id)
-            if existing is not None:
-                return existing
-        raise TransferStoreUnavailable(f"create {order.transfer_id}: {written.error}") from written.error
+        return create_with_event(
+            self._connection, self._order_item(order), self._item.pk.does_not_exist(),
+            self._event_item(order, event), order, lambda: self.get(order.transfer_id),
+            lambda written: TransferStoreUnavailable(f"create {order.transfer_id}: {written.error}"))
 
     def get(self, transfer_id: str) -> TransferOrder | None:
         item = consistent_get(self._item, _order_key(transfer_id),
