@@ -210,6 +210,14 @@ class InMemoryWealthStore:
 
         return MemoryWrite(check, apply)
 
+    def seed(self, positions: Sequence[Position], orders: Sequence[SubscriptionOrder]) -> None:
+        """Tooling, as the DynamoDB store's: positions and orders written as they are."""
+        with self.lock:
+            for position in positions:
+                self._positions.setdefault(position.product_id, {})[position.customer_id] = position
+            for order in orders:
+                self._orders[(order.customer_id, order.order_id)] = order
+
     def priced_orders(self, product_id: str, day: date, limit: int,
                       cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
         with self.lock:
