@@ -282,6 +282,11 @@ def test_a_nav_correction_reverses_a_redemptions_payment_and_pays_again_at_the_c
     assert ledger.available("wallet-ada") == 1_172_150
     assert ledger.balances([product.fund_account_id])[product.fund_account_id][0] == fund_before + 9_850
     assert store.position("nav-1", "ada").units_minor == 7_374_087
+    # AND the check finds both corrections' legs, and would see a payment at the old NAV
+    amounts = {t: amount for t, (_, _, amount) in ledger.transfers.items()}
+    assert check(table_items(store, product), ledger.balances, amounts.get).passed
+    amounts[order_transfer_id("ada", "r-1", "c1")] = 1_182_000
+    assert not check(table_items(store, product), ledger.balances, amounts.get).passed
 
 
 def test_a_correction_needs_a_changed_figure_and_is_refused_while_a_wallet_cannot_give_back_the_difference():
@@ -301,6 +306,21 @@ def test_a_correction_needs_a_changed_figure_and_is_refused_while_a_wallet_canno
     assert store.order("ada", "r-1").nav == Decimal("1.2000")  # nothing moved for the order
     ledger.accounts["wallet-ada"].posted = 10_000
     assert service.correct_nav("nav-1", monday, Decimal("1.1900"), "restated", "ops-1").repriced == 1
+
+
+class Item:
+    """An item of the wealth table as the check reads it."""
+
+    def __init__(self, pk: str, doc: str) -> None:
+        self.pk, self.doc = pk, doc
+
+
+def table_items(store: InMemoryWealthStore, product: Product) -> list[Item]:
+    from finfaas.store.wealth_store import order_to_json, position_to_json, product_to_json
+
+    return [Item("product", product_to_json(product)),
+            Item("pos#nav-1", position_to_json(store.position("nav-1", "ada"))),
+            *(Item("order#ada", order_to_json(o)) for o in store.orders_of("ada", 10))]
 
 
 def test_the_check_counts_nav_units_on_positions_and_fees_in_the_fee_account():
