@@ -367,6 +367,8 @@ class WealthService:
         position = self._repo.position(product.product_id, order.customer_id)
         assert position is not None, "a confirmed subscription has its position"
         lots = list(position.lots)
+        # Lots of one confirmation date are alike for the fee (it depends on the date only): the last one
+        # of the order's date takes the difference.
         at = next((i for i in reversed(range(len(lots)))
                    if lots[i].confirmed_on == order.confirmation_date), None)
         free = position.units_minor - position.units_held_minor
