@@ -11,8 +11,10 @@ Operators (ops scope; POSTs take an Idempotency-Key):
   POST /_/ops/products                           create a product (opens the fund's ledger accounts)
   GET  /_/ops/products/{product_id}              the product
   POST /_/ops/products/{product_id}/close        no new subscriptions
-  POST /_/ops/products/{product_id}/income       a day's income per 10,000 units (correction: true)
-  POST /_/ops/products/{product_id}/nav          a NAV fund's NAV of a trading day (correction: true)
+  POST /_/ops/products/{product_id}/income       a day's income per 10,000 units, once per day
+  POST /_/ops/products/{product_id}/nav          a NAV fund's NAV of a trading day, once per day
+  POST /_/ops/products/{product_id}/income/{date}/correction   ops:act, with a reason: a day not settled
+  POST /_/ops/products/{product_id}/nav/{date}/correction      ops:act, with a reason: re-prices its orders
   POST /_/ops/batch                              start the daily batch for the market's business date
 The daily batch (the orchestrator's Tasks, scope wealth:batch; infra/statemachines/wealth-daily):
   POST /batch/begin, /batch/confirm, /batch/income, /batch/settle, /batch/maturity, /batch/end
@@ -41,9 +43,12 @@ from finfaas.services.wealth.api import (
     DailyIncomeList,
     DailyIncomeView,
     IncomeBody,
+    IncomeCorrectionBody,
     IncomeLine,
     IncomeStatement,
     NavBody,
+    NavCorrectionBody,
+    NavCorrectionView,
     NavView,
     NewProductBody,
     OrderList,
@@ -56,6 +61,7 @@ from finfaas.services.wealth.api import (
     SubscribeBody,
     batch_page_view,
     daily_income_view,
+    nav_correction_view,
     nav_view,
     order_view,
     position_view,
@@ -71,6 +77,7 @@ MONEY_LIMIT = RateLimit("wealth_money", requests_max=6_000, window_seconds=60, t
 READ_LIMIT = RateLimit("wealth_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
 LIMITS = {limit.name: limit for limit in (OPS_LIMIT, MONEY_LIMIT, READ_LIMIT)}
 READ, WRITE, BATCH = "wealth:read", "wealth:write", "wealth:batch"
+OPS_ACT = "ops:act"  # an operator's action that changes money already moved (corrections), beside ops
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
 CALENDARS_DIR_ENV = "FINFAAS_CALENDARS_DIR"
 # shared/finfaas/... -> the folder holding infra/ (the repository, or the build context where
@@ -248,27 +255,66 @@ def close_product(req: Request, product_id: str) -> ProductView:
 @app.route("POST", "/_/ops/products/{product_id}/income", body=IncomeBody, status=201,
            response=DailyIncomeView, idempotency="required", rate_limit=OPS_LIMIT.name)
 def publish_income(req: Request, product_id: str, body: IncomeBody) -> DailyIncomeView:
-    """A day's income per 10,000 units (at most 4 decimals); a published day is a 409 unless
-    correction is true, and a day the batch settled cannot be corrected."""
+    """A day's income per 10,000 units (at most 4 decimals); a published day is a 409 naming date (a
+    correction is POST .../income/{date}/correction)."""
     from decimal import Decimal
 
     req.audit_target = f"wealth_product:{product_id}"
-    figure = services.get().wealth.publish_income(product_id, body.date, Decimal(body.income_per_10k_units),
-                                                  correction=body.correction)
+    figure = services.get().wealth.publish_income(product_id, body.date, Decimal(body.income_per_10k_units))
+    return daily_income_view(figure)
+
+
+@app.route("POST", "/_/ops/products/{product_id}/income/{day}/correction", scopes=[OPS_ACT],
+           body=IncomeCorrectionBody, response=DailyIncomeView, idempotency="required",
+           rate_limit=OPS_LIMIT.name)
+def correct_income(req: Request, product_id: str, day: str, body: IncomeCorrectionBody) -> DailyIncomeView:
+    """Correct a day's income before the batch posts it (the reason kept on the figure); a day the batch
+    settled or is posting is a 409 naming date."""
+    from decimal import Decimal
+
+    assert req.principal is not None
+    req.audit_target = f"wealth_figure:{product_id}:{day}"
+    figure = services.get().wealth.correct_income(product_id, _day(day), Decimal(body.income_per_10k_units),
+                                                  body.reason, req.principal.sub)
     return daily_income_view(figure)
 
 
 @app.route("POST", "/_/ops/products/{product_id}/nav", body=NavBody, status=201, response=NavView,
            idempotency="required", rate_limit=OPS_LIMIT.name)
 def publish_nav(req: Request, product_id: str, body: NavBody) -> NavView:
-    """A NAV fund's NAV of a trading day (at most 4 decimals); a published day is a 409 unless
-    correction is true, and only until the business date passes the day."""
+    """A NAV fund's NAV of a trading day (at most 4 decimals); a published day is a 409 naming date (a
+    correction is POST .../nav/{date}/correction). A late NAV is taken: its waiting orders are confirmed
+    by the next batch."""
     from decimal import Decimal
 
     req.audit_target = f"wealth_product:{product_id}"
-    figure = services.get().wealth.publish_nav(product_id, body.date, Decimal(body.nav),
-                                               correction=body.correction)
+    figure = services.get().wealth.publish_nav(product_id, body.date, Decimal(body.nav))
     return nav_view(figure)
+
+
+@app.route("POST", "/_/ops/products/{product_id}/nav/{day}/correction", scopes=[OPS_ACT],
+           body=NavCorrectionBody, response=NavCorrectionView, idempotency="required",
+           rate_limit=OPS_LIMIT.name)
+def correct_nav(req: Request, product_id: str, day: str, body: NavCorrectionBody) -> NavCorrectionView:
+    """Correct a published NAV (the reason kept on the figure): each order priced at it has its
+    confirmation reversed and made again at the corrected NAV; `more`: send it again for the rest."""
+    from decimal import Decimal
+
+    assert req.principal is not None
+    req.audit_target = f"wealth_figure:{product_id}:{day}"
+    result = services.get().wealth.correct_nav(product_id, _day(day), Decimal(body.nav), body.reason,
+                                               req.principal.sub)
+    return nav_correction_view(result)
+
+
+def _day(text: str) -> date:
+    """A date of the path, refused naming `date` (422) when it is not one."""
+    from finfaas.domain.wealth import WealthError
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise WealthError("date: YYYY-MM-DD", field="date") from None
 
 
 @app.route("POST", "/_/ops/batch", body=BatchBody, idempotency="optional", rate_limit=OPS_LIMIT.name)

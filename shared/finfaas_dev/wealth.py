@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from finfaas.domain.wealth import mmf_distributable
+from finfaas.domain.wealth import mmf_distributable, nav_redemption
 from finfaas.services.wealth.model import (
     DailyIncome,
     IncomeChunk,
@@ -139,7 +139,30 @@ def check(items: Any, balances: Callable[[Sequence[str]], dict[str, tuple[int, i
             if booked != order.fee_minor:
                 report.findings.append(f"order {order.customer_id}/{order.order_id}: fee {order.fee_minor}, "
                                        f"{booked} booked to the fee account")
+        if order.corrections and order.product_id in products:
+            _check_corrections(report, products[order.product_id], order, transfer_amount)
     return report
+
+
+def _check_corrections(report: CheckReport, product: Product, order: SubscriptionOrder,
+                       transfer_amount: Callable[[str], int | None]) -> None:
+    """Each NAV correction of the order moved money as two legs, and the last one pays what the order's
+    current NAV says: a subscription its amount both ways, a redemption the net at the corrected NAV."""
+    where = f"order {order.customer_id}/{order.order_id}"
+    for n in range(1, order.corrections + 1):
+        legs = [transfer_amount(order_transfer_id(order.customer_id, order.order_id, f"{step}{n}"))
+                for step in ("r", "c")]
+        if None in legs:
+            report.findings.append(f"{where}: correction {n} lacks a leg on the ledger ({legs})")
+            return
+        if order.kind is OrderKind.SUBSCRIBE and legs != [order.amount_minor, order.amount_minor]:
+            report.findings.append(f"{where}: correction {n} moved {legs}, not its amount both ways")
+    if order.kind is OrderKind.REDEEM and order.nav is not None and order.units_minor is not None:
+        net = nav_redemption(order.lots_redeemed, order.units_minor, order.nav, product.redemption_fee_tiers,
+                             order.trade_date).net_minor
+        paid = transfer_amount(order_transfer_id(order.customer_id, order.order_id, f"c{order.corrections}"))
+        if paid != net:
+            report.findings.append(f"{where}: paid {paid} at its last correction, {net} at NAV {order.nav}")
 
 
 def _check_day(report: CheckReport, product: Product, figure: DailyIncome, day_chunks: list[IncomeChunk],

@@ -2,8 +2,9 @@
 auth, the ledger and the orchestrator (woken over SQS by the connector). An operator creates the fund and
 publishes each day's income; a customer subscribes; each business date's batch runs as an orchestrator
 execution (started by the operator, as the sandbox's manual business date asks) and advances the date;
-the customer sees the income, redeems fast (capped) and standard (paid on T+1); another customer's
-order and position are 404; `finfaas wealth check`'s rules hold on what the suite wrote."""
+the customer sees the income, redeems fast (capped) and standard (paid on T+1); a NAV fund's subscription
+is confirmed at its trade date's published NAV and re-priced by an operator's correction; a fixed term
+bought on Monday matures on Thursday and pays out; another customer's order and position are 404."""
 
 from __future__ import annotations
 
@@ -169,6 +170,27 @@ def test_subscribe_before_the_cut_off_advance_the_date_see_the_income_redeem_fas
 
     ada, ada_token = suite.customers["ada"]
     ada_wallet = wallet(ada)
+    # a NAV fund (1.2 % subscription fee) and a 2-day fixed term (3.6 % ACT/360), bought from another
+    # wallet of ada's on Monday: confirmed Tuesday by the same batches
+    nav_id, term_id = f"nav-{secrets.token_hex(4)}", f"ft-{secrets.token_hex(4)}"
+    for body in ({"product_id": nav_id, "kind": "nav_fund", "name": "Growth", "minimum": 100,
+                  "cutoff": "23:59:59", "subscription_fee_rate": "0.012",
+                  "fee_tiers": [[0, "0.015"], [7, "0.005"]]},
+                 {"product_id": term_id, "kind": "fixed_term", "name": "Two days", "minimum": 100_000,
+                  "cutoff": "23:59:59", "rate": "0.036", "demand_rate": "0.003", "term_days": 2,
+                  "day_count": "ACT/360"}):
+        made = suite.call("POST", "/function/wealth/_/ops/products", body, key=True)
+        assert made.status == 201, made.body
+    other_wallet = wallet(ada)
+    for body in ({"order_id": "nav-1", "product_id": nav_id, "account_id": other_wallet,
+                  "amount": 1_000_000},
+                 {"order_id": "term-1", "product_id": term_id, "account_id": other_wallet,
+                  "amount": 1_000_000, "maturity_instruction": "pay_out"}):
+        placed = suite.call("POST", "/function/wealth/subscriptions", body, token=ada_token, key=True)
+        assert placed.status == 201, placed.body
+    published = suite.call("POST", f"/function/wealth/_/ops/products/{nav_id}/nav",
+                           {"date": monday.isoformat(), "nav": "1.1800"}, key=True)
+    assert published.status == 201, published.body
     # Ada subscribes 10,000.00 on Monday before the cut-off (this product's is 23:59:59)
     order = suite.call("POST", "/function/wealth/subscriptions",
                        {"order_id": "sub-1", "product_id": product_id, "account_id": ada_wallet,
@@ -186,6 +208,25 @@ def test_subscribe_before_the_cut_off_advance_the_date_see_the_income_redeem_fas
             position.json()["cumulative_income"]) == (1_000_065, 65, 65)
     income = suite.call("GET", f"/function/wealth/positions/{product_id}/income", token=ada_token).json()
     assert income["data"] == [{"date": (monday + timedelta(days=1)).isoformat(), "income": 65}]
+
+    # the NAV order, confirmed on Tuesday at Monday's NAV: net 9,881.42 ÷ 1.1800 = 8,374.08 units, fee 118.58
+    nav_order = suite.call("GET", "/function/wealth/orders/nav-1", token=ada_token).json()
+    assert (nav_order["status"], nav_order["nav"], nav_order["units"], nav_order["fee"]) == (
+        "confirmed", "1.1800", 837_408, 11_858)
+    # the NAV is published once; an operator's correction (ops:act, with a reason) re-prices the order
+    again = suite.call("POST", f"/function/wealth/_/ops/products/{nav_id}/nav",
+                       {"date": monday.isoformat(), "nav": "1.2000"}, key=True)
+    assert again.status == 409 and again.json()["errors"][0]["field"] == "date", again.body
+    correction = f"/function/wealth/_/ops/products/{nav_id}/nav/{monday.isoformat()}/correction"
+    unexplained = suite.call("POST", correction, {"nav": "1.2000"}, key=True)
+    assert unexplained.status == 422, unexplained.body
+    assert unexplained.json()["errors"][0]["field"] == "reason"
+    corrected = suite.call("POST", correction, {"nav": "1.2000", "reason": "restated by the manager"},
+                           key=True)
+    assert corrected.status == 200, corrected.body
+    assert (corrected.json()["repriced"], corrected.json()["corrections"][0]["previous"]) == (1, "1.1800")
+    nav_order = suite.call("GET", "/function/wealth/orders/nav-1", token=ada_token).json()
+    assert (nav_order["nav"], nav_order["units"], nav_order["corrections"]) == ("1.2000", 823_452, 1)
 
     # Wednesday: a fast redemption is paid at once; past the 10,000.00 cap it is refused naming the amount
     fast = suite.call("POST", "/function/wealth/redemptions",
@@ -211,6 +252,11 @@ def test_subscribe_before_the_cut_off_advance_the_date_see_the_income_redeem_fas
     assert ledger.get_account(ada_wallet).balance_minor == WALLET_MINOR - 1_000_000 + 700_000
     confirmed = suite.call("GET", "/function/wealth/orders/std-1", token=ada_token).json()
     assert confirmed["status"] == "confirmed"
+
+    # the fixed term (value date Tuesday, 2 days) matured on Thursday: 10,000.00 and 2.00 interest paid out
+    term = suite.call("GET", "/function/wealth/orders/term-1", token=ada_token).json()
+    assert term["status"] == "matured", term
+    assert ledger.get_account(other_wallet).balance_minor == WALLET_MINOR - 1_000_000 + 200
 
     # Bob sees neither Ada's order nor a position of his own
     _, bob_token = suite.customers["bob"]

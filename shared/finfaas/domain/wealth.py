@@ -308,13 +308,15 @@ class Lot:
 @dataclass(frozen=True, slots=True)
 class NavRedemption:
     """A redemption priced: gross = units × NAV, fee by holding period (to the fund), net = gross − fee;
-    `remaining` is the lots left, oldest first."""
+    `remaining` is the lots left, oldest first; `taken` the lots redeemed (a NAV correction re-prices
+    them)."""
 
     units_minor: int
     gross_minor: int
     fee_minor: int
     net_minor: int
     remaining: tuple[Lot, ...]
+    taken: tuple[Lot, ...] = ()
 
 
 def nav_redemption(lots: Sequence[Lot], units_minor: int, nav: Decimal, tiers: Sequence[FeeTier],
@@ -331,17 +333,18 @@ def nav_redemption(lots: Sequence[Lot], units_minor: int, nav: Decimal, tiers: S
     ordered = sorted(lots, key=lambda lot: lot.confirmed_on)
     if units_minor > sum(lot.units_minor for lot in ordered):
         raise InsufficientUnits("units: more than the position holds", field="units")
-    left, fee, remaining = units_minor, 0, []
+    left, fee, remaining, lots_taken = units_minor, 0, [], []
     for lot in ordered:
         taken = min(left, lot.units_minor)
         if taken:
             rate = redemption_fee_rate(table, (trade_date - lot.confirmed_on).days)
             fee += round_to_int(Fraction(taken) * price * Fraction(rate), Rounding.HALF_UP)
             left -= taken
+            lots_taken.append(Lot(taken, lot.confirmed_on))
         if lot.units_minor > taken:
             remaining.append(Lot(lot.units_minor - taken, lot.confirmed_on))
     gross = round_to_int(Fraction(units_minor) * price, Rounding.HALF_UP)
-    return NavRedemption(units_minor, gross, fee, gross - fee, tuple(remaining))
+    return NavRedemption(units_minor, gross, fee, gross - fee, tuple(remaining), tuple(lots_taken))
 
 
 # --- fixed-term products ---------------------------------------------------------------------------

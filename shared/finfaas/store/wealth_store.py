@@ -13,7 +13,9 @@ Items (each a JSON `doc`, with `version` where it changes):
   incomes, written in that transaction (attribute_not_exists: the exactly-once guard);
 - `fast#<product id>#<customer id>` / `<date>`: fast redemptions of the day, against the cap;
 - `mat#<product id>#<date>` / `<customer id> <order id>`: the fixed terms maturing that date, written
-  with the term's confirmation (or the maturity that rolled it over).
+  with the term's confirmation (or the maturity that rolled it over);
+- `priced#<product id>#<date>` / `<customer id> <order id>`: the NAV orders priced at that date's NAV,
+  written with each confirmation, so a correction of the NAV re-prices exactly those.
 
 A write that goes with money is not made here: `*_write` hands the item and its condition to the ledger's
 transaction (the ledger's TransactionExtra), as payments does with its intents.
@@ -41,6 +43,7 @@ from finfaas.platform.config import resource_name, settings
 from finfaas.services.wealth.errors import InvalidOrder, WealthStoreUnavailable
 from finfaas.services.wealth.model import (
     DailyIncome,
+    FigureCorrection,
     IncomeChunk,
     NavFigure,
     OrderKind,
@@ -124,6 +127,9 @@ def order_to_json(order: SubscriptionOrder) -> str:
         "nav": _optional(order.nav), "units_minor": order.units_minor, "fee_minor": order.fee_minor,
         "fee_booked": order.fee_booked, "early_redeemed_minor": order.early_redeemed_minor,
         "partial_redemptions": order.partial_redemptions,
+        "awaiting_nav_since": order.awaiting_nav_since.isoformat() if order.awaiting_nav_since else None,
+        "lots_redeemed": [[lot.units_minor, lot.confirmed_on.isoformat()] for lot in order.lots_redeemed],
+        "corrections": order.corrections,
     })
 
 
@@ -138,7 +144,10 @@ def order_from_json(text: str) -> SubscriptionOrder:
         OrderKind(raw["kind"]), int(raw["version"]),
         Decimal(raw["nav"]) if raw.get("nav") is not None else None, raw.get("units_minor"),
         raw.get("fee_minor"), bool(raw.get("fee_booked", False)), int(raw.get("early_redeemed_minor", 0)),
-        int(raw.get("partial_redemptions", 0)))
+        int(raw.get("partial_redemptions", 0)),
+        date.fromisoformat(raw["awaiting_nav_since"]) if raw.get("awaiting_nav_since") else None,
+        tuple(Lot(int(u), date.fromisoformat(d)) for u, d in raw.get("lots_redeemed", [])),
+        int(raw.get("corrections", 0)))
 
 
 def position_to_json(position: Position) -> str:
@@ -165,15 +174,27 @@ def position_from_json(text: str) -> Position:
                     int(raw.get("version", 1)), int(raw.get("units_held_minor", 0)))
 
 
+def _corrections_to_json(corrections: Sequence[FigureCorrection]) -> list[dict[str, str]]:
+    return [{"previous": str(c.previous), "reason": c.reason, "actor": c.actor, "at": format_time(c.at)}
+            for c in corrections]
+
+
+def _corrections_from_json(raw: Sequence[dict[str, str]]) -> tuple[FigureCorrection, ...]:
+    return tuple(FigureCorrection(Decimal(c["previous"]), c["reason"], c["actor"], parse_time(c["at"]))
+                 for c in raw)
+
+
 def nav_to_json(figure: NavFigure) -> str:
     return _dumps({"product_id": figure.product_id, "day": figure.day.isoformat(), "nav": str(figure.nav),
-                   "published_at": format_time(figure.published_at), "version": figure.version})
+                   "published_at": format_time(figure.published_at), "version": figure.version,
+                   "corrections": _corrections_to_json(figure.corrections)})
 
 
 def nav_from_json(text: str) -> NavFigure:
     raw: dict[str, Any] = jsonio.loads(text)
     return NavFigure(raw["product_id"], date.fromisoformat(raw["day"]), Decimal(raw["nav"]),
-                     parse_time(raw["published_at"]), int(raw["version"]))
+                     parse_time(raw["published_at"]), int(raw["version"]),
+                     _corrections_from_json(raw.get("corrections", [])))
 
 
 def _optional(value: Any) -> str | None:
@@ -188,7 +209,7 @@ def figure_to_json(figure: DailyIncome) -> str:
         "seven_day_yield_percent": _optional(figure.seven_day_yield_percent),
         "units_total_minor": figure.units_total_minor, "distributable_minor": figure.distributable_minor,
         "posted_minor": figure.posted_minor, "remainder_minor": figure.remainder_minor,
-        "holders": figure.holders,
+        "holders": figure.holders, "corrections": _corrections_to_json(figure.corrections),
     })
 
 
@@ -199,7 +220,8 @@ def figure_from_json(text: str) -> DailyIncome:
                        Decimal(raw["income_per_10k_units"]), parse_time(raw["published_at"]),
                        int(raw["version"]), Decimal(yield_text) if yield_text is not None else None,
                        raw["units_total_minor"], raw["distributable_minor"], raw["posted_minor"],
-                       raw["remainder_minor"], raw["holders"])
+                       raw["remainder_minor"], raw["holders"],
+                       _corrections_from_json(raw.get("corrections", [])))
 
 
 def chunk_to_json(chunk: IncomeChunk) -> str:
@@ -247,14 +269,17 @@ class _Write:
 
 
 class _ConfirmWrite(_Write):
-    """A NAV order's confirmation: the order (on its version) and its position (on its version)."""
+    """A NAV order's confirmation: the order (on its version), its position (on its version) and the
+    order listed under the NAV it was priced at."""
 
-    def __init__(self, item: Any, condition: Any, position_item: Any, position_condition: Any) -> None:
+    def __init__(self, item: Any, condition: Any, position_item: Any, position_condition: Any,
+                 priced_item: Any) -> None:
         super().__init__(item, condition)
         self._position = (position_item, position_condition)
+        self._priced = priced_item
 
     def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
-        return [self._position]
+        return [self._position, (self._priced, None)]
 
     def more_conflicted(self, n: int, raw_item: dict[str, Any] | None) -> None:
         raise RowMoved("the position changed while the order was confirmed; try again")
@@ -482,7 +507,35 @@ class WealthStore:
         position_item = self._item(f"pos#{position.product_id}", position.customer_id,
                                    doc=position_to_json(position), version=position.version)
         return _ConfirmWrite(order_item, self._item.version == order.version - 1, position_item,
-                             self._item.version == position.version - 1)
+                             self._item.version == position.version - 1, self._listed_item(
+                                 f"priced#{order.product_id}#{order.trade_date.isoformat()}", order))
+
+    def priced_orders(self, product_id: str, day: date, limit: int,
+                      cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        return self._listed(f"priced#{product_id}#{day.isoformat()}", limit, cursor)
+
+    def relist_due(self, order: SubscriptionOrder, day: date) -> None:
+        item = self._listed_item(f"due#{order.product_id}#{day.isoformat()}", order)
+        conditional_write(item.save).or_raise(lambda w: WealthStoreUnavailable(f"list due order: {w.code}"))
+
+    def save_order(self, order: SubscriptionOrder) -> bool:
+        assert order.version > 1, "a new order is written with its money"
+        item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
+                          version=order.version)
+        written = conditional_write(lambda: item.save(condition=self._item.version == order.version - 1))
+        return written.or_raise(lambda w: WealthStoreUnavailable(f"save order: {w.code}"))
+
+    def _listed_item(self, pk: str, order: SubscriptionOrder) -> Any:
+        return self._item(pk, f"{order.customer_id} {order.order_id}",
+                          doc=_dumps({"customer_id": order.customer_id, "order_id": order.order_id}))
+
+    def _listed(self, pk: str, limit: int, cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        result = self._query(pk, limit=limit, last_key=_decode_key(cursor, pk))
+        try:
+            found = [(raw["customer_id"], raw["order_id"]) for raw in (jsonio.loads(i.doc) for i in result)]
+        except PynamoDBException as error:
+            raise WealthStoreUnavailable(f"read {pk}: {error}") from error
+        return found, _encode_key(result.last_evaluated_key)
 
     def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> _Write:
         more = [self._item(f"pos#{p.product_id}", p.customer_id, doc=position_to_json(p)) for p in positions]

@@ -8,7 +8,8 @@ business date's batch runs in process with the same use cases the wealth-daily s
 (confirm, income pages, settle, end), timed and with every DynamoDB call counted. The same day's income
 pages run again (rerun_postings: 0 when nothing posts twice) and `finfaas wealth check`'s rules run last.
 Last line: JSON with positions, positions_per_s, batch_seconds, dynamodb_calls_per_position,
-rerun_postings, wealth_check.
+rerun_postings, wealth_check. `--orders` times subscriptions and redemptions through the gateway instead
+(finfaas_dev/bench/wealth_orders.py).
 """
 
 from __future__ import annotations
@@ -141,10 +142,24 @@ def measure(count: int) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from finfaas_dev.bench import wealth_orders
+
     parser.add_argument("--positions", type=int, default=POSITIONS_DEFAULT, help="MMF holders to seed")
+    parser.add_argument("--orders", action="store_true",
+                        help="subscriptions and redemptions through the gateway instead of the batch")
+    parser.add_argument("--clients", type=int, default=wealth_orders.CLIENTS_DEFAULT,
+                        help="--orders: concurrent clients")
+    parser.add_argument("--seconds", type=float, default=wealth_orders.SECONDS_DEFAULT,
+                        help="--orders: length of each phase")
+    parser.add_argument("--orders-max", type=int, default=wealth_orders.ORDERS_MAX_DEFAULT,
+                        help="--orders: cap per phase")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.orders:
+        from finfaas_dev.bench import wealth_orders
+
+        return wealth_orders.run(args)
     if not 1 <= args.positions <= POSITIONS_MAX:
         print(f"bench wealth: --positions from 1 to {POSITIONS_MAX}", file=sys.stderr)
         return 2

@@ -53,6 +53,7 @@ class InMemoryWealthStore:
         self._fast: dict[tuple[str, str, date], int] = {}
         self._navs: dict[tuple[str, date], NavFigure] = {}
         self._maturing: dict[tuple[str, date], dict[_Key, None]] = {}
+        self._priced: dict[tuple[str, date], dict[_Key, None]] = {}
 
     def products(self, limit: int) -> list[Product]:
         with self.lock:
@@ -204,8 +205,39 @@ class InMemoryWealthStore:
         def apply() -> None:
             of_order.apply()
             self._positions[position.product_id][position.customer_id] = position
+            key = (order.customer_id, order.order_id)
+            self._priced.setdefault((order.product_id, order.trade_date), {})[key] = None
 
         return MemoryWrite(check, apply)
+
+    def seed(self, positions: Sequence[Position], orders: Sequence[SubscriptionOrder]) -> None:
+        """Tooling, as the DynamoDB store's: positions and orders written as they are."""
+        with self.lock:
+            for position in positions:
+                self._positions.setdefault(position.product_id, {})[position.customer_id] = position
+            for order in orders:
+                self._orders[(order.customer_id, order.order_id)] = order
+
+    def priced_orders(self, product_id: str, day: date, limit: int,
+                      cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        with self.lock:
+            keys = sorted(self._priced.get((product_id, day), {}))
+        return _paged(keys, limit, cursor, lambda k: f"{k[0]} {k[1]}")
+
+    def relist_due(self, order: SubscriptionOrder, day: date) -> None:
+        with self.lock:
+            self._due.setdefault((order.product_id, day), {})[(order.customer_id, order.order_id)] = None
+
+    def save_order(self, order: SubscriptionOrder) -> bool:
+        assert order.version > 1, "a new order is written with its money"
+        write = self.order_write(order)
+        with self.lock:
+            try:
+                write.check()
+            except AlreadyRecorded:
+                return False
+            write.apply()
+            return True
 
     def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> MemoryWrite:
         def check() -> None:
@@ -368,9 +400,14 @@ class InMemoryWealthLedger:
                     owner_id: str | None = None) -> None:
         with self.lock:
             write.check()
-            for transfer_id, debit, _, amount in legs:
+            net: dict[str, int] = {}
+            for transfer_id, debit, credit, amount in legs:
                 assert transfer_id not in self.transfers, f"{transfer_id} posted twice"
-                self._debitable(debit, owner_id, amount)
+                net[debit] = net.get(debit, 0) + amount
+                net[credit] = net.get(credit, 0) - amount
+            # The ledger judges each account on its net change in the transaction, as here.
+            for _, debit, _, _ in legs:
+                self._debitable(debit, owner_id, max(net[debit], 0))
             for transfer_id, debit, credit, amount in legs:
                 self.accounts[debit].posted -= amount
                 self.accounts[credit].posted += amount

@@ -6,7 +6,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictInt
 
 from finfaas.domain import wealth as rules
 from finfaas.domain.calendar import CalendarError, Cutoff
@@ -32,7 +32,9 @@ from finfaas.services.wealth.errors import (
     WealthStoreUnavailable,
 )
 from finfaas.services.wealth.model import (
+    ROLLED_SUFFIX_CHARS,
     DailyIncome,
+    FigureCorrection,
     NavFigure,
     OrderKind,
     OrderStatus,
@@ -41,9 +43,16 @@ from finfaas.services.wealth.model import (
     ProductStatus,
     SubscribeCommand,
     SubscriptionOrder,
+    correction_reason_chars_max,
     fund_account_id,
 )
-from finfaas.services.wealth.service import PageResult, PositionSummary, RedeemCommand, Settlement
+from finfaas.services.wealth.service import (
+    NavCorrection,
+    PageResult,
+    PositionSummary,
+    RedeemCommand,
+    Settlement,
+)
 
 # Order ids stay within the length they always had (the ledger ids are derived from a digest now).
 HOLD_SUFFIX_CHARS = len("-hold")
@@ -55,6 +64,11 @@ DecimalText = Annotated[str, Field(min_length=1, max_length=24, pattern=r"^[0-9]
 Identifier = Annotated[str, Field(min_length=1, max_length=identifier_chars_max, pattern=r"^[A-Za-z0-9_-]+$")]
 OrderId = Annotated[str, Field(min_length=1, max_length=identifier_chars_max - HOLD_SUFFIX_CHARS,
                                pattern=r"^[A-Za-z0-9_-]+$")]
+# A term may be a rolled-over one (model.rolled_order_id: its first order's id and `~YYYYMMDD`).
+TermOrderId = Annotated[str, Field(min_length=1,
+                                   max_length=identifier_chars_max - HOLD_SUFFIX_CHARS + ROLLED_SUFFIX_CHARS,
+                                   pattern=r"^[A-Za-z0-9_-]+(~[0-9]{8})?$")]
+Reason = Annotated[str, Field(min_length=1, max_length=correction_reason_chars_max)]
 
 
 class SubscribeBody(StrictModel):
@@ -86,6 +100,9 @@ class OrderView(BaseModel):
     nav: str | None = Field(default=None, description="a NAV fund's confirmed order: the NAV of T")
     units: int | None = Field(default=None, description="a NAV fund's confirmed order: hundredths of units")
     fee: int | None = Field(default=None, description="a NAV fund's confirmed order: minor units")
+    awaiting_nav_since: date | None = Field(default=None, description="a NAV order still pending because "
+                                            "its trade date's NAV is not published: the first day it waited")
+    corrections: int = Field(default=0, description="NAV corrections that re-priced the order")
 
 
 def order_view(order: SubscriptionOrder) -> OrderView:
@@ -95,7 +112,8 @@ def order_view(order: SubscriptionOrder) -> OrderView:
                      maturity_instruction=order.maturity_instruction, placed_at=order.placed_at,
                      trade_date=order.trade_date, confirmation_date=order.confirmation_date,
                      status=order.status, nav=None if order.nav is None else str(order.nav),
-                     units=order.units_minor, fee=order.fee_minor)
+                     units=order.units_minor, fee=order.fee_minor,
+                     awaiting_nav_since=order.awaiting_nav_since, corrections=order.corrections)
 
 
 class RedeemBody(StrictModel):
@@ -107,7 +125,7 @@ class RedeemBody(StrictModel):
     account_id: Identifier
     amount: Annotated[StrictInt, Field(ge=1, le=transfer_amount_minor_max, description="minor units")]
     mode: Literal["standard", "fast"] = "standard"
-    term_order_id: OrderId | None = Field(default=None, description="a fixed term's early redemption: "
+    term_order_id: TermOrderId | None = Field(default=None, description="a fixed term's early redemption: "
                                           "the order id of the term it redeems (paid at once)")
 
     def command(self) -> RedeemCommand:
@@ -179,21 +197,43 @@ def product_view(product: Product) -> ProductView:
 
 
 class IncomeBody(StrictModel):
-    """A day's income per 10,000 units (a decimal string, at most 4 places); correction replaces a day
-    published but not yet settled by the batch."""
+    """A day's income per 10,000 units (a decimal string, at most 4 places), published once."""
 
     date: BusinessDay
     income_per_10k_units: DecimalText
-    correction: StrictBool = False
+
+
+class IncomeCorrectionBody(StrictModel):
+    """An operator's correction of a published day's income, before the batch settles it; why, kept."""
+
+    income_per_10k_units: DecimalText
+    reason: Reason
 
 
 class NavBody(StrictModel):
-    """A NAV fund's NAV of a trading day (a decimal string, at most 4 places); correction replaces a day
-    whose orders are not confirmed yet (the business date has not passed it)."""
+    """A NAV fund's NAV of a trading day (a decimal string, at most 4 places), published once."""
 
     date: BusinessDay
     nav: DecimalText
-    correction: StrictBool = False
+
+
+class NavCorrectionBody(StrictModel):
+    """An operator's correction of a published NAV: the orders priced at it are re-priced; why, kept."""
+
+    nav: DecimalText
+    reason: Reason
+
+
+class CorrectionView(BaseModel):
+    previous: str
+    reason: str
+    actor: str
+    at: datetime
+
+
+def correction_views(corrections: tuple[FigureCorrection, ...]) -> list[CorrectionView]:
+    return [CorrectionView(previous=str(c.previous), reason=c.reason, actor=c.actor, at=c.at)
+            for c in corrections]
 
 
 class NavView(BaseModel):
@@ -201,10 +241,22 @@ class NavView(BaseModel):
     date: date
     nav: str
     version: int
+    corrections: list[CorrectionView] = Field(default_factory=list)
 
 
 def nav_view(figure: NavFigure) -> NavView:
-    return NavView(product_id=figure.product_id, date=figure.day, nav=str(figure.nav), version=figure.version)
+    return NavView(product_id=figure.product_id, date=figure.day, nav=str(figure.nav), version=figure.version,
+                   corrections=correction_views(figure.corrections))
+
+
+class NavCorrectionView(NavView):
+    repriced: int = Field(description="orders this call re-priced at the corrected NAV")
+    more: bool = Field(description="orders remain: send the same correction again")
+
+
+def nav_correction_view(result: NavCorrection) -> NavCorrectionView:
+    return NavCorrectionView(**nav_view(result.figure).model_dump(), repriced=result.repriced,
+                             more=result.more)
 
 
 class DailyIncomeView(BaseModel):
@@ -217,6 +269,7 @@ class DailyIncomeView(BaseModel):
     posted: int | None = Field(description="minor units: Σ of the holders' incomes")
     remainder: int | None = Field(description="minor units: booked to the fund's rounding account")
     holders: int | None
+    corrections: list[CorrectionView] = Field(default_factory=list)
 
 
 def daily_income_view(figure: DailyIncome) -> DailyIncomeView:
@@ -226,7 +279,7 @@ def daily_income_view(figure: DailyIncome) -> DailyIncomeView:
                            seven_day_yield_percent=None if yield_percent is None else str(yield_percent),
                            settled=figure.settled, distributable=figure.distributable_minor,
                            posted=figure.posted_minor, remainder=figure.remainder_minor,
-                           holders=figure.holders)
+                           holders=figure.holders, corrections=correction_views(figure.corrections))
 
 
 class DailyIncomeList(BaseModel):
@@ -285,10 +338,12 @@ class BatchPageView(BaseModel):
     processed: int
     posted: int
     next: str | None
+    deferred: int = Field(default=0, description="NAV orders left pending for their unpublished NAV")
 
 
 def batch_page_view(result: PageResult) -> BatchPageView:
-    return BatchPageView(processed=result.processed, posted=result.posted, next=result.next_cursor)
+    return BatchPageView(processed=result.processed, posted=result.posted, next=result.next_cursor,
+                         deferred=result.deferred)
 
 
 class SettlementView(BaseModel):

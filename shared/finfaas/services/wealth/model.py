@@ -26,6 +26,12 @@ from finfaas.domain.wealth import (
 
 product_id_chars_max = 64
 order_id_chars_max = 64
+# A rolled-over term's order id is its first order's id and its maturity: `<first id>~YYYYMMDD`.
+ROLLED_SUFFIX_CHARS = len("~YYYYMMDD")
+# A published figure keeps the history of its corrections, bounded: a day corrected more often than this
+# is a matter for the fund's manager, not another correction.
+figure_corrections_max = 10
+correction_reason_chars_max = 500
 
 
 class ProductKind(StrEnum):
@@ -129,6 +135,13 @@ class SubscriptionOrder:
     # A fixed term's principal redeemed early (paid at once) and how many partial redemptions it had.
     early_redeemed_minor: int = 0
     partial_redemptions: int = 0
+    # A NAV order whose trade date's NAV was not published when its confirmation came: the first day it
+    # waited (each batch since lists it again until the NAV is published).
+    awaiting_nav_since: date | None = None
+    # A confirmed NAV redemption's lots (units and confirmation dates): a NAV correction prices them again.
+    lots_redeemed: tuple[Lot, ...] = ()
+    # How many NAV corrections re-priced the order (each one's ledger ids carry its number).
+    corrections: int = 0
 
     def request(self) -> tuple[str, str, str, str, int, MaturityInstruction | None]:
         """What a repeated request must repeat to be the same order."""
@@ -140,8 +153,11 @@ Order = SubscriptionOrder  # subscriptions and redemptions share one record, tol
 
 
 def rolled_order_id(order_id: str, maturity: date) -> str:
-    """The order of the new term a rolled-over maturity starts: derived, so a rerun writes the same."""
-    return f"{order_id}~{maturity:%Y%m%d}"
+    """The order of the new term a rolled-over maturity starts: derived, so a rerun writes the same. The
+    first order's id with the maturity, whatever the roll-over: the length never grows, and maturities
+    of one chain only grow, so each term of the chain has its own id."""
+    first = order_id.partition("~")[0]  # a client's order id never holds `~` (api.OrderId)
+    return f"{first}~{maturity:%Y%m%d}"
 
 
 def hold_id(customer_id: str, order_id: str) -> str:
@@ -171,6 +187,16 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True)
+class FigureCorrection:
+    """An operator's correction of a published figure: the value it replaced, why, who and when."""
+
+    previous: Decimal
+    reason: str
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DailyIncome:
     """An MMF day's published income per 10,000 units and, once the batch settled it, the day's result:
     Σ holders' incomes + remainder = distributable (the formula on every unit outstanding)."""
@@ -186,6 +212,7 @@ class DailyIncome:
     posted_minor: int | None = None
     remainder_minor: int | None = None
     holders: int | None = None
+    corrections: tuple[FigureCorrection, ...] = ()
 
     @property
     def settled(self) -> bool:
@@ -201,6 +228,7 @@ class NavFigure:
     nav: Decimal
     published_at: datetime
     version: int = 1
+    corrections: tuple[FigureCorrection, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,21 @@ class WealthRepository(ProductCatalogue, OrderRepository, Protocol):
 
     def confirm_write(self, order: SubscriptionOrder, position: Position) -> RowWrite:
         """A NAV order's confirmation: the order on its previous version (taken: AlreadyRecorded) and the
-        position's units on its previous version (changed by a rival: RowMoved), in one transaction."""
+        position's units on its previous version (changed by a rival: RowMoved), in one transaction; the
+        order is listed under its trade date's NAV (priced_orders)."""
+        ...
+
+    def priced_orders(self, product_id: str, day: date, limit: int,
+                      cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        """(customer id, order id) of the NAV orders confirmed at day's NAV, a page at a time."""
+        ...
+
+    def relist_due(self, order: SubscriptionOrder, day: date) -> None:
+        """List the order as due on day too (a NAV order waiting for its NAV); idempotent."""
+        ...
+
+    def save_order(self, order: SubscriptionOrder) -> bool:
+        """An order's change that moves no money, on its previous version; False if it moved."""
         ...
 
     def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> RowWrite:

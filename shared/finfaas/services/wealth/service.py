@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -68,6 +69,7 @@ from finfaas.services.wealth.errors import (
 )
 from finfaas.services.wealth.model import (
     DailyIncome,
+    FigureCorrection,
     IncomeChunk,
     NavFigure,
     OrderKind,
@@ -79,6 +81,7 @@ from finfaas.services.wealth.model import (
     SubscribeCommand,
     SubscriptionOrder,
     fee_account_id,
+    figure_corrections_max,
     fund_shard_account_id,
     hold_id,
     income_transfer_id,
@@ -118,6 +121,12 @@ cursor_chars_max = 512
 fast_redemption_attempts_max = 3
 # Two runs of the batch confirming orders of one NAV position at once: the loser reads it again.
 nav_confirm_attempts_max = 3
+# A NAV correction re-prices at most this many orders per call (one ledger transaction each, so an ops
+# request stays short); the same correction again resumes with the rest.
+corrected_orders_per_call_max = 100
+
+
+_log = logging.getLogger(__name__)
 
 
 def _utc_now() -> datetime:
@@ -155,6 +164,17 @@ class PageResult:
     processed: int
     posted: int
     next_cursor: str | None
+    # NAV orders left pending because their trade date's NAV is not published: listed for the next day.
+    deferred: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NavCorrection:
+    """A NAV corrected: the figure, the orders re-priced by this call, and whether more remain."""
+
+    figure: NavFigure
+    repriced: int
+    more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,52 +242,196 @@ class WealthService:
             return self.product(product_id)
         return closed
 
-    def publish_income(self, product_id: str, day: date, income_per_10k_units: Decimal,
-                       correction: bool = False) -> DailyIncome:
-        """An MMF day's income per 10,000 units (4 decimals). A day already published is refused unless
-        correction is asked, and a day the batch already settled cannot be corrected."""
-        product = self.product(product_id)
-        if product.kind is not ProductKind.MMF:
-            raise InvalidOrder("income is published for money-market funds only",
-                               errors=(("product_id", "not a money-market fund"),))
+    def publish_income(self, product_id: str, day: date, income_per_10k_units: Decimal) -> DailyIncome:
+        """An MMF day's income per 10,000 units (4 decimals), once: a day already published is refused
+        (a correction is an operator's action of its own, correct_income)."""
+        product = self._mmf(product_id)
         figure = check_figure(income_per_10k_units, field="income_per_10k_units",
                               maximum=income_per_10k_units_max)
-        existing = self._repo.daily_income(product_id, day)
-        if existing is not None and (not correction or existing.settled):
-            why = "already settled by the batch" if existing.settled else "already published"
-            raise FigureAlreadyPublished(f"{day.isoformat()}: {why}", errors=(("date", why),))
-        version = existing.version + 1 if existing is not None else 1
-        wanted = DailyIncome(product_id, day, figure, self._clock(), version)
-        if not self._repo.publish_income(wanted, existing.version if existing is not None else None):
+        if self._repo.daily_income(product_id, day) is not None:
+            raise FigureAlreadyPublished(f"{day.isoformat()}: already published (a correction: ops action)",
+                                         errors=(("date", "already published"),))
+        wanted = DailyIncome(product.product_id, day, figure, self._clock())
+        if not self._repo.publish_income(wanted, None):
             raise FigureAlreadyPublished(f"{day.isoformat()}: published meanwhile",
                                          errors=(("date", "already published"),))
         return wanted
 
-    def publish_nav(self, product_id: str, day: date, nav: Decimal, correction: bool = False) -> NavFigure:
-        """A NAV fund's NAV of a trading day (4 decimals). A day already published is refused unless
-        correction is asked, and only while the business date has not passed the day (its orders are
-        confirmed at that NAV by the next day's batch)."""
-        product = self.product(product_id)
-        if product.kind is not ProductKind.NAV_FUND:
-            raise InvalidOrder("a NAV is published for NAV funds only",
-                               errors=(("product_id", "not a NAV fund"),))
+    def correct_income(self, product_id: str, day: date, income_per_10k_units: Decimal, reason: str,
+                       actor: str) -> DailyIncome:
+        """Replace a published day's income before the batch settles it (nothing was posted on it), with
+        the reason kept on the figure. A settled day is refused: its income was posted to every holder
+        and compounded into the units every later day earned on (docs/design.md, "Corrections")."""
+        self._mmf(product_id)
+        figure = check_figure(income_per_10k_units, field="income_per_10k_units",
+                              maximum=income_per_10k_units_max)
+        existing = self._repo.daily_income(product_id, day)
+        if existing is None:
+            raise FigureNotPublished(f"{day.isoformat()}: nothing published to correct",
+                                     errors=(("date", "not published"),))
+        if existing.settled:
+            raise FigureAlreadyPublished(f"{day.isoformat()}: settled by the batch, its income posted",
+                                         errors=(("date", "already settled by the batch"),))
+        if self._repo.chunks(product_id, day):  # half posted at the old figure: conservation needs one
+            raise FigureAlreadyPublished(f"{day.isoformat()}: the batch is posting this day's income",
+                                         errors=(("date", "being posted by the batch"),))
+        if existing.income_per_10k_units == figure:
+            return existing  # the same correction again (a retry): nothing to change
+        corrections = _corrections(existing.corrections, existing.income_per_10k_units, reason, actor,
+                                   self._clock())
+        wanted = replace(existing, income_per_10k_units=figure, version=existing.version + 1,
+                         corrections=corrections)
+        if not self._repo.publish_income(wanted, existing.version):
+            raise FigureAlreadyPublished(f"{day.isoformat()}: changed meanwhile; read it and retry",
+                                         errors=(("date", "changed meanwhile"),))
+        return wanted
+
+    def publish_nav(self, product_id: str, day: date, nav: Decimal) -> NavFigure:
+        """A NAV fund's NAV of a trading day (4 decimals), once: a day already published is refused (a
+        correction is an operator's action of its own, correct_nav). A late NAV is taken: the orders
+        waiting for it are confirmed by the next batch."""
+        product = self._nav_fund(product_id)
         figure = check_figure(nav, field="nav", maximum=nav_max, positive=True)
         if not self._calendars[product.market].is_trading_day(day):
             raise WealthError(f"date: {day.isoformat()} is not a trading day of {product.market}",
                               field="date")
-        existing = self._repo.nav(product_id, day)
-        if existing is not None:
-            business_date = self._business_dates.current(product.market).business_date
-            why = ("already published" if not correction
-                   else "its orders are confirmed: too late to correct" if business_date > day else "")
-            if why:
-                raise FigureAlreadyPublished(f"{day.isoformat()}: {why}", errors=(("date", why),))
-        wanted = NavFigure(product_id, day, figure, self._clock(),
-                           existing.version + 1 if existing is not None else 1)
-        if not self._repo.publish_nav(wanted, existing.version if existing is not None else None):
+        if self._repo.nav(product_id, day) is not None:
+            raise FigureAlreadyPublished(f"{day.isoformat()}: already published (a correction: ops action)",
+                                         errors=(("date", "already published"),))
+        wanted = NavFigure(product_id, day, figure, self._clock())
+        if not self._repo.publish_nav(wanted, None):
             raise FigureAlreadyPublished(f"{day.isoformat()}: published meanwhile",
                                          errors=(("date", "already published"),))
         return wanted
+
+    def correct_nav(self, product_id: str, day: date, nav: Decimal, reason: str, actor: str) -> NavCorrection:
+        """Replace a published NAV (the reason kept on the figure) and re-price the orders confirmed at
+        it: each order's confirmation reversed and confirmed again at the corrected NAV, in one ledger
+        transaction with the order's next version. At most corrected_orders_per_call_max orders a call;
+        the same correction again resumes (orders already at the corrected NAV are skipped)."""
+        product = self._nav_fund(product_id)
+        figure = check_figure(nav, field="nav", maximum=nav_max, positive=True)
+        existing = self._repo.nav(product_id, day)
+        if existing is None:
+            raise FigureNotPublished(f"{day.isoformat()}: no NAV published to correct",
+                                     errors=(("date", "not published"),))
+        if existing.nav != figure:
+            corrections = _corrections(existing.corrections, existing.nav, reason, actor, self._clock())
+            wanted = replace(existing, nav=figure, version=existing.version + 1, corrections=corrections)
+            if not self._repo.publish_nav(wanted, existing.version):
+                raise FigureAlreadyPublished(f"{day.isoformat()}: changed meanwhile; read it and retry",
+                                             errors=(("date", "changed meanwhile"),))
+            existing = wanted
+        elif not existing.corrections:
+            raise FigureAlreadyPublished(f"{day.isoformat()}: the NAV is {figure} already",
+                                         errors=(("nav", "the published NAV already"),))
+        repriced, cursor = 0, None
+        while repriced < corrected_orders_per_call_max:
+            listed, cursor = self._repo.priced_orders(product_id, day, confirm_orders_per_page_max, cursor)
+            for customer_id, order_id in listed:
+                order = self._repo.order(customer_id, order_id)
+                if order is not None and order.nav is not None and order.nav != figure:
+                    self._reprice(product, order, existing)
+                    repriced += 1
+            if cursor is None:
+                return NavCorrection(existing, repriced, more=False)
+        return NavCorrection(existing, repriced, more=True)
+
+    def _reprice(self, product: Product, order: SubscriptionOrder, figure: NavFigure) -> None:
+        """One order priced again at the corrected NAV: its confirmation's money reversed and moved again
+        (net: the difference), the order's next version, and for a subscription the position's units."""
+        for _ in range(nav_confirm_attempts_max):
+            n = order.corrections + 1
+            reversal = order_transfer_id(order.customer_id, order.order_id, f"r{n}")
+            again = order_transfer_id(order.customer_id, order.order_id, f"c{n}")
+            try:
+                if order.kind is OrderKind.REDEEM:
+                    self._reprice_redemption(product, order, figure, reversal, again)
+                else:
+                    self._reprice_subscription(product, order, figure, reversal, again)
+                return
+            except (AlreadyRecorded, RowMoved):
+                pass  # a rival correction, or the position moved: read again
+            order = self._repo.order(order.customer_id, order.order_id) or order
+            if order.nav == figure.nav:
+                return
+        raise OrderConflict(f"order {order.order_id} changed while it was re-priced; correct again",
+                            errors=(("nav", "retry"),))
+
+    def _reprice_subscription(self, product: Product, order: SubscriptionOrder, figure: NavFigure,
+                              reversal: str, again: str) -> None:
+        assert order.units_minor is not None and order.fee_minor is not None
+        priced = nav_subscription(order.amount_minor, product.subscription_fee_rate, figure.nav)
+        assert priced.fee_minor == order.fee_minor, "a subscription's fee does not depend on the NAV"
+        delta = priced.units_minor - order.units_minor
+        position = self._repo.position(product.product_id, order.customer_id)
+        assert position is not None, "a confirmed subscription has its position"
+        lots = list(position.lots)
+        # Lots of one confirmation date are alike for the fee (it depends on the date only): the last one
+        # of the order's date takes the difference.
+        at = next((i for i in reversed(range(len(lots)))
+                   if lots[i].confirmed_on == order.confirmation_date), None)
+        free = position.units_minor - position.units_held_minor
+        if at is None or lots[at].units_minor + delta < 0 or free + delta < 0:
+            raise OrderConflict(f"order {order.order_id}: its units are redeemed or held already; the "
+                                "correction needs the fund manager's decision",
+                                errors=(("nav", "units redeemed"),))
+        if lots[at].units_minor + delta == 0:
+            del lots[at]
+        else:
+            lots[at] = Lot(lots[at].units_minor + delta, lots[at].confirmed_on)
+        corrected = replace(order, nav=figure.nav, units_minor=priced.units_minor,
+                            corrections=order.corrections + 1,
+                            version=order.version + 1)
+        holding = replace(position, units_minor=position.units_minor + delta, lots=tuple(lots),
+                          version=position.version + 1)
+        # The confirmation (wallet → fund) reversed and made again: the cash does not change with the NAV,
+        # so the wallet's net is zero and the ledger records the correction beside the order's money.
+        legs = [(reversal, product.fund_account_id, order.account_id, order.amount_minor),
+                (again, order.account_id, product.fund_account_id, order.amount_minor)]
+        self._ledger.post_linked(legs, product.currency, self._repo.confirm_write(corrected, holding))
+
+    def _reprice_redemption(self, product: Product, order: SubscriptionOrder, figure: NavFigure,
+                            reversal: str, again: str) -> None:
+        assert order.nav is not None and order.units_minor is not None
+        if not order.lots_redeemed:
+            raise OrderConflict(f"order {order.order_id}: confirmed without its lots recorded; the "
+                                "correction needs the fund manager's decision",
+                                errors=(("nav", "lots unknown"),))
+        tiers = product.redemption_fee_tiers
+        before = nav_redemption(order.lots_redeemed, order.units_minor, order.nav, tiers, order.trade_date)
+        after = nav_redemption(order.lots_redeemed, order.units_minor, figure.nav, tiers, order.trade_date)
+        corrected = replace(order, nav=figure.nav, fee_minor=after.fee_minor,
+                            corrections=order.corrections + 1, version=order.version + 1)
+        # The net paid (fund → wallet) reversed and paid again at the corrected NAV: the wallet's net is the
+        # difference, judged by the ledger on the wallet's balance (a wallet short of it refuses).
+        legs = [(reversal, order.account_id, product.fund_account_id, before.net_minor),
+                (again, product.fund_account_id, order.account_id, after.net_minor)]
+        self._refused_reprice(order, lambda: self._ledger.post_linked(legs, product.currency,
+                                                                      self._repo.order_write(corrected)))
+
+    @staticmethod
+    def _refused_reprice(order: SubscriptionOrder, operation: Callable[[], None]) -> None:
+        try:
+            operation()
+        except (InsufficientBalance, InsufficientFunds) as error:
+            raise OrderConflict(f"order {order.order_id}: the wallet holds less than the difference to take "
+                                "back; correct again once it does",
+                                errors=(("nav", "wallet short"),)) from error
+
+    def _mmf(self, product_id: str) -> Product:
+        product = self.product(product_id)
+        if product.kind is not ProductKind.MMF:
+            raise InvalidOrder("income is published for money-market funds only",
+                               errors=(("product_id", "not a money-market fund"),))
+        return product
+
+    def _nav_fund(self, product_id: str) -> Product:
+        product = self.product(product_id)
+        if product.kind is not ProductKind.NAV_FUND:
+            raise InvalidOrder("a NAV is published for NAV funds only",
+                               errors=(("product_id", "not a NAV fund"),))
+        return product
 
     def daily_incomes(self, product_id: str, first: date, last: date) -> list[DailyIncome]:
         self.product(product_id)
@@ -495,11 +659,17 @@ class WealthService:
             return PageResult(0, 0, None)
         product = products[index]
         due, after = self._repo.due_orders(product.product_id, day, confirm_orders_per_page_max, inner)
-        posted = 0
+        posted = deferred = 0
         for customer_id, order_id in due:
             order = self._repo.order(customer_id, order_id)
             if order is not None and product.kind is ProductKind.NAV_FUND:
-                posted += self._confirm_nav(product, order)
+                try:
+                    posted += self._confirm_nav(product, order)
+                except FigureNotPublished:
+                    # Its NAV is late: the order waits, listed for the next day's batch, and the rest of
+                    # the day (other orders, income, maturities, the date's advance) runs on.
+                    self._await_nav(order, day)
+                    deferred += 1
                 continue
             if order is None or order.status is not OrderStatus.PENDING:
                 continue
@@ -515,7 +685,15 @@ class WealthService:
             except AlreadyRecorded:
                 continue  # a rival run confirmed it first
             posted += 1
-        return PageResult(len(due), posted, _next_cursor(index, after, len(products)))
+        return PageResult(len(due), posted, _next_cursor(index, after, len(products)), deferred)
+
+    def _await_nav(self, order: SubscriptionOrder, day: date) -> None:
+        """List the order for the next day first (a crash after it loses nothing), then flag it, once."""
+        self._repo.relist_due(order, day + timedelta(days=1))
+        if order.awaiting_nav_since is None:
+            self._repo.save_order(replace(order, awaiting_nav_since=day, version=order.version + 1))
+        _log.warning("wealth order %s of %s waits for the NAV of %s", order.order_id, order.product_id,
+                     order.trade_date.isoformat())
 
     def _confirm_nav(self, product: Product, order: SubscriptionOrder) -> int:
         if order.kind is OrderKind.REDEEM:
@@ -545,7 +723,7 @@ class WealthService:
                                     product.redemption_fee_tiers, order.trade_date)
             confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1,
                                 nav=figure.nav, units_minor=order.amount_minor, fee_minor=priced.fee_minor,
-                                fee_booked=True)
+                                fee_booked=True, lots_redeemed=priced.taken, awaiting_nav_since=None)
             redeemed = replace(position, units_minor=position.units_minor - order.amount_minor,
                                units_held_minor=position.units_held_minor - order.amount_minor,
                                lots=priced.remaining, version=position.version + 1)
@@ -575,7 +753,7 @@ class WealthService:
             position = self._position_for(product, order.customer_id, order.confirmation_date)
             confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1,
                                 nav=figure.nav, units_minor=priced.units_minor, fee_minor=priced.fee_minor,
-                                fee_booked=priced.fee_minor == 0)
+                                fee_booked=priced.fee_minor == 0, awaiting_nav_since=None)
             holding = replace(position, units_minor=position.units_minor + priced.units_minor,
                               lots=(*position.lots, Lot(priced.units_minor, order.confirmation_date)),
                               version=position.version + 1)
@@ -828,6 +1006,14 @@ def _recorded_ok() -> Iterator[None]:
         pass
 
 
+def _corrections(history: Sequence[FigureCorrection], previous: Decimal, reason: str, actor: str,
+                 at: datetime) -> tuple[FigureCorrection, ...]:
+    if len(history) >= figure_corrections_max:
+        raise FigureAlreadyPublished(f"corrected {len(history)} times already: the fund manager's matter",
+                                     errors=(("date", "corrected too often"),))
+    return (*history, FigureCorrection(previous, reason, actor, at))
+
+
 def _decode_cursor(cursor: str | None, products: int) -> tuple[int, str | None]:
     """(product index, the store's cursor within it) of a batch cursor; the batch issues them itself."""
     if cursor is None:
@@ -852,8 +1038,8 @@ def _next_cursor(index: int, inner: str | None, products: int) -> str | None:
     return base64.urlsafe_b64encode(json.dumps({"p": index, "c": inner}).encode()).decode()
 
 
-__all__ = ["UNITS_PER_INCOME_FIGURE", "PageResult", "PositionSummary", "RedeemCommand", "Settlement",
-           "WealthService"]
+__all__ = ["UNITS_PER_INCOME_FIGURE", "NavCorrection", "PageResult", "PositionSummary", "RedeemCommand",
+           "Settlement", "WealthService"]
 
 
 class InProcessLedger:

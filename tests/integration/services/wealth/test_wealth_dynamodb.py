@@ -25,6 +25,7 @@ from finfaas.services.wealth.model import (
     OrderStatus,
     SubscribeCommand,
     fee_account_id,
+    order_transfer_id,
     position_account_id,
     rolled_order_id,
 )
@@ -139,7 +140,8 @@ def test_a_refused_subscription_names_the_field_and_writes_nothing(world, amount
     assert world.available(wallet) == 5_000_000
 
 
-def test_a_figure_with_a_fifth_decimal_or_for_a_published_day_is_refused_unless_corrected(world):
+def test_a_figure_with_a_fifth_decimal_or_for_a_published_day_is_refused_and_an_ops_correction_replaces_it(
+        world):
     product = world.product()
     with pytest.raises(InvalidFigure) as refused:
         world.publish(product, THURSDAY, "0.65121")
@@ -150,8 +152,10 @@ def test_a_figure_with_a_fifth_decimal_or_for_a_published_day_is_refused_unless_
         world.publish(product, THURSDAY, "0.7000")
     assert _fields(taken.value) == ["date"]
     assert world.store.daily_income(product.product_id, THURSDAY).income_per_10k_units == Decimal("0.6512")
-    corrected = world.service.publish_income(product.product_id, THURSDAY, Decimal("0.7000"), correction=True)
-    assert corrected.income_per_10k_units == Decimal("0.7000")
+    world.service.correct_income(product.product_id, THURSDAY, Decimal("0.7000"), "restated", "ops-1")
+    stored = world.store.daily_income(product.product_id, THURSDAY)
+    assert (stored.income_per_10k_units, stored.version) == (Decimal("0.7000"), 2)
+    assert [(c.previous, c.reason) for c in stored.corrections] == [(Decimal("0.6512"), "restated")]
 
 
 class CrashingLedger:
@@ -286,4 +290,49 @@ def test_a_fixed_term_partly_redeemed_early_then_rolled_over_matures_once_into_a
     rolled = world.service.order(ALICE, rolled_order_id("t-1", date(2027, 3, 8)))
     assert (rolled.amount_minor, rolled.status) == (600_180, OrderStatus.CONFIRMED)
     assert world.balance(position_account_id(product.product_id, ALICE)) == 600_180
+    assert wealth_check(world).passed
+
+
+def test_a_late_nav_lets_the_day_run_on_and_its_correction_reprices_the_orders_in_balanced_transfers(world):
+    # GIVEN 100,000.00 subscribed to a NAV fund on Thursday and Thursday's NAV not published on Friday
+    product = world.product(product_id=f"nav-{uuid.uuid4().hex[:10]}", kind="nav_fund",
+                            subscription_fee_rate="0.012", fee_tiers=[[0, "0.015"], [7, "0.005"]])
+    world.product_ids.append(product.product_id)
+    customer = f"cus_{uuid.uuid4().hex[:10]}"  # the table is shared: order ids of its own
+    wallet = world.wallet(customer, 10_000_000)
+    world.service.subscribe(customer, SubscribeCommand("n-1", product.product_id, wallet, 10_000_000))
+    run_day(world.service, world.market, THURSDAY)
+    # WHEN Friday's batch runs: the order waits, flagged, and the business date advances
+    friday = run_day(world.service, world.market, date(2027, 3, 5))
+    assert (friday.confirmed, friday.business_date_after) == (0, date(2027, 3, 6))
+    assert world.service.order(customer, "n-1").awaiting_nav_since == date(2027, 3, 5)
+    # WHEN the NAV is published late (1.1800) and Saturday's batch runs: confirmed at it
+    world.service.publish_nav(product.product_id, THURSDAY, Decimal("1.1800"))
+    assert run_day(world.service, world.market, date(2027, 3, 6)).confirmed == 1
+    assert world.service.order(customer, "n-1").units_minor == 8_374_087
+    # AND ops correct it to 1.2000: 82,345.19 units; the confirmation reversed and made again (net zero)
+    result = world.service.correct_nav(product.product_id, THURSDAY, Decimal("1.2000"), "restated", "ops-1")
+    assert (result.repriced, result.more) == (1, False)
+    assert world.store.nav(product.product_id, THURSDAY).corrections[0].previous == Decimal("1.1800")
+    order = world.service.order(customer, "n-1")
+    assert (order.nav, order.units_minor, order.corrections, order.awaiting_nav_since) == (
+        Decimal("1.2000"), 8_234_519, 1, None)
+    assert world.store.position(product.product_id, customer).units_minor == 8_234_519
+    reversal = world.ledger.get_transfer(order_transfer_id(customer, "n-1", "r1"))
+    again = world.ledger.get_transfer(order_transfer_id(customer, "n-1", "c1"))
+    assert (reversal.debit_account_id, reversal.credit_account_id, reversal.amount_minor) == (
+        product.fund_account_id, wallet, 10_000_000)
+    assert (again.debit_account_id, again.credit_account_id, again.amount_minor) == (
+        wallet, product.fund_account_id, 10_000_000)
+    assert (world.balance(wallet), world.balance(product.fund_account_id)) == (0, 9_881_423)
+    # AND a redemption of 10,000.00 units paid at Monday's 1.2000 (11,820.00), corrected to 1.1900
+    world.service.redeem(customer, RedeemCommand("n-2", product.product_id, wallet, 1_000_000, fast=False))
+    world.service.publish_nav(product.product_id, date(2027, 3, 8), Decimal("1.2000"))
+    for day in (7, 8, 9):
+        run_day(world.service, world.market, date(2027, 3, day))
+    assert world.balance(wallet) == 1_182_000
+    world.service.correct_nav(product.product_id, date(2027, 3, 8), Decimal("1.1900"), "restated", "ops-1")
+    # THEN 11,721.50 is what the wallet keeps: 98.50 back to the fund, as two balanced transfers
+    assert world.balance(wallet) == 1_172_150
+    assert world.service.order(customer, "n-2").fee_minor == 17_850
     assert wealth_check(world).passed

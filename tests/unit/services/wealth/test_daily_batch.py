@@ -13,7 +13,12 @@ from finfaas.domain.calendar import parse_calendar
 from finfaas.domain.wealth import FastRedemptionCapExceeded, InsufficientUnits, Rounding, mmf_distribute
 from finfaas.services.business_date.model import BusinessDateMode
 from finfaas.services.business_date.service import BusinessDateService
-from finfaas.services.wealth.errors import BatchDateMismatch, FigureNotPublished, WalletAccountNotFound
+from finfaas.services.wealth.errors import (
+    BatchDateMismatch,
+    FigureAlreadyPublished,
+    FigureNotPublished,
+    WalletAccountNotFound,
+)
 from finfaas.services.wealth.model import (
     Product,
     ProductKind,
@@ -220,3 +225,28 @@ def test_a_pages_chunks_posted_at_once_pay_each_holder_once_from_the_funds_shard
     fund = sum(ledger.balances(shards)[s][0] for s in shards)
     assert fund == -(settled.posted_minor + settled.remainder_minor)  # the fund paid the distributable
     assert service.income_page("CN", DAY, None).posted == 0
+
+
+def test_an_income_correction_replaces_a_day_the_batch_has_not_posted_and_a_settled_day_is_refused():
+    # GIVEN a holder of 10,000.00 and Thursday's income published at 0.6512
+    service, store, ledger, product = world()
+    positions, _ = seeded_holdings(product, ["c000"], [1_000_000], DAY)
+    store.create_position(positions[0])
+    ledger.fund(positions[0].account_id, "c000", 1_000_000)
+    service.publish_income("mmf-1", DAY, Decimal("0.6512"))
+    with pytest.raises(FigureAlreadyPublished) as again:  # publishing again is no correction
+        service.publish_income("mmf-1", DAY, Decimal("0.7000"))
+    assert again.value.errors[0][0] == "date"
+    # WHEN ops correct it to 0.7000 before the batch, with a reason
+    corrected = service.correct_income("mmf-1", DAY, Decimal("0.7000"), "the manager restated it", "ops-1")
+    assert (corrected.income_per_10k_units, corrected.version, corrected.corrections[0].previous) == (
+        Decimal("0.7000"), 2, Decimal("0.6512"))
+    # THEN the batch posts the corrected figure: 10,000.00 ÷ 10,000 × 0.7000 = 0.70
+    run_day(service, "CN", DAY)
+    assert ledger.balances([positions[0].account_id])[positions[0].account_id][0] == 1_000_070
+    # and the settled day is refused naming the date: its income is compounded into the holders' units
+    with pytest.raises(FigureAlreadyPublished) as settled:
+        service.correct_income("mmf-1", DAY, Decimal("0.6512"), "too late", "ops-1")
+    assert settled.value.errors == (("date", "already settled by the batch"),)
+    with pytest.raises(FigureNotPublished):
+        service.correct_income("mmf-1", DAY + timedelta(days=1), Decimal("0.6512"), "nothing there", "ops-1")

@@ -14,8 +14,10 @@ from finfaas.domain.calendar import parse_calendar
 from finfaas.domain.wealth import DayCount, FixedTerm, MaturityInstruction, PartialRedemptionUsed
 from finfaas.services.business_date.model import BusinessDateMode
 from finfaas.services.business_date.service import BusinessDateService
+from finfaas.services.wealth.api import RedeemBody
 from finfaas.services.wealth.errors import InvalidOrder, OrderNotFound
 from finfaas.services.wealth.model import (
+    ROLLED_SUFFIX_CHARS,
     OrderStatus,
     Product,
     ProductKind,
@@ -140,3 +142,22 @@ def test_one_partial_early_redemption_earns_the_demand_rate_and_the_rest_matures
     assert run_until(service, MATURITY, first=date(2027, 3, 15)) == 1
     assert ledger.available("wallet-ada") == 400_000 + 33 + 600_000 + 1_479
     assert ledger.balances([position_account_id("ft-1", "ada")])[position_account_id("ft-1", "ada")][0] == 0
+
+
+def test_a_term_rolled_over_again_and_again_keeps_an_id_of_one_length_that_an_early_redemption_can_name():
+    # GIVEN a term rolled over three times (maturities 4 April, 4 May, 3 June)
+    service, store, ledger = world(MaturityInstruction.ROLL_OVER_PRINCIPAL)
+    maturities = [MATURITY + timedelta(days=30 * n) for n in range(3)]
+    run_until(service, maturities[-1])
+    # THEN each new term's id is the first order's id with its maturity: never longer, whatever the count
+    rolled = [o.order_id for o in store.orders_of("ada", 10) if o.order_id != "t-1"]
+    assert rolled == [f"t-1~{day:%Y%m%d}" for day in maturities]
+    assert {len(order_id) for order_id in rolled} == {len("t-1") + ROLLED_SUFFIX_CHARS}
+    assert rolled_order_id(rolled[-1], maturities[-1] + timedelta(days=30)) == (
+        f"t-1~{maturities[-1] + timedelta(days=30):%Y%m%d}")
+    # and the customer can name the running term in an early redemption request
+    body = RedeemBody(order_id="e-1", product_id="ft-1", account_id="wallet-ada", amount=100_000,
+                      term_order_id=rolled[-1])
+    early = service.redeem("ada", body.command())
+    assert early.status is OrderStatus.CONFIRMED
+    assert store.order("ada", rolled[-1]).early_redeemed_minor == 100_000

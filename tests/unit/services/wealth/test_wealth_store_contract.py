@@ -22,6 +22,7 @@ from finfaas.services.wealth.model import (
     fund_account_id,
 )
 from finfaas_dev.fakes.wealth import InMemoryWealthStore
+from finfaas_dev.wealth import seeded_holdings
 
 DAY = date(2027, 3, 4)
 
@@ -100,6 +101,23 @@ class WealthStoreContract:
         assert store.record_chunk(chunk)
         assert not store.record_chunk(replace(chunk, income_total_minor=9))
         assert store.chunks(product_id, DAY) == [chunk]
+
+    def test_an_order_waiting_for_its_nav_is_listed_for_another_day_once_and_flagged_on_its_version(self,
+                                                                                                  store):
+        product = new_product()
+        _, (order,) = seeded_holdings(product, [f"c-{uuid.uuid4().hex[:8]}"], [10_000], DAY)
+        store.seed([], [order])
+        later = date(2027, 3, 5)
+        store.relist_due(order, later)
+        store.relist_due(order, later)  # a rerun lists it again: still once
+        assert store.due_orders(product.product_id, later, 10, None) == (
+            [(order.customer_id, order.order_id)], None)
+        flagged = replace(order, awaiting_nav_since=later, lots_redeemed=(Lot(500, DAY),), corrections=1,
+                          version=order.version + 1)
+        assert store.save_order(flagged)
+        assert not store.save_order(replace(flagged, awaiting_nav_since=DAY))  # on a version it moved from
+        assert store.order(order.customer_id, order.order_id) == flagged
+        assert store.priced_orders(product.product_id, DAY, 10, None) == ([], None)
 
 
 class TestInMemoryWealthStore(WealthStoreContract):

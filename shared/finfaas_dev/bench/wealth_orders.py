@@ -1,0 +1,293 @@
+"""`finfaas bench wealth --orders`: money-market subscriptions and redemptions through the gateway.
+
+Everything runs on loopback in this process's own sandbox: DynamoDB Local and moto on free ports, the infra
+template under a fresh stage, the suite's dev secrets, and the local gateway with the auth and wealth
+functions (the wealth function runs the ledger in process). The business date is set to a Monday of the
+sample calendar; an operator creates a fund through the gateway. Phases, each bounded by `--seconds` and
+`--orders-max`, with `--clients` clients (default 8) spread over CUSTOMERS customers with funded wallets:
+  subscriptions  POST /subscriptions (the wallet held, the order recorded, in one ledger transaction);
+  redemptions    after the day's batch confirmed the subscriptions (run in process, as the state machine's
+                 Tasks do), POST /redemptions alternating fast (paid at once, against the daily cap) and
+                 standard (units held for T+1).
+Last line: JSON with orders_per_s and order_p99_ms (both phases together), and each phase's own figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from finfaas_dev.bench.ledger import Sandbox, answers, export_environment
+from finfaas_dev.bench.payments import Phase, run_clients
+from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
+from finfaas_dev.net import free_port, wait_for
+
+CLIENTS_DEFAULT = 8
+CLIENTS_MAX = 32
+SECONDS_DEFAULT = 10.0
+WARM_UP_SECONDS_MAX = 60.0  # the clients' first orders, untimed: the function's first calls build its stores
+SECONDS_MAX = 60.0
+ORDERS_MAX_DEFAULT = 1_000  # per phase
+ORDERS_MAX = 10_000
+# The wealth function's money limit lets a customer place 120 orders a minute: the bench spreads its
+# orders over enough customers that no refusal it counts is the rate limit's.
+CUSTOMERS = 64
+CURRENCY = "CNY"
+WALLET_MINOR = 10**12
+SUBSCRIPTION_MINOR = 10_000  # 100.00
+REDEMPTION_MINOR = 100  # 1.00: far under the fast redemption cap however many a customer makes
+MARKET = "CN"
+MONDAY = date(2027, 3, 1)  # the sample calendar's (infra/calendars/cn-2027.json)
+INCOME_PER_10K = Decimal("0.6512")
+FUNCTIONS = ("auth", "wealth")
+GATEWAY_READY_SECONDS_MAX = 30.0
+FUNCTION_READY_SECONDS_MAX = 60.0
+TOKEN_SECONDS = 3600
+PERCENTILE = 0.99
+
+
+def stack_text() -> str:
+    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
+             "functions:"]
+    for name in FUNCTIONS:
+        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
+                  f"    image: bench/{name}", "    environment:", '      exec_timeout: "30s"',
+                  # The bench moves the business date itself, as an operator does in the sandbox.
+                  "      BUSINESS_DATE_MODE: manual"]
+    return "\n".join(lines) + "\n"
+
+
+def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
+    stack = sandbox.folder / "stack.yml"
+    stack.write_text(stack_text())
+    log = (sandbox.folder / "gateway.log").open("wb")
+    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack), "--port",
+               str(sandbox.gateway_port), "--logs-dir", str(sandbox.folder / "functions")]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def wealth_service() -> Any:
+    """The wealth use cases in process on the sandbox's tables (the batch's Tasks, run by the bench)."""
+    from finfaas.domain.calendar import parse_calendar
+    from finfaas.services.business_date.model import BusinessDateMode
+    from finfaas.services.business_date.service import BusinessDateService
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.services.wealth.service import InProcessLedger, WealthService
+    from finfaas.store.business_date_store import BusinessDateStore
+    from finfaas.store.ledger_store import ledger_store_from_config
+    from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+
+    calendars = Path(__file__).resolve().parents[3] / "infra" / "calendars"
+    calendar = parse_calendar((calendars / "cn-2027.json").read_text())
+    ledger_store = ledger_store_from_config()
+    return WealthService(WealthStore(), InProcessLedger(LedgerService(ledger_store),
+                                                        ledger_accounts_reader(ledger_store)),
+                         BusinessDateService(BusinessDateStore(), BusinessDateMode.MANUAL),
+                         {MARKET: calendar})
+
+
+def open_customers(run_id: str) -> list[tuple[str, str]]:
+    """(wallet id, token) of CUSTOMERS customers, each wallet funded once."""
+    from finfaas.domain.ledger import NewAccount
+    from finfaas.platform import config
+    from finfaas.platform.keys import load_keyring
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.store.ledger_store import ledger_store_from_config
+
+    from finfaas_dev.testing.platform import TokenMinter
+
+    store = ledger_store_from_config()
+    ledger = LedgerService(store)
+    ledger.ensure_system_accounts(CURRENCY)
+    settings = config.auth_settings()
+    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
+    customers = []
+    for n in range(CUSTOMERS):
+        customer_id, account_id = f"wc{run_id}-{n}", f"wa{run_id}-{n}"
+        store.open_account(NewAccount(account_id, customer_id, CURRENCY), datetime.now(UTC))
+        ledger.deposit(account_id, WALLET_MINOR, CURRENCY, transfer_id=f"{account_id}-opening")
+        claims = minter.claims(customer_id, ("wealth:read", "wealth:write"), "customer")
+        customers.append((account_id, minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})))
+    return customers
+
+
+class Orders:
+    """Each client's orders, round robin over the customers, with each request's latency."""
+
+    def __init__(self, base_url: str, product_id: str, customers: list[tuple[str, str]], path: str,
+                 body: Any) -> None:
+        self._url = f"{base_url}/function/wealth/{path}"
+        self._product_id = product_id
+        self._customers = customers
+        self._body = body
+        self._lock = threading.Lock()
+        self._sent = 0
+        self.latencies_s: list[float] = []
+        self.served: set[int] = set()  # the customers whose orders succeeded
+
+    def __call__(self, client: int) -> None:
+        with self._lock:
+            n, self._sent = self._sent, self._sent + 1
+        customer = n % len(self._customers)
+        account_id, token = self._customers[customer]
+        order_id = f"o{client}-{n}-{secrets.token_hex(3)}"
+        started = time.perf_counter()
+        body = self._body(order_id, self._product_id, account_id, n)
+        status, answer = _request("POST", self._url, token, body, {"Idempotency-Key": secrets.token_hex(8)})
+        elapsed = time.perf_counter() - started
+        if status != 201:
+            raise RuntimeError(f"{status} {str(answer)[:40]}")
+        with self._lock:
+            self.latencies_s.append(elapsed)
+            self.served.add(customer)
+
+
+def subscription(order_id: str, product_id: str, account_id: str, n: int) -> dict[str, Any]:
+    return {"order_id": order_id, "product_id": product_id, "account_id": account_id,
+            "amount": SUBSCRIPTION_MINOR}
+
+
+def redemption(order_id: str, product_id: str, account_id: str, n: int) -> dict[str, Any]:
+    return {"order_id": order_id, "product_id": product_id, "account_id": account_id,
+            "amount": REDEMPTION_MINOR, "mode": "fast" if n % 2 == 0 else "standard"}
+
+
+def percentile_ms(latencies_s: list[float]) -> float | None:
+    if not latencies_s:
+        return None
+    ordered = sorted(latencies_s)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * PERCENTILE))] * 1000, 1)
+
+
+def phase_summary(phase: Phase, orders: Orders) -> dict[str, Any]:
+    return {"orders": phase.done, "orders_per_s": phase.per_second,
+            "p99_ms": percentile_ms(orders.latencies_s), "errors": dict(phase.errors or {}),
+            "late": phase.late}
+
+
+def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, Any]:
+    from finfaas.services.business_date.model import BusinessDateMode
+    from finfaas.services.business_date.service import BusinessDateService
+    from finfaas.store.business_date_store import BusinessDateStore
+
+    from finfaas_dev.wealth import run_day
+
+    BusinessDateService(BusinessDateStore(), BusinessDateMode.MANUAL).advance(MARKET, to=MONDAY)
+    operator = client_token("ops")
+    product_id = f"bench-mmf-{run_id}"
+    # A cut-off at the day's end: every order of the run belongs to Monday, whatever the clock's time.
+    status, answer = _request("POST", f"{base_url}/function/wealth/_/ops/products", operator,
+                              {"product_id": product_id, "kind": "mmf", "name": "Bench Cash", "minimum": 100,
+                               "cutoff": "23:59:59"}, {"Idempotency-Key": secrets.token_hex(8)})
+    if status != 201:
+        raise RuntimeError(f"creating the fund: {status} {answer}")
+    customers = open_customers(run_id)
+    warm_up = Orders(base_url, product_id, customers, "subscriptions", subscription)
+    run_clients(args.clients, WARM_UP_SECONDS_MAX, args.clients, warm_up)
+    subscribe = Orders(base_url, product_id, customers, "subscriptions", subscription)
+    subscribed = run_clients(args.clients, args.seconds, args.orders_max, subscribe)
+    # Monday's and Tuesday's batches (in process): Tuesday confirms the subscriptions into positions.
+    service = wealth_service()
+    service.publish_income(product_id, date(2027, 3, 2), INCOME_PER_10K)
+    for day in (MONDAY, date(2027, 3, 2)):
+        run_day(service, MARKET, day)
+    # Redemptions only by customers holding units: each subscribed 100.00, each redemption takes 1.00.
+    holders = [customers[n] for n in sorted(warm_up.served | subscribe.served)]
+    if not holders:
+        raise RuntimeError(f"no subscription went through: {dict(subscribed.errors or {})}")
+    redeem = Orders(base_url, product_id, holders, "redemptions", redemption)
+    redeemed = run_clients(args.clients, args.seconds, args.orders_max, redeem)
+    seconds = subscribed.seconds_in_time + redeemed.seconds_in_time
+    done = subscribed.done_in_time + redeemed.done_in_time
+    return {
+        "clients": args.clients,
+        "orders_per_s": round(done / seconds, 1) if seconds else 0.0,
+        "order_p99_ms": percentile_ms(subscribe.latencies_s + redeem.latencies_s),
+        "subscriptions": phase_summary(subscribed, subscribe),
+        "redemptions": phase_summary(redeemed, redeem),
+        "wealth_check": wealth_check(),
+    }
+
+
+def wealth_check() -> str:
+    """`finfaas wealth check`'s rules on what the run wrote: positions' units against the ledger."""
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.services.wealth.service import InProcessLedger
+    from finfaas.store.ledger_store import ledger_store_from_config
+    from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+
+    from finfaas_dev.wealth import check
+
+    ledger_store = ledger_store_from_config()
+    ledger = InProcessLedger(LedgerService(ledger_store), ledger_accounts_reader(ledger_store))
+
+    def amount(transfer_id: str) -> int | None:
+        transfer = ledger_store.get_transfer(transfer_id)
+        return transfer.amount_minor if transfer is not None else None
+
+    report = check(WealthStore().scan_all(), ledger.balances, amount)
+    return "passed" if report.passed else f"failed: {report.findings[:3]}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (0 < args.seconds <= SECONDS_MAX and 0 < args.clients <= CLIENTS_MAX
+            and 1 <= args.orders_max <= ORDERS_MAX):
+        print(f"bench wealth --orders: need 0 < --seconds <= {SECONDS_MAX}, 0 < --clients <= {CLIENTS_MAX}, "
+              f"1 <= --orders-max <= {ORDERS_MAX}", file=sys.stderr)
+        return 2
+    from finfaas_dev import emulators, infra, tools
+
+    with tempfile.TemporaryDirectory(prefix="finfaas-bench-wealth-orders-") as folder:
+        run_id = secrets.token_hex(3)
+        sandbox = Sandbox(Path(folder), f"bench{run_id}", free_port(), Path(folder) / "secrets")
+        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
+        gateway = None
+        try:
+            tools.ensure_dynamodb_local()
+            aws.start()
+            export_environment(aws.env(), sandbox)
+            infra.deploy(sandbox.stage, "embedded")
+            write_suite_secrets(sandbox.secrets_dir)
+            from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients
+
+            ensure_service_clients(sandbox.secrets_dir, {"wealth": SERVICE_CLIENTS["wealth"]},
+                                   out=lambda line: None)
+            gateway = start_gateway(sandbox)
+            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
+            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
+            for name in FUNCTIONS:  # started now, so no phase pays a function's cold start
+                wait_for(lambda name=name: answers(f"{base_url}/function/{name}/_/health"),
+                         FUNCTION_READY_SECONDS_MAX, name)
+            summary = measure(args, base_url, run_id)
+        except Exception:
+            _show_logs(sandbox)
+            raise
+        finally:
+            if gateway is not None:
+                gateway.send_signal(signal.SIGTERM)
+                gateway.wait(timeout=30)
+            aws.stop()
+    print(f"{summary['orders_per_s']} orders/s through the gateway with {summary['clients']} clients, "
+          f"p99 {summary['order_p99_ms']} ms")
+    print(json.dumps(summary))
+    failed = summary["subscriptions"]["orders"] == 0 or summary["redemptions"]["orders"] == 0
+    return 1 if failed or summary["wealth_check"] != "passed" else 0
+
+
+def _show_logs(sandbox: Sandbox) -> None:
+    for log in [sandbox.folder / "gateway.log", *sorted((sandbox.folder / "functions").glob("*.log"))]:
+        if log.is_file():
+            tail = log.read_text(errors="replace").splitlines()[-10:]
+            print(f"{log.name} (last lines):\n" + "\n".join(tail), file=sys.stderr)
