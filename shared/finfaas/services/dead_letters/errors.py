@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from finfaas.platform.errors import Refusal
 
-class UnknownQueue(Exception):
+
+class UnknownQueue(Refusal):
     """The queue named is not one of the suite's queues with a dead-letter queue."""
 
-    errors = (("queue", "not a queue of the suite with a dead-letter queue"),)
+    code = "queue"
 
 
-class DeadLetterNotFound(Exception):
+class DeadLetterNotFound(Refusal):
     """No message of that id in the dead-letter queue (already redriven, or never there)."""
 
-    errors = (("message_id", "not in the dead-letter queue"),)
+    code = "message_id"
 
 
 class QueuesUnavailable(Exception):

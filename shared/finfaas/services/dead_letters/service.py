@@ -102,7 +102,8 @@ class DeadLetterService:
         finally:
             if passed_over:
                 self._queues.release(dead_letter_queue, passed_over)
-        raise DeadLetterNotFound(f"No letter {message_id} in the dead-letter queue of {queue}.")
+        raise DeadLetterNotFound(f"No letter {message_id} in the dead-letter queue of {queue}.",
+                                 errors=(("message_id", "not in the dead-letter queue"),))
 
     def _move(self, queue: str, dead_letter_queue: str, taken: list[Taken], outcome: RedriveOutcome) -> None:
         """Send first, delete after: a crash in between duplicates a letter, never loses one."""
@@ -121,7 +122,8 @@ def _dead_letter_queue(queue: str) -> str:
     found = DEAD_LETTER_QUEUES.get(queue)
     if found is None:
         raise UnknownQueue(f"{queue!r} is not a queue with a dead-letter queue; "
-                           f"the queues are {', '.join(sorted(DEAD_LETTER_QUEUES))}.")
+                           f"the queues are {', '.join(sorted(DEAD_LETTER_QUEUES))}.",
+                           errors=(("queue", "not a queue of the suite with a dead-letter queue"),))
     return found
 
 
