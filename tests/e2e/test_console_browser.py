@@ -37,6 +37,7 @@ SCREENSHOTS_DIR_ENV = "FINFAAS_CONSOLE_SCREENSHOTS_DIR"
 REVIEW_SECONDS_MAX = 60
 COMPLETE_SECONDS_MAX = 60
 PAGE_TIMEOUT_MS = 20_000
+AUTH_READY_SECONDS_MAX = 60
 ACTOR, READER = "operator-ada", "operator-rex"
 # Operators read executions and ledger transfers through the orchestrator's and the ledger's APIs,
 # which need their read scopes as well.
@@ -69,6 +70,10 @@ def suite(embedded_aws, tmp_path_factory):
     gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
                              stack=folder / "stack.yml", port=port)
     try:
+        # Every function's first call fetches the auth function's keys with a 3 s timeout: start auth first,
+        # so a slow cold start of it on a loaded machine is not taken for missing keys.
+        jwks = f"{base_url}/function/auth/.well-known/jwks.json"
+        wait_for(lambda: _request("GET", jwks, "")[0] == 200, AUTH_READY_SECONDS_MAX, "the auth function")
         yield base_url
     finally:
         gateway.stop()
