@@ -68,7 +68,7 @@ def build_dead_letters() -> DeadLetterService:
 
 
 def build_audit() -> Any:
-    """The relay's audit chain: who looked at and redrove which dead letters."""
+    """The relay's audit chain: which operator redrove which dead letters."""
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, AuditLog, signing_key_from_text
     from finfaas.store.audit_store import AuditStore
