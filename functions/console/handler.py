@@ -16,7 +16,11 @@ Operators (an auth client holding `ops`; `ops:act` as well to act), signed in by
   GET  /ledger/accounts/{account_id}      balances, statement, holds and their expiry
   GET  /ledger/transfers/{transfer_id}    a transfer and the transfers it links to
   GET  /loans/{loan_id}                   a loan: its schedule, payments, days past due and bucket
-  GET  /health                            each function's replicas, invocations, cold starts, crashes
+  GET  /health                            each function's replicas, invocations, cold starts, crashes;
+                                          queue depths, dead letters' age, breakers, rate-limit refusals
+  GET  /dead-letters                      each queue's dead letters: how many, the oldest's age
+  GET  /dead-letters/{queue}              the letters, attributes and body redacted by the relay
+  POST /dead-letters/{queue}/redrive      one letter (message_id) or all back to the queue (acting role)
 Every form action carries the session's CSRF token; every call to another function carries the
 operator's own token, so each function checks the operator's scopes again and audits the operator.
 """
@@ -39,6 +43,7 @@ from finfaas.platform.wiring import Lazy
 from finfaas.services.console import graph
 from finfaas.services.console.errors import ConsoleRefusal, CsrfRefused, FunctionDown, SignedOut
 from finfaas.services.console.model import Session
+from finfaas.services.console.operations import OperationsPages
 from finfaas.services.console.service import QUEUES, ConsoleService, Problem
 from finfaas.services.console.session import COOKIE_NAME, SESSION_KEY_SECRET_NAME, SessionCodec, check_csrf
 
@@ -122,6 +127,11 @@ ACTION_OPENAPI = {"responses": {
 # Another function's refusal keeps its status on the console's page; any other answer is a 502.
 SHOWN_STATUSES = frozenset({400, 401, 403, 404, 409, 422})
 console = Lazy(build_console)
+
+
+def operations() -> OperationsPages:
+    """The dead-letter and health figures' calls, over the console's own suite client."""
+    return OperationsPages(console.get().service.suite)
 app = FunctionApp(FUNCTION_NAME, errors={})
 PAGE: dict[str, Any] = {"auth": False, "openapi": PAGE_OPENAPI}
 FORM: dict[str, Any] = {"auth": False, "media_types": (FORM_MEDIA_TYPE,), "openapi": ACTION_OPENAPI}
@@ -441,7 +451,57 @@ def health(req: Request) -> Response:
         functions, problem = console.get().service.functions(session)
     except FunctionDown as error:
         down.append(error.function)
-    return page("health.html", session=session, functions=functions, problem=problem, down=down)
+    figures = operations().health(session, functions)
+    return page("health.html", session=session, functions=functions, problem=problem,
+                down=down + figures.down, figures=figures)
+
+
+# --- dead letters -----------------------------------------------------------------------------------
+
+
+@app.route("GET", "/dead-letters", **PAGE)
+def dead_letters(req: Request) -> Response:
+    """Each queue of the suite with a dead-letter queue: its letters' count and the oldest's age."""
+    session = _session(req)
+    down: list[str] = []
+    queues: list[dict[str, Any]] = []
+    problem = None
+    try:
+        queues, problem = operations().queues(session)
+    except FunctionDown as error:
+        down.append(error.function)
+    return page("dead_letters.html", session=session, queues=queues, problem=problem, down=down)
+
+
+@app.route("GET", "/dead-letters/{queue}", **PAGE)
+def dead_letter_queue(req: Request, queue: str) -> Response:
+    session = _session(req)
+    down: list[str] = []
+    found, problem = None, None
+    try:
+        found, problem = operations().letters(session, queue)
+    except FunctionDown as error:
+        down.append(error.function)
+    query = _query(req)
+    done = None
+    if query.get("moved", "").isdigit():
+        done = f"{query['moved']} letter(s) sent back to the {queue} queue."
+        if query.get("more") == "1":
+            done += " More are left: redrive again."
+    return page("dead_letter_queue.html", session=session, queue=queue, found=found, problem=problem,
+                down=down, done=done)
+
+
+@app.route("POST", "/dead-letters/{queue}/redrive", **FORM)
+def redrive_dead_letters(req: Request, queue: str) -> Response:
+    """Send one letter (the form's message_id) or all of them back to their queue; the relay audits it."""
+    session, form = _acting_session(req)
+    answer, problem = operations().redrive(session, queue, form.get("message_id", "").strip())
+    if problem is not None or answer is None:
+        return _after(session, problem, "")
+    moved = len(answer.get("moved") or [])
+    more = "1" if answer.get("has_more") else "0"
+    return redirect(f"/dead-letters/{quote(queue, safe='')}?" + urlencode({"moved": moved, "more": more}))
 
 
 @app.readiness_check("console-session-key")

@@ -10,6 +10,12 @@ POST / takes no bearer token: it takes a schedule tick (platform/schedule.py). T
 unsigned ticks (OpenFaaS's cron-connector, Knative's PingSource) run it at most once per
 RELAY_PERIOD_SECONDS whoever sends them; a signed tick (X-Finfaas-Schedule, secret
 `schedule-hmac-key`) always runs it, and a bad signature is 401.
+
+Operators (docs/console.md): the relay puts messages on the suite's queues, so it also serves their
+figures and their dead letters; looking needs `ops`, a redrive `ops:act` as well (audited):
+  GET  /_/ops/queues                                  each queue's depth, its dead letters' depth and age
+  GET  /_/ops/queues/{queue}/dead-letters             the letters, personal data redacted
+  POST /_/ops/queues/{queue}/dead-letters/redrive     one letter ({"message_id"}) or all, to the queue
 """
 
 import os
@@ -20,7 +26,11 @@ from typing import Any
 
 from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
-from finfaas.platform.wiring import Lazy
+from finfaas.platform.wiring import Lazy, ReplaceableVerifier
+from finfaas.services.dead_letters.api import ERRORS as DEAD_LETTER_ERRORS
+from finfaas.services.dead_letters.api import LettersQuery, RedriveBody, redrive_view
+from finfaas.services.dead_letters.model import DEAD_LETTER_QUEUES
+from finfaas.services.dead_letters.service import DeadLetterService
 from finfaas.services.outbox_relay.api import ERRORS
 from finfaas.services.outbox_relay.service import OutboxRelay, RelayLoop
 
@@ -50,9 +60,30 @@ def build_relay() -> OutboxRelay:
     return OutboxRelay(OutboxStore(), SqsQueue("events"), event_mac_from_config(), relay_holder())
 
 
+def build_dead_letters() -> DeadLetterService:
+    """The dead-letter use cases on this stage's queues (imports AWS code: call lazily)."""
+    from finfaas.store.dead_letters_store import SqsDeadLetters
+
+    return DeadLetterService(SqsDeadLetters())
+
+
+def build_audit() -> Any:
+    """The relay's audit chain: which operator redrove which dead letters."""
+    from finfaas.platform import config
+    from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, AuditLog, signing_key_from_text
+    from finfaas.store.audit_store import AuditStore
+
+    key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+    return AuditLog(AuditStore(), "relay", key=key)
+
+
 relay = Lazy(build_relay)
+dead_letters = Lazy(build_dead_letters)
+audit = Lazy(build_audit)
 _running = threading.Lock()
-app = FunctionApp("relay", errors=ERRORS)
+verifier = ReplaceableVerifier()
+app = FunctionApp("relay", errors={**ERRORS, **DEAD_LETTER_ERRORS}, verifier=verifier, audit=audit.get)
+ACT = "ops:act"
 # stack.yml's `schedule` of this function: a test keeps them equal, since an unsigned tick starts a run
 # at most once per this period.
 RELAY_PERIOD_SECONDS = 60
@@ -82,6 +113,30 @@ def run_relay(req: Request) -> Response:
                          "failed": totals.failed, "passes": loop.passes})
     finally:
         _running.release()
+
+
+# --- operators: the queues and their dead letters ---------------------------------------------------
+
+
+@app.route("GET", "/_/ops/queues", rate_limit=None)
+def queues(req: Request) -> dict[str, Any]:
+    """Each queue with a dead-letter queue: its depth, and its dead letters' depth and oldest age."""
+    return {"data": dead_letters.get().overview()}
+
+
+@app.route("GET", "/_/ops/queues/{queue}/dead-letters", query=LettersQuery, rate_limit=None)
+def letters(req: Request, queue: str, query: LettersQuery) -> dict[str, Any]:
+    """The queue's dead letters, oldest first, with their attributes and body (personal data redacted)."""
+    return dead_letters.get().letters(queue, query.limit)
+
+
+@app.route("POST", "/_/ops/queues/{queue}/dead-letters/redrive", scopes=[ACT], body=RedriveBody,
+           rate_limit=None)
+def redrive(req: Request, queue: str, body: RedriveBody) -> dict[str, Any]:
+    """Send one dead letter, or all (up to one request's bound), back to the queue, then delete them."""
+    known = queue if queue in DEAD_LETTER_QUEUES else "unknown"
+    req.audit_target = f"queue:{known}" + (f":{body.message_id}" if body.message_id else "")
+    return redrive_view(dead_letters.get().redrive(queue, body.message_id))
 
 
 @app.readiness_check("outbox-table")

@@ -37,19 +37,21 @@ SCREENSHOTS_DIR_ENV = "FINFAAS_CONSOLE_SCREENSHOTS_DIR"
 REVIEW_SECONDS_MAX = 60
 COMPLETE_SECONDS_MAX = 60
 PAGE_TIMEOUT_MS = 20_000
+AUTH_READY_SECONDS_MAX = 60
 ACTOR, READER = "operator-ada", "operator-rex"
 # Operators read executions and ledger transfers through the orchestrator's and the ledger's APIs,
 # which need their read scopes as well.
 OPERATORS = {ACTOR: ("ops", "ops:act", "orchestrator:read", "ledger:read"),
              READER: ("ops", "orchestrator:read", "ledger:read")}
-# The console, and the accounts function its ledger pages read statements from.
+# The console, the accounts function its ledger pages read statements from, and the relay that serves the
+# queues' figures and dead letters (no schedule here: nothing else of it runs).
 CONSOLE_STACK_ENTRY = "".join(f"""  {name}:
     lang: python3-http
     handler: {FUNCTIONS_DIR / name}
     image: bench/{name}
     environment:
       exec_timeout: "30s"
-""" for name in ("console", "accounts"))
+""" for name in ("console", "accounts", "relay"))
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,10 @@ def suite(embedded_aws, tmp_path_factory):
     gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
                              stack=folder / "stack.yml", port=port)
     try:
+        # Every function's first call fetches the auth function's keys with a 3 s timeout: start auth first,
+        # so a slow cold start of it on a loaded machine is not taken for missing keys.
+        jwks = f"{base_url}/function/auth/.well-known/jwks.json"
+        wait_for(lambda: _request("GET", jwks, "")[0] == 200, AUTH_READY_SECONDS_MAX, "the auth function")
         yield base_url
     finally:
         gateway.stop()
@@ -256,3 +262,81 @@ def test_a_stop_without_its_csrf_token_is_refused_and_the_execution_keeps_runnin
     assert "Stop requested." in page.inner_text("main")
     wait_for(lambda: transfer_status(suite, sender, transfer_id)["status"] == "FAILED", COMPLETE_SECONDS_MAX,
              "the stopped transfer to fail")
+
+    # AND WHEN the failed execution is redriven from its page, it resumes where it stopped: its Fail state,
+    # so it fails again and the transfer stays failed, its hold never taken again
+    def execution_status() -> str:
+        page.goto(f"{suite}/function/console/executions/transfer:{transfer_id}")
+        return page.get_attribute("[data-status]", "data-status")
+
+    wait_for(lambda: execution_status() == "FAILED", COMPLETE_SECONDS_MAX, "the stopped execution to fail")
+    page.click("button:has-text('Redrive')")
+    assert "Redriven." in page.inner_text("main")
+    wait_for(lambda: execution_status() == "FAILED", COMPLETE_SECONDS_MAX, "the redriven execution to end")
+    assert transfer_status(suite, sender, transfer_id)["status"] == "FAILED"
+
+
+def queue_counts(queue: str) -> dict[str, int]:
+    from finfaas.platform.config import resource_name
+    from finfaas_dev.awsclients import client
+
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=resource_name(queue))["QueueUrl"]
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return {name: int(attributes[name]) for name in names}
+
+
+def test_a_dead_letter_is_redriven_by_an_actor_only_and_its_queue_consumes_it(
+        suite, operators, page, screenshots):
+    # GIVEN a wake-up of the orchestrator (sealed, as the suite sends them) that ended in its dead-letter
+    # queue
+    from finfaas.platform.config import resource_name
+    from finfaas.workflow.wakeups import SWEEP, SqsWaker, Wakeup
+
+    SqsWaker(queue_name=resource_name("orchestrator-dlq")).send(Wakeup(SWEEP, reason="sweep"))
+    assert queue_counts("orchestrator-dlq")["ApproximateNumberOfMessages"] == 1
+
+    # WHEN a read-only operator sends a redrive the page does not offer them
+    sign_in(page, suite, READER, operators[READER])
+    page.goto(f"{suite}/function/console/dead-letters/orchestrator")
+    row = page.locator("tr[data-letter]")
+    assert row.count() == 1 and row.inner_text().strip().endswith("read-only")
+    message_id = row.get_attribute("data-letter")
+    post_form(page, "/function/console/dead-letters/orchestrator/redrive",
+              {"csrf": page.get_attribute("input[name=csrf]", "value"), "message_id": message_id})
+
+    # THEN it is refused and the letter stays
+    assert "ops:act" in page.inner_text("main") and "Nothing was done" in page.inner_text("main")
+    assert queue_counts("orchestrator-dlq")["ApproximateNumberOfMessages"] == 1
+
+    # WHEN the acting operator finds it from the queues' list, reads it and redrives it
+    page.context.clear_cookies()
+    sign_in(page, suite, ACTOR, operators[ACTOR])
+    page.click("text=Dead letters")
+    assert page.get_attribute("tr[data-queue='orchestrator'] [data-letters]", "data-letters") == "1"
+    page.screenshot(path=str(screenshots / "dead-letters.png"), full_page=True)
+    page.click("tr[data-queue='orchestrator'] a")
+    letter = page.locator(f"tr[data-letter='{message_id}']")
+    shown = letter.inner_text()
+    assert '"kind": "sweep"' in shown and "dev.finfaas.orchestrator.sweep" in shown
+    page.screenshot(path=str(screenshots / "dead-letter-queue.png"), full_page=True)
+    letter.locator("button:has-text('Redrive')").click()
+
+    # THEN the page says it went back, the dead-letter queue is empty, and the orchestrator consumed it
+    assert "1 letter(s) sent back to the orchestrator queue." in page.inner_text("main")
+    assert page.locator("[data-empty]").count() == 1
+
+    def consumed() -> bool:
+        counts = queue_counts("orchestrator")
+        return counts == {"ApproximateNumberOfMessages": 0, "ApproximateNumberOfMessagesNotVisible": 0}
+
+    wait_for(consumed, COMPLETE_SECONDS_MAX, "the orchestrator to consume the redriven wake-up")
+    assert queue_counts("orchestrator-dlq") == {"ApproximateNumberOfMessages": 0,
+                                               "ApproximateNumberOfMessagesNotVisible": 0}
+
+    # AND the health page shows the queues' depths and the running functions' breakers and refusals
+    page.click("text=Health")
+    assert page.locator("tr[data-queue='orchestrator'] [data-visible]").inner_text().isdigit()
+    assert page.locator("tr[data-resilience='relay']").count() == 1
+    page.screenshot(path=str(screenshots / "health.png"), full_page=True)

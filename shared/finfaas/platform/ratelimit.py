@@ -125,6 +125,18 @@ class RateLimiter:
         self._leases: OrderedDict[tuple[str, str], _Lease] = OrderedDict()
         self._leases_max = leases_max
         self._lock = Lock()
+        self._refused: dict[str, int] = {}
+
+    def rejections(self) -> dict[str, int]:
+        """Requests refused (429) in this process since it started, by limit name."""
+        with self._lock:
+            return dict(sorted(self._refused.items()))
+
+    def _count_refusal(self, limit: RateLimit, decision: RateDecision) -> RateDecision:
+        if not decision.allowed:
+            with self._lock:
+                self._refused[limit.name] = self._refused.get(limit.name, 0) + 1
+        return decision
 
     def check(self, principal: str, limit_name: str = DEFAULT_LIMIT.name) -> RateDecision:
         """Spend one request of principal's allowance under the named limit."""
@@ -132,6 +144,9 @@ class RateLimiter:
 
     def check_limit(self, limit: RateLimit, principal: str) -> RateDecision:
         """check() under a limit given by value (e.g. one whose window a policy computes)."""
+        return self._count_refusal(limit, self._decide(limit, principal))
+
+    def _decide(self, limit: RateLimit, principal: str) -> RateDecision:
         now_s = self._clock()
         window = int(now_s // limit.window_seconds)
         lease_key = (limit.name, principal)

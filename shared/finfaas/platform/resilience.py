@@ -9,7 +9,8 @@
 The state is kept per process, as resilience4j and Hystrix keep it: a breaker exists to stop
 waiting on a dependency that is failing, and every instance learns that from its own next few
 calls. Shared state (a DynamoDB item) would add a round trip to every protected call and make the
-degraded path depend on one more service being up.
+degraded path depend on one more service being up. For the same reason `breaker_states()` answers
+this process's breakers only (a function's `GET /_/ops/resilience`, one replica at a time).
 
 CLOSED: calls go through; `failures_to_open` consecutive failures open the circuit.
 OPEN: calls fail at once with CircuitOpen for `open_seconds`.
@@ -20,13 +21,18 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 failures_to_open_default = 5
 open_seconds_default = 30.0
+# Every breaker of this process, for operators; weak, so a breaker built by a test or a rebuilt service
+# leaves with its owner.
+_breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+_breakers_lock = threading.Lock()
 
 
 class BreakerState(StrEnum):
@@ -68,11 +74,22 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._trial_running = False
+        with _breakers_lock:
+            _breakers.add(self)
 
     @property
     def state(self) -> BreakerState:
         with self._lock:
             return self._current_state()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state, consecutive failures and seconds until the next trial (0 unless OPEN)."""
+        with self._lock:
+            state = self._current_state()
+            retry_in = max(self._opened_at + self._open_seconds - self._clock(), 0.0)
+            return {"name": self.name, "state": str(state), "failures": self._failures,
+                    "failures_to_open": self._failures_to_open,
+                    "retry_in_seconds": round(retry_in, 1) if state is BreakerState.OPEN else 0.0}
 
     def call(self, operation: Callable[[], T]) -> T:
         """Run operation unless the circuit is open; its exceptions pass through after being counted."""
@@ -112,3 +129,10 @@ class CircuitBreaker:
         if self._state is BreakerState.OPEN and self._clock() >= self._opened_at + self._open_seconds:
             self._state = BreakerState.HALF_OPEN
         return self._state
+
+
+def breaker_states() -> list[dict[str, Any]]:
+    """Each live breaker of this process, by name."""
+    with _breakers_lock:
+        breakers = list(_breakers)
+    return sorted((breaker.snapshot() for breaker in breakers), key=lambda state: str(state["name"]))

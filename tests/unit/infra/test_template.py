@@ -278,7 +278,8 @@ def test_each_function_policy_allows_only_the_tables_queues_and_key_its_code_rea
 
     table_arns = [arn["Fn::Sub"] for arn in statements.get("Tables", {}).get("Resource", [])]
     tables = {arn.removeprefix(TABLE_ARN_PREFIX) for arn in table_arns if not arn.endswith("/index/*")}
-    queue_ids = {queue["Fn::GetAtt"][0] for queue in statements.get("Queues", {}).get("Resource", [])}
+    queue_ids = {queue["Fn::GetAtt"][0] for sid in ("Queues", "DeadLetterQueues")
+                 for queue in statements.get(sid, {}).get("Resource", [])}
     queues = {name for name, (logical, _) in _queues_by_name().items() if logical in queue_ids}
 
     assert tables == set(use.tables)
@@ -289,7 +290,12 @@ def test_each_function_policy_allows_only_the_tables_queues_and_key_its_code_rea
     via = statements["KeyThroughTablesAndQueues"]
     assert via["Resource"] == {"Fn::GetAtt": ["PiiKey", "Arn"]} and set(via["Condition"]["StringEquals"]) == {
         "kms:ViaService"}
-    assert set(statements) <= {"Tables", "Queues", "KeyThroughTablesAndQueues", "PiiEnvelopes"}
+    assert set(statements) <= {"Tables", "Queues", "DeadLetterQueues", "KeyThroughTablesAndQueues",
+                               "PiiEnvelopes"}
+    # Receiving and deleting only where letters wait: never a live queue's messages.
+    dead_letter_ids = {queue["Fn::GetAtt"][0]
+                       for queue in statements.get("DeadLetterQueues", {}).get("Resource", [])}
+    assert all(lid.endswith("DeadLetterQueue") for lid in dead_letter_ids)
 
 
 def test_policies_exist_for_the_stack_functions_only_and_name_resources_of_the_template():
@@ -316,3 +322,14 @@ def test_the_derivation_sees_a_table_reached_through_a_lazy_import(tmp_path):
     use = function_resources(tmp_path / "functions" / "f" / "handler.py", tmp_path)
 
     assert (use.tables, use.queues, use.pii_key) == ({"rail"}, {"events"}, True)
+
+
+def test_the_relay_knows_every_queue_with_a_dead_letter_queue_and_no_other():
+    from finfaas.services.dead_letters.model import DEAD_LETTER_QUEUES
+
+    queues = _queues_by_name()
+    by_arn = {lid: name for name, (lid, _) in queues.items()}
+    redriven = {name: by_arn[properties["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+                for name, (_, properties) in queues.items() if "RedrivePolicy" in properties}
+
+    assert DEAD_LETTER_QUEUES == redriven

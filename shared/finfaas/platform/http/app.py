@@ -66,6 +66,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 HEALTH_PATH = "/_/health"
 READY_PATH = "/_/ready"
 OPENAPI_PATH = "/_/openapi.json"
+RESILIENCE_PATH = "/_/ops/resilience"
 # No id has control characters: a path parameter with one is refused before anything reads it.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # Probes are frequent and uninteresting: no trace segment for them.
@@ -95,6 +96,10 @@ class _Provided(Generic[T]):
             with self._lock:
                 if self._value is None:
                     self._value = self._factory()
+        return self._value
+
+    def built(self) -> T | None:
+        """The instance if it exists already; never builds it (a figure must not cost a cold start)."""
         return self._value
 
 
@@ -279,6 +284,16 @@ class FunctionApp:
         self.route("GET", HEALTH_PATH, auth=False)(health)
         self.route("GET", READY_PATH, auth=False)(ready)
         self.route("GET", OPENAPI_PATH, auth=False)(openapi_document)
+        self.route("GET", RESILIENCE_PATH, rate_limit=None)(self._resilience)
+
+    def _resilience(self, req: Request) -> dict[str, Any]:
+        """This replica's circuit breakers and the requests its rate limiter refused (ops scope)."""
+        from finfaas.platform.resilience import breaker_states
+
+        limiter = self._limiter.built()
+        return {"function": self.name, "breakers": breaker_states(),
+                "rate_limit_rejections": limiter.rejections() if limiter is not None else {},
+                "rate_limited": self._limiter.configured}
 
     @property
     def routes(self) -> list[Route]:

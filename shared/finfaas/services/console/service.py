@@ -86,6 +86,11 @@ class ConsoleService:
         self._definitions_dir = definitions_dir
         self._clock = clock
 
+    @property
+    def suite(self) -> Suite:
+        """The functions this service calls, for the console's other page groups (operations.py)."""
+        return self._suite
+
     # --- sign-in ------------------------------------------------------------------------------------
 
     def sign_in(self, operator: str, secret: str) -> Session:

@@ -1,0 +1,1 @@
+"""Dead letters: the suite's queues' figures, their dead-letter queues' messages, and redrive."""
