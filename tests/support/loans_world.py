@@ -144,6 +144,12 @@ class LoansWorld:
                     headers={"Idempotency-Key": key or uuid.uuid4().hex},
                     json_body={"amount": amount, "currency": currency})
 
+    def prepay(self, loan_id: str, amount: Any, mode: str, key: str | None = None,
+               currency: str = "EUR") -> Any:
+        return call(self.handler.handle, "POST", f"/loans/{loan_id}/prepayments", token=self.customer,
+                    headers={"Idempotency-Key": key or uuid.uuid4().hex},
+                    json_body={"amount": amount, "currency": currency, "mode": mode})
+
     def loan(self, loan_id: str) -> dict[str, Any]:
         reply = call(self.handler.handle, "GET", f"/loans/{loan_id}", token=self.customer)
         assert reply.status == 200, reply.body

@@ -27,6 +27,7 @@ from finfaas.domain.loan_account import (
     LoanAccount,
     LoanTransaction,
     OverpaymentRule,
+    PrepaymentMode,
     TransactionKind,
     amount_due,
     apply,
@@ -567,7 +568,7 @@ REPAYABLE = (LoanStatus.ACTIVE,)
 
 class LoanRepaymentService:
     """Repayments from the wallet, allocated by the product's order oldest installment first; what is
-    left over prepays (a lower installment) or is refused, per product. The ledger legs (principal back
+    left over prepays (a smaller installment) or is refused, per product. The ledger legs (principal back
     to sys-loans-<CUR>, interest and fees to sys-fees-<CUR>) and the loan's new state commit together."""
 
     def __init__(self, products: LoanProducts, loans: LoanRepository, ledger: LoanLedger,
@@ -594,6 +595,41 @@ class LoanRepaymentService:
                 self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
             except _LoanMoved:
                 continue  # another repayment won: allocate again over what it left
+            except InsufficientFunds:
+                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
+                                             errors=(("amount", "more than the account holds"),)) from None
+            return wanted, False
+        raise LoanBusy(f"loan {loan_id} kept changing")
+
+    def prepay(self, caller: Caller, loan_id: str, key: str, amount: int | str, currency: str,
+               mode: PrepaymentMode) -> tuple[Loan, bool]:
+        """Partial prepayment on the business date: what is due is paid first, the rest prepays principal
+        and the schedule is recomputed from the fold for a shorter term or a smaller installment. A
+        product that refuses overpayments refuses it (RepaymentExceedsDue naming amount)."""
+        transfer_id = f"{loan_id}-prepay-{repayment_hex(caller.sub, key)}"
+        for _ in range(repayment_attempts_max):
+            loan = self._own(caller, loan_id)
+            if any(t.transaction_id == transfer_id for t in loan.transactions):
+                return loan, True
+            amount_minor = self._checked_amount(loan, amount, currency)
+            product = self._product(loan)
+            today = self._business_date()
+            due = amount_due(self.open_account(loan, product), today)
+            if product.overpayment is OverpaymentRule.REFUSE:
+                raise RepaymentExceedsDue(
+                    f"{product.product_id} takes no partial prepayment; repay what is due or pay off",
+                    errors=(("amount", "the product refuses prepayments"),))
+            if amount_minor <= due:
+                raise InvalidRepaymentAmount(
+                    f"{due} minor units are due: a prepayment pays more (else it is a repayment)",
+                    errors=(("amount", f"more than the {due} due"),))
+            paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor, mode)
+            wanted, legs = self._folded(loan, paid)
+            try:
+                event = loan_event(wanted, "loan.repaid", paid)
+                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
+            except _LoanMoved:
+                continue
             except InsufficientFunds:
                 raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
                                              errors=(("amount", "more than the account holds"),)) from None
