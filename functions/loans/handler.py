@@ -258,9 +258,9 @@ def repay(req: Request, loan_id: str, body: RepaymentBody) -> Response:
     assert key is not None, "idempotency='required' routes always carry a key"
     req.audit_target = f"loan:{loan_id}"
     service = services.get().repayments
-    loan, repeated = service.repay(caller(req), loan_id, key, body.amount, body.currency)
-    return Response(loan_view(loan, service.standing(loan)), status=200,
-                    headers={REPLAYED_HEADER: "true"} if repeated else {})
+    paid = service.repay(caller(req), loan_id, key, body.amount, body.currency)
+    return Response(loan_view(paid.loan, paid.standing), status=200,
+                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
 
 
 @app.route("POST", "/loans/{loan_id}/prepayments", scopes=[WRITE], body=PrepaymentBody, response=LoanView,
@@ -273,9 +273,9 @@ def prepay(req: Request, loan_id: str, body: PrepaymentBody) -> Response:
     assert key is not None, "idempotency='required' routes always carry a key"
     req.audit_target = f"loan:{loan_id}"
     service = services.get().repayments
-    loan, repeated = service.prepay(caller(req), loan_id, key, body.amount, body.currency, body.mode)
-    return Response(loan_view(loan, service.standing(loan)), status=200,
-                    headers={REPLAYED_HEADER: "true"} if repeated else {})
+    paid = service.prepay(caller(req), loan_id, key, body.amount, body.currency, body.mode)
+    return Response(loan_view(paid.loan, paid.standing), status=200,
+                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
 
 
 @app.route("POST", "/loans/{loan_id}/payoff", scopes=[WRITE], body=RepaymentBody, response=LoanView,
@@ -287,9 +287,9 @@ def pay_off(req: Request, loan_id: str, body: RepaymentBody) -> Response:
     assert key is not None, "idempotency='required' routes always carry a key"
     req.audit_target = f"loan:{loan_id}"
     service = services.get().repayments
-    loan, repeated = service.pay_off(caller(req), loan_id, key, body.amount, body.currency)
-    return Response(loan_view(loan, service.standing(loan)), status=200,
-                    headers={REPLAYED_HEADER: "true"} if repeated else {})
+    paid = service.pay_off(caller(req), loan_id, key, body.amount, body.currency)
+    return Response(loan_view(paid.loan, paid.standing), status=200,
+                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
 
 
 @app.route("GET", "/loans/{loan_id}/payoff", scopes=[READ], query=PayoffQuery, rate_limit=READ_LIMIT.name)

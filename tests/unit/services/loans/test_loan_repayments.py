@@ -100,6 +100,21 @@ def test_an_overpayment_prepays_for_a_smaller_installment_on_a_prepaying_product
     assert ledger_changes(world) == (10_000 - 3_725, -10_000 + 1_625 + 2_000, 100)
 
 
+@pytest.mark.parametrize("pay", ["repay", "prepay"])
+def test_a_payment_reads_the_business_date_and_the_product_once(world, pay):
+    # Each read is a GetItem in the function: the date and the product's terms are the request's own
+    loan_id = prepaying_loan(world)
+    world.business_date_reads = world.products.reads = 0
+
+    if pay == "repay":
+        reply = world.repay(loan_id, "17.25")
+    else:
+        reply = world.prepay(loan_id, "47.25", "shorter_term")
+
+    assert reply.status == 200, reply.body
+    assert (world.business_date_reads, world.products.reads) == (1, 1)
+
+
 def test_more_than_the_wallet_holds_is_a_422_naming_the_amount(world):
     loan_id = world.active_loan()
     world.business_date = date(2024, 7, 1)  # every installment due: 103.53, the wallet holds 100.00
