@@ -72,6 +72,7 @@ from finfaas.services.loans.api import (
     NightlyStartView,
     PayoffQuery,
     PayoffView,
+    PrepaymentBody,
     ProductBody,
     ProductList,
     ProductListQuery,
@@ -257,9 +258,24 @@ def repay(req: Request, loan_id: str, body: RepaymentBody) -> Response:
     assert key is not None, "idempotency='required' routes always carry a key"
     req.audit_target = f"loan:{loan_id}"
     service = services.get().repayments
-    loan, repeated = service.repay(caller(req), loan_id, key, body.amount, body.currency)
-    return Response(loan_view(loan, service.standing(loan)), status=200,
-                    headers={REPLAYED_HEADER: "true"} if repeated else {})
+    paid = service.repay(caller(req), loan_id, key, body.amount, body.currency)
+    return Response(loan_view(paid.loan, paid.standing), status=200,
+                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
+
+
+@app.route("POST", "/loans/{loan_id}/prepayments", scopes=[WRITE], body=PrepaymentBody, response=LoanView,
+           idempotency="required", rate_limit=APPLY_LIMIT.name)
+def prepay(req: Request, loan_id: str, body: PrepaymentBody) -> Response:
+    """Prepay part of the loan today: what is due first, the rest prepays principal and the schedule is
+    recomputed for a shorter term or a smaller installment (`mode`); refused (422 naming amount) where
+    the product refuses overpayments. The same key again: the loan, once."""
+    key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
+    assert key is not None, "idempotency='required' routes always carry a key"
+    req.audit_target = f"loan:{loan_id}"
+    service = services.get().repayments
+    paid = service.prepay(caller(req), loan_id, key, body.amount, body.currency, body.mode)
+    return Response(loan_view(paid.loan, paid.standing), status=200,
+                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
 
 
 @app.route("POST", "/loans/{loan_id}/payoff", scopes=[WRITE], body=RepaymentBody, response=LoanView,
@@ -271,9 +287,9 @@ def pay_off(req: Request, loan_id: str, body: RepaymentBody) -> Response:
     assert key is not None, "idempotency='required' routes always carry a key"
     req.audit_target = f"loan:{loan_id}"
     service = services.get().repayments
-    loan, repeated = service.pay_off(caller(req), loan_id, key, body.amount, body.currency)
-    return Response(loan_view(loan, service.standing(loan)), status=200,
-                    headers={REPLAYED_HEADER: "true"} if repeated else {})
+    paid = service.pay_off(caller(req), loan_id, key, body.amount, body.currency)
+    return Response(loan_view(paid.loan, paid.standing), status=200,
+                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
 
 
 @app.route("GET", "/loans/{loan_id}/payoff", scopes=[READ], query=PayoffQuery, rate_limit=READ_LIMIT.name)

@@ -1,14 +1,17 @@
-"""The loans function as a process behind the local gateway, with auth, the ledger, risk and the sandbox
-bureau: an operator creates a product, a customer quotes it and applies; the application is underwritten
-with the loans function's own client credentials (the loans-client secret and its auth-clients entry) by
-the risk function and the bureau, as in a deployed suite."""
+"""The loans function as a process behind the local gateway, with auth, the ledger, risk, the sandbox
+bureau and the orchestrator (woken over SQS by the connector): an operator creates a product, a customer
+quotes it and applies; the application is underwritten with the loans function's own client credentials
+(the loans-client secret and its auth-clients entry) by the risk function and the bureau, as in a deployed
+suite. Then a loan's life: disbursed by its saga, repaid, overdue once the business date moves past a due
+date (penalty and bucket), paid off."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pytest
@@ -16,15 +19,21 @@ from finfaas.domain.ledger import NewAccount
 from finfaas.platform import config
 from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
 from finfaas.services.bureau.model import sandbox_report
+from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
+from finfaas_dev.bench.ledger import answers
 from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
-from finfaas_dev.net import free_port
+from finfaas_dev.net import free_port, wait_for
 from finfaas_dev.testing.platform import TokenMinter
 from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-FUNCTIONS = ("auth", "bureau", "ledger", "loans", "risk")
+FUNCTIONS = ("auth", "bureau", "ledger", "loans", "orchestrator", "risk")
+QUEUE_TOPICS = {"orchestrator": "orchestrator"}
+TOP_UP_MINOR = 10_000
+FUNCTION_READY_SECONDS_MAX = 90  # a function's first start on a loaded machine
+DISBURSEMENT_SECONDS_MAX = 60  # the saga's one step, through the connector's SQS polling
 TOKEN_SECONDS = 600
 CANDIDATES_MAX = 200  # customer ids tried for a clean (or a poor) bureau file: one in ten is poor
 
@@ -34,7 +43,11 @@ def stack_text() -> str:
              "functions:"]
     for name in FUNCTIONS:
         lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: test/{name}", "    environment:", '      exec_timeout: "30s"']
+                  f"    image: test/{name}", "    environment:", '      exec_timeout: "30s"',
+                  # The test moves the business date past a due date, as an operator of a sandbox does.
+                  "      BUSINESS_DATE_MODE: manual"]
+        if name in QUEUE_TOPICS:
+            lines += ["    annotations:", f"      topic: {QUEUE_TOPICS[name]}"]
     return "\n".join(lines) + "\n"
 
 
@@ -43,8 +56,10 @@ def suite(embedded_aws, tmp_path_factory):
     folder = tmp_path_factory.mktemp("loans-e2e")
     secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
     write_suite_secrets(secrets_dir)
-    ensure_service_clients(secrets_dir, {"loans": SERVICE_CLIENTS["loans"]}, out=lambda line: None)
+    ensure_service_clients(secrets_dir, {name: SERVICE_CLIENTS[name] for name in ("loans", "orchestrator")},
+                           out=lambda line: None)
     (folder / "stack.yml").write_text(stack_text())
+    LedgerService(ledger_store_from_config()).ensure_system_accounts("USD")  # sys-loans-USD lends
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {**embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
@@ -52,6 +67,9 @@ def suite(embedded_aws, tmp_path_factory):
     gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
                              stack=folder / "stack.yml", port=port)
     try:
+        # The functions fetch the JWKS from auth on their first request: auth started before the tests,
+        # so its cold start on a loaded machine is not charged to a function's JWKS fetch.
+        wait_for(lambda: answers(env["FINFAAS_JWKS_URL"]), FUNCTION_READY_SECONDS_MAX, "the JWKS")
         yield base_url
     finally:
         gateway.stop()
@@ -114,3 +132,97 @@ def test_a_product_is_quoted_and_applications_are_underwritten_by_risk_and_the_b
     status, hidden = _request("GET", f"{loans}/{approved['loan_id']}", poor)
     assert status == 404, hidden
     assert read["owner_id"] == clean_id
+
+
+def minor(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def test_a_loan_is_disbursed_repaid_falls_overdue_with_a_penalty_and_is_paid_off(suite):
+    # GIVEN a product with a daily penalty of 0.1 % on overdue principal and a clean customer's loan
+    operator = client_token("ops")
+    product_id = f"penalty-{secrets.token_hex(4)}"
+    product = {"product_id": product_id, "name": "Personal loan", "currency": "USD",
+               "principal_minor_min": 10_000, "principal_minor_max": 5_000_000, "term_months_min": 3,
+               "term_months_max": 60, "annual_rate": "0.12", "daily_penalty_rate": "0.001"}
+    status, created = _request("POST", f"{suite}/function/loans/_/ops/loan-products", operator, product,
+                               {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 201, created
+    _, account_id, token = customer(poor=False)
+    loans = f"{suite}/function/loans/loans"
+    application = {"product_id": product_id, "principal": "1000.00", "term_months": 6,
+                   "account_id": account_id, "monthly_income": "3000.00", "monthly_debt": "0"}
+    status, loan = _request("POST", loans, token, application, {"Idempotency-Key": "apply-life"})
+    assert status == 201 and loan["status"] == "approved", loan
+    loan_url = f"{loans}/{loan['loan_id']}"
+
+    # WHEN the customer accepts it: the disbursement saga runs on the orchestrator
+    status, accepted = _request("POST", f"{loan_url}/disburse", token)
+    assert status == 202, accepted
+
+    # THEN it turns active with its schedule, the principal in the wallet
+    def active():
+        status, body = _request("GET", loan_url, token)
+        return body if status == 200 and body["status"] == "active" else None
+
+    loan = wait_for(active, DISBURSEMENT_SECONDS_MAX, "the loan to be disbursed")
+    schedule = loan["schedule"]
+    assert len(schedule) == 6 and sum(i["principal_minor"] for i in schedule) == 100_000
+    assert balance(suite, account_id) == 100_000
+
+    # WHEN the business date reaches the first due date and the customer repays that installment
+    first, second = schedule[0], schedule[1]
+    advance_to(suite, operator, date.fromisoformat(first["due_date"]))
+    status, repaid = _request("POST", f"{loan_url}/repayments", token,
+                              {"amount": first["total_minor"], "currency": "USD"},
+                              {"Idempotency-Key": "repay-1"})
+
+    # THEN it is paid, nothing is overdue
+    assert status == 200, repaid
+    assert repaid["schedule"][0]["owed_minor"] == 0
+    assert (repaid["days_past_due"], repaid["bucket"]) == (0, None)
+
+    # WHEN the business date moves five days past the second due date, unpaid
+    second_due = date.fromisoformat(second["due_date"])
+    advance_to(suite, operator, second_due + timedelta(days=5))
+    status, overdue = _request("GET", loan_url, token)
+    status_quote, payoff = _request("GET", f"{loan_url}/payoff", token)
+
+    # THEN it is 5 days past due in the first bucket, and the days closed so far (the 4 after the due
+    # date, before today) each charged 0.1 % of the second installment's principal
+    assert status == 200 and (overdue["days_past_due"], overdue["bucket"]) == (5, "1-10"), overdue
+    assert status_quote == 200, payoff
+    daily_minor = minor(Decimal(second["principal_minor"]) * Decimal("0.001"))
+    assert payoff["penalty_minor"] == 4 * daily_minor > 0
+    assert payoff["principal_minor"] == 100_000 - first["principal_minor"]
+
+    # WHEN the customer tops up the wallet (the loan's interest is more than what is left of it) and pays
+    # the loan off with the quote's total
+    LedgerService(ledger_store_from_config()).deposit(account_id, TOP_UP_MINOR, "USD",
+                                                      transfer_id=f"{account_id}-top-up")
+    status, closed = _request("POST", f"{loan_url}/payoff", token,
+                              {"amount": payoff["total_minor"], "currency": "USD"},
+                              {"Idempotency-Key": "payoff-1"})
+
+    # THEN the loan is closed, the penalty paid with the second installment, the wallet paid exactly
+    assert status == 200 and closed["status"] == "closed" and closed["outstanding_minor"] == 0, closed
+    assert closed["schedule"][1]["paid_penalty_minor"] == 4 * daily_minor
+    assert balance(suite, account_id) == 100_000 + TOP_UP_MINOR - first["total_minor"] - payoff["total_minor"]
+
+
+def advance_to(suite: str, operator: str, day: date) -> None:
+    """The suite's business date moved forward to `day` (the ops route of the ledger function)."""
+    status, shown = _request("GET", f"{suite}/function/ledger/_/ops/business-date", operator)
+    assert status == 200, shown
+    if date.fromisoformat(shown["business_date"]) >= day:
+        raise AssertionError(f"the business date {shown['business_date']} is already past {day}")
+    status, moved = _request("POST", f"{suite}/function/ledger/_/ops/business-date", operator,
+                             {"to": day.isoformat()}, {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 200 and moved["business_date"] == day.isoformat(), moved
+
+
+def balance(suite: str, account_id: str) -> int:
+    status, account = _request("GET", f"{suite}/function/ledger/accounts/{account_id}/balance",
+                               client_token("ops"))
+    assert status == 200, account
+    return int(account["posted_minor"])

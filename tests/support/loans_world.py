@@ -77,10 +77,11 @@ class LoansWorld:
         products, self.loans = InMemoryLoanProducts(), InMemoryLoans()
         self.products = products
         self.business_date = BUSINESS_DATE
+        self.business_date_reads = 0  # each is a GetItem of the business-dates table in the function
         quotes = LoanQuoteService(products, lambda: self.business_date)
         money = InMemoryLoansLedger(ledger, self.loans)
         self.orchestrator = FakeOrchestrator()
-        repayments = LoanRepaymentService(products, self.loans, money, lambda: self.business_date)
+        repayments = LoanRepaymentService(products, self.loans, money, self._read_business_date)
         self.products = products
         self.handler.services.use(self.handler.LoansServices(
             products=LoanProductsService(products), quotes=quotes,
@@ -105,6 +106,10 @@ class LoansWorld:
             definitions_dir() / f"{DISBURSEMENT_STATE_MACHINE}.asl.json")])
         self.engine = World(definitions, HttpTasks(GATEWAY, StaticTokens(token), request=gateway.request),
                             crash=crash, duplicate_deliveries=duplicate_deliveries)
+
+    def _read_business_date(self) -> date:
+        self.business_date_reads += 1
+        return self.business_date
 
     def approved_loan(self, **changes: Any) -> str:
         reply = call(self.handler.handle, "POST", "/loans", token=self.customer,
@@ -143,6 +148,12 @@ class LoansWorld:
         return call(self.handler.handle, "POST", f"/loans/{loan_id}/repayments", token=token or self.customer,
                     headers={"Idempotency-Key": key or uuid.uuid4().hex},
                     json_body={"amount": amount, "currency": currency})
+
+    def prepay(self, loan_id: str, amount: Any, mode: str, key: str | None = None,
+               currency: str = "EUR") -> Any:
+        return call(self.handler.handle, "POST", f"/loans/{loan_id}/prepayments", token=self.customer,
+                    headers={"Idempotency-Key": key or uuid.uuid4().hex},
+                    json_body={"amount": amount, "currency": currency, "mode": mode})
 
     def loan(self, loan_id: str) -> dict[str, Any]:
         reply = call(self.handler.handle, "GET", f"/loans/{loan_id}", token=self.customer)

@@ -80,7 +80,7 @@ class AccountRules:
 
     allocation_order: tuple[Component, ...] = DEFAULT_ALLOCATION_ORDER
     overpayment: OverpaymentRule = OverpaymentRule.REFUSE
-    overpayment_mode: PrepaymentMode = PrepaymentMode.LOWER_INSTALLMENT  # how an overpayment prepays
+    overpayment_mode: PrepaymentMode = PrepaymentMode.SMALLER_INSTALLMENT  # how an overpayment prepays
     daily_penalty_rate: Decimal = Decimal(0)
     prepayment_penalty_rate: Decimal = Decimal(0)
     buckets: tuple[Bucket, ...] = DEFAULT_BUCKETS
@@ -444,7 +444,7 @@ def _repay(account: LoanAccount, transaction: LoanTransaction,
             return Applied(transaction, allocation.parts, credit_minor=left), after
         mode = account.rules.overpayment_mode
         if mode is PrepaymentMode.SHORTER_TERM and account.terms.interest_method is InterestMethod.FLAT:
-            mode = PrepaymentMode.LOWER_INSTALLMENT  # a flat loan's interest does not shrink with its term
+            mode = PrepaymentMode.SMALLER_INSTALLMENT  # a flat loan's interest does not shrink with its term
     if not left:
         return Applied(transaction, allocation.parts), after
     assert mode is not None, "left over money prepays in a mode"

@@ -80,7 +80,7 @@ DEFAULT_ALLOCATION_ORDER = (Component.PENALTY, Component.FEE, Component.INTEREST
 
 class PrepaymentMode(StrEnum):
     SHORTER_TERM = "shorter_term"  # keep the installment, pay off sooner
-    LOWER_INSTALLMENT = "lower_installment"  # keep the term, pay less each month
+    SMALLER_INSTALLMENT = "smaller_installment"  # keep the term, pay less each month
 
 
 def to_minor(value: Decimal) -> int:
@@ -534,7 +534,7 @@ def prepay_partially(terms: LoanTerms, schedule: Schedule, after_number: int, am
 
     The prepayment reduces the balance from that installment's period end; installments up to it are
     unchanged and the rest are recomputed: the same installment and fewer of them (shorter_term), or as
-    many as before, each smaller (lower_installment).
+    many as before, each smaller (smaller_installment).
     """
     _check_amount(amount_minor, "amount")
     if not 1 <= after_number < len(schedule.installments):
@@ -556,7 +556,7 @@ def prepay_partially(terms: LoanTerms, schedule: Schedule, after_number: int, am
     fixed_installment = fixed_principal = None
     if mode is PrepaymentMode.SHORTER_TERM:
         if terms.interest_method is InterestMethod.FLAT:
-            raise InvalidRepayment("a flat-interest loan can only be prepaid for a lower installment",
+            raise InvalidRepayment("a flat-interest loan can only be prepaid for a smaller installment",
                                    field="mode")
         fixed_installment, fixed_principal = _regular_installment(terms, schedule)
     rows = _installments(terms, business_calendar, first_number=after_number + 1,

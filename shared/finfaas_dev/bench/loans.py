@@ -7,8 +7,11 @@ one nightly step for a loan 30 days past due. Then, unless --loans 0, the nightl
 (services/loans/nightly.py) over --loans active loans seeded straight into the loans table on the
 embedded emulator, pages closed by a few threads as the state machine's Tasks would be:
 nightly_loans_per_s, nightly_seconds, and rerun_changes (the same date again: loans written, 0).
-Bounded: past NIGHTLY_SECONDS_MAX no more pages start (nightly_complete false).
-Last line: JSON with quote_us, replay_us, close_of_business_us, runs, term_months, and the nightly figures.
+Bounded: past NIGHTLY_SECONDS_MAX no more pages start (nightly_complete false). Unless
+--repayment-clients 0, repayments through the local gateway first (bench/loans_repayments.py):
+repayments_per_s and dynamodb_calls_per_repayment.
+Last line: JSON with quote_us, replay_us, close_of_business_us, runs, term_months, the repayment figures
+and the nightly figures.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from finfaas.domain.loan_account import (
     replay,
 )
 from finfaas.domain.loans import LoanTerms, build_schedule
+
+from finfaas_dev.bench import loans_repayments as repayments
 
 RUNS_DEFAULT = 21
 RUNS_MAX = 1_000
@@ -68,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quote-only", action="store_true", help="only quote_us")
     parser.add_argument("--loans", type=int, default=NIGHTLY_LOANS_DEFAULT,
                         help="active loans for the nightly run on the embedded emulator (0: none)")
+    parser.add_argument("--repayment-clients", type=int, default=repayments.CLIENTS_DEFAULT,
+                        help="concurrent clients repaying through the gateway (0: no repayment figures)")
+    parser.add_argument("--repayment-seconds", type=float, default=repayments.SECONDS_DEFAULT,
+                        help="length of the repayment phase")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0 <= args.loans <= NIGHTLY_LOANS_MAX:
         print(f"bench loans: need 0 <= --loans <= {NIGHTLY_LOANS_MAX}", file=sys.stderr)
+        return 2
+    if not (0 <= args.repayment_clients <= repayments.CLIENTS_MAX
+            and 0 < args.repayment_seconds <= repayments.SECONDS_MAX):
+        print(f"bench loans: need 0 <= --repayment-clients <= {repayments.CLIENTS_MAX} and "
+              f"0 < --repayment-seconds <= {repayments.SECONDS_MAX}", file=sys.stderr)
         return 2
     deadline = time.monotonic() + SECONDS_MAX
     schedule = build_schedule(TERMS)
@@ -90,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
         next_day = first_due + timedelta(days=OVERDUE_DAYS + 1)
         step_us, _ = median_us(lambda: close_of_business(overdue, next_day), args.runs, deadline)
         summary |= {"replay_us": round(replay_us, 1), "close_of_business_us": round(step_us, 1)}
+    if args.repayment_clients and not args.quote_only:
+        summary |= repayments.repayment_figures(args.repayment_clients, args.repayment_seconds)
+        print(f"repayments: {summary['repayments_per_s']}/s through the gateway, "
+              f"{summary['dynamodb_calls_per_repayment']} DynamoDB calls each "
+              f"({summary['transact_writes_per_repayment']} TransactWriteItems)")
     if args.loans and not args.quote_only:
         from finfaas_dev.bench.loans_nightly import nightly_figures
 
@@ -97,4 +116,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"nightly: {summary['nightly_loans']} loans in {summary['nightly_seconds']} s "
               f"({summary['nightly_loans_per_s']}/s), rerun changed {summary['rerun_changes']}")
     print(json.dumps(summary))
-    return 0 if summary.get("nightly_complete", True) and not summary.get("rerun_changes") else 1
+    return 0 if summary.get("nightly_complete", True) and not summary.get("rerun_changes") \
+        and summary.get("repayment_ledger_check", "passed") == "passed" else 1

@@ -24,6 +24,7 @@ class InMemoryLoanProducts:
     def __init__(self) -> None:
         self._products: dict[str, LoanProduct] = {}
         self._lock = threading.Lock()
+        self.reads = 0  # get calls: each is a GetItem on the real store
 
     def create(self, product: LoanProduct) -> LoanProduct:
         with self._lock:
@@ -31,6 +32,7 @@ class InMemoryLoanProducts:
 
     def get(self, product_id: str) -> LoanProduct | None:
         with self._lock:
+            self.reads += 1
             return self._products.get(product_id)
 
     def save(self, product: LoanProduct) -> bool:

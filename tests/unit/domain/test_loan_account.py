@@ -120,10 +120,10 @@ def test_a_repayment_above_what_is_due_is_refused_when_the_product_refuses_overp
     assert refused.value.field == "amount"
 
 
-def test_an_overpayment_prepays_for_a_lower_installment_when_the_product_says_so():
+def test_an_overpayment_prepays_for_a_smaller_installment_when_the_product_says_so():
     # #1 and #2 paid on their dates, the second with 30.00 more: 67.34 - 30.00 = 37.34 over 4 months
     # at 1 % is 9.57 a month (test_loans.py works the same prepayment through prepay_partially).
-    account = opened(overpayment=OverpaymentRule.PREPAY, overpayment_mode=PrepaymentMode.LOWER_INSTALLMENT)
+    account = opened(overpayment=OverpaymentRule.PREPAY, overpayment_mode=PrepaymentMode.SMALLER_INSTALLMENT)
     account = pay_on(account, pay("p1", date(2024, 2, 1), 1725))
 
     account = pay_on(account, pay("p2", date(2024, 3, 1), 1725 + 3000))
@@ -145,7 +145,7 @@ def test_a_partial_prepayment_for_a_shorter_term_recomputes_the_schedule():
     assert len(account.dues) == len(account.paid) == 5
 
 
-def test_a_flat_loan_prepays_an_overpayment_for_a_lower_installment_but_refuses_a_shorter_term_asked():
+def test_a_flat_loan_prepays_an_overpayment_for_a_smaller_installment_but_refuses_a_shorter_term_asked():
     terms = replace(TERMS, interest_method=InterestMethod.FLAT)
     rules = AccountRules(overpayment=OverpaymentRule.PREPAY, overpayment_mode=PrepaymentMode.SHORTER_TERM)
     account = pay_on(disburse(terms, build_schedule(terms), "disbursement", rules),

@@ -392,11 +392,11 @@ def test_a_prepayment_for_a_shorter_term_keeps_the_installment():
     assert shorter.principal_minor == 7000
 
 
-def test_a_prepayment_for_a_lower_installment_keeps_the_term():
+def test_a_prepayment_for_a_smaller_installment_keeps_the_term():
     # 37.34 over the 4 months left at 1 %: 37.34 x 0.01 / (1 - 1.01^-4) = 9.5695 -> 9.57.
     schedule = build_schedule(FINERACT_100)
 
-    lower = prepay_partially(FINERACT_100, schedule, 2, 3000, PrepaymentMode.LOWER_INSTALLMENT)
+    lower = prepay_partially(FINERACT_100, schedule, 2, 3000, PrepaymentMode.SMALLER_INSTALLMENT)
 
     assert len(lower.installments) == 6
     assert [i.total_minor for i in lower.installments[2:]] == [957, 957, 957, 956]
@@ -429,11 +429,11 @@ def test_two_prepayments_with_the_same_installment_both_reduce_the_principal(mod
 def test_a_prepayment_that_would_repay_everything_is_a_payoff_not_a_partial_prepayment():
     schedule = build_schedule(FINERACT_100)
     with pytest.raises(InvalidRepayment) as refused:
-        prepay_partially(FINERACT_100, schedule, 2, 6734, PrepaymentMode.LOWER_INSTALLMENT)
+        prepay_partially(FINERACT_100, schedule, 2, 6734, PrepaymentMode.SMALLER_INSTALLMENT)
     assert refused.value.field == "amount"
 
 
-def test_a_flat_loan_prepays_only_for_a_lower_installment():
+def test_a_flat_loan_prepays_only_for_a_smaller_installment():
     terms = LoanTerms(10000, Decimal("0.12"), 6, JAN_2024, interest_method=InterestMethod.FLAT)
     with pytest.raises(InvalidRepayment) as refused:
         prepay_partially(terms, build_schedule(terms), 2, 1000, PrepaymentMode.SHORTER_TERM)
@@ -443,7 +443,7 @@ def test_a_flat_loan_prepays_only_for_a_lower_installment():
 def test_no_partial_prepayment_inside_the_interest_grace():
     terms = LoanTerms(10000, Decimal("0.12"), 6, JAN_2024, principal_grace_months=3, interest_grace_months=2)
     with pytest.raises(InvalidRepayment) as refused:
-        prepay_partially(terms, build_schedule(terms), 1, 1000, PrepaymentMode.LOWER_INSTALLMENT)
+        prepay_partially(terms, build_schedule(terms), 1, 1000, PrepaymentMode.SMALLER_INSTALLMENT)
     assert refused.value.field == "installment"
 
 

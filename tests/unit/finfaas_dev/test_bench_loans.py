@@ -8,7 +8,7 @@ from finfaas_dev import cli
 
 
 def test_the_pure_loan_figures_are_on_the_last_line(capsys):
-    assert cli.main(["bench", "loans", "--runs", "1", "--loans", "0"]) == 0
+    assert cli.main(["bench", "loans", "--runs", "1", "--loans", "0", "--repayment-clients", "0"]) == 0
 
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
@@ -27,3 +27,5 @@ def test_quote_only_measures_only_the_quote(capsys):
 def test_runs_are_bounded(capsys):
     assert cli.main(["bench", "loans", "--runs", "0"]) == 2
     assert "--runs" in capsys.readouterr().err
+    assert cli.main(["bench", "loans", "--repayment-clients", "33"]) == 2
+    assert "--repayment-clients" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from finfaas.domain.loans import (
     Installment,
     InterestMethod,
     Payoff,
+    PrepaymentMode,
     grace_months_max,
     term_months_max,
 )
@@ -325,6 +326,8 @@ class TransactionView(BaseModel):
     on: date = Field(description="the business date it counts from")
     amount_minor: int
     reverses: str | None = Field(default=None, description="on a reversal: the reversed transfer")
+    mode: str | None = Field(default=None, description="on a partial prepayment: shorter_term or "
+                                                        "smaller_installment")
 
 
 class LoanInstallmentView(InstallmentView):
@@ -383,7 +386,8 @@ def loan_view(loan: Loan, standing: LoanStanding | None = None) -> LoanView:
         created_at=loan.created_at, updated_at=loan.updated_at, disbursed_on=loan.disbursed_on,
         schedule=[_loan_installment_view(loan, n) for n in range(len(loan.installments))],
         transactions=[TransactionView(kind=t.kind.value, transfer_id=t.transaction_id, on=t.value_date,
-                                      amount_minor=t.amount_minor, reverses=t.reverses)
+                                      amount_minor=t.amount_minor, reverses=t.reverses,
+                                      mode=t.mode.value if t.mode else None)
                       for t in loan.transactions if t.kind is not TransactionKind.PENALTY_ACCRUAL],
         outstanding_minor=sum(d.total_minor for d in loan.owed()),
         days_past_due=standing.days_past_due if standing else None,
@@ -395,6 +399,13 @@ class RepaymentBody(StrictModel):
 
     amount: Amount
     currency: Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217 code")]
+
+
+class PrepaymentBody(RepaymentBody):
+    """A partial prepayment: what is due is paid first, the rest prepays principal; `mode` chooses what
+    the recomputed schedule keeps (the installment, for a shorter term; or the term, for a smaller one)."""
+
+    mode: PrepaymentMode
 
 
 class PayoffQuery(StrictModel):

@@ -27,6 +27,7 @@ from finfaas.domain.loan_account import (
     LoanAccount,
     LoanTransaction,
     OverpaymentRule,
+    PrepaymentMode,
     TransactionKind,
     amount_due,
     apply,
@@ -555,6 +556,16 @@ def _declared(value: int | str, currency: str, field: str) -> int:
         raise InvalidApplication(str(error), errors=((field, str(error)),)) from None
 
 
+@dataclass(frozen=True)
+class Paid:
+    """A payment's answer: the loan after it, whether this key's payment was applied before, and the
+    loan's standing on the business date the payment was made on."""
+
+    loan: Loan
+    repeated: bool
+    standing: LoanStanding | None
+
+
 repayment_attempts_max = 5  # concurrent repayments of one loan each re-read and re-allocate after a loss
 repayment_hex_chars = 16
 
@@ -567,7 +578,7 @@ REPAYABLE = (LoanStatus.ACTIVE,)
 
 class LoanRepaymentService:
     """Repayments from the wallet, allocated by the product's order oldest installment first; what is
-    left over prepays (a lower installment) or is refused, per product. The ledger legs (principal back
+    left over prepays (a smaller installment) or is refused, per product. The ledger legs (principal back
     to sys-loans-<CUR>, interest and fees to sys-fees-<CUR>) and the loan's new state commit together."""
 
     def __init__(self, products: LoanProducts, loans: LoanRepository, ledger: LoanLedger,
@@ -581,14 +592,17 @@ class LoanRepaymentService:
         self._clock = clock or utc_now
 
     def repay(self, caller: Caller, loan_id: str, key: str, amount: int | str,
-              currency: str) -> tuple[Loan, bool]:
+              currency: str) -> Paid:
         """The loan after the repayment, and True when this key's repayment was applied before."""
         transfer_id = f"{loan_id}-repay-{repayment_hex(caller.sub, key)}"
+        # Read once per request: the date and the product's terms (which never change in place).
+        today, product = self._business_date(), None
         for _ in range(repayment_attempts_max):
             loan = self._own(caller, loan_id)
+            product = product or self._product(loan)
             if any(t.transaction_id == transfer_id for t in loan.transactions):
-                return loan, True
-            wanted, legs, paid = self._repaid(loan, transfer_id, amount, currency)
+                return Paid(loan, True, self.standing(loan, today, product))
+            wanted, legs, paid = self._repaid(loan, product, today, transfer_id, amount, currency)
             try:
                 event = loan_event(wanted, "loan.repaid", paid)
                 self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
@@ -597,26 +611,33 @@ class LoanRepaymentService:
             except InsufficientFunds:
                 raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
                                              errors=(("amount", "more than the account holds"),)) from None
-            return wanted, False
+            return Paid(wanted, False, self.standing(wanted, today, product))
         raise LoanBusy(f"loan {loan_id} kept changing")
 
-    def pay_off(self, caller: Caller, loan_id: str, key: str, amount: int | str,
-                currency: str) -> tuple[Loan, bool]:
-        """Full prepayment on the business date: exactly the payoff quote's total closes the loan; later
-        periods' interest and fees are not charged, the current period's only to the date."""
-        transfer_id = f"{loan_id}-payoff-{repayment_hex(caller.sub, key)}"
+    def prepay(self, caller: Caller, loan_id: str, key: str, amount: int | str, currency: str,
+               mode: PrepaymentMode) -> Paid:
+        """Partial prepayment on the business date: what is due is paid first, the rest prepays principal
+        and the schedule is recomputed from the fold for a shorter term or a smaller installment. A
+        product that refuses overpayments refuses it (RepaymentExceedsDue naming amount)."""
+        transfer_id = f"{loan_id}-prepay-{repayment_hex(caller.sub, key)}"
+        today, product = self._business_date(), None
         for _ in range(repayment_attempts_max):
             loan = self._own(caller, loan_id)
+            product = product or self._product(loan)
             if any(t.transaction_id == transfer_id for t in loan.transactions):
-                return loan, True
+                return Paid(loan, True, self.standing(loan, today, product))
             amount_minor = self._checked_amount(loan, amount, currency)
-            quote, today = self.payoff(caller, loan_id, None)
-            if amount_minor != quote.total_minor:
+            due = amount_due(self.open_account(loan, product, today), today)
+            if product.overpayment is OverpaymentRule.REFUSE:
+                raise RepaymentExceedsDue(
+                    f"{product.product_id} takes no partial prepayment; repay what is due or pay off",
+                    errors=(("amount", "the product refuses prepayments"),))
+            if amount_minor <= due:
                 raise InvalidRepaymentAmount(
-                    f"the payoff on {today.isoformat()} is {quote.total_minor} minor units",
-                    errors=(("amount", f"the payoff today is {quote.total_minor}"),))
-            paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor)
-            wanted, legs = self._folded(loan, paid)
+                    f"{due} minor units are due: a prepayment pays more (else it is a repayment)",
+                    errors=(("amount", f"more than the {due} due"),))
+            paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor, mode)
+            wanted, legs = self._folded(loan, product, paid)
             try:
                 event = loan_event(wanted, "loan.repaid", paid)
                 self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
@@ -625,33 +646,67 @@ class LoanRepaymentService:
             except InsufficientFunds:
                 raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
                                              errors=(("amount", "more than the account holds"),)) from None
-            return wanted, False
+            return Paid(wanted, False, self.standing(wanted, today, product))
+        raise LoanBusy(f"loan {loan_id} kept changing")
+
+    def pay_off(self, caller: Caller, loan_id: str, key: str, amount: int | str,
+                currency: str) -> Paid:
+        """Full prepayment on the business date: exactly the payoff quote's total closes the loan; later
+        periods' interest and fees are not charged, the current period's only to the date."""
+        transfer_id = f"{loan_id}-payoff-{repayment_hex(caller.sub, key)}"
+        today, product = self._business_date(), None
+        for _ in range(repayment_attempts_max):
+            loan = self._own(caller, loan_id)
+            product = product or self._product(loan)
+            if any(t.transaction_id == transfer_id for t in loan.transactions):
+                return Paid(loan, True, self.standing(loan, today, product))
+            amount_minor = self._checked_amount(loan, amount, currency)
+            quote = self._payoff_quote(loan, product, today, today)
+            if amount_minor != quote.total_minor:
+                raise InvalidRepaymentAmount(
+                    f"the payoff on {today.isoformat()} is {quote.total_minor} minor units",
+                    errors=(("amount", f"the payoff today is {quote.total_minor}"),))
+            paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor)
+            wanted, legs = self._folded(loan, product, paid)
+            try:
+                event = loan_event(wanted, "loan.repaid", paid)
+                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
+            except _LoanMoved:
+                continue
+            except InsufficientFunds:
+                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
+                                             errors=(("amount", "more than the account holds"),)) from None
+            return Paid(wanted, False, self.standing(wanted, today, product))
         raise LoanBusy(f"loan {loan_id} kept changing")
 
     def payoff(self, caller: Caller, loan_id: str, on: date | None) -> tuple[Payoff, date]:
         """What closes the loan on `on` (the business date by default): principal, interest to the date,
         unpaid fees and penalties, and the product's prepayment penalty."""
         loan = self._own(caller, loan_id)
+        today = self._business_date()
+        day = on or today
+        return self._payoff_quote(loan, self._product(loan), today, day), day
+
+    def _payoff_quote(self, loan: Loan, product: LoanProduct, today: date, day: date) -> Payoff:
         if loan.status not in REPAYABLE:
-            raise LoanNotRepayable(f"loan {loan_id} is {loan.status.value}",
+            raise LoanNotRepayable(f"loan {loan.loan_id} is {loan.status.value}",
                                    errors=(("status", f"the loan is {loan.status.value}"),))
-        product = self._product(loan)
-        day = on or self._business_date()
-        account = self.open_account(loan, product)
+        account = self.open_account(loan, product, today)
         try:
-            quote = payoff_quote(account.terms, account.schedule, account.dues, day,
-                                 product.prepayment_penalty_rate)
+            return payoff_quote(account.terms, account.schedule, account.dues, day,
+                                product.prepayment_penalty_rate)
         except LoanRuleError as error:
             raise InvalidLoanRequest(str(error), errors=((error.field, str(error)),)) from None
-        return quote, day
 
-    def standing(self, loan: Loan) -> LoanStanding | None:
-        """Days past due and bucket as of the business date; None before disbursement."""
+    def standing(self, loan: Loan, today: date | None = None,
+                 product: LoanProduct | None = None) -> LoanStanding | None:
+        """Days past due and bucket as of the business date (or `today`, read by the caller); None before
+        disbursement."""
         if not loan.installments:
             return None
-        today = self._business_date()
+        today = today or self._business_date()
         days = days_past_due(loan.schedule(), loan.owed(), today)
-        return LoanStanding(today, days, delinquency_bucket(days, self._product(loan).buckets))
+        return LoanStanding(today, days, delinquency_bucket(days, (product or self._product(loan)).buckets))
 
     def _own(self, caller: Caller, loan_id: str) -> Loan:
         loan = self._loans.get_loan(loan_id)
@@ -664,36 +719,37 @@ class LoanRepaymentService:
         assert product is not None, f"the product of loan {loan.loan_id} is gone"
         return product
 
-    def _repaid(self, loan: Loan, transfer_id: str, amount: int | str,
+    def _repaid(self, loan: Loan, product: LoanProduct, today: date, transfer_id: str, amount: int | str,
                 currency: str) -> tuple[Loan, list[Leg], LoanTransaction]:
         """The loan once `amount` is folded into its account as a repayment, and the ledger legs."""
         amount_minor = self._checked_amount(loan, amount, currency)
-        paid = LoanTransaction(transfer_id, TransactionKind.REPAYMENT, self._business_date(), amount_minor)
-        product = self._product(loan)
+        paid = LoanTransaction(transfer_id, TransactionKind.REPAYMENT, today, amount_minor)
         try:
-            wanted, legs = self._folded(loan, paid)
+            wanted, legs = self._folded(loan, product, paid)
         except RepaymentExceedsDue:
             if product.overpayment is not OverpaymentRule.REFUSE:
                 raise
-            due = amount_due(self.open_account(loan, product), paid.value_date)
+            due = amount_due(self.open_account(loan, product, today), paid.value_date)
             raise RepaymentExceedsDue(
                 f"{due} minor units are due; the product refuses overpayments",
                 errors=(("amount", f"at most {due} is due"),)) from None
         return wanted, legs, paid
 
-    def open_account(self, loan: Loan, product: LoanProduct) -> LoanAccount:
+    def open_account(self, loan: Loan, product: LoanProduct, today: date | None = None) -> LoanAccount:
         """The loan's account with every business date before today closed: a payment today folds after
         them, as reprocessing would order it (the nightly job finds those dates already closed)."""
         account = loan.account(product)
-        yesterday = self._business_date() - ONE_DAY
+        yesterday = (today or self._business_date()) - ONE_DAY
         if account.status is FoldStatus.ACTIVE and account.closed_through < yesterday:
             account, _ = close_of_business(account, yesterday)
         return account
 
-    def _folded(self, loan: Loan, transaction: LoanTransaction) -> tuple[Loan, list[Leg]]:
-        """The loan once its account folds the payment, and the legs moving where the fold put it:
-        principal (scheduled or prepaid) back to the funding account, the rest to income."""
-        account = self.open_account(loan, self._product(loan))
+    def _folded(self, loan: Loan, product: LoanProduct,
+                transaction: LoanTransaction) -> tuple[Loan, list[Leg]]:
+        """The loan once its account folds the payment (dated the business date), and the legs moving
+        where the fold put it: principal (scheduled or prepaid) back to the funding account, the rest
+        to income."""
+        account = self.open_account(loan, product, transaction.value_date)
         try:
             after = apply(account, transaction)
         except LoanRuleError as error:

@@ -58,7 +58,8 @@ def test_accepting_an_approved_loan_disburses_it_with_the_schedule_fixed_on_the_
     assert [i["total_minor"] for i in body["schedule"]] == [1725] * 5 + [1728]
     assert sum(i["principal_minor"] for i in body["schedule"]) == 10_000
     assert body["transactions"] == [{"kind": "disbursement", "transfer_id": f"{loan_id}-disbursement",
-                                     "on": "2024-03-15", "amount_minor": 10_000, "reverses": None}]
+                                     "on": "2024-03-15", "amount_minor": 10_000, "reverses": None,
+                                     "mode": None}]
     assert world.wallet_minor() == 10_000
 
 

@@ -1,5 +1,5 @@
 """Repayments of a disbursed loan through the loans function, on fakes and the reference ledger: partial,
-exact and more than due (refused, or prepaid for a lower installment, per product), allocated by the
+exact and more than due (refused, or prepaid for a smaller installment, per product), allocated by the
 product's order oldest installment first; each a ledger transaction carrying the loan's change
 (principal back to sys-loans-<CUR>, interest to sys-fees-<CUR>); the payoff quote; standing; refusals
 naming the field."""
@@ -80,7 +80,7 @@ def test_more_than_is_due_is_refused_on_a_product_that_refuses_overpayments_and_
     assert world.loan(loan_id)["outstanding_minor"] == 10_353
 
 
-def test_an_overpayment_prepays_for_a_lower_installment_on_a_prepaying_product(world):
+def test_an_overpayment_prepays_for_a_smaller_installment_on_a_prepaying_product(world):
     body = {**PRODUCT, "product_id": "prepay-eur", "overpayment": "prepay"}
     created = call(world.handler.handle, "POST", "/_/ops/loan-products", token=world.operator,
                    headers={"Idempotency-Key": "p-2"}, json_body=body)
@@ -98,6 +98,21 @@ def test_an_overpayment_prepays_for_a_lower_installment_on_a_prepaying_product(w
     assert sum(i["principal_minor"] for i in schedule) == 10_000 - 2_000
     assert schedule[-1]["balance_minor"] == 0
     assert ledger_changes(world) == (10_000 - 3_725, -10_000 + 1_625 + 2_000, 100)
+
+
+@pytest.mark.parametrize("pay", ["repay", "prepay"])
+def test_a_payment_reads_the_business_date_and_the_product_once(world, pay):
+    # Each read is a GetItem in the function: the date and the product's terms are the request's own
+    loan_id = prepaying_loan(world)
+    world.business_date_reads = world.products.reads = 0
+
+    if pay == "repay":
+        reply = world.repay(loan_id, "17.25")
+    else:
+        reply = world.prepay(loan_id, "47.25", "shorter_term")
+
+    assert reply.status == 200, reply.body
+    assert (world.business_date_reads, world.products.reads) == (1, 1)
 
 
 def test_more_than_the_wallet_holds_is_a_422_naming_the_amount(world):
@@ -260,3 +275,95 @@ def test_a_late_repayment_pays_the_penalty_the_closed_days_accrued_and_is_stored
     product = world.handler.services.get().products.product("penalty-eur")
     assert stored.stored_like(stored.account(product))
     assert stored.figures.closed_through == date(2024, 2, 10)
+
+
+# --- partial prepayment ---------------------------------------------------------------------------
+
+SECOND_DUE = date(2024, 3, 1)
+
+
+def prepaying_loan(world: LoansWorld) -> str:
+    """A loan of a product that prepays overpayments, its first installment repaid on its due date."""
+    body = {**PRODUCT, "product_id": "prepay-eur", "overpayment": "prepay"}
+    created = call(world.handler.handle, "POST", "/_/ops/loan-products", token=world.operator,
+                   headers={"Idempotency-Key": "p-prepay"}, json_body=body)
+    assert created.status == 201, created.body
+    loan_id = world.active_loan(product_id="prepay-eur")
+    world.business_date = FIRST_DUE
+    assert world.repay(loan_id, "17.25").status == 200
+    world.business_date = SECOND_DUE
+    return loan_id
+
+
+def test_a_partial_prepayment_for_a_shorter_term_keeps_the_installment_and_ends_sooner(world):
+    # GIVEN installment 1 repaid; on installment 2's due date 17.25 is due and the balance after it 67.34
+    loan_id = prepaying_loan(world)
+
+    # WHEN the customer pays 47.25 asking for a shorter term: 17.25 due, 30.00 prepaid
+    reply = world.prepay(loan_id, "47.25", "shorter_term", key="pp-1")
+
+    # THEN (tests/unit/domain/test_loans.py works it) 37.34 left at 17.25 a month: 17.25, 17.25, 3.44
+    assert reply.status == 200, reply.body
+    schedule = reply.json()["schedule"]
+    assert [i["total_minor"] for i in schedule] == [1725, 1725, 1725, 1725, 344]
+    assert [i["owed_minor"] for i in schedule[:2]] == [0, 0]
+    assert sum(i["principal_minor"] for i in schedule) == 10_000 - 3_000
+    assert schedule[-1]["balance_minor"] == 0
+    assert reply.json()["transactions"][-1] | {"transfer_id": ""} == {
+        "kind": "prepayment", "transfer_id": "", "on": "2024-03-01", "amount_minor": 4_725, "reverses": None,
+        "mode": "shorter_term"}
+    # principal of #1 (16.25), #2 (16.41) and the 30.00 prepaid back to funding; interest 1.00 + 0.84
+    assert ledger_changes(world) == (10_000 - 1_725 - 4_725, -10_000 + 1_625 + 1_641 + 3_000, 100 + 84)
+
+
+def test_a_partial_prepayment_for_a_smaller_installment_keeps_the_term(world):
+    loan_id = prepaying_loan(world)
+
+    reply = world.prepay(loan_id, "47.25", "smaller_installment")
+    again = world.prepay(loan_id, "10.00", "smaller_installment", key="pp-2")
+
+    # 37.34 over the 4 months left at 1 %: 9.57 three times, then 9.56
+    assert reply.status == 200, reply.body
+    assert [i["total_minor"] for i in reply.json()["schedule"]][2:] == [957, 957, 957, 956]
+    # a second prepayment with nothing due prepays all of it: 27.34 over 4 months, each smaller again
+    assert again.status == 200, again.body
+    assert all(i["total_minor"] < 957 for i in again.json()["schedule"][2:])
+    assert world.account_minor("sys-loans-EUR") == -10_000 + 1_625 + 1_641 + 3_000 + 1_000
+
+
+def test_the_same_prepayment_key_again_prepays_once(world):
+    loan_id = prepaying_loan(world)
+    first = world.prepay(loan_id, "47.25", "shorter_term", key="pp-1")
+
+    again = world.prepay(loan_id, "47.25", "shorter_term", key="pp-1")
+
+    assert again.status == 200 and again.json()["schedule"] == first.json()["schedule"]
+    assert ledger_changes(world)[0] == 10_000 - 1_725 - 4_725
+
+
+def test_a_prepayment_is_refused_where_the_product_refuses_overpayments_and_nothing_moves(world):
+    loan_id = world.active_loan()  # PRODUCT refuses overpayments
+    world.business_date = FIRST_DUE
+
+    reply = world.prepay(loan_id, "37.25", "shorter_term")
+
+    assert reply.status == 422 and reply.json()["code"] == "repayment_exceeds_due", reply.body
+    assert [e["field"] for e in reply.json()["errors"]] == ["amount"]
+    assert ledger_changes(world) == (10_000, -10_000, 0)
+
+
+@pytest.mark.parametrize(("amount", "mode", "field"), [
+    ("17.25", "shorter_term", "amount"),  # only what is due: a repayment, not a prepayment
+    ("84.59", "smaller_installment", "amount"),  # everything left: a payoff
+    ("47.25", "sooner", "mode"),
+])
+def test_a_prepayment_that_prepays_nothing_or_everything_is_a_422_naming_the_field(world, amount, mode,
+                                                                                   field):
+    loan_id = prepaying_loan(world)
+    before = ledger_changes(world)
+
+    reply = world.prepay(loan_id, amount, mode)
+
+    assert reply.status == 422, reply.body
+    assert [e["field"] for e in reply.json()["errors"]] == [field]
+    assert ledger_changes(world) == before
