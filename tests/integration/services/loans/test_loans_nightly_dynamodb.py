@@ -29,8 +29,8 @@ PAGE = 20
 
 
 class CrashingNightly:
-    """The real store, killed once after `crash_after` committed closes (the process dies after the
-    write, before the page's answer reaches the orchestrator)."""
+    """The real store, killed once after `crash_after` committed batches of closes (the process dies
+    after the write, before the page's answer reaches the orchestrator)."""
 
     def __init__(self, store: LoansNightlyStore, crash_after: int) -> None:
         self._store = store
@@ -39,12 +39,12 @@ class CrashingNightly:
     def __getattr__(self, name):
         return getattr(self._store, name)
 
-    def record_close(self, loan, close, events, closed_loan):
-        written = self._store.record_close(loan, close, events, closed_loan)
+    def record_closes(self, writes):
+        refused = self._store.record_closes(writes)
         self._left -= 1
         if self._left == 0:
             raise RuntimeError("killed")
-        return written
+        return refused
 
 
 class NoOrchestrator:
@@ -91,7 +91,7 @@ def events_of(loan_id: str) -> list[str]:
 
 
 def test_a_night_killed_mid_page_and_run_again_closes_every_loan_once(seeded):
-    # GIVEN 60 active loans over three pages, and a run killed after 25 committed closes (page 2)
+    # GIVEN 60 active loans over three pages, and a run killed after page 2's loans were written
     store, product, ids = seeded
     mine = set(ids)
     nightly = LoansNightlyStore(store)
@@ -104,14 +104,14 @@ def test_a_night_killed_mid_page_and_run_again_closes_every_loan_once(seeded):
         return LoansNightlyService(store, store, repository, lambda: NIGHT, NoOrchestrator())
 
     with pytest.raises(RuntimeError, match="killed"):
-        run_night(service(CrashingNightly(nightly, crash_after=25)), mine)
+        run_night(service(CrashingNightly(nightly, crash_after=2)), mine)
 
     # WHEN the execution resumes (the page's Task runs again from its start), then the date is rerun
     closed, unchanged = run_night(service(nightly), mine)
     rerun_closed, rerun_unchanged = run_night(service(nightly), mine)
 
     # THEN the resumed run closed exactly the loans the killed one had not; a rerun changes nothing
-    assert closed == LOANS - 25
+    assert closed == LOANS - 2 * PAGE
     assert (rerun_closed, rerun_unchanged) == (0, LOANS - 1)  # the paid-off loan is no longer active
     for loan_id in ids:
         close = nightly.get_close(loan_id)
