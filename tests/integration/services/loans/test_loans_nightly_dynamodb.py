@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from finfaas.domain.ledger import NewAccount
 from finfaas.domain.loan_account import close_of_business
 from finfaas.platform.config import resource_name
+from finfaas.services.ledger.service import LedgerService
 from finfaas.services.loans.model import LoanStatus
-from finfaas.services.loans.nightly import LoansNightlyService, account_of
+from finfaas.services.loans.nightly import LoansNightlyService, account_of, autodebit_transfer_id
+from finfaas.services.loans.service import LedgerAccounts
 from finfaas.store.binding import bound
+from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas.store.loans_nightly_store import LoansNightlyStore
 from finfaas.store.loans_store import LoansStore, _OutboxItem
 from finfaas.store.outbox_store import outbox_partition
@@ -24,6 +29,7 @@ pytestmark = pytest.mark.emulator
 DISBURSED_ON = date(2024, 1, 1)
 NIGHT = date(2024, 2, 15)  # the first installment (due 2024-02-01) is 14 days overdue unless repaid
 PAID_OFF_ON = date(2024, 1, 15)
+FIRST_DUE = date(2024, 2, 1)
 LOANS = 60
 PAGE = 20
 
@@ -140,3 +146,46 @@ def test_a_date_after_the_business_date_is_refused(seeded):
     with pytest.raises(Exception) as refused:
         service.close_loans(date(2024, 2, 16), ids[:1])
     assert refused.value.errors[0][0] == "business_date"
+
+
+class KilledAfterCommit(LedgerAccounts):
+    """The ledger's transaction (the debit, the loan, its close record) commits, then the process dies."""
+
+    def transfer_linked(self, legs, extra):
+        super().transfer_linked(legs, extra)
+        raise RuntimeError("killed")
+
+
+def test_an_auto_debit_on_the_due_date_commits_once_across_a_crash_and_a_rerun(seeded):
+    # GIVEN an opted-in loan, nothing repaid, its wallet holding 50.00, on DynamoDB Local
+    store, product, _ = seeded
+    ledger = LedgerService(ledger_store_from_config())
+    ledger.ensure_system_accounts("EUR")
+    wallet = f"acc-{uuid.uuid4().hex[:12]}"
+    ledger_store_from_config().open_account(NewAccount(wallet, "cust-1", "EUR"), datetime.now(UTC))
+    ledger.deposit(wallet, 5000, "EUR")
+    loan_id = f"loan_auto_{uuid.uuid4().hex[:16]}"
+    store.create_loan(replace(active_loan(product, loan_id, 2), account_id=wallet, auto_debit=True), EVENT)
+    accounts = LedgerAccounts(ledger)
+    nightly = LoansNightlyStore(store)
+
+    def service(money):
+        return LoansNightlyService(store, store, nightly, lambda: NIGHT, NoOrchestrator(), wallets=accounts,
+                                   ledger=money)
+
+    # WHEN the night of the first due date is killed after its transaction, then runs again, twice
+    with pytest.raises(RuntimeError, match="killed"):
+        service(KilledAfterCommit(ledger)).close_loans(FIRST_DUE, [loan_id])
+    again = service(accounts).close_loans(FIRST_DUE, [loan_id])
+    rerun = service(accounts).close_loans(FIRST_DUE, [loan_id])
+
+    # THEN the installment was taken once, in the loan's history, its event written once
+    assert (again.closed, rerun.closed) == (0, 0)
+    assert accounts.account(wallet).balance_minor == 5000 - 1725
+    debit = autodebit_transfer_id(loan_id, FIRST_DUE)
+    assert ledger.get_transfer(f"{debit}-principal").amount_minor == 1725 - 100
+    assert ledger.get_transfer(f"{debit}-income").amount_minor == 100
+    loan = store.get_loan(loan_id)
+    assert [t.amount_minor for t in loan.transactions if t.transaction_id == debit] == [1725]
+    assert nightly.get_close(loan_id).closed_through == FIRST_DUE
+    assert events_of(loan_id) == ["loan.auto_debited"]
