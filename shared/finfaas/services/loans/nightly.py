@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from finfaas.domain.errors import InsufficientFunds
+from finfaas.domain.errors import InsufficientFunds, LedgerError
 from finfaas.domain.ledger import AccountStatus
 from finfaas.domain.loan_account import (
     ONE_DAY,
@@ -339,10 +339,12 @@ class LoansNightlyService:
 
     def _close(self, loan_id: str, day: date, products: dict[str, LoanProduct | None]) -> tuple[bool, int]:
         """(True, owed on day) once day is recorded for the loan now; (False, 0) if it already was."""
+        refused = False  # the ledger refused the wallet's debit (frozen, closed): record the failure instead
         for _ in range(close_attempts_max):
             loan = self._loans.get_loan(loan_id)
             close = self._nightly.get_close(loan_id)
-            available = self._available(loan)
+            available = WALLET_UNUSABLE if refused and loan is not None and loan.auto_debit \
+                else self._available(loan)
             night = self._night(loan, close, day, products, available)
             if night is None:
                 return False, 0
@@ -356,6 +358,11 @@ class LoansNightlyService:
                     continue
             except (_LoanMoved, InsufficientFunds):
                 continue  # a repayment, a rival run or a wallet debit came first: read everything again
+            except LedgerError as error:
+                # One wallet the ledger refuses must not stop the night of every other loan.
+                _log.warning("auto-debit refused by the ledger", loan_id=loan_id, error=str(error)[:200])
+                refused = True
+                continue
             return True, night.owed_minor
         raise LoanBusy(f"loan {loan_id} kept changing while its day was closed",
                        errors=(("loan_id", "busy"),))

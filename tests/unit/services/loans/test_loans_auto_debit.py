@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
+from finfaas.domain.errors import AccountFrozen
 from finfaas.domain.ledger import AccountKind, system_account_id
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.loans.model import LoanStatus
@@ -184,6 +185,25 @@ def test_a_night_killed_after_the_debit_committed_debits_once_when_the_page_runs
     assert (result.closed, result.unchanged) == (0, 1)
     assert night.world.wallet_minor() == wallet - INSTALLMENT_MINOR
     assert len(night.events(AUTO_DEBITED)) == 1
+
+
+class FrozenWallet(InMemoryLoansLedger):
+    """The wallet is frozen between the job's read of its balance and the debit."""
+
+    def transfer_linked(self, legs, extra):
+        raise AccountFrozen("account acc-cust-1 is frozen")
+
+
+def test_a_wallet_the_ledger_refuses_fails_the_auto_debit_and_the_night_goes_on():
+    night = AutoDebitWorld()
+    wallet = night.world.wallet_minor()
+    frozen = night.nightly_service(FrozenWallet(LedgerService(night.world.ledger), night.world.loans))
+
+    result = frozen.close_loans(FIRST_DUE, [night.loan_id])
+
+    assert (result.closed, result.unprocessable) == (1, ())
+    assert night.world.wallet_minor() == wallet
+    assert [e["reason"] for e in night.events(AUTO_DEBIT_FAILED)] == ["account_unavailable"]
 
 
 def test_two_runs_of_one_date_at_once_debit_once():
