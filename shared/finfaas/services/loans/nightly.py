@@ -102,7 +102,7 @@ def account_of(loan: Loan, product: LoanProduct, close: LoanClose | None) -> Loa
         return account
     assert loan.disbursed_on is not None, f"loan {loan.loan_id} is active, so disbursed"
     marker = LoanTransaction(f"close-of-business:{close.closed_through.isoformat()}",
-                                TransactionKind.PENALTY_ACCRUAL, close.closed_through)
+                             TransactionKind.PENALTY_ACCRUAL, close.closed_through)
     terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
     disbursed = Schedule(loan.principal_minor, loan.disbursed_installments)
     return replay(terms, disbursed, [*loan.transactions, marker], product.account_rules())
@@ -158,8 +158,8 @@ WALLET_UNUSABLE = -1
 @dataclass(frozen=True)
 class _Night:
     """A loan's night as planned from what was read: the write (None: an auto-debit is due, and the
-    wallet must be read first), what is left owed on the date, and the auto-debit's ledger legs (the
-    ledger then makes the write, in the money's transaction)."""
+    wallet must be read first), what the installments due by the date still owed before it, and the
+    auto-debit's ledger legs (the ledger then makes the write, in the money's transaction)."""
 
     write: CloseWrite | None
     owed_minor: int = 0
