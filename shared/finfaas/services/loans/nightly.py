@@ -326,7 +326,8 @@ class LoansNightlyService:
                                        TransactionKind.REPAYMENT, debit_on, taken_minor)
                 before, account = account, apply(account, paid)
                 legs = ledger_legs(loan, paid.transaction_id, before, account)
-            events.append(_debit_event(loan, debit_on, due_minor, taken_minor, available_minor))
+            if due_minor:  # repaid by hand before the night: nothing to collect, nothing to tell
+                events.append(_debit_event(loan, debit_on, due_minor, taken_minor, available_minor))
         account, found = close_of_business(account, day)
         changes += found
         # The loan stores what the closed day made of it (figures, the day's marker, a closed status),

@@ -165,6 +165,19 @@ def test_a_loan_not_opted_in_is_closed_without_touching_the_wallet():
     assert night.events(AUTO_DEBITED, AUTO_DEBIT_FAILED) == []
 
 
+def test_an_installment_repaid_by_hand_on_its_due_date_is_not_debited_again():
+    night = AutoDebitWorld()
+    night.world.business_date = FIRST_DUE
+    assert night.world.repay(night.loan_id, "17.25").status == 200
+    wallet = night.world.wallet_minor()
+    night.world.business_date = date(2024, 3, 5)
+
+    assert night.close().closed == 1
+
+    assert night.world.wallet_minor() == wallet
+    assert night.events(AUTO_DEBITED, AUTO_DEBIT_FAILED) == []
+
+
 class KilledAfterCommit(InMemoryLoansLedger):
     """The ledger's transaction commits, then the process dies before the page's answer is sent."""
 
