@@ -14,6 +14,8 @@ Apps and customers (loans:write to apply, loans:read for the rest; a customer on
                                                  required: the repayment's transfer id derives from it)
   GET  /loans/{loan_id}/payoff?on=YYYY-MM-DD     what closes the loan on a date (the business date)
   POST /loans/{loan_id}/payoff                   full prepayment: exactly today's payoff total closes it
+  POST /loans/{loan_id}/auto-debit               {"enabled": true|false}: the nightly job repays each due
+                                                 date from the wallet (also `auto_debit` when applying)
   POST /loans/quotes                             the full schedule for a product, a principal and a term,
                                                  disbursed on the business date (or a date up to a year
                                                  after it); nothing is stored
@@ -40,7 +42,8 @@ The disbursement saga (the orchestrator's client, loans:saga):
 The nightly job (infra/statemachines/loans-nightly.asl.json, one execution per business date):
   POST /_/ops/loans/nightly                      (ops) start it for {business_date} (default: the day
                                                  before the business date); again: the same execution
-  POST /saga/nightly/pages                       (loans:saga) a page of active loans and the next cursor
+  POST /saga/nightly/pages                       (loans:saga) a page of one segment's active loans and
+                                                 the next cursor
   POST /saga/nightly/close                       (loans:saga) close the date on a page of loans, once each
 Schedule (no token: a signed tick, or a stock scheduler's unsigned one, every 15 minutes):
   POST /                                         start (or find) the night of the day before the business date
@@ -61,6 +64,7 @@ from finfaas.services.ledger.api import ledger_error_table
 from finfaas.services.loans.api import (
     ERRORS,
     ApplicationBody,
+    AutoDebitBody,
     DisburseStepBody,
     DisburseStepView,
     LoanView,
@@ -179,7 +183,7 @@ def build_services(suite: Any = None) -> LoansServices:
     from finfaas.store.loans_nightly_store import LoansNightlyStore
 
     nightly = LoansNightlyService(store, store, LoansNightlyStore(store), business_date,
-                                  OrchestratorClient(suite))
+                                  OrchestratorClient(suite), wallets=ledger, ledger=ledger)
     return LoansServices(
         products=LoanProductsService(store, CursorCodec.from_config()),
         quotes=quotes,
@@ -276,6 +280,15 @@ def prepay(req: Request, loan_id: str, body: PrepaymentBody) -> Response:
     paid = service.prepay(caller(req), loan_id, key, body.amount, body.currency, body.mode)
     return Response(loan_view(paid.loan, paid.standing), status=200,
                     headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
+
+
+@app.route("POST", "/loans/{loan_id}/auto-debit", scopes=[WRITE], body=AutoDebitBody, response=LoanView,
+           idempotency="optional", rate_limit=APPLY_LIMIT.name)
+def set_auto_debit(req: Request, loan_id: str, body: AutoDebitBody) -> LoanView:
+    """Turn the loan's auto-debit on or off; the same setting again answers the loan unchanged."""
+    req.audit_target = f"loan:{loan_id}"
+    loan = services.get().applications.set_auto_debit(caller(req), loan_id, body.enabled)
+    return loan_view(loan, services.get().repayments.standing(loan))
 
 
 @app.route("POST", "/loans/{loan_id}/payoff", scopes=[WRITE], body=RepaymentBody, response=LoanView,
@@ -434,7 +447,7 @@ def start_nightly(req: Request, body: NightlyStartBody) -> NightlyStartView:
 def saga_nightly_page(req: Request, body: NightlyPageBody) -> NightlyPageView:
     """The next page of active loans for the night's execution."""
     nightly().checked_date(body.business_date)
-    page = nightly().page(body.cursor)
+    page = nightly().page(body.cursor, segment=body.segment, segments=body.segments)
     return NightlyPageView(loan_ids=list(page.loan_ids), next=page.next)
 
 

@@ -180,6 +180,7 @@ def loan_to_json(loan: Loan) -> str:
         "transactions": [_transaction_document(t) for t in loan.transactions],
         "disbursed_installments": [_installment_row(i) for i in loan.disbursed_installments],
         "figures": None if loan.figures is None else _figures_document(loan.figures),
+        "auto_debit": loan.auto_debit,
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
@@ -252,6 +253,7 @@ def loan_from_json(text: str) -> Loan:
         transactions=tuple(_transaction(t) for t in raw.get("transactions", ())),
         disbursed_installments=tuple(_installment(row) for row in raw.get("disbursed_installments", ())),
         figures=_figures(raw.get("figures")),
+        auto_debit=bool(raw.get("auto_debit", False)),
     )
 
 

@@ -3,17 +3,20 @@ emulator (DynamoDB Local), run once, then the same date again. Loopback only, bo
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from finfaas.domain.ledger import AccountKind, linked_legs_max, system_account_id
+from finfaas.domain.loan_account import TransactionKind, apply, close_of_business, disburse
 from finfaas.domain.loan_underwriting import Decision, Outcome
 from finfaas.domain.loans import build_schedule
+from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.loans.model import Loan, LoanProduct, LoanStatus, LoanTransaction
 from finfaas.services.loans.nightly import LoansNightlyService, NightlyPage
 
@@ -21,10 +24,17 @@ DISBURSED_ON = date(2024, 1, 1)
 NIGHT = date(2024, 2, 15)  # the first installment 14 days overdue on most loans
 NIGHTLY_SECONDS_MAX = 900.0  # past this no more pages start; the figures say the run was cut short
 SEED_SECONDS_MAX = 600.0
-# Pages closed at once, as a Map over pages would; DynamoDB Local serialises most of it anyway.
-NIGHTLY_WORKERS = 8
+# Scan segments closed at once, as the state machine's Map over segments does (its MaxConcurrency).
+NIGHTLY_SEGMENTS = 8
 PAGE_LOANS = 100
 CREATED_AT = datetime(2024, 1, 1, tzinfo=UTC)
+_SEED_ID = "loan_bench_seed"
+WALLET = "acc-bench"
+SEED_LEGS_PER_TRANSACTION = linked_legs_max  # legs committing together: one ledger transaction
+# Seeding the ledger goes through ledger transactions (16 transfers each, ~0.5 s each on this loaded
+# machine): past this many loans the seed is the loans alone, and the check is skipped.
+CHECK_LOANS_MAX = 5_000
+CHECK_SECONDS_MAX = 600.0  # transfers not read by then count as missing: the check fails, bounded
 
 
 class _NoOrchestrator:
@@ -32,57 +42,101 @@ class _NoOrchestrator:
         raise AssertionError("the bench drives the pages itself")
 
 
-def _seed(loans: int) -> None:
-    """A product and `loans` active loans written with batch writes (no events: a seed, not a use case)."""
+def _seed(loans: int, ledger: Any | None) -> None:
+    """A product and `loans` active loans written with batch writes (no events: a seed, not a use case),
+    and their money in the ledger (`ledger`, a LedgerService): each disbursement and repayment a
+    transfer under the id the loan's history names, many a linked transaction, so `finfaas loans check`
+    reconciles the seeded book (ledger None: the loans alone)."""
     from finfaas.platform.config import resource_name
+    from finfaas.services.loans.service import ledger_legs
     from finfaas.store.binding import bound
     from finfaas.store.loans_store import LOANS_TABLE_LOGICAL_NAME, LoansStore, _LoansItem, loan_to_json
 
     store = LoansStore()
     product = store.create(LoanProduct("bench-eur", "Bench loan", "EUR", 10_000, 5_000_000, 3, 60,
                                        Decimal("0.12"), daily_penalty_rate=Decimal("0.001")))
-    schedule = build_schedule(product.terms(10_000, 6, DISBURSED_ON))
-    template = Loan("x", "bench", product.product_id, "acc-bench", "EUR", 10_000, 6, 500_000, 0,
+    terms = product.terms(10_000, 6, DISBURSED_ON)
+    schedule = build_schedule(terms)
+    template = Loan(_SEED_ID, "bench", product.product_id, "acc-bench", "EUR", 10_000, 6, 500_000, 0,
                     LoanStatus.ACTIVE, Decision(Outcome.APPROVE, (), False), CREATED_AT,
-                    disbursed_on=DISBURSED_ON, installments=schedule.installments)
+                    disbursed_on=DISBURSED_ON)
+    # Every loan ran its nights to the day before the first due date; a third then repaid the first
+    # installment on time. Two documents folded once, each loan's id written into them: seeding is text.
+    account = disburse(terms, schedule, f"{_SEED_ID}-disbursement", product.account_rules())
+    account, _ = close_of_business(account, date(2024, 1, 31))
+    repaid = apply(account, LoanTransaction(f"{_SEED_ID}-r1", TransactionKind.REPAYMENT, date(2024, 2, 1),
+                                            schedule.installments[0].total_minor))
+    docs = [loan_to_json(template.with_account(a)) for a in (repaid, account, account)]
+    paid_legs = ledger_legs(template, f"{_SEED_ID}-r1", account, repaid)
     model: Any = bound(_LoansItem, resource_name(LOANS_TABLE_LOGICAL_NAME))
     deadline = time.monotonic() + SEED_SECONDS_MAX
+    ids = [f"loan_bench_{n:06d}_{uuid.uuid4().hex[:8]}" for n in range(loans)]
     with model.batch_write() as batch:
-        for n in range(loans):
+        for n, loan_id in enumerate(ids):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"seeding {loans} loans took over {SEED_SECONDS_MAX} s")
-            loan_id = f"loan_bench_{n:06d}_{uuid.uuid4().hex[:8]}"
-            payments: tuple[LoanTransaction, ...] = ()
-            if n % 3 == 0:  # a third repaid the first installment on time
-                payments = (LoanTransaction("repayment", f"{loan_id}-r1", date(2024, 2, 1),
-                                            schedule.installments[0].total_minor),)
-            loan = replace(template, loan_id=loan_id, transactions=(
-                LoanTransaction("disbursement", f"{loan_id}-d", DISBURSED_ON, 10_000), *payments))
-            batch.save(model(f"loan#{loan_id}", "-", doc=loan_to_json(loan), version=1, status="active",
-                             owner_id=loan.owner_id))
+            batch.save(model(f"loan#{loan_id}", "-", doc=docs[n % 3].replace(_SEED_ID, loan_id), version=1,
+                             status="active", owner_id="bench"))
+    if ledger is None:
+        return
+    funding = system_account_id(AccountKind.LOANS, "EUR")
+    # Disbursements first: the legs of one transaction are judged on the balances before it.
+    legs = [(f"{loan_id}-disbursement", funding, WALLET, 10_000, "EUR") for loan_id in ids]
+    legs += [(leg_id.replace(_SEED_ID, loan_id), debit, credit, amount, currency)
+             for loan_id in ids[::3] for leg_id, debit, credit, amount, currency in paid_legs]
+    for start in range(0, len(legs), SEED_LEGS_PER_TRANSACTION):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"seeding {loans} loans' ledger took over {SEED_SECONDS_MAX} s")
+        ledger.transfer_linked([TransferRequest(debit, credit, amount, currency, leg_id) for
+                                leg_id, debit, credit, amount, currency
+                                in legs[start:start + SEED_LEGS_PER_TRANSACTION]])
+
+
+def _check(ledger: Any, deadline: float) -> tuple[bool, int]:
+    """`finfaas loans check` over every loan (transfers read by a few threads first); (passed, problems)."""
+    from finfaas.services.loans.service import LedgerAccounts
+    from finfaas.store.loans_store import LoansStore
+
+    from finfaas_dev.loans_check import check, transfer_reader
+
+    store = LoansStore()
+    loans = list(store.scan_loans())
+    wanted = [loan.disbursement_transfer_id for loan in loans]
+    wanted += [f"{t.transaction_id}-{leg}" for loan in loans for t in loan.transactions
+               if t.kind is TransactionKind.REPAYMENT for leg in ("principal", "income")]
+    read = transfer_reader(ledger)
+
+    def fetch(transfer_id: str) -> Any:
+        return read(transfer_id) if time.monotonic() < deadline else None
+
+    with ThreadPoolExecutor(NIGHTLY_SEGMENTS) as pool:
+        transfers = dict(zip(wanted, pool.map(fetch, wanted), strict=True))
+    _, problems = check(loans, functools.cache(store.get), transfers.get, LedgerAccounts(ledger).account)
+    return not problems, len(problems)
+
+
+def _segment(service: LoansNightlyService, segment: int, deadline: float) -> tuple[int, int, bool]:
+    """One Map iteration of the state machine: a segment's pages fetched and closed in turn."""
+    closed = seen = 0
+    cursor: str | None = None
+    while True:
+        if time.monotonic() > deadline:
+            return closed, seen, False
+        page: NightlyPage = service.page(cursor, PAGE_LOANS, segment, NIGHTLY_SEGMENTS)
+        result = service.close_loans(NIGHT, page.loan_ids)
+        closed += result.closed
+        seen += result.closed + result.unchanged + len(result.unprocessable)
+        if page.next is None:
+            return closed, seen, True
+        cursor = page.next
 
 
 def _night(service: LoansNightlyService, deadline: float) -> tuple[int, int, bool]:
-    """Pages fetched in order, closed by a few threads; (loans written, loans seen, finished in time)."""
-    closed = seen = 0
-    complete = True
-    with ThreadPoolExecutor(NIGHTLY_WORKERS) as pool:
-        futures = []
-        cursor: str | None = None
-        while True:
-            if time.monotonic() > deadline:
-                complete = False
-                break
-            page: NightlyPage = service.page(cursor, PAGE_LOANS)
-            futures.append(pool.submit(service.close_loans, NIGHT, page.loan_ids))
-            if page.next is None:
-                break
-            cursor = page.next
-        for future in futures:
-            result = future.result()
-            closed += result.closed
-            seen += result.closed + result.unchanged + len(result.unprocessable)
-    return closed, seen, complete
+    """The segments closed at once, as the state machine's Map does; (loans written, loans seen,
+    finished in time)."""
+    with ThreadPoolExecutor(NIGHTLY_SEGMENTS) as pool:
+        results = list(pool.map(lambda n: _segment(service, n, deadline), range(NIGHTLY_SEGMENTS)))
+    return sum(r[0] for r in results), sum(r[1] for r in results), all(r[2] for r in results)
 
 
 def nightly_figures(loans: int) -> dict[str, Any]:
@@ -98,11 +152,18 @@ def nightly_figures(loans: int) -> dict[str, Any]:
         stage = f"benchloans-{uuid.uuid4().hex[:8]}"
         os.environ.update({**aws.env(), "FINFAAS_STAGE": stage})
         deploy(stage, "embedded")
+        from finfaas.domain.ledger import NewAccount
+        from finfaas.services.ledger.service import LedgerService
+        from finfaas.store.ledger_store import ledger_store_from_config
         from finfaas.store.loans_nightly_store import LoansNightlyStore
         from finfaas.store.loans_store import LoansStore
 
+        ledger = LedgerService(ledger_store_from_config())
+        ledger.ensure_system_accounts("EUR")
+        ledger_store_from_config().open_account(NewAccount(WALLET, "bench", "EUR"), CREATED_AT)
         started = time.monotonic()
-        _seed(loans)
+        checked = loans <= CHECK_LOANS_MAX
+        _seed(loans, ledger if checked else None)
         seed_seconds = time.monotonic() - started
         store = LoansStore()
         service = LoansNightlyService(store, store, LoansNightlyStore(store), lambda: NIGHT,
@@ -111,6 +172,9 @@ def nightly_figures(loans: int) -> dict[str, Any]:
         closed, seen, complete = _night(service, started + NIGHTLY_SECONDS_MAX)
         seconds = time.monotonic() - started
         rerun_changes, rerun_seen, rerun_complete = _night(service, time.monotonic() + NIGHTLY_SECONDS_MAX)
+        started = time.monotonic()
+        passed, problems = _check(ledger, started + CHECK_SECONDS_MAX) if checked else (False, 0)
+        check_seconds = time.monotonic() - started
     finally:
         aws.stop()
     return {
@@ -120,4 +184,7 @@ def nightly_figures(loans: int) -> dict[str, Any]:
         "nightly_complete": complete and rerun_complete and closed == loans == rerun_seen,
         "rerun_changes": rerun_changes,
         "seed_seconds": round(seed_seconds, 2),
+        "loans_check": ("passed" if passed else f"failed: {problems} problems") if checked
+        else f"skipped: over {CHECK_LOANS_MAX} loans",
+        "loans_check_seconds": round(check_seconds, 2),
     }

@@ -4,6 +4,7 @@ never shipped."""
 from __future__ import annotations
 
 import bisect
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
@@ -11,7 +12,15 @@ from typing import Any, TypeVar
 
 from finfaas.domain.ledger import TransactionExtra, Transfer
 from finfaas.services.bureau.model import sandbox_report
-from finfaas.services.loans.model import Loan, LoanClose, LoanEvent, LoanProduct, LoanStatus, ProductPage
+from finfaas.services.loans.model import (
+    CloseWrite,
+    Loan,
+    LoanClose,
+    LoanEvent,
+    LoanProduct,
+    LoanStatus,
+    ProductPage,
+)
 from finfaas.services.loans.service import LedgerAccounts
 from finfaas.services.suite_clients import ServiceUnreachable
 
@@ -106,12 +115,15 @@ class InMemoryLoans:
         """Runs operation and puts item and events, all or nothing, if the stored version is `condition`."""
         with self._lock:
             stored = self._loans.get(item.loan_id)
-            if stored is None or stored.version != condition:
+            records = [e for e in events if isinstance(e, _NightRecord)]  # a nightly close riding along
+            if stored is None or stored.version != condition or not all(r.holds() for r in records):
                 conflicted({"loan": stored} if stored is not None else None)
                 raise AssertionError("an extra's conflicted() must raise")
             result = operation()
+            for record in records:
+                record.commit()  # puts the loan too: the one below is the same
             self._loans[item.loan_id] = item
-            self.events.extend(events)
+            self.events.extend(e for e in events if not isinstance(e, _NightRecord))
             return result
 
 
@@ -168,38 +180,80 @@ class FakeBureau:
 
 class InMemoryLoanNightly:
     """The nightly job's store over an InMemoryLoans (the same contract as store/loans_nightly_store.py):
-    loans paged in id order, close records, and `events` (loan id, date, event) as written."""
+    loans paged in id order (segments: by a hash of the id), close records, and `events` (loan id, date,
+    event) as written. `transactions` counts the writes a DynamoDB store would make (one per batch)."""
 
     def __init__(self, loans: InMemoryLoans) -> None:
         self._loans = loans
         self._closes: dict[str, LoanClose] = {}
         self.events: list[tuple[str, date, LoanEvent]] = []
         self.writes = 0  # close records written
+        self.transactions = 0
 
-    def active_loan_ids(self, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+    def active_loan_ids(self, limit: int, cursor: str | None, segment: int = 0,
+                        segments: int = 1) -> tuple[list[str], str | None]:
         with self._loans._lock:
             ids = sorted(loan_id for loan_id, loan in self._loans._loans.items()
-                         if loan.status is LoanStatus.ACTIVE)
+                         if loan.status is LoanStatus.ACTIVE and _segment_of(loan_id, segments) == segment)
         start = 0 if cursor is None else bisect.bisect_right(ids, cursor)
         page = ids[start:start + limit]
         return page, page[-1] if page and start + limit < len(ids) else None
+
+    def read_loans(self, loan_ids: Sequence[str]) -> dict[str, tuple[Loan | None, LoanClose | None]]:
+        with self._loans._lock:
+            return {loan_id: (self._loans._loans.get(loan_id), self._closes.get(loan_id))
+                    for loan_id in loan_ids}
 
     def get_close(self, loan_id: str) -> LoanClose | None:
         with self._loans._lock:
             return self._closes.get(loan_id)
 
     def record_close(self, loan: Loan, close: LoanClose, events: Sequence[LoanEvent],
-                     closed_loan: Loan | None) -> bool:
+                     closed_loan: Loan) -> bool:
+        return not self.record_closes([CloseWrite(loan, close, tuple(events), closed_loan)])
+
+    def record_closes(self, writes: Sequence[CloseWrite]) -> set[str]:
         with self._loans._lock:
-            previous = self._closes.get(loan.loan_id)
-            stored = self._loans._loans.get(loan.loan_id)
-            if previous is not None and previous.closed_through >= close.closed_through:
-                return False
-            if stored is None or stored.version != loan.version:
-                return False
-            self._closes[loan.loan_id] = close
-            if closed_loan is not None:
-                self._loans._loans[loan.loan_id] = closed_loan
-            self.events.extend((loan.loan_id, close.closed_through, event) for event in events)
-            self.writes += 1
-            return True
+            self.transactions += 1
+            refused = {w.loan.loan_id for w in writes if not self._holds(w)}
+            for write in writes:
+                if write.loan.loan_id not in refused:
+                    self._commit(write)
+            return refused
+
+    def close_items(self, write: CloseWrite) -> list[tuple[Any, Any]]:
+        """The close record as an item the fake ledger commits under the loans' lock (InMemoryLoans.apply),
+        the loan's put, and no separate events (the record carries them)."""
+        return [(_NightRecord(self, write), None), self._loans.loan_put(write.closed_loan)]
+
+    def _holds(self, write: CloseWrite) -> bool:
+        previous = self._closes.get(write.loan.loan_id)
+        stored = self._loans._loans.get(write.loan.loan_id)
+        return (previous is None or previous.closed_through < write.close.closed_through) \
+            and stored is not None and stored.version == write.loan.version
+
+    def _commit(self, write: CloseWrite) -> None:
+        self._closes[write.loan.loan_id] = write.close
+        self._loans._loans[write.loan.loan_id] = write.closed_loan
+        self.events.extend((write.loan.loan_id, write.close.closed_through, event) for event in write.events)
+        self.writes += 1
+
+
+def _segment_of(loan_id: str, segments: int) -> int:
+    return int(hashlib.sha256(loan_id.encode()).hexdigest(), 16) % segments
+
+
+class _NightRecord:
+    """A loan's close record riding in the fake ledger's transaction (InMemoryLoans.apply checks it)."""
+
+    def __init__(self, nightly: InMemoryLoanNightly, write: CloseWrite) -> None:
+        self._nightly = nightly
+        self._write = write
+
+    def holds(self) -> bool:
+        previous = self._nightly._closes.get(self._write.loan.loan_id)
+        return previous is None or previous.closed_through < self._write.close.closed_through
+
+    def commit(self) -> None:
+        self._nightly._commit(self._write)
+        self._nightly.transactions += 1

@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from finfaas.domain.ledger import page_size_default, page_size_max
 from finfaas.domain.loan_account import TransactionKind
@@ -72,7 +72,7 @@ from finfaas.services.loans.model import (
     product_id_chars_max,
     product_name_chars_max,
 )
-from finfaas.services.loans.nightly import page_loans_max
+from finfaas.services.loans.nightly import page_loans_max, segments_max
 from finfaas.services.suite_clients import ServiceUnreachable
 
 # Rates as decimal strings ("0.12"), never JSON numbers: a float cannot hold 0.1 exactly.
@@ -275,10 +275,19 @@ class ApplicationBody(StrictModel):
     account_id: Identifier
     monthly_income: Amount
     monthly_debt: Amount | None = None
+    auto_debit: StrictBool = Field(False, description="repaid from the wallet on each due date by the "
+                                   "nightly job (the amount due, or what the wallet holds if less)")
 
     def to_application(self) -> LoanApplication:
         return LoanApplication(self.product_id, self.principal, self.term_months, self.account_id,
-                               self.monthly_income, 0 if self.monthly_debt is None else self.monthly_debt)
+                               self.monthly_income, 0 if self.monthly_debt is None else self.monthly_debt,
+                               self.auto_debit)
+
+
+class AutoDebitBody(StrictModel):
+    """The customer's auto-debit setting: on, the nightly job repays each due date from the wallet."""
+
+    enabled: StrictBool
 
 
 class ReviewDecision(StrEnum):
@@ -359,6 +368,7 @@ class LoanView(BaseModel):
     outstanding_minor: int = Field(description="everything still owed")
     days_past_due: int | None = Field(description="as of the business date; null before disbursement")
     bucket: str | None = Field(description="the delinquency bucket, null when not past due")
+    auto_debit: bool = Field(description="repaid from the wallet by the nightly job on each due date")
 
 
 def _loan_installment_view(loan: Loan, index: int) -> LoanInstallmentView:
@@ -391,7 +401,7 @@ def loan_view(loan: Loan, standing: LoanStanding | None = None) -> LoanView:
                       for t in loan.transactions if t.kind is not TransactionKind.PENALTY_ACCRUAL],
         outstanding_minor=sum(d.total_minor for d in loan.owed()),
         days_past_due=standing.days_past_due if standing else None,
-        bucket=standing.bucket if standing else None)
+        bucket=standing.bucket if standing else None, auto_debit=loan.auto_debit)
 
 
 class RepaymentBody(StrictModel):
@@ -494,6 +504,9 @@ class NightlyPageBody(StrictModel):
 
     business_date: date
     cursor: Annotated[str, Field(max_length=cursor_chars_max)] | None = None
+    # The state machine's Map closes the segments of a parallel Scan at once; one segment by default.
+    segment: Annotated[StrictInt, Field(ge=0, lt=segments_max)] = 0
+    segments: Annotated[StrictInt, Field(ge=1, le=segments_max)] = 1
 
 
 class NightlyPageView(BaseModel):

@@ -211,6 +211,7 @@ class LoanApplication:
     account_id: str
     monthly_income: int | str
     monthly_debt: int | str
+    auto_debit: bool = False  # repaid from the wallet by the nightly job on each due date
 
 
 _STATUS_OF_ACCOUNT = {AccountStatus.ACTIVE: LoanStatus.ACTIVE, AccountStatus.CLOSED: LoanStatus.CLOSED,
@@ -257,6 +258,7 @@ class Loan:
     transactions: tuple[LoanTransaction, ...] = ()
     disbursed_installments: tuple[Installment, ...] = ()  # fixed at disbursement: replay starts here
     figures: LoanFigures | None = None
+    auto_debit: bool = False  # the customer opted in: the nightly job repays each due date from the wallet
 
     def schedule(self) -> Schedule:
         """The schedule now (fixed at disbursement, recomputed by a partial prepayment)."""
@@ -338,3 +340,13 @@ class LoanClose:
     bucket: str | None
     penalty_charged_minor: int
     outstanding_minor: int
+
+
+@dataclass(frozen=True)
+class CloseWrite:
+    """One loan's night as written: the loan as read, its close record, events, and the loan as closed."""
+
+    loan: Loan
+    close: LoanClose
+    events: tuple[LoanEvent, ...]
+    closed_loan: Loan

@@ -1,11 +1,13 @@
 """The loans nightly job: close a business date on every active loan, one orchestrator execution a date.
 
-The state machine (infra/statemachines/loans-nightly.asl.json) pages through active loans and asks this
-service to close each page. Each loan's account is the fold of its stored transactions
+The state machine (infra/statemachines/loans-nightly.asl.json) splits the loans into segments closed at
+once, each paging through its active loans and asking this service to close each page. A page's loans
+and close records are read in one batch; each loan's account is the fold of its stored transactions
 (domain/loan_account.py) up to its last closed date; `close_of_business` closes the days to the new
-date, and the loan's close record, the night's events and a check that the loan did not change since it
-was read commit in one transaction. A date is recorded once: a rerun, or a page retried after a crash,
-finds it recorded and writes nothing. docs/design.md, "The loans nightly job".
+date, and the loan's close record, the night's events and the loan put over the version read commit
+together, many loans a transaction. A loan opted in to auto-debit is repaid from its wallet on a due
+date in its own ledger transaction with the same writes. A date is recorded once: a rerun, or a page
+retried after a crash, finds it recorded and writes nothing. docs/design.md, "The loans nightly job".
 """
 
 from __future__ import annotations
@@ -15,37 +17,56 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from finfaas.domain.errors import InsufficientFunds, LedgerError
+from finfaas.domain.ledger import AccountStatus
 from finfaas.domain.loan_account import (
+    ONE_DAY,
     AutoDebitDue,
     BucketChanged,
     LoanAccount,
     LoanClosed,
+    LoanTransaction,
     TransactionKind,
+    amount_due,
+    apply,
     close_of_business,
     replay,
 )
-from finfaas.domain.loan_account import LoanTransaction as AccountTransaction
 from finfaas.domain.loans import LoanRuleError, Schedule
 from finfaas.platform.logging import get_logger
 from finfaas.services.loans.errors import InvalidLoanRequest, LoanBusy
 from finfaas.services.loans.model import (
+    CloseWrite,
     Loan,
     LoanClose,
     LoanEvent,
     LoanProduct,
     LoanStatus,
 )
-from finfaas.services.loans.ports import LoanNightlyRepository, LoanProducts, LoanRepository, Orchestrator
+from finfaas.services.loans.ports import (
+    LoanLedger,
+    LoanNightlyRepository,
+    LoanProducts,
+    LoanRepository,
+    Orchestrator,
+    WalletAccounts,
+)
+from finfaas.services.loans.service import ledger_legs
 
 NIGHTLY_STATE_MACHINE = "loans-nightly"
 BUCKET_CHANGED = "loan.bucket_changed"
 LOAN_CLOSED = "loan.closed"
+AUTO_DEBITED = "loan.auto_debited"
+AUTO_DEBIT_FAILED = "loan.auto_debit_failed"
+INSUFFICIENT_FUNDS = "insufficient_funds"
+ACCOUNT_UNAVAILABLE = "account_unavailable"
+# The night's loans split into this many Scan segments at most, each closed by its own chunk at once.
+segments_max = 16
 # A page is one Task of the state machine: small enough to finish well inside its timeout.
 page_loans_max = 100
 # A repayment committed between the job's read and its write: read again, a few times at most.
 close_attempts_max = 3
 _log = get_logger("loans_nightly")
-
 
 
 @dataclass(frozen=True)
@@ -80,8 +101,8 @@ def account_of(loan: Loan, product: LoanProduct, close: LoanClose | None) -> Loa
     if close is None or (done is not None and done >= close.closed_through):
         return account
     assert loan.disbursed_on is not None, f"loan {loan.loan_id} is active, so disbursed"
-    marker = AccountTransaction(f"close-of-business:{close.closed_through.isoformat()}",
-                                TransactionKind.PENALTY_ACCRUAL, close.closed_through)
+    marker = LoanTransaction(f"close-of-business:{close.closed_through.isoformat()}",
+                             TransactionKind.PENALTY_ACCRUAL, close.closed_through)
     terms = product.terms(loan.principal_minor, loan.term_months, loan.disbursed_on)
     disbursed = Schedule(loan.principal_minor, loan.disbursed_installments)
     return replay(terms, disbursed, [*loan.transactions, marker], product.account_rules())
@@ -103,6 +124,71 @@ class _Unfoldable(Exception):
     """A loan the job leaves for an operator: nothing is written for it."""
 
 
+class _LoanMoved(Exception):
+    """The loan or its close record changed since they were read: read them again."""
+
+
+def autodebit_transfer_id(loan_id: str, due_on: date) -> str:
+    """One auto-debit per (loan, due date): its ledger transfer's id, a second attempt finds it taken."""
+    return f"{loan_id}-autodebit-{due_on.isoformat()}"
+
+
+def auto_debit_date(loan: Loan, last_closed: date, day: date) -> date | None:
+    """The due date the night collects for, when the loan is opted in: the last installment due date
+    after the job's last closed date and up to `day` (a night closing several days collects once, for
+    everything due by the latest); None when there is none or the debit was already made."""
+    if not loan.auto_debit:
+        return None
+    due = [i.due_on for i in loan.installments if last_closed < i.due_on <= day]
+    if not due or any(t.transaction_id == autodebit_transfer_id(loan.loan_id, due[-1])
+                      for t in loan.transactions):
+        return None
+    return due[-1]
+
+
+def collectable_minor(due_minor: int, available_minor: int) -> int:
+    """What an auto-debit takes: the amount due, or all the wallet holds when that is less (never below 0)."""
+    return max(0, min(due_minor, available_minor))
+
+
+# What _available answers for a wallet that is gone or not open: nothing to take, and the reason differs.
+WALLET_UNUSABLE = -1
+
+
+@dataclass(frozen=True)
+class _Night:
+    """A loan's night as planned from what was read: the write (None: an auto-debit is due, and the
+    wallet must be read first), what the installments due by the date still owed before it, and the
+    auto-debit's ledger legs (the ledger then makes the write, in the money's transaction)."""
+
+    write: CloseWrite | None
+    owed_minor: int = 0
+    legs: tuple[tuple[str, str, str, int, str], ...] = ()
+
+
+class _NightWrite:
+    """The ledger's TransactionExtra for an auto-debit: the loan's night (loan put, close record, events)
+    in the repayment's own transaction."""
+
+    def __init__(self, items: list[tuple[Any, Any]]) -> None:
+        self._close, self._loan, *self._events = items
+
+    def put_for(self, result: Any) -> tuple[Any, Any]:
+        return self._loan
+
+    def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
+        return [self._close, *self._events]
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        raise _LoanMoved()
+
+    def more_conflicted(self, number: int, raw_item: dict[str, Any] | None) -> None:
+        raise _LoanMoved()
+
+    def committed(self) -> None:
+        return None
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -112,7 +198,8 @@ class LoansNightlyService:
 
     def __init__(self, products: LoanProducts, loans: LoanRepository, nightly: LoanNightlyRepository,
                  business_date: Callable[[], date], orchestrator: Orchestrator,
-                 clock: Callable[[], datetime] = utc_now, page_loans: int = page_loans_max) -> None:
+                 clock: Callable[[], datetime] = utc_now, page_loans: int = page_loans_max,
+                 wallets: WalletAccounts | None = None, ledger: LoanLedger | None = None) -> None:
         assert 0 < page_loans <= page_loans_max
         self._page_loans = page_loans
         self._products = products
@@ -121,6 +208,8 @@ class LoansNightlyService:
         self._business_date = business_date
         self._orchestrator = orchestrator
         self._clock = clock
+        self._wallets = wallets
+        self._ledger = ledger
 
     def start(self, business_date: date | None = None) -> tuple[date, dict[str, Any]]:
         """Starts (or finds) the execution closing business_date; by default the day before the business
@@ -140,58 +229,171 @@ class LoansNightlyService:
                                      errors=(("business_date", "after the current business date"),))
         return day
 
-    def page(self, cursor: str | None, limit: int | None = None) -> NightlyPage:
+    def page(self, cursor: str | None, limit: int | None = None, segment: int = 0,
+             segments: int = 1) -> NightlyPage:
+        """The next page of active loans of one segment (of `segments` splitting the table)."""
         limit = limit or self._page_loans
         if not 0 < limit <= page_loans_max:
             raise InvalidLoanRequest(f"limit must be 1-{page_loans_max}", errors=(("limit", "out of range"),))
-        ids, after = self._nightly.active_loan_ids(limit, cursor)
+        if not 0 < segments <= segments_max:
+            raise InvalidLoanRequest(f"segments must be 1-{segments_max}",
+                                     errors=(("segments", "out of range"),))
+        if not 0 <= segment < segments:
+            raise InvalidLoanRequest("segment must be 0 up to segments - 1",
+                                     errors=(("segment", "out of range"),))
+        ids, after = self._nightly.active_loan_ids(limit, cursor, segment, segments)
         return NightlyPage(tuple(ids), after)
 
     def close_loans(self, business_date: date, loan_ids: Sequence[str]) -> NightlyResult:
-        """Closes business_date on each loan; a loan already closed through it is left as it is."""
+        """Closes business_date on each loan; a loan already closed through it is left as it is. The page
+        is read in one batch and written many loans a transaction; a loan that changed meanwhile, and a
+        loan collecting an auto-debit, are then closed one by one."""
         day = self.checked_date(business_date)
         if len(loan_ids) > page_loans_max:
             raise InvalidLoanRequest(f"at most {page_loans_max} loans a page",
                                      errors=(("loan_ids", "too many"),))
-        closed = unchanged = owed = 0
-        unprocessable: list[str] = []
+        loan_ids = list(dict.fromkeys(loan_ids))  # a loan twice in a page is closed once
         products: dict[str, LoanProduct | None] = {}  # a page's loans share a few products: read each once
+        read = self._nightly.read_loans(loan_ids)
+        nights: dict[str, _Night] = {}
+        alone: list[str] = []
+        unchanged = 0
+        unprocessable: list[str] = []
         for loan_id in loan_ids:
+            loan, close = read[loan_id]
+            try:
+                night = self._night(loan, close, day, products)
+            except (LoanRuleError, KeyError, _Unfoldable) as error:
+                self._leave(loan_id, day, error, unprocessable)
+                continue
+            if night is None:
+                unchanged += 1
+            elif night.write is None:
+                alone.append(loan_id)
+            else:
+                nights[loan_id] = night
+        refused = self._nightly.record_closes([n.write for n in nights.values() if n.write is not None])
+        closed = len(nights) - len(refused)
+        owed = sum(n.owed_minor for loan_id, n in nights.items() if loan_id not in refused)
+        for loan_id in [*(i for i in nights if i in refused), *alone]:
             try:
                 done, due = self._close(loan_id, day, products)
             except (LoanRuleError, KeyError, _Unfoldable) as error:
-                # Left for an operator, not retried: the same history folds the same way tomorrow.
-                _log.warning("loan not closed: its history does not fold", loan_id=loan_id,
-                             business_date=day.isoformat(), error=str(error)[:200])
-                unprocessable.append(loan_id)
+                self._leave(loan_id, day, error, unprocessable)
                 continue
             closed += done
             unchanged += not done
             owed += due
         return NightlyResult(closed, unchanged, owed, tuple(unprocessable))
 
+    @staticmethod
+    def _leave(loan_id: str, day: date, error: Exception, unprocessable: list[str]) -> None:
+        # Left for an operator, not retried: the same history folds the same way tomorrow.
+        _log.warning("loan not closed: its history does not fold", loan_id=loan_id,
+                     business_date=day.isoformat(), error=str(error)[:200])
+        unprocessable.append(loan_id)
+
+    def _night(self, loan: Loan | None, close: LoanClose | None, day: date,
+               products: dict[str, LoanProduct | None], available_minor: int | None = None) -> _Night | None:
+        """The loan's night from what was read; None when there is nothing to do (closed, paid off or
+        written off since the page was read, or the date already recorded). With available_minor (the
+        wallet's, read), the auto-debit due is folded in; without, it is only marked."""
+        if loan is None or loan.status is not LoanStatus.ACTIVE:
+            return None
+        if close is not None and close.closed_through >= day:
+            return None
+        if loan.product_id not in products:
+            products[loan.product_id] = self._products.get(loan.product_id)
+        product = products[loan.product_id]
+        if product is None:
+            raise _Unfoldable(f"the product of loan {loan.loan_id} is gone")
+        account = account_of(loan, product, close)
+        assert loan.disbursed_on is not None, f"loan {loan.loan_id} is active, so disbursed"
+        debit_on = auto_debit_date(loan, loan.disbursed_on if close is None else close.closed_through, day)
+        events: list[LoanEvent] = []
+        changes: list[object] = []
+        legs: list[tuple[str, str, str, int, str]] = []
+        if debit_on is not None:
+            if available_minor is None:  # the money needs the wallet read and the ledger: one by one
+                return _Night(None)
+            if account.closed_through < debit_on - ONE_DAY:
+                account, found = close_of_business(account, debit_on - ONE_DAY)
+                changes += found
+            due_minor = amount_due(account, debit_on)
+            taken_minor = collectable_minor(due_minor, available_minor)
+            if taken_minor:
+                paid = LoanTransaction(autodebit_transfer_id(loan.loan_id, debit_on),
+                                       TransactionKind.REPAYMENT, debit_on, taken_minor)
+                before, account = account, apply(account, paid)
+                legs = ledger_legs(loan, paid.transaction_id, before, account)
+            if due_minor:  # repaid by hand before the night: nothing to collect, nothing to tell
+                events.append(_debit_event(loan, debit_on, due_minor, taken_minor, available_minor))
+        account, found = close_of_business(account, day)
+        changes += found
+        # The loan stores what the closed day made of it (figures, the day's marker, a closed status),
+        # so repayments, the views and `finfaas loans check` read the same account the job closed.
+        closed_loan = replace(loan.with_account(account), version=loan.version + 1, updated_at=self._clock())
+        write = CloseWrite(loan, _record(loan.loan_id, day, account),
+                           (*_events(loan.loan_id, changes), *events), closed_loan)
+        owed = sum(c.amount_minor for c in changes if isinstance(c, AutoDebitDue) and c.on == day)
+        return _Night(write, owed, tuple(legs))
+
     def _close(self, loan_id: str, day: date, products: dict[str, LoanProduct | None]) -> tuple[bool, int]:
         """(True, owed on day) once day is recorded for the loan now; (False, 0) if it already was."""
+        refused = False  # the ledger refused the wallet's debit (frozen, closed): record the failure instead
         for _ in range(close_attempts_max):
             loan = self._loans.get_loan(loan_id)
-            if loan is None or loan.status is not LoanStatus.ACTIVE:
-                return False, 0  # closed, paid off or written off since the page was read
             close = self._nightly.get_close(loan_id)
-            if close is not None and close.closed_through >= day:
+            available = WALLET_UNUSABLE if refused and loan is not None and loan.auto_debit \
+                else self._available(loan)
+            night = self._night(loan, close, day, products, available)
+            if night is None:
                 return False, 0
-            if loan.product_id not in products:
-                products[loan.product_id] = self._products.get(loan.product_id)
-            product = products[loan.product_id]
-            if product is None:
-                raise _Unfoldable(f"the product of loan {loan_id} is gone")
-            account, changes = close_of_business(account_of(loan, product, close), day)
-            record = LoanClose(loan_id, day, account.days_past_due, account.bucket,
-                               account.penalty_charged_minor, account.outstanding_minor)
-            # The loan stores what the closed day made of it (figures, the day's marker, a closed status),
-            # so repayments, the views and `finfaas loans check` read the same account the job closed.
-            closed_loan = replace(loan.with_account(account), version=loan.version + 1,
-                                  updated_at=self._clock())
-            if self._nightly.record_close(loan, record, _events(loan_id, changes), closed_loan):
-                return True, sum(c.amount_minor for c in changes if isinstance(c, AutoDebitDue))
+            write = night.write
+            assert write is not None, "the wallet was read"
+            try:
+                if night.legs:
+                    assert self._ledger is not None, "auto-debits need the ledger"
+                    self._ledger.transfer_linked(night.legs, _NightWrite(self._nightly.close_items(write)))
+                elif not self._nightly.record_close(write.loan, write.close, write.events, write.closed_loan):
+                    continue
+            except (_LoanMoved, InsufficientFunds):
+                continue  # a repayment, a rival run or a wallet debit came first: read everything again
+            except LedgerError as error:
+                # One wallet the ledger refuses must not stop the night of every other loan.
+                _log.warning("auto-debit refused by the ledger", loan_id=loan_id, error=str(error)[:200])
+                refused = True
+                continue
+            return True, night.owed_minor
         raise LoanBusy(f"loan {loan_id} kept changing while its day was closed",
                        errors=(("loan_id", "busy"),))
+
+    def _available(self, loan: Loan | None) -> int | None:
+        """What the loan's wallet may give an auto-debit (0 when it is not open); None when not asked."""
+        if loan is None or not loan.auto_debit:
+            return None
+        if self._wallets is None:
+            raise _Unfoldable(f"loan {loan.loan_id} auto-debits, and this job has no ledger")
+        account = self._wallets.account(loan.account_id)
+        if account is None or account.status is not AccountStatus.OPEN:
+            return WALLET_UNUSABLE
+        return account.available_minor
+
+
+def _record(loan_id: str, day: date, account: LoanAccount) -> LoanClose:
+    return LoanClose(loan_id, day, account.days_past_due, account.bucket, account.penalty_charged_minor,
+                     account.outstanding_minor)
+
+
+def _debit_event(loan: Loan, due_on: date, due_minor: int, taken_minor: int,
+                 available_minor: int) -> LoanEvent:
+    """loan.auto_debited when money was taken (the shortfall named), loan.auto_debit_failed otherwise."""
+    data: dict[str, object] = {"loan_id": loan.loan_id, "account_id": loan.account_id,
+                               "currency": loan.currency, "due_on": due_on.isoformat(),
+                               "due_minor": str(due_minor)}
+    if taken_minor:
+        return LoanEvent(AUTO_DEBITED, {**data, "amount_minor": str(taken_minor),
+                                        "shortfall_minor": str(due_minor - taken_minor),
+                                        "transfer_id": autodebit_transfer_id(loan.loan_id, due_on)})
+    reason = ACCOUNT_UNAVAILABLE if available_minor == WALLET_UNUSABLE else INSUFFICIENT_FUNDS
+    return LoanEvent(AUTO_DEBIT_FAILED, {**data, "reason": reason})

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from finfaas.domain.ledger import Account, TransactionExtra, Transfer
-from finfaas.services.loans.model import Loan, LoanClose, LoanEvent, LoanProduct, ProductPage
+from finfaas.services.loans.model import CloseWrite, Loan, LoanClose, LoanEvent, LoanProduct, ProductPage
 
 
 class LoanProducts(Protocol):
@@ -102,8 +102,14 @@ class Orchestrator(Protocol):
 class LoanNightlyRepository(Protocol):
     """What the nightly job reads and writes (DynamoDB: store/loans_nightly_store.py)."""
 
-    def active_loan_ids(self, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
-        """Up to limit active loans' ids and the cursor of the rest (None: no more)."""
+    def active_loan_ids(self, limit: int, cursor: str | None, segment: int = 0,
+                        segments: int = 1) -> tuple[list[str], str | None]:
+        """Up to limit active loans' ids of one segment (of `segments` splitting the loans) and the
+        cursor of the rest of that segment (None: no more)."""
+        ...
+
+    def read_loans(self, loan_ids: Sequence[str]) -> dict[str, tuple[Loan | None, LoanClose | None]]:
+        """Each loan and its close record, read consistently in one batch (None where absent)."""
         ...
 
     def get_close(self, loan_id: str) -> LoanClose | None:
@@ -111,7 +117,17 @@ class LoanNightlyRepository(Protocol):
         ...
 
     def record_close(self, loan: Loan, close: LoanClose, events: Sequence[LoanEvent],
-                     closed_loan: Loan | None) -> bool:
-        """In one transaction: close over an earlier date (or none), its events, and the loan unchanged
-        since read (or replaced by closed_loan). False when a condition failed: nothing written."""
+                     closed_loan: Loan) -> bool:
+        """In one transaction: close over an earlier date (or none), its events, and closed_loan over
+        the version read. False when a condition failed: nothing written."""
+        ...
+
+    def record_closes(self, writes: Sequence[CloseWrite]) -> set[str]:
+        """record_close for many loans, a few transactions for them all; the ids of the loans whose
+        condition failed (nothing written for them; every other loan written)."""
+        ...
+
+    def close_items(self, write: CloseWrite) -> list[tuple[Any, Any]]:
+        """(item, condition) of one loan's night for another operation's transaction, in the order: the
+        close record, the loan, its events."""
         ...

@@ -386,6 +386,9 @@ class Caller:
         return self.kind == CUSTOMER_KIND
 
 
+AUTO_DEBIT_CHANGED = "loan.auto_debit_changed"
+# A setting for the loan's repayments: meaningful until nothing more is owed.
+AUTO_DEBIT_SETTABLE = frozenset({LoanStatus.REVIEW, LoanStatus.APPROVED, LoanStatus.ACTIVE})
 _STATUS_OF = {Outcome.APPROVE: LoanStatus.APPROVED, Outcome.DECLINE: LoanStatus.DECLINED,
               Outcome.REVIEW: LoanStatus.REVIEW}
 _EVENT_OF = {LoanStatus.APPROVED: "loan.approved", LoanStatus.DECLINED: "loan.declined",
@@ -466,7 +469,7 @@ class LoanApplicationService:
             account_id=account.account_id, currency=product.currency, principal_minor=principal,
             term_months=application.term_months, monthly_income_minor=income, monthly_debt_minor=debt,
             status=status, decision=decision, created_at=self._clock(),
-            decided_by=RULES if status.decided else None)
+            decided_by=RULES if status.decided else None, auto_debit=application.auto_debit)
         stored = self._loans.create_loan(wanted, loan_event(wanted))
         if stored is not wanted and not stored.same_request(wanted):
             raise LoanExists("the Idempotency-Key was used for another application",
@@ -479,6 +482,25 @@ class LoanApplicationService:
         if found is None or (caller.is_customer and found.owner_id != caller.sub):
             raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
         return found
+
+    def set_auto_debit(self, caller: Caller, loan_id: str, enabled: bool) -> Loan:
+        """The customer's auto-debit setting, from the next due date the nightly job closes; the same
+        setting again answers the loan. A closed, written-off or declined loan refuses it (409 status)."""
+
+        def change(loan: Loan) -> Unchanged[Loan] | Change[Loan, Loan]:
+            if loan.auto_debit is enabled:
+                return Unchanged(loan)
+            if loan.status not in AUTO_DEBIT_SETTABLE:
+                raise LoanNotRepayable(f"loan {loan_id} is {loan.status.value}",
+                                       errors=(("status", f"the loan is {loan.status.value}"),))
+            updated = replace(loan, auto_debit=enabled, updated_at=self._clock(), version=loan.version + 1)
+            return Change(updated, updated)
+
+        def save(loan: Loan) -> bool:
+            return self._loans.save_loan(loan, loan_event(loan, AUTO_DEBIT_CHANGED))
+
+        return read_change_save(lambda: self.loan(caller, loan_id), change, save,
+                                exhausted=lambda: LoanBusy(f"loan {loan_id} kept changing"))
 
     def review(self, operator: str, loan_id: str, approve: bool, note: str) -> Loan:
         """An operator's decision on a loan in review; the same decision again answers the loan."""

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from finfaas.domain.ledger import NewAccount
 from finfaas.domain.loan_account import close_of_business
 from finfaas.platform.config import resource_name
+from finfaas.services.ledger.service import LedgerService
 from finfaas.services.loans.model import LoanStatus
-from finfaas.services.loans.nightly import LoansNightlyService, account_of
+from finfaas.services.loans.nightly import LoansNightlyService, account_of, autodebit_transfer_id
+from finfaas.services.loans.service import LedgerAccounts
 from finfaas.store.binding import bound
+from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas.store.loans_nightly_store import LoansNightlyStore
 from finfaas.store.loans_store import LoansStore, _OutboxItem
 from finfaas.store.outbox_store import outbox_partition
@@ -24,27 +29,30 @@ pytestmark = pytest.mark.emulator
 DISBURSED_ON = date(2024, 1, 1)
 NIGHT = date(2024, 2, 15)  # the first installment (due 2024-02-01) is 14 days overdue unless repaid
 PAID_OFF_ON = date(2024, 1, 15)
+FIRST_DUE = date(2024, 2, 1)
 LOANS = 60
 PAGE = 20
 
 
 class CrashingNightly:
-    """The real store, killed once after `crash_after` committed closes (the process dies after the
-    write, before the page's answer reaches the orchestrator)."""
+    """The real store, killed once after `crash_after` committed batches of closes (the process dies
+    after the write, before the page's answer reaches the orchestrator)."""
 
     def __init__(self, store: LoansNightlyStore, crash_after: int) -> None:
         self._store = store
         self._left = crash_after
+        self.written = 0  # loans whose close committed before the crash
 
     def __getattr__(self, name):
         return getattr(self._store, name)
 
-    def record_close(self, loan, close, events, closed_loan):
-        written = self._store.record_close(loan, close, events, closed_loan)
-        self._left -= 1
+    def record_closes(self, writes):
+        refused = self._store.record_closes(writes)
+        self.written += len(writes) - len(refused)
+        self._left -= bool(writes)  # a page of other tests' loans only writes nothing
         if self._left == 0:
             raise RuntimeError("killed")
-        return written
+        return refused
 
 
 class NoOrchestrator:
@@ -91,7 +99,7 @@ def events_of(loan_id: str) -> list[str]:
 
 
 def test_a_night_killed_mid_page_and_run_again_closes_every_loan_once(seeded):
-    # GIVEN 60 active loans over three pages, and a run killed after 25 committed closes (page 2)
+    # GIVEN 60 active loans over three pages, and a run killed after page 2's loans were written
     store, product, ids = seeded
     mine = set(ids)
     nightly = LoansNightlyStore(store)
@@ -103,15 +111,16 @@ def test_a_night_killed_mid_page_and_run_again_closes_every_loan_once(seeded):
     def service(repository):
         return LoansNightlyService(store, store, repository, lambda: NIGHT, NoOrchestrator())
 
+    crashing = CrashingNightly(nightly, crash_after=2)
     with pytest.raises(RuntimeError, match="killed"):
-        run_night(service(CrashingNightly(nightly, crash_after=25)), mine)
+        run_night(service(crashing), mine)
 
     # WHEN the execution resumes (the page's Task runs again from its start), then the date is rerun
     closed, unchanged = run_night(service(nightly), mine)
     rerun_closed, rerun_unchanged = run_night(service(nightly), mine)
 
     # THEN the resumed run closed exactly the loans the killed one had not; a rerun changes nothing
-    assert closed == LOANS - 25
+    assert 0 < crashing.written < LOANS and closed == LOANS - crashing.written
     assert (rerun_closed, rerun_unchanged) == (0, LOANS - 1)  # the paid-off loan is no longer active
     for loan_id in ids:
         close = nightly.get_close(loan_id)
@@ -140,3 +149,46 @@ def test_a_date_after_the_business_date_is_refused(seeded):
     with pytest.raises(Exception) as refused:
         service.close_loans(date(2024, 2, 16), ids[:1])
     assert refused.value.errors[0][0] == "business_date"
+
+
+class KilledAfterCommit(LedgerAccounts):
+    """The ledger's transaction (the debit, the loan, its close record) commits, then the process dies."""
+
+    def transfer_linked(self, legs, extra):
+        super().transfer_linked(legs, extra)
+        raise RuntimeError("killed")
+
+
+def test_an_auto_debit_on_the_due_date_commits_once_across_a_crash_and_a_rerun(seeded):
+    # GIVEN an opted-in loan, nothing repaid, its wallet holding 50.00, on DynamoDB Local
+    store, product, _ = seeded
+    ledger = LedgerService(ledger_store_from_config())
+    ledger.ensure_system_accounts("EUR")
+    wallet = f"acc-{uuid.uuid4().hex[:12]}"
+    ledger_store_from_config().open_account(NewAccount(wallet, "cust-1", "EUR"), datetime.now(UTC))
+    ledger.deposit(wallet, 5000, "EUR")
+    loan_id = f"loan_auto_{uuid.uuid4().hex[:16]}"
+    store.create_loan(replace(active_loan(product, loan_id, 2), account_id=wallet, auto_debit=True), EVENT)
+    accounts = LedgerAccounts(ledger)
+    nightly = LoansNightlyStore(store)
+
+    def service(money):
+        return LoansNightlyService(store, store, nightly, lambda: NIGHT, NoOrchestrator(), wallets=accounts,
+                                   ledger=money)
+
+    # WHEN the night of the first due date is killed after its transaction, then runs again, twice
+    with pytest.raises(RuntimeError, match="killed"):
+        service(KilledAfterCommit(ledger)).close_loans(FIRST_DUE, [loan_id])
+    again = service(accounts).close_loans(FIRST_DUE, [loan_id])
+    rerun = service(accounts).close_loans(FIRST_DUE, [loan_id])
+
+    # THEN the installment was taken once, in the loan's history, its event written once
+    assert (again.closed, rerun.closed) == (0, 0)
+    assert accounts.account(wallet).balance_minor == 5000 - 1725
+    debit = autodebit_transfer_id(loan_id, FIRST_DUE)
+    assert ledger.get_transfer(f"{debit}-principal").amount_minor == 1725 - 100
+    assert ledger.get_transfer(f"{debit}-income").amount_minor == 100
+    loan = store.get_loan(loan_id)
+    assert [t.amount_minor for t in loan.transactions if t.transaction_id == debit] == [1725]
+    assert nightly.get_close(loan_id).closed_through == FIRST_DUE
+    assert events_of(loan_id) == ["loan.auto_debited"]

@@ -5,6 +5,7 @@ and the same date run again changes nothing."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
 from datetime import date
@@ -15,7 +16,7 @@ from finfaas.domain.loan_account import LoanTransaction, TransactionKind, close_
 from finfaas.domain.loans import build_schedule, dues_of, payoff_quote
 from finfaas.services.loans.model import Loan, LoanProduct, LoanStatus
 from finfaas.services.loans.nightly import NIGHTLY_STATE_MACHINE, LoansNightlyService, account_of
-from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
+from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, parse_definition
 from finfaas.workflow.model import Status
 from finfaas.workflow.tasks import HttpTasks
 from finfaas_dev.fakes.loans import InMemoryLoanNightly
@@ -53,6 +54,15 @@ def active_loan(product: LoanProduct, loan_id: str, n: int) -> Loan:
     return replace(loan.with_account(account), status=LoanStatus.ACTIVE)
 
 
+def serial_nightly():
+    """loans-nightly with its segments closed one after another: a crash point's index then names the
+    same step in every run (the Map's concurrent iterations would interleave them differently)."""
+    path = definitions_dir() / f"{NIGHTLY_STATE_MACHINE}.asl.json"
+    document = json.loads(path.read_text())
+    document["States"]["CloseSegments"]["MaxConcurrency"] = 1
+    return parse_definition(NIGHTLY_STATE_MACHINE, document)
+
+
 class NightlyWorld:
     """LoansWorld's handler with the nightly job on an in-memory store, 60 active loans, and an
     orchestrator in memory running loans-nightly (crashing at `crash`)."""
@@ -69,8 +79,7 @@ class NightlyWorld:
         gateway = InProcessGateway(on_orchestrator_crash=lambda: None)
         gateway.handlers["loans"] = self.world.handler
         token = self.world.minter.mint("orchestrator", ["loans:saga"], kind="client")
-        definitions = DefinitionRegistry([load_definition_file(
-            definitions_dir() / f"{NIGHTLY_STATE_MACHINE}.asl.json")])
+        definitions = DefinitionRegistry([serial_nightly()])
         self.engine = World(definitions, HttpTasks(GATEWAY, StaticTokens(token), request=gateway.request),
                             crash=crash)
 
