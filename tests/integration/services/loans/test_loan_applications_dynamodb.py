@@ -146,8 +146,8 @@ def test_a_reversal_and_a_write_off_commit_with_the_loan_in_one_ledger_transacti
         .disburse(loan.loan_id)
     first_due = loan.installments[0].due_on
     repayments = LoanRepaymentService(store, store, ledger, lambda: first_due)
-    paid, _ = repayments.repay(caller, loan.loan_id, secrets.token_hex(8), loan.installments[0].total_minor,
-                               "USD")
+    paid = repayments.repay(caller, loan.loan_id, secrets.token_hex(8), loan.installments[0].total_minor,
+                            "USD").loan
     ops = LoanOpsService(store, store, ledger, lambda: first_due, repayments)
 
     reversed_loan = ops.reverse(loan.loan_id, paid.transactions[1].transaction_id, "bounced")
