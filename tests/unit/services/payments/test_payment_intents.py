@@ -86,7 +86,7 @@ class World:
             probe=lambda: None,
             records=self.keys,
         ))
-        self.operator = self.minter.mint("ops-console", ["ops"], kind="client")
+        self.operator = self.minter.mint("ops-console", ["ops", "ops:act"], kind="client")
         self.ada = self.minter.mint("cust-ada", SCOPES)
         self.bob = self.minter.mint("cust-bob", SCOPES)
         self.app = self.minter.mint("shop-app", SCOPES, kind="client")
