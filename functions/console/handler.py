@@ -9,13 +9,17 @@ Operators (an auth client holding `ops`; `ops:act` as well to act), signed in by
   POST /executions/{execution_id}/stop    with a reason (acting role)
   POST /executions/{execution_id}/redrive (acting role)
   GET  /reviews                           transfers awaiting review
-  POST /reviews/{transfer_id}             approve or reject, with a reason (acting role)
+  POST /reviews/{transfer_id}             approve or reject, with a reason (acting role); above the
+                                          transfers function's second-approval amount an approval
+                                          waits for a second, different operator
   GET  /attention                         transfers needing attention (funds on hold)
   POST /attention/{transfer_id}           post or void the hold, with a reason (acting role)
   GET  /ledger                            find an account or a ledger transfer by id
   GET  /ledger/accounts/{account_id}      balances, statement, holds and their expiry
   GET  /ledger/transfers/{transfer_id}    a transfer and the transfers it links to
   GET  /loans/{loan_id}                   a loan: its schedule, payments, days past due and bucket
+  GET  /payments/{payment_id}             a payment intent: captures, refunds, disputes, ledger transfers
+  GET  /wealth/{customer_id}/{product_id} a wealth position: units, value, income, pending orders
   GET  /health                            each function's replicas, invocations, cold starts, crashes;
                                           queue depths, dead letters' age, breakers, rate-limit refusals
   GET  /dead-letters                      each queue's dead letters: how many, the oldest's age
@@ -38,6 +42,7 @@ from urllib.parse import quote, urlencode
 from finfaas.domain.money import currency_exponent
 from finfaas.platform import config
 from finfaas.platform.http import FORM_MEDIA_TYPE, FunctionApp, Request, Response
+from finfaas.platform.logging import redact
 from finfaas.platform.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA_REF
 from finfaas.platform.wiring import Lazy
 from finfaas.services.console import graph
@@ -308,7 +313,10 @@ def execution(req: Request, execution_id: str) -> Response:
         return page("refused.html", _shown(found.status), session=session,
                     reason=found.text(), code="execution", signed_out=False)
     drawing = graph.svg(found.definition, found.events) if found.definition else None
-    return page("execution.html", session=session, execution=found.execution, events=found.events,
+    # Personal data (names, accounts, tokens) never reaches the page: the logs' redaction, applied here.
+    events = [{**event, "detail": redact(event.get("detail"))} for event in found.events]
+    data = {"input": redact(found.execution.get("input")), "output": redact(found.execution.get("output"))}
+    return page("execution.html", session=session, execution=found.execution, events=events, data=data,
                 definition=found.definition, graph=drawing, redrivable=REDRIVABLE, done=done)
 
 
@@ -339,7 +347,8 @@ QUEUE_PAGES = {
     "reviews": ("Transfers awaiting review", "No transfer awaits a review."),
     "attention": ("Transfers needing attention", "No transfer needs attention."),
 }
-DONE_VERBS = {"approve": "approved", "reject": "rejected", "post": "posted", "void": "voided"}
+DONE_VERBS = {"approve": "approved", "reject": "rejected", "post": "posted", "void": "voided",
+              "proposed": "awaits a second, different operator's approval"}
 
 
 def _queue_page(req: Request, queue: str) -> Response:
@@ -363,8 +372,11 @@ def _queue_page(req: Request, queue: str) -> Response:
 def _decide(req: Request, queue: str, transfer_id: str) -> Response:
     session, form = _acting_session(req)
     decision = form.get("decision", "")
-    problem = console.get().service.decide(session, transfer_id, decision, form.get("reason", ""), queue)
-    return _after(session, problem, f"/{queue}?" + urlencode({"done": decision, "transfer": transfer_id}))
+    outcome = console.get().service.decide(session, transfer_id, decision, form.get("reason", ""), queue)
+    if isinstance(outcome, Problem):
+        return _after(session, outcome, "")
+    done = "proposed" if outcome.pending else decision
+    return redirect(f"/{queue}?" + urlencode({"done": done, "transfer": transfer_id}))
 
 
 @app.route("GET", "/reviews", **PAGE)
@@ -403,6 +415,11 @@ def ledger(req: Request) -> Response:
         return redirect(f"/ledger/transfers/{quote(query['transfer'].strip(), safe='')}")
     if query.get("loan"):
         return redirect(f"/loans/{quote(query['loan'].strip(), safe='')}")
+    if query.get("payment"):
+        return redirect(f"/payments/{quote(query['payment'].strip(), safe='')}")
+    if query.get("customer") and query.get("product"):
+        customer_id, product_id = (quote(query[name].strip(), safe="") for name in ("customer", "product"))
+        return redirect(f"/wealth/{customer_id}/{product_id}")
     return page("ledger.html", session=session)
 
 
@@ -435,6 +452,33 @@ def loan(req: Request, loan_id: str) -> Response:
     exponent = currency_exponent(found["currency"]) if found and found.get("currency") else 0
     return page("loan.html", session=session, loan_id=loan_id, loan=found, exponent=exponent,
                 problem=problem, down=down)
+
+
+@app.route("GET", "/payments/{payment_id}", **PAGE)
+def payment_intent(req: Request, payment_id: str) -> Response:
+    session = _session(req)
+    down: list[str] = []
+    found, problem = None, None
+    try:
+        found, problem = console.get().service.payment_intent(session, payment_id)
+    except FunctionDown as error:
+        down.append(error.function)
+    exponent = currency_exponent(found["currency"]) if found and found.get("currency") else 0
+    return page("payment_intent.html", _shown(problem.status) if problem else 200, session=session,
+                payment_id=payment_id, intent=found, exponent=exponent, problem=problem, down=down)
+
+
+@app.route("GET", "/wealth/{customer_id}/{product_id}", **PAGE)
+def wealth_position(req: Request, customer_id: str, product_id: str) -> Response:
+    session = _session(req)
+    down: list[str] = []
+    found, problem = None, None
+    try:
+        found, problem = console.get().service.position(session, customer_id, product_id)
+    except FunctionDown as error:
+        down.append(error.function)
+    return page("position.html", _shown(problem.status) if problem else 200, session=session,
+                customer_id=customer_id, product_id=product_id, position=found, problem=problem, down=down)
 
 
 # --- health -----------------------------------------------------------------------------------------

@@ -22,10 +22,11 @@ The rail refund and payout sagas (the orchestrator's token, scope payments:saga)
   POST /saga/refunds/settle, /saga/refunds/fail  the rail paid the refund out, or refused it (reversed)
   POST /saga/payouts/paid, /saga/payouts/fail    the rail paid a settlement's payout, or refused it (back in
                                                  the merchant's reserve)
-Operators (ops scope):
+Operators (ops scope; every POST needs ops:act as well):
   POST /_/ops/merchants                          onboard a merchant and open its ledger accounts through
                                                  the ledger function (Idempotency-Key required)
   GET  /_/ops/merchants/{merchant_id}            the merchant (settlement account masked)
+  GET  /_/ops/payment_intents/{payment_id}       any payment intent, with its payer
   POST /_/ops/merchants/{merchant_id}/deactivate INACTIVE from now on; safe to repeat
   POST /_/ops/merchants/{merchant_id}/settlements/{date}  settle the merchant for a business date (once)
   GET  /_/ops/merchants/{merchant_id}/settlements/{date}  its report: JSON, or CSV with Accept: text/csv
@@ -65,6 +66,7 @@ from finfaas.services.payments.api import (
     MerchantView,
     NewIntentBody,
     OnboardBody,
+    OpsIntentView,
     PayoutStepBody,
     RefundBody,
     RefundFailBody,
@@ -411,6 +413,15 @@ def onboard_merchant(req: Request, body: OnboardBody) -> MerchantView:
 def get_merchant(req: Request, merchant_id: str) -> MerchantView:
     """A merchant, its terms and its ledger accounts."""
     return merchant_view(services.get().payments.merchant(merchant_id))
+
+
+@app.route("GET", "/_/ops/payment_intents/{payment_id}", rate_limit=OPS_LIMIT.name)
+def get_intent_ops(req: Request, payment_id: str) -> OpsIntentView:
+    """Any payment intent: captures, refunds, disputes and the ledger transfers behind them."""
+    assert req.principal is not None
+    # The ops scope reads any customer's intent, as a client app does.
+    intent = services.get().payments.intent(Caller(req.principal.sub, "client"), payment_id)
+    return OpsIntentView(owner_id=intent.owner_id, **intent_view(intent).model_dump())
 
 
 @app.route("GET", "/_/ops/merchants/{merchant_id}/balance", rate_limit=OPS_LIMIT.name)

@@ -42,6 +42,7 @@ from finfaas.services.transfers.api import (
     NewTransferBody,
     OpsTransferList,
     OpsTransferListQuery,
+    OpsTransferView,
     StepBody,
     SummaryQuery,
     TaskMessage,
@@ -51,6 +52,7 @@ from finfaas.services.transfers.api import (
     TransferSummary,
     TransferView,
     WaitQuery,
+    ops_transfer_view,
     refusing_step,
     transfer_view,
 )
@@ -70,6 +72,7 @@ DEGRADED_APPROVE_ENV = "TRANSFERS_DEGRADED_AUTO_APPROVE_MAJOR"
 BREAKER_FAILURES_ENV = "TRANSFERS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "TRANSFERS_RISK_BREAKER_OPEN_SECONDS"
 WAITERS_MAX_ENV = "TRANSFERS_WAITERS_MAX"
+SECOND_APPROVAL_ENV = "TRANSFERS_SECOND_APPROVAL_ABOVE_MAJOR"
 # A status request that found every waiting slot taken is told to come back this much later.
 BUSY_RETRY_AFTER_SECONDS = 1
 # What the python3-http template's waitress runs with; the waiting requests come on top of it.
@@ -92,7 +95,9 @@ def settings_from_env(environ: Any = os.environ) -> TransfersSettings:
     defaults = TransfersSettings()
     approve_major = environ.get(DEGRADED_APPROVE_ENV, defaults.degraded_auto_approve_major)
     waiters = environ.get(WAITERS_MAX_ENV, defaults.waiters_max)
-    return TransfersSettings(degraded_auto_approve_major=int(approve_major), waiters_max=int(waiters))
+    second_major = environ.get(SECOND_APPROVAL_ENV, defaults.second_approval_above_major)
+    return TransfersSettings(degraded_auto_approve_major=int(approve_major), waiters_max=int(waiters),
+                             second_approval_above_major=int(second_major))
 
 
 def server_options(settings: TransfersSettings) -> dict[str, int]:
@@ -251,11 +256,12 @@ def on_task_message(req: Request) -> dict[str, Any]:
 
 @app.route("POST", "/_/ops/transfers/{transfer_id}/decision", body=DecisionBody, idempotency="required",
            rate_limit=None)
-def decide(req: Request, transfer_id: str, body: DecisionBody) -> TransferView:
-    """An operator's decision: approve|reject a review; post|void a transfer that needs attention."""
+def decide(req: Request, transfer_id: str, body: DecisionBody) -> OpsTransferView:
+    """An operator's decision: approve|reject a review; post|void a transfer that needs attention.
+    Approve or post above the second-approval amount waits (pending_approval) for a different operator."""
     assert req.principal is not None
     req.audit_target = f"transfer:{transfer_id}"
-    return transfer_view(services.get().transfers.decide(transfer_id, body, req.principal.sub))
+    return ops_transfer_view(services.get().transfers.decide(transfer_id, body, req.principal.sub))
 
 
 @app.route("GET", "/_/ops/transfers", query=OpsTransferListQuery, rate_limit=None)

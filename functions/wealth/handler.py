@@ -7,9 +7,10 @@ Customers (wealth:write / wealth:read; a customer sees only its own orders and p
   GET  /positions, /positions/{product_id}       units, value, yesterday's and cumulative income, pending
   GET  /positions/{product_id}/income            income per day, newest first
   GET  /products/{product_id}/yields             published figures and 7-day yields (?from=&to=)
-Operators (ops scope; POSTs take an Idempotency-Key):
+Operators (ops scope, and ops:act for every POST; POSTs take an Idempotency-Key):
   POST /_/ops/products                           create a product (opens the fund's ledger accounts)
   GET  /_/ops/products/{product_id}              the product
+  GET  /_/ops/positions/{customer_id}/{product_id}  any customer's position with its income history
   POST /_/ops/products/{product_id}/close        no new subscriptions
   POST /_/ops/products/{product_id}/income       a day's income per 10,000 units, once per day
   POST /_/ops/products/{product_id}/nav          a NAV fund's NAV of a trading day, once per day
@@ -29,6 +30,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from finfaas.domain.money import currency_exponent
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.http import FunctionApp, Request
 from finfaas.platform.idempotency import IdempotencyGuard
@@ -51,6 +53,7 @@ from finfaas.services.wealth.api import (
     NavCorrectionView,
     NavView,
     NewProductBody,
+    OpsPositionView,
     OrderList,
     OrderView,
     PositionList,
@@ -243,6 +246,18 @@ def create_product(req: Request, body: NewProductBody) -> ProductView:
 @app.route("GET", "/_/ops/products/{product_id}", rate_limit=OPS_LIMIT.name)
 def get_product(req: Request, product_id: str) -> ProductView:
     return product_view(services.get().wealth.product(product_id))
+
+
+@app.route("GET", "/_/ops/positions/{customer_id}/{product_id}", rate_limit=OPS_LIMIT.name)
+def get_position_ops(req: Request, customer_id: str, product_id: str) -> OpsPositionView:
+    """Any customer's position: units, value, pending orders and its income per day, newest first."""
+    wealth = services.get().wealth
+    found = wealth.position(customer_id, product_id)
+    days = wealth.income_statement(customer_id, product_id)
+    currency = found.product.currency
+    return OpsPositionView(customer_id=customer_id, currency=currency, exponent=currency_exponent(currency),
+                           income=[IncomeLine(date=d, income=i) for d, i in days],
+                           **position_view(found).model_dump())
 
 
 @app.route("POST", "/_/ops/products/{product_id}/close", idempotency="optional", rate_limit=OPS_LIMIT.name)

@@ -49,7 +49,7 @@ def gateway(tmp_path_factory, embedded_aws, minter):
 
 @pytest.fixture(scope="module")
 def ops(minter) -> str:
-    return minter.mint(sub="ops-e2e", scopes=("ops",), kind="client")
+    return minter.mint(sub="ops-e2e", scopes=("ops", "ops:act"), kind="client")
 
 
 def show(gateway, token: str, function: str = "ledger"):

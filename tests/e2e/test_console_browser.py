@@ -1,7 +1,9 @@
 """The operator console in a real browser: Debian's Chromium driven by Playwright, against the saga's
 functions and the console behind the local gateway. An operator signs in, approves a transfer under
 review, watches its execution complete and finds the transfer's hold in the ledger explorer; a read-only
-operator and a form without its CSRF token are refused with a page that says why, and nothing is done."""
+operator and a form without its CSRF token are refused with a page that says why, and nothing is done.
+A transfer above the second-approval amount takes two different operators; a payment intent's page shows
+its hold and capture."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from finfaas.platform import keys
+from finfaas_dev.bench import payments as payments_bench
 from finfaas_dev.bench.transfers import (
     FUNCTIONS_DIR,
     Customer,
@@ -38,20 +41,24 @@ REVIEW_SECONDS_MAX = 60
 COMPLETE_SECONDS_MAX = 60
 PAGE_TIMEOUT_MS = 20_000
 AUTH_READY_SECONDS_MAX = 60
-ACTOR, READER = "operator-ada", "operator-rex"
+ACTOR, READER, CHECKER = "operator-ada", "operator-rex", "operator-cy"
 # Operators read executions and ledger transfers through the orchestrator's and the ledger's APIs,
 # which need their read scopes as well.
 OPERATORS = {ACTOR: ("ops", "ops:act", "orchestrator:read", "ledger:read"),
-             READER: ("ops", "orchestrator:read", "ledger:read")}
-# The console, the accounts function its ledger pages read statements from, and the relay that serves the
-# queues' figures and dead letters (no schedule here: nothing else of it runs).
+             READER: ("ops", "orchestrator:read", "ledger:read"),
+             CHECKER: ("ops", "ops:act", "orchestrator:read", "ledger:read")}
+# Above this a review's approval takes two operators: the module's other transfers (15,000.00) stay below.
+SECOND_APPROVAL_ABOVE_MAJOR = 20_000
+TWO_OPERATORS_AMOUNT_MINOR = 2_500_000
+# The console, the accounts function its ledger pages read statements from, payments for its page, and the
+# relay that serves the queues' figures and dead letters (no schedule here: nothing else of it runs).
 CONSOLE_STACK_ENTRY = "".join(f"""  {name}:
     lang: python3-http
     handler: {FUNCTIONS_DIR / name}
     image: bench/{name}
     environment:
       exec_timeout: "30s"
-""" for name in ("console", "accounts", "relay"))
+""" for name in ("console", "accounts", "payments", "relay"))
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +67,17 @@ def suite(embedded_aws, tmp_path_factory):
     folder = tmp_path_factory.mktemp("console-e2e")
     secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
     write_suite_secrets(secrets_dir)
-    keys.ensure_service_clients(secrets_dir, OPERATORS, out=lambda line: None)
+    keys.ensure_service_clients(secrets_dir, {**OPERATORS, "payments": keys.SERVICE_CLIENTS["payments"]},
+                                out=lambda line: None)
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    (folder / "stack.yml").write_text(stack_text() + CONSOLE_STACK_ENTRY)
+    # A function's settings come from its stack.yml entry, as in its container.
+    transfers_app_id = '      AWS_SDK_UA_APP_ID: "transfers"\n'
+    stack = stack_text()
+    assert stack.count(transfers_app_id) == 1
+    stack = stack.replace(transfers_app_id, transfers_app_id +
+                          f'      TRANSFERS_SECOND_APPROVAL_ABOVE_MAJOR: "{SECOND_APPROVAL_ABOVE_MAJOR}"\n')
+    (folder / "stack.yml").write_text(stack + CONSOLE_STACK_ENTRY)
     env = {**os.environ, **embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
            "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json",
            "RAIL_SANDBOX_SETTLE_SECONDS": "1"}
@@ -125,15 +139,15 @@ def customers(suite) -> list[Customer]:
     return open_customers(2, secrets.token_hex(3))
 
 
-def held_for_review(base_url: str, sender: Customer, payee: Customer) -> str:
-    """A transfer over the sender's tier limit: it waits for an operator's review."""
-    ops = client_token("ops")
+def held_for_review(base_url: str, sender: Customer, payee: Customer, amount_minor: int = 1_500_000) -> str:
+    """A transfer over the risk's review amount: it waits for an operator's review."""
+    ops = client_token("ops", "ops:act")
     tier_path = f"/function/transfers/_/ops/customers/{sender.customer_id}/tier"
     status, _ = _request("PUT", base_url + tier_path, ops, {"tier": "PREMIUM"})
     assert status == 204
     status, answer = _request("POST", f"{base_url}/function/transfers/transfers", sender.token,
                               {"debit_account_id": sender.account_id, "credit_account_id": payee.account_id,
-                               "currency": "USD", "amount": 1_500_000},
+                               "currency": "USD", "amount": amount_minor},
                               {"Idempotency-Key": secrets.token_hex(8)})
     assert status == 202, answer
     transfer_id = answer["transfer_id"]
@@ -340,3 +354,81 @@ def test_a_dead_letter_is_redriven_by_an_actor_only_and_its_queue_consumes_it(
     assert page.locator("tr[data-queue='orchestrator'] [data-visible]").inner_text().isdigit()
     assert page.locator("tr[data-resilience='relay']").count() == 1
     page.screenshot(path=str(screenshots / "health.png"), full_page=True)
+
+
+def test_an_approval_above_the_second_approval_amount_takes_two_different_operators(
+        suite, customers, operators, browser, page, screenshots):
+    # GIVEN a 25,000.00 transfer under review, above the 20,000 second-approval amount
+    sender, payee = customers
+    transfer_id = held_for_review(suite, sender, payee, TWO_OPERATORS_AMOUNT_MINOR)
+    row = f"tr[data-transfer='{transfer_id}']"
+
+    # WHEN one operator approves it
+    sign_in(page, suite, ACTOR, operators[ACTOR])
+    page.click("text=Review queue")
+    page.locator(row).locator("input[name=reason]").fill("called the customer")
+    page.locator(row).locator("button[value=approve]").click()
+
+    # THEN the approval waits for a second operator: the queue shows it, and the saga still waits
+    assert "awaits a second, different operator" in page.inner_text("main")
+    assert page.get_attribute(f"{row} [data-pending-approval]", "data-pending-approval") == ACTOR
+    assert transfer_status(suite, sender, transfer_id)["decision_pending"] == "review"
+
+    # WHEN the same operator approves again
+    page.locator(row).locator("input[name=reason]").fill("still fine")
+    page.locator(row).locator("button[value=approve]").click()
+
+    # THEN the transfers function refuses, naming the rule, and nothing moved
+    assert "second, different operator" in page.inner_text("main")
+    assert transfer_status(suite, sender, transfer_id)["decision_pending"] == "review"
+
+    # WHEN a second operator, in a session of their own, confirms it
+    browser.clear_cookies()
+    sign_in(page, suite, CHECKER, operators[CHECKER])
+    page.click("text=Review queue")
+    assert "awaits your confirmation" in page.locator(row).inner_text()
+    page.screenshot(path=str(screenshots / "reviews-second-approval.png"), full_page=True)
+    page.locator(row).locator("input[name=reason]").fill("four eyes: agreed")
+    page.locator(row).locator("button[value=approve]").click()
+
+    # THEN the saga takes the approval and the transfer completes
+    assert f"Transfer {transfer_id} approved." in page.inner_text("main")
+    wait_for(lambda: transfer_status(suite, sender, transfer_id)["status"] == "COMPLETED",
+             COMPLETE_SECONDS_MAX, "the approved transfer to complete")
+
+
+def test_a_payment_intents_page_shows_its_hold_capture_and_ledger_transfers(
+        suite, operators, page, screenshots):
+    # GIVEN a merchant and a payment authorized, then captured
+    merchant_id = f"m-{secrets.token_hex(4)}"
+    payments_bench.onboard(suite, client_token("ops", "ops:act"), merchant_id)
+    [(account_id, token)] = payments_bench.open_customers(secrets.token_hex(3), 1)
+    payment_id = payments_bench.pay(suite, account_id, token, merchant_id, way="manual")
+
+    # WHEN a read-only operator looks it up by id
+    sign_in(page, suite, READER, operators[READER])
+    page.click("text=Ledger")
+    page.fill("input[name=payment]", payment_id)
+    page.click("text=Open the payment")
+
+    # THEN the page shows its status, amounts and the ledger transfers behind them
+    assert page.get_attribute("[data-intent-status]", "data-intent-status") == "succeeded"
+    assert page.locator("[data-received]").inner_text() == "1.00"
+    assert page.locator("tr[data-ledger-step='capture']").count() == 1
+    page.screenshot(path=str(screenshots / "payment-intent.png"), full_page=True)
+
+
+def test_a_read_only_operators_token_is_refused_an_ops_action_by_the_function_itself(suite, customers):
+    # GIVEN a transfer under review and a read-only operator's token (ops, without ops:act)
+    sender, payee = customers
+    transfer_id = held_for_review(suite, sender, payee)
+    reader = client_token("ops", "orchestrator:read", "ledger:read")
+
+    # WHEN it approves through the transfers function's API directly, as curl would
+    status, problem = _request("POST", f"{suite}/function/transfers/_/ops/transfers/{transfer_id}/decision",
+                               reader, {"decision": "approve", "note": "not mine"},
+                               {"Idempotency-Key": secrets.token_hex(8)})
+
+    # THEN the function refuses for the missing acting scope (problem+json), and the transfer still waits
+    assert status == 403 and '"code":"insufficient_scope"' in problem and "ops:act" in problem
+    assert transfer_status(suite, sender, transfer_id)["decision_pending"] == "review"

@@ -91,7 +91,7 @@ def customer(poor: bool) -> tuple[str, str, str]:
 
 def test_a_product_is_quoted_and_applications_are_underwritten_by_risk_and_the_bureau(suite):
     # GIVEN an operator's product (Fineract's 12 %, 30/360 example) and two customers' wallets
-    operator = client_token("ops")
+    operator = client_token("ops", "ops:act")
     product_id = f"personal-{secrets.token_hex(4)}"
     product = {"product_id": product_id, "name": "Personal loan", "currency": "USD",
                "principal_minor_min": 10_000, "principal_minor_max": 5_000_000, "term_months_min": 3,

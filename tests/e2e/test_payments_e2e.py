@@ -88,7 +88,7 @@ def customer(funded_minor: int) -> tuple[str, str]:
 
 def test_a_customer_pays_a_merchant_captured_in_part_refunded_in_part_and_the_books_balance(suite):
     # GIVEN a merchant, and ada with 200.00
-    merchant = onboard(suite, client_token("ops"))
+    merchant = onboard(suite, client_token("ops", "ops:act"))
     account_id, ada = customer(20_000)
     intents = f"{suite}/function/payments/payment_intents"
 
@@ -137,7 +137,7 @@ def test_a_customer_pays_a_merchant_captured_in_part_refunded_in_part_and_the_bo
 
 
 def test_an_operator_onboards_a_merchant_whose_accounts_the_ledger_then_holds(suite):
-    operator = client_token("ops")
+    operator = client_token("ops", "ops:act")
     merchant_id = f"m-{secrets.token_hex(6)}"
     body = {"merchant_id": merchant_id, "name": "Corner Books", "currency": "USD",
             "settlement_account": {"bank_code": "SANDUS00", "account_number": "000123456789",
@@ -176,7 +176,7 @@ def rail_notice(suite: str, body: dict) -> tuple[int, dict]:
 
 def test_partial_capture_partial_refund_a_lost_dispute_and_a_settlement_that_reconciles(suite):
     # GIVEN a merchant (3 % fee), and bob with 200.00 who pays 50.00 of a 100.00 authorization in two captures
-    operator = client_token("ops")
+    operator = client_token("ops", "ops:act")
     merchant = onboard(suite, operator)
     account_id, bob = customer(20_000)
     intents = f"{suite}/function/payments/payment_intents"

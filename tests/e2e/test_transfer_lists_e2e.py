@@ -154,7 +154,7 @@ def test_transfers_sent_at_once_are_each_counted_and_the_third_goes_to_an_operat
     assert "velocity_count" in next(v for v in views if v["transfer_id"] == held)["screening"]["reasons"]
     counts = {transfer_id: _velocity_count(suite, transfer_id) for transfer_id in ids}
     assert sorted(counts.values()) == [1, 2, 3] and counts[held] == VELOCITY_FLAG
-    status, rules = _request("GET", f"{suite}/function/risk/_/ops/risk/rules", client_token("ops"))
+    status, rules = _request("GET", f"{suite}/function/risk/_/ops/risk/rules", client_token("ops", "ops:act"))
     assert status == 200, rules
     velocity = next(r for r in rules["rules"] if r["rule"] == "velocity_count")
     flag = next(t for t in velocity["thresholds"] if t["name"] == "hourly_transfers_flag")
@@ -187,7 +187,7 @@ def test_a_customer_lists_pages_and_filters_their_own_transfers(suite, made):
 
 def test_an_operator_lists_and_counts_what_waits_for_a_decision_until_it_is_decided(suite, made):
     sender, _, _, views = made
-    ops = client_token("ops")
+    ops = client_token("ops", "ops:act")
     held = _held(views)
 
     waiting = _list(suite, ops, "/_/ops/transfers", status="AWAITING_REVIEW", limit="100")

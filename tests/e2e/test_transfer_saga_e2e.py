@@ -280,7 +280,7 @@ def test_a_rail_that_never_answers_is_recalled_and_the_hold_voided(suite, custom
 
 def test_a_large_transfer_waits_for_an_operator_on_the_reviews_queue(suite, customers):
     sender, payee = customers[3], customers[1]
-    ops = client_token("ops")
+    ops = client_token("ops", "ops:act")
     _request(
         "PUT",
         f"{suite}/function/transfers/_/ops/customers/{sender.customer_id}/tier",
@@ -366,7 +366,7 @@ def _transfers_process_memory() -> str:
 def test_200_status_requests_wait_on_one_process_while_the_saga_runs_and_reads_stay_per_tick(suite):
     # GIVEN transfers held for review, the whole saga warm, and 200 clients asking at once to wait 30 s
     # for a final status, more than the template's request threads many times over
-    ops = client_token("ops")
+    ops = client_token("ops", "ops:act")
     people = open_customers(HELD_TRANSFERS + 1, secrets.token_hex(3))
     payee = people[-1]
     held = [(sender, _held_for_review(suite, sender, payee, ops)) for sender in people[:-1]]
@@ -444,7 +444,7 @@ def _decide(base_url: str, transfer_id: str, decision: str, key: str) -> tuple[i
     status, answer = _request(
         "POST",
         f"{base_url}/function/transfers/_/ops/transfers/{transfer_id}/decision",
-        client_token("ops"),
+        client_token("ops", "ops:act"),
         {"decision": decision, "note": "checked"},
         {"Idempotency-Key": key},
     )
@@ -456,7 +456,7 @@ def test_a_decision_whose_reply_died_with_its_process_is_answered_by_its_retry_w
 ):
     # GIVEN a transfer held for review, and the transfers process set to die once the saga has the decision
     sender, payee = open_customers(2, secrets.token_hex(3))
-    held = _held_for_review(suite, sender, payee, client_token("ops"))
+    held = _held_for_review(suite, sender, payee, client_token("ops", "ops:act"))
     arm(_crash_dir(suite_dir), DECISION_REPORTED_CRASH_POINT)
 
     # WHEN the operator's decision is sent, its process dies before answering, and the operator retries
@@ -485,7 +485,7 @@ def test_a_decision_whose_reply_died_with_its_process_is_answered_by_its_retry_w
 def test_an_operator_stops_a_saga_awaiting_review_and_the_transfer_fails_with_nothing_held(suite, customers):
     # GIVEN a transfer waiting for an operator's review
     sender, payee = customers[3], customers[1]
-    ops = client_token("ops")
+    ops = client_token("ops", "ops:act")
     transfer_id = _held_for_review(suite, sender, payee, ops)
     execution = f"{suite}/function/orchestrator/_/ops/executions/transfer:{transfer_id}"
 

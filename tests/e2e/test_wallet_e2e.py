@@ -157,7 +157,8 @@ def test_a_merchant_refunds_a_payment_to_the_customers_bank_through_the_rail(sui
     ledger = LedgerService(ledger_store_from_config())
     ledger.deposit(account_id, 5_000, "USD", transfer_id=f"{account_id}-in")
     merchant = f"m-{secrets.token_hex(6)}"
-    status, body = _request("POST", f"{suite}/function/payments/_/ops/merchants", client_token("ops"), {
+    operator = client_token("ops", "ops:act")
+    status, body = _request("POST", f"{suite}/function/payments/_/ops/merchants", operator, {
         "merchant_id": merchant, "name": "Corner Books", "currency": "USD",
         "settlement_account": {**BANK, "name": "CB LLC"}, "fee_schedule": {"bps": 300}},
         {"Idempotency-Key": secrets.token_hex(8)})

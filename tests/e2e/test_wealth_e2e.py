@@ -208,6 +208,12 @@ def test_subscribe_before_the_cut_off_advance_the_date_see_the_income_redeem_fas
             position.json()["cumulative_income"]) == (1_000_065, 65, 65)
     income = suite.call("GET", f"/function/wealth/positions/{product_id}/income", token=ada_token).json()
     assert income["data"] == [{"date": (monday + timedelta(days=1)).isoformat(), "income": 65}]
+    # an operator sees the same position, its currency and income history (the console's position page)
+    ops_view = suite.call("GET", f"/function/wealth/_/ops/positions/{ada}/{product_id}")
+    assert ops_view.status == 200, ops_view.body
+    assert (ops_view.json()["customer_id"], ops_view.json()["currency"], ops_view.json()["units"]) == (
+        ada, "CNY", 1_000_065)
+    assert ops_view.json()["income"] == income["data"]
 
     # the NAV order, confirmed on Tuesday at Monday's NAV: net 9,881.42 ÷ 1.1800 = 8,374.08 units, fee 118.58
     nav_order = suite.call("GET", "/function/wealth/orders/nav-1", token=ada_token).json()

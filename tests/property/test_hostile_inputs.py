@@ -54,6 +54,7 @@ BOOKKEEPING_TABLES = ("ratelimits", "idempotency", "audit")
 TABLES_MAX = 100
 SCAN_PAGES_MAX = 200
 OPS_SCOPE = "ops"
+OPS_ACT_SCOPE = "ops:act"
 JSON_TYPE, PROBLEM_TYPE = "application/json", "application/problem+json"
 FORM_TYPE = "application/x-www-form-urlencoded"
 # Media types this test can write a hostile body in; a route taking any other fails the test.
@@ -142,6 +143,7 @@ class Function:
     handler: Any
     token: str = ""  # every scope the function's routes name, ops aside
     ops_token: str = ""  # every scope, ops too
+    reader_token: str = ""  # a read-only operator's: every scope but ops:act
     path_ids: list[str] = field(default_factory=list)  # ids the caller does not own, or that do not exist
     cursors: list[str] = field(default_factory=list)  # not valid for this caller and query: foreign, stale
     own_ids: tuple[str, ...] = ()  # the caller's own, used only where a hostile cursor comes along
@@ -233,7 +235,8 @@ def _execution_ids() -> set[str]:
 
 
 def route_scopes(handler: Any) -> list[str]:
-    return sorted({scope for route in handler.app.routes for scope in route.scopes} - {OPS_SCOPE})
+    granted = {scope for route in handler.app.routes for scope in route.scopes}
+    return sorted(granted - {OPS_SCOPE, OPS_ACT_SCOPE})
 
 
 def token_minter(handler: Any, shared: Any) -> Any:
@@ -296,7 +299,9 @@ def functions(embedded_aws, local_secrets) -> dict[str, Function]:
         if signer is not None:
             scopes = route_scopes(handler)
             function.token = signer.mint(owner, scopes, kind="client")
-            function.ops_token = signer.mint(f"ops-{owner}", [*scopes, OPS_SCOPE], kind="client")
+            ops_scopes = [*scopes, OPS_SCOPE, OPS_ACT_SCOPE]
+            function.ops_token = signer.mint(f"ops-{owner}", ops_scopes, kind="client")
+            function.reader_token = signer.mint(f"reader-{owner}", [*scopes, OPS_SCOPE], kind="client")
         assert signer is not None or all(not route.auth for route in handler.app.routes), (
             f"{name}: no way to sign a token its routes accept")
         function.path_ids = [f"{name[:3]}_" + "0" * 32, "sys-funding-USD", "\u202e0000.json"]
@@ -730,6 +735,45 @@ def test_hostile_inputs_get_a_4xx_problem_and_write_nothing(functions, name):
 @pytest.mark.parametrize("name", FUNCTION_NAMES)
 def test_a_body_valid_but_for_one_member_never_gets_a_5xx(functions, name):
     assert_one_hostile_member_is_answered(functions[name])
+
+
+# Functions whose operators change something through /_/ops: a walk that finds none of one fails.
+ACTING_OPS_FUNCTIONS = ("accounts", "auth", "ledger", "loans", "orchestrator", "payments", "rail", "risk",
+                        "transfers", "wallet", "wealth")
+
+
+def test_every_mutating_ops_route_refuses_a_read_only_operator_and_writes_nothing(functions):
+    from finfaas.platform.http import OPS_PATH_PREFIX
+    from finfaas.platform.http.routes import STATE_CHANGING_METHODS
+    from finfaas_dev.testing.platform import Context, Event
+
+    # GIVEN a read-only operator (ops and every other scope, not ops:act) and a valid body for each route
+    before = business_table_contents()
+    walked: dict[str, list[str]] = defaultdict(list)
+    for name, function in sorted(functions.items()):
+        for route in function.handler.app.routes:
+            if not route.path.startswith(OPS_PATH_PREFIX) or route.method not in STATE_CHANGING_METHODS:
+                continue
+            path = route.path
+            for param in route.param_names:
+                path = path.replace("{" + param + "}", NOWHERE_ID)
+            body = valid_body(route.body_model) if route.body_model is not None else {}
+            headers = {"Authorization": f"Bearer {function.reader_token}",
+                       "Idempotency-Key": uuid.uuid4().hex, "Content-Type": JSON_TYPE}
+
+            # WHEN it calls the route
+            event = Event(route.method, path, json.dumps(body).encode(), headers, {})
+            result = function.handler.handle(event, Context())
+
+            # THEN it is refused for the missing acting scope
+            where = f"{name} {route.method} {route.path} -> {result['statusCode']}: {result['body'][:200]}"
+            problem = json.loads(result["body"])
+            assert (result["statusCode"], problem["code"]) == (403, "insufficient_scope"), where
+            assert "ops:act" in problem["detail"], where
+            walked[name].append(f"{route.method} {route.path}")
+    # ... nothing was written, and every function that has acting ops routes was walked
+    assert business_table_contents() == before
+    assert sorted(walked) == sorted(ACTING_OPS_FUNCTIONS), dict(walked)
 
 
 def test_a_row_changed_in_place_changes_the_snapshot_of_the_business_tables(functions):

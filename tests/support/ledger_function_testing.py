@@ -5,4 +5,4 @@ from __future__ import annotations
 CURRENCY = "USD"
 FUNDING_ACCOUNT = f"sys-funding-{CURRENCY}"
 CLIENT = "svc-payments"
-CLIENT_SCOPES = ("ledger:write", "ledger:read", "ops")
+CLIENT_SCOPES = ("ledger:write", "ledger:read", "ops", "ops:act")

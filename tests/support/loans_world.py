@@ -94,7 +94,7 @@ class LoansWorld:
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "loans"), probe=lambda: None,
             ops=LoanOpsService(products, self.loans, money, lambda: self.business_date, repayments)))
-        self.operator = self.minter.mint("ops-console", ["ops"], kind="client")
+        self.operator = self.minter.mint("ops-console", ["ops", "ops:act"], kind="client")
         self.customer = self.minter.mint(CUSTOMER, ["loans:read", "loans:write"])
         created = call(self.handler.handle, "POST", "/_/ops/loan-products", token=self.operator,
                        headers={"Idempotency-Key": "p-1"}, json_body=PRODUCT)

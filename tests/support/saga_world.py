@@ -519,8 +519,9 @@ class SagaWorld:
         assert order is not None
         return order
 
-    def decide(self, transfer_id: str, decision: str, key: str | None = None) -> FakeResponse:
-        token = self.token("ops-1", ("ops",))
+    def decide(self, transfer_id: str, decision: str, key: str | None = None,
+               operator: str = "ops-1") -> FakeResponse:
+        token = self.token(operator, ("ops", "ops:act"))
         return self.gateway.call(
             "POST",
             "transfers",

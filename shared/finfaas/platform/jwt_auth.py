@@ -21,6 +21,8 @@ REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub")
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 PRINCIPAL_KINDS = frozenset({"customer", "client"})
 OPS_SCOPE = "ops"
+# Beside ops, on every ops route that changes something: a read-only operator holds ops alone.
+OPS_ACT_SCOPE = "ops:act"
 jwt_leeway_seconds = 30
 bearer_token_chars_max = 8192
 scope_claim_chars_max = 4096

@@ -191,6 +191,7 @@ def order_to_json(order: TransferOrder) -> str:
         "task_token": order.task_token,
         "task_kind": order.task_kind.value if order.task_kind else None,
         "decision": dict(order.decision) if order.decision is not None else None,
+        "pending_approval": dict(order.pending_approval) if order.pending_approval is not None else None,
         "steps": [
             {"name": s.name, "outcome": s.outcome, "at": format_time(s.at), "detail": s.detail}
             for s in order.steps
@@ -223,6 +224,7 @@ def order_from_json(text: str) -> TransferOrder:
         task_token=raw.get("task_token"),
         task_kind=TaskKind(raw["task_kind"]) if raw.get("task_kind") else None,
         decision=raw.get("decision"),
+        pending_approval=raw.get("pending_approval"),
         steps=tuple(
             Step(s["name"], s["outcome"], parse_time(s["at"]), s.get("detail", ""))
             for s in raw.get("steps", ())

@@ -389,7 +389,7 @@ def profile(base_url: str, customers: Customers, merchant_id: str) -> dict[str, 
 def shard_spread(base_url: str, merchant_id: str) -> dict[str, Any]:
     """How a merchant's captured money lies over its receivable shards: shards used, the largest share."""
     status, balance = _request("GET", f"{base_url}/function/payments/_/ops/merchants/{merchant_id}/balance",
-                               client_token("ops"))
+                               client_token("ops", "ops:act"))
     if status != 200:
         return {"unavailable": f"balance {status}"}
     shards = list(balance["receivable_shards"].values())
@@ -399,7 +399,7 @@ def shard_spread(base_url: str, merchant_id: str) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, Any]:
-    operator = client_token("ops")
+    operator = client_token("ops", "ops:act")
     merchants = [onboard(base_url, operator, f"bm{run_id}-{n}") for n in range(max(args.merchants, 16))]
     payments_max = 4 * args.payments_max + 3 * CALL_SAMPLES + len(WAYS) * PROFILE_SAMPLES + 20
     opened = open_customers(run_id, min(CUSTOMERS_MAX, -(-payments_max // PAYMENTS_PER_CUSTOMER_MAX)))

@@ -602,7 +602,7 @@ async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, m
         flush=True,
     )
 
-    ops = client_token("ops")
+    ops = client_token("ops", "ops:act")
     reads_before = status_reads(base_url, ops)
     dynamodb_before, sqs_before = dynamodb.counts(), moto.counts()
     steps_before = steps_low

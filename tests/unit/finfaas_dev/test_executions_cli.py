@@ -80,7 +80,7 @@ def _through_orchestrator(minter, world: World):
     handler = load_function_handler("orchestrator")
     handler.services.use(handler.OrchestratorServices(world.engine, Sweeper(world.store, world.waker)))
     handler.verifier.use(minter.verifier())
-    token = minter.mint(sub="operator", scopes=["ops"], kind="client")
+    token = minter.mint(sub="operator", scopes=["ops", "ops:act"], kind="client")
     posted: list[str] = []
 
     def post(path: str, body: dict):

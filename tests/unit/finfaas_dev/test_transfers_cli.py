@@ -60,7 +60,7 @@ def test_an_operator_reads_the_counts_then_the_transfers_waiting_oldest_first():
     world.order(BOB, 3, TransferStatus.AWAITING_REVIEW)
     world.order(BOB, 4, TransferStatus.NEEDS_ATTENTION)
     world.order(ADA, 1, TransferStatus.PROCESSING)
-    token = world.tokens.mint("ops-1", ["ops"], kind="client")
+    token = world.tokens.mint("ops-1", ["ops", "ops:act"], kind="client")
     lines: list[str] = []
 
     args = _parse("list", "--ops", "--in-flight-older-than-s", "60")

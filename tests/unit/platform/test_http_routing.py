@@ -267,14 +267,18 @@ def test_ops_routes_cannot_be_public():
         def replay(req): ...
 
 
-def test_ops_routes_always_require_the_ops_scope():
+def test_ops_routes_always_require_the_ops_scope_and_acting_ones_ops_act():
     app = FunctionApp("ops")
 
     @app.route("POST", "/_/ops/replay", scopes=["payments:write"])
     def replay(req): ...
 
-    route = next(r for r in app.routes if r.path == "/_/ops/replay")
-    assert route.scopes == ("payments:write", "ops")
+    @app.route("GET", "/_/ops/replays")
+    def replays(req): ...
+
+    scopes = {r.path: r.scopes for r in app.routes}
+    assert scopes["/_/ops/replay"] == ("payments:write", "ops", "ops:act")
+    assert scopes["/_/ops/replays"] == ("ops",)
 
 
 def test_options_on_an_ops_route_is_a_405_before_any_token_is_asked_for():

@@ -223,7 +223,7 @@ def test_a_missing_scope_is_a_403_naming_it(app, minter):
 
 def test_ops_routes_need_the_ops_scope(app, minter):
     everything_but_ops = minter.mint(kind="client", scopes=["accounts:read", "accounts:write"])
-    ops = minter.mint(kind="client", scopes=["ops"])
+    ops = minter.mint(kind="client", scopes=["ops", "ops:act"])
 
     assert call(app.handle, "POST", "/_/ops/replay", token=everything_but_ops).status == 403
     assert call(app.handle, "POST", "/_/ops/replay", token=ops).status == 200

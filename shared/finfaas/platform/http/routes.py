@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from finfaas.platform.http.messages import TriggerCheck
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-# Every route under this prefix needs the ops scope, whatever its registration says.
+# Every route under this prefix needs the ops scope, whatever its registration says; one that changes
+# something (a state-changing method) needs ops:act as well, so a read-only operator cannot act.
 OPS_PATH_PREFIX = "/_/ops/"
 path_param_chars_max = 256
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -87,6 +88,8 @@ def build_route(
         if not auth:
             raise ValueError(f"{path}: ops routes always need authentication")
         scope_list = tuple(dict.fromkeys((*scope_list, jwt_auth.OPS_SCOPE)))
+        if method in STATE_CHANGING_METHODS:
+            scope_list = tuple(dict.fromkeys((*scope_list, jwt_auth.OPS_ACT_SCOPE)))
     loose = _models_allowing_extra(body) if body is not None else []
     if loose:
         raise TypeError(f"{', '.join(loose)} must set extra='forbid' (derive from StrictModel)")

@@ -6,10 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from finfaas.platform.jwt_auth import OPS_SCOPE
-
-# Every ops route needs `ops`; acting (approve, reject, stop, redrive) needs this scope as well.
-OPS_ACT_SCOPE = "ops:act"
+# Every ops route needs `ops`; acting (approve, reject, stop, redrive) needs ops:act as well, in the
+# functions (finfaas.platform.http.routes) as in the console.
+from finfaas.platform.jwt_auth import OPS_ACT_SCOPE, OPS_SCOPE
 
 
 class Role(Enum):

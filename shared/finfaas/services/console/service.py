@@ -18,6 +18,7 @@ from finfaas.services.console.session import SessionCodec
 
 ORCHESTRATOR, TRANSFERS, AUTH, LEDGER, ACCOUNTS = "orchestrator", "transfers", "auth", "ledger", "accounts"
 LOANS = "loans"
+PAYMENTS, WEALTH = "payments", "wealth"
 AWAITING_REVIEW, NEEDS_ATTENTION = "AWAITING_REVIEW", "NEEDS_ATTENTION"
 # The work queues: the transfers' status each lists and the decisions the transfers function takes there.
 QUEUES = {"reviews": (AWAITING_REVIEW, ("approve", "reject")),
@@ -47,6 +48,13 @@ class Problem:
         if isinstance(self.body, dict):
             return str(self.body.get("detail") or self.body.get("title") or self.body.get("code"))
         return str(self.body)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decision the transfers function took; `pending` when it waits for a second operator's approval."""
+
+    pending: bool
 
 
 @dataclass
@@ -165,9 +173,10 @@ class ConsoleService:
         return list(body.get("data") or []), None
 
     def decide(self, session: Session, transfer_id: str, decision: str, reason: str,
-               queue: str = "reviews") -> Problem | None:
+               queue: str = "reviews") -> Problem | Decided:
         """Approve or reject a transfer under review, or post or void the hold of one needing attention,
-        with the operator's reason (the transfers function audits it with the operator)."""
+        with the operator's reason (the transfers function audits it with the operator). Above its
+        second-approval amount the transfers function only records a first approval (maker-checker)."""
         self._acting(session)
         allowed = QUEUES[queue][1]
         if decision not in allowed:
@@ -179,7 +188,9 @@ class ConsoleService:
         path = f"/_/ops/transfers/{quote(transfer_id, safe='')}/decision"
         status, body = self._suite.call(TRANSFERS, "POST", path, session.token,
                                         {"decision": decision, "note": reason.strip()}, headers)
-        return None if status == 200 else Problem(status, body)
+        if status != 200:
+            return Problem(status, body)
+        return Decided(pending=isinstance(body, dict) and bool(body.get("pending_approval")))
 
     # --- the ledger explorer -------------------------------------------------------------------------
 
@@ -248,6 +259,28 @@ class ConsoleService:
             return None, Problem(422, {"detail": "Enter a loan id."})
         path = f"/_/ops/loans/{quote(loan_id, safe='')}"
         status, body = self._suite.call(LOANS, "GET", path, session.token)
+        if status != 200 or not isinstance(body, dict):
+            return None, Problem(status, body)
+        return body, None
+
+    def payment_intent(self, session: Session,
+                       payment_id: str) -> tuple[dict[str, Any] | None, Problem | None]:
+        """Any payment intent: its captures and refunds, disputes and the ledger transfers behind them."""
+        if not 0 < len(payment_id) <= ledger_id_chars_max:
+            return None, Problem(422, {"detail": "Enter a payment intent id."})
+        path = f"/_/ops/payment_intents/{quote(payment_id, safe='')}"
+        status, body = self._suite.call(PAYMENTS, "GET", path, session.token)
+        if status != 200 or not isinstance(body, dict):
+            return None, Problem(status, body)
+        return body, None
+
+    def position(self, session: Session, customer_id: str,
+                 product_id: str) -> tuple[dict[str, Any] | None, Problem | None]:
+        """Any customer's wealth position: units, value, pending orders and income history."""
+        if not 0 < len(customer_id) <= ledger_id_chars_max or not 0 < len(product_id) <= ledger_id_chars_max:
+            return None, Problem(422, {"detail": "Enter a customer id and a product id."})
+        path = f"/_/ops/positions/{quote(customer_id, safe='')}/{quote(product_id, safe='')}"
+        status, body = self._suite.call(WEALTH, "GET", path, session.token)
         if status != 200 or not isinstance(body, dict):
             return None, Problem(status, body)
         return body, None

@@ -323,6 +323,12 @@ class IntentView(BaseModel):
                                                                      "confirmation (payment_failed)")
 
 
+class OpsIntentView(IntentView):
+    """What operators see of any payment intent: the customer's view and the paying customer."""
+
+    owner_id: str
+
+
 class ExpiryRunView(BaseModel):
     """One run of the capture-expiry job."""
 

@@ -35,6 +35,7 @@ from finfaas.services.transfers.errors import (
     NoDecisionPending,
     OrchestratorUnavailable,
     OverTransferLimit,
+    SecondApproverRequired,
     TransferExists,
     TransferNotFound,
     TransferStoreUnavailable,
@@ -216,10 +217,20 @@ class TransferView(BaseModel):
     steps: list[StepView] = Field(default_factory=list)
 
 
+class PendingApprovalView(BaseModel):
+    """A first operator's approve (or post) above the second-approval amount, awaiting a second operator."""
+
+    decision: str
+    operator: str
+    note: str
+    at: datetime
+
+
 class OpsTransferView(TransferView):
-    """What operators see: the customer's view plus the owner."""
+    """What operators see: the customer's view plus the owner and any approval awaiting a second operator."""
 
     owner_id: str
+    pending_approval: PendingApprovalView | None = None
 
 
 class TransferList(BaseModel):
@@ -251,7 +262,13 @@ class Accepted(BaseModel):
 
 
 def ops_transfer_view(order: TransferOrder) -> OpsTransferView:
-    return OpsTransferView(owner_id=order.owner_id, **transfer_view(order).model_dump())
+    proposal = order.pending_approval
+    pending = None
+    if proposal is not None and proposal["token"] == order.task_token:
+        pending = PendingApprovalView(decision=proposal["decision"], operator=proposal["operator"],
+                                      note=proposal["note"], at=datetime.fromisoformat(proposal["at"]))
+    return OpsTransferView(owner_id=order.owner_id, pending_approval=pending,
+                           **transfer_view(order).model_dump())
 
 
 def transfer_view(order: TransferOrder) -> TransferView:
@@ -312,6 +329,8 @@ ERRORS = {
     InvalidTransfer: ErrorSpec(422, InvalidTransfer.code, "Invalid transfer"),
     NoDecisionPending: ErrorSpec(409, NoDecisionPending.code, "No decision pending"),
     InvalidDecision: ErrorSpec(422, InvalidDecision.code, "Invalid decision"),
+    SecondApproverRequired: ErrorSpec(409, SecondApproverRequired.code,
+                                      "A second, different operator must confirm"),
     DecisionAlreadyRecorded: ErrorSpec(409, DecisionAlreadyRecorded.code, "Another decision was recorded"),
     OrchestratorUnavailable: ErrorSpec(503, OrchestratorUnavailable.code, "Orchestrator unavailable"),
     TransferStoreUnavailable: ErrorSpec(503, TransferStoreUnavailable.code, "Transfer store unavailable"),

@@ -89,6 +89,12 @@ class DecisionAlreadyRecorded(TransferError):
     code = "decision_already_recorded"
 
 
+class SecondApproverRequired(TransferError):
+    """The four-eyes rule: the operator who proposed this decision cannot also confirm it."""
+
+    code = "second_approver_must_differ"
+
+
 class InvalidDecision(TransferError):
     """The decision does not answer the pending task (e.g. post on a review)."""
 

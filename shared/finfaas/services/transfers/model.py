@@ -56,6 +56,8 @@ class TaskKind(StrEnum):
 
 DECISION_REPORTING = "reporting"
 DECISION_RECORDED = "recorded"
+# Decisions that let money leave the sender's account: above the second-approval amount, two operators.
+MONEY_MOVING_DECISIONS = frozenset({"approve", "post"})
 DECISIONS: dict[TaskKind, tuple[str, ...]] = {
     TaskKind.REVIEW: ("approve", "reject"),
     TaskKind.ATTENTION: ("post", "void"),
@@ -96,6 +98,9 @@ class TransferOrder:
     # The operator's decision for a task: written before it is reported to the saga (DECISION_REPORTING)
     # so a retry after a lost reply reports exactly the same, then marked DECISION_RECORDED.
     decision: Mapping[str, str] | None = None
+    # A first operator's money-moving decision above the second-approval amount, waiting for a second,
+    # different operator: {token, decision, operator, note, at}; bound to the task token it answers.
+    pending_approval: Mapping[str, str] | None = None
     steps: tuple[Step, ...] = ()
 
     @property

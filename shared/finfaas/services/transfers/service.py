@@ -68,6 +68,7 @@ from finfaas.services.transfers.errors import (
     NoDecisionPending,
     OrchestratorUnavailable,
     OverTransferLimit,
+    SecondApproverRequired,
     TransferExists,
     TransferNotFound,
     UnknownAccount,
@@ -79,6 +80,7 @@ from finfaas.services.transfers.model import (
     DECISION_REPORTING,
     DECISIONS,
     IN_FLIGHT_STATUSES,
+    MONEY_MOVING_DECISIONS,
     OPEN_STATUSES,
     STATE_MACHINE,
     Acceptance,
@@ -112,6 +114,11 @@ restart_after_seconds = 5.0  # an ACCEPTED order older than this has its executi
 save_attempts_max = 4
 SAVE_POLICY = SAVE_RACE_POLICY.with_attempts(save_attempts_max)
 degraded_auto_approve_major_default = 100
+# Approving a review or posting a held transfer above this many major units of its currency takes two
+# different operators (maker-checker); the function's TRANSFERS_SECOND_APPROVAL_ABOVE_MAJOR.
+second_approval_above_major_default = 100_000
+# The decision is still being weighed: a first operator's proposal waits for a second operator.
+APPROVAL_PROPOSED = "proposed"
 _FAILURE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _TRANSFER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LIST_ROUTE = "GET /transfers"
@@ -145,10 +152,16 @@ class TransfersSettings:
     watch_tick_seconds: float = watch_tick_seconds
     waiters_max: int = waiters_max
     restart_after_seconds: float = restart_after_seconds
+    second_approval_above_major: int = second_approval_above_major_default
 
     def __post_init__(self) -> None:
         if self.waiters_max < 0 or self.watch_tick_seconds <= 0:
             raise ValueError("waiters_max must be >= 0 and watch_tick_seconds > 0")
+        if self.second_approval_above_major < 0:
+            raise ValueError("second_approval_above_major must be >= 0")
+
+    def second_approval_above_minor(self, currency: str) -> int:
+        return self.second_approval_above_major * 10 ** currency_exponent(currency)
 
     def degraded_auto_approve_minor(self, currency: str) -> int:
         return self.degraded_auto_approve_major * 10 ** currency_exponent(currency)
@@ -436,16 +449,17 @@ class TransfersService:
 
         The decision is written on the order before it is reported, so a retry after a lost reply (any
         key) reports the very same thing again and answers as the first did; a different one is refused.
+        Approve or post above the second-approval amount is only proposed, until another operator agrees.
         """
         from finfaas.services.suite_clients import TaskNotWaiting
 
         decision = self._read_change_save(
             transfer_id,
-            lambda order: _decision_to_report(order, body, operator, self._clock()),
+            lambda order: _decision_to_report(order, body, operator, self._clock(), self._settings),
             self._orders.save,
             f"transfer {transfer_id} kept changing",
         )
-        if decision["state"] == DECISION_RECORDED:
+        if decision["state"] in (DECISION_RECORDED, APPROVAL_PROPOSED):
             return self._require(transfer_id)
         try:
             # The same output on every retry: the orchestrator answers a repeated equal report 200,
@@ -717,7 +731,10 @@ class TransfersService:
             # The saga may have moved on (even finished) before this write: it owns the status then.
             moves_on = waits and proceeds and not order.status.terminal
             status = TransferStatus.PROCESSING if moves_on else order.status
-            note = f"{decision['operator']}: {decision['note']}".strip()
+            operators = decision["operator"]
+            if decision.get("proposed_by"):
+                operators = f"{decision['proposed_by']} and {decision['operator']}"
+            note = f"{operators}: {decision['note']}".strip()
             changed = order.changed(
                 now,
                 Step("decision", decision["decision"], now, note),
@@ -725,6 +742,7 @@ class TransfersService:
                 task_kind=None if waits else order.task_kind,
                 status=status,
                 decision={**current, "state": DECISION_RECORDED},
+                pending_approval=None,
             )
             return Change(changed, changed)
 
@@ -746,9 +764,10 @@ class TransfersService:
 
 
 def _decision_to_report(
-    order: TransferOrder, body: DecisionBody, operator: str, now: datetime
+    order: TransferOrder, body: DecisionBody, operator: str, now: datetime, settings: TransfersSettings
 ) -> Unchanged[Mapping[str, str]] | Change[TransferOrder, Mapping[str, str]]:
-    """The decision to report for the order's task: the one already written (a retry), or this one."""
+    """The decision to report for the order's task: the one already written (a retry), this one, or
+    this one proposed (state APPROVAL_PROPOSED) while it waits for a second operator."""
     written = order.decision
     if written is not None and (order.task_token is None or written["token"] == order.task_token):
         if written["decision"] != body.decision:
@@ -769,7 +788,33 @@ def _decision_to_report(
         "operator": operator,
         "state": DECISION_REPORTING,
     }
-    return Change(order.changed(now, None, decision=decision), decision)
+    two_needed = (body.decision in MONEY_MOVING_DECISIONS
+                  and order.amount_minor > settings.second_approval_above_minor(order.currency))
+    if two_needed:
+        proposal = order.pending_approval
+        if proposal is None or proposal["token"] != order.task_token or proposal["decision"] != body.decision:
+            return _proposed(order, body, operator, now)
+        if proposal["operator"] == operator:
+            raise SecondApproverRequired(
+                f"{body.decision} of transfer {order.transfer_id} above "
+                f"{settings.second_approval_above_major} {order.currency} was proposed by {operator}: "
+                "a second, different operator must confirm it"
+            )
+        decision["proposed_by"] = proposal["operator"]
+    # A single operator's reject or void ends any proposal: nothing leaves the sender's account.
+    return Change(order.changed(now, None, decision=decision, pending_approval=None), decision)
+
+
+def _proposed(
+    order: TransferOrder, body: DecisionBody, operator: str, now: datetime
+) -> Change[TransferOrder, Mapping[str, str]]:
+    """The first operator's money-moving decision, kept on the order until a second operator agrees."""
+    assert order.task_token is not None
+    proposal = {"token": order.task_token, "decision": body.decision, "operator": operator,
+                "note": body.note, "at": now.isoformat()}
+    step = Step("approval", f"{body.decision} proposed", now, f"{operator}: {body.note}".strip())
+    proposed = {**proposal, "state": APPROVAL_PROPOSED}
+    return Change(order.changed(now, step, pending_approval=proposal), proposed)
 
 
 def _check_debit_account(order: TransferOrder, debit: AccountInfo | None) -> None:

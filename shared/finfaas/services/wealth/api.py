@@ -326,6 +326,15 @@ class IncomeStatement(BaseModel):
     data: list[IncomeLine]
 
 
+class OpsPositionView(PositionView):
+    """What operators see of any customer's position: the customer's view, whose it is, and its income."""
+
+    customer_id: str
+    currency: str = Field(description="the product's: value and income are in its minor units")
+    exponent: int
+    income: list[IncomeLine] = Field(description="income per day, newest first (the last 31 days)")
+
+
 class BatchBody(StrictModel):
     """One step of the daily batch for a market's business date; cursor resumes a paged step."""
 

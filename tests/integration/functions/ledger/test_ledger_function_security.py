@@ -26,7 +26,7 @@ ROUTES = [
     ("POST", "/_/ops/system-accounts", "ops"),
     ("GET", "/_/ops/stats", "ops"),
 ]
-ALL_SCOPES = ("ledger:write", "ledger:read", "ops")
+ALL_SCOPES = ("ledger:write", "ledger:read", "ops", "ops:act")
 
 
 def b64url(data: bytes) -> str:

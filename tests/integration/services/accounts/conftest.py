@@ -30,7 +30,7 @@ class AccountsWorld:
         return customer_id, self.minter.mint(customer_id, CUSTOMER_SCOPES)
 
     def operator(self) -> str:
-        return self.minter.mint("ops-console", ["ops"], kind="client")
+        return self.minter.mint("ops-console", ["ops", "ops:act"], kind="client")
 
 
 @pytest.fixture(scope="session")

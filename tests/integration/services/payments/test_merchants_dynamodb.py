@@ -19,7 +19,7 @@ def world(embedded_aws):
     payments, ledger = load_function_handler("payments"), load_function_handler("ledger")
     payments.verifier.use(minter.verifier())
     gateway = wire_payments(payments, ledger, minter)
-    return payments, gateway, minter.mint("ops-console", ["ops"], kind="client")
+    return payments, gateway, minter.mint("ops-console", ["ops", "ops:act"], kind="client")
 
 
 def onboard(world, merchant_id: str, **changes):

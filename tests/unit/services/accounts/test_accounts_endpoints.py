@@ -62,7 +62,7 @@ class World:
         ))
         self.alice = self.minter.mint("cust-alice", CUSTOMER_SCOPES)
         self.bob = self.minter.mint("cust-bob", CUSTOMER_SCOPES)
-        self.operator = self.minter.mint("ops-console", ["ops"], kind="client")
+        self.operator = self.minter.mint("ops-console", ["ops", "ops:act"], kind="client")
 
     def call(self, method: str, path: str, token: str | None, key: str | None = None, **kwargs):
         headers = dict(kwargs.pop("headers", {}))

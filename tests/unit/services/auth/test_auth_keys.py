@@ -79,7 +79,7 @@ def test_during_rollover_both_keys_are_published_and_old_tokens_still_verify(aut
 
     # WHEN operators rotate the key and tell the function to reload
     new_kid = rotate(folder)
-    ops_token = token_for(auth, secret, scope="ops")
+    ops_token = token_for(auth, secret, scope="ops+ops:act")
     reload = call(auth.handle, "POST", "/_/ops/reload-secrets", token=ops_token)
 
     # THEN the new key signs, both are published, and both tokens verify

@@ -41,6 +41,38 @@ LOAN = {"loan_id": "ln_1", "owner_id": "c1", "product_id": "p1", "account_id": "
                       "interest_minor": 1_000, "owed_minor": 61_000}],
         "transactions": [{"kind": "repayment", "transfer_id": "ln_1-r1", "on": "2027-02-01",
                           "amount_minor": 61_000}]}
+INTENT = {"id": "pi_1", "status": "succeeded", "amount": 2_500, "amount_capturable": 0,
+          "amount_received": 1_500, "amount_refunded": 500, "currency": "USD", "exponent": 2,
+          "customer_account_id": "acc_1", "merchant_id": "m_1", "capture_method": "manual",
+          "application_fee_amount": 75, "metadata": {}, "statement_descriptor": "", "owner_id": "c1",
+          "refunds": [{"refund_number": "1", "amount": 500, "application_fee_refunded": 15,
+                       "reason": "requested_by_customer", "status": "succeeded", "transfer_id": "pi_1-r1",
+                       "created_at": "2027-01-16T10:00:00Z"}],
+          "application_fee_refunded": 15, "amount_disputed": 0,
+          "disputes": [{"dispute_id": "dp_1", "payment_intent": "pi_1", "status": "won", "amount": 300,
+                        "fee": 1_500, "reason": "fraudulent", "source_account_id": "m_1-r0",
+                        "transfer_ids": ["dp_1-take"], "evidence": "", "accepted": False,
+                        "reinstated_transfer_id": "dp_1-back", "created_at": "2027-01-17T10:00:00Z"}],
+          "ledger_transfers": [{"kind": "hold", "transfer_id": "pi_1-h", "amount_minor": 2_500},
+                               {"kind": "capture", "transfer_id": "pi_1-c1", "amount_minor": 1_500}],
+          "created_at": "2027-01-15T10:00:00Z"}
+ORDER = {"order_id": "o-9", "kind": "REDEMPTION", "product_id": "mmf-1", "account_id": "acc_1"}
+POSITION = {"product_id": "mmf-1", "kind": "MMF", "units": 1_000_000, "available_units": 900_000,
+            "value": 1_000_000, "yesterday_income": 27, "cumulative_income": 81,
+            "last_income_date": "2027-03-03",
+            "pending_orders": [{**ORDER,
+                                "amount": 100_000, "currency": "CNY", "maturity_instruction": None,
+                                "placed_at": "2027-03-03T09:00:00Z", "trade_date": "2027-03-03",
+                                "confirmation_date": "2027-03-04", "status": "PENDING"}],
+            "customer_id": "c1", "currency": "CNY", "exponent": 2,
+            "income": [{"date": "2027-03-03", "income": 27}, {"date": "2027-03-02", "income": 27}]}
+EXECUTION = {"execution_id": "transfer:tr_9", "state_machine": "transfer", "name": "tr_9", "status": "FAILED",
+             "current_state": None, "started_at": "2027-01-15T10:00:00Z", "history_events": 1, "version": 3,
+             "input": {"transfer_id": "tr_9", "amount_minor": 2_500,
+                       "creditor": {"name": "Carol Danvers", "iban": "GB33BUKB20201555555555"}},
+             "output": {"email": "carol@example.com", "status": "FAILED"}}
+FAILED_EVENT = {"seq": 1, "type": "TaskFailed", "state": "Hold", "at": "2027-01-15T10:00:00Z",
+                "detail": {"cause": "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "payee_name": "Carol Danvers"}}
 TRANSFERS = {
     "hold_1": {**LEG, "transfer_id": "hold_1", "kind": "PENDING", "state": "POSTED", "amount_minor": 12_000,
                "expires_at": "2027-01-16T10:00:00Z", "resolved_by": "post_1"},
@@ -57,6 +89,7 @@ class FakeSuite:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, str, object]] = []
         self.down: set[str] = set()
+        self.pending_approval: dict | None = None  # what the transfers function answers a first approval
 
     def token(self, client_id: str, client_secret: str):
         secret, scope = ACCOUNTS.get(client_id, ("", ""))
@@ -89,6 +122,16 @@ class FakeSuite:
             return 200, BALANCE
         if function == "loans" and path == "/_/ops/loans/ln_1":
             return 200, LOAN
+        if function == "orchestrator" and path == "/executions/transfer%3Atr_9":
+            return 200, EXECUTION
+        if function == "orchestrator" and path.startswith("/executions/transfer%3Atr_9/history?"):
+            return 200, {"data": [FAILED_EVENT]}
+        if function == "payments" and path == "/_/ops/payment_intents/pi_1":
+            return 200, INTENT
+        if function == "wealth" and path == "/_/ops/positions/c1/mmf-1":
+            return 200, POSITION
+        if function == "transfers" and path.endswith("/decision") and self.pending_approval:
+            return 200, {**HELD, "pending_approval": self.pending_approval}
         if function == "ledger" and path.startswith("/transfers/"):
             found = TRANSFERS.get(path.removeprefix("/transfers/"))
             if found is None:
@@ -382,3 +425,81 @@ def test_a_loans_page_shows_its_schedule_payments_and_bucket_in_its_currencys_un
     assert "ln_1-r1" in reply.body
     assert suite.calls[-1] == ("loans", "GET", "/_/ops/loans/ln_1", "token-of-op-rex", None)
     assert without.status == 200 and 'data-down="loans"' in without.body
+
+
+def test_a_first_approval_above_the_second_approval_amount_says_it_waits_for_another_operator(console):
+    # GIVEN the transfers function records an approval as pending a second operator's
+    handler, suite = console
+    proposal = {"decision": "approve", "operator": "op-ada", "note": "called the customer",
+                "at": "2027-01-15T10:05:00Z"}
+    suite.pending_approval = proposal
+    cookie = cookie_of(sign_in(handler, "op-ada"))
+
+    # WHEN the operator approves
+    reply = post(handler, "/reviews/tr_1", cookie,
+                 {"csrf": csrf_of(handler, cookie), "decision": "approve", "reason": "called the customer"})
+
+    # THEN the page says it waits for a second operator's approval, not that it was approved
+    assert reply.status == 303 and "done=proposed" in reply.header("location")
+    shown = call(handler.handle, "GET", "/reviews", headers={"Cookie": cookie},
+                 query={"done": "proposed", "transfer": "tr_1"})
+    assert "awaits a second, different operator" in shown.body
+
+
+def test_the_review_queue_shows_a_pending_approval_with_its_operator(console):
+    handler, suite = console
+    HELD["pending_approval"] = {"decision": "approve", "operator": "op-ada", "note": "ok",
+                                "at": "2027-01-15T10:05:00Z"}
+    try:
+        ada, rex = cookie_of(sign_in(handler, "op-ada")), cookie_of(sign_in(handler, "op-rex"))
+        own, other = get(handler, "/reviews", ada), get(handler, "/reviews", rex)
+    finally:
+        del HELD["pending_approval"]
+
+    assert 'data-pending-approval="op-ada"' in own.body and "another operator must confirm it" in own.body
+    assert "awaits your confirmation" in other.body
+
+
+def test_a_payment_intents_page_shows_its_captures_refunds_disputes_and_ledger_transfers(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/payments/pi_1", cookie)
+    found = call(handler.handle, "GET", "/ledger", headers={"Cookie": cookie}, query={"payment": "pi_1"})
+    suite.down.add("payments")
+    without = get(handler, "/payments/pi_1", cookie)
+
+    assert reply.status == 200 and 'data-intent-status="succeeded"' in reply.body
+    assert "data-received>15.00<" in reply.body and "data-refunded>5.00<" in reply.body
+    assert 'data-ledger-step="capture"' in reply.body and "pi_1-c1" in reply.body
+    assert 'data-refund="1"' in reply.body and "pi_1-r1" in reply.body
+    assert 'data-dispute="dp_1"' in reply.body and "dp_1-back" in reply.body
+    assert suite.calls[-1] == ("payments", "GET", "/_/ops/payment_intents/pi_1", "token-of-op-rex", None)
+    assert found.status == 303 and found.header("location") == "/function/console/payments/pi_1"
+    assert without.status == 200 and 'data-down="payments"' in without.body
+
+
+def test_a_wealth_positions_page_shows_its_units_value_income_and_pending_orders(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/wealth/c1/mmf-1", cookie)
+    found = call(handler.handle, "GET", "/ledger", headers={"Cookie": cookie},
+                 query={"customer": "c1", "product": "mmf-1"})
+
+    assert reply.status == 200 and "data-value>10000.00 CNY<" in reply.body
+    assert "data-cumulative-income>0.81 CNY<" in reply.body
+    assert 'data-income-day="2027-03-02"' in reply.body and 'data-order="o-9"' in reply.body
+    assert suite.calls[-1] == ("wealth", "GET", "/_/ops/positions/c1/mmf-1", "token-of-op-rex", None)
+    assert found.status == 303 and found.header("location") == "/function/console/wealth/c1/mmf-1"
+
+
+def test_an_executions_page_shows_its_input_output_and_events_with_personal_data_redacted(console):
+    handler, _ = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/executions/transfer:tr_9", cookie)
+
+    assert reply.status == 200 and "amount_minor" in reply.body and "2500" in reply.body
+    for personal in ("Carol Danvers", "GB33BUKB", "carol@example.com", "eyJhbGciOiJSUzI1NiJ9"):
+        assert personal not in reply.body

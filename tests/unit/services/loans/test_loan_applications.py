@@ -74,7 +74,7 @@ class World:
             guard=IdempotencyGuard(InMemoryIdempotencyStore(), "loans"),
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "loans"), probe=lambda: None))
-        self.operator = self.minter.mint("ops-console", ["ops"], kind="client")
+        self.operator = self.minter.mint("ops-console", ["ops", "ops:act"], kind="client")
         created = call(self.handler.handle, "POST", "/_/ops/loan-products", token=self.operator,
                        headers={"Idempotency-Key": "p-1"}, json_body=PRODUCT)
         assert created.status == 201, created.body

@@ -53,7 +53,7 @@ class World:
             audit=AuditLog(InMemoryAuditStore(), "loans"),
             probe=lambda: None,
         ))
-        self.operator = self.minter.mint("ops-console", ["ops"], kind="client")
+        self.operator = self.minter.mint("ops-console", ["ops", "ops:act"], kind="client")
         self.customer = self.minter.mint("cust-1", ["loans:read", "loans:write"])
 
     def create(self, body: dict | None = None, token: str | None = None):

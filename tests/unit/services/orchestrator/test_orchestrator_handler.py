@@ -14,7 +14,7 @@ from finfaas.workflow.tasks import TaskSubmitted
 from finfaas_dev.testing.platform import call, load_function_handler
 from support.workflow_testing import ScriptedTasks, ToyBank, World, registry
 
-ALL_SCOPES = ["orchestrator:read", "orchestrator:start", "orchestrator:callback", "ops"]
+ALL_SCOPES = ["orchestrator:read", "orchestrator:start", "orchestrator:callback", "ops", "ops:act"]
 TRANSFER = {"from": "alice", "to": "bob", "amount_minor": 1250}
 CLOUDEVENT = {
     "ce-specversion": "1.0",

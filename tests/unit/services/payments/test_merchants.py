@@ -51,7 +51,7 @@ class World:
             audit=AuditLog(InMemoryAuditStore(), "payments"),
             probe=lambda: None,
         ))
-        self.operator = self.minter.mint("ops-console", ["ops"], kind="client")
+        self.operator = self.minter.mint("ops-console", ["ops", "ops:act"], kind="client")
         self.app = self.minter.mint("shop-app", ["payments:write", "payments:read"], kind="client")
 
     def onboard(self, body: dict | None = None, key: str | None = None, token: str | None = None):

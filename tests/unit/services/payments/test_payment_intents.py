@@ -86,7 +86,7 @@ class World:
             probe=lambda: None,
             records=self.keys,
         ))
-        self.operator = self.minter.mint("ops-console", ["ops"], kind="client")
+        self.operator = self.minter.mint("ops-console", ["ops", "ops:act"], kind="client")
         self.ada = self.minter.mint("cust-ada", SCOPES)
         self.bob = self.minter.mint("cust-bob", SCOPES)
         self.app = self.minter.mint("shop-app", SCOPES, kind="client")
@@ -729,3 +729,22 @@ def test_an_authorization_found_past_its_holds_own_timeout_is_recorded_as_the_le
     assert (intent.status.value, intent.cancellation_reason.value) == ("canceled", "expired")
     assert intent.ledger[-1] == LedgerStep("release", expiry_transfer_id(hold_id), 1_000)
     assert world.balances() == (0, 0, 0)
+
+
+def test_an_operator_reads_any_customers_intent_and_a_reader_needs_only_the_ops_scope(world):
+    # GIVEN ada's captured payment and a read-only operator (ops, without ops:act)
+    payment_id = world.authorized(10_000)
+    world.capture(payment_id, 4_000)
+    reader = world.minter.mint("ops-reader", ["ops"], kind="client")
+
+    # WHEN the operator, ada and bob ask the ops read for it
+    seen = call(world.handler.handle, "GET", f"/_/ops/payment_intents/{payment_id}", token=reader)
+    customer = call(world.handler.handle, "GET", f"/_/ops/payment_intents/{payment_id}", token=world.ada)
+    missing = call(world.handler.handle, "GET", "/_/ops/payment_intents/pi_missing", token=reader)
+
+    # THEN the operator sees it with its payer and the ledger transfers behind it; a customer is refused
+    assert seen.status == 200, seen.body
+    view = seen.json()
+    assert (view["owner_id"], view["amount_received"]) == ("cust-ada", 4_000)
+    assert [s["kind"] for s in view["ledger_transfers"]] == ["hold", "capture", "release"]
+    assert customer.status == 403 and missing.status == 404

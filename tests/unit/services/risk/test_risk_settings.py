@@ -79,7 +79,7 @@ def test_operators_read_every_rule_with_the_thresholds_in_effect_and_their_defau
     service = RiskService(InMemoryRiskStore(), policy)
     handler.services.use(handler.RiskServices(risk=service, probe=lambda: None))
 
-    operator = tokens.mint("ops-1", ["ops"], "client")
+    operator = tokens.mint("ops-1", ["ops", "ops:act"], "client")
     assessor = tokens.mint("svc", ["risk:assess"], "client")
     reply = call(handler.handle, "GET", "/_/ops/risk/rules", token=operator)
     refused = call(handler.handle, "GET", "/_/ops/risk/rules", token=assessor)

@@ -4,6 +4,7 @@ transfer runs the compensation its definition declares, and a transfer's executi
 from __future__ import annotations
 
 from finfaas.domain.limits import Tier
+from finfaas.services.transfers.service import TransfersSettings
 from finfaas.workflow.model import Phase, Status
 from finfaas.workflow.store import ExecutionFilter
 from support.saga_world import CUSTOMER, OPENING_BALANCE_MINOR, SagaWorld
@@ -25,7 +26,7 @@ def started(world: SagaWorld, body: dict) -> str:
 
 
 def stop(world: SagaWorld, transfer_id: str, reason: str):
-    token = world.token("ops-1", ("ops",))
+    token = world.token("ops-1", ("ops", "ops:act"))
     return world.gateway.call("POST", "orchestrator", f"/_/ops/executions/transfer:{transfer_id}/stop",
                               {"reason": reason}, token)
 
@@ -85,3 +86,55 @@ def test_a_transfers_execution_is_listed_by_its_id():
 
     assert [e.execution_id for e in page.executions] == [f"transfer:{transfer_id}"]
     assert page.executions[0].reference == transfer_id
+
+
+def test_an_approval_above_the_second_approval_amount_waits_for_a_second_different_operator():
+    # GIVEN a 10,000.00 transfer under review, above a 5,000 second-approval amount
+    world = SagaWorld(settings=TransfersSettings(second_approval_above_major=5_000))
+    world.orders.set_tier(CUSTOMER, Tier.PREMIUM)
+    transfer_id = started(world, {**INTERNAL, "amount": 1_000_000})
+    world.run(until=lambda: world.transfer(transfer_id).task_token is not None)
+
+    # WHEN one operator approves it, then the same operator again under another key
+    first = world.decide(transfer_id, "approve", key="k-1", operator="ops-1")
+    again = world.decide(transfer_id, "approve", key="k-2", operator="ops-1")
+
+    # THEN the first approval is only pending: the saga still waits and no money moved
+    assert first.status_code == 200, first.content
+    assert first.json()["pending_approval"]["operator"] == "ops-1"
+    assert first.json()["status"] == "AWAITING_REVIEW"
+    assert world.transfer(transfer_id).task_token is not None
+    assert world.balance("acc-a") == OPENING_BALANCE_MINOR
+    # ... and the same operator cannot be the second approver
+    assert (again.status_code, again.json()["code"]) == (409, "second_approver_must_differ")
+
+    # WHEN a different operator confirms
+    second = world.decide(transfer_id, "approve", key="k-3", operator="ops-2")
+    world.run()
+
+    # THEN the saga takes the approval and the money moves once
+    assert second.status_code == 200, second.content
+    order = world.transfer(transfer_id)
+    assert order.status == "COMPLETED" and order.pending_approval is None
+    assert any(s.name == "decision" and "ops-1 and ops-2" in s.detail for s in order.steps)
+    assert world.balance("acc-a") == OPENING_BALANCE_MINOR - 1_000_000
+    assert world.ledger_check().clean
+
+
+def test_one_operator_rejects_a_transfer_whose_approval_waits_for_a_second_operator():
+    # GIVEN an approval above the second-approval amount, proposed by one operator
+    world = SagaWorld(settings=TransfersSettings(second_approval_above_major=5_000))
+    world.orders.set_tier(CUSTOMER, Tier.PREMIUM)
+    transfer_id = started(world, {**INTERNAL, "amount": 1_000_000})
+    world.run(until=lambda: world.transfer(transfer_id).task_token is not None)
+    assert world.decide(transfer_id, "approve", key="k-1", operator="ops-1").status_code == 200
+
+    # WHEN the same operator rejects it (nothing leaves the account: one operator is enough)
+    reply = world.decide(transfer_id, "reject", key="k-2", operator="ops-1")
+    world.run()
+
+    # THEN the transfer ends without moving money and the proposal is gone
+    assert reply.status_code == 200, reply.content
+    order = world.transfer(transfer_id)
+    assert order.status in ("REJECTED", "FAILED") and order.pending_approval is None
+    assert world.balance("acc-a") == OPENING_BALANCE_MINOR and world.held("acc-a") == 0

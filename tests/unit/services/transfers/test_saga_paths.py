@@ -440,7 +440,7 @@ def test_the_daily_limit_counts_what_went_through_and_gives_back_what_did_not():
 
 def test_a_blocked_payee_is_declined_with_the_reason():
     world = SagaWorld()
-    ops = world.token("ops-1", ("ops",))
+    ops = world.token("ops-1", ("ops", "ops:act"))
     world.gateway.call("PUT", "risk", "/_/ops/blocklist/destination/acc-b", {"reason": "fraud report 7"}, ops)
 
     transfer_id = started(world, INTERNAL)
@@ -454,7 +454,7 @@ def test_a_blocked_payee_is_declined_with_the_reason():
 
 def test_a_payee_at_another_bank_is_blocked_from_the_body_and_named_in_urls_only_by_fingerprint():
     world = SagaWorld()
-    ops = world.token("ops-1", ("ops",))
+    ops = world.token("ops-1", ("ops", "ops:act"))
 
     # WHEN an operator blocks the payee by its account number, which goes in the body
     blocked = world.gateway.call("POST", "risk", "/_/ops/blocklist", {

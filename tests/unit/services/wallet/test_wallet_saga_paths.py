@@ -48,7 +48,7 @@ def test_an_operator_ends_a_withdrawal_whose_payout_is_unknown_and_only_once():
     world.run()
     assert world.move(move_id).status.value == "needs_attention"
     assert world.held("acc-a") == AMOUNT_MINOR
-    ops = world.token("ops-1", ("ops",))
+    ops = world.token("ops-1", ("ops", "ops:act"))
 
     def decide(decision: str, key: str, token: str = ops):
         return world.gateway.call("POST", "wallet", f"/_/ops/withdrawals/{move_id}/decision",
