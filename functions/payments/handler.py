@@ -29,6 +29,11 @@ Operators (ops scope):
   POST /_/ops/merchants/{merchant_id}/deactivate INACTIVE from now on; safe to repeat
   POST /_/ops/merchants/{merchant_id}/settlements/{date}  settle the merchant for a business date (once)
   GET  /_/ops/merchants/{merchant_id}/settlements/{date}  its report: JSON, or CSV with Accept: text/csv
+Operators who may act (ops and ops:act), after asking the rail about an outcome it never sent:
+  POST /_/ops/payment_intents/{payment_id}/refunds/{refund_number}/outcome  {"outcome", "reason"}: a
+                                                 pending rail refund settled or failed (reversed), once
+  POST /_/ops/merchants/{merchant_id}/settlements/{date}/payout/outcome     {"outcome", "reason"}: a payout
+                                                 in transit paid, or failed (back in the reserve), once
 Schedule (no token: a signed tick, or a stock scheduler's unsigned one, once a minute):
   POST /                                         the capture-expiry job: cancels intents past
                                                  capture_before (reason expired) and warns a day before;
@@ -66,6 +71,7 @@ from finfaas.services.payments.api import (
     NewIntentBody,
     OnboardBody,
     PayoutStepBody,
+    RailOutcomeBody,
     RefundBody,
     RefundFailBody,
     RefundStepBody,
@@ -94,6 +100,7 @@ MONEY_LIMIT = RateLimit("payments_money", requests_max=6_000, window_seconds=60,
 READ_LIMIT = RateLimit("payments_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
 LIMITS = {limit.name: limit for limit in (OPS_LIMIT, MONEY_LIMIT, READ_LIMIT)}
 READ, WRITE, SAGA = "payments:read", "payments:write", "payments:saga"
+OPS_ACT = "ops:act"  # ending a rail outcome by hand moves money: reading operators may not
 SAGA_ROUTE: dict[str, Any] = {"scopes": [SAGA], "rate_limit": None}
 INTENT_PATH = "/function/payments/payment_intents/{}"
 # Environment knobs (stack.yml), each with the product's default.
@@ -456,6 +463,30 @@ def get_settlement(req: Request, merchant_id: str, date: str) -> Any:
     if CSV_MEDIA_TYPE in (req.header("accept") or ""):
         return Response(settlement_csv(settlement), media_type=CSV_MEDIA_TYPE)
     return settlement_view(settlement)
+
+
+@app.route("POST", "/_/ops/payment_intents/{payment_id}/refunds/{refund_number}/outcome", scopes=[OPS_ACT],
+           body=RailOutcomeBody, idempotency="optional", rate_limit=OPS_LIMIT.name)
+def resolve_rail_refund(req: Request, payment_id: str, refund_number: str,
+                        body: RailOutcomeBody) -> RefundView:
+    """End a pending rail refund the rail never answered: settled, or failed (back to the merchant and
+    refundable again), with the operator and the reason on the refund; a late rail notice and this
+    route change it once (the other repeats it or is a 409 naming refund_number)."""
+    assert req.principal is not None
+    req.audit_target = f"payment_intent:{payment_id}"
+    intent = rail_refunds().resolve(req.principal.sub, payment_id, refund_number, body.outcome, body.reason)
+    return refund_view(_refund_of(intent, refund_number))
+
+
+@app.route("POST", SETTLEMENTS_PATH + "/payout/outcome", scopes=[OPS_ACT], body=RailOutcomeBody,
+           idempotency="optional", rate_limit=OPS_LIMIT.name)
+def resolve_payout(req: Request, merchant_id: str, date: str, body: RailOutcomeBody) -> SettlementView:
+    """End a payout in transit the rail never answered: paid, or failed (back in the merchant's reserve),
+    with the operator and the reason on the settlement; once, against a late answer of the rail too."""
+    assert req.principal is not None
+    req.audit_target = f"merchant:{merchant_id}"
+    return settlement_view(rail_payouts().resolve(req.principal.sub, merchant_id, _business_date(date),
+                                                  body.outcome, body.reason))
 
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)

@@ -206,6 +206,9 @@ def settlement_to_json(settlement: Settlement) -> str:
     if settlement.payout_status:  # the rail's answer; earlier settlements keep their shape
         document.update(payout_status=settlement.payout_status,
                         payout_reversal_id=settlement.payout_reversal_id)
+    if settlement.payout_resolved_by:  # ended by an operator
+        document.update(payout_resolved_by=settlement.payout_resolved_by,
+                        payout_resolution_reason=settlement.payout_resolution_reason)
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
@@ -223,7 +226,9 @@ def settlement_from_json(text: str) -> Settlement:
                                  int(leg["amount_minor"]), leg["purpose"]) for leg in raw["legs"]),
         created_at=parse_time(raw["created_at"]),
         paid_at=parse_time(raw["paid_at"]) if raw.get("paid_at") else None, version=int(raw["version"]),
-        payout_status=raw.get("payout_status", ""), payout_reversal_id=raw.get("payout_reversal_id"))
+        payout_status=raw.get("payout_status", ""), payout_reversal_id=raw.get("payout_reversal_id"),
+        payout_resolved_by=raw.get("payout_resolved_by", ""),
+        payout_resolution_reason=raw.get("payout_resolution_reason", ""))
 
 
 def merchant_to_json(merchant: Merchant) -> str:
@@ -318,6 +323,8 @@ def _refund_document(refund: Refund) -> dict[str, Any]:
     if refund.bank_account is not None:  # a rail refund; a wallet refund keeps the older, shorter shape
         document.update(status=refund.status.value, bank_account=refund.bank_account.to_json(),
                         reversal_id=refund.reversal_id, failure=refund.failure)
+    if refund.resolved_by:  # ended by an operator
+        document.update(resolved_by=refund.resolved_by, resolution_reason=refund.resolution_reason)
     return document
 
 
@@ -327,7 +334,8 @@ def _refund_from(raw: dict[str, Any]) -> Refund:
                   RefundReason(raw["reason"]), raw["transfer_id"], parse_time(raw["created_at"]),
                   status=RefundStatus(raw.get("status", RefundStatus.SUCCEEDED.value)),
                   bank_account=SealedCreditor.from_json(bank) if bank else None,
-                  reversal_id=raw.get("reversal_id"), failure=raw.get("failure", ""))
+                  reversal_id=raw.get("reversal_id"), failure=raw.get("failure", ""),
+                  resolved_by=raw.get("resolved_by", ""), resolution_reason=raw.get("resolution_reason", ""))
 
 
 def _dispute_document(dispute: Dispute) -> dict[str, Any]:

@@ -75,6 +75,7 @@ from finfaas.services.payments.model import (
     MerchantBalance,
     MerchantStatus,
     PaymentIntent,
+    RailOutcome,
     Refund,
     RefundReason,
     Settlement,
@@ -89,6 +90,7 @@ from finfaas.services.payments.model import (
     metadata_key_chars_max,
     metadata_value_chars_max,
     refund_number_chars_max,
+    resolution_chars_max,
     statement_descriptor_chars_max,
 )
 from finfaas.services.suite_clients import ServiceUnreachable
@@ -205,6 +207,15 @@ class PayoutStepBody(StrictModel):
     error: SagaError | None = None
 
 
+class RailOutcomeBody(StrictModel):
+    """An operator's end to a rail refund or payout whose outcome stayed unknown, after asking the rail."""
+
+    outcome: RailOutcome = Field(description="settled: the rail paid it out; failed: it did not and will "
+                                             "not (the money goes back to the merchant)")
+    reason: Annotated[str, Field(min_length=1, max_length=resolution_chars_max,
+                                 description="what the rail said, for the record")]
+
+
 DISPUTE_OPENED, DISPUTE_CLOSED = "dispute.opened", "dispute.closed"
 
 
@@ -263,6 +274,9 @@ class RefundView(BaseModel):
                                                 description="a rail refund's bank account, masked")
     reversal_transfer_id: str | None = Field(default=None, description="a failed rail refund's reversal")
     failure_reason: str | None = None
+    resolved_by: str | None = Field(default=None, description="the operator who ended it after asking the "
+                                                              "rail, when the rail never answered")
+    resolution_reason: str | None = None
 
 
 class DisputeView(BaseModel):
@@ -353,7 +367,9 @@ def refund_view(refund: Refund) -> RefundView:
                       transfer_id=refund.transfer_id, created_at=refund.created_at,
                       status=refund.status.value,
                       bank_account=refund.bank_account.masked() if refund.bank_account else None,
-                      reversal_transfer_id=refund.reversal_id, failure_reason=refund.failure or None)
+                      reversal_transfer_id=refund.reversal_id, failure_reason=refund.failure or None,
+                      resolved_by=refund.resolved_by or None,
+                      resolution_reason=refund.resolution_reason or None)
 
 
 def intent_view(intent: PaymentIntent) -> IntentView:
@@ -409,6 +425,9 @@ class SettlementView(BaseModel):
     payout_status: str | None = Field(default=None, description="the payout on the rail: in_transit, paid, "
                                                                 "or failed (back in the merchant's reserve)")
     payout_reversal_transfer_id: str | None = None
+    payout_resolved_by: str | None = Field(default=None, description="the operator who ended the payout "
+                                                                     "after asking the rail")
+    payout_resolution_reason: str | None = None
 
 
 def settlement_view(settlement: Settlement) -> SettlementView:
@@ -425,7 +444,9 @@ def settlement_view(settlement: Settlement) -> SettlementView:
                                 purpose=leg.purpose) for leg in settlement.legs],
         created_at=settlement.created_at, paid_at=settlement.paid_at,
         payout_status=("in_transit" if settlement.payout_in_transit else settlement.payout_status) or None,
-        payout_reversal_transfer_id=settlement.payout_reversal_id)
+        payout_reversal_transfer_id=settlement.payout_reversal_id,
+        payout_resolved_by=settlement.payout_resolved_by or None,
+        payout_resolution_reason=settlement.payout_resolution_reason or None)
 
 
 class FeeScheduleView(BaseModel):

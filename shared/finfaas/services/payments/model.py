@@ -178,11 +178,32 @@ class Refund:
     bank_account: SealedCreditor | None = None  # sealed under transfer_id, the rail's payment id
     reversal_id: str | None = None  # the ledger transfer that gave a failed refund back to the merchant
     failure: str = ""
+    # An operator who ended a refund the rail left unknown, and why (what the rail said when asked).
+    resolved_by: str = ""
+    resolution_reason: str = ""
 
     @property
     def counted(self) -> bool:
         """Whether it counts as refunded (a failed one was given back)."""
         return self.status is not RefundStatus.FAILED
+
+
+resolution_chars_max = 500  # an operator's reason for ending a rail outcome by hand
+
+
+class RailOutcome(StrEnum):
+    """What an operator learnt from the rail about a refund or payout whose outcome stayed unknown."""
+
+    SETTLED = "settled"  # the rail paid it out
+    FAILED = "failed"  # the rail did not pay it and will not: the money goes back
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """An operator's end to a rail outcome: who (the token's subject) and why."""
+
+    operator: str
+    reason: str
 
 
 class DisputeStatus(StrEnum):
@@ -364,6 +385,8 @@ def refund_event(intent: PaymentIntent, refund: Refund, event_type: str = "refun
         **({"destination": "bank_account"} if refund.bank_account is not None else {}),
         **({"reversal_transfer_id": refund.reversal_id} if refund.reversal_id else {}),
         **({"failure_reason": refund.failure} if refund.failure else {}),
+        **({"resolved_by": refund.resolved_by, "resolution_reason": refund.resolution_reason}
+           if refund.resolved_by else {}),
     })
 
 
@@ -440,6 +463,9 @@ class Settlement:
     version: int = 1
     payout_status: str = ""  # the rail's answer about the payout: "" (none yet, or no payout), paid, failed
     payout_reversal_id: str | None = None  # a failed payout's way back to the merchant's reserve
+    # An operator who ended a payout the rail left unknown, and why.
+    payout_resolved_by: str = ""
+    payout_resolution_reason: str = ""
 
     @property
     def payout_rail_id(self) -> str:
@@ -473,6 +499,9 @@ def payout_event(settlement: Settlement, event_type: str) -> IntentEvent:
         "dispute_losses_minor": str(settlement.dispute_losses_minor),
         "reserve_minor": str(settlement.reserve_minor), "payout_minor": str(settlement.payout_minor),
         "cut_at": settlement.cut_at.isoformat(),
+        **({"resolved_by": settlement.payout_resolved_by,
+            "resolution_reason": settlement.payout_resolution_reason}
+           if settlement.payout_resolved_by else {}),
     })
 
 

@@ -201,6 +201,9 @@ class MerchantSettlement:
                                     transfer.amount_minor) != (leg.debit_account_id, leg.credit_account_id,
                                                                leg.amount_minor):
                 problems.append(f"{name}: leg {leg.transfer_id} is not in the ledger as planned")
+        if settlement.payout_reversal_id and self._ledger.get_transfer(settlement.payout_reversal_id) is None:
+            problems.append(f"{name}: its failed payout never went back to the reserve "
+                            f"({settlement.payout_reversal_id} is not in the ledger)")
         by_purpose = {purpose: sum(leg.amount_minor for leg in settlement.legs if leg.purpose == purpose)
                       for purpose in ("fees", "reserve", "payout")}
         if (by_purpose["fees"], by_purpose["reserve"], by_purpose["payout"]) != (
