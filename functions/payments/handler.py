@@ -44,6 +44,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from finfaas.domain.errors import InvalidInput
@@ -138,6 +139,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
     `suite` replaces the gateway client (tests route it to handlers in process)."""
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
+    from finfaas.platform.calendars import load_calendars
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.resilience import CircuitBreaker
@@ -171,9 +173,10 @@ def build_services(suite: Any = None) -> PaymentsServices:
     settlements = PaymentSettlementsStore(merchants)
     vault = pii_vault()  # bank accounts sealed for the rail: a payout's, a refund's
     payouts = RailPayouts(merchants, settlements, money, OrchestratorClient(suite), vault=vault)
+    calendar = load_calendars(Path(__file__).resolve().parent).get(SETTLEMENT_MARKET)  # the reserve period's
     settlement = MerchantSettlement(merchants, intents, money, settlements,
                                     lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag,
-                                    on_paid=payouts.hand_to_rail)
+                                    on_paid=payouts.hand_to_rail, calendar=calendar)
     keys = IdempotencyStore()
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
                                intents=intents, money=money,

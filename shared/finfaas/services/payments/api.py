@@ -25,6 +25,8 @@ from finfaas.domain.payments import (
     receivable_shards_default,
     receivable_shards_max,
     reserve_bps_max,
+    reserve_period_days_default,
+    reserve_period_days_max,
 )
 from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
@@ -136,6 +138,10 @@ class OnboardBody(StrictModel):
     fee_schedule: FeeScheduleBody
     reserve_bps: Annotated[StrictInt, Field(ge=0, le=reserve_bps_max,
                                             description="rolling reserve, basis points of each capture")] = 0
+    reserve_period_days: Annotated[StrictInt, Field(
+        ge=0, le=reserve_period_days_max,
+        description="business days a settlement's reserve is held before a later settlement pays it out")
+    ] = reserve_period_days_default
     capture_window_seconds: Annotated[StrictInt, Field(
         ge=60, le=capture_window_seconds_max,
         description="how long an authorization may wait for its capture")] = capture_window_seconds_default
@@ -402,7 +408,7 @@ class SettlementLegView(BaseModel):
 
 class SettlementView(BaseModel):
     """A merchant's settlement of a business date, in minor units of `currency`:
-    captures - refunds - fees - dispute_losses - reserve = payout."""
+    captures - refunds - fees - dispute_losses - reserve + reserve_released = payout."""
 
     merchant_id: str
     business_date: date
@@ -425,6 +431,11 @@ class SettlementView(BaseModel):
     payout_status: str | None = Field(default=None, description="the payout on the rail: in_transit, paid, "
                                                                 "or failed (back in the merchant's reserve)")
     payout_reversal_transfer_id: str | None = None
+    reserve_released: int = Field(default=0, description="reserve withheld by earlier settlements (those "
+                                                         "after reserve_released_after up to "
+                                                         "reserve_released_through), paid out with this one")
+    reserve_released_after: date | None = None
+    reserve_released_through: date | None = None
     payout_resolved_by: str | None = Field(default=None, description="the operator who ended the payout "
                                                                      "after asking the rail")
     payout_resolution_reason: str | None = None
@@ -445,6 +456,9 @@ def settlement_view(settlement: Settlement) -> SettlementView:
         created_at=settlement.created_at, paid_at=settlement.paid_at,
         payout_status=("in_transit" if settlement.payout_in_transit else settlement.payout_status) or None,
         payout_reversal_transfer_id=settlement.payout_reversal_id,
+        reserve_released=settlement.reserve_released_minor,
+        reserve_released_after=settlement.reserve_released_after,
+        reserve_released_through=settlement.reserve_released_through,
         payout_resolved_by=settlement.payout_resolved_by or None,
         payout_resolution_reason=settlement.payout_resolution_reason or None)
 
@@ -470,6 +484,7 @@ class MerchantView(BaseModel):
     settlement_account: dict[str, str] = Field(description="masked: bank code and the last four characters")
     fee_schedule: FeeScheduleView
     reserve_bps: int
+    reserve_period_days: int = Field(description="business days the rolling reserve is held")
     capture_window_seconds: int
     ledger_accounts: MerchantAccountsView
     created_at: datetime
@@ -506,7 +521,8 @@ def merchant_view(merchant: Merchant) -> MerchantView:
         settlement_account=merchant.settlement.masked(),
         fee_schedule=FeeScheduleView(bps=merchant.fees.bps, fixed_minor=merchant.fees.fixed_minor,
                                      rounding=merchant.fees.rounding),
-        reserve_bps=merchant.reserve_bps, capture_window_seconds=merchant.capture_window_seconds,
+        reserve_bps=merchant.reserve_bps, reserve_period_days=merchant.reserve_period_days,
+        capture_window_seconds=merchant.capture_window_seconds,
         ledger_accounts=MerchantAccountsView(receivables=list(accounts.receivables), reserve=accounts.reserve,
                                              fees_payable=accounts.fees_payable),
         created_at=merchant.created_at, updated_at=merchant.updated_at,

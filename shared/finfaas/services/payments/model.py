@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from finfaas.domain.creditor import SealedCreditor
-from finfaas.domain.payments import FeeSchedule
+from finfaas.domain.payments import FeeSchedule, reserve_period_days_default
 
 merchant_id_chars_max = 40  # leaves room in a 64-character ledger account id for prefix and purpose
 capture_window_seconds_default = 7 * 24 * 3600
@@ -69,6 +69,9 @@ class Merchant:
     created_at: datetime
     updated_at: datetime | None = None
     version: int = 1
+    # Business days the rolling reserve is held before a settlement releases it (merchants onboarded
+    # before the setting existed read the default).
+    reserve_period_days: int = reserve_period_days_default
 
     @property
     def accounts(self) -> MerchantAccounts:
@@ -441,7 +444,7 @@ class SettlementLeg:
 class Settlement:
     """One merchant's settlement of one business date: what the receivable shards took in since the
     previous cut, by kind, and where it went.
-    captures - refunds - fees - dispute_losses - reserve = payout."""
+    captures - refunds - fees - dispute_losses - reserve + reserve_released = payout."""
 
     merchant_id: str
     business_date: date
@@ -466,6 +469,13 @@ class Settlement:
     # An operator who ended a payout the rail left unknown, and why.
     payout_resolved_by: str = ""
     payout_resolution_reason: str = ""
+    # The rolling reserve released to the merchant with this payout: what earlier settlements withheld on
+    # the dates after `reserve_released_after` up to `reserve_released_through` (due: their reserves;
+    # released: as much of it as the reserve account held, disputes having drawn on it).
+    reserve_released_minor: int = 0
+    reserve_due_minor: int = 0
+    reserve_released_after: date | None = None
+    reserve_released_through: date | None = None
 
     @property
     def payout_rail_id(self) -> str:
@@ -479,7 +489,7 @@ class Settlement:
     @property
     def reconciles(self) -> bool:
         return (self.captures_minor - self.refunds_minor - self.fees_minor - self.dispute_losses_minor
-                - self.reserve_minor) == self.payout_minor
+                - self.reserve_minor + self.reserve_released_minor) == self.payout_minor
 
     def paid(self, now: datetime) -> Settlement:
         return replace(self, status=SettlementStatus.PAID, paid_at=now, version=self.version + 1)
@@ -498,6 +508,7 @@ def payout_event(settlement: Settlement, event_type: str) -> IntentEvent:
         "fees_minor": str(settlement.fees_minor),
         "dispute_losses_minor": str(settlement.dispute_losses_minor),
         "reserve_minor": str(settlement.reserve_minor), "payout_minor": str(settlement.payout_minor),
+        "reserve_released_minor": str(settlement.reserve_released_minor),
         "cut_at": settlement.cut_at.isoformat(),
         **({"resolved_by": settlement.payout_resolved_by,
             "resolution_reason": settlement.payout_resolution_reason}
