@@ -1,5 +1,8 @@
 """The payments function: merchants, payment intents on the ledger's holds, refunds to the wallet.
 
+A payment's risk check runs risk's rules in this process, on risk's table, with the thresholds the risk
+function publishes (GET /function/risk/rules, read once a minute).
+
 Apps and customers (payments:write / payments:read; a customer only for its own accounts and intents):
   POST /payment_intents                          a new intent (Idempotency-Key required: the intent's
                                                  id derives from it, so a repeat finds the same intent)
@@ -180,7 +183,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
     keys = IdempotencyStore()
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
                                intents=intents, money=money,
-                               risk=RiskClient(suite), breaker=breaker, settings=settings,
+                               risk=in_process_risk(RiskClient(suite)), breaker=breaker, settings=settings,
                                cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
     orchestrator = OrchestratorClient(suite)
     rail_refunds = RailRefunds(payments, orchestrator, vault, money)
@@ -197,6 +200,17 @@ def build_services(suite: Any = None) -> PaymentsServices:
         rail_refunds=rail_refunds,
         rail_payouts=payouts,
     )
+
+
+def in_process_risk(risk_function: Any) -> Any:
+    """Risk's rules on risk's table in this process, with the thresholds the risk function publishes
+    (services/payments/risk_in_process.py): no gateway hop per payment."""
+    from finfaas.services.payments.risk_in_process import InProcessRisk
+    from finfaas.services.risk.service import RiskService
+    from finfaas.store.risk_store import RiskStore
+
+    store = RiskStore()
+    return InProcessRisk(lambda policy: RiskService(store, policy), risk_function.rules)
 
 
 def pii_vault() -> Any:
