@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from finfaas.domain.calendar import DateOutsideCalendar, MarketCalendar
 from finfaas.domain.errors import InvalidInput
 from finfaas.domain.money import transfer_amount_minor_max
+
+if TYPE_CHECKING:  # only its type: the calendar module needs tzdata, which not every image installs
+    from finfaas.domain.calendar import MarketCalendar
 
 basis_points_per_unit = 10_000
 fee_bps_max = 5_000  # 50 %: above it a schedule is a mistake, not a price
@@ -197,9 +200,6 @@ def reserve_release_date(held_on: date, business_days: int, calendar: MarketCale
 
 
 def _business_day(day: date, calendar: MarketCalendar | None) -> bool:
-    if calendar is not None:
-        try:
-            return calendar.is_trading_day(day)
-        except DateOutsideCalendar:
-            pass
+    if calendar is not None and day.year in calendar.years:
+        return calendar.is_trading_day(day)
     return day.weekday() < _SATURDAY
