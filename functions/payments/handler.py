@@ -1,5 +1,8 @@
 """The payments function: merchants, payment intents on the ledger's holds, refunds to the wallet.
 
+A payment's risk check runs risk's rules in this process, on risk's table, with the thresholds the risk
+function publishes (GET /function/risk/rules, read once a minute).
+
 Apps and customers (payments:write / payments:read; a customer only for its own accounts and intents):
   POST /payment_intents                          a new intent (Idempotency-Key required: the intent's
                                                  id derives from it, so a repeat finds the same intent)
@@ -30,6 +33,11 @@ Operators (ops scope; every POST needs ops:act as well):
   POST /_/ops/merchants/{merchant_id}/deactivate INACTIVE from now on; safe to repeat
   POST /_/ops/merchants/{merchant_id}/settlements/{date}  settle the merchant for a business date (once)
   GET  /_/ops/merchants/{merchant_id}/settlements/{date}  its report: JSON, or CSV with Accept: text/csv
+Operators who may act (ops and ops:act), after asking the rail about an outcome it never sent:
+  POST /_/ops/payment_intents/{payment_id}/refunds/{refund_number}/outcome  {"outcome", "reason"}: a
+                                                 pending rail refund settled or failed (reversed), once
+  POST /_/ops/merchants/{merchant_id}/settlements/{date}/payout/outcome     {"outcome", "reason"}: a payout
+                                                 in transit paid, or failed (back in the reserve), once
 Schedule (no token: a signed tick, or a stock scheduler's unsigned one, once a minute):
   POST /                                         the capture-expiry job: cancels intents past
                                                  capture_before (reason expired) and warns a day before;
@@ -40,6 +48,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from finfaas.domain.errors import InvalidInput
@@ -68,6 +77,7 @@ from finfaas.services.payments.api import (
     OnboardBody,
     OpsIntentView,
     PayoutStepBody,
+    RailOutcomeBody,
     RefundBody,
     RefundFailBody,
     RefundStepBody,
@@ -96,6 +106,7 @@ MONEY_LIMIT = RateLimit("payments_money", requests_max=6_000, window_seconds=60,
 READ_LIMIT = RateLimit("payments_read", requests_max=12_000, window_seconds=60, tokens_per_call=50)
 LIMITS = {limit.name: limit for limit in (OPS_LIMIT, MONEY_LIMIT, READ_LIMIT)}
 READ, WRITE, SAGA = "payments:read", "payments:write", "payments:saga"
+OPS_ACT = "ops:act"  # ending a rail outcome by hand moves money: reading operators may not
 SAGA_ROUTE: dict[str, Any] = {"scopes": [SAGA], "rate_limit": None}
 INTENT_PATH = "/function/payments/payment_intents/{}"
 # Environment knobs (stack.yml), each with the product's default.
@@ -133,6 +144,7 @@ def build_services(suite: Any = None) -> PaymentsServices:
     `suite` replaces the gateway client (tests route it to handlers in process)."""
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
+    from finfaas.platform.calendars import load_calendars
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.resilience import CircuitBreaker
@@ -166,13 +178,14 @@ def build_services(suite: Any = None) -> PaymentsServices:
     settlements = PaymentSettlementsStore(merchants)
     vault = pii_vault()  # bank accounts sealed for the rail: a payout's, a refund's
     payouts = RailPayouts(merchants, settlements, money, OrchestratorClient(suite), vault=vault)
+    calendar = load_calendars(Path(__file__).resolve().parent).get(SETTLEMENT_MARKET)  # the reserve period's
     settlement = MerchantSettlement(merchants, intents, money, settlements,
                                     lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag,
-                                    on_paid=payouts.hand_to_rail)
+                                    on_paid=payouts.hand_to_rail, calendar=calendar)
     keys = IdempotencyStore()
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
                                intents=intents, money=money,
-                               risk=RiskClient(suite), breaker=breaker, settings=settings,
+                               risk=in_process_risk(RiskClient(suite)), breaker=breaker, settings=settings,
                                cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
     orchestrator = OrchestratorClient(suite)
     rail_refunds = RailRefunds(payments, orchestrator, vault, money)
@@ -189,6 +202,17 @@ def build_services(suite: Any = None) -> PaymentsServices:
         rail_refunds=rail_refunds,
         rail_payouts=payouts,
     )
+
+
+def in_process_risk(risk_function: Any) -> Any:
+    """Risk's rules on risk's table in this process, with the thresholds the risk function publishes
+    (services/payments/risk_in_process.py): no gateway hop per payment."""
+    from finfaas.services.payments.risk_in_process import InProcessRisk
+    from finfaas.services.risk.service import RiskService
+    from finfaas.store.risk_store import RiskStore
+
+    store = RiskStore()
+    return InProcessRisk(lambda policy: RiskService(store, policy), risk_function.rules)
 
 
 def pii_vault() -> Any:
@@ -467,6 +491,30 @@ def get_settlement(req: Request, merchant_id: str, date: str) -> Any:
     if CSV_MEDIA_TYPE in (req.header("accept") or ""):
         return Response(settlement_csv(settlement), media_type=CSV_MEDIA_TYPE)
     return settlement_view(settlement)
+
+
+@app.route("POST", "/_/ops/payment_intents/{payment_id}/refunds/{refund_number}/outcome", scopes=[OPS_ACT],
+           body=RailOutcomeBody, idempotency="optional", rate_limit=OPS_LIMIT.name)
+def resolve_rail_refund(req: Request, payment_id: str, refund_number: str,
+                        body: RailOutcomeBody) -> RefundView:
+    """End a pending rail refund the rail never answered: settled, or failed (back to the merchant and
+    refundable again), with the operator and the reason on the refund; a late rail notice and this
+    route change it once (the other repeats it or is a 409 naming refund_number)."""
+    assert req.principal is not None
+    req.audit_target = f"payment_intent:{payment_id}"
+    intent = rail_refunds().resolve(req.principal.sub, payment_id, refund_number, body.outcome, body.reason)
+    return refund_view(_refund_of(intent, refund_number))
+
+
+@app.route("POST", SETTLEMENTS_PATH + "/payout/outcome", scopes=[OPS_ACT], body=RailOutcomeBody,
+           idempotency="optional", rate_limit=OPS_LIMIT.name)
+def resolve_payout(req: Request, merchant_id: str, date: str, body: RailOutcomeBody) -> SettlementView:
+    """End a payout in transit the rail never answered: paid, or failed (back in the merchant's reserve),
+    with the operator and the reason on the settlement; once, against a late answer of the rail too."""
+    assert req.principal is not None
+    req.audit_target = f"merchant:{merchant_id}"
+    return settlement_view(rail_payouts().resolve(req.principal.sub, merchant_id, _business_date(date),
+                                                  body.outcome, body.reason))
 
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)

@@ -1,7 +1,8 @@
 """The risk function: explainable assessments of transfers (velocity, amount, new payee, block lists).
 
-Callers are internal services with client_credentials tokens (scope risk:assess; risk:read to read a
-recorded assessment back); operators manage the block lists under /_/ops (scope ops) and read the rules
+Callers are internal services with client_credentials tokens (scope risk:assess, which also reads the
+thresholds in effect from GET /rules for payments' in-process checks; risk:read to read a recorded
+assessment back); operators manage the block lists under /_/ops (scope ops) and read the rules
 with their thresholds (GET /_/ops/risk/rules). Every threshold is a setting, RISK_<NAME> (README), read
 when the process starts: a bad value stops it there, naming the variable.
 An assessment is recorded once per assessment_id: a retry gets the same answer and counts once.
@@ -110,6 +111,13 @@ def unblock(req: Request, kind: str, value: str) -> Response:
     if not services.get().risk.unblock(kind, value):
         raise NotFound(f"{kind}:{value} is not blocked.")
     return Response(status=204)
+
+
+@app.route("GET", "/rules", scopes=[ASSESS], rate_limit=None)
+def published_rules(req: Request) -> RiskRules:
+    """The thresholds in effect, for a caller that assesses in its own process with risk's rules and
+    table (payments): the risk function stays the one place they are set."""
+    return risk_rules_view(services.get().risk.policy)
 
 
 @app.route("GET", "/_/ops/risk/rules", rate_limit=None)

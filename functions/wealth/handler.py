@@ -103,27 +103,16 @@ class WealthServices:
 
 
 def calendars_dir() -> Path:
-    configured = os.environ.get(CALENDARS_DIR_ENV)
-    if configured:
-        return Path(configured)
-    here = Path(__file__).resolve().parent
-    for root in (here, PROJECT_ROOT):  # the image's build context, then the repository
-        if (root / "infra" / "calendars").is_dir():
-            return root / "infra" / "calendars"
-    import finfaas
+    from finfaas.platform.calendars import calendars_dir as found_in
 
-    return Path(finfaas.__file__).resolve().parents[2] / "infra" / "calendars"
+    return found_in(Path(__file__).resolve().parent)
 
 
 def load_calendars() -> dict[str, Any]:
     """Every market's calendar from infra/calendars/*.json."""
-    from finfaas.domain.calendar import parse_calendar
+    from finfaas.platform.calendars import load_calendars as loaded_from
 
-    calendars = {}
-    for path in sorted(calendars_dir().glob("*.json")):
-        calendar = parse_calendar(path.read_text())
-        calendars[calendar.market] = calendar
-    return calendars
+    return dict(loaded_from(Path(__file__).resolve().parent))
 
 
 def build_services(suite: Any = None) -> WealthServices:

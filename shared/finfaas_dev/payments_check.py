@@ -1,9 +1,11 @@
 """`finfaas payments check`: reconcile every merchant settlement with the ledger and name each mismatch.
 
 For each merchant (from the payments table's merchants index) and each of its settlements, oldest first:
-the report adds up (captures - refunds - fees - dispute_losses - reserve = payout), it is paid, its figures
-are what its receivable shards' ledger entries between the previous cut and its own give when counted
-again, and its legs are in the ledger as planned. Exit 0 when clean, 1 otherwise, 2 when unreachable.
+the report adds up (captures - refunds - fees - dispute_losses - reserve + reserve_released = payout), it is
+paid, its figures are what its receivable shards' ledger entries between the previous cut and its own give
+when counted again, its legs are in the ledger as planned, and the reserve it released is that of the
+earlier settlements whose reserve period was over, each released once. Exit 0 when clean, 1 otherwise, 2
+when unreachable.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ problems_shown_max = 50
 merchants_per_page = 100
 merchants_max = 100_000
 settlements_per_merchant_max = 3_660  # ten years of daily settlements
+SETTLEMENT_MARKET = "CN"  # the payments function's: its calendar dates the reserve periods
 EXIT_CLEAN, EXIT_INCONSISTENT, EXIT_UNREACHABLE = 0, 1, 2
 
 
@@ -51,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.stage:
         os.environ["FINFAAS_STAGE"] = args.stage
+    from finfaas.platform.calendars import PROJECT_ROOT, load_calendars
     from finfaas.services.ledger.service import LedgerService
     from finfaas.services.payments.errors import PaymentsStoreUnavailable
     from finfaas.services.payments.service import LedgerStoreAccounts
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     settlements = PaymentSettlementsStore(store)
     use_case = MerchantSettlement(store, PaymentIntentsStore(store),
                                   LedgerStoreAccounts(LedgerService(ledger_store_from_config())), settlements,
-                                  date.today)
+                                  date.today, calendar=load_calendars(PROJECT_ROOT).get(SETTLEMENT_MARKET))
     try:
         checked, problems = check(use_case, settlements, _merchant_ids(store))
     except (PaymentsStoreUnavailable, StoreUnreachable) as error:

@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from finfaas.domain.errors import InvalidInput
 from finfaas.domain.money import transfer_amount_minor_max
+
+if TYPE_CHECKING:  # only its type: the calendar module needs tzdata, which not every image installs
+    from finfaas.domain.calendar import MarketCalendar
 
 basis_points_per_unit = 10_000
 fee_bps_max = 5_000  # 50 %: above it a schedule is a mistake, not a price
 fee_fixed_minor_max = 10**12
 reserve_bps_max = basis_points_per_unit
 receivable_shards_max = 64
+# The rolling reserve is held this many business days (about 90 calendar days, as card acquirers hold it),
+# at most a year of them; 0 releases it at the next settlement.
+reserve_period_days_default = 60
+reserve_period_days_max = 260
+_SATURDAY = 5
 receivable_shards_default = 8
 captures_per_payment_max = 50
 
@@ -174,3 +184,22 @@ def settlement_split(*, net_minor: int, fees_minor: int, reserve_bps: int) -> Se
     left = net_minor - collected
     reserve = reserve_minor(left, reserve_bps)
     return SettlementSplit(collected, reserve, left - reserve, fees_minor - collected)
+
+
+def reserve_release_date(held_on: date, business_days: int, calendar: MarketCalendar | None) -> date:
+    """The business date the reserve a settlement of `held_on` withheld is released on: `business_days`
+    business days later by the market's calendar; Monday to Friday in a year the calendar does not cover
+    (or without one), so a missing calendar delays nothing by more than its holidays."""
+    assert 0 <= business_days <= reserve_period_days_max, business_days
+    day = held_on
+    for _ in range(business_days):
+        day += timedelta(days=1)
+        while not _business_day(day, calendar):
+            day += timedelta(days=1)
+    return day
+
+
+def _business_day(day: date, calendar: MarketCalendar | None) -> bool:
+    if calendar is not None and day.year in calendar.years:
+        return calendar.is_trading_day(day)
+    return day.weekday() < _SATURDAY

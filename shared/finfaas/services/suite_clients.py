@@ -144,6 +144,13 @@ class RiskClient:
             raise ServiceUnreachable(f"risk answered {reply.status} {reply.code}")
         return reply.body
 
+    def rules(self) -> dict[str, Any]:
+        """The thresholds in effect (GET /rules): every rule with its thresholds' names and values."""
+        reply = self._client.call("GET", f"{RISK_PATH}/rules", None, timeout_seconds=self._timeout_seconds)
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            raise ServiceUnreachable(f"risk answered {reply.status} {reply.code}")
+        return reply.body
+
 
 class BureauClient:
     """The (sandbox) credit bureau's POST /reports."""

@@ -37,7 +37,7 @@ from pynamodb.transactions import TransactWrite
 
 from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.ledger import entry_key_prefix, micros
-from finfaas.domain.payments import FeeSchedule, Rounding
+from finfaas.domain.payments import FeeSchedule, Rounding, reserve_period_days_default
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.payments.errors import PaymentsStoreUnavailable
@@ -206,6 +206,14 @@ def settlement_to_json(settlement: Settlement) -> str:
     if settlement.payout_status:  # the rail's answer; earlier settlements keep their shape
         document.update(payout_status=settlement.payout_status,
                         payout_reversal_id=settlement.payout_reversal_id)
+    if settlement.reserve_released_through is not None:  # a release was counted; older ones keep their shape
+        document.update(reserve_released_minor=str(settlement.reserve_released_minor),
+                        reserve_due_minor=str(settlement.reserve_due_minor),
+                        reserve_released_after=_date_or_none(settlement.reserve_released_after),
+                        reserve_released_through=settlement.reserve_released_through.isoformat())
+    if settlement.payout_resolved_by:  # ended by an operator
+        document.update(payout_resolved_by=settlement.payout_resolved_by,
+                        payout_resolution_reason=settlement.payout_resolution_reason)
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
@@ -223,7 +231,21 @@ def settlement_from_json(text: str) -> Settlement:
                                  int(leg["amount_minor"]), leg["purpose"]) for leg in raw["legs"]),
         created_at=parse_time(raw["created_at"]),
         paid_at=parse_time(raw["paid_at"]) if raw.get("paid_at") else None, version=int(raw["version"]),
-        payout_status=raw.get("payout_status", ""), payout_reversal_id=raw.get("payout_reversal_id"))
+        payout_status=raw.get("payout_status", ""), payout_reversal_id=raw.get("payout_reversal_id"),
+        payout_resolved_by=raw.get("payout_resolved_by", ""),
+        payout_resolution_reason=raw.get("payout_resolution_reason", ""),
+        reserve_released_minor=int(raw.get("reserve_released_minor", "0")),
+        reserve_due_minor=int(raw.get("reserve_due_minor", "0")),
+        reserve_released_after=_parse_date(raw.get("reserve_released_after")),
+        reserve_released_through=_parse_date(raw.get("reserve_released_through")))
+
+
+def _date_or_none(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
+def _parse_date(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
 
 
 def merchant_to_json(merchant: Merchant) -> str:
@@ -237,6 +259,7 @@ def merchant_to_json(merchant: Merchant) -> str:
         "fees": {"bps": merchant.fees.bps, "fixed_minor": str(merchant.fees.fixed_minor),
                  "rounding": merchant.fees.rounding.value},
         "reserve_bps": merchant.reserve_bps,
+        "reserve_period_days": merchant.reserve_period_days,
         "capture_window_seconds": merchant.capture_window_seconds,
         "receivable_shards": merchant.receivable_shards,
         "status": merchant.status.value,
@@ -258,6 +281,7 @@ def merchant_from_json(text: str) -> Merchant:
                                      settlement["name"]),
         fees=FeeSchedule(int(fees["bps"]), int(fees["fixed_minor"]), Rounding(fees["rounding"])),
         reserve_bps=int(raw["reserve_bps"]),
+        reserve_period_days=int(raw.get("reserve_period_days", reserve_period_days_default)),
         capture_window_seconds=int(raw["capture_window_seconds"]),
         receivable_shards=int(raw["receivable_shards"]),
         status=MerchantStatus(raw["status"]),
@@ -318,6 +342,8 @@ def _refund_document(refund: Refund) -> dict[str, Any]:
     if refund.bank_account is not None:  # a rail refund; a wallet refund keeps the older, shorter shape
         document.update(status=refund.status.value, bank_account=refund.bank_account.to_json(),
                         reversal_id=refund.reversal_id, failure=refund.failure)
+    if refund.resolved_by:  # ended by an operator
+        document.update(resolved_by=refund.resolved_by, resolution_reason=refund.resolution_reason)
     return document
 
 
@@ -327,7 +353,8 @@ def _refund_from(raw: dict[str, Any]) -> Refund:
                   RefundReason(raw["reason"]), raw["transfer_id"], parse_time(raw["created_at"]),
                   status=RefundStatus(raw.get("status", RefundStatus.SUCCEEDED.value)),
                   bank_account=SealedCreditor.from_json(bank) if bank else None,
-                  reversal_id=raw.get("reversal_id"), failure=raw.get("failure", ""))
+                  reversal_id=raw.get("reversal_id"), failure=raw.get("failure", ""),
+                  resolved_by=raw.get("resolved_by", ""), resolution_reason=raw.get("resolution_reason", ""))
 
 
 def _dispute_document(dispute: Dispute) -> dict[str, Any]:
@@ -560,11 +587,12 @@ class PaymentsStore:
             raise PaymentsStoreUnavailable(f"latest settlement {merchant_id}: {error}") from error
         return settlement_from_json(results[0].doc) if results else None
 
-    def settlements_of(self, merchant_id: str, limit: int) -> list[Settlement]:
-        """One Query of the merchant's settlements partition, oldest date first."""
+    def settlements_of(self, merchant_id: str, limit: int, after: date | None = None) -> list[Settlement]:
+        """One Query of the merchant's settlements partition, oldest date first (after a date: later ones)."""
+        condition = self._item.sk > after.isoformat() if after is not None else None
         try:
-            results = self._item.query(f"{SETTLEMENT_PREFIX}{merchant_id}", limit=limit, page_size=limit,
-                                       consistent_read=True)
+            results = self._item.query(f"{SETTLEMENT_PREFIX}{merchant_id}", condition, limit=limit,
+                                       page_size=limit, consistent_read=True)
             return [settlement_from_json(item.doc) for item in results]
         except PynamoDBException as error:
             raise PaymentsStoreUnavailable(f"settlements of {merchant_id}: {error}") from error
@@ -722,8 +750,8 @@ class PaymentSettlementsStore:
     def save(self, settlement: Settlement, event: IntentEvent) -> bool:
         return self._store.save_settlement(settlement, event)
 
-    def of_merchant(self, merchant_id: str, limit: int) -> list[Settlement]:
-        return self._store.settlements_of(merchant_id, limit)
+    def of_merchant(self, merchant_id: str, limit: int, after: date | None = None) -> list[Settlement]:
+        return self._store.settlements_of(merchant_id, limit, after)
 
     def run_progress(self, business_date: date) -> RunProgress | None:
         return self._store.run_progress(business_date)

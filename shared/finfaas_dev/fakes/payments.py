@@ -225,9 +225,10 @@ class InMemorySettlements:
             self.events.append((*key, event))
             return True
 
-    def of_merchant(self, merchant_id: str, limit: int) -> list[Settlement]:
+    def of_merchant(self, merchant_id: str, limit: int, after: date | None = None) -> list[Settlement]:
         with self._lock:
-            mine = [s for (m, _), s in self._settlements.items() if m == merchant_id]
+            mine = [s for (m, d), s in self._settlements.items()
+                    if m == merchant_id and (after is None or d > after)]
         return sorted(mine, key=lambda s: s.business_date)[:limit]
 
     def run_progress(self, business_date: date) -> RunProgress | None:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
-from finfaas.domain.payments import DisputeRefused, check_dispute, fee_earned_minor, settlement_split
+from finfaas.domain.calendar import MarketCalendar
+from finfaas.domain.payments import (
+    DisputeRefused,
+    check_dispute,
+    fee_earned_minor,
+    reserve_release_date,
+    settlement_split,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,3 +57,22 @@ def test_a_settlement_split_pays_out_what_fees_and_reserve_leave_and_never_below
     assert split.fees_collected_minor + split.reserve_minor + split.payout_minor == net
     assert split.fees_collected_minor + split.fees_carried_minor == fees
     assert split.payout_minor >= 0 and split.reserve_minor >= 0 and split.fees_carried_minor >= 0
+
+
+CN_2027 = MarketCalendar("CN", frozenset({2027}),
+                         holidays=frozenset({date(2027, 10, day) for day in range(1, 8)}),
+                         extra_trading_days=frozenset({date(2027, 9, 26)}))
+
+
+def test_the_reserve_is_held_business_days_of_the_markets_calendar():
+    # Friday + 2 business days: over the weekend to Tuesday; 0 days: the same day
+    assert reserve_release_date(date(2027, 3, 5), 2, CN_2027) == date(2027, 3, 9)
+    assert reserve_release_date(date(2027, 3, 5), 0, CN_2027) == date(2027, 3, 5)
+    # the National Day week is closed, and the Sunday before it is a trading day
+    assert reserve_release_date(date(2027, 9, 24), 1, CN_2027) == date(2027, 9, 26)
+    assert reserve_release_date(date(2027, 9, 30), 1, CN_2027) == date(2027, 10, 8)
+
+
+def test_a_year_the_calendar_does_not_cover_counts_weekdays():
+    assert reserve_release_date(date(2026, 12, 31), 2, CN_2027) == date(2027, 1, 4)  # Thu -> Mon
+    assert reserve_release_date(date(2026, 3, 6), 1, None) == date(2026, 3, 9)

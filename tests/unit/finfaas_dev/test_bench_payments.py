@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 
 import pytest
+from finfaas_dev.bench import payments
 from finfaas_dev.bench.payments import PAYMENTS_PER_CUSTOMER_MAX, Customers, _stats_delta, run_clients
 
 
@@ -60,3 +62,9 @@ def test_a_call_stuck_past_the_deadline_does_not_stretch_the_rate_measured_befor
 
     assert phase.seconds >= 1.0 and phase.late >= 1
     assert phase.per_second > 50  # about 100/s from the other client, not done / 1 s
+
+
+def test_the_hot_merchant_rounds_are_bounded_before_anything_starts():
+    for rounds in (0, payments.HOT_ROUNDS_MAX + 1):
+        args = argparse.Namespace(seconds=1.0, clients=1, merchants=1, payments_max=1, hot_rounds=rounds)
+        assert payments.run(args) == 2

@@ -25,6 +25,8 @@ from finfaas.domain.payments import (
     receivable_shards_default,
     receivable_shards_max,
     reserve_bps_max,
+    reserve_period_days_default,
+    reserve_period_days_max,
 )
 from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
@@ -75,6 +77,7 @@ from finfaas.services.payments.model import (
     MerchantBalance,
     MerchantStatus,
     PaymentIntent,
+    RailOutcome,
     Refund,
     RefundReason,
     Settlement,
@@ -89,6 +92,7 @@ from finfaas.services.payments.model import (
     metadata_key_chars_max,
     metadata_value_chars_max,
     refund_number_chars_max,
+    resolution_chars_max,
     statement_descriptor_chars_max,
 )
 from finfaas.services.suite_clients import ServiceUnreachable
@@ -134,6 +138,10 @@ class OnboardBody(StrictModel):
     fee_schedule: FeeScheduleBody
     reserve_bps: Annotated[StrictInt, Field(ge=0, le=reserve_bps_max,
                                             description="rolling reserve, basis points of each capture")] = 0
+    reserve_period_days: Annotated[StrictInt, Field(
+        ge=0, le=reserve_period_days_max,
+        description="business days a settlement's reserve is held before a later settlement pays it out")
+    ] = reserve_period_days_default
     capture_window_seconds: Annotated[StrictInt, Field(
         ge=60, le=capture_window_seconds_max,
         description="how long an authorization may wait for its capture")] = capture_window_seconds_default
@@ -205,6 +213,15 @@ class PayoutStepBody(StrictModel):
     error: SagaError | None = None
 
 
+class RailOutcomeBody(StrictModel):
+    """An operator's end to a rail refund or payout whose outcome stayed unknown, after asking the rail."""
+
+    outcome: RailOutcome = Field(description="settled: the rail paid it out; failed: it did not and will "
+                                             "not (the money goes back to the merchant)")
+    reason: Annotated[str, Field(min_length=1, max_length=resolution_chars_max,
+                                 description="what the rail said, for the record")]
+
+
 DISPUTE_OPENED, DISPUTE_CLOSED = "dispute.opened", "dispute.closed"
 
 
@@ -263,6 +280,9 @@ class RefundView(BaseModel):
                                                 description="a rail refund's bank account, masked")
     reversal_transfer_id: str | None = Field(default=None, description="a failed rail refund's reversal")
     failure_reason: str | None = None
+    resolved_by: str | None = Field(default=None, description="the operator who ended it after asking the "
+                                                              "rail, when the rail never answered")
+    resolution_reason: str | None = None
 
 
 class DisputeView(BaseModel):
@@ -359,7 +379,9 @@ def refund_view(refund: Refund) -> RefundView:
                       transfer_id=refund.transfer_id, created_at=refund.created_at,
                       status=refund.status.value,
                       bank_account=refund.bank_account.masked() if refund.bank_account else None,
-                      reversal_transfer_id=refund.reversal_id, failure_reason=refund.failure or None)
+                      reversal_transfer_id=refund.reversal_id, failure_reason=refund.failure or None,
+                      resolved_by=refund.resolved_by or None,
+                      resolution_reason=refund.resolution_reason or None)
 
 
 def intent_view(intent: PaymentIntent) -> IntentView:
@@ -392,7 +414,7 @@ class SettlementLegView(BaseModel):
 
 class SettlementView(BaseModel):
     """A merchant's settlement of a business date, in minor units of `currency`:
-    captures - refunds - fees - dispute_losses - reserve = payout."""
+    captures - refunds - fees - dispute_losses - reserve + reserve_released = payout."""
 
     merchant_id: str
     business_date: date
@@ -415,6 +437,14 @@ class SettlementView(BaseModel):
     payout_status: str | None = Field(default=None, description="the payout on the rail: in_transit, paid, "
                                                                 "or failed (back in the merchant's reserve)")
     payout_reversal_transfer_id: str | None = None
+    reserve_released: int = Field(default=0, description="reserve withheld by earlier settlements (those "
+                                                         "after reserve_released_after up to "
+                                                         "reserve_released_through), paid out with this one")
+    reserve_released_after: date | None = None
+    reserve_released_through: date | None = None
+    payout_resolved_by: str | None = Field(default=None, description="the operator who ended the payout "
+                                                                     "after asking the rail")
+    payout_resolution_reason: str | None = None
 
 
 def settlement_view(settlement: Settlement) -> SettlementView:
@@ -431,7 +461,12 @@ def settlement_view(settlement: Settlement) -> SettlementView:
                                 purpose=leg.purpose) for leg in settlement.legs],
         created_at=settlement.created_at, paid_at=settlement.paid_at,
         payout_status=("in_transit" if settlement.payout_in_transit else settlement.payout_status) or None,
-        payout_reversal_transfer_id=settlement.payout_reversal_id)
+        payout_reversal_transfer_id=settlement.payout_reversal_id,
+        reserve_released=settlement.reserve_released_minor,
+        reserve_released_after=settlement.reserve_released_after,
+        reserve_released_through=settlement.reserve_released_through,
+        payout_resolved_by=settlement.payout_resolved_by or None,
+        payout_resolution_reason=settlement.payout_resolution_reason or None)
 
 
 class FeeScheduleView(BaseModel):
@@ -455,6 +490,7 @@ class MerchantView(BaseModel):
     settlement_account: dict[str, str] = Field(description="masked: bank code and the last four characters")
     fee_schedule: FeeScheduleView
     reserve_bps: int
+    reserve_period_days: int = Field(description="business days the rolling reserve is held")
     capture_window_seconds: int
     ledger_accounts: MerchantAccountsView
     created_at: datetime
@@ -491,7 +527,8 @@ def merchant_view(merchant: Merchant) -> MerchantView:
         settlement_account=merchant.settlement.masked(),
         fee_schedule=FeeScheduleView(bps=merchant.fees.bps, fixed_minor=merchant.fees.fixed_minor,
                                      rounding=merchant.fees.rounding),
-        reserve_bps=merchant.reserve_bps, capture_window_seconds=merchant.capture_window_seconds,
+        reserve_bps=merchant.reserve_bps, reserve_period_days=merchant.reserve_period_days,
+        capture_window_seconds=merchant.capture_window_seconds,
         ledger_accounts=MerchantAccountsView(receivables=list(accounts.receivables), reserve=accounts.reserve,
                                              fees_payable=accounts.fees_payable),
         created_at=merchant.created_at, updated_at=merchant.updated_at,

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from finfaas.domain.creditor import SealedCreditor
-from finfaas.domain.payments import FeeSchedule
+from finfaas.domain.payments import FeeSchedule, reserve_period_days_default
 
 merchant_id_chars_max = 40  # leaves room in a 64-character ledger account id for prefix and purpose
 capture_window_seconds_default = 7 * 24 * 3600
@@ -69,6 +69,9 @@ class Merchant:
     created_at: datetime
     updated_at: datetime | None = None
     version: int = 1
+    # Business days the rolling reserve is held before a settlement releases it (merchants onboarded
+    # before the setting existed read the default).
+    reserve_period_days: int = reserve_period_days_default
 
     @property
     def accounts(self) -> MerchantAccounts:
@@ -178,11 +181,32 @@ class Refund:
     bank_account: SealedCreditor | None = None  # sealed under transfer_id, the rail's payment id
     reversal_id: str | None = None  # the ledger transfer that gave a failed refund back to the merchant
     failure: str = ""
+    # An operator who ended a refund the rail left unknown, and why (what the rail said when asked).
+    resolved_by: str = ""
+    resolution_reason: str = ""
 
     @property
     def counted(self) -> bool:
         """Whether it counts as refunded (a failed one was given back)."""
         return self.status is not RefundStatus.FAILED
+
+
+resolution_chars_max = 500  # an operator's reason for ending a rail outcome by hand
+
+
+class RailOutcome(StrEnum):
+    """What an operator learnt from the rail about a refund or payout whose outcome stayed unknown."""
+
+    SETTLED = "settled"  # the rail paid it out
+    FAILED = "failed"  # the rail did not pay it and will not: the money goes back
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """An operator's end to a rail outcome: who (the token's subject) and why."""
+
+    operator: str
+    reason: str
 
 
 class DisputeStatus(StrEnum):
@@ -364,6 +388,8 @@ def refund_event(intent: PaymentIntent, refund: Refund, event_type: str = "refun
         **({"destination": "bank_account"} if refund.bank_account is not None else {}),
         **({"reversal_transfer_id": refund.reversal_id} if refund.reversal_id else {}),
         **({"failure_reason": refund.failure} if refund.failure else {}),
+        **({"resolved_by": refund.resolved_by, "resolution_reason": refund.resolution_reason}
+           if refund.resolved_by else {}),
     })
 
 
@@ -418,7 +444,7 @@ class SettlementLeg:
 class Settlement:
     """One merchant's settlement of one business date: what the receivable shards took in since the
     previous cut, by kind, and where it went.
-    captures - refunds - fees - dispute_losses - reserve = payout."""
+    captures - refunds - fees - dispute_losses - reserve + reserve_released = payout."""
 
     merchant_id: str
     business_date: date
@@ -440,6 +466,16 @@ class Settlement:
     version: int = 1
     payout_status: str = ""  # the rail's answer about the payout: "" (none yet, or no payout), paid, failed
     payout_reversal_id: str | None = None  # a failed payout's way back to the merchant's reserve
+    # An operator who ended a payout the rail left unknown, and why.
+    payout_resolved_by: str = ""
+    payout_resolution_reason: str = ""
+    # The rolling reserve released to the merchant with this payout: what earlier settlements withheld on
+    # the dates after `reserve_released_after` up to `reserve_released_through` (due: their reserves;
+    # released: as much of it as the reserve account held, disputes having drawn on it).
+    reserve_released_minor: int = 0
+    reserve_due_minor: int = 0
+    reserve_released_after: date | None = None
+    reserve_released_through: date | None = None
 
     @property
     def payout_rail_id(self) -> str:
@@ -453,7 +489,7 @@ class Settlement:
     @property
     def reconciles(self) -> bool:
         return (self.captures_minor - self.refunds_minor - self.fees_minor - self.dispute_losses_minor
-                - self.reserve_minor) == self.payout_minor
+                - self.reserve_minor + self.reserve_released_minor) == self.payout_minor
 
     def paid(self, now: datetime) -> Settlement:
         return replace(self, status=SettlementStatus.PAID, paid_at=now, version=self.version + 1)
@@ -472,7 +508,11 @@ def payout_event(settlement: Settlement, event_type: str) -> IntentEvent:
         "fees_minor": str(settlement.fees_minor),
         "dispute_losses_minor": str(settlement.dispute_losses_minor),
         "reserve_minor": str(settlement.reserve_minor), "payout_minor": str(settlement.payout_minor),
+        "reserve_released_minor": str(settlement.reserve_released_minor),
         "cut_at": settlement.cut_at.isoformat(),
+        **({"resolved_by": settlement.payout_resolved_by,
+            "resolution_reason": settlement.payout_resolution_reason}
+           if settlement.payout_resolved_by else {}),
     })
 
 

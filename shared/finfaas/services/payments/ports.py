@@ -134,8 +134,8 @@ class Settlements(Protocol):
         """Write settlement and its event if the stored version is settlement.version - 1."""
         ...
 
-    def of_merchant(self, merchant_id: str, limit: int) -> list[Settlement]:
-        """Up to limit of the merchant's settlements, oldest business date first."""
+    def of_merchant(self, merchant_id: str, limit: int, after: date | None = None) -> list[Settlement]:
+        """Up to limit of the merchant's settlements, oldest business date first (after: of later dates)."""
         ...
 
     def run_progress(self, business_date: date) -> RunProgress | None: ...

@@ -5,10 +5,11 @@ the payout to the merchant's settlement bank account, sealed under the payout's 
 (`stl-<merchant>-<yyyymmdd>-po`, also the execution's name: a second start only finds the first).
 
 The rail's settlement writes `payout.paid` (a versioned save: nothing more moves). A rejection, or a
-recall that confirms it never settled, gives the payout back to the merchant's reserve account
-(`stl-...-pr`, clearing -> reserve; the ledger id makes a retried step find its own transfer) and then
-saves the settlement `failed` with `payout.failed`. Both steps read the settlement first: a repeat, or a
-step for a payout already answered, changes nothing (paid after failed, or the reverse, is a 409).
+recall that confirms it never settled, saves the settlement `failed` with `payout.failed` and then gives
+the payout back to the merchant's reserve account (`stl-...-por`, clearing -> reserve; the ledger id makes a
+retried step find its own transfer). An operator ends a payout whose answer never came (`resolve`). Both
+steps read the settlement first: a repeat, or a step for a payout already answered, changes nothing (paid
+after failed, or the reverse, is a 409).
 A rerun of the day finds the settlement PAID and its payout's execution, so nothing is paid twice.
 """
 
@@ -24,7 +25,15 @@ from finfaas.platform.logging import get_logger
 from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
 from finfaas.services.payments.errors import MerchantNotFound, SettlementNotFound, UnexpectedState
-from finfaas.services.payments.model import Merchant, Settlement, SettlementLeg, payout_event
+from finfaas.services.payments.model import (
+    Merchant,
+    RailOutcome,
+    Resolution,
+    Settlement,
+    SettlementLeg,
+    payout_event,
+    resolution_chars_max,
+)
 from finfaas.services.payments.ports import Merchants, PaymentsLedger, Settlements
 
 PAYOUT_STATE_MACHINE = "payments-payout"
@@ -69,40 +78,54 @@ class RailPayouts:
             return False
         return True
 
-    def paid(self, merchant_id: str, business_date: date) -> Settlement:
+    def resolve(self, operator: str, merchant_id: str, business_date: date, outcome: RailOutcome,
+                reason: str) -> Settlement:
+        """An operator ends a payout whose rail outcome stayed unknown, after asking the rail: paid or
+        failed as the rail's own answer would, with who and why on the settlement and in its event. A late
+        answer of the rail and the operator decide on the same versioned settlement: the first wins, the
+        other repeats it (nothing changes) or is a 409 naming payout_status."""
+        by = Resolution(operator, reason[:resolution_chars_max])
+        if outcome is RailOutcome.SETTLED:
+            return self.paid(merchant_id, business_date, by)
+        return self.failed(merchant_id, business_date, by)
+
+    def paid(self, merchant_id: str, business_date: date, by: Resolution | None = None) -> Settlement:
         """The rail paid the payout out: payout.paid."""
 
         def decide(settlement: Settlement) -> Unchanged[Settlement] | Change[Settlement, Settlement]:
             if settlement.payout_status == PAYOUT_PAID:
                 return Unchanged(settlement)
             self._require_in_transit(settlement)
-            done = replace(settlement, payout_status=PAYOUT_PAID, version=settlement.version + 1)
+            done = _resolved(replace(settlement, payout_status=PAYOUT_PAID, version=settlement.version + 1),
+                             by)
             return Change(done, done)
 
         return self._save(merchant_id, business_date, decide, "payout.paid")
 
-    def failed(self, merchant_id: str, business_date: date) -> Settlement:
-        """The rail did not pay the payout out: back to the merchant's reserve, then payout.failed."""
-        settlement = self._settlement(merchant_id, business_date)
-        if settlement.payout_status == PAYOUT_FAILED:
-            return settlement
-        self._require_in_transit(settlement)
-        reversal_id = settlement.payout_rail_id + REVERSAL_SUFFIX
+    def failed(self, merchant_id: str, business_date: date, by: Resolution | None = None) -> Settlement:
+        """The rail did not pay the payout out: payout.failed, then the payout back in the merchant's
+        reserve. The save comes first, conditional on the payout still in transit, so of this and a racing
+        paid (a late answer, an operator) exactly one wins before any money moves; the reversal follows on
+        every call (the ledger replays it), so a crash between the two is finished by the next attempt
+        (the saga's retry, the operator's), and `finfaas payments check` names a failed payout without it."""
         reserve = self._merchant(merchant_id).accounts.reserve
-        clearing = system_account_id(AccountKind.SETTLEMENT, settlement.currency)
-        # Before the save: a crash between the two is finished by the saga's retry, which finds this transfer.
-        self._ledger.move([SettlementLeg(reversal_id, clearing, reserve, settlement.payout_minor,
-                                         "payout_returned")], settlement.currency)
 
         def decide(current: Settlement) -> Unchanged[Settlement] | Change[Settlement, Settlement]:
             if current.payout_status == PAYOUT_FAILED:
                 return Unchanged(current)
             self._require_in_transit(current)
-            done = replace(current, payout_status=PAYOUT_FAILED, payout_reversal_id=reversal_id,
-                           version=current.version + 1)
+            done = _resolved(replace(current, payout_status=PAYOUT_FAILED,
+                                     payout_reversal_id=current.payout_rail_id + REVERSAL_SUFFIX,
+                                     version=current.version + 1), by)
             return Change(done, done)
 
-        return self._save(merchant_id, business_date, decide, "payout.failed")
+        settlement = self._save(merchant_id, business_date, decide, "payout.failed")
+        reversal_id = settlement.payout_reversal_id
+        assert reversal_id is not None, "a failed payout names its way back"
+        clearing = system_account_id(AccountKind.SETTLEMENT, settlement.currency)
+        self._ledger.move([SettlementLeg(reversal_id, clearing, reserve, settlement.payout_minor,
+                                         "payout_returned")], settlement.currency)
+        return settlement
 
     def _save(self, merchant_id: str, business_date: date,
               decide: Callable[[Settlement], Unchanged[Settlement] | Change[Settlement, Settlement]],
@@ -131,3 +154,9 @@ class RailPayouts:
         if merchant is None:
             raise MerchantNotFound(f"merchant {merchant_id} not found")
         return merchant
+
+
+def _resolved(settlement: Settlement, by: Resolution | None) -> Settlement:
+    if by is None:
+        return settlement
+    return replace(settlement, payout_resolved_by=by.operator, payout_resolution_reason=by.reason)

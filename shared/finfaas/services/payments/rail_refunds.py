@@ -11,6 +11,8 @@ side already); rejected, or recalled unsettled, reverses it (`<pi>-rr<n>-<tag>`,
 left) in the transaction that makes it `failed`, gives its amount and fee share back to what is
 refundable, and writes `refund.failed`. Both steps read the refund first: a repeat, or a step for a
 refund already final, changes nothing (a settle of a failed refund, or a fail of a settled one, is a 409).
+A refund whose outcome the rail never told (its saga failed `Payments.RefundNeedsAttention`) is ended by an
+operator through the same two steps (`resolve`), after asking the rail.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ from finfaas.services.payments.errors import RefundNotFound, RefundSagaNotStarte
 from finfaas.services.payments.model import (
     LedgerStep,
     PaymentIntent,
+    RailOutcome,
     Refund,
     RefundStatus,
+    Resolution,
     refund_event,
+    resolution_chars_max,
 )
 from finfaas.services.payments.ports import PaymentsLedger, StepKey
 from finfaas.services.payments.service import (
@@ -83,7 +88,18 @@ class RailRefunds:
             self._start_saga(intent, refund)
         return intent, refund
 
-    def settled(self, payment_id: str, refund_number: str) -> PaymentIntent:
+    def resolve(self, operator: str, payment_id: str, refund_number: str, outcome: RailOutcome,
+                reason: str) -> PaymentIntent:
+        """An operator ends a refund whose rail outcome stayed unknown, after asking the rail: settled or
+        failed as the rail's own notice would, with who and why on the refund and in its event. A late
+        notice and the operator decide on the same versioned intent: the first wins, the other repeats
+        it (same outcome, nothing changes) or is a 409 naming the refund's status."""
+        by = Resolution(operator, reason[:resolution_chars_max])
+        if outcome is RailOutcome.SETTLED:
+            return self.settled(payment_id, refund_number, by)
+        return self.failed(payment_id, refund_number, f"ended by an operator: {by.reason}", by)
+
+    def settled(self, payment_id: str, refund_number: str, by: Resolution | None = None) -> PaymentIntent:
         """The rail paid the refund out: succeeded, with refund.updated."""
         write_id = uuid.uuid4().hex
 
@@ -94,14 +110,15 @@ class RailRefunds:
             if refund.status is RefundStatus.FAILED:
                 raise UnexpectedState(f"refund_number: {refund_number} failed and was reversed",
                                       field="refund_number")
-            done = replace(refund, status=RefundStatus.SUCCEEDED)
+            done = _resolved(replace(refund, status=RefundStatus.SUCCEEDED), by)
             wanted = intent.changed(self._payments.now(), refunds=_replaced(intent.refunds, done),
                                     write_id=write_id)
             return IntentStep(wanted, refund_event(wanted, done, "refund.updated"))
 
         return self._payments.step(SAGA_CALLER, payment_id, decide)
 
-    def failed(self, payment_id: str, refund_number: str, error: str) -> PaymentIntent:
+    def failed(self, payment_id: str, refund_number: str, error: str,
+               by: Resolution | None = None) -> PaymentIntent:
         """The rail did not pay the refund out: reversed to the shard it left, failed, refundable again."""
         write_id = uuid.uuid4().hex
 
@@ -113,8 +130,8 @@ class RailRefunds:
                 raise UnexpectedState(f"refund_number: {refund_number} was paid out by the rail",
                                       field="refund_number")
             reversal_id = intent.ledger_id("rr", intent.refunds.index(refund), write_id)
-            done = replace(refund, status=RefundStatus.FAILED, reversal_id=reversal_id,
-                           failure=error[:failure_chars_max])
+            done = _resolved(replace(refund, status=RefundStatus.FAILED, reversal_id=reversal_id,
+                                     failure=error[:failure_chars_max]), by)
             wanted = intent.changed(
                 self._payments.now(), refunds=_replaced(intent.refunds, done),
                 amount_refunded_minor=intent.amount_refunded_minor - refund.amount_minor,
@@ -145,6 +162,10 @@ class RailRefunds:
         except (ServiceUnreachable, ValueError) as error:
             raise RefundSagaNotStarted(f"the refund is recorded but its saga did not start ({error}); "
                                        "retry with the same refund_number") from None
+
+
+def _resolved(refund: Refund, by: Resolution | None) -> Refund:
+    return refund if by is None else replace(refund, resolved_by=by.operator, resolution_reason=by.reason)
 
 
 def _replaced(refunds: tuple[Refund, ...], done: Refund) -> tuple[Refund, ...]:

@@ -1031,6 +1031,7 @@ class PaymentsService:
             fees=FeeSchedule(schedule.bps, schedule.fixed_minor, schedule.rounding),
             reserve_bps=body.reserve_bps, capture_window_seconds=body.capture_window_seconds,
             receivable_shards=body.receivable_shards, status=MerchantStatus.ACTIVE, created_at=self._clock(),
+            reserve_period_days=body.reserve_period_days,
         )
 
     @staticmethod

@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from finfaas.domain.calendar import MarketCalendar
 from finfaas.domain.ledger import AccountKind, Entry, linked_legs_max, system_account_id
-from finfaas.domain.payments import fee_earned_minor, settlement_split
+from finfaas.domain.payments import fee_earned_minor, reserve_release_date, settlement_split
 from finfaas.platform.logging import get_logger
 from finfaas.services.payments.errors import (
     MerchantNotFound,
@@ -57,12 +58,16 @@ settle_legs_per_batch_max = linked_legs_max
 # One tick of the daily run settles at most this many merchants (each a few reads and transactions,
 # within the tick's minute); the rest follow on the next ticks.
 settlement_run_merchants_max = 50
+# One settlement releases the reserves of at most this many earlier ones (more than a year of daily
+# settlements); any further due wait for the next, as the release pointer moves only over those read.
+reserve_release_settlements_max = 400
+RESERVE_RELEASE = "reserve_release"  # the purpose of the leg paying a released reserve out
 _PAYMENT_ID_CHARS = len(PAYMENT_ID_PREFIX) + payment_id_hex_chars
 _log = get_logger("payments.settlement")
 
 CSV_COLUMNS = ("merchant_id", "business_date", "currency", "status", "cut_at", "captures_minor",
                "refunds_minor", "fees_minor", "dispute_losses_minor", "reserve_minor", "payout_minor",
-               "fees_carried_minor", "entries", "reconciles")
+               "fees_carried_minor", "entries", "reconciles", "reserve_released_minor")
 
 
 def _utc_now() -> datetime:
@@ -86,6 +91,16 @@ class _Window:
         return self.captures - self.refunds - self.dispute_losses
 
 
+@dataclass(frozen=True)
+class _Release:
+    """The reserves a settlement releases: those withheld on the dates in (after, through]."""
+
+    after: date | None
+    through: date | None
+    due_minor: int
+    released_minor: int
+
+
 def intent_step(transfer_id: str) -> tuple[str, str] | None:
     """(payment id, step kind) of a ledger id an intent step made (`<pi_...>-<kind><n>-<tag>`); None for
     any other transfer."""
@@ -104,7 +119,8 @@ class MerchantSettlement:
                  clock: Callable[[], datetime] = _utc_now, *,
                  legs_per_batch: int = settle_legs_per_batch_max,
                  lag_seconds: int = settlement_lag_seconds,
-                 on_paid: Callable[[Settlement], object] | None = None) -> None:
+                 on_paid: Callable[[Settlement], object] | None = None,
+                 calendar: MarketCalendar | None = None) -> None:
         self._merchants = merchants
         self._intents = intents
         self._ledger = ledger
@@ -114,6 +130,7 @@ class MerchantSettlement:
         self._legs_per_batch = legs_per_batch
         self._lag_seconds = lag_seconds
         self._on_paid = on_paid  # hands the payout to the rail (rail_payouts); again on a rerun, harmlessly
+        self._calendar = calendar  # business days of the reserve period (None: Monday to Friday)
 
     def settle(self, merchant_id: str, business_date: date) -> Settlement:
         """The merchant's settlement of business_date, planned, paid and stored; run again, the stored one
@@ -201,11 +218,43 @@ class MerchantSettlement:
                                     transfer.amount_minor) != (leg.debit_account_id, leg.credit_account_id,
                                                                leg.amount_minor):
                 problems.append(f"{name}: leg {leg.transfer_id} is not in the ledger as planned")
+        if settlement.payout_reversal_id and self._ledger.get_transfer(settlement.payout_reversal_id) is None:
+            problems.append(f"{name}: its failed payout never went back to the reserve "
+                            f"({settlement.payout_reversal_id} is not in the ledger)")
         by_purpose = {purpose: sum(leg.amount_minor for leg in settlement.legs if leg.purpose == purpose)
-                      for purpose in ("fees", "reserve", "payout")}
-        if (by_purpose["fees"], by_purpose["reserve"], by_purpose["payout"]) != (
-                max(settlement.fees_minor, 0), settlement.reserve_minor, settlement.payout_minor):
+                      for purpose in ("fees", "reserve", "payout", RESERVE_RELEASE)}
+        if (by_purpose["fees"], by_purpose["reserve"], by_purpose["payout"] + by_purpose[RESERVE_RELEASE],
+                by_purpose[RESERVE_RELEASE]) != (max(settlement.fees_minor, 0), settlement.reserve_minor,
+                                                 settlement.payout_minor, settlement.reserve_released_minor):
             problems.append(f"{name}: its legs move {by_purpose}, not its figures")
+        problems.extend(self._verify_release(name, settlement, previous))
+        return problems
+
+    def _verify_release(self, name: str, settlement: Settlement, previous: Settlement | None) -> list[str]:
+        """The release starts where the previous settlement's stopped, releases only reserves whose period
+        was over, what was due is their sum, and no more than that was paid."""
+        after = previous.reserve_released_through if previous is not None else None
+        through = settlement.reserve_released_through
+        if through is None:
+            ok = after is None and settlement.reserve_released_minor == settlement.reserve_due_minor == 0
+            return [] if ok else [f"{name}: releases reserve without saying which"]
+        problems = []
+        if settlement.reserve_released_after != after:
+            problems.append(f"{name}: its release starts after {settlement.reserve_released_after}, "
+                            f"the previous stopped at {after}")
+        merchant = self._merchant(settlement.merchant_id)
+        due = 0
+        for held in self._settlements.of_merchant(settlement.merchant_id, reserve_release_settlements_max,
+                                                  settlement.reserve_released_after):
+            if held.business_date > through:
+                break
+            due += held.reserve_minor
+            if reserve_release_date(held.business_date, merchant.reserve_period_days,
+                                    self._calendar) > settlement.business_date:
+                problems.append(f"{name}: releases the reserve of {held.business_date} before its period")
+        if due != settlement.reserve_due_minor or not 0 <= settlement.reserve_released_minor <= due:
+            problems.append(f"{name}: releases {settlement.reserve_released_minor} of {due} due, "
+                            f"recorded due {settlement.reserve_due_minor}")
         return problems
 
     # --- internals ---
@@ -247,13 +296,40 @@ class MerchantSettlement:
                                  reserve_bps=merchant.reserve_bps)
         legs = self._legs(merchant, business_date, window, split.fees_collected_minor, split.reserve_minor,
                           split.payout_minor)
+        release = self._release(merchant, business_date, previous)
+        if release.released_minor > 0:
+            leg_id = settlement_transfer_id(merchant.merchant_id, business_date, len(legs))
+            legs.append(SettlementLeg(leg_id, merchant.accounts.reserve,
+                                      system_account_id(AccountKind.SETTLEMENT, merchant.currency),
+                                      release.released_minor, RESERVE_RELEASE))
         planned = Settlement(
             merchant.merchant_id, business_date, merchant.currency, SettlementStatus.PLANNED, cut_at,
             tuple(sorted(window.cuts.items())), window.captures, window.refunds, split.fees_collected_minor,
-            split.fees_carried_minor, window.dispute_losses, split.reserve_minor, split.payout_minor,
-            window.entries, tuple(legs), now)
+            split.fees_carried_minor, window.dispute_losses, split.reserve_minor,
+            split.payout_minor + release.released_minor, window.entries, tuple(legs), now,
+            reserve_released_minor=release.released_minor, reserve_due_minor=release.due_minor,
+            reserve_released_after=release.after, reserve_released_through=release.through)
         assert planned.reconciles, planned
         return planned
+
+    def _release(self, merchant: Merchant, business_date: date, previous: Settlement | None) -> _Release:
+        """The reserves earlier settlements withheld whose period is over on business_date, from where the
+        previous settlement's release stopped (each date's reserve is released by exactly one settlement);
+        paid out as far as the reserve account holds them (a dispute may have drawn on it)."""
+        after = previous.reserve_released_through if previous is not None else None
+        through, due = after, 0
+        earlier = self._settlements.of_merchant(merchant.merchant_id, reserve_release_settlements_max, after)
+        for held in earlier:
+            if held.business_date >= business_date or reserve_release_date(
+                    held.business_date, merchant.reserve_period_days, self._calendar) > business_date:
+                break  # in date order: the later ones are due later still
+            due += held.reserve_minor
+            through = held.business_date
+        if due == 0:
+            return _Release(after, through, 0, 0)
+        account = self._ledger.account(merchant.accounts.reserve)
+        held_now = max(account.balance_minor - account.debits_pending, 0) if account is not None else 0
+        return _Release(after, through, due, min(due, held_now))
 
     def _window_entries(self, shard: str, after_key: str | None, cut_at: datetime) -> Iterator[Entry]:
         """The shard's entries newer than after_key and not after cut_at, newest first."""
@@ -359,5 +435,6 @@ def settlement_csv(settlement: Settlement) -> str:
                      settlement.status.value, settlement.cut_at.isoformat(), settlement.captures_minor,
                      settlement.refunds_minor, settlement.fees_minor, settlement.dispute_losses_minor,
                      settlement.reserve_minor, settlement.payout_minor, settlement.fees_carried_minor,
-                     settlement.entries, str(settlement.reconciles).lower()])
+                     settlement.entries, str(settlement.reconciles).lower(),
+                     settlement.reserve_released_minor])
     return out.getvalue()

@@ -108,3 +108,36 @@ def test_the_payments_check_reconciles_the_stored_settlements_with_the_ledger(wo
                               [world.merchant_id])
 
     assert (checked, problems) == (1, [])
+
+
+def test_the_next_settlement_releases_the_reserve_once_and_the_check_agrees(world):
+    # GIVEN a merchant whose reserve is held 0 business days (released by its next settlement), settled today
+    module_merchant = world.merchant_id
+    world.merchant_id = f"m-{uuid.uuid4().hex[:10]}"
+    try:
+        world.payments.onboard(OnboardBody.model_validate({
+            "merchant_id": world.merchant_id, "name": "Hats", "currency": "USD", "reserve_bps": 1_000,
+            "reserve_period_days": 0,
+            "settlement_account": {"bank_code": "SANDUS00", "account_number": "1234567890", "name": "Hats"},
+            "fee_schedule": {"bps": 300}, "receivable_shards": 2}))
+        captured_in_full(world)
+        today = later().date()
+        first = settlement_of(world).settle(world.merchant_id, today)
+        reserve = world.payments.merchant(world.merchant_id).accounts.reserve
+        settled_before = world.ledger.get_account(SETTLEMENT).balance_minor
+        tomorrow = today + timedelta(days=1)
+        next_day = MerchantSettlement(world.payments_store, world.intents, LedgerStoreAccounts(world.ledger),
+                                      PaymentSettlementsStore(world.payments_store), lambda: tomorrow, later)
+
+        second = next_day.settle(world.merchant_id, tomorrow)
+        again = next_day.settle(world.merchant_id, tomorrow)
+
+        # THEN tomorrow pays today's reserve out, once, and the check finds both settlements right
+        assert first.reserve_minor > 0 and first.reserve_released_minor == 0
+        assert (second.reserve_released_minor, second.payout_minor) == (first.reserve_minor,) * 2
+        assert second.reserve_released_through == today and second.reconciles and again == second
+        assert world.ledger.get_account(reserve).balance_minor == 0
+        assert world.ledger.get_account(SETTLEMENT).balance_minor - settled_before == first.reserve_minor
+        assert check(next_day, PaymentSettlementsStore(world.payments_store), [world.merchant_id]) == (2, [])
+    finally:
+        world.merchant_id = module_merchant

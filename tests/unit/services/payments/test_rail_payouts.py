@@ -95,3 +95,99 @@ def test_a_refused_payout_goes_back_to_the_merchants_reserve_once():
     assert late.status == 409
     assert world.reserve() == RESERVE + PAYOUT and world.balance(SETTLEMENT) == clearing - PAYOUT
     assert world.events() == ["payout.created", "payout.failed"]
+
+
+# --- an operator ends a payout whose rail answer never came ------------------------------------------------
+
+REASON = "the rail's support desk confirmed it was never paid (ticket 42)"
+
+
+class RacingSettlements:
+    """Settlements whose next read lets a rival step in right after it, as a late rail answer would."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.rival = None
+
+    def get(self, merchant_id, business_date):
+        found = self._inner.get(merchant_id, business_date)
+        rival, self.rival = self.rival, None
+        if rival is not None:
+            rival()
+        return found
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def ended(world: PayoutWorld, day: str, outcome: str, token: str | None = None):
+    path = f"/_/ops/merchants/m-shoes/settlements/{day}/payout/outcome"
+    return world.post(path, token or world.actor, {"outcome": outcome, "reason": REASON})
+
+
+def acting(world: PayoutWorld) -> PayoutWorld:
+    world.actor = world.minter.mint("ops-oncall", ["ops", "ops:act"], kind="client")
+    return world
+
+
+def test_an_operator_ends_an_unanswered_payout_as_failed_once_and_a_late_rail_answer_is_refused():
+    world = acting(PayoutWorld())
+    day = settled(world)["business_date"]
+    clearing = world.balance(SETTLEMENT)
+
+    first = ended(world, day, "failed")
+    again = ended(world, day, "failed")
+    late = world.step("paid", day)
+
+    assert first.status == again.status == 200, first.body
+    assert first.json()["payout_status"] == "failed"
+    assert (first.json()["payout_resolved_by"], first.json()["payout_resolution_reason"]) == (
+        "ops-oncall", REASON)
+    assert late.status == 409
+    assert world.reserve() == RESERVE + PAYOUT and world.balance(SETTLEMENT) == clearing - PAYOUT
+    assert world.events() == ["payout.created", "payout.failed"]
+    event = world.settlements.events[-1][2].data
+    assert (event["resolved_by"], event["resolution_reason"]) == ("ops-oncall", REASON)
+
+
+def test_an_operator_ends_an_unanswered_payout_as_paid_and_nothing_moves():
+    world = acting(PayoutWorld())
+    day = settled(world)["business_date"]
+    clearing = world.balance(SETTLEMENT)
+
+    reply = ended(world, day, "settled")
+
+    assert reply.status == 200 and reply.json()["payout_status"] == "paid"
+    assert world.balance(SETTLEMENT) == clearing and world.reserve() == RESERVE
+    assert world.events() == ["payout.created", "payout.paid"]
+
+
+def test_a_late_rail_settlement_racing_the_operators_failed_wins_alone_and_nothing_goes_back():
+    # GIVEN the operator's "failed" reads the payout in transit, and the rail's late "paid" lands right then
+    world = acting(PayoutWorld())
+    day = settled(world)["business_date"]
+    clearing = world.balance(SETTLEMENT)
+    racing = RacingSettlements(world.settlements)
+    operator_payouts = RailPayouts(world.merchants, racing, world.money, world.orchestrator, world.vault)
+    current = world.handler.services.get()
+    world.handler.services.use(dataclasses.replace(current, rail_payouts=operator_payouts))
+    racing.rival = lambda: world.payouts.paid("m-shoes", world.clock.now.date())
+
+    reply = ended(world, day, "failed")
+
+    # THEN the operator is refused and the merchant is not paid twice (rail and reserve)
+    assert reply.status == 409 and reply.json()["errors"][0]["field"] == "payout_status", reply.body
+    assert world.balance(SETTLEMENT) == clearing and world.reserve() == RESERVE
+    assert world.events() == ["payout.created", "payout.paid"]
+
+
+def test_ending_a_payout_needs_ops_act_and_a_reason():
+    world = acting(PayoutWorld())
+    day = settled(world)["business_date"]
+
+    reader = ended(world, day, "failed", token=world.operator)
+    no_reason = world.post(f"/_/ops/merchants/m-shoes/settlements/{day}/payout/outcome", world.actor,
+                           {"outcome": "failed", "reason": ""})
+
+    assert reader.status == 403 and no_reason.status == 422
+    assert world.events() == ["payout.created"] and world.reserve() == RESERVE

@@ -172,6 +172,67 @@ def test_saga_steps_need_the_saga_scope_and_name_a_rail_refund(world):
     assert world.balance(world.shard(payment_id)) == 10_000 - 1_000
 
 
+REASON = "asked the rail: the beneficiary bank returned it (ticket 7)"
+
+
+def ended(world: RailWorld, payment_id: str, number: str, outcome: str, token: str | None = None):
+    actor = token or world.minter.mint("ops-oncall", ["ops", "ops:act"], kind="client")
+    return world.post(f"/_/ops/payment_intents/{payment_id}/refunds/{number}/outcome", actor,
+                      {"outcome": outcome, "reason": REASON})
+
+
+def test_an_operator_ends_an_unanswered_rail_refund_as_failed_once_and_a_late_notice_changes_nothing(world):
+    # GIVEN a 25.00 refund to a bank whose saga ended without the rail's answer
+    payment_id = paid(world)
+    shard, clearing = world.shard(payment_id), world.balance(CLEARING)
+    to_bank(world, payment_id, "r-1", "25.00")
+
+    first = ended(world, payment_id, "r-1", "failed")
+    again = ended(world, payment_id, "r-1", "failed")
+    late_settle = world.step("settle", payment_id, "r-1")
+    late_fail = world.step("fail", payment_id, "r-1", error={"Error": "Rail.Rejected"})
+
+    assert first.status == again.status == late_fail.status == 200, first.body
+    body = first.json()
+    assert (body["status"], body["resolved_by"], body["resolution_reason"]) == (
+        "failed", "ops-oncall", REASON)
+    assert late_settle.status == 409
+    assert (world.balance(shard), world.balance(CLEARING)) == (10_000, clearing)  # given back once
+    [event] = world.events(payment_id, "refund.failed")
+    assert (event["resolved_by"], event["resolution_reason"]) == ("ops-oncall", REASON)
+    assert world.intents.get(payment_id).amount_refunded_minor == 0
+
+
+def test_an_operator_ends_a_rail_refund_as_settled_after_which_a_late_refusal_is_a_409(world):
+    payment_id = paid(world)
+    to_bank(world, payment_id, "r-1", "25.00")
+    shard, clearing = world.shard(payment_id), world.balance(CLEARING)
+
+    settled = ended(world, payment_id, "r-1", "settled")
+    late_fail = world.step("fail", payment_id, "r-1", error={"Error": "Rail.Rejected"})
+    other = ended(world, payment_id, "r-1", "failed")
+
+    assert settled.status == 200 and settled.json()["status"] == "succeeded"
+    assert late_fail.status == other.status == 409
+    assert other.json()["errors"][0]["field"] == "refund_number"
+    assert (world.balance(shard), world.balance(CLEARING)) == (10_000 - 2_500, clearing)
+    assert len(world.events(payment_id, "refund.updated")) == 1
+    assert not world.events(payment_id, "refund.failed")
+
+
+def test_ending_a_rail_refund_needs_ops_act_and_a_rail_refund(world):
+    payment_id = paid(world)
+    to_bank(world, payment_id, "r-1", "25.00")
+    refund(world, payment_id, "r-wallet", "10.00")
+    reader = world.minter.mint("ops-reader", ["ops"], kind="client")
+
+    refused = ended(world, payment_id, "r-1", "failed", token=reader)
+    wallet = ended(world, payment_id, "r-wallet", "failed")
+
+    assert refused.status == 403 and wallet.status == 404
+    assert world.intents.get(payment_id).refund("r-1").status.value == "pending"
+
+
 def test_a_refused_rail_refund_settles_as_no_refund_and_the_report_reconciles():
     from unit.services.payments.test_settlement import LATER, SettlementWorld
 

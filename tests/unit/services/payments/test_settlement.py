@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from finfaas.domain.ledger import AccountKind, system_account_id
+from finfaas.services.payments.model import SettlementLeg
 from finfaas.services.payments.settlement import MerchantSettlement
 from finfaas_dev.fakes.payments import InMemoryPaymentsLedger, InMemorySettlements
 from finfaas_dev.fakes.platform import InMemoryRateLimitStore
@@ -70,9 +71,11 @@ class CrashingSettlements(InMemorySettlements):
 class SettlementWorld(DisputeWorld):
     """DisputeWorld with merchant m-shoes (10 % rolling reserve) and the settlement use case."""
 
-    def __init__(self, crash_batch: int | None = None, after: bool = False, legs_per_batch: int = 1) -> None:
+    def __init__(self, crash_batch: int | None = None, after: bool = False, legs_per_batch: int = 1,
+                 reserve_period_days: int | None = None) -> None:
         super().__init__()
-        assert self.post("/_/ops/merchants", self.operator, SHOP).status == 201
+        shop = SHOP if reserve_period_days is None else {**SHOP, "reserve_period_days": reserve_period_days}
+        assert self.post("/_/ops/merchants", self.operator, shop).status == 201
         self.settlements = CrashingSettlements()
         self.money = CrashingLedger(self.ledger, self.intents, crash_batch, after)
         self.settlement = MerchantSettlement(self.merchants, self.intents, self.money, self.settlements,
@@ -279,3 +282,58 @@ def test_the_check_finds_every_settlement_agreeing_with_the_ledger_and_names_a_d
     assert (checked, problems) == (2, [])
     found = world.settlement.verify(doctored, first)
     assert len(found) == 2 and "the ledger's entries give" in found[0] and "its legs move" in found[1]
+
+
+# --- the rolling reserve's release -------------------------------------------------------------------------
+
+
+def settle_days(world: SettlementWorld, days: int) -> list[dict]:
+    """Settle today, then each of the next `days` calendar days (the business date follows the clock)."""
+    reports = [world.settle().json()]
+    for _ in range(days):
+        world.clock.now += timedelta(days=1)
+        reports.append(world.settle().json())
+    return reports
+
+
+def test_the_reserve_is_paid_out_by_the_settlement_after_its_period_once_and_the_check_agrees():
+    # GIVEN m-shoes holds its reserve two business days, and Monday's settlement withheld RESERVE
+    world = SettlementWorld(reserve_period_days=2)
+    world.day_of_business()
+    reserve = world.merchants.get("m-shoes").accounts.reserve
+    clearing = world.balance(SETTLEMENT)
+
+    # WHEN Monday to Thursday are settled, Wednesday twice
+    monday, tuesday, wednesday = settle_days(world, 2)
+    again = world.settle().json()
+    world.clock.now += timedelta(days=1)
+    thursday = world.settle().json()
+
+    # THEN Wednesday (Monday + 2 business days) pays it out with its own payout, and only Wednesday
+    assert (monday["reserve"], monday["reserve_released"], tuesday["reserve_released"]) == (RESERVE, 0, 0)
+    assert (wednesday["reserve_released"], wednesday["payout"], wednesday["reconciles"]) == (
+        RESERVE, RESERVE, True)
+    assert wednesday["reserve_released_through"] == monday["business_date"]
+    assert [leg["purpose"] for leg in wednesday["legs"]] == ["reserve_release"]
+    assert again == wednesday and thursday["reserve_released"] == 0
+    assert world.balance(reserve) == 0 and world.balance(SETTLEMENT) - clearing == PAYOUT + RESERVE
+    assert check(world.settlement, world.settlements, ["m-shoes"]) == (4, [])
+
+
+def test_a_reserve_a_dispute_drew_on_is_released_as_far_as_it_holds_and_a_doctored_release_is_named():
+    # GIVEN Monday's reserve, 5.00 of which a dispute took after the shards were paid out
+    world = SettlementWorld(reserve_period_days=1)
+    world.day_of_business()
+    monday = world.settle().json()
+    reserve = world.merchants.get("m-shoes").accounts.reserve
+    world.money.move([SettlementLeg("dispute-from-reserve", reserve, FEES, 500, "test")], "USD")
+
+    world.clock.now += timedelta(days=1)
+    tuesday = world.settle().json()
+
+    assert (tuesday["reserve_released"], tuesday["payout"]) == (RESERVE - 500, RESERVE - 500)
+    assert world.balance(reserve) == 0 and monday["reserve_released"] == 0
+    assert check(world.settlement, world.settlements, ["m-shoes"]) == (2, [])
+    first, second = world.settlements.of_merchant("m-shoes", 10)
+    twice = dataclasses.replace(second, reserve_released_after=None, reserve_released_through=None)
+    assert "without saying which" in world.settlement.verify(twice, first)[-1]
