@@ -140,7 +140,7 @@ def minor(value: Decimal) -> int:
 
 def test_a_loan_is_disbursed_repaid_falls_overdue_with_a_penalty_and_is_paid_off(suite):
     # GIVEN a product with a daily penalty of 0.1 % on overdue principal and a clean customer's loan
-    operator = client_token("ops")
+    operator = client_token("ops", "ops:act")
     product_id = f"penalty-{secrets.token_hex(4)}"
     product = {"product_id": product_id, "name": "Personal loan", "currency": "USD",
                "principal_minor_min": 10_000, "principal_minor_max": 5_000_000, "term_months_min": 3,

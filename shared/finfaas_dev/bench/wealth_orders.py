@@ -185,7 +185,7 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
     from finfaas_dev.wealth import run_day
 
     BusinessDateService(BusinessDateStore(), BusinessDateMode.MANUAL).advance(MARKET, to=MONDAY)
-    operator = client_token("ops")
+    operator = client_token("ops", "ops:act")
     product_id = f"bench-mmf-{run_id}"
     # A cut-off at the day's end: every order of the run belongs to Monday, whatever the clock's time.
     status, answer = _request("POST", f"{base_url}/function/wealth/_/ops/products", operator,
