@@ -11,7 +11,7 @@ Apps (customer tokens, scopes transfers:write / transfers:read):
                                256) wait at once; the WSGI server has that many threads more than the
                                template's 4 (SERVER_OPTIONS), so the saga's steps always find one free.
                                Past the limit: the current status at once, with Retry-After
-The saga (the orchestrator's token, scope transfers:saga): POST /saga/validate|screen|complete|fail|attention.
+The saga (the orchestrator's token, scope transfers:saga): POST /saga/validate|complete|fail|attention.
 Queue `reviews` (POST /): the callback tasks that wait for an operator; their tokens are checked
 with the orchestrator before they are kept. Operators (ops): decisions, customer tiers, the transfers not
 yet final by status (oldest first) and their counts.
@@ -51,6 +51,7 @@ from finfaas.services.transfers.api import (
     TransferListQuery,
     TransferSummary,
     TransferView,
+    ValidateBody,
     WaitQuery,
     ops_transfer_view,
     refusing_step,
@@ -124,6 +125,7 @@ def build_services() -> TransfersServices:
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
     from finfaas.store.ratelimit_store import RateLimitStore
+    from finfaas.store.transfer_reads import TransferValidationReads
     from finfaas.store.transfers_store import TransfersStore
 
     meter = DynamoCallMeter()
@@ -133,11 +135,13 @@ def build_services() -> TransfersServices:
     breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
                              open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
     orders = TransfersStore()
+    ledger = ledger_store_from_config()
     # Payees are sealed with the stage's PII key and fingerprinted with its digest key (read on first use).
     vault = CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())), SecretKeyedDigests())
-    service = TransfersService(orders, LedgerAccounts(ledger_store_from_config()), RiskClient(suite),
+    service = TransfersService(orders, LedgerAccounts(ledger), RiskClient(suite),
                                OrchestratorClient(suite), breaker=breaker, settings=settings_from_env(),
-                               vault=vault, cursors=CursorCodec.from_config())
+                               vault=vault, cursors=CursorCodec.from_config(),
+                               reads=TransferValidationReads(orders, ledger.models.account))
     return TransfersServices(
         transfers=service,
         guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
@@ -209,16 +213,12 @@ def get_transfer(req: Request, transfer_id: str, query: WaitQuery) -> Response:
 # --- the saga's own steps -----------------------------------------------------------------------------
 
 
-@app.route("POST", "/saga/validate", body=StepBody, **SAGA_ROUTE)
-def saga_validate(req: Request, body: StepBody) -> dict[str, Any]:
-    """Accounts, ownership, currency and tier limits; counts the amount in the day's total."""
-    return refusing_step(lambda: services.get().transfers.validate(body.transfer_id))
-
-
-@app.route("POST", "/saga/screen", body=StepBody, **SAGA_ROUTE)
-def saga_screen(req: Request, body: StepBody) -> dict[str, Any]:
-    """The risk decision (degraded when the risk function is failing)."""
-    return services.get().transfers.screen(body.transfer_id)
+@app.route("POST", "/saga/validate", body=ValidateBody, **SAGA_ROUTE)
+def saga_validate(req: Request, body: ValidateBody) -> dict[str, Any]:
+    """Accounts, ownership, currency and tier limits, then the risk decision (degraded when the risk
+    function is failing); the day's total, the order and its decision in one write."""
+    hint = body.hint()
+    return refusing_step(lambda: services.get().transfers.validate(body.transfer_id, hint))
 
 
 @app.route("POST", "/saga/complete", body=StepBody, **SAGA_ROUTE)

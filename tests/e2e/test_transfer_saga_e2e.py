@@ -169,7 +169,7 @@ def test_the_history_times_each_task_call_and_the_function_behind_the_gateway(su
 
     assert status == 200, page
     timed = [e["detail"] for e in page["data"] if e["type"] == "TaskSucceeded"]
-    assert len(timed) == 5  # validate, screen, reserve, post, complete
+    assert len(timed) == 4  # validate (with the risk screening), reserve, post, complete
     assert all(0 < detail["function_ms"] <= detail["call_ms"] for detail in timed)
     breakdown = breakdown_ms(suite, reader, [Outcome(transfer_id, "COMPLETED", 0.0, sent_at, 1)])
     assert breakdown["task_calls"] == pytest.approx(sum(d["call_ms"] for d in timed), abs=0.1)

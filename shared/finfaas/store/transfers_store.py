@@ -158,10 +158,14 @@ def _order_key(transfer_id: str) -> tuple[str, str]:
 
 
 def _usage_partition(usage: DailyUsage) -> str:
-    return f"usage#{usage.owner_id}#{usage.day}#{usage.currency}"
+    return usage_partition(usage.owner_id, usage.day, usage.currency)
 
 
-def _tier_key(owner_id: str) -> tuple[str, str]:
+def usage_partition(owner_id: str, day: str, currency: str) -> str:
+    return f"usage#{owner_id}#{day}#{currency}"
+
+
+def tier_key(owner_id: str) -> tuple[str, str]:
     return f"tier#{owner_id}", NO_RANGE
 
 
@@ -243,6 +247,11 @@ class TransfersStore:
         region = region or settings().region
         self._item, self._outbox = _models(self.table_name, self.outbox_table_name, region)
         self._connection = Connection(region=region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
+
+    @property
+    def item_model(self) -> Any:
+        """The bound model of the table's items (orders, tiers, day totals), for reads across tables."""
+        return self._item
 
     # -- orders -----------------------------------------------------------------------------------
 
@@ -443,13 +452,19 @@ class TransfersStore:
     # -- tiers ------------------------------------------------------------------------------------
 
     def tier_of(self, owner_id: str) -> Tier:
-        found = consistent_get(self._item, _tier_key(owner_id),
+        found = consistent_get(self._item, tier_key(owner_id),
                                lambda error: TransferStoreUnavailable(f"read tier: {error}"))
         return TIER_DEFAULT if found is None else Tier(found.tier)
 
+    def day_total_minor(self, owner_id: str, day: str, currency: str) -> int:
+        key = (usage_partition(owner_id, day, currency), NO_RANGE)
+        found = consistent_get(self._item, key,
+                               lambda error: TransferStoreUnavailable(f"read usage: {error}"))
+        return 0 if found is None or found.total_minor is None else int(found.total_minor)
+
     def set_tier(self, owner_id: str, tier: Tier) -> None:
         try:
-            self._item(*_tier_key(owner_id), tier=tier.value).save()
+            self._item(*tier_key(owner_id), tier=tier.value).save()
         except PynamoDBException as error:
             raise TransferStoreUnavailable(f"set tier: {error}") from error
 

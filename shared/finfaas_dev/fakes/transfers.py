@@ -118,6 +118,10 @@ class InMemoryTransferOrders:
         with self._lock:
             self._tiers[owner_id] = tier
 
+    def day_total_minor(self, owner_id: str, day: str, currency: str) -> int:
+        with self._lock:
+            return self._totals.get((owner_id, day, currency), 0)
+
     def day_total(self, owner_id: str, day: str, currency: str) -> int:
         with self._lock:
             return self._totals.get((owner_id, day, currency), 0)

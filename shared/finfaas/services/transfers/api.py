@@ -47,12 +47,14 @@ from finfaas.services.transfers.model import (
     TaskKind,
     TransferOrder,
     TransferStatus,
+    ValidationHint,
     list_page_size_default,
     list_page_size_max,
     wait_seconds_max,
 )
 
 identifier_chars_max = 64
+owner_chars_max = 256
 reference_chars_max = 140
 BANK_CODE_PATTERN = r"^[A-Z0-9]{4,11}$"
 BANK_ACCOUNT_PATTERN = r"^[A-Za-z0-9]{4,34}$"
@@ -90,6 +92,24 @@ class NewTransferBody(StrictModel):
 
 class StepBody(StrictModel):
     transfer_id: Identifier
+
+
+class ValidateBody(StepBody):
+    """The validate step: the transfer, and what its execution's input says of it, so the order is read
+    together with its accounts, tier and day's total (an order that says otherwise is read again alone)."""
+
+    # Whatever the token's subject was; it is only compared with the order's.
+    owner_id: Annotated[StrictStr, Field(min_length=1, max_length=owner_chars_max)] | None = None
+    debit_account_id: Identifier | None = None
+    credit_account_id: Identifier | None = None
+    currency: Annotated[StrictStr, Field(min_length=3, max_length=3)] | None = None
+
+    def hint(self) -> ValidationHint | None:
+        """What the input says, when it says all of it (an execution started before it did says less)."""
+        if self.owner_id is None or self.debit_account_id is None or self.currency is None:
+            return None
+        accounts = (self.debit_account_id, *((self.credit_account_id,) if self.credit_account_id else ()))
+        return ValidationHint(self.owner_id, accounts, self.currency)
 
 
 class SagaError(StrictModel):

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from finfaas.domain.creditor import SealedCreditor
+from finfaas.domain.limits import Tier
 
 STATE_MACHINE = "transfer"
 TRANSFER_ID_PREFIX = "tr_"
@@ -214,6 +215,31 @@ class AccountInfo:
 
 
 @dataclass(frozen=True)
+class ValidationFacts:
+    """What validation decides on, read together: the accounts found, the owner's tier and, when asked
+    for, the day's total so far in the order's currency."""
+
+    accounts: Mapping[str, AccountInfo]
+    tier: Tier
+    day_total_minor: int = 0
+    order: TransferOrder | None = None  # when asked for by id
+
+
+@dataclass(frozen=True)
+class ValidationHint:
+    """What the saga's input says of a transfer: whose it is, its accounts and currency."""
+
+    owner_id: str
+    account_ids: tuple[str, ...]
+    currency: str
+
+    def matches(self, order: TransferOrder) -> bool:
+        accounts = (order.debit_account_id, order.credit_account_id)
+        return (order.owner_id, order.currency) == (self.owner_id, self.currency) and all(
+            account_id in self.account_ids for account_id in accounts)
+
+
+@dataclass(frozen=True)
 class Acceptance:
     """A POST /transfers answered: the order as accepted, and whether an earlier request made it."""
 
@@ -242,6 +268,7 @@ def saga_input(order: TransferOrder) -> dict[str, Any]:
     creditor = order.creditor.in_flight() if order.creditor is not None else None
     return {
         "transfer_id": order.transfer_id,
+        "owner_id": order.owner_id,
         "debit_account_id": order.debit_account_id,
         "credit_account_id": order.credit_account_id,
         "amount_minor": order.amount_minor,

@@ -18,6 +18,7 @@ from finfaas.services.transfers.model import (
     TransferOrder,
     TransferStatus,
     UsageOutcome,
+    ValidationFacts,
 )
 
 
@@ -67,6 +68,10 @@ class TransferOrders(Protocol):
 
     def tier_of(self, owner_id: str) -> Tier: ...
 
+    def day_total_minor(self, owner_id: str, day: str, currency: str) -> int:
+        """The amounts counted against the owner's day in this currency so far (0 when none)."""
+        ...
+
     def set_tier(self, owner_id: str, tier: Tier) -> None: ...
 
 
@@ -80,3 +85,20 @@ class AccountDirectory(Protocol):
 
 class RiskAssessor(Protocol):
     def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class ValidationReads(Protocol):
+    """Everything one validation reads, in one consistent call where the store allows it
+    (DynamoDB: one BatchGetItem across the ledger's accounts and the orders table)."""
+
+    def facts(
+        self,
+        owner_id: str,
+        account_ids: Sequence[str],
+        day: str | None,
+        currency: str,
+        transfer_id: str | None = None,
+    ) -> ValidationFacts:
+        """The accounts that exist among these ids, the owner's tier, with a day its total, and with a
+        transfer id that order (None when there is none)."""
+        ...

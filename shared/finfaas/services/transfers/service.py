@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -96,12 +96,19 @@ from finfaas.services.transfers.model import (
     TransferOrder,
     TransferStatus,
     UsageOutcome,
+    ValidationFacts,
+    ValidationHint,
     event_data,
     saga_input,
     transfer_id_for,
     wait_seconds_max,
 )
-from finfaas.services.transfers.ports import AccountDirectory, RiskAssessor, TransferOrders
+from finfaas.services.transfers.ports import (
+    AccountDirectory,
+    RiskAssessor,
+    TransferOrders,
+    ValidationReads,
+)
 from finfaas.services.transfers.watcher import StatusWatcher, WatcherCounts, watch_tick_seconds
 
 failure_detail_chars_max = 1000
@@ -141,6 +148,27 @@ class LedgerAccounts:
             a.account_id: AccountInfo(a.account_id, a.owner_id, a.currency, a.kind.value, a.status.value)
             for a in found.values()
         }
+
+
+class ComposedValidationReads:
+    """ValidationReads from the order store and the account directory: one read each (fakes, tests)."""
+
+    def __init__(self, accounts: AccountDirectory, orders: TransferOrders) -> None:
+        self._accounts = accounts
+        self._orders = orders
+
+    def facts(
+        self,
+        owner_id: str,
+        account_ids: Sequence[str],
+        day: str | None,
+        currency: str,
+        transfer_id: str | None = None,
+    ) -> ValidationFacts:
+        order = None if transfer_id is None else self._orders.get(transfer_id)
+        found = self._accounts.accounts(account_ids) if account_ids else {}
+        total_minor = 0 if day is None else self._orders.day_total_minor(owner_id, day, currency)
+        return ValidationFacts(found, self._orders.tier_of(owner_id), total_minor, order)
 
 
 @dataclass(frozen=True)
@@ -219,11 +247,12 @@ _Answer = dict[str, Any]  # a saga step's output
 
 @dataclass(frozen=True)
 class _Reservation:
-    """A validated order and the day's usage it reserves, saved together."""
+    """A validated and screened order and the day's usage it reserves, saved together; without usage,
+    an order validated earlier that only gains its screening."""
 
     order: TransferOrder
-    usage: DailyUsage
-    tier: Tier
+    usage: DailyUsage | None
+    tier: Tier | None
 
 
 @dataclass(frozen=True)
@@ -252,8 +281,11 @@ class TransfersService:
         vault: CreditorVault | None = None,
         watcher: StatusWatcher | None = None,
         cursors: CursorCodec | None = None,
+        reads: ValidationReads | None = None,
     ) -> None:
         self._orders = orders
+        # Production passes the one-call DynamoDB reader (store/transfer_reads.py).
+        self._reads = reads or ComposedValidationReads(accounts, orders)
         # Production passes the stage's keyed codec; a fresh key suits one process (tests).
         self._cursors = cursors or CursorCodec.generate()
         self._vault = vault  # seals payees of external transfers; None refuses them
@@ -326,61 +358,89 @@ class TransfersService:
 
     # -- saga steps -------------------------------------------------------------------------------
 
-    def validate(self, transfer_id: str) -> dict[str, Any]:
-        """Accounts, ownership, currency and limits; reserves the amount in the day's total."""
+    def validate(self, transfer_id: str, hint: ValidationHint | None = None) -> dict[str, Any]:
+        """Accounts, ownership, currency and limits, then the risk decision (approve, review, decline):
+        the day's total, the order and its decision in one write, one step of the saga.
 
-        def validated(order: TransferOrder) -> Unchanged[_Answer] | Change[_Reservation, _Answer]:
+        Risk is asked before that write, so it also sees a transfer the day's total then refuses (the
+        reads already refuse one that could not fit). A repeat answers what was recorded; an order
+        validated but not yet screened (saved by an earlier definition) is screened and saved alone.
+        With the saga input's `hint`, the order is read in the same call as its accounts, tier and day's
+        total; an order that does not match the hint, and every read after a lost race, read on their own."""
+        read_ahead: list[tuple[str, ValidationFacts]] = []
+
+        def read() -> TransferOrder:
+            if hint is None or read_ahead:
+                return self._require(transfer_id)
+            day = usage_day(self._clock())
+            facts = self._reads.facts(hint.owner_id, hint.account_ids, day, hint.currency, transfer_id)
+            if facts.order is None:
+                raise TransferNotFound(f"transfer {transfer_id} not found")
+            read_ahead.append((day, facts))
+            return facts.order
+
+        def facts_for(order: TransferOrder, day: str) -> ValidationFacts | None:
+            """What was read with the order, if it is this very version, day and the hint's transfer."""
+            if not read_ahead or hint is None:
+                return None
+            read_day, facts = read_ahead[-1]
+            fresh = facts.order is not None and facts.order.version == order.version
+            return facts if fresh and read_day == day and hint.matches(order) else None
+
+        def checked(order: TransferOrder) -> Unchanged[_Answer] | Change[_Reservation, _Answer]:
             if order.usage_day is not None or order.status is not TransferStatus.ACCEPTED:
-                return Unchanged({"transfer_id": transfer_id, "tier": order.tier, "validated": True})
-            tier = self._checked(order)
+                if order.screening is not None or order.status.terminal:
+                    # A final order is not screened any more: without a decision the saga records failure,
+                    # which changes nothing on a final order.
+                    return Unchanged(_validated(order.tier, order.screening or {}, transfer_id))
+                screened = self._screened(order)
+                answer = _validated(order.tier, dict(screened.screening or {}), transfer_id)
+                return Change(_Reservation(screened, None, None), answer)
             now = self._clock()
+            day = usage_day(now)
+            tier, used_minor = self._checked(order, day, facts_for(order, day))
             usage = DailyUsage(
                 order.owner_id,
-                usage_day(now),
+                day,
                 order.currency,
                 order.amount_minor,
                 daily_headroom_minor(tier, order.amount_minor, order.currency),
             )
-            changed = order.changed(
-                now,
-                Step("validate", "passed", now, f"tier {tier.value}"),
-                tier=tier.value,
-                usage_day=usage.day,
-            )
-            result = {"transfer_id": transfer_id, "tier": tier.value, "validated": True}
-            return Change(_Reservation(changed, usage, tier), result)
+            if used_minor > usage.headroom_minor:
+                error = daily_limit_error(tier, order.currency)
+                raise ValidationRefused(error.code, error.detail)
+            step = Step("validate", "passed", now, f"tier {tier.value}")
+            passed = order.changed(now, step, tier=tier.value, usage_day=usage.day)
+            # One write, so one version: the screening joins the version validation made.
+            screened = replace(self._screened(passed), version=passed.version)
+            answer = _validated(tier.value, dict(screened.screening or {}), transfer_id)
+            return Change(_Reservation(screened, usage, tier), answer)
 
-        def reserved(reservation: _Reservation) -> bool:
+        def saved(reservation: _Reservation) -> bool:
+            if reservation.usage is None or reservation.tier is None:
+                return self._orders.save(reservation.order)
             outcome = self._orders.reserve_usage(reservation.order, reservation.usage)
             if outcome is UsageOutcome.EXCEEDED:
                 error = daily_limit_error(reservation.tier, reservation.order.currency)
                 raise ValidationRefused(error.code, error.detail)
             return outcome is UsageOutcome.RESERVED
 
-        return self._read_change_save(
-            transfer_id, validated, reserved, f"transfer {transfer_id} kept changing during validation"
+        return read_change_save(
+            read, checked, saved, policy=SAVE_POLICY,
+            exhausted=lambda: ConcurrentUpdate(f"transfer {transfer_id} kept changing during validation"),
         )
 
-    def screen(self, transfer_id: str) -> dict[str, Any]:
-        """The risk decision (approve, review, decline), recorded once; degraded when risk is failing."""
-
-        def screened(order: TransferOrder) -> Unchanged[_Answer] | Change[TransferOrder, _Answer]:
-            if order.screening is not None:
-                return Unchanged(dict(order.screening))
-            screening, flags = self._screening(order)
-            now = self._clock()
-            detail = ", ".join(screening["reasons"]) or "no rule flagged it"
-            changed = order.changed(
-                now,
-                Step("screen", screening["decision"], now, detail),
-                screening=screening,
-                flags=tuple(dict.fromkeys((*order.flags, *flags))),
-                status=TransferStatus.PROCESSING,
-            )
-            return Change(changed, screening)
-
-        return self._read_change_save(
-            transfer_id, screened, self._orders.save, f"transfer {transfer_id} kept changing during screening"
+    def _screened(self, order: TransferOrder) -> TransferOrder:
+        """The order with the risk decision (degraded when risk is failing) and PROCESSING; not saved."""
+        screening, flags = self._screening(order)
+        now = self._clock()
+        detail = ", ".join(screening["reasons"]) or "no rule flagged it"
+        return order.changed(
+            now,
+            Step("screen", screening["decision"], now, detail),
+            screening=screening,
+            flags=tuple(dict.fromkeys((*order.flags, *flags))),
+            status=TransferStatus.PROCESSING,
         )
 
     def complete(self, transfer_id: str) -> dict[str, Any]:
@@ -608,24 +668,28 @@ class TransfersService:
     def _require(self, transfer_id: str) -> TransferOrder:
         return self._visible(transfer_id, None)
 
-    def _checked(self, order: TransferOrder) -> Tier:
-        """The owner's tier once every validation rule passes; ValidationRefused naming the field otherwise.
+    def _checked(
+        self, order: TransferOrder, day: str | None = None, facts: ValidationFacts | None = None
+    ) -> tuple[Tier, int]:
+        """The owner's tier and (with a day) the day's total so far once every validation rule passes;
+        ValidationRefused naming the field otherwise.
 
-        One read of both accounts and one of the tier, each consistent: acceptance runs this before
-        anything is written, and the saga's validate step runs it again before reserving the amount."""
+        One consistent read of both accounts, the tier and the day's total: acceptance runs this before
+        anything is written, and the saga's validate step runs it again before reserving the amount
+        (given `facts` already read with the order, it reads nothing)."""
         wanted = [order.debit_account_id]
         if not order.external:
             wanted.append(order.credit_account_id)
-        found = self._accounts.accounts(wanted)
-        _check_debit_account(order, found.get(order.debit_account_id))
+        if facts is None:
+            facts = self._reads.facts(order.owner_id, wanted, day, order.currency)
+        _check_debit_account(order, facts.accounts.get(order.debit_account_id))
         if not order.external:
-            _check_credit_account(order, found.get(order.credit_account_id))
-        tier = self._orders.tier_of(order.owner_id)
+            _check_credit_account(order, facts.accounts.get(order.credit_account_id))
         try:
-            check_per_transfer(tier, order.amount_minor, order.currency)
+            check_per_transfer(facts.tier, order.amount_minor, order.currency)
         except PerTransferLimitExceeded as error:
             raise OverTransferLimit(error.detail) from None
-        return tier
+        return facts.tier, facts.day_total_minor
 
     def _screening(self, order: TransferOrder) -> tuple[dict[str, Any], tuple[str, ...]]:
         request = {
@@ -815,6 +879,11 @@ def _proposed(
     step = Step("approval", f"{body.decision} proposed", now, f"{operator}: {body.note}".strip())
     proposed = {**proposal, "state": APPROVAL_PROPOSED}
     return Change(order.changed(now, step, pending_approval=proposal), proposed)
+
+
+def _validated(tier: str | None, screening: Mapping[str, Any], transfer_id: str) -> dict[str, Any]:
+    """The validate step's answer: the tier it passed with and the risk decision recorded with it."""
+    return {"transfer_id": transfer_id, "validated": True, "tier": tier, **screening}
 
 
 def _check_debit_account(order: TransferOrder, debit: AccountInfo | None) -> None:

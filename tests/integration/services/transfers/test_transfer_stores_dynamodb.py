@@ -526,3 +526,46 @@ def test_payments_are_created_once_and_saved_by_version(rail_store):
     assert rail_store.save(settled) is True
     assert rail_store.save(settled) is False
     assert rail_store.get(payment.payment_id) == settled
+
+
+def test_what_a_validation_reads_comes_in_one_batch_across_the_ledger_and_orders_tables(embedded_aws):
+    # GIVEN two ledger accounts, a premium owner, an order and a day total on DynamoDB Local
+    from finfaas.domain.ledger import AccountStatus, NewAccount
+    from finfaas.services.transfers.service import ComposedValidationReads, LedgerAccounts
+    from finfaas.store.call_meter import DynamoCallMeter
+    from finfaas.store.ledger_store import ledger_store_from_config
+    from finfaas.store.transfer_reads import TransferValidationReads
+    from finfaas.store.transfers_store import TransfersStore
+
+    ledger, orders = ledger_store_from_config(), TransfersStore()
+    owner, tag = f"cust-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    debit, credit, missing = f"acc-a-{tag}", f"acc-b-{tag}", f"acc-x-{tag}"
+    ledger.open_account(NewAccount(debit, owner, "USD"), NOW)
+    ledger.open_account(NewAccount(credit, "cust-other", "USD"), NOW)
+    ledger.set_account_status(credit, AccountStatus.FROZEN, NOW)
+    orders.set_tier(owner, Tier.PREMIUM)
+    order = new_order(owner_id=owner)
+    orders.create(order, accepted(order))
+    counted = DailyUsage(owner, "2026-01-15", "USD", 4_200, 10**9)
+    assert orders.reserve_usage(order.changed(NOW), counted) is UsageOutcome.RESERVED
+    reads = TransferValidationReads(orders, ledger.models.account)
+    meter = DynamoCallMeter()
+    meter.start()
+
+    # WHEN validation reads the order, both accounts, the tier and the day's total; and an unknown
+    # owner's missing account
+    try:
+        facts = reads.facts(owner, [debit, credit], "2026-01-15", "USD", order.transfer_id)
+        unknown = reads.facts(f"cust-{tag}", [missing], None, "USD")
+    finally:
+        meter.stop()
+
+    # THEN one BatchGetItem each answers what the stores answer one read at a time
+    assert facts == ComposedValidationReads(LedgerAccounts(ledger), orders).facts(
+        owner, [debit, credit], "2026-01-15", "USD", order.transfer_id)
+    assert facts.order is not None and facts.order.version == order.version + 1
+    assert facts.tier is Tier.PREMIUM and facts.day_total_minor == 4_200
+    assert facts.accounts[credit].status == "FROZEN" and facts.accounts[debit].owner_id == owner
+    assert (unknown.accounts, unknown.tier, unknown.day_total_minor) == ({}, Tier.STANDARD, 0)
+    assert sum(meter.snapshot().values()) == 2
+    assert all(call.startswith("BatchGetItem") for call in meter.snapshot())

@@ -82,7 +82,6 @@ def test_an_internal_transfer_completes_and_moves_the_money_once():
     assert world.transfer(transfer_id).status == "COMPLETED"
     assert world.path(transfer_id) == [
         "Validate",
-        "Screen",
         "ScreenDecision",
         "Reserve",
         "RouteByDestination",

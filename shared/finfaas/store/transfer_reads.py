@@ -1,0 +1,112 @@
+"""ValidationReads on DynamoDB: a transfer's order, its accounts, its owner's tier and the day's total in
+one consistent BatchGetItem across the ledger's accounts table and the transfer orders table.
+
+pynamodb batches one table per call, so the request is built here from each model's own table name
+and read back through each model's own attributes (Model.from_raw_data)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException
+
+from finfaas.domain.limits import TIER_DEFAULT, Tier
+from finfaas.services.transfers.errors import TransferStoreUnavailable
+from finfaas.services.transfers.model import AccountInfo, ValidationFacts
+from finfaas.store.binding import RETRY_ATTEMPTS_MAX
+from finfaas.store.models import account_from_record
+from finfaas.store.transfers_store import (
+    NO_RANGE,
+    ORDER_PREFIX,
+    TransfersStore,
+    order_from_json,
+    tier_key,
+    usage_partition,
+)
+
+accounts_per_read_max = 2  # a transfer's debit and credit accounts
+# DynamoDB may leave keys unprocessed under throttling: ask again for them, a bounded number of times.
+unprocessed_rounds_max = 4
+unprocessed_backoff_seconds = 0.05
+
+
+class TransferValidationReads:
+    """One call for what a validation reads (services/transfers/ports.ValidationReads)."""
+
+    def __init__(self, orders: TransfersStore, account_model: Any, *,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._orders = orders.item_model
+        self._accounts = account_model
+        self._orders_table = orders.table_name
+        self._accounts_table = account_model.Meta.table_name
+        self._connection = Connection(region=account_model.Meta.region, max_retry_attempts=RETRY_ATTEMPTS_MAX)
+        self._sleep = sleep
+
+    def facts(
+        self,
+        owner_id: str,
+        account_ids: Sequence[str],
+        day: str | None,
+        currency: str,
+        transfer_id: str | None = None,
+    ) -> ValidationFacts:
+        wanted = list(dict.fromkeys(account_ids))
+        if len(wanted) > accounts_per_read_max:
+            raise ValueError(f"account_ids: at most {accounts_per_read_max}")
+        order_keys = [tier_key(owner_id)]
+        usage_pk = usage_partition(owner_id, day, currency) if day is not None else None
+        if usage_pk is not None:
+            order_keys.append((usage_pk, NO_RANGE))
+        order_pk = None if transfer_id is None else f"{ORDER_PREFIX}{transfer_id}"
+        if order_pk is not None:
+            order_keys.append((order_pk, NO_RANGE))
+        requests: dict[str, Any] = {
+            self._orders_table: {
+                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in order_keys],
+                "ConsistentRead": True,
+            },
+        }
+        if wanted:
+            requests[self._accounts_table] = {
+                "Keys": [{"account_id": {"S": account_id}} for account_id in wanted],
+                "ConsistentRead": True,
+            }
+        found = self._batch_get(requests)
+        accounts = (account_from_record(self._accounts.from_raw_data(raw))
+                    for raw in found.get(self._accounts_table, []))
+        tier, total_minor, order = TIER_DEFAULT, 0, None
+        for raw in found.get(self._orders_table, []):
+            item = self._orders.from_raw_data(raw)
+            if item.pk == order_pk:
+                order = order_from_json(item.doc)
+            elif item.pk == usage_pk:
+                total_minor = 0 if item.total_minor is None else int(item.total_minor)
+            elif item.tier is not None:
+                tier = Tier(item.tier)
+        return ValidationFacts(
+            {a.account_id: AccountInfo(a.account_id, a.owner_id, a.currency, a.kind.value, a.status.value)
+             for a in accounts},
+            tier,
+            total_minor,
+            order,
+        )
+
+    def _batch_get(self, requests: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        pending = requests
+        for round_ in range(unprocessed_rounds_max):
+            try:
+                answer = self._connection.dispatch("BatchGetItem", {"RequestItems": pending})
+            except (PynamoDBException, BotoCoreError) as error:
+                raise TransferStoreUnavailable(f"read the order, accounts and tier: {error}") from error
+            for table, items in answer.get("Responses", {}).items():
+                found.setdefault(table, []).extend(items)
+            pending = answer.get("UnprocessedKeys") or {}
+            if not pending:
+                return found
+            self._sleep(unprocessed_backoff_seconds * 2**round_)
+        raise TransferStoreUnavailable("read the order, accounts and tier: keys left unprocessed")

@@ -1,0 +1,179 @@
+"""TransfersService.validate: the saga's first step checks the accounts and limits and takes the risk
+decision, and saves the day's total, the order and the decision in one write; what it reads it reads in
+one call. A write lost after risk answered leaves nothing, and the step asked again counts the day once.
+
+The service runs on the in-memory order store, accounts in a dict, and a risk that records what it was
+asked and answers a repeated assessment as the first time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from finfaas.domain.limits import Tier
+from finfaas.services.transfers.api import NewTransferBody
+from finfaas.services.transfers.errors import TransferStoreUnavailable, ValidationRefused
+from finfaas.services.transfers.model import AccountInfo, UsageOutcome, ValidationFacts, ValidationHint
+from finfaas.services.transfers.service import ComposedValidationReads, TransfersService
+from finfaas_dev.fakes.transfers import InMemoryTransferOrders
+
+OWNER = "cust-1"
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+DAY = "2026-03-02"
+AMOUNT_MINOR = 2_500
+BASIC_PER_TRANSFER_MINOR = 1_000 * 100  # the basic tier: 1,000 USD a transfer, 2,000 a day
+
+
+class Accounts:
+    def __init__(self) -> None:
+        self.by_id = {
+            "acc-a": AccountInfo("acc-a", OWNER, "USD", "CUSTOMER", "OPEN"),
+            "acc-b": AccountInfo("acc-b", "cust-2", "USD", "CUSTOMER", "OPEN"),
+        }
+
+    def accounts(self, account_ids) -> dict[str, AccountInfo]:
+        return {i: self.by_id[i] for i in account_ids if i in self.by_id}
+
+
+class Risk:
+    """Answers an assessment id as it first did, like the risk function; records every request."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self._answers: dict[str, dict[str, Any]] = {}
+
+    def assess(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.asked.append(body["assessment_id"])
+        first = {"decision": "approve", "score": 7, "reasons": []}
+        return self._answers.setdefault(body["assessment_id"], first)
+
+
+class Orchestrator:
+    def start(self, state_machine: str, name: str, input_value: Any, reference: str | None = None) -> dict:
+        return {"execution_id": f"{state_machine}:{name}"}
+
+
+class LosesOneWrite(InMemoryTransferOrders):
+    """The store's first day-total write does not answer (the table timed out; nothing was written)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    def reserve_usage(self, order, usage) -> UsageOutcome:
+        if self.lost == 0:
+            self.lost += 1
+            raise TransferStoreUnavailable("reserve usage: timed out")
+        return super().reserve_usage(order, usage)
+
+
+class CountingReads(ComposedValidationReads):
+    """The composed reads, each call recorded: (owner, accounts, day, transfer id)."""
+
+    def __init__(self, accounts, orders) -> None:
+        super().__init__(accounts, orders)
+        self.calls: list[tuple[str, list[str], str | None, str | None]] = []
+
+    def facts(self, owner_id, account_ids, day, currency, transfer_id=None) -> ValidationFacts:
+        self.calls.append((owner_id, list(account_ids), day, transfer_id))
+        return super().facts(owner_id, account_ids, day, currency, transfer_id)
+
+
+class CountingOrders(InMemoryTransferOrders):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    def get(self, transfer_id):
+        self.gets += 1
+        return super().get(transfer_id)
+
+
+HINT = ValidationHint(OWNER, ("acc-a", "acc-b"), "USD")
+
+
+def world(orders: InMemoryTransferOrders | None = None) -> tuple[TransfersService, InMemoryTransferOrders,
+                                                                  Risk, CountingReads, str]:
+    orders = orders or InMemoryTransferOrders()
+    accounts, risk = Accounts(), Risk()
+    reads = CountingReads(accounts, orders)
+    service = TransfersService(orders, accounts, risk, Orchestrator(), clock=lambda: NOW, reads=reads)
+    return service, orders, risk, reads, accepted(service, "k-1", AMOUNT_MINOR)
+
+
+def accepted(service: TransfersService, key: str, amount_minor: int) -> str:
+    body = {"debit_account_id": "acc-a", "credit_account_id": "acc-b", "amount": amount_minor,
+            "currency": "USD"}
+    return service.accept(OWNER, key, NewTransferBody.model_validate(body)).order.transfer_id
+
+
+def test_validation_and_the_risk_decision_are_one_step_saved_in_one_write_after_one_read():
+    service, orders, risk, reads, transfer_id = world(CountingOrders())
+    accepted_version = orders.get(transfer_id).version
+    gets_before = orders.gets
+
+    answer = service.validate(transfer_id, HINT)
+    gets = orders.gets - gets_before
+
+    order = orders.get(transfer_id)
+    assert (answer["decision"], answer["degraded"], answer["tier"]) == ("approve", False, "STANDARD")
+    assert order.version == accepted_version + 1
+    assert [s.name for s in order.steps] == ["accept", "validate", "screen"]
+    assert order.status.value == "PROCESSING" and order.usage_day == DAY
+    assert orders.day_total_minor(OWNER, DAY, "USD") == AMOUNT_MINOR
+    # the order, the accounts, the tier and the day's total: one read for the step (one for the POST)
+    assert reads.calls[-1] == (OWNER, ["acc-a", "acc-b"], DAY, transfer_id)
+    assert len(reads.calls) == 2
+    assert gets == 1  # inside that one read
+
+
+def test_an_order_that_does_not_match_its_hint_is_read_again_and_decided_by_its_own_accounts():
+    # GIVEN a hint naming another owner and another account than the order's
+    service, orders, risk, reads, transfer_id = world()
+    orders.set_tier("cust-2", Tier.BUSINESS)
+    wrong = ValidationHint("cust-2", ("acc-b",), "USD")
+
+    answer = service.validate(transfer_id, wrong)
+
+    # THEN the order's own owner's tier decided, read with its own accounts
+    assert answer["tier"] == "STANDARD"
+    assert reads.calls[-1] == (OWNER, ["acc-a", "acc-b"], DAY, None)
+    assert orders.day_total_minor(OWNER, DAY, "USD") == AMOUNT_MINOR
+    assert orders.day_total_minor("cust-2", DAY, "USD") == 0
+
+
+def test_a_write_lost_after_risk_answered_leaves_nothing_and_the_step_asked_again_counts_the_day_once():
+    service, orders, risk, _, transfer_id = world(LosesOneWrite())
+
+    with pytest.raises(TransferStoreUnavailable):
+        service.validate(transfer_id, HINT)
+    assert orders.get(transfer_id).screening is None
+    assert orders.day_total_minor(OWNER, DAY, "USD") == 0
+
+    first = service.validate(transfer_id, HINT)
+    again = service.validate(transfer_id, HINT)
+
+    assert first == again and first["decision"] == "approve"
+    assert risk.asked == [transfer_id, transfer_id]  # the same assessment, answered as before
+    assert orders.day_total_minor(OWNER, DAY, "USD") == AMOUNT_MINOR
+
+
+def test_a_day_total_that_cannot_take_the_amount_is_refused_before_risk_is_asked():
+    # GIVEN a basic customer whose two earlier transfers today took the whole daily limit
+    service, orders, risk, _, transfer_id = world()
+    orders.set_tier(OWNER, Tier.BASIC)
+    earlier = [accepted(service, f"k-{n}", BASIC_PER_TRANSFER_MINOR) for n in (2, 3)]
+    for other in earlier:
+        service.validate(other, HINT)
+
+    # WHEN the saga validates one more
+    with pytest.raises(ValidationRefused) as refusal:
+        service.validate(transfer_id, HINT)
+
+    # THEN it is refused by the day's total read with the accounts: risk never saw it, nothing was saved
+    assert refusal.value.code == "daily_limit_exceeded"
+    assert risk.asked == earlier
+    assert orders.get(transfer_id).screening is None
+    assert orders.day_total_minor(OWNER, DAY, "USD") == 2 * BASIC_PER_TRANSFER_MINOR
