@@ -209,7 +209,9 @@ def exited_detail(output: Any, detail: dict[str, Any]) -> dict[str, Any]:
     """A StateExited event's detail with the state's output, or only its size when it is large (the
     next state's input is this output, so the history shows both without storing either twice)."""
     size = len(json.dumps(output, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-    return {**detail, "output": output} if size <= exited_output_bytes_max else {**detail, "output_bytes": size}
+    if size <= exited_output_bytes_max:
+        return {**detail, "output": output}
+    return {**detail, "output_bytes": size}
 
 
 def leave(step: Step, state: State, output: Any, now_ms: int) -> None:

@@ -148,7 +148,8 @@ def svg(definition: Mapping[str, Any], events: Iterable[Mapping[str, Any]] = ())
     return "".join(parts)
 
 
-def state_inputs_and_outputs(events: Iterable[Mapping[str, Any]], execution_input: Any) -> list[dict[str, Any]]:
+def state_inputs_and_outputs(events: Iterable[Mapping[str, Any]],
+                             execution_input: Any) -> list[dict[str, Any]]:
     """Each state left, in order, with its input (the execution's input, then the previous state's output)
     and its output, from the outputs the orchestrator keeps in StateExited events (a large one by size)."""
     rows: list[dict[str, Any]] = []
