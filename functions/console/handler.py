@@ -316,8 +316,9 @@ def execution(req: Request, execution_id: str) -> Response:
     # Personal data (names, accounts, tokens) never reaches the page: the logs' redaction, applied here.
     events = [{**event, "detail": redact(event.get("detail"))} for event in found.events]
     data = {"input": redact(found.execution.get("input")), "output": redact(found.execution.get("output"))}
+    states = graph.state_inputs_and_outputs(events, data["input"])
     return page("execution.html", session=session, execution=found.execution, events=events, data=data,
-                definition=found.definition, graph=drawing, redrivable=REDRIVABLE, done=done)
+                states=states, definition=found.definition, graph=drawing, redrivable=REDRIVABLE, done=done)
 
 
 @app.route("POST", "/executions/{execution_id}/stop", **FORM)

@@ -38,6 +38,10 @@ from finfaas.workflow.paths import Path, write_result
 MS_PER_SECOND = 1000
 payload_bytes_max = 64 * 1024  # per JSON value kept in an execution item (DynamoDB items are <= 400 KB)
 cause_chars_max = 32 * 1024
+# A state's output is kept in its StateExited event for operators (Step Functions' console shows each
+# state's input and output); larger ones are named by size only, so the history stays small enough to
+# ride in the execution item (store: TAIL_BYTES_MAX).
+exited_output_bytes_max = 1024
 TOKEN_SEPARATOR = "."  # noqa: S105 - a separator, not a credential
 
 
@@ -201,10 +205,19 @@ def enter(
     return Entered("budget")
 
 
+def exited_detail(output: Any, detail: dict[str, Any]) -> dict[str, Any]:
+    """A StateExited event's detail with the state's output, or only its size when it is large (the
+    next state's input is this output, so the history shows both without storing either twice)."""
+    size = len(json.dumps(output, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    if size <= exited_output_bytes_max:
+        return {**detail, "output": output}
+    return {**detail, "output_bytes": size}
+
+
 def leave(step: Step, state: State, output: Any, now_ms: int) -> None:
     """Exit a state with its output: to Next, or end the execution successfully."""
     check_size(output, f"the output of {state.name!r}")
-    step.event("StateExited", {"next": state.next} if state.next else {})
+    step.event("StateExited", exited_detail(output, {"next": state.next} if state.next else {}))
     if state.end:
         finish(step, Status.SUCCEEDED, now_ms, output=output)
         return
@@ -299,7 +312,7 @@ def _choose(step: Step, state: ChoiceState) -> None:
         raise StatesError(errors.NO_CHOICE_MATCHED, f"{state.name}: no rule matched and there is no Default")
     output = _read(state.output_path, effective)
     check_size(output, f"the output of {state.name!r}")
-    step.event("StateExited", {"next": target})
+    step.event("StateExited", exited_detail(output, {"next": target}))
     step.change(state=target, state_input=output, phase=Phase.READY)
 
 
@@ -476,7 +489,7 @@ def catch(step: Step, state: CatchingState, error: str, cause: str, now_ms: int)
             except StatesError as failure:
                 finish(step, Status.FAILED, now_ms, error=failure.error, cause=failure.cause)
                 return True
-            step.event("StateExited", {"next": catcher.next, "caught": error})
+            step.event("StateExited", exited_detail(output, {"next": catcher.next, "caught": error}))
             step.change(state=catcher.next, state_input=output, phase=Phase.READY, task_token=None)
             return True
     return False

@@ -550,6 +550,22 @@ def test_history_records_the_path_and_what_happened_in_each_state():
     }
 
 
+def test_each_state_exit_keeps_its_output_and_only_the_size_of_a_large_one():
+    # GIVEN a Pass whose output is small and a Task whose answer is larger than the history keeps
+    from finfaas.workflow.interpreter import exited_output_bytes_max
+
+    large = {"blob": "x" * exited_output_bytes_max}
+    document = machine(P={"Type": "Pass", "Result": {"n": 1}, "ResultPath": "$.p", "Next": "T"},
+                       T=task(ResultSelector={"body.$": "$.ResponseBody"}))
+
+    world, _, execution_id = run(document, lambda call: ok(large), {"order": "o-1"})
+
+    # THEN the operator reads the Pass's output (the Task's input) and the Task's output by its size
+    exits = events(world, execution_id, "StateExited")
+    assert exits[0].detail == {"next": "T", "output": {"order": "o-1", "p": {"n": 1}}}
+    assert "output" not in exits[1].detail and exits[1].detail["output_bytes"] > exited_output_bytes_max
+
+
 def test_a_task_event_keeps_how_long_the_call_took_and_the_functions_part_when_reported():
     def answer(call):
         time.sleep(0.02)

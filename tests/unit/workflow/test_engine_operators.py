@@ -211,7 +211,10 @@ def test_a_stop_taken_by_a_catch_runs_the_compensation_and_refuses_the_late_call
     assert bank.applied == Counter({"reserve": 1, "void": 1})
     assert world.path(EXECUTION) == ["Reserve", "Await", "Void", "Compensated"]
     caught = [e for e in events(world, "StateExited") if e.detail.get("caught")]
-    assert caught[0].detail == {"next": "Void", "caught": "Execution.Stopped"}
+    assert (caught[0].detail["next"], caught[0].detail["caught"]) == ("Void", "Execution.Stopped")
+    # the state's output, the next state's input, is in the history: the caught error under its ResultPath
+    assert caught[0].detail["output"]["error"] == {"Error": "Execution.Stopped",
+                                                   "Cause": "customer withdrew the order"}
     assert events(world, "ExecutionStopRequested")[0].detail == {"reason": "customer withdrew the order"}
     with pytest.raises(engine.TaskNotFound):
         world.engine.report(token, TaskResult(True, {"decision": "approve"}))

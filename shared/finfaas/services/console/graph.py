@@ -146,3 +146,24 @@ def svg(definition: Mapping[str, Any], events: Iterable[Mapping[str, Any]] = ())
             f'text-anchor="middle">{escape(label)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def state_inputs_and_outputs(events: Iterable[Mapping[str, Any]],
+                             execution_input: Any) -> list[dict[str, Any]]:
+    """Each state left, in order, with its input (the execution's input, then the previous state's output)
+    and its output, from the outputs the orchestrator keeps in StateExited events (a large one by size)."""
+    rows: list[dict[str, Any]] = []
+    current: dict[str, Any] = {"input": execution_input}
+    for event in events:
+        detail = event.get("detail") or {}
+        if event.get("type") != "StateExited" or not isinstance(detail, Mapping):
+            continue
+        row = {"state": event.get("state"), **current}
+        if "output" in detail:
+            row["output"] = detail["output"]
+            current = {"input": detail["output"]}
+        else:
+            row["output_bytes"] = detail.get("output_bytes")
+            current = {"input_bytes": detail.get("output_bytes")}
+        rows.append(row)
+    return rows

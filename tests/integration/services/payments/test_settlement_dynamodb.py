@@ -45,12 +45,13 @@ def world(embedded_aws) -> World:
 
 
 def payout_events(merchant_id: str) -> list[str]:
-    """Ids of the payout events in the merchant's outbox partition."""
+    """Ids of the merchant's payout events (its outbox partition is shared with other merchants)."""
     client = boto3.client("dynamodb")
     items = client.query(TableName=resource_name("outbox"), KeyConditionExpression="#p = :p",
                          ExpressionAttributeNames={"#p": "partition"}, ConsistentRead=True,
                          ExpressionAttributeValues={":p": {"S": outbox_partition("payments", merchant_id)}})
-    return [item["event_id"]["S"] for item in items["Items"] if item["type"]["S"] == "payout.created"]
+    return [item["event_id"]["S"] for item in items["Items"]
+            if item["type"]["S"] == "payout.created" and item["event_id"]["S"].split(":")[1] == merchant_id]
 
 
 def settlement_of(world: World) -> MerchantSettlement:

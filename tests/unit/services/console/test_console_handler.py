@@ -71,7 +71,11 @@ EXECUTION = {"execution_id": "transfer:tr_9", "state_machine": "transfer", "name
              "input": {"transfer_id": "tr_9", "amount_minor": 2_500,
                        "creditor": {"name": "Carol Danvers", "iban": "GB33BUKB20201555555555"}},
              "output": {"email": "carol@example.com", "status": "FAILED"}}
-FAILED_EVENT = {"seq": 1, "type": "TaskFailed", "state": "Hold", "at": "2027-01-15T10:00:00Z",
+EXITED_EVENT = {"seq": 1, "type": "StateExited", "state": "Validate", "at": "2027-01-15T10:00:00Z",
+                "detail": {"next": "Hold", "output": {**EXECUTION["input"], "validated": "yes-it-was"}}}
+LARGE_EXIT_EVENT = {"seq": 2, "type": "StateExited", "state": "Hold", "at": "2027-01-15T10:00:01Z",
+                    "detail": {"next": "Post", "output_bytes": 4096}}
+FAILED_EVENT = {"seq": 3, "type": "TaskFailed", "state": "Hold", "at": "2027-01-15T10:00:00Z",
                 "detail": {"cause": "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "payee_name": "Carol Danvers"}}
 TRANSFERS = {
     "hold_1": {**LEG, "transfer_id": "hold_1", "kind": "PENDING", "state": "POSTED", "amount_minor": 12_000,
@@ -125,7 +129,7 @@ class FakeSuite:
         if function == "orchestrator" and path == "/executions/transfer%3Atr_9":
             return 200, EXECUTION
         if function == "orchestrator" and path.startswith("/executions/transfer%3Atr_9/history?"):
-            return 200, {"data": [FAILED_EVENT]}
+            return 200, {"data": [EXITED_EVENT, LARGE_EXIT_EVENT, FAILED_EVENT]}
         if function == "payments" and path == "/_/ops/payment_intents/pi_1":
             return 200, INTENT
         if function == "wealth" and path == "/_/ops/positions/c1/mmf-1":
@@ -501,5 +505,9 @@ def test_an_executions_page_shows_its_input_output_and_events_with_personal_data
     reply = get(handler, "/executions/transfer:tr_9", cookie)
 
     assert reply.status == 200 and "amount_minor" in reply.body and "2500" in reply.body
+    # each state's input and output: Validate's from its exit, Hold's input is Validate's output
+    assert 'data-state-io="Validate"' in reply.body and "yes-it-was" in reply.body
+    hold_row = reply.body.split('data-state-io="Hold"', 1)[1].split("</tr>", 1)[0]
+    assert "yes-it-was" in hold_row and "4096 bytes, not kept" in hold_row
     for personal in ("Carol Danvers", "GB33BUKB", "carol@example.com", "eyJhbGciOiJSUzI1NiJ9"):
         assert personal not in reply.body
