@@ -3,7 +3,8 @@
 Lenders (bureau:read, the loans function's client):
   POST /reports    {customer_id, inquiry_id}: score (300-850), delinquencies, open accounts; the same
                    customer always gets the same report. BUREAU_SANDBOX_DOWN=true makes it answer 503,
-                   to see the loans function decide without a bureau.
+                   to see the loans function decide without a bureau; so does a customer id ending in
+                   `-bureau-down`, whatever the setting.
 """
 
 from typing import Any

@@ -4,7 +4,8 @@ Apps and customers (loans:write to apply, loans:read for the rest; a customer on
   POST /loans                                    apply (Idempotency-Key required: the loan's id derives
                                                  from it, so a repeat finds the same loan); underwritten at
                                                  once: approved, declined, or in review for an operator,
-                                                 with every rule's finding
+                                                 with every rule's finding; one in review starts its
+                                                 disbursement saga, which waits for an operator
   GET  /loans/{loan_id}                          the loan and its decision; once disbursed its schedule and
                                                  transactions (another customer's: 404)
   POST /loans/{loan_id}/disburse                 accept an approved loan: starts its disbursement saga
@@ -28,8 +29,10 @@ Operators (ops scope):
   GET  /_/ops/loan-products/{product_id}         one product
   POST /_/ops/loan-products/{product_id}/deactivate  no new quotes or loans from now on; safe to repeat
   GET  /_/ops/loans/{loan_id}                    any loan
-  POST /_/ops/loans/{loan_id}/decision           approve or decline a loan in review (Idempotency-Key
-                                                 optional); the same decision again answers the loan
+  POST /_/ops/loans/{loan_id}/decision           (ops:act) approve or decline a loan in review, with a
+                                                 note: sent to its saga through the task token (the saga
+                                                 records it, then disburses or ends); the same decision
+                                                 again answers the loan, another is a 409
   POST /_/ops/loans/{loan_id}/repayments/{repayment_id}/reversal  undo a repayment ({"reason"}): the
                                                  loan reprocessed without it, its money back to the wallet,
                                                  one transaction; again: 409
@@ -39,14 +42,19 @@ The disbursement saga (the orchestrator's client, loans:saga):
   POST /saga/disburse                            the principal from sys-loans-<CUR> to the wallet and the
                                                  schedule fixed on the business date, one ledger
                                                  transaction; again: the active loan, nothing moved
+  POST /saga/review                              the operator's decision AwaitReview returned, written on
+                                                 the loan with its event; again: the loan as written
 The nightly job (infra/statemachines/loans-nightly.asl.json, one execution per business date):
   POST /_/ops/loans/nightly                      (ops) start it for {business_date} (default: the day
                                                  before the business date); again: the same execution
   POST /saga/nightly/pages                       (loans:saga) a page of one segment's active loans and
                                                  the next cursor
   POST /saga/nightly/close                       (loans:saga) close the date on a page of loans, once each
-Schedule (no token: a signed tick, or a stock scheduler's unsigned one, every 15 minutes):
-  POST /                                         start (or find) the night of the day before the business date
+Schedule (no token: a signed tick, or a stock scheduler's unsigned one, every 15 minutes) and queue
+`loan-reviews` (no token: sealed by the orchestrator, else 401), on the same POST /:
+  POST /                                         a tick starts (or finds) the night of the day before the
+                                                 business date; a review task's token is kept on its loan
+                                                 once the orchestrator confirms it waits for it
 """
 
 from collections.abc import Callable
@@ -54,8 +62,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from finfaas.platform.audit import AuditLog
-from finfaas.platform.http import FunctionApp, Request, Response
+from finfaas.platform.events import event_mac_from_config
+from finfaas.platform.http import FunctionApp, Request, Response, validation_failed
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
+from finfaas.platform.queue_proof import QueueMessageProof, QueueOrScheduleProof
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
@@ -87,6 +97,9 @@ from finfaas.services.loans.api import (
     ReversalBody,
     ReviewBody,
     ReviewDecision,
+    ReviewStepBody,
+    ReviewStepView,
+    ReviewTaskMessage,
     WriteOffBody,
     loan_view,
     payoff_view,
@@ -114,6 +127,7 @@ READ_LIMIT = RateLimit("loans_read", requests_max=12_000, window_seconds=60, tok
 APPLY_LIMIT = RateLimit("loans_apply", requests_max=600, window_seconds=60, tokens_per_call=10)
 LIMITS = {limit.name: limit for limit in (OPS_LIMIT, READ_LIMIT, APPLY_LIMIT)}
 READ, WRITE, SAGA = "loans:read", "loans:write", "loans:saga"
+OPS_ACT = "ops:act"  # an operator's decision that lets money move, beside ops
 LOAN_PATH = "/function/loans/loans/{}"
 # An application waits out a cold start of risk or the bureau (3-4 s seen on a loaded machine) rather than
 # send the customer to an operator; the two calls stay within the function's 15 s exec_timeout.
@@ -175,7 +189,8 @@ def build_services(suite: Any = None) -> LoansServices:
     ledger = LedgerAccounts(LedgerService(ledger_store_from_config()))
     applications = LoanApplicationService(store, store, ledger, quotes,
                                           RiskClient(suite, timeout_seconds=UNDERWRITING_CALL_SECONDS),
-                                          BureauClient(suite, timeout_seconds=UNDERWRITING_CALL_SECONDS))
+                                          BureauClient(suite, timeout_seconds=UNDERWRITING_CALL_SECONDS),
+                                          orchestrator=OrchestratorClient(suite))
     disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite))
     repayments = LoanRepaymentService(store, store, ledger, business_date)
     ops = LoanOpsService(store, store, ledger, business_date, repayments)
@@ -375,10 +390,11 @@ def get_loan_ops(req: Request, loan_id: str) -> LoanView:
     return loan_view(loan, services.get().repayments.standing(loan))
 
 
-@app.route("POST", "/_/ops/loans/{loan_id}/decision", body=ReviewBody, idempotency="optional",
-           rate_limit=OPS_LIMIT.name)
+@app.route("POST", "/_/ops/loans/{loan_id}/decision", scopes=[OPS_ACT], body=ReviewBody,
+           idempotency="optional", rate_limit=OPS_LIMIT.name)
 def decide_loan(req: Request, loan_id: str, body: ReviewBody) -> LoanView:
-    """Approve or decline a loan in review; the same decision again changes nothing, another is a 409."""
+    """Approve or decline a loan in review through its saga's task token; the loan as it stands (the
+    saga records the decision); the same decision again answers it, another is a 409."""
     assert req.principal is not None
     req.audit_target = f"loan:{loan_id}"
     approve = body.decision is ReviewDecision.APPROVE
@@ -425,6 +441,14 @@ def saga_disburse(req: Request, body: DisburseStepBody) -> DisburseStepView:
 
 
 # --- the nightly job (infra/statemachines/loans-nightly.asl.json) -------------------------------------
+
+
+@app.route("POST", "/saga/review", scopes=[SAGA], body=ReviewStepBody, rate_limit=None)
+def saga_review(req: Request, body: ReviewStepBody) -> ReviewStepView:
+    """Write the operator's decision on the loan; the saga disburses an approved one next."""
+    loan = services.get().applications.record_review(body.operator, body.loan_id,
+                                                     body.decision is ReviewDecision.APPROVE, body.note)
+    return ReviewStepView(loan_id=loan.loan_id, status=loan.status.value)
 
 
 def nightly() -> LoansNightlyService:
@@ -476,11 +500,29 @@ schedule_proof = ScheduleProof(FUNCTION_NAME, schedule_keys_from_config, schedul
                                NIGHTLY_PERIOD_SECONDS)
 
 
-@app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=schedule_proof)
-def scheduled_nightly(req: Request) -> NightlyStartView:
-    """Start (or find) the nightly job of the day before the business date."""
+# The same POST / takes the `loan-reviews` queue's messages: a body sealed with the events MAC is one.
+trigger = QueueOrScheduleProof(QueueMessageProof(event_mac_from_config), schedule_proof)
+
+
+@app.route("POST", "/", auth=False, media_types=("application/json", "text/plain"), trigger=trigger)
+def on_trigger(req: Request) -> NightlyStartView | dict[str, Any]:
+    """A tick: start (or find) the nightly job of the day before the business date. A review task:
+    keep its token on the loan."""
+    if trigger.is_message(req):
+        return on_review_task(req)
     day, _ = nightly().start(None)
     return NightlyStartView(business_date=day, execution=execution_name(day))
+
+
+def on_review_task(req: Request) -> dict[str, Any]:
+    """A message of the `loan-reviews` queue: kept only if the orchestrator waits for its token."""
+    from pydantic import ValidationError
+
+    try:
+        message = ReviewTaskMessage.model_validate(trigger.queue.message(req))
+    except ValidationError as error:
+        raise validation_failed("The review task message is not valid.", error) from None
+    return {"outcome": services.get().applications.take_review_task(message.loan_id, message.task_token)}
 
 
 @app.route("GET", "/_/ops/stats", rate_limit=None)

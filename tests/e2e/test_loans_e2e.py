@@ -18,7 +18,7 @@ import pytest
 from finfaas.domain.ledger import NewAccount
 from finfaas.platform import config
 from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
-from finfaas.services.bureau.model import sandbox_report
+from finfaas.services.bureau.model import UNAVAILABLE_CUSTOMER_SUFFIX, sandbox_report
 from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas_dev.bench.ledger import answers
@@ -30,7 +30,7 @@ from support.gateway_harness import GatewayProcess
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 FUNCTIONS = ("auth", "bureau", "ledger", "loans", "orchestrator", "risk")
-QUEUE_TOPICS = {"orchestrator": "orchestrator"}
+QUEUE_TOPICS = {"orchestrator": "orchestrator", "loans": "loan-reviews"}
 TOP_UP_MINOR = 10_000
 FUNCTION_READY_SECONDS_MAX = 90  # a function's first start on a loaded machine
 DISBURSEMENT_SECONDS_MAX = 60  # the saga's one step, through the connector's SQS polling
@@ -75,10 +75,11 @@ def suite(embedded_aws, tmp_path_factory):
         gateway.stop()
 
 
-def customer(poor: bool) -> tuple[str, str, str]:
-    """A customer whose sandbox bureau file is clean (or poor), its USD wallet and its token."""
+def customer(poor: bool, suffix: str = "") -> tuple[str, str, str]:
+    """A customer whose sandbox bureau file is clean (or poor), its USD wallet and its token; with
+    the suffix UNAVAILABLE_CUSTOMER_SUFFIX the bureau answers nothing for it."""
     for _ in range(CANDIDATES_MAX):
-        customer_id = f"cust-{secrets.token_hex(4)}"
+        customer_id = f"cust-{secrets.token_hex(4)}{suffix}"
         if (sandbox_report(customer_id).delinquencies > 0) == poor:
             break
     account_id = f"acc-{secrets.token_hex(6)}"
@@ -208,6 +209,59 @@ def test_a_loan_is_disbursed_repaid_falls_overdue_with_a_penalty_and_is_paid_off
     assert status == 200 and closed["status"] == "closed" and closed["outstanding_minor"] == 0, closed
     assert closed["schedule"][1]["paid_penalty_minor"] == 4 * daily_minor
     assert balance(suite, account_id) == 100_000 + TOP_UP_MINOR - first["total_minor"] - payoff["total_minor"]
+
+
+def test_with_the_bureau_down_a_large_loan_waits_in_its_saga_for_an_operator_then_is_disbursed_once(suite):
+    # GIVEN a product that waives the bureau up to 500.00, and a customer the bureau answers nothing for
+    operator = client_token("ops", "ops:act")
+    product_id = f"review-{secrets.token_hex(4)}"
+    product = {"product_id": product_id, "name": "Personal loan", "currency": "USD",
+               "principal_minor_min": 10_000, "principal_minor_max": 5_000_000, "term_months_min": 3,
+               "term_months_max": 60, "annual_rate": "0.12", "bureau_waiver_principal_minor_max": 50_000}
+    status, created = _request("POST", f"{suite}/function/loans/_/ops/loan-products", operator, product,
+                               {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 201, created
+    _, account_id, token = customer(poor=False, suffix=UNAVAILABLE_CUSTOMER_SUFFIX)
+    wallet_before = balance(suite, account_id)
+
+    # WHEN the customer applies for 1,000.00
+    status, loan = _request("POST", f"{suite}/function/loans/loans", token,
+                            {"product_id": product_id, "principal": "1000.00", "term_months": 6,
+                             "account_id": account_id, "monthly_income": "3000.00", "monthly_debt": "0"},
+                            {"Idempotency-Key": "apply-review"})
+
+    # THEN it waits for an operator, the bureau's absence the rule that fired
+    assert status == 201 and loan["status"] == "review", loan
+    assert loan["decision"]["rules_fired"] == ["bureau_unavailable"]
+    decision_url = f"{suite}/function/loans/_/ops/loans/{loan['loan_id']}/decision"
+    approval = {"decision": "approve", "note": "income verified by phone"}
+
+    # WHEN an operator who may only look tries to decide, then one who may act, once the saga waits
+    status_reader, refused = _request("POST", decision_url, client_token("ops"), approval)
+
+    def decided():
+        status, body = _request("POST", decision_url, operator, approval)
+        assert status in (200, 409), body
+        return body if status == 200 else None  # 409 loan_review_not_waiting: the token not kept yet
+
+    wait_for(decided, DISBURSEMENT_SECONDS_MAX, "the saga to wait for a review")
+
+    # THEN the reader is refused; the saga records the operator's approval and disburses, once
+    assert status_reader == 403, refused
+    loan_url = f"{suite}/function/loans/loans/{loan['loan_id']}"
+
+    def active():
+        status, body = _request("GET", loan_url, token)
+        return body if status == 200 and body["status"] == "active" else None
+
+    disbursed = wait_for(active, DISBURSEMENT_SECONDS_MAX, "the reviewed loan to be disbursed")
+    assert disbursed["decision"]["decided_by"] == "bench"  # the operator's client
+    assert disbursed["decision"]["note"] == "income verified by phone"
+    assert disbursed["decision"]["rules_fired"] == ["bureau_unavailable"]
+    assert [t["kind"] for t in disbursed["transactions"]] == ["disbursement"]
+    status, again = _request("POST", f"{loan_url}/disburse", token)
+    assert status == 200 and again["status"] == "active", again
+    assert balance(suite, account_id) == wallet_before + 100_000
 
 
 def advance_to(suite: str, operator: str, day: date) -> None:

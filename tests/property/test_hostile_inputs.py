@@ -159,7 +159,7 @@ def way_in(function: str, route: Any) -> str:
     trigger's proof), "form" or "open" (token-less bodies); "none" for a GET that takes no input at all
     (health, readiness, the OpenAPI document, the JWKS). Fails for a route it cannot send input to."""
     from finfaas.platform.http import BODY_METHODS, OPS_PATH_PREFIX
-    from finfaas.platform.queue_proof import QueueMessageProof
+    from finfaas.platform.queue_proof import QueueMessageProof, QueueOrScheduleProof
     from finfaas.platform.schedule import ScheduleProof
 
     where = f"{function} {route.method} {route.path}"
@@ -171,7 +171,8 @@ def way_in(function: str, route: Any) -> str:
         return "token"
     if isinstance(route.trigger, QueueMessageProof):
         return "queue"
-    if isinstance(route.trigger, ScheduleProof):
+    # A POST / fed by a queue and a schedule: what carries no events MAC member is a tick.
+    if isinstance(route.trigger, ScheduleProof | QueueOrScheduleProof):
         return "schedule"
     assert route.trigger is None, f"{where}: a trigger proof this test does not know ({route.trigger!r})"
     if FORM_TYPE in route.media_types:

@@ -52,14 +52,30 @@ APPLICATION = {"product_id": "personal-eur", "principal": "100.00", "term_months
 
 
 class FakeOrchestrator:
-    """The orchestrator's start as the loans function calls it: records (state machine, name, input)."""
+    """The orchestrator as the loans function calls it: records starts (state machine, name, input) and
+    task reports; waits for the tokens in `waiting`, and takes one report per token (an equal one again)."""
 
     def __init__(self) -> None:
         self.started: list[tuple[str, str, Any]] = []
+        self.waiting: set[str] = set()
+        self.reported: dict[str, Any] = {}
+        self.heartbeats = 0
 
     def start(self, state_machine: str, name: str, input_value: Any, reference: str | None = None) -> dict:
         self.started.append((state_machine, name, input_value))
         return {"execution_id": f"{state_machine}:{name}"}
+
+    def heartbeat(self, task_token: str) -> bool:
+        self.heartbeats += 1
+        return task_token in self.waiting
+
+    def succeed(self, task_token: str, output: Any) -> None:
+        from finfaas.services.suite_clients import TaskNotWaiting
+
+        if self.reported.get(task_token, output) != output or (
+                task_token not in self.waiting and task_token not in self.reported):
+            raise TaskNotWaiting("task report refused: 409")
+        self.reported[task_token] = output
 
 
 class LoansWorld:
@@ -81,12 +97,13 @@ class LoansWorld:
         quotes = LoanQuoteService(products, lambda: self.business_date)
         money = InMemoryLoansLedger(ledger, self.loans)
         self.orchestrator = FakeOrchestrator()
+        self.bureau = FakeBureau()
         repayments = LoanRepaymentService(products, self.loans, money, self._read_business_date)
         self.products = products
         self.handler.services.use(self.handler.LoansServices(
             products=LoanProductsService(products), quotes=quotes,
             applications=LoanApplicationService(products, self.loans, money, quotes, FakeRisk(),
-                                                FakeBureau()),
+                                                self.bureau, orchestrator=self.orchestrator),
             disbursements=LoanDisbursementService(products, self.loans, money, lambda: self.business_date,
                                                   self.orchestrator),
             repayments=repayments,

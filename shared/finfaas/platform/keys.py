@@ -56,8 +56,8 @@ SERVICE_CLIENTS: dict[str, tuple[str, ...]] = {
     # The wallet function starts its top-up and withdrawal sagas.
     "wallet": ("orchestrator:start", "orchestrator:read"),
     # The loans function screens applicants with risk, asks the sandbox bureau for credit reports and
-    # starts the disbursement saga.
-    "loans": ("risk:assess", "bureau:read", "orchestrator:start"),
+    # starts the disbursement saga; an operator's review reaches the saga through its task token.
+    "loans": ("risk:assess", "bureau:read", "orchestrator:start", "orchestrator:callback"),
     # The wealth function starts each business date's batch on the orchestrator.
     "wealth": ("orchestrator:start", "orchestrator:read"),
 }

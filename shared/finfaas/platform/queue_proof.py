@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from finfaas.platform import jsonio
 from finfaas.platform.errors import HttpError, ServiceUnavailable
 from finfaas.platform.events import MAC_EXTENSION, EventMac, EventRejected, event_mac_from_config
 from finfaas.platform.logging import get_logger
@@ -92,3 +93,38 @@ def lazy_event_mac(source: EventMac | Callable[[], EventMac] | None = None) -> L
     if isinstance(source, EventMac):
         return Lazy.ready(source)
     return Lazy(source or event_mac_from_config)
+
+
+class QueueOrScheduleProof:
+    """The trigger check of a POST / fed both by a queue and by a schedule (a function with
+    `topic: cron-function,<queue>`): a body carrying the events MAC member is a queue message and must
+    open with it; anything else must be the schedule's tick."""
+
+    def __init__(self, queue: QueueMessageProof, schedule: Any) -> None:
+        self.queue = queue
+        self.schedule = schedule  # platform/schedule.py ScheduleProof (not imported: it reads AWS lazily)
+
+    def verify(self, request: Any) -> None:
+        if carries_mac(request.body):
+            self.queue.verify(request)
+            return
+        request.opened_message = None
+        self.schedule.verify(request)
+
+    def admit(self, request: Any) -> Any:
+        """A queue message always runs; a tick is admitted as the schedule admits it (once a period)."""
+        return None if self.is_message(request) else self.schedule.admit(request)
+
+    @staticmethod
+    def is_message(request: Any) -> bool:
+        """True when the trigger check opened a queue message (the handler takes it, not a tick)."""
+        return request.opened_message is not None
+
+
+def carries_mac(body: bytes | str) -> bool:
+    """True when the body is a JSON object naming the events MAC member (sealed or forged alike)."""
+    try:
+        document = jsonio.loads(body) if body else None  # depth-bounded: a hostile body cannot recurse
+    except ValueError:
+        return False
+    return isinstance(document, dict) and MAC_EXTENSION in document

@@ -169,6 +169,7 @@ def loan_to_json(loan: Loan) -> str:
         "created_at": format_time(loan.created_at),
         "decided_by": loan.decided_by,
         "review_note": loan.review_note,
+        "review_token": loan.review_token,
         "updated_at": format_time(loan.updated_at) if loan.updated_at else None,
         "version": loan.version,
         "disbursed_on": loan.disbursed_on.isoformat() if loan.disbursed_on else None,
@@ -245,6 +246,7 @@ def loan_from_json(text: str) -> Loan:
         created_at=parse_time(raw["created_at"]),
         decided_by=raw.get("decided_by"),
         review_note=raw.get("review_note", ""),
+        review_token=raw.get("review_token"),
         updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
         version=int(raw["version"]),
         disbursed_on=date.fromisoformat(raw["disbursed_on"]) if raw.get("disbursed_on") else None,
@@ -340,13 +342,14 @@ class LoansStore:
         except PynamoDBException as error:
             raise LoansStoreUnavailable(f"scan loans: {error}") from error
 
-    def save_loan(self, loan: Loan, event: LoanEvent) -> bool:
+    def save_loan(self, loan: Loan, event: LoanEvent | None) -> bool:
         item = self._loan_item(loan)
 
         def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.save(item, condition=self._item.version == loan.version - 1)
-                transaction.save(self._event_item(loan, event))
+                if event is not None:
+                    transaction.save(self._event_item(loan, event))
 
         written = conditional_write(transact)
         if written.taken:

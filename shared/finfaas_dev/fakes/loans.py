@@ -90,13 +90,14 @@ class InMemoryLoans:
         with self._lock:
             self._loans[loan.loan_id] = loan
 
-    def save_loan(self, loan: Loan, event: LoanEvent) -> bool:
+    def save_loan(self, loan: Loan, event: LoanEvent | None) -> bool:
         with self._lock:
             stored = self._loans.get(loan.loan_id)
             if stored is None or stored.version != loan.version - 1:
                 return False
             self._loans[loan.loan_id] = loan
-            self.events.append((loan.loan_id, loan.version, event))
+            if event is not None:
+                self.events.append((loan.loan_id, loan.version, event))
             return True
 
 

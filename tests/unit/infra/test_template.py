@@ -67,7 +67,7 @@ EXPECTED_TABLES = {
     "loans": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
     "wealth": ([("pk", "S", "HASH"), ("sk", "S", "RANGE")], {}, None),
 }
-QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews")
+QUEUES = ("orchestrator", "events", "webhooks", "rail", "reviews", "loan-reviews")
 # Indexes that project less than the whole item, as their stores declare them.
 NARROW_PROJECTIONS = {
     BY_STATUS_INDEX: {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(BY_STATUS_INDEX_ATTRIBUTES)},

@@ -14,6 +14,9 @@ score_min, score_max = 300, 850
 # One customer in ten has a poor file (a low score and late accounts), the rest a clean one: enough
 # variety to see every underwriting outcome, the same answer for the same customer every time.
 poor_file_one_in = 10
+# A customer the sandbox never answers for (503), while it answers everyone else: the bureau down for one
+# application, in a suite whose bureau serves the others.
+UNAVAILABLE_CUSTOMER_SUFFIX = "-bureau-down"
 
 
 @dataclass(frozen=True)

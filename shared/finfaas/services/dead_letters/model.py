@@ -17,6 +17,8 @@ RAIL_QUEUE = "rail"
 RAIL_DLQ_QUEUE = "rail-dlq"
 REVIEWS_QUEUE = "reviews"
 REVIEWS_DLQ_QUEUE = "reviews-dlq"
+LOAN_REVIEWS_QUEUE = "loan-reviews"
+LOAN_REVIEWS_DLQ_QUEUE = "loan-reviews-dlq"
 # Source queue -> its dead-letter queue, as the template's RedrivePolicy sets them.
 DEAD_LETTER_QUEUES = {
     ORCHESTRATOR_QUEUE: ORCHESTRATOR_DLQ_QUEUE,
@@ -24,6 +26,7 @@ DEAD_LETTER_QUEUES = {
     WEBHOOKS_QUEUE: WEBHOOKS_DLQ_QUEUE,
     RAIL_QUEUE: RAIL_DLQ_QUEUE,
     REVIEWS_QUEUE: REVIEWS_DLQ_QUEUE,
+    LOAN_REVIEWS_QUEUE: LOAN_REVIEWS_DLQ_QUEUE,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
@@ -44,6 +44,7 @@ from finfaas.services.loans.errors import (
     LoanNotFound,
     LoanNotInReview,
     LoanNotRepayable,
+    LoanReviewNotWaiting,
     LoansStoreUnavailable,
     PrincipalOutsideProduct,
     ProductBusy,
@@ -296,10 +297,10 @@ class ReviewDecision(StrEnum):
 
 
 class ReviewBody(StrictModel):
-    """An operator's decision on a loan in review, with a note for the record."""
+    """An operator's decision on a loan in review, with its reason for the record."""
 
     decision: ReviewDecision
-    note: Annotated[str, Field(max_length=500)] = ""
+    note: Annotated[str, Field(min_length=1, max_length=500)]
 
 
 class ReversalBody(StrictModel):
@@ -447,6 +448,28 @@ class DisburseStepBody(StrictModel):
     loan_id: Identifier
 
 
+class ReviewTaskMessage(StrictModel):
+    """A message of the `loan-reviews` queue: the disbursement saga's AwaitReview waits for its token."""
+
+    task_token: Annotated[str, Field(min_length=1, max_length=1024)]
+    loan_id: Identifier
+    kind: Literal["review"]
+
+
+class ReviewStepBody(StrictModel):
+    """The saga's RecordReview step: the operator's decision the AwaitReview task returned."""
+
+    loan_id: Identifier
+    decision: ReviewDecision
+    note: Annotated[str, Field(max_length=500)] = ""
+    operator: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ReviewStepView(BaseModel):
+    loan_id: str
+    status: str
+
+
 class DisburseStepView(BaseModel):
     loan_id: str
     status: str
@@ -472,6 +495,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     LoanNotFound: ErrorSpec(404, LoanNotFound.code, "Loan not found"),
     LoanExists: ErrorSpec(422, LoanExists.code, "Idempotency-Key reused with another body"),
     LoanNotInReview: ErrorSpec(409, LoanNotInReview.code, "Loan not in review"),
+    LoanReviewNotWaiting: ErrorSpec(409, LoanReviewNotWaiting.code, "Loan review not waiting"),
     LoanBusy: ErrorSpec(409, LoanBusy.code, "Loan busy"),
     LoanNotApproved: ErrorSpec(409, LoanNotApproved.code, "Loan not approved"),
     LoanNotRepayable: ErrorSpec(409, LoanNotRepayable.code, "Loan takes no repayment"),

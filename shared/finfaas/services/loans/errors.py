@@ -113,6 +113,12 @@ class LoanNotInReview(Refusal):
     code = "loan_not_in_review"
 
 
+class LoanReviewNotWaiting(Refusal):
+    """The loan is in review but its saga does not wait for a decision (not yet, or no longer)."""
+
+    code = "loan_review_not_waiting"
+
+
 class LoanNotApproved(Refusal):
     """Only an approved loan is disbursed (one in review, declined or already paid out is not)."""
 

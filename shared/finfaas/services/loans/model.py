@@ -250,6 +250,8 @@ class Loan:
     review_note: str = ""
     updated_at: datetime | None = None
     version: int = 1
+    # The disbursement saga's task token while its AwaitReview waits for an operator (never shown).
+    review_token: str | None = None
     disbursed_on: date | None = None
     installments: tuple[Installment, ...] = ()  # the schedule now (a partial prepayment recomputes it)
     paid: tuple[Dues, ...] = ()  # per installment, what was paid of each component (empty: nothing)

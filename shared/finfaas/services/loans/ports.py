@@ -44,8 +44,9 @@ class LoanRepository(Protocol):
         """The loan, read consistently; None if absent."""
         ...
 
-    def save_loan(self, loan: Loan, event: LoanEvent) -> bool:
-        """Store loan only over its previous version; False (nothing written) when that is not stored."""
+    def save_loan(self, loan: Loan, event: LoanEvent | None) -> bool:
+        """Store loan (and its event, if any) only over its previous version; False (nothing written)
+        when that is not stored."""
         ...
 
     def loan_put(self, loan: Loan) -> tuple[Any, Any]:
@@ -97,6 +98,19 @@ class Orchestrator(Protocol):
 
     def start(self, state_machine: str, name: str, input_value: Any,
               reference: str | None = None) -> dict[str, Any]: ...
+
+
+class ReviewOrchestrator(Orchestrator, Protocol):
+    """The orchestrator as reviews use it (OrchestratorClient): the saga started, its token checked and
+    answered."""
+
+    def heartbeat(self, task_token: str) -> bool:
+        """True when the orchestrator waits for this token."""
+        ...
+
+    def succeed(self, task_token: str, output: Any) -> None:
+        """Report the task done; TaskNotWaiting when the orchestrator no longer waits for it."""
+        ...
 
 
 class LoanNightlyRepository(Protocol):

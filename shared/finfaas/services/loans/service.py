@@ -78,6 +78,7 @@ from finfaas.services.loans.errors import (
     LoanNotFound,
     LoanNotInReview,
     LoanNotRepayable,
+    LoanReviewNotWaiting,
     PrincipalOutsideProduct,
     ProductBusy,
     ProductExists,
@@ -110,6 +111,7 @@ from finfaas.services.loans.ports import (
     LoanProducts,
     LoanRepository,
     Orchestrator,
+    ReviewOrchestrator,
     RiskAssessor,
     WalletAccounts,
 )
@@ -296,7 +298,9 @@ class LoanDisbursementService:
         if loan.status is not LoanStatus.APPROVED:
             raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}",
                                   errors=(("loan_id", f"the loan is {loan.status.value}"),))
-        self._orchestrator.start(DISBURSEMENT_STATE_MACHINE, loan.loan_id, {"loan_id": loan.loan_id},
+        # A reviewed loan's saga was started at its application (same name and input: found again).
+        self._orchestrator.start(DISBURSEMENT_STATE_MACHINE, loan.loan_id,
+                                 saga_input(loan.loan_id, loan.decided_by not in (None, RULES)),
                                  reference=loan.loan_id)
         return loan, True
 
@@ -338,6 +342,19 @@ class LoanDisbursementService:
 CUSTOMER_KIND = "customer"
 review_note_chars_max = 500
 RULES = "rules"  # decided_by of a loan the rules decided
+
+
+def saga_input(loan_id: str, review: bool) -> dict[str, Any]:
+    """The disbursement saga's input: with `review`, it waits for an operator's decision first."""
+    return {"loan_id": loan_id, "review": True} if review else {"loan_id": loan_id}
+
+
+def token_execution(task_token: str) -> str | None:
+    """The execution id a task token names, or None for a malformed token."""
+    from finfaas.workflow.interpreter import parse_task_token
+
+    parsed = parse_task_token(task_token)
+    return parsed[0] if parsed else None
 
 
 def utc_now() -> datetime:
@@ -421,9 +438,11 @@ class LoanApplicationService:
 
     def __init__(self, products: LoanProducts, loans: LoanRepository, accounts: WalletAccounts,
                  quotes: LoanQuoteService, risk: RiskAssessor, bureau: CreditBureau, *,
+                 orchestrator: ReviewOrchestrator,
                  risk_breaker: CircuitBreaker | None = None, bureau_breaker: CircuitBreaker | None = None,
                  policy: UnderwritingPolicy = UnderwritingPolicy(),
                  clock: Callable[[], datetime] = utc_now) -> None:
+        self._orchestrator = orchestrator
         self._products = products
         self._loans = loans
         self._accounts = accounts
@@ -441,7 +460,9 @@ class LoanApplicationService:
         loan_id = loan_id_for(caller.sub, key)
         existing = self._loans.get_loan(loan_id)
         if existing is not None:  # answered from what was stored, whatever changed since (the product)
-            return self._repeat_of(existing, application), True
+            repeated = self._repeat_of(existing, application)
+            self._await_review(repeated)  # a start lost with the first answer is made now
+            return repeated, True
         quote = self._quotes.quote(QuoteRequest(application.product_id, application.principal,
                                                 application.term_months))
         product = quote.product
@@ -474,7 +495,36 @@ class LoanApplicationService:
         if stored is not wanted and not stored.same_request(wanted):
             raise LoanExists("the Idempotency-Key was used for another application",
                              errors=(("Idempotency-Key", "used for another application"),))
+        self._await_review(stored)
         return stored, stored is not wanted
+
+    def _await_review(self, loan: Loan) -> None:
+        """A loan in review gets its disbursement saga, which waits at AwaitReview for an operator (named
+        by the loan: starting it again finds the same execution)."""
+        if loan.status is LoanStatus.REVIEW and loan.review_token is None:
+            self._orchestrator.start(DISBURSEMENT_STATE_MACHINE, loan.loan_id, saga_input(loan.loan_id, True),
+                                     reference=loan.loan_id)
+
+    def take_review_task(self, loan_id: str, task_token: str) -> str:
+        """Keep the token the saga's AwaitReview waits with on the loan ("kept", once: a redelivery finds
+        it there); a token of another execution, or one the orchestrator does not wait for, is "ignored"."""
+        if token_execution(task_token) != f"{DISBURSEMENT_STATE_MACHINE}:{loan_id}" \
+                or not self._orchestrator.heartbeat(task_token):
+            return "ignored"
+
+        def waiting(loan: Loan | None) -> Unchanged[str] | Change[Loan, str]:
+            if loan is None or loan.status is not LoanStatus.REVIEW:
+                return Unchanged("ignored")
+            if loan.review_token == task_token:
+                return Unchanged("kept")
+            return Change(replace(loan, review_token=task_token, updated_at=self._clock(),
+                                  version=loan.version + 1), "kept")
+
+        def save(loan: Loan) -> bool:
+            return self._loans.save_loan(loan, None)  # a token is no business event
+
+        return read_change_save(lambda: self._loans.get_loan(loan_id), waiting, save,
+                                exhausted=lambda: LoanBusy(f"loan {loan_id} kept changing"))
 
     def loan(self, caller: Caller, loan_id: str) -> Loan:
         """The loan; another customer's answers as a missing one."""
@@ -503,18 +553,45 @@ class LoanApplicationService:
                                 exhausted=lambda: LoanBusy(f"loan {loan_id} kept changing"))
 
     def review(self, operator: str, loan_id: str, approve: bool, note: str) -> Loan:
-        """An operator's decision on a loan in review; the same decision again answers the loan."""
+        """An operator's decision on a loan in review, sent to its saga through the task token (the saga
+        records it); the same decision again answers the loan, another is a 409."""
+        from finfaas.services.suite_clients import TaskNotWaiting
+
+        wanted = LoanStatus.APPROVED if approve else LoanStatus.DECLINED
+        loan = self.loan(Caller(operator, "client"), loan_id)
+        if loan.status is wanted and loan.decided_by not in (None, RULES):
+            return loan
+        if loan.status is not LoanStatus.REVIEW:
+            raise LoanNotInReview(f"loan {loan_id} is {loan.status.value}",
+                                  errors=(("decision", f"the loan is {loan.status.value}"),))
+        if loan.review_token is None:
+            raise LoanReviewNotWaiting(f"the saga of loan {loan_id} does not wait for a decision yet",
+                                       errors=(("decision", "not waited for yet: try again shortly"),))
+        # The same output on a retry: the orchestrator answers an equal report again, refuses another.
+        output = {"decision": "approve" if approve else "decline", "note": note[:review_note_chars_max],
+                  "operator": operator}
+        try:
+            self._orchestrator.succeed(loan.review_token, output)
+        except TaskNotWaiting:
+            raise LoanReviewNotWaiting(f"the saga of loan {loan_id} no longer waits for a decision",
+                                       errors=(("decision", "another decision was taken"),)) from None
+        return loan
+
+    def record_review(self, operator: str, loan_id: str, approve: bool, note: str) -> Loan:
+        """The saga's step after AwaitReview: the operator's decision written on the loan with its event
+        (the rules that fired stay in its decision); a retried step finds it written."""
         wanted = LoanStatus.APPROVED if approve else LoanStatus.DECLINED
 
         def change(loan: Loan) -> Unchanged[Loan] | Change[Loan, Loan]:
-            if loan.status is wanted and loan.decided_by not in (None, RULES):
+            # A retried step: the decision written (and an approved loan perhaps disbursed since).
+            if loan.decided_by == operator and (loan.status is wanted or (approve and loan.disbursed_on)):
                 return Unchanged(loan)
             if loan.status is not LoanStatus.REVIEW:
                 raise LoanNotInReview(f"loan {loan_id} is {loan.status.value}",
                                       errors=(("decision", f"the loan is {loan.status.value}"),))
             decided = replace(loan, status=wanted, decided_by=operator,
-                              review_note=note[:review_note_chars_max], updated_at=self._clock(),
-                              version=loan.version + 1)
+                              review_note=note[:review_note_chars_max], review_token=None,
+                              updated_at=self._clock(), version=loan.version + 1)
             return Change(decided, decided)
 
         def save(loan: Loan) -> bool:

@@ -29,6 +29,7 @@ from finfaas.store.loans_store import OUTBOX_PRODUCER, LoansStore
 from finfaas.store.outbox_store import OutboxStore, outbox_partition
 from finfaas_dev.fakes.loans import FakeBureau, FakeRisk
 from finfaas_dev.loans_check import check, transfer_reader
+from support.loans_world import FakeOrchestrator
 
 pytestmark = pytest.mark.emulator
 
@@ -45,7 +46,8 @@ def world(embedded_aws):
     quotes = LoanQuoteService(store, lambda: date(2026, 1, 5))
     ledger = LedgerAccounts(LedgerService(ledger_store_from_config()))
     ledger.ledger.ensure_system_accounts("USD")
-    service = LoanApplicationService(store, store, ledger, quotes, FakeRisk(), FakeBureau())
+    service = LoanApplicationService(store, store, ledger, quotes, FakeRisk(), FakeBureau(),
+                                     orchestrator=FakeOrchestrator())
     application = LoanApplication(product_id, "1000.00", 6, account_id, "3000.00", "0")
     return service, store, Caller(customer_id, "customer"), application, ledger
 

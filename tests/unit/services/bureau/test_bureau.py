@@ -51,6 +51,19 @@ def test_set_to_fail_it_answers_a_503_problem(bureau):
     assert reply.status == 503 and reply.json()["code"] == "bureau_unavailable"
 
 
+def test_a_customer_id_ending_in_bureau_down_gets_a_503_while_the_others_get_reports(bureau):
+    handler, _, lender = bureau
+    handler.services.use(BureauService(lambda: False))
+
+    down = call(handler.handle, "POST", "/reports", token=lender,
+                json_body={"customer_id": "cust-9-bureau-down", "inquiry_id": "loan_1"})
+    other = call(handler.handle, "POST", "/reports", token=lender,
+                 json_body={"customer_id": "cust-9", "inquiry_id": "loan_2"})
+
+    assert down.status == 503 and down.json()["code"] == "bureau_unavailable"
+    assert other.status == 200, other.body
+
+
 def test_only_a_lender_with_bureau_read_gets_reports(bureau):
     handler, minter, _ = bureau
     customer = minter.mint("cust-1", ["loans:read", "loans:write"])

@@ -106,7 +106,7 @@ def test_the_overview_names_every_queue_with_its_dead_letters(queues):
 
     overview = {row["queue"]: row for row in DeadLetterService(queues).overview()}
 
-    assert set(overview) == {"orchestrator", "events", "webhooks", "rail", "reviews"}
+    assert set(overview) == {"orchestrator", "events", "webhooks", "rail", "reviews", "loan-reviews"}
     assert overview["webhooks"]["depth"]["visible"] == 1
     assert overview["webhooks"]["dead_letters"]["visible"] == 1
     assert overview["events"]["dead_letters"] == {"visible": 0, "in_flight": 0, "delayed": 0,

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 from finfaas.domain.ledger import Account, AccountKind, AccountStatus
 from finfaas.platform.audit import AuditLog
+from finfaas.platform.events import EventMac
 from finfaas.platform.idempotency import IdempotencyGuard
 from finfaas.platform.ratelimit import RateLimiter
 from finfaas.platform.resilience import CircuitBreaker
@@ -21,6 +22,7 @@ from finfaas.services.loans.service import (
     LoanQuoteService,
     LoanRepaymentService,
 )
+from finfaas.workflow.interpreter import task_token
 from finfaas_dev.fakes.loans import FakeBureau, FakeRisk, InMemoryLoanProducts, InMemoryLoans
 from finfaas_dev.fakes.platform import InMemoryAuditStore, InMemoryIdempotencyStore, InMemoryRateLimitStore
 from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
@@ -64,10 +66,14 @@ class World:
         self.risk, self.bureau = FakeRisk(), FakeBureau()
         self.bureau_breaker = CircuitBreaker("bureau", failures_to_open=3, open_seconds=60)
         quotes = LoanQuoteService(products, lambda: BUSINESS_DATE)
+        self.orchestrator = FakeOrchestrator()
+        self.mac = EventMac.generate()
+        self.handler.trigger.queue.use(self.mac)
         self.handler.services.use(self.handler.LoansServices(
             products=LoanProductsService(products), quotes=quotes,
             applications=LoanApplicationService(products, self.loans, Accounts(), quotes, self.risk,
-                                                self.bureau, bureau_breaker=self.bureau_breaker),
+                                                self.bureau, bureau_breaker=self.bureau_breaker,
+                                                orchestrator=self.orchestrator),
             disbursements=LoanDisbursementService(products, self.loans, {}, lambda: BUSINESS_DATE,
                                                   FakeOrchestrator()),
             repayments=LoanRepaymentService(products, self.loans, {}, lambda: BUSINESS_DATE),
@@ -75,6 +81,8 @@ class World:
             limiter=RateLimiter(InMemoryRateLimitStore(), self.handler.LIMITS),
             audit=AuditLog(InMemoryAuditStore(), "loans"), probe=lambda: None))
         self.operator = self.minter.mint("ops-console", ["ops", "ops:act"], kind="client")
+        self.reader = self.minter.mint("ops-reader", ["ops"], kind="client")
+        self.saga = self.minter.mint("orchestrator", ["loans:saga"], kind="client")
         created = call(self.handler.handle, "POST", "/_/ops/loan-products", token=self.operator,
                        headers={"Idempotency-Key": "p-1"}, json_body=PRODUCT)
         assert created.status == 201, created.body
@@ -87,9 +95,21 @@ class World:
         return call(self.handler.handle, "POST", "/loans", token=self.token(customer),
                     headers={"Idempotency-Key": key or uuid.uuid4().hex}, json_body=body)
 
-    def decide(self, loan_id: str, decision: str):
-        return call(self.handler.handle, "POST", f"/_/ops/loans/{loan_id}/decision", token=self.operator,
+    def decide(self, loan_id: str, decision: str, token: str | None = None):
+        return call(self.handler.handle, "POST", f"/_/ops/loans/{loan_id}/decision",
+                    token=token or self.operator,
                     json_body={"decision": decision, "note": "payslips checked"})
+
+    def review_task(self, loan_id: str, token: str):
+        """The orchestrator's AwaitReview message for the loan, as the `loan-reviews` queue delivers it."""
+        return call(self.handler.handle, "POST", "/", body=self.mac.seal(
+            {"task_token": token, "loan_id": loan_id, "kind": "review"}),
+            headers={"Content-Type": "application/json"})
+
+    def record(self, loan_id: str, reported: dict):
+        """The saga's RecordReview step with what the AwaitReview task returned."""
+        return call(self.handler.handle, "POST", "/saga/review", token=self.saga,
+                    json_body={"loan_id": loan_id, **reported})
 
 
 @pytest.fixture
@@ -181,23 +201,86 @@ def test_bureau_down_a_loan_within_the_waiver_is_decided_by_the_rules_alone_and_
     assert verdicts(reply)["bureau_unavailable"] == "flag"
 
 
-def test_bureau_down_a_larger_loan_waits_for_an_operator_who_approves_it_once(world):
+def test_bureau_down_a_larger_loan_waits_in_its_saga_for_an_operator_whose_decision_the_saga_records(world):
+    # GIVEN the bureau down: 1,000.01 is above the product's waiver
     world.bureau.failing = True
     loan_id = world.apply(principal="1000.01").json()["loan_id"]
+
+    # THEN the loan is in review and its disbursement saga started to wait for an operator
     assert world.loans.get_loan(loan_id).status.value == "review"
     assert world.loans.events[-1][2].type == "loan.review_required"
+    started = [("loan-disbursement", loan_id, {"loan_id": loan_id, "review": True})]
+    assert world.orchestrator.started == started
 
+    # WHEN an operator decides before the saga's token arrived, then after
+    early = world.decide(loan_id, "approve")
+    token = task_token(f"loan-disbursement:{loan_id}", "visit-1")
+    world.orchestrator.waiting.add(token)
+    assert world.review_task(loan_id, token).json() == {"outcome": "kept"}
     approved = world.decide(loan_id, "approve")
     again = world.decide(loan_id, "approve")
-    reversed_ = world.decide(loan_id, "decline")
+    other = world.decide(loan_id, "decline")
 
-    assert approved.status == 200, approved.body
-    decided = approved.json()
+    # THEN the early one is refused; the decision goes to the saga through the token, once, with the
+    # operator's identity, and the loan waits for the saga to record it
+    assert early.status == 409 and early.json()["code"] == "loan_review_not_waiting"
+    assert approved.status == 200 and approved.json()["status"] == "review", approved.body
+    reported = {"decision": "approve", "note": "payslips checked", "operator": "ops-console"}
+    assert world.orchestrator.reported == {token: reported}
+    assert again.status == 200
+    assert other.status == 409 and other.json()["code"] == "loan_review_not_waiting"
+
+    # WHEN the saga's RecordReview step runs, and runs again (a retry)
+    step = world.record(loan_id, reported)
+    step_again = world.record(loan_id, reported)
+
+    # THEN the loan is approved by the operator, with the rules that fired, and one event
+    assert step.json() == step_again.json() == {"loan_id": loan_id, "status": "approved"}
+    decided = call(world.handler.handle, "GET", f"/_/ops/loans/{loan_id}", token=world.operator).json()
     assert (decided["status"], decided["decision"]["decided_by"]) == ("approved", "ops-console")
-    assert approved.json()["decision"]["note"] == "payslips checked"
-    assert again.json() == approved.json()
-    assert reversed_.status == 409 and reversed_.json()["code"] == "loan_not_in_review"
+    assert decided["decision"]["note"] == "payslips checked"
+    assert decided["decision"]["rules_fired"] == ["bureau_unavailable"]
     assert [event.type for _, _, event in world.loans.events] == ["loan.review_required", "loan.approved"]
+    assert world.decide(loan_id, "approve").json()["status"] == "approved"
+    assert world.decide(loan_id, "decline").json()["code"] == "loan_not_in_review"
+
+
+def test_a_review_tasks_token_is_kept_once_under_redelivery_and_a_stale_or_foreign_one_is_ignored(world):
+    world.bureau.failing = True
+    loan_id = world.apply(principal="1000.01").json()["loan_id"]
+    other_id = world.apply(principal="1000.01").json()["loan_id"]
+    token = task_token(f"loan-disbursement:{loan_id}", "visit-1")
+    world.orchestrator.waiting.add(token)
+    version = world.loans.get_loan(loan_id).version
+
+    first = world.review_task(loan_id, token)
+    redelivered = world.review_task(loan_id, token)
+    stale = world.review_task(loan_id, task_token(f"loan-disbursement:{loan_id}", "visit-0"))  # not waited
+    foreign = world.review_task(other_id, token)  # another loan's execution
+    forged = call(world.handler.handle, "POST", "/", json_body={
+        "task_token": token, "loan_id": loan_id, "kind": "review", "finfaasmac": "forged"})
+
+    assert [first.json(), redelivered.json()] == [{"outcome": "kept"}] * 2
+    assert [stale.json(), foreign.json()] == [{"outcome": "ignored"}] * 2
+    assert forged.status == 401
+    stored = world.loans.get_loan(loan_id)
+    assert (stored.review_token, stored.version) == (token, version + 1)  # written once
+    assert world.loans.get_loan(other_id).review_token is None
+    assert "review_token" not in str(world.decide(other_id, "approve", token=world.operator).body)
+
+
+def test_an_operator_without_ops_act_cannot_decide_a_review(world):
+    world.bureau.failing = True
+    loan_id = world.apply(principal="1000.01").json()["loan_id"]
+    token = task_token(f"loan-disbursement:{loan_id}", "visit-1")
+    world.orchestrator.waiting.add(token)
+    world.review_task(loan_id, token)
+
+    refused = world.decide(loan_id, "approve", token=world.reader)
+
+    assert refused.status == 403, refused.body
+    assert world.orchestrator.reported == {}
+    assert world.loans.get_loan(loan_id).status.value == "review"
 
 
 def test_the_bureaus_breaker_opens_after_repeated_failures_and_stops_calling_it(world):

@@ -44,7 +44,7 @@ class World:
             products=LoanProductsService(self.products),
             quotes=quotes,
             applications=LoanApplicationService(self.products, InMemoryLoans(), {}, quotes, FakeRisk(),
-                                                FakeBureau()),
+                                                FakeBureau(), orchestrator=FakeOrchestrator()),
             disbursements=LoanDisbursementService(self.products, InMemoryLoans(), {}, lambda: BUSINESS_DATE,
                                                   FakeOrchestrator()),
             repayments=LoanRepaymentService(self.products, InMemoryLoans(), {}, lambda: BUSINESS_DATE),

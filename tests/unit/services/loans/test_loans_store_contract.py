@@ -179,6 +179,17 @@ class LoansContract:
         assert loans.get_loan(f"loan_{uuid.uuid4().hex[:24]}") is None
 
 
+    def test_a_review_token_is_saved_without_an_event_only_over_its_version(self, loans):
+        loan = loans.create_loan(new_loan(status=LoanStatus.REVIEW), EVENT)
+        waiting = replace(loan, review_token="dG9rZW4.visit-1", updated_at=T0 + timedelta(minutes=1),
+                          version=2)
+
+        assert loans.save_loan(waiting, None)
+        assert not loans.save_loan(replace(waiting, review_token="dG9rZW4.visit-2"), None)
+
+        assert loans.get_loan(loan.loan_id) == waiting
+
+
 class TestInMemoryLoans(LoansContract):
     @pytest.fixture
     def loans(self):
