@@ -456,7 +456,8 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
     per_refund = calls_per_request(base_url, SingleRefund(base_url, customers, many[0]))
     time.sleep(SETTLEMENT_LAG_SECONDS + 1)
     # A fresh token: the first one's five minutes are over by now on a loaded machine (401s were seen).
-    settled = settle_merchants(base_url, client_token("ops", "ops:act"), [m["merchant_id"] for m in merchants])
+    settled = settle_merchants(base_url, client_token("ops", "ops:act"),
+                               [m["merchant_id"] for m in merchants])
 
     return {
         "captures_per_s": captures.per_second,
