@@ -739,8 +739,8 @@ def test_a_body_valid_but_for_one_member_never_gets_a_5xx(functions, name):
 
 
 # Functions whose operators change something through /_/ops: a walk that finds none of one fails.
-ACTING_OPS_FUNCTIONS = ("accounts", "auth", "ledger", "loans", "orchestrator", "payments", "rail", "risk",
-                        "transfers", "wallet", "wealth")
+ACTING_OPS_FUNCTIONS = ("accounts", "auth", "ledger", "loans", "orchestrator", "payments", "rail", "relay",
+                        "risk", "transfers", "wallet", "wealth")
 
 
 def test_every_mutating_ops_route_refuses_a_read_only_operator_and_writes_nothing(functions):
