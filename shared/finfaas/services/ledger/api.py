@@ -43,7 +43,7 @@ from finfaas.domain.ledger import (
     linked_legs_max,
 )
 from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
-from finfaas.platform.audit import AuditRepository, ChainReport
+from finfaas.platform.audit import ChainReport
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import OutboxAudit, StrictModel, TransactionalIdempotency
 from finfaas.platform.idempotency import StoredResponse
@@ -51,6 +51,7 @@ from finfaas.services.ledger.check import (
     CheckTooLarge,
     LedgerScans,
     ReadBudget,
+    ScannableAudit,
     check_store,
     online_check_records_max,
     online_check_seconds_max,
@@ -484,7 +485,7 @@ class AuditVerifyView(BaseModel):
 class LedgerChecks:
     """The ledger check and the audit log's verification, each within a budget of records and time."""
 
-    def __init__(self, ledger: LedgerScans, audit: AuditRepository, keyring: Mapping[str, bytes],
+    def __init__(self, ledger: LedgerScans, audit: ScannableAudit, keyring: Mapping[str, bytes],
                  records_max: int = online_check_records_max,
                  seconds_max: float = online_check_seconds_max) -> None:
         self._ledger = ledger
