@@ -15,6 +15,7 @@ Operators (an auth client holding `ops`; `ops:act` as well to act), signed in by
   GET  /attention                         transfers needing attention (funds on hold)
   POST /attention/{transfer_id}           post or void the hold, with a reason (acting role)
   GET  /ledger                            find an account or a ledger transfer by id
+  GET  /ledger/checks                     the ledger check and the audit chains' verification, run again
   GET  /ledger/accounts/{account_id}      balances, statement, holds and their expiry
   GET  /ledger/transfers/{transfer_id}    a transfer and the transfers it links to
   GET  /loans/{loan_id}                   a loan: its schedule, payments, days past due and bucket
@@ -422,6 +423,14 @@ def ledger(req: Request) -> Response:
         customer_id, product_id = (quote(query[name].strip(), safe="") for name in ("customer", "product"))
         return redirect(f"/wealth/{customer_id}/{product_id}")
     return page("ledger.html", session=session)
+
+
+@app.route("GET", "/ledger/checks", **PAGE)
+def ledger_checks(req: Request) -> Response:
+    """Both checks, run on every load: the page's "Run again" is a reload."""
+    session = _session(req)
+    found = console.get().service.checks(session)
+    return page("ledger_checks.html", session=session, found=found, down=found.down)
 
 
 @app.route("GET", "/ledger/accounts/{account_id}", **PAGE)

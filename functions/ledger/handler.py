@@ -23,6 +23,7 @@ from finfaas.services.business_date.api import AdvanceBody, BusinessDateView, Ma
 from finfaas.services.ledger.api import (
     AccountBody,
     Answer,
+    AuditVerifyView,
     BalanceList,
     BalanceView,
     CurrencyBody,
@@ -30,6 +31,8 @@ from finfaas.services.ledger.api import (
     HoldBody,
     LedgerApi,
     LedgerCaller,
+    LedgerChecks,
+    LedgerCheckView,
     LinkedBody,
     PostBody,
     ResolutionBody,
@@ -97,7 +100,19 @@ def build_business_dates() -> Any:
     return BusinessDateService(BusinessDateStore(), mode_from_env())
 
 
+def build_checks() -> LedgerChecks:
+    """The ledger check and the audit verification on this stage's tables (imports AWS code: call lazily)."""
+    from finfaas.platform import config
+    from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, keyring_from_text
+    from finfaas.store.audit_store import AuditStore
+    from finfaas.store.ledger_store import ledger_store_from_config
+
+    keyring = keyring_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
+    return LedgerChecks(ledger_store_from_config(), AuditStore(), keyring)
+
+
 services = Lazy(build_services)
+checks = Lazy(build_checks)
 # The business date lives here because every business line (wealth, loans) posts through the ledger
 # and already depends on it; it has its own table and service, so it can move when a line needs it to.
 business_dates: Lazy[Any] = Lazy(build_business_dates)
@@ -251,6 +266,20 @@ def advance_business_date(req: Request, body: AdvanceBody) -> BusinessDateView:
     req.audit_target = f"business-date:{body.market}"
     advanced = business_dates.get().advance(body.market, days=body.days, to=body.to)
     return business_date_api.business_date_view(advanced)
+
+
+@app.route("GET", "/_/ops/ledger-check", rate_limit=READ_LIMIT.name)
+def ledger_check(req: Request) -> LedgerCheckView:
+    """`finfaas ledger check` online: trial balance, entries against balances, holds, reversals; bounded
+    (status `too_large` past its budget: run the command line)."""
+    return checks.get().ledger()
+
+
+@app.route("GET", "/_/ops/audit-verify", rate_limit=READ_LIMIT.name)
+def audit_verify(req: Request) -> AuditVerifyView:
+    """`finfaas audit verify` online: every chain of the audit log walked and named, within the same kind
+    of budget."""
+    return checks.get().audit()
 
 
 app.dynamodb_stats_route(lambda: services.get().dynamodb_calls())

@@ -232,6 +232,15 @@ def test_an_operator_approves_a_transfer_under_review_and_watches_it_complete(
     assert hold.locator("[data-expires]").inner_text() == "never"
     page.screenshot(path=str(screenshots / "ledger-account.png"), full_page=True)
 
+    # AND the explorer's Checks page, run again, finds this stage's ledger and audit log consistent once the
+    # saga has ended (tampered entries and chain links: tests/unit/services/ledger/test_ledger_ops_checks.py)
+    page.click("text=Ledger")
+    page.click("a[data-checks]")
+    page.click("a[data-run-again]")
+    assert page.get_attribute("[data-check=ledger]", "data-status") == "passed"
+    assert page.get_attribute("[data-check=audit]", "data-status") == "passed"
+    page.screenshot(path=str(screenshots / "ledger-checks.png"), full_page=True)
+
 
 def test_a_read_only_operator_is_refused_an_approval_and_nothing_is_decided(
         suite, customers, operators, page, screenshots):

@@ -81,13 +81,15 @@ class AuditStore:
 
     def chains(self) -> Iterator[str]:
         """Every chain name; a full scan, meant for verification, not for the request path."""
-        seen: set[str] = set()
+        return iter(sorted(set(self.record_chains())))
+
+    def record_chains(self) -> Iterator[str]:
+        """Each record's chain name, one per record as the scan reads it (so a reader can stop early)."""
         try:
             for item in self.model.scan(attributes_to_get=["chain"], consistent_read=True):
-                seen.add(item.chain)
+                yield item.chain
         except PynamoDBException as error:
             raise AuditStoreError("audit scan failed") from error
-        return iter(sorted(seen))
 
     def records(self, chain: str) -> Iterator[AuditRecord]:
         try:

@@ -167,6 +167,11 @@ class InMemoryAuditStore:
             records = dict(self._chains.get(chain, {}))
         return iter([records[seq] for seq in sorted(records)])
 
+    def record_chains(self) -> Iterator[str]:
+        """Each record's chain name, one per record, as the DynamoDB store's scan yields them."""
+        with self._lock:
+            return iter([chain for chain, records in self._chains.items() for _ in records])
+
     def replace(self, record: AuditRecord) -> None:
         """Overwrite a stored record (tamper simulation for tests of the verifier)."""
         with self._lock:

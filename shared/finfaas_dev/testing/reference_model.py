@@ -7,7 +7,7 @@ into DynamoDB conditions, ADD actions and cancellation reasons.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -180,6 +180,24 @@ class ReferenceLedger:
         moment = micros(at)
         return sum(e.balance_delta_minor for e in self.entries.get(account_id, [])
                    if entry_key_micros(e.entry_key) <= moment)
+
+    # --- scans for reconciliation (the ledger check), as the DynamoDB store answers them ---
+
+    def scan_account_records(self, on_malformed=None) -> Iterator[tuple[Account, int, str | None]]:
+        for account_id, account in self.accounts.items():
+            entries = self.entries.get(account_id, [])
+            yield account, account.available_minor, entries[-1].entry_key if entries else None
+
+    def scan_transfers(self, on_malformed=None) -> Iterator[Transfer]:
+        return iter(list(self.transfers.values()))
+
+    def scan_entries(self, on_malformed=None) -> Iterator[Entry]:
+        return iter([entry for entries in self.entries.values() for entry in entries])
+
+    def scan_hold_index(self) -> Iterator[tuple[str, int]]:
+        """Open holds with a timeout: the store indexes exactly those."""
+        return iter([(t.transfer_id, micros(t.expires_at)) for t in self.transfers.values()
+                     if t.state is PendingState.PENDING and t.expires_at is not None])
 
     # --- internals ---
 

@@ -55,6 +55,15 @@ class AuditStoreContract:
         assert names.count(chain) == 1 and names.count(other) == 1
         assert names == sorted(names)
 
+    def test_record_chains_names_each_records_chain_once_per_record(self, store, chain):
+        other = chain + "-b"
+        for item in (record(chain, 1), record(chain, 2), record(other, 1)):
+            store.append(item)
+
+        names = [name for name in store.record_chains() if name in (chain, other)]
+
+        assert sorted(names) == [chain, chain, other]
+
     def test_orders_seq_numerically_not_as_text(self, store, chain):
         for seq in (2, 10, 1):
             store.append(record(chain, seq))

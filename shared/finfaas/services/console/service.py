@@ -84,6 +84,16 @@ class TransferPage:
     down: list[str] = field(default_factory=list)
 
 
+@dataclass
+class ChecksPage:
+    """The ledger function's two checks: its ledger check and its verification of the audit chains."""
+
+    ledger: dict[str, Any] | None = None
+    audit: dict[str, Any] | None = None
+    problems: list[Problem] = field(default_factory=list)
+    down: list[str] = field(default_factory=list)
+
+
 class ConsoleService:
     """Every call made with the signed-in operator's own token: the functions check its scopes again."""
 
@@ -237,7 +247,16 @@ class ConsoleService:
                     page.linked.append((link, found))
         return page
 
-    def _part(self, page: AccountPage | TransferPage, function: str, path: str,
+    def checks(self, session: Session) -> ChecksPage:
+        """`ledger check` and `audit verify` as the ledger function runs them online, each within its
+        budget (a ledger larger than that answers `too_large`: the page says to run the command line)."""
+        page = ChecksPage()
+        page.ledger = self._part(page, LEDGER, "/_/ops/ledger-check", session)
+        if LEDGER not in page.down:
+            page.audit = self._part(page, LEDGER, "/_/ops/audit-verify", session)
+        return page
+
+    def _part(self, page: AccountPage | TransferPage | ChecksPage, function: str, path: str,
               session: Session) -> dict[str, Any] | None:
         """One part of a page: its body, or its refusal or the function's absence noted on the page."""
         try:

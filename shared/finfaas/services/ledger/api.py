@@ -24,7 +24,7 @@ Refusals by HTTP status (stable; the problem's `code` is the domain error's own 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -43,9 +43,20 @@ from finfaas.domain.ledger import (
     linked_legs_max,
 )
 from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
+from finfaas.platform.audit import ChainReport
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import OutboxAudit, StrictModel, TransactionalIdempotency
 from finfaas.platform.idempotency import StoredResponse
+from finfaas.services.ledger.check import (
+    CheckTooLarge,
+    LedgerScans,
+    ReadBudget,
+    ScannableAudit,
+    check_store,
+    online_check_records_max,
+    online_check_seconds_max,
+    verify_audit,
+)
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.ports import CompletionRecords
 from finfaas.services.ledger.service import LedgerService, expiry_sweep_holds_max
@@ -418,3 +429,113 @@ def ledger_error_table() -> dict[type[BaseException], ErrorSpec]:
         ledger_errors.LedgerError, *_all_subclasses(ledger_errors.LedgerError)]
     return {cls: ErrorSpec(_status_of(cls), cls.code, cls.code.replace("_", " ").capitalize())
             for cls in classes}
+
+
+# --- operators' checks: `finfaas ledger check` and `finfaas audit verify`, online and bounded ----------
+
+problems_listed_max = 50  # of a check's answer; the total is counted, the command line lists them all
+CheckStatus = Literal["passed", "failed", "too_large"]
+TOO_LARGE_DETAIL = ("{what} holds more than an online check reads ({records_max} records in "
+                    "{seconds_max:g} s): run `{command}` against the stage's tables")
+
+
+class LedgerCheckView(BaseModel):
+    """The ledger check's result: `too_large` when the tables exceed an online check's budget."""
+
+    status: CheckStatus
+    accounts: int = 0
+    transfers: int = 0
+    entries: int = 0
+    trial_balance_minor: dict[str, int] = Field(
+        default_factory=dict, description="posted balances summed per currency (0 if clean)")
+    problems: list[str] = Field(default_factory=list, description=f"the first {problems_listed_max}")
+    problems_total: int = 0
+    records_max: int = online_check_records_max
+    seconds_max: float = online_check_seconds_max
+    detail: str = ""
+
+
+class ChainProblemView(BaseModel):
+    seq: int
+    kind: str
+    detail: str
+
+
+class ChainView(BaseModel):
+    chain: str
+    records: int
+    head_seq: int
+    ok: bool
+    problems: list[ChainProblemView]
+
+
+class AuditVerifyView(BaseModel):
+    """Every audit chain's verification: `signatures_checked` is false when no audit key is configured."""
+
+    status: CheckStatus
+    chains: list[ChainView] = Field(default_factory=list)
+    records: int = 0
+    problems_total: int = 0
+    signatures_checked: bool = False
+    records_max: int = online_check_records_max
+    seconds_max: float = online_check_seconds_max
+    detail: str = ""
+
+
+class LedgerChecks:
+    """The ledger check and the audit log's verification, each within a budget of records and time."""
+
+    def __init__(self, ledger: LedgerScans, audit: ScannableAudit, keyring: Mapping[str, bytes],
+                 records_max: int = online_check_records_max,
+                 seconds_max: float = online_check_seconds_max) -> None:
+        self._ledger = ledger
+        self._audit = audit
+        self._keyring = keyring
+        self._records_max = records_max
+        self._seconds_max = seconds_max
+
+    def ledger(self) -> LedgerCheckView:
+        try:
+            report = check_store(self._ledger, self._budget())
+        except CheckTooLarge:
+            return LedgerCheckView(status="too_large", **self._bounds("The ledger", "finfaas ledger check"))
+        return LedgerCheckView(
+            status="passed" if report.clean else "failed", accounts=report.accounts,
+            transfers=report.transfers, entries=report.entries,
+            trial_balance_minor=dict(sorted(report.balances_by_currency.items())),
+            problems=report.problems[:problems_listed_max], problems_total=len(report.problems),
+            records_max=self._records_max, seconds_max=self._seconds_max)
+
+    def audit(self) -> AuditVerifyView:
+        try:
+            reports = verify_audit(self._audit, self._keyring, self._budget())
+        except CheckTooLarge:
+            return AuditVerifyView(status="too_large", signatures_checked=bool(self._keyring),
+                                   **self._bounds("The audit log", "finfaas audit verify"))
+        problems_total = sum(len(report.problems) for report in reports)
+        return AuditVerifyView(
+            status="failed" if problems_total else "passed", chains=_chain_views(reports),
+            records=sum(report.records for report in reports), problems_total=problems_total,
+            signatures_checked=bool(self._keyring), records_max=self._records_max,
+            seconds_max=self._seconds_max)
+
+    def _budget(self) -> ReadBudget:
+        return ReadBudget(self._records_max, self._seconds_max)
+
+    def _bounds(self, what: str, command: str) -> dict[str, Any]:
+        detail = TOO_LARGE_DETAIL.format(what=what, records_max=self._records_max,
+                                         seconds_max=self._seconds_max, command=command)
+        return {"records_max": self._records_max, "seconds_max": self._seconds_max, "detail": detail}
+
+
+def _chain_views(reports: Sequence[ChainReport]) -> list[ChainView]:
+    """Every chain named; its problems listed up to problems_listed_max over all chains."""
+    room = problems_listed_max
+    views = []
+    for report in reports:
+        shown = report.problems[:room]
+        room -= len(shown)
+        views.append(ChainView(chain=report.chain, records=report.records, head_seq=report.head_seq,
+                               ok=report.ok, problems=[ChainProblemView(seq=p.seq, kind=p.kind.value,
+                                                                        detail=p.detail) for p in shown]))
+    return views

@@ -85,6 +85,14 @@ TRANSFERS = {
     "leg_2": {**LEG, "transfer_id": "leg_2", "batch_id": "leg_1", "batch_size": 2},
     "leg_1": {**LEG, "transfer_id": "leg_1", "batch_id": "leg_1", "batch_size": 2},
 }
+LEDGER_CHECK = {"status": "failed", "accounts": 4, "transfers": 3, "entries": 6,
+                "trial_balance_minor": {"USD": 0}, "problems_total": 1,
+                "problems": ["account bob: credits_posted 351 != sum of entries 350"],
+                "records_max": 20_000, "seconds_max": 10.0, "detail": ""}
+AUDIT_VERIFY = {"status": "passed", "records": 3, "problems_total": 0, "signatures_checked": True,
+                "records_max": 20_000, "seconds_max": 10.0, "detail": "",
+                "chains": [{"chain": name, "records": n, "head_seq": n, "ok": True, "problems": []}
+                           for name, n in (("ledger-0", 2), ("ledger-outbox-3", 1))]}
 
 
 class FakeSuite:
@@ -124,6 +132,10 @@ class FakeSuite:
             return 200, STATEMENT
         if function == "ledger" and path == "/accounts/acc_1/balance":
             return 200, BALANCE
+        if function == "ledger" and path == "/_/ops/ledger-check":
+            return 200, LEDGER_CHECK
+        if function == "ledger" and path == "/_/ops/audit-verify":
+            return 200, AUDIT_VERIFY
         if function == "loans" and path == "/_/ops/loans/ln_1":
             return 200, LOAN
         if function == "orchestrator" and path == "/executions/transfer%3Atr_9":
@@ -369,6 +381,35 @@ def test_a_ledger_transfers_page_shows_the_transfers_it_links_to(console):
     assert 'data-link="resolved_by"' in hold.body and "post_1" in hold.body
     assert 'data-link="batch_id"' in leg.body and "leg_1" in leg.body and "leg of 2" in leg.body
     assert missing.status == 200 and "No such transfer." in missing.body
+
+
+def test_the_checks_page_shows_both_results_naming_each_problem_and_chain(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    explorer = get(handler, "/ledger", cookie)
+    checks = get(handler, "/ledger/checks", cookie)
+
+    assert 'href="/function/console/ledger/checks" data-checks' in explorer.body
+    assert checks.status == 200 and 'data-check="ledger" data-status="failed"' in checks.body
+    assert "account bob: credits_posted 351 != sum of entries 350" in checks.body
+    assert 'data-check="audit" data-status="passed"' in checks.body
+    assert 'data-chain="ledger-0"' in checks.body and 'data-chain="ledger-outbox-3"' in checks.body
+    assert 'href="/function/console/ledger/checks" data-run-again' in checks.body
+    assert [(p, t) for f, _, p, t, _ in suite.calls if f == "ledger"] == [
+        ("/_/ops/ledger-check", "token-of-op-rex"), ("/_/ops/audit-verify", "token-of-op-rex")]
+
+
+def test_the_checks_page_without_the_ledger_names_it_and_the_explorer_still_works(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+    suite.down.add("ledger")
+
+    checks = get(handler, "/ledger/checks", cookie)
+    account = get(handler, "/ledger/accounts/acc_1", cookie)
+
+    assert checks.status == 200 and 'data-down="ledger"' in checks.body and "data-check=" not in checks.body
+    assert account.status == 200 and "sys-settlement-USD" in account.body
 
 
 def test_an_actor_resolves_a_transfer_needing_attention_by_posting_its_hold(console):
