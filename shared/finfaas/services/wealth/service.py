@@ -3,12 +3,14 @@
 Every money step is one ledger transaction carrying the wealth row it changes (services/payments does
 the same with its intents): a subscription's hold on the wallet with its new order, a confirmation's
 post with the order's new status, a fast redemption with the day's usage of the cap, a batch chunk's
-incomes with the chunk's record and its holders' positions. Money and row commit together or not at
-all, and the row's condition (attribute_not_exists, a version) is the exactly-once guard.
+incomes (one transfer to the holders' account) with the chunk's record and its holders' credited rows.
+Money and row commit together or not at all, and the row's condition (attribute_not_exists, a version)
+is the exactly-once guard.
 
 Units of an MMF position are the balance of its ledger account (NAV 1.00: a hundredth of a unit is a
-cent); the order's dates come from the business date and the market's calendar, never the wall
-clock's date: the clock gives only the time of day, so an advanced sandbox date moves orders with it.
+cent) plus the income accrued on its row, which a redemption sweeps onto the account first. The
+order's dates come from the business date and the market's calendar, never the wall clock's date: the
+clock gives only the time of day, so an advanced sandbox date moves orders with it.
 """
 
 from __future__ import annotations
