@@ -710,6 +710,8 @@ class WealthService:
         chunks = [page.positions[start:start + size] for start in range(0, len(page.positions), size)]
 
         def post(n: int) -> int:
+            if _credited(chunks[n], day):
+                return 0  # posted by an earlier run: a rerun reads no balances for it
             # Each chunk reads its own holders' balances (one BatchGetItem), so one chunk's read overlaps
             # another's transaction.
             return self._post_chunk(product, figure, day, self._held(chunks[n]), n % fund_shards)
@@ -743,8 +745,8 @@ class WealthService:
 
     def _post_chunk_once(self, product: Product, figure: DailyIncome, day: date,
                          held: Sequence[tuple[Position, int]], shard: int) -> int:
-        if any(p.last_income_date is not None and p.last_income_date >= day for p, _ in held):
-            return 0  # a row is credited for the day only with its chunk's record: the chunk is posted
+        if _credited([p for p, _ in held], day):
+            return 0
         incomes = [(p, units, mmf_income(units, figure.income_per_10k_units, product.rounding))
                    for p, units in held]
         chunk = IncomeChunk(product.product_id, day, held[0][0].customer_id, len(held),
@@ -888,6 +890,11 @@ def _recorded_ok() -> Iterator[None]:
         yield
     except AlreadyRecorded:
         pass
+
+
+def _credited(positions: Sequence[Position], day: date) -> bool:
+    """A row is credited for the day only with its chunk's record: the chunk is posted."""
+    return any(p.last_income_date is not None and p.last_income_date >= day for p in positions)
 
 
 def _decode_cursor(cursor: str | None, products: int) -> tuple[int, str | None]:
