@@ -131,7 +131,7 @@ def build_services(suite: Any = None) -> WealthServices:
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas.store.ratelimit_store import RateLimitStore
-    from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+    from finfaas.store.wealth_store import WealthStore, ledger_balances_reader
 
     if suite is None:
         gateway_url = os.environ.get("FINFAAS_GATEWAY_URL") or GATEWAY_URL_DEFAULT
@@ -139,7 +139,7 @@ def build_services(suite: Any = None) -> WealthServices:
     ledger_store = ledger_store_from_config()
     business_dates = BusinessDateService(BusinessDateStore(), mode_from_env())
     wealth = WealthService(WealthStore(), InProcessLedger(LedgerService(ledger_store),
-                                                          ledger_accounts_reader(ledger_store)),
+                                                          ledger_balances_reader(ledger_store)),
                            business_dates, load_calendars())
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return WealthServices(wealth=wealth, guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),

@@ -4,8 +4,10 @@
 (begin, confirm pages, income pages, settle, end); tests and the bench use it where starting the
 orchestrator would only add processes. `check` proves, for every product and settled day, that
 Σ holders' incomes + the remainder = the distributable income (the formula on every unit the batch
-counted) and that the remainder was booked; and, for every position, that the wealth table's account
-of it (confirmed subscriptions − redemptions + cumulative income) equals its ledger balance.
+counted) and that the remainder was booked; for every position, that the wealth table's account of it
+(confirmed subscriptions − redemptions + cumulative income) equals its ledger balance plus the income
+units accrued on its row; and, per money-market fund, that the positions' accrued units add up to the
+balance of the fund's holders' account (its shards), the ledger's side of those sub-ledgers.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from finfaas.services.wealth.model import (
     OrderStatus,
     Position,
     Product,
+    ProductKind,
     SubscriptionOrder,
+    fund_shard_account_id,
     hold_id,
+    holders_account_id,
     order_transfer_id,
     position_account_id,
     remainder_transfer_id,
 )
-from finfaas.services.wealth.service import WealthService
+from finfaas.services.wealth.service import WealthService, fund_shards
 
 # A batch that loops more than this many pages per step is refused: a cursor that never ends is a bug.
 pages_per_step_max = 100_000
@@ -133,6 +138,7 @@ def check(items: Any, balances: Callable[[Sequence[str]], dict[str, tuple[int, i
         _check_day(report, products[figure.product_id], figure, chunks[(figure.product_id, figure.day)],
                    transfer_amount)
     _check_units(report, positions, orders, balances, {p for p, x in products.items() if x.fixed_term})
+    _check_accrued(report, [p for p in products.values() if p.kind is ProductKind.MMF], positions, balances)
     for order in orders:
         if order.kind is OrderKind.SUBSCRIBE and order.fee_booked and order.fee_minor:
             booked = transfer_amount(order_transfer_id(order.customer_id, order.order_id, "fee"))
@@ -206,14 +212,28 @@ def _check_units(report: CheckReport, positions: list[Position], orders: list[Su
         for position in page:
             report.positions_checked += 1
             expected = moved[(position.product_id, position.customer_id)] + position.cumulative_income_minor
-            actual = found.get(position.account_id, (0, 0))[0]
+            actual = found.get(position.account_id, (0, 0))[0] + position.accrued_units_minor
             units = nav_units[(position.product_id, position.customer_id)]
             if position.units_minor != units:
                 report.findings.append(f"position {position.product_id}/{position.customer_id}: units "
                                        f"{position.units_minor}, confirmed NAV orders {units}")
             if actual != expected:
                 report.findings.append(f"position {position.product_id}/{position.customer_id}: ledger "
-                                       f"{actual}, orders and income {expected}")
+                                       f"and accrued {actual}, orders and income {expected}")
+
+
+def _check_accrued(report: CheckReport, mmfs: list[Product], positions: list[Position],
+                   balances: Callable[[Sequence[str]], dict[str, tuple[int, int]]]) -> None:
+    accrued: dict[str, int] = defaultdict(int)
+    for position in positions:
+        accrued[position.product_id] += position.accrued_units_minor
+    for product in mmfs:
+        holders = holders_account_id(product.product_id)
+        shards = [fund_shard_account_id(holders, n) for n in range(fund_shards)]
+        booked = sum(balance for balance, _ in balances(shards).values())
+        if booked != accrued[product.product_id]:
+            report.findings.append(f"{product.product_id}: positions accrued {accrued[product.product_id]} "
+                                   f"units, the holders' account holds {booked}")
 
 
 def seeded_holdings(product: Product, customers: Sequence[str], units_minor: Sequence[int],
@@ -237,10 +257,10 @@ def check_stage() -> CheckReport:
     from finfaas.services.ledger.service import LedgerService
     from finfaas.services.wealth.service import InProcessLedger
     from finfaas.store.ledger_store import ledger_store_from_config
-    from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+    from finfaas.store.wealth_store import WealthStore, ledger_balances_reader
 
     ledger_store = ledger_store_from_config()
-    ledger = InProcessLedger(LedgerService(ledger_store), ledger_accounts_reader(ledger_store))
+    ledger = InProcessLedger(LedgerService(ledger_store), ledger_balances_reader(ledger_store))
 
     def amount(transfer_id: str) -> int | None:
         transfer = ledger_store.get_transfer(transfer_id)

@@ -21,7 +21,7 @@ from finfaas.services.wealth.api import NewProductBody
 from finfaas.services.wealth.model import Product
 from finfaas.services.wealth.service import InProcessLedger, WealthService
 from finfaas.store.ledger_store import ledger_store_from_config
-from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+from finfaas.store.wealth_store import WealthStore, ledger_balances_reader
 from finfaas_dev.fakes.business_date import InMemoryBusinessDateStore
 
 CALENDAR_TEXT = (Path(__file__).resolve().parents[2] / "infra" / "calendars" / "cn-2027.json").read_text()
@@ -48,7 +48,7 @@ class WealthWorld:
                                          time_zones={self.market: "Asia/Shanghai"})
         own = CALENDAR_TEXT.replace('"market": "CN"', f'"market": "{self.market}"')
         self.calendar = calendar = parse_calendar(own)
-        self.wealth_ledger = InProcessLedger(self.ledger, ledger_accounts_reader(self.ledger_store))
+        self.wealth_ledger = InProcessLedger(self.ledger, ledger_balances_reader(self.ledger_store))
         self.page_positions = page_positions
         self.service = WealthService(self.store, self.wealth_ledger, self.dates, {self.market: calendar},
                                      clock=lambda: self.now, page_positions=page_positions)
@@ -84,6 +84,12 @@ class WealthWorld:
 
     def business_date(self) -> date:
         return self.dates.current(self.market).business_date
+
+    def units(self, product_id: str, customer_id: str) -> int:
+        """A position's units: its ledger balance and the income units accrued on its row."""
+        position = self.store.position(product_id, customer_id)
+        assert position is not None
+        return self.balance(position.account_id) + position.accrued_units_minor
 
 
 WEALTH_CLIENT_SCOPES = ("orchestrator:start", "orchestrator:read")

@@ -6,11 +6,14 @@ Items (each a JSON `doc`, with `version` where it changes):
 - `due#<product id>#<date>` / `<customer id> <order id>`: the orders confirmed on that date, written with
   the order; the batch's confirmation step reads them a page at a time;
 - `pos#<product id>` / `<customer id>`: a product's positions, so the daily batch pages over them with
-  one Query per page (sorted by customer); `cpos#<customer id>` / `<product id>` lists a customer's;
+  one Query per page (sorted by customer); `cpos#<customer id>` / `<product id>` lists a customer's; an
+  MMF position is its holder's sub-ledger of the daily income (accrued units, newest incomes), changed
+  on its `version`;
 - `fig#<product id>` / `<date>`: the day's published income per 10,000 units, then its settlement;
 - `nav#<product id>` / `<date>`: a NAV fund's NAV of a trading day;
 - `chunk#<product id>#<date>` / `<first customer id>`: one batch transaction's holders, units and
-  incomes, written in that transaction (attribute_not_exists: the exactly-once guard);
+  incomes, written in that transaction with its holders' rows (attribute_not_exists: the exactly-once
+  guard);
 - `fast#<product id>#<customer id>` / `<date>`: fast redemptions of the day, against the cap;
 - `mat#<product id>#<date>` / `<customer id> <order id>`: the fixed terms maturing that date, written
   with the term's confirmation (or the maturity that rolled it over);
@@ -36,7 +39,6 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from finfaas.domain.calendar import Cutoff
-from finfaas.domain.ledger import Account
 from finfaas.domain.wealth import DayCount, FeeTier, FixedTerm, Lot, MaturityInstruction, Rounding
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
@@ -58,12 +60,15 @@ from finfaas.services.wealth.model import (
 from finfaas.services.wealth.ports import AlreadyRecorded, RowMoved
 from finfaas.store.binding import StoreMeta, bound
 from finfaas.store.dynamo import any_condition_failed, conditional_write
-from finfaas.store.models import account_from_record, format_time, parse_time
+from finfaas.store.models import format_time, parse_time
 
 WEALTH_TABLE_LOGICAL_NAME = "wealth"
 PRODUCT_PK = "product"
 # A Query page of chunk records or figures: small items, so one page holds many.
 query_page_items_max = 1_000
+# A Scan page of `finfaas wealth check`: a whole 1 MB page of a table of 100,000 positions took the
+# emulator longer than the client's read timeout on a loaded machine; smaller pages answer in time.
+scan_page_items_max = 250
 cursor_chars_max = 512
 
 
@@ -160,6 +165,8 @@ def position_to_json(position: Position) -> str:
         "units_minor": position.units_minor, "version": position.version,
         "units_held_minor": position.units_held_minor,
         "lots": [[lot.units_minor, lot.confirmed_on.isoformat()] for lot in position.lots],
+        "accrued_units_minor": position.accrued_units_minor,
+        "recent_incomes": [[day.isoformat(), minor] for day, minor in position.recent_incomes],
     })
 
 
@@ -171,7 +178,9 @@ def position_from_json(text: str) -> Position:
                     int(raw["last_income_minor"]), int(raw["cumulative_income_minor"]),
                     int(raw.get("units_minor", 0)),
                     tuple(Lot(int(u), date.fromisoformat(d)) for u, d in raw.get("lots", [])),
-                    int(raw.get("version", 1)), int(raw.get("units_held_minor", 0)))
+                    int(raw.get("version", 1)), int(raw.get("units_held_minor", 0)),
+                    int(raw.get("accrued_units_minor", 0)),
+                    tuple((date.fromisoformat(d), int(m)) for d, m in raw.get("recent_incomes", [])))
 
 
 def _corrections_to_json(corrections: Sequence[FigureCorrection]) -> list[dict[str, str]]:
@@ -283,6 +292,26 @@ class _ConfirmWrite(_Write):
 
     def more_conflicted(self, n: int, raw_item: dict[str, Any] | None) -> None:
         raise RowMoved("the position changed while the order was confirmed; try again")
+
+
+class _ChunkWrite(_Write):
+    """A batch chunk: its record (attribute_not_exists) and its holders' rows, each on its version."""
+
+    def __init__(self, item: Any, condition: Any, positions: Sequence[tuple[Any, Any]], day: date) -> None:
+        super().__init__(item, condition)
+        self._positions = list(positions)
+        self._day = day.isoformat()
+
+    def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
+        return self._positions
+
+    def more_conflicted(self, n: int, raw_item: dict[str, Any] | None) -> None:
+        # A row credited for the day was credited with its chunk's record: the chunk is posted. Any other
+        # change (a sweep by a redemption) means the chunk must be built again from fresh rows.
+        doc = (raw_item or {}).get("doc", {}).get("S")
+        if doc is not None and jsonio.loads(doc).get("last_income_date") == self._day:
+            raise AlreadyRecorded(f"{self._item.pk} {self._item.sk} is written already")
+        raise RowMoved("a holder's position changed while its chunk was posted; build it again")
 
 
 # --- the store ----------------------------------------------------------------------------------------
@@ -538,8 +567,17 @@ class WealthStore:
         return found, _encode_key(result.last_evaluated_key)
 
     def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> _Write:
-        more = [self._item(f"pos#{p.product_id}", p.customer_id, doc=position_to_json(p)) for p in positions]
-        return _Write(self._chunk_item(chunk), self._item.pk.does_not_exist(), more)
+        return _ChunkWrite(self._chunk_item(chunk), self._item.pk.does_not_exist(),
+                           [self._position_put(p) for p in positions], chunk.day)
+
+    def position_write(self, position: Position) -> _Write:
+        item, condition = self._position_put(position)
+        return _Write(item, condition, moved=RowMoved)
+
+    def _position_put(self, position: Position) -> tuple[Any, Any]:
+        item = self._item(f"pos#{position.product_id}", position.customer_id, doc=position_to_json(position),
+                          version=position.version)
+        return item, self._item.version == position.version - 1
 
     def record_chunk(self, chunk: IncomeChunk) -> bool:
         return self._create(self._chunk_item(chunk))
@@ -591,7 +629,7 @@ class WealthStore:
     def scan_all(self) -> Any:
         """Every item (tooling: `finfaas wealth check`)."""
         try:
-            yield from self._item.scan(consistent_read=True)
+            yield from self._item.scan(consistent_read=True, page_size=scan_page_items_max)
         except PynamoDBException as error:
             raise WealthStoreUnavailable(f"scan: {error}") from error
 
@@ -625,12 +663,20 @@ def _decode_key(cursor: str | None, pk: str) -> dict[str, Any] | None:
     return dict(key)
 
 
-def ledger_accounts_reader(ledger_store: Any) -> Any:
-    """Reads many ledger accounts in one BatchGetItem per 100 (the batch's balances of a page)."""
+# A balance needs only these of an account's attributes: the reply of a BatchGetItem is parsed attribute
+# by attribute, and the batch reads every holder's balance each day.
+BALANCE_ATTRIBUTES = ("account_id", "credits_posted", "debits_posted", "available_minor")
+
+
+def ledger_balances_reader(ledger_store: Any) -> Any:
+    """Reads many ledger accounts' (posted balance, available) in one BatchGetItem per 100 (the batch's
+    balances of a chunk), projected to the figures a balance needs."""
     model = ledger_store.models.account
 
-    def read(account_ids: Sequence[str]) -> list[Account]:
-        return [account_from_record(r) for r in model.batch_get(list(dict.fromkeys(account_ids)),
-                                                                 consistent_read=True)]
+    def read(account_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        found = model.batch_get(list(dict.fromkeys(account_ids)), consistent_read=True,
+                                attributes_to_get=list(BALANCE_ATTRIBUTES))
+        return {r.account_id: (int(r.credits_posted) - int(r.debits_posted), int(r.available_minor))
+                for r in found}
 
     return read

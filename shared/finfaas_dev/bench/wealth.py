@@ -83,7 +83,7 @@ def measure(count: int) -> dict[str, Any]:
     from finfaas.services.wealth.service import InProcessLedger, WealthService
     from finfaas.store.call_meter import DynamoCallMeter
     from finfaas.store.ledger_store import ledger_store_from_config
-    from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+    from finfaas.store.wealth_store import WealthStore, ledger_balances_reader
 
     from finfaas_dev.fakes.business_date import InMemoryBusinessDateStore
     from finfaas_dev.wealth import check, run_day, run_pages
@@ -99,7 +99,7 @@ def measure(count: int) -> dict[str, Any]:
     dates_store = InMemoryBusinessDateStore()
     dates_store.replace(MARKET, None, DAY, datetime.now(UTC))
     dates = BusinessDateService(dates_store, BusinessDateMode.MANUAL)
-    wealth_ledger = InProcessLedger(ledger, ledger_accounts_reader(ledger_store))
+    wealth_ledger = InProcessLedger(ledger, ledger_balances_reader(ledger_store))
     service = WealthService(store, wealth_ledger, dates, {MARKET: calendar})
     product_id = f"bench-{secrets.token_hex(3)}"
     product = service.create_product(Product(product_id, ProductKind.MMF, "Bench Cash", MARKET, "CNY",

@@ -243,11 +243,28 @@ class InMemoryWealthStore:
         def check() -> None:
             if chunk.first_customer_id in self._chunks.get((chunk.product_id, chunk.day), {}):
                 raise AlreadyRecorded("chunk written already")
+            for p in positions:
+                stored = self._positions[p.product_id].get(p.customer_id)
+                if stored is None or stored.version != p.version - 1:
+                    if stored is not None and stored.last_income_date == chunk.day:
+                        raise AlreadyRecorded("a holder is credited for the day already")
+                    raise RowMoved("a holder's position changed while its chunk was posted")
 
         def apply() -> None:
             self._chunks.setdefault((chunk.product_id, chunk.day), {})[chunk.first_customer_id] = chunk
             for p in positions:
                 self._positions[p.product_id][p.customer_id] = p
+
+        return MemoryWrite(check, apply)
+
+    def position_write(self, position: Position) -> MemoryWrite:
+        def check() -> None:
+            stored = self._positions[position.product_id].get(position.customer_id)
+            if stored is None or stored.version != position.version - 1:
+                raise RowMoved("the position changed")
+
+        def apply() -> None:
+            self._positions[position.product_id][position.customer_id] = position
 
         return MemoryWrite(check, apply)
 
@@ -417,11 +434,6 @@ class InMemoryWealthLedger:
     def transfer_exists(self, transfer_id: str) -> bool:
         with self.lock:
             return transfer_id in self.transfers
-
-    def income_entries(self, account_id: str, limit: int) -> list[tuple[str, int]]:
-        with self.lock:
-            return [(i, amount) for i, (_, credit, amount) in reversed(self.transfers.items())
-                    if credit == account_id][:limit]
 
     def _debitable(self, account_id: str, owner_id: str | None, amount_minor: int) -> _Account:
         account = self.accounts.get(account_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -165,16 +165,22 @@ def hold_id(customer_id: str, order_id: str) -> str:
     return order_transfer_id(customer_id, order_id, "h")
 
 
+# A position keeps its newest income days on its row (the income statement reads them there).
+recent_incomes_max = 31
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A customer's holding of a product. Its units are the balance of its ledger account (`account_id`);
-    the row keeps what the daily batch learnt: the last income day, that day's income, the sum of all."""
+    """A customer's holding of a product. An MMF's units are the balance of its ledger account
+    (`account_id`) plus the income units accrued on the row: the row is the holder's sub-ledger of the
+    daily income (the ledger books a chunk's incomes as one transfer to the fund's holders' account), and
+    a redemption first moves the accrued units onto the ledger account (a sweep)."""
 
     product_id: str
     customer_id: str
     account_id: str
     opened_on: date
-    last_income_date: date | None = None
+    last_income_date: date | None = None  # the day last credited: income posts once per (position, day)
     last_income_minor: int = 0
     cumulative_income_minor: int = 0
     # A NAV fund's units are kept here (they are not money: the cash is in the fund's account), with
@@ -184,6 +190,19 @@ class Position:
     lots: tuple[Lot, ...] = ()
     version: int = 1
     units_held_minor: int = 0
+    # An MMF's income units credited by the batch and not yet swept onto the ledger account, and the
+    # newest income days (day, income), newest first, at most recent_incomes_max.
+    accrued_units_minor: int = 0
+    recent_incomes: tuple[tuple[date, int], ...] = ()
+
+    def credited(self, day: date, income_minor: int) -> Position:
+        """The row after the day's income: accrued, last, cumulative and recent, on the next version."""
+        assert income_minor > 0 and (self.last_income_date is None or self.last_income_date < day)
+        return replace(self, last_income_date=day, last_income_minor=income_minor,
+                       cumulative_income_minor=self.cumulative_income_minor + income_minor,
+                       accrued_units_minor=self.accrued_units_minor + income_minor,
+                       recent_incomes=((day, income_minor), *self.recent_incomes)[:recent_incomes_max],
+                       version=self.version + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,9 +285,27 @@ def fund_account_id(product_id: str) -> str:
 
 def fund_shard_account_id(fund_account: str, shard: int) -> str:
     """A shard of the fund's account for the income it pays (shard 0 is the fund's account itself):
-    chunks posted at once each debit their own shard, never one hot item. The fund's balance is their sum."""
+    chunks posted at once each debit their own shard, never one hot item. The fund's balance is their sum.
+    The holders' account is sharded the same way."""
     assert shard >= 0
     return fund_account if shard == 0 else f"{fund_account}-{shard}"
+
+
+def holders_account_id(product_id: str) -> str:
+    """The fund's holders' account: the income units accrued on MMF positions' rows and not yet swept
+    onto their ledger accounts (Σ of its shards = Σ positions' accrued units)."""
+    return f"wf-{hashlib.sha256(product_id.encode()).hexdigest()[:24]}-hld"
+
+
+def chunk_transfer_id(product_id: str, day: date, first_customer_id: str) -> str:
+    """The ledger id of a batch chunk's incomes (fund → holders' account): one per chunk and day."""
+    digest = hashlib.sha256(f"{product_id}\x00{first_customer_id}".encode()).hexdigest()[:32]
+    return f"wc-{digest}-{day:%Y%m%d}"
+
+
+def sweep_transfer_id(position_account: str, version: int) -> str:
+    """The ledger id of a sweep of a position's accrued units, per row version: a retry sweeps once."""
+    return f"{position_account}-s{version}"
 
 
 def fee_account_id(product_id: str) -> str:
@@ -279,11 +316,6 @@ def fee_account_id(product_id: str) -> str:
 def rounding_account_id(product_id: str) -> str:
     """The fund's rounding account: each day's remainder (distributable − Σ posted)."""
     return f"wf-{hashlib.sha256(product_id.encode()).hexdigest()[:24]}-rnd"
-
-
-def income_transfer_id(position_account: str, day: date) -> str:
-    """The ledger id of a holder's income for a day: the (position, day) marker that posts it once."""
-    return f"{position_account}-i{day:%Y%m%d}"
 
 
 def remainder_transfer_id(product_id: str, day: date) -> str:

@@ -138,7 +138,14 @@ class WealthRepository(ProductCatalogue, OrderRepository, Protocol):
 
     def chunk_write(self, chunk: IncomeChunk, positions: Sequence[Position]) -> RowWrite:
         """The chunk's record (attribute_not_exists: the batch's exactly-once guard) and its holders'
-        updated positions, to ride in the chunk's ledger transaction."""
+        credited positions, each on its previous version, to ride in the chunk's ledger transaction. Taken
+        record, or a row already credited for the day: AlreadyRecorded; a row changed otherwise (a
+        sweep): RowMoved."""
+        ...
+
+    def position_write(self, position: Position) -> RowWrite:
+        """A position on its previous version (changed meanwhile: RowMoved), to ride in a ledger
+        transaction (a sweep of its accrued units)."""
         ...
 
     def record_chunk(self, chunk: IncomeChunk) -> bool:
@@ -213,10 +220,6 @@ class WealthLedger(Protocol):
         ...
 
     def transfer_exists(self, transfer_id: str) -> bool:
-        ...
-
-    def income_entries(self, account_id: str, limit: int) -> list[tuple[str, int]]:
-        """(transfer id, amount) of the account's newest credits, newest first."""
         ...
 
 

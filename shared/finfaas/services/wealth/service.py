@@ -3,12 +3,14 @@
 Every money step is one ledger transaction carrying the wealth row it changes (services/payments does
 the same with its intents): a subscription's hold on the wallet with its new order, a confirmation's
 post with the order's new status, a fast redemption with the day's usage of the cap, a batch chunk's
-incomes with the chunk's record and its holders' positions. Money and row commit together or not at
-all, and the row's condition (attribute_not_exists, a version) is the exactly-once guard.
+incomes (one transfer to the holders' account) with the chunk's record and its holders' credited rows.
+Money and row commit together or not at all, and the row's condition (attribute_not_exists, a version)
+is the exactly-once guard.
 
 Units of an MMF position are the balance of its ledger account (NAV 1.00: a hundredth of a unit is a
-cent); the order's dates come from the business date and the market's calendar, never the wall
-clock's date: the clock gives only the time of day, so an advanced sandbox date moves orders with it.
+cent) plus the income accrued on its row, which a redemption sweeps onto the account first. The
+order's dates come from the business date and the market's calendar, never the wall clock's date: the
+clock gives only the time of day, so an advanced sandbox date moves orders with it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from decimal import Decimal
 
 from finfaas.domain.calendar import MarketCalendar, zone
 from finfaas.domain.errors import AccountNotFound, InsufficientFunds, TransferNotFound
-from finfaas.domain.ledger import Account, Actor, linked_legs_max, page_size_max
+from finfaas.domain.ledger import Account, Actor, transaction_items_max
 from finfaas.domain.wealth import (
     UNITS_PER_INCOME_FIGURE,
     YIELD_WINDOW_DAYS,
@@ -80,16 +82,19 @@ from finfaas.services.wealth.model import (
     ProductStatus,
     SubscribeCommand,
     SubscriptionOrder,
+    chunk_transfer_id,
     fee_account_id,
     figure_corrections_max,
     fund_shard_account_id,
     hold_id,
-    income_transfer_id,
+    holders_account_id,
     order_transfer_id,
     position_account_id,
+    recent_incomes_max,
     remainder_transfer_id,
     rolled_order_id,
     rounding_account_id,
+    sweep_transfer_id,
 )
 from finfaas.services.wealth.ports import (
     AlreadyRecorded,
@@ -100,21 +105,29 @@ from finfaas.services.wealth.ports import (
     WealthRepository,
 )
 
-# The batch reads this many positions per Task (one Query, a BatchGetItem of balances per 100) and posts
-# them in ledger transactions of chunk_holders_max holders: each holder is 5 items (transfer, two entries,
-# its account, its position row), plus the fund's account, the outbox event and the chunk's record. A
-# page's fixed reads (the catalogue, the day's figure, the Query) are spread over 200 holders, so the
-# whole batch stays under 0.1 DynamoDB calls per holder.
-page_positions_max = 200
-chunk_holders_max = linked_legs_max
-# A page's chunks are posted this many at once, each debiting its own shard of the fund's account (the
-# chunk's index in the page modulo the shards): the emulator and DynamoDB serialize transactions on one
-# item, and a posting waits on the store about half its time. Bounded: each thread holds one connection.
+# A page's chunks are posted this many at once, each moving income from its own shard of the fund's
+# account to its own shard of the holders' account (the chunk's index in the page modulo the shards): the
+# emulator and DynamoDB serialize transactions on one item, and a posting waits on the store about half
+# its time. Bounded: each thread holds one connection.
 chunk_posting_threads_max = 4
 fund_shards = chunk_posting_threads_max
+# A chunk is one ledger transaction: one transfer of its holders' incomes (fund shard → holders' shard:
+# the transfer, two entries, two accounts, the outbox event), the chunk's record and each earning holder's
+# position row, the holder's sub-ledger of the income: 6 + 1 + 93 = DynamoDB's 100 items.
+chunk_ledger_items = 6
+chunk_holders_max = transaction_items_max - chunk_ledger_items - 1
+# The batch reads this many positions per Task (one Query, a BatchGetItem of balances per 100): one chunk
+# per posting thread, so a page's fixed reads (the catalogue, the day's figure, the Query, the shards)
+# are spread over 372 holders.
+page_positions_max = chunk_posting_threads_max * chunk_holders_max
+# A chunk whose holders' rows moved under it (a redemption swept a row's accrued units) is built again
+# from fresh rows at most this many times; then the Task fails and its retry reads the page again.
+chunk_attempts_max = 3
+# A redemption's sweep racing the batch's chunk or another sweep of the same row: read it again.
+sweep_attempts_max = 3
 confirm_orders_per_page_max = 25
 orders_listed_max = 100
-income_statement_days_max = 31
+income_statement_days_max = recent_incomes_max
 catalogue_products_max = 1_000  # the catalogue is one partition, read whole by the batch
 cursor_chars_max = 512
 # Fast redemptions of one position racing for the day's cap: each loser judges the cap again.
@@ -193,9 +206,10 @@ class WealthService:
 
     def __init__(self, repository: WealthRepository, ledger: WealthLedger, business_dates: BusinessDates,
                  calendars: Mapping[str, MarketCalendar], clock: Callable[[], datetime] = _utc_now,
-                 page_positions: int = page_positions_max) -> None:
-        assert 0 < page_positions <= page_positions_max
+                 page_positions: int = page_positions_max, chunk_holders: int = chunk_holders_max) -> None:
+        assert 0 < page_positions <= page_positions_max and 0 < chunk_holders <= chunk_holders_max
         self._page_positions = page_positions
+        self._chunk_holders = chunk_holders
         self._repo = repository
         self._ledger = ledger
         self._business_dates = business_dates
@@ -215,6 +229,9 @@ class WealthService:
                                   product.currency, limited=False)
         if product.kind is ProductKind.NAV_FUND:
             self._ledger.open_account(fee_account_id(product.product_id), product.product_id,
+                                      product.currency, limited=False)
+        if product.kind is ProductKind.MMF:
+            self._ledger.open_account(holders_account_id(product.product_id), product.product_id,
                                       product.currency, limited=False)
         stored = self._repo.create_product(product)
         if stored != product:
@@ -492,15 +509,20 @@ class WealthService:
         if wallet is None or wallet[0] != customer_id:  # redemptions pay only the customer's own wallet
             raise WalletAccountNotFound("no such wallet account", errors=(("account_id", "not found"),))
         _, available = self._ledger.balances([position.account_id]).get(position.account_id, (0, 0))
-        if command.amount_minor > available:
+        if command.amount_minor > available + position.accrued_units_minor:
             raise InsufficientUnits("amount: more than the position's available units", field="amount")
+        today = self._business_dates.current(product.market).business_date
+        if command.fast:  # refused before the sweep writes anything (the loop below judges it again)
+            check_fast_redemption(command.amount_minor,
+                                  self._repo.fast_usage(product.product_id, customer_id, today),
+                                  product.fast_redemption_cap_minor)
+        self._swept(product, position)
         if not command.fast:
             with _recorded_ok():
                 self._ledger.hold(order.hold_id, position.account_id, command.account_id,
                                   command.amount_minor, product.currency, customer_id,
                                   self._repo.order_write(order))
             return self._stored(customer_id, order)
-        today = self._business_dates.current(product.market).business_date
         done = replace(order, status=OrderStatus.CONFIRMED, confirmation_date=today,
                        hold_id=order_transfer_id(customer_id, command.order_id, "f"))
         for _ in range(fast_redemption_attempts_max):
@@ -517,6 +539,26 @@ class WealthService:
                 continue  # another fast redemption of the day committed first: judge the cap again
             return self._stored(customer_id, done)
         raise OrderConflict("fast redemptions of this position ran at once; retry",
+                            errors=(("order_id", "retry"),))
+
+    def _swept(self, product: Product, position: Position) -> Position:
+        """The position with its accrued income units moved onto its ledger account (holders' account →
+        position, with the row's next version), so that a redemption's hold or transfer sees every unit.
+        A chunk or another sweep that changed the row first: read it again."""
+        for _ in range(sweep_attempts_max):
+            if position.accrued_units_minor == 0:
+                return position
+            swept = replace(position, accrued_units_minor=0, version=position.version + 1)
+            try:
+                self._ledger.transfer(sweep_transfer_id(position.account_id, position.version),
+                                      holders_account_id(product.product_id), position.account_id,
+                                      position.accrued_units_minor, product.currency, None,
+                                      self._repo.position_write(swept))
+                return swept
+            except (AlreadyRecorded, RowMoved):
+                pass
+            position = self._repo.position(position.product_id, position.customer_id) or position
+        raise OrderConflict("the position changed while this redemption ran; retry",
                             errors=(("order_id", "retry"),))
 
     def _redeem_early(self, customer_id: str, product: Product, command: RedeemCommand) -> SubscriptionOrder:
@@ -610,19 +652,14 @@ class WealthService:
         return self._summary(found)
 
     def income_statement(self, customer_id: str, product_id: str) -> list[tuple[date, int]]:
-        """(day, income) of the position's newest income days, newest first."""
+        """(day, income) of the position's newest income days, newest first (kept on its row)."""
         position = self.position(customer_id, product_id).position
-        days = []
-        entries = self._ledger.income_entries(position.account_id, income_statement_days_max)
-        for transfer_id, amount in entries:
-            prefix, _, stamp = transfer_id.rpartition("-i")
-            if prefix == position.account_id and len(stamp) == len("YYYYMMDD") and stamp.isdigit():
-                days.append((date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:])), amount))
-        return days
+        return list(position.recent_incomes[:income_statement_days_max])
 
     def _summary(self, position: Position) -> PositionSummary:
         product = self.product(position.product_id)
         units, available = self._ledger.balances([position.account_id]).get(position.account_id, (0, 0))
+        units, available = units + position.accrued_units_minor, available + position.accrued_units_minor
         today = self._business_dates.current(product.market).business_date
         yesterday = today - timedelta(days=1)
         income = position.last_income_minor if position.last_income_date == yesterday else 0
@@ -826,9 +863,10 @@ class WealthService:
         return PageResult(len(found), posted, _next_cursor(index, after, len(products)))
 
     def income_page(self, market: str, day: date, cursor: str | None) -> PageResult:
-        """Post one page of holders' income for day: the units are the positions' ledger balances, the
-        postings go in chunks of holders per ledger transaction, each with its record, so a rerun or a
-        rival run finds the chunk posted and posts nothing twice."""
+        """Post one page of holders' income for day: the units are the positions' ledger balances and
+        accrued units; a chunk of holders is one ledger transaction (their incomes as one transfer to the
+        holders' account) with their credited rows and the chunk's record, so a rerun or a rival run finds
+        the chunk posted and posts nothing twice."""
         products = [p for p in self._products(market) if p.kind is ProductKind.MMF]
         index, inner = _decode_cursor(cursor, len(products))
         if index >= len(products):
@@ -841,43 +879,69 @@ class WealthService:
                 return PageResult(0, 0, _next_cursor(index, None, len(products)))  # no holders: no income
             raise FigureNotPublished(f"{product.product_id}: no income published for {day.isoformat()}",
                                      errors=(("date", "income not published"),))
-        if inner is None:  # the product's first page of the day opens the fund's shards (once, idempotent)
-            for shard in range(1, fund_shards):
-                self._ledger.open_account(fund_shard_account_id(product.fund_account_id, shard),
-                                          product.product_id, product.currency, limited=False)
-        balances = self._ledger.balances([p.account_id for p in page.positions])
-        held = [(p, balances.get(p.account_id, (0, 0))[0]) for p in page.positions]
-        chunks = [held[start:start + chunk_holders_max] for start in range(0, len(held), chunk_holders_max)]
+        if inner is None:  # the product's first page of the day opens the shards (once, idempotent)
+            for shard in range(fund_shards):
+                for account in (product.fund_account_id, holders_account_id(product.product_id)):
+                    self._ledger.open_account(fund_shard_account_id(account, shard), product.product_id,
+                                              product.currency, limited=False)
+        size = self._chunk_holders
+        chunks = [page.positions[start:start + size] for start in range(0, len(page.positions), size)]
+
+        def post(n: int) -> int:
+            if _credited(chunks[n], day):
+                return 0  # posted by an earlier run: a rerun reads no balances for it
+            # Each chunk reads its own holders' balances (one BatchGetItem), so one chunk's read overlaps
+            # another's transaction.
+            return self._post_chunk(product, figure, day, self._held(chunks[n]), n % fund_shards)
+
         if len(chunks) <= 1:
-            posted = sum(self._post_chunk(product, figure, day, chunk, 0) for chunk in chunks)
+            posted = sum(post(n) for n in range(len(chunks)))
         else:
             # Each chunk is guarded by its own record: a failed one fails the Task (after the others
             # finish), and the retried page posts only the chunks not recorded yet.
             with ThreadPoolExecutor(min(chunk_posting_threads_max, len(chunks))) as pool:
-                posted = sum(pool.map(lambda n: self._post_chunk(product, figure, day, chunks[n],
-                                                                 n % fund_shards), range(len(chunks))))
+                posted = sum(pool.map(post, range(len(chunks))))
         return PageResult(len(page.positions), posted, _next_cursor(index, page.next_cursor, len(products)))
+
+    def _held(self, positions: Sequence[Position]) -> list[tuple[Position, int]]:
+        """(position, units): its ledger balance and the units accrued on its row."""
+        balances = self._ledger.balances([p.account_id for p in positions])
+        return [(p, balances.get(p.account_id, (0, 0))[0] + p.accrued_units_minor) for p in positions]
 
     def _post_chunk(self, product: Product, figure: DailyIncome, day: date,
                     held: Sequence[tuple[Position, int]], shard: int) -> int:
+        """Post a chunk once; its rows changed by a sweep meanwhile: build it again from fresh rows (the
+        same holders, so the same record)."""
+        for _ in range(chunk_attempts_max):
+            try:
+                return self._post_chunk_once(product, figure, day, held, shard)
+            except RowMoved:
+                fresh = [self._repo.position(p.product_id, p.customer_id) for p, _ in held]
+                held = self._held([p for p in fresh if p is not None])
+        raise OrderConflict("holders' positions kept changing while their chunk posted; run the page again",
+                            errors=(("cursor", "retry"),))
+
+    def _post_chunk_once(self, product: Product, figure: DailyIncome, day: date,
+                         held: Sequence[tuple[Position, int]], shard: int) -> int:
+        if _credited([p for p, _ in held], day):
+            return 0
         incomes = [(p, units, mmf_income(units, figure.income_per_10k_units, product.rounding))
                    for p, units in held]
         chunk = IncomeChunk(product.product_id, day, held[0][0].customer_id, len(held),
                             sum(units for _, units, _ in incomes), sum(i for _, _, i in incomes))
-        earning = [(p, i) for p, _, i in incomes if i > 0]
-        updated = [replace(p, last_income_date=day, last_income_minor=i,
-                           cumulative_income_minor=p.cumulative_income_minor + i) for p, i in earning]
-        write = self._repo.chunk_write(chunk, updated)
+        credited = [p.credited(day, i) for p, _, i in incomes if i > 0]
+        if not credited:
+            self._repo.record_chunk(chunk)
+            return 0
         fund = fund_shard_account_id(product.fund_account_id, shard)
-        legs = [(income_transfer_id(p.account_id, day), fund, p.account_id, i) for p, i in earning]
+        holders = fund_shard_account_id(holders_account_id(product.product_id), shard)
+        leg = (chunk_transfer_id(product.product_id, day, chunk.first_customer_id), fund, holders,
+               chunk.income_total_minor)
         try:
-            if legs:
-                self._ledger.post_linked(legs, product.currency, write)
-            elif not self._repo.record_chunk(chunk):
-                return 0
+            self._ledger.post_linked([leg], product.currency, self._repo.chunk_write(chunk, credited))
         except AlreadyRecorded:
             return 0
-        return len(legs)
+        return len(credited)
 
     def settle(self, market: str, day: date) -> list[Settlement]:
         """For every MMF of the market: the day's distributable income from all units the chunks
@@ -1014,6 +1078,11 @@ def _corrections(history: Sequence[FigureCorrection], previous: Decimal, reason:
     return (*history, FigureCorrection(previous, reason, actor, at))
 
 
+def _credited(positions: Sequence[Position], day: date) -> bool:
+    """A row is credited for the day only with its chunk's record: the chunk is posted."""
+    return any(p.last_income_date is not None and p.last_income_date >= day for p in positions)
+
+
 def _decode_cursor(cursor: str | None, products: int) -> tuple[int, str | None]:
     """(product index, the store's cursor within it) of a batch cursor; the batch issues them itself."""
     if cursor is None:
@@ -1047,9 +1116,9 @@ class InProcessLedger:
     RowWrite joins the ledger operation's transaction as its TransactionExtra."""
 
     def __init__(self, ledger: LedgerService,
-                 read_accounts: Callable[[Sequence[str]], list[Account]] | None = None) -> None:
+                 read_balances: Callable[[Sequence[str]], dict[str, tuple[int, int]]] | None = None) -> None:
         self.ledger = ledger
-        self._read_accounts = read_accounts
+        self._read_balances = read_balances
 
     def open_account(self, account_id: str, owner_id: str, currency: str, limited: bool) -> None:
         self.ledger.open_account(owner_id=owner_id, currency=currency, account_id=account_id,
@@ -1065,10 +1134,9 @@ class InProcessLedger:
     def balances(self, account_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         if not account_ids:
             return {}
-        if self._read_accounts is not None:
-            found = self._read_accounts(account_ids)
-        else:
-            found = [a for a in (self.account_or_none(i) for i in account_ids) if a is not None]
+        if self._read_balances is not None:
+            return self._read_balances(account_ids)
+        found = [a for a in (self.account_or_none(i) for i in account_ids) if a is not None]
         return {a.account_id: (a.balance_minor, a.available_minor) for a in found}
 
     def account_or_none(self, account_id: str) -> Account | None:
@@ -1102,11 +1170,6 @@ class InProcessLedger:
         except TransferNotFound:
             return False
         return True
-
-    def income_entries(self, account_id: str, limit: int) -> list[tuple[str, int]]:
-        page = self.ledger.statement(account_id, limit=min(limit, page_size_max))
-        return [(line.entry.transfer_id, line.entry.amount_minor) for line in page.lines
-                if line.entry.credits_posted > 0]
 
     @staticmethod
     def _refusals(operation: Callable[[], object]) -> None:

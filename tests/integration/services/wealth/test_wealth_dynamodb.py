@@ -179,7 +179,7 @@ class CrashingLedger:
         return self._inner.post_linked(legs, currency, write)
 
 
-HOLDERS = 250  # three pages of 100 (the world's page size)
+HOLDERS = 250  # three pages of 100 (the world's page size), each two chunks (93 and 7 holders)
 
 
 def seeded(world: WealthWorld, rounding: str) -> tuple:
@@ -193,24 +193,28 @@ def seeded(world: WealthWorld, rounding: str) -> tuple:
     for position in positions:
         world.wealth_ledger.open_account(position.account_id, position.customer_id, "CNY", limited=True)
     world.fund_accounts(accounts, units)
-    return product, accounts, units
+    return product, customers, units
 
 
 def test_a_batch_killed_mid_page_rerun_and_run_twice_at_once_posts_each_income_once(world):
     # half-up: the rounding account may pay the cents rounded up (a negative remainder)
     rounding = "half_up"
-    product, accounts, units = seeded(world, rounding)
+    product, customers, units = seeded(world, rounding)
     world.publish(product, THURSDAY, "0.6512")
-    # GIVEN a run killed before its 9th ledger transaction (page 2 of 3, part-way through)
-    crashing = WealthService(world.store, CrashingLedger(world.wealth_ledger, 9), world.dates,
+
+    def held() -> list[int]:
+        return [world.units(product.product_id, c) for c in customers]
+
+    # GIVEN a run killed before its 3rd ledger transaction (page 2 of 3, one of its two chunks)
+    crashing = WealthService(world.store, CrashingLedger(world.wealth_ledger, 3), world.dates,
                              {world.market: world.calendar}, clock=lambda: world.now,
                              page_positions=world.page_positions)
     with pytest.raises(ConnectionError):
         run_day(crashing, world.market, THURSDAY)
     assert world.business_date() == THURSDAY
-    # page 1 (7 transactions) and the chunks of page 2 its other threads posted before the Task failed
-    killed_posted = sum(1 for a, u in zip(accounts, units, strict=True) if world.balance(a) != u)
-    assert 116 <= killed_posted < HOLDERS
+    # page 1 (2 transactions) and the chunk of page 2 its other thread posted before the Task failed
+    killed_posted = sum(1 for now, u in zip(held(), units, strict=True) if now != u)
+    assert 100 <= killed_posted < HOLDERS
     # WHEN two runs of the same day resume at once, and then one more runs after the date moved
     results = []
     runs = [threading.Thread(target=lambda: results.append(run_day(world.service, world.market, THURSDAY)))
@@ -222,8 +226,7 @@ def test_a_batch_killed_mid_page_rerun_and_run_twice_at_once_posts_each_income_o
     again = run_day(world.service, world.market, THURSDAY)
     # THEN every holder got the day's income once, and the rest of the fund's income is in rounding
     expected = mmf_distribute(units, Decimal("0.6512"), Rounding(rounding))
-    assert [world.balance(a) for a in accounts] == [u + i for u, i in zip(units, expected.incomes_minor,
-                                                                          strict=True)]
+    assert held() == [u + i for u, i in zip(units, expected.incomes_minor, strict=True)]
     # the resumed runs posted the rest between them, each holder once
     assert sum(r.posted for r in results) == sum(1 for i in expected.incomes_minor if i) - killed_posted
     assert not again.ran and world.business_date() == THURSDAY + timedelta(days=1)
@@ -232,6 +235,66 @@ def test_a_batch_killed_mid_page_rerun_and_run_twice_at_once_posts_each_income_o
         expected.distributable_minor, sum(expected.incomes_minor), expected.remainder_minor)
     report = wealth_check(world)
     assert report.passed, report.findings
+
+
+class RedeemsBeforeFirstChunk:
+    """The in-process ledger, letting a customer's redemption commit just before the batch's first chunk
+    (after the page read the holders' rows)."""
+
+    def __init__(self, inner, redeem) -> None:
+        self._inner = inner
+        self._redeem = redeem
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def post_linked(self, legs, currency, write):
+        redeem, self._redeem = self._redeem, None
+        if redeem is not None:
+            redeem()
+        return self._inner.post_linked(legs, currency, write)
+
+
+def test_a_redemption_sweeping_accrued_income_while_its_chunk_posts_is_paid_and_each_holder_earns_once(world):
+    # GIVEN three holders whose Thursday income is accrued on their rows
+    product = world.product()
+    world.product_ids.append(product.product_id)
+    customers = [f"s{n}-{product.product_id}" for n in range(3)]
+    units = [1_000_000, 2_000_000, 3_000_000]
+    positions, orders = seeded_holdings(product, customers, units, THURSDAY)
+    world.store.seed(positions, orders)
+    for position in positions:
+        world.wealth_ledger.open_account(position.account_id, position.customer_id, "CNY", limited=True)
+    world.fund_accounts([p.account_id for p in positions], units)
+    friday = THURSDAY + timedelta(days=1)
+    world.publish(product, THURSDAY, WEEK[0])
+    world.publish(product, friday, WEEK[1])
+    run_day(world.service, world.market, THURSDAY)
+    thursday = mmf_distribute(units, Decimal(WEEK[0]), Rounding.TRUNCATE)
+    assert world.store.position(product.product_id, customers[0]).accrued_units_minor == 65
+    wallet = world.wallet(customers[0], 0)
+
+    def redeem() -> None:
+        world.service.redeem(customers[0], RedeemCommand("r-1", product.product_id, wallet, 1_000_065,
+                                                         fast=False))
+
+    # WHEN the first holder redeems every unit (its accrued income swept onto its ledger account) after
+    # Friday's page read the rows and before their chunk commits
+    racing = WealthService(world.store, RedeemsBeforeFirstChunk(world.wealth_ledger, redeem), world.dates,
+                           {world.market: world.calendar}, clock=lambda: world.now,
+                           page_positions=world.page_positions)
+    ran = run_day(racing, world.market, friday)
+    # THEN the chunk was built again from the swept row: each holder earned Friday once, on its units then
+    left = [u + i for u, i in zip(units, thursday.incomes_minor, strict=True)]
+    expected = mmf_distribute(left, Decimal(WEEK[1]), Rounding.TRUNCATE)
+    assert ran.posted == 3
+    assert [world.units(product.product_id, c) for c in customers] == [
+        u + i for u, i in zip(left, expected.incomes_minor, strict=True)]
+    # the redemption holds every unit of the ledger account; Friday's income accrues on the row
+    assert world.available(position_account_id(product.product_id, customers[0])) == 0
+    redeemer = world.store.position(product.product_id, customers[0])
+    assert redeemer.accrued_units_minor == expected.incomes_minor[0]
+    assert wealth_check(world).passed
 
 
 def test_a_nav_subscription_is_confirmed_at_its_trade_dates_nav_once_with_its_fee_booked(world):

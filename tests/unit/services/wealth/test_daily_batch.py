@@ -69,12 +69,18 @@ def test_every_holder_earns_once_and_posted_plus_remainder_is_the_distributable_
     first = run_day(service, "CN", DAY)
     again = service.income_page("CN", DAY, None)  # the same day's first page once more
     expected = mmf_distribute(units, Decimal("0.6512"), rounding)
-    assert [ledger.balances([p.account_id])[p.account_id][0] for p in positions] == [
+    assert held_units(store, ledger, positions) == [
         u + i for u, i in zip(units, expected.incomes_minor, strict=True)]
     assert again.posted == 0 and not run_day(service, "CN", DAY).ran
     settled = first.settlements[0]
     assert (settled.distributable_minor, settled.posted_minor, settled.remainder_minor) == (
         expected.distributable_minor, sum(expected.incomes_minor), expected.remainder_minor)
+
+
+def held_units(store, ledger, positions) -> list[int]:
+    """Each position's units: its ledger balance and the income units accrued on its row."""
+    return [ledger.balances([p.account_id])[p.account_id][0]
+            + store.position(p.product_id, p.customer_id).accrued_units_minor for p in positions]
 
 
 def test_a_day_without_its_figure_is_refused_naming_the_date_and_posts_nothing():
@@ -165,7 +171,7 @@ def test_a_subscription_while_the_batch_runs_moves_no_chunk_of_its_rerun():
     # WHEN the day runs again THEN every holder earned once and the day is conserved
     rerun = run_day(service, "CN", DAY)
     expected = mmf_distribute(units, Decimal("0.6512"), Rounding.TRUNCATE)
-    assert [ledger.balances([p.account_id])[p.account_id][0] for p in positions] == [
+    assert held_units(store, ledger, positions) == [
         u + i for u, i in zip(units, expected.incomes_minor, strict=True)]
     assert rerun.settlements[0].distributable_minor == expected.distributable_minor
 
@@ -174,11 +180,11 @@ class ChunksAtOnce(InMemoryWealthLedger):
     """The in-memory ledger whose first two batch transactions wait for each other (they run only if
     the page posts its chunks at once), and which can fail one chunk (a killed thread of the Task)."""
 
-    def __init__(self, store: InMemoryWealthStore, fail_chunk_of: str | None = None) -> None:
+    def __init__(self, store: InMemoryWealthStore, fail_chunk_from: str | None = None) -> None:
         super().__init__(store)
         self.together = threading.Barrier(2, timeout=5)
         self.calls = 0
-        self.fail_chunk_of = fail_chunk_of
+        self.fail_chunk_from = fail_chunk_from
         self.debited: list[str] = []
 
     def post_linked(self, legs, currency, write, owner_id=None) -> None:
@@ -187,8 +193,8 @@ class ChunksAtOnce(InMemoryWealthLedger):
             waits = self.calls <= 2
         if waits:
             self.together.wait()
-        if self.fail_chunk_of is not None and any(credit == self.fail_chunk_of for _, _, credit, _ in legs):
-            self.fail_chunk_of = None
+        if self.fail_chunk_from is not None and any(debit == self.fail_chunk_from for _, debit, _, _ in legs):
+            self.fail_chunk_from = None
             raise ConnectionError("this chunk's thread died")
         super().post_linked(legs, currency, write, owner_id)
         with self.lock:
@@ -200,8 +206,10 @@ def test_a_pages_chunks_posted_at_once_pay_each_holder_once_from_the_funds_shard
     service, store, _, product = world()
     units = [1_000_000 + 7 * n for n in range(40)]  # one page of three chunks (16, 16, 8 holders)
     positions, _ = seeded_holdings(product, [f"c{n:03d}" for n in range(40)], units, DAY)
-    ledger = ChunksAtOnce(store, fail_chunk_of=positions[20].account_id if dies else None)
-    service = WealthService(store, ledger, service._business_dates, {"CN": CN}, clock=lambda: NOW)
+    ledger = ChunksAtOnce(store, fail_chunk_from=fund_shard_account_id(product.fund_account_id, 1) if dies
+                          else None)
+    service = WealthService(store, ledger, service._business_dates, {"CN": CN}, clock=lambda: NOW,
+                            chunk_holders=16)
     for account in (product.fund_account_id, rounding_account_id("mmf-1")):
         ledger.open_account(account, "mmf-1", "CNY", limited=False)
     for position, held in zip(positions, units, strict=True):
@@ -215,7 +223,7 @@ def test_a_pages_chunks_posted_at_once_pay_each_holder_once_from_the_funds_shard
     day = run_day(service, "CN", DAY)
     # THEN every holder earned once, the day is conserved, and the chunks debited distinct fund shards
     expected = mmf_distribute(units, Decimal("0.6512"), Rounding.TRUNCATE)
-    assert [ledger.balances([p.account_id])[p.account_id][0] for p in positions] == [
+    assert held_units(store, ledger, positions) == [
         u + i for u, i in zip(units, expected.incomes_minor, strict=True)]
     settled = day.settlements[0]
     assert (settled.posted_minor, settled.remainder_minor) == (sum(expected.incomes_minor),
@@ -243,10 +251,38 @@ def test_an_income_correction_replaces_a_day_the_batch_has_not_posted_and_a_sett
         Decimal("0.7000"), 2, Decimal("0.6512"))
     # THEN the batch posts the corrected figure: 10,000.00 ÷ 10,000 × 0.7000 = 0.70
     run_day(service, "CN", DAY)
-    assert ledger.balances([positions[0].account_id])[positions[0].account_id][0] == 1_000_070
+    assert service.position("c000", "mmf-1").units_minor == 1_000_070
     # and the settled day is refused naming the date: its income is compounded into the holders' units
     with pytest.raises(FigureAlreadyPublished) as settled:
         service.correct_income("mmf-1", DAY, Decimal("0.6512"), "too late", "ops-1")
     assert settled.value.errors == (("date", "already settled by the batch"),)
     with pytest.raises(FigureNotPublished):
         service.correct_income("mmf-1", DAY + timedelta(days=1), Decimal("0.6512"), "nothing there", "ops-1")
+
+
+def test_a_redemption_counts_the_income_accrued_on_the_row_and_a_refused_one_moves_nothing():
+    # GIVEN a holder of 10,000.00 units whose day's income (0.65) is accrued on the position's row
+    service, store, ledger, product = world()
+    positions, _ = seeded_holdings(product, ["ada"], [1_000_000], DAY)
+    account = positions[0].account_id
+    store.create_position(positions[0])
+    ledger.fund(account, "ada", 1_000_000)
+    ledger.fund("w-ada", "ada", 0)
+    service.publish_income("mmf-1", DAY, Decimal("0.6512"))
+    run_day(service, "CN", DAY)
+    summary = service.position("ada", "mmf-1")
+    assert (summary.units_minor, summary.available_units_minor, summary.yesterday_income_minor) == (
+        1_000_065, 1_000_065, 65)
+    assert service.income_statement("ada", "mmf-1") == [(DAY, 65)]
+    # WHEN redemptions above the units or the fast cap are refused THEN nothing moves, not even the income
+    before = dict(ledger.transfers)
+    with pytest.raises(InsufficientUnits):
+        service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-ada", 1_000_066, fast=False))
+    with pytest.raises(FastRedemptionCapExceeded):
+        service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 1_000_001, fast=True))
+    assert ledger.transfers == before and store.position("mmf-1", "ada").accrued_units_minor == 65
+    # WHEN every unit is redeemed THEN the accrued income is swept onto the ledger account and held with it
+    service.redeem("ada", RedeemCommand("r-3", "mmf-1", "w-ada", 1_000_065, fast=False))
+    assert store.position("mmf-1", "ada").accrued_units_minor == 0
+    assert ledger.balances([account])[account] == (1_000_065, 0)
+    assert service.position("ada", "mmf-1").available_units_minor == 0

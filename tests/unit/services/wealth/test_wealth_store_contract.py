@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -20,6 +20,7 @@ from finfaas.services.wealth.model import (
     ProductKind,
     ProductStatus,
     fund_account_id,
+    recent_incomes_max,
 )
 from finfaas_dev.fakes.wealth import InMemoryWealthStore
 from finfaas_dev.wealth import seeded_holdings
@@ -93,6 +94,19 @@ class WealthStoreContract:
         product_id = new_product().product_id
         held = Position(product_id, "c000", "wp-c000", DAY, units_minor=8_374_087,
                         lots=(Lot(8_374_087, DAY),), version=1)
+        assert store.create_position(held) == held
+
+    def test_an_mmf_position_keeps_its_accrued_units_and_newest_incomes(self, store):
+        product_id = new_product().product_id
+        days = recent_incomes_max + 2  # more days than the row keeps
+        held = Position(product_id, "c000", "wp-c000", DAY)
+        for n in range(days):
+            held = held.credited(DAY + timedelta(days=n), 60 + n)
+        earned = sum(range(60, 60 + days))
+        assert (held.accrued_units_minor, held.cumulative_income_minor) == (earned, earned)
+        assert held.version == days + 1
+        assert len(held.recent_incomes) == recent_incomes_max
+        assert held.recent_incomes[0] == (DAY + timedelta(days=days - 1), 60 + days - 1)
         assert store.create_position(held) == held
 
     def test_a_chunk_is_recorded_once(self, store):
