@@ -64,6 +64,7 @@ from typing import Any
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.events import event_mac_from_config
 from finfaas.platform.http import FunctionApp, Request, Response, validation_failed
+from finfaas.platform.http.rendering import rendered, stored_response
 from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
 from finfaas.platform.queue_proof import QueueMessageProof, QueueOrScheduleProof
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
@@ -71,12 +72,14 @@ from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.business_date import api as business_date_api
 from finfaas.services.ledger.api import ledger_error_table
+from finfaas.services.ledger.ports import CompletionRecords
 from finfaas.services.loans.api import (
     ERRORS,
     ApplicationBody,
     AutoDebitBody,
     DisburseStepBody,
     DisburseStepView,
+    KeyInTransaction,
     LoanView,
     NightlyCloseBody,
     NightlyCloseView,
@@ -116,6 +119,7 @@ from finfaas.services.loans.service import (
     LoanProductsService,
     LoanQuoteService,
     LoanRepaymentService,
+    Paid,
 )
 
 FUNCTION_NAME = "loans"
@@ -151,6 +155,8 @@ class LoansServices:
     dynamodb_calls: Callable[[], dict[str, int]] = dict
     nightly: LoansNightlyService | None = None
     ops: LoanOpsService | None = None  # reversals and write-offs (worlds without ops routes leave it out)
+    # The idempotency table as a payment's ledger transaction writes it (None: the platform records keys).
+    records: CompletionRecords | None = None
 
 
 def build_services(suite: Any = None) -> LoansServices:
@@ -197,6 +203,7 @@ def build_services(suite: Any = None) -> LoansServices:
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     from finfaas.store.loans_nightly_store import LoansNightlyStore
 
+    keys = IdempotencyStore()
     nightly = LoansNightlyService(store, store, LoansNightlyStore(store), business_date,
                                   OrchestratorClient(suite), wallets=ledger, ledger=ledger)
     return LoansServices(
@@ -205,13 +212,14 @@ def build_services(suite: Any = None) -> LoansServices:
         applications=applications,
         disbursements=disbursements,
         repayments=repayments,
-        guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
+        guard=IdempotencyGuard(keys, FUNCTION_NAME),
         limiter=RateLimiter(RateLimitStore(), LIMITS),
         audit=AuditLog(AuditStore(), FUNCTION_NAME, key=audit_key),
         probe=lambda: store.get("readiness-probe"),
         dynamodb_calls=meter.snapshot,
         nightly=nightly,
         ops=ops,
+        records=keys,
     )
 
 
@@ -227,6 +235,21 @@ app = FunctionApp(FUNCTION_NAME, errors={**ledger_error_table(), **ERRORS, **bus
 def caller(req: Request) -> Caller:
     assert req.principal is not None
     return Caller(req.principal.sub, req.principal.kind)
+
+
+def paid_answer(paid: Paid) -> Response:
+    return Response(loan_view(paid.loan, paid.standing), status=200,
+                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
+
+
+def payment_record(req: Request) -> KeyInTransaction | None:
+    """The request's Idempotency-Key record and audit facts for its payment's ledger transaction; None
+    leaves both to the platform (recorded and appended after the handler)."""
+    records = services.get().records
+    if req.idempotency is None or records is None:
+        return None
+    return KeyInTransaction(req.idempotency, records,
+                            lambda paid: stored_response(rendered(paid_answer(paid))), req.outbox_audit)
 
 
 # --- customers and apps ---------------------------------------------------------------------------
@@ -269,32 +292,32 @@ def get_loan(req: Request, loan_id: str) -> LoanView:
 
 
 @app.route("POST", "/loans/{loan_id}/repayments", scopes=[WRITE], body=RepaymentBody, response=LoanView,
-           idempotency="required", rate_limit=APPLY_LIMIT.name)
+           idempotency="in_transaction", rate_limit=APPLY_LIMIT.name,
+           audit="outbox")
 def repay(req: Request, loan_id: str, body: RepaymentBody) -> Response:
     """Repay from the loan's wallet: allocated by the product's order, oldest installment first; more than
     is due prepays (a lower installment) or is refused, per product. The same key again: the loan, once."""
     key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
-    assert key is not None, "idempotency='required' routes always carry a key"
+    assert key is not None, "idempotency='in_transaction' routes always carry a key"
     req.audit_target = f"loan:{loan_id}"
     service = services.get().repayments
-    paid = service.repay(caller(req), loan_id, key, body.amount, body.currency)
-    return Response(loan_view(paid.loan, paid.standing), status=200,
-                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
+    return paid_answer(service.repay(caller(req), loan_id, key, body.amount, body.currency,
+                                     payment_record(req)))
 
 
 @app.route("POST", "/loans/{loan_id}/prepayments", scopes=[WRITE], body=PrepaymentBody, response=LoanView,
-           idempotency="required", rate_limit=APPLY_LIMIT.name)
+           idempotency="in_transaction", rate_limit=APPLY_LIMIT.name,
+           audit="outbox")
 def prepay(req: Request, loan_id: str, body: PrepaymentBody) -> Response:
     """Prepay part of the loan today: what is due first, the rest prepays principal and the schedule is
     recomputed for a shorter term or a smaller installment (`mode`); refused (422 naming amount) where
     the product refuses overpayments. The same key again: the loan, once."""
     key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
-    assert key is not None, "idempotency='required' routes always carry a key"
+    assert key is not None, "idempotency='in_transaction' routes always carry a key"
     req.audit_target = f"loan:{loan_id}"
     service = services.get().repayments
-    paid = service.prepay(caller(req), loan_id, key, body.amount, body.currency, body.mode)
-    return Response(loan_view(paid.loan, paid.standing), status=200,
-                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
+    return paid_answer(service.prepay(caller(req), loan_id, key, body.amount, body.currency, body.mode,
+                                      payment_record(req)))
 
 
 @app.route("POST", "/loans/{loan_id}/auto-debit", scopes=[WRITE], body=AutoDebitBody, response=LoanView,
@@ -307,17 +330,17 @@ def set_auto_debit(req: Request, loan_id: str, body: AutoDebitBody) -> LoanView:
 
 
 @app.route("POST", "/loans/{loan_id}/payoff", scopes=[WRITE], body=RepaymentBody, response=LoanView,
-           idempotency="required", rate_limit=APPLY_LIMIT.name)
+           idempotency="in_transaction", rate_limit=APPLY_LIMIT.name,
+           audit="outbox")
 def pay_off(req: Request, loan_id: str, body: RepaymentBody) -> Response:
     """Pay the loan off today: the amount must be the payoff quote's total (principal, interest to the
     date, unpaid fees and penalties, the prepayment penalty); the loan closes. The same key: once."""
     key = req.header(IDEMPOTENCY_KEY_HEADER.lower())
-    assert key is not None, "idempotency='required' routes always carry a key"
+    assert key is not None, "idempotency='in_transaction' routes always carry a key"
     req.audit_target = f"loan:{loan_id}"
     service = services.get().repayments
-    paid = service.pay_off(caller(req), loan_id, key, body.amount, body.currency)
-    return Response(loan_view(paid.loan, paid.standing), status=200,
-                    headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
+    return paid_answer(service.pay_off(caller(req), loan_id, key, body.amount, body.currency,
+                                       payment_record(req)))
 
 
 @app.route("GET", "/loans/{loan_id}/payoff", scopes=[READ], query=PayoffQuery, rate_limit=READ_LIMIT.name)

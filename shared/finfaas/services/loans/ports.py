@@ -92,6 +92,26 @@ class LoanLedger(Protocol):
         ...
 
 
+class PaymentRecord(Protocol):
+    """A payment request's Idempotency-Key record and audit facts, put in the payment's ledger
+    transaction (api.py KeyInTransaction), so both are written if and only if the money moves."""
+
+    def put_for(self, answer: Any) -> tuple[Any, Any]:
+        """(item, condition): the key's completion record holding the answer rendered from `answer`
+        (the service's Paid)."""
+        ...
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        """The record's condition failed: raise the replay (or 409/422); return when the key is free."""
+        ...
+
+    def outbox_audit(self) -> str | None:
+        """The request's audit facts for the ledger's outbox item; None when nothing is audited."""
+        ...
+
+    def committed(self) -> None: ...
+
+
 class Orchestrator(Protocol):
     """The orchestrator's start (services/suite_clients.py OrchestratorClient): same name and input
     again finds the execution the first start made."""

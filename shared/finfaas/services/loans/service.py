@@ -7,6 +7,7 @@ A quote is pure enough to run on every move of an app's slider: one product read
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -111,6 +112,7 @@ from finfaas.services.loans.ports import (
     LoanProducts,
     LoanRepository,
     Orchestrator,
+    PaymentRecord,
     ReviewOrchestrator,
     RiskAssessor,
     WalletAccounts,
@@ -251,24 +253,40 @@ class _LoanMoved(Exception):
 
 class LoanWrite:
     """The ledger's TransactionExtra for one loan change: the loan put over the version it was decided
-    from, and its outbox event, in the transfer's own transaction."""
+    from, and its outbox event, in the transfer's own transaction; for a payment request also its
+    Idempotency-Key record (holding `answer` rendered) and its audit facts (in the ledger's outbox item),
+    so none of them costs a round trip of its own."""
 
-    def __init__(self, loans: LoanRepository, wanted: Loan, event: LoanEvent) -> None:
+    def __init__(self, loans: LoanRepository, wanted: Loan, event: LoanEvent,
+                 record: PaymentRecord | None = None, answer: Any = None) -> None:
         self._loans = loans
         self._wanted = wanted
         self._event = event
+        self._record = record
+        self._answer = answer
+
+    def outbox_audit(self) -> str | None:
+        return self._record.outbox_audit() if self._record is not None else None
 
     def put_for(self, result: Any) -> tuple[Any, Any]:
         return self._loans.loan_put(self._wanted)
 
     def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
-        return [self._loans.event_put(self._wanted, self._event)]
+        puts = [self._loans.event_put(self._wanted, self._event)]
+        return puts + ([self._record.put_for(self._answer)] if self._record is not None else [])
+
+    def more_conflicted(self, n: int, raw_item: dict[str, Any] | None) -> None:
+        """The event is unconditional: only the key's record fails, when the key answered already (this
+        request's own commit whose answer was lost, or an equal request's)."""
+        if self._record is not None and n == 1:
+            self._record.conflicted(raw_item)
 
     def conflicted(self, raw_item: dict[str, Any] | None) -> None:
         raise _LoanMoved(self._wanted.loan_id)
 
     def committed(self) -> None:
-        return None
+        if self._record is not None:
+            self._record.committed()
 
 
 class LoanDisbursementService:
@@ -673,6 +691,9 @@ def repayment_hex(caller_id: str, key: str) -> str:
     """A repayment's part of its transfer id, derived from the caller and its Idempotency-Key."""
     return hashlib.sha256(f"{caller_id}\x00{key}".encode()).hexdigest()[:repayment_hex_chars]
 REPAYABLE = (LoanStatus.ACTIVE,)
+# A product's terms never change in place (only its status, which loans already made ignore), so a warm
+# instance reads each product once; the bound keeps a stage with many products from growing the process.
+product_cache_entries_max = 256
 
 
 class LoanRepaymentService:
@@ -689,10 +710,13 @@ class LoanRepaymentService:
         self._business_date = business_date
         self._calendar = business_calendar
         self._clock = clock or utc_now
+        self._terms: dict[str, LoanProduct] = {}
+        self._terms_lock = threading.Lock()
 
     def repay(self, caller: Caller, loan_id: str, key: str, amount: int | str,
-              currency: str) -> Paid:
-        """The loan after the repayment, and True when this key's repayment was applied before."""
+              currency: str, record: PaymentRecord | None = None) -> Paid:
+        """The loan after the repayment, and True when this key's repayment was applied before; `record`
+        (the request's key and audit) commits in the repayment's transaction."""
         transfer_id = f"{loan_id}-repay-{repayment_hex(caller.sub, key)}"
         # Read once per request: the date and the product's terms (which never change in place).
         today, product = self._business_date(), None
@@ -702,19 +726,14 @@ class LoanRepaymentService:
             if any(t.transaction_id == transfer_id for t in loan.transactions):
                 return Paid(loan, True, self.standing(loan, today, product))
             wanted, legs, paid = self._repaid(loan, product, today, transfer_id, amount, currency)
-            try:
-                event = loan_event(wanted, "loan.repaid", paid)
-                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
-            except _LoanMoved:
-                continue  # another repayment won: allocate again over what it left
-            except InsufficientFunds:
-                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
-                                             errors=(("amount", "more than the account holds"),)) from None
-            return Paid(wanted, False, self.standing(wanted, today, product))
+            done = self._commit(loan, wanted, legs, paid, self.standing(wanted, today, product), record)
+            if done is not None:
+                return done
+            # another repayment won: allocate again over what it left
         raise LoanBusy(f"loan {loan_id} kept changing")
 
     def prepay(self, caller: Caller, loan_id: str, key: str, amount: int | str, currency: str,
-               mode: PrepaymentMode) -> Paid:
+               mode: PrepaymentMode, record: PaymentRecord | None = None) -> Paid:
         """Partial prepayment on the business date: what is due is paid first, the rest prepays principal
         and the schedule is recomputed from the fold for a shorter term or a smaller installment. A
         product that refuses overpayments refuses it (RepaymentExceedsDue naming amount)."""
@@ -737,19 +756,13 @@ class LoanRepaymentService:
                     errors=(("amount", f"more than the {due} due"),))
             paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor, mode)
             wanted, legs = self._folded(loan, product, paid)
-            try:
-                event = loan_event(wanted, "loan.repaid", paid)
-                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
-            except _LoanMoved:
-                continue
-            except InsufficientFunds:
-                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
-                                             errors=(("amount", "more than the account holds"),)) from None
-            return Paid(wanted, False, self.standing(wanted, today, product))
+            done = self._commit(loan, wanted, legs, paid, self.standing(wanted, today, product), record)
+            if done is not None:
+                return done
         raise LoanBusy(f"loan {loan_id} kept changing")
 
     def pay_off(self, caller: Caller, loan_id: str, key: str, amount: int | str,
-                currency: str) -> Paid:
+                currency: str, record: PaymentRecord | None = None) -> Paid:
         """Full prepayment on the business date: exactly the payoff quote's total closes the loan; later
         periods' interest and fees are not charged, the current period's only to the date."""
         transfer_id = f"{loan_id}-payoff-{repayment_hex(caller.sub, key)}"
@@ -767,16 +780,25 @@ class LoanRepaymentService:
                     errors=(("amount", f"the payoff today is {quote.total_minor}"),))
             paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor)
             wanted, legs = self._folded(loan, product, paid)
-            try:
-                event = loan_event(wanted, "loan.repaid", paid)
-                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event))
-            except _LoanMoved:
-                continue
-            except InsufficientFunds:
-                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
-                                             errors=(("amount", "more than the account holds"),)) from None
-            return Paid(wanted, False, self.standing(wanted, today, product))
+            done = self._commit(loan, wanted, legs, paid, self.standing(wanted, today, product), record)
+            if done is not None:
+                return done
         raise LoanBusy(f"loan {loan_id} kept changing")
+
+    def _commit(self, loan: Loan, wanted: Loan, legs: list[Leg], paid: LoanTransaction,
+                standing: LoanStanding | None, record: PaymentRecord | None) -> Paid | None:
+        """Move the payment's legs with the loan's new state, its event and the request's record in
+        one transaction; None when a rival changed the loan first (decide again)."""
+        answer = Paid(wanted, False, standing)
+        try:
+            event = loan_event(wanted, "loan.repaid", paid)
+            self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event, record, answer))
+        except _LoanMoved:
+            return None
+        except InsufficientFunds:
+            raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
+                                         errors=(("amount", "more than the account holds"),)) from None
+        return answer
 
     def payoff(self, caller: Caller, loan_id: str, on: date | None) -> tuple[Payoff, date]:
         """What closes the loan on `on` (the business date by default): principal, interest to the date,
@@ -814,8 +836,17 @@ class LoanRepaymentService:
         return loan
 
     def _product(self, loan: Loan) -> LoanProduct:
+        """The loan's product, read once per instance (its terms never change in place)."""
+        with self._terms_lock:
+            kept = self._terms.get(loan.product_id)
+        if kept is not None:
+            return kept
         product = self._products.get(loan.product_id)
         assert product is not None, f"the product of loan {loan.loan_id} is gone"
+        with self._terms_lock:
+            if len(self._terms) >= product_cache_entries_max:
+                self._terms.clear()
+            self._terms[loan.product_id] = product
         return product
 
     def _repaid(self, loan: Loan, product: LoanProduct, today: date, transfer_id: str, amount: int | str,
