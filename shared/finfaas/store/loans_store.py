@@ -330,12 +330,14 @@ class LoansStore:
                               lambda error: LoansStoreUnavailable(f"read loan {loan_id}: {error}"))
         return None if item is None else loan_from_json(item.doc)
 
-    def scan_loans(self) -> Iterator[Loan]:
-        """Every loan, in no order, read consistently (a reconciliation's full pass, not a request path)."""
+    def scan_loans(self, segment: int | None = None, segments: int | None = None) -> Iterator[Loan]:
+        """Every loan, in no order, read consistently (a reconciliation's full pass, not a request path);
+        with segment and segments, one of that many parallel Scan segments."""
         try:
             # A loan's partition also holds the nightly job's close record: only the loan item itself.
             loans_only = self._item.pk.startswith(LOAN_PK_PREFIX) & (self._item.sk == NO_RANGE)
-            for item in self._item.scan(filter_condition=loans_only, consistent_read=True):
+            for item in self._item.scan(filter_condition=loans_only, consistent_read=True, segment=segment,
+                                        total_segments=segments):
                 yield loan_from_json(item.doc)
         except PynamoDBException as error:
             raise LoansStoreUnavailable(f"scan loans: {error}") from error
