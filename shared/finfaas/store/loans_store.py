@@ -258,6 +258,9 @@ def loan_from_json(text: str) -> Loan:
 
 
 LOAN_PK_PREFIX = "loan#"
+# Items one Scan call reads (loans and close records): a full 1 MB page of loan documents took longer
+# than the read timeout on a loaded DynamoDB Local with 8 segments scanning at once.
+SCAN_PAGE_ITEMS = 200
 
 
 def _loan_key(loan_id: str) -> tuple[str, str]:
@@ -337,7 +340,7 @@ class LoansStore:
             # A loan's partition also holds the nightly job's close record: only the loan item itself.
             loans_only = self._item.pk.startswith(LOAN_PK_PREFIX) & (self._item.sk == NO_RANGE)
             for item in self._item.scan(filter_condition=loans_only, consistent_read=True, segment=segment,
-                                        total_segments=segments):
+                                        total_segments=segments, page_size=SCAN_PAGE_ITEMS):
                 yield loan_from_json(item.doc)
         except PynamoDBException as error:
             raise LoansStoreUnavailable(f"scan loans: {error}") from error
