@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from finfaas_dev import business_date as business_date_cli
+from finfaas_dev.bench.transfers import write_suite_secrets
 from finfaas_dev.testing.platform import loopback_http_server
 from support.gateway_harness import GatewayProcess, http
 from support.http_testing import json_document_handler
@@ -38,6 +40,9 @@ def gateway(tmp_path_factory, embedded_aws, minter):
     folder = tmp_path_factory.mktemp("business-date-gateway")
     stack = folder / "stack.yml"
     stack.write_text(stack_text())
+    # The suite's secrets, as a deployed stage has them: the ledger signs its audit records with the audit
+    # key, and later modules verify the stage's audit log with it.
+    write_suite_secrets(Path(os.environ["FINFAAS_SECRETS_DIR"]))
     with loopback_http_server(json_document_handler(minter.keyring.jwks())) as jwks_url:
         env = {**embedded_aws.env(), "FINFAAS_JWKS_URL": f"{jwks_url}/jwks.json"}
         process = GatewayProcess(folder, ["--no-connector"], env=env, stack=stack)

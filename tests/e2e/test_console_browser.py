@@ -238,7 +238,7 @@ def test_an_operator_approves_a_transfer_under_review_and_watches_it_complete(
     page.click("a[data-checks]")
     page.click("a[data-run-again]")
     assert page.get_attribute("[data-check=ledger]", "data-status") == "passed"
-    assert page.get_attribute("[data-check=audit]", "data-status") == "passed"
+    assert page.get_attribute("[data-check=audit]", "data-status") == "passed", page.inner_text("main")
     page.screenshot(path=str(screenshots / "ledger-checks.png"), full_page=True)
 
 
