@@ -25,6 +25,7 @@ from finfaas.services.ledger.api import (
     Answer,
     BalanceList,
     BalanceView,
+    BatchQuery,
     CurrencyBody,
     ExpiryQuery,
     HoldBody,
@@ -187,6 +188,12 @@ def open_account(req: Request, body: AccountBody) -> BalanceView:
 def get_transfer(req: Request, transfer_id: str) -> TransferView:
     """One transfer (a hold shows its state and what resolved it)."""
     return services.get().api.get_transfer(caller(req), transfer_id)
+
+
+@app.route("GET", "/transfers", query=BatchQuery, scopes=[READ], rate_limit=READ_LIMIT.name)
+def list_batch(req: Request, query: BatchQuery) -> TransferList:
+    """A linked batch's every leg in order, named by its first leg (at most the batch size limit)."""
+    return services.get().api.batch(caller(req), query)
 
 
 @app.route("GET", "/accounts/{account_id}/balance", scopes=[OPS], rate_limit=READ_LIMIT.name)

@@ -328,6 +328,27 @@ class DynamoLedgerStore:
         record = self._get(self.models.transfer, transfer_id)
         return transfer_from_record(record) if record is not None else None
 
+    def batch_legs(self, batch_id: str) -> list[Transfer] | None:
+        """A linked batch's legs in order, read by the ids its first leg names; a lone transfer is a batch
+        of one; None when `batch_id` is no batch's first leg."""
+        check_identifier(batch_id, field="batch_id")
+        record = self._get(self.models.transfer, batch_id)
+        if record is None:
+            return None
+        first = transfer_from_record(record)
+        if first.batch_id not in (None, batch_id):
+            return None
+        # A batch recorded before its first leg named the legs lists that first leg only.
+        leg_ids = list(record.batch_legs or [batch_id])
+        assert len(leg_ids) <= batch_get_keys_max
+        try:
+            others = self.models.transfer.batch_get(leg_ids[1:], consistent_read=True) if leg_ids[1:] else []
+            found = {r.transfer_id: transfer_from_record(r) for r in others}
+        except (GetError, *_TRANSPORT_ERRORS) as error:
+            raise LedgerBusy(f"store unreachable: {error}") from error
+        found[batch_id] = first
+        return [found[leg_id] for leg_id in leg_ids if leg_id in found]
+
     # --- statements ---
 
     def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:
@@ -436,8 +457,10 @@ class DynamoLedgerStore:
                 attempt: _Attempt, extra: TransactionExtra | None = None) -> list[Transfer]:
         legs = [leg_for_new(t) for t in wanted]
         tx = _Transaction()
+        leg_ids = [t.transfer_id for t in wanted]
         for transfer in wanted:
-            tx.put(("transfer", transfer.transfer_id), transfer_record(self.models, transfer),
+            names = leg_ids if len(wanted) > 1 and transfer.transfer_id == transfer.batch_id else None
+            tx.put(("transfer", transfer.transfer_id), transfer_record(self.models, transfer, names),
                    self.models.transfer.transfer_id.does_not_exist())
             if transfer.kind is TransferKind.PENDING and transfer.expires_at is not None:
                 tx.put(("hold", transfer.transfer_id), self._hold_index_record(transfer))

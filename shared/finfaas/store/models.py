@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -85,6 +85,8 @@ class TransferRecord(Model):
     reversal_of = UnicodeAttribute(null=True)
     batch_id = UnicodeAttribute(null=True)
     batch_size = NumberAttribute()
+    # A linked batch's first leg names every leg in order, so the batch is read by key, with no index.
+    batch_legs = ListAttribute(of=UnicodeAttribute, null=True)
     metadata = UnicodeAttribute(null=True)
     state = UnicodeAttribute(null=True)  # holds: PENDING -> POSTED | VOIDED | EXPIRED, once
     resolved_by = UnicodeAttribute(null=True)
@@ -176,7 +178,8 @@ def transfer_from_record(record: TransferRecord) -> Transfer:
     )
 
 
-def transfer_record(models: LedgerModels, transfer: Transfer) -> TransferRecord:
+def transfer_record(models: LedgerModels, transfer: Transfer,
+                    batch_legs: list[str] | None = None) -> TransferRecord:
     expires_at = transfer.expires_at
     return models.transfer(
         transfer.transfer_id, kind=transfer.kind.value, debit_account_id=transfer.debit_account_id,
@@ -184,8 +187,8 @@ def transfer_record(models: LedgerModels, transfer: Transfer) -> TransferRecord:
         currency=transfer.currency, created_at=format_time(transfer.created_at),
         pending_id=transfer.pending_id, timeout_seconds=transfer.timeout_seconds,
         expires_at_us=micros(expires_at) if expires_at else 0, reversal_of=transfer.reversal_of,
-        batch_id=transfer.batch_id, batch_size=transfer.batch_size, metadata=transfer.metadata or None,
-        state=transfer.state.value if transfer.state else None,
+        batch_id=transfer.batch_id, batch_size=transfer.batch_size, batch_legs=batch_legs,
+        metadata=transfer.metadata or None, state=transfer.state.value if transfer.state else None,
     )
 
 

@@ -160,6 +160,14 @@ class ReferenceLedger:
     def get_transfer(self, transfer_id: str) -> Transfer | None:
         return self.transfers.get(transfer_id)
 
+    def batch_legs(self, batch_id: str) -> list[Transfer] | None:
+        first = self.transfers.get(batch_id)
+        if first is None or first.batch_id not in (None, batch_id):
+            return None
+        if first.batch_id is None:
+            return [first]
+        return [t for t in self.transfers.values() if t.batch_id == batch_id]  # kept in creation order
+
     # --- statements ---
 
     def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:

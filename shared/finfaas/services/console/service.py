@@ -82,6 +82,7 @@ class TransferPage:
     linked: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     down: list[str] = field(default_factory=list)
+    legs: list[dict[str, Any]] = field(default_factory=list)  # its linked batch's every leg, in order
 
 
 class ConsoleService:
@@ -222,7 +223,7 @@ class ConsoleService:
         return page
 
     def transfer(self, session: Session, transfer_id: str) -> TransferPage:
-        """A ledger transfer and the transfers its record links to: its batch's first leg, the hold it
+        """A ledger transfer and the transfers its record links to: its batch's every leg, the hold it
         resolves, what resolved it, what it reverses and what reversed it."""
         page = TransferPage(transfer_id)
         if not 0 < len(transfer_id) <= ledger_id_chars_max:
@@ -235,6 +236,10 @@ class ConsoleService:
                 found = self._part(page, LEDGER, f"/transfers/{quote(str(linked), safe='')}", session)
                 if found is not None:
                     page.linked.append((link, found))
+        batch_id = (page.transfer or {}).get("batch_id")
+        if batch_id and LEDGER not in page.down:
+            batch = self._part(page, LEDGER, f"/transfers?{urlencode({'batch_id': batch_id})}", session)
+            page.legs = [leg for leg in (batch or {}).get("transfers") or [] if isinstance(leg, dict)]
         return page
 
     def _part(self, page: AccountPage | TransferPage, function: str, path: str,

@@ -162,6 +162,10 @@ class AccountBody(StrictModel):
     kind: Literal["MERCHANT"] = "MERCHANT"
 
 
+class BatchQuery(StrictModel):
+    batch_id: Identifier = Field(description="a linked batch's first leg")
+
+
 class ExpiryQuery(StrictModel):
     limit: int = Field(default=expiry_sweep_holds_max, ge=1, le=expiry_sweep_holds_max)
 
@@ -353,6 +357,10 @@ class LedgerApi:
 
     def get_transfer(self, caller: LedgerCaller, transfer_id: str) -> TransferView:
         return transfer_view(self._ledger.get_transfer(transfer_id, caller.actor))
+
+    def batch(self, caller: LedgerCaller, query: BatchQuery) -> TransferList:
+        legs = self._ledger.batch(query.batch_id, caller.actor)
+        return TransferList(transfers=[transfer_view(t) for t in legs])
 
     def balance(self, account_id: str) -> BalanceView:
         return balance_view(self._ledger.get_account(account_id))

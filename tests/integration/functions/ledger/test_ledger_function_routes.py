@@ -106,6 +106,23 @@ def test_linked_legs_commit_all_or_nothing(ledger_function, open_account, ids):
     assert [ledger_function.balance(a) for a in (alice, shop, fees)] == [270, 700, 30]
 
 
+def test_a_linked_batch_lists_its_every_leg_in_order_by_its_first_leg(ledger_function, open_account, ids):
+    alice, shop, fees, tax = (open_account("alice", funded_minor=1_000), open_account("shop"),
+                              open_account("fees"), open_account("tax"))
+    legs = [leg(ids, "sale", alice, shop, 700), leg(ids, "fee", alice, fees, 30),
+            leg(ids, "vat", alice, tax, 5)]
+    ledger_function.post("/transfers/linked", {"transfers": legs}, key=ids("k1"))
+
+    batch = ledger_function.get("/transfers", query={"batch_id": ids("sale")})
+    by_a_later_leg = ledger_function.get("/transfers", query={"batch_id": ids("fee")})
+
+    assert batch.status == 200
+    listed = [(t["transfer_id"], t["credit_account_id"], t["amount_minor"])
+              for t in batch.json()["transfers"]]
+    assert listed == [(ids("sale"), shop, 700), (ids("fee"), fees, 30), (ids("vat"), tax, 5)]
+    assert by_a_later_leg.status == 404 and by_a_later_leg.json()["code"] == "transfer_not_found"
+
+
 @pytest.mark.parametrize("amount, currency, field, code", [
     (12.5, CURRENCY, "amount", "validation_failed"),
     (100.0, CURRENCY, "amount", "validation_failed"),

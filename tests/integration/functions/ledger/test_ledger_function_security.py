@@ -21,6 +21,7 @@ ROUTES = [
     ("POST", "/pending/{id}/void", "ledger:write"),
     ("POST", "/transfers/{id}/reverse", "ledger:write"),
     ("GET", "/transfers/{id}", "ledger:read"),
+    ("GET", "/transfers", "ledger:read"),
     ("GET", "/accounts/{id}/balance", "ops"),
     ("POST", "/_/ops/expire-holds", "ops"),
     ("POST", "/_/ops/system-accounts", "ops"),

@@ -84,6 +84,11 @@ TRANSFERS = {
                "amount_minor": 12_000},
     "leg_2": {**LEG, "transfer_id": "leg_2", "batch_id": "leg_1", "batch_size": 2},
     "leg_1": {**LEG, "transfer_id": "leg_1", "batch_id": "leg_1", "batch_size": 2},
+    "sale_1": {**LEG, "transfer_id": "sale_1", "batch_id": "sale_1", "batch_size": 3},
+    "fee_1": {**LEG, "transfer_id": "fee_1", "batch_id": "sale_1", "batch_size": 3,
+              "credit_account_id": "fees", "amount_minor": 30},
+    "tax_1": {**LEG, "transfer_id": "tax_1", "batch_id": "sale_1", "batch_size": 3,
+              "credit_account_id": "tax", "amount_minor": 5},
 }
 
 
@@ -136,6 +141,9 @@ class FakeSuite:
             return 200, POSITION
         if function == "transfers" and path.endswith("/decision") and self.pending_approval:
             return 200, {**HELD, "pending_approval": self.pending_approval}
+        if function == "ledger" and path.startswith("/transfers?batch_id="):
+            batch_id = path.removeprefix("/transfers?batch_id=")
+            return 200, {"transfers": [t for t in TRANSFERS.values() if t.get("batch_id") == batch_id]}
         if function == "ledger" and path.startswith("/transfers/"):
             found = TRANSFERS.get(path.removeprefix("/transfers/"))
             if found is None:
@@ -369,6 +377,20 @@ def test_a_ledger_transfers_page_shows_the_transfers_it_links_to(console):
     assert 'data-link="resolved_by"' in hold.body and "post_1" in hold.body
     assert 'data-link="batch_id"' in leg.body and "leg_1" in leg.body and "leg of 2" in leg.body
     assert missing.status == 200 and "No such transfer." in missing.body
+
+
+def test_a_ledger_transfers_page_lists_its_batchs_every_leg_in_order_each_linked(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/ledger/transfers/fee_1", cookie)
+
+    assert reply.status == 200
+    legs = re.findall(r'<tr data-leg="([^"]+)"', reply.body)
+    assert legs == ["sale_1", "fee_1", "tax_1"]
+    for leg in legs:
+        assert f'href="/function/console/ledger/transfers/{leg}"' in reply.body
+    assert ("ledger", "GET", "/transfers?batch_id=sale_1", "token-of-op-rex", None) in suite.calls
 
 
 def test_an_actor_resolves_a_transfer_needing_attention_by_posting_its_hold(console):

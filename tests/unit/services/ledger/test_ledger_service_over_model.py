@@ -79,3 +79,17 @@ def test_holds_post_partially_with_an_amount_in_the_holds_currency(service):
     assert post.amount_minor == 650
     assert service.get_account("alice").available_minor == 350
     assert service.balance_at("alice", service._clock()).amount_minor == 350
+
+
+def test_a_linked_batch_is_read_in_order_by_its_first_leg_and_only_by_whom_it_touches(service):
+    service.deposit("alice", 500, "USD", transfer_id="dep1")
+    service.transfer_linked([TransferRequest("alice", "bob", 3, "USD", "b1"),
+                             TransferRequest("alice", "sys-fees-USD", 2, "USD", "b2"),
+                             TransferRequest("alice", "bob", 1, "USD", "b3")])
+
+    assert [t.transfer_id for t in service.batch("b1")] == ["b1", "b2", "b3"]
+    assert [t.transfer_id for t in service.batch("b1", Actor(owner_id="u2"))] == ["b1", "b2", "b3"]
+    assert [t.transfer_id for t in service.batch("dep1")] == ["dep1"]  # a lone transfer: a batch of one
+    for batch_id, actor in (("b2", Actor.system()), ("nope", Actor.system()), ("b1", Actor(owner_id="u9"))):
+        with pytest.raises(errors.TransferNotFound):
+            service.batch(batch_id, actor)
