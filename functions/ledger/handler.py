@@ -29,6 +29,8 @@ from finfaas.services.ledger.api import (
     CurrencyBody,
     ExpiryQuery,
     HoldBody,
+    HoldList,
+    HoldsQuery,
     LedgerApi,
     LedgerCaller,
     LinkedBody,
@@ -200,6 +202,12 @@ def list_batch(req: Request, query: BatchQuery) -> TransferList:
 def get_balance(req: Request, account_id: str) -> BalanceView:
     """An account's posted, pending and available balances (ops scope)."""
     return services.get().api.balance(account_id)
+
+
+@app.route("GET", "/accounts/{account_id}/holds", query=HoldsQuery, scopes=[OPS], rate_limit=READ_LIMIT.name)
+def list_open_holds(req: Request, account_id: str, query: HoldsQuery) -> HoldList:
+    """An account's open holds with their expiry, oldest first, a page at a time (ops scope)."""
+    return services.get().api.open_holds(account_id, query)
 
 
 # --- operators --------------------------------------------------------------------------------------

@@ -86,7 +86,9 @@ from finfaas.domain.ledger import (
     check_same_remainder,
     check_same_transfer,
     check_status_change,
+    decode_hold_cursor,
     decode_statement_cursor,
+    encode_hold_cursor,
     entries_for,
     entry_key_micros,
     entry_key_prefix,
@@ -349,6 +351,31 @@ class DynamoLedgerStore:
         found[batch_id] = first
         return [found[leg_id] for leg_id in leg_ids if leg_id in found]
 
+    def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
+        """The account's open holds, oldest first: a page of the sparse index's keys, then the holds read
+        consistently (one resolved since the index was written is left out)."""
+        check_page_size(limit)
+        self._require_account(account_id)
+        model = self.models.transfer
+        start = None
+        if cursor is not None:
+            created_at, transfer_id = decode_hold_cursor(account_id, cursor)
+            start = {"transfer_id": {"S": transfer_id}, "held_account_id": {"S": account_id},
+                     "created_at": {"S": created_at}}
+        try:
+            keys = model.open_holds.query(account_id, limit=limit, page_size=limit, last_evaluated_key=start)
+            ids = [r.transfer_id for r in keys]
+            last = keys.last_evaluated_key
+            found = {r.transfer_id: transfer_from_record(r)
+                     for r in model.batch_get(ids, consistent_read=True)} if ids else {}
+        except (QueryError, GetError, *_TRANSPORT_ERRORS) as error:
+            raise LedgerBusy(f"store unreachable: {error}") from error
+        holds = [found[i] for i in ids if i in found and found[i].state is PendingState.PENDING]
+        next_cursor = None
+        if last is not None:
+            next_cursor = encode_hold_cursor(account_id, last["created_at"]["S"], last["transfer_id"]["S"])
+        return Page(holds, last is not None, next_cursor)
+
     # --- statements ---
 
     def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:
@@ -513,7 +540,8 @@ class DynamoLedgerStore:
         tx.put("resolution", transfer_record(self.models, resolution), model.transfer_id.does_not_exist())
         state = _RESOLVED_STATE[resolution.kind]
         tx.update("pending", model(pending.transfer_id),
-                  [model.state.set(state.value), model.resolved_by.set(resolution.transfer_id)],
+                  [model.state.set(state.value), model.resolved_by.set(resolution.transfer_id),
+                   model.held_account_id.remove()],
                   self._pending_condition(resolution.kind, now))
         if pending.expires_at is not None:
             tx.delete("hold", self._hold_index_record(pending))

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pynamodb.attributes import BooleanAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from finfaas.domain.ledger import (
@@ -71,6 +71,20 @@ class AccountRecord(Model):
     by_owner = ByOwnerIndex()
 
 
+OPEN_HOLDS_INDEX = "open-holds-by-account"
+
+
+class OpenHoldsIndex(GlobalSecondaryIndex):
+    """Sparse: only open holds carry `held_account_id`; keys only, so a page is read again consistently."""
+
+    class Meta:
+        index_name = OPEN_HOLDS_INDEX
+        projection = KeysOnlyProjection()
+
+    held_account_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
 class TransferRecord(Model):
     transfer_id = UnicodeAttribute(hash_key=True)
     kind = UnicodeAttribute()
@@ -91,6 +105,9 @@ class TransferRecord(Model):
     state = UnicodeAttribute(null=True)  # holds: PENDING -> POSTED | VOIDED | EXPIRED, once
     resolved_by = UnicodeAttribute(null=True)
     reversed_by = UnicodeAttribute(null=True)
+    # A hold's debit account while it is PENDING; removed by the update that resolves it.
+    held_account_id = UnicodeAttribute(null=True)
+    open_holds = OpenHoldsIndex()
 
 
 class EntryRecord(Model):
@@ -189,6 +206,7 @@ def transfer_record(models: LedgerModels, transfer: Transfer,
         expires_at_us=micros(expires_at) if expires_at else 0, reversal_of=transfer.reversal_of,
         batch_id=transfer.batch_id, batch_size=transfer.batch_size, batch_legs=batch_legs,
         metadata=transfer.metadata or None, state=transfer.state.value if transfer.state else None,
+        held_account_id=transfer.debit_account_id if transfer.state is PendingState.PENDING else None,
     )
 
 

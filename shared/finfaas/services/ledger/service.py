@@ -176,6 +176,12 @@ class LedgerService:
             raise TransferNotFound(f"batch {batch_id} not found", field="batch_id", subject=batch_id)
         return legs
 
+    def open_holds(self, account_id: str, *, limit: int = page_size_default,
+                   starting_after: str | None = None, actor: Actor = Actor.system()) -> Page[Transfer]:
+        """The account's open holds (it is their debit side), oldest first; pass next_cursor back."""
+        self.get_account(account_id, actor)
+        return self._repository.open_holds(account_id, check_page_size(limit), starting_after)
+
     def statement(self, account_id: str, *, limit: int = page_size_default, starting_after: str | None = None,
                   actor: Actor = Actor.system()) -> StatementPage:
         """Entries newest first with running balances; pass next_cursor back as starting_after."""

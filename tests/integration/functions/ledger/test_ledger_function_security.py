@@ -23,6 +23,7 @@ ROUTES = [
     ("GET", "/transfers/{id}", "ledger:read"),
     ("GET", "/transfers", "ledger:read"),
     ("GET", "/accounts/{id}/balance", "ops"),
+    ("GET", "/accounts/{id}/holds", "ops"),
     ("POST", "/_/ops/expire-holds", "ops"),
     ("POST", "/_/ops/system-accounts", "ops"),
     ("GET", "/_/ops/stats", "ops"),

@@ -92,6 +92,10 @@ TRANSFERS = {
 }
 
 
+OPEN_HOLD = {**LEG, "transfer_id": "hold_0", "kind": "PENDING", "state": "PENDING", "amount_minor": 2_000,
+             "created_at": "2026-12-20T10:00:00Z", "expires_at": "2027-01-20T10:00:00Z"}
+
+
 class FakeSuite:
     """The functions the console calls: answers by path, a set of functions that are down, every call kept."""
 
@@ -129,6 +133,8 @@ class FakeSuite:
             return 200, STATEMENT
         if function == "ledger" and path == "/accounts/acc_1/balance":
             return 200, BALANCE
+        if function == "ledger" and path.startswith("/accounts/acc_1/holds?"):
+            return 200, {"data": [OPEN_HOLD], "has_more": False, "next_cursor": None}
         if function == "loans" and path == "/_/ops/loans/ln_1":
             return 200, LOAN
         if function == "orchestrator" and path == "/executions/transfer%3Atr_9":
@@ -348,11 +354,26 @@ def test_an_accounts_page_shows_its_balances_statement_and_holds_with_their_expi
     assert "data-posted>500.00 USD" in reply.body and "data-available>380.00 USD" in reply.body
     hold = re.search(r'<tr data-hold="hold_1">(.*?)</tr>', reply.body, re.S).group(1)
     assert "120.00 USD" in hold and "POSTED" in hold and "2027-01-16T10:00:00Z" in hold
-    assert {(f, p.split("?")[0], t) for f, _, p, t, _ in suite.calls[-4:]} == {
+    assert {(f, p.split("?")[0], t) for f, _, p, t, _ in suite.calls[-5:]} == {
         ("accounts", "/_/ops/accounts/acc_1", "token-of-op-rex"),
         ("ledger", "/accounts/acc_1/balance", "token-of-op-rex"),
         ("accounts", "/_/ops/accounts/acc_1/statement", "token-of-op-rex"),
+        ("ledger", "/accounts/acc_1/holds", "token-of-op-rex"),
         ("ledger", "/transfers/hold_1", "token-of-op-rex")}
+
+
+def test_an_accounts_page_lists_every_open_hold_even_one_on_no_statement_page_shown(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/ledger/accounts/acc_1", cookie)
+
+    # hold_0 is on no statement page shown: the ledger's list of open holds finds it, with its expiry.
+    hold = re.search(r'<tr data-open-hold="hold_0">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "20.00 USD" in hold and "2027-01-20T10:00:00Z" in hold
+    assert re.findall(r'data-open-hold="([^"]+)"', reply.body) == ["hold_0"]  # hold_1 is posted
+    holds_call = next(p for f, _, p, _, _ in suite.calls if p.startswith("/accounts/acc_1/holds?"))
+    assert "state=PENDING" in holds_call
 
 
 def test_an_accounts_page_without_the_ledger_names_it_and_keeps_the_statement(console):
