@@ -26,9 +26,12 @@ from finfaas.services.ledger.api import (
     AuditVerifyView,
     BalanceList,
     BalanceView,
+    BatchQuery,
     CurrencyBody,
     ExpiryQuery,
     HoldBody,
+    HoldList,
+    HoldsQuery,
     LedgerApi,
     LedgerCaller,
     LedgerChecks,
@@ -204,10 +207,22 @@ def get_transfer(req: Request, transfer_id: str) -> TransferView:
     return services.get().api.get_transfer(caller(req), transfer_id)
 
 
+@app.route("GET", "/transfers", query=BatchQuery, scopes=[READ], rate_limit=READ_LIMIT.name)
+def list_batch(req: Request, query: BatchQuery) -> TransferList:
+    """A linked batch's every leg in order, named by its first leg (at most the batch size limit)."""
+    return services.get().api.batch(caller(req), query)
+
+
 @app.route("GET", "/accounts/{account_id}/balance", scopes=[OPS], rate_limit=READ_LIMIT.name)
 def get_balance(req: Request, account_id: str) -> BalanceView:
     """An account's posted, pending and available balances (ops scope)."""
     return services.get().api.balance(account_id)
+
+
+@app.route("GET", "/accounts/{account_id}/holds", query=HoldsQuery, scopes=[OPS], rate_limit=READ_LIMIT.name)
+def list_open_holds(req: Request, account_id: str, query: HoldsQuery) -> HoldList:
+    """An account's open holds with their expiry, oldest first, a page at a time (ops scope)."""
+    return services.get().api.open_holds(account_id, query)
 
 
 # --- operators --------------------------------------------------------------------------------------

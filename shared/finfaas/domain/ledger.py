@@ -65,6 +65,7 @@ entry_key_chars_max = 128  # time, leg position, a transfer id (identifier_chars
 page_size_default = 25
 
 _IDENTIFIER = re.compile(r"\A[A-Za-z0-9_-]+\Z")
+_CURSOR_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")  # stored times
 _CURSOR_ENTRY_KEY = re.compile(rf"[!-~]{{1,{entry_key_chars_max}}}")  # printable ASCII, no spaces
 # A balance DynamoDB can hold (38 digits), so a cursor's balance is always a bounded integer.
 _CURSOR_BALANCE = re.compile(rf"-?[0-9]{{1,{dynamodb_number_digits_max}}}")
@@ -519,6 +520,32 @@ def decode_statement_cursor(account_id: str, cursor: str) -> tuple[str, int]:
     return key, int(balance)
 
 
+def encode_hold_cursor(account_id: str, created_at_text: str, transfer_id: str) -> str:
+    """Where a page of an account's open holds stopped: the last hold's creation time and id."""
+    raw = f"{account_id}\n{created_at_text}\n{transfer_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_hold_cursor(account_id: str, cursor: str) -> tuple[str, str]:
+    """(created_at text, transfer id) of a cursor of this account's open holds; InvalidInput otherwise."""
+    problem = InvalidInput("starting_after: not a cursor of this list", field="starting_after")
+    if not isinstance(cursor, str) or not 0 < len(cursor) <= statement_cursor_chars_max:
+        raise problem
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+    except (ValueError, binascii.Error):
+        raise problem from None
+    parts = raw.split("\n")
+    if len(parts) != 3:
+        raise problem
+    owner, created_at_text, transfer_id = parts
+    if owner != account_id or not _CURSOR_TIME.fullmatch(created_at_text):
+        raise problem
+    if not _IDENTIFIER.match(transfer_id) or len(transfer_id) > identifier_chars_max:
+        raise problem
+    return created_at_text, transfer_id
+
+
 def check_page_size(limit: object) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= page_size_max:
         raise InvalidInput(f"limit: 1..{page_size_max}", field="limit")
@@ -817,6 +844,14 @@ class LedgerRepository(Protocol):
     def expire_due_holds(self, now: datetime, limit: int) -> list[Transfer]: ...
 
     def get_transfer(self, transfer_id: str) -> Transfer | None: ...
+
+    def batch_legs(self, batch_id: str) -> list[Transfer] | None:
+        """A linked batch's legs in order (a lone transfer: itself); None when no batch starts there."""
+        ...
+
+    def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
+        """The account's open holds (it is their debit side), oldest first."""
+        ...
 
     def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage: ...
 

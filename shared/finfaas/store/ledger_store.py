@@ -86,7 +86,9 @@ from finfaas.domain.ledger import (
     check_same_remainder,
     check_same_transfer,
     check_status_change,
+    decode_hold_cursor,
     decode_statement_cursor,
+    encode_hold_cursor,
     entries_for,
     entry_key_micros,
     entry_key_prefix,
@@ -328,6 +330,52 @@ class DynamoLedgerStore:
         record = self._get(self.models.transfer, transfer_id)
         return transfer_from_record(record) if record is not None else None
 
+    def batch_legs(self, batch_id: str) -> list[Transfer] | None:
+        """A linked batch's legs in order, read by the ids its first leg names; a lone transfer is a batch
+        of one; None when `batch_id` is no batch's first leg."""
+        check_identifier(batch_id, field="batch_id")
+        record = self._get(self.models.transfer, batch_id)
+        if record is None:
+            return None
+        first = transfer_from_record(record)
+        if first.batch_id not in (None, batch_id):
+            return None
+        # A batch recorded before its first leg named the legs lists that first leg only.
+        leg_ids = list(record.batch_legs or [batch_id])
+        assert len(leg_ids) <= batch_get_keys_max
+        try:
+            others = self.models.transfer.batch_get(leg_ids[1:], consistent_read=True) if leg_ids[1:] else []
+            found = {r.transfer_id: transfer_from_record(r) for r in others}
+        except (GetError, *_TRANSPORT_ERRORS) as error:
+            raise LedgerBusy(f"store unreachable: {error}") from error
+        found[batch_id] = first
+        return [found[leg_id] for leg_id in leg_ids if leg_id in found]
+
+    def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
+        """The account's open holds, oldest first: a page of the sparse index's keys, then the holds read
+        consistently (one resolved since the index was written is left out)."""
+        check_page_size(limit)
+        self._require_account(account_id)
+        model = self.models.transfer
+        start = None
+        if cursor is not None:
+            created_at, transfer_id = decode_hold_cursor(account_id, cursor)
+            start = {"transfer_id": {"S": transfer_id}, "held_account_id": {"S": account_id},
+                     "created_at": {"S": created_at}}
+        try:
+            keys = model.open_holds.query(account_id, limit=limit, page_size=limit, last_evaluated_key=start)
+            ids = [r.transfer_id for r in keys]
+            last = keys.last_evaluated_key
+            found = {r.transfer_id: transfer_from_record(r)
+                     for r in model.batch_get(ids, consistent_read=True)} if ids else {}
+        except (QueryError, GetError, *_TRANSPORT_ERRORS) as error:
+            raise LedgerBusy(f"store unreachable: {error}") from error
+        holds = [found[i] for i in ids if i in found and found[i].state is PendingState.PENDING]
+        next_cursor = None
+        if last is not None:
+            next_cursor = encode_hold_cursor(account_id, last["created_at"]["S"], last["transfer_id"]["S"])
+        return Page(holds, last is not None, next_cursor)
+
     # --- statements ---
 
     def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:
@@ -436,8 +484,10 @@ class DynamoLedgerStore:
                 attempt: _Attempt, extra: TransactionExtra | None = None) -> list[Transfer]:
         legs = [leg_for_new(t) for t in wanted]
         tx = _Transaction()
+        leg_ids = [t.transfer_id for t in wanted]
         for transfer in wanted:
-            tx.put(("transfer", transfer.transfer_id), transfer_record(self.models, transfer),
+            names = leg_ids if len(wanted) > 1 and transfer.transfer_id == transfer.batch_id else None
+            tx.put(("transfer", transfer.transfer_id), transfer_record(self.models, transfer, names),
                    self.models.transfer.transfer_id.does_not_exist())
             if transfer.kind is TransferKind.PENDING and transfer.expires_at is not None:
                 tx.put(("hold", transfer.transfer_id), self._hold_index_record(transfer))
@@ -490,7 +540,8 @@ class DynamoLedgerStore:
         tx.put("resolution", transfer_record(self.models, resolution), model.transfer_id.does_not_exist())
         state = _RESOLVED_STATE[resolution.kind]
         tx.update("pending", model(pending.transfer_id),
-                  [model.state.set(state.value), model.resolved_by.set(resolution.transfer_id)],
+                  [model.state.set(state.value), model.resolved_by.set(resolution.transfer_id),
+                   model.held_account_id.remove()],
                   self._pending_condition(resolution.kind, now))
         if pending.expires_at is not None:
             tx.delete("hold", self._hold_index_record(pending))

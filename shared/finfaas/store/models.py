@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.attributes import BooleanAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from finfaas.domain.ledger import (
@@ -71,6 +71,20 @@ class AccountRecord(Model):
     by_owner = ByOwnerIndex()
 
 
+OPEN_HOLDS_INDEX = "open-holds-by-account"
+
+
+class OpenHoldsIndex(GlobalSecondaryIndex):
+    """Sparse: only open holds carry `held_account_id`; keys only, so a page is read again consistently."""
+
+    class Meta:
+        index_name = OPEN_HOLDS_INDEX
+        projection = KeysOnlyProjection()
+
+    held_account_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
 class TransferRecord(Model):
     transfer_id = UnicodeAttribute(hash_key=True)
     kind = UnicodeAttribute()
@@ -85,10 +99,15 @@ class TransferRecord(Model):
     reversal_of = UnicodeAttribute(null=True)
     batch_id = UnicodeAttribute(null=True)
     batch_size = NumberAttribute()
+    # A linked batch's first leg names every leg in order, so the batch is read by key, with no index.
+    batch_legs = ListAttribute(of=UnicodeAttribute, null=True)
     metadata = UnicodeAttribute(null=True)
     state = UnicodeAttribute(null=True)  # holds: PENDING -> POSTED | VOIDED | EXPIRED, once
     resolved_by = UnicodeAttribute(null=True)
     reversed_by = UnicodeAttribute(null=True)
+    # A hold's debit account while it is PENDING; removed by the update that resolves it.
+    held_account_id = UnicodeAttribute(null=True)
+    open_holds = OpenHoldsIndex()
 
 
 class EntryRecord(Model):
@@ -176,7 +195,8 @@ def transfer_from_record(record: TransferRecord) -> Transfer:
     )
 
 
-def transfer_record(models: LedgerModels, transfer: Transfer) -> TransferRecord:
+def transfer_record(models: LedgerModels, transfer: Transfer,
+                    batch_legs: list[str] | None = None) -> TransferRecord:
     expires_at = transfer.expires_at
     return models.transfer(
         transfer.transfer_id, kind=transfer.kind.value, debit_account_id=transfer.debit_account_id,
@@ -184,8 +204,9 @@ def transfer_record(models: LedgerModels, transfer: Transfer) -> TransferRecord:
         currency=transfer.currency, created_at=format_time(transfer.created_at),
         pending_id=transfer.pending_id, timeout_seconds=transfer.timeout_seconds,
         expires_at_us=micros(expires_at) if expires_at else 0, reversal_of=transfer.reversal_of,
-        batch_id=transfer.batch_id, batch_size=transfer.batch_size, metadata=transfer.metadata or None,
-        state=transfer.state.value if transfer.state else None,
+        batch_id=transfer.batch_id, batch_size=transfer.batch_size, batch_legs=batch_legs,
+        metadata=transfer.metadata or None, state=transfer.state.value if transfer.state else None,
+        held_account_id=transfer.debit_account_id if transfer.state is PendingState.PENDING else None,
     )
 
 

@@ -44,7 +44,9 @@ from finfaas.domain.ledger import (
     check_same_remainder,
     check_same_transfer,
     check_status_change,
+    decode_hold_cursor,
     decode_statement_cursor,
+    encode_hold_cursor,
     entries_for,
     entry_key_micros,
     entry_key_prefix,
@@ -159,6 +161,33 @@ class ReferenceLedger:
 
     def get_transfer(self, transfer_id: str) -> Transfer | None:
         return self.transfers.get(transfer_id)
+
+    def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
+        check_page_size(limit)
+        if account_id not in self.accounts:
+            raise AccountNotFound(f"account {account_id} not found", subject=account_id)
+        holds = sorted((t for t in self.transfers.values()
+                        if t.debit_account_id == account_id and t.state is PendingState.PENDING),
+                       key=lambda t: (t.created_at, t.transfer_id))
+        if cursor is not None:
+            _, after_id = decode_hold_cursor(account_id, cursor)
+            after = self.transfers[after_id]
+            holds = [t for t in holds
+                     if (t.created_at, t.transfer_id) > (after.created_at, after.transfer_id)]
+        page, more = holds[:limit], len(holds) > limit
+        if not more:
+            return Page(page, False, None)
+        last = page[-1]
+        stored_time = last.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as the store keeps it (UTC)
+        return Page(page, True, encode_hold_cursor(account_id, stored_time, last.transfer_id))
+
+    def batch_legs(self, batch_id: str) -> list[Transfer] | None:
+        first = self.transfers.get(batch_id)
+        if first is None or first.batch_id not in (None, batch_id):
+            return None
+        if first.batch_id is None:
+            return [first]
+        return [t for t in self.transfers.values() if t.batch_id == batch_id]  # kept in creation order
 
     # --- statements ---
 

@@ -13,6 +13,7 @@ from finfaas.store.executions_store import (
     BY_STATUS_INDEX,
     BY_STATUS_INDEX_ATTRIBUTES,
 )
+from finfaas.store.models import OPEN_HOLDS_INDEX
 from finfaas.store.payments_store import EXPIRY_INDEX, MERCHANTS_INDEX
 from finfaas.store.transfers_store import BY_OPEN_STATUS_INDEX, BY_OWNER_INDEX, BY_OWNER_INDEX_ATTRIBUTES
 from finfaas_dev.build import load_stack
@@ -38,7 +39,8 @@ DLQ_RETENTION_S = 14 * 24 * 3600
 EXPECTED_TABLES = {
     "accounts": ([("account_id", "S", "HASH")],
                  {"by-owner": [("owner_id", "S", "HASH"), ("opened_at", "S", "RANGE")]}, None),
-    "transfers": ([("transfer_id", "S", "HASH")], {}, None),
+    "transfers": ([("transfer_id", "S", "HASH")],
+                  {OPEN_HOLDS_INDEX: [("held_account_id", "S", "HASH"), ("created_at", "S", "RANGE")]}, None),
     "entries": ([("account_id", "S", "HASH"), ("entry_key", "S", "RANGE")], {}, None),
     "outbox": ([("partition", "S", "HASH"), ("event_key", "S", "RANGE")], {}, None),
     "idempotency": ([("idempotency_key", "S", "HASH")], {}, "expires_at"),
@@ -75,6 +77,7 @@ NARROW_PROJECTIONS = {
                          "NonKeyAttributes": list(BY_REFERENCE_INDEX_ATTRIBUTES)},
     BY_OWNER_INDEX: {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(BY_OWNER_INDEX_ATTRIBUTES)},
     BY_OPEN_STATUS_INDEX: {"ProjectionType": "KEYS_ONLY"},
+    OPEN_HOLDS_INDEX: {"ProjectionType": "KEYS_ONLY"},
     EXPIRY_INDEX: {"ProjectionType": "KEYS_ONLY"},
     MERCHANTS_INDEX: {"ProjectionType": "KEYS_ONLY"},
 }

@@ -29,6 +29,7 @@ review_page_size = 50
 reason_chars_max = 500
 statement_page_size = 50
 holds_shown_max = 20  # each hold shown costs one more ledger read (its state and expiry)
+open_holds_shown_max = 100  # one ledger page (its page size limit) of an account's open holds, oldest first
 # A transfer's page shows these links of the ledger's record, each one more read.
 LINKS = ("batch_id", "pending_id", "resolved_by", "reversal_of", "reversed_by")
 ledger_id_chars_max = 128
@@ -73,6 +74,8 @@ class AccountPage:
     holds: list[dict[str, Any]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     down: list[str] = field(default_factory=list)
+    open_holds: list[dict[str, Any]] = field(default_factory=list)  # every open hold, oldest first
+    open_holds_more: bool = False  # more open holds than one page shows
 
 
 @dataclass
@@ -82,6 +85,7 @@ class TransferPage:
     linked: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     down: list[str] = field(default_factory=list)
+    legs: list[dict[str, Any]] = field(default_factory=list)  # its linked batch's every leg, in order
 
 
 @dataclass
@@ -205,8 +209,9 @@ class ConsoleService:
     # --- the ledger explorer -------------------------------------------------------------------------
 
     def account(self, session: Session, account_id: str, starting_after: str = "") -> AccountPage:
-        """An account, its balances, a page of its statement and the holds on that page with their expiry;
-        each part from its own function, so one that is down leaves the others."""
+        """An account, its balances, a page of its statement and the holds on that page, and its every open
+        hold (however old), with their expiry; each part from its own function, so one that is down leaves
+        the others."""
         page = AccountPage(account_id)
         if not 0 < len(account_id) <= ledger_id_chars_max:
             page.problems.append(Problem(422, {"detail": "Enter an account id."}))
@@ -223,16 +228,21 @@ class ConsoleService:
         held = [entry["transfer_id"] for entry in entries if entry.get("kind") == "PENDING"]
         if LEDGER in page.down:
             return page
+        # Every open hold, however old, from the ledger's own list (not only the statement page shown).
+        holds_query = urlencode({"state": "PENDING", "limit": str(open_holds_shown_max)})
+        found = self._part(page, LEDGER, f"/accounts/{quoted}/holds?{holds_query}", session) or {}
+        page.open_holds = [hold for hold in found.get("data") or [] if isinstance(hold, dict)]
+        page.open_holds_more = bool(found.get("has_more"))
         for transfer_id in held[:holds_shown_max]:
+            if LEDGER in page.down:
+                break
             hold = self._part(page, LEDGER, f"/transfers/{quote(str(transfer_id), safe='')}", session)
             if hold is not None:
                 page.holds.append(hold)
-            if LEDGER in page.down:
-                break
         return page
 
     def transfer(self, session: Session, transfer_id: str) -> TransferPage:
-        """A ledger transfer and the transfers its record links to: its batch's first leg, the hold it
+        """A ledger transfer and the transfers its record links to: its batch's every leg, the hold it
         resolves, what resolved it, what it reverses and what reversed it."""
         page = TransferPage(transfer_id)
         if not 0 < len(transfer_id) <= ledger_id_chars_max:
@@ -245,6 +255,10 @@ class ConsoleService:
                 found = self._part(page, LEDGER, f"/transfers/{quote(str(linked), safe='')}", session)
                 if found is not None:
                     page.linked.append((link, found))
+        batch_id = (page.transfer or {}).get("batch_id")
+        if batch_id and LEDGER not in page.down:
+            batch = self._part(page, LEDGER, f"/transfers?{urlencode({'batch_id': batch_id})}", session)
+            page.legs = [leg for leg in (batch or {}).get("transfers") or [] if isinstance(leg, dict)]
         return page
 
     def checks(self, session: Session) -> ChecksPage:

@@ -41,6 +41,9 @@ from finfaas.domain.ledger import (
     hold_timeout_seconds_max,
     identifier_chars_max,
     linked_legs_max,
+    page_size_default,
+    page_size_max,
+    statement_cursor_chars_max,
 )
 from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
 from finfaas.platform.audit import ChainReport
@@ -173,6 +176,16 @@ class AccountBody(StrictModel):
     kind: Literal["MERCHANT"] = "MERCHANT"
 
 
+class BatchQuery(StrictModel):
+    batch_id: Identifier = Field(description="a linked batch's first leg")
+
+
+class HoldsQuery(StrictModel):
+    state: Literal["PENDING"] = Field(default="PENDING", description="open holds only")
+    limit: int = Field(default=page_size_default, ge=1, le=page_size_max)
+    starting_after: str | None = Field(default=None, min_length=1, max_length=statement_cursor_chars_max)
+
+
 class ExpiryQuery(StrictModel):
     limit: int = Field(default=expiry_sweep_holds_max, ge=1, le=expiry_sweep_holds_max)
 
@@ -203,6 +216,14 @@ class TransferView(BaseModel):
 
 class TransferList(BaseModel):
     transfers: list[TransferView]
+
+
+class HoldList(BaseModel):
+    """Open holds, oldest first; pass next_cursor back as starting_after."""
+
+    data: list[TransferView]
+    has_more: bool
+    next_cursor: str | None = None
 
 
 class BalanceView(BaseModel):
@@ -364,6 +385,15 @@ class LedgerApi:
 
     def get_transfer(self, caller: LedgerCaller, transfer_id: str) -> TransferView:
         return transfer_view(self._ledger.get_transfer(transfer_id, caller.actor))
+
+    def batch(self, caller: LedgerCaller, query: BatchQuery) -> TransferList:
+        legs = self._ledger.batch(query.batch_id, caller.actor)
+        return TransferList(transfers=[transfer_view(t) for t in legs])
+
+    def open_holds(self, account_id: str, query: HoldsQuery) -> HoldList:
+        page = self._ledger.open_holds(account_id, limit=query.limit, starting_after=query.starting_after)
+        return HoldList(data=[transfer_view(t) for t in page.items], has_more=page.has_more,
+                        next_cursor=page.next_cursor)
 
     def balance(self, account_id: str) -> BalanceView:
         return balance_view(self._ledger.get_account(account_id))

@@ -168,6 +168,20 @@ class LedgerService:
             raise TransferNotFound(f"transfer {transfer_id} not found", subject=transfer_id)
         return transfer
 
+    def batch(self, batch_id: str, actor: Actor = Actor.system()) -> list[Transfer]:
+        """A linked batch's legs in order, named by its first leg's id; a customer sees it only when its
+        first leg touches one of their accounts."""
+        legs = self._repository.batch_legs(batch_id)
+        if not legs or (actor.is_customer and not self._touches_owner(legs[0], actor)):
+            raise TransferNotFound(f"batch {batch_id} not found", field="batch_id", subject=batch_id)
+        return legs
+
+    def open_holds(self, account_id: str, *, limit: int = page_size_default,
+                   starting_after: str | None = None, actor: Actor = Actor.system()) -> Page[Transfer]:
+        """The account's open holds (it is their debit side), oldest first; pass next_cursor back."""
+        self.get_account(account_id, actor)
+        return self._repository.open_holds(account_id, check_page_size(limit), starting_after)
+
     def statement(self, account_id: str, *, limit: int = page_size_default, starting_after: str | None = None,
                   actor: Actor = Actor.system()) -> StatementPage:
         """Entries newest first with running balances; pass next_cursor back as starting_after."""

@@ -30,8 +30,8 @@ class LedgerFunction:
         return call(self.module.handle, "POST", path, json_body=body, headers=all_headers,
                     token=token or self.token())
 
-    def get(self, path: str, token: str | None = None) -> Reply:
-        return call(self.module.handle, "GET", path, token=token or self.token())
+    def get(self, path: str, token: str | None = None, query: dict[str, str] | None = None) -> Reply:
+        return call(self.module.handle, "GET", path, token=token or self.token(), query=query)
 
     def balance(self, account_id: str) -> int:
         return self.store.get_account(account_id).balance_minor

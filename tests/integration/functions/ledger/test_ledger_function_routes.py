@@ -52,6 +52,30 @@ def test_a_hold_is_posted_in_part_and_the_rest_released(ledger_function, open_ac
     assert (ledger_function.balance(alice), ledger_function.balance(shop)) == (850, 150)
 
 
+def test_an_accounts_open_holds_list_a_hold_older_than_a_statement_page_until_it_is_resolved(
+        ledger_function, open_account, ids):
+    alice, shop, bob = open_account("alice", funded_minor=1_000), open_account("shop"), open_account("bob")
+    for name, amount in (("h1", 100), ("h2", 50), ("h3", 25)):
+        ledger_function.post("/pending", leg(ids, name, alice, shop, amount, timeout_seconds=3600),
+                             key=ids(f"k{name}"))
+    for n in range(3):
+        ledger_function.post("/transfers", leg(ids, f"t{n}", alice, bob, 1), key=ids(f"kt{n}"))
+    ledger_function.post(f"/pending/{ids('h2')}/void", {"transfer_id": ids("v2")}, key=ids("kv"))
+
+    statement = ledger_function.store.statement(alice, 2, None)
+    first = ledger_function.get(f"/accounts/{alice}/holds", query={"state": "PENDING", "limit": "1"})
+    cursor = first.json()["next_cursor"]
+    second = ledger_function.get(f"/accounts/{alice}/holds", query={"limit": "1", "starting_after": cursor})
+    forged = ledger_function.get(f"/accounts/{bob}/holds", query={"starting_after": cursor})
+
+    assert ids("h1") not in {line.entry.transfer_id for line in statement.lines}
+    assert first.status == 200 and first.json()["has_more"] is True
+    assert [(h["transfer_id"], h["state"]) for h in first.json()["data"]] == [(ids("h1"), "PENDING")]
+    assert first.json()["data"][0]["expires_at"] is not None
+    assert [h["transfer_id"] for h in second.json()["data"]] == [ids("h3")]  # h2 was voided
+    assert forged.status == 422 and [e["field"] for e in forged.json()["errors"]] == ["starting_after"]
+
+
 def test_a_hold_can_be_voided_once(ledger_function, open_account, ids):
     alice, shop = open_account("alice", funded_minor=1_000), open_account("shop")
     ledger_function.post("/pending", leg(ids, "h1", alice, shop, 400), key=ids("k1"))
@@ -104,6 +128,23 @@ def test_linked_legs_commit_all_or_nothing(ledger_function, open_account, ids):
     assert too_much.status == 409 and too_much.json()["code"] == "insufficient_funds"
     assert paid.status == 201 and [t["batch_size"] for t in paid.json()["transfers"]] == [2, 2]
     assert [ledger_function.balance(a) for a in (alice, shop, fees)] == [270, 700, 30]
+
+
+def test_a_linked_batch_lists_its_every_leg_in_order_by_its_first_leg(ledger_function, open_account, ids):
+    alice, shop, fees, tax = (open_account("alice", funded_minor=1_000), open_account("shop"),
+                              open_account("fees"), open_account("tax"))
+    legs = [leg(ids, "sale", alice, shop, 700), leg(ids, "fee", alice, fees, 30),
+            leg(ids, "vat", alice, tax, 5)]
+    ledger_function.post("/transfers/linked", {"transfers": legs}, key=ids("k1"))
+
+    batch = ledger_function.get("/transfers", query={"batch_id": ids("sale")})
+    by_a_later_leg = ledger_function.get("/transfers", query={"batch_id": ids("fee")})
+
+    assert batch.status == 200
+    listed = [(t["transfer_id"], t["credit_account_id"], t["amount_minor"])
+              for t in batch.json()["transfers"]]
+    assert listed == [(ids("sale"), shop, 700), (ids("fee"), fees, 30), (ids("vat"), tax, 5)]
+    assert by_a_later_leg.status == 404 and by_a_later_leg.json()["code"] == "transfer_not_found"
 
 
 @pytest.mark.parametrize("amount, currency, field, code", [

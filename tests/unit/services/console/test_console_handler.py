@@ -84,6 +84,11 @@ TRANSFERS = {
                "amount_minor": 12_000},
     "leg_2": {**LEG, "transfer_id": "leg_2", "batch_id": "leg_1", "batch_size": 2},
     "leg_1": {**LEG, "transfer_id": "leg_1", "batch_id": "leg_1", "batch_size": 2},
+    "sale_1": {**LEG, "transfer_id": "sale_1", "batch_id": "sale_1", "batch_size": 3},
+    "fee_1": {**LEG, "transfer_id": "fee_1", "batch_id": "sale_1", "batch_size": 3,
+              "credit_account_id": "fees", "amount_minor": 30},
+    "tax_1": {**LEG, "transfer_id": "tax_1", "batch_id": "sale_1", "batch_size": 3,
+              "credit_account_id": "tax", "amount_minor": 5},
 }
 LEDGER_CHECK = {"status": "failed", "accounts": 4, "transfers": 3, "entries": 6,
                 "trial_balance_minor": {"USD": 0}, "problems_total": 1,
@@ -93,6 +98,10 @@ AUDIT_VERIFY = {"status": "passed", "records": 3, "problems_total": 0, "signatur
                 "records_max": 20_000, "seconds_max": 10.0, "detail": "",
                 "chains": [{"chain": name, "records": n, "head_seq": n, "ok": True, "problems": []}
                            for name, n in (("ledger-0", 2), ("ledger-outbox-3", 1))]}
+
+
+OPEN_HOLD = {**LEG, "transfer_id": "hold_0", "kind": "PENDING", "state": "PENDING", "amount_minor": 2_000,
+             "created_at": "2026-12-20T10:00:00Z", "expires_at": "2027-01-20T10:00:00Z"}
 
 
 class FakeSuite:
@@ -136,6 +145,8 @@ class FakeSuite:
             return 200, LEDGER_CHECK
         if function == "ledger" and path == "/_/ops/audit-verify":
             return 200, AUDIT_VERIFY
+        if function == "ledger" and path.startswith("/accounts/acc_1/holds?"):
+            return 200, {"data": [OPEN_HOLD], "has_more": False, "next_cursor": None}
         if function == "loans" and path == "/_/ops/loans/ln_1":
             return 200, LOAN
         if function == "orchestrator" and path == "/executions/transfer%3Atr_9":
@@ -148,6 +159,9 @@ class FakeSuite:
             return 200, POSITION
         if function == "transfers" and path.endswith("/decision") and self.pending_approval:
             return 200, {**HELD, "pending_approval": self.pending_approval}
+        if function == "ledger" and path.startswith("/transfers?batch_id="):
+            batch_id = path.removeprefix("/transfers?batch_id=")
+            return 200, {"transfers": [t for t in TRANSFERS.values() if t.get("batch_id") == batch_id]}
         if function == "ledger" and path.startswith("/transfers/"):
             found = TRANSFERS.get(path.removeprefix("/transfers/"))
             if found is None:
@@ -352,11 +366,26 @@ def test_an_accounts_page_shows_its_balances_statement_and_holds_with_their_expi
     assert "data-posted>500.00 USD" in reply.body and "data-available>380.00 USD" in reply.body
     hold = re.search(r'<tr data-hold="hold_1">(.*?)</tr>', reply.body, re.S).group(1)
     assert "120.00 USD" in hold and "POSTED" in hold and "2027-01-16T10:00:00Z" in hold
-    assert {(f, p.split("?")[0], t) for f, _, p, t, _ in suite.calls[-4:]} == {
+    assert {(f, p.split("?")[0], t) for f, _, p, t, _ in suite.calls[-5:]} == {
         ("accounts", "/_/ops/accounts/acc_1", "token-of-op-rex"),
         ("ledger", "/accounts/acc_1/balance", "token-of-op-rex"),
         ("accounts", "/_/ops/accounts/acc_1/statement", "token-of-op-rex"),
+        ("ledger", "/accounts/acc_1/holds", "token-of-op-rex"),
         ("ledger", "/transfers/hold_1", "token-of-op-rex")}
+
+
+def test_an_accounts_page_lists_every_open_hold_even_one_on_no_statement_page_shown(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/ledger/accounts/acc_1", cookie)
+
+    # hold_0 is on no statement page shown: the ledger's list of open holds finds it, with its expiry.
+    hold = re.search(r'<tr data-open-hold="hold_0">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "20.00 USD" in hold and "2027-01-20T10:00:00Z" in hold
+    assert re.findall(r'data-open-hold="([^"]+)"', reply.body) == ["hold_0"]  # hold_1 is posted
+    holds_call = next(p for f, _, p, _, _ in suite.calls if p.startswith("/accounts/acc_1/holds?"))
+    assert "state=PENDING" in holds_call
 
 
 def test_an_accounts_page_without_the_ledger_names_it_and_keeps_the_statement(console):
@@ -410,6 +439,20 @@ def test_the_checks_page_without_the_ledger_names_it_and_the_explorer_still_work
 
     assert checks.status == 200 and 'data-down="ledger"' in checks.body and "data-check=" not in checks.body
     assert account.status == 200 and "sys-settlement-USD" in account.body
+
+
+def test_a_ledger_transfers_page_lists_its_batchs_every_leg_in_order_each_linked(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/ledger/transfers/fee_1", cookie)
+
+    assert reply.status == 200
+    legs = re.findall(r'<tr data-leg="([^"]+)"', reply.body)
+    assert legs == ["sale_1", "fee_1", "tax_1"]
+    for leg in legs:
+        assert f'href="/function/console/ledger/transfers/{leg}"' in reply.body
+    assert ("ledger", "GET", "/transfers?batch_id=sale_1", "token-of-op-rex", None) in suite.calls
 
 
 def test_an_actor_resolves_a_transfer_needing_attention_by_posting_its_hold(console):

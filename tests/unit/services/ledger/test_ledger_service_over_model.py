@@ -79,3 +79,35 @@ def test_holds_post_partially_with_an_amount_in_the_holds_currency(service):
     assert post.amount_minor == 650
     assert service.get_account("alice").available_minor == 350
     assert service.balance_at("alice", service._clock()).amount_minor == 350
+
+
+def test_a_linked_batch_is_read_in_order_by_its_first_leg_and_only_by_whom_it_touches(service):
+    service.deposit("alice", 500, "USD", transfer_id="dep1")
+    service.transfer_linked([TransferRequest("alice", "bob", 3, "USD", "b1"),
+                             TransferRequest("alice", "sys-fees-USD", 2, "USD", "b2"),
+                             TransferRequest("alice", "bob", 1, "USD", "b3")])
+
+    assert [t.transfer_id for t in service.batch("b1")] == ["b1", "b2", "b3"]
+    assert [t.transfer_id for t in service.batch("b1", Actor(owner_id="u2"))] == ["b1", "b2", "b3"]
+    assert [t.transfer_id for t in service.batch("dep1")] == ["dep1"]  # a lone transfer: a batch of one
+    for batch_id, actor in (("b2", Actor.system()), ("nope", Actor.system()), ("b1", Actor(owner_id="u9"))):
+        with pytest.raises(errors.TransferNotFound):
+            service.batch(batch_id, actor)
+
+
+def test_an_accounts_open_holds_are_listed_oldest_first_a_page_at_a_time(service):
+    service.deposit("alice", 500, "USD", transfer_id="dep1")
+    for name in ("h1", "h2", "h3"):
+        service.transfer(TransferRequest("alice", "bob", 10, "USD", name, pending=True, timeout_seconds=60))
+    service.void_pending("h2")
+
+    first = service.open_holds("alice", limit=1)
+    second = service.open_holds("alice", limit=1, starting_after=first.next_cursor)
+
+    assert ([t.transfer_id for t in first.items], first.has_more) == (["h1"], True)
+    assert ([t.transfer_id for t in second.items], second.has_more) == (["h3"], False)
+    assert service.open_holds("bob").items == []  # bob is the holds' credit side
+    with pytest.raises(errors.AccountNotFound):
+        service.open_holds("alice", actor=Actor(owner_id="u9"))
+    with pytest.raises(errors.InvalidInput):
+        service.open_holds("bob", starting_after=first.next_cursor)
