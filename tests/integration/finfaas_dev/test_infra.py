@@ -16,7 +16,10 @@ from finfaas_dev.infra import TEMPLATE_PATH, InfraError, deploy, load_template, 
 from finfaas_dev.net import free_port
 
 TEMPLATE = load_template()
-QUEUE_LOGICALS = ("Orchestrator", "Events", "Webhooks", "Rail", "Reviews")
+# Each queue's logical id in the template and its name after the stage prefix.
+QUEUES = {"Orchestrator": "orchestrator", "Events": "events", "Webhooks": "webhooks", "Rail": "rail",
+          "Reviews": "reviews", "LoanReviews": "loan-reviews"}
+QUEUE_LOGICALS = tuple(QUEUES)
 DLQ_RETENTION_S = 14 * 24 * 3600
 QUEUE_VISIBILITY_TIMEOUT_S = 30
 MAX_RECEIVE_COUNT = 5
@@ -80,8 +83,8 @@ def test_each_queue_redrives_to_its_own_dlq(embedded_aws, logical):
     outputs = embedded_aws.outputs
     queue, dlq = (sqs.get_queue_attributes(QueueUrl=outputs[key], AttributeNames=["All"])["Attributes"]
                   for key in (f"{logical}QueueUrl", f"{logical}DeadLetterQueueUrl"))
-    assert outputs[f"{logical}QueueName"] == f"finfaas-{embedded_aws.stage}-{logical.lower()}"
-    assert outputs[f"{logical}DeadLetterQueueName"] == f"finfaas-{embedded_aws.stage}-{logical.lower()}-dlq"
+    assert outputs[f"{logical}QueueName"] == f"finfaas-{embedded_aws.stage}-{QUEUES[logical]}"
+    assert outputs[f"{logical}DeadLetterQueueName"] == f"finfaas-{embedded_aws.stage}-{QUEUES[logical]}-dlq"
     assert queue["QueueArn"] == outputs[f"{logical}QueueArn"]
     assert int(queue["VisibilityTimeout"]) == QUEUE_VISIBILITY_TIMEOUT_S
     assert json.loads(queue["RedrivePolicy"]) == {
