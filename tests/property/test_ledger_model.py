@@ -37,7 +37,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-STORE_EXAMPLES_MAX = 20
+STORE_EXAMPLES_MAX = 12
 STORE_STEPS_PER_EXAMPLE = 30
 MODEL_EXAMPLES_MAX = 150
 ACCOUNTS_PER_RUN_MAX = 8

@@ -185,7 +185,7 @@ def test_ending_a_payout_needs_ops_act_and_a_reason():
     world = acting(PayoutWorld())
     day = settled(world)["business_date"]
 
-    reader = ended(world, day, "failed", token=world.operator)
+    reader = ended(world, day, "failed", token=world.minter.mint("ops-reader", ["ops"], kind="client"))
     no_reason = world.post(f"/_/ops/merchants/m-shoes/settlements/{day}/payout/outcome", world.actor,
                            {"outcome": "failed", "reason": ""})
 
