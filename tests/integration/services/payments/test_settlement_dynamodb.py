@@ -50,8 +50,10 @@ def payout_events(merchant_id: str) -> list[str]:
     items = client.query(TableName=resource_name("outbox"), KeyConditionExpression="#p = :p",
                          ExpressionAttributeNames={"#p": "partition"}, ConsistentRead=True,
                          ExpressionAttributeValues={":p": {"S": outbox_partition("payments", merchant_id)}})
+    # The partition also holds other merchants' events and items of other kinds (audit facts).
     return [item["event_id"]["S"] for item in items["Items"]
-            if item["type"]["S"] == "payout.created" and item["event_id"]["S"].split(":")[1] == merchant_id]
+            if item.get("type", {}).get("S") == "payout.created"
+            and item["event_id"]["S"].split(":")[1:2] == [merchant_id]]
 
 
 def settlement_of(world: World) -> MerchantSettlement:
