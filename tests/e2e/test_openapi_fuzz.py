@@ -45,7 +45,7 @@ TOKEN_LIFETIME_SECONDS = 3600
 # Bounds of the run: each operation gets at most this many generated requests per mode (valid and
 # invalid data), and an equal share of what is left of the whole run's time when its turn comes.
 EXAMPLES_PER_MODE_MAX = 15
-FUZZ_SECONDS_MAX = 90
+FUZZ_SECONDS_MAX = 60
 RELAY_RUN_SECONDS = 1  # POST / on the relay relays for this long (50 s when deployed)
 CHECKS = [
     not_a_server_error,

@@ -46,9 +46,9 @@ BROWSER_FUNCTIONS = ("console",)
 FUNCTION_NAMES = sorted(path.parent.name for path in (REPOSITORY_ROOT / "functions").glob("*/handler.py")
                         if path.parent.name not in BROWSER_FUNCTIONS)
 # Each example is one request (a principal's rate limit is 300 a minute) and two snapshots of every
-# business table, which grow with the rest of the suite: 12 per function keeps the module to a few
+# business table, which grow with the rest of the suite: 10 per function keeps the module to a few
 # minutes in the full run on a 2-core machine (derandomized, so every run sends the same requests).
-EXAMPLES_PER_FUNCTION = 12
+EXAMPLES_PER_FUNCTION = 10
 # Tables a refused request may touch for its own bookkeeping; every other one must stay as it was.
 BOOKKEEPING_TABLES = ("ratelimits", "idempotency", "audit")
 # Bounds of the before/after snapshot of the business tables (a stage holds a few thousand items).
