@@ -87,13 +87,13 @@ def wealth_service() -> Any:
     from finfaas.services.wealth.service import InProcessLedger, WealthService
     from finfaas.store.business_date_store import BusinessDateStore
     from finfaas.store.ledger_store import ledger_store_from_config
-    from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+    from finfaas.store.wealth_store import WealthStore, ledger_balances_reader
 
     calendars = Path(__file__).resolve().parents[3] / "infra" / "calendars"
     calendar = parse_calendar((calendars / "cn-2027.json").read_text())
     ledger_store = ledger_store_from_config()
     return WealthService(WealthStore(), InProcessLedger(LedgerService(ledger_store),
-                                                        ledger_accounts_reader(ledger_store)),
+                                                        ledger_balances_reader(ledger_store)),
                          BusinessDateService(BusinessDateStore(), BusinessDateMode.MANUAL),
                          {MARKET: calendar})
 
@@ -222,22 +222,10 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
 
 
 def wealth_check() -> str:
-    """`finfaas wealth check`'s rules on what the run wrote: positions' units against the ledger."""
-    from finfaas.services.ledger.service import LedgerService
-    from finfaas.services.wealth.service import InProcessLedger
-    from finfaas.store.ledger_store import ledger_store_from_config
-    from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+    """`finfaas wealth check` on what the run wrote: positions' units against the ledger."""
+    from finfaas_dev.wealth import check_stage
 
-    from finfaas_dev.wealth import check
-
-    ledger_store = ledger_store_from_config()
-    ledger = InProcessLedger(LedgerService(ledger_store), ledger_accounts_reader(ledger_store))
-
-    def amount(transfer_id: str) -> int | None:
-        transfer = ledger_store.get_transfer(transfer_id)
-        return transfer.amount_minor if transfer is not None else None
-
-    report = check(WealthStore().scan_all(), ledger.balances, amount)
+    report = check_stage()
     return "passed" if report.passed else f"failed: {report.findings[:3]}"
 
 
