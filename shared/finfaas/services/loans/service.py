@@ -360,6 +360,9 @@ class LoanDisbursementService:
 CUSTOMER_KIND = "customer"
 review_note_chars_max = 500
 RULES = "rules"  # decided_by of a loan the rules decided
+# decided_by of a loan its saga declined when no operator decided within the review's time (its ASL's
+# ReviewExpired state reports this operator).
+REVIEW_EXPIRED = "review-expired"
 
 
 def saga_input(loan_id: str, review: bool) -> dict[str, Any]:
