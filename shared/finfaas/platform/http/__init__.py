@@ -104,7 +104,12 @@ from finfaas.platform.http.routes import (
     Route,
     path_param_chars_max,
 )
-from finfaas.platform.http.transactional import IdempotentReplay, OutboxAudit, TransactionalIdempotency
+from finfaas.platform.http.transactional import (
+    IdempotentReplay,
+    KeyInTransaction,
+    OutboxAudit,
+    TransactionalIdempotency,
+)
 
 # What handlers, services and tests import: the old single module's public names, kept in one place.
 __all__ = [
@@ -128,6 +133,7 @@ __all__ = [
     "IdempotentReplay",
     "JSON_MEDIA_TYPE",
     "KEYED",
+    "KeyInTransaction",
     "METHODS",
     "NotReady",
     "OPENAPI_PATH",

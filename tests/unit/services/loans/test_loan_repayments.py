@@ -80,12 +80,17 @@ def test_more_than_is_due_is_refused_on_a_product_that_refuses_overpayments_and_
     assert world.loan(loan_id)["outstanding_minor"] == 10_353
 
 
-def test_an_overpayment_prepays_for_a_smaller_installment_on_a_prepaying_product(world):
+def prepaying_product_loan(world: LoansWorld) -> str:
+    """An active loan of a product that prepays overpayments (created by an operator)."""
     body = {**PRODUCT, "product_id": "prepay-eur", "overpayment": "prepay"}
     created = call(world.handler.handle, "POST", "/_/ops/loan-products", token=world.operator,
-                   headers={"Idempotency-Key": "p-2"}, json_body=body)
+                   headers={"Idempotency-Key": "p-prepay"}, json_body=body)
     assert created.status == 201, created.body
-    loan_id = world.active_loan(product_id="prepay-eur")
+    return world.active_loan(product_id="prepay-eur")
+
+
+def test_an_overpayment_prepays_for_a_smaller_installment_on_a_prepaying_product(world):
+    loan_id = prepaying_product_loan(world)
     world.business_date = FIRST_DUE
 
     reply = world.repay(loan_id, "37.25")  # the first installment, and 20.00 of principal ahead
@@ -289,11 +294,7 @@ SECOND_DUE = date(2024, 3, 1)
 
 def prepaying_loan(world: LoansWorld) -> str:
     """A loan of a product that prepays overpayments, its first installment repaid on its due date."""
-    body = {**PRODUCT, "product_id": "prepay-eur", "overpayment": "prepay"}
-    created = call(world.handler.handle, "POST", "/_/ops/loan-products", token=world.operator,
-                   headers={"Idempotency-Key": "p-prepay"}, json_body=body)
-    assert created.status == 201, created.body
-    loan_id = world.active_loan(product_id="prepay-eur")
+    loan_id = prepaying_product_loan(world)
     world.business_date = FIRST_DUE
     assert world.repay(loan_id, "17.25").status == 200
     world.business_date = SECOND_DUE
