@@ -48,6 +48,8 @@ from finfaas.services.payments.model import (
 )
 from finfaas.services.payments.ports import Merchants, PaymentIntents, PaymentsLedger, Settlements
 
+# The market whose business date (services/business_date) and calendar date settlements and reserve periods.
+SETTLEMENT_MARKET = "CN"
 # Entries younger than this stay for the next settlement: a ledger transaction stamps its entries before
 # it commits, so one still in flight may commit with a key below a cut taken at that moment.
 settlement_lag_seconds = 60
