@@ -1,16 +1,19 @@
 """Merchant settlement: once per business date, each merchant is paid what its receivable shards took in
-since its previous settlement, less the application fees and the rolling reserve, with a report that
-reconciles: captures - refunds - fees - dispute_losses - reserve = payout.
+since its previous settlement, less the application fees and the rolling reserve, plus the reserves of
+earlier settlements whose period is over, with a report that reconciles:
+captures - refunds - fees - dispute_losses - reserve + reserve_released = payout.
 
 The run is a small saga with its plan stored first. It reads each shard's ledger statement back to the
 previous settlement's cut (entries older than `settlement_lag_seconds` only, so a transaction still in
 flight is never skipped), classifies each entry by the intent step whose id it carries, prices the fees
 from the intents, and stores the settlement PLANNED with its legs (ids `stl-<merchant>-<yyyymmdd>-<n>`),
-conditionally on no settlement of that merchant and date. Then it moves the legs on the ledger (linked
-batches: a replay of a batch that committed is answered by the ledger, never applied twice) and saves the
-settlement PAID with `payout.paid` in the same write. A crash anywhere leaves either nothing (planned
-again from scratch) or the PLANNED record, which the next run finishes with the same legs: nothing is paid
-twice. The payout leg credits the currency's settlement account, the suite's side of the rail.
+conditionally on no settlement of that merchant and date and on no other date having followed the
+previous settlement (two dates planned from one cut at once: the second is refused). Then it moves the
+legs on the ledger (linked batches: a replay of a batch that committed is answered by the ledger, never
+applied twice) and saves the settlement PAID with `payout.paid` in the same write. A crash anywhere leaves
+either nothing (planned again from scratch) or the PLANNED record, which the next run finishes with the
+same legs: nothing is paid twice. The payout leg credits the currency's settlement account, the suite's
+side of the rail.
 """
 
 from __future__ import annotations
@@ -153,7 +156,10 @@ class MerchantSettlement:
                 latest = self._finish(latest)
             if latest is not None and self._on_paid is not None:
                 self._on_paid(latest)  # its payout's hand-off again, in case a crash lost it
-            stored = self._settlements.create(self._plan(merchant, business_date, latest))
+            # Claims the place after `latest`: a rival settling another date from the same cut (the daily
+            # run against an operator's settlement of a missed day) is refused before anything moves.
+            stored = self._settlements.create(self._plan(merchant, business_date, latest),
+                                              latest.business_date if latest is not None else None)
         settled = self._finish(stored)
         if self._on_paid is not None:
             self._on_paid(settled)
