@@ -205,7 +205,7 @@ class MerchantSettlement:
         problems = [] if settlement.reconciles else [f"{name}: its figures do not add up to the payout"]
         if settlement.status is not SettlementStatus.PAID:
             problems.append(f"{name}: {settlement.status.value}, not paid")
-        self._merchant(settlement.merchant_id)
+        merchant = self._merchant(settlement.merchant_id)
         before = dict(previous.cuts) if previous is not None else {}
         window = _Window(fees=previous.fees_carried_minor if previous is not None else 0)
         intents: dict[str, PaymentIntent | None] = {}
@@ -235,10 +235,11 @@ class MerchantSettlement:
                 by_purpose[RESERVE_RELEASE]) != (max(settlement.fees_minor, 0), settlement.reserve_minor,
                                                  settlement.payout_minor, settlement.reserve_released_minor):
             problems.append(f"{name}: its legs move {by_purpose}, not its figures")
-        problems.extend(self._verify_release(name, settlement, previous))
+        problems.extend(self._verify_release(name, merchant, settlement, previous))
         return problems
 
-    def _verify_release(self, name: str, settlement: Settlement, previous: Settlement | None) -> list[str]:
+    def _verify_release(self, name: str, merchant: Merchant, settlement: Settlement,
+                        previous: Settlement | None) -> list[str]:
         """The release starts where the previous settlement's stopped, releases only reserves whose period
         was over, what was due is their sum, and no more than that was paid."""
         after = previous.reserve_released_through if previous is not None else None
@@ -250,7 +251,6 @@ class MerchantSettlement:
         if settlement.reserve_released_after != after:
             problems.append(f"{name}: its release starts after {settlement.reserve_released_after}, "
                             f"the previous stopped at {after}")
-        merchant = self._merchant(settlement.merchant_id)
         due = 0
         for held in self._settlements.of_merchant(settlement.merchant_id, reserve_release_settlements_max,
                                                   settlement.reserve_released_after):
