@@ -180,7 +180,8 @@ def build_services(suite: Any = None) -> PaymentsServices:
     lag = int(os.environ.get(SETTLEMENT_LAG_ENV, str(settlement_lag_seconds)))
     settlements = PaymentSettlementsStore(merchants)
     vault = pii_vault()  # bank accounts sealed for the rail: a payout's, a refund's
-    payouts = RailPayouts(merchants, settlements, money, OrchestratorClient(suite), vault=vault)
+    orchestrator = OrchestratorClient(suite)
+    payouts = RailPayouts(merchants, settlements, money, orchestrator, vault=vault)
     calendar = load_calendars(Path(__file__).resolve().parent).get(SETTLEMENT_MARKET)  # the reserve period's
     settlement = MerchantSettlement(merchants, intents, money, settlements,
                                     lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag,
@@ -190,7 +191,6 @@ def build_services(suite: Any = None) -> PaymentsServices:
                                intents=intents, money=money,
                                risk=in_process_risk(RiskClient(suite)), breaker=breaker, settings=settings,
                                cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
-    orchestrator = OrchestratorClient(suite)
     rail_refunds = RailRefunds(payments, orchestrator, vault, money)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
