@@ -6,6 +6,8 @@ Items:
   the daily settlement run pages through; `settlement-run#<business date>` / `-` is that run's progress;
 - `settlement#<merchant id>` / `<business date>`: a merchant's settlement of that date (JSON `doc`,
   `version`, `status`), the partition read newest first for the latest;
+- `settlement-next#<merchant id>` / `<business date>` (or `first`): written with the settlement that follows
+  that date (JSON `doc` naming it), so only one settlement ever follows each;
 - `intent#<payment id>` / `-`: the payment intent, the same way, with `merchant_id`, `owner_id` and
   `created_key` (creation time and id) for the two sparse indexes lists read: by-merchant, by-owner;
   while it is capturable, also `expiry_shard` and `expiry_due_key` (`<when the expiry job next acts>#<id>`)
@@ -79,7 +81,6 @@ CREATED_KEY_LOWEST, CREATED_KEY_HIGHEST = "0", "~"
 EXPIRY_INDEX = "by-expiry"
 SETTLEMENT_PREFIX = "settlement#"
 SETTLEMENT_RUN_PREFIX = "settlement-run#"
-# One item per settlement that has a successor, keyed by its date ("first" before any): the successor's date.
 SETTLEMENT_NEXT_PREFIX = "settlement-next#"
 FIRST_SETTLEMENT = "first"
 MERCHANTS_INDEX = "merchants"
