@@ -360,6 +360,9 @@ class LoansNightlyService:
             except (_LoanMoved, InsufficientFunds):
                 continue  # a repayment, a rival run or a wallet debit came first: read everything again
             except LedgerError as error:
+                if error.retryable:  # contention or an unreachable table moved nothing: retry the page
+                    raise LoanBusy(f"the ledger stayed busy debiting loan {loan_id}",
+                                   errors=(("loan_id", "busy"),)) from error
                 # One wallet the ledger refuses must not stop the night of every other loan.
                 _log.warning("auto-debit refused by the ledger", loan_id=loan_id, error=str(error)[:200])
                 refused = True
