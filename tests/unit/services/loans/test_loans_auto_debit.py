@@ -166,6 +166,38 @@ def test_a_loan_not_opted_in_is_closed_without_touching_the_wallet():
     assert night.events(AUTO_DEBITED, AUTO_DEBIT_FAILED) == []
 
 
+class CountedReads:
+    """A repository whose single reads are counted (each is a GetItem on DynamoDB)."""
+
+    def __init__(self, inner: object, *names: str) -> None:
+        self._inner = inner
+        self.reads = 0
+        for name in names:
+            setattr(self, name, self._counted(getattr(inner, name)))
+
+    def _counted(self, read):
+        def counted(*args, **kwargs):
+            self.reads += 1
+            return read(*args, **kwargs)
+        return counted
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_an_auto_debit_loan_is_read_once_with_its_page_and_not_again_one_by_one():
+    night = AutoDebitWorld()
+    loans = CountedReads(night.world.loans, "get_loan")
+    nightly = CountedReads(night.nightly, "get_close")
+    service = LoansNightlyService(night.world.products, loans, nightly, lambda: night.world.business_date,
+                                  night.world.orchestrator, wallets=night.money, ledger=night.money)
+
+    assert service.close_loans(FIRST_DUE, [night.loan_id]).closed == 1
+
+    assert (loans.reads, nightly.reads) == (0, 0)  # the page's batch read served the debit
+    assert len(night.events(AUTO_DEBITED)) == 1
+
+
 def test_an_installment_repaid_by_hand_on_its_due_date_is_not_debited_again():
     night = AutoDebitWorld()
     night.world.business_date = FIRST_DUE
