@@ -1,11 +1,12 @@
 """Seeding the ledger for benches: the items the ledger's transfer use case would have written for a
 list of operations (each a batch of new transfers committed together), batch-written by a few threads.
 
-A seed, never a use case: no conditions, no funds checks, no outbox events, no idempotency guard. The
-items come from the store's own builders (domain.ledger's transfer_from_new, leg_for_new, entries_for,
-account_changes; store.models' transfer_record, entry_record), so `finfaas ledger check` sees what the
-use case would have left: each transfer, its two entries, and each account's counters, available
-balance, version and last entry key summed once per account. Run it only on a stage no one else writes
+A seed, never a use case: no conditions, no funds checks, no outbox events, no idempotency guard, posted
+transfers only (no hold index). The items come from the store's own builders (domain.ledger's
+transfer_from_new, leg_for_new, entries_for, account_changes; store.models' batch_records, entry_record),
+so `finfaas ledger check` sees what the use case would have left: each transfer (a linked batch's first
+naming its legs), its two entries, and each account's counters, available balance, version and last
+entry key summed once per account. Run it only on a stage no one else writes
 to, over accounts already opened (their records are read, added to and written back last).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 from finfaas.domain.ledger import (
     Actor,
     NewTransfer,
+    TransferKind,
     account_changes,
     entries_for,
     entry_key_prefix,
@@ -29,7 +31,7 @@ from finfaas.domain.ledger import (
     transfer_from_new,
 )
 from finfaas.store.ledger_store import DynamoLedgerStore
-from finfaas.store.models import entry_record, transfer_record
+from finfaas.store.models import batch_records, entry_record
 
 SEED_THREADS = 8  # each its own BatchWriteItem stream (pynamodb sends 25 items a call)
 ACCOUNTS_PER_READ_MAX = 100  # DynamoDB's BatchGetItem limit
@@ -97,10 +99,11 @@ def _write_slice(store: DynamoLedgerStore, operations: Sequence[Sequence[NewTran
             batch = operations[index]
             now = start + index * OPERATION_STEP
             wanted = [transfer_from_new(new, now, batch) for new in batch]
+            assert all(t.kind is not TransferKind.PENDING for t in wanted), "no hold index: posted only"
             legs = [leg_for_new(t) for t in wanted]
             prefix = entry_key_prefix(micros(now))
-            for transfer in wanted:
-                transfers.save(transfer_record(store.models, transfer))
+            for record in batch_records(store.models, wanted):
+                transfers.save(record)
             for position, leg in enumerate(legs):
                 for entry in entries_for(leg, prefix, position, now):
                     entries.save(entry_record(store.models, entry))
