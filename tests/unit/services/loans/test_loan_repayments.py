@@ -373,3 +373,20 @@ def test_a_prepayment_that_prepays_nothing_or_everything_is_a_422_naming_the_fie
     assert reply.status == 422, reply.body
     assert [e["field"] for e in reply.json()["errors"]] == [field]
     assert ledger_changes(world) == before
+
+
+def test_a_repayment_from_a_frozen_wallet_is_a_409_naming_the_account_state_and_moves_nothing(world):
+    # GIVEN an installment due and the customer's wallet frozen after the loan was disbursed
+    from finfaas.services.ledger.service import LedgerService
+
+    loan_id = world.active_loan()
+    world.business_date = FIRST_DUE
+    LedgerService(world.ledger).freeze("acc-cust-1")
+    before = ledger_changes(world)
+
+    # WHEN the customer repays from it
+    reply = world.repay(loan_id, "17.25", key="r-frozen")
+
+    # THEN the ledger's refusal is answered as the ledger function answers it, not as a server error
+    assert (reply.status, reply.json()["code"]) == (409, "account_frozen"), reply.body
+    assert ledger_changes(world) == before and world.event_types(loan_id)[-1] != "loan.repaid"
