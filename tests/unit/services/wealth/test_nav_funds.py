@@ -78,6 +78,16 @@ def subscribe(service: WealthService):
     return service.subscribe("ada", SubscribeCommand("s-1", "nav-1", "wallet-ada", AMOUNT))
 
 
+def confirmed_world():
+    """ada's 100,000.00 confirmed on Friday at Thursday's NAV 1.1800 (83,740.87 units)."""
+    service, store, ledger, product = world()
+    subscribe(service)
+    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
+    run_day(service, "CN", THURSDAY)
+    run_day(service, "CN", FRIDAY)
+    return service, store, ledger, product
+
+
 def test_a_subscription_is_priced_at_its_trade_dates_nav_and_confirmed_once_by_the_next_days_batch():
     # GIVEN 100,000.00 subscribed on Thursday before the cut-off, at a 1.2 % fee
     service, store, ledger, product = world()
@@ -119,11 +129,7 @@ def test_a_run_killed_between_the_confirmation_and_the_fee_is_finished_by_the_re
 
 def test_a_redemption_holds_units_and_is_paid_at_t_nav_less_the_short_holding_fee_once():
     # GIVEN 83,740.87 units confirmed on Friday
-    service, store, ledger, product = world()
-    subscribe(service)
-    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
-    run_day(service, "CN", THURSDAY)
-    run_day(service, "CN", FRIDAY)
+    service, store, ledger, product = confirmed_world()
     # WHEN ada redeems 10,000.00 units on Saturday: T is Monday, paid on Tuesday
     order = service.redeem("ada", RedeemCommand("r-1", "nav-1", "wallet-ada", 1_000_000, fast=False))
     assert (order.trade_date, order.confirmation_date) == (date(2027, 3, 8), date(2027, 3, 9))
@@ -208,16 +214,6 @@ def test_a_nav_is_four_decimals_on_a_trading_day_and_published_once():
         service.publish_nav("nav-1", THURSDAY, Decimal("1.1900"))
     assert again.value.errors[0][0] == "date"
     assert store.nav("nav-1", THURSDAY).nav == Decimal("1.1800")
-
-
-def confirmed_world():
-    """ada's 100,000.00 confirmed on Friday at Thursday's NAV 1.1800 (83,740.87 units)."""
-    service, store, ledger, product = world()
-    subscribe(service)
-    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
-    run_day(service, "CN", THURSDAY)
-    run_day(service, "CN", FRIDAY)
-    return service, store, ledger, product
 
 
 def test_a_nav_correction_reprices_the_subscriptions_confirmed_at_it_and_nothing_else():
@@ -324,11 +320,7 @@ def table_items(store: InMemoryWealthStore, product: Product) -> list[Item]:
 
 
 def test_the_check_counts_nav_units_on_positions_and_fees_in_the_fee_account():
-    service, store, ledger, product = world()
-    subscribe(service)
-    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
-    run_day(service, "CN", THURSDAY)
-    run_day(service, "CN", FRIDAY)
+    service, store, ledger, product = confirmed_world()
 
     class Item:
         def __init__(self, pk: str, doc: str) -> None:
