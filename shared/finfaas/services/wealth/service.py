@@ -343,16 +343,18 @@ class WealthService:
             raise FigureAlreadyPublished(f"{day.isoformat()}: the NAV is {figure} already",
                                          errors=(("nav", "the published NAV already"),))
         repriced, cursor = 0, None
-        while repriced < corrected_orders_per_call_max:
+        while True:
             listed, cursor = self._repo.priced_orders(product_id, day, confirm_orders_per_page_max, cursor)
             for customer_id, order_id in listed:
                 order = self._repo.order(customer_id, order_id)
-                if order is not None and order.nav is not None and order.nav != figure:
-                    self._reprice(product, order, existing)
-                    repriced += 1
+                if order is None or order.nav is None or order.nav == figure:
+                    continue  # re-priced by an earlier call
+                if repriced == corrected_orders_per_call_max:
+                    return NavCorrection(existing, repriced, more=True)
+                self._reprice(product, order, existing)
+                repriced += 1
             if cursor is None:
                 return NavCorrection(existing, repriced, more=False)
-        return NavCorrection(existing, repriced, more=True)
 
     def _reprice(self, product: Product, order: SubscriptionOrder, figure: NavFigure) -> None:
         """One order priced again at the corrected NAV: its confirmation's money reversed and moved again

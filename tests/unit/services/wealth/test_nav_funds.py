@@ -13,6 +13,7 @@ from finfaas.domain.calendar import parse_calendar
 from finfaas.domain.wealth import FeeTier, InsufficientUnits, InvalidFigure, Lot, WealthError
 from finfaas.services.business_date.model import BusinessDateMode
 from finfaas.services.business_date.service import BusinessDateService
+from finfaas.services.wealth import service as wealth_service
 from finfaas.services.wealth.errors import (
     FigureAlreadyPublished,
     FigureNotPublished,
@@ -251,6 +252,23 @@ def test_a_nav_correction_reprices_the_subscriptions_confirmed_at_it_and_nothing
     with pytest.raises(FigureNotPublished) as unpublished:
         service.correct_nav("nav-1", date(2027, 3, 10), Decimal("1.2000"), "no such NAV", "ops-1")
     assert unpublished.value.errors[0][0] == "date"
+
+
+def test_a_nav_correction_reprices_at_most_its_cap_per_call_and_the_same_correction_resumes(monkeypatch):
+    # GIVEN three subscriptions confirmed at Thursday's NAV, and a cap of two orders per call
+    service, store, ledger, product = world()
+    for customer in ("ada", "bob", "cy"):
+        ledger.fund(f"wallet-{customer}", customer, AMOUNT)
+        service.subscribe(customer, SubscribeCommand("s-1", "nav-1", f"wallet-{customer}", AMOUNT))
+    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
+    run_day(service, "CN", THURSDAY)
+    run_day(service, "CN", FRIDAY)
+    monkeypatch.setattr(wealth_service, "corrected_orders_per_call_max", 2)
+    # WHEN ops correct the NAV, then send the same correction twice more
+    calls = [service.correct_nav("nav-1", THURSDAY, Decimal("1.2000"), "restated", "ops-1") for _ in range(3)]
+    # THEN the first call re-prices two orders and says more, the second the last one, the third none
+    assert [(c.repriced, c.more) for c in calls] == [(2, True), (1, False), (0, False)]
+    assert [store.order(c, "s-1").corrections for c in ("ada", "bob", "cy")] == [1, 1, 1]
 
 
 def test_a_nav_correction_reverses_a_redemptions_payment_and_pays_again_at_the_corrected_nav():
