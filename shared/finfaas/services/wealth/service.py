@@ -515,9 +515,8 @@ class WealthService:
             raise InsufficientUnits("amount: more than the position's available units", field="amount")
         today = self._business_dates.current(product.market).business_date
         if command.fast:  # refused before the sweep writes anything (the loop below judges it again)
-            check_fast_redemption(command.amount_minor,
-                                  self._repo.fast_usage(product.product_id, customer_id, today),
-                                  product.fast_redemption_cap_minor)
+            used = self._repo.fast_usage(product.product_id, customer_id, today)
+            check_fast_redemption(command.amount_minor, used, product.fast_redemption_cap_minor)
         self._swept(product, position)
         if not command.fast:
             with _recorded_ok():
@@ -527,9 +526,10 @@ class WealthService:
             return self._stored(customer_id, order)
         done = replace(order, status=OrderStatus.CONFIRMED, confirmation_date=today,
                        hold_id=order_transfer_id(customer_id, command.order_id, "f"))
-        for _ in range(fast_redemption_attempts_max):
-            used = self._repo.fast_usage(product.product_id, customer_id, today)
-            check_fast_redemption(command.amount_minor, used, product.fast_redemption_cap_minor)
+        for attempt in range(fast_redemption_attempts_max):
+            if attempt:  # another fast redemption of the day committed first: judge the cap again
+                used = self._repo.fast_usage(product.product_id, customer_id, today)
+                check_fast_redemption(command.amount_minor, used, product.fast_redemption_cap_minor)
             write = self._repo.fast_usage_write(product.product_id, customer_id, today, used,
                                                 used + command.amount_minor, done)
             try:
@@ -538,7 +538,7 @@ class WealthService:
             except AlreadyRecorded:
                 pass
             except RowMoved:
-                continue  # another fast redemption of the day committed first: judge the cap again
+                continue
             return self._stored(customer_id, done)
         raise OrderConflict("fast redemptions of this position ran at once; retry",
                             errors=(("order_id", "retry"),))

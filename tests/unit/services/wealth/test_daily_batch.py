@@ -3,6 +3,7 @@ remainder, a day without its figure refused naming the date, and the clock's dat
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -41,10 +42,11 @@ DAY = date(2027, 3, 4)
 NOW = datetime(2027, 3, 4, 6, 0, tzinfo=UTC)  # 14:00 in Shanghai, before the cut-off
 
 
-def world(mode: BusinessDateMode = BusinessDateMode.MANUAL, rounding: Rounding = Rounding.TRUNCATE):
+def world(mode: BusinessDateMode = BusinessDateMode.MANUAL, rounding: Rounding = Rounding.TRUNCATE,
+          store_type: type[InMemoryWealthStore] = InMemoryWealthStore):
     product = Product("mmf-1", ProductKind.MMF, "Cash", "CN", "CNY", ProductStatus.OPEN, 100,
                       fund_account_id("mmf-1"), rounding=rounding)
-    store = InMemoryWealthStore()
+    store = store_type()
     ledger = InMemoryWealthLedger(store)
     dates_store = InMemoryBusinessDateStore()
     dates_store.replace("CN", None, DAY, NOW)
@@ -101,8 +103,8 @@ def test_where_the_clock_moves_the_date_a_day_is_batched_only_once_it_has_ended(
     assert service.begin_day("CN", date(2027, 3, 3))
 
 
-def holder_after_confirmation():
-    service, store, ledger, product = world()
+def holder_after_confirmation(store_type: type[InMemoryWealthStore] = InMemoryWealthStore):
+    service, store, ledger, product = world(store_type=store_type)
     ledger.fund("w-ada", "ada", 5_000_000)
     ledger.fund("w-bob", "bob", 5_000_000)
     service.subscribe("ada", SubscribeCommand("s-1", "mmf-1", "w-ada", 2_000_000))
@@ -134,6 +136,37 @@ def test_fast_redemptions_of_a_day_share_its_cap():
         service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 400_001, fast=True))
     service.redeem("ada", RedeemCommand("r-3", "mmf-1", "w-ada", 400_000, fast=True))
     assert ledger.balances(["w-ada"])["w-ada"][0] == 5_000_000 - 2_000_000 + 1_000_000
+
+
+class RivalFastRedemption(InMemoryWealthStore):
+    """A rival fast redemption of 600.00 commits between a request's read of the day's usage and its write."""
+
+    rival_minor = 600_000
+
+    def fast_usage_write(self, product_id, customer_id, day, used_before_minor, used_after_minor, order):
+        if self.rival_minor:
+            rival = super().fast_usage_write(product_id, customer_id, day, used_before_minor,
+                                             used_before_minor + self.rival_minor,
+                                             dataclasses.replace(order, order_id="rival"))
+            self.rival_minor = 0
+            with self.lock:
+                rival.check()
+                rival.apply()
+        return super().fast_usage_write(product_id, customer_id, day, used_before_minor, used_after_minor,
+                                        order)
+
+
+def test_a_fast_redemption_losing_the_days_usage_to_a_rival_judges_the_cap_again():
+    # GIVEN a fast redemption of 600.00 whose usage write loses to a rival's 600.00
+    service, ledger = holder_after_confirmation(RivalFastRedemption)
+    before = dict(ledger.transfers)
+    # WHEN it is judged again on the usage the rival left THEN the cap of 1,000.00 refuses it, paying nothing
+    with pytest.raises(FastRedemptionCapExceeded):
+        service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-ada", 600_000, fast=True))
+    assert ledger.transfers == before
+    # and the 400.00 left of the cap is paid
+    service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 400_000, fast=True))
+    assert ledger.balances(["w-ada"])["w-ada"][0] == 5_000_000 - 2_000_000 + 400_000
 
 
 class DiesOnce(InMemoryWealthLedger):
