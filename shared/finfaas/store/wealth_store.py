@@ -219,6 +219,7 @@ def figure_to_json(figure: DailyIncome) -> str:
         "units_total_minor": figure.units_total_minor, "distributable_minor": figure.distributable_minor,
         "posted_minor": figure.posted_minor, "remainder_minor": figure.remainder_minor,
         "holders": figure.holders, "corrections": _corrections_to_json(figure.corrections),
+        "posting_started": figure.posting_started,
     })
 
 
@@ -230,7 +231,8 @@ def figure_from_json(text: str) -> DailyIncome:
                        int(raw["version"]), Decimal(yield_text) if yield_text is not None else None,
                        raw["units_total_minor"], raw["distributable_minor"], raw["posted_minor"],
                        raw["remainder_minor"], raw["holders"],
-                       _corrections_from_json(raw.get("corrections", [])))
+                       _corrections_from_json(raw.get("corrections", [])),
+                       bool(raw.get("posting_started", False)))
 
 
 def chunk_to_json(chunk: IncomeChunk) -> str:

@@ -123,6 +123,8 @@ page_positions_max = chunk_posting_threads_max * chunk_holders_max
 # A chunk whose holders' rows moved under it (a redemption swept a row's accrued units) is built again
 # from fresh rows at most this many times; then the Task fails and its retry reads the page again.
 chunk_attempts_max = 3
+# A correction racing the batch's mark on the day's income figure: the mark reads the figure again.
+figure_mark_attempts_max = 3
 # A redemption's sweep racing the batch's chunk or another sweep of the same row: read it again.
 sweep_attempts_max = 3
 confirm_orders_per_page_max = 25
@@ -289,7 +291,7 @@ class WealthService:
         if existing.settled:
             raise FigureAlreadyPublished(f"{day.isoformat()}: settled by the batch, its income posted",
                                          errors=(("date", "already settled by the batch"),))
-        if self._repo.chunks(product_id, day):  # half posted at the old figure: conservation needs one
+        if existing.posting_started:  # half posted at the old figure: conservation needs one
             raise FigureAlreadyPublished(f"{day.isoformat()}: the batch is posting this day's income",
                                          errors=(("date", "being posted by the batch"),))
         if existing.income_per_10k_units == figure:
@@ -881,6 +883,7 @@ class WealthService:
                 return PageResult(0, 0, _next_cursor(index, None, len(products)))  # no holders: no income
             raise FigureNotPublished(f"{product.product_id}: no income published for {day.isoformat()}",
                                      errors=(("date", "income not published"),))
+        figure = self._posting(figure)
         if inner is None:  # the product's first page of the day opens the shards (once, idempotent)
             for shard in range(fund_shards):
                 for account in (product.fund_account_id, holders_account_id(product.product_id)):
@@ -904,6 +907,19 @@ class WealthService:
             with ThreadPoolExecutor(min(chunk_posting_threads_max, len(chunks))) as pool:
                 posted = sum(pool.map(post, range(len(chunks))))
         return PageResult(len(page.positions), posted, _next_cursor(index, page.next_cursor, len(products)))
+
+    def _posting(self, figure: DailyIncome) -> DailyIncome:
+        """The figure marked as being posted, on the version it was read in: a correction that came first
+        is read and marked instead, and none can come after (correct_income refuses a marked figure)."""
+        for _ in range(figure_mark_attempts_max):
+            if figure.posting_started:
+                return figure
+            marked = replace(figure, posting_started=True, version=figure.version + 1)
+            if self._repo.publish_income(marked, figure.version):
+                return marked
+            figure = self._repo.daily_income(figure.product_id, figure.day) or figure
+        raise OrderConflict(f"{figure.day.isoformat()}: the income figure kept changing; run the page again",
+                            errors=(("cursor", "retry"),))
 
     def _held(self, positions: Sequence[Position]) -> list[tuple[Position, int]]:
         """(position, units): its ledger balance and the units accrued on its row."""

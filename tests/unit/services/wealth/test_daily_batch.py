@@ -293,6 +293,40 @@ def test_an_income_correction_replaces_a_day_the_batch_has_not_posted_and_a_sett
         service.correct_income("mmf-1", DAY + timedelta(days=1), Decimal("0.6512"), "nothing there", "ops-1")
 
 
+class CorrectedWhilePosting(InMemoryWealthStore):
+    """An operator's income correction arrives while the batch builds its first chunk of the day."""
+
+    service: WealthService | None = None
+    refusals: list[FigureAlreadyPublished]
+
+    def chunk_write(self, chunk, positions):
+        if self.service is not None:
+            service, self.service = self.service, None
+            try:
+                service.correct_income(chunk.product_id, chunk.day, Decimal("0.7000"), "restated", "ops-1")
+            except FigureAlreadyPublished as refused:
+                self.refusals.append(refused)
+        return super().chunk_write(chunk, positions)
+
+
+def test_an_income_correction_racing_the_batchs_first_chunk_is_refused_so_every_holder_earns_one_figure():
+    # GIVEN a holder of 10,000.00 and Thursday's income published at 0.6512
+    service, store, ledger, product = world(store_type=CorrectedWhilePosting)
+    positions, _ = seeded_holdings(product, ["c000"], [1_000_000], DAY)
+    store.create_position(positions[0])
+    ledger.fund(positions[0].account_id, "c000", 1_000_000)
+    service.publish_income("mmf-1", DAY, Decimal("0.6512"))
+    # WHEN ops correct it to 0.7000 after the batch read the figure, before its chunk commits
+    store.service, store.refusals = service, []
+    run_day(service, "CN", DAY)
+    # THEN the correction is refused naming the date, and the day settles at the figure its income was
+    # posted at: 10,000.00 ÷ 10,000 × 0.6512 = 0.65, nothing left to the rounding account
+    assert [r.errors for r in store.refusals] == [(("date", "being posted by the batch"),)]
+    figure = store.daily_income("mmf-1", DAY)
+    assert (figure.income_per_10k_units, figure.posted_minor, figure.remainder_minor) == (
+        Decimal("0.6512"), 65, 0)
+
+
 def test_a_redemption_counts_the_income_accrued_on_the_row_and_a_refused_one_moves_nothing():
     # GIVEN a holder of 10,000.00 units whose day's income (0.65) is accrued on the position's row
     service, store, ledger, product = world()

@@ -80,6 +80,9 @@ class WealthStoreContract:
         assert store.daily_income(product_id, DAY) == corrected
         assert store.daily_incomes(product_id, DAY, DAY) == [corrected]
         assert store.daily_income(product_id, date(2027, 3, 5)) is None
+        marked = replace(corrected, posting_started=True, version=3)  # the batch's mark before it posts
+        assert store.publish_income(marked, 2)
+        assert store.daily_income(product_id, DAY) == marked
 
     def test_a_nav_is_published_once_or_over_the_version_it_replaces(self, store):
         product_id = new_product().product_id
