@@ -144,10 +144,7 @@ class LedgerAccounts:
 
     def accounts(self, account_ids: Sequence[str]) -> dict[str, AccountInfo]:
         found = self._repository.get_accounts(account_ids)
-        return {
-            a.account_id: AccountInfo(a.account_id, a.owner_id, a.currency, a.kind.value, a.status.value)
-            for a in found.values()
-        }
+        return {a.account_id: AccountInfo.of(a) for a in found.values()}
 
 
 class ComposedValidationReads:
