@@ -850,7 +850,8 @@ class LedgerRepository(Protocol):
         ...
 
     def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
-        """The account's open holds (it is their debit side), oldest first."""
+        """The account's open holds (it is their debit side), oldest first; none for an unknown account
+        (the service reads the account first)."""
         ...
 
     def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage: ...

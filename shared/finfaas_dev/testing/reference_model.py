@@ -164,8 +164,6 @@ class ReferenceLedger:
 
     def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
         check_page_size(limit)
-        if account_id not in self.accounts:
-            raise AccountNotFound(f"account {account_id} not found", subject=account_id)
         holds = sorted((t for t in self.transfers.values()
                         if t.debit_account_id == account_id and t.state is PendingState.PENDING),
                        key=lambda t: (t.created_at, t.transfer_id))
