@@ -11,21 +11,16 @@ from finfaas.domain.ledger import Actor, encode_hold_cursor
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
 from finfaas_dev.testing.reference_model import ReferenceLedger
+from support.clocks import SteppingClock
 
-
-class StepClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
+START = datetime(2026, 3, 1, tzinfo=UTC)
+TICK = timedelta(milliseconds=1)  # every clock read is a later moment
 
 
 @pytest.fixture
 def service() -> LedgerService:
     counter = itertools.count(1)
-    service = LedgerService(ReferenceLedger(), StepClock(), lambda: f"id{next(counter)}")
+    service = LedgerService(ReferenceLedger(), SteppingClock(START, TICK), lambda: f"id{next(counter)}")
     service.ensure_system_accounts("USD")
     service.open_account(owner_id="u1", currency="USD", account_id="alice")
     service.open_account(owner_id="u2", currency="USD", account_id="bob")
