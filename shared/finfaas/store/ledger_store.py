@@ -354,9 +354,9 @@ class DynamoLedgerStore:
 
     def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
         """The account's open holds, oldest first: a page of the sparse index's keys, then the holds read
-        consistently (one resolved since the index was written is left out)."""
+        consistently (one resolved since the index was written is left out). The caller has read the
+        account (the service checks it exists and who may see it), so it is not read again here."""
         check_page_size(limit)
-        self._require_account(account_id)
         model = self.models.transfer
         start = None
         if cursor is not None:
