@@ -241,10 +241,13 @@ class ConsoleService:
         found = self._part(page, LEDGER, f"/accounts/{quoted}/holds?{holds_query}", session) or {}
         page.open_holds = [hold for hold in found.get("data") or [] if isinstance(hold, dict)]
         page.open_holds_more = bool(found.get("has_more"))
+        # A hold still open is in that list already (the same view, read consistently): read the others only.
+        open_by_id = {hold.get("transfer_id"): hold for hold in page.open_holds}
         for transfer_id in held[:holds_shown_max]:
             if LEDGER in page.down:
                 break
-            hold = self._part(page, LEDGER, f"/transfers/{quote(str(transfer_id), safe='')}", session)
+            hold = open_by_id.get(transfer_id) or self._part(
+                page, LEDGER, f"/transfers/{quote(str(transfer_id), safe='')}", session)
             if hold is not None:
                 page.holds.append(hold)
         return page
@@ -257,16 +260,20 @@ class ConsoleService:
             page.problems.append(Problem(422, {"detail": "Enter a transfer id."}))
             return page
         page.transfer = self._part(page, LEDGER, f"/transfers/{quote(transfer_id, safe='')}", session)
-        for link in LINKS:
-            linked = (page.transfer or {}).get(link)
-            if linked and linked != transfer_id and LEDGER not in page.down:
-                found = self._part(page, LEDGER, f"/transfers/{quote(str(linked), safe='')}", session)
-                if found is not None:
-                    page.linked.append((link, found))
-        batch_id = (page.transfer or {}).get("batch_id")
+        record = page.transfer or {}
+        batch_id = record.get("batch_id")
         if batch_id and LEDGER not in page.down:
             batch = self._part(page, LEDGER, f"/transfers?{urlencode({'batch_id': batch_id})}", session)
             page.legs = [leg for leg in (batch or {}).get("transfers") or [] if isinstance(leg, dict)]
+        # A linked transfer among the batch's legs (its first leg, at least) is not read a second time.
+        legs_by_id = {leg.get("transfer_id"): leg for leg in page.legs}
+        for link in LINKS:
+            linked = record.get(link)
+            if linked and linked != transfer_id and LEDGER not in page.down:
+                found = legs_by_id.get(linked) or self._part(
+                    page, LEDGER, f"/transfers/{quote(str(linked), safe='')}", session)
+                if found is not None:
+                    page.linked.append((link, found))
         return page
 
     def checks(self, session: Session) -> ChecksPage:
