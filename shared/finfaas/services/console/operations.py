@@ -8,17 +8,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from finfaas.platform.http import RESILIENCE_PATH
 from finfaas.services.console.errors import FunctionDown, RoleRefused
 from finfaas.services.console.model import Role, Session
 from finfaas.services.console.ports import Suite
 from finfaas.services.console.service import Problem, object_or_problem
+from finfaas.services.dead_letters.api import message_id_chars_max
 
 RELAY = "relay"
 # The console does not ask itself: a call through the gateway back into the page being served.
 CONSOLE = "console"
-RESILIENCE_PATH = "/_/ops/resilience"
 queue_chars_max = 64
-message_id_chars_max = 100
 # Each function's breakers cost one call: at most this many functions are asked per page.
 functions_asked_max = 30
 
