@@ -34,10 +34,11 @@ import hmac
 import os
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from finfaas.domain.money import currency_exponent
@@ -138,6 +139,20 @@ console = Lazy(build_console)
 def operations() -> OperationsPages:
     """The dead-letter and health figures' calls, over the console's own suite client."""
     return OperationsPages(console.get().service.suite)
+
+
+T = TypeVar("T")
+
+
+def fetched(find: Callable[[], tuple[T, Problem | None]], empty: T) -> tuple[T, Problem | None, list[str]]:
+    """A page's lookup: what it found and its refusal, or `empty` and the function that is down."""
+    try:
+        found, problem = find()
+    except FunctionDown as error:
+        return empty, None, [error.function]
+    return found, problem, []
+
+
 app = FunctionApp(FUNCTION_NAME, errors={})
 PAGE: dict[str, Any] = {"auth": False, "openapi": PAGE_OPENAPI}
 FORM: dict[str, Any] = {"auth": False, "media_types": (FORM_MEDIA_TYPE,), "openapi": ACTION_OPENAPI}
@@ -283,12 +298,7 @@ def executions(req: Request) -> Response:
         if sent.get(name):
             filters[f"{name}_local"] = sent[name]
             sent[name] = _utc(sent[name])
-    down: list[str] = []
-    listing, problem = None, None
-    try:
-        listing, problem = console.get().service.executions(session, sent)
-    except FunctionDown as error:
-        down.append(error.function)
+    listing, problem, down = fetched(lambda: console.get().service.executions(session, sent), None)
     next_query = ""
     if listing and listing.get("next_cursor"):
         kept = {name: value for name, value in sent.items() if value}
@@ -355,13 +365,7 @@ DONE_VERBS = {"approve": "approved", "reject": "rejected", "post": "posted", "vo
 
 def _queue_page(req: Request, queue: str) -> Response:
     session = _session(req)
-    down: list[str] = []
-    transfers: list[dict[str, Any]] = []
-    problem = None
-    try:
-        transfers, problem = console.get().service.review_queue(session, queue)
-    except FunctionDown as error:
-        down.append(error.function)
+    transfers, problem, down = fetched(lambda: console.get().service.review_queue(session, queue), [])
     query = _query(req)
     done = None
     if query.get("done") in DONE_VERBS and query.get("transfer"):
@@ -453,12 +457,7 @@ def ledger_transfer(req: Request, transfer_id: str) -> Response:
 @app.route("GET", "/loans/{loan_id}", **PAGE)
 def loan(req: Request, loan_id: str) -> Response:
     session = _session(req)
-    down: list[str] = []
-    found, problem = None, None
-    try:
-        found, problem = console.get().service.loan(session, loan_id)
-    except FunctionDown as error:
-        down.append(error.function)
+    found, problem, down = fetched(lambda: console.get().service.loan(session, loan_id), None)
     exponent = currency_exponent(found["currency"]) if found and found.get("currency") else 0
     return page("loan.html", session=session, loan_id=loan_id, loan=found, exponent=exponent,
                 problem=problem, down=down)
@@ -467,12 +466,7 @@ def loan(req: Request, loan_id: str) -> Response:
 @app.route("GET", "/payments/{payment_id}", **PAGE)
 def payment_intent(req: Request, payment_id: str) -> Response:
     session = _session(req)
-    down: list[str] = []
-    found, problem = None, None
-    try:
-        found, problem = console.get().service.payment_intent(session, payment_id)
-    except FunctionDown as error:
-        down.append(error.function)
+    found, problem, down = fetched(lambda: console.get().service.payment_intent(session, payment_id), None)
     exponent = currency_exponent(found["currency"]) if found and found.get("currency") else 0
     return page("payment_intent.html", _shown(problem.status) if problem else 200, session=session,
                 payment_id=payment_id, intent=found, exponent=exponent, problem=problem, down=down)
@@ -481,12 +475,8 @@ def payment_intent(req: Request, payment_id: str) -> Response:
 @app.route("GET", "/wealth/{customer_id}/{product_id}", **PAGE)
 def wealth_position(req: Request, customer_id: str, product_id: str) -> Response:
     session = _session(req)
-    down: list[str] = []
-    found, problem = None, None
-    try:
-        found, problem = console.get().service.position(session, customer_id, product_id)
-    except FunctionDown as error:
-        down.append(error.function)
+    found, problem, down = fetched(lambda: console.get().service.position(session, customer_id, product_id),
+                                   None)
     return page("position.html", _shown(problem.status) if problem else 200, session=session,
                 customer_id=customer_id, product_id=product_id, position=found, problem=problem, down=down)
 
@@ -498,13 +488,7 @@ def wealth_position(req: Request, customer_id: str, product_id: str) -> Response
 def health(req: Request) -> Response:
     """What the gateway tells of each function; what no API serves yet is named on the page."""
     session = _session(req)
-    down: list[str] = []
-    functions: list[dict[str, Any]] = []
-    problem = None
-    try:
-        functions, problem = console.get().service.functions(session)
-    except FunctionDown as error:
-        down.append(error.function)
+    functions, problem, down = fetched(lambda: console.get().service.functions(session), [])
     figures = operations().health(session, functions)
     return page("health.html", session=session, functions=functions, problem=problem,
                 down=down + figures.down, figures=figures)
@@ -517,25 +501,14 @@ def health(req: Request) -> Response:
 def dead_letters(req: Request) -> Response:
     """Each queue of the suite with a dead-letter queue: its letters' count and the oldest's age."""
     session = _session(req)
-    down: list[str] = []
-    queues: list[dict[str, Any]] = []
-    problem = None
-    try:
-        queues, problem = operations().queues(session)
-    except FunctionDown as error:
-        down.append(error.function)
+    queues, problem, down = fetched(lambda: operations().queues(session), [])
     return page("dead_letters.html", session=session, queues=queues, problem=problem, down=down)
 
 
 @app.route("GET", "/dead-letters/{queue}", **PAGE)
 def dead_letter_queue(req: Request, queue: str) -> Response:
     session = _session(req)
-    down: list[str] = []
-    found, problem = None, None
-    try:
-        found, problem = operations().letters(session, queue)
-    except FunctionDown as error:
-        down.append(error.function)
+    found, problem, down = fetched(lambda: operations().letters(session, queue), None)
     query = _query(req)
     done = None
     if query.get("moved", "").isdigit():

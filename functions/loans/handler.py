@@ -63,23 +63,26 @@ from typing import Any
 
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.events import event_mac_from_config
-from finfaas.platform.http import FunctionApp, Request, Response, validation_failed
+from finfaas.platform.http import FunctionApp, KeyInTransaction, Request, Response, validation_failed
 from finfaas.platform.http.rendering import rendered, stored_response
-from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
+from finfaas.platform.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    REPLAYED_HEADER,
+    CompletionRecords,
+    IdempotencyGuard,
+)
 from finfaas.platform.queue_proof import QueueMessageProof, QueueOrScheduleProof
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
 from finfaas.services.business_date import api as business_date_api
 from finfaas.services.ledger.api import ledger_error_table
-from finfaas.services.ledger.ports import CompletionRecords
 from finfaas.services.loans.api import (
     ERRORS,
     ApplicationBody,
     AutoDebitBody,
     DisburseStepBody,
     DisburseStepView,
-    KeyInTransaction,
     LoanView,
     NightlyCloseBody,
     NightlyCloseView,
@@ -242,7 +245,7 @@ def paid_answer(paid: Paid) -> Response:
                     headers={REPLAYED_HEADER: "true"} if paid.repeated else {})
 
 
-def payment_record(req: Request) -> KeyInTransaction | None:
+def payment_record(req: Request) -> KeyInTransaction[Paid] | None:
     """The request's Idempotency-Key record and audit facts for its payment's ledger transaction; None
     leaves both to the platform (recorded and appended after the handler)."""
     records = services.get().records

@@ -96,7 +96,12 @@ from finfaas.services.payments.model import PaymentIntent, Refund, payment_id_fo
 from finfaas.services.payments.rail_payouts import RailPayouts
 from finfaas.services.payments.rail_refunds import RailRefunds
 from finfaas.services.payments.service import Caller, PaymentsService, PaymentsSettings
-from finfaas.services.payments.settlement import MerchantSettlement, settlement_csv, settlement_lag_seconds
+from finfaas.services.payments.settlement import (
+    SETTLEMENT_MARKET,
+    MerchantSettlement,
+    settlement_csv,
+    settlement_lag_seconds,
+)
 
 FUNCTION_NAME = "payments"
 # Operators onboard by hand or by script: the limit stops a runaway script, not a person.
@@ -115,8 +120,6 @@ BREAKER_FAILURES_ENV = "PAYMENTS_RISK_BREAKER_FAILURES"
 BREAKER_OPEN_SECONDS_ENV = "PAYMENTS_RISK_BREAKER_OPEN_SECONDS"
 SETTLEMENT_LAG_ENV = "PAYMENTS_SETTLEMENT_LAG_SECONDS"
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
-# The market whose business date (services/business_date, served by the ledger function) dates settlements.
-SETTLEMENT_MARKET = "CN"
 SETTLEMENTS_PATH = "/_/ops/merchants/{merchant_id}/settlements/{date}"
 CSV_MEDIA_TYPE = "text/csv"
 RAIL_NOTICE_KEY_SECRET_NAME = "rail-notice-key"  # noqa: S105 - the secret's name, not a secret
@@ -177,7 +180,8 @@ def build_services(suite: Any = None) -> PaymentsServices:
     lag = int(os.environ.get(SETTLEMENT_LAG_ENV, str(settlement_lag_seconds)))
     settlements = PaymentSettlementsStore(merchants)
     vault = pii_vault()  # bank accounts sealed for the rail: a payout's, a refund's
-    payouts = RailPayouts(merchants, settlements, money, OrchestratorClient(suite), vault=vault)
+    orchestrator = OrchestratorClient(suite)
+    payouts = RailPayouts(merchants, settlements, money, orchestrator, vault=vault)
     calendar = load_calendars(Path(__file__).resolve().parent).get(SETTLEMENT_MARKET)  # the reserve period's
     settlement = MerchantSettlement(merchants, intents, money, settlements,
                                     lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag,
@@ -187,7 +191,6 @@ def build_services(suite: Any = None) -> PaymentsServices:
                                intents=intents, money=money,
                                risk=in_process_risk(RiskClient(suite)), breaker=breaker, settings=settings,
                                cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
-    orchestrator = OrchestratorClient(suite)
     rail_refunds = RailRefunds(payments, orchestrator, vault, money)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(

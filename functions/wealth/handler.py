@@ -82,10 +82,6 @@ LIMITS = {limit.name: limit for limit in (OPS_LIMIT, MONEY_LIMIT, READ_LIMIT)}
 READ, WRITE, BATCH = "wealth:read", "wealth:write", "wealth:batch"
 OPS_ACT = "ops:act"  # an operator's action that changes money already moved (corrections), beside ops
 GATEWAY_URL_DEFAULT = "http://127.0.0.1:8080"
-CALENDARS_DIR_ENV = "FINFAAS_CALENDARS_DIR"
-# shared/finfaas/... -> the folder holding infra/ (the repository, or the build context where
-# stack.yml's configuration.copy puts infra/calendars).
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # A figures list reads at most this many days.
 yields_days_max = 92
 
@@ -102,24 +98,12 @@ class WealthServices:
     business_dates: Any
 
 
-def calendars_dir() -> Path:
-    from finfaas.platform.calendars import calendars_dir as found_in
-
-    return found_in(Path(__file__).resolve().parent)
-
-
-def load_calendars() -> dict[str, Any]:
-    """Every market's calendar from infra/calendars/*.json."""
-    from finfaas.platform.calendars import load_calendars as loaded_from
-
-    return dict(loaded_from(Path(__file__).resolve().parent))
-
-
 def build_services(suite: Any = None) -> WealthServices:
     """The services on this stage's tables and the ledger in process; `suite` replaces the gateway
     client (tests route it to handlers in process)."""
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
+    from finfaas.platform.calendars import load_calendars
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.services.business_date.model import mode_from_env
     from finfaas.services.business_date.service import BusinessDateService
@@ -140,7 +124,7 @@ def build_services(suite: Any = None) -> WealthServices:
     business_dates = BusinessDateService(BusinessDateStore(), mode_from_env())
     wealth = WealthService(WealthStore(), InProcessLedger(LedgerService(ledger_store),
                                                           ledger_balances_reader(ledger_store)),
-                           business_dates, load_calendars())
+                           business_dates, load_calendars(Path(__file__).resolve().parent))
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return WealthServices(wealth=wealth, guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
                           limiter=RateLimiter(RateLimitStore(), LIMITS),

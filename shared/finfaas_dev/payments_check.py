@@ -19,7 +19,6 @@ problems_shown_max = 50
 merchants_per_page = 100
 merchants_max = 100_000
 settlements_per_merchant_max = 3_660  # ten years of daily settlements
-SETTLEMENT_MARKET = "CN"  # the payments function's: its calendar dates the reserve periods
 EXIT_CLEAN, EXIT_INCONSISTENT, EXIT_UNREACHABLE = 0, 1, 2
 
 
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from finfaas.services.ledger.service import LedgerService
     from finfaas.services.payments.errors import PaymentsStoreUnavailable
     from finfaas.services.payments.service import LedgerStoreAccounts
-    from finfaas.services.payments.settlement import MerchantSettlement
+    from finfaas.services.payments.settlement import SETTLEMENT_MARKET, MerchantSettlement
     from finfaas.store.ledger_store import StoreUnreachable, ledger_store_from_config
     from finfaas.store.payments_store import PaymentIntentsStore, PaymentSettlementsStore, PaymentsStore
 

@@ -23,7 +23,7 @@ from finfaas.services.loans.service import (
     LoanRepaymentService,
 )
 from finfaas.workflow.asl import DefinitionRegistry, definitions_dir, load_definition_file
-from finfaas.workflow.tasks import HttpTasks
+from finfaas.workflow.tasks import HttpTasks, ResourceRunner, TaskCall, TaskSubmitted
 from finfaas_dev.fakes.loans import (
     FakeBureau,
     FakeRisk,
@@ -78,6 +78,18 @@ class FakeOrchestrator:
         self.reported[task_token] = output
 
 
+class ReviewQueue:
+    """The `loan-reviews` queue as the saga's AwaitReview sends to it: keeps each message, delivers none
+    (no operator answers unless a test reports the task)."""
+
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def run(self, call: TaskCall) -> TaskSubmitted:
+        self.sent.append(call.parameters)
+        return TaskSubmitted()
+
+
 class LoansWorld:
     """The loans handler on fakes and the reference ledger (a EUR wallet for the customer); with
     `orchestrator` None, an in-memory orchestrator deployment runs the saga (crashing at `crash`)."""
@@ -121,8 +133,9 @@ class LoansWorld:
         token = self.minter.mint("orchestrator", ["loans:saga"], kind="client")
         definitions = DefinitionRegistry([load_definition_file(
             definitions_dir() / f"{DISBURSEMENT_STATE_MACHINE}.asl.json")])
-        self.engine = World(definitions, HttpTasks(GATEWAY, StaticTokens(token), request=gateway.request),
-                            crash=crash, duplicate_deliveries=duplicate_deliveries)
+        self.reviews = ReviewQueue()
+        tasks = ResourceRunner(HttpTasks(GATEWAY, StaticTokens(token), request=gateway.request), self.reviews)
+        self.engine = World(definitions, tasks, crash=crash, duplicate_deliveries=duplicate_deliveries)
 
     def _read_business_date(self) -> date:
         self.business_date_reads += 1

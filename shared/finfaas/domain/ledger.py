@@ -495,16 +495,15 @@ def statement_page(
     return StatementPage(account_id, currency, lines, has_more, next_cursor)
 
 
-def encode_statement_cursor(account_id: str, entry_key_: str, balance_after_minor: int) -> str:
-    """The last key shown and the balance after the next (older) entry; the accounts service seals it."""
-    raw = f"{account_id}\n{entry_key_}\n{balance_after_minor}"
+def _encode_cursor(account_id: str, first: str, second: str) -> str:
+    """Three plain lines, base64url without padding: the account, then where its list stopped."""
+    raw = f"{account_id}\n{first}\n{second}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_statement_cursor(account_id: str, cursor: str) -> tuple[str, int]:
-    """(last key shown, balance) of a cursor of this account's statement; InvalidInput otherwise."""
+def _cursor_parts(account_id: str, cursor: str, problem: InvalidInput) -> tuple[str, str]:
+    """The two positions of a cursor of this account's list; `problem` for anything else."""
     # Plain lines, no JSON: nothing here can nest, overflow or turn into a float.
-    problem = InvalidInput("starting_after: not a cursor of this statement", field="starting_after")
     if not isinstance(cursor, str) or not 0 < len(cursor) <= statement_cursor_chars_max:
         raise problem
     try:
@@ -512,34 +511,35 @@ def decode_statement_cursor(account_id: str, cursor: str) -> tuple[str, int]:
     except (ValueError, binascii.Error):
         raise problem from None
     parts = raw.split("\n")
-    if len(parts) != 3:
+    if len(parts) != 3 or parts[0] != account_id:
         raise problem
-    owner, key, balance = parts
-    if owner != account_id or not _CURSOR_ENTRY_KEY.fullmatch(key) or not _CURSOR_BALANCE.fullmatch(balance):
+    return parts[1], parts[2]
+
+
+def encode_statement_cursor(account_id: str, entry_key_: str, balance_after_minor: int) -> str:
+    """The last key shown and the balance after the next (older) entry; the accounts service seals it."""
+    return _encode_cursor(account_id, entry_key_, str(balance_after_minor))
+
+
+def decode_statement_cursor(account_id: str, cursor: str) -> tuple[str, int]:
+    """(last key shown, balance) of a cursor of this account's statement; InvalidInput otherwise."""
+    problem = InvalidInput("starting_after: not a cursor of this statement", field="starting_after")
+    key, balance = _cursor_parts(account_id, cursor, problem)
+    if not _CURSOR_ENTRY_KEY.fullmatch(key) or not _CURSOR_BALANCE.fullmatch(balance):
         raise problem
     return key, int(balance)
 
 
 def encode_hold_cursor(account_id: str, created_at_text: str, transfer_id: str) -> str:
     """Where a page of an account's open holds stopped: the last hold's creation time and id."""
-    raw = f"{account_id}\n{created_at_text}\n{transfer_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _encode_cursor(account_id, created_at_text, transfer_id)
 
 
 def decode_hold_cursor(account_id: str, cursor: str) -> tuple[str, str]:
     """(created_at text, transfer id) of a cursor of this account's open holds; InvalidInput otherwise."""
     problem = InvalidInput("starting_after: not a cursor of this list", field="starting_after")
-    if not isinstance(cursor, str) or not 0 < len(cursor) <= statement_cursor_chars_max:
-        raise problem
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
-    except (ValueError, binascii.Error):
-        raise problem from None
-    parts = raw.split("\n")
-    if len(parts) != 3:
-        raise problem
-    owner, created_at_text, transfer_id = parts
-    if owner != account_id or not _CURSOR_TIME.fullmatch(created_at_text):
+    created_at_text, transfer_id = _cursor_parts(account_id, cursor, problem)
+    if not _CURSOR_TIME.fullmatch(created_at_text):
         raise problem
     if not _IDENTIFIER.match(transfer_id) or len(transfer_id) > identifier_chars_max:
         raise problem
@@ -850,7 +850,8 @@ class LedgerRepository(Protocol):
         ...
 
     def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
-        """The account's open holds (it is their debit side), oldest first."""
+        """The account's open holds (it is their debit side), oldest first; none for an unknown account
+        (the service reads the account first)."""
         ...
 
     def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage: ...

@@ -304,7 +304,7 @@ class SqsQueue:
 
     def _sqs(self) -> Any:
         if self._client is None:
-            self._client = _sqs_client()
+            self._client = sqs_client()
         return self._client
 
 
@@ -320,7 +320,7 @@ def _batch_entry(entry_id: str, message: QueueMessage) -> dict[str, Any]:
     return entry
 
 
-def _sqs_client() -> Any:
+def sqs_client() -> Any:
     """A botocore SQS client (no boto3); botocore resolves the endpoint from AWS_ENDPOINT_URL*."""
     import botocore.session
     from botocore.config import Config

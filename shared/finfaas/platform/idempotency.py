@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from finfaas.platform import jsonio
 from finfaas.platform.errors import BadRequest, Conflict, HttpError
@@ -169,6 +169,18 @@ class IdempotencyRepository(Protocol):
 
     def renew(self, key: str, lease_token: str, lease_expires_at_ms: int) -> bool:
         """Move the lease end of the IN_PROGRESS record held by lease_token; False if that claim was lost."""
+        ...
+
+
+class CompletionRecords(Protocol):
+    """The idempotency table as a caller's own transaction needs it (store/idempotency_store.py)."""
+
+    def completion_put(self, record: IdempotencyRecord) -> tuple[Any, Any]:
+        """(item, condition) putting the COMPLETED record in the caller's transaction."""
+        ...
+
+    def record_from_raw(self, raw_item: dict[str, Any]) -> IdempotencyRecord:
+        """The record a cancellation reason returned (ALL_OLD)."""
         ...
 
 

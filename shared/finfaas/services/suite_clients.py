@@ -43,6 +43,13 @@ class Reply:
         return self.body.get("code") if isinstance(self.body, dict) else None
 
 
+def _object_of(reply: Reply, service: str) -> dict[str, Any]:
+    """A 200 answer's JSON object; ServiceUnreachable for any other answer of `service`."""
+    if reply.status != 200 or not isinstance(reply.body, dict):
+        raise ServiceUnreachable(f"{service} answered {reply.status} {reply.code}")
+    return reply.body
+
+
 class SuiteClient:
     """JSON over the gateway client: an answer below 500, or ServiceUnreachable."""
 
@@ -140,16 +147,12 @@ class RiskClient:
         reply = self._client.call(
             "POST", f"{RISK_PATH}/assessments", body, timeout_seconds=self._timeout_seconds
         )
-        if reply.status != 200 or not isinstance(reply.body, dict):
-            raise ServiceUnreachable(f"risk answered {reply.status} {reply.code}")
-        return reply.body
+        return _object_of(reply, "risk")
 
     def rules(self) -> dict[str, Any]:
         """The thresholds in effect (GET /rules): every rule with its thresholds' names and values."""
         reply = self._client.call("GET", f"{RISK_PATH}/rules", None, timeout_seconds=self._timeout_seconds)
-        if reply.status != 200 or not isinstance(reply.body, dict):
-            raise ServiceUnreachable(f"risk answered {reply.status} {reply.code}")
-        return reply.body
+        return _object_of(reply, "risk")
 
 
 class BureauClient:
@@ -163,9 +166,7 @@ class BureauClient:
         body = {"customer_id": customer_id, "inquiry_id": inquiry_id}
         reply = self._client.call("POST", f"{BUREAU_PATH}/reports", body,
                                   timeout_seconds=self._timeout_seconds)
-        if reply.status != 200 or not isinstance(reply.body, dict):
-            raise ServiceUnreachable(f"bureau answered {reply.status} {reply.code}")
-        return reply.body
+        return _object_of(reply, "bureau")
 
 
 class LedgerAccountConflict(ValueError):

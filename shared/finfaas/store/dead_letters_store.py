@@ -114,9 +114,9 @@ class SqsDeadLetters:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if self._client is None:
-            from finfaas.platform.events import _sqs_client
+            from finfaas.platform.events import sqs_client
 
-            self._client = _sqs_client()
+            self._client = sqs_client()
         try:
             return getattr(self._client, operation)(**params)
         except (BotoCoreError, ClientError) as error:

@@ -168,6 +168,7 @@ def create_with_event(connection: Any, item: Any, new: Any, event_item: Any, cre
             return existing
     raise unavailable(written) from written.error
 
+
 def consistent_get(
     model: Any,
     key: Sequence[Any],

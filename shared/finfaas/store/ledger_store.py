@@ -121,6 +121,7 @@ from finfaas.store.models import (
     LedgerModels,
     account_from_raw,
     account_from_record,
+    batch_records,
     bind_models,
     entry_from_record,
     entry_record,
@@ -353,9 +354,9 @@ class DynamoLedgerStore:
 
     def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
         """The account's open holds, oldest first: a page of the sparse index's keys, then the holds read
-        consistently (one resolved since the index was written is left out)."""
+        consistently (one resolved since the index was written is left out). The caller has read the
+        account (the service checks it exists and who may see it), so it is not read again here."""
         check_page_size(limit)
-        self._require_account(account_id)
         model = self.models.transfer
         start = None
         if cursor is not None:
@@ -484,10 +485,8 @@ class DynamoLedgerStore:
                 attempt: _Attempt, extra: TransactionExtra | None = None) -> list[Transfer]:
         legs = [leg_for_new(t) for t in wanted]
         tx = _Transaction()
-        leg_ids = [t.transfer_id for t in wanted]
-        for transfer in wanted:
-            names = leg_ids if len(wanted) > 1 and transfer.transfer_id == transfer.batch_id else None
-            tx.put(("transfer", transfer.transfer_id), transfer_record(self.models, transfer, names),
+        for transfer, record in zip(wanted, batch_records(self.models, wanted), strict=True):
+            tx.put(("transfer", transfer.transfer_id), record,
                    self.models.transfer.transfer_id.does_not_exist())
             if transfer.kind is TransferKind.PENDING and transfer.expires_at is not None:
                 tx.put(("hold", transfer.transfer_id), self._hold_index_record(transfer))

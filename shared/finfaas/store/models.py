@@ -6,6 +6,7 @@ non-integers through float, so nothing here ever stores a non-integer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -208,6 +209,12 @@ def transfer_record(models: LedgerModels, transfer: Transfer,
         metadata=transfer.metadata or None, state=transfer.state.value if transfer.state else None,
         held_account_id=transfer.debit_account_id if transfer.state is PendingState.PENDING else None,
     )
+
+
+def batch_records(models: LedgerModels, batch: Sequence[Transfer]) -> list[TransferRecord]:
+    """Each transfer's record; a linked batch's first leg names every leg, in order (batch_legs)."""
+    names = [t.transfer_id for t in batch] if len(batch) > 1 else None
+    return [transfer_record(models, t, names if t.transfer_id == t.batch_id else None) for t in batch]
 
 
 def entry_record(models: LedgerModels, entry: Entry) -> EntryRecord:

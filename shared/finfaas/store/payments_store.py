@@ -6,6 +6,8 @@ Items:
   the daily settlement run pages through; `settlement-run#<business date>` / `-` is that run's progress;
 - `settlement#<merchant id>` / `<business date>`: a merchant's settlement of that date (JSON `doc`,
   `version`, `status`), the partition read newest first for the latest;
+- `settlement-next#<merchant id>` / `<business date>` (or `first`): written with the settlement that follows
+  that date (JSON `doc` naming it), so only one settlement ever follows each;
 - `intent#<payment id>` / `-`: the payment intent, the same way, with `merchant_id`, `owner_id` and
   `created_key` (creation time and id) for the two sparse indexes lists read: by-merchant, by-owner;
   while it is capturable, also `expiry_shard` and `expiry_due_key` (`<when the expiry job next acts>#<id>`)
@@ -40,7 +42,7 @@ from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.payments import FeeSchedule, Rounding, reserve_period_days_default
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
-from finfaas.services.payments.errors import PaymentsStoreUnavailable
+from finfaas.services.payments.errors import PaymentsStoreUnavailable, SettlementOutOfOrder
 from finfaas.services.payments.model import (
     CancellationReason,
     CaptureMethod,
@@ -79,6 +81,8 @@ CREATED_KEY_LOWEST, CREATED_KEY_HIGHEST = "0", "~"
 EXPIRY_INDEX = "by-expiry"
 SETTLEMENT_PREFIX = "settlement#"
 SETTLEMENT_RUN_PREFIX = "settlement-run#"
+SETTLEMENT_NEXT_PREFIX = "settlement-next#"
+FIRST_SETTLEMENT = "first"
 MERCHANTS_INDEX = "merchants"
 MERCHANT_LISTED = "merchant"  # the one partition of the merchants index
 expiry_index_shards = 8
@@ -597,15 +601,27 @@ class PaymentsStore:
         except PynamoDBException as error:
             raise PaymentsStoreUnavailable(f"settlements of {merchant_id}: {error}") from error
 
-    def create_settlement(self, settlement: Settlement) -> Settlement:
+    def create_settlement(self, settlement: Settlement, previous: date | None) -> Settlement:
+        """The settlement and its claim of the place after `previous`, in one transaction."""
         item = self._settlement_item(settlement)
-        written = conditional_write(lambda: item.save(condition=self._item.pk.does_not_exist()))
+        after = previous.isoformat() if previous is not None else FIRST_SETTLEMENT
+        claim = self._item(f"{SETTLEMENT_NEXT_PREFIX}{settlement.merchant_id}", after, version=1,
+                           status="claimed", doc=json.dumps({"next": settlement.business_date.isoformat()}))
+
+        def transact() -> None:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(item, condition=self._item.pk.does_not_exist())
+                transaction.save(claim, condition=self._item.pk.does_not_exist())
+
+        written = conditional_write(transact)
         if written.taken:
             return settlement
         if any_condition_failed(written.error):
             existing = self.get_settlement(settlement.merchant_id, settlement.business_date)
             if existing is not None:
                 return existing
+            raise SettlementOutOfOrder(f"date: {settlement.merchant_id} was settled after {after} for "
+                                       "another date meanwhile", field="date")
         cause = written.error
         raise PaymentsStoreUnavailable(f"create settlement {settlement.merchant_id}: "
                                        f"{written.code}") from cause
@@ -744,8 +760,8 @@ class PaymentSettlementsStore:
     def latest(self, merchant_id: str) -> Settlement | None:
         return self._store.latest_settlement(merchant_id)
 
-    def create(self, settlement: Settlement) -> Settlement:
-        return self._store.create_settlement(settlement)
+    def create(self, settlement: Settlement, previous: date | None) -> Settlement:
+        return self._store.create_settlement(settlement, previous)
 
     def save(self, settlement: Settlement, event: IntentEvent) -> bool:
         return self._store.save_settlement(settlement, event)

@@ -21,9 +21,9 @@ from finfaas.store.binding import RETRY_ATTEMPTS_MAX
 from finfaas.store.models import account_from_record
 from finfaas.store.transfers_store import (
     NO_RANGE,
-    ORDER_PREFIX,
     TransfersStore,
     order_from_json,
+    order_key,
     tier_key,
     usage_partition,
 )
@@ -57,13 +57,9 @@ class TransferValidationReads:
         wanted = list(dict.fromkeys(account_ids))
         if len(wanted) > accounts_per_read_max:
             raise ValueError(f"account_ids: at most {accounts_per_read_max}")
-        order_keys = [tier_key(owner_id)]
-        usage_pk = usage_partition(owner_id, day, currency) if day is not None else None
-        if usage_pk is not None:
-            order_keys.append((usage_pk, NO_RANGE))
-        order_pk = None if transfer_id is None else f"{ORDER_PREFIX}{transfer_id}"
-        if order_pk is not None:
-            order_keys.append((order_pk, NO_RANGE))
+        usage = None if day is None else (usage_partition(owner_id, day, currency), NO_RANGE)
+        order_wanted = None if transfer_id is None else order_key(transfer_id)
+        order_keys = [key for key in (tier_key(owner_id), usage, order_wanted) if key is not None]
         requests: dict[str, Any] = {
             self._orders_table: {
                 "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in order_keys],
@@ -76,24 +72,18 @@ class TransferValidationReads:
                 "ConsistentRead": True,
             }
         found = self._batch_get(requests)
-        accounts = (account_from_record(self._accounts.from_raw_data(raw))
+        accounts = (AccountInfo.of(account_from_record(self._accounts.from_raw_data(raw)))
                     for raw in found.get(self._accounts_table, []))
         tier, total_minor, order = TIER_DEFAULT, 0, None
         for raw in found.get(self._orders_table, []):
             item = self._orders.from_raw_data(raw)
-            if item.pk == order_pk:
+            if (item.pk, item.sk) == order_wanted:
                 order = order_from_json(item.doc)
-            elif item.pk == usage_pk:
+            elif (item.pk, item.sk) == usage:
                 total_minor = 0 if item.total_minor is None else int(item.total_minor)
             elif item.tier is not None:
                 tier = Tier(item.tier)
-        return ValidationFacts(
-            {a.account_id: AccountInfo(a.account_id, a.owner_id, a.currency, a.kind.value, a.status.value)
-             for a in accounts},
-            tier,
-            total_minor,
-            order,
-        )
+        return ValidationFacts({a.account_id: a for a in accounts}, tier, total_minor, order)
 
     def _batch_get(self, requests: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {}

@@ -153,7 +153,7 @@ def _models(table_name: str, outbox_table_name: str, region: str) -> tuple[Any, 
     return order_model, bound(_OutboxItem, outbox_table_name, region)
 
 
-def _order_key(transfer_id: str) -> tuple[str, str]:
+def order_key(transfer_id: str) -> tuple[str, str]:
     return f"{ORDER_PREFIX}{transfer_id}", NO_RANGE
 
 
@@ -262,7 +262,7 @@ class TransfersStore:
             lambda written: TransferStoreUnavailable(f"create {order.transfer_id}: {written.error}"))
 
     def get(self, transfer_id: str) -> TransferOrder | None:
-        item = consistent_get(self._item, _order_key(transfer_id),
+        item = consistent_get(self._item, order_key(transfer_id),
                               lambda error: TransferStoreUnavailable(f"read {transfer_id}: {error}"))
         return None if item is None else order_from_json(item.doc)
 
@@ -288,7 +288,7 @@ class TransfersStore:
     def get_many(self, transfer_ids: Sequence[str]) -> dict[str, TransferOrder]:
         """The orders that exist among these ids, read consistently in BatchGetItem calls of 100 keys
         (pynamodb pages them and asks again for any key DynamoDB left unprocessed)."""
-        keys = [_order_key(transfer_id) for transfer_id in dict.fromkeys(transfer_ids)]
+        keys = [order_key(transfer_id) for transfer_id in dict.fromkeys(transfer_ids)]
         try:
             items = list(self._item.batch_get(keys, consistent_read=True))
         except PynamoDBException as error:
@@ -472,7 +472,7 @@ class TransfersStore:
 
     def _order_item(self, order: TransferOrder) -> Any:
         return self._item(
-            *_order_key(order.transfer_id),
+            *order_key(order.transfer_id),
             doc=order_to_json(order),
             version=order.version,
             status=order.status.value,
@@ -501,7 +501,7 @@ class TransfersStore:
 
 def _index_key(after: ListPosition, hash_name: str, hash_value: str) -> dict[str, Any]:
     """The ExclusiveStartKey of an index entry: the table's keys and the index's."""
-    pk, sk = _order_key(after.transfer_id)
+    pk, sk = order_key(after.transfer_id)
     return {"pk": {"S": pk}, "sk": {"S": sk}, hash_name: {"S": hash_value},
             "created_at": {"S": format_time(after.created_at)}}
 

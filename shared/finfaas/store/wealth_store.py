@@ -219,6 +219,7 @@ def figure_to_json(figure: DailyIncome) -> str:
         "units_total_minor": figure.units_total_minor, "distributable_minor": figure.distributable_minor,
         "posted_minor": figure.posted_minor, "remainder_minor": figure.remainder_minor,
         "holders": figure.holders, "corrections": _corrections_to_json(figure.corrections),
+        "posting_started": figure.posting_started,
     })
 
 
@@ -230,7 +231,8 @@ def figure_from_json(text: str) -> DailyIncome:
                        int(raw["version"]), Decimal(yield_text) if yield_text is not None else None,
                        raw["units_total_minor"], raw["distributable_minor"], raw["posted_minor"],
                        raw["remainder_minor"], raw["holders"],
-                       _corrections_from_json(raw.get("corrections", [])))
+                       _corrections_from_json(raw.get("corrections", [])),
+                       bool(raw.get("posting_started", False)))
 
 
 def chunk_to_json(chunk: IncomeChunk) -> str:
@@ -398,22 +400,14 @@ class WealthStore:
         if order.version == 1:
             more = []
             if order.status is OrderStatus.PENDING:
-                more.append(self._item(f"due#{order.product_id}#{order.confirmation_date.isoformat()}",
-                                       f"{order.customer_id} {order.order_id}",
-                                       doc=_dumps({"customer_id": order.customer_id,
-                                                   "order_id": order.order_id})))
+                more.append(self._listed_item(f"due#{order.product_id}#{order.confirmation_date.isoformat()}",
+                                              order))
             return _Write(item, self._item.pk.does_not_exist(), more)
         return _Write(item, self._item.version == order.version - 1)
 
     def due_orders(self, product_id: str, day: date, limit: int,
                    cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
-        pk = f"due#{product_id}#{day.isoformat()}"
-        result = self._query(pk, limit=limit, last_key=_decode_key(cursor, pk))
-        try:
-            due = [(raw["customer_id"], raw["order_id"]) for raw in (jsonio.loads(i.doc) for i in result)]
-        except PynamoDBException as error:
-            raise WealthStoreUnavailable(f"read due orders: {error}") from error
-        return due, _encode_key(result.last_evaluated_key)
+        return self._listed(f"due#{product_id}#{day.isoformat()}", limit, cursor)
 
     def create_position(self, position: Position) -> Position:
         item = self._item(f"pos#{position.product_id}", position.customer_id, doc=position_to_json(position))
@@ -490,15 +484,14 @@ class WealthStore:
     def place_order(self, order: SubscriptionOrder, position: Position) -> bool:
         write = self.order_write(order)
         order_item, order_condition = write.put_for(None)
-        position_item = self._item(f"pos#{position.product_id}", position.customer_id,
-                                   doc=position_to_json(position), version=position.version)
+        position_item, position_condition = self._position_put(position)
 
         def transact() -> None:
             with TransactWrite(connection=self._item._get_connection().connection) as transaction:
                 transaction.save(order_item, condition=order_condition)
                 for due, _ in write.more_puts_for(None):
                     transaction.save(due)
-                transaction.save(position_item, condition=self._item.version == position.version - 1)
+                transaction.save(position_item, condition=position_condition)
 
         return conditional_write(transact).or_raise(
             lambda w: WealthStoreUnavailable(f"place order: {w.code}"))
@@ -513,31 +506,19 @@ class WealthStore:
             if other.order_id != order.order_id:
                 more.append(self._item(f"order#{other.customer_id}", other.order_id, doc=order_to_json(other),
                                        version=other.version))
-            more.append(self._item(f"mat#{other.product_id}#{maturity.isoformat()}",
-                                   f"{other.customer_id} {other.order_id}",
-                                   doc=_dumps({"customer_id": other.customer_id,
-                                               "order_id": other.order_id})))
+            more.append(self._listed_item(f"mat#{other.product_id}#{maturity.isoformat()}", other))
         return _Write(item, self._item.version == order.version - 1, more)
 
     def maturing(self, product_id: str, day: date, limit: int,
                  cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
-        pk = f"mat#{product_id}#{day.isoformat()}"
-        result = self._query(pk, limit=limit, last_key=_decode_key(cursor, pk))
-        try:
-            found = [(raw["customer_id"], raw["order_id"]) for raw in (jsonio.loads(i.doc) for i in result)]
-        except PynamoDBException as error:
-            raise WealthStoreUnavailable(f"read maturing orders: {error}") from error
-        return found, _encode_key(result.last_evaluated_key)
+        return self._listed(f"mat#{product_id}#{day.isoformat()}", limit, cursor)
 
     def confirm_write(self, order: SubscriptionOrder, position: Position) -> _Write:
         assert order.version > 1 and position.version > 1
-        order_item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
-                                version=order.version)
-        position_item = self._item(f"pos#{position.product_id}", position.customer_id,
-                                   doc=position_to_json(position), version=position.version)
-        return _ConfirmWrite(order_item, self._item.version == order.version - 1, position_item,
-                             self._item.version == position.version - 1, self._listed_item(
-                                 f"priced#{order.product_id}#{order.trade_date.isoformat()}", order))
+        order_item, order_condition = self.order_write(order).put_for(None)
+        position_item, position_condition = self._position_put(position)
+        priced = self._listed_item(f"priced#{order.product_id}#{order.trade_date.isoformat()}", order)
+        return _ConfirmWrite(order_item, order_condition, position_item, position_condition, priced)
 
     def priced_orders(self, product_id: str, day: date, limit: int,
                       cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
@@ -549,9 +530,8 @@ class WealthStore:
 
     def save_order(self, order: SubscriptionOrder) -> bool:
         assert order.version > 1, "a new order is written with its money"
-        item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
-                          version=order.version)
-        written = conditional_write(lambda: item.save(condition=self._item.version == order.version - 1))
+        item, condition = self.order_write(order).put_for(None)
+        written = conditional_write(lambda: item.save(condition=condition))
         return written.or_raise(lambda w: WealthStoreUnavailable(f"save order: {w.code}"))
 
     def _listed_item(self, pk: str, order: SubscriptionOrder) -> Any:

@@ -116,12 +116,19 @@ def context_object(execution: Execution) -> dict[str, Any]:
     }
 
 
-def check_size(value: Any, what: str) -> None:
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+def json_bytes(value: Any) -> int:
+    """The size of a JSON value as an execution item keeps it (compact, UTF-8)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def check_size(value: Any, what: str) -> int:
+    """The value's size in bytes; States.DataLimitExceeded past payload_bytes_max."""
+    size = json_bytes(value)
     if size > payload_bytes_max:
         raise StatesError(
             errors.DATA_LIMIT_EXCEEDED, f"{what} is {size} bytes; the limit is {payload_bytes_max}"
         )
+    return size
 
 
 def _read(path: Path | None, data: Any, error: str = errors.RUNTIME) -> Any:
@@ -205,10 +212,10 @@ def enter(
     return Entered("budget")
 
 
-def exited_detail(output: Any, detail: dict[str, Any]) -> dict[str, Any]:
-    """A StateExited event's detail with the state's output, or only its size when it is large (the
-    next state's input is this output, so the history shows both without storing either twice)."""
-    size = len(json.dumps(output, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+def exited_detail(output: Any, size: int, detail: dict[str, Any]) -> dict[str, Any]:
+    """A StateExited event's detail with the state's output, or only its `size` (check_size's answer)
+    when it is large (the next state's input is this output, so the history shows both without storing
+    either twice)."""
     if size <= exited_output_bytes_max:
         return {**detail, "output": output}
     return {**detail, "output_bytes": size}
@@ -216,8 +223,8 @@ def exited_detail(output: Any, detail: dict[str, Any]) -> dict[str, Any]:
 
 def leave(step: Step, state: State, output: Any, now_ms: int) -> None:
     """Exit a state with its output: to Next, or end the execution successfully."""
-    check_size(output, f"the output of {state.name!r}")
-    step.event("StateExited", exited_detail(output, {"next": state.next} if state.next else {}))
+    size = check_size(output, f"the output of {state.name!r}")
+    step.event("StateExited", exited_detail(output, size, {"next": state.next} if state.next else {}))
     if state.end:
         finish(step, Status.SUCCEEDED, now_ms, output=output)
         return
@@ -311,8 +318,8 @@ def _choose(step: Step, state: ChoiceState) -> None:
     if target is None:
         raise StatesError(errors.NO_CHOICE_MATCHED, f"{state.name}: no rule matched and there is no Default")
     output = _read(state.output_path, effective)
-    check_size(output, f"the output of {state.name!r}")
-    step.event("StateExited", exited_detail(output, {"next": target}))
+    size = check_size(output, f"the output of {state.name!r}")
+    step.event("StateExited", exited_detail(output, size, {"next": target}))
     step.change(state=target, state_input=output, phase=Phase.READY)
 
 
@@ -489,7 +496,8 @@ def catch(step: Step, state: CatchingState, error: str, cause: str, now_ms: int)
             except StatesError as failure:
                 finish(step, Status.FAILED, now_ms, error=failure.error, cause=failure.cause)
                 return True
-            step.event("StateExited", exited_detail(output, {"next": catcher.next, "caught": error}))
+            detail = {"next": catcher.next, "caught": error}
+            step.event("StateExited", exited_detail(output, json_bytes(output), detail))
             step.change(state=catcher.next, state_input=output, phase=Phase.READY, task_token=None)
             return True
     return False

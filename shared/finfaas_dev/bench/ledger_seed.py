@@ -1,11 +1,12 @@
 """Seeding the ledger for benches: the items the ledger's transfer use case would have written for a
 list of operations (each a batch of new transfers committed together), batch-written by a few threads.
 
-A seed, never a use case: no conditions, no funds checks, no outbox events, no idempotency guard. The
-items come from the store's own builders (domain.ledger's transfer_from_new, leg_for_new, entries_for,
-account_changes; store.models' transfer_record, entry_record), so `finfaas ledger check` sees what the
-use case would have left: each transfer, its two entries, and each account's counters, available
-balance, version and last entry key summed once per account. Run it only on a stage no one else writes
+A seed, never a use case: no conditions, no funds checks, no outbox events, no idempotency guard, posted
+transfers only (no hold index). The items come from the store's own builders (domain.ledger's
+transfer_from_new, leg_for_new, entries_for, account_changes; store.models' batch_records, entry_record),
+so `finfaas ledger check` sees what the use case would have left: each transfer (a linked batch's first
+naming its legs), its two entries, and each account's counters, available balance, version and last
+entry key summed once per account. Run it only on a stage no one else writes
 to, over accounts already opened (their records are read, added to and written back last).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 from finfaas.domain.ledger import (
     Actor,
     NewTransfer,
+    TransferKind,
     account_changes,
     entries_for,
     entry_key_prefix,
@@ -29,11 +31,19 @@ from finfaas.domain.ledger import (
     transfer_from_new,
 )
 from finfaas.store.ledger_store import DynamoLedgerStore
-from finfaas.store.models import entry_record, transfer_record
+from finfaas.store.models import batch_records, entry_record
 
 SEED_THREADS = 8  # each its own BatchWriteItem stream (pynamodb sends 25 items a call)
 ACCOUNTS_PER_READ_MAX = 100  # DynamoDB's BatchGetItem limit
 OPERATION_STEP = timedelta(microseconds=1)  # operations dated one after another: entry keys only grow
+# An account record's counters, as the use case's update ADDs them (store/ledger_store.py).
+_COUNTERS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending", "available_minor")
+
+
+def _add_counters(target: Any, deltas: Any) -> None:
+    """Adds each counter of `deltas` to `target`'s (each a _Sums or an account record)."""
+    for name in _COUNTERS:
+        setattr(target, name, getattr(target, name) + getattr(deltas, name))
 
 
 @dataclass
@@ -49,11 +59,7 @@ class _Sums:
     newest_key: str = ""
 
     def add(self, other: _Sums) -> None:
-        self.debits_posted += other.debits_posted
-        self.credits_posted += other.credits_posted
-        self.debits_pending += other.debits_pending
-        self.credits_pending += other.credits_pending
-        self.available_minor += other.available_minor
+        _add_counters(self, other)
         self.operations += other.operations
         self.newest_key = max(self.newest_key, other.newest_key)
 
@@ -97,10 +103,11 @@ def _write_slice(store: DynamoLedgerStore, operations: Sequence[Sequence[NewTran
             batch = operations[index]
             now = start + index * OPERATION_STEP
             wanted = [transfer_from_new(new, now, batch) for new in batch]
+            assert all(t.kind is not TransferKind.PENDING for t in wanted), "no hold index: posted only"
             legs = [leg_for_new(t) for t in wanted]
             prefix = entry_key_prefix(micros(now))
-            for transfer in wanted:
-                transfers.save(transfer_record(store.models, transfer))
+            for record in batch_records(store.models, wanted):
+                transfers.save(record)
             for position, leg in enumerate(legs):
                 for entry in entries_for(leg, prefix, position, now):
                     entries.save(entry_record(store.models, entry))
@@ -108,13 +115,9 @@ def _write_slice(store: DynamoLedgerStore, operations: Sequence[Sequence[NewTran
                     sums = counts.sums.setdefault(entry.account_id, _Sums())
                     sums.newest_key = max(sums.newest_key, entry.entry_key)
             for change in account_changes(legs, Actor.system()):
-                sums = counts.sums[change.account_id]
-                sums.debits_posted += change.debits_posted
-                sums.credits_posted += change.credits_posted
-                sums.debits_pending += change.debits_pending
-                sums.credits_pending += change.credits_pending
-                sums.available_minor += change.available_delta_minor
-                sums.operations += 1
+                counts.sums[change.account_id].add(_Sums(
+                    change.debits_posted, change.credits_posted, change.debits_pending,
+                    change.credits_pending, change.available_delta_minor, operations=1))
             counts.transfers += len(wanted)
     return counts
 
@@ -134,11 +137,7 @@ def _write_accounts(store: DynamoLedgerStore, sums: dict[str, _Sums], deadline: 
             if time.monotonic() > deadline:
                 raise SeedTooSlow("seeding the ledger's accounts passed its deadline")
             add = sums[record.account_id]
-            record.debits_posted += add.debits_posted
-            record.credits_posted += add.credits_posted
-            record.debits_pending += add.debits_pending
-            record.credits_pending += add.credits_pending
-            record.available_minor += add.available_minor
+            _add_counters(record, add)
             record.version += add.operations
             record.last_entry_key = max(record.last_entry_key or "", add.newest_key)
             batch.save(record)

@@ -5,10 +5,10 @@ quote_us: building a 360-month schedule (domain.loans.build_schedule, as a quote
 replay_us, reprocessing a loan with every installment repaid on its due date, and close_of_business_us,
 one nightly step for a loan 30 days past due. Then, unless --loans 0, the nightly job
 (services/loans/nightly.py) over --loans active loans seeded straight into the loans table on the
-embedded emulator (batch writes: a seed, not a use case; up to 5,000 loans their disbursements and
-repayments go through the ledger too), 8 Scan segments closed at once as the state machine's Map does:
+embedded emulator (batch writes: a seed, not a use case; their disbursements and repayments batch-written
+into the ledger too, bench/ledger_seed.py), 8 Scan segments closed at once as the state machine's Map does:
 nightly_loans_per_s, nightly_seconds, rerun_changes (the same date again: loans written, 0), and
-loans_check (`finfaas loans check` afterwards: passed, failed, or skipped above 5,000 loans).
+loans_check (`finfaas loans check` afterwards: passed, or failed and why) with loans_check_seconds.
 Bounded: past NIGHTLY_SECONDS_MAX no more pages start (nightly_complete false). Unless
 --repayment-clients 0, repayments through the local gateway first (bench/loans_repayments.py):
 repayments_per_s and dynamodb_calls_per_repayment.

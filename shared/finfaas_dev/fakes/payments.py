@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from finfaas.domain.ledger import TransactionExtra, Transfer
 from finfaas.platform.idempotency import IdempotencyRecord
 from finfaas.services.ledger.service import LedgerService
-from finfaas.services.payments.errors import MerchantAccountsConflict
+from finfaas.services.payments.errors import MerchantAccountsConflict, SettlementOutOfOrder
 from finfaas.services.payments.model import (
     IntentEvent,
     IntentFilter,
@@ -198,6 +198,7 @@ class InMemorySettlements:
     def __init__(self) -> None:
         self._settlements: dict[tuple[str, date], Settlement] = {}
         self._runs: dict[date, RunProgress] = {}
+        self._followed: set[tuple[str, date | None]] = set()  # (merchant, a date another settlement followed)
         self.events: list[tuple[str, date, IntentEvent]] = []
         self._lock = threading.Lock()
 
@@ -210,10 +211,17 @@ class InMemorySettlements:
             mine = [s for (m, _), s in self._settlements.items() if m == merchant_id]
         return max(mine, key=lambda s: s.business_date) if mine else None
 
-    def create(self, settlement: Settlement) -> Settlement:
+    def create(self, settlement: Settlement, previous: date | None) -> Settlement:
         with self._lock:
             key = (settlement.merchant_id, settlement.business_date)
-            return self._settlements.setdefault(key, settlement)
+            if key in self._settlements:
+                return self._settlements[key]
+            if (settlement.merchant_id, previous) in self._followed:
+                raise SettlementOutOfOrder(f"date: {settlement.merchant_id} was settled after {previous} for "
+                                           "another date meanwhile", field="date")
+            self._followed.add((settlement.merchant_id, previous))
+            self._settlements[key] = settlement
+            return settlement
 
     def save(self, settlement: Settlement, event: IntentEvent) -> bool:
         key = (settlement.merchant_id, settlement.business_date)

@@ -122,10 +122,6 @@ class InMemoryTransferOrders:
         with self._lock:
             return self._totals.get((owner_id, day, currency), 0)
 
-    def day_total(self, owner_id: str, day: str, currency: str) -> int:
-        with self._lock:
-            return self._totals.get((owner_id, day, currency), 0)
-
 
 def _position_key(order: TransferOrder) -> tuple[datetime, str]:
     return order.created_at, order.transfer_id

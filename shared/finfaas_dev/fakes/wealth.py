@@ -106,9 +106,7 @@ class InMemoryWealthStore:
 
     def due_orders(self, product_id: str, day: date, limit: int,
                    cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
-        with self.lock:
-            keys = sorted(self._due.get((product_id, day), {}))
-        return _paged(keys, limit, cursor, lambda k: f"{k[0]} {k[1]}")
+        return self._listed(self._due, product_id, day, limit, cursor)
 
     def create_position(self, position: Position) -> Position:
         with self.lock:
@@ -163,13 +161,15 @@ class InMemoryWealthStore:
             return self._navs.get((product_id, day))
 
     def place_order(self, order: SubscriptionOrder, position: Position) -> bool:
-        write = self.confirm_write(order, position)
+        of_order, of_position = self.order_write(order), self.position_write(position)
         with self.lock:
             try:
-                write.check()
+                of_position.check()
+                of_order.check()
             except (AlreadyRecorded, RowMoved):
                 return False
-            write.apply()
+            of_order.apply()
+            of_position.apply()
             return True
 
     def term_write(self, order: SubscriptionOrder, listed: Sequence[tuple[SubscriptionOrder, date]],
@@ -189,17 +189,13 @@ class InMemoryWealthStore:
 
     def maturing(self, product_id: str, day: date, limit: int,
                  cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
-        with self.lock:
-            keys = sorted(self._maturing.get((product_id, day), {}))
-        return _paged(keys, limit, cursor, lambda k: f"{k[0]} {k[1]}")
+        return self._listed(self._maturing, product_id, day, limit, cursor)
 
     def confirm_write(self, order: SubscriptionOrder, position: Position) -> MemoryWrite:
         of_order = self.order_write(order)
 
         def check() -> None:
-            stored = self._positions.get(position.product_id, {}).get(position.customer_id)
-            if stored is None or stored.version != position.version - 1:
-                raise RowMoved("the position changed while the order was confirmed")
+            self._check_position(position)
             of_order.check()
 
         def apply() -> None:
@@ -220,8 +216,12 @@ class InMemoryWealthStore:
 
     def priced_orders(self, product_id: str, day: date, limit: int,
                       cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        return self._listed(self._priced, product_id, day, limit, cursor)
+
+    def _listed(self, lists: dict[tuple[str, date], dict[_Key, None]], product_id: str, day: date, limit: int,
+                cursor: str | None) -> tuple[list[tuple[str, str]], str | None]:
         with self.lock:
-            keys = sorted(self._priced.get((product_id, day), {}))
+            keys = sorted(lists.get((product_id, day), {}))
         return _paged(keys, limit, cursor, lambda k: f"{k[0]} {k[1]}")
 
     def relist_due(self, order: SubscriptionOrder, day: date) -> None:
@@ -244,11 +244,13 @@ class InMemoryWealthStore:
             if chunk.first_customer_id in self._chunks.get((chunk.product_id, chunk.day), {}):
                 raise AlreadyRecorded("chunk written already")
             for p in positions:
-                stored = self._positions[p.product_id].get(p.customer_id)
-                if stored is None or stored.version != p.version - 1:
+                try:
+                    self._check_position(p)
+                except RowMoved:
+                    stored = self._positions[p.product_id].get(p.customer_id)
                     if stored is not None and stored.last_income_date == chunk.day:
-                        raise AlreadyRecorded("a holder is credited for the day already")
-                    raise RowMoved("a holder's position changed while its chunk was posted")
+                        raise AlreadyRecorded("a holder is credited for the day already") from None
+                    raise
 
         def apply() -> None:
             self._chunks.setdefault((chunk.product_id, chunk.day), {})[chunk.first_customer_id] = chunk
@@ -258,15 +260,16 @@ class InMemoryWealthStore:
         return MemoryWrite(check, apply)
 
     def position_write(self, position: Position) -> MemoryWrite:
-        def check() -> None:
-            stored = self._positions[position.product_id].get(position.customer_id)
-            if stored is None or stored.version != position.version - 1:
-                raise RowMoved("the position changed")
-
         def apply() -> None:
             self._positions[position.product_id][position.customer_id] = position
 
-        return MemoryWrite(check, apply)
+        return MemoryWrite(lambda: self._check_position(position), apply)
+
+    def _check_position(self, position: Position) -> None:
+        """The position on its previous version, else RowMoved (a rival changed it)."""
+        stored = self._positions.get(position.product_id, {}).get(position.customer_id)
+        if stored is None or stored.version != position.version - 1:
+            raise RowMoved("the position changed")
 
     def record_chunk(self, chunk: IncomeChunk) -> bool:
         with self.lock:

@@ -164,22 +164,20 @@ class ReferenceLedger:
 
     def open_holds(self, account_id: str, limit: int, cursor: str | None) -> Page[Transfer]:
         check_page_size(limit)
-        if account_id not in self.accounts:
-            raise AccountNotFound(f"account {account_id} not found", subject=account_id)
+        # The store's index key: the creation time as it keeps it (UTC text), then the id.
+        def position(hold: Transfer) -> tuple[str, str]:
+            return hold.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), hold.transfer_id
+
         holds = sorted((t for t in self.transfers.values()
                         if t.debit_account_id == account_id and t.state is PendingState.PENDING),
-                       key=lambda t: (t.created_at, t.transfer_id))
+                       key=position)
         if cursor is not None:
-            _, after_id = decode_hold_cursor(account_id, cursor)
-            after = self.transfers[after_id]
-            holds = [t for t in holds
-                     if (t.created_at, t.transfer_id) > (after.created_at, after.transfer_id)]
+            after = decode_hold_cursor(account_id, cursor)  # a position: its hold need not exist
+            holds = [t for t in holds if position(t) > after]
         page, more = holds[:limit], len(holds) > limit
         if not more:
             return Page(page, False, None)
-        last = page[-1]
-        stored_time = last.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as the store keeps it (UTC)
-        return Page(page, True, encode_hold_cursor(account_id, stored_time, last.transfer_id))
+        return Page(page, True, encode_hold_cursor(account_id, *position(page[-1])))
 
     def batch_legs(self, batch_id: str) -> list[Transfer] | None:
         first = self.transfers.get(batch_id)

@@ -59,3 +59,12 @@ def test_a_seeded_book_passes_the_ledger_check(seeded):
     assert report.transfers == LOANS + 2 * len(range(0, LOANS, 3))
     assert report.entries == 2 * report.transfers
     assert ledger.get_account(WALLET).balance_minor > 0
+
+
+def test_a_seeded_repayment_is_a_linked_batch_its_first_leg_naming_both(seeded):
+    # GET /transfers?batch_id= reads the legs the first one names, as the repayment use case records them
+    loans_store, ledger_store, _ = seeded
+    repaid = next(loan for loan in loans_store.scan_loans()
+                  if any(t.transaction_id.endswith("-r1") for t in loan.transactions))
+    first = f"{repaid.loan_id}-r1-principal"
+    assert [t.transfer_id for t in ledger_store.batch_legs(first)] == [first, f"{repaid.loan_id}-r1-income"]

@@ -51,6 +51,7 @@ from finfaas.platform.http.app import (
     OPENAPI_PATH,
     PLATFORM_ERRORS,
     READY_PATH,
+    RESILIENCE_PATH,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
     UNTRACED_PATHS,
     FunctionApp,
@@ -104,7 +105,12 @@ from finfaas.platform.http.routes import (
     Route,
     path_param_chars_max,
 )
-from finfaas.platform.http.transactional import IdempotentReplay, OutboxAudit, TransactionalIdempotency
+from finfaas.platform.http.transactional import (
+    IdempotentReplay,
+    KeyInTransaction,
+    OutboxAudit,
+    TransactionalIdempotency,
+)
 
 # What handlers, services and tests import: the old single module's public names, kept in one place.
 __all__ = [
@@ -128,6 +134,7 @@ __all__ = [
     "IdempotentReplay",
     "JSON_MEDIA_TYPE",
     "KEYED",
+    "KeyInTransaction",
     "METHODS",
     "NotReady",
     "OPENAPI_PATH",
@@ -136,6 +143,7 @@ __all__ = [
     "PLATFORM_ERRORS",
     "RATE_LIMIT_DEFAULT",
     "READY_PATH",
+    "RESILIENCE_PATH",
     "REQUEST_ID_HEADER",
     "REQUEST_ID_PATTERN",
     "REQUEST_ID_SOURCES",

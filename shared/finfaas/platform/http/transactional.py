@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from finfaas.platform.idempotency import (
+    CompletionRecords,
     IdempotencyGuard,
     IdempotencyRecord,
     RequestScope,
     StoredResponse,
 )
+
+_Outcome = TypeVar("_Outcome")
 
 
 class IdempotentReplay(Exception):
@@ -64,3 +68,33 @@ class OutboxAudit:
 
     def mark_recorded(self) -> None:
         self.recorded = True
+
+
+class KeyInTransaction(Generic[_Outcome]):
+    """An in_transaction route's Idempotency-Key completion record, holding the answer `render` makes of
+    the operation's outcome, and (audit="outbox") the request's audit facts, both put in the operation's
+    own transaction: an operation that committed always replays and is audited, one that did not leaves
+    neither. It serves as the ledger store's TransactionExtra (or one of an extra's more puts)."""
+
+    def __init__(self, key: TransactionalIdempotency, records: CompletionRecords,
+                 render: Callable[[_Outcome], StoredResponse], audit: OutboxAudit | None = None) -> None:
+        self._key = key
+        self._records = records
+        self._render = render
+        self._audit = audit
+
+    def outbox_audit(self) -> str | None:
+        """The audit facts (JSON text) for the transaction's outbox item; None when none ride along."""
+        return self._audit.facts() if self._audit is not None else None
+
+    def put_for(self, outcome: _Outcome) -> tuple[Any, Any]:
+        return self._records.completion_put(self._key.completion_record(self._render(outcome)))
+
+    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
+        """The record's condition failed: raise the replay (or 409/422); return when the key is free."""
+        self._key.conflict(self._records.record_from_raw(raw_item) if raw_item else None)
+
+    def committed(self) -> None:
+        self._key.mark_recorded()
+        if self._audit is not None:
+            self._audit.mark_recorded()

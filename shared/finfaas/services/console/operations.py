@@ -8,17 +8,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from finfaas.platform.http import RESILIENCE_PATH
 from finfaas.services.console.errors import FunctionDown, RoleRefused
 from finfaas.services.console.model import Role, Session
 from finfaas.services.console.ports import Suite
-from finfaas.services.console.service import Problem
+from finfaas.services.console.service import Problem, object_or_problem
+from finfaas.services.dead_letters.api import message_id_chars_max
 
 RELAY = "relay"
 # The console does not ask itself: a call through the gateway back into the page being served.
 CONSOLE = "console"
-RESILIENCE_PATH = "/_/ops/resilience"
 queue_chars_max = 64
-message_id_chars_max = 100
 # Each function's breakers cost one call: at most this many functions are asked per page.
 functions_asked_max = 30
 
@@ -41,18 +41,16 @@ class OperationsPages:
 
     def queues(self, session: Session) -> tuple[list[dict[str, Any]], Problem | None]:
         """Each queue's depth and its dead letters' depth and oldest age (FunctionDown if the relay is)."""
-        status, body = self._suite.call(RELAY, "GET", "/_/ops/queues", session.token)
-        if status != 200 or not isinstance(body, dict):
-            return [], Problem(status, body)
-        return list(body.get("data") or []), None
+        body, problem = object_or_problem(self._suite, RELAY, "GET", "/_/ops/queues", session.token)
+        return list((body or {}).get("data") or []), problem
 
     def letters(self, session: Session, queue: str) -> tuple[dict[str, Any] | None, Problem | None]:
         if not 0 < len(queue) <= queue_chars_max:
             return None, Problem(422, {"detail": "Name a queue."})
-        status, body = self._suite.call(RELAY, "GET", f"/_/ops/queues/{quote(queue, safe='')}/dead-letters",
-                                        session.token)
-        if status != 200 or not isinstance(body, dict):
-            return None, Problem(status, body)
+        path = f"/_/ops/queues/{quote(queue, safe='')}/dead-letters"
+        body, problem = object_or_problem(self._suite, RELAY, "GET", path, session.token)
+        if body is None:
+            return None, problem
         for letter in body.get("data") or []:
             letter["sent_at"] = _utc(letter.get("sent_at_ms"))
         return body, None
@@ -67,10 +65,7 @@ class OperationsPages:
             return None, Problem(422, {"detail": "Name a queue, and at most one message id."})
         body = {"message_id": message_id} if message_id else {}
         path = f"/_/ops/queues/{quote(queue, safe='')}/dead-letters/redrive"
-        status, answer = self._suite.call(RELAY, "POST", path, session.token, body)
-        if status != 200 or not isinstance(answer, dict):
-            return None, Problem(status, answer)
-        return answer, None
+        return object_or_problem(self._suite, RELAY, "POST", path, session.token, body)
 
     def health(self, session: Session, functions: list[dict[str, Any]]) -> HealthFigures:
         """Queues from the relay; breakers and refusals from each function with a replica running (asking

@@ -51,6 +51,16 @@ class Problem:
         return str(self.body)
 
 
+def object_or_problem(suite: Suite, function: str, method: str, path: str, token: str,
+                      body: Any = None) -> tuple[dict[str, Any] | None, Problem | None]:
+    """One call answered by a JSON object: the object, or any other answer as a Problem for the page
+    (FunctionDown passes through, for the page to name the function that is down)."""
+    status, answer = suite.call(function, method, path, token, body)
+    if status != 200 or not isinstance(answer, dict):
+        return None, Problem(status, answer)
+    return answer, None
+
+
 @dataclass(frozen=True)
 class Decided:
     """A decision the transfers function took; `pending` when it waits for a second operator's approval."""
@@ -180,11 +190,9 @@ class ConsoleService:
     def review_queue(self, session: Session,
                      queue: str = "reviews") -> tuple[list[dict[str, Any]], Problem | None]:
         """Transfers in a queue's status (awaiting review, or needing attention), oldest first."""
-        query = urlencode({"status": QUEUES[queue][0], "limit": review_page_size})
-        status, body = self._suite.call(TRANSFERS, "GET", f"/_/ops/transfers?{query}", session.token)
-        if status != 200 or not isinstance(body, dict):
-            return [], Problem(status, body)
-        return list(body.get("data") or []), None
+        path = "/_/ops/transfers?" + urlencode({"status": QUEUES[queue][0], "limit": review_page_size})
+        body, problem = object_or_problem(self._suite, TRANSFERS, "GET", path, session.token)
+        return list((body or {}).get("data") or []), problem
 
     def decide(self, session: Session, transfer_id: str, decision: str, reason: str,
                queue: str = "reviews") -> Problem | Decided:
@@ -233,10 +241,13 @@ class ConsoleService:
         found = self._part(page, LEDGER, f"/accounts/{quoted}/holds?{holds_query}", session) or {}
         page.open_holds = [hold for hold in found.get("data") or [] if isinstance(hold, dict)]
         page.open_holds_more = bool(found.get("has_more"))
+        # A hold still open is in that list already (the same view, read consistently): read the others only.
+        open_by_id = {hold.get("transfer_id"): hold for hold in page.open_holds}
         for transfer_id in held[:holds_shown_max]:
             if LEDGER in page.down:
                 break
-            hold = self._part(page, LEDGER, f"/transfers/{quote(str(transfer_id), safe='')}", session)
+            hold = open_by_id.get(transfer_id) or self._part(
+                page, LEDGER, f"/transfers/{quote(str(transfer_id), safe='')}", session)
             if hold is not None:
                 page.holds.append(hold)
         return page
@@ -249,16 +260,20 @@ class ConsoleService:
             page.problems.append(Problem(422, {"detail": "Enter a transfer id."}))
             return page
         page.transfer = self._part(page, LEDGER, f"/transfers/{quote(transfer_id, safe='')}", session)
-        for link in LINKS:
-            linked = (page.transfer or {}).get(link)
-            if linked and linked != transfer_id and LEDGER not in page.down:
-                found = self._part(page, LEDGER, f"/transfers/{quote(str(linked), safe='')}", session)
-                if found is not None:
-                    page.linked.append((link, found))
-        batch_id = (page.transfer or {}).get("batch_id")
+        record = page.transfer or {}
+        batch_id = record.get("batch_id")
         if batch_id and LEDGER not in page.down:
             batch = self._part(page, LEDGER, f"/transfers?{urlencode({'batch_id': batch_id})}", session)
             page.legs = [leg for leg in (batch or {}).get("transfers") or [] if isinstance(leg, dict)]
+        # A linked transfer among the batch's legs (its first leg, at least) is not read a second time.
+        legs_by_id = {leg.get("transfer_id"): leg for leg in page.legs}
+        for link in LINKS:
+            linked = record.get(link)
+            if linked and linked != transfer_id and LEDGER not in page.down:
+                found = legs_by_id.get(linked) or self._part(
+                    page, LEDGER, f"/transfers/{quote(str(linked), safe='')}", session)
+                if found is not None:
+                    page.linked.append((link, found))
         return page
 
     def checks(self, session: Session) -> ChecksPage:
@@ -291,10 +306,7 @@ class ConsoleService:
         if not 0 < len(loan_id) <= ledger_id_chars_max:
             return None, Problem(422, {"detail": "Enter a loan id."})
         path = f"/_/ops/loans/{quote(loan_id, safe='')}"
-        status, body = self._suite.call(LOANS, "GET", path, session.token)
-        if status != 200 or not isinstance(body, dict):
-            return None, Problem(status, body)
-        return body, None
+        return object_or_problem(self._suite, LOANS, "GET", path, session.token)
 
     def payment_intent(self, session: Session,
                        payment_id: str) -> tuple[dict[str, Any] | None, Problem | None]:
@@ -302,10 +314,7 @@ class ConsoleService:
         if not 0 < len(payment_id) <= ledger_id_chars_max:
             return None, Problem(422, {"detail": "Enter a payment intent id."})
         path = f"/_/ops/payment_intents/{quote(payment_id, safe='')}"
-        status, body = self._suite.call(PAYMENTS, "GET", path, session.token)
-        if status != 200 or not isinstance(body, dict):
-            return None, Problem(status, body)
-        return body, None
+        return object_or_problem(self._suite, PAYMENTS, "GET", path, session.token)
 
     def position(self, session: Session, customer_id: str,
                  product_id: str) -> tuple[dict[str, Any] | None, Problem | None]:
@@ -313,10 +322,7 @@ class ConsoleService:
         if not 0 < len(customer_id) <= ledger_id_chars_max or not 0 < len(product_id) <= ledger_id_chars_max:
             return None, Problem(422, {"detail": "Enter a customer id and a product id."})
         path = f"/_/ops/positions/{quote(customer_id, safe='')}/{quote(product_id, safe='')}"
-        status, body = self._suite.call(WEALTH, "GET", path, session.token)
-        if status != 200 or not isinstance(body, dict):
-            return None, Problem(status, body)
-        return body, None
+        return object_or_problem(self._suite, WEALTH, "GET", path, session.token)
 
     # --- health ------------------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ batch_messages_max = 10
 # One redrive request moves at most this many letters, within this time; the answer says if more are left.
 redrive_messages_max = 100
 redrive_seconds_max = 10.0
-# Messages looked through for one chosen letter before it is declared absent.
+# Messages looked through for one chosen letter, within the request's time bound, before it is declared
+# absent.
 scan_messages_max = 200
 # How long a letter being moved stays hidden: longer than a send and a delete take, so two operators'
 # redrives do not both move it (if they did, consumers would drop the duplicate).
@@ -70,7 +71,6 @@ class DeadLetterService:
         deadline = self._clock() + redrive_seconds_max
         while len(outcome.moved) < self._messages_max:
             if self._clock() >= deadline:
-                outcome.has_more = True
                 break
             wanted = min(batch_messages_max, self._messages_max - len(outcome.moved))
             taken = self._queues.take(dead_letter_queue, wanted, moving_hidden_seconds)
@@ -86,8 +86,9 @@ class DeadLetterService:
         outcome = RedriveOutcome(queue)
         passed_over: list[str] = []
         seen: set[str] = set()
+        deadline = self._clock() + redrive_seconds_max
         try:
-            while len(seen) < scan_messages_max:
+            while len(seen) < scan_messages_max and self._clock() < deadline:
                 taken = self._queues.take(dead_letter_queue, batch_messages_max, moving_hidden_seconds)
                 if not taken:
                     break

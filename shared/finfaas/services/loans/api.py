@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
@@ -76,12 +75,6 @@ from finfaas.services.loans.model import (
 )
 from finfaas.services.loans.nightly import page_loans_max, segments_max
 from finfaas.services.suite_clients import ServiceUnreachable
-
-if TYPE_CHECKING:
-    from finfaas.platform.http.transactional import OutboxAudit, TransactionalIdempotency
-    from finfaas.platform.idempotency import StoredResponse
-    from finfaas.services.ledger.ports import CompletionRecords
-    from finfaas.services.loans.service import Paid
 
 # Rates as decimal strings ("0.12"), never JSON numbers: a float cannot hold 0.1 exactly.
 RATE_PATTERN = r"^(0|[1-9][0-9]{0,2})(\.[0-9]{1,12})?$"
@@ -558,33 +551,3 @@ class NightlyCloseView(BaseModel):
     auto_debits_due_minor: int
     unprocessable: list[str]
 
-
-# --- a payment's Idempotency-Key record and audit facts in its ledger transaction ------------------------
-
-
-class KeyInTransaction:
-    """PaymentRecord for an in_transaction payment route: the key's completion record, holding the answer
-    rendered from the payment's outcome, and the request's audit facts (audit="outbox"), both in the
-    payment's ledger transaction, so a payment that committed always replays and is audited, and one
-    that did not leaves neither."""
-
-    def __init__(self, key: TransactionalIdempotency, records: CompletionRecords,
-                 render: Callable[[Paid], StoredResponse], audit: OutboxAudit | None = None) -> None:
-        self._key = key
-        self._records = records
-        self._render = render
-        self._audit = audit
-
-    def put_for(self, answer: Any) -> tuple[Any, Any]:
-        return self._records.completion_put(self._key.completion_record(self._render(answer)))
-
-    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
-        self._key.conflict(self._records.record_from_raw(raw_item) if raw_item else None)
-
-    def outbox_audit(self) -> str | None:
-        return self._audit.facts() if self._audit is not None else None
-
-    def committed(self) -> None:
-        self._key.mark_recorded()
-        if self._audit is not None:
-            self._audit.mark_recorded()

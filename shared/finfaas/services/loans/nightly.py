@@ -51,7 +51,7 @@ from finfaas.services.loans.ports import (
     Orchestrator,
     WalletAccounts,
 )
-from finfaas.services.loans.service import ledger_legs
+from finfaas.services.loans.service import Leg, ledger_legs
 
 NIGHTLY_STATE_MACHINE = "loans-nightly"
 BUCKET_CHANGED = "loan.bucket_changed"
@@ -163,7 +163,7 @@ class _Night:
 
     write: CloseWrite | None
     owed_minor: int = 0
-    legs: tuple[tuple[str, str, str, int, str], ...] = ()
+    legs: tuple[Leg, ...] = ()
 
 
 class _NightWrite:
@@ -275,9 +275,10 @@ class LoansNightlyService:
         refused = self._nightly.record_closes([n.write for n in nights.values() if n.write is not None])
         closed = len(nights) - len(refused)
         owed = sum(n.owed_minor for loan_id, n in nights.items() if loan_id not in refused)
-        for loan_id in [*(i for i in nights if i in refused), *alone]:
+        # A loan left out changed since the batch read: read again. An auto-debit's loan is as read.
+        for loan_id, known in [*((i, None) for i in nights if i in refused), *((i, read[i]) for i in alone)]:
             try:
-                done, due = self._close(loan_id, day, products)
+                done, due = self._close(loan_id, day, products, known)
             except (LoanRuleError, KeyError, _Unfoldable) as error:
                 self._leave(loan_id, day, error, unprocessable)
                 continue
@@ -307,15 +308,16 @@ class LoansNightlyService:
         product = products[loan.product_id]
         if product is None:
             raise _Unfoldable(f"the product of loan {loan.loan_id} is gone")
-        account = account_of(loan, product, close)
         assert loan.disbursed_on is not None, f"loan {loan.loan_id} is active, so disbursed"
         debit_on = auto_debit_date(loan, loan.disbursed_on if close is None else close.closed_through, day)
+        if debit_on is not None and available_minor is None:
+            return _Night(None)  # the money needs the wallet read and the ledger: one by one
+        account = account_of(loan, product, close)
         events: list[LoanEvent] = []
         changes: list[object] = []
-        legs: list[tuple[str, str, str, int, str]] = []
+        legs: list[Leg] = []
         if debit_on is not None:
-            if available_minor is None:  # the money needs the wallet read and the ledger: one by one
-                return _Night(None)
+            assert available_minor is not None, "the wallet was read"
             if account.closed_through < debit_on - ONE_DAY:
                 account, found = close_of_business(account, debit_on - ONE_DAY)
                 changes += found
@@ -338,12 +340,14 @@ class LoansNightlyService:
         owed = sum(c.amount_minor for c in changes if isinstance(c, AutoDebitDue) and c.on == day)
         return _Night(write, owed, tuple(legs))
 
-    def _close(self, loan_id: str, day: date, products: dict[str, LoanProduct | None]) -> tuple[bool, int]:
-        """(True, owed on day) once day is recorded for the loan now; (False, 0) if it already was."""
+    def _close(self, loan_id: str, day: date, products: dict[str, LoanProduct | None],
+               known: tuple[Loan | None, LoanClose | None] | None = None) -> tuple[bool, int]:
+        """(True, owed on day) once day is recorded for the loan now; (False, 0) if it already was. `known`:
+        the loan and its close record as just read, for the first attempt (later ones read them again)."""
         refused = False  # the ledger refused the wallet's debit (frozen, closed): record the failure instead
         for _ in range(close_attempts_max):
-            loan = self._loans.get_loan(loan_id)
-            close = self._nightly.get_close(loan_id)
+            loan, close = known or (self._loans.get_loan(loan_id), self._nightly.get_close(loan_id))
+            known = None
             available = WALLET_UNUSABLE if refused and loan is not None and loan.auto_debit \
                 else self._available(loan)
             night = self._night(loan, close, day, products, available)
@@ -360,6 +364,9 @@ class LoansNightlyService:
             except (_LoanMoved, InsufficientFunds):
                 continue  # a repayment, a rival run or a wallet debit came first: read everything again
             except LedgerError as error:
+                if error.retryable:  # contention or an unreachable table moved nothing: retry the page
+                    raise LoanBusy(f"the ledger stayed busy debiting loan {loan_id}",
+                                   errors=(("loan_id", "busy"),)) from error
                 # One wallet the ledger refuses must not stop the night of every other loan.
                 _log.warning("auto-debit refused by the ledger", loan_id=loan_id, error=str(error)[:200])
                 refused = True

@@ -94,7 +94,7 @@ class LoanLedger(Protocol):
 
 class PaymentRecord(Protocol):
     """A payment request's Idempotency-Key record and audit facts, put in the payment's ledger
-    transaction (api.py KeyInTransaction), so both are written if and only if the money moves."""
+    transaction (the platform's KeyInTransaction), so both are written if and only if the money moves."""
 
     def put_for(self, answer: Any) -> tuple[Any, Any]:
         """(item, condition): the key's completion record holding the answer rendered from `answer`

@@ -360,6 +360,9 @@ class LoanDisbursementService:
 CUSTOMER_KIND = "customer"
 review_note_chars_max = 500
 RULES = "rules"  # decided_by of a loan the rules decided
+# decided_by of a loan its saga declined when no operator decided within the review's time (its ASL's
+# ReviewExpired state reports this operator).
+REVIEW_EXPIRED = "review-expired"
 
 
 def saga_input(loan_id: str, review: bool) -> dict[str, Any]:
@@ -718,19 +721,8 @@ class LoanRepaymentService:
         """The loan after the repayment, and True when this key's repayment was applied before; `record`
         (the request's key and audit) commits in the repayment's transaction."""
         transfer_id = f"{loan_id}-repay-{repayment_hex(caller.sub, key)}"
-        # Read once per request: the date and the product's terms (which never change in place).
-        today, product = self._business_date(), None
-        for _ in range(repayment_attempts_max):
-            loan = self._own(caller, loan_id)
-            product = product or self._product(loan)
-            if any(t.transaction_id == transfer_id for t in loan.transactions):
-                return Paid(loan, True, self.standing(loan, today, product))
-            wanted, legs, paid = self._repaid(loan, product, today, transfer_id, amount, currency)
-            done = self._commit(loan, wanted, legs, paid, self.standing(wanted, today, product), record)
-            if done is not None:
-                return done
-            # another repayment won: allocate again over what it left
-        raise LoanBusy(f"loan {loan_id} kept changing")
+        return self._pay(caller, loan_id, transfer_id, record, lambda loan, product, today: self._repaid(
+            loan, product, today, transfer_id, amount, currency))
 
     def prepay(self, caller: Caller, loan_id: str, key: str, amount: int | str, currency: str,
                mode: PrepaymentMode, record: PaymentRecord | None = None) -> Paid:
@@ -738,14 +730,11 @@ class LoanRepaymentService:
         and the schedule is recomputed from the fold for a shorter term or a smaller installment. A
         product that refuses overpayments refuses it (RepaymentExceedsDue naming amount)."""
         transfer_id = f"{loan_id}-prepay-{repayment_hex(caller.sub, key)}"
-        today, product = self._business_date(), None
-        for _ in range(repayment_attempts_max):
-            loan = self._own(caller, loan_id)
-            product = product or self._product(loan)
-            if any(t.transaction_id == transfer_id for t in loan.transactions):
-                return Paid(loan, True, self.standing(loan, today, product))
+
+        def prepaid(loan: Loan, product: LoanProduct, today: date) -> Payment:
             amount_minor = self._checked_amount(loan, amount, currency)
-            due = amount_due(self.open_account(loan, product, today), today)
+            account = self.open_account(loan, product, today)
+            due = amount_due(account, today)
             if product.overpayment is OverpaymentRule.REFUSE:
                 raise RepaymentExceedsDue(
                     f"{product.product_id} takes no partial prepayment; repay what is due or pay off",
@@ -755,69 +744,64 @@ class LoanRepaymentService:
                     f"{due} minor units are due: a prepayment pays more (else it is a repayment)",
                     errors=(("amount", f"more than the {due} due"),))
             paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor, mode)
-            wanted, legs = self._folded(loan, product, paid)
-            done = self._commit(loan, wanted, legs, paid, self.standing(wanted, today, product), record)
-            if done is not None:
-                return done
-        raise LoanBusy(f"loan {loan_id} kept changing")
+            return *self._folded(loan, account, paid), paid
+
+        return self._pay(caller, loan_id, transfer_id, record, prepaid)
 
     def pay_off(self, caller: Caller, loan_id: str, key: str, amount: int | str,
                 currency: str, record: PaymentRecord | None = None) -> Paid:
         """Full prepayment on the business date: exactly the payoff quote's total closes the loan; later
         periods' interest and fees are not charged, the current period's only to the date."""
         transfer_id = f"{loan_id}-payoff-{repayment_hex(caller.sub, key)}"
+
+        def paid_off(loan: Loan, product: LoanProduct, today: date) -> Payment:
+            amount_minor = self._checked_amount(loan, amount, currency)
+            account = self.open_account(loan, product, today)
+            quote = _payoff_quote(account, product, today)
+            if amount_minor != quote.total_minor:
+                raise InvalidRepaymentAmount(
+                    f"the payoff on {today.isoformat()} is {quote.total_minor} minor units",
+                    errors=(("amount", f"the payoff today is {quote.total_minor}"),))
+            paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor)
+            return *self._folded(loan, account, paid), paid
+
+        return self._pay(caller, loan_id, transfer_id, record, paid_off)
+
+    def _pay(self, caller: Caller, loan_id: str, transfer_id: str, record: PaymentRecord | None,
+             decide: Callable[[Loan, LoanProduct, date], Payment]) -> Paid:
+        """The payment `decide` makes of the loan as read (the loan after it, its legs, the transaction),
+        moved with the loan's new state, its event and the request's record in one transaction; the loan
+        as it is when `transfer_id` is on it already. A rival change of the loan first: decided again
+        over what it left. The business date and the product's terms are read once per request."""
         today, product = self._business_date(), None
         for _ in range(repayment_attempts_max):
             loan = self._own(caller, loan_id)
             product = product or self._product(loan)
             if any(t.transaction_id == transfer_id for t in loan.transactions):
                 return Paid(loan, True, self.standing(loan, today, product))
-            amount_minor = self._checked_amount(loan, amount, currency)
-            quote = self._payoff_quote(loan, product, today, today)
-            if amount_minor != quote.total_minor:
-                raise InvalidRepaymentAmount(
-                    f"the payoff on {today.isoformat()} is {quote.total_minor} minor units",
-                    errors=(("amount", f"the payoff today is {quote.total_minor}"),))
-            paid = LoanTransaction(transfer_id, TransactionKind.PREPAYMENT, today, amount_minor)
-            wanted, legs = self._folded(loan, product, paid)
-            done = self._commit(loan, wanted, legs, paid, self.standing(wanted, today, product), record)
-            if done is not None:
-                return done
+            wanted, legs, paid = decide(loan, product, today)
+            answer = Paid(wanted, False, self.standing(wanted, today, product))
+            try:
+                event = loan_event(wanted, "loan.repaid", paid)
+                self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event, record, answer))
+            except _LoanMoved:
+                continue  # another payment won: decide again over what it left
+            except InsufficientFunds:
+                raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
+                                             errors=(("amount", "more than the account holds"),)) from None
+            return answer
         raise LoanBusy(f"loan {loan_id} kept changing")
-
-    def _commit(self, loan: Loan, wanted: Loan, legs: list[Leg], paid: LoanTransaction,
-                standing: LoanStanding | None, record: PaymentRecord | None) -> Paid | None:
-        """Move the payment's legs with the loan's new state, its event and the request's record in
-        one transaction; None when a rival changed the loan first (decide again)."""
-        answer = Paid(wanted, False, standing)
-        try:
-            event = loan_event(wanted, "loan.repaid", paid)
-            self._ledger.transfer_linked(legs, LoanWrite(self._loans, wanted, event, record, answer))
-        except _LoanMoved:
-            return None
-        except InsufficientFunds:
-            raise InvalidRepaymentAmount(f"account {loan.account_id} holds less than the amount",
-                                         errors=(("amount", "more than the account holds"),)) from None
-        return answer
 
     def payoff(self, caller: Caller, loan_id: str, on: date | None) -> tuple[Payoff, date]:
         """What closes the loan on `on` (the business date by default): principal, interest to the date,
         unpaid fees and penalties, and the product's prepayment penalty."""
         loan = self._own(caller, loan_id)
-        today = self._business_date()
-        day = on or today
-        return self._payoff_quote(loan, self._product(loan), today, day), day
-
-    def _payoff_quote(self, loan: Loan, product: LoanProduct, today: date, day: date) -> Payoff:
         if loan.status not in REPAYABLE:
-            raise LoanNotRepayable(f"loan {loan.loan_id} is {loan.status.value}",
+            raise LoanNotRepayable(f"loan {loan_id} is {loan.status.value}",
                                    errors=(("status", f"the loan is {loan.status.value}"),))
-        account = self.open_account(loan, product, today)
-        try:
-            return payoff_quote(account.terms, account.schedule, account.dues, day,
-                                product.prepayment_penalty_rate)
-        except LoanRuleError as error:
-            raise InvalidLoanRequest(str(error), errors=((error.field, str(error)),)) from None
+        product, today = self._product(loan), self._business_date()
+        day = on or today
+        return _payoff_quote(self.open_account(loan, product, today), product, day), day
 
     def standing(self, loan: Loan, today: date | None = None,
                  product: LoanProduct | None = None) -> LoanStanding | None:
@@ -850,16 +834,17 @@ class LoanRepaymentService:
         return product
 
     def _repaid(self, loan: Loan, product: LoanProduct, today: date, transfer_id: str, amount: int | str,
-                currency: str) -> tuple[Loan, list[Leg], LoanTransaction]:
+                currency: str) -> Payment:
         """The loan once `amount` is folded into its account as a repayment, and the ledger legs."""
         amount_minor = self._checked_amount(loan, amount, currency)
         paid = LoanTransaction(transfer_id, TransactionKind.REPAYMENT, today, amount_minor)
+        account = self.open_account(loan, product, today)
         try:
-            wanted, legs = self._folded(loan, product, paid)
+            wanted, legs = self._folded(loan, account, paid)
         except RepaymentExceedsDue:
             if product.overpayment is not OverpaymentRule.REFUSE:
                 raise
-            due = amount_due(self.open_account(loan, product, today), paid.value_date)
+            due = amount_due(account, paid.value_date)
             raise RepaymentExceedsDue(
                 f"{due} minor units are due; the product refuses overpayments",
                 errors=(("amount", f"at most {due} is due"),)) from None
@@ -874,12 +859,11 @@ class LoanRepaymentService:
             account, _ = close_of_business(account, yesterday)
         return account
 
-    def _folded(self, loan: Loan, product: LoanProduct,
+    def _folded(self, loan: Loan, account: LoanAccount,
                 transaction: LoanTransaction) -> tuple[Loan, list[Leg]]:
-        """The loan once its account folds the payment (dated the business date), and the legs moving
+        """The loan once its account (opened on the payment's date) folds the payment, and the legs moving
         where the fold put it: principal (scheduled or prepaid) back to the funding account, the rest
         to income."""
-        account = self.open_account(loan, product, transaction.value_date)
         try:
             after = apply(account, transaction)
         except LoanRuleError as error:
@@ -905,7 +889,17 @@ class LoanRepaymentService:
 
 
 
+def _payoff_quote(account: LoanAccount, product: LoanProduct, day: date) -> Payoff:
+    """What closes the opened account on `day`, the product's prepayment penalty included."""
+    try:
+        return payoff_quote(account.terms, account.schedule, account.dues, day,
+                            product.prepayment_penalty_rate)
+    except LoanRuleError as error:
+        raise InvalidLoanRequest(str(error), errors=((error.field, str(error)),)) from None
+
+
 Leg = tuple[str, str, str, int, str]  # transfer id, debit account, credit account, minor units, currency
+Payment = tuple[Loan, list[Leg], LoanTransaction]  # the loan after a payment, its legs, the transaction
 _PAYMENT_KINDS = (TransactionKind.REPAYMENT, TransactionKind.PREPAYMENT)
 
 

@@ -101,15 +101,24 @@ class OutboxRelay:
         # Runs between the send and the delete: tests stop a relay exactly there.
         self._after_send = after_send
         self._audit = _ChainSealer(outbox, audit_key)
+        self._resume_at = 0  # the partition a pass cut short by its deadline did not reach
 
-    def relay_once(self) -> RelayPass:
-        """One pass: every partition this relay can lease, drained up to the per-lease bound."""
+    def relay_once(self, stop: Callable[[], bool] | None = None) -> RelayPass:
+        """One pass: every partition this relay can lease, drained up to the per-lease bound. Once `stop()`
+        is true (a run's deadline) no batch or partition is started, and the next pass begins at the
+        first partition this one did not reach, so a deadline never starves the last partitions."""
         total = RelayPass()
-        for partition in self.outbox.partitions():
-            total.add(self.relay_partition(partition))
+        partitions = list(self.outbox.partitions())
+        start = self._resume_at % len(partitions) if partitions else 0
+        for n, partition in enumerate(partitions[start:] + partitions[:start]):
+            if stop is not None and stop():
+                self._resume_at = start + n
+                return total
+            total.add(self.relay_partition(partition, stop))
+        self._resume_at = 0
         return total
 
-    def relay_partition(self, partition: str) -> RelayPass:
+    def relay_partition(self, partition: str, stop: Callable[[], bool] | None = None) -> RelayPass:
         result = RelayPass()
         if not self.outbox.oldest(partition, 1):
             return result  # an idle partition costs one read, not a lease write and its release
@@ -122,6 +131,8 @@ class OutboxRelay:
                 events = self.outbox.oldest(partition, self._batch_size)
                 if not events or not self._relay_batch(events, result):
                     break
+                if stop is not None and stop():
+                    break  # the run's deadline: the rest waits for the next pass
                 if not self.outbox.acquire_lease(partition, self.holder, self._clock_ms(), self._lease_ms):
                     break  # the lease ran out meanwhile and someone else holds it now
         finally:
@@ -286,7 +297,7 @@ class RelayLoop:
                 break
             if passes_max is not None and self.passes >= passes_max:
                 break
-            busy, failed = self._one_pass()
+            busy, failed = self._one_pass(ends_at)
             if busy and not failed:
                 delay = self._idle_min
                 continue
@@ -298,11 +309,12 @@ class RelayLoop:
     def stop(self) -> None:
         self.stopping.set()
 
-    def _one_pass(self) -> tuple[bool, bool]:
-        """(did work, hit a failure)."""
+    def _one_pass(self, ends_at: float | None = None) -> tuple[bool, bool]:
+        """(did work, hit a failure); a pass stops starting batches at the run's deadline."""
         self.passes += 1
+        stop = None if ends_at is None else (lambda: self.stopping.is_set() or time.monotonic() >= ends_at)
         try:
-            result = self.relay.relay_once()
+            result = self.relay.relay_once(stop)
         except OutboxUnavailable as error:
             _log.warning("outbox unavailable", error=str(error))
             return False, True

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -31,11 +30,10 @@ from finfaas.domain.payments import (
 from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
-from finfaas.platform.http.transactional import TransactionalIdempotency
-from finfaas.platform.idempotency import IdempotencyKeyReused, StoredResponse
+from finfaas.platform.http.transactional import KeyInTransaction as PlatformKeyInTransaction
+from finfaas.platform.idempotency import IdempotencyKeyReused
 from finfaas.platform.pii import PiiKeyUnavailable
 from finfaas.services.ledger.api import BoundedAmount, ledger_error_table
-from finfaas.services.ledger.ports import CompletionRecords
 from finfaas.services.payments.errors import (
     AuthorizationExpired,
     CurrencyMismatch,
@@ -538,25 +536,10 @@ def merchant_view(merchant: Merchant) -> MerchantView:
 # --- the Idempotency-Key's record in a step's ledger transaction -------------------------------------
 
 
-class KeyInTransaction:
-    """StepKey for an in_transaction route: the key's completion record, holding the answer rendered from
-    the intent the step stores, put in that step's ledger transaction (the ledger's own routes do the
-    same), so a step that committed always replays and one that did not never does."""
-
-    def __init__(self, key: TransactionalIdempotency, records: CompletionRecords,
-                 render: Callable[[PaymentIntent], StoredResponse]) -> None:
-        self._key = key
-        self._records = records
-        self._render = render
-
-    def put_for(self, stored: PaymentIntent) -> tuple[Any, Any]:
-        return self._records.completion_put(self._key.completion_record(self._render(stored)))
-
-    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
-        self._key.conflict(self._records.record_from_raw(raw_item) if raw_item else None)
-
-    def committed(self) -> None:
-        self._key.mark_recorded()
+class KeyInTransaction(PlatformKeyInTransaction[PaymentIntent]):
+    """StepKey for an in_transaction route: the platform's key-in-transaction (the key's completion record,
+    holding the answer rendered from the intent the step stores, put in that step's ledger transaction),
+    and the id a refused step's payment_failed is written under, derived from the same key."""
 
     def refusal_write_id(self) -> str:
         scope = self._key.scope

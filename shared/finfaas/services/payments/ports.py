@@ -112,7 +112,8 @@ class PaymentsLedger(Protocol):
 
 
 class RiskAssessor(Protocol):
-    """The risk function's POST /assessments (services/suite_clients.py RiskClient)."""
+    """Answers as the risk function's POST /assessments: services/payments/risk_in_process.py InProcessRisk
+    (risk's rules in this process), or services/suite_clients.py RiskClient (through the gateway)."""
 
     def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -126,8 +127,10 @@ class Settlements(Protocol):
         """The merchant's settlement of the latest business date, if any."""
         ...
 
-    def create(self, settlement: Settlement) -> Settlement:
-        """Write a new settlement; the stored one when the merchant and date are taken (nothing written)."""
+    def create(self, settlement: Settlement, previous: date | None) -> Settlement:
+        """Write a new settlement as the one following the merchant's settlement of `previous` (None: its
+        first), in one write with that claim; the stored one when the merchant and date are taken, and
+        SettlementOutOfOrder when another date already followed `previous` (nothing written either way)."""
         ...
 
     def save(self, settlement: Settlement, event: IntentEvent) -> bool:

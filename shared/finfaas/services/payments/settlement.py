@@ -1,16 +1,19 @@
 """Merchant settlement: once per business date, each merchant is paid what its receivable shards took in
-since its previous settlement, less the application fees and the rolling reserve, with a report that
-reconciles: captures - refunds - fees - dispute_losses - reserve = payout.
+since its previous settlement, less the application fees and the rolling reserve, plus the reserves of
+earlier settlements whose period is over, with a report that reconciles:
+captures - refunds - fees - dispute_losses - reserve + reserve_released = payout.
 
 The run is a small saga with its plan stored first. It reads each shard's ledger statement back to the
 previous settlement's cut (entries older than `settlement_lag_seconds` only, so a transaction still in
 flight is never skipped), classifies each entry by the intent step whose id it carries, prices the fees
 from the intents, and stores the settlement PLANNED with its legs (ids `stl-<merchant>-<yyyymmdd>-<n>`),
-conditionally on no settlement of that merchant and date. Then it moves the legs on the ledger (linked
-batches: a replay of a batch that committed is answered by the ledger, never applied twice) and saves the
-settlement PAID with `payout.paid` in the same write. A crash anywhere leaves either nothing (planned
-again from scratch) or the PLANNED record, which the next run finishes with the same legs: nothing is paid
-twice. The payout leg credits the currency's settlement account, the suite's side of the rail.
+conditionally on no settlement of that merchant and date and on no other date having followed the
+previous settlement (two dates planned from one cut at once: the second is refused). Then it moves the
+legs on the ledger (linked batches: a replay of a batch that committed is answered by the ledger, never
+applied twice) and saves the settlement PAID with `payout.paid` in the same write. A crash anywhere leaves
+either nothing (planned again from scratch) or the PLANNED record, which the next run finishes with the
+same legs: nothing is paid twice. The payout leg credits the currency's settlement account, the suite's
+side of the rail.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from finfaas.services.payments.model import (
 )
 from finfaas.services.payments.ports import Merchants, PaymentIntents, PaymentsLedger, Settlements
 
+# The market whose business date (services/business_date) and calendar date settlements and reserve periods.
+SETTLEMENT_MARKET = "CN"
 # Entries younger than this stay for the next settlement: a ledger transaction stamps its entries before
 # it commits, so one still in flight may commit with a key below a cut taken at that moment.
 settlement_lag_seconds = 60
@@ -151,7 +156,10 @@ class MerchantSettlement:
                 latest = self._finish(latest)
             if latest is not None and self._on_paid is not None:
                 self._on_paid(latest)  # its payout's hand-off again, in case a crash lost it
-            stored = self._settlements.create(self._plan(merchant, business_date, latest))
+            # Claims the place after `latest`: a rival settling another date from the same cut (the daily
+            # run against an operator's settlement of a missed day) is refused before anything moves.
+            stored = self._settlements.create(self._plan(merchant, business_date, latest),
+                                              latest.business_date if latest is not None else None)
         settled = self._finish(stored)
         if self._on_paid is not None:
             self._on_paid(settled)
@@ -197,7 +205,7 @@ class MerchantSettlement:
         problems = [] if settlement.reconciles else [f"{name}: its figures do not add up to the payout"]
         if settlement.status is not SettlementStatus.PAID:
             problems.append(f"{name}: {settlement.status.value}, not paid")
-        self._merchant(settlement.merchant_id)
+        merchant = self._merchant(settlement.merchant_id)
         before = dict(previous.cuts) if previous is not None else {}
         window = _Window(fees=previous.fees_carried_minor if previous is not None else 0)
         intents: dict[str, PaymentIntent | None] = {}
@@ -227,10 +235,11 @@ class MerchantSettlement:
                 by_purpose[RESERVE_RELEASE]) != (max(settlement.fees_minor, 0), settlement.reserve_minor,
                                                  settlement.payout_minor, settlement.reserve_released_minor):
             problems.append(f"{name}: its legs move {by_purpose}, not its figures")
-        problems.extend(self._verify_release(name, settlement, previous))
+        problems.extend(self._verify_release(name, merchant, settlement, previous))
         return problems
 
-    def _verify_release(self, name: str, settlement: Settlement, previous: Settlement | None) -> list[str]:
+    def _verify_release(self, name: str, merchant: Merchant, settlement: Settlement,
+                        previous: Settlement | None) -> list[str]:
         """The release starts where the previous settlement's stopped, releases only reserves whose period
         was over, what was due is their sum, and no more than that was paid."""
         after = previous.reserve_released_through if previous is not None else None
@@ -242,7 +251,6 @@ class MerchantSettlement:
         if settlement.reserve_released_after != after:
             problems.append(f"{name}: its release starts after {settlement.reserve_released_after}, "
                             f"the previous stopped at {after}")
-        merchant = self._merchant(settlement.merchant_id)
         due = 0
         for held in self._settlements.of_merchant(settlement.merchant_id, reserve_release_settlements_max,
                                                   settlement.reserve_released_after):

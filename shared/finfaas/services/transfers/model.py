@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from finfaas.domain.creditor import SealedCreditor
+from finfaas.domain.ledger import Account
 from finfaas.domain.limits import Tier
 
 STATE_MACHINE = "transfer"
@@ -212,6 +213,12 @@ class AccountInfo:
     currency: str
     kind: str
     status: str
+
+    @classmethod
+    def of(cls, account: Account) -> AccountInfo:
+        """What validation needs of a ledger account."""
+        return cls(account.account_id, account.owner_id, account.currency, account.kind.value,
+                   account.status.value)
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ infra/statemachines/transfer.asl.json kept by the orchestrator, named by the tra
 saga calls back into this service for the steps that are the transfers function's own:
 
     validate  accounts exist and are open, same currency, the owner may debit the source,
-              per-transfer and daily limits of the customer's tier (the day's total is reserved);
-              acceptance already refused what these rules decided then, before writing anything,
-              so this step refuses only what changed since
-    screen    the risk function, behind a circuit breaker; when risk is failing, small transfers
-              proceed flagged for later review and larger ones wait for an operator's decision
+              per-transfer and daily limits of the customer's tier; acceptance already refused what
+              these rules decided then, before writing anything, so this step refuses only what
+              changed since. Then the risk function, behind a circuit breaker (when risk is failing,
+              small transfers proceed flagged for later review and larger ones wait for an
+              operator's decision); the day's total, the order and its decision in one write
     complete  COMPLETED, with the transfer.completed event in the same write
     fail      FAILED (nothing moved) or COMPENSATED (the hold was voided), the day's total released
     attention NEEDS_ATTENTION: an operator must decide (e.g. the rail never confirmed either way)
@@ -144,10 +144,7 @@ class LedgerAccounts:
 
     def accounts(self, account_ids: Sequence[str]) -> dict[str, AccountInfo]:
         found = self._repository.get_accounts(account_ids)
-        return {
-            a.account_id: AccountInfo(a.account_id, a.owner_id, a.currency, a.kind.value, a.status.value)
-            for a in found.values()
-        }
+        return {a.account_id: AccountInfo.of(a) for a in found.values()}
 
 
 class ComposedValidationReads:
@@ -289,7 +286,6 @@ class TransfersService:
         # Production passes the stage's keyed codec; a fresh key suits one process (tests).
         self._cursors = cursors or CursorCodec.generate()
         self._vault = vault  # seals payees of external transfers; None refuses them
-        self._accounts = accounts
         self._risk = risk
         self._orchestrator = orchestrator
         self._breaker = breaker or CircuitBreaker("risk")

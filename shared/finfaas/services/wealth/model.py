@@ -232,6 +232,9 @@ class DailyIncome:
     remainder_minor: int | None = None
     holders: int | None = None
     corrections: tuple[FigureCorrection, ...] = ()
+    # Set (on the next version) by the batch before it posts any of the day's income: from then on the
+    # figure is the one every chunk is posted at, and a correction is refused.
+    posting_started: bool = False
 
     @property
     def settled(self) -> bool:

@@ -123,6 +123,8 @@ page_positions_max = chunk_posting_threads_max * chunk_holders_max
 # A chunk whose holders' rows moved under it (a redemption swept a row's accrued units) is built again
 # from fresh rows at most this many times; then the Task fails and its retry reads the page again.
 chunk_attempts_max = 3
+# A correction racing the batch's mark on the day's income figure: the mark reads the figure again.
+figure_mark_attempts_max = 3
 # A redemption's sweep racing the batch's chunk or another sweep of the same row: read it again.
 sweep_attempts_max = 3
 confirm_orders_per_page_max = 25
@@ -289,7 +291,7 @@ class WealthService:
         if existing.settled:
             raise FigureAlreadyPublished(f"{day.isoformat()}: settled by the batch, its income posted",
                                          errors=(("date", "already settled by the batch"),))
-        if self._repo.chunks(product_id, day):  # half posted at the old figure: conservation needs one
+        if existing.posting_started:  # half posted at the old figure: conservation needs one
             raise FigureAlreadyPublished(f"{day.isoformat()}: the batch is posting this day's income",
                                          errors=(("date", "being posted by the batch"),))
         if existing.income_per_10k_units == figure:
@@ -343,16 +345,18 @@ class WealthService:
             raise FigureAlreadyPublished(f"{day.isoformat()}: the NAV is {figure} already",
                                          errors=(("nav", "the published NAV already"),))
         repriced, cursor = 0, None
-        while repriced < corrected_orders_per_call_max:
+        while True:
             listed, cursor = self._repo.priced_orders(product_id, day, confirm_orders_per_page_max, cursor)
             for customer_id, order_id in listed:
                 order = self._repo.order(customer_id, order_id)
-                if order is not None and order.nav is not None and order.nav != figure:
-                    self._reprice(product, order, existing)
-                    repriced += 1
+                if order is None or order.nav is None or order.nav == figure:
+                    continue  # re-priced by an earlier call
+                if repriced == corrected_orders_per_call_max:
+                    return NavCorrection(existing, repriced, more=True)
+                self._reprice(product, order, existing)
+                repriced += 1
             if cursor is None:
                 return NavCorrection(existing, repriced, more=False)
-        return NavCorrection(existing, repriced, more=True)
 
     def _reprice(self, product: Product, order: SubscriptionOrder, figure: NavFigure) -> None:
         """One order priced again at the corrected NAV: its confirmation's money reversed and moved again
@@ -513,9 +517,8 @@ class WealthService:
             raise InsufficientUnits("amount: more than the position's available units", field="amount")
         today = self._business_dates.current(product.market).business_date
         if command.fast:  # refused before the sweep writes anything (the loop below judges it again)
-            check_fast_redemption(command.amount_minor,
-                                  self._repo.fast_usage(product.product_id, customer_id, today),
-                                  product.fast_redemption_cap_minor)
+            used = self._repo.fast_usage(product.product_id, customer_id, today)
+            check_fast_redemption(command.amount_minor, used, product.fast_redemption_cap_minor)
         self._swept(product, position)
         if not command.fast:
             with _recorded_ok():
@@ -525,9 +528,10 @@ class WealthService:
             return self._stored(customer_id, order)
         done = replace(order, status=OrderStatus.CONFIRMED, confirmation_date=today,
                        hold_id=order_transfer_id(customer_id, command.order_id, "f"))
-        for _ in range(fast_redemption_attempts_max):
-            used = self._repo.fast_usage(product.product_id, customer_id, today)
-            check_fast_redemption(command.amount_minor, used, product.fast_redemption_cap_minor)
+        for attempt in range(fast_redemption_attempts_max):
+            if attempt:  # another fast redemption of the day committed first: judge the cap again
+                used = self._repo.fast_usage(product.product_id, customer_id, today)
+                check_fast_redemption(command.amount_minor, used, product.fast_redemption_cap_minor)
             write = self._repo.fast_usage_write(product.product_id, customer_id, today, used,
                                                 used + command.amount_minor, done)
             try:
@@ -536,7 +540,7 @@ class WealthService:
             except AlreadyRecorded:
                 pass
             except RowMoved:
-                continue  # another fast redemption of the day committed first: judge the cap again
+                continue
             return self._stored(customer_id, done)
         raise OrderConflict("fast redemptions of this position ran at once; retry",
                             errors=(("order_id", "retry"),))
@@ -879,6 +883,7 @@ class WealthService:
                 return PageResult(0, 0, _next_cursor(index, None, len(products)))  # no holders: no income
             raise FigureNotPublished(f"{product.product_id}: no income published for {day.isoformat()}",
                                      errors=(("date", "income not published"),))
+        figure = self._posting(figure)
         if inner is None:  # the product's first page of the day opens the shards (once, idempotent)
             for shard in range(fund_shards):
                 for account in (product.fund_account_id, holders_account_id(product.product_id)):
@@ -902,6 +907,19 @@ class WealthService:
             with ThreadPoolExecutor(min(chunk_posting_threads_max, len(chunks))) as pool:
                 posted = sum(pool.map(post, range(len(chunks))))
         return PageResult(len(page.positions), posted, _next_cursor(index, page.next_cursor, len(products)))
+
+    def _posting(self, figure: DailyIncome) -> DailyIncome:
+        """The figure marked as being posted, on the version it was read in: a correction that came first
+        is read and marked instead, and none can come after (correct_income refuses a marked figure)."""
+        for _ in range(figure_mark_attempts_max):
+            if figure.posting_started:
+                return figure
+            marked = replace(figure, posting_started=True, version=figure.version + 1)
+            if self._repo.publish_income(marked, figure.version):
+                return marked
+            figure = self._repo.daily_income(figure.product_id, figure.day) or figure
+        raise OrderConflict(f"{figure.day.isoformat()}: the income figure kept changing; run the page again",
+                            errors=(("cursor", "retry"),))
 
     def _held(self, positions: Sequence[Position]) -> list[tuple[Position, int]]:
         """(position, units): its ledger balance and the units accrued on its row."""

@@ -12,6 +12,8 @@ import pytest
 from finfaas.domain.ledger import AccountKind, system_account_id
 from finfaas.platform.config import resource_name
 from finfaas.services.payments.api import DisputeNotice, OnboardBody
+from finfaas.services.payments.errors import SettlementOutOfOrder
+from finfaas.services.payments.model import Settlement, SettlementStatus
 from finfaas.services.payments.service import LedgerStoreAccounts
 from finfaas.services.payments.settlement import MerchantSettlement, settlement_lag_seconds
 from finfaas.store.outbox_store import outbox_partition
@@ -144,3 +146,28 @@ def test_the_next_settlement_releases_the_reserve_once_and_the_check_agrees(worl
         assert check(next_day, PaymentSettlementsStore(world.payments_store), [world.merchant_id]) == (2, [])
     finally:
         world.merchant_id = module_merchant
+
+
+def test_one_settlement_only_follows_each_date_and_a_repeat_of_its_own_date_finds_it(world):
+    # GIVEN a merchant's first settlement, then two of different dates planned from it at once
+    store, merchant_id = world.payments_store, f"m-{uuid.uuid4().hex[:10]}"
+    monday = later().date()
+    tuesday, wednesday = monday + timedelta(days=1), monday + timedelta(days=2)
+
+    def planned(day) -> Settlement:
+        return Settlement(merchant_id, day, "USD", SettlementStatus.PLANNED, later(), (),
+                          0, 0, 0, 0, 0, 0, 0, 0, (), later())
+
+    first = store.create_settlement(planned(monday), None)
+    followed = store.create_settlement(planned(wednesday), monday)
+    again = store.create_settlement(planned(wednesday), monday)
+
+    # THEN the second claim of Monday's place is refused and writes nothing; a second first is refused too
+    with pytest.raises(SettlementOutOfOrder):
+        store.create_settlement(planned(tuesday), monday)
+    with pytest.raises(SettlementOutOfOrder):
+        store.create_settlement(planned(tuesday), None)
+    assert (first.business_date, followed.business_date, again) == (monday, wednesday, followed)
+    assert store.get_settlement(merchant_id, tuesday) is None
+    assert [s.business_date for s in store.settlements_of(merchant_id, 10)] == [monday, wednesday]
+    assert store.latest_settlement(merchant_id).business_date == wednesday

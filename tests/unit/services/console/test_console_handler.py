@@ -388,6 +388,24 @@ def test_an_accounts_page_lists_every_open_hold_even_one_on_no_statement_page_sh
     assert "state=PENDING" in holds_call
 
 
+def test_a_hold_still_open_on_the_statement_page_is_shown_from_the_open_holds_not_read_again(console,
+                                                                                             monkeypatch):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+    # GIVEN the statement page shows an open hold (hold_0) beside a posted one (hold_1)
+    entries = [ENTRY, {**ENTRY, "transfer_id": "hold_0", "amount_minor": 2_000}]
+    monkeypatch.setitem(STATEMENT, "data", entries)
+
+    reply = get(handler, "/ledger/accounts/acc_1", cookie)
+
+    # THEN both are shown with their state and expiry, and only the posted one costs a read of its own
+    hold = re.search(r'<tr data-hold="hold_0">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "20.00 USD" in hold and "PENDING" in hold and "2027-01-20T10:00:00Z" in hold
+    assert re.findall(r'<tr data-hold="([^"]+)"', reply.body) == ["hold_1", "hold_0"]
+    reads = [p for f, _, p, _, _ in suite.calls if f == "ledger" and p.startswith("/transfers/")]
+    assert reads == ["/transfers/hold_1"]
+
+
 def test_an_accounts_page_without_the_ledger_names_it_and_keeps_the_statement(console):
     handler, suite = console
     cookie = cookie_of(sign_in(handler, "op-rex"))
@@ -453,6 +471,18 @@ def test_a_ledger_transfers_page_lists_its_batchs_every_leg_in_order_each_linked
     for leg in legs:
         assert f'href="/function/console/ledger/transfers/{leg}"' in reply.body
     assert ("ledger", "GET", "/transfers?batch_id=sale_1", "token-of-op-rex", None) in suite.calls
+
+
+def test_a_legs_page_takes_its_batchs_first_leg_from_the_batch_not_from_a_second_read(console):
+    handler, suite = console
+    cookie = cookie_of(sign_in(handler, "op-rex"))
+
+    reply = get(handler, "/ledger/transfers/fee_1", cookie)
+
+    first = re.search(r'<tr data-link="batch_id">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "sale_1" in first and "leg of 3" in first
+    assert [p for f, _, p, _, _ in suite.calls if f == "ledger"] == [
+        "/transfers/fee_1", "/transfers?batch_id=sale_1"]
 
 
 def test_an_actor_resolves_a_transfer_needing_attention_by_posting_its_hold(console):

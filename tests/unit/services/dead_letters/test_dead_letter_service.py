@@ -7,7 +7,7 @@ import json
 import pytest
 from finfaas.platform.logging import REDACTED
 from finfaas.services.dead_letters.errors import DeadLetterNotFound, QueuesUnavailable, UnknownQueue
-from finfaas.services.dead_letters.service import DeadLetterService
+from finfaas.services.dead_letters.service import DeadLetterService, redrive_seconds_max
 from finfaas_dev.fakes.dead_letters import InMemoryQueues
 
 
@@ -98,6 +98,30 @@ def test_an_unknown_queue_or_letter_is_refused_and_nothing_moves(queues):
         service.redrive("events", "m-999")
 
     assert queues.bodies("events") == [] and queues.depth("events-dlq", peek_oldest=False).visible == 1
+
+
+def test_a_search_for_one_letter_stops_at_the_requests_time_bound_and_leaves_every_letter_visible(queues):
+    # GIVEN a deep dead-letter queue, and SQS answering each receive in one second
+    for n in range(150):
+        queues.put("orchestrator-dlq", f"wake-{n}")
+    takes = []
+    take = queues.take
+
+    def slow_take(queue, count_max, hidden_seconds):
+        takes.append(queue)
+        return take(queue, count_max, hidden_seconds)
+
+    queues.take = slow_take  # type: ignore[method-assign]
+    service = DeadLetterService(queues, clock=lambda: float(len(takes)))
+
+    # WHEN an operator redrives a letter that is not there
+    with pytest.raises(DeadLetterNotFound):
+        service.redrive("orchestrator", "m-999")
+
+    # THEN the search gave up within the request's bound, and nothing stays hidden or moved
+    assert len(takes) <= redrive_seconds_max
+    assert queues.depth("orchestrator-dlq", peek_oldest=False).visible == 150
+    assert queues.bodies("orchestrator") == []
 
 
 def test_the_overview_names_every_queue_with_its_dead_letters(queues):

@@ -15,18 +15,13 @@ from finfaas.services.ledger.service import LedgerService
 from finfaas_dev.fakes.platform import InMemoryAuditStore
 from finfaas_dev.testing.platform import TokenMinter, call, load_function_handler
 from finfaas_dev.testing.reference_model import ReferenceLedger
+from support.clocks import SteppingClock
 
 SECRET = b"ledger-ops-checks-audit-key-0123456789"
 KEY = AuditKey(key_id_of(SECRET), SECRET)
 
-
-class StepClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
+START = datetime(2026, 3, 1, tzinfo=UTC)
+TICK = timedelta(milliseconds=1)  # every clock read is a later moment
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +34,7 @@ def world(minter):
     """A ledger with a deposit, a transfer and an open hold; two audit chains of two records each."""
     ledger = ReferenceLedger()
     counter = itertools.count(1)
-    service = LedgerService(ledger, StepClock(), lambda: f"id{next(counter)}")
+    service = LedgerService(ledger, SteppingClock(START, TICK), lambda: f"id{next(counter)}")
     service.ensure_system_accounts("USD")
     for owner, account_id in (("u1", "alice"), ("u2", "bob")):
         service.open_account(owner_id=owner, currency="USD", account_id=account_id)

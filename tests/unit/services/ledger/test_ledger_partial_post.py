@@ -10,9 +10,13 @@ import pytest
 from finfaas.domain import errors
 from finfaas.domain.ledger import AccountKind, Actor, NewAccount, NewTransfer, PendingState, PostPending
 from finfaas_dev.testing.reference_model import ReferenceLedger
+from support.clocks import SteppingClock
 
 SYSTEM = Actor.system()
 HOLD_SECONDS = 3600
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+TICK = timedelta(milliseconds=1)  # every clock read is a later moment
 
 
 class PartialPostContract:
@@ -92,20 +96,11 @@ class PartialPostContract:
         assert ledger.get_transfer(held("rest1")) is None
 
 
-class StepClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
-
-
 class TestReferenceLedger(PartialPostContract):
     @pytest.fixture
     def ledger(self):
         return ReferenceLedger()
 
     @pytest.fixture
-    def clock(self) -> StepClock:
-        return StepClock()
+    def clock(self) -> SteppingClock:
+        return SteppingClock(START, TICK)

@@ -7,25 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from finfaas.domain import errors
-from finfaas.domain.ledger import Actor
+from finfaas.domain.ledger import Actor, encode_hold_cursor
 from finfaas.services.ledger.model import TransferRequest
 from finfaas.services.ledger.service import LedgerService
 from finfaas_dev.testing.reference_model import ReferenceLedger
+from support.clocks import SteppingClock
 
-
-class StepClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
+START = datetime(2026, 3, 1, tzinfo=UTC)
+TICK = timedelta(milliseconds=1)  # every clock read is a later moment
 
 
 @pytest.fixture
 def service() -> LedgerService:
     counter = itertools.count(1)
-    service = LedgerService(ReferenceLedger(), StepClock(), lambda: f"id{next(counter)}")
+    service = LedgerService(ReferenceLedger(), SteppingClock(START, TICK), lambda: f"id{next(counter)}")
     service.ensure_system_accounts("USD")
     service.open_account(owner_id="u1", currency="USD", account_id="alice")
     service.open_account(owner_id="u2", currency="USD", account_id="bob")
@@ -111,3 +106,17 @@ def test_an_accounts_open_holds_are_listed_oldest_first_a_page_at_a_time(service
         service.open_holds("alice", actor=Actor(owner_id="u9"))
     with pytest.raises(errors.InvalidInput):
         service.open_holds("bob", starting_after=first.next_cursor)
+
+
+def test_an_open_holds_cursor_is_a_position_so_the_hold_it_names_need_not_exist(service):
+    # GIVEN two open holds, and a cursor of the account's list naming a hold that is not in the ledger
+    service.deposit("alice", 500, "USD", transfer_id="dep1")
+    for name in ("h1", "h2"):
+        service.transfer(TransferRequest("alice", "bob", 10, "USD", name, pending=True, timeout_seconds=60))
+    before_both = encode_hold_cursor("alice", "2026-03-01T00:00:00.000000Z", "gone")
+
+    # WHEN the list goes on from there
+    page = service.open_holds("alice", starting_after=before_both)
+
+    # THEN it answers what follows that position, as the store's index query does
+    assert [t.transfer_id for t in page.items] == ["h1", "h2"]

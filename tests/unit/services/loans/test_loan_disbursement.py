@@ -10,6 +10,7 @@ from datetime import date
 
 import pytest
 from finfaas.services.loans.model import LoanStatus
+from finfaas.services.loans.service import REVIEW_EXPIRED
 from finfaas.workflow.model import Status
 from finfaas_dev.testing.platform import call
 from finfaas_dev.testing.workflow import CrashAt
@@ -17,6 +18,7 @@ from support.loans_world import BUSINESS_DATE, LoansWorld
 from support.workflow_testing import crash_case_ids, crash_cases
 
 SCENARIO = "disburse"
+REVIEW_SECONDS = 7 * 24 * 3600  # AwaitReview's TimeoutSeconds
 
 
 def _clean_run_points(_: str) -> list[str]:
@@ -126,3 +128,30 @@ def test_every_message_delivered_twice_disburses_once():
     world.accept(loan_id)
 
     assert_disbursed_once(world, loan_id, world.run_saga(loan_id))
+
+
+def test_a_review_no_operator_decides_within_its_seven_days_declines_the_loan_and_moves_nothing():
+    # GIVEN a loan in review whose saga waits at AwaitReview, and no operator answering
+    world = LoansWorld()
+    approved = world.loans.get_loan(world.approved_loan())
+    in_review = replace(approved, status=LoanStatus.REVIEW, decided_by=None, version=approved.version + 1)
+    assert world.loans.save_loan(in_review, None)
+
+    # WHEN the review's 7 days pass
+    started = world.engine.start("loan-disbursement", in_review.loan_id,
+                                 {"loan_id": in_review.loan_id, "review": True})
+    world.engine.settle()
+    world.engine.clock.sleep(REVIEW_SECONDS + 1)
+    world.engine.run()
+
+    # THEN the saga records the loan declined as expired (no longer stuck in review), and nothing moved
+    execution_id = started.execution.execution_id
+    assert len(world.reviews.sent) == 1
+    assert world.engine.status(execution_id) is Status.SUCCEEDED
+    loan = world.loans.get_loan(in_review.loan_id)
+    assert (loan.status, loan.decided_by, loan.review_token) == (LoanStatus.DECLINED, REVIEW_EXPIRED, None)
+    assert world.event_types(in_review.loan_id) == ["loan.approved", "loan.declined"]
+    assert world.disbursements(in_review.loan_id) == [] and world.wallet_minor() == 0
+    again = call(world.handler.handle, "POST", f"/_/ops/loans/{in_review.loan_id}/decision",
+                 token=world.operator, json_body={"decision": "approve", "note": "too late"})
+    assert again.status == 409 and again.json()["code"] == "loan_not_in_review"

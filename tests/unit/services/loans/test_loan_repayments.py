@@ -80,12 +80,17 @@ def test_more_than_is_due_is_refused_on_a_product_that_refuses_overpayments_and_
     assert world.loan(loan_id)["outstanding_minor"] == 10_353
 
 
-def test_an_overpayment_prepays_for_a_smaller_installment_on_a_prepaying_product(world):
+def prepaying_product_loan(world: LoansWorld) -> str:
+    """An active loan of a product that prepays overpayments (created by an operator)."""
     body = {**PRODUCT, "product_id": "prepay-eur", "overpayment": "prepay"}
     created = call(world.handler.handle, "POST", "/_/ops/loan-products", token=world.operator,
-                   headers={"Idempotency-Key": "p-2"}, json_body=body)
+                   headers={"Idempotency-Key": "p-prepay"}, json_body=body)
     assert created.status == 201, created.body
-    loan_id = world.active_loan(product_id="prepay-eur")
+    return world.active_loan(product_id="prepay-eur")
+
+
+def test_an_overpayment_prepays_for_a_smaller_installment_on_a_prepaying_product(world):
+    loan_id = prepaying_product_loan(world)
     world.business_date = FIRST_DUE
 
     reply = world.repay(loan_id, "37.25")  # the first installment, and 20.00 of principal ahead
@@ -289,11 +294,7 @@ SECOND_DUE = date(2024, 3, 1)
 
 def prepaying_loan(world: LoansWorld) -> str:
     """A loan of a product that prepays overpayments, its first installment repaid on its due date."""
-    body = {**PRODUCT, "product_id": "prepay-eur", "overpayment": "prepay"}
-    created = call(world.handler.handle, "POST", "/_/ops/loan-products", token=world.operator,
-                   headers={"Idempotency-Key": "p-prepay"}, json_body=body)
-    assert created.status == 201, created.body
-    loan_id = world.active_loan(product_id="prepay-eur")
+    loan_id = prepaying_product_loan(world)
     world.business_date = FIRST_DUE
     assert world.repay(loan_id, "17.25").status == 200
     world.business_date = SECOND_DUE
@@ -372,3 +373,20 @@ def test_a_prepayment_that_prepays_nothing_or_everything_is_a_422_naming_the_fie
     assert reply.status == 422, reply.body
     assert [e["field"] for e in reply.json()["errors"]] == [field]
     assert ledger_changes(world) == before
+
+
+def test_a_repayment_from_a_frozen_wallet_is_a_409_naming_the_account_state_and_moves_nothing(world):
+    # GIVEN an installment due and the customer's wallet frozen after the loan was disbursed
+    from finfaas.services.ledger.service import LedgerService
+
+    loan_id = world.active_loan()
+    world.business_date = FIRST_DUE
+    LedgerService(world.ledger).freeze("acc-cust-1")
+    before = ledger_changes(world)
+
+    # WHEN the customer repays from it
+    reply = world.repay(loan_id, "17.25", key="r-frozen")
+
+    # THEN the ledger's refusal is answered as the ledger function answers it, not as a server error
+    assert (reply.status, reply.json()["code"]) == (409, "account_frozen"), reply.body
+    assert ledger_changes(world) == before and world.event_types(loan_id)[-1] != "loan.repaid"

@@ -10,9 +10,10 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from finfaas.domain.errors import AccountFrozen
+from finfaas.domain.errors import AccountFrozen, LedgerBusy
 from finfaas.domain.ledger import AccountKind, system_account_id
 from finfaas.services.ledger.service import LedgerService
+from finfaas.services.loans.errors import LoanBusy
 from finfaas.services.loans.model import LoanStatus
 from finfaas.services.loans.nightly import (
     AUTO_DEBIT_FAILED,
@@ -165,6 +166,38 @@ def test_a_loan_not_opted_in_is_closed_without_touching_the_wallet():
     assert night.events(AUTO_DEBITED, AUTO_DEBIT_FAILED) == []
 
 
+class CountedReads:
+    """A repository whose single reads are counted (each is a GetItem on DynamoDB)."""
+
+    def __init__(self, inner: object, *names: str) -> None:
+        self._inner = inner
+        self.reads = 0
+        for name in names:
+            setattr(self, name, self._counted(getattr(inner, name)))
+
+    def _counted(self, read):
+        def counted(*args, **kwargs):
+            self.reads += 1
+            return read(*args, **kwargs)
+        return counted
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_an_auto_debit_loan_is_read_once_with_its_page_and_not_again_one_by_one():
+    night = AutoDebitWorld()
+    loans = CountedReads(night.world.loans, "get_loan")
+    nightly = CountedReads(night.nightly, "get_close")
+    service = LoansNightlyService(night.world.products, loans, nightly, lambda: night.world.business_date,
+                                  night.world.orchestrator, wallets=night.money, ledger=night.money)
+
+    assert service.close_loans(FIRST_DUE, [night.loan_id]).closed == 1
+
+    assert (loans.reads, nightly.reads) == (0, 0)  # the page's batch read served the debit
+    assert len(night.events(AUTO_DEBITED)) == 1
+
+
 def test_an_installment_repaid_by_hand_on_its_due_date_is_not_debited_again():
     night = AutoDebitWorld()
     night.world.business_date = FIRST_DUE
@@ -217,6 +250,30 @@ def test_a_wallet_the_ledger_refuses_fails_the_auto_debit_and_the_night_goes_on(
     assert (result.closed, result.unprocessable) == (1, ())
     assert night.world.wallet_minor() == wallet
     assert [e["reason"] for e in night.events(AUTO_DEBIT_FAILED)] == ["account_unavailable"]
+
+
+class BusyLedger(InMemoryLoansLedger):
+    """The ledger's retries run out on contention or an unreachable table: nothing was written."""
+
+    def transfer_linked(self, legs, extra):
+        raise LedgerBusy("ledger busy: TransactionConflict")
+
+
+def test_a_busy_ledger_fails_the_page_for_a_retry_and_never_records_a_failed_debit():
+    # GIVEN an opted-in loan whose wallet covers the installment, and a ledger that stays busy
+    night = AutoDebitWorld()
+    wallet = night.world.wallet_minor()
+    busy = night.nightly_service(BusyLedger(LedgerService(night.world.ledger), night.world.loans))
+
+    # WHEN the night of its due date runs: the page fails as a whole, to be retried
+    with pytest.raises(LoanBusy):
+        busy.close_loans(FIRST_DUE, [night.loan_id])
+
+    # THEN nothing is recorded (no failed debit, no closed date), so the retried page collects
+    assert night.events(AUTO_DEBITED, AUTO_DEBIT_FAILED) == []
+    assert night.nightly.get_close(night.loan_id) is None
+    assert (night.close().closed, night.world.wallet_minor()) == (1, wallet - INSTALLMENT_MINOR)
+    assert len(night.events(AUTO_DEBITED)) == 1
 
 
 def test_two_runs_of_one_date_at_once_debit_once():

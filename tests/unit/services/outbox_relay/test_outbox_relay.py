@@ -148,6 +148,39 @@ def test_the_loop_backs_off_while_idle_and_stops_at_its_deadline():
     assert sleeps == [0.1, 0.2, 0.4, 0.8, 0.8, 0.8]
 
 
+def test_a_pass_stops_starting_batches_at_its_deadline_and_the_next_begins_where_it_stopped():
+    # GIVEN 20 events on each of three partitions, one batch of 10 per send
+    outbox, queue, mac = FakeOutbox(["ledger-0", "ledger-1", "ledger-2"]), FakeQueue(), EventMac.generate()
+    outbox.add(*[outbox_event(n, partition=f"ledger-{n % 3}") for n in range(60)])
+    relay = relay_for(outbox, queue, mac)
+    # WHEN each pass must stop once it has sent 10 more events
+    first = relay.relay_once(stop=lambda: len(queue.sent) >= 10)
+    second = relay.relay_once(stop=lambda: len(queue.sent) >= 20)
+    # THEN each sent one batch, the second from the partition the first did not reach
+    assert (first.sent, second.sent) == (10, 10)
+    assert [len([e for e in outbox.remaining() if e.partition == p]) for p in outbox.partitions()] == [
+        10, 10, 20]
+    # ... and a pass without a deadline drains everything left
+    assert relay.relay_once().sent == 40 and outbox.remaining() == []
+
+
+def test_a_run_with_a_backlog_ends_near_its_deadline_not_after_the_whole_pass():
+    class SlowQueue(FakeQueue):
+        def send_batch(self, messages):
+            time.sleep(0.05)
+            return super().send_batch(messages)
+
+    # GIVEN 400 events (40 sends of 0.05 s: 2 s of sending) and a run of 0.1 s
+    outbox, queue, mac = FakeOutbox(["ledger-0", "ledger-1"]), SlowQueue(), EventMac.generate()
+    outbox.add(*[outbox_event(n, partition=f"ledger-{n % 2}") for n in range(400)])
+    loop = RelayLoop(relay_for(outbox, queue, mac), sleep=lambda seconds: None)
+    started = time.monotonic()
+    totals = loop.run(deadline_seconds=0.1)
+    # THEN the run stopped within a batch or so of its deadline, the rest left for the next run
+    assert time.monotonic() - started < 1.0
+    assert 0 < totals.sent < 400 and len(outbox.remaining()) == 400 - totals.sent
+
+
 def test_the_loop_keeps_going_without_sleeping_while_there_is_work():
     outbox, queue, mac = FakeOutbox(["ledger-0"]), FakeQueue(), EventMac.generate()
     outbox.add(*[outbox_event(n) for n in range(30)])

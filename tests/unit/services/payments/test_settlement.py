@@ -51,10 +51,10 @@ class CrashingSettlements(InMemorySettlements):
         super().__init__()
         self.crash: str | None = None
 
-    def create(self, settlement):
+    def create(self, settlement, previous):
         if self.crash == "before-create":
             raise Crash()
-        stored = super().create(settlement)
+        stored = super().create(settlement, previous)
         if self.crash == "after-create":
             raise Crash()
         return stored
@@ -337,3 +337,42 @@ def test_a_reserve_a_dispute_drew_on_is_released_as_far_as_it_holds_and_a_doctor
     first, second = world.settlements.of_merchant("m-shoes", 10)
     twice = dataclasses.replace(second, reserve_released_after=None, reserve_released_through=None)
     assert "without saying which" in world.settlement.verify(twice, first)[-1]
+
+
+# --- two dates settled at once from the same cut -----------------------------------------------------------
+
+
+def test_a_missed_day_settled_while_the_daily_run_settles_today_is_refused_and_nothing_is_paid_twice():
+    # GIVEN Monday settled, Tuesday's business left unsettled (its run missed the merchant), and on Wednesday
+    # the daily run settles today right after an operator's settlement of Tuesday read Monday as the latest
+    world = SettlementWorld(reserve_period_days=0)
+    world.day_of_business()
+    assert world.settle().status == 200
+    world.clock.now += timedelta(days=1)
+    tuesday = world.clock.now.date()
+    world.day_of_business()
+    world.clock.now += timedelta(days=1)
+    wednesday = world.clock.now.date()
+    reserve = world.merchants.get("m-shoes").accounts.reserve
+    settled_before = world.balance(SETTLEMENT)
+    settlements = world.settlements
+    monday_was_latest = settlements.latest
+
+    def latest_then_the_daily_run(merchant_id):
+        found = monday_was_latest(merchant_id)
+        settlements.latest = monday_was_latest
+        world.settlement.settle("m-shoes", wednesday)
+        return found
+
+    settlements.latest = latest_then_the_daily_run
+
+    missed = world.settle(tuesday.isoformat())
+
+    # THEN Wednesday alone pays Tuesday's business and Monday's reserve; Tuesday is refused, nothing stored
+    assert missed.status == 409 and missed.json()["code"] == "settlement_out_of_order", missed.body
+    assert settlements.get("m-shoes", tuesday) is None
+    paid = settlements.get("m-shoes", wednesday)
+    assert (paid.payout_minor, paid.reserve_released_minor) == (PAYOUT + RESERVE, RESERVE)
+    assert world.balance(SETTLEMENT) - settled_before == PAYOUT + RESERVE
+    assert world.balance(reserve) == RESERVE and world.merchant_total() == 0
+    assert check(world.settlement, world.settlements, ["m-shoes"]) == (2, [])

@@ -242,7 +242,7 @@ def test_insufficient_funds_fail_the_transfer_with_nothing_held_and_the_days_tot
     assert order.failure["code"] == "insufficient_funds"
     assert world.path(transfer_id)[-3:] == ["Reserve", "RecordFailure", "Failed"]
     assert events_of(world, transfer_id) == ["transfer.accepted", "transfer.failed"]
-    assert world.orders.day_total(CUSTOMER, order.usage_day, "USD") == 0
+    assert world.orders.day_total_minor(CUSTOMER, order.usage_day, "USD") == 0
     assert_untouched(world)
 
 
@@ -434,7 +434,7 @@ def test_the_daily_limit_counts_what_went_through_and_gives_back_what_did_not():
     assert world.transfer(rejected).status == "COMPENSATED"
     assert [o.status for o in outcomes] == ["COMPLETED", "COMPLETED", "FAILED"]
     assert outcomes[2].failure["code"] == "daily_limit_exceeded"
-    assert world.orders.day_total(CUSTOMER, outcomes[0].usage_day, "USD") == 180_000
+    assert world.orders.day_total_minor(CUSTOMER, outcomes[0].usage_day, "USD") == 180_000
 
 
 def test_a_blocked_payee_is_declined_with_the_reason():

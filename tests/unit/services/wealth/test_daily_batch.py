@@ -3,6 +3,7 @@ remainder, a day without its figure refused naming the date, and the clock's dat
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -41,10 +42,11 @@ DAY = date(2027, 3, 4)
 NOW = datetime(2027, 3, 4, 6, 0, tzinfo=UTC)  # 14:00 in Shanghai, before the cut-off
 
 
-def world(mode: BusinessDateMode = BusinessDateMode.MANUAL, rounding: Rounding = Rounding.TRUNCATE):
+def world(mode: BusinessDateMode = BusinessDateMode.MANUAL, rounding: Rounding = Rounding.TRUNCATE,
+          store_type: type[InMemoryWealthStore] = InMemoryWealthStore):
     product = Product("mmf-1", ProductKind.MMF, "Cash", "CN", "CNY", ProductStatus.OPEN, 100,
                       fund_account_id("mmf-1"), rounding=rounding)
-    store = InMemoryWealthStore()
+    store = store_type()
     ledger = InMemoryWealthLedger(store)
     dates_store = InMemoryBusinessDateStore()
     dates_store.replace("CN", None, DAY, NOW)
@@ -101,8 +103,8 @@ def test_where_the_clock_moves_the_date_a_day_is_batched_only_once_it_has_ended(
     assert service.begin_day("CN", date(2027, 3, 3))
 
 
-def holder_after_confirmation():
-    service, store, ledger, product = world()
+def holder_after_confirmation(store_type: type[InMemoryWealthStore] = InMemoryWealthStore):
+    service, store, ledger, product = world(store_type=store_type)
     ledger.fund("w-ada", "ada", 5_000_000)
     ledger.fund("w-bob", "bob", 5_000_000)
     service.subscribe("ada", SubscribeCommand("s-1", "mmf-1", "w-ada", 2_000_000))
@@ -134,6 +136,37 @@ def test_fast_redemptions_of_a_day_share_its_cap():
         service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 400_001, fast=True))
     service.redeem("ada", RedeemCommand("r-3", "mmf-1", "w-ada", 400_000, fast=True))
     assert ledger.balances(["w-ada"])["w-ada"][0] == 5_000_000 - 2_000_000 + 1_000_000
+
+
+class RivalFastRedemption(InMemoryWealthStore):
+    """A rival fast redemption of 600.00 commits between a request's read of the day's usage and its write."""
+
+    rival_minor = 600_000
+
+    def fast_usage_write(self, product_id, customer_id, day, used_before_minor, used_after_minor, order):
+        if self.rival_minor:
+            rival = super().fast_usage_write(product_id, customer_id, day, used_before_minor,
+                                             used_before_minor + self.rival_minor,
+                                             dataclasses.replace(order, order_id="rival"))
+            self.rival_minor = 0
+            with self.lock:
+                rival.check()
+                rival.apply()
+        return super().fast_usage_write(product_id, customer_id, day, used_before_minor, used_after_minor,
+                                        order)
+
+
+def test_a_fast_redemption_losing_the_days_usage_to_a_rival_judges_the_cap_again():
+    # GIVEN a fast redemption of 600.00 whose usage write loses to a rival's 600.00
+    service, ledger = holder_after_confirmation(RivalFastRedemption)
+    before = dict(ledger.transfers)
+    # WHEN it is judged again on the usage the rival left THEN the cap of 1,000.00 refuses it, paying nothing
+    with pytest.raises(FastRedemptionCapExceeded):
+        service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-ada", 600_000, fast=True))
+    assert ledger.transfers == before
+    # and the 400.00 left of the cap is paid
+    service.redeem("ada", RedeemCommand("r-2", "mmf-1", "w-ada", 400_000, fast=True))
+    assert ledger.balances(["w-ada"])["w-ada"][0] == 5_000_000 - 2_000_000 + 400_000
 
 
 class DiesOnce(InMemoryWealthLedger):
@@ -258,6 +291,40 @@ def test_an_income_correction_replaces_a_day_the_batch_has_not_posted_and_a_sett
     assert settled.value.errors == (("date", "already settled by the batch"),)
     with pytest.raises(FigureNotPublished):
         service.correct_income("mmf-1", DAY + timedelta(days=1), Decimal("0.6512"), "nothing there", "ops-1")
+
+
+class CorrectedWhilePosting(InMemoryWealthStore):
+    """An operator's income correction arrives while the batch builds its first chunk of the day."""
+
+    service: WealthService | None = None
+    refusals: list[FigureAlreadyPublished]
+
+    def chunk_write(self, chunk, positions):
+        if self.service is not None:
+            service, self.service = self.service, None
+            try:
+                service.correct_income(chunk.product_id, chunk.day, Decimal("0.7000"), "restated", "ops-1")
+            except FigureAlreadyPublished as refused:
+                self.refusals.append(refused)
+        return super().chunk_write(chunk, positions)
+
+
+def test_an_income_correction_racing_the_batchs_first_chunk_is_refused_so_every_holder_earns_one_figure():
+    # GIVEN a holder of 10,000.00 and Thursday's income published at 0.6512
+    service, store, ledger, product = world(store_type=CorrectedWhilePosting)
+    positions, _ = seeded_holdings(product, ["c000"], [1_000_000], DAY)
+    store.create_position(positions[0])
+    ledger.fund(positions[0].account_id, "c000", 1_000_000)
+    service.publish_income("mmf-1", DAY, Decimal("0.6512"))
+    # WHEN ops correct it to 0.7000 after the batch read the figure, before its chunk commits
+    store.service, store.refusals = service, []
+    run_day(service, "CN", DAY)
+    # THEN the correction is refused naming the date, and the day settles at the figure its income was
+    # posted at: 10,000.00 ÷ 10,000 × 0.6512 = 0.65, nothing left to the rounding account
+    assert [r.errors for r in store.refusals] == [(("date", "being posted by the batch"),)]
+    figure = store.daily_income("mmf-1", DAY)
+    assert (figure.income_per_10k_units, figure.posted_minor, figure.remainder_minor) == (
+        Decimal("0.6512"), 65, 0)
 
 
 def test_a_redemption_counts_the_income_accrued_on_the_row_and_a_refused_one_moves_nothing():

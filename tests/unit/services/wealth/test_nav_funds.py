@@ -13,6 +13,7 @@ from finfaas.domain.calendar import parse_calendar
 from finfaas.domain.wealth import FeeTier, InsufficientUnits, InvalidFigure, Lot, WealthError
 from finfaas.services.business_date.model import BusinessDateMode
 from finfaas.services.business_date.service import BusinessDateService
+from finfaas.services.wealth import service as wealth_service
 from finfaas.services.wealth.errors import (
     FigureAlreadyPublished,
     FigureNotPublished,
@@ -78,6 +79,16 @@ def subscribe(service: WealthService):
     return service.subscribe("ada", SubscribeCommand("s-1", "nav-1", "wallet-ada", AMOUNT))
 
 
+def confirmed_world():
+    """ada's 100,000.00 confirmed on Friday at Thursday's NAV 1.1800 (83,740.87 units)."""
+    service, store, ledger, product = world()
+    subscribe(service)
+    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
+    run_day(service, "CN", THURSDAY)
+    run_day(service, "CN", FRIDAY)
+    return service, store, ledger, product
+
+
 def test_a_subscription_is_priced_at_its_trade_dates_nav_and_confirmed_once_by_the_next_days_batch():
     # GIVEN 100,000.00 subscribed on Thursday before the cut-off, at a 1.2 % fee
     service, store, ledger, product = world()
@@ -119,11 +130,7 @@ def test_a_run_killed_between_the_confirmation_and_the_fee_is_finished_by_the_re
 
 def test_a_redemption_holds_units_and_is_paid_at_t_nav_less_the_short_holding_fee_once():
     # GIVEN 83,740.87 units confirmed on Friday
-    service, store, ledger, product = world()
-    subscribe(service)
-    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
-    run_day(service, "CN", THURSDAY)
-    run_day(service, "CN", FRIDAY)
+    service, store, ledger, product = confirmed_world()
     # WHEN ada redeems 10,000.00 units on Saturday: T is Monday, paid on Tuesday
     order = service.redeem("ada", RedeemCommand("r-1", "nav-1", "wallet-ada", 1_000_000, fast=False))
     assert (order.trade_date, order.confirmation_date) == (date(2027, 3, 8), date(2027, 3, 9))
@@ -210,16 +217,6 @@ def test_a_nav_is_four_decimals_on_a_trading_day_and_published_once():
     assert store.nav("nav-1", THURSDAY).nav == Decimal("1.1800")
 
 
-def confirmed_world():
-    """ada's 100,000.00 confirmed on Friday at Thursday's NAV 1.1800 (83,740.87 units)."""
-    service, store, ledger, product = world()
-    subscribe(service)
-    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
-    run_day(service, "CN", THURSDAY)
-    run_day(service, "CN", FRIDAY)
-    return service, store, ledger, product
-
-
 def test_a_nav_correction_reprices_the_subscriptions_confirmed_at_it_and_nothing_else():
     # GIVEN ada's subscription confirmed at 1.1800, and another order confirmed at Friday's NAV
     service, store, ledger, product = confirmed_world()
@@ -255,6 +252,23 @@ def test_a_nav_correction_reprices_the_subscriptions_confirmed_at_it_and_nothing
     with pytest.raises(FigureNotPublished) as unpublished:
         service.correct_nav("nav-1", date(2027, 3, 10), Decimal("1.2000"), "no such NAV", "ops-1")
     assert unpublished.value.errors[0][0] == "date"
+
+
+def test_a_nav_correction_reprices_at_most_its_cap_per_call_and_the_same_correction_resumes(monkeypatch):
+    # GIVEN three subscriptions confirmed at Thursday's NAV, and a cap of two orders per call
+    service, store, ledger, product = world()
+    for customer in ("ada", "bob", "cy"):
+        ledger.fund(f"wallet-{customer}", customer, AMOUNT)
+        service.subscribe(customer, SubscribeCommand("s-1", "nav-1", f"wallet-{customer}", AMOUNT))
+    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
+    run_day(service, "CN", THURSDAY)
+    run_day(service, "CN", FRIDAY)
+    monkeypatch.setattr(wealth_service, "corrected_orders_per_call_max", 2)
+    # WHEN ops correct the NAV, then send the same correction twice more
+    calls = [service.correct_nav("nav-1", THURSDAY, Decimal("1.2000"), "restated", "ops-1") for _ in range(3)]
+    # THEN the first call re-prices two orders and says more, the second the last one, the third none
+    assert [(c.repriced, c.more) for c in calls] == [(2, True), (1, False), (0, False)]
+    assert [store.order(c, "s-1").corrections for c in ("ada", "bob", "cy")] == [1, 1, 1]
 
 
 def test_a_nav_correction_reverses_a_redemptions_payment_and_pays_again_at_the_corrected_nav():
@@ -324,11 +338,7 @@ def table_items(store: InMemoryWealthStore, product: Product) -> list[Item]:
 
 
 def test_the_check_counts_nav_units_on_positions_and_fees_in_the_fee_account():
-    service, store, ledger, product = world()
-    subscribe(service)
-    service.publish_nav("nav-1", THURSDAY, Decimal("1.1800"))
-    run_day(service, "CN", THURSDAY)
-    run_day(service, "CN", FRIDAY)
+    service, store, ledger, product = confirmed_world()
 
     class Item:
         def __init__(self, pk: str, doc: str) -> None:

@@ -15,6 +15,8 @@ from finfaas.services.wealth.model import (
     DailyIncome,
     IncomeChunk,
     NavFigure,
+    OrderKind,
+    OrderStatus,
     Position,
     Product,
     ProductKind,
@@ -78,6 +80,9 @@ class WealthStoreContract:
         assert store.daily_income(product_id, DAY) == corrected
         assert store.daily_incomes(product_id, DAY, DAY) == [corrected]
         assert store.daily_income(product_id, date(2027, 3, 5)) is None
+        marked = replace(corrected, posting_started=True, version=3)  # the batch's mark before it posts
+        assert store.publish_income(marked, 2)
+        assert store.daily_income(product_id, DAY) == marked
 
     def test_a_nav_is_published_once_or_over_the_version_it_replaces(self, store):
         product_id = new_product().product_id
@@ -131,6 +136,25 @@ class WealthStoreContract:
         assert store.save_order(flagged)
         assert not store.save_order(replace(flagged, awaiting_nav_since=DAY))  # on a version it moved from
         assert store.order(order.customer_id, order.order_id) == flagged
+        assert store.priced_orders(product.product_id, DAY, 10, None) == ([], None)
+
+    def test_a_placed_order_holds_its_position_is_due_on_its_confirmation_date_not_priced_yet(self, store):
+        # GIVEN a position of 100.00 units
+        product = new_product()
+        (position,), (seeded,) = seeded_holdings(product, [f"c-{uuid.uuid4().hex[:8]}"], [10_000], DAY)
+        store.seed([position], [])
+        later = DAY + timedelta(days=1)
+        order = replace(seeded, order_id="r-1", kind=OrderKind.REDEEM, status=OrderStatus.PENDING,
+                        trade_date=DAY, confirmation_date=later, version=1)
+        held = replace(position, units_held_minor=4_000, version=position.version + 1)
+        # WHEN a redemption is placed on it, then another on the version it moved from
+        assert store.place_order(order, held)
+        assert not store.place_order(replace(order, order_id="r-2"), held)
+        # THEN the units are held once, the order is due on its confirmation date, and no NAV priced it
+        assert store.position(product.product_id, position.customer_id) == held
+        assert store.order(position.customer_id, "r-2") is None
+        assert store.due_orders(product.product_id, later, 10, None) == (
+            [(position.customer_id, "r-1")], None)
         assert store.priced_orders(product.product_id, DAY, 10, None) == ([], None)
 
 
