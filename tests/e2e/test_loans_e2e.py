@@ -22,7 +22,8 @@ from finfaas.services.bureau.model import UNAVAILABLE_CUSTOMER_SUFFIX, sandbox_r
 from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas_dev.bench.ledger import answers
-from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
+from finfaas_dev.bench.suite import stack_text as bench_stack_text
+from finfaas_dev.bench.transfers import _request, client_token, write_suite_secrets
 from finfaas_dev.net import free_port, wait_for
 from finfaas_dev.testing.platform import TokenMinter
 from support.gateway_harness import GatewayProcess
@@ -39,16 +40,9 @@ CANDIDATES_MAX = 200  # customer ids tried for a clean (or a poor) bureau file: 
 
 
 def stack_text() -> str:
-    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
-             "functions:"]
-    for name in FUNCTIONS:
-        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: test/{name}", "    environment:", '      exec_timeout: "30s"',
-                  # The test moves the business date past a due date, as an operator of a sandbox does.
-                  "      BUSINESS_DATE_MODE: manual"]
-        if name in QUEUE_TOPICS:
-            lines += ["    annotations:", f"      topic: {QUEUE_TOPICS[name]}"]
-    return "\n".join(lines) + "\n"
+    # The test moves the business date past a due date, as an operator of a sandbox does.
+    return bench_stack_text(FUNCTIONS, {"BUSINESS_DATE_MODE": "manual"}, topics=QUEUE_TOPICS,
+                            image_prefix="test")
 
 
 @pytest.fixture(scope="module")

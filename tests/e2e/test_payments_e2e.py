@@ -18,7 +18,8 @@ from finfaas.platform import config
 from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
 from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
-from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
+from finfaas_dev.bench.suite import stack_text as bench_stack_text
+from finfaas_dev.bench.transfers import _request, client_token, write_suite_secrets
 from finfaas_dev.ledger_check import check_store
 from finfaas_dev.net import free_port
 from finfaas_dev.testing.platform import TokenMinter
@@ -32,14 +33,9 @@ SETTLEMENT_LAG_SECONDS = 1
 
 
 def stack_text() -> str:
-    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
-             "functions:"]
-    for name in FUNCTIONS:
-        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: test/{name}", "    environment:", '      exec_timeout: "30s"',
-                  # The settlement below runs seconds after the payments it settles.
-                  f'      PAYMENTS_SETTLEMENT_LAG_SECONDS: "{SETTLEMENT_LAG_SECONDS}"']
-    return "\n".join(lines) + "\n"
+    # The settlement below runs seconds after the payments it settles.
+    return bench_stack_text(FUNCTIONS, {"PAYMENTS_SETTLEMENT_LAG_SECONDS": str(SETTLEMENT_LAG_SECONDS)},
+                            image_prefix="test")
 
 
 @pytest.fixture(scope="module")
