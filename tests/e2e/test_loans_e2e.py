@@ -21,7 +21,7 @@ from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_
 from finfaas.services.bureau.model import UNAVAILABLE_CUSTOMER_SUFFIX, sandbox_report
 from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
-from finfaas_dev.bench.ledger import answers
+from finfaas_dev.bench.suite import answers
 from finfaas_dev.bench.suite import stack_text as bench_stack_text
 from finfaas_dev.bench.transfers import _request, client_token, write_suite_secrets
 from finfaas_dev.net import free_port, wait_for

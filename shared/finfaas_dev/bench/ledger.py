@@ -43,8 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
-FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
+from finfaas_dev.bench.suite import FUNCTIONS_DIR, Sandbox, running_suite, stack_text
+
 CURRENCY = "USD"
 CLIENTS_DEFAULT = 8
 ACCOUNTS_DEFAULT = 50
@@ -56,7 +56,6 @@ SECONDS_PER_ROUND_MAX = 120.0
 ACCOUNT_OPENING_MINOR = 10**15  # more than any run can spend: no refusal for want of funds
 TRANSFER_AMOUNT_MINOR = 1
 REQUEST_TIMEOUT_SECONDS = 15.0
-GATEWAY_READY_SECONDS_MAX = 30.0
 RATIO_TARGET = 0.7
 ERRORS_SHOWN_MAX = 3
 AUDIT_KEY_BYTES = 48
@@ -305,36 +304,7 @@ def capture_template(store, records, guard, client_id: str) -> TransactionTempla
     return TransactionTemplate(params, str(int(match.group(1))), scope.storage_key)
 
 
-# --- the sandbox ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Sandbox:
-    folder: Path
-    stage: str
-    gateway_port: int
-    secrets_dir: Path
-
-
-def export_environment(aws_env: dict[str, str], sandbox: Sandbox) -> None:
-    """This process and its children (deploy, gateway, functions) see only the sandbox."""
-    from finfaas.platform import config
-
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            del os.environ[name]
-    os.environ.update(aws_env)
-    gateway_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-    os.environ.update({
-        "FINFAAS_STAGE": sandbox.stage,
-        "FINFAAS_SECRETS_DIR": str(sandbox.secrets_dir),
-        "FINFAAS_GATEWAY_URL": gateway_url,
-        "FINFAAS_JWKS_URL": f"{gateway_url}/function/auth/.well-known/jwks.json",
-        "AWS_XRAY_SDK_ENABLED": "false",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    })
-    config.settings.cache_clear()
-    config.auth_settings.cache_clear()
+# --- secrets, tokens and accounts -----------------------------------------------------------------
 
 
 def write_secrets(secrets_dir: Path) -> tuple[str, str]:
@@ -358,14 +328,6 @@ def http_json(method: str, url: str, body: bytes | None = None, headers: dict | 
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:  # noqa: S310 - loopback
         return json.loads(response.read())
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def client_token(base_url: str, client_id: str, client_secret: str) -> str:
@@ -577,7 +539,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench ledger: need 0 < --seconds <= {SECONDS_PER_ROUND_MAX}, --accounts >= 2, --clients >= 1",
               file=sys.stderr)
         return 2
-    from finfaas_dev.bench.suite import running_suite, stack_text
     from finfaas_dev.gateway import run_on_uvloop
 
     # No queue connector: nothing here sends a message, and its polling would share the CPU measured.

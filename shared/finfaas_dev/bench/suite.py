@@ -10,26 +10,59 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from finfaas_dev.bench.ledger import (
-    FUNCTIONS_DIR,
-    GATEWAY_READY_SECONDS_MAX,
-    Sandbox,
-    answers,
-    export_environment,
-)
 from finfaas_dev.net import free_port, wait_for
 
+FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+GATEWAY_READY_SECONDS_MAX = 30.0
 FUNCTION_READY_SECONDS_MAX = 60.0  # each function's first start, on a loaded machine
 EXEC_TIMEOUT = "30s"
 TOKEN_SECONDS = 3600
 LOG_LINES_SHOWN = 10
 GATEWAY_STOP_SECONDS_MAX = 30
+
+
+@dataclass
+class Sandbox:
+    folder: Path
+    stage: str
+    gateway_port: int
+    secrets_dir: Path
+
+
+def export_environment(aws_env: dict[str, str], sandbox: Sandbox) -> None:
+    """This process and its children (deploy, gateway, functions) see only the sandbox."""
+    from finfaas.platform import config
+
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            del os.environ[name]
+    os.environ.update(aws_env)
+    gateway_url = f"http://127.0.0.1:{sandbox.gateway_port}"
+    os.environ.update({
+        "FINFAAS_STAGE": sandbox.stage,
+        "FINFAAS_SECRETS_DIR": str(sandbox.secrets_dir),
+        "FINFAAS_GATEWAY_URL": gateway_url,
+        "FINFAAS_JWKS_URL": f"{gateway_url}/function/auth/.well-known/jwks.json",
+        "AWS_XRAY_SDK_ENABLED": "false",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    })
+    config.settings.cache_clear()
+    config.auth_settings.cache_clear()
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def stack_text(names: Iterable[str], environment: Mapping[str, str] | None = None, *,
@@ -70,7 +103,6 @@ class RunningSuite:
     base_url: str
     gateway: subprocess.Popen
     run_id: str  # the stage's suffix: ids made by the bench carry it too
-    children: list[subprocess.Popen] = field(default_factory=list)  # started before the gateway
 
 
 @contextmanager
@@ -100,8 +132,7 @@ def running_suite(prefix: str, stack: str, write_secrets: Callable[[Path], objec
             write_secrets(sandbox.secrets_dir)
             clients = {name: SERVICE_CLIENTS[name] for name in service_clients}
             ensure_service_clients(sandbox.secrets_dir, clients, out=lambda line: None)
-            started = before_gateway(sandbox, aws.env()) if before_gateway is not None else []
-            children += started
+            children += before_gateway(sandbox, aws.env()) if before_gateway is not None else []
             gateway = start_gateway(sandbox, stack, connector=connector, function_logs=function_logs)
             children.append(gateway)
             base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
@@ -109,7 +140,7 @@ def running_suite(prefix: str, stack: str, write_secrets: Callable[[Path], objec
             for name in ready:
                 wait_for(lambda name=name: answers(f"{base_url}/function/{name}/_/health"),
                          FUNCTION_READY_SECONDS_MAX, name)
-            yield RunningSuite(sandbox, base_url, gateway, run_id, started)
+            yield RunningSuite(sandbox, base_url, gateway, run_id)
         except Exception:
             show_logs(sandbox)
             raise

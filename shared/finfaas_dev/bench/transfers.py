@@ -52,11 +52,9 @@ from typing import Any
 import urllib3
 
 from finfaas_dev.bench import suite
-from finfaas_dev.bench.ledger import Sandbox, answers, ledger_check, write_secrets
+from finfaas_dev.bench.ledger import ledger_check, write_secrets
 from finfaas_dev.net import free_port, wait_for
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
-FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
 CURRENCY = "USD"
 CLIENTS_DEFAULT = 8
 TRANSFERS_DEFAULT = 160  # in the load phase
@@ -199,7 +197,7 @@ def start_proxy(upstream: str, folder: Path) -> Proxy:
         [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
     )
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: answers(url + "/__counts"), PROXY_READY_SECONDS_MAX, "the counting proxy")
+    wait_for(lambda: suite.answers(url + "/__counts"), PROXY_READY_SECONDS_MAX, "the counting proxy")
     return Proxy(process, url)
 
 
@@ -501,7 +499,8 @@ def no_execution_running(timeout_seconds: float) -> bool:
     return True
 
 
-async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, moto: Proxy) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, sandbox: suite.Sandbox, dynamodb: Proxy,
+                  moto: Proxy) -> dict[str, Any]:
     base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
     total = WARMUP_TRANSFERS + args.low_load_transfers + args.transfers
     customers = Customers(
@@ -653,12 +652,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def running_suite(prefix: str, proxied: tuple[str, ...]) -> Iterator[tuple[Sandbox, list[Proxy]]]:
+def running_suite(prefix: str, proxied: tuple[str, ...]) -> Iterator[tuple[suite.Sandbox, list[Proxy]]]:
     """The suite of this bench's stack on loopback, with a counting proxy before each endpoint variable in
     `proxied` (in that order)."""
     proxies: list[Proxy] = []
 
-    def start_proxies(sandbox: Sandbox, aws_env: dict[str, str]) -> list[subprocess.Popen]:
+    def start_proxies(sandbox: suite.Sandbox, aws_env: dict[str, str]) -> list[subprocess.Popen]:
         proxies.extend(start_proxy(aws_env[name], sandbox.folder) for name in proxied)
         os.environ.update({name: proxy.url for name, proxy in zip(proxied, proxies, strict=True)})
         return [proxy.process for proxy in proxies]
