@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pytest
 from finfaas.domain.ledger import NewAccount
-from finfaas.platform import config
-from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
+from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients
 from finfaas.services.bureau.model import UNAVAILABLE_CUSTOMER_SUFFIX, sandbox_report
 from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
-from finfaas_dev.bench.suite import answers
+from finfaas_dev.bench.suite import answers, customer_tokens
 from finfaas_dev.bench.suite import stack_text as bench_stack_text
 from finfaas_dev.bench.transfers import _request, client_token, write_suite_secrets
 from finfaas_dev.net import free_port, wait_for
-from finfaas_dev.testing.platform import TokenMinter
 from support.gateway_harness import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -35,7 +32,6 @@ QUEUE_TOPICS = {"orchestrator": "orchestrator", "loans": "loan-reviews"}
 TOP_UP_MINOR = 10_000
 FUNCTION_READY_SECONDS_MAX = 90  # a function's first start on a loaded machine
 DISBURSEMENT_SECONDS_MAX = 60  # the saga's one step, through the connector's SQS polling
-TOKEN_SECONDS = 600
 CANDIDATES_MAX = 200  # customer ids tried for a clean (or a poor) bureau file: one in ten is poor
 
 
@@ -78,10 +74,7 @@ def customer(poor: bool, suffix: str = "") -> tuple[str, str, str]:
             break
     account_id = f"acc-{secrets.token_hex(6)}"
     ledger_store_from_config().open_account(NewAccount(account_id, customer_id, "USD"), datetime.now(UTC))
-    settings = config.auth_settings()
-    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    claims = minter.claims(customer_id, ("loans:read", "loans:write"), "customer")
-    return customer_id, account_id, minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
+    return customer_id, account_id, customer_tokens(("loans:read", "loans:write"))(customer_id)
 
 
 def test_a_product_is_quoted_and_applications_are_underwritten_by_risk_and_the_bureau(suite):

@@ -9,26 +9,21 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from finfaas.domain.ledger import NewAccount
-from finfaas.platform import config
-from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
-from finfaas.services.ledger.service import LedgerService
+from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients
 from finfaas.store.ledger_store import ledger_store_from_config
+from finfaas_dev.bench.suite import funded_customers
 from finfaas_dev.bench.suite import stack_text as bench_stack_text
 from finfaas_dev.bench.transfers import _request, client_token, write_suite_secrets
 from finfaas_dev.ledger_check import check_store
 from finfaas_dev.net import free_port
-from finfaas_dev.testing.platform import TokenMinter
 from support.gateway_harness import GatewayProcess, http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 FUNCTIONS = ("auth", "ledger", "payments", "risk")
-TOKEN_SECONDS = 600
 SETTLEMENT_LAG_SECONDS = 1
 
 
@@ -71,15 +66,10 @@ def onboard(suite: str, operator: str) -> dict:
 
 def customer(funded_minor: int) -> tuple[str, str]:
     """A customer's funded USD account on the ledger and the customer's token (payments scopes)."""
-    ledger = LedgerService(ledger_store_from_config())
-    ledger.ensure_system_accounts("USD")
-    customer_id, account_id = f"cust-{secrets.token_hex(4)}", f"acc-{secrets.token_hex(6)}"
-    ledger_store_from_config().open_account(NewAccount(account_id, customer_id, "USD"), datetime.now(UTC))
-    ledger.deposit(account_id, funded_minor, "USD", transfer_id=f"{account_id}-opening")
-    settings = config.auth_settings()
-    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    claims = minter.claims(customer_id, ("payments:read", "payments:write"), "customer")
-    return account_id, minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
+    run = secrets.token_hex(4)
+    [(_, account_id, token)] = funded_customers(1, f"cust-{run}-", f"acc-{run}-", "USD", funded_minor,
+                                                ("payments:read", "payments:write"))
+    return account_id, token
 
 
 def test_a_customer_pays_a_merchant_captured_in_part_refunded_in_part_and_the_books_balance(suite):
