@@ -12,14 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas_dev.bench.suite import funded_customers
 from finfaas_dev.bench.suite import stack_text as bench_stack_text
-from finfaas_dev.bench.transfers import _request, client_token, write_suite_secrets
+from finfaas_dev.bench.transfers import _request, client_token
 from finfaas_dev.ledger_check import check_store
-from finfaas_dev.net import free_port
-from support.gateway_harness import GatewayProcess, http
+from support.gateway_harness import http, suite_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -35,21 +33,9 @@ def stack_text() -> str:
 
 @pytest.fixture(scope="module")
 def suite(embedded_aws, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("payments-e2e")
-    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
-    write_suite_secrets(secrets_dir)
-    ensure_service_clients(secrets_dir, {"payments": SERVICE_CLIENTS["payments"]}, out=lambda line: None)
-    (folder / "stack.yml").write_text(stack_text())
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
-           "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json"}
-    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
-                             stack=folder / "stack.yml", port=port)
-    try:
+    with suite_gateway(tmp_path_factory.mktemp("payments-e2e"), stack_text(), embedded_aws.env(),
+                       service_clients=("payments",)) as base_url:
         yield base_url
-    finally:
-        gateway.stop()
 
 
 def onboard(suite: str, operator: str) -> dict:
