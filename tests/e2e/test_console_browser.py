@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from finfaas.platform import keys
 from finfaas_dev.bench import payments as payments_bench
+from finfaas_dev.bench.suite import FUNCTIONS_DIR
 from finfaas_dev.bench.transfers import (
-    FUNCTIONS_DIR,
     Customer,
     _request,
     client_token,

@@ -7,25 +7,20 @@ date (penalty and bucket), paid off."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from pathlib import Path
 
 import pytest
 from finfaas.domain.ledger import NewAccount
-from finfaas.platform import config
-from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
 from finfaas.services.bureau.model import UNAVAILABLE_CUSTOMER_SUFFIX, sandbox_report
 from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
-from finfaas_dev.bench.ledger import answers
-from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
-from finfaas_dev.net import free_port, wait_for
-from finfaas_dev.testing.platform import TokenMinter
-from support.gateway_harness import GatewayProcess
+from finfaas_dev.bench.suite import answers, customer_tokens
+from finfaas_dev.bench.suite import stack_text as bench_stack_text
+from finfaas_dev.bench.transfers import _request, client_token
+from finfaas_dev.net import wait_for
+from support.gateway_harness import suite_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -34,45 +29,25 @@ QUEUE_TOPICS = {"orchestrator": "orchestrator", "loans": "loan-reviews"}
 TOP_UP_MINOR = 10_000
 FUNCTION_READY_SECONDS_MAX = 90  # a function's first start on a loaded machine
 DISBURSEMENT_SECONDS_MAX = 60  # the saga's one step, through the connector's SQS polling
-TOKEN_SECONDS = 600
 CANDIDATES_MAX = 200  # customer ids tried for a clean (or a poor) bureau file: one in ten is poor
 
 
 def stack_text() -> str:
-    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
-             "functions:"]
-    for name in FUNCTIONS:
-        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: test/{name}", "    environment:", '      exec_timeout: "30s"',
-                  # The test moves the business date past a due date, as an operator of a sandbox does.
-                  "      BUSINESS_DATE_MODE: manual"]
-        if name in QUEUE_TOPICS:
-            lines += ["    annotations:", f"      topic: {QUEUE_TOPICS[name]}"]
-    return "\n".join(lines) + "\n"
+    # The test moves the business date past a due date, as an operator of a sandbox does.
+    return bench_stack_text(FUNCTIONS, {"BUSINESS_DATE_MODE": "manual"}, topics=QUEUE_TOPICS,
+                            image_prefix="test")
 
 
 @pytest.fixture(scope="module")
 def suite(embedded_aws, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("loans-e2e")
-    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
-    write_suite_secrets(secrets_dir)
-    ensure_service_clients(secrets_dir, {name: SERVICE_CLIENTS[name] for name in ("loans", "orchestrator")},
-                           out=lambda line: None)
-    (folder / "stack.yml").write_text(stack_text())
     LedgerService(ledger_store_from_config()).ensure_system_accounts("USD")  # sys-loans-USD lends
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
-           "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json"}
-    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
-                             stack=folder / "stack.yml", port=port)
-    try:
+    with suite_gateway(tmp_path_factory.mktemp("loans-e2e"), stack_text(), embedded_aws.env(),
+                       service_clients=("loans", "orchestrator")) as base_url:
         # The functions fetch the JWKS from auth on their first request: auth started before the tests,
         # so its cold start on a loaded machine is not charged to a function's JWKS fetch.
-        wait_for(lambda: answers(env["FINFAAS_JWKS_URL"]), FUNCTION_READY_SECONDS_MAX, "the JWKS")
+        jwks_url = f"{base_url}/function/auth/.well-known/jwks.json"
+        wait_for(lambda: answers(jwks_url), FUNCTION_READY_SECONDS_MAX, "the JWKS")
         yield base_url
-    finally:
-        gateway.stop()
 
 
 def customer(poor: bool, suffix: str = "") -> tuple[str, str, str]:
@@ -84,10 +59,7 @@ def customer(poor: bool, suffix: str = "") -> tuple[str, str, str]:
             break
     account_id = f"acc-{secrets.token_hex(6)}"
     ledger_store_from_config().open_account(NewAccount(account_id, customer_id, "USD"), datetime.now(UTC))
-    settings = config.auth_settings()
-    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    claims = minter.claims(customer_id, ("loans:read", "loans:write"), "customer")
-    return customer_id, account_id, minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
+    return customer_id, account_id, customer_tokens(("loans:read", "loans:write"))(customer_id)
 
 
 def test_a_product_is_quoted_and_applications_are_underwritten_by_risk_and_the_bureau(suite):

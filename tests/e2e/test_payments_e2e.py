@@ -9,56 +9,33 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from finfaas.domain.ledger import NewAccount
-from finfaas.platform import config
-from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
-from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
-from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
+from finfaas_dev.bench.suite import funded_customers
+from finfaas_dev.bench.suite import stack_text as bench_stack_text
+from finfaas_dev.bench.transfers import _request, client_token
 from finfaas_dev.ledger_check import check_store
-from finfaas_dev.net import free_port
-from finfaas_dev.testing.platform import TokenMinter
-from support.gateway_harness import GatewayProcess, http
+from support.gateway_harness import http, suite_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 FUNCTIONS = ("auth", "ledger", "payments", "risk")
-TOKEN_SECONDS = 600
 SETTLEMENT_LAG_SECONDS = 1
 
 
 def stack_text() -> str:
-    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
-             "functions:"]
-    for name in FUNCTIONS:
-        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: test/{name}", "    environment:", '      exec_timeout: "30s"',
-                  # The settlement below runs seconds after the payments it settles.
-                  f'      PAYMENTS_SETTLEMENT_LAG_SECONDS: "{SETTLEMENT_LAG_SECONDS}"']
-    return "\n".join(lines) + "\n"
+    # The settlement below runs seconds after the payments it settles.
+    return bench_stack_text(FUNCTIONS, {"PAYMENTS_SETTLEMENT_LAG_SECONDS": str(SETTLEMENT_LAG_SECONDS)},
+                            image_prefix="test")
 
 
 @pytest.fixture(scope="module")
 def suite(embedded_aws, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("payments-e2e")
-    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
-    write_suite_secrets(secrets_dir)
-    ensure_service_clients(secrets_dir, {"payments": SERVICE_CLIENTS["payments"]}, out=lambda line: None)
-    (folder / "stack.yml").write_text(stack_text())
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
-           "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json"}
-    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
-                             stack=folder / "stack.yml", port=port)
-    try:
+    with suite_gateway(tmp_path_factory.mktemp("payments-e2e"), stack_text(), embedded_aws.env(),
+                       service_clients=("payments",)) as base_url:
         yield base_url
-    finally:
-        gateway.stop()
 
 
 def onboard(suite: str, operator: str) -> dict:
@@ -75,15 +52,10 @@ def onboard(suite: str, operator: str) -> dict:
 
 def customer(funded_minor: int) -> tuple[str, str]:
     """A customer's funded USD account on the ledger and the customer's token (payments scopes)."""
-    ledger = LedgerService(ledger_store_from_config())
-    ledger.ensure_system_accounts("USD")
-    customer_id, account_id = f"cust-{secrets.token_hex(4)}", f"acc-{secrets.token_hex(6)}"
-    ledger_store_from_config().open_account(NewAccount(account_id, customer_id, "USD"), datetime.now(UTC))
-    ledger.deposit(account_id, funded_minor, "USD", transfer_id=f"{account_id}-opening")
-    settings = config.auth_settings()
-    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    claims = minter.claims(customer_id, ("payments:read", "payments:write"), "customer")
-    return account_id, minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
+    run = secrets.token_hex(4)
+    [(_, account_id, token)] = funded_customers(1, f"cust-{run}-", f"acc-{run}-", "USD", funded_minor,
+                                                ("payments:read", "payments:write"))
+    return account_id, token
 
 
 def test_a_customer_pays_a_merchant_captured_in_part_refunded_in_part_and_the_books_balance(suite):

@@ -19,8 +19,8 @@ from finfaas.platform.crashpoints import CRASH_ARM_DIR_ENV, arm
 from finfaas.services.transfers.service import DECISION_REPORTED_CRASH_POINT
 from finfaas.services.transfers.watcher import watch_tick_seconds as WATCH_TICK_SECONDS
 from finfaas_dev.bench.recovery import history_times, kill_orchestrator, recovery_seconds
+from finfaas_dev.bench.suite import FUNCTIONS_DIR
 from finfaas_dev.bench.transfers import (
-    FUNCTIONS_DIR,
     Customer,
     Outcome,
     _request,

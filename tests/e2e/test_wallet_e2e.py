@@ -18,7 +18,8 @@ from finfaas.platform import config
 from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
 from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
-from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, stack_text, write_suite_secrets
+from finfaas_dev.bench.suite import FUNCTIONS_DIR
+from finfaas_dev.bench.transfers import _request, client_token, stack_text, write_suite_secrets
 from finfaas_dev.net import free_port, wait_for
 from finfaas_dev.testing.platform import TokenMinter
 from support.gateway_harness import GatewayProcess, http

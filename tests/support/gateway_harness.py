@@ -9,7 +9,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +107,29 @@ class GatewayProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+@contextmanager
+def suite_gateway(folder: Path, stack: str, aws_env: Mapping[str, str], *,
+                  service_clients: Iterable[str] = ()) -> Iterator[str]:
+    """The suite's functions in `stack` behind a gateway on the session's emulators, with the suite's dev
+    secrets and these functions' service clients, each function's log in folder/functions; yields the
+    gateway's base URL, which the functions call each other and fetch the JWKS through."""
+    from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients
+    from finfaas_dev.bench.transfers import write_suite_secrets
+
+    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
+    write_suite_secrets(secrets_dir)
+    ensure_service_clients(secrets_dir, {name: SERVICE_CLIENTS[name] for name in service_clients},
+                           out=lambda line: None)
+    (folder / "stack.yml").write_text(stack)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**aws_env, "FINFAAS_GATEWAY_URL": base_url,
+           "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json"}
+    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
+                             stack=folder / "stack.yml", port=port)
+    try:
+        yield base_url
+    finally:
+        gateway.stop()

@@ -32,10 +32,8 @@ import os
 import random
 import re
 import secrets
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -45,10 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.bench.suite import FUNCTIONS_DIR, Sandbox, running_suite, stack_text
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
-FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
 CURRENCY = "USD"
 CLIENTS_DEFAULT = 8
 ACCOUNTS_DEFAULT = 50
@@ -60,7 +56,6 @@ SECONDS_PER_ROUND_MAX = 120.0
 ACCOUNT_OPENING_MINOR = 10**15  # more than any run can spend: no refusal for want of funds
 TRANSFER_AMOUNT_MINOR = 1
 REQUEST_TIMEOUT_SECONDS = 15.0
-GATEWAY_READY_SECONDS_MAX = 30.0
 RATIO_TARGET = 0.7
 ERRORS_SHOWN_MAX = 3
 AUDIT_KEY_BYTES = 48
@@ -309,36 +304,7 @@ def capture_template(store, records, guard, client_id: str) -> TransactionTempla
     return TransactionTemplate(params, str(int(match.group(1))), scope.storage_key)
 
 
-# --- the sandbox ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Sandbox:
-    folder: Path
-    stage: str
-    gateway_port: int
-    secrets_dir: Path
-
-
-def export_environment(aws_env: dict[str, str], sandbox: Sandbox) -> None:
-    """This process and its children (deploy, gateway, functions) see only the sandbox."""
-    from finfaas.platform import config
-
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            del os.environ[name]
-    os.environ.update(aws_env)
-    gateway_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-    os.environ.update({
-        "FINFAAS_STAGE": sandbox.stage,
-        "FINFAAS_SECRETS_DIR": str(sandbox.secrets_dir),
-        "FINFAAS_GATEWAY_URL": gateway_url,
-        "FINFAAS_JWKS_URL": f"{gateway_url}/function/auth/.well-known/jwks.json",
-        "AWS_XRAY_SDK_ENABLED": "false",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    })
-    config.settings.cache_clear()
-    config.auth_settings.cache_clear()
+# --- secrets, tokens and accounts -----------------------------------------------------------------
 
 
 def write_secrets(secrets_dir: Path) -> tuple[str, str]:
@@ -358,36 +324,10 @@ def write_secrets(secrets_dir: Path) -> tuple[str, str]:
     return demo["client_id"], demo["client_secret"]
 
 
-def stack_text() -> str:
-    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
-             "functions:"]
-    for name in ("auth", "ledger"):
-        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: bench/{name}", "    environment:", "      exec_timeout: 30s"]
-    return "\n".join(lines) + "\n"
-
-
-def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
-    stack = sandbox.folder / "stack.yml"
-    stack.write_text(stack_text())
-    log = (sandbox.folder / "gateway.log").open("wb")
-    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack), "--port",
-               str(sandbox.gateway_port), "--no-connector"]
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
 def http_json(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> Any:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:  # noqa: S310 - loopback
         return json.loads(response.read())
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def client_token(base_url: str, client_id: str, client_secret: str) -> str:
@@ -599,32 +539,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench ledger: need 0 < --seconds <= {SECONDS_PER_ROUND_MAX}, --accounts >= 2, --clients >= 1",
               file=sys.stderr)
         return 2
-    from finfaas_dev import emulators, infra, tools
     from finfaas_dev.gateway import run_on_uvloop
 
-    with tempfile.TemporaryDirectory(prefix="finfaas-bench-ledger-") as folder:
-        sandbox = Sandbox(Path(folder), f"bench{secrets.token_hex(3)}", free_port(), Path(folder) / "secrets")
-        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
-        gateway = None
-        try:
-            tools.ensure_dynamodb_local()
-            aws.start()
-            export_environment(aws.env(), sandbox)
-            infra.deploy(sandbox.stage, "embedded")
-            client_id, client_secret = write_secrets(sandbox.secrets_dir)
-            gateway = start_gateway(sandbox)
-            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
-            summary = run_on_uvloop(measure(args, sandbox, client_id, client_secret, gateway.pid))
-            check = ledger_check(sandbox.stage)
-        except Exception:
-            _show_gateway_log(sandbox)
-            raise
-        finally:
-            if gateway is not None:
-                gateway.send_signal(signal.SIGTERM)
-                gateway.wait(timeout=30)
-            aws.stop()
+    # No queue connector: nothing here sends a message, and its polling would share the CPU measured.
+    stack = stack_text(("auth", "ledger"))
+    with running_suite("finfaas-bench-ledger-", stack, write_secrets, connector=False,
+                       function_logs=False) as suite:
+        client_id, client_secret = write_secrets(suite.sandbox.secrets_dir)  # the demo client's, as written
+        summary = run_on_uvloop(measure(args, suite.sandbox, client_id, client_secret, suite.gateway.pid))
+        check = ledger_check(suite.sandbox.stage)
     print(check.stdout.strip().splitlines()[-1] if check.stdout.strip() else check.stderr.strip())
     summary["ledger_check"] = "passed" if check.returncode == 0 else f"failed (exit {check.returncode})"
     verdict = "meets" if summary["ratio"] and summary["ratio"] >= RATIO_TARGET else "misses"
@@ -632,10 +555,3 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['dynamodb_calls_per_transfer']} DynamoDB calls per transfer")
     print(json.dumps(summary))
     return 0 if check.returncode == 0 else 1
-
-
-def _show_gateway_log(sandbox: Sandbox) -> None:
-    log = sandbox.folder / "gateway.log"
-    if log.is_file():
-        tail = log.read_text(errors="replace").splitlines()[-20:]
-        print("gateway log (last lines):\n" + "\n".join(tail), file=sys.stderr)

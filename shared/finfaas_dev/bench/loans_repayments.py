@@ -15,16 +15,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 CURRENCY = "USD"
@@ -40,45 +35,8 @@ PRINCIPAL_MINOR = 1_000_000  # 10,000.00 over 12 months at 12 %: 888.49 a month
 TERM_MONTHS = 12
 MONTHS_DUE = 2
 CALL_SAMPLES = 10
-TOKEN_SECONDS = 3600
-GATEWAY_READY_SECONDS_MAX = 30.0
-FUNCTION_READY_SECONDS_MAX = 60.0
 FUNCTIONS = ("auth", "ledger", "loans")
 MARKET = "CN"  # the loans function's business date (business_date.model.DEFAULT_MARKET)
-
-
-def stack_text() -> str:
-    from finfaas_dev.bench.transfers import FUNCTIONS_DIR
-
-    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
-             "functions:"]
-    for name in FUNCTIONS:
-        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: bench/{name}", "    environment:", '      exec_timeout: "30s"',
-                  # The bench moves the business date itself: two installments due.
-                  "      BUSINESS_DATE_MODE: manual"]
-    return "\n".join(lines) + "\n"
-
-
-def _start_gateway(sandbox: Any) -> subprocess.Popen:
-    stack = sandbox.folder / "stack.yml"
-    stack.write_text(stack_text())
-    log = (sandbox.folder / "gateway.log").open("wb")
-    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack), "--port",
-               str(sandbox.gateway_port), "--logs-dir", str(sandbox.folder / "functions")]
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
-def _customer_token(customer_id: str) -> str:
-    from finfaas.platform import config
-    from finfaas.platform.keys import load_keyring
-
-    from finfaas_dev.testing.platform import TokenMinter
-
-    settings = config.auth_settings()
-    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    claims = minter.claims(customer_id, ("loans:read", "loans:write"), "customer")
-    return minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
 
 
 def _seed(run_id: str, clients: int) -> list[list[tuple[str, str]]]:
@@ -90,16 +48,19 @@ def _seed(run_id: str, clients: int) -> list[list[tuple[str, str]]]:
     from finfaas.store.ledger_store import ledger_store_from_config
     from finfaas.store.loans_store import LoansStore
 
+    from finfaas_dev.bench.suite import customer_tokens
+
     store = LoansStore()
     product = store.create(LoanProduct(f"bench-{run_id}", "Bench loan", CURRENCY, 10_000, 5_000_000, 3, 60,
                                        Decimal("0.12")))
     ledger = ledger_store_from_config()
     LedgerService(ledger).ensure_system_accounts(CURRENCY)  # sys-loans-USD lends, sys-fees-USD earns
     now = datetime.now(UTC)
+    token_of = customer_tokens(("loans:read", "loans:write"))
     per_client = []
     for client in range(clients):
         owner = f"cus-bench-{run_id}-{client}"
-        token = _customer_token(owner)
+        token = token_of(owner)
         loans = []
         for n in range(LOANS_PER_CLIENT):
             account_id = f"acc-bench-{run_id}-{client}-{n}"
@@ -163,6 +124,7 @@ def _phase(base_url: str, per_client: list[list[tuple[str, str]]], seconds: floa
 
 
 def _calls_per_repayment(base_url: str, loan_id: str, token: str) -> dict[str, Any]:
+    from finfaas_dev.bench.ledger import table_kind
     from finfaas_dev.bench.payments import _stats_delta, function_stats
 
     before = function_stats(base_url, "loans")
@@ -171,7 +133,7 @@ def _calls_per_repayment(base_url: str, loan_id: str, token: str) -> dict[str, A
     after = function_stats(base_url, "loans")
     delta = _stats_delta(before, after, CALL_SAMPLES)
     # "<operation> finfaas-<stage>-<table>": which table each call went to, per repayment
-    by_table = {name.replace(f"finfaas-{os.environ['FINFAAS_STAGE']}-", ""):
+    by_table = {table_kind(name, os.environ["FINFAAS_STAGE"]):
                 round((count - before["dynamodb_calls"].get(name, 0)) / CALL_SAMPLES, 2)
                 for name, count in sorted(after["dynamodb_calls"].items())}
     return {**delta, "by_table": {name: count for name, count in by_table.items() if count}}
@@ -184,51 +146,25 @@ def repayment_figures(clients: int = CLIENTS_DEFAULT, seconds: float = SECONDS_D
             and 0 < repayments_max <= REPAYMENTS_MAX):
         raise ValueError(f"need 0 < clients <= {CLIENTS_MAX}, 0 < seconds <= {SECONDS_MAX}, "
                          f"0 < repayments <= {REPAYMENTS_MAX}")
-    from finfaas_dev import emulators, infra, tools
-    from finfaas_dev.bench.ledger import Sandbox, answers, export_environment, ledger_check
-    from finfaas_dev.bench.payments import _show_logs
+    from finfaas_dev.bench.ledger import ledger_check
+    from finfaas_dev.bench.suite import running_suite, stack_text
     from finfaas_dev.bench.transfers import write_suite_secrets
-    from finfaas_dev.net import free_port, wait_for
 
-    with tempfile.TemporaryDirectory(prefix="finfaas-bench-loans-") as folder:
-        run_id = secrets.token_hex(3)
-        sandbox = Sandbox(Path(folder), f"bench{run_id}", free_port(), Path(folder) / "secrets")
-        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
-        gateway = None
-        try:
-            tools.ensure_dynamodb_local()
-            aws.start()
-            export_environment(aws.env(), sandbox)
-            os.environ["BUSINESS_DATE_MODE"] = "manual"  # this process moves the date the functions read
-            infra.deploy(sandbox.stage, "embedded")
-            write_suite_secrets(sandbox.secrets_dir)
-            from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients
-
-            ensure_service_clients(sandbox.secrets_dir, {"loans": SERVICE_CLIENTS["loans"]},
-                                   out=lambda line: None)
-            gateway = _start_gateway(sandbox)
-            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
-            for name in FUNCTIONS:  # started now, so the phase pays no cold start
-                wait_for(lambda name=name: answers(f"{base_url}/function/{name}/_/health"),
-                         FUNCTION_READY_SECONDS_MAX, name)
-            per_client = _seed(run_id, clients)
-            _disburse(base_url, per_client)
-            _advance_months(MONTHS_DUE)
-            for loans in per_client:  # each client's first request (token keys, connections) not timed
-                _repay(base_url, *loans[-1])
-            done, phase_seconds, errors = _phase(base_url, per_client, seconds, repayments_max)
-            loan_id, token = per_client[0][0]
-            calls = _calls_per_repayment(base_url, loan_id, token)
-            check = ledger_check(sandbox.stage)
-        except Exception:
-            _show_logs(sandbox)
-            raise
-        finally:
-            if gateway is not None:
-                gateway.send_signal(signal.SIGTERM)
-                gateway.wait(timeout=30)
-            aws.stop()
+    # The bench moves the business date itself: two installments due.
+    stack = stack_text(FUNCTIONS, {"BUSINESS_DATE_MODE": "manual"})
+    os.environ["BUSINESS_DATE_MODE"] = "manual"  # this process moves the date the functions read
+    with running_suite("finfaas-bench-loans-", stack, write_suite_secrets, service_clients=("loans",),
+                       ready=FUNCTIONS) as suite:
+        base_url = suite.base_url
+        per_client = _seed(suite.run_id, clients)
+        _disburse(base_url, per_client)
+        _advance_months(MONTHS_DUE)
+        for loans in per_client:  # each client's first request (token keys, connections) not timed
+            _repay(base_url, *loans[-1])
+        done, phase_seconds, errors = _phase(base_url, per_client, seconds, repayments_max)
+        loan_id, token = per_client[0][0]
+        calls = _calls_per_repayment(base_url, loan_id, token)
+        check = ledger_check(suite.sandbox.stage)
     return {
         "repayments": done,
         "repayments_per_s": round(done / phase_seconds, 1) if phase_seconds else 0.0,

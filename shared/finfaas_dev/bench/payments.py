@@ -30,23 +30,20 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import urllib3
 
-from finfaas_dev.bench.ledger import Sandbox, answers, export_environment, ledger_check
-from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
-from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.bench.ledger import ledger_check
+from finfaas_dev.bench.suite import funded_customers, running_suite, stack_text
+from finfaas_dev.bench.transfers import _request, client_token, write_suite_secrets
 
 CURRENCY = "USD"
 CLIENTS_DEFAULT = 8
@@ -68,10 +65,7 @@ ACCOUNT_OPENING_MINOR = 10**15  # more than any run can spend
 # each customer out at most this often, so every refusal it counts is a real one.
 PAYMENTS_PER_CUSTOMER_MAX = 8
 CUSTOMERS_MAX = 2_000
-GATEWAY_READY_SECONDS_MAX = 30.0
-FUNCTION_READY_SECONDS_MAX = 60.0  # each function's first start, on a loaded machine
 ONBOARDING_ATTEMPTS_MAX = 3
-TOKEN_SECONDS = 3600
 RATIO_TARGET = 0.7
 HOT_RATIO_TARGET = 0.8
 FUNCTIONS = ("auth", "ledger", "risk", "payments")
@@ -96,56 +90,11 @@ class Phase:
         return round(self.done_in_time / self.seconds_in_time, 1) if self.seconds_in_time else 0.0
 
 
-def stack_text() -> str:
-    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
-             "functions:"]
-    for name in FUNCTIONS:
-        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: bench/{name}", "    environment:", '      exec_timeout: "30s"',
-                  # Bench payments are tiny: the degraded rule would pass them even if risk failed.
-                  '      PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR: "100"',
-                  # Every phase has ended when the bench settles: no ledger write is in flight.
-                  '      PAYMENTS_SETTLEMENT_LAG_SECONDS: "1"']
-    return "\n".join(lines) + "\n"
-
-
-def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
-    stack = sandbox.folder / "stack.yml"
-    stack.write_text(stack_text())
-    log = (sandbox.folder / "gateway.log").open("wb")
-    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack), "--port",
-               str(sandbox.gateway_port), "--logs-dir", str(sandbox.folder / "functions")]
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
-def customer_token(customer_id: str) -> str:
-    from finfaas.platform import config
-    from finfaas.platform.keys import load_keyring
-
-    from finfaas_dev.testing.platform import TokenMinter
-
-    settings = config.auth_settings()
-    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    claims = minter.claims(customer_id, ("payments:read", "payments:write"), "customer")
-    return minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})
-
-
 def open_customers(run_id: str, count: int) -> list[tuple[str, str]]:
     """(account id, token) of customers with one well-funded account each."""
-    from finfaas.domain.ledger import NewAccount
-    from finfaas.services.ledger.service import LedgerService
-    from finfaas.store.ledger_store import ledger_store_from_config
-
-    store = ledger_store_from_config()
-    ledger = LedgerService(store)
-    ledger.ensure_system_accounts(CURRENCY)
-    customers = []
-    for n in range(count):
-        customer_id, account_id = f"pc{run_id}-{n}", f"pa{run_id}-{n}"
-        store.open_account(NewAccount(account_id, customer_id, CURRENCY), datetime.now(UTC))
-        ledger.deposit(account_id, ACCOUNT_OPENING_MINOR, CURRENCY, transfer_id=f"{account_id}-opening")
-        customers.append((account_id, customer_token(customer_id)))
-    return customers
+    return [(account_id, token) for _, account_id, token in
+            funded_customers(count, f"pc{run_id}-", f"pa{run_id}-", CURRENCY, ACCOUNT_OPENING_MINOR,
+                             ("payments:read", "payments:write"))]
 
 
 class Customers:
@@ -536,40 +485,16 @@ def run(args: argparse.Namespace) -> int:
               f"--merchants >= 1, --payments-max >= 1, 1 <= --hot-rounds <= {HOT_ROUNDS_MAX}",
               file=sys.stderr)
         return 2
-    from finfaas_dev import emulators, infra, tools
-
-    with tempfile.TemporaryDirectory(prefix="finfaas-bench-payments-") as folder:
-        run_id = secrets.token_hex(3)
-        sandbox = Sandbox(Path(folder), f"bench{run_id}", free_port(), Path(folder) / "secrets")
-        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
-        gateway = None
-        try:
-            tools.ensure_dynamodb_local()
-            aws.start()
-            export_environment(aws.env(), sandbox)
-            infra.deploy(sandbox.stage, "embedded")
-            write_suite_secrets(sandbox.secrets_dir)
-            from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients
-
-            ensure_service_clients(sandbox.secrets_dir, {"payments": SERVICE_CLIENTS["payments"]},
-                                   out=lambda line: None)
-            gateway = start_gateway(sandbox)
-            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
-            for name in FUNCTIONS:  # started now, so no phase pays a function's cold start
-                wait_for(lambda name=name: answers(f"{base_url}/function/{name}/_/health"),
-                         FUNCTION_READY_SECONDS_MAX, name)
-            summary = measure(args, base_url, run_id)
-            check = ledger_check(sandbox.stage)
-            settlement = payments_check(sandbox.stage)
-        except Exception:
-            _show_logs(sandbox)
-            raise
-        finally:
-            if gateway is not None:
-                gateway.send_signal(signal.SIGTERM)
-                gateway.wait(timeout=30)
-            aws.stop()
+    stack = stack_text(FUNCTIONS, {
+        # Bench payments are tiny: the degraded rule would pass them even if risk failed.
+        "PAYMENTS_DEGRADED_AUTO_APPROVE_MAJOR": "100",
+        # Every phase has ended when the bench settles: no ledger write is in flight.
+        "PAYMENTS_SETTLEMENT_LAG_SECONDS": str(SETTLEMENT_LAG_SECONDS)})
+    with running_suite("finfaas-bench-payments-", stack, write_suite_secrets, service_clients=("payments",),
+                       ready=FUNCTIONS) as suite:
+        summary = measure(args, suite.base_url, suite.run_id)
+        check = ledger_check(suite.sandbox.stage)
+        settlement = payments_check(suite.sandbox.stage)
     summary["ledger_check"] = "passed" if check.returncode == 0 else f"failed (exit {check.returncode})"
     summary["settlement_check"] = ("passed" if settlement.returncode == 0
                                    else f"failed (exit {settlement.returncode})")
@@ -587,9 +512,3 @@ def payments_check(stage: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "finfaas_dev.cli", "payments", "check", "--stage", stage],
                           capture_output=True, text=True, timeout=CHECK_TIMEOUT_SECONDS, env=dict(os.environ))
 
-
-def _show_logs(sandbox: Sandbox) -> None:
-    for log in [sandbox.folder / "gateway.log", *sorted((sandbox.folder / "functions").glob("*.log"))]:
-        if log.is_file():
-            tail = log.read_text(errors="replace").splitlines()[-10:]
-            print(f"{log.name} (last lines):\n" + "\n".join(tail), file=sys.stderr)

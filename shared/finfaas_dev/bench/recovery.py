@@ -33,7 +33,8 @@ from typing import Any
 
 import urllib3
 
-from finfaas_dev.bench.ledger import Sandbox, ledger_check
+from finfaas_dev.bench.ledger import ledger_check
+from finfaas_dev.bench.suite import Sandbox
 from finfaas_dev.bench.transfers import (
     CURRENCY,
     DRAIN_SECONDS_MAX,

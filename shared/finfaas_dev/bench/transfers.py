@@ -36,10 +36,8 @@ import json
 import math
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -47,24 +45,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import urllib3
 
-from finfaas_dev.bench.ledger import (
-    GATEWAY_READY_SECONDS_MAX,
-    Sandbox,
-    answers,
-    export_environment,
-    ledger_check,
-    write_secrets,
-)
+from finfaas_dev.bench import suite
+from finfaas_dev.bench.ledger import ledger_check, write_secrets
 from finfaas_dev.net import free_port, wait_for
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
-FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
 CURRENCY = "USD"
 CLIENTS_DEFAULT = 8
 TRANSFERS_DEFAULT = 160  # in the load phase
@@ -207,7 +197,7 @@ def start_proxy(upstream: str, folder: Path) -> Proxy:
         [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
     )
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: answers(url + "/__counts"), PROXY_READY_SECONDS_MAX, "the counting proxy")
+    wait_for(lambda: suite.answers(url + "/__counts"), PROXY_READY_SECONDS_MAX, "the counting proxy")
     return Proxy(process, url)
 
 
@@ -215,27 +205,10 @@ def start_proxy(upstream: str, folder: Path) -> Proxy:
 
 
 def stack_text() -> str:
-    lines = [
-        "version: 1.0",
-        "provider:",
-        "  name: openfaas",
-        "  gateway: http://127.0.0.1:8080",
-        "functions:",
-    ]
-    for name, (topic, environment) in FUNCTIONS.items():
-        lines += [
-            f"  {name}:",
-            "    lang: python3-http",
-            f"    handler: {FUNCTIONS_DIR / name}",
-            f"    image: bench/{name}",
-        ]
-        if topic:
-            lines += ["    annotations:", f"      topic: {topic}"]
-        lines += ["    environment:"]
-        # botocore puts the app id in every call's user agent: the counting proxy attributes calls by it.
-        environment = {"exec_timeout": "30s", "AWS_SDK_UA_APP_ID": name, **environment}
-        lines += [f'      {key}: "{value}"' for key, value in environment.items()]
-    return "\n".join(lines) + "\n"
+    # botocore puts the app id in every call's user agent: the counting proxy attributes calls by it.
+    return suite.stack_text(FUNCTIONS, per_function={name: {"AWS_SDK_UA_APP_ID": name, **environment}
+                                                     for name, (_, environment) in FUNCTIONS.items()},
+                            topics={name: topic for name, (topic, _) in FUNCTIONS.items() if topic})
 
 
 def client_token(*scopes: str) -> str:
@@ -271,24 +244,6 @@ def write_suite_secrets(secrets_dir: Path) -> None:
         ensure_secret(secrets_dir / name, text)  # kept when present: messages in flight were sealed with it
 
 
-def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
-    stack = sandbox.folder / "stack.yml"
-    stack.write_text(stack_text())
-    log = (sandbox.folder / "gateway.log").open("wb")
-    command = [
-        sys.executable,
-        "-m",
-        "finfaas_dev.gateway",
-        "--stack",
-        str(stack),
-        "--port",
-        str(sandbox.gateway_port),
-        "--logs-dir",
-        str(sandbox.folder / "functions"),
-    ]
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
 @dataclass
 class Customer:
     customer_id: str
@@ -298,32 +253,9 @@ class Customer:
 
 def open_customers(count: int, run_id: str) -> list[Customer]:
     """Customers with one funded account each, and their tokens (signed by the dev signing key)."""
-    from finfaas.domain.ledger import NewAccount
-    from finfaas.platform import config
-    from finfaas.platform.keys import load_keyring
-    from finfaas.services.ledger.service import LedgerService
-    from finfaas.store.ledger_store import ledger_store_from_config
-
-    from finfaas_dev.testing.platform import TokenMinter
-
-    store = ledger_store_from_config()
-    service = LedgerService(store)
-    service.ensure_system_accounts(CURRENCY)
-    settings = config.auth_settings()
-    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    customers = []
-    for n in range(count):
-        customer_id, account_id = f"bc{run_id}-{n}", f"ba{run_id}-{n}"
-        store.open_account(NewAccount(account_id, customer_id, CURRENCY), datetime.now(UTC))
-        service.deposit(account_id, ACCOUNT_OPENING_MINOR, CURRENCY, transfer_id=f"{account_id}-opening")
-        token = minter.sign(
-            {
-                **minter.claims(customer_id, ("transfers:write", "transfers:read"), "customer"),
-                "exp": int(time.time()) + 3600,
-            }
-        )
-        customers.append(Customer(customer_id, account_id, token))
-    return customers
+    return [Customer(*customer) for customer in
+            suite.funded_customers(count, f"bc{run_id}-", f"ba{run_id}-", CURRENCY, ACCOUNT_OPENING_MINOR,
+                                   ("transfers:write", "transfers:read"))]
 
 
 # --- load ------------------------------------------------------------------------------------------------
@@ -567,7 +499,8 @@ def no_execution_running(timeout_seconds: float) -> bool:
     return True
 
 
-async def measure(args: argparse.Namespace, sandbox: Sandbox, dynamodb: Proxy, moto: Proxy) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, sandbox: suite.Sandbox, dynamodb: Proxy,
+                  moto: Proxy) -> dict[str, Any]:
     base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
     total = WARMUP_TRANSFERS + args.low_load_transfers + args.transfers
     customers = Customers(
@@ -719,43 +652,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def running_suite(prefix: str, proxied: tuple[str, ...]) -> Iterator[tuple[Sandbox, list[Proxy]]]:
-    """The suite on loopback for a bench: emulators, a fresh stage, a counting proxy before each
-    endpoint variable in `proxied` (in that order), the gateway; all stopped on exit, logs shown on error."""
-    from finfaas_dev import emulators, infra, tools
+def running_suite(prefix: str, proxied: tuple[str, ...]) -> Iterator[tuple[suite.Sandbox, list[Proxy]]]:
+    """The suite of this bench's stack on loopback, with a counting proxy before each endpoint variable in
+    `proxied` (in that order)."""
+    proxies: list[Proxy] = []
 
-    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
-        sandbox = Sandbox(Path(folder), f"bench{secrets.token_hex(3)}", free_port(), Path(folder) / "secrets")
-        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
-        children: list[subprocess.Popen] = []
-        try:
-            tools.ensure_dynamodb_local()
-            aws.start()
-            export_environment(aws.env(), sandbox)
-            infra.deploy(sandbox.stage, "embedded")
-            write_suite_secrets(sandbox.secrets_dir)
-            proxies = [start_proxy(aws.env()[name], sandbox.folder) for name in proxied]
-            children += [proxy.process for proxy in proxies]
-            os.environ.update({name: proxy.url for name, proxy in zip(proxied, proxies, strict=True)})
-            children.append(start_gateway(sandbox))
-            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
-            yield sandbox, proxies
-        except Exception:
-            _show_logs(sandbox)
-            raise
-        finally:
-            for child in reversed(children):
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-            aws.stop()
+    def start_proxies(sandbox: suite.Sandbox, aws_env: dict[str, str]) -> list[subprocess.Popen]:
+        proxies.extend(start_proxy(aws_env[name], sandbox.folder) for name in proxied)
+        os.environ.update({name: proxy.url for name, proxy in zip(proxied, proxies, strict=True)})
+        return [proxy.process for proxy in proxies]
 
-
-def _show_logs(sandbox: Sandbox) -> None:
-    for log in [sandbox.folder / "gateway.log", *sorted((sandbox.folder / "functions").glob("*.log"))]:
-        if log.is_file():
-            tail = log.read_text(errors="replace").splitlines()[-10:]
-            print(f"{log.name} (last lines):\n" + "\n".join(tail), file=sys.stderr)
+    stack = stack_text()
+    with suite.running_suite(prefix, stack, write_suite_secrets, before_gateway=start_proxies) as running:
+        yield running.sandbox, proxies

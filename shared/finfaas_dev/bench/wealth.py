@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from finfaas_dev.bench.ledger import Sandbox, export_environment
+from finfaas_dev.bench.suite import Sandbox, export_environment
 from finfaas_dev.net import free_port
 
 POSITIONS_DEFAULT = 100_000

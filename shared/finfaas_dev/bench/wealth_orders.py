@@ -16,23 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from finfaas_dev.bench.ledger import Sandbox, answers, export_environment
 from finfaas_dev.bench.payments import Phase, run_clients
-from finfaas_dev.bench.transfers import FUNCTIONS_DIR, _request, client_token, write_suite_secrets
-from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.bench.suite import funded_customers, running_suite, stack_text
+from finfaas_dev.bench.transfers import _request, client_token, write_suite_secrets
 
 CLIENTS_DEFAULT = 8
 CLIENTS_MAX = 32
@@ -52,30 +47,7 @@ MARKET = "CN"
 MONDAY = date(2027, 3, 1)  # the sample calendar's (infra/calendars/cn-2027.json)
 INCOME_PER_10K = Decimal("0.6512")
 FUNCTIONS = ("auth", "wealth")
-GATEWAY_READY_SECONDS_MAX = 30.0
-FUNCTION_READY_SECONDS_MAX = 60.0
-TOKEN_SECONDS = 3600
 PERCENTILE = 0.99
-
-
-def stack_text() -> str:
-    lines = ["version: 1.0", "provider:", "  name: openfaas", "  gateway: http://127.0.0.1:8080",
-             "functions:"]
-    for name in FUNCTIONS:
-        lines += [f"  {name}:", "    lang: python3-http", f"    handler: {FUNCTIONS_DIR / name}",
-                  f"    image: bench/{name}", "    environment:", '      exec_timeout: "30s"',
-                  # The bench moves the business date itself, as an operator does in the sandbox.
-                  "      BUSINESS_DATE_MODE: manual"]
-    return "\n".join(lines) + "\n"
-
-
-def start_gateway(sandbox: Sandbox) -> subprocess.Popen:
-    stack = sandbox.folder / "stack.yml"
-    stack.write_text(stack_text())
-    log = (sandbox.folder / "gateway.log").open("wb")
-    command = [sys.executable, "-m", "finfaas_dev.gateway", "--stack", str(stack), "--port",
-               str(sandbox.gateway_port), "--logs-dir", str(sandbox.folder / "functions")]
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
 
 def wealth_service() -> Any:
@@ -87,40 +59,22 @@ def wealth_service() -> Any:
     from finfaas.services.wealth.service import InProcessLedger, WealthService
     from finfaas.store.business_date_store import BusinessDateStore
     from finfaas.store.ledger_store import ledger_store_from_config
-    from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+    from finfaas.store.wealth_store import WealthStore, ledger_balances_reader
 
     calendars = Path(__file__).resolve().parents[3] / "infra" / "calendars"
     calendar = parse_calendar((calendars / "cn-2027.json").read_text())
     ledger_store = ledger_store_from_config()
     return WealthService(WealthStore(), InProcessLedger(LedgerService(ledger_store),
-                                                        ledger_accounts_reader(ledger_store)),
+                                                        ledger_balances_reader(ledger_store)),
                          BusinessDateService(BusinessDateStore(), BusinessDateMode.MANUAL),
                          {MARKET: calendar})
 
 
 def open_customers(run_id: str) -> list[tuple[str, str]]:
     """(wallet id, token) of CUSTOMERS customers, each wallet funded once."""
-    from finfaas.domain.ledger import NewAccount
-    from finfaas.platform import config
-    from finfaas.platform.keys import load_keyring
-    from finfaas.services.ledger.service import LedgerService
-    from finfaas.store.ledger_store import ledger_store_from_config
-
-    from finfaas_dev.testing.platform import TokenMinter
-
-    store = ledger_store_from_config()
-    ledger = LedgerService(store)
-    ledger.ensure_system_accounts(CURRENCY)
-    settings = config.auth_settings()
-    minter = TokenMinter(load_keyring(), settings.issuer, settings.audience)
-    customers = []
-    for n in range(CUSTOMERS):
-        customer_id, account_id = f"wc{run_id}-{n}", f"wa{run_id}-{n}"
-        store.open_account(NewAccount(account_id, customer_id, CURRENCY), datetime.now(UTC))
-        ledger.deposit(account_id, WALLET_MINOR, CURRENCY, transfer_id=f"{account_id}-opening")
-        claims = minter.claims(customer_id, ("wealth:read", "wealth:write"), "customer")
-        customers.append((account_id, minter.sign({**claims, "exp": int(time.time()) + TOKEN_SECONDS})))
-    return customers
+    return [(account_id, token) for _, account_id, token in
+            funded_customers(CUSTOMERS, f"wc{run_id}-", f"wa{run_id}-", CURRENCY, WALLET_MINOR,
+                             ("wealth:read", "wealth:write"))]
 
 
 class Orders:
@@ -222,22 +176,10 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
 
 
 def wealth_check() -> str:
-    """`finfaas wealth check`'s rules on what the run wrote: positions' units against the ledger."""
-    from finfaas.services.ledger.service import LedgerService
-    from finfaas.services.wealth.service import InProcessLedger
-    from finfaas.store.ledger_store import ledger_store_from_config
-    from finfaas.store.wealth_store import WealthStore, ledger_accounts_reader
+    """`finfaas wealth check` on what the run wrote: positions' units against the ledger."""
+    from finfaas_dev.wealth import check_stage
 
-    from finfaas_dev.wealth import check
-
-    ledger_store = ledger_store_from_config()
-    ledger = InProcessLedger(LedgerService(ledger_store), ledger_accounts_reader(ledger_store))
-
-    def amount(transfer_id: str) -> int | None:
-        transfer = ledger_store.get_transfer(transfer_id)
-        return transfer.amount_minor if transfer is not None else None
-
-    report = check(WealthStore().scan_all(), ledger.balances, amount)
+    report = check_stage()
     return "passed" if report.passed else f"failed: {report.findings[:3]}"
 
 
@@ -247,47 +189,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench wealth --orders: need 0 < --seconds <= {SECONDS_MAX}, 0 < --clients <= {CLIENTS_MAX}, "
               f"1 <= --orders-max <= {ORDERS_MAX}", file=sys.stderr)
         return 2
-    from finfaas_dev import emulators, infra, tools
-
-    with tempfile.TemporaryDirectory(prefix="finfaas-bench-wealth-orders-") as folder:
-        run_id = secrets.token_hex(3)
-        sandbox = Sandbox(Path(folder), f"bench{run_id}", free_port(), Path(folder) / "secrets")
-        aws = emulators.EmbeddedAWS(free_port(), free_port(), log_dir=sandbox.folder / "logs")
-        gateway = None
-        try:
-            tools.ensure_dynamodb_local()
-            aws.start()
-            export_environment(aws.env(), sandbox)
-            infra.deploy(sandbox.stage, "embedded")
-            write_suite_secrets(sandbox.secrets_dir)
-            from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients
-
-            ensure_service_clients(sandbox.secrets_dir, {"wealth": SERVICE_CLIENTS["wealth"]},
-                                   out=lambda line: None)
-            gateway = start_gateway(sandbox)
-            base_url = f"http://127.0.0.1:{sandbox.gateway_port}"
-            wait_for(lambda: answers(f"{base_url}/healthz"), GATEWAY_READY_SECONDS_MAX, "the gateway")
-            for name in FUNCTIONS:  # started now, so no phase pays a function's cold start
-                wait_for(lambda name=name: answers(f"{base_url}/function/{name}/_/health"),
-                         FUNCTION_READY_SECONDS_MAX, name)
-            summary = measure(args, base_url, run_id)
-        except Exception:
-            _show_logs(sandbox)
-            raise
-        finally:
-            if gateway is not None:
-                gateway.send_signal(signal.SIGTERM)
-                gateway.wait(timeout=30)
-            aws.stop()
+    # The bench moves the business date itself, as an operator does in the sandbox.
+    stack = stack_text(FUNCTIONS, {"BUSINESS_DATE_MODE": "manual"})
+    with running_suite("finfaas-bench-wealth-orders-", stack, write_suite_secrets,
+                       service_clients=("wealth",), ready=FUNCTIONS) as suite:
+        summary = measure(args, suite.base_url, suite.run_id)
     print(f"{summary['orders_per_s']} orders/s through the gateway with {summary['clients']} clients, "
           f"p99 {summary['order_p99_ms']} ms")
     print(json.dumps(summary))
     failed = summary["subscriptions"]["orders"] == 0 or summary["redemptions"]["orders"] == 0
     return 1 if failed or summary["wealth_check"] != "passed" else 0
 
-
-def _show_logs(sandbox: Sandbox) -> None:
-    for log in [sandbox.folder / "gateway.log", *sorted((sandbox.folder / "functions").glob("*.log"))]:
-        if log.is_file():
-            tail = log.read_text(errors="replace").splitlines()[-10:]
-            print(f"{log.name} (last lines):\n" + "\n".join(tail), file=sys.stderr)
