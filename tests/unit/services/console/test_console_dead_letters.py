@@ -136,3 +136,11 @@ def test_a_redrive_without_the_csrf_token_is_refused(console):
     reply = post(handler, "/dead-letters/webhooks/redrive", cookie, {"message_id": "m-1"})
 
     assert reply.status == 403 and "CSRF" in reply.body and len(suite.calls) == sent
+
+
+def test_the_console_bounds_a_message_id_as_the_relay_does():
+    # Restated in the console (its policy derives from its imports): a page takes every id the relay takes.
+    from finfaas.services.console import operations
+    from finfaas.services.dead_letters import api
+
+    assert operations.message_id_chars_max == api.message_id_chars_max
