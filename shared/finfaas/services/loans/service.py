@@ -527,8 +527,10 @@ class Caller:
 
 
 AUTO_DEBIT_CHANGED = "loan.auto_debit_changed"
+PAYOUT_STATUSES = (LoanStatus.DISBURSING, LoanStatus.DISBURSEMENT_FAILED)  # a bank payout's, after approval
 # A setting for the loan's repayments: meaningful until nothing more is owed.
-AUTO_DEBIT_SETTABLE = frozenset({LoanStatus.REVIEW, LoanStatus.APPROVED, LoanStatus.ACTIVE})
+AUTO_DEBIT_SETTABLE = frozenset({LoanStatus.REVIEW, LoanStatus.APPROVED, LoanStatus.DISBURSING,
+                                 LoanStatus.ACTIVE})
 _STATUS_OF = {Outcome.APPROVE: LoanStatus.APPROVED, Outcome.DECLINE: LoanStatus.DECLINED,
               Outcome.REVIEW: LoanStatus.REVIEW}
 _EVENT_OF = {LoanStatus.APPROVED: "loan.approved", LoanStatus.DECLINED: "loan.declined",
@@ -546,7 +548,8 @@ def loan_event(loan: Loan, event_type: str | None = None,
         "term_months": loan.term_months, "rules_fired": list(loan.decision.fired),
         "bureau_unavailable": loan.decision.bureau_unavailable}
     if loan.bank_account is not None:  # the masked form only: the envelope is for the rail
-        data.update(disburse_to="bank_account", bank_account=loan.bank_account.masked())
+        data.update(account_id=loan.account_id, disburse_to="bank_account",
+                    bank_account=loan.bank_account.masked())
     if loan.disbursement_failure:
         data.update(failure_reason=loan.disbursement_failure)
     if loan.disbursed_on is not None:
@@ -733,8 +736,9 @@ class LoanApplicationService:
         wanted = LoanStatus.APPROVED if approve else LoanStatus.DECLINED
 
         def change(loan: Loan) -> Unchanged[Loan] | Change[Loan, Loan]:
-            # A retried step: the decision written (and an approved loan perhaps disbursed since).
-            if loan.decided_by == operator and (loan.status is wanted or (approve and loan.disbursed_on)):
+            # A retried step: the decision written (an approved loan perhaps paid out, or on its way, since).
+            paid_since = loan.disbursed_on or loan.status in PAYOUT_STATUSES
+            if loan.decided_by == operator and (loan.status is wanted or (approve and paid_since)):
                 return Unchanged(loan)
             if loan.status is not LoanStatus.REVIEW:
                 raise LoanNotInReview(f"loan {loan_id} is {loan.status.value}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 from finfaas.platform.idempotency import REPLAYED_HEADER
@@ -27,6 +28,7 @@ from support.saga_world import CrashAt, SagaWorld
 from support.workflow_testing import HISTORY_EVENTS_MAX, crash_case_ids, crash_cases
 
 MINTER = TokenMinter.generate()
+EVENT_SCHEMAS = Path(__file__).resolve().parents[4] / "events" / "schemas"
 
 
 def _run(scenario: str, crash: CrashAt | None = None, **options) -> tuple[LoanPayouts, str, Balances]:
@@ -56,11 +58,22 @@ def test_a_loan_paid_to_a_bank_account_is_active_once_the_rail_settles_and_the_n
     assert payouts.world.balance(payouts.world.prefix + "acc-a") == 1_000_000  # the wallet is not paid
     assert_payout_outcome(payouts, loan_id, "bank-settled", before)
     assert payouts.check(loan_id) == [] and payouts.world.ledger_check().clean
+    assert_events_match_their_schemas(payouts)
     # The number is sealed: not in the view, the events, the saga's history or the stored loan.
     history = payouts.world.store.history(f"loan-disbursement:{loan_id}", 0, HISTORY_EVENTS_MAX)
     shown = [json.dumps(body), *(json.dumps(dict(e.data)) for _, _, e in payouts.loans.events),
              *(json.dumps(asdict(e), default=str) for e in history), repr(payouts.loan(loan_id))]
     assert not [text for text in shown if SETTLES in text]
+
+
+def assert_events_match_their_schemas(payouts: LoanPayouts) -> None:
+    """Each event's data as written passes its published schema (events/schemas)."""
+    import jsonschema
+
+    for _, _, event in payouts.loans.events:
+        schema = json.loads((EVENT_SCHEMAS / f"{event.type}.json").read_text())
+        data_schema = {**schema["properties"]["data"], "$defs": schema["$defs"]}
+        jsonschema.Draft202012Validator(data_schema).validate(json.loads(json.dumps(dict(event.data))))
 
 
 @pytest.mark.parametrize("scenario", ["bank-rejected", "bank-stuck-recalled", "bank-notice-lost-recalled"])
@@ -69,6 +82,7 @@ def test_the_rails_answer_decides_paid_once_or_the_funding_account_whole(scenari
 
     assert_payout_outcome(payouts, loan_id, scenario, before)
     assert payouts.check(loan_id) == [] and payouts.world.ledger_check().clean
+    assert_events_match_their_schemas(payouts)
     if not SCENARIOS[scenario].paid:
         body = payouts.read(loan_id).json()
         assert (body["outstanding_minor"], body["schedule"]) == (0, [])
@@ -186,3 +200,19 @@ def test_a_bad_destination_is_a_422_naming_the_field_and_nothing_is_written(chan
     assert reply.status == 422, reply.body
     assert field in [e["field"] for e in reply.json()["errors"]]
     assert world.loans.events == [] and world.orchestrator.started == []
+
+
+def test_a_loan_on_its_way_to_the_bank_takes_auto_debit_and_its_customers_acceptance_starts_nothing():
+    payouts = LoanPayouts(SagaWorld(minter=MINTER))
+    loan_id = payouts.apply(payouts.application(SETTLES)).json()["loan_id"]
+    assert payouts.accept(loan_id).status_code == 202
+    payouts.disbursements.disburse(loan_id)  # the saga's first step: held, disbursing
+    starts = payouts.world.gateway.calls.count(("orchestrator", "POST", "/executions"))
+
+    again = payouts.accept(loan_id)
+    auto = payouts.world.gateway.call("POST", "loans", f"/loans/{loan_id}/auto-debit", {"enabled": True},
+                                      payouts.customer)
+
+    assert again.status_code == 200 and again.json()["status"] == "disbursing"
+    assert starts == 1 and payouts.world.gateway.calls.count(("orchestrator", "POST", "/executions")) == 1
+    assert auto.status_code == 200 and auto.json()["auto_debit"] is True
