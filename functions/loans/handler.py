@@ -35,6 +35,10 @@ Operators (ops scope):
                                                  note: sent to its saga through the task token (the saga
                                                  records it, then disburses or ends); the same decision
                                                  again answers the loan, another is a 409
+  POST /_/ops/loans/{loan_id}/disbursement       (ops:act) {"decision": "post"|"void", "note"}: a payout to a
+                                                 bank account its saga marked (payout_attention: the
+                                                 rail's answer unknown) posted or voided after asking the
+                                                 rail; again: the loan; the other decision: 409
   POST /_/ops/loans/{loan_id}/repayments/{repayment_id}/reversal  undo a repayment ({"reason"}): the
                                                  loan reprocessed without it, its money back to the wallet,
                                                  one transaction; again: 409
@@ -50,6 +54,8 @@ The disbursement saga (the orchestrator's client, loans:saga):
                                                  loan active, schedule fixed; again: the active loan
   POST /saga/disbursement/void                   the rail did not pay: the hold voided back to the funding
                                                  account, the loan disbursement_failed; again: the same
+  POST /saga/disbursement/attention              the rail's answer unknown: the loan marked for an operator
+                                                 (still disbursing, the principal held)
   POST /saga/review                              the operator's decision AwaitReview returned, written on
                                                  the loan with its event; again: the loan as written
 The nightly job (infra/statemachines/loans-nightly.asl.json, one execution per business date):
@@ -100,6 +106,7 @@ from finfaas.services.loans.api import (
     NightlyStartView,
     PayoffQuery,
     PayoffView,
+    PayoutDecisionBody,
     PayoutFailedBody,
     PrepaymentBody,
     ProductBody,
@@ -443,6 +450,18 @@ def decide_loan(req: Request, loan_id: str, body: ReviewBody) -> LoanView:
     return loan_view(services.get().applications.review(req.principal.sub, loan_id, approve, body.note))
 
 
+@app.route("POST", "/_/ops/loans/{loan_id}/disbursement", scopes=[OPS_ACT], body=PayoutDecisionBody,
+           idempotency="optional", rate_limit=OPS_LIMIT.name)
+def decide_payout(req: Request, loan_id: str, body: PayoutDecisionBody) -> LoanView:
+    """Post or void a payout its saga could not settle (the rail's answer unknown), as the rail says it
+    went; the same decision again answers the loan, the other is a 409."""
+    assert req.principal is not None
+    req.audit_target = f"loan:{loan_id}"
+    loan = services.get().disbursements.decide_payout(req.principal.sub, loan_id, body.decision == "post",
+                                                      body.note)
+    return loan_view(loan, services.get().repayments.standing(loan))
+
+
 @app.route("POST", "/_/ops/loans/{loan_id}/repayments/{repayment_id}/reversal", body=ReversalBody,
            idempotency="optional", rate_limit=OPS_LIMIT.name)
 def reverse_repayment(req: Request, loan_id: str, repayment_id: str, body: ReversalBody) -> LoanView:
@@ -494,6 +513,14 @@ def saga_void_disbursement(req: Request, body: PayoutFailedBody) -> DisburseStep
     disbursement_failed, in one ledger transaction; again: the failed loan."""
     req.audit_target = f"loan:{body.loan_id}"
     return disburse_step_view(services.get().disbursements.fail_payout(body.loan_id, body.error.Error))
+
+
+@app.route("POST", "/saga/disbursement/attention", scopes=[SAGA], body=PayoutFailedBody, rate_limit=None)
+def saga_flag_disbursement(req: Request, body: PayoutFailedBody) -> DisburseStepView:
+    """The rail's answer is unknown: the loan marked for an operator, still disbursing with the principal
+    held (POST /_/ops/loans/{id}/disbursement decides)."""
+    req.audit_target = f"loan:{body.loan_id}"
+    return disburse_step_view(services.get().disbursements.flag_payout(body.loan_id, body.error.Error))
 
 
 # --- the nightly job (infra/statemachines/loans-nightly.asl.json) -------------------------------------

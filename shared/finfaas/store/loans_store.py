@@ -186,6 +186,7 @@ def loan_to_json(loan: Loan) -> str:
         # Sealed under the loan id (the envelope, the masked form and keyed digests): never the number.
         "bank_account": None if loan.bank_account is None else loan.bank_account.to_json(),
         "disbursement_failure": loan.disbursement_failure,
+        "payout_attention": loan.payout_attention,
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
@@ -262,6 +263,7 @@ def loan_from_json(text: str) -> Loan:
         auto_debit=bool(raw.get("auto_debit", False)),
         bank_account=SealedCreditor.from_json(raw["bank_account"]) if raw.get("bank_account") else None,
         disbursement_failure=raw.get("disbursement_failure", ""),
+        payout_attention=raw.get("payout_attention", ""),
     )
 
 

@@ -48,6 +48,7 @@ from finfaas.services.loans.errors import (
     LoanNotRepayable,
     LoanReviewNotWaiting,
     LoansStoreUnavailable,
+    PayoutNotFlagged,
     PrincipalOutsideProduct,
     ProductBusy,
     ProductExists,
@@ -404,6 +405,8 @@ class LoanView(BaseModel):
     disburse_to: DisbursementDestination
     bank_account: BankAccountView | None = Field(description="the bank account disbursed to, masked")
     disbursement_failure: str | None = Field(description="why the rail did not pay (disbursement_failed)")
+    payout_attention: str | None = Field(description="disbursing, the rail's answer unknown: why an operator "
+                                         "must decide (post or void)")
 
 
 def _loan_installment_view(loan: Loan, index: int) -> LoanInstallmentView:
@@ -440,7 +443,8 @@ def loan_view(loan: Loan, standing: LoanStanding | None = None) -> LoanView:
         disburse_to=DisbursementDestination.WALLET if loan.bank_account is None
         else DisbursementDestination.BANK_ACCOUNT,
         bank_account=None if loan.bank_account is None else BankAccountView(**loan.bank_account.masked()),
-        disbursement_failure=loan.disbursement_failure or None)
+        disbursement_failure=loan.disbursement_failure or None,
+        payout_attention=loan.payout_attention or None)
 
 
 class RepaymentBody(StrictModel):
@@ -534,6 +538,14 @@ def disburse_step_view(loan: Loan) -> DisburseStepView:
                             transfer_id=loan.disbursement_transfer_id, payout=payout)
 
 
+class PayoutDecisionBody(StrictModel):
+    """An operator's decision on a payout the saga could not settle, after asking the rail: `post` (the
+    bank account was paid) or `void` (it never will be)."""
+
+    decision: Literal["post", "void"]
+    note: Annotated[str, Field(min_length=1, max_length=500)]
+
+
 class PayoutFailedBody(StrictModel):
     """The saga's compensation after the rail did not pay: the loan and the Catch's error."""
 
@@ -562,6 +574,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     LoanNotInReview: ErrorSpec(409, LoanNotInReview.code, "Loan not in review"),
     LoanReviewNotWaiting: ErrorSpec(409, LoanReviewNotWaiting.code, "Loan review not waiting"),
     LoanBusy: ErrorSpec(409, LoanBusy.code, "Loan busy"),
+    PayoutNotFlagged: ErrorSpec(409, PayoutNotFlagged.code, "Payout not waiting for an operator"),
     LoanNotApproved: ErrorSpec(409, LoanNotApproved.code, "Loan not approved"),
     LoanNotRepayable: ErrorSpec(409, LoanNotRepayable.code, "Loan takes no repayment"),
     InvalidRepaymentAmount: ErrorSpec(422, InvalidRepaymentAmount.code, "Invalid repayment amount"),

@@ -270,6 +270,9 @@ class Loan:
     # payment id, so only the rail opens it); None pays the principal into the wallet account.
     bank_account: SealedCreditor | None = None
     disbursement_failure: str = ""  # why the rail did not pay (status disbursement_failed)
+    # Set by the saga when the rail's answer is unknown (or a money step failed after the rail may have
+    # paid): the loan stays disbursing, the principal held, until an operator decides (post or void).
+    payout_attention: str = ""
 
     def schedule(self) -> Schedule:
         """The schedule now (fixed at disbursement, recomputed by a partial prepayment)."""

@@ -88,6 +88,7 @@ from finfaas.services.loans.errors import (
     LoanNotInReview,
     LoanNotRepayable,
     LoanReviewNotWaiting,
+    PayoutNotFlagged,
     PrincipalOutsideProduct,
     ProductBusy,
     ProductExists,
@@ -383,21 +384,52 @@ class LoanDisbursementService:
             if loan.status is not LoanStatus.DISBURSING:
                 raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}: its payout is not undone",
                                       errors=(("loan_id", f"the loan is {loan.status.value}"),))
-            wanted = replace(loan, status=LoanStatus.DISBURSEMENT_FAILED,
+            wanted = replace(loan, status=LoanStatus.DISBURSEMENT_FAILED, payout_attention="",
                              disbursement_failure=reason[:failure_chars_max], updated_at=self._clock(),
                              version=loan.version + 1)
             return lambda: self._voided(wanted)
 
         return self._step(loan_id, step)
 
+    def flag_payout(self, loan_id: str, reason: str) -> Loan:
+        """The saga cannot tell whether the rail paid: the loan stays disbursing with the principal held and
+        is marked for an operator (no money moves, no event); again: the loan as marked."""
+
+        def change(loan: Loan) -> Unchanged[Loan] | Change[Loan, Loan]:
+            if loan.status is not LoanStatus.DISBURSING or loan.payout_attention:
+                return Unchanged(loan)  # resolved meanwhile, or marked already
+            marked = replace(loan, payout_attention=reason[:failure_chars_max] or "unknown",
+                             updated_at=self._clock(), version=loan.version + 1)
+            return Change(marked, marked)
+
+        def save(loan: Loan) -> bool:
+            return self._loans.save_loan(loan, None)  # a mark for operators, no business event
+
+        return read_change_save(lambda: self._read(loan_id), change, save,
+                                exhausted=lambda: LoanBusy(f"loan {loan_id} kept changing"))
+
+    def decide_payout(self, operator: str, loan_id: str, settled: bool, note: str) -> Loan:
+        """An operator's decision on a payout the saga marked, after asking the rail: posted (the rail paid)
+        or voided (it never will); the same decision again answers the loan, the other is a 409."""
+        loan = self._read(loan_id)
+        if loan.status is LoanStatus.DISBURSING and not loan.payout_attention:
+            raise PayoutNotFlagged(f"the saga of loan {loan_id} has not asked for a decision",
+                                   errors=(("decision", "the payout is not waiting for an operator"),))
+        if settled:
+            return self.settle_payout(loan_id)
+        return self.fail_payout(loan_id, f"operator {operator}: {note}")
+
+    def _read(self, loan_id: str) -> Loan:
+        loan = self._loans.get_loan(loan_id)
+        if loan is None:
+            raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+        return loan
+
     def _step(self, loan_id: str, decide: Callable[[Loan], Loan | Callable[[], Loan]]) -> Loan:
         """Read the loan, decide (the loan as it is, or the write to make), write; read again after a
         rival's change (or this step's own earlier write, found on the next read)."""
         for _ in range(disbursement_attempts_max):
-            loan = self._loans.get_loan(loan_id)
-            if loan is None:
-                raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
-            decided = decide(loan)
+            decided = decide(self._read(loan_id))
             if isinstance(decided, Loan):
                 return decided
             try:
@@ -440,8 +472,8 @@ class LoanDisbursementService:
         schedule = build_schedule(terms, self._calendar)
         assert schedule.principal_minor == loan.principal_minor, "the schedule repays the principal lent"
         account = disburse(terms, schedule, loan.disbursement_transfer_id, product.account_rules())
-        return replace(loan.with_account(account), disbursed_on=today, updated_at=self._clock(),
-                       version=loan.version + 1)
+        return replace(loan.with_account(account), disbursed_on=today, payout_attention="",
+                       updated_at=self._clock(), version=loan.version + 1)
 
 
 CUSTOMER_KIND = "customer"

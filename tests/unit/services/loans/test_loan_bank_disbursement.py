@@ -216,3 +216,63 @@ def test_a_loan_on_its_way_to_the_bank_takes_auto_debit_and_its_customers_accept
     assert again.status_code == 200 and again.json()["status"] == "disbursing"
     assert starts == 1 and payouts.world.gateway.calls.count(("orchestrator", "POST", "/executions")) == 1
     assert auto.status_code == 200 and auto.json()["auto_debit"] is True
+
+
+def _flagged() -> tuple[LoanPayouts, str, Balances]:
+    """A payout stuck at the rail whose recall fails: the saga cannot tell, and marks it for an operator."""
+    payouts = LoanPayouts(SagaWorld(minter=MINTER))
+    before = Balances.of(payouts.world)
+    payouts.world.gateway.faults[("rail", "/recall")] = [(500, {"code": "internal"})]
+    return payouts, payouts.run_scenario("bank-stuck-recalled"), before
+
+
+def _decide(payouts: LoanPayouts, loan_id: str, decision: str, scopes=("ops", "ops:act")):
+    return payouts.world.gateway.call("POST", "loans", f"/_/ops/loans/{loan_id}/disbursement",
+                                      {"decision": decision, "note": "asked the rail"},
+                                      payouts.world.token("ops-2", scopes))
+
+
+def test_a_payout_the_rail_cannot_answer_for_stays_held_and_marked_for_an_operator():
+    payouts, loan_id, before = _flagged()
+
+    loan = payouts.loan(loan_id)
+    assert (loan.status.value, loan.payout_attention) == ("disbursing", "States.Http.StatusCode.500")
+    assert payouts.world.execution_status(f"loan-disbursement:{loan_id}").value == "FAILED"
+    held = Balances(before.funding, before.clearing, before.held + PRINCIPAL_MINOR)
+    assert Balances.of(payouts.world) == held
+    assert payouts.check(loan_id) == []  # in transit, counted once
+    assert payouts.events(loan_id) == Counter({"loan.approved": 1, "loan.disbursement_started": 1})
+
+
+@pytest.mark.parametrize(("decision", "scenario"), [("post", "bank-settled"), ("void", "bank-rejected")])
+def test_an_operators_decision_posts_or_voids_a_marked_payout_once(decision: str, scenario: str):
+    payouts, loan_id, before = _flagged()
+
+    refused = _decide(payouts, loan_id, decision, scopes=("ops",))
+    decided = _decide(payouts, loan_id, decision)
+    again = _decide(payouts, loan_id, decision)
+    other = _decide(payouts, loan_id, "void" if decision == "post" else "post")
+
+    assert refused.status_code == 403
+    assert decided.status_code == 200 and again.status_code == 200, decided.content
+    assert decided.json()["status"] == SCENARIOS[scenario].status
+    assert decided.json()["payout_attention"] is None
+    assert other.status_code == 409
+    loan = payouts.loan(loan_id)
+    assert Balances.of(payouts.world) == Balances(
+        before.funding - (PRINCIPAL_MINOR if decision == "post" else 0),
+        before.clearing + (PRINCIPAL_MINOR if decision == "post" else 0), before.held)
+    final = "loan.disbursed" if decision == "post" else "loan.disbursement_failed"
+    assert payouts.events(loan_id) == Counter({"loan.approved": 1, "loan.disbursement_started": 1, final: 1})
+    assert loan.status.value == SCENARIOS[scenario].status and payouts.check(loan_id) == []
+
+
+def test_an_operator_cannot_decide_a_payout_its_saga_still_waits_for():
+    payouts = LoanPayouts(SagaWorld(minter=MINTER))
+    loan_id = payouts.apply(payouts.application(SETTLES)).json()["loan_id"]
+    payouts.disbursements.disburse(loan_id)  # held, the rail not answered yet
+
+    reply = _decide(payouts, loan_id, "void")
+
+    assert reply.status_code == 409 and reply.json()["code"] == "loan_payout_not_flagged"
+    assert payouts.loan(loan_id).status.value == "disbursing"
