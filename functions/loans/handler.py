@@ -5,7 +5,9 @@ Apps and customers (loans:write to apply, loans:read for the rest; a customer on
                                                  from it, so a repeat finds the same loan); underwritten at
                                                  once: approved, declined, or in review for an operator,
                                                  with every rule's finding; one in review starts its
-                                                 disbursement saga, which waits for an operator
+                                                 disbursement saga, which waits for an operator. Paid into
+                                                 the wallet, or (disburse_to bank_account) to the bank
+                                                 account given, sealed under the loan id for the rail
   GET  /loans/{loan_id}                          the loan and its decision; once disbursed its schedule and
                                                  transactions (another customer's: 404)
   POST /loans/{loan_id}/disburse                 accept an approved loan: starts its disbursement saga
@@ -33,6 +35,10 @@ Operators (ops scope):
                                                  note: sent to its saga through the task token (the saga
                                                  records it, then disburses or ends); the same decision
                                                  again answers the loan, another is a 409
+  POST /_/ops/loans/{loan_id}/disbursement       (ops:act) {"decision": "post"|"void", "note"}: a payout to a
+                                                 bank account its saga marked (payout_attention: the
+                                                 rail's answer unknown) posted or voided after asking the
+                                                 rail; again: the loan; the other decision: 409
   POST /_/ops/loans/{loan_id}/repayments/{repayment_id}/reversal  undo a repayment ({"reason"}): the
                                                  loan reprocessed without it, its money back to the wallet,
                                                  one transaction; again: 409
@@ -42,6 +48,14 @@ The disbursement saga (the orchestrator's client, loans:saga):
   POST /saga/disburse                            the principal from sys-loans-<CUR> to the wallet and the
                                                  schedule fixed on the business date, one ledger
                                                  transaction; again: the active loan, nothing moved
+                                                 (a bank account: the principal held to the rail's
+                                                 clearing account, the loan disbursing)
+  POST /saga/disbursement/post                   the rail paid the bank account: the hold posted and the
+                                                 loan active, schedule fixed; again: the active loan
+  POST /saga/disbursement/void                   the rail did not pay: the hold voided back to the funding
+                                                 account, the loan disbursement_failed; again: the same
+  POST /saga/disbursement/attention              the rail's answer unknown: the loan marked for an operator
+                                                 (still disbursing, the principal held)
   POST /saga/review                              the operator's decision AwaitReview returned, written on
                                                  the loan with its event; again: the loan as written
 The nightly job (infra/statemachines/loans-nightly.asl.json, one execution per business date):
@@ -92,6 +106,8 @@ from finfaas.services.loans.api import (
     NightlyStartView,
     PayoffQuery,
     PayoffView,
+    PayoutDecisionBody,
+    PayoutFailedBody,
     PrepaymentBody,
     ProductBody,
     ProductList,
@@ -107,6 +123,7 @@ from finfaas.services.loans.api import (
     ReviewStepView,
     ReviewTaskMessage,
     WriteOffBody,
+    disburse_step_view,
     loan_view,
     payoff_view,
     product_list,
@@ -167,10 +184,12 @@ def build_services(suite: Any = None) -> LoansServices:
     replaces the gateway client (tests route it to handlers in process)."""
     import os
 
+    from finfaas.domain.creditor import CreditorVault
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.cursors import CursorCodec
+    from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.services.business_date.model import DEFAULT_MARKET, mode_from_env
     from finfaas.services.business_date.service import BusinessDateService
     from finfaas.services.ledger.service import LedgerService
@@ -199,7 +218,11 @@ def build_services(suite: Any = None) -> LoansServices:
     applications = LoanApplicationService(store, store, ledger, quotes,
                                           RiskClient(suite, timeout_seconds=UNDERWRITING_CALL_SECONDS),
                                           BureauClient(suite, timeout_seconds=UNDERWRITING_CALL_SECONDS),
-                                          orchestrator=OrchestratorClient(suite))
+                                          orchestrator=OrchestratorClient(suite),
+                                          # A bank account to disburse to is sealed with the stage's PII
+                                          # key for the rail, fingerprinted with its digest key.
+                                          vault=CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())),
+                                                              SecretKeyedDigests()))
     disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite))
     repayments = LoanRepaymentService(store, store, ledger, business_date)
     ops = LoanOpsService(store, store, ledger, business_date, repayments)
@@ -427,6 +450,18 @@ def decide_loan(req: Request, loan_id: str, body: ReviewBody) -> LoanView:
     return loan_view(services.get().applications.review(req.principal.sub, loan_id, approve, body.note))
 
 
+@app.route("POST", "/_/ops/loans/{loan_id}/disbursement", scopes=[OPS_ACT], body=PayoutDecisionBody,
+           idempotency="optional", rate_limit=OPS_LIMIT.name)
+def decide_payout(req: Request, loan_id: str, body: PayoutDecisionBody) -> LoanView:
+    """Post or void a payout its saga could not settle (the rail's answer unknown), as the rail says it
+    went; the same decision again answers the loan, the other is a 409."""
+    assert req.principal is not None
+    req.audit_target = f"loan:{loan_id}"
+    loan = services.get().disbursements.decide_payout(req.principal.sub, loan_id, body.decision == "post",
+                                                      body.note)
+    return loan_view(loan, services.get().repayments.standing(loan))
+
+
 @app.route("POST", "/_/ops/loans/{loan_id}/repayments/{repayment_id}/reversal", body=ReversalBody,
            idempotency="optional", rate_limit=OPS_LIMIT.name)
 def reverse_repayment(req: Request, loan_id: str, repayment_id: str, body: ReversalBody) -> LoanView:
@@ -461,9 +496,31 @@ def saga_disburse(req: Request, body: DisburseStepBody) -> DisburseStepView:
     """Pay the principal out and fix the schedule, in one ledger transaction; a retry (the same step
     again, after a crash or a lost answer) finds the loan active and moves nothing."""
     req.audit_target = f"loan:{body.loan_id}"
-    loan = services.get().disbursements.disburse(body.loan_id)
-    return DisburseStepView(loan_id=loan.loan_id, status=loan.status.value,
-                            transfer_id=loan.disbursement_transfer_id)
+    return disburse_step_view(services.get().disbursements.disburse(body.loan_id))
+
+
+@app.route("POST", "/saga/disbursement/post", scopes=[SAGA], body=DisburseStepBody, rate_limit=None)
+def saga_post_disbursement(req: Request, body: DisburseStepBody) -> DisburseStepView:
+    """The rail settled the payout: the hold posted as the disbursement and the loan active with its
+    schedule fixed on the business date, in one ledger transaction; again: the active loan."""
+    req.audit_target = f"loan:{body.loan_id}"
+    return disburse_step_view(services.get().disbursements.settle_payout(body.loan_id))
+
+
+@app.route("POST", "/saga/disbursement/void", scopes=[SAGA], body=PayoutFailedBody, rate_limit=None)
+def saga_void_disbursement(req: Request, body: PayoutFailedBody) -> DisburseStepView:
+    """The rail did not pay: the hold voided back to the funding account and the loan
+    disbursement_failed, in one ledger transaction; again: the failed loan."""
+    req.audit_target = f"loan:{body.loan_id}"
+    return disburse_step_view(services.get().disbursements.fail_payout(body.loan_id, body.error.Error))
+
+
+@app.route("POST", "/saga/disbursement/attention", scopes=[SAGA], body=PayoutFailedBody, rate_limit=None)
+def saga_flag_disbursement(req: Request, body: PayoutFailedBody) -> DisburseStepView:
+    """The rail's answer is unknown: the loan marked for an operator, still disbursing with the principal
+    held (POST /_/ops/loans/{id}/disbursement decides)."""
+    req.audit_target = f"loan:{body.loan_id}"
+    return disburse_step_view(services.get().disbursements.flag_payout(body.loan_id, body.error.Error))
 
 
 # --- the nightly job (infra/statemachines/loans-nightly.asl.json) -------------------------------------

@@ -10,9 +10,14 @@ the identity
     -balance(sys-loans-CUR)       = sum of the outstanding principal of loans in CUR
     -balance(sys-loan_losses-CUR) = sum of the principal written off of loans in CUR
 
+    pending debits of sys-loans-CUR = sum of the principal of loans in CUR disbursing
+
 so the loans funding account and the losses it gave up together equal outstanding principal plus
-write-offs. It assumes, as the suite does, that only loans move those two accounts (funding the lending
-book from elsewhere would show here as a difference). Exit 0 when clean, 1 otherwise, 2 when unreachable.
+write-offs, and money in transit to a bank account (held, not yet posted by the rail's settlement) is
+counted once, as the funding account's still. A loan whose disbursement failed has no disbursement
+transfer (its hold was voided or expired, never posted). It assumes, as the suite does, that only loans
+move those two accounts (funding the lending book from elsewhere would show here as a difference).
+Exit 0 when clean, 1 otherwise, 2 when unreachable.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from finfaas.domain.errors import TransferNotFound
 from finfaas.domain.ledger import Account, AccountKind, Transfer, system_account_id
 from finfaas.domain.loan_account import TransactionKind
 from finfaas.domain.loans import LoanRuleError
-from finfaas.services.loans.model import Loan, LoanProduct
+from finfaas.services.loans.model import Loan, LoanProduct, LoanStatus
 from finfaas.services.loans.ops import WRITE_OFF_LEG
 from finfaas.services.loans.service import collected
 from pynamodb.exceptions import PynamoDBException
@@ -52,8 +57,14 @@ def check(loans: Iterable[Loan], product_of: Callable[[str], LoanProduct | None]
     problems: list[str] = []
     outstanding: dict[str, int] = defaultdict(int)
     written_off: dict[str, int] = defaultdict(int)
+    in_transit: dict[str, int] = defaultdict(int)
     checked = 0
     for loan in loans:
+        if loan.status is LoanStatus.DISBURSING:
+            in_transit[loan.currency] += loan.principal_minor
+        if loan.status is LoanStatus.DISBURSEMENT_FAILED and transfer_of(loan.disbursement_transfer_id):
+            problems.append(f"loan {loan.loan_id}: its disbursement failed, yet "
+                            f"{loan.disbursement_transfer_id} paid it out")
         if loan.disbursed_on is None:
             continue
         checked += 1
@@ -72,7 +83,7 @@ def check(loans: Iterable[Loan], product_of: Callable[[str], LoanProduct | None]
         written_off[loan.currency] += account.written_off.principal_minor
         problems.extend(_ledger_problems(loan, collected(account), account.written_off.principal_minor,
                                          transfer_of))
-    for currency in sorted(outstanding):
+    for currency in sorted(set(outstanding) | set(in_transit)):
         for kind, expected in ((AccountKind.LOANS, outstanding[currency]),
                                (AccountKind.LOAN_LOSSES, written_off[currency])):
             account_id = system_account_id(kind, currency)
@@ -80,6 +91,11 @@ def check(loans: Iterable[Loan], product_of: Callable[[str], LoanProduct | None]
             balance = 0 if found is None else found.balance_minor
             if -balance != expected:
                 problems.append(f"account {account_id}: balance {balance}, loans say {-expected}")
+        funding_id = system_account_id(AccountKind.LOANS, currency)
+        funding = account_of(funding_id)
+        held = 0 if funding is None else funding.debits_pending
+        if held != in_transit[currency]:
+            problems.append(f"account {funding_id}: {held} held, loans disbursing say {in_transit[currency]}")
     return checked, problems
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -70,9 +71,10 @@ USD = "USD"
 OPENING_BALANCE_MINOR = 1_000_000  # 10,000.00 USD
 QUEUE_CONSUMERS = {"rail": "rail", "reviews": "transfers"}
 ORCHESTRATOR_SCOPES = ("ledger:write", "ledger:read", "transfers:saga", "rail:recall", "wallet:saga",
-                       "payments:saga")
+                       "payments:saga", "loans:saga")
 WALLET_SCOPES = ("orchestrator:start", "orchestrator:read")
-SAGA_DEFINITIONS = ("transfer", "wallet-topup", "wallet-withdrawal", "payments-refund", "payments-payout")
+SAGA_DEFINITIONS = ("transfer", "wallet-topup", "wallet-withdrawal", "payments-refund", "payments-payout",
+                    "loan-disbursement")
 TRANSFERS_SCOPES = ("orchestrator:start", "orchestrator:read", "orchestrator:callback", "risk:assess")
 RAIL_SCOPES = ("orchestrator:callback",)
 
@@ -249,6 +251,31 @@ class Stores:
     executions: Any = field(default_factory=InMemoryExecutionStore)
     idempotency: Callable[[], Any] = InMemoryIdempotencyStore
     wallet: Any = field(default_factory=InMemoryWalletMoves)
+
+
+def dynamodb_stores() -> Stores:
+    """The stage's DynamoDB stores of the sagas with the rail (ledger, transfers, risk, rail, executions,
+    idempotency, wallet), for the integration tests on DynamoDB Local."""
+    from finfaas.store.executions_store import ExecutionsStore
+    from finfaas.store.idempotency_store import IdempotencyStore
+    from finfaas.store.ledger_store import ledger_store_from_config
+    from finfaas.store.rail_store import RailStore
+    from finfaas.store.risk_store import RiskStore
+    from finfaas.store.transfers_store import TransfersStore
+    from finfaas.store.wallet_store import WalletStore
+
+    return Stores(ledger=ledger_store_from_config(), orders=TransfersStore(), risk=RiskStore(),
+                  rail=RailStore(), executions=ExecutionsStore(), idempotency=IdempotencyStore,
+                  wallet=WalletStore())
+
+
+def outbox_types(producer: str, subject: str) -> Counter[str]:
+    """The types of the events a producer's outbox holds for one subject (not yet relayed)."""
+    from finfaas.store.outbox_store import OutboxStore, outbox_partition
+
+    partition = outbox_partition(producer, subject)
+    return Counter(e.type for e in OutboxStore(partitions=[partition]).oldest(partition, 1000)
+                   if e.subject == subject)
 
 
 @cache
@@ -438,6 +465,7 @@ class SagaWorld:
     def _use_rail(self, client: SuiteClient, sandbox: SandboxSettings) -> None:
         module = self.gateway.handlers["rail"]
         key = new_webhook_secret()
+        self.rail_notice_key = key  # the sandbox bank signs its notices with it; tests forge real ones
         bank = SandboxBank(
             self.rail_store,
             _Scheduler(QueueSender(self.queues, "rail")),

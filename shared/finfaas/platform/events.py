@@ -88,7 +88,8 @@ PAYMENT_EVENT_TYPES = (
 )
 WALLET_EVENT_TYPES = tuple(f"{kind}.{what}" for kind in ("topup", "withdrawal")
                            for what in ("created", "succeeded", "failed", "needs_attention"))
-LOAN_EVENT_TYPES = ("loan.approved", "loan.declined", "loan.review_required", "loan.disbursed", "loan.repaid",
+LOAN_EVENT_TYPES = ("loan.approved", "loan.declined", "loan.review_required", "loan.disbursement_started",
+                    "loan.disbursed", "loan.disbursement_failed", "loan.repaid",
                     "loan.bucket_changed", "loan.closed", "loan.repayment_reversed", "loan.written_off",
                     "loan.auto_debited", "loan.auto_debit_failed", "loan.auto_debit_changed")
 EVENT_TYPES = (LEDGER_EVENT_TYPES + TRANSFER_EVENT_TYPES + PAYMENT_EVENT_TYPES + WALLET_EVENT_TYPES

@@ -25,6 +25,7 @@ from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.loan_account import TransactionKind
 from finfaas.domain.loan_underwriting import Decision, Finding, Outcome, Verdict
@@ -182,6 +183,10 @@ def loan_to_json(loan: Loan) -> str:
         "disbursed_installments": [_installment_row(i) for i in loan.disbursed_installments],
         "figures": None if loan.figures is None else _figures_document(loan.figures),
         "auto_debit": loan.auto_debit,
+        # Sealed under the loan id (the envelope, the masked form and keyed digests): never the number.
+        "bank_account": None if loan.bank_account is None else loan.bank_account.to_json(),
+        "disbursement_failure": loan.disbursement_failure,
+        "payout_attention": loan.payout_attention,
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
@@ -256,6 +261,9 @@ def loan_from_json(text: str) -> Loan:
         disbursed_installments=tuple(_installment(row) for row in raw.get("disbursed_installments", ())),
         figures=_figures(raw.get("figures")),
         auto_debit=bool(raw.get("auto_debit", False)),
+        bank_account=SealedCreditor.from_json(raw["bank_account"]) if raw.get("bank_account") else None,
+        disbursement_failure=raw.get("disbursement_failure", ""),
+        payout_attention=raw.get("payout_attention", ""),
     )
 
 

@@ -1,5 +1,6 @@
 """`finfaas loans check` over the loans function's fakes and the reference ledger: clean after
-repayments, a reversal and a write-off; a tampered loan or a lost ledger leg is named."""
+repayments, a reversal and a write-off, and with money in transit to a bank account; a tampered loan, a
+lost ledger leg, a hold released behind its loan or a failed disbursement paid out is named."""
 
 from __future__ import annotations
 
@@ -76,3 +77,35 @@ def test_money_moved_into_the_loans_funding_account_from_elsewhere_breaks_the_id
 
     # outstanding principal: 100.00 untouched, 83.75 (the later payment took the reversed one's place)
     assert problems == ["account sys-loans-EUR: balance -18374, loans say -18375"]
+
+
+def test_money_in_transit_to_a_bank_account_counts_once_and_a_hold_released_behind_its_loan_is_named():
+    from support.loan_payouts import FUNDING, SETTLES, LoanPayouts
+    from support.saga_world import SagaWorld
+
+    # GIVEN a loan disbursing to a bank account: its principal held from the funding account
+    payouts = LoanPayouts(SagaWorld())
+    loan_id = payouts.apply(payouts.application(SETTLES)).json()["loan_id"]
+    disbursing = payouts.disbursements.disburse(loan_id)
+    clean = payouts.check(loan_id)
+    # WHEN the hold is released while the loan still says it is disbursing
+    ledger = LedgerService(payouts.world.ledger, clock=payouts.world.clock.utc)
+    ledger.void_pending(disbursing.disbursement_hold_id)
+
+    assert clean == []
+    assert payouts.check(loan_id) == [f"account {FUNDING}: 0 held, loans disbursing say 10000"]
+
+
+def test_a_loan_whose_failed_disbursement_was_paid_out_is_named():
+    from finfaas.services.loans.model import LoanStatus
+    from support.loan_payouts import LoanPayouts
+    from support.saga_world import SagaWorld
+
+    payouts = LoanPayouts(SagaWorld())
+    loan_id = payouts.run_scenario("bank-settled")
+    paid = payouts.loan(loan_id)
+    payouts.loans.tamper(replace(paid, status=LoanStatus.DISBURSEMENT_FAILED, disbursed_on=None))
+
+    problems = payouts.check(loan_id)
+
+    assert f"loan {loan_id}: its disbursement failed, yet {loan_id}-disbursement paid it out" in problems

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
+from finfaas.domain.creditor import Creditor
 from finfaas.domain.ledger import page_size_default, page_size_max
 from finfaas.domain.loan_account import TransactionKind
 from finfaas.domain.loans import (
@@ -29,6 +30,7 @@ from finfaas.domain.money import transfer_amount_minor_max
 from finfaas.platform.cursors import cursor_chars_max
 from finfaas.platform.errors import ErrorSpec
 from finfaas.platform.http import StrictModel
+from finfaas.platform.pii import PiiKeyUnavailable
 from finfaas.services.ledger.api import Amount, Identifier
 from finfaas.services.loans.errors import (
     CurrencyMismatch,
@@ -46,6 +48,7 @@ from finfaas.services.loans.errors import (
     LoanNotRepayable,
     LoanReviewNotWaiting,
     LoansStoreUnavailable,
+    PayoutNotFlagged,
     PrincipalOutsideProduct,
     ProductBusy,
     ProductExists,
@@ -64,6 +67,7 @@ from finfaas.services.loans.model import (
     LoanApplication,
     LoanProduct,
     LoanStanding,
+    LoanStatus,
     OverpaymentRule,
     ProductPage,
     ProductStatus,
@@ -75,6 +79,7 @@ from finfaas.services.loans.model import (
 )
 from finfaas.services.loans.nightly import page_loans_max, segments_max
 from finfaas.services.suite_clients import ServiceUnreachable
+from finfaas.services.transfers.api import CreditorBody, SagaError
 
 # Rates as decimal strings ("0.12"), never JSON numbers: a float cannot hold 0.1 exactly.
 RATE_PATTERN = r"^(0|[1-9][0-9]{0,2})(\.[0-9]{1,12})?$"
@@ -265,6 +270,11 @@ def product_list(page: ProductPage, next_cursor: str | None) -> ProductList:
                        next_cursor=next_cursor)
 
 
+class DisbursementDestination(StrEnum):
+    WALLET = "wallet"
+    BANK_ACCOUNT = "bank_account"
+
+
 class ApplicationBody(StrictModel):
     """A loan application: the product, principal and term (as a quote), the wallet account the loan is
     paid into and repaid from, and the applicant's monthly income and existing monthly debt repayments
@@ -278,11 +288,27 @@ class ApplicationBody(StrictModel):
     monthly_debt: Amount | None = None
     auto_debit: StrictBool = Field(False, description="repaid from the wallet on each due date by the "
                                    "nightly job (the amount due, or what the wallet holds if less)")
+    disburse_to: DisbursementDestination = Field(
+        DisbursementDestination.WALLET, description="where the principal is paid: the wallet account, or "
+        "the bank account given, through the rail")
+    bank_account: CreditorBody | None = Field(None, description="the customer's account at a bank on the "
+                                              "rail; with disburse_to bank_account only")
 
     def to_application(self) -> LoanApplication:
         return LoanApplication(self.product_id, self.principal, self.term_months, self.account_id,
                                self.monthly_income, 0 if self.monthly_debt is None else self.monthly_debt,
-                               self.auto_debit)
+                               self.auto_debit, self._bank_account())
+
+    def _bank_account(self) -> Creditor | None:
+        """The bank account to disburse to; a destination without its account (or the reverse) is a 422
+        naming bank_account."""
+        to_bank = self.disburse_to is DisbursementDestination.BANK_ACCOUNT
+        if to_bank != (self.bank_account is not None):
+            detail = ("required with disburse_to bank_account" if to_bank
+                      else "only with disburse_to bank_account")
+            raise InvalidApplication(f"bank_account: {detail}", errors=(("bank_account", detail),))
+        bank = self.bank_account
+        return None if bank is None else Creditor(bank.bank_code, bank.account_number, bank.name)
 
 
 class AutoDebitBody(StrictModel):
@@ -348,6 +374,11 @@ class LoanInstallmentView(InstallmentView):
     owed_minor: int = Field(description="what is still owed on it")
 
 
+class BankAccountView(BaseModel):
+    bank_code: str
+    account_number_masked: str
+
+
 class LoanView(BaseModel):
     loan_id: str
     owner_id: str
@@ -358,7 +389,8 @@ class LoanView(BaseModel):
     term_months: int
     monthly_income_minor: int
     monthly_debt_minor: int
-    status: str = Field(description="review, approved, declined, or active once disbursed")
+    status: str = Field(description="review, approved, declined; disbursing while the rail pays a bank "
+                        "account, disbursement_failed when it did not; active once disbursed")
     decision: DecisionView
     created_at: datetime
     updated_at: datetime | None
@@ -370,6 +402,11 @@ class LoanView(BaseModel):
     days_past_due: int | None = Field(description="as of the business date; null before disbursement")
     bucket: str | None = Field(description="the delinquency bucket, null when not past due")
     auto_debit: bool = Field(description="repaid from the wallet by the nightly job on each due date")
+    disburse_to: DisbursementDestination
+    bank_account: BankAccountView | None = Field(description="the bank account disbursed to, masked")
+    disbursement_failure: str | None = Field(description="why the rail did not pay (disbursement_failed)")
+    payout_attention: str | None = Field(description="disbursing, the rail's answer unknown: why an operator "
+                                         "must decide (post or void)")
 
 
 def _loan_installment_view(loan: Loan, index: int) -> LoanInstallmentView:
@@ -402,7 +439,12 @@ def loan_view(loan: Loan, standing: LoanStanding | None = None) -> LoanView:
                       for t in loan.transactions if t.kind is not TransactionKind.PENALTY_ACCRUAL],
         outstanding_minor=sum(d.total_minor for d in loan.owed()),
         days_past_due=standing.days_past_due if standing else None,
-        bucket=standing.bucket if standing else None, auto_debit=loan.auto_debit)
+        bucket=standing.bucket if standing else None, auto_debit=loan.auto_debit,
+        disburse_to=DisbursementDestination.WALLET if loan.bank_account is None
+        else DisbursementDestination.BANK_ACCOUNT,
+        bank_account=None if loan.bank_account is None else BankAccountView(**loan.bank_account.masked()),
+        disbursement_failure=loan.disbursement_failure or None,
+        payout_attention=loan.payout_attention or None)
 
 
 class RepaymentBody(StrictModel):
@@ -470,10 +512,45 @@ class ReviewStepView(BaseModel):
     status: str
 
 
+class PayoutView(BaseModel):
+    """What the saga hands the rail for a disbursement to a bank account (the account sealed for it)."""
+
+    payment_id: str
+    amount_minor: int
+    currency: str
+    bank_account: dict[str, str] = Field(description="the envelope and the masked form, never the number")
+
+
 class DisburseStepView(BaseModel):
     loan_id: str
     status: str
     transfer_id: str
+    payout: PayoutView | None = Field(description="while disbursing to a bank account: the rail's payment")
+
+
+def disburse_step_view(loan: Loan) -> DisburseStepView:
+    payout = None
+    if loan.status is LoanStatus.DISBURSING and loan.bank_account is not None:
+        # The loan id is the rail's payment id: the bank account is sealed under it.
+        payout = PayoutView(payment_id=loan.loan_id, amount_minor=loan.principal_minor,
+                            currency=loan.currency, bank_account=loan.bank_account.in_flight())
+    return DisburseStepView(loan_id=loan.loan_id, status=loan.status.value,
+                            transfer_id=loan.disbursement_transfer_id, payout=payout)
+
+
+class PayoutDecisionBody(StrictModel):
+    """An operator's decision on a payout the saga could not settle, after asking the rail: `post` (the
+    bank account was paid) or `void` (it never will be)."""
+
+    decision: Literal["post", "void"]
+    note: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class PayoutFailedBody(StrictModel):
+    """The saga's compensation after the rail did not pay: the loan and the Catch's error."""
+
+    loan_id: Identifier
+    error: SagaError
 
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
@@ -497,6 +574,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     LoanNotInReview: ErrorSpec(409, LoanNotInReview.code, "Loan not in review"),
     LoanReviewNotWaiting: ErrorSpec(409, LoanReviewNotWaiting.code, "Loan review not waiting"),
     LoanBusy: ErrorSpec(409, LoanBusy.code, "Loan busy"),
+    PayoutNotFlagged: ErrorSpec(409, PayoutNotFlagged.code, "Payout not waiting for an operator"),
     LoanNotApproved: ErrorSpec(409, LoanNotApproved.code, "Loan not approved"),
     LoanNotRepayable: ErrorSpec(409, LoanNotRepayable.code, "Loan takes no repayment"),
     InvalidRepaymentAmount: ErrorSpec(422, InvalidRepaymentAmount.code, "Invalid repayment amount"),
@@ -506,6 +584,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     LoanNotActive: ErrorSpec(409, LoanNotActive.code, "Loan not active"),
     # The orchestrator (a start), risk or the bureau beyond their breakers: retry later.
     ServiceUnreachable: ErrorSpec(503, "dependency_unreachable", "Dependency unreachable"),
+    PiiKeyUnavailable: ErrorSpec(503, "pii_key_unavailable", "Encryption key unavailable"),
 }
 
 

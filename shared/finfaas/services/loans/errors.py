@@ -143,6 +143,12 @@ class RepaymentExceedsDue(Refusal):
     code = "repayment_exceeds_due"
 
 
+class PayoutNotFlagged(Refusal):
+    """An operator decides a bank payout only once its saga asked for it (the rail's answer unknown)."""
+
+    code = "loan_payout_not_flagged"
+
+
 class LoanBusy(Refusal):
     """The loan kept changing under this request; try again."""
 

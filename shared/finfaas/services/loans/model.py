@@ -10,6 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 
+from finfaas.domain.creditor import Creditor, SealedCreditor
 from finfaas.domain.loan_account import (
     AccountRules,
     LoanAccount,
@@ -191,6 +192,8 @@ class LoanStatus(StrEnum):
     REVIEW = "review"  # an operator decides (the rules or a missing bureau said so)
     APPROVED = "approved"  # to be disbursed
     DECLINED = "declined"  # final
+    DISBURSING = "disbursing"  # held from the funding account while the rail pays the bank account
+    DISBURSEMENT_FAILED = "disbursement_failed"  # the rail did not pay: the hold released, nothing owed
     ACTIVE = "active"  # disbursed: the schedule is fixed
     CLOSED = "closed"  # everything owed is paid
     WRITTEN_OFF = "written_off"  # by ops: no more repayments or accruals
@@ -212,6 +215,8 @@ class LoanApplication:
     monthly_income: int | str
     monthly_debt: int | str
     auto_debit: bool = False  # repaid from the wallet by the nightly job on each due date
+    # Where the principal goes: None, the wallet account; else a bank account through the rail.
+    bank_account: Creditor | None = None
 
 
 _STATUS_OF_ACCOUNT = {AccountStatus.ACTIVE: LoanStatus.ACTIVE, AccountStatus.CLOSED: LoanStatus.CLOSED,
@@ -261,6 +266,13 @@ class Loan:
     disbursed_installments: tuple[Installment, ...] = ()  # fixed at disbursement: replay starts here
     figures: LoanFigures | None = None
     auto_debit: bool = False  # the customer opted in: the nightly job repays each due date from the wallet
+    # A disbursement to a bank account through the rail: the account sealed under the loan id (the rail's
+    # payment id, so only the rail opens it); None pays the principal into the wallet account.
+    bank_account: SealedCreditor | None = None
+    disbursement_failure: str = ""  # why the rail did not pay (status disbursement_failed)
+    # Set by the saga when the rail's answer is unknown (or a money step failed after the rail may have
+    # paid): the loan stays disbursing, the principal held, until an operator decides (post or void).
+    payout_attention: str = ""
 
     def schedule(self) -> Schedule:
         """The schedule now (fixed at disbursement, recomputed by a partial prepayment)."""
@@ -301,11 +313,27 @@ class Loan:
         """The ledger transfer that pays the principal out: one per loan, so a retry moves it once."""
         return f"{self.loan_id}-disbursement"
 
+    @property
+    def disbursement_hold_id(self) -> str:
+        """The hold on the funding account while the rail pays a bank account; posted as the disbursement
+        transfer when the rail settles, voided (`disbursement_void_id`) when it does not."""
+        return f"{self.loan_id}-disbursement-hold"
+
+    @property
+    def disbursement_void_id(self) -> str:
+        return f"{self.loan_id}-disbursement-void"
+
     def same_request(self, other: Loan) -> bool:
         """True when other asks for the same loan (a repeated application under the same key)."""
         fields = ("owner_id", "product_id", "account_id", "principal_minor", "term_months",
                   "monthly_income_minor", "monthly_debt_minor")
-        return all(getattr(self, name) == getattr(other, name) for name in fields)
+        return all(getattr(self, name) == getattr(other, name) for name in fields) \
+            and _destination(self.bank_account) == _destination(other.bank_account)
+
+
+def _destination(bank_account: SealedCreditor | None) -> tuple[str, str, str] | None:
+    """What a repeated application must repeat of the destination (the envelope differs each sealing)."""
+    return None if bank_account is None else bank_account.identity()
 
 
 @dataclass(frozen=True)

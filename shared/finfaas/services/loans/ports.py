@@ -91,6 +91,16 @@ class LoanLedger(Protocol):
         """Legs (transfer id, debit, credit, amount, currency) committing all together with the extra."""
         ...
 
+    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+             currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer:
+        """A pending transfer (a disbursement in transit), released by the ledger's sweep after timeout."""
+        ...
+
+    def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
+             extra: TransactionExtra) -> Transfer: ...
+
+    def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer: ...
+
 
 class PaymentRecord(Protocol):
     """A payment request's Idempotency-Key record and audit facts, put in the payment's ledger

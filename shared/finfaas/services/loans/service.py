@@ -14,7 +14,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from finfaas.domain.calendar import MarketCalendar
-from finfaas.domain.errors import AccountNotFound, InsufficientFunds, LedgerError
+from finfaas.domain.creditor import CreditorVault, SealedCreditor
+from finfaas.domain.errors import (
+    AccountNotFound,
+    InsufficientFunds,
+    LedgerError,
+    PendingAlreadyPosted,
+    PendingAlreadyVoided,
+    PendingExpired,
+)
 from finfaas.domain.ledger import (
     Account,
     AccountKind,
@@ -80,6 +88,7 @@ from finfaas.services.loans.errors import (
     LoanNotInReview,
     LoanNotRepayable,
     LoanReviewNotWaiting,
+    PayoutNotFlagged,
     PrincipalOutsideProduct,
     ProductBusy,
     ProductExists,
@@ -245,6 +254,10 @@ def _terms(product: LoanProduct) -> dict[str, Any]:
 
 disbursement_attempts_max = 3  # a rival change of the loan between our read and our write
 DISBURSEMENT_STATE_MACHINE = "loan-disbursement"
+# A disbursement's hold on the funding account must outlive its saga: the rail's wait (5 min), the recall's
+# retries (about 10 min) and an operator after an unknown answer, as a wallet withdrawal's hold.
+disbursement_hold_seconds = 7 * 24 * 3600
+failure_chars_max = 500
 
 
 class _LoanMoved(Exception):
@@ -311,7 +324,7 @@ class LoanDisbursementService:
         loan = self._loans.get_loan(loan_id)
         if loan is None or (caller.is_customer and loan.owner_id != caller.sub):
             raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
-        if loan.status is LoanStatus.ACTIVE:
+        if loan.status in (LoanStatus.ACTIVE, LoanStatus.DISBURSING):  # paid out, or on its way
             return loan, False
         if loan.status is not LoanStatus.APPROVED:
             raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}",
@@ -323,26 +336,132 @@ class LoanDisbursementService:
         return loan, True
 
     def disburse(self, loan_id: str) -> Loan:
-        """The active loan; disbursing it again answers it with nothing moved (a retried saga step)."""
-        for _ in range(disbursement_attempts_max):
-            loan = self._loans.get_loan(loan_id)
-            if loan is None:
-                raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
-            if loan.status is LoanStatus.ACTIVE:
+        """The active loan (paid into the wallet), or the loan disbursing (the principal held from the
+        funding account to the rail's clearing account, for the saga to pay the bank account); again:
+        the loan as it is, nothing moved (a retried saga step)."""
+
+        def step(loan: Loan) -> Loan | Callable[[], Loan]:
+            if loan.status in (LoanStatus.ACTIVE, LoanStatus.DISBURSING):
                 return loan
             if loan.status is not LoanStatus.APPROVED:
                 raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}",
                                       errors=(("loan_id", f"the loan is {loan.status.value}"),))
+            if loan.bank_account is not None:
+                return lambda: self._hold(loan)
             wanted = self._disbursed(loan)
+            funding = system_account_id(AccountKind.LOANS, loan.currency)
+            return lambda: self._moved(wanted, lambda extra: self._ledger.transfer(
+                wanted.disbursement_transfer_id, funding, loan.account_id, loan.principal_minor,
+                loan.currency, extra))
+
+        return self._step(loan_id, step)
+
+    def settle_payout(self, loan_id: str) -> Loan:
+        """The rail paid the bank account: the hold posted as the disbursement transfer and the loan active
+        with its schedule fixed on the business date, in one ledger transaction; again: the active loan."""
+
+        def step(loan: Loan) -> Loan | Callable[[], Loan]:
+            if loan.status is LoanStatus.ACTIVE:
+                return loan
+            if loan.status is not LoanStatus.DISBURSING:
+                raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}: the payout is not settled",
+                                      errors=(("loan_id", f"the loan is {loan.status.value}"),))
+            wanted = self._disbursed(loan)
+            return lambda: self._moved(wanted, lambda extra: self._ledger.post(
+                loan.disbursement_hold_id, wanted.disbursement_transfer_id, loan.principal_minor,
+                loan.currency, extra))
+
+        return self._step(loan_id, step)
+
+    def fail_payout(self, loan_id: str, reason: str) -> Loan:
+        """The rail did not pay the bank account (rejected, or recalled unpaid): the hold voided back to
+        the funding account and the loan disbursement_failed (no schedule, nothing owed), in one ledger
+        transaction; again: the failed loan. A loan already paid out is never voided back (409)."""
+
+        def step(loan: Loan) -> Loan | Callable[[], Loan]:
+            if loan.status is LoanStatus.DISBURSEMENT_FAILED:
+                return loan
+            if loan.status is not LoanStatus.DISBURSING:
+                raise LoanNotApproved(f"loan {loan_id} is {loan.status.value}: its payout is not undone",
+                                      errors=(("loan_id", f"the loan is {loan.status.value}"),))
+            wanted = replace(loan, status=LoanStatus.DISBURSEMENT_FAILED, payout_attention="",
+                             disbursement_failure=reason[:failure_chars_max], updated_at=self._clock(),
+                             version=loan.version + 1)
+            return lambda: self._voided(wanted)
+
+        return self._step(loan_id, step)
+
+    def flag_payout(self, loan_id: str, reason: str) -> Loan:
+        """The saga cannot tell whether the rail paid: the loan stays disbursing with the principal held and
+        is marked for an operator (no money moves, no event); again: the loan as marked."""
+
+        def change(loan: Loan) -> Unchanged[Loan] | Change[Loan, Loan]:
+            if loan.status is not LoanStatus.DISBURSING or loan.payout_attention:
+                return Unchanged(loan)  # resolved meanwhile, or marked already
+            marked = replace(loan, payout_attention=reason[:failure_chars_max] or "unknown",
+                             updated_at=self._clock(), version=loan.version + 1)
+            return Change(marked, marked)
+
+        def save(loan: Loan) -> bool:
+            return self._loans.save_loan(loan, None)  # a mark for operators, no business event
+
+        return read_change_save(lambda: self._read(loan_id), change, save,
+                                exhausted=lambda: LoanBusy(f"loan {loan_id} kept changing"))
+
+    def decide_payout(self, operator: str, loan_id: str, settled: bool, note: str) -> Loan:
+        """An operator's decision on a payout the saga marked, after asking the rail: posted (the rail paid)
+        or voided (it never will); the same decision again answers the loan, the other is a 409."""
+        loan = self._read(loan_id)
+        if loan.status is LoanStatus.DISBURSING and not loan.payout_attention:
+            raise PayoutNotFlagged(f"the saga of loan {loan_id} has not asked for a decision",
+                                   errors=(("decision", "the payout is not waiting for an operator"),))
+        if settled:
+            return self.settle_payout(loan_id)
+        return self.fail_payout(loan_id, f"operator {operator}: {note}")
+
+    def _read(self, loan_id: str) -> Loan:
+        loan = self._loans.get_loan(loan_id)
+        if loan is None:
+            raise LoanNotFound(f"loan {loan_id[:64]} not found", errors=(("loan_id", "not found"),))
+        return loan
+
+    def _step(self, loan_id: str, decide: Callable[[Loan], Loan | Callable[[], Loan]]) -> Loan:
+        """Read the loan, decide (the loan as it is, or the write to make), write; read again after a
+        rival's change (or this step's own earlier write, found on the next read)."""
+        for _ in range(disbursement_attempts_max):
+            decided = decide(self._read(loan_id))
+            if isinstance(decided, Loan):
+                return decided
             try:
-                funding = system_account_id(AccountKind.LOANS, loan.currency)
-                self._ledger.transfer(wanted.disbursement_transfer_id, funding, loan.account_id,
-                                      loan.principal_minor, loan.currency,
-                                      LoanWrite(self._loans, wanted, loan_event(wanted)))
-            except _LoanMoved:
-                continue  # our own earlier attempt (read again: active) or a rival's change
-            return wanted
+                return decided()
+            except (_LoanMoved, PendingAlreadyPosted, PendingAlreadyVoided):
+                continue  # our own earlier attempt or a rival's step resolved it: decide again
         raise LoanBusy(f"loan {loan_id} kept changing")
+
+    def _moved(self, wanted: Loan, money: Callable[[LoanWrite], object]) -> Loan:
+        money(LoanWrite(self._loans, wanted, loan_event(wanted)))
+        return wanted
+
+    def _hold(self, loan: Loan) -> Loan:
+        """The principal held from the funding account to the rail's clearing account with the loan
+        disbursing: money in transit, still the funding account's (its posted balance is unchanged)."""
+        wanted = replace(loan, status=LoanStatus.DISBURSING, updated_at=self._clock(),
+                         version=loan.version + 1)
+        funding = system_account_id(AccountKind.LOANS, loan.currency)
+        clearing = system_account_id(AccountKind.SETTLEMENT, loan.currency)
+        return self._moved(wanted, lambda extra: self._ledger.hold(
+            loan.disbursement_hold_id, funding, clearing, loan.principal_minor, loan.currency,
+            disbursement_hold_seconds, extra))
+
+    def _voided(self, wanted: Loan) -> Loan:
+        try:
+            return self._moved(wanted, lambda extra: self._ledger.void(
+                wanted.disbursement_hold_id, wanted.disbursement_void_id, extra))
+        except PendingExpired:
+            # The ledger's sweep released the hold already (its own expiry transfer): only the loan changes.
+            if not self._loans.save_loan(wanted, loan_event(wanted)):
+                raise _LoanMoved(wanted.loan_id) from None
+            return wanted
 
     def _disbursed(self, loan: Loan) -> Loan:
         """The loan paid out today: the product's schedule from the business date, fixed from now on."""
@@ -353,8 +472,8 @@ class LoanDisbursementService:
         schedule = build_schedule(terms, self._calendar)
         assert schedule.principal_minor == loan.principal_minor, "the schedule repays the principal lent"
         account = disburse(terms, schedule, loan.disbursement_transfer_id, product.account_rules())
-        return replace(loan.with_account(account), disbursed_on=today, updated_at=self._clock(),
-                       version=loan.version + 1)
+        return replace(loan.with_account(account), disbursed_on=today, payout_attention="",
+                       updated_at=self._clock(), version=loan.version + 1)
 
 
 CUSTOMER_KIND = "customer"
@@ -406,6 +525,21 @@ class LedgerAccounts:
                     for transfer_id, debit, credit, amount, currency in legs]
         return self._in_transaction(extra, lambda joined: self.ledger.transfer_linked(requests, extra=joined))
 
+    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
+             currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer:
+        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id,
+                                  pending=True, timeout_seconds=timeout_seconds)
+        return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
+
+    def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
+             extra: TransactionExtra) -> Transfer:
+        return self._in_transaction(extra, lambda joined: self.ledger.post_pending(
+            pending_id, amount=amount_minor, currency=currency, transfer_id=transfer_id, extra=joined))
+
+    def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
+        return self._in_transaction(
+            extra, lambda joined: self.ledger.void_pending(pending_id, transfer_id=transfer_id, extra=joined))
+
     def _in_transaction(self, extra: TransactionExtra,
                         operation: Callable[[TransactionExtra | None], _T]) -> _T:
         """Run a ledger operation with the loan's write in its transaction (here: the extra joins it)."""
@@ -425,12 +559,16 @@ class Caller:
 
 
 AUTO_DEBIT_CHANGED = "loan.auto_debit_changed"
+PAYOUT_STATUSES = (LoanStatus.DISBURSING, LoanStatus.DISBURSEMENT_FAILED)  # a bank payout's, after approval
 # A setting for the loan's repayments: meaningful until nothing more is owed.
-AUTO_DEBIT_SETTABLE = frozenset({LoanStatus.REVIEW, LoanStatus.APPROVED, LoanStatus.ACTIVE})
+AUTO_DEBIT_SETTABLE = frozenset({LoanStatus.REVIEW, LoanStatus.APPROVED, LoanStatus.DISBURSING,
+                                 LoanStatus.ACTIVE})
 _STATUS_OF = {Outcome.APPROVE: LoanStatus.APPROVED, Outcome.DECLINE: LoanStatus.DECLINED,
               Outcome.REVIEW: LoanStatus.REVIEW}
 _EVENT_OF = {LoanStatus.APPROVED: "loan.approved", LoanStatus.DECLINED: "loan.declined",
-             LoanStatus.REVIEW: "loan.review_required", LoanStatus.ACTIVE: "loan.disbursed"}
+             LoanStatus.REVIEW: "loan.review_required", LoanStatus.ACTIVE: "loan.disbursed",
+             LoanStatus.DISBURSING: "loan.disbursement_started",
+             LoanStatus.DISBURSEMENT_FAILED: "loan.disbursement_failed"}
 
 
 def loan_event(loan: Loan, event_type: str | None = None,
@@ -441,6 +579,11 @@ def loan_event(loan: Loan, event_type: str | None = None,
         "principal_minor": str(loan.principal_minor), "currency": loan.currency,
         "term_months": loan.term_months, "rules_fired": list(loan.decision.fired),
         "bureau_unavailable": loan.decision.bureau_unavailable}
+    if loan.bank_account is not None:  # the masked form only: the envelope is for the rail
+        data.update(account_id=loan.account_id, disburse_to="bank_account",
+                    bank_account=loan.bank_account.masked())
+    if loan.disbursement_failure:
+        data.update(failure_reason=loan.disbursement_failure)
     if loan.disbursed_on is not None:
         data.update(account_id=loan.account_id, disbursed_on=loan.disbursed_on.isoformat(),
                     transfer_id=loan.disbursement_transfer_id,
@@ -462,8 +605,9 @@ class LoanApplicationService:
                  orchestrator: ReviewOrchestrator,
                  risk_breaker: CircuitBreaker | None = None, bureau_breaker: CircuitBreaker | None = None,
                  policy: UnderwritingPolicy = UnderwritingPolicy(),
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, vault: CreditorVault | None = None) -> None:
         self._orchestrator = orchestrator
+        self._vault = vault  # seals a bank account to disburse to, for the rail; None refuses those
         self._products = products
         self._loans = loans
         self._accounts = accounts
@@ -511,13 +655,33 @@ class LoanApplicationService:
             account_id=account.account_id, currency=product.currency, principal_minor=principal,
             term_months=application.term_months, monthly_income_minor=income, monthly_debt_minor=debt,
             status=status, decision=decision, created_at=self._clock(),
-            decided_by=RULES if status.decided else None, auto_debit=application.auto_debit)
+            decided_by=RULES if status.decided else None, auto_debit=application.auto_debit,
+            bank_account=self._sealed(loan_id, application))
         stored = self._loans.create_loan(wanted, loan_event(wanted))
         if stored is not wanted and not stored.same_request(wanted):
             raise LoanExists("the Idempotency-Key was used for another application",
                              errors=(("Idempotency-Key", "used for another application"),))
         self._await_review(stored)
         return stored, stored is not wanted
+
+    def _sealed(self, loan_id: str, application: LoanApplication) -> SealedCreditor | None:
+        """The bank account to disburse to, sealed under the loan id (the rail's payment id, the one
+        context it opens for); None disburses into the wallet."""
+        if application.bank_account is None:
+            return None
+        if self._vault is None:
+            from finfaas.platform.pii import PiiKeyUnavailable
+
+            raise PiiKeyUnavailable("no key to seal a bank account with: bank disbursements are unavailable")
+        return self._vault.seal(loan_id, application.bank_account)
+
+    def _destination(self, application: LoanApplication) -> tuple[str, str] | None:
+        """(bank code, fingerprint) of the bank account asked for, as a stored loan's is compared."""
+        bank = application.bank_account
+        if bank is None:
+            return None
+        fingerprint = self._vault.fingerprint(bank.bank_code, bank.account_number) if self._vault else ""
+        return bank.bank_code, fingerprint
 
     def _await_review(self, loan: Loan) -> None:
         """A loan in review gets its disbursement saga, which waits at AwaitReview for an operator (named
@@ -604,8 +768,9 @@ class LoanApplicationService:
         wanted = LoanStatus.APPROVED if approve else LoanStatus.DECLINED
 
         def change(loan: Loan) -> Unchanged[Loan] | Change[Loan, Loan]:
-            # A retried step: the decision written (and an approved loan perhaps disbursed since).
-            if loan.decided_by == operator and (loan.status is wanted or (approve and loan.disbursed_on)):
+            # A retried step: the decision written (an approved loan perhaps paid out, or on its way, since).
+            paid_since = loan.disbursed_on or loan.status in PAYOUT_STATUSES
+            if loan.decided_by == operator and (loan.status is wanted or (approve and paid_since)):
                 return Unchanged(loan)
             if loan.status is not LoanStatus.REVIEW:
                 raise LoanNotInReview(f"loan {loan_id} is {loan.status.value}",
@@ -629,9 +794,12 @@ class LoanApplicationService:
             principal = -1
         asked = (application.product_id, application.account_id, principal, application.term_months,
                  _declared(application.monthly_income, existing.currency, "monthly_income"),
-                 _declared(application.monthly_debt, existing.currency, "monthly_debt"))
+                 _declared(application.monthly_debt, existing.currency, "monthly_debt"),
+                 self._destination(application))
+        bank = existing.bank_account
         stored = (existing.product_id, existing.account_id, existing.principal_minor, existing.term_months,
-                  existing.monthly_income_minor, existing.monthly_debt_minor)
+                  existing.monthly_income_minor, existing.monthly_debt_minor,
+                  None if bank is None else (bank.bank_code, bank.fingerprint))
         if asked != stored:
             raise LoanExists("the Idempotency-Key was used for another application",
                              errors=(("Idempotency-Key", "used for another application"),))

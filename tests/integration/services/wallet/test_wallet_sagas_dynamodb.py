@@ -14,7 +14,7 @@ from finfaas.services.wallet.api import NewMoveBody
 from finfaas.services.wallet.errors import WithdrawalRefused
 from finfaas.services.wallet.model import MoveKind
 from finfaas.services.wallet.service import Caller
-from support.saga_world import OPENING_BALANCE_MINOR, SagaWorld, Stores
+from support.saga_world import OPENING_BALANCE_MINOR, SagaWorld, dynamodb_stores, outbox_types
 from support.wallet_scenarios import SETTLEMENT, SETTLES, assert_outcome, run_scenario
 
 # Every money step on the real store (credit, fail, the hold with the move's creation, post, void); the
@@ -22,26 +22,8 @@ from support.wallet_scenarios import SETTLEMENT, SETTLES, assert_outcome, run_sc
 PATHS = ("topup-settled", "topup-rejected", "withdrawal-settled", "withdrawal-rejected")
 
 
-def dynamodb_stores() -> Stores:
-    from finfaas.store.executions_store import ExecutionsStore
-    from finfaas.store.idempotency_store import IdempotencyStore
-    from finfaas.store.ledger_store import ledger_store_from_config
-    from finfaas.store.rail_store import RailStore
-    from finfaas.store.risk_store import RiskStore
-    from finfaas.store.transfers_store import TransfersStore
-    from finfaas.store.wallet_store import WalletStore
-
-    return Stores(ledger=ledger_store_from_config(), orders=TransfersStore(), risk=RiskStore(),
-                  rail=RailStore(), executions=ExecutionsStore(), idempotency=IdempotencyStore,
-                  wallet=WalletStore())
-
-
 def outbox_events(move_id: str) -> Counter[str]:
-    from finfaas.store.outbox_store import OutboxStore, outbox_partition
-
-    partition = outbox_partition("wallet", move_id)
-    return Counter(e.type for e in OutboxStore(partitions=[partition]).oldest(partition, 1000)
-                   if e.subject == move_id)
+    return outbox_types("wallet", move_id)
 
 
 def run(scenario: str, **options) -> tuple[SagaWorld, str, int]:
