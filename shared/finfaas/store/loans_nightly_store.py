@@ -104,8 +104,10 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
         if len(cursor) > cursor_chars_max:
             raise ValueError("too long")
         pk, sk = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not (isinstance(pk, str) and isinstance(sk, str) and pk.startswith(LOAN_PREFIX)):
-            raise ValueError("not a loans cursor")
+        # Any item's key: a Scan stops where its page's Limit ends, on a product or a close record as
+        # readily as on a loan, and the next page starts there.
+        if not (isinstance(pk, str) and isinstance(sk, str) and pk and sk):
+            raise ValueError("not a key of the loans table")
     except (ValueError, TypeError, binascii.Error) as error:
         raise InvalidLoanRequest(f"bad cursor: {error}", errors=(("cursor", "not a cursor of this job"),)) \
             from None

@@ -18,8 +18,8 @@ from finfaas.services.loans.nightly import LoansNightlyService, account_of, auto
 from finfaas.services.loans.service import LedgerAccounts
 from finfaas.store.binding import bound
 from finfaas.store.ledger_store import ledger_store_from_config
-from finfaas.store.loans_nightly_store import LoansNightlyStore
-from finfaas.store.loans_store import LoansStore, _OutboxItem
+from finfaas.store.loans_nightly_store import LoansNightlyStore, encode_cursor
+from finfaas.store.loans_store import PRODUCTS_PARTITION, LoansStore, _OutboxItem
 from finfaas.store.outbox_store import outbox_partition
 from unit.services.loans.test_loans_nightly import active_loan
 from unit.services.loans.test_loans_store_contract import EVENT, new_product
@@ -141,6 +141,16 @@ def test_a_page_with_a_cursor_of_another_kind_is_refused_naming_it(seeded):
     with pytest.raises(Exception) as refused:
         service.page(json.dumps(["x"]), PAGE)
     assert refused.value.errors == (("cursor", "not a cursor of this job"),)
+
+
+def test_a_page_that_ends_on_a_product_item_goes_on_from_it(seeded):
+    # A Scan's page ends where its Limit does, whatever the item; the product shares the loans table.
+    store, product, _ = seeded
+    nightly = LoansNightlyStore(store)
+    product_key = {"pk": {"S": PRODUCTS_PARTITION}, "sk": {"S": product.product_id}}
+    assert store.get(product.product_id) is not None  # the key the cursor names is a real item
+    ids, _ = nightly.active_loan_ids(PAGE, encode_cursor(product_key))
+    assert all(store.get_loan(loan_id).status is LoanStatus.ACTIVE for loan_id in ids)
 
 
 def test_a_date_after_the_business_date_is_refused(seeded):
