@@ -1,48 +1,57 @@
 """The loans function as a process behind the local gateway, with auth, the ledger, risk, the sandbox
-bureau and the orchestrator (woken over SQS by the connector): an operator creates a product, a customer
-quotes it and applies; the application is underwritten with the loans function's own client credentials
-(the loans-client secret and its auth-clients entry) by the risk function and the bureau, as in a deployed
-suite. Then a loan's life: disbursed by its saga, repaid, overdue once the business date moves past a due
-date (penalty and bucket), paid off."""
+bureau, the sandbox rail and the orchestrator (woken over SQS by the connector): an operator creates a
+product, a customer quotes it and applies; the application is underwritten with the loans function's own
+client credentials (the loans-client secret and its auth-clients entry) by the risk function and the bureau,
+as in a deployed suite. Then a loan's life: disbursed by its saga, repaid, overdue once the business date
+moves past a due date (penalty and bucket), paid off. A loan to a bank account is paid out by the rail (or
+rejected by it, the principal back)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
-from finfaas.domain.ledger import NewAccount
+from finfaas.domain.ledger import AccountKind, NewAccount, system_account_id
 from finfaas.services.bureau.model import UNAVAILABLE_CUSTOMER_SUFFIX, sandbox_report
 from finfaas.services.ledger.service import LedgerService
+from finfaas.services.rail.service import REJECT_SUFFIX
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas_dev.bench.suite import answers, customer_tokens
 from finfaas_dev.bench.suite import stack_text as bench_stack_text
+from finfaas_dev.bench.transfers import FUNCTIONS as TRANSFER_SUITE
 from finfaas_dev.bench.transfers import _request, client_token
 from finfaas_dev.net import wait_for
 from support.gateway_harness import suite_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-FUNCTIONS = ("auth", "bureau", "ledger", "loans", "orchestrator", "risk")
-QUEUE_TOPICS = {"orchestrator": "orchestrator", "loans": "loan-reviews"}
+FUNCTIONS = ("auth", "bureau", "ledger", "loans", "orchestrator", "rail", "risk")
+# The rail as the wallet's and the transfers' suites run it: its queue, its sandbox settling at once.
+RAIL_TOPIC, RAIL_ENVIRONMENT = TRANSFER_SUITE["rail"]
+QUEUE_TOPICS = {"orchestrator": "orchestrator", "loans": "loan-reviews", "rail": RAIL_TOPIC}
 TOP_UP_MINOR = 10_000
 FUNCTION_READY_SECONDS_MAX = 90  # a function's first start on a loaded machine
 DISBURSEMENT_SECONDS_MAX = 60  # the saga's one step, through the connector's SQS polling
+PAYOUT_SECONDS_MAX = 90  # the saga's steps, the rail's first start, its settlement and signed notice
 CANDIDATES_MAX = 200  # customer ids tried for a clean (or a poor) bureau file: one in ten is poor
+FUNDING = system_account_id(AccountKind.LOANS, "USD")
+BANK = {"bank_code": "SANDUS00", "account_number": "000123456789", "name": "Ada Lovelace"}
 
 
 def stack_text() -> str:
     # The test moves the business date past a due date, as an operator of a sandbox does.
     return bench_stack_text(FUNCTIONS, {"BUSINESS_DATE_MODE": "manual"}, topics=QUEUE_TOPICS,
-                            image_prefix="test")
+                            per_function={"rail": RAIL_ENVIRONMENT}, image_prefix="test")
 
 
 @pytest.fixture(scope="module")
 def suite(embedded_aws, tmp_path_factory):
     LedgerService(ledger_store_from_config()).ensure_system_accounts("USD")  # sys-loans-USD lends
     with suite_gateway(tmp_path_factory.mktemp("loans-e2e"), stack_text(), embedded_aws.env(),
-                       service_clients=("loans", "orchestrator")) as base_url:
+                       service_clients=("loans", "orchestrator", "rail")) as base_url:
         # The functions fetch the JWKS from auth on their first request: auth started before the tests,
         # so its cold start on a loaded machine is not charged to a function's JWKS fetch.
         jwks_url = f"{base_url}/function/auth/.well-known/jwks.json"
@@ -234,6 +243,77 @@ def test_with_the_bureau_down_a_large_loan_waits_in_its_saga_for_an_operator_the
     status, again = _request("POST", f"{loan_url}/disburse", token)
     assert status == 200 and again["status"] == "active", again
     assert balance(suite, account_id) == wallet_before + 100_000
+
+
+def test_a_loan_to_a_bank_account_is_paid_out_by_the_rail_once_and_a_rejected_one_is_returned(suite):
+    # GIVEN a product and two clean customers: one's bank account the rail pays, the other's an account the
+    # sandbox rail always rejects
+    operator = client_token("ops", "ops:act")
+    product_id = f"bank-{secrets.token_hex(4)}"
+    product = {"product_id": product_id, "name": "Personal loan", "currency": "USD",
+               "principal_minor_min": 10_000, "principal_minor_max": 5_000_000, "term_months_min": 3,
+               "term_months_max": 60, "annual_rate": "0.12"}
+    status, created = _request("POST", f"{suite}/function/loans/_/ops/loan-products", operator, product,
+                               {"Idempotency-Key": secrets.token_hex(8)})
+    assert status == 201, created
+    _, paid_wallet, paid = customer(poor=False)
+    _, refused_wallet, refused = customer(poor=False)
+    rejected_bank = {**BANK, "account_number": f"00012345{REJECT_SUFFIX}"}
+    funding_before = funding()
+
+    # WHEN each applies for a loan paid to the bank account (1,000.00 and 700.00) and accepts it
+    paid_url = apply_to_bank(suite, paid, paid_wallet, product_id, "1000.00", BANK)
+    refused_url = apply_to_bank(suite, refused, refused_wallet, product_id, "700.00", rejected_bank)
+
+    # THEN the rail pays the first out: active with its schedule, the account number shown masked only
+    loan = wait_for(lambda: decided(paid_url, paid), PAYOUT_SECONDS_MAX, "the rail to pay the loan out")
+    assert loan["status"] == "active", loan
+    assert len(loan["schedule"]) == 6 and sum(i["principal_minor"] for i in loan["schedule"]) == 100_000
+    assert [t["kind"] for t in loan["transactions"]] == ["disbursement"]
+    assert loan["bank_account"] == {"bank_code": "SANDUS00", "account_number_masked": "****6789"}
+    assert BANK["account_number"] not in json.dumps(loan)
+    status, again = _request("POST", f"{paid_url}/disburse", paid)
+    assert status == 200 and again["status"] == "active", again
+
+    # AND the rail rejects the second: disbursement_failed, nothing owed, the reason given
+    failed = wait_for(lambda: decided(refused_url, refused), PAYOUT_SECONDS_MAX, "the rail to reject it")
+    assert failed["status"] == "disbursement_failed" and failed["disbursement_failure"], failed
+    assert (failed["schedule"], failed["transactions"], failed["outstanding_minor"]) == ([], [], 0)
+
+    # AND the funding account paid the first principal once and holds nothing: the second is back whole;
+    # neither wallet was paid
+    posted, held = funding_before
+    assert funding() == (posted - 100_000, held)
+    assert (balance(suite, paid_wallet), balance(suite, refused_wallet)) == (0, 0)
+
+
+def apply_to_bank(suite: str, token: str, wallet: str, product_id: str, principal: str,
+                  bank: dict[str, str]) -> str:
+    """The customer's loan to the bank account, approved and accepted (its saga started); its URL."""
+    loans = f"{suite}/function/loans/loans"
+    status, loan = _request("POST", loans, token,
+                            {"product_id": product_id, "principal": principal, "term_months": 6,
+                             "account_id": wallet, "monthly_income": "3000.00", "monthly_debt": "0",
+                             "disburse_to": "bank_account", "bank_account": bank},
+                            {"Idempotency-Key": "apply-bank"})
+    assert status == 201 and loan["status"] == "approved", loan
+    assert bank["account_number"] not in json.dumps(loan)
+    status, accepted = _request("POST", f"{loans}/{loan['loan_id']}/disburse", token)
+    assert status == 202, accepted
+    return f"{loans}/{loan['loan_id']}"
+
+
+def decided(loan_url: str, token: str) -> dict | None:
+    """The loan once its disbursement is over (neither accepted nor on its way to the bank)."""
+    status, loan = _request("GET", loan_url, token)
+    assert status == 200, loan
+    return None if loan["status"] in ("approved", "disbursing") else loan
+
+
+def funding() -> tuple[int, int]:
+    """(posted, held) of the loans' funding account: a bank payout is held first, posted on settlement."""
+    account = LedgerService(ledger_store_from_config()).get_account(FUNDING)
+    return account.balance_minor, account.debits_pending
 
 
 def advance_to(suite: str, operator: str, day: date) -> None:
