@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +35,9 @@ jwks_stale_seconds_max = 3600
 jwks_fetch_timeout_seconds = 3.0
 jwks_bytes_max = 64 * 1024
 jwks_keys_max = 16
+# Tokens already verified by this process, remembered until they expire: an app or a customer sends the
+# same token for minutes, and its signature check was the largest platform cost of a request.
+verified_tokens_max = 1024
 
 _log = get_logger("jwt_auth")
 
@@ -161,27 +165,82 @@ class JwksCache:
         self._fetched_at = now
 
 
-class JwtVerifier:
-    """Verifies an access token's signature, claims and type; returns the principal."""
+@dataclass(frozen=True)
+class _Verified:
+    """A token this process verified: whom it names, until when, and the key that checked it."""
 
-    def __init__(self, keys: KeySource, issuer: str, audience: str, leeway_seconds: int = jwt_leeway_seconds):
+    principal: Principal
+    refused_from: float  # exp + leeway: PyJWT refuses a token once exp <= now - leeway
+    kid: str
+    key: Any
+
+
+class JwtVerifier:
+    """Verifies an access token's signature, claims and type; returns the principal.
+
+    A token verified once is remembered (bounded, least recently used first out) and accepted again
+    without its signature check only while it is unexpired and its kid still resolves to the very key
+    that verified it; any other string, a tampered copy included, is verified in full."""
+
+    def __init__(self, keys: KeySource, issuer: str, audience: str, leeway_seconds: int = jwt_leeway_seconds,
+                 clock: Callable[[], float] = time.time, remembered_max: int = verified_tokens_max):
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.leeway_seconds = leeway_seconds
+        self._clock = clock
+        self._remembered_max = remembered_max
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def verify(self, token: str) -> Principal:
-        import jwt
-
+        known = self._already_verified(token)
+        if known is not None:
+            return known
         if not token or len(token) > bearer_token_chars_max or token.count(".") != 2:
             raise InvalidToken("not a compact JWS")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as error:
-            raise InvalidToken(f"header: {type(error).__name__}") from None
+        header = _unverified_header(token)
         key = self._key_for_header(header)
+        claims = self._decoded(token, key)
+        principal = _principal(claims)
+        refused_from = int(claims["exp"]) + self.leeway_seconds
+        if self._clock() >= refused_from:  # this verifier's clock rules the remembered copy as well
+            raise InvalidToken("ExpiredSignatureError")
+        self._remember(token, _Verified(principal, refused_from, header["kid"], key))
+        return principal
+
+    def remembered(self) -> int:
+        """How many verified tokens this verifier holds."""
+        with self._verified_lock:
+            return len(self._verified)
+
+    def _already_verified(self, token: str) -> Principal | None:
+        with self._verified_lock:
+            known = self._verified.get(token)
+            if known is None:
+                return None
+            if self._clock() >= known.refused_from:
+                del self._verified[token]
+                return None  # verified in full again, and refused as expired
+            self._verified.move_to_end(token)
+        # A key withdrawn from the JWKS (or replaced under its kid) no longer vouches for the token.
+        if self.keys.key_for(known.kid) is not known.key:
+            with self._verified_lock:
+                self._verified.pop(token, None)
+            return None
+        return known.principal
+
+    def _remember(self, token: str, verified: _Verified) -> None:
+        with self._verified_lock:
+            self._verified[token] = verified
+            while len(self._verified) > self._remembered_max:
+                self._verified.popitem(last=False)
+
+    def _decoded(self, token: str, key: Any) -> dict[str, Any]:
+        import jwt
+
         try:
-            claims = jwt.decode(
+            return jwt.decode(
                 token,
                 key,
                 algorithms=list(ALGORITHMS),
@@ -192,7 +251,6 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(type(error).__name__) from None
-        return _principal(claims)
 
     def _key_for_header(self, header: Mapping[str, Any]) -> Any:
         if header.get("alg") not in ALGORITHMS:
@@ -206,6 +264,15 @@ class JwtVerifier:
         if key is None:
             raise InvalidToken("unknown kid")
         return key
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    import jwt
+
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.PyJWTError as error:
+        raise InvalidToken(f"header: {type(error).__name__}") from None
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:

@@ -11,6 +11,7 @@ import time
 import pytest
 from finfaas.platform.http import FunctionApp, Request
 from finfaas.platform.jwt_auth import (
+    InvalidToken,
     JwksCache,
     JwtVerifier,
     KeysUnavailable,
@@ -368,3 +369,100 @@ def test_the_default_fetch_reads_a_real_http_endpoint(minter):
         verifier = JwtVerifier(JwksCache(url, fetch=fetch_json), minter.issuer, minter.audience)
 
         assert verifier.verify(minter.mint(sub="via-http")).sub == "via-http"
+
+
+# -- verified tokens remembered -------------------------------------------------------------------
+
+
+class PublishedKeys:
+    """A key source whose published keys a test can withdraw or replace."""
+
+    def __init__(self, *minters: TokenMinter) -> None:
+        self.keys: dict = {}
+        for one in minters:
+            self.keys.update(parse_jwks(one.keyring.jwks()))
+
+    def key_for(self, kid: str):
+        return self.keys.get(kid)
+
+
+class WallClock:
+    """Real time plus an offset a test moves forward."""
+
+    def __init__(self) -> None:
+        self.ahead_seconds = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead_seconds
+
+
+def remembering_verifier(minter: TokenMinter, **options) -> tuple[JwtVerifier, PublishedKeys, WallClock]:
+    keys, clock = PublishedKeys(minter), WallClock()
+    return JwtVerifier(keys, minter.issuer, minter.audience, clock=clock, **options), keys, clock
+
+
+def test_a_token_is_verified_once_then_remembered(minter, monkeypatch):
+    import jwt
+
+    verifier, _, _ = remembering_verifier(minter)
+    token = minter.mint(sub="repeat", scopes=["accounts:read"])
+    decodes = []
+    real_decode = jwt.decode
+
+    def counted_decode(*args, **kwargs):
+        decodes.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted_decode)
+
+    principals = {verifier.verify(token) for _ in range(3)}
+
+    assert [p.sub for p in principals] == ["repeat"]
+    assert len(decodes) == 1
+
+
+def test_a_remembered_token_is_refused_once_it_expires(minter):
+    verifier, _, clock = remembering_verifier(minter)
+    token = minter.sign({**minter.claims(scopes=["accounts:read"]), "exp": int(time.time()) + 60})
+    verifier.verify(token)
+
+    clock.ahead_seconds = 60 + jwt_leeway_seconds
+
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+    assert verifier.remembered() == 0
+
+
+def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(minter, other_minter):
+    verifier, keys, _ = remembering_verifier(minter)
+    token = minter.mint(scopes=["accounts:read"])
+    verifier.verify(token)
+    kid = minter.keyring.active.kid
+
+    keys.keys[kid] = parse_jwks(other_minter.keyring.jwks())[other_minter.keyring.active.kid]
+    with pytest.raises(InvalidToken):  # another key published under its kid does not vouch for it
+        verifier.verify(token)
+    del keys.keys[kid]
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+
+
+def test_a_tampered_copy_of_a_remembered_token_is_refused(minter):
+    verifier, _, _ = remembering_verifier(minter)
+    token = minter.mint(sub="cust-1", scopes=["accounts:read"])
+    verifier.verify(token)
+    header, _, signature = token.split(".")
+    escalated = minter.claims(sub="admin", scopes=["accounts:read", "ops"])
+
+    with pytest.raises(InvalidToken):
+        verifier.verify(f"{header}.{b64url(json.dumps(escalated).encode())}.{signature}")
+    assert verifier.verify(token).sub == "cust-1"
+
+
+def test_the_remembered_tokens_are_bounded(minter):
+    verifier, _, _ = remembering_verifier(minter, remembered_max=2)
+
+    for n in range(3):
+        verifier.verify(minter.mint(sub=f"c{n}"))
+
+    assert verifier.remembered() == 2
