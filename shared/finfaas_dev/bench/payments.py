@@ -98,16 +98,25 @@ def open_customers(run_id: str, count: int) -> list[tuple[str, str]]:
 
 
 class Customers:
-    """Hands out (account id, token), each customer at most PAYMENTS_PER_CUSTOMER_MAX times."""
+    """Hands out (account id, token), each customer at most PAYMENTS_PER_CUSTOMER_MAX times, and to one
+    client only: a client keeps its customer until it has used it up, then takes the next. Two clients
+    never pay from one account at once (as the raw side's clients each debit their own account), so the
+    figures do not count transaction conflicts on a customer's account that real customers, paying one
+    at a time, would not cause."""
 
     def __init__(self, customers: list[tuple[str, str]]) -> None:
         self._customers = customers
-        self._handed = 0
+        self._taken = 0
+        self._current: dict[int, tuple[int, int]] = {}  # client -> (its customer's index, payments handed)
         self._lock = threading.Lock()
 
-    def next(self) -> tuple[str, str]:
+    def next(self, client: int = -1) -> tuple[str, str]:
         with self._lock:
-            index, self._handed = self._handed // PAYMENTS_PER_CUSTOMER_MAX, self._handed + 1
+            index, handed = self._current.get(client, (self._taken, PAYMENTS_PER_CUSTOMER_MAX))
+            if handed >= PAYMENTS_PER_CUSTOMER_MAX:
+                index, handed = self._taken, 0
+                self._taken += 1
+            self._current[client] = (index, handed + 1)
         if index >= len(self._customers):
             raise RuntimeError("customers exhausted")
         return self._customers[index]
@@ -358,11 +367,13 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
     merchants = [onboard(base_url, operator, f"bm{run_id}-{n}") for n in range(max(args.merchants, 16))]
     phases = 2 + 2 * args.hot_rounds  # the gateway's phases that pay: captures, manual, the hot rounds'
     payments_max = phases * args.payments_max + 3 * CALL_SAMPLES + len(WAYS) * PROFILE_SAMPLES + 20
-    opened = open_customers(run_id, min(CUSTOMERS_MAX, -(-payments_max // PAYMENTS_PER_CUSTOMER_MAX)))
+    # One customer more per client: each may leave one partly used.
+    wanted = -(-payments_max // PAYMENTS_PER_CUSTOMER_MAX) + max(args.clients, HOT_CLIENTS) + 1
+    opened = open_customers(run_id, min(CUSTOMERS_MAX, wanted))
     customers = Customers(opened)
 
     def paying(merchant_of: Any, way: str = "automatic") -> Any:
-        return lambda client: pay(base_url, *customers.next(), merchant_of(client), way=way)
+        return lambda client: pay(base_url, *customers.next(client), merchant_of(client), way=way)
 
     many = [m["merchant_id"] for m in merchants[:args.merchants]]
     run_clients(2, 2.0, 20, paying(lambda c: many[c % len(many)]))  # warm every function up

@@ -21,6 +21,17 @@ def test_each_customer_is_handed_out_at_most_the_most_payments_risk_lets_pass():
         customers.next()
 
 
+def test_two_clients_never_pay_from_one_customer_and_each_uses_its_own_up():
+    customers = Customers([("a", "ta"), ("b", "tb"), ("c", "tc")])
+
+    first = [customers.next(client)[0] for client in (0, 1)]
+    rest = [customers.next(0)[0] for _ in range(PAYMENTS_PER_CUSTOMER_MAX)]
+
+    assert first == ["a", "b"]
+    assert rest == ["a"] * (PAYMENTS_PER_CUSTOMER_MAX - 1) + ["c"]
+    assert customers.next(1)[0] == "b"
+
+
 def test_a_phase_stops_at_its_count_and_counts_failures_apart():
     calls = []
 
