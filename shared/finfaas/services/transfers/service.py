@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -139,6 +140,9 @@ _TRANSFER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LIST_ROUTE = "GET /transfers"
 OPS_LIST_ROUTE = "GET /_/ops/transfers"
 position_time_chars_max = 40  # an ISO 8601 moment with microseconds and offset
+# Orders kept after validation for their Complete (LastWritten): a few minutes of sagas at tens a second,
+# a few MB; a saga whose order was dropped reads it, as every one did before.
+written_orders_max = 4096
 # Where a test may stop the transfers process: the saga took the operator's decision, nothing else did.
 DECISION_REPORTED_CRASH_POINT = "transfers.decision.reported"
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -182,6 +186,28 @@ class ComposedValidationReads:
         if screening is not None and self._risk is not None:
             risk = self._risk.look_up(screening.request, screening.window)
         return ValidationFacts(found, self._orders.tier_of(owner_id), total_minor, order, risk)
+
+
+class LastWritten:
+    """The orders this process validated last, by id, so the step that finishes one (Complete) can write
+    it without reading it first. Bounded (oldest dropped); each is taken once, as a write built on it is
+    conditional on its version: an order changed since by another process or step is then read anew."""
+
+    def __init__(self, orders_max: int = written_orders_max) -> None:
+        self._orders: OrderedDict[str, TransferOrder] = OrderedDict()
+        self._orders_max = orders_max
+        self._lock = threading.Lock()
+
+    def keep(self, order: TransferOrder) -> None:
+        with self._lock:
+            self._orders[order.transfer_id] = order
+            self._orders.move_to_end(order.transfer_id)
+            while len(self._orders) > self._orders_max:
+                self._orders.popitem(last=False)
+
+    def take(self, transfer_id: str) -> TransferOrder | None:
+        with self._lock:
+            return self._orders.pop(transfer_id, None)
 
 
 @dataclass(frozen=True)
@@ -317,6 +343,7 @@ class TransfersService:
         )
         self._status_reads = 0
         self._status_reads_lock = threading.Lock()
+        self._written = LastWritten()
 
     # -- the app's API ----------------------------------------------------------------------------
 
@@ -466,6 +493,8 @@ class TransfersService:
             if outcome is UsageOutcome.SCREENING_MOVED:
                 screen_alone.append(True)
                 return False
+            if outcome is UsageOutcome.RESERVED:
+                self._written.keep(reservation.order)
             return outcome is UsageOutcome.RESERVED
 
         return read_change_save(
@@ -845,7 +874,16 @@ class TransfersService:
             self._watcher.finished(finish.after)
             return True
 
-        return self._read_change_save(transfer_id, finished, saved, f"transfer {transfer_id} kept changing")
+        def read() -> TransferOrder:
+            # The order as this process last wrote it, if it did: the write is conditional on its version,
+            # so an order changed since (elsewhere) loses the race and is read from the store.
+            written = self._written.take(transfer_id)
+            return written if written is not None else self._require(transfer_id)
+
+        return read_change_save(
+            read, finished, saved, policy=SAVE_POLICY,
+            exhausted=lambda: ConcurrentUpdate(f"transfer {transfer_id} kept changing"),
+        )
 
     def _saved_with_usage(self, finish: _Finish) -> bool:
         order = finish.before

@@ -20,7 +20,13 @@ from finfaas.services.risk.model import hour_window
 from finfaas.services.risk.service import RiskService
 from finfaas.services.transfers.api import NewTransferBody
 from finfaas.services.transfers.errors import TransferStoreUnavailable, ValidationRefused
-from finfaas.services.transfers.model import AccountInfo, UsageOutcome, ValidationFacts, ValidationHint
+from finfaas.services.transfers.model import (
+    AccountInfo,
+    Step,
+    UsageOutcome,
+    ValidationFacts,
+    ValidationHint,
+)
 from finfaas.services.transfers.service import ComposedValidationReads, TransfersService
 from finfaas_dev.fakes.risk import InMemoryRiskStore
 from finfaas_dev.fakes.transfers import InMemoryTransferOrders
@@ -320,3 +326,39 @@ def test_without_risks_thresholds_the_step_degrades_and_writes_nothing_of_risks(
     assert "review_later" in world.orders.get(world.transfer_id).flags
     assert world.risk_store.stored_assessment(world.transfer_id) is None
     assert world.place(world.transfer_id) is None
+
+
+# --- Complete writes the order this process validated, without reading it ------------------------------
+
+
+def test_complete_writes_the_order_this_process_validated_without_reading_it_and_a_repeat_changes_nothing():
+    service, orders, _, _, transfer_id = world(CountingOrders())
+    service.validate(transfer_id, HINT)
+    gets_before = orders.gets
+
+    first = service.complete(transfer_id)
+    gets_first = orders.gets - gets_before
+    again = service.complete(transfer_id)  # a duplicate delivery reads it: nothing more is written
+
+    order = orders.get(transfer_id)
+    assert first == again == {"transfer_id": transfer_id, "status": "COMPLETED"}
+    assert gets_first == 0
+    assert [s.name for s in order.steps] == ["accept", "validate", "screen", "completed"]
+    assert [e.type for e in orders.events].count("transfer.completed") == 1
+    assert orders.day_total_minor(OWNER, DAY, "USD") == AMOUNT_MINOR  # a completed transfer keeps its day
+
+
+def test_complete_of_an_order_changed_elsewhere_since_validation_reads_it_and_keeps_that_change():
+    # GIVEN an order validated here, then changed by another process (an operator's note, say)
+    service, orders, _, _, transfer_id = world(CountingOrders())
+    service.validate(transfer_id, HINT)
+    validated = orders.get(transfer_id)
+    assert orders.save(validated.changed(NOW, Step("note", "kept", NOW)))
+
+    answer = service.complete(transfer_id)
+
+    # THEN the write on the stale version lost, the order was read and completed with the change kept
+    order = orders.get(transfer_id)
+    assert answer["status"] == "COMPLETED" == order.status.value
+    assert [s.name for s in order.steps] == ["accept", "validate", "screen", "note", "completed"]
+    assert [e.type for e in orders.events].count("transfer.completed") == 1
