@@ -209,8 +209,8 @@ def build_services(suite: Any = None) -> PaymentsServices:
 
 def in_process_risk(risk_function: Any) -> Any:
     """Risk's rules on risk's table in this process, with the thresholds the risk function publishes
-    (services/payments/risk_in_process.py): no gateway hop per payment."""
-    from finfaas.services.payments.risk_in_process import InProcessRisk
+    (services/risk/in_process.py): no gateway hop per payment."""
+    from finfaas.services.risk.in_process import InProcessRisk
     from finfaas.services.risk.service import RiskService
     from finfaas.store.risk_store import RiskStore
 

@@ -1,9 +1,9 @@
 """The risk function: explainable assessments of transfers (velocity, amount, new payee, block lists).
 
 Callers are internal services with client_credentials tokens (scope risk:assess, which also reads the
-thresholds in effect from GET /rules for payments' in-process checks; risk:read to read a recorded
-assessment back); operators manage the block lists under /_/ops (scope ops) and read the rules
-with their thresholds (GET /_/ops/risk/rules). Every threshold is a setting, RISK_<NAME> (README), read
+thresholds in effect from GET /rules for the in-process checks of payments and transfers; risk:read to
+read a recorded assessment back); operators manage the block lists under /_/ops (scope ops) and read the
+rules with their thresholds (GET /_/ops/risk/rules). Every threshold is a setting, RISK_<NAME> (README), read
 when the process starts: a bad value stops it there, naming the variable.
 An assessment is recorded once per assessment_id: a retry gets the same answer and counts once.
 """

@@ -120,11 +120,14 @@ def build_services() -> TransfersServices:
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
     from finfaas.platform.resilience import CircuitBreaker
+    from finfaas.services.risk.in_process import InProcessRisk
+    from finfaas.services.risk.service import RiskService
     from finfaas.services.suite_clients import OrchestratorClient, RiskClient, SuiteClient
     from finfaas.services.transfers.service import LedgerAccounts
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
     from finfaas.store.ratelimit_store import RateLimitStore
+    from finfaas.store.risk_store import RiskStore
     from finfaas.store.transfer_reads import TransferValidationReads
     from finfaas.store.transfers_store import TransfersStore
 
@@ -134,14 +137,19 @@ def build_services() -> TransfersServices:
     suite = SuiteClient(addresses, ServiceTokens.from_secret(addresses, client_name=FUNCTION_NAME))
     breaker = CircuitBreaker("risk", failures_to_open=int(os.environ.get(BREAKER_FAILURES_ENV, "5")),
                              open_seconds=float(os.environ.get(BREAKER_OPEN_SECONDS_ENV, "30")))
-    orders = TransfersStore()
+    # Risk's rules run here on risk's table, with the thresholds the risk function publishes: validation
+    # reads risk's items with its own and writes the decision with the order (services/risk/in_process.py).
+    risk_store = RiskStore()
+    risk = InProcessRisk(lambda policy: RiskService(risk_store, policy), RiskClient(suite).rules)
+    orders = TransfersStore(risk=risk_store)
     ledger = ledger_store_from_config()
     # Payees are sealed with the stage's PII key and fingerprinted with its digest key (read on first use).
     vault = CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())), SecretKeyedDigests())
-    service = TransfersService(orders, LedgerAccounts(ledger), RiskClient(suite),
+    service = TransfersService(orders, LedgerAccounts(ledger), risk,
                                OrchestratorClient(suite), breaker=breaker, settings=settings_from_env(),
                                vault=vault, cursors=CursorCodec.from_config(),
-                               reads=TransferValidationReads(orders, ledger.models.account))
+                               reads=TransferValidationReads(orders, ledger.models.account),
+                               risk_in_process=risk)
     return TransfersServices(
         transfers=service,
         guard=IdempotencyGuard(IdempotencyStore(), FUNCTION_NAME),
@@ -215,8 +223,9 @@ def get_transfer(req: Request, transfer_id: str, query: WaitQuery) -> Response:
 
 @app.route("POST", "/saga/validate", body=ValidateBody, **SAGA_ROUTE)
 def saga_validate(req: Request, body: ValidateBody) -> dict[str, Any]:
-    """Accounts, ownership, currency and tier limits, then the risk decision (degraded when the risk
-    function is failing); the day's total, the order and its decision in one write."""
+    """Accounts, ownership, currency and tier limits, then the risk decision (risk's rules in this process,
+    degraded when its thresholds or table cannot be had); the day's total, the order and the decision
+    with risk's count in one write."""
     hint = body.hint()
     return refusing_step(lambda: services.get().transfers.validate(body.transfer_id, hint))
 

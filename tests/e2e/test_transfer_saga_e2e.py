@@ -155,6 +155,13 @@ def test_an_internal_transfer_completes_through_queues_and_functions(suite, cust
     view = _final(suite, alice, transfer_id)
     assert view["status"] == "COMPLETED"
     assert [s["name"] for s in view["steps"]] == ["accept", "validate", "screen", "completed"]
+    # risk's own rules decided, in the transfers process, and risk's table holds the decision the order shows
+    screen = view["steps"][2]
+    status, assessment = _request("GET", f"{suite}/function/risk/assessments/{transfer_id}",
+                                  client_token("risk:read"))
+    assert status == 200, assessment
+    assert (assessment["decision"], screen["outcome"]) == ("approve", "approve")
+    assert "risk_unavailable" not in screen["detail"]
 
 
 def test_the_history_times_each_task_call_and_the_function_behind_the_gateway(suite, customers):

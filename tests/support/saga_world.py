@@ -28,10 +28,16 @@ from finfaas.platform.resilience import CircuitBreaker
 from finfaas.services.ledger.api import LedgerApi
 from finfaas.services.ledger.service import LedgerService
 from finfaas.services.rail.service import RailAdapter, SandboxBank, SandboxSettings
+from finfaas.services.risk.in_process import InProcessRisk
 from finfaas.services.risk.service import RiskService
 from finfaas.services.suite_clients import OrchestratorClient, RiskClient, ServiceUnreachable, SuiteClient
 from finfaas.services.transfers.model import TransferOrder
-from finfaas.services.transfers.service import LedgerAccounts, TransfersService, TransfersSettings
+from finfaas.services.transfers.service import (
+    ComposedValidationReads,
+    LedgerAccounts,
+    TransfersService,
+    TransfersSettings,
+)
 from finfaas.services.wallet.model import WalletMove
 from finfaas.services.wallet.service import WalletService
 from finfaas.services.webhooks.model import new_webhook_secret
@@ -330,8 +336,12 @@ class SagaWorld:
         stores: Stores | None = None,
         prefix: str = "",
         minter: TokenMinter | None = None,
+        risk_in_process: bool = False,
     ) -> None:
         self.clock = FakeClock()
+        # As the transfers function runs: risk's rules in its process, risk's items read and written with
+        # the order's (otherwise through the risk function, which the tests of a failing risk make fail).
+        self.risk_in_process = risk_in_process
         self.stores = stores or Stores()
         self.prefix = prefix  # of account and customer ids, so worlds can share tables
         self.customer = prefix + CUSTOMER
@@ -389,15 +399,24 @@ class SagaWorld:
 
     def _use_transfers(self, client: SuiteClient, settings: TransfersSettings) -> None:
         module = self.gateway.handlers["transfers"]
+        risk: Any = RiskClient(client)
+        in_process, reads = None, None
+        if self.risk_in_process:
+            # The thresholds from the risk function's GET /rules, as the function reads them.
+            in_process = InProcessRisk(lambda policy: RiskService(self.risk_store, policy, self.clock.utc),
+                                       RiskClient(client).rules)
+            risk, reads = in_process, self._validation_reads()
         service = TransfersService(
             self.orders,
             LedgerAccounts(self.ledger),
-            RiskClient(client),
+            risk,
             OrchestratorClient(client),
             breaker=self.breaker,
             settings=settings,
             clock=self.clock.utc,
             vault=self.vault,
+            reads=reads,
+            risk_in_process=in_process,
         )
         module.services.use(
             module.TransfersServices(
@@ -407,6 +426,16 @@ class SagaWorld:
                 probe=lambda: None,
             )
         )
+
+    def _validation_reads(self) -> Any:
+        """One read across the ledger, orders and risk tables on DynamoDB; one read each in memory."""
+        if isinstance(self.orders, InMemoryTransferOrders):
+            self.orders.risk = self.risk_store
+            return ComposedValidationReads(LedgerAccounts(self.ledger), self.orders, self.risk_store)
+        from finfaas.store.transfer_reads import TransferValidationReads
+
+        assert self.orders.risk is self.risk_store, "the orders store writes risk's items in this risk store"
+        return TransferValidationReads(self.orders, self.ledger.models.account)
 
     def _use_wallet(self, client: SuiteClient) -> None:
         from finfaas_dev.fakes.payments import InMemoryPaymentsLedger

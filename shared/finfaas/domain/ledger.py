@@ -230,6 +230,26 @@ class PostPending:
     amount_minor: int | None = None  # None posts the full reserved amount
     # Given, the rest stays held: a new hold with this id, expiring when the posted one would have.
     remainder_id: str | None = None
+    # What the caller knows of the hold: a store may post on these terms without reading the hold, on
+    # condition that it is still PENDING on exactly them; otherwise the post goes as without them.
+    hold: HoldTerms | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldTerms:
+    """A hold's accounts, amount and currency, as the caller that placed it knows them."""
+
+    debit_account_id: str
+    credit_account_id: str
+    amount_minor: int
+    currency: str
+
+    def as_hold(self, pending_id: str, now: datetime) -> Transfer:
+        """The PENDING hold these terms describe (never expiring: a hold with a timeout is read)."""
+        return Transfer(transfer_id=pending_id, kind=TransferKind.PENDING,
+                        debit_account_id=self.debit_account_id, credit_account_id=self.credit_account_id,
+                        amount_minor=self.amount_minor, currency=self.currency, created_at=now,
+                        state=PendingState.PENDING)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ from finfaas.domain.ledger import (
     AccountStatus,
     Actor,
     Entry,
+    HoldTerms,
     NewAccount,
     NewTransfer,
     Page,
@@ -185,10 +186,21 @@ class _Transient(Exception):
 
 @dataclass
 class _Attempt:
-    """What one attempt learnt for the next: the least entry time that keeps keys increasing."""
+    """What one attempt learnt for the next: the least entry time that keeps keys increasing, and
+    whether the hold must be read (its caller's terms did not hold)."""
 
     entry_time_us_min: int = 0
     entry_time_from_clock: bool = False  # set after losing a race: date entries when they are sent
+    hold_read: bool = False
+
+
+class _HoldNotOnTerms(Exception):
+    """A post on the caller's terms found the hold otherwise (nothing written): read it and go on."""
+
+
+def _condition_failed(reasons: dict, tag: object) -> bool:
+    reason = reasons.get(tag)
+    return reason is not None and reason.code == REASON_CONDITION_FAILED
 
 
 @dataclass
@@ -303,8 +315,10 @@ class DynamoLedgerStore:
                      extra: TransactionExtra | None = None) -> Transfer:
         if request.remainder_id is not None:
             check_identifier(request.remainder_id, field="remainder_id")
+        whole = request.amount_minor is None and request.remainder_id is None
+        terms = request.hold if whole else None
         return self._resolve(request.transfer_id, request.pending_id, TransferKind.POST,
-                             request.amount_minor, actor, now, extra, request.remainder_id)
+                             request.amount_minor, actor, now, extra, request.remainder_id, terms)
 
     def void_pending(self, request: VoidPending, actor: Actor, now: datetime,
                      extra: TransactionExtra | None = None) -> Transfer:
@@ -504,15 +518,22 @@ class DynamoLedgerStore:
 
     def _resolve(self, transfer_id: str, pending_id: str, kind: TransferKind, amount_minor: int | None,
                  actor: Actor, now: datetime, extra: TransactionExtra | None = None,
-                 remainder_id: str | None = None) -> Transfer:
+                 remainder_id: str | None = None, terms: HoldTerms | None = None) -> Transfer:
         check_identifier(transfer_id, field="transfer_id")
         check_identifier(pending_id, field="pending_id")
         request = (transfer_id, pending_id, kind, amount_minor, actor, now)
-        return self._with_retries(lambda attempt: self._resolve_once(*request, attempt, extra, remainder_id))
+        return self._with_retries(
+            lambda attempt: self._resolve_once(*request, attempt, extra, remainder_id, terms))
 
     def _resolve_once(self, transfer_id: str, pending_id: str, kind: TransferKind, amount_minor: int | None,
                       actor: Actor, now: datetime, attempt: _Attempt,
-                      extra: TransactionExtra | None = None, remainder_id: str | None = None) -> Transfer:
+                      extra: TransactionExtra | None = None, remainder_id: str | None = None,
+                      terms: HoldTerms | None = None) -> Transfer:
+        if terms is not None and not attempt.hold_read:
+            posted = self._post_on_terms(transfer_id, pending_id, terms, actor, now, attempt, extra)
+            if posted is not None:
+                return posted
+            attempt.hold_read = True  # the hold is not as the caller knows it: read it, as without terms
         pending = check_pending_kind(self.get_transfer(pending_id), pending_id)
         wanted = resolution_transfer(pending, transfer_id, kind, amount_minor, now)
         if pending.resolved_by == transfer_id:
@@ -530,18 +551,42 @@ class DynamoLedgerStore:
             remainder = remainder_transfer(pending, remainder_id, wanted.amount_minor, now)
         return self._commit_resolution(pending, wanted, actor, now, attempt, extra, remainder)
 
+    def _post_on_terms(self, transfer_id: str, pending_id: str, terms: HoldTerms, actor: Actor, now: datetime,
+                       attempt: _Attempt, extra: TransactionExtra | None) -> Transfer | None:
+        """The whole post of a hold built from the caller's terms, in one write and no read, on condition
+        that the hold is PENDING without timeout on exactly those terms. A replay answers the first post
+        and a hold voided, expired or posted by another answers the refusal it would read; None when the
+        hold is missing, still pending on other terms or was just resolved by this very post."""
+        pending = terms.as_hold(pending_id, now)
+        wanted = resolution_transfer(pending, transfer_id, TransferKind.POST, None, now)
+        try:
+            return self._commit_resolution(pending, wanted, actor, now, attempt, extra, on_terms=True)
+        except _HoldNotOnTerms:
+            return None
+
+    def _terms_condition(self, pending: Transfer):
+        model = self.models.transfer
+        return ((model.kind == TransferKind.PENDING.value) & (model.expires_at_us == 0)
+                & (model.debit_account_id == pending.debit_account_id)
+                & (model.credit_account_id == pending.credit_account_id)
+                & (model.amount_minor == pending.amount_minor) & (model.currency == pending.currency))
+
     def _commit_resolution(self, pending: Transfer, resolution: Transfer, actor: Actor, now: datetime,
                            attempt: _Attempt, extra: TransactionExtra | None = None,
-                           remainder: Transfer | None = None) -> Transfer:
-        """Resolves `pending`; a partial post's `remainder` (a new hold for the rest) commits with it."""
+                           remainder: Transfer | None = None, on_terms: bool = False) -> Transfer:
+        """Resolves `pending`; a partial post's `remainder` (a new hold for the rest) commits with it.
+        `on_terms`: `pending` was not read but built from the caller's terms, which the write checks."""
         model = self.models.transfer
         tx = _Transaction()
         tx.put("resolution", transfer_record(self.models, resolution), model.transfer_id.does_not_exist())
         state = _RESOLVED_STATE[resolution.kind]
+        condition = self._pending_condition(resolution.kind, now)
+        if on_terms:
+            condition &= self._terms_condition(pending)
         tx.update("pending", model(pending.transfer_id),
                   [model.state.set(state.value), model.resolved_by.set(resolution.transfer_id),
                    model.held_account_id.remove()],
-                  self._pending_condition(resolution.kind, now))
+                  condition)
         if pending.expires_at is not None:
             tx.delete("hold", self._hold_index_record(pending))
         legs = [leg_for_resolution(pending, resolution)]
@@ -560,11 +605,18 @@ class DynamoLedgerStore:
             return resolution
         existing = self._reason_transfer(reasons, "resolution")
         if existing is not None:
+            if on_terms and existing.identity() != resolution.identity():
+                # The id is taken otherwise, or the terms were not the hold's: answered as the hold reads.
+                raise _HoldNotOnTerms(pending.transfer_id)
             return check_same_transfer(existing, resolution)
         if remainder is not None and self._reason_transfer(reasons, "remainder") is not None:
             raise DuplicateTransferId(f"remainder_id: transfer {remainder.transfer_id} exists",
                                       field="remainder_id")
         current = self._reason_transfer(reasons, "pending")
+        if on_terms and _condition_failed(reasons, "pending"):
+            if current is not None and current.resolved_by != resolution.transfer_id:
+                check_resolvable(current, resolution.transfer_id, pending.transfer_id, now)
+            raise _HoldNotOnTerms(pending.transfer_id)  # missing, on other terms, or resolved by this post
         if current is not None:
             if current.resolved_by == resolution.transfer_id:
                 raise _Transient("resolved by this very request in an earlier attempt")

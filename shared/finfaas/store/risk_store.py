@@ -22,6 +22,7 @@ bucket and is judged on it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,7 @@ from finfaas.domain.risk_rules import Assessment, HourCount, RiskRequest
 from finfaas.platform.config import resource_name, settings
 from finfaas.services.risk.errors import RiskStoreUnavailable
 from finfaas.services.risk.model import (
+    AssessmentToRecord,
     BlockEntry,
     Lookup,
     assessment_from_json,
@@ -104,6 +106,45 @@ def _number(value: dict[str, str]) -> int:
     return int(value["N"])
 
 
+def lookup_keys(request: RiskRequest, window: str | None) -> list[tuple[str, str]]:
+    """The keys a screening reads: the recorded assessment, the payee, the block entries and, given a
+    window, the customer's bucket there (amount_minor plays no part: the saga knows them before the order)."""
+    blocks = [(BLOCKLIST_PARTITION, entry) for entry in block_entries_for(request)]
+    bucket = [] if window is None else [_bucket_key(request.customer_id, window)]
+    return [_assessment_key(request.assessment_id), _payee_key(request.customer_id, request.destination),
+            *blocks, *bucket]
+
+
+def lookup_attributes(request: RiskRequest) -> list[str]:
+    """One projection for every key: only the bucket has counts and places, only the assessment a body."""
+    return ["pk", "sk", "body", "count", "amount_minor", *_place_names(request.assessment_id)]
+
+
+def lookup_of(request: RiskRequest, window: str | None, found: dict[tuple[str, str], Any]) -> Lookup:
+    """The Lookup of the raw items found under lookup_keys, by (pk, sk)."""
+    recorded = found.get(_assessment_key(request.assessment_id))
+    blocks = [(BLOCKLIST_PARTITION, entry) for entry in block_entries_for(request)]
+    counts = {} if window is None else found.get(_bucket_key(request.customer_id, window), {})
+    place, total = _place_names(request.assessment_id)
+    return Lookup(
+        recorded=None if recorded is None else assessment_from_json(recorded["body"]["S"]),
+        destination_seen=_payee_key(request.customer_id, request.destination) in found,
+        blocked=tuple(sk for pk, sk in blocks if (pk, sk) in found),
+        window_before=HourCount(_number(counts.get("count", ZERO)),
+                                _number(counts.get("amount_minor", ZERO))),
+        place=HourCount(_number(counts[place]), _number(counts[total])) if place in counts else None,
+    )
+
+
+@dataclass(frozen=True)
+class RecordWrites:
+    """What a decided assessment's write is: two puts (the assessment, first, and its payee seen) and, unless
+    the window is full, the bucket's update, each with its condition (count_and_record's items)."""
+
+    puts: list[tuple[Any, Any]]
+    bucket: tuple[Any, list[Any], Any] | None
+
+
 class RiskStore:
     """RiskRepository on DynamoDB (pynamodb)."""
 
@@ -119,24 +160,8 @@ class RiskStore:
         return None if item is None else assessment_from_json(item.body)
 
     def look_up(self, request: RiskRequest, window: str | None = None) -> Lookup:
-        recorded = _assessment_key(request.assessment_id)
-        payee = _payee_key(request.customer_id, request.destination)
-        blocks = [(BLOCKLIST_PARTITION, entry) for entry in block_entries_for(request)]
-        bucket = None if window is None else _bucket_key(request.customer_id, window)
-        place, total = _place_names(request.assessment_id)
-        wanted = [recorded, payee, *blocks, *([bucket] if bucket else [])]
-        # One projection for every key: only the bucket has counts and places, only the assessment a body.
-        found = self._batch_get(wanted, ["pk", "sk", "body", "count", "amount_minor", place, total])
-        assessment = found.get(recorded)
-        counts = {} if bucket is None else found.get(bucket, {})
-        return Lookup(
-            recorded=None if assessment is None else assessment_from_json(assessment["body"]["S"]),
-            destination_seen=payee in found,
-            blocked=tuple(sk for pk, sk in blocks if (pk, sk) in found),
-            window_before=HourCount(_number(counts.get("count", ZERO)),
-                                    _number(counts.get("amount_minor", ZERO))),
-            place=HourCount(_number(counts[place]), _number(counts[total])) if place in counts else None,
-        )
+        keys = lookup_keys(request, window)
+        return lookup_of(request, window, self._batch_get(keys, lookup_attributes(request)))
 
     def _batch_get(self, keys: list[tuple[str, str]], attributes: list[str]) -> dict[tuple[str, str], Any]:
         """The raw items found under keys (consistent), by key; keys DynamoDB leaves unprocessed are asked
@@ -195,26 +220,16 @@ class RiskStore:
 
     def count_and_record(self, request: RiskRequest, window: str, before: HourCount, transfers_max: int,
                          assessment: Assessment, now: datetime) -> Assessment | None:
-        item = self._item
-        recorded, payee = self._recorded_items(request, assessment, now)
-        pk, sk = _bucket_key(request.customer_id, window)
-        place, total = _place_names(request.assessment_id)
-        transfers, amount = before.transfers + 1, before.amount_minor + request.amount_minor
-        # The count as read is the condition: equal counts mean equal totals (both move together), so the
-        # place promised is the one an UpdateItem would have answered. A full window is never written (it
-        # stays full for the hour), so it needs no condition.
-        as_read = item.count.does_not_exist() if before.transfers == 0 else item.count == before.transfers
-        counts = before.transfers < transfers_max
+        pending = AssessmentToRecord(request, window, before, transfers_max, assessment, now)
+        writes = self.record_writes(pending)
 
         def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
-                transaction.save(recorded, condition=item.pk.does_not_exist())
-                transaction.save(payee)
-                if counts:
-                    actions = [item.count.set(transfers), item.amount_minor.set(amount),
-                               Path([place]).set(transfers), Path([total]).set(amount)]
-                    transaction.update(item(pk, sk), actions=actions,
-                                       condition=as_read & Path([place]).does_not_exist(),
+                for put, condition in writes.puts:
+                    transaction.save(put, condition=condition)
+                if writes.bucket is not None:
+                    bucket, actions, condition = writes.bucket
+                    transaction.update(bucket, actions=actions, condition=condition,
                                        add_version_condition=False)
 
         written = conditional_write(transact)
@@ -229,6 +244,24 @@ class RiskStore:
         if failed == [2] or transient(written.error):
             return None  # another transfer of the customer was counted since the read (or is being)
         raise RiskStoreUnavailable(f"count and record assessment: {written.error}") from written.error
+
+    def record_writes(self, pending: AssessmentToRecord) -> RecordWrites:
+        """The items and conditions that record `pending` and count it on the place it was judged on."""
+        item, request, before = self._item, pending.request, pending.before
+        recorded, payee = self._recorded_items(request, pending.assessment, pending.at)
+        puts = [(recorded, item.pk.does_not_exist()), (payee, None)]
+        # The count as read is the condition: equal counts mean equal totals (both move together), so the
+        # place promised is the one an UpdateItem would have answered. A full window is never written (it
+        # stays full for the hour), so it needs no condition.
+        if before.transfers >= pending.transfers_max:
+            return RecordWrites(puts, None)
+        place, total = _place_names(request.assessment_id)
+        transfers, amount = before.transfers + 1, before.amount_minor + request.amount_minor
+        as_read = item.count.does_not_exist() if before.transfers == 0 else item.count == before.transfers
+        actions = [item.count.set(transfers), item.amount_minor.set(amount),
+                   Path([place]).set(transfers), Path([total]).set(amount)]
+        bucket = item(*_bucket_key(request.customer_id, pending.window))
+        return RecordWrites(puts, (bucket, actions, as_read & Path([place]).does_not_exist()))
 
     def _recorded_items(self, request: RiskRequest, assessment: Assessment, now: datetime) -> tuple[Any, Any]:
         """The assessment's item and its payee-seen item."""

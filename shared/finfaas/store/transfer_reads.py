@@ -1,5 +1,6 @@
-"""ValidationReads on DynamoDB: a transfer's order, its accounts, its owner's tier and the day's total in
-one consistent BatchGetItem across the ledger's accounts table and the transfer orders table.
+"""ValidationReads on DynamoDB: a transfer's order, its accounts, its owner's tier, the day's total and,
+when asked, what risk's screening looks up (store/risk_store.py lookup_keys) in one consistent BatchGetItem
+across the ledger's accounts table, the transfer orders table and the risk table.
 
 pynamodb batches one table per call, so the request is built here from each model's own table name
 and read back through each model's own attributes (Model.from_raw_data)."""
@@ -16,9 +17,10 @@ from pynamodb.exceptions import PynamoDBException
 
 from finfaas.domain.limits import TIER_DEFAULT, Tier
 from finfaas.services.transfers.errors import TransferStoreUnavailable
-from finfaas.services.transfers.model import AccountInfo, ValidationFacts
+from finfaas.services.transfers.model import AccountInfo, Screening, ValidationFacts
 from finfaas.store.binding import RETRY_ATTEMPTS_MAX
 from finfaas.store.models import account_from_record
+from finfaas.store.risk_store import lookup_keys, lookup_of
 from finfaas.store.transfers_store import (
     NO_RANGE,
     TransfersStore,
@@ -40,6 +42,7 @@ class TransferValidationReads:
     def __init__(self, orders: TransfersStore, account_model: Any, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._orders = orders.item_model
+        self._risk_table = None if orders.risk is None else orders.risk.table_name
         self._accounts = account_model
         self._orders_table = orders.table_name
         self._accounts_table = account_model.Meta.table_name
@@ -53,6 +56,7 @@ class TransferValidationReads:
         day: str | None,
         currency: str,
         transfer_id: str | None = None,
+        screening: Screening | None = None,
     ) -> ValidationFacts:
         wanted = list(dict.fromkeys(account_ids))
         if len(wanted) > accounts_per_read_max:
@@ -71,6 +75,12 @@ class TransferValidationReads:
                 "Keys": [{"account_id": {"S": account_id}} for account_id in wanted],
                 "ConsistentRead": True,
             }
+        risk_keys = self._risk_keys(screening)
+        if risk_keys and self._risk_table is not None:
+            requests[self._risk_table] = {
+                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in risk_keys],
+                "ConsistentRead": True,
+            }
         found = self._batch_get(requests)
         accounts = (AccountInfo.of(account_from_record(self._accounts.from_raw_data(raw)))
                     for raw in found.get(self._accounts_table, []))
@@ -83,7 +93,17 @@ class TransferValidationReads:
                 total_minor = 0 if item.total_minor is None else int(item.total_minor)
             elif item.tier is not None:
                 tier = Tier(item.tier)
-        return ValidationFacts({a.account_id: a for a in accounts}, tier, total_minor, order)
+        risk = None
+        if screening is not None and risk_keys and self._risk_table is not None:
+            risk_found = {(raw["pk"]["S"], raw["sk"]["S"]): raw for raw in found.get(self._risk_table, [])}
+            risk = lookup_of(screening.request, screening.window, risk_found)
+        return ValidationFacts({a.account_id: a for a in accounts}, tier, total_minor, order, risk)
+
+    def _risk_keys(self, screening: Screening | None) -> list[tuple[str, str]]:
+        """Risk's keys when a screening is asked for and the orders store writes risk's items."""
+        if screening is None or self._risk_table is None:
+            return []
+        return lookup_keys(screening.request, screening.window)
 
     def _batch_get(self, requests: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {}

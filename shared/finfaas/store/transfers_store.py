@@ -48,6 +48,7 @@ from finfaas.domain.ledger import entry_key_prefix, micros
 from finfaas.domain.limits import TIER_DEFAULT, Tier
 from finfaas.platform import jsonio
 from finfaas.platform.config import resource_name, settings
+from finfaas.services.risk.model import AssessmentToRecord
 from finfaas.services.transfers.errors import TransferStoreUnavailable
 from finfaas.services.transfers.model import (
     OPEN_STATUSES,
@@ -76,9 +77,11 @@ from finfaas.store.dynamo import (
     conditional_write,
     consistent_get,
     create_with_event,
+    transient,
 )
 from finfaas.store.models import OutboxRecord, format_time, parse_time
 from finfaas.store.outbox_store import outbox_partition
+from finfaas.store.risk_store import RecordWrites, RiskStore
 
 TRANSFER_ORDERS_TABLE_LOGICAL_NAME = "transferorders"
 OUTBOX_TABLE_LOGICAL_NAME = "outbox"
@@ -240,8 +243,12 @@ class TransfersStore:
     """TransferOrders on DynamoDB (pynamodb). Thread-safe; share one per process."""
 
     def __init__(
-        self, table_name: str | None = None, outbox_table_name: str | None = None, region: str | None = None
+        self, table_name: str | None = None, outbox_table_name: str | None = None, region: str | None = None,
+        risk: RiskStore | None = None,
     ) -> None:
+        # Given risk's store, a validation's one write also records the risk decision (reserve_usage), and
+        # its one read looks risk's items up (store/transfer_reads.py).
+        self.risk = risk
         self.table_name = table_name or resource_name(TRANSFER_ORDERS_TABLE_LOGICAL_NAME)
         self.outbox_table_name = outbox_table_name or resource_name(OUTBOX_TABLE_LOGICAL_NAME)
         region = region or settings().region
@@ -298,39 +305,60 @@ class TransfersStore:
 
     # -- daily usage ------------------------------------------------------------------------------
 
-    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
+    def reserve_usage(self, order: TransferOrder, usage: DailyUsage,
+                      screening: AssessmentToRecord | None = None) -> UsageOutcome:
         item = self._item
         partition = _usage_partition(usage)
         fits = item.total_minor.does_not_exist() | (item.total_minor <= usage.headroom_minor)
         if usage.headroom_minor < 0:
             return UsageOutcome.EXCEEDED
+        risk = None if screening is None else self._risk_writes(screening)
 
         def transact() -> None:
             with TransactWrite(connection=self._connection) as transaction:
-                # Puts, then updates: the cancellation reasons come back in this order.
+                # Puts, then updates: the cancellation reasons come back in this order (order, marker, the
+                # assessment, its payee; the day's total, the risk bucket).
                 transaction.save(self._order_item(order), condition=item.version == order.version - 1)
                 transaction.save(
                     item(partition, f"tr#{order.transfer_id}", amount_minor=usage.amount_minor),
                     condition=item.pk.does_not_exist(),
                 )
+                for put, condition in [] if risk is None else risk.puts:
+                    transaction.save(put, condition=condition)
                 transaction.update(
                     item(partition, NO_RANGE),
                     actions=[item.total_minor.add(usage.amount_minor)],
                     condition=fits,
                 )
+                if risk is not None and risk.bucket is not None:
+                    bucket, actions, condition = risk.bucket
+                    transaction.update(bucket, actions=actions, condition=condition,
+                                       add_version_condition=False)
 
         written = conditional_write(transact)
         if written.taken:
             return UsageOutcome.RESERVED
         flags = condition_flags(written.error)
         if flags is not None:
-            order_conflict, marker_exists, over_limit = flags
+            order_conflict, marker_exists = flags[0], flags[1]
+            over_limit = flags[4] if risk is not None else flags[2]
             if order_conflict or marker_exists:
                 return UsageOutcome.CONFLICT
             if over_limit:
                 return UsageOutcome.EXCEEDED
+            if risk is not None:
+                # The assessment was recorded alone meanwhile, or the customer's hour was counted into.
+                return UsageOutcome.SCREENING_MOVED
+        if risk is not None and transient(written.error):
+            # Another transfer of the customer counted in the same instant, most likely: screen the usual way.
+            return UsageOutcome.SCREENING_MOVED
         cause = written.error
         raise TransferStoreUnavailable(f"reserve usage {order.transfer_id}: {cause}") from cause
+
+    def _risk_writes(self, screening: AssessmentToRecord) -> RecordWrites:
+        if self.risk is None:
+            raise ValueError("a screening rides only in a store given the risk store")
+        return self.risk.record_writes(screening)
 
     def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
         item = self._item

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from finfaas.domain.limits import (
     TIER_DEFAULT,
     Tier,
 )
+from finfaas.services.risk.model import AssessmentToRecord
 from finfaas.services.transfers.model import (
     OPEN_STATUSES,
     DailyUsage,
@@ -27,7 +29,8 @@ from finfaas.services.transfers.model import (
 class InMemoryTransferOrders:
     """TransferOrders in dicts for unit tests; same contract as the DynamoDB store."""
 
-    def __init__(self) -> None:
+    def __init__(self, risk: Any = None) -> None:
+        self.risk = risk  # a RiskRepository: a validation's screening is recorded with its usage
         self._orders: dict[str, TransferOrder] = {}
         self._totals: dict[tuple[str, str, str], int] = {}
         self._markers: set[tuple[str, str, str, str]] = set()
@@ -65,7 +68,8 @@ class InMemoryTransferOrders:
             self.events.append(event)
         return True
 
-    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
+    def reserve_usage(self, order: TransferOrder, usage: DailyUsage,
+                      screening: AssessmentToRecord | None = None) -> UsageOutcome:
         with self._lock:
             stored = self._orders.get(order.transfer_id)
             if stored is None or stored.version != order.version - 1:
@@ -73,10 +77,21 @@ class InMemoryTransferOrders:
             day = (usage.owner_id, usage.day, usage.currency)
             if self._totals.get(day, 0) > usage.headroom_minor:
                 return UsageOutcome.EXCEEDED
+            if screening is not None and not self._screening_recorded(screening):
+                return UsageOutcome.SCREENING_MOVED
             self._totals[day] = self._totals.get(day, 0) + usage.amount_minor
             self._markers.add((*day, order.transfer_id))
             self._orders[order.transfer_id] = order
             return UsageOutcome.RESERVED
+
+    def _screening_recorded(self, screening: AssessmentToRecord) -> bool:
+        """Records the screening on the place it was judged on; False when it no longer holds (nothing
+        counted then, as the DynamoDB store's one transaction writes nothing)."""
+        if self.risk is None:
+            raise ValueError("a screening is recorded only by orders given the risk store")
+        recorded = self.risk.count_and_record(screening.request, screening.window, screening.before,
+                                              screening.transfers_max, screening.assessment, screening.at)
+        return recorded == screening.assessment
 
     def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
         with self._lock:

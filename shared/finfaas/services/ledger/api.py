@@ -149,12 +149,24 @@ class LinkedBody(StrictModel):
     transfers: list[LegBody] = Field(min_length=1, max_length=linked_legs_max)
 
 
+class HoldTermsBody(StrictModel):
+    """What the caller that placed a hold knows of it. A whole post that gives them is written without
+    reading the hold, on condition that the hold (without timeout) is still pending on exactly these
+    terms; otherwise the post goes as without them."""
+
+    debit_account_id: Identifier
+    credit_account_id: Identifier
+    amount: Amount
+    currency: Currency
+
+
 class PostBody(StrictModel):
     """Posts a hold: all of it, or `amount` of it (the rest is released)."""
 
     transfer_id: Identifier
     amount: Amount | None = None
     currency: Currency | None = None
+    hold: HoldTermsBody | None = None
 
 
 class ResolutionBody(StrictModel):
@@ -364,9 +376,13 @@ class LedgerApi:
     def post_pending(self, caller: LedgerCaller, pending_id: str, body: PostBody,
                      key: TransactionalIdempotency | None = None,
                      audit: OutboxAudit | None = None) -> Answer:
+        hold = None
+        if body.hold is not None:
+            terms = body.hold
+            hold = (terms.debit_account_id, terms.credit_account_id, terms.amount, terms.currency)
         posted = self._ledger.post_pending(pending_id, amount=body.amount, currency=body.currency,
                                            transfer_id=body.transfer_id, actor=caller.actor,
-                                           extra=self._extra(key, audit))
+                                           extra=self._extra(key, audit), hold=hold)
         return created([posted])
 
     def void_pending(self, caller: LedgerCaller, pending_id: str, body: ResolutionBody,

@@ -22,6 +22,7 @@ from finfaas.domain.ledger import (
     AccountStatus,
     Actor,
     Clock,
+    HoldTerms,
     LedgerRepository,
     NewAccount,
     NewTransfer,
@@ -130,10 +131,13 @@ class LedgerService:
 
     def post_pending(self, pending_id: str, *, amount: int | str | None = None, currency: str | None = None,
                      transfer_id: str | None = None, remainder_id: str | None = None,
-                     actor: Actor = Actor.system(), extra: TransactionExtra | None = None) -> Transfer:
+                     actor: Actor = Actor.system(), extra: TransactionExtra | None = None,
+                     hold: tuple[str, str, int | str, str] | None = None) -> Transfer:
         """Posts a hold, all of it or (amount given) part of it. The rest is released, or, with
         remainder_id, kept held in the same transaction as a new hold of that id, expiring when the
-        posted one would have (a partial capture that leaves the rest capturable)."""
+        posted one would have (a partial capture that leaves the rest capturable). `hold` (debit and
+        credit account, amount, currency) is what the caller knows of the hold: the store may post on it
+        without reading the hold, on condition that it still holds; the answers are the same."""
         amount_minor = None
         if amount is not None:
             if currency is None:
@@ -141,7 +145,13 @@ class LedgerService:
             amount_minor = parse_amount(amount, parse_currency(currency))
         if remainder_id is not None and amount_minor is None:
             raise InvalidInput("amount: required when the rest stays held", field="amount")
-        request = PostPending(transfer_id or self._new_id(), pending_id, amount_minor, remainder_id)
+        terms = None
+        if hold is not None:
+            debit_account_id, credit_account_id, held_amount, held_currency = hold
+            held_in = parse_currency(held_currency, field="hold.currency")
+            held_minor = parse_amount(held_amount, held_in, field="hold.amount")
+            terms = HoldTerms(debit_account_id, credit_account_id, held_minor, held_in)
+        request = PostPending(transfer_id or self._new_id(), pending_id, amount_minor, remainder_id, terms)
         return self._repository.post_pending(request, actor, self._clock(), **_carrying(extra))
 
     def void_pending(self, pending_id: str, *, transfer_id: str | None = None,

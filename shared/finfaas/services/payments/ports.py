@@ -112,7 +112,7 @@ class PaymentsLedger(Protocol):
 
 
 class RiskAssessor(Protocol):
-    """Answers as the risk function's POST /assessments: services/payments/risk_in_process.py InProcessRisk
+    """Answers as the risk function's POST /assessments: services/risk/in_process.py InProcessRisk
     (risk's rules in this process), or services/suite_clients.py RiskClient (through the gateway)."""
 
     def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...

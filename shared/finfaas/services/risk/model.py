@@ -93,6 +93,20 @@ class Lookup:
         return HourCount(before.transfers + 1, before.amount_minor + request.amount_minor)
 
 
+@dataclass(frozen=True)
+class AssessmentToRecord:
+    """An assessment judged on the place `before` promises, not yet written: its write counts the transfer in
+    `window` on condition that the window still holds `before` (see RiskRepository.count_and_record). The
+    transfers function carries it in its own order's transaction."""
+
+    request: RiskRequest
+    window: str
+    before: HourCount
+    transfers_max: int
+    assessment: Assessment
+    at: datetime
+
+
 def assessment_to_json(assessment: Assessment) -> str:
     """The stored form: the same JSON as the API's assessment view, so the two never drift apart."""
     return json.dumps({

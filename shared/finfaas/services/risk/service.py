@@ -27,7 +27,13 @@ from finfaas.domain.risk_rules import (
     assess,
 )
 from finfaas.services.risk.errors import InvalidBlockEntry
-from finfaas.services.risk.model import BlockEntry, Lookup, check_block_entry, hour_window
+from finfaas.services.risk.model import (
+    AssessmentToRecord,
+    BlockEntry,
+    Lookup,
+    check_block_entry,
+    hour_window,
+)
 from finfaas.services.risk.ports import RiskRepository
 
 blocklist_page_max = 100
@@ -78,6 +84,30 @@ class RiskService:
         else:
             hour = known.place  # counted by an earlier attempt that died before recording its decision
         return self._store.record(request, self._judge(request, hour, known), now)
+
+    def window(self) -> str:
+        """The hour window a transfer assessed now is counted in."""
+        return hour_window(self._clock())
+
+    def decide(self, request: RiskRequest, known: Lookup, window: str) -> Assessment | AssessmentToRecord:
+        """`assess` on a lookup another read made (the transfers function's one read of a validation): the
+        recorded assessment, or one judged on the place the lookup promises, for the caller to write with
+        its own items (RiskRepository.count_and_record's items and conditions). A transfer counted by an
+        earlier attempt whose decision was never recorded is assessed and recorded here, alone."""
+        if known.recorded is not None:
+            return known.recorded
+        if known.place is not None:
+            return self.assess(request)
+        assessment = self._judge(request, known.next_place(request), known)
+        return AssessmentToRecord(request, window, known.window_before, self._policy.hourly_transfers_block,
+                                  assessment, self._clock())
+
+    def record(self, pending: AssessmentToRecord) -> Assessment:
+        """Write a decided assessment alone: counted on the place promised, or (the window moved since
+        the lookup) assessed again the usual way, on the place the store counts."""
+        recorded = self._store.count_and_record(pending.request, pending.window, pending.before,
+                                                pending.transfers_max, pending.assessment, pending.at)
+        return recorded if recorded is not None else self.assess(pending.request)
 
     def _judge(self, request: RiskRequest, hour: HourCount, known: Lookup) -> Assessment:
         context = RiskContext.counted(request, hour, known.destination_seen, known.blocked)

@@ -13,6 +13,8 @@ from typing import Any
 from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.ledger import Account
 from finfaas.domain.limits import Tier
+from finfaas.domain.risk_rules import RiskRequest
+from finfaas.services.risk.model import Lookup
 
 STATE_MACHINE = "transfer"
 TRANSFER_ID_PREFIX = "tr_"
@@ -204,6 +206,9 @@ class UsageOutcome(StrEnum):
     RESERVED = "RESERVED"
     EXCEEDED = "EXCEEDED"
     CONFLICT = "CONFLICT"  # the order's version moved: read again
+    # The risk decision carried in the write no longer holds (its customer's hour was counted into since
+    # it was read, or it was recorded alone meanwhile): nothing written; screen the usual way, then save.
+    SCREENING_MOVED = "SCREENING_MOVED"
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,15 @@ class ValidationFacts:
     tier: Tier
     day_total_minor: int = 0
     order: TransferOrder | None = None  # when asked for by id
+    risk: Lookup | None = None  # risk's lookup, when a screening was asked for and the store reads it
+
+
+@dataclass(frozen=True)
+class Screening:
+    """What risk looks up for a transfer (its amount plays no part), and the hour window it counts in."""
+
+    request: RiskRequest
+    window: str
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from finfaas.domain.limits import Tier
+from finfaas.domain.risk_rules import Assessment, RiskRequest
+from finfaas.services.risk.model import AssessmentToRecord, Lookup
 from finfaas.services.transfers.model import (
     AccountInfo,
     DailyUsage,
@@ -14,6 +16,7 @@ from finfaas.services.transfers.model import (
     OrderEvent,
     OrderFilter,
     OrderPage,
+    Screening,
     StatusCount,
     TransferOrder,
     TransferStatus,
@@ -41,8 +44,10 @@ class TransferOrders(Protocol):
         """Write order if the stored version is order.version - 1 (with event); False otherwise."""
         ...
 
-    def reserve_usage(self, order: TransferOrder, usage: DailyUsage) -> UsageOutcome:
-        """Save order (versioned) and add usage to the day's total if it stays within headroom."""
+    def reserve_usage(self, order: TransferOrder, usage: DailyUsage,
+                      screening: AssessmentToRecord | None = None) -> UsageOutcome:
+        """Save order (versioned) and add usage to the day's total if it stays within headroom; with a
+        screening, record it in the same write (SCREENING_MOVED, nothing written, when it no longer holds)."""
         ...
 
     def release_usage(self, order: TransferOrder, usage: DailyUsage, event: OrderEvent | None) -> bool:
@@ -87,6 +92,19 @@ class RiskAssessor(Protocol):
     def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
+class RiskDecider(Protocol):
+    """Risk's use case run in this process (services/risk/in_process.py), on a lookup the validation's own
+    read made, its decision written in the validation's own write."""
+
+    def decide(self, request: RiskRequest, known: Lookup, window: str) -> Assessment | AssessmentToRecord:
+        """The recorded assessment, or one decided and not yet written."""
+        ...
+
+    def record(self, pending: AssessmentToRecord) -> Assessment:
+        """Write a decided assessment alone (the validation that decided it was refused)."""
+        ...
+
+
 class ValidationReads(Protocol):
     """Everything one validation reads, in one consistent call where the store allows it
     (DynamoDB: one BatchGetItem across the ledger's accounts and the orders table)."""
@@ -98,7 +116,9 @@ class ValidationReads(Protocol):
         day: str | None,
         currency: str,
         transfer_id: str | None = None,
+        screening: Screening | None = None,
     ) -> ValidationFacts:
-        """The accounts that exist among these ids, the owner's tier, with a day its total, and with a
-        transfer id that order (None when there is none)."""
+        """The accounts that exist among these ids, the owner's tier, with a day its total, with a
+        transfer id that order (None when there is none), and with a screening risk's lookup (None when
+        this store does not read risk's items)."""
         ...

@@ -7,9 +7,11 @@ saga calls back into this service for the steps that are the transfers function'
     validate  accounts exist and are open, same currency, the owner may debit the source,
               per-transfer and daily limits of the customer's tier; acceptance already refused what
               these rules decided then, before writing anything, so this step refuses only what
-              changed since. Then the risk function, behind a circuit breaker (when risk is failing,
+              changed since. Then risk's decision, behind a circuit breaker (when risk is failing,
               small transfers proceed flagged for later review and larger ones wait for an
-              operator's decision); the day's total, the order and its decision in one write
+              operator's decision); the day's total, the order and its decision in one write. In the
+              function, risk's rules run in process: risk's items are read in the validation's one
+              read and its decision and count are written in that one write
     complete  COMPLETED, with the transfer.completed event in the same write
     fail      FAILED (nothing moved) or COMPENSATED (the hold was voided), the day's total released
     attention NEEDS_ATTENTION: an operator must decide (e.g. the rail never confirmed either way)
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -39,12 +42,16 @@ from finfaas.domain.limits import (
     usage_day,
 )
 from finfaas.domain.money import currency_exponent, parse_amount, parse_currency
+from finfaas.domain.risk_rules import RiskRequest
 from finfaas.platform import jsonio
 from finfaas.platform.crashpoints import crash_point
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
+from finfaas.platform.logging import get_logger
 from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
+from finfaas.services.risk.model import AssessmentToRecord, Lookup, hour_window
+from finfaas.services.risk.ports import RiskRepository
 from finfaas.services.transfers.api import (
     CreditorBody,
     DecisionBody,
@@ -90,6 +97,7 @@ from finfaas.services.transfers.model import (
     OrderEvent,
     OrderFilter,
     OrderPage,
+    Screening,
     StatusAnswer,
     Step,
     TaskKind,
@@ -106,6 +114,7 @@ from finfaas.services.transfers.model import (
 from finfaas.services.transfers.ports import (
     AccountDirectory,
     RiskAssessor,
+    RiskDecider,
     TransferOrders,
     ValidationReads,
 )
@@ -131,9 +140,13 @@ _TRANSFER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LIST_ROUTE = "GET /transfers"
 OPS_LIST_ROUTE = "GET /_/ops/transfers"
 position_time_chars_max = 40  # an ISO 8601 moment with microseconds and offset
+# Orders kept after validation for their Complete (LastWritten): a few minutes of sagas at tens a second,
+# a few MB; a saga whose order was dropped reads it, as every one did before.
+written_orders_max = 4096
 # Where a test may stop the transfers process: the saga took the operator's decision, nothing else did.
 DECISION_REPORTED_CRASH_POINT = "transfers.decision.reported"
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_log = get_logger("transfers")
 
 
 class LedgerAccounts:
@@ -148,11 +161,14 @@ class LedgerAccounts:
 
 
 class ComposedValidationReads:
-    """ValidationReads from the order store and the account directory: one read each (fakes, tests)."""
+    """ValidationReads from the order store, the account directory and, given one, risk's repository: one
+    read each (fakes, tests)."""
 
-    def __init__(self, accounts: AccountDirectory, orders: TransferOrders) -> None:
+    def __init__(self, accounts: AccountDirectory, orders: TransferOrders, risk: RiskRepository | None = None
+                 ) -> None:
         self._accounts = accounts
         self._orders = orders
+        self._risk = risk
 
     def facts(
         self,
@@ -161,11 +177,37 @@ class ComposedValidationReads:
         day: str | None,
         currency: str,
         transfer_id: str | None = None,
+        screening: Screening | None = None,
     ) -> ValidationFacts:
         order = None if transfer_id is None else self._orders.get(transfer_id)
         found = self._accounts.accounts(account_ids) if account_ids else {}
         total_minor = 0 if day is None else self._orders.day_total_minor(owner_id, day, currency)
-        return ValidationFacts(found, self._orders.tier_of(owner_id), total_minor, order)
+        risk = None
+        if screening is not None and self._risk is not None:
+            risk = self._risk.look_up(screening.request, screening.window)
+        return ValidationFacts(found, self._orders.tier_of(owner_id), total_minor, order, risk)
+
+
+class LastWritten:
+    """The orders this process validated last, by id, so the step that finishes one (Complete) can write
+    it without reading it first. Bounded (oldest dropped); each is taken once, as a write built on it is
+    conditional on its version: an order changed since by another process or step is then read anew."""
+
+    def __init__(self, orders_max: int = written_orders_max) -> None:
+        self._orders: OrderedDict[str, TransferOrder] = OrderedDict()
+        self._orders_max = orders_max
+        self._lock = threading.Lock()
+
+    def keep(self, order: TransferOrder) -> None:
+        with self._lock:
+            self._orders[order.transfer_id] = order
+            self._orders.move_to_end(order.transfer_id)
+            while len(self._orders) > self._orders_max:
+                self._orders.popitem(last=False)
+
+    def take(self, transfer_id: str) -> TransferOrder | None:
+        with self._lock:
+            return self._orders.pop(transfer_id, None)
 
 
 @dataclass(frozen=True)
@@ -250,6 +292,7 @@ class _Reservation:
     order: TransferOrder
     usage: DailyUsage | None
     tier: Tier | None
+    risk: AssessmentToRecord | None = None  # risk's decision, written with the order
 
 
 @dataclass(frozen=True)
@@ -279,8 +322,12 @@ class TransfersService:
         watcher: StatusWatcher | None = None,
         cursors: CursorCodec | None = None,
         reads: ValidationReads | None = None,
+        risk_in_process: RiskDecider | None = None,
     ) -> None:
         self._orders = orders
+        # Given risk's use case in process (production), validation reads risk's items with its own and
+        # writes the decision with the order: no call to the risk function, no read or write of risk's own.
+        self._risk_in_process = risk_in_process
         # Production passes the one-call DynamoDB reader (store/transfer_reads.py).
         self._reads = reads or ComposedValidationReads(accounts, orders)
         # Production passes the stage's keyed codec; a fresh key suits one process (tests).
@@ -296,6 +343,7 @@ class TransfersService:
         )
         self._status_reads = 0
         self._status_reads_lock = threading.Lock()
+        self._written = LastWritten()
 
     # -- the app's API ----------------------------------------------------------------------------
 
@@ -358,30 +406,44 @@ class TransfersService:
         """Accounts, ownership, currency and limits, then the risk decision (approve, review, decline):
         the day's total, the order and its decision in one write, one step of the saga.
 
-        Risk is asked before that write, so it also sees a transfer the day's total then refuses (the
+        Risk decides before that write, so it also sees a transfer the day's total then refuses (the
         reads already refuse one that could not fit). A repeat answers what was recorded; an order
         validated but not yet screened (saved by an earlier definition) is screened and saved alone.
         With the saga input's `hint`, the order is read in the same call as its accounts, tier and day's
-        total; an order that does not match the hint, and every read after a lost race, read on their own."""
-        read_ahead: list[tuple[str, ValidationFacts]] = []
+        total, and, with risk in process, what risk looks up (its decision then rides in the order's
+        write); an order that does not match the hint, and every read after a lost race, read on their
+        own, and a decision that no longer holds at the write is made again the usual way."""
+        read_ahead: list[tuple[str, ValidationFacts, Screening | None]] = []
+        screen_alone: list[bool] = []  # set once the joined decision lost a race: risk's own way from then
 
         def read() -> TransferOrder:
             if hint is None or read_ahead:
                 return self._require(transfer_id)
-            day = usage_day(self._clock())
-            facts = self._reads.facts(hint.owner_id, hint.account_ids, day, hint.currency, transfer_id)
+            now = self._clock()
+            day, screening = usage_day(now), self._screening_read(transfer_id, hint, now)
+            facts = self._reads.facts(hint.owner_id, hint.account_ids, day, hint.currency, transfer_id,
+                                      screening)
             if facts.order is None:
                 raise TransferNotFound(f"transfer {transfer_id} not found")
-            read_ahead.append((day, facts))
+            read_ahead.append((day, facts, screening))
             return facts.order
 
         def facts_for(order: TransferOrder, day: str) -> ValidationFacts | None:
             """What was read with the order, if it is this very version, day and the hint's transfer."""
             if not read_ahead or hint is None:
                 return None
-            read_day, facts = read_ahead[-1]
+            read_day, facts, _ = read_ahead[-1]
             fresh = facts.order is not None and facts.order.version == order.version
             return facts if fresh and read_day == day and hint.matches(order) else None
+
+        def risk_read_for(order: TransferOrder, facts: ValidationFacts | None) -> tuple[Lookup, str] | None:
+            """Risk's lookup read with the order, if it looked this transfer's payee up and still holds."""
+            if facts is None or facts.risk is None or screen_alone:
+                return None
+            screening = read_ahead[-1][2]
+            if screening is None or screening.request.destination != order.destination:
+                return None  # a payee at another bank: risk knows it by a fingerprint the hint lacks
+            return facts.risk, screening.window
 
         def checked(order: TransferOrder) -> Unchanged[_Answer] | Change[_Reservation, _Answer]:
             if order.usage_day is not None or order.status is not TransferStatus.ACCEPTED:
@@ -394,7 +456,8 @@ class TransfersService:
                 return Change(_Reservation(screened, None, None), answer)
             now = self._clock()
             day = usage_day(now)
-            tier, used_minor = self._checked(order, day, facts_for(order, day))
+            facts = facts_for(order, day)
+            tier, used_minor = self._checked(order, day, facts)
             usage = DailyUsage(
                 order.owner_id,
                 day,
@@ -407,18 +470,31 @@ class TransfersService:
                 raise ValidationRefused(error.code, error.detail)
             step = Step("validate", "passed", now, f"tier {tier.value}")
             passed = order.changed(now, step, tier=tier.value, usage_day=usage.day)
+            risk_read = risk_read_for(order, facts)
+            pending = None
+            if risk_read is None:
+                screened = self._screened(passed)
+            else:
+                screened, pending = self._screened_on(passed, *risk_read)
             # One write, so one version: the screening joins the version validation made.
-            screened = replace(self._screened(passed), version=passed.version)
+            screened = replace(screened, version=passed.version)
             answer = _validated(tier.value, dict(screened.screening or {}), transfer_id)
-            return Change(_Reservation(screened, usage, tier), answer)
+            return Change(_Reservation(screened, usage, tier, pending), answer)
 
         def saved(reservation: _Reservation) -> bool:
             if reservation.usage is None or reservation.tier is None:
                 return self._orders.save(reservation.order)
-            outcome = self._orders.reserve_usage(reservation.order, reservation.usage)
+            outcome = self._orders.reserve_usage(reservation.order, reservation.usage, reservation.risk)
             if outcome is UsageOutcome.EXCEEDED:
+                if reservation.risk is not None:
+                    self._record_refused(reservation.risk)
                 error = daily_limit_error(reservation.tier, reservation.order.currency)
                 raise ValidationRefused(error.code, error.detail)
+            if outcome is UsageOutcome.SCREENING_MOVED:
+                screen_alone.append(True)
+                return False
+            if outcome is UsageOutcome.RESERVED:
+                self._written.keep(reservation.order)
             return outcome is UsageOutcome.RESERVED
 
         return read_change_save(
@@ -426,9 +502,52 @@ class TransfersService:
             exhausted=lambda: ConcurrentUpdate(f"transfer {transfer_id} kept changing during validation"),
         )
 
+    def _screening_read(self, transfer_id: str, hint: ValidationHint, now: datetime) -> Screening | None:
+        """What risk looks up for the hint's transfer, when risk runs in this process: its keys name the
+        transfer, its customer, source and payee (the credit account; the amount plays no part)."""
+        if self._risk_in_process is None or len(hint.account_ids) < 2:
+            return None
+        debit_account_id, credit_account_id = hint.account_ids[:2]
+        keys = RiskRequest(transfer_id, hint.owner_id, debit_account_id, credit_account_id, 0, hint.currency)
+        return Screening(keys, hour_window(now))
+
     def _screened(self, order: TransferOrder) -> TransferOrder:
         """The order with the risk decision (degraded when risk is failing) and PROCESSING; not saved."""
-        screening, flags = self._screening(order)
+        return self._with_screening(order, *self._screening(order))
+
+    def _screened_on(self, order: TransferOrder, known: Lookup, window: str
+                     ) -> tuple[TransferOrder, AssessmentToRecord | None]:
+        """_screened with risk's use case in process on what was read with the order: the order, and the
+        decision still to write with it (None when it was recorded already, or risk degraded)."""
+        decider = self._risk_in_process
+        assert decider is not None
+        request = _risk_request(order)
+        try:
+            decided = self._breaker.call(lambda: decider.decide(request, known, window))
+        except CircuitOpen:
+            return self._with_screening(order, *self._degraded(order, "risk circuit open")), None
+        except Exception as error:  # any failure of the dependency degrades; it is counted by the breaker
+            why = f"risk unavailable: {type(error).__name__}"
+            return self._with_screening(order, *self._degraded(order, why)), None
+        pending = decided if isinstance(decided, AssessmentToRecord) else None
+        assessment = decided.assessment if isinstance(decided, AssessmentToRecord) else decided
+        answer = {"decision": assessment.decision.value, "score": assessment.score,
+                  "reasons": list(assessment.reasons)}
+        return self._with_screening(order, *self._screening_of(order, answer)), pending
+
+    def _record_refused(self, pending: AssessmentToRecord) -> None:
+        """Risk counts a transfer the day's total refused, as it counts any it was asked about; when it
+        cannot, the refusal stands (as a degraded screening would have)."""
+        decider = self._risk_in_process
+        assert decider is not None
+        try:
+            self._breaker.call(lambda: decider.record(pending))
+        except Exception as error:  # the breaker counts it; the transfer is refused either way
+            _log.warning("risk did not record a refused transfer", transfer_id=pending.request.assessment_id,
+                         error=type(error).__name__)
+
+    def _with_screening(self, order: TransferOrder, screening: dict[str, Any], flags: tuple[str, ...]
+                        ) -> TransferOrder:
         now = self._clock()
         detail = ", ".join(screening["reasons"]) or "no rule flagged it"
         return order.changed(
@@ -688,21 +807,22 @@ class TransfersService:
         return facts.tier, facts.day_total_minor
 
     def _screening(self, order: TransferOrder) -> tuple[dict[str, Any], tuple[str, ...]]:
-        request = {
-            "assessment_id": order.transfer_id,
-            "customer_id": order.owner_id,
-            "debit_account_id": order.debit_account_id,
-            "destination": order.destination,
-            "amount_minor": order.amount_minor,
-            "currency": order.currency,
-            "external": order.external,
-        }
+        request = _risk_request(order)
+        body = {"assessment_id": request.assessment_id, "customer_id": request.customer_id,
+                "debit_account_id": request.debit_account_id, "destination": request.destination,
+                "amount_minor": request.amount_minor, "currency": request.currency,
+                "external": request.external}
         try:
-            answer = self._breaker.call(lambda: self._risk.assess(request))
+            answer = self._breaker.call(lambda: self._risk.assess(body))
         except CircuitOpen:
             return self._degraded(order, "risk circuit open")
         except Exception as error:  # any failure of the dependency degrades; it is counted by the breaker
             return self._degraded(order, f"risk unavailable: {type(error).__name__}")
+        return self._screening_of(order, answer)
+
+    def _screening_of(self, order: TransferOrder, answer: Mapping[str, Any]
+                      ) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The screening recorded on the order from risk's answer (decision, score, reasons)."""
         decision = answer.get("decision")
         if decision not in ("approve", "review", "decline"):
             return self._degraded(order, "risk answered without a decision")
@@ -754,7 +874,16 @@ class TransfersService:
             self._watcher.finished(finish.after)
             return True
 
-        return self._read_change_save(transfer_id, finished, saved, f"transfer {transfer_id} kept changing")
+        def read() -> TransferOrder:
+            # The order as this process last wrote it, if it did: the write is conditional on its version,
+            # so an order changed since (elsewhere) loses the race and is read from the store.
+            written = self._written.take(transfer_id)
+            return written if written is not None else self._require(transfer_id)
+
+        return read_change_save(
+            read, finished, saved, policy=SAVE_POLICY,
+            exhausted=lambda: ConcurrentUpdate(f"transfer {transfer_id} kept changing"),
+        )
 
     def _saved_with_usage(self, finish: _Finish) -> bool:
         order = finish.before
@@ -875,6 +1004,12 @@ def _proposed(
     step = Step("approval", f"{body.decision} proposed", now, f"{operator}: {body.note}".strip())
     proposed = {**proposal, "state": APPROVAL_PROPOSED}
     return Change(order.changed(now, step, pending_approval=proposal), proposed)
+
+
+def _risk_request(order: TransferOrder) -> RiskRequest:
+    """What risk is asked about a transfer: it is assessed under the transfer's id."""
+    return RiskRequest(order.transfer_id, order.owner_id, order.debit_account_id, order.destination,
+                       order.amount_minor, order.currency, order.external)
 
 
 def _validated(tier: str | None, screening: Mapping[str, Any], transfer_id: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from finfaas.domain.ledger import (
     AccountKind,
     AccountStatus,
     Actor,
+    HoldTerms,
     NewAccount,
     NewTransfer,
     PendingState,
@@ -222,6 +223,68 @@ def test_expired_holds_cannot_be_posted_and_the_sweep_releases_them(ledger_store
     assert ledger_store.get_account(alice).available_minor == 100
     again = ledger_store.expire_due_holds(later, 1000)
     assert hold.transfer_id not in {t.pending_id for t in again}
+
+
+def test_a_whole_post_on_the_holds_terms_is_one_write_and_its_repeat_answers_the_first(
+        ledger_store, clock, ids, funded, open_customer, move, count_calls):
+    funding, alice, shop = funded(), open_customer("alice"), open_customer("shop")
+    move("d1", funding, alice, 1_000)
+    hold = move("hold", alice, shop, 700, pending=True)
+    terms = HoldTerms(alice, shop, 700, "USD")
+    request = PostPending(ids("post"), hold.transfer_id, hold=terms)
+
+    with count_calls() as calls:
+        post = ledger_store.post_pending(request, SYSTEM, clock())
+    assert calls == {"TransactWriteItems": 1}  # the hold is not read
+    with count_calls() as calls:
+        again = ledger_store.post_pending(request, SYSTEM, clock())  # a lost answer's retry
+
+    assert again == post and calls == {"TransactWriteItems": 1}
+    assert (post.kind, post.amount_minor, post.pending_id) == (TransferKind.POST, 700, hold.transfer_id)
+    account = ledger_store.get_account(alice)
+    assert (account.debits_pending, account.debits_posted, account.available_minor) == (0, 700, 300)
+    assert ledger_store.get_account(shop).credits_posted == 700
+    assert ledger_store.get_transfer(hold.transfer_id).state is PendingState.POSTED
+
+
+def test_a_post_on_terms_of_a_hold_voided_expired_or_posted_otherwise_answers_as_without_them(
+        ledger_store, clock, ids, funded, open_customer, move):
+    funding, alice, shop = funded(), open_customer("alice"), open_customer("shop")
+    move("d1", funding, alice, 1_000)
+    voided = move("voided", alice, shop, 100, pending=True)
+    ledger_store.void_pending(VoidPending(ids("void"), voided.transfer_id), SYSTEM, clock())
+    posted = move("posted", alice, shop, 100, pending=True)
+    ledger_store.post_pending(PostPending(ids("other-post"), posted.transfer_id), SYSTEM, clock())
+    expiring = move("expiring", alice, shop, 100, pending=True, timeout_seconds=1)
+    terms = HoldTerms(alice, shop, 100, "USD")
+
+    with pytest.raises(errors.PendingAlreadyVoided):
+        ledger_store.post_pending(PostPending(ids("p1"), voided.transfer_id, hold=terms), SYSTEM, clock())
+    with pytest.raises(errors.PendingAlreadyPosted):
+        ledger_store.post_pending(PostPending(ids("p2"), posted.transfer_id, hold=terms), SYSTEM, clock())
+    later = expiring.created_at + timedelta(seconds=2)
+    with pytest.raises(errors.PendingExpired):
+        ledger_store.post_pending(PostPending(ids("p3"), expiring.transfer_id, hold=terms), SYSTEM, later)
+    with pytest.raises(errors.TransferNotFound):
+        ledger_store.post_pending(PostPending(ids("p4"), ids("no-hold"), hold=terms), SYSTEM, clock())
+    # THEN nothing moved past the one post made without terms
+    account = ledger_store.get_account(alice)
+    assert (account.debits_posted, account.debits_pending) == (100, 100)
+    assert [ledger_store.get_transfer(ids(p)) for p in ("p1", "p2", "p3", "p4")] == [None] * 4
+
+
+def test_terms_that_are_not_the_holds_post_the_hold_as_it_is(ledger_store, clock, ids, funded, open_customer,
+                                                             move):
+    funding, alice, shop = funded(), open_customer("alice"), open_customer("shop")
+    move("d1", funding, alice, 1_000)
+    hold = move("hold", alice, shop, 700, pending=True)
+
+    wrong = HoldTerms(alice, shop, 999, "USD")
+    post = ledger_store.post_pending(PostPending(ids("post"), hold.transfer_id, hold=wrong), SYSTEM, clock())
+
+    assert post.amount_minor == 700
+    assert ledger_store.get_account(shop).credits_posted == 700
+    assert ledger_store.get_account(alice).available_minor == 300
 
 
 def test_linked_legs_commit_together_or_not_at_all(ledger_store, clock, ids, funded, open_customer):

@@ -1,6 +1,8 @@
 """The transfer saga on DynamoDB Local: the ledger, orders, risk, rail, idempotency and execution stores are
-the real ones; the orchestrator is crashed at every hook point of two paths (one completing, one
-compensating), every message is delivered twice, and `finfaas ledger check` passes afterwards."""
+the real ones, wired as the transfers function wires them (risk in process, its lookup in the validation's
+one read and its decision in its one write); the orchestrator is crashed at every hook point of two paths
+(one completing, one compensating), every message is delivered twice, and `finfaas ledger check` passes
+afterwards."""
 
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ def dynamodb_stores() -> Stores:
     from finfaas.store.risk_store import RiskStore
     from finfaas.store.transfers_store import TransfersStore
 
+    risk = RiskStore()
     return Stores(
         ledger=ledger_store_from_config(),
-        orders=TransfersStore(),
-        risk=RiskStore(),
+        orders=TransfersStore(risk=risk),
+        risk=risk,
         rail=RailStore(),
         executions=ExecutionsStore(),
         idempotency=IdempotencyStore,
@@ -51,7 +54,9 @@ def stores(embedded_aws) -> Stores:
 
 
 def world_on_dynamodb(stores: Stores, **options) -> SagaWorld:
-    return SagaWorld(stores=stores, prefix=f"i{uuid.uuid4().hex[:8]}-", **options)
+    """As the transfers function runs: risk's rules in process, its items read and written with the order's
+    (the world's orders store writes in this risk store)."""
+    return SagaWorld(stores=stores, prefix=f"i{uuid.uuid4().hex[:8]}-", risk_in_process=True, **options)
 
 
 def run(stores: Stores, scenario: str, **options) -> tuple[SagaWorld, str, int]:

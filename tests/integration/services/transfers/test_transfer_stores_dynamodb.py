@@ -16,7 +16,7 @@ from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.limits import Tier
 from finfaas.domain.risk_rules import Assessment, Decision, HourCount, RiskPolicy, RiskRequest
 from finfaas.services.rail.model import PaymentStatus, Plan, RailPayment
-from finfaas.services.risk.model import BlockEntry, Lookup
+from finfaas.services.risk.model import AssessmentToRecord, BlockEntry, Lookup
 from finfaas.services.risk.service import RiskService
 from finfaas.services.transfers.model import (
     DailyUsage,
@@ -568,4 +568,94 @@ def test_what_a_validation_reads_comes_in_one_batch_across_the_ledger_and_orders
     assert facts.accounts[credit].status == "FROZEN" and facts.accounts[debit].owner_id == owner
     assert (unknown.accounts, unknown.tier, unknown.day_total_minor) == ({}, Tier.STANDARD, 0)
     assert sum(meter.snapshot().values()) == 2
+    assert all(call.startswith("BatchGetItem") for call in meter.snapshot())
+
+
+# --- a validation's one write with risk's decision --------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def orders_and_risk(request) -> tuple[Any, Any]:
+    """An orders store that writes risk's items in its own transaction, and that risk store."""
+    if request.param == "memory":
+        risk = InMemoryRiskStore()
+        return InMemoryTransferOrders(risk), risk
+    request.getfixturevalue("embedded_aws")
+    from finfaas.store.risk_store import RiskStore
+    from finfaas.store.transfers_store import TransfersStore
+
+    risk = RiskStore()
+    return TransfersStore(risk=risk), risk
+
+
+def screened_order(orders, risk) -> tuple[TransferOrder, DailyUsage, AssessmentToRecord]:
+    """An accepted order, the day's usage it reserves and risk's decision on the place read for it."""
+    order = new_order()
+    orders.create(order, accepted(order))
+    request = RiskRequest(order.transfer_id, order.owner_id, "acc-a", "acc-b", 700, "USD")
+    before = risk.look_up(request, WINDOW).window_before
+    assessment = Assessment(order.transfer_id, Decision.APPROVE, 10)
+    pending = AssessmentToRecord(request, WINDOW, before, 100, assessment, NOW)
+    return order, DailyUsage(order.owner_id, "2026-01-15", "USD", 700, 10**6), pending
+
+
+def test_a_validation_writes_the_order_its_day_and_risks_decision_and_count_together_once(orders_and_risk):
+    orders, risk = orders_and_risk
+    order, usage, pending = screened_order(orders, risk)
+    validated = order.changed(NOW, usage_day="2026-01-15")
+
+    assert orders.reserve_usage(validated, usage, pending) is UsageOutcome.RESERVED
+    # a lost reply's repeat is refused by the order's version and counts nothing more
+    assert orders.reserve_usage(validated, usage, pending) is UsageOutcome.CONFLICT
+
+    assert orders.get(order.transfer_id).version == validated.version
+    assert orders.day_total_minor(order.owner_id, "2026-01-15", "USD") == 700
+    counted = HourCount(1, 700)
+    assert risk.look_up(pending.request, WINDOW) == Lookup(pending.assessment, True, (), counted, counted)
+
+
+def test_a_validation_whose_risk_window_moved_writes_nothing_at_all(orders_and_risk):
+    # GIVEN risk's decision judged on the first place, then another transfer of the customer counted
+    orders, risk = orders_and_risk
+    order, usage, pending = screened_order(orders, risk)
+    other = RiskRequest(f"tr_{uuid.uuid4().hex}", order.owner_id, "acc-a", "acc-b", 10, "USD")
+    assert risk.count(other, WINDOW, 100) == HourCount(1, 10)
+
+    outcome = orders.reserve_usage(order.changed(NOW, usage_day="2026-01-15"), usage, pending)
+
+    # THEN neither the order, nor the day, nor risk moved
+    assert outcome is UsageOutcome.SCREENING_MOVED
+    assert orders.get(order.transfer_id) == order
+    assert orders.day_total_minor(order.owner_id, "2026-01-15", "USD") == 0
+    assert risk.look_up(pending.request, WINDOW) == Lookup(None, False, (), HourCount(1, 10), None)
+
+
+def test_a_validation_with_risks_lookup_reads_it_in_the_same_one_batch(embedded_aws):
+    from finfaas.services.transfers.model import Screening
+    from finfaas.store.call_meter import DynamoCallMeter
+    from finfaas.store.ledger_store import ledger_store_from_config
+    from finfaas.store.risk_store import RiskStore
+    from finfaas.store.transfer_reads import TransferValidationReads
+    from finfaas.store.transfers_store import TransfersStore
+
+    risk = RiskStore()
+    orders, ledger = TransfersStore(risk=risk), ledger_store_from_config()
+    order, usage, pending = screened_order(orders, risk)
+    assert risk.count_and_record(pending.request, WINDOW, pending.before, 100, pending.assessment, NOW)
+    blocked = f"customer:{order.owner_id}"
+    risk.block(BlockEntry(blocked, "fraud report", NOW))
+    reads = TransferValidationReads(orders, ledger.models.account)
+    meter = DynamoCallMeter()
+    meter.start()
+    try:
+        facts = reads.facts(order.owner_id, ["acc-a", "acc-b"], "2026-01-15", "USD", order.transfer_id,
+                            Screening(pending.request, WINDOW))
+    finally:
+        meter.stop()
+
+    assert facts.order == order
+    assert facts.risk == risk.look_up(pending.request, WINDOW)
+    assert facts.risk is not None and facts.risk.blocked == (blocked,)
+    assert facts.risk.recorded == pending.assessment and facts.risk.place == HourCount(1, 700)
+    assert sum(meter.snapshot().values()) == 1
     assert all(call.startswith("BatchGetItem") for call in meter.snapshot())

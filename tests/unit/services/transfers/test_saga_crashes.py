@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from finfaas.domain.risk_rules import HourCount, RiskRequest
+from finfaas.services.risk.model import hour_window
 from support.saga_scenarios import SCENARIOS, assert_outcome, run_scenario
 from support.saga_world import CrashAt, SagaWorld
 from support.workflow_testing import CRASH_POINT_KINDS, crash_case_ids, crash_cases
@@ -108,3 +110,46 @@ def test_a_step_slower_than_its_lease_is_run_again_by_another_process_and_applie
     history = [e.type for e in world.store.history(f"transfer:{transfer_id}", 0, 1000)]
     assert "TaskRedriven" in history
     assert_right(world, transfer_id, "internal-completed")
+
+
+# --- risk in process (as the transfers function runs it): its decision rides in the validation's write ----
+
+IN_PROCESS_SCENARIOS = ("internal-completed", "rail-rejected-compensated")
+
+
+def _run_in_process(scenario: str, crash: CrashAt | None = None, **options) -> tuple[SagaWorld, str]:
+    return _run(scenario, crash, risk_in_process=True, **options)
+
+
+IN_PROCESS_CASES = crash_cases(IN_PROCESS_SCENARIOS, lambda s: _run_in_process(s)[0].crash.points)
+
+
+def assert_counted_once_by_risk(world: SagaWorld, transfer_id: str) -> None:
+    """Risk recorded the decision the order carries, and counted the transfer once in its customer's hour."""
+    order = world.transfer(transfer_id)
+    request = RiskRequest(transfer_id, order.owner_id, order.debit_account_id, order.destination,
+                          order.amount_minor, order.currency)
+    known = world.risk_store.look_up(request, hour_window(order.created_at))
+    assert known.recorded is not None and order.screening is not None
+    assert known.recorded.decision.value == order.screening["decision"]
+    assert known.place == HourCount(1, order.amount_minor) == known.window_before
+
+
+@pytest.mark.parametrize(("scenario", "index", "point"), IN_PROCESS_CASES,
+                         ids=crash_case_ids(IN_PROCESS_CASES))
+def test_with_risk_in_process_a_crash_at_any_point_ends_with_the_full_effect_or_none(scenario, index, point):
+    crash = CrashAt(index)
+
+    world, transfer_id = _run_in_process(scenario, crash)
+
+    assert crash.crashed_at == point
+    assert_right(world, transfer_id, scenario)
+    assert_counted_once_by_risk(world, transfer_id)
+
+
+@pytest.mark.parametrize("scenario", IN_PROCESS_SCENARIOS)
+def test_with_risk_in_process_every_message_delivered_twice_counts_and_records_once(scenario: str):
+    world, transfer_id = _run_in_process(scenario, duplicate_deliveries=True)
+
+    assert_right(world, transfer_id, scenario)
+    assert_counted_once_by_risk(world, transfer_id)

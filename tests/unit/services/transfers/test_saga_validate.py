@@ -13,10 +13,22 @@ from typing import Any
 
 import pytest
 from finfaas.domain.limits import Tier
+from finfaas.domain.risk_rules import HourCount, RiskPolicy, RiskRequest
+from finfaas.services.risk.api import risk_rules_view
+from finfaas.services.risk.in_process import InProcessRisk
+from finfaas.services.risk.model import hour_window
+from finfaas.services.risk.service import RiskService
 from finfaas.services.transfers.api import NewTransferBody
 from finfaas.services.transfers.errors import TransferStoreUnavailable, ValidationRefused
-from finfaas.services.transfers.model import AccountInfo, UsageOutcome, ValidationFacts, ValidationHint
+from finfaas.services.transfers.model import (
+    AccountInfo,
+    Step,
+    UsageOutcome,
+    ValidationFacts,
+    ValidationHint,
+)
 from finfaas.services.transfers.service import ComposedValidationReads, TransfersService
+from finfaas_dev.fakes.risk import InMemoryRiskStore
 from finfaas_dev.fakes.transfers import InMemoryTransferOrders
 
 OWNER = "cust-1"
@@ -62,28 +74,29 @@ class LosesOneWrite(InMemoryTransferOrders):
         super().__init__()
         self.lost = 0
 
-    def reserve_usage(self, order, usage) -> UsageOutcome:
+    def reserve_usage(self, order, usage, screening=None) -> UsageOutcome:
         if self.lost == 0:
             self.lost += 1
             raise TransferStoreUnavailable("reserve usage: timed out")
-        return super().reserve_usage(order, usage)
+        return super().reserve_usage(order, usage, screening)
 
 
 class CountingReads(ComposedValidationReads):
     """The composed reads, each call recorded: (owner, accounts, day, transfer id)."""
 
-    def __init__(self, accounts, orders) -> None:
-        super().__init__(accounts, orders)
+    def __init__(self, accounts, orders, risk=None) -> None:
+        super().__init__(accounts, orders, risk)
         self.calls: list[tuple[str, list[str], str | None, str | None]] = []
 
-    def facts(self, owner_id, account_ids, day, currency, transfer_id=None) -> ValidationFacts:
+    def facts(self, owner_id, account_ids, day, currency, transfer_id=None,
+              screening=None) -> ValidationFacts:
         self.calls.append((owner_id, list(account_ids), day, transfer_id))
-        return super().facts(owner_id, account_ids, day, currency, transfer_id)
+        return super().facts(owner_id, account_ids, day, currency, transfer_id, screening)
 
 
 class CountingOrders(InMemoryTransferOrders):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, risk=None) -> None:
+        super().__init__(risk)
         self.gets = 0
 
     def get(self, transfer_id):
@@ -177,3 +190,175 @@ def test_a_day_total_that_cannot_take_the_amount_is_refused_before_risk_is_asked
     assert risk.asked == earlier
     assert orders.get(transfer_id).screening is None
     assert orders.day_total_minor(OWNER, DAY, "USD") == 2 * BASIC_PER_TRANSFER_MINOR
+
+
+# --- risk in process: risk's lookup read with the order, its decision written with it ------------------
+
+
+class RiskFunctionRules:
+    """The risk function's GET /rules: its default thresholds, or down."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def __call__(self) -> dict:
+        if self.down:
+            raise ConnectionError("risk is down")
+        return risk_rules_view(RiskPolicy()).model_dump(mode="json")
+
+
+class InProcessWorld:
+    """The service with risk's use case in process on an in-memory risk store, as the function runs it."""
+
+    def __init__(self, orders_type: type[InMemoryTransferOrders] = CountingOrders) -> None:
+        self.risk_store, self.rules = InMemoryRiskStore(), RiskFunctionRules()
+        self.orders = orders_type(self.risk_store)
+        self.reads = CountingReads(Accounts(), self.orders, self.risk_store)
+        self.risk = InProcessRisk(lambda policy: RiskService(self.risk_store, policy, lambda: NOW),
+                                  self.rules)
+        self.service = TransfersService(self.orders, Accounts(), self.risk, Orchestrator(), clock=lambda: NOW,
+                                        reads=self.reads, risk_in_process=self.risk)
+        self.transfer_id = accepted(self.service, "k-1", AMOUNT_MINOR)
+
+    def place(self, transfer_id: str) -> HourCount | None:
+        """The transfer's place in its customer's hour as risk counted it (None: not counted)."""
+        return self.risk_store.look_up(self.request(transfer_id), hour_window(NOW)).place
+
+    def request(self, transfer_id: str, amount_minor: int = AMOUNT_MINOR) -> RiskRequest:
+        return RiskRequest(transfer_id, OWNER, "acc-a", "acc-b", amount_minor, "USD")
+
+
+def test_with_risk_in_process_one_read_and_one_write_carry_the_decision_and_count_the_hour_once():
+    world = InProcessWorld()
+    reads_before = len(world.reads.calls)
+
+    answer = world.service.validate(world.transfer_id, HINT)
+    again = world.service.validate(world.transfer_id, HINT)  # a duplicate delivery of the step
+
+    order = world.orders.get(world.transfer_id)
+    recorded = world.risk_store.stored_assessment(world.transfer_id)
+    assert (answer["decision"], answer["degraded"]) == ("approve", False) and again == answer
+    assert recorded is not None and recorded.decision.value == order.screening["decision"] == "approve"
+    assert world.place(world.transfer_id) == HourCount(1, AMOUNT_MINOR)
+    assert world.orders.day_total_minor(OWNER, DAY, "USD") == AMOUNT_MINOR
+    # one read a delivery: the order with its accounts, tier, day's total and risk's items
+    assert len(world.reads.calls) - reads_before == 2
+
+
+class CountedMeanwhile(CountingOrders):
+    """Another transfer of the customer is counted in the hour between the step's read and its write."""
+
+    def reserve_usage(self, order, usage, screening=None) -> UsageOutcome:
+        known = None if screening is None else self.risk.look_up(screening.request, screening.window)
+        if known is not None and known.window_before.transfers == 0:
+            other = RiskRequest("tr_other", OWNER, "acc-a", "acc-b", 700, "USD")
+            self.risk.count(other, screening.window, 100)
+        return super().reserve_usage(order, usage, screening)
+
+
+def test_a_decision_whose_hour_was_counted_into_before_the_write_is_made_again_on_the_place_counted():
+    world = InProcessWorld(CountedMeanwhile)
+
+    answer = world.service.validate(world.transfer_id, HINT)
+
+    # THEN nothing was written on the stale place; the decision was made again, after the other transfer
+    assert answer["decision"] == "approve"
+    assert world.place(world.transfer_id) == HourCount(2, 700 + AMOUNT_MINOR)
+    assert world.risk_store.stored_assessment(world.transfer_id) is not None
+    assert world.orders.get(world.transfer_id).screening["decision"] == "approve"
+    assert world.orders.day_total_minor(OWNER, DAY, "USD") == AMOUNT_MINOR
+
+
+class LosesOneJoinedWrite(CountingOrders):
+    """The first joined write does not answer (nothing was written: one transaction)."""
+
+    lost = 0
+
+    def reserve_usage(self, order, usage, screening=None) -> UsageOutcome:
+        if self.lost == 0:
+            self.lost += 1
+            raise TransferStoreUnavailable("reserve usage: timed out")
+        return super().reserve_usage(order, usage, screening)
+
+
+def test_a_joined_write_lost_leaves_risk_and_the_day_untouched_and_the_step_asked_again_counts_once():
+    world = InProcessWorld(LosesOneJoinedWrite)
+
+    with pytest.raises(TransferStoreUnavailable):
+        world.service.validate(world.transfer_id, HINT)
+    assert world.risk_store.stored_assessment(world.transfer_id) is None
+    assert world.place(world.transfer_id) is None
+
+    answer = world.service.validate(world.transfer_id, HINT)
+
+    assert answer["decision"] == "approve"
+    assert world.place(world.transfer_id) == HourCount(1, AMOUNT_MINOR)
+    assert world.orders.day_total_minor(OWNER, DAY, "USD") == AMOUNT_MINOR
+
+
+class DayFilledMeanwhile(CountingOrders):
+    """Another transfer takes the rest of the day between the step's read and its write."""
+
+    def reserve_usage(self, order, usage, screening=None) -> UsageOutcome:
+        self._totals[(usage.owner_id, usage.day, usage.currency)] = usage.headroom_minor + 1
+        return super().reserve_usage(order, usage, screening)
+
+
+def test_a_transfer_the_days_total_refuses_at_the_write_is_still_counted_by_risk_once():
+    world = InProcessWorld(DayFilledMeanwhile)
+
+    with pytest.raises(ValidationRefused) as refusal:
+        world.service.validate(world.transfer_id, HINT)
+
+    assert refusal.value.code == "daily_limit_exceeded"
+    assert world.orders.get(world.transfer_id).screening is None
+    assert world.risk_store.stored_assessment(world.transfer_id) is not None
+    assert world.place(world.transfer_id) == HourCount(1, AMOUNT_MINOR)
+
+
+def test_without_risks_thresholds_the_step_degrades_and_writes_nothing_of_risks():
+    world = InProcessWorld()
+    world.rules.down = True
+
+    answer = world.service.validate(world.transfer_id, HINT)
+
+    assert (answer["decision"], answer["degraded"]) == ("approve", True)  # a small transfer goes on, flagged
+    assert "review_later" in world.orders.get(world.transfer_id).flags
+    assert world.risk_store.stored_assessment(world.transfer_id) is None
+    assert world.place(world.transfer_id) is None
+
+
+# --- Complete writes the order this process validated, without reading it ------------------------------
+
+
+def test_complete_writes_the_order_this_process_validated_without_reading_it_and_a_repeat_changes_nothing():
+    service, orders, _, _, transfer_id = world(CountingOrders())
+    service.validate(transfer_id, HINT)
+    gets_before = orders.gets
+
+    first = service.complete(transfer_id)
+    gets_first = orders.gets - gets_before
+    again = service.complete(transfer_id)  # a duplicate delivery reads it: nothing more is written
+
+    order = orders.get(transfer_id)
+    assert first == again == {"transfer_id": transfer_id, "status": "COMPLETED"}
+    assert gets_first == 0
+    assert [s.name for s in order.steps] == ["accept", "validate", "screen", "completed"]
+    assert [e.type for e in orders.events].count("transfer.completed") == 1
+    assert orders.day_total_minor(OWNER, DAY, "USD") == AMOUNT_MINOR  # a completed transfer keeps its day
+
+
+def test_complete_of_an_order_changed_elsewhere_since_validation_reads_it_and_keeps_that_change():
+    # GIVEN an order validated here, then changed by another process (an operator's note, say)
+    service, orders, _, _, transfer_id = world(CountingOrders())
+    service.validate(transfer_id, HINT)
+    validated = orders.get(transfer_id)
+    assert orders.save(validated.changed(NOW, Step("note", "kept", NOW)))
+
+    answer = service.complete(transfer_id)
+
+    # THEN the write on the stale version lost, the order was read and completed with the change kept
+    order = orders.get(transfer_id)
+    assert answer["status"] == "COMPLETED" == order.status.value
+    assert [s.name for s in order.steps] == ["accept", "validate", "screen", "note", "completed"]
+    assert [e.type for e in orders.events].count("transfer.completed") == 1

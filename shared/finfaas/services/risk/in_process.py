@@ -1,5 +1,6 @@
-"""Risk assessed in the payments function's own process: risk's use case (services/risk/service.py) on
-risk's own table, with the thresholds the risk function publishes (`GET /function/risk/rules`).
+"""Risk assessed in a calling function's own process (payments, transfers): risk's use case
+(services/risk/service.py) on risk's own table, with the thresholds the risk function publishes
+(`GET /function/risk/rules`).
 
 A payment's screening through the gateway cost a hop to the risk function and its request handling (token,
 routing, JSON) besides risk's two DynamoDB calls: about a third of a payment's time. Run here, the same
@@ -19,8 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from finfaas.domain.risk_rules import RiskPolicy
+from finfaas.domain.risk_rules import Assessment, RiskPolicy, RiskRequest
 from finfaas.services.risk.api import AssessmentBody
+from finfaas.services.risk.model import AssessmentToRecord, Lookup
 from finfaas.services.risk.service import RiskService
 
 policy_refresh_seconds = 60.0
@@ -40,7 +42,8 @@ def policy_from_rules(rules: dict[str, Any]) -> RiskPolicy:
 
 
 class InProcessRisk:
-    """The payments RiskAssessor: `assess` answers as the risk function's POST /assessments would."""
+    """`assess` answers as the risk function's POST /assessments would; `decide` and `record` are risk's use
+    case for a caller that reads and writes risk's items with its own (the transfers function)."""
 
     def __init__(self, service_for: Callable[[RiskPolicy], RiskService], rules: Callable[[], dict[str, Any]],
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -57,6 +60,14 @@ class InProcessRisk:
         assessment = self._current().assess(AssessmentBody.model_validate(body).request())
         return {"assessment_id": assessment.assessment_id, "decision": assessment.decision.value,
                 "score": assessment.score, "reasons": list(assessment.reasons)}
+
+    def decide(self, request: RiskRequest, known: Lookup, window: str) -> Assessment | AssessmentToRecord:
+        """RiskService.decide with the current thresholds (RiskPolicyUnavailable when none can be had)."""
+        return self._current().decide(request, known, window)
+
+    def record(self, pending: AssessmentToRecord) -> Assessment:
+        """RiskService.record: a decided assessment written alone."""
+        return self._current().record(pending)
 
     def _current(self) -> RiskService:
         """Risk's service with thresholds read within the last minute; one request at a time reads them

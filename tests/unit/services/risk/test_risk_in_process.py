@@ -1,4 +1,4 @@
-"""Payments' risk check run in its own process (services/payments/risk_in_process.py), through the payments
+"""Payments' risk check run in its own process (services/risk/in_process.py), through the payments
 function's handle(event, context): risk's rules and store, the thresholds the risk function publishes, and
 the breaker's degraded rule when they cannot be had."""
 
@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 from finfaas.domain.money import parse_currency
 from finfaas.domain.risk_rules import RiskPolicy, RiskRequest
-from finfaas.services.payments.risk_in_process import (
+from finfaas.services.risk.api import risk_rules_view
+from finfaas.services.risk.in_process import (
     InProcessRisk,
     policy_from_rules,
     policy_refresh_seconds,
     policy_stale_seconds_max,
 )
-from finfaas.services.risk.api import risk_rules_view
 from finfaas.services.risk.model import hour_window
 from finfaas.services.risk.service import RiskService
 from finfaas_dev.fakes.risk import InMemoryRiskStore
