@@ -6,8 +6,9 @@ orchestrator would only add processes. `check` proves, for every product and set
 Σ holders' incomes + the remainder = the distributable income (the formula on every unit the batch
 counted) and that the remainder was booked; for every position, that the wealth table's account of it
 (confirmed subscriptions − redemptions + cumulative income) equals its ledger balance plus the income
-units accrued on its row; and, per money-market fund, that the positions' accrued units add up to the
-balance of the fund's holders' account (its shards), the ledger's side of those sub-ledgers.
+units accrued on its row, and that the ledger units an MMF row mirrors are its ledger balance; and, per
+money-market fund, that the positions' accrued units add up to the balance of the fund's holders'
+account (its shards), the ledger's side of those sub-ledgers.
 """
 
 from __future__ import annotations
@@ -214,6 +215,11 @@ def _check_units(report: CheckReport, positions: list[Position], orders: list[Su
             expected = moved[(position.product_id, position.customer_id)] + position.cumulative_income_minor
             actual = found.get(position.account_id, (0, 0))[0] + position.accrued_units_minor
             units = nav_units[(position.product_id, position.customer_id)]
+            ledger_units = found.get(position.account_id, (0, 0))[0]
+            if position.ledger_units_minor is not None and position.ledger_units_minor != ledger_units:
+                report.findings.append(f"position {position.product_id}/{position.customer_id}: mirrors "
+                                       f"{position.ledger_units_minor} ledger units, the ledger holds "
+                                       f"{ledger_units}")
             if position.units_minor != units:
                 report.findings.append(f"position {position.product_id}/{position.customer_id}: units "
                                        f"{position.units_minor}, confirmed NAV orders {units}")
@@ -243,7 +249,9 @@ def seeded_holdings(product: Product, customers: Sequence[str], units_minor: Seq
     placed_at = datetime.combine(opened_on, datetime.min.time(), tzinfo=UTC)
     for customer, units in zip(customers, units_minor, strict=True):
         account = position_account_id(product.product_id, customer)
-        positions.append(Position(product.product_id, customer, account, opened_on))
+        mirror = units if product.kind is ProductKind.MMF else None
+        positions.append(Position(product.product_id, customer, account, opened_on,
+                                  ledger_units_minor=mirror))
         order_id = f"seed-{product.product_id}"
         orders.append(SubscriptionOrder(order_id, customer, product.product_id, account, units,
                                         product.currency, None, placed_at, opened_on, opened_on,

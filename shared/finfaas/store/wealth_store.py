@@ -167,6 +167,7 @@ def position_to_json(position: Position) -> str:
         "lots": [[lot.units_minor, lot.confirmed_on.isoformat()] for lot in position.lots],
         "accrued_units_minor": position.accrued_units_minor,
         "recent_incomes": [[day.isoformat(), minor] for day, minor in position.recent_incomes],
+        "ledger_units_minor": position.ledger_units_minor,
     })
 
 
@@ -180,7 +181,8 @@ def position_from_json(text: str) -> Position:
                     tuple(Lot(int(u), date.fromisoformat(d)) for u, d in raw.get("lots", [])),
                     int(raw.get("version", 1)), int(raw.get("units_held_minor", 0)),
                     int(raw.get("accrued_units_minor", 0)),
-                    tuple((date.fromisoformat(d), int(m)) for d, m in raw.get("recent_incomes", [])))
+                    tuple((date.fromisoformat(d), int(m)) for d, m in raw.get("recent_incomes", [])),
+                    raw.get("ledger_units_minor"))
 
 
 def _corrections_to_json(corrections: Sequence[FigureCorrection]) -> list[dict[str, str]]:
@@ -280,20 +282,36 @@ class _Write:
 
 
 class _ConfirmWrite(_Write):
-    """A NAV order's confirmation: the order (on its version), its position (on its version) and the
-    order listed under the NAV it was priced at."""
+    """An order's confirmation: the order (on its version), its position (on its version) and, for a NAV
+    order, the order listed under the NAV it was priced at."""
 
     def __init__(self, item: Any, condition: Any, position_item: Any, position_condition: Any,
-                 priced_item: Any) -> None:
+                 priced_item: Any | None) -> None:
         super().__init__(item, condition)
         self._position = (position_item, position_condition)
         self._priced = priced_item
 
     def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
-        return [self._position, (self._priced, None)]
+        return [self._position] + ([(self._priced, None)] if self._priced is not None else [])
 
     def more_conflicted(self, n: int, raw_item: dict[str, Any] | None) -> None:
         raise RowMoved("the position changed while the order was confirmed; try again")
+
+
+class _FastWrite(_Write):
+    """A fast redemption: the day's usage (on the figure it was judged on), the order, and the position
+    with its mirrored units (on its version). Either condition failing is a rival's move (RowMoved),
+    unless the order is recorded already (this request's own answer was lost)."""
+
+    def __init__(self, item: Any, condition: Any, more: Sequence[tuple[Any, Any]], recorded: Any) -> None:
+        super().__init__(item, condition, moved=RowMoved, recorded=recorded)
+        self._conditional_more = list(more)
+
+    def more_puts_for(self, result: Any) -> list[tuple[Any, Any]]:
+        return self._conditional_more
+
+    def more_conflicted(self, n: int, raw_item: dict[str, Any] | None) -> None:
+        self.conflicted(raw_item)
 
 
 class _ChunkWrite(_Write):
@@ -517,7 +535,8 @@ class WealthStore:
         assert order.version > 1 and position.version > 1
         order_item, order_condition = self.order_write(order).put_for(None)
         position_item, position_condition = self._position_put(position)
-        priced = self._listed_item(f"priced#{order.product_id}#{order.trade_date.isoformat()}", order)
+        priced = (None if order.nav is None
+                  else self._listed_item(f"priced#{order.product_id}#{order.trade_date.isoformat()}", order))
         return _ConfirmWrite(order_item, order_condition, position_item, position_condition, priced)
 
     def priced_orders(self, product_id: str, day: date, limit: int,
@@ -581,7 +600,7 @@ class WealthStore:
         return int(item.version) if item is not None else 0
 
     def fast_usage_write(self, product_id: str, customer_id: str, day: date, used_before_minor: int,
-                         used_after_minor: int, order: SubscriptionOrder) -> _Write:
+                         used_after_minor: int, order: SubscriptionOrder, position: Position) -> _Write:
         # The usage is kept in `version`, so the condition is the figure it was judged on.
         item = self._item(f"fast#{product_id}#{customer_id}", day.isoformat(), doc="{}",
                           version=used_after_minor)
@@ -589,8 +608,8 @@ class WealthStore:
                      else self._item.version == used_before_minor)
         order_item = self._item(f"order#{order.customer_id}", order.order_id, doc=order_to_json(order),
                                 version=order.version)
-        return _Write(item, condition, [order_item], moved=RowMoved,
-                      recorded=lambda: self.order(order.customer_id, order.order_id) is not None)
+        return _FastWrite(item, condition, [(order_item, None), self._position_put(position)],
+                          recorded=lambda: self.order(order.customer_id, order.order_id) is not None)
 
     def seed(self, positions: Sequence[Position], orders: Sequence[SubscriptionOrder]) -> None:
         """Tooling (tests, the bench): write positions, their index items and orders as they are, 25 to a
