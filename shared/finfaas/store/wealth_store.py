@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
@@ -71,6 +72,18 @@ query_page_items_max = 1_000
 # emulator longer than the client's read timeout on a loaded machine; smaller pages answer in time.
 scan_page_items_max = 250
 cursor_chars_max = 512
+
+
+# `finfaas wealth check` scans the table in this many segments at once.
+scan_segments = 4
+
+
+class ScannedItem(NamedTuple):
+    """An item as the check reads it: its keys and its record's JSON."""
+
+    pk: str
+    sk: str
+    doc: str
 
 
 class _WealthItem(Model):
@@ -140,7 +153,7 @@ def order_to_json(order: SubscriptionOrder) -> str:
 
 
 def order_from_json(text: str) -> SubscriptionOrder:
-    raw: dict[str, Any] = jsonio.loads(text)
+    raw: dict[str, Any] = json.loads(text)  # written by order_to_json alone, as a row (position_from_json)
     instruction = raw["maturity_instruction"]
     return SubscriptionOrder(
         raw["order_id"], raw["customer_id"], raw["product_id"], raw["account_id"], int(raw["amount_minor"]),
@@ -643,12 +656,30 @@ class WealthStore:
         except PynamoDBException as error:
             raise WealthStoreUnavailable(f"seed: {error}") from error
 
-    def scan_all(self) -> Any:
-        """Every item (tooling: `finfaas wealth check`)."""
-        try:
-            yield from self._item.scan(consistent_read=True, page_size=scan_page_items_max)
-        except PynamoDBException as error:
-            raise WealthStoreUnavailable(f"scan: {error}") from error
+    def scan_all(self) -> Iterator[ScannedItem]:
+        """Every item, in no particular order (tooling: `finfaas wealth check`): scan_segments segments of
+        the table read at once as raw items, so the emulator's work spreads over its cores and no model
+        instance is built per item."""
+        with ThreadPoolExecutor(scan_segments) as pool:
+            for found in pool.map(self._scan_segment, range(scan_segments)):
+                yield from found
+
+    def _scan_segment(self, segment: int) -> list[ScannedItem]:
+        connection = self._item._get_connection()
+        found: list[ScannedItem] = []
+        start = None
+        while True:
+            try:
+                page = connection.scan(limit=scan_page_items_max, segment=segment,
+                                       total_segments=scan_segments, exclusive_start_key=start,
+                                       consistent_read=True)
+            except (PynamoDBException, BotoCoreError) as error:
+                raise WealthStoreUnavailable(f"scan: {error}") from error
+            found += [ScannedItem(i["pk"]["S"], i["sk"]["S"], i.get("doc", {}).get("S", ""))
+                      for i in page.get("Items", ())]
+            start = page.get("LastEvaluatedKey")
+            if start is None:
+                return found
 
     def _figure_item(self, figure: DailyIncome) -> Any:
         return self._item(f"fig#{figure.product_id}", figure.day.isoformat(), doc=figure_to_json(figure),
@@ -685,15 +716,29 @@ def _decode_key(cursor: str | None, pk: str) -> dict[str, Any] | None:
 BALANCE_ATTRIBUTES = ("account_id", "credits_posted", "debits_posted", "available_minor")
 
 
+# One BatchGetItem reads at most this many keys.
+batch_get_keys_max = 100
+
+
 def ledger_balances_reader(ledger_store: Any) -> Any:
-    """Reads many ledger accounts' (posted balance, available) in one BatchGetItem per 100 (the batch's
-    balances of a chunk), projected to the figures a balance needs."""
+    """Reads many ledger accounts' (posted balance, available), one BatchGetItem per 100 keys projected to
+    the figures a balance needs and read as raw items (the check reads every holder's); the keys the
+    store left unprocessed are asked again."""
     model = ledger_store.models.account
 
     def read(account_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
-        found = model.batch_get(list(dict.fromkeys(account_ids)), consistent_read=True,
-                                attributes_to_get=list(BALANCE_ATTRIBUTES))
-        return {r.account_id: (int(r.credits_posted) - int(r.debits_posted), int(r.available_minor))
-                for r in found}
+        wanted = list(dict.fromkeys(account_ids))
+        found: dict[str, tuple[int, int]] = {}
+        while wanted:
+            asked, wanted = wanted[:batch_get_keys_max], wanted[batch_get_keys_max:]
+            keys = [{"account_id": {"S": account_id}} for account_id in asked]
+            reply = model._get_connection().batch_get_item(keys, consistent_read=True,
+                                                           attributes_to_get=list(BALANCE_ATTRIBUTES))
+            for raw in reply.get("Responses", {}).get(model.Meta.table_name, ()):
+                posted = int(raw["credits_posted"]["N"]) - int(raw["debits_posted"]["N"])
+                found[raw["account_id"]["S"]] = (posted, int(raw["available_minor"]["N"]))
+            left = reply.get("UnprocessedKeys", {}).get(model.Meta.table_name, {}).get("Keys", ())
+            wanted += [key["account_id"]["S"] for key in left]
+        return found
 
     return read
