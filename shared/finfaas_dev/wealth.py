@@ -6,14 +6,16 @@ orchestrator would only add processes. `check` proves, for every product and set
 Σ holders' incomes + the remainder = the distributable income (the formula on every unit the batch
 counted) and that the remainder was booked; for every position, that the wealth table's account of it
 (confirmed subscriptions − redemptions + cumulative income) equals its ledger balance plus the income
-units accrued on its row; and, per money-market fund, that the positions' accrued units add up to the
-balance of the fund's holders' account (its shards), the ledger's side of those sub-ledgers.
+units accrued on its row, and that the ledger units an MMF row mirrors are its ledger balance; and, per
+money-market fund, that the positions' accrued units add up to the balance of the fund's holders'
+account (its shards), the ledger's side of those sub-ledgers.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -39,6 +41,9 @@ from finfaas.services.wealth.service import WealthService, fund_shards
 
 # A batch that loops more than this many pages per step is refused: a cursor that never ends is a bug.
 pages_per_step_max = 100_000
+# The check reads positions' ledger balances 100 to a call (one BatchGetItem), this many calls at once.
+balances_per_read = 100
+check_read_threads = 4
 
 
 @dataclass
@@ -206,20 +211,35 @@ def _check_units(report: CheckReport, positions: list[Position], orders: list[Su
                     moved[(order.product_id, order.customer_id)] += held
                 continue
             moved[(order.product_id, order.customer_id)] += sign * order.amount_minor
-    for start in range(0, len(positions), 100):
-        page = positions[start:start + 100]
-        found = balances([p.account_id for p in page])
-        for position in page:
-            report.positions_checked += 1
-            expected = moved[(position.product_id, position.customer_id)] + position.cumulative_income_minor
-            actual = found.get(position.account_id, (0, 0))[0] + position.accrued_units_minor
-            units = nav_units[(position.product_id, position.customer_id)]
-            if position.units_minor != units:
-                report.findings.append(f"position {position.product_id}/{position.customer_id}: units "
-                                       f"{position.units_minor}, confirmed NAV orders {units}")
-            if actual != expected:
-                report.findings.append(f"position {position.product_id}/{position.customer_id}: ledger "
-                                       f"and accrued {actual}, orders and income {expected}")
+    found = _all_balances([p.account_id for p in positions], balances)
+    for position in positions:
+        report.positions_checked += 1
+        expected = moved[(position.product_id, position.customer_id)] + position.cumulative_income_minor
+        ledger_units = found.get(position.account_id, (0, 0))[0]
+        actual = ledger_units + position.accrued_units_minor
+        units = nav_units[(position.product_id, position.customer_id)]
+        if position.ledger_units_minor is not None and position.ledger_units_minor != ledger_units:
+            report.findings.append(f"position {position.product_id}/{position.customer_id}: mirrors "
+                                   f"{position.ledger_units_minor} ledger units, the ledger holds "
+                                   f"{ledger_units}")
+        if position.units_minor != units:
+            report.findings.append(f"position {position.product_id}/{position.customer_id}: units "
+                                   f"{position.units_minor}, confirmed NAV orders {units}")
+        if actual != expected:
+            report.findings.append(f"position {position.product_id}/{position.customer_id}: ledger "
+                                   f"and accrued {actual}, orders and income {expected}")
+
+
+def _all_balances(account_ids: list[str], balances: Callable[[Sequence[str]], dict[str, tuple[int, int]]],
+                  ) -> dict[str, tuple[int, int]]:
+    """The balances of many accounts, a BatchGetItem's worth per call, check_read_threads calls at once."""
+    pages = [account_ids[start:start + balances_per_read] for start in range(0, len(account_ids),
+                                                                             balances_per_read)]
+    found: dict[str, tuple[int, int]] = {}
+    with ThreadPoolExecutor(check_read_threads) as pool:
+        for part in pool.map(balances, pages):
+            found.update(part)
+    return found
 
 
 def _check_accrued(report: CheckReport, mmfs: list[Product], positions: list[Position],
@@ -243,7 +263,9 @@ def seeded_holdings(product: Product, customers: Sequence[str], units_minor: Seq
     placed_at = datetime.combine(opened_on, datetime.min.time(), tzinfo=UTC)
     for customer, units in zip(customers, units_minor, strict=True):
         account = position_account_id(product.product_id, customer)
-        positions.append(Position(product.product_id, customer, account, opened_on))
+        mirror = units if product.kind is ProductKind.MMF else None
+        positions.append(Position(product.product_id, customer, account, opened_on,
+                                  ledger_units_minor=mirror))
         order_id = f"seed-{product.product_id}"
         orders.append(SubscriptionOrder(order_id, customer, product.product_id, account, units,
                                         product.currency, None, placed_at, opened_on, opened_on,

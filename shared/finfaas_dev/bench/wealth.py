@@ -8,7 +8,8 @@ business date's batch runs in process with the same use cases the wealth-daily s
 (confirm, income pages, settle, end), timed and with every DynamoDB call counted. The same day's income
 pages run again (rerun_postings: 0 when nothing posts twice) and `finfaas wealth check`'s rules run last.
 Last line: JSON with positions, positions_per_s, batch_seconds, dynamodb_calls_per_position,
-rerun_postings, wealth_check. `--orders` times subscriptions and redemptions through the gateway instead
+rerun_postings, wealth_check (and seed_seconds, check_seconds, the batch's CPU seconds in this process
+and in the emulators). `--orders` times subscriptions and redemptions through the gateway instead
 (finfaas_dev/bench/wealth_orders.py).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -75,6 +77,30 @@ def seed(product: Any, count: int, ledger_store: Any, store: Any) -> int:
     return total
 
 
+def emulators_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's descendants (DynamoDB Local and moto), from /proc."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return sum(seconds for pid, seconds in cpu.items() if descends(pid))
+
+
 def measure(count: int) -> dict[str, Any]:
     from finfaas.services.business_date.model import BusinessDateMode
     from finfaas.services.business_date.service import BusinessDateService
@@ -111,9 +137,11 @@ def measure(count: int) -> dict[str, Any]:
 
     meter = DynamoCallMeter()
     meter.start()
+    emulators_before, bench_before = emulators_cpu_seconds(), time.process_time()
     started = time.monotonic()
     day = run_day(service, MARKET, DAY)
     batch_seconds = time.monotonic() - started
+    bench_cpu, emulators_cpu = time.process_time() - bench_before, emulators_cpu_seconds() - emulators_before
     meter.stop()
     by_call = meter.snapshot()
     calls = sum(by_call.values())
@@ -124,7 +152,9 @@ def measure(count: int) -> dict[str, Any]:
         transfer = ledger_store.get_transfer(transfer_id)
         return transfer.amount_minor if transfer is not None else None
 
+    started = time.monotonic()
     report = check(store.scan_all(), wealth_ledger.balances, amount)
+    check_seconds = time.monotonic() - started
     settled = day.settlements[0]
     return {
         "positions": count,
@@ -137,6 +167,8 @@ def measure(count: int) -> dict[str, Any]:
         "distributable": settled.distributable_minor,
         "remainder": settled.remainder_minor,
         "seed_seconds": round(seed_seconds, 1),
+        "check_seconds": round(check_seconds, 1),
+        "batch_cpu_seconds": {"bench": round(bench_cpu, 1), "emulators": round(emulators_cpu, 1)},
         "dynamodb_calls": by_call,
     }
 

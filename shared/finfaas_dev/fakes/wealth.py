@@ -201,8 +201,9 @@ class InMemoryWealthStore:
         def apply() -> None:
             of_order.apply()
             self._positions[position.product_id][position.customer_id] = position
-            key = (order.customer_id, order.order_id)
-            self._priced.setdefault((order.product_id, order.trade_date), {})[key] = None
+            if order.nav is not None:  # a NAV order is listed under the NAV it was priced at
+                key = (order.customer_id, order.order_id)
+                self._priced.setdefault((order.product_id, order.trade_date), {})[key] = None
 
         return MemoryWrite(check, apply)
 
@@ -305,18 +306,21 @@ class InMemoryWealthStore:
             return self._fast.get((product_id, customer_id, day), 0)
 
     def fast_usage_write(self, product_id: str, customer_id: str, day: date, used_before_minor: int,
-                         used_after_minor: int, order: SubscriptionOrder) -> MemoryWrite:
+                         used_after_minor: int, order: SubscriptionOrder, position: Position) -> MemoryWrite:
         key = (product_id, customer_id, day)
 
         def check() -> None:
-            if self._fast.get(key, 0) != used_before_minor:
+            stored = self._positions.get(position.product_id, {}).get(position.customer_id)
+            moved = stored is None or stored.version != position.version - 1
+            if self._fast.get(key, 0) != used_before_minor or moved:
                 if (order.customer_id, order.order_id) in self._orders:
                     raise AlreadyRecorded("fast redemption recorded already")
-                raise RowMoved("the day's usage changed")
+                raise RowMoved("the day's usage or the position changed")
 
         def apply() -> None:
             self._fast[key] = used_after_minor
             self._orders[(order.customer_id, order.order_id)] = order
+            self._positions[position.product_id][position.customer_id] = position
 
         return MemoryWrite(check, apply)
 

@@ -194,6 +194,27 @@ class Position:
     # newest income days (day, income), newest first, at most recent_incomes_max.
     accrued_units_minor: int = 0
     recent_incomes: tuple[tuple[date, int], ...] = ()
+    # An MMF's mirror of its ledger account's posted balance, kept exact by every transaction that moves
+    # that balance (orders' confirmations, fast redemptions, sweeps), so the batch reads only rows. None on
+    # a row written before the mirror existed: the batch reads its ledger balance and sets it.
+    ledger_units_minor: int | None = None
+
+    @property
+    def mmf_units_minor(self) -> int:
+        """An MMF holder's units: the mirrored ledger balance and the accrued income units."""
+        assert self.ledger_units_minor is not None, "a mirror read from the ledger first"
+        return self.ledger_units_minor + self.accrued_units_minor
+
+    def moved(self, ledger_units_minor: int) -> Position:
+        """The row after its ledger account moved by ledger_units_minor (a mirror not kept yet stays
+        unknown), on the next version: every move of the ledger units writes the row."""
+        mirror = self.ledger_units_minor
+        return replace(self, ledger_units_minor=None if mirror is None else mirror + ledger_units_minor,
+                       version=self.version + 1)
+
+    def swept(self) -> Position:
+        """The row after its accrued units moved onto its ledger account (the units stay the same)."""
+        return replace(self.moved(self.accrued_units_minor), accrued_units_minor=0)
 
     def credited(self, day: date, income_minor: int) -> Position:
         """The row after the day's income: accrued, last, cumulative and recent, on the next version."""

@@ -118,9 +118,10 @@ class WealthRepository(ProductCatalogue, OrderRepository, Protocol):
         ...
 
     def confirm_write(self, order: SubscriptionOrder, position: Position) -> RowWrite:
-        """A NAV order's confirmation: the order on its previous version (taken: AlreadyRecorded) and the
-        position's units on its previous version (changed by a rival: RowMoved), in one transaction; the
-        order is listed under its trade date's NAV (priced_orders)."""
+        """An order's confirmation: the order on its previous version (taken: AlreadyRecorded) and the
+        position's units (a NAV fund's) or mirrored ledger units (an MMF's) on its previous version
+        (changed by a rival: RowMoved), in one transaction; a priced (NAV) order is listed under its
+        trade date's NAV (priced_orders)."""
         ...
 
     def priced_orders(self, product_id: str, day: date, limit: int,
@@ -169,9 +170,10 @@ class WealthRepository(ProductCatalogue, OrderRepository, Protocol):
         ...
 
     def fast_usage_write(self, product_id: str, customer_id: str, day: date, used_before_minor: int,
-                         used_after_minor: int, order: SubscriptionOrder) -> RowWrite:
+                         used_after_minor: int, order: SubscriptionOrder, position: Position) -> RowWrite:
         """The day's usage put on condition it is still used_before (the cap holds under races), with the
-        order recorded beside it."""
+        order recorded beside it and the position's mirrored units on its previous version (either changed
+        by a rival: RowMoved, unless the order is recorded: AlreadyRecorded)."""
         ...
 
 

@@ -116,7 +116,7 @@ fund_shards = chunk_posting_threads_max
 # position row, the holder's sub-ledger of the income: 6 + 1 + 93 = DynamoDB's 100 items.
 chunk_ledger_items = 6
 chunk_holders_max = transaction_items_max - chunk_ledger_items - 1
-# The batch reads this many positions per Task (one Query, a BatchGetItem of balances per 100): one chunk
+# The batch reads this many positions per Task (one Query: the rows mirror their ledger units): one chunk
 # per posting thread, so a page's fixed reads (the catalogue, the day's figure, the Query, the shards)
 # are spread over 372 holders.
 page_positions_max = chunk_posting_threads_max * chunk_holders_max
@@ -136,6 +136,8 @@ cursor_chars_max = 512
 fast_redemption_attempts_max = 3
 # Two runs of the batch confirming orders of one NAV position at once: the loser reads it again.
 nav_confirm_attempts_max = 3
+# An MMF order's confirmation racing a sweep or a rival run on its position's row: read it again.
+mmf_confirm_attempts_max = 3
 # A NAV correction re-prices at most this many orders per call (one ledger transaction each, so an ops
 # request stays short); the same correction again resumes with the rest.
 corrected_orders_per_call_max = 100
@@ -519,7 +521,7 @@ class WealthService:
         if command.fast:  # refused before the sweep writes anything (the loop below judges it again)
             used = self._repo.fast_usage(product.product_id, customer_id, today)
             check_fast_redemption(command.amount_minor, used, product.fast_redemption_cap_minor)
-        self._swept(product, position)
+        position = self._swept(product, position)
         if not command.fast:
             with _recorded_ok():
                 self._ledger.hold(order.hold_id, position.account_id, command.account_id,
@@ -529,11 +531,13 @@ class WealthService:
         done = replace(order, status=OrderStatus.CONFIRMED, confirmation_date=today,
                        hold_id=order_transfer_id(customer_id, command.order_id, "f"))
         for attempt in range(fast_redemption_attempts_max):
-            if attempt:  # another fast redemption of the day committed first: judge the cap again
+            if attempt:  # another fast redemption of the day, or a chunk, committed first: judge again
                 used = self._repo.fast_usage(product.product_id, customer_id, today)
                 check_fast_redemption(command.amount_minor, used, product.fast_redemption_cap_minor)
+                position = self._repo.position(product.product_id, customer_id) or position
             write = self._repo.fast_usage_write(product.product_id, customer_id, today, used,
-                                                used + command.amount_minor, done)
+                                                used + command.amount_minor, done,
+                                                position.moved(-command.amount_minor))
             try:
                 self._ledger.transfer(done.hold_id, position.account_id, command.account_id,
                                       command.amount_minor, product.currency, customer_id, write)
@@ -552,7 +556,7 @@ class WealthService:
         for _ in range(sweep_attempts_max):
             if position.accrued_units_minor == 0:
                 return position
-            swept = replace(position, accrued_units_minor=0, version=position.version + 1)
+            swept = position.swept()
             try:
                 self._ledger.transfer(sweep_transfer_id(position.account_id, position.version),
                                       holders_account_id(product.product_id), position.account_id,
@@ -714,6 +718,9 @@ class WealthService:
                 continue
             if order is None or order.status is not OrderStatus.PENDING:
                 continue
+            if product.kind is ProductKind.MMF:
+                posted += self._confirm_mmf(product, order)
+                continue
             if order.kind is OrderKind.SUBSCRIBE:
                 self._position_for(product, customer_id, order.confirmation_date)
             confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1)
@@ -727,6 +734,27 @@ class WealthService:
                 continue  # a rival run confirmed it first
             posted += 1
         return PageResult(len(due), posted, _next_cursor(index, after, len(products)), deferred)
+
+    def _confirm_mmf(self, product: Product, order: SubscriptionOrder) -> int:
+        """Post an MMF order's hold (units into the position, or out to the wallet) with the order's next
+        version and the position's mirrored units (on its version) in one transaction. A sweep or a chunk
+        that moved the row first: read it again. 1 when it posted."""
+        sign = 1 if order.kind is OrderKind.SUBSCRIBE else -1
+        for _ in range(mmf_confirm_attempts_max):
+            if order.status is not OrderStatus.PENDING:
+                return 0  # a rival run confirmed it first
+            position = self._position_for(product, order.customer_id, order.confirmation_date)
+            confirmed = replace(order, status=OrderStatus.CONFIRMED, version=order.version + 1)
+            write = self._repo.confirm_write(confirmed, position.moved(sign * order.amount_minor))
+            try:
+                self._ledger.post(order.hold_id, order_transfer_id(order.customer_id, order.order_id, "p"),
+                                  write)
+                return 1
+            except (AlreadyRecorded, RowMoved):
+                pass
+            order = self._repo.order(order.customer_id, order.order_id) or order
+        raise OrderConflict("the position kept changing while its order was confirmed; run the step again",
+                            errors=(("order_id", "retry"),))
 
     def _await_nav(self, order: SubscriptionOrder, day: date) -> None:
         """List the order for the next day first (a crash after it loses nothing), then flag it, once."""
@@ -894,10 +922,8 @@ class WealthService:
 
         def post(n: int) -> int:
             if _credited(chunks[n], day):
-                return 0  # posted by an earlier run: a rerun reads no balances for it
-            # Each chunk reads its own holders' balances (one BatchGetItem), so one chunk's read overlaps
-            # another's transaction.
-            return self._post_chunk(product, figure, day, self._held(chunks[n]), n % fund_shards)
+                return 0  # posted by an earlier run: a rerun reads nothing for it
+            return self._post_chunk(product, figure, day, self._mirrored(chunks[n]), n % fund_shards)
 
         if len(chunks) <= 1:
             posted = sum(post(n) for n in range(len(chunks)))
@@ -921,31 +947,37 @@ class WealthService:
         raise OrderConflict(f"{figure.day.isoformat()}: the income figure kept changing; run the page again",
                             errors=(("cursor", "retry"),))
 
-    def _held(self, positions: Sequence[Position]) -> list[tuple[Position, int]]:
-        """(position, units): its ledger balance and the units accrued on its row."""
-        balances = self._ledger.balances([p.account_id for p in positions])
-        return [(p, balances.get(p.account_id, (0, 0))[0] + p.accrued_units_minor) for p in positions]
+    def _mirrored(self, positions: Sequence[Position]) -> list[Position]:
+        """The rows with their ledger units: a row written before the mirror existed gets its ledger
+        balance (one BatchGetItem for such rows of the chunk), written with its income. The read is
+        exact for the row's version: every move of the ledger units writes the row's next version."""
+        missing = [p.account_id for p in positions if p.ledger_units_minor is None]
+        if not missing:
+            return list(positions)
+        balances = self._ledger.balances(missing)
+        return [p if p.ledger_units_minor is not None
+                else replace(p, ledger_units_minor=balances.get(p.account_id, (0, 0))[0]) for p in positions]
 
-    def _post_chunk(self, product: Product, figure: DailyIncome, day: date,
-                    held: Sequence[tuple[Position, int]], shard: int) -> int:
-        """Post a chunk once; its rows changed by a sweep meanwhile: build it again from fresh rows (the
-        same holders, so the same record)."""
+    def _post_chunk(self, product: Product, figure: DailyIncome, day: date, held: Sequence[Position],
+                    shard: int) -> int:
+        """Post a chunk once; its rows changed by a sweep or an order meanwhile: build it again from fresh
+        rows (the same holders, so the same record)."""
         for _ in range(chunk_attempts_max):
             try:
                 return self._post_chunk_once(product, figure, day, held, shard)
             except RowMoved:
-                fresh = [self._repo.position(p.product_id, p.customer_id) for p, _ in held]
-                held = self._held([p for p in fresh if p is not None])
+                fresh = [self._repo.position(p.product_id, p.customer_id) for p in held]
+                held = self._mirrored([p for p in fresh if p is not None])
         raise OrderConflict("holders' positions kept changing while their chunk posted; run the page again",
                             errors=(("cursor", "retry"),))
 
-    def _post_chunk_once(self, product: Product, figure: DailyIncome, day: date,
-                         held: Sequence[tuple[Position, int]], shard: int) -> int:
-        if _credited([p for p, _ in held], day):
+    def _post_chunk_once(self, product: Product, figure: DailyIncome, day: date, held: Sequence[Position],
+                         shard: int) -> int:
+        if _credited(held, day):
             return 0
-        incomes = [(p, units, mmf_income(units, figure.income_per_10k_units, product.rounding))
-                   for p, units in held]
-        chunk = IncomeChunk(product.product_id, day, held[0][0].customer_id, len(held),
+        rate, rounding = figure.income_per_10k_units, product.rounding
+        incomes = [(p, p.mmf_units_minor, mmf_income(p.mmf_units_minor, rate, rounding)) for p in held]
+        chunk = IncomeChunk(product.product_id, day, held[0].customer_id, len(held),
                             sum(units for _, units, _ in incomes), sum(i for _, _, i in incomes))
         credited = [p.credited(day, i) for p, _, i in incomes if i > 0]
         if not credited:
@@ -1046,7 +1078,10 @@ class WealthService:
         if existing is not None:
             return existing
         account = position_account_id(product.product_id, customer_id)
-        return self._repo.create_position(Position(product.product_id, customer_id, account, opened_on))
+        # An MMF position's account holds nothing posted before its first confirmation posts into it.
+        mirror = 0 if product.kind is ProductKind.MMF else None
+        return self._repo.create_position(Position(product.product_id, customer_id, account, opened_on,
+                                                   ledger_units_minor=mirror))
 
     @staticmethod
     def _check_instruction(product: Product, command: SubscribeCommand) -> None:

@@ -3,6 +3,7 @@ exactly once per (position, day) and conserved to the cent, and refusals that wr
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from datetime import date, timedelta
@@ -295,6 +296,46 @@ def test_a_redemption_sweeping_accrued_income_while_its_chunk_posts_is_paid_and_
     redeemer = world.store.position(product.product_id, customers[0])
     assert redeemer.accrued_units_minor == expected.incomes_minor[0]
     assert wealth_check(world).passed
+
+
+def test_a_fast_redemption_racing_its_chunk_keeps_the_mirror_exact_and_an_old_row_reads_its_ledger(world):
+    # GIVEN three holders, the last one's row written before rows mirrored their ledger units
+    product = world.product()
+    world.product_ids.append(product.product_id)
+    customers = [f"f{n}-{product.product_id}" for n in range(3)]
+    units = [1_000_000, 2_000_000, 3_000_000]
+    positions, orders = seeded_holdings(product, customers, units, THURSDAY)
+    positions[2] = dataclasses.replace(positions[2], ledger_units_minor=None)
+    world.store.seed(positions, orders)
+    for position in positions:
+        world.wealth_ledger.open_account(position.account_id, position.customer_id, "CNY", limited=True)
+    world.fund_accounts([p.account_id for p in positions], units)
+    world.publish(product, THURSDAY, WEEK[0])
+    wallet = world.wallet(customers[0], 0)
+
+    def redeem() -> None:
+        world.service.redeem(customers[0], RedeemCommand("r-1", product.product_id, wallet, 500_000,
+                                                         fast=True))
+
+    # WHEN the first holder redeems 5,000.00 fast (nothing accrued: no sweep, only its ledger units move)
+    # after the page read the rows and before their chunk commits
+    racing = WealthService(world.store, RedeemsBeforeFirstChunk(world.wealth_ledger, redeem), world.dates,
+                           {world.market: world.calendar}, clock=lambda: world.now,
+                           page_positions=world.page_positions)
+    ran = run_day(racing, world.market, THURSDAY)
+    # THEN the chunk was built again from the redeemer's moved row: its income is on the units it kept
+    left = [500_000, *units[1:]]
+    expected = mmf_distribute(left, Decimal(WEEK[0]), Rounding.TRUNCATE)
+    assert ran.posted == 3
+    assert [world.units(product.product_id, c) for c in customers] == [
+        u + i for u, i in zip(left, expected.incomes_minor, strict=True)]
+    # and every row now mirrors its ledger units, the unmirrored one from the balance the batch read
+    rows = [world.store.position(product.product_id, c) for c in customers]
+    assert [r.ledger_units_minor for r in rows] == [world.balance(r.account_id) for r in rows] == left
+    assert wealth_check(world).passed
+    # and a mirror off by a cent is what the check reports
+    world.store.seed([dataclasses.replace(rows[1], ledger_units_minor=left[1] + 1)], [])
+    assert any("mirrors" in finding for finding in wealth_check(world).findings)
 
 
 def test_a_nav_subscription_is_confirmed_at_its_trade_dates_nav_once_with_its_fee_booked(world):

@@ -80,9 +80,12 @@ def test_every_holder_earns_once_and_posted_plus_remainder_is_the_distributable_
 
 
 def held_units(store, ledger, positions) -> list[int]:
-    """Each position's units: its ledger balance and the income units accrued on its row."""
-    return [ledger.balances([p.account_id])[p.account_id][0]
-            + store.position(p.product_id, p.customer_id).accrued_units_minor for p in positions]
+    """Each position's units: its ledger balance and the income units accrued on its row (whose mirror of
+    the ledger units must be that balance exactly)."""
+    rows = [store.position(p.product_id, p.customer_id) for p in positions]
+    balances = [ledger.balances([r.account_id])[r.account_id][0] for r in rows]
+    assert [r.ledger_units_minor for r in rows] == balances
+    return [balance + r.accrued_units_minor for balance, r in zip(balances, rows, strict=True)]
 
 
 def test_a_day_without_its_figure_is_refused_naming_the_date_and_posts_nothing():
@@ -143,17 +146,18 @@ class RivalFastRedemption(InMemoryWealthStore):
 
     rival_minor = 600_000
 
-    def fast_usage_write(self, product_id, customer_id, day, used_before_minor, used_after_minor, order):
+    def fast_usage_write(self, product_id, customer_id, day, used_before_minor, used_after_minor, order,
+                         position):
         if self.rival_minor:
             rival = super().fast_usage_write(product_id, customer_id, day, used_before_minor,
                                              used_before_minor + self.rival_minor,
-                                             dataclasses.replace(order, order_id="rival"))
+                                             dataclasses.replace(order, order_id="rival"), position)
             self.rival_minor = 0
             with self.lock:
                 rival.check()
                 rival.apply()
         return super().fast_usage_write(product_id, customer_id, day, used_before_minor, used_after_minor,
-                                        order)
+                                        order, position)
 
 
 def test_a_fast_redemption_losing_the_days_usage_to_a_rival_judges_the_cap_again():
@@ -353,3 +357,41 @@ def test_a_redemption_counts_the_income_accrued_on_the_row_and_a_refused_one_mov
     assert store.position("mmf-1", "ada").accrued_units_minor == 0
     assert ledger.balances([account])[account] == (1_000_065, 0)
     assert service.position("ada", "mmf-1").available_units_minor == 0
+
+
+class SweptWhileConfirming(InMemoryWealthStore):
+    """A holder's fast redemption (sweeping the income accrued on the row) commits after the confirm step
+    read the position for a new subscription and before its confirmation commits."""
+
+    redeem = None
+
+    def confirm_write(self, order, position):
+        redeem, self.redeem = self.redeem, None
+        if redeem is not None:
+            redeem()
+        return super().confirm_write(order, position)
+
+
+def test_a_subscriptions_confirmation_racing_a_sweep_reads_the_row_again_and_mirrors_the_ledger_exactly():
+    # GIVEN ada holding 20,000.00 with Friday's income accrued on her row, and a second subscription
+    service, ledger = holder_after_confirmation(SweptWhileConfirming)
+    store = service._repo
+    saturday = DAY + timedelta(days=2)
+    service.publish_income("mmf-1", saturday, Decimal("0.6512"))
+    run_day(service, "CN", saturday)
+    assert store.position("mmf-1", "ada").accrued_units_minor == 130
+    service.subscribe("ada", SubscribeCommand("s-2", "mmf-1", "w-ada", 1_000_000))
+    # WHEN a fast redemption of 1,000.00 sweeps the row while the confirm step posts the subscription
+    store.redeem = lambda: service.redeem("ada", RedeemCommand("r-1", "mmf-1", "w-ada", 100_000, fast=True))
+    confirmed_on = service.order("ada", "s-2").confirmation_date
+    day = saturday + timedelta(days=1)
+    while day <= confirmed_on:
+        service.publish_income("mmf-1", day, Decimal("0"))
+        run_day(service, "CN", day)
+        day += timedelta(days=1)
+    # THEN the confirmation was built again on the swept row: the mirror is the ledger's units exactly
+    row = store.position("mmf-1", "ada")
+    assert store.redeem is None and service.order("ada", "s-2").status.value == "confirmed"
+    assert row.accrued_units_minor == 0
+    assert row.ledger_units_minor == ledger.balances([row.account_id])[row.account_id][0] == (
+        2_000_000 + 130 - 100_000 + 1_000_000)

@@ -104,7 +104,7 @@ class WealthStoreContract:
     def test_an_mmf_position_keeps_its_accrued_units_and_newest_incomes(self, store):
         product_id = new_product().product_id
         days = recent_incomes_max + 2  # more days than the row keeps
-        held = Position(product_id, "c000", "wp-c000", DAY)
+        held = Position(product_id, "c000", "wp-c000", DAY, ledger_units_minor=1_000_000)
         for n in range(days):
             held = held.credited(DAY + timedelta(days=n), 60 + n)
         earned = sum(range(60, 60 + days))
@@ -113,6 +113,15 @@ class WealthStoreContract:
         assert len(held.recent_incomes) == recent_incomes_max
         assert held.recent_incomes[0] == (DAY + timedelta(days=days - 1), 60 + days - 1)
         assert store.create_position(held) == held
+        # a sweep moves the accrued units into the mirrored ledger units: the holder's units stay the same
+        swept = held.swept()
+        assert (swept.ledger_units_minor, swept.accrued_units_minor, swept.mmf_units_minor) == (
+            1_000_000 + earned, 0, held.mmf_units_minor)
+
+    def test_a_row_written_before_the_mirror_reads_back_without_it_and_keeps_it_unknown(self, store):
+        old = store.create_position(Position(new_product().product_id, "c000", "wp-c000", DAY))
+        assert old.ledger_units_minor is None
+        assert (old.moved(-500).ledger_units_minor, old.moved(-500).version) == (None, old.version + 1)
 
     def test_a_chunk_is_recorded_once(self, store):
         product_id = new_product().product_id
