@@ -302,6 +302,29 @@ def test_a_customers_payment_in_one_call_is_one_read_and_one_transaction_with_ri
     assert world.hour_count(f"c-{account_id}") == 1
 
 
+def test_a_customers_hold_created_at_once_carries_risks_decision_and_captures_as_any_other(world):
+    account_id = world.customer(10_000)
+    owner = f"c-{account_id}"
+    body = NewIntentBody.model_validate({
+        "amount": 4_000, "currency": "USD", "capture_method": "manual", "confirm": True,
+        "customer_account_id": account_id, "merchant_id": world.merchant_id})
+    meter = DynamoCallMeter()
+    meter.start()
+    try:
+        held, _ = world.screened.create_intent(Caller(owner, "customer"), "order-hold", body)
+    finally:
+        meter.stop()
+    captured = world.screened.capture(APP, held.payment_id, CaptureBody(amount_to_capture=None))
+
+    calls = Counter(name.split(" ")[0] for name, n in meter.snapshot().items() for _ in range(n))
+    assert calls == Counter({"BatchGetItem": 1, "TransactWriteItems": 1})
+    assert (held.status.value, captured.status.value, captured.amount_received_minor) == (
+        "requires_capture", "succeeded", 4_000)
+    assert world.risk_store.stored_assessment(held.payment_id).decision is Decision.APPROVE
+    assert world.hour_count(owner) == 1
+    world.agrees_with_ledger(held.payment_id, account_id)
+
+
 def test_a_customers_payment_whose_hour_was_counted_into_since_its_read_is_screened_as_risk_counts_it(world):
     account_id = world.customer(10_000)
     owner = f"c-{account_id}"
