@@ -1,7 +1,9 @@
 """The payments function: merchants, payment intents on the ledger's holds, refunds to the wallet.
 
 A payment's risk check runs risk's rules in this process, on risk's table, with the thresholds the risk
-function publishes (GET /function/risk/rules, read once a minute).
+function publishes (GET /function/risk/rules, read once a minute). A customer's payment created and
+confirmed at once reads its merchant, its account and risk's items in one call, and writes risk's decision
+and the customer's hour count in its ledger transaction.
 
 Apps and customers (payments:write / payments:read; a customer only for its own accounts and intents):
   POST /payment_intents                          a new intent (Idempotency-Key required: the intent's
@@ -160,8 +162,10 @@ def build_services(suite: Any = None) -> PaymentsServices:
     from finfaas.store.business_date_store import BusinessDateStore
     from finfaas.store.idempotency_store import IdempotencyStore
     from finfaas.store.ledger_store import DynamoCallMeter, ledger_store_from_config
+    from finfaas.store.payment_reads import PaymentCreateReads
     from finfaas.store.payments_store import PaymentIntentsStore, PaymentSettlementsStore, PaymentsStore
     from finfaas.store.ratelimit_store import RateLimitStore
+    from finfaas.store.risk_store import RiskStore
 
     meter = DynamoCallMeter()
     meter.start()
@@ -175,7 +179,8 @@ def build_services(suite: Any = None) -> PaymentsServices:
     settings = PaymentsSettings(int(os.environ.get(DEGRADED_APPROVE_ENV,
                                                    PaymentsSettings().degraded_auto_approve_major)))
     intents = PaymentIntentsStore(merchants)
-    money = LedgerStoreAccounts(LedgerService(ledger_store_from_config()))
+    ledger_store = ledger_store_from_config()
+    money = LedgerStoreAccounts(LedgerService(ledger_store))
     dates = BusinessDateService(BusinessDateStore(), mode_from_env())
     lag = int(os.environ.get(SETTLEMENT_LAG_ENV, str(settlement_lag_seconds)))
     settlements = PaymentSettlementsStore(merchants)
@@ -187,10 +192,15 @@ def build_services(suite: Any = None) -> PaymentsServices:
                                     lambda: dates.current(SETTLEMENT_MARKET).business_date, lag_seconds=lag,
                                     on_paid=payouts.hand_to_rail, calendar=calendar)
     keys = IdempotencyStore()
+    risk_store = RiskStore()
+    risk = in_process_risk(RiskClient(suite), risk_store)
+    # A payment created and confirmed at once reads its merchant, its account and risk's items in one call
+    # and writes risk's decision in its ledger transaction.
+    reads = PaymentCreateReads(merchants, ledger_store.models.account, risk_store)
     payments = PaymentsService(merchants, LedgerFunctionAccounts(LedgerClient(suite)),
-                               intents=intents, money=money,
-                               risk=in_process_risk(RiskClient(suite)), breaker=breaker, settings=settings,
-                               cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key)
+                               intents=intents, money=money, risk=risk, breaker=breaker, settings=settings,
+                               cursors=CursorCodec.from_config(), rail_notice_key=rail_notice_key,
+                               reads=reads, risk_in_process=risk)
     rail_refunds = RailRefunds(payments, orchestrator, vault, money)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     return PaymentsServices(
@@ -207,14 +217,12 @@ def build_services(suite: Any = None) -> PaymentsServices:
     )
 
 
-def in_process_risk(risk_function: Any) -> Any:
-    """Risk's rules on risk's table in this process, with the thresholds the risk function publishes
+def in_process_risk(risk_function: Any, store: Any) -> Any:
+    """Risk's rules on risk's table (store) in this process, with the thresholds the risk function publishes
     (services/risk/in_process.py): no gateway hop per payment."""
     from finfaas.services.risk.in_process import InProcessRisk
     from finfaas.services.risk.service import RiskService
-    from finfaas.store.risk_store import RiskStore
 
-    store = RiskStore()
     return InProcessRisk(lambda policy: RiskService(store, policy), risk_function.rules)
 
 

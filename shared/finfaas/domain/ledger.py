@@ -834,6 +834,9 @@ class TransactionExtra(Protocol):
     # An extra may also have `more_puts_for(result) -> list[(item, condition)]`: a few more puts (an
     # outbox event of the caller's own) for the DynamoDB store to carry in the same transaction, and
     # `more_conflicted(n, raw_item)`, asked first when the n-th one's condition failed (as conflicted()).
+    # It may also have `more_updates_for(result) -> list[(item, actions, condition)]`: a few conditional
+    # updates, and `more_updates_conflicted(failed)`, asked last (after conflicted()) when any of its puts
+    # or updates failed, with the indexes of the updates that did.
 
 
 class LedgerRepository(Protocol):

@@ -185,3 +185,39 @@ def consistent_get(
         return None
     except failures as error:
         raise unavailable(error) from error
+
+
+# DynamoDB may leave keys of a BatchGetItem unprocessed under throttling: ask again for them, a bounded
+# number of times.
+unprocessed_rounds_max = 4
+unprocessed_backoff_seconds = 0.05
+
+
+def batch_get_tables(
+    connection: Any,
+    requests: dict[str, Any],
+    unavailable: Callable[[str, Exception | None], Exception],
+    sleep: Callable[[float], None],
+) -> dict[str, list[dict[str, Any]]]:
+    """The raw items one BatchGetItem finds across tables (requests: its RequestItems), by table; keys left
+    unprocessed are asked for again with backoff. A read the tables do not answer, or keys still left after
+    the last round, raise the store's own error, unavailable(why, cause)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    pending = requests
+    for round_ in range(unprocessed_rounds_max):
+        try:
+            answer = connection.dispatch("BatchGetItem", {"RequestItems": pending})
+        except (PynamoDBException, BotoCoreError) as error:
+            raise unavailable(str(error), error) from error
+        for table, items in answer.get("Responses", {}).items():
+            found.setdefault(table, []).extend(items)
+        pending = answer.get("UnprocessedKeys") or {}
+        if not pending:
+            return found
+        sleep(unprocessed_backoff_seconds * 2**round_)
+    raise unavailable("keys left unprocessed", None)
+
+
+def consistent_keys(keys: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """A table's part of a consistent BatchGetItem on (pk, sk) string keys."""
+    return {"Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys], "ConsistentRead": True}

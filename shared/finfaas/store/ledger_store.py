@@ -13,7 +13,10 @@ Idempotency-Key's completion record, or a payment intent's new state, see Transa
 key is recorded if and only if the money moved, at no extra round trip; an extra may add a few
 unconditional puts of its own (`more_puts_for`: the payment intent's outbox event). When the
 conditional put's condition fails, the extra is asked first what to answer (a replay, 409 or 422),
-before any ledger rule is judged. The extra may also hand the
+before any ledger rule is judged. An extra may also carry a few conditional updates of its own
+(`more_updates_for`: risk's count of the payment's customer); when one of its items failed and neither
+its put's nor its more puts' answer was decided, `more_updates_conflicted` is asked last. The extra may
+also hand the
 request's audit facts to the operation's outbox item (`outbox_audit`), so the audit record commits
 with the money and the outbox relay appends it to the audit chain.
 
@@ -174,6 +177,7 @@ def _outbox_audit(extra: TransactionExtra | None) -> str | None:
 
 
 _EXTRA_TAG = "extra"
+_EXTRA_UPDATE_TAG = "extra-update"
 
 
 class StoreRejected(Exception):
@@ -780,6 +784,10 @@ class DynamoLedgerStore:
                 extra, "more_puts_for", None)
             for n, (other, other_condition) in enumerate(more(result) if more is not None else []):
                 tx.put((_EXTRA_TAG, n), other, other_condition)
+            updates: Callable[[Sequence[Transfer]], list[tuple[Any, list[Any], Any]]] | None = getattr(
+                extra, "more_updates_for", None)
+            for n, (other, actions, other_condition) in enumerate(updates(result) if updates else []):
+                tx.update((_EXTRA_UPDATE_TAG, n), other, actions, other_condition)
         try:
             tx.commit(self._connection)
         except TransactWriteError as error:
@@ -805,7 +813,13 @@ class DynamoLedgerStore:
                 more_conflicted(n, reasons[(_EXTRA_TAG, n)].raw_item)
         if _EXTRA_TAG in reasons:
             extra.conflicted(reasons[_EXTRA_TAG].raw_item)
-        if more_failed or _EXTRA_TAG in reasons:
+        updates_failed = sorted(tag[1] for tag in reasons
+                                if isinstance(tag, tuple) and len(tag) == 2 and tag[0] == _EXTRA_UPDATE_TAG)
+        updates_conflicted: Callable[[list[int]], None] | None = getattr(
+            extra, "more_updates_conflicted", None)
+        if updates_conflicted is not None and (more_failed or updates_failed):
+            updates_conflicted(updates_failed)
+        if more_failed or updates_failed or _EXTRA_TAG in reasons:
             raise _Transient("the extra put's condition failed, yet its record is free now") from error
 
     def _cancellation(self, tx: _Transaction, error: TransactWriteError) -> dict[object, CancellationReason]:

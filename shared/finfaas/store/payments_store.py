@@ -175,7 +175,7 @@ def expiry_due_key(intent: PaymentIntent) -> str | None:
     return None if due is None else f"{format_time(due)}#{intent.payment_id}"
 
 
-def _merchant_key(merchant_id: str) -> tuple[str, str]:
+def merchant_key(merchant_id: str) -> tuple[str, str]:
     return f"merchant#{merchant_id}", NO_RANGE
 
 
@@ -451,7 +451,7 @@ class PaymentsStore:
 
     def get(self, merchant_id: str) -> Merchant | None:
         try:
-            item = self._item.get(*_merchant_key(merchant_id), consistent_read=True)
+            item = self._item.get(*merchant_key(merchant_id), consistent_read=True)
         except self._item.DoesNotExist:
             return None
         except PynamoDBException as error:
@@ -680,7 +680,7 @@ class PaymentsStore:
                           status=settlement.status.value)
 
     def _merchant_item(self, merchant: Merchant) -> Any:
-        return self._item(*_merchant_key(merchant.merchant_id), doc=merchant_to_json(merchant),
+        return self._item(*merchant_key(merchant.merchant_id), doc=merchant_to_json(merchant),
                           version=merchant.version, status=merchant.status.value, listed=MERCHANT_LISTED,
                           merchant_id=merchant.merchant_id)
 

@@ -11,14 +11,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from botocore.exceptions import BotoCoreError
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PynamoDBException
 
 from finfaas.domain.limits import TIER_DEFAULT, Tier
 from finfaas.services.transfers.errors import TransferStoreUnavailable
 from finfaas.services.transfers.model import AccountInfo, Screening, ValidationFacts
 from finfaas.store.binding import RETRY_ATTEMPTS_MAX
+from finfaas.store.dynamo import batch_get_tables, consistent_keys
 from finfaas.store.models import account_from_record
 from finfaas.store.risk_store import lookup_keys, lookup_of
 from finfaas.store.transfers_store import (
@@ -31,9 +30,6 @@ from finfaas.store.transfers_store import (
 )
 
 accounts_per_read_max = 2  # a transfer's debit and credit accounts
-# DynamoDB may leave keys unprocessed under throttling: ask again for them, a bounded number of times.
-unprocessed_rounds_max = 4
-unprocessed_backoff_seconds = 0.05
 
 
 class TransferValidationReads:
@@ -65,10 +61,7 @@ class TransferValidationReads:
         order_wanted = None if transfer_id is None else order_key(transfer_id)
         order_keys = [key for key in (tier_key(owner_id), usage, order_wanted) if key is not None]
         requests: dict[str, Any] = {
-            self._orders_table: {
-                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in order_keys],
-                "ConsistentRead": True,
-            },
+            self._orders_table: consistent_keys(order_keys),
         }
         if wanted:
             requests[self._accounts_table] = {
@@ -77,10 +70,7 @@ class TransferValidationReads:
             }
         risk_keys = self._risk_keys(screening)
         if risk_keys and self._risk_table is not None:
-            requests[self._risk_table] = {
-                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in risk_keys],
-                "ConsistentRead": True,
-            }
+            requests[self._risk_table] = consistent_keys(risk_keys)
         found = self._batch_get(requests)
         accounts = (AccountInfo.of(account_from_record(self._accounts.from_raw_data(raw)))
                     for raw in found.get(self._accounts_table, []))
@@ -106,17 +96,7 @@ class TransferValidationReads:
         return lookup_keys(screening.request, screening.window)
 
     def _batch_get(self, requests: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-        found: dict[str, list[dict[str, Any]]] = {}
-        pending = requests
-        for round_ in range(unprocessed_rounds_max):
-            try:
-                answer = self._connection.dispatch("BatchGetItem", {"RequestItems": pending})
-            except (PynamoDBException, BotoCoreError) as error:
-                raise TransferStoreUnavailable(f"read the order, accounts and tier: {error}") from error
-            for table, items in answer.get("Responses", {}).items():
-                found.setdefault(table, []).extend(items)
-            pending = answer.get("UnprocessedKeys") or {}
-            if not pending:
-                return found
-            self._sleep(unprocessed_backoff_seconds * 2**round_)
-        raise TransferStoreUnavailable("read the order, accounts and tier: keys left unprocessed")
+        def unavailable(why: str, cause: Exception | None) -> Exception:
+            return TransferStoreUnavailable(f"read the order, accounts and tier: {why}")
+
+        return batch_get_tables(self._connection, requests, unavailable, self._sleep)

@@ -9,7 +9,9 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from finfaas.domain.creditor import SealedCreditor
+from finfaas.domain.ledger import Account
 from finfaas.domain.payments import FeeSchedule, reserve_period_days_default
+from finfaas.services.risk.model import Lookup
 
 merchant_id_chars_max = 40  # leaves room in a 64-character ledger account id for prefix and purpose
 capture_window_seconds_default = 7 * 24 * 3600
@@ -534,3 +536,13 @@ class SettlementRun:
     settled: tuple[str, ...]
     failed: tuple[str, ...]
     done: bool
+
+
+@dataclass(frozen=True)
+class PaymentFacts:
+    """What a payment created and confirmed at once decides on, read together: its merchant, its paying
+    account and risk's lookup of it (None: not asked for, or the store reads no risk items)."""
+
+    merchant: Merchant | None
+    account: Account | None
+    risk: Lookup | None = None

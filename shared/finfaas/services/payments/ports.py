@@ -6,16 +6,19 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from finfaas.domain.ledger import Account, StatementPage, TransactionExtra, Transfer
+from finfaas.domain.risk_rules import RiskRequest
 from finfaas.services.payments.model import (
     IntentEvent,
     IntentFilter,
     IntentPage,
     Merchant,
+    PaymentFacts,
     PaymentIntent,
     RunProgress,
     Settlement,
     SettlementLeg,
 )
+from finfaas.services.risk.model import AssessmentToRecord
 
 
 class Merchants(Protocol):
@@ -116,6 +119,22 @@ class RiskAssessor(Protocol):
     (risk's rules in this process), or services/suite_clients.py RiskClient (through the gateway)."""
 
     def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class PaymentReads(Protocol):
+    """What a payment created and confirmed at once reads, in one consistent call (store/payment_reads.py),
+    and risk's items its one write carries."""
+
+    def facts(self, merchant_id: str, account_id: str, screening: RiskRequest | None,
+              window: str | None) -> PaymentFacts:
+        """The merchant, the paying account and, given a screening, risk's lookup of it in `window`."""
+        ...
+
+    def screening_writes(self, pending: AssessmentToRecord) -> tuple[list[tuple[Any, Any]],
+                                                                     list[tuple[Any, list[Any], Any]]]:
+        """The puts (item, condition) and updates (item, actions, condition) that record `pending` and
+        count it on the place it was judged on, for the payment's ledger transaction to carry."""
+        ...
 
 
 class Settlements(Protocol):

@@ -54,6 +54,7 @@ from finfaas.domain.payments import (
     fee_refund_minor,
     receivable_shard,
 )
+from finfaas.domain.risk_rules import Assessment, Decision, RiskRequest
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
 from finfaas.platform.http.transactional import OutboxAudit
 from finfaas.platform.logging import get_logger
@@ -127,10 +128,13 @@ from finfaas.services.payments.ports import (
     MerchantLedger,
     Merchants,
     PaymentIntents,
+    PaymentReads,
     PaymentsLedger,
     RiskAssessor,
     StepKey,
 )
+from finfaas.services.risk.model import AssessmentToRecord, Lookup, hour_window
+from finfaas.services.risk.ports import RiskDecider
 from finfaas.services.suite_clients import LedgerAccountConflict, LedgerClient
 
 # The hold outlives capture_before, which payments enforces itself: each partial capture rounds the
@@ -156,6 +160,11 @@ LIST_ROUTE = "GET /payment_intents"
 _log = get_logger("payments")
 
 MERCHANT_ACCOUNT_KIND = "MERCHANT"
+
+
+def merchant_destination(merchant_id: str) -> str:
+    """The payee risk sees for a payment to a merchant."""
+    return f"merchant:{merchant_id}"
 
 
 def utc_now() -> datetime:
@@ -242,23 +251,37 @@ class _IntentMoved(Exception):
     """The stored intent is no longer the version a step was decided from."""
 
 
+class _ScreeningMoved(Exception):
+    """Risk's items a payment's write carried changed since they were read: another payment or transfer of
+    the customer was counted in the hour (or the assessment was recorded alone meanwhile)."""
+
+
+# Risk's puts (item, condition) and updates (item, actions, condition) riding in a payment's transaction.
+ScreeningWrites = tuple[list[tuple[Any, Any]], list[tuple[Any, list[Any], Any]]]
+
+
 class IntentWrite:
     """The ledger's TransactionExtra for one intent step: the intent's new state, put over the version
     it was decided from. A failed condition is either this request's own earlier attempt (its answer
     was lost: AppliedEarlier) or a rival's change (_IntentMoved: decide again). `earlier`: events of
     changes the same write makes first (an intent created and confirmed at once); `audit`: the
     request's audit facts, for the ledger's outbox item in the same transaction; `key`: the request's
-    Idempotency-Key record, holding its answer, in the same transaction too."""
+    Idempotency-Key record, holding its answer, in the same transaction too; `screening`: risk's
+    assessment and the customer's hour count (PaymentReads.screening_writes), judged last: a lost answer
+    or a rival's intent is told by the intent first, and only then a moved count (_ScreeningMoved)."""
 
     def __init__(self, intents: PaymentIntents, wanted: PaymentIntent, event: IntentEvent, *,
                  earlier: tuple[tuple[PaymentIntent, IntentEvent], ...] = (),
-                 audit: OutboxAudit | None = None, key: StepKey | None = None) -> None:
+                 audit: OutboxAudit | None = None, key: StepKey | None = None,
+                 screening: ScreeningWrites | None = None) -> None:
         self._intents = intents
         self._wanted = wanted
         self._event = event
         self._earlier = earlier
         self._audit = audit
         self._key = key
+        self._screening_puts, self._screening_updates = screening if screening is not None else ([], [])
+        self._screening_failed = False
 
     def outbox_audit(self) -> str | None:
         return self._audit.facts() if self._audit is not None else None
@@ -270,12 +293,25 @@ class IntentWrite:
         """The change's events (and the key's record), in the same transaction as the money and the intent."""
         puts = [self._intents.event_put(intent, event) for intent, event in
                 (*self._earlier, (self._wanted, self._event))]
-        return puts + ([self._key.put_for(self._wanted)] if self._key is not None else [])
+        key = [self._key.put_for(self._wanted)] if self._key is not None else []
+        return puts + key + self._screening_puts
+
+    def more_updates_for(self, result: Any) -> list[tuple[Any, list[Any], Any]]:
+        return self._screening_updates
 
     def more_conflicted(self, n: int, raw_item: dict[str, Any] | None) -> None:
-        """Events are unconditional: only the key's record fails, when the key answered already."""
-        if self._key is not None and n == len(self._earlier) + 1:
+        """Events are unconditional: the key's record fails when the key answered already; risk's assessment
+        when it was recorded meanwhile (told only after the intent, in more_updates_conflicted)."""
+        key_at = len(self._earlier) + 1
+        if self._key is not None and n == key_at:
             self._key.conflicted(raw_item)
+        elif n >= key_at + (self._key is not None):
+            self._screening_failed = True
+
+    def more_updates_conflicted(self, failed: list[int]) -> None:
+        """Asked after the intent's own answer: risk's count (or assessment) moved since it was read."""
+        if failed or self._screening_failed:
+            raise _ScreeningMoved(self._wanted.payment_id)
 
     def conflicted(self, raw_item: dict[str, Any] | None) -> None:
         stored = self._intents.intent_from_raw(raw_item) if raw_item else None
@@ -289,6 +325,14 @@ class IntentWrite:
             self._audit.mark_recorded()
         if self._key is not None:
             self._key.committed()
+
+
+@dataclass(frozen=True)
+class _Screened:
+    """A payment's risk field, and risk's decision still to write with it (None: recorded, or degraded)."""
+
+    risk: dict[str, Any]
+    pending: AssessmentToRecord | None = None
 
 
 # A step decided from the stored intent: the intent to store, its event and, when money moves, the
@@ -342,7 +386,8 @@ class PaymentsService:
                  risk: RiskAssessor | None = None, breaker: CircuitBreaker | None = None,
                  settings: PaymentsSettings = PaymentsSettings(),
                  sleep: Callable[[float], None] | None = None, cursors: CursorCodec | None = None,
-                 rail_notice_key: str | None = None) -> None:
+                 rail_notice_key: str | None = None, reads: PaymentReads | None = None,
+                 risk_in_process: RiskDecider | None = None) -> None:
         self._merchants = merchants
         self._ledger = ledger
         self._clock = clock
@@ -354,6 +399,10 @@ class PaymentsService:
         self._sleep = sleep
         self._cursors = cursors or CursorCodec.generate()
         self._rail_notice_key = rail_notice_key  # verifies the rail's dispute notices
+        # Given both, a payment created and confirmed at once reads its merchant, its account and risk's
+        # items in one call, and writes risk's decision in its ledger transaction (store/payment_reads.py).
+        self._reads = reads
+        self._risk_in_process = risk_in_process
 
     # --- merchants ---
 
@@ -415,44 +464,93 @@ class PaymentsService:
         which a repeat answers with whatever changed since (a merchant gone inactive)."""
         intents, _ = self._intent_ports()
         payment_id = payment_id_for(caller.sub, key)
+        screened: _Screened | None
         try:
-            wanted, merchant = self._new_intent(caller, payment_id, body)
-            risk = self._screen(wanted) if body.confirm else None
+            if body.confirm and self._joins_screening(caller):
+                wanted, merchant, screened = self._new_screened(caller, payment_id, body)
+            else:
+                wanted, merchant = self._new_intent(caller, payment_id, body)
+                screened = _Screened(self._screen(wanted)) if body.confirm else None
         except (PaymentsError, LedgerError):
             existing = intents.get(payment_id)
             if existing is None:
                 raise
             return self._repeat_of(existing, body), True
         created = intent_event(wanted, "payment_intent.created")
-        if risk is None:
+        if screened is None:
             stored = intents.create(wanted, created)
             return self._same_intent(stored, wanted), stored is not wanted
-        # Created and confirmed by one ledger transaction: the first stored version is already confirmed,
-        # with both changes' events (created, then requires_capture or succeeded) beside it.
-        step = self._confirmation(wanted, merchant, risk, self._clock(), wanted.write_id)
+        return self._create_confirmed(wanted, merchant, created, screened, body, audit)
+
+    def _create_confirmed(self, wanted: PaymentIntent, merchant: Merchant, created: IntentEvent,
+                          screened: _Screened, body: NewIntentBody,
+                          audit: OutboxAudit | None) -> tuple[PaymentIntent, bool]:
+        """Created and confirmed by one ledger transaction: the first stored version is already confirmed,
+        with both changes' events (created, then requires_capture or succeeded) beside it and, when risk
+        decided on the payment's own read, risk's assessment and the customer's hour count too."""
+        intents, _ = self._intent_ports()
+        step = self._confirmation(wanted, merchant, screened.risk, self._clock(), wanted.write_id)
         first = replace(step.wanted, version=wanted.version)
         assert step.move is not None
+        pending = screened.pending
+        writes = None if pending is None or self._reads is None else self._reads.screening_writes(pending)
         try:
-            step.move(IntentWrite(intents, first, step.event, earlier=((wanted, created),), audit=audit))
+            step.move(IntentWrite(intents, first, step.event, earlier=((wanted, created),), audit=audit,
+                                  screening=writes))
         except AppliedEarlier:
             return first, False
         except _IntentMoved:  # the key made an intent first: a repeat, or the same request sent twice at once
-            found = intents.get(payment_id)
+            found = intents.get(wanted.payment_id)
             assert found is not None, "an intent in the way of a create stays stored"
             return self._repeat_of(found, body), True
+        except _ScreeningMoved:
+            # Another payment or transfer of the customer was counted since the read: the place risk judged
+            # on is not this payment's. Nothing was written; screen the usual way, as risk counts it.
+            return self._create_confirmed(wanted, merchant, created, _Screened(self._screen(wanted)), body,
+                                          audit)
+        except (PaymentsError, LedgerError):
+            if pending is not None:
+                self._record_refused(pending)  # risk counts a payment the ledger refused, as it did alone
+            raise
         return first, False
+
+    def _joins_screening(self, caller: Caller) -> bool:
+        """Risk's items are read with the payment's own when risk runs here and the customer is known before
+        the read (a customer's token: its account is its own or refused)."""
+        return caller.is_customer and self._reads is not None and self._risk_in_process is not None
+
+    def _new_screened(self, caller: Caller, payment_id: str,
+                      body: NewIntentBody) -> tuple[PaymentIntent, Merchant, _Screened]:
+        """_new_intent and its risk decision on one read: the merchant, the paying account and risk's items
+        together; the decision, when not recorded yet, is written with the payment (_Screened.pending)."""
+        assert self._reads is not None
+        currency = parse_currency(body.currency)
+        amount = parse_amount(body.amount, currency)
+        request = RiskRequest(payment_id, caller.sub, body.customer_account_id, merchant_destination(
+            body.merchant_id), amount, currency)
+        window = hour_window(self._clock())
+        facts = self._reads.facts(body.merchant_id, body.customer_account_id, request, window)
+        merchant = self._checked_merchant(body.merchant_id, facts.merchant)
+        wanted = self._checked_intent(caller, payment_id, body, merchant, facts.account)
+        assert facts.risk is not None, "the payment's read looks risk's items up"
+        return wanted, merchant, self._screen_on(wanted, request, facts.risk, window)
 
     def _new_intent(self, caller: Caller, payment_id: str,
                     body: NewIntentBody) -> tuple[PaymentIntent, Merchant]:
         """The intent body asks for, checked against the merchant and the paying account (two reads)."""
         _, ledger = self._intent_ports()
         merchant = self._active_merchant(body.merchant_id)
+        return self._checked_intent(caller, payment_id, body, merchant,
+                                    ledger.account(body.customer_account_id)), merchant
+
+    def _checked_intent(self, caller: Caller, payment_id: str, body: NewIntentBody, merchant: Merchant,
+                        account: Account | None) -> PaymentIntent:
+        """The intent body asks for, checked against its merchant and its paying account as read."""
         currency = parse_currency(body.currency)
         if currency != merchant.currency:
             raise CurrencyMismatch(f"currency: merchant {merchant.merchant_id} takes {merchant.currency}",
                                    field="currency")
         amount = parse_amount(body.amount, currency)
-        account = ledger.account(body.customer_account_id)
         if account is None or account.kind is not AccountKind.CUSTOMER or (
                 caller.is_customer and account.owner_id != caller.sub):
             missing = body.customer_account_id
@@ -473,7 +571,7 @@ class PaymentsService:
             amount_minor=amount, currency=currency, capture_method=body.capture_method,
             application_fee_minor=fee, created_at=self._clock(), metadata=dict(body.metadata),
             statement_descriptor=body.statement_descriptor, confirm=body.confirm, write_id=uuid.uuid4().hex)
-        return wanted, merchant
+        return wanted
 
     def intent(self, caller: Caller, payment_id: str) -> PaymentIntent:
         """The intent; another customer's answers as a missing one."""
@@ -929,7 +1027,10 @@ class PaymentsService:
         return self._intent_ports()[1]
 
     def _active_merchant(self, merchant_id: str) -> Merchant:
-        merchant = self._merchants.get(merchant_id)
+        return self._checked_merchant(merchant_id, self._merchants.get(merchant_id))
+
+    @staticmethod
+    def _checked_merchant(merchant_id: str, merchant: Merchant | None) -> Merchant:
         if merchant is None:
             raise MerchantNotFound(f"merchant_id: merchant {merchant_id} not found", field="merchant_id")
         if merchant.status is not MerchantStatus.ACTIVE:
@@ -1002,14 +1103,54 @@ class PaymentsService:
         risk = self._risk
         request = {"assessment_id": intent.payment_id, "customer_id": intent.owner_id,
                    "debit_account_id": intent.customer_account_id,
-                   "destination": f"merchant:{intent.merchant_id}", "amount_minor": intent.amount_minor,
-                   "currency": intent.currency}
+                   "destination": merchant_destination(intent.merchant_id),
+                   "amount_minor": intent.amount_minor, "currency": intent.currency}
         try:
             answer = self._breaker.call(lambda: risk.assess(request))
         except CircuitOpen:
             return self._degraded(intent, "risk circuit open")
         except Exception as error:  # any failure of the dependency degrades; the breaker counts it
             return self._degraded(intent, f"risk unavailable: {type(error).__name__}")
+        return self._risk_of(intent, answer)
+
+    def _screen_on(self, intent: PaymentIntent, request: RiskRequest, known: Lookup,
+                   window: str) -> _Screened:
+        """_screen with risk's use case in this process on what the payment's read found: an approval still
+        to write rides in the payment's transaction; any other decision is written alone first, as risk
+        would (its answer is the one recorded), and refuses the payment."""
+        decider = self._risk_in_process
+        assert decider is not None
+
+        def decided() -> tuple[Assessment, AssessmentToRecord | None]:
+            made = decider.decide(request, known, window)
+            if not isinstance(made, AssessmentToRecord):
+                return made, None
+            if made.assessment.decision is not Decision.APPROVE:
+                return decider.record(made), None
+            return made.assessment, made
+
+        try:
+            assessment, pending = self._breaker.call(decided)
+        except CircuitOpen:
+            return _Screened(self._degraded(intent, "risk circuit open"))
+        except Exception as error:  # any failure of the dependency degrades; the breaker counts it
+            return _Screened(self._degraded(intent, f"risk unavailable: {type(error).__name__}"))
+        answer = {"decision": assessment.decision.value, "score": assessment.score}
+        return _Screened(self._risk_of(intent, answer), pending)
+
+    def _record_refused(self, pending: AssessmentToRecord) -> None:
+        """Risk counts a payment the ledger refused, as it counts any it was asked about; when it cannot,
+        the refusal stands."""
+        decider = self._risk_in_process
+        assert decider is not None
+        try:
+            self._breaker.call(lambda: decider.record(pending))
+        except Exception as error:  # the breaker counts it; the payment is refused either way
+            _log.warning("risk did not record a refused payment", payment_id=pending.request.assessment_id,
+                         error=type(error).__name__)
+
+    def _risk_of(self, intent: PaymentIntent, answer: Mapping[str, Any]) -> dict[str, Any]:
+        """The intent's risk field of risk's answer; a decline (or a review) refuses the payment."""
         decision = answer.get("decision")
         if decision not in ("approve", "review", "decline"):
             return self._degraded(intent, "risk answered without a decision")

@@ -1,4 +1,5 @@
-"""What risk needs from outside: its repository."""
+"""What risk needs from outside: its repository; and what a caller running risk's use case in its own
+process (payments, transfers) needs of it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from finfaas.domain.risk_rules import Assessment, HourCount, RiskRequest
-from finfaas.services.risk.model import BlockEntry, Lookup
+from finfaas.services.risk.model import AssessmentToRecord, BlockEntry, Lookup
 
 
 class RiskRepository(Protocol):
@@ -43,3 +44,16 @@ class RiskRepository(Protocol):
     def unblock(self, entry: str) -> bool: ...
 
     def blocked(self, limit: int) -> list[BlockEntry]: ...
+
+
+class RiskDecider(Protocol):
+    """Risk's use case run in the caller's process (services/risk/in_process.py), on a lookup the caller's
+    own read made, its decision written in the caller's own write (a transfer's validation, a payment)."""
+
+    def decide(self, request: RiskRequest, known: Lookup, window: str) -> Assessment | AssessmentToRecord:
+        """The recorded assessment, or one decided and not yet written."""
+        ...
+
+    def record(self, pending: AssessmentToRecord) -> Assessment:
+        """Write a decided assessment alone (the step that decided it was refused, or its window moved)."""
+        ...

@@ -7,8 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from finfaas.domain.limits import Tier
-from finfaas.domain.risk_rules import Assessment, RiskRequest
-from finfaas.services.risk.model import AssessmentToRecord, Lookup
+from finfaas.services.risk.model import AssessmentToRecord
 from finfaas.services.transfers.model import (
     AccountInfo,
     DailyUsage,
@@ -90,19 +89,6 @@ class AccountDirectory(Protocol):
 
 class RiskAssessor(Protocol):
     def assess(self, body: dict[str, Any]) -> dict[str, Any]: ...
-
-
-class RiskDecider(Protocol):
-    """Risk's use case run in this process (services/risk/in_process.py), on a lookup the validation's own
-    read made, its decision written in the validation's own write."""
-
-    def decide(self, request: RiskRequest, known: Lookup, window: str) -> Assessment | AssessmentToRecord:
-        """The recorded assessment, or one decided and not yet written."""
-        ...
-
-    def record(self, pending: AssessmentToRecord) -> Assessment:
-        """Write a decided assessment alone (the validation that decided it was refused)."""
-        ...
 
 
 class ValidationReads(Protocol):

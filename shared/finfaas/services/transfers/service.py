@@ -51,7 +51,7 @@ from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
 from finfaas.services.risk.model import AssessmentToRecord, Lookup, hour_window
-from finfaas.services.risk.ports import RiskRepository
+from finfaas.services.risk.ports import RiskDecider, RiskRepository
 from finfaas.services.transfers.api import (
     CreditorBody,
     DecisionBody,
@@ -114,7 +114,6 @@ from finfaas.services.transfers.model import (
 from finfaas.services.transfers.ports import (
     AccountDirectory,
     RiskAssessor,
-    RiskDecider,
     TransferOrders,
     ValidationReads,
 )

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from finfaas.domain.errors import InsufficientFunds
 from finfaas.domain.ledger import AccountKind
+from finfaas.domain.risk_rules import Decision, RiskPolicy, RiskRequest
 from finfaas.platform.config import resource_name
 from finfaas.platform.http.transactional import IdempotentReplay, TransactionalIdempotency
 from finfaas.platform.idempotency import IdempotencyGuard, StoredResponse
@@ -22,14 +24,20 @@ from finfaas.services.payments.api import (
     OnboardBody,
     RefundBody,
 )
-from finfaas.services.payments.errors import UnexpectedState
-from finfaas.services.payments.model import CancellationReason
+from finfaas.services.payments.errors import PaymentDeclined, UnexpectedState
+from finfaas.services.payments.model import CancellationReason, payment_id_for
 from finfaas.services.payments.service import Caller, LedgerStoreAccounts, PaymentsService
+from finfaas.services.risk.api import risk_rules_view
+from finfaas.services.risk.in_process import InProcessRisk
+from finfaas.services.risk.model import hour_window
+from finfaas.services.risk.service import RiskService
 from finfaas.store.call_meter import DynamoCallMeter
 from finfaas.store.idempotency_store import IdempotencyStore
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas.store.outbox_store import outbox_partition
+from finfaas.store.payment_reads import PaymentCreateReads
 from finfaas.store.payments_store import PaymentIntentsStore, PaymentsStore, expiry_index_shards
+from finfaas.store.risk_store import RiskStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.ledger_testing import LoseResponses
@@ -66,6 +74,13 @@ class World:
         self.payments = PaymentsService(merchants, MerchantAccountsInProcess(self.ledger),
                                         intents=self.intents, money=LedgerStoreAccounts(self.ledger),
                                         risk=Approve())
+        # As the payments function runs: risk's rules in this process, a customer's payment created and
+        # confirmed at once reading and writing risk's items with its own.
+        self.risk_store = RiskStore()
+        self.risk = InProcessRisk(lambda policy: RiskService(self.risk_store, policy),
+                                  lambda: risk_rules_view(RiskPolicy()).model_dump(mode="json"))
+        self.reads = PaymentCreateReads(merchants, self.store.models.account, self.risk_store)
+        self.screened = self.screened_with(self.reads)
         self.merchant_id = f"m-{uuid.uuid4().hex[:10]}"
         self.payments.onboard(OnboardBody.model_validate({
             "merchant_id": self.merchant_id, "name": "Shop", "currency": "USD",
@@ -77,6 +92,16 @@ class World:
         return PaymentsService(self.payments_store, MerchantAccountsInProcess(self.ledger),
                                lambda: datetime.now(UTC) + ahead, intents=self.intents,
                                money=LedgerStoreAccounts(self.ledger), risk=Approve())
+
+    def screened_with(self, reads) -> PaymentsService:
+        return PaymentsService(self.payments_store, MerchantAccountsInProcess(self.ledger),
+                               intents=self.intents, money=LedgerStoreAccounts(self.ledger), risk=self.risk,
+                               reads=reads, risk_in_process=self.risk)
+
+    def hour_count(self, owner_id: str) -> int:
+        """Risk's count of the customer's payments and transfers this hour."""
+        request = RiskRequest("none", owner_id, "none", "none", 0, "USD")
+        return self.risk_store.look_up(request, hour_window(datetime.now(UTC))).window_before.transfers
 
     def customer(self, funded_minor: int) -> str:
         account_id = f"acc-{uuid.uuid4().hex[:12]}"
@@ -236,7 +261,8 @@ def test_a_payment_in_one_call_is_two_reads_and_one_transaction_with_both_events
     finally:
         meter.stop()
 
-    # the merchant and the paying account read; money, intent and both events in one transaction
+    # an app's payment: the merchant and the paying account read; money, intent and both events in one
+    # transaction (its risk check is the assessor's own)
     calls = Counter(name.split(" ")[0] for name, n in meter.snapshot().items() for _ in range(n))
     assert calls == Counter({"GetItem": 2, "TransactWriteItems": 1})
     assert (intent.status.value, intent.amount_received_minor, repeated) == ("succeeded", 2_500, False)
@@ -244,6 +270,136 @@ def test_a_payment_in_one_call_is_two_reads_and_one_transaction_with_both_events
     assert outbox_events(intent.payment_id) == [
         ("payment_intent.created", f"payment_intent.created:{intent.payment_id}:1"),
         ("payment_intent.succeeded", f"payment_intent.succeeded:{intent.payment_id}:1")]
+
+
+# --- a customer's payment in one call: risk's items read and written with the payment's own --------------
+
+
+def customer_pays(world: World, account_id: str, key: str, amount: int = 2_500,
+                  payments: PaymentsService | None = None):
+    body = NewIntentBody.model_validate({
+        "amount": amount, "currency": "USD", "capture_method": "automatic", "confirm": True,
+        "customer_account_id": account_id, "merchant_id": world.merchant_id})
+    return (payments or world.screened).create_intent(Caller(f"c-{account_id}", "customer"), key, body)
+
+
+def test_a_customers_payment_in_one_call_is_one_read_and_one_transaction_with_risks_decision(world):
+    account_id = world.customer(10_000)
+    meter = DynamoCallMeter()
+    meter.start()
+    try:
+        intent, repeated = customer_pays(world, account_id, "order-1")
+    finally:
+        meter.stop()
+
+    # the merchant, the account and risk's items in one read; money, intent, events, risk's assessment and
+    # the customer's hour count in one transaction
+    calls = Counter(name.split(" ")[0] for name, n in meter.snapshot().items() for _ in range(n))
+    assert calls == Counter({"BatchGetItem": 1, "TransactWriteItems": 1})
+    assert (intent.status.value, intent.risk["decision"], repeated) == ("succeeded", "approve", False)
+    assert world.ledger.get_account(account_id).balance_minor == 7_500
+    assert world.risk_store.stored_assessment(intent.payment_id).decision is Decision.APPROVE
+    assert world.hour_count(f"c-{account_id}") == 1
+
+
+def test_a_customers_hold_created_at_once_carries_risks_decision_and_captures_as_any_other(world):
+    account_id = world.customer(10_000)
+    owner = f"c-{account_id}"
+    body = NewIntentBody.model_validate({
+        "amount": 4_000, "currency": "USD", "capture_method": "manual", "confirm": True,
+        "customer_account_id": account_id, "merchant_id": world.merchant_id})
+    meter = DynamoCallMeter()
+    meter.start()
+    try:
+        held, _ = world.screened.create_intent(Caller(owner, "customer"), "order-hold", body)
+    finally:
+        meter.stop()
+    captured = world.screened.capture(APP, held.payment_id, CaptureBody(amount_to_capture=None))
+
+    calls = Counter(name.split(" ")[0] for name, n in meter.snapshot().items() for _ in range(n))
+    assert calls == Counter({"BatchGetItem": 1, "TransactWriteItems": 1})
+    assert (held.status.value, captured.status.value, captured.amount_received_minor) == (
+        "requires_capture", "succeeded", 4_000)
+    assert world.risk_store.stored_assessment(held.payment_id).decision is Decision.APPROVE
+    assert world.hour_count(owner) == 1
+    world.agrees_with_ledger(held.payment_id, account_id)
+
+
+def test_a_customers_payment_whose_hour_was_counted_into_since_its_read_is_screened_as_risk_counts_it(world):
+    account_id = world.customer(10_000)
+    owner = f"c-{account_id}"
+
+    class CountedMeanwhile:
+        """The payment's read, then another payment of the customer counted before its write."""
+
+        writes = 0
+
+        def facts(self, *args):
+            found = world.reads.facts(*args)
+            other = RiskRequest(f"other-{uuid.uuid4().hex}", owner, account_id, "merchant:x", 10, "USD")
+            RiskService(world.risk_store).assess(other)
+            return found
+
+        def screening_writes(self, pending):
+            self.writes += 1
+            return world.reads.screening_writes(pending)
+
+    reads = CountedMeanwhile()
+    intent, _ = customer_pays(world, account_id, "order-m", payments=world.screened_with(reads))
+
+    # the joined write is refused on the count; risk counts the payment itself, after the other one
+    assert reads.writes == 1
+    assert (intent.status.value, intent.amount_received_minor) == ("succeeded", 2_500)
+    assert world.ledger.get_account(account_id).balance_minor == 7_500
+    assert world.risk_store.stored_assessment(intent.payment_id).decision is Decision.APPROVE
+    assert world.hour_count(owner) == 2
+
+
+def test_a_customers_payment_whose_answer_is_lost_pays_and_counts_once_and_its_repeat_answers_it(world):
+    account_id = world.customer(10_000)
+    lost = LoseResponses("TransactWriteItems", times=1)
+    world.store.register_hook("after-call.dynamodb", lost)
+    try:
+        first, _ = customer_pays(world, account_id, "order-lost")
+    finally:
+        world.store.unregister_hook("after-call.dynamodb", lost)
+
+    again, repeated = customer_pays(world, account_id, "order-lost")
+
+    assert lost.lost == 1 and repeated and again == first
+    assert world.ledger.get_account(account_id).balance_minor == 7_500
+    assert world.hour_count(f"c-{account_id}") == 1
+
+
+def test_a_customers_payment_risk_declines_is_recorded_by_risk_and_moves_nothing(world):
+    account_id = world.customer(10_000)
+    owner = f"c-{account_id}"
+    RiskService(world.risk_store).block("customer", owner, "test")
+    try:
+        with pytest.raises(PaymentDeclined):
+            customer_pays(world, account_id, "order-declined")
+    finally:
+        RiskService(world.risk_store).unblock("customer", owner)
+
+    payment_id = payment_id_for(owner, "order-declined")
+    assert world.risk_store.stored_assessment(payment_id).decision is Decision.DECLINE
+    assert world.hour_count(owner) == 1
+    assert world.intents.get(payment_id) is None
+    assert world.ledger.get_account(account_id).balance_minor == 10_000
+
+
+def test_a_customers_payment_the_ledger_refuses_is_still_counted_by_risk(world):
+    account_id = world.customer(1_000)
+    owner = f"c-{account_id}"
+
+    with pytest.raises(InsufficientFunds):
+        customer_pays(world, account_id, "order-poor")
+
+    payment_id = payment_id_for(owner, "order-poor")
+    assert world.risk_store.stored_assessment(payment_id).decision is Decision.APPROVE
+    assert world.hour_count(owner) == 1
+    assert world.intents.get(payment_id) is None
+    assert world.ledger.get_account(account_id).balance_minor == 1_000
 
 
 def test_a_payment_in_one_call_whose_answer_is_lost_pays_once_and_its_repeat_answers_it(world):
