@@ -367,8 +367,10 @@ def measure(args: argparse.Namespace, base_url: str, run_id: str) -> dict[str, A
     merchants = [onboard(base_url, operator, f"bm{run_id}-{n}") for n in range(max(args.merchants, 16))]
     phases = 2 + 2 * args.hot_rounds  # the gateway's phases that pay: captures, manual, the hot rounds'
     payments_max = phases * args.payments_max + 3 * CALL_SAMPLES + len(WAYS) * PROFILE_SAMPLES + 20
-    # One customer more per client: each may leave one partly used.
-    wanted = -(-payments_max // PAYMENTS_PER_CUSTOMER_MAX) + max(args.clients, HOT_CLIENTS) + 1
+    # A phase stops at its count once its clients' payments in flight finish (up to one more per client),
+    # and each client may leave one customer partly used.
+    clients_max = max(args.clients, HOT_CLIENTS)
+    wanted = -(-(payments_max + phases * clients_max) // PAYMENTS_PER_CUSTOMER_MAX) + clients_max + 1
     opened = open_customers(run_id, min(CUSTOMERS_MAX, wanted))
     customers = Customers(opened)
 
