@@ -1,7 +1,7 @@
 """The ledger's HTTP face for internal services and operators: request shapes, views, error table.
 
 Money-moving calls carry the request's Idempotency-Key into the ledger's own transaction
-(IdempotencyInTransaction), so a transfer and its stored answer commit together or not at all:
+(the platform's KeyInTransaction), so a transfer and its stored answer commit together or not at all:
 no extra DynamoDB round trip on the happy path, and a retry after a lost answer replays it.
 
 Amounts are integers of minor units (1050 = 10.50 USD) or plain decimal strings of major units
@@ -24,7 +24,7 @@ Refusals by HTTP status (stable; the problem's `code` is the domain error's own 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -48,8 +48,8 @@ from finfaas.domain.ledger import (
 from finfaas.domain.money import currency_exponent, transfer_amount_minor_max
 from finfaas.platform.audit import ChainReport
 from finfaas.platform.errors import ErrorSpec
-from finfaas.platform.http import OutboxAudit, StrictModel, TransactionalIdempotency
-from finfaas.platform.idempotency import StoredResponse
+from finfaas.platform.http import KeyInTransaction, OutboxAudit, StrictModel, TransactionalIdempotency
+from finfaas.platform.idempotency import CompletionRecords, StoredResponse
 from finfaas.services.ledger.check import (
     CheckTooLarge,
     LedgerScans,
@@ -61,7 +61,6 @@ from finfaas.services.ledger.check import (
     verify_audit,
 )
 from finfaas.services.ledger.model import TransferRequest
-from finfaas.services.ledger.ports import CompletionRecords
 from finfaas.services.ledger.service import LedgerService, expiry_sweep_holds_max
 
 JSON_MEDIA_TYPE = "application/json"
@@ -303,35 +302,9 @@ def created(transfers: Sequence[Transfer]) -> Answer:
     return Answer(201, body, location)
 
 
-# --- the idempotency record in the ledger's transaction ---------------------------------------------
-
-
-class IdempotencyInTransaction:
-    """The ledger store's TransactionExtra for one request: puts the key's completion record, holding
-    the answer the request will get, into the ledger's transaction; with `audit`, the request's audit
-    facts ride in the same transaction's outbox item."""
-
-    def __init__(self, key: TransactionalIdempotency, records: CompletionRecords,
-                 render: Callable[[Sequence[Transfer]], Answer], audit: OutboxAudit | None = None) -> None:
-        self._key = key
-        self._records = records
-        self._render = render
-        self._audit = audit
-
-    def outbox_audit(self) -> str | None:
-        """The audit facts (JSON text) for the outbox item, or None when the route audits by itself."""
-        return self._audit.facts() if self._audit is not None else None
-
-    def put_for(self, result: Sequence[Transfer]) -> tuple[Any, Any]:
-        return self._records.completion_put(self._key.completion_record(self._render(result).stored()))
-
-    def conflicted(self, raw_item: dict[str, Any] | None) -> None:
-        self._key.conflict(self._records.record_from_raw(raw_item) if raw_item else None)
-
-    def committed(self) -> None:
-        self._key.mark_recorded()
-        if self._audit is not None:
-            self._audit.mark_recorded()
+def _created_stored(transfers: Sequence[Transfer]) -> StoredResponse:
+    """The stored answer a key's completion record holds: the 201 the request gets."""
+    return created(transfers).stored()
 
 
 # --- use cases --------------------------------------------------------------------------------------
@@ -427,10 +400,10 @@ class LedgerApi:
         return BalanceList(accounts=[balance_view(a) for a in self._ledger.ensure_system_accounts(currency)])
 
     def _extra(self, key: TransactionalIdempotency | None,
-               audit: OutboxAudit | None = None) -> IdempotencyInTransaction | None:
+               audit: OutboxAudit | None = None) -> KeyInTransaction[Sequence[Transfer]] | None:
         if key is None or self._records is None:
             return None  # then nothing carries the audit facts either: the platform appends them
-        return IdempotencyInTransaction(key, self._records, created, audit)
+        return KeyInTransaction(key, self._records, _created_stored, audit)
 
 
 # --- error table ------------------------------------------------------------------------------------

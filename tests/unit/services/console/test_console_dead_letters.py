@@ -3,15 +3,22 @@ fake suite: each figure from the function that holds it, with the operator's own
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from finfaas.platform.wiring import Lazy
 from finfaas.services.console.service import ConsoleService
 from finfaas.services.console.session import SessionCodec
 from finfaas.workflow.asl import definitions_dir
 from finfaas_dev.testing.platform import call, load_function_handler
-from unit.services.console.test_console_handler import NOW, FakeSuite, cookie_of, csrf_of, get, post, sign_in
+from unit.services.console.test_console_handler import (
+    NOW,
+    FakeSuite,
+    cookie_of,
+    csrf_of,
+    get,
+    post,
+    sign_in,
+    table_row,
+)
 
 EMPTY = {"visible": 0, "in_flight": 0, "delayed": 0, "oldest_age_seconds": None}
 QUEUES = {"data": [
@@ -60,9 +67,9 @@ def test_health_shows_queue_depths_dead_letters_age_breakers_and_refusals(consol
 
     reply = get(handler, "/health", cookie)
 
-    webhooks = re.search(r'<tr data-queue="webhooks">(.*?)</tr>', reply.body, re.S).group(1)
+    webhooks = table_row(reply.body, "queue", "webhooks")
     assert "<td data-visible>7</td>" in webhooks and "125 s" in webhooks
-    transfers = re.search(r'<tr data-resilience="transfers">(.*?)</tr>', reply.body, re.S).group(1)
+    transfers = table_row(reply.body, "resilience", "transfers")
     assert 'data-breaker="risk" data-state="OPEN"' in transfers and "next trial in 12.5 s" in transfers
     assert "money: 4" in transfers
     # Only the function with a replica running is asked: asking ledger would start it from zero
@@ -92,7 +99,7 @@ def test_a_queues_dead_letters_show_their_attributes_and_redacted_body(console):
     letters = get(handler, "/dead-letters/webhooks", cookie)
 
     assert 'data-letters="1"' in overview.body and "125 s" in overview.body
-    row = re.search(r'<tr data-letter="m-1">(.*?)</tr>', letters.body, re.S).group(1)
+    row = table_row(letters.body, "letter", "m-1")
     assert "transfer.completed" in row and "[REDACTED]" in row and "2027-01-15 08:00:00" in row
     assert "read-only" in row and "Redrive all" not in letters.body
 

@@ -356,6 +356,13 @@ def get(handler, path: str, cookie: str):
     return call(handler.handle, "GET", path, headers={"Cookie": cookie})
 
 
+def table_row(html: str, attr: str, value: str) -> str:
+    """The cells of the page's row `<tr data-{attr}="{value}">`."""
+    match = re.search(rf'<tr data-{attr}="{re.escape(value)}">(.*?)</tr>', html, re.S)
+    assert match is not None, f'no <tr data-{attr}="{value}">'
+    return match.group(1)
+
+
 def test_an_accounts_page_shows_its_balances_statement_and_holds_with_their_expiry(console):
     handler, suite = console
     cookie = cookie_of(sign_in(handler, "op-rex"))
@@ -364,7 +371,7 @@ def test_an_accounts_page_shows_its_balances_statement_and_holds_with_their_expi
 
     assert reply.status == 200
     assert "data-posted>500.00 USD" in reply.body and "data-available>380.00 USD" in reply.body
-    hold = re.search(r'<tr data-hold="hold_1">(.*?)</tr>', reply.body, re.S).group(1)
+    hold = table_row(reply.body, "hold", "hold_1")
     assert "120.00 USD" in hold and "POSTED" in hold and "2027-01-16T10:00:00Z" in hold
     assert {(f, p.split("?")[0], t) for f, _, p, t, _ in suite.calls[-5:]} == {
         ("accounts", "/_/ops/accounts/acc_1", "token-of-op-rex"),
@@ -381,7 +388,7 @@ def test_an_accounts_page_lists_every_open_hold_even_one_on_no_statement_page_sh
     reply = get(handler, "/ledger/accounts/acc_1", cookie)
 
     # hold_0 is on no statement page shown: the ledger's list of open holds finds it, with its expiry.
-    hold = re.search(r'<tr data-open-hold="hold_0">(.*?)</tr>', reply.body, re.S).group(1)
+    hold = table_row(reply.body, "open-hold", "hold_0")
     assert "20.00 USD" in hold and "2027-01-20T10:00:00Z" in hold
     assert re.findall(r'data-open-hold="([^"]+)"', reply.body) == ["hold_0"]  # hold_1 is posted
     holds_call = next(p for f, _, p, _, _ in suite.calls if p.startswith("/accounts/acc_1/holds?"))
@@ -399,7 +406,7 @@ def test_a_hold_still_open_on_the_statement_page_is_shown_from_the_open_holds_no
     reply = get(handler, "/ledger/accounts/acc_1", cookie)
 
     # THEN both are shown with their state and expiry, and only the posted one costs a read of its own
-    hold = re.search(r'<tr data-hold="hold_0">(.*?)</tr>', reply.body, re.S).group(1)
+    hold = table_row(reply.body, "hold", "hold_0")
     assert "20.00 USD" in hold and "PENDING" in hold and "2027-01-20T10:00:00Z" in hold
     assert re.findall(r'<tr data-hold="([^"]+)"', reply.body) == ["hold_1", "hold_0"]
     reads = [p for f, _, p, _, _ in suite.calls if f == "ledger" and p.startswith("/transfers/")]
@@ -479,7 +486,7 @@ def test_a_legs_page_takes_its_batchs_first_leg_from_the_batch_not_from_a_second
 
     reply = get(handler, "/ledger/transfers/fee_1", cookie)
 
-    first = re.search(r'<tr data-link="batch_id">(.*?)</tr>', reply.body, re.S).group(1)
+    first = table_row(reply.body, "link", "batch_id")
     assert "sale_1" in first and "leg of 3" in first
     assert [p for f, _, p, _, _ in suite.calls if f == "ledger"] == [
         "/transfers/fee_1", "/transfers?batch_id=sale_1"]
@@ -521,9 +528,9 @@ def test_the_health_page_shows_each_functions_replicas_and_last_cold_start(conso
     suite.down.add("gateway")
     without = get(handler, "/health", cookie)
 
-    row = re.search(r'<tr data-function="transfers">(.*?)</tr>', reply.body, re.S).group(1)
+    row = table_row(reply.body, "function", "transfers")
     assert "1 / 1" in row and "42" in row and "2027-01-15T09:00:00+00:00" in row
-    assert "not running" in re.search(r'<tr data-function="ledger">(.*?)</tr>', reply.body, re.S).group(1)
+    assert "not running" in table_row(reply.body, "function", "ledger")
     assert ("gateway", "GET", "/system/functions", "token-of-op-rex", None) in suite.calls
     assert without.status == 200 and 'data-down="gateway"' in without.body
 
@@ -538,7 +545,7 @@ def test_a_loans_page_shows_its_schedule_payments_and_bucket_in_its_currencys_un
 
     assert reply.status == 200 and "data-bucket>1-29<" in reply.body
     assert "data-outstanding>61000 JPY<" in reply.body  # yen have no minor unit
-    second = re.search(r'<tr data-installment="2">(.*?)</tr>', reply.body, re.S).group(1)
+    second = table_row(reply.body, "installment", "2")
     assert "2027-03-01" in second and second.rstrip().endswith("<td>61000</td>")
     assert "ln_1-r1" in reply.body
     assert suite.calls[-1] == ("loans", "GET", "/_/ops/loans/ln_1", "token-of-op-rex", None)
