@@ -47,6 +47,10 @@ class AuthSecrets:
         self._keyring: KeyRing | None = None
         self._clients: ClientRegistry | None = None
         self._issuer: TokenIssuer | None = None
+        # Public keys of the keyring they came from, made once: the verifier accepts a token it verified
+        # before only while its kid resolves to the very key object that verified it.
+        self._public_of: KeyRing | None = None
+        self._public: dict[str, Any] = {}
 
     def keyring(self) -> KeyRing:
         return self._loaded()[0]
@@ -59,8 +63,12 @@ class AuthSecrets:
 
     def key_for(self, kid: str) -> Any | None:
         """Public key by kid: this function verifies its own tokens without fetching its own JWKS."""
-        key = next((k for k in self.keyring().keys if k.kid == kid), None)
-        return key.private_key.public_key() if key else None
+        keyring = self.keyring()
+        with self._lock:
+            if self._public_of is not keyring:
+                self._public = {k.kid: k.private_key.public_key() for k in keyring.keys}
+                self._public_of = keyring
+            return self._public.get(kid)
 
     def reload(self) -> KeyRing:
         with self._lock:

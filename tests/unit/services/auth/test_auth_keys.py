@@ -151,3 +151,19 @@ def test_a_health_probe_on_a_cold_auth_function_loads_no_crypto_or_aws_code():
     print(
         f"auth cold start: import {report['import_ms']:.0f} ms, first /_/health {report['health_ms']:.2f} ms"
     )
+
+
+def test_its_own_verifier_gets_one_public_key_per_kid_until_the_keys_are_reloaded(auth_with_secrets):
+    # A verified token is accepted again only while its kid gives the very key that verified it: one
+    # object per kid, so a request after the first skips the signature check; a reload makes new ones.
+    auth, folder, _ = auth_with_secrets
+    secrets = auth.auth_secrets
+    kid = secrets.keyring().keys[0].kid
+
+    first = secrets.key_for(kid)
+
+    assert first is not None and secrets.key_for(kid) is first
+    assert secrets.key_for("no-such-kid") is None
+    rotate(folder)
+    secrets.reload()
+    assert secrets.key_for(kid) is not first
