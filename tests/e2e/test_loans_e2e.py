@@ -71,16 +71,23 @@ def customer(poor: bool, suffix: str = "") -> tuple[str, str, str]:
     return customer_id, account_id, customer_tokens(("loans:read", "loans:write"))(customer_id)
 
 
-def test_a_product_is_quoted_and_applications_are_underwritten_by_risk_and_the_bureau(suite):
-    # GIVEN an operator's product (Fineract's 12 %, 30/360 example) and two customers' wallets
-    operator = client_token("ops", "ops:act")
-    product_id = f"personal-{secrets.token_hex(4)}"
+def create_product(suite: str, operator: str, prefix: str, **terms: object) -> str:
+    """A USD product of 100.00-50,000.00 over 3-60 months at 12 % (with `terms` on top), created by the
+    operator; its id."""
+    product_id = f"{prefix}-{secrets.token_hex(4)}"
     product = {"product_id": product_id, "name": "Personal loan", "currency": "USD",
                "principal_minor_min": 10_000, "principal_minor_max": 5_000_000, "term_months_min": 3,
-               "term_months_max": 60, "annual_rate": "0.12"}
+               "term_months_max": 60, "annual_rate": "0.12", **terms}
     status, created = _request("POST", f"{suite}/function/loans/_/ops/loan-products", operator, product,
                                {"Idempotency-Key": secrets.token_hex(8)})
     assert status == 201, created
+    return product_id
+
+
+def test_a_product_is_quoted_and_applications_are_underwritten_by_risk_and_the_bureau(suite):
+    # GIVEN an operator's product (Fineract's 12 %, 30/360 example) and two customers' wallets
+    operator = client_token("ops", "ops:act")
+    product_id = create_product(suite, operator, "personal")
     clean_id, clean_account, clean = customer(poor=False)
     _, poor_account, poor = customer(poor=True)
     loans = f"{suite}/function/loans/loans"
@@ -123,13 +130,7 @@ def minor(value: Decimal) -> int:
 def test_a_loan_is_disbursed_repaid_falls_overdue_with_a_penalty_and_is_paid_off(suite):
     # GIVEN a product with a daily penalty of 0.1 % on overdue principal and a clean customer's loan
     operator = client_token("ops", "ops:act")
-    product_id = f"penalty-{secrets.token_hex(4)}"
-    product = {"product_id": product_id, "name": "Personal loan", "currency": "USD",
-               "principal_minor_min": 10_000, "principal_minor_max": 5_000_000, "term_months_min": 3,
-               "term_months_max": 60, "annual_rate": "0.12", "daily_penalty_rate": "0.001"}
-    status, created = _request("POST", f"{suite}/function/loans/_/ops/loan-products", operator, product,
-                               {"Idempotency-Key": secrets.token_hex(8)})
-    assert status == 201, created
+    product_id = create_product(suite, operator, "penalty", daily_penalty_rate="0.001")
     _, account_id, token = customer(poor=False)
     loans = f"{suite}/function/loans/loans"
     application = {"product_id": product_id, "principal": "1000.00", "term_months": 6,
@@ -195,13 +196,7 @@ def test_a_loan_is_disbursed_repaid_falls_overdue_with_a_penalty_and_is_paid_off
 def test_with_the_bureau_down_a_large_loan_waits_in_its_saga_for_an_operator_then_is_disbursed_once(suite):
     # GIVEN a product that waives the bureau up to 500.00, and a customer the bureau answers nothing for
     operator = client_token("ops", "ops:act")
-    product_id = f"review-{secrets.token_hex(4)}"
-    product = {"product_id": product_id, "name": "Personal loan", "currency": "USD",
-               "principal_minor_min": 10_000, "principal_minor_max": 5_000_000, "term_months_min": 3,
-               "term_months_max": 60, "annual_rate": "0.12", "bureau_waiver_principal_minor_max": 50_000}
-    status, created = _request("POST", f"{suite}/function/loans/_/ops/loan-products", operator, product,
-                               {"Idempotency-Key": secrets.token_hex(8)})
-    assert status == 201, created
+    product_id = create_product(suite, operator, "review", bureau_waiver_principal_minor_max=50_000)
     _, account_id, token = customer(poor=False, suffix=UNAVAILABLE_CUSTOMER_SUFFIX)
     wallet_before = balance(suite, account_id)
 
@@ -249,13 +244,7 @@ def test_a_loan_to_a_bank_account_is_paid_out_by_the_rail_once_and_a_rejected_on
     # GIVEN a product and two clean customers: one's bank account the rail pays, the other's an account the
     # sandbox rail always rejects
     operator = client_token("ops", "ops:act")
-    product_id = f"bank-{secrets.token_hex(4)}"
-    product = {"product_id": product_id, "name": "Personal loan", "currency": "USD",
-               "principal_minor_min": 10_000, "principal_minor_max": 5_000_000, "term_months_min": 3,
-               "term_months_max": 60, "annual_rate": "0.12"}
-    status, created = _request("POST", f"{suite}/function/loans/_/ops/loan-products", operator, product,
-                               {"Idempotency-Key": secrets.token_hex(8)})
-    assert status == 201, created
+    product_id = create_product(suite, operator, "bank")
     _, paid_wallet, paid = customer(poor=False)
     _, refused_wallet, refused = customer(poor=False)
     rejected_bank = {**BANK, "account_number": f"00012345{REJECT_SUFFIX}"}
