@@ -47,11 +47,15 @@ class WealthWorld:
         self.dates = BusinessDateService(self.dates_store, BusinessDateMode.MANUAL, clock=lambda: self.now,
                                          time_zones={self.market: "Asia/Shanghai"})
         own = CALENDAR_TEXT.replace('"market": "CN"', f'"market": "{self.market}"')
-        self.calendar = calendar = parse_calendar(own)
+        self.calendar = parse_calendar(own)
         self.wealth_ledger = InProcessLedger(self.ledger, ledger_balances_reader(self.ledger_store))
         self.page_positions = page_positions
-        self.service = WealthService(self.store, self.wealth_ledger, self.dates, {self.market: calendar},
-                                     clock=lambda: self.now, page_positions=page_positions)
+        self.service = self.service_on(self.wealth_ledger)
+
+    def service_on(self, ledger: Any) -> WealthService:
+        """The world's service over another ledger (one that crashes, or lets a rival commit first)."""
+        return WealthService(self.store, ledger, self.dates, {self.market: self.calendar},
+                             clock=lambda: self.now, page_positions=self.page_positions)
 
     def product(self, **settings: object) -> Product:
         body = {"product_id": f"mmf-{uuid.uuid4().hex[:10]}", "kind": "mmf", "name": "Cash Plus",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -78,27 +77,16 @@ def seed(product: Any, count: int, ledger_store: Any, store: Any) -> int:
 
 
 def emulators_cpu_seconds() -> float:
-    """CPU seconds used so far by this process's descendants (DynamoDB Local and moto), from /proc."""
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    ticks = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """CPU seconds used so far by this process's descendants (DynamoDB Local and moto)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
             continue  # ended meanwhile
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks
-
-    def descends(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == os.getpid():
-                return True
-        return False
-
-    return sum(seconds for pid, seconds in cpu.items() if descends(pid))
+    return total
 
 
 def measure(count: int) -> dict[str, Any]:

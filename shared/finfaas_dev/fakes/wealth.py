@@ -310,12 +310,14 @@ class InMemoryWealthStore:
         key = (product_id, customer_id, day)
 
         def check() -> None:
-            stored = self._positions.get(position.product_id, {}).get(position.customer_id)
-            moved = stored is None or stored.version != position.version - 1
-            if self._fast.get(key, 0) != used_before_minor or moved:
+            try:
+                if self._fast.get(key, 0) != used_before_minor:
+                    raise RowMoved("the day's usage changed")
+                self._check_position(position)
+            except RowMoved:
                 if (order.customer_id, order.order_id) in self._orders:
-                    raise AlreadyRecorded("fast redemption recorded already")
-                raise RowMoved("the day's usage or the position changed")
+                    raise AlreadyRecorded("fast redemption recorded already") from None
+                raise
 
         def apply() -> None:
             self._fast[key] = used_after_minor

@@ -654,15 +654,18 @@ class WealthService:
         return [self._summary(p) for p in self._repo.positions_of(customer_id)]
 
     def position(self, customer_id: str, product_id: str) -> PositionSummary:
+        return self._summary(self._position_row(customer_id, product_id))
+
+    def income_statement(self, customer_id: str, product_id: str) -> list[tuple[date, int]]:
+        """(day, income) of the position's newest income days, newest first (kept on its row: the row is
+        all the statement reads)."""
+        return list(self._position_row(customer_id, product_id).recent_incomes[:income_statement_days_max])
+
+    def _position_row(self, customer_id: str, product_id: str) -> Position:
         found = self._repo.position(product_id, customer_id)
         if found is None:
             raise PositionNotFound("no such position", errors=(("product_id", "no position"),))
-        return self._summary(found)
-
-    def income_statement(self, customer_id: str, product_id: str) -> list[tuple[date, int]]:
-        """(day, income) of the position's newest income days, newest first (kept on its row)."""
-        position = self.position(customer_id, product_id).position
-        return list(position.recent_incomes[:income_statement_days_max])
+        return found
 
     def _summary(self, position: Position) -> PositionSummary:
         product = self.product(position.product_id)

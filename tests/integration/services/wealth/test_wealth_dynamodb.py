@@ -30,7 +30,7 @@ from finfaas.services.wealth.model import (
     position_account_id,
     rolled_order_id,
 )
-from finfaas.services.wealth.service import RedeemCommand, WealthService
+from finfaas.services.wealth.service import RedeemCommand
 from finfaas_dev.wealth import check, run_day, seeded_holdings
 from support.wealth_testing import WealthWorld, utc
 
@@ -207,9 +207,7 @@ def test_a_batch_killed_mid_page_rerun_and_run_twice_at_once_posts_each_income_o
         return [world.units(product.product_id, c) for c in customers]
 
     # GIVEN a run killed before its 3rd ledger transaction (page 2 of 3, one of its two chunks)
-    crashing = WealthService(world.store, CrashingLedger(world.wealth_ledger, 3), world.dates,
-                             {world.market: world.calendar}, clock=lambda: world.now,
-                             page_positions=world.page_positions)
+    crashing = world.service_on(CrashingLedger(world.wealth_ledger, 3))
     with pytest.raises(ConnectionError):
         run_day(crashing, world.market, THURSDAY)
     assert world.business_date() == THURSDAY
@@ -281,9 +279,7 @@ def test_a_redemption_sweeping_accrued_income_while_its_chunk_posts_is_paid_and_
 
     # WHEN the first holder redeems every unit (its accrued income swept onto its ledger account) after
     # Friday's page read the rows and before their chunk commits
-    racing = WealthService(world.store, RedeemsBeforeFirstChunk(world.wealth_ledger, redeem), world.dates,
-                           {world.market: world.calendar}, clock=lambda: world.now,
-                           page_positions=world.page_positions)
+    racing = world.service_on(RedeemsBeforeFirstChunk(world.wealth_ledger, redeem))
     ran = run_day(racing, world.market, friday)
     # THEN the chunk was built again from the swept row: each holder earned Friday once, on its units then
     left = [u + i for u, i in zip(units, thursday.incomes_minor, strict=True)]
@@ -319,9 +315,7 @@ def test_a_fast_redemption_racing_its_chunk_keeps_the_mirror_exact_and_an_old_ro
 
     # WHEN the first holder redeems 5,000.00 fast (nothing accrued: no sweep, only its ledger units move)
     # after the page read the rows and before their chunk commits
-    racing = WealthService(world.store, RedeemsBeforeFirstChunk(world.wealth_ledger, redeem), world.dates,
-                           {world.market: world.calendar}, clock=lambda: world.now,
-                           page_positions=world.page_positions)
+    racing = world.service_on(RedeemsBeforeFirstChunk(world.wealth_ledger, redeem))
     ran = run_day(racing, world.market, THURSDAY)
     # THEN the chunk was built again from the redeemer's moved row: its income is on the units it kept
     left = [500_000, *units[1:]]
