@@ -51,8 +51,7 @@ class PaymentCreateReads:
                     for raw in found.get(self._accounts_table, [])]
         risk = None
         if screening is not None:
-            raws = found.get(self._risk.table_name, [])
-            risk = lookup_of(screening, window, {(raw["pk"]["S"], raw["sk"]["S"]): raw for raw in raws})
+            risk = lookup_of(screening, window, found.get(self._risk.table_name, []))
         return PaymentFacts(merchants[0] if merchants else None, accounts[0] if accounts else None, risk)
 
     def screening_writes(self, pending: AssessmentToRecord) -> tuple[list[tuple[Any, Any]],

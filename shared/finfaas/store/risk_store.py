@@ -22,6 +22,7 @@ bucket and is judged on it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -120,8 +121,9 @@ def lookup_attributes(request: RiskRequest) -> list[str]:
     return ["pk", "sk", "body", "count", "amount_minor", *_place_names(request.assessment_id)]
 
 
-def lookup_of(request: RiskRequest, window: str | None, found: dict[tuple[str, str], Any]) -> Lookup:
-    """The Lookup of the raw items found under lookup_keys, by (pk, sk)."""
+def lookup_of(request: RiskRequest, window: str | None, items: Iterable[dict[str, Any]]) -> Lookup:
+    """The Lookup of the raw items found under lookup_keys."""
+    found = {(raw["pk"]["S"], raw["sk"]["S"]): raw for raw in items}
     recorded = found.get(_assessment_key(request.assessment_id))
     blocks = [(BLOCKLIST_PARTITION, entry) for entry in block_entries_for(request)]
     counts = {} if window is None else found.get(_bucket_key(request.customer_id, window), {})
@@ -163,16 +165,16 @@ class RiskStore:
         keys = lookup_keys(request, window)
         return lookup_of(request, window, self._batch_get(keys, lookup_attributes(request)))
 
-    def _batch_get(self, keys: list[tuple[str, str]], attributes: list[str]) -> dict[tuple[str, str], Any]:
-        """The raw items found under keys (consistent), by key; keys DynamoDB leaves unprocessed are asked
-        again, a bounded number of times."""
+    def _batch_get(self, keys: list[tuple[str, str]], attributes: list[str]) -> list[dict[str, Any]]:
+        """The raw items found under keys (consistent); keys DynamoDB leaves unprocessed are asked again, a
+        bounded number of times."""
         pending = [dict(zip(("pk", "sk"), self._item._serialize_keys(pk, sk), strict=True))
                    for pk, sk in keys]
-        found: dict[tuple[str, str], Any] = {}
+        found: list[dict[str, Any]] = []
         try:
             for _ in range(BATCH_GET_ROUNDS_MAX):
                 items, pending = self._item._batch_get_page(pending, True, attributes)
-                found.update({(i["pk"]["S"], i["sk"]["S"]): i for i in items})
+                found.extend(items)
                 if not pending:
                     return found
         except PynamoDBException as error:

@@ -85,8 +85,7 @@ class TransferValidationReads:
                 tier = Tier(item.tier)
         risk = None
         if screening is not None and risk_keys and self._risk_table is not None:
-            risk_found = {(raw["pk"]["S"], raw["sk"]["S"]): raw for raw in found.get(self._risk_table, [])}
-            risk = lookup_of(screening.request, screening.window, risk_found)
+            risk = lookup_of(screening.request, screening.window, found.get(self._risk_table, []))
         return ValidationFacts({a.account_id: a for a in accounts}, tier, total_minor, order, risk)
 
     def _risk_keys(self, screening: Screening | None) -> list[tuple[str, str]]:

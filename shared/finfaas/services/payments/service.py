@@ -134,7 +134,7 @@ from finfaas.services.payments.ports import (
     StepKey,
 )
 from finfaas.services.risk.model import AssessmentToRecord, Lookup, hour_window
-from finfaas.services.risk.ports import RiskDecider
+from finfaas.services.risk.ports import RiskDecider, record_refused
 from finfaas.services.suite_clients import LedgerAccountConflict, LedgerClient
 
 # The hold outlives capture_before, which payments enforces itself: each partial capture rounds the
@@ -510,7 +510,8 @@ class PaymentsService:
                                           audit)
         except (PaymentsError, LedgerError):
             if pending is not None:
-                self._record_refused(pending)  # risk counts a payment the ledger refused, as it did alone
+                # risk counts a payment the ledger refused, as it did alone
+                record_refused(self._breaker, self._risk_in_process, pending, _log, "payment")
             raise
         return first, False
 
@@ -1137,17 +1138,6 @@ class PaymentsService:
             return _Screened(self._degraded(intent, f"risk unavailable: {type(error).__name__}"))
         answer = {"decision": assessment.decision.value, "score": assessment.score}
         return _Screened(self._risk_of(intent, answer), pending)
-
-    def _record_refused(self, pending: AssessmentToRecord) -> None:
-        """Risk counts a payment the ledger refused, as it counts any it was asked about; when it cannot,
-        the refusal stands."""
-        decider = self._risk_in_process
-        assert decider is not None
-        try:
-            self._breaker.call(lambda: decider.record(pending))
-        except Exception as error:  # the breaker counts it; the payment is refused either way
-            _log.warning("risk did not record a refused payment", payment_id=pending.request.assessment_id,
-                         error=type(error).__name__)
 
     def _risk_of(self, intent: PaymentIntent, answer: Mapping[str, Any]) -> dict[str, Any]:
         """The intent's risk field of risk's answer; a decline (or a review) refuses the payment."""

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Protocol
 
 from finfaas.domain.risk_rules import Assessment, HourCount, RiskRequest
+from finfaas.platform.logging import StructuredLogger
+from finfaas.platform.resilience import CircuitBreaker
 from finfaas.services.risk.model import AssessmentToRecord, BlockEntry, Lookup
 
 
@@ -57,3 +59,15 @@ class RiskDecider(Protocol):
     def record(self, pending: AssessmentToRecord) -> Assessment:
         """Write a decided assessment alone (the step that decided it was refused, or its window moved)."""
         ...
+
+
+def record_refused(breaker: CircuitBreaker, decider: RiskDecider | None, pending: AssessmentToRecord,
+                   log: StructuredLogger, subject: str) -> None:
+    """Risk counts a `subject` (payment, transfer) its caller refused after risk decided it, as it counts any
+    it was asked about; when it cannot (the breaker counts the failure), the refusal stands."""
+    assert decider is not None
+    try:
+        breaker.call(lambda: decider.record(pending))
+    except Exception as error:  # the caller's step is refused either way
+        log.warning(f"risk did not record a refused {subject}", error=type(error).__name__,
+                    **{f"{subject}_id": pending.request.assessment_id})

@@ -51,7 +51,7 @@ from finfaas.platform.orchestrator_api import Orchestrator
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import SAVE_RACE_POLICY, Change, Unchanged, read_change_save
 from finfaas.services.risk.model import AssessmentToRecord, Lookup, hour_window
-from finfaas.services.risk.ports import RiskDecider, RiskRepository
+from finfaas.services.risk.ports import RiskDecider, RiskRepository, record_refused
 from finfaas.services.transfers.api import (
     CreditorBody,
     DecisionBody,
@@ -486,7 +486,7 @@ class TransfersService:
             outcome = self._orders.reserve_usage(reservation.order, reservation.usage, reservation.risk)
             if outcome is UsageOutcome.EXCEEDED:
                 if reservation.risk is not None:
-                    self._record_refused(reservation.risk)
+                    record_refused(self._breaker, self._risk_in_process, reservation.risk, _log, "transfer")
                 error = daily_limit_error(reservation.tier, reservation.order.currency)
                 raise ValidationRefused(error.code, error.detail)
             if outcome is UsageOutcome.SCREENING_MOVED:
@@ -533,17 +533,6 @@ class TransfersService:
         answer = {"decision": assessment.decision.value, "score": assessment.score,
                   "reasons": list(assessment.reasons)}
         return self._with_screening(order, *self._screening_of(order, answer)), pending
-
-    def _record_refused(self, pending: AssessmentToRecord) -> None:
-        """Risk counts a transfer the day's total refused, as it counts any it was asked about; when it
-        cannot, the refusal stands (as a degraded screening would have)."""
-        decider = self._risk_in_process
-        assert decider is not None
-        try:
-            self._breaker.call(lambda: decider.record(pending))
-        except Exception as error:  # the breaker counts it; the transfer is refused either way
-            _log.warning("risk did not record a refused transfer", transfer_id=pending.request.assessment_id,
-                         error=type(error).__name__)
 
     def _with_screening(self, order: TransferOrder, screening: dict[str, Any], flags: tuple[str, ...]
                         ) -> TransferOrder:

@@ -242,6 +242,17 @@ def test_terminal_states_absorb(world):
     world.agrees_with_ledger(payment_id, account_id)
 
 
+def dynamo_calls(call):
+    """call's result, and the DynamoDB operations it made, counted by name."""
+    meter = DynamoCallMeter()
+    meter.start()
+    try:
+        result = call()
+    finally:
+        meter.stop()
+    return result, Counter(name.split(" ")[0] for name, n in meter.snapshot().items() for _ in range(n))
+
+
 # --- one call: created, confirmed and paid ---------------------------------------------------------------
 
 
@@ -254,16 +265,10 @@ def paid_in_one_call(world: World, account_id: str, key: str):
 
 def test_a_payment_in_one_call_is_two_reads_and_one_transaction_with_both_events(world):
     account_id = world.customer(10_000)
-    meter = DynamoCallMeter()
-    meter.start()
-    try:
-        intent, repeated = paid_in_one_call(world, account_id, "order-1")
-    finally:
-        meter.stop()
+    (intent, repeated), calls = dynamo_calls(lambda: paid_in_one_call(world, account_id, "order-1"))
 
     # an app's payment: the merchant and the paying account read; money, intent and both events in one
     # transaction (its risk check is the assessor's own)
-    calls = Counter(name.split(" ")[0] for name, n in meter.snapshot().items() for _ in range(n))
     assert calls == Counter({"GetItem": 2, "TransactWriteItems": 1})
     assert (intent.status.value, intent.amount_received_minor, repeated) == ("succeeded", 2_500, False)
     assert world.ledger.get_account(account_id).balance_minor == 7_500
@@ -285,16 +290,10 @@ def customer_pays(world: World, account_id: str, key: str, amount: int = 2_500,
 
 def test_a_customers_payment_in_one_call_is_one_read_and_one_transaction_with_risks_decision(world):
     account_id = world.customer(10_000)
-    meter = DynamoCallMeter()
-    meter.start()
-    try:
-        intent, repeated = customer_pays(world, account_id, "order-1")
-    finally:
-        meter.stop()
+    (intent, repeated), calls = dynamo_calls(lambda: customer_pays(world, account_id, "order-1"))
 
     # the merchant, the account and risk's items in one read; money, intent, events, risk's assessment and
     # the customer's hour count in one transaction
-    calls = Counter(name.split(" ")[0] for name, n in meter.snapshot().items() for _ in range(n))
     assert calls == Counter({"BatchGetItem": 1, "TransactWriteItems": 1})
     assert (intent.status.value, intent.risk["decision"], repeated) == ("succeeded", "approve", False)
     assert world.ledger.get_account(account_id).balance_minor == 7_500
@@ -308,15 +307,10 @@ def test_a_customers_hold_created_at_once_carries_risks_decision_and_captures_as
     body = NewIntentBody.model_validate({
         "amount": 4_000, "currency": "USD", "capture_method": "manual", "confirm": True,
         "customer_account_id": account_id, "merchant_id": world.merchant_id})
-    meter = DynamoCallMeter()
-    meter.start()
-    try:
-        held, _ = world.screened.create_intent(Caller(owner, "customer"), "order-hold", body)
-    finally:
-        meter.stop()
+    (held, _), calls = dynamo_calls(
+        lambda: world.screened.create_intent(Caller(owner, "customer"), "order-hold", body))
     captured = world.screened.capture(APP, held.payment_id, CaptureBody(amount_to_capture=None))
 
-    calls = Counter(name.split(" ")[0] for name, n in meter.snapshot().items() for _ in range(n))
     assert calls == Counter({"BatchGetItem": 1, "TransactWriteItems": 1})
     assert (held.status.value, captured.status.value, captured.amount_received_minor) == (
         "requires_capture", "succeeded", 4_000)
