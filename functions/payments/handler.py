@@ -57,11 +57,15 @@ from finfaas.domain.errors import InvalidInput
 from finfaas.platform.audit import AuditLog
 from finfaas.platform.http import FunctionApp, Request, Response
 from finfaas.platform.http.rendering import rendered, stored_response
-from finfaas.platform.idempotency import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, IdempotencyGuard
+from finfaas.platform.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    REPLAYED_HEADER,
+    CompletionRecords,
+    IdempotencyGuard,
+)
 from finfaas.platform.ratelimit import RateLimit, RateLimiter
 from finfaas.platform.schedule import ScheduleProof, schedule_keys_from_config
 from finfaas.platform.wiring import Lazy, ReplaceableVerifier
-from finfaas.services.ledger.ports import CompletionRecords
 from finfaas.services.payments.api import (
     ERRORS,
     CancelBody,
