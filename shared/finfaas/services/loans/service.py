@@ -254,9 +254,10 @@ def _terms(product: LoanProduct) -> dict[str, Any]:
 
 disbursement_attempts_max = 3  # a rival change of the loan between our read and our write
 DISBURSEMENT_STATE_MACHINE = "loan-disbursement"
-# A disbursement's hold on the funding account must outlive its saga: the rail's wait (5 min), the recall's
-# retries (about 10 min) and an operator after an unknown answer, as a wallet withdrawal's hold.
-disbursement_hold_seconds = 7 * 24 * 3600
+# A disbursement's hold never expires (0): once the rail has the payout it may have paid, so only the rail's
+# answer or an operator may release the money; an expiry would hand it back to the funding account while
+# the customer keeps the payout. Holds written with the earlier 7 days are still met expired by the void.
+disbursement_hold_seconds = 0
 failure_chars_max = 500
 
 

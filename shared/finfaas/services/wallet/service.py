@@ -65,9 +65,10 @@ from finfaas.services.wallet.model import (
 )
 from finfaas.services.wallet.ports import WalletLedger, WalletMoves
 
-# A withdrawal's hold must outlive its saga: the rail's wait (5 min), the recall's retries (about 10 min)
-# and an operator's decision when the rail's answer is unknown; the ledger's sweep releases it after.
-withdrawal_hold_seconds_default = 7 * 24 * 3600
+# A withdrawal's hold never expires (0): once the rail has the payout it may have paid, so only the rail's
+# answer or an operator may release the money; an expiry would give it back to the wallet while the
+# customer keeps the payout. Holds written with the earlier 7 days are still met expired by the void.
+withdrawal_hold_seconds = 0
 # A pending move older than this whose saga start was lost (a crash, the orchestrator away) is started
 # again when it is read; a start of a running execution only finds it.
 restart_after_seconds_default = 5.0
@@ -96,7 +97,6 @@ class Caller:
 
 @dataclass(frozen=True)
 class WalletSettings:
-    withdrawal_hold_seconds: int = withdrawal_hold_seconds_default
     restart_after_seconds: float = restart_after_seconds_default
 
 
@@ -358,7 +358,7 @@ class WalletService:
         request with the same key wrote it first."""
         try:
             self._ledger.hold(wanted.hold_id, wanted.account_id, wanted.clearing_account_id,
-                              wanted.amount_minor, wanted.currency, self._settings.withdrawal_hold_seconds,
+                              wanted.amount_minor, wanted.currency, withdrawal_hold_seconds,
                               MoveWrite(self._moves, wanted, event))
         except AppliedEarlier:
             return wanted

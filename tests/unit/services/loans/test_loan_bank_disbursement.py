@@ -276,3 +276,44 @@ def test_an_operator_cannot_decide_a_payout_its_saga_still_waits_for():
 
     assert reply.status_code == 409 and reply.json()["code"] == "loan_payout_not_flagged"
     assert payouts.loan(loan_id).status.value == "disbursing"
+
+
+def test_a_marked_payout_stays_held_past_any_expiry_and_the_operator_can_still_post_it():
+    # GIVEN a payout whose outcome the rail could not give, marked for an operator, and weeks passing with
+    # the ledger's expiry sweep running (the rail may have paid: nothing may release the money but a decision)
+    from finfaas.services.ledger.service import LedgerService
+
+    payouts, loan_id, before = _flagged()
+    payouts.world.clock.sleep(60 * 24 * 3600)
+
+    expired = LedgerService(payouts.world.ledger, clock=payouts.world.clock.utc).expire_due_holds()
+
+    # THEN the hold is still there, and the operator's post pays the customer once
+    assert expired == []
+    held = Balances(before.funding, before.clearing, before.held + PRINCIPAL_MINOR)
+    assert Balances.of(payouts.world) == held
+    decided = _decide(payouts, loan_id, "post")
+    assert decided.status_code == 200, decided.content
+    assert Balances.of(payouts.world) == Balances(
+        before.funding - PRINCIPAL_MINOR, before.clearing + PRINCIPAL_MINOR, before.held)
+    assert payouts.check(loan_id) == []
+
+
+def test_a_hold_written_to_expire_and_expired_ends_the_loan_unpaid_on_the_operators_void(monkeypatch):
+    # GIVEN a payout held with the 7-day expiry holds were once written with, marked, and expired since
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.services.loans import service as loans_service
+
+    monkeypatch.setattr(loans_service, "disbursement_hold_seconds", 7 * 24 * 3600)
+    payouts, loan_id, before = _flagged()
+    payouts.world.clock.sleep(8 * 24 * 3600)
+    assert len(LedgerService(payouts.world.ledger, clock=payouts.world.clock.utc).expire_due_holds()) == 1
+
+    # WHEN the operator voids it (the rail confirmed it never paid)
+    decided = _decide(payouts, loan_id, "void")
+
+    # THEN the loan ends unpaid, owing nothing, and the funding account is whole once
+    assert decided.status_code == 200, decided.content
+    assert decided.json()["status"] == SCENARIOS["bank-rejected"].status
+    assert Balances.of(payouts.world) == before
+    assert payouts.check(loan_id) == []

@@ -68,3 +68,56 @@ def test_an_operator_ends_a_withdrawal_whose_payout_is_unknown_and_only_once():
     assert world.held("acc-a") == 0
     assert world.balance("acc-a") == OPENING_BALANCE_MINOR
     assert world.ledger_check().clean
+
+
+def test_a_withdrawal_whose_payout_is_unknown_stays_held_past_any_expiry_until_an_operator_posts_it():
+    # GIVEN a withdrawal the rail never answers, whose recall fails too, and weeks passing with the ledger's
+    # expiry sweep running (the rail may have paid: nothing may release the money but a decision)
+    from finfaas.services.ledger.service import LedgerService
+    from support.wallet_scenarios import AMOUNT_MINOR, OPENING_BALANCE_MINOR
+
+    world = SagaWorld()
+    world.gateway.faults[("rail", "/recall")] = [(500, {"code": "internal_error"})]
+    move_id = world.start_move("withdrawals", SCENARIOS["withdrawal-stuck-recalled"].body("")).json()["id"]
+    world.run()
+    world.clock.sleep(60 * 24 * 3600)
+
+    expired = LedgerService(world.ledger, clock=world.clock.utc).expire_due_holds()
+
+    # THEN the money is still held, and the operator's post (the rail did pay) takes it from the wallet once
+    assert expired == []
+    assert world.held("acc-a") == AMOUNT_MINOR
+    ops = world.token("ops-1", ("ops", "ops:act"))
+    posted = world.gateway.call("POST", "wallet", f"/_/ops/withdrawals/{move_id}/decision",
+                                {"decision": "post"}, ops, {"Idempotency-Key": "d-post"})
+    assert posted.status_code == 200 and posted.json()["status"] == "succeeded", posted.content
+    assert world.held("acc-a") == 0
+    assert world.balance("acc-a") == OPENING_BALANCE_MINOR - AMOUNT_MINOR
+    assert world.ledger_check().clean
+
+
+def test_a_hold_written_to_expire_and_expired_is_recorded_as_released_by_an_operators_void(monkeypatch):
+    # GIVEN a withdrawal held with the 7-day expiry holds were once written with, stuck, and expired since
+    from finfaas.services.ledger.service import LedgerService
+    from finfaas.services.wallet import service as wallet_service
+    from support.wallet_scenarios import OPENING_BALANCE_MINOR
+
+    monkeypatch.setattr(wallet_service, "withdrawal_hold_seconds", 7 * 24 * 3600)
+    world = SagaWorld()
+    world.gateway.faults[("rail", "/recall")] = [(500, {"code": "internal_error"})]
+    move_id = world.start_move("withdrawals", SCENARIOS["withdrawal-stuck-recalled"].body("")).json()["id"]
+    world.run()
+    world.clock.sleep(8 * 24 * 3600)
+    assert len(LedgerService(world.ledger, clock=world.clock.utc).expire_due_holds()) == 1
+
+    # WHEN the operator voids it
+    ops = world.token("ops-1", ("ops", "ops:act"))
+    voided = world.gateway.call("POST", "wallet", f"/_/ops/withdrawals/{move_id}/decision",
+                                {"decision": "void"}, ops, {"Idempotency-Key": "d-void"})
+
+    # THEN the move fails naming the ledger's expiry as its release, and the money came back once
+    assert voided.status_code == 200 and voided.json()["status"] == "failed", voided.content
+    release = world.move(move_id).ledger[-1]
+    assert (release.kind, release.transfer_id) == ("void", f"{move_id}-hold.expiry")
+    assert world.balance("acc-a") == OPENING_BALANCE_MINOR and world.held("acc-a") == 0
+    assert world.ledger_check().clean
