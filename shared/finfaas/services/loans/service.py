@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from finfaas.domain.calendar import MarketCalendar
 from finfaas.domain.creditor import CreditorVault, SealedCreditor
 from finfaas.domain.errors import (
-    AccountNotFound,
     InsufficientFunds,
     LedgerError,
     PendingAlreadyPosted,
@@ -24,7 +23,6 @@ from finfaas.domain.errors import (
     PendingExpired,
 )
 from finfaas.domain.ledger import (
-    Account,
     AccountKind,
     AccountStatus,
     TransactionExtra,
@@ -71,8 +69,8 @@ from finfaas.domain.money import parse_amount
 from finfaas.platform.cursors import CursorCodec, InvalidCursor, binding
 from finfaas.platform.resilience import CircuitBreaker
 from finfaas.platform.retry import Change, Unchanged, read_change_save
+from finfaas.services.ledger.in_process import InProcessLedger
 from finfaas.services.ledger.model import TransferRequest
-from finfaas.services.ledger.service import LedgerService
 from finfaas.services.loans.errors import (
     CurrencyMismatch,
     InvalidApplication,
@@ -502,49 +500,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class LedgerAccounts:
-    """WalletAccounts and LoanLedger over the ledger's own use cases in process (its DynamoDB store, or
-    the reference ledger in tests): a loan's change joins the transfer's transaction as its extra."""
-
-    def __init__(self, ledger: LedgerService) -> None:
-        self.ledger = ledger
-
-    def account(self, account_id: str) -> Account | None:
-        try:
-            return self.ledger.get_account(account_id)
-        except AccountNotFound:
-            return None
-
-    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
-                 currency: str, extra: TransactionExtra) -> Transfer:
-        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
-        return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
+class LedgerAccounts(InProcessLedger):
+    """WalletAccounts and LoanLedger over the ledger's own use cases in process: a loan's change joins the
+    transfer's transaction as its extra."""
 
     def transfer_linked(self, legs: Sequence[tuple[str, str, str, int, str]],
                         extra: TransactionExtra) -> list[Transfer]:
         requests = [TransferRequest(debit, credit, amount, currency, transfer_id)
                     for transfer_id, debit, credit, amount, currency in legs]
-        return self._in_transaction(extra, lambda joined: self.ledger.transfer_linked(requests, extra=joined))
-
-    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
-             currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer:
-        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id,
-                                  pending=True, timeout_seconds=timeout_seconds)
-        return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
+        return self._linked(requests, extra)
 
     def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
              extra: TransactionExtra) -> Transfer:
-        return self._in_transaction(extra, lambda joined: self.ledger.post_pending(
-            pending_id, amount=amount_minor, currency=currency, transfer_id=transfer_id, extra=joined))
-
-    def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
-        return self._in_transaction(
-            extra, lambda joined: self.ledger.void_pending(pending_id, transfer_id=transfer_id, extra=joined))
-
-    def _in_transaction(self, extra: TransactionExtra,
-                        operation: Callable[[TransactionExtra | None], _T]) -> _T:
-        """Run a ledger operation with the loan's write in its transaction (here: the extra joins it)."""
-        return operation(extra)
+        return self._posted(pending_id, transfer_id, amount_minor, currency, None, extra)
 
 
 @dataclass(frozen=True)

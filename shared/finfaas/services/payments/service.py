@@ -25,7 +25,6 @@ from typing import Any
 
 from finfaas.domain.creditor import SealedCreditor
 from finfaas.domain.errors import (
-    AccountNotFound,
     InsufficientFunds,
     LedgerError,
     PendingAlreadyPosted,
@@ -60,8 +59,8 @@ from finfaas.platform.http.transactional import OutboxAudit
 from finfaas.platform.logging import get_logger
 from finfaas.platform.resilience import CircuitBreaker, CircuitOpen
 from finfaas.platform.retry import Change, RetryPolicy, Unchanged, read_change_save
+from finfaas.services.ledger.in_process import InProcessLedger
 from finfaas.services.ledger.model import TransferRequest
-from finfaas.services.ledger.service import LedgerService
 from finfaas.services.payments.api import (
     DISPUTE_OPENED,
     CaptureBody,
@@ -186,46 +185,19 @@ class LedgerFunctionAccounts:
                                            field="merchant_id") from conflict
 
 
-class LedgerStoreAccounts:
-    """PaymentsLedger over the ledger's own use cases in process (the DynamoDB store, or the reference
-    ledger in tests): its TransactionExtra joins each operation's transaction."""
-
-    def __init__(self, ledger: LedgerService) -> None:
-        self.ledger = ledger
-
-    def account(self, account_id: str) -> Account | None:
-        try:
-            return self.ledger.get_account(account_id)
-        except AccountNotFound:
-            return None
-
-    def hold(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
-             currency: str, timeout_seconds: int, extra: TransactionExtra) -> Transfer:
-        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id,
-                                  pending=True, timeout_seconds=timeout_seconds)
-        return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
-
-    def transfer(self, transfer_id: str, debit_account_id: str, credit_account_id: str, amount_minor: int,
-                 currency: str, extra: TransactionExtra) -> Transfer:
-        request = TransferRequest(debit_account_id, credit_account_id, amount_minor, currency, transfer_id)
-        return self._in_transaction(extra, lambda joined: self.ledger.transfer(request, extra=joined))
+class LedgerStoreAccounts(InProcessLedger):
+    """PaymentsLedger over the ledger's own use cases in process: its TransactionExtra joins each
+    operation's transaction."""
 
     def transfer_linked(self, legs: list[tuple[str, str, str, int]], currency: str,
                         extra: TransactionExtra) -> Transfer:
         requests = [TransferRequest(debit, credit, amount, currency, transfer_id)
                     for transfer_id, debit, credit, amount in legs]
-        return self._in_transaction(
-            extra, lambda joined: self.ledger.transfer_linked(requests, extra=joined)[0])
+        return self._linked(requests, extra)[0]
 
     def post(self, pending_id: str, transfer_id: str, amount_minor: int, currency: str,
              remainder_id: str | None, extra: TransactionExtra) -> Transfer:
-        return self._in_transaction(extra, lambda joined: self.ledger.post_pending(
-            pending_id, amount=amount_minor, currency=currency, transfer_id=transfer_id,
-            remainder_id=remainder_id, extra=joined))
-
-    def void(self, pending_id: str, transfer_id: str, extra: TransactionExtra) -> Transfer:
-        return self._in_transaction(
-            extra, lambda joined: self.ledger.void_pending(pending_id, transfer_id=transfer_id, extra=joined))
+        return self._posted(pending_id, transfer_id, amount_minor, currency, remainder_id, extra)
 
     def statement(self, account_id: str, limit: int, cursor: str | None) -> StatementPage:
         return self.ledger.statement(account_id, limit=limit, starting_after=cursor)
@@ -240,11 +212,6 @@ class LedgerStoreAccounts:
         self.ledger.transfer_linked([TransferRequest(leg.debit_account_id, leg.credit_account_id,
                                                      leg.amount_minor, currency, leg.transfer_id)
                                      for leg in legs])
-
-    def _in_transaction(self, extra: TransactionExtra,
-                        operation: Callable[[TransactionExtra | None], Transfer]) -> Transfer:
-        """Run a ledger operation with the intent's write in its transaction (here: the extra joins it)."""
-        return operation(extra)
 
 
 class _IntentMoved(Exception):
