@@ -73,6 +73,7 @@ Schedule (no token: a signed tick, or a stock scheduler's unsigned one, every 15
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from finfaas.platform.audit import AuditLog
@@ -187,6 +188,7 @@ def build_services(suite: Any = None) -> LoansServices:
     from finfaas.domain.creditor import CreditorVault
     from finfaas.platform import config
     from finfaas.platform.audit import AUDIT_KEY_SECRET_NAME, signing_key_from_text
+    from finfaas.platform.calendars import load_calendars
     from finfaas.platform.credentials import ServiceTokens
     from finfaas.platform.cursors import CursorCodec
     from finfaas.platform.pii import EnvelopeCipher, KmsDataKeys, SecretKeyedDigests, pii_key_id
@@ -213,7 +215,10 @@ def build_services(suite: Any = None) -> LoansServices:
     def business_date() -> Any:
         return dates.current(DEFAULT_MARKET).business_date
 
-    quotes = LoanQuoteService(store, business_date)
+    # Due dates roll to the market's trading days, as every date that matters to money comes from its
+    # calendar; a year the calendar does not list keeps its nominal dates (domain/loans.py roll_due_date).
+    calendar = load_calendars(Path(__file__).resolve().parent).get(DEFAULT_MARKET)
+    quotes = LoanQuoteService(store, business_date, calendar)
     ledger = LedgerAccounts(LedgerService(ledger_store_from_config()))
     applications = LoanApplicationService(store, store, ledger, quotes,
                                           RiskClient(suite, timeout_seconds=UNDERWRITING_CALL_SECONDS),
@@ -223,8 +228,9 @@ def build_services(suite: Any = None) -> LoansServices:
                                           # key for the rail, fingerprinted with its digest key.
                                           vault=CreditorVault(EnvelopeCipher(KmsDataKeys(pii_key_id())),
                                                               SecretKeyedDigests()))
-    disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite))
-    repayments = LoanRepaymentService(store, store, ledger, business_date)
+    disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite),
+                                            business_calendar=calendar)
+    repayments = LoanRepaymentService(store, store, ledger, business_date, business_calendar=calendar)
     ops = LoanOpsService(store, store, ledger, business_date, repayments)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     from finfaas.store.loans_nightly_store import LoansNightlyStore

@@ -12,6 +12,7 @@ import json
 import secrets
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 
 import pytest
 from finfaas.domain.ledger import AccountKind, NewAccount, system_account_id
@@ -38,6 +39,7 @@ DISBURSEMENT_SECONDS_MAX = 60  # the saga's one step, through the connector's SQ
 PAYOUT_SECONDS_MAX = 90  # the saga's steps, the rail's first start, its settlement and signed notice
 CANDIDATES_MAX = 200  # customer ids tried for a clean (or a poor) bureau file: one in ten is poor
 FUNDING = system_account_id(AccountKind.LOANS, "USD")
+REPOSITORY = Path(__file__).resolve().parents[2]
 BANK = {"bank_code": "SANDUS00", "account_number": "000123456789", "name": "Ada Lovelace"}
 
 
@@ -125,6 +127,40 @@ def test_a_product_is_quoted_and_applications_are_underwritten_by_risk_and_the_b
 
 def minor(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def test_a_quoted_due_date_on_a_market_holiday_moves_to_the_next_trading_day(suite):
+    # GIVEN the shipped calendar of the business date's market, and a holiday a month or more ahead of the
+    # business date (a day of month up to 28, so the month's arithmetic cannot move it)
+    from finfaas.platform.calendars import load_calendars
+    from finfaas.services.business_date.model import DEFAULT_MARKET
+
+    operator = client_token("ops", "ops:act")
+    status, shown = _request("GET", f"{suite}/function/ledger/_/ops/business-date", operator)
+    assert status == 200, shown
+    today = date.fromisoformat(shown["business_date"])
+    calendar = load_calendars(REPOSITORY / "functions" / "loans")[DEFAULT_MARKET]
+    holidays = [h for h in sorted(calendar.holidays)
+                if h.day <= 28 and today < month_before(h) <= today + timedelta(days=300)]
+    assert holidays, f"infra/calendars has no holiday a month after {today}: ship the next year's calendar"
+    holiday = holidays[0]
+    product_id = create_product(suite, operator, "calendar")
+    _, _, token = customer(poor=False)
+
+    # WHEN a loan disbursed a month before it is quoted
+    status, quote = _request("POST", f"{suite}/function/loans/loans/quotes", token,
+                             {"product_id": product_id, "principal": "100.00", "term_months": 3,
+                              "disbursement_date": month_before(holiday).isoformat()})
+
+    # THEN its first installment's period ends on the holiday and falls due on the next trading day
+    assert status == 200, quote
+    first = quote["installments"][0]
+    assert first["period_end"] == holiday.isoformat()
+    assert first["due_date"] == calendar.next_trading_day(holiday).isoformat() != holiday.isoformat()
+
+
+def month_before(day: date) -> date:
+    return day.replace(year=day.year - 1, month=12) if day.month == 1 else day.replace(month=day.month - 1)
 
 
 def test_a_loan_is_disbursed_repaid_falls_overdue_with_a_penalty_and_is_paid_off(suite):
