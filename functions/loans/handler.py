@@ -230,7 +230,7 @@ def build_services(suite: Any = None) -> LoansServices:
                                                               SecretKeyedDigests()))
     disbursements = LoanDisbursementService(store, store, ledger, business_date, OrchestratorClient(suite),
                                             business_calendar=calendar)
-    repayments = LoanRepaymentService(store, store, ledger, business_date, business_calendar=calendar)
+    repayments = LoanRepaymentService(store, store, ledger, business_date)
     ops = LoanOpsService(store, store, ledger, business_date, repayments)
     audit_key = signing_key_from_text(config.read_secret(AUDIT_KEY_SECRET_NAME, required=False))
     from finfaas.store.loans_nightly_store import LoansNightlyStore

@@ -564,7 +564,11 @@ def prepay_partially(terms: LoanTerms, schedule: Schedule, after_number: int, am
                          count=len(remaining), principal_grace=grace_left, interest_grace=interest_grace_left,
                          installment_minor=fixed_installment, principal_part_minor=fixed_principal,
                          stop_when_repaid=mode is PrepaymentMode.SHORTER_TERM)
-    return Schedule(schedule.principal_minor - amount_minor, kept + rows)
+    # A prepayment changes amounts, not dates: each installment left keeps the due date the schedule was
+    # fixed with (rolled by the calendar of its disbursement), whatever calendar is at hand now.
+    dated = tuple(replace(row, due_on=old.due_on) if row.period_end == old.period_end else row
+                  for row, old in zip(rows, remaining, strict=False))
+    return Schedule(schedule.principal_minor - amount_minor, kept + dated)
 
 
 def _regular_installment(terms: LoanTerms, schedule: Schedule) -> tuple[int | None, int | None]:

@@ -414,6 +414,22 @@ def test_an_equal_principal_prepayment_for_a_shorter_term_keeps_the_principal_pa
 
 
 @pytest.mark.parametrize("mode", list(PrepaymentMode))
+def test_a_prepayment_changes_amounts_not_the_due_dates_the_calendar_rolled(mode):
+    # The schedule was fixed with a calendar: #3's period ends on a holiday (Friday 2027-04-02 here, and
+    # Monday is one too), due on Tuesday 6 April. A prepayment with #2 is recomputed without the calendar
+    # (as the loan's fold does) and keeps that due date.
+    calendar = MarketCalendar("CN", frozenset({2027}), frozenset({date(2027, 4, 2), date(2027, 4, 5)}))
+    terms = LoanTerms(10000, Decimal("0.12"), 6, date(2027, 1, 2))
+    schedule = build_schedule(terms, calendar)
+    assert schedule.installments[2].due_on == date(2027, 4, 6)
+
+    prepaid = prepay_partially(terms, schedule, 2, 3000, mode)
+
+    assert [i.due_on for i in prepaid.installments] == [
+        i.due_on for i in schedule.installments[:len(prepaid.installments)]]
+
+
+@pytest.mark.parametrize("mode", list(PrepaymentMode))
 def test_two_prepayments_with_the_same_installment_both_reduce_the_principal(mode):
     # 30.00 then 10.00 after #2: the second starts from 37.34, not from #2's row balance of 67.34.
     schedule = build_schedule(FINERACT_100)

@@ -842,13 +842,11 @@ class LoanRepaymentService:
     to sys-loans-<CUR>, interest and fees to sys-fees-<CUR>) and the loan's new state commit together."""
 
     def __init__(self, products: LoanProducts, loans: LoanRepository, ledger: LoanLedger,
-                 business_date: Callable[[], date], business_calendar: MarketCalendar | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 business_date: Callable[[], date], clock: Callable[[], datetime] | None = None) -> None:
         self._products = products
         self._loans = loans
         self._ledger = ledger
         self._business_date = business_date
-        self._calendar = business_calendar
         self._clock = clock or utc_now
         self._terms: dict[str, LoanProduct] = {}
         self._terms_lock = threading.Lock()
