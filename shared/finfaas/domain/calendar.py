@@ -93,6 +93,17 @@ class MarketCalendar:
             raise CalendarError("a day cannot be both a holiday and an extra trading day",
                                 field="extra_trading_days")
 
+    def joined(self, other: MarketCalendar) -> MarketCalendar:
+        """This calendar and another year's of the same market (one file a year) as one."""
+        if other.market != self.market or other.time_zone != self.time_zone:
+            raise CalendarError(f"{other.market} ({other.time_zone}) cannot join the {self.market} calendar "
+                                f"({self.time_zone})", field="market")
+        if self.years & other.years:
+            raise CalendarError(f"the {self.market} calendar lists {min(self.years & other.years)} twice",
+                                field="years")
+        return MarketCalendar(self.market, self.years | other.years, self.holidays | other.holidays,
+                              self.extra_trading_days | other.extra_trading_days, self.time_zone)
+
     def _covered(self, day: date, name: str = "date") -> date:
         if day.year not in self.years:
             raise DateOutsideCalendar(f"{day.isoformat()} is outside the {self.market} calendar "

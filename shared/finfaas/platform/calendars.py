@@ -26,9 +26,10 @@ def calendars_dir(function_dir: Path) -> Path:
 
 
 def load_calendars(function_dir: Path) -> dict[str, MarketCalendar]:
-    """Every market's calendar found, by market."""
-    calendars = {}
+    """Every market's calendar found, by market: a market's files (one a year) joined as one."""
+    calendars: dict[str, MarketCalendar] = {}
     for path in sorted(calendars_dir(function_dir).glob("*.json")):
         calendar = parse_calendar(path.read_text())
-        calendars[calendar.market] = calendar
+        known = calendars.get(calendar.market)
+        calendars[calendar.market] = calendar if known is None else known.joined(calendar)
     return calendars
