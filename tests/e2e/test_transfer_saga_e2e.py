@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import threading
 import time
@@ -28,11 +27,10 @@ from finfaas_dev.bench.transfers import (
     client_token,
     open_customers,
     stack_text,
-    write_suite_secrets,
 )
-from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.net import wait_for
 from finfaas_dev.testing.platform import REPOSITORY_ROOT
-from support.gateway_harness import GatewayProcess
+from support.gateway_harness import suite_gateway
 from support.ledger_testing import finfaas_ledger_check
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -93,27 +91,14 @@ def suite_dir(tmp_path_factory) -> Path:
 def suite(embedded_aws, suite_dir):
     """The gateway with every function of the saga, and its base URL."""
     SUITE_STARTED_MS.append(int(time.time() * 1000))
-    folder = suite_dir
-    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
-    write_suite_secrets(secrets_dir)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    (folder / "stack.yml").write_text(stack_text() + ACCOUNTS_STACK_ENTRY)
     env = {
-        **os.environ,
         **embedded_aws.env(),
-        "FINFAAS_GATEWAY_URL": base_url,
-        "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json",
-        "FINFAAS_STATEMACHINES_DIR": str(_short_rail_timeout(folder)),
+        "FINFAAS_STATEMACHINES_DIR": str(_short_rail_timeout(suite_dir)),
         "RAIL_SANDBOX_SETTLE_SECONDS": "1",
-        CRASH_ARM_DIR_ENV: str(_crash_dir(folder)),
+        CRASH_ARM_DIR_ENV: str(_crash_dir(suite_dir)),
     }
-    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
-                             stack=folder / "stack.yml", port=port)
-    try:
+    with suite_gateway(suite_dir, stack_text() + ACCOUNTS_STACK_ENTRY, env) as base_url:
         yield base_url
-    finally:
-        gateway.stop()
 
 
 @pytest.fixture(scope="module")

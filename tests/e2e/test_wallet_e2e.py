@@ -6,23 +6,21 @@ saga machinery."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from finfaas.domain.ledger import NewAccount
 from finfaas.platform import config
-from finfaas.platform.keys import SERVICE_CLIENTS, ensure_service_clients, load_keyring
+from finfaas.platform.keys import load_keyring
 from finfaas.services.ledger.service import LedgerService
 from finfaas.store.ledger_store import ledger_store_from_config
 from finfaas_dev.bench.suite import FUNCTIONS_DIR
-from finfaas_dev.bench.transfers import _request, client_token, stack_text, write_suite_secrets
-from finfaas_dev.net import free_port, wait_for
+from finfaas_dev.bench.transfers import _request, client_token, stack_text
+from finfaas_dev.net import wait_for
 from finfaas_dev.testing.platform import TokenMinter
-from support.gateway_harness import GatewayProcess, http
+from support.gateway_harness import http, suite_gateway
 from support.ledger_testing import finfaas_ledger_check
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -53,28 +51,15 @@ BANK = {"bank_code": "SANDUS00", "account_number": "000123456789", "name": "Ada 
 
 @pytest.fixture(scope="module")
 def suite(embedded_aws, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("wallet-e2e")
-    secrets_dir = Path(os.environ["FINFAAS_SECRETS_DIR"])
-    write_suite_secrets(secrets_dir)
     # The production scopes of the wallet's own client and of the orchestrator that runs its sagas.
-    ensure_service_clients(secrets_dir, {name: SERVICE_CLIENTS[name]
-                                         for name in ("orchestrator", "wallet", "payments")},
-                           out=lambda line: None)
-    (folder / "stack.yml").write_text(stack_text() + WALLET_STACK_ENTRY + PAYMENTS_STACK_ENTRY)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **embedded_aws.env(), "FINFAAS_GATEWAY_URL": base_url,
-           "FINFAAS_JWKS_URL": f"{base_url}/function/auth/.well-known/jwks.json",
-           "RAIL_SANDBOX_SETTLE_SECONDS": "1"}
-    gateway = GatewayProcess(folder, ["--logs-dir", str(folder / "functions")], env=env,
-                             stack=folder / "stack.yml", port=port)
-    try:
+    with suite_gateway(tmp_path_factory.mktemp("wallet-e2e"),
+                       stack_text() + WALLET_STACK_ENTRY + PAYMENTS_STACK_ENTRY,
+                       {**embedded_aws.env(), "RAIL_SANDBOX_SETTLE_SECONDS": "1"},
+                       service_clients=("orchestrator", "wallet", "payments")) as base_url:
         for name in WARMED:
             wait_for(lambda name=name: _ready(f"{base_url}/function/{name}/_/ready"), WARM_SECONDS_MAX,
                      f"{name} to be ready")
         yield base_url
-    finally:
-        gateway.stop()
 
 
 def _ready(url: str) -> bool:
