@@ -161,8 +161,17 @@ class JwksCache:
         except Exception as error:
             _log.warning("jwks fetch failed", url=self.url, error_type=type(error).__name__)
             return
-        self._keys = keys
+        # A kid still published with the same key keeps its object: the verifier's remembered tokens name
+        # the key that checked them by identity, so a refetch of an unchanged set does not forget them.
+        self._keys = {kid: _same_or(self._keys.get(kid), key) for kid, key in keys.items()}
         self._fetched_at = now
+
+
+def _same_or(known: Any, fetched: Any) -> Any:
+    """The key already held when the fetched one has the same public numbers, else the fetched one."""
+    if known is not None and known.public_numbers() == fetched.public_numbers():
+        return known
+    return fetched
 
 
 @dataclass(frozen=True)
@@ -194,11 +203,11 @@ class JwtVerifier:
         self._verified_lock = threading.Lock()
 
     def verify(self, token: str) -> Principal:
+        if not token or len(token) > bearer_token_chars_max or token.count(".") != 2:
+            raise InvalidToken("not a compact JWS")
         known = self._already_verified(token)
         if known is not None:
             return known
-        if not token or len(token) > bearer_token_chars_max or token.count(".") != 2:
-            raise InvalidToken("not a compact JWS")
         header = _unverified_header(token)
         key = self._key_for_header(header)
         claims = self._decoded(token, key)

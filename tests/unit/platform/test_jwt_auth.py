@@ -466,3 +466,23 @@ def test_the_remembered_tokens_are_bounded(minter):
         verifier.verify(minter.mint(sub=f"c{n}"))
 
     assert verifier.remembered() == 2
+
+
+def test_a_remembered_token_outlives_a_refresh_that_publishes_the_same_key(minter, monkeypatch):
+    # GIVEN a token verified and remembered, then the key set refetched after its time to live, unchanged
+    import jwt
+
+    verifier, endpoint, clock = warmed_verifier(minter)
+    token = minter.mint(sub="repeat", scopes=["accounts:read"])
+    verifier.verify(token)
+    decodes = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decodes.append(1) or real_decode(*a, **k))
+    clock.now += jwks_ttl_seconds + 1
+
+    # WHEN it comes again
+    principal = verifier.verify(token)
+
+    # THEN the refetch happened, and the same key published again still vouches for the remembered token
+    assert endpoint.fetches == 2
+    assert principal.sub == "repeat" and decodes == []
