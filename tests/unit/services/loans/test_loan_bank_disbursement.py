@@ -317,3 +317,39 @@ def test_a_hold_written_to_expire_and_expired_ends_the_loan_unpaid_on_the_operat
     assert decided.json()["status"] == SCENARIOS["bank-rejected"].status
     assert Balances.of(payouts.world) == before
     assert payouts.check(loan_id) == []
+
+
+def test_a_hold_whose_disbursement_answer_was_lost_is_marked_and_an_operator_voids_it():
+    # GIVEN a bank payout's Disburse step that held the principal, then answered 500 (its answer lost)
+    payouts = LoanPayouts(SagaWorld(minter=MINTER))
+    before = Balances.of(payouts.world)
+    loan_id = payouts.apply(payouts.application(SETTLES)).json()["loan_id"]
+    assert payouts.accept(loan_id).status_code == 202
+    payouts.disbursements.disburse(loan_id)  # what the step committed before its answer was lost
+    payouts.world.gateway.faults[("loans", "/saga/disburse")] = [(500, {"code": "internal_error"})] * 3
+
+    payouts.world.run()
+
+    # THEN the saga ends without asking the rail, the loan is marked for an operator with the money held,
+    # and the operator's void gives the funding account its principal back once
+    assert payouts.world.execution_status(f"loan-disbursement:{loan_id}").value == "FAILED"
+    loan = payouts.loan(loan_id)
+    assert loan.status.value == "disbursing" and loan.payout_attention
+    assert Balances.of(payouts.world) == Balances(before.funding, before.clearing, before.held + PRINCIPAL_MINOR)
+    assert _decide(payouts, loan_id, "void").status_code == 200
+    assert payouts.loan(loan_id).status.value == "disbursement_failed"
+    assert Balances.of(payouts.world) == before
+
+
+def test_a_disbursement_refused_before_any_hold_leaves_the_loan_approved_and_nothing_held():
+    payouts = LoanPayouts(SagaWorld(minter=MINTER))
+    before = Balances.of(payouts.world)
+    loan_id = payouts.apply(payouts.application(SETTLES)).json()["loan_id"]
+    payouts.world.gateway.faults[("loans", "/saga/disburse")] = [(500, {"code": "internal_error"})] * 3
+    assert payouts.accept(loan_id).status_code == 202
+
+    payouts.world.run()
+
+    loan = payouts.loan(loan_id)
+    assert loan.status.value == "approved" and not loan.payout_attention
+    assert Balances.of(payouts.world) == before
