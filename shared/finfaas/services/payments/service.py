@@ -1089,22 +1089,32 @@ class PaymentsService:
         decider = self._risk_in_process
         assert decider is not None
 
-        def decided() -> tuple[Assessment, AssessmentToRecord | None]:
-            made = decider.decide(request, known, window)
-            if not isinstance(made, AssessmentToRecord):
-                return made, None
-            if made.assessment.decision is not Decision.APPROVE:
-                return decider.record(made), None
-            return made.assessment, made
-
         try:
-            assessment, pending = self._breaker.call(decided)
+            made = self._breaker.call(lambda: decider.decide(request, known, window))
         except CircuitOpen:
             return _Screened(self._degraded(intent, "risk circuit open"))
         except Exception as error:  # any failure of the dependency degrades; the breaker counts it
             return _Screened(self._degraded(intent, f"risk unavailable: {type(error).__name__}"))
+        pending: AssessmentToRecord | None = None
+        if not isinstance(made, AssessmentToRecord):
+            assessment = made
+        elif made.assessment.decision is Decision.APPROVE:
+            assessment, pending = made.assessment, made
+        else:
+            assessment = self._recorded_refusal(decider, made)
         answer = {"decision": assessment.decision.value, "score": assessment.score}
         return _Screened(self._risk_of(intent, answer), pending)
+
+    def _recorded_refusal(self, decider: RiskDecider, made: AssessmentToRecord) -> Assessment:
+        """A decline or review risk decided, as risk records it (its first answer, if recorded already); when
+        the record cannot be written the decision still stands (the breaker counts the failure): a decision
+        in hand never turns into a degraded approval."""
+        try:
+            return self._breaker.call(lambda: decider.record(made))
+        except Exception as error:
+            _log.warning("risk did not record a refused payment", error=type(error).__name__,
+                         payment_id=made.request.assessment_id)
+            return made.assessment
 
     def _risk_of(self, intent: PaymentIntent, answer: Mapping[str, Any]) -> dict[str, Any]:
         """The intent's risk field of risk's answer; a decline (or a review) refuses the payment."""

@@ -382,6 +382,26 @@ def test_a_customers_payment_risk_declines_is_recorded_by_risk_and_moves_nothing
     assert world.ledger.get_account(account_id).balance_minor == 10_000
 
 
+def test_a_decline_risk_cannot_record_still_declines_the_payment(world, monkeypatch):
+    # GIVEN a blocked customer, and risk's table refusing the decline's record (throttled, say)
+    account_id = world.customer(10_000)
+    owner = f"c-{account_id}"
+    RiskService(world.risk_store).block("customer", owner, "test")
+
+    def unrecordable(made):
+        raise ConnectionError("risk table unavailable")
+
+    monkeypatch.setattr(world.risk, "record", unrecordable)
+    try:
+        # THEN the decision risk made stands: no degraded approval, no money moved
+        with pytest.raises(PaymentDeclined):
+            customer_pays(world, account_id, "order-unrecorded")
+    finally:
+        RiskService(world.risk_store).unblock("customer", owner)
+    assert world.intents.get(payment_id_for(owner, "order-unrecorded")) is None
+    assert world.ledger.get_account(account_id).balance_minor == 10_000
+
+
 def test_a_customers_payment_the_ledger_refuses_is_still_counted_by_risk(world):
     account_id = world.customer(1_000)
     owner = f"c-{account_id}"
