@@ -464,11 +464,13 @@ def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str
     and the task calls as the orchestrator timed them (`task_calls`) and as the gateway timed the
     functions behind them (`task_calls_at_gateway`, its X-Duration-Seconds)."""
     totals: Counter[str] = Counter()
+    read = 0
     for outcome in outcomes:
         path = f"/function/orchestrator/executions/transfer:{outcome.transfer_id}/history?limit=200"
         status, page = _request("GET", base_url + path, token)
         if status != 200:
             continue
+        read += 1
         events = page["data"]
         at = {e["seq"]: datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp() for e in events}
         started = next(at[e["seq"]] for e in events if e["type"] == "ExecutionStarted")
@@ -482,7 +484,7 @@ def breakdown_ms(base_url: str, token: str, outcomes: list[Outcome]) -> dict[str
         totals["until_first_task"] += (scheduled[0] - started) * 1000
         totals["tasks_and_checkpoints"] += in_tasks * 1000
         totals["between_checkpoints"] += (max(at.values()) - scheduled[0] - in_tasks) * 1000
-    count = max(len(outcomes), 1)
+    count = max(read, 1)  # per transfer whose history was read: one not read adds nothing to the sums
     return {name: round(total / count, 1) for name, total in totals.items()}
 
 
