@@ -270,7 +270,8 @@ def dynamodb_stores() -> Stores:
     from finfaas.store.transfers_store import TransfersStore
     from finfaas.store.wallet_store import WalletStore
 
-    return Stores(ledger=ledger_store_from_config(), orders=TransfersStore(), risk=RiskStore(),
+    risk = RiskStore()  # the orders store reads and writes risk's items with the order's, as the function's
+    return Stores(ledger=ledger_store_from_config(), orders=TransfersStore(risk=risk), risk=risk,
                   rail=RailStore(), executions=ExecutionsStore(), idempotency=IdempotencyStore,
                   wallet=WalletStore())
 

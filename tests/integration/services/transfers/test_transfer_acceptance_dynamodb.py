@@ -8,8 +8,8 @@ import boto3
 import pytest
 from finfaas.domain.ledger import AccountKind, NewAccount
 from finfaas.platform.config import resource_name
-from support.saga_world import CUSTOMER, OTHER_CUSTOMER
-from test_transfer_saga_dynamodb import dynamodb_stores, world_on_dynamodb
+from support.saga_world import CUSTOMER, OTHER_CUSTOMER, dynamodb_stores
+from test_transfer_saga_dynamodb import world_on_dynamodb
 
 # The tables a POST /transfers may write: the order, its event, the saga's execution, a key's record.
 WRITTEN_TABLES = ("transferorders", "outbox", "executions", "history", "idempotency")

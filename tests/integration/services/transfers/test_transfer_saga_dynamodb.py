@@ -7,43 +7,17 @@ afterwards."""
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 import pytest
 from support.ledger_testing import finfaas_ledger_check
 from support.saga_scenarios import SCENARIOS, SETTLEMENT, assert_outcome, run_scenario
-from support.saga_world import CrashAt, SagaWorld, Stores
+from support.saga_world import CrashAt, SagaWorld, Stores, dynamodb_stores, outbox_types
 
 CRASHED_SCENARIOS = ("internal-completed", "rail-rejected-compensated")
 
 
-def dynamodb_stores() -> Stores:
-    from finfaas.store.executions_store import ExecutionsStore
-    from finfaas.store.idempotency_store import IdempotencyStore
-    from finfaas.store.ledger_store import ledger_store_from_config
-    from finfaas.store.rail_store import RailStore
-    from finfaas.store.risk_store import RiskStore
-    from finfaas.store.transfers_store import TransfersStore
-
-    risk = RiskStore()
-    return Stores(
-        ledger=ledger_store_from_config(),
-        orders=TransfersStore(risk=risk),
-        risk=risk,
-        rail=RailStore(),
-        executions=ExecutionsStore(),
-        idempotency=IdempotencyStore,
-    )
-
-
-def outbox_events(transfer_id: str) -> list[str]:
-    from finfaas.store.outbox_store import OutboxStore, outbox_partition
-
-    partition = outbox_partition("transfers", transfer_id)
-    return [
-        e.type
-        for e in OutboxStore(partitions=[partition]).oldest(partition, 1000)
-        if e.subject == transfer_id
-    ]
+outbox_events = partial(outbox_types, "transfers")
 
 
 @pytest.fixture(scope="module")

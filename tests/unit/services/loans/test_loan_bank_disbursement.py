@@ -335,7 +335,8 @@ def test_a_hold_whose_disbursement_answer_was_lost_is_marked_and_an_operator_voi
     assert payouts.world.execution_status(f"loan-disbursement:{loan_id}").value == "FAILED"
     loan = payouts.loan(loan_id)
     assert loan.status.value == "disbursing" and loan.payout_attention
-    assert Balances.of(payouts.world) == Balances(before.funding, before.clearing, before.held + PRINCIPAL_MINOR)
+    held = Balances(before.funding, before.clearing, before.held + PRINCIPAL_MINOR)
+    assert Balances.of(payouts.world) == held
     assert _decide(payouts, loan_id, "void").status_code == 200
     assert payouts.loan(loan_id).status.value == "disbursement_failed"
     assert Balances.of(payouts.world) == before
